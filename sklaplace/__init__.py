@@ -1,0 +1,18 @@
+"""sklaplace: a Laplace-approximation MLP classifier for scikit-learn."""
+
+from sklaplace._functional import (
+    log_posterior,
+    log_posterior_grad,
+    log_posterior_hessian,
+    log_posterior_hvp,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "log_posterior",
+    "log_posterior_grad",
+    "log_posterior_hessian",
+    "log_posterior_hvp",
+]

@@ -1,0 +1,67 @@
+"""Hidden-layer activations and their first and second derivatives.
+
+As in :mod:`sklearn.neural_network._base`, each derivative is written in
+terms of the activation's OUTPUT ``a = phi(z)``, so the forward pass need not
+keep the pre-activations. Every function takes the namespace ``xp`` first.
+"""
+
+__all__ = ["ACTIVATIONS", "DERIVATIVES", "SECOND_DERIVATIVES"]
+
+
+def _identity(xp, z):
+    return z
+
+
+def _logistic(xp, z):
+    # exp(-logaddexp(0, -z)) is sigmoid(z) without overflow for any z.
+    return xp.exp(-xp.logaddexp(xp.zeros_like(z), -z))
+
+
+def _tanh(xp, z):
+    return xp.tanh(z)
+
+
+def _relu(xp, z):
+    return xp.maximum(z, xp.zeros_like(z))
+
+
+def _softplus(xp, z):
+    return xp.logaddexp(xp.zeros_like(z), z)
+
+
+ACTIVATIONS = {
+    "identity": _identity,
+    "logistic": _logistic,
+    "tanh": _tanh,
+    "relu": _relu,
+    "softplus": _softplus,
+}
+
+
+def _softplus_sigmoid(xp, a):
+    # For a = softplus(z): sigmoid(z) = 1 - exp(-a), accurate for tiny a too.
+    return -xp.expm1(-a)
+
+
+DERIVATIVES = {
+    "identity": lambda xp, a: xp.ones_like(a),
+    "logistic": lambda xp, a: a * (1 - a),
+    "tanh": lambda xp, a: 1 - a * a,
+    "relu": lambda xp, a: xp.astype(a > 0, a.dtype),
+    "softplus": _softplus_sigmoid,
+}
+
+
+def _softplus_second(xp, a):
+    s = _softplus_sigmoid(xp, a)
+    return s * (1 - s)
+
+
+SECOND_DERIVATIVES = {
+    "identity": lambda xp, a: xp.zeros_like(a),
+    "logistic": lambda xp, a: a * (1 - a) * (1 - 2 * a),
+    "tanh": lambda xp, a: -2 * a * (1 - a * a),
+    # Zero almost everywhere; the kink at 0 has measure zero.
+    "relu": lambda xp, a: xp.zeros_like(a),
+    "softplus": _softplus_second,
+}

@@ -1,0 +1,188 @@
+"""Array backends: the one module that knows which library is behind ``xp``.
+
+Everything numeric in sklaplace is written against an Array-API namespace
+``xp`` (NumPy, CuPy, or ``array_api_strict`` in tests). The few operations
+the standard lacks -- triangular solves, a Cholesky that raises on a matrix
+that is not positive definite, a symmetric rank-k update -- live here, with
+one branch per library.
+"""
+
+import numpy as np
+import scipy.linalg
+from array_api_compat import (
+    array_namespace,
+    is_cupy_namespace,
+    is_numpy_namespace,
+)
+
+__all__ = [
+    "BACKENDS",
+    "NotPositiveDefiniteError",
+    "cholesky",
+    "get_namespace",
+    "gram",
+    "resolve_backend",
+    "solve_triangular",
+    "to_numpy",
+]
+
+BACKENDS = ("auto", "numpy", "cupy")
+
+_CUPY_HINT = (
+    "Install the GPU extra with `pip install sklaplace[gpu]` (CuPy for CUDA 13) "
+    "on a machine with an NVIDIA GPU, or use backend='numpy'."
+)
+
+
+class NotPositiveDefiniteError(np.linalg.LinAlgError):
+    """Raised by :func:`cholesky` when the matrix is not positive definite."""
+
+
+def get_namespace(*arrays):
+    """Return the Array-API namespace shared by ``arrays``.
+
+    Parameters
+    ----------
+    *arrays : array-like
+        Arrays of one library (NumPy, CuPy, array_api_strict, ...). Python
+        scalars and ``None`` are ignored.
+
+    Returns
+    -------
+    xp : module
+        The array-API-compatible namespace.
+    """
+    arrays = [a for a in arrays if a is not None and not isinstance(a, float | int)]
+    return array_namespace(*arrays)
+
+
+def _import_cupy():
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or CUDA libraries missing
+        raise ImportError(
+            f"backend='cupy' needs CuPy, which did not import ({exc}). {_CUPY_HINT}"
+        ) from exc
+    return cupy
+
+
+def _cupy_device_available():
+    try:
+        cupy = _import_cupy()
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def resolve_backend(backend):
+    """Return the namespace ``xp`` for a ``backend`` parameter value.
+
+    Parameters
+    ----------
+    backend : {"auto", "numpy", "cupy"}
+        ``"auto"`` picks CuPy when it imports and a CUDA device is present,
+        else NumPy.
+
+    Returns
+    -------
+    xp : module
+        An array-API-compatible namespace.
+
+    Raises
+    ------
+    ImportError
+        If ``backend="cupy"`` and CuPy or a CUDA device is missing.
+    """
+    if backend == "numpy" or (backend == "auto" and not _cupy_device_available()):
+        return get_namespace(np.empty(0))
+    if backend not in ("auto", "cupy"):
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    cupy = _import_cupy()
+    try:
+        n_devices = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        raise ImportError(
+            f"backend='cupy': no CUDA device ({exc}). {_CUPY_HINT}"
+        ) from exc
+    if n_devices == 0:
+        raise ImportError(f"backend='cupy': no CUDA device found. {_CUPY_HINT}")
+    return get_namespace(cupy.empty(0))
+
+
+def to_numpy(array):
+    """Return ``array`` as a NumPy array on the host (a copy if on a device)."""
+    if isinstance(array, np.ndarray | np.generic | float | int):
+        return np.asarray(array)
+    xp = get_namespace(array)
+    if is_cupy_namespace(xp):
+        return array.get()
+    return np.from_dlpack(array)
+
+
+def cholesky(xp, A):
+    """Lower Cholesky factor of a symmetric positive-definite matrix.
+
+    Parameters
+    ----------
+    xp : module
+        Array namespace of ``A``.
+    A : array of shape (n, n)
+        Symmetric matrix.
+
+    Returns
+    -------
+    L : array of shape (n, n)
+        Lower-triangular, ``A = L @ L.T``.
+
+    Raises
+    ------
+    NotPositiveDefiniteError
+        If ``A`` is not (numerically) positive definite. CuPy returns NaNs
+        instead of raising, so the factor is checked explicitly.
+    """
+    try:
+        L = xp.linalg.cholesky(A)
+    except np.linalg.LinAlgError as exc:
+        raise NotPositiveDefiniteError(str(exc)) from exc
+    if not bool(xp.all(xp.isfinite(xp.linalg.diagonal(L)))):
+        raise NotPositiveDefiniteError("Matrix is not positive definite.")
+    return L
+
+
+def solve_triangular(xp, L, B, *, lower=True, trans=False):
+    """Solve ``L X = B`` (or ``L.T X = B`` when ``trans``) for triangular ``L``."""
+    if is_numpy_namespace(xp):
+        return scipy.linalg.solve_triangular(
+            L, B, lower=lower, trans=1 if trans else 0, check_finite=False
+        )
+    if is_cupy_namespace(xp):
+        from cupyx.scipy.linalg import solve_triangular as cupy_solve_triangular
+
+        return cupy_solve_triangular(L, B, lower=lower, trans=1 if trans else 0)
+    # Any other namespace (array_api_strict in tests): a general solve is
+    # slower but standard.
+    return xp.linalg.solve(L.T if trans else L, B)
+
+
+def gram(xp, F):
+    """Return ``F.T @ F`` for ``F`` of shape (n_rows, n_cols).
+
+    On NumPy this is BLAS ``syrk`` (half the flops of a general product); on
+    CuPy cuBLAS ``syrk``; elsewhere a plain matrix product.
+    """
+    if is_numpy_namespace(xp) and F.dtype in (np.float64, np.float32):
+        syrk = (
+            scipy.linalg.blas.dsyrk
+            if F.dtype == np.float64
+            else scipy.linalg.blas.ssyrk
+        )
+        # F is C-contiguous, so F.T is Fortran-ordered: syrk(a=F.T) computes
+        # F.T @ F (upper triangle) without copying F.
+        G = syrk(1.0, np.asfortranarray(F.T), lower=0)
+        return np.triu(G) + np.triu(G, 1).T
+    if is_cupy_namespace(xp):
+        import cupy
+
+        G = cupy.cublas.syrk("T", F, lower=False)
+        return cupy.triu(G) + cupy.triu(G, 1).T
+    return F.T @ F

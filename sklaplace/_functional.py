@@ -1,0 +1,339 @@
+"""Public functional API: the log posterior of any MLP and its derivatives.
+
+These functions answer "what is the Hessian of the log posterior of this
+network on these data?" without fitting anything. ``coefs`` and
+``intercepts`` use MLPClassifier's layout, so a fitted ``MLPClassifier``'s
+own ``coefs_`` and ``intercepts_`` can be passed as they are.
+
+Conventions shared by every function here:
+
+* One output unit means a Bernoulli likelihood (``y`` in {0, 1}); ``K > 1``
+  output units mean a categorical likelihood (``y`` in {0, ..., K - 1}).
+* The value is ``sum_n s_n log p(y_n | f_n) - 1/2 theta' A theta`` (no
+  normalising constants), where ``A`` is diagonal: ``alpha`` on the weights,
+  ``bias_prior_precision`` on the biases.
+* Gradients, Hessians and vectors use the flat parameter order
+  ``theta = [W_0.ravel(), b_0, W_1.ravel(), b_1, ...]`` (C order).
+* Derivatives are those of the LOG posterior: the Hessian is negative
+  definite at a strict mode, and its negative is the posterior precision.
+* Outputs are arrays of the inputs' namespace (NumPy, CuPy, ...).
+"""
+
+import numpy as np
+
+from sklaplace._activations import ACTIVATIONS
+from sklaplace._backend import get_namespace, to_numpy
+from sklaplace._curvature import CURVATURES
+from sklaplace._likelihood import Bernoulli, Categorical
+from sklaplace._network import ParamLayout
+from sklaplace._objective import DEFAULT_MEMORY_BUDGET, NegLogPosterior
+from sklaplace._prior import prior_precision_vector
+
+__all__ = [
+    "log_posterior",
+    "log_posterior_grad",
+    "log_posterior_hessian",
+    "log_posterior_hvp",
+]
+
+_HESSIAN_KINDS = {
+    "exact": ("exact", "full"),
+    "ggn": ("ggn", "full"),
+    "diag": ("ggn", "diag"),
+}
+
+
+def _as_host(value):
+    """Return a NumPy view of a scalar, sequence, or array of any namespace."""
+    if isinstance(value, np.ndarray | list | tuple | float | int):
+        return np.asarray(value)
+    return to_numpy(value)
+
+
+def _check_activation(activation):
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}."
+        )
+
+
+def _objective(
+    coefs,
+    intercepts,
+    X,
+    y,
+    activation,
+    alpha,
+    bias_prior_precision,
+    sample_weight,
+    memory_budget=DEFAULT_MEMORY_BUDGET,
+):
+    """Build the objective and ``theta`` from MLPClassifier-layout arrays."""
+    if len(coefs) != len(intercepts) or len(coefs) == 0:
+        raise ValueError(
+            "coefs and intercepts must be non-empty lists of the same length."
+        )
+    _check_activation(activation)
+    xp = get_namespace(X, *coefs, *intercepts)
+    layout = ParamLayout([coefs[0].shape[0]] + [c.shape[1] for c in coefs])
+    if X.ndim != 2 or X.shape[1] != layout.layer_sizes[0]:
+        raise ValueError(
+            f"X must have shape (n_samples, {layout.layer_sizes[0]}), got {X.shape}."
+        )
+    theta = layout.pack(xp, coefs, intercepts)
+    dtype = theta.dtype
+    likelihood = Bernoulli if layout.n_outputs == 1 else Categorical
+    n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
+    y_host = np.asarray(_as_host(y))
+    if y_host.shape != (X.shape[0],) or not np.all(
+        np.isin(y_host, np.arange(n_classes))
+    ):
+        raise ValueError(
+            f"y must hold {X.shape[0]} class indices in 0..{n_classes - 1}."
+        )
+    Y = likelihood.encode(
+        xp, xp.asarray(y_host.astype(np.int64)), layout.n_outputs, dtype
+    )
+    if sample_weight is None:
+        sample_weight = xp.ones(X.shape[0], dtype=dtype)
+    else:
+        sample_weight = xp.asarray(_as_host(sample_weight).astype(float), dtype=dtype)
+        if sample_weight.shape != (X.shape[0],):
+            raise ValueError(f"sample_weight must have shape ({X.shape[0]},).")
+    precision = prior_precision_vector(
+        layout, _as_host(alpha), _as_host(bias_prior_precision)
+    )
+    obj = NegLogPosterior(
+        xp,
+        layout,
+        activation,
+        likelihood,
+        X,
+        Y,
+        sample_weight,
+        xp.asarray(precision, dtype=dtype),
+        memory_budget,
+    )
+    return obj, theta
+
+
+_PARAMETERS_DOC = """coefs : list of arrays
+        ``coefs[i]`` of shape ``(fan_in_i, fan_out_i)``, as
+        ``MLPClassifier.coefs_``. The last layer has 1 unit (binary) or K.
+    intercepts : list of arrays
+        ``intercepts[i]`` of shape ``(fan_out_i,)``, as
+        ``MLPClassifier.intercepts_``.
+    X : array of shape (n_samples, n_features)
+        Inputs.
+    y : array-like of shape (n_samples,)
+        Class indices: 0/1 with one output unit, 0..K-1 with K units."""
+
+_KEYWORDS_DOC = """activation : str, default="relu"
+        Hidden-layer activation: "identity", "logistic", "tanh", "relu" or
+        "softplus".
+    alpha : float or array-like, default=1e-4
+        Prior precision of the weights: a scalar, one value per layer, or one
+        value per parameter (then biases too). Values must be in the range
+        ``[0.0, inf)``. MLPClassifier's ``alpha`` has this meaning.
+    bias_prior_precision : float or array-like of shape (n_layers,), default=0.0
+        Prior precision of the biases (0 is a flat prior, MLPClassifier's
+        convention). Values must be in the range ``[0.0, inf)``.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Per-sample weights ``s_n`` multiplying each log likelihood term."""
+
+
+def log_posterior(
+    coefs,
+    intercepts,
+    X,
+    y,
+    *,
+    activation="relu",
+    alpha=1e-4,
+    bias_prior_precision=0.0,
+    sample_weight=None,
+):
+    obj, theta = _objective(
+        coefs, intercepts, X, y, activation, alpha, bias_prior_precision, sample_weight
+    )
+    return -obj.loss(theta)
+
+
+def log_posterior_grad(
+    coefs,
+    intercepts,
+    X,
+    y,
+    *,
+    activation="relu",
+    alpha=1e-4,
+    bias_prior_precision=0.0,
+    sample_weight=None,
+):
+    obj, theta = _objective(
+        coefs, intercepts, X, y, activation, alpha, bias_prior_precision, sample_weight
+    )
+    return -obj.loss_gradient(theta)[1]
+
+
+def log_posterior_hessian(
+    coefs,
+    intercepts,
+    X,
+    y,
+    *,
+    kind="exact",
+    activation="relu",
+    alpha=1e-4,
+    bias_prior_precision=0.0,
+    sample_weight=None,
+    memory_budget=DEFAULT_MEMORY_BUDGET,
+):
+    if kind not in _HESSIAN_KINDS:
+        raise ValueError(f"kind must be one of {sorted(_HESSIAN_KINDS)}, got {kind!r}.")
+    obj, theta = _objective(
+        coefs,
+        intercepts,
+        X,
+        y,
+        activation,
+        alpha,
+        bias_prior_precision,
+        sample_weight,
+        memory_budget,
+    )
+    return -CURVATURES[_HESSIAN_KINDS[kind]](obj, theta)
+
+
+def log_posterior_hvp(
+    coefs,
+    intercepts,
+    X,
+    y,
+    v,
+    *,
+    kind="exact",
+    activation="relu",
+    alpha=1e-4,
+    bias_prior_precision=0.0,
+    sample_weight=None,
+):
+    if kind not in ("exact", "ggn"):
+        raise ValueError(f"kind must be 'exact' or 'ggn', got {kind!r}.")
+    obj, theta = _objective(
+        coefs, intercepts, X, y, activation, alpha, bias_prior_precision, sample_weight
+    )
+    if v.shape != theta.shape:
+        raise ValueError(f"v must have shape ({theta.shape[0]},), got {v.shape}.")
+    return -obj.hessp(theta, v, kind)
+
+
+log_posterior.__doc__ = f"""Log posterior of an MLP classifier, up to a constant.
+
+    ``sum_n s_n log p(y_n | f_n) - 1/2 theta' A theta`` with no normalising
+    constants (see the module conventions in :mod:`sklaplace`).
+
+    Parameters
+    ----------
+    {_PARAMETERS_DOC}
+    {_KEYWORDS_DOC}
+
+    Returns
+    -------
+    value : 0-d array
+        In the namespace of the inputs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklaplace import log_posterior
+    >>> X = np.array([[0.0], [1.0]]); y = np.array([0, 1])
+    >>> coefs, intercepts = [np.zeros((1, 1))], [np.zeros(1)]
+    >>> float(log_posterior(coefs, intercepts, X, y))  # 2 log(1/2)
+    -1.386...
+    """
+
+log_posterior_grad.__doc__ = f"""Gradient of :func:`log_posterior` in ``theta``.
+
+    Computed by backpropagation: ``-sum_n J_n' r_n - A theta`` with the
+    residual ``r_n = s_n (p_n - y_n)``.
+
+    Parameters
+    ----------
+    {_PARAMETERS_DOC}
+    {_KEYWORDS_DOC}
+
+    Returns
+    -------
+    grad : array of shape (n_params,)
+        In the order ``[W_0.ravel(), b_0, W_1.ravel(), b_1, ...]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklaplace import log_posterior_grad
+    >>> X = np.array([[0.0], [1.0]]); y = np.array([1, 1])
+    >>> log_posterior_grad([np.zeros((1, 1))], [np.zeros(1)], X, y)
+    array([0.5, 1. ])
+    """
+
+log_posterior_hessian.__doc__ = f"""Hessian of :func:`log_posterior` in ``theta``.
+
+    Parameters
+    ----------
+    {_PARAMETERS_DOC}
+    kind : {{"exact", "ggn", "diag"}}, default="exact"
+        ``"exact"``: both terms, ``-(sum_n J_n' Lambda_n J_n + sum_nk r_nk
+        d2f_nk + A)``, by second-order backprop. ``"ggn"``: the generalised
+        Gauss-Newton (outer-product) approximation ``-(sum_n J_n' Lambda_n J_n
+        + A)``, negative definite whenever ``A`` is positive definite.
+        ``"diag"``: the diagonal of the GGN as a vector, computed in
+        ``O(n_samples * n_params)`` without any ``n_params x n_params`` matrix.
+    {_KEYWORDS_DOC}
+    memory_budget : int, default=256 MiB
+        Bytes one chunk of per-sample intermediates may take; rows are summed
+        in chunks that fit it.
+
+    Returns
+    -------
+    hessian : array of shape (n_params, n_params), or (n_params,) for "diag"
+        In the order ``[W_0.ravel(), b_0, W_1.ravel(), b_1, ...]``. Its negative
+        is the Laplace posterior precision at a mode.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklaplace import log_posterior_hessian
+    >>> X = np.array([[0.0], [1.0]]); y = np.array([0, 1])
+    >>> log_posterior_hessian([np.zeros((1, 1))], [np.zeros(1)], X, y, alpha=1.0)
+    array([[-1.25, -0.25],
+           [-0.25, -0.5 ]])
+    """
+
+log_posterior_hvp.__doc__ = f"""Hessian-vector product of :func:`log_posterior`.
+
+    Pearlmutter's R-operator: about two gradients' cost, no matrix formed.
+
+    Parameters
+    ----------
+    {_PARAMETERS_DOC}
+    v : array of shape (n_params,)
+        Direction, in the order of ``theta``.
+    kind : {{"exact", "ggn"}}, default="exact"
+        Exact Hessian product or generalised Gauss-Newton product
+        (``Jv -> Lambda Jv -> J' Lambda Jv``), prior included.
+    {_KEYWORDS_DOC}
+
+    Returns
+    -------
+    hv : array of shape (n_params,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklaplace import log_posterior_hvp
+    >>> X = np.array([[0.0], [1.0]]); y = np.array([0, 1])
+    >>> log_posterior_hvp([np.zeros((1, 1))], [np.zeros(1)], X, y, np.array([1.0, 0.0]),
+    ...                   alpha=1.0)
+    array([-1.25, -0.25])
+    """

@@ -1,0 +1,134 @@
+"""Likelihoods on logits: Bernoulli (one logit) and categorical (K logits).
+
+Each likelihood works on ``logits`` of shape ``(n_samples, n_outputs)`` and
+targets ``Y`` of the same shape (0/1 for Bernoulli, one-hot for categorical),
+with per-sample weights ``sample_weight`` of shape ``(n_samples,)``. All
+quantities are SUMMED over samples. Every formula is written to stay finite
+for logits of any size (no ``log(sigmoid(f))``, no unshifted ``exp``).
+"""
+
+__all__ = ["Bernoulli", "Categorical", "LIKELIHOODS", "likelihood_for"]
+
+
+def _log_sigmoid(xp, f):
+    return -xp.logaddexp(xp.zeros_like(f), -f)
+
+
+class Bernoulli:
+    """Bernoulli likelihood on one logit: ``log p(y|f) = y f - log(1 + e^f)``."""
+
+    name = "bernoulli"
+
+    @staticmethod
+    def n_outputs(n_classes):
+        """Return the number of logits for ``n_classes`` classes (always 1)."""
+        return 1
+
+    @staticmethod
+    def encode(xp, y, n_outputs, dtype):
+        """Targets ``Y`` of shape ``(n_samples, 1)`` from class indices ``y``."""
+        return xp.astype(xp.reshape(y, (-1, 1)), dtype)
+
+    @staticmethod
+    def log_likelihood(xp, logits, Y, sample_weight):
+        """``sum_n s_n (y_n f_n - logaddexp(0, f_n))``."""
+        per_sample = Y * logits - xp.logaddexp(xp.zeros_like(logits), logits)
+        return xp.sum(sample_weight * per_sample[:, 0])
+
+    @staticmethod
+    def mean(xp, logits):
+        """``sigmoid(f)``, shape ``(n_samples, 1)``."""
+        return xp.exp(_log_sigmoid(xp, logits))
+
+    @staticmethod
+    def proba(xp, logits):
+        """Class probabilities ``[1 - p, p]``, shape ``(n_samples, 2)``."""
+        return xp.concat(
+            [xp.exp(_log_sigmoid(xp, -logits)), xp.exp(_log_sigmoid(xp, logits))],
+            axis=1,
+        )
+
+    @classmethod
+    def residual(cls, xp, logits, Y, sample_weight):
+        """``s_n (p_n - y_n)``: gradient of the negative log likelihood in ``f``."""
+        return sample_weight[:, None] * (cls.mean(xp, logits) - Y)
+
+    @staticmethod
+    def _variance(xp, logits):
+        # p (1 - p) = exp(log_sigmoid(f) + log_sigmoid(-f)): no cancellation.
+        return xp.exp(_log_sigmoid(xp, logits) + _log_sigmoid(xp, -logits))
+
+    @classmethod
+    def hessian_matvec(cls, xp, logits, sample_weight, U):
+        """``Lambda_n u_n`` with ``Lambda_n = s_n p_n (1 - p_n)``; ``U`` (n, 1)."""
+        return (sample_weight[:, None] * cls._variance(xp, logits)) * U
+
+    @classmethod
+    def hessian_factor(cls, xp, logits, sample_weight):
+        """Rows ``R_n`` of shape ``(n_samples, 1, 1)`` with ``Lambda_n = R_n' R_n``."""
+        return xp.sqrt(sample_weight[:, None] * cls._variance(xp, logits))[:, :, None]
+
+
+class Categorical:
+    """Categorical (softmax) likelihood on K logits: ``f_y - logsumexp(f)``."""
+
+    name = "categorical"
+
+    @staticmethod
+    def n_outputs(n_classes):
+        """Return the number of logits for ``n_classes`` classes (``n_classes``)."""
+        return n_classes
+
+    @staticmethod
+    def encode(xp, y, n_outputs, dtype):
+        """One-hot targets of shape ``(n_samples, n_outputs)``."""
+        classes = xp.arange(n_outputs, dtype=y.dtype)
+        return xp.astype(xp.reshape(y, (-1, 1)) == classes, dtype)
+
+    @staticmethod
+    def _log_softmax(xp, logits):
+        shifted = logits - xp.max(logits, axis=1, keepdims=True)
+        return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+    @classmethod
+    def log_likelihood(cls, xp, logits, Y, sample_weight):
+        """``sum_n s_n (f_{n,y_n} - logsumexp(f_n))``."""
+        return xp.sum(sample_weight * xp.sum(Y * cls._log_softmax(xp, logits), axis=1))
+
+    @classmethod
+    def proba(cls, xp, logits):
+        """``softmax(f)``, shape ``(n_samples, n_outputs)``."""
+        return xp.exp(cls._log_softmax(xp, logits))
+
+    @classmethod
+    def residual(cls, xp, logits, Y, sample_weight):
+        """``s_n (p_n - y_n)``: gradient of the negative log likelihood in ``f``."""
+        return sample_weight[:, None] * (cls.proba(xp, logits) - Y)
+
+    @classmethod
+    def hessian_matvec(cls, xp, logits, sample_weight, U):
+        """``Lambda_n u_n`` with ``Lambda_n = s_n (diag p_n - p_n p_n')``."""
+        p = cls.proba(xp, logits)
+        pu = xp.sum(p * U, axis=1, keepdims=True)
+        return sample_weight[:, None] * p * (U - pu)
+
+    @classmethod
+    def hessian_factor(cls, xp, logits, sample_weight):
+        """Rows ``R_n`` of shape ``(n_samples, K, K)`` with ``Lambda_n = R_n' R_n``.
+
+        Row ``k`` is ``sqrt(s_n p_nk) (e_k - p_n)``: since ``sum_k p_nk = 1``,
+        ``sum_k p_k (e_k - p)(e_k - p)' = diag(p) - p p'``.
+        """
+        p = cls.proba(xp, logits)
+        n_outputs = p.shape[1]
+        eye = xp.eye(n_outputs, dtype=p.dtype)
+        scale = xp.sqrt(sample_weight[:, None] * p)
+        return scale[:, :, None] * (eye[None, :, :] - p[:, None, :])
+
+
+LIKELIHOODS = {"bernoulli": Bernoulli, "categorical": Categorical}
+
+
+def likelihood_for(n_classes):
+    """Bernoulli with one logit for two classes, categorical otherwise."""
+    return Bernoulli if n_classes == 2 else Categorical

@@ -1,0 +1,276 @@
+"""The multilayer perceptron: parameter layout, forward pass, backprop, R-op.
+
+Conventions (DESIGN.md section 1), written once here:
+
+* Layers ``i = 0 .. n_layers - 1``; ``acts[0] = X``; ``z_i = acts[i] @ W_i + b_i``;
+  ``acts[i + 1] = phi(z_i)`` for hidden layers; the logits are ``z_{n_layers-1}``.
+* ``W_i`` has shape ``(fan_in, fan_out)`` and ``b_i`` shape ``(fan_out,)``, the
+  layout of ``MLPClassifier.coefs_`` / ``intercepts_``.
+* ``theta = [W_0.ravel(), b_0, W_1.ravel(), b_1, ...]`` (C order). Each layer's
+  slice of ``theta`` is therefore the C-order ravel of the *augmented* weight
+  ``[W_i; b_i]`` of shape ``(fan_in + 1, fan_out)``, which acts on the input
+  with a column of ones appended. The curvature code relies on this.
+* ``J`` is the Jacobian of the logits with respect to ``theta``, of shape
+  ``(n_samples, n_outputs, n_params)``.
+
+All functions take the array namespace ``xp`` explicitly and never call NumPy
+on data arrays.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from sklaplace._activations import ACTIVATIONS, DERIVATIVES
+
+__all__ = [
+    "Forward",
+    "ParamLayout",
+    "backprop",
+    "forward",
+    "jacobian_factor",
+    "jvp",
+    "second_order_backprop",
+    "vjp",
+    "with_ones",
+]
+
+
+class ParamLayout:
+    """Shapes and offsets of the layers' parameters inside ``theta``.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``(n_features, *hidden_layer_sizes, n_outputs)``.
+    """
+
+    def __init__(self, layer_sizes):
+        self.layer_sizes = tuple(int(s) for s in layer_sizes)
+        self.n_layers = len(self.layer_sizes) - 1
+        self.shapes = [
+            (fan_in + 1, fan_out)
+            for fan_in, fan_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:])
+        ]
+        sizes = [rows * cols for rows, cols in self.shapes]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
+        self.n_params = self.offsets[-1]
+
+    @property
+    def n_outputs(self):
+        """Number of logits."""
+        return self.layer_sizes[-1]
+
+    def layer_slice(self, i):
+        """Slice of layer ``i``'s parameters (weights then bias) in ``theta``."""
+        return slice(self.offsets[i], self.offsets[i + 1])
+
+    def layers(self, xp, theta):
+        """Augmented weights ``[W_i; b_i]``, each of shape ``(fan_in + 1, fan_out)``."""
+        return [
+            xp.reshape(theta[self.layer_slice(i)], shape)
+            for i, shape in enumerate(self.shapes)
+        ]
+
+    def split(self, xp, theta):
+        """Return ``(coefs, intercepts)`` lists in MLPClassifier layout."""
+        layers = self.layers(xp, theta)
+        return [Wb[:-1, :] for Wb in layers], [Wb[-1, :] for Wb in layers]
+
+    def pack(self, xp, coefs, intercepts):
+        """Flatten MLPClassifier-layout ``coefs`` and ``intercepts`` into ``theta``."""
+        parts = []
+        for coef, intercept in zip(coefs, intercepts, strict=True):
+            parts += [xp.reshape(coef, (-1,)), xp.reshape(intercept, (-1,))]
+        return xp.concat(parts)
+
+    def bias_mask(self):
+        """Boolean NumPy mask of the bias entries of ``theta``."""
+        mask = np.zeros(self.n_params, dtype=bool)
+        for i, (_, cols) in enumerate(self.shapes):
+            mask[self.offsets[i + 1] - cols : self.offsets[i + 1]] = True
+        return mask
+
+    def layer_index(self):
+        """NumPy array giving the layer of each entry of ``theta``."""
+        return np.repeat(np.arange(self.n_layers), np.diff(self.offsets))
+
+    def glorot_init(self, random_state):
+        """Glorot-uniform weights and zero biases, as a NumPy ``theta``.
+
+        The draw depends only on the layer sizes and ``random_state``, never
+        on the data (sample-weight equivalence needs this).
+        """
+        theta = np.zeros(self.n_params)
+        for i, (rows, cols) in enumerate(self.shapes):
+            fan_in = rows - 1
+            bound = np.sqrt(6.0 / (fan_in + cols))
+            start = self.offsets[i]
+            theta[start : start + fan_in * cols] = random_state.uniform(
+                -bound, bound, fan_in * cols
+            )
+        return theta
+
+
+def with_ones(xp, a):
+    """Append a column of ones: the input seen by an augmented weight."""
+    return xp.concat([a, xp.ones((a.shape[0], 1), dtype=a.dtype)], axis=1)
+
+
+class Forward(NamedTuple):
+    """Forward-pass cache.
+
+    Attributes
+    ----------
+    logits : array of shape (n_samples, n_outputs)
+    acts : list of arrays
+        ``acts[i]`` is the input of layer ``i`` (``acts[0]`` is ``X``).
+    slopes : list of arrays
+        ``slopes[i] = phi'(z_i)`` for each hidden layer ``i``.
+    """
+
+    logits: object
+    acts: list
+    slopes: list
+
+
+def forward(xp, layout, theta, X, activation):
+    """Forward pass; returns a :class:`Forward` cache."""
+    phi, dphi = ACTIVATIONS[activation], DERIVATIVES[activation]
+    acts, slopes = [X], []
+    weights = layout.layers(xp, theta)
+    for i, Wb in enumerate(weights):
+        z = acts[i] @ Wb[:-1, :] + Wb[-1, :]
+        if i == layout.n_layers - 1:
+            return Forward(z, acts, slopes)
+        a = phi(xp, z)
+        acts.append(a)
+        slopes.append(dphi(xp, a))
+
+
+def backprop(xp, layout, theta, fwd, cotangent):
+    """Backpropagate a cotangent of the logits to every layer's pre-activation.
+
+    Parameters
+    ----------
+    cotangent : array of shape (n_samples, n_outputs) or (n_samples, n_rows, n_outputs)
+        ``u`` in ``d(u . logits) / d z_i``; the 3-d form backpropagates
+        ``n_rows`` cotangents per sample at once.
+
+    Returns
+    -------
+    deltas : list of arrays
+        ``deltas[i]`` has the cotangent's leading shape and ``fan_out_i`` last.
+    """
+    weights = layout.layers(xp, theta)
+    deltas = [cotangent]
+    for i in range(layout.n_layers - 1, 0, -1):
+        slope = fwd.slopes[i - 1]
+        if cotangent.ndim == 3:
+            slope = slope[:, None, :]
+        deltas.append((deltas[-1] @ weights[i][:-1, :].T) * slope)
+    return deltas[::-1]
+
+
+def _layer_gradient(xp, a, delta):
+    """Flat ``[a.T @ delta; sum(delta)]`` for one layer."""
+    grad = xp.concat([a.T @ delta, xp.sum(delta, axis=0)[None, :]], axis=0)
+    return xp.reshape(grad, (-1,))
+
+
+def vjp(xp, layout, theta, fwd, cotangent, deltas=None):
+    """Vector-Jacobian product ``sum_n J_n' u_n`` (backprop), shape ``(n_params,)``.
+
+    ``deltas`` may be passed when already computed by :func:`backprop`.
+    """
+    if deltas is None:
+        deltas = backprop(xp, layout, theta, fwd, cotangent)
+    return xp.concat([_layer_gradient(xp, a, d) for a, d in zip(fwd.acts, deltas)])
+
+
+def jacobian_factor(xp, layout, theta, fwd, cotangents):
+    """Per-sample products ``J_n' U_n[r]`` as rows, shape ``(n, n_rows, n_params)``.
+
+    With ``U_n = I`` this is the logit Jacobian ``J``; with ``U_n`` a square
+    root of the output Hessian it is a factor of the GGN.
+
+    Parameters
+    ----------
+    cotangents : array of shape (n_samples, n_rows, n_outputs)
+    """
+    deltas = backprop(xp, layout, theta, fwd, cotangents)
+    n_samples, n_rows = cotangents.shape[:2]
+    blocks = []
+    for a, delta in zip(fwd.acts, deltas):
+        outer = with_ones(xp, a)[:, None, :, None] * delta[:, :, None, :]
+        blocks.append(xp.reshape(outer, (n_samples, n_rows, -1)))
+    return xp.concat(blocks, axis=2)
+
+
+def jvp(xp, layout, theta, fwd, v):
+    """Pearlmutter's R-operator, forward: ``R{z_i}`` for every layer.
+
+    Returns
+    -------
+    r_pre : list of arrays
+        ``r_pre[i]`` is the directional derivative of ``z_i`` along ``v``, of
+        shape ``(n_samples, fan_out_i)``; ``r_pre[-1] = J v``.
+    """
+    weights, directions = layout.layers(xp, theta), layout.layers(xp, v)
+    r_pre, r_act = [], None
+    for i, (Wb, Vb) in enumerate(zip(weights, directions)):
+        r_z = fwd.acts[i] @ Vb[:-1, :] + Vb[-1, :]
+        if r_act is not None:
+            r_z = r_z + r_act @ Wb[:-1, :]
+        r_pre.append(r_z)
+        if i < layout.n_layers - 1:
+            r_act = fwd.slopes[i] * r_z
+    return r_pre
+
+
+def second_order_backprop(xp, layout, theta, v, fwd, deltas, r_pre, r_out, curvatures):
+    """Pearlmutter's R-operator, backward: ``R{dL/dtheta}`` along ``v``.
+
+    Parameters
+    ----------
+    deltas : list of arrays
+        Backpropagated residuals at ``theta`` (the gradient's deltas).
+    r_pre : list of arrays
+        Output of :func:`jvp` for ``v``.
+    r_out : array of shape (n_samples, n_outputs)
+        ``R{delta_out} = Lambda J v`` (the output Hessian applied to ``J v``).
+    curvatures : list of arrays or None
+        ``phi''(z_i) * (delta_{i+1} @ W_{i+1}.T)`` per hidden layer. ``None``
+        gives the Gauss-Newton product ``J' Lambda J v``; a list gives the
+        exact Hessian product (Pearlmutter 1994, eqs. for R{backprop}).
+
+    Returns
+    -------
+    Hv : array of shape (n_params,)
+        Likelihood part of the Hessian-vector product (no prior).
+    """
+    exact = curvatures is not None
+    weights, directions = layout.layers(xp, theta), layout.layers(xp, v)
+    r_delta, blocks = r_out, []
+    for i in range(layout.n_layers - 1, -1, -1):
+        block = _layer_gradient(xp, fwd.acts[i], r_delta)
+        if exact and i > 0:
+            # The layer's input moves along v too: R{a_i}' delta_i.
+            r_act = fwd.slopes[i - 1] * r_pre[i - 1]
+            extra = xp.concat(
+                [
+                    r_act.T @ deltas[i],
+                    xp.zeros((1, deltas[i].shape[1]), dtype=block.dtype),
+                ]
+            )
+            block = block + xp.reshape(extra, (-1,))
+        blocks.append(block)
+        if i == 0:
+            break
+        r_back = r_delta @ weights[i][:-1, :].T
+        if exact:
+            r_back = r_back + deltas[i] @ directions[i][:-1, :].T
+        r_delta = fwd.slopes[i - 1] * r_back
+        if exact:
+            r_delta = r_delta + curvatures[i - 1] * r_pre[i - 1]
+    return xp.concat(blocks[::-1])

@@ -1,0 +1,156 @@
+"""The MAP objective: the negative log posterior of an MLP classifier.
+
+``L(theta) = -sum_n s_n log p(y_n | f_n(theta)) + 1/2 theta' A theta``, with the
+likelihood SUMMED over samples (not averaged), sample weights ``s_n`` and a
+diagonal prior precision ``A`` (see :mod:`sklaplace._prior`). This is
+``n_samples`` times MLPClassifier's loss when ``A`` holds ``alpha`` on the
+weights and 0 on the biases. ``L`` is minus the log posterior up to a constant,
+so its Hessian is the posterior precision at a mode.
+"""
+
+from sklaplace._activations import SECOND_DERIVATIVES
+from sklaplace._network import backprop, forward, jvp, second_order_backprop, vjp
+
+__all__ = ["NegLogPosterior", "DEFAULT_MEMORY_BUDGET"]
+
+#: Bytes that one chunk of per-sample curvature intermediates may take.
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+
+
+class NegLogPosterior:
+    """Negative log posterior ``L(theta)`` of an MLP on fixed data.
+
+    Parameters
+    ----------
+    xp : module
+        Array namespace of all arrays below.
+    layout : ParamLayout
+        Parameter layout (DESIGN.md section 1).
+    activation : str
+        Hidden activation, a key of ``ACTIVATIONS``.
+    likelihood : {Bernoulli, Categorical}
+        Likelihood class from :mod:`sklaplace._likelihood`.
+    X : array of shape (n_samples, n_features)
+    Y : array of shape (n_samples, n_outputs)
+        Encoded targets (see ``likelihood.encode``).
+    sample_weight : array of shape (n_samples,)
+    prior_precision : array of shape (n_params,)
+    memory_budget : int, default=DEFAULT_MEMORY_BUDGET
+        Bytes allowed for one chunk of per-sample intermediates when forming
+        curvature matrices; rows are processed in chunks that fit it.
+
+    Notes
+    -----
+    Evaluating the objective never mutates it: ``theta`` is always passed in.
+    """
+
+    def __init__(
+        self,
+        xp,
+        layout,
+        activation,
+        likelihood,
+        X,
+        Y,
+        sample_weight,
+        prior_precision,
+        memory_budget=DEFAULT_MEMORY_BUDGET,
+    ):
+        self.xp = xp
+        self.layout = layout
+        self.activation = activation
+        self.likelihood = likelihood
+        self.X, self.Y, self.sample_weight = X, Y, sample_weight
+        self.prior_precision = prior_precision
+        self.memory_budget = memory_budget
+
+    @property
+    def n_samples(self):
+        """Number of rows of ``X``."""
+        return self.X.shape[0]
+
+    def forward(self, theta, X=None):
+        """Forward cache at ``theta`` (on ``X``, default the training data)."""
+        return forward(
+            self.xp, self.layout, theta, self.X if X is None else X, self.activation
+        )
+
+    def prior_term(self, theta):
+        """``1/2 theta' A theta``."""
+        return 0.5 * self.xp.sum(self.prior_precision * theta * theta)
+
+    def loss(self, theta, fwd=None):
+        """``L(theta)``; ``fwd`` may be a cached :meth:`forward` at ``theta``."""
+        fwd = self.forward(theta) if fwd is None else fwd
+        log_lik = self.likelihood.log_likelihood(
+            self.xp, fwd.logits, self.Y, self.sample_weight
+        )
+        return -log_lik + self.prior_term(theta)
+
+    def loss_gradient(self, theta, fwd=None):
+        """Return ``(L(theta), dL/dtheta)``."""
+        xp = self.xp
+        fwd = self.forward(theta) if fwd is None else fwd
+        residual = self.likelihood.residual(xp, fwd.logits, self.Y, self.sample_weight)
+        grad = vjp(xp, self.layout, theta, fwd, residual) + self.prior_precision * theta
+        return self.loss(theta, fwd), grad
+
+    def hessp(self, theta, v, kind="exact", fwd=None):
+        """Hessian-vector product ``H v`` of ``L`` at ``theta``.
+
+        Parameters
+        ----------
+        theta, v : array of shape (n_params,)
+        kind : {"exact", "ggn"}
+            ``"exact"`` is Pearlmutter's R-operator on the gradient (both
+            Hessian terms); ``"ggn"`` is ``J' Lambda J v + A v``.
+        """
+        xp, layout = self.xp, self.layout
+        fwd = self.forward(theta) if fwd is None else fwd
+        r_pre = jvp(xp, layout, theta, fwd, v)  # J v
+        r_out = self.likelihood.hessian_matvec(
+            xp, fwd.logits, self.sample_weight, r_pre[-1]
+        )  # Lambda J v
+        if kind == "ggn":
+            Hv = vjp(xp, layout, theta, fwd, r_out)  # J' Lambda J v
+        else:
+            deltas, curvatures = self.residual_backprop(theta, fwd)
+            Hv = second_order_backprop(
+                xp, layout, theta, v, fwd, deltas, r_pre, r_out, curvatures
+            )
+        return Hv + self.prior_precision * v
+
+    def residual_backprop(self, theta, fwd, Y=None, sample_weight=None):
+        """Backpropagated residuals and second-order activation terms.
+
+        Returns
+        -------
+        deltas : list of arrays
+            ``dL_lik / dz_i`` per layer, shape ``(n_samples, fan_out_i)``.
+        curvatures : list of arrays
+            ``phi''(z_i) * (delta_{i+1} @ W_{i+1}.T)`` per hidden layer: the
+            diagonal second-order term of the exact Hessian in ``z_i``.
+        """
+        xp, layout = self.xp, self.layout
+        Y = self.Y if Y is None else Y
+        sample_weight = self.sample_weight if sample_weight is None else sample_weight
+        residual = self.likelihood.residual(xp, fwd.logits, Y, sample_weight)
+        deltas = backprop(xp, layout, theta, fwd, residual)
+        weights = layout.layers(xp, theta)
+        second = SECOND_DERIVATIVES[self.activation]
+        curvatures = [
+            second(xp, fwd.acts[i + 1]) * (deltas[i + 1] @ weights[i + 1][:-1, :].T)
+            for i in range(layout.n_layers - 1)
+        ]
+        return deltas, curvatures
+
+    def row_chunks(self, bytes_per_row):
+        """Yield ``(X, Y, sample_weight)`` row chunks that fit the memory budget."""
+        rows = max(1, int(self.memory_budget // max(bytes_per_row, 1)))
+        for start in range(0, self.n_samples, rows):
+            stop = min(start + rows, self.n_samples)
+            yield (
+                self.X[start:stop, ...],
+                self.Y[start:stop, ...],
+                self.sample_weight[start:stop],
+            )

@@ -1,0 +1,131 @@
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import log_loss
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+
+from sklaplace import (
+    log_posterior,
+    log_posterior_grad,
+    log_posterior_hessian,
+    log_posterior_hvp,
+)
+from sklaplace._testing import numerical_derivative
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["binary", "3cls"])
+def fitted_mlp(request):
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    if request.param == 2:
+        y = (y == 2).astype(int)
+    mlp = MLPClassifier(
+        (5,), activation="tanh", alpha=0.1, solver="lbfgs", max_iter=50, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp.fit(X, y)
+    return mlp, X, y
+
+
+def test_value_is_minus_n_times_mlpclassifier_objective(fitted_mlp):
+    mlp, X, y = fitted_mlp
+    kw = dict(activation="tanh", alpha=0.1, bias_prior_precision=0.0)
+    value = log_posterior(mlp.coefs_, mlp.intercepts_, X, y, **kw)
+    penalty = 0.5 * 0.1 * sum(np.sum(W**2) for W in mlp.coefs_)
+    expected = -(log_loss(y, mlp.predict_proba(X), normalize=False) + penalty)
+    np.testing.assert_allclose(value, expected, rtol=1e-10)
+
+
+def test_derivatives_are_of_the_log_posterior(fitted_mlp):
+    mlp, X, y = fitted_mlp
+    kw = dict(activation="tanh", alpha=0.1, bias_prior_precision=0.5)
+    theta = np.concatenate(
+        [a.ravel() for pair in zip(mlp.coefs_, mlp.intercepts_) for a in pair]
+    )
+    sizes = [(W.shape, b.shape) for W, b in zip(mlp.coefs_, mlp.intercepts_)]
+
+    def unpack(t):
+        coefs, intercepts, start = [], [], 0
+        for ws, bs in sizes:
+            coefs.append(t[start : start + np.prod(ws)].reshape(ws))
+            start += np.prod(ws)
+            intercepts.append(t[start : start + bs[0]])
+            start += bs[0]
+        return coefs, intercepts
+
+    grad = log_posterior_grad(mlp.coefs_, mlp.intercepts_, X, y, **kw)
+    np.testing.assert_allclose(
+        grad,
+        numerical_derivative(lambda t: log_posterior(*unpack(t), X, y, **kw), theta),
+        rtol=1e-6,
+        atol=1e-7,
+    )
+    H = log_posterior_hessian(mlp.coefs_, mlp.intercepts_, X, y, kind="exact", **kw)
+    G = log_posterior_hessian(mlp.coefs_, mlp.intercepts_, X, y, kind="ggn", **kw)
+    d = log_posterior_hessian(mlp.coefs_, mlp.intercepts_, X, y, kind="diag", **kw)
+    np.testing.assert_allclose(
+        H,
+        numerical_derivative(
+            lambda t: log_posterior_grad(*unpack(t), X, y, **kw), theta
+        ),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(d, np.diag(G))
+    assert (
+        np.linalg.eigvalsh(G).max() < 0
+    )  # the GGN of the LOG posterior is negative definite
+    v = np.random.RandomState(0).normal(size=theta.shape)
+    for kind, M in (("exact", H), ("ggn", G)):
+        np.testing.assert_allclose(
+            log_posterior_hvp(mlp.coefs_, mlp.intercepts_, X, y, v, kind=kind, **kw),
+            M @ v,
+            rtol=1e-10,
+            atol=1e-10,
+        )
+
+
+def test_sample_weight_is_row_repetition():
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(8, 2)), np.array([0, 1] * 4)
+    coefs, intercepts = (
+        [rng.normal(size=(2, 3)), rng.normal(size=(3, 1))],
+        [rng.normal(size=3), rng.normal(size=1)],
+    )
+    w = np.array([1, 2, 0, 1, 3, 1, 1, 2])
+    Xr, yr = np.repeat(X, w, axis=0), np.repeat(y, w)
+    kw = dict(activation="softplus", alpha=0.3)
+    for f in (log_posterior, log_posterior_grad, log_posterior_hessian):
+        np.testing.assert_allclose(
+            f(coefs, intercepts, X, y, sample_weight=w, **kw),
+            f(coefs, intercepts, Xr, yr, **kw),
+            rtol=1e-12,
+        )
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(activation="sigmoid"), "activation"),
+        (dict(kind="kfac"), "kind"),
+        (dict(alpha=-1.0), "alpha"),
+        (dict(bias_prior_precision=[1.0, 2.0, 3.0]), "bias_prior_precision"),
+    ],
+)
+def test_bad_arguments_raise(bad, match):
+    X, y = np.zeros((3, 2)), np.array([0, 1, 0])
+    coefs, intercepts = [np.zeros((2, 2)), np.zeros((2, 1))], [np.zeros(2), np.zeros(1)]
+    with pytest.raises(ValueError, match=match):
+        log_posterior_hessian(coefs, intercepts, X, y, **bad)
+
+
+def test_labels_out_of_range_raise():
+    with pytest.raises(ValueError, match="class indices"):
+        log_posterior(
+            [np.zeros((2, 1))], [np.zeros(1)], np.zeros((3, 2)), np.array([0, 1, 2])
+        )

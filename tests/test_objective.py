@@ -1,0 +1,51 @@
+"""Gradient, exact Hessian and Hessian-vector products against finite differences."""
+
+import numpy as np
+
+from sklaplace._curvature import exact_hessian, ggn_hessian
+from sklaplace._testing import numerical_derivative
+
+
+def _rel_err(actual, expected):
+    return np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-12)
+
+
+def test_gradient_matches_finite_differences(problem):
+    obj, theta = problem
+    _, grad = obj.loss_gradient(theta)
+    numeric = numerical_derivative(obj.loss, theta)
+    assert _rel_err(grad, numeric) <= 1e-6
+
+
+def test_exact_hessian_matches_finite_differences(problem):
+    obj, theta = problem
+    H = exact_hessian(obj, theta)
+    numeric = numerical_derivative(lambda t: obj.loss_gradient(t)[1], theta)
+    assert _rel_err(H, numeric) <= 1e-6
+    np.testing.assert_allclose(H, H.T, rtol=0, atol=1e-12 * np.max(np.abs(H)))
+
+
+def test_vector_products_match_matrices_and_finite_differences(problem):
+    obj, theta = problem
+    v = np.random.RandomState(3).normal(size=theta.shape)
+    H, G = exact_hessian(obj, theta), ggn_hessian(obj, theta)
+    Hv, Gv = obj.hessp(theta, v, "exact"), obj.hessp(theta, v, "ggn")
+    scale = np.max(np.abs(H @ v))
+    np.testing.assert_allclose(Hv, H @ v, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(Gv, G @ v, rtol=0, atol=1e-10 * scale)
+    # Directional derivative of the gradient along v.
+    numeric = numerical_derivative(
+        lambda s: obj.loss_gradient(theta + s[0] * v)[1], np.zeros(1)
+    )[0]
+    assert _rel_err(Hv, numeric) <= 1e-6
+
+
+def test_loss_is_finite_for_huge_logits():
+    from tests.conftest import make_problem
+
+    for n_classes in (2, 3):
+        obj, theta = make_problem("identity", n_classes, (), n_samples=10)
+        theta = theta * 1e4 / np.max(np.abs(theta))
+        loss, grad = obj.loss_gradient(theta)
+        assert np.isfinite(loss) and np.all(np.isfinite(grad))
+        assert np.all(np.isfinite(exact_hessian(obj, theta)))
