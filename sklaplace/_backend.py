@@ -20,7 +20,8 @@ __all__ = [
     "NotPositiveDefiniteError",
     "cholesky",
     "get_namespace",
-    "gram",
+    "GramAccumulator",
+    "add_to_diagonal",
     "resolve_backend",
     "solve_triangular",
     "to_numpy",
@@ -164,25 +165,75 @@ def solve_triangular(xp, L, B, *, lower=True, trans=False):
     return xp.linalg.solve(L.T if trans else L, B)
 
 
-def gram(xp, F):
-    """Return ``F.T @ F`` for ``F`` of shape (n_rows, n_cols).
+def add_to_diagonal(xp, H, values):
+    """Return ``H + diag(values)``, in place where the library allows it.
 
-    On NumPy this is BLAS ``syrk`` (half the flops of a general product); on
-    CuPy cuBLAS ``syrk``; elsewhere a plain matrix product.
+    NumPy and CuPy update the diagonal in place (no ``n x n`` temporary);
+    other namespaces build the diagonal matrix.
     """
-    if is_numpy_namespace(xp) and F.dtype in (np.float64, np.float32):
-        syrk = (
-            scipy.linalg.blas.dsyrk
-            if F.dtype == np.float64
-            else scipy.linalg.blas.ssyrk
-        )
-        # F is C-contiguous, so F.T is Fortran-ordered: syrk(a=F.T) computes
-        # F.T @ F (upper triangle) without copying F.
-        G = syrk(1.0, np.asfortranarray(F.T), lower=0)
-        return np.triu(G) + np.triu(G, 1).T
-    if is_cupy_namespace(xp):
-        import cupy
+    if is_numpy_namespace(xp) or is_cupy_namespace(xp):
+        index = xp.arange(H.shape[0])
+        H[index, index] += values
+        return H
+    return H + xp.eye(H.shape[0], dtype=H.dtype) * values[None, :]
 
-        G = cupy.cublas.syrk("T", F, lower=False)
-        return cupy.triu(G) + cupy.triu(G, 1).T
-    return F.T @ F
+
+class GramAccumulator:
+    """Accumulate ``sum_chunks F.T @ F`` for row chunks ``F`` of shape (rows, n).
+
+    On NumPy each chunk is one BLAS ``syrk`` into the upper triangle of a
+    Fortran-ordered buffer (half the flops of a general product, no
+    temporaries); on CuPy cuBLAS ``syrk`` likewise; elsewhere a plain product.
+    The triangle is mirrored once, in :meth:`result`.
+
+    Parameters
+    ----------
+    xp : module
+        Array namespace.
+    n : int
+        Number of columns of each chunk.
+    dtype : dtype
+        Floating dtype of the result.
+    """
+
+    def __init__(self, xp, n, dtype):
+        self.xp = xp
+        self.upper_only = is_numpy_namespace(xp) or is_cupy_namespace(xp)
+        if is_numpy_namespace(xp):
+            self.gram = np.zeros((n, n), dtype=dtype, order="F")
+        else:
+            self.gram = xp.zeros((n, n), dtype=dtype)
+
+    def add(self, F):
+        """Add ``F.T @ F`` for a chunk ``F`` of shape (rows, n)."""
+        xp = self.xp
+        if is_numpy_namespace(xp):
+            syrk = (
+                scipy.linalg.blas.dsyrk
+                if F.dtype == np.float64
+                else scipy.linalg.blas.ssyrk
+            )
+            # F is C-ordered, so F.T is Fortran-ordered: no copy of F.
+            self.gram = syrk(1.0, F.T, beta=1.0, c=self.gram, overwrite_c=1, lower=0)
+        elif is_cupy_namespace(xp):
+            import cupy
+
+            cupy.cublas.syrk("T", F, out=self.gram, alpha=1.0, beta=1.0, lower=False)
+        else:
+            self.gram = self.gram + F.T @ F
+
+    def result(self):
+        """Return the full symmetric matrix."""
+        if not self.upper_only:
+            return self.gram
+        # Mirror the upper triangle in place, one block of rows at a time, so
+        # that no second n x n array is allocated.
+        G, n, step = self.gram, self.gram.shape[0], 512
+        for start in range(step, n, step):
+            stop = min(start + step, n)
+            G[start:stop, :start] = G[:start, start:stop].T
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            block = G[start:stop, start:stop]
+            G[start:stop, start:stop] = self.xp.triu(block) + self.xp.triu(block, k=1).T
+        return G

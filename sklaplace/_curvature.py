@@ -20,7 +20,7 @@ where ``M_ij = d2 Q / dz_i dz_j`` holds the second-order activation terms
 product over samples.
 """
 
-from sklaplace._backend import gram
+from sklaplace._backend import GramAccumulator, add_to_diagonal
 from sklaplace._network import backprop, jacobian_factor, with_ones
 
 __all__ = [
@@ -42,12 +42,6 @@ def _factor_rows(obj, Xc, sc, theta):
     return fwd, obj.likelihood.hessian_factor(obj.xp, fwd.logits, sc)
 
 
-def _prior_diag(obj, H):
-    xp = obj.xp
-    n = H.shape[0]
-    return H + xp.eye(n, dtype=H.dtype) * obj.prior_precision[None, :]
-
-
 def ggn_hessian(obj, theta):
     """Full generalised Gauss-Newton matrix ``sum_n J_n' Lambda_n J_n + A``.
 
@@ -60,12 +54,12 @@ def ggn_hessian(obj, theta):
     """
     xp, n_params = obj.xp, obj.layout.n_params
     n_rows = obj.layout.n_outputs if obj.layout.n_outputs > 1 else 1
-    H = xp.zeros((n_params, n_params), dtype=theta.dtype)
-    for Xc, _, sc in obj.row_chunks(2 * _itemsize(obj) * n_rows * n_params):
+    gram = GramAccumulator(xp, n_params, theta.dtype)
+    for Xc, _, sc in obj.row_chunks(3 * _itemsize(obj) * n_rows * n_params):
         fwd, factor = _factor_rows(obj, Xc, sc, theta)
         F = jacobian_factor(xp, obj.layout, theta, fwd, factor)  # rows R_n J_n
-        H = H + gram(xp, xp.reshape(F, (-1, n_params)))  # sum_n J_n' R_n' R_n J_n
-    return _prior_diag(obj, H)
+        gram.add(xp.reshape(F, (-1, n_params)))  # += sum_n J_n' R_n' R_n J_n
+    return add_to_diagonal(xp, gram.result(), obj.prior_precision)
 
 
 def _diagonal_blocks(xp, fwd, layer_diagonals):
@@ -127,80 +121,125 @@ def _dense(xp, D, curvature):
     return _diag_embed(xp, curvature) if D is None else D
 
 
-def _residual_block(xp, a_i, a_j, M, T, delta_j):
-    """One block of ``R`` (module docstring formula) for layers ``i <= j``.
+def _kron_rows(xp, u, w):
+    """Row-wise Kronecker product: ``out[n, a * w.shape[1] + b] = u[n, a] w[n, b]``."""
+    return xp.reshape(u[:, :, None] * w[:, None, :], (u.shape[0], -1))
 
-    ``M`` or ``T`` may be ``None`` (a zero term). ``T`` excludes the ones
-    column: the bias input does not move.
+
+class _ResidualAccumulator:
+    """Sum the blocks of ``R`` over row chunks as matrix products.
+
+    Each block ``(i, j)`` of ``R`` (module docstring) is a sum of two
+    contractions over samples, each one matrix product with a row-wise
+    Kronecker operand:
+
+    * ``sum_n (ahat_i kron ahat_j)[n, (a, b)] M_ij[n, (p, k)]``, kept in
+      ``(a, b, p, k)`` order;
+    * ``sum_n (ahat_i kron delta_j)[n, (a, k)] T_ij[n, (p, b)]``, kept in
+      ``(a, k, p, b)`` order.
+
+    The axes are permuted to the parameter order ``(a, p), (b, k)`` once, in
+    :meth:`add_to`, not once per chunk.
     """
-    n, n_in_j = a_j.shape
-    B = 0
-    if M is not None:
-        B = a_j[:, None, :, None] * M[:, :, None, :]
-    if T is not None:
-        T_hat = xp.concat([T, xp.zeros((n, T.shape[1], 1), dtype=T.dtype)], axis=2)
-        B = B + T_hat[:, :, :, None] * delta_j[:, None, None, :]
-    rows = a_i.shape[1] * B.shape[1]
-    return xp.reshape(a_i.T @ xp.reshape(B, (n, -1)), (rows, -1))
 
+    def __init__(self):
+        self.second_order, self.diagonal, self.cross, self.adjacent = {}, {}, {}, {}
 
-def _diagonal_residual_block(xp, a, curvature):
-    """Block ``(i, i)`` when ``D_i = diag(c)``.
-
-    ``R[(a, p), (b, k)] = [p == k] sum_n a[n, a] a[n, b] c[n, p]``.
-    """
-    n, n_in = a.shape
-    n_units = curvature.shape[1]
-    weighted = xp.reshape(a[:, :, None] * curvature[:, None, :], (n, -1))
-    C = xp.reshape(weighted.T @ a, (n_in, n_units, n_in))
-    eye = xp.eye(n_units, dtype=a.dtype)
-    return xp.reshape(
-        C[:, :, :, None] * eye[None, :, None, :], (n_in * n_units, n_in * n_units)
-    )
-
-
-def _residual_hessian_chunk(obj, theta, fwd, Yc, sc, H):
-    """Add this chunk's residual term ``R`` to ``H`` (upper blocks, mirrored)."""
-    xp, layout = obj.xp, obj.layout
-    weights = layout.layers(xp, theta)
-    deltas, curvatures = obj.residual_backprop(theta, fwd, Yc, sc)
-    D = _second_order_precisions(xp, weights, fwd, curvatures)
-    inputs = [with_ones(xp, a) for a in fwd.acts]
-    n_hidden = layout.n_layers - 1
-    for i in range(n_hidden):
-        rows = layout.layer_slice(i)
-        if D[i] is None:
-            block = _diagonal_residual_block(xp, inputs[i], curvatures[i])
+    @staticmethod
+    def _add(store, key, value):
+        if key in store:
+            store[key] += value
         else:
-            block = _residual_block(xp, inputs[i], inputs[i], D[i], None, deltas[i])
-        H[rows, rows] = H[rows, rows] + block
-        T = None
-        for j in range(i + 1, layout.n_layers):
-            # T = d acts[j] / d z_i ;  G = d z_j / d z_i ;  M = G D_j.
-            T = (
-                _diag_embed(xp, fwd.slopes[i])
-                if T is None
-                else (T @ weights[j - 1][:-1, :]) * fwd.slopes[j - 1][:, None, :]
-            )
-            M = None
-            if j < n_hidden:
-                G = T @ weights[j][:-1, :]
+            store[key] = value
+
+    def add_chunk(self, xp, layout, theta, fwd, deltas, curvatures):
+        """Accumulate one chunk's contributions to every block."""
+        weights = layout.layers(xp, theta)
+        D = _second_order_precisions(xp, weights, fwd, curvatures)
+        inputs = [with_ones(xp, a) for a in fwd.acts]
+        n_hidden = layout.n_layers - 1
+        for i in range(n_hidden):
+            square = _kron_rows(xp, inputs[i], inputs[i]).T
+            if D[i] is None:  # D_i = diag(c_i): only ``p == k`` entries.
+                self._add(self.diagonal, i, square @ curvatures[i])
+            else:
+                M = xp.reshape(D[i], (D[i].shape[0], -1))
+                self._add(self.second_order, (i, i), square @ M)
+            T = None  # d acts[j] / d z_i; None while it is diag(slopes[i]).
+            for j in range(i + 1, layout.n_layers):
+                left = _kron_rows(xp, inputs[i], deltas[j]).T
+                if T is None:
+                    self._add(self.adjacent, (i, j), left @ fwd.slopes[i])
+                else:
+                    self._add(
+                        self.cross, (i, j), left @ xp.reshape(T, (T.shape[0], -1))
+                    )
+                if j == n_hidden:
+                    break  # M_ij = 0 for the logits.
+                W = weights[j][:-1, :]
+                # G = d z_j / d z_i ;  M_ij = G D_j.
+                G = fwd.slopes[i][:, :, None] * W[None, :, :] if T is None else T @ W
                 M = G * curvatures[j][:, None, :] if D[j] is None else G @ D[j]
-            block = _residual_block(xp, inputs[i], inputs[j], M, T, deltas[j])
-            cols = layout.layer_slice(j)
+                M = xp.reshape(M, (M.shape[0], -1))
+                self._add(
+                    self.second_order,
+                    (i, j),
+                    _kron_rows(xp, inputs[i], inputs[j]).T @ M,
+                )
+                T = G * fwd.slopes[j][:, None, :]
+
+    def add_to(self, xp, layout, H):
+        """Add the accumulated ``R`` to ``H`` in parameter order (both triangles)."""
+        shape = layout.shapes
+        blocks = {}
+
+        def add_block(key, block):
+            blocks[key] = block if key not in blocks else blocks[key] + block
+
+        for i, C in self.diagonal.items():
+            A, P = shape[i]
+            C = xp.permute_dims(xp.reshape(C, (A, A, P)), (0, 2, 1))  # (a, p, b)
+            add_block(
+                (i, i), C[:, :, :, None] * xp.eye(P, dtype=C.dtype)[None, :, None, :]
+            )
+        for (i, j), C in self.second_order.items():
+            (A, P), (B, K) = shape[i], shape[j]
+            add_block(
+                (i, j), xp.permute_dims(xp.reshape(C, (A, B, P, K)), (0, 2, 1, 3))
+            )
+        for (i, j), C in self.cross.items():
+            (A, P), (B, K) = shape[i], shape[j]
+            # T has no row for the ones column (b = B - 1): it does not move.
+            C = xp.permute_dims(xp.reshape(C, (A, K, P, B - 1)), (0, 2, 3, 1))
+            zeros = xp.zeros((A, P, 1, K), dtype=C.dtype)
+            add_block((i, j), xp.concat([C, zeros], axis=2))
+        for (i, j), C in self.adjacent.items():
+            (A, P), (B, K) = shape[i], shape[j]
+            C = xp.permute_dims(xp.reshape(C, (A, K, P)), (0, 2, 1))  # (a, p, k)
+            eye = xp.eye(P, B, dtype=C.dtype)  # b == p; the ones column b = P is 0
+            add_block((i, j), C[:, :, None, :] * eye[None, :, :, None])
+        for (i, j), block in blocks.items():
+            rows, cols = layout.layer_slice(i), layout.layer_slice(j)
+            block = xp.reshape(block, (shape[i][0] * shape[i][1], -1))
             H[rows, cols] = H[rows, cols] + block
-            H[cols, rows] = H[cols, rows] + block.T
-    return H
+            if i != j:
+                H[cols, rows] = H[cols, rows] + block.T
+        return H
 
 
 def _residual_bytes_per_row(obj):
+    """Bytes of per-row intermediates of :class:`_ResidualAccumulator`."""
     sizes = obj.layout.layer_sizes
+    n = len(sizes) - 1
     widest = max(
-        sizes[i + 1] * (sizes[j] + 1) * sizes[j + 1]
-        for i in range(len(sizes) - 1)
-        for j in range(i, len(sizes) - 1)
+        (sizes[i] + 1) * (sizes[j] + 1)
+        + sizes[i + 1] * sizes[j + 1]
+        + (sizes[i] + 1) * sizes[j + 1]
+        + 2 * sizes[i + 1] * (sizes[j] + 1)
+        for i in range(n)
+        for j in range(i, n)
     )
-    return 3 * _itemsize(obj) * widest
+    return 2 * _itemsize(obj) * (widest + sum(h * h for h in sizes[1:-1]))
 
 
 def exact_hessian(obj, theta):
@@ -213,9 +252,12 @@ def exact_hessian(obj, theta):
     H = ggn_hessian(obj, theta)
     if obj.layout.n_layers == 1:
         return H  # Logits are linear in theta: R = 0.
+    residual = _ResidualAccumulator()
     for Xc, Yc, sc in obj.row_chunks(_residual_bytes_per_row(obj)):
-        H = _residual_hessian_chunk(obj, theta, obj.forward(theta, Xc), Yc, sc, H)
-    return H
+        fwd = obj.forward(theta, Xc)
+        deltas, curvatures = obj.residual_backprop(theta, fwd, Yc, sc)
+        residual.add_chunk(obj.xp, obj.layout, theta, fwd, deltas, curvatures)
+    return residual.add_to(obj.xp, obj.layout, H)
 
 
 def exact_diagonal(obj, theta):

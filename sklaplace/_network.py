@@ -148,7 +148,7 @@ def forward(xp, layout, theta, X, activation):
         slopes.append(dphi(xp, a))
 
 
-def backprop(xp, layout, theta, fwd, cotangent):
+def backprop(xp, layout, theta, fwd, cotangent, return_backs=False):
     """Backpropagate a cotangent of the logits to every layer's pre-activation.
 
     Parameters
@@ -156,19 +156,27 @@ def backprop(xp, layout, theta, fwd, cotangent):
     cotangent : array of shape (n_samples, n_outputs) or (n_samples, n_rows, n_outputs)
         ``u`` in ``d(u . logits) / d z_i``; the 3-d form backpropagates
         ``n_rows`` cotangents per sample at once.
+    return_backs : bool, default=False
+        Also return ``backs[i] = delta_{i+1} @ W_{i+1}.T`` (the cotangent of
+        the hidden activation ``acts[i + 1]``) for each hidden layer.
 
     Returns
     -------
     deltas : list of arrays
         ``deltas[i]`` has the cotangent's leading shape and ``fan_out_i`` last.
+    backs : list of arrays
+        Only when ``return_backs``.
     """
     weights = layout.layers(xp, theta)
-    deltas = [cotangent]
+    deltas, backs = [cotangent], []
     for i in range(layout.n_layers - 1, 0, -1):
         slope = fwd.slopes[i - 1]
         if cotangent.ndim == 3:
             slope = slope[:, None, :]
-        deltas.append((deltas[-1] @ weights[i][:-1, :].T) * slope)
+        backs.append(deltas[-1] @ weights[i][:-1, :].T)
+        deltas.append(backs[-1] * slope)
+    if return_backs:
+        return deltas[::-1], backs[::-1]
     return deltas[::-1]
 
 

@@ -135,13 +135,9 @@ class NegLogPosterior:
         Y = self.Y if Y is None else Y
         sample_weight = self.sample_weight if sample_weight is None else sample_weight
         residual = self.likelihood.residual(xp, fwd.logits, Y, sample_weight)
-        deltas = backprop(xp, layout, theta, fwd, residual)
-        weights = layout.layers(xp, theta)
+        deltas, backs = backprop(xp, layout, theta, fwd, residual, return_backs=True)
         second = SECOND_DERIVATIVES[self.activation]
-        curvatures = [
-            second(xp, fwd.acts[i + 1]) * (deltas[i + 1] @ weights[i + 1][:-1, :].T)
-            for i in range(layout.n_layers - 1)
-        ]
+        curvatures = [second(xp, a) * back for a, back in zip(fwd.acts[1:], backs)]
         return deltas, curvatures
 
     def row_chunks(self, bytes_per_row):
