@@ -1,5 +1,6 @@
 """sklaplace: a Laplace-approximation MLP classifier for scikit-learn."""
 
+from sklaplace._estimator import LaplaceMLPClassifier
 from sklaplace._functional import (
     log_posterior,
     log_posterior_grad,
@@ -10,6 +11,7 @@ from sklaplace._functional import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "LaplaceMLPClassifier",
     "__version__",
     "log_posterior",
     "log_posterior_grad",

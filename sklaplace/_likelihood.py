@@ -41,12 +41,14 @@ class Bernoulli:
         return xp.exp(_log_sigmoid(xp, logits))
 
     @staticmethod
-    def proba(xp, logits):
+    def log_proba(xp, logits):
+        """Log class probabilities ``[log(1 - p), log p]``, shape ``(n_samples, 2)``."""
+        return xp.concat([_log_sigmoid(xp, -logits), _log_sigmoid(xp, logits)], axis=1)
+
+    @classmethod
+    def proba(cls, xp, logits):
         """Class probabilities ``[1 - p, p]``, shape ``(n_samples, 2)``."""
-        return xp.concat(
-            [xp.exp(_log_sigmoid(xp, -logits)), xp.exp(_log_sigmoid(xp, logits))],
-            axis=1,
-        )
+        return xp.exp(cls.log_proba(xp, logits))
 
     @classmethod
     def residual(cls, xp, logits, Y, sample_weight):
@@ -94,6 +96,11 @@ class Categorical:
     def log_likelihood(cls, xp, logits, Y, sample_weight):
         """``sum_n s_n (f_{n,y_n} - logsumexp(f_n))``."""
         return xp.sum(sample_weight * xp.sum(Y * cls._log_softmax(xp, logits), axis=1))
+
+    @classmethod
+    def log_proba(cls, xp, logits):
+        """``log softmax(f)``, shape ``(n_samples, n_outputs)``."""
+        return cls._log_softmax(xp, logits)
 
     @classmethod
     def proba(cls, xp, logits):

@@ -75,6 +75,30 @@ class NegLogPosterior:
             self.xp, self.layout, theta, self.X if X is None else X, self.activation
         )
 
+    @property
+    def gradient_scale(self):
+        """``sum_n s_n``: gradients divided by it are per-sample averages."""
+        return self.xp.sum(self.sample_weight)
+
+    def flat_direction(self):
+        """Unit direction along which ``L`` is exactly constant, or ``None``.
+
+        A softmax ignores a common shift of its K logits; when the output
+        biases have zero prior precision nothing else pins it, and the
+        posterior precision is singular along equal changes of the K output
+        biases. Newton steps and the posterior add ``u u'`` for this ``u``
+        (a unit curvature along a direction no prediction depends on).
+        """
+        xp, layout = self.xp, self.layout
+        n_outputs = layout.n_outputs
+        stop = layout.n_params
+        bias = slice(stop - n_outputs, stop)
+        if n_outputs < 2 or bool(xp.any(self.prior_precision[bias] != 0)):
+            return None
+        u = xp.zeros(layout.n_params, dtype=self.prior_precision.dtype)
+        u[bias] = 1.0 / n_outputs**0.5
+        return u
+
     def prior_term(self, theta):
         """``1/2 theta' A theta``."""
         return 0.5 * self.xp.sum(self.prior_precision * theta * theta)

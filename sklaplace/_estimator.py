@@ -1,0 +1,464 @@
+"""LaplaceMLPClassifier: the scikit-learn estimator (a thin shell).
+
+``fit -> MAP (_solvers) -> curvature (_curvature) -> posterior (_posterior)
+-> evidence (_evidence)``; ``predict_proba -> latent mean and variance ->
+predictive (_predictive)``. This module validates input, wires those calls and
+stores their results.
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
+
+from sklaplace._activations import ACTIVATIONS
+from sklaplace._backend import BACKENDS, get_namespace, resolve_backend, to_numpy
+from sklaplace._evidence import log_marginal_likelihood
+from sklaplace._likelihood import likelihood_for
+from sklaplace._network import ParamLayout, forward, jacobian_factor
+from sklaplace._objective import DEFAULT_MEMORY_BUDGET, NegLogPosterior
+from sklaplace._posterior import laplace_posterior
+from sklaplace._predictive import PREDICTIVES
+from sklaplace._prior import prior_precision_vector
+from sklaplace._solvers import SOLVERS, minimize_map
+
+__all__ = ["LaplaceMLPClassifier"]
+
+
+class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
+    """Multilayer perceptron classifier with a Laplace-approximated posterior.
+
+    The network is trained by MAP on the Bernoulli (two classes, one logit)
+    or categorical (K classes, K logits) likelihood plus a Gaussian prior;
+    the Hessian of the negative log posterior at the MAP (exact or
+    generalised Gauss-Newton, full or diagonal) is the precision of a
+    Gaussian posterior over the weights; predictions average over it through
+    the linearised network (probit or Monte Carlo).
+
+    Conventions, written once:
+
+    * MAP objective: ``L(theta) = -sum_n s_n log p(y_n | x_n, theta) + 1/2
+      theta' A theta``; the likelihood is SUMMED over samples, so integer
+      sample weights equal repeated rows.
+    * ``alpha`` is the prior precision of the weights (MLPClassifier's
+      meaning) and ``bias_prior_precision`` that of the biases. With
+      ``bias_prior_precision=0`` the MAP objective is ``n_samples`` times
+      MLPClassifier's loss; with no hidden layer it is
+      ``LogisticRegression(C=1/alpha)``.
+    * Parameters are ordered ``theta = [W_0.ravel(), b_0, W_1.ravel(), b_1,
+      ...]`` (C order), with ``W_i = coefs_[i]`` of shape ``(fan_in,
+      fan_out)``; every Hessian and covariance uses this order.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(100,)
+        Units per hidden layer; ``()`` gives Bayesian logistic regression.
+    activation : {"identity", "logistic", "tanh", "relu", "softplus"}, default="tanh"
+        Hidden-layer activation.
+    alpha : float or array-like of shape (n_layers,), default=1.0
+        Prior precision of the weights, one value or one per layer. Values
+        must be in the range ``[0.0, inf)``.
+    bias_prior_precision : float or array-like of shape (n_layers,), default=1.0
+        Prior precision of the biases. Values must be in the range
+        ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden
+        layer, LogisticRegression's convention). The default is a proper prior
+        because a flat one makes the posterior improper along the bias of any
+        saturated hidden unit.
+    solver : {"newton", "lbfgs"}, default="newton"
+        MAP solver. ``"newton"``: damped Newton with a line search, using
+        the exact Hessian where it is positive definite and the GGN elsewhere
+        (quadratic convergence near the optimum; ``O(n_params^3)`` per
+        iteration). ``"lbfgs"``: SciPy's L-BFGS-B on the value and gradient.
+    hessian : {"ggn", "exact"}, default="ggn"
+        Curvature of the posterior precision: the generalised Gauss-Newton
+        (always positive definite) or the exact Hessian (falls back to the
+        GGN with a :class:`~sklaplace.exceptions.LaplaceApproximationWarning`
+        where it is not positive definite).
+    hessian_structure : {"full", "diag"}, default="full"
+        Full precision matrix, or its diagonal only.
+    link_approx : {"probit", "mc", "map"}, default="probit"
+        Predictive approximation: probit (MacKay; centred mean-field for K
+        classes), Monte Carlo over the logit Gaussian, or the plug-in MAP.
+    n_mc_samples : int, default=1000
+        Draws for ``link_approx="mc"``. Values must be in the range ``[1, inf)``.
+    max_iter : int, default=200
+        Maximum solver iterations. Values must be in the range ``[1, inf)``.
+    tol : float, default=1e-6
+        Tolerance on the scaled gradient ``max|dL/dtheta| / sum(sample_weight)``.
+        Values must be in the range ``(0.0, inf)``.
+    warm_start : bool, default=False
+        Start the solver from the previous MAP when the architecture matches.
+    backend : {"numpy", "cupy", "auto"}, default="numpy"
+        Array library for the computation; ``"auto"`` picks CuPy when a CUDA
+        device is available. Fitted attributes are NumPy arrays either way.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the Glorot initialisation and the Monte Carlo draws.
+    verbose : int, default=0
+        Print solver progress when positive.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    coefs_ : list of ndarray
+        ``coefs_[i]`` of shape ``(fan_in, fan_out)`` at the MAP.
+    intercepts_ : list of ndarray
+        ``intercepts_[i]`` of shape ``(fan_out,)`` at the MAP.
+    posterior_ : FullPosterior or DiagPosterior
+        The Laplace posterior (NumPy arrays): ``cholesky_factor`` of the
+        precision (full) or ``precision`` (diag).
+    curvature_ : str
+        Curvature actually used for the posterior (``"ggn"`` after a
+        fallback from ``"exact"``).
+    posterior_jitter_ : float
+        Jitter added to the precision's diagonal (0.0 unless it was singular).
+    log_marginal_likelihood_ : float
+        Laplace log evidence at the MAP (see ``sklaplace._evidence``).
+    loss_ : float
+        ``L(theta_map) / sum(sample_weight)``: the per-sample MAP objective,
+        MLPClassifier's ``loss_`` when ``bias_prior_precision=0``.
+    n_iter_ : int
+        Solver iterations.
+    gradient_history_ : list of float
+        Scaled gradient at the start and after each iteration.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+    n_outputs_ : int
+        Number of logits (1 for two classes).
+
+    See Also
+    --------
+    sklearn.neural_network.MLPClassifier : The same network, trained by MAP only.
+    sklearn.gaussian_process.GaussianProcessClassifier : Laplace approximation
+        for a Gaussian process.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklaplace import LaplaceMLPClassifier
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> clf = make_pipeline(StandardScaler(),
+    ...                     LaplaceMLPClassifier((8,), random_state=0)).fit(X, y)
+    >>> clf.predict_proba(X[:2]).round(3)
+    array([[1., 0.],
+           [1., 0.]])
+    """
+
+    _parameter_constraints = {
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "alpha": [Interval(Real, 0, None, closed="left"), "array-like"],
+        "bias_prior_precision": [Interval(Real, 0, None, closed="left"), "array-like"],
+        "solver": [StrOptions(set(SOLVERS))],
+        "hessian": [StrOptions({"ggn", "exact"})],
+        "hessian_structure": [StrOptions({"full", "diag"})],
+        "link_approx": [StrOptions(set(PREDICTIVES))],
+        "n_mc_samples": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "warm_start": ["boolean"],
+        "backend": [StrOptions(set(BACKENDS))],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="tanh",
+        *,
+        alpha=1.0,
+        bias_prior_precision=1.0,
+        solver="newton",
+        hessian="ggn",
+        hessian_structure="full",
+        link_approx="probit",
+        n_mc_samples=1000,
+        max_iter=200,
+        tol=1e-6,
+        warm_start=False,
+        backend="numpy",
+        random_state=None,
+        verbose=0,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.alpha = alpha
+        self.bias_prior_precision = bias_prior_precision
+        self.solver = solver
+        self.hessian = hessian
+        self.hessian_structure = hessian_structure
+        self.link_approx = link_approx
+        self.n_mc_samples = n_mc_samples
+        self.max_iter = max_iter
+        self.tol = tol
+        self.warm_start = warm_start
+        self.backend = backend
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.classifier_tags.multi_label = False
+        return tags
+
+    # ------------------------------------------------------------------ fit
+
+    def _hidden_sizes(self):
+        sizes = np.atleast_1d(np.asarray(self.hidden_layer_sizes))
+        if sizes.size and (
+            not np.issubdtype(sizes.dtype, np.integer)
+            or sizes.ndim != 1
+            or np.any(sizes < 1)
+        ):
+            raise ValueError(
+                "hidden_layer_sizes must be a tuple of positive integers, got "
+                f"{self.hidden_layer_sizes!r}."
+            )
+        return tuple(int(s) for s in sizes.ravel())
+
+    def _validate_fit_data(self, X, y, sample_weight):
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
+        if not np.sum(sample_weight) > 0:
+            raise ValueError(
+                "sample_weight must not sum to zero: no sample would count."
+            )
+        classes, y_index = np.unique(y, return_inverse=True)
+        if classes.shape[0] < 2:
+            raise ValueError(
+                "LaplaceMLPClassifier needs samples of at least 2 classes in the "
+                f"data, but the data contain only one class: {classes[0]!r}."
+            )
+        return X, y_index, sample_weight, classes
+
+    def _initial_theta(self, layout, rng):
+        if self.warm_start and hasattr(self, "coefs_"):
+            previous = ParamLayout(
+                [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
+            )
+            if previous.layer_sizes == layout.layer_sizes:
+                return layout.pack(np, self.coefs_, self.intercepts_)
+        return layout.glorot_init(rng)
+
+    def _objective(self, xp, layout, likelihood, X, y_index, sample_weight):
+        prior = prior_precision_vector(layout, self.alpha, self.bias_prior_precision)
+        Y = likelihood.encode(xp, xp.asarray(y_index), layout.n_outputs, xp.float64)
+        return NegLogPosterior(
+            xp,
+            layout,
+            self.activation,
+            likelihood,
+            xp.asarray(X),
+            Y,
+            xp.asarray(sample_weight),
+            xp.asarray(prior),
+        )
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Find the MAP, then the Laplace posterior and the log evidence.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data (dense).
+        y : array-like of shape (n_samples,)
+            Class labels (any hashable type scikit-learn accepts).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; an integer weight equals repeating the row.
+
+        Returns
+        -------
+        self : LaplaceMLPClassifier
+            The fitted estimator.
+        """
+        X, y_index, sample_weight, classes = self._validate_fit_data(
+            X, y, sample_weight
+        )
+        xp = resolve_backend(self.backend)
+        likelihood = likelihood_for(classes.shape[0])
+        layout = ParamLayout(
+            (X.shape[1], *self._hidden_sizes(), likelihood.n_outputs(classes.shape[0]))
+        )
+        objective = self._objective(xp, layout, likelihood, X, y_index, sample_weight)
+        rng = check_random_state(self.random_state)
+        theta0 = xp.asarray(self._initial_theta(layout, rng))
+        mc_seed = int(rng.randint(np.iinfo(np.int32).max))
+        result = minimize_map(  # (1) MAP
+            objective, theta0, self.solver, self.tol, self.max_iter, self.verbose
+        )
+        posterior, curvature, jitter = laplace_posterior(  # (2)-(3) posterior
+            objective, result.theta, self.hessian, self.hessian_structure
+        )
+        log_likelihood = -(result.loss - float(objective.prior_term(result.theta)))
+        log_evidence = log_marginal_likelihood(  # (4) evidence
+            log_likelihood, result.theta, objective.prior_precision, posterior
+        )
+        # Assign only now: an exception above leaves no half-fitted state.
+        self.classes_ = classes
+        self.n_outputs_ = layout.n_outputs
+        coefs, intercepts = layout.split(np, to_numpy(result.theta))
+        self.coefs_ = [np.array(c) for c in coefs]
+        self.intercepts_ = [np.array(b) for b in intercepts]
+        self.posterior_ = posterior
+        self.curvature_ = curvature
+        self.posterior_jitter_ = jitter
+        self.log_marginal_likelihood_ = log_evidence
+        self.loss_ = result.loss / float(np.sum(sample_weight))
+        self.n_iter_ = result.n_iter
+        self.gradient_history_ = result.gradient_history
+        self._mc_seed = mc_seed
+        return self
+
+    # -------------------------------------------------------------- predict
+
+    def _predict_namespace(self):
+        # A model fitted on a GPU still predicts on a machine without CuPy.
+        try:
+            return resolve_backend(self.backend)
+        except ImportError:
+            return get_namespace(np.empty(0))
+
+    def _layout(self):
+        return ParamLayout(
+            [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
+        )
+
+    def _latent(self, X):
+        """Logit mean and covariance in the prediction namespace, in row batches."""
+        xp = self._predict_namespace()
+        layout = self._layout()
+        theta = layout.pack(
+            xp,
+            [xp.asarray(c) for c in self.coefs_],
+            [xp.asarray(b) for b in self.intercepts_],
+        )
+        n_outputs = layout.n_outputs
+        rows = max(1, DEFAULT_MEMORY_BUDGET // (4 * 8 * n_outputs * layout.n_params))
+        eye = xp.eye(n_outputs, dtype=theta.dtype)
+        means, covs = [], []
+        for start in range(0, X.shape[0], rows):
+            Xc = xp.asarray(X[start : start + rows])
+            fwd = forward(xp, layout, theta, Xc, self.activation)
+            identity = xp.broadcast_to(
+                eye[None, :, :], (Xc.shape[0], n_outputs, n_outputs)
+            )
+            J = jacobian_factor(xp, layout, theta, fwd, identity)
+            means.append(fwd.logits)
+            covs.append(self.posterior_.functional_variance(xp, J))
+        return xp, xp.concat(means), xp.concat(covs)
+
+    def latent_mean_and_variance(self, X):
+        """Mean and covariance of the logits under the linearised posterior.
+
+        The epistemic uncertainty itself: ``mean = f(x, theta_map)`` and
+        ``cov = J P^{-1} J'`` with ``J`` the logit Jacobian at ``x``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        mean : ndarray of shape (n_samples, n_outputs_)
+            Logits at the MAP (one column for two classes).
+        cov : ndarray of shape (n_samples, n_outputs_, n_outputs_)
+            Covariance of the logits.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        _, mean, cov = self._latent(X)
+        return to_numpy(mean), to_numpy(cov)
+
+    def _moderated_logits(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        xp, mean, cov = self._latent(X)
+        # Common random numbers, fixed at fit: every row sees the same draws, so
+        # predictions are deterministic and a row's does not depend on the others.
+        draws = np.random.RandomState(self._mc_seed).standard_normal(
+            (self.n_mc_samples, self.n_outputs_)
+        )
+        return xp, PREDICTIVES[self.link_approx](xp, mean, cov, noise=xp.asarray(draws))
+
+    def predict_proba(self, X):
+        """Class probabilities under the Laplace predictive.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to 1; columns follow ``classes_``.
+        """
+        xp, logits = self._moderated_logits(X)
+        return to_numpy(likelihood_for(self.classes_.shape[0]).proba(xp, logits))
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed stably.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        xp, logits = self._moderated_logits(X)
+        return to_numpy(likelihood_for(self.classes_.shape[0]).log_proba(xp, logits))
+
+    def decision_function(self, X):
+        """Moderated logits: ranks exactly like :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            For two classes, the moderated logit of ``classes_[1]``; for K
+            classes, the moderated logits whose softmax is ``predict_proba``.
+        """
+        _, logits = self._moderated_logits(X)
+        logits = to_numpy(logits)
+        return logits[:, 0] if logits.shape[1] == 1 else logits
+
+    def predict(self, X):
+        """Bayes decision: ``classes_[argmax(predict_proba(X))]``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

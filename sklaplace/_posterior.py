@@ -1,0 +1,191 @@
+"""Laplace posteriors ``N(theta_map, P^{-1})``: full (Cholesky) and diagonal.
+
+A posterior knows only how to factor its precision ``P``, its log
+determinant, and the functional variance ``J P^{-1} J'`` of the logits
+(laplace-torch's split between curvature and posterior structure). Its
+arrays are NumPy, so a fitted estimator pickles and predicts anywhere; each
+method takes the namespace ``xp`` to compute in and moves them there.
+"""
+
+import warnings
+
+import numpy as np
+
+from sklaplace._backend import (
+    NotPositiveDefiniteError,
+    cholesky,
+    solve_triangular,
+    to_numpy,
+)
+from sklaplace._curvature import CURVATURES
+from sklaplace.exceptions import LaplaceApproximationWarning
+
+__all__ = ["DiagPosterior", "FullPosterior", "POSTERIORS"]
+
+
+class FullPosterior:
+    """Full-covariance Laplace posterior stored as the Cholesky factor of ``P``.
+
+    Parameters
+    ----------
+    cholesky_factor : ndarray of shape (n_params, n_params)
+        Lower-triangular ``L`` with ``P = L L'``.
+    """
+
+    structure = "full"
+
+    def __init__(self, cholesky_factor):
+        self.cholesky_factor = cholesky_factor
+
+    @classmethod
+    def from_precision(cls, xp, precision):
+        """Factor a precision matrix; raises :class:`NotPositiveDefiniteError`."""
+        return cls(to_numpy(cholesky(xp, precision)))
+
+    @property
+    def n_params(self):
+        """Dimension of the posterior."""
+        return self.cholesky_factor.shape[0]
+
+    def log_det_precision(self):
+        """``log det P = 2 sum_i log L_ii``."""
+        return 2.0 * float(np.sum(np.log(np.diag(self.cholesky_factor))))
+
+    def functional_variance(self, xp, J):
+        """``J_n P^{-1} J_n'`` for each sample, shape (n_samples, n_outputs, n_outputs).
+
+        Computed as ``V' V`` with ``V = L^{-1} J'`` (one triangular solve for
+        the whole batch), never by inverting ``P``.
+        """
+        n_samples, n_outputs, n_params = J.shape
+        L = xp.asarray(self.cholesky_factor)
+        V = solve_triangular(xp, L, xp.reshape(J, (-1, n_params)).T, lower=True)
+        V = xp.reshape(V.T, (n_samples, n_outputs, n_params))
+        return V @ xp.permute_dims(V, (0, 2, 1))
+
+    def covariance_diagonal(self, xp):
+        """``diag(P^{-1})``: squared column norms of ``L^{-1}``."""
+        L = xp.asarray(self.cholesky_factor)
+        L_inv = solve_triangular(xp, L, xp.eye(L.shape[0], dtype=L.dtype), lower=True)
+        return xp.sum(L_inv * L_inv, axis=0)
+
+
+class DiagPosterior:
+    """Diagonal Laplace posterior: one precision per parameter.
+
+    Parameters
+    ----------
+    precision : ndarray of shape (n_params,)
+        Positive diagonal of ``P``.
+    """
+
+    structure = "diag"
+
+    def __init__(self, precision):
+        self.precision = precision
+
+    @classmethod
+    def from_precision(cls, xp, precision):
+        """Check positivity; raises :class:`NotPositiveDefiniteError`."""
+        precision = to_numpy(precision)
+        if not np.all(np.isfinite(precision)) or np.any(precision <= 0):
+            raise NotPositiveDefiniteError(
+                "A diagonal precision entry is not positive."
+            )
+        return cls(precision)
+
+    @property
+    def n_params(self):
+        """Dimension of the posterior."""
+        return self.precision.shape[0]
+
+    def log_det_precision(self):
+        """``sum_i log P_ii``."""
+        return float(np.sum(np.log(self.precision)))
+
+    def functional_variance(self, xp, J):
+        """``J_n diag(1/P) J_n'`` per sample, shape (n_samples, n_outputs, n_outputs)."""
+        scaled = J / xp.asarray(self.precision)[None, None, :]
+        return scaled @ xp.permute_dims(J, (0, 2, 1))
+
+    def covariance_diagonal(self, xp):
+        """``1 / P_ii``."""
+        return 1.0 / xp.asarray(self.precision)
+
+
+POSTERIORS = {"full": FullPosterior, "diag": DiagPosterior}
+
+
+def _with_flat_direction(xp, precision, u):
+    # A full precision gets unit curvature along the direction L ignores.
+    if u is None or precision.ndim == 1:
+        return precision
+    return precision + u[:, None] * u[None, :]
+
+
+def laplace_posterior(objective, theta_map, hessian, structure):
+    """Curvature at the MAP, factorised once, with documented fallbacks.
+
+    1. The requested curvature (``"exact"`` or ``"ggn"``) in the requested
+       structure (``"full"`` or ``"diag"``) is factorised.
+    2. If the exact Hessian is not positive definite there (the MAP found
+       numerically need not be a strict minimum of a network's loss), a
+       :class:`LaplaceApproximationWarning` is raised and the GGN is used.
+    3. If the GGN itself is numerically singular (e.g. ``alpha=0`` with
+       redundant units), a jitter ``delta * I`` is added, starting at
+       ``1e-10`` of the largest diagonal entry and growing tenfold until the
+       factorisation succeeds, with a warning.
+
+    Returns
+    -------
+    posterior : FullPosterior or DiagPosterior
+    curvature : str
+        The curvature actually used: ``"exact"`` or ``"ggn"``.
+    jitter : float
+        The jitter added (0.0 if none).
+    """
+    xp = objective.xp
+    flat = objective.flat_direction()
+    posterior_class = POSTERIORS[structure]
+    kinds = ["exact", "ggn"] if hessian == "exact" else ["ggn"]
+    for kind in kinds:
+        precision = _with_flat_direction(
+            xp, CURVATURES[kind, structure](objective, theta_map), flat
+        )
+        try:
+            return posterior_class.from_precision(xp, precision), kind, 0.0
+        except NotPositiveDefiniteError:
+            if kind == "exact":
+                warnings.warn(
+                    "The exact Hessian is not positive definite at the MAP (the "
+                    "optimiser stopped where the loss is not locally convex); the "
+                    "posterior uses the generalised Gauss-Newton matrix instead "
+                    "(curvature_='ggn'). Tighter tol or hessian='ggn' avoids this.",
+                    LaplaceApproximationWarning,
+                    stacklevel=3,
+                )
+    largest = float(
+        xp.max(
+            xp.abs(precision if precision.ndim == 1 else xp.linalg.diagonal(precision))
+        )
+    )
+    jitter = 1e-10 * largest + np.finfo(np.float64).tiny
+    while True:
+        jittered = (
+            precision + jitter
+            if precision.ndim == 1
+            else precision + jitter * xp.eye(precision.shape[0], dtype=precision.dtype)
+        )
+        try:
+            posterior = posterior_class.from_precision(xp, jittered)
+            break
+        except NotPositiveDefiniteError:
+            jitter *= 10.0
+    warnings.warn(
+        f"The posterior precision is numerically singular; added a jitter of {jitter:.3g} "
+        "to its diagonal (posterior_jitter_). A positive alpha and bias_prior_precision, "
+        "or fewer hidden units, avoid this.",
+        LaplaceApproximationWarning,
+        stacklevel=3,
+    )
+    return posterior, "ggn", jitter
