@@ -81,7 +81,7 @@ class NegLogPosterior:
         return self.xp.sum(self.sample_weight)
 
     def flat_direction(self):
-        """Unit direction along which ``L`` is exactly constant, or ``None``.
+        """Return the unit direction along which ``L`` is constant, or ``None``.
 
         A softmax ignores a common shift of its K logits; when the output
         biases have zero prior precision nothing else pins it, and the

@@ -104,7 +104,7 @@ class DiagPosterior:
         return float(np.sum(np.log(self.precision)))
 
     def functional_variance(self, xp, J):
-        """``J_n diag(1/P) J_n'`` per sample, shape (n_samples, n_outputs, n_outputs)."""
+        """``J_n diag(1/P) J_n'`` per sample, shape (n, n_outputs, n_outputs)."""
         scaled = J / xp.asarray(self.precision)[None, None, :]
         return scaled @ xp.permute_dims(J, (0, 2, 1))
 
@@ -182,8 +182,9 @@ def laplace_posterior(objective, theta_map, hessian, structure):
         except NotPositiveDefiniteError:
             jitter *= 10.0
     warnings.warn(
-        f"The posterior precision is numerically singular; added a jitter of {jitter:.3g} "
-        "to its diagonal (posterior_jitter_). A positive alpha and bias_prior_precision, "
+        "The posterior precision is numerically singular; added a jitter of "
+        f"{jitter:.3g} to its diagonal (posterior_jitter_). A positive alpha and "
+        "bias_prior_precision, "
         "or fewer hidden units, avoid this.",
         LaplaceApproximationWarning,
         stacklevel=3,

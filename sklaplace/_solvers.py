@@ -90,7 +90,7 @@ class NewtonSolver:
         self.verbose = verbose
 
     def setup(self, theta):
-        """Set ``theta``, ``loss_value``, ``gradient``, ``gradient_norm``, ``damping``."""
+        """Set ``theta``, ``loss_value``, ``gradient(_norm)``, ``damping``."""
         obj = self.objective
         self.theta = theta
         self.scale = float(obj.gradient_scale)
@@ -130,7 +130,7 @@ class NewtonSolver:
         self.step = solve_triangular(xp, factor, half, lower=True, trans=True)[:, 0]
 
     def trust_region_update(self):
-        """Accept or reject ``step`` by the gain ratio; set ``accepted`` and ``damping``.
+        """Accept or reject ``step`` by the gain ratio; set ``accepted``, ``damping``.
 
         On acceptance also sets ``theta``, ``loss_value``, ``gradient``,
         ``gradient_norm``. Near the optimum the loss may stop changing in
@@ -187,7 +187,8 @@ class NewtonSolver:
             if self.verbose:
                 print(
                     f"Newton iter {n_iter}: loss {self.loss_value:.10g}, "
-                    f"scaled gradient {self.gradient_norm:.3e}, damping {self.damping:.2g}"
+                    f"scaled gradient {self.gradient_norm:.3e}, "
+                    f"damping {self.damping:.2g}"
                 )
         if not self.converged:
             reason = (
@@ -223,7 +224,7 @@ def _print_progress(history):
 
 
 def minimize_lbfgs(objective, theta, tol, max_iter, verbose=0):
-    """L-BFGS-B (SciPy) on the objective; only ``theta`` and the gradient cross to the host.
+    """L-BFGS-B (SciPy); only ``theta`` and the gradient cross to the host.
 
     Returns
     -------
@@ -250,8 +251,8 @@ def minimize_lbfgs(objective, theta, tol, max_iter, verbose=0):
             "maxiter": max_iter,
             "maxfun": 4 * max_iter + 20,
             "gtol": tol * scale,
-            # Stop on the loss only when it cannot move in floating point.
-            "ftol": 64 * np.finfo(np.float64).eps,
+            # Never stop on the loss change: only the gradient says "stationary".
+            "ftol": 0.0,
             "maxcor": 20,
         },
         callback=_print_progress(history) if verbose else None,

@@ -1,0 +1,237 @@
+"""Behaviour of LaplaceMLPClassifier beyond scikit-learn's common checks."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_iris, make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklaplace import LaplaceMLPClassifier
+from sklaplace._network import ParamLayout
+from sklaplace._testing import numerical_derivative
+from sklaplace.exceptions import LaplaceApproximationWarning
+
+
+def _scaled(loader, n_classes=None):
+    X, y = loader(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def _precision(posterior):
+    L = posterior.cholesky_factor
+    return L @ L.T
+
+
+def test_no_hidden_layer_binary_equals_logistic_regression():
+    X, y = _scaled(load_breast_cancer)
+    alpha = 0.5
+    clf = LaplaceMLPClassifier(
+        (), alpha=alpha, bias_prior_precision=0.0, tol=1e-12
+    ).fit(X, y)
+    lr = LogisticRegression(
+        C=1 / alpha, solver="newton-cholesky", tol=1e-12, max_iter=1000
+    ).fit(X, y)
+    np.testing.assert_allclose(clf.coefs_[0][:, 0], lr.coef_[0], atol=1e-6)
+    np.testing.assert_allclose(clf.intercepts_[0], lr.intercept_, atol=1e-6)
+
+
+def test_no_hidden_layer_multiclass_predictions_equal_logistic_regression():
+    X, y = _scaled(load_iris)
+    alpha = 0.3
+    clf = LaplaceMLPClassifier(
+        (), alpha=alpha, bias_prior_precision=0.0, tol=1e-12, link_approx="map"
+    ).fit(X, y)
+    lr = LogisticRegression(
+        C=1 / alpha, solver="newton-cholesky", tol=1e-12, max_iter=1000
+    ).fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(X), atol=1e-6)
+    # The flat softmax direction is handled: probit predictions are finite.
+    probit = clf.set_params(link_approx="probit").predict_proba(X)
+    assert np.all(np.isfinite(probit))
+    np.testing.assert_allclose(probit.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_integer_sample_weight_equals_repetition(n_classes, structure):
+    X, y = make_classification(
+        60, 4, n_informative=3, n_redundant=0, n_classes=n_classes, random_state=0
+    )
+    w = np.random.RandomState(0).randint(0, 4, size=y.shape[0])
+    params = dict(
+        hidden_layer_sizes=(3,), hessian_structure=structure, tol=1e-10, random_state=0
+    )
+    weighted = LaplaceMLPClassifier(**params).fit(X, y, sample_weight=w)
+    repeated = LaplaceMLPClassifier(**params).fit(
+        np.repeat(X, w, axis=0), np.repeat(y, w)
+    )
+    for a, b in zip(
+        weighted.coefs_ + weighted.intercepts_, repeated.coefs_ + repeated.intercepts_
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+    if structure == "full":
+        np.testing.assert_allclose(
+            _precision(weighted.posterior_),
+            _precision(repeated.posterior_),
+            rtol=1e-7,
+            atol=1e-8,
+        )
+    else:
+        np.testing.assert_allclose(
+            weighted.posterior_.precision, repeated.posterior_.precision, rtol=1e-7
+        )
+    np.testing.assert_allclose(
+        weighted.predict_proba(X), repeated.predict_proba(X), rtol=1e-7
+    )
+    np.testing.assert_allclose(
+        weighted.log_marginal_likelihood_, repeated.log_marginal_likelihood_, rtol=1e-8
+    )
+
+
+def test_grid_search_in_pipeline_on_dataframe_and_pickle_roundtrip():
+    pd = pytest.importorskip("pandas")
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    assert isinstance(X, pd.DataFrame)
+    pipe = make_pipeline(StandardScaler(), LaplaceMLPClassifier((4,), random_state=0))
+    grid = GridSearchCV(
+        pipe,
+        {"laplacemlpclassifier__alpha": [0.1, 1.0]},
+        cv=3,
+        n_jobs=2,
+        scoring="neg_log_loss",
+    ).fit(X, y)
+    best = grid.best_estimator_
+    proba = best.predict_proba(X)
+    restored = pickle.loads(pickle.dumps(best))
+    np.testing.assert_array_equal(restored.predict_proba(X), proba)
+    refit = clone(best).fit(X, y)
+    np.testing.assert_array_equal(refit.predict_proba(X), proba)
+
+
+@pytest.mark.parametrize("link", ["probit", "mc", "map"])
+@pytest.mark.parametrize(
+    "loader", [load_breast_cancer, load_iris], ids=["binary", "3cls"]
+)
+def test_prediction_methods_agree(link, loader):
+    X, y = _scaled(loader)
+    clf = LaplaceMLPClassifier(
+        (5,), link_approx=link, n_mc_samples=200, random_state=0
+    ).fit(X, y)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (X.shape[0], np.unique(y).shape[0])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(
+        clf.predict(X), clf.classes_[np.argmax(proba, axis=1)]
+    )
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), proba, rtol=1e-10)
+    scores = clf.decision_function(X)
+    if scores.ndim == 1:
+        order = np.argsort(scores)
+        assert np.all(np.diff(proba[order, 1]) >= -1e-15)
+    else:
+        np.testing.assert_array_equal(
+            np.argmax(scores, axis=1), np.argmax(proba, axis=1)
+        )
+    # Deterministic, and each row independent of the batch it is predicted in.
+    np.testing.assert_allclose(clf.predict_proba(X[::-1])[::-1], proba, rtol=1e-12)
+    np.testing.assert_allclose(clf.predict_proba(X[:7]), proba[:7], rtol=1e-12)
+
+
+def test_string_labels_and_classes_order():
+    X, y = _scaled(load_iris)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    clf = LaplaceMLPClassifier((3,), random_state=0).fit(X, names)
+    np.testing.assert_array_equal(clf.classes_, ["setosa", "versicolor", "virginica"])
+    assert set(clf.predict(X)) <= set(clf.classes_)
+
+
+def test_latent_covariance_is_dense_reference():
+    X, y = _scaled(load_iris)
+    clf = LaplaceMLPClassifier((3,), activation="softplus", random_state=0).fit(X, y)
+    mean, cov = clf.latent_mean_and_variance(X[:5])
+    layout = ParamLayout([4, 3, 3])
+    theta = layout.pack(np, clf.coefs_, clf.intercepts_)
+
+    def logits(t):
+        coefs, intercepts = layout.split(np, t)
+        a = np.logaddexp(0, X[:5] @ coefs[0] + intercepts[0])
+        return a @ coefs[1] + intercepts[1]
+
+    J = np.moveaxis(numerical_derivative(logits, theta), 0, -1)  # (5, 3, W)
+    covariance = np.linalg.inv(_precision(clf.posterior_))
+    np.testing.assert_allclose(mean, logits(theta), rtol=1e-12)
+    np.testing.assert_allclose(
+        cov, J @ covariance @ np.swapaxes(J, 1, 2), rtol=1e-6, atol=1e-9
+    )
+
+
+def test_newton_converges_in_fewer_iterations_than_lbfgs():
+    X, y = _scaled(load_breast_cancer)
+    iterations = {}
+    for solver in ("newton", "lbfgs"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = LaplaceMLPClassifier(
+                (8,), solver=solver, tol=1e-12, max_iter=3000, random_state=0
+            ).fit(X, y)
+        history = np.asarray(clf.gradient_history_)
+        reached = np.flatnonzero(history <= 1e-8 * history[0])
+        assert reached.size, f"{solver} never reduced the gradient 1e8-fold"
+        iterations[solver] = reached[0]
+    assert iterations["newton"] < iterations["lbfgs"]
+
+
+def test_warm_start_refit_after_small_change_takes_few_steps():
+    X, y = _scaled(load_breast_cancer)
+    clf = LaplaceMLPClassifier((4,), warm_start=True, tol=1e-8, random_state=0).fit(
+        X, y
+    )
+    cold_iterations = clf.n_iter_
+    clf.fit(X[:-3], y[:-3])
+    assert clf.n_iter_ <= 5 < cold_iterations
+
+
+def test_indefinite_exact_hessian_falls_back_to_ggn():
+    X, y = _scaled(load_breast_cancer)
+    clf = LaplaceMLPClassifier(
+        (6,), solver="lbfgs", hessian="exact", max_iter=3, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(LaplaceApproximationWarning, match="not positive definite"):
+            clf.fit(X, y)
+    assert clf.curvature_ == "ggn"
+    assert np.all(np.isfinite(clf.predict_proba(X)))
+
+
+def test_exact_and_ggn_posteriors_coincide_without_hidden_layer():
+    X, y = _scaled(load_iris)
+    exact = LaplaceMLPClassifier((), hessian="exact", random_state=0).fit(X, y)
+    ggn = LaplaceMLPClassifier((), hessian="ggn", random_state=0).fit(X, y)
+    assert exact.curvature_ == "exact"
+    np.testing.assert_allclose(
+        _precision(exact.posterior_), _precision(ggn.posterior_), rtol=1e-10
+    )
+
+
+def test_probit_moderates_towards_half_far_from_data():
+    X, y = _scaled(load_breast_cancer)
+    clf = LaplaceMLPClassifier((8,), random_state=0).fit(X, y)
+    far = 20 * X[:20]
+    mapped = clf.set_params(link_approx="map").predict_proba(far)
+    probit = clf.set_params(link_approx="probit").predict_proba(far)
+    # Moderation never makes a prediction more confident.
+    assert np.all(np.abs(probit[:, 1] - 0.5) <= np.abs(mapped[:, 1] - 0.5) + 1e-12)
+    assert np.mean(np.abs(probit[:, 1] - 0.5)) < np.mean(np.abs(mapped[:, 1] - 0.5))
+
+
+def test_one_class_raises():
+    with pytest.raises(ValueError, match="class"):
+        LaplaceMLPClassifier(()).fit(np.zeros((4, 2)), np.ones(4))

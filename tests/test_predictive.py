@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import scipy.linalg
+from scipy.special import expit, softmax
+
+from sklaplace._likelihood import Bernoulli, Categorical
+from sklaplace._predictive import PREDICTIVES, mc_logits, probit_logits
+
+
+def _expected_sigmoid(mu, var):
+    # Gauss-Hermite quadrature of E[sigmoid(f)], f ~ N(mu, var).
+    nodes, weights = np.polynomial.hermite_e.hermegauss(200)
+    return np.array(
+        [
+            np.sum(weights * expit(m + np.sqrt(v) * nodes)) / np.sqrt(2 * np.pi)
+            for m, v in zip(mu, var)
+        ]
+    )
+
+
+def test_binary_probit_is_close_to_the_integral():
+    mu = np.linspace(-6, 6, 25)[:, None]
+    var = np.linspace(0.0, 30, 25)[:, None, None]
+    p = Bernoulli.proba(np, probit_logits(np, mu, var))[:, 1]
+    exact = _expected_sigmoid(mu[:, 0], var[:, 0, 0])
+    # MacKay's approximation is good to about 0.02 everywhere.
+    assert np.max(np.abs(p - exact)) < 0.02
+
+
+def test_monte_carlo_converges_to_the_integral():
+    mu = np.array([[-2.0], [0.5], [3.0]])
+    var = np.array([[[0.5]], [[4.0]], [[9.0]]])
+    noise = np.random.RandomState(0).standard_normal((200_000, 1))
+    p = Bernoulli.proba(np, mc_logits(np, mu, var, noise=noise))[:, 1]
+    np.testing.assert_allclose(p, _expected_sigmoid(mu[:, 0], var[:, 0, 0]), atol=5e-3)
+
+
+def test_multiclass_monte_carlo_matches_direct_average():
+    rng = np.random.RandomState(1)
+    mu = rng.normal(size=(4, 3))
+    A = rng.normal(size=(4, 3, 3))
+    cov = A @ np.swapaxes(A, 1, 2)
+    noise = rng.standard_normal((5000, 3))
+    p = Categorical.proba(np, mc_logits(np, mu, cov, noise=noise))
+    # The draws use the symmetric square root of each covariance.
+    root = np.stack([np.real(scipy.linalg.sqrtm(c)) for c in cov])
+    direct = np.stack(
+        [softmax(mu[n] + noise @ root[n].T, axis=1).mean(axis=0) for n in range(4)]
+    )
+    np.testing.assert_allclose(p, direct, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(PREDICTIVES))
+def test_zero_variance_recovers_the_map(name):
+    mu = np.random.RandomState(0).normal(size=(6, 3))
+    cov = np.zeros((6, 3, 3))
+    noise = np.random.RandomState(0).standard_normal((10, 3))
+    logits = PREDICTIVES[name](np, mu, cov, noise=noise)
+    np.testing.assert_allclose(
+        Categorical.proba(np, logits), softmax(mu, axis=1), rtol=1e-12
+    )
+
+
+def test_multiclass_probit_ignores_a_common_shift():
+    rng = np.random.RandomState(0)
+    mu = rng.normal(size=(5, 3))
+    A = rng.normal(size=(5, 3, 3))
+    cov = A @ np.swapaxes(A, 1, 2)
+    shift = np.ones((3, 3)) * 7.0  # variance along the common shift only
+    p = Categorical.proba(np, probit_logits(np, mu + 4.0, cov + shift))
+    np.testing.assert_allclose(
+        p, Categorical.proba(np, probit_logits(np, mu, cov)), rtol=1e-12
+    )
+
+
+def test_huge_logits_stay_finite():
+    mu = np.array([[1e4], [-1e4]])
+    var = np.array([[[1e8]], [[0.0]]])
+    for name in PREDICTIVES:
+        noise = np.random.RandomState(0).standard_normal((50, 1))
+        log_p = Bernoulli.log_proba(np, PREDICTIVES[name](np, mu, var, noise=noise))
+        assert np.all(np.isfinite(log_p))
