@@ -37,8 +37,16 @@ def make_objective(n_samples, n_features=50, hidden=(64, 64), seed=0):
     y = (X[:, 0] + 0.5 * rng.normal(size=n_samples) > 0).astype(float)
     layout = ParamLayout((n_features, *hidden, 1))
     theta = layout.glorot_init(rng)
-    obj = NegLogPosterior(np, layout, "tanh", Bernoulli, X, y[:, None],
-                          np.ones(n_samples), np.full(layout.n_params, 1e-2))
+    obj = NegLogPosterior(
+        np,
+        layout,
+        "tanh",
+        Bernoulli,
+        X,
+        y[:, None],
+        np.ones(n_samples),
+        np.full(layout.n_params, 1e-2),
+    )
     return obj, theta
 
 
@@ -69,9 +77,11 @@ def main():
         name: best_time(f, max(args.repeat, 30) if name in cheap else args.repeat)
         for name, f in rows.items()
     }
-    print(f"N={n}, d=50, hidden=(64, 64), tanh, binary, W={w}; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"numpy {np.__version__}, best of {args.repeat}\n")
+    print(
+        f"N={n}, d=50, hidden=(64, 64), tanh, binary, W={w}; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"numpy {np.__version__}, best of {args.repeat}\n"
+    )
     print("| quantity | seconds |\n|---|---:|")
     for name, seconds in t.items():
         print(f"| {name} | {seconds:.4f} |")

@@ -33,8 +33,16 @@ def main():
     y = (X[:, 0] > 0).astype(float)[:, None]
     layout = ParamLayout((args.n_features, args.hidden, 1))
     theta = layout.glorot_init(rng)
-    obj = NegLogPosterior(np, layout, "tanh", Bernoulli, X, y,
-                          np.ones(args.n_samples), np.full(layout.n_params, 1e-2))
+    obj = NegLogPosterior(
+        np,
+        layout,
+        "tanh",
+        Bernoulli,
+        X,
+        y,
+        np.ones(args.n_samples),
+        np.full(layout.n_params, 1e-2),
+    )
     data_bytes = X.nbytes + y.nbytes + obj.sample_weight.nbytes
     tracemalloc.start()
     start = time.perf_counter()
@@ -46,9 +54,13 @@ def main():
     print(f"N={args.n_samples}, d={args.n_features}, hidden=({args.hidden},), W={w}")
     print(f"data (X, y, weights), allocated before: {data_bytes / MIB:.1f} MiB")
     print(f"result W x W: {H.nbytes / MIB:.1f} MiB")
-    print(f"an unchunked N x W Jacobian would be: {args.n_samples * w * 8 / MIB:.1f} MiB")
-    print(f"peak traced allocation while forming the GGN: {peak / MIB:.1f} MiB "
-          f"(memory budget {obj.memory_budget / MIB:.0f} MiB per chunk)")
+    print(
+        f"an unchunked N x W Jacobian would be: {args.n_samples * w * 8 / MIB:.1f} MiB"
+    )
+    print(
+        f"peak traced allocation while forming the GGN: {peak / MIB:.1f} MiB "
+        f"(memory budget {obj.memory_budget / MIB:.0f} MiB per chunk)"
+    )
     print(f"time: {seconds:.2f} s")
 
 

@@ -183,8 +183,8 @@ class GramAccumulator:
 
     On NumPy each chunk is one BLAS ``syrk`` into the upper triangle of a
     Fortran-ordered buffer (half the flops of a general product, no
-    temporaries); on CuPy cuBLAS ``syrk`` likewise; elsewhere a plain product.
-    The triangle is mirrored once, in :meth:`result`.
+    temporaries), and the triangle is mirrored once, in :meth:`result`.
+    Elsewhere (CuPy's cuBLAS, array_api_strict) it is a plain matrix product.
 
     Parameters
     ----------
@@ -198,16 +198,15 @@ class GramAccumulator:
 
     def __init__(self, xp, n, dtype):
         self.xp = xp
-        self.upper_only = is_numpy_namespace(xp) or is_cupy_namespace(xp)
-        if is_numpy_namespace(xp):
+        self.use_syrk = is_numpy_namespace(xp) and dtype in (np.float64, np.float32)
+        if self.use_syrk:
             self.gram = np.zeros((n, n), dtype=dtype, order="F")
         else:
             self.gram = xp.zeros((n, n), dtype=dtype)
 
     def add(self, F):
         """Add ``F.T @ F`` for a chunk ``F`` of shape (rows, n)."""
-        xp = self.xp
-        if is_numpy_namespace(xp):
+        if self.use_syrk:
             syrk = (
                 scipy.linalg.blas.dsyrk
                 if F.dtype == np.float64
@@ -215,16 +214,12 @@ class GramAccumulator:
             )
             # F is C-ordered, so F.T is Fortran-ordered: no copy of F.
             self.gram = syrk(1.0, F.T, beta=1.0, c=self.gram, overwrite_c=1, lower=0)
-        elif is_cupy_namespace(xp):
-            import cupy
-
-            cupy.cublas.syrk("T", F, out=self.gram, alpha=1.0, beta=1.0, lower=False)
         else:
             self.gram = self.gram + F.T @ F
 
     def result(self):
         """Return the full symmetric matrix."""
-        if not self.upper_only:
+        if not self.use_syrk:
             return self.gram
         # Mirror the upper triangle in place, one block of rows at a time, so
         # that no second n x n array is allocated.
@@ -235,5 +230,5 @@ class GramAccumulator:
         for start in range(0, n, step):
             stop = min(start + step, n)
             block = G[start:stop, start:stop]
-            G[start:stop, start:stop] = self.xp.triu(block) + self.xp.triu(block, k=1).T
+            G[start:stop, start:stop] = np.triu(block) + np.triu(block, k=1).T
         return G

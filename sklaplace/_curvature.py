@@ -45,15 +45,25 @@ def _factor_rows(obj, Xc, sc, theta):
 def ggn_hessian(obj, theta):
     """Full generalised Gauss-Newton matrix ``sum_n J_n' Lambda_n J_n + A``.
 
-    Formed as ``F' F`` with ``F`` the stacked rows ``R_n J_n`` (a symmetric
-    rank-k update), never as ``J' (Lambda J)``.
+    One logit: ``F' F`` with ``F`` the stacked rows ``sqrt(Lambda_n) J_n``, a
+    symmetric rank-k update (``N W^2 / 2`` multiply-adds), never
+    ``J' (Lambda J)``. K logits: the rank-k update would cost K times that,
+    so the blocks are formed from their Kronecker structure instead (about
+    ``N W^2 / 2`` multiply-adds whatever K; see :class:`_KroneckerBlocks`).
 
     Returns
     -------
     H : array of shape (n_params, n_params)
     """
-    xp, n_params = obj.xp, obj.layout.n_params
-    n_rows = obj.layout.n_outputs if obj.layout.n_outputs > 1 else 1
+    xp, layout, n_params = obj.xp, obj.layout, obj.layout.n_params
+    if layout.n_outputs > 1:
+        blocks = _KroneckerBlocks()
+        for Xc, _, sc in obj.row_chunks(_kronecker_bytes_per_row(obj)):
+            fwd, factor = _factor_rows(obj, Xc, sc, theta)
+            blocks.add_ggn_chunk(xp, fwd, backprop(xp, layout, theta, fwd, factor))
+        H = blocks.add_to(xp, layout, xp.zeros((n_params, n_params), dtype=theta.dtype))
+        return add_to_diagonal(xp, H, obj.prior_precision)
+    n_rows = 1
     gram = GramAccumulator(xp, n_params, theta.dtype)
     for Xc, _, sc in obj.row_chunks(3 * _itemsize(obj) * n_rows * n_params):
         fwd, factor = _factor_rows(obj, Xc, sc, theta)
@@ -126,11 +136,11 @@ def _kron_rows(xp, u, w):
     return xp.reshape(u[:, :, None] * w[:, None, :], (u.shape[0], -1))
 
 
-class _ResidualAccumulator:
-    """Sum the blocks of ``R`` over row chunks as matrix products.
+class _KroneckerBlocks:
+    """Sum curvature blocks over row chunks as matrix products.
 
-    Each block ``(i, j)`` of ``R`` (module docstring) is a sum of two
-    contractions over samples, each one matrix product with a row-wise
+    Each block ``(i, j)`` of ``R`` (module docstring) or of the GGN is a sum
+    of contractions over samples, each one matrix product with a row-wise
     Kronecker operand:
 
     * ``sum_n (ahat_i kron ahat_j)[n, (a, b)] M_ij[n, (p, k)]``, kept in
@@ -152,8 +162,25 @@ class _ResidualAccumulator:
         else:
             store[key] = value
 
-    def add_chunk(self, xp, layout, theta, fwd, deltas, curvatures):
-        """Accumulate one chunk's contributions to every block."""
+    def add_ggn_chunk(self, xp, fwd, deltas):
+        """Accumulate GGN blocks from ``deltas[i]`` of shape (n, n_rows, fan_out_i).
+
+        ``GGN[(a, p), (b, k)] = sum_n ahat_i[n, a] ahat_j[n, b] S_ij[n, p, k]``
+        with ``S_ij = sum_r delta_i[n, r, p] delta_j[n, r, k]``.
+        """
+        inputs = [with_ones(xp, a) for a in fwd.acts]
+        for i in range(len(inputs)):
+            for j in range(i, len(inputs)):
+                S = xp.permute_dims(deltas[i], (0, 2, 1)) @ deltas[j]
+                S = xp.reshape(S, (S.shape[0], -1))
+                self._add(
+                    self.second_order,
+                    (i, j),
+                    _kron_rows(xp, inputs[i], inputs[j]).T @ S,
+                )
+
+    def add_residual_chunk(self, xp, layout, theta, fwd, deltas, curvatures):
+        """Accumulate one chunk's contributions to every block of ``R``."""
         weights = layout.layers(xp, theta)
         D = _second_order_precisions(xp, weights, fwd, curvatures)
         inputs = [with_ones(xp, a) for a in fwd.acts]
@@ -227,8 +254,20 @@ class _ResidualAccumulator:
         return H
 
 
+def _kronecker_bytes_per_row(obj):
+    """Bytes of per-row intermediates of :meth:`_KroneckerBlocks.add_ggn_chunk`."""
+    sizes = obj.layout.layer_sizes
+    n = len(sizes) - 1
+    widest = max(
+        (sizes[i] + 1) * (sizes[j] + 1) + 2 * sizes[i + 1] * sizes[j + 1]
+        for i in range(n)
+        for j in range(i, n)
+    )
+    return 2 * _itemsize(obj) * (widest + sizes[-1] * sum(sizes[1:]))
+
+
 def _residual_bytes_per_row(obj):
-    """Bytes of per-row intermediates of :class:`_ResidualAccumulator`."""
+    """Bytes of per-row intermediates of :class:`_KroneckerBlocks`."""
     sizes = obj.layout.layer_sizes
     n = len(sizes) - 1
     widest = max(
@@ -242,6 +281,31 @@ def _residual_bytes_per_row(obj):
     return 2 * _itemsize(obj) * (widest + sum(h * h for h in sizes[1:-1]))
 
 
+def residual_hessian(obj, theta, out=None):
+    """Second-order term ``R = sum_nk r_nk d2 f_nk / dtheta2``, added to ``out``.
+
+    Parameters
+    ----------
+    out : array of shape (n_params, n_params), default=None
+        Matrix to add ``R`` to (updated and returned); zeros by default.
+
+    Returns
+    -------
+    R : array of shape (n_params, n_params)
+        ``out + R``.
+    """
+    xp, n_params = obj.xp, obj.layout.n_params
+    out = xp.zeros((n_params, n_params), dtype=theta.dtype) if out is None else out
+    if obj.layout.n_layers == 1:
+        return out  # Logits are linear in theta: R = 0.
+    residual = _KroneckerBlocks()
+    for Xc, Yc, sc in obj.row_chunks(_residual_bytes_per_row(obj)):
+        fwd = obj.forward(theta, Xc)
+        deltas, curvatures = obj.residual_backprop(theta, fwd, Yc, sc)
+        residual.add_residual_chunk(xp, obj.layout, theta, fwd, deltas, curvatures)
+    return residual.add_to(xp, obj.layout, out)
+
+
 def exact_hessian(obj, theta):
     """Full exact Hessian ``GGN + R + A`` of ``L`` (second-order backprop).
 
@@ -249,15 +313,7 @@ def exact_hessian(obj, theta):
     -------
     H : array of shape (n_params, n_params)
     """
-    H = ggn_hessian(obj, theta)
-    if obj.layout.n_layers == 1:
-        return H  # Logits are linear in theta: R = 0.
-    residual = _ResidualAccumulator()
-    for Xc, Yc, sc in obj.row_chunks(_residual_bytes_per_row(obj)):
-        fwd = obj.forward(theta, Xc)
-        deltas, curvatures = obj.residual_backprop(theta, fwd, Yc, sc)
-        residual.add_chunk(obj.xp, obj.layout, theta, fwd, deltas, curvatures)
-    return residual.add_to(obj.xp, obj.layout, H)
+    return residual_hessian(obj, theta, out=ggn_hessian(obj, theta))
 
 
 def exact_diagonal(obj, theta):

@@ -1,0 +1,154 @@
+"""Backends: the engine runs under array_api_strict exactly as under NumPy.
+
+array_api_strict rejects anything outside the Array API standard, so passing
+here shows the code path has no hidden NumPy call -- the property the CuPy
+backend relies on. CuPy itself is tested in test_cupy.py where available.
+"""
+
+import numpy as np
+import pytest
+
+from sklaplace import (
+    log_posterior,
+    log_posterior_grad,
+    log_posterior_hessian,
+    log_posterior_hvp,
+)
+from sklaplace._backend import get_namespace, resolve_backend, to_numpy
+from sklaplace._curvature import CURVATURES
+from sklaplace._network import jacobian_factor, jvp
+from sklaplace._posterior import DiagPosterior, FullPosterior
+from sklaplace._predictive import PREDICTIVES
+from tests.conftest import make_problem
+
+xps = pytest.importorskip("array_api_strict")
+
+STRICT_CASES = [
+    ("tanh", 2, (4, 3)),
+    ("softplus", 3, (4,)),
+    ("relu", 3, ()),
+    ("logistic", 2, (3,)),
+]
+
+
+def _both(activation, n_classes, hidden):
+    reference = make_problem(activation, n_classes, hidden, weighted=True)
+    strict = make_problem(activation, n_classes, hidden, weighted=True, xp=xps)
+    return reference, strict
+
+
+def _close(strict_value, numpy_value):
+    np.testing.assert_allclose(
+        to_numpy(strict_value), numpy_value, rtol=1e-12, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    "case", STRICT_CASES, ids=lambda c: f"{c[0]}-{c[1]}cls-h{len(c[2])}"
+)
+def test_engine_under_array_api_strict_matches_numpy(case):
+    (obj, theta), (sobj, stheta) = _both(*case)
+    assert get_namespace(stheta) is xps
+    v = np.random.RandomState(5).normal(size=theta.shape)
+    sv = xps.asarray(v)
+    # forward, backprop (gradient), R-op (J v), Jacobian
+    _close(sobj.forward(stheta).logits, obj.forward(theta).logits)
+    sloss, sgrad = sobj.loss_gradient(stheta)
+    loss, grad = obj.loss_gradient(theta)
+    _close(sloss, loss)
+    _close(sgrad, grad)
+    _close(
+        jvp(xps, sobj.layout, stheta, sobj.forward(stheta), sv)[-1],
+        jvp(np, obj.layout, theta, obj.forward(theta), v)[-1],
+    )
+    # curvature: full exact, full GGN, both diagonals; both vector products
+    for key, curvature in CURVATURES.items():
+        _close(curvature(sobj, stheta), curvature(obj, theta))
+    for kind in ("exact", "ggn"):
+        _close(sobj.hessp(stheta, sv, kind), obj.hessp(theta, v, kind))
+
+
+@pytest.mark.parametrize("n_outputs", [1, 3])
+def test_posterior_and_predictive_under_array_api_strict(n_outputs):
+    rng = np.random.RandomState(0)
+    A = rng.normal(size=(7, 7))
+    P = A @ A.T + 7 * np.eye(7)
+    J = rng.normal(size=(5, n_outputs, 7))
+    mean = rng.normal(size=(5, n_outputs))
+    noise = rng.standard_normal((50, n_outputs))
+    for posterior, precision in (
+        (FullPosterior, P),
+        (DiagPosterior, np.diag(P).copy()),
+    ):
+        post_np = posterior.from_precision(np, precision)
+        post_strict = posterior.from_precision(xps, xps.asarray(precision))
+        cov = post_np.functional_variance(np, J)
+        scov = post_strict.functional_variance(xps, xps.asarray(J))
+        _close(scov, cov)
+        for name, predictive in PREDICTIVES.items():
+            _close(
+                predictive(xps, xps.asarray(mean), scov, noise=xps.asarray(noise)),
+                predictive(np, mean, cov, noise=noise),
+            )
+
+
+def test_functional_api_returns_the_input_namespace():
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(10, 3)), np.arange(10) % 3
+    coefs = [rng.normal(size=(3, 4)), rng.normal(size=(4, 3))]
+    intercepts = [rng.normal(size=4), rng.normal(size=3)]
+    s = lambda arrays: [xps.asarray(a) for a in arrays]  # noqa: E731
+    kw = dict(activation="tanh", alpha=0.5, bias_prior_precision=0.1)
+    v = rng.normal(size=12 + 4 + 12 + 3)
+    pairs = [
+        (
+            log_posterior(s(coefs), s(intercepts), xps.asarray(X), y, **kw),
+            log_posterior(coefs, intercepts, X, y, **kw),
+        ),
+        (
+            log_posterior_grad(s(coefs), s(intercepts), xps.asarray(X), y, **kw),
+            log_posterior_grad(coefs, intercepts, X, y, **kw),
+        ),
+        (
+            log_posterior_hvp(
+                s(coefs), s(intercepts), xps.asarray(X), y, xps.asarray(v), **kw
+            ),
+            log_posterior_hvp(coefs, intercepts, X, y, v, **kw),
+        ),
+    ]
+    for kind in ("exact", "ggn", "diag"):
+        pairs.append(
+            (
+                log_posterior_hessian(
+                    s(coefs), s(intercepts), xps.asarray(X), y, kind=kind, **kw
+                ),
+                log_posterior_hessian(coefs, intercepts, X, y, kind=kind, **kw),
+            )
+        )
+    for strict_value, numpy_value in pairs:
+        assert get_namespace(strict_value) is xps
+        _close(strict_value, numpy_value)
+
+
+def test_resolve_backend():
+    assert get_namespace(np.zeros(1)) is resolve_backend("numpy")
+    assert resolve_backend("auto") is not None
+    with pytest.raises(ValueError, match="backend"):
+        resolve_backend("jax")
+
+
+def test_cupy_backend_without_cupy_says_how_to_install():
+    try:
+        import cupy  # noqa: F401
+
+        pytest.skip("CuPy is installed here")
+    except Exception:
+        pass
+    with pytest.raises(ImportError, match=r"sklaplace\[gpu\]"):
+        resolve_backend("cupy")
+
+
+def test_to_numpy_round_trip():
+    a = xps.asarray([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(to_numpy(a), [[1.0, 2.0], [3.0, 4.0]])
+    assert isinstance(to_numpy(np.float64(2.0)), np.ndarray)
