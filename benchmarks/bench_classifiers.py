@@ -1,4 +1,4 @@
-"""Predictive quality of LaplaceMLPClassifier next to MLPClassifier and LogisticRegression.
+"""Predictive quality of LaplaceMLPClassifier beside MLPClassifier and LR.
 
 Usage: ``python benchmarks/bench_classifiers.py [--hidden 16] [--alpha 1.0]``
 

@@ -54,7 +54,7 @@ def hessian_demo():
 
 
 def classifier_demo():
-    """Test-set scores of the Laplace MLP beside MLPClassifier and LogisticRegression."""
+    """Test scores of the Laplace MLP beside MLPClassifier and LogisticRegression."""
     X, y = load_breast_cancer(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.5, stratify=y, random_state=0
@@ -81,7 +81,8 @@ def classifier_demo():
         proba = pipe.predict_proba(X_test)
         print(
             f"{name:34s} {accuracy_score(y_test, pipe.predict(X_test)):8.4f} "
-            f"{log_loss(y_test, proba):9.4f} {multiclass_brier_score(y_test, proba):7.4f} "
+            f"{log_loss(y_test, proba):9.4f} "
+            f"{multiclass_brier_score(y_test, proba):7.4f} "
             f"{expected_calibration_error(y_test, proba):7.4f}"
         )
 

@@ -16,7 +16,7 @@ from sklaplace import (
 )
 from sklaplace._backend import get_namespace, resolve_backend, to_numpy
 from sklaplace._curvature import CURVATURES
-from sklaplace._network import jacobian_factor, jvp
+from sklaplace._network import jvp
 from sklaplace._posterior import DiagPosterior, FullPosterior
 from sklaplace._predictive import PREDICTIVES
 from tests.conftest import make_problem
@@ -62,7 +62,7 @@ def test_engine_under_array_api_strict_matches_numpy(case):
         jvp(np, obj.layout, theta, obj.forward(theta), v)[-1],
     )
     # curvature: full exact, full GGN, both diagonals; both vector products
-    for key, curvature in CURVATURES.items():
+    for _key, curvature in CURVATURES.items():
         _close(curvature(sobj, stheta), curvature(obj, theta))
     for kind in ("exact", "ggn"):
         _close(sobj.hessp(stheta, sv, kind), obj.hessp(theta, v, kind))
@@ -85,7 +85,7 @@ def test_posterior_and_predictive_under_array_api_strict(n_outputs):
         cov = post_np.functional_variance(np, J)
         scov = post_strict.functional_variance(xps, xps.asarray(J))
         _close(scov, cov)
-        for name, predictive in PREDICTIVES.items():
+        for _name, predictive in PREDICTIVES.items():
             _close(
                 predictive(xps, xps.asarray(mean), scov, noise=xps.asarray(noise)),
                 predictive(np, mean, cov, noise=noise),

@@ -27,7 +27,7 @@ from tests.conftest import make_problem  # noqa: E402
 def test_curvature_on_gpu_matches_numpy(case):
     obj, theta = make_problem(*case, weighted=True)
     gobj, gtheta = make_problem(*case, weighted=True, xp=get_namespace(cupy.zeros(1)))
-    for key, curvature in CURVATURES.items():
+    for _key, curvature in CURVATURES.items():
         np.testing.assert_allclose(
             to_numpy(curvature(gobj, gtheta)),
             curvature(obj, theta),
