@@ -6,10 +6,12 @@ predictive (_predictive)``. This module validates input, wires those calls and
 stores their results.
 """
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -20,8 +22,14 @@ from sklearn.utils.validation import (
 )
 
 from sklaplace._activations import ACTIVATIONS
-from sklaplace._backend import BACKENDS, get_namespace, resolve_backend, to_numpy
-from sklaplace._evidence import log_marginal_likelihood
+from sklaplace._backend import (
+    BACKENDS,
+    NotPositiveDefiniteError,
+    get_namespace,
+    resolve_backend,
+    to_numpy,
+)
+from sklaplace._evidence import log_marginal_likelihood, mackay_update, weight_groups
 from sklaplace._likelihood import likelihood_for
 from sklaplace._network import ParamLayout, forward, jacobian_factor
 from sklaplace._objective import DEFAULT_MEMORY_BUDGET, NegLogPosterior
@@ -29,8 +37,17 @@ from sklaplace._posterior import laplace_posterior
 from sklaplace._predictive import PREDICTIVES
 from sklaplace._prior import prior_precision_vector
 from sklaplace._solvers import SOLVERS, minimize_map
+from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = ["LaplaceMLPClassifier"]
+
+# MacKay's updates stop when no alpha moves by more than this factor in log
+# space (0.01%), or after this many refits. Alphas are kept inside the bounds:
+# an MLP's evidence can rise without limit as one layer's weights shrink and
+# the next layer's grow (the scaling symmetry of a near-linear unit).
+_EVIDENCE_TOL = 1e-4
+_EVIDENCE_MAX_UPDATES = 50
+_EVIDENCE_BOUNDS = (1e-6, 1e6)
 
 
 class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
@@ -63,9 +80,17 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         Units per hidden layer; ``()`` gives Bayesian logistic regression.
     activation : {"identity", "logistic", "tanh", "relu", "softplus"}, default="tanh"
         Hidden-layer activation.
-    alpha : float or array-like of shape (n_layers,), default=1.0
+    alpha : float, array-like of shape (n_layers,), "evidence" or \
+            "evidence_per_layer", default=1.0
         Prior precision of the weights, one value or one per layer. Values
-        must be in the range ``[0.0, inf)``.
+        must be in the range ``[0.0, inf)``. ``"evidence"`` tunes one value by
+        MacKay's fixed-point updates (maximising the Laplace evidence):
+        starting from 1, fit, set ``alpha = gamma / ||w||^2`` with ``gamma =
+        n_weights - alpha tr(P^{-1})`` the effective number of parameters,
+        refit from the current MAP, until no alpha changes by more than
+        0.01% (at most 50 refits; alphas are kept in ``[1e-6, 1e6]``).
+        ``"evidence_per_layer"`` tunes one value per layer the same way; it
+        can run into a degenerate maximum (a warning says so).
     bias_prior_precision : float or array-like of shape (n_layers,), default=1.0
         Prior precision of the biases. Values must be in the range
         ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden
@@ -122,6 +147,17 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         Jitter added to the precision's diagonal (0.0 unless it was singular).
     log_marginal_likelihood_ : float
         Laplace log evidence at the MAP (see ``sklaplace._evidence``).
+    log_likelihood_ : float
+        ``sum_n s_n log p(y_n | x_n, theta_map)``.
+    prior_precision_ : ndarray of shape (n_params,)
+        Prior precision of every parameter, in the order of ``theta``.
+    alpha_ : float or ndarray of shape (n_layers,)
+        Weight precision used (the tuned one for ``alpha="evidence"``).
+    alpha_history_ : list of ndarray
+        Alphas of each evidence refit (empty for a fixed ``alpha``).
+    effective_n_parameters_ : ndarray of shape (n_groups,) or None
+        MacKay's ``gamma`` per tuned group at the end (``None`` for a fixed
+        ``alpha``).
     loss_ : float
         ``L(theta_map) / sum(sample_weight)``: the per-sample MAP objective,
         MLPClassifier's ``loss_`` when ``bias_prior_precision=0``.
@@ -159,7 +195,11 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints = {
         "hidden_layer_sizes": ["array-like"],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "alpha": [Interval(Real, 0, None, closed="left"), "array-like"],
+        "alpha": [
+            Interval(Real, 0, None, closed="left"),
+            "array-like",
+            StrOptions({"evidence", "evidence_per_layer"}),
+        ],
         "bias_prior_precision": [Interval(Real, 0, None, closed="left"), "array-like"],
         "solver": [StrOptions(set(SOLVERS))],
         "hessian": [StrOptions({"ggn", "exact"})],
@@ -257,8 +297,8 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
                 return layout.pack(np, self.coefs_, self.intercepts_)
         return layout.glorot_init(rng)
 
-    def _objective(self, xp, layout, likelihood, X, y_index, sample_weight):
-        prior = prior_precision_vector(layout, self.alpha, self.bias_prior_precision)
+    def _objective(self, xp, layout, likelihood, X, y_index, sample_weight, alpha):
+        prior = prior_precision_vector(layout, alpha, self.bias_prior_precision)
         Y = likelihood.encode(xp, xp.asarray(y_index), layout.n_outputs, xp.float64)
         return NegLogPosterior(
             xp,
@@ -297,35 +337,142 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         layout = ParamLayout(
             (X.shape[1], *self._hidden_sizes(), likelihood.n_outputs(classes.shape[0]))
         )
-        objective = self._objective(xp, layout, likelihood, X, y_index, sample_weight)
+        tuned = isinstance(self.alpha, str)
+        groups = weight_groups(layout, self.alpha == "evidence_per_layer")
+        alpha = np.ones(len(groups)) if tuned else self.alpha
         rng = check_random_state(self.random_state)
-        theta0 = xp.asarray(self._initial_theta(layout, rng))
+        theta = xp.asarray(self._initial_theta(layout, rng))
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
-        result = minimize_map(  # (1) MAP
-            objective, theta0, self.solver, self.tol, self.max_iter, self.verbose
-        )
-        posterior, curvature, jitter = laplace_posterior(  # (2)-(3) posterior
-            objective, result.theta, self.hessian, self.hessian_structure
-        )
-        log_likelihood = -(result.loss - float(objective.prior_term(result.theta)))
-        log_evidence = log_marginal_likelihood(  # (4) evidence
-            log_likelihood, result.theta, objective.prior_precision, posterior
+        alpha_history, n_iter, gradient_history = [], 0, []
+        for _ in range(_EVIDENCE_MAX_UPDATES if tuned else 1):
+            objective = self._objective(
+                xp,
+                layout,
+                likelihood,
+                X,
+                y_index,
+                sample_weight,
+                self._layer_alpha(alpha, groups),
+            )
+            result, posterior, curvature, jitter = self._laplace(
+                objective, theta
+            )  # (1)-(3)
+            theta, n_iter = result.theta, n_iter + result.n_iter
+            gradient_history += result.gradient_history
+            alpha_history.append(np.array(alpha, dtype=float, copy=True))
+            if not tuned:
+                break
+            new_alpha, gammas = mackay_update(  # (4) MacKay fixed point
+                posterior.covariance_diagonal(xp),
+                theta,
+                objective.prior_precision,
+                groups,
+            )
+            new_alpha = np.clip(new_alpha, *_EVIDENCE_BOUNDS)
+            if np.max(np.abs(np.log(new_alpha / alpha))) < _EVIDENCE_TOL:
+                break
+            alpha = new_alpha
+        else:
+            warnings.warn(
+                "The evidence updates of alpha did not converge in "
+                f"{_EVIDENCE_MAX_UPDATES} refits (last alpha {alpha}). Use a fixed "
+                "alpha or alpha='evidence'.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        if tuned and np.any(np.isin(alpha, _EVIDENCE_BOUNDS)):
+            warnings.warn(
+                f"The evidence drove alpha to a bound of {_EVIDENCE_BOUNDS} ({alpha}): "
+                "it is maximised in a degenerate limit (e.g. one layer's weights "
+                "vanishing while the next layer's grow). Prefer alpha='evidence' or "
+                "a fixed alpha.",
+                LaplaceApproximationWarning,
+                stacklevel=2,
+            )
+        log_likelihood = -(result.loss - float(objective.prior_term(theta)))
+        log_evidence = log_marginal_likelihood(  # (5) evidence
+            log_likelihood, theta, objective.prior_precision, posterior
         )
         # Assign only now: an exception above leaves no half-fitted state.
         self.classes_ = classes
         self.n_outputs_ = layout.n_outputs
-        coefs, intercepts = layout.split(np, to_numpy(result.theta))
+        coefs, intercepts = layout.split(np, to_numpy(theta))
         self.coefs_ = [np.array(c) for c in coefs]
         self.intercepts_ = [np.array(b) for b in intercepts]
         self.posterior_ = posterior
         self.curvature_ = curvature
         self.posterior_jitter_ = jitter
+        self.prior_precision_ = to_numpy(objective.prior_precision).copy()
+        self.alpha_ = self._layer_alpha(alpha_history[-1], groups) if tuned else alpha
+        self.alpha_history_ = alpha_history if tuned else []
+        self.effective_n_parameters_ = gammas if tuned else None
+        self.log_likelihood_ = log_likelihood
         self.log_marginal_likelihood_ = log_evidence
         self.loss_ = result.loss / float(np.sum(sample_weight))
-        self.n_iter_ = result.n_iter
-        self.gradient_history_ = result.gradient_history
+        self.n_iter_ = n_iter
+        self.gradient_history_ = gradient_history
         self._mc_seed = mc_seed
         return self
+
+    @staticmethod
+    def _layer_alpha(alpha, groups):
+        """Evidence alphas (one per group) as an ``alpha`` the prior understands."""
+        if isinstance(alpha, np.ndarray) and len(groups) > 1:
+            return alpha  # one per layer
+        if isinstance(alpha, np.ndarray):
+            return float(alpha[0])
+        return alpha
+
+    def _laplace(self, objective, theta):
+        """MAP from ``theta`` (1), curvature and posterior at it (2)-(3)."""
+        result = minimize_map(
+            objective, theta, self.solver, self.tol, self.max_iter, self.verbose
+        )
+        posterior, curvature, jitter = laplace_posterior(
+            objective, result.theta, self.hessian, self.hessian_structure
+        )
+        return result, posterior, curvature, jitter
+
+    def log_marginal_likelihood(self, alpha=None, bias_prior_precision=None):
+        """Laplace log evidence at other prior precisions, at the fitted MAP.
+
+        No refit: the MAP and the data part of the posterior precision are
+        kept, and only the prior changes (``P = P_data + A``). This is the
+        quantity MacKay's updates make stationary; use it to plot the
+        evidence against ``alpha``.
+
+        Parameters
+        ----------
+        alpha : float or array-like of shape (n_layers,) or (n_params,), default=None
+            Weight precision; ``None`` keeps the fitted one.
+        bias_prior_precision : float or array-like of shape (n_layers,), default=None
+            Bias precision; ``None`` keeps the fitted one.
+
+        Returns
+        -------
+        log_evidence : float
+            ``-inf`` if the posterior precision is not positive definite there.
+        """
+        check_is_fitted(self)
+        layout = self._layout()
+        theta = layout.pack(np, self.coefs_, self.intercepts_)
+        old = self.prior_precision_
+        mask = layout.bias_mask()
+        new = prior_precision_vector(
+            layout,
+            1.0 if alpha is None else alpha,
+            1.0 if bias_prior_precision is None else bias_prior_precision,
+        )
+        if alpha is None:
+            new[~mask] = old[~mask]
+        if bias_prior_precision is None:
+            new[mask] = old[mask]
+        xp = get_namespace(theta)
+        try:
+            posterior = self.posterior_.with_prior_change(xp, new - old)
+        except NotPositiveDefiniteError:
+            return -np.inf
+        return log_marginal_likelihood(self.log_likelihood_, theta, new, posterior)
 
     # -------------------------------------------------------------- predict
 

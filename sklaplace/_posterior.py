@@ -63,6 +63,14 @@ class FullPosterior:
         V = xp.reshape(V.T, (n_samples, n_outputs, n_params))
         return V @ xp.permute_dims(V, (0, 2, 1))
 
+    def with_prior_change(self, xp, delta):
+        """Posterior with precision ``P + diag(delta)`` (a new prior, same data).
+
+        Raises :class:`NotPositiveDefiniteError` if that is not positive definite.
+        """
+        L = self.cholesky_factor
+        return FullPosterior.from_precision(np, L @ L.T + np.diag(to_numpy(delta)))
+
     def covariance_diagonal(self, xp):
         """``diag(P^{-1})``: squared column norms of ``L^{-1}``."""
         L = xp.asarray(self.cholesky_factor)
@@ -107,6 +115,10 @@ class DiagPosterior:
         """``J_n diag(1/P) J_n'`` per sample, shape (n, n_outputs, n_outputs)."""
         scaled = J / xp.asarray(self.precision)[None, None, :]
         return scaled @ xp.permute_dims(J, (0, 2, 1))
+
+    def with_prior_change(self, xp, delta):
+        """Posterior with precision ``P + diag(delta)`` (a new prior, same data)."""
+        return DiagPosterior.from_precision(np, self.precision + to_numpy(delta))
 
     def covariance_diagonal(self, xp):
         """``1 / P_ii``."""

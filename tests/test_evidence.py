@@ -1,0 +1,93 @@
+"""The Laplace evidence and its MacKay optimisation of alpha."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.optimize
+from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.preprocessing import StandardScaler
+
+from sklaplace import LaplaceMLPClassifier
+
+
+def _scaled(loader):
+    X, y = loader(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def test_logistic_regression_evidence_equals_direct_laplace_computation():
+    X, y = _scaled(load_breast_cancer)
+    X = X[:, :6]
+    alpha, beta = 0.7, 0.2
+    clf = LaplaceMLPClassifier(
+        (), alpha=alpha, bias_prior_precision=beta, tol=1e-12
+    ).fit(X, y)
+    # Direct: Bayesian logistic regression on Phi = [X, 1], prior N(0, A^{-1}).
+    Phi = np.hstack([X, np.ones((X.shape[0], 1))])
+    A = np.r_[np.full(6, alpha), beta]
+
+    def neg_log_posterior(w):
+        f = Phi @ w
+        return np.sum(np.logaddexp(0, f) - y * f) + 0.5 * np.sum(A * w * w)
+
+    w = scipy.optimize.minimize(
+        neg_log_posterior, np.zeros(7), method="BFGS", options={"gtol": 1e-10}
+    ).x
+    p = 1 / (1 + np.exp(-(Phi @ w)))
+    H = Phi.T @ ((p * (1 - p))[:, None] * Phi) + np.diag(A)
+    log_lik = np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))
+    direct = (
+        log_lik
+        - 0.5 * np.sum(A * w * w)
+        + 0.5 * np.sum(np.log(A))
+        - 0.5 * np.linalg.slogdet(H)[1]
+    )
+    np.testing.assert_allclose(clf.log_marginal_likelihood_, direct, rtol=1e-8)
+    np.testing.assert_allclose(clf.log_marginal_likelihood(), direct, rtol=1e-8)
+
+
+@pytest.mark.parametrize("structure", ["full", "diag"])
+@pytest.mark.parametrize("hessian", ["ggn", "exact"])
+def test_evidence_is_stationary_in_log_alpha_at_the_fixed_point(structure, hessian):
+    X, y = _scaled(load_iris)
+    clf = LaplaceMLPClassifier(
+        (4,),
+        alpha="evidence",
+        hessian=hessian,
+        hessian_structure=structure,
+        tol=1e-10,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an exact Hessian may fall back to the GGN
+        clf.fit(X, y)
+    alpha = clf.alpha_
+    assert len(clf.alpha_history_) >= 2
+    step = 1e-4
+
+    def slope(a):
+        up = clf.log_marginal_likelihood(alpha=a * np.exp(step))
+        down = clf.log_marginal_likelihood(alpha=a * np.exp(-step))
+        return (up - down) / (2 * step)
+
+    # d log Z / d log alpha = (gamma - alpha ||w||^2) / 2: zero at the fixed
+    # point, about gamma / 2 (a few units) away from it.
+    assert abs(slope(alpha)) < 1e-3
+    assert abs(slope(4 * alpha)) > 0.1
+
+
+def test_evidence_prefers_its_alpha_over_far_ones():
+    X, y = _scaled(load_breast_cancer)
+    clf = LaplaceMLPClassifier((4,), alpha="evidence", random_state=0).fit(X, y)
+    best = clf.log_marginal_likelihood()
+    np.testing.assert_allclose(best, clf.log_marginal_likelihood_, rtol=1e-12)
+    for factor in (1e-2, 1e-1, 10.0, 100.0):
+        assert clf.log_marginal_likelihood(alpha=clf.alpha_ * factor) < best
+
+
+def test_fixed_alpha_records_itself():
+    X, y = _scaled(load_iris)
+    clf = LaplaceMLPClassifier((3,), alpha=0.5, random_state=0).fit(X, y)
+    assert clf.alpha_ == 0.5
+    assert clf.alpha_history_ == [] and clf.effective_n_parameters_ is None
