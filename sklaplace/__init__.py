@@ -7,6 +7,7 @@ from sklaplace._functional import (
     log_posterior_hessian,
     log_posterior_hvp,
 )
+from sklaplace._pruning import prune, saliencies
 
 __version__ = "0.1.0"
 
@@ -17,4 +18,6 @@ __all__ = [
     "log_posterior_grad",
     "log_posterior_hessian",
     "log_posterior_hvp",
+    "prune",
+    "saliencies",
 ]

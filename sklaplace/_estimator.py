@@ -394,6 +394,8 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
             log_likelihood, theta, objective.prior_precision, posterior
         )
         # Assign only now: an exception above leaves no half-fitted state.
+        if hasattr(self, "pruned_mask_"):
+            del self.pruned_mask_  # a refit discards an earlier pruning
         self.classes_ = classes
         self.n_outputs_ = layout.n_outputs
         coefs, intercepts = layout.split(np, to_numpy(theta))
@@ -500,6 +502,8 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         n_outputs = layout.n_outputs
         rows = max(1, DEFAULT_MEMORY_BUDGET // (4 * 8 * n_outputs * layout.n_params))
         eye = xp.eye(n_outputs, dtype=theta.dtype)
+        mask = getattr(self, "pruned_mask_", None)
+        keep = None if mask is None else xp.asarray((~mask).astype(np.float64))
         means, covs = [], []
         for start in range(0, X.shape[0], rows):
             Xc = xp.asarray(X[start : start + rows])
@@ -508,6 +512,8 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
                 eye[None, :, :], (Xc.shape[0], n_outputs, n_outputs)
             )
             J = jacobian_factor(xp, layout, theta, fwd, identity)
+            if keep is not None:  # pruned weights carry no uncertainty
+                J = J * keep
             means.append(fwd.logits)
             covs.append(self.posterior_.functional_variance(xp, J))
         return xp, xp.concat(means), xp.concat(covs)

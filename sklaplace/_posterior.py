@@ -71,6 +71,20 @@ class FullPosterior:
         L = self.cholesky_factor
         return FullPosterior.from_precision(np, L @ L.T + np.diag(to_numpy(delta)))
 
+    def conditioned_on_zero(self, fixed):
+        """Posterior of the other parameters given ``theta[fixed] = 0``.
+
+        The conditional precision is ``P`` restricted to the free block; the
+        fixed block is replaced by the identity (it carries no variance once
+        the Jacobian's fixed columns are zeroed, and adds 0 to ``log det``).
+        """
+        L = self.cholesky_factor
+        P = L @ L.T
+        P[fixed, :] = 0.0
+        P[:, fixed] = 0.0
+        P[fixed, fixed] = 1.0
+        return FullPosterior.from_precision(np, P)
+
     def covariance_diagonal(self, xp):
         """``diag(P^{-1})``: squared column norms of ``L^{-1}``."""
         L = xp.asarray(self.cholesky_factor)
@@ -119,6 +133,10 @@ class DiagPosterior:
     def with_prior_change(self, xp, delta):
         """Posterior with precision ``P + diag(delta)`` (a new prior, same data)."""
         return DiagPosterior.from_precision(np, self.precision + to_numpy(delta))
+
+    def conditioned_on_zero(self, fixed):
+        """Posterior of the other parameters given ``theta[fixed] = 0``."""
+        return DiagPosterior(np.where(fixed, 1.0, self.precision))
 
     def covariance_diagonal(self, xp):
         """``1 / P_ii``."""

@@ -1,0 +1,185 @@
+"""Pruning with the Hessian: magnitude, Optimal Brain Damage, Optimal Brain Surgeon.
+
+All three rank the WEIGHTS (biases are never pruned) of a fitted
+:class:`~sklaplace.LaplaceMLPClassifier` by the increase of the MAP objective
+``L`` a removal would cause, under the quadratic model ``L(theta_map + d) ~
+L(theta_map) + 1/2 d' H d`` with ``H`` the posterior precision (the curvature
+the estimator was fitted with, prior included):
+
+* magnitude: ``|theta_q|``;
+* OBD (LeCun et al. 1989): ``1/2 H_qq theta_q^2`` -- the increase when the
+  other weights stay put (exact for a diagonal ``H``);
+* OBS (Hassibi & Stork 1993): ``theta_q^2 / (2 [H^{-1}]_qq)`` -- the increase
+  when the other weights move optimally, by ``-theta_q / [H^{-1}]_qq H^{-1}
+  e_q``. That move is the mean of the Laplace posterior conditioned on
+  ``theta_q = 0``, so OBS prunes one weight at a time, updating ``H^{-1}`` to
+  the conditional covariance after each removal.
+
+The pruned estimator's posterior is the Laplace posterior conditioned on the
+pruned weights being zero: its precision is ``H`` restricted to the kept
+parameters.
+"""
+
+import copy
+
+import numpy as np
+
+__all__ = ["PRUNING_METHODS", "prune", "saliencies"]
+
+PRUNING_METHODS = ("obs", "obd", "magnitude")
+
+
+def _precision_and_theta(estimator):
+    layout = estimator._layout()
+    theta = layout.pack(np, estimator.coefs_, estimator.intercepts_)
+    posterior = estimator.posterior_
+    if posterior.structure == "full":
+        L = posterior.cholesky_factor
+        return L @ L.T, theta, layout
+    return np.diag(posterior.precision), theta, layout
+
+
+def _pruned(estimator):
+    mask = getattr(estimator, "pruned_mask_", None)
+    return np.zeros(estimator.prior_precision_.shape[0], bool) if mask is None else mask
+
+
+def _check(estimator, method):
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator)
+    if method not in PRUNING_METHODS:
+        raise ValueError(f"method must be one of {PRUNING_METHODS}, got {method!r}.")
+
+
+def saliencies(estimator, *, method="obs"):
+    """Saliency of every parameter of a fitted LaplaceMLPClassifier.
+
+    Parameters
+    ----------
+    estimator : LaplaceMLPClassifier
+        A fitted estimator.
+    method : {"obs", "obd", "magnitude"}, default="obs"
+        See the module docstring for each formula.
+
+    Returns
+    -------
+    saliency : ndarray of shape (n_params,)
+        In the order of ``theta``; ``inf`` for biases and already pruned
+        weights (they are never candidates).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklaplace import LaplaceMLPClassifier, saliencies
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = LaplaceMLPClassifier((), random_state=0).fit(X, y)
+    >>> saliencies(clf, method="obs").shape
+    (15,)
+    """
+    _check(estimator, method)
+    H, theta, layout = _precision_and_theta(estimator)
+    candidates = ~layout.bias_mask() & ~_pruned(estimator)
+    if method == "magnitude":
+        values = np.abs(theta)
+    elif method == "obd":
+        values = 0.5 * np.diag(H) * theta**2
+    else:
+        covariance = _conditional_covariance(H, _pruned(estimator))
+        values = theta**2 / (2.0 * np.diag(covariance))
+    return np.where(candidates, values, np.inf)
+
+
+def _conditional_covariance(H, fixed):
+    """``H^{-1}`` of the free block (zero rows/columns for ``fixed`` entries)."""
+    free = ~fixed
+    covariance = np.zeros_like(H)
+    covariance[np.ix_(free, free)] = np.linalg.inv(H[np.ix_(free, free)])
+    return covariance
+
+
+def _obs_remove(theta, covariance, n_remove, candidates):
+    """Remove ``n_remove`` weights one at a time with OBS corrections.
+
+    ``covariance`` is updated in place to the conditional covariance.
+    """
+    removed = np.zeros_like(candidates)
+    for _ in range(n_remove):
+        variance = np.diag(covariance)
+        saliency = np.where(candidates & ~removed, theta**2 / (2.0 * variance), np.inf)
+        q = int(np.argmin(saliency))
+        column = covariance[:, q].copy()
+        # Hassibi & Stork (1993), eq. 5: delta = -theta_q / [H^-1]_qq H^-1 e_q.
+        theta = theta - theta[q] / column[q] * column
+        theta[q] = 0.0  # exactly, not up to round-off
+        # Conditioning on theta_q = 0: H^-1 <- H^-1 - H^-1 e_q e_q' H^-1 / [H^-1]_qq.
+        covariance -= np.outer(column, column) / column[q]
+        covariance[q, :] = 0.0
+        covariance[:, q] = 0.0
+        removed[q] = True
+    return theta, removed
+
+
+def prune(estimator, fraction, *, method="obs"):
+    """Return a copy of a fitted estimator with a fraction of its weights removed.
+
+    Parameters
+    ----------
+    estimator : LaplaceMLPClassifier
+        A fitted estimator; it is left unchanged.
+    fraction : float
+        Fraction of the WEIGHTS (biases are kept) to remove, counting any
+        already pruned. Values must be in the range ``[0.0, 1.0]``.
+    method : {"obs", "obd", "magnitude"}, default="obs"
+        ``"obs"`` removes weights one at a time by OBS saliency and corrects
+        the remaining parameters optimally after each removal; ``"obd"`` and
+        ``"magnitude"`` remove the lowest-saliency weights at once and leave
+        the others as they are.
+
+    Returns
+    -------
+    pruned : LaplaceMLPClassifier
+        A fitted copy whose pruned weights are exactly zero in ``coefs_``,
+        marked in ``pruned_mask_`` (ndarray of bool of shape (n_params,), in
+        the order of ``theta``), and excluded from the posterior (the Laplace
+        posterior conditioned on them being zero). ``log_marginal_likelihood_``
+        and ``log_likelihood_`` are set to ``None``: recomputing them needs
+        the training data. Refitting the copy discards the pruning.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_iris
+    >>> from sklaplace import LaplaceMLPClassifier, prune
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
+    >>> small = prune(clf, 0.5, method="obs")
+    >>> int(np.sum(small.coefs_[0] == 0) + np.sum(small.coefs_[1] == 0))
+    14
+    """
+    _check(estimator, method)
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}.")
+    H, theta, layout = _precision_and_theta(estimator)
+    weights = ~layout.bias_mask()
+    already = _pruned(estimator)
+    n_remove = max(int(round(fraction * weights.sum())) - int(already.sum()), 0)
+    candidates = weights & ~already
+    if method == "obs":
+        covariance = _conditional_covariance(H, already)
+        theta, removed = _obs_remove(theta, covariance, n_remove, candidates)
+    else:
+        order = np.argsort(saliencies(estimator, method=method), kind="stable")
+        removed = np.zeros_like(weights)
+        removed[order[:n_remove]] = True
+        theta = np.where(removed, 0.0, theta)
+    pruned = already | removed
+    result = copy.deepcopy(estimator)
+    coefs, intercepts = layout.split(np, theta)
+    result.coefs_ = [np.array(c) for c in coefs]
+    result.intercepts_ = [np.array(b) for b in intercepts]
+    result.posterior_ = estimator.posterior_.conditioned_on_zero(pruned)
+    result.pruned_mask_ = pruned
+    result.log_marginal_likelihood_ = None
+    result.log_likelihood_ = None
+    return result
