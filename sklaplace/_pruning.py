@@ -86,8 +86,15 @@ def saliencies(estimator, *, method="obs"):
         values = 0.5 * np.diag(H) * theta**2
     else:
         covariance = _conditional_covariance(H, _pruned(estimator))
-        values = theta**2 / (2.0 * np.diag(covariance))
+        return _obs_saliency(theta, np.diag(covariance), candidates)
     return np.where(candidates, values, np.inf)
+
+
+def _obs_saliency(theta, variance, candidates):
+    """``theta_q^2 / (2 [H^{-1}]_qq)`` for candidates, ``inf`` elsewhere."""
+    saliency = np.full_like(theta, np.inf)
+    np.divide(theta**2, 2.0 * variance, out=saliency, where=candidates)
+    return saliency
 
 
 def _conditional_covariance(H, fixed):
@@ -105,9 +112,9 @@ def _obs_remove(theta, covariance, n_remove, candidates):
     """
     removed = np.zeros_like(candidates)
     for _ in range(n_remove):
-        variance = np.diag(covariance)
-        saliency = np.where(candidates & ~removed, theta**2 / (2.0 * variance), np.inf)
-        q = int(np.argmin(saliency))
+        q = int(
+            np.argmin(_obs_saliency(theta, np.diag(covariance), candidates & ~removed))
+        )
         column = covariance[:, q].copy()
         # Hassibi & Stork (1993), eq. 5: delta = -theta_q / [H^-1]_qq H^-1 e_q.
         theta = theta - theta[q] / column[q] * column
