@@ -80,7 +80,8 @@ def main():
         print(
             f"| {name} | {clf.alpha_:.4g} | "
             f"{grid.best_params_['laplacemlpclassifier__alpha']:.4g} | "
-            f"{loss_evidence:.4f} | {loss_grid:.4f} | {loss_evidence / loss_grid:.3f} | "
+            f"{loss_evidence:.4f} | {loss_grid:.4f} | "
+            f"{loss_evidence / loss_grid:.3f} | "
             f"{t_evidence:.1f} | {t_grid:.1f} | {t_evidence / t_grid:.3f} |"
         )
         links = {}

@@ -12,7 +12,6 @@ plug-in (``link_approx="map"``) so the comparison is about the weights.
 import argparse
 import time
 
-import numpy as np
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.model_selection import train_test_split
