@@ -167,7 +167,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         Scaled gradient at the start and after each iteration.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features seen during fit, when ``X`` has string column names.
     n_outputs_ : int
         Number of logits (1 for two classes).
@@ -531,9 +531,9 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        mean : ndarray of shape (n_samples, n_outputs_)
+        mean : ndarray of shape (n_samples, ``n_outputs_``)
             Logits at the MAP (one column for two classes).
-        cov : ndarray of shape (n_samples, n_outputs_, n_outputs_)
+        cov : ndarray of shape (n_samples, ``n_outputs_``, ``n_outputs_``)
             Covariance of the logits.
         """
         check_is_fitted(self)
