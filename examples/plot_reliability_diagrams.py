@@ -166,7 +166,7 @@ fig.tight_layout()
 # On this data set, at ``alpha=1``, the MAP network is already well
 # calibrated, and temperature scaling changes little. The Laplace predictive
 # moderates every prediction towards 1/2 (the probit never increases a
-# confidence), and here that makes it *under*confident: its mean confidence
+# confidence), and here that makes it *underconfident*: its mean confidence
 # is below its accuracy, and its ECE and log loss are worse than its own
 # MAP's. Its accuracy is the MAP's, since for two classes the probit never
 # moves a probability across 1/2. How much the predictive moderates is set by

@@ -1,0 +1,120 @@
+"""Sphinx configuration for the sklaplace documentation.
+
+Build with ``sphinx-build -W --keep-going -b html docs docs/_build/html``
+(the ``docs`` extra installs what it needs). The gallery runs every
+``examples/plot_*.py``; each checks its own numbers with ``assert``, so a
+failing example fails the build.
+"""
+
+import inspect
+import os
+
+import numpydoc.docscrape
+from sphinx.util import logging
+from threadpoolctl import threadpool_limits
+
+import sklaplace
+import sklaplace.exceptions
+import sklaplace.metrics
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+# The examples' networks are small, so their BLAS calls are many and small;
+# on a machine whose cores are shared, multithreaded BLAS then spends more
+# time synchronising than computing (see backends.rst). One BLAS thread keeps
+# the gallery build fast and its timings stable. (joblib's worker processes,
+# as in the grid-search example, get cpu_count() // n_jobs threads anyway.)
+_BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
+
+project = "sklaplace"
+author = "the sklaplace developers"
+copyright = "the sklaplace developers"
+release = sklaplace.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "gen_modules/backreferences", "**.ipynb_checkpoints"]
+root_doc = "index"
+
+# -- API reference -----------------------------------------------------------
+autosummary_generate = True
+autodoc_default_options = {"members": True, "inherited-members": False}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+
+# -- Gallery -----------------------------------------------------------------
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    # Only the plot_*.py scripts are gallery examples; examples/demo.py is the
+    # README's demo: it is neither run nor listed.
+    "filename_pattern": r"/plot_",
+    "ignore_pattern": r"(__init__|demo)\.py",
+    "within_subsection_order": "FileNameSortKey",
+    "backreferences_dir": "gen_modules/backreferences",
+    "doc_module": ("sklaplace",),
+    # A failing example (its asserts included) fails the build.
+    "abort_on_example_error": False,
+    "only_warn_on_example_error": False,
+    "show_memory": False,
+    "remove_config_comments": True,
+}
+
+# -- HTML --------------------------------------------------------------------
+html_theme = "pydata_sphinx_theme"
+html_title = f"sklaplace {release}"
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+}
+html_static_path = []
+
+# -- Every public name has an Examples section --------------------------------
+PUBLIC_NAMES = [
+    sklaplace.LaplaceMLPClassifier,
+    sklaplace.log_posterior,
+    sklaplace.log_posterior_grad,
+    sklaplace.log_posterior_hessian,
+    sklaplace.log_posterior_hvp,
+    sklaplace.exceptions.LaplaceApproximationWarning,
+    sklaplace.metrics.expected_calibration_error,
+    sklaplace.metrics.multiclass_brier_score,
+]
+
+
+def _check_public_docstrings(app):
+    """Warn (an error under ``-W``) for a public name without Examples."""
+    logger = logging.getLogger(__name__)
+    for obj in PUBLIC_NAMES:
+        name = f"{obj.__module__}.{obj.__qualname__}"
+        doc = inspect.getdoc(obj) or ""
+        parsed = numpydoc.docscrape.NumpyDocString(doc)
+        if not parsed["Summary"]:
+            logger.warning("%s has no docstring summary", name)
+        if not parsed["Examples"]:
+            logger.warning("%s has no Examples section in its docstring", name)
+
+
+def _skip_metadata_request_methods(app, what, name, obj, skip, options):
+    """Leave out scikit-learn's generated ``set_{method}_request`` methods."""
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
+def setup(app):
+    """Register the docstring check and the member filter."""
+    app.connect("builder-inited", _check_public_docstrings)
+    app.connect("autodoc-skip-member", _skip_metadata_request_methods)
+
+
