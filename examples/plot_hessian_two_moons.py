@@ -50,7 +50,9 @@ fig, ax = plt.subplots(figsize=(5, 4))
 DecisionBoundaryDisplay.from_estimator(
     clf, X, response_method="predict_proba", cmap="RdBu_r", alpha=0.6, ax=ax
 )
-ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu_r", edgecolor="k", s=15)
+ax.scatter(*X[y == 0].T, s=15, marker="o", c="w", edgecolor="k", lw=0.5, label="y=0")
+ax.scatter(*X[y == 1].T, s=15, marker="^", c="k", edgecolor="w", lw=0.5, label="y=1")
+ax.legend(loc="lower left")
 ax.set_title("2-3-1 logistic-sigmoid network, p(y=1 | x)")
 fig.tight_layout()
 
