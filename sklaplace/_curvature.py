@@ -22,9 +22,11 @@ product over samples.
 
 from sklaplace._backend import GramAccumulator, add_to_diagonal
 from sklaplace._network import backprop, jacobian_factor, with_ones
+from sklaplace._objective import check_memory
 
 __all__ = [
     "CURVATURES",
+    "check_finite_curvature",
     "exact_diagonal",
     "exact_hessian",
     "ggn_diagonal",
@@ -34,6 +36,31 @@ __all__ = [
 
 def _itemsize(obj):
     return 8 if "64" in str(obj.X.dtype) else 4
+
+
+def _check_square(obj, what):
+    """Refuse an ``n_params x n_params`` matrix over the memory limit, up front."""
+    n_params = obj.layout.n_params
+    check_memory(
+        _itemsize(obj) * n_params * n_params,
+        f"The {n_params} x {n_params} {what}",
+    )
+
+
+def check_finite_curvature(xp, H):
+    """Raise ``ValueError`` if a curvature (matrix or diagonal) overflowed.
+
+    With finite data and parameters the curvature is finite unless squared
+    features or activations exceed the float range (about 1e154); nothing
+    downstream (Cholesky, damping, jitter) can repair an ``inf`` or ``nan``.
+    """
+    if not bool(xp.all(xp.isfinite(H))):
+        raise ValueError(
+            "The curvature of the log posterior is not finite (it overflowed): "
+            "the features, or the network's activations, are too large for "
+            "float64. Standardise the features (e.g. sklearn.preprocessing."
+            "StandardScaler) or increase alpha."
+        )
 
 
 def _factor_rows(obj, Xc, sc, theta):
@@ -56,6 +83,7 @@ def ggn_hessian(obj, theta):
     H : array of shape (n_params, n_params)
     """
     xp, layout, n_params = obj.xp, obj.layout, obj.layout.n_params
+    _check_square(obj, "generalised Gauss-Newton matrix")
     if layout.n_outputs > 1:
         blocks = _KroneckerBlocks()
         for Xc, _, sc in obj.row_chunks(_kronecker_bytes_per_row(obj)):
@@ -295,7 +323,9 @@ def residual_hessian(obj, theta, out=None):
         ``out + R``.
     """
     xp, n_params = obj.xp, obj.layout.n_params
-    out = xp.zeros((n_params, n_params), dtype=theta.dtype) if out is None else out
+    if out is None:
+        _check_square(obj, "exact Hessian")
+        out = xp.zeros((n_params, n_params), dtype=theta.dtype)
     if obj.layout.n_layers == 1:
         return out  # Logits are linear in theta: R = 0.
     residual = _KroneckerBlocks()

@@ -32,7 +32,7 @@ from sklaplace._backend import (
 from sklaplace._evidence import log_marginal_likelihood, mackay_update, weight_groups
 from sklaplace._likelihood import likelihood_for
 from sklaplace._network import ParamLayout, forward, jacobian_factor
-from sklaplace._objective import DEFAULT_MEMORY_BUDGET, NegLogPosterior
+from sklaplace._objective import DEFAULT_MEMORY_BUDGET, NegLogPosterior, check_memory
 from sklaplace._posterior import laplace_posterior
 from sklaplace._predictive import PREDICTIVES
 from sklaplace._prior import prior_precision_vector
@@ -48,6 +48,26 @@ __all__ = ["LaplaceMLPClassifier"]
 _EVIDENCE_TOL = 1e-4
 _EVIDENCE_MAX_UPDATES = 50
 _EVIDENCE_BOUNDS = (1e-6, 1e6)
+
+
+def _check_finite_rows(xp, what, *arrays):
+    """Raise ``ValueError`` naming the rows where any of ``arrays`` is not finite.
+
+    With validated (finite) inputs this happens only when the network's
+    outputs overflow float64, i.e. for inputs far outside the training range.
+    """
+    bad = None
+    for a in arrays:
+        rows = ~xp.all(xp.isfinite(xp.reshape(a, (a.shape[0], -1))), axis=1)
+        bad = rows if bad is None else bad | rows
+    if bool(xp.any(bad)):
+        index = np.flatnonzero(to_numpy(bad))
+        raise ValueError(
+            f"The {what} overflowed (are not finite) for {index.size} of "
+            f"{bad.shape[0]} samples (rows {index[:5].tolist()}"
+            f"{', ...' if index.size > 5 else ''}): their features are too large "
+            "in magnitude for float64. Scale X as it was scaled for fit."
+        )
 
 
 class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
@@ -178,6 +198,28 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
     sklearn.gaussian_process.GaussianProcessClassifier : Laplace approximation
         for a Gaussian process.
 
+    Notes
+    -----
+    Memory: ``solver="newton"`` (at every iteration) and
+    ``hessian_structure="full"`` (for the posterior) need dense ``n_params x
+    n_params`` float64 matrices, about three at a time. Before any work,
+    ``fit`` raises :class:`~sklaplace.exceptions.MemoryLimitError` (a
+    ``MemoryError``) naming the size if one such matrix would exceed 2 GiB
+    (more than 16,384 parameters); ``hessian_structure="diag"`` with
+    ``solver="lbfgs"`` never forms one. Per-sample intermediates (Jacobians,
+    curvature blocks, Monte Carlo draws) are processed in row chunks of at most
+    256 MiB, and one row that alone would need more than 2 GiB raises the same
+    error. Both limits are constants of ``sklaplace._objective``
+    (``DENSE_MEMORY_LIMIT`` and ``DEFAULT_MEMORY_BUDGET``).
+
+    Failures: a ``fit`` that raises (a ``KeyboardInterrupt`` included) leaves
+    the estimator as it was, fitted by the previous call or not fitted at all.
+    Logits or curvatures that overflow float64 (features of magnitude near
+    1e150 and beyond) raise ``ValueError`` rather than return NaN.
+
+    Threads: the prediction methods only read the fitted attributes, so
+    several threads may call them on one fitted estimator at once.
+
     Examples
     --------
     >>> from sklearn.datasets import load_breast_cancer
@@ -284,9 +326,36 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         if classes.shape[0] < 2:
             raise ValueError(
                 "LaplaceMLPClassifier needs samples of at least 2 classes in the "
-                f"data, but the data contain only one class: {classes[0]!r}."
+                "data, but the data contain only one class: "
+                f"{classes[:1].tolist()[0]!r}."
+            )
+        weighted = classes[np.bincount(y_index, sample_weight) > 0]
+        if weighted.shape[0] < 2:
+            # Weight 0 equals dropping the row: this is the one-class case.
+            raise ValueError(
+                "LaplaceMLPClassifier needs samples of at least 2 classes with "
+                "positive sample_weight, but only class "
+                f"{weighted[:1].tolist()[0]!r} has any weight."
             )
         return X, y_index, sample_weight, classes
+
+    def _check_memory(self, layout):
+        """Refuse, before any work, a network whose dense matrices exceed the limit."""
+        needs = []
+        if self.solver == "newton":
+            needs.append("solver='newton'")
+        if self.hessian_structure == "full":
+            needs.append("hessian_structure='full'")
+        if needs:
+            n = layout.n_params
+            check_memory(
+                8 * n * n,
+                f"The {n} x {n} float64 matrices that {' and '.join(needs)} need "
+                f"for this network ({n} parameters)",
+                "Use hessian_structure='diag' and solver='lbfgs' (no n_params x "
+                "n_params matrix), or a smaller network (fewer hidden units or "
+                "input features).",
+            )
 
     def _initial_theta(self, layout, rng):
         if self.warm_start and hasattr(self, "coefs_"):
@@ -315,10 +384,15 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, sample_weight=None):
         """Find the MAP, then the Laplace posterior and the log evidence.
 
+        A fit that raises (a ``KeyboardInterrupt`` included) leaves the
+        estimator as it was before the call: the previous fit's attributes,
+        or none.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data (dense).
+            Training data, dense: a sparse matrix raises ``TypeError`` (pass
+            ``X.toarray()``).
         y : array-like of shape (n_samples,)
             Class labels (any hashable type scikit-learn accepts).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -329,14 +403,26 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         self : LaplaceMLPClassifier
             The fitted estimator.
         """
+        # validate_data already resets n_features_in_ and feature_names_in_:
+        # restore the whole previous state if anything below fails.
+        previous = dict(self.__dict__)
+        try:
+            return self._fit(X, y, sample_weight)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(previous)
+            raise
+
+    def _fit(self, X, y, sample_weight):
         X, y_index, sample_weight, classes = self._validate_fit_data(
             X, y, sample_weight
         )
-        xp = resolve_backend(self.backend)
         likelihood = likelihood_for(classes.shape[0])
         layout = ParamLayout(
             (X.shape[1], *self._hidden_sizes(), likelihood.n_outputs(classes.shape[0]))
         )
+        self._check_memory(layout)
+        xp = resolve_backend(self.backend)
         tuned = isinstance(self.alpha, str)
         groups = weight_groups(layout, self.alpha == "evidence_per_layer")
         alpha = np.ones(len(groups)) if tuned else self.alpha
@@ -393,7 +479,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         log_evidence = log_marginal_likelihood(  # (5) evidence
             log_likelihood, theta, objective.prior_precision, posterior
         )
-        # Assign only now: an exception above leaves no half-fitted state.
+        # Assign only now, together (fit restores everything if this fails).
         if hasattr(self, "pruned_mask_"):
             del self.pruned_mask_  # a refit discards an earlier pruning
         self.classes_ = classes
@@ -500,7 +586,9 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
             [xp.asarray(b) for b in self.intercepts_],
         )
         n_outputs = layout.n_outputs
-        rows = max(1, DEFAULT_MEMORY_BUDGET // (4 * 8 * n_outputs * layout.n_params))
+        bytes_per_row = 4 * 8 * n_outputs * layout.n_params
+        check_memory(bytes_per_row, "The logit Jacobian of one sample")
+        rows = max(1, DEFAULT_MEMORY_BUDGET // bytes_per_row)
         eye = xp.eye(n_outputs, dtype=theta.dtype)
         mask = getattr(self, "pruned_mask_", None)
         keep = None if mask is None else xp.asarray((~mask).astype(np.float64))
@@ -516,7 +604,9 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
                 J = J * keep
             means.append(fwd.logits)
             covs.append(self.posterior_.functional_variance(xp, J))
-        return xp, xp.concat(means), xp.concat(covs)
+        mean, cov = xp.concat(means), xp.concat(covs)
+        _check_finite_rows(xp, "logits or their covariance", mean, cov)
+        return xp, mean, cov
 
     def latent_mean_and_variance(self, X):
         """Mean and covariance of the logits under the linearised posterior.
@@ -544,13 +634,33 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
     def _moderated_logits(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
+        n_outputs = self.n_outputs_
+        mc = self.link_approx == "mc"
+        # Monte Carlo holds (rows, n_mc_samples, n_outputs) draws and about
+        # three temporaries of that size: chunk the rows to the memory budget.
+        bytes_per_row = 8 * 4 * n_outputs * (self.n_mc_samples if mc else n_outputs)
+        if mc:
+            check_memory(
+                bytes_per_row,
+                f"The {self.n_mc_samples} Monte Carlo draws of one sample",
+                "Use a smaller n_mc_samples or link_approx='probit'.",
+            )
         xp, mean, cov = self._latent(X)
         # Common random numbers, fixed at fit: every row sees the same draws, so
         # predictions are deterministic and a row's does not depend on the others.
         draws = np.random.RandomState(self._mc_seed).standard_normal(
-            (self.n_mc_samples, self.n_outputs_)
+            (self.n_mc_samples if mc else 1, n_outputs)
         )
-        return xp, PREDICTIVES[self.link_approx](xp, mean, cov, noise=xp.asarray(draws))
+        noise, predictive = xp.asarray(draws), PREDICTIVES[self.link_approx]
+        rows = max(1, DEFAULT_MEMORY_BUDGET // bytes_per_row)
+        logits = xp.concat(
+            [
+                predictive(xp, mean[i : i + rows], cov[i : i + rows], noise=noise)
+                for i in range(0, mean.shape[0], rows)
+            ]
+        )
+        _check_finite_rows(xp, "moderated logits", logits)
+        return xp, logits
 
     def predict_proba(self, X):
         """Class probabilities under the Laplace predictive.

@@ -10,11 +10,58 @@ so its Hessian is the posterior precision at a mode.
 
 from sklaplace._activations import SECOND_DERIVATIVES
 from sklaplace._network import backprop, forward, jvp, second_order_backprop, vjp
+from sklaplace.exceptions import MemoryLimitError
 
-__all__ = ["NegLogPosterior", "DEFAULT_MEMORY_BUDGET"]
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "DENSE_MEMORY_LIMIT",
+    "NegLogPosterior",
+    "check_memory",
+]
 
 #: Bytes that one chunk of per-sample curvature intermediates may take.
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
+
+#: Bytes that any ONE array may take: an ``n_params x n_params`` matrix (full
+#: GGN or exact Hessian, Newton's Hessian, full posterior) or the
+#: intermediates of a single row. 2 GiB is an ``n_params x n_params`` float64
+#: matrix for 16,384 parameters; Newton and the posterior hold about three
+#: such matrices at once, so the peak stays near 6 GiB. Larger requests raise
+#: :class:`~sklaplace.exceptions.MemoryLimitError` before allocating.
+DENSE_MEMORY_LIMIT = 2 * 2**30
+
+_MEMORY_ADVICE = (
+    "Use the diagonal curvature (hessian_structure='diag' with solver='lbfgs' "
+    "in LaplaceMLPClassifier, kind='diag' in log_posterior_hessian) or a "
+    "smaller network."
+)
+
+
+def _gib(n_bytes):
+    return f"{n_bytes / 2**30:.3g} GiB"
+
+
+def check_memory(n_bytes, what, advice=_MEMORY_ADVICE):
+    """Raise :class:`MemoryLimitError` if one array of ``n_bytes`` exceeds the limit.
+
+    Called before the allocation, so that a network too large for a dense
+    curvature fails at once with a message, not in NumPy or by swapping.
+
+    Parameters
+    ----------
+    n_bytes : int
+        Size of the array about to be allocated.
+    what : str
+        What the array is, for the message (e.g. "the 20000 x 20000 GGN").
+    advice : str, default=_MEMORY_ADVICE
+        What to change, appended to the message.
+    """
+    if n_bytes > DENSE_MEMORY_LIMIT:
+        raise MemoryLimitError(
+            f"{what} would take {_gib(n_bytes)}, more than the "
+            f"{_gib(DENSE_MEMORY_LIMIT)} sklaplace allows for one array "
+            f"(sklaplace._objective.DENSE_MEMORY_LIMIT). {advice}"
+        )
 
 
 class NegLogPosterior:
@@ -165,7 +212,12 @@ class NegLogPosterior:
         return deltas, curvatures
 
     def row_chunks(self, bytes_per_row):
-        """Yield ``(X, Y, sample_weight)`` row chunks that fit the memory budget."""
+        """Yield ``(X, Y, sample_weight)`` row chunks that fit the memory budget.
+
+        Raises :class:`MemoryLimitError` if a single row's intermediates
+        exceed ``DENSE_MEMORY_LIMIT`` (a chunk is never smaller than a row).
+        """
+        check_memory(bytes_per_row, "The curvature intermediates of one sample")
         rows = max(1, int(self.memory_budget // max(bytes_per_row, 1)))
         for start in range(0, self.n_samples, rows):
             stop = min(start + rows, self.n_samples)

@@ -17,10 +17,18 @@ from sklaplace._backend import (
     solve_triangular,
     to_numpy,
 )
-from sklaplace._curvature import CURVATURES
+from sklaplace._curvature import CURVATURES, check_finite_curvature
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = ["DiagPosterior", "FullPosterior", "POSTERIORS"]
+
+# A pivot below this fraction of the precision's largest diagonal entry counts
+# as numerically singular: it is the first jitter tried when the Cholesky
+# fails, and the threshold of the near-singular warning when it succeeds.
+_SINGULAR_RTOL = 1e-10
+# Tenfold jitter increases before giving up: 1e-10 -> 1e20 times the largest
+# diagonal entry, past the largest eigenvalue of any finite PSD matrix.
+_MAX_JITTER_TRIALS = 30
 
 
 class FullPosterior:
@@ -153,11 +161,58 @@ def _with_flat_direction(xp, precision, u):
     return precision + u[:, None] * u[None, :]
 
 
+def _warn_if_near_singular(xp, posterior, precision):
+    """Warn when a full factorisation succeeded with a tiny pivot.
+
+    ``L_ii^2`` is the precision left in direction ``i`` once the earlier
+    ones are known; below ``_SINGULAR_RTOL`` of the largest diagonal entry
+    the variances along it are mostly round-off (condition number >= 1e10).
+    """
+    if posterior.structure != "full":
+        return  # 1 / P_ii is exact, however small P_ii is
+    pivots = np.diag(posterior.cholesky_factor) ** 2
+    largest = float(xp.max(xp.linalg.diagonal(precision)))
+    ratio = float(np.min(pivots)) / largest
+    if ratio < _SINGULAR_RTOL:
+        warnings.warn(
+            "The posterior precision is nearly singular (its smallest Cholesky "
+            f"pivot is {ratio:.2g} of its largest diagonal entry): variances "
+            "along the weakly determined directions are dominated by round-off. "
+            "A positive alpha and bias_prior_precision, or fewer hidden units, "
+            "avoid this.",
+            LaplaceApproximationWarning,
+            stacklevel=4,
+        )
+
+
+def _jittered(xp, posterior_class, precision):
+    """Factorise ``precision + jitter I`` for the smallest tenfold jitter that works."""
+    diagonal = precision if precision.ndim == 1 else xp.linalg.diagonal(precision)
+    largest = float(xp.max(xp.abs(diagonal)))
+    jitter = _SINGULAR_RTOL * largest + np.finfo(np.float64).tiny
+    for _ in range(_MAX_JITTER_TRIALS):
+        jittered = (
+            precision + jitter
+            if precision.ndim == 1
+            else precision + jitter * xp.eye(precision.shape[0], dtype=precision.dtype)
+        )
+        try:
+            return posterior_class.from_precision(xp, jittered), jitter
+        except NotPositiveDefiniteError:
+            jitter *= 10.0
+    raise NotPositiveDefiniteError(
+        f"The posterior precision is not positive definite even with a jitter of "
+        f"{jitter / 10.0:.3g} on its diagonal."
+    )
+
+
 def laplace_posterior(objective, theta_map, hessian, structure):
     """Curvature at the MAP, factorised once, with documented fallbacks.
 
     1. The requested curvature (``"exact"`` or ``"ggn"``) in the requested
-       structure (``"full"`` or ``"diag"``) is factorised.
+       structure (``"full"`` or ``"diag"``) is factorised; a full one whose
+       smallest Cholesky pivot is below ``1e-10`` of its largest diagonal
+       entry is kept, with a :class:`LaplaceApproximationWarning`.
     2. If the exact Hessian is not positive definite there (the MAP found
        numerically need not be a strict minimum of a network's loss), a
        :class:`LaplaceApproximationWarning` is raised and the GGN is used.
@@ -165,6 +220,8 @@ def laplace_posterior(objective, theta_map, hessian, structure):
        redundant units), a jitter ``delta * I`` is added, starting at
        ``1e-10`` of the largest diagonal entry and growing tenfold until the
        factorisation succeeds, with a warning.
+
+    A curvature that is not finite (it overflowed) raises ``ValueError``.
 
     Returns
     -------
@@ -179,11 +236,11 @@ def laplace_posterior(objective, theta_map, hessian, structure):
     posterior_class = POSTERIORS[structure]
     kinds = ["exact", "ggn"] if hessian == "exact" else ["ggn"]
     for kind in kinds:
-        precision = _with_flat_direction(
-            xp, CURVATURES[kind, structure](objective, theta_map), flat
-        )
+        curvature = CURVATURES[kind, structure](objective, theta_map)
+        check_finite_curvature(xp, curvature)
+        precision = _with_flat_direction(xp, curvature, flat)
         try:
-            return posterior_class.from_precision(xp, precision), kind, 0.0
+            posterior = posterior_class.from_precision(xp, precision)
         except NotPositiveDefiniteError:
             if kind == "exact":
                 warnings.warn(
@@ -194,23 +251,10 @@ def laplace_posterior(objective, theta_map, hessian, structure):
                     LaplaceApproximationWarning,
                     stacklevel=3,
                 )
-    largest = float(
-        xp.max(
-            xp.abs(precision if precision.ndim == 1 else xp.linalg.diagonal(precision))
-        )
-    )
-    jitter = 1e-10 * largest + np.finfo(np.float64).tiny
-    while True:
-        jittered = (
-            precision + jitter
-            if precision.ndim == 1
-            else precision + jitter * xp.eye(precision.shape[0], dtype=precision.dtype)
-        )
-        try:
-            posterior = posterior_class.from_precision(xp, jittered)
-            break
-        except NotPositiveDefiniteError:
-            jitter *= 10.0
+            continue
+        _warn_if_near_singular(xp, posterior, precision)
+        return posterior, kind, 0.0
+    posterior, jitter = _jittered(xp, posterior_class, precision)
     warnings.warn(
         "The posterior precision is numerically singular; added a jitter of "
         f"{jitter:.3g} to its diagonal (posterior_jitter_). A positive alpha and "

@@ -17,7 +17,7 @@ from sklaplace._backend import (
     solve_triangular,
     to_numpy,
 )
-from sklaplace._curvature import exact_hessian
+from sklaplace._curvature import check_finite_curvature, exact_hessian
 
 __all__ = ["MapResult", "NewtonSolver", "SOLVERS", "minimize_lbfgs", "minimize_map"]
 
@@ -111,23 +111,43 @@ class NewtonSolver:
         self.hessian = add_flat_direction(
             xp, exact_hessian(self.objective, self.theta), self.flat
         )
+        check_finite_curvature(xp, self.hessian)  # no damping repairs an inf
         if self.damping is None:  # Nielsen's start: tau * max(diag H), tau = 1e-3
             self.damping = 1e-3 * float(
                 xp.max(xp.abs(xp.linalg.diagonal(self.hessian)))
             )
 
     def inner_solve(self):
-        """Set ``step = -(H + damping I)^{-1} gradient``; raise ``damping`` until PD."""
+        """Set ``step = -(H + damping I)^{-1} gradient``; raise ``damping`` until PD.
+
+        Sets ``step`` to ``None`` if no finite damping gives a positive
+        definite matrix (the damping overflowed).
+        """
         xp = self.objective.xp
         eye = xp.eye(self.hessian.shape[0], dtype=self.hessian.dtype)
-        while True:
+        factor = None
+        while factor is None and np.isfinite(self.damping):
             try:
                 factor = cholesky(xp, self.hessian + self.damping * eye)
-                break
             except NotPositiveDefiniteError:
                 self.damping = max(2.0 * self.damping, 1e-12)
+        if factor is None:
+            self.step = None
+            return
         half = solve_triangular(xp, factor, -self.gradient[:, None], lower=True)
         self.step = solve_triangular(xp, factor, half, lower=True, trans=True)[:, 0]
+
+    def step_is_negligible(self):
+        """Whether ``step`` no longer changes ``theta`` in floating point.
+
+        Where the loss is not smooth (a ReLU kink at the optimum) every step
+        is rejected and only the damping grows; once ``theta + step ==
+        theta`` (or no finite damping is left) no trial can make progress.
+        """
+        xp = self.objective.xp
+        if self.step is None:
+            return True
+        return bool(xp.all(self.theta + self.step == self.theta))
 
     def trust_region_update(self):
         """Accept or reject ``step`` by the gain ratio; set ``accepted``, ``damping``.
@@ -174,12 +194,15 @@ class NewtonSolver:
         while not self.converged and n_iter < self.max_iter:
             n_iter += 1
             self.update_hessian()  # 2. exact Hessian
+            self.accepted = False
             for _ in range(self.max_trials):
                 self.inner_solve()  # 3. damped Newton step
+                if self.step_is_negligible():
+                    break
                 self.trust_region_update()  # 4. gain ratio, damping
                 if self.accepted:
                     break
-            else:
+            if not self.accepted:
                 stalled = True
                 break
             self.history.append(self.gradient_norm)

@@ -1,6 +1,6 @@
-"""Warnings raised by sklaplace when an approximation is degraded."""
+"""Warnings and errors raised by sklaplace."""
 
-__all__ = ["LaplaceApproximationWarning"]
+__all__ = ["LaplaceApproximationWarning", "MemoryLimitError"]
 
 
 class LaplaceApproximationWarning(UserWarning):
@@ -20,4 +20,22 @@ class LaplaceApproximationWarning(UserWarning):
     ...     warnings.warn("fell back to the GGN", LaplaceApproximationWarning)
     >>> caught[0].category.__name__
     'LaplaceApproximationWarning'
+    """
+
+
+class MemoryLimitError(MemoryError):
+    """An array would exceed sklaplace's memory limit; nothing was allocated.
+
+    Raised *before* allocating an ``n_params x n_params`` matrix (the full
+    GGN or exact Hessian, Newton's Hessian, the full posterior) or a
+    per-row block larger than ``sklaplace._objective.DENSE_MEMORY_LIMIT``
+    bytes, instead of a ``MemoryError`` from NumPy or swapping. It is a
+    :class:`MemoryError`, so code that handles NumPy's allocation failures
+    handles it too. The message names the size and what to change.
+
+    Examples
+    --------
+    >>> from sklaplace.exceptions import MemoryLimitError
+    >>> issubclass(MemoryLimitError, MemoryError)
+    True
     """

@@ -1,0 +1,271 @@
+"""Reliability, numerical extremes: finite outputs, our warnings, never NaN.
+
+Every fit here must end in one of two states: converged, or a
+``ConvergenceWarning`` saying it did not; a degraded posterior must say so
+with a :class:`LaplaceApproximationWarning`; and every prediction must be
+finite with rows summing to 1. Overflow that no algorithm can repair (features
+near the float64 limit) must raise a ``ValueError`` that says so.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs, make_classification
+from sklearn.exceptions import ConvergenceWarning
+
+from sklaplace import LaplaceMLPClassifier
+from sklaplace._backend import NotPositiveDefiniteError, get_namespace
+from sklaplace._likelihood import Bernoulli, Categorical
+from sklaplace._posterior import DiagPosterior, FullPosterior, _jittered
+from sklaplace._predictive import PREDICTIVES
+from sklaplace.exceptions import LaplaceApproximationWarning
+
+LINKS = ["probit", "mc", "map"]
+
+X2, Y2 = make_classification(40, 3, n_informative=2, n_redundant=0, random_state=0)
+X3, Y3 = make_classification(
+    45, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0
+)
+# Linearly separable with wide margins: without a prior the MAP is at infinity.
+SEPARABLE = {
+    2: make_blobs(40, 2, centers=[[-4, -4], [4, 4]], cluster_std=0.5, random_state=0),
+    3: make_blobs(
+        45, 2, centers=[[-8, 0], [8, 0], [0, 8]], cluster_std=0.5, random_state=0
+    ),
+}
+
+
+def _fit(X, y, **params):
+    """Fit with every warning recorded; return ``(estimator, warnings)``."""
+    params = {"random_state": 0, **params}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = LaplaceMLPClassifier(**params).fit(X, y)
+    return clf, [w.category for w in caught]
+
+
+def _assert_honest(clf, categories):
+    """Converged, or said it did not; evidence and parameters finite."""
+    if clf.gradient_history_[-1] > clf.tol:
+        assert ConvergenceWarning in categories
+    assert np.isfinite(clf.log_marginal_likelihood_)
+    for array in clf.coefs_ + clf.intercepts_:
+        assert np.all(np.isfinite(array))
+
+
+def _assert_finite_predictions(clf, X):
+    for link in LINKS:
+        clf.set_params(link_approx=link)
+        proba = clf.predict_proba(X)
+        log_proba = clf.predict_log_proba(X)
+        assert np.all(np.isfinite(proba)) and np.all(np.isfinite(log_proba))
+        assert np.all((proba >= 0) & (proba <= 1))
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+        np.testing.assert_array_equal(
+            clf.predict(X), clf.classes_[np.argmax(proba, axis=1)]
+        )
+    clf.set_params(link_approx="probit")
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("hidden", [(), (3,)], ids=["linear", "h3"])
+@pytest.mark.parametrize("bias_prior_precision", [0.0, 1.0])
+@pytest.mark.parametrize("solver", ["newton", "lbfgs"])
+def test_separable_data_has_a_finite_map_and_never_certain_predictions(
+    n_classes, hidden, bias_prior_precision, solver
+):
+    X, y = SEPARABLE[n_classes]
+    clf, categories = _fit(
+        X,
+        y,
+        hidden_layer_sizes=hidden,
+        bias_prior_precision=bias_prior_precision,
+        solver=solver,
+    )
+    _assert_honest(clf, categories)  # the prior keeps the MAP finite
+    far = 10.0 * X  # further out than any training point
+    _assert_finite_predictions(clf, np.r_[X, far])
+    # In log space no probability is exactly 0 or 1.
+    log_proba = clf.predict_log_proba(np.r_[X, far])
+    assert np.all(log_proba < 0.0) and np.all(np.isfinite(log_proba))
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e6])
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("hidden", [(), (3,)], ids=["linear", "h3"])
+def test_badly_scaled_features_give_finite_predictions_or_a_warning(
+    scale, n_classes, hidden
+):
+    X, y = (X2, Y2) if n_classes == 2 else (X3, Y3)
+    clf, categories = _fit(scale * X, y, hidden_layer_sizes=hidden, max_iter=100)
+    _assert_honest(clf, categories)
+    _assert_finite_predictions(clf, scale * X)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_duplicated_and_constant_columns(n_classes, structure):
+    X, y = (X2, Y2) if n_classes == 2 else (X3, Y3)
+    X = np.c_[X, X[:, :2], np.full(X.shape[0], 3.0), np.zeros(X.shape[0])]
+    clf, categories = _fit(X, y, hidden_layer_sizes=(3,), hessian_structure=structure)
+    _assert_honest(clf, categories)
+    _assert_finite_predictions(clf, X)
+
+
+def test_redundant_columns_without_a_prior_are_jittered_with_a_warning():
+    # alpha = 0 and a flat bias prior: duplicated and constant columns leave
+    # directions of zero curvature, so the precision is singular.
+    X = np.c_[X2, X2[:, :2], np.full(X2.shape[0], 3.0)]
+    with pytest.warns(LaplaceApproximationWarning, match="singular"):
+        clf = LaplaceMLPClassifier(
+            (), alpha=0.0, bias_prior_precision=0.0, random_state=0
+        ).fit(X, Y2)
+    assert clf.posterior_jitter_ > 0
+    _assert_finite_predictions(clf, X)
+
+
+@pytest.mark.parametrize("alpha", [1e-10, 1e-4, 1.0, 1e3, 1e6])
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("bias_prior_precision", [0.0, 1.0])
+def test_alpha_over_sixteen_orders_of_magnitude(alpha, n_classes, bias_prior_precision):
+    X, y = (X2, Y2) if n_classes == 2 else (X3, Y3)
+    clf, categories = _fit(
+        X,
+        y,
+        hidden_layer_sizes=(3,),
+        alpha=alpha,
+        bias_prior_precision=bias_prior_precision,
+        max_iter=100,
+    )
+    _assert_honest(clf, categories)
+    _assert_finite_predictions(clf, np.r_[X, 100.0 * X])
+
+
+@pytest.mark.parametrize("n_classes", [3, 4])
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_flat_bias_prior_with_k_classes(n_classes, structure):
+    X, y = make_blobs(40, 2, centers=n_classes, random_state=1)
+    clf, categories = _fit(
+        X,
+        y,
+        hidden_layer_sizes=(),
+        bias_prior_precision=0.0,
+        hessian_structure=structure,
+    )
+    _assert_honest(clf, categories)
+    assert clf.posterior_jitter_ == 0.0  # the softmax shift is handled, not jittered
+    _assert_finite_predictions(clf, np.r_[X, 50.0 * X])
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_float32_input_gives_the_float64_answer(n_classes):
+    X, y = (X2, Y2) if n_classes == 2 else (X3, Y3)
+    X = X.astype(np.float32)
+    single, _ = _fit(X, y, hidden_layer_sizes=(3,))
+    double, _ = _fit(X.astype(np.float64), y, hidden_layer_sizes=(3,))
+    np.testing.assert_array_equal(single.predict_proba(X), double.predict_proba(X))
+    assert single.predict_proba(X).dtype == np.float64
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_logits_of_a_thousand(n_classes, structure):
+    X, y = (X2, Y2) if n_classes == 2 else (X3, Y3)
+    clf, _ = _fit(X, y, hidden_layer_sizes=(), hessian_structure=structure)
+    mean = clf.latent_mean_and_variance(X)[0]
+    clf.coefs_[0] *= 1e3 / np.max(np.abs(mean))  # the largest |logit| is now 1e3
+    assert np.max(np.abs(clf.latent_mean_and_variance(X)[0])) > 900
+    _assert_finite_predictions(clf, X)
+    log_proba = clf.set_params(link_approx="map").predict_log_proba(X)
+    assert log_proba.min() < -500  # tiny probabilities kept in log space
+
+
+@pytest.mark.parametrize("n_outputs", [1, 3])
+@pytest.mark.parametrize("link", LINKS)
+@pytest.mark.parametrize("mean", [0.0, 1e3, -1e3, 1e10, -1e300])
+@pytest.mark.parametrize("variance", [0.0, 1e-300, 1.0, 1e6, 1e300])
+def test_predictives_stay_finite_for_extreme_logits(n_outputs, link, mean, variance):
+    xp = get_namespace(np.empty(0))
+    means = np.array([[mean, -mean / 2, 0.0][:n_outputs]])
+    cov = variance * np.eye(n_outputs)[None]
+    noise = np.random.RandomState(0).standard_normal((100, n_outputs))
+    logits = PREDICTIVES[link](xp, means, cov, noise=noise)
+    likelihood = Bernoulli if n_outputs == 1 else Categorical
+    proba, log_proba = likelihood.proba(xp, logits), likelihood.log_proba(xp, logits)
+    assert np.all(np.isfinite(proba)) and np.all(np.isfinite(log_proba))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("weight", [1e-300, 1e-8, 1e8])
+def test_extreme_sample_weight_scales(weight):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = LaplaceMLPClassifier((3,), max_iter=100, random_state=0).fit(
+            X2, Y2, sample_weight=np.full(X2.shape[0], weight)
+        )
+    _assert_honest(clf, [w.category for w in caught])
+    _assert_finite_predictions(clf, X2)
+
+
+def test_indefinite_exact_hessian_falls_back_with_our_warning():
+    X, y = SEPARABLE[3]
+    with pytest.warns(LaplaceApproximationWarning, match="not positive definite"):
+        clf = LaplaceMLPClassifier(
+            (2,), alpha=1e-10, bias_prior_precision=0.0, hessian="exact", random_state=0
+        ).fit(X, y)
+    assert clf.curvature_ == "ggn"
+    _assert_finite_predictions(clf, X)
+
+
+def test_nearly_singular_posterior_warns_with_our_warning():
+    # A flat prior on the bias of a nearly saturated hidden unit: the
+    # Cholesky succeeds, with a pivot below 1e-10 of the largest diagonal.
+    with pytest.warns(LaplaceApproximationWarning, match="nearly singular"):
+        clf = LaplaceMLPClassifier((3,), bias_prior_precision=0.0, random_state=0).fit(
+            X2, Y2
+        )
+    _assert_finite_predictions(clf, X2)
+    assert np.isfinite(clf.log_marginal_likelihood_)
+
+
+def test_relu_kink_at_the_optimum_stops_newton_instead_of_hanging():
+    # Newton's damping used to grow without bound (to inf, then NaN) here.
+    X, y = make_classification(60, 4, n_informative=3, n_redundant=0, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="made no progress"):
+        clf = LaplaceMLPClassifier((3,), activation="relu", random_state=0).fit(X, y)
+    _assert_finite_predictions(clf, X)
+
+
+def test_overflowing_curvature_is_a_clear_error():
+    # x x' overflows in the exact Hessian's Kronecker blocks (NumPy warns).
+    with np.errstate(over="ignore", invalid="ignore"):
+        with pytest.raises(ValueError, match="curvature .* not finite"):
+            LaplaceMLPClassifier((3,), random_state=0).fit(1e200 * X2, Y2)
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_overflowing_predictions_are_a_clear_error_not_nan(link):
+    clf = LaplaceMLPClassifier(
+        (), link_approx=link, random_state=0, hessian_structure="full"
+    ).fit(X3, Y3)
+    X = X3[:4].copy()
+    X[2] *= 1e200  # one row's logits and variance overflow
+    with np.errstate(over="ignore", invalid="ignore"):
+        with pytest.raises(
+            ValueError, match=r"overflowed .* 1 of 4 samples \(rows \[2"
+        ):
+            clf.predict_proba(X)
+    assert np.all(np.isfinite(clf.predict_proba(X[[0, 1, 3]])))
+
+
+def test_jitter_gives_up_instead_of_looping():
+    # laplace_posterior refuses a non-finite curvature before this; the bound
+    # on the jitter trials is the last line of defence against a NaN.
+    xp = get_namespace(np.empty(0))
+    for precision, posterior_class in [
+        (np.full((3, 3), np.nan), FullPosterior),
+        (np.full(3, np.nan), DiagPosterior),
+    ]:
+        with pytest.raises(NotPositiveDefiniteError, match="even with a jitter"):
+            _jittered(xp, posterior_class, precision)

@@ -1,0 +1,143 @@
+"""Reliability, memory: refuse a dense matrix over the limit before allocating it.
+
+The limit is one constant, ``sklaplace._objective.DENSE_MEMORY_LIMIT``; the
+tests lower it, or use a network whose ``n_params x n_params`` matrix would be
+over 3 GiB, and check with ``tracemalloc`` that nothing large was allocated.
+"""
+
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+import sklaplace._estimator as estimator_module
+import sklaplace._objective as objective_module
+from sklaplace import LaplaceMLPClassifier, log_posterior_hessian
+from sklaplace._curvature import exact_hessian, ggn_diagonal, ggn_hessian
+from sklaplace.exceptions import MemoryLimitError
+from tests.conftest import make_problem
+
+RNG = np.random.RandomState(0)
+X_WIDE = RNG.normal(size=(8, 200))
+Y_WIDE = np.arange(8) % 2
+# 200 * 100 + 100 + 100 + 1 parameters: one 20201 x 20201 float64 matrix is
+# 3.04 GiB, over the 2 GiB limit.
+WIDE = dict(hidden_layer_sizes=(100,), random_state=0)
+N_WIDE = 20201
+
+
+def test_the_limit_is_the_documented_one():
+    assert objective_module.DENSE_MEMORY_LIMIT == 2 * 2**30
+    assert "2 GiB" in LaplaceMLPClassifier.__doc__
+    assert "16,384 parameters" in LaplaceMLPClassifier.__doc__
+    assert 8 * 16384**2 == objective_module.DENSE_MEMORY_LIMIT
+    assert issubclass(MemoryLimitError, MemoryError)
+
+
+@pytest.mark.parametrize(
+    "solver, structure, culprits",
+    [
+        ("newton", "full", "solver='newton' and hessian_structure='full'"),
+        ("newton", "diag", "solver='newton' need"),
+        ("lbfgs", "full", "hessian_structure='full' need"),
+    ],
+)
+def test_too_large_a_network_is_refused_before_any_allocation(
+    monkeypatch, solver, structure, culprits
+):
+    def heavy(*args, **kwargs):
+        raise AssertionError("the guard let the fit start")
+
+    monkeypatch.setattr(estimator_module, "minimize_map", heavy)
+    clf = LaplaceMLPClassifier(**WIDE, solver=solver, hessian_structure=structure)
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryLimitError) as info:
+            clf.fit(X_WIDE, Y_WIDE)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # far below one 20201 x 20201 matrix
+    message = str(info.value)
+    assert f"{N_WIDE} x {N_WIDE}" in message
+    assert "3.04 GiB" in message and "2 GiB" in message
+    assert culprits in message
+    assert "hessian_structure='diag'" in message and "solver='lbfgs'" in message
+    assert "smaller network" in message
+    assert not hasattr(clf, "n_features_in_")  # the failed fit left nothing
+
+
+def test_diag_lbfgs_fits_the_network_the_guard_refuses():
+    clf = LaplaceMLPClassifier(
+        **WIDE, solver="lbfgs", hessian_structure="diag", max_iter=50
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is small
+        clf.fit(X_WIDE, Y_WIDE)
+    assert clf.posterior_.n_params == N_WIDE
+    proba = clf.predict_proba(X_WIDE)
+    assert np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+@pytest.fixture
+def tiny_limit(monkeypatch):
+    """A 1 KiB limit: a 16-parameter network's 16 x 16 matrix (2 KiB) is over."""
+    monkeypatch.setattr(objective_module, "DENSE_MEMORY_LIMIT", 1024)
+
+
+def test_a_lowered_limit_applies_everywhere(tiny_limit):
+    X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
+    with pytest.raises(MemoryLimitError, match="16 x 16"):
+        LaplaceMLPClassifier((3,)).fit(X, y)
+    with pytest.raises(MemoryLimitError, match="16 x 16"):
+        LaplaceMLPClassifier((3,), solver="lbfgs").fit(X, y)
+    clf = LaplaceMLPClassifier((3,), solver="lbfgs", hessian_structure="diag").fit(X, y)
+    assert np.all(np.isfinite(clf.predict_proba(X)))
+
+
+def test_curvature_engine_checks_before_allocating(tiny_limit):
+    obj, theta = make_problem(hidden=(4,), n_features=3)  # 21 parameters
+    for curvature in (ggn_hessian, exact_hessian):
+        with pytest.raises(MemoryLimitError, match="21 x 21"):
+            curvature(obj, theta)
+    assert ggn_diagonal(obj, theta).shape == (21,)  # no dense matrix: allowed
+    coefs = [np.zeros((3, 4)), np.zeros((4, 1))]
+    intercepts = [np.zeros(4), np.zeros(1)]
+    X, y = RNG.normal(size=(5, 3)), np.arange(5) % 2
+    with pytest.raises(MemoryLimitError, match="kind='diag'"):
+        log_posterior_hessian(coefs, intercepts, X, y, kind="ggn")
+    assert log_posterior_hessian(coefs, intercepts, X, y, kind="diag").shape == (21,)
+
+
+def test_a_single_row_over_the_limit_is_refused(tiny_limit):
+    obj, _ = make_problem()
+    with pytest.raises(MemoryLimitError, match="one sample"):
+        next(obj.row_chunks(bytes_per_row=2048))
+    assert len(list(obj.row_chunks(bytes_per_row=512))) >= 1
+
+
+def test_monte_carlo_draws_over_the_limit_are_refused():
+    X, y = RNG.normal(size=(10, 3)), np.arange(10) % 3
+    clf = LaplaceMLPClassifier((), n_mc_samples=10**9, link_approx="mc").fit(X, y)
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryLimitError, match="1000000000 Monte Carlo draws"):
+            clf.predict_proba(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20
+    assert np.all(np.isfinite(clf.set_params(link_approx="probit").predict_proba(X)))
+
+
+@pytest.mark.parametrize("link", ["mc", "probit", "map"])
+def test_row_chunked_predictions_equal_one_block(monkeypatch, link):
+    X, y = RNG.normal(size=(30, 3)), np.arange(30) % 3
+    clf = LaplaceMLPClassifier((2,), link_approx=link, n_mc_samples=64).fit(X, y)
+    whole = clf.predict_proba(X)
+    # One row per chunk, both for the Jacobians and for the predictive.
+    monkeypatch.setattr(estimator_module, "DEFAULT_MEMORY_BUDGET", 1)
+    np.testing.assert_allclose(clf.predict_proba(X), whole, rtol=1e-12, atol=1e-15)
