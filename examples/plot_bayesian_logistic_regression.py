@@ -164,12 +164,14 @@ assert spectra["[x, x^2]"][-1, 0] > 1.0
 # At ``alpha = 0`` the precision of the duplicated model is singular: the
 # likelihood says nothing about how the weight of ``x^2`` is split between
 # the two copies. In floating point its Cholesky factorisation may fail or may
-# succeed with a tiny pivot, depending on rounding. When it fails, the
-# estimator does not return NaNs: it adds a small jitter to the diagonal,
-# records it in ``posterior_jitter_`` and says so with a
-# :class:`~sklaplace.exceptions.LaplaceApproximationWarning`. Either way the
-# flat direction does not change any prediction (``Phi v = 0``): the Laplace
-# predictive equals that of the model without the duplicate.
+# succeed with a tiny pivot, depending on rounding. The estimator does not
+# return NaNs either way, and says what it did with a
+# :class:`~sklaplace.exceptions.LaplaceApproximationWarning`: when the
+# factorisation fails it adds a small jitter to the diagonal and records it in
+# ``posterior_jitter_``; when it succeeds with a pivot below ``1e-10`` of the
+# largest diagonal entry it keeps the factor and warns. The flat direction
+# does not change any prediction (``Phi v = 0``): the Laplace predictive
+# equals that of the model without the duplicate.
 duplicated = np.column_stack([features, x**2])
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", LaplaceApproximationWarning)
