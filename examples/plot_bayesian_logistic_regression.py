@@ -168,10 +168,10 @@ assert spectra["[x, x^2]"][-1, 0] > 1.0
 # return NaNs either way, and says what it did with a
 # :class:`~sklaplace.exceptions.LaplaceApproximationWarning`: when the
 # factorisation fails it adds a small jitter to the diagonal and records it in
-# ``posterior_jitter_``; when it succeeds with a pivot below ``1e-10`` of the
-# largest diagonal entry it keeps the factor and warns. The flat direction
-# does not change any prediction (``Phi v = 0``): the Laplace predictive
-# equals that of the model without the duplicate.
+# ``posterior_jitter_``; when it succeeds with a squared pivot ``L_ii^2``
+# below ``1e-10`` of the largest diagonal entry it keeps the factor and
+# warns. The flat direction does not change any prediction (``Phi v = 0``):
+# the Laplace predictive equals that of the model without the duplicate.
 duplicated = np.column_stack([features, x**2])
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", LaplaceApproximationWarning)
