@@ -6,17 +6,14 @@ predictive (_predictive)``. This module validates input, wires those calls and
 stores their results.
 """
 
-import warnings
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_is_fitted,
     validate_data,
 )
@@ -29,7 +26,7 @@ from sklaplace._backend import (
     resolve_backend,
     to_numpy,
 )
-from sklaplace._evidence import log_marginal_likelihood, mackay_update, weight_groups
+from sklaplace._evidence import log_marginal_likelihood, tune_alpha, weight_groups
 from sklaplace._likelihood import likelihood_for
 from sklaplace._network import ParamLayout, forward, jacobian_factor
 from sklaplace._objective import DEFAULT_MEMORY_BUDGET, NegLogPosterior, check_memory
@@ -37,37 +34,34 @@ from sklaplace._posterior import laplace_posterior
 from sklaplace._predictive import PREDICTIVES
 from sklaplace._prior import prior_precision_vector
 from sklaplace._solvers import SOLVERS, minimize_map
-from sklaplace.exceptions import LaplaceApproximationWarning
+from sklaplace._validation import (
+    check_dense_memory,
+    check_finite_rows,
+    hidden_sizes,
+    validate_fit_data,
+)
 
 __all__ = ["LaplaceMLPClassifier"]
 
-# MacKay's updates stop when no alpha moves by more than this factor in log
-# space (0.01%), or after this many refits. Alphas are kept inside the bounds:
-# an MLP's evidence can rise without limit as one layer's weights shrink and
-# the next layer's grow (the scaling symmetry of a near-linear unit).
-_EVIDENCE_TOL = 1e-4
-_EVIDENCE_MAX_UPDATES = 50
-_EVIDENCE_BOUNDS = (1e-6, 1e6)
 
+class _LaplaceFit(NamedTuple):
+    """One MAP fit and its Laplace posterior."""
 
-def _check_finite_rows(xp, what, *arrays):
-    """Raise ``ValueError`` naming the rows where any of ``arrays`` is not finite.
+    objective: object
+    result: object
+    posterior: object
+    curvature: str
+    jitter: float
 
-    With validated (finite) inputs this happens only when the network's
-    outputs overflow float64, i.e. for inputs far outside the training range.
-    """
-    bad = None
-    for a in arrays:
-        rows = ~xp.all(xp.isfinite(xp.reshape(a, (a.shape[0], -1))), axis=1)
-        bad = rows if bad is None else bad | rows
-    if bool(xp.any(bad)):
-        index = np.flatnonzero(to_numpy(bad))
-        raise ValueError(
-            f"The {what} overflowed (are not finite) for {index.size} of "
-            f"{bad.shape[0]} samples (rows {index[:5].tolist()}"
-            f"{', ...' if index.size > 5 else ''}): their features are too large "
-            "in magnitude for float64. Scale X as it was scaled for fit."
-        )
+    @property
+    def theta(self):
+        """The MAP."""
+        return self.result.theta
+
+    @property
+    def prior_precision(self):
+        """The prior precision vector of the fit."""
+        return self.objective.prior_precision
 
 
 class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
@@ -299,64 +293,6 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
-    def _hidden_sizes(self):
-        sizes = np.atleast_1d(np.asarray(self.hidden_layer_sizes))
-        if sizes.size and (
-            not np.issubdtype(sizes.dtype, np.integer)
-            or sizes.ndim != 1
-            or np.any(sizes < 1)
-        ):
-            raise ValueError(
-                "hidden_layer_sizes must be a tuple of positive integers, got "
-                f"{self.hidden_layer_sizes!r}."
-            )
-        return tuple(int(s) for s in sizes.ravel())
-
-    def _validate_fit_data(self, X, y, sample_weight):
-        X, y = validate_data(self, X, y, dtype=np.float64)
-        check_classification_targets(y)
-        sample_weight = _check_sample_weight(
-            sample_weight, X, dtype=np.float64, ensure_non_negative=True
-        )
-        if not np.sum(sample_weight) > 0:
-            raise ValueError(
-                "sample_weight must not sum to zero: no sample would count."
-            )
-        classes, y_index = np.unique(y, return_inverse=True)
-        if classes.shape[0] < 2:
-            raise ValueError(
-                "LaplaceMLPClassifier needs samples of at least 2 classes in the "
-                "data, but the data contain only one class: "
-                f"{classes[:1].tolist()[0]!r}."
-            )
-        weighted = classes[np.bincount(y_index, sample_weight) > 0]
-        if weighted.shape[0] < 2:
-            # Weight 0 equals dropping the row: this is the one-class case.
-            raise ValueError(
-                "LaplaceMLPClassifier needs samples of at least 2 classes with "
-                "positive sample_weight, but only class "
-                f"{weighted[:1].tolist()[0]!r} has any weight."
-            )
-        return X, y_index, sample_weight, classes
-
-    def _check_memory(self, layout):
-        """Refuse, before any work, a network whose dense matrices exceed the limit."""
-        needs = []
-        if self.solver == "newton":
-            needs.append("solver='newton'")
-        if self.hessian_structure == "full":
-            needs.append("hessian_structure='full'")
-        if needs:
-            n = layout.n_params
-            check_memory(
-                8 * n * n,
-                f"The {n} x {n} float64 matrices that {' and '.join(needs)} need "
-                f"for this network ({n} parameters)",
-                "Use hessian_structure='diag' and solver='lbfgs' (no n_params x "
-                "n_params matrix), or a smaller network (fewer hidden units or "
-                "input features).",
-            )
-
     def _initial_theta(self, layout, rng):
         if self.warm_start and hasattr(self, "coefs_"):
             previous = ParamLayout(
@@ -414,102 +350,70 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
             raise
 
     def _fit(self, X, y, sample_weight):
-        X, y_index, sample_weight, classes = self._validate_fit_data(
-            X, y, sample_weight
+        X, y_index, sample_weight, classes = validate_fit_data(
+            self, X, y, sample_weight
         )
         likelihood = likelihood_for(classes.shape[0])
         layout = ParamLayout(
-            (X.shape[1], *self._hidden_sizes(), likelihood.n_outputs(classes.shape[0]))
+            (
+                X.shape[1],
+                *hidden_sizes(self.hidden_layer_sizes),
+                likelihood.n_outputs(classes.shape[0]),
+            )
         )
-        self._check_memory(layout)
+        check_dense_memory(layout, self.solver, self.hessian_structure)
         xp = resolve_backend(self.backend)
-        tuned = isinstance(self.alpha, str)
-        groups = weight_groups(layout, self.alpha == "evidence_per_layer")
-        alpha = np.ones(len(groups)) if tuned else self.alpha
         rng = check_random_state(self.random_state)
         theta = xp.asarray(self._initial_theta(layout, rng))
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
-        alpha_history, n_iter, gradient_history = [], 0, []
-        for _ in range(_EVIDENCE_MAX_UPDATES if tuned else 1):
+        refits = []
+
+        def fit_laplace(alpha, theta):  # (1)-(3): MAP, curvature, posterior
             objective = self._objective(
-                xp,
-                layout,
-                likelihood,
-                X,
-                y_index,
-                sample_weight,
-                self._layer_alpha(alpha, groups),
+                xp, layout, likelihood, X, y_index, sample_weight, alpha
             )
-            result, posterior, curvature, jitter = self._laplace(
-                objective, theta
-            )  # (1)-(3)
-            theta, n_iter = result.theta, n_iter + result.n_iter
-            gradient_history += result.gradient_history
-            alpha_history.append(np.array(alpha, dtype=float, copy=True))
-            if not tuned:
-                break
-            new_alpha, gammas = mackay_update(  # (4) MacKay fixed point
-                posterior.covariance_diagonal(xp),
-                theta,
-                objective.prior_precision,
+            refits.append(self._laplace(objective, theta))
+            return refits[-1]
+
+        tuned = isinstance(self.alpha, str)
+        if tuned:  # (4) MacKay's fixed point over alpha
+            groups = weight_groups(layout, self.alpha == "evidence_per_layer")
+            tuning = tune_alpha(
+                lambda a, t: fit_laplace(a if len(groups) > 1 else float(a[0]), t),
                 groups,
+                theta,
+                lambda posterior: posterior.covariance_diagonal(xp),
             )
-            new_alpha = np.clip(new_alpha, *_EVIDENCE_BOUNDS)
-            if np.max(np.abs(np.log(new_alpha / alpha))) < _EVIDENCE_TOL:
-                break
-            alpha = new_alpha
+            fit = tuning.fit
+            alpha = tuning.alpha if len(groups) > 1 else float(tuning.alpha[0])
         else:
-            warnings.warn(
-                "The evidence updates of alpha did not converge in "
-                f"{_EVIDENCE_MAX_UPDATES} refits (last alpha {alpha}). Use a fixed "
-                "alpha or alpha='evidence'.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        if tuned and np.any(np.isin(alpha, _EVIDENCE_BOUNDS)):
-            warnings.warn(
-                f"The evidence drove alpha to a bound of {_EVIDENCE_BOUNDS} ({alpha}): "
-                "it is maximised in a degenerate limit (e.g. one layer's weights "
-                "vanishing while the next layer's grow). Prefer alpha='evidence' or "
-                "a fixed alpha.",
-                LaplaceApproximationWarning,
-                stacklevel=2,
-            )
-        log_likelihood = -(result.loss - float(objective.prior_term(theta)))
+            fit, alpha = fit_laplace(self.alpha, theta), self.alpha
+        log_likelihood = -(fit.result.loss - float(fit.objective.prior_term(fit.theta)))
         log_evidence = log_marginal_likelihood(  # (5) evidence
-            log_likelihood, theta, objective.prior_precision, posterior
+            log_likelihood, fit.theta, fit.prior_precision, fit.posterior
         )
         # Assign only now, together (fit restores everything if this fails).
         if hasattr(self, "pruned_mask_"):
             del self.pruned_mask_  # a refit discards an earlier pruning
         self.classes_ = classes
         self.n_outputs_ = layout.n_outputs
-        coefs, intercepts = layout.split(np, to_numpy(theta))
+        coefs, intercepts = layout.split(np, to_numpy(fit.theta))
         self.coefs_ = [np.array(c) for c in coefs]
         self.intercepts_ = [np.array(b) for b in intercepts]
-        self.posterior_ = posterior
-        self.curvature_ = curvature
-        self.posterior_jitter_ = jitter
-        self.prior_precision_ = to_numpy(objective.prior_precision).copy()
-        self.alpha_ = self._layer_alpha(alpha_history[-1], groups) if tuned else alpha
-        self.alpha_history_ = alpha_history if tuned else []
-        self.effective_n_parameters_ = gammas if tuned else None
+        self.posterior_ = fit.posterior
+        self.curvature_ = fit.curvature
+        self.posterior_jitter_ = fit.jitter
+        self.prior_precision_ = to_numpy(fit.prior_precision).copy()
+        self.alpha_ = alpha
+        self.alpha_history_ = tuning.history if tuned else []
+        self.effective_n_parameters_ = tuning.gammas if tuned else None
         self.log_likelihood_ = log_likelihood
         self.log_marginal_likelihood_ = log_evidence
-        self.loss_ = result.loss / float(np.sum(sample_weight))
-        self.n_iter_ = n_iter
-        self.gradient_history_ = gradient_history
+        self.loss_ = fit.result.loss / float(np.sum(sample_weight))
+        self.n_iter_ = sum(r.result.n_iter for r in refits)
+        self.gradient_history_ = [g for r in refits for g in r.result.gradient_history]
         self._mc_seed = mc_seed
         return self
-
-    @staticmethod
-    def _layer_alpha(alpha, groups):
-        """Evidence alphas (one per group) as an ``alpha`` the prior understands."""
-        if isinstance(alpha, np.ndarray) and len(groups) > 1:
-            return alpha  # one per layer
-        if isinstance(alpha, np.ndarray):
-            return float(alpha[0])
-        return alpha
 
     def _laplace(self, objective, theta):
         """MAP from ``theta`` (1), curvature and posterior at it (2)-(3)."""
@@ -519,7 +423,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         posterior, curvature, jitter = laplace_posterior(
             objective, result.theta, self.hessian, self.hessian_structure
         )
-        return result, posterior, curvature, jitter
+        return _LaplaceFit(objective, result, posterior, curvature, jitter)
 
     def log_marginal_likelihood(self, alpha=None, bias_prior_precision=None):
         """Laplace log evidence at other prior precisions, at the fitted MAP.
@@ -605,7 +509,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
             means.append(fwd.logits)
             covs.append(self.posterior_.functional_variance(xp, J))
         mean, cov = xp.concat(means), xp.concat(covs)
-        _check_finite_rows(xp, "logits or their covariance", mean, cov)
+        check_finite_rows(xp, "logits or their covariance", mean, cov)
         return xp, mean, cov
 
     def latent_mean_and_variance(self, X):
@@ -659,7 +563,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
                 for i in range(0, mean.shape[0], rows)
             ]
         )
-        _check_finite_rows(xp, "moderated logits", logits)
+        check_finite_rows(xp, "moderated logits", logits)
         return xp, logits
 
     def predict_proba(self, X):

@@ -10,11 +10,31 @@ that depends only on how many such parameters there are -- enough to compare
 prior precisions or architectures with the same flat parameters.
 """
 
+import warnings
+from typing import NamedTuple
+
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from sklaplace._backend import to_numpy
+from sklaplace.exceptions import LaplaceApproximationWarning
 
-__all__ = ["log_det_prior", "log_marginal_likelihood"]
+__all__ = [
+    "EvidenceTuning",
+    "log_det_prior",
+    "log_marginal_likelihood",
+    "mackay_update",
+    "tune_alpha",
+    "weight_groups",
+]
+
+# MacKay's updates stop when no alpha moves by more than this factor in log
+# space (0.01%), or after this many refits. Alphas are kept inside the bounds:
+# an MLP's evidence can rise without limit as one layer's weights shrink and
+# the next layer's grow (the scaling symmetry of a near-linear unit).
+EVIDENCE_TOL = 1e-4
+EVIDENCE_MAX_UPDATES = 50
+EVIDENCE_BOUNDS = (1e-6, 1e6)
 
 
 def log_det_prior(prior_precision):
@@ -93,3 +113,75 @@ def mackay_update(covariance_diagonal, theta_map, prior_precision, groups):
         alphas.append(max(gamma, tiny) / max(float(np.sum(theta[mask] ** 2)), tiny))
         gammas.append(gamma)
     return np.array(alphas), np.array(gammas)
+
+
+class EvidenceTuning(NamedTuple):
+    """Outcome of :func:`tune_alpha`.
+
+    Attributes
+    ----------
+    fit : object
+        What ``fit_laplace`` returned for the final alphas.
+    alpha : ndarray of shape (n_groups,)
+        Final alphas.
+    history : list of ndarray
+        Alphas of every refit, the first being all ones.
+    gammas : ndarray of shape (n_groups,)
+        Effective numbers of parameters at the end.
+    """
+
+    fit: object
+    alpha: object
+    history: list
+    gammas: object
+
+
+def tune_alpha(fit_laplace, groups, theta, covariance_diagonal):
+    """MacKay's fixed point: refit, update the alphas, until they settle.
+
+    Parameters
+    ----------
+    fit_laplace : callable
+        ``fit_laplace(alphas, theta) -> fit`` fits the MAP from ``theta`` and
+        its posterior for the given group alphas; ``fit`` must have
+        attributes ``theta``, ``posterior`` and ``prior_precision``.
+    groups : list of ndarray of bool
+        From :func:`weight_groups`.
+    theta : array of shape (n_params,)
+        Starting point of the first fit; each refit starts from the last MAP.
+    covariance_diagonal : callable
+        ``covariance_diagonal(posterior) -> diag(P^{-1})``.
+
+    Returns
+    -------
+    tuning : EvidenceTuning
+    """
+    alpha = np.ones(len(groups))
+    history = []
+    for _ in range(EVIDENCE_MAX_UPDATES):
+        fit = fit_laplace(alpha, theta)
+        theta = fit.theta
+        history.append(alpha.copy())
+        new_alpha, gammas = mackay_update(
+            covariance_diagonal(fit.posterior), theta, fit.prior_precision, groups
+        )
+        new_alpha = np.clip(new_alpha, *EVIDENCE_BOUNDS)
+        if np.max(np.abs(np.log(new_alpha / alpha))) < EVIDENCE_TOL:
+            break
+        alpha = new_alpha
+    else:
+        warnings.warn(
+            f"The evidence updates of alpha did not converge in {EVIDENCE_MAX_UPDATES} "
+            f"refits (last alpha {alpha}). Use a fixed alpha or alpha='evidence'.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    if np.any(np.isin(alpha, EVIDENCE_BOUNDS)):
+        warnings.warn(
+            f"The evidence drove alpha to a bound of {EVIDENCE_BOUNDS} ({alpha}): it "
+            "is maximised in a degenerate limit (e.g. one layer's weights vanishing "
+            "while the next layer's grow). Prefer alpha='evidence' or a fixed alpha.",
+            LaplaceApproximationWarning,
+            stacklevel=3,
+        )
+    return EvidenceTuning(fit, alpha, history, gammas)

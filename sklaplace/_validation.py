@@ -1,0 +1,104 @@
+"""Input validation and up-front resource checks of LaplaceMLPClassifier.
+
+Everything here runs before any heavy work, so that bad input fails fast with
+a message that names the problem.
+"""
+
+import numpy as np
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, validate_data
+
+from sklaplace._backend import to_numpy
+from sklaplace._objective import check_memory
+
+__all__ = [
+    "check_dense_memory",
+    "check_finite_rows",
+    "hidden_sizes",
+    "validate_fit_data",
+]
+
+
+def hidden_sizes(hidden_layer_sizes):
+    """Validate ``hidden_layer_sizes``; return it as a tuple of ints."""
+    sizes = np.atleast_1d(np.asarray(hidden_layer_sizes))
+    if sizes.size and (
+        not np.issubdtype(sizes.dtype, np.integer)
+        or sizes.ndim != 1
+        or np.any(sizes < 1)
+    ):
+        raise ValueError(
+            "hidden_layer_sizes must be a tuple of positive integers, got "
+            f"{hidden_layer_sizes!r}."
+        )
+    return tuple(int(s) for s in sizes.ravel())
+
+
+def validate_fit_data(estimator, X, y, sample_weight):
+    """Validate ``fit``'s input; return ``(X, y_index, sample_weight, classes)``.
+
+    ``y_index`` holds class indices into ``classes``. At least two classes must
+    carry positive weight (weight 0 equals dropping the row).
+    """
+    X, y = validate_data(estimator, X, y, dtype=np.float64)
+    check_classification_targets(y)
+    sample_weight = _check_sample_weight(
+        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+    )
+    if not np.sum(sample_weight) > 0:
+        raise ValueError("sample_weight must not sum to zero: no sample would count.")
+    classes, y_index = np.unique(y, return_inverse=True)
+    if classes.shape[0] < 2:
+        raise ValueError(
+            "LaplaceMLPClassifier needs samples of at least 2 classes in the "
+            "data, but the data contain only one class: "
+            f"{classes[:1].tolist()[0]!r}."
+        )
+    weighted = classes[np.bincount(y_index, sample_weight) > 0]
+    if weighted.shape[0] < 2:
+        # Weight 0 equals dropping the row: this is the one-class case.
+        raise ValueError(
+            "LaplaceMLPClassifier needs samples of at least 2 classes with "
+            "positive sample_weight, but only class "
+            f"{weighted[:1].tolist()[0]!r} has any weight."
+        )
+    return X, y_index, sample_weight, classes
+
+
+def check_dense_memory(layout, solver, hessian_structure):
+    """Refuse, before any work, a network whose dense matrices exceed the limit."""
+    needs = []
+    if solver == "newton":
+        needs.append("solver='newton'")
+    if hessian_structure == "full":
+        needs.append("hessian_structure='full'")
+    if needs:
+        n = layout.n_params
+        check_memory(
+            8 * n * n,
+            f"The {n} x {n} float64 matrices that {' and '.join(needs)} need "
+            f"for this network ({n} parameters)",
+            "Use hessian_structure='diag' and solver='lbfgs' (no n_params x "
+            "n_params matrix), or a smaller network (fewer hidden units or "
+            "input features).",
+        )
+
+
+def check_finite_rows(xp, what, *arrays):
+    """Raise ``ValueError`` naming the rows where any of ``arrays`` is not finite.
+
+    With validated (finite) inputs this happens only when the network's
+    outputs overflow float64, i.e. for inputs far outside the training range.
+    """
+    bad = None
+    for a in arrays:
+        rows = ~xp.all(xp.isfinite(xp.reshape(a, (a.shape[0], -1))), axis=1)
+        bad = rows if bad is None else bad | rows
+    if bool(xp.any(bad)):
+        index = np.flatnonzero(to_numpy(bad))
+        raise ValueError(
+            f"The {what} overflowed (are not finite) for {index.size} of "
+            f"{bad.shape[0]} samples (rows {index[:5].tolist()}"
+            f"{', ...' if index.size > 5 else ''}): their features are too large "
+            "in magnitude for float64. Scale X as it was scaled for fit."
+        )
