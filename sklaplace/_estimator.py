@@ -94,10 +94,12 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         Units per hidden layer; ``()`` gives Bayesian logistic regression.
     activation : {"identity", "logistic", "tanh", "relu", "softplus"}, default="tanh"
         Hidden-layer activation.
-    alpha : float, array-like of shape (n_layers,), "evidence" or \
-            "evidence_per_layer", default=1.0
-        Prior precision of the weights, one value or one per layer. Values
-        must be in the range ``[0.0, inf)``. ``"evidence"`` tunes one value by
+    alpha : float, array-like of shape (n_layers,) or (n_params,), \
+            "evidence" or "evidence_per_layer", default=1.0
+        Prior precision of the weights: one value, one per layer, or one per
+        parameter in the order of ``theta`` (which then sets the biases too,
+        and ``bias_prior_precision`` is ignored). Values must be in the range
+        ``[0.0, inf)``. ``"evidence"`` tunes one value by
         MacKay's fixed-point updates (maximising the Laplace evidence):
         starting from 1, fit, set ``alpha = gamma / ||w||^2`` with ``gamma =
         n_weights - alpha tr(P^{-1})`` the effective number of parameters,
@@ -112,10 +114,11 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         because a flat one makes the posterior improper along the bias of any
         saturated hidden unit.
     solver : {"newton", "lbfgs"}, default="newton"
-        MAP solver. ``"newton"``: damped Newton with a line search, using
-        the exact Hessian where it is positive definite and the GGN elsewhere
-        (quadratic convergence near the optimum; ``O(n_params^3)`` per
-        iteration). ``"lbfgs"``: SciPy's L-BFGS-B on the value and gradient.
+        MAP solver. ``"newton"``: Newton's method on the exact Hessian with
+        Levenberg-Marquardt trust-region damping (damped where the Hessian is
+        indefinite, undamped near the optimum, where convergence is
+        quadratic; ``O(n_params^3)`` per iteration). ``"lbfgs"``: SciPy's
+        L-BFGS-B on the value and gradient.
     hessian : {"ggn", "exact"}, default="ggn"
         Curvature of the posterior precision: the generalised Gauss-Newton
         (always positive definite) or the exact Hessian (falls back to the
