@@ -162,14 +162,17 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         fallback from ``"exact"``).
     posterior_jitter_ : float
         Jitter added to the precision's diagonal (0.0 unless it was singular).
-    log_marginal_likelihood_ : float
-        Laplace log evidence at the MAP (see ``sklaplace._evidence``).
-    log_likelihood_ : float
-        ``sum_n s_n log p(y_n | x_n, theta_map)``.
+    log_marginal_likelihood_ : float or None
+        Laplace log evidence at the MAP (see ``sklaplace._evidence``);
+        ``None`` on a copy returned by :func:`~sklaplace.prune`.
+    log_likelihood_ : float or None
+        ``sum_n s_n log p(y_n | x_n, theta_map)``; ``None`` after pruning.
     prior_precision_ : ndarray of shape (n_params,)
         Prior precision of every parameter, in the order of ``theta``.
-    alpha_ : float or ndarray of shape (n_layers,)
-        Weight precision used (the tuned one for ``alpha="evidence"``).
+    alpha_ : float, array-like or ndarray of shape (n_layers,)
+        Weight precision used: the ``alpha`` given, or the tuned one (a float
+        for ``"evidence"``, one per layer for ``"evidence_per_layer"``, a
+        float when there is a single layer).
     alpha_history_ : list of ndarray
         Alphas of each evidence refit (empty for a fixed ``alpha``).
     effective_n_parameters_ : ndarray of shape (n_groups,) or None
@@ -181,7 +184,8 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
     n_iter_ : int
         Solver iterations.
     gradient_history_ : list of float
-        Scaled gradient at the start and after each iteration.
+        Scaled gradient at the start and after each solver iteration (of
+        every refit, for ``alpha="evidence"``).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
@@ -296,12 +300,12 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
-    def _initial_theta(self, layout, rng):
+    def _initial_theta(self, layout, classes, rng):
+        # A warm start needs the same network AND the same classes: otherwise the
+        # old logits would belong to other labels.
         if self.warm_start and hasattr(self, "coefs_"):
-            previous = ParamLayout(
-                [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
-            )
-            if previous.layer_sizes == layout.layer_sizes:
+            same_classes = np.array_equal(self.classes_, classes)
+            if same_classes and self._layout().layer_sizes == layout.layer_sizes:
                 return layout.pack(np, self.coefs_, self.intercepts_)
         return layout.glorot_init(rng)
 
@@ -367,7 +371,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         check_dense_memory(layout, self.solver, self.hessian_structure)
         xp = resolve_backend(self.backend)
         rng = check_random_state(self.random_state)
-        theta = xp.asarray(self._initial_theta(layout, rng))
+        theta = xp.asarray(self._initial_theta(layout, classes, rng))
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
         refits = []
 
@@ -449,6 +453,12 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
             ``-inf`` if the posterior precision is not positive definite there.
         """
         check_is_fitted(self)
+        if self.log_likelihood_ is None:
+            raise ValueError(
+                "The log evidence of a pruned estimator is not available: it needs "
+                "the training data. Refit (warm_start=True starts from the pruned "
+                "weights) to get it."
+            )
         layout = self._layout()
         theta = layout.pack(np, self.coefs_, self.intercepts_)
         old = self.prior_precision_
@@ -458,10 +468,20 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
             1.0 if alpha is None else alpha,
             1.0 if bias_prior_precision is None else bias_prior_precision,
         )
+        per_parameter = np.ndim(alpha) == 1 and len(alpha) == layout.n_params
         if alpha is None:
             new[~mask] = old[~mask]
-        if bias_prior_precision is None:
+        if bias_prior_precision is None and not per_parameter:
             new[mask] = old[mask]
+        outputs = slice(layout.n_params - layout.n_outputs, layout.n_params)
+        if layout.n_outputs > 1 and (
+            np.all(old[outputs] == 0) != np.all(new[outputs] == 0)
+        ):
+            raise ValueError(
+                "Switching the output biases' prior between flat (0) and proper "
+                "changes which direction the posterior treats as flat; refit with "
+                "the new bias_prior_precision instead."
+            )
         xp = get_namespace(theta)
         try:
             posterior = self.posterior_.with_prior_change(xp, new - old)

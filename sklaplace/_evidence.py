@@ -170,9 +170,10 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal):
             break
         alpha = new_alpha
     else:
+        alpha = history[-1]  # the alphas the last fit used
         warnings.warn(
             f"The evidence updates of alpha did not converge in {EVIDENCE_MAX_UPDATES} "
-            f"refits (last alpha {alpha}). Use a fixed alpha or alpha='evidence'.",
+            f"refits (last alpha {alpha}); the last refit is kept. Use a fixed alpha.",
             ConvergenceWarning,
             stacklevel=3,
         )

@@ -26,7 +26,7 @@ __all__ = ["DiagPosterior", "FullPosterior", "POSTERIORS"]
 # as numerically singular: it is the first jitter tried when the Cholesky
 # fails, and the threshold of the near-singular warning when it succeeds.
 _SINGULAR_RTOL = 1e-10
-# Tenfold jitter increases before giving up: 1e-10 -> 1e20 times the largest
+# Tenfold jitter increases before giving up: 1e-10 -> 1e19 times the largest
 # diagonal entry, past the largest eigenvalue of any finite PSD matrix.
 _MAX_JITTER_TRIALS = 30
 

@@ -148,10 +148,13 @@ def prune(estimator, fraction, *, method="obs"):
     pruned : LaplaceMLPClassifier
         A fitted copy whose pruned weights are exactly zero in ``coefs_``,
         marked in ``pruned_mask_`` (ndarray of bool of shape (n_params,), in
-        the order of ``theta``), and excluded from the posterior (the Laplace
-        posterior conditioned on them being zero). ``log_marginal_likelihood_``
-        and ``log_likelihood_`` are set to ``None``: recomputing them needs
-        the training data. Refitting the copy discards the pruning.
+        the order of ``theta``), and excluded from the posterior: its
+        precision is that of the Laplace posterior conditioned on them being
+        zero (for ``"obs"`` the kept weights also move to the conditional
+        mean; the other methods leave them where they were).
+        ``log_marginal_likelihood_`` and ``log_likelihood_`` are set to
+        ``None``: recomputing them needs the training data. Refitting the copy
+        discards the pruning.
 
     Examples
     --------

@@ -236,12 +236,19 @@ class NewtonSolver:
         )
 
 
-def _print_progress(history):
+def _record_iterations(evaluated, history, verbose):
+    """Return a callback recording the scaled gradient of each L-BFGS iterate.
+
+    SciPy calls it once per iteration; the last evaluation is the new iterate.
+    """
+
     def callback(intermediate_result):
-        print(
-            f"L-BFGS iter: loss {intermediate_result.fun:.10g}, "
-            f"scaled gradient {history[-1]:.3e}"
-        )
+        history.append(evaluated[-1])
+        if verbose:
+            print(
+                f"L-BFGS iter: loss {intermediate_result.fun:.10g}, "
+                f"scaled gradient {history[-1]:.3e}"
+            )
 
     return callback
 
@@ -255,15 +262,19 @@ def minimize_lbfgs(objective, theta, tol, max_iter, verbose=0):
     """
     xp = objective.xp
     scale = float(objective.gradient_scale)
-    history = []
+    evaluated = []  # scaled gradient at every evaluation, line searches included
 
     def loss_gradient(theta_host):
         loss, gradient = objective.loss_gradient(
             xp.asarray(theta_host, dtype=theta.dtype)
         )
         gradient = to_numpy(gradient).astype(np.float64)
-        history.append(float(np.max(np.abs(gradient))) / scale)
+        evaluated.append(float(np.max(np.abs(gradient))) / scale)
         return float(loss), gradient
+
+    history = [
+        float(np.max(np.abs(to_numpy(objective.loss_gradient(theta)[1])))) / scale
+    ]
 
     result = scipy.optimize.minimize(
         loss_gradient,
@@ -278,7 +289,7 @@ def minimize_lbfgs(objective, theta, tol, max_iter, verbose=0):
             "ftol": 0.0,
             "maxcor": 20,
         },
-        callback=_print_progress(history) if verbose else None,
+        callback=_record_iterations(evaluated, history, verbose),
     )
     gradient_norm = float(np.max(np.abs(result.jac))) / scale
     converged = gradient_norm <= tol

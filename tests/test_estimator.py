@@ -235,3 +235,25 @@ def test_probit_moderates_towards_half_far_from_data():
 def test_one_class_raises():
     with pytest.raises(ValueError, match="class"):
         LaplaceMLPClassifier(()).fit(np.zeros((4, 2)), np.ones(4))
+
+
+def test_warm_start_with_other_classes_starts_cold():
+    X, y = _scaled(load_iris)
+    fresh = LaplaceMLPClassifier((3,), random_state=0).fit(
+        X, np.array(["a", "b", "c"])[y]
+    )
+    warm = LaplaceMLPClassifier((3,), warm_start=True, random_state=0).fit(X, y)
+    warm.fit(X, np.array(["a", "b", "c"])[y])
+    np.testing.assert_allclose(
+        warm.predict_proba(X), fresh.predict_proba(X), rtol=1e-10
+    )
+
+
+def test_lbfgs_history_has_one_entry_per_iteration():
+    X, y = _scaled(load_iris)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = LaplaceMLPClassifier(
+            (3,), solver="lbfgs", max_iter=30, random_state=0
+        ).fit(X, y)
+    assert len(clf.gradient_history_) == clf.n_iter_ + 1

@@ -91,3 +91,42 @@ def test_fixed_alpha_records_itself():
     clf = LaplaceMLPClassifier((3,), alpha=0.5, random_state=0).fit(X, y)
     assert clf.alpha_ == 0.5
     assert clf.alpha_history_ == [] and clf.effective_n_parameters_ is None
+
+
+def test_evidence_at_a_per_parameter_alpha_uses_its_bias_entries():
+    X, y = _scaled(load_iris)
+    clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
+    n_params = clf.prior_precision_.shape[0]
+    bias = np.zeros(n_params, bool)
+    bias[4 * 4 : 4 * 4 + 4] = True
+    bias[-3:] = True
+    per_parameter = np.where(bias, 5.0, 1.0)
+    np.testing.assert_allclose(
+        clf.log_marginal_likelihood(alpha=per_parameter),
+        clf.log_marginal_likelihood(alpha=1.0, bias_prior_precision=5.0),
+        rtol=1e-12,
+    )
+
+
+def test_unconverged_evidence_keeps_the_alpha_of_its_last_refit(monkeypatch):
+    from sklaplace import _evidence
+
+    monkeypatch.setattr(_evidence, "EVIDENCE_MAX_UPDATES", 3)
+    X, y = _scaled(load_iris)
+    with pytest.warns(Warning, match="did not converge"):
+        clf = LaplaceMLPClassifier((4,), alpha="evidence", random_state=0).fit(X, y)
+    assert clf.alpha_ == clf.alpha_history_[-1][0]
+    np.testing.assert_allclose(
+        clf.log_marginal_likelihood(alpha=clf.alpha_),
+        clf.log_marginal_likelihood_,
+        rtol=1e-10,
+    )
+
+
+def test_pruned_estimator_has_no_evidence():
+    from sklaplace import prune
+
+    X, y = _scaled(load_iris)
+    pruned = prune(LaplaceMLPClassifier((4,), random_state=0).fit(X, y), 0.5)
+    with pytest.raises(ValueError, match="pruned"):
+        pruned.log_marginal_likelihood()
