@@ -146,6 +146,17 @@ class NegLogPosterior:
         u[bias] = 1.0 / n_outputs**0.5
         return u
 
+    def with_flat_curvature(self, H):
+        """``H + u u'`` for the :meth:`flat_direction` ``u``, if there is one.
+
+        A diagonal ``H`` (shape ``(n_params,)``) is returned as it is: its
+        output-bias entries are already positive.
+        """
+        u = self.flat_direction()
+        if u is None or H.ndim == 1:
+            return H
+        return H + u[:, None] * u[None, :]
+
     def prior_term(self, theta):
         """``1/2 theta' A theta``."""
         return 0.5 * self.xp.sum(self.prior_precision * theta * theta)

@@ -154,13 +154,6 @@ class DiagPosterior:
 POSTERIORS = {"full": FullPosterior, "diag": DiagPosterior}
 
 
-def _with_flat_direction(xp, precision, u):
-    # A full precision gets unit curvature along the direction L ignores.
-    if u is None or precision.ndim == 1:
-        return precision
-    return precision + u[:, None] * u[None, :]
-
-
 def _warn_if_near_singular(xp, posterior, precision):
     """Warn when a full factorisation succeeded with a tiny pivot.
 
@@ -232,13 +225,12 @@ def laplace_posterior(objective, theta_map, hessian, structure):
         The jitter added (0.0 if none).
     """
     xp = objective.xp
-    flat = objective.flat_direction()
     posterior_class = POSTERIORS[structure]
     kinds = ["exact", "ggn"] if hessian == "exact" else ["ggn"]
     for kind in kinds:
         curvature = CURVATURES[kind, structure](objective, theta_map)
         check_finite_curvature(xp, curvature)
-        precision = _with_flat_direction(xp, curvature, flat)
+        precision = objective.with_flat_curvature(curvature)
         try:
             posterior = posterior_class.from_precision(xp, precision)
         except NotPositiveDefiniteError:

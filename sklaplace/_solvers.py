@@ -49,11 +49,6 @@ class MapResult(NamedTuple):
     gradient_history: list
 
 
-def add_flat_direction(xp, H, u):
-    """``H + u u'``: unit curvature along the direction ``L`` ignores."""
-    return H if u is None else H + u[:, None] * u[None, :]
-
-
 class NewtonSolver:
     """Newton's method with Levenberg-Marquardt trust-region damping.
 
@@ -94,7 +89,6 @@ class NewtonSolver:
         obj = self.objective
         self.theta = theta
         self.scale = float(obj.gradient_scale)
-        self.flat = obj.flat_direction()
         self.loss_value, self.gradient = obj.loss_gradient(theta)
         self.loss_value = float(self.loss_value)
         self.gradient_norm = self._scaled_norm(self.gradient)
@@ -108,8 +102,8 @@ class NewtonSolver:
     def update_hessian(self):
         """Set ``hessian`` (exact, prior included) and, at first, ``damping``."""
         xp = self.objective.xp
-        self.hessian = add_flat_direction(
-            xp, exact_hessian(self.objective, self.theta), self.flat
+        self.hessian = self.objective.with_flat_curvature(
+            exact_hessian(self.objective, self.theta)
         )
         check_finite_curvature(xp, self.hessian)  # no damping repairs an inf
         if self.damping is None:  # Nielsen's start: tau * max(diag H), tau = 1e-3
