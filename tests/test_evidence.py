@@ -130,3 +130,11 @@ def test_pruned_estimator_has_no_evidence():
     pruned = prune(LaplaceMLPClassifier((4,), random_state=0).fit(X, y), 0.5)
     with pytest.raises(ValueError, match="pruned"):
         pruned.log_marginal_likelihood()
+
+
+def test_switching_the_output_bias_prior_between_flat_and_proper_asks_for_a_refit():
+    X, y = _scaled(load_iris)
+    clf = LaplaceMLPClassifier((), bias_prior_precision=1.0, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="refit"):
+        clf.log_marginal_likelihood(bias_prior_precision=0.0)
+    assert np.isfinite(clf.log_marginal_likelihood(bias_prior_precision=2.0))
