@@ -28,10 +28,10 @@ from sklaplace._backend import (
 )
 from sklaplace._evidence import log_marginal_likelihood, tune_alpha, weight_groups
 from sklaplace._likelihood import likelihood_for
-from sklaplace._network import ParamLayout, forward, jacobian_factor
+from sklaplace._network import ParamLayout
 from sklaplace._objective import DEFAULT_MEMORY_BUDGET, NegLogPosterior, check_memory
 from sklaplace._posterior import laplace_posterior
-from sklaplace._predictive import PREDICTIVES
+from sklaplace._predictive import PREDICTIVES, latent_gaussian
 from sklaplace._prior import prior_precision_vector
 from sklaplace._solvers import SOLVERS, minimize_map
 from sklaplace._validation import (
@@ -512,26 +512,11 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
             [xp.asarray(c) for c in self.coefs_],
             [xp.asarray(b) for b in self.intercepts_],
         )
-        n_outputs = layout.n_outputs
-        bytes_per_row = 4 * 8 * n_outputs * layout.n_params
-        check_memory(bytes_per_row, "The logit Jacobian of one sample")
-        rows = max(1, DEFAULT_MEMORY_BUDGET // bytes_per_row)
-        eye = xp.eye(n_outputs, dtype=theta.dtype)
         mask = getattr(self, "pruned_mask_", None)
         keep = None if mask is None else xp.asarray((~mask).astype(np.float64))
-        means, covs = [], []
-        for start in range(0, X.shape[0], rows):
-            Xc = xp.asarray(X[start : start + rows])
-            fwd = forward(xp, layout, theta, Xc, self.activation)
-            identity = xp.broadcast_to(
-                eye[None, :, :], (Xc.shape[0], n_outputs, n_outputs)
-            )
-            J = jacobian_factor(xp, layout, theta, fwd, identity)
-            if keep is not None:  # pruned weights carry no uncertainty
-                J = J * keep
-            means.append(fwd.logits)
-            covs.append(self.posterior_.functional_variance(xp, J))
-        mean, cov = xp.concat(means), xp.concat(covs)
+        mean, cov = latent_gaussian(
+            xp, layout, theta, self.activation, self.posterior_, X, keep
+        )
         check_finite_rows(xp, "logits or their covariance", mean, cov)
         return xp, mean, cov
 

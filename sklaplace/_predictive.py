@@ -9,7 +9,59 @@ rather than probabilities keeps ``log p`` accurate in the tails and gives
 
 import math
 
-__all__ = ["PREDICTIVES", "map_logits", "mc_logits", "probit_logits"]
+from sklaplace._network import forward, jacobian_factor
+from sklaplace._objective import DEFAULT_MEMORY_BUDGET, check_memory
+
+__all__ = [
+    "PREDICTIVES",
+    "latent_gaussian",
+    "map_logits",
+    "mc_logits",
+    "probit_logits",
+]
+
+
+def latent_gaussian(xp, layout, theta, activation, posterior, X, keep=None):
+    """Linearised (GLM) predictive of the logits, in row batches.
+
+    ``mean = f(x, theta)`` and ``cov = J P^{-1} J'`` with ``J`` the logit
+    Jacobian at ``x``; rows are processed in chunks whose Jacobians fit
+    ``DEFAULT_MEMORY_BUDGET``.
+
+    Parameters
+    ----------
+    xp : module
+        Array namespace to compute in.
+    layout : ParamLayout
+    theta : array of shape (n_params,)
+    activation : str
+    posterior : FullPosterior or DiagPosterior
+    X : ndarray of shape (n_samples, n_features)
+    keep : array of shape (n_params,), default=None
+        1.0 for kept parameters, 0.0 for pruned ones (no uncertainty).
+
+    Returns
+    -------
+    mean : array of shape (n_samples, n_outputs)
+    cov : array of shape (n_samples, n_outputs, n_outputs)
+    """
+    n_outputs = layout.n_outputs
+    bytes_per_row = 4 * 8 * n_outputs * layout.n_params
+    check_memory(bytes_per_row, "The logit Jacobian of one sample")
+    rows = max(1, DEFAULT_MEMORY_BUDGET // bytes_per_row)
+    eye = xp.eye(n_outputs, dtype=theta.dtype)
+    means, covs = [], []
+    for start in range(0, X.shape[0], rows):
+        Xc = xp.asarray(X[start : start + rows])
+        fwd = forward(xp, layout, theta, Xc, activation)
+        identity = xp.broadcast_to(eye[None, :, :], (Xc.shape[0], n_outputs, n_outputs))
+        J = jacobian_factor(xp, layout, theta, fwd, identity)
+        if keep is not None:
+            J = J * keep
+        means.append(fwd.logits)
+        covs.append(posterior.functional_variance(xp, J))
+    return xp.concat(means), xp.concat(covs)
+
 
 # MacKay (1992) / Bishop PRML eq. (4.153): sigmoid(a) ~ Phi(sqrt(pi/8) a), so
 # E[sigmoid(f)] ~ sigmoid(kappa mu) with kappa = (1 + pi s2 / 8)^(-1/2).
