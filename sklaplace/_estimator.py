@@ -137,7 +137,11 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         Tolerance on the scaled gradient ``max|dL/dtheta| / sum(sample_weight)``.
         Values must be in the range ``(0.0, inf)``.
     warm_start : bool, default=False
-        Start the solver from the previous MAP when the architecture matches.
+        Start the solver from the previous MAP when the architecture and the
+        classes match. The MAP moves by a few Newton steps after a small
+        change of the data (fast re-training). On an estimator returned by
+        :func:`~sklaplace.prune` it re-trains the kept weights only: the
+        pruned ones stay exactly zero and ``pruned_mask_`` is kept.
     backend : {"numpy", "cupy", "auto"}, default="numpy"
         Array library for the computation; ``"auto"`` picks CuPy when a CUDA
         device is available. Fitted attributes are NumPy arrays either way.
@@ -169,6 +173,9 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         ``sum_n s_n log p(y_n | x_n, theta_map)``; ``None`` after pruning.
     prior_precision_ : ndarray of shape (n_params,)
         Prior precision of every parameter, in the order of ``theta``.
+    pruned_mask_ : ndarray of bool of shape (n_params,)
+        Weights held at zero, in the order of ``theta``. Only on an estimator
+        returned by :func:`~sklaplace.prune` and its warm-started refits.
     alpha_ : float, array-like or ndarray of shape (n_layers,)
         Weight precision used: the ``alpha`` given, or the tuned one (a float
         for ``"evidence"``, one per layer for ``"evidence_per_layer"``, a
@@ -300,16 +307,23 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
-    def _initial_theta(self, layout, classes, rng):
-        # A warm start needs the same network AND the same classes: otherwise the
-        # old logits would belong to other labels.
+    def _initial_state(self, layout, classes, rng):
+        """Starting ``theta`` and the parameters held at zero (or ``None``).
+
+        A warm start needs the same network AND the same classes: otherwise
+        the old logits would belong to other labels. It keeps an earlier
+        pruning: the pruned weights stay zero and only the others re-train.
+        """
         if self.warm_start and hasattr(self, "coefs_"):
             same_classes = np.array_equal(self.classes_, classes)
             if same_classes and self._layout().layer_sizes == layout.layer_sizes:
-                return layout.pack(np, self.coefs_, self.intercepts_)
-        return layout.glorot_init(rng)
+                theta = layout.pack(np, self.coefs_, self.intercepts_)
+                return theta, getattr(self, "pruned_mask_", None)
+        return layout.glorot_init(rng), None
 
-    def _objective(self, xp, layout, likelihood, X, y_index, sample_weight, alpha):
+    def _objective(
+        self, xp, layout, likelihood, X, y_index, sample_weight, alpha, fixed
+    ):
         prior = prior_precision_vector(layout, alpha, self.bias_prior_precision)
         Y = likelihood.encode(xp, xp.asarray(y_index), layout.n_outputs, xp.float64)
         return NegLogPosterior(
@@ -321,6 +335,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
             Y,
             xp.asarray(sample_weight),
             xp.asarray(prior),
+            fixed=None if fixed is None else xp.asarray(fixed),
         )
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -371,20 +386,21 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         check_dense_memory(layout, self.solver, self.hessian_structure)
         xp = resolve_backend(self.backend)
         rng = check_random_state(self.random_state)
-        theta = xp.asarray(self._initial_theta(layout, classes, rng))
+        theta, fixed = self._initial_state(layout, classes, rng)
+        theta = xp.asarray(theta)
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
         refits = []
 
         def fit_laplace(alpha, theta):  # (1)-(3): MAP, curvature, posterior
             objective = self._objective(
-                xp, layout, likelihood, X, y_index, sample_weight, alpha
+                xp, layout, likelihood, X, y_index, sample_weight, alpha, fixed
             )
             refits.append(self._laplace(objective, theta))
             return refits[-1]
 
         tuned = isinstance(self.alpha, str)
         if tuned:  # (4) MacKay's fixed point over alpha
-            groups = weight_groups(layout, self.alpha == "evidence_per_layer")
+            groups = weight_groups(layout, self.alpha == "evidence_per_layer", fixed)
             tuning = tune_alpha(
                 lambda a, t: fit_laplace(a if len(groups) > 1 else float(a[0]), t),
                 groups,
@@ -397,11 +413,13 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
             fit, alpha = fit_laplace(self.alpha, theta), self.alpha
         log_likelihood = -(fit.result.loss - float(fit.objective.prior_term(fit.theta)))
         log_evidence = log_marginal_likelihood(  # (5) evidence
-            log_likelihood, fit.theta, fit.prior_precision, fit.posterior
+            log_likelihood, fit.theta, fit.prior_precision, fit.posterior, fixed
         )
         # Assign only now, together (fit restores everything if this fails).
-        if hasattr(self, "pruned_mask_"):
-            del self.pruned_mask_  # a refit discards an earlier pruning
+        if fixed is not None:
+            self.pruned_mask_ = fixed
+        elif hasattr(self, "pruned_mask_"):
+            del self.pruned_mask_  # a cold refit discards an earlier pruning
         self.classes_ = classes
         self.n_outputs_ = layout.n_outputs
         coefs, intercepts = layout.split(np, to_numpy(fit.theta))
@@ -456,8 +474,8 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         if self.log_likelihood_ is None:
             raise ValueError(
                 "The log evidence of a pruned estimator is not available: it needs "
-                "the training data. Refit (warm_start=True starts from the pruned "
-                "weights) to get it."
+                "the training data. Refit with warm_start=True (it re-trains the "
+                "kept weights and keeps the pruned ones at zero) to get it."
             )
         layout = self._layout()
         theta = layout.pack(np, self.coefs_, self.intercepts_)
@@ -482,12 +500,16 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
                 "changes which direction the posterior treats as flat; refit with "
                 "the new bias_prior_precision instead."
             )
+        fixed = getattr(self, "pruned_mask_", None)
+        change = new - old if fixed is None else np.where(fixed, 0.0, new - old)
         xp = get_namespace(theta)
         try:
-            posterior = self.posterior_.with_prior_change(xp, new - old)
+            posterior = self.posterior_.with_prior_change(xp, change)
         except NotPositiveDefiniteError:
             return -np.inf
-        return log_marginal_likelihood(self.log_likelihood_, theta, new, posterior)
+        return log_marginal_likelihood(
+            self.log_likelihood_, theta, new, posterior, fixed
+        )
 
     # -------------------------------------------------------------- predict
 

@@ -37,14 +37,23 @@ EVIDENCE_MAX_UPDATES = 50
 EVIDENCE_BOUNDS = (1e-6, 1e6)
 
 
-def log_det_prior(prior_precision):
-    """``log det A`` over the parameters with a proper prior (``A_i > 0``)."""
+def log_det_prior(prior_precision, fixed=None):
+    """``log det A`` over the free parameters with a proper prior (``A_i > 0``)."""
     precision = to_numpy(prior_precision)
-    return float(np.sum(np.log(precision[precision > 0])))
+    counted = precision > 0
+    if fixed is not None:
+        counted &= ~to_numpy(fixed)
+    return float(np.sum(np.log(precision[counted])))
 
 
-def log_marginal_likelihood(log_likelihood, theta_map, prior_precision, posterior):
+def log_marginal_likelihood(
+    log_likelihood, theta_map, prior_precision, posterior, fixed=None
+):
     """Laplace log evidence.
+
+    Parameters held at zero (``fixed``, e.g. pruned weights) are not part of
+    the model: they add nothing to the scatter (they are zero), nor to
+    ``log det P`` (the posterior has the identity there), nor to ``log det A``.
 
     Parameters
     ----------
@@ -53,6 +62,7 @@ def log_marginal_likelihood(log_likelihood, theta_map, prior_precision, posterio
     theta_map : array of shape (n_params,)
     prior_precision : array of shape (n_params,)
     posterior : FullPosterior or DiagPosterior
+    fixed : array of bool of shape (n_params,), default=None
 
     Returns
     -------
@@ -60,23 +70,28 @@ def log_marginal_likelihood(log_likelihood, theta_map, prior_precision, posterio
     """
     theta = to_numpy(theta_map)
     scatter = float(np.sum(to_numpy(prior_precision) * theta * theta))
-    log_det_ratio = posterior.log_det_precision() - log_det_prior(prior_precision)
+    log_det_ratio = posterior.log_det_precision() - log_det_prior(
+        prior_precision, fixed
+    )
     return float(log_likelihood) - 0.5 * (log_det_ratio + scatter)
 
 
-def weight_groups(layout, per_layer):
+def weight_groups(layout, per_layer, fixed=None):
     """Boolean masks of the weights that share one evidence-tuned ``alpha``.
 
-    One mask over every weight (biases excluded), or one per layer.
+    One mask over every weight (biases and ``fixed`` weights excluded), or
+    one per layer.
     """
     weights = ~layout.bias_mask()
+    if fixed is not None:
+        weights &= ~np.asarray(fixed)
     if not per_layer:
         return [weights]
     layer = layout.layer_index()
     return [weights & (layer == i) for i in range(layout.n_layers)]
 
 
-def mackay_update(covariance_diagonal, theta_map, prior_precision, groups):
+def mackay_update(covariance_diagonal, theta_map, alphas, groups):
     """One MacKay fixed-point update of the weight precisions.
 
     For each group ``g`` of weights sharing ``alpha_g``: the effective number
@@ -90,29 +105,29 @@ def mackay_update(covariance_diagonal, theta_map, prior_precision, groups):
     covariance_diagonal : array of shape (n_params,)
         ``diag(P^{-1})`` of the Laplace posterior.
     theta_map : array of shape (n_params,)
-    prior_precision : array of shape (n_params,)
-        Current precisions (constant within each group).
+    alphas : array of shape (n_groups,)
+        Current precision of each group.
     groups : list of ndarray of bool
         From :func:`weight_groups`.
 
     Returns
     -------
     alphas : ndarray of shape (n_groups,)
-        Updated precisions.
+        Updated precisions (unchanged for an empty group, e.g. a layer
+        pruned away).
     gammas : ndarray of shape (n_groups,)
         Effective numbers of parameters.
     """
     covariance = to_numpy(covariance_diagonal)
     theta = to_numpy(theta_map)
-    precision = to_numpy(prior_precision)
     tiny = np.finfo(np.float64).tiny
-    alphas, gammas = [], []
-    for mask in groups:
-        alpha = float(precision[mask][0])
+    updated, gammas = [], []
+    for alpha, mask in zip(alphas, groups):
         gamma = float(mask.sum() - alpha * covariance[mask].sum())
-        alphas.append(max(gamma, tiny) / max(float(np.sum(theta[mask] ** 2)), tiny))
+        norm = float(np.sum(theta[mask] ** 2))
+        updated.append(max(gamma, tiny) / max(norm, tiny) if mask.any() else alpha)
         gammas.append(gamma)
-    return np.array(alphas), np.array(gammas)
+    return np.array(updated, dtype=np.float64), np.array(gammas)
 
 
 class EvidenceTuning(NamedTuple):
@@ -163,7 +178,7 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal):
         theta = fit.theta
         history.append(alpha.copy())
         new_alpha, gammas = mackay_update(
-            covariance_diagonal(fit.posterior), theta, fit.prior_precision, groups
+            covariance_diagonal(fit.posterior), theta, alpha, groups
         )
         new_alpha = np.clip(new_alpha, *EVIDENCE_BOUNDS)
         if np.max(np.abs(np.log(new_alpha / alpha))) < EVIDENCE_TOL:

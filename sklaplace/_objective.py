@@ -9,6 +9,7 @@ so its Hessian is the posterior precision at a mode.
 """
 
 from sklaplace._activations import SECOND_DERIVATIVES
+from sklaplace._backend import add_to_diagonal
 from sklaplace._network import backprop, forward, jvp, second_order_backprop, vjp
 from sklaplace.exceptions import MemoryLimitError
 
@@ -85,6 +86,11 @@ class NegLogPosterior:
     memory_budget : int, default=DEFAULT_MEMORY_BUDGET
         Bytes allowed for one chunk of per-sample intermediates when forming
         curvature matrices; rows are processed in chunks that fit it.
+    fixed : array of bool of shape (n_params,), default=None
+        Parameters held at zero (pruned weights): the gradient is zero there
+        and :meth:`constrained_curvature` decouples them, so solvers never
+        move them and the posterior gives them no variance. ``theta`` must be
+        zero at these entries.
 
     Notes
     -----
@@ -102,6 +108,7 @@ class NegLogPosterior:
         sample_weight,
         prior_precision,
         memory_budget=DEFAULT_MEMORY_BUDGET,
+        fixed=None,
     ):
         self.xp = xp
         self.layout = layout
@@ -110,6 +117,9 @@ class NegLogPosterior:
         self.X, self.Y, self.sample_weight = X, Y, sample_weight
         self.prior_precision = prior_precision
         self.memory_budget = memory_budget
+        self.fixed = fixed
+        # 1.0 on the free parameters, 0.0 on the fixed ones.
+        self._free = None if fixed is None else 1.0 - xp.astype(fixed, X.dtype)
 
     @property
     def n_samples(self):
@@ -146,12 +156,21 @@ class NegLogPosterior:
         u[bias] = 1.0 / n_outputs**0.5
         return u
 
-    def with_flat_curvature(self, H):
-        """``H + u u'`` for the :meth:`flat_direction` ``u``, if there is one.
+    def constrained_curvature(self, H):
+        """The curvature ``H`` as Newton and the posterior use it.
 
-        A diagonal ``H`` (shape ``(n_params,)``) is returned as it is: its
+        Two constraints no data can pin down are made explicit: ``u u'`` is
+        added along the :meth:`flat_direction` ``u``, if there is one, and the
+        rows and columns of ``fixed`` parameters become those of the identity
+        (no step, no variance, nothing added to ``log det``). A diagonal ``H``
+        (shape ``(n_params,)``) gets ones at the fixed entries only: its
         output-bias entries are already positive.
         """
+        xp, free = self.xp, self._free
+        if free is not None:
+            if H.ndim == 1:
+                return H * free + (1.0 - free)
+            H = add_to_diagonal(xp, H * (free[:, None] * free[None, :]), 1.0 - free)
         u = self.flat_direction()
         if u is None or H.ndim == 1:
             return H
@@ -175,6 +194,8 @@ class NegLogPosterior:
         fwd = self.forward(theta) if fwd is None else fwd
         residual = self.likelihood.residual(xp, fwd.logits, self.Y, self.sample_weight)
         grad = vjp(xp, self.layout, theta, fwd, residual) + self.prior_precision * theta
+        if self._free is not None:
+            grad = grad * self._free
         return self.loss(theta, fwd), grad
 
     def hessp(self, theta, v, kind="exact", fwd=None):

@@ -230,7 +230,7 @@ def laplace_posterior(objective, theta_map, hessian, structure):
     for kind in kinds:
         curvature = CURVATURES[kind, structure](objective, theta_map)
         check_finite_curvature(xp, curvature)
-        precision = objective.with_flat_curvature(curvature)
+        precision = objective.constrained_curvature(curvature)
         try:
             posterior = posterior_class.from_precision(xp, precision)
         except NotPositiveDefiniteError:

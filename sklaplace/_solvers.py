@@ -102,7 +102,7 @@ class NewtonSolver:
     def update_hessian(self):
         """Set ``hessian`` (exact, prior included) and, at first, ``damping``."""
         xp = self.objective.xp
-        self.hessian = self.objective.with_flat_curvature(
+        self.hessian = self.objective.constrained_curvature(
             exact_hessian(self.objective, self.theta)
         )
         check_finite_curvature(xp, self.hessian)  # no damping repairs an inf
