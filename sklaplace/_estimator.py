@@ -308,7 +308,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
 
     def _initial_state(self, layout, classes, rng):
-        """Starting ``theta`` and the parameters held at zero (or ``None``).
+        """Return the starting ``theta`` and the parameters held at zero (or ``None``).
 
         A warm start needs the same network AND the same classes: otherwise
         the old logits would belong to other labels. It keeps an earlier

@@ -157,7 +157,7 @@ class NegLogPosterior:
         return u
 
     def constrained_curvature(self, H):
-        """The curvature ``H`` as Newton and the posterior use it.
+        """Return the curvature ``H`` as Newton and the posterior use it.
 
         Two constraints no data can pin down are made explicit: ``u u'`` is
         added along the :meth:`flat_direction` ``u``, if there is one, and the

@@ -131,7 +131,8 @@ def test_masked_refit_equals_a_fit_without_the_pruned_input(solver, alpha, n_cla
         np.delete(refit.coefs_[0], 2, axis=0), reference.coefs_[0], atol=1e-6
     )
     np.testing.assert_allclose(
-        refit.predict_proba(X), reference.predict_proba(np.delete(X, 2, axis=1)),
+        refit.predict_proba(X),
+        reference.predict_proba(np.delete(X, 2, axis=1)),
         atol=1e-6,
     )
     np.testing.assert_allclose(
