@@ -88,9 +88,9 @@ class NegLogPosterior:
         curvature matrices; rows are processed in chunks that fit it.
     fixed : array of bool of shape (n_params,), default=None
         Parameters held at zero (pruned weights): the gradient is zero there
-        and :meth:`constrained_curvature` decouples them, so solvers never
-        move them and the posterior gives them no variance. ``theta`` must be
-        zero at these entries.
+        and :meth:`constrained_curvature` decouples them (unit precision, no
+        coupling), so solvers never move them; the predictive zeroes their
+        Jacobian columns. ``theta`` must be zero at these entries.
 
     Notes
     -----
