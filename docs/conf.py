@@ -122,5 +122,3 @@ def setup(app):
     """Register the docstring check and the member filter."""
     app.connect("builder-inited", _check_public_docstrings)
     app.connect("autodoc-skip-member", _skip_metadata_request_methods)
-
-
