@@ -17,6 +17,7 @@ from sklaplace import (
 from sklaplace._backend import get_namespace, resolve_backend, to_numpy
 from sklaplace._curvature import CURVATURES
 from sklaplace._network import jvp
+from sklaplace._objective import NegLogPosterior
 from sklaplace._posterior import DiagPosterior, FullPosterior
 from sklaplace._predictive import PREDICTIVES
 from tests.conftest import make_problem
@@ -152,3 +153,46 @@ def test_to_numpy_round_trip():
     a = xps.asarray([[1.0, 2.0], [3.0, 4.0]])
     np.testing.assert_array_equal(to_numpy(a), [[1.0, 2.0], [3.0, 4.0]])
     assert isinstance(to_numpy(np.float64(2.0)), np.ndarray)
+
+
+def _with_fixed(obj, xp, fixed):
+    return NegLogPosterior(
+        xp,
+        obj.layout,
+        obj.activation,
+        obj.likelihood,
+        obj.X,
+        obj.Y,
+        obj.sample_weight,
+        obj.prior_precision,
+        fixed=xp.asarray(fixed),
+    )
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_fixed_parameters_under_array_api_strict(n_classes):
+    # Held-at-zero parameters (pruning): zero gradient, identity rows and
+    # columns in the curvature Newton and the posterior use, same in both.
+    (obj, theta), (sobj, stheta) = _both("tanh", n_classes, (3,))
+    fixed = np.zeros(theta.shape[0], bool)
+    fixed[[0, 4, 7]] = True
+    theta = np.where(fixed, 0.0, theta)
+    stheta = xps.asarray(theta)
+    obj, sobj = _with_fixed(obj, np, fixed), _with_fixed(sobj, xps, fixed)
+    _, grad = obj.loss_gradient(theta)
+    assert np.all(grad[fixed] == 0.0) and np.all(grad[~fixed] != 0.0)
+    _close(sobj.loss_gradient(stheta)[1], grad)
+    for (_kind, structure), curvature in CURVATURES.items():
+        H = curvature(obj, theta)
+        constrained = obj.constrained_curvature(np.array(H, copy=True))
+        _close(sobj.constrained_curvature(curvature(sobj, stheta)), constrained)
+        if structure == "diag":
+            np.testing.assert_array_equal(constrained[fixed], 1.0)
+            np.testing.assert_array_equal(constrained[~fixed], H[~fixed])
+        else:
+            free = ~fixed
+            np.testing.assert_array_equal(constrained[np.ix_(fixed, fixed)], np.eye(3))
+            assert np.all(constrained[np.ix_(fixed, free)] == 0.0)
+            np.testing.assert_allclose(
+                constrained[np.ix_(free, free)], H[np.ix_(free, free)], rtol=1e-15
+            )
