@@ -63,6 +63,21 @@ class _LaplaceFit(NamedTuple):
         """The prior precision vector of the fit."""
         return self.objective.prior_precision
 
+    @property
+    def log_likelihood(self):
+        """``sum_n s_n log p(y_n | theta_map)``."""
+        return -(self.result.loss - float(self.objective.prior_term(self.theta)))
+
+    def log_evidence(self):
+        """Laplace log evidence (parameters held at zero left out)."""
+        return log_marginal_likelihood(
+            self.log_likelihood,
+            self.theta,
+            self.prior_precision,
+            self.posterior,
+            self.objective.fixed,
+        )
+
 
 class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
     """Multilayer perceptron classifier with a Laplace-approximated posterior.
@@ -411,10 +426,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
             alpha = tuning.alpha if len(groups) > 1 else float(tuning.alpha[0])
         else:
             fit, alpha = fit_laplace(self.alpha, theta), self.alpha
-        log_likelihood = -(fit.result.loss - float(fit.objective.prior_term(fit.theta)))
-        log_evidence = log_marginal_likelihood(  # (5) evidence
-            log_likelihood, fit.theta, fit.prior_precision, fit.posterior, fixed
-        )
+        log_likelihood, log_evidence = fit.log_likelihood, fit.log_evidence()  # (5)
         # Assign only now, together (fit restores everything if this fails).
         if fixed is not None:
             self.pruned_mask_ = fixed

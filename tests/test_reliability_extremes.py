@@ -113,15 +113,21 @@ def test_duplicated_and_constant_columns(n_classes, structure):
     _assert_finite_predictions(clf, X)
 
 
-def test_redundant_columns_without_a_prior_are_jittered_with_a_warning():
+def test_redundant_columns_without_a_prior_warn_and_stay_finite():
     # alpha = 0 and a flat bias prior: duplicated and constant columns leave
-    # directions of zero curvature, so the precision is singular.
+    # directions of zero curvature, so the precision is singular. Whether the
+    # Cholesky of an exactly singular matrix fails (-> jitter) or succeeds
+    # with a round-off pivot (-> near-singular warning) depends on the BLAS.
     X = np.c_[X2, X2[:, :2], np.full(X2.shape[0], 3.0)]
-    with pytest.warns(LaplaceApproximationWarning, match="singular"):
+    with pytest.warns(LaplaceApproximationWarning, match="singular") as record:
         clf = LaplaceMLPClassifier(
             (), alpha=0.0, bias_prior_precision=0.0, random_state=0
         ).fit(X, Y2)
-    assert clf.posterior_jitter_ > 0
+    messages = " ".join(str(w.message) for w in record)
+    if clf.posterior_jitter_ > 0:
+        assert "numerically singular; added a jitter" in messages
+    else:
+        assert "nearly singular" in messages
     _assert_finite_predictions(clf, X)
 
 
