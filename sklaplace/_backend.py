@@ -178,6 +178,22 @@ def add_to_diagonal(xp, H, values):
     return H + xp.eye(H.shape[0], dtype=H.dtype) * values[None, :]
 
 
+def pin_to_identity(xp, H, fixed):
+    """Return ``H`` with the rows and columns at ``fixed`` set to the identity's.
+
+    NumPy and CuPy overwrite ``H`` in place (no ``n x n`` temporary); other
+    namespaces multiply by the mask. ``fixed`` is a boolean vector.
+    """
+    if is_numpy_namespace(xp) or is_cupy_namespace(xp):
+        index = xp.nonzero(fixed)[0]
+        H[index, :] = 0.0
+        H[:, index] = 0.0
+        H[index, index] = 1.0
+        return H
+    free = 1.0 - xp.astype(fixed, H.dtype)
+    return add_to_diagonal(xp, H * (free[:, None] * free[None, :]), 1.0 - free)
+
+
 class GramAccumulator:
     """Accumulate ``sum_chunks F.T @ F`` for row chunks ``F`` of shape (rows, n).
 

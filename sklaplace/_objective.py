@@ -9,7 +9,7 @@ so its Hessian is the posterior precision at a mode.
 """
 
 from sklaplace._activations import SECOND_DERIVATIVES
-from sklaplace._backend import add_to_diagonal
+from sklaplace._backend import pin_to_identity
 from sklaplace._network import backprop, forward, jvp, second_order_backprop, vjp
 from sklaplace.exceptions import MemoryLimitError
 
@@ -164,17 +164,22 @@ class NegLogPosterior:
         rows and columns of ``fixed`` parameters become those of the identity
         (no step, no variance, nothing added to ``log det``). A diagonal ``H``
         (shape ``(n_params,)``) gets ones at the fixed entries only: its
-        output-bias entries are already positive.
+        output-bias entries are already positive. A full ``H`` is overwritten
+        where the array library allows it (NumPy, CuPy): at the memory limit
+        one ``n x n`` copy more would not fit.
         """
         xp, free = self.xp, self._free
+        if H.ndim == 1:
+            return H if free is None else H * free + (1.0 - free)
         if free is not None:
-            if H.ndim == 1:
-                return H * free + (1.0 - free)
-            H = add_to_diagonal(xp, H * (free[:, None] * free[None, :]), 1.0 - free)
-        u = self.flat_direction()
-        if u is None or H.ndim == 1:
-            return H
-        return H + u[:, None] * u[None, :]
+            H = pin_to_identity(xp, H, self.fixed)
+        if self.flat_direction() is not None:
+            # u u' with u = 1/sqrt(K) on the K output biases (the last K
+            # parameters) and zero elsewhere: 1/K on that K x K block.
+            n_outputs = self.layout.n_outputs
+            bias = slice(self.layout.n_params - n_outputs, self.layout.n_params)
+            H[bias, bias] = H[bias, bias] + 1.0 / n_outputs
+        return H
 
     def prior_term(self, theta):
         """``1/2 theta' A theta``."""

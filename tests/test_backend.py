@@ -14,7 +14,12 @@ from sklaplace import (
     log_posterior_hessian,
     log_posterior_hvp,
 )
-from sklaplace._backend import get_namespace, resolve_backend, to_numpy
+from sklaplace._backend import (
+    get_namespace,
+    pin_to_identity,
+    resolve_backend,
+    to_numpy,
+)
 from sklaplace._curvature import CURVATURES
 from sklaplace._network import jvp
 from sklaplace._objective import NegLogPosterior
@@ -196,3 +201,23 @@ def test_fixed_parameters_under_array_api_strict(n_classes):
             np.testing.assert_allclose(
                 constrained[np.ix_(free, free)], H[np.ix_(free, free)], rtol=1e-15
             )
+
+
+def test_pin_to_identity_in_place_on_numpy_and_by_mask_elsewhere():
+    rng = np.random.default_rng(0)
+    H = rng.normal(size=(6, 6))
+    fixed = np.array([False, True, False, False, True, False])
+    expected = H.copy()
+    expected[fixed, :] = 0.0
+    expected[:, fixed] = 0.0
+    expected[fixed, fixed] = 1.0
+    result = pin_to_identity(np, H, fixed)
+    assert result is H  # no n x n copy on NumPy
+    np.testing.assert_array_equal(result, expected)
+    H_strict = xps.asarray(rng.normal(size=(6, 6)))
+    expected = to_numpy(H_strict).copy()
+    expected[fixed, :] = 0.0
+    expected[:, fixed] = 0.0
+    expected[fixed, fixed] = 1.0
+    result = pin_to_identity(xps, H_strict, xps.asarray(fixed))
+    np.testing.assert_array_equal(to_numpy(result), expected)
