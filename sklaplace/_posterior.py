@@ -14,6 +14,7 @@ import numpy as np
 from sklaplace._backend import (
     NotPositiveDefiniteError,
     cholesky,
+    pin_to_identity,
     solve_triangular,
     to_numpy,
 )
@@ -87,11 +88,7 @@ class FullPosterior:
         the Jacobian's fixed columns are zeroed, and adds 0 to ``log det``).
         """
         L = self.cholesky_factor
-        P = L @ L.T
-        P[fixed, :] = 0.0
-        P[:, fixed] = 0.0
-        P[fixed, fixed] = 1.0
-        return FullPosterior.from_precision(np, P)
+        return FullPosterior.from_precision(np, pin_to_identity(np, L @ L.T, fixed))
 
     def covariance_diagonal(self, xp):
         """``diag(P^{-1})``: squared column norms of ``L^{-1}``."""

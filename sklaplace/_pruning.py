@@ -15,6 +15,11 @@ the estimator was fitted with, prior included):
   ``theta_q = 0``, so OBS prunes one weight at a time, updating ``H^{-1}`` to
   the conditional covariance after each removal.
 
+A hidden unit left with no outgoing weight no longer affects the output; it is
+removed whole (its incoming weights and bias are zeroed and masked too), since
+nothing but their prior would pin them down -- and with ``alpha=0`` or
+``bias_prior_precision=0`` nothing would.
+
 The pruned estimator's posterior is the Laplace posterior conditioned on the
 pruned weights being zero: its precision is ``H`` restricted to the kept
 parameters. Refitting it with ``warm_start=True`` re-trains the kept weights
@@ -22,8 +27,11 @@ with the pruned ones held at zero (see ``NegLogPosterior``'s ``fixed``).
 """
 
 import copy
+import warnings
 
 import numpy as np
+
+from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = ["PRUNING_METHODS", "prune", "saliencies"]
 
@@ -128,6 +136,37 @@ def _obs_remove(theta, covariance, n_remove, candidates):
     return theta, removed
 
 
+def _with_dead_units(layout, pruned):
+    """``pruned`` plus the incoming weights and bias of every dead hidden unit.
+
+    A unit is dead when all its outgoing weights are pruned; removing its
+    inputs can kill units of the layer below, so layers go top-down.
+    """
+    mask = pruned.copy()
+    layers = layout.layers(np, mask)  # views into mask: [W_i; b_i]
+    for i in range(layout.n_layers - 2, -1, -1):
+        dead = np.all(layers[i + 1][:-1, :], axis=1)  # row j: unit j's outputs
+        layers[i][:, dead] = True
+    return mask
+
+
+def _obs_is_reliable(estimator):
+    """Warn and return False when the posterior precision was jittered."""
+    jitter = getattr(estimator, "posterior_jitter_", 0.0)
+    if jitter == 0.0:
+        return True
+    warnings.warn(
+        f"The posterior precision was singular (posterior_jitter_={jitter:.3g}): "
+        "OBS's correction -theta_q / [H^-1]_qq H^-1 e_q would move the "
+        "parameters along its null directions by amounts set by the jitter. "
+        "Pruning by OBD instead. A positive alpha and bias_prior_precision make "
+        "the precision non-singular.",
+        LaplaceApproximationWarning,
+        stacklevel=3,
+    )
+    return False
+
+
 def prune(estimator, fraction, *, method="obs"):
     """Return a copy of a fitted estimator with a fraction of its weights removed.
 
@@ -142,17 +181,22 @@ def prune(estimator, fraction, *, method="obs"):
         ``"obs"`` removes weights one at a time by OBS saliency and corrects
         the remaining parameters optimally after each removal; ``"obd"`` and
         ``"magnitude"`` remove the lowest-saliency weights at once and leave
-        the others as they are.
+        the others as they are. OBS needs ``H^{-1}``: on a posterior whose
+        precision was singular (``posterior_jitter_ > 0``) it falls back to
+        OBD with a :class:`~sklaplace.exceptions.LaplaceApproximationWarning`.
 
     Returns
     -------
     pruned : LaplaceMLPClassifier
         A fitted copy whose pruned weights are exactly zero in ``coefs_``,
         marked in ``pruned_mask_`` (ndarray of bool of shape (n_params,), in
-        the order of ``theta``), and excluded from the posterior: its
-        precision is that of the Laplace posterior conditioned on them being
-        zero (for ``"obs"`` the kept weights also move to the conditional
-        mean; the other methods leave them where they were).
+        the order of ``theta``). Hidden units left with no outgoing weight are
+        removed whole (incoming weights and bias too, which leaves the MAP
+        predictions as they are), so more than ``fraction`` of the weights can end up
+        zero. The posterior's precision is that of the Laplace posterior
+        conditioned on the masked parameters being zero (for ``"obs"`` the
+        kept weights also move to the conditional mean; the other methods
+        leave them where they were).
         ``log_marginal_likelihood_`` and ``log_likelihood_`` are set to
         ``None``: recomputing them needs the training data.
 
@@ -184,8 +228,11 @@ def prune(estimator, fraction, *, method="obs"):
     H, theta, layout = _precision_and_theta(estimator)
     weights = ~layout.bias_mask()
     already = _pruned(estimator)
-    n_remove = max(int(round(fraction * weights.sum())) - int(already.sum()), 0)
+    n_already = int(np.sum(already & weights))
+    n_remove = max(int(round(fraction * weights.sum())) - n_already, 0)
     candidates = weights & ~already
+    if method == "obs" and n_remove and not _obs_is_reliable(estimator):
+        method = "obd"
     if method == "obs":
         covariance = _conditional_covariance(H, already)
         theta, removed = _obs_remove(theta, covariance, n_remove, candidates)
@@ -193,8 +240,8 @@ def prune(estimator, fraction, *, method="obs"):
         order = np.argsort(saliencies(estimator, method=method), kind="stable")
         removed = np.zeros_like(weights)
         removed[order[:n_remove]] = True
-        theta = np.where(removed, 0.0, theta)
-    pruned = already | removed
+    pruned = _with_dead_units(layout, already | removed)
+    theta = np.where(pruned, 0.0, theta)
     result = copy.deepcopy(estimator)
     coefs, intercepts = layout.split(np, theta)
     result.coefs_ = [np.array(c) for c in coefs]

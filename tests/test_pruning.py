@@ -1,11 +1,14 @@
 """Pruning by magnitude, OBD and OBS."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier, prune, saliencies
+from sklaplace.exceptions import LaplaceApproximationWarning
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +194,78 @@ def _training_loss(clf, X, y):
     proba = clf.set_params(link_approx="map").predict_proba(X)
     log_lik = np.sum(np.log(proba[np.arange(len(y)), np.searchsorted(clf.classes_, y)]))
     return (-log_lik + 0.5 * np.sum(clf.prior_precision_ * theta**2)) / len(y)
+
+
+# ------------------------------------------------------------------ dead units
+
+
+def _kill_unit(clf, unit):
+    """A pruned copy of a one-hidden-layer ``clf`` with ``unit``'s outputs pruned."""
+    layout = clf._layout()
+    outgoing = [np.zeros_like(c) for c in clf.coefs_]
+    outgoing[1][unit] = 1.0
+    mask = layout.pack(np, outgoing, [np.zeros_like(b) for b in clf.intercepts_])
+    killed = prune(clf, 0.0)
+    killed.pruned_mask_ = mask.astype(bool)
+    killed.coefs_[1][unit] = 0.0
+    return killed
+
+
+@pytest.mark.parametrize("bias_prior_precision", [1.0, 0.0])
+def test_a_dead_unit_is_removed_whole_and_the_refit_equals_the_smaller_net(
+    bias_prior_precision,
+):
+    # Once all outgoing weights of the last unit are pruned, prune masks its
+    # incoming weights and bias too (nothing but the prior pins them; with a
+    # flat bias prior nothing does). Re-training is then the smaller network.
+    # (Two units: iris's MAPs with more often duplicate units, which leaves
+    # the precision singular with a flat bias prior, dead unit or not.)
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    params = dict(bias_prior_precision=bias_prior_precision, tol=1e-10, max_iter=500)
+    clf = LaplaceMLPClassifier((2,), random_state=0, **params).fit(X, y)
+    assert clf.posterior_jitter_ == 0.0
+    killed = _kill_unit(clf, 1)
+    removed = prune(killed, 0.0)
+    coefs, intercepts = removed._layout().split(np, removed.pruned_mask_)
+    assert np.all(coefs[0][:, 1]) and intercepts[0][1] and np.all(coefs[1][1])
+    assert removed.pruned_mask_.sum() == 4 + 1 + 3
+    assert np.all(removed.coefs_[0][:, 1] == 0) and removed.intercepts_[0][1] == 0
+    # The function is unchanged (the posterior is not: it is now conditioned
+    # on the dead unit's inputs too).
+    removed.set_params(link_approx="map")
+    killed.set_params(link_approx="map")
+    np.testing.assert_allclose(
+        removed.predict_proba(X), killed.predict_proba(X), rtol=1e-12, atol=1e-15
+    )
+    removed.set_params(link_approx="probit")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LaplaceApproximationWarning)  # no jitter
+        refit = removed.set_params(warm_start=True).fit(X, y)
+    small = LaplaceMLPClassifier((1,), random_state=0, **params).fit(X, y)
+    small.coefs_ = [clf.coefs_[0][:, :1], clf.coefs_[1][:1]]
+    small.intercepts_ = [clf.intercepts_[0][:1], clf.intercepts_[1]]
+    small.set_params(warm_start=True).fit(X, y)
+    assert refit.posterior_jitter_ == 0.0
+    np.testing.assert_allclose(refit.coefs_[0][:, :1], small.coefs_[0], atol=1e-6)
+    np.testing.assert_allclose(refit.coefs_[1][:1], small.coefs_[1], atol=1e-6)
+    np.testing.assert_allclose(
+        refit.predict_proba(X), small.predict_proba(X), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        refit.log_marginal_likelihood_, small.log_marginal_likelihood_, rtol=1e-6
+    )
+
+
+def test_obs_on_a_jittered_posterior_falls_back_to_obd():
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    clf = LaplaceMLPClassifier((5,), random_state=0).fit(X, y)
+    clf.posterior_jitter_ = 1e-9  # as a singular precision would have left it
+    with pytest.warns(LaplaceApproximationWarning, match="Pruning by OBD instead"):
+        fallback = prune(clf, 0.5, method="obs")
+    obd = prune(clf, 0.5, method="obd")
+    np.testing.assert_array_equal(fallback.pruned_mask_, obd.pruned_mask_)
+    for a, b in zip(fallback.coefs_, obd.coefs_):
+        np.testing.assert_array_equal(a, b)
