@@ -9,6 +9,8 @@ from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier
+from sklaplace._evidence import mackay_update, weight_groups
+from sklaplace._network import ParamLayout
 
 
 def _scaled(loader):
@@ -138,3 +140,27 @@ def test_switching_the_output_bias_prior_between_flat_and_proper_asks_for_a_refi
     with pytest.raises(ValueError, match="refit"):
         clf.log_marginal_likelihood(bias_prior_precision=0.0)
     assert np.isfinite(clf.log_marginal_likelihood(bias_prior_precision=2.0))
+
+
+def test_mackay_update_per_layer_and_with_a_layer_pruned_away():
+    # Layer sizes 3 -> 2 -> 1: 8 first-layer and 3 second-layer parameters.
+    layout = ParamLayout((3, 2, 1))
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=layout.n_params)
+    variance = rng.uniform(0.01, 0.2, size=layout.n_params)
+    alphas = np.array([2.0, 0.5])
+    groups = weight_groups(layout, per_layer=True)
+    updated, gammas = mackay_update(variance, theta, alphas, groups)
+    for g, (alpha, mask) in enumerate(zip(alphas, groups)):
+        gamma = mask.sum() - alpha * variance[mask].sum()
+        assert gammas[g] == pytest.approx(gamma, rel=1e-14)
+        assert updated[g] == pytest.approx(gamma / np.sum(theta[mask] ** 2), rel=1e-14)
+    # Every output weight pruned: that group is empty and keeps its alpha.
+    fixed = ~layout.bias_mask() & (layout.layer_index() == 1)
+    groups = weight_groups(layout, per_layer=True, fixed=fixed)
+    assert not groups[1].any() and groups[0].sum() == 6
+    updated, gammas = mackay_update(variance, theta, alphas, groups)
+    assert updated[1] == alphas[1] and gammas[1] == 0.0
+    mask = groups[0]
+    expected = (6 - 2.0 * variance[mask].sum()) / np.sum(theta[mask] ** 2)
+    assert updated[0] == pytest.approx(expected, rel=1e-14)
