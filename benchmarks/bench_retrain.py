@@ -7,7 +7,8 @@ rows are removed or added, and the model is refitted (a) from the previous
 MAP with ``warm_start=True`` and (b) from scratch. Reports Newton iterations
 and wall time of both, and the largest difference between their predicted
 probabilities (the warm and cold fits may reach different local optima of a
-network's loss; on these data they agree).
+network's loss: on breast cancer they agree to 1e-1 or better, on digits
+they end at different optima, up to 0.38 apart).
 """
 
 import argparse
