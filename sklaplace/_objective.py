@@ -164,9 +164,9 @@ class NegLogPosterior:
         rows and columns of ``fixed`` parameters become those of the identity
         (no step, no variance, nothing added to ``log det``). A diagonal ``H``
         (shape ``(n_params,)``) gets ones at the fixed entries only: its
-        output-bias entries are already positive. A full ``H`` is overwritten
-        where the array library allows it (NumPy, CuPy): at the memory limit
-        one ``n x n`` copy more would not fit.
+        output-bias entries are already positive. A full ``H`` may be
+        overwritten (NumPy and CuPy never copy it: at the memory limit one
+        ``n x n`` copy more would not fit), so pass a fresh curvature.
         """
         xp, free = self.xp, self._free
         if H.ndim == 1:

@@ -26,7 +26,7 @@ __all__ = ["DiagPosterior", "FullPosterior", "POSTERIORS"]
 # A pivot below this fraction of the precision's largest diagonal entry counts
 # as numerically singular: it is the first jitter tried when the Cholesky
 # fails, and the threshold of the near-singular warning when it succeeds.
-_SINGULAR_RTOL = 1e-10
+SINGULAR_RTOL = 1e-10
 # Tenfold jitter increases before giving up: 1e-10 -> 1e19 times the largest
 # diagonal entry, past the largest eigenvalue of any finite PSD matrix.
 _MAX_JITTER_TRIALS = 30
@@ -79,6 +79,18 @@ class FullPosterior:
         """
         L = self.cholesky_factor
         return FullPosterior.from_precision(np, L @ L.T + np.diag(to_numpy(delta)))
+
+    def pivot_ratio(self):
+        """Smallest squared Cholesky pivot over the largest diagonal of ``P``.
+
+        ``L_ii^2`` is the precision left in direction ``i`` once the earlier
+        ones are known; below ``SINGULAR_RTOL`` the variances along it, and
+        anything that divides by them, are mostly round-off (condition number
+        >= 1e10). ``diag(P)`` is the squared row norms of ``L``.
+        """
+        L = self.cholesky_factor
+        row_norms = np.einsum("ij,ij->i", L, L)  # no n x n temporary
+        return float(np.min(np.diag(L) ** 2) / np.max(row_norms))
 
     def conditioned_on_zero(self, fixed):
         """Posterior of the other parameters given ``theta[fixed] = 0``.
@@ -139,6 +151,10 @@ class DiagPosterior:
         """Posterior with precision ``P + diag(delta)`` (a new prior, same data)."""
         return DiagPosterior.from_precision(np, self.precision + to_numpy(delta))
 
+    def pivot_ratio(self):
+        """Return 1.0: ``1 / P_ii`` is exact, however small ``P_ii`` is."""
+        return 1.0
+
     def conditioned_on_zero(self, fixed):
         """Posterior of the other parameters given ``theta[fixed] = 0``."""
         return DiagPosterior(np.where(fixed, 1.0, self.precision))
@@ -151,19 +167,10 @@ class DiagPosterior:
 POSTERIORS = {"full": FullPosterior, "diag": DiagPosterior}
 
 
-def _warn_if_near_singular(xp, posterior, precision):
-    """Warn when a full factorisation succeeded with a tiny pivot.
-
-    ``L_ii^2`` is the precision left in direction ``i`` once the earlier
-    ones are known; below ``_SINGULAR_RTOL`` of the largest diagonal entry
-    the variances along it are mostly round-off (condition number >= 1e10).
-    """
-    if posterior.structure != "full":
-        return  # 1 / P_ii is exact, however small P_ii is
-    pivots = np.diag(posterior.cholesky_factor) ** 2
-    largest = float(xp.max(xp.linalg.diagonal(precision)))
-    ratio = float(np.min(pivots)) / largest
-    if ratio < _SINGULAR_RTOL:
+def _warn_if_near_singular(posterior):
+    """Warn when a factorisation succeeded with a tiny pivot (see ``pivot_ratio``)."""
+    ratio = posterior.pivot_ratio()
+    if ratio < SINGULAR_RTOL:
         warnings.warn(
             "The posterior precision is nearly singular (its smallest Cholesky "
             f"pivot is {ratio:.2g} of its largest diagonal entry): variances "
@@ -179,7 +186,7 @@ def _jittered(xp, posterior_class, precision):
     """Factorise ``precision + jitter I`` for the smallest tenfold jitter that works."""
     diagonal = precision if precision.ndim == 1 else xp.linalg.diagonal(precision)
     largest = float(xp.max(xp.abs(diagonal)))
-    jitter = _SINGULAR_RTOL * largest + np.finfo(np.float64).tiny
+    jitter = SINGULAR_RTOL * largest + np.finfo(np.float64).tiny
     for _ in range(_MAX_JITTER_TRIALS):
         jittered = (
             precision + jitter
@@ -241,7 +248,7 @@ def laplace_posterior(objective, theta_map, hessian, structure):
                     stacklevel=3,
                 )
             continue
-        _warn_if_near_singular(xp, posterior, precision)
+        _warn_if_near_singular(posterior)
         return posterior, kind, 0.0
     posterior, jitter = _jittered(xp, posterior_class, precision)
     warnings.warn(

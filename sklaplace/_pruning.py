@@ -31,6 +31,7 @@ import warnings
 
 import numpy as np
 
+from sklaplace._posterior import SINGULAR_RTOL
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = ["PRUNING_METHODS", "prune", "saliencies"]
@@ -151,16 +152,23 @@ def _with_dead_units(layout, pruned):
 
 
 def _obs_is_reliable(estimator):
-    """Warn and return False when the posterior precision was jittered."""
+    """Warn and return False when the posterior precision is (nearly) singular.
+
+    OBS's correction ``-theta_q / [H^-1]_qq H^-1 e_q`` divides by variances;
+    along (nearly) null directions of ``H`` those are set by the jitter or by
+    round-off, and the correction can move the weights by orders of magnitude.
+    """
     jitter = getattr(estimator, "posterior_jitter_", 0.0)
-    if jitter == 0.0:
+    ratio = estimator.posterior_.pivot_ratio()
+    if jitter == 0.0 and ratio >= SINGULAR_RTOL:
         return True
     warnings.warn(
-        f"The posterior precision was singular (posterior_jitter_={jitter:.3g}): "
-        "OBS's correction -theta_q / [H^-1]_qq H^-1 e_q would move the "
-        "parameters along its null directions by amounts set by the jitter. "
-        "Pruning by OBD instead. A positive alpha and bias_prior_precision make "
-        "the precision non-singular.",
+        "The posterior precision is singular or nearly so (posterior_jitter_="
+        f"{jitter:.3g}, smallest Cholesky pivot {ratio:.2g} of its largest "
+        "diagonal entry): OBS's correction would move the weights along its "
+        "null directions by amounts set by round-off. Pruning by OBD instead. "
+        "A positive alpha and bias_prior_precision make the precision "
+        "non-singular.",
         LaplaceApproximationWarning,
         stacklevel=3,
     )
@@ -182,7 +190,8 @@ def prune(estimator, fraction, *, method="obs"):
         the remaining parameters optimally after each removal; ``"obd"`` and
         ``"magnitude"`` remove the lowest-saliency weights at once and leave
         the others as they are. OBS needs ``H^{-1}``: on a posterior whose
-        precision was singular (``posterior_jitter_ > 0``) it falls back to
+        precision is singular or nearly so (``posterior_jitter_ > 0``, or a
+        fit that warned the precision is nearly singular) it falls back to
         OBD with a :class:`~sklaplace.exceptions.LaplaceApproximationWarning`.
 
     Returns
@@ -195,8 +204,8 @@ def prune(estimator, fraction, *, method="obs"):
         predictions as they are), so more than ``fraction`` of the weights can end up
         zero. The posterior's precision is that of the Laplace posterior
         conditioned on the masked parameters being zero (for ``"obs"`` the
-        kept weights also move to the conditional mean; the other methods
-        leave them where they were).
+        kept weights also move to the mean conditioned on the removed weights
+        being zero; the other methods leave them where they were).
         ``log_marginal_likelihood_`` and ``log_likelihood_`` are set to
         ``None``: recomputing them needs the training data.
 

@@ -160,7 +160,12 @@ def test_to_numpy_round_trip():
     assert isinstance(to_numpy(np.float64(2.0)), np.ndarray)
 
 
-def _with_fixed(obj, xp, fixed):
+def _with_fixed(obj, xp, fixed, flat_output_bias=False):
+    prior = obj.prior_precision
+    if flat_output_bias:  # the softmax's flat direction is then unpinned
+        n_outputs = obj.layout.n_outputs
+        keep = np.arange(obj.layout.n_params) < obj.layout.n_params - n_outputs
+        prior = prior * xp.asarray(keep.astype(np.float64))
     return NegLogPosterior(
         xp,
         obj.layout,
@@ -169,21 +174,29 @@ def _with_fixed(obj, xp, fixed):
         obj.X,
         obj.Y,
         obj.sample_weight,
-        obj.prior_precision,
+        prior,
         fixed=xp.asarray(fixed),
     )
 
 
+@pytest.mark.parametrize("flat_output_bias", [False, True])
 @pytest.mark.parametrize("n_classes", [2, 3])
-def test_fixed_parameters_under_array_api_strict(n_classes):
+def test_fixed_parameters_under_array_api_strict(n_classes, flat_output_bias):
     # Held-at-zero parameters (pruning): zero gradient, identity rows and
-    # columns in the curvature Newton and the posterior use, same in both.
+    # columns in the curvature Newton and the posterior use, same in both;
+    # with a flat output-bias prior and K > 1 logits, 1/K more on the output
+    # biases' K x K block (u u' along the softmax's flat direction).
     (obj, theta), (sobj, stheta) = _both("tanh", n_classes, (3,))
     fixed = np.zeros(theta.shape[0], bool)
     fixed[[0, 4, 7]] = True
     theta = np.where(fixed, 0.0, theta)
     stheta = xps.asarray(theta)
-    obj, sobj = _with_fixed(obj, np, fixed), _with_fixed(sobj, xps, fixed)
+    obj = _with_fixed(obj, np, fixed, flat_output_bias)
+    sobj = _with_fixed(sobj, xps, fixed, flat_output_bias)
+    K = obj.layout.n_outputs
+    flat = np.zeros((theta.shape[0], theta.shape[0]))
+    if flat_output_bias and K > 1:
+        flat[-K:, -K:] = 1.0 / K
     _, grad = obj.loss_gradient(theta)
     assert np.all(grad[fixed] == 0.0) and np.all(grad[~fixed] != 0.0)
     _close(sobj.loss_gradient(stheta)[1], grad)
@@ -199,7 +212,9 @@ def test_fixed_parameters_under_array_api_strict(n_classes):
             np.testing.assert_array_equal(constrained[np.ix_(fixed, fixed)], np.eye(3))
             assert np.all(constrained[np.ix_(fixed, free)] == 0.0)
             np.testing.assert_allclose(
-                constrained[np.ix_(free, free)], H[np.ix_(free, free)], rtol=1e-15
+                constrained[np.ix_(free, free)],
+                (H + flat)[np.ix_(free, free)],
+                rtol=1e-15,
             )
 
 

@@ -8,6 +8,7 @@ from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier, prune, saliencies
+from sklaplace._posterior import FullPosterior
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 
@@ -258,14 +259,76 @@ def test_a_dead_unit_is_removed_whole_and_the_refit_equals_the_smaller_net(
     )
 
 
-def test_obs_on_a_jittered_posterior_falls_back_to_obd():
+def test_dead_units_cascade_down_through_the_layers():
+    # Hidden (4, 3): prune every output of second-layer unit 2, and first-layer
+    # unit 1's weights to second-layer units 0 and 1. Unit 2 dies, taking
+    # unit 1's last outgoing weight with it, so unit 1 dies too.
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    clf = LaplaceMLPClassifier((4, 3), random_state=0).fit(X, y)
+    layout = clf._layout()
+    outputs = [np.zeros(c.shape, bool) for c in clf.coefs_]
+    outputs[2][2] = True
+    outputs[1][1, :2] = True
+    biases = [np.zeros(b.shape, bool) for b in clf.intercepts_]
+    killed = prune(clf, 0.0)
+    killed.pruned_mask_ = layout.pack(np, outputs, biases)
+    theta = np.where(
+        killed.pruned_mask_, 0.0, layout.pack(np, clf.coefs_, clf.intercepts_)
+    )
+    killed.coefs_, killed.intercepts_ = layout.split(np, theta)
+    removed = prune(killed, 0.0)
+
+    expected_coefs = [c.copy() for c in outputs]
+    expected_biases = [b.copy() for b in biases]
+    expected_coefs[1][:, 2] = expected_biases[1][2] = True  # unit 2 of layer 2
+    expected_coefs[0][:, 1] = expected_biases[0][1] = True  # unit 1 of layer 1
+    expected = layout.pack(np, expected_coefs, expected_biases)
+    np.testing.assert_array_equal(removed.pruned_mask_, expected)
+    assert np.all(layout.pack(np, removed.coefs_, removed.intercepts_)[expected] == 0)
+    removed.set_params(link_approx="map")
+    killed.set_params(link_approx="map")
+    np.testing.assert_allclose(
+        removed.predict_proba(X), killed.predict_proba(X), rtol=1e-12, atol=1e-15
+    )
+
+
+def _with_tiny_pivot(clf):
+    """``clf`` with its precision's last Cholesky pivot 1e-7 of the largest."""
+    L = clf.posterior_.cholesky_factor.copy()
+    L[-1, :-1] = 0.0
+    L[-1, -1] = 1e-7 * np.max(np.abs(L))
+    clf.posterior_ = FullPosterior(L)
+    return clf
+
+
+@pytest.mark.parametrize("singular", ["jittered", "tiny pivot"])
+def test_obs_on_a_singular_posterior_falls_back_to_obd(singular):
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
     clf = LaplaceMLPClassifier((5,), random_state=0).fit(X, y)
-    clf.posterior_jitter_ = 1e-9  # as a singular precision would have left it
+    if singular == "jittered":
+        clf.posterior_jitter_ = 1e-9  # as a singular precision would have left it
+    else:
+        clf = _with_tiny_pivot(clf)
     with pytest.warns(LaplaceApproximationWarning, match="Pruning by OBD instead"):
         fallback = prune(clf, 0.5, method="obs")
     obd = prune(clf, 0.5, method="obd")
     np.testing.assert_array_equal(fallback.pruned_mask_, obd.pruned_mask_)
     for a, b in zip(fallback.coefs_, obd.coefs_):
         np.testing.assert_array_equal(a, b)
+
+
+def test_obs_with_a_flat_bias_prior_and_duplicated_units_stays_accurate():
+    # With bias_prior_precision=0 iris's MAP makes hidden units identical: the
+    # precision is singular (jittered or, depending on the BLAS, factorised
+    # with a round-off pivot). Unchecked, OBS moved weights by up to 1e6 and
+    # left a chance-level classifier.
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    with pytest.warns(LaplaceApproximationWarning, match="singular"):
+        clf = LaplaceMLPClassifier((5,), bias_prior_precision=0.0, random_state=0)
+        clf.fit(X, y)
+    with pytest.warns(LaplaceApproximationWarning, match="Pruning by OBD instead"):
+        small = prune(clf, 0.3, method="obs")
+    assert small.set_params(link_approx="map").score(X, y) > 0.9
