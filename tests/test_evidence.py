@@ -142,7 +142,7 @@ def test_switching_the_output_bias_prior_between_flat_and_proper_asks_for_a_refi
     assert np.isfinite(clf.log_marginal_likelihood(bias_prior_precision=2.0))
 
 
-def test_mackay_update_per_layer_and_with_a_layer_pruned_away():
+def test_mackay_update_per_layer_and_with_an_empty_group():
     # Layer sizes 3 -> 2 -> 1: 8 first-layer and 3 second-layer parameters.
     layout = ParamLayout((3, 2, 1))
     rng = np.random.default_rng(0)
@@ -155,7 +155,8 @@ def test_mackay_update_per_layer_and_with_a_layer_pruned_away():
         gamma = mask.sum() - alpha * variance[mask].sum()
         assert gammas[g] == pytest.approx(gamma, rel=1e-14)
         assert updated[g] == pytest.approx(gamma / np.sum(theta[mask] ** 2), rel=1e-14)
-    # Every output weight pruned: that group is empty and keeps its alpha.
+    # Every output weight fixed (prune would also remove the dead units; this
+    # is the bare update): that group is empty and keeps its alpha.
     fixed = ~layout.bias_mask() & (layout.layer_index() == 1)
     groups = weight_groups(layout, per_layer=True, fixed=fixed)
     assert not groups[1].any() and groups[0].sum() == 6
