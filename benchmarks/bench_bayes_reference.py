@@ -8,7 +8,8 @@ with no hidden layer (Bayesian logistic / softmax regression, weight prior
 precision ``alpha`` tuned by the evidence, bias prior precision 1) the
 exact posterior predictive can be computed by self-normalised importance
 sampling: draws from a multivariate t (5 degrees of freedom) centred at the
-MAP with 1.5 times the Laplace standard deviations, weighted by
+MAP with scale 1.5 times the Laplace standard deviations (shape 1.5^2 times
+the Laplace covariance), weighted by
 ``p(theta | D) / q(theta)``. Reports the mean test log loss over
 ``--splits`` stratified 70/30 splits of the plug-in MAP, the Laplace probit
 and Monte Carlo predictives, and the importance-sampled exact predictive,

@@ -178,6 +178,20 @@ def add_to_diagonal(xp, H, values):
     return H + xp.eye(H.shape[0], dtype=H.dtype) * values[None, :]
 
 
+def plus_scaled_identity(xp, A, scale):
+    """Return a new array ``A + scale * I`` (``A + scale`` for a vector ``A``).
+
+    One copy of ``A`` with ``scale`` added to its diagonal: no ``n x n``
+    identity matrix is built.
+    """
+    if A.ndim == 1:
+        return A + scale
+    n = A.shape[0]
+    return add_to_diagonal(
+        xp, xp.asarray(A, copy=True), xp.full((n,), scale, dtype=A.dtype)
+    )
+
+
 def pin_to_identity(xp, H, fixed):
     """Return ``H`` with the rows and columns at ``fixed`` set to the identity's.
 

@@ -115,9 +115,11 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         parameter in the order of ``theta`` (which then sets the biases too,
         and ``bias_prior_precision`` is ignored). Values must be in the range
         ``[0.0, inf)``. ``"evidence"`` tunes one value by
-        MacKay's fixed-point updates (maximising the Laplace evidence):
-        starting from 1, fit, set ``alpha = gamma / ||w||^2`` with ``gamma =
-        n_weights - alpha tr(P^{-1})`` the effective number of parameters,
+        MacKay's fixed-point updates, where the Laplace evidence at the
+        current MAP is stationary in alpha (a refitted network may have
+        higher evidence elsewhere; see the benchmark report): starting from
+        1, fit, set ``alpha = gamma / ||w||^2`` with ``gamma = n_weights -
+        alpha tr(P^{-1})`` the effective number of parameters,
         refit from the current MAP, until no alpha changes by more than
         0.01% (at most 50 refits; alphas are kept in ``[1e-6, 1e6]``).
         ``"evidence_per_layer"`` tunes one value per layer the same way; it
@@ -189,8 +191,10 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
     prior_precision_ : ndarray of shape (n_params,)
         Prior precision of every parameter, in the order of ``theta``.
     pruned_mask_ : ndarray of bool of shape (n_params,)
-        Weights held at zero, in the order of ``theta``. Only on an estimator
-        returned by :func:`~sklaplace.prune` and its warm-started refits.
+        Parameters held at zero, in the order of ``theta``: the pruned
+        weights, and the incoming weights and bias of hidden units left with
+        no outgoing weight. Only on an estimator returned by
+        :func:`~sklaplace.prune` and its warm-started refits.
     alpha_ : float, array-like or ndarray of shape (n_layers,)
         Weight precision used: the ``alpha`` given, or the tuned one (a float
         for ``"evidence"``, one per layer for ``"evidence_per_layer"``, a

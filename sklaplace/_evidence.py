@@ -193,10 +193,13 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal):
             stacklevel=3,
         )
     if np.any(np.isin(alpha, EVIDENCE_BOUNDS)):
+        advice = (
+            "alpha='evidence' or a fixed alpha" if len(groups) > 1 else "a fixed alpha"
+        )
         warnings.warn(
             f"The evidence drove alpha to a bound of {EVIDENCE_BOUNDS} ({alpha}): it "
             "is maximised in a degenerate limit (e.g. one layer's weights vanishing "
-            "while the next layer's grow). Prefer alpha='evidence' or a fixed alpha.",
+            f"while the next layer's grow, or separable data). Prefer {advice}.",
             LaplaceApproximationWarning,
             stacklevel=3,
         )

@@ -87,7 +87,7 @@ class NegLogPosterior:
         Bytes allowed for one chunk of per-sample intermediates when forming
         curvature matrices; rows are processed in chunks that fit it.
     fixed : array of bool of shape (n_params,), default=None
-        Parameters held at zero (pruned weights): the gradient is zero there
+        Parameters held at zero (pruned weights, dead units): the gradient is zero there
         and :meth:`constrained_curvature` decouples them (unit precision, no
         coupling), so solvers never move them; the predictive zeroes their
         Jacobian columns. ``theta`` must be zero at these entries.
@@ -165,8 +165,8 @@ class NegLogPosterior:
         (no step, no variance, nothing added to ``log det``). A diagonal ``H``
         (shape ``(n_params,)``) gets ones at the fixed entries only: its
         output-bias entries are already positive. A full ``H`` may be
-        overwritten (NumPy and CuPy never copy it: at the memory limit one
-        ``n x n`` copy more would not fit), so pass a fresh curvature.
+        overwritten (NumPy and CuPy never copy it, which keeps Newton and the
+        posterior at three ``n x n`` arrays), so pass a fresh curvature.
         """
         xp, free = self.xp, self._free
         if H.ndim == 1:

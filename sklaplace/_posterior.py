@@ -15,6 +15,7 @@ from sklaplace._backend import (
     NotPositiveDefiniteError,
     cholesky,
     pin_to_identity,
+    plus_scaled_identity,
     solve_triangular,
     to_numpy,
 )
@@ -188,11 +189,7 @@ def _jittered(xp, posterior_class, precision):
     largest = float(xp.max(xp.abs(diagonal)))
     jitter = SINGULAR_RTOL * largest + np.finfo(np.float64).tiny
     for _ in range(_MAX_JITTER_TRIALS):
-        jittered = (
-            precision + jitter
-            if precision.ndim == 1
-            else precision + jitter * xp.eye(precision.shape[0], dtype=precision.dtype)
-        )
+        jittered = plus_scaled_identity(xp, precision, jitter)
         try:
             return posterior_class.from_precision(xp, jittered), jitter
         except NotPositiveDefiniteError:
@@ -208,8 +205,9 @@ def laplace_posterior(objective, theta_map, hessian, structure):
 
     1. The requested curvature (``"exact"`` or ``"ggn"``) in the requested
        structure (``"full"`` or ``"diag"``) is factorised; a full one whose
-       smallest Cholesky pivot is below ``1e-10`` of its largest diagonal
-       entry is kept, with a :class:`LaplaceApproximationWarning`.
+       smallest squared Cholesky pivot is below ``1e-10`` of its largest
+       diagonal entry (see ``FullPosterior.pivot_ratio``) is kept, with a
+       :class:`LaplaceApproximationWarning`.
     2. If the exact Hessian is not positive definite there (the MAP found
        numerically need not be a strict minimum of a network's loss), a
        :class:`LaplaceApproximationWarning` is raised and the GGN is used.

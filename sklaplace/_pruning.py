@@ -1,6 +1,6 @@
 """Pruning with the Hessian: magnitude, Optimal Brain Damage, Optimal Brain Surgeon.
 
-All three rank the WEIGHTS (biases are never pruned) of a fitted
+All three rank the WEIGHTS (biases are never ranked or chosen) of a fitted
 :class:`~sklaplace.LaplaceMLPClassifier` by the increase of the MAP objective
 ``L`` a removal would cause, under the quadratic model ``L(theta_map + d) ~
 L(theta_map) + 1/2 d' H d`` with ``H`` the posterior precision (the curvature
@@ -21,9 +21,10 @@ nothing but their prior would pin them down -- and with ``alpha=0`` or
 ``bias_prior_precision=0`` nothing would.
 
 The pruned estimator's posterior is the Laplace posterior conditioned on the
-pruned weights being zero: its precision is ``H`` restricted to the kept
-parameters. Refitting it with ``warm_start=True`` re-trains the kept weights
-with the pruned ones held at zero (see ``NegLogPosterior``'s ``fixed``).
+masked parameters (pruned weights and dead units) being zero: its precision
+is ``H`` restricted to the kept parameters. Refitting it with
+``warm_start=True`` re-trains the kept parameters with the masked ones held
+at zero (see ``NegLogPosterior``'s ``fixed``).
 """
 
 import copy
@@ -64,6 +65,10 @@ def _check(estimator, method):
 
 def saliencies(estimator, *, method="obs"):
     """Saliency of every parameter of a fitted LaplaceMLPClassifier.
+
+    The OBS saliencies divide by posterior variances: on a singular or
+    nearly singular posterior (see :func:`prune`) they are dominated by
+    round-off, and no fallback is applied here.
 
     Parameters
     ----------
@@ -183,8 +188,8 @@ def prune(estimator, fraction, *, method="obs"):
     estimator : LaplaceMLPClassifier
         A fitted estimator; it is left unchanged.
     fraction : float
-        Fraction of the WEIGHTS (biases are kept) to remove, counting any
-        already pruned. Values must be in the range ``[0.0, 1.0]``.
+        Fraction of the WEIGHTS (biases are not counted) to remove, counting
+        any already pruned. Values must be in the range ``[0.0, 1.0]``.
     method : {"obs", "obd", "magnitude"}, default="obs"
         ``"obs"`` removes weights one at a time by OBS saliency and corrects
         the remaining parameters optimally after each removal; ``"obd"`` and
@@ -201,11 +206,12 @@ def prune(estimator, fraction, *, method="obs"):
         marked in ``pruned_mask_`` (ndarray of bool of shape (n_params,), in
         the order of ``theta``). Hidden units left with no outgoing weight are
         removed whole (incoming weights and bias too, which leaves the MAP
-        predictions as they are), so more than ``fraction`` of the weights can end up
-        zero. The posterior's precision is that of the Laplace posterior
-        conditioned on the masked parameters being zero (for ``"obs"`` the
-        kept weights also move to the mean conditioned on the removed weights
-        being zero; the other methods leave them where they were).
+        predictions as they are), so more than ``fraction`` of the weights can
+        end up zero. The posterior's precision is that of the Laplace
+        posterior conditioned on the masked parameters being zero (for
+        ``"obs"`` the remaining parameters, biases included, also move to the
+        mean conditioned on the removed weights being zero; the other methods
+        leave them where they were).
         ``log_marginal_likelihood_`` and ``log_likelihood_`` are set to
         ``None``: recomputing them needs the training data.
 

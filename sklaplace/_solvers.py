@@ -14,6 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklaplace._backend import (
     NotPositiveDefiniteError,
     cholesky,
+    plus_scaled_identity,
     solve_triangular,
     to_numpy,
 )
@@ -118,11 +119,12 @@ class NewtonSolver:
         definite matrix (the damping overflowed).
         """
         xp = self.objective.xp
-        eye = xp.eye(self.hessian.shape[0], dtype=self.hessian.dtype)
         factor = None
         while factor is None and np.isfinite(self.damping):
+            # Newton holds H, H + damping I and its factor: three n x n arrays.
+            shifted = plus_scaled_identity(xp, self.hessian, self.damping)
             try:
-                factor = cholesky(xp, self.hessian + self.damping * eye)
+                factor = cholesky(xp, shifted)
             except NotPositiveDefiniteError:
                 self.damping = max(2.0 * self.damping, 1e-12)
         if factor is None:

@@ -17,6 +17,7 @@ from sklaplace import (
 from sklaplace._backend import (
     get_namespace,
     pin_to_identity,
+    plus_scaled_identity,
     resolve_backend,
     to_numpy,
 )
@@ -236,3 +237,19 @@ def test_pin_to_identity_in_place_on_numpy_and_by_mask_elsewhere():
     expected[fixed, fixed] = 1.0
     result = pin_to_identity(xps, H_strict, xps.asarray(fixed))
     np.testing.assert_array_equal(to_numpy(result), expected)
+
+
+@pytest.mark.parametrize("xp", [np, xps], ids=["numpy", "array_api_strict"])
+def test_plus_scaled_identity_returns_a_new_array(xp):
+    A = xp.asarray(np.arange(9.0).reshape(3, 3))
+    shifted = plus_scaled_identity(xp, A, 0.5)
+    np.testing.assert_array_equal(
+        to_numpy(shifted), np.arange(9.0).reshape(3, 3) + 0.5 * np.eye(3)
+    )
+    np.testing.assert_array_equal(
+        to_numpy(A), np.arange(9.0).reshape(3, 3)
+    )  # untouched
+    v = xp.asarray([1.0, 2.0])
+    np.testing.assert_array_equal(
+        to_numpy(plus_scaled_identity(xp, v, 0.5)), [1.5, 2.5]
+    )
