@@ -26,9 +26,10 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20
 #: Bytes that any ONE array may take: an ``n_params x n_params`` matrix (full
 #: GGN or exact Hessian, Newton's Hessian, full posterior) or the
 #: intermediates of a single row. 2 GiB is an ``n_params x n_params`` float64
-#: matrix for 16,384 parameters; Newton and the posterior hold about three
-#: such matrices at once, so the peak stays near 6 GiB. Larger requests raise
-#: :class:`~sklaplace.exceptions.MemoryLimitError` before allocating.
+#: matrix for 16,384 parameters; a fit holds up to about five such matrices
+#: at once (Newton's exact Hessian), so the peak stays near 10 GiB. Larger
+#: requests raise :class:`~sklaplace.exceptions.MemoryLimitError` before
+#: allocating.
 DENSE_MEMORY_LIMIT = 2 * 2**30
 
 _MEMORY_ADVICE = (
