@@ -166,8 +166,8 @@ class NegLogPosterior:
         (no step, no variance, nothing added to ``log det``). A diagonal ``H``
         (shape ``(n_params,)``) gets ones at the fixed entries only: its
         output-bias entries are already positive. A full ``H`` may be
-        overwritten (NumPy and CuPy never copy it, which keeps Newton and the
-        posterior at three ``n x n`` arrays), so pass a fresh curvature.
+        overwritten (NumPy and CuPy never copy it: each ``n x n`` copy is
+        ``8 n^2`` bytes), so pass a fresh curvature.
         """
         xp, free = self.xp, self._free
         if H.ndim == 1:
