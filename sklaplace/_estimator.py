@@ -1,13 +1,12 @@
 """LaplaceMLPClassifier: the scikit-learn estimator (a thin shell).
 
-``fit -> MAP (_solvers) -> curvature (_curvature) -> posterior (_posterior)
--> evidence (_evidence)``; ``predict_proba -> latent mean and variance ->
-predictive (_predictive)``. This module validates input, wires those calls and
-stores their results.
+``fit -> _fitting.fit_network: MAP (_solvers) -> curvature (_curvature) ->
+posterior (_posterior) -> evidence (_evidence)``; ``predict_proba -> latent
+mean and variance -> predictive (_predictive)``. This module validates input,
+keeps the warm-start state, calls those and stores their results.
 """
 
 from numbers import Integral, Real
-from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
@@ -26,14 +25,18 @@ from sklaplace._backend import (
     resolve_backend,
     to_numpy,
 )
-from sklaplace._evidence import log_marginal_likelihood, tune_alpha, weight_groups
+from sklaplace._evidence import log_marginal_likelihood
+from sklaplace._fitting import fit_network
 from sklaplace._likelihood import likelihood_for
 from sklaplace._network import ParamLayout
-from sklaplace._objective import DEFAULT_MEMORY_BUDGET, NegLogPosterior, check_memory
-from sklaplace._posterior import laplace_posterior
-from sklaplace._predictive import PREDICTIVES, latent_gaussian
+from sklaplace._predictive import (
+    PREDICTIVES,
+    latent_gaussian,
+    moderated_logits,
+    predictive_rows_per_chunk,
+)
 from sklaplace._prior import prior_precision_vector
-from sklaplace._solvers import SOLVERS, minimize_map
+from sklaplace._solvers import SOLVERS
 from sklaplace._validation import (
     check_dense_memory,
     check_finite_rows,
@@ -42,41 +45,6 @@ from sklaplace._validation import (
 )
 
 __all__ = ["LaplaceMLPClassifier"]
-
-
-class _LaplaceFit(NamedTuple):
-    """One MAP fit and its Laplace posterior."""
-
-    objective: object
-    result: object
-    posterior: object
-    curvature: str
-    jitter: float
-
-    @property
-    def theta(self):
-        """The MAP."""
-        return self.result.theta
-
-    @property
-    def prior_precision(self):
-        """The prior precision vector of the fit."""
-        return self.objective.prior_precision
-
-    @property
-    def log_likelihood(self):
-        """``sum_n s_n log p(y_n | theta_map)``."""
-        return -(self.result.loss - float(self.objective.prior_term(self.theta)))
-
-    def log_evidence(self):
-        """Laplace log evidence (parameters held at zero left out)."""
-        return log_marginal_likelihood(
-            self.log_likelihood,
-            self.theta,
-            self.prior_precision,
-            self.posterior,
-            self.objective.fixed,
-        )
 
 
 class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
@@ -344,23 +312,6 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
                 return theta, getattr(self, "pruned_mask_", None)
         return layout.glorot_init(rng), None
 
-    def _objective(
-        self, xp, layout, likelihood, X, y_index, sample_weight, alpha, fixed
-    ):
-        prior = prior_precision_vector(layout, alpha, self.bias_prior_precision)
-        Y = likelihood.encode(xp, xp.asarray(y_index), layout.n_outputs, xp.float64)
-        return NegLogPosterior(
-            xp,
-            layout,
-            self.activation,
-            likelihood,
-            xp.asarray(X),
-            Y,
-            xp.asarray(sample_weight),
-            xp.asarray(prior),
-            fixed=None if fixed is None else xp.asarray(fixed),
-        )
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Find the MAP, then the Laplace posterior and the log evidence.
@@ -412,28 +363,10 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         theta, fixed = self._initial_state(layout, classes, rng)
         theta = xp.asarray(theta)
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
-        refits = []
-
-        def fit_laplace(alpha, theta):  # (1)-(3): MAP, curvature, posterior
-            objective = self._objective(
-                xp, layout, likelihood, X, y_index, sample_weight, alpha, fixed
-            )
-            refits.append(self._laplace(objective, theta))
-            return refits[-1]
-
-        tuned = isinstance(self.alpha, str)
-        if tuned:  # (4) MacKay's fixed point over alpha
-            groups = weight_groups(layout, self.alpha == "evidence_per_layer", fixed)
-            tuning = tune_alpha(
-                lambda a, t: fit_laplace(a if len(groups) > 1 else float(a[0]), t),
-                groups,
-                theta,
-                lambda posterior: posterior.covariance_diagonal(xp),
-            )
-            fit = tuning.fit
-            alpha = tuning.alpha if len(groups) > 1 else float(tuning.alpha[0])
-        else:
-            fit, alpha = fit_laplace(self.alpha, theta), self.alpha
+        network = fit_network(  # (1)-(4)
+            self, xp, layout, likelihood, (X, y_index, sample_weight), theta, fixed
+        )
+        fit, refits = network.fit, network.refits
         log_likelihood, log_evidence = fit.log_likelihood, fit.log_evidence()  # (5)
         # Assign only now, together (fit restores everything if this fails).
         if fixed is not None:
@@ -449,9 +382,9 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         self.curvature_ = fit.curvature
         self.posterior_jitter_ = fit.jitter
         self.prior_precision_ = to_numpy(fit.prior_precision).copy()
-        self.alpha_ = alpha
-        self.alpha_history_ = tuning.history if tuned else []
-        self.effective_n_parameters_ = tuning.gammas if tuned else None
+        self.alpha_ = network.alpha
+        self.alpha_history_ = network.history
+        self.effective_n_parameters_ = network.gammas
         self.log_likelihood_ = log_likelihood
         self.log_marginal_likelihood_ = log_evidence
         self.loss_ = fit.result.loss / float(np.sum(sample_weight))
@@ -459,16 +392,6 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         self.gradient_history_ = [g for r in refits for g in r.result.gradient_history]
         self._mc_seed = mc_seed
         return self
-
-    def _laplace(self, objective, theta):
-        """MAP from ``theta`` (1), curvature and posterior at it (2)-(3)."""
-        result = minimize_map(
-            objective, theta, self.solver, self.tol, self.max_iter, self.verbose
-        )
-        posterior, curvature, jitter = laplace_posterior(
-            objective, result.theta, self.hessian, self.hessian_structure
-        )
-        return _LaplaceFit(objective, result, posterior, curvature, jitter)
 
     def log_marginal_likelihood(self, alpha=None, bias_prior_precision=None):
         """Laplace log evidence at other prior precisions, at the fitted MAP.
@@ -588,30 +511,12 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
     def _moderated_logits(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        n_outputs = self.n_outputs_
-        mc = self.link_approx == "mc"
-        # Monte Carlo holds (rows, n_mc_samples, n_outputs) draws and about
-        # three temporaries of that size: chunk the rows to the memory budget.
-        bytes_per_row = 8 * 4 * n_outputs * (self.n_mc_samples if mc else n_outputs)
-        if mc:
-            check_memory(
-                bytes_per_row,
-                f"The {self.n_mc_samples} Monte Carlo draws of one sample",
-                "Use a smaller n_mc_samples or link_approx='probit'.",
-            )
-        xp, mean, cov = self._latent(X)
-        # Common random numbers, fixed at fit: every row sees the same draws, so
-        # predictions are deterministic and a row's does not depend on the others.
-        draws = np.random.RandomState(self._mc_seed).standard_normal(
-            (self.n_mc_samples if mc else 1, n_outputs)
+        rows = predictive_rows_per_chunk(
+            self.link_approx, self.n_outputs_, self.n_mc_samples
         )
-        noise, predictive = xp.asarray(draws), PREDICTIVES[self.link_approx]
-        rows = max(1, DEFAULT_MEMORY_BUDGET // bytes_per_row)
-        logits = xp.concat(
-            [
-                predictive(xp, mean[i : i + rows], cov[i : i + rows], noise=noise)
-                for i in range(0, mean.shape[0], rows)
-            ]
+        xp, mean, cov = self._latent(X)
+        logits = moderated_logits(
+            xp, mean, cov, self.link_approx, self.n_mc_samples, self._mc_seed, rows
         )
         check_finite_rows(xp, "moderated logits", logits)
         return xp, logits

@@ -9,6 +9,8 @@ rather than probabilities keeps ``log p`` accurate in the tails and gives
 
 import math
 
+import numpy as np
+
 from sklaplace._network import forward, jacobian_factor
 from sklaplace._objective import DEFAULT_MEMORY_BUDGET, check_memory
 
@@ -17,6 +19,8 @@ __all__ = [
     "latent_gaussian",
     "map_logits",
     "mc_logits",
+    "moderated_logits",
+    "predictive_rows_per_chunk",
     "probit_logits",
 ]
 
@@ -131,3 +135,54 @@ def mc_logits(xp, mean, cov, *, noise, **kwargs):
 
 
 PREDICTIVES = {"probit": probit_logits, "mc": mc_logits, "map": map_logits}
+
+
+def predictive_rows_per_chunk(link_approx, n_outputs, n_mc_samples):
+    """Rows per chunk of :func:`moderated_logits` within the memory budget.
+
+    Monte Carlo holds ``(rows, n_mc_samples, n_outputs)`` draws and about
+    three temporaries of that size; one row that alone exceeds the dense
+    limit raises :class:`~sklaplace.exceptions.MemoryLimitError` here,
+    before any work.
+    """
+    mc = link_approx == "mc"
+    bytes_per_row = 8 * 4 * n_outputs * (n_mc_samples if mc else n_outputs)
+    if mc:
+        check_memory(
+            bytes_per_row,
+            f"The {n_mc_samples} Monte Carlo draws of one sample",
+            "Use a smaller n_mc_samples or link_approx='probit'.",
+        )
+    return max(1, DEFAULT_MEMORY_BUDGET // bytes_per_row)
+
+
+def moderated_logits(xp, mean, cov, link_approx, n_mc_samples, seed, rows):
+    """Logits whose link is the predictive, row chunk by row chunk.
+
+    Parameters
+    ----------
+    mean, cov : arrays of shape (n, K) and (n, K, K)
+        From :func:`latent_gaussian`.
+    link_approx : {"probit", "mc", "map"}
+    n_mc_samples : int
+        Draws for ``"mc"``.
+    seed : int
+        Seeds the draws: common random numbers fixed at fit, so every row
+        sees the same draws, predictions are deterministic and a row's does
+        not depend on the others.
+    rows : int
+        From :func:`predictive_rows_per_chunk`.
+
+    Returns
+    -------
+    logits : array of shape (n, K)
+    """
+    n_draws = n_mc_samples if link_approx == "mc" else 1
+    draws = np.random.RandomState(seed).standard_normal((n_draws, mean.shape[1]))
+    noise, predictive = xp.asarray(draws), PREDICTIVES[link_approx]
+    return xp.concat(
+        [
+            predictive(xp, mean[i : i + rows], cov[i : i + rows], noise=noise)
+            for i in range(0, mean.shape[0], rows)
+        ]
+    )

@@ -16,6 +16,7 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
 
 import sklaplace._estimator as estimator_module
+import sklaplace._fitting as fitting_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._pruning import prune
 
@@ -65,11 +66,11 @@ class Interrupt(Exception):
 
 # Where to inject the failure: the solver, the posterior, the evidence (the
 # last step before the attributes are assigned), and the assignment itself.
-STAGES = {
-    "solver": "minimize_map",
-    "posterior": "laplace_posterior",
-    "evidence": "log_marginal_likelihood",
-    "assignment": "to_numpy",
+STAGES = {  # where each stage of fit is looked up
+    "solver": (fitting_module, "minimize_map"),
+    "posterior": (fitting_module, "laplace_posterior"),
+    "evidence": (fitting_module, "log_marginal_likelihood"),
+    "assignment": (estimator_module, "to_numpy"),
 }
 
 
@@ -82,7 +83,7 @@ def test_a_failed_refit_leaves_the_previous_fit_intact(monkeypatch, stage, excep
     def fail(*args, **kwargs):
         raise exception("injected")
 
-    monkeypatch.setattr(estimator_module, STAGES[stage], fail)
+    monkeypatch.setattr(*STAGES[stage], fail)
     # New data with other features and classes: validate_data has already
     # reset n_features_in_ when the failure strikes.
     with pytest.raises(exception, match="injected"):
@@ -98,7 +99,7 @@ def test_a_failed_first_fit_leaves_the_estimator_unfitted(monkeypatch, stage):
     def fail(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(estimator_module, STAGES[stage], fail)
+    monkeypatch.setattr(*STAGES[stage], fail)
     clf = LaplaceMLPClassifier(**PARAMS)
     with pytest.raises(KeyboardInterrupt):
         clf.fit(X, Y)
@@ -111,7 +112,7 @@ def test_a_failed_first_fit_leaves_the_estimator_unfitted(monkeypatch, stage):
 def test_a_failed_warm_refit_keeps_the_map_to_start_from(monkeypatch):
     clf = LaplaceMLPClassifier(**PARAMS, warm_start=True).fit(X, Y)
     reference = copy.deepcopy(clf).fit(X[:100], Y[:100])
-    monkeypatch.setattr(estimator_module, "laplace_posterior", _raise_interrupt)
+    monkeypatch.setattr(fitting_module, "laplace_posterior", _raise_interrupt)
     with pytest.raises(KeyboardInterrupt):
         clf.fit(X[:100], Y[:100])
     monkeypatch.undo()

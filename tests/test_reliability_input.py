@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
-import sklaplace._estimator as estimator_module
+import sklaplace._fitting as fitting_module
 from sklaplace import LaplaceMLPClassifier
 
 RNG = np.random.RandomState(0)
@@ -32,8 +32,8 @@ def no_heavy_work(monkeypatch):
     def heavy(*args, **kwargs):
         raise AssertionError("validation let bad input through to the heavy work")
 
-    monkeypatch.setattr(estimator_module, "minimize_map", heavy)
-    monkeypatch.setattr(estimator_module, "laplace_posterior", heavy)
+    monkeypatch.setattr(fitting_module, "minimize_map", heavy)
+    monkeypatch.setattr(fitting_module, "laplace_posterior", heavy)
 
 
 # (id, X, y, sample_weight, exception, message pattern)

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
-import sklaplace._estimator as estimator_module
+import sklaplace._fitting as fitting_module
 import sklaplace._objective as objective_module
+import sklaplace._predictive as predictive_module
 from sklaplace import LaplaceMLPClassifier, log_posterior_hessian
 from sklaplace._curvature import exact_hessian, ggn_diagonal, ggn_hessian
 from sklaplace.exceptions import MemoryLimitError
@@ -50,7 +51,7 @@ def test_too_large_a_network_is_refused_before_any_allocation(
     def heavy(*args, **kwargs):
         raise AssertionError("the guard let the fit start")
 
-    monkeypatch.setattr(estimator_module, "minimize_map", heavy)
+    monkeypatch.setattr(fitting_module, "minimize_map", heavy)
     clf = LaplaceMLPClassifier(**WIDE, solver=solver, hessian_structure=structure)
     tracemalloc.start()
     try:
@@ -139,5 +140,5 @@ def test_row_chunked_predictions_equal_one_block(monkeypatch, link):
     clf = LaplaceMLPClassifier((2,), link_approx=link, n_mc_samples=64).fit(X, y)
     whole = clf.predict_proba(X)
     # One row per chunk, both for the Jacobians and for the predictive.
-    monkeypatch.setattr(estimator_module, "DEFAULT_MEMORY_BUDGET", 1)
+    monkeypatch.setattr(predictive_module, "DEFAULT_MEMORY_BUDGET", 1)
     np.testing.assert_allclose(clf.predict_proba(X), whole, rtol=1e-12, atol=1e-15)
