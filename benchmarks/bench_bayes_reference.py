@@ -20,12 +20,11 @@ import argparse
 import warnings
 
 import numpy as np
+from _splits import standardised_split
 from scipy.special import log_softmax
 from scipy.stats import multivariate_t
 from sklearn.datasets import load_breast_cancer, load_iris, load_wine
 from sklearn.metrics import log_loss
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier
 
@@ -91,11 +90,7 @@ def main():
         X, y = loader(return_X_y=True)
         rows = []
         for seed in range(args.splits):
-            X_train, X_test, y_train, y_test = train_test_split(
-                X, y, test_size=0.3, stratify=y, random_state=seed
-            )
-            scaler = StandardScaler().fit(X_train)
-            X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+            X_train, X_test, y_train, y_test = standardised_split(X, y, seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 clf = LaplaceMLPClassifier((), alpha="evidence", tol=1e-10)

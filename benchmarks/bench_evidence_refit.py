@@ -20,10 +20,9 @@ import copy
 import warnings
 
 import numpy as np
+from _splits import standardised_split
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 from sklearn.metrics import log_loss
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier
 
@@ -38,11 +37,7 @@ FACTORS = np.geomspace(1 / 32, 32.0, 21)
 
 def one_split(loader, hidden, seed):
     X, y = loader(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.3, stratify=y, random_state=seed
-    )
-    scaler = StandardScaler().fit(X_train)
-    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+    X_train, X_test, y_train, y_test = standardised_split(X, y, seed)
     fixed_point = LaplaceMLPClassifier(hidden, alpha="evidence", random_state=seed)
     fixed_point.fit(X_train, y_train)
     evidence, loss = [], []

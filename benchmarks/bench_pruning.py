@@ -19,11 +19,10 @@ import time
 import warnings
 
 import numpy as np
+from _splits import standardised_split
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, log_loss
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier, prune
 
@@ -35,11 +34,7 @@ STAGES = ("pruned", "retrained")
 def one_split(loader, hidden, seed):
     """Scores of every (stage, method, fraction) on one split."""
     X, y = loader(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.3, stratify=y, random_state=seed
-    )
-    scaler = StandardScaler().fit(X_train)
-    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+    X_train, X_test, y_train, y_test = standardised_split(X, y, seed)
     clf = LaplaceMLPClassifier(hidden, link_approx="map", random_state=seed)
     clf.fit(X_train, y_train)
 
