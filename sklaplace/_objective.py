@@ -88,10 +88,11 @@ class NegLogPosterior:
         Bytes allowed for one chunk of per-sample intermediates when forming
         curvature matrices; rows are processed in chunks that fit it.
     fixed : array of bool of shape (n_params,), default=None
-        Parameters held at zero (pruned weights, dead units): the gradient is zero there
-        and :meth:`constrained_curvature` decouples them (unit precision, no
-        coupling), so solvers never move them; the predictive zeroes their
-        Jacobian columns. ``theta`` must be zero at these entries.
+        Parameters held at zero (pruned weights, dead units): the gradient
+        is zero there and :meth:`constrained_curvature` decouples them (unit
+        precision, no coupling), so solvers never move them; the predictive
+        zeroes their Jacobian columns. ``theta`` must be zero at these
+        entries.
 
     Notes
     -----
