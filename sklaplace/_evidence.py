@@ -22,6 +22,7 @@ from sklaplace.exceptions import LaplaceApproximationWarning
 __all__ = [
     "EvidenceTuning",
     "log_det_prior",
+    "log_evidence_from_terms",
     "log_marginal_likelihood",
     "mackay_update",
     "tune_alpha",
@@ -46,6 +47,31 @@ def log_det_prior(prior_precision, fixed=None):
     return float(np.sum(np.log(precision[counted])))
 
 
+def log_evidence_from_terms(
+    log_likelihood, theta_map, prior_precision, log_det_precision, fixed=None
+):
+    """Laplace log evidence from ``log det P`` (see :func:`log_marginal_likelihood`).
+
+    Parameters
+    ----------
+    log_likelihood : float
+        ``sum_n s_n log p(y_n | theta_map)``.
+    theta_map : array of shape (n_params,)
+    prior_precision : array of shape (n_params,)
+    log_det_precision : float
+        ``log det P`` of the posterior precision.
+    fixed : array of bool of shape (n_params,), default=None
+
+    Returns
+    -------
+    log_evidence : float
+    """
+    theta = to_numpy(theta_map)
+    scatter = float(np.sum(to_numpy(prior_precision) * theta * theta))
+    log_det_ratio = log_det_precision - log_det_prior(prior_precision, fixed)
+    return float(log_likelihood) - 0.5 * (log_det_ratio + scatter)
+
+
 def log_marginal_likelihood(
     log_likelihood, theta_map, prior_precision, posterior, fixed=None
 ):
@@ -68,12 +94,9 @@ def log_marginal_likelihood(
     -------
     log_evidence : float
     """
-    theta = to_numpy(theta_map)
-    scatter = float(np.sum(to_numpy(prior_precision) * theta * theta))
-    log_det_ratio = posterior.log_det_precision() - log_det_prior(
-        prior_precision, fixed
+    return log_evidence_from_terms(
+        log_likelihood, theta_map, prior_precision, posterior.log_det_precision(), fixed
     )
-    return float(log_likelihood) - 0.5 * (log_det_ratio + scatter)
 
 
 def weight_groups(layout, per_layer, fixed=None):

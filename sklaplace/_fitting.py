@@ -1,19 +1,34 @@
 """One fit of the network: MAP, curvature and posterior, alpha fixed or tuned.
 
-:func:`fit_network` runs steps (1)-(5) of the estimator's ``fit`` on
+:func:`fit_network` runs steps (1)-(5) (the last: the posterior's prior
+scale, :mod:`sklaplace._prior_scale`) of the estimator's ``fit`` on
 validated data and returns what the estimator stores; it knows nothing of
 scikit-learn's conventions (validation, warm-start state, attributes).
 """
 
 from typing import NamedTuple
 
+import numpy as np
+
+from sklaplace._backend import to_numpy
 from sklaplace._evidence import log_marginal_likelihood, tune_alpha, weight_groups
 from sklaplace._objective import NegLogPosterior
 from sklaplace._posterior import laplace_posterior
+from sklaplace._predictive import (
+    logit_jacobians,
+    moderated_logits,
+    predictive_rows_per_chunk,
+)
 from sklaplace._prior import prior_precision_vector
+from sklaplace._prior_scale import (
+    CV_FOLDS,
+    choose_prior_scale,
+    content_folds,
+    cv_log_loss_curve,
+)
 from sklaplace._solvers import minimize_map
 
-__all__ = ["LaplaceFit", "NetworkFit", "fit_network"]
+__all__ = ["LaplaceFit", "NetworkFit", "fit_laplace", "fit_network"]
 
 
 class LaplaceFit(NamedTuple):
@@ -57,7 +72,7 @@ class NetworkFit(NamedTuple):
     Attributes
     ----------
     fit : LaplaceFit
-        The final MAP and posterior.
+        The final MAP and its posterior at the MAP's own prior.
     alpha : float, array or str
         The weight precision ``fit`` used (tuned, or the one given).
     history : list of ndarray
@@ -66,6 +81,8 @@ class NetworkFit(NamedTuple):
         Effective numbers of parameters (``None`` for a fixed alpha).
     refits : list of LaplaceFit
         Every MAP fit, in order (one for a fixed alpha).
+    prior_scale : PriorScale
+        The posterior's prior scale and the posterior built with it.
     """
 
     fit: LaplaceFit
@@ -73,17 +90,30 @@ class NetworkFit(NamedTuple):
     history: list
     gammas: object
     refits: list
+    prior_scale: object
 
 
-def fit_network(params, xp, layout, likelihood, data, theta, fixed):
-    """Fit the MAP and its Laplace posterior, tuning alpha if asked.
+def fit_laplace(params, objective, theta):
+    """(1)-(3): the MAP from ``theta``, the curvature there and its posterior."""
+    result = minimize_map(
+        objective, theta, params.solver, params.tol, params.max_iter, params.verbose
+    )
+    posterior, curvature, jitter = laplace_posterior(
+        objective, result.theta, params.hessian, params.hessian_structure
+    )
+    return LaplaceFit(objective, result, posterior, curvature, jitter)
+
+
+def fit_network(params, xp, layout, likelihood, data, theta, fixed, seed=0):
+    """Fit the MAP and its Laplace posterior, tuning alpha and the prior scale.
 
     Parameters
     ----------
     params : LaplaceMLPClassifier
         Read for its hyper-parameters only (``alpha``,
         ``bias_prior_precision``, ``activation``, ``solver``, ``tol``,
-        ``max_iter``, ``verbose``, ``hessian``, ``hessian_structure``).
+        ``max_iter``, ``verbose``, ``hessian``, ``hessian_structure``,
+        ``prior_precision_scale``, ``link_approx``, ``n_mc_samples``).
     xp : module
         Array namespace to compute in.
     layout : ParamLayout
@@ -95,6 +125,9 @@ def fit_network(params, xp, layout, likelihood, data, theta, fixed):
         Starting point, in ``xp``.
     fixed : ndarray of bool of shape (n_params,) or None
         Parameters held at zero.
+    seed : int, default=0
+        Seeds the held-out folds and the Monte Carlo draws of the prior
+        scale's choice.
 
     Returns
     -------
@@ -102,41 +135,64 @@ def fit_network(params, xp, layout, likelihood, data, theta, fixed):
     """
     X, y_index, sample_weight = data
     Y = likelihood.encode(xp, xp.asarray(y_index), layout.n_outputs, xp.float64)
-    refits = []
+    fixed_xp = None if fixed is None else xp.asarray(fixed)
 
-    def fit_laplace(alpha, theta):  # (1)-(3): MAP, curvature, posterior
-        prior = prior_precision_vector(layout, alpha, params.bias_prior_precision)
-        objective = NegLogPosterior(
+    def objective(prior, rows=None):
+        rows = np.arange(X.shape[0]) if rows is None else rows
+        return NegLogPosterior(
             xp,
             layout,
             params.activation,
             likelihood,
-            xp.asarray(X),
-            Y,
-            xp.asarray(sample_weight),
+            xp.asarray(X[rows]),
+            xp.take(Y, xp.asarray(rows), axis=0),
+            xp.asarray(sample_weight[rows]),
             xp.asarray(prior),
-            fixed=None if fixed is None else xp.asarray(fixed),
+            fixed=fixed_xp,
         )
-        result = minimize_map(
-            objective, theta, params.solver, params.tol, params.max_iter, params.verbose
-        )
-        posterior, curvature, jitter = laplace_posterior(
-            objective, result.theta, params.hessian, params.hessian_structure
-        )
-        refits.append(LaplaceFit(objective, result, posterior, curvature, jitter))
+
+    refits = []
+
+    def fit_at(alpha, theta):
+        prior = prior_precision_vector(layout, alpha, params.bias_prior_precision)
+        refits.append(fit_laplace(params, objective(prior), theta))
         return refits[-1]
 
     if not isinstance(params.alpha, str):
-        fit = fit_laplace(params.alpha, theta)
-        return NetworkFit(fit, params.alpha, [], None, refits)
-    # (4) MacKay's fixed point over alpha
-    groups = weight_groups(layout, params.alpha == "evidence_per_layer", fixed)
-    scalar = len(groups) == 1
-    tuning = tune_alpha(
-        lambda a, t: fit_laplace(float(a[0]) if scalar else a, t),
-        groups,
-        theta,
-        lambda posterior: posterior.covariance_diagonal(xp),
-    )
-    alpha = float(tuning.alpha[0]) if scalar else tuning.alpha
-    return NetworkFit(tuning.fit, alpha, tuning.history, tuning.gammas, refits)
+        fit = fit_at(params.alpha, theta)
+        alpha, history, gammas = params.alpha, [], None
+    else:  # (4) MacKay's fixed point over alpha
+        groups = weight_groups(layout, params.alpha == "evidence_per_layer", fixed)
+        scalar = len(groups) == 1
+        tuning = tune_alpha(
+            lambda a, t: fit_at(float(a[0]) if scalar else a, t),
+            groups,
+            theta,
+            lambda posterior: posterior.covariance_diagonal(xp),
+        )
+        fit, history, gammas = tuning.fit, tuning.history, tuning.gammas
+        alpha = float(tuning.alpha[0]) if scalar else tuning.alpha
+    # (5) the posterior's prior precision, at the fixed MAP
+    keep = None if fixed is None else xp.asarray((~fixed).astype(np.float64))
+
+    def cv(scales):
+        prior = to_numpy(fit.prior_precision)
+        link, n_draws = params.link_approx, params.n_mc_samples
+        rows = predictive_rows_per_chunk(link, layout.n_outputs, n_draws)
+        return cv_log_loss_curve(
+            lambda train: fit_laplace(
+                params, objective(prior, np.flatnonzero(train)), fit.theta
+            ),
+            lambda theta, X_out: logit_jacobians(
+                xp, layout, theta, params.activation, X_out, keep
+            ),
+            data,
+            content_folds(X, y_index, CV_FOLDS, seed),
+            scales,
+            lambda xp, mean, cov: moderated_logits(
+                xp, mean, cov, link, n_draws, seed, rows
+            ),
+        )
+
+    scale = choose_prior_scale(params.prior_precision_scale, fit, cv)
+    return NetworkFit(fit, alpha, history, gammas, refits, scale)

@@ -90,7 +90,13 @@ class Categorical:
     @staticmethod
     def _log_softmax(xp, logits):
         shifted = logits - xp.max(logits, axis=1, keepdims=True)
-        return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+        # logsumexp(shifted) = log1p(others): with the largest logit's 1
+        # taken out of the sum, a probability near 1 keeps its log below 0.
+        top = shifted == 0
+        zero = xp.zeros_like(shifted)
+        others = xp.sum(xp.where(top, zero, xp.exp(shifted)), axis=1, keepdims=True)
+        ties = xp.sum(xp.astype(top, shifted.dtype), axis=1, keepdims=True) - 1.0
+        return shifted - xp.log1p(others + ties)
 
     @classmethod
     def log_likelihood(cls, xp, logits, Y, sample_weight):

@@ -17,7 +17,9 @@ from sklaplace._objective import DEFAULT_MEMORY_BUDGET, check_memory
 __all__ = [
     "PREDICTIVES",
     "latent_gaussian",
+    "logit_jacobians",
     "map_logits",
+    "mc_noise",
     "mc_logits",
     "moderated_logits",
     "predictive_rows_per_chunk",
@@ -25,12 +27,10 @@ __all__ = [
 ]
 
 
-def latent_gaussian(xp, layout, theta, activation, posterior, X, keep=None):
-    """Linearised (GLM) predictive of the logits, in row batches.
+def logit_jacobians(xp, layout, theta, activation, X, keep=None):
+    """Yield the logits and their Jacobian ``J`` in row chunks.
 
-    ``mean = f(x, theta)`` and ``cov = J P^{-1} J'`` with ``J`` the logit
-    Jacobian at ``x``; rows are processed in chunks whose Jacobians fit
-    ``DEFAULT_MEMORY_BUDGET``.
+    Rows are processed in chunks whose Jacobians fit ``DEFAULT_MEMORY_BUDGET``.
 
     Parameters
     ----------
@@ -39,30 +39,43 @@ def latent_gaussian(xp, layout, theta, activation, posterior, X, keep=None):
     layout : ParamLayout
     theta : array of shape (n_params,)
     activation : str
-    posterior : FullPosterior or DiagPosterior
     X : ndarray of shape (n_samples, n_features)
     keep : array of shape (n_params,), default=None
-        1.0 for kept parameters, 0.0 for pruned ones (no uncertainty).
+        1.0 for kept parameters, 0.0 for pruned ones (their columns of ``J``
+        are zeroed: no uncertainty).
 
-    Returns
-    -------
-    mean : array of shape (n_samples, n_outputs)
-    cov : array of shape (n_samples, n_outputs, n_outputs)
+    Yields
+    ------
+    logits : array of shape (n_chunk, n_outputs)
+    J : array of shape (n_chunk, n_outputs, n_params)
     """
     n_outputs = layout.n_outputs
     bytes_per_row = 4 * 8 * n_outputs * layout.n_params
     check_memory(bytes_per_row, "The logit Jacobian of one sample")
     rows = max(1, DEFAULT_MEMORY_BUDGET // bytes_per_row)
     eye = xp.eye(n_outputs, dtype=theta.dtype)
-    means, covs = [], []
     for start in range(0, X.shape[0], rows):
         Xc = xp.asarray(X[start : start + rows])
         fwd = forward(xp, layout, theta, Xc, activation)
         identity = xp.broadcast_to(eye[None, :, :], (Xc.shape[0], n_outputs, n_outputs))
         J = jacobian_factor(xp, layout, theta, fwd, identity)
-        if keep is not None:
-            J = J * keep
-        means.append(fwd.logits)
+        yield fwd.logits, (J if keep is None else J * keep)
+
+
+def latent_gaussian(xp, layout, theta, activation, posterior, X, keep=None):
+    """Linearised (GLM) predictive of the logits, in row batches.
+
+    ``mean = f(x, theta)`` and ``cov = J P^{-1} J'`` with ``J`` the logit
+    Jacobian at ``x`` (see :func:`logit_jacobians` for the parameters).
+
+    Returns
+    -------
+    mean : array of shape (n_samples, n_outputs)
+    cov : array of shape (n_samples, n_outputs, n_outputs)
+    """
+    means, covs = [], []
+    for logits, J in logit_jacobians(xp, layout, theta, activation, X, keep):
+        means.append(logits)
         covs.append(posterior.functional_variance(xp, J))
     return xp.concat(means), xp.concat(covs)
 
@@ -156,6 +169,11 @@ def predictive_rows_per_chunk(link_approx, n_outputs, n_mc_samples):
     return max(1, DEFAULT_MEMORY_BUDGET // bytes_per_row)
 
 
+def mc_noise(xp, seed, n_draws, n_outputs):
+    """Draw ``(n_draws, n_outputs)`` standard normals seeded by ``seed``."""
+    return xp.asarray(np.random.RandomState(seed).standard_normal((n_draws, n_outputs)))
+
+
 def moderated_logits(xp, mean, cov, link_approx, n_mc_samples, seed, rows):
     """Logits whose link is the predictive, row chunk by row chunk.
 
@@ -178,8 +196,10 @@ def moderated_logits(xp, mean, cov, link_approx, n_mc_samples, seed, rows):
     logits : array of shape (n, K)
     """
     n_draws = n_mc_samples if link_approx == "mc" else 1
-    draws = np.random.RandomState(seed).standard_normal((n_draws, mean.shape[1]))
-    noise, predictive = xp.asarray(draws), PREDICTIVES[link_approx]
+    noise, predictive = (
+        mc_noise(xp, seed, n_draws, mean.shape[1]),
+        PREDICTIVES[link_approx],
+    )
     return xp.concat(
         [
             predictive(xp, mean[i : i + rows], cov[i : i + rows], noise=noise)

@@ -44,10 +44,16 @@ def _precision_and_theta(estimator):
     layout = estimator._layout()
     theta = layout.pack(np, estimator.coefs_, estimator.intercepts_)
     posterior = estimator.posterior_
+    # The objective's Hessian at the MAP: the posterior's prior scale undone.
+    unscale = (1.0 - estimator.prior_precision_scale_) * np.where(
+        _pruned(estimator), 0.0, estimator.prior_precision_
+    )
     if posterior.structure == "full":
         L = posterior.cholesky_factor
-        return L @ L.T, theta, layout
-    return np.diag(posterior.precision), theta, layout
+        H = L @ L.T
+        H[np.diag_indices_from(H)] += unscale
+        return H, theta, layout
+    return np.diag(posterior.precision + unscale), theta, layout
 
 
 def _pruned(estimator):

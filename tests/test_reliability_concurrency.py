@@ -54,6 +54,8 @@ def _assert_same_state(before, after):
         if isinstance(value, list | np.ndarray):
             for a, b in zip(value, after[key], strict=True):
                 np.testing.assert_array_equal(a, b)
+        elif isinstance(value, dict):  # prior_precision_scale_path_
+            _assert_same_state(value, after[key])
         elif hasattr(value, "__dict__"):  # the posterior object
             _assert_same_state(vars(value), vars(after[key]))
         else:

@@ -132,7 +132,7 @@ def test_full_ggn_posterior_factor_is_a_cholesky_factor(problem):
     assert np.all(np.diag(L) > 0)
     if params["bias_prior_precision"] > 0 and clf.posterior_jitter_ == 0:
         P = L @ L.T
-        smallest = np.min(clf.prior_precision_)
+        smallest = clf.prior_precision_scale_ * np.min(clf.prior_precision_)
         assert np.linalg.eigvalsh(P).min() >= smallest * (1 - 1e-6)
 
 

@@ -1,0 +1,317 @@
+"""The posterior's prior precision, chosen after the MAP (DESIGN.md 5c).
+
+At a fixed MAP the Laplace precision is ``P(c) = P_data + c A``: the data part
+``P_data = P - A`` of the fitted posterior is kept and only the prior ``A``
+(the MAP's: ``alpha`` on the weights, ``bias_prior_precision`` on the biases)
+is scaled by ``c``. The MAP is not refitted, so the MAP's weight decay and the
+posterior's prior precision become two numbers (laplace-torch's post-hoc
+prior precision). ``c`` is chosen on a log grid by
+
+* ``"evidence"``: the Laplace log evidence at the fixed MAP;
+* ``"cv"``: the held-out log loss of the predictive, over ``CV_FOLDS`` folds
+  whose MAPs are warm-started from the full-data MAP.
+
+With ``A > 0`` on every free parameter, one eigendecomposition of
+``A^{-1/2} P_data A^{-1/2} = U diag(lambda) U'`` gives ``log det P(c) =
+sum log(lambda + c) + log det A`` and ``J P(c)^{-1} J' = B (lambda + c)^{-1}
+B'`` with ``B = J A^{-1/2} U`` for every ``c`` at ``O(n_params)`` per output
+pair (a flat prior on some parameters falls back to one Cholesky per ``c``).
+"""
+
+import hashlib
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from sklaplace._backend import NotPositiveDefiniteError, to_numpy
+from sklaplace._evidence import log_evidence_from_terms
+from sklaplace.exceptions import LaplaceApproximationWarning
+
+__all__ = [
+    "CV_FOLDS",
+    "PRIOR_SCALE_GRID",
+    "PriorScale",
+    "ScaledPriorFamily",
+    "choose_prior_scale",
+    "content_folds",
+    "cv_log_loss_curve",
+    "log_evidence_curve",
+    "scaled_posterior",
+]
+
+#: Candidate scales ``c``: 49 values from 1e-2 to 1e4, a factor 1.33 apart.
+PRIOR_SCALE_GRID = np.logspace(-2.0, 4.0, 49)
+#: Folds of the held-out choice (``"cv"``).
+CV_FOLDS = 3
+
+
+def _free_prior(prior_precision, fixed):
+    """Return the prior precision with zeros at the parameters held at zero."""
+    prior = to_numpy(prior_precision).astype(np.float64)
+    return prior if fixed is None else np.where(to_numpy(fixed), 0.0, prior)
+
+
+def scaled_posterior(posterior, prior_precision, scale, fixed=None):
+    """Return the posterior with precision ``P_data + scale * A``.
+
+    Raises :class:`NotPositiveDefiniteError` if that is not positive definite.
+    """
+    if scale == 1.0:
+        return posterior
+    change = (scale - 1.0) * _free_prior(prior_precision, fixed)
+    return posterior.with_prior_change(np, change)
+
+
+class ScaledPriorFamily:
+    """The posteriors ``N(theta_map, P(c)^{-1})`` for every scale ``c`` at once.
+
+    Parameters
+    ----------
+    posterior : FullPosterior or DiagPosterior
+        The fitted posterior, precision ``P = P_data + A``.
+    prior_precision : array of shape (n_params,)
+        ``A``, the prior precision ``posterior`` was built with.
+    fixed : array of bool of shape (n_params,), default=None
+        Parameters held at zero: no prior, identity precision at any ``c``.
+    """
+
+    def __init__(self, posterior, prior_precision, fixed=None):
+        self.posterior = posterior
+        self.fixed = fixed
+        self.prior = _free_prior(prior_precision, fixed)
+        self._eigen = None
+        free = np.ones(self.prior.shape[0], bool) if fixed is None else ~fixed
+        if posterior.structure == "full" and np.all(self.prior[free] > 0):
+            L = posterior.cholesky_factor[free, :]
+            root = 1.0 / np.sqrt(self.prior[free])
+            # A^{-1/2} (P - A) A^{-1/2} on the free block (the fixed block of
+            # P is the identity and decoupled).
+            whitened = root[:, None] * (L @ L.T) * root[None, :]
+            whitened[np.diag_indices_from(whitened)] -= 1.0
+            eigenvalues, eigenvectors = np.linalg.eigh(whitened)
+            self._eigen = (free, root, eigenvalues, eigenvectors)
+
+    def log_det_precision(self, scale):
+        """``log det P(c)``; NaN where ``P(c)`` is not positive definite."""
+        if self._eigen is not None:
+            free, _, eigenvalues, _ = self._eigen
+            shifted = eigenvalues + scale
+            if np.any(shifted <= 0):
+                return np.nan
+            return float(np.sum(np.log(shifted)) + np.sum(np.log(self.prior[free])))
+        try:
+            return scaled_posterior(
+                self.posterior, self.prior, scale
+            ).log_det_precision()
+        except NotPositiveDefiniteError:
+            return np.nan
+
+    def functional_variances(self, xp, J, scales):
+        """``J P(c)^{-1} J'`` for each scale.
+
+        Parameters
+        ----------
+        xp : module
+        J : array of shape (n_samples, n_outputs, n_params)
+        scales : sequence of float
+
+        Returns
+        -------
+        list of arrays of shape (n_samples, n_outputs, n_outputs) or None
+            ``None`` where ``P(c)`` is not positive definite.
+        """
+        if self._eigen is None:
+            return [self._one_variance(xp, J, c) for c in scales]
+        free, root, eigenvalues, eigenvectors = self._eigen
+        index = xp.asarray(np.flatnonzero(free))
+        whitened = xp.take(J, index, axis=2) * xp.asarray(root)
+        B = whitened @ xp.asarray(eigenvectors)
+        Bt = xp.permute_dims(B, (0, 2, 1))
+        variances = []
+        for c in scales:
+            shifted = eigenvalues + c
+            ok = bool(np.all(shifted > 0))
+            variances.append((B / xp.asarray(shifted)) @ Bt if ok else None)
+        return variances
+
+    def _one_variance(self, xp, J, scale):
+        try:
+            posterior = scaled_posterior(self.posterior, self.prior, scale)
+        except NotPositiveDefiniteError:
+            return None
+        return posterior.functional_variance(xp, J)
+
+
+def log_evidence_curve(log_likelihood, theta_map, family, scales):
+    """Laplace log evidence at the fixed MAP for each prior scale ``c``.
+
+    ``log Z(c) = log p(D | theta) - 1/2 (log det P(c) - log det(c A) + c
+    theta' A theta)`` (the formula of :mod:`sklaplace._evidence`), ``-inf``
+    where ``P(c)`` is not positive definite.
+    """
+    curve = []
+    for c in scales:
+        log_det = family.log_det_precision(c)
+        if np.isnan(log_det):
+            curve.append(-np.inf)
+            continue
+        curve.append(
+            log_evidence_from_terms(
+                log_likelihood, theta_map, c * family.prior, log_det
+            )
+        )
+    return np.array(curve)
+
+
+def content_folds(X, y_index, n_folds, seed):
+    """Fold of each row, from a keyed hash of the row's features and label.
+
+    Identical rows always share a fold, and a row's fold depends on neither
+    the other rows nor their order: a row with integer weight ``k`` and
+    ``k`` copies of it are held out together (sample weights stay
+    equivalent to repetitions) and row order does not change the folds.
+    """
+    key = int(seed).to_bytes(8, "little")
+    X = np.ascontiguousarray(X, dtype=np.float64) + 0.0  # -0.0 hashes as 0.0
+    folds = np.empty(X.shape[0], dtype=int)
+    for i, (row, label) in enumerate(zip(X, y_index)):
+        message = row.tobytes() + int(label).to_bytes(8, "little")
+        digest = hashlib.blake2b(message, digest_size=8, key=key).digest()
+        folds[i] = int.from_bytes(digest, "little") % n_folds
+    return folds
+
+
+def _heldout_log_loss(fold, jacobians, X, y_index, weight, scales, predictive):
+    """Weighted held-out log loss of ``fold``'s predictive at each scale."""
+    xp = fold.objective.xp
+    family = ScaledPriorFamily(
+        fold.posterior, fold.prior_precision, fold.objective.fixed
+    )
+    likelihood = fold.objective.likelihood
+    total, start = np.zeros(len(scales)), 0
+    for logits, J in jacobians(fold.theta, X):
+        stop = start + logits.shape[0]
+        rows = xp.asarray(np.arange(stop - start))
+        labels, w = xp.asarray(y_index[start:stop]), xp.asarray(weight[start:stop])
+        for i, cov in enumerate(family.functional_variances(xp, J, scales)):
+            if cov is None:
+                total[i] = np.inf
+                continue
+            log_proba = likelihood.log_proba(xp, predictive(xp, logits, cov))
+            picked = log_proba[rows, labels]
+            total[i] -= float(xp.sum(w * picked))
+        start = stop
+    return np.where(np.isnan(total), np.inf, total)
+
+
+def cv_log_loss_curve(fit_fold, jacobians, data, folds, scales, predictive):
+    """Held-out log loss per unit weight of each prior scale, over the folds.
+
+    Parameters
+    ----------
+    fit_fold : callable
+        ``fit_fold(train) -> LaplaceFit`` fits the MAP and its posterior on
+        the rows where the boolean mask ``train`` is True.
+    jacobians : callable
+        ``jacobians(theta, X)`` yields ``(logits, J)`` row chunks.
+    data : tuple
+        ``(X, y_index, sample_weight)``, NumPy arrays.
+    folds : ndarray of int of shape (n_samples,)
+        From :func:`content_folds`.
+    scales : sequence of float
+    predictive : callable
+        ``predictive(xp, mean, cov) -> moderated logits``.
+
+    Returns
+    -------
+    curve : ndarray of shape (n_scales,) or None
+        ``None`` if no fold has weight on both sides (too little data).
+    """
+    X, y_index, weight = data
+    total, held_out = np.zeros(len(scales)), 0.0
+    for k in np.unique(folds):
+        out = folds == k
+        if not (np.sum(weight[out]) > 0 and np.sum(weight[~out]) > 0):
+            continue
+        with warnings.catch_warnings():
+            # The full-data fit already warned about its own solver and
+            # posterior; a fold's warnings would repeat them.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", LaplaceApproximationWarning)
+            fold = fit_fold(~out)
+        total += _heldout_log_loss(
+            fold, jacobians, X[out], y_index[out], weight[out], scales, predictive
+        )
+        held_out += float(np.sum(weight[out]))
+    return total / held_out if held_out > 0 else None
+
+
+class PriorScale(NamedTuple):
+    """Outcome of :func:`choose_prior_scale`.
+
+    Attributes
+    ----------
+    scale : float
+        The chosen ``c``.
+    posterior : FullPosterior or DiagPosterior
+        The posterior with precision ``P_data + c A``.
+    path : dict or None
+        ``{"scales": grid, "log_marginal_likelihood": curve}`` for
+        ``"evidence"``, ``{"scales": grid, "cv_log_loss": curve}`` for
+        ``"cv"``; ``None`` for a fixed scale.
+    """
+
+    scale: float
+    posterior: object
+    path: object
+
+
+def _nearest_one(scales, scores):
+    """Index of the best (lowest) score; ties go to the scale nearest 1."""
+    best = np.min(scores)
+    tied = np.flatnonzero(scores <= best + 1e-12 * max(abs(best), 1.0))
+    return int(tied[np.argmin(np.abs(np.log(np.asarray(scales)[tied])))])
+
+
+def choose_prior_scale(setting, fit, cv=None, scales=PRIOR_SCALE_GRID):
+    """Choose the posterior's prior scale and build that posterior.
+
+    Parameters
+    ----------
+    setting : float or {"evidence", "cv"}
+        A fixed scale, or how to choose one.
+    fit : LaplaceFit
+        The full-data MAP and posterior.
+    cv : callable, default=None
+        ``cv(scales) -> curve or None``, the held-out log loss (e.g.
+        :func:`cv_log_loss_curve` with its data bound); needed for ``"cv"``.
+        Where it returns ``None`` the evidence chooses instead.
+    scales : sequence of float, default=PRIOR_SCALE_GRID
+
+    Returns
+    -------
+    PriorScale
+    """
+    fixed = fit.objective.fixed
+    fixed = None if fixed is None else to_numpy(fixed)
+    if not isinstance(setting, str):
+        scale = float(setting)
+        return PriorScale(
+            scale,
+            scaled_posterior(fit.posterior, fit.prior_precision, scale, fixed),
+            None,
+        )
+    scales = np.asarray(scales, dtype=np.float64)
+    curve = cv(scales) if setting == "cv" else None
+    if curve is not None:
+        scale = float(scales[_nearest_one(scales, curve)])
+        path = {"scales": scales, "cv_log_loss": curve}
+    else:
+        family = ScaledPriorFamily(fit.posterior, fit.prior_precision, fixed)
+        curve = log_evidence_curve(fit.log_likelihood, fit.theta, family, scales)
+        scale = float(scales[_nearest_one(scales, -curve)])
+        path = {"scales": scales, "log_marginal_likelihood": curve}
+    posterior = scaled_posterior(fit.posterior, fit.prior_precision, scale, fixed)
+    return PriorScale(scale, posterior, path)
