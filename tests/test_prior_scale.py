@@ -1,0 +1,184 @@
+"""The posterior's prior scale: dense references, a from-scratch evidence and
+held-out loss, selection, and invariances of the choice."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, make_classification
+from sklearn.preprocessing import StandardScaler
+
+from sklaplace import LaplaceMLPClassifier
+from sklaplace._network import ParamLayout, forward, jacobian_factor
+from sklaplace._prior_scale import (
+    ScaledPriorFamily,
+    choose_prior_scale,
+    content_folds,
+)
+
+X3, Y3 = make_classification(
+    90, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0
+)
+SCALES = [0.3, 1.0, 7.0]
+
+
+def _jacobian(clf, X):
+    layout = ParamLayout([clf.coefs_[0].shape[0]] + [c.shape[1] for c in clf.coefs_])
+    theta = layout.pack(np, clf.coefs_, clf.intercepts_)
+    fwd = forward(np, layout, theta, X, clf.activation)
+    K = layout.n_outputs
+    return jacobian_factor(
+        np, layout, theta, fwd, np.broadcast_to(np.eye(K), (len(X), K, K))
+    )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(hessian_structure="full"),
+        dict(hessian_structure="full", bias_prior_precision=0.0),  # Cholesky path
+        dict(hessian_structure="diag"),
+    ],
+    ids=["full-eigen", "full-flat-bias", "diag"],
+)
+def test_family_equals_dense_precision_at_every_scale(params):
+    clf = LaplaceMLPClassifier(
+        (3,), random_state=0, prior_precision_scale=1.0, **params
+    )
+    clf.fit(X3, Y3)
+    post, A = clf.posterior_, clf.prior_precision_
+    P = (
+        post.cholesky_factor @ post.cholesky_factor.T
+        if params["hessian_structure"] == "full"
+        else np.diag(post.precision)
+    )
+    family = ScaledPriorFamily(post, A)
+    J = _jacobian(clf, X3[:7])
+    variances = family.functional_variances(np, J, SCALES)
+    for c, got in zip(SCALES, variances):
+        P_c = P + (c - 1.0) * np.diag(A)  # from scratch: P_data + c A
+        sign, log_det = np.linalg.slogdet(P_c)
+        assert sign > 0
+        np.testing.assert_allclose(family.log_det_precision(c), log_det, rtol=1e-10)
+        Jf = J.reshape(-1, J.shape[2])
+        dense = Jf @ np.linalg.solve(P_c, Jf.T)
+        expected = np.stack(
+            [dense[k * 3 : k * 3 + 3, k * 3 : k * 3 + 3] for k in range(7)]
+        )
+        np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-12)
+
+
+def test_evidence_path_is_the_logistic_regression_evidence_from_scratch():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)[:, :6]
+    clf = LaplaceMLPClassifier((), prior_precision_scale="evidence", tol=1e-10).fit(
+        X, y
+    )
+    path = clf.prior_precision_scale_path_
+    theta = np.r_[clf.coefs_[0][:, 0], clf.intercepts_[0]]
+    X1 = np.c_[X, np.ones(len(X))]
+    f = X1 @ theta
+    log_lik = np.sum(y * f - np.logaddexp(0.0, f))
+    p = 1.0 / (1.0 + np.exp(-f))
+    H_data = (X1 * (p * (1 - p))[:, None]).T @ X1
+    A = clf.prior_precision_
+    for i in [0, 20, 24, 30, 48]:
+        c = path["scales"][i]
+        expected = (
+            log_lik
+            - 0.5 * c * np.sum(A * theta**2)
+            + 0.5 * np.sum(np.log(c * A))
+            - 0.5 * np.linalg.slogdet(H_data + c * np.diag(A))[1]
+        )
+        np.testing.assert_allclose(
+            path["log_marginal_likelihood"][i], expected, rtol=1e-9
+        )
+    best = np.argmax(path["log_marginal_likelihood"])
+    assert clf.prior_precision_scale_ == path["scales"][best]
+    # The stored posterior is the one at the chosen scale.
+    L = clf.posterior_.cholesky_factor
+    np.testing.assert_allclose(
+        L @ L.T, H_data + clf.prior_precision_scale_ * np.diag(A), rtol=1e-7, atol=1e-9
+    )
+    # The estimator's method (its own path) agrees at the chosen scale.
+    c = clf.prior_precision_scale_
+    np.testing.assert_allclose(
+        clf.log_marginal_likelihood(alpha=c, bias_prior_precision=c),
+        path["log_marginal_likelihood"][best],
+        rtol=1e-9,
+    )
+
+
+def test_cv_path_is_the_held_out_loss_of_fold_refits():
+    """Each fold refitted from scratch at a fixed scale gives the same loss."""
+    X, y = X3, Y3
+    params = dict(hidden_layer_sizes=(), tol=1e-10, random_state=0)
+    clf = LaplaceMLPClassifier(**params).fit(X, y)
+    path = clf.prior_precision_scale_path_
+    folds = content_folds(X, np.searchsorted(clf.classes_, y), 3, clf._mc_seed)
+    for i in [8, 24, 40]:
+        c = path["scales"][i]
+        total = 0.0
+        for k in range(3):
+            out = folds == k
+            fold = LaplaceMLPClassifier(**params, prior_precision_scale=c)
+            proba = fold.fit(X[~out], y[~out]).predict_proba(X[out])
+            total -= np.sum(np.log(proba[np.arange(out.sum()), y[out]]))
+        # Convex: warm start or not, each fold has one MAP (margin: 1e-6
+        # vs. differences of 1e-2 between neighbouring scales).
+        np.testing.assert_allclose(path["cv_log_loss"][i], total / len(y), rtol=1e-6)
+    assert np.ptp(path["cv_log_loss"]) > 1e-3  # the curve is not flat
+
+
+class _Fit:
+    """Just enough of a LaplaceFit for choose_prior_scale."""
+
+    def __init__(self, clf):
+        self.objective = type("O", (), {"fixed": None})()
+        self.posterior, self.prior_precision = clf.posterior_, clf.prior_precision_
+
+
+def test_cv_choice_recovers_a_planted_minimum_and_ties_go_to_one():
+    clf = LaplaceMLPClassifier((), prior_precision_scale=1.0).fit(X3, Y3)
+    scales = np.logspace(-2, 4, 49)
+    planted = scales[37]
+    chosen = choose_prior_scale(
+        "cv", _Fit(clf), lambda s: (np.log(s / planted)) ** 2, scales
+    )
+    assert chosen.scale == planted
+    flat = choose_prior_scale("cv", _Fit(clf), lambda s: np.zeros(len(s)), scales)
+    assert flat.scale == 1.0 and flat.posterior is clf.posterior_
+
+
+def test_folds_follow_row_content_only():
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(50, 3)), rng.randint(0, 2, 50)
+    folds = content_folds(X, y, 3, seed=5)
+    assert set(np.unique(folds)) == {0, 1, 2}
+    order = rng.permutation(50)
+    np.testing.assert_array_equal(content_folds(X[order], y[order], 3, 5), folds[order])
+    doubled = content_folds(np.r_[X, X[:10]], np.r_[y, y[:10]], 3, 5)
+    np.testing.assert_array_equal(doubled[50:], folds[:10])
+    assert not np.array_equal(content_folds(X, y, 3, seed=6), folds)
+
+
+def test_choice_is_invariant_to_row_order_and_weights_as_repetitions():
+    X, y = X3[:60], Y3[:60]
+    weights = np.r_[np.full(20, 2), np.ones(40, int)]
+    base = dict(hidden_layer_sizes=(3,), random_state=0, tol=1e-10, max_iter=300)
+    weighted = LaplaceMLPClassifier(**base).fit(X, y, sample_weight=weights)
+    repeated = LaplaceMLPClassifier(**base).fit(
+        np.repeat(X, weights, 0), np.repeat(y, weights)
+    )
+    order = np.random.RandomState(1).permutation(60)
+    shuffled = LaplaceMLPClassifier(**base).fit(
+        X[order], y[order], sample_weight=weights[order]
+    )
+    for other in (repeated, shuffled):
+        assert other.prior_precision_scale_ == weighted.prior_precision_scale_
+        np.testing.assert_allclose(
+            other.prior_precision_scale_path_["cv_log_loss"],
+            weighted.prior_precision_scale_path_["cv_log_loss"],
+            rtol=1e-5,
+        )
+        np.testing.assert_allclose(
+            other.predict_proba(X), weighted.predict_proba(X), rtol=1e-5, atol=1e-8
+        )
