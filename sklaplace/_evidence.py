@@ -50,21 +50,10 @@ def log_det_prior(prior_precision, fixed=None):
 def log_evidence_from_terms(
     log_likelihood, theta_map, prior_precision, log_det_precision, fixed=None
 ):
-    """Laplace log evidence from ``log det P`` (see :func:`log_marginal_likelihood`).
+    """Laplace log evidence from ``log det P``, a float.
 
-    Parameters
-    ----------
-    log_likelihood : float
-        ``sum_n s_n log p(y_n | theta_map)``.
-    theta_map : array of shape (n_params,)
-    prior_precision : array of shape (n_params,)
-    log_det_precision : float
-        ``log det P`` of the posterior precision.
-    fixed : array of bool of shape (n_params,), default=None
-
-    Returns
-    -------
-    log_evidence : float
+    The parameters are those of :func:`log_marginal_likelihood`, with the
+    posterior replaced by its ``log_det_precision`` (a float).
     """
     theta = to_numpy(theta_map)
     scatter = float(np.sum(to_numpy(prior_precision) * theta * theta))
