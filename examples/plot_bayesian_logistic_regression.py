@@ -38,8 +38,15 @@ x = rng.uniform(-3, 3, size=100)
 y = (rng.uniform(size=x.size) < expit(1.0 + 0.5 * x - 0.8 * x**2)).astype(int)
 features = np.column_stack([x, x**2])
 
+# ``prior_precision_scale=1.0``: the classical posterior, whose precision is
+# the Hessian of the negative log posterior itself (the default rescales the
+# prior part after the MAP, see the user guide).
 clf = LaplaceMLPClassifier(
-    hidden_layer_sizes=(), alpha=1.0, bias_prior_precision=1.0, random_state=0
+    hidden_layer_sizes=(),
+    alpha=1.0,
+    bias_prior_precision=1.0,
+    prior_precision_scale=1.0,
+    random_state=0,
 )
 clf.fit(features, y)
 print("weights", clf.coefs_[0].ravel(), "bias", clf.intercepts_[0])
@@ -131,7 +138,11 @@ for label, X in [
     eigenvalues = []
     for alpha in alphas:
         model = LaplaceMLPClassifier(
-            (), alpha=alpha, bias_prior_precision=alpha, random_state=0
+            (),
+            alpha=alpha,
+            bias_prior_precision=alpha,
+            prior_precision_scale=1.0,
+            random_state=0,
         )
         factor = model.fit(X, y).posterior_.cholesky_factor
         eigenvalues.append(np.linalg.eigvalsh(factor @ factor.T))

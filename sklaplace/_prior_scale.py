@@ -36,7 +36,10 @@ __all__ = [
     "ScaledPriorFamily",
     "choose_prior_scale",
     "content_folds",
-    "cv_log_loss_curve",
+    "cv_log_losses",
+    "HeldOutLosses",
+    "one_standard_error_choice",
+    "paired_standard_errors",
     "log_evidence_curve",
     "scaled_posterior",
 ]
@@ -183,31 +186,52 @@ def content_folds(X, y_index, n_folds, seed):
     return folds
 
 
-def _heldout_log_loss(fold, jacobians, X, y_index, weight, scales, predictive):
-    """Weighted held-out log loss of ``fold``'s predictive at each scale."""
+def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive):
+    """Log loss of each of ``fold``'s held-out rows at each scale.
+
+    Returns an array of shape (n_rows, n_scales); ``inf`` where the scaled
+    precision is not positive definite or the loss is not finite.
+    """
     xp = fold.objective.xp
     family = ScaledPriorFamily(
         fold.posterior, fold.prior_precision, fold.objective.fixed
     )
     likelihood = fold.objective.likelihood
-    total, start = np.zeros(len(scales)), 0
+    losses, start = np.full((X.shape[0], len(scales)), np.inf), 0
     for logits, J in jacobians(fold.theta, X):
         stop = start + logits.shape[0]
         rows = xp.asarray(np.arange(stop - start))
-        labels, w = xp.asarray(y_index[start:stop]), xp.asarray(weight[start:stop])
+        labels = xp.asarray(y_index[start:stop])
         for i, cov in enumerate(family.functional_variances(xp, J, scales)):
-            if cov is None:
-                total[i] = np.inf
-                continue
-            log_proba = likelihood.log_proba(xp, predictive(xp, logits, cov))
-            picked = log_proba[rows, labels]
-            total[i] -= float(xp.sum(w * picked))
+            if cov is not None:
+                log_proba = likelihood.log_proba(xp, predictive(xp, logits, cov))
+                losses[start:stop, i] = -to_numpy(log_proba[rows, labels])
         start = stop
-    return np.where(np.isnan(total), np.inf, total)
+    return np.where(np.isfinite(losses), losses, np.inf)
 
 
-def cv_log_loss_curve(fit_fold, jacobians, data, folds, scales, predictive):
-    """Held-out log loss per unit weight of each prior scale, over the folds.
+class HeldOutLosses(NamedTuple):
+    """Per-row held-out log losses of every scale, from :func:`cv_log_losses`.
+
+    Attributes
+    ----------
+    losses : ndarray of shape (n_rows, n_scales)
+        Each held-out row's log loss (rows with zero weight included).
+    weights : ndarray of shape (n_rows,)
+        Their sample weights.
+    """
+
+    losses: np.ndarray
+    weights: np.ndarray
+
+    def curve(self):
+        """Held-out log loss per unit weight of each scale."""
+        total = self.weights @ np.where(self.weights[:, None] > 0, self.losses, 0.0)
+        return total / np.sum(self.weights)
+
+
+def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive):
+    """Held-out log loss of every row at each prior scale, over the folds.
 
     Parameters
     ----------
@@ -226,11 +250,11 @@ def cv_log_loss_curve(fit_fold, jacobians, data, folds, scales, predictive):
 
     Returns
     -------
-    curve : ndarray of shape (n_scales,) or None
+    HeldOutLosses or None
         ``None`` if no fold has weight on both sides (too little data).
     """
     X, y_index, weight = data
-    total, held_out = np.zeros(len(scales)), 0.0
+    losses, weights = [], []
     for k in np.unique(folds):
         out = folds == k
         if not (np.sum(weight[out]) > 0 and np.sum(weight[~out]) > 0):
@@ -241,11 +265,15 @@ def cv_log_loss_curve(fit_fold, jacobians, data, folds, scales, predictive):
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", LaplaceApproximationWarning)
             fold = fit_fold(~out)
-        total += _heldout_log_loss(
-            fold, jacobians, X[out], y_index[out], weight[out], scales, predictive
+        losses.append(
+            _heldout_log_losses(
+                fold, jacobians, X[out], y_index[out], scales, predictive
+            )
         )
-        held_out += float(np.sum(weight[out]))
-    return total / held_out if held_out > 0 else None
+        weights.append(weight[out])
+    if not losses:
+        return None
+    return HeldOutLosses(np.concatenate(losses), np.concatenate(weights))
 
 
 class PriorScale(NamedTuple):
@@ -275,6 +303,45 @@ def _nearest_one(scales, scores):
     return int(tied[np.argmin(np.abs(np.log(np.asarray(scales)[tied])))])
 
 
+def paired_standard_errors(held_out, best):
+    """Mean excess loss over scale ``best`` and its standard error, per scale.
+
+    The rows are paired (each held-out row is scored at every scale), so the
+    error of a difference is far smaller than that of either loss. Weights
+    count as repetitions: the number of rows is the total weight.
+
+    Returns
+    -------
+    excess, standard_error : ndarrays of shape (n_scales,)
+    """
+    w = held_out.weights
+    seen = w > 0
+    d = held_out.losses[seen] - held_out.losses[seen, best][:, None]
+    w, n = w[seen], np.sum(w[seen])
+    with np.errstate(invalid="ignore"):  # inf - inf where a scale failed
+        d = np.where(np.isnan(d), np.inf, d)
+        excess = w @ d / n
+        spread = w @ (d - excess) ** 2 / n
+    return excess, np.sqrt(spread / n)
+
+
+def one_standard_error_choice(scales, held_out):
+    """Index of the smallest scale within one standard error of the best.
+
+    The best scale minimises the held-out log loss; walking down from it,
+    a smaller scale (a wider posterior) is kept while its mean excess loss
+    over the best is at most one paired standard error: among predictives
+    the held-out data cannot tell apart, the most uncertain one (the
+    one-standard-error rule, Hastie et al. 2009, 7.10).
+    """
+    best = _nearest_one(scales, held_out.curve())
+    excess, standard_error = paired_standard_errors(held_out, best)
+    chosen = best
+    while chosen > 0 and excess[chosen - 1] <= standard_error[chosen - 1]:
+        chosen -= 1
+    return chosen, standard_error
+
+
 def choose_prior_scale(setting, fit, cv=None, scales=PRIOR_SCALE_GRID):
     """Choose the posterior's prior scale and build that posterior.
 
@@ -285,9 +352,9 @@ def choose_prior_scale(setting, fit, cv=None, scales=PRIOR_SCALE_GRID):
     fit : LaplaceFit
         The full-data MAP and posterior.
     cv : callable, default=None
-        ``cv(scales) -> curve or None``, the held-out log loss (e.g.
-        :func:`cv_log_loss_curve` with its data bound); needed for ``"cv"``.
-        Where it returns ``None`` the evidence chooses instead.
+        ``cv(scales) -> HeldOutLosses or None`` (e.g. :func:`cv_log_losses`
+        with its data bound); needed for ``"cv"``. Where it returns ``None``
+        the evidence chooses instead.
     scales : sequence of float, default=PRIOR_SCALE_GRID
 
     Returns
@@ -304,10 +371,15 @@ def choose_prior_scale(setting, fit, cv=None, scales=PRIOR_SCALE_GRID):
             None,
         )
     scales = np.asarray(scales, dtype=np.float64)
-    curve = cv(scales) if setting == "cv" else None
-    if curve is not None:
-        scale = float(scales[_nearest_one(scales, curve)])
-        path = {"scales": scales, "cv_log_loss": curve}
+    held_out = cv(scales) if setting == "cv" else None
+    if held_out is not None:
+        index, standard_error = one_standard_error_choice(scales, held_out)
+        scale = float(scales[index])
+        path = {
+            "scales": scales,
+            "cv_log_loss": held_out.curve(),
+            "cv_standard_error": standard_error,
+        }
     else:
         family = ScaledPriorFamily(fit.posterior, fit.prior_precision, fixed)
         curve = log_evidence_curve(fit.log_likelihood, fit.theta, family, scales)

@@ -9,6 +9,7 @@ from sklearn.preprocessing import StandardScaler
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._network import ParamLayout, forward, jacobian_factor
 from sklaplace._prior_scale import (
+    HeldOutLosses,
     ScaledPriorFamily,
     choose_prior_scale,
     content_folds,
@@ -119,7 +120,9 @@ def test_cv_path_is_the_held_out_loss_of_fold_refits():
         total = 0.0
         for k in range(3):
             out = folds == k
-            fold = LaplaceMLPClassifier(**params, prior_precision_scale=c)
+            fold = LaplaceMLPClassifier(
+                **params, prior_precision_scale=c, residual_variance=0.0
+            )
             proba = fold.fit(X[~out], y[~out]).predict_proba(X[out])
             total -= np.sum(np.log(proba[np.arange(out.sum()), y[out]]))
         # Convex: warm start or not, each fold has one MAP (margin: 1e-6
@@ -136,16 +139,52 @@ class _Fit:
         self.posterior, self.prior_precision = clf.posterior_, clf.prior_precision_
 
 
-def test_cv_choice_recovers_a_planted_minimum_and_ties_go_to_one():
+def _planted_losses(scales, best, excess_step, spread, n_rows=100, weight=1.0):
+    """Held-out losses whose best scale, excess and paired spread are planted.
+
+    Row ``i`` at scale ``j`` loses ``1 + 1e-3 (j - best)^2``, plus
+    ``excess_step (best - j) + spread z_i`` below the best (``z`` has mean 0
+    and standard deviation 1 exactly): the paired difference to the best
+    has mean ``1e-3 k^2 + excess_step k`` at ``k = best - j`` and standard
+    error ``spread / sqrt(n_rows * weight)``.
+    """
+    z = np.random.RandomState(0).normal(size=n_rows)
+    z = (z - z.mean()) / z.std()
+    j = np.arange(len(scales))
+    curve = np.where(j < best, excess_step * (best - j), 0.0) + 1e-3 * (j - best) ** 2
+    noise = np.where(j < best, spread, 0.0)[None, :] * z[:, None]
+    return HeldOutLosses(curve[None, :] + noise + 1.0, np.full(n_rows, weight))
+
+
+def test_cv_choice_walks_down_one_paired_standard_error_from_a_planted_best():
     clf = LaplaceMLPClassifier((), prior_precision_scale=1.0).fit(X3, Y3)
     scales = np.logspace(-2, 4, 49)
-    planted = scales[37]
-    chosen = choose_prior_scale(
-        "cv", _Fit(clf), lambda s: (np.log(s / planted)) ** 2, scales
+    best = 37
+    # Without spread the best scale is taken exactly.
+    exact = _planted_losses(scales, best, 0.01, 0.0)
+    assert (
+        choose_prior_scale("cv", _Fit(clf), lambda s: exact, scales).scale
+        == (scales[best])
     )
-    assert chosen.scale == planted
-    flat = choose_prior_scale("cv", _Fit(clf), lambda s: np.zeros(len(s)), scales)
-    assert flat.scale == 1.0 and flat.posterior is clf.posterior_
+    # Spread 0.3 over 100 rows: standard error 0.03, so the walk stops at the
+    # last scale whose mean excess 0.01 k + 1e-3 k^2 <= 0.03, k = 2 (k = 3
+    # gives 0.039; an unpaired error, 0.03 plus the loss's own spread, or a
+    # walk in the wrong direction would give another index).
+    noisy = _planted_losses(scales, best, 0.01, 0.3)
+    chosen = choose_prior_scale("cv", _Fit(clf), lambda s: noisy, scales)
+    assert chosen.scale == scales[best - 2]
+    np.testing.assert_allclose(chosen.path["cv_standard_error"][: best - 1], 0.03)
+    # Weight 4 on every row counts as 400 rows: error 0.015, k = 1.
+    heavy = _planted_losses(scales, best, 0.01, 0.3, weight=4.0)
+    assert (
+        choose_prior_scale("cv", _Fit(clf), lambda s: heavy, scales).scale
+        == (scales[best - 1])
+    )
+    # A flat curve: ties go to the scale nearest 1 (and the walk moves on
+    # down, since every excess is 0 <= 0).
+    flat = HeldOutLosses(np.ones((10, len(scales))), np.ones(10))
+    flat_choice = choose_prior_scale("cv", _Fit(clf), lambda s: flat, scales)
+    assert flat_choice.scale == scales[0]
 
 
 def test_folds_follow_row_content_only():

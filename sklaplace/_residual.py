@@ -1,0 +1,116 @@
+"""Logit variance beyond the training data: a residual of dormant units.
+
+A tanh (or logistic) network saturates far from its data, so its logits and
+their Laplace variance ``J P^{-1} J'`` level off: the predictive stays as
+confident a long way out as on the data. Following Kristiadi, Hein and
+Hennig (2021, "An infinite-feature extension for Bayesian ReLU nets that
+fixes their asymptotic overconfidence"), each logit gets an extra term
+``g(x)`` made of infinitely many ReLU units of the input's radius that are
+*dormant on the training data*:
+
+``g(x) = integral over t > R of v_t max(0, r(x) - t) dt``, ``v_t`` white
+noise of intensity ``sigma^2``,
+
+with ``r(x)`` the distance of ``x`` from the centre of the training inputs
+(each feature standardised by its training spread) and ``R`` the largest
+``r`` of a training row. Every unit is zero on every training row, so the
+likelihood does not see them: the MAP is unchanged and their posterior is
+exactly their prior, whatever the approximation used for the network.
+Their variance is
+
+``Var g(x) = sigma^2 (r - R)^3 / 3 = tau^2 ((r - R) / R)^3`` for ``r > R``
+
+and 0 inside the data's envelope, so in-distribution predictions are
+untouched while the predictive tends to uniform far away. ``tau^2``, the
+residual's variance at twice the data's radius, is by default the spread
+(variance) of the MAP's logits over the training rows: at twice the data's
+radius the model is as unsure of a logit as that logit varies over the data.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["DataEnvelope", "data_envelope", "logit_spread", "residual_variance"]
+
+# The normalised distance is capped before it is cubed, so inputs at any
+# finite scale (1e300 included) give a finite variance.
+_MAX_DISTANCE = 1e50
+
+
+class DataEnvelope(NamedTuple):
+    """Where the training inputs lie.
+
+    Attributes
+    ----------
+    mean : ndarray of shape (n_features,)
+        Weighted mean of the training rows.
+    scale : ndarray of shape (n_features,)
+        Weighted standard deviation per feature; 0 for a feature constant on
+        the training rows (the network's posterior already covers those: the
+        weights they feed are known only through the prior).
+    radius : float
+        Largest standardised distance of a training row (of positive weight)
+        from ``mean``.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    radius: float
+
+    def distance(self, X):
+        """Standardised distance of each row of ``X`` from the training mean."""
+        inverse = np.divide(
+            1.0, self.scale, out=np.zeros_like(self.scale), where=self.scale > 0
+        )
+        with np.errstate(over="ignore"):
+            return np.linalg.norm((X - self.mean) * inverse, axis=1)
+
+
+def data_envelope(X, sample_weight):
+    """Return the :class:`DataEnvelope` of the rows of ``X`` of positive weight.
+
+    Weights count as repetitions (an integer weight equals repeated rows).
+    """
+    seen = sample_weight > 0
+    X, w = X[seen], sample_weight[seen]
+    mean = w @ X / np.sum(w)
+    scale = np.sqrt(w @ (X - mean) ** 2 / np.sum(w))
+    # A feature whose spread is round-off of its mean is constant.
+    scale = np.where(scale > 1e-12 * np.maximum(np.abs(mean), 1.0), scale, 0.0)
+    envelope = DataEnvelope(mean, scale, 0.0)
+    return envelope._replace(radius=float(np.max(envelope.distance(X))))
+
+
+def logit_spread(logits, sample_weight):
+    """Weighted variance of the MAP's logits over the training rows.
+
+    For K logits the softmax ignores a common shift, so each row's logits
+    are centred first and the per-class variances averaged.
+    """
+    if logits.shape[1] > 1:
+        logits = logits - logits.mean(axis=1, keepdims=True)
+    w = sample_weight / np.sum(sample_weight)
+    centred = logits - w @ logits
+    return float(np.mean(w @ centred**2))
+
+
+def residual_variance(envelope, tau2, X):
+    """``tau2 ((r - R) / R)^3`` beyond the envelope, 0 inside it.
+
+    Parameters
+    ----------
+    envelope : DataEnvelope
+    tau2 : float
+        The residual's variance at twice the data's radius.
+    X : ndarray of shape (n_samples, n_features)
+
+    Returns
+    -------
+    variance : ndarray of shape (n_samples,)
+        Added to the variance of every logit (independently per logit).
+    """
+    if tau2 == 0.0 or envelope.radius == 0.0:
+        return np.zeros(X.shape[0])
+    beyond = np.maximum(envelope.distance(X) / envelope.radius - 1.0, 0.0)
+    return tau2 * np.minimum(beyond, _MAX_DISTANCE) ** 3
