@@ -1,4 +1,4 @@
-"""Curvature of the negative log posterior: full GGN, full exact, diagonals.
+"""Curvature of the negative log posterior: full, diagonal, Kronecker-factored.
 
 Every routine returns the curvature of ``L(theta)`` (prior included) and
 accumulates over row chunks sized by the objective's memory budget, so that no
@@ -20,17 +20,22 @@ where ``M_ij = d2 Q / dz_i dz_j`` holds the second-order activation terms
 product over samples.
 """
 
+from typing import NamedTuple
+
 from sklaplace._backend import GramAccumulator, add_to_diagonal
+from sklaplace._memory import check_memory
 from sklaplace._network import backprop, jacobian_factor, with_ones
-from sklaplace._objective import check_memory
 
 __all__ = [
     "CURVATURES",
+    "FACTORED_CURVATURES",
+    "KroneckerFactors",
     "check_finite_curvature",
     "exact_diagonal",
     "exact_hessian",
     "ggn_diagonal",
     "ggn_hessian",
+    "kron_factors",
 ]
 
 
@@ -48,13 +53,14 @@ def _check_square(obj, what):
 
 
 def check_finite_curvature(xp, H):
-    """Raise ``ValueError`` if a curvature (matrix or diagonal) overflowed.
+    """Raise ``ValueError`` if a curvature (matrix, diagonal, factors) overflowed.
 
     With finite data and parameters the curvature is finite unless squared
     features or activations exceed the float range (about 1e154); nothing
     downstream (Cholesky, damping, jitter) can repair an ``inf`` or ``nan``.
     """
-    if not bool(xp.all(xp.isfinite(H))):
+    arrays = [*H.inputs, *H.outputs] if isinstance(H, KroneckerFactors) else [H]
+    if not all(bool(xp.all(xp.isfinite(a))) for a in arrays):
         raise ValueError(
             "The curvature of the log posterior is not finite (it overflowed): "
             "the features, or the network's activations, are too large for "
@@ -98,6 +104,64 @@ def ggn_hessian(obj, theta):
         F = jacobian_factor(xp, obj.layout, theta, fwd, factor)  # rows R_n J_n
         gram.add(xp.reshape(F, (-1, n_params)))  # += sum_n J_n' R_n' R_n J_n
     return add_to_diagonal(xp, gram.result(), obj.prior_precision)
+
+
+class KroneckerFactors(NamedTuple):
+    """Kronecker factors of the GGN's diagonal blocks, one pair per layer.
+
+    Layer ``i``'s block of ``sum_n J_n' Lambda_n J_n`` (over its augmented
+    weight ``[W_i; b_i]``, C order) is approximated by ``inputs[i] kron
+    outputs[i]`` (KFAC; Martens & Grosse 2015, Ritter et al. 2018):
+
+    * ``inputs[i] = sum_n s_n ahat_n ahat_n' / sum_n s_n``, ``ahat_n`` the
+      layer's input with a 1 appended (the bias is one more input row);
+    * ``outputs[i] = sum_n sum_r g_nr g_nr'``, ``g_nr`` the row ``r`` of
+      ``Lambda_n^{1/2}`` (which carries ``s_n``) backpropagated to the layer's
+      pre-activation: exact, no Monte Carlo.
+
+    With one sample, or when every sample has the same ``ahat ahat'`` (or
+    the same ``g g'``), the product is the exact block. The prior is not
+    included (the posterior adds it, see :mod:`sklaplace._kron`).
+    """
+
+    inputs: list
+    outputs: list
+
+
+def _kron_bytes_per_row(obj):
+    """Bytes of per-row intermediates of :func:`kron_factors`."""
+    sizes, n_outputs = obj.layout.layer_sizes, obj.layout.n_outputs
+    numbers = sum(s + 1 for s in sizes[:-1]) + n_outputs * (sum(sizes[1:]) + 1)
+    return 3 * _itemsize(obj) * numbers
+
+
+def kron_factors(obj, theta):
+    """KFAC factors of the GGN (prior excluded), accumulated over row chunks.
+
+    Costs one forward pass, one backward pass of ``n_outputs`` cotangents and
+    ``sum_n sum_i (fan_in_i + 1)^2 / 2 + n_outputs fan_out_i^2 / 2``
+    multiply-adds (symmetric rank-k updates); no ``n_params x n_params``
+    matrix.
+
+    Returns
+    -------
+    factors : KroneckerFactors
+    """
+    xp, layout = obj.xp, obj.layout
+    inputs = [GramAccumulator(xp, rows, theta.dtype) for rows, _ in layout.shapes]
+    outputs = [GramAccumulator(xp, cols, theta.dtype) for _, cols in layout.shapes]
+    for Xc, _, sc in obj.row_chunks(_kron_bytes_per_row(obj)):
+        fwd, factor = _factor_rows(obj, Xc, sc, theta)
+        deltas = backprop(xp, layout, theta, fwd, factor)  # rows g_nr per layer
+        root = xp.sqrt(sc)[:, None]
+        for i, (a, delta) in enumerate(zip(fwd.acts, deltas)):
+            inputs[i].add(with_ones(xp, a) * root)
+            outputs[i].add(xp.reshape(delta, (-1, delta.shape[-1])))
+    total = obj.gradient_scale
+    return KroneckerFactors(
+        [gram.result() / total for gram in inputs],
+        [gram.result() for gram in outputs],
+    )
 
 
 def _diagonal_blocks(xp, fwd, layer_diagonals):
@@ -380,3 +444,7 @@ CURVATURES = {
     ("ggn", "diag"): ggn_diagonal,
     ("exact", "diag"): exact_diagonal,
 }
+
+#: Curvatures in factored form (:class:`KroneckerFactors`), by ``(hessian,
+#: structure)``: KFAC exists for the GGN only.
+FACTORED_CURVATURES = {("ggn", "kron"): kron_factors}

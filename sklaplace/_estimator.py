@@ -28,6 +28,7 @@ from sklaplace._backend import (
 from sklaplace._evidence import log_marginal_likelihood
 from sklaplace._fitting import fit_network
 from sklaplace._likelihood import likelihood_for
+from sklaplace._memory import resolved_params
 from sklaplace._network import ParamLayout
 from sklaplace._predictive import (
     PREDICTIVES,
@@ -38,7 +39,6 @@ from sklaplace._predictive import (
 from sklaplace._prior import prior_precision_vector
 from sklaplace._solvers import SOLVERS
 from sklaplace._validation import (
-    check_dense_memory,
     check_finite_rows,
     hidden_sizes,
     validate_fit_data,
@@ -109,8 +109,19 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         (always positive definite) or the exact Hessian (falls back to the
         GGN with a :class:`~sklaplace.exceptions.LaplaceApproximationWarning`
         where it is not positive definite).
-    hessian_structure : {"full", "diag"}, default="full"
-        Full precision matrix, or its diagonal only.
+    hessian_structure : {"auto", "full", "kron", "diag"}, default="auto"
+        Structure of the posterior precision: the full matrix, Kronecker
+        factors per layer (KFAC of the GGN, with the prior added exactly; no
+        ``n_params x n_params`` matrix), or its diagonal only. ``"auto"``
+        is ``"full"`` while the full posterior's dense matrices take at most
+        1 GiB (about 4,700 parameters with ``prior_precision_scale="cv"``,
+        5,800 otherwise) and ``"kron"`` beyond; ``hessian_structure_`` says
+        which. ``"kron"`` uses the GGN whatever ``hessian`` says.
+    subset_of_weights : {"all", "last_layer"}, default="all"
+        Parameters with a posterior: all of them, or the last layer only
+        (the exact Laplace of the last layer given the MAP network's
+        features; the other layers stay at the MAP and carry no
+        uncertainty). ``hessian_structure`` applies to that subset.
     prior_precision_scale : float, "cv" or "evidence", default="cv"
         Scale ``c`` of the prior precision in the Laplace posterior, chosen
         after the MAP: the posterior precision is ``P_data + c A`` with
@@ -157,10 +168,11 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         ``coefs_[i]`` of shape ``(fan_in, fan_out)`` at the MAP.
     intercepts_ : list of ndarray
         ``intercepts_[i]`` of shape ``(fan_out,)`` at the MAP.
-    posterior_ : FullPosterior or DiagPosterior
+    posterior_ : FullPosterior, DiagPosterior, KronPosterior or LastLayerPosterior
         The Laplace posterior the predictions use, with precision ``P_data +
         prior_precision_scale_ * A`` (NumPy arrays): ``cholesky_factor`` of
-        the precision (full) or ``precision`` (diag).
+        the precision (full), ``precision`` (diag), one ``KronBlock`` per
+        layer (kron), or the last layer's posterior as ``inner`` (last layer).
     prior_precision_scale_ : float
         The scale ``c`` of the posterior's prior precision (see
         ``prior_precision_scale``).
@@ -170,6 +182,12 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         (log evidence at the fixed MAP), one value per scale; ``None`` for a
         fixed scale. Plot one against the other to see the trade-off. The
         evidence at any other prior is :meth:`log_marginal_likelihood`.
+    hessian_structure_ : str
+        The posterior structure used: ``hessian_structure``, or what
+        ``"auto"`` chose (``"full"`` or ``"kron"``).
+    subset_of_weights_ : str
+        ``subset_of_weights`` as used (``"all"`` for a network without
+        hidden layers, whose last layer is all of it).
     curvature_ : str
         Curvature actually used for the posterior (``"ggn"`` after a
         fallback from ``"exact"``).
@@ -270,7 +288,8 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         "bias_prior_precision": [Interval(Real, 0, None, closed="left"), "array-like"],
         "solver": [StrOptions(set(SOLVERS))],
         "hessian": [StrOptions({"ggn", "exact"})],
-        "hessian_structure": [StrOptions({"full", "diag"})],
+        "hessian_structure": [StrOptions({"auto", "full", "kron", "diag"})],
+        "subset_of_weights": [StrOptions({"all", "last_layer"})],
         "prior_precision_scale": [
             Interval(Real, 0, None, closed="neither"),
             StrOptions({"cv", "evidence"}),
@@ -294,7 +313,8 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         bias_prior_precision=1.0,
         solver="newton",
         hessian="ggn",
-        hessian_structure="full",
+        hessian_structure="auto",
+        subset_of_weights="all",
         prior_precision_scale="cv",
         link_approx="probit",
         n_mc_samples=1000,
@@ -312,6 +332,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         self.solver = solver
         self.hessian = hessian
         self.hessian_structure = hessian_structure
+        self.subset_of_weights = subset_of_weights
         self.prior_precision_scale = prior_precision_scale
         self.link_approx = link_approx
         self.n_mc_samples = n_mc_samples
@@ -389,14 +410,14 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
                 likelihood.n_outputs(classes.shape[0]),
             )
         )
-        check_dense_memory(layout, self.solver, self.hessian_structure)
+        params = resolved_params(self, layout)
         xp = resolve_backend(self.backend)
         rng = check_random_state(self.random_state)
         theta, fixed = self._initial_state(layout, classes, rng)
         theta = xp.asarray(theta)
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
         network = fit_network(  # (1)-(5)
-            self,
+            params,
             xp,
             layout,
             likelihood,
@@ -420,6 +441,8 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         self.posterior_ = network.prior_scale.posterior
         self.prior_precision_scale_ = network.prior_scale.scale
         self.prior_precision_scale_path_ = network.prior_scale.path
+        self.hessian_structure_ = params.hessian_structure
+        self.subset_of_weights_ = params.subset_of_weights
         self.curvature_ = fit.curvature
         self.posterior_jitter_ = fit.jitter
         self.prior_precision_ = to_numpy(fit.prior_precision).copy()

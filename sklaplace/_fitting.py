@@ -99,7 +99,11 @@ def fit_laplace(params, objective, theta):
         objective, theta, params.solver, params.tol, params.max_iter, params.verbose
     )
     posterior, curvature, jitter = laplace_posterior(
-        objective, result.theta, params.hessian, params.hessian_structure
+        objective,
+        result.theta,
+        params.hessian,
+        params.hessian_structure,
+        params.subset_of_weights,
     )
     return LaplaceFit(objective, result, posterior, curvature, jitter)
 
@@ -109,11 +113,13 @@ def fit_network(params, xp, layout, likelihood, data, theta, fixed, seed=0):
 
     Parameters
     ----------
-    params : LaplaceMLPClassifier
+    params : LaplaceMLPClassifier or namespace
         Read for its hyper-parameters only (``alpha``,
         ``bias_prior_precision``, ``activation``, ``solver``, ``tol``,
         ``max_iter``, ``verbose``, ``hessian``, ``hessian_structure``,
-        ``prior_precision_scale``, ``link_approx``, ``n_mc_samples``).
+        ``subset_of_weights``, ``prior_precision_scale``, ``link_approx``,
+        ``n_mc_samples``), with ``"auto"`` resolved
+        (:func:`~sklaplace._memory.resolved_params`).
     xp : module
         Array namespace to compute in.
     layout : ParamLayout

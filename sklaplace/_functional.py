@@ -25,8 +25,9 @@ from sklaplace._activations import ACTIVATIONS
 from sklaplace._backend import get_namespace, to_numpy
 from sklaplace._curvature import CURVATURES
 from sklaplace._likelihood import Bernoulli, Categorical
+from sklaplace._memory import DEFAULT_MEMORY_BUDGET
 from sklaplace._network import ParamLayout
-from sklaplace._objective import DEFAULT_MEMORY_BUDGET, NegLogPosterior
+from sklaplace._objective import NegLogPosterior
 from sklaplace._prior import prior_precision_vector
 
 __all__ = [

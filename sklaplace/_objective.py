@@ -10,60 +10,10 @@ so its Hessian is the posterior precision at a mode.
 
 from sklaplace._activations import SECOND_DERIVATIVES
 from sklaplace._backend import pin_to_identity
+from sklaplace._memory import DEFAULT_MEMORY_BUDGET, check_memory
 from sklaplace._network import backprop, forward, jvp, second_order_backprop, vjp
-from sklaplace.exceptions import MemoryLimitError
 
-__all__ = [
-    "DEFAULT_MEMORY_BUDGET",
-    "DENSE_MEMORY_LIMIT",
-    "NegLogPosterior",
-    "check_memory",
-]
-
-#: Bytes that one chunk of per-sample curvature intermediates may take.
-DEFAULT_MEMORY_BUDGET = 256 * 2**20
-
-#: Bytes that any ONE array may take: an ``n_params x n_params`` matrix (full
-#: GGN or exact Hessian, Newton's Hessian, full posterior) or the
-#: intermediates of a single row. 2 GiB is an ``n_params x n_params`` float64
-#: matrix for 16,384 parameters; a fit holds up to about five such matrices
-#: at once (Newton's exact Hessian), so the peak stays near 10 GiB. Larger
-#: requests raise :class:`~sklaplace.exceptions.MemoryLimitError` before
-#: allocating.
-DENSE_MEMORY_LIMIT = 2 * 2**30
-
-_MEMORY_ADVICE = (
-    "Use the diagonal curvature (hessian_structure='diag' with solver='lbfgs' "
-    "in LaplaceMLPClassifier, kind='diag' in log_posterior_hessian) or a "
-    "smaller network."
-)
-
-
-def _gib(n_bytes):
-    return f"{n_bytes / 2**30:.3g} GiB"
-
-
-def check_memory(n_bytes, what, advice=_MEMORY_ADVICE):
-    """Raise :class:`MemoryLimitError` if one array of ``n_bytes`` exceeds the limit.
-
-    Called before the allocation, so that a network too large for a dense
-    curvature fails at once with a message, not in NumPy or by swapping.
-
-    Parameters
-    ----------
-    n_bytes : int
-        Size of the array about to be allocated.
-    what : str
-        What the array is, for the message (e.g. "the 20000 x 20000 GGN").
-    advice : str, default=_MEMORY_ADVICE
-        What to change, appended to the message.
-    """
-    if n_bytes > DENSE_MEMORY_LIMIT:
-        raise MemoryLimitError(
-            f"{what} would take {_gib(n_bytes)}, more than the "
-            f"{_gib(DENSE_MEMORY_LIMIT)} sklaplace allows for one array "
-            f"(sklaplace._objective.DENSE_MEMORY_LIMIT). {advice}"
-        )
+__all__ = ["NegLogPosterior"]
 
 
 class NegLogPosterior:

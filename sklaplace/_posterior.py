@@ -1,10 +1,19 @@
-"""Laplace posteriors ``N(theta_map, P^{-1})``: full (Cholesky) and diagonal.
+"""Laplace posteriors ``N(theta_map, P^{-1})``: full, diagonal, Kronecker, last layer.
 
 A posterior knows only how to factor its precision ``P``, its log
 determinant, and the functional variance ``J P^{-1} J'`` of the logits
 (laplace-torch's split between curvature and posterior structure). Its
 arrays are NumPy, so a fitted estimator pickles and predicts anywhere; each
 method takes the namespace ``xp`` to compute in and moves them there.
+
+Every structure has one interface (``n_params``, ``log_det_precision``,
+``functional_variance(xp, J)`` with ``J`` over all ``n_params`` parameters,
+``with_prior_change(xp, delta)`` with one ``delta`` per parameter,
+``pivot_ratio``, ``covariance_diagonal``, ``sample``,
+``conditioned_on_zero``) and is chosen from :data:`POSTERIORS` by
+``(subset_of_weights, hessian_structure)``: :class:`FullPosterior`,
+:class:`DiagPosterior`, :class:`~sklaplace._kron.KronPosterior`, and
+:class:`~sklaplace._last_layer.LastLayerPosterior` around any of them.
 """
 
 import warnings
@@ -19,10 +28,23 @@ from sklaplace._backend import (
     solve_triangular,
     to_numpy,
 )
-from sklaplace._curvature import CURVATURES, check_finite_curvature
+from sklaplace._curvature import (
+    CURVATURES,
+    FACTORED_CURVATURES,
+    check_finite_curvature,
+)
+from sklaplace._kron import KronPosterior
+from sklaplace._last_layer import LastLayerPosterior, last_layer_objective
 from sklaplace.exceptions import LaplaceApproximationWarning
 
-__all__ = ["DiagPosterior", "FullPosterior", "POSTERIORS"]
+__all__ = [
+    "DiagPosterior",
+    "FullPosterior",
+    "KronPosterior",
+    "LastLayerPosterior",
+    "POSTERIORS",
+    "laplace_posterior",
+]
 
 # A pivot below this fraction of the precision's largest diagonal entry counts
 # as numerically singular: it is the first jitter tried when the Cholesky
@@ -51,6 +73,13 @@ class FullPosterior:
     def from_precision(cls, xp, precision):
         """Factor a precision matrix; raises :class:`NotPositiveDefiniteError`."""
         return cls(to_numpy(cholesky(xp, precision)))
+
+    @classmethod
+    def from_curvature(cls, objective, curvature):
+        """Posterior of ``objective`` with precision ``curvature`` (constrained)."""
+        return cls.from_precision(
+            objective.xp, objective.constrained_curvature(curvature)
+        )
 
     @property
     def n_params(self):
@@ -109,6 +138,14 @@ class FullPosterior:
         L_inv = solve_triangular(xp, L, xp.eye(L.shape[0], dtype=L.dtype), lower=True)
         return xp.sum(L_inv * L_inv, axis=0)
 
+    def sample(self, xp, n_samples, random_state):
+        """Draws of ``theta - theta_map``, shape (n_samples, n_params): ``L^{-T} z``."""
+        L = xp.asarray(self.cholesky_factor)
+        z = xp.asarray(random_state.standard_normal((self.n_params, n_samples)))
+        return xp.permute_dims(
+            solve_triangular(xp, L, z, lower=True, trans=True), (1, 0)
+        )
+
 
 class DiagPosterior:
     """Diagonal Laplace posterior: one precision per parameter.
@@ -123,6 +160,13 @@ class DiagPosterior:
 
     def __init__(self, precision):
         self.precision = precision
+
+    @classmethod
+    def from_curvature(cls, objective, curvature):
+        """Posterior of ``objective`` with precision ``curvature`` (constrained)."""
+        return cls.from_precision(
+            objective.xp, objective.constrained_curvature(curvature)
+        )
 
     @classmethod
     def from_precision(cls, xp, precision):
@@ -164,8 +208,15 @@ class DiagPosterior:
         """``1 / P_ii``."""
         return 1.0 / xp.asarray(self.precision)
 
+    def sample(self, xp, n_samples, random_state):
+        """Draws of ``theta - theta_map``, shape (n_samples, n_params)."""
+        z = xp.asarray(random_state.standard_normal((n_samples, self.n_params)))
+        return z / xp.sqrt(xp.asarray(self.precision))
 
-POSTERIORS = {"full": FullPosterior, "diag": DiagPosterior}
+
+#: Posterior class of each ``hessian_structure``; ``subset_of_weights=
+#: "last_layer"`` wraps it in :class:`LastLayerPosterior`.
+POSTERIORS = {"full": FullPosterior, "diag": DiagPosterior, "kron": KronPosterior}
 
 
 def _warn_if_near_singular(posterior):
@@ -200,54 +251,66 @@ def _jittered(xp, posterior_class, precision):
     )
 
 
-def laplace_posterior(objective, theta_map, hessian, structure):
+def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
     """Curvature at the MAP, factorised once, with documented fallbacks.
 
     1. The requested curvature (``"exact"`` or ``"ggn"``) in the requested
-       structure (``"full"`` or ``"diag"``) is factorised; a full one whose
-       smallest squared Cholesky pivot is below ``1e-10`` of its largest
-       diagonal entry (see ``FullPosterior.pivot_ratio``) is kept, with a
-       :class:`LaplaceApproximationWarning`.
+       structure (``"full"``, ``"diag"`` or ``"kron"``) is factorised; a
+       full one whose smallest squared Cholesky pivot is below ``1e-10`` of
+       its largest diagonal entry (see ``FullPosterior.pivot_ratio``) is
+       kept, with a :class:`LaplaceApproximationWarning`.
     2. If the exact Hessian is not positive definite there (the MAP found
        numerically need not be a strict minimum of a network's loss), a
        :class:`LaplaceApproximationWarning` is raised and the GGN is used.
+       The Kronecker factorisation exists for the GGN only: ``"exact"``
+       with ``"kron"`` uses the GGN, with the same warning.
     3. If the GGN itself is numerically singular (e.g. ``alpha=0`` with
        redundant units), a jitter ``delta * I`` is added, starting at
        ``1e-10`` of the largest diagonal entry and growing tenfold until the
-       factorisation succeeds, with a warning.
+       factorisation succeeds, with a warning (the Kronecker posterior adds
+       it to a layer's prior the same way).
+
+    With ``subset="last_layer"`` all this applies to the last layer on the
+    MAP's features (:func:`~sklaplace._last_layer.last_layer_objective`),
+    where the exact Hessian is the GGN, and the result is wrapped in a
+    :class:`LastLayerPosterior`.
 
     A curvature that is not finite (it overflowed) raises ``ValueError``.
 
     Returns
     -------
-    posterior : FullPosterior or DiagPosterior
+    posterior : FullPosterior, DiagPosterior, KronPosterior or LastLayerPosterior
     curvature : str
         The curvature actually used: ``"exact"`` or ``"ggn"``.
     jitter : float
         The jitter added (0.0 if none).
     """
+    if subset == "last_layer" and objective.layout.n_layers > 1:
+        sub, offset = last_layer_objective(objective, theta_map)
+        posterior, kind, jitter = laplace_posterior(
+            sub, theta_map[offset:], hessian, structure
+        )
+        other = to_numpy(objective.prior_precision[:offset])
+        return LastLayerPosterior(posterior, other), kind, jitter
     xp = objective.xp
     posterior_class = POSTERIORS[structure]
     kinds = ["exact", "ggn"] if hessian == "exact" else ["ggn"]
     for kind in kinds:
-        curvature = CURVATURES[kind, structure](objective, theta_map)
+        curvatures = {**CURVATURES, **FACTORED_CURVATURES}
+        if (kind, structure) not in curvatures:
+            _warn_exact_fallback(structure)
+            continue
+        curvature = curvatures[kind, structure](objective, theta_map)
         check_finite_curvature(xp, curvature)
-        precision = objective.constrained_curvature(curvature)
         try:
-            posterior = posterior_class.from_precision(xp, precision)
+            posterior = posterior_class.from_curvature(objective, curvature)
         except NotPositiveDefiniteError:
             if kind == "exact":
-                warnings.warn(
-                    "The exact Hessian is not positive definite at the MAP (the "
-                    "optimiser stopped where the loss is not locally convex); the "
-                    "posterior uses the generalised Gauss-Newton matrix instead "
-                    "(curvature_='ggn'). Tighter tol or hessian='ggn' avoids this.",
-                    LaplaceApproximationWarning,
-                    stacklevel=3,
-                )
+                _warn_exact_fallback(structure)
             continue
         _warn_if_near_singular(posterior)
-        return posterior, kind, 0.0
+        return posterior, kind, getattr(posterior, "jitter", 0.0)
+    precision = objective.constrained_curvature(curvature)
     posterior, jitter = _jittered(xp, posterior_class, precision)
     warnings.warn(
         "The posterior precision is numerically singular; added a jitter of "
@@ -258,3 +321,19 @@ def laplace_posterior(objective, theta_map, hessian, structure):
         stacklevel=3,
     )
     return posterior, "ggn", jitter
+
+
+def _warn_exact_fallback(structure):
+    reason = (
+        "the Kronecker factorisation exists for the GGN only"
+        if structure == "kron"
+        else "the exact Hessian is not positive definite at the MAP (the "
+        "optimiser stopped where the loss is not locally convex)"
+    )
+    warnings.warn(
+        f"{reason[0].upper()}{reason[1:]}; the posterior uses the generalised "
+        "Gauss-Newton matrix instead (curvature_='ggn'). Tighter tol or "
+        "hessian='ggn' avoids this.",
+        LaplaceApproximationWarning,
+        stacklevel=4,
+    )

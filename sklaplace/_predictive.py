@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
+from sklaplace._memory import DEFAULT_MEMORY_BUDGET, check_memory
 from sklaplace._network import forward, jacobian_factor
-from sklaplace._objective import DEFAULT_MEMORY_BUDGET, check_memory
 
 __all__ = [
     "PREDICTIVES",

@@ -67,6 +67,13 @@ def _check(estimator, method):
     check_is_fitted(estimator)
     if method not in PRUNING_METHODS:
         raise ValueError(f"method must be one of {PRUNING_METHODS}, got {method!r}.")
+    if estimator.posterior_.structure not in ("full", "diag"):
+        raise ValueError(
+            "Pruning needs the posterior of every parameter, full or diagonal: "
+            "it supports hessian_structure='full' or 'diag' with "
+            "subset_of_weights='all', not this estimator's "
+            f"{estimator.posterior_.structure!r} posterior."
+        )
 
 
 def saliencies(estimator, *, method="obs"):

@@ -9,7 +9,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from sklaplace._backend import to_numpy
-from sklaplace._objective import check_memory
+from sklaplace._memory import check_memory
 
 __all__ = [
     "check_dense_memory",

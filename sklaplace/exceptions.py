@@ -28,7 +28,7 @@ class MemoryLimitError(MemoryError):
 
     Raised *before* allocating an ``n_params x n_params`` matrix (the full
     GGN or exact Hessian, Newton's Hessian, the full posterior) or a
-    per-row block larger than ``sklaplace._objective.DENSE_MEMORY_LIMIT``
+    per-row block larger than ``sklaplace._memory.DENSE_MEMORY_LIMIT``
     bytes, instead of a ``MemoryError`` from NumPy or swapping. It is a
     :class:`MemoryError`, so code that handles NumPy's allocation failures
     handles it too. The message names the size and what to change.

@@ -1,6 +1,7 @@
 """Reliability, memory: refuse a dense matrix over the limit before allocating it.
 
-The limit is one constant, ``sklaplace._objective.DENSE_MEMORY_LIMIT``; the
+The limits live in one module, ``sklaplace._memory`` (``DENSE_MEMORY_LIMIT``
+for one array, ``FIT_MEMORY_LIMIT`` for a whole fit's dense matrices); the
 tests lower it, or use a network whose ``n_params x n_params`` matrix would be
 over 3 GiB, and check with ``tracemalloc`` that nothing large was allocated.
 """
@@ -13,7 +14,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 import sklaplace._fitting as fitting_module
-import sklaplace._objective as objective_module
+import sklaplace._memory as memory_module
 import sklaplace._predictive as predictive_module
 from sklaplace import LaplaceMLPClassifier, log_posterior_hessian
 from sklaplace._curvature import exact_hessian, ggn_diagonal, ggn_hessian
@@ -30,10 +31,10 @@ N_WIDE = 20201
 
 
 def test_the_limit_is_the_documented_one():
-    assert objective_module.DENSE_MEMORY_LIMIT == 2 * 2**30
+    assert memory_module.DENSE_MEMORY_LIMIT == 2 * 2**30
     assert "2 GiB" in LaplaceMLPClassifier.__doc__
     assert "16,384 parameters" in LaplaceMLPClassifier.__doc__
-    assert 8 * 16384**2 == objective_module.DENSE_MEMORY_LIMIT
+    assert 8 * 16384**2 == memory_module.DENSE_MEMORY_LIMIT
     assert issubclass(MemoryLimitError, MemoryError)
 
 
@@ -65,7 +66,8 @@ def test_too_large_a_network_is_refused_before_any_allocation(
     assert f"{N_WIDE} x {N_WIDE}" in message
     assert "3.04 GiB" in message and "2 GiB" in message
     assert culprits in message
-    assert "hessian_structure='diag'" in message and "solver='lbfgs'" in message
+    assert "hessian_structure='kron' or 'diag'" in message
+    assert "solver='lbfgs'" in message
     assert "smaller network" in message
     assert not hasattr(clf, "n_features_in_")  # the failed fit left nothing
 
@@ -86,7 +88,7 @@ def test_diag_lbfgs_fits_the_network_the_guard_refuses():
 @pytest.fixture
 def tiny_limit(monkeypatch):
     """A 1 KiB limit: a 16-parameter network's 16 x 16 matrix (2 KiB) is over."""
-    monkeypatch.setattr(objective_module, "DENSE_MEMORY_LIMIT", 1024)
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 1024)
 
 
 def test_a_lowered_limit_applies_everywhere(tiny_limit):

@@ -1,0 +1,388 @@
+"""Kronecker-factored (KFAC) Laplace posterior, DESIGN.md section 5b.
+
+The precision is block diagonal over layers. Layer ``l``'s block, over its
+augmented weight ``[W_l; b_l]`` of shape ``(r, c) = (fan_in + 1, fan_out)``
+raveled in C order, is
+
+    P_l = A kron G + D kron I,
+
+with ``A`` and ``G`` the KFAC factors of the GGN
+(:func:`~sklaplace._curvature.kron_factors`) and ``D = diag(d)`` the prior:
+``d`` holds ``alpha_l`` on the ``fan_in`` weight rows and the bias precision
+on the last (bias) row. The prior is diagonal but, in general, not a
+multiple of the identity (the bias precision differs from ``alpha_l``); it
+is still added EXACTLY, by simultaneous diagonalisation of ``A`` and ``D``:
+with ``B = A + D = L L'``, ``L^{-1} A L^{-T} = U diag(mu) U'`` and ``S =
+L^{-T} U``, ``S' A S = diag(mu)`` and ``S' D S = diag(rho)``
+(``rho = 1 - mu``); with ``G = V diag(m) V'``,
+
+    P_l = T (diag(mu) kron diag(m) + diag(rho) kron I) T',  T = S^{-T} kron V.
+
+So ``log det P_l = sum_ij log E_ij + c log det B`` with ``E_ij = mu_i m_j +
+rho_i``, ``P_l^{-1} = (S kron V) diag(1/E) (S kron V)'``, and a prior scaled
+by ``kappa`` (``D -> kappa D``, the post-hoc prior scale) only changes
+``E_ij = mu_i m_j + kappa rho_i``: no new decomposition. (When ``D`` is
+``alpha I`` this is the familiar ``(Q_A kron Q_G)(L_A kron L_G + alpha)``.)
+A prior that is not constant along each input row (one ``alpha`` per
+parameter) is replaced by its row means, with a warning.
+
+A direction with neither data nor prior (a softmax's common shift of the
+output biases under a flat bias prior) gets ``E_ij = 1``, as the full
+posterior adds ``u u'`` there; predictions do not depend on it.
+
+Every array is NumPy (the factors are small: ``r^2 + c^2`` numbers per
+layer), so a fitted estimator pickles anywhere; methods compute in ``xp``.
+"""
+
+import warnings
+import weakref
+
+import numpy as np
+import scipy.linalg
+
+from sklaplace._backend import NotPositiveDefiniteError, to_numpy
+from sklaplace.exceptions import LaplaceApproximationWarning
+
+__all__ = ["KronBlock", "KronPosterior"]
+
+# Relative size below which an eigenvalue of G (or a prior weight rho) is a
+# zero of round-off: where both vanish the direction is flat (module docstring).
+_FLAT_RTOL = 1e-12
+# Jitter of B = A + D, relative to its largest diagonal entry, tried first
+# when B is singular (no prior on a layer whose inputs are collinear); it
+# grows tenfold up to 30 times and counts as prior (``jitter``).
+_JITTER_RTOL = 1e-10
+
+
+def _row_prior(prior, shape):
+    """Per-input-row prior ``d`` of a block and whether it was constant by row."""
+    rows = np.reshape(prior, shape)
+    d = rows.mean(axis=1)
+    spread = np.max(np.abs(rows - d[:, None])) if rows.size else 0.0
+    return d, bool(spread <= 1e-12 * max(np.max(np.abs(rows)), 1e-300))
+
+
+def _cholesky_with_jitter(B):
+    """Cholesky of ``B``, adding the smallest tenfold jitter that works."""
+    jitter = 0.0
+    scale = max(float(np.max(np.diag(B))), np.finfo(np.float64).tiny)
+    for _ in range(30):
+        try:
+            return np.linalg.cholesky(B + jitter * np.eye(B.shape[0])), jitter
+        except np.linalg.LinAlgError:
+            jitter = _JITTER_RTOL * scale if jitter == 0.0 else 10.0 * jitter
+    raise NotPositiveDefiniteError(
+        "A Kronecker factor plus its prior is not positive definite even with a "
+        f"jitter of {jitter / 10.0:.3g}."
+    )
+
+
+class KronBlock:
+    """One layer's block ``A kron G + diag(d) kron I`` in its eigenbasis.
+
+    Parameters
+    ----------
+    inputs : ndarray of shape (r, r)
+        ``A``.
+    outputs : ndarray of shape (c, c)
+        ``G``.
+    row_prior : ndarray of shape (r,)
+        ``d``.
+
+    Attributes
+    ----------
+    S, mu, rho : ndarrays of shape (r, r), (r,), (r,)
+        Simultaneous diagonalisation of ``A`` and ``diag(d)`` (module
+        docstring).
+    V, m : ndarrays of shape (c, c), (c,)
+        Eigendecomposition of ``G``.
+    log_det_B : float
+        ``log det (A + diag(d))``.
+    jitter : float
+        Added to ``d`` where ``A + diag(d)`` was singular (0.0 otherwise).
+    kappa : float
+        Scale of the prior relative to ``d`` (1 at construction).
+    """
+
+    def __init__(self, inputs, outputs, row_prior):
+        self.inputs, self.outputs = inputs, outputs
+        m, self.V = np.linalg.eigh(outputs)
+        self.m = np.maximum(m, 0.0)
+        L, self.jitter = _cholesky_with_jitter(inputs + np.diag(row_prior))
+        self.row_prior = row_prior + self.jitter
+        half = scipy.linalg.solve_triangular(L, inputs, lower=True)
+        C = scipy.linalg.solve_triangular(L, half.T, lower=True)  # L^-1 A L^-T
+        mu, U = np.linalg.eigh(0.5 * (C + C.T))
+        self.mu = np.clip(mu, 0.0, None)
+        self.S = scipy.linalg.solve_triangular(L, U, lower=True, trans=1)
+        self.rho = (self.S * self.S).T @ self.row_prior  # diag(S' D S)
+        self.log_det_B = 2.0 * float(np.sum(np.log(np.diag(L))))
+        self.kappa = 1.0
+        self._cache = None
+
+    @property
+    def shape(self):
+        """``(r, c)``: the augmented weight's shape."""
+        return (self.S.shape[0], self.V.shape[0])
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cache"] = None  # a weak reference does not pickle
+        return state
+
+    def scaled(self, kappa):
+        """Return this block with the prior ``kappa * d`` (same eigenbasis)."""
+        new = object.__new__(KronBlock)
+        new.__dict__.update(self.__dict__)
+        new.kappa, new._cache = float(kappa), None
+        return new
+
+    def eigenvalues(self):
+        """``E_ij = mu_i m_j + kappa rho_i``, shape (r, c); 1 on flat directions."""
+        E = self.mu[:, None] * self.m[None, :] + self.kappa * self.rho[:, None]
+        no_prior = self.rho <= _FLAT_RTOL * max(float(np.max(self.rho)), 0.0)
+        no_data = self.m <= _FLAT_RTOL * max(float(np.max(self.m)), 0.0)
+        flat = no_prior[:, None] & no_data[None, :]
+        return np.where(flat, 1.0, E)
+
+    def log_det(self):
+        """``log det P_l`` (see the module docstring)."""
+        E = self.eigenvalues()
+        if not np.all(E > 0):
+            raise NotPositiveDefiniteError(
+                "A Kronecker block is not positive definite."
+            )
+        c = self.shape[1]
+        # T = S^{-T} kron V: det(T T') = det(B)^c det(V V')^r = det(B)^c; the
+        # prior scale kappa multiplies D (not B), so it enters E only.
+        return float(np.sum(np.log(E))) + c * self.log_det_B
+
+    def _transformed(self, xp, Jb):
+        """``(S kron V)' J`` per output row, as ``(a_t, d_t)`` or a dense array.
+
+        A Jacobian block of the network is an outer product per sample and
+        output, ``ahat_n kron delta_nk`` (its bias row is ``delta_nk``
+        itself); then ``(S kron V)' J = (S' ahat) kron (V' delta)`` costs
+        ``O(r^2 + K c^2)`` per sample. Any other ``J`` is transformed densely.
+        """
+        S, V = xp.asarray(self.S), xp.asarray(self.V)
+        delta = Jb[:, :, -1, :]  # bias row: ahat = 1
+        norm = xp.sum(delta * delta, axis=(1, 2))
+        a = xp.sum(Jb * delta[:, :, None, :], axis=(1, 3))
+        positive = norm > 0
+        a = a / xp.where(positive, norm, xp.ones_like(norm))[:, None]
+        misfit = xp.max(xp.abs(Jb - a[:, None, :, None] * delta[:, :, None, :]))
+        scale = xp.max(xp.abs(Jb)) if Jb.size else 0.0
+        if float(misfit) <= 1e-12 * float(scale):
+            return (a @ S, delta @ V)
+        return (xp.permute_dims(S, (1, 0)) @ Jb) @ V
+
+    def _cached_transform(self, xp, J, Jb):
+        """:meth:`_transformed`, reused while ``J`` is the same array.
+
+        The prior scale's search evaluates ``J P(c)^{-1} J'`` for many ``c``
+        on the same ``J``; the scaled blocks share the eigenbasis and this
+        cache (a weak reference to ``J``: nothing is kept alive).
+        """
+        cache = self._cache
+        if cache is not None and cache[0]() is J:
+            return cache[1]
+        value = self._transformed(xp, Jb)
+        try:
+            self._cache = (weakref.ref(J), value)
+        except TypeError:  # a namespace whose arrays take no weak reference
+            pass
+        return value
+
+    def functional_variance(self, xp, J, Jb):
+        """``J_l P_l^{-1} J_l'`` for a block ``Jb`` of shape (n, K, r, c)."""
+        inverse = xp.asarray(1.0 / self.eigenvalues())
+        value = self._cached_transform(xp, J, Jb)
+        if isinstance(value, tuple):
+            a_t, d_t = value
+            weights = (a_t * a_t) @ inverse  # (n, c)
+            return (d_t * weights[:, None, :]) @ xp.permute_dims(d_t, (0, 2, 1))
+        n, K = Jb.shape[:2]
+        scaled = xp.reshape(value * xp.sqrt(inverse), (n, K, -1))
+        return scaled @ xp.permute_dims(scaled, (0, 2, 1))
+
+    def solve(self, xp, Bm):
+        """``P_l^{-1} b`` for ``b`` reshaped to ``Bm`` of shape (..., r, c)."""
+        S, V = xp.asarray(self.S), xp.asarray(self.V)
+        inner = (xp.permute_dims(S, (1, 0)) @ Bm @ V) / xp.asarray(self.eigenvalues())
+        return S @ inner @ xp.permute_dims(V, (1, 0))
+
+    def covariance_diagonal(self, xp):
+        """``diag(P_l^{-1})`` as (r, c): ``(S * S) (1/E) (V * V)'``."""
+        S, V = xp.asarray(self.S), xp.asarray(self.V)
+        inverse = xp.asarray(1.0 / self.eigenvalues())
+        return (S * S) @ inverse @ xp.permute_dims(V * V, (1, 0))
+
+
+class KronPosterior:
+    """Kronecker-factored Laplace posterior: one :class:`KronBlock` per layer.
+
+    Same interface as :class:`~sklaplace._posterior.FullPosterior`; no
+    ``n_params x n_params`` matrix is ever formed.
+
+    Parameters
+    ----------
+    blocks : list of KronBlock
+        In the order of the layers (and of ``theta``).
+    prior_precision : ndarray of shape (n_params,)
+        The prior the blocks hold (per parameter, NumPy).
+    """
+
+    structure = "kron"
+
+    def __init__(self, blocks, prior_precision):
+        self.blocks = blocks
+        self.prior_precision = prior_precision
+
+    @classmethod
+    def from_curvature(cls, objective, factors):
+        """Posterior of ``objective`` from its KFAC factors and its prior."""
+        return cls.from_factors(factors, objective.prior_precision)
+
+    @classmethod
+    def from_factors(cls, factors, prior_precision):
+        """Build from :class:`~sklaplace._curvature.KroneckerFactors` and ``A``."""
+        prior = to_numpy(prior_precision).astype(np.float64)
+        inputs = [to_numpy(A) for A in factors.inputs]
+        outputs = [to_numpy(G) for G in factors.outputs]
+        return cls(_blocks(inputs, outputs, prior), prior)
+
+    @property
+    def n_params(self):
+        """Dimension of the posterior."""
+        return sum(r * c for r, c in (b.shape for b in self.blocks))
+
+    @property
+    def jitter(self):
+        """Largest jitter a block's ``A + D`` needed (0.0 if none)."""
+        return max(b.jitter for b in self.blocks)
+
+    def _slices(self):
+        start = 0
+        for block in self.blocks:
+            r, c = block.shape
+            yield block, slice(start, start + r * c)
+            start += r * c
+
+    def log_det_precision(self):
+        """``log det P``: the sum over the layers' blocks."""
+        return float(sum(b.log_det() for b in self.blocks))
+
+    def functional_variance(self, xp, J):
+        """``J_n P^{-1} J_n'`` per sample, shape (n_samples, n_outputs, n_outputs).
+
+        ``J`` has shape (n_samples, n_outputs, n_params); each layer's columns
+        are transformed to its eigenbasis (see :meth:`KronBlock._transformed`).
+        """
+        n, K = J.shape[:2]
+        total = xp.zeros((n, K, K), dtype=J.dtype)
+        for block, part in self._slices():
+            Jb = xp.reshape(J[:, :, part], (n, K, *block.shape))
+            total = total + block.functional_variance(xp, J, Jb)
+        return total
+
+    def solve(self, xp, b):
+        """``P^{-1} b`` for ``b`` of shape (n_params,)."""
+        parts = []
+        for block, part in self._slices():
+            x = block.solve(xp, xp.reshape(b[part], block.shape))
+            parts.append(xp.reshape(x, (-1,)))
+        return xp.concat(parts)
+
+    def covariance_diagonal(self, xp):
+        """``diag(P^{-1})``, shape (n_params,)."""
+        return xp.concat(
+            [xp.reshape(b.covariance_diagonal(xp), (-1,)) for b in self.blocks]
+        )
+
+    def sample(self, xp, n_samples, random_state):
+        """Draws of ``theta - theta_map``, shape (n_samples, n_params).
+
+        ``x = (S kron V) E^{-1/2} z`` with ``z`` standard normal, i.e.
+        ``S (Z / sqrt(E)) V'`` per layer; ``random_state`` is a NumPy
+        ``RandomState``.
+        """
+        parts = []
+        for block in self.blocks:
+            r, c = block.shape
+            z = xp.asarray(random_state.standard_normal((n_samples, r, c)))
+            scaled = z / xp.asarray(np.sqrt(block.eigenvalues()))
+            x = (
+                xp.asarray(block.S)
+                @ scaled
+                @ xp.permute_dims(xp.asarray(block.V), (1, 0))
+            )
+            parts.append(xp.reshape(x, (n_samples, -1)))
+        return xp.concat(parts, axis=1)
+
+    def with_prior_change(self, xp, delta):
+        """Posterior with prior ``A + diag(delta)`` (same data).
+
+        A block whose new prior is a multiple of its old one keeps its
+        eigenbasis (``O(r c)``); any other change decomposes the block anew
+        (``O(r^3 + c^3)``). Raises :class:`NotPositiveDefiniteError` if the
+        new precision is not positive definite.
+        """
+        prior = self.prior_precision + to_numpy(delta)
+        blocks = []
+        for block, part in self._slices():
+            d, _ = _row_prior(prior[part], block.shape)
+            base = block.row_prior - block.jitter
+            kappa = float(d @ base / (base @ base)) if np.any(base) else 0.0
+            if np.allclose(d, kappa * base, rtol=1e-12, atol=0.0) and (
+                kappa > 0 or not np.any(d)
+            ):
+                new = block.scaled(kappa if np.any(base) else 1.0)
+            else:
+                new = KronBlock(block.inputs, block.outputs, d)
+            if not np.all(new.eigenvalues() > 0):
+                raise NotPositiveDefiniteError(
+                    "The Kronecker-factored precision is not positive definite."
+                )
+            blocks.append(new)
+        return KronPosterior(blocks, prior)
+
+    def pivot_ratio(self):
+        """Smallest over largest eigenvalue ``E`` within a block, over the blocks.
+
+        The analogue of the full posterior's pivot ratio in the eigenbasis
+        (the conditioning of ``B = A + D`` aside).
+        """
+        ratios = []
+        for block in self.blocks:
+            E = block.eigenvalues()
+            ratios.append(float(np.min(E) / np.max(E)))
+        return min(ratios)
+
+    def conditioned_on_zero(self, fixed):
+        """Not available: fixing parameters breaks the Kronecker structure."""
+        raise ValueError(
+            "A Kronecker-factored posterior cannot be conditioned on pruned "
+            "weights; prune supports hessian_structure='full' or 'diag' with "
+            "subset_of_weights='all'."
+        )
+
+
+def _blocks(inputs, outputs, prior):
+    """One :class:`KronBlock` per layer, warning if a prior is not row-constant."""
+    blocks, start, approximated = [], 0, False
+    for A, G in zip(inputs, outputs):
+        r, c = A.shape[0], G.shape[0]
+        d, exact = _row_prior(prior[start : start + r * c], (r, c))
+        approximated |= not exact
+        blocks.append(KronBlock(A, G, d))
+        start += r * c
+    if approximated:
+        warnings.warn(
+            "The Kronecker-factored posterior adds the prior per input row of "
+            "each layer; a prior precision that varies across a row's outputs "
+            "(alpha given per parameter) is replaced by its row means.",
+            LaplaceApproximationWarning,
+            stacklevel=4,
+        )
+    return blocks

@@ -1,0 +1,200 @@
+"""Memory policy, in one place: byte counts, budgets and the dense limits.
+
+Three numbers bound what a fit may allocate, each checked *before* the
+allocation so that a network too large fails at once with a message that
+names the size and what to change (:class:`MemoryLimitError`), not in NumPy
+or by swapping:
+
+* ``DEFAULT_MEMORY_BUDGET``: one chunk of per-sample intermediates (Jacobian
+  rows, curvature blocks, Monte Carlo draws); rows are processed in chunks
+  that fit it.
+* ``DENSE_MEMORY_LIMIT``: any ONE array, notably an ``n_params x n_params``
+  matrix (2 GiB: 16,384 parameters in float64).
+* ``FIT_MEMORY_LIMIT``: all the ``n_params x n_params`` matrices a fit holds
+  at once. :func:`dense_matrices_at_peak` counts them for a solver, a
+  posterior structure and a prior-scale setting (the counts were measured
+  with ``tracemalloc``; ``tests/test_kron.py`` checks them on a small case).
+
+``hessian_structure="auto"`` resolves by :func:`resolve_structure`: ``"full"``
+while the dense matrices of the whole fit take at most ``AUTO_FULL_BUDGET``,
+``"kron"`` beyond (its factors take ``sum_l (fan_in_l + 1)^2 + fan_out_l^2``
+numbers, no ``n_params x n_params`` matrix).
+"""
+
+from types import SimpleNamespace
+
+from sklaplace.exceptions import MemoryLimitError
+
+__all__ = [
+    "AUTO_FULL_BUDGET",
+    "DEFAULT_MEMORY_BUDGET",
+    "DENSE_MEMORY_LIMIT",
+    "FIT_MEMORY_LIMIT",
+    "check_fit_memory",
+    "check_memory",
+    "dense_matrices_at_peak",
+    "resolve_structure",
+    "resolved_params",
+]
+
+#: Bytes that one chunk of per-sample intermediates may take.
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+
+#: Bytes that any ONE array may take: an ``n_params x n_params`` float64
+#: matrix for 16,384 parameters, or the intermediates of a single row.
+DENSE_MEMORY_LIMIT = 2 * 2**30
+
+#: Bytes that all the ``n_params x n_params`` matrices of one fit may take
+#: together (see :func:`dense_matrices_at_peak`).
+FIT_MEMORY_LIMIT = 10 * 2**30
+
+#: ``hessian_structure="auto"`` is ``"full"`` while the fit's dense matrices
+#: take at most this (about 4,000 to 5,800 parameters), ``"kron"`` beyond:
+#: past it the dense GGN, its Cholesky factor and the prior scale's
+#: eigendecomposition (``O(n_params^3)``) dominate the fit's time.
+AUTO_FULL_BUDGET = 2**30
+
+#: ``n_params x n_params`` matrices each solver holds at once: Newton's exact
+#: Hessian (its terms are built in blocks of about its own size), ``H + mu I``
+#: and its Cholesky factor; the first-order and Hessian-free solvers none.
+SOLVER_DENSE_MATRICES = {"newton": 5}
+
+#: ... and each posterior structure, while it is built (the curvature, its
+#: constrained copy and the factor: about 2 for one logit, 4 for K logits)
+#: and while the prior scale is chosen (the factor, ``P`` and the
+#: eigendecomposition of the whitened ``P``).
+POSTERIOR_DENSE_MATRICES = {"full": 4}
+
+#: Held across the held-out refits of ``prior_precision_scale="cv"``: the
+#: full-data posterior and the previous fold's.
+CV_HELD_DENSE_MATRICES = {"full": 2}
+
+_MEMORY_ADVICE = (
+    "Use hessian_structure='kron' or 'diag' with solver='lbfgs' in "
+    "LaplaceMLPClassifier (kind='diag' in log_posterior_hessian), or a smaller "
+    "network."
+)
+
+
+def _gib(n_bytes):
+    return f"{n_bytes / 2**30:.3g} GiB"
+
+
+def check_memory(n_bytes, what, advice=_MEMORY_ADVICE):
+    """Raise :class:`MemoryLimitError` if one array of ``n_bytes`` exceeds the limit.
+
+    Parameters
+    ----------
+    n_bytes : int
+        Size of the array about to be allocated.
+    what : str
+        What the array is, for the message (e.g. "the 20000 x 20000 GGN").
+    advice : str, default=_MEMORY_ADVICE
+        What to change, appended to the message.
+    """
+    if n_bytes > DENSE_MEMORY_LIMIT:
+        raise MemoryLimitError(
+            f"{what} would take {_gib(n_bytes)}, more than the "
+            f"{_gib(DENSE_MEMORY_LIMIT)} sklaplace allows for one array "
+            f"(sklaplace._memory.DENSE_MEMORY_LIMIT). {advice}"
+        )
+
+
+def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0):
+    """Most ``n_params x n_params`` matrices a fit holds at once.
+
+    Parameters
+    ----------
+    solver : str
+        The MAP solver actually used.
+    structure : {"full", "kron", "diag"}
+        The posterior structure actually used (of all the parameters; a
+        last-layer posterior holds no ``n_params x n_params`` matrix).
+    prior_precision_scale : float or str, default=1.0
+        ``"cv"`` refits on folds while the full-data posterior is held.
+
+    Returns
+    -------
+    count : int
+    """
+    solving = SOLVER_DENSE_MATRICES.get(solver, 0)
+    count = max(solving, POSTERIOR_DENSE_MATRICES.get(structure, 0))
+    if prior_precision_scale == "cv":
+        count += CV_HELD_DENSE_MATRICES.get(structure, 0)
+    return count
+
+
+def _culprits(solver, structure):
+    needs = []
+    if SOLVER_DENSE_MATRICES.get(solver, 0):
+        needs.append(f"solver={solver!r}")
+    if POSTERIOR_DENSE_MATRICES.get(structure, 0):
+        needs.append(f"hessian_structure={structure!r}")
+    return " and ".join(needs)
+
+
+def check_fit_memory(n_params, solver, structure, prior_precision_scale=1.0):
+    """Refuse, before any work, a fit whose dense matrices exceed the limits.
+
+    One ``n_params x n_params`` float64 matrix must fit ``DENSE_MEMORY_LIMIT``
+    and all those the fit holds at once (:func:`dense_matrices_at_peak`)
+    ``FIT_MEMORY_LIMIT``.
+    """
+    count = dense_matrices_at_peak(solver, structure, prior_precision_scale)
+    if count == 0:
+        return
+    one = 8 * n_params * n_params
+    n = n_params
+    advice = (
+        "Use hessian_structure='kron' or 'diag' and solver='lbfgs' (no "
+        "n_params x n_params matrix), or a smaller network (fewer hidden units "
+        "or input features)."
+    )
+    what = (
+        f"The {n} x {n} float64 matrices that {_culprits(solver, structure)} "
+        f"need for this network ({n} parameters)"
+    )
+    check_memory(one, what, advice)
+    if count * one > FIT_MEMORY_LIMIT:
+        raise MemoryLimitError(
+            f"{what}: about {count} at once, {_gib(count * one)}, more than the "
+            f"{_gib(FIT_MEMORY_LIMIT)} sklaplace allows for one fit "
+            f"(sklaplace._memory.FIT_MEMORY_LIMIT). {advice}"
+        )
+
+
+def resolve_structure(hessian_structure, n_params, prior_precision_scale):
+    """Return the structure ``"auto"`` stands for (others as they are).
+
+    ``"full"`` while the dense matrices of the full posterior (built, and
+    while the prior scale is chosen: :func:`dense_matrices_at_peak` without a
+    dense solver) take at most ``AUTO_FULL_BUDGET`` bytes, ``"kron"`` beyond.
+    The solver does not enter: a dense one is checked on its own by
+    :func:`check_fit_memory`.
+    """
+    if hessian_structure != "auto":
+        return hessian_structure
+    count = dense_matrices_at_peak(None, "full", prior_precision_scale)
+    return "full" if count * 8 * n_params**2 <= AUTO_FULL_BUDGET else "kron"
+
+
+def resolved_params(estimator, layout):
+    """Return the hyper-parameters with ``"auto"`` resolved, once checked.
+
+    Returns a namespace with the estimator's parameters in which
+    ``hessian_structure`` is the structure used (:func:`resolve_structure`)
+    and ``subset_of_weights`` is ``"all"`` for a network without hidden
+    layers (its last layer is all of it), after :func:`check_fit_memory` has
+    accepted the fit. A last-layer posterior holds no ``n_params x
+    n_params`` matrix.
+    """
+    params = SimpleNamespace(**estimator.get_params(deep=False))
+    scale = params.prior_precision_scale
+    params.hessian_structure = resolve_structure(
+        params.hessian_structure, layout.n_params, scale
+    )
+    if layout.n_layers == 1:
+        params.subset_of_weights = "all"
+    dense = params.hessian_structure if params.subset_of_weights == "all" else None
+    check_fit_memory(layout.n_params, params.solver, dense, scale)
+    return params

@@ -1,0 +1,315 @@
+"""Kronecker-factored (KFAC) curvature and posterior against dense references.
+
+The factors are checked where KFAC is exact (one sample; every sample with
+the same ``ahat ahat'`` or the same output curvature), and the posterior
+against the dense matrix ``blockdiag(A kron G) + diag(prior)`` built from the
+same factors: log det, solves, ``J P^{-1} J'``, the covariance diagonal,
+prior changes, the flat softmax direction, and array_api_strict.
+"""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from scipy.linalg import block_diag
+from sklearn.datasets import load_iris
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.preprocessing import StandardScaler
+
+from sklaplace import LaplaceMLPClassifier, prune
+from sklaplace._backend import NotPositiveDefiniteError, to_numpy
+from sklaplace._curvature import KroneckerFactors, ggn_hessian, kron_factors
+from sklaplace._kron import KronPosterior
+from sklaplace._network import ParamLayout
+from sklaplace._predictive import logit_jacobians
+from sklaplace._prior import prior_precision_vector
+from tests.conftest import make_problem
+
+xps = pytest.importorskip("array_api_strict")
+
+
+def _kron_blocks(factors):
+    return block_diag(*[np.kron(A, G) for A, G in zip(*factors)])
+
+
+def _data_ggn(obj, theta):
+    return ggn_hessian(obj, theta) - np.diag(obj.prior_precision)
+
+
+def _layer_blocks(layout, H):
+    return [
+        H[layout.layer_slice(i), layout.layer_slice(i)]
+        for i in range(len(layout.shapes))
+    ]
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("activation", ["tanh", "relu", "softplus"])
+def test_kfac_is_the_exact_ggn_block_for_one_sample(activation, n_classes):
+    obj, theta = make_problem(
+        activation, n_classes, hidden=(4, 3), weighted=True, n_samples=1
+    )
+    factors = kron_factors(obj, theta)
+    exact = _layer_blocks(obj.layout, _data_ggn(obj, theta))
+    for A, G, block in zip(*factors, exact):
+        np.testing.assert_allclose(np.kron(A, G), block, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_kfac_is_exact_for_a_linear_model_with_shared_inputs(n_classes):
+    # Every row has the same x (so the same ahat ahat'); labels and weights
+    # differ, so the output curvatures differ.
+    obj, theta = make_problem("identity", n_classes, hidden=(), weighted=True)
+    obj.X = np.repeat(obj.X[:1], obj.n_samples, axis=0)
+    np.testing.assert_allclose(
+        _kron_blocks(kron_factors(obj, theta)),
+        _data_ggn(obj, theta),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+
+
+def test_kfac_is_exact_where_the_output_curvature_is_shared():
+    # Logistic regression at theta = 0: Lambda_n = s_n / 4 for every row.
+    obj, theta = make_problem("identity", 2, hidden=(), weighted=True)
+    theta = np.zeros_like(theta)
+    np.testing.assert_allclose(
+        _kron_blocks(kron_factors(obj, theta)),
+        _data_ggn(obj, theta),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+
+
+def test_kfac_differs_from_the_ggn_in_general_but_shares_its_trace_scale():
+    obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=40)
+    kron = _kron_blocks(kron_factors(obj, theta))
+    ggn = _data_ggn(obj, theta)
+    blocks = block_diag(*_layer_blocks(obj.layout, ggn))
+    assert np.max(np.abs(kron - blocks)) > 1e-3
+    assert 0.2 < np.trace(kron) / np.trace(blocks) < 5.0
+
+
+def _random_factors(layout, seed=0):
+    rng = np.random.RandomState(seed)
+    inputs, outputs = [], []
+    for r, c in layout.shapes:
+        a = rng.normal(size=(r + 2, r))
+        g = rng.normal(size=(c + 1, c))
+        inputs.append(a.T @ a / r)
+        outputs.append(g.T @ g)
+    return KroneckerFactors(inputs, outputs)
+
+
+LAYOUT = ParamLayout((3, 4, 3))
+# Per-layer weight precisions and a different bias precision: not a multiple
+# of the identity within a block.
+PRIOR = prior_precision_vector(LAYOUT, [0.5, 2.0], [0.1, 3.0])
+
+
+def _dense(factors, prior):
+    return _kron_blocks(factors) + np.diag(prior)
+
+
+def _network_jacobian(n_samples=5, seed=1):
+    """Logit Jacobians of a random network of ``LAYOUT`` (outer products)."""
+    rng = np.random.RandomState(seed)
+    theta = rng.normal(size=LAYOUT.n_params)
+    X = rng.normal(size=(n_samples, 3))
+    return np.concatenate([J for _, J in logit_jacobians(np, LAYOUT, theta, "tanh", X)])
+
+
+def test_kron_posterior_equals_the_dense_matrix_of_its_factors():
+    factors = _random_factors(LAYOUT)
+    P = _dense(factors, PRIOR)
+    post = KronPosterior.from_factors(factors, PRIOR)
+    covariance = np.linalg.inv(P)
+    assert post.n_params == LAYOUT.n_params
+    np.testing.assert_allclose(
+        post.log_det_precision(), np.linalg.slogdet(P)[1], rtol=1e-11
+    )
+    b = np.random.RandomState(2).normal(size=LAYOUT.n_params)
+    np.testing.assert_allclose(post.solve(np, b), covariance @ b, rtol=1e-9)
+    np.testing.assert_allclose(
+        post.covariance_diagonal(np), np.diag(covariance), rtol=1e-10
+    )
+    general = np.random.RandomState(3).normal(size=(4, 3, LAYOUT.n_params))
+    network = _network_jacobian()
+    for J in (general, network):  # dense path and the outer-product path
+        np.testing.assert_allclose(
+            post.functional_variance(np, J),
+            J @ covariance @ np.swapaxes(J, 1, 2),
+            rtol=1e-9,
+            atol=1e-12,
+        )
+
+
+def test_kron_samples_have_the_posterior_covariance():
+    factors = _random_factors(LAYOUT)
+    post = KronPosterior.from_factors(factors, PRIOR)
+    draws = post.sample(np, 40000, np.random.RandomState(0))
+    covariance = np.linalg.inv(_dense(factors, PRIOR))
+    scale = np.sqrt(np.outer(np.diag(covariance), np.diag(covariance)))
+    np.testing.assert_allclose(np.cov(draws.T) / scale, covariance / scale, atol=0.03)
+
+
+@pytest.mark.parametrize(
+    "new_prior",
+    [
+        3.0 * PRIOR,  # a scale: same eigenbasis
+        prior_precision_vector(LAYOUT, [1.0, 0.2], [0.0, 5.0]),  # decomposed anew
+    ],
+    ids=["scaled", "new"],
+)
+def test_prior_changes_equal_the_dense_matrix(new_prior):
+    factors = _random_factors(LAYOUT)
+    post = KronPosterior.from_factors(factors, PRIOR)
+    changed = post.with_prior_change(np, new_prior - PRIOR)
+    P = _dense(factors, new_prior)
+    np.testing.assert_allclose(
+        changed.log_det_precision(), np.linalg.slogdet(P)[1], rtol=1e-11
+    )
+    J = _network_jacobian()
+    np.testing.assert_allclose(
+        changed.functional_variance(np, J),
+        J @ np.linalg.solve(P, np.swapaxes(J, 1, 2)),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+    with pytest.raises(NotPositiveDefiniteError):
+        post.with_prior_change(np, -2.0 * PRIOR - 50.0)
+
+
+def test_a_per_parameter_prior_is_replaced_by_row_means_with_a_warning():
+    prior = PRIOR * np.linspace(0.5, 1.5, LAYOUT.n_params)
+    with pytest.warns(UserWarning, match="row means"):
+        post = KronPosterior.from_factors(_random_factors(LAYOUT), prior)
+    assert np.isfinite(post.log_det_precision())
+
+
+def test_flat_softmax_direction_gets_unit_precision_and_no_prediction_changes():
+    obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=30)
+    layout = obj.layout
+    obj.prior_precision = prior_precision_vector(layout, [0.5, 0.7], [0.2, 0.0])
+    factors = kron_factors(obj, theta)
+    post = KronPosterior.from_factors(factors, obj.prior_precision)
+    # The dense precision is singular along the common shift of the output
+    # biases; the full posterior adds u u' there (constrained_curvature).
+    P = obj.constrained_curvature(_dense(factors, obj.prior_precision))
+    J = np.concatenate(
+        [J for _, J in logit_jacobians(np, layout, theta, "tanh", obj.X)]
+    )
+    centring = np.eye(3) - 1.0 / 3.0
+    ours = centring @ post.functional_variance(np, J) @ centring
+    dense = centring @ (J @ np.linalg.solve(P, np.swapaxes(J, 1, 2))) @ centring
+    np.testing.assert_allclose(ours, dense, rtol=1e-8, atol=1e-10)
+    assert np.isfinite(post.log_det_precision())
+
+
+def test_kron_posterior_under_array_api_strict_matches_numpy():
+    obj, theta = make_problem("tanh", 3, hidden=(4,), weighted=True)
+    sobj, stheta = make_problem("tanh", 3, hidden=(4,), weighted=True, xp=xps)
+    factors, strict = kron_factors(obj, theta), kron_factors(sobj, stheta)
+    for ours, theirs in zip([*factors[0], *factors[1]], [*strict[0], *strict[1]]):
+        np.testing.assert_allclose(to_numpy(theirs), ours, rtol=1e-12, atol=1e-14)
+    post = KronPosterior.from_factors(factors, obj.prior_precision)
+    J = np.concatenate(
+        [J for _, J in logit_jacobians(np, obj.layout, theta, "tanh", obj.X)]
+    )
+    general = np.random.RandomState(0).normal(size=J.shape)
+    for jac in (J, general):
+        np.testing.assert_allclose(
+            to_numpy(post.functional_variance(xps, xps.asarray(jac))),
+            post.functional_variance(np, jac),
+            rtol=1e-12,
+            atol=1e-14,
+        )
+    np.testing.assert_allclose(
+        to_numpy(post.covariance_diagonal(xps)), post.covariance_diagonal(np)
+    )
+    b = np.random.RandomState(1).normal(size=post.n_params)
+    np.testing.assert_allclose(
+        to_numpy(post.solve(xps, xps.asarray(b))), post.solve(np, b), rtol=1e-12
+    )
+
+
+def _iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def test_kron_evidence_is_stationary_at_the_evidence_alpha():
+    X, y = _iris()
+    clf = LaplaceMLPClassifier(
+        (4,),
+        alpha="evidence",
+        hessian_structure="kron",
+        prior_precision_scale=1.0,
+        tol=1e-10,
+        random_state=0,
+    ).fit(X, y)
+    assert clf.hessian_structure_ == "kron"
+    alpha, step = clf.alpha_, 1e-4
+
+    def slope(a):
+        up = clf.log_marginal_likelihood(alpha=a * np.exp(step))
+        down = clf.log_marginal_likelihood(alpha=a * np.exp(-step))
+        return (up - down) / (2 * step)
+
+    assert abs(slope(alpha)) < 1e-3
+    assert abs(slope(4 * alpha)) > 0.1
+
+
+def test_kron_estimator_pickles_and_predicts_like_its_posterior():
+    X, y = _iris()
+    clf = LaplaceMLPClassifier((5,), hessian_structure="kron", random_state=0)
+    clf.fit(X, y)
+    assert type(clf.posterior_) is KronPosterior
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    clone = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(clone.predict_proba(X), proba)
+    for link in ("mc", "map"):
+        other = clone.set_params(link_approx=link).predict_proba(X)
+        assert np.all(np.isfinite(other))
+    mean, cov = clf.latent_mean_and_variance(X[:3])
+    assert cov.shape == (3, 3, 3)
+    assert np.all(np.linalg.eigvalsh(cov) > -1e-10)
+
+
+def test_pruning_refuses_kron_naming_the_supported_structures():
+    X, y = _iris()
+    clf = LaplaceMLPClassifier(
+        (4,), hessian_structure="kron", prior_precision_scale=1.0, random_state=0
+    ).fit(X, y)
+    with pytest.raises(ValueError, match="'full' or 'diag'"):
+        prune(clf, 0.5)
+
+
+def test_hessian_exact_with_kron_uses_the_ggn_with_a_warning():
+    X, y = _iris()
+    clf = LaplaceMLPClassifier(
+        (3,),
+        hessian="exact",
+        hessian_structure="kron",
+        prior_precision_scale=1.0,
+        random_state=0,
+    )
+    with pytest.warns(UserWarning, match="GGN only"):
+        clf.fit(X, y)
+    assert clf.curvature_ == "ggn"
+
+
+@pytest.mark.slow
+def test_kron_scales_where_full_is_refused():
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(60, 200)), np.arange(60) % 3
+    clf = LaplaceMLPClassifier(
+        (100,), solver="lbfgs", hessian_structure="kron", max_iter=30
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert clf.posterior_.n_params == 200 * 100 + 100 + 101 * 3
+    assert np.all(np.isfinite(clf.predict_proba(X)))
