@@ -1,15 +1,16 @@
 """Slow, obviously correct references that the fast code is tested against.
 
 Shipped with the package so that tests, examples and users can check any
-derivative: 4th-order central finite differences, and dense curvature built
-from an explicit Jacobian.
+derivative: 4th-order central finite differences, an MLP forward pass written
+from the documented parameter layout, and the dense GGN built from raw data
+(nothing read from the objects under test).
 """
 
 import numpy as np
 
 from sklaplace._backend import to_numpy
 
-__all__ = ["dense_ggn", "numerical_derivative", "numerical_jacobian"]
+__all__ = ["dense_ggn", "mlp_logits", "numerical_derivative", "numerical_jacobian"]
 
 
 def numerical_derivative(func, x, h=1e-4):
@@ -48,22 +49,93 @@ def numerical_jacobian(obj, theta, h=1e-4):
     return np.moveaxis(derivative, 0, -1)
 
 
-def dense_ggn(obj, theta, J=None):
-    """``sum_n J_n' Lambda_n J_n + A`` from a dense Jacobian (default: numerical)."""
-    J = numerical_jacobian(obj, theta) if J is None else J
-    logits = to_numpy(obj.forward(theta).logits)
-    weight = to_numpy(obj.sample_weight)
-    n_outputs = logits.shape[1]
-    H = np.diag(to_numpy(obj.prior_precision)).astype(np.float64)
-    for n in range(J.shape[0]):
-        Lambda = np.zeros((n_outputs, n_outputs))
-        for k in range(n_outputs):
-            unit = np.zeros((1, n_outputs))
-            unit[0, k] = 1.0
-            Lambda[:, k] = to_numpy(
-                obj.likelihood.hessian_matvec(
-                    np, logits[n : n + 1], weight[n : n + 1], unit
-                )
-            )[0]
-        H += J[n].T @ Lambda @ J[n]
+_ACTIVATIONS = {
+    "identity": lambda z: z,
+    "logistic": lambda z: 1.0 / (1.0 + np.exp(-z)),
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0.0),
+    "softplus": lambda z: np.logaddexp(0.0, z),
+}
+
+
+def mlp_logits(theta, X, layer_sizes, activation):
+    """Logits of an MLP, written from the documented parameter layout alone.
+
+    ``theta = [W_0.ravel() (C order), b_0, W_1.ravel(), b_1, ...]`` with
+    ``W_i`` of shape ``(layer_sizes[i], layer_sizes[i + 1])``. Shares no code
+    with :mod:`sklaplace._network`.
+
+    Parameters
+    ----------
+    theta : ndarray of shape (n_params,)
+    X : ndarray of shape (n_samples, layer_sizes[0])
+    layer_sizes : sequence of int
+        Inputs, hidden units, outputs.
+    activation : {"identity", "logistic", "tanh", "relu", "softplus"}
+
+    Returns
+    -------
+    logits : ndarray of shape (n_samples, layer_sizes[-1])
+    """
+    theta = np.asarray(theta, dtype=np.float64)
+    a, start = np.asarray(X, dtype=np.float64), 0
+    n_layers = len(layer_sizes) - 1
+    for i in range(n_layers):
+        fan_in, fan_out = layer_sizes[i], layer_sizes[i + 1]
+        W = theta[start : start + fan_in * fan_out].reshape(fan_in, fan_out)
+        start += fan_in * fan_out
+        b = theta[start : start + fan_out]
+        start += fan_out
+        z = a @ W + b
+        a = z if i == n_layers - 1 else _ACTIVATIONS[activation](z)
+    if start != theta.shape[0]:
+        raise ValueError(f"theta has {theta.shape[0]} entries, the layout {start}.")
+    return a
+
+
+def dense_ggn(
+    theta, X, sample_weight, prior_precision, layer_sizes, activation, J=None
+):
+    """``sum_n J_n' Lambda_n J_n + A`` from raw data and from-scratch formulas.
+
+    Nothing is read from the objects under test: the logits come from
+    :func:`mlp_logits`, ``J`` (unless given) from finite differences of
+    them, and ``Lambda_n`` from its definition, ``s_n p_n (1 - p_n)`` for one
+    logit and ``s_n (diag p_n - p_n p_n')`` for K logits.
+
+    Parameters
+    ----------
+    theta : ndarray of shape (n_params,)
+    X : ndarray of shape (n_samples, n_features)
+    sample_weight : ndarray of shape (n_samples,)
+    prior_precision : ndarray of shape (n_params,)
+        The diagonal of ``A``.
+    layer_sizes : sequence of int
+    activation : str
+    J : ndarray of shape (n_samples, n_outputs, n_params), default=None
+        Logit Jacobian; by finite differences of :func:`mlp_logits` if None.
+
+    Returns
+    -------
+    ggn : ndarray of shape (n_params, n_params)
+    """
+    theta = np.asarray(theta, dtype=np.float64)
+
+    def logits_at(t):
+        return mlp_logits(t, X, layer_sizes, activation)
+
+    if J is None:
+        J = np.moveaxis(numerical_derivative(logits_at, theta), 0, -1)
+    logits = logits_at(theta)
+    H = np.diag(np.asarray(prior_precision, dtype=np.float64))
+    for n in range(logits.shape[0]):
+        f = logits[n]
+        if f.shape[0] == 1:
+            p = 1.0 / (1.0 + np.exp(-f[0]))
+            Lambda = np.array([[p * (1.0 - p)]])
+        else:
+            p = np.exp(f - f.max())
+            p /= p.sum()
+            Lambda = np.diag(p) - np.outer(p, p)
+        H += sample_weight[n] * J[n].T @ Lambda @ J[n]
     return H

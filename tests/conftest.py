@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from sklaplace._backend import get_namespace
 from sklaplace._likelihood import likelihood_for
@@ -23,8 +24,14 @@ def make_problem(
     seed=0,
     xp=None,
     memory_budget=None,
+    raw=False,
 ):
-    """A random MLP, data and prior as a ``(NegLogPosterior, theta)`` pair (NumPy)."""
+    """A random MLP, data and prior as a ``(NegLogPosterior, theta)`` pair (NumPy).
+
+    With ``raw=True``, also the NumPy arrays it was built from (a dict: ``X``,
+    ``y``, ``sample_weight``, ``prior_precision``, ``layer_sizes``,
+    ``activation``), for references that must not read the object under test.
+    """
     rng = np.random.RandomState(seed)
     X = rng.normal(size=(n_samples, n_features))
     y = np.arange(n_samples) % n_classes
@@ -51,6 +58,16 @@ def make_problem(
         as_xp(precision),
         **kwargs,
     )
+    if raw:
+        data = dict(
+            X=X,
+            y=y,
+            sample_weight=weight,
+            prior_precision=precision,
+            layer_sizes=layout.layer_sizes,
+            activation=activation,
+        )
+        return obj, as_xp(theta), data
     return obj, as_xp(theta)
 
 
@@ -82,3 +99,48 @@ def problem(request):
             )
             assert np.min(np.abs(z)) > 1e-3, "relu fixture too close to a kink"
     return obj, theta
+
+
+def linear_regression_data(n_features, noise=0.5, n=30, seed=4, orthogonal=False):
+    """Features ``Phi`` and targets ``y = Phi w + e`` of a linear-Gaussian model."""
+    rng = np.random.RandomState(seed)
+    Phi = rng.normal(size=(n, n_features))
+    if orthogonal:  # Phi' Phi diagonal: then so is the posterior precision
+        Phi = np.linalg.qr(Phi)[0] * np.arange(1.0, n_features + 1)
+    y = Phi @ rng.normal(size=n_features) + noise * rng.normal(size=n)
+    return Phi, y
+
+
+def bayesian_linear_regression(prior, noise=0.5, data=None, **kwargs):
+    """Bayesian linear regression, where the Laplace posterior is exact.
+
+    A closed-form model for the evidence code: ``y = Phi w + e``, ``e ~
+    N(0, noise^2 I)``, ``w ~ N(0, diag(prior)^{-1})``. ``data`` is ``(Phi,
+    y)`` (default: :func:`linear_regression_data` with ``kwargs``).
+
+    Returns
+    -------
+    log_lik : float
+        ``log p(y | w_map)``.
+    w : ndarray
+        The MAP (the posterior mean), from the normal equations.
+    P : ndarray
+        The posterior precision ``Phi' Phi / noise^2 + diag(prior)``.
+    evidence : float or None
+        ``log N(y | 0, noise^2 I + Phi diag(prior)^{-1} Phi')``, computed
+        with no Laplace term; ``None`` when a prior precision is 0 (improper).
+    """
+    Phi, y = (
+        linear_regression_data(prior.shape[0], noise, **kwargs)
+        if data is None
+        else data
+    )
+    n = y.shape[0]
+    P = Phi.T @ Phi / noise**2 + np.diag(prior)
+    w = np.linalg.solve(P, Phi.T @ y / noise**2)
+    log_lik = scipy.stats.norm.logpdf(y, Phi @ w, noise).sum()
+    evidence = None
+    if np.all(prior > 0):
+        cov = noise**2 * np.eye(n) + Phi @ np.diag(1.0 / prior) @ Phi.T
+        evidence = scipy.stats.multivariate_normal.logpdf(y, np.zeros(n), cov)
+    return log_lik, w, P, evidence

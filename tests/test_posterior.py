@@ -4,6 +4,7 @@ import pytest
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._evidence import log_marginal_likelihood
 from sklaplace._posterior import DiagPosterior, FullPosterior
+from tests.conftest import bayesian_linear_regression
 
 
 def _spd(n, seed=0):
@@ -51,15 +52,36 @@ def test_not_positive_definite_raises():
         DiagPosterior.from_precision(np, np.array([1.0, 0.0]))
 
 
-def test_evidence_of_a_gaussian_model_is_exact():
-    # For a linear-Gaussian model the Laplace evidence is exact: compare with
-    # the closed form N(y | 0, K^{-1}-free) via the same terms built by hand.
-    P = _spd(4, seed=3)
-    prior = np.array([0.5, 1.0, 2.0, 0.0])  # the last parameter has a flat prior
-    theta = np.array([0.1, -0.2, 0.3, 0.4])
-    post = FullPosterior.from_precision(np, P)
-    value = log_marginal_likelihood(-3.0, theta, prior, post)
-    expected = -3.0 - 0.5 * (
-        np.linalg.slogdet(P)[1] - np.sum(np.log(prior[:3])) + np.sum(prior * theta**2)
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_evidence_of_bayesian_linear_regression_is_the_closed_form(structure):
+    # For a linear-Gaussian model the Laplace evidence is exact: it must equal
+    # the marginal density of y computed without any Laplace term (a wrong
+    # sign or a missing 1/2 on any term moves it by more than 0.3, far above
+    # the 1e-10 tolerance). Orthogonal features make P diagonal, where the
+    # diagonal posterior is exact too.
+    prior = np.array([0.5, 1.0, 2.0, 4.0])
+    log_lik, w, P, closed_form = bayesian_linear_regression(
+        prior, orthogonal=structure == "diag"
     )
-    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    if structure == "full":
+        post = FullPosterior.from_precision(np, P)
+    else:
+        np.testing.assert_allclose(P, np.diag(np.diag(P)), atol=1e-12)
+        post = DiagPosterior.from_precision(np, np.diag(P))
+    value = log_marginal_likelihood(log_lik, w, prior, post)
+    np.testing.assert_allclose(value, closed_form, rtol=1e-10)
+
+
+def test_evidence_with_a_flat_prior_is_the_limit_of_proper_ones():
+    # A flat (zero-precision) parameter is left out of log det A, so the
+    # evidence is the limit of the proper one minus 1/2 log a as a -> 0.
+    # At a = 1e-6 the remaining difference is 7e-7 (it is O(a)); leaving the
+    # flat entry in (log 0) or counting it with any other constant would be
+    # off by 0.3 or more (atol 1e-5).
+    prior = np.array([0.5, 1.0, 2.0, 0.0])
+    log_lik, w, P, _ = bayesian_linear_regression(prior)
+    post = FullPosterior.from_precision(np, P)
+    value = log_marginal_likelihood(log_lik, w, prior, post)
+    a = 1e-6
+    *_, closed_form = bayesian_linear_regression(np.r_[prior[:3], a])
+    np.testing.assert_allclose(value, closed_form - 0.5 * np.log(a), atol=1e-5)
