@@ -19,6 +19,9 @@ Conventions shared by every function here:
 * Outputs are arrays of the inputs' namespace (NumPy, CuPy, ...).
 """
 
+import math
+from numbers import Real
+
 import numpy as np
 
 from sklaplace._activations import ACTIVATIONS
@@ -58,6 +61,54 @@ def _check_activation(activation):
         )
 
 
+def _check_shapes(coefs, intercepts):
+    """Refuse coefs and intercepts that do not form an MLP, naming the entry."""
+    if not isinstance(coefs, list | tuple) or not isinstance(intercepts, list | tuple):
+        raise TypeError(
+            "coefs and intercepts must be lists of arrays (as MLPClassifier's "
+            f"coefs_ and intercepts_), got {type(coefs).__name__} and "
+            f"{type(intercepts).__name__}."
+        )
+    if len(coefs) != len(intercepts) or len(coefs) == 0:
+        raise ValueError(
+            "coefs and intercepts must be non-empty lists of the same length, "
+            f"got {len(coefs)} and {len(intercepts)}."
+        )
+    for i, (W, b) in enumerate(zip(coefs, intercepts)):
+        for name, a in ((f"coefs[{i}]", W), (f"intercepts[{i}]", b)):
+            if not hasattr(a, "shape") or not hasattr(a, "ndim"):
+                raise TypeError(f"{name} must be an array, got {type(a).__name__}.")
+        if W.ndim != 2:
+            raise ValueError(
+                f"coefs[{i}] must be 2-D, of shape (fan_in, fan_out), got shape "
+                f"{tuple(W.shape)}."
+            )
+        if i > 0 and W.shape[0] != coefs[i - 1].shape[1]:
+            raise ValueError(
+                f"coefs[{i}] has shape {tuple(W.shape)} but coefs[{i - 1}] has "
+                f"{coefs[i - 1].shape[1]} outputs: coefs[{i}] must have "
+                f"{coefs[i - 1].shape[1]} rows for the layers to chain."
+            )
+        if tuple(b.shape) != (W.shape[1],):
+            raise ValueError(
+                f"intercepts[{i}] must have shape ({W.shape[1]},) to match "
+                f"coefs[{i}] of shape {tuple(W.shape)}, got shape {tuple(b.shape)}."
+            )
+
+
+def _check_memory_budget(memory_budget):
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, Real):
+        raise TypeError(
+            "memory_budget must be a number of bytes, got "
+            f"{type(memory_budget).__name__}."
+        )
+    if not (memory_budget > 0 and math.isfinite(memory_budget)):
+        raise ValueError(
+            f"memory_budget must be a positive, finite number of bytes, got "
+            f"{memory_budget!r}."
+        )
+
+
 def _objective(
     coefs,
     intercepts,
@@ -70,12 +121,15 @@ def _objective(
     memory_budget=DEFAULT_MEMORY_BUDGET,
 ):
     """Build the objective and ``theta`` from MLPClassifier-layout arrays."""
-    if len(coefs) != len(intercepts) or len(coefs) == 0:
-        raise ValueError(
-            "coefs and intercepts must be non-empty lists of the same length."
-        )
+    _check_shapes(coefs, intercepts)
     _check_activation(activation)
+    _check_memory_budget(memory_budget)
     xp = get_namespace(X, *coefs, *intercepts)
+    for name, arrays in (("coefs", coefs), ("intercepts", intercepts), ("X", [X])):
+        for i, a in enumerate(arrays):
+            if not bool(xp.all(xp.isfinite(a))):
+                where = name if name == "X" else f"{name}[{i}]"
+                raise ValueError(f"{where} contains NaN or infinity.")
     layout = ParamLayout([coefs[0].shape[0]] + [c.shape[1] for c in coefs])
     if X.ndim != 2 or X.shape[1] != layout.layer_sizes[0]:
         raise ValueError(

@@ -13,6 +13,7 @@ from sklaplace._memory import check_memory
 
 __all__ = [
     "check_dense_memory",
+    "check_feature_scale",
     "check_finite_rows",
     "hidden_sizes",
     "validate_fit_data",
@@ -45,8 +46,11 @@ def validate_fit_data(estimator, X, y, sample_weight):
     sample_weight = _check_sample_weight(
         sample_weight, X, dtype=np.float64, ensure_non_negative=True
     )
-    if not np.sum(sample_weight) > 0:
+    with np.errstate(over="ignore"):  # an overflowing total: refused just below
+        total = np.sum(sample_weight)
+    if not total > 0:
         raise ValueError("sample_weight must not sum to zero: no sample would count.")
+    check_feature_scale(X, sample_weight)
     classes, y_index = np.unique(y, return_inverse=True)
     if classes.shape[0] < 2:
         raise ValueError(
@@ -63,6 +67,28 @@ def validate_fit_data(estimator, X, y, sample_weight):
             f"{weighted[:1].tolist()[0]!r} has any weight."
         )
     return X, y_index, sample_weight, classes
+
+
+def check_feature_scale(X, sample_weight):
+    """Refuse features too large for float64 curvature, before any work.
+
+    Every curvature sums ``s_n x_nj^2`` (times bounded factors) over the rows:
+    where that overflows, the Hessian of any network, with or without hidden
+    layers, is not finite and no solver can repair it. One check for every
+    architecture, so that all refuse the same data with the same message.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        second_moments = np.sum(sample_weight[:, None] * (X * X), axis=0)
+    bad = np.flatnonzero(~np.isfinite(second_moments))
+    if bad.size:
+        raise ValueError(
+            "The curvature of the log posterior is not finite (it overflows): "
+            f"sum_n sample_weight_n * X[n, j]**2 exceeds float64 for "
+            f"{bad.size} feature(s) (columns {bad[:5].tolist()}"
+            f"{', ...' if bad.size > 5 else ''}; largest |X| = "
+            f"{np.max(np.abs(X)):.3g}). Standardise the features (e.g. "
+            "sklearn.preprocessing.StandardScaler)."
+        )
 
 
 def check_dense_memory(layout, solver, hessian_structure):

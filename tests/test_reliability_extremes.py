@@ -270,7 +270,8 @@ def test_relu_kink_at_the_optimum_stops_newton_instead_of_hanging():
 
 
 def test_overflowing_curvature_is_a_clear_error():
-    # x x' overflows in the exact Hessian's Kronecker blocks (NumPy warns).
+    # x x' would overflow in every curvature: refused before the fit starts
+    # (tests/test_reliability_input.py checks every architecture alike).
     with np.errstate(over="ignore", invalid="ignore"):
         with pytest.raises(ValueError, match="curvature .* not finite"):
             LaplaceMLPClassifier((3,), random_state=0).fit(1e200 * X2, Y2)

@@ -5,13 +5,21 @@ curvature is reached: the tests replace both by functions that fail the test
 if they are ever called.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
 import sklaplace._fitting as fitting_module
-from sklaplace import LaplaceMLPClassifier
+from sklaplace import (
+    LaplaceMLPClassifier,
+    log_posterior,
+    log_posterior_grad,
+    log_posterior_hessian,
+    log_posterior_hvp,
+)
 
 RNG = np.random.RandomState(0)
 X = RNG.normal(size=(24, 3))
@@ -217,3 +225,180 @@ def test_any_discrete_labels_give_the_integer_coded_answer(labels):
     predicted = clf.predict(X)
     assert predicted.dtype == clf.classes_.dtype
     np.testing.assert_array_equal(predicted, clf.classes_[reference.predict(X)])
+
+
+# ----------------------------------------------------------- functional API
+
+FUNCTIONS = {
+    "log_posterior": lambda c, b, **kw: log_posterior(c, b, FX, FY, **kw),
+    "log_posterior_grad": lambda c, b, **kw: log_posterior_grad(c, b, FX, FY, **kw),
+    "log_posterior_hessian": lambda c, b, **kw: log_posterior_hessian(
+        c, b, FX, FY, **kw
+    ),
+    "log_posterior_hvp": lambda c, b, **kw: log_posterior_hvp(
+        c,
+        b,
+        FX,
+        FY,
+        np.ones(sum(np.size(w) for w in c) + sum(np.size(i) for i in b)),
+        **kw,
+    ),
+}
+FX, FY = RNG.normal(size=(6, 3)), np.arange(6) % 2
+GOOD_COEFS = [np.ones((3, 4)), np.ones((4, 1))]
+GOOD_INTERCEPTS = [np.ones(4), np.ones(1)]
+
+# (id, coefs, intercepts, exception, message pattern)
+BAD_NETWORKS = [
+    (
+        "coefs-do-not-chain",
+        [np.ones((3, 4)), np.ones((2, 1))],
+        GOOD_INTERCEPTS,
+        ValueError,
+        r"coefs\[1\] has shape \(2, 1\) but coefs\[0\] has 4 outputs",
+    ),
+    (
+        "intercept-does-not-match",
+        GOOD_COEFS,
+        [np.ones(6), np.ones(1)],
+        ValueError,
+        r"intercepts\[0\] must have shape \(4,\)",
+    ),
+    (
+        "2d-intercept",
+        GOOD_COEFS,
+        [np.ones((4, 1)), np.ones(1)],
+        ValueError,
+        r"intercepts\[0\] must have shape \(4,\)",
+    ),
+    (
+        "1d-coef",
+        [np.ones((3, 4)), np.ones(4)],
+        GOOD_INTERCEPTS,
+        ValueError,
+        r"coefs\[1\] must be 2-D",
+    ),
+    (
+        "nan-coef",
+        [GOOD_COEFS[0], _with(GOOD_COEFS[1], (2, 0), np.nan)],
+        GOOD_INTERCEPTS,
+        ValueError,
+        r"coefs\[1\] contains NaN or infinity",
+    ),
+    (
+        "inf-coef",
+        [_with(GOOD_COEFS[0], (0, 0), np.inf), GOOD_COEFS[1]],
+        GOOD_INTERCEPTS,
+        ValueError,
+        r"coefs\[0\] contains NaN or infinity",
+    ),
+    (
+        "nan-intercept",
+        GOOD_COEFS,
+        [GOOD_INTERCEPTS[0], _with(np.ones(1), 0, np.nan)],
+        ValueError,
+        r"intercepts\[1\] contains NaN or infinity",
+    ),
+    (
+        "inf-intercept",
+        GOOD_COEFS,
+        [_with(np.ones(4), 3, -np.inf), np.ones(1)],
+        ValueError,
+        r"intercepts\[0\] contains NaN or infinity",
+    ),
+    (
+        "fewer-intercepts",
+        GOOD_COEFS,
+        GOOD_INTERCEPTS[:1],
+        ValueError,
+        "same length, got 2 and 1",
+    ),
+    ("empty", [], [], ValueError, "non-empty"),
+    ("array-not-list", np.ones((3, 1)), np.ones(1), TypeError, "lists of arrays"),
+    (
+        "list-entry",
+        [[[1.0], [1.0], [1.0]]],
+        [np.ones(1)],
+        TypeError,
+        r"coefs\[0\] must be an array",
+    ),
+]
+
+
+@pytest.fixture
+def no_functional_work(monkeypatch):
+    """Fail the test if the functional API gets as far as the objective."""
+    import sklaplace._functional as functional_module
+
+    def heavy(*args, **kwargs):
+        raise AssertionError("bad network reached the objective")
+
+    monkeypatch.setattr(functional_module, "NegLogPosterior", heavy)
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+@pytest.mark.parametrize(
+    "coefs, intercepts, error, match",
+    [case[1:] for case in BAD_NETWORKS],
+    ids=[case[0] for case in BAD_NETWORKS],
+)
+def test_functional_api_refuses_a_bad_network_before_any_work(
+    no_functional_work, function, coefs, intercepts, error, match
+):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the way
+        with pytest.raises(error, match=match):
+            FUNCTIONS[function](coefs, intercepts)
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_functional_api_refuses_non_finite_X(no_functional_work, function):
+    X = _with(FX, (1, 2), np.nan)
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        log_posterior(GOOD_COEFS, GOOD_INTERCEPTS, X, FY)
+
+
+def test_good_network_passes_the_checks():
+    for function in FUNCTIONS.values():
+        assert np.all(np.isfinite(function(GOOD_COEFS, GOOD_INTERCEPTS)))
+
+
+@pytest.mark.parametrize(
+    "budget, error",
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (0.0, ValueError),
+        (np.nan, ValueError),
+        (np.inf, ValueError),
+        ("256MB", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_memory_budget_must_be_positive(no_functional_work, budget, error):
+    with pytest.raises(error, match="memory_budget"):
+        log_posterior_hessian(GOOD_COEFS, GOOD_INTERCEPTS, FX, FY, memory_budget=budget)
+
+
+# ------------------------------------------------ features too large to fit
+
+
+@pytest.mark.parametrize("hidden", [(), (2,), (3, 2)])
+@pytest.mark.parametrize("scale", [1e300, 1e160])
+def test_features_too_large_are_refused_alike_with_or_without_hidden_layers(
+    no_heavy_work, hidden, scale
+):
+    # One validation for every architecture: sum_n s_n x_nj^2 overflows, so
+    # any curvature would; no fit starts (and no overflow warning is raised).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(
+            ValueError, match=r"curvature .* not finite \(it overflows\)"
+        ):
+            LaplaceMLPClassifier(hidden, random_state=0).fit(scale * X, Y)
+
+
+def test_large_weights_overflow_the_feature_check_too(no_heavy_work):
+    # sample_weight enters the sums: normal features with weights of 1e308.
+    with pytest.raises(ValueError, match=r"exceeds float64 for 3 feature"):
+        LaplaceMLPClassifier(**SMALL).fit(X, Y, sample_weight=np.full(24, 1e308))
