@@ -20,12 +20,11 @@ from sklearn.utils.validation import (
 from sklaplace._activations import ACTIVATIONS
 from sklaplace._backend import (
     BACKENDS,
-    NotPositiveDefiniteError,
     get_namespace,
     resolve_backend,
     to_numpy,
 )
-from sklaplace._evidence import log_marginal_likelihood
+from sklaplace._evidence import log_evidence_at_prior
 from sklaplace._fitting import fit_network
 from sklaplace._likelihood import likelihood_for
 from sklaplace._memory import resolved_params
@@ -36,7 +35,6 @@ from sklaplace._predictive import (
     moderated_logits,
     predictive_rows_per_chunk,
 )
-from sklaplace._prior import prior_precision_vector
 from sklaplace._solvers import SOLVERS
 from sklaplace._validation import (
     check_finite_rows,
@@ -487,38 +485,16 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
                 "kept weights and keeps the pruned ones at zero) to get it."
             )
         layout = self._layout()
-        theta = layout.pack(np, self.coefs_, self.intercepts_)
-        old = self.prior_precision_
-        mask = layout.bias_mask()
-        new = prior_precision_vector(
+        return log_evidence_at_prior(
             layout,
-            1.0 if alpha is None else alpha,
-            1.0 if bias_prior_precision is None else bias_prior_precision,
-        )
-        per_parameter = np.ndim(alpha) == 1 and len(alpha) == layout.n_params
-        if alpha is None:
-            new[~mask] = old[~mask]
-        if bias_prior_precision is None and not per_parameter:
-            new[mask] = old[mask]
-        outputs = slice(layout.n_params - layout.n_outputs, layout.n_params)
-        if layout.n_outputs > 1 and (
-            np.all(old[outputs] == 0) != np.all(new[outputs] == 0)
-        ):
-            raise ValueError(
-                "Switching the output biases' prior between flat (0) and proper "
-                "changes which direction the posterior treats as flat; refit with "
-                "the new bias_prior_precision instead."
-            )
-        fixed = getattr(self, "pruned_mask_", None)
-        change = new - self.prior_precision_scale_ * old  # posterior_'s prior
-        change = change if fixed is None else np.where(fixed, 0.0, change)
-        xp = get_namespace(theta)
-        try:
-            posterior = self.posterior_.with_prior_change(xp, change)
-        except NotPositiveDefiniteError:
-            return -np.inf
-        return log_marginal_likelihood(
-            self.log_likelihood_, theta, new, posterior, fixed
+            layout.pack(np, self.coefs_, self.intercepts_),
+            self.log_likelihood_,
+            self.prior_precision_,
+            self.posterior_,
+            self.prior_precision_scale_,  # posterior_'s prior is scaled
+            alpha,
+            bias_prior_precision,
+            getattr(self, "pruned_mask_", None),
         )
 
     # -------------------------------------------------------------- predict
