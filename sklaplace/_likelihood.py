@@ -7,7 +7,7 @@ quantities are SUMMED over samples. Every formula is written to stay finite
 for logits of any size (no ``log(sigmoid(f))``, no unshifted ``exp``).
 """
 
-__all__ = ["Bernoulli", "Categorical", "LIKELIHOODS", "likelihood_for"]
+__all__ = ["Bernoulli", "Categorical", "likelihood_for"]
 
 
 def _log_sigmoid(xp, f):
@@ -137,9 +137,6 @@ class Categorical:
         eye = xp.eye(n_outputs, dtype=p.dtype)
         scale = xp.sqrt(sample_weight[:, None] * p)
         return scale[:, :, None] * (eye[None, :, :] - p[:, None, :])
-
-
-LIKELIHOODS = {"bernoulli": Bernoulli, "categorical": Categorical}
 
 
 def likelihood_for(n_classes):
