@@ -43,11 +43,19 @@ def _softplus_sigmoid(xp, a):
     return -xp.expm1(-a)
 
 
+#: ReLU outputs at most this are treated as on the kink (slope 0). A MAP of a
+#: ReLU network often lies ON a kink (some pre-activation exactly 0 in exact
+#: arithmetic), where floating point leaves it at +-1e-15 depending on the
+#: order of summation; without the margin the Jacobian, and with it the
+#: posterior, would flip with rounding (e.g. between integer sample weights
+#: and repeated rows). Pre-activations of standardised data are O(1).
+RELU_KINK = 1e-12
+
 DERIVATIVES = {
     "identity": lambda xp, a: xp.ones_like(a),
     "logistic": lambda xp, a: a * (1 - a),
     "tanh": lambda xp, a: 1 - a * a,
-    "relu": lambda xp, a: xp.astype(a > 0, a.dtype),
+    "relu": lambda xp, a: xp.astype(a > RELU_KINK, a.dtype),
     "softplus": _softplus_sigmoid,
 }
 

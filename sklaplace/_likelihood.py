@@ -63,7 +63,13 @@ class Bernoulli:
     @classmethod
     def hessian_matvec(cls, xp, logits, sample_weight, U):
         """``Lambda_n u_n`` with ``Lambda_n = s_n p_n (1 - p_n)``; ``U`` (n, 1)."""
-        return (sample_weight[:, None] * cls._variance(xp, logits)) * U
+        return cls.output_hessian(xp, logits, sample_weight)(U)
+
+    @classmethod
+    def output_hessian(cls, xp, logits, sample_weight):
+        """:meth:`hessian_matvec` at fixed logits, as a callable ``U -> Lambda U``."""
+        weight = sample_weight[:, None] * cls._variance(xp, logits)
+        return lambda U: weight * U
 
     @classmethod
     def hessian_factor(cls, xp, logits, sample_weight):
@@ -121,9 +127,21 @@ class Categorical:
     @classmethod
     def hessian_matvec(cls, xp, logits, sample_weight, U):
         """``Lambda_n u_n`` with ``Lambda_n = s_n (diag p_n - p_n p_n')``."""
+        return cls.output_hessian(xp, logits, sample_weight)(U)
+
+    @classmethod
+    def output_hessian(cls, xp, logits, sample_weight):
+        """:meth:`hessian_matvec` at fixed logits, as a callable ``U -> Lambda U``.
+
+        The probabilities are computed once, for repeated products.
+        """
         p = cls.proba(xp, logits)
-        pu = xp.sum(p * U, axis=1, keepdims=True)
-        return sample_weight[:, None] * p * (U - pu)
+        weighted = sample_weight[:, None] * p
+
+        def matvec(U):
+            return weighted * (U - xp.sum(p * U, axis=1, keepdims=True))
+
+        return matvec
 
     @classmethod
     def hessian_factor(cls, xp, logits, sample_weight):

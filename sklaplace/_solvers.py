@@ -1,6 +1,6 @@
-"""MAP solvers: damped Newton and L-BFGS on the negative log posterior.
+"""MAP solvers: dense Newton, Newton-CG and L-BFGS on the negative log posterior.
 
-Both stop when the *scaled* gradient ``max_i |dL/dtheta_i| / sum_n s_n`` (the
+All stop when the *scaled* gradient ``max_i |dL/dtheta_i| / sum_n s_n`` (the
 gradient of the per-sample average objective) is at most ``tol``.
 """
 
@@ -19,8 +19,16 @@ from sklaplace._backend import (
     to_numpy,
 )
 from sklaplace._curvature import check_finite_curvature, exact_hessian
+from sklaplace._newton_cg import NewtonCGSolver
 
-__all__ = ["MapResult", "NewtonSolver", "SOLVERS", "minimize_lbfgs", "minimize_map"]
+__all__ = [
+    "MapResult",
+    "NewtonSolver",
+    "SOLVERS",
+    "minimize_lbfgs",
+    "minimize_map",
+    "resolve_solver",
+]
 
 
 class MapResult(NamedTuple):
@@ -40,6 +48,8 @@ class MapResult(NamedTuple):
         Whether ``gradient_norm <= tol``.
     gradient_history : list of float
         Scaled gradient at the start and after every iteration.
+    n_hessian_products : int
+        Hessian-vector products taken (``"newton-cg"``; 0 for the others).
     """
 
     theta: object
@@ -48,6 +58,7 @@ class MapResult(NamedTuple):
     n_iter: int
     converged: bool
     gradient_history: list
+    n_hessian_products: int = 0
 
 
 class NewtonSolver:
@@ -311,7 +322,24 @@ def _newton(objective, theta, tol, max_iter, verbose=0):
     return NewtonSolver(objective, tol, max_iter, verbose).solve(theta)
 
 
-SOLVERS = {"newton": _newton, "lbfgs": minimize_lbfgs}
+def _newton_cg(objective, theta, tol, max_iter, verbose=0):
+    return MapResult(*NewtonCGSolver(objective, tol, max_iter, verbose).solve(theta))
+
+
+SOLVERS = {"newton": _newton, "newton-cg": _newton_cg, "lbfgs": minimize_lbfgs}
+
+
+def resolve_solver(solver):
+    """Return the solver ``"auto"`` stands for (others as they are).
+
+    ``"newton-cg"`` for every network: measured (``benchmarks/bench_solvers.py``,
+    docs/benchmarks.rst) it was faster than dense Newton wherever a dense
+    iteration costs more than a few milliseconds, converged to tolerances
+    L-BFGS did not reach, needs no ``n_params x n_params`` matrix, and reached
+    bitwise-close MAPs for integer weights and repeated rows on a ReLU network
+    whose MAP lies on a kink, where both others stalled apart.
+    """
+    return "newton-cg" if solver == "auto" else solver
 
 
 def minimize_map(objective, theta, solver, tol, max_iter, verbose=0):

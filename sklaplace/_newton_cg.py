@@ -1,0 +1,384 @@
+"""Truncated (Hessian-free) Newton: ``solver="newton-cg"``.
+
+Newton's equation ``H step = -gradient`` is solved approximately by
+preconditioned conjugate gradients on exact Hessian-vector products
+(Pearlmutter's R-operator, :func:`hessp_operator`), inside a trust region:
+Steihaug-Toint CG stops on the region's boundary or along the first
+direction of negative curvature, so every step decreases the quadratic
+model even where ``H`` is indefinite (Steihaug 1983; Nocedal & Wright 2006,
+Alg. 7.2, with the preconditioned norm of Conn, Gould & Toint 2000, Alg.
+7.5.1). No ``n_params x n_params`` matrix is formed: an iteration costs a
+forward pass, one backward pass for the residual terms, and about two
+gradients per CG step.
+
+* Preconditioner: the empirical Fisher diagonal plus the prior
+  (:func:`fisher_diagonal`, about one gradient). It needed fewer
+  Hessian-vector products than the GGN diagonal (which costs ``n_outputs``
+  gradients) on digits and on a (64, 64) network.
+* Forcing term (Eisenstat-Walker style; Nocedal & Wright 2006, eq. 7.3 and
+  Thm. 7.2): CG stops when ``||H step + gradient|| <= eta ||gradient||`` with
+  ``eta = min(0.5, sqrt(scaled gradient))``, so early iterations take few CG
+  steps and the last ones converge superlinearly.
+* The alternative, Levenberg-Marquardt damped CG on generalised
+  Gauss-Newton products (Martens 2010), was measured and dropped: it needed
+  6-25 times more iterations on breast cancer, iris and wine and did not
+  reach ``tol=1e-8`` on digits in 500 (the GGN leaves out the residual
+  term, so the end is linear, not superlinear).
+
+The solver stops when the scaled gradient ``max_i |dL/dtheta_i| / sum_n
+s_n`` is at most ``tol``, as the other solvers do.
+"""
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from sklaplace._network import backprop, jvp, second_order_backprop, vjp, with_ones
+
+__all__ = [
+    "NewtonCGSolver",
+    "fisher_diagonal",
+    "hessp_operator",
+    "steihaug_cg",
+]
+
+#: CG steps allowed per Newton iteration, at most (and at most ``n_params``).
+MAX_CG_ITER = 250
+
+
+def hessp_operator(objective, theta, kind="exact"):
+    """Return ``v -> H v`` at a fixed ``theta``, constrained as Newton uses it.
+
+    :meth:`NegLogPosterior.hessp` with the forward pass, the backpropagated
+    residuals and the output Hessian computed once, so that each product
+    costs one R-forward and one R-backward pass (about two gradients). The
+    product is that of :meth:`NegLogPosterior.constrained_curvature`'s
+    matrix: identity rows and columns at the ``fixed`` parameters, and ``u
+    u'`` added along the flat direction ``u``, if any. No ``n_params x
+    n_params`` array is formed.
+
+    Parameters
+    ----------
+    objective : NegLogPosterior
+    theta : array of shape (n_params,)
+    kind : {"exact", "ggn"}
+        ``"exact"``: Pearlmutter's R-operator on the gradient (both Hessian
+        terms); ``"ggn"``: ``J' Lambda J v + A v``.
+
+    Returns
+    -------
+    hessp : callable
+        Maps an array of shape ``(n_params,)`` to ``H v``.
+    """
+    obj = objective
+    xp, layout = obj.xp, obj.layout
+    fwd = obj.forward(theta)
+    output_hessian = obj.likelihood.output_hessian(xp, fwd.logits, obj.sample_weight)
+    deltas = curvatures = None
+    if kind == "exact":
+        deltas, curvatures = obj.residual_backprop(theta, fwd)
+    free = None if obj.fixed is None else 1.0 - xp.astype(obj.fixed, theta.dtype)
+    flat = obj.flat_direction()
+
+    def hessp(v):
+        v_free = v if free is None else v * free
+        r_pre = jvp(xp, layout, theta, fwd, v_free)  # J v
+        r_out = output_hessian(r_pre[-1])  # Lambda J v
+        if curvatures is None:
+            Hv = vjp(xp, layout, theta, fwd, r_out)  # J' Lambda J v
+        else:  # plus the residual term: Pearlmutter's R{backprop}
+            Hv = second_order_backprop(
+                xp, layout, theta, v_free, fwd, deltas, r_pre, r_out, curvatures
+            )
+        Hv = Hv + obj.prior_precision * v_free
+        if free is not None:
+            Hv = Hv * free + (v - v_free)  # identity at the fixed parameters
+        if flat is not None:
+            Hv = Hv + flat * xp.sum(flat * v)
+        return Hv
+
+    return hessp
+
+
+def fisher_diagonal(objective, theta):
+    """Diagonal of the empirical Fisher plus the prior: the CG preconditioner.
+
+    ``sum_n s_n (dl_n / dtheta)^2 + A`` with ``l_n`` the negative log
+    likelihood of row ``n`` (Martens 2010, section 4.7): one backward pass
+    of the residuals computed with ``sqrt(s_n)``, squared layer by layer, so
+    it costs about one gradient (the GGN diagonal costs ``n_outputs``) and an
+    integer weight still equals repeated rows.
+
+    Returns
+    -------
+    diag : array of shape (n_params,)
+    """
+    xp, layout = objective.xp, objective.layout
+    fwd = objective.forward(theta)
+    residual = objective.likelihood.residual(
+        xp, fwd.logits, objective.Y, xp.sqrt(objective.sample_weight)
+    )
+    deltas = backprop(xp, layout, theta, fwd, residual)
+    squares = [
+        xp.reshape((with_ones(xp, a) ** 2).T @ (delta * delta), (-1,))
+        for a, delta in zip(fwd.acts, deltas)
+    ]
+    return xp.concat(squares) + objective.prior_precision
+
+
+def _boundary_tau(xp, p, d, m, radius):
+    """Positive ``tau`` with ``||p + tau d||_M = radius`` (``M = diag(m)``)."""
+    dd = float(xp.sum(m * d * d))
+    pd = float(xp.sum(m * p * d))
+    pp = float(xp.sum(m * p * p))
+    root = float(np.sqrt(max(pd * pd + dd * (radius * radius - pp), 0.0)))
+    return (root - pd) / dd
+
+
+def steihaug_cg(xp, hessp, gradient, m, radius, rtol, max_iter):
+    """Steihaug-Toint preconditioned CG for ``min g's + s'Hs/2, ||s||_M <= radius``.
+
+    Nocedal & Wright (2006), Alg. 7.2 with the preconditioner ``M =
+    diag(m)`` and the trust region measured in the ``M``-norm (Conn, Gould &
+    Toint 2000, Alg. 7.5.1), in which the CG iterates' norm increases
+    monotonically.
+
+    Parameters
+    ----------
+    hessp : callable
+        ``v -> H v``.
+    gradient : array of shape (n_params,)
+    m : array of shape (n_params,)
+        Positive diagonal preconditioner.
+    radius : float
+        Trust-region radius, finite.
+    rtol : float
+        Stop when ``||H s + g|| <= rtol ||g||`` (the forcing term).
+    max_iter : int
+        Maximum CG steps (Hessian-vector products).
+
+    Returns
+    -------
+    step : array of shape (n_params,)
+    model : float
+        ``g's + s'Hs/2`` (negative: the predicted decrease is ``-model``).
+    status : str
+        ``"converged"``, ``"boundary"``, ``"negative curvature"``,
+        ``"max_iter"`` or ``"not finite"`` (a product overflowed).
+    n_products : int
+        Hessian-vector products taken.
+    """
+    step = xp.zeros_like(gradient)
+    residual = gradient  # r = H s + g
+    z = residual / m
+    direction = -z
+    rz = float(xp.sum(residual * z))
+    target = rtol * float(xp.linalg.vector_norm(gradient))
+    status, n_products = "max_iter", 0
+    for _ in range(max_iter):
+        Hd = hessp(direction)
+        n_products += 1
+        curvature = float(xp.sum(direction * Hd))
+        if not np.isfinite(curvature):
+            status = "not finite"
+            break
+        inside = False
+        if curvature > 0:
+            reaches = step + (rz / curvature) * direction
+            inside = float(xp.sum(m * reaches * reaches)) < radius * radius
+        if not inside:
+            # Line 7 (negative curvature) or line 11 (boundary) of Alg. 7.2:
+            # follow the direction to the trust-region boundary.
+            tau = _boundary_tau(xp, step, direction, m, radius)
+            step, residual = step + tau * direction, residual + tau * Hd
+            status = "boundary" if curvature > 0 else "negative curvature"
+            break
+        step, residual = reaches, residual + (rz / curvature) * Hd
+        if float(xp.linalg.vector_norm(residual)) <= target:
+            status = "converged"
+            break
+        z = residual / m
+        rz_next = float(xp.sum(residual * z))
+        direction = -z + (rz_next / rz) * direction
+        rz = rz_next
+    # g's + s'Hs/2 = (g's + r's)/2 with r = g + H s, kept by the recursion.
+    model = 0.5 * float(xp.sum((gradient + residual) * step))
+    return step, model, status, n_products
+
+
+class NewtonCGSolver:
+    """Trust-region Newton-CG on exact Hessian-vector products (Steihaug-Toint).
+
+    Where the Hessian is indefinite, CG follows the first direction of
+    negative curvature to the trust-region boundary; near the optimum the
+    region is inactive and the iteration is an inexact Newton method. The
+    region is measured in the preconditioner's norm ``||s||_M = sqrt(s' M
+    s)``; its first radius, ``0.1 sqrt(L(theta_0))``, allows a step whose
+    model decrease is about 1% of the loss (``||s||_M^2 ~ s'Hs``): a first
+    radius of ``sqrt(L)`` took about as many products but sent units into
+    saturation on small problems (a worse local minimum).
+    Radius update: Nocedal & Wright (2006), Alg. 4.1. A step is accepted
+    when the ratio of the actual to the predicted decrease exceeds 1e-4.
+
+    The loop is :meth:`solve`; every step's docstring says what it sets.
+
+    Parameters
+    ----------
+    objective : NegLogPosterior
+    tol : float
+        Tolerance on the scaled gradient.
+    max_iter : int
+        Maximum Newton iterations (outer iterations, each one CG solve).
+    verbose : int, default=0
+        Print one line per iteration when positive.
+    """
+
+    name = "Newton-CG"
+    max_trials = 30  # rejected steps per iteration before giving up
+
+    def __init__(self, objective, tol, max_iter, verbose=0):
+        self.objective = objective
+        self.tol = tol
+        self.max_iter = max_iter
+        self.verbose = verbose
+
+    def setup(self, theta):
+        """Set ``theta``, ``loss_value``, ``gradient(_norm)``, ``radius``."""
+        obj = self.objective
+        self.theta = theta
+        self.scale = float(obj.gradient_scale)
+        self.loss_value, self.gradient = obj.loss_gradient(theta)
+        self.loss_value = float(self.loss_value)
+        self.gradient_norm = self._scaled_norm(self.gradient)
+        self.history = [self.gradient_norm]
+        self.n_products = 0
+        self.max_cg = min(MAX_CG_ITER, obj.layout.n_params)
+        self.radius = 0.1 * float(np.sqrt(max(self.loss_value, 1.0)))
+
+    def _scaled_norm(self, gradient):
+        xp = self.objective.xp
+        return float(xp.max(xp.abs(gradient))) / self.scale
+
+    def update_operator(self):
+        """Set ``hessp`` at ``theta``, the preconditioner ``m`` and ``rtol``."""
+        obj, xp = self.objective, self.objective.xp
+        self.hessp = hessp_operator(obj, self.theta, "exact")
+        m = obj.constrained_curvature(fisher_diagonal(obj, self.theta))
+        # A parameter no row moves and no prior holds (e.g. a dead unit's bias
+        # under a flat prior) has m = 0: floor it so that M stays definite.
+        self.m = xp.maximum(m, 1e-10 * xp.max(m))
+        # Eisenstat-Walker style forcing term (Nocedal & Wright 2006, eq. 7.3).
+        self.rtol = min(0.5, float(np.sqrt(self.gradient_norm)))
+
+    def inner_solve(self):
+        """Set ``step``, ``model`` and ``cg_status`` by Steihaug-Toint CG."""
+        self.step, self.model, self.cg_status, n = steihaug_cg(
+            self.objective.xp,
+            self.hessp,
+            self.gradient,
+            self.m,
+            self.radius,
+            self.rtol,
+            self.max_cg,
+        )
+        self.n_products += n
+
+    def update_region(self, rho):
+        """Shrink ``radius`` after a poor step, grow it after a good boundary step."""
+        xp = self.objective.xp
+        norm = float(xp.sqrt(xp.sum(self.m * self.step * self.step)))
+        if rho < 0.25:
+            self.radius = 0.25 * norm
+        elif rho > 0.75 and norm >= 0.99 * self.radius:
+            self.radius = 2.0 * self.radius
+
+    def gain_ratio(self, candidate):
+        """Evaluate ``candidate``; return ``(rho, loss, gradient, accept)``.
+
+        ``rho`` is the actual over the predicted decrease. Near the optimum
+        the loss may stop changing in floating point; a step is then accepted
+        when the gradient falls.
+        """
+        loss, gradient = self.objective.loss_gradient(candidate)
+        loss = float(loss)
+        actual = self.loss_value - loss
+        predicted = -self.model
+        rounding = 16 * np.finfo(np.float64).eps * max(abs(self.loss_value), 1.0)
+        rho = actual / predicted if predicted > 0 else -1.0
+        flat_but_better = abs(actual) <= rounding and (
+            self._scaled_norm(gradient) < self.gradient_norm
+        )
+        accept = bool(np.isfinite(loss)) and (rho > 1e-4 or flat_but_better)
+        return rho, loss, gradient, accept
+
+    def trial(self):
+        """One inner solve and its gain ratio; sets ``accepted`` (and the iterate)."""
+        xp = self.objective.xp
+        self.inner_solve()
+        if bool(xp.all(self.theta + self.step == self.theta)):
+            self.accepted, self.stuck = False, True
+            return
+        candidate = self.theta + self.step
+        rho, loss, gradient, self.accepted = self.gain_ratio(candidate)
+        self.update_region(rho)
+        if self.accepted:
+            self.theta, self.loss_value, self.gradient = candidate, loss, gradient
+            self.gradient_norm = self._scaled_norm(gradient)
+
+    def check_convergence(self):
+        """Set ``converged``."""
+        self.converged = self.gradient_norm <= self.tol
+
+    def solve(self, theta):
+        """Run truncated Newton iterations from ``theta``.
+
+        Returns
+        -------
+        fields : tuple
+            The fields of :class:`~sklaplace._solvers.MapResult`, in order.
+        """
+        self.setup(theta)  # 1. loss, gradient, radius
+        self.check_convergence()
+        n_iter, stalled = 0, False
+        while not self.converged and n_iter < self.max_iter:
+            n_iter += 1
+            self.update_operator()  # 2. H v at theta, preconditioner, forcing
+            self.accepted, self.stuck = False, False
+            for _ in range(self.max_trials):
+                self.trial()  # 3. CG step; 4. gain ratio, radius
+                if self.accepted or self.stuck:
+                    break
+            if not self.accepted:
+                stalled = True
+                break
+            self.history.append(self.gradient_norm)
+            self.check_convergence()  # 5. scaled gradient <= tol
+            if self.verbose:
+                print(
+                    f"{self.name} iter {n_iter}: loss {self.loss_value:.10g}, "
+                    f"scaled gradient {self.gradient_norm:.3e}, CG {self.cg_status} "
+                    f"({self.n_products} Hessian-vector products so far)"
+                )
+        if not self.converged:
+            reason = (
+                f"made no progress at iteration {n_iter}"
+                if stalled
+                else f"did not converge in max_iter={self.max_iter} iterations"
+            )
+            warnings.warn(
+                f"{self.name} solver {reason} (scaled gradient "
+                f"{self.gradient_norm:.3g} > tol={self.tol:g}). Increase max_iter, "
+                "standardise the features, increase alpha, or try solver='lbfgs'.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return (
+            self.theta,
+            self.loss_value,
+            self.gradient_norm,
+            n_iter,
+            self.converged,
+            self.history,
+            self.n_products,
+        )

@@ -1,0 +1,254 @@
+"""solver="newton-cg": truncated Newton on exact Hessian-vector products."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from sklaplace import LaplaceMLPClassifier, prune
+from sklaplace._backend import to_numpy
+from sklaplace._curvature import exact_hessian, ggn_hessian
+from sklaplace._newton_cg import hessp_operator, steihaug_cg
+from sklaplace._objective import NegLogPosterior
+from sklaplace._solvers import minimize_map
+from tests.conftest import make_problem
+
+
+def _scaled(loader):
+    X, y = loader(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def _theta(clf):
+    return clf._layout().pack(np, clf.coefs_, clf.intercepts_)
+
+
+@pytest.mark.parametrize("kind", ["exact", "ggn"])
+@pytest.mark.parametrize(
+    "n_classes, bias_precision, masked",
+    [(2, 0.2, False), (3, 0.0, False), (3, 0.2, True)],
+    ids=["binary", "flat-softmax", "masked"],
+)
+def test_hessp_operator_equals_the_constrained_dense_matrix(
+    kind, n_classes, bias_precision, masked
+):
+    obj, theta = make_problem("tanh", n_classes, (4, 3), weighted=True)
+    prior = obj.prior_precision.copy()
+    prior[obj.layout.bias_mask()] = bias_precision
+    fixed = None
+    if masked:
+        fixed = np.zeros(obj.layout.n_params, dtype=bool)
+        fixed[[0, 5, 17]] = True
+        theta[fixed] = 0.0
+    obj = NegLogPosterior(
+        np,
+        obj.layout,
+        obj.activation,
+        obj.likelihood,
+        obj.X,
+        obj.Y,
+        obj.sample_weight,
+        prior,
+        fixed=fixed,
+    )
+    assert (obj.flat_direction() is not None) == (bias_precision == 0)
+    dense = {"exact": exact_hessian, "ggn": ggn_hessian}[kind]
+    H = obj.constrained_curvature(dense(obj, theta))
+    hessp = hessp_operator(obj, theta, kind)
+    V = np.random.RandomState(1).normal(size=(obj.layout.n_params, 3))
+    for v in V.T:
+        np.testing.assert_allclose(hessp(v), H @ v, rtol=1e-10, atol=1e-10)
+
+
+def test_steihaug_cg_solves_inside_and_stops_on_the_boundary():
+    rng = np.random.RandomState(0)
+    Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    g = rng.normal(size=6)
+    m = rng.uniform(0.5, 2.0, 6)
+    # Positive definite, large radius: the Newton step.
+    H = Q @ np.diag([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) @ Q.T
+    step, model, status, n = steihaug_cg(np, lambda v: H @ v, g, m, 1e6, 1e-12, 50)
+    assert status == "converged" and n <= 6
+    np.testing.assert_allclose(step, np.linalg.solve(H, -g), rtol=1e-9)
+    np.testing.assert_allclose(model, g @ step + 0.5 * step @ H @ step)
+    # Indefinite: the step ends on the boundary ||s||_M = radius and the
+    # model still decreases.
+    H = Q @ np.diag([-1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) @ Q.T
+    step, model, status, _ = steihaug_cg(np, lambda v: H @ v, g, m, 0.7, 1e-12, 50)
+    assert status in ("negative curvature", "boundary")
+    np.testing.assert_allclose(np.sqrt(np.sum(m * step * step)), 0.7)
+    # Along a direction of negative curvature CG exits on the boundary
+    # however large the region (Steihaug's exit).
+    H = np.diag([-1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    g = np.array([1.0, 0, 0, 0, 0, 0])
+    step, model, status, n = steihaug_cg(
+        np, lambda v: H @ v, g, np.ones(6), 50.0, 1e-12, 50
+    )
+    assert status == "negative curvature" and n == 1
+    np.testing.assert_allclose(step, [-50.0, 0, 0, 0, 0, 0])
+    np.testing.assert_allclose(model, g @ step + 0.5 * step @ H @ step)
+    assert model < 0
+
+
+def test_binary_no_hidden_layer_reaches_logistic_regressions_map():
+    X, y = _scaled(load_breast_cancer)
+    alpha = 0.5
+    clf = LaplaceMLPClassifier(
+        (),
+        alpha=alpha,
+        bias_prior_precision=0.0,
+        solver="newton-cg",
+        tol=1e-12,
+        prior_precision_scale=1.0,
+    ).fit(X, y)
+    lr = LogisticRegression(
+        C=1 / alpha, solver="newton-cholesky", tol=1e-14, max_iter=1000
+    ).fit(X, y)
+    np.testing.assert_allclose(clf.coefs_[0][:, 0], lr.coef_[0], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(clf.intercepts_[0], lr.intercept_, rtol=0, atol=1e-8)
+    assert clf.solver_ == "newton-cg" and clf.n_hessian_products_ > 0
+
+
+def test_multiclass_no_hidden_layer_reaches_logistic_regressions_map():
+    X, y = _scaled(load_iris)
+    alpha = 0.3
+    clf = LaplaceMLPClassifier(
+        (),
+        alpha=alpha,
+        bias_prior_precision=0.0,
+        solver="newton-cg",
+        tol=1e-12,
+        prior_precision_scale=1.0,
+    ).fit(X, y)
+    lr = LogisticRegression(
+        C=1 / alpha, solver="newton-cholesky", tol=1e-14, max_iter=1000
+    ).fit(X, y)
+    np.testing.assert_allclose(clf.coefs_[0], lr.coef_.T, rtol=0, atol=1e-8)
+    # Unpenalised softmax intercepts are defined up to a common shift.
+    b, b_lr = clf.intercepts_[0], lr.intercept_
+    np.testing.assert_allclose(b - b.mean(), b_lr - b_lr.mean(), rtol=0, atol=1e-8)
+
+
+def test_a_start_with_negative_curvature_still_converges():
+    obj, _ = make_problem("tanh", 3, (6,), n_samples=60, n_features=4, seed=3)
+    theta = np.random.RandomState(7).normal(scale=2.0, size=obj.layout.n_params)
+    eigenvalues = np.linalg.eigvalsh(
+        obj.constrained_curvature(exact_hessian(obj, theta))
+    )
+    assert eigenvalues[0] < 0  # the exact Hessian is indefinite at the start
+    result = minimize_map(obj, theta, "newton-cg", 1e-10, 200)
+    assert result.converged and result.gradient_norm <= 1e-10
+    assert result.loss < float(obj.loss(theta))
+    H = obj.constrained_curvature(exact_hessian(obj, result.theta))
+    assert np.linalg.eigvalsh(H)[0] > 0  # a strict local minimum
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-6, 1e-10])
+def test_tol_is_honoured(tol):
+    obj, theta = make_problem("softplus", 2, (5,), n_samples=80, n_features=4)
+    result = minimize_map(obj, theta, "newton-cg", tol, 200)
+    assert result.converged
+    assert result.gradient_norm <= tol
+    assert result.gradient_history[-1] == result.gradient_norm
+    assert len(result.gradient_history) == result.n_iter + 1
+    # It stops at the first iterate below tol, not later.
+    assert all(g > tol for g in result.gradient_history[:-1])
+
+
+def test_max_iter_raises_the_convergence_warning():
+    X, y = _scaled(load_iris)
+    clf = LaplaceMLPClassifier(
+        (5,), alpha=1.0, solver="newton-cg", max_iter=2, random_state=0
+    )
+    with pytest.warns(ConvergenceWarning, match="did not converge in max_iter=2"):
+        clf.fit(X, y)
+    assert clf.n_iter_ >= 2
+
+
+def test_integer_weights_equal_repeated_rows():
+    X, y = _scaled(load_iris)
+    rng = np.random.RandomState(0)
+    weights = rng.randint(0, 4, size=X.shape[0])
+    params = dict(
+        hidden_layer_sizes=(4,),
+        alpha=1.0,
+        solver="newton-cg",
+        tol=1e-10,
+        prior_precision_scale=1.0,
+        random_state=0,
+    )
+    weighted = LaplaceMLPClassifier(**params).fit(X, y, sample_weight=weights)
+    repeated = LaplaceMLPClassifier(**params).fit(
+        np.repeat(X, weights, axis=0), np.repeat(y, weights)
+    )
+    np.testing.assert_allclose(_theta(weighted), _theta(repeated), atol=1e-9)
+    np.testing.assert_allclose(
+        weighted.predict_proba(X), repeated.predict_proba(X), atol=1e-9
+    )
+    assert weighted.n_iter_ == repeated.n_iter_
+
+
+def test_warm_start_resumes_from_the_previous_map():
+    X, y = _scaled(load_breast_cancer)
+    params = dict(
+        alpha=1.0, solver="newton-cg", prior_precision_scale=1.0, random_state=0
+    )
+    clf = LaplaceMLPClassifier((6,), warm_start=True, **params).fit(X, y)
+    cold_iterations = clf.n_iter_
+    clf.fit(X, y)  # already at the MAP
+    assert clf.n_iter_ == 0
+    # A small change of the data: a few steps from the previous MAP.
+    weights = np.ones(X.shape[0])
+    weights[:10] = 2.0
+    clf.fit(X, y, sample_weight=weights)
+    assert 0 < clf.n_iter_ < cold_iterations
+    assert clf.gradient_history_[-1] <= clf.tol
+
+
+def test_masked_refit_keeps_pruned_weights_at_zero():
+    X, y = _scaled(load_iris)
+    clf = LaplaceMLPClassifier(
+        (5,), alpha=1.0, solver="newton-cg", prior_precision_scale=1.0, random_state=0
+    ).fit(X, y)
+    pruned = prune(clf, 0.5, method="magnitude")
+    mask = pruned.pruned_mask_.copy()
+    before = _theta(pruned)
+    refit = pruned.set_params(warm_start=True, tol=1e-10).fit(X, y)
+    theta = _theta(refit)
+    assert np.array_equal(refit.pruned_mask_, mask)
+    assert np.all(theta[mask] == 0.0)
+    assert np.max(np.abs(theta - before)) > 1e-3  # the kept weights re-trained
+    assert refit.gradient_history_[-1] <= 1e-10
+    assert refit.n_hessian_products_ > 0
+
+
+def test_default_solver_resolves_to_newton_cg():
+    X, y = _scaled(load_iris)
+    clf = LaplaceMLPClassifier(
+        (3,), alpha=1.0, prior_precision_scale=1.0, random_state=0
+    )
+    assert clf.solver == "auto"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf.fit(X, y)
+    assert clf.solver_ == "newton-cg"
+    assert clf.n_hessian_products_ > 0
+    lbfgs = clf.set_params(solver="lbfgs").fit(X, y)
+    assert lbfgs.solver_ == "lbfgs" and lbfgs.n_hessian_products_ == 0
+
+
+def test_newton_cg_under_array_api_strict_matches_numpy():
+    xps = pytest.importorskip("array_api_strict")
+    obj, theta = make_problem("tanh", 3, (4,), weighted=True, n_samples=40)
+    sobj, stheta = make_problem("tanh", 3, (4,), weighted=True, n_samples=40, xp=xps)
+    result = minimize_map(obj, theta, "newton-cg", 1e-9, 100)
+    strict = minimize_map(sobj, stheta, "newton-cg", 1e-9, 100)
+    assert strict.converged and strict.n_iter == result.n_iter
+    assert strict.n_hessian_products == result.n_hessian_products
+    np.testing.assert_allclose(
+        np.asarray(to_numpy(strict.theta)), result.theta, rtol=1e-8, atol=1e-10
+    )
