@@ -1,16 +1,26 @@
 """The Laplace evidence and its MacKay optimisation of alpha."""
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import scipy.optimize
 from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
+import sklaplace._evidence as evidence_module
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._evidence import mackay_update, weight_groups
+from sklaplace._evidence import (
+    EVIDENCE_BOUNDS,
+    EVIDENCE_TOL,
+    mackay_update,
+    tune_alpha,
+    weight_groups,
+)
 from sklaplace._network import ParamLayout
+from sklaplace.exceptions import LaplaceApproximationWarning
 from tests.conftest import bayesian_linear_regression, linear_regression_data
 
 
@@ -217,3 +227,77 @@ def test_mackay_update_keeps_the_alpha_of_an_empty_group():
     assert updated[1] == alphas[1] and gammas[1] == 0.0
     alone, _ = mackay_update(variance, theta, alphas[:1], groups[:1])
     assert updated[0] == alone[0]
+
+
+def _tune_linear_regression(Phi, y, groups):
+    """tune_alpha on Bayesian linear regression, each refit exact."""
+    fits = []
+
+    def fit_laplace(alphas, theta):
+        prior = np.select(groups, alphas)
+        _, w, P, _ = bayesian_linear_regression(prior, data=(Phi, y))
+        fits.append(SimpleNamespace(theta=w, posterior=P, prior_precision=prior))
+        return fits[-1]
+
+    tuning = tune_alpha(
+        fit_laplace,
+        groups,
+        np.zeros(Phi.shape[1]),
+        lambda P: np.diag(np.linalg.inv(P)),
+    )
+    return tuning, fits
+
+
+def test_tune_alpha_iterates_mackay_and_stops_at_the_first_small_step():
+    Phi, y = linear_regression_data(5, n=40, seed=7)
+    Phi[:, :2] *= 3.0
+    groups = [np.arange(5) < 2, np.arange(5) >= 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converged, inside the bounds: silent
+        tuning, fits = _tune_linear_regression(Phi, y, groups)
+    history = tuning.history
+    np.testing.assert_array_equal(history[0], np.ones(2))
+    assert len(history) == len(fits) >= 3
+    steps = []
+    for i, fit in enumerate(fits):
+        np.testing.assert_array_equal(
+            fit.prior_precision, np.select(groups, history[i])
+        )
+        covariance = np.diag(np.linalg.inv(fit.posterior))
+        update, gammas = mackay_update(covariance, fit.theta, history[i], groups)
+        steps.append(np.max(np.abs(np.log(update / history[i]))))
+        if i + 1 < len(history):
+            np.testing.assert_array_equal(history[i + 1], update)
+    # Stopped at the first step below the tolerance, and reports the alphas
+    # (and gammas) of the last fit, not the update it did not make.
+    assert steps[-1] < EVIDENCE_TOL <= min(steps[:-1])
+    np.testing.assert_array_equal(tuning.alpha, history[-1])
+    assert tuning.fit is fits[-1]
+    np.testing.assert_array_equal(tuning.gammas, gammas)
+    # The fixed point it approaches maximises the closed-form evidence
+    # (test_mackay_fixed_point_maximises_the_closed_form_evidence).
+    best, _ = _mackay_fixed_point(Phi, y, groups)
+    np.testing.assert_allclose(tuning.alpha, best, rtol=1e-3)
+
+
+@pytest.mark.parametrize("n_groups", [1, 2])
+def test_tune_alpha_warns_at_a_bound(n_groups):
+    # y = 0: the MAP is 0 and the evidence grows without limit with alpha.
+    Phi, _ = linear_regression_data(4, n=20)
+    groups = np.array_split(np.arange(4), n_groups)
+    groups = [np.isin(np.arange(4), g) for g in groups]
+    advice = "Prefer a fixed alpha" if n_groups == 1 else "alpha='evidence' or a"
+    with pytest.warns(LaplaceApproximationWarning, match=advice):
+        tuning, _ = _tune_linear_regression(Phi, np.zeros(20), groups)
+    np.testing.assert_array_equal(tuning.alpha, EVIDENCE_BOUNDS[1])
+
+
+def test_tune_alpha_keeps_the_last_fit_when_it_does_not_converge(monkeypatch):
+    monkeypatch.setattr(evidence_module, "EVIDENCE_MAX_UPDATES", 2)
+    Phi, y = linear_regression_data(5, n=40, seed=7)
+    groups = [np.ones(5, bool)]
+    with pytest.warns(ConvergenceWarning, match="did not converge in 2 refits"):
+        tuning, fits = _tune_linear_regression(Phi, y, groups)
+    assert len(fits) == len(tuning.history) == 2
+    np.testing.assert_array_equal(tuning.alpha, tuning.history[-1])
+    assert tuning.fit is fits[-1]

@@ -73,13 +73,16 @@ def test_multiclass_monte_carlo_matches_direct_average():
     A = rng.normal(size=(4, 3, 3))
     cov = A @ np.swapaxes(A, 1, 2)
     noise = rng.standard_normal((5000, 3))
-    p = Categorical.proba(np, mc_logits(np, mu, cov, noise=noise))
+    logits = mc_logits(np, mu, cov, noise=noise)
     # The draws use the symmetric square root of each covariance.
     root = np.stack([np.real(scipy.linalg.sqrtm(c)) for c in cov])
     direct = np.stack(
         [softmax(mu[n] + noise @ root[n].T, axis=1).mean(axis=0) for n in range(4)]
     )
-    np.testing.assert_allclose(p, direct, rtol=1e-10)
+    np.testing.assert_allclose(Categorical.proba(np, logits), direct, rtol=1e-10)
+    # The K moderated logits are the log of the averaged probabilities
+    # themselves (normalised), not only up to a common shift.
+    np.testing.assert_allclose(logits, np.log(direct), rtol=1e-10)
 
 
 @pytest.mark.parametrize("name", sorted(PREDICTIVES))

@@ -16,7 +16,10 @@ from sklaplace.exceptions import LaplaceApproximationWarning
 def linear_model():
     X, y = load_breast_cancer(return_X_y=True)
     X = StandardScaler().fit_transform(X)[:, :8]
-    return LaplaceMLPClassifier((), hessian="exact", tol=1e-10).fit(X, y), X
+    clf = LaplaceMLPClassifier(
+        (), alpha=1.0, hessian="exact", prior_precision_scale=10.0, tol=1e-10
+    )
+    return clf.fit(X, y), X
 
 
 def _objective(clf, X, y):
@@ -83,6 +86,55 @@ def test_obs_correction_is_the_constrained_minimiser(linear_model):
     np.testing.assert_allclose(new_theta, expected, rtol=1e-8, atol=1e-12)
 
 
+def test_obs_removing_several_weights_is_greedy_on_the_conditional_posterior(
+    linear_model,
+):
+    # From scratch: with the set S already removed, the posterior conditioned
+    # on theta_S = 0 has covariance (H_RR)^{-1} on the rest R and mean
+    # theta_R + (H_RR)^{-1} H_RS theta_S; OBS removes, one at a time, the
+    # weight of least theta_q^2 / (2 [(H_RR)^{-1}]_qq) under it.
+    linear_model, X = linear_model
+    H = _hessian(linear_model, X)
+    theta = np.r_[linear_model.coefs_[0][:, 0], linear_model.intercepts_[0]]
+    removed = []
+    for _ in range(3):
+        rest = np.setdiff1d(np.arange(9), removed)
+        mean = theta.copy()
+        mean[removed] = 0.0
+        mean[rest] += np.linalg.solve(
+            H[np.ix_(rest, rest)], H[np.ix_(rest, removed)] @ theta[removed]
+        )
+        variance = np.diag(np.linalg.inv(H[np.ix_(rest, rest)]))
+        saliency = np.where(rest < 8, mean[rest] ** 2 / (2 * variance), np.inf)
+        removed.append(int(rest[np.argmin(saliency)]))
+    pruned = prune(linear_model, 3 / 8, method="obs")
+    assert sorted(np.flatnonzero(pruned.pruned_mask_)) == sorted(removed)
+    rest = np.setdiff1d(np.arange(9), removed)
+    expected = theta.copy()
+    expected[removed] = 0.0
+    expected[rest] += np.linalg.solve(
+        H[np.ix_(rest, rest)], H[np.ix_(rest, removed)] @ theta[removed]
+    )
+    new_theta = np.r_[pruned.coefs_[0][:, 0], pruned.intercepts_[0]]
+    np.testing.assert_allclose(new_theta, expected, rtol=1e-8, atol=1e-12)
+    assert np.all(new_theta[removed] == 0.0)  # exactly
+
+
+def test_saliency_methods_and_default(linear_model):
+    linear_model, _ = linear_model
+    theta = np.r_[linear_model.coefs_[0][:, 0], linear_model.intercepts_[0]]
+    np.testing.assert_array_equal(
+        saliencies(linear_model, method="magnitude")[:8], np.abs(theta[:8])
+    )
+    np.testing.assert_array_equal(
+        saliencies(linear_model), saliencies(linear_model, method="obs")
+    )
+    assert not np.allclose(
+        saliencies(linear_model, method="obd")[:8],
+        saliencies(linear_model, method="obs")[:8],
+    )
+
+
 def test_obd_is_half_the_curvature_times_the_squared_weight():
     # The reference is the objective itself, from scratch: its second
     # derivative along each weight by central differences (h = 1e-3, error
@@ -91,8 +143,10 @@ def test_obd_is_half_the_curvature_times_the_squared_weight():
     # from 1) by more than 1e-3 on every weight.
     X, y = load_breast_cancer(return_X_y=True)
     X = StandardScaler().fit_transform(X)[:, :8]
-    clf = LaplaceMLPClassifier((), hessian_structure="diag", tol=1e-10).fit(X, y)
-    assert abs(clf.prior_precision_scale_ - 1.0) > 0.5  # the scale is undone
+    clf = LaplaceMLPClassifier(
+        (), alpha=1.0, hessian_structure="diag", prior_precision_scale=10.0, tol=1e-10
+    ).fit(X, y)
+    assert clf.prior_precision_scale_ == 10.0  # the scale is undone
     objective = _objective(clf, X, y)
     theta = np.r_[clf.coefs_[0][:, 0], clf.intercepts_[0]]
     obd = saliencies(clf, method="obd")
