@@ -60,11 +60,12 @@ def test_exact_differs_from_ggn_for_smooth_hidden_layers():
 
 
 def test_logistic_regression_hessian_is_the_direct_formula():
-    obj, theta = make_problem("identity", 2, hidden=(), weighted=True)
-    Phi = np.hstack([obj.X, np.ones((obj.n_samples, 1))])
+    obj, theta, raw = make_problem("identity", 2, hidden=(), weighted=True, raw=True)
+    Phi = np.hstack([raw["X"], np.ones((raw["X"].shape[0], 1))])
     p = 1 / (1 + np.exp(-(Phi @ theta)))
-    direct = Phi.T @ (obj.sample_weight[:, None] * (p * (1 - p))[:, None] * Phi)
-    direct += np.diag(obj.prior_precision)
+    weight = raw["sample_weight"]
+    direct = Phi.T @ (weight[:, None] * (p * (1 - p))[:, None] * Phi)
+    direct += np.diag(raw["prior_precision"])
     for kind in ("exact", "ggn"):
         np.testing.assert_allclose(
             CURVATURES[kind, "full"](obj, theta), direct, rtol=1e-12

@@ -85,3 +85,45 @@ def test_evidence_with_a_flat_prior_is_the_limit_of_proper_ones():
     a = 1e-6
     *_, closed_form = bayesian_linear_regression(np.r_[prior[:3], a])
     np.testing.assert_allclose(value, closed_form - 0.5 * np.log(a), atol=1e-5)
+
+
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_samples_have_the_posterior_covariance(structure):
+    # 200,000 draws: the sample covariance is within about 0.01 of P^{-1}
+    # (entries of order 0.1-0.3); L^{-1} z instead of L^{-T} z, or P instead
+    # of P^{-1}, is off by more than 0.05.
+    P = _spd(4, seed=5) if structure == "full" else np.diag([0.5, 2.0, 4.0, 9.0])
+    post = (
+        FullPosterior.from_precision(np, P)
+        if structure == "full"
+        else DiagPosterior.from_precision(np, np.diag(P))
+    )
+    draws = post.sample(np, 200_000, np.random.RandomState(0))
+    assert draws.shape == (200_000, 4)
+    covariance = np.linalg.inv(P)
+    np.testing.assert_allclose(np.cov(draws.T), covariance, atol=0.01)
+    np.testing.assert_allclose(draws.mean(axis=0), 0.0, atol=0.01)
+
+
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_conditioning_on_zero_is_the_gaussian_conditional(structure):
+    # From scratch: given theta_F = 0, the other block has precision P_RR;
+    # the fixed block carries nothing (identity, log det 0).
+    P = _spd(5, seed=6) if structure == "full" else np.diag([0.5, 2.0, 4.0, 9.0, 3.0])
+    post = (
+        FullPosterior.from_precision(np, P)
+        if structure == "full"
+        else DiagPosterior.from_precision(np, np.diag(P))
+    )
+    fixed = np.array([False, True, False, True, False])
+    rest = ~fixed
+    conditional = post.conditioned_on_zero(fixed)
+    np.testing.assert_allclose(
+        conditional.log_det_precision(),
+        np.linalg.slogdet(P[np.ix_(rest, rest)])[1],
+        rtol=1e-12,
+    )
+    variance = conditional.covariance_diagonal(np)
+    np.testing.assert_allclose(
+        variance[rest], np.diag(np.linalg.inv(P[np.ix_(rest, rest)])), rtol=1e-10
+    )
