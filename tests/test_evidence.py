@@ -15,11 +15,13 @@ from sklaplace import LaplaceMLPClassifier
 from sklaplace._evidence import (
     EVIDENCE_BOUNDS,
     EVIDENCE_TOL,
+    log_evidence_at_prior,
     mackay_update,
     tune_alpha,
     weight_groups,
 )
 from sklaplace._network import ParamLayout
+from sklaplace._posterior import FullPosterior
 from sklaplace.exceptions import LaplaceApproximationWarning
 from tests.conftest import bayesian_linear_regression, linear_regression_data
 
@@ -301,3 +303,47 @@ def test_tune_alpha_keeps_the_last_fit_when_it_does_not_converge(monkeypatch):
     assert len(fits) == len(tuning.history) == 2
     np.testing.assert_array_equal(tuning.alpha, tuning.history[-1])
     assert tuning.fit is fits[-1]
+
+
+def test_evidence_at_another_prior_from_scratch():
+    # One weight and one bias (layout 1 -> 1): P = P_data + c A_old; the
+    # evidence at A_new uses P_data + A_new, computed here by hand.
+    layout = ParamLayout((1, 1))
+    P_data = np.array([[3.0, 1.0], [1.0, 2.0]])
+    old, scale = np.array([0.5, 0.25]), 4.0
+    theta = np.array([0.7, -0.3])
+    posterior = FullPosterior.from_precision(np, P_data + scale * np.diag(old))
+    value = log_evidence_at_prior(layout, theta, -5.0, old, posterior, scale, alpha=2.0)
+    new = np.array([2.0, 0.25])  # the bias keeps its precision
+    expected = -5.0 - 0.5 * (
+        np.linalg.slogdet(P_data + np.diag(new))[1]
+        - np.sum(np.log(new))
+        + np.sum(new * theta**2)
+    )
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    # The default posterior scale is 1 (the MAP's own prior).
+    at_one = FullPosterior.from_precision(np, P_data + np.diag(old))
+    np.testing.assert_allclose(
+        log_evidence_at_prior(layout, theta, -5.0, old, at_one, alpha=2.0),
+        expected,
+        rtol=1e-12,
+    )
+
+
+def test_evidence_where_the_new_precision_is_not_positive_definite():
+    # P_data = diag(1, -1) (an indefinite exact Hessian): with the old prior
+    # (2, 2) the posterior is positive definite, with no prior it is not.
+    layout = ParamLayout((1, 1))
+    old = np.array([2.0, 2.0])
+    posterior = FullPosterior.from_precision(np, np.diag([1.0, -1.0]) + np.diag(old))
+    value = log_evidence_at_prior(
+        layout,
+        np.zeros(2),
+        -1.0,
+        old,
+        posterior,
+        1.0,
+        alpha=0.0,
+        bias_prior_precision=0.0,
+    )
+    assert value == -np.inf

@@ -409,8 +409,12 @@ def test_obs_on_a_singular_posterior_falls_back_to_obd(singular):
         clf.posterior_jitter_ = 1e-9  # as a singular precision would have left it
     else:
         clf = _with_tiny_pivot(clf)
-    with pytest.warns(LaplaceApproximationWarning, match="Pruning by OBD instead"):
+    with pytest.warns(
+        LaplaceApproximationWarning, match="Pruning by OBD instead"
+    ) as record:
         fallback = prune(clf, 0.5, method="obs")
+    # The warning points at the caller of prune, not inside the package.
+    assert record[0].filename == __file__
     obd = prune(clf, 0.5, method="obd")
     np.testing.assert_array_equal(fallback.pruned_mask_, obd.pruned_mask_)
     for a, b in zip(fallback.coefs_, obd.coefs_):
