@@ -17,8 +17,6 @@ def _log_sigmoid(xp, f):
 class Bernoulli:
     """Bernoulli likelihood on one logit: ``log p(y|f) = y f - log(1 + e^f)``."""
 
-    name = "bernoulli"
-
     @staticmethod
     def n_outputs(n_classes):
         """Return the number of logits for ``n_classes`` classes (always 1)."""
@@ -79,8 +77,6 @@ class Bernoulli:
 
 class Categorical:
     """Categorical (softmax) likelihood on K logits: ``f_y - logsumexp(f)``."""
-
-    name = "categorical"
 
     @staticmethod
     def n_outputs(n_classes):

@@ -9,10 +9,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from sklaplace._backend import to_numpy
-from sklaplace._memory import check_memory
 
 __all__ = [
-    "check_dense_memory",
     "check_feature_scale",
     "check_finite_rows",
     "hidden_sizes",
@@ -88,25 +86,6 @@ def check_feature_scale(X, sample_weight):
             f"{', ...' if bad.size > 5 else ''}; largest |X| = "
             f"{np.max(np.abs(X)):.3g}). Standardise the features (e.g. "
             "sklearn.preprocessing.StandardScaler)."
-        )
-
-
-def check_dense_memory(layout, solver, hessian_structure):
-    """Refuse, before any work, a network whose dense matrices exceed the limit."""
-    needs = []
-    if solver == "newton":
-        needs.append("solver='newton'")
-    if hessian_structure == "full":
-        needs.append("hessian_structure='full'")
-    if needs:
-        n = layout.n_params
-        check_memory(
-            8 * n * n,
-            f"The {n} x {n} float64 matrices that {' and '.join(needs)} need "
-            f"for this network ({n} parameters)",
-            "Use hessian_structure='diag' and solver='lbfgs' (no n_params x "
-            "n_params matrix), or a smaller network (fewer hidden units or "
-            "input features).",
         )
 
 
