@@ -1,12 +1,34 @@
-"""Newton vs L-BFGS: iterations to shrink the gradient 1e8-fold.
+"""MAP solvers: Newton-CG vs dense Newton vs L-BFGS, wall time and iterations.
 
-Usage: ``python benchmarks/bench_solvers.py [--hidden 8]``
+Usage::
 
-Standardised breast cancer, iris, wine and digits; tanh, alpha=1. Both
-solvers start from the same Glorot initialisation and run to a scaled
-gradient of 1e-12 (or their iteration limit); the table gives the first
-iteration at which the scaled gradient is 1e-8 times its initial value, the
-total iterations and the wall time.
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_solvers.py
+    python benchmarks/bench_solvers.py --parts small mid default
+    python benchmarks/bench_solvers.py --parts big   # heavy: W = 79,510
+
+Every fit is ``LaplaceMLPClassifier`` with tanh, ``alpha=1``, the same
+Glorot initialisation (``random_state=0``), ``hessian_structure="diag"`` and
+``prior_precision_scale=1.0`` (so that neither the posterior nor the held-out
+refits of the default prior scale enter the time), except in ``default``.
+
+Parts:
+
+* ``small``: standardised breast cancer, iris, wine, hidden (8,), tol 1e-8:
+  iterations until the scaled gradient is 1e-8 times its initial value,
+  total iterations, Hessian-vector products and wall time.
+* ``mid``: tol 1e-8 on ``make_classification(n_samples=5000, n_features=50,
+  n_informative=20, random_state=0)`` standardised with hidden (64, 64) (W =
+  7,489), and standardised digits with hidden (16,) (W = 1,210). L-BFGS gets
+  ``max_iter=3000``; dense Newton is capped at ``--newton-cap`` iterations
+  (11.5 s each at W = 7,489), so it reports its time per iteration.
+* ``big``: the structures benchmark's problem (20,000 rows of 784 features,
+  10 classes, hidden (100,), W = 79,510) to tol 1e-6, Newton-CG vs L-BFGS
+  (dense Newton cannot hold the 79,510 x 79,510 matrix).
+* ``default``: the DEFAULT estimator (``LaplaceMLPClassifier()``: hidden
+  (100,), every default, posterior included) against ``MLPClassifier((100,),
+  activation="tanh", solver="lbfgs", alpha=1.0)`` on the first 4,000 rows of
+  ``make_classification(n_samples=5000, n_features=40, n_informative=20,
+  n_classes=10, random_state=0)`` (W = 5,110), fit wall time.
 """
 
 import argparse
@@ -14,46 +36,150 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_digits,
+    load_iris,
+    load_wine,
+    make_classification,
+)
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier
 
-DATASETS = {
-    "breast_cancer": load_breast_cancer,
-    "iris": load_iris,
-    "wine": load_wine,
-    "digits": load_digits,
-}
+HEADER = (
+    "| problem | solver | converged | iterations to 1e-8 x initial gradient | "
+    "iterations | Hessian-vector products | final scaled gradient | seconds |\n"
+    "|---|---|---|---:|---:|---:|---:|---:|"
+)
+
+
+def _standardised(X, y):
+    return StandardScaler().fit_transform(X), y
+
+
+def _fit(name, X, y, hidden, solver, tol, max_iter):
+    clf = LaplaceMLPClassifier(
+        hidden,
+        alpha=1.0,
+        solver=solver,
+        tol=tol,
+        max_iter=max_iter,
+        hessian_structure="diag",
+        prior_precision_scale=1.0,
+        random_state=0,
+    )
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit(X, y)
+    seconds = time.perf_counter() - start
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    history = np.asarray(clf.gradient_history_)
+    reached = np.flatnonzero(history <= 1e-8 * history[0])
+    first = str(reached[0]) if reached.size else "not reached"
+    print(
+        f"| {name} | {solver} | {'yes' if converged else 'no'} | {first} | "
+        f"{clf.n_iter_} | {clf.n_hessian_products_} | {history[-1]:.2e} | "
+        f"{seconds:.2f} |",
+        flush=True,
+    )
+
+
+def part_small():
+    print("\n== small: hidden (8,), tanh, alpha=1, tol=1e-8\n\n" + HEADER)
+    for name, loader in [
+        ("breast_cancer", load_breast_cancer),
+        ("iris", load_iris),
+        ("wine", load_wine),
+    ]:
+        X, y = _standardised(*loader(return_X_y=True))
+        for solver in ("newton-cg", "newton", "lbfgs"):
+            _fit(name, X, y, (8,), solver, 1e-8, 5000)
+
+
+def part_mid(newton_cap):
+    print("\n== mid: tanh, alpha=1, tol=1e-8\n\n" + HEADER)
+    X, y = make_classification(
+        n_samples=5000, n_features=50, n_informative=20, random_state=0
+    )
+    problems = [
+        ("make_classification (64, 64), W=7489", *_standardised(X, y), (64, 64)),
+        ("digits (16,), W=1210", *_standardised(*load_digits(return_X_y=True)), (16,)),
+    ]
+    for name, X, y, hidden in problems:
+        for solver, max_iter in [
+            ("newton-cg", 1000),
+            ("lbfgs", 3000),
+            ("newton", newton_cap),
+        ]:
+            _fit(name, X, y, hidden, solver, 1e-8, max_iter)
+
+
+def part_big():
+    print("\n== big: 20,000 x 784, 10 classes, hidden (100,), W=79510, tol=1e-6\n")
+    print(HEADER)
+    X, y = make_classification(
+        n_samples=25000,
+        n_features=784,
+        n_informative=60,
+        n_redundant=100,
+        n_classes=10,
+        n_clusters_per_class=2,
+        random_state=0,
+    )
+    X, y = _standardised(X[:20000], y[:20000])
+    for solver in ("newton-cg", "lbfgs"):
+        _fit("784 features (100,)", X, y, (100,), solver, 1e-6, 5000)
+
+
+def part_default():
+    print("\n== default estimator vs MLPClassifier, 4,000 rows, W=5110\n")
+    X, y = make_classification(
+        n_samples=5000, n_features=40, n_informative=20, n_classes=10, random_state=0
+    )
+    X, y = X[:4000], y[:4000]
+    models = {
+        "MLPClassifier((100,), tanh, lbfgs, alpha=1)": MLPClassifier(
+            (100,), activation="tanh", solver="lbfgs", alpha=1.0, random_state=0
+        ),
+        "LaplaceMLPClassifier() (defaults)": LaplaceMLPClassifier(random_state=0),
+    }
+    print("| model | fit seconds | details |\n|---|---:|---|")
+    for name, model in models.items():
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, y)
+        seconds = time.perf_counter() - start
+        details = f"n_iter_={model.n_iter_}"
+        if hasattr(model, "solver_"):
+            details += (
+                f", solver_={model.solver_}, n_hessian_products_="
+                f"{model.n_hessian_products_}, hessian_structure_="
+                f"{getattr(model, 'hessian_structure_', 'full')}, final scaled "
+                f"gradient {model.gradient_history_[-1]:.2e}"
+            )
+        print(f"| {name} | {seconds:.1f} | {details} |", flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--hidden", type=int, default=8)
-    args = parser.parse_args()
-    print(f"hidden=({args.hidden},), tanh, alpha=1, tol=1e-12\n")
-    print(
-        "| dataset | solver | iterations to 1e-8 x initial gradient | "
-        "total iterations | seconds |"
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["small", "mid", "default"],
+        choices=["small", "mid", "big", "default"],
     )
-    print("|---|---|---:|---:|---:|")
-    for name, loader in DATASETS.items():
-        X, y = loader(return_X_y=True)
-        X = StandardScaler().fit_transform(X)
-        for solver in ("newton", "lbfgs"):
-            clf = LaplaceMLPClassifier(
-                (args.hidden,), solver=solver, tol=1e-12, max_iter=5000, random_state=0
-            )
-            start = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                clf.fit(X, y)
-            seconds = time.perf_counter() - start
-            history = np.asarray(clf.gradient_history_)
-            reached = np.flatnonzero(history <= 1e-8 * history[0])
-            first = str(reached[0]) if reached.size else "not reached"
-            print(f"| {name} | {solver} | {first} | {clf.n_iter_} | {seconds:.2f} |")
+    parser.add_argument("--newton-cap", type=int, default=3)
+    args = parser.parse_args()
+    for part in args.parts:
+        if part == "mid":
+            part_mid(args.newton_cap)
+        else:
+            {"small": part_small, "big": part_big, "default": part_default}[part]()
 
 
 if __name__ == "__main__":

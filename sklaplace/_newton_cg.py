@@ -214,10 +214,11 @@ class NewtonCGSolver:
     negative curvature to the trust-region boundary; near the optimum the
     region is inactive and the iteration is an inexact Newton method. The
     region is measured in the preconditioner's norm ``||s||_M = sqrt(s' M
-    s)``; its first radius, ``0.1 sqrt(L(theta_0))``, allows a step whose
-    model decrease is about 1% of the loss (``||s||_M^2 ~ s'Hs``): a first
-    radius of ``sqrt(L)`` took about as many products but sent units into
-    saturation on small problems (a worse local minimum).
+    s)``; its first radius, ``sqrt(L(theta_0))``, allows a step whose model
+    decrease is of the order of the loss itself (``||s||_M^2 ~ s'Hs``).
+    After a poor step the radius shrinks to a quarter of the step's norm;
+    a rejected step is shortened along its own direction (:meth:`backtrack`)
+    rather than recomputed, so rejections cost no Hessian-vector products.
     Radius update: Nocedal & Wright (2006), Alg. 4.1. A step is accepted
     when the ratio of the actual to the predicted decrease exceeds 1e-4.
 
@@ -254,7 +255,7 @@ class NewtonCGSolver:
         self.history = [self.gradient_norm]
         self.n_products = 0
         self.max_cg = min(MAX_CG_ITER, obj.layout.n_params)
-        self.radius = 0.1 * float(np.sqrt(max(self.loss_value, 1.0)))
+        self.radius = float(np.sqrt(max(self.loss_value, 1.0)))
 
     def _scaled_norm(self, gradient):
         xp = self.objective.xp
@@ -312,10 +313,26 @@ class NewtonCGSolver:
         accept = bool(np.isfinite(loss)) and (rho > 1e-4 or flat_but_better)
         return rho, loss, gradient, accept
 
-    def trial(self):
-        """One inner solve and its gain ratio; sets ``accepted`` (and the iterate)."""
+    def backtrack(self):
+        """Shorten ``step`` to the shrunk ``radius``; set ``step`` and ``model``.
+
+        After a rejected step no new CG solve is needed: along ``t s`` the
+        model is ``t g's + t^2 s'Hs / 2``, known from the last solve
+        (backtracking inside the trust region; Nocedal & Yuan 1998,
+        "Combining trust region and line search techniques"). Every CG
+        iterate is a descent direction (``g's < 0``), so a short enough step
+        is accepted.
+        """
         xp = self.objective.xp
-        self.inner_solve()
+        t = self.radius / float(xp.sqrt(xp.sum(self.m * self.step * self.step)))
+        g_step = float(xp.sum(self.gradient * self.step))
+        curvature = 2.0 * (self.model - g_step)  # s'Hs
+        self.step = t * self.step
+        self.model = t * g_step + 0.5 * t * t * curvature
+
+    def try_step(self):
+        """Evaluate ``theta + step``; set ``accepted``, ``stuck`` (and the iterate)."""
+        xp = self.objective.xp
         if bool(xp.all(self.theta + self.step == self.theta)):
             self.accepted, self.stuck = False, True
             return
@@ -345,8 +362,13 @@ class NewtonCGSolver:
             n_iter += 1
             self.update_operator()  # 2. H v at theta, preconditioner, forcing
             self.accepted, self.stuck = False, False
-            for _ in range(self.max_trials):
-                self.trial()  # 3. CG step; 4. gain ratio, radius
+            for trial in range(self.max_trials):
+                # 3. CG step (then shorter ones along it); 4. gain ratio, radius
+                if trial == 0:
+                    self.inner_solve()
+                else:
+                    self.backtrack()
+                self.try_step()
                 if self.accepted or self.stuck:
                     break
             if not self.accepted:

@@ -25,6 +25,9 @@ ESTIMATORS = [
     LaplaceMLPClassifier(
         (), bias_prior_precision=0.0, max_iter=100, tol=1e-10, random_state=0
     ),
+    # The configuration a new user tries first (issue 15): the default solver
+    # must pass every check, sample-weight equivalence at ReLU kinks included.
+    LaplaceMLPClassifier(activation="relu", hidden_layer_sizes=(16, 8)),
 ]
 
 
