@@ -118,7 +118,7 @@ def part_mid(newton_cap):
             _fit(name, X, y, hidden, solver, 1e-8, max_iter)
 
 
-def part_big():
+def part_big(caps):
     print("\n== big: 20,000 x 784, 10 classes, hidden (100,), W=79510, tol=1e-6\n")
     print(HEADER)
     X, y = make_classification(
@@ -131,8 +131,8 @@ def part_big():
         random_state=0,
     )
     X, y = _standardised(X[:20000], y[:20000])
-    for solver in ("newton-cg", "lbfgs"):
-        _fit("784 features (100,)", X, y, (100,), solver, 1e-6, 5000)
+    for solver, max_iter in zip(("newton-cg", "lbfgs"), caps):
+        _fit("784 features (100,)", X, y, (100,), solver, 1e-6, max_iter)
 
 
 def part_default():
@@ -174,12 +174,21 @@ def main():
         choices=["small", "mid", "big", "default"],
     )
     parser.add_argument("--newton-cap", type=int, default=3)
+    parser.add_argument(
+        "--big-caps",
+        type=int,
+        nargs=2,
+        default=[1000, 20000],
+        help="max_iter of newton-cg and lbfgs in the big part",
+    )
     args = parser.parse_args()
     for part in args.parts:
         if part == "mid":
             part_mid(args.newton_cap)
+        elif part == "big":
+            part_big(args.big_caps)
         else:
-            {"small": part_small, "big": part_big, "default": part_default}[part]()
+            {"small": part_small, "default": part_default}[part]()
 
 
 if __name__ == "__main__":
