@@ -255,17 +255,25 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
     ``hessian_structure="full"`` (for the posterior) need dense ``n_params x
     n_params`` float64 matrices: measured with tracemalloc, a fit peaks at
     about five at a time with Newton (the exact Hessian's terms are built in
-    blocks of about its own size before they are added up) and two (one
-    logit) to four (K logits) with L-BFGS and the full GGN posterior. Before
-    any work,
+    blocks of about its own size before they are added up), two (one logit)
+    to four (K logits) with L-BFGS and the full GGN posterior, and two more
+    while ``prior_precision_scale="cv"`` refits its folds. Before any work,
     ``fit`` raises :class:`~sklaplace.exceptions.MemoryLimitError` (a
     ``MemoryError``) naming the size if one such matrix would exceed 2 GiB
-    (more than 16,384 parameters); ``hessian_structure="diag"`` with
-    ``solver="lbfgs"`` never forms one. Per-sample intermediates (Jacobians,
+    (more than 16,384 parameters) or all those the fit holds at once 10 GiB.
+    ``hessian_structure="kron"`` or ``"diag"``, or
+    ``subset_of_weights="last_layer"``, with a solver other than
+    ``"newton"`` never forms one: the Kronecker factors take ``sum_l
+    (fan_in_l + 1)^2 + fan_out_l^2`` numbers. The default
+    ``hessian_structure="auto"`` is ``"full"`` while its dense matrices take
+    at most 1 GiB and ``"kron"`` beyond (``hessian_structure_``), so the
+    default network fits image-sized inputs (784 features, 10 classes:
+    79,510 parameters). Per-sample intermediates (Jacobians,
     curvature blocks, Monte Carlo draws) are processed in row chunks of at most
     256 MiB, and one row that alone would need more than 2 GiB raises the same
-    error. Both limits are constants of ``sklaplace._objective``
-    (``DENSE_MEMORY_LIMIT`` and ``DEFAULT_MEMORY_BUDGET``).
+    error. The limits are constants of ``sklaplace._memory``
+    (``DENSE_MEMORY_LIMIT``, ``FIT_MEMORY_LIMIT``, ``AUTO_FULL_BUDGET`` and
+    ``DEFAULT_MEMORY_BUDGET``).
 
     Failures: a ``fit`` that raises (a ``KeyboardInterrupt`` included) leaves
     the estimator as it was, fitted by the previous call or not fitted at all.
@@ -424,8 +432,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
                 likelihood.n_outputs(classes.shape[0]),
             )
         )
-        params = resolved_params(self, layout)
-        params.solver = resolve_solver(self.solver)
+        params = resolved_params(self, layout, solver=resolve_solver(self.solver))
         xp = resolve_backend(self.backend)
         rng = check_random_state(self.random_state)
         theta, fixed = self._initial_state(layout, classes, rng)

@@ -12,6 +12,7 @@ import numpy as np
 
 from sklaplace._backend import to_numpy
 from sklaplace._evidence import log_marginal_likelihood, tune_alpha, weight_groups
+from sklaplace._jacobian import logit_factors
 from sklaplace._objective import NegLogPosterior
 from sklaplace._posterior import laplace_posterior
 from sklaplace._predictive import (
@@ -24,7 +25,7 @@ from sklaplace._prior_scale import (
     CV_FOLDS,
     choose_prior_scale,
     content_folds,
-    cv_log_loss_curve,
+    cv_log_losses,
 )
 from sklaplace._solvers import minimize_map
 
@@ -161,6 +162,10 @@ def fit_network(params, xp, layout, likelihood, data, theta, fixed, seed=0):
 
     def fit_at(alpha, theta):
         prior = prior_precision_vector(layout, alpha, params.bias_prior_precision)
+        if refits:
+            # A superseded refit keeps its solver record only: its posterior
+            # (a dense n_params x n_params factor) and data copy are freed.
+            refits[-1] = refits[-1]._replace(objective=None, posterior=None)
         refits.append(fit_laplace(params, objective(prior), theta))
         return refits[-1]
 
@@ -185,12 +190,17 @@ def fit_network(params, xp, layout, likelihood, data, theta, fixed, seed=0):
         prior = to_numpy(fit.prior_precision)
         link, n_draws = params.link_approx, params.n_mc_samples
         rows = predictive_rows_per_chunk(link, layout.n_outputs, n_draws)
-        return cv_log_loss_curve(
+        # Kronecker and last-layer posteriors take J in factored form.
+        accepts = getattr(fit.posterior, "accepts_factored_jacobian", False)
+        factored = keep is None and accepts
+        return cv_log_losses(
             lambda train: fit_laplace(
                 params, objective(prior, np.flatnonzero(train)), fit.theta
             ),
-            lambda theta, X_out: logit_jacobians(
-                xp, layout, theta, params.activation, X_out, keep
+            lambda theta, X_out: (
+                logit_factors(xp, layout, theta, params.activation, X_out)
+                if factored
+                else logit_jacobians(xp, layout, theta, params.activation, X_out, keep)
             ),
             data,
             content_folds(X, y_index, CV_FOLDS, seed),

@@ -41,6 +41,7 @@ import numpy as np
 import scipy.linalg
 
 from sklaplace._backend import NotPositiveDefiniteError, to_numpy
+from sklaplace._jacobian import FactoredJacobian
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = ["KronBlock", "KronPosterior"]
@@ -118,7 +119,7 @@ class KronBlock:
         self.rho = (self.S * self.S).T @ self.row_prior  # diag(S' D S)
         self.log_det_B = 2.0 * float(np.sum(np.log(np.diag(L))))
         self.kappa = 1.0
-        self._cache = None
+        self._cache = [None]  # shared with the scaled copies (same eigenbasis)
 
     @property
     def shape(self):
@@ -127,14 +128,14 @@ class KronBlock:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_cache"] = None  # a weak reference does not pickle
+        state["_cache"] = [None]  # a weak reference does not pickle
         return state
 
     def scaled(self, kappa):
         """Return this block with the prior ``kappa * d`` (same eigenbasis)."""
         new = object.__new__(KronBlock)
         new.__dict__.update(self.__dict__)
-        new.kappa, new._cache = float(kappa), None
+        new.kappa = float(kappa)
         return new
 
     def eigenvalues(self):
@@ -171,38 +172,57 @@ class KronBlock:
         a = xp.sum(Jb * delta[:, :, None, :], axis=(1, 3))
         positive = norm > 0
         a = a / xp.where(positive, norm, xp.ones_like(norm))[:, None]
-        misfit = xp.max(xp.abs(Jb - a[:, None, :, None] * delta[:, :, None, :]))
-        scale = xp.max(xp.abs(Jb)) if Jb.size else 0.0
+        # Check the outer product on every ``step``-th input row (all of
+        # them for small layers): a Jacobian that is not one differs from its
+        # fit almost everywhere, and the check stays cheap for wide inputs.
+        step = max(1, Jb.shape[2] // 64)
+        sub = Jb[:, :, ::step, :]
+        fit = a[:, None, ::step, None] * delta[:, :, None, :]
+        misfit = xp.max(xp.abs(sub - fit)) if Jb.size else 0.0
+        scale = xp.max(xp.abs(sub)) if Jb.size else 0.0
         if float(misfit) <= 1e-12 * float(scale):
             return (a @ S, delta @ V)
         return (xp.permute_dims(S, (1, 0)) @ Jb) @ V
 
-    def _cached_transform(self, xp, J, Jb):
-        """:meth:`_transformed`, reused while ``J`` is the same array.
+    def _cached(self, J, transform):
+        """``transform()``, reused while ``J`` is the same object.
 
         The prior scale's search evaluates ``J P(c)^{-1} J'`` for many ``c``
         on the same ``J``; the scaled blocks share the eigenbasis and this
         cache (a weak reference to ``J``: nothing is kept alive).
         """
-        cache = self._cache
+        cache = self._cache[0]
         if cache is not None and cache[0]() is J:
             return cache[1]
-        value = self._transformed(xp, Jb)
+        value = transform()
         try:
-            self._cache = (weakref.ref(J), value)
+            self._cache[0] = (weakref.ref(J), value)
         except TypeError:  # a namespace whose arrays take no weak reference
             pass
         return value
 
     def functional_variance(self, xp, J, Jb):
-        """``J_l P_l^{-1} J_l'`` for a block ``Jb`` of shape (n, K, r, c)."""
+        """``J_l P_l^{-1} J_l'`` for a block ``Jb`` of shape (n, K, r, c) of ``J``."""
+        value = self._cached(J, lambda: self._transformed(xp, Jb))
+        return self._variance(xp, value, Jb.shape[:2])
+
+    def functional_variance_factored(self, xp, J, ahat, delta):
+        """``J_l P_l^{-1} J_l'`` from the layer's factors of ``J`` (a FactoredJacobian).
+
+        ``ahat`` (n, r) and ``delta`` (n, K, c): ``(S kron V)' J = (S' ahat)
+        kron (V' delta)``, ``O(r^2 + K c^2 + r c)`` per sample.
+        """
+        S, V = xp.asarray(self.S), xp.asarray(self.V)
+        value = self._cached(J, lambda: (ahat @ S, delta @ V))
+        return self._variance(xp, value, delta.shape[:2])
+
+    def _variance(self, xp, value, leading):
         inverse = xp.asarray(1.0 / self.eigenvalues())
-        value = self._cached_transform(xp, J, Jb)
         if isinstance(value, tuple):
             a_t, d_t = value
             weights = (a_t * a_t) @ inverse  # (n, c)
             return (d_t * weights[:, None, :]) @ xp.permute_dims(d_t, (0, 2, 1))
-        n, K = Jb.shape[:2]
+        n, K = leading
         scaled = xp.reshape(value * xp.sqrt(inverse), (n, K, -1))
         return scaled @ xp.permute_dims(scaled, (0, 2, 1))
 
@@ -234,6 +254,7 @@ class KronPosterior:
     """
 
     structure = "kron"
+    accepts_factored_jacobian = True
 
     def __init__(self, blocks, prior_precision):
         self.blocks = blocks
@@ -262,8 +283,7 @@ class KronPosterior:
         """Largest jitter a block's ``A + D`` needed (0.0 if none)."""
         return max(b.jitter for b in self.blocks)
 
-    def _slices(self):
-        start = 0
+    def _slices(self, start=0):
         for block in self.blocks:
             r, c = block.shape
             yield block, slice(start, start + r * c)
@@ -273,15 +293,24 @@ class KronPosterior:
         """``log det P``: the sum over the layers' blocks."""
         return float(sum(b.log_det() for b in self.blocks))
 
-    def functional_variance(self, xp, J):
+    def functional_variance(self, xp, J, offset=0):
         """``J_n P^{-1} J_n'`` per sample, shape (n_samples, n_outputs, n_outputs).
 
-        ``J`` has shape (n_samples, n_outputs, n_params); each layer's columns
-        are transformed to its eigenbasis (see :meth:`KronBlock._transformed`).
+        ``J`` has shape (n_samples, n_outputs, offset + n_params), or is a
+        :class:`~sklaplace._jacobian.FactoredJacobian` of the same layers
+        (no dense ``J``: the fast path). Each layer's columns are transformed
+        to its eigenbasis (see :meth:`KronBlock._transformed`), once per
+        ``J`` for all the prior scales that share the eigenbasis. ``offset``
+        skips the leading columns (a last-layer posterior's other parameters).
         """
         n, K = J.shape[:2]
+        if isinstance(J, FactoredJacobian):
+            total = 0.0
+            for block, a, d in zip(self.blocks, J.inputs, J.deltas, strict=True):
+                total = total + block.functional_variance_factored(xp, J, a, d)
+            return total
         total = xp.zeros((n, K, K), dtype=J.dtype)
-        for block, part in self._slices():
+        for block, part in self._slices(offset):
             Jb = xp.reshape(J[:, :, part], (n, K, *block.shape))
             total = total + block.functional_variance(xp, J, Jb)
         return total

@@ -18,6 +18,7 @@ the ``log det A`` of the evidence cancels it) and no Occam factor.
 import numpy as np
 
 from sklaplace._backend import to_numpy
+from sklaplace._jacobian import FactoredJacobian
 from sklaplace._network import ParamLayout
 from sklaplace._objective import NegLogPosterior
 
@@ -65,6 +66,7 @@ class LastLayerPosterior:
     """
 
     structure = "last_layer"
+    accepts_factored_jacobian = True
 
     def __init__(self, inner, other_prior):
         self.inner = inner
@@ -91,7 +93,17 @@ class LastLayerPosterior:
         return self.inner.log_det_precision() + float(np.sum(np.log(proper)))
 
     def functional_variance(self, xp, J):
-        """``J_last P_last^{-1} J_last'``; ``J`` over all parameters."""
+        """``J_last P_last^{-1} J_last'``; ``J`` over all parameters.
+
+        ``J`` is an array or a :class:`~sklaplace._jacobian.FactoredJacobian`
+        (of which only the last layer's factors are used).
+        """
+        kron = self.inner.structure == "kron"
+        if isinstance(J, FactoredJacobian):
+            last = J.last_layer()
+            return self.inner.functional_variance(xp, last if kron else last.dense(xp))
+        if kron:  # it caches by J: pass J itself
+            return self.inner.functional_variance(xp, J, offset=self.offset)
         return self.inner.functional_variance(xp, J[:, :, self.offset :])
 
     def with_prior_change(self, xp, delta):

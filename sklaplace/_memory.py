@@ -65,6 +65,10 @@ SOLVER_DENSE_MATRICES = {"newton": 5}
 #: eigendecomposition of the whitened ``P``).
 POSTERIOR_DENSE_MATRICES = {"full": 4}
 
+#: A fitted posterior's own (its Cholesky factor), held across the next
+#: refit of ``alpha="evidence"``.
+POSTERIOR_HELD_DENSE_MATRICES = {"full": 1}
+
 #: Held across the held-out refits of ``prior_precision_scale="cv"``: the
 #: full-data posterior and the previous fold's.
 CV_HELD_DENSE_MATRICES = {"full": 2}
@@ -100,7 +104,7 @@ def check_memory(n_bytes, what, advice=_MEMORY_ADVICE):
         )
 
 
-def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0):
+def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1.0):
     """Most ``n_params x n_params`` matrices a fit holds at once.
 
     Parameters
@@ -112,6 +116,9 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0):
         last-layer posterior holds no ``n_params x n_params`` matrix).
     prior_precision_scale : float or str, default=1.0
         ``"cv"`` refits on folds while the full-data posterior is held.
+    alpha : float, array or str, default=1.0
+        ``"evidence"`` and ``"evidence_per_layer"`` refit while the previous
+        refit's posterior is held.
 
     Returns
     -------
@@ -119,7 +126,9 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0):
     """
     solving = SOLVER_DENSE_MATRICES.get(solver, 0)
     count = max(solving, POSTERIOR_DENSE_MATRICES.get(structure, 0))
-    if prior_precision_scale == "cv":
+    if isinstance(alpha, str):
+        count += POSTERIOR_HELD_DENSE_MATRICES.get(structure, 0)
+    if prior_precision_scale in ("cv", "auto"):  # "auto" may resolve to "cv"
         count += CV_HELD_DENSE_MATRICES.get(structure, 0)
     return count
 
@@ -133,14 +142,14 @@ def _culprits(solver, structure):
     return " and ".join(needs)
 
 
-def check_fit_memory(n_params, solver, structure, prior_precision_scale=1.0):
+def check_fit_memory(n_params, solver, structure, prior_precision_scale=1.0, alpha=1.0):
     """Refuse, before any work, a fit whose dense matrices exceed the limits.
 
     One ``n_params x n_params`` float64 matrix must fit ``DENSE_MEMORY_LIMIT``
     and all those the fit holds at once (:func:`dense_matrices_at_peak`)
     ``FIT_MEMORY_LIMIT``.
     """
-    count = dense_matrices_at_peak(solver, structure, prior_precision_scale)
+    count = dense_matrices_at_peak(solver, structure, prior_precision_scale, alpha)
     if count == 0:
         return
     one = 8 * n_params * n_params
@@ -178,17 +187,22 @@ def resolve_structure(hessian_structure, n_params, prior_precision_scale):
     return "full" if count * 8 * n_params**2 <= AUTO_FULL_BUDGET else "kron"
 
 
-def resolved_params(estimator, layout):
+def resolved_params(estimator, layout, solver=None, tune=None):
     """Return the hyper-parameters with ``"auto"`` resolved, once checked.
 
-    Returns a namespace with the estimator's parameters in which
-    ``hessian_structure`` is the structure used (:func:`resolve_structure`)
-    and ``subset_of_weights`` is ``"all"`` for a network without hidden
-    layers (its last layer is all of it), after :func:`check_fit_memory` has
-    accepted the fit. A last-layer posterior holds no ``n_params x
-    n_params`` matrix.
+    Returns a namespace with the estimator's parameters in which ``solver``
+    is the one given (the solver ``"auto"`` resolved to), ``tune(params,
+    n_params)`` has resolved the tuning settings, ``hessian_structure`` is
+    the structure used (:func:`resolve_structure`) and ``subset_of_weights``
+    is ``"all"`` for a network without hidden layers (its last layer is all
+    of it), after :func:`check_fit_memory` has accepted the fit with all of
+    them. A last-layer posterior holds no ``n_params x n_params`` matrix.
     """
     params = SimpleNamespace(**estimator.get_params(deep=False))
+    if solver is not None:
+        params.solver = solver
+    if tune is not None:
+        params = tune(params, layout.n_params)
     scale = params.prior_precision_scale
     params.hessian_structure = resolve_structure(
         params.hessian_structure, layout.n_params, scale
@@ -196,5 +210,5 @@ def resolved_params(estimator, layout):
     if layout.n_layers == 1:
         params.subset_of_weights = "all"
     dense = params.hessian_structure if params.subset_of_weights == "all" else None
-    check_fit_memory(layout.n_params, params.solver, dense, scale)
+    check_fit_memory(layout.n_params, params.solver, dense, scale, params.alpha)
     return params

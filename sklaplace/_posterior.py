@@ -132,11 +132,21 @@ class FullPosterior:
         L = self.cholesky_factor
         return FullPosterior.from_precision(np, pin_to_identity(np, L @ L.T, fixed))
 
-    def covariance_diagonal(self, xp):
-        """``diag(P^{-1})``: squared column norms of ``L^{-1}``."""
+    def covariance_diagonal(self, xp, block=512):
+        """``diag(P^{-1})``: squared column norms of ``L^{-1}``.
+
+        ``L^{-1}`` is formed ``block`` columns at a time, so no second
+        ``n_params x n_params`` array is held.
+        """
         L = xp.asarray(self.cholesky_factor)
-        L_inv = solve_triangular(xp, L, xp.eye(L.shape[0], dtype=L.dtype), lower=True)
-        return xp.sum(L_inv * L_inv, axis=0)
+        n = L.shape[0]
+        parts = []
+        for start in range(0, n, block):
+            width = min(block, n - start)
+            unit = xp.eye(n, width, k=-start, dtype=L.dtype)  # columns of I
+            columns = solve_triangular(xp, L, unit, lower=True)
+            parts.append(xp.sum(columns * columns, axis=0))
+        return xp.concat(parts)
 
     def sample(self, xp, n_samples, random_state):
         """Draws of ``theta - theta_map``, shape (n_samples, n_params): ``L^{-T} z``."""

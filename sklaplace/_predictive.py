@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from sklaplace._jacobian import logit_factors
 from sklaplace._memory import DEFAULT_MEMORY_BUDGET, check_memory
 from sklaplace._network import forward, jacobian_factor
 
@@ -66,7 +67,9 @@ def latent_gaussian(xp, layout, theta, activation, posterior, X, keep=None):
     """Linearised (GLM) predictive of the logits, in row batches.
 
     ``mean = f(x, theta)`` and ``cov = J P^{-1} J'`` with ``J`` the logit
-    Jacobian at ``x`` (see :func:`logit_jacobians` for the parameters).
+    Jacobian at ``x`` (see :func:`logit_jacobians` for the parameters). A
+    posterior that accepts the Jacobian in factored form (Kronecker, last
+    layer) gets it so, without the dense ``J``.
 
     Returns
     -------
@@ -74,7 +77,13 @@ def latent_gaussian(xp, layout, theta, activation, posterior, X, keep=None):
     cov : array of shape (n_samples, n_outputs, n_outputs)
     """
     means, covs = [], []
-    for logits, J in logit_jacobians(xp, layout, theta, activation, X, keep):
+    factored = keep is None and getattr(posterior, "accepts_factored_jacobian", False)
+    chunks = (
+        logit_factors(xp, layout, theta, activation, X)
+        if factored
+        else logit_jacobians(xp, layout, theta, activation, X, keep)
+    )
+    for logits, J in chunks:
         means.append(logits)
         covs.append(posterior.functional_variance(xp, J))
     return xp.concat(means), xp.concat(covs)

@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from sklaplace import LaplaceMLPClassifier, prune
 from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._curvature import KroneckerFactors, ggn_hessian, kron_factors
+from sklaplace._jacobian import logit_factors
 from sklaplace._kron import KronPosterior
 from sklaplace._network import ParamLayout
 from sklaplace._predictive import logit_jacobians
@@ -313,3 +314,48 @@ def test_kron_scales_where_full_is_refused():
         clf.fit(X, y)
     assert clf.posterior_.n_params == 200 * 100 + 100 + 101 * 3
     assert np.all(np.isfinite(clf.predict_proba(X)))
+
+
+def test_scaled_posteriors_share_the_transformed_jacobian_correctly():
+    factors = _random_factors(LAYOUT)
+    post = KronPosterior.from_factors(factors, PRIOR)
+    J, other = _network_jacobian(seed=1), _network_jacobian(seed=2)
+    for scale in (1.0, 3.0, 0.1):
+        scaled = post.with_prior_change(np, (scale - 1.0) * PRIOR)
+        P = _dense(factors, scale * PRIOR)
+        for jac in (J, other, J):  # alternate: the cache must follow J
+            np.testing.assert_allclose(
+                scaled.functional_variance(np, jac),
+                jac @ np.linalg.solve(P, np.swapaxes(jac, 1, 2)),
+                rtol=1e-9,
+                atol=1e-12,
+            )
+    assert post.blocks[0]._cache is scaled.blocks[0]._cache
+
+
+def test_factored_jacobian_gives_the_dense_jacobian_and_the_same_variances():
+    obj, theta = make_problem("tanh", 3, hidden=(4, 3), weighted=True, n_samples=9)
+    layout = obj.layout
+    (_, J), *_ = logit_jacobians(np, layout, theta, "tanh", obj.X)
+    (_, F), *_ = logit_factors(np, layout, theta, "tanh", obj.X)
+    np.testing.assert_allclose(F.dense(np), J, rtol=1e-14)
+    assert F.shape == J.shape
+    post = KronPosterior.from_factors(kron_factors(obj, theta), obj.prior_precision)
+    for scale in (1.0, 7.0):
+        scaled = post.with_prior_change(np, (scale - 1.0) * obj.prior_precision)
+        np.testing.assert_allclose(
+            scaled.functional_variance(np, F),
+            scaled.functional_variance(np, J),
+            rtol=1e-11,
+            atol=1e-14,
+        )
+    sobj, stheta = make_problem(
+        "tanh", 3, hidden=(4, 3), weighted=True, n_samples=9, xp=xps
+    )
+    (_, SF), *_ = logit_factors(xps, layout, stheta, "tanh", sobj.X)
+    np.testing.assert_allclose(
+        to_numpy(post.functional_variance(xps, SF)),
+        post.functional_variance(np, F),
+        rtol=1e-12,
+        atol=1e-14,
+    )

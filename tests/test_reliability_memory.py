@@ -52,6 +52,8 @@ def test_too_large_a_network_is_refused_before_any_allocation(
     def heavy(*args, **kwargs):
         raise AssertionError("the guard let the fit start")
 
+    # A first fit imports what scikit-learn loads lazily, outside the measurement.
+    LaplaceMLPClassifier((), prior_precision_scale=1.0).fit(X_WIDE[:, :2], Y_WIDE)
     monkeypatch.setattr(fitting_module, "minimize_map", heavy)
     clf = LaplaceMLPClassifier(**WIDE, solver=solver, hessian_structure=structure)
     tracemalloc.start()
@@ -148,3 +150,70 @@ def test_row_chunked_predictions_equal_one_block(monkeypatch, link):
     # One row per chunk, both for the Jacobians and for the predictive.
     monkeypatch.setattr(predictive_module, "DEFAULT_MEMORY_BUDGET", 1)
     np.testing.assert_allclose(clf.predict_proba(X), whole, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "solver, structure, scale, alpha",
+    [
+        ("newton", "full", "cv", 1.0),
+        ("lbfgs", "full", "evidence", "evidence"),
+        ("newton", "diag", 1.0, "evidence"),
+        ("lbfgs", "kron", "cv", 1.0),
+    ],
+)
+def test_counted_dense_matrices_bound_the_measured_peak(
+    solver, structure, scale, alpha
+):
+    # The whole-fit guard counts the n_params x n_params matrices a fit holds
+    # at once; tracemalloc measures them (plus small per-row arrays).
+    X, y = RNG.normal(size=(60, 40)), np.arange(60) % 3
+    clf = LaplaceMLPClassifier(
+        (16,),
+        solver=solver,
+        hessian_structure=structure,
+        prior_precision_scale=scale,
+        alpha=alpha,
+        max_iter=20,
+        random_state=0,
+    )
+    n_params = 41 * 16 + 17 * 3
+    one = 8 * n_params**2
+    count = memory_module.dense_matrices_at_peak(solver, structure, scale, alpha)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X[:6], y[:6])  # imports and caches outside the measurement
+        tracemalloc.start()
+        try:
+            clf.fit(X, y)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak <= (count + 0.5) * one
+    assert peak >= 0.55 * count * one  # the count is not a loose bound
+
+
+def test_auto_structure_is_full_while_it_fits_the_budget(monkeypatch):
+    X, y = RNG.normal(size=(30, 3)), np.arange(30) % 3
+    params = dict(solver="lbfgs", prior_precision_scale=1.0, random_state=0)
+    clf = LaplaceMLPClassifier((4,), **params).fit(X, y)
+    assert clf.hessian_structure_ == "full"
+    monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", 8 * 31**2)
+    clf = LaplaceMLPClassifier((4,), **params).fit(X, y)  # 31 parameters
+    assert clf.hessian_structure_ == "kron"
+    assert type(clf.posterior_).__name__ == "KronPosterior"
+
+
+def test_the_whole_fit_limit_counts_every_dense_matrix(monkeypatch):
+    X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
+    n_params = 21  # (3 + 1) * 4 + 5
+    # Room for three 21 x 21 matrices: Newton (five) is refused, the full
+    # posterior with L-BFGS and a fixed scale (four) too, kron is not.
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", 3 * 8 * n_params**2)
+    with pytest.raises(MemoryLimitError, match="at once"):
+        LaplaceMLPClassifier((4,), solver="newton", hessian_structure="full").fit(X, y)
+    with pytest.raises(MemoryLimitError, match="FIT_MEMORY_LIMIT"):
+        LaplaceMLPClassifier(
+            (4,), solver="lbfgs", hessian_structure="full", prior_precision_scale=1.0
+        ).fit(X, y)
+    clf = LaplaceMLPClassifier((4,), solver="lbfgs", hessian_structure="kron")
+    assert np.all(np.isfinite(clf.fit(X, y).predict_proba(X)))

@@ -1,0 +1,75 @@
+"""The logit Jacobian of an MLP in factored form, for structured posteriors.
+
+Layer ``l``'s columns of the Jacobian ``J`` (over its augmented weight
+``[W_l; b_l]``, C order) are an outer product per sample and logit,
+``J[n, k, (a, p)] = ahat_l[n, a] delta_l[n, k, p]`` (``ahat_l`` the layer's
+input with a 1 appended, ``delta_l`` the logit ``k`` backpropagated to the
+layer's pre-activation). A Kronecker-factored or last-layer posterior needs
+only these factors: ``O(sum_l fan_in_l + n_outputs fan_out_l)`` numbers per
+sample instead of ``n_outputs * n_params`` (63 MB per ten rows at 79,510
+parameters and 10 classes).
+"""
+
+from sklaplace._memory import DEFAULT_MEMORY_BUDGET
+from sklaplace._network import backprop, forward, with_ones
+
+__all__ = ["FactoredJacobian", "logit_factors"]
+
+
+class FactoredJacobian:
+    """``J`` as per-layer factors ``inputs[l]`` (n, r_l) and ``deltas[l]`` (n, K, c_l).
+
+    Accepted by the posteriors whose ``accepts_factored_jacobian`` is True in
+    place of the dense array; :meth:`dense` builds the array for the others.
+    """
+
+    __slots__ = ("inputs", "deltas", "_last", "__weakref__")
+
+    def __init__(self, inputs, deltas):
+        self.inputs, self.deltas = list(inputs), list(deltas)
+        self._last = None
+
+    @property
+    def shape(self):
+        """Shape of the dense ``J``: (n_samples, n_outputs, n_params)."""
+        n, K = self.deltas[0].shape[:2]
+        width = sum(a.shape[1] * d.shape[2] for a, d in zip(self.inputs, self.deltas))
+        return (n, K, width)
+
+    def last_layer(self):
+        """Return the last layer's factors (the same object at every call)."""
+        if self._last is None:
+            self._last = FactoredJacobian(self.inputs[-1:], self.deltas[-1:])
+        return self._last
+
+    def dense(self, xp):
+        """Return the dense ``J``, shape (n_samples, n_outputs, n_params)."""
+        n, K = self.deltas[0].shape[:2]
+        blocks = [
+            xp.reshape(a[:, None, :, None] * d[:, :, None, :], (n, K, -1))
+            for a, d in zip(self.inputs, self.deltas)
+        ]
+        return xp.concat(blocks, axis=2)
+
+
+def logit_factors(xp, layout, theta, activation, X):
+    """Yield the logits and their :class:`FactoredJacobian` in row chunks.
+
+    The chunks' factors fit ``DEFAULT_MEMORY_BUDGET``.
+
+    Yields
+    ------
+    logits : array of shape (n_chunk, n_outputs)
+    J : FactoredJacobian
+    """
+    K = layout.n_outputs
+    numbers = sum(r + K * c for r, c in layout.shapes) + 2 * K * K
+    rows = max(1, DEFAULT_MEMORY_BUDGET // (3 * 8 * numbers))
+    eye = xp.eye(K, dtype=theta.dtype)
+    for start in range(0, X.shape[0], rows):
+        Xc = xp.asarray(X[start : min(start + rows, X.shape[0]), ...])
+        fwd = forward(xp, layout, theta, Xc, activation)
+        identity = xp.broadcast_to(eye[None, :, :], (Xc.shape[0], K, K))
+        deltas = backprop(xp, layout, theta, fwd, identity)
+        inputs = [with_ones(xp, a) for a in fwd.acts]
+        yield fwd.logits, FactoredJacobian(inputs, deltas)

@@ -1,0 +1,234 @@
+"""Last-layer Laplace against the Laplace of a logistic / softmax regression.
+
+The reference is built with the public functional API on the MAP network's
+features, computed here by hand from ``coefs_`` (an independent path): its
+Hessian is the last layer's posterior precision, and the evidence, the
+predictive variances and the prior changes follow from it.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.preprocessing import StandardScaler
+
+from sklaplace import LaplaceMLPClassifier, log_posterior, log_posterior_hessian, prune
+from sklaplace._last_layer import LastLayerPosterior
+
+ALPHA, BIAS = 0.7, 0.3
+
+
+def _data(n_classes):
+    if n_classes == 2:
+        X, y = load_breast_cancer(return_X_y=True)
+        X, y = X[::3, :6], y[::3]
+    else:
+        X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def _fit(n_classes, structure, **params):
+    X, y = _data(n_classes)
+    clf = LaplaceMLPClassifier(
+        (5,),
+        alpha=ALPHA,
+        bias_prior_precision=BIAS,
+        hessian_structure=structure,
+        subset_of_weights="last_layer",
+        prior_precision_scale=1.0,
+        tol=1e-9,
+        random_state=0,
+        **params,
+    ).fit(X, y)
+    return clf, X, y
+
+
+def _features(clf, X):
+    return np.tanh(X @ clf.coefs_[0] + clf.intercepts_[0])
+
+
+def _reference_precision(clf, X, y, alpha=ALPHA, bias=BIAS):
+    """Posterior precision of the regression of ``y`` on the MAP's features."""
+    H = log_posterior_hessian(
+        [clf.coefs_[-1]],
+        [clf.intercepts_[-1]],
+        _features(clf, X),
+        y,
+        activation="identity",
+        alpha=alpha,
+        bias_prior_precision=bias,
+        kind="exact",
+    )
+    return -H
+
+
+def _last_layer_jacobian(clf, X):
+    """``J[n, k, (a, p)] = phihat_na [k == p]`` over the last layer."""
+    phi = np.hstack([_features(clf, X), np.ones((X.shape[0], 1))])
+    K = clf.n_outputs_
+    return np.stack([np.kron(row, np.eye(K)) for row in phi])
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_full_last_layer_is_the_laplace_of_the_regression_on_the_features(n_classes):
+    clf, X, y = _fit(n_classes, "full")
+    post = clf.posterior_
+    assert isinstance(post, LastLayerPosterior)
+    assert clf.subset_of_weights_ == "last_layer" and clf.hessian_structure_ == "full"
+    n_params = sum(c.size for c in clf.coefs_) + sum(b.size for b in clf.intercepts_)
+    assert post.n_params == n_params
+    P = _reference_precision(clf, X, y)
+    L = post.inner.cholesky_factor
+    np.testing.assert_allclose(L @ L.T, P, rtol=1e-8, atol=1e-8)
+    # Predictive variances: J_last P^{-1} J_last' on the training rows.
+    J = _last_layer_jacobian(clf, X[:7])
+    _, cov = clf.latent_mean_and_variance(X[:7])
+    np.testing.assert_allclose(
+        cov, J @ np.linalg.solve(P, np.swapaxes(J, 1, 2)), rtol=1e-7, atol=1e-10
+    )
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_last_layer_evidence_is_the_regression_evidence_plus_the_feature_prior(
+    n_classes,
+):
+    clf, X, y = _fit(n_classes, "full")
+    P = _reference_precision(clf, X, y)
+    K = clf.n_outputs_
+    prior_last = np.r_[np.full(clf.coefs_[-1].size, ALPHA), np.full(K, BIAS)]
+    # log p(D | theta) - 1/2 theta' A theta over ALL parameters (the hidden
+    # layers' prior density at the MAP), plus the last layer's Occam factor.
+    log_joint = float(
+        log_posterior(
+            clf.coefs_,
+            clf.intercepts_,
+            X,
+            y,
+            activation="tanh",
+            alpha=ALPHA,
+            bias_prior_precision=BIAS,
+        )
+    )
+    expected = log_joint + 0.5 * (np.sum(np.log(prior_last)) - np.linalg.slogdet(P)[1])
+    np.testing.assert_allclose(clf.log_marginal_likelihood_, expected, rtol=1e-9)
+    # At another prior (no refit): the same formula with the new prior.
+    P2 = _reference_precision(clf, X, y, alpha=2.0, bias=0.5)
+    log_joint2 = float(
+        log_posterior(
+            clf.coefs_,
+            clf.intercepts_,
+            X,
+            y,
+            activation="tanh",
+            alpha=2.0,
+            bias_prior_precision=0.5,
+        )
+    )
+    prior_last2 = np.r_[np.full(clf.coefs_[-1].size, 2.0), np.full(K, 0.5)]
+    expected2 = log_joint2 + 0.5 * (
+        np.sum(np.log(prior_last2)) - np.linalg.slogdet(P2)[1]
+    )
+    np.testing.assert_allclose(
+        clf.log_marginal_likelihood(alpha=2.0, bias_prior_precision=0.5),
+        expected2,
+        rtol=1e-9,
+    )
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_diag_and_kron_last_layer_use_the_regression_curvature(n_classes):
+    diag, X, y = _fit(n_classes, "diag")
+    P = _reference_precision(diag, X, y)
+    np.testing.assert_allclose(diag.posterior_.inner.precision, np.diag(P), rtol=1e-8)
+    kron, X, y = _fit(n_classes, "kron")
+    (block,) = kron.posterior_.inner.blocks
+    phi = np.hstack([_features(kron, X), np.ones((X.shape[0], 1))])
+    np.testing.assert_allclose(block.inputs, phi.T @ phi / len(X), rtol=1e-9)
+    # Output factor: sum_n Lambda_n of the regression's likelihood.
+    logits = _features(kron, X) @ kron.coefs_[-1] + kron.intercepts_[-1]
+    if n_classes == 2:
+        p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        G = np.array([[np.sum(p * (1 - p))]])
+    else:
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        G = np.diag(p.sum(axis=0)) - p.T @ p
+    np.testing.assert_allclose(block.outputs, G, rtol=1e-9, atol=1e-12)
+
+
+def test_last_layer_takes_full_length_jacobians_and_prior_changes():
+    clf, X, _ = _fit(3, "kron")
+    post = clf.posterior_
+    J = np.random.RandomState(0).normal(size=(4, 3, post.n_params))
+    np.testing.assert_allclose(
+        post.functional_variance(np, J),
+        post.inner.functional_variance(np, J[:, :, post.offset :]),
+    )
+    delta = np.linspace(0.1, 1.0, post.n_params)
+    changed = post.with_prior_change(np, delta)
+    np.testing.assert_allclose(
+        changed.other_prior, post.other_prior + delta[: post.offset]
+    )
+    assert changed.inner.n_params == post.inner.n_params
+    diagonal = post.covariance_diagonal(np)
+    assert diagonal.shape == (post.n_params,)
+    np.testing.assert_allclose(diagonal[: post.offset], 1.0 / post.other_prior)
+    draws = post.sample(np, 3, np.random.RandomState(0))
+    assert draws.shape == (3, post.n_params)
+    assert np.all(draws[:, : post.offset] == 0.0)
+
+
+def test_last_layer_evidence_is_stationary_at_the_evidence_alpha():
+    X, y = _data(3)
+    clf = LaplaceMLPClassifier(
+        (4,),
+        alpha="evidence",
+        subset_of_weights="last_layer",
+        hessian_structure="full",
+        prior_precision_scale=1.0,
+        tol=1e-10,
+        random_state=0,
+    ).fit(X, y)
+    step = 1e-4
+
+    def slope(a):
+        up = clf.log_marginal_likelihood(alpha=a * np.exp(step))
+        down = clf.log_marginal_likelihood(alpha=a * np.exp(-step))
+        return (up - down) / (2 * step)
+
+    assert abs(slope(clf.alpha_)) < 1e-3
+
+
+def test_without_hidden_layers_the_last_layer_is_all_of_it():
+    X, y = _data(3)
+    clf = LaplaceMLPClassifier(
+        (), subset_of_weights="last_layer", prior_precision_scale=1.0
+    ).fit(X, y)
+    assert clf.subset_of_weights_ == "all"
+    assert clf.posterior_.structure == "full"
+
+
+def test_last_layer_pickles_and_refuses_pruning():
+    clf, X, _ = _fit(3, "full")
+    clone = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(clone.predict_proba(X), clf.predict_proba(X))
+    with pytest.raises(ValueError, match="subset_of_weights='all'"):
+        prune(clf, 0.5)
+
+
+@pytest.mark.parametrize("structure", ["full", "diag", "kron"])
+def test_factored_and_dense_jacobians_agree_for_the_last_layer(structure):
+    from sklaplace._jacobian import logit_factors
+    from sklaplace._predictive import logit_jacobians
+
+    clf, X, _ = _fit(3, structure)
+    layout, theta = clf._layout(), clf._layout().pack(np, clf.coefs_, clf.intercepts_)
+    (_, J), *_ = logit_jacobians(np, layout, theta, "tanh", X[:8])
+    (_, F), *_ = logit_factors(np, layout, theta, "tanh", X[:8])
+    np.testing.assert_allclose(
+        clf.posterior_.functional_variance(np, F),
+        clf.posterior_.functional_variance(np, J),
+        rtol=1e-10,
+        atol=1e-14,
+    )
