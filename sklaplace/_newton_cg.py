@@ -132,6 +132,8 @@ def _boundary_tau(xp, p, d, m, radius):
     dd = float(xp.sum(m * d * d))
     pd = float(xp.sum(m * p * d))
     pp = float(xp.sum(m * p * p))
+    if not dd > 0:  # the direction underflowed: stay where we are
+        return 0.0
     root = float(np.sqrt(max(pd * pd + dd * (radius * radius - pp), 0.0)))
     return (root - pd) / dd
 
@@ -255,7 +257,12 @@ class NewtonCGSolver:
         self.history = [self.gradient_norm]
         self.n_products = 0
         self.max_cg = min(MAX_CG_ITER, obj.layout.n_params)
-        self.radius = float(np.sqrt(max(self.loss_value, 1.0)))
+        # CG works on L / L(theta_0), so that products neither underflow nor
+        # overflow whatever the scale of the weights (1e-300 to 1e300); the
+        # first radius, 1 in those units, is sqrt(L(theta_0)).
+        tiny = np.finfo(np.float64).tiny
+        self.unit = 1.0 / max(abs(self.loss_value), tiny)
+        self.radius = 1.0
 
     def _scaled_norm(self, gradient):
         xp = self.objective.xp
@@ -265,7 +272,7 @@ class NewtonCGSolver:
         """Set ``hessp`` at ``theta``, the preconditioner ``m`` and ``rtol``."""
         obj, xp = self.objective, self.objective.xp
         self.hessp = hessp_operator(obj, self.theta, "exact")
-        m = obj.constrained_curvature(fisher_diagonal(obj, self.theta))
+        m = self.unit * obj.constrained_curvature(fisher_diagonal(obj, self.theta))
         # A parameter no row moves and no prior holds (e.g. a dead unit's bias
         # under a flat prior) has m = 0: floor it so that M stays definite.
         self.m = xp.maximum(m, 1e-10 * xp.max(m))
@@ -274,15 +281,17 @@ class NewtonCGSolver:
 
     def inner_solve(self):
         """Set ``step``, ``model`` and ``cg_status`` by Steihaug-Toint CG."""
-        self.step, self.model, self.cg_status, n = steihaug_cg(
+        unit, hessp = self.unit, self.hessp
+        self.step, model, self.cg_status, n = steihaug_cg(
             self.objective.xp,
-            self.hessp,
-            self.gradient,
+            lambda v: unit * hessp(v),
+            unit * self.gradient,
             self.m,
             self.radius,
             self.rtol,
             self.max_cg,
         )
+        self.model = model / unit
         self.n_products += n
 
     def update_region(self, rho):
