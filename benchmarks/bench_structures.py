@@ -48,9 +48,13 @@ from _splits import standardised_split  # noqa: E402
 
 from sklaplace import LaplaceMLPClassifier  # noqa: E402
 from sklaplace._curvature import kron_factors  # noqa: E402
+from sklaplace._jacobian import logit_factors  # noqa: E402
+from sklaplace._kron import KronPosterior  # noqa: E402
 from sklaplace._likelihood import Categorical  # noqa: E402
 from sklaplace._network import ParamLayout, backprop  # noqa: E402
 from sklaplace._objective import NegLogPosterior  # noqa: E402
+from sklaplace._prior_scale import PRIOR_SCALE_GRID, ScaledPriorFamily  # noqa: E402
+from sklaplace.exceptions import MemoryLimitError  # noqa: E402
 
 GIB = 2**30
 
@@ -88,6 +92,9 @@ def _models():
         "laplace_lbfgs": lambda: LaplaceMLPClassifier(solver="lbfgs"),
         # MLPClassifier's own stopping rule: gtol 1e-4 on the mean loss.
         "laplace_lbfgs_tol1e-4": lambda: LaplaceMLPClassifier(solver="lbfgs", tol=1e-4),
+        "laplace_lbfgs_tol1e-4_cv": lambda: LaplaceMLPClassifier(
+            solver="lbfgs", tol=1e-4, prior_precision_scale="cv"
+        ),
         "laplace_cv": lambda: LaplaceMLPClassifier(prior_precision_scale="cv"),
     }
 
@@ -179,6 +186,21 @@ def part_curvature():
     deltas = backprop(np, layout, theta, fwd, factor)
     flat = deltas[0].reshape(-1, 100)
     gram_output = _timed(lambda: flat.T @ flat)
+    # Downstream of the factors: the eigendecompositions (with the prior),
+    # the 49-point evidence curve of the prior scale, and J P^{-1} J' of
+    # 5,000 rows through the factored Jacobian.
+    factors = kron_factors(obj, theta)
+    decompose = _timed(lambda: KronPosterior.from_factors(factors, prior), 1)
+    post = KronPosterior.from_factors(factors, prior)
+    family = ScaledPriorFamily(post, prior)
+    curve = _timed(lambda: [family.log_det_precision(c) for c in PRIOR_SCALE_GRID], 1)
+    X_test = X[:5000]
+
+    def variances():
+        for _, J in logit_factors(np, layout, theta, "tanh", X_test):
+            post.functional_variance(np, J)
+
+    predictive = _timed(variances, 1)
     print(
         json.dumps(
             {
@@ -189,6 +211,9 @@ def part_curvature():
                 "backprop_K_cotangents_s": back,
                 "input_gram_785x785_s": gram_input,
                 "output_gram_100x100_s": gram_output,
+                "eigendecompositions_s": decompose,
+                "evidence_curve_49_scales_s": curve,
+                "functional_variance_5000_rows_s": predictive,
             }
         )
     )
@@ -281,9 +306,13 @@ def part_width():
                 random_state=0,
             )
             start = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                clf.fit(X_train, y_train)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    clf.fit(X_train, y_train)
+            except MemoryLimitError as error:
+                print(f"width {width:4d}  {structure:5s}  refused: {error!s:.60}")
+                continue
             elapsed = time.perf_counter() - start
             post = clf.posterior_
             if structure == "full":

@@ -148,20 +148,27 @@ def kron_factors(obj, theta):
     factors : KroneckerFactors
     """
     xp, layout = obj.xp, obj.layout
-    inputs = [GramAccumulator(xp, rows, theta.dtype) for rows, _ in layout.shapes]
+    # [a 1]' S [a 1] = [[a' S a, a' s], [s' a, sum s]]: the Gram of the
+    # weighted inputs and their weighted sums, without appending the ones.
+    grams = [GramAccumulator(xp, rows - 1, theta.dtype) for rows, _ in layout.shapes]
+    sums = [xp.zeros(rows - 1, dtype=theta.dtype) for rows, _ in layout.shapes]
     outputs = [GramAccumulator(xp, cols, theta.dtype) for _, cols in layout.shapes]
     for Xc, _, sc in obj.row_chunks(_kron_bytes_per_row(obj)):
         fwd, factor = _factor_rows(obj, Xc, sc, theta)
         deltas = backprop(xp, layout, theta, fwd, factor)  # rows g_nr per layer
+        unit = bool(xp.all(sc == 1.0))
         root = xp.sqrt(sc)[:, None]
         for i, (a, delta) in enumerate(zip(fwd.acts, deltas)):
-            inputs[i].add(with_ones(xp, a) * root)
+            grams[i].add(a if unit else a * root)
+            sums[i] = sums[i] + sc @ a
             outputs[i].add(xp.reshape(delta, (-1, delta.shape[-1])))
     total = obj.gradient_scale
-    return KroneckerFactors(
-        [gram.result() / total for gram in inputs],
-        [gram.result() for gram in outputs],
-    )
+    inputs = []
+    for gram, column in zip(grams, sums):
+        top = xp.concat([gram.result(), column[:, None]], axis=1)
+        bottom = xp.concat([column, xp.reshape(total, (1,))])[None, :]
+        inputs.append(xp.concat([top, bottom], axis=0) / total)
+    return KroneckerFactors(inputs, [gram.result() for gram in outputs])
 
 
 def _diagonal_blocks(xp, fwd, layer_diagonals):

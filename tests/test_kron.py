@@ -359,3 +359,18 @@ def test_factored_jacobian_gives_the_dense_jacobian_and_the_same_variances():
         rtol=1e-12,
         atol=1e-14,
     )
+
+
+def test_the_default_estimator_fits_an_image_sized_network():
+    # 784 inputs, 100 hidden units, 10 classes: 79,510 parameters, whose full
+    # matrix (47 GiB) the memory guard would refuse; "auto" picks kron.
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(40, 784)), np.arange(40) % 10
+    clf = LaplaceMLPClassifier(max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert clf.hessian_structure_ == "kron"
+    assert clf.posterior_.n_params == 79_510
+    proba = clf.predict_proba(X[:5])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
