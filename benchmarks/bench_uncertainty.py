@@ -10,12 +10,16 @@ box 5x as wide per axis as the data range, same centre
 (``RandomState(1000 + s)``). AUROC with in = positive, score = max
 probability. ECE: 15 equal-width bins on the max probability.
 
-Run: ``python benchmarks/bench_uncertainty.py [--quick] [--plot PATH]``.
+Run: ``python benchmarks/bench_uncertainty.py [--quick] [--plot PATH] [--models
+NAME ...] [--datasets NAME ...] [--no-ood]`` (``--models`` keeps the models
+whose names contain one of the words).
 """
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
@@ -34,11 +38,15 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
-from benchmarks._splits import standardised_split
 from sklaplace import LaplaceMLPClassifier
 from sklaplace.metrics import expected_calibration_error, multiclass_brier_score
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _splits import standardised_split  # noqa: E402
+
 HIDDEN = (16,)
+#: Model names must contain one of these (``--models``); empty: every model.
+ONLY = []
 
 
 def synthetic():
@@ -62,6 +70,9 @@ def models(dataset):
         "sklaplace default (cv scale)": lambda: LaplaceMLPClassifier(
             HIDDEN, random_state=0
         ),
+        "sklaplace default, no residual": lambda: LaplaceMLPClassifier(
+            HIDDEN, random_state=0, residual_variance=0.0
+        ),
         "sklaplace scale=evidence": lambda: LaplaceMLPClassifier(
             HIDDEN, random_state=0, prior_precision_scale="evidence"
         ),
@@ -84,6 +95,8 @@ def models(dataset):
         out["GaussianProcessClassifier"] = lambda: GaussianProcessClassifier(
             1.0 * RBF(1.0), random_state=0
         )
+    if ONLY:
+        out = {k: v for k, v in out.items() if any(o in k for o in ONLY)}
     return out
 
 
@@ -232,11 +245,25 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="one split each")
     parser.add_argument("--plot", help="write the NLL-vs-AUROC trade-off plot here")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=[],
+        help="run the models whose names contain these",
+    )
+    parser.add_argument(
+        "--datasets", nargs="+", default=None, help="in-distribution data sets to run"
+    )
+    parser.add_argument("--no-ood", action="store_true", help="skip the OOD tasks")
     args = parser.parse_args()
+    ONLY.extend(args.models)
+    if args.datasets is not None:
+        for name in set(DATASETS) - set(args.datasets):
+            del DATASETS[name]
     if args.plot:
         tradeoff_plot(args.plot)
     rows = in_distribution(args.quick)
-    ood = out_of_distribution(args.quick)
+    ood = [] if args.no_ood else out_of_distribution(args.quick)
     print("\nIn distribution (means over splits):")
     summarise(rows, "dataset", ["nll", "ece", "brier", "accuracy", "seconds"])
     print("\nOut of distribution (means over splits):")

@@ -5,16 +5,17 @@ Part 1 prints the exact, GGN and diagonal Hessians of a tiny network; part 2
 fits LaplaceMLPClassifier on the breast-cancer data and compares its test
 accuracy, log loss, Brier score and expected calibration error with its own
 classical (prior scale 1) posterior, MLPClassifier and LogisticRegression;
-part 3 trains on digits 0-4 and shows where the Laplace predictive helps: it
-is less confident on the unseen digits 5-9 than its own MAP network and than
-MLPClassifier (AUROC of the max probability, in = 0-4).
+part 3 trains on digits 0-4 and asks how well the max probability separates
+the unseen digits 5-9 (AUROC, in = 0-4); part 4 trains on two moons and asks
+the same of points in a box five times as wide, where the residual variance
+beyond the data makes the default's predictive tend to uniform.
 """
 
 import copy
 import warnings
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_digits, load_iris
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris, make_moons
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
@@ -65,14 +66,12 @@ def classifier_demo():
     )
     hidden, alpha = (16,), 1.0
     models = {
-        "LaplaceMLPClassifier (default)": LaplaceMLPClassifier(
-            hidden, alpha=alpha, random_state=0
-        ),
+        "LaplaceMLPClassifier (default)": LaplaceMLPClassifier(hidden, random_state=0),
         "  same, prior scale 1 (classical)": LaplaceMLPClassifier(
-            hidden, alpha=alpha, random_state=0, prior_precision_scale=1.0
+            hidden, random_state=0, prior_precision_scale=1.0
         ),
         "  same, MAP plug-in": LaplaceMLPClassifier(
-            hidden, alpha=alpha, random_state=0, link_approx="map"
+            hidden, random_state=0, link_approx="map"
         ),
         "MLPClassifier (same net, alpha)": MLPClassifier(
             hidden,
@@ -126,7 +125,40 @@ def out_of_distribution_demo():
         print(f"{name:34s} {roc_auc_score(labels, score):.4f}")
 
 
+def far_from_data_demo():
+    """Two moons in, a box five times as wide out: confidence far from the data."""
+    X, y = make_moons(500, noise=0.3, random_state=0)
+    low, high = X.min(axis=0), X.max(axis=0)
+    centre, width = (low + high) / 2, 5 * (high - low)
+    box = np.random.RandomState(0).uniform(
+        centre - width / 2, centre + width / 2, size=(2000, 2)
+    )
+    X_train, X_test, y_train, _ = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=0
+    )
+    labels = np.r_[np.ones(len(X_test)), np.zeros(len(box))]
+    print(
+        "\nTwo moons; AUROC of max probability, test points (in) vs a box five "
+        "times as wide (out):\n"
+    )
+    for name, model in [
+        ("LaplaceMLPClassifier (default)", LaplaceMLPClassifier((16,), random_state=0)),
+        (
+            "  same, no residual variance",
+            LaplaceMLPClassifier((16,), random_state=0, residual_variance=0.0),
+        ),
+        (
+            "MLPClassifier",
+            MLPClassifier((16,), activation="tanh", random_state=0, max_iter=2000),
+        ),
+    ]:
+        pipe = make_pipeline(StandardScaler(), model).fit(X_train, y_train)
+        score = np.r_[pipe.predict_proba(X_test), pipe.predict_proba(box)].max(axis=1)
+        print(f"{name:34s} {roc_auc_score(labels, score):.4f}")
+
+
 if __name__ == "__main__":
     hessian_demo()
     classifier_demo()
     out_of_distribution_demo()
+    far_from_data_demo()

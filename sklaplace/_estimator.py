@@ -28,13 +28,15 @@ from sklaplace._evidence import log_evidence_at_prior
 from sklaplace._fitting import fit_network
 from sklaplace._likelihood import likelihood_for
 from sklaplace._memory import resolved_params
-from sklaplace._network import ParamLayout
+from sklaplace._network import ParamLayout, forward
 from sklaplace._predictive import (
     PREDICTIVES,
     latent_gaussian,
     moderated_logits,
     predictive_rows_per_chunk,
 )
+from sklaplace._prior_scale import resolve_tuning
+from sklaplace._residual import data_envelope, logit_spread, residual_variance
 from sklaplace._solvers import SOLVERS, resolve_solver
 from sklaplace._validation import (
     check_finite_rows,
@@ -76,7 +78,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
     activation : {"identity", "logistic", "tanh", "relu", "softplus"}, default="tanh"
         Hidden-layer activation.
     alpha : float, array-like of shape (n_layers,) or (n_params,), \
-            "evidence" or "evidence_per_layer", default=1.0
+            "auto", "evidence" or "evidence_per_layer", default="auto"
         Prior precision of the weights: one value, one per layer, or one per
         parameter in the order of ``theta`` (which then sets the biases too,
         and ``bias_prior_precision`` is ignored). Values must be in the range
@@ -89,7 +91,10 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         refit from the current MAP, until no alpha changes by more than
         0.01% (at most 50 refits; alphas are kept in ``[1e-6, 1e6]``).
         ``"evidence_per_layer"`` tunes one value per layer the same way; it
-        can run into a degenerate maximum (a warning says so).
+        can run into a degenerate maximum (a warning says so). ``"auto"``
+        is ``"evidence"`` for a network whose full posterior fits
+        ``hessian_structure="auto"``'s budget (about 4,700 parameters) and
+        1.0 beyond, where every refit is costly; ``alpha_`` says which.
     bias_prior_precision : float or array-like of shape (n_layers,), default=1.0
         Prior precision of the biases. Values must be in the range
         ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden
@@ -131,7 +136,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         (the exact Laplace of the last layer given the MAP network's
         features; the other layers stay at the MAP and carry no
         uncertainty). ``hessian_structure`` applies to that subset.
-    prior_precision_scale : float, "cv" or "evidence", default="cv"
+    prior_precision_scale : float, "auto", "cv" or "evidence", default="auto"
         Scale ``c`` of the prior precision in the Laplace posterior, chosen
         after the MAP: the posterior precision is ``P_data + c A`` with
         ``A`` the MAP's prior (``alpha`` and ``bias_prior_precision``) and
@@ -139,12 +144,29 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         refitted. A float in ``(0.0, inf)`` fixes ``c`` (1 is the classical
         Laplace posterior). ``"cv"`` picks ``c`` from a log grid of 49
         values in ``[1e-2, 1e4]`` by the held-out log loss of the predictive
-        over 3 folds whose MAPs are warm-started from the full-data MAP (a
+        over 5 folds whose MAPs are warm-started from the full-data MAP (a
         row's fold is a keyed hash of its features and label, so repeated
         rows and integer weights give the same folds, whatever the row
-        order); ``"evidence"`` picks the ``c`` of largest Laplace evidence
-        at the fixed MAP. Large ``c`` approaches the plug-in MAP; small ``c``
+        order): the smallest ``c`` whose held-out log loss is within one
+        (paired) standard error of the best, the most cautious of the
+        predictives the held-out rows cannot tell apart. ``"evidence"``
+        picks the ``c`` of largest Laplace evidence at the fixed MAP (no
+        refit). ``"auto"`` is ``"cv"`` for a network whose full posterior
+        fits ``hessian_structure="auto"``'s budget and ``"evidence"``
+        beyond. Large ``c`` approaches the plug-in MAP; small ``c``
         moderates more. See the user guide for when each wins.
+    residual_variance : float or "auto", default="auto"
+        Variance, at twice the training data's radius, of a term added to
+        every logit that is zero within the data and grows with the cube of
+        the distance beyond it (infinitely many ReLU units dormant on the
+        data, Kristiadi et al. 2021): far from the data the predictive tends
+        to uniform, while predictions within the data are unchanged. The
+        distance is that of the input from the training mean, each feature
+        scaled by its training standard deviation; the data's radius is the
+        largest such distance of a training row. ``"auto"`` uses the
+        variance of the MAP's logits over the training rows, and 0 without a
+        hidden layer (a linear logit's posterior variance already grows with
+        the square of the distance); 0 switches the term off.
     link_approx : {"probit", "mc", "map"}, default="probit"
         Predictive approximation: probit (MacKay; centred mean-field for K
         classes), Monte Carlo over the logit Gaussian, or the plug-in MAP.
@@ -191,6 +213,14 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         (log evidence at the fixed MAP), one value per scale; ``None`` for a
         fixed scale. Plot one against the other to see the trade-off. The
         evidence at any other prior is :meth:`log_marginal_likelihood`.
+    residual_variance_ : float
+        The residual's variance at twice the data's radius (see
+        ``residual_variance``).
+    data_envelope_ : DataEnvelope
+        ``mean`` and ``scale`` (standard deviation, 0 for a constant
+        feature) of the training inputs and ``radius``, the largest scaled
+        distance of a training row from ``mean``: beyond it the residual
+        variance grows.
     hessian_structure_ : str
         The posterior structure used: ``hessian_structure``, or what
         ``"auto"`` chose (``"full"`` or ``"kron"``).
@@ -305,7 +335,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         "alpha": [
             Interval(Real, 0, None, closed="left"),
             "array-like",
-            StrOptions({"evidence", "evidence_per_layer"}),
+            StrOptions({"auto", "evidence", "evidence_per_layer"}),
         ],
         "bias_prior_precision": [Interval(Real, 0, None, closed="left"), "array-like"],
         "solver": [StrOptions({"auto", *SOLVERS})],
@@ -314,7 +344,11 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         "subset_of_weights": [StrOptions({"all", "last_layer"})],
         "prior_precision_scale": [
             Interval(Real, 0, None, closed="neither"),
-            StrOptions({"cv", "evidence"}),
+            StrOptions({"auto", "cv", "evidence"}),
+        ],
+        "residual_variance": [
+            Interval(Real, 0, None, closed="left"),
+            StrOptions({"auto"}),
         ],
         "link_approx": [StrOptions(set(PREDICTIVES))],
         "n_mc_samples": [Interval(Integral, 1, None, closed="left")],
@@ -331,13 +365,14 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         hidden_layer_sizes=(100,),
         activation="tanh",
         *,
-        alpha=1.0,
+        alpha="auto",
         bias_prior_precision=1.0,
         solver="auto",
         hessian="ggn",
         hessian_structure="auto",
         subset_of_weights="all",
-        prior_precision_scale="cv",
+        prior_precision_scale="auto",
+        residual_variance="auto",
         link_approx="probit",
         n_mc_samples=1000,
         max_iter=200,
@@ -356,6 +391,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         self.hessian_structure = hessian_structure
         self.subset_of_weights = subset_of_weights
         self.prior_precision_scale = prior_precision_scale
+        self.residual_variance = residual_variance
         self.link_approx = link_approx
         self.n_mc_samples = n_mc_samples
         self.max_iter = max_iter
@@ -432,7 +468,9 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
                 likelihood.n_outputs(classes.shape[0]),
             )
         )
-        params = resolved_params(self, layout, solver=resolve_solver(self.solver))
+        params = resolved_params(
+            self, layout, solver=resolve_solver(self.solver), tune=resolve_tuning
+        )
         xp = resolve_backend(self.backend)
         rng = check_random_state(self.random_state)
         theta, fixed = self._initial_state(layout, classes, rng)
@@ -449,6 +487,14 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
             seed=mc_seed,
         )
         fit, refits = network.fit, network.refits
+        envelope = data_envelope(X, sample_weight)
+        tau2 = self.residual_variance
+        if tau2 == "auto" and layout.n_layers == 1:
+            tau2 = 0.0  # a linear logit's own variance already grows with |x|^2
+        elif tau2 == "auto":
+            logits = forward(xp, layout, fit.theta, xp.asarray(X), self.activation)
+            tau2 = logit_spread(to_numpy(logits.logits), sample_weight)
+        tau2 = float(tau2)
         log_likelihood, log_evidence = fit.log_likelihood, fit.log_evidence()
         # Assign only now, together (fit restores everything if this fails).
         if fixed is not None:
@@ -463,6 +509,8 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         self.posterior_ = network.prior_scale.posterior
         self.prior_precision_scale_ = network.prior_scale.scale
         self.prior_precision_scale_path_ = network.prior_scale.path
+        self.data_envelope_ = envelope
+        self.residual_variance_ = tau2
         self.hessian_structure_ = params.hessian_structure
         self.subset_of_weights_ = params.subset_of_weights
         self.curvature_ = fit.curvature
@@ -551,6 +599,9 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         mean, cov = latent_gaussian(
             xp, layout, theta, self.activation, self.posterior_, X, keep
         )
+        residual = residual_variance(self.data_envelope_, self.residual_variance_, X)
+        eye = xp.eye(layout.n_outputs, dtype=cov.dtype)
+        cov = cov + xp.asarray(residual)[:, None, None] * eye
         check_finite_rows(xp, "logits or their covariance", mean, cov)
         return xp, mean, cov
 
@@ -558,7 +609,9 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         """Mean and covariance of the logits under the linearised posterior.
 
         The epistemic uncertainty itself: ``mean = f(x, theta_map)`` and
-        ``cov = J P^{-1} J'`` with ``J`` the logit Jacobian at ``x``.
+        ``cov = J P^{-1} J' + v(x) I`` with ``J`` the logit Jacobian at ``x``
+        and ``v(x)`` the residual variance beyond the training data (0
+        within it; see ``residual_variance``).
 
         Parameters
         ----------

@@ -27,6 +27,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._evidence import log_evidence_from_terms
+from sklaplace._memory import resolve_structure
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = [
@@ -40,14 +41,45 @@ __all__ = [
     "HeldOutLosses",
     "one_standard_error_choice",
     "paired_standard_errors",
+    "resolve_tuning",
     "log_evidence_curve",
     "scaled_posterior",
 ]
 
 #: Candidate scales ``c``: 49 values from 1e-2 to 1e4, a factor 1.33 apart.
 PRIOR_SCALE_GRID = np.logspace(-2.0, 4.0, 49)
-#: Folds of the held-out choice (``"cv"``).
-CV_FOLDS = 3
+#: Folds of the held-out choice (``"cv"``): with 3, the choice on breast
+#: cancer's 398 training rows was noisy enough to cost 7% of test log loss.
+CV_FOLDS = 5
+
+
+def resolve_tuning(params, n_params):
+    """Resolve ``alpha="auto"`` and ``prior_precision_scale="auto"`` in place.
+
+    A network small enough for the full posterior of ``hessian_structure=
+    "auto"`` (with the held-out refits; :func:`~sklaplace._memory.
+    resolve_structure`) tunes both on the data: ``alpha`` by the evidence
+    (MacKay's refits) and the prior scale on held-out folds (``"cv"``).
+    A larger one, where every refit is costly, keeps ``alpha=1.0`` and
+    takes the scale of largest evidence at the fixed MAP (no refit).
+
+    Parameters
+    ----------
+    params : namespace
+        The estimator's parameters; ``alpha`` and ``prior_precision_scale``
+        are replaced where they are ``"auto"``.
+    n_params : int
+
+    Returns
+    -------
+    params : namespace
+    """
+    small = resolve_structure("auto", n_params, "cv") == "full"
+    if isinstance(params.alpha, str) and params.alpha == "auto":
+        params.alpha = "evidence" if small else 1.0
+    if params.prior_precision_scale == "auto":
+        params.prior_precision_scale = "cv" if small else "evidence"
+    return params
 
 
 def _free_prior(prior_precision, fixed):

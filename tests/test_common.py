@@ -9,6 +9,7 @@ ESTIMATORS = [
         (8,),
         activation="tanh",
         solver="newton",
+        alpha=1.0,  # the solvers' checks; the default's tuning is checked below
         max_iter=100,
         tol=1e-10,
         random_state=0,
@@ -18,6 +19,7 @@ ESTIMATORS = [
         activation="tanh",
         solver="lbfgs",
         hessian="exact",
+        alpha=1.0,
         max_iter=500,
         tol=1e-8,
         random_state=0,

@@ -190,9 +190,9 @@ def test_newton_converges_in_fewer_iterations_than_lbfgs():
 
 def test_warm_start_refit_after_small_change_takes_few_steps():
     X, y = _scaled(load_breast_cancer)
-    clf = LaplaceMLPClassifier((4,), warm_start=True, tol=1e-8, random_state=0).fit(
-        X, y
-    )
+    clf = LaplaceMLPClassifier(
+        (4,), alpha=1.0, warm_start=True, tol=1e-8, random_state=0
+    ).fit(X, y)
     cold_iterations = clf.n_iter_
     clf.fit(X[:-3], y[:-3])
     assert clf.n_iter_ <= 5 < cold_iterations

@@ -9,6 +9,7 @@ from sklearn.preprocessing import StandardScaler
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._network import ParamLayout, forward, jacobian_factor
 from sklaplace._prior_scale import (
+    CV_FOLDS,
     HeldOutLosses,
     ScaledPriorFamily,
     choose_prior_scale,
@@ -70,9 +71,9 @@ def test_family_equals_dense_precision_at_every_scale(params):
 def test_evidence_path_is_the_logistic_regression_evidence_from_scratch():
     X, y = load_breast_cancer(return_X_y=True)
     X = StandardScaler().fit_transform(X)[:, :6]
-    clf = LaplaceMLPClassifier((), prior_precision_scale="evidence", tol=1e-10).fit(
-        X, y
-    )
+    clf = LaplaceMLPClassifier(
+        (), alpha=1.0, prior_precision_scale="evidence", tol=1e-10
+    ).fit(X, y)
     path = clf.prior_precision_scale_path_
     theta = np.r_[clf.coefs_[0][:, 0], clf.intercepts_[0]]
     X1 = np.c_[X, np.ones(len(X))]
@@ -111,14 +112,14 @@ def test_evidence_path_is_the_logistic_regression_evidence_from_scratch():
 def test_cv_path_is_the_held_out_loss_of_fold_refits():
     """Each fold refitted from scratch at a fixed scale gives the same loss."""
     X, y = X3, Y3
-    params = dict(hidden_layer_sizes=(), tol=1e-10, random_state=0)
-    clf = LaplaceMLPClassifier(**params).fit(X, y)
+    params = dict(hidden_layer_sizes=(), alpha=1.0, tol=1e-10, random_state=0)
+    clf = LaplaceMLPClassifier(**params, prior_precision_scale="cv").fit(X, y)
     path = clf.prior_precision_scale_path_
-    folds = content_folds(X, np.searchsorted(clf.classes_, y), 3, clf._mc_seed)
+    folds = content_folds(X, np.searchsorted(clf.classes_, y), CV_FOLDS, clf._mc_seed)
     for i in [8, 24, 40]:
         c = path["scales"][i]
         total = 0.0
-        for k in range(3):
+        for k in range(CV_FOLDS):
             out = folds == k
             fold = LaplaceMLPClassifier(
                 **params, prior_precision_scale=c, residual_variance=0.0
@@ -221,3 +222,42 @@ def test_choice_is_invariant_to_row_order_and_weights_as_repetitions():
         np.testing.assert_allclose(
             other.predict_proba(X), weighted.predict_proba(X), rtol=1e-5, atol=1e-8
         )
+
+
+@pytest.mark.parametrize("alpha", ["auto", 0.5, "evidence_per_layer"])
+@pytest.mark.parametrize("scale", ["auto", 2.0, "evidence"])
+def test_auto_tunes_small_networks_on_the_data_and_large_ones_without_refits(
+    alpha, scale
+):
+    from types import SimpleNamespace
+
+    from sklaplace._memory import resolve_structure
+    from sklaplace._prior_scale import resolve_tuning
+
+    # The largest network the full posterior of hessian_structure="auto" takes.
+    small = max(
+        n
+        for n in range(1000, 10000, 10)
+        if resolve_structure("auto", n, "cv") == "full"
+    )
+    for n_params, expected in [
+        (small, ("evidence", "cv")),
+        (small + 10, (1.0, "evidence")),
+    ]:
+        params = resolve_tuning(
+            SimpleNamespace(alpha=alpha, prior_precision_scale=scale), n_params
+        )
+        assert params.alpha == (expected[0] if alpha == "auto" else alpha)
+        assert params.prior_precision_scale == (
+            expected[1] if scale == "auto" else scale
+        )
+
+
+def test_default_estimator_tunes_alpha_and_the_scale_on_held_out_folds():
+    clf = LaplaceMLPClassifier((3,), random_state=0).fit(X3, Y3)
+    assert len(clf.alpha_history_) > 1 and clf.alpha_ != 1.0  # MacKay's refits
+    assert set(clf.prior_precision_scale_path_) == {
+        "scales",
+        "cv_log_loss",
+        "cv_standard_error",
+    }

@@ -1,0 +1,117 @@
+"""The residual variance beyond the training data: envelope, formula, and
+what the estimator does with it (nothing on the data, uniform far away)."""
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+from sklearn.datasets import make_classification
+
+from sklaplace import LaplaceMLPClassifier
+from sklaplace._residual import data_envelope, logit_spread, residual_variance
+
+X3, Y3 = make_classification(
+    80, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0
+)
+FAST = dict(hidden_layer_sizes=(3,), prior_precision_scale=1.0, random_state=0)
+
+
+def test_envelope_from_scratch_ignores_constant_features():
+    rng = np.random.RandomState(0)
+    X = np.column_stack(
+        [rng.normal(2.0, 3.0, 50), np.full(50, 7.0), rng.normal(size=50)]
+    )
+    envelope = data_envelope(X, np.ones(50))
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    np.testing.assert_allclose(envelope.mean, mean)
+    np.testing.assert_allclose(envelope.scale[[0, 2]], std[[0, 2]])
+    assert envelope.scale[1] == 0.0
+    z = (X[:, [0, 2]] - mean[[0, 2]]) / std[[0, 2]]
+    np.testing.assert_allclose(envelope.radius, np.max(np.hypot(z[:, 0], z[:, 1])))
+    # Moving only the constant feature moves no distance.
+    shifted = X.copy()
+    shifted[:, 1] += 100.0
+    np.testing.assert_allclose(envelope.distance(shifted), envelope.distance(X))
+
+
+def test_variance_is_zero_inside_and_cubic_beyond():
+    X = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
+    envelope = data_envelope(X, np.ones(4))
+    # Standard deviations are sqrt(1/2), so every row is at radius sqrt(2).
+    np.testing.assert_allclose(envelope.radius, np.sqrt(2.0))
+    tau2 = 3.0
+    assert np.all(residual_variance(envelope, tau2, X) == 0.0)
+    # Along an axis, distance d in input units is d * sqrt(2) scaled: twice
+    # the radius is d = 2 and gives tau2; three times gives 8 tau2 (a square
+    # law would give 4 tau2, a linear one 2 tau2).
+    far = np.array([[2.0, 0.0], [0.0, -3.0], [0.5, 0.5]])
+    np.testing.assert_allclose(residual_variance(envelope, tau2, far), [3.0, 24.0, 0.0])
+    assert np.all(np.isfinite(residual_variance(envelope, tau2, far * 1e300)))
+
+
+def test_weights_count_as_repetitions_and_zero_weight_rows_do_not_widen():
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(30, 3))
+    weights = rng.randint(1, 4, 30)
+    weighted = data_envelope(X, weights.astype(float))
+    repeated = data_envelope(np.repeat(X, weights, axis=0), np.ones(weights.sum()))
+    for a, b in zip(weighted, repeated, strict=True):
+        np.testing.assert_allclose(a, b)
+    outlier = np.r_[X, [[50.0, 50.0, 50.0]]]
+    ignored = data_envelope(outlier, np.r_[np.ones(30), 0.0])
+    np.testing.assert_allclose(ignored.radius, data_envelope(X, np.ones(30)).radius)
+
+
+def test_logit_spread_centres_the_softmax_logits():
+    rng = np.random.RandomState(2)
+    logits = rng.normal(size=(40, 3))
+    # A common shift per row changes no probability and no spread.
+    shifted = logits + rng.normal(scale=10.0, size=(40, 1))
+    centred = logits - logits.mean(axis=1, keepdims=True)
+    expected = np.mean(np.var(centred, axis=0))
+    np.testing.assert_allclose(logit_spread(shifted, np.ones(40)), expected)
+    one = logits[:, :1]
+    np.testing.assert_allclose(logit_spread(one, np.ones(40)), np.var(one))
+
+
+def test_estimator_is_unchanged_on_the_data_and_uniform_far_away():
+    auto = LaplaceMLPClassifier(**FAST).fit(X3, Y3)
+    off = LaplaceMLPClassifier(**FAST, residual_variance=0.0).fit(X3, Y3)
+    assert off.residual_variance_ == 0.0
+    # tau2 is the spread of the MAP logits, computed here from the MAP
+    # plug-in's decision function (the logits themselves).
+    plug_in = LaplaceMLPClassifier(**FAST, link_approx="map").fit(X3, Y3)
+    expected = logit_spread(plug_in.decision_function(X3), np.ones(len(X3)))
+    np.testing.assert_allclose(auto.residual_variance_, expected, rtol=1e-10)
+    assert auto.residual_variance_ > 0.1
+    np.testing.assert_array_equal(auto.predict_proba(X3), off.predict_proba(X3))
+    far = 1e3 * np.sign(X3[:5] - X3.mean(axis=0))
+    p_auto, p_off = auto.predict_proba(far), off.predict_proba(far)
+    # Without the residual the saturated network stays confident far away.
+    assert np.max(p_off, axis=1).min() > 0.6
+    np.testing.assert_allclose(p_auto, 1 / 3, atol=0.01)
+    # The added variance is the formula's, on the diagonal of every row.
+    _, cov_auto = auto.latent_mean_and_variance(far)
+    _, cov_off = off.latent_mean_and_variance(far)
+    added = residual_variance(auto.data_envelope_, auto.residual_variance_, far)
+    np.testing.assert_allclose(
+        cov_auto - cov_off, added[:, None, None] * np.eye(3), rtol=1e-12
+    )
+    assert np.all(np.isfinite(auto.predict_proba(X3[:3] * 1e300)))
+
+
+@pytest.mark.parametrize("residual", ["auto", 2.0])
+def test_linear_model_gets_no_residual_under_auto(residual):
+    clf = LaplaceMLPClassifier(
+        (), prior_precision_scale=1.0, residual_variance=residual
+    ).fit(X3, Y3)
+    assert clf.residual_variance_ == (0.0 if residual == "auto" else 2.0)
+
+
+def test_probabilities_beyond_the_data_match_the_probit_by_hand():
+    clf = LaplaceMLPClassifier(**FAST, residual_variance=5.0).fit(X3, Y3)
+    point = X3[:1] * 4.0
+    mean, cov = clf.latent_mean_and_variance(point)
+    centring = np.eye(3) - 1 / 3
+    mu, var = mean[0] @ centring, np.diag(centring @ cov[0] @ centring)
+    expected = softmax(mu / np.sqrt(1 + np.pi / 8 * var))
+    np.testing.assert_allclose(clf.predict_proba(point)[0], expected, rtol=1e-10)
