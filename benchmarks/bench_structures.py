@@ -3,7 +3,11 @@
 Usage::
 
     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 python benchmarks/bench_structures.py
-    python benchmarks/bench_structures.py --parts closeness curvature
+    python benchmarks/bench_structures.py --parts closeness curvature width
+    python benchmarks/bench_structures.py --parts scale --models mlp laplace_default
+
+``--models`` picks models of the ``scale`` part (the default's solver took
+more than 35 minutes on this problem when measured; see the report).
 
 Parts (all by default):
 
