@@ -417,5 +417,17 @@ def choose_prior_scale(setting, fit, cv=None, scales=PRIOR_SCALE_GRID):
         curve = log_evidence_curve(fit.log_likelihood, fit.theta, family, scales)
         scale = float(scales[_nearest_one(scales, -curve)])
         path = {"scales": scales, "log_marginal_likelihood": curve}
-    posterior = scaled_posterior(fit.posterior, fit.prior_precision, scale, fixed)
+    try:
+        posterior = scaled_posterior(fit.posterior, fit.prior_precision, scale, fixed)
+    except NotPositiveDefiniteError:
+        # The eigenvalues said positive definite, the factorisation did not
+        # (a pivot at round-off): keep the fitted posterior, c = 1.
+        warnings.warn(
+            f"The posterior precision at the chosen prior scale {scale:.3g} is not "
+            "numerically positive definite; the posterior at scale 1 (the MAP's "
+            "own prior) is used instead.",
+            LaplaceApproximationWarning,
+            stacklevel=4,
+        )
+        scale, posterior = 1.0, fit.posterior
     return PriorScale(scale, posterior, path)

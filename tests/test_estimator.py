@@ -254,6 +254,6 @@ def test_lbfgs_history_has_one_entry_per_iteration():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf = LaplaceMLPClassifier(
-            (3,), solver="lbfgs", max_iter=30, random_state=0
+            (3,), alpha=1.0, solver="lbfgs", max_iter=30, random_state=0
         ).fit(X, y)
     assert len(clf.gradient_history_) == clf.n_iter_ + 1

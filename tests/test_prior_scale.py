@@ -261,3 +261,30 @@ def test_default_estimator_tunes_alpha_and_the_scale_on_held_out_folds():
         "cv_log_loss",
         "cv_standard_error",
     }
+
+
+def test_a_chosen_scale_that_fails_to_factorise_falls_back_to_one(monkeypatch):
+    from sklaplace import _prior_scale
+    from sklaplace._backend import NotPositiveDefiniteError
+    from sklaplace.exceptions import LaplaceApproximationWarning
+
+    original = _prior_scale.scaled_posterior
+
+    def failing(posterior, prior, scale, fixed=None):
+        if scale != 1.0:
+            raise NotPositiveDefiniteError("pivot at round-off")
+        return original(posterior, prior, scale, fixed)
+
+    monkeypatch.setattr(_prior_scale, "scaled_posterior", failing)
+    with pytest.warns(LaplaceApproximationWarning, match="not numerically positive"):
+        # alpha=100: the evidence's scale is far from 1.
+        clf = LaplaceMLPClassifier(
+            (), alpha=100.0, prior_precision_scale="evidence", random_state=0
+        ).fit(X3, Y3)
+    assert clf.prior_precision_scale_ == 1.0
+    reference = LaplaceMLPClassifier(
+        (), alpha=100.0, prior_precision_scale=1.0, random_state=0
+    )
+    np.testing.assert_allclose(
+        clf.predict_proba(X3), reference.fit(X3, Y3).predict_proba(X3), rtol=1e-12
+    )

@@ -51,7 +51,7 @@ def _state(estimator):
 def _assert_same_state(before, after):
     assert before.keys() == after.keys()
     for key, value in before.items():
-        if isinstance(value, list | np.ndarray):
+        if isinstance(value, list | tuple | np.ndarray):  # tuple: data_envelope_
             for a, b in zip(value, after[key], strict=True):
                 np.testing.assert_array_equal(a, b)
         elif isinstance(value, dict):  # prior_precision_scale_path_
