@@ -51,7 +51,9 @@ def main():
         rng = np.random.RandomState(0)
         held_out = rng.choice(X.shape[0], 5, replace=False)
         keep = np.setdiff1d(np.arange(X.shape[0]), held_out)
-        base = LaplaceMLPClassifier((args.hidden,), warm_start=True, random_state=0)
+        base = LaplaceMLPClassifier(
+            (args.hidden,), alpha=1.0, warm_start=True, random_state=0
+        )
         timed_fit(base, X[keep], y[keep])
         changes = {
             "remove 5 rows": np.setdiff1d(keep, keep[:5]),
