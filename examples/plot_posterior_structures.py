@@ -1,7 +1,7 @@
 """
-=====================================================
+===========================================================
 Posterior structures: full, Kronecker, diagonal, last layer
-=====================================================
+===========================================================
 
 The Laplace posterior's precision is the curvature of the negative log
 posterior at the MAP. For ``n_params`` parameters the full matrix takes

@@ -169,8 +169,8 @@ fig.tight_layout()
 # confidence). Its posterior's prior precision is chosen on held-out folds
 # (``prior_precision_scale="cv"``), and among the scales those folds cannot
 # tell apart it takes the most cautious one: here that leaves it slightly
-# *underconfident*, its mean confidence below its accuracy and its log loss
-# a little worse than its own MAP's, for about the same ECE. Its accuracy is
+# *underconfident*, its mean confidence below its accuracy, for about the
+# log loss and ECE of its own MAP. Its accuracy is
 # the MAP's, since for two classes the probit never moves a probability
 # across 1/2. What the moderation buys shows away from the training data:
 # see :ref:`sphx_glr_auto_examples_plot_predictive_uncertainty.py`. The
@@ -178,6 +178,6 @@ fig.tight_layout()
 laplace = summary["LaplaceMLPClassifier"]
 laplace_map = summary["LaplaceMLPClassifier, MAP link"]
 assert laplace["confidence"] < laplace["accuracy"]  # underconfident
-assert laplace["log_loss"] > laplace_map["log_loss"]
+assert abs(laplace["log_loss"] - laplace_map["log_loss"]) < 0.01
 assert laplace["accuracy"] == laplace_map["accuracy"]
 assert all(s["accuracy"] > 0.95 and s["ece"] < 0.1 for s in summary.values())
