@@ -29,12 +29,10 @@ The solver stops when the scaled gradient ``max_i |dL/dtheta_i| / sum_n
 s_n`` is at most ``tol``, as the other solvers do.
 """
 
-import warnings
-
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from sklaplace._network import backprop, jvp, second_order_backprop, vjp, with_ones
+from sklaplace._trust_region import TrustRegionSolver
 
 __all__ = [
     "NewtonCGSolver",
@@ -209,7 +207,7 @@ def steihaug_cg(xp, hessp, gradient, m, radius, rtol, max_iter):
     return step, model, status, n_products
 
 
-class NewtonCGSolver:
+class NewtonCGSolver(TrustRegionSolver):
     """Trust-region Newton-CG on exact Hessian-vector products (Steihaug-Toint).
 
     Where the Hessian is indefinite, CG follows the first direction of
@@ -240,21 +238,10 @@ class NewtonCGSolver:
     name = "Newton-CG"
     max_trials = 30  # rejected steps per iteration before giving up
 
-    def __init__(self, objective, tol, max_iter, verbose=0):
-        self.objective = objective
-        self.tol = tol
-        self.max_iter = max_iter
-        self.verbose = verbose
-
     def setup(self, theta):
         """Set ``theta``, ``loss_value``, ``gradient(_norm)``, ``radius``."""
         obj = self.objective
-        self.theta = theta
-        self.scale = float(obj.gradient_scale)
-        self.loss_value, self.gradient = obj.loss_gradient(theta)
-        self.loss_value = float(self.loss_value)
-        self.gradient_norm = self._scaled_norm(self.gradient)
-        self.history = [self.gradient_norm]
+        self.start(theta)
         self.n_products = 0
         self.max_cg = min(MAX_CG_ITER, obj.layout.n_params)
         # CG works on L / L(theta_0), so that products neither underflow nor
@@ -263,10 +250,6 @@ class NewtonCGSolver:
         tiny = np.finfo(np.float64).tiny
         self.unit = 1.0 / max(abs(self.loss_value), tiny)
         self.radius = 1.0
-
-    def _scaled_norm(self, gradient):
-        xp = self.objective.xp
-        return float(xp.max(xp.abs(gradient))) / self.scale
 
     def update_operator(self):
         """Set ``hessp`` at ``theta``, the preconditioner ``m`` and ``rtol``."""
@@ -303,25 +286,6 @@ class NewtonCGSolver:
         elif rho > 0.75 and norm >= 0.99 * self.radius:
             self.radius = 2.0 * self.radius
 
-    def gain_ratio(self, candidate):
-        """Evaluate ``candidate``; return ``(rho, loss, gradient, accept)``.
-
-        ``rho`` is the actual over the predicted decrease. Near the optimum
-        the loss may stop changing in floating point; a step is then accepted
-        when the gradient falls.
-        """
-        loss, gradient = self.objective.loss_gradient(candidate)
-        loss = float(loss)
-        actual = self.loss_value - loss
-        predicted = -self.model
-        rounding = 16 * np.finfo(np.float64).eps * max(abs(self.loss_value), 1.0)
-        rho = actual / predicted if predicted > 0 else -1.0
-        flat_but_better = abs(actual) <= rounding and (
-            self._scaled_norm(gradient) < self.gradient_norm
-        )
-        accept = bool(np.isfinite(loss)) and (rho > 1e-4 or flat_but_better)
-        return rho, loss, gradient, accept
-
     def backtrack(self):
         """Shorten ``step`` to the shrunk ``radius``; set ``step`` and ``model``.
 
@@ -346,15 +310,10 @@ class NewtonCGSolver:
             self.accepted, self.stuck = False, True
             return
         candidate = self.theta + self.step
-        rho, loss, gradient, self.accepted = self.gain_ratio(candidate)
+        rho, loss, gradient, self.accepted = self.evaluate(candidate, -self.model)
         self.update_region(rho)
         if self.accepted:
-            self.theta, self.loss_value, self.gradient = candidate, loss, gradient
-            self.gradient_norm = self._scaled_norm(gradient)
-
-    def check_convergence(self):
-        """Set ``converged``."""
-        self.converged = self.gradient_norm <= self.tol
+            self.move_to(candidate, loss, gradient)
 
     def solve(self, theta):
         """Run truncated Newton iterations from ``theta``.
@@ -391,19 +350,7 @@ class NewtonCGSolver:
                     f"scaled gradient {self.gradient_norm:.3e}, CG {self.cg_status} "
                     f"({self.n_products} Hessian-vector products so far)"
                 )
-        if not self.converged:
-            reason = (
-                f"made no progress at iteration {n_iter}"
-                if stalled
-                else f"did not converge in max_iter={self.max_iter} iterations"
-            )
-            warnings.warn(
-                f"{self.name} solver {reason} (scaled gradient "
-                f"{self.gradient_norm:.3g} > tol={self.tol:g}). Increase max_iter, "
-                "standardise the features, increase alpha, or try solver='lbfgs'.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        self.warn_if_not_converged(n_iter, stalled)
         return (
             self.theta,
             self.loss_value,

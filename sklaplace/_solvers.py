@@ -20,6 +20,7 @@ from sklaplace._backend import (
 )
 from sklaplace._curvature import check_finite_curvature, exact_hessian
 from sklaplace._newton_cg import NewtonCGSolver
+from sklaplace._trust_region import TrustRegionSolver
 
 __all__ = [
     "MapResult",
@@ -61,7 +62,7 @@ class MapResult(NamedTuple):
     n_hessian_products: int = 0
 
 
-class NewtonSolver:
+class NewtonSolver(TrustRegionSolver):
     """Newton's method with Levenberg-Marquardt trust-region damping.
 
     Each iteration forms the exact Hessian ``H`` (second-order backprop) and
@@ -90,26 +91,10 @@ class NewtonSolver:
 
     max_trials = 60  # damping increases per iteration before giving up
 
-    def __init__(self, objective, tol, max_iter, verbose=0):
-        self.objective = objective
-        self.tol = tol
-        self.max_iter = max_iter
-        self.verbose = verbose
-
     def setup(self, theta):
         """Set ``theta``, ``loss_value``, ``gradient(_norm)``, ``damping``."""
-        obj = self.objective
-        self.theta = theta
-        self.scale = float(obj.gradient_scale)
-        self.loss_value, self.gradient = obj.loss_gradient(theta)
-        self.loss_value = float(self.loss_value)
-        self.gradient_norm = self._scaled_norm(self.gradient)
-        self.history = [self.gradient_norm]
+        self.start(theta)
         self.damping, self.damping_growth = None, 2.0
-
-    def _scaled_norm(self, gradient):
-        xp = self.objective.xp
-        return float(xp.max(xp.abs(gradient))) / self.scale
 
     def update_hessian(self):
         """Set ``hessian`` (exact, prior included) and, at first, ``damping``."""
@@ -160,38 +145,24 @@ class NewtonSolver:
         """Accept or reject ``step`` by the gain ratio; set ``accepted``, ``damping``.
 
         On acceptance also sets ``theta``, ``loss_value``, ``gradient``,
-        ``gradient_norm``. Near the optimum the loss may stop changing in
-        floating point; a step is then accepted when the gradient falls.
+        ``gradient_norm`` (:meth:`TrustRegionSolver.evaluate` judges the step).
         """
         xp = self.objective.xp
         candidate = self.theta + self.step
-        loss, gradient = self.objective.loss_gradient(candidate)
-        loss = float(loss)
         # Model decrease: -(g's + s'Hs/2), with H s = -g - mu s.
         g_step = float(xp.sum(self.gradient * self.step))
         predicted = -0.5 * g_step + 0.5 * self.damping * float(
             xp.sum(self.step * self.step)
         )
-        actual = self.loss_value - loss
-        rounding = 16 * np.finfo(np.float64).eps * max(abs(self.loss_value), 1.0)
-        rho = actual / predicted if predicted > 0 else -1.0
-        flat_but_better = abs(actual) <= rounding and (
-            self._scaled_norm(gradient) < self.gradient_norm
-        )
-        self.accepted = np.isfinite(loss) and (rho > 1e-4 or flat_but_better)
+        rho, loss, gradient, self.accepted = self.evaluate(candidate, predicted)
         if self.accepted:
-            self.theta, self.loss_value, self.gradient = candidate, loss, gradient
-            self.gradient_norm = self._scaled_norm(gradient)
+            self.move_to(candidate, loss, gradient)
             rho = min(rho, 1.0) if rho > 0 else 1.0
             self.damping *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
             self.damping_growth = 2.0
         else:
             self.damping = max(self.damping * self.damping_growth, 1e-12)
             self.damping_growth *= 2.0
-
-    def check_convergence(self):
-        """Set ``converged``."""
-        self.converged = self.gradient_norm <= self.tol
 
     def solve(self, theta):
         """Run Newton iterations from ``theta``; return a :class:`MapResult`."""
@@ -220,19 +191,7 @@ class NewtonSolver:
                     f"scaled gradient {self.gradient_norm:.3e}, "
                     f"damping {self.damping:.2g}"
                 )
-        if not self.converged:
-            reason = (
-                f"made no progress at iteration {n_iter}"
-                if stalled
-                else f"did not converge in max_iter={self.max_iter} iterations"
-            )
-            warnings.warn(
-                f"Newton solver {reason} (scaled gradient {self.gradient_norm:.3g} > "
-                f"tol={self.tol:g}). Increase max_iter, standardise the features, "
-                "increase alpha, or try solver='lbfgs'.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        self.warn_if_not_converged(n_iter, stalled)
         return MapResult(
             self.theta,
             self.loss_value,

@@ -1,0 +1,96 @@
+"""What the two Newton solvers share: the start, the gain ratio, the stop.
+
+Dense Newton (:class:`~sklaplace._solvers.NewtonSolver`, damping) and
+Newton-CG (:class:`~sklaplace._newton_cg.NewtonCGSolver`, a trust region)
+differ in how they propose a step; they judge it, measure the gradient and
+give up the same way, here.
+"""
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+__all__ = ["TrustRegionSolver"]
+
+
+class TrustRegionSolver:
+    """Base of the Newton solvers: state, gain-ratio test and stopping rule.
+
+    Parameters
+    ----------
+    objective : NegLogPosterior
+    tol : float
+        Tolerance on the scaled gradient ``max_i |dL/dtheta_i| / sum_n s_n``.
+    max_iter : int
+        Maximum Newton iterations.
+    verbose : int, default=0
+        Print one line per iteration when positive.
+    """
+
+    name = "Newton"
+
+    def __init__(self, objective, tol, max_iter, verbose=0):
+        self.objective = objective
+        self.tol = tol
+        self.max_iter = max_iter
+        self.verbose = verbose
+
+    def start(self, theta):
+        """Set ``theta``, ``loss_value``, ``gradient(_norm)`` and ``history``."""
+        obj = self.objective
+        self.theta = theta
+        self.scale = float(obj.gradient_scale)
+        self.loss_value, self.gradient = obj.loss_gradient(theta)
+        self.loss_value = float(self.loss_value)
+        self.gradient_norm = self._scaled_norm(self.gradient)
+        self.history = [self.gradient_norm]
+
+    def _scaled_norm(self, gradient):
+        xp = self.objective.xp
+        return float(xp.max(xp.abs(gradient))) / self.scale
+
+    def evaluate(self, candidate, predicted):
+        """Loss at ``candidate`` against the ``predicted`` decrease.
+
+        Returns ``(rho, loss, gradient, accept)``: ``rho`` is the actual over
+        the predicted decrease, and the step is accepted when ``rho > 1e-4``.
+        Near the optimum the loss may stop changing in floating point; a step
+        is then accepted when the gradient falls.
+        """
+        loss, gradient = self.objective.loss_gradient(candidate)
+        loss = float(loss)
+        actual = self.loss_value - loss
+        rounding = 16 * np.finfo(np.float64).eps * max(abs(self.loss_value), 1.0)
+        rho = actual / predicted if predicted > 0 else -1.0
+        flat_but_better = abs(actual) <= rounding and (
+            self._scaled_norm(gradient) < self.gradient_norm
+        )
+        accept = bool(np.isfinite(loss)) and (rho > 1e-4 or flat_but_better)
+        return rho, loss, gradient, accept
+
+    def move_to(self, candidate, loss, gradient):
+        """Make ``candidate`` the iterate."""
+        self.theta, self.loss_value, self.gradient = candidate, loss, gradient
+        self.gradient_norm = self._scaled_norm(gradient)
+
+    def check_convergence(self):
+        """Set ``converged``."""
+        self.converged = self.gradient_norm <= self.tol
+
+    def warn_if_not_converged(self, n_iter, stalled):
+        """Raise the solvers' common :class:`ConvergenceWarning` if not converged."""
+        if self.converged:
+            return
+        reason = (
+            f"made no progress at iteration {n_iter}"
+            if stalled
+            else f"did not converge in max_iter={self.max_iter} iterations"
+        )
+        warnings.warn(
+            f"{self.name} solver {reason} (scaled gradient "
+            f"{self.gradient_norm:.3g} > tol={self.tol:g}). Increase max_iter, "
+            "standardise the features, increase alpha, or try solver='lbfgs'.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
