@@ -230,6 +230,9 @@ def test_masked_refit_equals_a_fit_without_the_pruned_input(
         alpha=alpha,
         solver=solver,
         hessian_structure=structure,
+        # The held-out folds hash whole rows, so they differ once a column is
+        # dropped: compare the posteriors at one scale.
+        prior_precision_scale=1.0,
         tol=tol,
         max_iter=2000,
     )
