@@ -36,7 +36,7 @@ from sklaplace._predictive import (
     predictive_rows_per_chunk,
 )
 from sklaplace._prior_scale import resolve_tuning
-from sklaplace._residual import data_envelope, logit_spread, residual_variance
+from sklaplace._residual import fit_residual, residual_variance
 from sklaplace._solvers import SOLVERS, resolve_solver
 from sklaplace._validation import (
     check_finite_rows,
@@ -487,14 +487,15 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
             seed=mc_seed,
         )
         fit, refits = network.fit, network.refits
-        envelope = data_envelope(X, sample_weight)
-        tau2 = self.residual_variance
-        if tau2 == "auto" and layout.n_layers == 1:
-            tau2 = 0.0  # a linear logit's own variance already grows with |x|^2
-        elif tau2 == "auto":
-            logits = forward(xp, layout, fit.theta, xp.asarray(X), self.activation)
-            tau2 = logit_spread(to_numpy(logits.logits), sample_weight)
-        tau2 = float(tau2)
+        envelope, tau2 = fit_residual(
+            self.residual_variance,
+            X,
+            sample_weight,
+            n_layers=layout.n_layers,
+            map_logits=lambda: to_numpy(
+                forward(xp, layout, fit.theta, xp.asarray(X), self.activation).logits
+            ),
+        )
         log_likelihood, log_evidence = fit.log_likelihood, fit.log_evidence()
         # Assign only now, together (fit restores everything if this fails).
         if fixed is not None:

@@ -31,7 +31,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["DataEnvelope", "data_envelope", "logit_spread", "residual_variance"]
+__all__ = [
+    "DataEnvelope",
+    "data_envelope",
+    "fit_residual",
+    "logit_spread",
+    "residual_variance",
+]
 
 # The normalised distance is capped before it is cubed, so inputs at any
 # finite scale (1e300 included) give a finite variance.
@@ -114,3 +120,33 @@ def residual_variance(envelope, tau2, X):
         return np.zeros(X.shape[0])
     beyond = np.maximum(envelope.distance(X) / envelope.radius - 1.0, 0.0)
     return tau2 * np.minimum(beyond, _MAX_DISTANCE) ** 3
+
+
+def fit_residual(setting, X, sample_weight, n_layers, map_logits):
+    """Return the training data's envelope and the residual's ``tau2`` for a fit.
+
+    Parameters
+    ----------
+    setting : float or "auto"
+        The estimator's ``residual_variance``.
+    X : ndarray of shape (n_samples, n_features)
+    sample_weight : ndarray of shape (n_samples,)
+    n_layers : int
+        Layers of weights; 1 is a linear model, whose logit's posterior
+        variance already grows with the square of the distance: no residual
+        under ``"auto"``.
+    map_logits : callable
+        ``map_logits() -> ndarray of shape (n_samples, n_outputs)``, the MAP's
+        logits on ``X`` (called only when ``"auto"`` needs them).
+
+    Returns
+    -------
+    envelope : DataEnvelope
+    tau2 : float
+    """
+    envelope = data_envelope(X, sample_weight)
+    if setting != "auto":
+        return envelope, float(setting)
+    if n_layers == 1:
+        return envelope, 0.0
+    return envelope, logit_spread(map_logits(), sample_weight)
