@@ -128,7 +128,7 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
     count = max(solving, POSTERIOR_DENSE_MATRICES.get(structure, 0))
     if isinstance(alpha, str):
         count += POSTERIOR_HELD_DENSE_MATRICES.get(structure, 0)
-    if prior_precision_scale in ("cv", "auto"):  # "auto" may resolve to "cv"
+    if prior_precision_scale == "cv":
         count += CV_HELD_DENSE_MATRICES.get(structure, 0)
     return count
 
