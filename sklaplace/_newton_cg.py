@@ -2,17 +2,17 @@
 
 Newton's equation ``H step = -gradient`` is solved approximately by
 preconditioned conjugate gradients on exact Hessian-vector products
-(Pearlmutter's R-operator, :func:`hessp_operator`), inside a trust region:
-Steihaug-Toint CG stops on the region's boundary or along the first
-direction of negative curvature, so every step decreases the quadratic
-model even where ``H`` is indefinite (Steihaug 1983; Nocedal & Wright 2006,
-Alg. 7.2, with the preconditioned norm of Conn, Gould & Toint 2000, Alg.
-7.5.1). No ``n_params x n_params`` matrix is formed: an iteration costs a
+(Pearlmutter's R-operator, :func:`~sklaplace._curvature.hessp_operator`),
+inside a trust region: Steihaug-Toint CG stops on the region's boundary or
+along the first direction of negative curvature, so every step decreases the
+quadratic model even where ``H`` is indefinite (Steihaug 1983; Nocedal &
+Wright 2006, Alg. 7.2, with the preconditioned norm of Conn, Gould & Toint
+2000, Alg. 7.5.1). No ``n_params x n_params`` matrix is formed: an iteration costs a
 forward pass, one backward pass for the residual terms, and about two
 gradients per CG step.
 
 * Preconditioner: the empirical Fisher diagonal plus the prior
-  (:func:`fisher_diagonal`, about one gradient). It needed fewer
+  (:func:`~sklaplace._curvature.fisher_diagonal`, about one gradient). It needed fewer
   Hessian-vector products than the GGN diagonal (which costs ``n_outputs``
   gradients) on digits and on a (64, 64) network.
 * Forcing term (Eisenstat-Walker style; Nocedal & Wright 2006, eq. 7.3 and
@@ -31,98 +31,13 @@ s_n`` is at most ``tol``, as the other solvers do.
 
 import numpy as np
 
-from sklaplace._network import backprop, jvp, second_order_backprop, vjp, with_ones
+from sklaplace._curvature import fisher_diagonal, hessp_operator
 from sklaplace._trust_region import TrustRegionSolver
 
-__all__ = [
-    "NewtonCGSolver",
-    "fisher_diagonal",
-    "hessp_operator",
-    "steihaug_cg",
-]
+__all__ = ["NewtonCGSolver", "steihaug_cg"]
 
 #: CG steps allowed per Newton iteration, at most (and at most ``n_params``).
 MAX_CG_ITER = 250
-
-
-def hessp_operator(objective, theta, kind="exact"):
-    """Return ``v -> H v`` at a fixed ``theta``, constrained as Newton uses it.
-
-    :meth:`NegLogPosterior.hessp` with the forward pass, the backpropagated
-    residuals and the output Hessian computed once, so that each product
-    costs one R-forward and one R-backward pass (about two gradients). The
-    product is that of :meth:`NegLogPosterior.constrained_curvature`'s
-    matrix: identity rows and columns at the ``fixed`` parameters, and ``u
-    u'`` added along the flat direction ``u``, if any. No ``n_params x
-    n_params`` array is formed.
-
-    Parameters
-    ----------
-    objective : NegLogPosterior
-    theta : array of shape (n_params,)
-    kind : {"exact", "ggn"}
-        ``"exact"``: Pearlmutter's R-operator on the gradient (both Hessian
-        terms); ``"ggn"``: ``J' Lambda J v + A v``.
-
-    Returns
-    -------
-    hessp : callable
-        Maps an array of shape ``(n_params,)`` to ``H v``.
-    """
-    obj = objective
-    xp, layout = obj.xp, obj.layout
-    fwd = obj.forward(theta)
-    output_hessian = obj.likelihood.output_hessian(xp, fwd.logits, obj.sample_weight)
-    deltas = curvatures = None
-    if kind == "exact":
-        deltas, curvatures = obj.residual_backprop(theta, fwd)
-    free = None if obj.fixed is None else 1.0 - xp.astype(obj.fixed, theta.dtype)
-    flat = obj.flat_direction()
-
-    def hessp(v):
-        v_free = v if free is None else v * free
-        r_pre = jvp(xp, layout, theta, fwd, v_free)  # J v
-        r_out = output_hessian(r_pre[-1])  # Lambda J v
-        if curvatures is None:
-            Hv = vjp(xp, layout, theta, fwd, r_out)  # J' Lambda J v
-        else:  # plus the residual term: Pearlmutter's R{backprop}
-            Hv = second_order_backprop(
-                xp, layout, theta, v_free, fwd, deltas, r_pre, r_out, curvatures
-            )
-        Hv = Hv + obj.prior_precision * v_free
-        if free is not None:
-            Hv = Hv * free + (v - v_free)  # identity at the fixed parameters
-        if flat is not None:
-            Hv = Hv + flat * xp.sum(flat * v)
-        return Hv
-
-    return hessp
-
-
-def fisher_diagonal(objective, theta):
-    """Diagonal of the empirical Fisher plus the prior: the CG preconditioner.
-
-    ``sum_n s_n (dl_n / dtheta)^2 + A`` with ``l_n`` the negative log
-    likelihood of row ``n`` (Martens 2010, section 4.7): one backward pass
-    of the residuals computed with ``sqrt(s_n)``, squared layer by layer, so
-    it costs about one gradient (the GGN diagonal costs ``n_outputs``) and an
-    integer weight still equals repeated rows.
-
-    Returns
-    -------
-    diag : array of shape (n_params,)
-    """
-    xp, layout = objective.xp, objective.layout
-    fwd = objective.forward(theta)
-    residual = objective.likelihood.residual(
-        xp, fwd.logits, objective.Y, xp.sqrt(objective.sample_weight)
-    )
-    deltas = backprop(xp, layout, theta, fwd, residual)
-    squares = [
-        xp.reshape((with_ones(xp, a) ** 2).T @ (delta * delta), (-1,))
-        for a, delta in zip(fwd.acts, deltas)
-    ]
-    return xp.concat(squares) + objective.prior_precision
 
 
 def _boundary_tau(xp, p, d, m, radius):

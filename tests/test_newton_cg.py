@@ -11,8 +11,8 @@ from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier, prune
 from sklaplace._backend import to_numpy
-from sklaplace._curvature import exact_hessian, ggn_hessian
-from sklaplace._newton_cg import hessp_operator, steihaug_cg
+from sklaplace._curvature import exact_hessian, ggn_hessian, hessp_operator
+from sklaplace._newton_cg import steihaug_cg
 from sklaplace._objective import NegLogPosterior
 from sklaplace._solvers import minimize_map
 from tests.conftest import make_problem

@@ -1,0 +1,53 @@
+"""Curvature of the negative log posterior: matrices, diagonals, factors, products.
+
+The one home of the curvature ``H`` of ``L(theta)`` in every form the
+package uses:
+
+* :mod:`~sklaplace._curvature._ggn` -- the generalised Gauss-Newton matrix
+  ``sum_n J_n' Lambda_n J_n + A``, its diagonal and its KFAC factors;
+* :mod:`~sklaplace._curvature._exact` -- the exact Hessian ``GGN + R + A``
+  and its diagonal (second-order backprop, Bishop 1992);
+* :mod:`~sklaplace._curvature._blocks` -- the per-layer-pair block sums both
+  of those use;
+* :mod:`~sklaplace._curvature._products` -- ``v -> H v`` without a matrix,
+  and the empirical Fisher diagonal (what Newton-CG uses).
+
+The tables below are what the posterior looks up by ``(hessian,
+structure)``.
+"""
+
+from sklaplace._curvature._exact import exact_diagonal, exact_hessian, residual_hessian
+from sklaplace._curvature._ggn import (
+    KroneckerFactors,
+    check_finite_curvature,
+    ggn_diagonal,
+    ggn_hessian,
+    kron_factors,
+)
+from sklaplace._curvature._products import fisher_diagonal, hessp_operator
+
+__all__ = [
+    "CURVATURES",
+    "FACTORED_CURVATURES",
+    "KroneckerFactors",
+    "check_finite_curvature",
+    "exact_diagonal",
+    "exact_hessian",
+    "fisher_diagonal",
+    "ggn_diagonal",
+    "ggn_hessian",
+    "hessp_operator",
+    "kron_factors",
+    "residual_hessian",
+]
+
+CURVATURES = {
+    ("ggn", "full"): ggn_hessian,
+    ("exact", "full"): exact_hessian,
+    ("ggn", "diag"): ggn_diagonal,
+    ("exact", "diag"): exact_diagonal,
+}
+
+#: Curvatures in factored form (:class:`KroneckerFactors`), by ``(hessian,
+#: structure)``: KFAC exists for the GGN only.
+FACTORED_CURVATURES = {("ggn", "kron"): kron_factors}

@@ -1,0 +1,108 @@
+"""Exact Hessian of the negative log posterior: full matrix and diagonal.
+
+The exact Hessian is ``GGN + R + A`` with the residual term
+``R = sum_n sum_k r_nk d2 f_nk / dtheta2``. Because every layer's parameters
+act on the layer input with a column of ones appended (see
+:mod:`sklaplace._network`), each block of ``R`` is a sum over samples of
+Kronecker products (Bishop 1992, "Exact calculation of the Hessian matrix
+for the multilayer perceptron"): for layers ``i <= j``,
+
+    R[(a, p), (b, k)] = sum_n ahat_i[n, a] * (ahat_j[n, b] * M_ij[n, p, k]
+                                              + T_ij[n, p, b] * delta_j[n, k])
+
+where ``M_ij = d2 Q / dz_i dz_j`` holds the second-order activation terms
+(zero in the Gauss-Newton part), ``T_ij = d acts[j] / d z_i`` and
+``delta_j = dQ / dz_j`` for ``Q = sum_nk r_nk f_nk``. Each block is one matrix
+product over samples.
+"""
+
+from sklaplace._curvature._blocks import KroneckerBlocks, second_order_precisions
+from sklaplace._curvature._ggn import (
+    check_square,
+    diagonal_blocks,
+    ggn_diagonal,
+    ggn_hessian,
+    itemsize,
+)
+
+__all__ = ["exact_diagonal", "exact_hessian", "residual_hessian"]
+
+
+def _residual_bytes_per_row(obj):
+    """Bytes of per-row intermediates of :class:`KroneckerBlocks`."""
+    sizes = obj.layout.layer_sizes
+    n = len(sizes) - 1
+    widest = max(
+        (sizes[i] + 1) * (sizes[j] + 1)
+        + sizes[i + 1] * sizes[j + 1]
+        + (sizes[i] + 1) * sizes[j + 1]
+        + 2 * sizes[i + 1] * (sizes[j] + 1)
+        for i in range(n)
+        for j in range(i, n)
+    )
+    return 2 * itemsize(obj) * (widest + sum(h * h for h in sizes[1:-1]))
+
+
+def residual_hessian(obj, theta, out=None):
+    """Second-order term ``R = sum_nk r_nk d2 f_nk / dtheta2``, added to ``out``.
+
+    Parameters
+    ----------
+    out : array of shape (n_params, n_params), default=None
+        Matrix to add ``R`` to (updated and returned); zeros by default.
+
+    Returns
+    -------
+    R : array of shape (n_params, n_params)
+        ``out + R``.
+    """
+    xp, n_params = obj.xp, obj.layout.n_params
+    if out is None:
+        check_square(obj, "exact Hessian")
+        out = xp.zeros((n_params, n_params), dtype=theta.dtype)
+    if obj.layout.n_layers == 1:
+        return out  # Logits are linear in theta: R = 0.
+    residual = KroneckerBlocks()
+    for Xc, Yc, sc in obj.row_chunks(_residual_bytes_per_row(obj)):
+        fwd = obj.forward(theta, Xc)
+        deltas, curvatures = obj.residual_backprop(theta, fwd, Yc, sc)
+        residual.add_residual_chunk(xp, obj.layout, theta, fwd, deltas, curvatures)
+    return residual.add_to(xp, obj.layout, out)
+
+
+def exact_hessian(obj, theta):
+    """Full exact Hessian ``GGN + R + A`` of ``L`` (second-order backprop).
+
+    Returns
+    -------
+    H : array of shape (n_params, n_params)
+    """
+    return residual_hessian(obj, theta, out=ggn_hessian(obj, theta))
+
+
+def exact_diagonal(obj, theta):
+    """Diagonal of the exact Hessian: GGN diagonal plus ``diag(R)``.
+
+    Costs ``O(n_samples * n_params * max_width)`` (the ``D_i`` recursion needs
+    dense per-sample ``h x h`` blocks), still without any ``W x W`` matrix.
+
+    Returns
+    -------
+    diag : array of shape (n_params,)
+    """
+    xp, layout = obj.xp, obj.layout
+    diag = ggn_diagonal(obj, theta)
+    if layout.n_layers == 1:
+        return diag
+    weights = layout.layers(xp, theta)
+    width = max(layout.layer_sizes[1:-1])
+    for Xc, Yc, sc in obj.row_chunks(4 * itemsize(obj) * width * width):
+        fwd = obj.forward(theta, Xc)
+        _, curvatures = obj.residual_backprop(theta, fwd, Yc, sc)
+        D = second_order_precisions(xp, weights, fwd, curvatures)
+        layer_diagonals = [
+            c if Di is None else xp.linalg.diagonal(Di) for Di, c in zip(D, curvatures)
+        ]
+        layer_diagonals.append(xp.zeros_like(fwd.logits))  # logits: no R term
+        diag = diag + diagonal_blocks(xp, fwd, layer_diagonals)
+    return diag

@@ -1,0 +1,196 @@
+"""Generalised Gauss-Newton curvature: full matrix, diagonal, KFAC factors.
+
+Every routine returns the curvature of ``L(theta)`` (prior included, except
+the KFAC factors) and accumulates over row chunks sized by the objective's
+memory budget, so that no ``n_samples x n_params`` intermediate exists at once.
+"""
+
+from typing import NamedTuple
+
+from sklaplace._backend import GramAccumulator, add_to_diagonal
+from sklaplace._curvature._blocks import KroneckerBlocks
+from sklaplace._memory import check_memory
+from sklaplace._network import backprop, jacobian_factor, with_ones
+
+__all__ = [
+    "KroneckerFactors",
+    "check_finite_curvature",
+    "ggn_diagonal",
+    "ggn_hessian",
+    "kron_factors",
+]
+
+
+def itemsize(obj):
+    return 8 if "64" in str(obj.X.dtype) else 4
+
+
+def check_square(obj, what):
+    """Refuse an ``n_params x n_params`` matrix over the memory limit, up front."""
+    n_params = obj.layout.n_params
+    check_memory(
+        itemsize(obj) * n_params * n_params,
+        f"The {n_params} x {n_params} {what}",
+    )
+
+
+def check_finite_curvature(xp, H):
+    """Raise ``ValueError`` if a curvature (matrix, diagonal, factors) overflowed.
+
+    With finite data and parameters the curvature is finite unless squared
+    features or activations exceed the float range (about 1e154); nothing
+    downstream (Cholesky, damping, jitter) can repair an ``inf`` or ``nan``.
+    """
+    arrays = [*H.inputs, *H.outputs] if isinstance(H, KroneckerFactors) else [H]
+    if not all(bool(xp.all(xp.isfinite(a))) for a in arrays):
+        raise ValueError(
+            "The curvature of the log posterior is not finite (it overflowed): "
+            "the features, or the network's activations, are too large for "
+            "float64. Standardise the features (e.g. sklearn.preprocessing."
+            "StandardScaler) or increase alpha."
+        )
+
+
+def _factor_rows(obj, Xc, sc, theta):
+    """Forward pass on a chunk and the rows of ``Lambda_n^{1/2}``."""
+    fwd = obj.forward(theta, Xc)
+    return fwd, obj.likelihood.hessian_factor(obj.xp, fwd.logits, sc)
+
+
+def ggn_hessian(obj, theta):
+    """Full generalised Gauss-Newton matrix ``sum_n J_n' Lambda_n J_n + A``.
+
+    One logit: ``F' F`` with ``F`` the stacked rows ``sqrt(Lambda_n) J_n``, a
+    symmetric rank-k update (``N W^2 / 2`` multiply-adds), never
+    ``J' (Lambda J)``. K logits: the rank-k update would cost K times that,
+    so the blocks are formed from their Kronecker structure instead (about
+    ``N W^2 / 2`` multiply-adds whatever K; see :class:`KroneckerBlocks`).
+
+    Returns
+    -------
+    H : array of shape (n_params, n_params)
+    """
+    xp, layout, n_params = obj.xp, obj.layout, obj.layout.n_params
+    check_square(obj, "generalised Gauss-Newton matrix")
+    if layout.n_outputs > 1:
+        blocks = KroneckerBlocks()
+        for Xc, _, sc in obj.row_chunks(_kronecker_bytes_per_row(obj)):
+            fwd, factor = _factor_rows(obj, Xc, sc, theta)
+            blocks.add_ggn_chunk(xp, fwd, backprop(xp, layout, theta, fwd, factor))
+        H = blocks.add_to(xp, layout, xp.zeros((n_params, n_params), dtype=theta.dtype))
+        return add_to_diagonal(xp, H, obj.prior_precision)
+    n_rows = 1
+    gram = GramAccumulator(xp, n_params, theta.dtype)
+    for Xc, _, sc in obj.row_chunks(3 * itemsize(obj) * n_rows * n_params):
+        fwd, factor = _factor_rows(obj, Xc, sc, theta)
+        F = jacobian_factor(xp, obj.layout, theta, fwd, factor)  # rows R_n J_n
+        gram.add(xp.reshape(F, (-1, n_params)))  # += sum_n J_n' R_n' R_n J_n
+    return add_to_diagonal(xp, gram.result(), obj.prior_precision)
+
+
+class KroneckerFactors(NamedTuple):
+    """Kronecker factors of the GGN's diagonal blocks, one pair per layer.
+
+    Layer ``i``'s block of ``sum_n J_n' Lambda_n J_n`` (over its augmented
+    weight ``[W_i; b_i]``, C order) is approximated by ``inputs[i] kron
+    outputs[i]`` (KFAC; Martens & Grosse 2015, Ritter et al. 2018):
+
+    * ``inputs[i] = sum_n s_n ahat_n ahat_n' / sum_n s_n``, ``ahat_n`` the
+      layer's input with a 1 appended (the bias is one more input row);
+    * ``outputs[i] = sum_n sum_r g_nr g_nr'``, ``g_nr`` the row ``r`` of
+      ``Lambda_n^{1/2}`` (which carries ``s_n``) backpropagated to the layer's
+      pre-activation: exact, no Monte Carlo.
+
+    With one sample, or when every sample has the same ``ahat ahat'`` (or
+    the same ``g g'``), the product is the exact block. The prior is not
+    included (the posterior adds it, see :mod:`sklaplace._kron`).
+    """
+
+    inputs: list
+    outputs: list
+
+
+def _kron_bytes_per_row(obj):
+    """Bytes of per-row intermediates of :func:`kron_factors`."""
+    sizes, n_outputs = obj.layout.layer_sizes, obj.layout.n_outputs
+    numbers = sum(s + 1 for s in sizes[:-1]) + n_outputs * (sum(sizes[1:]) + 1)
+    return 3 * itemsize(obj) * numbers
+
+
+def kron_factors(obj, theta):
+    """KFAC factors of the GGN (prior excluded), accumulated over row chunks.
+
+    Costs one forward pass, one backward pass of ``n_outputs`` cotangents and
+    ``sum_n sum_i (fan_in_i + 1)^2 / 2 + n_outputs fan_out_i^2 / 2``
+    multiply-adds (symmetric rank-k updates); no ``n_params x n_params``
+    matrix.
+
+    Returns
+    -------
+    factors : KroneckerFactors
+    """
+    xp, layout = obj.xp, obj.layout
+    # [a 1]' S [a 1] = [[a' S a, a' s], [s' a, sum s]]: the Gram of the
+    # weighted inputs and their weighted sums, without appending the ones.
+    grams = [GramAccumulator(xp, rows - 1, theta.dtype) for rows, _ in layout.shapes]
+    sums = [xp.zeros(rows - 1, dtype=theta.dtype) for rows, _ in layout.shapes]
+    outputs = [GramAccumulator(xp, cols, theta.dtype) for _, cols in layout.shapes]
+    for Xc, _, sc in obj.row_chunks(_kron_bytes_per_row(obj)):
+        fwd, factor = _factor_rows(obj, Xc, sc, theta)
+        deltas = backprop(xp, layout, theta, fwd, factor)  # rows g_nr per layer
+        unit = bool(xp.all(sc == 1.0))
+        root = xp.sqrt(sc)[:, None]
+        for i, (a, delta) in enumerate(zip(fwd.acts, deltas)):
+            grams[i].add(a if unit else a * root)
+            sums[i] = sums[i] + sc @ a
+            outputs[i].add(xp.reshape(delta, (-1, delta.shape[-1])))
+    total = obj.gradient_scale
+    inputs = []
+    for gram, column in zip(grams, sums):
+        top = xp.concat([gram.result(), column[:, None]], axis=1)
+        bottom = xp.concat([column, xp.reshape(total, (1,))])[None, :]
+        inputs.append(xp.concat([top, bottom], axis=0) / total)
+    return KroneckerFactors(inputs, [gram.result() for gram in outputs])
+
+
+def diagonal_blocks(xp, fwd, layer_diagonals):
+    """``sum_n ahat_i[n, a]^2 * d_i[n, p]`` per layer, raveled and stacked."""
+    return xp.concat(
+        [
+            xp.reshape((with_ones(xp, a) ** 2).T @ d, (-1,))
+            for a, d in zip(fwd.acts, layer_diagonals)
+        ]
+    )
+
+
+def ggn_diagonal(obj, theta):
+    """Diagonal of the GGN in ``O(n_samples * n_params * n_outputs)``.
+
+    No ``n_params x n_params`` matrix is formed (Optimal Brain Damage).
+
+    Returns
+    -------
+    diag : array of shape (n_params,)
+    """
+    xp = obj.xp
+    diag = xp.zeros_like(theta)
+    bytes_per_row = (
+        4 * itemsize(obj) * obj.layout.n_outputs * max(obj.layout.layer_sizes)
+    )
+    for Xc, _, sc in obj.row_chunks(bytes_per_row):
+        fwd, factor = _factor_rows(obj, Xc, sc, theta)
+        deltas = backprop(xp, obj.layout, theta, fwd, factor)
+        diag = diag + diagonal_blocks(xp, fwd, [xp.sum(d * d, axis=1) for d in deltas])
+    return diag + obj.prior_precision
+
+
+def _kronecker_bytes_per_row(obj):
+    """Bytes of per-row intermediates of :meth:`KroneckerBlocks.add_ggn_chunk`."""
+    sizes = obj.layout.layer_sizes
+    n = len(sizes) - 1
+    widest = max(
+        (sizes[i] + 1) * (sizes[j] + 1) + 2 * sizes[i + 1] * sizes[j + 1]
+        for i in range(n)
+        for j in range(i, n)
+    )
+    return 2 * itemsize(obj) * (widest + sizes[-1] * sum(sizes[1:]))
