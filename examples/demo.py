@@ -44,7 +44,9 @@ def hessian_demo():
     kw = dict(activation="tanh", alpha=1.0, bias_prior_precision=0.0)
     exact = log_posterior_hessian(mlp.coefs_, mlp.intercepts_, X, y, kind="exact", **kw)
     ggn = log_posterior_hessian(mlp.coefs_, mlp.intercepts_, X, y, kind="ggn", **kw)
-    diag = log_posterior_hessian(mlp.coefs_, mlp.intercepts_, X, y, kind="diag", **kw)
+    diag = log_posterior_hessian(
+        mlp.coefs_, mlp.intercepts_, X, y, kind="ggn_diag", **kw
+    )
     print("Hessian of the log posterior of a 2-3-1 tanh MLP on iris (13 parameters,")
     print("order [W_0.ravel(), b_0, W_1.ravel(), b_1]), at MLPClassifier's MAP:\n")
     print(exact)

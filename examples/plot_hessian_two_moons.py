@@ -12,8 +12,8 @@ posterior three ways:
   by second-order backpropagation;
 * ``kind="ggn"``: the generalised Gauss-Newton (outer-product)
   approximation, which drops the residual term ``sum_nk r_nk d2f_nk``;
-* ``kind="diag"``: the diagonal of the GGN only (the approximation of
-  "Optimal Brain Damage").
+* ``kind="ggn_diag"``: the diagonal of the GGN only (the approximation of
+  "Optimal Brain Damage"; ``kind="exact_diag"`` is the exact Hessian's).
 
 The network has ``2*3 + 3 + 3*1 + 1 = 13`` parameters, in the order
 ``theta = [W_0.ravel(), b_0, W_1.ravel(), b_1]``. The heat maps below show
@@ -68,9 +68,9 @@ fig.tight_layout()
 prior = dict(activation="logistic", alpha=0.03, bias_prior_precision=1.0)
 H = {
     kind: log_posterior_hessian(clf.coefs_, clf.intercepts_, X, y, kind=kind, **prior)
-    for kind in ("exact", "ggn", "diag")
+    for kind in ("exact", "ggn", "ggn_diag")
 }
-P_exact, P_ggn, P_diag = -H["exact"], -H["ggn"], np.diag(-H["diag"])
+P_exact, P_ggn, P_diag = -H["exact"], -H["ggn"], np.diag(-H["ggn_diag"])
 
 names = (
     [f"W0[{i},{j}]" for i in range(2) for j in range(3)]

@@ -20,13 +20,14 @@ Conventions shared by every function here:
 """
 
 import math
+import warnings
 from numbers import Real
 
 import numpy as np
 
 from sklaplace._activations import ACTIVATIONS
 from sklaplace._backend import get_namespace, to_numpy
-from sklaplace._curvature import CURVATURES
+from sklaplace._curvature import CURVATURE_BUILDERS
 from sklaplace._likelihood import Bernoulli, Categorical
 from sklaplace._memory import DEFAULT_MEMORY_BUDGET
 from sklaplace._network import ParamLayout
@@ -43,8 +44,13 @@ __all__ = [
 _HESSIAN_KINDS = {
     "exact": ("exact", "full"),
     "ggn": ("ggn", "full"),
-    "diag": ("ggn", "diag"),
+    "exact_diag": ("exact", "diag"),
+    "ggn_diag": ("ggn", "diag"),
 }
+#: Former names, still accepted with a FutureWarning: "diag" was the GGN's
+#: diagonal, while the estimator's ``hessian_structure="diag"`` is the
+#: diagonal of whichever curvature ``hessian`` names.
+_RENAMED_KINDS = {"diag": "ggn_diag"}
 
 
 def _as_host(value):
@@ -244,6 +250,16 @@ def log_posterior_hessian(
     sample_weight=None,
     memory_budget=DEFAULT_MEMORY_BUDGET,
 ):
+    if kind in _RENAMED_KINDS:
+        warnings.warn(
+            f"kind={kind!r} is renamed kind={_RENAMED_KINDS[kind]!r} (the "
+            "diagonal of the generalised Gauss-Newton matrix; 'exact_diag' is "
+            f"the exact Hessian's diagonal); {kind!r} will be removed in a "
+            "future release.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        kind = _RENAMED_KINDS[kind]
     if kind not in _HESSIAN_KINDS:
         raise ValueError(f"kind must be one of {sorted(_HESSIAN_KINDS)}, got {kind!r}.")
     obj, theta = _objective(
@@ -257,7 +273,7 @@ def log_posterior_hessian(
         sample_weight,
         memory_budget,
     )
-    return -CURVATURES[_HESSIAN_KINDS[kind]](obj, theta)
+    return -CURVATURE_BUILDERS[_HESSIAN_KINDS[kind]](obj, theta)
 
 
 def log_posterior_hvp(
@@ -337,13 +353,15 @@ log_posterior_hessian.__doc__ = f"""Hessian of :func:`log_posterior` in ``theta`
     Parameters
     ----------
     {_PARAMETERS_DOC}
-    kind : {{"exact", "ggn", "diag"}}, default="exact"
+    kind : {{"exact", "ggn", "exact_diag", "ggn_diag"}}, default="exact"
         ``"exact"``: both terms, ``-(sum_n J_n' Lambda_n J_n + sum_nk r_nk
         d2f_nk + A)``, by second-order backprop. ``"ggn"``: the generalised
         Gauss-Newton (outer-product) approximation ``-(sum_n J_n' Lambda_n J_n
         + A)``, negative definite whenever ``A`` is positive definite.
-        ``"diag"``: the diagonal of the GGN as a vector, computed in
-        ``O(n_samples * n_params)`` without any ``n_params x n_params`` matrix.
+        ``"ggn_diag"`` and ``"exact_diag"``: the diagonal of ``"ggn"`` or of
+        ``"exact"`` as a vector, computed without any ``n_params x n_params``
+        matrix (``O(n_samples * n_params)`` for the GGN's). The former name
+        ``"diag"`` (the GGN's diagonal) still works, with a ``FutureWarning``.
     {_KEYWORDS_DOC}
     memory_budget : int, default=256 MiB
         Bytes one chunk of per-sample intermediates may take; rows are summed
@@ -351,7 +369,7 @@ log_posterior_hessian.__doc__ = f"""Hessian of :func:`log_posterior` in ``theta`
 
     Returns
     -------
-    hessian : array of shape (n_params, n_params), or (n_params,) for "diag"
+    hessian : array of shape (n_params, n_params), or (n_params,) for a diagonal
         In the order ``[W_0.ravel(), b_0, W_1.ravel(), b_1, ...]``. Its negative
         is the Laplace posterior precision at a mode.
 

@@ -236,7 +236,9 @@ def jvp(xp, layout, theta, fwd, v):
     return r_pre
 
 
-def second_order_backprop(xp, layout, theta, v, fwd, deltas, r_pre, r_out, curvatures):
+def second_order_backprop(
+    xp, layout, theta, v, fwd, deltas, r_pre, r_out, second_derivative_terms
+):
     """Pearlmutter's R-operator, backward: ``R{dL/dtheta}`` along ``v``.
 
     Parameters
@@ -247,7 +249,7 @@ def second_order_backprop(xp, layout, theta, v, fwd, deltas, r_pre, r_out, curva
         Output of :func:`jvp` for ``v``.
     r_out : array of shape (n_samples, n_outputs)
         ``R{delta_out} = Lambda J v`` (the output Hessian applied to ``J v``).
-    curvatures : list of arrays or None
+    second_derivative_terms : list of arrays or None
         ``phi''(z_i) * (delta_{i+1} @ W_{i+1}.T)`` per hidden layer. ``None``
         gives the Gauss-Newton product ``J' Lambda J v``; a list gives the
         exact Hessian product (Pearlmutter 1994, eqs. for R{backprop}).
@@ -257,7 +259,7 @@ def second_order_backprop(xp, layout, theta, v, fwd, deltas, r_pre, r_out, curva
     Hv : array of shape (n_params,)
         Likelihood part of the Hessian-vector product (no prior).
     """
-    exact = curvatures is not None
+    exact = second_derivative_terms is not None
     weights, directions = layout.layers(xp, theta), layout.layers(xp, v)
     r_delta, blocks = r_out, []
     for i in range(layout.n_layers - 1, -1, -1):
@@ -280,5 +282,5 @@ def second_order_backprop(xp, layout, theta, v, fwd, deltas, r_pre, r_out, curva
             r_back = r_back + deltas[i] @ directions[i][:-1, :].T
         r_delta = fwd.slopes[i - 1] * r_back
         if exact:
-            r_delta = r_delta + curvatures[i - 1] * r_pre[i - 1]
+            r_delta = r_delta + second_derivative_terms[i - 1] * r_pre[i - 1]
     return xp.concat(blocks[::-1])

@@ -174,9 +174,9 @@ class NegLogPosterior:
         if kind == "ggn":
             Hv = vjp(xp, layout, theta, fwd, r_out)  # J' Lambda J v
         else:
-            deltas, curvatures = self.residual_backprop(theta, fwd)
+            deltas, second_derivative_terms = self.residual_backprop(theta, fwd)
             Hv = second_order_backprop(
-                xp, layout, theta, v, fwd, deltas, r_pre, r_out, curvatures
+                xp, layout, theta, v, fwd, deltas, r_pre, r_out, second_derivative_terms
             )
         return Hv + self.prior_precision * v
 
@@ -187,7 +187,7 @@ class NegLogPosterior:
         -------
         deltas : list of arrays
             ``dL_lik / dz_i`` per layer, shape ``(n_samples, fan_out_i)``.
-        curvatures : list of arrays
+        second_derivative_terms : list of arrays
             ``phi''(z_i) * (delta_{i+1} @ W_{i+1}.T)`` per hidden layer: the
             diagonal second-order term of the exact Hessian in ``z_i``.
         """
@@ -197,8 +197,10 @@ class NegLogPosterior:
         residual = self.likelihood.residual(xp, fwd.logits, Y, sample_weight)
         deltas, backs = backprop(xp, layout, theta, fwd, residual, return_backs=True)
         second = SECOND_DERIVATIVES[self.activation]
-        curvatures = [second(xp, a) * back for a, back in zip(fwd.acts[1:], backs)]
-        return deltas, curvatures
+        second_derivative_terms = [
+            second(xp, a) * back for a, back in zip(fwd.acts[1:], backs)
+        ]
+        return deltas, second_derivative_terms
 
     def row_chunks(self, bytes_per_row):
         """Yield ``(X, Y, sample_weight)`` row chunks that fit the memory budget.

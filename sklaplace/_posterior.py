@@ -29,8 +29,8 @@ from sklaplace._backend import (
     to_numpy,
 )
 from sklaplace._curvature import (
-    CURVATURES,
-    FACTORED_CURVATURES,
+    CURVATURE_BUILDERS,
+    FACTORED_CURVATURE_BUILDERS,
     check_finite_curvature,
 )
 from sklaplace._kron import KronPosterior
@@ -306,11 +306,11 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
     posterior_class = POSTERIORS[structure]
     kinds = ["exact", "ggn"] if hessian == "exact" else ["ggn"]
     for kind in kinds:
-        curvatures = {**CURVATURES, **FACTORED_CURVATURES}
-        if (kind, structure) not in curvatures:
+        builders = {**CURVATURE_BUILDERS, **FACTORED_CURVATURE_BUILDERS}
+        if (kind, structure) not in builders:
             _warn_exact_fallback(structure)
             continue
-        curvature = curvatures[kind, structure](objective, theta_map)
+        curvature = builders[kind, structure](objective, theta_map)
         check_finite_curvature(xp, curvature)
         try:
             posterior = posterior_class.from_curvature(objective, curvature)

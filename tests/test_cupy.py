@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from sklaplace import LaplaceMLPClassifier, log_posterior_hessian  # noqa: E402
 from sklaplace._backend import get_namespace, to_numpy  # noqa: E402
-from sklaplace._curvature import CURVATURES  # noqa: E402
+from sklaplace._curvature import CURVATURE_BUILDERS  # noqa: E402
 from tests.conftest import make_problem  # noqa: E402
 
 
@@ -27,7 +27,7 @@ from tests.conftest import make_problem  # noqa: E402
 def test_curvature_on_gpu_matches_numpy(case):
     obj, theta = make_problem(*case, weighted=True)
     gobj, gtheta = make_problem(*case, weighted=True, xp=get_namespace(cupy.zeros(1)))
-    for _key, curvature in CURVATURES.items():
+    for _key, curvature in CURVATURE_BUILDERS.items():
         np.testing.assert_allclose(
             to_numpy(curvature(gobj, gtheta)),
             curvature(obj, theta),

@@ -67,7 +67,10 @@ def test_derivatives_are_of_the_log_posterior(fitted_mlp):
     )
     H = log_posterior_hessian(mlp.coefs_, mlp.intercepts_, X, y, kind="exact", **kw)
     G = log_posterior_hessian(mlp.coefs_, mlp.intercepts_, X, y, kind="ggn", **kw)
-    d = log_posterior_hessian(mlp.coefs_, mlp.intercepts_, X, y, kind="diag", **kw)
+    d = log_posterior_hessian(mlp.coefs_, mlp.intercepts_, X, y, kind="ggn_diag", **kw)
+    e = log_posterior_hessian(
+        mlp.coefs_, mlp.intercepts_, X, y, kind="exact_diag", **kw
+    )
     np.testing.assert_allclose(
         H,
         numerical_derivative(
@@ -77,6 +80,10 @@ def test_derivatives_are_of_the_log_posterior(fitted_mlp):
         atol=1e-6,
     )
     np.testing.assert_allclose(d, np.diag(G))
+    np.testing.assert_allclose(e, np.diag(H), rtol=1e-10, atol=1e-12)
+    # tanh: the exact diagonal differs from the GGN's (else "exact_diag"
+    # silently returning the GGN's would pass).
+    assert np.max(np.abs(e - d)) > 1e-3
     assert (
         np.linalg.eigvalsh(G).max() < 0
     )  # the GGN of the LOG posterior is negative definite
@@ -122,6 +129,17 @@ def test_bad_arguments_raise(bad, match):
     coefs, intercepts = [np.zeros((2, 2)), np.zeros((2, 1))], [np.zeros(2), np.zeros(1)]
     with pytest.raises(ValueError, match=match):
         log_posterior_hessian(coefs, intercepts, X, y, **bad)
+
+
+def test_former_kind_diag_warns_and_gives_the_ggn_diagonal(fitted_mlp):
+    mlp, X, y = fitted_mlp
+    kw = dict(activation="tanh", alpha=0.1)
+    expected = log_posterior_hessian(
+        mlp.coefs_, mlp.intercepts_, X, y, kind="ggn_diag", **kw
+    )
+    with pytest.warns(FutureWarning, match="kind='ggn_diag'"):
+        d = log_posterior_hessian(mlp.coefs_, mlp.intercepts_, X, y, kind="diag", **kw)
+    np.testing.assert_array_equal(d, expected)
 
 
 def test_labels_out_of_range_raise():

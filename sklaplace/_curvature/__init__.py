@@ -12,8 +12,10 @@ package uses:
 * :mod:`~sklaplace._curvature._products` -- ``v -> H v`` without a matrix,
   and the empirical Fisher diagonal (what Newton-CG uses).
 
-The tables below are what the posterior looks up by ``(hessian,
-structure)``.
+The two tables map ``(hessian, structure)`` to the function that builds the
+curvature: :data:`CURVATURE_BUILDERS` (a matrix or a diagonal) and
+:data:`FACTORED_CURVATURE_BUILDERS` (:class:`KroneckerFactors`); the posterior
+looks them up.
 """
 
 from sklaplace._curvature._exact import exact_diagonal, exact_hessian, residual_hessian
@@ -27,8 +29,8 @@ from sklaplace._curvature._ggn import (
 from sklaplace._curvature._products import fisher_diagonal, hessp_operator
 
 __all__ = [
-    "CURVATURES",
-    "FACTORED_CURVATURES",
+    "CURVATURE_BUILDERS",
+    "FACTORED_CURVATURE_BUILDERS",
     "KroneckerFactors",
     "check_finite_curvature",
     "exact_diagonal",
@@ -41,13 +43,15 @@ __all__ = [
     "residual_hessian",
 ]
 
-CURVATURES = {
+#: Functions ``(objective, theta) -> H`` by ``(hessian, structure)``: the
+#: full matrix or its diagonal, prior included.
+CURVATURE_BUILDERS = {
     ("ggn", "full"): ggn_hessian,
     ("exact", "full"): exact_hessian,
     ("ggn", "diag"): ggn_diagonal,
     ("exact", "diag"): exact_diagonal,
 }
 
-#: Curvatures in factored form (:class:`KroneckerFactors`), by ``(hessian,
-#: structure)``: KFAC exists for the GGN only.
-FACTORED_CURVATURES = {("ggn", "kron"): kron_factors}
+#: Functions ``(objective, theta) -> KroneckerFactors`` by ``(hessian,
+#: structure)``: the curvature in factored form; KFAC exists for the GGN only.
+FACTORED_CURVATURE_BUILDERS = {("ggn", "kron"): kron_factors}

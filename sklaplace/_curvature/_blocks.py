@@ -11,21 +11,22 @@ from sklaplace._network import with_ones
 __all__ = ["KroneckerBlocks", "second_order_precisions"]
 
 
-def second_order_precisions(xp, weights, fwd, curvatures):
+def second_order_precisions(xp, weights, fwd, second_derivative_terms):
     """``D_i = d2 Q / dz_i2`` for hidden layers (Bishop 1992).
 
     ``D_i = diag(c_i) + diag(phi'_i) W_{i+1} D_{i+1} W_{i+1}' diag(phi'_i)``,
-    with ``D_logits = 0``. The last hidden layer's ``D`` is diagonal; it is
-    returned as ``None`` and ``curvatures[i]`` (its diagonal) stands for it.
+    with ``D_logits = 0`` and ``c_i = second_derivative_terms[i]``. The last
+    hidden layer's ``D`` is diagonal; it is returned as ``None`` and ``c_i``
+    (its diagonal) stands for it.
     """
-    n_hidden = len(curvatures)
+    n_hidden = len(second_derivative_terms)
     D = [None] * n_hidden
     for i in range(n_hidden - 2, -1, -1):
         W = weights[i + 1][:-1, :]
-        below = _dense(xp, D[i + 1], curvatures[i + 1])
+        below = _dense(xp, D[i + 1], second_derivative_terms[i + 1])
         slope = fwd.slopes[i]
         D[i] = slope[:, :, None] * (W @ below @ W.T) * slope[:, None, :] + _diag_embed(
-            xp, curvatures[i]
+            xp, second_derivative_terms[i]
         )
     return D
 
@@ -35,8 +36,8 @@ def _diag_embed(xp, d):
     return d[:, :, None] * eye[None, :, :]
 
 
-def _dense(xp, D, curvature):
-    return _diag_embed(xp, curvature) if D is None else D
+def _dense(xp, D, diagonal):
+    return _diag_embed(xp, diagonal) if D is None else D
 
 
 def _kron_rows(xp, u, w):
@@ -87,16 +88,18 @@ class KroneckerBlocks:
                     _kron_rows(xp, inputs[i], inputs[j]).T @ S,
                 )
 
-    def add_residual_chunk(self, xp, layout, theta, fwd, deltas, curvatures):
+    def add_residual_chunk(
+        self, xp, layout, theta, fwd, deltas, second_derivative_terms
+    ):
         """Accumulate one chunk's contributions to every block of ``R``."""
         weights = layout.layers(xp, theta)
-        D = second_order_precisions(xp, weights, fwd, curvatures)
+        D = second_order_precisions(xp, weights, fwd, second_derivative_terms)
         inputs = [with_ones(xp, a) for a in fwd.acts]
         n_hidden = layout.n_layers - 1
         for i in range(n_hidden):
             square = _kron_rows(xp, inputs[i], inputs[i]).T
             if D[i] is None:  # D_i = diag(c_i): only ``p == k`` entries.
-                self._add(self.diagonal, i, square @ curvatures[i])
+                self._add(self.diagonal, i, square @ second_derivative_terms[i])
             else:
                 M = xp.reshape(D[i], (D[i].shape[0], -1))
                 self._add(self.second_order, (i, i), square @ M)
@@ -114,7 +117,11 @@ class KroneckerBlocks:
                 W = weights[j][:-1, :]
                 # G = d z_j / d z_i ;  M_ij = G D_j.
                 G = fwd.slopes[i][:, :, None] * W[None, :, :] if T is None else T @ W
-                M = G * curvatures[j][:, None, :] if D[j] is None else G @ D[j]
+                M = (
+                    G * second_derivative_terms[j][:, None, :]
+                    if D[j] is None
+                    else G @ D[j]
+                )
                 M = xp.reshape(M, (M.shape[0], -1))
                 self._add(
                     self.second_order,

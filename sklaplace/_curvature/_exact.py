@@ -65,8 +65,10 @@ def residual_hessian(obj, theta, out=None):
     residual = KroneckerBlocks()
     for Xc, Yc, sc in obj.row_chunks(_residual_bytes_per_row(obj)):
         fwd = obj.forward(theta, Xc)
-        deltas, curvatures = obj.residual_backprop(theta, fwd, Yc, sc)
-        residual.add_residual_chunk(xp, obj.layout, theta, fwd, deltas, curvatures)
+        deltas, second_derivative_terms = obj.residual_backprop(theta, fwd, Yc, sc)
+        residual.add_residual_chunk(
+            xp, obj.layout, theta, fwd, deltas, second_derivative_terms
+        )
     return residual.add_to(xp, obj.layout, out)
 
 
@@ -98,10 +100,11 @@ def exact_diagonal(obj, theta):
     width = max(layout.layer_sizes[1:-1])
     for Xc, Yc, sc in obj.row_chunks(4 * itemsize(obj) * width * width):
         fwd = obj.forward(theta, Xc)
-        _, curvatures = obj.residual_backprop(theta, fwd, Yc, sc)
-        D = second_order_precisions(xp, weights, fwd, curvatures)
+        _, second_derivative_terms = obj.residual_backprop(theta, fwd, Yc, sc)
+        D = second_order_precisions(xp, weights, fwd, second_derivative_terms)
         layer_diagonals = [
-            c if Di is None else xp.linalg.diagonal(Di) for Di, c in zip(D, curvatures)
+            c if Di is None else xp.linalg.diagonal(Di)
+            for Di, c in zip(D, second_derivative_terms)
         ]
         layer_diagonals.append(xp.zeros_like(fwd.logits))  # logits: no R term
         diag = diag + diagonal_blocks(xp, fwd, layer_diagonals)

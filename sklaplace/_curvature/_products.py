@@ -38,9 +38,9 @@ def hessp_operator(objective, theta, kind="exact"):
     xp, layout = obj.xp, obj.layout
     fwd = obj.forward(theta)
     output_hessian = obj.likelihood.output_hessian(xp, fwd.logits, obj.sample_weight)
-    deltas = curvatures = None
+    deltas = second_derivative_terms = None
     if kind == "exact":
-        deltas, curvatures = obj.residual_backprop(theta, fwd)
+        deltas, second_derivative_terms = obj.residual_backprop(theta, fwd)
     free = None if obj.fixed is None else 1.0 - xp.astype(obj.fixed, theta.dtype)
     flat = obj.flat_direction()
 
@@ -48,11 +48,19 @@ def hessp_operator(objective, theta, kind="exact"):
         v_free = v if free is None else v * free
         r_pre = jvp(xp, layout, theta, fwd, v_free)  # J v
         r_out = output_hessian(r_pre[-1])  # Lambda J v
-        if curvatures is None:
+        if second_derivative_terms is None:
             Hv = vjp(xp, layout, theta, fwd, r_out)  # J' Lambda J v
         else:  # plus the residual term: Pearlmutter's R{backprop}
             Hv = second_order_backprop(
-                xp, layout, theta, v_free, fwd, deltas, r_pre, r_out, curvatures
+                xp,
+                layout,
+                theta,
+                v_free,
+                fwd,
+                deltas,
+                r_pre,
+                r_out,
+                second_derivative_terms,
             )
         Hv = Hv + obj.prior_precision * v_free
         if free is not None:
