@@ -25,7 +25,7 @@ from sklaplace._backend import (
     to_numpy,
 )
 from sklaplace._evidence import log_evidence_at_prior
-from sklaplace._fitting import fit_network
+from sklaplace._fitting import FitConfig, fit_network
 from sklaplace._likelihood import likelihood_for
 from sklaplace._memory import resolved_params
 from sklaplace._network import ParamLayout, forward
@@ -471,13 +471,14 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         params = resolved_params(
             self, layout, solver=resolve_solver(self.solver), tune=resolve_tuning
         )
+        config = FitConfig.from_params(params)
         xp = resolve_backend(self.backend)
         rng = check_random_state(self.random_state)
         theta, fixed = self._initial_state(layout, classes, rng)
         theta = xp.asarray(theta)
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
         network = fit_network(  # (1)-(5)
-            params,
+            config,
             xp,
             layout,
             likelihood,
@@ -512,8 +513,8 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         self.prior_precision_scale_path_ = network.prior_scale.path
         self.data_envelope_ = envelope
         self.residual_variance_ = tau2
-        self.hessian_structure_ = params.hessian_structure
-        self.subset_of_weights_ = params.subset_of_weights
+        self.hessian_structure_ = config.hessian_structure
+        self.subset_of_weights_ = config.subset_of_weights
         self.curvature_ = fit.curvature
         self.posterior_jitter_ = fit.jitter
         self.prior_precision_ = to_numpy(fit.prior_precision).copy()
@@ -524,7 +525,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         self.log_marginal_likelihood_ = log_evidence
         self.loss_ = fit.result.loss / float(np.sum(sample_weight))
         self.n_iter_ = sum(r.result.n_iter for r in refits)
-        self.solver_ = params.solver
+        self.solver_ = config.solver
         self.n_hessian_products_ = sum(r.result.n_hessian_products for r in refits)
         self.gradient_history_ = [g for r in refits for g in r.result.gradient_history]
         self._mc_seed = mc_seed

@@ -6,6 +6,7 @@ validated data and returns what the estimator stores; it knows nothing of
 scikit-learn's conventions (validation, warm-start state, attributes).
 """
 
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -29,7 +30,87 @@ from sklaplace._prior_scale import (
 )
 from sklaplace._solvers import minimize_map
 
-__all__ = ["LaplaceFit", "NetworkFit", "fit_laplace", "fit_network"]
+__all__ = ["FitConfig", "LaplaceFit", "NetworkFit", "fit_laplace", "fit_network"]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """The hyper-parameters one fit reads, every ``"auto"`` resolved.
+
+    Built once per ``fit`` by :meth:`from_params`; :func:`fit_network`
+    reads these fields and nothing else of the estimator (which stays free
+    to hold whatever else it likes).
+
+    Attributes
+    ----------
+    activation : str
+        Hidden-layer activation (a key of ``ACTIVATIONS``).
+    alpha : float, array of shape (n_layers,) or {"evidence", \
+            "evidence_per_layer"}
+        The weight prior precision, or how the evidence tunes it.
+    bias_prior_precision : float or array of shape (n_layers,)
+        The bias prior precision.
+    solver : {"lbfgs", "newton", "newton-cg"}
+        The MAP solver.
+    tol : float
+        Tolerance on the scaled gradient.
+    max_iter : int
+        The solver's iteration cap (per MAP fit).
+    verbose : int
+        The solver's verbosity.
+    hessian : {"ggn", "exact"}
+        The curvature the posterior is built from.
+    hessian_structure : {"full", "kron", "diag"}
+        The posterior's structure.
+    subset_of_weights : {"all", "last_layer"}
+        The weights the posterior covers.
+    prior_precision_scale : float or {"cv", "evidence"}
+        The posterior's prior scale, or how it is chosen.
+    link_approx : str
+        Predictive approximation (a key of ``PREDICTIVES``), used by the
+        held-out choice of the prior scale.
+    n_mc_samples : int
+        Monte Carlo draws of ``link_approx="mc"``.
+    """
+
+    activation: str
+    alpha: float | np.ndarray | str
+    bias_prior_precision: float | np.ndarray
+    solver: str
+    tol: float
+    max_iter: int
+    verbose: int
+    hessian: str
+    hessian_structure: str
+    subset_of_weights: str
+    prior_precision_scale: float | str
+    link_approx: str
+    n_mc_samples: int
+
+    @classmethod
+    def from_params(cls, params):
+        """Take this config's fields from resolved parameters.
+
+        Parameters
+        ----------
+        params : object
+            Any object with one attribute per field, ``"auto"`` already
+            resolved (:func:`~sklaplace._memory.resolved_params`); other
+            attributes are ignored.
+
+        Returns
+        -------
+        FitConfig
+        """
+        unresolved = [
+            f.name
+            for f in fields(cls)
+            if isinstance(getattr(params, f.name), str)
+            and getattr(params, f.name) == "auto"
+        ]
+        if unresolved:
+            raise ValueError(f"Resolve 'auto' before fitting: {unresolved}.")
+        return cls(**{f.name: getattr(params, f.name) for f in fields(cls)})
 
 
 class LaplaceFit(NamedTuple):
@@ -94,33 +175,28 @@ class NetworkFit(NamedTuple):
     prior_scale: object
 
 
-def fit_laplace(params, objective, theta):
+def fit_laplace(config, objective, theta):
     """(1)-(3): the MAP from ``theta``, the curvature there and its posterior."""
     result = minimize_map(
-        objective, theta, params.solver, params.tol, params.max_iter, params.verbose
+        objective, theta, config.solver, config.tol, config.max_iter, config.verbose
     )
     posterior, curvature, jitter = laplace_posterior(
         objective,
         result.theta,
-        params.hessian,
-        params.hessian_structure,
-        params.subset_of_weights,
+        config.hessian,
+        config.hessian_structure,
+        config.subset_of_weights,
     )
     return LaplaceFit(objective, result, posterior, curvature, jitter)
 
 
-def fit_network(params, xp, layout, likelihood, data, theta, fixed, seed=0):
+def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
     """Fit the MAP and its Laplace posterior, tuning alpha and the prior scale.
 
     Parameters
     ----------
-    params : LaplaceMLPClassifier or namespace
-        Read for its hyper-parameters only (``alpha``,
-        ``bias_prior_precision``, ``activation``, ``solver``, ``tol``,
-        ``max_iter``, ``verbose``, ``hessian``, ``hessian_structure``,
-        ``subset_of_weights``, ``prior_precision_scale``, ``link_approx``,
-        ``n_mc_samples``), with ``"auto"`` resolved
-        (:func:`~sklaplace._memory.resolved_params`).
+    config : FitConfig
+        The hyper-parameters, ``"auto"`` resolved.
     xp : module
         Array namespace to compute in.
     layout : ParamLayout
@@ -149,7 +225,7 @@ def fit_network(params, xp, layout, likelihood, data, theta, fixed, seed=0):
         return NegLogPosterior(
             xp,
             layout,
-            params.activation,
+            config.activation,
             likelihood,
             xp.asarray(X[rows]),
             xp.take(Y, xp.asarray(rows), axis=0),
@@ -161,19 +237,19 @@ def fit_network(params, xp, layout, likelihood, data, theta, fixed, seed=0):
     refits = []
 
     def fit_at(alpha, theta):
-        prior = prior_precision_vector(layout, alpha, params.bias_prior_precision)
+        prior = prior_precision_vector(layout, alpha, config.bias_prior_precision)
         if refits:
             # A superseded refit keeps its solver record only: its posterior
             # (a dense n_params x n_params factor) and data copy are freed.
             refits[-1] = refits[-1]._replace(objective=None, posterior=None)
-        refits.append(fit_laplace(params, objective(prior), theta))
+        refits.append(fit_laplace(config, objective(prior), theta))
         return refits[-1]
 
-    if not isinstance(params.alpha, str):
-        fit = fit_at(params.alpha, theta)
-        alpha, history, gammas = params.alpha, [], None
+    if not isinstance(config.alpha, str):
+        fit = fit_at(config.alpha, theta)
+        alpha, history, gammas = config.alpha, [], None
     else:  # (4) MacKay's fixed point over alpha
-        groups = weight_groups(layout, params.alpha == "evidence_per_layer", fixed)
+        groups = weight_groups(layout, config.alpha == "evidence_per_layer", fixed)
         scalar = len(groups) == 1
         tuning = tune_alpha(
             lambda a, t: fit_at(float(a[0]) if scalar else a, t),
@@ -188,19 +264,19 @@ def fit_network(params, xp, layout, likelihood, data, theta, fixed, seed=0):
 
     def cv(scales):
         prior = to_numpy(fit.prior_precision)
-        link, n_draws = params.link_approx, params.n_mc_samples
+        link, n_draws = config.link_approx, config.n_mc_samples
         rows = predictive_rows_per_chunk(link, layout.n_outputs, n_draws)
         # Kronecker and last-layer posteriors take J in factored form.
         accepts = getattr(fit.posterior, "accepts_factored_jacobian", False)
         factored = keep is None and accepts
         return cv_log_losses(
             lambda train: fit_laplace(
-                params, objective(prior, np.flatnonzero(train)), fit.theta
+                config, objective(prior, np.flatnonzero(train)), fit.theta
             ),
             lambda theta, X_out: (
-                logit_factors(xp, layout, theta, params.activation, X_out)
+                logit_factors(xp, layout, theta, config.activation, X_out)
                 if factored
-                else logit_jacobians(xp, layout, theta, params.activation, X_out, keep)
+                else logit_jacobians(xp, layout, theta, config.activation, X_out, keep)
             ),
             data,
             content_folds(X, y_index, CV_FOLDS, seed),
@@ -210,5 +286,5 @@ def fit_network(params, xp, layout, likelihood, data, theta, fixed, seed=0):
             ),
         )
 
-    scale = choose_prior_scale(params.prior_precision_scale, fit, cv)
+    scale = choose_prior_scale(config.prior_precision_scale, fit, cv)
     return NetworkFit(fit, alpha, history, gammas, refits, scale)
