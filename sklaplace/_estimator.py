@@ -3,7 +3,9 @@
 ``fit -> _fitting.fit_network: MAP (_solvers) -> curvature (_curvature) ->
 posterior (_posterior) -> evidence (_evidence)``; ``predict_proba -> latent
 mean and variance -> predictive (_predictive)``. This module validates input,
-keeps the warm-start state, calls those and stores their results.
+keeps the warm-start state, calls those and stores their results; the methods
+of the fitted model (predictions, the latent Gaussian, the evidence at another
+prior) are :class:`~sklaplace._fitted.FittedLaplaceMixin`'s.
 """
 
 from numbers import Integral, Real
@@ -12,42 +14,24 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import (
-    check_is_fitted,
-    validate_data,
-)
 
 from sklaplace._activations import ACTIVATIONS
-from sklaplace._backend import (
-    BACKENDS,
-    get_namespace,
-    resolve_backend,
-    to_numpy,
-)
-from sklaplace._evidence import log_evidence_at_prior
+from sklaplace._backend import BACKENDS, resolve_backend, to_numpy
+from sklaplace._fitted import FittedLaplaceMixin
 from sklaplace._fitting import FitConfig, fit_network
 from sklaplace._likelihood import likelihood_for
 from sklaplace._memory import resolved_params
 from sklaplace._network import ParamLayout, forward
-from sklaplace._predictive import (
-    PREDICTIVES,
-    latent_gaussian,
-    moderated_logits,
-    predictive_rows_per_chunk,
-)
+from sklaplace._predictive import PREDICTIVES
 from sklaplace._prior_scale import resolve_tuning
-from sklaplace._residual import fit_residual, residual_variance
-from sklaplace._solvers import SOLVERS, resolve_solver
-from sklaplace._validation import (
-    check_finite_rows,
-    hidden_sizes,
-    validate_fit_data,
-)
+from sklaplace._residual import fit_residual
+from sklaplace._solvers import SOLVERS
+from sklaplace._validation import hidden_sizes, validate_fit_data
 
 __all__ = ["LaplaceMLPClassifier"]
 
 
-class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
+class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     """Multilayer perceptron classifier with a Laplace-approximated posterior.
 
     The network is trained by MAP on the Bernoulli (two classes, one logit)
@@ -92,9 +76,8 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         0.01% (at most 50 refits; alphas are kept in ``[1e-6, 1e6]``).
         ``"evidence_per_layer"`` tunes one value per layer the same way; it
         can run into a degenerate maximum (a warning says so). ``"auto"``
-        is ``"evidence"`` for a network whose full posterior fits
-        ``hessian_structure="auto"``'s budget (about 4,700 parameters) and
-        1.0 beyond, where every refit is costly; ``alpha_`` says which.
+        is ``"evidence"`` for a small network (see ``hessian_structure``)
+        and 1.0 beyond, where every refit is costly; ``alpha_`` says which.
     bias_prior_precision : float or array-like of shape (n_layers,), default=1.0
         Prior precision of the biases. Values must be in the range
         ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden
@@ -112,12 +95,17 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         with Levenberg-Marquardt damping (``O(n_params^3)`` time and five
         ``n_params x n_params`` matrices per iteration). ``"lbfgs"``:
         SciPy's L-BFGS-B on the value and gradient. ``"auto"`` is
-        ``"newton-cg"`` for every network (``solver_`` says which): it was
-        faster than dense Newton wherever a dense iteration costs more than
-        a few milliseconds, reaches tight tolerances that L-BFGS does not
-        (see the benchmark report), and, unlike the other two, reaches the
-        same MAP for integer sample weights and repeated rows on ReLU
-        networks whose MAP lies on a kink.
+        ``"newton-cg"`` for a small network (see ``hessian_structure``): it
+        was faster than dense Newton wherever a dense iteration costs more
+        than a few milliseconds, reaches tight tolerances that L-BFGS does
+        not (see the benchmark report), and, unlike the other two, reaches
+        the same MAP for integer sample weights and repeated rows on ReLU
+        networks whose MAP lies on a kink. Beyond, ``"auto"`` is
+        ``"lbfgs"``: far from the mode of a large network Newton-CG's trust
+        region stays small, and it took ten times ``MLPClassifier``'s time
+        where L-BFGS's ``max_iter`` iterations take about as long as
+        ``MLPClassifier``'s (which stop, and warn, at the same
+        ``max_iter``). ``solver_`` says which.
     hessian : {"ggn", "exact"}, default="ggn"
         Curvature of the posterior precision: the generalised Gauss-Newton
         (always positive definite) or the exact Hessian (falls back to the
@@ -127,10 +115,13 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         Structure of the posterior precision: the full matrix, Kronecker
         factors per layer (KFAC of the GGN, with the prior added exactly; no
         ``n_params x n_params`` matrix), or its diagonal only. ``"auto"``
-        is ``"full"`` while the full posterior's dense matrices take at most
-        1 GiB (about 4,700 parameters with ``prior_precision_scale="cv"``,
-        5,800 otherwise) and ``"kron"`` beyond; ``hessian_structure_`` says
-        which. ``"kron"`` uses the GGN whatever ``hessian`` says.
+        is ``"full"`` for a *small* network and ``"kron"`` beyond;
+        ``hessian_structure_`` says which. Small: the full posterior's
+        dense matrices take at most 1 GiB (about 4,700 parameters with
+        ``prior_precision_scale="cv"``, 5,800 otherwise) and building its
+        curvature at most 1e11 multiply-adds (``n_samples * n_classes *
+        n_params**2``, one logit for two classes: e.g. 10,000 rows of a
+        3,000-parameter binary network). ``"kron"`` uses the GGN whatever ``hessian`` says.
     subset_of_weights : {"all", "last_layer"}, default="all"
         Parameters with a posterior: all of them, or the last layer only
         (the exact Laplace of the last layer given the MAP network's
@@ -138,35 +129,24 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         uncertainty). ``hessian_structure`` applies to that subset.
     prior_precision_scale : float, "auto", "cv" or "evidence", default="auto"
         Scale ``c`` of the prior precision in the Laplace posterior, chosen
-        after the MAP: the posterior precision is ``P_data + c A`` with
-        ``A`` the MAP's prior (``alpha`` and ``bias_prior_precision``) and
-        ``P_data`` the curvature of the likelihood at the MAP, which is not
-        refitted. A float in ``(0.0, inf)`` fixes ``c`` (1 is the classical
-        Laplace posterior). ``"cv"`` picks ``c`` from a log grid of 49
-        values in ``[1e-2, 1e4]`` by the held-out log loss of the predictive
-        over 5 folds whose MAPs are warm-started from the full-data MAP (a
-        row's fold is a keyed hash of its features and label, so repeated
-        rows and integer weights give the same folds, whatever the row
-        order): the smallest ``c`` whose held-out log loss is within one
-        (paired) standard error of the best, the most cautious of the
-        predictives the held-out rows cannot tell apart. ``"evidence"``
-        picks the ``c`` of largest Laplace evidence at the fixed MAP (no
-        refit). ``"auto"`` is ``"cv"`` for a network whose full posterior
-        fits ``hessian_structure="auto"``'s budget and ``"evidence"``
-        beyond. Large ``c`` approaches the plug-in MAP; small ``c``
-        moderates more. See the user guide for when each wins.
+        after the MAP (which is not refitted): the posterior precision is
+        ``P_data + c A`` with ``A`` the MAP's prior and ``P_data`` the
+        likelihood's curvature at the MAP. A float in ``(0.0, inf)`` fixes
+        ``c`` (1 is the classical Laplace posterior). ``"cv"`` picks ``c`` on
+        a log grid in ``[1e-2, 1e4]`` by the held-out log loss over 5 folds
+        (the most cautious ``c`` within one standard error of the best);
+        ``"evidence"`` picks the ``c`` of largest Laplace evidence. ``"auto"``
+        is ``"cv"`` for a small network (see ``hessian_structure``) and
+        ``"evidence"`` beyond. Large ``c`` approaches the plug-in MAP; small
+        ``c`` moderates more. Details: :ref:`prior-scale`.
     residual_variance : float or "auto", default="auto"
         Variance, at twice the training data's radius, of a term added to
         every logit that is zero within the data and grows with the cube of
-        the distance beyond it (infinitely many ReLU units dormant on the
-        data, Kristiadi et al. 2021): far from the data the predictive tends
-        to uniform, while predictions within the data are unchanged. The
-        distance is that of the input from the training mean, each feature
-        scaled by its training standard deviation; the data's radius is the
-        largest such distance of a training row. ``"auto"`` uses the
-        variance of the MAP's logits over the training rows, and 0 without a
-        hidden layer (a linear logit's posterior variance already grows with
-        the square of the distance); 0 switches the term off.
+        the (standardised) distance from it (Kristiadi et al. 2021): far
+        from the data the predictive tends to uniform, while predictions
+        within the data are unchanged. ``"auto"`` uses the variance of the
+        MAP's logits over the training rows, and 0 without a hidden layer; 0
+        switches the term off. Details: :ref:`residual-variance`.
     link_approx : {"probit", "mc", "map"}, default="probit"
         Predictive approximation: probit (MacKay; centred mean-field for K
         classes), Monte Carlo over the logit Gaussian, or the plug-in MAP.
@@ -281,37 +261,13 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    Memory: ``solver="newton"`` (at every iteration) and
-    ``hessian_structure="full"`` (for the posterior) need dense ``n_params x
-    n_params`` float64 matrices: measured with tracemalloc, a fit peaks at
-    about five at a time with Newton (the exact Hessian's terms are built in
-    blocks of about its own size before they are added up), two (one logit)
-    to four (K logits) with L-BFGS and the full GGN posterior, and two more
-    while ``prior_precision_scale="cv"`` refits its folds. Before any work,
-    ``fit`` raises :class:`~sklaplace.exceptions.MemoryLimitError` (a
-    ``MemoryError``) naming the size if one such matrix would exceed 2 GiB
-    (more than 16,384 parameters) or all those the fit holds at once 10 GiB.
-    ``hessian_structure="kron"`` or ``"diag"``, or
-    ``subset_of_weights="last_layer"``, with a solver other than
-    ``"newton"`` never forms one: the Kronecker factors take ``sum_l
-    (fan_in_l + 1)^2 + fan_out_l^2`` numbers. The default
-    ``hessian_structure="auto"`` is ``"full"`` while its dense matrices take
-    at most 1 GiB and ``"kron"`` beyond (``hessian_structure_``), so the
-    default network fits image-sized inputs (784 features, 10 classes:
-    79,510 parameters). Per-sample intermediates (Jacobians,
-    curvature blocks, Monte Carlo draws) are processed in row chunks of at most
-    256 MiB, and one row that alone would need more than 2 GiB raises the same
-    error. The limits are constants of ``sklaplace._memory``
-    (``DENSE_MEMORY_LIMIT``, ``FIT_MEMORY_LIMIT``, ``AUTO_FULL_BUDGET`` and
-    ``DEFAULT_MEMORY_BUDGET``).
-
-    Failures: a ``fit`` that raises (a ``KeyboardInterrupt`` included) leaves
-    the estimator as it was, fitted by the previous call or not fitted at all.
-    Logits or curvatures that overflow float64 (features of magnitude near
-    1e150 and beyond) raise ``ValueError`` rather than return NaN.
-
-    Threads: the prediction methods only read the fitted attributes, so
-    several threads may call them on one fitted estimator at once.
+    Memory: ``fit`` raises :class:`~sklaplace.exceptions.MemoryLimitError`
+    (a ``MemoryError``) before any work if one ``n_params x n_params``
+    matrix would exceed 2 GiB or all those the fit holds at once 10 GiB; a
+    fit that raises (a ``KeyboardInterrupt`` included) leaves the estimator
+    as it was; logits or curvatures that overflow float64 raise
+    ``ValueError``; the prediction methods may be called from several
+    threads at once. Details: :ref:`memory-failures-threads`.
 
     Examples
     --------
@@ -468,9 +424,7 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
                 likelihood.n_outputs(classes.shape[0]),
             )
         )
-        params = resolved_params(
-            self, layout, solver=resolve_solver(self.solver), tune=resolve_tuning
-        )
+        params = resolved_params(self, layout, X.shape[0], tune=resolve_tuning)
         config = FitConfig.from_params(params)
         xp = resolve_backend(self.backend)
         rng = check_random_state(self.random_state)
@@ -530,181 +484,3 @@ class LaplaceMLPClassifier(ClassifierMixin, BaseEstimator):
         self.gradient_history_ = [g for r in refits for g in r.result.gradient_history]
         self._mc_seed = mc_seed
         return self
-
-    def log_marginal_likelihood(self, alpha=None, bias_prior_precision=None):
-        """Laplace log evidence at other prior precisions, at the fitted MAP.
-
-        No refit: the MAP and the data part of the posterior precision are
-        kept, and only the prior changes (``P = P_data + A``). The default
-        arguments give ``log_marginal_likelihood_``, the evidence at the MAP's
-        own prior (not at ``prior_precision_scale_`` times it). This is the
-        quantity MacKay's updates make stationary; use it to plot the
-        evidence against ``alpha``.
-
-        Parameters
-        ----------
-        alpha : float or array-like of shape (n_layers,) or (n_params,), default=None
-            Weight precision; ``None`` keeps the fitted one.
-        bias_prior_precision : float or array-like of shape (n_layers,), default=None
-            Bias precision; ``None`` keeps the fitted one.
-
-        Returns
-        -------
-        log_evidence : float
-            ``-inf`` if the posterior precision is not positive definite there.
-        """
-        check_is_fitted(self)
-        if self.log_likelihood_ is None:
-            raise ValueError(
-                "The log evidence of a pruned estimator is not available: it needs "
-                "the training data. Refit with warm_start=True (it re-trains the "
-                "kept weights and keeps the pruned ones at zero) to get it."
-            )
-        layout = self._layout()
-        return log_evidence_at_prior(
-            layout,
-            layout.pack(np, self.coefs_, self.intercepts_),
-            self.log_likelihood_,
-            self.prior_precision_,
-            self.posterior_,
-            self.prior_precision_scale_,  # posterior_'s prior is scaled
-            alpha,
-            bias_prior_precision,
-            getattr(self, "pruned_mask_", None),
-        )
-
-    # -------------------------------------------------------------- predict
-
-    def _predict_namespace(self):
-        # A model fitted on a GPU still predicts on a machine without CuPy.
-        try:
-            return resolve_backend(self.backend)
-        except ImportError:
-            return get_namespace(np.empty(0))
-
-    def _layout(self):
-        return ParamLayout(
-            [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
-        )
-
-    def _latent(self, X):
-        """Logit mean and covariance in the prediction namespace, in row batches."""
-        xp = self._predict_namespace()
-        layout = self._layout()
-        theta = layout.pack(
-            xp,
-            [xp.asarray(c) for c in self.coefs_],
-            [xp.asarray(b) for b in self.intercepts_],
-        )
-        mask = getattr(self, "pruned_mask_", None)
-        keep = None if mask is None else xp.asarray((~mask).astype(np.float64))
-        mean, cov = latent_gaussian(
-            xp, layout, theta, self.activation, self.posterior_, X, keep
-        )
-        residual = residual_variance(self.data_envelope_, self.residual_variance_, X)
-        eye = xp.eye(layout.n_outputs, dtype=cov.dtype)
-        cov = cov + xp.asarray(residual)[:, None, None] * eye
-        check_finite_rows(xp, "logits or their covariance", mean, cov)
-        return xp, mean, cov
-
-    def latent_mean_and_variance(self, X):
-        """Mean and covariance of the logits under the linearised posterior.
-
-        The epistemic uncertainty itself: ``mean = f(x, theta_map)`` and
-        ``cov = J P^{-1} J' + v(x) I`` with ``J`` the logit Jacobian at ``x``
-        and ``v(x)`` the residual variance beyond the training data (0
-        within it; see ``residual_variance``).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs.
-
-        Returns
-        -------
-        mean : ndarray of shape (n_samples, ``n_outputs_``)
-            Logits at the MAP (one column for two classes).
-        cov : ndarray of shape (n_samples, ``n_outputs_``, ``n_outputs_``)
-            Covariance of the logits.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        _, mean, cov = self._latent(X)
-        return to_numpy(mean), to_numpy(cov)
-
-    def _moderated_logits(self, X):
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        rows = predictive_rows_per_chunk(
-            self.link_approx, self.n_outputs_, self.n_mc_samples
-        )
-        xp, mean, cov = self._latent(X)
-        logits = moderated_logits(
-            xp, mean, cov, self.link_approx, self.n_mc_samples, self._mc_seed, rows
-        )
-        check_finite_rows(xp, "moderated logits", logits)
-        return xp, logits
-
-    def predict_proba(self, X):
-        """Class probabilities under the Laplace predictive.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Rows sum to 1; columns follow ``classes_``.
-        """
-        xp, logits = self._moderated_logits(X)
-        return to_numpy(likelihood_for(self.classes_.shape[0]).proba(xp, logits))
-
-    def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`, computed stably.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs.
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-        """
-        xp, logits = self._moderated_logits(X)
-        return to_numpy(likelihood_for(self.classes_.shape[0]).log_proba(xp, logits))
-
-    def decision_function(self, X):
-        """Moderated logits: ranks exactly like :meth:`predict_proba`.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            For two classes, the moderated logit of ``classes_[1]``; for K
-            classes, the moderated logits whose softmax is ``predict_proba``.
-        """
-        _, logits = self._moderated_logits(X)
-        logits = to_numpy(logits)
-        return logits[:, 0] if logits.shape[1] == 1 else logits
-
-    def predict(self, X):
-        """Bayes decision: ``classes_[argmax(predict_proba(X))]``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Inputs.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
-        check_is_fitted(self)
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -1,4 +1,4 @@
-"""Memory policy, in one place: byte counts, budgets and the dense limits.
+"""Size policy, in one place: byte counts, budgets, the dense limits and "auto".
 
 Three numbers bound what a fit may allocate, each checked *before* the
 allocation so that a network too large fails at once with a message that
@@ -15,10 +15,15 @@ or by swapping:
   posterior structure and a prior-scale setting (the counts were measured
   with ``tracemalloc``; ``tests/test_kron.py`` checks them on a small case).
 
-``hessian_structure="auto"`` resolves by :func:`resolve_structure`: ``"full"``
-while the dense matrices of the whole fit take at most ``AUTO_FULL_BUDGET``,
-``"kron"`` beyond (its factors take ``sum_l (fan_in_l + 1)^2 + fan_out_l^2``
-numbers, no ``n_params x n_params`` matrix).
+The ``"auto"`` settings follow one predicate, :func:`is_small`: a network
+whose full posterior fits ``AUTO_FULL_BUDGET`` bytes and costs at most
+``AUTO_FULL_WORK`` multiply-adds to build is *small*. A small network gets
+the full posterior (:func:`resolve_structure`), Newton-CG to a tight MAP
+(:func:`resolve_solver`) and the tuning by refits
+(:func:`~sklaplace._prior_scale.resolve_tuning`); a larger one gets the
+Kronecker-factored posterior (its factors take ``sum_l (fan_in_l + 1)^2 +
+fan_out_l^2`` numbers, no ``n_params x n_params`` matrix), L-BFGS and no
+refits, so that its fit costs about what ``MLPClassifier``'s does.
 """
 
 from types import SimpleNamespace
@@ -27,12 +32,15 @@ from sklaplace.exceptions import MemoryLimitError
 
 __all__ = [
     "AUTO_FULL_BUDGET",
+    "AUTO_FULL_WORK",
     "DEFAULT_MEMORY_BUDGET",
     "DENSE_MEMORY_LIMIT",
     "FIT_MEMORY_LIMIT",
     "check_fit_memory",
     "check_memory",
     "dense_matrices_at_peak",
+    "is_small",
+    "resolve_solver",
     "resolve_structure",
     "resolved_params",
 ]
@@ -53,6 +61,13 @@ FIT_MEMORY_LIMIT = 10 * 2**30
 #: past it the dense GGN, its Cholesky factor and the prior scale's
 #: eigendecomposition (``O(n_params^3)``) dominate the fit's time.
 AUTO_FULL_BUDGET = 2**30
+
+#: ... and while building it takes at most this many multiply-adds:
+#: ``n_samples * n_outputs * n_params**2`` for ``J' Lambda J`` (a few seconds
+#: on one core). Measured: at 1e12 (4,000 rows, 10 classes, 5,110
+#: parameters) the full posterior took ~20 s where ``MLPClassifier``'s whole
+#: fit took 2 s.
+AUTO_FULL_WORK = 1e11
 
 #: ``n_params x n_params`` matrices each solver holds at once: Newton's exact
 #: Hessian (its terms are built in blocks of about its own size), ``H + mu I``
@@ -172,43 +187,98 @@ def check_fit_memory(n_params, solver, structure, prior_precision_scale=1.0, alp
         )
 
 
-def resolve_structure(hessian_structure, n_params, prior_precision_scale):
+def is_small(n_params, n_samples, n_outputs, prior_precision_scale="cv"):
+    """Whether the ``"auto"`` settings treat the network as small.
+
+    Small: the full posterior's dense matrices (built, and while the prior
+    scale is chosen: :func:`dense_matrices_at_peak` without a dense solver)
+    take at most ``AUTO_FULL_BUDGET`` bytes *and* building its curvature,
+    ``n_samples * n_outputs * n_params**2`` multiply-adds, at most
+    ``AUTO_FULL_WORK``.
+
+    Parameters
+    ----------
+    n_params : int
+    n_samples : int
+        Training rows.
+    n_outputs : int
+        Logits per row.
+    prior_precision_scale : float or str, default="cv"
+        ``"cv"`` holds more dense matrices (the held-out refits).
+    """
+    count = dense_matrices_at_peak(None, "full", prior_precision_scale)
+    fits = count * 8 * n_params**2 <= AUTO_FULL_BUDGET
+    return fits and n_samples * n_outputs * n_params**2 <= AUTO_FULL_WORK
+
+
+def resolve_structure(hessian_structure, small):
     """Return the structure ``"auto"`` stands for (others as they are).
 
-    ``"full"`` while the dense matrices of the full posterior (built, and
-    while the prior scale is chosen: :func:`dense_matrices_at_peak` without a
-    dense solver) take at most ``AUTO_FULL_BUDGET`` bytes, ``"kron"`` beyond.
+    ``"full"`` for a small network (:func:`is_small`), ``"kron"`` beyond.
     The solver does not enter: a dense one is checked on its own by
     :func:`check_fit_memory`.
     """
     if hessian_structure != "auto":
         return hessian_structure
-    count = dense_matrices_at_peak(None, "full", prior_precision_scale)
-    return "full" if count * 8 * n_params**2 <= AUTO_FULL_BUDGET else "kron"
+    return "full" if small else "kron"
 
 
-def resolved_params(estimator, layout, solver=None, tune=None):
+def resolve_solver(solver, small):
+    """Return the solver ``"auto"`` stands for (others as they are).
+
+    ``"newton-cg"`` for a small network (:func:`is_small`): measured
+    (``benchmarks/bench_solvers.py``, docs/benchmarks.rst) it was faster than
+    dense Newton wherever a dense iteration costs more than a few
+    milliseconds, reached tolerances L-BFGS did not, and reached
+    bitwise-close MAPs for integer weights and repeated rows on a ReLU
+    network whose MAP lies on a kink, where both others stalled apart.
+    ``"lbfgs"`` beyond: on larger networks far from their mode the trust
+    region stays small and Newton-CG took 1,900 Hessian-vector products
+    (10x ``MLPClassifier``'s time) to the scaled gradient L-BFGS reached in
+    400 iterations; with ``max_iter=200`` the default then costs about what
+    ``MLPClassifier``'s 200 L-BFGS iterations do (and warns as it does when
+    they do not converge).
+    """
+    if solver != "auto":
+        return solver
+    return "newton-cg" if small else "lbfgs"
+
+
+def resolved_params(estimator, layout, n_samples, tune=None):
     """Return the hyper-parameters with ``"auto"`` resolved, once checked.
 
     Returns a namespace with the estimator's parameters in which ``solver``
-    is the one given (the solver ``"auto"`` resolved to), ``tune(params,
-    n_params)`` has resolved the tuning settings, ``hessian_structure`` is
-    the structure used (:func:`resolve_structure`) and ``subset_of_weights``
-    is ``"all"`` for a network without hidden layers (its last layer is all
-    of it), after :func:`check_fit_memory` has accepted the fit with all of
-    them. A last-layer posterior holds no ``n_params x n_params`` matrix.
+    and ``hessian_structure`` are the ones used (:func:`resolve_solver`,
+    :func:`resolve_structure`), ``tune(params, small)`` has resolved the
+    tuning settings and ``subset_of_weights`` is ``"all"`` for a network
+    without hidden layers (its last layer is all of it), after
+    :func:`check_fit_memory` has accepted the fit with all of them. A
+    last-layer posterior holds no ``n_params x n_params`` matrix.
+
+    Parameters
+    ----------
+    estimator : LaplaceMLPClassifier
+    layout : ParamLayout
+    n_samples : int
+        Training rows.
+    tune : callable, default=None
+        ``tune(params, small) -> params``, resolving the tuning settings.
     """
     params = SimpleNamespace(**estimator.get_params(deep=False))
-    if solver is not None:
-        params.solver = solver
+    n_params, n_outputs = layout.n_params, layout.n_outputs
+
+    def small(scale):
+        return is_small(n_params, n_samples, n_outputs, scale)
+
+    params.solver = resolve_solver(params.solver, small("cv"))
     if tune is not None:
-        params = tune(params, layout.n_params)
+        params = tune(params, small("cv"))
     scale = params.prior_precision_scale
     params.hessian_structure = resolve_structure(
-        params.hessian_structure, layout.n_params, scale
+        params.hessian_structure, small(scale)
     )
     if layout.n_layers == 1:
         params.subset_of_weights = "all"
     dense = params.hessian_structure if params.subset_of_weights == "all" else None
-    check_fit_memory(layout.n_params, params.solver, dense, scale, params.alpha)
+    check_fit_memory(n_params, params.solver, dense, scale, params.alpha)
     return params

@@ -27,7 +27,6 @@ from sklearn.exceptions import ConvergenceWarning
 
 from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._evidence import log_evidence_from_terms
-from sklaplace._memory import resolve_structure
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = [
@@ -53,28 +52,28 @@ PRIOR_SCALE_GRID = np.logspace(-2.0, 4.0, 49)
 CV_FOLDS = 5
 
 
-def resolve_tuning(params, n_params):
+def resolve_tuning(params, small):
     """Resolve ``alpha="auto"`` and ``prior_precision_scale="auto"`` in place.
 
-    A network small enough for the full posterior of ``hessian_structure=
-    "auto"`` (with the held-out refits; :func:`~sklaplace._memory.
-    resolve_structure`) tunes both on the data: ``alpha`` by the evidence
-    (MacKay's refits) and the prior scale on held-out folds (``"cv"``).
-    A larger one, where every refit is costly, keeps ``alpha=1.0`` and
-    takes the scale of largest evidence at the fixed MAP (no refit).
+    A small network (the full posterior with the held-out refits is cheap;
+    :func:`~sklaplace._memory.is_small`) tunes both on the data: ``alpha``
+    by the evidence (MacKay's refits) and the prior scale on held-out folds
+    (``"cv"``). A larger one, where every refit is costly, keeps
+    ``alpha=1.0`` and takes the scale of largest evidence at the fixed MAP
+    (no refit).
 
     Parameters
     ----------
     params : namespace
         The estimator's parameters; ``alpha`` and ``prior_precision_scale``
         are replaced where they are ``"auto"``.
-    n_params : int
+    small : bool
+        :func:`~sklaplace._memory.is_small` for ``prior_precision_scale="cv"``.
 
     Returns
     -------
     params : namespace
     """
-    small = resolve_structure("auto", n_params, "cv") == "full"
     if isinstance(params.alpha, str) and params.alpha == "auto":
         params.alpha = "evidence" if small else 1.0
     if params.prior_precision_scale == "auto":

@@ -28,7 +28,6 @@ __all__ = [
     "SOLVERS",
     "minimize_lbfgs",
     "minimize_map",
-    "resolve_solver",
 ]
 
 
@@ -286,19 +285,6 @@ def _newton_cg(objective, theta, tol, max_iter, verbose=0):
 
 
 SOLVERS = {"newton": _newton, "newton-cg": _newton_cg, "lbfgs": minimize_lbfgs}
-
-
-def resolve_solver(solver):
-    """Return the solver ``"auto"`` stands for (others as they are).
-
-    ``"newton-cg"`` for every network: measured (``benchmarks/bench_solvers.py``,
-    docs/benchmarks.rst) it was faster than dense Newton wherever a dense
-    iteration costs more than a few milliseconds, converged to tolerances
-    L-BFGS did not reach, needs no ``n_params x n_params`` matrix, and reached
-    bitwise-close MAPs for integer weights and repeated rows on a ReLU network
-    whose MAP lies on a kink, where both others stalled apart.
-    """
-    return "newton-cg" if solver == "auto" else solver
 
 
 def minimize_map(objective, theta, solver, tol, max_iter, verbose=0):

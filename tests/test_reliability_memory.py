@@ -204,6 +204,43 @@ def test_auto_structure_is_full_while_it_fits_the_budget(monkeypatch):
     assert type(clf.posterior_).__name__ == "KronPosterior"
 
 
+def test_small_is_bounded_by_bytes_and_by_the_work_of_building_the_posterior():
+    is_small = memory_module.is_small
+    # Bytes: six dense matrices under "cv" (four otherwise) within 1 GiB.
+    budget = memory_module.AUTO_FULL_BUDGET
+    n_cv = int((budget / 48) ** 0.5)  # 4,729
+    n_fixed = int((budget / 32) ** 0.5)  # 5,792
+    assert is_small(n_cv, 1, 1, "cv") and not is_small(n_cv + 1, 1, 1, "cv")
+    assert is_small(n_fixed, 1, 1, 1.0) and not is_small(n_fixed + 1, 1, 1, 1.0)
+    # Work: rows x logits x n_params^2 multiply-adds within AUTO_FULL_WORK,
+    # so rows and classes count, not only the size of the network.
+    rows = int(memory_module.AUTO_FULL_WORK / (10 * 1000**2))
+    assert is_small(1000, rows, 10) and not is_small(1000, rows + 1, 10)
+    assert not is_small(1000, rows, 11)
+    # The #15 problem: 4,000 rows, 10 classes, 5,110 parameters is large.
+    assert not is_small(5110, 4000, 10, 1.0)
+
+
+def test_a_large_network_gets_kron_lbfgs_and_no_refits(monkeypatch):
+    X, y = RNG.normal(size=(30, 3)), np.arange(30) % 3
+    clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
+    small = (clf.solver_, clf.hessian_structure_, len(clf.alpha_history_) > 1)
+    assert small == ("newton-cg", "full", True)
+    # 30 rows x 3 logits x 31^2 multiply-adds: one fewer is over the limit.
+    monkeypatch.setattr(memory_module, "AUTO_FULL_WORK", 30 * 3 * 31**2 - 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
+    assert (clf.solver_, clf.hessian_structure_) == ("lbfgs", "kron")
+    assert clf.alpha_ == 1.0 and clf.alpha_history_ == []  # no refits
+    assert clf.prior_precision_scale_path_["scales"].size > 1  # evidence path
+    # An explicit choice is kept whatever the size.
+    clf = LaplaceMLPClassifier(
+        (4,), solver="newton-cg", hessian_structure="full", random_state=0
+    ).fit(X, y)
+    assert (clf.solver_, clf.hessian_structure_) == ("newton-cg", "full")
+
+
 def test_the_whole_fit_limit_counts_every_dense_matrix(monkeypatch):
     X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
     n_params = 21  # (3 + 1) * 4 + 5
