@@ -121,7 +121,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         ``prior_precision_scale="cv"``, 5,800 otherwise) and building its
         curvature at most 1e11 multiply-adds (``n_samples * n_classes *
         n_params**2``, one logit for two classes: e.g. 10,000 rows of a
-        3,000-parameter binary network). ``"kron"`` uses the GGN whatever ``hessian`` says.
+        3,000-parameter binary network). ``"kron"`` uses the GGN whatever
+        ``hessian`` says.
     subset_of_weights : {"all", "last_layer"}, default="all"
         Parameters with a posterior: all of them, or the last layer only
         (the exact Laplace of the last layer given the MAP network's
@@ -154,9 +155,14 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Draws for ``link_approx="mc"``. Values must be in the range ``[1, inf)``.
     max_iter : int, default=200
         Maximum solver iterations. Values must be in the range ``[1, inf)``.
-    tol : float, default=1e-6
-        Tolerance on the scaled gradient ``max|dL/dtheta| / sum(sample_weight)``.
-        Values must be in the range ``(0.0, inf)``.
+    tol : float or "auto", default="auto"
+        Tolerance on the scaled gradient ``max|dL/dtheta| / sum(sample_weight)``
+        (the gradient of the per-sample average objective). Values must be in
+        the range ``(0.0, inf)``. ``"auto"`` is 1e-6 for a small network (see
+        ``hessian_structure``), a tight mode for the exact posterior, and
+        1e-4 beyond: ``MLPClassifier``'s default, which its L-BFGS applies
+        to the same quantity (``gtol``), so a large network stops where
+        ``MLPClassifier`` would.
     warm_start : bool, default=False
         Start the solver from the previous MAP when the architecture and the
         classes match. The MAP moves by a few Newton steps after a small
@@ -309,7 +315,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         "link_approx": [StrOptions(set(PREDICTIVES))],
         "n_mc_samples": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="neither")],
+        "tol": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "warm_start": ["boolean"],
         "backend": [StrOptions(set(BACKENDS))],
         "random_state": ["random_state"],
@@ -332,7 +338,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         link_approx="probit",
         n_mc_samples=1000,
         max_iter=200,
-        tol=1e-6,
+        tol="auto",
         warm_start=False,
         backend="numpy",
         random_state=None,

@@ -19,11 +19,12 @@ The ``"auto"`` settings follow one predicate, :func:`is_small`: a network
 whose full posterior fits ``AUTO_FULL_BUDGET`` bytes and costs at most
 ``AUTO_FULL_WORK`` multiply-adds to build is *small*. A small network gets
 the full posterior (:func:`resolve_structure`), Newton-CG to a tight MAP
-(:func:`resolve_solver`) and the tuning by refits
+(:func:`resolve_solver`, :func:`resolve_tol`) and the tuning by refits
 (:func:`~sklaplace._prior_scale.resolve_tuning`); a larger one gets the
 Kronecker-factored posterior (its factors take ``sum_l (fan_in_l + 1)^2 +
 fan_out_l^2`` numbers, no ``n_params x n_params`` matrix), L-BFGS and no
-refits, so that its fit costs about what ``MLPClassifier``'s does.
+refits, and stops at ``MLPClassifier``'s tolerance, so that its fit costs
+about what ``MLPClassifier``'s does.
 """
 
 from types import SimpleNamespace
@@ -42,6 +43,7 @@ __all__ = [
     "is_small",
     "resolve_solver",
     "resolve_structure",
+    "resolve_tol",
     "resolved_params",
 ]
 
@@ -244,14 +246,29 @@ def resolve_solver(solver, small):
     return "newton-cg" if small else "lbfgs"
 
 
+def resolve_tol(tol, small):
+    """Return the tolerance ``"auto"`` stands for (a number as it is).
+
+    1e-6 for a small network (:func:`is_small`): Newton-CG converges
+    superlinearly there, and the exact posterior is taken at a tight mode.
+    1e-4 beyond: ``MLPClassifier``'s default, which its L-BFGS applies to
+    the same scaled gradient (SciPy's ``gtol`` on the per-sample average
+    objective), so that a large network stops where ``MLPClassifier`` would.
+    """
+    if not (isinstance(tol, str) and tol == "auto"):
+        return tol
+    return 1e-6 if small else 1e-4
+
+
 def resolved_params(estimator, layout, n_samples, tune=None):
     """Return the hyper-parameters with ``"auto"`` resolved, once checked.
 
-    Returns a namespace with the estimator's parameters in which ``solver``
-    and ``hessian_structure`` are the ones used (:func:`resolve_solver`,
-    :func:`resolve_structure`), ``tune(params, small)`` has resolved the
-    tuning settings and ``subset_of_weights`` is ``"all"`` for a network
-    without hidden layers (its last layer is all of it), after
+    Returns a namespace with the estimator's parameters in which ``solver``,
+    ``tol`` and ``hessian_structure`` are the ones used
+    (:func:`resolve_solver`, :func:`resolve_tol`, :func:`resolve_structure`),
+    ``tune(params, small)`` has resolved the tuning settings and
+    ``subset_of_weights`` is ``"all"`` for a network without hidden layers
+    (its last layer is all of it), after
     :func:`check_fit_memory` has accepted the fit with all of them. A
     last-layer posterior holds no ``n_params x n_params`` matrix.
 
@@ -270,13 +287,12 @@ def resolved_params(estimator, layout, n_samples, tune=None):
     def small(scale):
         return is_small(n_params, n_samples, n_outputs, scale)
 
-    params.solver = resolve_solver(params.solver, small("cv"))
-    if tune is not None:
+    if tune is not None:  # "auto" tunes on held-out folds when small with them
         params = tune(params, small("cv"))
     scale = params.prior_precision_scale
-    params.hessian_structure = resolve_structure(
-        params.hessian_structure, small(scale)
-    )
+    params.solver = resolve_solver(params.solver, small(scale))
+    params.tol = resolve_tol(params.tol, small(scale))
+    params.hessian_structure = resolve_structure(params.hessian_structure, small(scale))
     if layout.n_layers == 1:
         params.subset_of_weights = "all"
     dense = params.hessian_structure if params.subset_of_weights == "all" else None

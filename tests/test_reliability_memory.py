@@ -226,6 +226,7 @@ def test_a_large_network_gets_kron_lbfgs_and_no_refits(monkeypatch):
     clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
     small = (clf.solver_, clf.hessian_structure_, len(clf.alpha_history_) > 1)
     assert small == ("newton-cg", "full", True)
+    assert clf.gradient_history_[-1] <= 1e-6  # tol="auto" is 1e-6 there
     # 30 rows x 3 logits x 31^2 multiply-adds: one fewer is over the limit.
     monkeypatch.setattr(memory_module, "AUTO_FULL_WORK", 30 * 3 * 31**2 - 1)
     with warnings.catch_warnings():
@@ -234,6 +235,13 @@ def test_a_large_network_gets_kron_lbfgs_and_no_refits(monkeypatch):
     assert (clf.solver_, clf.hessian_structure_) == ("lbfgs", "kron")
     assert clf.alpha_ == 1.0 and clf.alpha_history_ == []  # no refits
     assert clf.prior_precision_scale_path_["scales"].size > 1  # evidence path
+    # tol="auto" is MLPClassifier's 1e-4 there (1e-6 would run on).
+    explicit = dict(solver="lbfgs", hessian_structure="kron", random_state=0)
+    for tol, same in [(1e-4, True), (1e-6, False)]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            other = LaplaceMLPClassifier((4,), tol=tol, **explicit).fit(X, y)
+        assert np.array_equal(other.coefs_[0], clf.coefs_[0]) == same
     # An explicit choice is kept whatever the size.
     clf = LaplaceMLPClassifier(
         (4,), solver="newton-cg", hessian_structure="full", random_state=0
