@@ -262,7 +262,7 @@ def minimize_lbfgs(objective, theta, tol, max_iter, verbose=0):
         warnings.warn(
             f"L-BFGS did not converge after {result.nit} iterations "
             f"(scaled gradient {gradient_norm:.3g} > tol={tol:g}; {result.message}). "
-            "Increase max_iter, standardise the features, or use solver='newton'.",
+            "Increase max_iter, standardise the features, or try solver='newton-cg'.",
             ConvergenceWarning,
             stacklevel=3,
         )
