@@ -47,7 +47,9 @@ root_doc = "index"
 
 # -- API reference -----------------------------------------------------------
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": False}
+# No "inherited-members" default: a non-string default would override the
+# option the estimator's template sets (autosummary/estimator.rst).
+autodoc_default_options = {"members": True}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False

@@ -1,0 +1,227 @@
+"""What a fitted LaplaceMLPClassifier answers: predictions and the evidence.
+
+:class:`FittedLaplaceMixin` holds the estimator's methods that only read
+its fitted attributes (``coefs_``, ``intercepts_``, ``posterior_``,
+``classes_``, ...): the class probabilities and decisions, the Gaussian
+over the logits, the log evidence at another prior, and the warm-start
+state. None of them writes to the estimator, so several threads may call
+the public ones at once.
+"""
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from sklaplace._backend import get_namespace, resolve_backend, to_numpy
+from sklaplace._evidence import log_evidence_at_prior
+from sklaplace._likelihood import likelihood_for
+from sklaplace._network import ParamLayout
+from sklaplace._predictive import (
+    latent_gaussian,
+    moderated_logits,
+    predictive_rows_per_chunk,
+)
+from sklaplace._residual import residual_variance
+from sklaplace._validation import check_finite_rows
+
+__all__ = ["FittedLaplaceMixin"]
+
+
+class FittedLaplaceMixin:
+    """Prediction and evidence methods of :class:`~sklaplace.LaplaceMLPClassifier`.
+
+    A mixin: it reads the attributes ``fit`` sets and the parameters
+    ``backend``, ``activation``, ``link_approx``, ``n_mc_samples`` and
+    ``warm_start``, and sets nothing.
+    """
+
+    def _initial_state(self, layout, classes, rng):
+        """Return the starting ``theta`` and the parameters held at zero (or ``None``).
+
+        The fitted MAP when ``warm_start`` is set and a warm start applies:
+        it needs the same network AND the same classes (otherwise the old
+        logits would belong to other labels). It keeps an earlier pruning:
+        the pruned weights stay zero and only the others re-train. Otherwise
+        a Glorot initialisation from ``rng``.
+        """
+        if self.warm_start and hasattr(self, "coefs_"):
+            same_classes = np.array_equal(self.classes_, classes)
+            if same_classes and self._layout().layer_sizes == layout.layer_sizes:
+                theta = layout.pack(np, self.coefs_, self.intercepts_)
+                return theta, getattr(self, "pruned_mask_", None)
+        return layout.glorot_init(rng), None
+
+    def log_marginal_likelihood(self, alpha=None, bias_prior_precision=None):
+        """Laplace log evidence at other prior precisions, at the fitted MAP.
+
+        No refit: the MAP and the data part of the posterior precision are
+        kept, and only the prior changes (``P = P_data + A``). The default
+        arguments give ``log_marginal_likelihood_``, the evidence at the MAP's
+        own prior (not at ``prior_precision_scale_`` times it). This is the
+        quantity MacKay's updates make stationary; use it to plot the
+        evidence against ``alpha``.
+
+        Parameters
+        ----------
+        alpha : float or array-like of shape (n_layers,) or (n_params,), default=None
+            Weight precision; ``None`` keeps the fitted one.
+        bias_prior_precision : float or array-like of shape (n_layers,), default=None
+            Bias precision; ``None`` keeps the fitted one.
+
+        Returns
+        -------
+        log_evidence : float
+            ``-inf`` if the posterior precision is not positive definite there.
+        """
+        check_is_fitted(self)
+        if self.log_likelihood_ is None:
+            raise ValueError(
+                "The log evidence of a pruned estimator is not available: it needs "
+                "the training data. Refit with warm_start=True (it re-trains the "
+                "kept weights and keeps the pruned ones at zero) to get it."
+            )
+        layout = self._layout()
+        return log_evidence_at_prior(
+            layout,
+            layout.pack(np, self.coefs_, self.intercepts_),
+            self.log_likelihood_,
+            self.prior_precision_,
+            self.posterior_,
+            self.prior_precision_scale_,  # posterior_'s prior is scaled
+            alpha,
+            bias_prior_precision,
+            getattr(self, "pruned_mask_", None),
+        )
+
+    def _predict_namespace(self):
+        # A model fitted on a GPU still predicts on a machine without CuPy.
+        try:
+            return resolve_backend(self.backend)
+        except ImportError:
+            return get_namespace(np.empty(0))
+
+    def _layout(self):
+        return ParamLayout(
+            [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
+        )
+
+    def _latent(self, X):
+        """Logit mean and covariance in the prediction namespace, in row batches."""
+        xp = self._predict_namespace()
+        layout = self._layout()
+        theta = layout.pack(
+            xp,
+            [xp.asarray(c) for c in self.coefs_],
+            [xp.asarray(b) for b in self.intercepts_],
+        )
+        mask = getattr(self, "pruned_mask_", None)
+        keep = None if mask is None else xp.asarray((~mask).astype(np.float64))
+        mean, cov = latent_gaussian(
+            xp, layout, theta, self.activation, self.posterior_, X, keep
+        )
+        residual = residual_variance(self.data_envelope_, self.residual_variance_, X)
+        eye = xp.eye(layout.n_outputs, dtype=cov.dtype)
+        cov = cov + xp.asarray(residual)[:, None, None] * eye
+        check_finite_rows(xp, "logits or their covariance", mean, cov)
+        return xp, mean, cov
+
+    def latent_mean_and_variance(self, X):
+        """Mean and covariance of the logits under the linearised posterior.
+
+        The epistemic uncertainty itself: ``mean = f(x, theta_map)`` and
+        ``cov = J P^{-1} J' + v(x) I`` with ``J`` the logit Jacobian at ``x``
+        and ``v(x)`` the residual variance beyond the training data (0
+        within it; see ``residual_variance``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        mean : ndarray of shape (n_samples, ``n_outputs_``)
+            Logits at the MAP (one column for two classes).
+        cov : ndarray of shape (n_samples, ``n_outputs_``, ``n_outputs_``)
+            Covariance of the logits.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        _, mean, cov = self._latent(X)
+        return to_numpy(mean), to_numpy(cov)
+
+    def _moderated_logits(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        rows = predictive_rows_per_chunk(
+            self.link_approx, self.n_outputs_, self.n_mc_samples
+        )
+        xp, mean, cov = self._latent(X)
+        logits = moderated_logits(
+            xp, mean, cov, self.link_approx, self.n_mc_samples, self._mc_seed, rows
+        )
+        check_finite_rows(xp, "moderated logits", logits)
+        return xp, logits
+
+    def predict_proba(self, X):
+        """Class probabilities under the Laplace predictive.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to 1; columns follow ``classes_``.
+        """
+        xp, logits = self._moderated_logits(X)
+        return to_numpy(likelihood_for(self.classes_.shape[0]).proba(xp, logits))
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed stably.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        xp, logits = self._moderated_logits(X)
+        return to_numpy(likelihood_for(self.classes_.shape[0]).log_proba(xp, logits))
+
+    def decision_function(self, X):
+        """Moderated logits: ranks exactly like :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            For two classes, the moderated logit of ``classes_[1]``; for K
+            classes, the moderated logits whose softmax is ``predict_proba``.
+        """
+        _, logits = self._moderated_logits(X)
+        logits = to_numpy(logits)
+        return logits[:, 0] if logits.shape[1] == 1 else logits
+
+    def predict(self, X):
+        """Bayes decision: ``classes_[argmax(predict_proba(X))]``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
