@@ -25,7 +25,7 @@ from sklaplace._network import ParamLayout, forward
 from sklaplace._predictive import PREDICTIVES
 from sklaplace._prior_scale import resolve_tuning
 from sklaplace._residual import fit_residual
-from sklaplace._solvers import SOLVERS, resolve_solver
+from sklaplace._solvers import SOLVERS
 from sklaplace._validation import hidden_sizes, validate_fit_data
 
 __all__ = ["LaplaceMLPClassifier"]
@@ -76,9 +76,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         0.01% (at most 50 refits; alphas are kept in ``[1e-6, 1e6]``).
         ``"evidence_per_layer"`` tunes one value per layer the same way; it
         can run into a degenerate maximum (a warning says so). ``"auto"``
-        is ``"evidence"`` for a network whose full posterior fits
-        ``hessian_structure="auto"``'s budget (about 4,700 parameters) and
-        1.0 beyond, where every refit is costly; ``alpha_`` says which.
+        is ``"evidence"`` for a small network (see ``hessian_structure``)
+        and 1.0 beyond, where every refit is costly; ``alpha_`` says which.
     bias_prior_precision : float or array-like of shape (n_layers,), default=1.0
         Prior precision of the biases. Values must be in the range
         ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden
@@ -96,12 +95,17 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         with Levenberg-Marquardt damping (``O(n_params^3)`` time and five
         ``n_params x n_params`` matrices per iteration). ``"lbfgs"``:
         SciPy's L-BFGS-B on the value and gradient. ``"auto"`` is
-        ``"newton-cg"`` for every network (``solver_`` says which): it was
-        faster than dense Newton wherever a dense iteration costs more than
-        a few milliseconds, reaches tight tolerances that L-BFGS does not
-        (see the benchmark report), and, unlike the other two, reaches the
-        same MAP for integer sample weights and repeated rows on ReLU
-        networks whose MAP lies on a kink.
+        ``"newton-cg"`` for a small network (see ``hessian_structure``): it
+        was faster than dense Newton wherever a dense iteration costs more
+        than a few milliseconds, reaches tight tolerances that L-BFGS does
+        not (see the benchmark report), and, unlike the other two, reaches
+        the same MAP for integer sample weights and repeated rows on ReLU
+        networks whose MAP lies on a kink. Beyond, ``"auto"`` is
+        ``"lbfgs"``: far from the mode of a large network Newton-CG's trust
+        region stays small, and it took ten times ``MLPClassifier``'s time
+        where L-BFGS's ``max_iter`` iterations take about as long as
+        ``MLPClassifier``'s (which stop, and warn, at the same
+        ``max_iter``). ``solver_`` says which.
     hessian : {"ggn", "exact"}, default="ggn"
         Curvature of the posterior precision: the generalised Gauss-Newton
         (always positive definite) or the exact Hessian (falls back to the
@@ -111,10 +115,14 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Structure of the posterior precision: the full matrix, Kronecker
         factors per layer (KFAC of the GGN, with the prior added exactly; no
         ``n_params x n_params`` matrix), or its diagonal only. ``"auto"``
-        is ``"full"`` while the full posterior's dense matrices take at most
-        1 GiB (about 4,700 parameters with ``prior_precision_scale="cv"``,
-        5,800 otherwise) and ``"kron"`` beyond; ``hessian_structure_`` says
-        which. ``"kron"`` uses the GGN whatever ``hessian`` says.
+        is ``"full"`` for a *small* network and ``"kron"`` beyond;
+        ``hessian_structure_`` says which. Small: the full posterior's
+        dense matrices take at most 1 GiB (about 4,700 parameters with
+        ``prior_precision_scale="cv"``, 5,800 otherwise) and building its
+        curvature at most 1e11 multiply-adds (``n_samples * n_classes *
+        n_params**2``, one logit for two classes: e.g. 10,000 rows of a
+        3,000-parameter binary network). ``"kron"`` uses the GGN whatever
+        ``hessian`` says.
     subset_of_weights : {"all", "last_layer"}, default="all"
         Parameters with a posterior: all of them, or the last layer only
         (the exact Laplace of the last layer given the MAP network's
@@ -147,9 +155,14 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Draws for ``link_approx="mc"``. Values must be in the range ``[1, inf)``.
     max_iter : int, default=200
         Maximum solver iterations. Values must be in the range ``[1, inf)``.
-    tol : float, default=1e-6
-        Tolerance on the scaled gradient ``max|dL/dtheta| / sum(sample_weight)``.
-        Values must be in the range ``(0.0, inf)``.
+    tol : float or "auto", default="auto"
+        Tolerance on the scaled gradient ``max|dL/dtheta| / sum(sample_weight)``
+        (the gradient of the per-sample average objective). Values must be in
+        the range ``(0.0, inf)``. ``"auto"`` is 1e-6 for a small network (see
+        ``hessian_structure``), a tight mode for the exact posterior, and
+        1e-4 beyond: ``MLPClassifier``'s default, which its L-BFGS applies
+        to the same quantity (``gtol``), so a large network stops where
+        ``MLPClassifier`` would.
     warm_start : bool, default=False
         Start the solver from the previous MAP when the architecture and the
         classes match. The MAP moves by a few Newton steps after a small
@@ -303,7 +316,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         "link_approx": [StrOptions(set(PREDICTIVES))],
         "n_mc_samples": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="neither")],
+        "tol": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "warm_start": ["boolean"],
         "backend": [StrOptions(set(BACKENDS))],
         "random_state": ["random_state"],
@@ -326,7 +339,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         link_approx="probit",
         n_mc_samples=1000,
         max_iter=200,
-        tol=1e-6,
+        tol="auto",
         warm_start=False,
         backend="numpy",
         random_state=None,
@@ -402,9 +415,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
                 likelihood.n_outputs(classes.shape[0]),
             )
         )
-        params = resolved_params(
-            self, layout, solver=resolve_solver(self.solver), tune=resolve_tuning
-        )
+        params = resolved_params(self, layout, X.shape[0], tune=resolve_tuning)
         config = FitConfig.from_params(params)
         xp = resolve_backend(self.backend)
         rng = check_random_state(self.random_state)
