@@ -3,12 +3,20 @@
 import numpy as np
 import pytest
 import scipy.stats
+from threadpoolctl import threadpool_limits
 
 from sklaplace._backend import get_namespace
 from sklaplace._likelihood import likelihood_for
 from sklaplace._network import ParamLayout
 from sklaplace._objective import NegLogPosterior
 from sklaplace._prior import prior_precision_vector
+
+# One BLAS thread for the whole session, as the docs build has (docs/conf.py):
+# the suite's networks are tiny, so its BLAS calls are many and small, and a
+# second thread spends more time synchronising than computing, the more so on
+# a shared machine: tests/test_common.py on 2 cores another process kept busy
+# took 998 s with OpenBLAS's 2 threads, 97 s with 1. No test depends on them.
+_BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
 
 ACTIVATION_NAMES = ["identity", "logistic", "tanh", "relu", "softplus"]
 HIDDEN = [(), (4,), (4, 3)]

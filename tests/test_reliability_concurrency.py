@@ -139,11 +139,18 @@ CHANGES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def pruned_on_other_data():
+    """A fitted, then pruned, estimator on other data (copied by each test)."""
+    fitted = LaplaceMLPClassifier(**PARAMS).fit(X_OTHER, Y_OTHER)
+    return prune(fitted, 0.3)  # a refit must also drop the pruning
+
+
 @pytest.mark.parametrize("change", CHANGES, ids=[str(c) for c in CHANGES])
-def test_refit_with_other_parameters_equals_a_fresh_fit(change):
+def test_refit_with_other_parameters_equals_a_fresh_fit(change, pruned_on_other_data):
     fresh = clone(LaplaceMLPClassifier(**PARAMS)).set_params(**change).fit(X, Y)
-    refit = LaplaceMLPClassifier(**PARAMS).fit(X_OTHER, Y_OTHER)
-    refit = prune(refit, 0.3)  # a refit must also drop the pruning
+    refit = copy.deepcopy(pruned_on_other_data)
+    assert hasattr(refit, "pruned_mask_")
     refit.set_params(**change).fit(X, Y)
     assert not hasattr(refit, "pruned_mask_")
     assert vars(refit).keys() == vars(fresh).keys()
