@@ -121,7 +121,7 @@ ratio = np.diag(np.linalg.inv(P_exact)) / np.diag(np.linalg.inv(P_ggn))
 print("posterior variance, exact / GGN:")
 for name, value in zip(names, ratio):
     print(f"  {name:8s} {value:.2f}")
-np.testing.assert_allclose(np.diag(P_ggn), -H["diag"], rtol=1e-12)
+np.testing.assert_allclose(np.diag(P_ggn), -H["ggn_diag"], rtol=1e-12)
 
 # %%
 # Spectra and positive definiteness
@@ -134,7 +134,7 @@ np.testing.assert_allclose(np.diag(P_ggn), -H["diag"], rtol=1e-12)
 eig = {
     "exact": np.linalg.eigvalsh(P_exact),
     "GGN": np.linalg.eigvalsh(P_ggn),
-    "diag": np.sort(-H["diag"]),
+    "diag": np.sort(-H["ggn_diag"]),
 }
 for kind, values in eig.items():
     print(f"{kind:>5}: smallest eigenvalue {values[0]:.4f}, largest {values[-1]:.1f}")
