@@ -246,6 +246,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Solver iterations (Newton-CG: outer iterations, one CG solve each).
     solver_ : str
         The solver used: ``solver``, or what ``"auto"`` chose.
+    tol_ : float
+        The tolerance used: ``tol``, or what ``"auto"`` chose.
     n_hessian_products_ : int
         Hessian-vector products taken by ``"newton-cg"`` (0 for the other
         solvers), summed like ``n_iter_``.
@@ -471,6 +473,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         self.loss_ = fit.result.loss / float(np.sum(sample_weight))
         self.n_iter_ = sum(r.result.n_iter for r in refits)
         self.solver_ = config.solver
+        self.tol_ = config.tol
         self.n_hessian_products_ = sum(r.result.n_hessian_products for r in refits)
         self.gradient_history_ = [g for r in refits for g in r.result.gradient_history]
         self._mc_seed = mc_seed

@@ -92,7 +92,7 @@ CV_HELD_DENSE_MATRICES = {"full": 2}
 
 _MEMORY_ADVICE = (
     "Use hessian_structure='kron' or 'diag' with solver='lbfgs' in "
-    "LaplaceMLPClassifier (kind='diag' in log_posterior_hessian), or a smaller "
+    "LaplaceMLPClassifier (kind='ggn_diag' in log_posterior_hessian), or a smaller "
     "network."
 )
 

@@ -136,4 +136,4 @@ def test_shapes_and_counts(fitted):
     assert clf.n_features_in_ == 3 and clf.n_outputs_ == 1
     np.testing.assert_array_equal(clf.classes_, [0, 1])
     assert clf.n_iter_ >= len(clf.alpha_history_) >= 2
-    assert clf.gradient_history_[-1] <= clf.tol
+    assert clf.tol_ == 1e-12 and clf.gradient_history_[-1] <= clf.tol_

@@ -206,7 +206,7 @@ def test_warm_start_resumes_from_the_previous_map():
     weights[:10] = 2.0
     clf.fit(X, y, sample_weight=weights)
     assert 0 < clf.n_iter_ < cold_iterations
-    assert clf.gradient_history_[-1] <= clf.tol
+    assert clf.gradient_history_[-1] <= clf.tol_
 
 
 def test_masked_refit_keeps_pruned_weights_at_zero():

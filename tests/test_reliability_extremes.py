@@ -48,7 +48,7 @@ def _fit(X, y, **params):
 
 def _assert_honest(clf, categories):
     """Converged, or said it did not; evidence and parameters finite."""
-    if clf.gradient_history_[-1] > clf.tol:
+    if clf.gradient_history_[-1] > clf.tol_:
         assert ConvergenceWarning in categories
     assert np.isfinite(clf.log_marginal_likelihood_)
     for array in clf.coefs_ + clf.intercepts_:

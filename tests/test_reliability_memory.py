@@ -112,7 +112,7 @@ def test_curvature_engine_checks_before_allocating(tiny_limit):
     coefs = [np.zeros((3, 4)), np.zeros((4, 1))]
     intercepts = [np.zeros(4), np.zeros(1)]
     X, y = RNG.normal(size=(5, 3)), np.arange(5) % 2
-    with pytest.raises(MemoryLimitError, match="kind='diag'"):
+    with pytest.raises(MemoryLimitError, match="kind='ggn_diag'"):
         log_posterior_hessian(coefs, intercepts, X, y, kind="ggn")
     diagonal = log_posterior_hessian(coefs, intercepts, X, y, kind="ggn_diag")
     assert diagonal.shape == (21,)
@@ -226,7 +226,7 @@ def test_a_large_network_gets_kron_lbfgs_and_no_refits(monkeypatch):
     clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
     small = (clf.solver_, clf.hessian_structure_, len(clf.alpha_history_) > 1)
     assert small == ("newton-cg", "full", True)
-    assert clf.gradient_history_[-1] <= 1e-6  # tol="auto" is 1e-6 there
+    assert clf.tol_ == 1e-6 and clf.gradient_history_[-1] <= 1e-6  # tol="auto"
     # 30 rows x 3 logits x 31^2 multiply-adds: one fewer is over the limit.
     monkeypatch.setattr(memory_module, "AUTO_FULL_WORK", 30 * 3 * 31**2 - 1)
     with warnings.catch_warnings():
@@ -236,6 +236,7 @@ def test_a_large_network_gets_kron_lbfgs_and_no_refits(monkeypatch):
     assert clf.alpha_ == 1.0 and clf.alpha_history_ == []  # no refits
     assert clf.prior_precision_scale_path_["scales"].size > 1  # evidence path
     # tol="auto" is MLPClassifier's 1e-4 there (1e-6 would run on).
+    assert clf.tol_ == 1e-4
     explicit = dict(solver="lbfgs", hessian_structure="kron", random_state=0)
     for tol, same in [(1e-4, True), (1e-6, False)]:
         with warnings.catch_warnings():

@@ -140,7 +140,7 @@ def test_full_ggn_posterior_factor_is_a_cholesky_factor(problem):
 
 
 def _converged(clf):
-    return clf.gradient_history_[-1] <= clf.tol
+    return clf.gradient_history_[-1] <= clf.tol_
 
 
 def _degraded(caught):
