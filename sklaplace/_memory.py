@@ -202,7 +202,9 @@ def is_small(n_params, n_samples, n_outputs, prior_precision_scale="cv"):
     ----------
     n_params : int
     n_samples : int
-        Training rows.
+        Training rows (rows, not their weights: the rule is about cost, so
+        integer weights and the repeated rows they stand for fall on
+        different sides only for a network at the boundary).
     n_outputs : int
         Logits per row.
     prior_precision_scale : float or str, default="cv"
