@@ -118,11 +118,11 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         is ``"full"`` for a *small* network and ``"kron"`` beyond;
         ``hessian_structure_`` says which. Small: the full posterior's
         dense matrices take at most 1 GiB (about 4,700 parameters with
-        ``prior_precision_scale="cv"``, 5,800 otherwise) and building its
+        ``prior_precision_scale="cv"``, 5,800 otherwise), building its
         curvature at most 1e11 multiply-adds (``n_samples * n_classes *
-        n_params**2``, one logit for two classes: e.g. 10,000 rows of a
-        3,000-parameter binary network). ``"kron"`` uses the GGN whatever
-        ``hessian`` says.
+        n_params**2``, one logit for two classes) and one gradient at most
+        5e6 (``n_samples * n_params``: e.g. 2,000 rows of a 2,201-parameter
+        network). ``"kron"`` uses the GGN whatever ``hessian`` says.
     subset_of_weights : {"all", "last_layer"}, default="all"
         Parameters with a posterior: all of them, or the last layer only
         (the exact Laplace of the last layer given the MAP network's

@@ -17,7 +17,8 @@ or by swapping:
 
 The ``"auto"`` settings follow one predicate, :func:`is_small`: a network
 whose full posterior fits ``AUTO_FULL_BUDGET`` bytes and costs at most
-``AUTO_FULL_WORK`` multiply-adds to build is *small*. A small network gets
+``AUTO_FULL_WORK`` multiply-adds to build, and whose gradient costs at most
+``AUTO_GRADIENT_WORK``, is *small*. A small network gets
 the full posterior (:func:`resolve_structure`), Newton-CG to a tight MAP
 (:func:`resolve_solver`, :func:`resolve_tol`) and the tuning by refits
 (:func:`~sklaplace._prior_scale.resolve_tuning`); a larger one gets the
@@ -34,6 +35,7 @@ from sklaplace.exceptions import MemoryLimitError
 __all__ = [
     "AUTO_FULL_BUDGET",
     "AUTO_FULL_WORK",
+    "AUTO_GRADIENT_WORK",
     "DEFAULT_MEMORY_BUDGET",
     "DENSE_MEMORY_LIMIT",
     "FIT_MEMORY_LIMIT",
@@ -70,6 +72,14 @@ AUTO_FULL_BUDGET = 2**30
 #: parameters) the full posterior took ~20 s where ``MLPClassifier``'s whole
 #: fit took 2 s.
 AUTO_FULL_WORK = 1e11
+
+#: ... and while one gradient takes at most this many multiply-adds
+#: (``n_samples * n_params``): a small network's default fit takes thousands
+#: of gradients and Hessian-vector products (Newton-CG to 1e-6, then about
+#: 12 refits for the tuning). Measured: at 4.4e7 (20,000 rows, 2,201
+#: parameters) one Newton-CG MAP took 73 s and the tuned fit did not finish
+#: in 10 minutes where ``MLPClassifier`` took 10 s; digits (1.5e6) takes 8 s.
+AUTO_GRADIENT_WORK = 5e6
 
 #: ``n_params x n_params`` matrices each solver holds at once: Newton's exact
 #: Hessian (its terms are built in blocks of about its own size), ``H + mu I``
@@ -194,9 +204,10 @@ def is_small(n_params, n_samples, n_outputs, prior_precision_scale="cv"):
 
     Small: the full posterior's dense matrices (built, and while the prior
     scale is chosen: :func:`dense_matrices_at_peak` without a dense solver)
-    take at most ``AUTO_FULL_BUDGET`` bytes *and* building its curvature,
+    take at most ``AUTO_FULL_BUDGET`` bytes, building its curvature,
     ``n_samples * n_outputs * n_params**2`` multiply-adds, at most
-    ``AUTO_FULL_WORK``.
+    ``AUTO_FULL_WORK``, and one gradient, ``n_samples * n_params``, at most
+    ``AUTO_GRADIENT_WORK``.
 
     Parameters
     ----------
@@ -212,7 +223,8 @@ def is_small(n_params, n_samples, n_outputs, prior_precision_scale="cv"):
     """
     count = dense_matrices_at_peak(None, "full", prior_precision_scale)
     fits = count * 8 * n_params**2 <= AUTO_FULL_BUDGET
-    return fits and n_samples * n_outputs * n_params**2 <= AUTO_FULL_WORK
+    cheap = n_samples * n_params <= AUTO_GRADIENT_WORK
+    return fits and cheap and n_samples * n_outputs * n_params**2 <= AUTO_FULL_WORK
 
 
 def resolve_structure(hessian_structure, small):
