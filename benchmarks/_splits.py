@@ -1,5 +1,6 @@
-"""The train/test splits the benchmark scripts share."""
+"""The train/test splits and data sets the benchmark scripts share."""
 
+from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
@@ -16,3 +17,32 @@ def standardised_split(X, y, seed):
     )
     scaler = StandardScaler().fit(X_train)
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
+
+
+def image_scale_problem():
+    """Issue 13's 784-feature problem: 20,000 train and 5,000 test rows.
+
+    ``make_classification(n_samples=25000, n_features=784, n_informative=60,
+    n_redundant=100, n_classes=10, n_clusters_per_class=2, random_state=0)``,
+    standardised with the training rows' scaler.
+
+    Returns
+    -------
+    X_train, X_test, y_train, y_test : ndarray
+    """
+    X, y = make_classification(
+        n_samples=25000,
+        n_features=784,
+        n_informative=60,
+        n_redundant=100,
+        n_classes=10,
+        n_clusters_per_class=2,
+        random_state=0,
+    )
+    scaler = StandardScaler().fit(X[:20000])
+    return (
+        scaler.transform(X[:20000]),
+        scaler.transform(X[20000:]),
+        y[:20000],
+        y[20000:],
+    )

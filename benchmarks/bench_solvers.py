@@ -32,8 +32,10 @@ Parts:
 """
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import (
@@ -48,6 +50,9 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _splits import image_scale_problem  # noqa: E402
 
 HEADER = (
     "| problem | solver | converged | iterations to 1e-8 x initial gradient | "
@@ -121,16 +126,7 @@ def part_mid(newton_cap):
 def part_big(caps):
     print("\n== big: 20,000 x 784, 10 classes, hidden (100,), W=79510, tol=1e-6\n")
     print(HEADER)
-    X, y = make_classification(
-        n_samples=25000,
-        n_features=784,
-        n_informative=60,
-        n_redundant=100,
-        n_classes=10,
-        n_clusters_per_class=2,
-        random_state=0,
-    )
-    X, y = _standardised(X[:20000], y[:20000])
+    X, _, y, _ = image_scale_problem()
     for solver, max_iter in zip(("newton-cg", "lbfgs"), caps):
         _fit("784 features (100,)", X, y, (100,), solver, 1e-6, max_iter)
 

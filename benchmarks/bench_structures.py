@@ -42,14 +42,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_digits, make_classification
+from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.neural_network import MLPClassifier
-from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _splits import standardised_split  # noqa: E402
+from _splits import image_scale_problem, standardised_split  # noqa: E402
 
 from sklaplace import LaplaceMLPClassifier  # noqa: E402
 from sklaplace._curvature import kron_factors  # noqa: E402
@@ -62,25 +61,6 @@ from sklaplace._prior_scale import PRIOR_SCALE_GRID, ScaledPriorFamily  # noqa: 
 from sklaplace.exceptions import MemoryLimitError  # noqa: E402
 
 GIB = 2**30
-
-
-def _big_problem():
-    X, y = make_classification(
-        n_samples=25000,
-        n_features=784,
-        n_informative=60,
-        n_redundant=100,
-        n_classes=10,
-        n_clusters_per_class=2,
-        random_state=0,
-    )
-    scaler = StandardScaler().fit(X[:20000])
-    return (
-        scaler.transform(X[:20000]),
-        scaler.transform(X[20000:]),
-        y[:20000],
-        y[20000:],
-    )
 
 
 def _peak_rss():
@@ -104,7 +84,7 @@ def _models():
 
 def run_one(name):
     """Fit and predict one model of the ``scale`` part; print one JSON line."""
-    X_train, X_test, y_train, y_test = _big_problem()
+    X_train, X_test, y_train, y_test = image_scale_problem()
     model = _models()[name]()
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -171,7 +151,7 @@ def _timed(func, repeats=3):
 
 def part_curvature():
     print("== curvature: KFAC factors vs one gradient, W = 79,510, N = 20,000")
-    X, _, y, _ = _big_problem()
+    X, _, y, _ = image_scale_problem()
     layout = ParamLayout((784, 100, 10))
     rng = np.random.RandomState(0)
     theta = layout.glorot_init(rng)
