@@ -215,8 +215,15 @@ def jacobian_factor(xp, layout, theta, fwd, cotangents):
     return xp.concat(blocks, axis=2)
 
 
-def jvp(xp, layout, theta, fwd, v):
+def jvp(xp, layout, theta, fwd, v, inputs=None):
     """Pearlmutter's R-operator, forward: ``R{z_i}`` for every layer.
+
+    Parameters
+    ----------
+    inputs : list of arrays, default=None
+        ``with_ones(fwd.acts[i])`` for every layer, when already formed (an
+        operator applied many times at one ``theta`` forms them once, so
+        that each layer's bias enters its matrix product).
 
     Returns
     -------
@@ -224,10 +231,12 @@ def jvp(xp, layout, theta, fwd, v):
         ``r_pre[i]`` is the directional derivative of ``z_i`` along ``v``, of
         shape ``(n_samples, fan_out_i)``; ``r_pre[-1] = J v``.
     """
+    if inputs is None:
+        inputs = [with_ones(xp, a) for a in fwd.acts]
     weights, directions = layout.layers(xp, theta), layout.layers(xp, v)
     r_pre, r_act = [], None
     for i, (Wb, Vb) in enumerate(zip(weights, directions)):
-        r_z = fwd.acts[i] @ Vb[:-1, :] + Vb[-1, :]
+        r_z = inputs[i] @ Vb
         if r_act is not None:
             r_z = r_z + r_act @ Wb[:-1, :]
         r_pre.append(r_z)
@@ -237,7 +246,16 @@ def jvp(xp, layout, theta, fwd, v):
 
 
 def second_order_backprop(
-    xp, layout, theta, v, fwd, deltas, r_pre, r_out, second_derivative_terms
+    xp,
+    layout,
+    theta,
+    v,
+    fwd,
+    deltas,
+    r_pre,
+    r_out,
+    second_derivative_terms,
+    inputs=None,
 ):
     """Pearlmutter's R-operator, backward: ``R{dL/dtheta}`` along ``v``.
 
@@ -253,28 +271,26 @@ def second_order_backprop(
         ``phi''(z_i) * (delta_{i+1} @ W_{i+1}.T)`` per hidden layer. ``None``
         gives the Gauss-Newton product ``J' Lambda J v``; a list gives the
         exact Hessian product (Pearlmutter 1994, eqs. for R{backprop}).
+    inputs : list of arrays, default=None
+        ``with_ones(fwd.acts[i])``, as in :func:`jvp`.
 
     Returns
     -------
     Hv : array of shape (n_params,)
         Likelihood part of the Hessian-vector product (no prior).
     """
+    if inputs is None:
+        inputs = [with_ones(xp, a) for a in fwd.acts]
     exact = second_derivative_terms is not None
     weights, directions = layout.layers(xp, theta), layout.layers(xp, v)
     r_delta, blocks = r_out, []
     for i in range(layout.n_layers - 1, -1, -1):
-        block = _layer_gradient(xp, fwd.acts[i], r_delta)
+        block = inputs[i].T @ r_delta  # [a' R{delta}; sum R{delta}]
         if exact and i > 0:
-            # The layer's input moves along v too: R{a_i}' delta_i.
+            # The layer's input moves along v too: R{a_i}' delta_i (no bias row).
             r_act = fwd.slopes[i - 1] * r_pre[i - 1]
-            extra = xp.concat(
-                [
-                    r_act.T @ deltas[i],
-                    xp.zeros((1, deltas[i].shape[1]), dtype=block.dtype),
-                ]
-            )
-            block = block + xp.reshape(extra, (-1,))
-        blocks.append(block)
+            block[:-1, :] = block[:-1, :] + r_act.T @ deltas[i]
+        blocks.append(xp.reshape(block, (-1,)))
         if i == 0:
             break
         r_back = r_delta @ weights[i][:-1, :].T

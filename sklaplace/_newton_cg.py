@@ -169,8 +169,12 @@ class NewtonCGSolver(TrustRegionSolver):
     def update_operator(self):
         """Set ``hessp`` at ``theta``, the preconditioner ``m`` and ``rtol``."""
         obj, xp = self.objective, self.objective.xp
-        self.hessp = hessp_operator(obj, self.theta, "exact")
-        m = self.unit * obj.constrained_curvature(fisher_diagonal(obj, self.theta))
+        # One forward pass (the step's evaluation) and one backward pass of
+        # the residuals serve the products and the preconditioner.
+        backprop = obj.residual_backprop(self.theta, self.forward)
+        self.hessp = hessp_operator(obj, self.theta, "exact", self.forward, backprop)
+        fisher = fisher_diagonal(obj, self.theta, self.forward, backprop[0])
+        m = self.unit * obj.constrained_curvature(fisher)
         # A parameter no row moves and no prior holds (e.g. a dead unit's bias
         # under a flat prior) has m = 0: floor it so that M stays definite.
         self.m = xp.maximum(m, 1e-10 * xp.max(m))

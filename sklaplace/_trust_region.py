@@ -37,11 +37,16 @@ class TrustRegionSolver:
         self.verbose = verbose
 
     def start(self, theta):
-        """Set ``theta``, ``loss_value``, ``gradient(_norm)`` and ``history``."""
+        """Set ``theta``, ``forward``, ``loss_value``, ``gradient(_norm)``, ``history``.
+
+        ``forward`` is the forward pass at ``theta``, kept for the curvature
+        the next iteration builds there.
+        """
         obj = self.objective
         self.theta = theta
         self.scale = float(obj.gradient_scale)
-        self.loss_value, self.gradient = obj.loss_gradient(theta)
+        self.forward = obj.forward(theta)
+        self.loss_value, self.gradient = obj.loss_gradient(theta, self.forward)
         self.loss_value = float(self.loss_value)
         self.gradient_norm = self._scaled_norm(self.gradient)
         self.history = [self.gradient_norm]
@@ -55,10 +60,12 @@ class TrustRegionSolver:
 
         Returns ``(rho, loss, gradient, accept)``: ``rho`` is the actual over
         the predicted decrease, and the step is accepted when ``rho > 1e-4``.
+        Sets ``candidate_forward``, the forward pass at ``candidate``.
         Near the optimum the loss may stop changing in floating point; a step
         is then accepted when the gradient falls.
         """
-        loss, gradient = self.objective.loss_gradient(candidate)
+        self.candidate_forward = self.objective.forward(candidate)
+        loss, gradient = self.objective.loss_gradient(candidate, self.candidate_forward)
         loss = float(loss)
         actual = self.loss_value - loss
         rounding = 16 * np.finfo(np.float64).eps * max(abs(self.loss_value), 1.0)
@@ -70,8 +77,9 @@ class TrustRegionSolver:
         return rho, loss, gradient, accept
 
     def move_to(self, candidate, loss, gradient):
-        """Make ``candidate`` the iterate."""
+        """Make ``candidate`` (the last one evaluated) the iterate."""
         self.theta, self.loss_value, self.gradient = candidate, loss, gradient
+        self.forward = self.candidate_forward
         self.gradient_norm = self._scaled_norm(gradient)
 
     def check_convergence(self):

@@ -11,7 +11,13 @@ from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier, prune
 from sklaplace._backend import to_numpy
-from sklaplace._curvature import exact_hessian, ggn_hessian, hessp_operator
+from sklaplace._curvature import (
+    exact_hessian,
+    fisher_diagonal,
+    ggn_diagonal,
+    ggn_hessian,
+    hessp_operator,
+)
 from sklaplace._newton_cg import steihaug_cg
 from sklaplace._objective import NegLogPosterior
 from sklaplace._solvers import minimize_map
@@ -62,6 +68,49 @@ def test_hessp_operator_equals_the_constrained_dense_matrix(
     V = np.random.RandomState(1).normal(size=(obj.layout.n_params, 3))
     for v in V.T:
         np.testing.assert_allclose(hessp(v), H @ v, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_fisher_diagonal_is_the_weighted_sum_of_squared_row_gradients(n_classes):
+    # Reference: each row's likelihood gradient from a one-row objective with
+    # unit weight and no prior, squared and weighted; rows of weight 0 add
+    # nothing (the preconditioner's 1/s_n must not divide by zero there).
+    obj, theta = make_problem("tanh", n_classes, (4, 3), weighted=True)
+    weight = obj.sample_weight.copy()
+    weight[[2, 7]] = 0.0
+    obj = NegLogPosterior(
+        np,
+        obj.layout,
+        obj.activation,
+        obj.likelihood,
+        obj.X,
+        obj.Y,
+        weight,
+        obj.prior_precision,
+    )
+    expected = obj.prior_precision.copy()
+    no_prior = np.zeros_like(obj.prior_precision)
+    for n in range(obj.n_samples):
+        row = NegLogPosterior(
+            np,
+            obj.layout,
+            obj.activation,
+            obj.likelihood,
+            obj.X[n : n + 1],
+            obj.Y[n : n + 1],
+            np.ones(1),
+            no_prior,
+        )
+        expected += weight[n] * row.loss_gradient(theta)[1] ** 2
+    np.testing.assert_allclose(fisher_diagonal(obj, theta), expected, rtol=1e-12)
+    # The solver's path: the forward pass and the gradient's deltas reused.
+    fwd = obj.forward(theta)
+    deltas, _ = obj.residual_backprop(theta, fwd)
+    np.testing.assert_allclose(
+        fisher_diagonal(obj, theta, fwd, deltas), expected, rtol=1e-12
+    )
+    # Not the GGN diagonal (a plausible mix-up), which differs here.
+    assert not np.allclose(ggn_diagonal(obj, theta), expected, rtol=1e-3)
 
 
 def test_steihaug_cg_solves_inside_and_stops_on_the_boundary():
