@@ -27,6 +27,8 @@ from sklaplace._prior_scale import (
     choose_prior_scale,
     content_folds,
     cv_log_losses,
+    validation_log_losses,
+    validation_rows,
 )
 from sklaplace._solvers import minimize_map
 
@@ -64,8 +66,10 @@ class FitConfig:
         The posterior's structure.
     subset_of_weights : {"all", "last_layer"}
         The weights the posterior covers.
-    prior_precision_scale : float or {"cv", "evidence"}
+    prior_precision_scale : float or {"cv", "evidence", "validation"}
         The posterior's prior scale, or how it is chosen.
+    validation_fraction : float
+        Fraction of the rows held out by ``prior_precision_scale="validation"``.
     link_approx : str
         Predictive approximation (a key of ``PREDICTIVES``), used by the
         held-out choice of the prior scale.
@@ -84,6 +88,7 @@ class FitConfig:
     hessian_structure: str
     subset_of_weights: str
     prior_precision_scale: float | str
+    validation_fraction: float
     link_approx: str
     n_mc_samples: int
 
@@ -203,7 +208,10 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
     likelihood : object
         From :func:`~sklaplace._likelihood.likelihood_for`.
     data : tuple
-        ``(X, y_index, sample_weight)``, validated NumPy arrays.
+        ``(X, y_index, sample_weight)``, validated NumPy arrays. With
+        ``prior_precision_scale="validation"`` the network is fitted on the
+        rows :func:`~sklaplace._prior_scale.validation_rows` does not hold
+        out, and the held-out ones choose the scale.
     theta : array of shape (n_params,)
         Starting point, in ``xp``.
     fixed : ndarray of bool of shape (n_params,) or None
@@ -217,11 +225,19 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
     NetworkFit
     """
     X, y_index, sample_weight = data
+    all_rows = fit_rows = np.arange(X.shape[0])
+    held_out_rows = None
+    if config.prior_precision_scale == "validation":
+        held = validation_rows(X, y_index, config.validation_fraction, seed)
+        # Too few rows to hold any out with weight on both sides: the
+        # evidence chooses instead (choose_prior_scale's fallback).
+        if np.sum(sample_weight[held]) > 0 and np.sum(sample_weight[~held]) > 0:
+            held_out_rows = (X[held], y_index[held], sample_weight[held])
+            fit_rows = np.flatnonzero(~held)
     Y = likelihood.encode(xp, xp.asarray(y_index), layout.n_outputs, xp.float64)
     fixed_xp = None if fixed is None else xp.asarray(fixed)
 
-    def objective(prior, rows=None):
-        rows = np.arange(X.shape[0]) if rows is None else rows
+    def objective(prior, rows):
         return NegLogPosterior(
             xp,
             layout,
@@ -236,13 +252,13 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
 
     refits = []
 
-    def fit_at(alpha, theta):
+    def fit_at(alpha, theta, rows=fit_rows):
         prior = prior_precision_vector(layout, alpha, config.bias_prior_precision)
         if refits:
             # A superseded refit keeps its solver record only: its posterior
             # (a dense n_params x n_params factor) and data copy are freed.
             refits[-1] = refits[-1]._replace(objective=None, posterior=None)
-        refits.append(fit_laplace(config, objective(prior), theta))
+        refits.append(fit_laplace(config, objective(prior, rows), theta))
         return refits[-1]
 
     if not isinstance(config.alpha, str):
@@ -261,30 +277,43 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
         alpha = float(tuning.alpha[0]) if scalar else tuning.alpha
     # (5) the posterior's prior precision, at the fixed MAP
     keep = None if fixed is None else xp.asarray((~fixed).astype(np.float64))
+    link, n_draws = config.link_approx, config.n_mc_samples
+    # Kronecker and last-layer posteriors take J in factored form.
+    accepts = getattr(fit.posterior, "accepts_factored_jacobian", False)
+    factored = keep is None and accepts
 
-    def cv(scales):
-        prior = to_numpy(fit.prior_precision)
-        link, n_draws = config.link_approx, config.n_mc_samples
+    def jacobians(theta, X_out):
+        if factored:
+            return logit_factors(xp, layout, theta, config.activation, X_out)
+        return logit_jacobians(xp, layout, theta, config.activation, X_out, keep)
+
+    def predictive(xp, mean, cov):
         rows = predictive_rows_per_chunk(link, layout.n_outputs, n_draws)
-        # Kronecker and last-layer posteriors take J in factored form.
-        accepts = getattr(fit.posterior, "accepts_factored_jacobian", False)
-        factored = keep is None and accepts
+        return moderated_logits(xp, mean, cov, link, n_draws, seed, rows)
+
+    def held_out(scales):
+        if config.prior_precision_scale == "validation":
+            if held_out_rows is None:
+                return None  # nothing held out: the evidence chooses
+            return validation_log_losses(
+                fit, jacobians, held_out_rows, scales, predictive
+            )
+        prior = to_numpy(fit.prior_precision)
         return cv_log_losses(
             lambda train: fit_laplace(
                 config, objective(prior, np.flatnonzero(train)), fit.theta
             ),
-            lambda theta, X_out: (
-                logit_factors(xp, layout, theta, config.activation, X_out)
-                if factored
-                else logit_jacobians(xp, layout, theta, config.activation, X_out, keep)
-            ),
+            jacobians,
             data,
             content_folds(X, y_index, CV_FOLDS, seed),
             scales,
-            lambda xp, mean, cov: moderated_logits(
-                xp, mean, cov, link, n_draws, seed, rows
-            ),
+            predictive,
         )
 
-    scale = choose_prior_scale(config.prior_precision_scale, fit, cv)
+    scale = choose_prior_scale(config.prior_precision_scale, fit, held_out)
+    if held_out_rows is not None:
+        # (6) with c chosen, refit on every row from the held-out fit's MAP.
+        fit = fit_at(alpha, fit.theta, all_rows)
+        refitted = choose_prior_scale(scale.scale, fit)
+        scale = scale._replace(posterior=refitted.posterior)
     return NetworkFit(fit, alpha, history, gammas, refits, scale)

@@ -9,7 +9,18 @@ prior precision). ``c`` is chosen on a log grid by
 
 * ``"evidence"``: the Laplace log evidence at the fixed MAP;
 * ``"cv"``: the held-out log loss of the predictive, over ``CV_FOLDS`` folds
-  whose MAPs are warm-started from the full-data MAP.
+  whose MAPs are warm-started from the full-data MAP;
+* ``"validation"``: the log loss of the predictive on a held-out fraction
+  of the rows, at the MAP fitted on the others; with ``c`` chosen, one
+  refit on every row starts from that MAP. Used where refits are costly:
+  at the evidence's scale the Kronecker-factored posterior of a large
+  network over-moderated tabular data (test log loss 0.138 against the
+  plug-in MAP's 0.083 on 3,000 rows; the benchmark report has the
+  figures).
+
+``"cv"`` takes the smallest scale within one paired standard error of the
+best (:func:`one_standard_error_choice`); ``"validation"``, whose one split
+has a far wider standard error, the best.
 
 With ``A > 0`` on every free parameter, one eigendecomposition of
 ``A^{-1/2} P_data A^{-1/2} = U diag(lambda) U'`` gives ``log det P(c) =
@@ -43,6 +54,8 @@ __all__ = [
     "resolve_tuning",
     "log_evidence_curve",
     "scaled_posterior",
+    "validation_log_losses",
+    "validation_rows",
 ]
 
 #: Candidate scales ``c``: 49 values from 1e-2 to 1e4, a factor 1.33 apart.
@@ -59,8 +72,8 @@ def resolve_tuning(params, small):
     :func:`~sklaplace._memory.is_small`) tunes both on the data: ``alpha``
     by the evidence (MacKay's refits) and the prior scale on held-out folds
     (``"cv"``). A larger one, where every refit is costly, keeps
-    ``alpha=1.0`` and takes the scale of largest evidence at the fixed MAP
-    (no refit).
+    ``alpha=1.0`` and chooses the scale on held-out validation rows
+    (``"validation"``, no refit).
 
     Parameters
     ----------
@@ -77,7 +90,7 @@ def resolve_tuning(params, small):
     if isinstance(params.alpha, str) and params.alpha == "auto":
         params.alpha = "evidence" if small else 1.0
     if params.prior_precision_scale == "auto":
-        params.prior_precision_scale = "cv" if small else "evidence"
+        params.prior_precision_scale = "cv" if small else "validation"
     return params
 
 
@@ -199,6 +212,18 @@ def log_evidence_curve(log_likelihood, theta_map, family, scales):
     return np.array(curve)
 
 
+def _content_hashes(X, y_index, seed):
+    """Return a keyed 64-bit hash of each row's features and label (uint64)."""
+    key = int(seed).to_bytes(8, "little")
+    X = np.ascontiguousarray(X, dtype=np.float64) + 0.0  # -0.0 hashes as 0.0
+    hashes = np.empty(X.shape[0], dtype=np.uint64)
+    for i, (row, label) in enumerate(zip(X, y_index)):
+        message = row.tobytes() + int(label).to_bytes(8, "little")
+        digest = hashlib.blake2b(message, digest_size=8, key=key).digest()
+        hashes[i] = int.from_bytes(digest, "little")
+    return hashes
+
+
 def content_folds(X, y_index, n_folds, seed):
     """Fold of each row, from a keyed hash of the row's features and label.
 
@@ -207,14 +232,18 @@ def content_folds(X, y_index, n_folds, seed):
     ``k`` copies of it are held out together (sample weights stay
     equivalent to repetitions) and row order does not change the folds.
     """
-    key = int(seed).to_bytes(8, "little")
-    X = np.ascontiguousarray(X, dtype=np.float64) + 0.0  # -0.0 hashes as 0.0
-    folds = np.empty(X.shape[0], dtype=int)
-    for i, (row, label) in enumerate(zip(X, y_index)):
-        message = row.tobytes() + int(label).to_bytes(8, "little")
-        digest = hashlib.blake2b(message, digest_size=8, key=key).digest()
-        folds[i] = int.from_bytes(digest, "little") % n_folds
-    return folds
+    return (_content_hashes(X, y_index, seed) % np.uint64(n_folds)).astype(int)
+
+
+def validation_rows(X, y_index, fraction, seed):
+    """Rows held out for ``prior_precision_scale="validation"`` (boolean mask).
+
+    A row is held out when its keyed content hash, read as a number in
+    ``[0, 1)``, is below ``fraction``: about that fraction of the rows, with
+    the invariances of :func:`content_folds` (copies of a row go together;
+    row order changes nothing).
+    """
+    return _content_hashes(X, y_index, seed) / 2.0**64 < fraction
 
 
 def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive):
@@ -307,6 +336,30 @@ def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive):
     return HeldOutLosses(np.concatenate(losses), np.concatenate(weights))
 
 
+def validation_log_losses(fit, jacobians, held_out, scales, predictive):
+    """Log loss of every held-out row at each prior scale, for one fit.
+
+    Parameters
+    ----------
+    fit : LaplaceFit
+        The MAP and posterior, fitted without the held-out rows.
+    jacobians, scales, predictive
+        As in :func:`cv_log_losses`.
+    held_out : tuple
+        ``(X, y_index, sample_weight)`` of the held-out rows, NumPy arrays.
+
+    Returns
+    -------
+    HeldOutLosses or None
+        ``None`` if the held-out rows have no weight.
+    """
+    X, y_index, weight = held_out
+    if not np.sum(weight) > 0:
+        return None
+    losses = _heldout_log_losses(fit, jacobians, X, y_index, scales, predictive)
+    return HeldOutLosses(losses, weight)
+
+
 class PriorScale(NamedTuple):
     """Outcome of :func:`choose_prior_scale`.
 
@@ -318,8 +371,9 @@ class PriorScale(NamedTuple):
         The posterior with precision ``P_data + c A``.
     path : dict or None
         ``{"scales": grid, "log_marginal_likelihood": curve}`` for
-        ``"evidence"``, ``{"scales": grid, "cv_log_loss": curve}`` for
-        ``"cv"``; ``None`` for a fixed scale.
+        ``"evidence"``, ``{"scales": grid, "cv_log_loss": curve,
+        "cv_standard_error": errors}`` for ``"cv"`` (``validation_`` in place
+        of ``cv_`` for ``"validation"``); ``None`` for a fixed scale.
     """
 
     scale: float
@@ -373,19 +427,20 @@ def one_standard_error_choice(scales, held_out):
     return chosen, standard_error
 
 
-def choose_prior_scale(setting, fit, cv=None, scales=PRIOR_SCALE_GRID):
+def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
     """Choose the posterior's prior scale and build that posterior.
 
     Parameters
     ----------
-    setting : float or {"evidence", "cv"}
+    setting : float or {"evidence", "cv", "validation"}
         A fixed scale, or how to choose one.
     fit : LaplaceFit
-        The full-data MAP and posterior.
-    cv : callable, default=None
-        ``cv(scales) -> HeldOutLosses or None`` (e.g. :func:`cv_log_losses`
-        with its data bound); needed for ``"cv"``. Where it returns ``None``
-        the evidence chooses instead.
+        The MAP and its posterior.
+    held_out : callable, default=None
+        ``held_out(scales) -> HeldOutLosses or None``: the held-out losses
+        of ``"cv"`` (:func:`cv_log_losses` with its data bound) or of
+        ``"validation"`` (:func:`validation_log_losses`). Where it returns
+        ``None`` the evidence chooses instead.
     scales : sequence of float, default=PRIOR_SCALE_GRID
 
     Returns
@@ -402,14 +457,21 @@ def choose_prior_scale(setting, fit, cv=None, scales=PRIOR_SCALE_GRID):
             None,
         )
     scales = np.asarray(scales, dtype=np.float64)
-    held_out = cv(scales) if setting == "cv" else None
-    if held_out is not None:
-        index, standard_error = one_standard_error_choice(scales, held_out)
+    losses = held_out(scales) if setting in ("cv", "validation") else None
+    if losses is not None:
+        if setting == "cv":
+            index, standard_error = one_standard_error_choice(scales, losses)
+        else:
+            # One split of ~10% of the rows: its standard error is wide, and
+            # walking down by it over-moderated (test log loss 0.088 against
+            # the best scale's 0.079 on 3,000 tabular rows): take the best.
+            index = _nearest_one(scales, losses.curve())
+            standard_error = paired_standard_errors(losses, index)[1]
         scale = float(scales[index])
         path = {
             "scales": scales,
-            "cv_log_loss": held_out.curve(),
-            "cv_standard_error": standard_error,
+            f"{setting}_log_loss": losses.curve(),
+            f"{setting}_standard_error": standard_error,
         }
     else:
         family = ScaledPriorFamily(fit.posterior, fit.prior_precision, fixed)

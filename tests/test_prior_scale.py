@@ -14,6 +14,7 @@ from sklaplace._prior_scale import (
     ScaledPriorFamily,
     choose_prior_scale,
     content_folds,
+    validation_rows,
 )
 
 X3, Y3 = make_classification(
@@ -132,6 +133,64 @@ def test_cv_path_is_the_held_out_loss_of_fold_refits():
     assert np.ptp(path["cv_log_loss"]) > 1e-3  # the curve is not flat
 
 
+def test_validation_scores_held_out_rows_then_refits_every_row():
+    """The path equals each scale's held-out log loss of a fit on the rest."""
+    X, y = X3, Y3
+    params = dict(hidden_layer_sizes=(3,), alpha=1.0, tol=1e-10, random_state=0)
+    clf = LaplaceMLPClassifier(
+        **params, prior_precision_scale="validation", validation_fraction=0.25
+    ).fit(X, y)
+    held = validation_rows(X, np.searchsorted(clf.classes_, y), 0.25, clf._mc_seed)
+    assert 10 < held.sum() < 35  # about a quarter of 90 rows
+    path = clf.prior_precision_scale_path_
+    assert set(path) == {"scales", "validation_log_loss", "validation_standard_error"}
+    for i in [8, 24, 40]:
+        c = path["scales"][i]
+        rest = LaplaceMLPClassifier(
+            **params, prior_precision_scale=c, residual_variance=0.0
+        ).fit(X[~held], y[~held])
+        proba = rest.predict_proba(X[held])
+        loss = -np.mean(np.log(proba[np.arange(held.sum()), y[held]]))
+        np.testing.assert_allclose(path["validation_log_loss"][i], loss, rtol=1e-9)
+    assert np.ptp(path["validation_log_loss"]) > 1e-3  # the curve is not flat
+    # The best scale is taken, then every row refitted from the other rows'
+    # MAP: a warm-started refit at that scale gives the same model.
+    best = np.argmin(path["validation_log_loss"])
+    assert clf.prior_precision_scale_ == path["scales"][best]
+    warm = LaplaceMLPClassifier(
+        **params, prior_precision_scale=path["scales"][best], warm_start=True
+    )
+    warm.fit(X[~held], y[~held]).fit(X, y)
+    np.testing.assert_allclose(warm.coefs_[0], clf.coefs_[0], rtol=1e-12)
+    np.testing.assert_allclose(warm.predict_proba(X), clf.predict_proba(X), rtol=1e-9)
+    assert not np.allclose(rest.coefs_[0], clf.coefs_[0])  # it was refitted
+    # With no row held out (a fraction too small for 90 rows) all rows are
+    # fitted and the evidence chooses.
+    tiny = LaplaceMLPClassifier(
+        **params, prior_precision_scale="validation", validation_fraction=1e-9
+    ).fit(X, y)
+    everything = LaplaceMLPClassifier(**params, prior_precision_scale="evidence")
+    everything.fit(X, y)
+    assert "log_marginal_likelihood" in tiny.prior_precision_scale_path_
+    np.testing.assert_array_equal(tiny.coefs_[0], everything.coefs_[0])
+
+
+def test_validation_rows_follow_row_content_only():
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(400, 3)), rng.randint(0, 2, 400)
+    held = validation_rows(X, y, 0.1, seed=5)
+    assert 20 <= held.sum() <= 60
+    order = rng.permutation(400)
+    np.testing.assert_array_equal(
+        validation_rows(X[order], y[order], 0.1, 5), held[order]
+    )
+    doubled = validation_rows(np.r_[X, X[:50]], np.r_[y, y[:50]], 0.1, 5)
+    np.testing.assert_array_equal(doubled[400:], held[:50])
+    # Nested: a larger fraction holds out a superset.
+    assert np.all(validation_rows(X, y, 0.3, 5)[held])
+    assert not np.array_equal(validation_rows(X, y, 0.1, seed=6), held)
+
+
 class _Fit:
     """Just enough of a LaplaceFit for choose_prior_scale."""
 
@@ -200,10 +259,19 @@ def test_folds_follow_row_content_only():
     assert not np.array_equal(content_folds(X, y, 3, seed=6), folds)
 
 
-def test_choice_is_invariant_to_row_order_and_weights_as_repetitions():
+@pytest.mark.parametrize("setting", ["auto", "validation"])
+def test_choice_is_invariant_to_row_order_and_weights_as_repetitions(setting):
     X, y = X3[:60], Y3[:60]
     weights = np.r_[np.full(20, 2), np.ones(40, int)]
-    base = dict(hidden_layer_sizes=(3,), random_state=0, tol=1e-10, max_iter=300)
+    base = dict(
+        hidden_layer_sizes=(3,),
+        random_state=0,
+        tol=1e-10,
+        max_iter=300,
+        prior_precision_scale=setting,
+        validation_fraction=0.3,
+    )
+    key = "cv_log_loss" if setting == "auto" else "validation_log_loss"
     weighted = LaplaceMLPClassifier(**base).fit(X, y, sample_weight=weights)
     repeated = LaplaceMLPClassifier(**base).fit(
         np.repeat(X, weights, 0), np.repeat(y, weights)
@@ -215,8 +283,8 @@ def test_choice_is_invariant_to_row_order_and_weights_as_repetitions():
     for other in (repeated, shuffled):
         assert other.prior_precision_scale_ == weighted.prior_precision_scale_
         np.testing.assert_allclose(
-            other.prior_precision_scale_path_["cv_log_loss"],
-            weighted.prior_precision_scale_path_["cv_log_loss"],
+            other.prior_precision_scale_path_[key],
+            weighted.prior_precision_scale_path_[key],
             rtol=1e-5,
         )
         np.testing.assert_allclose(
@@ -233,7 +301,7 @@ def test_auto_tunes_small_networks_on_the_data_and_large_ones_without_refits(
 
     from sklaplace._prior_scale import resolve_tuning
 
-    for small, expected in [(True, ("evidence", "cv")), (False, (1.0, "evidence"))]:
+    for small, expected in [(True, ("evidence", "cv")), (False, (1.0, "validation"))]:
         params = resolve_tuning(
             SimpleNamespace(alpha=alpha, prior_precision_scale=scale), small
         )
