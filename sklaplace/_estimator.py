@@ -138,8 +138,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         a log grid in ``[1e-2, 1e4]`` by the held-out log loss over 5 folds
         (the most cautious ``c`` within one standard error of the best);
         ``"validation"`` picks the ``c`` of least log loss on
-        ``validation_fraction`` of the rows, held out from a first MAP, then
-        refits every row starting from that MAP (one warm refit, not five);
+        ``validation_fraction`` of the rows, held out: the network is fitted
+        on the others only (like ``MLPClassifier(early_stopping=True)``),
+        so no refit is needed;
         ``"evidence"`` picks the ``c`` of largest Laplace evidence. ``"auto"``
         is ``"cv"`` for a small network (see ``hessian_structure``) and
         ``"validation"`` beyond. Large ``c`` approaches the plug-in MAP;
@@ -150,7 +151,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         ``random_state``: copies of a row go together, so an integer sample
         weight still equals repeated rows). Values must be in the range
         ``(0.0, 1.0)``. Where the held-out or the remaining rows would have
-        no weight, the evidence chooses ``c`` instead.
+        no weight, all rows are fitted and the evidence chooses ``c``.
     residual_variance : float or "auto", default="auto"
         Variance, at twice the training data's radius, of a term added to
         every logit that is zero within the data and grows with the cube of
@@ -236,7 +237,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Laplace log evidence at the MAP (see ``sklaplace._evidence``);
         ``None`` on a copy returned by :func:`~sklaplace.prune`.
     log_likelihood_ : float or None
-        ``sum_n s_n log p(y_n | x_n, theta_map)``; ``None`` after pruning.
+        ``sum_n s_n log p(y_n | x_n, theta_map)`` over the rows fitted (the
+        validation rows of ``prior_precision_scale="validation"`` are not);
+        ``None`` after pruning.
     prior_precision_ : ndarray of shape (n_params,)
         Prior precision of every parameter, in the order of ``theta``.
     pruned_mask_ : ndarray of bool of shape (n_params,)
@@ -254,8 +257,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         MacKay's ``gamma`` per tuned group at the end (``None`` for a fixed
         ``alpha``).
     loss_ : float
-        ``L(theta_map) / sum(sample_weight)``: the per-sample MAP objective,
-        MLPClassifier's ``loss_`` when ``bias_prior_precision=0``.
+        ``L(theta_map) / sum(sample_weight)`` over the rows fitted: the
+        per-sample MAP objective, MLPClassifier's ``loss_`` when
+        ``bias_prior_precision=0``.
     n_iter_ : int
         Solver iterations (Newton-CG: outer iterations, one CG solve each).
     solver_ : str
@@ -487,7 +491,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         self.effective_n_parameters_ = network.gammas
         self.log_likelihood_ = log_likelihood
         self.log_marginal_likelihood_ = log_evidence
-        self.loss_ = fit.result.loss / float(np.sum(sample_weight))
+        # Per unit weight of the rows fitted (validation rows excluded).
+        self.loss_ = fit.result.loss / float(fit.objective.gradient_scale)
         self.n_iter_ = sum(r.result.n_iter for r in refits)
         self.solver_ = config.solver
         self.tol_ = config.tol

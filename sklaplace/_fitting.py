@@ -211,7 +211,7 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
         ``(X, y_index, sample_weight)``, validated NumPy arrays. With
         ``prior_precision_scale="validation"`` the network is fitted on the
         rows :func:`~sklaplace._prior_scale.validation_rows` does not hold
-        out, and the held-out ones choose the scale.
+        out, and the held-out ones choose the scale (no refit on them).
     theta : array of shape (n_params,)
         Starting point, in ``xp``.
     fixed : ndarray of bool of shape (n_params,) or None
@@ -225,7 +225,7 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
     NetworkFit
     """
     X, y_index, sample_weight = data
-    all_rows = fit_rows = np.arange(X.shape[0])
+    fit_rows = np.arange(X.shape[0])
     held_out_rows = None
     if config.prior_precision_scale == "validation":
         held = validation_rows(X, y_index, config.validation_fraction, seed)
@@ -311,9 +311,4 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
         )
 
     scale = choose_prior_scale(config.prior_precision_scale, fit, held_out)
-    if held_out_rows is not None:
-        # (6) with c chosen, refit on every row from the held-out fit's MAP.
-        fit = fit_at(alpha, fit.theta, all_rows)
-        refitted = choose_prior_scale(scale.scale, fit)
-        scale = scale._replace(posterior=refitted.posterior)
     return NetworkFit(fit, alpha, history, gammas, refits, scale)

@@ -23,10 +23,10 @@ the full posterior (:func:`resolve_structure`), Newton-CG to a tight MAP
 (:func:`resolve_solver`, :func:`resolve_tol`) and the tuning by refits
 (:func:`~sklaplace._prior_scale.resolve_tuning`); a larger one gets the
 Kronecker-factored posterior (its factors take ``sum_l (fan_in_l + 1)^2 +
-fan_out_l^2`` numbers, no ``n_params x n_params`` matrix), L-BFGS and
-one warm-started refit (the prior scale chosen on held-out validation rows),
-and stops at ``MLPClassifier``'s tolerance, so that its fit costs a small
-multiple of ``MLPClassifier``'s.
+fan_out_l^2`` numbers, no ``n_params x n_params`` matrix), L-BFGS on
+90% of the rows and no refit (the prior scale is chosen on the other 10%),
+and stops at ``MLPClassifier``'s tolerance, so that its fit costs about
+what ``MLPClassifier``'s does.
 """
 
 from types import SimpleNamespace
