@@ -76,8 +76,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         0.01% (at most 50 refits; alphas are kept in ``[1e-6, 1e6]``).
         ``"evidence_per_layer"`` tunes one value per layer the same way; it
         can run into a degenerate maximum (a warning says so). ``"auto"``
-        is ``"evidence"`` for a small network (see ``hessian_structure``)
-        and 1.0 beyond, where every refit is costly; ``alpha_`` says which.
+        is ``"evidence"`` where refits are cheap (one gradient at most 5e6
+        multiply-adds, ``n_samples * n_params``: e.g. 2,000 rows of a
+        2,201-parameter network) and 1.0 beyond; ``alpha_`` says which.
     bias_prior_precision : float or array-like of shape (n_layers,), default=1.0
         Prior precision of the biases. Values must be in the range
         ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden
@@ -95,7 +96,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         with Levenberg-Marquardt damping (``O(n_params^3)`` time and five
         ``n_params x n_params`` matrices per iteration). ``"lbfgs"``:
         SciPy's L-BFGS-B on the value and gradient. ``"auto"`` is
-        ``"newton-cg"`` for a small network (see ``hessian_structure``): it
+        ``"newton-cg"`` where refits are cheap (see ``alpha``): it
         was faster than dense Newton wherever a dense iteration costs more
         than a few milliseconds, reaches tight tolerances that L-BFGS does
         not (see the benchmark report), and, unlike the other two, reaches
@@ -115,14 +116,13 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Structure of the posterior precision: the full matrix, Kronecker
         factors per layer (KFAC of the GGN, with the prior added exactly; no
         ``n_params x n_params`` matrix), or its diagonal only. ``"auto"``
-        is ``"full"`` for a *small* network and ``"kron"`` beyond;
-        ``hessian_structure_`` says which. Small: the full posterior's
-        dense matrices take at most 1 GiB (about 4,700 parameters with
-        ``prior_precision_scale="cv"``, 5,800 otherwise), building its
-        curvature at most 1e11 multiply-adds (``n_samples * n_classes *
-        n_params**2``, one logit for two classes) and one gradient at most
-        5e6 (``n_samples * n_params``: e.g. 2,000 rows of a 2,201-parameter
-        network). ``"kron"`` uses the GGN whatever ``hessian`` says.
+        is ``"full"`` where the full posterior is cheap and ``"kron"``
+        beyond; ``hessian_structure_`` says which. Cheap: its dense
+        matrices take at most 1 GiB, building its curvature at most 1e11
+        multiply-adds (``n_samples * n_classes * n_params**2``, one logit
+        for two classes) and factorising it at most 4e9 (``n_params**3``:
+        about 1,600 parameters; the tuning factorises it a dozen times).
+        ``"kron"`` uses the GGN whatever ``hessian`` says.
     subset_of_weights : {"all", "last_layer"}, default="all"
         Parameters with a posterior: all of them, or the last layer only
         (the exact Laplace of the last layer given the MAP network's
@@ -142,7 +142,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         on the others only (like ``MLPClassifier(early_stopping=True)``),
         so no refit is needed;
         ``"evidence"`` picks the ``c`` of largest Laplace evidence. ``"auto"``
-        is ``"cv"`` for a small network (see ``hessian_structure``) and
+        is ``"cv"`` where refits are cheap (see ``alpha``) and
         ``"validation"`` beyond. Large ``c`` approaches the plug-in MAP;
         small ``c`` moderates more. Details: :ref:`prior-scale`.
     validation_fraction : float, default=0.1
@@ -170,10 +170,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     tol : float or "auto", default="auto"
         Tolerance on the scaled gradient ``max|dL/dtheta| / sum(sample_weight)``
         (the gradient of the per-sample average objective). Values must be in
-        the range ``(0.0, inf)``. ``"auto"`` is 1e-6 for a small network (see
-        ``hessian_structure``), a tight mode for the exact posterior, and
-        1e-4 beyond: ``MLPClassifier``'s default, which its L-BFGS applies
-        to the same quantity (``gtol``), so a large network stops where
+        the range ``(0.0, inf)``. ``"auto"`` is 1e-6 where refits are cheap
+        (see ``alpha``), a tight mode for the posterior, and 1e-4 beyond:
+        ``MLPClassifier``'s default, which its L-BFGS applies to the same
+        quantity (``gtol``), so a large network stops where
         ``MLPClassifier`` would.
     warm_start : bool, default=False
         Start the solver from the previous MAP when the architecture and the

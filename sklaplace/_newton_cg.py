@@ -183,10 +183,12 @@ class NewtonCGSolver(TrustRegionSolver):
         # Eisenstat-Walker style forcing term (Nocedal & Wright 2006, eq. 7.3),
         # never tighter than the stopping test needs: in the quadratic model
         # the next gradient is H s + g, and ||H s + g||_2 <= tol * scale / 2
-        # puts its scaled max-norm at tol / 2.
-        needed = (
-            0.5 * self.tol * self.scale / float(xp.linalg.vector_norm(self.gradient))
-        )
+        # puts its scaled max-norm at tol / 2. (||g||_2 over max|g|, which
+        # lies in [1, sqrt(n_params)], so that tiny gradients do not
+        # underflow: gradient_norm > tol > 0 here.)
+        peak = float(xp.max(xp.abs(self.gradient)))
+        spread = float(xp.linalg.vector_norm(self.gradient / peak))
+        needed = 0.5 * self.tol / (self.gradient_norm * spread)
         self.rtol = min(0.5, max(float(np.sqrt(self.gradient_norm)), needed))
 
     def inner_solve(self):

@@ -128,9 +128,25 @@ class FullPosterior:
         The conditional precision is ``P`` restricted to the free block; the
         fixed block is replaced by the identity (it carries no variance once
         the Jacobian's fixed columns are zeroed, and adds 0 to ``log det``).
+        If round-off leaves it indefinite (a nearly singular ``P``), the
+        smallest tenfold jitter that factorises it is added, with a
+        :class:`~sklaplace.exceptions.LaplaceApproximationWarning`.
         """
         L = self.cholesky_factor
-        return FullPosterior.from_precision(np, pin_to_identity(np, L @ L.T, fixed))
+        precision = pin_to_identity(np, L @ L.T, fixed)
+        try:
+            return FullPosterior.from_precision(np, precision)
+        except NotPositiveDefiniteError:
+            # A free block of a (nearly) singular precision, rebuilt from its
+            # factor, can lose definiteness to round-off.
+            posterior, jitter = _jittered(np, FullPosterior, precision)
+            warnings.warn(
+                "The conditioned posterior precision is numerically singular; "
+                f"added a jitter of {jitter:.3g} to its diagonal.",
+                LaplaceApproximationWarning,
+                stacklevel=2,
+            )
+            return posterior
 
     def covariance_diagonal(self, xp, block=512):
         """``diag(P^{-1})``: squared column norms of ``L^{-1}``.

@@ -67,32 +67,31 @@ PRIOR_SCALE_GRID = np.logspace(-2.0, 4.0, 49)
 CV_FOLDS = 5
 
 
-def resolve_tuning(params, small):
+def resolve_tuning(params, refits):
     """Resolve ``alpha="auto"`` and ``prior_precision_scale="auto"`` in place.
 
-    A small network (the full posterior with the held-out refits is cheap;
-    :func:`~sklaplace._memory.is_small`) tunes both on the data: ``alpha``
-    by the evidence (MacKay's refits) and the prior scale on held-out folds
-    (``"cv"``). A larger one, where every refit is costly, keeps
-    ``alpha=1.0`` and chooses the scale on held-out validation rows
-    (``"validation"``, no refit).
+    Where refits are cheap (:func:`~sklaplace._memory.refits_are_cheap`)
+    both are tuned on the data: ``alpha`` by the evidence (MacKay's refits)
+    and the prior scale on held-out folds (``"cv"``). Beyond, where every
+    refit is costly, ``alpha=1.0`` and the scale is chosen on held-out
+    validation rows (``"validation"``, no refit).
 
     Parameters
     ----------
     params : namespace
         The estimator's parameters; ``alpha`` and ``prior_precision_scale``
         are replaced where they are ``"auto"``.
-    small : bool
-        :func:`~sklaplace._memory.is_small` for ``prior_precision_scale="cv"``.
+    refits : bool
+        :func:`~sklaplace._memory.refits_are_cheap` for this fit.
 
     Returns
     -------
     params : namespace
     """
     if isinstance(params.alpha, str) and params.alpha == "auto":
-        params.alpha = "evidence" if small else 1.0
+        params.alpha = "evidence" if refits else 1.0
     if params.prior_precision_scale == "auto":
-        params.prior_precision_scale = "cv" if small else "validation"
+        params.prior_precision_scale = "cv" if refits else "validation"
     return params
 
 

@@ -127,3 +127,23 @@ def test_conditioning_on_zero_is_the_gaussian_conditional(structure):
     np.testing.assert_allclose(
         variance[rest], np.diag(np.linalg.inv(P[np.ix_(rest, rest)])), rtol=1e-10
     )
+
+
+def test_conditioning_a_singular_full_posterior_jitters_with_a_warning():
+    from sklaplace.exceptions import LaplaceApproximationWarning
+
+    # A factor with a zero pivot: L L' is singular, so the conditional
+    # precision cannot be factorised as it is (a nearly singular posterior,
+    # rebuilt from its factor, can lose definiteness the same way).
+    post = FullPosterior(np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 2.0]]))
+    fixed = np.array([False, False, True])
+    with pytest.raises(NotPositiveDefiniteError):
+        FullPosterior.from_precision(np, post.cholesky_factor @ post.cholesky_factor.T)
+    with pytest.warns(LaplaceApproximationWarning, match="added a jitter"):
+        conditional = post.conditioned_on_zero(fixed)
+    L = conditional.cholesky_factor
+    P = L @ L.T
+    np.testing.assert_allclose(P[2, 2], 1.0)  # the fixed entry: identity
+    # The smallest tenfold jitter that works: tiny against the entries.
+    assert 0 < P[0, 0] - 1.0 < 1e-6
+    assert np.all(np.isfinite(conditional.covariance_diagonal(np)))

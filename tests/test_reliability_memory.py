@@ -204,31 +204,69 @@ def test_auto_structure_is_full_while_it_fits_the_budget(monkeypatch):
     assert type(clf.posterior_).__name__ == "KronPosterior"
 
 
-def test_small_is_bounded_by_bytes_and_by_the_work_of_building_the_posterior():
-    is_small = memory_module.is_small
-    # Bytes: six dense matrices under "cv" (four otherwise) within 1 GiB.
-    budget = memory_module.AUTO_FULL_BUDGET
-    n_cv = int((budget / 48) ** 0.5)  # 4,729
-    n_fixed = int((budget / 32) ** 0.5)  # 5,792
-    assert is_small(n_cv, 1, 1, "cv") and not is_small(n_cv + 1, 1, 1, "cv")
-    assert is_small(n_fixed, 1, 1, 1.0) and not is_small(n_fixed + 1, 1, 1, 1.0)
-    # Work of the posterior: rows x logits x n_params^2 multiply-adds within
+def test_full_is_bounded_by_bytes_and_by_the_work_of_building_and_factorising():
+    full_is_cheap = memory_module.full_is_cheap
+    # Bytes: six dense matrices under "cv" (four otherwise) within the
+    # budget (checked with a budget small enough to bind before the work).
+    budget = 2**22
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(memory_module, "AUTO_FULL_BUDGET", budget)
+        n_cv, n_fixed = int((budget / 48) ** 0.5), int((budget / 32) ** 0.5)
+        assert full_is_cheap(n_cv, 1, 1, "cv")
+        assert not full_is_cheap(n_cv + 1, 1, 1, "cv")
+        assert full_is_cheap(n_fixed, 1, 1, 1.0)
+        assert not full_is_cheap(n_fixed + 1, 1, 1, 1.0)
+    # Factorising: n_params^3 within AUTO_FACTOR_WORK (1,587 parameters),
+    # whatever the rows.
+    n_factor = round(memory_module.AUTO_FACTOR_WORK ** (1 / 3))
+    while n_factor**3 > memory_module.AUTO_FACTOR_WORK:
+        n_factor -= 1
+    assert n_factor == 1587
+    assert full_is_cheap(n_factor, 1, 1) and not full_is_cheap(n_factor + 1, 1, 1)
+    # Building: rows x logits x n_params^2 multiply-adds within
     # AUTO_FULL_WORK, so rows and classes count, not only the network.
-    rows = int(memory_module.AUTO_FULL_WORK / (10 * 3000**2))
-    assert rows * 3000 <= memory_module.AUTO_GRADIENT_WORK  # not the binding one
-    assert is_small(3000, rows, 10) and not is_small(3000, rows + 1, 10)
-    assert not is_small(3000, rows, 11)
-    # Work of a gradient: rows x n_params within AUTO_GRADIENT_WORK (binding
-    # for one logit: 5,000 x 1,000 is 5e9 for the posterior, well within).
+    rows = int(memory_module.AUTO_FULL_WORK / (10 * 1500**2))
+    assert full_is_cheap(1500, rows, 10) and not full_is_cheap(1500, rows + 1, 10)
+    assert not full_is_cheap(1500, rows, 11)
+    # Measured problems: breast cancer with hidden (100,) (3,201 parameters)
+    # and 4,000 rows of a 10-class network (5,110) get Kronecker factors;
+    # digits with hidden (16,) (1,257 rows, 1,210 parameters) the full one.
+    assert not full_is_cheap(3201, 398, 1)
+    assert not full_is_cheap(5110, 4000, 10, 1.0)
+    assert full_is_cheap(1210, 1257, 10)
+
+
+def test_refits_are_bounded_by_the_work_of_one_gradient():
+    refits_are_cheap = memory_module.refits_are_cheap
     rows = int(memory_module.AUTO_GRADIENT_WORK / 1000)
-    assert rows * 1000**2 <= memory_module.AUTO_FULL_WORK
-    assert is_small(1000, rows, 1) and not is_small(1000, rows + 1, 1)
-    # Measured problems: 4,000 rows, 10 classes, 5,110 parameters (issue 15)
-    # and 20,000 rows of a 2,201-parameter binary network are large; digits
-    # with hidden (16,) (1,257 rows, 1,210 parameters) is small.
-    assert not is_small(5110, 4000, 10, 1.0)
-    assert not is_small(2201, 20000, 1)
-    assert is_small(1210, 1257, 10)
+    assert refits_are_cheap(1000, rows) and not refits_are_cheap(1000, rows + 1)
+    # 20,000 rows of a 2,201-parameter binary network (measured: the tuned
+    # fit did not finish in 10 minutes) and 4,000 rows of a 5,110-parameter
+    # one are beyond; digits (16,) and breast cancer (100,) within.
+    assert not refits_are_cheap(2201, 20000)
+    assert not refits_are_cheap(5110, 4000)
+    assert refits_are_cheap(1210, 1257) and refits_are_cheap(3201, 398)
+
+
+def test_a_mid_sized_network_gets_kron_with_the_tuning_refits(monkeypatch):
+    X, y = RNG.normal(size=(30, 3)), np.arange(30) % 3
+    # 31 parameters: one over the factorising budget.
+    monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", 31**3 - 1)
+    clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
+    assert (clf.solver_, clf.hessian_structure_) == ("newton-cg", "kron")
+    assert len(clf.alpha_history_) > 1  # MacKay's refits
+    assert "cv_log_loss" in clf.prior_precision_scale_path_
+    assert clf.tol_ == 1e-6
+    # The other way round: a cheap full posterior, but a gradient one over
+    # its budget: full posterior, L-BFGS to 1e-4, no refits.
+    monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", 31**3)
+    monkeypatch.setattr(memory_module, "AUTO_GRADIENT_WORK", 30 * 31 - 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
+    assert (clf.solver_, clf.hessian_structure_, clf.tol_) == ("lbfgs", "full", 1e-4)
+    assert clf.alpha_history_ == []
+    assert "validation_log_loss" in clf.prior_precision_scale_path_
 
 
 def test_a_large_network_gets_kron_lbfgs_and_no_refits(monkeypatch):
@@ -237,8 +275,10 @@ def test_a_large_network_gets_kron_lbfgs_and_no_refits(monkeypatch):
     small = (clf.solver_, clf.hessian_structure_, len(clf.alpha_history_) > 1)
     assert small == ("newton-cg", "full", True)
     assert clf.tol_ == 1e-6 and clf.gradient_history_[-1] <= 1e-6  # tol="auto"
-    # 30 rows x 3 logits x 31^2 multiply-adds: one fewer is over the limit.
-    monkeypatch.setattr(memory_module, "AUTO_FULL_WORK", 30 * 3 * 31**2 - 1)
+    # 30 rows x 31 parameters: one fewer is over the gradient's limit (no
+    # refits), and 31^3 over the factorising one (no full posterior).
+    monkeypatch.setattr(memory_module, "AUTO_GRADIENT_WORK", 30 * 31 - 1)
+    monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", 31**3 - 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
