@@ -53,6 +53,14 @@ class Bernoulli:
         """``s_n (p_n - y_n)``: gradient of the negative log likelihood in ``f``."""
         return sample_weight[:, None] * (cls.mean(xp, logits) - Y)
 
+    @classmethod
+    def log_likelihood_and_residual(cls, xp, logits, Y, sample_weight):
+        """:meth:`log_likelihood` and :meth:`residual` (one logit: cheap apart)."""
+        return (
+            cls.log_likelihood(xp, logits, Y, sample_weight),
+            cls.residual(xp, logits, Y, sample_weight),
+        )
+
     @staticmethod
     def _variance(xp, logits):
         # p (1 - p) = exp(log_sigmoid(f) + log_sigmoid(-f)): no cancellation.
@@ -101,11 +109,6 @@ class Categorical:
         return shifted - xp.log1p(others + ties)
 
     @classmethod
-    def log_likelihood(cls, xp, logits, Y, sample_weight):
-        """``sum_n s_n (f_{n,y_n} - logsumexp(f_n))``."""
-        return xp.sum(sample_weight * xp.sum(Y * cls._log_softmax(xp, logits), axis=1))
-
-    @classmethod
     def log_proba(cls, xp, logits):
         """``log softmax(f)``, shape ``(n_samples, n_outputs)``."""
         return cls._log_softmax(xp, logits)
@@ -116,9 +119,21 @@ class Categorical:
         return xp.exp(cls._log_softmax(xp, logits))
 
     @classmethod
+    def log_likelihood_and_residual(cls, xp, logits, Y, sample_weight):
+        """:meth:`log_likelihood` and :meth:`residual` from one log-softmax."""
+        log_p = cls._log_softmax(xp, logits)
+        value = xp.sum(sample_weight * xp.sum(Y * log_p, axis=1))
+        return value, sample_weight[:, None] * (xp.exp(log_p) - Y)
+
+    @classmethod
+    def log_likelihood(cls, xp, logits, Y, sample_weight):
+        """``sum_n s_n (f_{n,y_n} - logsumexp(f_n))``."""
+        return cls.log_likelihood_and_residual(xp, logits, Y, sample_weight)[0]
+
+    @classmethod
     def residual(cls, xp, logits, Y, sample_weight):
         """``s_n (p_n - y_n)``: gradient of the negative log likelihood in ``f``."""
-        return sample_weight[:, None] * (cls.proba(xp, logits) - Y)
+        return cls.log_likelihood_and_residual(xp, logits, Y, sample_weight)[1]
 
     @classmethod
     def hessian_matvec(cls, xp, logits, sample_weight, U):

@@ -149,11 +149,13 @@ class NegLogPosterior:
         """Return ``(L(theta), dL/dtheta)``."""
         xp = self.xp
         fwd = self.forward(theta) if fwd is None else fwd
-        residual = self.likelihood.residual(xp, fwd.logits, self.Y, self.sample_weight)
+        log_lik, residual = self.likelihood.log_likelihood_and_residual(
+            xp, fwd.logits, self.Y, self.sample_weight
+        )
         grad = vjp(xp, self.layout, theta, fwd, residual) + self.prior_precision * theta
         if self._free is not None:
             grad = grad * self._free
-        return self.loss(theta, fwd), grad
+        return -log_lik + self.prior_term(theta), grad
 
     def hessp(self, theta, v, kind="exact", fwd=None):
         """Hessian-vector product ``H v`` of ``L`` at ``theta``.
