@@ -39,6 +39,11 @@ __all__ = [
 # the next layer's grow (the scaling symmetry of a near-linear unit).
 EVIDENCE_TOL = 1e-4
 EVIDENCE_MAX_UPDATES = 50
+# MacKay's updates converge linearly (each step about a third of the one
+# before on digits and breast cancer); where two successive steps point the
+# same way and shrink by a ratio below this, the next alpha is their Aitken
+# extrapolation (Steffensen's acceleration of a fixed-point iteration).
+AITKEN_MAX_RATIO = 0.9
 EVIDENCE_BOUNDS = (1e-6, 1e6)
 
 
@@ -273,6 +278,11 @@ class EvidenceTuning(NamedTuple):
 def tune_alpha(fit_laplace, groups, theta, covariance_diagonal):
     """MacKay's fixed point: refit, update the alphas, until they settle.
 
+    Two successive updates the same way, shrinking by a ratio ``q`` below
+    ``AITKEN_MAX_RATIO`` (linear convergence), are followed by their Aitken
+    extrapolation ``log alpha + step q / (1 - q)``; the loop still stops
+    only when MacKay's own update at the last MAP is below ``EVIDENCE_TOL``.
+
     Parameters
     ----------
     fit_laplace : callable
@@ -291,7 +301,7 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal):
     tuning : EvidenceTuning
     """
     alpha = np.ones(len(groups))
-    history = []
+    history, last_step = [], None
     for _ in range(EVIDENCE_MAX_UPDATES):
         fit = fit_laplace(alpha, theta)
         theta = fit.theta
@@ -300,9 +310,23 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal):
             covariance_diagonal(fit.posterior), theta, alpha, groups
         )
         new_alpha = np.clip(new_alpha, *EVIDENCE_BOUNDS)
-        if np.max(np.abs(np.log(new_alpha / alpha))) < EVIDENCE_TOL:
+        step = np.log(new_alpha / alpha)
+        if np.max(np.abs(step)) < EVIDENCE_TOL:
             break
-        alpha = new_alpha
+        alpha, ratio = new_alpha, None
+        if last_step is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = step / last_step
+        if ratio is not None and np.all((ratio > 0) & (ratio < AITKEN_MAX_RATIO)):
+            # Two steps the same way, shrinking by a steady ratio: linear
+            # convergence, whose limit Aitken's delta-squared extrapolates
+            # (log alpha + step q / (1 - q)); the next two steps are plain.
+            alpha = np.clip(
+                alpha * np.exp(step * ratio / (1 - ratio)), *EVIDENCE_BOUNDS
+            )
+            last_step = None
+        else:
+            last_step = step
     else:
         alpha = history[-1]  # the alphas the last fit used
         warnings.warn(

@@ -205,8 +205,16 @@ def test_warm_start_refit_after_small_change_takes_few_steps():
 
 def test_indefinite_exact_hessian_falls_back_to_ggn():
     X, y = _scaled(load_breast_cancer)
+    # Three L-BFGS steps from the start, at a fixed prior (no tuning refits):
+    # far from a mode, where the exact Hessian is indefinite.
     clf = LaplaceMLPClassifier(
-        (6,), solver="lbfgs", hessian="exact", max_iter=3, random_state=0
+        (6,),
+        solver="lbfgs",
+        hessian="exact",
+        max_iter=3,
+        alpha=1.0,
+        prior_precision_scale=1.0,
+        random_state=0,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
