@@ -278,6 +278,7 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
     # (5) the posterior's prior precision, at the fixed MAP
     keep = None if fixed is None else xp.asarray((~fixed).astype(np.float64))
     link, n_draws = config.link_approx, config.n_mc_samples
+    probit = link == "probit"
     # Kronecker and last-layer posteriors take J in factored form.
     accepts = getattr(fit.posterior, "accepts_factored_jacobian", False)
     factored = keep is None and accepts
@@ -296,7 +297,7 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
             if held_out_rows is None:
                 return None  # nothing held out: the evidence chooses
             return validation_log_losses(
-                fit, jacobians, held_out_rows, scales, predictive
+                fit, jacobians, held_out_rows, scales, predictive, probit
             )
         prior = to_numpy(fit.prior_precision)
         return cv_log_losses(
@@ -308,6 +309,7 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
             content_folds(X, y_index, CV_FOLDS, seed),
             scales,
             predictive,
+            probit,
         )
 
     scale = choose_prior_scale(config.prior_precision_scale, fit, held_out)

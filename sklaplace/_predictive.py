@@ -17,6 +17,7 @@ from sklaplace._network import forward, jacobian_factor
 
 __all__ = [
     "PREDICTIVES",
+    "centring",
     "latent_gaussian",
     "logit_jacobians",
     "map_logits",
@@ -24,6 +25,7 @@ __all__ = [
     "mc_logits",
     "moderated_logits",
     "predictive_rows_per_chunk",
+    "probit_from_variance",
     "probit_logits",
 ]
 
@@ -99,6 +101,19 @@ def map_logits(xp, mean, cov, **kwargs):
     return mean
 
 
+def centring(xp, n_outputs, dtype):
+    """``C = I - 11'/K`` for K logits (a softmax ignores a common shift); 1 for one."""
+    if n_outputs == 1:
+        return xp.ones((1, 1), dtype=dtype)
+    return xp.eye(n_outputs, dtype=dtype) - 1.0 / n_outputs
+
+
+def probit_from_variance(xp, centred_mean, centred_variance):
+    """``g = kappa * mean`` from the centred logits' means and variances."""
+    variance = xp.maximum(centred_variance, xp.zeros_like(centred_variance))
+    return centred_mean / xp.sqrt(1.0 + _PROBIT_SCALE * variance)  # round-off only
+
+
 def probit_logits(xp, mean, cov, **kwargs):
     """Probit approximation: ``g = kappa * mean``.
 
@@ -106,16 +121,12 @@ def probit_logits(xp, mean, cov, **kwargs):
     K logits (mean-field): ``g_k = kappa_k * mean_k`` on CENTRED logits: a
     softmax ignores a common shift, so both the mean and the covariance are
     projected with ``C = I - 11'/K`` first; raw per-class variances would
-    push every prediction towards uniform.
+    push every prediction towards uniform. Only the diagonal of ``C cov C``
+    enters (:func:`probit_from_variance`).
     """
-    n_outputs = mean.shape[1]
-    if n_outputs > 1:
-        centring = xp.eye(n_outputs, dtype=mean.dtype) - 1.0 / n_outputs
-        mean = mean @ centring
-        cov = centring[None, :, :] @ cov @ centring[None, :, :]
-    variance = xp.linalg.diagonal(cov)
-    variance = xp.maximum(variance, xp.zeros_like(variance))  # round-off only
-    return mean / xp.sqrt(1.0 + _PROBIT_SCALE * variance)
+    C = centring(xp, mean.shape[1], mean.dtype)
+    cov = C[None, :, :] @ cov @ C[None, :, :]
+    return probit_from_variance(xp, mean @ C, xp.linalg.diagonal(cov))
 
 
 def _logsumexp(xp, a, axis):

@@ -40,6 +40,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._evidence import log_evidence_from_terms
+from sklaplace._predictive import centring, probit_from_variance
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = [
@@ -184,6 +185,41 @@ class ScaledPriorFamily:
             variances.append((B / xp.asarray(shifted)) @ Bt if ok else None)
         return variances
 
+    def centred_variances(self, xp, J, scales):
+        """Return the probit's variances ``diag(C J P(c)^{-1} J' C)``, all scales.
+
+        ``C = I - 11'/K`` centres the logits
+        (:func:`~sklaplace._predictive.centring`). With the
+        eigendecomposition, ``C J A^{-1/2} U = B`` gives
+        them all in one matrix product, ``(B * B) @ (1 / (lambda + c))``:
+        ``n K W`` multiply-adds per scale, not the ``n K^2 W`` of the full
+        ``K x K`` covariances.
+
+        Returns
+        -------
+        variances : array of shape (n_samples, n_outputs, n_scales)
+            NaN at the scales where ``P(c)`` is not positive definite.
+        """
+        C = centring(xp, J.shape[1], J.dtype)
+        J = C[None, :, :] @ J
+        if self._eigen is None:
+            columns = []
+            for c in scales:
+                cov = self._one_variance(xp, J, c)
+                columns.append(
+                    xp.full(J.shape[:2], np.nan, dtype=J.dtype)
+                    if cov is None
+                    else xp.linalg.diagonal(cov)
+                )
+            return xp.stack(columns, axis=2)
+        free, root, eigenvalues, eigenvectors = self._eigen
+        index = xp.asarray(np.flatnonzero(free))
+        B = (xp.take(J, index, axis=2) * xp.asarray(root)) @ xp.asarray(eigenvectors)
+        shifted = eigenvalues[:, None] + np.asarray(scales)[None, :]
+        with np.errstate(divide="ignore"):
+            inverse = np.where(np.all(shifted > 0, axis=0), 1.0 / shifted, np.nan)
+        return (B * B) @ xp.asarray(inverse)
+
     def _one_variance(self, xp, J, scale):
         try:
             posterior = scaled_posterior(self.posterior, self.prior, scale)
@@ -247,8 +283,13 @@ def validation_rows(X, y_index, fraction, seed):
     return _content_hashes(X, y_index, seed) / 2.0**64 < fraction
 
 
-def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive):
+def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive, probit):
     """Log loss of each of ``fold``'s held-out rows at each scale.
+
+    With ``probit`` the moderated logits come from the centred variances of
+    all scales at once (:meth:`ScaledPriorFamily.centred_variances`; the
+    probit needs no more), else from ``predictive`` on each scale's full
+    covariances.
 
     Returns an array of shape (n_rows, n_scales); ``inf`` where the scaled
     precision is not positive definite or the loss is not finite.
@@ -263,9 +304,21 @@ def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive):
         stop = start + logits.shape[0]
         rows = xp.asarray(np.arange(stop - start))
         labels = xp.asarray(y_index[start:stop])
-        for i, cov in enumerate(family.functional_variances(xp, J, scales)):
-            if cov is not None:
-                log_proba = likelihood.log_proba(xp, predictive(xp, logits, cov))
+        if probit and getattr(J, "ndim", 0) == 3:
+            mean = logits @ centring(xp, logits.shape[1], logits.dtype)
+            variances = family.centred_variances(xp, J, scales)
+            moderated = (
+                probit_from_variance(xp, mean, variances[:, :, i])
+                for i in range(len(scales))
+            )
+        else:
+            moderated = (
+                None if cov is None else predictive(xp, logits, cov)
+                for cov in family.functional_variances(xp, J, scales)
+            )
+        for i, g in enumerate(moderated):
+            if g is not None:
+                log_proba = likelihood.log_proba(xp, g)
                 losses[start:stop, i] = -to_numpy(log_proba[rows, labels])
         start = stop
     return np.where(np.isfinite(losses), losses, np.inf)
@@ -291,7 +344,7 @@ class HeldOutLosses(NamedTuple):
         return total / np.sum(self.weights)
 
 
-def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive):
+def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive, probit=False):
     """Held-out log loss of every row at each prior scale, over the folds.
 
     Parameters
@@ -308,6 +361,9 @@ def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive):
     scales : sequence of float
     predictive : callable
         ``predictive(xp, mean, cov) -> moderated logits``.
+    probit : bool, default=False
+        Whether ``predictive`` is the probit (then only the centred
+        variances are computed, for all scales at once).
 
     Returns
     -------
@@ -328,7 +384,7 @@ def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive):
             fold = fit_fold(~out)
         losses.append(
             _heldout_log_losses(
-                fold, jacobians, X[out], y_index[out], scales, predictive
+                fold, jacobians, X[out], y_index[out], scales, predictive, probit
             )
         )
         weights.append(weight[out])
@@ -337,14 +393,14 @@ def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive):
     return HeldOutLosses(np.concatenate(losses), np.concatenate(weights))
 
 
-def validation_log_losses(fit, jacobians, held_out, scales, predictive):
+def validation_log_losses(fit, jacobians, held_out, scales, predictive, probit=False):
     """Log loss of every held-out row at each prior scale, for one fit.
 
     Parameters
     ----------
     fit : LaplaceFit
         The MAP and posterior, fitted without the held-out rows.
-    jacobians, scales, predictive
+    jacobians, scales, predictive, probit
         As in :func:`cv_log_losses`.
     held_out : tuple
         ``(X, y_index, sample_weight)`` of the held-out rows, NumPy arrays.
@@ -357,7 +413,7 @@ def validation_log_losses(fit, jacobians, held_out, scales, predictive):
     X, y_index, weight = held_out
     if not np.sum(weight) > 0:
         return None
-    losses = _heldout_log_losses(fit, jacobians, X, y_index, scales, predictive)
+    losses = _heldout_log_losses(fit, jacobians, X, y_index, scales, predictive, probit)
     return HeldOutLosses(losses, weight)
 
 

@@ -67,6 +67,18 @@ def test_family_equals_dense_precision_at_every_scale(params):
             [dense[k * 3 : k * 3 + 3, k * 3 : k * 3 + 3] for k in range(7)]
         )
         np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-12)
+    # The probit's centred variances, all scales at once: diag(C S C) with
+    # C = I - 11'/3, from the same dense reference (not the raw diag(S)).
+    centred = family.centred_variances(np, J, SCALES)
+    assert centred.shape == (7, 3, len(SCALES))
+    C = np.eye(3) - 1.0 / 3.0
+    for i, got in enumerate(variances):
+        expected = np.einsum("ij,njk,ki->ni", C, got, C)
+        np.testing.assert_allclose(centred[:, :, i], expected, rtol=1e-8, atol=1e-12)
+        assert not np.allclose(expected, np.einsum("nii->ni", got), rtol=1e-3)
+    # A scale whose precision is not positive definite gives NaN there.
+    both = family.centred_variances(np, J, [-1e6, 1.0])
+    assert np.all(np.isnan(both[:, :, 0])) and np.all(np.isfinite(both[:, :, 1]))
 
 
 def test_evidence_path_is_the_logistic_regression_evidence_from_scratch():
