@@ -52,7 +52,7 @@ from sklearn.preprocessing import StandardScaler
 from sklaplace import LaplaceMLPClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _splits import image_scale_problem  # noqa: E402
+from _splits import image_scale_problem, timed_fit  # noqa: E402
 
 HEADER = (
     "| problem | solver | converged | iterations to 1e-8 x initial gradient | "
@@ -145,11 +145,7 @@ def part_default():
     }
     print("| model | fit seconds | details |\n|---|---:|---|")
     for name, model in models.items():
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(X, y)
-        seconds = time.perf_counter() - start
+        seconds = timed_fit(model, X, y)
         details = f"n_iter_={model.n_iter_}"
         if hasattr(model, "solver_"):
             details += (

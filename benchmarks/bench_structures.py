@@ -53,7 +53,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _splits import image_scale_problem, standardised_split  # noqa: E402
+from _splits import image_scale_problem, standardised_split, timed_fit  # noqa: E402
 
 from sklaplace import LaplaceMLPClassifier  # noqa: E402
 from sklaplace._curvature import kron_factors  # noqa: E402
@@ -343,11 +343,7 @@ def part_tabular():
             ),
         }
         for name, model in models.items():
-            start = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                model.fit(X_train, y_train)
-            seconds = time.perf_counter() - start
+            seconds = timed_fit(model, X_train, y_train)
             proba = model.predict_proba(X_test)
             nll = log_loss(y_test, proba)
             totals.setdefault(name, []).append(nll)

@@ -33,6 +33,19 @@ def _theta(clf):
     return clf._layout().pack(np, clf.coefs_, clf.intercepts_)
 
 
+def _replaced(obj, **changes):
+    """``obj`` (NumPy) with some of its data, prior or ``fixed`` replaced."""
+    fields = dict(
+        X=obj.X,
+        Y=obj.Y,
+        sample_weight=obj.sample_weight,
+        prior_precision=obj.prior_precision,
+        fixed=obj.fixed,
+    )
+    fields.update(changes)
+    return NegLogPosterior(np, obj.layout, obj.activation, obj.likelihood, **fields)
+
+
 @pytest.mark.parametrize("kind", ["exact", "ggn"])
 @pytest.mark.parametrize(
     "n_classes, bias_precision, masked",
@@ -50,17 +63,7 @@ def test_hessp_operator_equals_the_constrained_dense_matrix(
         fixed = np.zeros(obj.layout.n_params, dtype=bool)
         fixed[[0, 5, 17]] = True
         theta[fixed] = 0.0
-    obj = NegLogPosterior(
-        np,
-        obj.layout,
-        obj.activation,
-        obj.likelihood,
-        obj.X,
-        obj.Y,
-        obj.sample_weight,
-        prior,
-        fixed=fixed,
-    )
+    obj = _replaced(obj, prior_precision=prior, fixed=fixed)
     assert (obj.flat_direction() is not None) == (bias_precision == 0)
     dense = {"exact": exact_hessian, "ggn": ggn_hessian}[kind]
     H = obj.constrained_curvature(dense(obj, theta))
@@ -78,28 +81,16 @@ def test_fisher_diagonal_is_the_weighted_sum_of_squared_row_gradients(n_classes)
     obj, theta = make_problem("tanh", n_classes, (4, 3), weighted=True)
     weight = obj.sample_weight.copy()
     weight[[2, 7]] = 0.0
-    obj = NegLogPosterior(
-        np,
-        obj.layout,
-        obj.activation,
-        obj.likelihood,
-        obj.X,
-        obj.Y,
-        weight,
-        obj.prior_precision,
-    )
+    obj = _replaced(obj, sample_weight=weight)
     expected = obj.prior_precision.copy()
     no_prior = np.zeros_like(obj.prior_precision)
     for n in range(obj.n_samples):
-        row = NegLogPosterior(
-            np,
-            obj.layout,
-            obj.activation,
-            obj.likelihood,
-            obj.X[n : n + 1],
-            obj.Y[n : n + 1],
-            np.ones(1),
-            no_prior,
+        row = _replaced(
+            obj,
+            X=obj.X[n : n + 1],
+            Y=obj.Y[n : n + 1],
+            sample_weight=np.ones(1),
+            prior_precision=no_prior,
         )
         expected += weight[n] * row.loss_gradient(theta)[1] ** 2
     np.testing.assert_allclose(fisher_diagonal(obj, theta), expected, rtol=1e-12)
