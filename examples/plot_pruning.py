@@ -104,10 +104,12 @@ fig.tight_layout()
 # up to 70% (the benchmarks average ten splits: at 50%, OBS < OBD <
 # magnitude on breast cancer and digits). Beyond that OBS's correction keeps
 # the network close to the pruned optimum and is clearly best without
-# re-training, and re-training its survivors takes fewer Newton steps in all
-# than after magnitude pruning.
+# re-training; re-training is what rescues magnitude and OBD pruning there
+# (it cuts their loss by a third or more at 80% and 90%).
 as_pruned = {m: np.array(curves[m, "pruned"])[:, 0] for m in methods}
+retrained = {m: np.array(curves[m, "retrained"])[:, 0] for m in methods}
 for fraction in (0.8, 0.9):
     i = list(fractions).index(fraction)
     assert as_pruned["obs"][i] < min(as_pruned["obd"][i], as_pruned["magnitude"][i])
-assert np.sum(steps["obs"]) < np.sum(steps["magnitude"])
+    for method in ("magnitude", "obd"):
+        assert retrained[method][i] < 0.75 * as_pruned[method][i]
