@@ -78,8 +78,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         ``"evidence_per_layer"`` tunes one value per layer the same way; it
         can run into a degenerate maximum (a warning says so). ``"auto"``
         is ``"evidence"`` where refits are cheap (one gradient at most 5e6
-        multiply-adds, ``n_samples * n_params``: e.g. 2,000 rows of a
-        2,201-parameter network) and 1.0 beyond; ``alpha_`` says which.
+        multiply-adds, ``n_samples * n_params``) and 1.0 beyond (``alpha_``).
     bias_prior_precision : float or array-like of shape (n_layers,), default=1.0
         Prior precision of the biases. Values must be in the range
         ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden
@@ -117,13 +116,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Structure of the posterior precision: the full matrix, Kronecker
         factors per layer (KFAC of the GGN, with the prior added exactly; no
         ``n_params x n_params`` matrix), or its diagonal only. ``"auto"``
-        is ``"full"`` where the full posterior is cheap and ``"kron"``
-        beyond; ``hessian_structure_`` says which. Cheap: its dense
-        matrices take at most 1 GiB, building its curvature at most 1e11
-        multiply-adds (``n_samples * n_classes * n_params**2``, one logit
-        for two classes) and factorising it at most 4e9 (``n_params**3``:
-        about 1,600 parameters; the tuning factorises it a dozen times).
-        ``"kron"`` uses the GGN whatever ``hessian`` says.
+        is ``"full"`` where the full posterior is cheap (at most 1 GiB,
+        1e11 multiply-adds to build, ``n_samples * n_classes *
+        n_params**2``, and 4e9 to factorise, ``n_params**3``) and ``"kron"``
+        beyond (``hessian_structure_``). ``"kron"`` uses the GGN.
     subset_of_weights : {"all", "last_layer"}, default="all"
         Parameters with a posterior: all of them, or the last layer only
         (the exact Laplace of the last layer given the MAP network's

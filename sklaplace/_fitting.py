@@ -13,6 +13,13 @@ import numpy as np
 
 from sklaplace._backend import to_numpy
 from sklaplace._evidence import log_marginal_likelihood, tune_alpha, weight_groups
+from sklaplace._held_out import (
+    CV_FOLDS,
+    content_folds,
+    cv_log_losses,
+    validation_log_losses,
+    validation_rows,
+)
 from sklaplace._jacobian import logit_factors
 from sklaplace._objective import NegLogPosterior
 from sklaplace._posterior import laplace_posterior
@@ -22,14 +29,7 @@ from sklaplace._predictive import (
     predictive_rows_per_chunk,
 )
 from sklaplace._prior import prior_precision_vector
-from sklaplace._prior_scale import (
-    CV_FOLDS,
-    choose_prior_scale,
-    content_folds,
-    cv_log_losses,
-    validation_log_losses,
-    validation_rows,
-)
+from sklaplace._prior_scale import choose_prior_scale
 from sklaplace._solvers import minimize_map
 
 __all__ = ["FitConfig", "LaplaceFit", "NetworkFit", "fit_laplace", "fit_network"]
@@ -210,7 +210,7 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
     data : tuple
         ``(X, y_index, sample_weight)``, validated NumPy arrays. With
         ``prior_precision_scale="validation"`` the network is fitted on the
-        rows :func:`~sklaplace._prior_scale.validation_rows` does not hold
+        rows :func:`~sklaplace._held_out.validation_rows` does not hold
         out, and the held-out ones choose the scale (no refit on them).
     theta : array of shape (n_params,)
         Starting point, in ``xp``.

@@ -8,8 +8,9 @@ posterior's prior precision become two numbers (laplace-torch's post-hoc
 prior precision). ``c`` is chosen on a log grid by
 
 * ``"evidence"``: the Laplace log evidence at the fixed MAP;
-* ``"cv"``: the held-out log loss of the predictive, over ``CV_FOLDS`` folds
-  whose MAPs are warm-started from the full-data MAP;
+* ``"cv"``: the held-out log loss of the predictive, over
+  :data:`~sklaplace._held_out.CV_FOLDS` folds whose MAPs are warm-started
+  from the full-data MAP (the losses: :mod:`sklaplace._held_out`);
 * ``"validation"``: the log loss of the predictive on a held-out fraction
   of the rows, at the MAP fitted on the others, which stays the model (as
   scikit-learn's early stopping keeps its validation rows out: a warm refit
@@ -31,41 +32,30 @@ B'`` with ``B = J A^{-1/2} U`` for every ``c`` at ``O(n_params)`` per output
 pair (a flat prior on some parameters falls back to one Cholesky per ``c``).
 """
 
-import hashlib
 import warnings
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._evidence import log_evidence_from_terms
-from sklaplace._predictive import centring, probit_from_variance
+from sklaplace._predictive import centring
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = [
-    "CV_FOLDS",
     "PRIOR_SCALE_GRID",
     "PriorScale",
     "ScaledPriorFamily",
     "choose_prior_scale",
-    "content_folds",
-    "cv_log_losses",
-    "HeldOutLosses",
     "one_standard_error_choice",
     "paired_standard_errors",
     "resolve_tuning",
     "log_evidence_curve",
     "scaled_posterior",
-    "validation_log_losses",
-    "validation_rows",
 ]
 
 #: Candidate scales ``c``: 49 values from 1e-2 to 1e4, a factor 1.33 apart.
 PRIOR_SCALE_GRID = np.logspace(-2.0, 4.0, 49)
-#: Folds of the held-out choice (``"cv"``): with 3, the choice on breast
-#: cancer's 398 training rows was noisy enough to cost 7% of test log loss.
-CV_FOLDS = 5
 
 
 def resolve_tuning(params, refits):
@@ -249,174 +239,6 @@ def log_evidence_curve(log_likelihood, theta_map, family, scales):
     return np.array(curve)
 
 
-def _content_hashes(X, y_index, seed):
-    """Return a keyed 64-bit hash of each row's features and label (uint64)."""
-    key = int(seed).to_bytes(8, "little")
-    X = np.ascontiguousarray(X, dtype=np.float64) + 0.0  # -0.0 hashes as 0.0
-    hashes = np.empty(X.shape[0], dtype=np.uint64)
-    for i, (row, label) in enumerate(zip(X, y_index)):
-        message = row.tobytes() + int(label).to_bytes(8, "little")
-        digest = hashlib.blake2b(message, digest_size=8, key=key).digest()
-        hashes[i] = int.from_bytes(digest, "little")
-    return hashes
-
-
-def content_folds(X, y_index, n_folds, seed):
-    """Fold of each row, from a keyed hash of the row's features and label.
-
-    Identical rows always share a fold, and a row's fold depends on neither
-    the other rows nor their order: a row with integer weight ``k`` and
-    ``k`` copies of it are held out together (sample weights stay
-    equivalent to repetitions) and row order does not change the folds.
-    """
-    return (_content_hashes(X, y_index, seed) % np.uint64(n_folds)).astype(int)
-
-
-def validation_rows(X, y_index, fraction, seed):
-    """Rows held out for ``prior_precision_scale="validation"`` (boolean mask).
-
-    A row is held out when its keyed content hash, read as a number in
-    ``[0, 1)``, is below ``fraction``: about that fraction of the rows, with
-    the invariances of :func:`content_folds` (copies of a row go together;
-    row order changes nothing).
-    """
-    return _content_hashes(X, y_index, seed) / 2.0**64 < fraction
-
-
-def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive, probit):
-    """Log loss of each of ``fold``'s held-out rows at each scale.
-
-    With ``probit`` the moderated logits come from the centred variances of
-    all scales at once (:meth:`ScaledPriorFamily.centred_variances`; the
-    probit needs no more), else from ``predictive`` on each scale's full
-    covariances.
-
-    Returns an array of shape (n_rows, n_scales); ``inf`` where the scaled
-    precision is not positive definite or the loss is not finite.
-    """
-    xp = fold.objective.xp
-    family = ScaledPriorFamily(
-        fold.posterior, fold.prior_precision, fold.objective.fixed
-    )
-    likelihood = fold.objective.likelihood
-    losses, start = np.full((X.shape[0], len(scales)), np.inf), 0
-    for logits, J in jacobians(fold.theta, X):
-        stop = start + logits.shape[0]
-        rows = xp.asarray(np.arange(stop - start))
-        labels = xp.asarray(y_index[start:stop])
-        if probit and getattr(J, "ndim", 0) == 3:
-            mean = logits @ centring(xp, logits.shape[1], logits.dtype)
-            variances = family.centred_variances(xp, J, scales)
-            moderated = (
-                probit_from_variance(xp, mean, variances[:, :, i])
-                for i in range(len(scales))
-            )
-        else:
-            moderated = (
-                None if cov is None else predictive(xp, logits, cov)
-                for cov in family.functional_variances(xp, J, scales)
-            )
-        for i, g in enumerate(moderated):
-            if g is not None:
-                log_proba = likelihood.log_proba(xp, g)
-                losses[start:stop, i] = -to_numpy(log_proba[rows, labels])
-        start = stop
-    return np.where(np.isfinite(losses), losses, np.inf)
-
-
-class HeldOutLosses(NamedTuple):
-    """Per-row held-out log losses of every scale, from :func:`cv_log_losses`.
-
-    Attributes
-    ----------
-    losses : ndarray of shape (n_rows, n_scales)
-        Each held-out row's log loss (rows with zero weight included).
-    weights : ndarray of shape (n_rows,)
-        Their sample weights.
-    """
-
-    losses: np.ndarray
-    weights: np.ndarray
-
-    def curve(self):
-        """Held-out log loss per unit weight of each scale."""
-        total = self.weights @ np.where(self.weights[:, None] > 0, self.losses, 0.0)
-        return total / np.sum(self.weights)
-
-
-def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive, probit=False):
-    """Held-out log loss of every row at each prior scale, over the folds.
-
-    Parameters
-    ----------
-    fit_fold : callable
-        ``fit_fold(train) -> LaplaceFit`` fits the MAP and its posterior on
-        the rows where the boolean mask ``train`` is True.
-    jacobians : callable
-        ``jacobians(theta, X)`` yields ``(logits, J)`` row chunks.
-    data : tuple
-        ``(X, y_index, sample_weight)``, NumPy arrays.
-    folds : ndarray of int of shape (n_samples,)
-        From :func:`content_folds`.
-    scales : sequence of float
-    predictive : callable
-        ``predictive(xp, mean, cov) -> moderated logits``.
-    probit : bool, default=False
-        Whether ``predictive`` is the probit (then only the centred
-        variances are computed, for all scales at once).
-
-    Returns
-    -------
-    HeldOutLosses or None
-        ``None`` if no fold has weight on both sides (too little data).
-    """
-    X, y_index, weight = data
-    losses, weights = [], []
-    for k in np.unique(folds):
-        out = folds == k
-        if not (np.sum(weight[out]) > 0 and np.sum(weight[~out]) > 0):
-            continue
-        with warnings.catch_warnings():
-            # The full-data fit already warned about its own solver and
-            # posterior; a fold's warnings would repeat them.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", LaplaceApproximationWarning)
-            fold = fit_fold(~out)
-        losses.append(
-            _heldout_log_losses(
-                fold, jacobians, X[out], y_index[out], scales, predictive, probit
-            )
-        )
-        weights.append(weight[out])
-    if not losses:
-        return None
-    return HeldOutLosses(np.concatenate(losses), np.concatenate(weights))
-
-
-def validation_log_losses(fit, jacobians, held_out, scales, predictive, probit=False):
-    """Log loss of every held-out row at each prior scale, for one fit.
-
-    Parameters
-    ----------
-    fit : LaplaceFit
-        The MAP and posterior, fitted without the held-out rows.
-    jacobians, scales, predictive, probit
-        As in :func:`cv_log_losses`.
-    held_out : tuple
-        ``(X, y_index, sample_weight)`` of the held-out rows, NumPy arrays.
-
-    Returns
-    -------
-    HeldOutLosses or None
-        ``None`` if the held-out rows have no weight.
-    """
-    X, y_index, weight = held_out
-    if not np.sum(weight) > 0:
-        return None
-    losses = _heldout_log_losses(fit, jacobians, X, y_index, scales, predictive, probit)
-    return HeldOutLosses(losses, weight)
-
-
 class PriorScale(NamedTuple):
     """Outcome of :func:`choose_prior_scale`.
 
@@ -495,8 +317,9 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
         The MAP and its posterior.
     held_out : callable, default=None
         ``held_out(scales) -> HeldOutLosses or None``: the held-out losses
-        of ``"cv"`` (:func:`cv_log_losses` with its data bound) or of
-        ``"validation"`` (:func:`validation_log_losses`). Where it returns
+        of ``"cv"`` (:func:`~sklaplace._held_out.cv_log_losses` with its data
+        bound) or of ``"validation"``
+        (:func:`~sklaplace._held_out.validation_log_losses`). Where it returns
         ``None`` the evidence chooses instead.
     scales : sequence of float, default=PRIOR_SCALE_GRID
 

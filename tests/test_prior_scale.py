@@ -7,15 +7,14 @@ from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._network import ParamLayout, forward, jacobian_factor
-from sklaplace._prior_scale import (
+from sklaplace._held_out import (
     CV_FOLDS,
     HeldOutLosses,
-    ScaledPriorFamily,
-    choose_prior_scale,
     content_folds,
     validation_rows,
 )
+from sklaplace._network import ParamLayout, forward, jacobian_factor
+from sklaplace._prior_scale import ScaledPriorFamily, choose_prior_scale
 
 X3, Y3 = make_classification(
     90, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0

@@ -1,0 +1,203 @@
+"""Held-out log losses of the posterior's prior scales: folds and validation rows.
+
+``prior_precision_scale="cv"`` scores every row on the folds of
+:func:`content_folds` (each fold's MAP refitted without it, warm-started);
+``"validation"`` scores the rows :func:`validation_rows` holds out at the
+MAP fitted on the others. Both assign rows by a keyed hash of their content,
+so that copies of a row (an integer sample weight) go together and the row
+order changes nothing. The losses of every scale come back as
+:class:`HeldOutLosses`, from which :mod:`sklaplace._prior_scale` chooses.
+"""
+
+import hashlib
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from sklaplace._backend import to_numpy
+from sklaplace._predictive import centring, probit_from_variance
+from sklaplace._prior_scale import ScaledPriorFamily
+from sklaplace.exceptions import LaplaceApproximationWarning
+
+__all__ = [
+    "CV_FOLDS",
+    "HeldOutLosses",
+    "content_folds",
+    "cv_log_losses",
+    "validation_log_losses",
+    "validation_rows",
+]
+
+#: Folds of the held-out choice (``"cv"``): with 3, the choice on breast
+#: cancer's 398 training rows was noisy enough to cost 7% of test log loss.
+CV_FOLDS = 5
+
+
+def _content_hashes(X, y_index, seed):
+    """Return a keyed 64-bit hash of each row's features and label (uint64)."""
+    key = int(seed).to_bytes(8, "little")
+    X = np.ascontiguousarray(X, dtype=np.float64) + 0.0  # -0.0 hashes as 0.0
+    hashes = np.empty(X.shape[0], dtype=np.uint64)
+    for i, (row, label) in enumerate(zip(X, y_index)):
+        message = row.tobytes() + int(label).to_bytes(8, "little")
+        digest = hashlib.blake2b(message, digest_size=8, key=key).digest()
+        hashes[i] = int.from_bytes(digest, "little")
+    return hashes
+
+
+def content_folds(X, y_index, n_folds, seed):
+    """Fold of each row, from a keyed hash of the row's features and label.
+
+    Identical rows always share a fold, and a row's fold depends on neither
+    the other rows nor their order: a row with integer weight ``k`` and
+    ``k`` copies of it are held out together (sample weights stay
+    equivalent to repetitions) and row order does not change the folds.
+    """
+    return (_content_hashes(X, y_index, seed) % np.uint64(n_folds)).astype(int)
+
+
+def validation_rows(X, y_index, fraction, seed):
+    """Rows held out for ``prior_precision_scale="validation"`` (boolean mask).
+
+    A row is held out when its keyed content hash, read as a number in
+    ``[0, 1)``, is below ``fraction``: about that fraction of the rows, with
+    the invariances of :func:`content_folds` (copies of a row go together;
+    row order changes nothing).
+    """
+    return _content_hashes(X, y_index, seed) / 2.0**64 < fraction
+
+
+def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive, probit):
+    """Log loss of each of ``fold``'s held-out rows at each scale.
+
+    With ``probit`` the moderated logits come from the centred variances of
+    all scales at once (:meth:`ScaledPriorFamily.centred_variances`; the
+    probit needs no more), else from ``predictive`` on each scale's full
+    covariances.
+
+    Returns an array of shape (n_rows, n_scales); ``inf`` where the scaled
+    precision is not positive definite or the loss is not finite.
+    """
+    xp = fold.objective.xp
+    family = ScaledPriorFamily(
+        fold.posterior, fold.prior_precision, fold.objective.fixed
+    )
+    likelihood = fold.objective.likelihood
+    losses, start = np.full((X.shape[0], len(scales)), np.inf), 0
+    for logits, J in jacobians(fold.theta, X):
+        stop = start + logits.shape[0]
+        rows = xp.asarray(np.arange(stop - start))
+        labels = xp.asarray(y_index[start:stop])
+        if probit and getattr(J, "ndim", 0) == 3:
+            mean = logits @ centring(xp, logits.shape[1], logits.dtype)
+            variances = family.centred_variances(xp, J, scales)
+            moderated = (
+                probit_from_variance(xp, mean, variances[:, :, i])
+                for i in range(len(scales))
+            )
+        else:
+            moderated = (
+                None if cov is None else predictive(xp, logits, cov)
+                for cov in family.functional_variances(xp, J, scales)
+            )
+        for i, g in enumerate(moderated):
+            if g is not None:
+                log_proba = likelihood.log_proba(xp, g)
+                losses[start:stop, i] = -to_numpy(log_proba[rows, labels])
+        start = stop
+    return np.where(np.isfinite(losses), losses, np.inf)
+
+
+class HeldOutLosses(NamedTuple):
+    """Per-row held-out log losses of every scale, from :func:`cv_log_losses`.
+
+    Attributes
+    ----------
+    losses : ndarray of shape (n_rows, n_scales)
+        Each held-out row's log loss (rows with zero weight included).
+    weights : ndarray of shape (n_rows,)
+        Their sample weights.
+    """
+
+    losses: np.ndarray
+    weights: np.ndarray
+
+    def curve(self):
+        """Held-out log loss per unit weight of each scale."""
+        total = self.weights @ np.where(self.weights[:, None] > 0, self.losses, 0.0)
+        return total / np.sum(self.weights)
+
+
+def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive, probit=False):
+    """Held-out log loss of every row at each prior scale, over the folds.
+
+    Parameters
+    ----------
+    fit_fold : callable
+        ``fit_fold(train) -> LaplaceFit`` fits the MAP and its posterior on
+        the rows where the boolean mask ``train`` is True.
+    jacobians : callable
+        ``jacobians(theta, X)`` yields ``(logits, J)`` row chunks.
+    data : tuple
+        ``(X, y_index, sample_weight)``, NumPy arrays.
+    folds : ndarray of int of shape (n_samples,)
+        From :func:`content_folds`.
+    scales : sequence of float
+    predictive : callable
+        ``predictive(xp, mean, cov) -> moderated logits``.
+    probit : bool, default=False
+        Whether ``predictive`` is the probit (then only the centred
+        variances are computed, for all scales at once).
+
+    Returns
+    -------
+    HeldOutLosses or None
+        ``None`` if no fold has weight on both sides (too little data).
+    """
+    X, y_index, weight = data
+    losses, weights = [], []
+    for k in np.unique(folds):
+        out = folds == k
+        if not (np.sum(weight[out]) > 0 and np.sum(weight[~out]) > 0):
+            continue
+        with warnings.catch_warnings():
+            # The full-data fit already warned about its own solver and
+            # posterior; a fold's warnings would repeat them.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", LaplaceApproximationWarning)
+            fold = fit_fold(~out)
+        losses.append(
+            _heldout_log_losses(
+                fold, jacobians, X[out], y_index[out], scales, predictive, probit
+            )
+        )
+        weights.append(weight[out])
+    if not losses:
+        return None
+    return HeldOutLosses(np.concatenate(losses), np.concatenate(weights))
+
+
+def validation_log_losses(fit, jacobians, held_out, scales, predictive, probit=False):
+    """Log loss of every held-out row at each prior scale, for one fit.
+
+    Parameters
+    ----------
+    fit : LaplaceFit
+        The MAP and posterior, fitted without the held-out rows.
+    jacobians, scales, predictive, probit
+        As in :func:`cv_log_losses`.
+    held_out : tuple
+        ``(X, y_index, sample_weight)`` of the held-out rows, NumPy arrays.
+
+    Returns
+    -------
+    HeldOutLosses or None
+        ``None`` if the held-out rows have no weight.
+    """
+    X, y_index, weight = held_out
+    if not np.sum(weight) > 0:
+        return None
+    losses = _heldout_log_losses(fit, jacobians, X, y_index, scales, predictive, probit)
+    return HeldOutLosses(losses, weight)
