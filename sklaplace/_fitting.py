@@ -252,13 +252,13 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
 
     refits = []
 
-    def fit_at(alpha, theta, rows=fit_rows):
+    def fit_at(alpha, theta):
         prior = prior_precision_vector(layout, alpha, config.bias_prior_precision)
         if refits:
             # A superseded refit keeps its solver record only: its posterior
             # (a dense n_params x n_params factor) and data copy are freed.
             refits[-1] = refits[-1]._replace(objective=None, posterior=None)
-        refits.append(fit_laplace(config, objective(prior, rows), theta))
+        refits.append(fit_laplace(config, objective(prior, fit_rows), theta))
         return refits[-1]
 
     if not isinstance(config.alpha, str):
