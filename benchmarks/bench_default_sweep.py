@@ -1,0 +1,119 @@
+"""The default estimator on data sets no issue names, against the usual picks.
+
+Usage::
+
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_default_sweep.py
+    python benchmarks/bench_default_sweep.py --datasets iris moons --splits 5
+
+``LaplaceMLPClassifier()`` with every default (hidden (100,), all "auto"
+settings) in a ``StandardScaler`` pipeline, against ``MLPClassifier()``
+(adam, ReLU), ``MLPClassifier(activation="tanh", solver="lbfgs",
+alpha=1.0)`` and ``LogisticRegression``, each with ``max_iter`` raised so
+that it converges. Stratified 70/30 splits (``random_state`` 0, 1, ...);
+mean test log loss, accuracy and fit seconds per model. The data sets span
+what the default's size rules (``sklaplace._memory``) send to each regime:
+small (iris, moons, circles, imbalanced), Kronecker-factored with tuning
+refits (wine, breast cancer), and no refits (digits, 20 classes).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_digits,
+    load_iris,
+    load_wine,
+    make_circles,
+    make_classification,
+    make_moons,
+)
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, log_loss
+from sklearn.model_selection import StratifiedShuffleSplit
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _splits import timed_fit  # noqa: E402
+
+from sklaplace import LaplaceMLPClassifier  # noqa: E402
+
+DATASETS = {
+    "iris": lambda: load_iris(return_X_y=True),
+    "wine": lambda: load_wine(return_X_y=True),
+    "breast_cancer": lambda: load_breast_cancer(return_X_y=True),
+    "digits": lambda: load_digits(return_X_y=True),
+    "moons": lambda: make_moons(1000, noise=0.3, random_state=0),
+    "circles": lambda: make_circles(1000, noise=0.2, factor=0.5, random_state=0),
+    "imbalanced": lambda: make_classification(
+        2000, 10, n_informative=4, weights=[0.95, 0.05], random_state=0
+    ),
+    "20_classes": lambda: make_classification(
+        3000,
+        30,
+        n_informative=15,
+        n_classes=20,
+        n_clusters_per_class=1,
+        random_state=0,
+    ),
+}
+
+MODELS = {
+    "LaplaceMLPClassifier()": lambda: LaplaceMLPClassifier(random_state=0),
+    "MLPClassifier()": lambda: MLPClassifier(random_state=0, max_iter=500),
+    "MLPClassifier(tanh, lbfgs, alpha=1)": lambda: MLPClassifier(
+        activation="tanh", solver="lbfgs", alpha=1.0, random_state=0, max_iter=500
+    ),
+    "LogisticRegression": lambda: LogisticRegression(max_iter=2000),
+}
+
+
+def run(name, n_splits):
+    X, y = DATASETS[name]()
+    scores = {model: [] for model in MODELS}
+    splitter = StratifiedShuffleSplit(n_splits=1, test_size=0.3)
+    for seed in range(n_splits):
+        splitter.random_state = seed
+        train, test = next(splitter.split(X, y))
+        for model, make in MODELS.items():
+            pipeline = make_pipeline(StandardScaler(), make())
+            seconds = timed_fit(pipeline, X[train], y[train])
+            proba = pipeline.predict_proba(X[test])
+            predicted = pipeline.classes_[proba.argmax(axis=1)]
+            scores[model].append(
+                (
+                    log_loss(y[test], proba, labels=pipeline.classes_),
+                    accuracy_score(y[test], predicted),
+                    seconds,
+                )
+            )
+    for model, rows in scores.items():
+        nll, accuracy, seconds = np.mean(rows, axis=0)
+        print(
+            f"| {name} | {model} | {nll:.4f} | {accuracy:.4f} | {seconds:.2f} |",
+            flush=True,
+        )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    parser.add_argument("--splits", type=int, default=3)
+    args = parser.parse_args()
+    print(f"stratified 70/30 splits: {args.splits}; means over splits\n")
+    print(
+        "| data set | model | test NLL | accuracy | fit s |\n|---|---|---:|---:|---:|"
+    )
+    start = time.perf_counter()
+    for name in args.datasets:
+        run(name, args.splits)
+    print(f"\n{time.perf_counter() - start:.0f} s in all")
+
+
+if __name__ == "__main__":
+    main()
