@@ -30,6 +30,7 @@ __all__ = [
     "forward",
     "jacobian_factor",
     "jvp",
+    "r_forward",
     "second_order_backprop",
     "vjp",
     "with_ones",
@@ -231,18 +232,32 @@ def jvp(xp, layout, theta, fwd, v, inputs=None):
         ``r_pre[i]`` is the directional derivative of ``z_i`` along ``v``, of
         shape ``(n_samples, fan_out_i)``; ``r_pre[-1] = J v``.
     """
+    return r_forward(xp, layout, theta, fwd, v, inputs)[0]
+
+
+def r_forward(xp, layout, theta, fwd, v, inputs=None):
+    """:func:`jvp` and the hidden activations' derivatives ``R{a_i}`` too.
+
+    Returns
+    -------
+    r_pre : list of arrays
+        As :func:`jvp`.
+    r_acts : list of arrays
+        ``r_acts[i] = phi'(z_i) * r_pre[i]`` for each hidden layer (what
+        :func:`second_order_backprop` needs again).
+    """
     if inputs is None:
         inputs = [with_ones(xp, a) for a in fwd.acts]
     weights, directions = layout.layers(xp, theta), layout.layers(xp, v)
-    r_pre, r_act = [], None
+    r_pre, r_acts = [], []
     for i, (Wb, Vb) in enumerate(zip(weights, directions)):
         r_z = inputs[i] @ Vb
-        if r_act is not None:
-            r_z = r_z + r_act @ Wb[:-1, :]
+        if r_acts:
+            r_z += r_acts[-1] @ Wb[:-1, :]
         r_pre.append(r_z)
         if i < layout.n_layers - 1:
-            r_act = fwd.slopes[i] * r_z
-    return r_pre
+            r_acts.append(fwd.slopes[i] * r_z)
+    return r_pre, r_acts
 
 
 def second_order_backprop(
@@ -256,6 +271,7 @@ def second_order_backprop(
     r_out,
     second_derivative_terms,
     inputs=None,
+    r_acts=None,
 ):
     """Pearlmutter's R-operator, backward: ``R{dL/dtheta}`` along ``v``.
 
@@ -273,6 +289,8 @@ def second_order_backprop(
         exact Hessian product (Pearlmutter 1994, eqs. for R{backprop}).
     inputs : list of arrays, default=None
         ``with_ones(fwd.acts[i])``, as in :func:`jvp`.
+    r_acts : list of arrays, default=None
+        ``R{a_i}`` from :func:`r_forward`, if the caller has them.
 
     Returns
     -------
@@ -281,22 +299,25 @@ def second_order_backprop(
     """
     if inputs is None:
         inputs = [with_ones(xp, a) for a in fwd.acts]
+    if r_acts is None:
+        r_acts = [slope * r for slope, r in zip(fwd.slopes, r_pre)]
     exact = second_derivative_terms is not None
     weights, directions = layout.layers(xp, theta), layout.layers(xp, v)
     r_delta, blocks = r_out, []
+    # Every product below is a fresh array, so the updates are in place.
     for i in range(layout.n_layers - 1, -1, -1):
         block = inputs[i].T @ r_delta  # [a' R{delta}; sum R{delta}]
         if exact and i > 0:
             # The layer's input moves along v too: R{a_i}' delta_i (no bias row).
-            r_act = fwd.slopes[i - 1] * r_pre[i - 1]
-            block[:-1, :] = block[:-1, :] + r_act.T @ deltas[i]
+            block[:-1, :] += r_acts[i - 1].T @ deltas[i]
         blocks.append(xp.reshape(block, (-1,)))
         if i == 0:
             break
         r_back = r_delta @ weights[i][:-1, :].T
         if exact:
-            r_back = r_back + deltas[i] @ directions[i][:-1, :].T
-        r_delta = fwd.slopes[i - 1] * r_back
+            r_back += deltas[i] @ directions[i][:-1, :].T
+        r_back *= fwd.slopes[i - 1]
         if exact:
-            r_delta = r_delta + second_derivative_terms[i - 1] * r_pre[i - 1]
+            r_back += second_derivative_terms[i - 1] * r_pre[i - 1]
+        r_delta = r_back
     return xp.concat(blocks[::-1])

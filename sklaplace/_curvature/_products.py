@@ -5,7 +5,7 @@ costs about two gradients per product (Pearlmutter's R-operator),
 :func:`fisher_diagonal` about one gradient.
 """
 
-from sklaplace._network import backprop, jvp, second_order_backprop, with_ones
+from sklaplace._network import backprop, r_forward, second_order_backprop, with_ones
 
 __all__ = ["fisher_diagonal", "hessp_operator"]
 
@@ -54,7 +54,7 @@ def hessp_operator(objective, theta, kind="exact", fwd=None, backprop=None):
 
     def hessp(v):
         v_free = v if free is None else v * free
-        r_pre = jvp(xp, layout, theta, fwd, v_free, inputs)  # J v
+        r_pre, r_acts = r_forward(xp, layout, theta, fwd, v_free, inputs)  # J v
         r_out = output_hessian(r_pre[-1])  # Lambda J v
         # With no second-derivative terms this is J' Lambda J v (the GGN);
         # with them, plus the residual term: Pearlmutter's R{backprop}.
@@ -69,6 +69,7 @@ def hessp_operator(objective, theta, kind="exact", fwd=None, backprop=None):
             r_out,
             second_derivative_terms,
             inputs,
+            r_acts,
         )
         Hv = Hv + obj.prior_precision * v_free
         if free is not None:
