@@ -93,9 +93,12 @@ def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive, probit)
         if probit and getattr(J, "ndim", 0) == 3:
             mean = logits @ centring(xp, logits.shape[1], logits.dtype)
             variances = family.centred_variances(xp, J, scales)
+            # NaN columns mark scales whose precision is not positive
+            # definite: skipped (their loss stays inf), never computed on.
+            defined = np.isfinite(to_numpy(variances[0, 0, :]))
             moderated = (
-                probit_from_variance(xp, mean, variances[:, :, i])
-                for i in range(len(scales))
+                probit_from_variance(xp, mean, variances[:, :, i]) if ok else None
+                for i, ok in enumerate(defined)
             )
         else:
             moderated = (

@@ -58,7 +58,7 @@ def logit_jacobians(xp, layout, theta, activation, X, keep=None):
     rows = max(1, DEFAULT_MEMORY_BUDGET // bytes_per_row)
     eye = xp.eye(n_outputs, dtype=theta.dtype)
     for start in range(0, X.shape[0], rows):
-        Xc = xp.asarray(X[start : start + rows])
+        Xc = xp.asarray(X[start : min(start + rows, X.shape[0]), ...])
         fwd = forward(xp, layout, theta, Xc, activation)
         identity = xp.broadcast_to(eye[None, :, :], (Xc.shape[0], n_outputs, n_outputs))
         J = jacobian_factor(xp, layout, theta, fwd, identity)
@@ -220,9 +220,15 @@ def moderated_logits(xp, mean, cov, link_approx, n_mc_samples, seed, rows):
         mc_noise(xp, seed, n_draws, mean.shape[1]),
         PREDICTIVES[link_approx],
     )
+    n = mean.shape[0]
     return xp.concat(
         [
-            predictive(xp, mean[i : i + rows], cov[i : i + rows], noise=noise)
-            for i in range(0, mean.shape[0], rows)
+            predictive(
+                xp,
+                mean[i : min(i + rows, n), ...],
+                cov[i : min(i + rows, n), ...],
+                noise=noise,
+            )
+            for i in range(0, n, rows)
         ]
     )

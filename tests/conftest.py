@@ -152,3 +152,27 @@ def bayesian_linear_regression(prior, noise=0.5, data=None, **kwargs):
         cov = noise**2 * np.eye(n) + Phi @ np.diag(1.0 / prior) @ Phi.T
         evidence = scipy.stats.multivariate_normal.logpdf(y, np.zeros(n), cov)
     return log_lik, w, P, evidence
+
+
+# Estimator configurations that between them take every path of fit and
+# predict (solvers, curvatures, posterior structures, prior-scale choices,
+# predictives). The backend tests fit each on another namespace and compare
+# with NumPy. Fixed alpha where the evidence updates would only add time.
+BACKEND_CONFIGS = {
+    "default": dict(),
+    "newton-cg": dict(solver="newton-cg", alpha=1.0),
+    "exact-newton-full": dict(
+        solver="newton", hessian="exact", hessian_structure="full", alpha=1.0
+    ),
+    "kron-lbfgs-validation": dict(
+        hessian_structure="kron",
+        solver="lbfgs",
+        alpha=1.0,
+        prior_precision_scale="validation",
+    ),
+    "diag-evidence-alpha": dict(hessian_structure="diag", solver="newton"),
+    "cv-scale": dict(alpha=1.0, prior_precision_scale="cv"),
+    "last-layer-mc": dict(
+        subset_of_weights="last_layer", link_approx="mc", n_mc_samples=200, alpha=1.0
+    ),
+}

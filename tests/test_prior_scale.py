@@ -1,6 +1,9 @@
 """The posterior's prior scale: dense references, a from-scratch evidence and
 held-out loss, selection, and invariances of the choice."""
 
+import warnings
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, make_classification
@@ -11,9 +14,12 @@ from sklaplace._held_out import (
     CV_FOLDS,
     HeldOutLosses,
     content_folds,
+    validation_log_losses,
     validation_rows,
 )
+from sklaplace._likelihood import likelihood_for
 from sklaplace._network import ParamLayout, forward, jacobian_factor
+from sklaplace._predictive import probit_logits
 from sklaplace._prior_scale import ScaledPriorFamily, choose_prior_scale
 
 X3, Y3 = make_classification(
@@ -78,6 +84,46 @@ def test_family_equals_dense_precision_at_every_scale(params):
     # A scale whose precision is not positive definite gives NaN there.
     both = family.centred_variances(np, J, [-1e6, 1.0])
     assert np.all(np.isnan(both[:, :, 0])) and np.all(np.isfinite(both[:, :, 1]))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_held_out_loss_of_a_scale_without_posterior_is_inf_without_nan(n_classes):
+    # A scale whose precision is not positive definite (here c = -1e6) has no
+    # posterior: its held-out loss is inf, and no NaN is ever computed on
+    # (a RuntimeWarning would leak to the user). The other scale's loss from
+    # the probit's fast path equals the general path's (full covariances).
+    # Binary and 3 classes: both likelihoods' log_proba.
+    X, y = (X3, Y3) if n_classes == 3 else (X3, Y3 % 2)
+    clf = LaplaceMLPClassifier(
+        (3,), random_state=0, prior_precision_scale=1.0, hessian_structure="full"
+    ).fit(X, y)
+    layout = ParamLayout([4, 3, clf.coefs_[-1].shape[1]])
+    theta = layout.pack(np, clf.coefs_, clf.intercepts_)
+    fit = SimpleNamespace(
+        objective=SimpleNamespace(
+            xp=np, likelihood=likelihood_for(n_classes), fixed=None
+        ),
+        posterior=clf.posterior_,
+        prior_precision=clf.prior_precision_,
+        theta=theta,
+    )
+
+    def jacobians(theta, X):
+        yield forward(np, layout, theta, X, clf.activation).logits, _jacobian(clf, X)
+
+    held_out = (X[:20], y[:20], np.ones(20))
+    scales = [-1e6, 1.0]
+    with warnings.catch_warnings(), np.errstate(invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        fast = validation_log_losses(
+            fit, jacobians, held_out, scales, probit_logits, probit=True
+        ).losses
+        general = validation_log_losses(
+            fit, jacobians, held_out, scales, probit_logits, probit=False
+        ).losses
+    assert np.all(np.isinf(fast[:, 0])) and np.all(np.isinf(general[:, 0]))
+    assert np.all(np.isfinite(fast[:, 1]))
+    np.testing.assert_allclose(fast[:, 1], general[:, 1], rtol=1e-10)
 
 
 def test_evidence_path_is_the_logistic_regression_evidence_from_scratch():
