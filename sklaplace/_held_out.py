@@ -82,7 +82,7 @@ def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive, probit)
     """
     xp = fold.objective.xp
     family = ScaledPriorFamily(
-        fold.posterior, fold.prior_precision, fold.objective.fixed
+        fold.posterior, fold.prior_precision, fold.objective.fixed, xp
     )
     likelihood = fold.objective.likelihood
     losses, start = np.full((X.shape[0], len(scales)), np.inf), 0

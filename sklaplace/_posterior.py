@@ -22,6 +22,7 @@ import numpy as np
 
 from sklaplace._backend import (
     NotPositiveDefiniteError,
+    add_to_diagonal,
     cholesky,
     pin_to_identity,
     plus_scaled_identity,
@@ -107,8 +108,10 @@ class FullPosterior:
 
         Raises :class:`NotPositiveDefiniteError` if that is not positive definite.
         """
-        L = self.cholesky_factor
-        return FullPosterior.from_precision(np, L @ L.T + np.diag(to_numpy(delta)))
+        # In ``xp``: on a GPU the W^3 product and factorisation run there.
+        L = xp.asarray(self.cholesky_factor)
+        change = xp.asarray(to_numpy(delta), dtype=L.dtype)
+        return FullPosterior.from_precision(xp, add_to_diagonal(xp, L @ L.T, change))
 
     def pivot_ratio(self):
         """Smallest squared Cholesky pivot over the largest diagonal of ``P``.

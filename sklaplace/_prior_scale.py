@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sklaplace._backend import NotPositiveDefiniteError, to_numpy
+from sklaplace._backend import NotPositiveDefiniteError, add_to_diagonal, to_numpy
 from sklaplace._evidence import log_evidence_from_terms
 from sklaplace._predictive import centring
 from sklaplace.exceptions import LaplaceApproximationWarning
@@ -92,15 +92,16 @@ def _free_prior(prior_precision, fixed):
     return prior if fixed is None else np.where(to_numpy(fixed), 0.0, prior)
 
 
-def scaled_posterior(posterior, prior_precision, scale, fixed=None):
+def scaled_posterior(posterior, prior_precision, scale, fixed=None, xp=np):
     """Return the posterior with precision ``P_data + scale * A``.
 
+    The new factorisation is computed in ``xp`` (the fit's namespace).
     Raises :class:`NotPositiveDefiniteError` if that is not positive definite.
     """
     if scale == 1.0:
         return posterior
     change = (scale - 1.0) * _free_prior(prior_precision, fixed)
-    return posterior.with_prior_change(np, change)
+    return posterior.with_prior_change(xp, change)
 
 
 class ScaledPriorFamily:
@@ -114,23 +115,29 @@ class ScaledPriorFamily:
         ``A``, the prior precision ``posterior`` was built with.
     fixed : array of bool of shape (n_params,), default=None
         Parameters held at zero: no prior, identity precision at any ``c``.
+    xp : module, default=numpy
+        The namespace of the fit: the eigendecomposition (``O(W^3)``) and
+        the eigenvectors stay there; only the eigenvalues come to the host.
     """
 
-    def __init__(self, posterior, prior_precision, fixed=None):
+    def __init__(self, posterior, prior_precision, fixed=None, xp=np):
         self.posterior = posterior
         self.fixed = fixed
+        self.xp = xp
         self.prior = _free_prior(prior_precision, fixed)
         self._eigen = None
         free = np.ones(self.prior.shape[0], bool) if fixed is None else ~fixed
         if posterior.structure == "full" and np.all(self.prior[free] > 0):
-            L = posterior.cholesky_factor[free, :]
-            root = 1.0 / np.sqrt(self.prior[free])
+            L = xp.asarray(posterior.cholesky_factor[free, :])
+            root = xp.asarray(1.0 / np.sqrt(self.prior[free]))
             # A^{-1/2} (P - A) A^{-1/2} on the free block (the fixed block of
             # P is the identity and decoupled).
             whitened = root[:, None] * (L @ L.T) * root[None, :]
-            whitened[np.diag_indices_from(whitened)] -= 1.0
-            eigenvalues, eigenvectors = np.linalg.eigh(whitened)
-            self._eigen = (free, root, eigenvalues, eigenvectors)
+            minus_one = xp.full((whitened.shape[0],), -1.0, dtype=whitened.dtype)
+            eigenvalues, eigenvectors = xp.linalg.eigh(
+                add_to_diagonal(xp, whitened, minus_one)
+            )
+            self._eigen = (free, root, to_numpy(eigenvalues), eigenvectors)
 
     def log_det_precision(self, scale):
         """``log det P(c)``; NaN where ``P(c)`` is not positive definite."""
@@ -142,7 +149,7 @@ class ScaledPriorFamily:
             return float(np.sum(np.log(shifted)) + np.sum(np.log(self.prior[free])))
         try:
             return scaled_posterior(
-                self.posterior, self.prior, scale
+                self.posterior, self.prior, scale, xp=self.xp
             ).log_det_precision()
         except NotPositiveDefiniteError:
             return np.nan
@@ -212,7 +219,7 @@ class ScaledPriorFamily:
 
     def _one_variance(self, xp, J, scale):
         try:
-            posterior = scaled_posterior(self.posterior, self.prior, scale)
+            posterior = scaled_posterior(self.posterior, self.prior, scale, xp=self.xp)
         except NotPositiveDefiniteError:
             return None
         return posterior.functional_variance(xp, J)
@@ -327,13 +334,13 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
     -------
     PriorScale
     """
-    fixed = fit.objective.fixed
+    xp, fixed = fit.objective.xp, fit.objective.fixed
     fixed = None if fixed is None else to_numpy(fixed)
     if not isinstance(setting, str):
         scale = float(setting)
         return PriorScale(
             scale,
-            scaled_posterior(fit.posterior, fit.prior_precision, scale, fixed),
+            scaled_posterior(fit.posterior, fit.prior_precision, scale, fixed, xp),
             None,
         )
     scales = np.asarray(scales, dtype=np.float64)
@@ -354,12 +361,14 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
             f"{setting}_standard_error": standard_error,
         }
     else:
-        family = ScaledPriorFamily(fit.posterior, fit.prior_precision, fixed)
+        family = ScaledPriorFamily(fit.posterior, fit.prior_precision, fixed, xp)
         curve = log_evidence_curve(fit.log_likelihood, fit.theta, family, scales)
         scale = float(scales[_nearest_one(scales, -curve)])
         path = {"scales": scales, "log_marginal_likelihood": curve}
     try:
-        posterior = scaled_posterior(fit.posterior, fit.prior_precision, scale, fixed)
+        posterior = scaled_posterior(
+            fit.posterior, fit.prior_precision, scale, fixed, xp
+        )
     except NotPositiveDefiniteError:
         # The eigenvalues said positive definite, the factorisation did not
         # (a pivot at round-off): keep the fitted posterior, c = 1.

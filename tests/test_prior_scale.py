@@ -249,7 +249,7 @@ class _Fit:
     """Just enough of a LaplaceFit for choose_prior_scale."""
 
     def __init__(self, clf):
-        self.objective = type("O", (), {"fixed": None})()
+        self.objective = type("O", (), {"fixed": None, "xp": np})()
         self.posterior, self.prior_precision = clf.posterior_, clf.prior_precision_
 
 
@@ -382,10 +382,10 @@ def test_a_chosen_scale_that_fails_to_factorise_falls_back_to_one(monkeypatch):
 
     original = _prior_scale.scaled_posterior
 
-    def failing(posterior, prior, scale, fixed=None):
+    def failing(posterior, prior, scale, fixed=None, xp=np):
         if scale != 1.0:
             raise NotPositiveDefiniteError("pivot at round-off")
-        return original(posterior, prior, scale, fixed)
+        return original(posterior, prior, scale, fixed, xp)
 
     monkeypatch.setattr(_prior_scale, "scaled_posterior", failing)
     with pytest.warns(LaplaceApproximationWarning, match="not numerically positive"):
