@@ -138,11 +138,19 @@ def cholesky(xp, A):
     Raises
     ------
     NotPositiveDefiniteError
-        If ``A`` is not (numerically) positive definite. CuPy returns NaNs
-        instead of raising, so the factor is checked explicitly.
+        If ``A`` is not (numerically) positive definite. CuPy leaves a
+        failed factorisation's trailing block as it was (finite numbers, no
+        error) unless its ``linalg`` error state is "raise", so that is set
+        here; a NaN factor (from NaN input) is checked for in any namespace.
     """
     try:
-        L = xp.linalg.cholesky(A)
+        if is_cupy_namespace(xp):
+            import cupyx
+
+            with cupyx.errstate(linalg="raise"):
+                L = xp.linalg.cholesky(A)
+        else:
+            L = xp.linalg.cholesky(A)
     except np.linalg.LinAlgError as exc:
         raise NotPositiveDefiniteError(str(exc)) from exc
     if not bool(xp.all(xp.isfinite(xp.linalg.diagonal(L)))):

@@ -26,7 +26,13 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from sklaplace import LaplaceMLPClassifier, log_posterior_hessian  # noqa: E402
-from sklaplace._backend import get_namespace, resolve_backend, to_numpy  # noqa: E402
+from sklaplace._backend import (  # noqa: E402
+    NotPositiveDefiniteError,
+    cholesky,
+    get_namespace,
+    resolve_backend,
+    to_numpy,
+)
 from sklaplace._curvature import CURVATURE_BUILDERS  # noqa: E402
 from tests.conftest import BACKEND_CONFIGS, make_problem  # noqa: E402
 
@@ -162,3 +168,13 @@ def test_auto_backend_takes_the_gpu():
 )
 def test_sklearn_checks_on_gpu(estimator, check):
     check(estimator)
+
+
+def test_cholesky_on_gpu_raises_on_an_indefinite_matrix():
+    # cuSOLVER stops at the second pivot (1 - 2**2 < 0) and, unless told to
+    # raise, leaves finite numbers behind: a NaN check alone misses it.
+    xp = get_namespace(cupy.zeros(1))
+    with pytest.raises(NotPositiveDefiniteError):
+        cholesky(xp, cupy.asarray([[1.0, 2.0], [2.0, 1.0]]))
+    L = cholesky(xp, cupy.asarray([[4.0, 2.0], [2.0, 5.0]]))
+    np.testing.assert_allclose(to_numpy(L), [[2.0, 0.0], [1.0, 2.0]])
