@@ -40,6 +40,7 @@ clf = LaplaceMLPClassifier(
     hidden_layer_sizes=(3,),
     activation="logistic",
     alpha=0.03,
+    bias_prior_precision=1.0,
     hessian="exact",
     prior_precision_scale=1.0,  # the classical posterior: P is the Hessian
     random_state=1,
@@ -65,7 +66,11 @@ fig.tight_layout()
 # be the one the estimator used: ``alpha`` on the weights and
 # ``bias_prior_precision`` on the biases (the functional API's own defaults
 # are MLPClassifier's, ``alpha=1e-4`` and a flat bias prior).
-prior = dict(activation="logistic", alpha=0.03, bias_prior_precision=1.0)
+prior = dict(
+    activation="logistic",
+    alpha=clf.alpha,
+    bias_prior_precision=clf.bias_prior_precision,
+)
 H = {
     kind: log_posterior_hessian(clf.coefs_, clf.intercepts_, X, y, kind=kind, **prior)
     for kind in ("exact", "ggn", "ggn_diag")

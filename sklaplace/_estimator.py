@@ -347,7 +347,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         activation="tanh",
         *,
         alpha="auto",
-        bias_prior_precision=1.0,
+        bias_prior_precision=0.1,
         solver="auto",
         hessian="ggn",
         hessian_structure="auto",

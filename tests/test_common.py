@@ -20,6 +20,11 @@ ESTIMATORS = [
         solver="lbfgs",
         hessian="exact",
         alpha=1.0,
+        # L-BFGS stalls (no decrease at machine precision) before the MAP is
+        # accurate to the 1e-7 the weight-equivalence check asks of it with
+        # the weak default bias prior; the default estimator below checks
+        # that prior with its own solver.
+        bias_prior_precision=1.0,
         max_iter=500,
         tol=1e-8,
         random_state=0,
@@ -39,6 +44,7 @@ ESTIMATORS = [
         solver="lbfgs",
         alpha=1.0,
         prior_precision_scale="validation",
+        bias_prior_precision=1.0,  # as the L-BFGS estimator above
         max_iter=500,
         tol=1e-8,
         random_state=0,

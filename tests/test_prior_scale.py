@@ -161,7 +161,9 @@ def test_evidence_path_is_the_logistic_regression_evidence_from_scratch():
     # The estimator's method (its own path) agrees at the chosen scale.
     c = clf.prior_precision_scale_
     np.testing.assert_allclose(
-        clf.log_marginal_likelihood(alpha=c, bias_prior_precision=c),
+        clf.log_marginal_likelihood(
+            alpha=c * clf.alpha, bias_prior_precision=c * clf.bias_prior_precision
+        ),
         path["log_marginal_likelihood"][best],
         rtol=1e-9,
     )
