@@ -79,12 +79,14 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         can run into a degenerate maximum (a warning says so). ``"auto"``
         is ``"evidence"`` where refits are cheap (one gradient at most 5e6
         multiply-adds, ``n_samples * n_params``) and 1.0 beyond (``alpha_``).
-    bias_prior_precision : float or array-like of shape (n_layers,), default=1.0
+    bias_prior_precision : float or array-like of shape (n_layers,), default=0.1
         Prior precision of the biases. Values must be in the range
         ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden
-        layer, LogisticRegression's convention). The default is a proper prior
-        because a flat one makes the posterior improper along the bias of any
-        saturated hidden unit.
+        layer, LogisticRegression's convention). The default is a weak proper
+        prior (standard deviation about 3): a flat one makes the posterior
+        improper along the bias of any saturated hidden unit, and 1.0 (the
+        earlier default) pulled the class offsets towards zero, with higher
+        test log loss on 10 of 13 benchmark data sets.
     solver : {"auto", "newton-cg", "newton", "lbfgs"}, default="auto"
         MAP solver. ``"newton-cg"``: truncated (Hessian-free) Newton inside a
         trust region: Steihaug-Toint conjugate gradients on exact
