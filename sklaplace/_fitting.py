@@ -6,6 +6,7 @@ validated data and returns what the estimator stores; it knows nothing of
 scikit-learn's conventions (validation, warm-start state, attributes).
 """
 
+import warnings
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
@@ -250,7 +251,7 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
             fixed=fixed_xp,
         )
 
-    refits = []
+    refits, kept_warnings = [], []
 
     def fit_at(alpha, theta):
         prior = prior_precision_vector(layout, alpha, config.bias_prior_precision)
@@ -258,7 +259,12 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
             # A superseded refit keeps its solver record only: its posterior
             # (a dense n_params x n_params factor) and data copy are freed.
             refits[-1] = refits[-1]._replace(objective=None, posterior=None)
-        refits.append(fit_laplace(config, objective(prior, fit_rows), theta))
+        # Only the kept refit's warnings describe the fitted model; those of
+        # the refits on the way to alpha would repeat once per refit.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            refits.append(fit_laplace(config, objective(prior, fit_rows), theta))
+        kept_warnings[:] = caught
         return refits[-1]
 
     if not isinstance(config.alpha, str):
@@ -275,6 +281,10 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
         )
         fit, history, gammas = tuning.fit, tuning.history, tuning.gammas
         alpha = float(tuning.alpha[0]) if scalar else tuning.alpha
+    for caught in kept_warnings:
+        warnings.warn_explicit(
+            caught.message, caught.category, caught.filename, caught.lineno
+        )
     # (5) the posterior's prior precision, at the fixed MAP
     keep = None if fixed is None else xp.asarray((~fixed).astype(np.float64))
     link, n_draws = config.link_approx, config.n_mc_samples

@@ -368,3 +368,22 @@ def test_evidence_where_the_new_precision_is_not_positive_definite():
         bias_prior_precision=0.0,
     )
     assert value == -np.inf
+
+
+def test_refits_on_the_way_to_alpha_do_not_repeat_their_warnings():
+    # Each of MacKay's refits stops at max_iter=2; only the kept (last)
+    # refit's ConvergenceWarning describes the fitted model, once.
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = LaplaceMLPClassifier(
+            (4,),
+            solver="newton-cg",
+            max_iter=2,
+            alpha="evidence",
+            prior_precision_scale=1.0,
+            random_state=0,
+        ).fit(X, y)
+    solver = [w for w in caught if "Newton-CG solver" in str(w.message)]
+    assert len(clf.alpha_history_) > 2  # several refits, each unconverged
+    assert len(solver) == 1 and issubclass(solver[0].category, ConvergenceWarning)
