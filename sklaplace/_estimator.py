@@ -82,11 +82,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     bias_prior_precision : float or array-like of shape (n_layers,), default=0.1
         Prior precision of the biases. Values must be in the range
         ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden
-        layer, LogisticRegression's convention). The default is a weak proper
-        prior (standard deviation about 3): a flat one makes the posterior
-        improper along the bias of any saturated hidden unit, and 1.0 (the
-        earlier default) pulled the class offsets towards zero, with higher
-        test log loss on 10 of 13 benchmark data sets.
+        layer, LogisticRegression's convention). The default is weak (sd ~3)
+        and proper: a flat prior makes the posterior improper along the bias
+        of a saturated unit; 1.0 (the old default) gave a higher test log
+        loss on 10 of 13 benchmark data sets.
     solver : {"auto", "newton-cg", "newton", "lbfgs"}, default="auto"
         MAP solver. ``"newton-cg"``: truncated (Hessian-free) Newton inside a
         trust region: Steihaug-Toint conjugate gradients on exact

@@ -1,8 +1,12 @@
 """Shared fixtures: small problems as data, and array namespaces."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.stats
+from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from sklaplace._backend import get_namespace
@@ -176,3 +180,41 @@ BACKEND_CONFIGS = {
         subset_of_weights="last_layer", link_approx="mc", n_mc_samples=200, alpha=1.0
     ),
 }
+
+
+def assert_cupy_backend_matches_numpy(config, n_classes, shape, hidden, rtol):
+    """Fit ``BACKEND_CONFIGS[config]`` with ``backend="numpy"`` and "cupy"; compare.
+
+    ``rtol`` bounds alpha's and the probabilities' relative differences; the
+    chosen solver, structure, curvature and prior scale must be identical.
+    The test decides what ``backend="cupy"`` resolves to (CuPy, or
+    array_api_strict by monkeypatching). A tight ``tol``: the namespaces
+    sum in other orders, and a loose stop would amplify that.
+    """
+    from sklaplace import LaplaceMLPClassifier
+
+    n_samples, n_features = shape
+    X, y = make_classification(
+        n_samples,
+        n_features,
+        n_informative=n_features - 1,
+        n_redundant=0,
+        n_classes=n_classes,
+        random_state=1,
+    )
+    params = (
+        dict(hidden_layer_sizes=hidden, tol=1e-10, max_iter=1000, random_state=0)
+        | BACKEND_CONFIGS[config]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = LaplaceMLPClassifier(backend="numpy", **params).fit(X, y)
+        other = LaplaceMLPClassifier(backend="cupy", **params).fit(X, y)
+    for name in ("solver_", "hessian_structure_", "curvature_"):
+        assert getattr(other, name) == getattr(reference, name), name
+    assert all(isinstance(c, np.ndarray) for c in other.coefs_)
+    np.testing.assert_allclose(other.alpha_, reference.alpha_, rtol=rtol)
+    assert other.prior_precision_scale_ == reference.prior_precision_scale_
+    np.testing.assert_allclose(
+        other.predict_proba(X), reference.predict_proba(X), rtol=rtol, atol=1e-10
+    )

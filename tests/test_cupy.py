@@ -14,14 +14,11 @@ try:
 except Exception as exc:  # CUDA libraries missing
     pytest.skip(f"CUDA unavailable: {exc}", allow_module_level=True)
 
-import warnings  # noqa: E402
 
 from sklearn.datasets import (  # noqa: E402
     load_breast_cancer,
     load_iris,
-    make_classification,
 )
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
@@ -34,7 +31,11 @@ from sklaplace._backend import (  # noqa: E402
     to_numpy,
 )
 from sklaplace._curvature import CURVATURE_BUILDERS  # noqa: E402
-from tests.conftest import BACKEND_CONFIGS, make_problem  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    BACKEND_CONFIGS,
+    assert_cupy_backend_matches_numpy,
+    make_problem,
+)
 
 
 @pytest.mark.parametrize("case", [("tanh", 2, (4, 3)), ("softplus", 3, (4,))])
@@ -114,27 +115,8 @@ print('ok')
 @pytest.mark.parametrize("config", list(BACKEND_CONFIGS), ids=str)
 def test_every_path_on_gpu_matches_numpy(config, n_classes):
     # The configurations of test_backend's array_api_strict test, on the GPU:
-    # cuBLAS and cuSOLVER sum in another order, so the tolerances are the
-    # solver's (tol=1e-10), not the last bits.
-    X, y = make_classification(
-        300, 8, n_informative=5, n_redundant=0, n_classes=n_classes, random_state=1
-    )
-    params = (
-        dict(hidden_layer_sizes=(6,), tol=1e-10, max_iter=1000, random_state=0)
-        | BACKEND_CONFIGS[config]
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        cpu = LaplaceMLPClassifier(backend="numpy", **params).fit(X, y)
-        gpu = LaplaceMLPClassifier(backend="cupy", **params).fit(X, y)
-    for name in ("solver_", "hessian_structure_", "curvature_"):
-        assert getattr(gpu, name) == getattr(cpu, name), name
-    assert all(isinstance(c, np.ndarray) for c in gpu.coefs_)
-    np.testing.assert_allclose(gpu.alpha_, cpu.alpha_, rtol=1e-6)
-    assert gpu.prior_precision_scale_ == cpu.prior_precision_scale_
-    np.testing.assert_allclose(
-        gpu.predict_proba(X), cpu.predict_proba(X), rtol=1e-6, atol=1e-9
-    )
+    # cuBLAS and cuSOLVER sum in another order, so 1e-6 (the solver's reach).
+    assert_cupy_backend_matches_numpy(config, n_classes, (300, 8), (6,), rtol=1e-6)
 
 
 def test_auto_backend_takes_the_gpu():
