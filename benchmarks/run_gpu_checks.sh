@@ -2,17 +2,18 @@
 # The GPU checks in one go, on a machine with CuPy and a CUDA device:
 # the CuPy test suite, the curvature engine at N=5,000 and 50,000, and whole
 # fits on the GPU then on the CPU. Figures go to the report's GPU section.
-# Usage: bash benchmarks/run_gpu_checks.sh [OUTPUT_DIR]
+# Usage: [PYTHON=python3] bash benchmarks/run_gpu_checks.sh [OUTPUT_DIR]
 set -u
 cd "$(dirname "$0")/.."
 out=${1:-gpu_checks}
 mkdir -p "$out"
 export SCIPY_ARRAY_API=1 PYTHONUNBUFFERED=1
-python -c "import cupy; print('cupy', cupy.__version__, cupy.cuda.runtime.getDeviceCount(), 'device(s)')"
-timeout 300 python -m pytest -q -p no:cacheprovider --durations=5 tests/test_cupy.py 2>&1 | tee "$out/tests.log" | tail -15
+py=${PYTHON:-python3}
+"$py" -c "import cupy; print('cupy', cupy.__version__, cupy.cuda.runtime.getDeviceCount(), 'device(s)')"
+timeout 300 "$py" -m pytest -q -p no:cacheprovider --durations=5 tests/test_cupy.py 2>&1 | tee "$out/tests.log" | tail -15
 for n in 5000 50000; do
-  timeout 120 python benchmarks/bench_curvature.py --backend cupy --n-samples "$n" --repeat 5
+  timeout 120 "$py" benchmarks/bench_curvature.py --backend cupy --n-samples "$n" --repeat 5
 done 2>&1 | tee "$out/gpu_curvature.log"
 cd benchmarks
-timeout 240 python bench_gpu_fit.py --backends cupy --n-samples 20000 --no-mlp 2>&1 | tee "../$out/gpu_fit.log"
-timeout 240 python bench_gpu_fit.py --backends numpy --n-samples 20000 --models default 2>&1 | tee "../$out/cpu_fit.log"
+timeout 240 "$py" bench_gpu_fit.py --backends cupy --n-samples 20000 --no-mlp 2>&1 | tee "../$out/gpu_fit.log"
+timeout 240 "$py" bench_gpu_fit.py --backends numpy --n-samples 20000 --models default 2>&1 | tee "../$out/cpu_fit.log"
