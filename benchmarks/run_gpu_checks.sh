@@ -5,8 +5,8 @@
 # Usage: [PYTHON=python3] bash benchmarks/run_gpu_checks.sh [OUTPUT_DIR]
 set -u
 cd "$(dirname "$0")/.."
-out=${1:-gpu_checks}
-mkdir -p "$out"
+mkdir -p "${1:-gpu_checks}"
+out=$(cd "${1:-gpu_checks}" && pwd)  # absolute: the fits run in benchmarks/
 export SCIPY_ARRAY_API=1 PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 "$py" -c "import cupy; print('cupy', cupy.__version__, cupy.cuda.runtime.getDeviceCount(), 'device(s)')"
@@ -15,5 +15,5 @@ for n in 5000 50000; do
   timeout 120 "$py" benchmarks/bench_curvature.py --backend cupy --n-samples "$n" --repeat 5
 done 2>&1 | tee "$out/gpu_curvature.log"
 cd benchmarks
-timeout 240 "$py" bench_gpu_fit.py --backends cupy --n-samples 20000 --no-mlp 2>&1 | tee "../$out/gpu_fit.log"
-timeout 240 "$py" bench_gpu_fit.py --backends numpy --n-samples 20000 --models default 2>&1 | tee "../$out/cpu_fit.log"
+timeout 240 "$py" bench_gpu_fit.py --backends cupy --n-samples 20000 --no-mlp 2>&1 | tee "$out/gpu_fit.log"
+timeout 240 "$py" bench_gpu_fit.py --backends numpy --n-samples 20000 --models default 2>&1 | tee "$out/cpu_fit.log"
