@@ -7,7 +7,7 @@
 # It works in a scratch copy of the working tree (WORKDIR, default
 # /tmp/sklaplace-mutation), so the checkout is never touched, and mutates
 # only the named modules. Each mutant runs a fast, targeted test subset
-# (TESTS below; mutmut further narrows it to the tests that call the mutated
+# (TESTS below, or TESTS_LIST="tests/a.py ..."; mutmut further narrows it to the tests that call the mutated
 # function) under `nice`. SAMPLE=N runs N mutants per module drawn at random
 # with seed SEED (default: all); results/<module>.txt holds mutmut's verdict
 # per mutant, and the summary (killed / survived / timeout per module) is
@@ -23,7 +23,8 @@ MODULES=("$@")
 if [ ${#MODULES[@]} -eq 0 ]; then
     MODULES=(_likelihood _predictive _posterior _evidence _prior _pruning)
 fi
-# Fast tests that exercise the six modules (about a minute in all on 2 cores).
+# Fast tests that exercise the six modules (about a minute in all on 2 cores);
+# TESTS_LIST="tests/a.py tests/b.py" replaces the list (for other modules).
 TESTS=(
     tests/test_likelihood.py
     tests/test_prior.py
@@ -36,6 +37,9 @@ TESTS=(
     tests/test_evidence.py
     tests/test_pruning.py
 )
+if [ -n "${TESTS_LIST:-}" ]; then
+    read -r -a TESTS <<< "$TESTS_LIST"
+fi
 
 # The slowest of them (L-BFGS refits, the evidence on breast cancer) are left
 # out: they test the solvers more than these modules.
