@@ -36,9 +36,17 @@ CV_FOLDS = 5
 
 
 def _content_hashes(X, y_index, seed):
-    """Return a keyed 64-bit hash of each row's features and label (uint64)."""
+    """Return a keyed 64-bit hash of each row's features and label (uint64).
+
+    The features are hashed in single precision: data equal to round-off
+    (a scaler run with another BLAS or on a GPU, a float32 copy of the same
+    float64 data) must not move a row to another fold, which would change
+    the held-out choice and the model with it.
+    """
     key = int(seed).to_bytes(8, "little")
-    X = np.ascontiguousarray(X, dtype=np.float64) + 0.0  # -0.0 hashes as 0.0
+    with np.errstate(over="ignore"):  # beyond float32's range: hashed as inf
+        X = np.ascontiguousarray(X, dtype=np.float32)
+    X = X + np.float32(0.0)  # -0.0 hashes as 0.0
     hashes = np.empty(X.shape[0], dtype=np.uint64)
     for i, (row, label) in enumerate(zip(X, y_index)):
         message = row.tobytes() + int(label).to_bytes(8, "little")
