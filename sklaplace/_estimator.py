@@ -73,8 +73,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         1, fit, set ``alpha = gamma / ||w||^2`` with ``gamma = n_weights -
         alpha tr(P^{-1})`` the effective number of parameters,
         refit from the current MAP, until no alpha changes by more than
-        0.01% (at most 50 refits; alphas are kept in ``[1e-6, 1e6]``; two
-        steps the same way are followed by their Aitken extrapolation).
+        0.01% (at most 50 refits, fewer where the refits cycle: then the
+        last one is kept with a ``ConvergenceWarning``; alphas are kept in
+        ``[1e-6, 1e6]``; two steps the same way are followed by their Aitken
+        extrapolation).
         ``"evidence_per_layer"`` tunes one value per layer the same way; it
         can run into a degenerate maximum (a warning says so). ``"auto"``
         is ``"evidence"`` where refits are cheap (one gradient at most 5e6

@@ -387,3 +387,77 @@ def test_refits_on_the_way_to_alpha_do_not_repeat_their_warnings():
     solver = [w for w in caught if "Newton-CG solver" in str(w.message)]
     assert len(clf.alpha_history_) > 2  # several refits, each unconverged
     assert len(solver) == 1 and issubclass(solver[0].category, ConvergenceWarning)
+
+
+def _fits_with_update(update):
+    """A ``fit_laplace`` whose refit at ``alpha`` has MacKay update ``update(alpha)``.
+
+    Four weights with posterior variances ``1 / (2 alpha)`` (so ``gamma =
+    2``) and all equal to ``s`` with ``1 / (2 s^2) = update(alpha)``.
+    """
+    fits = []
+
+    def fit_laplace(alphas, theta):
+        alpha = float(alphas[0])
+        s = np.sqrt(0.5 / update(alpha))
+        fits.append(
+            SimpleNamespace(
+                theta=np.full(4, s),
+                posterior=np.full(4, 0.5 / alpha),
+                prior_precision=np.full(4, alpha),
+            )
+        )
+        return fits[-1]
+
+    return fits, fit_laplace
+
+
+def test_tune_alpha_stops_when_the_refits_cycle():
+    # Refits that land in other basins make the update map jump: here
+    # alpha -> 3 below 2.5, 4 below 3.5, else 2, a 3-cycle. From alpha = 1:
+    # plain steps 1 -> 3 -> 4 shrink (log 3, log 4/3), so Aitken extrapolates
+    # to 4.43; its update, 2, is a larger step than the one it extrapolated
+    # (0.80 > 0.29), so the updates stay plain from then on: 2, 3, 4, 2, ...
+    # The smallest step (log 4/3, at the second refit) is not beaten in the
+    # next EVIDENCE_PATIENCE refits, and the loop stops there, not after 50.
+    def update(alpha):
+        return 3.0 if alpha < 2.5 else 4.0 if alpha < 3.5 else 2.0
+
+    fits, fit_laplace = _fits_with_update(update)
+    with pytest.warns(ConvergenceWarning, match="no smaller step in 10 refits"):
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    history = [float(a[0]) for a in tuning.history]
+    assert len(fits) == len(history) == 2 + evidence_module.EVIDENCE_PATIENCE
+    np.testing.assert_allclose(history[:2], [1.0, 3.0])
+    q = np.log(4 / 3) / np.log(3)
+    np.testing.assert_allclose(history[2], 4 * np.exp(np.log(4 / 3) * q / (1 - q)))
+    # plain after it (to round-off: the update is recovered from theta)
+    np.testing.assert_allclose(history[3:], [update(a) for a in history[2:-1]])
+    assert tuning.fit is fits[-1] and tuning.alpha[0] == history[-1]
+
+
+def test_tune_alpha_lets_a_steady_march_go_on():
+    # alpha -> alpha / 2 at every refit: steps of one size (no new low after
+    # the first) but every alpha new, beyond the range of the ones before; not
+    # a cycle, so the updates go on past EVIDENCE_PATIENCE refits, to the
+    # lower bound (1e-6 after 20 halvings), where the bound's warning says so.
+    fits, fit_laplace = _fits_with_update(lambda alpha: alpha / 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert len(fits) == 21 > 2 + evidence_module.EVIDENCE_PATIENCE
+    assert tuning.alpha[0] == EVIDENCE_BOUNDS[0]
+    assert [w.category for w in caught] == [LaplaceApproximationWarning]
+
+
+def test_constant_features_stop_the_evidence_updates_early():
+    # No feature varies: the hidden units carry nothing (gamma about 1e-11)
+    # and the Laplace evidence is flat in alpha; the updates toss alpha
+    # between 1 and 0.82. They used to do so for all 50 refits; the cycle is
+    # now seen after EVIDENCE_PATIENCE refits. The model is the class prior.
+    X = np.ones((100, 3))
+    y = np.r_[np.zeros(70), np.ones(30)]
+    with pytest.warns(ConvergenceWarning, match="the refits cycle"):
+        clf = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
+    assert len(clf.alpha_history_) == 1 + evidence_module.EVIDENCE_PATIENCE
+    np.testing.assert_allclose(clf.predict_proba(X[:1]), [[0.7, 0.3]], atol=0.01)
