@@ -248,6 +248,16 @@ class DiagPosterior:
 POSTERIORS = {"full": FullPosterior, "diag": DiagPosterior, "kron": KronPosterior}
 
 
+# What makes a posterior precision (nearly) singular, and its cures: a
+# weight's curvature grows with its feature's squared scale, so features on
+# scales 1e5 apart give curvatures 1e10 apart.
+_SINGULAR_ADVICE = (
+    "Standardised features (a weight's curvature grows with the square of its "
+    "feature's scale), a larger alpha or bias_prior_precision, or fewer hidden "
+    "units avoid this."
+)
+
+
 def _warn_if_near_singular(posterior):
     """Warn when a factorisation succeeded with a tiny pivot (see ``pivot_ratio``)."""
     ratio = posterior.pivot_ratio()
@@ -256,8 +266,7 @@ def _warn_if_near_singular(posterior):
             "The posterior precision is nearly singular (its smallest Cholesky "
             f"pivot is {ratio:.2g} of its largest diagonal entry): variances "
             "along the weakly determined directions are dominated by round-off. "
-            "A positive alpha and bias_prior_precision, or fewer hidden units, "
-            "avoid this.",
+            f"{_SINGULAR_ADVICE}",
             LaplaceApproximationWarning,
             stacklevel=4,
         )
@@ -343,9 +352,7 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
     posterior, jitter = _jittered(xp, posterior_class, precision)
     warnings.warn(
         "The posterior precision is numerically singular; added a jitter of "
-        f"{jitter:.3g} to its diagonal (posterior_jitter_). A positive alpha and "
-        "bias_prior_precision, "
-        "or fewer hidden units, avoid this.",
+        f"{jitter:.3g} to its diagonal (posterior_jitter_). {_SINGULAR_ADVICE}",
         LaplaceApproximationWarning,
         stacklevel=3,
     )
