@@ -57,8 +57,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
 
     Parameters
     ----------
-    hidden_layer_sizes : tuple of int, default=(100,)
-        Units per hidden layer; ``()`` gives Bayesian logistic regression.
+    hidden_layer_sizes : tuple of int or int, default=(100,)
+        Units per hidden layer (an int ``n`` is one layer, ``(n,)``, as in
+        ``MLPClassifier``); ``()`` gives Bayesian logistic regression.
     activation : {"identity", "logistic", "tanh", "relu", "softplus"}, default="tanh"
         Hidden-layer activation.
     alpha : float, array-like of shape (n_layers,) or (n_params,), \
@@ -313,7 +314,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "hidden_layer_sizes": ["array-like"],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "alpha": [
             Interval(Real, 0, None, closed="left"),

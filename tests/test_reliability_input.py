@@ -105,7 +105,8 @@ BAD_PARAMS = [
     ("hidden_layer_sizes", ("3",), "hidden_layer_sizes"),
     ("hidden_layer_sizes", ((3, 2),), "hidden_layer_sizes"),
     ("hidden_layer_sizes", (np.nan,), "hidden_layer_sizes"),
-    ("hidden_layer_sizes", 3, "hidden_layer_sizes"),
+    ("hidden_layer_sizes", 0, "hidden_layer_sizes"),
+    ("hidden_layer_sizes", 2.0, "hidden_layer_sizes"),
     ("hidden_layer_sizes", None, "hidden_layer_sizes"),
     ("alpha", -1.0, "alpha"),
     ("alpha", np.nan, "alpha"),
@@ -153,6 +154,14 @@ def test_bad_parameter_is_refused_at_fit_not_init(no_heavy_work, name, value, ma
     with pytest.raises((ValueError, TypeError), match=match):
         clf.fit(X, Y)
     assert not hasattr(clf, "n_features_in_")  # nothing half-fitted is left
+
+
+def test_an_int_is_one_hidden_layer_as_in_mlpclassifier():
+    # MLPClassifier(hidden_layer_sizes=3) is a network of one layer of 3.
+    as_int = LaplaceMLPClassifier(**{**SMALL, "hidden_layer_sizes": 3}).fit(X, Y)
+    as_tuple = LaplaceMLPClassifier(**{**SMALL, "hidden_layer_sizes": (3,)}).fit(X, Y)
+    assert [c.shape for c in as_int.coefs_] == [(X.shape[1], 3), (3, 1)]
+    np.testing.assert_array_equal(as_int.predict_proba(X), as_tuple.predict_proba(X))
 
 
 @pytest.fixture(scope="module")
