@@ -4,11 +4,14 @@ Everything here runs before any heavy work, so that bad input fails fast with
 a message that names the problem.
 """
 
+import warnings
+
 import numpy as np
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from sklaplace._backend import to_numpy
+from sklaplace.exceptions import FeatureScaleWarning
 
 __all__ = [
     "check_feature_scale",
@@ -16,6 +19,12 @@ __all__ = [
     "hidden_sizes",
     "validate_fit_data",
 ]
+
+#: A feature whose root mean square lies outside this range draws a
+#: FeatureScaleWarning (all-zero features excepted): raw wine (proline about
+#: 800) had test log loss 0.175 against 0.058 standardised; raw digits (pixel
+#: values up to 16) fit as well as standardised.
+FEATURE_SCALE_RANGE = (1e-3, 1e2)
 
 
 def hidden_sizes(hidden_layer_sizes):
@@ -68,12 +77,15 @@ def validate_fit_data(estimator, X, y, sample_weight):
 
 
 def check_feature_scale(X, sample_weight):
-    """Refuse features too large for float64 curvature, before any work.
+    """Refuse features too large for float64 curvature; warn about odd scales.
 
     Every curvature sums ``s_n x_nj^2`` (times bounded factors) over the rows:
     where that overflows, the Hessian of any network, with or without hidden
     layers, is not finite and no solver can repair it. One check for every
     architecture, so that all refuse the same data with the same message.
+    A feature whose root mean square (weighted as the fit weighs the rows)
+    lies outside ``FEATURE_SCALE_RANGE`` draws a
+    :class:`~sklaplace.exceptions.FeatureScaleWarning`.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         second_moments = np.sum(sample_weight[:, None] * (X * X), axis=0)
@@ -86,6 +98,21 @@ def check_feature_scale(X, sample_weight):
             f"{', ...' if bad.size > 5 else ''}; largest |X| = "
             f"{np.max(np.abs(X)):.3g}). Standardise the features (e.g. "
             "sklearn.preprocessing.StandardScaler)."
+        )
+    rms = np.sqrt(second_moments / np.sum(sample_weight))
+    low, high = FEATURE_SCALE_RANGE
+    odd = np.flatnonzero((rms > high) | ((rms < low) & (rms > 0)))
+    if odd.size:
+        shown = ", ".join(f"{rms[j]:.2g} (feature {j})" for j in odd[:3])
+        more = f" and {odd.size - 3} more" if odd.size > 3 else ""
+        warnings.warn(
+            f"{odd.size} feature(s) have a root mean square outside "
+            f"[{low:g}, {high:g}]: {shown}{more}. The prior treats every weight "
+            "alike and large inputs saturate the first layer, so the fit and its "
+            "probabilities suffer: standardise the features, e.g. "
+            "make_pipeline(StandardScaler(), LaplaceMLPClassifier()).",
+            FeatureScaleWarning,
+            stacklevel=6,  # the caller of fit
         )
 
 

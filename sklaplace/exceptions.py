@@ -1,6 +1,6 @@
 """Warnings and errors raised by sklaplace."""
 
-__all__ = ["LaplaceApproximationWarning", "MemoryLimitError"]
+__all__ = ["FeatureScaleWarning", "LaplaceApproximationWarning", "MemoryLimitError"]
 
 
 class LaplaceApproximationWarning(UserWarning):
@@ -20,6 +20,24 @@ class LaplaceApproximationWarning(UserWarning):
     ...     warnings.warn("fell back to the GGN", LaplaceApproximationWarning)
     >>> caught[0].category.__name__
     'LaplaceApproximationWarning'
+    """
+
+
+class FeatureScaleWarning(UserWarning):
+    """Some features lie on scales far from 1: standardise them.
+
+    The Gaussian prior treats every weight alike, so a feature of root mean
+    square 1e3 or 1e-4 is, in effect, under a prior 1e6 times weaker or
+    stronger than the others, and large inputs saturate the first layer.
+    Raised by ``fit`` when a feature's root mean square is above 100 or (for
+    a feature that is not all zero) below 1e-3; the fit goes on.
+    ``make_pipeline(StandardScaler(), LaplaceMLPClassifier())`` avoids it.
+
+    Examples
+    --------
+    >>> from sklaplace.exceptions import FeatureScaleWarning
+    >>> issubclass(FeatureScaleWarning, UserWarning)
+    True
     """
 
 

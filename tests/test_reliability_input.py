@@ -20,6 +20,7 @@ from sklaplace import (
     log_posterior_hessian,
     log_posterior_hvp,
 )
+from sklaplace.exceptions import FeatureScaleWarning
 
 RNG = np.random.RandomState(0)
 X = RNG.normal(size=(24, 3))
@@ -411,3 +412,31 @@ def test_large_weights_overflow_the_feature_check_too(no_heavy_work):
     # sample_weight enters the sums: normal features with weights of 1e308.
     with pytest.raises(ValueError, match=r"exceeds float64 for 3 feature"):
         LaplaceMLPClassifier(**SMALL).fit(X, Y, sample_weight=np.full(24, 1e308))
+
+
+# ------------------------------------------------ features far from unit scale
+
+
+def test_features_far_from_unit_scale_draw_a_warning_that_names_them():
+    # Root mean squares 1e3 (feature 1) and 1e-5 (feature 2); feature 0 is
+    # standard normal and not named. The fit goes on.
+    Xs = X * np.array([1.0, 1e3, 1e-5])
+    with pytest.warns(FeatureScaleWarning, match=r"2 feature\(s\)") as caught:
+        clf = LaplaceMLPClassifier(**SMALL).fit(Xs, Y)
+    assert np.all(np.isfinite(clf.predict_proba(Xs)))
+    message = str(caught[0].message)
+    assert "(feature 1)" in message and "(feature 2)" in message
+    assert "(feature 0)" not in message and "StandardScaler" in message
+
+
+def test_unit_scale_zero_columns_and_zero_weight_rows_draw_no_warning():
+    # An all-zero column is not badly scaled, and a row of weight 0 is not
+    # fitted (it equals dropping the row), so its huge value does not count.
+    Xs = np.c_[X, np.zeros(len(X))]
+    Xs[0, 0] = 1e6
+    weight = np.r_[0.0, np.ones(len(X) - 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FeatureScaleWarning)
+        LaplaceMLPClassifier(**SMALL).fit(Xs, Y, sample_weight=weight)
+    with pytest.warns(FeatureScaleWarning, match="feature 0"):
+        LaplaceMLPClassifier(**SMALL).fit(Xs, Y)
