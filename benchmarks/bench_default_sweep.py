@@ -13,7 +13,8 @@ that it converges. Stratified 70/30 splits (``random_state`` 0, 1, ...);
 mean test log loss, accuracy and fit seconds per model. The data sets span
 what the default's size rules (``sklaplace._memory``) send to each regime:
 small (iris, moons, circles, imbalanced), Kronecker-factored with tuning
-refits (wine, breast cancer), and no refits (digits, 20 classes).
+refits (wine, breast cancer), and no refits (digits, 20 classes); one_hot
+is categorical data (six features of five levels, one-hot encoded).
 """
 
 import argparse
@@ -36,12 +37,32 @@ from sklearn.metrics import accuracy_score, log_loss
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _splits import timed_fit  # noqa: E402
 
 from sklaplace import LaplaceMLPClassifier  # noqa: E402
+
+
+def one_hot_categories():
+    """Six categorical features of five levels, one-hot (30 binary columns).
+
+    1,500 rows; the log-odds are sums of indicator effects and one
+    interaction, so the classes overlap (Bayes log loss well above 0).
+    """
+    rng = np.random.RandomState(0)
+    cats = rng.randint(0, 5, size=(1500, 6))
+    logit = (
+        2.0 * (cats[:, 0] == 1)
+        - 1.5 * (cats[:, 1] == 3)
+        + 1.0 * (cats[:, 2] >= 3)
+        + 2.5 * ((cats[:, 3] == 0) & (cats[:, 4] == 0))
+        - 1.0
+    )
+    y = (rng.uniform(size=1500) < 1 / (1 + np.exp(-logit))).astype(int)
+    return OneHotEncoder(sparse_output=False).fit_transform(cats), y
+
 
 DATASETS = {
     "iris": lambda: load_iris(return_X_y=True),
@@ -61,6 +82,7 @@ DATASETS = {
         n_clusters_per_class=1,
         random_state=0,
     ),
+    "one_hot": one_hot_categories,
 }
 
 MODELS = {
