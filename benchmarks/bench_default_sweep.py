@@ -4,6 +4,7 @@ Usage::
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_default_sweep.py
     python benchmarks/bench_default_sweep.py --datasets iris moons --splits 5
+    python benchmarks/bench_default_sweep.py --datasets wine --no-scaler
 
 ``LaplaceMLPClassifier()`` with every default (hidden (100,), all "auto"
 settings) in a ``StandardScaler`` pipeline, against ``MLPClassifier()``
@@ -95,7 +96,7 @@ MODELS = {
 }
 
 
-def run(name, n_splits):
+def run(name, n_splits, scale=True):
     X, y = DATASETS[name]()
     scores = {model: [] for model in MODELS}
     splitter = StratifiedShuffleSplit(n_splits=1, test_size=0.3)
@@ -103,7 +104,8 @@ def run(name, n_splits):
         splitter.random_state = seed
         train, test = next(splitter.split(X, y))
         for model, make in MODELS.items():
-            pipeline = make_pipeline(StandardScaler(), make())
+            steps = [StandardScaler(), make()] if scale else [make()]
+            pipeline = make_pipeline(*steps)
             seconds = timed_fit(pipeline, X[train], y[train])
             proba = pipeline.predict_proba(X[test])
             predicted = pipeline.classes_[proba.argmax(axis=1)]
@@ -117,7 +119,8 @@ def run(name, n_splits):
     for model, rows in scores.items():
         nll, accuracy, seconds = np.mean(rows, axis=0)
         print(
-            f"| {name} | {model} | {nll:.4f} | {accuracy:.4f} | {seconds:.2f} |",
+            f"| {name}{'' if scale else ' (raw)'} | {model} | {nll:.4f} "
+            f"| {accuracy:.4f} | {seconds:.2f} |",
             flush=True,
         )
 
@@ -126,6 +129,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
     parser.add_argument("--splits", type=int, default=3)
+    parser.add_argument(
+        "--no-scaler",
+        action="store_true",
+        help="fit on the raw features (what a FeatureScaleWarning costs)",
+    )
     args = parser.parse_args()
     print(f"stratified 70/30 splits: {args.splits}; means over splits\n")
     print(
@@ -133,7 +141,7 @@ def main():
     )
     start = time.perf_counter()
     for name in args.datasets:
-        run(name, args.splits)
+        run(name, args.splits, scale=not args.no_scaler)
     print(f"\n{time.perf_counter() - start:.0f} s in all")
 
 
