@@ -92,8 +92,10 @@ fig.tight_layout()
 # ---------------------
 # Both curves have the usual shape: a small ``alpha`` overfits (and, for the
 # probit, gives a wide posterior that moderates every prediction), a large
-# one underfits. Near the optimum the probit curve wants a stronger prior
-# than the MAP curve: a narrower posterior moderates less. On this data set
+# one underfits. Near the optimum the probit curve is flatter towards a
+# stronger prior than the MAP curve: from ``alpha=1`` to 3.2 it moves by
+# about 0.0001 where the MAP curve rises by 0.004, because the narrower
+# posterior moderates less. On this data set
 # the moderation does not pay off in-distribution -- the plug-in MAP
 # probabilities have the lower cross-validated log loss at every ``alpha``
 # (the reliability diagrams in
@@ -108,8 +110,8 @@ test_loss = log_loss(y_test, search.predict_proba(X_test))
 print(f"held-out log loss of the refitted best pipeline: {test_loss:.4f}")
 
 # The example's checks.
-best_probit = alphas[np.argmin(curves["probit"])]
-assert best_probit > 1.0  # the probit prefers a stronger prior than the default
-assert curves["probit"].min() < curves["probit"][alphas == 1.0][0]
+one, stronger = alphas == 1.0, np.isclose(alphas, 10**0.5)
+rises = {link: float(loss[stronger][0] - loss[one][0]) for link, loss in curves.items()}
+assert abs(rises["probit"]) < rises["map"] / 4  # the probit curve is flatter there
 assert np.all(curves["map"] <= curves["probit"] + 1e-3)
 assert test_loss < 0.15
