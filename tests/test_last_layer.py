@@ -232,3 +232,41 @@ def test_factored_and_dense_jacobians_agree_for_the_last_layer(structure):
         rtol=1e-10,
         atol=1e-14,
     )
+
+
+def test_flat_bias_prior_leaves_the_hidden_biases_out_of_the_evidence():
+    """With ``bias_prior_precision=0`` the evidence is still the regression's.
+
+    The hidden biases then have no prior: neither their (improper) density
+    nor a ``log 0`` enters ``log det P``. The reference is the binary
+    regression's Laplace evidence on the features, with the last layer's
+    proper prior (its weights) only.
+    """
+    X, y = _data(2)
+    clf = LaplaceMLPClassifier(
+        (5,),
+        alpha=ALPHA,
+        bias_prior_precision=0.0,
+        hessian_structure="full",
+        subset_of_weights="last_layer",
+        prior_precision_scale=1.0,
+        tol=1e-9,
+        random_state=0,
+    ).fit(X, y)
+    P = _reference_precision(clf, X, y, bias=0.0)
+    log_joint = float(
+        log_posterior(
+            clf.coefs_,
+            clf.intercepts_,
+            X,
+            y,
+            activation="tanh",
+            alpha=ALPHA,
+            bias_prior_precision=0.0,
+        )
+    )
+    weights_prior = np.full(clf.coefs_[-1].size, ALPHA)
+    expected = log_joint + 0.5 * (
+        np.sum(np.log(weights_prior)) - np.linalg.slogdet(P)[1]
+    )
+    np.testing.assert_allclose(clf.log_marginal_likelihood_, expected, rtol=1e-9)

@@ -6,14 +6,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer, make_classification
+from sklearn.datasets import load_breast_cancer, load_iris, make_classification
 from sklearn.preprocessing import StandardScaler
 
-from sklaplace import LaplaceMLPClassifier
+from sklaplace import LaplaceMLPClassifier, prune
 from sklaplace._held_out import (
     CV_FOLDS,
     HeldOutLosses,
     content_folds,
+    cv_log_losses,
     validation_log_losses,
     validation_rows,
 )
@@ -401,4 +402,144 @@ def test_a_chosen_scale_that_fails_to_factorise_falls_back_to_one(monkeypatch):
     )
     np.testing.assert_allclose(
         clf.predict_proba(X3), reference.fit(X3, Y3).predict_proba(X3), rtol=1e-12
+    )
+
+
+def _fit_on_x3():
+    """A full-posterior fit on ``X3`` as the held-out losses see it.
+
+    Returns ``(fit, jacobians)``: just enough of a LaplaceFit, and
+    ``jacobians(theta, X)`` yielding all rows' logits and Jacobian at once.
+    """
+    clf = LaplaceMLPClassifier(
+        (3,), random_state=0, prior_precision_scale=1.0, hessian_structure="full"
+    ).fit(X3, Y3)
+    layout = ParamLayout([4, 3, 3])
+    fit = SimpleNamespace(
+        objective=SimpleNamespace(xp=np, likelihood=likelihood_for(3), fixed=None),
+        posterior=clf.posterior_,
+        prior_precision=clf.prior_precision_,
+        theta=layout.pack(np, clf.coefs_, clf.intercepts_),
+    )
+
+    def jacobians(theta, X):
+        yield forward(np, layout, theta, X, clf.activation).logits, _jacobian(clf, X)
+
+    return fit, jacobians
+
+
+def test_cv_scores_every_fold_with_weight_on_both_sides_and_skips_the_rest():
+    """Folds are skipped only where one side has no weight at all.
+
+    Small fractional weights (0.6 per held-out fold) still count; a fold
+    whose held-out rows weigh nothing is not refitted; a fold whose
+    training rows weigh nothing is never fitted. The losses of the folds
+    kept are each row's loss at the fold's fit (here one shared fit), in
+    fold order, with their weights.
+    """
+    fit, jacobians = _fit_on_x3()
+    folds = np.arange(90) % 3
+    scales = [0.5, 2.0]
+    every_row = validation_log_losses(
+        fit, jacobians, (X3, Y3, np.ones(90)), scales, probit_logits
+    ).losses
+
+    def run(weight):
+        trained = []
+
+        def fit_fold(train):
+            trained.append(train.copy())
+            return fit
+
+        result = cv_log_losses(
+            fit_fold, jacobians, (X3, Y3, weight), folds, scales, probit_logits
+        )
+        return result, trained
+
+    small = np.full(90, 0.02)  # 0.6 held out per fold
+    result, trained = run(small)
+    assert len(trained) == 3
+    for k, train in enumerate(trained):
+        np.testing.assert_array_equal(train, folds != k)
+    order = np.argsort(folds, kind="stable")
+    np.testing.assert_allclose(result.losses, every_row[order], rtol=1e-12)
+    np.testing.assert_array_equal(result.weights, small[order])
+    # No weight held out in fold 1: only folds 0 and 2 are refitted and scored.
+    weight = np.where(folds == 1, 0.0, 1.0)
+    result, trained = run(weight)
+    assert len(trained) == 2 and not any(np.array_equal(t, folds != 1) for t in trained)
+    assert result.losses.shape == (60, 2) and np.all(result.weights == 1.0)
+    # All the weight in fold 0: no fold has weight on both sides.
+    result, trained = run(np.where(folds == 0, 1.0, 0.0))
+    assert result is None and trained == []
+
+
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_evidence_scale_of_a_pruned_model_is_that_of_the_model_without_the_input(
+    structure,
+):
+    """Pruning input 2 of a linear model and refitting is the model without it.
+
+    The prior scale's evidence must then count the kept parameters only: the
+    pruned ones have no prior (their precision block is the identity), and
+    the whole curve, the chosen scale and the predictive equal those of a
+    fit on the other columns (agreement 1e-11 here; the curve spans 1e5).
+    """
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    params = dict(
+        alpha=0.5,
+        solver="newton",
+        hessian_structure=structure,
+        prior_precision_scale="evidence",
+        tol=1e-10,
+    )
+    clf = LaplaceMLPClassifier((), **params).fit(X, y)
+    pruned = prune(clf, 0.0)
+    column = np.zeros_like(clf.coefs_[0])
+    column[2] = 1.0
+    mask = clf._layout().pack(np, [column], [np.zeros_like(clf.intercepts_[0])])
+    pruned.pruned_mask_ = mask.astype(bool)
+    pruned.coefs_[0][2] = 0.0
+    refit = pruned.set_params(warm_start=True).fit(X, y)
+    reference = LaplaceMLPClassifier((), **params).fit(np.delete(X, 2, axis=1), y)
+    key = "log_marginal_likelihood"
+    np.testing.assert_allclose(
+        refit.prior_precision_scale_path_[key],
+        reference.prior_precision_scale_path_[key],
+        rtol=1e-8,
+    )
+    assert refit.prior_precision_scale_ == reference.prior_precision_scale_
+    np.testing.assert_allclose(
+        refit.predict_proba(X),
+        reference.predict_proba(np.delete(X, 2, axis=1)),
+        atol=1e-8,
+    )
+
+
+@pytest.mark.parametrize("probit", [True, False])
+def test_held_out_losses_over_several_jacobian_chunks_equal_one_chunk(probit):
+    """Rows streamed in chunks (a memory budget) keep their own losses.
+
+    Chunks of 7 of 20 rows (the last one short) give every row the loss it
+    has when all rows come at once; rows with no weight give ``None``.
+    """
+    fit, at_once = _fit_on_x3()
+
+    def chunked(theta, X):
+        for start in range(0, X.shape[0], 7):
+            yield from at_once(theta, X[start : start + 7])
+
+    held_out = (X3[:20], Y3[:20], np.ones(20))
+    scales = [0.5, 1.0, 4.0]
+    whole, parts = (
+        validation_log_losses(fit, jac, held_out, scales, probit_logits, probit)
+        for jac in (at_once, chunked)
+    )
+    assert np.all(np.isfinite(whole.losses)) and whole.losses.shape == (20, 3)
+    np.testing.assert_allclose(parts.losses, whole.losses, rtol=1e-12)
+    nothing = (X3[:20], Y3[:20], np.zeros(20))
+    assert (
+        validation_log_losses(fit, chunked, nothing, scales, probit_logits, probit)
+        is None
     )

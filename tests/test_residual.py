@@ -1,6 +1,8 @@
 """The residual variance beyond the training data: envelope, formula, and
 what the estimator does with it (nothing on the data, uniform far away)."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.special import softmax
@@ -33,6 +35,27 @@ def test_envelope_from_scratch_ignores_constant_features():
     np.testing.assert_allclose(envelope.distance(shifted), envelope.distance(X))
 
 
+def test_a_large_feature_constant_to_round_off_is_constant():
+    """Spread at round-off of a large mean (1000.1 to a few ulps) is no spread.
+
+    Its computed spread, ~4e-13, is round-off relative to the mean (the
+    threshold is 1e-12 |mean| = 1e-9); were it kept, that feature would be
+    standardised by 4e-13 and a shift of 1 in it would move a row by ~1e12.
+    """
+    rng = np.random.RandomState(3)
+    eps = np.finfo(np.float64).eps
+    constant = 1000.1 * (1 + rng.randint(-2, 3, 50) * eps)
+    assert np.ptp(constant) > 0  # not exactly constant
+    X = np.column_stack([rng.normal(size=50), constant, rng.normal(size=50)])
+    envelope = data_envelope(X, np.ones(50))
+    assert envelope.scale[1] == 0.0
+    z = (X[:, [0, 2]] - X[:, [0, 2]].mean(axis=0)) / X[:, [0, 2]].std(axis=0)
+    np.testing.assert_allclose(envelope.radius, np.max(np.hypot(z[:, 0], z[:, 1])))
+    shifted = X.copy()
+    shifted[:, 1] += 1.0
+    np.testing.assert_allclose(envelope.distance(shifted), envelope.distance(X))
+
+
 def test_variance_is_zero_inside_and_cubic_beyond():
     X = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
     envelope = data_envelope(X, np.ones(4))
@@ -46,6 +69,24 @@ def test_variance_is_zero_inside_and_cubic_beyond():
     far = np.array([[2.0, 0.0], [0.0, -3.0], [0.5, 0.5]])
     np.testing.assert_allclose(residual_variance(envelope, tau2, far), [3.0, 24.0, 0.0])
     assert np.all(np.isfinite(residual_variance(envelope, tau2, far * 1e300)))
+
+
+def test_unit_tau2_is_the_bare_cubic_and_huge_inputs_stay_silent():
+    """``tau2 = 1`` gives ``((r - R) / R)^3``; inputs at 1e300 warn nothing.
+
+    Rows at radius ``R`` along the axes of four points (as above): at
+    ``2R`` and ``3R`` the variance is 1 and 8. Inputs whose standardised
+    distance overflows are capped, finite and raise no RuntimeWarning.
+    """
+    X = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
+    envelope = data_envelope(X, np.ones(4))
+    far = np.array([[2.0, 0.0], [0.0, -3.0], [0.5, 0.5]])
+    np.testing.assert_allclose(residual_variance(envelope, 1.0, far), [1.0, 8.0, 0.0])
+    np.testing.assert_array_equal(residual_variance(envelope, 0.0, far), 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        huge = residual_variance(envelope, 1.0, far * 1e300)
+    assert np.all(np.isfinite(huge)) and np.all(huge[:2] > 1e100)
 
 
 def test_weights_count_as_repetitions_and_zero_weight_rows_do_not_widen():

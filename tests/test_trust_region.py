@@ -1,0 +1,114 @@
+"""The Newton solvers' shared gain-ratio test and stopping rule, on a stub.
+
+The stub objective reads its loss and gradient off the candidate itself
+(``theta = [loss, gradient]``), so each case of the acceptance rule is set
+up exactly: a step is accepted when ``rho = actual / predicted > 1e-4``
+(``rho = -1`` where no decrease is predicted), or when the loss is flat to
+``16 eps max(|L|, 1)`` and the scaled gradient falls strictly.
+"""
+
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from sklaplace._trust_region import TrustRegionSolver
+
+EPS = np.finfo(np.float64).eps
+
+
+def _loss_gradient(theta, forward=None):
+    values = theta if forward is None else forward
+    return values[0], np.array([values[1]])
+
+
+STUB = SimpleNamespace(
+    xp=np, gradient_scale=2.0, forward=lambda theta: theta, loss_gradient=_loss_gradient
+)
+
+
+def _solver(loss=1.0, gradient=0.5):
+    """A solver at an iterate of the given loss and gradient."""
+    solver = TrustRegionSolver(STUB, tol=1e-8, max_iter=10)
+    solver.start(np.array([loss, gradient]))
+    return solver
+
+
+def _accepts(candidate_loss, candidate_gradient, predicted, loss=1.0):
+    rho, _, _, accept = _solver(loss).evaluate(
+        np.array([candidate_loss, candidate_gradient]), predicted
+    )
+    return rho, accept
+
+
+def test_start_measures_the_scaled_gradient():
+    """The scaled gradient is ``max |g| / gradient_scale``."""
+    solver = _solver(gradient=-0.5)
+    assert solver.gradient_norm == 0.25 and solver.history == [0.25]
+
+
+def test_a_step_is_accepted_on_its_gain_ratio():
+    """``rho`` is the actual over the predicted decrease; accepted above 1e-4."""
+    rho, accept = _accepts(1.0 - 0.05, 0.5, predicted=0.1)
+    assert rho == pytest.approx(0.5, rel=1e-12) and accept
+    # A thousandth of the predicted decrease is still a gain (rho = 1e-3) ...
+    assert _accepts(1.0 - 1e-4, 0.5, predicted=0.1)[1]
+    # ... a hundred-thousandth is not (rho = 1e-5), gradient unchanged.
+    rho, accept = _accepts(1.0 - 1e-6, 0.5, predicted=0.1)
+    assert rho == pytest.approx(1e-5, rel=1e-6) and not accept
+
+
+def test_a_loss_that_rises_is_rejected_even_if_the_gradient_falls():
+    """A rise far above round-off (1e-9 against 3.6e-15) is never accepted."""
+    assert not _accepts(1.0 + 1e-9, 0.1, predicted=0.1)[1]
+    assert not _accepts(1.0 + 1e-3, 0.0, predicted=0.1)[1]
+
+
+def test_a_flat_loss_is_accepted_only_where_the_gradient_falls():
+    """Near the optimum the loss stops changing: the gradient decides."""
+    assert _accepts(1.0, 0.1, predicted=0.1)[1]
+    assert not _accepts(1.0, 0.5, predicted=0.1)[1]  # equal: no progress
+    assert not _accepts(1.0, -0.5, predicted=0.1)[1]  # same norm, other sign
+    assert not _accepts(1.0, 0.6, predicted=0.1)[1]
+    # Flat means within 16 eps max(|L|, 1) (3.6e-15 at L = 1, 3.6e-11 at
+    # L = 1e4): 4 eps passes, 64 eps does not.
+    assert _accepts(1.0 + 4 * EPS, 0.1, predicted=0.1)[1]
+    assert not _accepts(1.0 + 64 * EPS, 0.1, predicted=0.1)[1]
+    big = 1e4
+    assert _accepts(big + 4 * EPS * big, 0.1, predicted=0.1, loss=big)[1]
+    assert not _accepts(big + 64 * EPS * big, 0.1, predicted=0.1, loss=big)[1]
+
+
+def test_without_a_predicted_decrease_rho_is_minus_one():
+    """``predicted <= 0``: no division; only a flat, better step passes."""
+    for predicted in (0.0, -0.1):
+        rho, accept = _accepts(1.0, 0.1, predicted)
+        assert rho == -1.0 and accept
+        rho, accept = _accepts(1.0 + 0.05, 0.1, predicted)
+        assert rho == -1.0 and not accept
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_a_non_finite_loss_is_rejected(bad):
+    """Overflow at the candidate rejects it, whatever its gradient."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert not _accepts(bad, 0.0, predicted=0.1)[1]
+
+
+def test_the_warning_says_why_the_solver_stopped():
+    """Stalled: no progress at iteration n; else max_iter; none if converged."""
+    solver = _solver()
+    solver.check_convergence()
+    with pytest.warns(ConvergenceWarning, match="made no progress at iteration 3"):
+        solver.warn_if_not_converged(3, stalled=True)
+    with pytest.warns(ConvergenceWarning, match="did not converge in max_iter=10"):
+        solver.warn_if_not_converged(10, stalled=False)
+    done = _solver(gradient=1e-9)
+    done.check_convergence()
+    assert done.converged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        done.warn_if_not_converged(2, stalled=True)
