@@ -58,8 +58,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     Parameters
     ----------
     hidden_layer_sizes : tuple of int or int, default=(100,)
-        Units per hidden layer (an int ``n`` is one layer, ``(n,)``, as in
-        ``MLPClassifier``); ``()`` gives Bayesian logistic regression.
+        Units per hidden layer (an int is one layer); ``()`` is logistic.
     activation : {"identity", "logistic", "tanh", "relu", "softplus"}, default="tanh"
         Hidden-layer activation.
     alpha : float, array-like of shape (n_layers,) or (n_params,), \
@@ -69,15 +68,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         and ``bias_prior_precision`` is ignored). Values must be in the range
         ``[0.0, inf)``. ``"evidence"`` tunes one value by
         MacKay's fixed-point updates, where the Laplace evidence at the
-        current MAP is stationary in alpha (a refitted network may have
-        higher evidence elsewhere; see the benchmark report): starting from
-        1, fit, set ``alpha = gamma / ||w||^2`` with ``gamma = n_weights -
-        alpha tr(P^{-1})`` the effective number of parameters,
-        refit from the current MAP, until no alpha changes by more than
-        0.01% (at most 50 refits, fewer where the refits cycle: then the
-        last one is kept with a ``ConvergenceWarning``; alphas are kept in
-        ``[1e-6, 1e6]``; two steps the same way are followed by their Aitken
-        extrapolation).
+        current MAP is stationary in alpha: from 1, fit, set ``alpha = gamma
+        / ||w||^2`` and refit until no alpha moves 0.01% (at most 50 refits,
+        fewer if they cycle, with a ``ConvergenceWarning``; see the guide).
         ``"evidence_per_layer"`` tunes one value per layer the same way; it
         can run into a degenerate maximum (a warning says so). ``"auto"``
         is ``"evidence"`` where refits are cheap (one gradient at most 5e6
