@@ -10,7 +10,6 @@ that depends only on how many such parameters there are -- enough to compare
 prior precisions or architectures with the same flat parameters.
 """
 
-import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -18,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from sklaplace._backend import NotPositiveDefiniteError, get_namespace, to_numpy
 from sklaplace._prior import prior_precision_vector
+from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = [
@@ -368,21 +368,19 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal):
             f"among alphas from {np.min(history[-EVIDENCE_PATIENCE:]):.4g} to "
             f"{np.max(history[-EVIDENCE_PATIENCE:]):.4g})"
         )
-        warnings.warn(
+        warn(
             f"The evidence updates of alpha did not converge {reason}; the last "
             f"refit is kept (alpha {alpha}). Use a fixed alpha.",
             ConvergenceWarning,
-            stacklevel=3,
         )
     if np.any(np.isin(alpha, EVIDENCE_BOUNDS)):
         advice = (
             "alpha='evidence' or a fixed alpha" if len(groups) > 1 else "a fixed alpha"
         )
-        warnings.warn(
+        warn(
             f"The evidence drove alpha to a bound of {EVIDENCE_BOUNDS} ({alpha}): it "
             "is maximised in a degenerate limit (e.g. one layer's weights vanishing "
             f"while the next layer's grow, or separable data). Prefer {advice}.",
             LaplaceApproximationWarning,
-            stacklevel=3,
         )
     return EvidenceTuning(fit, alpha, history, gammas)

@@ -20,7 +20,6 @@ Conventions shared by every function here:
 """
 
 import math
-import warnings
 from numbers import Real
 
 import numpy as np
@@ -33,6 +32,7 @@ from sklaplace._memory import DEFAULT_MEMORY_BUDGET
 from sklaplace._network import ParamLayout
 from sklaplace._objective import NegLogPosterior
 from sklaplace._prior import prior_precision_vector
+from sklaplace._warnings import warn
 
 __all__ = [
     "log_posterior",
@@ -251,13 +251,12 @@ def log_posterior_hessian(
     memory_budget=DEFAULT_MEMORY_BUDGET,
 ):
     if kind in _RENAMED_KINDS:
-        warnings.warn(
+        warn(
             f"kind={kind!r} is renamed kind={_RENAMED_KINDS[kind]!r} (the "
             "diagonal of the generalised Gauss-Newton matrix; 'exact_diag' is "
             f"the exact Hessian's diagonal); {kind!r} will be removed in a "
             "future release.",
             FutureWarning,
-            stacklevel=2,
         )
         kind = _RENAMED_KINDS[kind]
     if kind not in _HESSIAN_KINDS:

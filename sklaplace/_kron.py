@@ -34,7 +34,6 @@ Every array is NumPy (the factors are small: ``r^2 + c^2`` numbers per
 layer), so a fitted estimator pickles anywhere; methods compute in ``xp``.
 """
 
-import warnings
 import weakref
 
 import numpy as np
@@ -42,6 +41,7 @@ import scipy.linalg
 
 from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._jacobian import FactoredJacobian
+from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = ["KronBlock", "KronPosterior"]
@@ -407,11 +407,10 @@ def _blocks(inputs, outputs, prior):
         blocks.append(KronBlock(A, G, d))
         start += r * c
     if approximated:
-        warnings.warn(
+        warn(
             "The Kronecker-factored posterior adds the prior per input row of "
             "each layer; a prior precision that varies across a row's outputs "
             "(alpha given per parameter) is replaced by its row means.",
             LaplaceApproximationWarning,
-            stacklevel=4,
         )
     return blocks

@@ -16,8 +16,6 @@ Every structure has one interface (``n_params``, ``log_det_precision``,
 :class:`~sklaplace._last_layer.LastLayerPosterior` around any of them.
 """
 
-import warnings
-
 import numpy as np
 
 from sklaplace._backend import (
@@ -36,6 +34,7 @@ from sklaplace._curvature import (
 )
 from sklaplace._kron import KronPosterior
 from sklaplace._last_layer import LastLayerPosterior, last_layer_objective
+from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = [
@@ -143,11 +142,10 @@ class FullPosterior:
             # A free block of a (nearly) singular precision, rebuilt from its
             # factor, can lose definiteness to round-off.
             posterior, jitter = _jittered(np, FullPosterior, precision)
-            warnings.warn(
+            warn(
                 "The conditioned posterior precision is numerically singular; "
                 f"added a jitter of {jitter:.3g} to its diagonal.",
                 LaplaceApproximationWarning,
-                stacklevel=2,
             )
             return posterior
 
@@ -262,13 +260,12 @@ def _warn_if_near_singular(posterior):
     """Warn when a factorisation succeeded with a tiny pivot (see ``pivot_ratio``)."""
     ratio = posterior.pivot_ratio()
     if ratio < SINGULAR_RTOL:
-        warnings.warn(
+        warn(
             "The posterior precision is nearly singular (its smallest Cholesky "
             f"pivot is {ratio:.2g} of its largest diagonal entry): variances "
             "along the weakly determined directions are dominated by round-off. "
             f"{_SINGULAR_ADVICE}",
             LaplaceApproximationWarning,
-            stacklevel=4,
         )
 
 
@@ -350,11 +347,10 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
         return posterior, kind, getattr(posterior, "jitter", 0.0)
     precision = objective.constrained_curvature(curvature)
     posterior, jitter = _jittered(xp, posterior_class, precision)
-    warnings.warn(
+    warn(
         "The posterior precision is numerically singular; added a jitter of "
         f"{jitter:.3g} to its diagonal (posterior_jitter_). {_SINGULAR_ADVICE}",
         LaplaceApproximationWarning,
-        stacklevel=3,
     )
     return posterior, "ggn", jitter
 
@@ -366,10 +362,9 @@ def _warn_exact_fallback(structure):
         else "the exact Hessian is not positive definite at the MAP (the "
         "optimiser stopped where the loss is not locally convex)"
     )
-    warnings.warn(
+    warn(
         f"{reason[0].upper()}{reason[1:]}; the posterior uses the generalised "
         "Gauss-Newton matrix instead (curvature_='ggn'). Tighter tol or "
         "hessian='ggn' avoids this.",
         LaplaceApproximationWarning,
-        stacklevel=4,
     )

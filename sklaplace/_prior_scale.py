@@ -32,7 +32,6 @@ B'`` with ``B = J A^{-1/2} U`` for every ``c`` at ``O(n_params)`` per output
 pair (a flat prior on some parameters falls back to one Cholesky per ``c``).
 """
 
-import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -40,6 +39,7 @@ import numpy as np
 from sklaplace._backend import NotPositiveDefiniteError, add_to_diagonal, to_numpy
 from sklaplace._evidence import log_evidence_from_terms
 from sklaplace._predictive import centring
+from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = [
@@ -372,12 +372,11 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
     except NotPositiveDefiniteError:
         # The eigenvalues said positive definite, the factorisation did not
         # (a pivot at round-off): keep the fitted posterior, c = 1.
-        warnings.warn(
+        warn(
             f"The posterior precision at the chosen prior scale {scale:.3g} is not "
             "numerically positive definite; the posterior at scale 1 (the MAP's "
             "own prior) is used instead.",
             LaplaceApproximationWarning,
-            stacklevel=4,
         )
         scale, posterior = 1.0, fit.posterior
     return PriorScale(scale, posterior, path)

@@ -28,11 +28,11 @@ at zero (see ``NegLogPosterior``'s ``fixed``).
 """
 
 import copy
-import warnings
 
 import numpy as np
 
 from sklaplace._posterior import SINGULAR_RTOL
+from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = ["PRUNING_METHODS", "prune", "saliencies"]
@@ -180,7 +180,7 @@ def _obs_is_reliable(estimator):
     ratio = estimator.posterior_.pivot_ratio()
     if jitter == 0.0 and ratio >= SINGULAR_RTOL:
         return True
-    warnings.warn(
+    warn(
         "The posterior precision is singular or nearly so (posterior_jitter_="
         f"{jitter:.3g}, smallest Cholesky pivot {ratio:.2g} of its largest "
         "diagonal entry): OBS's correction would move the weights along its "
@@ -188,7 +188,6 @@ def _obs_is_reliable(estimator):
         "A positive alpha and bias_prior_precision make the precision "
         "non-singular.",
         LaplaceApproximationWarning,
-        stacklevel=3,
     )
     return False
 

@@ -4,7 +4,6 @@ All stop when the *scaled* gradient ``max_i |dL/dtheta_i| / sum_n s_n`` (the
 gradient of the per-sample average objective) is at most ``tol``.
 """
 
-import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -21,6 +20,7 @@ from sklaplace._backend import (
 from sklaplace._curvature import check_finite_curvature, exact_hessian
 from sklaplace._newton_cg import NewtonCGSolver
 from sklaplace._trust_region import TrustRegionSolver
+from sklaplace._warnings import warn
 
 __all__ = [
     "MapResult",
@@ -259,12 +259,11 @@ def minimize_lbfgs(objective, theta, tol, max_iter, verbose=0):
     gradient_norm = float(np.max(np.abs(result.jac))) / scale
     converged = gradient_norm <= tol
     if not converged:
-        warnings.warn(
+        warn(
             f"L-BFGS did not converge after {result.nit} iterations "
             f"(scaled gradient {gradient_norm:.3g} > tol={tol:g}; {result.message}). "
             "Increase max_iter, standardise the features, or try solver='newton-cg'.",
             ConvergenceWarning,
-            stacklevel=3,
         )
     return MapResult(
         xp.asarray(result.x, dtype=theta.dtype),

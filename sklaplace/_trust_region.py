@@ -6,10 +6,10 @@ differ in how they propose a step; they judge it, measure the gradient and
 give up the same way, here.
 """
 
-import warnings
-
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
+
+from sklaplace._warnings import warn
 
 __all__ = ["TrustRegionSolver"]
 
@@ -95,10 +95,9 @@ class TrustRegionSolver:
             if stalled
             else f"did not converge in max_iter={self.max_iter} iterations"
         )
-        warnings.warn(
+        warn(
             f"{self.name} solver {reason} (scaled gradient "
             f"{self.gradient_norm:.3g} > tol={self.tol:g}). Increase max_iter, "
             "standardise the features, increase alpha, or try solver='lbfgs'.",
             ConvergenceWarning,
-            stacklevel=4,
         )

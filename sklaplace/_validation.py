@@ -4,13 +4,12 @@ Everything here runs before any heavy work, so that bad input fails fast with
 a message that names the problem.
 """
 
-import warnings
-
 import numpy as np
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from sklaplace._backend import to_numpy
+from sklaplace._warnings import warn
 from sklaplace.exceptions import FeatureScaleWarning
 
 __all__ = [
@@ -105,14 +104,13 @@ def check_feature_scale(X, sample_weight):
     if odd.size:
         shown = ", ".join(f"{rms[j]:.2g} (feature {j})" for j in odd[:3])
         more = f" and {odd.size - 3} more" if odd.size > 3 else ""
-        warnings.warn(
+        warn(
             f"{odd.size} feature(s) have a root mean square outside "
             f"[{low:g}, {high:g}]: {shown}{more}. The prior treats every weight "
             "alike and large inputs saturate the first layer, so the fit and its "
             "probabilities suffer: standardise the features, e.g. "
             "make_pipeline(StandardScaler(), LaplaceMLPClassifier()).",
             FeatureScaleWarning,
-            stacklevel=6,  # the caller of fit
         )
 
 

@@ -1,0 +1,73 @@
+"""Every warning names the caller's line, not a line inside sklaplace.
+
+A warning's ``filename`` is what the user sees first ("file:line:
+ConvergenceWarning: ..."). Raised deep inside ``fit`` -- in a solver, a
+refit of the evidence's tuning or the posterior -- it must point at the
+user's own call (or at the scikit-learn tool that called ``fit``).
+"""
+
+import os
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+import sklaplace
+from sklaplace import LaplaceMLPClassifier, log_posterior_hessian
+from sklaplace.exceptions import FeatureScaleWarning
+
+X, Y = make_classification(60, 4, n_informative=3, n_redundant=0, random_state=0)
+PACKAGE_DIR = os.path.dirname(os.path.abspath(sklaplace.__file__)) + os.sep
+FIXED = dict(alpha=1.0, prior_precision_scale=1.0, random_state=0)
+
+
+def _only_from_here(record, category):
+    caught = [w for w in record if issubclass(w.category, category)]
+    assert caught, f"no {category.__name__}"
+    assert [w.filename for w in caught] == [__file__] * len(caught)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg", "newton"])
+def test_solver_convergence_warnings_point_at_the_fit_call(solver):
+    clf = LaplaceMLPClassifier((3,), solver=solver, max_iter=1, **FIXED)
+    with pytest.warns(ConvergenceWarning) as record:
+        clf.fit(X, Y)
+    _only_from_here(record, ConvergenceWarning)
+
+
+def test_warnings_of_the_kept_evidence_refit_point_at_the_fit_call():
+    # Re-emitted after MacKay's refits (only the kept refit's warnings); the
+    # tolerance is out of reach, so every refit warns.
+    clf = LaplaceMLPClassifier(
+        (3,), alpha="evidence", solver="lbfgs", max_iter=2, tol=1e-15, random_state=0
+    )
+    with pytest.warns(ConvergenceWarning) as record:
+        clf.fit(X, Y)
+    _only_from_here(record, ConvergenceWarning)
+
+
+def test_input_warnings_point_at_the_fit_call():
+    with pytest.warns(FeatureScaleWarning) as record:
+        LaplaceMLPClassifier((3,), **FIXED).fit(X * [1.0, 300.0, 1.0, 1.0], Y)
+    _only_from_here(record, FeatureScaleWarning)
+
+
+def test_functional_api_warnings_point_at_the_call():
+    coefs = [np.zeros((4, 3)), np.zeros((3, 1))]
+    intercepts = [np.zeros(3), np.zeros(1)]
+    with pytest.warns(FutureWarning) as record:
+        log_posterior_hessian(coefs, intercepts, X, Y, kind="diag")
+    _only_from_here(record, FutureWarning)
+
+
+def test_inside_a_pipeline_the_warning_points_outside_the_package():
+    pipe = make_pipeline(
+        FunctionTransformer(), LaplaceMLPClassifier((3,), max_iter=1, **FIXED)
+    )
+    with pytest.warns(ConvergenceWarning) as record:
+        pipe.fit(X, Y)
+    files = {w.filename for w in record if issubclass(w.category, ConvergenceWarning)}
+    assert files and not any(f.startswith(PACKAGE_DIR) for f in files)
