@@ -51,6 +51,8 @@ EVIDENCE_BOUNDS = (1e-6, 1e6)
 # update need not be smooth): they stop there. A steady march to a far
 # optimum (steps of one sign and size, new alphas beyond the range) goes on.
 EVIDENCE_PATIENCE = 10
+# The first fit's alpha (every group).
+EVIDENCE_START = 1.0
 
 
 def log_det_prior(prior_precision, fixed=None):
@@ -313,7 +315,7 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal):
     -------
     tuning : EvidenceTuning
     """
-    alpha = np.ones(len(groups))
+    alpha = np.full(len(groups), EVIDENCE_START)
     history, last_step = [], None
     accelerate, extrapolated = True, None  # the step an extrapolation followed
     smallest, since_smallest, converged = np.inf, 0, False
