@@ -1,10 +1,13 @@
 """fit_network's configuration: what one fit reads, resolved once."""
 
+import copy
 from dataclasses import FrozenInstanceError, fields, replace
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from sklearn.datasets import make_moons
+from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._fitting import FitConfig
@@ -64,3 +67,84 @@ def test_fit_reads_the_config_it_was_given(monkeypatch):
     assert config.alpha == 1.0 and config.activation == clf.activation
     assert config.hessian_structure == clf.hessian_structure_
     assert config.solver == clf.solver_
+
+
+def _two_blobs(n_samples=40, seed=0):
+    """Two standardised features; labels with noise (not separable)."""
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n_samples, 2))
+    return X, (X[:, 0] + 0.5 * X[:, 1] + rng.normal(size=n_samples) > 0).astype(int)
+
+
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_verbose_reaches_the_solver(capsys, verbose):
+    """``verbose=1`` prints one line per Newton iteration; ``verbose=0`` none."""
+    X, y = _two_blobs()
+    clf = LaplaceMLPClassifier(
+        (3,), alpha=1.0, solver="newton", prior_precision_scale=1.0, verbose=verbose
+    ).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == (clf.n_iter_ if verbose else 0)
+    assert all(line.startswith("Newton iter ") for line in lines)
+
+
+def test_evidence_per_layer_fits_the_map_of_each_layers_alpha():
+    """The kept MAP is stationary under the per-layer ``alpha_`` it reports.
+
+    The gradient of the log posterior with one tuned precision per layer,
+    from the public :func:`~sklaplace.log_posterior_grad`, vanishes (to the
+    solver's tolerance) at the fitted weights; the tuned precisions differ,
+    so a MAP fitted with any single one of them would not be stationary.
+    """
+    from sklaplace import log_posterior_grad
+
+    X, y = make_moons(100, noise=0.3, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    clf = LaplaceMLPClassifier(
+        (4,),
+        alpha="evidence_per_layer",
+        solver="newton",
+        tol=1e-8,
+        prior_precision_scale=1.0,
+        random_state=0,
+    ).fit(X, y)
+    alpha = np.asarray(clf.alpha_)
+    # An interior fixed point (no bound), with the layers' alphas far apart.
+    assert alpha.shape == (2,) and np.all((alpha > 1e-5) & (alpha < 1e5))
+    assert abs(np.log(alpha[1] / alpha[0])) > 1.0
+    gradient = log_posterior_grad(
+        clf.coefs_,
+        clf.intercepts_,
+        X,
+        y,
+        activation=clf.activation,
+        alpha=alpha,
+        bias_prior_precision=clf.bias_prior_precision,
+    )
+    assert np.max(np.abs(gradient)) / X.shape[0] <= 1e-6
+
+
+def test_an_empty_pruning_mask_leaves_the_validation_choice_unchanged():
+    """A warm refit holding no parameter fixed equals one without a mask.
+
+    With ``prior_precision_scale="validation"`` the held-out Jacobians of a
+    pruned network have the pruned columns zeroed; a mask that prunes
+    nothing must give the unpruned held-out losses, scale and predictions.
+    """
+    X, y = _two_blobs(60)
+    params = dict(
+        alpha=1.0, prior_precision_scale="validation", solver="newton", random_state=0
+    )
+    clf = LaplaceMLPClassifier((3,), tol=1e-10, **params).fit(X, y)
+    plain = copy.deepcopy(clf).set_params(warm_start=True).fit(X, y)
+    masked = copy.deepcopy(clf).set_params(warm_start=True)
+    masked.pruned_mask_ = np.zeros(clf._layout().n_params, dtype=bool)
+    masked.fit(X, y)
+    assert masked.prior_precision_scale_ == plain.prior_precision_scale_
+    for key, value in plain.prior_precision_scale_path_.items():
+        np.testing.assert_allclose(
+            masked.prior_precision_scale_path_[key], value, rtol=1e-8
+        )
+    np.testing.assert_allclose(
+        masked.predict_proba(X), plain.predict_proba(X), rtol=0, atol=1e-10
+    )

@@ -147,3 +147,69 @@ def test_labels_out_of_range_raise():
         log_posterior(
             [np.zeros((2, 1))], [np.zeros(1)], np.zeros((3, 2)), np.array([0, 1, 2])
         )
+
+
+def _small_network(rng, dtype=np.float64):
+    """A 3-4-3 tanh network and 10 rows of data, as ``dtype`` arrays."""
+    X, y = rng.normal(size=(10, 3)).astype(dtype), np.arange(10) % 3
+    coefs = [
+        rng.normal(size=(3, 4)).astype(dtype),
+        rng.normal(size=(4, 3)).astype(dtype),
+    ]
+    intercepts = [rng.normal(size=4).astype(dtype), rng.normal(size=3).astype(dtype)]
+    return coefs, intercepts, X, y
+
+
+def test_float32_in_float32_out_and_no_weights_are_unit_weights():
+    """A float32 network is computed in float32, with or without ``sample_weight``.
+
+    ``sample_weight=None`` means weight 1 on every row: the same numbers and
+    dtype as ``np.ones``; and float32 results agree with float64 ones to
+    float32 precision.
+    """
+    coefs, intercepts, X, y = _small_network(np.random.RandomState(0), np.float32)
+    kw = dict(activation="tanh", alpha=0.5, bias_prior_precision=0.1)
+    v = np.random.RandomState(1).normal(size=31).astype(np.float32)
+    as64 = lambda arrays: [a.astype(np.float64) for a in arrays]  # noqa: E731
+    for f, extra in [
+        (log_posterior, ()),
+        (log_posterior_grad, ()),
+        (log_posterior_hessian, ()),
+        (log_posterior_hvp, (v,)),
+    ]:
+        value = f(coefs, intercepts, X, y, *extra, **kw)
+        unit = f(coefs, intercepts, X, y, *extra, sample_weight=np.ones(10), **kw)
+        assert value.dtype == unit.dtype == np.float32
+        np.testing.assert_array_equal(value, unit)
+        double = f(
+            as64(coefs),
+            as64(intercepts),
+            X.astype(np.float64),
+            y,
+            *[e.astype(np.float64) for e in extra],
+            **kw,
+        )
+        np.testing.assert_allclose(value, double, rtol=1e-4, atol=1e-4)
+
+
+def test_a_one_byte_memory_budget_sums_one_row_at_a_time():
+    """The smallest positive budget is valid: one row per chunk, same Hessian."""
+    coefs, intercepts, X, y = _small_network(np.random.RandomState(0))
+    for kind in ("exact", "ggn", "ggn_diag"):
+        np.testing.assert_allclose(
+            log_posterior_hessian(coefs, intercepts, X, y, kind=kind, memory_budget=1),
+            log_posterior_hessian(coefs, intercepts, X, y, kind=kind),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+
+
+def test_arrays_of_two_namespaces_are_refused():
+    """``X`` of one array library and the network of another raise TypeError."""
+    xps = pytest.importorskip("array_api_strict")
+    coefs, intercepts, X, y = _small_network(np.random.RandomState(0))
+    strict = lambda arrays: [xps.asarray(a) for a in arrays]  # noqa: E731
+    with pytest.raises(TypeError, match="Multiple namespaces"):
+        log_posterior_grad(coefs, intercepts, xps.asarray(X), y)
+    with pytest.raises(TypeError, match="Multiple namespaces"):
+        log_posterior_grad(strict(coefs), strict(intercepts), X, y)

@@ -440,3 +440,60 @@ def test_unit_scale_zero_columns_and_zero_weight_rows_draw_no_warning():
         LaplaceMLPClassifier(**SMALL).fit(Xs, Y, sample_weight=weight)
     with pytest.warns(FeatureScaleWarning, match="feature 0"):
         LaplaceMLPClassifier(**SMALL).fit(Xs, Y)
+
+
+def test_a_class_with_a_small_total_weight_is_still_a_class():
+    """Any positive weight counts: a class whose rows weigh 0.24 in all is kept.
+
+    Only a class of weight exactly 0 is dropped (it equals dropping its rows),
+    so a problem whose second class weighs less than one row is still binary.
+    """
+    from sklaplace._validation import validate_fit_data
+
+    weight = np.where(Y == 1, 0.02, 1.0)  # 12 rows of class 1: 0.24 in all
+    _, y_index, sample_weight, classes = validate_fit_data(
+        LaplaceMLPClassifier(), X, Y, weight
+    )
+    np.testing.assert_array_equal(classes, [0, 1])
+    np.testing.assert_array_equal(y_index, Y)
+    np.testing.assert_array_equal(sample_weight, weight)
+
+
+@pytest.mark.parametrize("n_odd, more", [(1, None), (3, None), (5, "and 2 more")])
+def test_the_feature_scale_warning_counts_the_features_it_does_not_name(n_odd, more):
+    """The warning names three features and counts the rest ("and 2 more")."""
+    from sklaplace._validation import check_feature_scale
+
+    Xs = np.c_[X, X] * np.r_[np.full(n_odd, 1e4), np.ones(6 - n_odd)]
+    with pytest.warns(FeatureScaleWarning, match=rf"^{n_odd} feature\(s\)") as caught:
+        check_feature_scale(Xs, np.ones(len(Xs)))
+    message = str(caught[0].message)
+    assert message.count("(feature ") == min(n_odd, 3)
+    if more is None:
+        assert " more" not in message
+    else:
+        assert f"(feature 2) {more}." in message
+
+
+def test_non_finite_rows_are_named_across_all_arrays():
+    """``check_finite_rows`` names the rows where any array is not finite.
+
+    Rows 1 (``inf`` in a 2-D array) and 4 (``nan`` in a 3-D one) of 6; more
+    than five rows are listed as the first five and ``...``; finite arrays
+    pass.
+    """
+    from sklaplace._validation import check_finite_rows
+
+    logits, cov = np.ones((6, 2)), np.ones((6, 2, 2))
+    check_finite_rows(np, "logits", logits, cov)
+    logits[1, 0], cov[4, 1, 1] = np.inf, np.nan
+    pattern = (
+        r"The logits overflowed \(are not finite\) for 2 of 6 samples "
+        r"\(rows \[1, 4\]\):"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        check_finite_rows(np, "logits", logits, cov)
+    with pytest.raises(
+        ValueError, match=r"for 6 of 6 samples \(rows \[0, 1, 2, 3, 4\], \.\.\.\)"
+    ):
+        check_finite_rows(np, "probabilities", np.full((6, 1), np.nan))

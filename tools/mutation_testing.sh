@@ -3,6 +3,9 @@
 #
 #   tools/mutation_testing.sh [MODULE ...]      # default: the six modules below
 #
+# A module in a subpackage is named with dots, as mutmut names it:
+# _curvature._products.
+#
 # Needs mutmut in the environment (pip install -e ".[test,mutation]").
 # It works in a scratch copy of the working tree (WORKDIR, default
 # /tmp/sklaplace-mutation), so the checkout is never touched, and mutates
@@ -55,7 +58,7 @@ rm -f setup.cfg
     echo "[mutmut]"
     echo "source_paths=sklaplace"
     echo "only_mutate="
-    for m in "${MODULES[@]}"; do echo "    sklaplace/$m.py"; done
+    for m in "${MODULES[@]}"; do echo "    sklaplace/${m//.//}.py"; done
     echo "pytest_add_cli_args_test_selection="
     for t in "${TESTS[@]}"; do [ -f "$t" ] && echo "    $t"; done
     echo "pytest_add_cli_args="

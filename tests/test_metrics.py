@@ -1,0 +1,70 @@
+"""sklaplace.metrics: the calibration metrics against hand-computed cases.
+
+The doctests check one value each; here the binning of the expected
+calibration error (equal-width bins of the top-label confidence, a
+confidence of 1 in the last bin), the column order ``classes`` gives, and
+the Brier score against scikit-learn's binary one.
+"""
+
+import numpy as np
+import pytest
+from sklearn.metrics import brier_score_loss
+
+from sklaplace.metrics import expected_calibration_error, multiclass_brier_score
+
+
+def test_ece_keeps_neighbouring_top_bins_apart():
+    """Confidences 0.9 and 0.99 fall in bins 13 and 14 of 15, not one bin.
+
+    Bin 13 (``[13/15, 14/15)``): one correct prediction at 0.9; bin 14
+    (``[14/15, 1]``): one wrong prediction at 0.99 and one correct at
+    exactly 1. ECE = 1/3 |1 - 0.9| + 2/3 |1/2 - (0.99 + 1)/2|.
+    """
+    proba = np.array([[0.9, 0.1], [0.99, 0.01], [0.0, 1.0]])
+    y = np.array([0, 1, 1])
+    expected = (1 / 3) * 0.1 + (2 / 3) * abs(0.5 - 0.995)
+    assert expected_calibration_error(y, proba) == pytest.approx(expected, rel=1e-12)
+
+
+def test_ece_with_one_bin_is_the_gap_between_accuracy_and_mean_confidence():
+    """With ``n_bins=1`` the ECE is ``|accuracy - mean confidence|``."""
+    rng = np.random.RandomState(0)
+    proba = rng.dirichlet(np.ones(3), size=50)
+    y = rng.randint(3, size=50)
+    accuracy = np.mean(proba.argmax(axis=1) == y)
+    expected = abs(accuracy - proba.max(axis=1).mean())
+    assert expected_calibration_error(y, proba, n_bins=1) == pytest.approx(expected)
+
+
+def test_ece_reads_the_columns_in_the_order_of_classes():
+    """``classes`` labels the columns, also when a class is absent from ``y``.
+
+    Here ``y`` has no label 1: without ``classes`` the second column would be
+    read as label 2. Every prediction is the middle column, label 1, so all
+    are wrong: ECE = mean confidence = 0.7 (one bin holds them all).
+    """
+    proba = np.array([[0.2, 0.7, 0.1], [0.1, 0.7, 0.2]])
+    y = np.array([0, 2])
+    ece = expected_calibration_error(y, proba, classes=[0, 1, 2])
+    assert ece == pytest.approx(0.7, rel=1e-12)
+    # String labels, columns in the given (unsorted) order: every prediction
+    # is "a", right for two rows of three.
+    proba = np.tile([0.3, 0.7], (3, 1))
+    ece = expected_calibration_error(["a", "b", "a"], proba, classes=["b", "a"])
+    assert ece == pytest.approx(abs(2 / 3 - 0.7), rel=1e-12)
+
+
+def test_brier_score_is_twice_scikit_learns_binary_one():
+    """Two classes: the one-hot distance counts both columns' equal errors."""
+    rng = np.random.RandomState(1)
+    p = rng.uniform(size=40)
+    y = rng.randint(2, size=40)
+    proba = np.column_stack([1 - p, p])
+    assert multiclass_brier_score(y, proba) == pytest.approx(
+        2 * brier_score_loss(y, p), rel=1e-12
+    )
+    # With string labels and the columns given in reverse order.
+    labels = np.array(["no", "yes"])[y]
+    assert multiclass_brier_score(
+        labels, proba[:, ::-1], classes=["yes", "no"]
+    ) == pytest.approx(2 * brier_score_loss(y, p), rel=1e-12)

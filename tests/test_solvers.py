@@ -1,0 +1,163 @@
+"""solver="newton" (dense, Levenberg-Marquardt damping) and solver="lbfgs".
+
+Newton-CG has its own file (``tests/test_newton_cg.py``); the gain-ratio
+test both Newton solvers share is in ``tests/test_trust_region.py``. Here the
+damping rule of dense Newton is checked against Nielsen's rule computed from
+the dense Hessian, and both solvers' results against the objective itself.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from sklaplace._curvature import exact_hessian
+from sklaplace._solvers import NewtonSolver, minimize_map
+from tests.conftest import make_problem
+
+
+def _newton_at_start(obj, theta):
+    """A dense Newton solver at ``theta`` with its Hessian and first damping."""
+    solver = NewtonSolver(obj, tol=1e-8, max_iter=10)
+    solver.setup(theta)
+    solver.update_hessian()
+    return solver
+
+
+@pytest.mark.parametrize("solver", ["newton", "lbfgs"])
+def test_result_describes_the_returned_iterate(solver):
+    """``converged``, the scaled gradient and the loss are those of ``theta``.
+
+    The scaled gradient and the loss are recomputed from the objective at
+    the returned ``theta``; the history has the start and one entry per
+    iteration, the last being the returned one.
+    """
+    tol = 1e-6
+    obj, theta = make_problem("softplus", 3, (4,), n_samples=40)
+    with warnings.catch_warnings():
+        # An unknown SciPy option would warn (OptimizeWarning), a stop short of
+        # tol would raise a ConvergenceWarning: neither may happen here.
+        warnings.simplefilter("error")
+        result = minimize_map(obj, theta, solver, tol, 200)
+    assert result.converged is True
+    loss, gradient = obj.loss_gradient(result.theta)
+    scaled = np.max(np.abs(gradient)) / obj.gradient_scale
+    np.testing.assert_allclose(result.gradient_norm, scaled, rtol=1e-12)
+    assert result.gradient_norm <= tol
+    np.testing.assert_allclose(result.loss, float(loss), rtol=1e-12)
+    assert len(result.gradient_history) == result.n_iter + 1
+    assert result.gradient_history[-1] == pytest.approx(result.gradient_norm)
+    start = np.max(np.abs(obj.loss_gradient(theta)[1])) / obj.gradient_scale
+    assert result.gradient_history[0] == pytest.approx(start, rel=1e-12)
+
+
+def test_newton_stalled_at_round_off_warns_of_no_progress():
+    """With an unreachable tol Newton stops at round-off of the minimum.
+
+    Once no damping gives a step that changes ``theta`` or lowers the loss,
+    the warning must say that it made no progress, not that it ran out of
+    iterations (it stops long before ``max_iter``).
+    """
+    obj, theta = make_problem("softplus", 2, (5,), n_samples=40)
+    with pytest.warns(ConvergenceWarning, match="made no progress at iteration"):
+        result = minimize_map(obj, theta, "newton", 1e-300, 200)
+    assert result.converged is False and result.n_iter < 200
+    assert result.gradient_norm < 1e-12  # at the minimum, to round-off
+
+
+def test_newton_accepted_step_updates_the_damping_by_nielsens_rule():
+    """The first damped step: Nielsen's start, the step, the gain-ratio update.
+
+    Starting damping ``1e-3 max|diag H|`` (doubled until ``H + mu I`` is
+    positive definite); the step solves ``(H + mu I) s =
+    -g``; ``rho`` is the actual decrease over the quadratic model's ``-(g's +
+    s'Hs/2)``, both computed here from the dense Hessian, and an accepted
+    step multiplies ``mu`` by ``max(1/3, 1 - (2 min(rho, 1) - 1)^3)``.
+    """
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
+    H = obj.constrained_curvature(exact_hessian(obj, theta))
+    loss, g = obj.loss_gradient(theta)
+    solver = _newton_at_start(obj, theta)
+    start = 1e-3 * np.max(np.abs(np.diag(H)))
+    np.testing.assert_allclose(solver.damping, start, rtol=1e-12)
+    solver.inner_solve()  # raises the damping until H + mu I is PD
+    mu, s = solver.damping, solver.step
+    assert mu >= start and np.linalg.eigvalsh(H + mu * np.eye(H.shape[0]))[0] > 0
+    np.testing.assert_allclose((H + mu * np.eye(H.shape[0])) @ s, -g, atol=1e-10)
+    solver.trust_region_update()
+    actual = float(loss) - float(obj.loss(theta + s))
+    rho = actual / -(g @ s + 0.5 * s @ H @ s)
+    assert solver.accepted and rho > 1e-4
+    expected = mu * max(1.0 / 3.0, 1.0 - (2.0 * min(rho, 1.0) - 1.0) ** 3)
+    np.testing.assert_allclose(solver.damping, expected, rtol=1e-8)
+    assert solver.damping_growth == 2.0
+    np.testing.assert_array_equal(solver.theta, theta + s)
+
+
+def test_newton_rejected_step_multiplies_the_damping_by_a_doubling_factor():
+    """A rejected step leaves ``theta`` and sets ``mu *= nu``, ``nu *= 2``.
+
+    Nielsen's rule on rejection, from ``nu = 2``: a small damping grows by
+    2, 4, 8, ... (it is not reset to some floor).
+    """
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
+    solver = _newton_at_start(obj, theta)
+    loss = solver.loss_value
+    solver.damping = 1e-3
+    solver.step = 5.0 * solver.gradient  # uphill: the loss rises
+    for expected, growth in [(2e-3, 4.0), (8e-3, 8.0), (6.4e-2, 16.0)]:
+        solver.trust_region_update()
+        assert not solver.accepted
+        np.testing.assert_allclose(solver.damping, expected, rtol=1e-12)
+        assert solver.damping_growth == growth
+    assert solver.loss_value == loss
+    np.testing.assert_array_equal(solver.theta, theta)
+
+
+def test_newton_gives_up_when_the_damping_overflows():
+    """No acceptable step even at the largest damping: a warning, not a crash.
+
+    The gain-ratio test is stubbed to reject every step; with an exact zero
+    in ``theta`` the shrinking steps never stop changing it, so the damping
+    (``mu *= nu``, ``nu *= 2``) overflows within the iteration's trials and
+    no finite damping is left. The solver must stop there, at the start.
+    """
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
+    theta = theta.copy()
+    theta[0] = 0.0
+    solver = NewtonSolver(obj, tol=1e-8, max_iter=10)
+    solver.evaluate = lambda candidate, predicted: (-1.0, np.inf, None, False)
+    with pytest.warns(ConvergenceWarning, match="made no progress at iteration 1"):
+        result = solver.solve(theta)
+    assert not np.isfinite(solver.damping) and solver.step is None
+    assert result.n_iter == 1 and result.converged is False
+    np.testing.assert_array_equal(result.theta, theta)
+
+
+def test_lbfgs_verbose_prints_each_iterates_scaled_gradient(capsys):
+    """``verbose`` prints one line per L-BFGS iteration: its loss and gradient.
+
+    The scaled gradient printed on line ``i`` is that of iterate ``i`` (entry
+    ``i`` of the history, entry 0 being the start); the loss of the last
+    line is the returned one.
+    """
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
+    result = minimize_map(obj, theta, "lbfgs", 1e-6, 200, verbose=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == result.n_iter > 1
+    for line, expected in zip(lines, result.gradient_history[1:]):
+        assert line.startswith("L-BFGS iter: loss ")
+        printed = float(line.split("scaled gradient ")[1])
+        np.testing.assert_allclose(printed, expected, rtol=1e-3)
+    loss = float(lines[-1].split("loss ")[1].split(",")[0])
+    np.testing.assert_allclose(loss, result.loss, rtol=1e-9)
+
+
+def test_lbfgs_runs_max_iter_iterations_before_giving_up():
+    """A small ``max_iter`` caps the iterations, not the evaluation budget."""
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
+    with pytest.warns(ConvergenceWarning, match="L-BFGS did not converge after 3"):
+        result = minimize_map(obj, theta, "lbfgs", 1e-10, 3)
+    assert result.n_iter == 3 and not result.converged
+    assert len(result.gradient_history) == 4
