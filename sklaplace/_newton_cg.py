@@ -139,7 +139,8 @@ class NewtonCGSolver(TrustRegionSolver):
     Radius update: Nocedal & Wright (2006), Alg. 4.1. A step is accepted
     when the ratio of the actual to the predicted decrease exceeds 1e-4.
 
-    The loop is :meth:`solve`; every step's docstring says what it sets.
+    The loop is :meth:`TrustRegionSolver.solve`; every step's docstring
+    says what it sets.
 
     Parameters
     ----------
@@ -168,7 +169,7 @@ class NewtonCGSolver(TrustRegionSolver):
         self.unit = 1.0 / max(abs(self.loss_value), tiny)
         self.radius = 1.0
 
-    def update_operator(self):
+    def update_curvature(self):
         """Set ``hessp`` at ``theta``, the preconditioner ``m`` and ``rtol``."""
         obj, xp = self.objective, self.objective.xp
         # One forward pass (the step's evaluation) and one backward pass of
@@ -232,60 +233,21 @@ class NewtonCGSolver(TrustRegionSolver):
         self.step = t * self.step
         self.model = t * g_step + 0.5 * t * t * curvature
 
-    def try_step(self):
-        """Evaluate ``theta + step``; set ``accepted``, ``stuck`` (and the iterate)."""
-        xp = self.objective.xp
-        if bool(xp.all(self.theta + self.step == self.theta)):
-            self.accepted, self.stuck = False, True
-            return
+    def propose(self, trial):
+        """Set ``step`` and ``model``: a CG solve first, then shorter steps."""
+        if trial == 0:
+            self.inner_solve()
+        else:
+            self.backtrack()
+
+    def judge(self):
+        """Evaluate ``theta + step``; set ``accepted`` (and the iterate), ``radius``."""
         candidate = self.theta + self.step
         rho, loss, gradient, self.accepted = self.evaluate(candidate, -self.model)
         self.update_region(rho)
         if self.accepted:
             self.move_to(candidate, loss, gradient)
 
-    def solve(self, theta):
-        """Run truncated Newton iterations from ``theta``.
-
-        Returns
-        -------
-        fields : tuple
-            The fields of :class:`~sklaplace._solvers.MapResult`, in order.
-        """
-        self.setup(theta)  # 1. loss, gradient, radius
-        self.check_convergence()
-        n_iter, stalled = 0, False
-        while not self.converged and n_iter < self.max_iter:
-            n_iter += 1
-            self.update_operator()  # 2. H v at theta, preconditioner, forcing
-            self.accepted, self.stuck = False, False
-            for trial in range(self.max_trials):
-                # 3. CG step (then shorter ones along it); 4. gain ratio, radius
-                if trial == 0:
-                    self.inner_solve()
-                else:
-                    self.backtrack()
-                self.try_step()
-                if self.accepted or self.stuck:
-                    break
-            if not self.accepted:
-                stalled = True
-                break
-            self.history.append(self.gradient_norm)
-            self.check_convergence()  # 5. scaled gradient <= tol
-            if self.verbose:
-                print(
-                    f"{self.name} iter {n_iter}: loss {self.loss_value:.10g}, "
-                    f"scaled gradient {self.gradient_norm:.3e}, CG {self.cg_status} "
-                    f"({self.n_products} Hessian-vector products so far)"
-                )
-        self.warn_if_not_converged(n_iter, stalled)
-        return (
-            self.theta,
-            self.loss_value,
-            self.gradient_norm,
-            n_iter,
-            self.converged,
-            self.history,
-            self.n_products,
-        )
+    def progress(self):
+        """Return the end of a verbose line: how CG ended, the products so far."""
+        return f"CG {self.cg_status} ({self.n_products} Hessian-vector products so far)"

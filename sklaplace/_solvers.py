@@ -4,8 +4,6 @@ All stop when the *scaled* gradient ``max_i |dL/dtheta_i| / sum_n s_n`` (the
 gradient of the per-sample average objective) is at most ``tol``.
 """
 
-from typing import NamedTuple
-
 import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
@@ -19,7 +17,7 @@ from sklaplace._backend import (
 )
 from sklaplace._curvature import check_finite_curvature, exact_hessian
 from sklaplace._newton_cg import NewtonCGSolver
-from sklaplace._trust_region import TrustRegionSolver
+from sklaplace._trust_region import MapResult, TrustRegionSolver
 from sklaplace._warnings import warn
 
 __all__ = [
@@ -29,36 +27,6 @@ __all__ = [
     "minimize_lbfgs",
     "minimize_map",
 ]
-
-
-class MapResult(NamedTuple):
-    """Outcome of a MAP solve.
-
-    Attributes
-    ----------
-    theta : array of shape (n_params,)
-        The (approximate) MAP, in the objective's namespace.
-    loss : float
-        ``L(theta)``, summed over samples.
-    gradient_norm : float
-        Scaled gradient at ``theta`` (see module docstring).
-    n_iter : int
-        Iterations taken.
-    converged : bool
-        Whether ``gradient_norm <= tol``.
-    gradient_history : list of float
-        Scaled gradient at the start and after every iteration.
-    n_hessian_products : int
-        Hessian-vector products taken (``"newton-cg"``; 0 for the others).
-    """
-
-    theta: object
-    loss: float
-    gradient_norm: float
-    n_iter: int
-    converged: bool
-    gradient_history: list
-    n_hessian_products: int = 0
 
 
 class NewtonSolver(TrustRegionSolver):
@@ -74,8 +42,8 @@ class NewtonSolver(TrustRegionSolver):
     after good steps and vanishes near the optimum, where the iteration is a
     pure Newton method and converges quadratically.
 
-    The loop is :meth:`solve`; every step's docstring says what it sets,
-    after scikit-learn's ``_newton_solver.py``.
+    The loop is :meth:`TrustRegionSolver.solve`; every step's docstring
+    says what it sets, after scikit-learn's ``_newton_solver.py``.
 
     Parameters
     ----------
@@ -95,7 +63,7 @@ class NewtonSolver(TrustRegionSolver):
         self.start(theta)
         self.damping, self.damping_growth = None, 2.0
 
-    def update_hessian(self):
+    def update_curvature(self):
         """Set ``hessian`` (exact, prior included) and, at first, ``damping``."""
         xp = self.objective.xp
         self.hessian = self.objective.constrained_curvature(
@@ -107,11 +75,12 @@ class NewtonSolver(TrustRegionSolver):
                 xp.max(xp.abs(xp.linalg.diagonal(self.hessian)))
             )
 
-    def inner_solve(self):
+    def propose(self, trial=0):
         """Set ``step = -(H + damping I)^{-1} gradient``; raise ``damping`` until PD.
 
-        Sets ``step`` to ``None`` if no finite damping gives a positive
-        definite matrix (the damping overflowed).
+        Every trial solves anew (a rejection raised the damping). Sets
+        ``step`` to ``None`` if no finite damping gives a positive definite
+        matrix (the damping overflowed).
         """
         xp = self.objective.xp
         factor = None
@@ -128,19 +97,7 @@ class NewtonSolver(TrustRegionSolver):
         half = solve_triangular(xp, factor, -self.gradient[:, None], lower=True)
         self.step = solve_triangular(xp, factor, half, lower=True, trans=True)[:, 0]
 
-    def step_is_negligible(self):
-        """Whether ``step`` no longer changes ``theta`` in floating point.
-
-        Where the loss is not smooth (a ReLU kink at the optimum) every step
-        is rejected and only the damping grows; once ``theta + step ==
-        theta`` (or no finite damping is left) no trial can make progress.
-        """
-        xp = self.objective.xp
-        if self.step is None:
-            return True
-        return bool(xp.all(self.theta + self.step == self.theta))
-
-    def trust_region_update(self):
+    def judge(self):
         """Accept or reject ``step`` by the gain ratio; set ``accepted``, ``damping``.
 
         On acceptance also sets ``theta``, ``loss_value``, ``gradient``,
@@ -163,42 +120,9 @@ class NewtonSolver(TrustRegionSolver):
             self.damping = max(self.damping * self.damping_growth, 1e-12)
             self.damping_growth *= 2.0
 
-    def solve(self, theta):
-        """Run Newton iterations from ``theta``; return a :class:`MapResult`."""
-        self.setup(theta)  # 1. loss, gradient
-        self.check_convergence()
-        n_iter, stalled = 0, False
-        while not self.converged and n_iter < self.max_iter:
-            n_iter += 1
-            self.update_hessian()  # 2. exact Hessian
-            self.accepted = False
-            for _ in range(self.max_trials):
-                self.inner_solve()  # 3. damped Newton step
-                if self.step_is_negligible():
-                    break
-                self.trust_region_update()  # 4. gain ratio, damping
-                if self.accepted:
-                    break
-            if not self.accepted:
-                stalled = True
-                break
-            self.history.append(self.gradient_norm)
-            self.check_convergence()  # 5. scaled gradient <= tol
-            if self.verbose:
-                print(
-                    f"Newton iter {n_iter}: loss {self.loss_value:.10g}, "
-                    f"scaled gradient {self.gradient_norm:.3e}, "
-                    f"damping {self.damping:.2g}"
-                )
-        self.warn_if_not_converged(n_iter, stalled)
-        return MapResult(
-            self.theta,
-            self.loss_value,
-            self.gradient_norm,
-            n_iter,
-            self.converged,
-            self.history,
-        )
+    def progress(self):
+        """Return the end of a verbose line: the damping."""
+        return f"damping {self.damping:.2g}"
 
 
 def _record_iterations(evaluated, history, verbose):
@@ -280,7 +204,7 @@ def _newton(objective, theta, tol, max_iter, verbose=0):
 
 
 def _newton_cg(objective, theta, tol, max_iter, verbose=0):
-    return MapResult(*NewtonCGSolver(objective, tol, max_iter, verbose).solve(theta))
+    return NewtonCGSolver(objective, tol, max_iter, verbose).solve(theta)
 
 
 SOLVERS = {"newton": _newton, "newton-cg": _newton_cg, "lbfgs": minimize_lbfgs}

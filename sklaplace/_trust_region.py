@@ -1,21 +1,59 @@
-"""What the two Newton solvers share: the start, the gain ratio, the stop.
+"""What the two Newton solvers share: the loop, the gain ratio, the stop.
 
 Dense Newton (:class:`~sklaplace._solvers.NewtonSolver`, damping) and
 Newton-CG (:class:`~sklaplace._newton_cg.NewtonCGSolver`, a trust region)
-differ in how they propose a step; they judge it, measure the gradient and
-give up the same way, here.
+differ in the curvature they set up and in how they propose a step; they
+iterate, judge a step, measure the gradient and give up the same way, here.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from sklaplace._warnings import warn
 
-__all__ = ["TrustRegionSolver"]
+__all__ = ["MapResult", "TrustRegionSolver"]
+
+
+class MapResult(NamedTuple):
+    """Outcome of a MAP solve.
+
+    Attributes
+    ----------
+    theta : array of shape (n_params,)
+        The (approximate) MAP, in the objective's namespace.
+    loss : float
+        ``L(theta)``, summed over samples.
+    gradient_norm : float
+        Scaled gradient at ``theta`` (see module docstring).
+    n_iter : int
+        Iterations taken.
+    converged : bool
+        Whether ``gradient_norm <= tol``.
+    gradient_history : list of float
+        Scaled gradient at the start and after every iteration.
+    n_hessian_products : int
+        Hessian-vector products taken (``"newton-cg"``; 0 for the others).
+    """
+
+    theta: object
+    loss: float
+    gradient_norm: float
+    n_iter: int
+    converged: bool
+    gradient_history: list
+    n_hessian_products: int = 0
 
 
 class TrustRegionSolver:
-    """Base of the Newton solvers: state, gain-ratio test and stopping rule.
+    """Base of the Newton solvers: the loop, gain-ratio test and stopping rule.
+
+    A subclass provides ``setup(theta)`` (calling :meth:`start`),
+    ``update_curvature()``, ``propose(trial)`` (set ``step``: trial 0 after
+    a curvature update, later ones after a rejection), ``judge()`` (set
+    ``accepted``, and move on acceptance) and ``progress()`` (the end of a
+    verbose line), and the class attributes ``name`` and ``max_trials``.
 
     Parameters
     ----------
@@ -29,6 +67,7 @@ class TrustRegionSolver:
     """
 
     name = "Newton"
+    n_products = 0  # Hessian-vector products (Newton-CG counts its own)
 
     def __init__(self, objective, tol, max_iter, verbose=0):
         self.objective = objective
@@ -100,4 +139,57 @@ class TrustRegionSolver:
             f"{self.gradient_norm:.3g} > tol={self.tol:g}). Increase max_iter, "
             "standardise the features, increase alpha, or try solver='lbfgs'.",
             ConvergenceWarning,
+        )
+
+    def step_is_negligible(self):
+        """Whether there is no ``step`` or it no longer changes ``theta``.
+
+        Where the loss is not smooth (a ReLU kink at the optimum) every step
+        is rejected and shortened; once ``theta + step == theta`` in floating
+        point (or no step exists) no trial can make progress.
+        """
+        if self.step is None:
+            return True
+        return bool(self.objective.xp.all(self.theta + self.step == self.theta))
+
+    def solve(self, theta):
+        """Run the iterations from ``theta``.
+
+        Returns
+        -------
+        result : MapResult
+        """
+        self.setup(theta)  # 1. loss, gradient, the solver's own state
+        self.check_convergence()
+        n_iter, stalled = 0, False
+        while not self.converged and n_iter < self.max_iter:
+            n_iter += 1
+            self.update_curvature()  # 2. the curvature at theta
+            self.accepted = False
+            for trial in range(self.max_trials):
+                self.propose(trial)  # 3. a step
+                if self.step_is_negligible():
+                    break
+                self.judge()  # 4. gain ratio: accept or not
+                if self.accepted:
+                    break
+            if not self.accepted:
+                stalled = True
+                break
+            self.history.append(self.gradient_norm)
+            self.check_convergence()  # 5. scaled gradient <= tol
+            if self.verbose:
+                print(
+                    f"{self.name} iter {n_iter}: loss {self.loss_value:.10g}, "
+                    f"scaled gradient {self.gradient_norm:.3e}, {self.progress()}"
+                )
+        self.warn_if_not_converged(n_iter, stalled)
+        return MapResult(
+            self.theta,
+            self.loss_value,
+            self.gradient_norm,
+            n_iter,
+            self.converged,
+            self.history,
+            self.n_products,
         )

@@ -439,7 +439,7 @@ def test_preconditioner_is_the_fisher_diagonal_plus_prior_floored():
     expected[dead] = 1e-10 * np.max(expected)
     solver = NewtonCGSolver(obj, tol=1e-8, max_iter=10)
     solver.setup(theta)
-    solver.update_operator()
+    solver.update_curvature()
     np.testing.assert_allclose(solver.m, expected, rtol=1e-10)
 
 
@@ -462,7 +462,7 @@ def test_forcing_term_stops_cg_where_the_next_gradient_meets_half_tol():
     tol = 0.5 * scaled
     solver = NewtonCGSolver(obj, tol=tol, max_iter=10)
     solver.setup(theta)
-    solver.update_operator()
+    solver.update_curvature()
     needed = tol * total / (2.0 * np.linalg.norm(g))
     assert np.sqrt(scaled) < needed < 0.5
     np.testing.assert_allclose(solver.rtol, needed, rtol=1e-10)

@@ -21,7 +21,7 @@ def _newton_at_start(obj, theta):
     """A dense Newton solver at ``theta`` with its Hessian and first damping."""
     solver = NewtonSolver(obj, tol=1e-8, max_iter=10)
     solver.setup(theta)
-    solver.update_hessian()
+    solver.update_curvature()
     return solver
 
 
@@ -81,11 +81,11 @@ def test_newton_accepted_step_updates_the_damping_by_nielsens_rule():
     solver = _newton_at_start(obj, theta)
     start = 1e-3 * np.max(np.abs(np.diag(H)))
     np.testing.assert_allclose(solver.damping, start, rtol=1e-12)
-    solver.inner_solve()  # raises the damping until H + mu I is PD
+    solver.propose(0)  # raises the damping until H + mu I is PD
     mu, s = solver.damping, solver.step
     assert mu >= start and np.linalg.eigvalsh(H + mu * np.eye(H.shape[0]))[0] > 0
     np.testing.assert_allclose((H + mu * np.eye(H.shape[0])) @ s, -g, atol=1e-10)
-    solver.trust_region_update()
+    solver.judge()
     actual = float(loss) - float(obj.loss(theta + s))
     rho = actual / -(g @ s + 0.5 * s @ H @ s)
     assert solver.accepted and rho > 1e-4
@@ -107,7 +107,7 @@ def test_newton_rejected_step_multiplies_the_damping_by_a_doubling_factor():
     solver.damping = 1e-3
     solver.step = 5.0 * solver.gradient  # uphill: the loss rises
     for expected, growth in [(2e-3, 4.0), (8e-3, 8.0), (6.4e-2, 16.0)]:
-        solver.trust_region_update()
+        solver.judge()
         assert not solver.accepted
         np.testing.assert_allclose(solver.damping, expected, rtol=1e-12)
         assert solver.damping_growth == growth
