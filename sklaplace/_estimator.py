@@ -151,9 +151,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         every logit that is zero within the data and grows with the cube of
         the (standardised) distance from it (Kristiadi et al. 2021): far
         from the data the predictive tends to uniform, while predictions
-        within the data are unchanged. ``"auto"`` uses the variance of the
-        MAP's logits over the training rows, and 0 without a hidden layer; 0
-        switches the term off. Details: :ref:`residual-variance`.
+        within the data are unchanged. ``"auto"``: the variance of the MAP's
+        logits at twice the radius, 0 without a hidden layer; 0 switches the
+        term off. Details: :ref:`residual-variance`.
     link_approx : {"probit", "mc", "map"}, default="probit"
         Predictive approximation: probit (MacKay; centred mean-field for K
         classes), Monte Carlo over the logit Gaussian, or the plug-in MAP.
@@ -458,8 +458,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
             X,
             sample_weight,
             n_layers=layout.n_layers,
-            map_logits=lambda: to_numpy(
-                forward(xp, layout, fit.theta, xp.asarray(X), self.activation).logits
+            map_logits=lambda rows: to_numpy(
+                forward(xp, layout, fit.theta, xp.asarray(rows), self.activation).logits
             ),
         )
         log_likelihood, log_evidence = fit.log_likelihood, fit.log_evidence()

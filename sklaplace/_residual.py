@@ -23,8 +23,11 @@ Their variance is
 and 0 inside the data's envelope, so in-distribution predictions are
 untouched while the predictive tends to uniform far away. ``tau^2``, the
 residual's variance at twice the data's radius, is by default the spread
-(variance) of the MAP's logits over the training rows: at twice the data's
-radius the model is as unsure of a logit as that logit varies over the data.
+(variance) of the MAP's logits *there*: over the training rows moved out
+along their own directions to twice the radius. At that distance the model
+is then as unsure of a logit as the logit varies at that distance, which
+keeps pace with logits that level off (tanh) and with logits that grow
+linearly (ReLU) alike.
 """
 
 from typing import NamedTuple
@@ -33,6 +36,7 @@ import numpy as np
 
 __all__ = [
     "DataEnvelope",
+    "at_twice_the_radius",
     "data_envelope",
     "fit_residual",
     "logit_spread",
@@ -88,6 +92,26 @@ def data_envelope(X, sample_weight):
     return envelope._replace(radius=float(np.max(envelope.distance(X))))
 
 
+def at_twice_the_radius(envelope, X, sample_weight):
+    """Move the rows of ``X`` out along their own directions to twice the radius.
+
+    Row ``x`` at standardised distance ``r > 0`` from the training mean
+    becomes ``mean + (x - mean) 2 R / r``, at distance ``2 R``; rows at the
+    mean (within round-off of it: no direction) and of zero weight are
+    dropped.
+
+    Returns
+    -------
+    rows : ndarray of shape (n_kept, n_features)
+    weights : ndarray of shape (n_kept,)
+    """
+    distance = envelope.distance(X)
+    kept = (distance > 1e-8 * envelope.radius) & (sample_weight > 0)
+    stretch = 2.0 * envelope.radius / distance[kept]
+    rows = envelope.mean + (X[kept] - envelope.mean) * stretch[:, None]
+    return rows, sample_weight[kept]
+
+
 def logit_spread(logits, sample_weight):
     """Weighted variance of the MAP's logits over the training rows.
 
@@ -136,8 +160,9 @@ def fit_residual(setting, X, sample_weight, n_layers, map_logits):
         variance already grows with the square of the distance: no residual
         under ``"auto"``.
     map_logits : callable
-        ``map_logits() -> ndarray of shape (n_samples, n_outputs)``, the MAP's
-        logits on ``X`` (called only when ``"auto"`` needs them).
+        ``map_logits(rows) -> ndarray of shape (n_rows, n_outputs)``, the
+        MAP's logits on ``rows`` (called only when ``"auto"`` needs them, on
+        the rows :func:`at_twice_the_radius` gives).
 
     Returns
     -------
@@ -147,6 +172,7 @@ def fit_residual(setting, X, sample_weight, n_layers, map_logits):
     envelope = data_envelope(X, sample_weight)
     if setting != "auto":
         return envelope, float(setting)
-    if n_layers == 1:
+    if n_layers == 1 or envelope.radius == 0.0:
         return envelope, 0.0
-    return envelope, logit_spread(map_logits(), sample_weight)
+    rows, weights = at_twice_the_radius(envelope, X, sample_weight)
+    return envelope, logit_spread(map_logits(rows), weights)

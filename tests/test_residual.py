@@ -9,7 +9,12 @@ from scipy.special import softmax
 from sklearn.datasets import make_classification
 
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._residual import data_envelope, logit_spread, residual_variance
+from sklaplace._residual import (
+    data_envelope,
+    fit_residual,
+    logit_spread,
+    residual_variance,
+)
 
 X3, Y3 = make_classification(
     80, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0
@@ -114,14 +119,50 @@ def test_logit_spread_centres_the_softmax_logits():
     np.testing.assert_allclose(logit_spread(one, np.ones(40)), np.var(one))
 
 
+def _curved_logits(rows):
+    """A fixed logit map that neither levels off nor is linear."""
+    return np.column_stack([rows[:, 0] * np.abs(rows[:, 1]), np.tanh(rows[:, 2])])
+
+
+def test_tau2_counts_weights_as_repetitions_and_skips_the_centre():
+    rng = np.random.RandomState(3)
+    X = rng.normal(size=(25, 3))
+    weights = rng.randint(1, 4, 25).astype(float)
+    _, weighted = fit_residual("auto", X, weights, 2, _curved_logits)
+    repeated_X = np.repeat(X, weights.astype(int), axis=0)
+    _, repeated = fit_residual(
+        "auto", repeated_X, np.ones(len(repeated_X)), 2, _curved_logits
+    )
+    np.testing.assert_allclose(weighted, repeated, rtol=1e-12)
+    # A zero-weight outlier moves neither the envelope nor tau2; a row at
+    # the mean has no direction to move along and is left out.
+    extra = np.r_[X, [[40.0, -40.0, 40.0]]]
+    _, ignored = fit_residual("auto", extra, np.r_[weights, 0.0], 2, _curved_logits)
+    np.testing.assert_allclose(ignored, weighted, rtol=1e-12)
+    symmetric = np.r_[X, -X, [[0.0, 0.0, 0.0]]]
+    centre = fit_residual("auto", symmetric, np.ones(51), 2, _curved_logits)[1]
+    without = fit_residual("auto", symmetric[:50], np.ones(50), 2, _curved_logits)[1]
+    np.testing.assert_allclose(centre, without, rtol=1e-12)
+    assert fit_residual("auto", X, weights, 1, _curved_logits)[1] == 0.0
+    assert fit_residual(2.5, X, weights, 2, _curved_logits)[1] == 2.5
+
+
 def test_estimator_is_unchanged_on_the_data_and_uniform_far_away():
     auto = LaplaceMLPClassifier(**FAST).fit(X3, Y3)
     off = LaplaceMLPClassifier(**FAST, residual_variance=0.0).fit(X3, Y3)
     assert off.residual_variance_ == 0.0
-    # tau2 is the spread of the MAP logits, computed here from the MAP
+    # tau2 is the spread of the MAP logits at twice the data's radius: on
+    # the training rows moved out along their directions from the mean (in
+    # standardised units) to twice the largest distance, here from the MAP
     # plug-in's decision function (the logits themselves).
     plug_in = LaplaceMLPClassifier(**FAST, link_approx="map").fit(X3, Y3)
-    expected = logit_spread(plug_in.decision_function(X3), np.ones(len(X3)))
+    centre, spread = X3.mean(axis=0), X3.std(axis=0)
+    distance = np.linalg.norm((X3 - centre) / spread, axis=1)
+    moved = centre + (X3 - centre) * (2 * distance.max() / distance)[:, None]
+    assert np.allclose(
+        np.linalg.norm((moved - centre) / spread, axis=1), 2 * distance.max()
+    )
+    expected = logit_spread(plug_in.decision_function(moved), np.ones(len(X3)))
     np.testing.assert_allclose(auto.residual_variance_, expected, rtol=1e-10)
     assert auto.residual_variance_ > 0.1
     np.testing.assert_array_equal(auto.predict_proba(X3), off.predict_proba(X3))
