@@ -436,6 +436,42 @@ def test_tune_alpha_stops_when_the_refits_cycle():
     assert tuning.fit is fits[-1] and tuning.alpha[0] == history[-1]
 
 
+def test_tune_alpha_stops_quietly_when_the_refits_settle():
+    # At ReLU kinks each refit's MAP moves a little, so the updates jitter
+    # below 1% of alpha instead of shrinking to EVIDENCE_TOL: steps of
+    # 0.004, 0.006, 0.008, 0.009 (alternating in sign, so never Aitken's)
+    # after the first. The smallest is not beaten in EVIDENCE_SETTLED_REFITS
+    # refits and all of them are below EVIDENCE_SETTLED: settled, no warning,
+    # the last refit kept -- where the cycle rule would have run 10 refits
+    # more and warned.
+    logs = np.cumsum([0.0, np.log(2.0), -0.004, 0.006, -0.008, 0.009, -0.009])
+    script = np.exp(logs)
+
+    def update(alpha):
+        k = int(np.argmin(np.abs(np.log(script) - np.log(alpha))))
+        assert np.isclose(script[k], alpha, rtol=1e-9)  # only scripted alphas
+        return script[k + 1]
+
+    fits, fit_laplace = _fits_with_update(update)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert len(fits) == 2 + evidence_module.EVIDENCE_SETTLED_REFITS == 5
+    np.testing.assert_allclose([a[0] for a in tuning.history], script[:5])
+    assert tuning.fit is fits[-1] and tuning.alpha[0] == tuning.history[-1][0]
+    # Steps of 2% that stop shrinking have not settled: the cycle rule, and
+    # its warning, still apply.
+    wide = np.exp(np.cumsum([0.0, np.log(2.0)] + [0.02, -0.02] * 10))
+
+    def wide_update(alpha):
+        k = int(np.argmin(np.abs(np.log(wide) - np.log(alpha))))
+        return wide[k + 1]
+
+    fits, fit_laplace = _fits_with_update(wide_update)
+    with pytest.warns(ConvergenceWarning, match="the refits cycle"):
+        tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+
+
 def test_tune_alpha_lets_a_steady_march_go_on():
     # alpha -> alpha / 2 at every refit: steps of one size (no new low after
     # the first) but every alpha new, beyond the range of the ones before; not
