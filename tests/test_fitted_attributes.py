@@ -137,3 +137,26 @@ def test_shapes_and_counts(fitted):
     np.testing.assert_array_equal(clf.classes_, [0, 1])
     assert clf.n_iter_ >= len(clf.alpha_history_) >= 2
     assert clf.tol_ == 1e-12 and clf.gradient_history_[-1] <= clf.tol_
+
+
+def test_a_cupy_model_predicts_without_cupy(fitted, monkeypatch):
+    # A model fitted with backend="cupy" still predicts where CuPy does not
+    # import (on NumPy): the logits' mean x1' theta and variance
+    # x1' P^{-1} x1 with P = H_data + SCALE * A (training rows: no residual
+    # variance beyond the data).
+    import copy
+
+    import sklaplace._backend
+
+    def no_cupy():
+        raise ImportError("CuPy is not installed here")
+
+    clf, theta = fitted
+    clf = copy.copy(clf)
+    clf.backend = "cupy"
+    monkeypatch.setattr(sklaplace._backend, "_import_cupy", no_cupy)
+    mean, cov = clf.latent_mean_and_variance(X[:5])
+    P = _data_hessian(theta) + SCALE * np.diag(_prior(clf.alpha_))
+    variance = np.einsum("ni,ij,nj->n", X1[:5], np.linalg.inv(P), X1[:5])
+    np.testing.assert_allclose(mean[:, 0], X1[:5] @ theta, rtol=1e-6)
+    np.testing.assert_allclose(cov[:, 0, 0], variance, rtol=1e-6)

@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 
 from sklaplace._network import ParamLayout, jacobian_factor, jvp, vjp
-from sklaplace._testing import numerical_jacobian
+from sklaplace._testing import mlp_logits, numerical_jacobian
 from tests.conftest import make_problem
 
 
@@ -57,3 +58,50 @@ def test_no_hidden_layer_jacobian_is_the_input():
         :, 0, :
     ]
     np.testing.assert_allclose(J, np.hstack([obj.X, np.ones((obj.n_samples, 1))]))
+
+
+def test_logit_factors_in_one_row_chunks_are_the_jacobian(monkeypatch):
+    # Two hidden layers, 7 rows, 3 features: with a budget below one row's
+    # factors every chunk is one row, and the chunks cover every row in
+    # order; their dense J, and the last layer's factors alone, are the
+    # finite-difference Jacobian (the last layer's columns for the latter).
+    import sklaplace._jacobian as jacobian_module
+
+    obj, theta = make_problem(n_classes=3, hidden=(4, 3), n_samples=7)
+    monkeypatch.setattr(jacobian_module, "DEFAULT_MEMORY_BUDGET", 1)
+    chunks = list(
+        jacobian_module.logit_factors(np, obj.layout, theta, obj.activation, obj.X)
+    )
+    assert [logits.shape[0] for logits, _ in chunks] == [1] * 7
+    logits = np.concatenate([logits for logits, _ in chunks])
+    J = np.concatenate([factors.dense(np) for _, factors in chunks])
+    last = np.concatenate([factors.last_layer().dense(np) for _, factors in chunks])
+    numeric = numerical_jacobian(obj, theta)
+    reference = mlp_logits(theta, obj.X, obj.layout.layer_sizes, obj.activation)
+    np.testing.assert_allclose(logits, reference, rtol=1e-12)
+    np.testing.assert_allclose(J, numeric, rtol=1e-7, atol=1e-9)
+    columns = obj.layout.layer_slice(obj.layout.n_layers - 1)
+    np.testing.assert_allclose(last, numeric[:, :, columns], rtol=1e-7, atol=1e-9)
+    assert chunks[0][1].last_layer().shape == (1, 3, 4 * 3)
+
+
+def test_pack_refuses_coefs_and_intercepts_of_different_lengths():
+    layout = ParamLayout((3, 4, 2))
+    coefs = [np.ones((3, 4)), np.ones((4, 2))]
+    with pytest.raises(ValueError):
+        layout.pack(np, coefs, [np.zeros(4)])
+
+
+def test_glorot_init_draws_distinct_weights_across_the_interval():
+    # Symmetry breaking: every weight its own draw from U(-b, b), b =
+    # sqrt(6 / (fan_in + fan_out)), filling the interval (at seed 0: below
+    # -b/2 and above b/2 in each layer).
+    layout = ParamLayout((5, 7, 3))
+    theta = layout.glorot_init(np.random.RandomState(0))
+    weights = theta[~layout.bias_mask()]
+    assert np.unique(weights).size == weights.size == 5 * 7 + 7 * 3
+    for i, (fan_in, fan_out) in enumerate([(5, 7), (7, 3)]):
+        bound = np.sqrt(6 / (fan_in + fan_out))
+        W = layout.split(np, theta)[0][i]
+        assert np.max(np.abs(W)) <= bound
+        assert np.min(W) < -bound / 2 and np.max(W) > bound / 2

@@ -49,3 +49,38 @@ def test_loss_is_finite_for_huge_logits():
         loss, grad = obj.loss_gradient(theta)
         assert np.isfinite(loss) and np.all(np.isfinite(grad))
         assert np.all(np.isfinite(exact_hessian(obj, theta)))
+
+
+def test_constrained_diagonal_curvature_is_one_at_fixed_parameters():
+    # A diagonal curvature keeps its entries on the free parameters and gets
+    # 1 on the fixed ones; nothing is added along the flat softmax direction
+    # (the output biases' diagonal entries are already positive).
+    from sklaplace._objective import NegLogPosterior
+    from tests.conftest import make_problem
+
+    obj, _ = make_problem("tanh", 3, (4,))
+    prior = obj.prior_precision.copy()
+    prior[obj.layout.bias_mask()] = 0.0
+    fixed = np.zeros(obj.layout.n_params, dtype=bool)
+    fixed[[0, 5, obj.layout.n_params - 1]] = True
+    model = (np, obj.layout, obj.activation, obj.likelihood)
+    obj = NegLogPosterior(*model, obj.X, obj.Y, obj.sample_weight, prior, fixed=fixed)
+    assert obj.flat_direction() is not None
+    diagonal = np.random.RandomState(0).uniform(2.0, 3.0, obj.layout.n_params)
+    expected = np.where(fixed, 1.0, diagonal)
+    np.testing.assert_array_equal(obj.constrained_curvature(diagonal), expected)
+
+
+def test_row_chunks_are_the_largest_that_fit_the_budget():
+    # A 10-byte budget holds 10 rows of 1 byte, 3 rows of 3 bytes and a
+    # single row of 11 bytes (never less than a row); the chunks cover the
+    # rows in order.
+    from tests.conftest import make_problem
+
+    obj, _ = make_problem(n_samples=20, weighted=True, memory_budget=10)
+    for bytes_per_row, size in [(1, 10), (3, 3), (10, 1), (11, 1)]:
+        chunks = list(obj.row_chunks(bytes_per_row))
+        sizes = [X.shape[0] for X, _, _ in chunks]
+        assert sizes == [size] * (20 // size) + ([20 % size] if 20 % size else [])
+        for part, whole in zip(zip(*chunks), (obj.X, obj.Y, obj.sample_weight)):
+            np.testing.assert_array_equal(np.concatenate(part), whole)

@@ -315,3 +315,26 @@ def test_the_whole_fit_limit_counts_every_dense_matrix(monkeypatch):
         ).fit(X, y)
     clf = LaplaceMLPClassifier((4,), solver="lbfgs", hessian_structure="kron")
     assert np.all(np.isfinite(clf.fit(X, y).predict_proba(X)))
+
+
+def test_monte_carlo_draws_are_checked_for_the_limit_at_predict(tiny_limit):
+    # One row's 64 draws of one logit and their temporaries (4 x 64 x 8 bytes)
+    # are over the 1 KiB limit: refused at predict, before any draw; the
+    # probit predictive of the same model needs no draws.
+    X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
+    params = dict(link_approx="mc", n_mc_samples=64, prior_precision_scale=1.0)
+    clf = LaplaceMLPClassifier((), alpha=1.0, **params).fit(X, y)
+    with pytest.raises(MemoryLimitError, match="64 Monte Carlo draws"):
+        clf.predict_proba(X)
+    assert np.all(np.isfinite(clf.set_params(link_approx="probit").predict_proba(X)))
+
+
+def test_a_float64_matrix_counts_eight_bytes_per_entry(monkeypatch):
+    # The 21 x 21 float64 GGN takes 8 * 21^2 = 3528 bytes: refused one byte
+    # below, built at exactly the limit.
+    obj, theta = make_problem(hidden=(4,), n_features=3)  # 21 parameters
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 8 * 21**2 - 1)
+    with pytest.raises(MemoryLimitError, match="21 x 21"):
+        ggn_hessian(obj, theta)
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 8 * 21**2)
+    assert ggn_hessian(obj, theta).shape == (21, 21)
