@@ -63,6 +63,31 @@ def _reference_precision(clf, X, y, alpha=ALPHA, bias=BIAS):
     return -H
 
 
+def _reference_log_evidence(clf, X, y, alpha=ALPHA, bias=BIAS):
+    """The regression's Laplace evidence on the MAP's features, from scratch.
+
+    ``log p(D | theta) - 1/2 theta' A theta`` over ALL parameters (the hidden
+    layers' prior density at the MAP) plus the last layer's Occam factor,
+    whose prior counts the last biases only when proper (``bias > 0``).
+    """
+    log_joint = float(
+        log_posterior(
+            clf.coefs_,
+            clf.intercepts_,
+            X,
+            y,
+            activation="tanh",
+            alpha=alpha,
+            bias_prior_precision=bias,
+        )
+    )
+    prior_last = np.full(clf.coefs_[-1].size, alpha)
+    if bias > 0:
+        prior_last = np.r_[prior_last, np.full(clf.n_outputs_, bias)]
+    P = _reference_precision(clf, X, y, alpha=alpha, bias=bias)
+    return log_joint + 0.5 * (np.sum(np.log(prior_last)) - np.linalg.slogdet(P)[1])
+
+
 def _last_layer_jacobian(clf, X):
     """``J[n, k, (a, p)] = phihat_na [k == p]`` over the last layer."""
     phi = np.hstack([_features(clf, X), np.ones((X.shape[0], 1))])
@@ -94,44 +119,13 @@ def test_last_layer_evidence_is_the_regression_evidence_plus_the_feature_prior(
     n_classes,
 ):
     clf, X, y = _fit(n_classes, "full")
-    P = _reference_precision(clf, X, y)
-    K = clf.n_outputs_
-    prior_last = np.r_[np.full(clf.coefs_[-1].size, ALPHA), np.full(K, BIAS)]
-    # log p(D | theta) - 1/2 theta' A theta over ALL parameters (the hidden
-    # layers' prior density at the MAP), plus the last layer's Occam factor.
-    log_joint = float(
-        log_posterior(
-            clf.coefs_,
-            clf.intercepts_,
-            X,
-            y,
-            activation="tanh",
-            alpha=ALPHA,
-            bias_prior_precision=BIAS,
-        )
+    np.testing.assert_allclose(
+        clf.log_marginal_likelihood_, _reference_log_evidence(clf, X, y), rtol=1e-9
     )
-    expected = log_joint + 0.5 * (np.sum(np.log(prior_last)) - np.linalg.slogdet(P)[1])
-    np.testing.assert_allclose(clf.log_marginal_likelihood_, expected, rtol=1e-9)
     # At another prior (no refit): the same formula with the new prior.
-    P2 = _reference_precision(clf, X, y, alpha=2.0, bias=0.5)
-    log_joint2 = float(
-        log_posterior(
-            clf.coefs_,
-            clf.intercepts_,
-            X,
-            y,
-            activation="tanh",
-            alpha=2.0,
-            bias_prior_precision=0.5,
-        )
-    )
-    prior_last2 = np.r_[np.full(clf.coefs_[-1].size, 2.0), np.full(K, 0.5)]
-    expected2 = log_joint2 + 0.5 * (
-        np.sum(np.log(prior_last2)) - np.linalg.slogdet(P2)[1]
-    )
     np.testing.assert_allclose(
         clf.log_marginal_likelihood(alpha=2.0, bias_prior_precision=0.5),
-        expected2,
+        _reference_log_evidence(clf, X, y, alpha=2.0, bias=0.5),
         rtol=1e-9,
     )
 
@@ -253,20 +247,5 @@ def test_flat_bias_prior_leaves_the_hidden_biases_out_of_the_evidence():
         tol=1e-9,
         random_state=0,
     ).fit(X, y)
-    P = _reference_precision(clf, X, y, bias=0.0)
-    log_joint = float(
-        log_posterior(
-            clf.coefs_,
-            clf.intercepts_,
-            X,
-            y,
-            activation="tanh",
-            alpha=ALPHA,
-            bias_prior_precision=0.0,
-        )
-    )
-    weights_prior = np.full(clf.coefs_[-1].size, ALPHA)
-    expected = log_joint + 0.5 * (
-        np.sum(np.log(weights_prior)) - np.linalg.slogdet(P)[1]
-    )
+    expected = _reference_log_evidence(clf, X, y, bias=0.0)
     np.testing.assert_allclose(clf.log_marginal_likelihood_, expected, rtol=1e-9)

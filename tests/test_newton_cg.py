@@ -47,6 +47,22 @@ def _replaced(obj, **changes):
     return NegLogPosterior(np, obj.layout, obj.activation, obj.likelihood, **fields)
 
 
+def _row_fisher(obj, theta):
+    """The prior plus ``sum_n s_n g_n**2``: each row's likelihood gradient
+    from a one-row objective with unit weight and no prior, squared."""
+    fisher = obj.prior_precision.copy()
+    for n in range(obj.n_samples):
+        row = _replaced(
+            obj,
+            X=obj.X[n : n + 1],
+            Y=obj.Y[n : n + 1],
+            sample_weight=np.ones(1),
+            prior_precision=np.zeros_like(obj.prior_precision),
+        )
+        fisher += obj.sample_weight[n] * row.loss_gradient(theta)[1] ** 2
+    return fisher
+
+
 @pytest.mark.parametrize("kind", ["exact", "ggn"])
 @pytest.mark.parametrize(
     "n_classes, bias_precision, masked",
@@ -83,17 +99,7 @@ def test_fisher_diagonal_is_the_weighted_sum_of_squared_row_gradients(n_classes)
     weight = obj.sample_weight.copy()
     weight[[2, 7]] = 0.0
     obj = _replaced(obj, sample_weight=weight)
-    expected = obj.prior_precision.copy()
-    no_prior = np.zeros_like(obj.prior_precision)
-    for n in range(obj.n_samples):
-        row = _replaced(
-            obj,
-            X=obj.X[n : n + 1],
-            Y=obj.Y[n : n + 1],
-            sample_weight=np.ones(1),
-            prior_precision=no_prior,
-        )
-        expected += weight[n] * row.loss_gradient(theta)[1] ** 2
+    expected = _row_fisher(obj, theta)
     np.testing.assert_allclose(fisher_diagonal(obj, theta), expected, rtol=1e-12)
     # The solver's path: the forward pass and the gradient's deltas reused.
     fwd = obj.forward(theta)
@@ -424,16 +430,7 @@ def test_preconditioner_is_the_fisher_diagonal_plus_prior_floored():
     dead = [np.zeros_like(c) for c in coefs], [np.zeros_like(b) for b in intercepts]
     dead[1][0][0] = 1.0
     dead = obj.layout.pack(np, *dead).astype(bool)
-    fisher = prior.copy()
-    for n in range(obj.n_samples):
-        row = _replaced(
-            obj,
-            X=obj.X[n : n + 1],
-            Y=obj.Y[n : n + 1],
-            sample_weight=np.ones(1),
-            prior_precision=np.zeros_like(prior),
-        )
-        fisher += obj.sample_weight[n] * row.loss_gradient(theta)[1] ** 2
+    fisher = _row_fisher(obj, theta)
     assert np.all(fisher[dead] == 0.0) and np.all(fisher[~dead] > 0.0)
     expected = fisher / float(obj.loss(theta))
     expected[dead] = 1e-10 * np.max(expected)
