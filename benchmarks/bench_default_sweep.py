@@ -5,6 +5,8 @@ Usage::
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_default_sweep.py
     python benchmarks/bench_default_sweep.py --datasets iris moons --splits 5
     python benchmarks/bench_default_sweep.py --datasets wine --no-scaler
+    python benchmarks/bench_default_sweep.py --activations tanh relu elu \
+        --datasets iris hastie quantiles blobs_noisy flip_y tiny
 
 ``LaplaceMLPClassifier()`` with every default (hidden (100,), all "auto"
 settings) in a ``StandardScaler`` pipeline, against ``MLPClassifier()``
@@ -16,11 +18,16 @@ what the default's size rules (``sklaplace._memory``) send to each regime:
 small (iris, moons, circles, imbalanced), Kronecker-factored with tuning
 refits (wine, breast cancer), and no refits (digits, 20 classes); one_hot
 is categorical data (six features of five levels, one-hot encoded).
+``--activations`` replaces the four models by the default with each hidden
+activation given. Five more data sets (``hastie``, ``quantiles``,
+``blobs_noisy``, ``flip_y``, ``tiny``; run by name) were added in session 10
+to check the activation measurements on data they were not chosen on.
 """
 
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +36,11 @@ from sklearn.datasets import (
     load_digits,
     load_iris,
     load_wine,
+    make_blobs,
     make_circles,
     make_classification,
+    make_gaussian_quantiles,
+    make_hastie_10_2,
     make_moons,
 )
 from sklearn.linear_model import LogisticRegression
@@ -85,6 +95,29 @@ DATASETS = {
     ),
     "one_hot": one_hot_categories,
 }
+DEFAULT_DATASETS = list(DATASETS)
+
+
+def hastie():
+    X, y = make_hastie_10_2(2000, random_state=0)
+    return X, (y > 0).astype(int)
+
+
+DATASETS.update(
+    {
+        "hastie": hastie,
+        "quantiles": lambda: make_gaussian_quantiles(
+            n_samples=1000, n_features=4, n_classes=3, random_state=0
+        ),
+        "blobs_noisy": lambda: make_blobs(
+            1200, n_features=6, centers=5, cluster_std=3.0, random_state=0
+        ),
+        "flip_y": lambda: make_classification(
+            1500, 15, n_informative=6, flip_y=0.3, random_state=1
+        ),
+        "tiny": lambda: make_classification(60, 5, n_informative=3, random_state=2),
+    }
+)
 
 MODELS = {
     "LaplaceMLPClassifier()": lambda: LaplaceMLPClassifier(random_state=0),
@@ -127,7 +160,15 @@ def run(name, n_splits, scale=True):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    parser.add_argument(
+        "--datasets", nargs="*", default=DEFAULT_DATASETS, choices=list(DATASETS)
+    )
+    parser.add_argument(
+        "--activations",
+        nargs="*",
+        default=None,
+        help="compare the default with these hidden activations instead",
+    )
     parser.add_argument("--splits", type=int, default=3)
     parser.add_argument(
         "--no-scaler",
@@ -135,6 +176,12 @@ def main():
         help="fit on the raw features (what a FeatureScaleWarning costs)",
     )
     args = parser.parse_args()
+    if args.activations:
+        MODELS.clear()
+        for activation in args.activations:
+            MODELS[f"LaplaceMLPClassifier(activation={activation!r})"] = partial(
+                LaplaceMLPClassifier, activation=activation, random_state=0
+            )
     print(f"stratified 70/30 splits: {args.splits}; means over splits\n")
     print(
         "| data set | model | test NLL | accuracy | fit s |\n|---|---|---:|---:|---:|"

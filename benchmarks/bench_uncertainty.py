@@ -91,6 +91,16 @@ def models(dataset):
         "sklaplace alpha=1, scale=evidence": lambda: LaplaceMLPClassifier(
             HIDDEN, random_state=0, alpha=1.0, prior_precision_scale="evidence"
         ),
+        # Other hidden activations with every other default (session 12).
+        "sklaplace activation=relu": lambda: LaplaceMLPClassifier(
+            HIDDEN, activation="relu", random_state=0
+        ),
+        "sklaplace activation=elu": lambda: LaplaceMLPClassifier(
+            HIDDEN, activation="elu", random_state=0
+        ),
+        "sklaplace activation=elu, MAP plug-in": lambda: LaplaceMLPClassifier(
+            HIDDEN, activation="elu", random_state=0, link_approx="map"
+        ),
         "MLPClassifier": lambda: MLPClassifier(**mlp),
         "MLPClassifier + temperature": lambda: CalibratedClassifierCV(
             MLPClassifier(**mlp), method="temperature", cv=3, ensemble=False

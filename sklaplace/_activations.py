@@ -29,12 +29,18 @@ def _softplus(xp, z):
     return xp.logaddexp(xp.zeros_like(z), z)
 
 
+def _elu(xp, z):
+    # expm1 of the negative part only: no overflow for large positive z.
+    return xp.where(z > 0, z, xp.expm1(xp.minimum(z, xp.zeros_like(z))))
+
+
 ACTIVATIONS = {
     "identity": _identity,
     "logistic": _logistic,
     "tanh": _tanh,
     "relu": _relu,
     "softplus": _softplus,
+    "elu": _elu,
 }
 
 
@@ -58,6 +64,8 @@ DERIVATIVES = {
     "tanh": lambda xp, a: 1 - a * a,
     "relu": lambda xp, a: xp.astype(a > RELU_KINK, a.dtype),
     "softplus": _softplus_sigmoid,
+    # For a = elu(z) <= 0, a = exp(z) - 1, so exp(z) = a + 1.
+    "elu": lambda xp, a: xp.where(a > 0, xp.ones_like(a), a + 1),
 }
 
 
@@ -73,4 +81,6 @@ SECOND_DERIVATIVES = {
     # Zero almost everywhere; the kink at 0 has measure zero.
     "relu": lambda xp, a: xp.zeros_like(a),
     "softplus": _softplus_second,
+    # Continuous first derivative; the second jumps from 1 to 0 at z = 0.
+    "elu": lambda xp, a: xp.where(a > 0, xp.zeros_like(a), a + 1),
 }

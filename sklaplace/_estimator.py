@@ -59,8 +59,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     ----------
     hidden_layer_sizes : tuple of int or int, default=(100,)
         Units per hidden layer (an int is one layer); ``()`` is logistic.
-    activation : {"identity", "logistic", "tanh", "relu", "softplus"}, default="tanh"
-        Hidden-layer activation.
+    activation : {"identity", "logistic", "tanh", "relu", "softplus", "elu"}, \
+            default="tanh"
+        Hidden-layer activation; ``"elu"``: ``z`` if ``z > 0``, else ``exp(z) - 1``.
     alpha : float, array-like of shape (n_layers,) or (n_params,), \
             "auto", "evidence" or "evidence_per_layer", default="auto"
         Prior precision of the weights: one value, one per layer, or one per
@@ -442,15 +443,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         theta, fixed = self._initial_state(layout, classes, rng)
         theta = xp.asarray(theta)
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
+        data = (X, y_index, sample_weight)
         network = fit_network(  # (1)-(5)
-            config,
-            xp,
-            layout,
-            likelihood,
-            (X, y_index, sample_weight),
-            theta,
-            fixed,
-            seed=mc_seed,
+            config, xp, layout, likelihood, data, theta, fixed, seed=mc_seed
         )
         fit, refits = network.fit, network.refits
         envelope, tau2 = fit_residual(

@@ -190,8 +190,8 @@ _PARAMETERS_DOC = """coefs : list of arrays
         Class indices: 0/1 with one output unit, 0..K-1 with K units."""
 
 _KEYWORDS_DOC = """activation : str, default="relu"
-        Hidden-layer activation: "identity", "logistic", "tanh", "relu" or
-        "softplus".
+        Hidden-layer activation: "identity", "logistic", "tanh", "relu",
+        "softplus" or "elu".
     alpha : float or array-like, default=1e-4
         Prior precision of the weights: a scalar, one value per layer, or one
         value per parameter (then biases too). Values must be in the range

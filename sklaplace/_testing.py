@@ -55,6 +55,7 @@ _ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": lambda z: np.maximum(z, 0.0),
     "softplus": lambda z: np.logaddexp(0.0, z),
+    "elu": lambda z: np.where(z > 0, z, np.exp(np.minimum(z, 0.0)) - 1.0),
 }
 
 
@@ -71,7 +72,7 @@ def mlp_logits(theta, X, layer_sizes, activation):
     X : ndarray of shape (n_samples, layer_sizes[0])
     layer_sizes : sequence of int
         Inputs, hidden units, outputs.
-    activation : {"identity", "logistic", "tanh", "relu", "softplus"}
+    activation : {"identity", "logistic", "tanh", "relu", "softplus", "elu"}
 
     Returns
     -------

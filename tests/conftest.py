@@ -22,7 +22,7 @@ from sklaplace._prior import prior_precision_vector
 # took 998 s with OpenBLAS's 2 threads, 97 s with 1. No test depends on them.
 _BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
 
-ACTIVATION_NAMES = ["identity", "logistic", "tanh", "relu", "softplus"]
+ACTIVATION_NAMES = ["identity", "logistic", "tanh", "relu", "softplus", "elu"]
 HIDDEN = [(), (4,), (4, 3)]
 
 

@@ -39,6 +39,7 @@ STRICT_CASES = [
     ("softplus", 3, (4,)),
     ("relu", 3, ()),
     ("logistic", 2, (3,)),
+    ("elu", 3, (4, 3)),
 ]
 
 

@@ -35,6 +35,14 @@ ESTIMATORS = [
     # The configuration a new user tries first (issue 15): the default solver
     # must pass every check, sample-weight equivalence at ReLU kinks included.
     LaplaceMLPClassifier(activation="relu", hidden_layer_sizes=(16, 8)),
+    # ELU: ReLU's linear positive side with a smooth negative one (a jump
+    # in the second derivative only). A fixed alpha (the default's tuning is
+    # checked above) and a tight tol: the weight-equivalence check compares
+    # two fits to 1e-7, tighter than the default tol gives a smooth loss's
+    # MAP (as for the tanh estimators above).
+    LaplaceMLPClassifier(
+        (16, 8), activation="elu", alpha=1.0, tol=1e-10, random_state=0
+    ),
     # What "auto" gives a large network, forced on the checks' small data:
     # Kronecker factors, L-BFGS, and the scale chosen on held-out rows (which
     # must keep weights equivalent to repeated rows).

@@ -38,7 +38,9 @@ from tests.conftest import (  # noqa: E402
 )
 
 
-@pytest.mark.parametrize("case", [("tanh", 2, (4, 3)), ("softplus", 3, (4,))])
+@pytest.mark.parametrize(
+    "case", [("tanh", 2, (4, 3)), ("softplus", 3, (4,)), ("elu", 3, (4, 3))]
+)
 def test_curvature_on_gpu_matches_numpy(case):
     obj, theta = make_problem(*case, weighted=True)
     gobj, gtheta = make_problem(*case, weighted=True, xp=get_namespace(cupy.zeros(1)))
