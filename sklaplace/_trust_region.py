@@ -126,7 +126,12 @@ class TrustRegionSolver:
         self.converged = self.gradient_norm <= self.tol
 
     def warn_if_not_converged(self, n_iter, stalled):
-        """Raise the solvers' common :class:`ConvergenceWarning` if not converged."""
+        """Raise the solvers' common :class:`ConvergenceWarning` if not converged.
+
+        A stall of a ReLU network says why: its loss has kinks, where the
+        quadratic model fails (see the benchmark report), and more
+        iterations do not help.
+        """
         if self.converged:
             return
         reason = (
@@ -134,10 +139,17 @@ class TrustRegionSolver:
             if stalled
             else f"did not converge in max_iter={self.max_iter} iterations"
         )
+        kinks = stalled and getattr(self.objective, "activation", None) == "relu"
+        advice = (
+            "ReLU's loss has kinks, where Newton steps stall above the minimum: "
+            "activation='elu' (no kinks) or solver='lbfgs' may go lower"
+            if kinks
+            else "Increase max_iter, standardise the features, increase alpha, "
+            "or try solver='lbfgs'"
+        )
         warn(
             f"{self.name} solver {reason} (scaled gradient "
-            f"{self.gradient_norm:.3g} > tol={self.tol:g}). Increase max_iter, "
-            "standardise the features, increase alpha, or try solver='lbfgs'.",
+            f"{self.gradient_norm:.3g} > tol={self.tol:g}). {advice}.",
             ConvergenceWarning,
         )
 

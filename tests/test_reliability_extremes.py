@@ -270,9 +270,13 @@ def test_nearly_singular_posterior_warns_with_our_warning():
 
 def test_relu_kink_at_the_optimum_stops_newton_instead_of_hanging():
     # Newton's damping used to grow without bound (to inf, then NaN) here.
+    # The warning says why (kinks) and what may help; not "increase max_iter".
     X, y = make_classification(60, 4, n_informative=3, n_redundant=0, random_state=0)
-    with pytest.warns(ConvergenceWarning, match="made no progress"):
+    with pytest.warns(ConvergenceWarning, match="made no progress") as caught:
         clf = LaplaceMLPClassifier((3,), activation="relu", random_state=0).fit(X, y)
+    message = str(caught[0].message)
+    assert "ReLU's loss has kinks" in message and "activation='elu'" in message
+    assert "max_iter" not in message
     _assert_finite_predictions(clf, X)
 
 
