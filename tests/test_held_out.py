@@ -1,11 +1,21 @@
 """Held-out rows and folds (:mod:`sklaplace._held_out`): stable under round-off."""
 
+import warnings
+from types import SimpleNamespace
+
 import numpy as np
 from sklearn.datasets import load_iris
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._held_out import content_folds, validation_rows
+from sklaplace._held_out import (
+    HeldOutLosses,
+    content_folds,
+    cv_log_losses,
+    validation_rows,
+)
+from sklaplace.exceptions import LaplaceApproximationWarning
 
 
 def test_folds_ignore_round_off():
@@ -38,3 +48,60 @@ def test_round_off_in_X_does_not_change_the_model():
     b = LaplaceMLPClassifier(**params).fit(noisy, y)
     assert a.prior_precision_scale_ == b.prior_precision_scale_
     np.testing.assert_allclose(b.predict_proba(X), a.predict_proba(X), atol=1e-6)
+
+
+def test_values_beyond_float32_hash_silently_as_infinity():
+    """Features beyond float32's range are hashed as inf, with no warning."""
+    X = np.array([[1e300, 1.0], [-1e300, 2.0], [3.0, 4.0]])
+    infinite = np.array([[np.inf, 1.0], [-np.inf, 2.0], [3.0, 4.0]])
+    y = np.array([0, 1, 0])
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        folds = content_folds(X, y, 5, seed=1)
+        rows = validation_rows(X, y, 0.5, seed=1)
+    np.testing.assert_array_equal(folds, content_folds(infinite, y, 5, seed=1))
+    np.testing.assert_array_equal(rows, validation_rows(infinite, y, 0.5, seed=1))
+
+
+def test_curve_is_the_weighted_mean_over_rows_of_positive_weight():
+    """A row of zero weight counts for nothing, even where its loss is inf.
+
+    (``0 * inf`` is NaN: such a row must be left out, not multiplied by 0.)
+    """
+    losses = np.array([[1.0, 4.0], [3.0, 2.0], [np.inf, np.inf], [np.nan, 7.0]])
+    weights = np.array([1.0, 3.0, 0.0, 0.0])
+    curve = HeldOutLosses(losses, weights).curve()
+    np.testing.assert_allclose(curve, [(1.0 + 9.0) / 4.0, (4.0 + 6.0) / 4.0])
+
+
+def test_a_folds_solver_and_posterior_warnings_stay_inside_the_search():
+    """The full-data fit has already warned: a fold's refit does not repeat it.
+
+    Each fold's refit warns (ConvergenceWarning, LaplaceApproximationWarning);
+    ``cv_log_losses`` raises neither, and still scores every fold.
+    """
+    fold_fit = SimpleNamespace(
+        objective=SimpleNamespace(xp=np, fixed=None, likelihood=None),
+        posterior=SimpleNamespace(structure="diag"),
+        prior_precision=np.ones(2),
+        theta=None,
+    )
+    trained = []
+
+    def fit_fold(train):
+        trained.append(train)
+        warnings.warn("fold solver", ConvergenceWarning, stacklevel=2)
+        warnings.warn("fold posterior", LaplaceApproximationWarning, stacklevel=2)
+        return fold_fit
+
+    def jacobians(theta, X):
+        return iter(())  # no rows scored: every loss stays inf
+
+    X, y = np.arange(12.0).reshape(6, 2), np.zeros(6, dtype=int)
+    folds = np.arange(6) % 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = cv_log_losses(
+            fit_fold, jacobians, (X, y, np.ones(6)), folds, [1.0], None
+        )
+    assert len(trained) == 3 and result.losses.shape == (6, 1)

@@ -374,3 +374,58 @@ def test_the_default_estimator_fits_an_image_sized_network():
     assert clf.posterior_.n_params == 79_510
     proba = clf.predict_proba(X[:5])
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_a_layer_without_any_prior_gets_unit_precision_on_its_flat_direction():
+    """No prior on a softmax layer: ``A kron G`` is singular along ``1``.
+
+    Every row of ``[W; b]`` has the common shift ``1 / sqrt(3)`` in ``G``'s
+    null space and no prior; the posterior adds unit precision there (the
+    module docstring), so its precision is ``A kron (G + 11'/3)``.
+    """
+    rng = np.random.RandomState(5)
+    a = rng.normal(size=(6, 4))
+    A = a.T @ a / 4
+    C = np.eye(3) - 1.0 / 3.0
+    g = rng.normal(size=(4, 3))
+    G = C @ g.T @ g @ C  # rank 2, null space the common shift
+    post = KronPosterior.from_factors(KroneckerFactors([A], [G]), np.zeros(12))
+    P = np.kron(A, G + 1.0 / 3.0)
+    np.testing.assert_allclose(
+        post.log_det_precision(), np.linalg.slogdet(P)[1], rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        post.covariance_diagonal(np), np.diag(np.linalg.inv(P)), rtol=1e-9
+    )
+
+
+def test_zero_rows_give_an_empty_variance():
+    post = KronPosterior.from_factors(_random_factors(LAYOUT), PRIOR)
+    J = np.zeros((0, 3, LAYOUT.n_params))
+    assert post.functional_variance(np, J).shape == (0, 3, 3)
+
+
+def test_no_prior_change_keeps_a_jittered_block_without_prior():
+    """A flat prior on collinear inputs needs a jitter, which counts as prior.
+
+    ``A`` of rank 1 and no prior: ``A + D`` is singular and the block adds
+    the smallest working jitter to ``d``. A change of 0 (the prior scale
+    applied to a zero prior) must keep that posterior as it is, jitter
+    included. (The dense ``A kron G + jitter I`` has condition ~1e10: its
+    log det checks the block to 1e-6 only.)
+    """
+    rng = np.random.RandomState(6)
+    x = rng.normal(size=3)
+    g = rng.normal(size=(3, 2))
+    factors = KroneckerFactors([np.outer(x, x)], [g.T @ g])
+    post = KronPosterior.from_factors(factors, np.zeros(6))
+    assert post.jitter > 0
+    P = np.kron(np.outer(x, x), g.T @ g) + post.jitter * np.eye(6)
+    np.testing.assert_allclose(
+        post.log_det_precision(), np.linalg.slogdet(P)[1], rtol=1e-6
+    )
+    kept = post.with_prior_change(np, np.zeros(6))
+    assert kept.log_det_precision() == pytest.approx(post.log_det_precision())
+    np.testing.assert_allclose(
+        kept.covariance_diagonal(np), post.covariance_diagonal(np), rtol=1e-12
+    )

@@ -7,6 +7,7 @@ predictive variances and the prior changes follow from it.
 """
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier, log_posterior, log_posterior_hessian, prune
 from sklaplace._last_layer import LastLayerPosterior
+from sklaplace._posterior import DiagPosterior
 
 ALPHA, BIAS = 0.7, 0.3
 
@@ -249,3 +251,47 @@ def test_flat_bias_prior_leaves_the_hidden_biases_out_of_the_evidence():
     ).fit(X, y)
     expected = _reference_log_evidence(clf, X, y, bias=0.0)
     np.testing.assert_allclose(clf.log_marginal_likelihood_, expected, rtol=1e-9)
+
+
+def test_two_hidden_layers_use_the_last_hidden_layers_features():
+    """The features are the last hidden layer's, not the first's.
+
+    With hidden layers (5, 4) the posterior precision is the Hessian of the
+    regression on ``tanh(tanh(X W1 + b1) W2 + b2)``, computed here by hand.
+    """
+    X, y = _data(3)
+    clf = LaplaceMLPClassifier(
+        (5, 4),
+        alpha=ALPHA,
+        bias_prior_precision=BIAS,
+        subset_of_weights="last_layer",
+        prior_precision_scale=1.0,
+        random_state=0,
+    ).fit(X, y)
+    (W1, W2, W3), (b1, b2, b3) = clf.coefs_, clf.intercepts_
+    features = np.tanh(np.tanh(X @ W1 + b1) @ W2 + b2)
+    P = -log_posterior_hessian(
+        [W3],
+        [b3],
+        features,
+        y,
+        activation="identity",
+        alpha=ALPHA,
+        bias_prior_precision=BIAS,
+        kind="exact",
+    )
+    L = clf.posterior_.inner.cholesky_factor
+    np.testing.assert_allclose(L @ L.T, P, rtol=1e-8, atol=1e-8)
+
+
+def test_covariance_diagonal_is_the_prior_variance_before_the_last_layer():
+    """``1 / A_i`` before the last layer (``inf`` for a flat prior, silently)
+    and the last layer's own variances after it; no conditioning on zero."""
+    prior = np.array([4.0, 0.0, 0.5])
+    post = LastLayerPosterior(DiagPosterior(np.array([2.0, 8.0])), prior)
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        diagonal = post.covariance_diagonal(np)
+    np.testing.assert_array_equal(diagonal, [0.25, np.inf, 2.0, 0.5, 0.125])
+    with pytest.raises(ValueError, match="cannot be conditioned on pruned weights"):
+        post.conditioned_on_zero(np.zeros(5, dtype=bool))

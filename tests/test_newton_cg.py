@@ -141,6 +141,45 @@ def test_steihaug_cg_solves_inside_and_stops_on_the_boundary():
     assert model < 0
 
 
+def test_steihaug_cg_with_zero_curvature_goes_to_the_boundary():
+    """``d'Hd = 0`` is not positive: Alg. 7.2's exit to the boundary (line 7).
+
+    A zero Hessian (the model is linear): the first direction ``-M^{-1} g``
+    is followed to ``||s||_M = radius``, and the status says why.
+    """
+    g, m = np.array([1.0, -2.0, 0.5]), np.array([2.0, 1.0, 4.0])
+    step, model, status, n = steihaug_cg(
+        np, lambda v: np.zeros_like(v), g, m, 3.0, 1e-12, 10
+    )
+    assert status == "negative curvature" and n == 1
+    direction = -g / m
+    expected = 3.0 * direction / np.sqrt(np.sum(m * direction**2))
+    np.testing.assert_allclose(step, expected, rtol=1e-12)
+    np.testing.assert_allclose(model, g @ step, rtol=1e-12)
+
+
+def test_backtrack_shortens_the_step_to_the_radius_with_its_quadratic_model():
+    """After a rejection the step is ``t s`` with ``||t s||_M = radius`` and
+    the model ``g'(t s) + (t s)' H (t s) / 2``, from the dense ``H`` here
+    (the solver itself knows ``s'Hs`` only through the last model)."""
+    from sklaplace._newton_cg import NewtonCGSolver
+
+    rng = np.random.RandomState(7)
+    Q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    H = Q @ np.diag([-1.0, 0.5, 2.0, 3.0]) @ Q.T
+    g, s, m = rng.normal(size=4), rng.normal(size=4), rng.uniform(0.5, 2.0, 4)
+    solver = NewtonCGSolver(SimpleNamespace(xp=np), tol=1e-8, max_iter=10)
+    solver.gradient, solver.step, solver.m = g, s, m
+    solver.model = g @ s + 0.5 * s @ H @ s
+    solver.radius = 0.3 * np.sqrt(np.sum(m * s * s))
+    solver.backtrack()
+    np.testing.assert_allclose(solver.step, 0.3 * s, rtol=1e-12)
+    short = 0.3 * s
+    np.testing.assert_allclose(
+        solver.model, g @ short + 0.5 * short @ H @ short, rtol=1e-12
+    )
+
+
 def test_binary_no_hidden_layer_reaches_logistic_regressions_map():
     X, y = _scaled(load_breast_cancer)
     alpha = 0.5
@@ -345,6 +384,8 @@ def _region_solver(radius, step_norm):
         (0.9, 0.25, 0.2, 0.25),  # inside, radius below 1: kept
         (0.5, 4.0, 4.0, 4.0),  # fair step: kept
         (0.1, 4.0, 2.0, 0.5),  # poor step: a quarter of the step's norm
+        (0.25, 4.0, 2.0, 4.0),  # exactly 1/4: kept (shrunk only below 1/4)
+        (0.75, 4.0, 4.0, 4.0),  # exactly 3/4 on the boundary: kept (grown above)
         (-1.0, 0.25, 0.25, 0.0625),
     ],
 )

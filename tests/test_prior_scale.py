@@ -20,6 +20,7 @@ from sklaplace._held_out import (
 )
 from sklaplace._likelihood import likelihood_for
 from sklaplace._network import ParamLayout, forward, jacobian_factor
+from sklaplace._posterior import FullPosterior
 from sklaplace._predictive import probit_logits
 from sklaplace._prior_scale import ScaledPriorFamily, choose_prior_scale
 
@@ -85,6 +86,26 @@ def test_family_equals_dense_precision_at_every_scale(params):
     # A scale whose precision is not positive definite gives NaN there.
     both = family.centred_variances(np, J, [-1e6, 1.0])
     assert np.all(np.isnan(both[:, :, 0])) and np.all(np.isfinite(both[:, :, 1]))
+
+
+def test_an_exactly_singular_scale_is_marked_nan_as_documented_without_warning():
+    """At ``c = -lambda`` exactly, ``P(c)`` is singular: NaN, and no 1/0 warning.
+
+    ``P = diag(1/4, 4)`` with a unit prior has ``lambda = (-3/4, 3)``, both
+    exact in floating point; at ``c = 3/4`` the first shifted eigenvalue is
+    0. At ``c = 1`` the centred variances are ``diag(C J P^{-1} J' C)``
+    from the dense inverse.
+    """
+    family = ScaledPriorFamily(FullPosterior(np.diag([0.5, 2.0])), np.ones(2))
+    J = np.array([[[1.0, 2.0], [-0.5, 3.0]]])
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        got = family.centred_variances(np, J, [0.75, 1.0])
+    assert np.all(np.isnan(got[:, :, 0]))
+    C = np.eye(2) - 0.5
+    CJ = C @ J[0]
+    expected = np.diag(CJ @ np.linalg.inv(np.diag([0.25, 4.0])) @ CJ.T)
+    np.testing.assert_allclose(got[0, :, 1], expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -431,7 +452,8 @@ def _fit_on_x3():
 def test_cv_scores_every_fold_with_weight_on_both_sides_and_skips_the_rest():
     """Folds are skipped only where one side has no weight at all.
 
-    Small fractional weights (0.6 per held-out fold) still count; a fold
+    Small fractional weights (0.3 held out, 0.6 trained on per fold) still
+    count; a fold
     whose held-out rows weigh nothing is not refitted; a fold whose
     training rows weigh nothing is never fitted. The losses of the folds
     kept are each row's loss at the fold's fit (here one shared fit), in
@@ -456,7 +478,7 @@ def test_cv_scores_every_fold_with_weight_on_both_sides_and_skips_the_rest():
         )
         return result, trained
 
-    small = np.full(90, 0.02)  # 0.6 held out per fold
+    small = np.full(90, 0.01)  # 0.3 held out and 0.6 trained on per fold
     result, trained = run(small)
     assert len(trained) == 3
     for k, train in enumerate(trained):
@@ -510,6 +532,17 @@ def test_evidence_scale_of_a_pruned_model_is_that_of_the_model_without_the_input
         rtol=1e-8,
     )
     assert refit.prior_precision_scale_ == reference.prior_precision_scale_
+    assert refit.prior_precision_scale_ != 1.0  # the scale changes the prior
+    # The posterior kept at that scale: its pruned block stays the identity
+    # (unit variance, log det 0), the rest is the reference's.
+    np.testing.assert_allclose(
+        refit.posterior_.log_det_precision(),
+        reference.posterior_.log_det_precision(),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        refit.posterior_.covariance_diagonal(np)[pruned.pruned_mask_], 1.0, rtol=1e-12
+    )
     np.testing.assert_allclose(
         refit.predict_proba(X),
         reference.predict_proba(np.delete(X, 2, axis=1)),

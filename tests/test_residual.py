@@ -10,6 +10,8 @@ from sklearn.datasets import make_classification
 
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._residual import (
+    DataEnvelope,
+    at_twice_the_radius,
     data_envelope,
     fit_residual,
     logit_spread,
@@ -117,6 +119,50 @@ def test_logit_spread_centres_the_softmax_logits():
     np.testing.assert_allclose(logit_spread(shifted, np.ones(40)), expected)
     one = logits[:, :1]
     np.testing.assert_allclose(logit_spread(one, np.ones(40)), np.var(one))
+
+
+def test_the_centre_is_within_round_off_relative_to_the_radius():
+    """A row within ``1e-8 R`` of the mean has no direction; beyond, it moves.
+
+    With ``R = 10`` (standardised; scales 2 and 0.5 here) the threshold is
+    ``1e-7``: a row at ``5e-8`` is dropped (an absolute ``1e-8`` or ``1e-8 /
+    R`` would keep it), one at ``2e-7`` is moved out to ``2 R`` along its
+    own direction like any other row, and zero-weight rows are dropped.
+    """
+    envelope = DataEnvelope(np.array([1.0, -1.0]), np.array([2.0, 0.5]), 10.0)
+    offsets = np.array([[1e-7, 0.0], [0.0, 1e-7], [6.0, 2.0], [6.0, 2.0]])
+    X = envelope.mean + offsets  # standardised: 5e-8, 2e-7, 5, 5
+    np.testing.assert_allclose(envelope.distance(X), [5e-8, 2e-7, 5.0, 5.0])
+    rows, weights = at_twice_the_radius(envelope, X, np.array([1.0, 2.0, 3.0, 0.0]))
+    np.testing.assert_array_equal(weights, [2.0, 3.0])
+    expected = envelope.mean + np.array([[0.0, 10.0], [24.0, 8.0]])
+    np.testing.assert_allclose(rows, expected, rtol=1e-12)
+    np.testing.assert_allclose(envelope.distance(rows), [20.0, 20.0])
+
+
+def test_a_radius_of_exactly_one_or_zero_is_no_special_case():
+    """Two values of one feature lie at standardised distance exactly 1.
+
+    With ``R = 1`` the formula applies as for any radius: at 3 the variance
+    is ``tau2 ((3 - 1) / 1)^3 = 8 tau2``; under ``"auto"`` tau2 is the
+    spread of the logits at the rows moved to ``2R``: ``x^2 + x`` at -2 and
+    2 is 2 and 6, variance 4. Identical rows (``R = 0``, no direction to
+    move along) get no residual, silently, whatever tau2.
+    """
+    X = np.array([[-1.0], [1.0], [1.0], [-1.0]])
+    envelope = data_envelope(X, np.ones(4))
+    assert envelope.radius == 1.0
+    far = np.array([[3.0], [0.5]])
+    np.testing.assert_allclose(residual_variance(envelope, 2.0, far), [16.0, 0.0])
+    _, tau2 = fit_residual("auto", X, np.ones(4), 2, lambda rows: rows**2 + rows)
+    np.testing.assert_allclose(tau2, 4.0, rtol=1e-12)
+    same = np.tile([[3.0, -1.0]], (5, 1))
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        flat, tau2 = fit_residual("auto", same, np.ones(5), 2, _curved_logits)
+        assert flat.radius == 0.0 and tau2 == 0.0
+        variance = residual_variance(flat, 2.0, np.array([[30.0, 4.0], [3.0, -1.0]]))
+    np.testing.assert_array_equal(variance, 0.0)
 
 
 def _curved_logits(rows):
