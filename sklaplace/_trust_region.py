@@ -139,7 +139,7 @@ class TrustRegionSolver:
             if stalled
             else f"did not converge in max_iter={self.max_iter} iterations"
         )
-        kinks = stalled and getattr(self.objective, "activation", None) == "relu"
+        kinks = stalled and self.objective.activation == "relu"
         advice = (
             "ReLU's loss has kinks, where Newton steps stall above the minimum: "
             "activation='elu' (no kinks) or solver='lbfgs' may go lower"

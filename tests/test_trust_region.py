@@ -25,7 +25,11 @@ def _loss_gradient(theta, forward=None):
 
 
 STUB = SimpleNamespace(
-    xp=np, gradient_scale=2.0, forward=lambda theta: theta, loss_gradient=_loss_gradient
+    xp=np,
+    activation="tanh",
+    gradient_scale=2.0,
+    forward=lambda theta: theta,
+    loss_gradient=_loss_gradient,
 )
 
 
