@@ -26,7 +26,11 @@ from sklaplace._predictive import PREDICTIVES
 from sklaplace._prior_scale import resolve_tuning
 from sklaplace._residual import fit_residual
 from sklaplace._solvers import SOLVERS
-from sklaplace._validation import hidden_sizes, validate_fit_data
+from sklaplace._validation import (
+    hidden_sizes,
+    merge_identical_rows,
+    validate_fit_data,
+)
 
 __all__ = ["LaplaceMLPClassifier"]
 
@@ -428,6 +432,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         X, y_index, sample_weight, classes = validate_fit_data(
             self, X, y, sample_weight
         )
+        X, y_index, sample_weight = merge_identical_rows(X, y_index, sample_weight)
         likelihood = likelihood_for(classes.shape[0])
         layout = ParamLayout(
             (

@@ -16,6 +16,7 @@ __all__ = [
     "check_feature_scale",
     "check_finite_rows",
     "hidden_sizes",
+    "merge_identical_rows",
     "validate_fit_data",
 ]
 
@@ -73,6 +74,47 @@ def validate_fit_data(estimator, X, y, sample_weight):
             f"{weighted[:1].tolist()[0]!r} has any weight."
         )
     return X, y_index, sample_weight, classes
+
+
+def merge_identical_rows(X, y_index, sample_weight):
+    """Merge identical ``(x, y)`` rows into one row of their summed weight.
+
+    The log posterior depends on the rows only through each distinct row's
+    total weight, so this changes no result in exact arithmetic; in floating
+    point it makes the fit depend on the data only through that multiset:
+    rows of weight 0 are dropped and the distinct rows are put in one
+    canonical order (by their bytes, then label). Integer sample weights and
+    repeated rows, and any order of the rows, then give bit-for-bit the same
+    fit with every solver, converged or not (L-BFGS at ReLU kinks,
+    ``max_iter`` reached), where summation in another order would move an
+    unconverged fit by far more than round-off.
+
+    Returns
+    -------
+    X, y_index, sample_weight : ndarrays
+        The distinct rows of positive weight, sorted, and their weights.
+    """
+    positive = sample_weight > 0
+    if not positive.all():
+        X, y_index, sample_weight = (
+            X[positive],
+            y_index[positive],
+            sample_weight[positive],
+        )
+    X = np.ascontiguousarray(X)
+    # One opaque item per row: sorting these compares bytes (memcmp), several
+    # times faster than np.unique(X, axis=0) on wide X (0.5 s against 3 s on
+    # 60,000 x 784).
+    row_bytes = X.view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).ravel()
+    _, row_rank = np.unique(row_bytes, return_inverse=True)
+    order = np.lexsort((y_index, row_rank))
+    row_rank, y_sorted = row_rank[order], y_index[order]
+    starts = np.flatnonzero(
+        np.concatenate([[True], (np.diff(row_rank) != 0) | (np.diff(y_sorted) != 0)])
+    )
+    weight = np.add.reduceat(sample_weight[order], starts)
+    first = order[starts]
+    return X[first], y_index[first], weight
 
 
 def check_feature_scale(X, sample_weight):

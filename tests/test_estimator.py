@@ -95,6 +95,39 @@ def test_integer_sample_weight_equals_repetition(n_classes, structure):
     )
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},  # the default: Newton, evidence-tuned prior scale
+        {"max_iter": 3},  # stopped far from the optimum
+        {"activation": "relu", "solver": "lbfgs"},  # stalls at kinks
+    ],
+    ids=["default", "max_iter=3", "relu-lbfgs"],
+)
+def test_weights_equal_shuffled_repetition_bit_for_bit(params):
+    # Unconverged fits and fits stalled at ReLU kinks depend on the order in
+    # which rows are summed (relative differences near 1e-7 before rows were
+    # merged); the fit sees only the multiset of (row, label, weight), so the
+    # weighted and the shuffled repeated data give identical numbers.
+    X, y = make_classification(
+        40, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=1
+    )
+    w = np.random.RandomState(1).randint(0, 4, size=y.shape[0])
+    order = np.random.RandomState(2).permutation(int(w.sum()))
+    X_rep, y_rep = np.repeat(X, w, axis=0)[order], np.repeat(y, w)[order]
+    params = dict(params, hidden_layer_sizes=(5,), random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: max_iter=3
+        weighted = LaplaceMLPClassifier(**params).fit(X, y, sample_weight=w)
+        repeated = LaplaceMLPClassifier(**params).fit(X_rep, y_rep)
+    for a, b in zip(
+        weighted.coefs_ + weighted.intercepts_, repeated.coefs_ + repeated.intercepts_
+    ):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(weighted.predict_proba(X), repeated.predict_proba(X))
+    assert weighted.log_marginal_likelihood_ == repeated.log_marginal_likelihood_
+
+
 def test_grid_search_in_pipeline_on_dataframe_and_pickle_roundtrip():
     pd = pytest.importorskip("pandas")
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)

@@ -20,6 +20,7 @@ from sklaplace import (
     log_posterior_hessian,
     log_posterior_hvp,
 )
+from sklaplace._validation import merge_identical_rows
 from sklaplace.exceptions import FeatureScaleWarning
 
 RNG = np.random.RandomState(0)
@@ -497,3 +498,18 @@ def test_non_finite_rows_are_named_across_all_arrays():
         ValueError, match=r"for 6 of 6 samples \(rows \[0, 1, 2, 3, 4\], \.\.\.\)"
     ):
         check_finite_rows(np, "probabilities", np.full((6, 1), np.nan))
+
+
+def test_identical_rows_merge_into_one_canonical_weighted_row():
+    X = np.array([[1.0, 2.0], [0.5, -1.0], [1.0, 2.0], [1.0, 2.0], [3.0, 0.0]])
+    y = np.array([0, 1, 0, 1, 0])
+    weight = np.array([1.0, 2.0, 0.5, 4.0, 0.0])
+    merged = merge_identical_rows(X, y, weight)
+    # (1, 2) with label 0 twice: one row of weight 1.5; with label 1: its
+    # own row; the weight-0 row is dropped.
+    as_set = {(tuple(x), int(label), w) for x, label, w in zip(*merged, strict=True)}
+    assert as_set == {((1.0, 2.0), 0, 1.5), ((1.0, 2.0), 1, 4.0), ((0.5, -1.0), 1, 2.0)}
+    # Any order of the rows gives the same arrays in the same order.
+    order = [4, 3, 1, 0, 2]
+    for a, b in zip(merged, merge_identical_rows(X[order], y[order], weight[order])):
+        np.testing.assert_array_equal(a, b)
