@@ -229,7 +229,9 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
     fit_rows = np.arange(X.shape[0])
     held_out_rows = None
     if config.prior_precision_scale == "validation":
-        held = validation_rows(X, y_index, config.validation_fraction, seed)
+        held = validation_rows(
+            X, y_index, config.validation_fraction, seed, sample_weight
+        )
         # Too few rows to hold any out with weight on both sides: the
         # evidence chooses instead (choose_prior_scale's fallback).
         if np.sum(sample_weight[held]) > 0 and np.sum(sample_weight[~held]) > 0:

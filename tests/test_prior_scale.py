@@ -576,3 +576,50 @@ def test_held_out_losses_over_several_jacobian_chunks_equal_one_chunk(probit):
         validation_log_losses(fit, chunked, nothing, scales, probit_logits, probit)
         is None
     )
+
+
+def test_validation_never_holds_out_a_whole_class():
+    # A hash split is not stratified: with 90% held out, the one row of
+    # class 2 is held out for most seeds; it must be fitted instead, and
+    # only it moves (the other classes keep their held-out rows).
+    rng = np.random.RandomState(1)
+    X, y = rng.normal(size=(200, 3)), np.r_[rng.randint(0, 2, 199), 2]
+    hashed = [s for s in range(20) if _hash_holds_out(X, y, 0.9, s)[-1]]
+    assert len(hashed) >= 10  # the case arises for most seeds
+    for seed in hashed:
+        held = validation_rows(X, y, 0.9, seed)
+        assert not held[-1]
+        np.testing.assert_array_equal(held[:-1], _hash_holds_out(X, y, 0.9, seed)[:-1])
+    # A class with zero weight on the fitted side counts as held out whole.
+    weight = np.ones(200)
+    seed = hashed[0]
+    fitted_of_class_1 = np.flatnonzero(~_hash_holds_out(X, y, 0.9, seed) & (y == 1))
+    weight[fitted_of_class_1] = 0.0
+    held = validation_rows(X, y, 0.9, seed, sample_weight=weight)
+    assert not np.any(held[y == 1]) and not held[-1]
+    assert np.any(held[y == 0])
+
+
+def _hash_holds_out(X, y, fraction, seed):
+    """The plain hash threshold, without the whole-class rule."""
+    from sklaplace._held_out import _content_hashes
+
+    return _content_hashes(X, y, seed) / 2.0**64 < fraction
+
+
+def test_a_validation_fit_sees_a_rare_class():
+    # One row of class 2 far from the rest; held out (90% of rows, as the
+    # hash alone does for this seed), the network never saw it and predicted
+    # another class at that very row.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(80, 2))
+    y = (X[:, 0] > 0).astype(int)
+    X[0], y[0] = [4.0, 4.0], 2
+    clf = LaplaceMLPClassifier(
+        (8,),
+        prior_precision_scale="validation",
+        validation_fraction=0.9,
+        alpha=0.1,
+        random_state=0,
+    ).fit(X, y)
+    assert clf.predict(X[:1])[0] == 2
