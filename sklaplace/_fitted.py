@@ -79,6 +79,11 @@ class FittedLaplaceMixin:
                 "the training data. Refit with warm_start=True (it re-trains the "
                 "kept weights and keeps the pruned ones at zero) to get it."
             )
+        if alpha is None and bias_prior_precision is None:
+            # The stored value, not a refactorisation of the same precision:
+            # on a nearly singular posterior (alpha=0) round-off in that
+            # refactorisation had turned a finite evidence into -inf.
+            return self.log_marginal_likelihood_
         layout = self._layout()
         return log_evidence_at_prior(
             layout,

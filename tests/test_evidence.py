@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import scipy.optimize
-from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.datasets import load_breast_cancer, load_iris, make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
@@ -59,7 +59,13 @@ def test_logistic_regression_evidence_equals_direct_laplace_computation():
         - 0.5 * np.linalg.slogdet(H)[1]
     )
     np.testing.assert_allclose(clf.log_marginal_likelihood_, direct, rtol=1e-8)
-    np.testing.assert_allclose(clf.log_marginal_likelihood(), direct, rtol=1e-8)
+    # The prior-change path at the MAP's own prior (the defaults return the
+    # stored value).
+    np.testing.assert_allclose(
+        clf.log_marginal_likelihood(alpha=alpha, bias_prior_precision=beta),
+        direct,
+        rtol=1e-8,
+    )
 
 
 @pytest.mark.parametrize("structure", ["full", "diag"])
@@ -97,7 +103,7 @@ def test_evidence_prefers_its_alpha_over_far_ones():
     clf = LaplaceMLPClassifier(
         (4,), alpha="evidence", prior_precision_scale=1.0, random_state=0
     ).fit(X, y)
-    best = clf.log_marginal_likelihood()
+    best = clf.log_marginal_likelihood(alpha=clf.alpha_)
     np.testing.assert_allclose(best, clf.log_marginal_likelihood_, rtol=1e-12)
     for factor in (1e-2, 1e-1, 10.0, 100.0):
         assert clf.log_marginal_likelihood(alpha=clf.alpha_ * factor) < best
@@ -497,3 +503,29 @@ def test_constant_features_stop_the_evidence_updates_early():
         clf = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
     assert len(clf.alpha_history_) == 1 + evidence_module.EVIDENCE_PATIENCE
     np.testing.assert_allclose(clf.predict_proba(X[:1]), [[0.7, 0.3]], atol=0.01)
+
+
+def test_default_arguments_give_the_fitted_evidence_on_a_nearly_singular_fit():
+    # alpha=0 on a ReLU net: the posterior is nearly singular (fit warns);
+    # refactorising it had given -inf where the fit's evidence is finite.
+    X, y = make_classification(
+        120,
+        5,
+        n_informative=3,
+        n_redundant=0,
+        n_classes=3,
+        n_clusters_per_class=1,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = LaplaceMLPClassifier(
+            (1,),
+            activation="relu",
+            alpha=0.0,
+            prior_precision_scale=1.0,
+            max_iter=100,
+            random_state=0,
+        ).fit(X, y)
+    assert np.isfinite(clf.log_marginal_likelihood_)
+    assert clf.log_marginal_likelihood() == clf.log_marginal_likelihood_
