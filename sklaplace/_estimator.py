@@ -26,11 +26,7 @@ from sklaplace._predictive import PREDICTIVES
 from sklaplace._prior_scale import resolve_tuning
 from sklaplace._residual import fit_residual
 from sklaplace._solvers import SOLVERS
-from sklaplace._validation import (
-    hidden_sizes,
-    merge_identical_rows,
-    validate_fit_data,
-)
+from sklaplace._validation import hidden_sizes, merge_identical_rows, validate_fit_data
 
 __all__ = ["LaplaceMLPClassifier"]
 
@@ -142,8 +138,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         so no refit is needed;
         ``"evidence"`` picks the ``c`` of largest Laplace evidence. ``"auto"``
         is ``"cv"`` where refits are cheap (see ``alpha``) and
-        ``"validation"`` beyond. Large ``c`` approaches the plug-in MAP;
-        small ``c`` moderates more. Details: :ref:`prior-scale`.
+        ``"validation"`` beyond; with ``link_approx="map"``, which ignores
+        ``c``, both are ``"evidence"``. Large ``c`` approaches the plug-in
+        MAP; small ``c`` moderates more. Details: :ref:`prior-scale`.
     validation_fraction : float, default=0.1
         Fraction of the rows ``prior_precision_scale="validation"`` holds
         out (chosen by a hash of each row's features and label, seeded by

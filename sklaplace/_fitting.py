@@ -228,7 +228,11 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
     X, y_index, sample_weight = data
     fit_rows = np.arange(X.shape[0])
     held_out_rows = None
-    if config.prior_precision_scale == "validation":
+    # The plug-in predictive (link_approx="map") does not depend on the
+    # prior scale, so held-out losses cannot choose it: the evidence does,
+    # and no rows are held out (below and in held_out).
+    by_held_out = config.link_approx != "map"
+    if config.prior_precision_scale == "validation" and by_held_out:
         held = validation_rows(
             X, y_index, config.validation_fraction, seed, sample_weight
         )
@@ -305,6 +309,8 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
         return moderated_logits(xp, mean, cov, link, n_draws, seed, rows)
 
     def held_out(scales):
+        if not by_held_out:
+            return None
         if config.prior_precision_scale == "validation":
             if held_out_rows is None:
                 return None  # nothing held out: the evidence chooses

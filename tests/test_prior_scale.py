@@ -623,3 +623,24 @@ def test_a_validation_fit_sees_a_rare_class():
         random_state=0,
     ).fit(X, y)
     assert clf.predict(X[:1])[0] == 2
+
+
+@pytest.mark.parametrize("setting", ["cv", "validation"])
+def test_the_plug_in_predictive_leaves_the_scale_to_the_evidence(setting):
+    # link_approx="map" ignores c: its held-out losses tie at every scale,
+    # and "cv"'s one-standard-error walk had run down them to c = 0.01 (a
+    # posterior 100x wider than the evidence's for no reason).
+    X, y = make_classification(
+        200, 5, n_informative=3, n_redundant=0, n_classes=3, random_state=3
+    )
+    params = dict(hidden_layer_sizes=(4,), alpha=1.0, random_state=0)
+    plug_in = LaplaceMLPClassifier(
+        link_approx="map", prior_precision_scale=setting, **params
+    ).fit(X, y)
+    by_evidence = LaplaceMLPClassifier(
+        link_approx="map", prior_precision_scale="evidence", **params
+    ).fit(X, y)
+    assert "log_marginal_likelihood" in plug_in.prior_precision_scale_path_
+    assert plug_in.prior_precision_scale_ == by_evidence.prior_precision_scale_
+    # Every row fitted: no validation rows held out.
+    np.testing.assert_array_equal(plug_in.coefs_[0], by_evidence.coefs_[0])
