@@ -225,6 +225,19 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
     -------
     NetworkFit
     """
+    if fixed is not None and (
+        config.hessian_structure == "kron" or config.subset_of_weights == "last_layer"
+    ):
+        # Their log determinants and variances would count the pruned
+        # parameters (the evidence was off by log A of each pruned one).
+        raise ValueError(
+            "A pruned network (pruned_mask_, refitted with warm_start=True) needs "
+            "a posterior conditioned on its pruned weights being zero, which "
+            f"hessian_structure={config.hessian_structure!r} with "
+            f"subset_of_weights={config.subset_of_weights!r} cannot give: use "
+            "hessian_structure='full' or 'diag' with subset_of_weights='all', or "
+            "refit from scratch (warm_start=False)."
+        )
     X, y_index, sample_weight = data
     fit_rows = np.arange(X.shape[0])
     held_out_rows = None

@@ -187,6 +187,27 @@ def test_pruned_weights_are_zero_and_stay_zero(method):
     assert np.all(smaller.pruned_mask_[small.pruned_mask_])
 
 
+@pytest.mark.parametrize(
+    "structure", [{"hessian_structure": "kron"}, {"subset_of_weights": "last_layer"}]
+)
+def test_a_pruned_refit_refuses_posteriors_that_cannot_condition(structure):
+    # Their evidence counted log A of every pruned parameter (4.6 nats for
+    # four pruned biases at precision 0.1) and their variances the pruned
+    # weights' own: refused before any work, the pruned model kept.
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    clf = LaplaceMLPClassifier((5,), alpha=1.0, random_state=0).fit(X, y)
+    small = prune(clf, 0.5, method="magnitude")
+    mask = small.pruned_mask_.copy()
+    small.set_params(warm_start=True, **structure)
+    with pytest.raises(ValueError, match="pruned network.*conditioned on its pruned"):
+        small.fit(X, y)
+    np.testing.assert_array_equal(small.pruned_mask_, mask)
+    # The structures that condition refit as before.
+    small.set_params(hessian_structure="diag", subset_of_weights="all").fit(X, y)
+    np.testing.assert_array_equal(small.pruned_mask_, mask)
+
+
 def test_prune_rejects_bad_arguments():
     X, y = load_iris(return_X_y=True)
     clf = LaplaceMLPClassifier((), random_state=0).fit(X, y)
