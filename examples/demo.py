@@ -93,8 +93,8 @@ def classifier_demo():
         print(
             f"{name:34s} {accuracy_score(y_test, pipe.predict(X_test)):8.4f} "
             f"{log_loss(y_test, proba):9.4f} "
-            f"{multiclass_brier_score(y_test, proba):7.4f} "
-            f"{expected_calibration_error(y_test, proba):7.4f}"
+            f"{multiclass_brier_score(y_test, proba, classes=pipe.classes_):7.4f} "
+            f"{expected_calibration_error(y_test, proba, classes=pipe.classes_):7.4f}"
         )
 
 

@@ -1,5 +1,7 @@
 """Calibration metrics used by the demo, the benchmarks and the examples."""
 
+import numbers
+
 import numpy as np
 
 __all__ = ["expected_calibration_error", "multiclass_brier_score"]
@@ -19,7 +21,9 @@ def expected_calibration_error(y_true, proba, *, classes=None, n_bins=15):
     proba : array-like of shape (n_samples, n_classes)
         Predicted probabilities, columns in the order of ``classes``.
     classes : array-like of shape (n_classes,), default=None
-        Labels of the columns; default ``np.unique(y_true)``.
+        Labels of the columns; default ``np.unique(y_true)``, which must then
+        hold one label per column (else ``ValueError``: pass the estimator's
+        ``classes_`` when a batch may lack a class).
     n_bins : int, default=15
         Number of confidence bins.
 
@@ -35,9 +39,9 @@ def expected_calibration_error(y_true, proba, *, classes=None, n_bins=15):
     >>> expected_calibration_error([0, 1], np.array([[0.9, 0.1], [0.2, 0.8]]))
     0.149...
     """
-    y_true = np.asarray(y_true)
-    proba = np.asarray(proba, dtype=float)
-    classes = np.unique(y_true) if classes is None else np.asarray(classes)
+    if not isinstance(n_bins, numbers.Integral) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}.")
+    y_true, proba, classes = _checked(y_true, proba, classes)
     confidence = proba.max(axis=1)
     correct = classes[proba.argmax(axis=1)] == y_true
     bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
@@ -61,7 +65,8 @@ def multiclass_brier_score(y_true, proba, *, classes=None):
     proba : array-like of shape (n_samples, n_classes)
         Predicted probabilities, columns in the order of ``classes``.
     classes : array-like of shape (n_classes,), default=None
-        Labels of the columns; default ``np.unique(y_true)``.
+        Labels of the columns; default ``np.unique(y_true)``, which must then
+        hold one label per column (else ``ValueError``).
 
     Returns
     -------
@@ -75,7 +80,45 @@ def multiclass_brier_score(y_true, proba, *, classes=None):
     >>> multiclass_brier_score([0, 1], np.array([[1.0, 0.0], [0.5, 0.5]]))
     0.25
     """
-    y_true = np.asarray(y_true)
-    classes = np.unique(y_true) if classes is None else np.asarray(classes)
+    y_true, proba, classes = _checked(y_true, proba, classes)
     onehot = (y_true[:, None] == classes[None, :]).astype(float)
-    return float(np.mean(np.sum((np.asarray(proba) - onehot) ** 2, axis=1)))
+    return float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+
+
+def _checked(y_true, proba, classes):
+    """Validate the metrics' input; return ``(y_true, proba, classes)``.
+
+    A column-to-label mismatch must not pass silently: with ``classes``
+    inferred from a batch that lacks a class, a perfect binary prediction
+    had a Brier score of 1 (a broadcast) and a 3-class ECE counted a wrong
+    prediction as right.
+    """
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba, dtype=float)
+    if proba.ndim != 2 or y_true.ndim != 1 or proba.shape[0] != y_true.shape[0]:
+        raise ValueError(
+            "proba must be of shape (n_samples, n_classes) and y_true of shape "
+            f"(n_samples,); got {proba.shape} and {y_true.shape}."
+        )
+    if not np.all(np.isfinite(proba)):
+        raise ValueError("proba contains NaN or infinity.")
+    if classes is None:
+        classes = np.unique(y_true)
+        if classes.shape[0] != proba.shape[1]:
+            raise ValueError(
+                f"y_true holds {classes.shape[0]} distinct labels but proba has "
+                f"{proba.shape[1]} columns: pass classes= (the estimator's "
+                "classes_) to say which label each column is."
+            )
+    classes = np.asarray(classes)
+    if classes.shape != (proba.shape[1],):
+        raise ValueError(
+            f"classes must name the {proba.shape[1]} columns of proba, got "
+            f"shape {classes.shape}."
+        )
+    unknown = ~np.isin(y_true, classes)
+    if np.any(unknown):
+        raise ValueError(
+            f"y_true holds labels not in classes: {np.unique(y_true[unknown])[:5]}."
+        )
+    return y_true, proba, classes

@@ -68,3 +68,39 @@ def test_brier_score_is_twice_scikit_learns_binary_one():
     assert multiclass_brier_score(
         labels, proba[:, ::-1], classes=["yes", "no"]
     ) == pytest.approx(2 * brier_score_loss(y, p), rel=1e-12)
+
+
+def test_a_batch_without_some_class_needs_the_classes():
+    # All class 1, predicted perfectly: with classes inferred from y_true the
+    # one-hot (n, 1) had broadcast against (n, 2) (Brier 1.0 instead of 0).
+    y, proba = np.ones(4, dtype=int), np.tile([0.0, 1.0], (4, 1))
+    for metric in (multiclass_brier_score, expected_calibration_error):
+        with pytest.raises(ValueError, match="pass classes="):
+            metric(y, proba)
+    assert multiclass_brier_score(y, proba, classes=[0, 1]) == 0.0
+    assert expected_calibration_error(y, proba, classes=[0, 1]) == 0.0
+    # Three columns, labels {0, 2}: column 1 must not be read as label 2.
+    proba3 = np.array([[0.1, 0.9, 0.0], [0.0, 0.0, 1.0]])
+    assert expected_calibration_error([2, 2], proba3, classes=[0, 1, 2]) == 0.45
+
+
+@pytest.mark.parametrize(
+    "y, proba, kwargs, match",
+    [
+        ([0, 1], [[0.5, 0.5], [np.nan, 0.5]], {}, "NaN or infinity"),
+        ([0, 1], [0.5, 0.5], {}, "shape"),
+        ([0, 1, 0], [[0.5, 0.5], [0.5, 0.5]], {}, "shape"),
+        ([0, 3], [[0.5, 0.5], [0.5, 0.5]], {"classes": [0, 1]}, "not in classes"),
+        ([0, 1], [[0.5, 0.5], [0.5, 0.5]], {"classes": [0, 1, 2]}, "columns"),
+    ],
+)
+def test_bad_metric_input_is_refused(y, proba, kwargs, match):
+    for metric in (multiclass_brier_score, expected_calibration_error):
+        with pytest.raises(ValueError, match=match):
+            metric(y, np.asarray(proba), **kwargs)
+
+
+@pytest.mark.parametrize("n_bins", [0, -1, 2.5])
+def test_ece_needs_a_positive_number_of_bins(n_bins):
+    with pytest.raises(ValueError, match="n_bins"):
+        expected_calibration_error([0, 1], np.eye(2), n_bins=n_bins)
