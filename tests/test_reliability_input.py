@@ -509,6 +509,11 @@ def test_identical_rows_merge_into_one_canonical_weighted_row():
     # own row; the weight-0 row is dropped.
     as_set = {(tuple(x), int(label), w) for x, label, w in zip(*merged, strict=True)}
     assert as_set == {((1.0, 2.0), 0, 1.5), ((1.0, 2.0), 1, 4.0), ((0.5, -1.0), 1, 2.0)}
+    # -0.0 equals 0.0 (np.round(-0.1) gives -0.0): the rows merge.
+    signed = merge_identical_rows(
+        np.array([[0.0, 1.0], [-0.0, 1.0]]), np.array([0, 0]), np.ones(2)
+    )
+    assert signed[0].shape == (1, 2) and signed[2][0] == 2.0
     # Any order of the rows gives the same arrays in the same order.
     order = [4, 3, 1, 0, 2]
     for a, b in zip(merged, merge_identical_rows(X[order], y[order], weight[order])):
