@@ -54,10 +54,26 @@ _RENAMED_KINDS = {"diag": "ggn_diag"}
 
 
 def _as_host(value):
-    """Return a NumPy view of a scalar, sequence, or array of any namespace."""
-    if isinstance(value, np.ndarray | list | tuple | float | int):
-        return np.asarray(value)
-    return to_numpy(value)
+    """Return a NumPy view of an array of any namespace, or of any array-like.
+
+    Array-likes without a namespace (lists, pandas Series) go through
+    ``np.asarray``.
+    """
+    if hasattr(value, "__array_namespace__") and not isinstance(value, np.ndarray):
+        return to_numpy(value)
+    return np.asarray(value)
+
+
+def _numeric_host(value, name):
+    """``_as_host(value)`` as float64, or a TypeError naming ``name``."""
+    host = _as_host(value)
+    if not (np.issubdtype(host.dtype, np.number) or host.dtype == bool):
+        raise TypeError(
+            f"{name} must be a number or an array of numbers, got {value!r} (the "
+            "functional API takes fixed values: for alpha='evidence' use "
+            "LaplaceMLPClassifier)."
+        )
+    return host.astype(np.float64)
 
 
 def _check_activation(activation):
@@ -158,11 +174,18 @@ def _objective(
     if sample_weight is None:
         sample_weight = xp.ones(X.shape[0], dtype=dtype)
     else:
-        sample_weight = xp.asarray(_as_host(sample_weight).astype(float), dtype=dtype)
-        if sample_weight.shape != (X.shape[0],):
+        weight = _numeric_host(sample_weight, "sample_weight")
+        if weight.shape != (X.shape[0],):
             raise ValueError(f"sample_weight must have shape ({X.shape[0]},).")
+        if not np.all(np.isfinite(weight)) or np.any(weight < 0):
+            # NaN and inf had come back as the log posterior, a negative
+            # weight as a NaN GGN (the square root of its curvature).
+            raise ValueError("sample_weight must be finite and non-negative.")
+        sample_weight = xp.asarray(weight, dtype=dtype)
     precision = prior_precision_vector(
-        layout, _as_host(alpha), _as_host(bias_prior_precision)
+        layout,
+        _numeric_host(alpha, "alpha"),
+        _numeric_host(bias_prior_precision, "bias_prior_precision"),
     )
     obj = NegLogPosterior(
         xp,
@@ -293,6 +316,8 @@ def log_posterior_hvp(
     obj, theta = _objective(
         coefs, intercepts, X, y, activation, alpha, bias_prior_precision, sample_weight
     )
+    # In the namespace of theta, whatever v came as (a list, NumPy).
+    v = obj.xp.asarray(_numeric_host(v, "v"), dtype=theta.dtype)
     if v.shape != theta.shape:
         raise ValueError(f"v must have shape ({theta.shape[0]},), got {v.shape}.")
     return -obj.hessp(theta, v, kind)

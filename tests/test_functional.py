@@ -122,6 +122,11 @@ def test_sample_weight_is_row_repetition():
         (dict(kind="kfac"), "kind"),
         (dict(alpha=-1.0), "alpha"),
         (dict(bias_prior_precision=[1.0, 2.0, 3.0]), "bias_prior_precision"),
+        # NaN and inf weights had come back as the log posterior itself, a
+        # negative one as a NaN GGN.
+        (dict(sample_weight=[1.0, np.nan, 1.0]), "finite and non-negative"),
+        (dict(sample_weight=[1.0, np.inf, 1.0]), "finite and non-negative"),
+        (dict(sample_weight=[1.0, -1.0, 1.0]), "finite and non-negative"),
     ],
 )
 def test_bad_arguments_raise(bad, match):
@@ -213,3 +218,29 @@ def test_arrays_of_two_namespaces_are_refused():
         log_posterior_grad(coefs, intercepts, xps.asarray(X), y)
     with pytest.raises(TypeError, match="Multiple namespaces"):
         log_posterior_grad(strict(coefs), strict(intercepts), X, y)
+
+
+def test_array_likes_are_taken_and_a_tuning_string_is_refused():
+    pd = pytest.importorskip("pandas")
+    xps = pytest.importorskip("array_api_strict")
+    coefs, intercepts, X, y = _small_network(np.random.RandomState(0))
+    w = np.arange(1.0, 11.0)
+    v = np.random.RandomState(1).normal(size=sum(c.size for c in coefs) + 7)
+    expected = log_posterior_grad(coefs, intercepts, X, y, sample_weight=w)
+    np.testing.assert_array_equal(
+        log_posterior_grad(
+            coefs, intercepts, X, pd.Series(y), sample_weight=pd.Series(w)
+        ),
+        expected,
+    )
+    product = log_posterior_hvp(coefs, intercepts, X, y, v)
+    np.testing.assert_array_equal(
+        log_posterior_hvp(coefs, intercepts, X, y, list(v)), product
+    )
+    # A NumPy v with another namespace's network is converted, not mixed.
+    strict = [xps.asarray(a) for a in coefs], [xps.asarray(b) for b in intercepts]
+    np.testing.assert_allclose(
+        np.asarray(log_posterior_hvp(*strict, xps.asarray(X), y, v)), product
+    )
+    with pytest.raises(TypeError, match="alpha must be a number"):
+        log_posterior(coefs, intercepts, X, y, alpha="evidence")
