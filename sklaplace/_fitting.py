@@ -337,7 +337,7 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
             ),
             jacobians,
             data,
-            content_folds(X, y_index, CV_FOLDS, seed),
+            content_folds(X, y_index, CV_FOLDS, seed, sample_weight),
             scales,
             predictive,
             probit,

@@ -55,15 +55,31 @@ def _content_hashes(X, y_index, seed):
     return hashes
 
 
-def content_folds(X, y_index, n_folds, seed):
+def content_folds(X, y_index, n_folds, seed, sample_weight=None):
     """Fold of each row, from a keyed hash of the row's features and label.
 
     Identical rows always share a fold, and a row's fold depends on neither
     the other rows nor their order: a row with integer weight ``k`` and
     ``k`` copies of it are held out together (sample weights stay
     equivalent to repetitions) and row order does not change the folds.
+    The rows of a class whose weight lies wholly in one fold get fold -1:
+    fitted in every fold, never held out (that fold's MAP would not have
+    seen the class: with a class of two rows in one fold the chosen scale
+    fell from 1e4 to 0.13 and the test log loss rose from 0.047 to 0.085).
     """
-    return (_content_hashes(X, y_index, seed) % np.uint64(n_folds)).astype(int)
+    folds = (_content_hashes(X, y_index, seed) % np.uint64(n_folds)).astype(int)
+    for k in range(n_folds):
+        out = folds == k
+        folds[out & _unfitted_classes(out, y_index, sample_weight)[y_index]] = -1
+    return folds
+
+
+def _unfitted_classes(out, y_index, sample_weight=None):
+    """Classes with weight in the data but none outside ``out`` (bool per class)."""
+    weight = np.ones(out.shape[0]) if sample_weight is None else sample_weight
+    n_classes = int(np.max(y_index)) + 1 if out.size else 0
+    fitted = np.bincount(y_index[~out], weight[~out], minlength=n_classes)
+    return (fitted == 0) & (np.bincount(y_index, weight, minlength=n_classes) > 0)
 
 
 def validation_rows(X, y_index, fraction, seed, sample_weight=None):
@@ -78,11 +94,7 @@ def validation_rows(X, y_index, fraction, seed, sample_weight=None):
     that had never seen it (``sample_weight``, default unit weights).
     """
     held = _content_hashes(X, y_index, seed) / 2.0**64 < fraction
-    weight = np.ones(held.shape[0]) if sample_weight is None else sample_weight
-    n_classes = int(np.max(y_index)) + 1 if held.size else 0
-    fitted = np.bincount(y_index[~held], weight[~held], minlength=n_classes)
-    total = np.bincount(y_index, weight, minlength=n_classes)
-    return held & ~((fitted == 0) & (total > 0))[y_index]
+    return held & ~_unfitted_classes(held, y_index, sample_weight)[y_index]
 
 
 def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive, probit):
@@ -162,7 +174,7 @@ def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive, probit=F
     data : tuple
         ``(X, y_index, sample_weight)``, NumPy arrays.
     folds : ndarray of int of shape (n_samples,)
-        From :func:`content_folds`.
+        From :func:`content_folds`; rows of fold -1 are never held out.
     scales : sequence of float
     predictive : callable
         ``predictive(xp, mean, cov) -> moderated logits``.
@@ -177,7 +189,7 @@ def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive, probit=F
     """
     X, y_index, weight = data
     losses, weights = [], []
-    for k in np.unique(folds):
+    for k in np.unique(folds[folds >= 0]):
         out = folds == k
         if not (np.sum(weight[out]) > 0 and np.sum(weight[~out]) > 0):
             continue

@@ -105,3 +105,39 @@ def test_a_folds_solver_and_posterior_warnings_stay_inside_the_search():
             fit_fold, jacobians, (X, y, np.ones(6)), folds, [1.0], None
         )
     assert len(trained) == 3 and result.losses.shape == (6, 1)
+
+
+def test_a_class_in_one_fold_is_fitted_in_every_fold():
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(200, 2)), np.r_[rng.randint(0, 2, 198), 2, 2]
+    # With weight 0 class 2 has nothing to lose: its rows keep the hash's
+    # folds, which show where the rule must act.
+    unweighted = np.r_[np.ones(198), 0.0, 0.0]
+    together = 0
+    for seed in range(40):
+        hashed = content_folds(X, y, 5, seed, sample_weight=unweighted)
+        folds = content_folds(X, y, 5, seed)
+        np.testing.assert_array_equal(folds[:198], hashed[:198])
+        if hashed[198] == hashed[199]:
+            together += 1
+            np.testing.assert_array_equal(folds[198:], [-1, -1])
+        else:
+            np.testing.assert_array_equal(folds[198:], hashed[198:])
+    assert 4 <= together <= 20  # about one seed in five
+
+
+def test_the_scale_does_not_depend_on_where_the_folds_put_a_rare_class():
+    # Class 2 has two rows; for random_state=5 the folds put both in one
+    # fold, whose MAP never saw the class: c fell from 1e4 to 0.13.
+    rng = np.random.RandomState(0)
+    X = np.r_[
+        rng.randn(30, 2) + [3, 0], rng.randn(30, 2) + [-3, 0], rng.randn(2, 2) + [0, 4]
+    ]
+    y = np.r_[np.zeros(30, int), np.ones(30, int), [2, 2]]
+    scales = [
+        LaplaceMLPClassifier((4,), alpha=1.0, random_state=seed)
+        .fit(X, y)
+        .prior_precision_scale_
+        for seed in (0, 5)
+    ]
+    assert scales[0] == scales[1]
