@@ -269,10 +269,23 @@ def _warn_if_near_singular(posterior):
         )
 
 
-def _jittered(xp, posterior_class, precision):
-    """Factorise ``precision + jitter I`` for the smallest tenfold jitter that works."""
+def _jittered(xp, posterior_class, precision, total_weight=0.0):
+    """Factorise ``precision + jitter I`` for the smallest tenfold jitter that works.
+
+    A precision zero to round-off against the data's total weight has no
+    scale to jitter by: refused (the jitter had been 2e-308, the variances
+    1e308, overflowing in every prediction).
+    """
     diagonal = precision if precision.ndim == 1 else xp.linalg.diagonal(precision)
     largest = float(xp.max(xp.abs(diagonal)))
+    if np.isfinite(largest) and not largest > np.finfo(np.float64).eps * total_weight:
+        raise ValueError(
+            "The posterior precision is zero to round-off (largest diagonal "
+            f"entry {largest:.3g}): the data determine none of the parameters at "
+            "the MAP and the prior is flat, so the Laplace posterior does not "
+            "exist. This happens when the network separates the data and its "
+            "units saturate; use alpha > 0 or alpha='evidence'."
+        )
     jitter = SINGULAR_RTOL * largest + np.finfo(np.float64).tiny
     for _ in range(_MAX_JITTER_TRIALS):
         jittered = plus_scaled_identity(xp, precision, jitter)
@@ -346,7 +359,8 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
         _warn_if_near_singular(posterior)
         return posterior, kind, getattr(posterior, "jitter", 0.0)
     precision = objective.constrained_curvature(curvature)
-    posterior, jitter = _jittered(xp, posterior_class, precision)
+    total_weight = float(objective.gradient_scale)
+    posterior, jitter = _jittered(xp, posterior_class, precision, total_weight)
     warn(
         "The posterior precision is numerically singular; added a jitter of "
         f"{jitter:.3g} to its diagonal (posterior_jitter_). {_SINGULAR_ADVICE}",

@@ -172,5 +172,7 @@ def check_finite_rows(xp, what, *arrays):
             f"The {what} overflowed (are not finite) for {index.size} of "
             f"{bad.shape[0]} samples (rows {index[:5].tolist()}"
             f"{', ...' if index.size > 5 else ''}): their features are too large "
-            "in magnitude for float64. Scale X as it was scaled for fit."
+            "in magnitude for float64 (scale X as it was scaled for fit), or the "
+            "posterior's variances overflow (a flat prior, alpha=0, on data the "
+            "network separates: use alpha > 0)."
         )

@@ -313,3 +313,24 @@ def test_jitter_gives_up_instead_of_looping():
     ]:
         with pytest.raises(NotPositiveDefiniteError, match="even with a jitter"):
             _jittered(xp, posterior_class, precision)
+
+
+def test_a_flat_prior_on_saturated_units_is_refused_with_a_reason():
+    # alpha = 0, flat biases, separable data: the tanh units saturate, the
+    # curvature underflows to 0 and no posterior exists. The jitter had been
+    # 2e-308, the variances 1e308: predictions of exactly 0.5 on training
+    # rows and a ValueError blaming the features' scale on the others.
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.randn(20, 2) - 4, rng.randn(20, 2) + 4]
+    y = np.r_[np.zeros(20, int), np.ones(20, int)]
+    clf = LaplaceMLPClassifier(
+        (5,), alpha=0.0, bias_prior_precision=0.0, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.raises(ValueError, match="zero to round-off.*alpha > 0"):
+            clf.fit(X, y)
+    assert not hasattr(clf, "coefs_")
+    # With a prior the same data fit and predict the MAP's decisions.
+    clf.set_params(alpha=1.0).fit(X, y)
+    np.testing.assert_array_equal(clf.predict(X), y)
