@@ -75,7 +75,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         ``"evidence_per_layer"`` tunes one value per layer the same way; it
         can run into a degenerate maximum (a warning says so). ``"auto"``
         is ``"evidence"`` where refits are cheap (one gradient at most 5e6
-        multiply-adds, ``n_samples * n_params``) and 1.0 beyond (``alpha_``).
+        multiply-adds, ``n_samples * n_params``, identical rows counted
+        once) and 1.0 beyond (``alpha_``).
     bias_prior_precision : float or array-like of shape (n_layers,), default=0.1
         Prior precision of the biases. Values must be in the range
         ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden

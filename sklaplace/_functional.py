@@ -65,15 +65,32 @@ def _as_host(value):
 
 
 def _numeric_host(value, name):
-    """``_as_host(value)`` as float64, or a TypeError naming ``name``."""
+    """``_as_host(value)`` as float64, or a TypeError naming ``name``.
+
+    Real numbers only: a complex value would lose its imaginary part.
+    """
     host = _as_host(value)
-    if not (np.issubdtype(host.dtype, np.number) or host.dtype == bool):
+    if not (
+        np.issubdtype(host.dtype, np.integer)
+        or np.issubdtype(host.dtype, np.floating)
+        or host.dtype == bool
+    ):
+        hint = " (for alpha='evidence' use LaplaceMLPClassifier)" * (name == "alpha")
         raise TypeError(
-            f"{name} must be a number or an array of numbers, got {value!r} (the "
-            "functional API takes fixed values: for alpha='evidence' use "
-            "LaplaceMLPClassifier)."
+            f"{name} must be a real number or an array of them, got {value!r}{hint}."
         )
     return host.astype(np.float64)
+
+
+def _finite_in(xp, array, dtype, message):
+    """``array`` in ``xp`` as ``dtype``; ``ValueError(message)`` if not finite there.
+
+    Checked after the cast: 1e39 is finite in float64 and inf in float32.
+    """
+    cast = xp.asarray(array, dtype=dtype)
+    if not bool(xp.all(xp.isfinite(cast))):
+        raise ValueError(message)
+    return cast
 
 
 def _check_activation(activation):
@@ -177,15 +194,24 @@ def _objective(
         weight = _numeric_host(sample_weight, "sample_weight")
         if weight.shape != (X.shape[0],):
             raise ValueError(f"sample_weight must have shape ({X.shape[0]},).")
-        if not np.all(np.isfinite(weight)) or np.any(weight < 0):
-            # NaN and inf had come back as the log posterior, a negative
-            # weight as a NaN GGN (the square root of its curvature).
-            raise ValueError("sample_weight must be finite and non-negative.")
-        sample_weight = xp.asarray(weight, dtype=dtype)
+        # NaN and inf had come back as the log posterior, a negative weight
+        # as a NaN GGN (the square root of its curvature).
+        message = (
+            "sample_weight must be finite (in the network's dtype) and non-negative."
+        )
+        if np.any(weight < 0):
+            raise ValueError(message)
+        sample_weight = _finite_in(xp, weight, dtype, message)
     precision = prior_precision_vector(
         layout,
         _numeric_host(alpha, "alpha"),
         _numeric_host(bias_prior_precision, "bias_prior_precision"),
+    )
+    precision = _finite_in(
+        xp,
+        precision,
+        dtype,
+        "alpha and bias_prior_precision must be finite in the network's dtype.",
     )
     obj = NegLogPosterior(
         xp,
@@ -195,7 +221,7 @@ def _objective(
         X,
         Y,
         sample_weight,
-        xp.asarray(precision, dtype=dtype),
+        precision,
         memory_budget,
     )
     return obj, theta

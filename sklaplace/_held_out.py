@@ -58,10 +58,10 @@ def _content_hashes(X, y_index, seed):
 def content_folds(X, y_index, n_folds, seed, sample_weight=None):
     """Fold of each row, from a keyed hash of the row's features and label.
 
-    Identical rows always share a fold, and a row's fold depends on neither
-    the other rows nor their order: a row with integer weight ``k`` and
-    ``k`` copies of it are held out together (sample weights stay
-    equivalent to repetitions) and row order does not change the folds.
+    Identical rows always share a fold, and a row's fold depends on its own
+    content only (but for the class rule below), never on the row order: a
+    row with integer weight ``k`` and ``k`` copies of it are held out
+    together (sample weights stay equivalent to repetitions).
     The rows of a class whose weight lies wholly in one fold get fold -1:
     fitted in every fold, never held out (that fold's MAP would not have
     seen the class: with a class of two rows in one fold the chosen scale

@@ -192,14 +192,15 @@ def predictive_rows_per_chunk(link_approx, n_outputs, n_mc_samples):
 def mc_noise(xp, seed, n_draws, n_outputs):
     """Draw ``(n_draws, n_outputs)`` standard normals seeded by ``seed``.
 
-    Antithetic: the draws come in pairs ``z, -z`` (an odd count ends with
-    one unpaired draw). The pairs cancel the odd part of the link's error,
-    and with one logit they keep the MAP's decision: ``sigmoid(m + x) +
-    sigmoid(m - x) > 1`` exactly when ``m > 0``, where independent draws
-    had flipped 264 of 2,000 far-away points.
+    Antithetic: the draws come in pairs ``z, -z``, and an odd count adds a
+    draw of 0 (the mean itself). The pairs cancel the odd part of the link's
+    error, and with one logit they keep the MAP's decision: ``sigmoid(m + x)
+    + sigmoid(m - x) > 1`` exactly when ``m > 0`` (and ``sigmoid(m) > 1/2``),
+    where independent draws had flipped 264 of 2,000 far-away points.
     """
-    half = np.random.RandomState(seed).standard_normal(((n_draws + 1) // 2, n_outputs))
-    return xp.asarray(np.concatenate([half, -half])[:n_draws])
+    half = np.random.RandomState(seed).standard_normal((n_draws // 2, n_outputs))
+    zero = np.zeros((n_draws % 2, n_outputs))
+    return xp.asarray(np.concatenate([half, -half, zero]))
 
 
 def moderated_logits(xp, mean, cov, link_approx, n_mc_samples, seed, rows):

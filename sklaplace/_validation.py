@@ -57,6 +57,14 @@ def validate_fit_data(estimator, X, y, sample_weight):
         total = np.sum(sample_weight)
     if not total > 0:
         raise ValueError("sample_weight must not sum to zero: no sample would count.")
+    if not np.isfinite(total):
+        # Merged rows would carry an infinite weight, and every curvature
+        # scales with the total.
+        raise ValueError(
+            "sample_weight sums to more than float64 can hold: divide the "
+            "weights by a common factor (only their ratios and the prior's "
+            "strength relative to them matter)."
+        )
     check_feature_scale(X, sample_weight)
     classes, y_index = np.unique(y, return_inverse=True)
     if classes.shape[0] < 2:

@@ -116,6 +116,8 @@ def _checked(y_true, proba, classes):
             f"classes must name the {proba.shape[1]} columns of proba, got "
             f"shape {classes.shape}."
         )
+    if np.unique(classes).shape[0] != classes.shape[0]:
+        raise ValueError(f"classes must not repeat a label, got {classes}.")
     unknown = ~np.isin(y_true, classes)
     if np.any(unknown):
         raise ValueError(

@@ -124,9 +124,18 @@ def test_sample_weight_is_row_repetition():
         (dict(bias_prior_precision=[1.0, 2.0, 3.0]), "bias_prior_precision"),
         # NaN and inf weights had come back as the log posterior itself, a
         # negative one as a NaN GGN.
-        (dict(sample_weight=[1.0, np.nan, 1.0]), "finite and non-negative"),
-        (dict(sample_weight=[1.0, np.inf, 1.0]), "finite and non-negative"),
-        (dict(sample_weight=[1.0, -1.0, 1.0]), "finite and non-negative"),
+        (
+            dict(sample_weight=[1.0, np.nan, 1.0]),
+            r"finite \(in the network.s dtype\) and non-negative",
+        ),
+        (
+            dict(sample_weight=[1.0, np.inf, 1.0]),
+            r"finite \(in the network.s dtype\) and non-negative",
+        ),
+        (
+            dict(sample_weight=[1.0, -1.0, 1.0]),
+            r"finite \(in the network.s dtype\) and non-negative",
+        ),
     ],
 )
 def test_bad_arguments_raise(bad, match):
@@ -242,5 +251,22 @@ def test_array_likes_are_taken_and_a_tuning_string_is_refused():
     np.testing.assert_allclose(
         np.asarray(log_posterior_hvp(*strict, xps.asarray(X), y, v)), product
     )
-    with pytest.raises(TypeError, match="alpha must be a number"):
+    with pytest.raises(
+        TypeError, match="alpha must be a real number.*LaplaceMLPClassifier"
+    ):
         log_posterior(coefs, intercepts, X, y, alpha="evidence")
+
+
+def test_values_that_overflow_the_networks_dtype_or_are_complex_are_refused():
+    # 1e39 is finite in float64 and inf in float32: checked after the cast
+    # (a float32 network had returned -inf and an all-NaN gradient).
+    coefs, intercepts, X, y = _small_network(np.random.RandomState(0), np.float32)
+    with pytest.raises(ValueError, match="sample_weight must be finite"):
+        log_posterior(coefs, intercepts, X, y, sample_weight=np.full(10, 1e39))
+    with pytest.raises(ValueError, match="alpha and bias_prior_precision"):
+        log_posterior(coefs, intercepts, X, y, alpha=1e39)
+    # A complex value would lose its imaginary part.
+    with pytest.raises(TypeError, match="sample_weight must be a real number"):
+        log_posterior(coefs, intercepts, X, y, sample_weight=np.ones(10) + 1j)
+    with pytest.raises(TypeError, match="alpha must be a real number"):
+        log_posterior(coefs, intercepts, X, y, alpha=1.0 + 1j)

@@ -104,3 +104,11 @@ def test_bad_metric_input_is_refused(y, proba, kwargs, match):
 def test_ece_needs_a_positive_number_of_bins(n_bins):
     with pytest.raises(ValueError, match="n_bins"):
         expected_calibration_error([0, 1], np.eye(2), n_bins=n_bins)
+
+
+def test_classes_must_not_repeat_a_label():
+    # [0, 0, 1] had given a one-hot row with two ones: 0.25 for a perfect score.
+    proba = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    for metric in (multiclass_brier_score, expected_calibration_error):
+        with pytest.raises(ValueError, match="repeat"):
+            metric([0, 1], proba, classes=[0, 0, 1])

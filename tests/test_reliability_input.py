@@ -410,9 +410,22 @@ def test_features_too_large_are_refused_alike_with_or_without_hidden_layers(
 
 
 def test_large_weights_overflow_the_feature_check_too(no_heavy_work):
-    # sample_weight enters the sums: normal features with weights of 1e308.
+    # sample_weight enters the sums: features of scale 10 with weights whose
+    # total (1.2e308) float64 still holds.
     with pytest.raises(ValueError, match=r"exceeds float64 for 3 feature"):
-        LaplaceMLPClassifier(**SMALL).fit(X, Y, sample_weight=np.full(24, 1e308))
+        LaplaceMLPClassifier(**SMALL).fit(10.0 * X, Y, sample_weight=np.full(24, 5e306))
+
+
+def test_weights_whose_total_overflows_are_refused(no_heavy_work):
+    # Small features keep sum(w x^2) finite; two identical rows of weight
+    # 1e308 had merged into one of infinite weight (a ZeroDivisionError in
+    # Newton-CG, or a "flat prior" message with alpha=1).
+    Xs, weight = 0.01 * X.copy(), np.ones(24)
+    Xs[1], weight[:2] = Xs[0], 1e308
+    y = Y.copy()
+    y[1] = y[0]
+    with pytest.raises(ValueError, match="sums to more than float64"):
+        LaplaceMLPClassifier(**SMALL).fit(Xs, y, sample_weight=weight)
 
 
 # ------------------------------------------------ features far from unit scale
