@@ -73,7 +73,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         / ||w||^2`` and refit until no alpha moves 0.01% (at most 50 refits,
         fewer if they cycle, with a ``ConvergenceWarning``; see the guide).
         ``"evidence_per_layer"`` tunes one value per layer the same way; it
-        can run into a degenerate maximum (a warning says so). ``"auto"``
+        can head for a degenerate limit (an alpha at its bound, a warning says
+        so; one such end had lower evidence than the single alpha's). ``"auto"``
         is ``"evidence"`` where refits are cheap (one gradient at most 5e6
         multiply-adds, ``n_samples * n_params``, identical rows counted
         once) and 1.0 beyond (``alpha_``).

@@ -395,9 +395,10 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal):
             "alpha='evidence' or a fixed alpha" if len(groups) > 1 else "a fixed alpha"
         )
         warn(
-            f"The evidence drove alpha to a bound of {EVIDENCE_BOUNDS} ({alpha}): it "
-            "is maximised in a degenerate limit (e.g. one layer's weights vanishing "
-            f"while the next layer's grow, or separable data). Prefer {advice}.",
+            f"The evidence drove alpha to a bound of {EVIDENCE_BOUNDS} ({alpha}): "
+            "MacKay's updates head for a degenerate limit (e.g. one layer's weights "
+            "vanishing while the next layer's grow, or separable data), where the "
+            f"evidence need not be larger. Prefer {advice}.",
             LaplaceApproximationWarning,
         )
     return EvidenceTuning(fit, alpha, history, gammas)

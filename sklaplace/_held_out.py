@@ -109,8 +109,12 @@ def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive, probit)
     precision is not positive definite or the loss is not finite.
     """
     xp = fold.objective.xp
+    fixed = fold.objective.fixed  # on the fit's device; the family indexes host arrays
     family = ScaledPriorFamily(
-        fold.posterior, fold.prior_precision, fold.objective.fixed, xp
+        fold.posterior,
+        fold.prior_precision,
+        None if fixed is None else to_numpy(fixed),
+        xp,
     )
     likelihood = fold.objective.likelihood
     losses, start = np.full((X.shape[0], len(scales)), np.inf), 0

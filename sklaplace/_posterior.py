@@ -350,17 +350,26 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
             continue
         curvature = builders[kind, structure](objective, theta_map)
         check_finite_curvature(xp, curvature)
+        # A full or diagonal curvature is constrained once, here: the jitter
+        # below starts from this same matrix (constraining it again, in
+        # place, had added the flat softmax direction twice).
+        dense = hasattr(posterior_class, "from_precision")
+        if dense:
+            curvature = objective.constrained_curvature(curvature)
         try:
-            posterior = posterior_class.from_curvature(objective, curvature)
+            posterior = (
+                posterior_class.from_precision(xp, curvature)
+                if dense
+                else posterior_class.from_curvature(objective, curvature)
+            )
         except NotPositiveDefiniteError:
             if kind == "exact":
                 _warn_exact_fallback(structure)
             continue
         _warn_if_near_singular(posterior)
         return posterior, kind, getattr(posterior, "jitter", 0.0)
-    precision = objective.constrained_curvature(curvature)
     total_weight = float(objective.gradient_scale)
-    posterior, jitter = _jittered(xp, posterior_class, precision, total_weight)
+    posterior, jitter = _jittered(xp, posterior_class, curvature, total_weight)
     warn(
         "The posterior precision is numerically singular; added a jitter of "
         f"{jitter:.3g} to its diagonal (posterior_jitter_). {_SINGULAR_ADVICE}",

@@ -266,10 +266,21 @@ def strict_backend(monkeypatch):
 
     Every array of fit and predict then lives in a namespace that rejects
     anything outside the standard: a hidden NumPy call fails here, on CI,
-    as it would fail on a GPU.
+    as it would fail on a GPU. array_api_strict lets NumPy convert its
+    arrays implicitly (``np.asarray``, a NumPy array indexed by one), which
+    CuPy refuses: refused here too (a pruned refit's held-out choice had
+    indexed host arrays with a device mask).
     """
+    from array_api_strict._array_object import Array
+
     import sklaplace._estimator
     import sklaplace._fitted
+
+    def refuse(self, *args, **kwargs):
+        raise TypeError("implicit host conversion (CuPy refuses it)")
+
+    monkeypatch.setattr(Array, "__array__", refuse)
+    monkeypatch.setattr(Array, "__buffer__", refuse, raising=False)
 
     def resolve(backend):
         return xps if backend == "cupy" else resolve_backend(backend)

@@ -15,7 +15,7 @@ from sklearn.datasets import make_blobs, make_classification
 from sklearn.exceptions import ConvergenceWarning
 
 import sklaplace._estimator as estimator_module
-from sklaplace import LaplaceMLPClassifier
+from sklaplace import LaplaceMLPClassifier, log_posterior_hessian
 from sklaplace._backend import NotPositiveDefiniteError, get_namespace
 from sklaplace._likelihood import Bernoulli, Categorical
 from sklaplace._posterior import DiagPosterior, FullPosterior, _jittered
@@ -334,3 +334,43 @@ def test_a_flat_prior_on_saturated_units_is_refused_with_a_reason():
     # With a prior the same data fit and predict the MAP's decisions.
     clf.set_params(alpha=1.0).fit(X, y)
     np.testing.assert_array_equal(clf.predict(X), y)
+
+
+def test_the_jittered_posterior_adds_the_flat_softmax_direction_once():
+    # K = 3 classes, flat priors: the precision needs a jitter, and the
+    # fallback had constrained the already constrained curvature again
+    # (2/K on the output-bias block instead of 1/K: the evidence 0.35 nats
+    # low). Reference: the functional API's GGN (the negative of its
+    # log-posterior Hessian), another code path.
+    X, y = make_classification(
+        80, 5, n_informative=4, n_redundant=0, n_classes=3, random_state=1
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = LaplaceMLPClassifier(
+            (4,),
+            alpha=0.0,
+            bias_prior_precision=0.0,
+            hessian_structure="full",
+            prior_precision_scale=1.0,
+            tol=1e-10,
+            max_iter=50,
+            random_state=0,
+        ).fit(X, y)
+    assert clf.posterior_jitter_ > 0
+    assert any("jitter" in str(w.message) for w in caught)
+    L = clf.posterior_.cholesky_factor
+    ggn = -log_posterior_hessian(
+        clf.coefs_,
+        clf.intercepts_,
+        X,
+        y,
+        kind="ggn",
+        activation="tanh",
+        alpha=0.0,
+        bias_prior_precision=0.0,
+    )
+    block = (L @ L.T - ggn)[-3:, -3:]
+    np.testing.assert_allclose(
+        block - clf.posterior_jitter_ * np.eye(3), np.full((3, 3), 1 / 3), atol=1e-4
+    )
