@@ -10,7 +10,7 @@ sample instead of ``n_outputs * n_params`` (63 MB per ten rows at 79,510
 parameters and 10 classes).
 """
 
-from sklaplace._memory import DEFAULT_MEMORY_BUDGET
+from sklaplace import _memory
 from sklaplace._network import backprop, forward, with_ones
 
 __all__ = ["FactoredJacobian", "logit_factors"]
@@ -64,7 +64,7 @@ def logit_factors(xp, layout, theta, activation, X):
     """
     K = layout.n_outputs
     numbers = sum(r + K * c for r, c in layout.shapes) + 2 * K * K
-    rows = max(1, DEFAULT_MEMORY_BUDGET // (3 * 8 * numbers))
+    rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // (3 * 8 * numbers))
     eye = xp.eye(K, dtype=theta.dtype)
     for start in range(0, X.shape[0], rows):
         Xc = xp.asarray(X[start : min(start + rows, X.shape[0]), ...])

@@ -8,9 +8,10 @@ weights and 0 on the biases. ``L`` is minus the log posterior up to a constant,
 so its Hessian is the posterior precision at a mode.
 """
 
+from sklaplace import _memory
 from sklaplace._activations import SECOND_DERIVATIVES
 from sklaplace._backend import pin_to_identity
-from sklaplace._memory import DEFAULT_MEMORY_BUDGET, check_memory
+from sklaplace._memory import check_memory
 from sklaplace._network import backprop, forward, jvp, second_order_backprop, vjp
 
 __all__ = ["NegLogPosterior"]
@@ -34,9 +35,10 @@ class NegLogPosterior:
         Encoded targets (see ``likelihood.encode``).
     sample_weight : array of shape (n_samples,)
     prior_precision : array of shape (n_params,)
-    memory_budget : int, default=DEFAULT_MEMORY_BUDGET
+    memory_budget : int, default=None
         Bytes allowed for one chunk of per-sample intermediates when forming
-        curvature matrices; rows are processed in chunks that fit it.
+        curvature matrices; rows are processed in chunks that fit it. None:
+        ``sklaplace._memory.DEFAULT_MEMORY_BUDGET`` as it is at construction.
     fixed : array of bool of shape (n_params,), default=None
         Parameters held at zero (pruned weights, dead units): the gradient
         is zero there and :meth:`constrained_curvature` decouples them (unit
@@ -59,7 +61,7 @@ class NegLogPosterior:
         Y,
         sample_weight,
         prior_precision,
-        memory_budget=DEFAULT_MEMORY_BUDGET,
+        memory_budget=None,
         fixed=None,
     ):
         self.xp = xp
@@ -68,7 +70,10 @@ class NegLogPosterior:
         self.likelihood = likelihood
         self.X, self.Y, self.sample_weight = X, Y, sample_weight
         self.prior_precision = prior_precision
-        self.memory_budget = memory_budget
+        # Read at construction, not import: the module constant can be set.
+        self.memory_budget = (
+            _memory.DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
+        )
         self.fixed = fixed
         # 1.0 on the free parameters, 0.0 on the fixed ones.
         self._free = None if fixed is None else 1.0 - xp.astype(fixed, X.dtype)

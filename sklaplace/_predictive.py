@@ -11,8 +11,9 @@ import math
 
 import numpy as np
 
+from sklaplace import _memory
 from sklaplace._jacobian import logit_factors
-from sklaplace._memory import DEFAULT_MEMORY_BUDGET, check_memory
+from sklaplace._memory import check_memory
 from sklaplace._network import forward, jacobian_factor
 
 __all__ = [
@@ -55,7 +56,7 @@ def logit_jacobians(xp, layout, theta, activation, X, keep=None):
     n_outputs = layout.n_outputs
     bytes_per_row = 4 * 8 * n_outputs * layout.n_params
     check_memory(bytes_per_row, "The logit Jacobian of one sample")
-    rows = max(1, DEFAULT_MEMORY_BUDGET // bytes_per_row)
+    rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // bytes_per_row)
     eye = xp.eye(n_outputs, dtype=theta.dtype)
     for start in range(0, X.shape[0], rows):
         Xc = xp.asarray(X[start : min(start + rows, X.shape[0]), ...])
@@ -186,7 +187,7 @@ def predictive_rows_per_chunk(link_approx, n_outputs, n_mc_samples):
             f"The {n_mc_samples} Monte Carlo draws of one sample",
             "Use a smaller n_mc_samples or link_approx='probit'.",
         )
-    return max(1, DEFAULT_MEMORY_BUDGET // bytes_per_row)
+    return max(1, _memory.DEFAULT_MEMORY_BUDGET // bytes_per_row)
 
 
 def mc_noise(xp, seed, n_draws, n_outputs):

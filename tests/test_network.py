@@ -66,9 +66,10 @@ def test_logit_factors_in_one_row_chunks_are_the_jacobian(monkeypatch):
     # order; their dense J, and the last layer's factors alone, are the
     # finite-difference Jacobian (the last layer's columns for the latter).
     import sklaplace._jacobian as jacobian_module
+    import sklaplace._memory as memory_module
 
     obj, theta = make_problem(n_classes=3, hidden=(4, 3), n_samples=7)
-    monkeypatch.setattr(jacobian_module, "DEFAULT_MEMORY_BUDGET", 1)
+    monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", 1)
     chunks = list(
         jacobian_module.logit_factors(np, obj.layout, theta, obj.activation, obj.X)
     )

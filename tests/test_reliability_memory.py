@@ -149,8 +149,21 @@ def test_row_chunked_predictions_equal_one_block(monkeypatch, link):
     clf = LaplaceMLPClassifier((2,), link_approx=link, n_mc_samples=64).fit(X, y)
     whole = clf.predict_proba(X)
     # One row per chunk, both for the Jacobians and for the predictive.
-    monkeypatch.setattr(predictive_module, "DEFAULT_MEMORY_BUDGET", 1)
+    monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", 1)
     np.testing.assert_allclose(clf.predict_proba(X), whole, rtol=1e-12, atol=1e-15)
+
+
+def test_the_module_budget_reaches_every_chunked_computation(monkeypatch):
+    # Copied at import, sklaplace._memory.DEFAULT_MEMORY_BUDGET had changed
+    # nothing when set (the user guide lists it among the settable limits).
+    X, y = RNG.normal(size=(12, 3)), np.arange(12) % 3
+    clf = LaplaceMLPClassifier((2,), alpha=1.0, prior_precision_scale=1.0, tol=1e-10)
+    whole = clf.fit(X, y).predict_proba(X)
+    monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", 1)
+    obj, _ = make_problem(n_classes=3, hidden=(2,), n_samples=5)
+    assert [chunk[0].shape[0] for chunk in obj.row_chunks(64)] == [1] * 5
+    assert predictive_module.predictive_rows_per_chunk("probit", 3, 1) == 1
+    np.testing.assert_allclose(clf.fit(X, y).predict_proba(X), whole, rtol=1e-8)
 
 
 @pytest.mark.parametrize(
