@@ -184,12 +184,19 @@ def _culprits(solver, structure):
     return " and ".join(needs)
 
 
-def check_fit_memory(n_params, solver, structure, prior_precision_scale=1.0, alpha=1.0):
+def check_fit_memory(
+    n_params,
+    solver,
+    structure,
+    prior_precision_scale=1.0,
+    alpha=1.0,
+    subject="this network",
+):
     """Refuse, before any work, a fit whose dense matrices exceed the limits.
 
     One ``n_params x n_params`` float64 matrix must fit ``DENSE_MEMORY_LIMIT``
     and all those the fit holds at once (:func:`dense_matrices_at_peak`)
-    ``FIT_MEMORY_LIMIT``.
+    ``FIT_MEMORY_LIMIT``. ``subject`` names whose parameters they are.
     """
     count = dense_matrices_at_peak(solver, structure, prior_precision_scale, alpha)
     if count == 0:
@@ -203,7 +210,7 @@ def check_fit_memory(n_params, solver, structure, prior_precision_scale=1.0, alp
     )
     what = (
         f"The {n} x {n} float64 matrices that {_culprits(solver, structure)} "
-        f"need for this network ({n} parameters)"
+        f"need for {subject} ({n} parameters)"
     )
     check_memory(one, what, advice)
     if count * one > FIT_MEMORY_LIMIT:
@@ -339,4 +346,11 @@ def resolved_params(estimator, layout, n_samples, tune=None):
         params.subset_of_weights = "all"
     dense = params.hessian_structure if params.subset_of_weights == "all" else None
     check_fit_memory(n_params, params.solver, dense, scale, params.alpha)
+    if params.subset_of_weights == "last_layer":
+        # Its posterior is dense over the last layer's parameters (it had been
+        # refused only after the MAP fit).
+        n_last = (layout.layer_sizes[-2] + 1) * n_outputs
+        subject = "the last layer (subset_of_weights='last_layer'; narrow it)"
+        structure = params.hessian_structure
+        check_fit_memory(n_last, "lbfgs", structure, scale, params.alpha, subject)
     return params

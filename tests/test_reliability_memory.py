@@ -103,6 +103,27 @@ def test_a_lowered_limit_applies_everywhere(tiny_limit):
     assert np.all(np.isfinite(clf.predict_proba(X)))
 
 
+def test_a_last_layer_posterior_over_the_limit_is_refused_before_the_map(
+    tiny_limit, monkeypatch
+):
+    # Hidden (16,), 2 classes: 17 last-layer parameters (17 x 17 = 2.3 KiB,
+    # over the 1 KiB limit), refused before the solver runs (it had been
+    # refused only after the MAP); a diagonal one fits.
+    def no_solve(*args, **kwargs):
+        raise AssertionError("the MAP solver ran before the memory check")
+
+    X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
+    params = dict(solver="lbfgs", subset_of_weights="last_layer", alpha=1.0)
+    with monkeypatch.context() as patched:
+        patched.setattr(fitting_module, "minimize_map", no_solve)
+        with pytest.raises(MemoryLimitError, match="17 x 17.*the last layer"):
+            LaplaceMLPClassifier(
+                (16,), hessian_structure="full", prior_precision_scale=1.0, **params
+            ).fit(X, y)
+    clf = LaplaceMLPClassifier((16,), hessian_structure="diag", **params).fit(X, y)
+    assert np.all(np.isfinite(clf.predict_proba(X)))
+
+
 def test_curvature_engine_checks_before_allocating(tiny_limit):
     obj, theta = make_problem(hidden=(4,), n_features=3)  # 21 parameters
     for curvature in (ggn_hessian, exact_hessian):
