@@ -28,7 +28,6 @@ from sklaplace._activations import ACTIVATIONS
 from sklaplace._backend import get_namespace, to_numpy
 from sklaplace._curvature import CURVATURE_BUILDERS
 from sklaplace._likelihood import Bernoulli, Categorical
-from sklaplace._memory import DEFAULT_MEMORY_BUDGET
 from sklaplace._network import ParamLayout
 from sklaplace._objective import NegLogPosterior
 from sklaplace._prior import prior_precision_vector
@@ -136,6 +135,8 @@ def _check_shapes(coefs, intercepts):
 
 
 def _check_memory_budget(memory_budget):
+    if memory_budget is None:  # the module's DEFAULT_MEMORY_BUDGET, read when used
+        return
     if isinstance(memory_budget, bool) or not isinstance(memory_budget, Real):
         raise TypeError(
             "memory_budget must be a number of bytes, got "
@@ -157,7 +158,7 @@ def _objective(
     alpha,
     bias_prior_precision,
     sample_weight,
-    memory_budget=DEFAULT_MEMORY_BUDGET,
+    memory_budget=None,
 ):
     """Build the objective and ``theta`` from MLPClassifier-layout arrays."""
     _check_shapes(coefs, intercepts)
@@ -297,7 +298,7 @@ def log_posterior_hessian(
     alpha=1e-4,
     bias_prior_precision=0.0,
     sample_weight=None,
-    memory_budget=DEFAULT_MEMORY_BUDGET,
+    memory_budget=None,
 ):
     if kind in _RENAMED_KINDS:
         warn(
@@ -413,9 +414,10 @@ log_posterior_hessian.__doc__ = f"""Hessian of :func:`log_posterior` in ``theta`
         matrix (``O(n_samples * n_params)`` for the GGN's). The former name
         ``"diag"`` (the GGN's diagonal) still works, with a ``FutureWarning``.
     {_KEYWORDS_DOC}
-    memory_budget : int, default=256 MiB
+    memory_budget : int, default=None
         Bytes one chunk of per-sample intermediates may take; rows are summed
-        in chunks that fit it.
+        in chunks that fit it. None: ``sklaplace._memory.DEFAULT_MEMORY_BUDGET``
+        (256 MiB) as it is at the call.
 
     Returns
     -------

@@ -69,9 +69,10 @@ def test_sklearn_compatible_estimator(estimator, check):
 
 
 # The literal default, as a new user would check it. Its full battery takes
-# 100 s (the evidence-tuned refits on every check's data); these are the
-# checks that compare two fits' numbers, which summation order had failed
-# at relative differences near 1e-7 before fit merged identical rows.
+# about 100 s (the evidence-tuned refits on every check's data); these are
+# the checks that compare numbers across data orders and subsets: the
+# weight-equivalence check (two fits) had failed at relative differences
+# near 1e-7 before fit merged identical rows.
 @pytest.mark.parametrize(
     "check",
     [

@@ -79,9 +79,12 @@ def test_a_batch_without_some_class_needs_the_classes():
             metric(y, proba)
     assert multiclass_brier_score(y, proba, classes=[0, 1]) == 0.0
     assert expected_calibration_error(y, proba, classes=[0, 1]) == 0.0
-    # Three columns, labels {0, 2}: column 1 must not be read as label 2.
-    proba3 = np.array([[0.1, 0.9, 0.0], [0.0, 0.0, 1.0]])
-    assert expected_calibration_error([2, 2], proba3, classes=[0, 1, 2]) == 0.45
+    # Three columns, labels {0, 2}: column 1 had been read as label 2 (the
+    # second row, predicted as column 1, counted as right).
+    proba3 = np.array([[0.1, 0.9, 0.0], [0.1, 0.9, 0.0]])
+    with pytest.raises(ValueError, match="pass classes="):
+        expected_calibration_error([0, 2], proba3)
+    assert expected_calibration_error([0, 2], proba3, classes=[0, 1, 2]) == 0.9
 
 
 @pytest.mark.parametrize(
