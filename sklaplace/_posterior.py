@@ -74,13 +74,6 @@ class FullPosterior:
         """Factor a precision matrix; raises :class:`NotPositiveDefiniteError`."""
         return cls(to_numpy(cholesky(xp, precision)))
 
-    @classmethod
-    def from_curvature(cls, objective, curvature):
-        """Posterior of ``objective`` with precision ``curvature`` (constrained)."""
-        return cls.from_precision(
-            objective.xp, objective.constrained_curvature(curvature)
-        )
-
     @property
     def n_params(self):
         """Dimension of the posterior."""
@@ -187,13 +180,6 @@ class DiagPosterior:
 
     def __init__(self, precision):
         self.precision = precision
-
-    @classmethod
-    def from_curvature(cls, objective, curvature):
-        """Posterior of ``objective`` with precision ``curvature`` (constrained)."""
-        return cls.from_precision(
-            objective.xp, objective.constrained_curvature(curvature)
-        )
 
     @classmethod
     def from_precision(cls, xp, precision):
@@ -353,7 +339,7 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
         # A full or diagonal curvature is constrained once, here: the jitter
         # below starts from this same matrix (constraining it again, in
         # place, had added the flat softmax direction twice).
-        dense = hasattr(posterior_class, "from_precision")
+        dense = hasattr(posterior_class, "from_precision")  # not Kronecker factors
         if dense:
             curvature = objective.constrained_curvature(curvature)
         try:
