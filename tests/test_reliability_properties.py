@@ -213,16 +213,21 @@ def _weighted_map(X, y, weight, alpha, bias_prior_precision):
     A = np.repeat(A, n_outputs)  # theta = [W.ravel() (C order), b]
 
     def objective(theta):
+        # Value and analytic gradient: BFGS on finite differences stops
+        # 3e-6 short of the MAP (SciPy 1.17), above this test's tolerance.
         F = X1 @ theta.reshape(X1.shape[1], n_outputs)
         if K == 2:
             nll = np.logaddexp(0.0, F[:, 0]) - y * F[:, 0]
+            dF = (scipy.special.expit(F[:, 0]) - y)[:, None]
         else:
             nll = scipy.special.logsumexp(F, axis=1) - F[np.arange(len(y)), y]
-        return np.sum(weight * nll) + 0.5 * np.sum(A * theta**2)
+            dF = scipy.special.softmax(F, axis=1) - np.eye(K)[y]
+        value = np.sum(weight * nll) + 0.5 * np.sum(A * theta**2)
+        return value, (X1.T @ (weight[:, None] * dF)).ravel() + A * theta
 
     theta0 = np.zeros(X1.shape[1] * n_outputs)
     return scipy.optimize.minimize(
-        objective, theta0, method="BFGS", options={"gtol": 1e-10}
+        objective, theta0, jac=True, method="BFGS", options={"gtol": 1e-10}
     ).x
 
 
