@@ -95,12 +95,14 @@ fig.tight_layout()
 # one underfits. Near the optimum the probit curve is flatter towards a
 # stronger prior than the MAP curve: from ``alpha=1`` to 3.2 it moves by
 # about 0.0001 where the MAP curve rises by 0.004, because the narrower
-# posterior moderates less. On this data set
-# the moderation does not pay off in-distribution -- the plug-in MAP
-# probabilities have the lower cross-validated log loss at every ``alpha``
-# (the reliability diagrams in
+# posterior moderates less. On this data set the moderation does not pay
+# off in-distribution near the optimum: the plug-in MAP probabilities have
+# the lower cross-validated log loss from ``alpha=0.03`` up, and the best MAP
+# beats the best probit (the reliability diagrams in
 # :ref:`sphx_glr_auto_examples_plot_reliability_diagrams.py` show the same:
-# the MAP network is already calibrated). The Laplace predictive earns its
+# the MAP network is already calibrated). Only at the overfitting end
+# (``alpha=0.01``: 0.091 against 0.097 in this run) do the probit's
+# moderated probabilities score better. The Laplace predictive earns its
 # keep away from the data; see
 # :ref:`sphx_glr_auto_examples_plot_predictive_uncertainty.py`.
 #
@@ -113,5 +115,6 @@ print(f"held-out log loss of the refitted best pipeline: {test_loss:.4f}")
 one, stronger = alphas == 1.0, np.isclose(alphas, 10**0.5)
 rises = {link: float(loss[stronger][0] - loss[one][0]) for link, loss in curves.items()}
 assert abs(rises["probit"]) < rises["map"] / 4  # the probit curve is flatter there
-assert np.all(curves["map"] <= curves["probit"] + 1e-3)
+assert np.all((curves["map"] <= curves["probit"] + 1e-3)[alphas > 0.02])
+assert curves["map"].min() < curves["probit"].min()
 assert test_loss < 0.15
