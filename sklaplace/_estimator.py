@@ -8,6 +8,7 @@ of the fitted model (predictions, the latent Gaussian, the evidence at another
 prior) are :class:`~sklaplace._fitted.FittedLaplaceMixin`'s.
 """
 
+from copy import deepcopy
 from numbers import Integral, Real
 
 import numpy as np
@@ -96,17 +97,13 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         with Levenberg-Marquardt damping (``O(n_params^3)`` time and five
         ``n_params x n_params`` matrices per iteration). ``"lbfgs"``:
         SciPy's L-BFGS-B on the value and gradient. ``"auto"`` is
-        ``"newton-cg"`` where refits are cheap (see ``alpha``): it
-        was faster than dense Newton wherever a dense iteration costs more
-        than a few milliseconds, reaches tight tolerances that L-BFGS does
-        not (see the benchmark report), and, unlike the other two, reaches
-        the same MAP for integer sample weights and repeated rows on ReLU
-        networks whose MAP lies on a kink. Beyond, ``"auto"`` is
-        ``"lbfgs"``: far from the mode of a large network Newton-CG's trust
-        region stays small, and it took ten times ``MLPClassifier``'s time
-        where L-BFGS's ``max_iter`` iterations take about as long as
-        ``MLPClassifier``'s (which stop, and warn, at the same
-        ``max_iter``). ``solver_`` says which.
+        ``"newton-cg"`` where refits are cheap (see ``alpha``): faster than
+        dense Newton, tighter than L-BFGS, and, unlike both, the same MAP for
+        integer sample weights and repeated rows on ReLU networks whose MAP
+        lies on a kink; ``"lbfgs"`` beyond, where Newton-CG's trust region
+        stays small far from the mode and L-BFGS's ``max_iter`` iterations
+        take about ``MLPClassifier``'s time (see the benchmark report).
+        ``solver_`` says which.
     hessian : {"ggn", "exact"}, default="ggn"
         Curvature of the posterior precision: the generalised Gauss-Newton
         (always positive definite) or the exact Hessian (falls back to the
@@ -183,7 +180,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Array library for the computation; ``"auto"`` picks CuPy when a CUDA
         device is available. Fitted attributes are NumPy arrays either way.
     random_state : int, RandomState instance or None, default=None
-        Seeds the Glorot initialisation and the Monte Carlo draws.
+        Seeds the held-out rows of ``prior_precision_scale`` (folds,
+        validation split), the Monte Carlo draws and the Glorot
+        initialisation.
     verbose : int, default=0
         Print solver progress when positive.
 
@@ -259,7 +258,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         per-sample MAP objective, MLPClassifier's ``loss_`` when
         ``bias_prior_precision=0``.
     n_iter_ : int
-        Solver iterations (Newton-CG: outer iterations, one CG solve each).
+        Solver iterations (Newton-CG: outer ones), summed over the evidence
+        refits (``max_iter`` bounds each; the kept one warns if unconverged).
     solver_ : str
         The solver used: ``solver``, or what ``"auto"`` chose.
     tol_ : float
@@ -444,9 +444,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         config = FitConfig.from_params(params)
         xp = resolve_backend(self.backend)
         rng = check_random_state(self.random_state)
+        # First, so that it depends on neither the network's size nor a warm start.
+        mc_seed = int(rng.randint(np.iinfo(np.int32).max))
         theta, fixed = self._initial_state(layout, classes, rng)
         theta = xp.asarray(theta)
-        mc_seed = int(rng.randint(np.iinfo(np.int32).max))
         data = (X, y_index, sample_weight)
         network = fit_network(  # (1)-(5)
             config, xp, layout, likelihood, data, theta, fixed, seed=mc_seed
@@ -482,7 +483,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         self.curvature_ = fit.curvature
         self.posterior_jitter_ = fit.jitter
         self.prior_precision_ = to_numpy(fit.prior_precision).copy()
-        self.alpha_ = network.alpha
+        self.alpha_ = deepcopy(network.alpha)  # not the user's own list
         self.alpha_history_ = network.history
         self.effective_n_parameters_ = network.gammas
         self.log_likelihood_ = log_likelihood

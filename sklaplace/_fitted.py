@@ -71,6 +71,15 @@ class FittedLaplaceMixin:
         -------
         log_evidence : float
             ``-inf`` if the posterior precision is not positive definite there.
+
+        Raises
+        ------
+        ValueError
+            If a precision is negative, not finite or of the wrong length,
+            or (with more than two classes) if the output biases' prior
+            would switch between flat (0) and proper: the posterior treats
+            the softmax's common shift as flat only under a flat one, so
+            that change needs a refit.
         """
         check_is_fitted(self)
         if self.log_likelihood_ is None:
@@ -120,12 +129,17 @@ class FittedLaplaceMixin:
         )
         mask = getattr(self, "pruned_mask_", None)
         keep = None if mask is None else xp.asarray((~mask).astype(np.float64))
-        mean, cov = latent_gaussian(
-            xp, layout, theta, self.activation, self.posterior_, X, keep
-        )
-        residual = residual_variance(self.data_envelope_, self.residual_variance_, X)
-        eye = xp.eye(layout.n_outputs, dtype=cov.dtype)
-        cov = cov + xp.asarray(residual)[:, None, None] * eye
+        # Inputs far outside the training range may overflow: no NumPy
+        # warning, the check below names the rows.
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, cov = latent_gaussian(
+                xp, layout, theta, self.activation, self.posterior_, X, keep
+            )
+            residual = residual_variance(
+                self.data_envelope_, self.residual_variance_, X
+            )
+            eye = xp.eye(layout.n_outputs, dtype=cov.dtype)
+            cov = cov + xp.asarray(residual)[:, None, None] * eye
         check_finite_rows(xp, "logits or their covariance", mean, cov)
         return xp, mean, cov
 

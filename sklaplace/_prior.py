@@ -12,14 +12,15 @@ import numpy as np
 __all__ = ["prior_precision_vector"]
 
 
-def _per_layer(value, n_layers, name):
+def _per_layer(value, n_layers, name, n_params=None):
     values = np.asarray(value, dtype=float)
     if values.ndim == 0:
         return np.full(n_layers, float(values))
     if values.shape != (n_layers,):
+        per_parameter = "" if n_params is None else f" or per parameter ({n_params})"
         raise ValueError(
             f"{name} must be a scalar or have one value per layer "
-            f"({n_layers}), got shape {values.shape}."
+            f"({n_layers}){per_parameter}, got shape {values.shape}."
         )
     return values
 
@@ -52,7 +53,7 @@ def prior_precision_vector(layout, alpha, bias_prior_precision):
     if alpha_array.ndim == 1 and alpha_array.shape[0] == layout.n_params:
         _check(alpha_array, "alpha")
         return alpha_array.copy()
-    weight = _per_layer(alpha, layout.n_layers, "alpha")
+    weight = _per_layer(alpha, layout.n_layers, "alpha", layout.n_params)
     bias = _per_layer(bias_prior_precision, layout.n_layers, "bias_prior_precision")
     _check(weight, "alpha")
     _check(bias, "bias_prior_precision")

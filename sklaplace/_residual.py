@@ -43,9 +43,12 @@ __all__ = [
     "residual_variance",
 ]
 
-# The normalised distance is capped before it is cubed, so inputs at any
-# finite scale (1e300 included) give a finite variance.
-_MAX_DISTANCE = 1e50
+# The variance is capped, so inputs at any finite scale give a finite one;
+# near float64's limit, so that it outgrows the linearised variance (which
+# grows with the square of the distance) until the logits overflow. (A cap
+# on the distance instead, 1e50, let that variance overtake it beyond 1e75
+# training radii: ReLU networks were confident again there.)
+_MAX_VARIANCE = 1e300
 
 
 class DataEnvelope(NamedTuple):
@@ -143,7 +146,8 @@ def residual_variance(envelope, tau2, X):
     if tau2 == 0.0 or envelope.radius == 0.0:
         return np.zeros(X.shape[0])
     beyond = np.maximum(envelope.distance(X) / envelope.radius - 1.0, 0.0)
-    return tau2 * np.minimum(beyond, _MAX_DISTANCE) ** 3
+    with np.errstate(over="ignore"):
+        return np.minimum(tau2 * beyond**3, _MAX_VARIANCE)
 
 
 def fit_residual(setting, X, sample_weight, n_layers, map_logits):

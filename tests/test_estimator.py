@@ -236,6 +236,24 @@ def test_warm_start_refit_after_small_change_takes_few_steps():
     assert clf.n_iter_ <= 5 < cold_iterations
 
 
+@pytest.mark.parametrize("scale", ["cv", "validation"])
+def test_warm_refit_on_the_same_data_changes_nothing(scale):
+    # The held-out rows' key was drawn after the Glorot weights, which a warm
+    # start skips: its folds differed (the chosen scale moved from 13.3 to
+    # 4.2, and the validation rows with it, probabilities by 0.56).
+    X, y = _scaled(load_breast_cancer)
+    X, y = X[:300], y[:300]
+    clf = LaplaceMLPClassifier(
+        (4,), prior_precision_scale=scale, warm_start=True, random_state=0
+    )
+    cold = clf.fit(X, y).predict_proba(X)
+    cold_scale, cold_likelihood = clf.prior_precision_scale_, clf.log_likelihood_
+    warm = clf.fit(X, y).predict_proba(X)
+    assert clf.prior_precision_scale_ == cold_scale
+    np.testing.assert_allclose(clf.log_likelihood_, cold_likelihood, rtol=1e-6)
+    np.testing.assert_allclose(warm, cold, atol=1e-5)
+
+
 def test_indefinite_exact_hessian_falls_back_to_ggn():
     X, y = _scaled(load_breast_cancer)
     # Three L-BFGS steps from the start, at a fixed prior (no tuning refits):
@@ -303,3 +321,14 @@ def test_lbfgs_history_has_one_entry_per_iteration():
             (3,), alpha=1.0, solver="lbfgs", max_iter=30, random_state=0
         ).fit(X, y)
     assert len(clf.gradient_history_) == clf.n_iter_ + 1
+
+
+def test_alpha_is_a_copy_of_the_given_list():
+    # Changing the list passed as alpha (e.g. to try another value) must not
+    # rewrite what the fitted model reports it used.
+    X, y = load_iris(return_X_y=True)
+    alpha = [1.0, 2.0]
+    clf = LaplaceMLPClassifier((3,), alpha=alpha, prior_precision_scale=1.0)
+    clf.fit(X, y)
+    alpha[0] = 5.0
+    assert clf.alpha_ == [1.0, 2.0]

@@ -503,7 +503,10 @@ def test_constant_features_stop_the_evidence_updates_early():
     y = np.r_[np.zeros(70), np.ones(30)]
     with pytest.warns(ConvergenceWarning, match="the refits cycle"):
         clf = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
-    assert len(clf.alpha_history_) == 1 + evidence_module.EVIDENCE_PATIENCE
+    # The rule looks back EVIDENCE_PATIENCE refits from the smallest step,
+    # which comes among the first few.
+    patience = evidence_module.EVIDENCE_PATIENCE
+    assert 1 + patience <= len(clf.alpha_history_) <= 3 + patience
     np.testing.assert_allclose(clf.predict_proba(X[:1]), [[0.7, 0.3]], atol=0.01)
 
 

@@ -258,11 +258,12 @@ def test_indefinite_exact_hessian_falls_back_with_our_warning():
 def test_nearly_singular_posterior_warns_with_our_warning():
     # A flat prior on the bias of a nearly saturated hidden unit: the
     # Cholesky succeeds, with a pivot below 1e-10 of the largest diagonal.
-    # alpha fixed: the evidence's alpha (0.19) moves the MAP off that unit,
-    # and only the kept fit's warnings are raised.
+    # alpha fixed: the evidence's alpha moves the MAP off that unit, and only
+    # the kept fit's warnings are raised. (18 of the first 30 seeds' MAPs
+    # have such a unit.)
     with pytest.warns(LaplaceApproximationWarning, match="nearly singular"):
         clf = LaplaceMLPClassifier(
-            (3,), alpha=1.0, bias_prior_precision=0.0, solver="newton", random_state=0
+            (3,), alpha=1.0, bias_prior_precision=0.0, solver="newton", random_state=2
         ).fit(X2, Y2)
     _assert_finite_predictions(clf, X2)
     assert np.isfinite(clf.log_marginal_likelihood_)
@@ -319,12 +320,14 @@ def test_a_flat_prior_on_saturated_units_is_refused_with_a_reason():
     # alpha = 0, flat biases, separable data: the tanh units saturate, the
     # curvature underflows to 0 and no posterior exists. The jitter had been
     # 2e-308, the variances 1e308: predictions of exactly 0.5 on training
-    # rows and a ValueError blaming the features' scale on the others.
+    # rows and a ValueError blaming the features' scale on the others. (Few
+    # starts saturate this deeply, 1 of the first 40 seeds here; the others'
+    # precision is singular but not zero: a jitter, with a warning.)
     rng = np.random.RandomState(0)
     X = np.r_[rng.randn(20, 2) - 4, rng.randn(20, 2) + 4]
     y = np.r_[np.zeros(20, int), np.ones(20, int)]
     clf = LaplaceMLPClassifier(
-        (5,), alpha=0.0, bias_prior_precision=0.0, random_state=0
+        (3,), alpha=0.0, bias_prior_precision=0.0, random_state=27
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -115,7 +115,7 @@ BAD_PARAMS = [
     ("alpha", np.inf, "alpha"),
     ("alpha", 1 + 1j, "alpha"),
     ("alpha", "evidenc", "alpha"),
-    ("alpha", [1.0, 2.0, 3.0], r"alpha must be a scalar or have one value per layer"),
+    ("alpha", [1.0, 2.0, 3.0], r"one value per layer \(\d+\) or per parameter \(\d+\)"),
     ("alpha", [[1.0, 2.0]], "alpha"),
     ("alpha", [1.0, -1.0], r"alpha must be finite and >= 0"),
     ("alpha", [1.0, np.nan], r"alpha must be finite and >= 0"),

@@ -82,8 +82,8 @@ def test_unit_tau2_is_the_bare_cubic_and_huge_inputs_stay_silent():
     """``tau2 = 1`` gives ``((r - R) / R)^3``; inputs at 1e300 warn nothing.
 
     Rows at radius ``R`` along the axes of four points (as above): at
-    ``2R`` and ``3R`` the variance is 1 and 8. Inputs whose standardised
-    distance overflows are capped, finite and raise no RuntimeWarning.
+    ``2R`` and ``3R`` the variance is 1 and 8. Variances beyond float64
+    are capped, finite and raise no RuntimeWarning.
     """
     X = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
     envelope = data_envelope(X, np.ones(4))
@@ -225,6 +225,25 @@ def test_estimator_is_unchanged_on_the_data_and_uniform_far_away():
         cov_auto - cov_off, added[:, None, None] * np.eye(3), rtol=1e-12
     )
     assert np.all(np.isfinite(auto.predict_proba(X3[:3] * 1e300)))
+
+
+def test_an_unbounded_network_stays_uncertain_until_its_logits_overflow():
+    # A ReLU network's logit and its linearised standard deviation both grow
+    # linearly far away; only the residual's cubic term keeps the predictive
+    # uniform. Capping the distance at 1e50 radii (instead of the variance)
+    # had made it confident again from 1e80 on; logits that overflow raise,
+    # without NumPy's RuntimeWarning.
+    clf = LaplaceMLPClassifier((3,), activation="relu", solver="lbfgs", random_state=0)
+    clf.fit(X3, Y3)
+    direction = np.sign(X3[:2] - X3.mean(axis=0))
+    for scale in (1e8, 1e60, 1e100, 1e130):
+        np.testing.assert_allclose(
+            clf.predict_proba(scale * direction), 1 / 3, atol=0.02
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="not finite"):
+            clf.predict_proba(1e200 * direction)
 
 
 @pytest.mark.parametrize("residual", ["auto", 2.0])

@@ -161,3 +161,34 @@ def test_lbfgs_runs_max_iter_iterations_before_giving_up():
         result = minimize_map(obj, theta, "lbfgs", 1e-10, 3)
     assert result.n_iter == 3 and not result.converged
     assert len(result.gradient_history) == 4
+
+
+def test_lbfgs_says_when_its_line_search_stalls_at_a_relu_kink():
+    """A line search that finds no lower loss is not a lack of iterations.
+
+    A 30-3-1 ReLU network on breast cancer: L-BFGS stops long before
+    ``max_iter`` at a kink; the warning says so and does not advise more
+    iterations (the earlier wording did, quoting SciPy's bare "ABNORMAL: ").
+    """
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    from sklaplace import LaplaceMLPClassifier
+
+    X, y = load_breast_cancer(return_X_y=True)
+    clf = LaplaceMLPClassifier(
+        (3,),
+        activation="relu",
+        solver="lbfgs",
+        alpha=0.1,
+        prior_precision_scale=1.0,
+        max_iter=1000,
+        random_state=0,
+    )
+    with pytest.warns(
+        ConvergenceWarning, match="line search finding no lower loss"
+    ) as w:
+        clf.fit(StandardScaler().fit_transform(X), y)
+    assert clf.n_iter_ < 1000
+    message = str(w[0].message)
+    assert "ReLU's loss has kinks" in message and "max_iter" not in message
