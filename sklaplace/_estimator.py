@@ -68,14 +68,15 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Prior precision of the weights: one value, one per layer, or one per
         parameter in the order of ``theta`` (which then sets the biases too,
         and ``bias_prior_precision`` is ignored). Values must be in the range
-        ``[0.0, inf)``. ``"evidence"`` tunes one value by
-        MacKay's fixed-point updates, where the Laplace evidence at the
-        current MAP is stationary in alpha: from 1, fit, set ``alpha = gamma
-        / ||w||^2`` and refit until no alpha moves 0.01% (at most 50 refits,
-        fewer if they cycle, with a ``ConvergenceWarning``; see the guide).
+        ``[0.0, inf)``. ``"evidence"`` tunes one value by MacKay's
+        fixed-point updates, where the Laplace evidence at the current MAP
+        is stationary in alpha: from 1, fit, set ``alpha = gamma / ||w||^2``
+        and refit until no alpha moves 0.01% (at most 50 refits, fewer if
+        they cycle, with a ``ConvergenceWarning``); then again from 100,
+        keeping the run of larger evidence (see the guide).
         ``"evidence_per_layer"`` tunes one value per layer the same way; it
-        can head for a degenerate limit (an alpha at its bound, a warning says
-        so; one such end had lower evidence than the single alpha's). ``"auto"``
+        can head for a degenerate limit (an alpha at its bound, a warning
+        says so). ``"auto"``
         is ``"evidence"`` where refits are cheap (one gradient at most 5e6
         multiply-adds, ``n_samples * n_params``, identical rows counted
         once) and 1.0 beyond (``alpha_``).
@@ -84,8 +85,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden
         layer, LogisticRegression's convention). The default is weak (sd ~3)
         and proper: a flat prior makes the posterior improper along the bias
-        of a saturated unit; 1.0 (the old default) gave a higher test log
-        loss in 9 of 12 benchmark comparisons.
+        of a saturated unit.
     solver : {"auto", "newton-cg", "newton", "lbfgs"}, default="auto"
         MAP solver. ``"newton-cg"``: truncated (Hessian-free) Newton inside a
         trust region: Steihaug-Toint conjugate gradients on exact
@@ -249,7 +249,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         for ``"evidence"``, one per layer for ``"evidence_per_layer"``, a
         float when there is a single layer).
     alpha_history_ : list of ndarray
-        Alphas of each evidence refit (empty for a fixed ``alpha``).
+        Alphas of each refit of the kept evidence run (empty for a fixed one).
     effective_n_parameters_ : ndarray of shape (n_groups,) or None
         MacKay's ``gamma`` per tuned group at the end (``None`` for a fixed
         ``alpha``).
@@ -398,9 +398,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     def fit(self, X, y, sample_weight=None):
         """Find the MAP, then the Laplace posterior and the log evidence.
 
-        A fit that raises (a ``KeyboardInterrupt`` included) leaves the
-        estimator as it was before the call: the previous fit's attributes,
-        or none.
+        A fit that raises (even ``KeyboardInterrupt``) leaves the estimator
+        as it was: the previous fit's attributes, or none.
 
         Parameters
         ----------
@@ -410,15 +409,16 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Class labels (any hashable type scikit-learn accepts).
         sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights; an integer weight equals repeating the row.
+            Non-negative weights, counts: an integer weight equals repeating
+            the row, and scaling all weights by ``c`` weighs the data ``c``
+            times against the prior (see the user guide).
 
         Returns
         -------
         self : LaplaceMLPClassifier
             The fitted estimator.
         """
-        # validate_data already resets n_features_in_ and feature_names_in_:
-        # restore the whole previous state if anything below fails.
+        # validate_data resets n_features_in_: restore it all if a step fails.
         previous = dict(self.__dict__)
         try:
             return self._fit(X, y, sample_weight)
@@ -446,11 +446,11 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         # First, so that it depends on neither the network's size nor a warm start.
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
-        theta, fixed = self._initial_state(layout, classes, rng)
+        theta, fixed, alpha_start = self._initial_state(layout, classes, rng)
         theta = xp.asarray(theta)
         data = (X, y_index, sample_weight)
         network = fit_network(  # (1)-(5)
-            config, xp, layout, likelihood, data, theta, fixed, seed=mc_seed
+            config, xp, layout, likelihood, data, theta, fixed, mc_seed, alpha_start
         )
         fit, refits = network.fit, network.refits
         envelope, tau2 = fit_residual(

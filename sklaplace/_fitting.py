@@ -13,7 +13,12 @@ from typing import NamedTuple
 import numpy as np
 
 from sklaplace._backend import to_numpy
-from sklaplace._evidence import log_marginal_likelihood, tune_alpha, weight_groups
+from sklaplace._evidence import (
+    EVIDENCE_STARTS,
+    log_marginal_likelihood,
+    tune_alpha,
+    weight_groups,
+)
 from sklaplace._held_out import (
     CV_FOLDS,
     content_folds,
@@ -196,7 +201,9 @@ def fit_laplace(config, objective, theta):
     return LaplaceFit(objective, result, posterior, curvature, jitter)
 
 
-def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
+def fit_network(
+    config, xp, layout, likelihood, data, theta, fixed, seed=0, evidence_start=None
+):
     """Fit the MAP and its Laplace posterior, tuning alpha and the prior scale.
 
     Parameters
@@ -220,6 +227,10 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
     seed : int, default=0
         Seeds the held-out folds and the Monte Carlo draws of the prior
         scale's choice.
+    evidence_start : float or ndarray of shape (n_groups,), default=None
+        A warm start's tuned alpha: MacKay's updates resume from it alone
+        (one run, in the basin of the fit being resumed) instead of running
+        from each of ``EVIDENCE_STARTS``.
 
     Returns
     -------
@@ -289,15 +300,27 @@ def fit_network(config, xp, layout, likelihood, data, theta, fixed, seed=0):
     if not isinstance(config.alpha, str):
         fit = fit_at(config.alpha, theta)
         alpha, history, gammas = config.alpha, [], None
-    else:  # (4) MacKay's fixed point over alpha
+    else:  # (4) MacKay's fixed point over alpha, from each start
         groups = weight_groups(layout, config.alpha == "evidence_per_layer", fixed)
         scalar = len(groups) == 1
-        tuning = tune_alpha(
-            lambda a, t: fit_at(float(a[0]) if scalar else a, t),
-            groups,
-            theta,
-            lambda posterior: posterior.covariance_diagonal(xp),
-        )
+        starts = EVIDENCE_STARTS
+        if evidence_start is not None and np.size(evidence_start) in (1, len(groups)):
+            starts = (evidence_start,)
+        runs = []
+        for start in starts:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                tuning = tune_alpha(
+                    lambda a, t: fit_at(float(a[0]) if scalar else a, t),
+                    groups,
+                    theta,
+                    lambda posterior: posterior.covariance_diagonal(xp),
+                    start,
+                )
+            # A run's warnings: its last refit's, then the updates' own.
+            runs.append((tuning, kept_warnings[:] + caught))
+        # The run of larger evidence (the first of equals) and its warnings.
+        tuning, kept_warnings = max(runs, key=lambda run: run[0].fit.log_evidence())
         fit, history, gammas = tuning.fit, tuning.history, tuning.gammas
         alpha = float(tuning.alpha[0]) if scalar else tuning.alpha
     for caught in kept_warnings:

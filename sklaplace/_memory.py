@@ -108,8 +108,10 @@ SOLVER_DENSE_MATRICES = {"newton": 5}
 POSTERIOR_DENSE_MATRICES = {"full": 4}
 
 #: A fitted posterior's own (its Cholesky factor), held across the next
-#: refit of ``alpha="evidence"``.
+#: refit of ``alpha="evidence"``; in its second run (the second start) the
+#: first run's kept posterior is held too.
 POSTERIOR_HELD_DENSE_MATRICES = {"full": 1}
+EVIDENCE_RUNS_HELD = 2
 
 #: Held across the held-out refits of ``prior_precision_scale="cv"``: the
 #: full-data posterior and the previous fold's.
@@ -160,7 +162,7 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
         ``"cv"`` refits on folds while the full-data posterior is held.
     alpha : float, array or str, default=1.0
         ``"evidence"`` and ``"evidence_per_layer"`` refit while the previous
-        refit's posterior is held.
+        refit's posterior and the first run's kept one are held.
 
     Returns
     -------
@@ -169,7 +171,7 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
     solving = SOLVER_DENSE_MATRICES.get(solver, 0)
     count = max(solving, POSTERIOR_DENSE_MATRICES.get(structure, 0))
     if isinstance(alpha, str):
-        count += POSTERIOR_HELD_DENSE_MATRICES.get(structure, 0)
+        count += EVIDENCE_RUNS_HELD * POSTERIOR_HELD_DENSE_MATRICES.get(structure, 0)
     if prior_precision_scale == "cv":
         count += CV_HELD_DENSE_MATRICES.get(structure, 0)
     return count

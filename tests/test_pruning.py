@@ -270,22 +270,27 @@ def test_masked_refit_equals_a_fit_without_the_pruned_input(
 
     assert np.all(refit.coefs_[0][2] == 0.0)
     assert refit.pruned_mask_.sum() == clf.coefs_[0].shape[1]
+    # The evidence's alpha is a fixed point to 0.01% (EVIDENCE_TOL), reached
+    # from the pruned fit's alpha by the warm refit and from 1 and 100 by
+    # the reference: their MAPs agree to about that.
+    atol = 1e-6 if alpha == 0.5 else 1e-3
+    rtol = 1e-6 if alpha == 0.5 else 1e-4
     np.testing.assert_allclose(
-        np.delete(refit.coefs_[0], 2, axis=0), reference.coefs_[0], atol=1e-6
+        np.delete(refit.coefs_[0], 2, axis=0), reference.coefs_[0], atol=atol
     )
     np.testing.assert_allclose(
         refit.predict_proba(X),
         reference.predict_proba(np.delete(X, 2, axis=1)),
-        atol=1e-6,
+        atol=atol,
     )
     np.testing.assert_allclose(
-        refit.log_marginal_likelihood_, reference.log_marginal_likelihood_, rtol=1e-6
+        refit.log_marginal_likelihood_, reference.log_marginal_likelihood_, rtol=rtol
     )
-    np.testing.assert_allclose(refit.alpha_, reference.alpha_, rtol=1e-5)
+    np.testing.assert_allclose(refit.alpha_, reference.alpha_, rtol=3 * rtol)
     np.testing.assert_allclose(
         refit.log_marginal_likelihood(alpha=3.0),
         reference.log_marginal_likelihood(alpha=3.0),
-        rtol=1e-6,
+        rtol=rtol,
     )
 
 
@@ -352,7 +357,9 @@ def test_a_dead_unit_is_removed_whole_and_the_refit_equals_the_smaller_net(
     # the precision singular with a flat bias prior, dead unit or not.)
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    params = dict(bias_prior_precision=bias_prior_precision, tol=1e-10, max_iter=500)
+    params = dict(
+        alpha=1.0, bias_prior_precision=bias_prior_precision, tol=1e-10, max_iter=500
+    )
     clf = LaplaceMLPClassifier((2,), random_state=0, **params).fit(X, y)
     assert clf.posterior_jitter_ == 0.0
     killed = _kill_unit(clf, 1)
