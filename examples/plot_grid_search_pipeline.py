@@ -92,17 +92,15 @@ fig.tight_layout()
 # ---------------------
 # Both curves have the usual shape: a small ``alpha`` overfits (and, for the
 # probit, gives a wide posterior that moderates every prediction), a large
-# one underfits. Near the optimum the probit curve is flatter towards a
-# stronger prior than the MAP curve: from ``alpha=1`` to 3.2 it moves by
-# about 0.0001 where the MAP curve rises by 0.004, because the narrower
-# posterior moderates less. On this data set the moderation does not pay
-# off in-distribution near the optimum: the plug-in MAP probabilities have
-# the lower cross-validated log loss from ``alpha=0.03`` up, and the best MAP
-# beats the best probit (the reliability diagrams in
-# :ref:`sphx_glr_auto_examples_plot_reliability_diagrams.py` show the same:
-# the MAP network is already calibrated). Only at the overfitting end
-# (``alpha=0.01``: 0.091 against 0.097 in this run) do the probit's
-# moderated probabilities score better. The Laplace predictive earns its
+# one underfits. The probit curve's minimum lies at a stronger prior than
+# the MAP curve's (``alpha`` 3.2 against 1 in this run): at ``alpha=1`` the
+# posterior is wide enough to over-moderate, and a stronger prior narrows
+# it. On this data set the moderation does not pay off in-distribution: the
+# plug-in MAP probabilities have the lower cross-validated log loss from
+# ``alpha=0.03`` up, and the best MAP beats the best probit (the reliability
+# diagrams in :ref:`sphx_glr_auto_examples_plot_reliability_diagrams.py`
+# show the same: the MAP network is already calibrated); at the overfitting
+# end (``alpha=0.01``) the two are close. The Laplace predictive earns its
 # keep away from the data; see
 # :ref:`sphx_glr_auto_examples_plot_predictive_uncertainty.py`.
 #
@@ -112,9 +110,8 @@ test_loss = log_loss(y_test, search.predict_proba(X_test))
 print(f"held-out log loss of the refitted best pipeline: {test_loss:.4f}")
 
 # The example's checks.
-one, stronger = alphas == 1.0, np.isclose(alphas, 10**0.5)
-rises = {link: float(loss[stronger][0] - loss[one][0]) for link, loss in curves.items()}
-assert abs(rises["probit"]) < rises["map"] / 4  # the probit curve is flatter there
+optimum = {link: alphas[np.argmin(loss)] for link, loss in curves.items()}
+assert optimum["probit"] >= optimum["map"]  # the probit: a stronger prior
 assert np.all((curves["map"] <= curves["probit"] + 1e-3)[alphas > 0.02])
 assert curves["map"].min() < curves["probit"].min()
 assert test_loss < 0.15

@@ -107,11 +107,12 @@ fig.tight_layout()
 # magnitude on breast cancer and digits). Beyond that OBS's correction keeps
 # the network close to the pruned optimum and is clearly best without
 # re-training; re-training is what rescues magnitude and OBD pruning there
-# (it cuts their loss by a third or more at 80% and 90%).
+# (it lowers their loss at 80% and cuts it by a half or more at 90%).
 as_pruned = {m: np.array(curves[m, "pruned"])[:, 0] for m in methods}
 retrained = {m: np.array(curves[m, "retrained"])[:, 0] for m in methods}
 for fraction in (0.8, 0.9):
     i = list(fractions).index(fraction)
     assert as_pruned["obs"][i] < min(as_pruned["obd"][i], as_pruned["magnitude"][i])
     for method in ("magnitude", "obd"):
-        assert retrained[method][i] < 0.75 * as_pruned[method][i]
+        cut = 0.5 if fraction == 0.9 else 1.0
+        assert retrained[method][i] < cut * as_pruned[method][i]
