@@ -372,3 +372,142 @@ def test_a_float64_matrix_counts_eight_bytes_per_entry(monkeypatch):
         ggn_hessian(obj, theta)
     monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 8 * 21**2)
     assert ggn_hessian(obj, theta).shape == (21, 21)
+
+
+def test_the_whole_fit_limit_admits_exactly_its_bytes():
+    # Dense Newton holds five 16,384 x 16,384 float64 matrices: 5 x 2 GiB =
+    # 10 GiB, exactly FIT_MEMORY_LIMIT (and each exactly DENSE_MEMORY_LIMIT),
+    # so the documented largest network is allowed; one parameter more is
+    # refused (mutant: ``count * one >= FIT_MEMORY_LIMIT`` survived). The
+    # check allocates nothing.
+    assert memory_module.dense_matrices_at_peak("newton", "full") == 5
+    assert 5 * 8 * 16384**2 == memory_module.FIT_MEMORY_LIMIT
+    memory_module.check_fit_memory(16384, "newton", "full")
+    with pytest.raises(MemoryLimitError, match="16385 x 16385"):
+        memory_module.check_fit_memory(16385, "newton", "full")
+
+
+def test_the_whole_fit_limit_message_names_this_network_and_the_remedy():
+    # Mutants of the message's default subject and of its advice survived.
+    with pytest.raises(MemoryLimitError) as info:
+        memory_module.check_fit_memory(20000, "lbfgs", "full")
+    message = str(info.value)
+    assert "for this network (20000 parameters)" in message
+    assert "(no n_params x n_params matrix)" in message
+    assert "or a smaller network (fewer hidden units or input features)" in message
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(alpha="evidence", prior_precision_scale="cv"),
+        dict(),  # "auto": both tuned, as refits are cheap for 8 rows
+    ],
+    ids=["explicit", "auto"],
+)
+def test_the_fit_limit_counts_the_cv_and_evidence_held_matrices(monkeypatch, params):
+    # 200 features, hidden (70,), 2 classes: 201 * 70 + 71 = 14,141
+    # parameters, one 14,141 x 14,141 matrix 1.49 GiB. The full posterior,
+    # the evidence refits' held posterior(s) and the cross-validation's
+    # full-data and previous-fold posteriors are over FIT_MEMORY_LIMIT
+    # together, not without the cross-validation's two (mutants passing no
+    # or the wrong prior scale to check_fit_memory) nor without the
+    # evidence's (passing no alpha): those fits were let start.
+    n, one = 14141, 8 * 14141**2
+    count = memory_module.dense_matrices_at_peak("newton-cg", "full", "cv", "evidence")
+    no_cv = memory_module.dense_matrices_at_peak("newton-cg", "full", 1.0, "evidence")
+    no_evidence = memory_module.dense_matrices_at_peak("newton-cg", "full", "cv", 1.0)
+    limit = memory_module.FIT_MEMORY_LIMIT
+    assert count * one > limit >= max(no_cv, no_evidence) * one  # the premise
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError("the memory guard let the fit start")
+
+    monkeypatch.setattr(fitting_module, "minimize_map", no_solve)
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(8, 200)), np.arange(8) % 2
+    clf = LaplaceMLPClassifier((70,), hessian_structure="full", **params)
+    with pytest.raises(MemoryLimitError, match=f"{n} x {n}.*about {count} at once"):
+        clf.fit(X, y)
+    # With a fixed scale the same network fits the limit.
+    clf.set_params(alpha="evidence", prior_precision_scale=1.0)
+    with pytest.raises(AssertionError, match="let the fit start"):
+        clf.fit(X, y)
+
+
+def _binary_network(rng, dtype):
+    X = rng.normal(size=(12, 3)).astype(dtype)
+    y = np.arange(12) % 2
+    coefs = [
+        rng.normal(size=(3, 4)).astype(dtype),
+        rng.normal(size=(4, 1)).astype(dtype),
+    ]
+    intercepts = [rng.normal(size=4).astype(dtype), rng.normal(size=1).astype(dtype)]
+    return coefs, intercepts, X, y
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_binary_ggn_summed_over_row_chunks_is_the_one_chunk_ggn(dtype):
+    # One logit: the GGN is a BLAS syrk per row chunk into one buffer
+    # (GramAccumulator). With a one-byte budget every row is its own chunk;
+    # the sum must still be over all of them (mutant: ``syrk(..., c=None)``,
+    # keeping the last chunk only, survived: the chunked tests used 3
+    # classes, whose GGN is built from Kronecker blocks). Checked against
+    # -(J' Lambda J + A) computed here.
+    coefs, intercepts, X, y = _binary_network(np.random.RandomState(0), dtype)
+    kw = dict(activation="tanh", alpha=0.5, bias_prior_precision=0.1, kind="ggn")
+    one_chunk = log_posterior_hessian(coefs, intercepts, X, y, **kw)
+    per_row = log_posterior_hessian(coefs, intercepts, X, y, memory_budget=1, **kw)
+    assert one_chunk.dtype == per_row.dtype == dtype
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(per_row, one_chunk, rtol=rtol, atol=rtol)
+    # The reference, in float64: J_n by central differences of the logit.
+    W0, W1 = (c.astype(np.float64) for c in coefs)
+    b0, b1 = (b.astype(np.float64) for b in intercepts)
+    X64 = X.astype(np.float64)
+    theta = np.concatenate([W0.ravel(), b0, W1.ravel(), b1])
+
+    def logits(t):
+        w0, c0 = t[:12].reshape(3, 4), t[12:16]
+        w1, c1 = t[16:20].reshape(4, 1), t[20:21]
+        return (np.tanh(X64 @ w0 + c0) @ w1 + c1)[:, 0]
+
+    eps = 1e-6
+    J = np.stack(
+        [
+            (logits(theta + eps * e) - logits(theta - eps * e)) / (2 * eps)
+            for e in np.eye(21)
+        ],
+        axis=1,
+    )
+    p = 1.0 / (1.0 + np.exp(-logits(theta)))
+    A = np.r_[np.full(12, 0.5), np.full(4, 0.1), np.full(4, 0.5), 0.1]
+    expected = -(J.T @ (J * (p * (1 - p))[:, None]) + np.diag(A))
+    tol = 1e-7 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(per_row, expected, rtol=tol, atol=tol)
+
+
+def test_float32_ggn_under_another_namespace_stays_float32():
+    # "float32 in, float32 out" (tests/test_functional.py checks it on NumPy)
+    # also where add_to_diagonal builds the diagonal matrix, i.e. any
+    # namespace but NumPy's and CuPy's (mutant: ``xp.eye(n)`` without the
+    # dtype, a float64 identity that promotes the result, survived).
+    xps = pytest.importorskip("array_api_strict")
+    rng = np.random.RandomState(0)
+    for n_classes in (2, 3):
+        X = rng.normal(size=(10, 3)).astype(np.float32)
+        y = np.arange(10) % n_classes
+        n_out = 1 if n_classes == 2 else n_classes
+        coefs = [rng.normal(size=(3, 4)), rng.normal(size=(4, n_out))]
+        intercepts = [rng.normal(size=4), rng.normal(size=n_out)]
+        coefs = [c.astype(np.float32) for c in coefs]
+        intercepts = [b.astype(np.float32) for b in intercepts]
+        strict = lambda arrays: [xps.asarray(a) for a in arrays]  # noqa: E731
+        H = log_posterior_hessian(
+            strict(coefs), strict(intercepts), xps.asarray(X), y, kind="ggn", alpha=0.5
+        )
+        assert H.dtype == xps.float32
+        reference = log_posterior_hessian(
+            coefs, intercepts, X, y, kind="ggn", alpha=0.5
+        )
+        np.testing.assert_allclose(np.asarray(H), reference, rtol=1e-5, atol=1e-5)
