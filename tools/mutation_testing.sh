@@ -45,8 +45,11 @@ if [ -n "${TESTS_LIST:-}" ]; then
 fi
 
 # The slowest of them (L-BFGS refits, the evidence on breast cancer) are left
-# out: they test the solvers more than these modules.
-DESELECT="${DESELECT:-not lbfgs and not prefers_its_alpha}"
+# out: they test the solvers more than these modules; so is the GridSearchCV
+# test, whose n_jobs=2 workers crash mutmut 3.8.1 (a KeyError on a process
+# id). tests/test_warning_location.py cannot be in a list: mutmut's wrappers
+# add the stack frames it counts.
+DESELECT="${DESELECT:-not lbfgs and not prefers_its_alpha and not grid_search}"
 
 rm -rf "$WORKDIR"
 mkdir -p "$WORKDIR"
