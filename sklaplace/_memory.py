@@ -33,6 +33,7 @@ chosen on the other 10%, no refit, so that the fit costs about what
 
 from types import SimpleNamespace
 
+from sklaplace._evidence import EVIDENCE_STARTS
 from sklaplace.exceptions import MemoryLimitError
 
 __all__ = [
@@ -108,10 +109,9 @@ SOLVER_DENSE_MATRICES = {"newton": 5}
 POSTERIOR_DENSE_MATRICES = {"full": 4}
 
 #: A fitted posterior's own (its Cholesky factor), held across the next
-#: refit of ``alpha="evidence"``; in its second run (the second start) the
-#: first run's kept posterior is held too.
+#: refit of ``alpha="evidence"``; the earlier runs' kept posteriors (one per
+#: start of the updates) are held too, so one per start in all.
 POSTERIOR_HELD_DENSE_MATRICES = {"full": 1}
-EVIDENCE_RUNS_HELD = 2
 
 #: Held across the held-out refits of ``prior_precision_scale="cv"``: the
 #: full-data posterior and the previous fold's.
@@ -162,7 +162,7 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
         ``"cv"`` refits on folds while the full-data posterior is held.
     alpha : float, array or str, default=1.0
         ``"evidence"`` and ``"evidence_per_layer"`` refit while the previous
-        refit's posterior and the first run's kept one are held.
+        refit's posterior and the earlier runs' kept ones are held.
 
     Returns
     -------
@@ -171,7 +171,8 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
     solving = SOLVER_DENSE_MATRICES.get(solver, 0)
     count = max(solving, POSTERIOR_DENSE_MATRICES.get(structure, 0))
     if isinstance(alpha, str):
-        count += EVIDENCE_RUNS_HELD * POSTERIOR_HELD_DENSE_MATRICES.get(structure, 0)
+        held = POSTERIOR_HELD_DENSE_MATRICES.get(structure, 0)
+        count += len(EVIDENCE_STARTS) * held
     if prior_precision_scale == "cv":
         count += CV_HELD_DENSE_MATRICES.get(structure, 0)
     return count

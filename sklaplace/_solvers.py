@@ -187,20 +187,20 @@ def minimize_lbfgs(objective, theta, tol, max_iter, verbose=0):
         # no lower loss ("ABNORMAL"), where more iterations do not help.
         if result.status == 1:
             reason = f"did not converge after {result.nit} iterations"
-            advice = "Increase max_iter, standardise the features, or try"
-            advice += " solver='newton-cg'"
+            advice = (
+                "Increase max_iter, standardise the features, or try solver='newton-cg'"
+            )
         else:
             reason = (
                 f"stopped after {result.nit} iterations, its line search finding "
                 f"no lower loss ({result.message.strip(': ')})"
             )
             advice = (
-                "Standardise the features, increase alpha or try solver='newton-cg'"
-            )
-        if result.status != 1 and objective.activation == "relu":
-            advice = (
                 "ReLU's loss has kinks, where line searches stall above the "
                 "minimum: activation='elu' (no kinks) may go lower"
+                if objective.activation == "relu"
+                else "Standardise the features, increase alpha or try "
+                "solver='newton-cg'"
             )
         warn(
             f"L-BFGS {reason}; scaled gradient {gradient_norm:.3g} > tol={tol:g}. "
