@@ -76,10 +76,12 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         keeping the run of larger evidence (see the guide).
         ``"evidence_per_layer"`` tunes one value per layer the same way; it
         can head for a degenerate limit (an alpha at its bound, a warning
-        says so). ``"auto"``
-        is ``"evidence"`` where refits are cheap (one gradient at most 5e6
-        multiply-adds, ``n_samples * n_params``, identical rows counted
-        once) and 1.0 beyond (``alpha_``).
+        says so). ``"validation"`` fits 2-4 times: from 1, by decades in the
+        direction of MacKay's update while the log loss on the rows
+        ``validation_fraction`` holds out falls (1 if none can be).
+        ``"auto"`` is ``"evidence"`` where refits are cheap (one gradient at
+        most 5e6 multiply-adds, ``n_samples * n_params``, identical rows
+        counted once) and ``"validation"`` beyond (``alpha_``).
     bias_prior_precision : float or array-like of shape (n_layers,), default=0.1
         Prior precision of the biases. Values must be in the range
         ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden
@@ -141,7 +143,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         ``c``, both are ``"evidence"``. Large ``c`` approaches the plug-in
         MAP; small ``c`` moderates more. Details: :ref:`prior-scale`.
     validation_fraction : float, default=0.1
-        Fraction of the rows ``prior_precision_scale="validation"`` holds
+        Fraction of the rows ``"validation"`` (``alpha`` or the scale) holds
         out (chosen by a hash of each row's features and label, seeded by
         ``random_state``: copies of a row go together, so an integer sample
         weight still equals repeated rows). Values must be in the range
@@ -234,9 +236,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Laplace log evidence at the MAP (see ``sklaplace._evidence``);
         ``None`` on a copy returned by :func:`~sklaplace.prune`.
     log_likelihood_ : float or None
-        ``sum_n s_n log p(y_n | x_n, theta_map)`` over the rows fitted (the
-        validation rows of ``prior_precision_scale="validation"`` are not);
-        ``None`` after pruning.
+        ``sum_n s_n log p(y_n | x_n, theta_map)`` over the rows fitted (not
+        the validation rows held out); ``None`` after pruning.
     prior_precision_ : ndarray of shape (n_params,)
         Prior precision of every parameter, in the order of ``theta``.
     pruned_mask_ : ndarray of bool of shape (n_params,)
@@ -245,21 +246,20 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         no outgoing weight. Only on an estimator returned by
         :func:`~sklaplace.prune` and its warm-started refits.
     alpha_ : float, array-like or ndarray of shape (n_layers,)
-        Weight precision used: the ``alpha`` given, or the tuned one (a float
-        for ``"evidence"``, one per layer for ``"evidence_per_layer"``, a
-        float when there is a single layer).
+        Weight precision used: the ``alpha`` given, or the tuned one (one
+        per layer for ``"evidence_per_layer"`` with several layers).
     alpha_history_ : list of ndarray
-        Alphas of each refit of the kept evidence run (empty for a fixed one).
+        Alphas of each refit of the kept evidence run, or of the validation
+        walk (empty for a fixed ``alpha``).
     effective_n_parameters_ : ndarray of shape (n_groups,) or None
-        MacKay's ``gamma`` per tuned group at the end (``None`` for a fixed
-        ``alpha``).
+        MacKay's ``gamma`` per group at the end of the evidence's updates.
     loss_ : float
         ``L(theta_map) / sum(sample_weight)`` over the rows fitted: the
         per-sample MAP objective, MLPClassifier's ``loss_`` when
         ``bias_prior_precision=0``.
     n_iter_ : int
-        Solver iterations (Newton-CG: outer ones), summed over the evidence
-        refits (``max_iter`` bounds each; the kept one warns if unconverged).
+        Solver iterations (Newton-CG: outer ones), summed over the fits that
+        tune alpha (``max_iter`` bounds each; the kept one warns if unconverged).
     solver_ : str
         The solver used: ``solver``, or what ``"auto"`` chose.
     tol_ : float
@@ -268,8 +268,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Hessian-vector products taken by ``"newton-cg"`` (0 for the other
         solvers), summed like ``n_iter_``.
     gradient_history_ : list of float
-        Scaled gradient at the start and after each solver iteration (of
-        every refit, for ``alpha="evidence"``).
+        Scaled gradient at the start and after each solver iteration, of
+        every fit that tunes alpha.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
@@ -319,7 +319,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         "alpha": [
             Interval(Real, 0, None, closed="left"),
             "array-like",
-            StrOptions({"auto", "evidence", "evidence_per_layer"}),
+            StrOptions({"auto", "evidence", "evidence_per_layer", "validation"}),
         ],
         "bias_prior_precision": [Interval(Real, 0, None, closed="left"), "array-like"],
         "solver": [StrOptions({"auto", *SOLVERS})],

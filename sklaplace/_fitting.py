@@ -7,15 +7,17 @@ scikit-learn's conventions (validation, warm-start state, attributes).
 """
 
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import NamedTuple
 
 import numpy as np
 
+from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, walk_alpha
 from sklaplace._backend import to_numpy
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
     log_marginal_likelihood,
+    mackay_update,
     tune_alpha,
     weight_groups,
 )
@@ -35,7 +37,7 @@ from sklaplace._predictive import (
     predictive_rows_per_chunk,
 )
 from sklaplace._prior import prior_precision_vector
-from sklaplace._prior_scale import choose_prior_scale
+from sklaplace._prior_scale import PRIOR_SCALE_GRID, choose_prior_scale
 from sklaplace._solvers import minimize_map
 
 __all__ = ["FitConfig", "LaplaceFit", "NetworkFit", "fit_laplace", "fit_network"]
@@ -201,6 +203,33 @@ def fit_laplace(config, objective, theta):
     return LaplaceFit(objective, result, posterior, curvature, jitter)
 
 
+def _walk(fit_at, held_out_losses, theta, start, groups, xp):
+    """``alpha="validation"``: :func:`~sklaplace._alpha_walk.walk_alpha` on fits.
+
+    A fit's loss is the held-out log loss at its best prior scale (the scale
+    ``prior_precision_scale="validation"`` would choose); its direction is
+    MacKay's update at the first MAP. Returns the kept fit, its alpha, the
+    alphas tried and the kept fit's warnings.
+    """
+
+    def evaluate(alpha, previous):
+        fit = fit_at(alpha, theta if previous is None else previous[0].theta)
+        curve = held_out_losses(fit).curve()
+        loss = float(np.min(curve)) if np.all(np.isfinite(curve)) else np.inf
+        return (fit, list(fit_at.kept_warnings)), loss
+
+    start = 1.0 if start is None else float(np.ravel(start)[0])
+
+    def direction(outcome):
+        fit = outcome[0]
+        covariance = fit.posterior.covariance_diagonal(xp)
+        return float(mackay_update(covariance, fit.theta, [start], groups)[0][0])
+
+    walk = walk_alpha(evaluate, direction, start)
+    (fit, kept), alpha = walk.best, walk.alpha
+    return fit, alpha, walk.history, kept
+
+
 def fit_network(
     config, xp, layout, likelihood, data, theta, fixed, seed=0, evidence_start=None
 ):
@@ -256,7 +285,8 @@ def fit_network(
     # prior scale, so held-out losses cannot choose it: the evidence does,
     # and no rows are held out (below and in held_out).
     by_held_out = config.link_approx != "map"
-    if config.prior_precision_scale == "validation" and by_held_out:
+    by_validation = config.prior_precision_scale == "validation" and by_held_out
+    if by_validation or config.alpha == "validation":
         held = validation_rows(
             X, y_index, config.validation_fraction, seed, sample_weight
         )
@@ -265,6 +295,7 @@ def fit_network(
         if np.sum(sample_weight[held]) > 0 and np.sum(sample_weight[~held]) > 0:
             held_out_rows = (X[held], y_index[held], sample_weight[held])
             fit_rows = np.flatnonzero(~held)
+    fit_data = (X[fit_rows], y_index[fit_rows], sample_weight[fit_rows])
     Y = likelihood.encode(xp, xp.asarray(y_index), layout.n_outputs, xp.float64)
     fixed_xp = None if fixed is None else xp.asarray(fixed)
 
@@ -297,9 +328,52 @@ def fit_network(
         kept_warnings[:] = caught
         return refits[-1]
 
+    fit_at.kept_warnings = kept_warnings
+    # The plug-in's held-out loss does not depend on the scale: one will do.
+    scale_grid = PRIOR_SCALE_GRID if by_held_out else np.ones(1)
+
+    # Held-out losses of a fit's predictive at each prior scale, for (4)
+    # with alpha="validation" and for (5).
+    keep = None if fixed is None else xp.asarray((~fixed).astype(np.float64))
+    link, n_draws = config.link_approx, config.n_mc_samples
+    probit = link == "probit"
+
+    def jacobians(theta, X_out, posterior):
+        # Kronecker and last-layer posteriors take J in factored form.
+        if keep is None and getattr(posterior, "accepts_factored_jacobian", False):
+            return logit_factors(xp, layout, theta, config.activation, X_out)
+        return logit_jacobians(xp, layout, theta, config.activation, X_out, keep)
+
+    def predictive(xp, mean, cov):
+        rows = predictive_rows_per_chunk(link, layout.n_outputs, n_draws)
+        return moderated_logits(xp, mean, cov, link, n_draws, seed, rows)
+
+    def validation_losses(fit, scales):
+        return validation_log_losses(
+            fit,
+            lambda theta, X_out: jacobians(theta, X_out, fit.posterior),
+            held_out_rows,
+            scales,
+            predictive,
+            probit,
+        )
+
+    if config.alpha == "validation" and held_out_rows is None:
+        # Nothing held out (too few rows): the walk has no loss to follow.
+        config = replace(config, alpha=ALPHA_WALK_FALLBACK)
     if not isinstance(config.alpha, str):
         fit = fit_at(config.alpha, theta)
         alpha, history, gammas = config.alpha, [], None
+    elif config.alpha == "validation":  # (4) alpha by decades on held-out rows
+        fit, alpha, history, kept_warnings = _walk(
+            fit_at,
+            lambda fit: validation_losses(fit, scale_grid),
+            theta,
+            evidence_start,
+            weight_groups(layout, False, fixed),
+            xp,
+        )
+        gammas = None
     else:  # (4) MacKay's fixed point over alpha, from each start
         groups = weight_groups(layout, config.alpha == "evidence_per_layer", fixed)
         scalar = len(groups) == 1
@@ -327,40 +401,23 @@ def fit_network(
         warnings.warn_explicit(
             caught.message, caught.category, caught.filename, caught.lineno
         )
+
     # (5) the posterior's prior precision, at the fixed MAP
-    keep = None if fixed is None else xp.asarray((~fixed).astype(np.float64))
-    link, n_draws = config.link_approx, config.n_mc_samples
-    probit = link == "probit"
-    # Kronecker and last-layer posteriors take J in factored form.
-    accepts = getattr(fit.posterior, "accepts_factored_jacobian", False)
-    factored = keep is None and accepts
-
-    def jacobians(theta, X_out):
-        if factored:
-            return logit_factors(xp, layout, theta, config.activation, X_out)
-        return logit_jacobians(xp, layout, theta, config.activation, X_out, keep)
-
-    def predictive(xp, mean, cov):
-        rows = predictive_rows_per_chunk(link, layout.n_outputs, n_draws)
-        return moderated_logits(xp, mean, cov, link, n_draws, seed, rows)
-
     def held_out(scales):
         if not by_held_out:
             return None
         if config.prior_precision_scale == "validation":
             if held_out_rows is None:
                 return None  # nothing held out: the evidence chooses
-            return validation_log_losses(
-                fit, jacobians, held_out_rows, scales, predictive, probit
-            )
+            return validation_losses(fit, scales)
         prior = to_numpy(fit.prior_precision)
         return cv_log_losses(
             lambda train: fit_laplace(
-                config, objective(prior, np.flatnonzero(train)), fit.theta
+                config, objective(prior, fit_rows[train]), fit.theta
             ),
-            jacobians,
-            data,
-            content_folds(X, y_index, CV_FOLDS, seed, sample_weight),
+            lambda theta, X_out: jacobians(theta, X_out, fit.posterior),
+            fit_data,
+            content_folds(fit_data[0], fit_data[1], CV_FOLDS, seed, fit_data[2]),
             scales,
             predictive,
             probit,

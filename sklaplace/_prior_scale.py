@@ -64,8 +64,8 @@ def resolve_tuning(params, refits):
     Where refits are cheap (:func:`~sklaplace._memory.refits_are_cheap`)
     both are tuned on the data: ``alpha`` by the evidence (MacKay's refits)
     and the prior scale on held-out folds (``"cv"``). Beyond, where every
-    refit is costly, ``alpha=1.0`` and the scale is chosen on held-out
-    validation rows (``"validation"``, no refit).
+    refit is costly, both are chosen on held-out validation rows
+    (``"validation"``: two to four fits for alpha, none for the scale).
 
     Parameters
     ----------
@@ -80,7 +80,7 @@ def resolve_tuning(params, refits):
     params : namespace
     """
     if isinstance(params.alpha, str) and params.alpha == "auto":
-        params.alpha = "evidence" if refits else 1.0
+        params.alpha = "evidence" if refits else "validation"
     if params.prior_precision_scale == "auto":
         params.prior_precision_scale = "cv" if refits else "validation"
     return params

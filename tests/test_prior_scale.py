@@ -372,14 +372,17 @@ def test_choice_is_invariant_to_row_order_and_weights_as_repetitions(setting):
 
 @pytest.mark.parametrize("alpha", ["auto", 0.5, "evidence_per_layer"])
 @pytest.mark.parametrize("scale", ["auto", 2.0, "evidence"])
-def test_auto_tunes_small_networks_on_the_data_and_large_ones_without_refits(
+def test_auto_tunes_small_networks_by_evidence_and_large_ones_on_validation_rows(
     alpha, scale
 ):
     from types import SimpleNamespace
 
     from sklaplace._prior_scale import resolve_tuning
 
-    for small, expected in [(True, ("evidence", "cv")), (False, (1.0, "validation"))]:
+    for small, expected in [
+        (True, ("evidence", "cv")),
+        (False, ("validation", "validation")),
+    ]:
         params = resolve_tuning(
             SimpleNamespace(alpha=alpha, prior_precision_scale=scale), small
         )

@@ -17,6 +17,7 @@ import sklaplace._fitting as fitting_module
 import sklaplace._memory as memory_module
 import sklaplace._predictive as predictive_module
 from sklaplace import LaplaceMLPClassifier, log_posterior_hessian
+from sklaplace._alpha_walk import ALPHA_WALK_MAX_FITS
 from sklaplace._curvature import exact_hessian, ggn_diagonal, ggn_hessian
 from sklaplace.exceptions import MemoryLimitError
 from tests.conftest import make_problem
@@ -292,18 +293,20 @@ def test_a_mid_sized_network_gets_kron_with_the_tuning_refits(monkeypatch):
     assert "cv_log_loss" in clf.prior_precision_scale_path_
     assert clf.tol_ == 1e-6
     # The other way round: a cheap full posterior, but a gradient one over
-    # its budget: full posterior, L-BFGS to 1e-4, no refits.
+    # its budget: full posterior, L-BFGS to 1e-4, alpha by the validation
+    # walk (2-4 fits) instead of MacKay's refits.
     monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", 31**3)
     monkeypatch.setattr(memory_module, "AUTO_GRADIENT_WORK", 30 * 31 - 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
     assert (clf.solver_, clf.hessian_structure_, clf.tol_) == ("lbfgs", "full", 1e-4)
-    assert clf.alpha_history_ == []
+    assert clf.effective_n_parameters_ is None  # no MacKay run
+    assert 2 <= len(clf.alpha_history_) <= ALPHA_WALK_MAX_FITS
     assert "validation_log_loss" in clf.prior_precision_scale_path_
 
 
-def test_a_large_network_gets_kron_lbfgs_and_no_refits(monkeypatch):
+def test_a_large_network_gets_kron_lbfgs_and_the_validation_walk(monkeypatch):
     X, y = RNG.normal(size=(30, 3)), np.arange(30) % 3
     clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
     small = (clf.solver_, clf.hessian_structure_, len(clf.alpha_history_) > 1)
@@ -317,7 +320,10 @@ def test_a_large_network_gets_kron_lbfgs_and_no_refits(monkeypatch):
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
     assert (clf.solver_, clf.hessian_structure_) == ("lbfgs", "kron")
-    assert clf.alpha_ == 1.0 and clf.alpha_history_ == []  # no refits
+    # alpha by the validation walk: decades from 1, a handful of fits.
+    tried = np.concatenate(clf.alpha_history_)
+    assert 2 <= tried.size <= ALPHA_WALK_MAX_FITS and clf.alpha_ in tried
+    assert tried[0] == 1.0 and np.allclose(np.abs(np.diff(np.log10(tried))), 1.0)
     # The scale is chosen on held-out rows the network is not fitted on.
     assert "validation_log_loss" in clf.prior_precision_scale_path_
     # tol="auto" is MLPClassifier's 1e-4 there (1e-6 would run on).
