@@ -81,6 +81,8 @@ def _models():
         # At this size "auto" is L-BFGS, kron and MLPClassifier's stopping
         # rule (gtol 1e-4 on the mean loss's gradient).
         "laplace_default": lambda: LaplaceMLPClassifier(),
+        # The default until session 15 (alpha=1 where refits are costly).
+        "laplace_alpha1": lambda: LaplaceMLPClassifier(alpha=1.0),
         "laplace_lbfgs_tol1e-6": lambda: LaplaceMLPClassifier(solver="lbfgs", tol=1e-6),
         "laplace_newton_cg": lambda: LaplaceMLPClassifier(solver="newton-cg", tol=1e-6),
         "laplace_cv": lambda: LaplaceMLPClassifier(prior_precision_scale="cv"),
@@ -108,6 +110,7 @@ def run_one(name):
         "peak_rss_gib": _peak_rss() / GIB,
     }
     for attribute in (
+        "alpha_",
         "hessian_structure_",
         "solver_",
         "prior_precision_scale_",

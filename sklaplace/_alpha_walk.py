@@ -4,10 +4,11 @@ Where every MAP fit is costly (beyond the cheap-refit rule of
 :func:`~sklaplace._memory.refits_are_cheap`), MacKay's dozen refits are
 too many, and a fixed ``alpha = 1`` can be far from right: on 20,000 rows
 a (100,) network overfitted at 1 (test log loss 0.25) and fitted best near
-10 (0.17). The walk below spends two to four fits: from ``start`` it steps
+10 (0.17). The walk below spends three or four fits: from ``start`` it steps
 by factors of ``ALPHA_STEP`` in the direction of MacKay's update at the
-first MAP, while the held-out log loss falls, and keeps the best fit. Its
-held-out loss is never worse than the first fit's.
+first MAP (the other way if that step fails), while the held-out log loss
+falls, and keeps the best fit. Its held-out loss is never worse than the
+first fit's.
 """
 
 from typing import NamedTuple
@@ -57,16 +58,22 @@ class AlphaWalk(NamedTuple):
 def walk_alpha(evaluate, direction, start=1.0):
     """Step alpha by decades while the held-out loss falls.
 
+    The first step goes the way of ``direction``; if it does not lower the
+    loss, one step the other way is tried (MacKay's update at a MAP that is
+    not tight can point the wrong way), and the walk goes on that way while
+    the loss falls. At most ``ALPHA_WALK_MAX_FITS`` fits.
+
     Parameters
     ----------
     evaluate : callable
         ``evaluate(alpha, previous) -> (outcome, loss)``: fits at ``alpha``
-        (warm-started from ``previous``, the last outcome, or ``None`` for
-        the first fit) and returns the held-out loss (``inf`` if undefined).
+        (warm-started from ``previous``, the outcome of the adjacent alpha
+        towards ``start``, or ``None`` for the first fit) and returns the
+        held-out loss (``inf`` if undefined).
     direction : callable
         ``direction(outcome) -> float``: where the evidence points from the
-        first fit (MacKay's update); the walk goes up if it is larger than
-        ``start``, down otherwise.
+        first fit (MacKay's update); the walk goes up first if it is larger
+        than ``start``, down otherwise.
     start : float, default=1.0
 
     Returns
@@ -74,22 +81,30 @@ def walk_alpha(evaluate, direction, start=1.0):
     AlphaWalk
     """
     low, high = EVIDENCE_BOUNDS
-    alpha = float(np.clip(start, low, high))
-    best, best_loss = evaluate(alpha, None)
-    history, losses = [np.array([alpha])], [best_loss]
-    best_alpha = start_alpha = alpha
-    previous = best
-    sign = 1 if direction(best) > alpha else -1
-    for k in range(1, ALPHA_WALK_MAX_FITS):
-        # start * 10**-2 is 0.01, where repeated products drift (0.010000000000000002)
-        trial_alpha = float(np.clip(start_alpha * ALPHA_STEP ** (sign * k), low, high))
-        if trial_alpha == alpha:  # at a bound
-            break
-        alpha = trial_alpha
-        previous, loss = evaluate(alpha, previous)
-        history.append(np.array([alpha]))
-        losses.append(loss)
-        if not loss < best_loss:
-            break
-        best, best_loss, best_alpha = previous, loss, alpha
+    start = float(np.clip(start, low, high))
+    first, first_loss = evaluate(start, None)
+    history, losses = [np.array([start])], [first_loss]
+    best, best_loss, best_alpha = first, first_loss, start
+    sign = 1 if direction(first) > start else -1
+    step, previous, turned = 0, first, False
+    while len(history) < ALPHA_WALK_MAX_FITS:
+        step += 1
+        # start * 10.0**-2 is 0.01; repeated products drift (0.010000000000000002).
+        alpha = float(np.clip(start * ALPHA_STEP ** (sign * step), low, high))
+        improved = False
+        if all(alpha != tried[0] for tried in history):  # else: at a bound
+            outcome, loss = evaluate(alpha, previous)
+            history.append(np.array([alpha]))
+            losses.append(loss)
+            if loss < best_loss:
+                best, best_loss, best_alpha = outcome, loss, alpha
+                previous, improved = outcome, True
+            del outcome  # a rejected fit is not held across the next one
+        if improved:
+            first = None  # no turn after a step that helped: not held
+            continue
+        if step == 1 and not turned:  # the first step failed: the other way
+            sign, step, previous, turned = -sign, 0, first, True
+            continue
+        break
     return AlphaWalk(best, best_alpha, history, losses)

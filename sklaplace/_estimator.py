@@ -64,7 +64,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
             default="tanh"
         Hidden-layer activation; ``"elu"``: ``z`` if ``z > 0``, else ``exp(z) - 1``.
     alpha : float, array-like of shape (n_layers,) or (n_params,), \
-            "auto", "evidence" or "evidence_per_layer", default="auto"
+            "auto", "evidence", "evidence_per_layer" or "validation", default="auto"
         Prior precision of the weights: one value, one per layer, or one per
         parameter in the order of ``theta`` (which then sets the biases too,
         and ``bias_prior_precision`` is ignored). Values must be in the range
@@ -76,9 +76,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         keeping the run of larger evidence (see the guide).
         ``"evidence_per_layer"`` tunes one value per layer the same way; it
         can head for a degenerate limit (an alpha at its bound, a warning
-        says so). ``"validation"`` fits 2-4 times: from 1, by decades in the
-        direction of MacKay's update while the log loss on the rows
-        ``validation_fraction`` holds out falls (1 if none can be).
+        says so). ``"validation"`` fits 3-4 times: from 1, by decades the way
+        MacKay's update points (else the other) while the log loss, at the
+        model's scale ``c``, of the rows ``validation_fraction`` holds out
+        falls (1 if none can be). Warm refits resume tuning from ``alpha_``.
         ``"auto"`` is ``"evidence"`` where refits are cheap (one gradient at
         most 5e6 multiply-adds, ``n_samples * n_params``, identical rows
         counted once) and ``"validation"`` beyond (``alpha_``).
@@ -182,9 +183,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Array library for the computation; ``"auto"`` picks CuPy when a CUDA
         device is available. Fitted attributes are NumPy arrays either way.
     random_state : int, RandomState instance or None, default=None
-        Seeds the held-out rows of ``prior_precision_scale`` (folds,
-        validation split), the Monte Carlo draws and the Glorot
-        initialisation.
+        Seeds the held-out rows (folds, validation split; a warm refit
+        keeps them), the Monte Carlo draws and the Glorot initialisation.
     verbose : int, default=0
         Print solver progress when positive.
 
@@ -446,9 +446,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         # First, so that it depends on neither the network's size nor a warm start.
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
-        theta, fixed, alpha_start = self._initial_state(layout, classes, rng)
-        theta = xp.asarray(theta)
-        data = (X, y_index, sample_weight)
+        theta, fixed, alpha_start, seed = self._initial_state(layout, classes, rng)
+        mc_seed = mc_seed if seed is None else seed
+        data, theta = (X, y_index, sample_weight), xp.asarray(theta)
         network = fit_network(  # (1)-(5)
             config, xp, layout, likelihood, data, theta, fixed, mc_seed, alpha_start
         )

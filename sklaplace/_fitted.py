@@ -35,22 +35,25 @@ class FittedLaplaceMixin:
     """
 
     def _initial_state(self, layout, classes, rng):
-        """Return the starting ``theta``, the parameters held at zero, alpha's start.
+        """Return the start: ``theta``, fixed parameters, alpha, held-out seed.
 
         The fitted MAP when ``warm_start`` is set and a warm start applies:
         it needs the same network AND the same classes (otherwise the old
         logits would belong to other labels). It keeps an earlier pruning
-        (the pruned weights stay zero and only the others re-train) and, if
-        alpha was tuned, its ``alpha_`` as the evidence updates' one start.
-        Otherwise a Glorot initialisation from ``rng``, and ``None, None``.
+        (the pruned weights stay zero and only the others re-train), if
+        alpha was tuned its ``alpha_`` as the tuning's one start, and the
+        previous fit's seed of the held-out rows (rows the warm start's MAP
+        was fitted on must not be held out to score it). Otherwise a Glorot
+        initialisation from ``rng``, and ``None, None, None``.
         """
         if self.warm_start and hasattr(self, "coefs_"):
             same_classes = np.array_equal(self.classes_, classes)
             if same_classes and self._layout().layer_sizes == layout.layer_sizes:
                 theta = layout.pack(np, self.coefs_, self.intercepts_)
                 start = self.alpha_ if self.alpha_history_ else None
-                return theta, getattr(self, "pruned_mask_", None), start
-        return layout.glorot_init(rng), None, None
+                fixed = getattr(self, "pruned_mask_", None)
+                return theta, fixed, start, self._mc_seed
+        return layout.glorot_init(rng), None, None, None
 
     def log_marginal_likelihood(self, alpha=None, bias_prior_precision=None):
         """Laplace log evidence at other prior precisions, at the fitted MAP.

@@ -203,22 +203,24 @@ def fit_laplace(config, objective, theta):
     return LaplaceFit(objective, result, posterior, curvature, jitter)
 
 
-def _walk(fit_at, held_out_losses, theta, start, groups, xp):
+def _walk(fit_at, held_out_loss, theta, start, groups, xp):
     """``alpha="validation"``: :func:`~sklaplace._alpha_walk.walk_alpha` on fits.
 
-    A fit's loss is the held-out log loss at its best prior scale (the scale
-    ``prior_precision_scale="validation"`` would choose); its direction is
-    MacKay's update at the first MAP. Returns the kept fit, its alpha, the
-    alphas tried and the kept fit's warnings.
+    ``held_out_loss(fit)`` scores a fit; the direction is MacKay's update at
+    the first MAP; a warm refit's ``start`` (per-layer alphas: their
+    geometric mean) replaces 1. Returns the kept fit, its alpha, the alphas
+    tried and the kept fit's warnings.
     """
 
     def evaluate(alpha, previous):
         fit = fit_at(alpha, theta if previous is None else previous[0].theta)
-        curve = held_out_losses(fit).curve()
-        loss = float(np.min(curve)) if np.all(np.isfinite(curve)) else np.inf
-        return (fit, list(fit_at.kept_warnings)), loss
+        return (fit, list(fit_at.kept_warnings)), held_out_loss(fit)
 
-    start = 1.0 if start is None else float(np.ravel(start)[0])
+    if start is None:
+        start = 1.0
+    else:  # per-layer alphas: their geometric mean
+        start = np.ravel(start)
+        start = float(start[0] if start.size == 1 else np.exp(np.mean(np.log(start))))
 
     def direction(outcome):
         fit = outcome[0]
@@ -246,9 +248,10 @@ def fit_network(
         From :func:`~sklaplace._likelihood.likelihood_for`.
     data : tuple
         ``(X, y_index, sample_weight)``, validated NumPy arrays. With
-        ``prior_precision_scale="validation"`` the network is fitted on the
-        rows :func:`~sklaplace._held_out.validation_rows` does not hold
-        out, and the held-out ones choose the scale (no refit on them).
+        ``prior_precision_scale="validation"`` or ``alpha="validation"`` the
+        network is fitted on the rows
+        :func:`~sklaplace._held_out.validation_rows` does not hold out, and
+        the held-out ones choose the scale or alpha (no refit on them).
     theta : array of shape (n_params,)
         Starting point, in ``xp``.
     fixed : ndarray of bool of shape (n_params,) or None
@@ -283,10 +286,12 @@ def fit_network(
     held_out_rows = None
     # The plug-in predictive (link_approx="map") does not depend on the
     # prior scale, so held-out losses cannot choose it: the evidence does,
-    # and no rows are held out (below and in held_out).
+    # and no rows are held out for it (below and in held_out); alpha's walk
+    # still holds them out.
     by_held_out = config.link_approx != "map"
     by_validation = config.prior_precision_scale == "validation" and by_held_out
-    if by_validation or config.alpha == "validation":
+    walks = isinstance(config.alpha, str) and config.alpha == "validation"
+    if by_validation or walks:
         held = validation_rows(
             X, y_index, config.validation_fraction, seed, sample_weight
         )
@@ -329,8 +334,6 @@ def fit_network(
         return refits[-1]
 
     fit_at.kept_warnings = kept_warnings
-    # The plug-in's held-out loss does not depend on the scale: one will do.
-    scale_grid = PRIOR_SCALE_GRID if by_held_out else np.ones(1)
 
     # Held-out losses of a fit's predictive at each prior scale, for (4)
     # with alpha="validation" and for (5).
@@ -358,21 +361,37 @@ def fit_network(
             probit,
         )
 
-    if config.alpha == "validation" and held_out_rows is None:
+    def walk_loss(fit):
+        # Held-out loss at the scale the model would use with this fit; for
+        # "cv" and "validation", the scale of least held-out loss.
+        setting = config.prior_precision_scale
+        scales = PRIOR_SCALE_GRID
+        if not by_held_out:  # the plug-in's loss is the same at every scale
+            scales = np.ones(1)
+        elif not isinstance(setting, str):
+            scales = np.array([float(setting)])
+        elif setting == "evidence":
+            scales = np.array([choose_prior_scale(setting, fit).scale])
+        curve = validation_losses(fit, scales).curve()
+        return float(np.min(curve)) if np.all(np.isfinite(curve)) else np.inf
+
+    if walks and held_out_rows is None:
         # Nothing held out (too few rows): the walk has no loss to follow.
-        config = replace(config, alpha=ALPHA_WALK_FALLBACK)
+        config, walks = replace(config, alpha=ALPHA_WALK_FALLBACK), False
     if not isinstance(config.alpha, str):
         fit = fit_at(config.alpha, theta)
         alpha, history, gammas = config.alpha, [], None
-    elif config.alpha == "validation":  # (4) alpha by decades on held-out rows
+    elif walks:  # (4) alpha by decades on held-out rows
         fit, alpha, history, kept_warnings = _walk(
             fit_at,
-            lambda fit: validation_losses(fit, scale_grid),
+            walk_loss,
             theta,
             evidence_start,
             weight_groups(layout, False, fixed),
             xp,
         )
+        if refits[-1] is not fit:  # the last fit tried, not kept
+            refits[-1] = refits[-1]._replace(objective=None, posterior=None)
         gammas = None
     else:  # (4) MacKay's fixed point over alpha, from each start
         groups = weight_groups(layout, config.alpha == "evidence_per_layer", fixed)

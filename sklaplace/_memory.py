@@ -25,10 +25,10 @@ factors take ``sum_l (fan_in_l + 1)^2 + fan_out_l^2`` numbers, no
 costs at most ``AUTO_GRADIENT_WORK``; then the MAP is tight (Newton-CG to
 1e-6: :func:`resolve_solver`, :func:`resolve_tol`) and the tuning refits
 (:func:`~sklaplace._prior_scale.resolve_tuning`), else L-BFGS stops at
-``MLPClassifier``'s tolerance on 90% of the rows and the prior scale is
-chosen on the other 10%, no refit, so that the fit costs about what
-``MLPClassifier``'s does. The docs call a network for which both hold
-*small*.
+``MLPClassifier``'s tolerance on 90% of the rows and alpha (three or four
+fits) and the prior scale (no refit) are chosen on the other 10%, so that
+each fit costs about what ``MLPClassifier``'s does. The docs call a
+network for which both hold *small*.
 """
 
 from types import SimpleNamespace
@@ -110,7 +110,8 @@ POSTERIOR_DENSE_MATRICES = {"full": 4}
 
 #: A fitted posterior's own (its Cholesky factor), held across the next
 #: refit of ``alpha="evidence"``; the earlier runs' kept posteriors (one per
-#: start of the updates) are held too, so one per start in all.
+#: start of the updates) are held too, so one per start in all. The walk of
+#: ``alpha="validation"`` holds one: the best fit's, across the next fit.
 POSTERIOR_HELD_DENSE_MATRICES = {"full": 1}
 
 #: Held across the held-out refits of ``prior_precision_scale="cv"``: the
@@ -162,7 +163,8 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
         ``"cv"`` refits on folds while the full-data posterior is held.
     alpha : float, array or str, default=1.0
         ``"evidence"`` and ``"evidence_per_layer"`` refit while the previous
-        refit's posterior and the earlier runs' kept ones are held.
+        refit's posterior and the earlier runs' kept ones are held,
+        ``"validation"`` while the best fit's is.
 
     Returns
     -------
@@ -172,7 +174,7 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
     count = max(solving, POSTERIOR_DENSE_MATRICES.get(structure, 0))
     if isinstance(alpha, str):
         held = POSTERIOR_HELD_DENSE_MATRICES.get(structure, 0)
-        count += len(EVIDENCE_STARTS) * held
+        count += held if alpha == "validation" else len(EVIDENCE_STARTS) * held
     if prior_precision_scale == "cv":
         count += CV_HELD_DENSE_MATRICES.get(structure, 0)
     return count

@@ -29,36 +29,42 @@ def _planted(best_log10):
 
 
 @pytest.mark.parametrize(
-    "best_log10, up, expected, n_fits",
+    "best_log10, up, tried, kept",
     [
-        (2.0, True, 100.0, 4),  # up two decades, one past to see it rise
-        (-1.0, False, 0.1, 3),
-        (0.2, True, 1.0, 2),  # MacKay points up, the loss does not fall
-        (-0.3, True, 1.0, 2),  # ... nor where the best lies the other way
-        (9.0, True, 1000.0, ALPHA_WALK_MAX_FITS),  # stopped by the fit budget
+        (2.0, True, [1, 10, 100, 1000], 100),  # one past the best to see it rise
+        (-1.0, False, [1, 0.1, 0.01], 0.1),
+        (0.2, True, [1, 10, 0.1], 1),  # neither neighbour is lower
+        (-0.3, True, [1, 10, 0.1], 1),
+        # MacKay points up, the loss falls the other way: turned after one step.
+        (-2.0, True, [1, 10, 0.1, 0.01], 0.01),
+        (9.0, True, [1, 10, 100, 1000], 1000),  # stopped by the fit budget
     ],
 )
-def test_walk_keeps_the_alpha_of_least_held_out_loss(best_log10, up, expected, n_fits):
+def test_walk_keeps_the_alpha_of_least_held_out_loss(best_log10, up, tried, kept):
     evaluate, calls = _planted(best_log10)
     walk = walk_alpha(evaluate, lambda outcome: 2.0 if up else 0.5)
-    assert walk.alpha == pytest.approx(expected)
-    assert walk.best == f"fit at {expected:g}"
-    assert len(calls) == len(walk.history) == len(walk.losses) == n_fits
-    tried = np.concatenate(walk.history)
-    np.testing.assert_allclose(tried[1:] / tried[:-1], ALPHA_STEP ** (1 if up else -1))
-    # Never worse than the first fit; each fit warm-starts from the last one.
-    assert min(walk.losses) == walk.losses[list(tried).index(walk.alpha)]
-    assert walk.losses[list(tried).index(walk.alpha)] <= walk.losses[0]
+    assert [float(a[0]) for a in walk.history] == tried
+    assert [a for a, _ in calls] == tried and len(tried) <= ALPHA_WALK_MAX_FITS
+    assert walk.alpha == kept and walk.best == f"fit at {kept:g}"
+    assert walk.losses == [(np.log10(a) - best_log10) ** 2 for a in tried]
+    assert min(walk.losses) == walk.losses[tried.index(kept)] <= walk.losses[0]
+    # Each fit warm-starts from its neighbour towards the start.
     assert calls[0][1] is None
-    assert [p for _, p in calls[1:]] == [f"fit at {a:g}" for a, _ in calls[:-1]]
+    for alpha, previous in calls[1:]:
+        towards_start = alpha / ALPHA_STEP if alpha > 1 else alpha * ALPHA_STEP
+        assert previous == f"fit at {towards_start:g}"
 
 
 def test_walk_stops_at_the_bound_and_on_an_undefined_loss():
     evaluate, calls = _planted(12.0)
     walk = walk_alpha(evaluate, lambda outcome: np.inf, start=1e5)
     assert [float(a[0]) for a in walk.history] == [1e5, 1e6]  # EVIDENCE_BOUNDS
-    walk = walk_alpha(lambda a, p: (a, np.inf if a > 1 else 1.0), lambda o: 2.0)
-    assert walk.alpha == 1.0 and len(walk.history) == 2
+    # At the upper bound, up is no step: the walk turns at once.
+    evaluate, calls = _planted(-12.0)
+    walk = walk_alpha(evaluate, lambda outcome: np.inf, start=1e6)
+    assert [float(a[0]) for a in walk.history] == [1e6, 1e5, 1e4, 1e3]
+    walk = walk_alpha(lambda a, p: (a, np.inf if a != 1 else 1.0), lambda o: 2.0)
+    assert walk.alpha == 1.0 and len(walk.history) == 3
 
 
 def _fit(**params):
@@ -105,19 +111,37 @@ def test_logistic_alpha_is_the_fixed_alpha_of_least_validation_loss(data, n_fits
     assert (tried[1] > 1.0) == rises
 
 
-def test_network_walk_beats_or_matches_its_start_on_the_held_out_rows():
-    common = dict(hidden_layer_sizes=(8,), prior_precision_scale="validation")
-    walked = _fit(alpha="validation", **common)
-    assert walked.alpha_ in [float(a[0]) for a in walked.alpha_history_]
-    assert walked.alpha_history_[0][0] == 1.0
-    # The start's own fit, on the same rows (the held-out hash is seeded the
-    # same way), predicts the held-out rows no better.
-    start = _fit(alpha=1.0, **common)
+# Noise features on few rows: the walk leaves alpha=1 for a network (to 10).
+XN, YN = make_classification(
+    n_samples=80, n_features=20, n_informative=2, n_redundant=0, random_state=1
+)
+XN = StandardScaler().fit_transform(XN)
+
+
+def test_network_walk_scores_each_fit_at_the_models_own_scale():
+    common = dict(hidden_layer_sizes=(4,), random_state=0)
+    kept = {}
+    for scale in ["validation", 100.0]:
+        walked = LaplaceMLPClassifier(
+            alpha="validation", prior_precision_scale=scale, **common
+        ).fit(XN, YN)
+        tried = [float(a[0]) for a in walked.alpha_history_]
+        assert tried[:2] == [1.0, 10.0] and walked.alpha_ in tried
+        kept[scale] = walked
+    # Its first fit is the fixed alpha=1 fit, on the same held-out rows.
+    start = LaplaceMLPClassifier(
+        alpha=1.0, prior_precision_scale="validation", **common
+    ).fit(XN, YN)
     path = "validation_log_loss"
-    assert np.min(walked.prior_precision_scale_path_[path]) <= np.min(
+    np.testing.assert_array_equal(
+        kept["validation"].prior_precision_scale_path_["scales"],
+        start.prior_precision_scale_path_["scales"],
+    )
+    assert np.min(kept["validation"].prior_precision_scale_path_[path]) < np.min(
         start.prior_precision_scale_path_[path]
     )
-    assert walked.n_iter_ > start.n_iter_  # the walk's fits are all counted
+    assert kept["validation"].n_iter_ > start.n_iter_  # every fit is counted
+    assert kept[100.0].prior_precision_scale_ == 100.0
 
 
 def test_too_few_rows_to_hold_out_fall_back_to_alpha_one():
@@ -130,13 +154,19 @@ def test_too_few_rows_to_hold_out_fall_back_to_alpha_one():
     assert tiny.alpha_ == 1.0 and tiny.alpha_history_ == []
 
 
-def test_warm_refit_resumes_the_walk_from_the_fitted_alpha():
-    clf = _fit(hidden_layer_sizes=(4,), alpha="validation", warm_start=True)
-    first = clf.alpha_
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X, Y)
-    assert clf.alpha_history_[0][0] == first
+def test_warm_refit_resumes_the_walk_from_the_fitted_alpha_on_the_same_rows():
+    # A RandomState draws other held-out rows on every cold fit, but a warm
+    # refit must keep them (its MAP was fitted on the others).
+    rng = np.random.RandomState(0)
+    clf = LaplaceMLPClassifier(
+        (4,), alpha="validation", warm_start=True, random_state=rng
+    ).fit(XN, YN)
+    first, seed = clf.alpha_, clf._mc_seed
+    assert first != 1.0
+    clf.fit(XN, YN)
+    assert clf.alpha_history_[0][0] == first and clf._mc_seed == seed
+    clf.set_params(warm_start=False).fit(XN, YN)
+    assert clf._mc_seed != seed
 
 
 def test_integer_weights_equal_repeated_rows():
@@ -151,3 +181,14 @@ def test_integer_weights_equal_repeated_rows():
     np.testing.assert_allclose(
         weighted.predict_proba(X), copies.predict_proba(X), rtol=1e-6, atol=1e-9
     )
+
+
+def test_array_alphas_are_not_mistaken_for_the_walk():
+    # An ndarray alpha compared with "validation" element by element raised
+    # "truth value of an array is ambiguous" (refitting a per-layer alpha_).
+    per_layer = _fit(hidden_layer_sizes=(4,), alpha="evidence_per_layer")
+    refit = _fit(hidden_layer_sizes=(4,), alpha=per_layer.alpha_)
+    np.testing.assert_array_equal(refit.alpha_, per_layer.alpha_)
+    assert refit.alpha_history_ == []
+    two = _fit(hidden_layer_sizes=(4,), alpha=np.array([1.0, 2.0]))
+    np.testing.assert_array_equal(two.alpha_, [1.0, 2.0])

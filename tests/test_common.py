@@ -47,13 +47,13 @@ ESTIMATORS = [
         (16, 8), activation="elu", alpha=1.0, tol=1e-10, random_state=0
     ),
     # What "auto" gives a large network, forced on the checks' small data:
-    # Kronecker factors, L-BFGS, and the scale chosen on held-out rows (which
-    # must keep weights equivalent to repeated rows).
+    # Kronecker factors, L-BFGS, and alpha and the scale chosen on held-out
+    # rows (which must keep weights equivalent to repeated rows).
     LaplaceMLPClassifier(
         (8,),
         hessian_structure="kron",
         solver="lbfgs",
-        alpha=1.0,
+        alpha="validation",
         prior_precision_scale="validation",
         bias_prior_precision=1.0,  # as the L-BFGS estimator above
         max_iter=500,

@@ -193,6 +193,7 @@ def test_the_module_budget_reaches_every_chunked_computation(monkeypatch):
     [
         ("newton", "full", "cv", 1.0),
         ("lbfgs", "full", "evidence", "evidence"),
+        ("lbfgs", "full", "validation", "validation"),
         ("newton", "diag", 1.0, "evidence"),
         ("lbfgs", "kron", "cv", 1.0),
     ],
@@ -294,7 +295,7 @@ def test_a_mid_sized_network_gets_kron_with_the_tuning_refits(monkeypatch):
     assert clf.tol_ == 1e-6
     # The other way round: a cheap full posterior, but a gradient one over
     # its budget: full posterior, L-BFGS to 1e-4, alpha by the validation
-    # walk (2-4 fits) instead of MacKay's refits.
+    # walk (3-4 fits) instead of MacKay's refits.
     monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", 31**3)
     monkeypatch.setattr(memory_module, "AUTO_GRADIENT_WORK", 30 * 31 - 1)
     with warnings.catch_warnings():
