@@ -7,8 +7,8 @@ a (100,) network overfitted at 1 (test log loss 0.25) and fitted best near
 10 (0.17). The walk below spends three or four fits: from ``start`` it steps
 by factors of ``ALPHA_STEP`` in the direction of MacKay's update at the
 first MAP (the other way if that step fails), while the held-out log loss
-falls, and keeps the best fit. Its held-out loss is never worse than the
-first fit's.
+falls by more than its paired standard error, and keeps the best fit. Its
+held-out loss is never worse than the first fit's.
 """
 
 from typing import NamedTuple
@@ -16,12 +16,15 @@ from typing import NamedTuple
 import numpy as np
 
 from sklaplace._evidence import EVIDENCE_BOUNDS
+from sklaplace._held_out import HeldOutLosses
+from sklaplace._prior_scale import paired_standard_errors
 
 __all__ = [
     "ALPHA_STEP",
     "ALPHA_WALK_FALLBACK",
     "ALPHA_WALK_MAX_FITS",
     "AlphaWalk",
+    "clearly_lower",
     "walk_alpha",
 ]
 
@@ -55,7 +58,27 @@ class AlphaWalk(NamedTuple):
     losses: list
 
 
-def walk_alpha(evaluate, direction, start=1.0):
+def clearly_lower(trial, best):
+    """Whether ``trial``'s held-out losses are below ``best``'s beyond noise.
+
+    Both are :class:`~sklaplace._held_out.HeldOutLosses` of the same rows
+    with one column (each fit's loss at its scale). ``trial`` is clearly
+    lower when its mean loss is lower by more than one paired standard
+    error (the rows are the same, so the error of the difference is small):
+    among alphas the held-out rows cannot tell apart the walk keeps the one
+    nearer its start (on digits, steps on smaller differences lowered the
+    held-out loss and raised the test loss). A fit whose loss is undefined
+    somewhere (``inf``) loses to one defined everywhere.
+    """
+    trial_finite = bool(np.all(np.isfinite(trial.losses)))
+    if not np.all(np.isfinite(best.losses)):
+        return trial_finite
+    pair = HeldOutLosses(np.hstack([best.losses, trial.losses]), best.weights)
+    excess, standard_error = paired_standard_errors(pair, 0)
+    return trial_finite and bool(excess[1] < -standard_error[1])
+
+
+def walk_alpha(evaluate, direction, start=1.0, better=None):
     """Step alpha by decades while the held-out loss falls.
 
     The first step goes the way of ``direction``; if it does not lower the
@@ -68,18 +91,22 @@ def walk_alpha(evaluate, direction, start=1.0):
     evaluate : callable
         ``evaluate(alpha, previous) -> (outcome, loss)``: fits at ``alpha``
         (warm-started from ``previous``, the outcome of the adjacent alpha
-        towards ``start``, or ``None`` for the first fit) and returns the
-        held-out loss (``inf`` if undefined).
+        towards ``start``, or ``None`` for the first fit) and returns its
+        held-out loss, in whatever form ``better`` compares.
     direction : callable
         ``direction(outcome) -> float``: where the evidence points from the
         first fit (MacKay's update); the walk goes up first if it is larger
         than ``start``, down otherwise.
     start : float, default=1.0
+    better : callable, default=None
+        ``better(loss, best_loss) -> bool``, whether a step lowers the loss;
+        ``None``: ``loss < best_loss`` (numbers, ``inf`` if undefined).
 
     Returns
     -------
     AlphaWalk
     """
+    better = (lambda loss, best: loss < best) if better is None else better
     low, high = EVIDENCE_BOUNDS
     start = float(np.clip(start, low, high))
     first, first_loss = evaluate(start, None)
@@ -96,7 +123,7 @@ def walk_alpha(evaluate, direction, start=1.0):
             outcome, loss = evaluate(alpha, previous)
             history.append(np.array([alpha]))
             losses.append(loss)
-            if loss < best_loss:
+            if better(loss, best_loss):
                 best, best_loss, best_alpha = outcome, loss, alpha
                 previous, improved = outcome, True
             del outcome  # a rejected fit is not held across the next one

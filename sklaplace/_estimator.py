@@ -79,7 +79,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         says so). ``"validation"`` fits 3-4 times: from 1, by decades the way
         MacKay's update points (else the other) while the log loss, at the
         model's scale ``c``, of the rows ``validation_fraction`` holds out
-        falls (1 if none can be). Warm refits resume tuning from ``alpha_``.
+        falls by over a paired standard error (1 if none can be held out).
         ``"auto"`` is ``"evidence"`` where refits are cheap (one gradient at
         most 5e6 multiply-adds, ``n_samples * n_params``, identical rows
         counted once) and ``"validation"`` beyond (``alpha_``).
@@ -174,9 +174,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         quantity (``gtol``), so a large network stops where
         ``MLPClassifier`` would.
     warm_start : bool, default=False
-        Start the solver from the previous MAP when the architecture and the
-        classes match. The MAP moves by a few Newton steps after a small
-        change of the data (fast re-training). On an estimator returned by
+        Start the solver from the previous MAP (and a tuned alpha from
+        ``alpha_``, on the same held-out rows) when the architecture and the
+        classes match: fast re-training after a small change. On one from
         :func:`~sklaplace.prune` it re-trains the kept weights only: the
         pruned ones stay exactly zero and ``pruned_mask_`` is kept.
     backend : {"numpy", "cupy", "auto"}, default="numpy"

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, walk_alpha
+from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, clearly_lower, walk_alpha
 from sklaplace._backend import to_numpy
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
@@ -23,6 +23,7 @@ from sklaplace._evidence import (
 )
 from sklaplace._held_out import (
     CV_FOLDS,
+    HeldOutLosses,
     content_folds,
     cv_log_losses,
     validation_log_losses,
@@ -227,7 +228,7 @@ def _walk(fit_at, held_out_loss, theta, start, groups, xp):
         covariance = fit.posterior.covariance_diagonal(xp)
         return float(mackay_update(covariance, fit.theta, [start], groups)[0][0])
 
-    walk = walk_alpha(evaluate, direction, start)
+    walk = walk_alpha(evaluate, direction, start, better=clearly_lower)
     (fit, kept), alpha = walk.best, walk.alpha
     return fit, alpha, walk.history, kept
 
@@ -372,8 +373,9 @@ def fit_network(
             scales = np.array([float(setting)])
         elif setting == "evidence":
             scales = np.array([choose_prior_scale(setting, fit).scale])
-        curve = validation_losses(fit, scales).curve()
-        return float(np.min(curve)) if np.all(np.isfinite(curve)) else np.inf
+        losses = validation_losses(fit, scales)
+        best = int(np.argmin(losses.curve()))  # the first of equals
+        return HeldOutLosses(losses.losses[:, best : best + 1], losses.weights)
 
     if walks and held_out_rows is None:
         # Nothing held out (too few rows): the walk has no loss to follow.

@@ -9,7 +9,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._alpha_walk import ALPHA_STEP, ALPHA_WALK_MAX_FITS, walk_alpha
+from sklaplace._alpha_walk import (
+    ALPHA_STEP,
+    ALPHA_WALK_MAX_FITS,
+    clearly_lower,
+    walk_alpha,
+)
+from sklaplace._evidence import EVIDENCE_BOUNDS
+from sklaplace._held_out import HeldOutLosses, validation_rows
 
 X, Y = make_classification(
     n_samples=300, n_features=6, n_informative=3, flip_y=0.1, random_state=3
@@ -73,18 +80,41 @@ def _fit(**params):
         return LaplaceMLPClassifier(random_state=0, **params).fit(X, Y)
 
 
+def _reference_walk(loss_at, up):
+    """The walk's decisions, re-done on per-row losses of fixed-alpha fits."""
+
+    def clearly_lower(trial, best):
+        d = trial - best
+        return np.mean(d) < -np.std(d) / np.sqrt(d.size)
+
+    tried, best = [1.0], 1.0
+    sign, step, turned = (1 if up else -1), 0, False
+    while len(tried) < ALPHA_WALK_MAX_FITS:
+        step += 1
+        alpha = 10.0 ** (sign * step)
+        tried.append(alpha)
+        if clearly_lower(loss_at(alpha), loss_at(best)):
+            best = alpha
+        elif step == 1 and not turned:
+            sign, step, turned = -sign, 0, True
+        else:
+            break
+    return tried, best
+
+
 @pytest.mark.parametrize(
     "data, n_fits",
     [
-        (dict(n_samples=80, n_features=20, random_state=1), 3),  # up to 10
-        (dict(n_samples=60, n_features=10, random_state=1), 4),  # down to 0.01
+        (dict(n_samples=400, n_features=60, flip_y=0.1, random_state=0), 3),
+        (dict(n_samples=300, n_features=5, random_state=1), 4),  # down to 0.01
     ],
 )
-def test_logistic_alpha_is_the_fixed_alpha_of_least_validation_loss(data, n_fits):
+def test_logistic_walk_makes_the_decisions_of_fixed_alpha_fits(data, n_fits):
     """No hidden layer: one MAP per alpha, so the walk's warm starts change
-    nothing, and the walk must keep the fixed-alpha fit (same held-out rows)
-    whose best validation loss is least -- and go the way the evidence at
-    the first MAP rises (MacKay's update)."""
+    nothing, and its steps must be those that per-row held-out losses of
+    fixed-alpha fits (same held-out rows, each at its chosen scale) call
+    clearly lower -- the first one the way the evidence at the first MAP
+    rises (MacKay's update)."""
     Xl, yl = make_classification(n_informative=2, n_redundant=0, **data)
     Xl = StandardScaler().fit_transform(Xl)
     common = dict(hidden_layer_sizes=(), prior_precision_scale="validation", tol=1e-10)
@@ -93,33 +123,35 @@ def test_logistic_alpha_is_the_fixed_alpha_of_least_validation_loss(data, n_fits
         return LaplaceMLPClassifier(random_state=0, **params).fit(Xl, yl)
 
     walked = _fit(alpha="validation", **common)
-    tried = [float(a[0]) for a in walked.alpha_history_]
-    assert len(tried) == n_fits
-    fixed = {a: _fit(alpha=a, **common) for a in tried}
-    losses = [
-        np.min(fixed[a].prior_precision_scale_path_["validation_log_loss"])
-        for a in tried
-    ]
-    assert walked.alpha_ == tried[int(np.argmin(losses))]
-    # It stopped at the first alpha whose loss did not fall.
-    assert all(np.diff(losses[:-1]) < 0) and losses[-1] >= min(losses)
-    kept = fixed[walked.alpha_]
-    np.testing.assert_allclose(walked.coefs_[0], kept.coefs_[0], rtol=1e-6)
-    assert walked.prior_precision_scale_ == kept.prior_precision_scale_
-    first = fixed[1.0]
-    rises = first.log_marginal_likelihood(alpha=1.01) > first.log_marginal_likelihood()
-    assert (tried[1] > 1.0) == rises
+    held = validation_rows(Xl, yl, 0.1, walked._mc_seed)
+    fits = {}
+
+    def loss_at(alpha):
+        if alpha not in fits:
+            fits[alpha] = _fit(alpha=alpha, **common)
+        proba = fits[alpha].predict_proba(Xl[held])
+        return -np.log(proba[np.arange(held.sum()), yl[held]])
+
+    loss_at(1.0)
+    first = fits[1.0]
+    up = first.log_marginal_likelihood(alpha=1.01) > first.log_marginal_likelihood()
+    tried, kept = _reference_walk(loss_at, up)
+    assert [float(a[0]) for a in walked.alpha_history_] == pytest.approx(tried)
+    assert len(tried) == n_fits and walked.alpha_ == pytest.approx(kept)
+    reference = fits[min(fits, key=lambda a: abs(np.log(a / walked.alpha_)))]
+    np.testing.assert_allclose(walked.coefs_[0], reference.coefs_[0], rtol=1e-6)
+    assert walked.prior_precision_scale_ == reference.prior_precision_scale_
 
 
-# Noise features on few rows: the walk leaves alpha=1 for a network (to 10).
+# Noise features: the walk leaves alpha=1 for a network (to 10).
 XN, YN = make_classification(
-    n_samples=80, n_features=20, n_informative=2, n_redundant=0, random_state=1
+    n_samples=600, n_features=60, n_informative=2, n_redundant=0, random_state=1
 )
 XN = StandardScaler().fit_transform(XN)
 
 
 def test_network_walk_scores_each_fit_at_the_models_own_scale():
-    common = dict(hidden_layer_sizes=(4,), random_state=0)
+    common = dict(hidden_layer_sizes=(4,), random_state=2)
     kept = {}
     for scale in ["validation", 100.0]:
         walked = LaplaceMLPClassifier(
@@ -157,7 +189,7 @@ def test_too_few_rows_to_hold_out_fall_back_to_alpha_one():
 def test_warm_refit_resumes_the_walk_from_the_fitted_alpha_on_the_same_rows():
     # A RandomState draws other held-out rows on every cold fit, but a warm
     # refit must keep them (its MAP was fitted on the others).
-    rng = np.random.RandomState(0)
+    rng = np.random.RandomState(2)
     clf = LaplaceMLPClassifier(
         (4,), alpha="validation", warm_start=True, random_state=rng
     ).fit(XN, YN)
@@ -192,3 +224,83 @@ def test_array_alphas_are_not_mistaken_for_the_walk():
     assert refit.alpha_history_ == []
     two = _fit(hidden_layer_sizes=(4,), alpha=np.array([1.0, 2.0]))
     np.testing.assert_array_equal(two.alpha_, [1.0, 2.0])
+
+
+def _tried(walk):
+    return [float(a[0]) for a in walk.history]
+
+
+def test_walk_clips_its_start_and_its_steps_into_the_evidence_bounds():
+    low, high = EVIDENCE_BOUNDS
+    walk = walk_alpha(_planted(-12.0)[0], lambda outcome: 0.0, start=low / 100)
+    # Down is no step: turned at once.
+    assert _tried(walk) == pytest.approx([low, 1e-5], rel=1e-12)
+    walk = walk_alpha(_planted(12.0)[0], lambda outcome: np.inf, start=high * 100)
+    assert _tried(walk)[0] == high
+    walk = walk_alpha(_planted(-12.0)[0], lambda outcome: 0.0, start=low * 10)
+    assert _tried(walk) == [low * 10, low] and walk.alpha == low
+
+
+def test_walk_goes_down_when_mackay_points_at_the_start():
+    # "up first if it is larger than start, down otherwise": a tie goes down.
+    walk = walk_alpha(_planted(-1.0)[0], lambda outcome: 1.0)
+    assert _tried(walk) == [1.0, 0.1, 0.01] and walk.alpha == 0.1
+
+
+def test_walk_needs_a_lower_loss_to_move():
+    # An equal loss (or one undefined everywhere) is no step down: the start
+    # is kept after one step each way.
+    for loss in (0.5, np.inf):
+        walk = walk_alpha(lambda a, p, loss=loss: (a, loss), lambda outcome: 2.0)
+        assert _tried(walk) == [1.0, 10.0, 0.1] and walk.alpha == 1.0
+
+
+def test_clearly_lower_needs_more_than_one_paired_standard_error():
+    weights = np.ones(4)
+
+    def losses(*values):
+        return HeldOutLosses(np.array(values, dtype=float)[:, None], weights)
+
+    best = losses(1.0, 1.0, 1.0, 1.0)
+    # Differences -0.2 each: mean -0.2, no spread: clearly lower.
+    assert clearly_lower(losses(0.8, 0.8, 0.8, 0.8), best)
+    # Mean -0.05 with differences (-0.4, 0.2, 0.2, -0.2)... spread 0.26,
+    # standard error 0.13 > 0.05: not clearly lower, though lower on average.
+    assert not clearly_lower(losses(0.6, 1.2, 1.2, 0.8), best)
+    assert not clearly_lower(losses(1.0, 1.0, 1.0, 1.0), best)  # a tie
+    # Zero-weight rows do not count; an undefined loss loses to a defined one.
+    zero = HeldOutLosses(np.array([[0.8], [0.8], [0.8], [50.0]]), np.r_[1, 1, 1, 0.0])
+    assert clearly_lower(zero, HeldOutLosses(best.losses, np.r_[1, 1, 1, 0.0]))
+    assert not clearly_lower(losses(0.1, 0.1, 0.1, np.inf), best)
+    assert clearly_lower(best, losses(0.1, 0.1, 0.1, np.inf))
+
+
+def test_plug_in_walk_does_not_depend_on_the_prior_scale_setting():
+    # link_approx="map": the held-out loss is the plug-in's, the same at every
+    # prior scale, so the walk (same held-out rows) tries and keeps the same
+    # alphas whatever prior_precision_scale is.
+    walks = [
+        _fit(
+            hidden_layer_sizes=(4,),
+            alpha="validation",
+            link_approx="map",
+            prior_precision_scale=setting,
+        )
+        for setting in ("validation", "evidence", 100.0)
+    ]
+    tried = [[float(a[0]) for a in w.alpha_history_] for w in walks]
+    assert tried[0][0] == 1.0 and len(tried[0]) >= 3
+    assert tried[1] == tried[0] and tried[2] == tried[0]
+    assert all(w.alpha_ == walks[0].alpha_ for w in walks)
+    assert walks[2].prior_precision_scale_ == 100.0
+
+
+def test_walk_with_the_evidence_choosing_the_prior_scale():
+    # Each fit is scored on the held-out rows at the scale its evidence gives.
+    clf = _fit(
+        hidden_layer_sizes=(4,), alpha="validation", prior_precision_scale="evidence"
+    )
+    tried = [float(a[0]) for a in clf.alpha_history_]
+    assert tried[0] == 1.0 and 3 <= len(tried) <= ALPHA_WALK_MAX_FITS
+    assert clf.alpha_ in tried and clf.effective_n_parameters_ is None
+    assert "log_marginal_likelihood" in clf.prior_precision_scale_path_
