@@ -23,7 +23,7 @@ the posterior precision ``P = -H`` in that order.
 # %%
 # Fit the network
 # ---------------
-# ``bias_prior_precision`` keeps its default 1.0; ``alpha=0.03`` is a weak
+# ``bias_prior_precision=1.0`` (the default is 0.1); ``alpha=0.03`` is a weak
 # prior on the weights. A network this small has several local optima on
 # the moons (some seeds find a nearly linear boundary); ``random_state=1``
 # finds a curved one.

@@ -148,8 +148,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         out (chosen by a hash of each row's features and label, seeded by
         ``random_state``: copies of a row go together, so an integer sample
         weight still equals repeated rows). Values must be in the range
-        ``(0.0, 1.0)``. Where the held-out or the remaining rows would have
-        no weight, all rows are fitted and the evidence chooses ``c``.
+        ``(0.0, 1.0)``. Where either side would have no weight, all rows are
+        fitted (the walk's alpha is 1, the scale's ``c`` the evidence's).
     residual_variance : float or "auto", default="auto"
         Variance, at twice the training data's radius, of a term added to
         every logit that is zero within the data and grows with the cube of
@@ -183,8 +183,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Array library for the computation; ``"auto"`` picks CuPy when a CUDA
         device is available. Fitted attributes are NumPy arrays either way.
     random_state : int, RandomState instance or None, default=None
-        Seeds the held-out rows (folds, validation split; a warm refit
-        keeps them), the Monte Carlo draws and the Glorot initialisation.
+        Seeds the held-out rows (folds, validation split), the Monte Carlo
+        draws and the Glorot initialisation; a warm refit keeps the first two.
     verbose : int, default=0
         Print solver progress when positive.
 
@@ -252,7 +252,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Alphas of each refit of the kept evidence run, or of the validation
         walk (empty for a fixed ``alpha``).
     effective_n_parameters_ : ndarray of shape (n_groups,) or None
-        MacKay's ``gamma`` per group at the end of the evidence's updates.
+        MacKay's ``gamma`` per group after the evidence's updates, else None.
     loss_ : float
         ``L(theta_map) / sum(sample_weight)`` over the rows fitted: the
         per-sample MAP objective, MLPClassifier's ``loss_`` when
@@ -444,7 +444,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         config = FitConfig.from_params(params)
         xp = resolve_backend(self.backend)
         rng = check_random_state(self.random_state)
-        # First, so that it depends on neither the network's size nor a warm start.
+        # First: independent of the network's size (a warm refit keeps its own).
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
         theta, fixed, alpha_start, seed = self._initial_state(layout, classes, rng)
         mc_seed = mc_seed if seed is None else seed

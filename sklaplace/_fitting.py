@@ -57,8 +57,9 @@ class FitConfig:
     activation : str
         Hidden-layer activation (a key of ``ACTIVATIONS``).
     alpha : float, array of shape (n_layers,) or {"evidence", \
-            "evidence_per_layer"}
-        The weight prior precision, or how the evidence tunes it.
+            "evidence_per_layer", "validation"}
+        The weight prior precision, or how it is tuned (the evidence, or
+        the walk on held-out rows).
     bias_prior_precision : float or array of shape (n_layers,)
         The bias prior precision.
     solver : {"lbfgs", "newton", "newton-cg"}
@@ -78,7 +79,7 @@ class FitConfig:
     prior_precision_scale : float or {"cv", "evidence", "validation"}
         The posterior's prior scale, or how it is chosen.
     validation_fraction : float
-        Fraction of the rows held out by ``prior_precision_scale="validation"``.
+        Fraction of the rows ``"validation"`` holds out (alpha or the scale).
     link_approx : str
         Predictive approximation (a key of ``PREDICTIVES``), used by the
         held-out choice of the prior scale.
@@ -172,9 +173,9 @@ class NetworkFit(NamedTuple):
     alpha : float, array or str
         The weight precision ``fit`` used (tuned, or the one given).
     history : list of ndarray
-        Alphas of every evidence refit (empty for a fixed alpha).
+        Alphas of every evidence refit or walk fit (empty for a fixed alpha).
     gammas : ndarray or None
-        Effective numbers of parameters (``None`` for a fixed alpha).
+        Effective numbers of parameters (``None`` for a fixed alpha or the walk).
     refits : list of LaplaceFit
         Every MAP fit, in order (one for a fixed alpha).
     prior_scale : PriorScale
@@ -258,12 +259,12 @@ def fit_network(
     fixed : ndarray of bool of shape (n_params,) or None
         Parameters held at zero.
     seed : int, default=0
-        Seeds the held-out folds and the Monte Carlo draws of the prior
-        scale's choice.
+        Seeds the held-out folds and validation rows and the Monte Carlo
+        draws of the prior scale's choice.
     evidence_start : float or ndarray of shape (n_groups,), default=None
         A warm start's tuned alpha: MacKay's updates resume from it alone
         (one run, in the basin of the fit being resumed) instead of running
-        from each of ``EVIDENCE_STARTS``.
+        from each of ``EVIDENCE_STARTS``; the walk starts from it.
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """Held-out log losses of the posterior's prior scales: folds and validation rows.
 
-``prior_precision_scale="cv"`` scores every row on the folds of
+``prior_precision_scale="cv"`` scores every row fitted on the folds of
 :func:`content_folds` (each fold's MAP refitted without it, warm-started);
 ``"validation"`` scores the rows :func:`validation_rows` holds out at the
 MAP fitted on the others. Both assign rows by a keyed hash of their content,
@@ -83,7 +83,7 @@ def _unfitted_classes(out, y_index, sample_weight=None):
 
 
 def validation_rows(X, y_index, fraction, seed, sample_weight=None):
-    """Rows held out for ``prior_precision_scale="validation"`` (boolean mask).
+    """Rows held out for ``"validation"``, alpha's or the scale's (boolean mask).
 
     A row is held out when its keyed content hash, read as a number in
     ``[0, 1)``, is below ``fraction``: about that fraction of the rows, with

@@ -289,9 +289,9 @@ def resolve_solver(solver, cheap):
     ``"lbfgs"`` beyond: on larger networks far from their mode the trust
     region stays small and Newton-CG took 1,900 Hessian-vector products
     (10x ``MLPClassifier``'s time) to the scaled gradient L-BFGS reached in
-    400 iterations; with ``max_iter=200`` the default then costs about what
-    ``MLPClassifier``'s 200 L-BFGS iterations do (and warns as it does when
-    they do not converge).
+    400 iterations; with ``max_iter=200`` each of the default's three or
+    four fits (alpha's walk) then costs about what ``MLPClassifier``'s 200
+    L-BFGS iterations do (and warns as it does when they do not converge).
     """
     if solver != "auto":
         return solver

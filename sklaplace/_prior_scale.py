@@ -10,7 +10,7 @@ prior precision). ``c`` is chosen on a log grid by
 * ``"evidence"``: the Laplace log evidence at the fixed MAP;
 * ``"cv"``: the held-out log loss of the predictive, over
   :data:`~sklaplace._held_out.CV_FOLDS` folds whose MAPs are warm-started
-  from the full-data MAP (the losses: :mod:`sklaplace._held_out`);
+  from the MAP of the rows fitted (the losses: :mod:`sklaplace._held_out`);
 * ``"validation"``: the log loss of the predictive on a held-out fraction
   of the rows, at the MAP fitted on the others, which stays the model (as
   scikit-learn's early stopping keeps its validation rows out: a warm refit
@@ -65,7 +65,7 @@ def resolve_tuning(params, refits):
     both are tuned on the data: ``alpha`` by the evidence (MacKay's refits)
     and the prior scale on held-out folds (``"cv"``). Beyond, where every
     refit is costly, both are chosen on held-out validation rows
-    (``"validation"``: two to four fits for alpha, none for the scale).
+    (``"validation"``: three or four fits for alpha, none for the scale).
 
     Parameters
     ----------
