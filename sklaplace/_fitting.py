@@ -208,6 +208,7 @@ def fit_laplace(config, objective, theta):
 def _walk(fit_at, held_out_loss, theta, start, groups, xp):
     """``alpha="validation"``: :func:`~sklaplace._alpha_walk.walk_alpha` on fits.
 
+    ``fit_at(alpha, theta) -> (fit, warnings)`` fits from ``theta``;
     ``held_out_loss(fit)`` scores a fit; the direction is MacKay's update at
     the first MAP; a warm refit's ``start`` (per-layer alphas: their
     geometric mean) replaces 1. Returns the kept fit, its alpha, the alphas
@@ -215,8 +216,8 @@ def _walk(fit_at, held_out_loss, theta, start, groups, xp):
     """
 
     def evaluate(alpha, previous):
-        fit = fit_at(alpha, theta if previous is None else previous[0].theta)
-        return (fit, list(fit_at.kept_warnings)), held_out_loss(fit)
+        outcome = fit_at(alpha, theta if previous is None else previous[0].theta)
+        return outcome, held_out_loss(outcome[0])
 
     if start is None:
         start = 1.0
@@ -335,8 +336,6 @@ def fit_network(
         kept_warnings[:] = caught
         return refits[-1]
 
-    fit_at.kept_warnings = kept_warnings
-
     # Held-out losses of a fit's predictive at each prior scale, for (4)
     # with alpha="validation" and for (5).
     keep = None if fixed is None else xp.asarray((~fixed).astype(np.float64))
@@ -386,7 +385,7 @@ def fit_network(
         alpha, history, gammas = config.alpha, [], None
     elif walks:  # (4) alpha by decades on held-out rows
         fit, alpha, history, kept_warnings = _walk(
-            fit_at,
+            lambda a, t: (fit_at(a, t), kept_warnings[:]),
             walk_loss,
             theta,
             evidence_start,

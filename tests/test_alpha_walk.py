@@ -304,3 +304,14 @@ def test_walk_with_the_evidence_choosing_the_prior_scale():
     assert tried[0] == 1.0 and 3 <= len(tried) <= ALPHA_WALK_MAX_FITS
     assert clf.alpha_ in tried and clf.effective_n_parameters_ is None
     assert "log_marginal_likelihood" in clf.prior_precision_scale_path_
+
+
+def test_walk_raises_the_kept_fits_warnings_once():
+    # Three fits stop at max_iter; only the kept one's warning is raised.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = LaplaceMLPClassifier(
+            (4,), alpha="validation", solver="lbfgs", max_iter=2, random_state=2
+        ).fit(XN, YN)
+    assert len(clf.alpha_history_) >= 3
+    assert [w.category for w in caught] == [ConvergenceWarning]
