@@ -209,8 +209,8 @@ def _walk(fit_at, held_out_loss, theta, start, groups, xp):
     """``alpha="validation"``: :func:`~sklaplace._alpha_walk.walk_alpha` on fits.
 
     ``fit_at(alpha, theta) -> (fit, warnings)`` fits from ``theta``;
-    ``held_out_loss(fit)`` scores a fit; the direction is MacKay's update at
-    the first MAP; a warm refit's ``start`` (per-layer alphas: their
+    ``held_out_loss(fit)`` scores a fit; MacKay's update at a fit steers
+    the walk; a warm refit's ``start`` (per-layer alphas: their
     geometric mean) replaces 1. Returns the kept fit, its alpha, the alphas
     tried and the kept fit's warnings.
     """
@@ -225,10 +225,10 @@ def _walk(fit_at, held_out_loss, theta, start, groups, xp):
         start = np.ravel(start)
         start = float(start[0] if start.size == 1 else np.exp(np.mean(np.log(start))))
 
-    def direction(outcome):
+    def direction(outcome, alpha):
         fit = outcome[0]
         covariance = fit.posterior.covariance_diagonal(xp)
-        return float(mackay_update(covariance, fit.theta, [start], groups)[0][0])
+        return float(mackay_update(covariance, fit.theta, [alpha], groups)[0][0])
 
     walk = walk_alpha(evaluate, direction, start, better=clearly_lower)
     (fit, kept), alpha = walk.best, walk.alpha

@@ -8,6 +8,7 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
+import sklaplace._fitting
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._alpha_walk import (
     ALPHA_STEP,
@@ -36,25 +37,44 @@ def _planted(best_log10):
 
 
 @pytest.mark.parametrize(
-    "best_log10, up, tried, kept",
+    "best_log10, evidence_log10, tried, kept",
     [
-        (2.0, True, [1, 10, 100, 1000], 100),  # one past the best to see it rise
-        (-1.0, False, [1, 0.1, 0.01], 0.1),
-        (0.2, True, [1, 10, 0.1], 1),  # neither neighbour is lower
-        (-0.3, True, [1, 10, 0.1], 1),
-        # MacKay points up, the loss falls the other way: turned after one step.
-        (-2.0, True, [1, 10, 0.1, 0.01], 0.01),
-        (9.0, True, [1, 10, 100, 1000], 1000),  # stopped by the fit budget
+        # The evidence agrees with the held-out rows: no step past the best.
+        (2.0, 2.0, [1, 10, 100], 100),
+        (-1.0, -1.0, [1, 0.1], 0.1),
+        # At 10 the evidence's update (10**1.6) lies past the midpoint to
+        # 100 (10**1.5): one step more; at 100 it lies back.
+        (2.0, 1.6, [1, 10, 100], 100),
+        # ... and short of it (10**1.4): the walk stops at 10, short of the
+        # held-out optimum (the price of trusting the evidence's magnitude).
+        (2.0, 1.4, [1, 10], 10),
+        (0.2, 0.3, [1, 10, 0.1], 1),  # neither neighbour is lower
+        (-0.3, 0.3, [1, 10, 0.1], 1),
+        # MacKay points up, the loss falls the other way: turned after one
+        # step, then on while the loss falls, whatever the evidence says.
+        (-2.0, 0.3, [1, 10, 0.1, 0.01], 0.01),
+        (9.0, 9.0, [1, 10, 100, 1000], 1000),  # stopped by the fit budget
     ],
 )
-def test_walk_keeps_the_alpha_of_least_held_out_loss(best_log10, up, tried, kept):
+def test_walk_keeps_the_alpha_of_least_held_out_loss(
+    best_log10, evidence_log10, tried, kept
+):
     evaluate, calls = _planted(best_log10)
-    walk = walk_alpha(evaluate, lambda outcome: 2.0 if up else 0.5)
+    updates = []
+
+    def direction(outcome, alpha):
+        assert outcome == f"fit at {alpha:g}"  # MacKay's update at that fit
+        updates.append(alpha)
+        return 10.0**evidence_log10
+
+    walk = walk_alpha(evaluate, direction)
     assert [float(a[0]) for a in walk.history] == tried
     assert [a for a, _ in calls] == tried and len(tried) <= ALPHA_WALK_MAX_FITS
     assert walk.alpha == kept and walk.best == f"fit at {kept:g}"
     assert walk.losses == [(np.log10(a) - best_log10) ** 2 for a in tried]
     assert min(walk.losses) == walk.losses[tried.index(kept)] <= walk.losses[0]
+    # The evidence is asked at the first fit and after each step it confirmed.
+    assert updates[0] == 1 and set(updates[1:]) <= set(tried[1:])
     # Each fit warm-starts from its neighbour towards the start.
     assert calls[0][1] is None
     for alpha, previous in calls[1:]:
@@ -64,13 +84,13 @@ def test_walk_keeps_the_alpha_of_least_held_out_loss(best_log10, up, tried, kept
 
 def test_walk_stops_at_the_bound_and_on_an_undefined_loss():
     evaluate, calls = _planted(12.0)
-    walk = walk_alpha(evaluate, lambda outcome: np.inf, start=1e5)
+    walk = walk_alpha(evaluate, lambda outcome, alpha: np.inf, start=1e5)
     assert [float(a[0]) for a in walk.history] == [1e5, 1e6]  # EVIDENCE_BOUNDS
     # At the upper bound, up is no step: the walk turns at once.
     evaluate, calls = _planted(-12.0)
-    walk = walk_alpha(evaluate, lambda outcome: np.inf, start=1e6)
+    walk = walk_alpha(evaluate, lambda outcome, alpha: np.inf, start=1e6)
     assert [float(a[0]) for a in walk.history] == [1e6, 1e5, 1e4, 1e3]
-    walk = walk_alpha(lambda a, p: (a, np.inf if a != 1 else 1.0), lambda o: 2.0)
+    walk = walk_alpha(lambda a, p: (a, np.inf if a != 1 else 1.0), lambda o, a: 2.0)
     assert walk.alpha == 1.0 and len(walk.history) == 3
 
 
@@ -80,8 +100,9 @@ def _fit(**params):
         return LaplaceMLPClassifier(random_state=0, **params).fit(X, Y)
 
 
-def _reference_walk(loss_at, up):
-    """The walk's decisions, re-done on per-row losses of fixed-alpha fits."""
+def _reference_walk(loss_at, up, update_at):
+    """The walk's decisions, re-done on per-row losses of fixed-alpha fits
+    and on MacKay's update at each (``update_at``)."""
 
     def clearly_lower(trial, best):
         d = trial - best
@@ -95,6 +116,10 @@ def _reference_walk(loss_at, up):
         tried.append(alpha)
         if clearly_lower(loss_at(alpha), loss_at(best)):
             best = alpha
+            # On the evidence's side, on only if its update is past the
+            # midpoint (in log alpha) to the next decade.
+            if not turned and sign * np.log10(update_at(alpha) / alpha) <= 0.5:
+                break
         elif step == 1 and not turned:
             sign, step, turned = -sign, 0, True
         else:
@@ -102,11 +127,71 @@ def _reference_walk(loss_at, up):
     return tried, best
 
 
+def _logistic_mackay_update(fit, X_fitted, alpha):
+    """MacKay's ``gamma / ||w||^2`` at a logistic fit, from its posterior in NumPy."""
+    Z = np.hstack([X_fitted, np.ones((X_fitted.shape[0], 1))])
+    w = np.append(fit.coefs_[0][:, 0], fit.intercepts_[0])
+    p = 1.0 / (1.0 + np.exp(-Z @ w))
+    prior = np.append(np.full(X_fitted.shape[1], alpha), fit.bias_prior_precision)
+    covariance = np.linalg.inv(Z.T @ ((p * (1 - p))[:, None] * Z) + np.diag(prior))
+    gamma = X_fitted.shape[1] - alpha * np.trace(covariance[:-1, :-1])
+    return gamma / np.sum(w[:-1] ** 2)
+
+
+def test_walk_asks_mackays_update_at_each_fits_own_alpha(monkeypatch):
+    """The update steering the walk is MacKay's at the fit it is asked of,
+    with that fit's alpha (not the start's: 18.8 instead of 15.8 at 10)."""
+    Xl, yl = make_classification(
+        n_samples=400,
+        n_features=60,
+        n_informative=2,
+        n_redundant=0,
+        flip_y=0.1,
+        random_state=0,
+    )
+    Xl = StandardScaler().fit_transform(Xl)
+    asked, walk = {}, sklaplace._fitting.walk_alpha
+
+    def spy(evaluate, direction, start=1.0, better=None):
+        def evaluate_and_ask(alpha, previous):
+            outcome, loss = evaluate(alpha, previous)
+            asked[alpha] = direction(outcome, alpha)
+            return outcome, loss
+
+        return walk(evaluate_and_ask, direction, start, better)
+
+    monkeypatch.setattr(sklaplace._fitting, "walk_alpha", spy)
+    clf = LaplaceMLPClassifier(
+        (),
+        alpha="validation",
+        prior_precision_scale="validation",
+        tol=1e-10,
+        random_state=0,
+    ).fit(Xl, yl)
+    held = validation_rows(Xl, yl, 0.1, clf._mc_seed)
+    assert sorted(asked) == [1.0, 10.0]
+    for alpha, update in asked.items():
+        fixed = LaplaceMLPClassifier(
+            (),
+            alpha=alpha,
+            prior_precision_scale="validation",
+            tol=1e-10,
+            random_state=0,
+        ).fit(Xl, yl)
+        reference = _logistic_mackay_update(fixed, Xl[~held], alpha)
+        assert update == pytest.approx(reference, rel=1e-6)
+
+
 @pytest.mark.parametrize(
     "data, n_fits",
     [
-        (dict(n_samples=400, n_features=60, flip_y=0.1, random_state=0), 3),
-        (dict(n_samples=300, n_features=5, random_state=1), 4),  # down to 0.01
+        # Up to 10, down to 0.1: there MacKay's update lies short of the
+        # next decade's midpoint, so the walk stops (it went on to 0.01
+        # before that rule, session 16).
+        (dict(n_samples=400, n_features=60, flip_y=0.1, random_state=0), 2),
+        (dict(n_samples=300, n_features=5, random_state=1), 2),
+        # Neither neighbour of 1 clearly lower: up, turned, kept 1.
+        (dict(n_samples=400, n_features=60, flip_y=0.1, random_state=1), 3),
     ],
 )
 def test_logistic_walk_makes_the_decisions_of_fixed_alpha_fits(data, n_fits):
@@ -132,10 +217,13 @@ def test_logistic_walk_makes_the_decisions_of_fixed_alpha_fits(data, n_fits):
         proba = fits[alpha].predict_proba(Xl[held])
         return -np.log(proba[np.arange(held.sum()), yl[held]])
 
+    def update_at(alpha):
+        return _logistic_mackay_update(fits[alpha], Xl[~held], alpha)
+
     loss_at(1.0)
     first = fits[1.0]
     up = first.log_marginal_likelihood(alpha=1.01) > first.log_marginal_likelihood()
-    tried, kept = _reference_walk(loss_at, up)
+    tried, kept = _reference_walk(loss_at, up, update_at)
     assert [float(a[0]) for a in walked.alpha_history_] == pytest.approx(tried)
     assert len(tried) == n_fits and walked.alpha_ == pytest.approx(kept)
     reference = fits[min(fits, key=lambda a: abs(np.log(a / walked.alpha_)))]
@@ -232,26 +320,37 @@ def _tried(walk):
 
 def test_walk_clips_its_start_and_its_steps_into_the_evidence_bounds():
     low, high = EVIDENCE_BOUNDS
-    walk = walk_alpha(_planted(-12.0)[0], lambda outcome: 0.0, start=low / 100)
+    walk = walk_alpha(_planted(-12.0)[0], lambda outcome, alpha: 0.0, start=low / 100)
     # Down is no step: turned at once.
     assert _tried(walk) == pytest.approx([low, 1e-5], rel=1e-12)
-    walk = walk_alpha(_planted(12.0)[0], lambda outcome: np.inf, start=high * 100)
+    walk = walk_alpha(
+        _planted(12.0)[0], lambda outcome, alpha: np.inf, start=high * 100
+    )
     assert _tried(walk)[0] == high
-    walk = walk_alpha(_planted(-12.0)[0], lambda outcome: 0.0, start=low * 10)
+    walk = walk_alpha(_planted(-12.0)[0], lambda outcome, alpha: 0.0, start=low * 10)
     assert _tried(walk) == [low * 10, low] and walk.alpha == low
 
 
 def test_walk_goes_down_when_mackay_points_at_the_start():
-    # "up first if it is larger than start, down otherwise": a tie goes down.
-    walk = walk_alpha(_planted(-1.0)[0], lambda outcome: 1.0)
-    assert _tried(walk) == [1.0, 0.1, 0.01] and walk.alpha == 0.1
+    # "up first if it is larger than start, down otherwise": a tie goes down;
+    # at 0.1 the same update (1.0) lies back up: no further step.
+    walk = walk_alpha(_planted(-1.0)[0], lambda outcome, alpha: 1.0)
+    assert _tried(walk) == [1.0, 0.1] and walk.alpha == 0.1
+
+
+@pytest.mark.parametrize(
+    "update, tried", [(10**1.49, [1, 10]), (10**1.51, [1, 10, 100])]
+)
+def test_walk_steps_on_only_past_the_midpoint_of_the_next_step(update, tried):
+    walk = walk_alpha(_planted(3.0)[0], lambda outcome, alpha: update)
+    assert _tried(walk) == tried
 
 
 def test_walk_needs_a_lower_loss_to_move():
     # An equal loss (or one undefined everywhere) is no step down: the start
     # is kept after one step each way.
     for loss in (0.5, np.inf):
-        walk = walk_alpha(lambda a, p, loss=loss: (a, loss), lambda outcome: 2.0)
+        walk = walk_alpha(lambda a, p, loss=loss: (a, loss), lambda outcome, alpha: 2.0)
         assert _tried(walk) == [1.0, 10.0, 0.1] and walk.alpha == 1.0
 
 
@@ -307,11 +406,11 @@ def test_walk_with_the_evidence_choosing_the_prior_scale():
 
 
 def test_walk_raises_the_kept_fits_warnings_once():
-    # Three fits stop at max_iter; only the kept one's warning is raised.
+    # Every fit stops at max_iter; only the kept one's warning is raised.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         clf = LaplaceMLPClassifier(
             (4,), alpha="validation", solver="lbfgs", max_iter=2, random_state=2
         ).fit(XN, YN)
-    assert len(clf.alpha_history_) >= 3
+    assert len(clf.alpha_history_) >= 2
     assert [w.category for w in caught] == [ConvergenceWarning]
