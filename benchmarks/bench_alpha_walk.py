@@ -8,7 +8,7 @@ Usage::
 Every data set here sends ``LaplaceMLPClassifier()`` (hidden (100,)) beyond
 the cheap-refit rule of ``sklaplace._memory.refits_are_cheap`` (one gradient
 over 5e6 multiply-adds), where ``alpha="auto"`` was ``1.0`` until session 15
-and is now the validation walk of ``sklaplace._alpha_walk`` (three or four
+and is now the validation walk of ``sklaplace._alpha_walk`` (two to four
 L-BFGS fits). Compared: the default, the default with ``alpha=1.0`` (the
 earlier default), ``MLPClassifier()`` (adam, ReLU) and
 ``MLPClassifier(tanh, lbfgs, alpha=1)``, in a ``StandardScaler`` pipeline,

@@ -66,23 +66,23 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     alpha : float, array-like of shape (n_layers,) or (n_params,), \
             "auto", "evidence", "evidence_per_layer" or "validation", default="auto"
         Prior precision of the weights: one value, one per layer, or one per
-        parameter in the order of ``theta`` (which then sets the biases too,
-        and ``bias_prior_precision`` is ignored). Values must be in the range
-        ``[0.0, inf)``. ``"evidence"`` tunes one value by MacKay's
-        fixed-point updates, where the Laplace evidence at the current MAP
-        is stationary in alpha: from 1, fit, set ``alpha = gamma / ||w||^2``
-        and refit until no alpha moves 0.01% (at most 50 refits, fewer if
-        they cycle, with a ``ConvergenceWarning``); then again from 100,
-        keeping the run of larger evidence (see the guide).
-        ``"evidence_per_layer"`` tunes one value per layer the same way; it
-        can head for a degenerate limit (an alpha at its bound, a warning
-        says so). ``"validation"`` fits 3-4 times: from 1, by decades the way
-        MacKay's update points (else the other) while the log loss, at the
-        model's scale ``c``, of the rows ``validation_fraction`` holds out
-        falls by over a paired standard error (1 if none can be held out).
-        ``"auto"`` is ``"evidence"`` where refits are cheap (one gradient at
-        most 5e6 multiply-adds, ``n_samples * n_params``, identical rows
-        counted once) and ``"validation"`` beyond (``alpha_``).
+        parameter in the order of ``theta`` (which then sets the biases too, and
+        ``bias_prior_precision`` is ignored). Values must be in the range
+        ``[0.0, inf)``. ``"evidence"`` tunes one value by MacKay's fixed-point
+        updates, where the Laplace evidence at the current MAP is stationary in
+        alpha: from 1, fit, set ``alpha = gamma / ||w||^2`` and refit until no
+        alpha moves 0.01% (at most 50 refits, fewer if they cycle, with a
+        ``ConvergenceWarning``); then again from 100, keeping the run of larger
+        evidence (see the guide). ``"evidence_per_layer"`` tunes one value per
+        layer the same way; it can head for a degenerate limit (an alpha at its
+        bound, a warning says so). ``"validation"`` fits 2-4 times: from 1, by
+        decades the way MacKay's update points (else the other) while the log
+        loss of the rows ``validation_fraction`` holds out, at the model's scale
+        ``c``, falls by a paired standard error and (on MacKay's side) his
+        update points half a decade on; 1 if none can be held out. ``"auto"`` is
+        ``"evidence"`` where refits are cheap (one gradient at most 5e6
+        multiply-adds, ``n_samples * n_params``, identical rows counted once)
+        and ``"validation"`` beyond (``alpha_``).
     bias_prior_precision : float or array-like of shape (n_layers,), default=0.1
         Prior precision of the biases. Values must be in the range
         ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden

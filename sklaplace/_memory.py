@@ -25,7 +25,7 @@ factors take ``sum_l (fan_in_l + 1)^2 + fan_out_l^2`` numbers, no
 costs at most ``AUTO_GRADIENT_WORK``; then the MAP is tight (Newton-CG to
 1e-6: :func:`resolve_solver`, :func:`resolve_tol`) and the tuning refits
 (:func:`~sklaplace._prior_scale.resolve_tuning`), else L-BFGS stops at
-``MLPClassifier``'s tolerance on 90% of the rows and alpha (three or four
+``MLPClassifier``'s tolerance on 90% of the rows and alpha (two to four
 fits) and the prior scale (no refit) are chosen on the other 10%, so that
 each fit costs about what ``MLPClassifier``'s does. The docs call a
 network for which both hold *small*.
@@ -289,7 +289,7 @@ def resolve_solver(solver, cheap):
     ``"lbfgs"`` beyond: on larger networks far from their mode the trust
     region stays small and Newton-CG took 1,900 Hessian-vector products
     (10x ``MLPClassifier``'s time) to the scaled gradient L-BFGS reached in
-    400 iterations; with ``max_iter=200`` each of the default's three or
+    400 iterations; with ``max_iter=200`` each of the default's two to
     four fits (alpha's walk) then costs about what ``MLPClassifier``'s 200
     L-BFGS iterations do (and warns as it does when they do not converge).
     """

@@ -65,7 +65,7 @@ def resolve_tuning(params, refits):
     both are tuned on the data: ``alpha`` by the evidence (MacKay's refits)
     and the prior scale on held-out folds (``"cv"``). Beyond, where every
     refit is costly, both are chosen on held-out validation rows
-    (``"validation"``: three or four fits for alpha, none for the scale).
+    (``"validation"``: two to four fits for alpha, none for the scale).
 
     Parameters
     ----------
