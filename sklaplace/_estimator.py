@@ -78,7 +78,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         bound, a warning says so). ``"validation"`` fits 2-4 times: from 1, by
         decades the way MacKay's update points (else the other) while the log
         loss of the rows ``validation_fraction`` holds out, at the model's scale
-        ``c``, falls by a paired standard error and (on MacKay's side) his
+        ``c``, falls by over a paired standard error and (on MacKay's side) his
         update points half a decade on; 1 if none can be held out. ``"auto"`` is
         ``"evidence"`` where refits are cheap (one gradient at most 5e6
         multiply-adds, ``n_samples * n_params``, identical rows counted once)

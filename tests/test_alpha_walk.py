@@ -48,6 +48,7 @@ def _planted(best_log10):
         # ... and short of it (10**1.4): the walk stops at 10, short of the
         # held-out optimum (the price of trusting the evidence's magnitude).
         (2.0, 1.4, [1, 10], 10),
+        (-3.0, -1.6, [1, 0.1, 0.01], 0.01),  # the same, downwards
         (0.2, 0.3, [1, 10, 0.1], 1),  # neither neighbour is lower
         (-0.3, 0.3, [1, 10, 0.1], 1),
         # MacKay points up, the loss falls the other way: turned after one
@@ -73,8 +74,16 @@ def test_walk_keeps_the_alpha_of_least_held_out_loss(
     assert walk.alpha == kept and walk.best == f"fit at {kept:g}"
     assert walk.losses == [(np.log10(a) - best_log10) ** 2 for a in tried]
     assert min(walk.losses) == walk.losses[tried.index(kept)] <= walk.losses[0]
-    # The evidence is asked at the first fit and after each step it confirmed.
-    assert updates[0] == 1 and set(updates[1:]) <= set(tried[1:])
+    # The evidence is asked at the first fit, then after each step the loss
+    # confirmed on its side while a fit is left to make.
+    up = evidence_log10 > 0
+    on_its_side = [a for a in tried[1:] if (a > 1) == up]
+    confirmed = (
+        on_its_side[: on_its_side.index(kept) + 1] if kept in on_its_side else []
+    )
+    if len(tried) == ALPHA_WALK_MAX_FITS and confirmed and confirmed[-1] == tried[-1]:
+        confirmed = confirmed[:-1]  # the budget is spent: not asked
+    assert updates == [1] + confirmed
     # Each fit warm-starts from its neighbour towards the start.
     assert calls[0][1] is None
     for alpha, previous in calls[1:]:
@@ -180,6 +189,33 @@ def test_walk_asks_mackays_update_at_each_fits_own_alpha(monkeypatch):
         ).fit(Xl, yl)
         reference = _logistic_mackay_update(fixed, Xl[~held], alpha)
         assert update == pytest.approx(reference, rel=1e-6)
+
+
+def test_walk_asks_mackays_update_over_every_weight_of_a_network(monkeypatch):
+    """One alpha for all weights (no biases): gamma / ||w||^2 over both layers
+    of a (4,) network, from each asked fit's own posterior diagonal."""
+    asked, walk = [], sklaplace._fitting.walk_alpha
+
+    def spy(evaluate, direction, start=1.0, better=None):
+        def evaluate_and_ask(alpha, previous):
+            outcome, loss = evaluate(alpha, previous)
+            asked.append((alpha, direction(outcome, alpha), outcome[0]))
+            return outcome, loss
+
+        return walk(evaluate_and_ask, direction, start, better)
+
+    monkeypatch.setattr(sklaplace._fitting, "walk_alpha", spy)
+    _fit(hidden_layer_sizes=(4,), alpha="validation")
+    # theta: per layer, its (fan_in + 1) x fan_out block, biases last.
+    weights = np.concatenate(
+        [np.ones(6 * 4), np.zeros(4), np.ones(4 * 1), np.zeros(1)]
+    ).astype(bool)
+    assert len(asked) >= 2
+    for alpha, update, fit in asked:
+        theta = np.asarray(fit.theta)
+        covariance = np.asarray(fit.posterior.covariance_diagonal(np))
+        gamma = weights.sum() - alpha * covariance[weights].sum()
+        assert update == pytest.approx(gamma / np.sum(theta[weights] ** 2), rel=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -339,7 +375,9 @@ def test_walk_goes_down_when_mackay_points_at_the_start():
 
 
 @pytest.mark.parametrize(
-    "update, tried", [(10**1.49, [1, 10]), (10**1.51, [1, 10, 100])]
+    "update, tried",
+    # Exactly at the midpoint is not past it.
+    [(10**1.49, [1, 10]), (10 * 10**0.5, [1, 10]), (10**1.51, [1, 10, 100])],
 )
 def test_walk_steps_on_only_past_the_midpoint_of_the_next_step(update, tried):
     walk = walk_alpha(_planted(3.0)[0], lambda outcome, alpha: update)
