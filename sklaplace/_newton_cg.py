@@ -21,6 +21,13 @@ gradients per CG step.
   steps and the last ones converge superlinearly; ``eta`` is never smaller
   than what brings the model's next scaled gradient to ``tol / 2`` (the
   last solve does not over-solve: 8% fewer products on digits).
+* Single-precision products on large networks (``n_samples * n_params``
+  at least :data:`SINGLE_PRECISION_WORK`): CG needs them to a few digits
+  only, and float32 GEMMs are 1.9-3x faster there. Double precision where
+  the preconditioner's spread (a diagonal estimate of the condition number)
+  exceeds :data:`MAX_SINGLE_SPREAD`, and for the rest of the fit once a
+  poor step's quadratic model, rechecked with one double-precision
+  product, is off by more than :data:`MODEL_CHECK_RTOL`.
 * The alternative, Levenberg-Marquardt damped CG on generalised
   Gauss-Newton products (Martens 2010), was measured and dropped: it needed
   6-25 times more iterations on breast cancer, iris and wine and did not
@@ -34,12 +41,32 @@ s_n`` is at most ``tol``, as the other solvers do.
 import numpy as np
 
 from sklaplace._curvature import fisher_diagonal, hessp_operator
+from sklaplace._memory import AUTO_GRADIENT_WORK
 from sklaplace._trust_region import TrustRegionSolver
 
 __all__ = ["NewtonCGSolver", "steihaug_cg"]
 
 #: CG steps allowed per Newton iteration, at most (and at most ``n_params``).
 MAX_CG_ITER = 250
+#: Least ``n_samples * n_params`` (a gradient's multiply-adds) at which the
+#: Hessian-vector products are single precision. One product on the
+#: benchmark networks, double / single: 0.70 / 0.41 ms on digits (16,),
+#: 21.9 / 7.2 ms at W = 7,489, 205 / 109 ms at W = 79,510; but on breast
+#: cancer and a 2,000-row synthetic task (W = 513 and 353) the default's
+#: fit was slower with them (casts cost what the products saved), and its
+#: refits took other paths to other alphas (1.25 against 1.23; 2.05
+#: against 2.10). The cheap-refit rule's bound: the networks it calls small
+#: stay double precision.
+SINGLE_PRECISION_WORK = AUTO_GRADIENT_WORK
+#: Largest spread ``max(m) / min(m)`` of the preconditioner (a diagonal
+#: estimate of the Hessian's condition number) at which the products are
+#: single precision: at most 1.3e4 on the benchmark networks; 1e9 on a
+#: problem where they slowed Newton-CG (sample weights 1e8, alpha 6e-5).
+MAX_SINGLE_SPREAD = 1e5
+#: Largest relative error of a step's quadratic model from single-precision
+#: products before the products go double precision (their own error is
+#: about 1e-6: measured 1e-7 to 7e-7 on the benchmark networks).
+MODEL_CHECK_RTOL = 1e-3
 
 
 def _boundary_tau(xp, p, d, m, radius):
@@ -168,6 +195,10 @@ class NewtonCGSolver(TrustRegionSolver):
         tiny = np.finfo(np.float64).tiny
         self.unit = 1.0 / max(abs(self.loss_value), tiny)
         self.radius = 1.0
+        # Products are GEMM-bound (and single precision pays) only on large
+        # networks; below, casting costs what it saves.
+        work = obj.n_samples * obj.layout.n_params
+        self.single_allowed, self.fresh_solve = work >= SINGLE_PRECISION_WORK, False
 
     def update_curvature(self):
         """Set ``hessp`` at ``theta``, the preconditioner ``m`` and ``rtol``."""
@@ -175,12 +206,24 @@ class NewtonCGSolver(TrustRegionSolver):
         # One forward pass (the step's evaluation) and one backward pass of
         # the residuals serve the products and the preconditioner.
         backprop = obj.residual_backprop(self.theta, self.forward)
-        self.hessp = hessp_operator(obj, self.theta, "exact", self.forward, backprop)
         fisher = fisher_diagonal(obj, self.theta, self.forward, backprop[0])
         m = self.unit * obj.constrained_curvature(fisher)
         # A parameter no row moves and no prior holds (e.g. a dead unit's bias
         # under a flat prior) has m = 0: floor it so that M stays definite.
         self.m = xp.maximum(m, 1e-10 * xp.max(m))
+        # Single-precision products while the curvature's spread is moderate:
+        # their round-off, relative to the largest curvature, must stay small
+        # against the smallest.
+        spread = float(xp.max(self.m) / xp.min(self.m))
+        self.single_precision = self.single_allowed and spread <= MAX_SINGLE_SPREAD
+        self.hessp = hessp_operator(
+            obj,
+            self.theta,
+            "exact",
+            self.forward,
+            backprop,
+            single_precision=self.single_precision,
+        )
         # Eisenstat-Walker style forcing term (Nocedal & Wright 2006, eq. 7.3),
         # never tighter than the stopping test needs: in the quadratic model
         # the next gradient is H s + g, and ||H s + g||_2 <= tol * scale / 2
@@ -235,18 +278,45 @@ class NewtonCGSolver(TrustRegionSolver):
 
     def propose(self, trial):
         """Set ``step`` and ``model``: a CG solve first, then shorter steps."""
-        if trial == 0:
+        if trial == 0 or self.fresh_solve:
+            self.fresh_solve = False
             self.inner_solve()
         else:
             self.backtrack()
 
     def judge(self):
-        """Evaluate ``theta + step``; set ``accepted`` (and the iterate), ``radius``."""
+        """Evaluate ``theta + step``; set ``accepted`` (and the iterate), ``radius``.
+
+        A poor step solved on single-precision products is checked with one
+        double-precision product: if the quadratic model's value at the step
+        was off by more than :data:`MODEL_CHECK_RTOL`, single precision was
+        not enough for this problem (the Hessian's condition number times
+        float32's round-off rivals its smallest curvature: spurious negative
+        curvature, steps that fail). The products are double precision from
+        then on, and the step is solved again at the same radius.
+        """
         candidate = self.theta + self.step
         rho, loss, gradient, self.accepted = self.evaluate(candidate, -self.model)
+        doubtful = rho < 0.25 or self.cg_status == "negative curvature"
+        if doubtful and self.single_precision and self._model_is_off():
+            self.single_allowed, self.fresh_solve = False, True
+            self.update_curvature()
+            self.accepted = False
+            return
         self.update_region(rho)
         if self.accepted:
             self.move_to(candidate, loss, gradient)
+
+    def _model_is_off(self):
+        """Whether ``model`` differs from ``g's + s'Hs/2`` in double precision."""
+        xp, obj = self.objective.xp, self.objective
+        exact = hessp_operator(obj, self.theta, "exact", self.forward)
+        self.n_products += 1
+        step = self.step
+        model = float(xp.sum(self.gradient * step)) + 0.5 * float(
+            xp.sum(step * exact(step))
+        )
+        return abs(model - self.model) > MODEL_CHECK_RTOL * abs(model)
 
     def progress(self):
         """Return the end of a verbose line: how CG ended, the products so far."""

@@ -10,6 +10,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+import sklaplace._curvature._products
+import sklaplace._newton_cg
 from sklaplace import LaplaceMLPClassifier, prune
 from sklaplace._backend import to_numpy
 from sklaplace._curvature import (
@@ -504,3 +506,132 @@ def test_forcing_term_stops_cg_where_the_next_gradient_meets_half_tol():
     needed = tol * total / (2.0 * np.linalg.norm(g))
     assert np.sqrt(scaled) < needed < 0.5
     np.testing.assert_allclose(solver.rtol, needed, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["exact", "ggn"])
+@pytest.mark.parametrize("n_classes, masked", [(2, False), (3, True)])
+def test_single_precision_products_agree_with_double_to_float32_round_off(
+    kind, n_classes, masked
+):
+    obj, theta = make_problem("tanh", n_classes, (6, 4), weighted=True, n_samples=50)
+    fixed = None
+    if masked:
+        fixed = np.zeros(obj.layout.n_params, dtype=bool)
+        fixed[[0, 5, 17]] = True
+        theta[fixed] = 0.0
+    obj = _replaced(obj, fixed=fixed)
+    double = hessp_operator(obj, theta, kind)
+    single = hessp_operator(obj, theta, kind, single_precision=True)
+    H = obj.constrained_curvature(
+        {"exact": exact_hessian, "ggn": ggn_hessian}[kind](obj, theta)
+    )
+    for v in np.random.RandomState(1).normal(size=(3, obj.layout.n_params)):
+        error = np.linalg.norm(single(v) - H @ v) / np.linalg.norm(H @ v)
+        assert 0 < error < 1e-5  # float32's round-off, not float64's
+        np.testing.assert_allclose(double(v), H @ v, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "weight, v_scale", [(1e-300, 1.0), (1.0, 1e-200), (1e250, 1e-40)]
+)
+def test_single_precision_products_scale_weights_and_direction_first(weight, v_scale):
+    # Unscaled, 1e-300 and 1e-200 underflow float32 (the product would be 0).
+    obj, theta = make_problem("tanh", 3, (5,), n_samples=30)
+    # The prior scaled with the weights: no flat direction (which is added in
+    # double precision and would hide the likelihood's part).
+    obj = _replaced(
+        obj,
+        sample_weight=np.full(30, weight),
+        prior_precision=weight * obj.prior_precision,
+    )
+    assert obj.flat_direction() is None
+    v = v_scale * np.random.RandomState(2).normal(size=obj.layout.n_params)
+    exact = hessp_operator(obj, theta)(v)
+    single = hessp_operator(obj, theta, single_precision=True)(v)
+    peak = np.max(np.abs(exact))  # norms of 1e-200 vectors underflow
+    assert peak > 0
+    error = np.linalg.norm((single - exact) / peak)
+    assert error <= 1e-5 * np.linalg.norm(exact / peak)
+
+
+def test_single_precision_falls_back_to_double_beyond_float32s_range():
+    obj, theta = make_problem("tanh", 2, (4,), n_samples=20)
+    # Features of 1e20: float32 would overflow in the first layer's products.
+    big = _replaced(obj, X=obj.X * 1e20)
+    theta = theta * 1e-20
+    v = np.random.RandomState(3).normal(size=obj.layout.n_params)
+    np.testing.assert_array_equal(
+        hessp_operator(big, theta, single_precision=True)(v),
+        hessp_operator(big, theta)(v),
+    )
+
+
+def _large_enough_for_single_precision(monkeypatch):
+    monkeypatch.setattr(sklaplace._newton_cg, "SINGLE_PRECISION_WORK", 0)
+
+
+def test_single_precision_newton_cg_reaches_the_double_precision_map(monkeypatch):
+    obj, theta = make_problem("tanh", 3, (6,), n_samples=80, n_features=4, seed=3)
+    double = minimize_map(obj, theta, "newton-cg", 1e-10, 300)
+    _large_enough_for_single_precision(monkeypatch)
+    single = minimize_map(obj, theta, "newton-cg", 1e-10, 300)
+    assert double.converged and single.converged
+    np.testing.assert_allclose(single.theta, double.theta, rtol=1e-6, atol=1e-8)
+
+
+def test_newton_cg_goes_double_precision_when_the_single_model_is_off(monkeypatch):
+    """A single-precision product that is wrong (here: of the wrong sign, so
+    CG sees negative curvature everywhere) makes a doubtful first step;
+    its model, rechecked with a double-precision product, is off, and the
+    products are double from then on: one single-precision operator built,
+    and the fit ends at the double-precision MAP."""
+    _large_enough_for_single_precision(monkeypatch)
+    products = sklaplace._curvature._products
+    real = products._single_precision_product
+    calls = []
+
+    def wrong(*args):
+        product = real(*args)
+        calls.append(1)
+        return None if product is None else (lambda v: -product(v))
+
+    monkeypatch.setattr(products, "_single_precision_product", wrong)
+    obj, theta = make_problem("tanh", 3, (6,), n_samples=80, n_features=4, seed=3)
+    result = minimize_map(obj, theta, "newton-cg", 1e-10, 300)
+    monkeypatch.setattr(products, "_single_precision_product", real)
+    monkeypatch.setattr(sklaplace._newton_cg, "SINGLE_PRECISION_WORK", np.inf)
+    double = minimize_map(obj, theta, "newton-cg", 1e-10, 300)
+    assert len(calls) == 1 and result.converged
+    np.testing.assert_allclose(result.theta, double.theta, rtol=1e-6, atol=1e-8)
+
+
+def test_newton_cg_stays_double_precision_on_small_networks(monkeypatch):
+    # Below SINGLE_PRECISION_WORK the single-precision operator is never built.
+    monkeypatch.setattr(
+        sklaplace._curvature._products,
+        "_single_precision_product",
+        lambda *args: pytest.fail("single precision on a small network"),
+    )
+    obj, theta = make_problem("tanh", 3, (6,), n_samples=80, n_features=4, seed=3)
+    assert (
+        obj.n_samples * obj.layout.n_params < sklaplace._newton_cg.SINGLE_PRECISION_WORK
+    )
+    assert minimize_map(obj, theta, "newton-cg", 1e-10, 300).converged
+
+
+def test_single_precision_newton_cg_under_array_api_strict(monkeypatch):
+    # The casts, scales and checks run on any array namespace.
+    xps = pytest.importorskip("array_api_strict")
+    _large_enough_for_single_precision(monkeypatch)
+    obj, theta = make_problem("tanh", 3, (4,), weighted=True, n_samples=40)
+    sobj, stheta = make_problem("tanh", 3, (4,), weighted=True, n_samples=40, xp=xps)
+    v = np.random.RandomState(4).normal(size=obj.layout.n_params)
+    single = hessp_operator(obj, theta, single_precision=True)(v)
+    strict = hessp_operator(sobj, stheta, single_precision=True)(xps.asarray(v))
+    np.testing.assert_allclose(np.asarray(to_numpy(strict)), single, rtol=1e-5)
+    result = minimize_map(obj, theta, "newton-cg", 1e-9, 100)
+    strict = minimize_map(sobj, stheta, "newton-cg", 1e-9, 100)
+    assert strict.converged and result.converged
+    np.testing.assert_allclose(
+        np.asarray(to_numpy(strict.theta)), result.theta, rtol=1e-6, atol=1e-8
+    )
