@@ -72,25 +72,27 @@ def hessp_operator(
         deltas, second_derivative_terms = (
             obj.residual_backprop(theta, fwd) if backprop is None else backprop
         )
-    likelihood_product = _likelihood_product(
-        obj, theta, fwd, obj.sample_weight, deltas, second_derivative_terms
-    )
     single = None
     if single_precision:
         single = _single_precision_product(
             obj, theta, fwd, deltas, second_derivative_terms
         )
+    double = None  # built when first needed: it copies every layer's input
     free = None if obj.fixed is None else 1.0 - xp.astype(obj.fixed, theta.dtype)
     flat = obj.flat_direction()
 
     def hessp(v):
-        nonlocal single
+        nonlocal single, double
         v_free = v if free is None else v * free
         Hv = None if single is None else single(v_free)
         if Hv is not None and not bool(xp.all(xp.isfinite(Hv))):
             single, Hv = None, None  # overflowed in float32: full precision
         if Hv is None:
-            Hv = likelihood_product(v_free)
+            if double is None:
+                double = _likelihood_product(
+                    obj, theta, fwd, obj.sample_weight, deltas, second_derivative_terms
+                )
+            Hv = double(v_free)
         Hv = Hv + obj.prior_precision * v_free
         if free is not None:
             Hv = Hv * free + (v - v_free)  # identity at the fixed parameters
@@ -142,7 +144,9 @@ def _single_precision_product(obj, theta, fwd, deltas, second_terms):
         return None
     scaled = [d / weight_scale for d in (deltas or []) + (second_terms or [])]
     arrays = [theta, fwd.logits, *fwd.acts, *fwd.slopes, *scaled]
-    if not all(float(xp.max(xp.abs(a))) <= SINGLE_PRECISION_LIMIT for a in arrays):
+    # max and -min rather than max(abs): no temporary the size of X.
+    peaks = (max(float(xp.max(a)), -float(xp.min(a))) for a in arrays)
+    if not all(peak <= SINGLE_PRECISION_LIMIT for peak in peaks):
         return None
 
     def single(a):
