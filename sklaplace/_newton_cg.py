@@ -278,7 +278,8 @@ class NewtonCGSolver(TrustRegionSolver):
 
     def propose(self, trial):
         """Set ``step`` and ``model``: a CG solve first, then shorter steps."""
-        if trial == 0 or self.fresh_solve:
+        self.step_from_cg = trial == 0 or self.fresh_solve
+        if self.step_from_cg:
             self.fresh_solve = False
             self.inner_solve()
         else:
@@ -297,8 +298,10 @@ class NewtonCGSolver(TrustRegionSolver):
         """
         candidate = self.theta + self.step
         rho, loss, gradient, self.accepted = self.evaluate(candidate, -self.model)
+        # Only a step fresh from CG: a shortened one has the same model, scaled.
         doubtful = rho < 0.25 or self.cg_status == "negative curvature"
-        if doubtful and self.single_precision and self._model_is_off():
+        fresh = self.step_from_cg and self.single_precision
+        if fresh and doubtful and self._model_is_off():
             self.single_allowed, self.fresh_solve = False, True
             self.update_curvature()
             self.accepted = False

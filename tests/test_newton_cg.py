@@ -635,3 +635,13 @@ def test_single_precision_newton_cg_under_array_api_strict(monkeypatch):
     np.testing.assert_allclose(
         np.asarray(to_numpy(strict.theta)), result.theta, rtol=1e-6, atol=1e-8
     )
+
+
+def test_a_nan_direction_gives_a_nan_product_in_single_precision():
+    # Not zeros: CG must see "not finite" and stop.
+    obj, theta = make_problem("tanh", 3, (5,), n_samples=30)
+    v = np.ones(obj.layout.n_params)
+    v[3] = np.nan
+    with np.errstate(invalid="ignore"):
+        product = hessp_operator(obj, theta, single_precision=True)(v)
+    assert not np.all(np.isfinite(product))

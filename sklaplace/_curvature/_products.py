@@ -168,8 +168,8 @@ def _single_precision_product(obj, theta, fwd, deltas, second_terms):
 
     def single_product(v):
         v_scale = float(xp.max(xp.abs(v)))
-        if not v_scale > 0:
-            return xp.zeros_like(v)
+        if v_scale == 0:
+            return xp.zeros_like(v)  # (a NaN scale goes on, to a NaN product)
         Hv = xp.astype(product(single(v / v_scale)), v.dtype)
         return (weight_scale * v_scale) * Hv
 
