@@ -22,11 +22,12 @@ gradients per CG step.
   than what brings the model's next scaled gradient to ``tol / 2`` (the
   last solve does not over-solve: 8% fewer products on digits).
 * Single-precision products on large networks (``n_samples * n_params``
-  at least :data:`SINGLE_PRECISION_WORK`): CG needs them to a few digits
+  beyond :data:`SINGLE_PRECISION_WORK`, where ``solver="auto"`` is L-BFGS:
+  an explicit ``solver="newton-cg"``): CG needs them to a few digits
   only, and float32 GEMMs are 1.9-3x faster there. Double precision where
   the preconditioner's spread (a diagonal estimate of the condition number)
   exceeds :data:`MAX_SINGLE_SPREAD`, and for the rest of the fit once a
-  poor step's quadratic model, rechecked with one double-precision
+  doubtful step's quadratic model, rechecked with one double-precision
   product, is off by more than :data:`MODEL_CHECK_RTOL`.
 * The alternative, Levenberg-Marquardt damped CG on generalised
   Gauss-Newton products (Martens 2010), was measured and dropped: it needed
@@ -48,7 +49,7 @@ __all__ = ["NewtonCGSolver", "steihaug_cg"]
 
 #: CG steps allowed per Newton iteration, at most (and at most ``n_params``).
 MAX_CG_ITER = 250
-#: Least ``n_samples * n_params`` (a gradient's multiply-adds) at which the
+#: ``n_samples * n_params`` (a gradient's multiply-adds) beyond which the
 #: Hessian-vector products are single precision. One product on the
 #: benchmark networks, double / single: 0.70 / 0.41 ms on digits (16,),
 #: 21.9 / 7.2 ms at W = 7,489, 205 / 109 ms at W = 79,510; but on breast
@@ -198,14 +199,14 @@ class NewtonCGSolver(TrustRegionSolver):
         # Products are GEMM-bound (and single precision pays) only on large
         # networks; below, casting costs what it saves.
         work = obj.n_samples * obj.layout.n_params
-        self.single_allowed, self.fresh_solve = work >= SINGLE_PRECISION_WORK, False
+        self.single_allowed, self.fresh_solve = work > SINGLE_PRECISION_WORK, False
 
     def update_curvature(self):
         """Set ``hessp`` at ``theta``, the preconditioner ``m`` and ``rtol``."""
         obj, xp = self.objective, self.objective.xp
         # One forward pass (the step's evaluation) and one backward pass of
         # the residuals serve the products and the preconditioner.
-        backprop = obj.residual_backprop(self.theta, self.forward)
+        self.backprop = backprop = obj.residual_backprop(self.theta, self.forward)
         fisher = fisher_diagonal(obj, self.theta, self.forward, backprop[0])
         m = self.unit * obj.constrained_curvature(fisher)
         # A parameter no row moves and no prior holds (e.g. a dead unit's bias
@@ -288,13 +289,14 @@ class NewtonCGSolver(TrustRegionSolver):
     def judge(self):
         """Evaluate ``theta + step``; set ``accepted`` (and the iterate), ``radius``.
 
-        A poor step solved on single-precision products is checked with one
-        double-precision product: if the quadratic model's value at the step
-        was off by more than :data:`MODEL_CHECK_RTOL`, single precision was
-        not enough for this problem (the Hessian's condition number times
-        float32's round-off rivals its smallest curvature: spurious negative
-        curvature, steps that fail). The products are double precision from
-        then on, and the step is solved again at the same radius.
+        A doubtful step (a poor ``rho``, or CG's exit along negative
+        curvature) fresh from CG on single-precision products is checked
+        with one double-precision product: if the quadratic model's value
+        at the step was off by more than :data:`MODEL_CHECK_RTOL`, single
+        precision is not enough for this problem (round-off relative to the
+        largest curvature rivals the smallest: spurious negative curvature,
+        steps that fail). The products are double precision from then on;
+        a step that was not accepted is solved again at the same radius.
         """
         candidate = self.theta + self.step
         rho, loss, gradient, self.accepted = self.evaluate(candidate, -self.model)
@@ -302,22 +304,28 @@ class NewtonCGSolver(TrustRegionSolver):
         doubtful = rho < 0.25 or self.cg_status == "negative curvature"
         fresh = self.step_from_cg and self.single_precision
         if fresh and doubtful and self._model_is_off():
-            self.single_allowed, self.fresh_solve = False, True
-            self.update_curvature()
-            self.accepted = False
-            return
+            self.single_allowed = self.single_precision = False
+            self.hessp = self.double_hessp
+            if not self.accepted:
+                self.fresh_solve = True
+                return
         self.update_region(rho)
         if self.accepted:
             self.move_to(candidate, loss, gradient)
 
     def _model_is_off(self):
-        """Whether ``model`` differs from ``g's + s'Hs/2`` in double precision."""
+        """Whether ``model`` differs from ``g's + s'Hs/2`` in double precision.
+
+        Sets ``double_hessp``, the double-precision operator at ``theta``.
+        """
         xp, obj = self.objective.xp, self.objective
-        exact = hessp_operator(obj, self.theta, "exact", self.forward)
+        self.double_hessp = hessp_operator(
+            obj, self.theta, "exact", self.forward, self.backprop
+        )
         self.n_products += 1
         step = self.step
         model = float(xp.sum(self.gradient * step)) + 0.5 * float(
-            xp.sum(step * exact(step))
+            xp.sum(step * self.double_hessp(step))
         )
         return abs(model - self.model) > MODEL_CHECK_RTOL * abs(model)
 

@@ -18,7 +18,8 @@ __all__ = ["SINGLE_PRECISION_LIMIT", "fisher_diagonal", "hessp_operator"]
 
 #: Largest magnitude of an array entering a single-precision product (the
 #: sample weights scaled to at most 1): a product multiplies a few of them,
-#: which must stay below float32's 3.4e38.
+#: which should stay below float32's 3.4e38; sums over many rows can still
+#: overflow, and a product that is not finite is redone in double precision.
 SINGLE_PRECISION_LIMIT = 1e12
 
 
@@ -51,10 +52,13 @@ def hessp_operator(
         Compute the likelihood's part in float32 (the prior's, the fixed
         parameters' and the flat direction's stay in ``theta``'s precision):
         1.7-3x faster on the networks of ``benchmarks/bench_solvers.py``,
-        relative error about 1e-7 to 1e-6, for solvers that need products
-        to a few digits only (Newton-CG's forcing terms ask at most 1e-4 of
-        the residual). The sample weights and ``v`` are scaled to at most 1
-        first, and the scale put back in ``theta``'s precision, so that
+        relative error 1e-7 to 1e-6 there (more on ill-conditioned
+        problems: 2e-4 measured on a separable one at alpha 1e-4), for
+        solvers that need products to a few digits only (Newton-CG's
+        forcing terms ask at most about 1e-4 of the residual at
+        ``tol >= 1e-8``; it rechecks doubtful steps in double precision).
+        The sample weights and ``v`` are scaled to at most 1 first, and the
+        scale put back in ``theta``'s precision, so that
         neither underflows; where an array would leave float32's range
         (:data:`SINGLE_PRECISION_LIMIT`), or a product is not finite, the
         products are ``theta``'s precision from then on.
