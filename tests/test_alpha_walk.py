@@ -9,7 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
 import sklaplace._fitting
-from sklaplace import LaplaceMLPClassifier
+from sklaplace import LaplaceMLPClassifier, prune
 from sklaplace._alpha_walk import (
     ALPHA_STEP,
     ALPHA_WALK_MAX_FITS,
@@ -191,9 +191,12 @@ def test_walk_asks_mackays_update_at_each_fits_own_alpha(monkeypatch):
         assert update == pytest.approx(reference, rel=1e-6)
 
 
-def test_walk_asks_mackays_update_over_every_weight_of_a_network(monkeypatch):
+@pytest.mark.parametrize("pruned", [False, True])
+def test_walk_asks_mackays_update_over_every_weight_of_a_network(monkeypatch, pruned):
     """One alpha for all weights (no biases): gamma / ||w||^2 over both layers
-    of a (4,) network, from each asked fit's own posterior diagonal."""
+    of a (4,) network, from each asked fit's own posterior diagonal; on a
+    pruned network's warm refit, over the weights left (pruned ones are
+    fixed at 0 and count for nothing)."""
     asked, walk = [], sklaplace._fitting.walk_alpha
 
     def spy(evaluate, direction, start=1.0, better=None):
@@ -204,13 +207,20 @@ def test_walk_asks_mackays_update_over_every_weight_of_a_network(monkeypatch):
 
         return walk(evaluate_and_ask, direction, start, better)
 
-    monkeypatch.setattr(sklaplace._fitting, "walk_alpha", spy)
-    _fit(hidden_layer_sizes=(4,), alpha="validation")
     # theta: per layer, its (fan_in + 1) x fan_out block, biases last.
     weights = np.concatenate(
         [np.ones(6 * 4), np.zeros(4), np.ones(4 * 1), np.zeros(1)]
     ).astype(bool)
-    assert len(asked) >= 2
+    clf = _fit(hidden_layer_sizes=(4,), alpha="validation")
+    if pruned:
+        clf = prune(clf, 0.3, method="magnitude").set_params(warm_start=True)
+        weights &= ~clf.pruned_mask_
+        assert clf.pruned_mask_.any() and weights.any()
+    monkeypatch.setattr(sklaplace._fitting, "walk_alpha", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, Y)
+    assert len(asked) >= 2 and any(alpha != 1.0 for alpha, _, _ in asked)
     for alpha, update, fit in asked:
         theta = np.asarray(fit.theta)
         covariance = np.asarray(fit.posterior.covariance_diagonal(np))
