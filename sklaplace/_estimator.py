@@ -269,7 +269,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         solvers), summed like ``n_iter_``.
     gradient_history_ : list of float
         Scaled gradient at the start and after each solver iteration, of
-        every fit that tunes alpha.
+        every fit that tunes alpha in turn (the last fit run may not be kept).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
