@@ -147,6 +147,23 @@ def _logistic_mackay_update(fit, X_fitted, alpha):
     return gamma / np.sum(w[:-1] ** 2)
 
 
+def _ask_mackay_at_every_fit(monkeypatch):
+    """Make the walk ask MacKay's update at every fit it makes; return the
+    list that collects ``(alpha, update, fit)``."""
+    asked, walk = [], sklaplace._fitting.walk_alpha
+
+    def spy(evaluate, direction, start=1.0, better=None):
+        def evaluate_and_ask(alpha, previous):
+            outcome, loss = evaluate(alpha, previous)
+            asked.append((alpha, direction(outcome, alpha), outcome[0]))
+            return outcome, loss
+
+        return walk(evaluate_and_ask, direction, start, better)
+
+    monkeypatch.setattr(sklaplace._fitting, "walk_alpha", spy)
+    return asked
+
+
 def test_walk_asks_mackays_update_at_each_fits_own_alpha(monkeypatch):
     """The update steering the walk is MacKay's at the fit it is asked of,
     with that fit's alpha (not the start's: 18.8 instead of 15.8 at 10)."""
@@ -159,17 +176,7 @@ def test_walk_asks_mackays_update_at_each_fits_own_alpha(monkeypatch):
         random_state=0,
     )
     Xl = StandardScaler().fit_transform(Xl)
-    asked, walk = {}, sklaplace._fitting.walk_alpha
-
-    def spy(evaluate, direction, start=1.0, better=None):
-        def evaluate_and_ask(alpha, previous):
-            outcome, loss = evaluate(alpha, previous)
-            asked[alpha] = direction(outcome, alpha)
-            return outcome, loss
-
-        return walk(evaluate_and_ask, direction, start, better)
-
-    monkeypatch.setattr(sklaplace._fitting, "walk_alpha", spy)
+    asked = _ask_mackay_at_every_fit(monkeypatch)
     clf = LaplaceMLPClassifier(
         (),
         alpha="validation",
@@ -178,8 +185,8 @@ def test_walk_asks_mackays_update_at_each_fits_own_alpha(monkeypatch):
         random_state=0,
     ).fit(Xl, yl)
     held = validation_rows(Xl, yl, 0.1, clf._mc_seed)
-    assert sorted(asked) == [1.0, 10.0]
-    for alpha, update in asked.items():
+    assert [alpha for alpha, _, _ in asked] == [1.0, 10.0]
+    for alpha, update, _ in asked:
         fixed = LaplaceMLPClassifier(
             (),
             alpha=alpha,
@@ -197,16 +204,6 @@ def test_walk_asks_mackays_update_over_every_weight_of_a_network(monkeypatch, pr
     of a (4,) network, from each asked fit's own posterior diagonal; on a
     pruned network's warm refit, over the weights left (pruned ones are
     fixed at 0 and count for nothing)."""
-    asked, walk = [], sklaplace._fitting.walk_alpha
-
-    def spy(evaluate, direction, start=1.0, better=None):
-        def evaluate_and_ask(alpha, previous):
-            outcome, loss = evaluate(alpha, previous)
-            asked.append((alpha, direction(outcome, alpha), outcome[0]))
-            return outcome, loss
-
-        return walk(evaluate_and_ask, direction, start, better)
-
     # theta: per layer, its (fan_in + 1) x fan_out block, biases last.
     weights = np.concatenate(
         [np.ones(6 * 4), np.zeros(4), np.ones(4 * 1), np.zeros(1)]
@@ -216,7 +213,7 @@ def test_walk_asks_mackays_update_over_every_weight_of_a_network(monkeypatch, pr
         clf = prune(clf, 0.3, method="magnitude").set_params(warm_start=True)
         weights &= ~clf.pruned_mask_
         assert clf.pruned_mask_.any() and weights.any()
-    monkeypatch.setattr(sklaplace._fitting, "walk_alpha", spy)
+    asked = _ask_mackay_at_every_fit(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, Y)
