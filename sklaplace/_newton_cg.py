@@ -21,14 +21,14 @@ gradients per CG step.
   steps and the last ones converge superlinearly; ``eta`` is never smaller
   than what brings the model's next scaled gradient to ``tol / 2`` (the
   last solve does not over-solve: 8% fewer products on digits).
-* Single-precision products on large networks (``n_samples * n_params``
-  beyond :data:`SINGLE_PRECISION_WORK`, where ``solver="auto"`` is L-BFGS:
-  an explicit ``solver="newton-cg"``): CG needs them to a few digits
-  only, and float32 GEMMs are 1.9-3x faster there. Double precision where
-  the preconditioner's spread (a diagonal estimate of the condition number)
-  exceeds :data:`MAX_SINGLE_SPREAD`, and for the rest of the fit once a
-  doubtful step's quadratic model, rechecked with one double-precision
-  product, is off by more than :data:`MODEL_CHECK_RTOL`.
+* Single-precision products where ``n_samples * n_params`` exceeds
+  :data:`SINGLE_PRECISION_WORK` (there float32 GEMMs are 1.4-3.7x faster;
+  below it the casts cost what they save): CG needs them to a few digits
+  only. Double precision where the preconditioner's spread (a diagonal
+  estimate of the condition number) exceeds :data:`MAX_SINGLE_SPREAD`, and
+  for the rest of the fit once a doubtful step's quadratic model,
+  rechecked with one double-precision product, is off by more than
+  :data:`MODEL_CHECK_RTOL`.
 * The alternative, Levenberg-Marquardt damped CG on generalised
   Gauss-Newton products (Martens 2010), was measured and dropped: it needed
   6-25 times more iterations on breast cancer, iris and wine and did not
@@ -42,7 +42,6 @@ s_n`` is at most ``tol``, as the other solvers do.
 import numpy as np
 
 from sklaplace._curvature import fisher_diagonal, hessp_operator
-from sklaplace._memory import AUTO_GRADIENT_WORK
 from sklaplace._trust_region import TrustRegionSolver
 
 __all__ = ["NewtonCGSolver", "steihaug_cg"]
@@ -50,15 +49,15 @@ __all__ = ["NewtonCGSolver", "steihaug_cg"]
 #: CG steps allowed per Newton iteration, at most (and at most ``n_params``).
 MAX_CG_ITER = 250
 #: ``n_samples * n_params`` (a gradient's multiply-adds) beyond which the
-#: Hessian-vector products are single precision. One product on the
-#: benchmark networks, double / single: 0.70 / 0.41 ms on digits (16,),
-#: 21.9 / 7.2 ms at W = 7,489, 205 / 109 ms at W = 79,510; but on breast
-#: cancer and a 2,000-row synthetic task (W = 513 and 353) the default's
-#: fit was slower with them (casts cost what the products saved), and its
-#: refits took other paths to other alphas (1.25 against 1.23; 2.05
-#: against 2.10). The cheap-refit rule's bound: the networks it calls small
-#: stay double precision.
-SINGLE_PRECISION_WORK = AUTO_GRADIENT_WORK
+#: Hessian-vector products are single precision: where they pay. One exact
+#: product, double / single (one thread): 0.93x at 2e5 (398 rows, W = 513),
+#: 1.05x at 5e5, 1.4-1.7x from 1.2e6 to 3.4e6 (digits (16,) 0.64 / 0.39
+#: ms), 3.7x at 2e7. Whole Newton-CG fits to ``tol=1e-8`` on five networks
+#: with 1.2e6 to 3.4e6 were 1.0-1.5x faster (digits (16,) 1.23 / 1.03 s;
+#: one needed 42% more products, as float32 round-off can cost CG steps).
+#: Below the bound (breast cancer's and a 1,400-row task's default fits)
+#: single precision made the fit slower and moved the evidence's alpha.
+SINGLE_PRECISION_WORK = 1e6
 #: Largest spread ``max(m) / min(m)`` of the preconditioner (a diagonal
 #: estimate of the Hessian's condition number) at which the products are
 #: single precision: at most 1.3e4 on the benchmark networks; 1e9 on a
@@ -196,8 +195,8 @@ class NewtonCGSolver(TrustRegionSolver):
         tiny = np.finfo(np.float64).tiny
         self.unit = 1.0 / max(abs(self.loss_value), tiny)
         self.radius = 1.0
-        # Products are GEMM-bound (and single precision pays) only on large
-        # networks; below, casting costs what it saves.
+        # Products are GEMM-bound (and single precision pays) only on
+        # networks large enough; below, casting costs what it saves.
         work = obj.n_samples * obj.layout.n_params
         self.single_allowed, self.fresh_solve = work > SINGLE_PRECISION_WORK, False
 
