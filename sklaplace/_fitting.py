@@ -16,6 +16,7 @@ from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, clearly_lower, walk_alpha
 from sklaplace._backend import to_numpy
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
+    log_equivalent_modes,
     log_marginal_likelihood,
     mackay_update,
     tune_alpha,
@@ -203,6 +204,25 @@ def fit_laplace(config, objective, theta):
         config.subset_of_weights,
     )
     return LaplaceFit(objective, result, posterior, curvature, jitter)
+
+
+#: Largest spread of a logit over the rows (max - min, in nats) of a network
+#: that ignores its input: its probabilities move by less than 1e-6.
+CONSTANT_OUTPUT_SPREAD = 1e-6
+
+
+def ignores_its_input(objective, theta):
+    """Whether the network's logits are the same on every row it is fitted to.
+
+    Such a network (a collapsed MAP under a strong prior: every weight into
+    the output, or out of the input, near zero) has all its hidden units at
+    one point, so its posterior mode is one, not one per order and sign of
+    its units (:func:`~sklaplace._evidence.log_equivalent_modes`).
+    """
+    xp = objective.xp
+    logits = objective.forward(theta).logits
+    spread = xp.max(logits, axis=0) - xp.min(logits, axis=0)
+    return float(xp.max(spread)) <= CONSTANT_OUTPUT_SPREAD
 
 
 def _walk(fit_at, held_out_loss, theta, start, groups, xp):
@@ -414,8 +434,18 @@ def fit_network(
                 )
             # A run's warnings: its last refit's, then the updates' own.
             runs.append((tuning, kept_warnings[:] + caught))
-        # The run of larger evidence (the first of equals) and its warnings.
-        tuning, kept_warnings = max(runs, key=lambda run: run[0].fit.log_evidence())
+        # The run of larger evidence (the first of equals) and its warnings,
+        # each run's evidence counting its equivalent modes: a network that
+        # ignores its input has one, any other one per order and sign of its
+        # units (without them a collapsed run's base rate beat fitted ones).
+        distinct = log_equivalent_modes(layout.layer_sizes, config.activation)
+
+        def evidence_of_run(run):
+            fit = run[0].fit
+            collapsed = ignores_its_input(fit.objective, fit.theta)
+            return fit.log_evidence() + (0.0 if collapsed else distinct)
+
+        tuning, kept_warnings = max(runs, key=evidence_of_run)
         fit, history, gammas = tuning.fit, tuning.history, tuning.gammas
         alpha = float(tuning.alpha[0]) if scalar else tuning.alpha
     for caught in kept_warnings:

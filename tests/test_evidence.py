@@ -568,3 +568,55 @@ def test_the_evidence_run_of_larger_evidence_is_kept(monkeypatch):
     assert np.abs(single[1.0].predict_proba(X)[:, 1] - y.mean()).max() > 0.3
     # Both runs' refits count in n_iter_.
     assert both.n_iter_ == single[1.0].n_iter_ + single[100.0].n_iter_
+
+
+@pytest.mark.parametrize(
+    "layer_sizes, activation, modes",
+    [
+        ((4, 3, 2), "tanh", 3 * 2 * 1 * 2**3),
+        ((4, 3, 2), "logistic", 3 * 2 * 1 * 2**3),
+        ((4, 3, 2), "relu", 3 * 2 * 1),
+        ((4, 3, 2), "elu", 3 * 2 * 1),
+        ((5, 4, 2, 1), "tanh", (4 * 3 * 2 * 2**4) * (2 * 2**2)),
+        ((5, 1), "tanh", 1),
+    ],
+)
+def test_log_equivalent_modes_counts_unit_orders_and_sign_flips(
+    layer_sizes, activation, modes
+):
+    assert evidence_module.log_equivalent_modes(layer_sizes, activation) == (
+        pytest.approx(np.log(modes), rel=1e-12)
+    )
+
+
+def test_a_collapsed_run_loses_to_a_fitted_one_within_the_fitted_runs_modes(
+    monkeypatch,
+):
+    """On a weak, imbalanced signal MacKay's run from alpha = 100 ends in a
+    network that ignores its input (the base rate), with a Laplace evidence
+    0.9 nats above the run from 1, which fits the signal. The fitted network's
+    posterior has 8! 2^8 equivalent modes (16.1 nats) where the Laplace
+    evidence counts one, the collapsed one's one: the default keeps the
+    fitted run."""
+    import sklaplace._fitting as fitting_module
+
+    X, y = make_classification(
+        2000, 10, n_informative=4, weights=[0.95, 0.05], random_state=0
+    )
+    X, y = StandardScaler().fit_transform(X[:400]), y[:400]
+    params = dict(hidden_layer_sizes=(8,), prior_precision_scale=1.0, random_state=0)
+    single = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for start in (1.0, 100.0):
+            monkeypatch.setattr(fitting_module, "EVIDENCE_STARTS", (start,))
+            single[start] = LaplaceMLPClassifier(**params).fit(X, y)
+        monkeypatch.undo()
+        both = LaplaceMLPClassifier(**params).fit(X, y)
+    fitted, collapsed = single[1.0], single[100.0]
+    assert np.ptp(collapsed.predict_proba(X)[:, 1]) <= 1e-6
+    assert np.ptp(fitted.predict_proba(X)[:, 1]) > 0.5
+    gap = collapsed.log_marginal_likelihood_ - fitted.log_marginal_likelihood_
+    assert 0 < gap < evidence_module.log_equivalent_modes((10, 8, 1), "tanh")
+    assert both.alpha_history_ == fitted.alpha_history_
+    np.testing.assert_array_equal(both.predict_proba(X), fitted.predict_proba(X))

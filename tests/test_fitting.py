@@ -10,7 +10,8 @@ from sklearn.datasets import make_moons
 from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._fitting import FitConfig
+from sklaplace._fitting import CONSTANT_OUTPUT_SPREAD, FitConfig, ignores_its_input
+from tests.conftest import make_problem
 
 
 def _resolved(**changes):
@@ -148,3 +149,26 @@ def test_an_empty_pruning_mask_leaves_the_validation_choice_unchanged():
     np.testing.assert_allclose(
         masked.predict_proba(X), plain.predict_proba(X), rtol=0, atol=1e-10
     )
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_a_network_ignores_its_input_when_its_logits_spread_at_most_1e_6(n_classes):
+    obj, theta, raw = make_problem("tanh", n_classes, (4,), n_samples=30, raw=True)
+    X, (fan_in, fan_out) = raw["X"], obj.layout.shapes[1]
+    start = obj.layout.offsets[1]
+    output_weights = slice(start, start + (fan_in - 1) * fan_out)
+
+    def spread(theta):  # an independent forward pass: max - min of any logit
+        W1, W2 = obj.layout.layers(np, theta)
+        logits = np.tanh(X @ W1[:-1] + W1[-1]) @ W2[:-1] + W2[-1]
+        return np.max(np.ptp(logits, axis=0))
+
+    unit = spread(theta)
+    assert unit > 1e-3 and not ignores_its_input(obj, theta)
+    # The logits are linear in the output weights: scale them to a spread of
+    # half and twice the bound.
+    for factor, expected in [(0.5, True), (2.0, False), (0.0, True)]:
+        scaled = theta.copy()
+        scaled[output_weights] *= factor * CONSTANT_OUTPUT_SPREAD / unit
+        assert ignores_its_input(obj, scaled) is expected
+        assert bool(spread(scaled) <= CONSTANT_OUTPUT_SPREAD) is expected
