@@ -172,3 +172,16 @@ def test_a_network_ignores_its_input_when_its_logits_spread_at_most_1e_6(n_class
         scaled[output_weights] *= factor * CONSTANT_OUTPUT_SPREAD / unit
         assert ignores_its_input(obj, scaled) is expected
         assert bool(spread(scaled) <= CONSTANT_OUTPUT_SPREAD) is expected
+
+
+def test_a_network_with_one_input_dependent_logit_does_not_ignore_its_input():
+    # Three classes: two logits constant over the rows, the third not.
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
+    (fan_in, fan_out), start = obj.layout.shapes[1], obj.layout.offsets[1]
+    W2 = theta[start : start + (fan_in - 1) * fan_out].reshape(fan_in - 1, fan_out)
+    for column in range(fan_out):
+        varied = theta.copy()
+        weights = varied[start : start + (fan_in - 1) * fan_out]
+        weights.reshape(fan_in - 1, fan_out)[:] = 0.0
+        weights.reshape(fan_in - 1, fan_out)[:, column] = W2[:, column]
+        assert not ignores_its_input(obj, varied)
