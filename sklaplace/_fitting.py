@@ -214,10 +214,10 @@ CONSTANT_OUTPUT_SPREAD = 1e-6
 def ignores_its_input(objective, theta):
     """Whether the network's logits are the same on every row it is fitted to.
 
-    Such a network (a collapsed MAP under a strong prior: every weight into
-    the output, or out of the input, near zero) has all its hidden units at
-    one point, so its posterior mode is one, not one per order and sign of
-    its units (:func:`~sklaplace._evidence.log_equivalent_modes`).
+    Such a network is a MAP collapsed under a strong prior; measured, all
+    its hidden units sit at zero, so its posterior mode is one, not one per
+    order and sign of its units
+    (:func:`~sklaplace._evidence.log_equivalent_modes`).
     """
     xp = objective.xp
     logits = objective.forward(theta).logits

@@ -22,7 +22,7 @@ gradients per CG step.
   than what brings the model's next scaled gradient to ``tol / 2`` (the
   last solve does not over-solve: 8% fewer products on digits).
 * Single-precision products where ``n_samples * n_params`` exceeds
-  :data:`SINGLE_PRECISION_WORK` (there float32 GEMMs are 1.4-3.7x faster;
+  :data:`SINGLE_PRECISION_WORK` (there float32 GEMMs are 1.1-3.7x faster;
   below it the casts cost what they save): CG needs them to a few digits
   only. Double precision where the preconditioner's spread (a diagonal
   estimate of the condition number) exceeds :data:`MAX_SINGLE_SPREAD`, and
@@ -51,7 +51,7 @@ MAX_CG_ITER = 250
 #: ``n_samples * n_params`` (a gradient's multiply-adds) beyond which the
 #: Hessian-vector products are single precision: where they pay. One exact
 #: product, double / single (one thread): 0.93x at 2e5 (398 rows, W = 513),
-#: 1.05x at 5e5, 1.4-1.7x from 1.2e6 to 3.4e6 (digits (16,) 0.64 / 0.39
+#: 1.05x at 5e5, 1.1-1.7x from 1.2e6 to 3.4e6 (digits (16,) 0.64 / 0.39
 #: ms), 3.7x at 2e7. Whole Newton-CG fits to ``tol=1e-8`` on five networks
 #: with 1.2e6 to 3.4e6 were 1.0-1.5x faster (digits (16,) 1.23 / 1.03 s;
 #: one needed 42% more products, as float32 round-off can cost CG steps).
