@@ -11,7 +11,8 @@ def expected_calibration_error(y_true, proba, *, classes=None, n_bins=15):
     """Compute the expected calibration error of the top-label confidence.
 
     Predictions are binned by their largest probability into ``n_bins``
-    equal-width bins; the ECE is the bin-size-weighted mean of
+    equal-width bins ``[k / n_bins, (k + 1) / n_bins)``, the last one closed
+    (confidence 1 belongs to it); the ECE is the bin-size-weighted mean of
     ``|accuracy - confidence|`` (Guo et al. 2017).
 
     Parameters

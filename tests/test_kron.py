@@ -429,3 +429,47 @@ def test_no_prior_change_keeps_a_jittered_block_without_prior():
     np.testing.assert_allclose(
         kept.covariance_diagonal(np), post.covariance_diagonal(np), rtol=1e-12
     )
+
+
+def _one_layer_factors(seed, n_inputs, n_outputs, output_scale):
+    rng = np.random.RandomState(seed)
+    A = rng.normal(size=(n_inputs, n_inputs))
+    G = rng.normal(size=(n_outputs, n_outputs))
+    return A @ A.T, output_scale * (G @ G.T)
+
+
+def test_the_kron_pivot_ratio_is_its_worst_layers():
+    # A layer whose data swamp the prior (factor scale 1e14) is nearly
+    # singular; the two-layer posterior reports that layer's ratio.
+    A1, G1 = _one_layer_factors(0, 3, 2, 1.0)
+    A2, G2 = _one_layer_factors(1, 3, 2, 1e14)
+    prior = np.ones(6)
+    both = KronPosterior.from_factors(
+        KroneckerFactors([A1, A2], [G1, G2]), np.r_[prior, prior]
+    )
+    first = KronPosterior.from_factors(KroneckerFactors([A1], [G1]), prior)
+    second = KronPosterior.from_factors(KroneckerFactors([A2], [G2]), prior)
+    assert second.pivot_ratio() < first.pivot_ratio()
+    assert both.pivot_ratio() == min(first.pivot_ratio(), second.pivot_ratio())
+
+
+def test_a_prior_varying_slightly_within_a_row_is_still_replaced_with_a_warning():
+    A, G = _one_layer_factors(0, 3, 2, 1.0)
+    prior = np.ones(6)
+    prior[1] += 1e-6  # row 0 holds 1 and 1 + 1e-6: not one precision
+    with pytest.warns(UserWarning, match="row means"):
+        KronPosterior.from_factors(KroneckerFactors([A], [G]), prior)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        KronPosterior.from_factors(KroneckerFactors([A], [G]), np.ones(6))
+
+
+def test_a_block_jitter_grows_tenfold_until_the_factor_is_definite():
+    # A = diag(1, -1e-6), as float32 round-off can leave it, and no prior:
+    # 1e-10 is not enough, and the smallest tenfold step from it that makes
+    # A + jitter I definite is 1e-5.
+    from sklaplace._kron import KronBlock
+
+    A = np.diag([1.0, -1e-6])
+    block = KronBlock(A, np.eye(2), np.zeros(2))
+    assert block.jitter == pytest.approx(1e-5, rel=1e-9)

@@ -115,3 +115,22 @@ def test_classes_must_not_repeat_a_label():
     for metric in (multiclass_brier_score, expected_calibration_error):
         with pytest.raises(ValueError, match="repeat"):
             metric([0, 1], proba, classes=[0, 0, 1])
+
+
+def test_ece_counts_wrong_predictions_at_confidence_one():
+    # Confidence 1 belongs to the last bin: two saturated wrong predictions
+    # have ECE 1, and one of them beside a right one at 0.6 has
+    # (|0 - 1| + |1 - 0.6|) / 2 = 0.7.
+    assert expected_calibration_error([1, 0], np.array([[1.0, 0.0], [0.0, 1.0]])) == 1.0
+    proba = np.array([[1.0, 0.0], [0.4, 0.6]])
+    assert expected_calibration_error([1, 1], proba, classes=[0, 1]) == pytest.approx(
+        0.7, rel=1e-12
+    )
+
+
+def test_ece_bins_are_closed_on_the_left():
+    # With 5 bins, confidence 0.4 shares [0.4, 0.6) with 0.5 (one bin:
+    # |1/2 - 0.45| = 0.05); in (0.2, 0.4] it would be alone (0.55).
+    proba = np.array([[0.4, 0.3, 0.3], [0.5, 0.25, 0.25]])
+    ece = expected_calibration_error([0, 1], proba, classes=[0, 1, 2], n_bins=5)
+    assert ece == pytest.approx(0.05)

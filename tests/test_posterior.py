@@ -3,7 +3,8 @@ import pytest
 
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._evidence import log_marginal_likelihood
-from sklaplace._posterior import DiagPosterior, FullPosterior
+from sklaplace._posterior import DiagPosterior, FullPosterior, _warn_if_near_singular
+from sklaplace.exceptions import LaplaceApproximationWarning
 from tests.conftest import bayesian_linear_regression
 
 
@@ -147,3 +148,33 @@ def test_conditioning_a_singular_full_posterior_jitters_with_a_warning():
     # The smallest tenfold jitter that works: tiny against the entries.
     assert 0 < P[0, 0] - 1.0 < 1e-6
     assert np.all(np.isfinite(conditional.covariance_diagonal(np)))
+
+
+def _random_spd(n, seed=0):
+    M = np.random.RandomState(seed).normal(size=(n, n))
+    return M @ M.T + 0.5 * np.eye(n)
+
+
+@pytest.mark.parametrize("block", [1, 3, 4, 512])
+def test_full_covariance_diagonal_is_right_in_every_column_block(block):
+    # Networks beyond 512 parameters take several blocks of L^{-1}'s columns.
+    P = _random_spd(10)
+    posterior = FullPosterior(np.linalg.cholesky(P))
+    np.testing.assert_allclose(
+        posterior.covariance_diagonal(np, block=block),
+        np.diag(np.linalg.inv(P)),
+        rtol=1e-10,
+    )
+
+
+def test_full_pivot_ratio_is_the_smallest_pivot_over_the_largest_diagonal():
+    # Pivots 1 and the Schur complement 0.1; largest diagonal b^2 + 0.1: a
+    # ratio of about 1e-11, which the near-singular warning must report.
+    b = 1e5
+    P = np.array([[1.0, b], [b, b * b + 0.1]])
+    schur = P[1, 1] - P[0, 1] ** 2 / P[0, 0]
+    posterior = FullPosterior(np.linalg.cholesky(P))
+    expected = min(P[0, 0], schur) / np.max(np.diag(P))
+    assert posterior.pivot_ratio() == pytest.approx(expected, rel=1e-4)
+    with pytest.warns(LaplaceApproximationWarning, match="nearly singular"):
+        _warn_if_near_singular(posterior)

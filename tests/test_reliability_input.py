@@ -456,6 +456,31 @@ def test_unit_scale_zero_columns_and_zero_weight_rows_draw_no_warning():
         LaplaceMLPClassifier(**SMALL).fit(Xs, Y)
 
 
+@pytest.mark.parametrize("weight", [1e-8, 1e6])
+def test_the_feature_scale_ignores_a_weight_factor_common_to_all_rows(weight):
+    # Only the weights' ratios weigh the rows: unit-scale features never warn.
+    from sklaplace._validation import check_feature_scale
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FeatureScaleWarning)
+        check_feature_scale(X, np.full(len(X), weight))
+
+
+def test_the_feature_scale_weighs_rows_as_the_fit_does():
+    # Half the rows are 1e4 times larger but weigh 1e-12: the weighted root
+    # mean square is about 1 (no warning); unweighted it would be about 7e3.
+    from sklaplace._validation import check_feature_scale
+
+    Xs = np.random.RandomState(0).normal(size=(20, 2))
+    Xs[:10] *= 1e4
+    weight = np.r_[np.full(10, 1e-12), np.ones(10)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FeatureScaleWarning)
+        check_feature_scale(Xs, weight)
+    with pytest.warns(FeatureScaleWarning):
+        check_feature_scale(Xs, np.ones(20))
+
+
 def test_a_class_with_a_small_total_weight_is_still_a_class():
     """Any positive weight counts: a class whose rows weigh 0.24 in all is kept.
 

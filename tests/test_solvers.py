@@ -192,3 +192,52 @@ def test_lbfgs_says_when_its_line_search_stalls_at_a_relu_kink():
     assert clf.n_iter_ < 1000
     message = str(w[0].message)
     assert "ReLU's loss has kinks" in message and "max_iter" not in message
+
+
+def _xor_problem(n=60):
+    X = np.random.RandomState(0).normal(size=(n, 2))
+    return X, (X[:, 0] * X[:, 1] > 0).astype(int)
+
+
+@pytest.mark.parametrize("solver", ["newton", "newton-cg"])
+def test_newton_solvers_stop_after_max_iter_iterations(solver):
+    # scikit-learn's contract: n_iter_ <= max_iter (one fit: alpha and the
+    # prior scale fixed, so n_iter_ counts that fit alone).
+    from sklaplace import LaplaceMLPClassifier
+
+    X, y = _xor_problem()
+    clf = LaplaceMLPClassifier(
+        (5,),
+        solver=solver,
+        max_iter=2,
+        tol=1e-14,
+        alpha=1.0,
+        prior_precision_scale=1.0,
+        random_state=0,
+    )
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 2
+
+
+def test_a_relu_fit_out_of_iterations_is_advised_more_iterations():
+    # Running out of max_iter is not a stall at a kink: the advice is
+    # max_iter's, not the ReLU one.
+    from sklaplace import LaplaceMLPClassifier
+
+    X, y = _xor_problem(40)
+    clf = LaplaceMLPClassifier(
+        (4,),
+        activation="relu",
+        solver="newton",
+        max_iter=1,
+        tol=1e-12,
+        alpha=1.0,
+        prior_precision_scale=1.0,
+        random_state=0,
+    )
+    with pytest.warns(ConvergenceWarning) as record:
+        clf.fit(X, y)
+    messages = [str(w.message) for w in record if w.category is ConvergenceWarning]
+    assert any("max_iter=1" in m for m in messages)
+    assert not any("ReLU's loss has kinks" in m for m in messages)
