@@ -446,8 +446,10 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal, start=1.0):
         warn(
             f"The evidence drove alpha to a bound of {EVIDENCE_BOUNDS} ({alpha}): "
             "MacKay's updates head for a degenerate limit (e.g. one layer's weights "
-            "vanishing while the next layer's grow, or separable data), where the "
-            f"evidence need not be larger. Prefer {advice}.",
+            "vanishing while the next layer's grow, separable data, or data that "
+            "say little: features with no signal, or a sample_weight summing to few "
+            "rows' worth, as the likelihood counts weights as repetitions), where "
+            f"the evidence need not be larger. Prefer {advice}.",
             LaplaceApproximationWarning,
         )
     return EvidenceTuning(fit, alpha, history, gammas)

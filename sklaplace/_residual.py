@@ -59,9 +59,14 @@ class DataEnvelope(NamedTuple):
     mean : ndarray of shape (n_features,)
         Weighted mean of the training rows.
     scale : ndarray of shape (n_features,)
-        Weighted standard deviation per feature; 0 for a feature constant on
-        the training rows (the network's posterior already covers those: the
-        weights they feed are known only through the prior).
+        Weighted standard deviation per feature, positive. A feature constant
+        on the training rows has no spread to measure moves by: it gets the
+        median spread of the others (1 where all are constant; after a
+        ``StandardScaler``, which leaves such a feature at unit scale, both
+        are 1), so that any change in it moves a row away from every
+        training row. (Its weights' posterior is their prior, but tanh units
+        saturate: along such a feature alone the linearised variance levels
+        off and the prediction stays as confident as on the data.)
     radius : float
         Largest standardised distance of a training row (of positive weight)
         from ``mean``.
@@ -73,11 +78,8 @@ class DataEnvelope(NamedTuple):
 
     def distance(self, X):
         """Standardised distance of each row of ``X`` from the training mean."""
-        inverse = np.divide(
-            1.0, self.scale, out=np.zeros_like(self.scale), where=self.scale > 0
-        )
         with np.errstate(over="ignore"):
-            return np.linalg.norm((X - self.mean) * inverse, axis=1)
+            return np.linalg.norm((X - self.mean) / self.scale, axis=1)
 
 
 def data_envelope(X, sample_weight):
@@ -90,8 +92,9 @@ def data_envelope(X, sample_weight):
     mean = w @ X / np.sum(w)
     scale = np.sqrt(w @ (X - mean) ** 2 / np.sum(w))
     # A feature whose spread is round-off of its mean is constant.
-    scale = np.where(scale > 1e-12 * np.maximum(np.abs(mean), 1.0), scale, 0.0)
-    envelope = DataEnvelope(mean, scale, 0.0)
+    spread = scale > 1e-12 * np.maximum(np.abs(mean), 1.0)
+    unit = float(np.median(scale[spread])) if np.any(spread) else 1.0
+    envelope = DataEnvelope(mean, np.where(spread, scale, unit), 0.0)
     return envelope._replace(radius=float(np.max(envelope.distance(X))))
 
 

@@ -24,22 +24,32 @@ X3, Y3 = make_classification(
 FAST = dict(hidden_layer_sizes=(3,), prior_precision_scale=1.0, random_state=0)
 
 
-def test_envelope_from_scratch_ignores_constant_features():
+def test_envelope_from_scratch_gives_constant_features_the_median_spread():
     rng = np.random.RandomState(0)
     X = np.column_stack(
-        [rng.normal(2.0, 3.0, 50), np.full(50, 7.0), rng.normal(size=50)]
+        [
+            rng.normal(2.0, 3.0, 50),
+            np.full(50, 7.0),
+            rng.normal(size=50),
+            rng.normal(0.0, 0.5, 50),
+        ]
     )
     envelope = data_envelope(X, np.ones(50))
     mean, std = X.mean(axis=0), X.std(axis=0)
     np.testing.assert_allclose(envelope.mean, mean)
-    np.testing.assert_allclose(envelope.scale[[0, 2]], std[[0, 2]])
-    assert envelope.scale[1] == 0.0
-    z = (X[:, [0, 2]] - mean[[0, 2]]) / std[[0, 2]]
-    np.testing.assert_allclose(envelope.radius, np.max(np.hypot(z[:, 0], z[:, 1])))
-    # Moving only the constant feature moves no distance.
+    varying = [0, 2, 3]
+    np.testing.assert_allclose(envelope.scale[varying], std[varying])
+    assert envelope.scale[1] == pytest.approx(np.median(std[varying]))
+    z = (X[:, varying] - mean[varying]) / std[varying]
+    np.testing.assert_allclose(envelope.radius, np.max(np.linalg.norm(z, axis=1)))
+    # Moving only the constant feature by d moves every row by d / median
+    # spread along a direction orthogonal to the data.
     shifted = X.copy()
     shifted[:, 1] += 100.0
-    np.testing.assert_allclose(envelope.distance(shifted), envelope.distance(X))
+    np.testing.assert_allclose(
+        envelope.distance(shifted),
+        np.hypot(envelope.distance(X), 100.0 / np.median(std[varying])),
+    )
 
 
 def test_a_large_feature_constant_to_round_off_is_constant():
@@ -47,7 +57,8 @@ def test_a_large_feature_constant_to_round_off_is_constant():
 
     Its computed spread, ~4e-13, is round-off relative to the mean (the
     threshold is 1e-12 |mean| = 1e-9); were it kept, that feature would be
-    standardised by 4e-13 and a shift of 1 in it would move a row by ~1e12.
+    standardised by 4e-13 and a shift of 1 in it would move a row by ~1e12
+    instead of by 1 (the other features' spread).
     """
     rng = np.random.RandomState(3)
     eps = np.finfo(np.float64).eps
@@ -55,12 +66,46 @@ def test_a_large_feature_constant_to_round_off_is_constant():
     assert np.ptp(constant) > 0  # not exactly constant
     X = np.column_stack([rng.normal(size=50), constant, rng.normal(size=50)])
     envelope = data_envelope(X, np.ones(50))
-    assert envelope.scale[1] == 0.0
-    z = (X[:, [0, 2]] - X[:, [0, 2]].mean(axis=0)) / X[:, [0, 2]].std(axis=0)
+    std = X[:, [0, 2]].std(axis=0)
+    assert envelope.scale[1] == pytest.approx(np.median(std))
+    z = (X[:, [0, 2]] - X[:, [0, 2]].mean(axis=0)) / std
     np.testing.assert_allclose(envelope.radius, np.max(np.hypot(z[:, 0], z[:, 1])))
     shifted = X.copy()
     shifted[:, 1] += 1.0
-    np.testing.assert_allclose(envelope.distance(shifted), envelope.distance(X))
+    np.testing.assert_allclose(
+        envelope.distance(shifted),
+        np.hypot(envelope.distance(X), 1.0 / np.median(std)),
+        rtol=1e-9,
+    )
+
+
+def test_all_features_constant_give_unit_scale_and_no_radius():
+    X = np.tile([[3.0, -1.0]], (10, 1))
+    envelope = data_envelope(X, np.ones(10))
+    np.testing.assert_array_equal(envelope.scale, [1.0, 1.0])
+    assert envelope.radius == 0.0
+    assert np.all(residual_variance(envelope, 2.0, X + 5.0) == 0.0)
+
+
+def test_a_change_in_a_feature_constant_in_training_moderates_the_prediction():
+    """A column that never varied in training (a fixed "version" field).
+
+    Moved far along it alone, the tanh units saturate and the linearised
+    variance levels off; the residual beyond the data's envelope takes the
+    prediction to uniform, as far along a varying feature.
+    """
+    X, y = make_classification(200, 4, random_state=0)
+    X = np.c_[X, np.full(200, 3.0)]
+    sharp = dict(FAST, hidden_layer_sizes=(8,), prior_precision_scale=100.0)
+    clf = LaplaceMLPClassifier(**sharp).fit(X, y)
+    query = np.tile(X[:1], (2, 1))
+    query[0, 4] = 3.0 + 1e6
+    query[1, 0] += 1e6 * X[:, 0].std()
+    proba = clf.predict_proba(query)
+    np.testing.assert_allclose(proba, 0.5, atol=1e-3)
+    # Without the residual the constant feature's move stays confident.
+    plain = LaplaceMLPClassifier(**sharp, residual_variance=0.0).fit(X, y)
+    assert np.max(plain.predict_proba(query[:1])) > 0.9
 
 
 def test_variance_is_zero_inside_and_cubic_beyond():
