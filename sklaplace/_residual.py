@@ -78,8 +78,13 @@ class DataEnvelope(NamedTuple):
 
     def distance(self, X):
         """Standardised distance of each row of ``X`` from the training mean."""
+        # (A scale of 0, from an envelope pickled before constant features
+        # had one, leaves that feature out, as it then did.)
+        inverse = np.divide(
+            1.0, self.scale, out=np.zeros_like(self.scale), where=self.scale > 0
+        )
         with np.errstate(over="ignore"):
-            return np.linalg.norm((X - self.mean) / self.scale, axis=1)
+            return np.linalg.norm((X - self.mean) * inverse, axis=1)
 
 
 def data_envelope(X, sample_weight):
