@@ -355,3 +355,21 @@ def test_constructor_defaults_are_the_documented_ones():
         assert documented == param.default, name
         assert type(documented) is type(param.default), name
     assert LaplaceMLPClassifier().get_params()["n_mc_samples"] == 1000
+
+
+def test_a_warm_start_on_other_classes_is_a_cold_fit():
+    # A warm start needs the same classes: on other labels (as many, so the
+    # same network) the refit must equal a cold fit, not start from logits
+    # that belong to other labels.
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    names = np.array(["c", "b", "a"])[y]  # classes_ a, b, c: the order reversed
+    params = dict(hidden_layer_sizes=(4,), alpha=1e-2, random_state=0)
+    warm = LaplaceMLPClassifier(warm_start=True, **params).fit(X, y)
+    warm.fit(X, names)
+    cold = LaplaceMLPClassifier(**params).fit(X, names)
+    for a, b in zip(warm.coefs_ + warm.intercepts_, cold.coefs_ + cold.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        warm.predict_proba(X), cold.predict_proba(X), rtol=1e-9, atol=1e-12
+    )

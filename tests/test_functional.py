@@ -270,3 +270,35 @@ def test_values_that_overflow_the_networks_dtype_or_are_complex_are_refused():
         log_posterior(coefs, intercepts, X, y, sample_weight=np.ones(10) + 1j)
     with pytest.raises(TypeError, match="alpha must be a real number"):
         log_posterior(coefs, intercepts, X, y, alpha=1.0 + 1j)
+
+
+def test_the_full_hessian_beyond_1024_parameters_is_the_closed_form():
+    # Bayesian logistic regression with 1,101 parameters: the GGN and the
+    # exact Hessian (equal for a linear model) are -(Xh' diag(s p (1 - p)) Xh
+    # + A). The dense accumulator mirrors its triangle in blocks of 512 rows,
+    # so only models beyond 1,024 parameters reach a third block.
+    from scipy.special import expit
+
+    rng = np.random.RandomState(0)
+    n, d = 40, 1100
+    X = rng.normal(size=(n, d))
+    y = rng.randint(0, 2, n)
+    weight = rng.uniform(0.5, 2.0, n)
+    coef, intercept = rng.normal(scale=0.05, size=(d, 1)), np.array([0.3])
+    Xh = np.hstack([X, np.ones((n, 1))])
+    p = expit(Xh @ np.concatenate([coef[:, 0], intercept]))
+    prior = np.concatenate([np.full(d, 0.5), [0.2]])
+    expected = -((Xh.T * (weight * p * (1 - p))) @ Xh + np.diag(prior))
+    for kind in ("ggn", "exact"):
+        H = log_posterior_hessian(
+            [coef],
+            [intercept],
+            X,
+            y,
+            kind=kind,
+            activation="tanh",
+            alpha=0.5,
+            bias_prior_precision=0.2,
+            sample_weight=weight,
+        )
+        np.testing.assert_allclose(H, expected, rtol=1e-10, atol=1e-10)

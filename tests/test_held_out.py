@@ -145,3 +145,31 @@ def test_the_scale_does_not_depend_on_where_the_folds_put_a_rare_class():
         for seed in (0, 5)
     ]
     assert scales == [1e4, 1e4]
+
+
+def test_the_curve_is_the_loss_per_unit_of_held_out_weight():
+    # Weights 0.5 and 2 (a third row of weight 0 and infinite loss) sum to
+    # 2.5, not to the row count.
+    losses = np.array([[1.0, 4.0], [3.0, 2.0], [np.inf, 5.0]])
+    weights = np.array([0.5, 2.0, 0.0])
+    expected = [(0.5 * 1.0 + 2.0 * 3.0) / 2.5, (0.5 * 4.0 + 2.0 * 2.0) / 2.5]
+    np.testing.assert_allclose(
+        HeldOutLosses(losses, weights).curve(), expected, rtol=1e-12
+    )
+
+
+def test_negative_zero_keeps_every_rows_fold():
+    # -0.0 == 0.0: a sign of zero left by a scaler or a negation must not
+    # move a row to another fold or across the validation split.
+    rng = np.random.RandomState(0)
+    X = rng.randint(-2, 3, size=(300, 4)).astype(float)
+    y = rng.randint(0, 3, 300)
+    X_negative = np.where(X == 0.0, -0.0, X)
+    assert np.sum(np.signbit(X_negative) & (X_negative == 0)) > 100
+    np.testing.assert_array_equal(
+        content_folds(X_negative, y, 5, seed=3), content_folds(X, y, 5, seed=3)
+    )
+    np.testing.assert_array_equal(
+        validation_rows(X_negative, y, 0.2, seed=3),
+        validation_rows(X, y, 0.2, seed=3),
+    )
