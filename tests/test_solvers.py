@@ -199,22 +199,21 @@ def _xor_problem(n=60):
     return X, (X[:, 0] * X[:, 1] > 0).astype(int)
 
 
+def _one_fit(hidden, **params):
+    """A classifier that fits once (alpha and the prior scale fixed)."""
+    from sklaplace import LaplaceMLPClassifier
+
+    return LaplaceMLPClassifier(
+        hidden, alpha=1.0, prior_precision_scale=1.0, random_state=0, **params
+    )
+
+
 @pytest.mark.parametrize("solver", ["newton", "newton-cg"])
 def test_newton_solvers_stop_after_max_iter_iterations(solver):
     # scikit-learn's contract: n_iter_ <= max_iter (one fit: alpha and the
     # prior scale fixed, so n_iter_ counts that fit alone).
-    from sklaplace import LaplaceMLPClassifier
-
     X, y = _xor_problem()
-    clf = LaplaceMLPClassifier(
-        (5,),
-        solver=solver,
-        max_iter=2,
-        tol=1e-14,
-        alpha=1.0,
-        prior_precision_scale=1.0,
-        random_state=0,
-    )
+    clf = _one_fit((5,), solver=solver, max_iter=2, tol=1e-14)
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
         clf.fit(X, y)
     assert clf.n_iter_ == 2
@@ -223,19 +222,8 @@ def test_newton_solvers_stop_after_max_iter_iterations(solver):
 def test_a_relu_fit_out_of_iterations_is_advised_more_iterations():
     # Running out of max_iter is not a stall at a kink: the advice is
     # max_iter's, not the ReLU one.
-    from sklaplace import LaplaceMLPClassifier
-
     X, y = _xor_problem(40)
-    clf = LaplaceMLPClassifier(
-        (4,),
-        activation="relu",
-        solver="newton",
-        max_iter=1,
-        tol=1e-12,
-        alpha=1.0,
-        prior_precision_scale=1.0,
-        random_state=0,
-    )
+    clf = _one_fit((4,), activation="relu", solver="newton", max_iter=1, tol=1e-12)
     with pytest.warns(ConvergenceWarning) as record:
         clf.fit(X, y)
     messages = [str(w.message) for w in record if w.category is ConvergenceWarning]
