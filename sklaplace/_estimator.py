@@ -217,10 +217,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         The residual's variance at twice the data's radius (see
         ``residual_variance``).
     data_envelope_ : DataEnvelope
-        ``mean`` and ``scale`` (standard deviation, 0 for a constant
-        feature) of the training inputs and ``radius``, the largest scaled
-        distance of a training row from ``mean``: beyond it the residual
-        variance grows.
+        ``mean`` and ``scale`` (standard deviation; a constant feature's is
+        the others' median) of the training inputs and ``radius``, the
+        largest scaled distance of a training row from ``mean``: beyond it
+        the residual variance grows.
     hessian_structure_ : str
         The posterior structure used: ``hessian_structure``, or what
         ``"auto"`` chose (``"full"`` or ``"kron"``).

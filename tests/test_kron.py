@@ -473,3 +473,6 @@ def test_a_block_jitter_grows_tenfold_until_the_factor_is_definite():
     A = np.diag([1.0, -1e-6])
     block = KronBlock(A, np.eye(2), np.zeros(2))
     assert block.jitter == pytest.approx(1e-5, rel=1e-9)
+    # The search starts at 1e-10 of the factor's scale: enough for -1e-11.
+    shallow = KronBlock(np.diag([1.0, -1e-11]), np.eye(2), np.zeros(2))
+    assert shallow.jitter == pytest.approx(1e-10, rel=1e-9)
