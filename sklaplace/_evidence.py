@@ -340,12 +340,13 @@ class EvidenceTuning(NamedTuple):
 def tune_alpha(fit_laplace, groups, theta, covariance_diagonal, start=1.0):
     """MacKay's fixed point: refit, update the alphas, until they settle.
 
-    Two successive updates the same way, shrinking by a ratio ``q`` below
-    ``AITKEN_MAX_RATIO`` (linear convergence), are followed by their Aitken
-    extrapolation ``log alpha + step q / (1 - q)``; an extrapolation whose
-    next update is larger than the step it extrapolated overshot (the refits
-    are not a smooth fixed-point map: a 3-cycle on unscaled breast cancer
-    ran all 50 refits), and the updates stay plain from then on. The loop
+    Two successive updates of a group's alpha the same way, shrinking by a
+    ratio ``q`` below ``AITKEN_MAX_RATIO`` (linear convergence), are followed
+    by their Aitken extrapolation ``log alpha + step q / (1 - q)``; an
+    extrapolation whose next update is larger than the step it extrapolated
+    overshot (the refits are not a smooth fixed-point map: a 3-cycle on
+    unscaled breast cancer ran all 50 refits), and that group's updates stay
+    plain from then on. The loop
     stops when MacKay's own update at the last MAP is below ``EVIDENCE_TOL``,
     or when the updates have settled at the refits' noise floor (the last
     ``EVIDENCE_SETTLED_REFITS + 1`` steps below ``EVIDENCE_SETTLED``, none a
@@ -375,7 +376,10 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal, start=1.0):
     """
     alpha = np.full(len(groups), start, dtype=np.float64)
     history, last_step = [], None
-    accelerate, extrapolated = True, None  # the step an extrapolation followed
+    # Per group: whether its updates may still be extrapolated, and the
+    # step an extrapolation of it followed.
+    accelerate = np.ones(len(groups), dtype=bool)
+    extrapolated = None
     smallest, since_smallest, converged, sizes = np.inf, 0, False, []
     for _ in range(EVIDENCE_MAX_UPDATES):
         fit = fit_laplace(alpha, theta)
@@ -390,8 +394,8 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal, start=1.0):
         if size < EVIDENCE_TOL:
             converged = True
             break
-        if extrapolated is not None and size > extrapolated:
-            accelerate = False  # the extrapolation overshot
+        if extrapolated is not None:
+            accelerate &= ~(np.abs(step) > extrapolated)  # those that overshot
         if size < smallest:
             smallest, since_smallest = size, 0
         else:
@@ -411,18 +415,19 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal, start=1.0):
         if last_step is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = step / last_step
-        if (
-            accelerate
-            and ratio is not None
-            and np.all((ratio > 0) & (ratio < AITKEN_MAX_RATIO))
-        ):
+        linear = np.zeros(len(groups), dtype=bool)
+        if ratio is not None:
+            linear = accelerate & (ratio > 0) & (ratio < AITKEN_MAX_RATIO)
+        if np.any(linear):
             # Two steps the same way, shrinking by a steady ratio: linear
             # convergence, whose limit Aitken's delta-squared extrapolates
-            # (log alpha + step q / (1 - q)); the next two steps are plain.
-            alpha = np.clip(
-                alpha * np.exp(step * ratio / (1 - ratio)), *EVIDENCE_BOUNDS
-            )
-            last_step, extrapolated = None, size
+            # (log alpha + step q / (1 - q)), for each group converging so
+            # (per layer, one can while another oscillates); the next two
+            # steps are plain.
+            q = np.where(linear, ratio, 0.0)
+            alpha = np.clip(alpha * np.exp(step * q / (1 - q)), *EVIDENCE_BOUNDS)
+            last_step = None
+            extrapolated = np.where(linear, np.abs(step), np.inf)
         else:
             last_step = step
     if not converged:

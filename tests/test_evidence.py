@@ -648,3 +648,37 @@ def test_the_default_learns_an_imbalanced_signal_instead_of_the_base_rate():
     proba = clf.predict_proba(scaler.transform(X_test))
     base_rate = np.tile([1 - y_train.mean(), y_train.mean()], (len(y_test), 1))
     assert log_loss(y_test, proba) < 0.75 * log_loss(y_test, base_rate)
+
+
+def test_tune_alpha_extrapolates_each_group_that_converges_linearly():
+    # Two groups (per layer): the first's updates oscillate towards 2
+    # (ratio -0.1, never Aitken's), the second's creep towards 5 (ratio
+    # 0.8: plain updates would need over 30 refits to a step below
+    # EVIDENCE_TOL). Aitken's extrapolation is exact for a map linear in
+    # log alpha, so extrapolating the second group alone ends the loop
+    # within a few refits, at both fixed points.
+    def update(log_alpha):
+        return np.array(
+            [
+                np.log(2.0) - 0.1 * (log_alpha[0] - np.log(2.0)),
+                np.log(5.0) + 0.8 * (log_alpha[1] - np.log(5.0)),
+            ]
+        )
+
+    groups = [np.arange(4) < 2, np.arange(4) >= 2]
+    refits = []
+
+    def fit_laplace(alphas, theta):
+        # Posterior variances 1 / (2 alpha) (gamma = 1 per group) and
+        # weights s with 1 / (2 s^2) = the scripted update.
+        target = np.exp(update(np.log(alphas)))
+        refits.append(alphas.copy())
+        return SimpleNamespace(
+            theta=np.repeat(np.sqrt(0.5 / target), 2),
+            posterior=np.repeat(0.5 / alphas, 2),
+            prior_precision=np.repeat(alphas, 2),
+        )
+
+    tuning = tune_alpha(fit_laplace, groups, np.zeros(4), lambda v: v)
+    assert len(refits) <= 8
+    np.testing.assert_allclose(tuning.alpha, [2.0, 5.0], rtol=1e-3)
