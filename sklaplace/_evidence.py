@@ -346,14 +346,14 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal, start=1.0):
     extrapolation whose next update is larger than the step it extrapolated
     overshot (the refits are not a smooth fixed-point map: a 3-cycle on
     unscaled breast cancer ran all 50 refits), and that group's updates stay
-    plain from then on. The loop
-    stops when MacKay's own update at the last MAP is below ``EVIDENCE_TOL``,
-    or when the updates have settled at the refits' noise floor (the last
-    ``EVIDENCE_SETTLED_REFITS + 1`` steps below ``EVIDENCE_SETTLED``, none a
-    new low); it gives up, keeping the last refit with a :class:`ConvergenceWarning`,
-    after ``EVIDENCE_MAX_UPDATES`` refits or when the updates cycle (the
-    largest step has set no new low in ``EVIDENCE_PATIENCE`` refits and the
-    last alpha lies within their range).
+    plain from then on. The loop stops when MacKay's own update at the last
+    MAP is below ``EVIDENCE_TOL``, or when the updates have settled at the
+    refits' noise floor (the last ``EVIDENCE_SETTLED_REFITS + 1`` steps
+    below ``EVIDENCE_SETTLED``, none a new low); it gives up, keeping the
+    last refit with a :class:`ConvergenceWarning`, after
+    ``EVIDENCE_MAX_UPDATES`` refits or when the updates cycle (the largest
+    step has set no new low in ``EVIDENCE_PATIENCE`` refits and the last
+    alpha lies within their range).
 
     Parameters
     ----------
