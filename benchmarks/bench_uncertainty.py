@@ -115,6 +115,10 @@ def models(dataset):
         "sklaplace activation=elu, MAP plug-in": lambda: LaplaceMLPClassifier(
             HIDDEN, activation="elu", random_state=0, link_approx="map"
         ),
+        # Softplus, smooth everywhere and unbounded above (session 19).
+        "sklaplace activation=softplus": lambda: LaplaceMLPClassifier(
+            HIDDEN, activation="softplus", random_state=0
+        ),
         "MLPClassifier": lambda: MLPClassifier(**mlp),
         "MLPClassifier + temperature": lambda: CalibratedClassifierCV(
             MLPClassifier(**mlp), method="temperature", cv=3, ensemble=False
