@@ -103,6 +103,19 @@ def test_walk_stops_at_the_bound_and_on_an_undefined_loss():
     assert walk.alpha == 1.0 and len(walk.history) == 3
 
 
+@pytest.mark.parametrize("start", EVIDENCE_BOUNDS)
+def test_a_walk_turned_back_at_a_bound_does_not_refit_its_start(start):
+    # MacKay points away from the bound, the step that way fails, and the
+    # walk turns: clipped to the bound, its next alpha is the start, tried
+    # two fits before (not the last one). No alpha is fitted twice.
+    low, high = EVIDENCE_BOUNDS
+    evaluate, calls = _planted(-12.0 if start == low else 12.0)
+    walk = walk_alpha(evaluate, lambda o, a: np.inf if start == low else 0.0, start)
+    step = 10.0 if start == low else 0.1
+    assert [alpha for alpha, _ in calls] == pytest.approx([start, start * step])
+    assert walk.alpha == start and len(walk.history) == 2
+
+
 def _fit(**params):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -417,6 +430,9 @@ def test_clearly_lower_needs_more_than_one_paired_standard_error():
     assert clearly_lower(zero, HeldOutLosses(best.losses, np.r_[1, 1, 1, 0.0]))
     assert not clearly_lower(losses(0.1, 0.1, 0.1, np.inf), best)
     assert clearly_lower(best, losses(0.1, 0.1, 0.1, np.inf))
+    # ... also on a row of zero weight, which the paired statistics skip.
+    undefined = HeldOutLosses(np.array([[0.1], [0.1], [0.1], [np.inf]]), zero.weights)
+    assert not clearly_lower(undefined, HeldOutLosses(best.losses, zero.weights))
 
 
 def test_plug_in_walk_does_not_depend_on_the_prior_scale_setting():

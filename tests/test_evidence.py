@@ -650,6 +650,32 @@ def test_the_default_learns_an_imbalanced_signal_instead_of_the_base_rate():
     assert log_loss(y_test, proba) < 0.75 * log_loss(y_test, base_rate)
 
 
+#: Two groups of two weights each (per-layer alphas of a scripted fit).
+TWO_GROUPS = [np.arange(4) < 2, np.arange(4) >= 2]
+
+
+def _two_group_fits(update):
+    """A ``fit_laplace`` on :data:`TWO_GROUPS` with MacKay update ``update``.
+
+    ``update(alphas) -> alphas``: posterior variances ``1 / (2 alpha)``
+    (``gamma = 1`` per group) and weights ``s`` with ``1 / (2 s^2)`` the
+    update. Returns the list the refits' alphas are appended to, and the
+    function.
+    """
+    refits = []
+
+    def fit_laplace(alphas, theta):
+        target = update(alphas)
+        refits.append(np.array(alphas, dtype=float))
+        return SimpleNamespace(
+            theta=np.repeat(np.sqrt(0.5 / target), 2),
+            posterior=np.repeat(0.5 / alphas, 2),
+            prior_precision=np.repeat(alphas, 2),
+        )
+
+    return refits, fit_laplace
+
+
 def test_tune_alpha_extrapolates_each_group_that_converges_linearly():
     # Two groups (per layer): the first's updates oscillate towards 2
     # (ratio -0.1, never Aitken's), the second's creep towards 5 (ratio
@@ -665,20 +691,140 @@ def test_tune_alpha_extrapolates_each_group_that_converges_linearly():
             ]
         )
 
-    groups = [np.arange(4) < 2, np.arange(4) >= 2]
-    refits = []
-
-    def fit_laplace(alphas, theta):
-        # Posterior variances 1 / (2 alpha) (gamma = 1 per group) and
-        # weights s with 1 / (2 s^2) = the scripted update.
-        target = np.exp(update(np.log(alphas)))
-        refits.append(alphas.copy())
-        return SimpleNamespace(
-            theta=np.repeat(np.sqrt(0.5 / target), 2),
-            posterior=np.repeat(0.5 / alphas, 2),
-            prior_precision=np.repeat(alphas, 2),
-        )
-
-    tuning = tune_alpha(fit_laplace, groups, np.zeros(4), lambda v: v)
+    refits, fit_laplace = _two_group_fits(lambda a: np.exp(update(np.log(a))))
+    tuning = tune_alpha(fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v)
     assert len(refits) <= 8
     np.testing.assert_allclose(tuning.alpha, [2.0, 5.0], rtol=1e-3)
+
+
+def _log_linear(fixed_point, ratio):
+    """A MacKay update linear in log alpha, its steps shrinking by ``ratio``."""
+    return lambda a: fixed_point * (a / fixed_point) ** ratio
+
+
+def _nearly_log_linear(fixed_point):
+    """Steps shrinking by about one half, not exactly (Aitken is not exact)."""
+
+    def update(a):
+        x = np.log(a / fixed_point)
+        return fixed_point * np.exp(0.5 * x + 0.3 * x**2)
+
+    return update
+
+
+def _extrapolated(history, update, group):
+    """Refits whose alpha (of ``group``) is not the plain update of the last."""
+    return [
+        i
+        for i in range(1, len(history))
+        if not np.isclose(history[i][group], update(history[i - 1][group]), rtol=1e-12)
+    ]
+
+
+@pytest.mark.parametrize("ratio, extrapolated", [(0.85, True), (0.95, False)])
+def test_aitken_extrapolates_steps_that_shrink_by_less_than_0_9(ratio, extrapolated):
+    # Two plain steps shrinking by 0.85 are extrapolated: exact for a map
+    # linear in log alpha, the third alpha is the fixed point 5. At 0.95
+    # (too close to 1 for Aitken to be safe) the third is the plain update.
+    update = _log_linear(5.0, ratio)
+    fits, fit_laplace = _fits_with_update(update)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 0.95 is slow
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    history = [float(a[0]) for a in tuning.history]
+    np.testing.assert_allclose(history[1], update(1.0), rtol=1e-12)
+    expected = 5.0 if extrapolated else update(history[1])
+    np.testing.assert_allclose(history[2], expected, rtol=1e-9)
+
+
+def test_an_overshooting_group_stops_only_its_own_extrapolation():
+    # Group 0 runs the 3-cycle of test_tune_alpha_stops_when_the_refits_cycle
+    # (extrapolated at the third refit, then overshoots); group 1 converges
+    # nearly linearly and is still extrapolated after group 0 has stopped.
+    def cycle(a):
+        return 3.0 if a < 2.5 else 4.0 if a < 3.5 else 2.0
+
+    smooth = _nearly_log_linear(5.0)
+    refits, fit_laplace = _two_group_fits(
+        lambda a: np.array([cycle(a[0]), smooth(a[1])])
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # group 0 cycles
+        tune_alpha(fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v)
+    assert _extrapolated(refits, cycle, 0) == [2]
+    assert any(i > 3 for i in _extrapolated(refits, smooth, 1))
+
+
+def test_a_group_pinned_at_a_bound_does_not_delay_another_groups_extrapolation():
+    # Group 0 jumps to the upper bound and stays: its steps are exactly 0,
+    # no linear convergence to extrapolate. Group 1 jumps from 1 to 10, then
+    # converges to 5 by a ratio of 0.5 in log alpha: its first step back
+    # turns, the next shrinks by 0.5, so its fourth alpha is Aitken's, 5.
+    half_way = _log_linear(5.0, 0.5)
+    refits, fit_laplace = _two_group_fits(
+        lambda a: np.array([1e7, 10.0 if a[1] < 1.5 else half_way(a[1])])
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tune_alpha(fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v)
+    refits = np.array(refits)
+    np.testing.assert_allclose(refits[1:, 0], EVIDENCE_BOUNDS[1])
+    np.testing.assert_allclose(refits[:3, 1], [1.0, 10.0, 10 * np.sqrt(0.5)])
+    np.testing.assert_allclose(refits[3, 1], 5.0, rtol=1e-9)
+    assert len(refits) == 4  # its update there is 5 itself: converged
+    # One group at a bound is enough for the bound's warning.
+    assert any(w.category is LaplaceApproximationWarning for w in caught)
+
+
+def test_settled_needs_the_last_four_steps_below_one_percent():
+    # Steps after the first: 0.005 (the smallest), 0.02, 0.008, 0.009,
+    # 0.007, 0.006, alternating in sign (never Aitken's). The updates have
+    # settled once the last four steps are all below 1% (EVIDENCE_SETTLED_
+    # REFITS): five refits after the smallest, at the seventh fit, not at
+    # the sixth (whose last four steps include the 2% one).
+    steps = [np.log(2.0), -0.005, 0.02, -0.008, 0.009, -0.007, 0.006, -0.0065]
+    script = np.exp(np.cumsum([0.0, *steps]))
+
+    def update(alpha):
+        k = int(np.argmin(np.abs(np.log(script / alpha))))
+        return script[k + 1]
+
+    fits, fit_laplace = _fits_with_update(update)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # settled: no warning
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert len(fits) == 7
+    np.testing.assert_allclose([a[0] for a in tuning.history], script[:7])
+
+
+def test_two_plain_steps_follow_each_extrapolation():
+    # An extrapolation needs two new plain steps: the step before it must
+    # not pair with the one after it, so no two refits in a row are
+    # extrapolated.
+    update = _nearly_log_linear(5.0)
+    refits, fit_laplace = _two_group_fits(lambda a: update(np.asarray(a)))
+    tune_alpha(fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v)
+    index = _extrapolated(refits, update, 0)
+    assert len(index) >= 2 and np.all(np.diff(index) >= 2), index
+
+
+def test_a_group_not_extrapolated_is_not_judged_to_overshoot():
+    # Group 0 takes scripted steps 1 -> 2 -> 1.8 -> 3 (no steady ratio), then
+    # converges to 4; group 1 converges to 5 and is extrapolated at the
+    # third refit, when group 0's step was plain. Group 0's next step is
+    # larger, but it was not extrapolated, so that is no overshoot: it is
+    # extrapolated later, once it converges linearly.
+    smooth0, smooth1 = _nearly_log_linear(4.0), _nearly_log_linear(5.0)
+
+    def group0(a):
+        for before, after in ((1.0, 2.0), (2.0, 1.8), (1.8, 3.0)):
+            if np.isclose(a, before, rtol=1e-12):
+                return after
+        return smooth0(a)
+
+    refits, fit_laplace = _two_group_fits(
+        lambda a: np.array([group0(a[0]), smooth1(a[1])])
+    )
+    tune_alpha(fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v)
+    assert _extrapolated(refits, smooth1, 1)[0] == 2
+    assert any(i > 3 for i in _extrapolated(refits, group0, 0))

@@ -22,7 +22,12 @@ from sklaplace._likelihood import likelihood_for
 from sklaplace._network import ParamLayout, forward, jacobian_factor
 from sklaplace._posterior import FullPosterior
 from sklaplace._predictive import probit_logits
-from sklaplace._prior_scale import ScaledPriorFamily, choose_prior_scale
+from sklaplace._prior_scale import (
+    ScaledPriorFamily,
+    _nearest_one,
+    choose_prior_scale,
+    paired_standard_errors,
+)
 
 X3, Y3 = make_classification(
     90, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0
@@ -323,6 +328,45 @@ def test_cv_choice_walks_down_one_paired_standard_error_from_a_planted_best():
     flat = HeldOutLosses(np.ones((10, len(scales))), np.ones(10))
     flat_choice = choose_prior_scale("cv", _Fit(clf), lambda s: flat, scales)
     assert flat_choice.scale == scales[0]
+
+
+def test_validation_path_reports_the_paired_standard_error():
+    # The same planted losses, one validation split: the best is taken (no
+    # walk down), and the path's standard error is the paired one, 0.03
+    # below the best and 0 above it (not the mean excess).
+    clf = LaplaceMLPClassifier((), prior_precision_scale=1.0).fit(X3, Y3)
+    scales = np.logspace(-2, 4, 49)
+    noisy = _planted_losses(scales, 37, 0.01, 0.3)
+    chosen = choose_prior_scale("validation", _Fit(clf), lambda s: noisy, scales)
+    assert chosen.scale == scales[37]
+    error = chosen.path["validation_standard_error"]
+    np.testing.assert_allclose(error[:37], 0.03, rtol=1e-10)
+    np.testing.assert_allclose(error[37:], 0.0, atol=1e-12)
+
+
+def test_a_tie_is_equality_to_round_off_and_goes_to_the_scale_nearest_1():
+    scales = np.array([0.01, 0.1, 1.0, 10.0])
+    # Lower by 1e-9 (relative) is a real minimum; by 1e-14, a tie.
+    assert _nearest_one(scales, np.array([1.0 - 1e-9, 1.0, 1.0, 2.0])) == 0
+    assert _nearest_one(scales, np.array([1.0 - 1e-14, 1.0, 1.0, 2.0])) == 2
+    # Ties go to the scale nearest 1 in log scale (the first of 0.1 and 10).
+    assert _nearest_one(scales, np.array([2.0, 1.0, 3.0, 1.0])) == 1
+    assert _nearest_one(scales[[0, 3]], np.array([1.0, 1.0])) == 1
+
+
+def test_paired_standard_errors_count_weights_as_repetitions():
+    # An integer weight equals repeating the row, a zero weight no row; by
+    # hand: excess = mean(d), standard error = sd(d) / sqrt(n) (ddof 0), n
+    # the total weight.
+    losses = np.random.RandomState(0).uniform(0.1, 2.0, size=(5, 3))
+    weights = np.array([2.0, 1.0, 3.0, 0.0, 1.0])
+    rows = np.repeat(losses, weights.astype(int), axis=0)
+    weighted = paired_standard_errors(HeldOutLosses(losses, weights), 1)
+    repeated = paired_standard_errors(HeldOutLosses(rows, np.ones(len(rows))), 1)
+    np.testing.assert_allclose(weighted, repeated, rtol=1e-12, atol=1e-15)
+    d = rows[:, 0] - rows[:, 1]
+    np.testing.assert_allclose(weighted[0][0], d.mean(), rtol=1e-12)
+    np.testing.assert_allclose(weighted[1][0], d.std() / np.sqrt(len(d)), rtol=1e-12)
 
 
 def test_folds_follow_row_content_only():

@@ -115,6 +115,50 @@ def test_newton_rejected_step_multiplies_the_damping_by_a_doubling_factor():
     np.testing.assert_array_equal(solver.theta, theta)
 
 
+def test_newton_doubles_the_damping_until_the_shifted_hessian_factorises():
+    # H = -I: H + mu I is positive definite for mu > 1 only; from 0.3,
+    # doubling gives 0.6, then 1.2, the first above 1, and the step solves
+    # (H + mu I) s = -g: s = -g / (mu - 1).
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
+    solver = _newton_at_start(obj, theta)
+    solver.hessian = -np.eye(solver.hessian.shape[0])
+    solver.damping = 0.3
+    solver.propose(0)
+    np.testing.assert_allclose(solver.damping, 1.2, rtol=1e-12)
+    np.testing.assert_allclose(solver.step, -solver.gradient / 0.2, rtol=1e-10)
+
+
+def test_newton_acceptance_restarts_the_doubling_and_counts_a_flat_gain_as_full():
+    """Nielsen's rule after rejections: an accepted step resets ``nu`` to 2.
+
+    The gain-ratio test is stubbed. After two rejections (``nu = 8``) an
+    accepted step of ``rho = 1/2`` leaves ``mu`` (factor ``1 - 0^3``) and
+    resets ``nu``, so the next rejection doubles ``mu``. A step accepted at
+    ``rho <= 0`` (the loss flat to round-off, the gradient lower) counts as
+    ``rho = 1``: ``mu / 3``.
+    """
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
+    solver = _newton_at_start(obj, theta)
+    loss, gradient = solver.loss_value, solver.gradient
+    solver.step, solver.damping = np.zeros_like(gradient), 1.0
+
+    def judge(rho, accepted):
+        solver.candidate_forward = solver.forward  # what evaluate would set
+        solver.evaluate = lambda candidate, predicted: (rho, loss, gradient, accepted)
+        solver.judge()
+
+    judge(-1.0, False)
+    judge(-1.0, False)  # damping 1 -> 2 -> 8
+    assert solver.damping_growth == 8.0
+    judge(0.5, True)
+    np.testing.assert_allclose(solver.damping, 8.0, rtol=1e-12)
+    assert solver.damping_growth == 2.0
+    judge(-1.0, False)
+    np.testing.assert_allclose(solver.damping, 16.0, rtol=1e-12)
+    judge(-0.5, True)
+    np.testing.assert_allclose(solver.damping, 16.0 / 3.0, rtol=1e-12)
+
+
 def test_newton_gives_up_when_the_damping_overflows():
     """No acceptable step even at the largest damping: a warning, not a crash.
 
@@ -155,12 +199,26 @@ def test_lbfgs_verbose_prints_each_iterates_scaled_gradient(capsys):
 
 
 def test_lbfgs_runs_max_iter_iterations_before_giving_up():
-    """A small ``max_iter`` caps the iterations, not the evaluation budget."""
-    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
-    with pytest.warns(ConvergenceWarning, match="L-BFGS did not converge after 3"):
-        result = minimize_map(obj, theta, "lbfgs", 1e-10, 3)
-    assert result.n_iter == 3 and not result.converged
-    assert len(result.gradient_history) == 4
+    """``max_iter`` caps the iterations, not the evaluation budget.
+
+    From a far start the line searches take extra evaluations (about 27 in
+    15 iterations here): a budget of ``max_iter`` evaluations would stop
+    early.
+    """
+    obj, theta = make_problem("elu", 3, (4, 3), n_samples=40)
+    with pytest.warns(ConvergenceWarning, match="L-BFGS did not converge after 15"):
+        result = minimize_map(obj, 10.0 * theta, "lbfgs", 1e-14, 15)
+    assert result.n_iter == 15 and not result.converged
+    assert len(result.gradient_history) == 16
+
+
+def test_lbfgs_stops_at_the_first_iterate_whose_scaled_gradient_is_below_tol():
+    # SciPy's gtol is on the unscaled gradient: tol times the total weight
+    # (200 rows here), or it would go on 200 times tighter than tol.
+    obj, theta = make_problem("tanh", 2, (3,), n_samples=200)
+    result = minimize_map(obj, theta, "lbfgs", 1e-4, 500)
+    history = result.gradient_history
+    assert result.converged and history[-1] <= 1e-4 < min(history[:-1])
 
 
 def test_lbfgs_says_when_its_line_search_stalls_at_a_relu_kink():
