@@ -8,6 +8,7 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
+import sklaplace._estimator
 import sklaplace._fitting
 from sklaplace import LaplaceMLPClassifier, prune
 from sklaplace._alpha_walk import (
@@ -18,6 +19,7 @@ from sklaplace._alpha_walk import (
 )
 from sklaplace._evidence import EVIDENCE_BOUNDS
 from sklaplace._held_out import HeldOutLosses, validation_rows
+from sklaplace._prior_scale import choose_prior_scale
 
 X, Y = make_classification(
     n_samples=300, n_features=6, n_informative=3, flip_y=0.1, random_state=3
@@ -318,6 +320,55 @@ def test_network_walk_scores_each_fit_at_the_models_own_scale():
     )
     assert kept["validation"].n_iter_ > start.n_iter_  # every fit is counted
     assert kept[100.0].prior_precision_scale_ == 100.0
+
+
+@pytest.mark.parametrize("setting", [2.0, "evidence"])
+def test_each_walk_fit_is_scored_at_the_scale_the_model_would_use(monkeypatch, setting):
+    # A fixed scale scores every fit the walk tries at that scale alone;
+    # "evidence" at that fit's own scale of largest evidence.
+    seen, original = [], sklaplace._fitting.validation_log_losses
+
+    def spy(fit, jacobians, rows, scales, *args, **kwargs):
+        expected = setting
+        if setting == "evidence":
+            expected = choose_prior_scale("evidence", fit).scale
+        seen.append((np.asarray(scales, dtype=float), expected))
+        return original(fit, jacobians, rows, scales, *args, **kwargs)
+
+    monkeypatch.setattr(sklaplace._fitting, "validation_log_losses", spy)
+    LaplaceMLPClassifier(
+        (3,), alpha="validation", prior_precision_scale=setting, random_state=0
+    ).fit(X[:60], Y[:60])
+    assert len(seen) >= 2  # one per fit tried
+    for scales, expected in seen:
+        np.testing.assert_allclose(scales, [expected], rtol=1e-12)
+
+
+def test_only_the_kept_walk_fit_holds_a_posterior(monkeypatch):
+    # Every other fit the walk tried, the last one included, is freed.
+    networks, original = [], sklaplace._estimator.fit_network
+
+    def spy(*args, **kwargs):
+        networks.append(original(*args, **kwargs))
+        return networks[-1]
+
+    monkeypatch.setattr(sklaplace._estimator, "fit_network", spy)
+    for seed in range(3):
+        LaplaceMLPClassifier(
+            (3,), alpha="validation", prior_precision_scale=1.0, random_state=seed
+        ).fit(X[:60], Y[:60])
+    for network in networks:
+        others = [r for r in network.refits if r is not network.fit]
+        assert others and all(r.posterior is r.objective is None for r in others)
+
+
+def test_a_warm_walk_from_per_layer_alphas_starts_at_their_geometric_mean():
+    clf = LaplaceMLPClassifier(
+        (3,), alpha="validation", prior_precision_scale=1.0, random_state=0
+    ).fit(X[:60], Y[:60])
+    clf.alpha_ = np.array([0.01, 1e4])  # as per layer; geometric mean 10
+    clf.set_params(alpha="validation", warm_start=True).fit(X[:60], Y[:60])
+    assert float(np.ravel(clf.alpha_history_[0])[0]) == pytest.approx(10.0, rel=1e-12)
 
 
 def test_too_few_rows_to_hold_out_fall_back_to_alpha_one():

@@ -6,7 +6,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import scipy.optimize
-from sklearn.datasets import load_breast_cancer, load_iris, make_classification
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_iris,
+    make_classification,
+    make_moons,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import log_loss
 from sklearn.model_selection import train_test_split
@@ -828,3 +833,17 @@ def test_a_group_not_extrapolated_is_not_judged_to_overshoot():
     tune_alpha(fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v)
     assert _extrapolated(refits, smooth1, 1)[0] == 2
     assert any(i > 3 for i in _extrapolated(refits, group0, 0))
+
+
+def test_a_per_layer_warm_refit_resumes_the_evidence_from_its_alphas():
+    # One run, from the fitted per-layer alphas (not from each of
+    # EVIDENCE_STARTS).
+    X, y = make_moons(300, noise=0.3, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    clf = LaplaceMLPClassifier(
+        (4,), alpha="evidence_per_layer", prior_precision_scale=1.0, random_state=0
+    ).fit(X, y)
+    start = np.array(clf.alpha_, dtype=float)
+    assert start.shape == (2,) and abs(np.log(start[1] / start[0])) > 1.0
+    clf.set_params(warm_start=True).fit(X, y)
+    np.testing.assert_allclose(clf.alpha_history_[0], start, rtol=1e-12)

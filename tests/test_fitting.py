@@ -166,10 +166,11 @@ def test_a_network_ignores_its_input_when_its_logits_spread_at_most_1e_6(n_class
     unit = spread(theta)
     assert unit > 1e-3 and not ignores_its_input(obj, theta)
     # The logits are linear in the output weights: scale them to a spread of
-    # half and twice the bound.
-    for factor, expected in [(0.5, True), (2.0, False), (0.0, True)]:
+    # half and twice the documented 1e-6, and to ten times it.
+    assert CONSTANT_OUTPUT_SPREAD == 1e-6
+    for factor, expected in [(0.5, True), (2.0, False), (10.0, False), (0.0, True)]:
         scaled = theta.copy()
-        scaled[output_weights] *= factor * CONSTANT_OUTPUT_SPREAD / unit
+        scaled[output_weights] *= factor * 1e-6 / unit
         assert ignores_its_input(obj, scaled) is expected
         assert bool(spread(scaled) <= CONSTANT_OUTPUT_SPREAD) is expected
 

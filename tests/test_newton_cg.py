@@ -483,6 +483,28 @@ def test_preconditioner_is_the_fisher_diagonal_plus_prior_floored():
     np.testing.assert_allclose(solver.m, expected, rtol=1e-10)
 
 
+def test_forcing_term_is_the_square_root_of_the_scaled_gradient_capped_at_half():
+    # Where tol is negligible, rtol = min(0.5, sqrt(g_s)): checked at
+    # iterates with sqrt(g_s) above 0.5, between 0.1 and 0.5, and below 0.1.
+    from sklaplace._newton_cg import NewtonCGSolver
+
+    obj, start = make_problem("tanh", 3, (4,), n_samples=40, weighted=True)
+    total = float(np.sum(obj.sample_weight))
+    ranges = set()
+    for stop in [None, 0.2, 0.05, 0.02, 0.005, 1e-3]:
+        theta = start
+        if stop is not None:
+            theta = minimize_map(obj, start, "newton-cg", stop, 100).theta
+        scaled = float(np.max(np.abs(obj.loss_gradient(theta)[1]))) / total
+        solver = NewtonCGSolver(obj, tol=1e-14, max_iter=10)
+        solver.setup(theta)
+        solver.update_curvature()
+        expected = min(0.5, np.sqrt(scaled))
+        np.testing.assert_allclose(solver.rtol, expected, rtol=1e-10)
+        ranges.add(0 if expected == 0.5 else 1 if expected > 0.1 else 2)
+    assert ranges == {0, 1, 2}
+
+
 def test_forcing_term_stops_cg_where_the_next_gradient_meets_half_tol():
     """The forcing term is ``min(0.5, max(sqrt(g_s), tol S / (2 ||g||_2)))``.
 
@@ -561,11 +583,16 @@ def test_single_precision_products_scale_weights_and_direction_first(weight, v_s
     assert 0 < error <= 1e-5 * np.linalg.norm(exact / peak)
 
 
-def test_single_precision_falls_back_to_double_beyond_float32s_range():
+@pytest.mark.parametrize("features", ["signed", "negative"])
+def test_single_precision_falls_back_to_double_beyond_float32s_range(features):
     obj, theta = make_problem("tanh", 2, (4,), n_samples=20)
-    # Features of 1e20: float32 would overflow in the first layer's products.
-    big = _replaced(obj, X=obj.X * 1e20)
-    theta = theta * 1e-20
+    # Features of 1e20 (or all of -1e13, beyond the range check's limit in
+    # magnitude only): float32 would overflow in the first layer's products.
+    if features == "signed":
+        big, factor = _replaced(obj, X=obj.X * 1e20), 1e-20
+    else:
+        big, factor = _replaced(obj, X=-np.abs(obj.X) * 1e13), 1e-13
+    theta = theta * factor
     v = np.random.RandomState(3).normal(size=obj.layout.n_params)
     np.testing.assert_array_equal(
         hessp_operator(big, theta, single_precision=True)(v),
@@ -595,12 +622,17 @@ def test_single_precision_newton_cg_reaches_the_double_precision_map(monkeypatch
     np.testing.assert_allclose(single.theta, double.theta, rtol=1e-6, atol=1e-8)
 
 
-def test_newton_cg_goes_double_precision_when_the_single_model_is_off(monkeypatch):
+@pytest.mark.parametrize("loss_scale", [1.0, 1e-6])
+def test_newton_cg_goes_double_precision_when_the_single_model_is_off(
+    monkeypatch, loss_scale
+):
     """A single-precision product that is wrong (here: of the wrong sign, so
     CG sees negative curvature everywhere) makes a doubtful first step;
     its model, rechecked with a double-precision product, is off, and the
     products are double from then on: one single-precision operator built,
-    and the fit ends at the double-precision MAP."""
+    and the fit ends at the double-precision MAP. The check is relative to
+    the model's size: with the weights and prior scaled by 1e-6 (the same
+    MAP) the model is off by less than 1e-3 in absolute terms."""
     _large_enough_for_single_precision(monkeypatch)
     products = sklaplace._curvature._products
     real = products._single_precision_product
@@ -613,6 +645,11 @@ def test_newton_cg_goes_double_precision_when_the_single_model_is_off(monkeypatc
 
     monkeypatch.setattr(products, "_single_precision_product", wrong)
     obj, theta = make_problem("tanh", 3, (6,), n_samples=80, n_features=4, seed=3)
+    obj = _replaced(
+        obj,
+        sample_weight=loss_scale * obj.sample_weight,
+        prior_precision=loss_scale * obj.prior_precision,
+    )
     result = minimize_map(obj, theta, "newton-cg", 1e-10, 300)
     monkeypatch.setattr(products, "_single_precision_product", real)
     monkeypatch.setattr(sklaplace._newton_cg, "SINGLE_PRECISION_WORK", np.inf)

@@ -6,7 +6,7 @@ from sklearn.datasets import make_classification
 
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._likelihood import Bernoulli, Categorical
-from sklaplace._predictive import PREDICTIVES, mc_logits, probit_logits
+from sklaplace._predictive import PREDICTIVES, mc_logits, mc_noise, probit_logits
 
 
 def _expected_sigmoid(mu, var):
@@ -132,3 +132,22 @@ def test_monte_carlo_keeps_the_map_decision_with_one_logit():
     for n_draws in (1000, 1, 3):
         clf.set_params(n_mc_samples=n_draws)
         np.testing.assert_array_equal(clf.predict(X_new), (mean > 0).astype(int))
+
+
+def test_monte_carlo_with_a_rank_one_covariance_draws_along_its_one_direction():
+    # Round-off eigenvalues below 0 of a singular covariance are clipped,
+    # not rooted (NaN): the draws are mean + z (u'x) u / |u|, averaged here
+    # directly.
+    rng = np.random.RandomState(0)
+    n, K, S = 50, 3, 64
+    mean, u = rng.normal(size=(n, K)), rng.normal(size=(n, K))
+    cov = u[:, :, None] * u[:, None, :]
+    noise = mc_noise(np, 0, S, K)
+    logits = mc_logits(np, mean, cov, noise=noise)
+    coefficients = noise @ (u / np.linalg.norm(u, axis=1, keepdims=True)).T
+    draws = mean[None] + coefficients[:, :, None] * u[None]  # (S, n, K)
+    proba = np.exp(draws - draws.max(axis=2, keepdims=True))
+    proba /= proba.sum(axis=2, keepdims=True)
+    assert np.all(np.isfinite(logits))
+    # Round-off eigenvalues (about 1e-16) move a draw by about 1e-8.
+    np.testing.assert_allclose(logits, np.log(proba.mean(axis=0)), rtol=1e-6, atol=1e-6)

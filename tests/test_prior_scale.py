@@ -369,6 +369,15 @@ def test_paired_standard_errors_count_weights_as_repetitions():
     np.testing.assert_allclose(weighted[1][0], d.std() / np.sqrt(len(d)), rtol=1e-12)
 
 
+def test_the_monte_carlo_predictive_chooses_its_scale_on_held_out_folds():
+    # Only the plug-in ("map") cannot be scored on held-out rows.
+    clf = LaplaceMLPClassifier(
+        (3,), alpha=1.0, link_approx="mc", n_mc_samples=20, random_state=0
+    ).fit(X3, Y3)
+    assert "cv_log_loss" in clf.prior_precision_scale_path_
+    assert "log_marginal_likelihood" not in clf.prior_precision_scale_path_
+
+
 def test_folds_follow_row_content_only():
     rng = np.random.RandomState(0)
     X, y = rng.normal(size=(50, 3)), rng.randint(0, 2, 50)

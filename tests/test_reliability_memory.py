@@ -231,13 +231,20 @@ def test_counted_dense_matrices_bound_the_measured_peak(
 
 def test_auto_structure_is_full_while_it_fits_the_budget(monkeypatch):
     X, y = RNG.normal(size=(30, 3)), np.arange(30) % 3
-    params = dict(solver="lbfgs", prior_precision_scale=1.0, random_state=0)
+    params = dict(solver="lbfgs", alpha=1.0, prior_precision_scale=1.0, random_state=0)
     clf = LaplaceMLPClassifier((4,), **params).fit(X, y)
     assert clf.hessian_structure_ == "full"
     monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", 8 * 31**2)
     clf = LaplaceMLPClassifier((4,), **params).fit(X, y)  # 31 parameters
     assert clf.hessian_structure_ == "kron"
     assert type(clf.posterior_).__name__ == "KronPosterior"
+    # Four 31 x 31 matrices: enough for a fixed scale, not for "cv" (six).
+    monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", 4 * 8 * 31**2)
+    clf = LaplaceMLPClassifier((4,), **params).fit(X, y)
+    assert clf.hessian_structure_ == "full"
+    params["prior_precision_scale"] = "cv"
+    clf = LaplaceMLPClassifier((4,), **params).fit(X, y)
+    assert clf.hessian_structure_ == "kron"
 
 
 def test_full_is_bounded_by_bytes_and_by_the_work_of_building_and_factorising():
