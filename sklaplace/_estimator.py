@@ -37,10 +37,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
 
     The network is trained by MAP on the Bernoulli (two classes, one logit)
     or categorical (K classes, K logits) likelihood plus a Gaussian prior;
-    the Hessian of the negative log posterior at the MAP (exact or
-    generalised Gauss-Newton, full or diagonal) is the precision of a
-    Gaussian posterior over the weights; predictions average over it through
-    the linearised network (probit or Monte Carlo).
+    the Hessian of the negative log posterior at the MAP (exact or GGN; full,
+    Kronecker-factored or diagonal; of all the weights or the last layer's)
+    is the precision of a Gaussian posterior over the weights; predictions
+    average over it through the linearised network (probit or Monte Carlo).
 
     Conventions, written once:
 
@@ -249,8 +249,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Weight precision used: the ``alpha`` given, or the tuned one (one
         per layer for ``"evidence_per_layer"`` with several layers).
     alpha_history_ : list of ndarray
-        Alphas of each refit of the kept evidence run, or of the validation
-        walk (empty for a fixed ``alpha``).
+        Alphas of each refit of the kept evidence run or of the validation
+        walk (empty for a fixed ``alpha`` or with no rows to hold out).
     effective_n_parameters_ : ndarray of shape (n_groups,) or None
         MacKay's ``gamma`` per group after the evidence's updates, else None.
     loss_ : float

@@ -84,7 +84,9 @@ class FittedLaplaceMixin:
             or (with more than two classes) if the output biases' prior
             would switch between flat (0) and proper: the posterior treats
             the softmax's common shift as flat only under a flat one, so
-            that change needs a refit.
+            that change needs a refit; or if the estimator was returned by
+            :func:`~sklaplace.prune` (its log likelihood needs the data:
+            refit it with ``warm_start=True`` first).
         """
         check_is_fitted(self)
         if self.log_likelihood_ is None:

@@ -353,7 +353,7 @@ def log_posterior_hvp(
 log_posterior.__doc__ = f"""Log posterior of an MLP classifier, up to a constant.
 
     ``sum_n s_n log p(y_n | f_n) - 1/2 theta' A theta`` with no normalising
-    constants (see the module conventions in :mod:`sklaplace`).
+    constants (the parameter layout: the user guide's "Parameter layout").
 
     Parameters
     ----------

@@ -371,9 +371,13 @@ def _warn_exact_fallback(structure):
         else "the exact Hessian is not positive definite at the MAP (the "
         "optimiser stopped where the loss is not locally convex)"
     )
+    remedy = (
+        "Pass hessian='ggn', or hessian_structure='full' for the exact Hessian"
+        if structure == "kron"
+        else "Tighter tol or hessian='ggn' avoids this"
+    )
     warn(
         f"{reason[0].upper()}{reason[1:]}; the posterior uses the generalised "
-        "Gauss-Newton matrix instead (curvature_='ggn'). Tighter tol or "
-        "hessian='ggn' avoids this.",
+        f"Gauss-Newton matrix instead (curvature_='ggn'). {remedy}.",
         LaplaceApproximationWarning,
     )

@@ -88,7 +88,9 @@ def saliencies(estimator, *, method="obs"):
     estimator : LaplaceMLPClassifier
         A fitted estimator.
     method : {"obs", "obd", "magnitude"}, default="obs"
-        See the module docstring for each formula.
+        ``|theta_q|`` (magnitude), ``1/2 H_qq theta_q^2`` (OBD, the other
+        weights fixed) or ``theta_q^2 / (2 [H^{-1}]_qq)`` (OBS, the other
+        weights moved optimally), with ``H`` the posterior precision.
 
     Returns
     -------

@@ -47,7 +47,10 @@ class MemoryLimitError(MemoryError):
     Raised *before* allocating an ``n_params x n_params`` matrix (the full
     GGN or exact Hessian, Newton's Hessian, the full posterior) or a
     per-row block larger than ``sklaplace._memory.DENSE_MEMORY_LIMIT``
-    bytes, instead of a ``MemoryError`` from NumPy or swapping. It is a
+    bytes, and by ``fit`` before any work when all the ``n_params x
+    n_params`` matrices the fit would hold at once exceed
+    ``sklaplace._memory.FIT_MEMORY_LIMIT``, instead of a ``MemoryError``
+    from NumPy or swapping. It is a
     :class:`MemoryError`, so code that handles NumPy's allocation failures
     handles it too. The message names the size and what to change.
 
