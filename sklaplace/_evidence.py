@@ -381,6 +381,7 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal, start=1.0):
     accelerate = np.ones(len(groups), dtype=bool)
     extrapolated = None
     smallest, since_smallest, converged, sizes = np.inf, 0, False, []
+    cycling = False
     for _ in range(EVIDENCE_MAX_UPDATES):
         fit = fit_laplace(alpha, theta)
         theta = fit.theta
@@ -410,6 +411,7 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal, start=1.0):
         if since_smallest >= EVIDENCE_PATIENCE and np.all(
             (np.min(window, axis=0) <= alpha) & (alpha <= np.max(window, axis=0))
         ):
+            cycling = True
             break
         alpha, ratio, extrapolated = new_alpha, None, None
         if last_step is not None:
@@ -433,11 +435,11 @@ def tune_alpha(fit_laplace, groups, theta, covariance_diagonal, start=1.0):
     if not converged:
         alpha = history[-1]  # the alphas the last fit used
         reason = (
-            f"in {EVIDENCE_MAX_UPDATES} refits"
-            if len(history) == EVIDENCE_MAX_UPDATES
-            else f"(no smaller step in {EVIDENCE_PATIENCE} refits: the refits cycle "
+            f"(no smaller step in {EVIDENCE_PATIENCE} refits: the refits cycle "
             f"among alphas from {np.min(history[-EVIDENCE_PATIENCE:]):.4g} to "
             f"{np.max(history[-EVIDENCE_PATIENCE:]):.4g})"
+            if cycling
+            else f"in {EVIDENCE_MAX_UPDATES} refits"
         )
         warn(
             f"The evidence updates of alpha did not converge {reason}; the last "

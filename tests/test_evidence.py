@@ -451,6 +451,20 @@ def test_tune_alpha_stops_when_the_refits_cycle():
     assert tuning.fit is fits[-1] and tuning.alpha[0] == history[-1]
 
 
+def test_a_cycle_found_at_the_last_refit_is_named_a_cycle(monkeypatch):
+    # The 3-cycle above, with the refits capped where the cycle rule fires:
+    # the warning names the cycle, not the cap.
+    monkeypatch.setattr(
+        evidence_module, "EVIDENCE_MAX_UPDATES", 2 + evidence_module.EVIDENCE_PATIENCE
+    )
+    fits, fit_laplace = _fits_with_update(
+        lambda a: 3.0 if a < 2.5 else 4.0 if a < 3.5 else 2.0
+    )
+    with pytest.warns(ConvergenceWarning, match="no smaller step in 10 refits"):
+        tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert len(fits) == evidence_module.EVIDENCE_MAX_UPDATES
+
+
 def test_tune_alpha_stops_quietly_when_the_refits_settle():
     # At ReLU kinks each refit's MAP moves a little, so the updates jitter
     # below 1% of alpha instead of shrinking to EVIDENCE_TOL: steps of
