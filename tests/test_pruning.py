@@ -13,6 +13,12 @@ from sklaplace._posterior import FullPosterior
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 
+def _iris():
+    """Iris, standardised: the small multiclass set of these tests."""
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
 @pytest.fixture(scope="module")
 def linear_model():
     X, y = load_breast_cancer(return_X_y=True)
@@ -166,8 +172,7 @@ def test_obd_is_half_the_curvature_times_the_squared_weight():
 
 @pytest.mark.parametrize("method", ["obs", "obd", "magnitude"])
 def test_pruned_weights_are_zero_and_stay_zero(method):
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
+    X, y = _iris()
     clf = LaplaceMLPClassifier((5,), random_state=0).fit(X, y)
     before = [c.copy() for c in clf.coefs_]
     small = prune(clf, 0.33, method=method)
@@ -195,8 +200,7 @@ def test_a_pruned_refit_refuses_posteriors_that_cannot_condition(structure):
     # Their evidence counted log A of every pruned parameter (4.6 nats for
     # four pruned biases at precision 0.1) and their variances the pruned
     # weights' own: refused before any work, the pruned model kept.
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
+    X, y = _iris()
     clf = LaplaceMLPClassifier((5,), alpha=1.0, random_state=0).fit(X, y)
     small = prune(clf, 0.5, method="magnitude")
     mask = small.pruned_mask_.copy()
@@ -249,8 +253,7 @@ def test_masked_refit_equals_a_fit_without_the_pruned_input(
     # Pruning every weight of input j from a linear model and re-training the
     # rest is the model without column j: same MAP, posterior predictive,
     # evidence and tuned alpha.
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
+    X, y = _iris()
     keep = y < n_classes
     X, y = X[keep], y[keep]
     tol = 1e-10 if solver == "newton" else 1e-8  # L-BFGS stalls below 1e-9
@@ -296,8 +299,7 @@ def test_masked_refit_equals_a_fit_without_the_pruned_input(
 
 @pytest.mark.parametrize("method", ["obs", "magnitude"])
 def test_warm_refit_retrains_only_the_kept_weights(method):
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
+    X, y = _iris()
     clf = LaplaceMLPClassifier((5,), random_state=0).fit(X, y)
     pruned = prune(clf, 0.5, method=method)
     layout = pruned._layout()
@@ -355,8 +357,7 @@ def test_a_dead_unit_is_removed_whole_and_the_refit_equals_the_smaller_net(
     # flat bias prior nothing does). Re-training is then the smaller network.
     # (Two units: iris's MAPs with more often duplicate units, which leaves
     # the precision singular with a flat bias prior, dead unit or not.)
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
+    X, y = _iris()
     params = dict(
         alpha=1.0, bias_prior_precision=bias_prior_precision, tol=1e-10, max_iter=500
     )
@@ -399,8 +400,7 @@ def test_dead_units_cascade_down_through_the_layers():
     # Hidden (4, 3): prune every output of second-layer unit 2, and first-layer
     # unit 1's weights to second-layer units 0 and 1. Unit 2 dies, taking
     # unit 1's last outgoing weight with it, so unit 1 dies too.
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
+    X, y = _iris()
     clf = LaplaceMLPClassifier((4, 3), random_state=0).fit(X, y)
     layout = clf._layout()
     outputs = [np.zeros(c.shape, bool) for c in clf.coefs_]
@@ -440,8 +440,7 @@ def _with_tiny_pivot(clf):
 
 @pytest.mark.parametrize("singular", ["jittered", "tiny pivot"])
 def test_obs_on_a_singular_posterior_falls_back_to_obd(singular):
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
+    X, y = _iris()
     clf = LaplaceMLPClassifier((5,), random_state=0).fit(X, y)
     if singular == "jittered":
         clf.posterior_jitter_ = 1e-9  # as a singular precision would have left it
@@ -462,8 +461,7 @@ def test_obs_on_a_singular_posterior_falls_back_to_obd(singular):
 def test_obs_removing_nothing_needs_no_fallback():
     # With nothing to remove (fraction 0, or no more than already pruned)
     # OBS corrects nothing, so a singular posterior calls for no warning.
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
+    X, y = _iris()
     clf = LaplaceMLPClassifier((5,), random_state=0, alpha=1.0).fit(X, y)
     clf.posterior_jitter_ = 1e-9  # as a singular precision would have left it
     half = prune(clf, 0.5, method="obd")
@@ -478,8 +476,7 @@ def test_the_pruned_posterior_is_conditioned_on_dead_units_too():
     # The precision after pruning: the identity on every masked parameter
     # (pruned weights and a dead unit's inputs and bias), no coupling to the
     # kept ones, and the fitted precision on the kept block.
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
+    X, y = _iris()
     clf = LaplaceMLPClassifier(
         (5,), random_state=0, alpha=1.0, prior_precision_scale=1.0
     ).fit(X, y)
@@ -501,8 +498,7 @@ def test_obs_with_a_flat_bias_prior_and_duplicated_units_stays_accurate():
     # precision is singular (jittered or, depending on the BLAS, factorised
     # with a round-off pivot). Unchecked, OBS moved weights by up to 1e6 and
     # left a chance-level classifier.
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
+    X, y = _iris()
     with pytest.warns(LaplaceApproximationWarning, match="singular"):
         clf = LaplaceMLPClassifier((5,), bias_prior_precision=0.0, random_state=0)
         clf.fit(X, y)
