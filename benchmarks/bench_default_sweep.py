@@ -7,6 +7,8 @@ Usage::
     python benchmarks/bench_default_sweep.py --datasets wine --no-scaler
     python benchmarks/bench_default_sweep.py --activations tanh relu elu \
         --datasets iris hastie quantiles blobs_noisy flip_y tiny
+    python benchmarks/bench_default_sweep.py --splits 8 --plug-in --datasets \
+        small_60 small_80 small_100 small_moons small_circles small_blobs
 
 ``LaplaceMLPClassifier()`` with every default (hidden (100,), all "auto"
 settings) in a ``StandardScaler`` pipeline, against ``MLPClassifier()``
@@ -21,7 +23,10 @@ is categorical data (six features of five levels, one-hot encoded).
 ``--activations`` replaces the four models by the default with each hidden
 activation given. Five more data sets (``hastie``, ``quantiles``,
 ``blobs_noisy``, ``flip_y``, ``tiny``; run by name) were added in session 10
-to check the activation measurements on data they were not chosen on.
+to check the activation measurements on data they were not chosen on; six
+``small_*`` sets (60-100 rows) in session 20, for the held-out choice of the
+posterior's scale where its folds hold 8-20 rows. ``--plug-in`` adds the
+default's own MAP plug-in (``link_approx="map"``).
 """
 
 import argparse
@@ -119,6 +124,25 @@ DATASETS.update(
     }
 )
 
+# Small data (session 20; run by name with ``--splits 8``): 42-70 training
+# rows, where the held-out choice of the posterior's scale is noisiest.
+DATASETS.update(
+    {
+        "small_60": lambda: make_classification(60, 5, n_informative=3, random_state=2),
+        "small_80": lambda: make_classification(80, 8, n_informative=4, random_state=0),
+        "small_100": lambda: make_classification(
+            100, 10, n_informative=5, random_state=1
+        ),
+        "small_moons": lambda: make_moons(80, noise=0.25, random_state=0),
+        "small_circles": lambda: make_circles(
+            80, noise=0.1, factor=0.5, random_state=0
+        ),
+        "small_blobs": lambda: make_blobs(
+            90, n_features=4, centers=3, cluster_std=2.5, random_state=0
+        ),
+    }
+)
+
 MODELS = {
     "LaplaceMLPClassifier()": lambda: LaplaceMLPClassifier(random_state=0),
     "MLPClassifier()": lambda: MLPClassifier(random_state=0, max_iter=500),
@@ -171,6 +195,11 @@ def main():
     )
     parser.add_argument("--splits", type=int, default=3)
     parser.add_argument(
+        "--plug-in",
+        action="store_true",
+        help="add the default's MAP plug-in (link_approx='map')",
+    )
+    parser.add_argument(
         "--no-scaler",
         action="store_true",
         help="fit on the raw features (what a FeatureScaleWarning costs)",
@@ -182,6 +211,10 @@ def main():
             MODELS[f"LaplaceMLPClassifier(activation={activation!r})"] = partial(
                 LaplaceMLPClassifier, activation=activation, random_state=0
             )
+    if args.plug_in:
+        MODELS["LaplaceMLPClassifier(link_approx='map')"] = partial(
+            LaplaceMLPClassifier, link_approx="map", random_state=0
+        )
     print(f"stratified 70/30 splits: {args.splits}; means over splits\n")
     print(
         "| data set | model | test NLL | accuracy | fit s |\n|---|---|---:|---:|---:|"

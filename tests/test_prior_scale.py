@@ -323,11 +323,34 @@ def test_cv_choice_walks_down_one_paired_standard_error_from_a_planted_best():
         choose_prior_scale("cv", _Fit(clf), lambda s: heavy, scales).scale
         == (scales[best - 1])
     )
-    # A flat curve: ties go to the scale nearest 1 (and the walk moves on
-    # down, since every excess is 0 <= 0).
+    # A flat curve: ties go to the scale nearest 1, and the walk stops there
+    # (every excess is 0 <= 0, but not below the classical posterior).
     flat = HeldOutLosses(np.ones((10, len(scales))), np.ones(10))
     flat_choice = choose_prior_scale("cv", _Fit(clf), lambda s: flat, scales)
-    assert flat_choice.scale == scales[0]
+    assert flat_choice.scale == 1.0
+
+
+def test_cv_walk_stops_at_the_classical_posterior():
+    clf = LaplaceMLPClassifier((), prior_precision_scale=1.0).fit(X3, Y3)
+    scales = np.logspace(-2, 4, 49)
+    one = 16
+    assert scales[one] == 1.0
+    # Spread 3 over 100 rows: standard error 0.3, so the excess 1e-3 k^2
+    # stays within it for k <= 17 steps down from the best.
+    # From c = 10 (index 24) the walk would reach index 7 (c = 0.18): it
+    # stops at c = 1.
+    above = _planted_losses(scales, 24, 0.0, 3.0)
+    choice = choose_prior_scale("cv", _Fit(clf), lambda s: above, scales)
+    assert choice.scale == 1.0
+    # A best below 1 (index 12, c = 0.32) is taken, and not walked from
+    # (the old walk ran on to the grid's end, c = 0.01).
+    below = _planted_losses(scales, 12, 0.0, 3.0)
+    choice = choose_prior_scale("cv", _Fit(clf), lambda s: below, scales)
+    assert choice.scale == scales[12]
+    # A short walk that ends above 1 is unchanged: spread 0.3, k = 5.
+    short = _planted_losses(scales, 30, 0.0, 0.3)
+    choice = choose_prior_scale("cv", _Fit(clf), lambda s: short, scales)
+    assert choice.scale == scales[25]
 
 
 def test_validation_path_reports_the_paired_standard_error():
