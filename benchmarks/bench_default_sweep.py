@@ -25,7 +25,7 @@ activation given. Five more data sets (``hastie``, ``quantiles``,
 ``blobs_noisy``, ``flip_y``, ``tiny``; run by name) were added in session 10
 to check the activation measurements on data they were not chosen on; six
 ``small_*`` sets (60-100 rows) in session 20, for the held-out choice of the
-posterior's scale where its folds hold 8-20 rows. ``--plug-in`` adds the
+posterior's scale where its folds hold 8-14 rows. ``--plug-in`` adds the
 default's own MAP plug-in (``link_approx="map"``).
 """
 

@@ -299,19 +299,20 @@ def paired_standard_errors(held_out, best):
 def one_standard_error_choice(scales, held_out):
     """Index of the smallest scale within one standard error of the best.
 
-    The best scale minimises the held-out log loss; walking down from it,
-    a smaller scale (a wider posterior) is kept while its mean excess loss
-    over the best is at most one paired standard error: among predictives
-    the held-out data cannot tell apart, the most uncertain one (the
-    one-standard-error rule, Hastie et al. 2009, 7.10). The walk stops at
-    the classical posterior, ``c = 1``: a posterior wider than the MAP's own
-    prior gives needs the best scale itself to lie below 1 (on 42-90 rows,
-    where one standard error is wide, walking on to ``c = 0.01-0.05`` had
-    raised the test log loss).
+    Not below 1, unless the best is (``scales`` ascend). The best scale
+    minimises the held-out log loss; walking down from it, a smaller scale
+    (a wider posterior) is kept while its mean excess loss over the best is
+    at most one paired standard error: among predictives the held-out data
+    cannot tell apart, the most uncertain one (the one-standard-error rule,
+    Hastie et al. 2009, 7.10). The walk stops at the first scale of at least
+    1, the classical posterior on the default grid: a posterior wider than
+    the MAP's own prior gives needs the best scale itself to lie below 1 (on
+    42-70 rows, where one standard error is wide, walking on to ``c =
+    0.01-0.06`` had raised the test log loss).
     """
     best = _nearest_one(scales, held_out.curve())
     excess, standard_error = paired_standard_errors(held_out, best)
-    widest = min(best, int(np.argmin(np.abs(np.log(scales)))))
+    widest = min(best, int(np.searchsorted(scales, 1.0 - 1e-12)))  # first >= 1
     chosen = best
     while chosen > widest and excess[chosen - 1] <= standard_error[chosen - 1]:
         chosen -= 1

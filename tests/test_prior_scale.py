@@ -337,7 +337,7 @@ def test_cv_walk_stops_at_the_classical_posterior():
     assert scales[one] == 1.0
     # Spread 3 over 100 rows: standard error 0.3, so the excess 1e-3 k^2
     # stays within it for k <= 17 steps down from the best.
-    # From c = 10 (index 24) the walk would reach index 7 (c = 0.18): it
+    # From c = 10 (index 24) the walk would reach index 7 (c = 0.075): it
     # stops at c = 1.
     above = _planted_losses(scales, 24, 0.0, 3.0)
     choice = choose_prior_scale("cv", _Fit(clf), lambda s: above, scales)
@@ -351,6 +351,12 @@ def test_cv_walk_stops_at_the_classical_posterior():
     short = _planted_losses(scales, 30, 0.0, 0.3)
     choice = choose_prior_scale("cv", _Fit(clf), lambda s: short, scales)
     assert choice.scale == scales[25]
+    # On a grid without 1 the walk stops at the first scale above it (not at
+    # the nearest in log, 0.5 here, nor at a fixed index).
+    grid = np.array([0.125, 0.25, 0.5, 2.0, 8.0, 32.0])
+    top = _planted_losses(grid, 5, 0.0, 3.0)
+    choice = choose_prior_scale("cv", _Fit(clf), lambda s: top, grid)
+    assert choice.scale == 2.0
 
 
 def test_validation_path_reports_the_paired_standard_error():
