@@ -287,9 +287,9 @@ def paired_standard_errors(held_out, best):
     """
     w = held_out.weights
     seen = w > 0
-    d = held_out.losses[seen] - held_out.losses[seen, best][:, None]
     w, n = w[seen], np.sum(w[seen])
     with np.errstate(invalid="ignore"):  # inf - inf where a scale failed
+        d = held_out.losses[seen] - held_out.losses[seen, best][:, None]
         d = np.where(np.isnan(d), np.inf, d)
         excess = w @ d / n
         spread = w @ (d - excess) ** 2 / n
@@ -351,6 +351,14 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
         )
     scales = np.asarray(scales, dtype=np.float64)
     losses = held_out(scales) if setting in ("cv", "validation") else None
+    if losses is not None and not np.any(np.isfinite(losses.curve())):
+        warn(
+            f"The held-out log loss of prior_precision_scale={setting!r} is "
+            "infinite at every scale (a held-out row given probability 0); the "
+            "Laplace evidence chooses the scale instead.",
+            LaplaceApproximationWarning,
+        )
+        losses = None
     if losses is not None:
         if setting == "cv":
             index, standard_error = one_standard_error_choice(scales, losses)

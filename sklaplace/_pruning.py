@@ -28,9 +28,11 @@ at zero (see ``NegLogPosterior``'s ``fixed``).
 """
 
 import copy
+import numbers
 
 import numpy as np
 
+from sklaplace._fitted import FittedLaplaceMixin
 from sklaplace._posterior import SINGULAR_RTOL
 from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
@@ -64,6 +66,11 @@ def _pruned(estimator):
 def _check(estimator, method):
     from sklearn.utils.validation import check_is_fitted
 
+    if not isinstance(estimator, FittedLaplaceMixin):
+        raise TypeError(
+            "Pruning needs a fitted LaplaceMLPClassifier, got "
+            f"{type(estimator).__name__}."
+        )
     check_is_fitted(estimator)
     if method not in PRUNING_METHODS:
         raise ValueError(f"method must be one of {PRUNING_METHODS}, got {method!r}.")
@@ -252,6 +259,8 @@ def prune(estimator, fraction, *, method="obs"):
     14
     """
     _check(estimator, method)
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+        raise TypeError(f"fraction must be a real number, got {fraction!r}.")
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}.")
     H, theta, layout = _precision_and_theta(estimator)

@@ -729,3 +729,24 @@ def test_the_plug_in_predictive_leaves_the_scale_to_the_evidence(setting):
     assert plug_in.prior_precision_scale_ == by_evidence.prior_precision_scale_
     # Every row fitted: no validation rows held out.
     np.testing.assert_array_equal(plug_in.coefs_[0], by_evidence.coefs_[0])
+
+
+def test_infinite_held_out_losses_leave_the_choice_to_the_evidence():
+    # A prior of 1e-100 lets the fold MAPs give held-out rows probability 0:
+    # every scale's held-out loss is infinite. The evidence chooses instead,
+    # with a warning of ours (no NumPy warning, no NaN in the path).
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = LaplaceMLPClassifier((8,), alpha=1e-100, random_state=0).fit(X, y)
+    messages = [str(w.message) for w in caught]
+    assert not [w for w in caught if w.category is RuntimeWarning]
+    assert any("infinite at every scale" in m for m in messages)
+    path = clf.prior_precision_scale_path_
+    assert set(path) == {"scales", "log_marginal_likelihood"}
+    # At this prior the evidence is -inf at every scale too: ties go to 1.
+    assert not np.any(np.isnan(path["log_marginal_likelihood"]))
+    assert clf.prior_precision_scale_ == 1.0
+    assert np.all(np.isfinite(clf.predict_proba(X)))

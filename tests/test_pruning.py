@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 import sklaplace._fitting as fitting_module
@@ -226,6 +227,13 @@ def test_prune_rejects_bad_arguments():
         prune(clf, 1.5)
     with pytest.raises(ValueError, match="method"):
         prune(clf, 0.5, method="random")
+    for fraction in ("0.5", None, True):
+        with pytest.raises(TypeError, match="fraction must be a real number"):
+            prune(clf, fraction)
+    other = MLPClassifier((), max_iter=300, random_state=0).fit(X, y)
+    for call in (lambda: prune(other, 0.5), lambda: saliencies(other)):
+        with pytest.raises(TypeError, match="fitted LaplaceMLPClassifier, got MLP"):
+            call()
 
 
 # --------------------------------------------------- re-training after pruning
