@@ -72,8 +72,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         updates, where the Laplace evidence at the current MAP is stationary in
         alpha: from 1, fit, set ``alpha = gamma / ||w||^2`` and refit until no
         alpha moves 0.01% (at most 50 refits, fewer if they cycle, with a
-        ``ConvergenceWarning``); then again from 100, keeping the run of larger
-        evidence (see the guide). ``"evidence_per_layer"`` tunes one value per
+        ``ConvergenceWarning``); then from 100; the run of larger evidence is
+        kept (see the guide). ``"evidence_per_layer"`` tunes one value per
         layer the same way; it can head for a degenerate limit (an alpha at its
         bound, a warning says so). ``"validation"`` fits 2-4 times: from 1, by
         decades the way MacKay's update points (else the other) while the log
@@ -249,10 +249,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Weight precision used: the ``alpha`` given, or the tuned one (one
         per layer for ``"evidence_per_layer"`` with several layers).
     alpha_history_ : list of ndarray
-        Alphas of each refit of the kept evidence run or of the validation
-        walk (empty for a fixed ``alpha`` or with no rows to hold out).
+        Alphas of each refit of the run whose refit was kept (the evidence's,
+        anywhere on it) or of the validation walk (empty for a fixed ``alpha``).
     effective_n_parameters_ : ndarray of shape (n_groups,) or None
-        MacKay's ``gamma`` per group after the evidence's updates, else None.
+        MacKay's ``gamma`` per group at the evidence's kept refit, else None.
     loss_ : float
         ``L(theta_map) / sum(sample_weight)`` over the rows fitted: the
         per-sample MAP objective, MLPClassifier's ``loss_`` when

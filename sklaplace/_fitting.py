@@ -340,7 +340,7 @@ def fit_network(
             fixed=fixed_xp,
         )
 
-    refits, kept_warnings = [], []
+    refits, refit_warnings, kept_warnings = [], [], []
 
     def fit_at(alpha, theta):
         prior = prior_precision_vector(layout, alpha, config.bias_prior_precision)
@@ -354,6 +354,7 @@ def fit_network(
             warnings.simplefilter("always")
             refits.append(fit_laplace(config, objective(prior, fit_rows), theta))
         kept_warnings[:] = caught
+        refit_warnings.append(caught)
         return refits[-1]
 
     # Held-out losses of a fit's predictive at each prior scale, for (4)
@@ -412,8 +413,6 @@ def fit_network(
             weight_groups(layout, False, fixed),
             xp,
         )
-        if refits[-1] is not fit:  # the last fit tried, not kept
-            refits[-1] = refits[-1]._replace(objective=None, posterior=None)
         gammas = None
     else:  # (4) MacKay's fixed point over alpha, from each start
         groups = weight_groups(layout, config.alpha == "evidence_per_layer", fixed)
@@ -421,8 +420,18 @@ def fit_network(
         starts = EVIDENCE_STARTS
         if evidence_start is not None and np.size(evidence_start) in (1, len(groups)):
             starts = (evidence_start,)
+        # Each refit's evidence counts its equivalent modes: a network that
+        # ignores its input has one, any other one per order and sign of its
+        # units (without them a collapsed run's base rate beat fitted ones).
+        distinct = log_equivalent_modes(layout.layer_sizes, config.activation)
+
+        def evidence(fit):
+            collapsed = ignores_its_input(fit.objective, fit.theta)
+            return fit.log_evidence() + (0.0 if collapsed else distinct)
+
         runs = []
         for start in starts:
+            first = len(refits)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 tuning = tune_alpha(
@@ -431,23 +440,16 @@ def fit_network(
                     theta,
                     lambda posterior: posterior.covariance_diagonal(xp),
                     start,
+                    evidence,
                 )
-            # A run's warnings: its last refit's, then the updates' own.
-            runs.append((tuning, kept_warnings[:] + caught))
-        # The run of larger evidence (the first of equals) and its warnings,
-        # each run's evidence counting its equivalent modes: a network that
-        # ignores its input has one, any other one per order and sign of its
-        # units (without them a collapsed run's base rate beat fitted ones).
-        distinct = log_equivalent_modes(layout.layer_sizes, config.activation)
-
-        def evidence_of_run(run):
-            fit = run[0].fit
-            collapsed = ignores_its_input(fit.objective, fit.theta)
-            return fit.log_evidence() + (0.0 if collapsed else distinct)
-
-        tuning, kept_warnings = max(runs, key=evidence_of_run)
+            # A run's warnings: its kept refit's, then the updates' own.
+            runs.append((tuning, refit_warnings[first + tuning.kept] + caught))
+        # The run whose kept refit has the larger evidence (the first of equals).
+        tuning, kept_warnings = max(runs, key=lambda run: run[0].evidence)
         fit, history, gammas = tuning.fit, tuning.history, tuning.gammas
         alpha = float(tuning.alpha[0]) if scalar else tuning.alpha
+    if refits[-1] is not fit:  # the last fit tried, not kept
+        refits[-1] = refits[-1]._replace(objective=None, posterior=None)
     for caught in kept_warnings:
         warnings.warn_explicit(
             caught.message, caught.category, caught.filename, caught.lineno

@@ -163,8 +163,9 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
         ``"cv"`` refits on folds while the full-data posterior is held.
     alpha : float, array or str, default=1.0
         ``"evidence"`` and ``"evidence_per_layer"`` refit while the previous
-        refit's posterior and the earlier runs' kept ones are held,
-        ``"validation"`` while the best fit's is.
+        refit's posterior, the run's one of largest evidence so far and the
+        earlier runs' kept ones are held, ``"validation"`` while the best
+        fit's is.
 
     Returns
     -------
@@ -174,7 +175,8 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
     count = max(solving, POSTERIOR_DENSE_MATRICES.get(structure, 0))
     if isinstance(alpha, str):
         held = POSTERIOR_HELD_DENSE_MATRICES.get(structure, 0)
-        count += held if alpha == "validation" else len(EVIDENCE_STARTS) * held
+        runs = len(EVIDENCE_STARTS) + 1  # the earlier runs', the best and last
+        count += held if alpha == "validation" else runs * held
     if prior_precision_scale == "cv":
         count += CV_HELD_DENSE_MATRICES.get(structure, 0)
     return count

@@ -297,7 +297,7 @@ XN = StandardScaler().fit_transform(XN)
 
 
 def test_network_walk_scores_each_fit_at_the_models_own_scale():
-    common = dict(hidden_layer_sizes=(4,), random_state=2)
+    common = dict(hidden_layer_sizes=(4,), random_state=0)
     kept = {}
     for scale in ["validation", 100.0]:
         walked = LaplaceMLPClassifier(
@@ -384,7 +384,7 @@ def test_too_few_rows_to_hold_out_fall_back_to_alpha_one():
 def test_warm_refit_resumes_the_walk_from_the_fitted_alpha_on_the_same_rows():
     # A RandomState draws other held-out rows on every cold fit, but a warm
     # refit must keep them (its MAP was fitted on the others).
-    rng = np.random.RandomState(2)
+    rng = np.random.RandomState(0)
     clf = LaplaceMLPClassifier(
         (4,), alpha="validation", warm_start=True, random_state=rng
     ).fit(XN, YN)

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.datasets import load_breast_cancer, load_iris, make_blobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -24,6 +24,7 @@ from sklaplace._curvature import (
 from sklaplace._newton_cg import steihaug_cg
 from sklaplace._objective import NegLogPosterior
 from sklaplace._solvers import minimize_map
+from sklaplace.exceptions import FeatureScaleWarning
 from tests.conftest import make_problem
 
 
@@ -453,15 +454,49 @@ def test_hessian_products_are_counted(monkeypatch):
     assert result.converged and result.n_hessian_products == len(calls) > 0
 
 
-def test_preconditioner_is_the_fisher_diagonal_plus_prior_floored():
-    """``m`` is the Fisher diagonal plus prior over ``L(theta_0)``, floored.
+def _row_unit_floor(obj, theta, fraction):
+    """``fisher_diagonal``'s ``unit_floor`` term from one-row gradients alone.
 
-    The reference Fisher sums each row's squared likelihood gradient (one-row
-    objectives, as above). A bias under a flat prior whose unit feeds nothing
-    has no curvature at all: its ``m`` is floored at 1e-10 of the largest
-    (not 0, not the largest itself).
+    A row's gradient on unit ``k``'s bias is ``dl_n / dz_nk``, and on the
+    weight from input ``j`` it is ``a_nj dl_n / dz_nk``: the inputs are read
+    off as their ratio, at the unit with the largest bias gradient.
     """
-    from sklaplace._newton_cg import NewtonCGSolver
+    total = float(np.sum(obj.sample_weight))
+    zeros = np.zeros_like(obj.prior_precision)
+    coefs, _ = obj.layout.split(np, zeros)
+    inputs = [np.zeros(c.shape[0] + 1) for c in coefs]  # sum_n s_n a_nj^2, then 1
+    units = [np.zeros(c.shape[1]) for c in coefs]  # sum_n s_n (dl_n / dz_nk)^2
+    for n in range(obj.n_samples):
+        row = _replaced(
+            obj,
+            X=obj.X[n : n + 1],
+            Y=obj.Y[n : n + 1],
+            sample_weight=np.ones(1),
+            prior_precision=zeros,
+        )
+        weights, biases = obj.layout.split(np, row.loss_gradient(theta)[1])
+        s_n = obj.sample_weight[n]
+        for layer, (dW, db) in enumerate(zip(weights, biases)):
+            k = np.argmax(np.abs(db))
+            a = dW[:, k] / db[k]
+            inputs[layer] += s_n * np.r_[a**2, 1.0]
+            units[layer] += s_n * db**2
+    floors = [
+        fraction * np.mean(g) / total * np.outer(A, np.ones_like(g))
+        for A, g in zip(inputs, units)
+    ]
+    return obj.layout.pack(np, [f[:-1] for f in floors], [f[-1] for f in floors])
+
+
+def test_preconditioner_is_the_fisher_diagonal_plus_unit_floor_and_prior():
+    """``m`` is the Fisher diagonal, the unit floor and the prior over ``L(theta_0)``.
+
+    The references sum each row's squared likelihood gradient (one-row
+    objectives, as above). A bias under a flat prior whose unit feeds nothing
+    has no Fisher curvature: the unit floor gives it its layer's (a fixed
+    1e-10 of the largest entry, or the Fisher alone, would be wrong).
+    """
+    from sklaplace._newton_cg import UNIT_FLOOR, NewtonCGSolver
 
     obj, theta = make_problem("tanh", 2, (4, 3), weighted=True)
     prior = obj.prior_precision.copy()
@@ -475,12 +510,35 @@ def test_preconditioner_is_the_fisher_diagonal_plus_prior_floored():
     dead = obj.layout.pack(np, *dead).astype(bool)
     fisher = _row_fisher(obj, theta)
     assert np.all(fisher[dead] == 0.0) and np.all(fisher[~dead] > 0.0)
-    expected = fisher / float(obj.loss(theta))
-    expected[dead] = 1e-10 * np.max(expected)
+    floor = _row_unit_floor(obj, theta, UNIT_FLOOR)
+    expected = (fisher + floor) / float(obj.loss(theta))
+    assert np.all(expected[dead] > 1e-6 * np.max(expected))
     solver = NewtonCGSolver(obj, tol=1e-8, max_iter=10)
     solver.setup(theta)
     solver.update_curvature()
     np.testing.assert_allclose(solver.m, expected, rtol=1e-10)
+
+
+def test_preconditioner_is_floored_where_nothing_gives_curvature():
+    """An all-zero feature under a flat prior: its weights' ``m`` is 1e-10 of
+    the largest entry (not 0, which would make ``M`` singular)."""
+    from sklaplace._newton_cg import NewtonCGSolver
+
+    obj, theta = make_problem("tanh", 3, (4,), weighted=True)
+    X = obj.X.copy()
+    X[:, 0] = 0.0
+    zeros = np.zeros_like(theta)
+    coefs, intercepts = obj.layout.split(np, zeros)
+    coefs[0][0] = 1.0  # the weights out of feature 0
+    silent = obj.layout.pack(np, coefs, intercepts).astype(bool)
+    prior = obj.prior_precision.copy()
+    prior[silent] = 0.0
+    obj = _replaced(obj, X=X, prior_precision=prior)
+    solver = NewtonCGSolver(obj, tol=1e-8, max_iter=10)
+    solver.setup(theta)
+    solver.update_curvature()
+    np.testing.assert_allclose(solver.m[silent], 1e-10 * np.max(solver.m), rtol=1e-12)
+    assert np.all(solver.m[~silent] > 1e-6 * np.max(solver.m))
 
 
 def test_forcing_term_is_the_square_root_of_the_scaled_gradient_capped_at_half():
@@ -705,3 +763,26 @@ def test_a_nan_direction_gives_a_nan_product_in_single_precision():
     # prior's term puts v's NaN).
     assert np.sum(np.isnan(double)) > 1
     np.testing.assert_array_equal(np.isnan(product), np.isnan(double))
+
+
+def test_badly_scaled_features_with_a_class_no_row_is_wrong_about_converge():
+    """Features times 1e3 saturate the starting logits; class 1's weights then
+    have no residual and only the prior's curvature. Without the unit floor
+    the trust region stretched along them and Newton-CG stopped at max_iter
+    with the loss 1e9 times the optimum; dense Newton is the reference."""
+    X, y = make_blobs(60, 4, centers=3, random_state=2)
+    params = dict(
+        hidden_layer_sizes=(),
+        alpha=1.0,
+        tol=1e-8,
+        max_iter=300,
+        hessian_structure="diag",
+        prior_precision_scale=1.0,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FeatureScaleWarning)
+        warnings.simplefilter("error", ConvergenceWarning)
+        cg = LaplaceMLPClassifier(solver="newton-cg", **params).fit(1e3 * X, y)
+        dense = LaplaceMLPClassifier(solver="newton", **params).fit(1e3 * X, y)
+    np.testing.assert_allclose(cg.loss_, dense.loss_, rtol=1e-6)

@@ -422,14 +422,14 @@ def test_the_whole_fit_limit_message_names_this_network_and_the_remedy():
     ids=["explicit", "auto"],
 )
 def test_the_fit_limit_counts_the_cv_and_evidence_held_matrices(monkeypatch, params):
-    # 200 features, hidden (70,), 2 classes: 201 * 70 + 71 = 14,141
-    # parameters, one 14,141 x 14,141 matrix 1.49 GiB. The full posterior,
+    # 200 features, hidden (65,), 2 classes: 201 * 65 + 66 = 13,131
+    # parameters, one 13,131 x 13,131 matrix 1.28 GiB. The full posterior,
     # the evidence refits' held posterior(s) and the cross-validation's
     # full-data and previous-fold posteriors are over FIT_MEMORY_LIMIT
     # together, not without the cross-validation's two (mutants passing no
     # or the wrong prior scale to check_fit_memory) nor without the
     # evidence's (passing no alpha): those fits were let start.
-    n, one = 14141, 8 * 14141**2
+    n, one = 13131, 8 * 13131**2
     count = memory_module.dense_matrices_at_peak("newton-cg", "full", "cv", "evidence")
     no_cv = memory_module.dense_matrices_at_peak("newton-cg", "full", 1.0, "evidence")
     no_evidence = memory_module.dense_matrices_at_peak("newton-cg", "full", "cv", 1.0)
@@ -442,7 +442,7 @@ def test_the_fit_limit_counts_the_cv_and_evidence_held_matrices(monkeypatch, par
     monkeypatch.setattr(fitting_module, "minimize_map", no_solve)
     rng = np.random.RandomState(0)
     X, y = rng.normal(size=(8, 200)), np.arange(8) % 2
-    clf = LaplaceMLPClassifier((70,), hessian_structure="full", **params)
+    clf = LaplaceMLPClassifier((65,), hessian_structure="full", **params)
     with pytest.raises(MemoryLimitError, match=f"{n} x {n}.*about {count} at once"):
         clf.fit(X, y)
     # With a fixed scale the same network fits the limit.

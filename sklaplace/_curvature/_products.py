@@ -180,7 +180,7 @@ def _single_precision_product(obj, theta, fwd, deltas, second_terms):
     return single_product
 
 
-def fisher_diagonal(objective, theta, fwd=None, deltas=None):
+def fisher_diagonal(objective, theta, fwd=None, deltas=None, unit_floor=0.0):
     """Diagonal of the empirical Fisher plus the prior: the CG preconditioner.
 
     ``sum_n s_n (dl_n / dtheta)^2 + A`` with ``l_n`` the negative log
@@ -199,6 +199,15 @@ def fisher_diagonal(objective, theta, fwd=None, deltas=None):
     deltas : list of arrays, default=None
         The residuals ``s_n (dl_n / dz_i)`` backpropagated to every layer
         (:meth:`NegLogPosterior.residual_backprop`), if the caller has them.
+    unit_floor : float, default=0.0
+        Adds ``unit_floor * A_j * mean_k(G_k)`` to the entry of the weight
+        from input ``j`` to unit ``k``, with ``A_j = sum_n s_n a_nj^2`` the
+        input's second moment and ``G_k = sum_n s_n (dl_n / dz_nk)^2 / sum_n
+        s_n`` the unit's: the Kronecker factors' damping term (Martens &
+        Grosse 2015, section 6.3), with the layer's mean residual standing
+        in for a unit's own. A unit whose rows all have zero residual (a
+        class no row is wrong about, a saturated unit) then keeps the scale
+        of its inputs instead of the prior's alone.
 
     Returns
     -------
@@ -213,11 +222,13 @@ def fisher_diagonal(objective, theta, fwd=None, deltas=None):
     # The deltas carry s_n; s_n (dl_n)^2 = (s_n dl_n)^2 / s_n (0 where s_n = 0).
     safe = xp.where(weight > 0, weight, xp.ones_like(weight))
     inverse_weight = xp.where(weight > 0, 1.0 / safe, xp.zeros_like(weight))
-    squares = [
-        xp.reshape(
-            (with_ones(xp, a) ** 2).T @ (inverse_weight[:, None] * delta * delta),
-            (-1,),
-        )
-        for a, delta in zip(fwd.acts, deltas)
-    ]
-    return xp.concat(squares) + objective.prior_precision
+    total = xp.sum(weight)
+    blocks = []
+    for a, delta in zip(fwd.acts, deltas):
+        inputs, residuals = with_ones(xp, a) ** 2, inverse_weight[:, None] * delta**2
+        block = inputs.T @ residuals
+        if unit_floor:
+            mean_unit = xp.mean(xp.sum(residuals, axis=0)) / total
+            block = block + (unit_floor * mean_unit) * (inputs.T @ weight)[:, None]
+        blocks.append(xp.reshape(block, (-1,)))
+    return xp.concat(blocks) + objective.prior_precision
