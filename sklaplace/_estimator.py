@@ -249,8 +249,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Weight precision used: the ``alpha`` given, or the tuned one (one
         per layer for ``"evidence_per_layer"`` with several layers).
     alpha_history_ : list of ndarray
-        Alphas of each refit of the run whose refit was kept (the evidence's,
-        anywhere on it) or of the validation walk (empty for a fixed ``alpha``).
+        Alphas of each refit of the run whose refit was kept (anywhere on it)
+        or of the validation walk (empty for a fixed alpha or no held rows).
     effective_n_parameters_ : ndarray of shape (n_groups,) or None
         MacKay's ``gamma`` per group at the evidence's kept refit, else None.
     loss_ : float

@@ -348,7 +348,7 @@ class EvidenceTuning(NamedTuple):
     history: list
     gammas: object
     kept: int
-    evidence: float
+    evidence: object  # float, or None without an evidence
 
 
 def tune_alpha(
@@ -365,8 +365,8 @@ def tune_alpha(
     plain from then on. The loop stops when MacKay's own update at the last
     MAP is below ``EVIDENCE_TOL``, or when the updates have settled at the
     refits' noise floor (the last ``EVIDENCE_SETTLED_REFITS + 1`` steps
-    below ``EVIDENCE_SETTLED``, none a new low); it gives up, keeping the
-    last refit with a :class:`ConvergenceWarning`, after
+    below ``EVIDENCE_SETTLED``, none a new low); it gives up with a
+    :class:`ConvergenceWarning` after
     ``EVIDENCE_MAX_UPDATES`` refits or when the updates cycle (the largest
     step has set no new low in ``EVIDENCE_PATIENCE`` refits and the last
     alpha lies within their range).
@@ -417,6 +417,8 @@ def tune_alpha(
             covariance_diagonal(fit.posterior), theta, alpha, groups
         )
         score = None if evidence is None else float(evidence(fit))
+        if score is not None and not np.isfinite(score):
+            score = -np.inf  # a refit without a finite evidence never wins
         last = EvidenceTuning(fit, history[-1], None, gammas, len(history) - 1, score)
         if best is None or score is None or score > best.evidence:  # first of equals
             best = last

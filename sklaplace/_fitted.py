@@ -62,8 +62,8 @@ class FittedLaplaceMixin:
         kept, and only the prior changes (``P = P_data + A``). The default
         arguments give ``log_marginal_likelihood_``, the evidence at the MAP's
         own prior (not at ``prior_precision_scale_`` times it). This is the
-        quantity MacKay's updates make stationary; use it to plot the
-        evidence against ``alpha``.
+        quantity MacKay's updates make stationary (at this MAP); use it to
+        plot the evidence against ``alpha``.
 
         Parameters
         ----------

@@ -170,7 +170,7 @@ class NetworkFit(NamedTuple):
     Attributes
     ----------
     fit : LaplaceFit
-        The final MAP and its posterior at the MAP's own prior.
+        The kept MAP and its posterior at the MAP's own prior.
     alpha : float, array or str
         The weight precision ``fit`` used (tuned, or the one given).
     history : list of ndarray

@@ -181,7 +181,7 @@ def _single_precision_product(obj, theta, fwd, deltas, second_terms):
 
 
 def fisher_diagonal(objective, theta, fwd=None, deltas=None, unit_floor=0.0):
-    """Diagonal of the empirical Fisher plus the prior: the CG preconditioner.
+    """Diagonal of the empirical Fisher (floored per unit) plus the prior.
 
     ``sum_n s_n (dl_n / dtheta)^2 + A`` with ``l_n`` the negative log
     likelihood of row ``n`` (Martens 2010, section 4.7), squared layer by
@@ -207,7 +207,8 @@ def fisher_diagonal(objective, theta, fwd=None, deltas=None, unit_floor=0.0):
         Grosse 2015, section 6.3), with the layer's mean residual standing
         in for a unit's own. A unit whose rows all have zero residual (a
         class no row is wrong about, a saturated unit) then keeps the scale
-        of its inputs instead of the prior's alone.
+        of its inputs instead of the prior's alone. Pruned units (no
+        residual) count in the mean, lowering the floor of the others.
 
     Returns
     -------
