@@ -108,6 +108,31 @@ def test_evidence_slope_in_log_alpha_is_mackays_at_the_kept_refit(structure, hes
     assert abs(slope(4 * alpha) - expected) > 0.1
 
 
+def _iris_evidence_fit(monkeypatch, on_refit):
+    """The iris (4,) ``alpha="evidence"`` fit of the tests below, with
+    ``on_refit(fit)`` called on every refit's ``fit_laplace`` result."""
+    import sklaplace._fitting as fitting_module
+
+    original = fitting_module.fit_laplace
+
+    def hooked(config, objective, theta):
+        fit = original(config, objective, theta)
+        on_refit(fit)
+        return fit
+
+    monkeypatch.setattr(fitting_module, "fit_laplace", hooked)
+    X, y = _scaled(load_iris)
+    return LaplaceMLPClassifier(
+        (4,),
+        alpha="evidence",
+        hessian="ggn",
+        hessian_structure="full",
+        prior_precision_scale=1.0,
+        tol=1e-10,
+        random_state=0,
+    ).fit(X, y)
+
+
 @pytest.mark.parametrize("margin", [0.1, None], ids=["small-margin", "default"])
 def test_a_refit_whose_evidence_beats_the_fixed_point_by_the_margin_is_kept(
     monkeypatch, margin
@@ -118,30 +143,13 @@ def test_a_refit_whose_evidence_beats_the_fixed_point_by_the_margin_is_kept(
     it by more than ``EVIDENCE_MARGIN`` nats (0.56 here: kept with a margin
     of 0.1, not with the default 3), and the run of larger kept evidence wins.
     """
-    import sklaplace._fitting as fitting_module
-
     if margin is not None:
         monkeypatch.setattr(evidence_module, "EVIDENCE_MARGIN", margin)
     margin = evidence_module.EVIDENCE_MARGIN
     seen = []
-
-    def recording(config, objective, theta):
-        fit = original(config, objective, theta)
-        seen.append((fit.log_evidence(), fit.prior_precision))
-        return fit
-
-    original = fitting_module.fit_laplace
-    monkeypatch.setattr(fitting_module, "fit_laplace", recording)
-    X, y = _scaled(load_iris)
-    clf = LaplaceMLPClassifier(
-        (4,),
-        alpha="evidence",
-        hessian="ggn",
-        hessian_structure="full",
-        prior_precision_scale=1.0,
-        tol=1e-10,
-        random_state=0,
-    ).fit(X, y)
+    clf = _iris_evidence_fit(
+        monkeypatch, lambda fit: seen.append((fit.log_evidence(), fit.prior_precision))
+    )
     evidence = np.array([e for e, _ in seen])
     weights = ~ParamLayout((4, 4, 3)).bias_mask()
     alphas = np.array([np.asarray(p)[weights][0] for _, p in seen])
@@ -167,30 +175,16 @@ def test_a_kept_refit_reports_its_own_warnings_and_gammas(monkeypatch):
     """With the iris peak kept (margin 0.1, as above; it is neither a run's
     first nor its last refit) the fit re-emits that refit's warnings alone,
     and ``effective_n_parameters_`` is MacKay's gamma at its MAP."""
-    import sklaplace._fitting as fitting_module
-
     monkeypatch.setattr(evidence_module, "EVIDENCE_MARGIN", 0.1)
-    seen, original = [], fitting_module.fit_laplace
+    seen = []
 
-    def tagging(config, objective, theta):
-        seen.append(original(config, objective, theta))
+    def tagging(fit):
+        seen.append(fit)
         warnings.warn(f"refit {len(seen) - 1}", _RefitTag, stacklevel=2)
-        return seen[-1]
 
-    monkeypatch.setattr(fitting_module, "fit_laplace", tagging)
-    X, y = _scaled(load_iris)
-    clf = LaplaceMLPClassifier(
-        (4,),
-        alpha="evidence",
-        hessian="ggn",
-        hessian_structure="full",
-        prior_precision_scale=1.0,
-        tol=1e-10,
-        random_state=0,
-    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        clf.fit(X, y)
+        clf = _iris_evidence_fit(monkeypatch, tagging)
     kept = [
         i
         for i, fit in enumerate(seen)

@@ -50,10 +50,9 @@ def _replaced(obj, **changes):
     return NegLogPosterior(np, obj.layout, obj.activation, obj.likelihood, **fields)
 
 
-def _row_fisher(obj, theta):
-    """The prior plus ``sum_n s_n g_n**2``: each row's likelihood gradient
-    from a one-row objective with unit weight and no prior, squared."""
-    fisher = obj.prior_precision.copy()
+def _row_gradients(obj, theta):
+    """Yield ``(s_n, g_n)``: each row's weight and likelihood gradient, from a
+    one-row objective with unit weight and no prior."""
     for n in range(obj.n_samples):
         row = _replaced(
             obj,
@@ -62,7 +61,14 @@ def _row_fisher(obj, theta):
             sample_weight=np.ones(1),
             prior_precision=np.zeros_like(obj.prior_precision),
         )
-        fisher += obj.sample_weight[n] * row.loss_gradient(theta)[1] ** 2
+        yield obj.sample_weight[n], row.loss_gradient(theta)[1]
+
+
+def _row_fisher(obj, theta):
+    """The prior plus ``sum_n s_n g_n**2`` (:func:`_row_gradients`)."""
+    fisher = obj.prior_precision.copy()
+    for s_n, gradient in _row_gradients(obj, theta):
+        fisher += s_n * gradient**2
     return fisher
 
 
@@ -466,16 +472,8 @@ def _row_unit_floor(obj, theta, fraction):
     coefs, _ = obj.layout.split(np, zeros)
     inputs = [np.zeros(c.shape[0] + 1) for c in coefs]  # sum_n s_n a_nj^2, then 1
     units = [np.zeros(c.shape[1]) for c in coefs]  # sum_n s_n (dl_n / dz_nk)^2
-    for n in range(obj.n_samples):
-        row = _replaced(
-            obj,
-            X=obj.X[n : n + 1],
-            Y=obj.Y[n : n + 1],
-            sample_weight=np.ones(1),
-            prior_precision=zeros,
-        )
-        weights, biases = obj.layout.split(np, row.loss_gradient(theta)[1])
-        s_n = obj.sample_weight[n]
+    for s_n, gradient in _row_gradients(obj, theta):
+        weights, biases = obj.layout.split(np, gradient)
         for layer, (dW, db) in enumerate(zip(weights, biases)):
             k = np.argmax(np.abs(db))
             a = dW[:, k] / db[k]
