@@ -24,6 +24,7 @@ from sklaplace._evidence import (
 )
 from sklaplace._held_out import (
     CV_FOLDS,
+    FOLD_TOL,
     HeldOutLosses,
     content_folds,
     cv_log_losses,
@@ -464,9 +465,10 @@ def fit_network(
                 return None  # nothing held out: the evidence chooses
             return validation_losses(fit, scales)
         prior = to_numpy(fit.prior_precision)
+        fold_config = replace(config, tol=max(config.tol, FOLD_TOL))
         return cv_log_losses(
             lambda train: fit_laplace(
-                config, objective(prior, fit_rows[train]), fit.theta
+                fold_config, objective(prior, fit_rows[train]), fit.theta
             ),
             lambda theta, X_out: jacobians(theta, X_out, fit.posterior),
             fit_data,

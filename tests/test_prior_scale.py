@@ -213,9 +213,10 @@ def test_cv_path_is_the_held_out_loss_of_fold_refits():
             )
             proba = fold.fit(X[~out], y[~out]).predict_proba(X[out])
             total -= np.sum(np.log(proba[np.arange(out.sum()), y[out]]))
-        # Convex: warm start or not, each fold has one MAP (margin: 1e-6
-        # vs. differences of 1e-2 between neighbouring scales).
-        np.testing.assert_allclose(path["cv_log_loss"][i], total / len(y), rtol=1e-6)
+        # Convex: warm start or not, each fold has one MAP, which the path's
+        # folds reach to FOLD_TOL (1e-4) and these to 1e-10: 7e-6 apart
+        # here, against differences of 1e-2 between neighbouring scales.
+        np.testing.assert_allclose(path["cv_log_loss"][i], total / len(y), rtol=1e-4)
     assert np.ptp(path["cv_log_loss"]) > 1e-3  # the curve is not flat
 
 
