@@ -4,6 +4,7 @@ import warnings
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from sklearn.datasets import load_iris
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
@@ -14,8 +15,13 @@ from sklaplace._held_out import (
     _content_hashes,
     content_folds,
     cv_log_losses,
+    validation_log_losses,
     validation_rows,
 )
+from sklaplace._likelihood import likelihood_for
+from sklaplace._posterior import FullPosterior
+from sklaplace._predictive import probit_logits
+from sklaplace._prior_scale import _nearest_one
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 
@@ -173,3 +179,37 @@ def test_negative_zero_keeps_every_rows_fold():
         validation_rows(X_negative, y, 0.2, seed=3),
         validation_rows(X, y, 0.2, seed=3),
     )
+
+
+@pytest.mark.parametrize("probit", [True, False])
+def test_a_row_whose_loss_is_not_finite_loses_at_every_scale(probit):
+    # Row 0's first logit overflowed to inf: centred and softmaxed it gives
+    # inf - inf, a NaN loss. _heldout_log_losses documents "inf where ... the
+    # loss is not finite": a NaN kept there would make the curve NaN at every
+    # scale (curve() sums every row of positive weight) and the choice of
+    # the scale crash (_nearest_one's min of NaNs ties nothing).
+    rng = np.random.RandomState(0)
+    logits = np.array([[np.inf, 0.0, 0.0], [1.0, 0.0, -1.0], [0.5, -0.2, 0.1]])
+    J = rng.normal(size=(3, 3, 2))
+    fit = SimpleNamespace(
+        objective=SimpleNamespace(xp=np, likelihood=likelihood_for(3), fixed=None),
+        posterior=FullPosterior(np.linalg.cholesky(np.array([[2.0, 0.5], [0.5, 1.0]]))),
+        prior_precision=np.ones(2),
+        theta=np.zeros(2),
+    )
+
+    def jacobians(theta, X):
+        yield logits, J
+
+    held_out = (np.zeros((3, 1)), np.array([1, 0, 2]), np.ones(3))
+    scales = np.array([0.5, 1.0, 4.0])
+    with np.errstate(invalid="ignore"):
+        losses = validation_log_losses(
+            fit, jacobians, held_out, scales, probit_logits, probit=probit
+        )
+    assert not np.any(np.isnan(losses.losses))
+    assert np.all(losses.losses[0] == np.inf)
+    assert np.all(np.isfinite(losses.losses[1:]))
+    curve = losses.curve()
+    assert np.all(curve == np.inf)  # a row of positive weight lost everywhere
+    assert _nearest_one(scales, curve) == 1  # ties go to the scale nearest 1

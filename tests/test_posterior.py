@@ -3,7 +3,13 @@ import pytest
 
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._evidence import log_marginal_likelihood
-from sklaplace._posterior import DiagPosterior, FullPosterior, _warn_if_near_singular
+from sklaplace._posterior import (
+    SINGULAR_RTOL,
+    DiagPosterior,
+    FullPosterior,
+    _jittered,
+    _warn_if_near_singular,
+)
 from sklaplace.exceptions import LaplaceApproximationWarning
 from tests.conftest import bayesian_linear_regression
 
@@ -178,3 +184,24 @@ def test_full_pivot_ratio_is_the_smallest_pivot_over_the_largest_diagonal():
     assert posterior.pivot_ratio() == pytest.approx(expected, rel=1e-4)
     with pytest.warns(LaplaceApproximationWarning, match="nearly singular"):
         _warn_if_near_singular(posterior)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e4])
+def test_the_first_jitter_is_relative_to_the_largest_diagonal_entry(scale):
+    # An exactly singular PSD precision with a tenfold spread of its
+    # diagonal: any positive jitter makes it definite, so the first one
+    # tried is kept: SINGULAR_RTOL times the largest diagonal entry (the
+    # documented start, laplace_posterior step 3), and it scales with P.
+    # An absolute 1e-10 gives the same jitter at scale 1 only.
+    u = np.array([1.0, 3.0, -2.0])
+    P = scale * np.outer(u, u)  # rank one, largest diagonal 9 * scale
+    posterior, jitter = _jittered(np, FullPosterior, P, total_weight=1.0)
+    expected = SINGULAR_RTOL * 9.0 * scale + np.finfo(np.float64).tiny
+    np.testing.assert_allclose(jitter, expected, rtol=1e-12)
+    L = posterior.cholesky_factor
+    np.testing.assert_allclose(L @ L.T, P + jitter * np.eye(3), rtol=1e-12, atol=0)
+    # The diagonal posterior: a zero entry gets the same relative jitter.
+    d = scale * np.array([4.0, 0.0, 9.0])
+    diag, jitter = _jittered(np, DiagPosterior, d, 1.0)
+    np.testing.assert_allclose(jitter, expected, rtol=1e-12)
+    np.testing.assert_allclose(diag.precision, d + jitter)
