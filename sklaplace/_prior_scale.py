@@ -36,7 +36,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sklaplace._backend import NotPositiveDefiniteError, add_to_diagonal, to_numpy
+from sklaplace._backend import (
+    NotPositiveDefiniteError,
+    add_to_diagonal,
+    rows_matmul,
+    to_numpy,
+)
 from sklaplace._evidence import log_evidence_from_terms
 from sklaplace._predictive import centring
 from sklaplace._warnings import warn
@@ -163,24 +168,27 @@ class ScaledPriorFamily:
         J : array of shape (n_samples, n_outputs, n_params)
         scales : sequence of float
 
-        Returns
-        -------
-        list of arrays of shape (n_samples, n_outputs, n_outputs) or None
-            ``None`` where ``P(c)`` is not positive definite.
+        Yields
+        ------
+        array of shape (n_samples, n_outputs, n_outputs) or None
+            One scale's, in turn (``None`` where ``P(c)`` is not positive
+            definite): only one scale's are held at a time, as all 49
+            would take ``49 n K^2`` floats (0.9 GiB for 1,000 rows of 50
+            classes).
         """
         if self._eigen is None:
-            return [self._one_variance(xp, J, c) for c in scales]
+            for c in scales:
+                yield self._one_variance(xp, J, c)
+            return
         free, root, eigenvalues, eigenvectors = self._eigen
         index = xp.asarray(np.flatnonzero(free))
         whitened = xp.take(J, index, axis=2) * xp.asarray(root)
-        B = whitened @ xp.asarray(eigenvectors)
+        B = rows_matmul(xp, whitened, xp.asarray(eigenvectors))
         Bt = xp.permute_dims(B, (0, 2, 1))
-        variances = []
         for c in scales:
             shifted = eigenvalues + c
             ok = bool(np.all(shifted > 0))
-            variances.append((B / xp.asarray(shifted)) @ Bt if ok else None)
-        return variances
+            yield (B / xp.asarray(shifted)) @ Bt if ok else None
 
     def centred_variances(self, xp, J, scales):
         """Return the probit's variances ``diag(C J P(c)^{-1} J' C)``, all scales.
@@ -211,11 +219,12 @@ class ScaledPriorFamily:
             return xp.stack(columns, axis=2)
         free, root, eigenvalues, eigenvectors = self._eigen
         index = xp.asarray(np.flatnonzero(free))
-        B = (xp.take(J, index, axis=2) * xp.asarray(root)) @ xp.asarray(eigenvectors)
+        whitened = xp.take(J, index, axis=2) * xp.asarray(root)
+        B = rows_matmul(xp, whitened, xp.asarray(eigenvectors))
         shifted = eigenvalues[:, None] + np.asarray(scales)[None, :]
         with np.errstate(divide="ignore"):
             inverse = np.where(np.all(shifted > 0, axis=0), 1.0 / shifted, np.nan)
-        return (B * B) @ xp.asarray(inverse)
+        return rows_matmul(xp, B * B, xp.asarray(inverse))
 
     def _one_variance(self, xp, J, scale):
         try:
