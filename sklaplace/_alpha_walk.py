@@ -9,8 +9,9 @@ by factors of ``ALPHA_STEP`` in the direction of MacKay's update at the
 first MAP (the other way if that step fails), while the held-out log loss
 falls by more than its paired standard error and, on MacKay's side, while
 MacKay's update at the newest MAP still lies beyond the midpoint to the
-next decade; it keeps the best fit. Its held-out loss is never worse than
-the first fit's.
+next decade or the best fit still predicts the held-out rows no better
+than their class frequencies; it keeps the best fit. Its held-out loss is
+never worse than the first fit's.
 """
 
 from typing import NamedTuple
@@ -95,7 +96,7 @@ def _points_past_midpoint(update, alpha, next_alpha):
         return towards > 0.5 * abs(np.log(next_alpha / alpha))
 
 
-def walk_alpha(evaluate, direction, start=1.0, better=None):
+def walk_alpha(evaluate, direction, start=1.0, better=None, hopeless=None):
     """Step alpha by decades while the held-out loss falls.
 
     The first step goes the way of ``direction``; if it does not lower the
@@ -124,6 +125,15 @@ def walk_alpha(evaluate, direction, start=1.0, better=None):
     better : callable, default=None
         ``better(loss, best_loss) -> bool``, whether a step lowers the loss;
         ``None``: ``loss < best_loss`` (numbers, ``inf`` if undefined).
+    hopeless : callable, default=None
+        ``hopeless(loss) -> bool``, whether a fit predicts the held-out rows
+        no better than their class frequencies would. MacKay's update at
+        such a MAP does not steer: after a step that lowered the loss the
+        walk steps on while the best fit is hopeless. On 16,000 rows of 200
+        features and 10 classes a (100,) tanh network at alpha 10 (train
+        accuracy 0.93) lost 2.53 nats per held-out row against the base
+        rate's 2.30, its update short of the midpoint to 100, where the
+        test log loss is 1.16 (2.49 at 10). ``None``: never.
 
     Returns
     -------
@@ -159,8 +169,10 @@ def walk_alpha(evaluate, direction, start=1.0, better=None):
             next_alpha = step_to(step + 1)
             if next_alpha == alpha or len(history) == ALPHA_WALK_MAX_FITS:
                 break  # at a bound or out of fits: no need to ask
-            if turned or _points_past_midpoint(
-                direction(best, alpha), alpha, next_alpha
+            if (
+                turned
+                or (hopeless is not None and hopeless(best_loss))
+                or _points_past_midpoint(direction(best, alpha), alpha, next_alpha)
             ):
                 continue
             break

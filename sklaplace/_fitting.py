@@ -26,6 +26,7 @@ from sklaplace._held_out import (
     CV_FOLDS,
     FOLD_TOL,
     HeldOutLosses,
+    base_rate_loss,
     content_folds,
     cv_log_losses,
     validation_log_losses,
@@ -226,14 +227,15 @@ def ignores_its_input(objective, theta):
     return float(xp.max(spread)) <= CONSTANT_OUTPUT_SPREAD
 
 
-def _walk(fit_at, held_out_loss, theta, start, groups, xp):
+def _walk(fit_at, held_out_loss, theta, start, groups, xp, base_rate):
     """``alpha="validation"``: :func:`~sklaplace._alpha_walk.walk_alpha` on fits.
 
     ``fit_at(alpha, theta) -> (fit, warnings)`` fits from ``theta``;
     ``held_out_loss(fit)`` scores a fit; MacKay's update at a fit steers
-    the walk; a warm refit's ``start`` (per-layer alphas: their
-    geometric mean) replaces 1. Returns the kept fit, its alpha, the alphas
-    tried and the kept fit's warnings.
+    the walk unless the fit's loss is no lower than ``base_rate``; a warm
+    refit's ``start`` (per-layer alphas: their geometric mean) replaces 1.
+    Returns the kept fit, its alpha, the alphas tried and the kept fit's
+    warnings.
     """
 
     def evaluate(alpha, previous):
@@ -251,7 +253,13 @@ def _walk(fit_at, held_out_loss, theta, start, groups, xp):
         covariance = fit.posterior.covariance_diagonal(xp)
         return float(mackay_update(covariance, fit.theta, [alpha], groups)[0][0])
 
-    walk = walk_alpha(evaluate, direction, start, better=clearly_lower)
+    walk = walk_alpha(
+        evaluate,
+        direction,
+        start,
+        better=clearly_lower,
+        hopeless=lambda loss: loss.curve()[0] >= base_rate,
+    )
     (fit, kept), alpha = walk.best, walk.alpha
     return fit, alpha, walk.history, kept
 
@@ -413,6 +421,7 @@ def fit_network(
             evidence_start,
             weight_groups(layout, False, fixed),
             xp,
+            base_rate_loss(fit_data, held_out_rows, max(layout.n_outputs, 2)),
         )
         gammas = None
     else:  # (4) MacKay's fixed point over alpha, from each start

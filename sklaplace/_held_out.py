@@ -25,6 +25,7 @@ __all__ = [
     "CV_FOLDS",
     "FOLD_TOL",
     "HeldOutLosses",
+    "base_rate_loss",
     "content_folds",
     "cv_log_losses",
     "validation_log_losses",
@@ -170,6 +171,28 @@ class HeldOutLosses(NamedTuple):
         """Held-out log loss per unit weight of each scale."""
         total = self.weights @ np.where(self.weights[:, None] > 0, self.losses, 0.0)
         return total / np.sum(self.weights)
+
+
+def base_rate_loss(fitted, held_out, n_classes):
+    """Held-out log loss of predicting the fitted rows' class frequencies.
+
+    Parameters
+    ----------
+    fitted, held_out : tuple
+        ``(X, y_index, sample_weight)`` of the rows fitted and held out.
+    n_classes : int
+
+    Returns
+    -------
+    float
+        Per unit held-out weight; ``inf`` if a held-out class has none.
+    """
+    _, y_fit, w_fit = fitted
+    _, y_out, w_out = held_out
+    counts = np.bincount(y_fit, weights=w_fit, minlength=n_classes)
+    with np.errstate(divide="ignore"):
+        log_frequency = np.log(counts / np.sum(counts))
+    return float(-(w_out @ log_frequency[y_out]) / np.sum(w_out))
 
 
 def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive, probit=False):

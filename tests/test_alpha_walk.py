@@ -18,7 +18,7 @@ from sklaplace._alpha_walk import (
     walk_alpha,
 )
 from sklaplace._evidence import EVIDENCE_BOUNDS
-from sklaplace._held_out import HeldOutLosses, validation_rows
+from sklaplace._held_out import HeldOutLosses, base_rate_loss, validation_rows
 from sklaplace._prior_scale import choose_prior_scale
 
 X, Y = make_classification(
@@ -167,13 +167,13 @@ def _ask_mackay_at_every_fit(monkeypatch):
     list that collects ``(alpha, update, fit)``."""
     asked, walk = [], sklaplace._fitting.walk_alpha
 
-    def spy(evaluate, direction, start=1.0, better=None):
+    def spy(evaluate, direction, start=1.0, better=None, hopeless=None):
         def evaluate_and_ask(alpha, previous):
             outcome, loss = evaluate(alpha, previous)
             asked.append((alpha, direction(outcome, alpha), outcome[0]))
             return outcome, loss
 
-        return walk(evaluate_and_ask, direction, start, better)
+        return walk(evaluate_and_ask, direction, start, better, hopeless)
 
     monkeypatch.setattr(sklaplace._fitting, "walk_alpha", spy)
     return asked
@@ -453,6 +453,41 @@ def test_walk_goes_down_when_mackay_points_at_the_start():
 def test_walk_steps_on_only_past_the_midpoint_of_the_next_step(update, tried):
     walk = walk_alpha(_planted(3.0)[0], lambda outcome, alpha: update)
     assert _tried(walk) == tried
+
+
+@pytest.mark.parametrize(
+    "base_rate, tried",
+    [
+        # Losses 2.25, 1, 0.25, 0 at 1, 10, 100, 1000. The best fit's loss
+        # (at 10: 1) above the base rate: no better than class frequencies,
+        # so MacKay's update, short of the midpoint to 100, does not stop
+        # the walk; at 100 (0.25) it does again.
+        (0.9, [1, 10, 100]),
+        (1.0, [1, 10, 100]),  # equal is no better
+        (0.2, [1, 10, 100, 1000]),  # still no better at 100
+        (1.1, [1, 10]),  # below it at 10: the update stops the walk there
+    ],
+)
+def test_walk_steps_on_while_the_best_fit_is_no_better_than_the_base_rate(
+    base_rate, tried
+):
+    evaluate, _ = _planted(3.0)
+    walk = walk_alpha(
+        lambda alpha, previous: (alpha, evaluate(alpha, previous)[1] / 4.0),
+        lambda outcome, alpha: 10**1.4,  # short of the midpoint to 100
+        hopeless=lambda loss: loss >= base_rate,
+    )
+    assert _tried(walk) == tried
+
+
+def test_base_rate_loss_predicts_the_fitted_rows_class_frequencies():
+    # Weighted frequencies 0.25 / 0.75 of the fitted rows; a held-out class
+    # the fitted rows lack costs inf.
+    fitted = (None, np.array([0, 1, 1]), np.array([1.0, 1.0, 2.0]))
+    held_out = (None, np.array([0, 1]), np.array([1.0, 3.0]))
+    expected = -(np.log(0.25) + 3 * np.log(0.75)) / 4
+    assert base_rate_loss(fitted, held_out, 2) == pytest.approx(expected, rel=1e-12)
+    assert base_rate_loss(fitted, (None, np.array([2]), np.ones(1)), 3) == np.inf
 
 
 def test_walk_needs_a_lower_loss_to_move():
