@@ -480,6 +480,31 @@ def test_walk_steps_on_while_the_best_fit_is_no_better_than_the_base_rate(
     assert _tried(walk) == tried
 
 
+def test_the_estimators_walk_judges_fits_against_the_held_out_base_rate(
+    monkeypatch,
+):
+    # The walk is given hopeless(loss): the mean held-out loss at least that
+    # of predicting the fitted rows' class frequencies for the held-out rows.
+    captured, walk = {}, sklaplace._fitting.walk_alpha
+
+    def spy(*args, hopeless=None, **kwargs):
+        captured["hopeless"] = hopeless
+        return walk(*args, hopeless=hopeless, **kwargs)
+
+    monkeypatch.setattr(sklaplace._fitting, "walk_alpha", spy)
+    clf = _fit(hidden_layer_sizes=(), alpha="validation")
+    held = validation_rows(X, Y, 0.1, clf._mc_seed)
+    frequency = np.bincount(Y[~held], minlength=2) / np.sum(~held)
+    base_rate = -np.mean(np.log(frequency[Y[held]]))
+    n_held = int(np.sum(held))
+
+    def at(mean_loss):
+        return HeldOutLosses(np.full((n_held, 1), mean_loss), np.ones(n_held))
+
+    assert captured["hopeless"](at(base_rate * (1 + 1e-9)))
+    assert not captured["hopeless"](at(base_rate * (1 - 1e-9)))
+
+
 def test_base_rate_loss_predicts_the_fitted_rows_class_frequencies():
     # Weighted frequencies 0.25 / 0.75 of the fitted rows; a held-out class
     # the fitted rows lack costs inf.
