@@ -61,7 +61,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     hidden_layer_sizes : tuple of int or int, default=(100,)
         Units per hidden layer (an int is one layer); ``()`` is logistic.
     activation : {"identity", "logistic", "tanh", "relu", "softplus", "elu"}, \
-            default="tanh"
+            default="elu"
         Hidden-layer activation; ``"elu"``: ``z`` if ``z > 0``, else ``exp(z) - 1``.
     alpha : float, array-like of shape (n_layers,) or (n_params,), \
             "auto", "evidence", "evidence_per_layer" or "validation", default="auto"
@@ -348,7 +348,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     def __init__(
         self,
         hidden_layer_sizes=(100,),
-        activation="tanh",
+        activation="elu",
         *,
         alpha="auto",
         bias_prior_precision=0.1,

@@ -367,7 +367,11 @@ def test_a_dead_unit_is_removed_whole_and_the_refit_equals_the_smaller_net(
     # the precision singular with a flat bias prior, dead unit or not.)
     X, y = _iris()
     params = dict(
-        alpha=1.0, bias_prior_precision=bias_prior_precision, tol=1e-10, max_iter=500
+        activation="tanh",
+        alpha=1.0,
+        bias_prior_precision=bias_prior_precision,
+        tol=1e-10,
+        max_iter=500,
     )
     clf = LaplaceMLPClassifier((2,), random_state=0, **params).fit(X, y)
     assert clf.posterior_jitter_ == 0.0

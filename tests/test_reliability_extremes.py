@@ -327,7 +327,7 @@ def test_a_flat_prior_on_saturated_units_is_refused_with_a_reason():
     X = np.r_[rng.randn(20, 2) - 4, rng.randn(20, 2) + 4]
     y = np.r_[np.zeros(20, int), np.ones(20, int)]
     clf = LaplaceMLPClassifier(
-        (3,), alpha=0.0, bias_prior_precision=0.0, random_state=17
+        (3,), "tanh", alpha=0.0, bias_prior_precision=0.0, random_state=17
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -352,6 +352,7 @@ def test_the_jittered_posterior_adds_the_flat_softmax_direction_once():
         warnings.simplefilter("always")
         clf = LaplaceMLPClassifier(
             (4,),
+            "tanh",
             alpha=0.0,
             bias_prior_precision=0.0,
             hessian_structure="full",
