@@ -67,13 +67,16 @@ def one_split(loader, hidden, seed):
         start = time.perf_counter()
         evidence = make_pipeline(
             StandardScaler(),
-            LaplaceMLPClassifier(hidden, alpha="evidence", random_state=seed),
+            LaplaceMLPClassifier(
+                hidden, activation="tanh", alpha="evidence", random_state=seed
+            ),
         ).fit(X_train, y_train)
         t_evidence = time.perf_counter() - start
         start = time.perf_counter()
         grid = GridSearchCV(
             make_pipeline(
-                StandardScaler(), LaplaceMLPClassifier(hidden, random_state=seed)
+                StandardScaler(),
+                LaplaceMLPClassifier(hidden, activation="tanh", random_state=seed),
             ),
             {"laplacemlpclassifier__alpha": GRID_ALPHAS},
             cv=StratifiedKFold(5, shuffle=True, random_state=seed),

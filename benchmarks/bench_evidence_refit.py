@@ -38,7 +38,9 @@ FACTORS = np.geomspace(1 / 32, 32.0, 21)
 def one_split(loader, hidden, seed):
     X, y = loader(return_X_y=True)
     X_train, X_test, y_train, y_test = standardised_split(X, y, seed)
-    fixed_point = LaplaceMLPClassifier(hidden, alpha="evidence", random_state=seed)
+    fixed_point = LaplaceMLPClassifier(
+        hidden, activation="tanh", alpha="evidence", random_state=seed
+    )
     fixed_point.fit(X_train, y_train)
     evidence, loss = [], []
     for factor in FACTORS:

@@ -40,7 +40,9 @@ def sweep(loader, hidden, seeds):
         for alpha in ALPHAS:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                clf = LaplaceMLPClassifier(hidden, alpha=alpha, random_state=seed)
+                clf = LaplaceMLPClassifier(
+                    hidden, "tanh", alpha=alpha, random_state=seed
+                )
                 clf.fit(X_train, y_train)
             for link in LINKS:
                 proba = clf.set_params(link_approx=link).predict_proba(X_test)

@@ -35,7 +35,9 @@ def one_split(loader, hidden, seed):
     """Scores of every (stage, method, fraction) on one split."""
     X, y = loader(return_X_y=True)
     X_train, X_test, y_train, y_test = standardised_split(X, y, seed)
-    clf = LaplaceMLPClassifier(hidden, alpha=1.0, link_approx="map", random_state=seed)
+    clf = LaplaceMLPClassifier(
+        hidden, "tanh", alpha=1.0, link_approx="map", random_state=seed
+    )
     clf.fit(X_train, y_train)
 
     def score(model):

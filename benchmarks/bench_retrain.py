@@ -52,7 +52,7 @@ def main():
         held_out = rng.choice(X.shape[0], 5, replace=False)
         keep = np.setdiff1d(np.arange(X.shape[0]), held_out)
         base = LaplaceMLPClassifier(
-            (args.hidden,), alpha=1.0, warm_start=True, random_state=0
+            (args.hidden,), "tanh", alpha=1.0, warm_start=True, random_state=0
         )
         timed_fit(base, X[keep], y[keep])
         changes = {

@@ -68,6 +68,7 @@ def _standardised(X, y):
 def _fit(name, X, y, hidden, solver, tol, max_iter):
     clf = LaplaceMLPClassifier(
         hidden,
+        activation="tanh",
         alpha=1.0,
         solver=solver,
         tol=tol,

@@ -75,7 +75,7 @@ def classifier_demo():
         "  same, MAP plug-in": LaplaceMLPClassifier(
             hidden, random_state=0, link_approx="map"
         ),
-        "MLPClassifier (same net, alpha)": MLPClassifier(
+        "MLPClassifier (16 tanh, alpha=1)": MLPClassifier(
             hidden,
             activation="tanh",
             alpha=alpha,

@@ -157,8 +157,8 @@ def check_feature_scale(X, sample_weight):
         warn(
             f"{odd.size} feature(s) have a root mean square outside "
             f"[{low:g}, {high:g}]: {shown}{more}. The prior treats every weight "
-            "alike and large inputs saturate the first layer, so the fit and its "
-            "probabilities suffer: standardise the features, e.g. "
+            "alike and large inputs saturate or swamp the first layer, so the fit "
+            "and its probabilities suffer: standardise the features, e.g. "
             "make_pipeline(StandardScaler(), LaplaceMLPClassifier()).",
             FeatureScaleWarning,
         )

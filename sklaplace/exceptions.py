@@ -28,7 +28,8 @@ class FeatureScaleWarning(UserWarning):
 
     The Gaussian prior treats every weight alike, so a feature of root mean
     square 1e3 or 1e-4 is, in effect, under a prior 1e6 times weaker or
-    stronger than the others, and large inputs saturate the first layer.
+    stronger than the others, and large inputs saturate the first layer's
+    bounded units or swamp its unbounded ones (and slow the fit).
     Raised by ``fit`` when a feature's root mean square is above 100 or (for
     a feature that is not all zero) below 1e-3; the fit goes on.
     ``make_pipeline(StandardScaler(), LaplaceMLPClassifier())`` avoids it.
