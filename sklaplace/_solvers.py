@@ -188,7 +188,8 @@ def minimize_lbfgs(objective, theta, tol, max_iter, verbose=0):
         if result.status == 1:
             reason = f"did not converge after {result.nit} iterations"
             advice = (
-                "Increase max_iter, standardise the features, or try solver='newton-cg'"
+                "Increase max_iter, standardise the features if they are not, "
+                "or try solver='newton-cg'"
             )
         else:
             reason = (

@@ -144,8 +144,8 @@ class TrustRegionSolver:
             "ReLU's loss has kinks, where Newton steps stall above the minimum: "
             "activation='elu' (no kinks) or solver='lbfgs' may go lower"
             if kinks
-            else "Increase max_iter, standardise the features, increase alpha, "
-            "or try solver='lbfgs'"
+            else "Increase max_iter, standardise the features if they are not, "
+            "increase alpha, or try solver='lbfgs'"
         )
         warn(
             f"{self.name} solver {reason} (scaled gradient "

@@ -154,11 +154,22 @@ def check_feature_scale(X, sample_weight):
     if odd.size:
         shown = ", ".join(f"{rms[j]:.2g} (feature {j})" for j in odd[:3])
         more = f" and {odd.size - 3} more" if odd.size > 3 else ""
+        # Say what each direction does: tiny features had read as "large".
+        effects = []
+        if np.any(rms[odd] > high):
+            effects.append(
+                "a large feature is in effect under a far weaker prior and "
+                "saturates or swamps the first layer"
+            )
+        if np.any(rms[odd] < low):
+            effects.append(
+                "a tiny one is in effect under a far stronger prior, which can "
+                "flatten the fit to the base rate"
+            )
         warn(
             f"{odd.size} feature(s) have a root mean square outside "
             f"[{low:g}, {high:g}]: {shown}{more}. The prior treats every weight "
-            "alike and large inputs saturate or swamp the first layer, so the fit "
-            "and its probabilities suffer: standardise the features, e.g. "
+            f"alike: {'; '.join(effects)}. Standardise the features, e.g. "
             "make_pipeline(StandardScaler(), LaplaceMLPClassifier()).",
             FeatureScaleWarning,
         )

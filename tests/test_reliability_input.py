@@ -446,6 +446,20 @@ def test_features_far_from_unit_scale_draw_a_warning_that_names_them():
     message = str(caught[0].message)
     assert "(feature 1)" in message and "(feature 2)" in message
     assert "(feature 0)" not in message and "StandardScaler" in message
+    assert "weaker prior" in message and "stronger prior" in message
+
+
+@pytest.mark.parametrize(
+    "factor, said, unsaid", [(1e4, "weaker", "stronger"), (1e-4, "stronger", "weaker")]
+)
+def test_the_feature_scale_warning_says_what_its_direction_does(factor, said, unsaid):
+    # Features all too small had been told that large inputs saturate.
+    from sklaplace._validation import check_feature_scale
+
+    with pytest.warns(FeatureScaleWarning) as caught:
+        check_feature_scale(X * factor, np.ones(len(X)))
+    message = str(caught[0].message)
+    assert f"{said} prior" in message and f"{unsaid} prior" not in message
 
 
 def test_unit_scale_zero_columns_and_zero_weight_rows_draw_no_warning():
