@@ -71,18 +71,18 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         ``[0.0, inf)``. ``"evidence"`` tunes one value by MacKay's fixed-point
         updates, where the Laplace evidence at the current MAP is stationary in
         alpha: from 1, fit, set ``alpha = gamma / ||w||^2`` and refit until no
-        alpha moves 0.01% (at most 50 refits, fewer if they cycle, with a
-        ``ConvergenceWarning``); then from 100; the run of larger evidence is
-        kept (see the guide). ``"evidence_per_layer"`` tunes one value per
-        layer the same way; it can head for a degenerate limit (an alpha at its
-        bound, a warning says so). ``"validation"`` fits 2-4 times: from 1, by
-        decades the way MacKay's update points (else the other) while the log
-        loss of the rows ``validation_fraction`` holds out, at the model's scale
-        ``c``, falls by over a paired standard error and (on MacKay's side) his
-        update points half a decade on; 1 if none can be held out. ``"auto"`` is
-        ``"evidence"`` where refits are cheap (one gradient at most 5e6
-        multiply-adds, ``n_samples * n_params``, identical rows counted once)
-        and ``"validation"`` beyond (``alpha_``).
+        alpha moves 0.01% (at most 50 refits, fewer if they cycle or 10 in a
+        row miss their MAP, with a ``ConvergenceWarning``); then from 100; the
+        run of larger evidence is kept (see the guide). ``"evidence_per_layer"``
+        tunes one value per layer the same way; it can head for a degenerate
+        limit (an alpha at its bound, a warning says so). ``"validation"``
+        fits 2-4 times: from 1, by decades the way MacKay's update points (else
+        the other) while the log loss of the rows ``validation_fraction`` holds
+        out, at the model's scale ``c``, falls by over a paired standard error
+        and (on MacKay's side) his update points half a decade on; 1 if none
+        can be held out. ``"auto"`` is ``"evidence"`` where refits are cheap
+        (one gradient at most 5e6 multiply-adds, ``n_samples * n_params``,
+        identical rows counted once) and ``"validation"`` beyond (``alpha_``).
     bias_prior_precision : float or array-like of shape (n_layers,), default=0.1
         Prior precision of the biases. Values must be in the range
         ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden

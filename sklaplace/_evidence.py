@@ -10,7 +10,6 @@ that depends only on how many such parameters there are -- enough to compare
 prior precisions or architectures with the same flat parameters.
 """
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -25,7 +24,6 @@ __all__ = [
     "EvidenceTuning",
     "check_output_bias_prior",
     "log_det_prior",
-    "log_equivalent_modes",
     "log_evidence_at_prior",
     "log_evidence_from_terms",
     "log_marginal_likelihood",
@@ -53,6 +51,9 @@ EVIDENCE_BOUNDS = (1e-6, 1e6)
 # update need not be smooth): they stop there. A steady march to a far
 # optimum (steps of one sign and size, new alphas beyond the range) goes on.
 EVIDENCE_PATIENCE = 10
+# The updates also stop after this many refits in a row that stopped short of
+# their MAP (max_iter, a stalled solver): the evidence and MacKay's update
+# hold at a mode only, and on features x1e4 every refit did (digits: 57).
 # The refits have settled when their steps stay below this (1% of alpha) and
 # set no new low in this many refits: the refitted MAP itself moves a little
 # each time (ReLU kinks), so the updates jitter at that noise floor instead
@@ -75,45 +76,6 @@ EVIDENCE_STARTS = (1.0, 100.0)
 # updates happened to visit (kept anyway, a pruned refit no longer equalled
 # a fit without the pruned input). See the benchmark report.
 EVIDENCE_MARGIN = 3.0
-
-
-#: Activations for which flipping the signs of a unit's incoming weights, its
-#: bias and its outgoing weights gives the same network: tanh (odd) and the
-#: logistic (``phi(-z) = 1 - phi(z)``, with the next layer's bias shifted,
-#: whose prior then moves the density a little).
-SIGN_SYMMETRIC_ACTIVATIONS = frozenset({"logistic", "tanh"})
-
-
-def log_equivalent_modes(layer_sizes, activation):
-    """Log of the number of posterior modes equivalent to one with distinct units.
-
-    Permuting the ``M`` units of a hidden layer (and, for a sign-symmetric
-    activation, flipping a unit's signs) maps a MAP to another of the same
-    posterior density (the logistic's: nearly the same), so the posterior
-    has ``prod M! 2^M`` equivalent modes where the Laplace approximation
-    sees one (Bishop 2006, section 5.7.2; MacKay 1992). The factor cancels
-    between two fits of the same network, but not against a network that
-    ignores its input, whose units all coincide at zero: its mode is one.
-    Units near zero in a fitted network coincide too, so the count is an
-    upper bound there (a review measured about 164 of the 433 nats of a
-    (100,) network with 32 well-determined units). ``"identity"`` counts
-    no modes: any invertible mixing of its units is a symmetry, so its
-    modes are not isolated.
-
-    Parameters
-    ----------
-    layer_sizes : sequence of int
-        ``(n_features, *hidden_layer_sizes, n_outputs)``.
-    activation : str
-
-    Returns
-    -------
-    log_modes : float
-    """
-    if activation == "identity":
-        return 0.0
-    flips = math.log(2.0) if activation in SIGN_SYMMETRIC_ACTIVATIONS else 0.0
-    return sum(math.lgamma(m + 1) + m * flips for m in layer_sizes[1:-1])
 
 
 def log_det_prior(prior_precision, fixed=None):
@@ -367,9 +329,10 @@ def tune_alpha(
     refits' noise floor (the last ``EVIDENCE_SETTLED_REFITS + 1`` steps
     below ``EVIDENCE_SETTLED``, none a new low); it gives up with a
     :class:`ConvergenceWarning` after
-    ``EVIDENCE_MAX_UPDATES`` refits or when the updates cycle (the largest
+    ``EVIDENCE_MAX_UPDATES`` refits, when the updates cycle (the largest
     step has set no new low in ``EVIDENCE_PATIENCE`` refits and the last
-    alpha lies within their range).
+    alpha lies within their range) or when ``EVIDENCE_PATIENCE`` refits in
+    a row stopped short of their MAP.
 
     Given ``evidence``, a refit whose evidence beats the last refit's by
     more than ``EVIDENCE_MARGIN`` nats is kept instead (the largest): MacKay's
@@ -384,7 +347,8 @@ def tune_alpha(
     fit_laplace : callable
         ``fit_laplace(alphas, theta) -> fit`` fits the MAP from ``theta`` and
         its posterior for the given group alphas; ``fit`` must have
-        attributes ``theta``, ``posterior`` and ``prior_precision``.
+        attributes ``theta``, ``posterior``, ``prior_precision`` and
+        ``converged`` (whether its solver reached the MAP).
     groups : list of ndarray of bool
         From :func:`weight_groups`.
     theta : array of shape (n_params,)
@@ -408,10 +372,10 @@ def tune_alpha(
     accelerate = np.ones(len(groups), dtype=bool)
     extrapolated = None
     smallest, since_smallest, converged, sizes = np.inf, 0, False, []
-    cycling, best = False, None
+    stop, best, short = None, None, 0  # why the updates gave up; refits short
     for _ in range(EVIDENCE_MAX_UPDATES):
         fit = fit_laplace(alpha, theta)
-        theta = fit.theta
+        theta, short = fit.theta, 0 if fit.converged else short + 1
         history.append(alpha.copy())
         new_alpha, gammas = mackay_update(
             covariance_diagonal(fit.posterior), theta, alpha, groups
@@ -444,7 +408,19 @@ def tune_alpha(
         if since_smallest >= EVIDENCE_PATIENCE and np.all(
             (np.min(window, axis=0) <= alpha) & (alpha <= np.max(window, axis=0))
         ):
-            cycling = True
+            stop = (
+                f"(no smaller step in {EVIDENCE_PATIENCE} refits: the refits cycle "
+                f"among alphas from {np.min(history[-EVIDENCE_PATIENCE:]):.4g} to "
+                f"{np.max(history[-EVIDENCE_PATIENCE:]):.4g})",
+                "Use a fixed alpha",
+            )
+            break
+        if short >= EVIDENCE_PATIENCE:
+            stop = (
+                f"(the last {short} refits stopped short of their MAP, where "
+                "the evidence does not hold)",
+                "Standardise the features, increase max_iter or use a fixed alpha",
+            )
             break
         alpha, ratio, extrapolated = new_alpha, None, None
         if last_step is not None:
@@ -469,17 +445,14 @@ def tune_alpha(
         best = last
     alpha = best.alpha
     if not converged:
-        reason = (
-            f"(no smaller step in {EVIDENCE_PATIENCE} refits: the refits cycle "
-            f"among alphas from {np.min(history[-EVIDENCE_PATIENCE:]):.4g} to "
-            f"{np.max(history[-EVIDENCE_PATIENCE:]):.4g})"
-            if cycling
-            else f"in {EVIDENCE_MAX_UPDATES} refits"
+        reason, advice = stop or (
+            f"in {EVIDENCE_MAX_UPDATES} refits",
+            "Use a fixed alpha",
         )
         warn(
             f"The evidence updates of alpha did not converge {reason}; the "
             f"{'last refit' if best is last else 'refit of largest evidence'} "
-            f"is kept (alpha {alpha}). Use a fixed alpha.",
+            f"is kept (alpha {alpha}). {advice}.",
             ConvergenceWarning,
         )
     if np.any(np.isin(alpha, EVIDENCE_BOUNDS)):

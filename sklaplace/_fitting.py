@@ -16,7 +16,6 @@ from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, clearly_lower, walk_alpha
 from sklaplace._backend import to_numpy
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
-    log_equivalent_modes,
     log_marginal_likelihood,
     mackay_update,
     tune_alpha,
@@ -33,6 +32,7 @@ from sklaplace._held_out import (
     validation_rows,
 )
 from sklaplace._jacobian import logit_factors
+from sklaplace._network import log_equivalent_modes
 from sklaplace._objective import NegLogPosterior
 from sklaplace._posterior import laplace_posterior
 from sklaplace._predictive import (
@@ -146,6 +146,11 @@ class LaplaceFit(NamedTuple):
         return self.result.theta
 
     @property
+    def converged(self):
+        """Whether the solver reached the MAP (scaled gradient <= tol)."""
+        return self.result.converged
+
+    @property
     def prior_precision(self):
         """The prior precision vector of the fit."""
         return self.objective.prior_precision
@@ -219,7 +224,7 @@ def ignores_its_input(objective, theta):
     Such a network is a MAP collapsed under a strong prior; measured, all
     its hidden units sit at zero, so its posterior mode is one, not one per
     order and sign of its units
-    (:func:`~sklaplace._evidence.log_equivalent_modes`).
+    (:func:`~sklaplace._network.log_equivalent_modes`).
     """
     xp = objective.xp
     logits = objective.forward(theta).logits

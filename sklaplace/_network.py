@@ -17,6 +17,7 @@ All functions take the array namespace ``xp`` explicitly and never call NumPy
 on data arrays.
 """
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = [
     "forward",
     "jacobian_factor",
     "jvp",
+    "log_equivalent_modes",
     "r_forward",
     "second_order_backprop",
     "vjp",
@@ -334,3 +336,42 @@ def second_order_backprop(
             r_back += second_derivative_terms[i - 1] * r_pre[i - 1]
         r_delta = r_back
     return xp.concat(blocks[::-1])
+
+
+#: Activations for which flipping the signs of a unit's incoming weights, its
+#: bias and its outgoing weights gives the same network: tanh (odd) and the
+#: logistic (``phi(-z) = 1 - phi(z)``, with the next layer's bias shifted,
+#: whose prior then moves the density a little).
+SIGN_SYMMETRIC_ACTIVATIONS = frozenset({"logistic", "tanh"})
+
+
+def log_equivalent_modes(layer_sizes, activation):
+    """Log of the number of posterior modes equivalent to one with distinct units.
+
+    Permuting the ``M`` units of a hidden layer (and, for a sign-symmetric
+    activation, flipping a unit's signs) maps a MAP to another of the same
+    posterior density (the logistic's: nearly the same), so the posterior
+    has ``prod M! 2^M`` equivalent modes where the Laplace approximation
+    sees one (Bishop 2006, section 5.7.2; MacKay 1992). The factor cancels
+    between two fits of the same network, but not against a network that
+    ignores its input, whose units all coincide at zero: its mode is one.
+    Units near zero in a fitted network coincide too, so the count is an
+    upper bound there (a review measured about 164 of the 433 nats of a
+    (100,) network with 32 well-determined units). ``"identity"`` counts
+    no modes: any invertible mixing of its units is a symmetry, so its
+    modes are not isolated.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``(n_features, *hidden_layer_sizes, n_outputs)``.
+    activation : str
+
+    Returns
+    -------
+    log_modes : float
+    """
+    if activation == "identity":
+        return 0.0
+    flips = math.log(2.0) if activation in SIGN_SYMMETRIC_ACTIVATIONS else 0.0
+    return sum(math.lgamma(m + 1) + m * flips for m in layer_sizes[1:-1])

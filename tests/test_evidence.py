@@ -27,7 +27,7 @@ from sklaplace._evidence import (
     tune_alpha,
     weight_groups,
 )
-from sklaplace._network import ParamLayout
+from sklaplace._network import ParamLayout, log_equivalent_modes
 from sklaplace._posterior import FullPosterior
 from sklaplace.exceptions import LaplaceApproximationWarning
 from tests.conftest import bayesian_linear_regression, linear_regression_data
@@ -348,7 +348,9 @@ def _tune_linear_regression(Phi, y, groups):
     def fit_laplace(alphas, theta):
         prior = np.select(groups, alphas)
         _, w, P, _ = bayesian_linear_regression(prior, data=(Phi, y))
-        fits.append(SimpleNamespace(theta=w, posterior=P, prior_precision=prior))
+        fits.append(
+            SimpleNamespace(theta=w, posterior=P, prior_precision=prior, converged=True)
+        )
         return fits[-1]
 
     tuning = tune_alpha(
@@ -369,7 +371,7 @@ def test_a_refit_without_a_finite_evidence_is_never_kept(bad):
 
     def fit_laplace(alphas, theta):
         _, w, P, _ = bayesian_linear_regression(np.full(5, alphas[0]), data=(Phi, y))
-        fits.append(SimpleNamespace(theta=w, posterior=P))
+        fits.append(SimpleNamespace(theta=w, posterior=P, converged=True))
         return fits[-1]
 
     tuning = tune_alpha(
@@ -523,11 +525,12 @@ def test_refits_on_the_way_to_alpha_do_not_repeat_their_warnings():
     assert len(solver) == 1 and issubclass(solver[0].category, ConvergenceWarning)
 
 
-def _fits_with_update(update):
+def _fits_with_update(update, converged=lambda index: True):
     """A ``fit_laplace`` whose refit at ``alpha`` has MacKay update ``update(alpha)``.
 
     Four weights with posterior variances ``1 / (2 alpha)`` (so ``gamma =
-    2``) and all equal to ``s`` with ``1 / (2 s^2) = update(alpha)``.
+    2``) and all equal to ``s`` with ``1 / (2 s^2) = update(alpha)``;
+    refit ``i`` (from 0) reached its MAP if ``converged(i)``.
     """
     fits = []
 
@@ -539,6 +542,7 @@ def _fits_with_update(update):
                 theta=np.full(4, s),
                 posterior=np.full(4, 0.5 / alpha),
                 prior_precision=np.full(4, alpha),
+                converged=converged(len(fits)),
             )
         )
         return fits[-1]
@@ -634,6 +638,25 @@ def test_tune_alpha_lets_a_steady_march_go_on():
     assert [w.category for w in caught] == [LaplaceApproximationWarning]
 
 
+def test_tune_alpha_stops_after_patience_refits_short_of_their_map():
+    # The march above, but no refit reaches its MAP (as on features x1e4,
+    # where every refit ran to max_iter): the updates stop after
+    # EVIDENCE_PATIENCE refits in a row, and say why.
+    fits, fit_laplace = _fits_with_update(lambda a: a / 2, lambda index: False)
+    with pytest.warns(ConvergenceWarning, match="last 10 refits stopped short") as w:
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert len(fits) == evidence_module.EVIDENCE_PATIENCE == 10
+    assert "Standardise the features, increase max_iter" in str(w[0].message)
+    assert tuning.fit is fits[-1]
+    # A refit that reaches its MAP restarts the count: with every ninth one
+    # doing so (never ten short in a row) the march goes on to the bound, as
+    # when every refit converges.
+    fits, fit_laplace = _fits_with_update(lambda a: a / 2, lambda i: i % 9 == 8)
+    with pytest.warns(LaplaceApproximationWarning):
+        tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert len(fits) == 21
+
+
 def test_constant_features_stop_the_evidence_updates_early():
     # No feature varies: the hidden units carry nothing (gamma about 1e-11)
     # and the Laplace evidence is flat in alpha; the updates toss alpha
@@ -727,7 +750,7 @@ def test_the_evidence_run_of_larger_evidence_is_kept(monkeypatch):
 def test_log_equivalent_modes_counts_unit_orders_and_sign_flips(
     layer_sizes, activation, modes
 ):
-    assert evidence_module.log_equivalent_modes(layer_sizes, activation) == (
+    assert log_equivalent_modes(layer_sizes, activation) == (
         pytest.approx(np.log(modes), rel=1e-12)
     )
 
@@ -760,7 +783,7 @@ def test_a_collapsed_run_loses_to_a_fitted_one_within_the_fitted_runs_modes(
     assert np.ptp(collapsed.predict_proba(X)[:, 1]) <= 1e-6
     assert np.ptp(fitted.predict_proba(X)[:, 1]) > 0.5
     gap = collapsed.log_marginal_likelihood_ - fitted.log_marginal_likelihood_
-    assert 0 < gap < evidence_module.log_equivalent_modes((10, 8, 1), "tanh")
+    assert 0 < gap < log_equivalent_modes((10, 8, 1), "tanh")
     assert both.alpha_history_ == fitted.alpha_history_
     np.testing.assert_array_equal(both.predict_proba(X), fitted.predict_proba(X))
 
@@ -809,6 +832,7 @@ def _two_group_fits(update):
             theta=np.repeat(np.sqrt(0.5 / target), 2),
             posterior=np.repeat(0.5 / alphas, 2),
             prior_precision=np.repeat(alphas, 2),
+            converged=True,
         )
 
     return refits, fit_laplace
