@@ -26,6 +26,15 @@ __all__ = [
 #: values up to 16) fit as well as standardised.
 FEATURE_SCALE_RANGE = (1e-3, 1e2)
 
+#: The likelihood counts sample weights as repetitions, so their total is a
+#: number of rows, which float64 resolves to one row up to 2**53 (one more
+#: row no longer changes it, nor the prior the posterior) and below which,
+#: down to 2**-53 rows, the data still move the prior beyond round-off.
+#: Weights of 1e100 on one row had ended in a "flat prior" error, of 1e300
+#: in NumPy overflow warnings and an unfitted network, of 1e-200 on every
+#: row in probabilities of 0.5 without a word.
+TOTAL_WEIGHT_RANGE = (2.0**-53, 2.0**53)
+
 
 def hidden_sizes(hidden_layer_sizes):
     """Validate ``hidden_layer_sizes``; return it as a tuple of ints."""
@@ -53,19 +62,26 @@ def validate_fit_data(estimator, X, y, sample_weight):
     sample_weight = _check_sample_weight(
         sample_weight, X, dtype=np.float64, ensure_non_negative=True
     )
-    with np.errstate(over="ignore"):  # an overflowing total: refused just below
+    with np.errstate(over="ignore"):  # an overflowing total: refused below
         total = np.sum(sample_weight)
     if not total > 0:
         raise ValueError("sample_weight must not sum to zero: no sample would count.")
-    if not np.isfinite(total):
-        # Merged rows would carry an infinite weight, and every curvature
-        # scales with the total.
-        raise ValueError(
-            "sample_weight sums to more than float64 can hold: divide the "
-            "weights by a common factor (only their ratios and the prior's "
-            "strength relative to them matter)."
-        )
     check_feature_scale(X, sample_weight)
+    low, high = TOTAL_WEIGHT_RANGE
+    if not low <= total <= high:
+        # Merged rows would carry the total's weight, and every curvature
+        # scales with it.
+        raise ValueError(
+            f"sample_weight sums to {total:.3g} rows' worth, "
+            + (
+                f"more than float64 counts to one row ({high:.3g}): divide"
+                if total > high
+                else f"numerically zero (under {low:.3g}): the prior would "
+                "be the posterior to round-off. Multiply"
+            )
+            + " the weights by a common factor (only their ratios and the "
+            "prior's strength relative to them matter)."
+        )
     classes, y_index = np.unique(y, return_inverse=True)
     if classes.shape[0] < 2:
         raise ValueError(

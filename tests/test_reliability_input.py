@@ -429,8 +429,37 @@ def test_weights_whose_total_overflows_are_refused(no_heavy_work):
     Xs[1], weight[:2] = Xs[0], 1e308
     y = Y.copy()
     y[1] = y[0]
-    with pytest.raises(ValueError, match="sums to more than float64"):
+    with pytest.raises(ValueError, match="more than float64 counts to one row"):
         LaplaceMLPClassifier(**SMALL).fit(Xs, y, sample_weight=weight)
+
+
+@pytest.mark.parametrize(
+    "weight, problem",
+    [
+        # One row of 1e100 had ended in a "flat prior" error, of 1e300 in
+        # NumPy overflow warnings and an unfitted network: beyond 2**53 rows'
+        # worth float64 no longer counts one row more.
+        (_with(np.ones(24), 0, 1e300), "1e\\+300 rows' worth, more than float64"),
+        (_with(np.ones(24), 0, 2.0**53), "more than float64 counts to one row"),
+        # 1e-200 on every row had given probabilities of 0.5 without a word.
+        (np.full(24, 1e-200), "2.4e-199 rows' worth, numerically zero"),
+        (np.full(24, 2.0**-53 / 25), "numerically zero"),
+    ],
+)
+def test_weights_that_float64_cannot_weigh_against_the_prior_are_refused(
+    no_heavy_work, weight, problem
+):
+    with pytest.raises(ValueError, match=problem):
+        LaplaceMLPClassifier(**SMALL).fit(X, Y, sample_weight=weight)
+
+
+def test_weights_just_inside_the_range_float64_can_weigh_are_fitted():
+    # The range's ends themselves: a total of 2**53 and of 2**-53 rows.
+    for weight in (_with(np.ones(24), 0, 2.0**53 - 23), np.full(24, 2.0**-53 / 24)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the fits' own warnings
+            clf = LaplaceMLPClassifier(**SMALL).fit(X, Y, sample_weight=weight)
+        assert np.all(np.isfinite(clf.predict_proba(X)))
 
 
 # ------------------------------------------------ features far from unit scale
