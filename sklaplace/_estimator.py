@@ -390,7 +390,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         tags.classifier_tags.multi_label = False
         return tags
 
@@ -404,8 +404,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data, dense: a sparse matrix raises ``TypeError`` (pass
-            ``X.toarray()``).
+            Training data; a SciPy sparse matrix or array is densified.
         y : array-like of shape (n_samples,)
             Class labels (any hashable type scikit-learn accepts).
         sample_weight : array-like of shape (n_samples,), default=None

@@ -9,7 +9,7 @@ the public ones at once.
 """
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from sklaplace._backend import get_namespace, resolve_backend, to_numpy
 from sklaplace._evidence import log_evidence_at_prior
@@ -21,7 +21,7 @@ from sklaplace._predictive import (
     predictive_rows_per_chunk,
 )
 from sklaplace._residual import residual_variance
-from sklaplace._validation import check_finite_rows
+from sklaplace._validation import check_finite_rows, validate_features
 
 __all__ = ["FittedLaplaceMixin"]
 
@@ -171,13 +171,13 @@ class FittedLaplaceMixin:
             Covariance of the logits.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = validate_features(self, X, reset=False)
         _, mean, cov = self._latent(X)
         return to_numpy(mean), to_numpy(cov)
 
     def _moderated_logits(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = validate_features(self, X, reset=False)
         rows = predictive_rows_per_chunk(
             self.link_approx, self.n_outputs_, self.n_mc_samples
         )

@@ -5,6 +5,7 @@ a message that names the problem.
 """
 
 import numpy as np
+import scipy.sparse
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
@@ -17,6 +18,7 @@ __all__ = [
     "check_finite_rows",
     "hidden_sizes",
     "merge_identical_rows",
+    "validate_features",
     "validate_fit_data",
 ]
 
@@ -51,13 +53,35 @@ def hidden_sizes(hidden_layer_sizes):
     return tuple(int(s) for s in sizes.ravel())
 
 
+def validate_features(estimator, X, y="no_validation", reset=True):
+    """``validate_data`` in float64, SciPy sparse input returned dense.
+
+    The network multiplies dense arrays only (the R-operator, Jacobians and
+    curvature alike), so a sparse ``X`` (a ``OneHotEncoder``'s output, say)
+    is densified: ``n_samples x n_features`` float64 in memory.
+    """
+    without_y = isinstance(y, str) and y == "no_validation"
+    validated = validate_data(
+        estimator,
+        X,
+        y,
+        reset=reset,
+        dtype=np.float64,
+        accept_sparse=("csr", "csc", "coo"),
+    )
+    X, y = (validated, None) if without_y else validated
+    if scipy.sparse.issparse(X):
+        X = X.toarray()
+    return X if without_y else (X, y)
+
+
 def validate_fit_data(estimator, X, y, sample_weight):
     """Validate ``fit``'s input; return ``(X, y_index, sample_weight, classes)``.
 
     ``y_index`` holds class indices into ``classes``. At least two classes must
     carry positive weight (weight 0 equals dropping the row).
     """
-    X, y = validate_data(estimator, X, y, dtype=np.float64)
+    X, y = validate_features(estimator, X, y)
     check_classification_targets(y)
     sample_weight = _check_sample_weight(
         sample_weight, X, dtype=np.float64, ensure_non_negative=True

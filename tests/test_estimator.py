@@ -8,13 +8,14 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_iris, make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._functional import log_posterior_grad
@@ -434,3 +435,43 @@ def test_exact_diag_posterior_is_the_exact_hessians_diagonal_at_the_map():
     expected = _numerical_hessian_diagonal(clf, X, y)
     got = clf.posterior_.precision
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+TINY_NET = dict(hidden_layer_sizes=(2,), max_iter=50, random_state=0)
+ALTERNATING_Y = np.arange(24) % 2
+
+
+@pytest.mark.parametrize(
+    "to_sparse", [sp.csr_matrix, sp.csc_array, sp.coo_matrix], ids=lambda f: f.__name__
+)
+def test_sparse_input_fits_and_predicts_as_its_dense_copy(to_sparse):
+    # A OneHotEncoder's sparse output in a pipeline: densified, so the fit
+    # and every prediction equal the dense ones bit for bit.
+    Xs = np.random.RandomState(0).normal(size=(24, 3))
+    Xs[:, 2] = 0.0  # a column of zeros: kept, not dropped
+    dense = LaplaceMLPClassifier(**TINY_NET).fit(Xs, ALTERNATING_Y)
+    sparse = LaplaceMLPClassifier(**TINY_NET).fit(to_sparse(Xs), ALTERNATING_Y)
+    assert sparse.n_features_in_ == 3
+    np.testing.assert_array_equal(sparse.coefs_[0], dense.coefs_[0])
+    for method in ("predict_proba", "predict", "decision_function"):
+        np.testing.assert_array_equal(
+            getattr(sparse, method)(to_sparse(Xs)), getattr(dense, method)(Xs)
+        )
+    np.testing.assert_array_equal(
+        sparse.latent_mean_and_variance(to_sparse(Xs))[1],
+        dense.latent_mean_and_variance(Xs)[1],
+    )
+
+
+def test_a_one_hot_encoders_sparse_output_fits_in_a_pipeline():
+    categories = np.array(list("abcab" * 6))[:24, None]
+    encoder = OneHotEncoder()  # sparse output by default
+    assert sp.issparse(encoder.fit_transform(categories))
+    pipeline = make_pipeline(encoder, LaplaceMLPClassifier(**TINY_NET))
+    proba = pipeline.fit(categories, ALTERNATING_Y).predict_proba(categories)
+    dense = make_pipeline(
+        OneHotEncoder(sparse_output=False), LaplaceMLPClassifier(**TINY_NET)
+    )
+    np.testing.assert_array_equal(
+        proba, dense.fit(categories, ALTERNATING_Y).predict_proba(categories)
+    )
