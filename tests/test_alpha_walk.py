@@ -57,6 +57,9 @@ def _planted(best_log10):
         # step, then on while the loss falls, whatever the evidence says.
         (-2.0, 0.3, [1, 10, 0.1, 0.01], 0.01),
         (9.0, 9.0, [1, 10, 100, 1000], 1000),  # stopped by the fit budget
+        # A failed second step ends the walk: it turns back after a failed
+        # first step only.
+        (1.0, 2.0, [1, 10, 100], 10),
     ],
 )
 def test_walk_keeps_the_alpha_of_least_held_out_loss(

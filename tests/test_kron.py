@@ -186,7 +186,43 @@ def test_a_per_parameter_prior_is_replaced_by_row_means_with_a_warning():
     prior = PRIOR * np.linspace(0.5, 1.5, LAYOUT.n_params)
     with pytest.warns(UserWarning, match="row means"):
         post = KronPosterior.from_factors(_random_factors(LAYOUT), prior)
-    assert np.isfinite(post.log_det_precision())
+    # The posterior of the prior whose every row holds that row's mean (no
+    # warning: constant by row); a row's max or first entry would differ.
+    row_means = np.concatenate(
+        [
+            np.repeat(prior[LAYOUT.layer_slice(i)].reshape(r, c).mean(axis=1), c)
+            for i, (r, c) in enumerate(LAYOUT.shapes)
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        means = KronPosterior.from_factors(_random_factors(LAYOUT), row_means)
+    assert post.log_det_precision() == pytest.approx(
+        means.log_det_precision(), rel=1e-12
+    )
+    np.testing.assert_allclose(
+        post.covariance_diagonal(np), means.covariance_diagonal(np), rtol=1e-12
+    )
+
+
+def test_successive_prior_changes_compose():
+    # Each change is relative to the posterior it is applied to: a scale of
+    # 2 then of 3 (the eigenbasis kept both times) is the dense matrix of 6
+    # times the prior, as is a new prior followed by a scale.
+    factors = _random_factors(LAYOUT)
+    post = KronPosterior.from_factors(factors, PRIOR)
+    new = prior_precision_vector(LAYOUT, [1.0, 0.2], [0.5, 5.0])
+    for steps in ([2.0 * PRIOR, 6.0 * PRIOR], [new, 3.0 * new]):
+        changed, prior = post, PRIOR
+        for target in steps:
+            changed, prior = changed.with_prior_change(np, target - prior), target
+        P = _dense(factors, steps[-1])
+        np.testing.assert_allclose(
+            changed.log_det_precision(), np.linalg.slogdet(P)[1], rtol=1e-11
+        )
+        np.testing.assert_allclose(
+            changed.covariance_diagonal(np), np.diag(np.linalg.inv(P)), rtol=1e-9
+        )
 
 
 def test_flat_softmax_direction_gets_unit_precision_and_no_prediction_changes():
@@ -432,6 +468,23 @@ def test_no_prior_change_keeps_a_jittered_block_without_prior():
     np.testing.assert_allclose(
         kept.covariance_diagonal(np), post.covariance_diagonal(np), rtol=1e-12
     )
+
+
+def test_the_posterior_jitter_is_its_largest_blocks():
+    # One layer on collinear inputs without a prior needs a jitter, the other
+    # none; in either order the posterior reports the jittered one's.
+    rng = np.random.RandomState(6)
+    x, g = rng.normal(size=3), rng.normal(size=(3, 2))
+    A, G = _one_layer_factors(0, 3, 2, 1.0)
+    jittered = (np.outer(x, x), g.T @ g, np.zeros(6))
+    plain = (A, G, np.ones(6))
+    for first, second in ((jittered, plain), (plain, jittered)):
+        post = KronPosterior.from_factors(
+            KroneckerFactors([first[0], second[0]], [first[1], second[1]]),
+            np.r_[first[2], second[2]],
+        )
+        jitters = [block.jitter for block in post.blocks]
+        assert min(jitters) == 0 < max(jitters) == post.jitter
 
 
 def _one_layer_factors(seed, n_inputs, n_outputs, output_scale):

@@ -438,12 +438,16 @@ def test_verbose_prints_one_line_per_iteration(capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_hessian_products_are_counted(monkeypatch):
-    """``n_hessian_products`` is the number of calls to the Hessian operator."""
+@pytest.mark.parametrize("single", [False, True], ids=["double", "single"])
+def test_hessian_products_are_counted(monkeypatch, single):
+    """``n_hessian_products`` is the number of calls to the Hessian operator,
+    the double-precision recheck of a doubtful single-precision step's model
+    included."""
     from sklaplace import _newton_cg
 
-    calls = []
+    calls, rechecks = [], []
     original = _newton_cg.hessp_operator
+    original_check = _newton_cg.NewtonCGSolver._model_is_off
 
     def counting(*args, **kwargs):
         hessp = original(*args, **kwargs)
@@ -454,10 +458,19 @@ def test_hessian_products_are_counted(monkeypatch):
 
         return counted
 
+    def counted_check(self):
+        rechecks.append(1)
+        return original_check(self)
+
     monkeypatch.setattr(_newton_cg, "hessp_operator", counting)
+    monkeypatch.setattr(_newton_cg.NewtonCGSolver, "_model_is_off", counted_check)
+    if single:  # single precision at any size, each recheck finding it off
+        monkeypatch.setattr(_newton_cg, "SINGLE_PRECISION_WORK", 0)
+        monkeypatch.setattr(_newton_cg, "MODEL_CHECK_RTOL", 0.0)
     obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
     result = minimize_map(obj, theta, "newton-cg", 1e-10, 100)
     assert result.converged and result.n_hessian_products == len(calls) > 0
+    assert (len(rechecks) > 0) == single
 
 
 def _row_unit_floor(obj, theta, fraction):
