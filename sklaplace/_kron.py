@@ -63,13 +63,36 @@ def _row_prior(prior, shape):
     return d, bool(spread <= 1e-12 * max(np.max(np.abs(rows)), 1e-300))
 
 
-def _cholesky_with_jitter(B):
-    """Cholesky of ``B``, adding the smallest tenfold jitter that works."""
+def _diagonalise(A, d):
+    """``S``, ``mu``, ``rho``, ``log det B``: ``S'AS = diag(mu)``, ``S'DS = diag(rho)``.
+
+    Raises ``LinAlgError`` where ``B = A + diag(d)`` is singular to round-off:
+    its Cholesky factor fails, or passes with a pivot so small that ``S'BS =
+    I`` breaks (``mu + rho`` far from 1; a duplicated input column under a
+    flat prior had given ``mu = rho = 0`` and a zero eigenvalue ``E``).
+    """
+    L = np.linalg.cholesky(A + np.diag(d))
+    half = scipy.linalg.solve_triangular(L, A, lower=True)
+    C = scipy.linalg.solve_triangular(L, half.T, lower=True)  # L^-1 A L^-T
+    mu, U = np.linalg.eigh(0.5 * (C + C.T))
+    S = scipy.linalg.solve_triangular(L, U, lower=True, trans=1)
+    rho = (S * S).T @ d  # diag(S' D S)
+    if not np.all(np.abs(mu + rho - 1.0) <= 0.5):
+        raise np.linalg.LinAlgError("A + D is singular to round-off.")
+    return S, np.clip(mu, 0.0, None), rho, 2.0 * float(np.sum(np.log(np.diag(L))))
+
+
+def _diagonalise_with_jitter(A, d):
+    """Return :func:`_diagonalise` of ``A`` and ``d + jitter``, and the jitter.
+
+    The jitter is the smallest tenfold step from ``_JITTER_RTOL`` of the
+    largest diagonal entry of ``B`` that works (0.0 if none is needed).
+    """
     jitter = 0.0
-    scale = max(float(np.max(np.diag(B))), np.finfo(np.float64).tiny)
+    scale = max(float(np.max(np.diag(A) + d)), np.finfo(np.float64).tiny)
     for _ in range(30):
         try:
-            return np.linalg.cholesky(B + jitter * np.eye(B.shape[0])), jitter
+            return _diagonalise(A, d + jitter), jitter
         except np.linalg.LinAlgError:
             jitter = _JITTER_RTOL * scale if jitter == 0.0 else 10.0 * jitter
     raise NotPositiveDefiniteError(
@@ -109,15 +132,9 @@ class KronBlock:
         self.inputs, self.outputs = inputs, outputs
         m, self.V = np.linalg.eigh(outputs)
         self.m = np.maximum(m, 0.0)
-        L, self.jitter = _cholesky_with_jitter(inputs + np.diag(row_prior))
+        diagonalised, self.jitter = _diagonalise_with_jitter(inputs, row_prior)
+        self.S, self.mu, self.rho, self.log_det_B = diagonalised
         self.row_prior = row_prior + self.jitter
-        half = scipy.linalg.solve_triangular(L, inputs, lower=True)
-        C = scipy.linalg.solve_triangular(L, half.T, lower=True)  # L^-1 A L^-T
-        mu, U = np.linalg.eigh(0.5 * (C + C.T))
-        self.mu = np.clip(mu, 0.0, None)
-        self.S = scipy.linalg.solve_triangular(L, U, lower=True, trans=1)
-        self.rho = (self.S * self.S).T @ self.row_prior  # diag(S' D S)
-        self.log_det_B = 2.0 * float(np.sum(np.log(np.diag(L))))
         self.kappa = 1.0
         self._cache = [None]  # shared with the scaled copies (same eigenbasis)
 

@@ -25,6 +25,7 @@ from sklaplace._kron import KronPosterior
 from sklaplace._network import ParamLayout
 from sklaplace._predictive import logit_jacobians
 from sklaplace._prior import prior_precision_vector
+from sklaplace.exceptions import LaplaceApproximationWarning
 from tests.conftest import make_problem
 
 xps = pytest.importorskip("array_api_strict")
@@ -532,3 +533,30 @@ def test_a_block_jitter_grows_tenfold_until_the_factor_is_definite():
     # The search starts at 1e-10 of the factor's scale: enough for -1e-11.
     shallow = KronBlock(np.diag([1.0, -1e-11]), np.eye(2), np.zeros(2))
     assert shallow.jitter == pytest.approx(1e-10, rel=1e-9)
+
+
+def test_a_duplicated_input_under_a_flat_prior_gets_a_jitter_not_an_error():
+    # The first layer's input factor is singular (column 2 repeats column 0)
+    # and its prior flat, yet its Cholesky factor passed by round-off with a
+    # tiny pivot: the eigenvalue along the difference of the two columns came
+    # out 0 and fit raised an internal NotPositiveDefiniteError. It now gets
+    # the jitter a failed factor gets, with the warning that says so.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(100, 2))
+    X = np.hstack([X, X[:, :1]])
+    y = (X[:, 0] + 0.8 * rng.normal(size=100) > 0).astype(int)
+    clf = LaplaceMLPClassifier(
+        (3,),
+        activation="tanh",
+        alpha=[0.0, 1.0],
+        bias_prior_precision=[0.0, 1.0],
+        hessian_structure="kron",
+        prior_precision_scale=1.0,
+        random_state=0,
+    )
+    with pytest.warns(LaplaceApproximationWarning, match="nearly singular"):
+        clf.fit(X, y)
+    first, second = (block.jitter for block in clf.posterior_.blocks)
+    assert clf.posterior_jitter_ == first > 0 == second
+    assert np.all(clf.posterior_.blocks[0].eigenvalues() > 0)
+    assert np.all(np.isfinite(clf.predict_proba(X)))
