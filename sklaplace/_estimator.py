@@ -410,7 +410,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights, counts: an integer weight equals repeating
             the row, and scaling all weights by ``c`` weighs the data ``c``
-            times against the prior (see the user guide).
+            times against the prior (see the user guide). Their total must lie
+            in ``[2**-53, 2**53]``, where float64 weighs it against the prior.
 
         Returns
         -------
