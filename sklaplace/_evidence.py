@@ -50,10 +50,10 @@ EVIDENCE_BOUNDS = (1e-6, 1e6)
 # (each refit's MAP may land in another basin, so the map from alpha to its
 # update need not be smooth): they stop there. A steady march to a far
 # optimum (steps of one sign and size, new alphas beyond the range) goes on.
+# They also stop after this many refits in a row that stopped short of their
+# MAP (max_iter, a stalled solver): the evidence and MacKay's update hold at
+# a mode only, and on features x1e4 every refit did (digits: 57).
 EVIDENCE_PATIENCE = 10
-# The updates also stop after this many refits in a row that stopped short of
-# their MAP (max_iter, a stalled solver): the evidence and MacKay's update
-# hold at a mode only, and on features x1e4 every refit did (digits: 57).
 # The refits have settled when their steps stay below this (1% of alpha) and
 # set no new low in this many refits: the refitted MAP itself moves a little
 # each time (ReLU kinks), so the updates jitter at that noise floor instead
