@@ -50,9 +50,10 @@ EVIDENCE_BOUNDS = (1e-6, 1e6)
 # (each refit's MAP may land in another basin, so the map from alpha to its
 # update need not be smooth): they stop there. A steady march to a far
 # optimum (steps of one sign and size, new alphas beyond the range) goes on.
-# They also stop after this many refits in a row that stopped short of their
-# MAP (max_iter, a stalled solver): the evidence and MacKay's update hold at
-# a mode only, and on features x1e4 every refit did (digits: 57).
+# They also stop after this many refits in a row that ran out of iterations
+# short of their MAP: the evidence and MacKay's update hold at a mode only,
+# and on features x1e4 every refit did (digits: 57). A refit stalled at
+# ReLU kinks is as near its MAP as the solvers get: not counted.
 EVIDENCE_PATIENCE = 10
 # The refits have settled when their steps stay below this (1% of alpha) and
 # set no new low in this many refits: the refitted MAP itself moves a little
@@ -332,7 +333,7 @@ def tune_alpha(
     ``EVIDENCE_MAX_UPDATES`` refits, when the updates cycle (the largest
     step has set no new low in ``EVIDENCE_PATIENCE`` refits and the last
     alpha lies within their range) or when ``EVIDENCE_PATIENCE`` refits in
-    a row stopped short of their MAP.
+    a row ran out of iterations short of their MAP.
 
     Given ``evidence``, a refit whose evidence beats the last refit's by
     more than ``EVIDENCE_MARGIN`` nats is kept instead (the largest): MacKay's
@@ -348,7 +349,7 @@ def tune_alpha(
         ``fit_laplace(alphas, theta) -> fit`` fits the MAP from ``theta`` and
         its posterior for the given group alphas; ``fit`` must have
         attributes ``theta``, ``posterior``, ``prior_precision`` and
-        ``converged`` (whether its solver reached the MAP).
+        ``out_of_iterations`` (whether ``max_iter`` stopped its solver).
     groups : list of ndarray of bool
         From :func:`weight_groups`.
     theta : array of shape (n_params,)
@@ -375,7 +376,7 @@ def tune_alpha(
     stop, best, short = None, None, 0  # why the updates gave up; refits short
     for _ in range(EVIDENCE_MAX_UPDATES):
         fit = fit_laplace(alpha, theta)
-        theta, short = fit.theta, 0 if fit.converged else short + 1
+        theta, short = fit.theta, short + 1 if fit.out_of_iterations else 0
         history.append(alpha.copy())
         new_alpha, gammas = mackay_update(
             covariance_diagonal(fit.posterior), theta, alpha, groups
@@ -417,8 +418,8 @@ def tune_alpha(
             break
         if short >= EVIDENCE_PATIENCE:
             stop = (
-                f"(the last {short} refits stopped short of their MAP, where "
-                "the evidence does not hold)",
+                f"(the last {short} refits ran out of iterations short of their "
+                "MAP, where the evidence does not hold)",
                 "Standardise the features, increase max_iter or use a fixed alpha",
             )
             break

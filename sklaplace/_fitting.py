@@ -146,9 +146,9 @@ class LaplaceFit(NamedTuple):
         return self.result.theta
 
     @property
-    def converged(self):
-        """Whether the solver reached the MAP (scaled gradient <= tol)."""
-        return self.result.converged
+    def out_of_iterations(self):
+        """Whether ``max_iter`` stopped the solver short of the MAP."""
+        return self.result.out_of_iterations
 
     @property
     def prior_precision(self):

@@ -215,6 +215,7 @@ def minimize_lbfgs(objective, theta, tol, max_iter, verbose=0):
         int(result.nit),
         converged,
         history,
+        out_of_iterations=not converged and result.status == 1,
     )
 
 

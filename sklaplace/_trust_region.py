@@ -35,6 +35,9 @@ class MapResult(NamedTuple):
         Scaled gradient at the start and after every iteration.
     n_hessian_products : int
         Hessian-vector products taken (``"newton-cg"``; 0 for the others).
+    out_of_iterations : bool
+        Whether ``max_iter`` stopped it short of ``tol`` (not a stall, where
+        no step lowers the loss, e.g. at ReLU kinks).
     """
 
     theta: object
@@ -44,6 +47,7 @@ class MapResult(NamedTuple):
     converged: bool
     gradient_history: list
     n_hessian_products: int = 0
+    out_of_iterations: bool = False
 
 
 class TrustRegionSolver:
@@ -204,4 +208,5 @@ class TrustRegionSolver:
             self.converged,
             self.history,
             self.n_products,
+            not (self.converged or stalled),
         )

@@ -287,3 +287,18 @@ def test_a_relu_fit_out_of_iterations_is_advised_more_iterations():
     messages = [str(w.message) for w in record if w.category is ConvergenceWarning]
     assert any("max_iter=1" in m for m in messages)
     assert not any("ReLU's loss has kinks" in m for m in messages)
+
+
+def test_running_out_of_iterations_is_told_from_a_stall():
+    # max_iter stops Newton-CG and L-BFGS short of tol: out of iterations;
+    # a Newton-CG that can no longer lower the loss (tol below round-off)
+    # stalled, and a converged solve is neither.
+    obj, theta = make_problem("tanh", 2, (4,), n_samples=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for solver in ("newton-cg", "lbfgs", "newton"):
+            assert minimize_map(obj, theta, solver, 1e-12, 2).out_of_iterations
+            assert not minimize_map(obj, theta, solver, 1e-6, 500).out_of_iterations
+        stalled = minimize_map(obj, theta, "newton-cg", 1e-300, 500)
+    assert stalled.n_iter < 500 and not stalled.converged
+    assert not stalled.out_of_iterations
