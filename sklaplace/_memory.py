@@ -241,9 +241,9 @@ def full_is_cheap(n_params, n_samples, n_outputs, prior_precision_scale="cv"):
     ----------
     n_params : int
     n_samples : int
-        Training rows (rows, not their weights: the rule is about cost, so
-        integer weights and the repeated rows they stand for fall on
-        different sides only for a network at the boundary).
+        Distinct training rows (``fit`` merges identical ones first, so
+        integer weights and the repeated rows they stand for resolve alike;
+        weights do not count: the rule is about cost).
     n_outputs : int
         Logits per row.
     prior_precision_scale : float or str, default="cv"
@@ -332,7 +332,7 @@ def resolved_params(estimator, layout, n_samples, tune=None):
     estimator : LaplaceMLPClassifier
     layout : ParamLayout
     n_samples : int
-        Training rows.
+        Distinct training rows (weights do not count).
     tune : callable, default=None
         ``tune(params, refits) -> params``, resolving the tuning settings.
     """

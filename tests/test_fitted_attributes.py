@@ -160,3 +160,76 @@ def test_a_cupy_model_predicts_without_cupy(fitted, monkeypatch):
     variance = np.einsum("ni,ij,nj->n", X1[:5], np.linalg.inv(P), X1[:5])
     np.testing.assert_allclose(mean[:, 0], X1[:5] @ theta, rtol=1e-6)
     np.testing.assert_allclose(cov[:, 0, 0], variance, rtol=1e-6)
+
+
+def _recording_fits(monkeypatch):
+    """Record every MAP fit of ``fit_network`` (each one's ``LaplaceFit``)."""
+    import sklaplace._fitting as fitting_module
+
+    fits, original = [], fitting_module.fit_laplace
+
+    def recording(*args, **kwargs):
+        fits.append(original(*args, **kwargs))
+        return fits[-1]
+
+    monkeypatch.setattr(fitting_module, "fit_laplace", recording)
+    return fits
+
+
+def test_counts_and_histories_add_up_over_every_map_fit(monkeypatch):
+    # The evidence refits the network; a fixed prior scale adds no fold
+    # refits. The products, iterations and gradient history are those of
+    # every MAP fit, not the last one's (which starts at a converged MAP).
+    import sklaplace._newton_cg as newton_cg_module
+
+    products, original = [], newton_cg_module.hessp_operator
+
+    def counting(*args, **kwargs):
+        hessp = original(*args, **kwargs)
+
+        def counted(v):
+            products.append(1)
+            return hessp(v)
+
+        return counted
+
+    monkeypatch.setattr(newton_cg_module, "hessp_operator", counting)
+    fits = _recording_fits(monkeypatch)
+    clf = LaplaceMLPClassifier(
+        (4,),
+        activation="tanh",
+        alpha="evidence",
+        solver="newton-cg",
+        prior_precision_scale=1.0,
+        random_state=0,
+    ).fit(X, Y)
+    assert len(fits) > 2 and fits[-1].result.n_iter < clf.n_iter_
+    assert clf.n_hessian_products_ == len(products) > 0
+    assert clf.n_iter_ == sum(fit.result.n_iter for fit in fits)
+    assert len(clf.gradient_history_) == clf.n_iter_ + len(fits)
+
+
+def test_the_posterior_jitter_is_the_kept_fits(monkeypatch):
+    # alpha's walk keeps a fit before the last one it tries. Each fit's
+    # jitter is tagged with its number (a stand-in: tuned fits rarely need
+    # one), so the attribute says which fit it was read from.
+    fits = _recording_fits(monkeypatch)
+    import sklaplace._fitting as fitting_module
+
+    recording = fitting_module.fit_laplace
+
+    def tagged(*args, **kwargs):
+        fit = recording(*args, **kwargs)
+        fits[-1] = fit._replace(jitter=len(fits) * 1e-12)
+        return fits[-1]
+
+    monkeypatch.setattr(fitting_module, "fit_laplace", tagged)
+    clf = LaplaceMLPClassifier(
+        (4,), alpha="validation", prior_precision_scale=1.0, random_state=0
+    ).fit(X, Y)
+    theta = np.concatenate(
+        [np.r_[c.ravel(), b] for c, b in zip(clf.coefs_, clf.intercepts_)]
+    )
+    kept = [i for i, fit in enumerate(fits) if np.array_equal(fit.theta, theta)]
+    assert len(kept) == 1 and kept[0] < len(fits) - 1
+    assert clf.posterior_jitter_ == fits[kept[0]].jitter

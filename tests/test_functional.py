@@ -145,6 +145,24 @@ def test_bad_arguments_raise(bad, match):
         log_posterior_hessian(coefs, intercepts, X, y, **bad)
 
 
+@pytest.mark.parametrize("n_outputs, bad_label", [(1, 2), (3, 3), (3, -1)])
+@pytest.mark.parametrize(
+    "function",
+    [log_posterior, log_posterior_grad, log_posterior_hessian, log_posterior_hvp],
+)
+def test_labels_outside_the_outputs_classes_are_refused(function, n_outputs, bad_label):
+    # A label K one-hot encodes to a row of zeros, which would drop out of
+    # every sum silently: 0..K-1 only (0 and 1 for one logit).
+    X, y = np.zeros((4, 2)), np.array([0, 1, 0, bad_label])
+    coefs = [np.zeros((2, 2)), np.zeros((2, n_outputs))]
+    intercepts = [np.zeros(2), np.zeros(n_outputs)]
+    args = (np.zeros(2 * 2 + 2 + 2 * n_outputs + n_outputs),)
+    args = args if function is log_posterior_hvp else ()
+    top = max(n_outputs, 2) - 1
+    with pytest.raises(ValueError, match=f"0..{top}"):
+        function(coefs, intercepts, X, y, *args)
+
+
 def test_former_kind_diag_warns_and_gives_the_ggn_diagonal(fitted_mlp):
     mlp, X, y = fitted_mlp
     kw = dict(activation="tanh", alpha=0.1)

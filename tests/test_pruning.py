@@ -188,6 +188,9 @@ def test_pruned_weights_are_zero_and_stay_zero(method):
     for a, b in zip(before, clf.coefs_):
         np.testing.assert_array_equal(a, b)
     assert not hasattr(clf, "pruned_mask_")
+    # The fit's likelihood and evidence no longer describe the pruned model.
+    assert small.log_likelihood_ is None and small.log_marginal_likelihood_ is None
+    assert clf.log_likelihood_ is not None
     # Pruning further counts the weights already pruned.
     smaller = prune(small, 0.62, method=method)
     assert smaller.pruned_mask_.sum() == 22  # 0.62 x 35 = 21.7

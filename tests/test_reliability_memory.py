@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
+import sklaplace._fitted as fitted_module
 import sklaplace._fitting as fitting_module
 import sklaplace._memory as memory_module
 import sklaplace._predictive as predictive_module
@@ -165,14 +166,23 @@ def test_monte_carlo_draws_over_the_limit_are_refused():
     assert np.all(np.isfinite(clf.set_params(link_approx="probit").predict_proba(X)))
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
 @pytest.mark.parametrize("link", ["mc", "probit", "map"])
-def test_row_chunked_predictions_equal_one_block(monkeypatch, link):
-    X, y = RNG.normal(size=(30, 3)), np.arange(30) % 3
+def test_row_chunked_predictions_equal_one_block(monkeypatch, link, n_classes):
+    X, y = RNG.normal(size=(30, 3)), np.arange(30) % n_classes
     clf = LaplaceMLPClassifier((2,), link_approx=link, n_mc_samples=64).fit(X, y)
-    whole = clf.predict_proba(X)
+    whole, logits = clf.predict_proba(X), clf.decision_function(X)
     # One row per chunk, both for the Jacobians and for the predictive.
     monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", 1)
     np.testing.assert_allclose(clf.predict_proba(X), whole, rtol=1e-12, atol=1e-15)
+    # Predictive chunks of 7 rows, which do not divide the 30: the last,
+    # shorter chunk must be predicted too.
+    monkeypatch.undo()
+    monkeypatch.setattr(fitted_module, "predictive_rows_per_chunk", lambda *a: 7)
+    chunked = clf.predict_proba(X)
+    assert chunked.shape == whole.shape
+    np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(clf.decision_function(X), logits, rtol=1e-12, atol=1e-15)
 
 
 def test_the_module_budget_reaches_every_chunked_computation(monkeypatch):
@@ -529,3 +539,27 @@ def test_float32_ggn_under_another_namespace_stays_float32():
             coefs, intercepts, X, y, kind="ggn", alpha=0.5
         )
         np.testing.assert_allclose(np.asarray(H), reference, rtol=1e-5, atol=1e-5)
+
+
+def test_the_auto_rules_count_rows_not_their_weights():
+    # The cheap-refit and full-posterior rules are about cost, which rows
+    # set and weights do not: weights of 1e5 on every row (the data weighed
+    # 1e5 times against the prior) resolve every "auto" setting alike.
+    X, y = RNG.normal(size=(100, 3)), np.arange(100) % 2
+    settings = []
+    for weight in (1.0, 1e5):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the heavy weights' own warnings
+            clf = LaplaceMLPClassifier((4,), random_state=0).fit(
+                X, y, sample_weight=np.full(100, weight)
+            )
+        settings.append(
+            (
+                clf.solver_,
+                clf.tol_,
+                clf.hessian_structure_,
+                clf.subset_of_weights_,
+                clf.effective_n_parameters_ is None,  # the walk's, not MacKay's
+            )
+        )
+    assert settings[0] == settings[1] == ("newton-cg", 1e-6, "full", "all", False)
