@@ -321,11 +321,13 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
     """
     if subset == "last_layer" and objective.layout.n_layers > 1:
         sub, offset = last_layer_objective(objective, theta_map)
-        posterior, kind, jitter = laplace_posterior(
-            sub, theta_map[offset:], hessian, structure
+        # The logits are linear in the last layer: its exact Hessian is its
+        # GGN, which every structure has (no Kronecker fallback warning).
+        posterior, _, jitter = laplace_posterior(
+            sub, theta_map[offset:], "ggn", structure
         )
         other = to_numpy(objective.prior_precision[:offset])
-        return LastLayerPosterior(posterior, other), kind, jitter
+        return LastLayerPosterior(posterior, other), hessian, jitter
     xp = objective.xp
     posterior_class = POSTERIORS[structure]
     kinds = ["exact", "ggn"] if hessian == "exact" else ["ggn"]

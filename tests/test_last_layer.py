@@ -298,3 +298,26 @@ def test_covariance_diagonal_is_the_prior_variance_before_the_last_layer():
     np.testing.assert_array_equal(diagonal, [0.25, np.inf, 2.0, 0.5, 0.125])
     with pytest.raises(ValueError, match="cannot be conditioned on pruned weights"):
         post.conditioned_on_zero(np.zeros(5, dtype=bool))
+
+
+@pytest.mark.parametrize("structure", ["full", "diag", "kron"])
+def test_the_last_layers_exact_hessian_is_its_ggn_in_every_structure(structure):
+    # The logits are linear in the last layer's weights: hessian="exact"
+    # gives the GGN's posterior, reported as exact, with no fallback warning
+    # (kron had warned that its factorisation exists for the GGN only).
+    X, y = _data(3)
+    params = dict(
+        hidden_layer_sizes=(4,),
+        subset_of_weights="last_layer",
+        hessian_structure=structure,
+        alpha=1.0,
+        prior_precision_scale=1.0,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exact = LaplaceMLPClassifier(hessian="exact", **params).fit(X, y)
+    ggn = LaplaceMLPClassifier(hessian="ggn", **params).fit(X, y)
+    assert exact.curvature_ == "exact" and ggn.curvature_ == "ggn"
+    np.testing.assert_array_equal(exact.predict_proba(X), ggn.predict_proba(X))
+    assert exact.log_marginal_likelihood_ == ggn.log_marginal_likelihood_
