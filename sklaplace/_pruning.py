@@ -3,8 +3,9 @@
 All three rank the WEIGHTS (biases are never ranked or chosen) of a fitted
 :class:`~sklaplace.LaplaceMLPClassifier` by the increase of the MAP objective
 ``L`` a removal would cause, under the quadratic model ``L(theta_map + d) ~
-L(theta_map) + 1/2 d' H d`` with ``H`` the posterior precision (the curvature
-the estimator was fitted with, prior included):
+L(theta_map) + 1/2 d' H d`` with ``H`` the Hessian of ``L`` at the MAP: the
+posterior precision with its prior scale undone (``prior_precision_scale_``
+1, the MAP's own prior; the curvature the estimator was fitted with):
 
 * magnitude: ``|theta_q|``;
 * OBD (LeCun et al. 1989): ``1/2 H_qq theta_q^2`` -- the increase when the
@@ -22,9 +23,9 @@ nothing but their prior would pin them down -- and with ``alpha=0`` or
 
 The pruned estimator's posterior is the Laplace posterior conditioned on the
 masked parameters (pruned weights and dead units) being zero: its precision
-is ``H`` restricted to the kept parameters. Refitting it with
-``warm_start=True`` re-trains the kept parameters with the masked ones held
-at zero (see ``NegLogPosterior``'s ``fixed``).
+is the posterior's (at its prior scale) restricted to the kept parameters.
+Refitting it with ``warm_start=True`` re-trains the kept parameters with the
+masked ones held at zero (see ``NegLogPosterior``'s ``fixed``).
 """
 
 import copy
@@ -97,7 +98,8 @@ def saliencies(estimator, *, method="obs"):
     method : {"obs", "obd", "magnitude"}, default="obs"
         ``|theta_q|`` (magnitude), ``1/2 H_qq theta_q^2`` (OBD, the other
         weights fixed) or ``theta_q^2 / (2 [H^{-1}]_qq)`` (OBS, the other
-        weights moved optimally), with ``H`` the posterior precision.
+        weights moved optimally), with ``H`` the MAP objective's Hessian: the
+        posterior precision at ``prior_precision_scale_`` 1.
 
     Returns
     -------
