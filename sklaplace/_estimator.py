@@ -162,7 +162,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Predictive approximation: probit (MacKay; centred mean-field for K
         classes), Monte Carlo over the logit Gaussian, or the plug-in MAP.
     n_mc_samples : int, default=1000
-        Draws for ``link_approx="mc"``. Values must be in the range ``[1, inf)``.
+        Draws for ``link_approx="mc"``, in ``[1, inf)``; ``fit`` draws them too
+        where held-out rows choose the prior scale (its time grows with them).
     max_iter : int, default=200
         Maximum solver iterations. Values must be in the range ``[1, inf)``.
     tol : float or "auto", default="auto"
@@ -171,8 +172,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         the range ``(0.0, inf)``. ``"auto"`` is 1e-6 where refits are cheap
         (see ``alpha``), a tight mode for the posterior, and 1e-4 beyond:
         ``MLPClassifier``'s default, which its L-BFGS applies to the same
-        quantity (``gtol``), so a large network stops where
-        ``MLPClassifier`` would.
+        quantity (``gtol``), so a large network stops where it would.
     warm_start : bool, default=False
         Start the solver from the previous MAP (and a tuned alpha from
         ``alpha_``, on the same held-out rows) when the architecture and the

@@ -12,8 +12,17 @@ import numpy as np
 __all__ = ["prior_precision_vector"]
 
 
+def _as_floats(value, name):
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a number or an array of numbers, got {value!r}."
+        ) from None
+
+
 def _per_layer(value, n_layers, name, n_params=None):
-    values = np.asarray(value, dtype=float)
+    values = _as_floats(value, name)
     if values.ndim == 0:
         return np.full(n_layers, float(values))
     if values.shape != (n_layers,):
@@ -49,7 +58,7 @@ def prior_precision_vector(layout, alpha, bias_prior_precision):
     -------
     precision : ndarray of shape (n_params,)
     """
-    alpha_array = np.asarray(alpha, dtype=float)
+    alpha_array = _as_floats(alpha, "alpha")
     if alpha_array.ndim == 1 and alpha_array.shape[0] == layout.n_params:
         _check(alpha_array, "alpha")
         return alpha_array.copy()

@@ -6,6 +6,10 @@ import numpy as np
 
 __all__ = ["expected_calibration_error", "multiclass_brier_score"]
 
+#: How far a row of ``proba`` may sum from 1 (float32 round-off over many
+#: classes stays well inside it; logits or unnormalised scores do not).
+PROBA_SUM_ATOL = 1e-5
+
 
 def expected_calibration_error(y_true, proba, *, classes=None, n_bins=15):
     """Compute the expected calibration error of the top-label confidence.
@@ -72,7 +76,9 @@ def multiclass_brier_score(y_true, proba, *, classes=None):
     Returns
     -------
     score : float
-        ``mean_n sum_k (p_nk - [y_n = k])^2``, in ``[0, 2]``.
+        ``mean_n sum_k (p_nk - [y_n = k])^2``, in ``[0, 2]``. For two classes
+        it is twice scikit-learn's ``brier_score_loss``, which counts the
+        positive class only.
 
     Examples
     --------
@@ -101,8 +107,17 @@ def _checked(y_true, proba, classes):
             "proba must be of shape (n_samples, n_classes) and y_true of shape "
             f"(n_samples,); got {proba.shape} and {y_true.shape}."
         )
+    if proba.shape[0] == 0:
+        raise ValueError("proba and y_true hold no samples.")
     if not np.all(np.isfinite(proba)):
         raise ValueError("proba contains NaN or infinity.")
+    off = np.max(np.abs(np.sum(proba, axis=1) - 1.0))
+    if np.any(proba < 0) or np.any(proba > 1) or off > PROBA_SUM_ATOL:
+        raise ValueError(
+            "proba must hold probabilities: entries in [0, 1], each row summing "
+            f"to 1 (to {PROBA_SUM_ATOL:g}); got entries in [{proba.min():.3g}, "
+            f"{proba.max():.3g}] and a row sum off by {off:.3g}."
+        )
     if classes is None:
         classes = np.unique(y_true)
         if classes.shape[0] != proba.shape[1]:

@@ -95,6 +95,12 @@ def test_a_batch_without_some_class_needs_the_classes():
         ([0, 1, 0], [[0.5, 0.5], [0.5, 0.5]], {}, "shape"),
         ([0, 3], [[0.5, 0.5], [0.5, 0.5]], {"classes": [0, 1]}, "not in classes"),
         ([0, 1], [[0.5, 0.5], [0.5, 0.5]], {"classes": [0, 1, 2]}, "columns"),
+        # No samples had given NaN with NumPy warnings (Brier) or 0.0 (ECE).
+        (np.zeros(0), np.zeros((0, 2)), {"classes": [0, 1]}, "no samples"),
+        # Scores that are not probabilities had been scored as if they were.
+        ([0, 1], [[0.5, 0.6], [0.5, 0.5]], {}, "off by 0.1"),
+        ([0, 1], [[1.2, -0.2], [0.5, 0.5]], {}, r"entries in \[-0.2, 1.2\]"),
+        ([0, 1], [[0.5, 0.5 + 2e-5], [0.5, 0.5]], {}, "row sum off"),
     ],
 )
 def test_bad_metric_input_is_refused(y, proba, kwargs, match):
@@ -134,3 +140,11 @@ def test_ece_bins_are_closed_on_the_left():
     proba = np.array([[0.4, 0.3, 0.3], [0.5, 0.25, 0.25]])
     ece = expected_calibration_error([0, 1], proba, classes=[0, 1, 2], n_bins=5)
     assert ece == pytest.approx(0.05)
+
+
+def test_probabilities_within_float32_round_off_of_summing_to_one_are_scored():
+    proba = np.full((4, 100), 0.01, dtype=np.float32)  # sums to 1 in float32
+    assert abs(float(proba.astype(float).sum(axis=1)[0]) - 1.0) > 1e-8
+    y = np.arange(4)
+    expected = np.mean(np.sum((proba.astype(float) - np.eye(100)[y]) ** 2, axis=1))
+    assert multiclass_brier_score(y, proba, classes=np.arange(100)) == expected

@@ -115,6 +115,9 @@ def test_bad_fit_data_is_refused_before_any_work(
 
 # (parameter, bad value, message pattern); each raises at fit, never at __init__.
 BAD_PARAMS = [
+    # A string in a list had come back as NumPy's "could not convert string".
+    ("alpha", [1.0, "evidence"], "alpha must be a number or an array of numbers"),
+    ("bias_prior_precision", [0.1, "a"], "bias_prior_precision must be a number"),
     ("hidden_layer_sizes", (0,), "hidden_layer_sizes"),
     ("hidden_layer_sizes", (-2,), "hidden_layer_sizes"),
     ("hidden_layer_sizes", (3, 0), "hidden_layer_sizes"),
