@@ -83,6 +83,25 @@ def make_problem(
     return obj, as_xp(theta)
 
 
+def count_hessian_products(monkeypatch):
+    """Count Newton-CG's Hessian-vector products: the list returned gains one each."""
+    from sklaplace import _newton_cg
+
+    calls, original = [], _newton_cg.hessp_operator
+
+    def counting(*args, **kwargs):
+        hessp = original(*args, **kwargs)
+
+        def counted(v):
+            calls.append(1)
+            return hessp(v)
+
+        return counted
+
+    monkeypatch.setattr(_newton_cg, "hessp_operator", counting)
+    return calls
+
+
 def case_id(activation, n_classes, hidden, weighted):
     depth = f"h{len(hidden)}"
     return f"{activation}-{n_classes}cls-{depth}-{'sw' if weighted else 'nosw'}"

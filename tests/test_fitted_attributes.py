@@ -13,6 +13,7 @@ import pytest
 import scipy.optimize
 
 from sklaplace import LaplaceMLPClassifier
+from tests.conftest import count_hessian_products
 
 RNG = np.random.RandomState(11)
 X = RNG.normal(size=(80, 3))
@@ -180,20 +181,7 @@ def test_counts_and_histories_add_up_over_every_map_fit(monkeypatch):
     # The evidence refits the network; a fixed prior scale adds no fold
     # refits. The products, iterations and gradient history are those of
     # every MAP fit, not the last one's (which starts at a converged MAP).
-    import sklaplace._newton_cg as newton_cg_module
-
-    products, original = [], newton_cg_module.hessp_operator
-
-    def counting(*args, **kwargs):
-        hessp = original(*args, **kwargs)
-
-        def counted(v):
-            products.append(1)
-            return hessp(v)
-
-        return counted
-
-    monkeypatch.setattr(newton_cg_module, "hessp_operator", counting)
+    products = count_hessian_products(monkeypatch)
     fits = _recording_fits(monkeypatch)
     clf = LaplaceMLPClassifier(
         (4,),

@@ -25,7 +25,7 @@ from sklaplace._newton_cg import steihaug_cg
 from sklaplace._objective import NegLogPosterior
 from sklaplace._solvers import minimize_map
 from sklaplace.exceptions import FeatureScaleWarning
-from tests.conftest import make_problem
+from tests.conftest import count_hessian_products, make_problem
 
 
 def _scaled(loader):
@@ -445,24 +445,13 @@ def test_hessian_products_are_counted(monkeypatch, single):
     included."""
     from sklaplace import _newton_cg
 
-    calls, rechecks = [], []
-    original = _newton_cg.hessp_operator
-    original_check = _newton_cg.NewtonCGSolver._model_is_off
-
-    def counting(*args, **kwargs):
-        hessp = original(*args, **kwargs)
-
-        def counted(v):
-            calls.append(1)
-            return hessp(v)
-
-        return counted
+    rechecks, original_check = [], _newton_cg.NewtonCGSolver._model_is_off
 
     def counted_check(self):
         rechecks.append(1)
         return original_check(self)
 
-    monkeypatch.setattr(_newton_cg, "hessp_operator", counting)
+    calls = count_hessian_products(monkeypatch)
     monkeypatch.setattr(_newton_cg.NewtonCGSolver, "_model_is_off", counted_check)
     if single:  # single precision at any size, each recheck finding it off
         monkeypatch.setattr(_newton_cg, "SINGLE_PRECISION_WORK", 0)
