@@ -2,8 +2,10 @@
 
 import numpy as np
 
-from sklaplace._curvature import exact_hessian, ggn_hessian
+from sklaplace._curvature import CURVATURE_BUILDERS, exact_hessian, ggn_hessian
+from sklaplace._objective import NegLogPosterior
 from sklaplace._testing import numerical_derivative
+from tests.conftest import make_problem
 
 
 def _rel_err(actual, expected):
@@ -84,3 +86,27 @@ def test_row_chunks_are_the_largest_that_fit_the_budget():
         assert sizes == [size] * (20 // size) + ([20 % size] if 20 % size else [])
         for part, whole in zip(zip(*chunks), (obj.X, obj.Y, obj.sample_weight)):
             np.testing.assert_array_equal(np.concatenate(part), whole)
+
+
+def test_a_softmax_shift_pinned_by_one_output_bias_prior_is_not_flat():
+    # Only a softmax whose output biases ALL lack a prior has a flat common
+    # shift; a prior on any one of them pins it, and the curvature must be
+    # left as it is (adding u u' there had moved the log evidence by 0.5).
+    obj, theta = make_problem("tanh", 3, (4,))
+    for output_bias_prior, flat in (([0.0, 1.0, 1.0], False), ([0.0] * 3, True)):
+        prior = obj.prior_precision.copy()
+        prior[-3:] = output_bias_prior
+        changed = NegLogPosterior(
+            np,
+            obj.layout,
+            obj.activation,
+            obj.likelihood,
+            obj.X,
+            obj.Y,
+            obj.sample_weight,
+            prior,
+        )
+        assert (changed.flat_direction() is not None) == flat
+        H = CURVATURE_BUILDERS["ggn", "full"](changed, theta)
+        unchanged = np.array_equal(changed.constrained_curvature(H.copy()), H)
+        assert unchanged != flat

@@ -205,3 +205,20 @@ def test_the_first_jitter_is_relative_to_the_largest_diagonal_entry(scale):
     diag, jitter = _jittered(np, DiagPosterior, d, 1.0)
     np.testing.assert_allclose(jitter, expected, rtol=1e-12)
     np.testing.assert_allclose(diag.precision, d + jitter)
+
+
+def test_the_jitter_grows_tenfold_from_its_first_try():
+    # diag(1, -5e-10): 1e-10 (the first try, relative to the largest diagonal
+    # entry) does not make it definite, 1e-9 does, and so is the jitter.
+    _, jitter = _jittered(np, FullPosterior, np.diag([1.0, -5e-10]))
+    assert jitter == pytest.approx(1e-9, rel=1e-12)
+
+
+def test_a_precision_zero_to_round_off_is_judged_against_the_total_weight():
+    # A curvature scales with the data's total weight: a largest diagonal
+    # entry of 1e-14 is zero to round-off for 1,000 rows' worth (eps x 1e3 =
+    # 2.2e-13) and refused, while 1e-12 is not and gets a jitter.
+    with pytest.raises(ValueError, match="zero to round-off"):
+        _jittered(np, DiagPosterior, np.array([1e-14, 0.0]), total_weight=1e3)
+    _, jitter = _jittered(np, DiagPosterior, np.array([1e-12, 0.0]), total_weight=1e3)
+    assert 0 < jitter < 1e-12

@@ -151,3 +151,14 @@ def test_monte_carlo_with_a_rank_one_covariance_draws_along_its_one_direction():
     assert np.all(np.isfinite(logits))
     # Round-off eigenvalues (about 1e-16) move a draw by about 1e-8.
     np.testing.assert_allclose(logits, np.log(proba.mean(axis=0)), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_draws", [1, 4, 5])
+def test_monte_carlo_noise_is_antithetic_pairs_then_a_zero_row(n_draws):
+    # n draws: n // 2 pairs z, -z, and for odd n one zero row (the MAP).
+    z = mc_noise(np, 0, n_draws, 2)
+    assert z.shape == (n_draws, 2)
+    half = n_draws // 2
+    np.testing.assert_array_equal(z[half : 2 * half], -z[:half])
+    if n_draws % 2:
+        np.testing.assert_array_equal(z[-1], 0.0)

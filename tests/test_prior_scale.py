@@ -28,6 +28,7 @@ from sklaplace._prior_scale import (
     ScaledPriorFamily,
     _nearest_one,
     choose_prior_scale,
+    one_standard_error_choice,
     paired_standard_errors,
 )
 
@@ -784,3 +785,34 @@ def test_infinite_held_out_losses_leave_the_choice_to_the_evidence():
     assert not np.any(np.isnan(path["log_marginal_likelihood"]))
     assert clf.prior_precision_scale_ == 1.0
     assert np.all(np.isfinite(clf.predict_proba(X)))
+
+
+def test_held_out_losses_infinite_at_some_scales_still_choose():
+    # Infinite at the narrowest scale only: the held-out rows still choose
+    # (the evidence takes over only where every scale's loss is infinite),
+    # without a warning.
+    fit = SimpleNamespace(
+        objective=SimpleNamespace(xp=np, fixed=None),
+        posterior=DiagPosterior(np.full(3, 2.0)),
+        prior_precision=np.ones(3),
+        log_likelihood=-1.0,
+        theta=np.array([0.5, -0.2, 0.1]),
+    )
+    scales = np.array([0.5, 1.0, 2.0, 4.0])
+    losses = np.array([[np.inf, 0.9, 0.7, 0.8], [np.inf, 0.8, 0.6, 0.9]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        choice = choose_prior_scale(
+            "cv", fit, lambda s: HeldOutLosses(losses, np.ones(2)), scales
+        )
+    assert "cv_log_loss" in choice.path and choice.scale == 2.0
+
+
+def test_the_one_standard_error_walk_steps_on_a_tie():
+    # At scale index 0 the paired excess over the best (index 1) is exactly
+    # one standard error (1 and 1, every value exact): within it, so the walk
+    # moves to the wider posterior, index 0.
+    losses = HeldOutLosses(np.array([[1.0, 1.0], [3.0, 1.0]]), np.array([0.5, 0.5]))
+    excess, standard_error = paired_standard_errors(losses, 1)
+    assert excess[0] == standard_error[0] == 1.0
+    assert one_standard_error_choice(np.array([1.0, 3.0]), losses)[0] == 0

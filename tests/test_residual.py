@@ -313,3 +313,13 @@ def test_probabilities_beyond_the_data_match_the_probit_by_hand():
     mu, var = mean[0] @ centring, np.diag(centring @ cov[0] @ centring)
     expected = softmax(mu / np.sqrt(1 + np.pi / 8 * var))
     np.testing.assert_allclose(clf.predict_proba(point)[0], expected, rtol=1e-10)
+
+
+def test_a_feature_of_small_but_real_spread_keeps_its_own_scale():
+    # A column 1000 + 1e-4 noise varies (1e-7 of its mean): its scale is its
+    # own weighted standard deviation, not the median spread that a
+    # constant feature gets.
+    rng = np.random.RandomState(0)
+    X = np.c_[rng.normal(size=50), 1000.0 + 1e-4 * rng.normal(size=50)]
+    envelope = data_envelope(X, np.ones(50))
+    np.testing.assert_allclose(envelope.scale, X.std(axis=0), rtol=1e-8)
