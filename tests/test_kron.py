@@ -23,6 +23,7 @@ from sklaplace._curvature import KroneckerFactors, ggn_hessian, kron_factors
 from sklaplace._jacobian import logit_factors
 from sklaplace._kron import KronPosterior
 from sklaplace._network import ParamLayout
+from sklaplace._objective import NegLogPosterior
 from sklaplace._predictive import logit_jacobians
 from sklaplace._prior import prior_precision_vector
 from sklaplace.exceptions import LaplaceApproximationWarning
@@ -560,3 +561,27 @@ def test_a_duplicated_input_under_a_flat_prior_gets_a_jitter_not_an_error():
     assert clf.posterior_jitter_ == first > 0 == second
     assert np.all(clf.posterior_.blocks[0].eigenvalues() > 0)
     assert np.all(np.isfinite(clf.predict_proba(X)))
+
+
+def test_the_input_factor_is_the_weighted_gram_of_the_inputs_with_a_one():
+    # A = sum_n s_n [x_n 1][x_n 1]' / sum_n s_n, from the raw arrays, for
+    # weights of which some are exactly 1 (the unit-weight shortcut must
+    # apply only where every weight is 1).
+    obj, theta, raw = make_problem("tanh", 3, (4,), n_samples=12, raw=True)
+    weight = raw["sample_weight"].copy()
+    weight[: len(weight) // 2] = 1.0
+    weight[len(weight) // 2 :] = np.linspace(0.5, 2.0, len(weight) - len(weight) // 2)
+    obj = NegLogPosterior(
+        np,
+        obj.layout,
+        obj.activation,
+        obj.likelihood,
+        obj.X,
+        obj.Y,
+        weight,
+        obj.prior_precision,
+    )
+    X1 = np.c_[raw["X"], np.ones(len(weight))]
+    expected = (X1 * weight[:, None]).T @ X1 / weight.sum()
+    got = kron_factors(obj, theta).inputs[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)

@@ -21,7 +21,7 @@ from sklaplace._curvature import (
     ggn_hessian,
     hessp_operator,
 )
-from sklaplace._newton_cg import steihaug_cg
+from sklaplace._newton_cg import NewtonCGSolver, steihaug_cg
 from sklaplace._objective import NegLogPosterior
 from sklaplace._solvers import minimize_map
 from sklaplace.exceptions import FeatureScaleWarning
@@ -786,3 +786,25 @@ def test_badly_scaled_features_with_a_class_no_row_is_wrong_about_converge():
         cg = LaplaceMLPClassifier(solver="newton-cg", **params).fit(1e3 * X, y)
         dense = LaplaceMLPClassifier(solver="newton", **params).fit(1e3 * X, y)
     np.testing.assert_allclose(cg.loss_, dense.loss_, rtol=1e-6)
+
+
+def test_cg_may_take_as_many_steps_as_there_are_parameters():
+    # In exact arithmetic CG solves H s = -g in at most n_params steps, so
+    # Newton-CG allows that many: on a logistic regression (4 parameters,
+    # a generic positive definite H) the capped CG reaches the Newton step.
+    obj, theta = make_problem("tanh", 2, (), n_samples=30)
+    solver = NewtonCGSolver(obj, tol=1e-10, max_iter=10)
+    solver.setup(theta)
+    H = exact_hessian(obj, theta)
+    gradient = obj.loss_gradient(theta)[1]
+    step, _, status, n_products = steihaug_cg(
+        np,
+        lambda v: H @ v,
+        gradient,
+        np.ones(obj.layout.n_params),
+        1e10,
+        1e-14,
+        solver.max_cg,
+    )
+    assert status == "converged" and n_products <= obj.layout.n_params == 4
+    np.testing.assert_allclose(step, -np.linalg.solve(H, gradient), rtol=1e-8)

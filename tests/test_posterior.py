@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
+import sklaplace._posterior as posterior_module
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._evidence import log_marginal_likelihood
+from sklaplace._objective import NegLogPosterior
 from sklaplace._posterior import (
     SINGULAR_RTOL,
     DiagPosterior,
@@ -11,7 +13,7 @@ from sklaplace._posterior import (
     _warn_if_near_singular,
 )
 from sklaplace.exceptions import LaplaceApproximationWarning
-from tests.conftest import bayesian_linear_regression
+from tests.conftest import bayesian_linear_regression, make_problem
 
 
 def _spd(n, seed=0):
@@ -222,3 +224,27 @@ def test_a_precision_zero_to_round_off_is_judged_against_the_total_weight():
         _jittered(np, DiagPosterior, np.array([1e-14, 0.0]), total_weight=1e3)
     _, jitter = _jittered(np, DiagPosterior, np.array([1e-12, 0.0]), total_weight=1e3)
     assert 0 < jitter < 1e-12
+
+
+def test_laplace_posterior_judges_round_off_against_the_total_weight(monkeypatch):
+    # Weights of 1e6 scale every curvature by 1e6: a curvature whose largest
+    # entry is 1e-10 is zero to round-off against that total (not against
+    # the row count, where it would pass as tiny but real and be jittered).
+    obj, theta = make_problem("tanh", 2, (3,))
+    heavy = NegLogPosterior(
+        np,
+        obj.layout,
+        obj.activation,
+        obj.likelihood,
+        obj.X,
+        obj.Y,
+        1e6 * obj.sample_weight,
+        obj.prior_precision,
+    )
+    tiny = np.zeros((obj.layout.n_params,) * 2)
+    tiny[0, 0] = 1e-10
+    builders = dict(posterior_module.CURVATURE_BUILDERS)
+    builders["ggn", "full"] = lambda objective, theta: tiny.copy()
+    monkeypatch.setattr(posterior_module, "CURVATURE_BUILDERS", builders)
+    with pytest.raises(ValueError, match="zero to round-off"):
+        posterior_module.laplace_posterior(heavy, theta, "ggn", "full")

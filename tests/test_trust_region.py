@@ -83,6 +83,11 @@ def test_a_flat_loss_is_accepted_only_where_the_gradient_falls():
     big = 1e4
     assert _accepts(big + 4 * EPS * big, 0.1, predicted=0.1, loss=big)[1]
     assert not _accepts(big + 64 * EPS * big, 0.1, predicted=0.1, loss=big)[1]
+    # Below |L| = 1 the window stays 16 eps (round-off of the sum's terms,
+    # not of L): at L = 1e-3 a rise of 8 eps is flat, one of 32 eps is not.
+    small = 1e-3
+    assert _accepts(small + 8 * EPS, 0.1, predicted=0.1, loss=small)[1]
+    assert not _accepts(small + 32 * EPS, 0.1, predicted=0.1, loss=small)[1]
 
 
 def test_without_a_predicted_decrease_rho_is_minus_one():
