@@ -102,6 +102,21 @@ def count_hessian_products(monkeypatch):
     return calls
 
 
+def rebuilt(obj, sample_weight=None, prior_precision=None, fixed=None):
+    """``obj``'s NegLogPosterior again, with other weights, prior or fixed mask."""
+    return NegLogPosterior(
+        obj.xp,
+        obj.layout,
+        obj.activation,
+        obj.likelihood,
+        obj.X,
+        obj.Y,
+        obj.sample_weight if sample_weight is None else sample_weight,
+        obj.prior_precision if prior_precision is None else prior_precision,
+        fixed=fixed,
+    )
+
+
 def case_id(activation, n_classes, hidden, weighted):
     depth = f"h{len(hidden)}"
     return f"{activation}-{n_classes}cls-{depth}-{'sw' if weighted else 'nosw'}"

@@ -23,13 +23,13 @@ from sklaplace._backend import (
 )
 from sklaplace._curvature import CURVATURE_BUILDERS
 from sklaplace._network import jvp
-from sklaplace._objective import NegLogPosterior
 from sklaplace._posterior import DiagPosterior, FullPosterior
 from sklaplace._predictive import PREDICTIVES
 from tests.conftest import (
     BACKEND_CONFIGS,
     assert_cupy_backend_matches_numpy,
     make_problem,
+    rebuilt,
 )
 
 xps = pytest.importorskip("array_api_strict")
@@ -172,17 +172,7 @@ def _with_fixed(obj, xp, fixed, flat_output_bias=False):
         n_outputs = obj.layout.n_outputs
         keep = np.arange(obj.layout.n_params) < obj.layout.n_params - n_outputs
         prior = prior * xp.asarray(keep.astype(np.float64))
-    return NegLogPosterior(
-        xp,
-        obj.layout,
-        obj.activation,
-        obj.likelihood,
-        obj.X,
-        obj.Y,
-        obj.sample_weight,
-        prior,
-        fixed=xp.asarray(fixed),
-    )
+    return rebuilt(obj, prior_precision=prior, fixed=xp.asarray(fixed))
 
 
 @pytest.mark.parametrize("flat_output_bias", [False, True])

@@ -23,11 +23,10 @@ from sklaplace._curvature import KroneckerFactors, ggn_hessian, kron_factors
 from sklaplace._jacobian import logit_factors
 from sklaplace._kron import KronPosterior
 from sklaplace._network import ParamLayout
-from sklaplace._objective import NegLogPosterior
 from sklaplace._predictive import logit_jacobians
 from sklaplace._prior import prior_precision_vector
 from sklaplace.exceptions import LaplaceApproximationWarning
-from tests.conftest import make_problem
+from tests.conftest import make_problem, rebuilt
 
 xps = pytest.importorskip("array_api_strict")
 
@@ -571,16 +570,7 @@ def test_the_input_factor_is_the_weighted_gram_of_the_inputs_with_a_one():
     weight = raw["sample_weight"].copy()
     weight[: len(weight) // 2] = 1.0
     weight[len(weight) // 2 :] = np.linspace(0.5, 2.0, len(weight) - len(weight) // 2)
-    obj = NegLogPosterior(
-        np,
-        obj.layout,
-        obj.activation,
-        obj.likelihood,
-        obj.X,
-        obj.Y,
-        weight,
-        obj.prior_precision,
-    )
+    obj = rebuilt(obj, sample_weight=weight)
     X1 = np.c_[raw["X"], np.ones(len(weight))]
     expected = (X1 * weight[:, None]).T @ X1 / weight.sum()
     got = kron_factors(obj, theta).inputs[0]

@@ -5,7 +5,7 @@ import numpy as np
 from sklaplace._curvature import CURVATURE_BUILDERS, exact_hessian, ggn_hessian
 from sklaplace._objective import NegLogPosterior
 from sklaplace._testing import numerical_derivative
-from tests.conftest import make_problem
+from tests.conftest import make_problem, rebuilt
 
 
 def _rel_err(actual, expected):
@@ -57,7 +57,6 @@ def test_constrained_diagonal_curvature_is_one_at_fixed_parameters():
     # A diagonal curvature keeps its entries on the free parameters and gets
     # 1 on the fixed ones; nothing is added along the flat softmax direction
     # (the output biases' diagonal entries are already positive).
-    from sklaplace._objective import NegLogPosterior
     from tests.conftest import make_problem
 
     obj, _ = make_problem("tanh", 3, (4,))
@@ -96,16 +95,7 @@ def test_a_softmax_shift_pinned_by_one_output_bias_prior_is_not_flat():
     for output_bias_prior, flat in (([0.0, 1.0, 1.0], False), ([0.0] * 3, True)):
         prior = obj.prior_precision.copy()
         prior[-3:] = output_bias_prior
-        changed = NegLogPosterior(
-            np,
-            obj.layout,
-            obj.activation,
-            obj.likelihood,
-            obj.X,
-            obj.Y,
-            obj.sample_weight,
-            prior,
-        )
+        changed = rebuilt(obj, prior_precision=prior)
         assert (changed.flat_direction() is not None) == flat
         H = CURVATURE_BUILDERS["ggn", "full"](changed, theta)
         unchanged = np.array_equal(changed.constrained_curvature(H.copy()), H)

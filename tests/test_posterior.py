@@ -4,7 +4,6 @@ import pytest
 import sklaplace._posterior as posterior_module
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._evidence import log_marginal_likelihood
-from sklaplace._objective import NegLogPosterior
 from sklaplace._posterior import (
     SINGULAR_RTOL,
     DiagPosterior,
@@ -13,7 +12,7 @@ from sklaplace._posterior import (
     _warn_if_near_singular,
 )
 from sklaplace.exceptions import LaplaceApproximationWarning
-from tests.conftest import bayesian_linear_regression, make_problem
+from tests.conftest import bayesian_linear_regression, make_problem, rebuilt
 
 
 def _spd(n, seed=0):
@@ -231,16 +230,7 @@ def test_laplace_posterior_judges_round_off_against_the_total_weight(monkeypatch
     # entry is 1e-10 is zero to round-off against that total (not against
     # the row count, where it would pass as tiny but real and be jittered).
     obj, theta = make_problem("tanh", 2, (3,))
-    heavy = NegLogPosterior(
-        np,
-        obj.layout,
-        obj.activation,
-        obj.likelihood,
-        obj.X,
-        obj.Y,
-        1e6 * obj.sample_weight,
-        obj.prior_precision,
-    )
+    heavy = rebuilt(obj, sample_weight=1e6 * obj.sample_weight)
     tiny = np.zeros((obj.layout.n_params,) * 2)
     tiny[0, 0] = 1e-10
     builders = dict(posterior_module.CURVATURE_BUILDERS)
