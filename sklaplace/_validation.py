@@ -10,6 +10,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from sklaplace._backend import to_numpy
+from sklaplace._memory import check_memory
 from sklaplace._warnings import warn
 from sklaplace.exceptions import FeatureScaleWarning
 
@@ -71,6 +72,12 @@ def validate_features(estimator, X, y="no_validation", reset=True):
     )
     X, y = (validated, None) if without_y else validated
     if scipy.sparse.issparse(X):
+        n_samples, n_features = X.shape
+        check_memory(
+            8 * n_samples * n_features,
+            f"the dense copy of the {n_samples} x {n_features} sparse X",
+            "Reduce the features (e.g. TruncatedSVD) or the rows per call.",
+        )
         X = X.toarray()
     return X if without_y else (X, y)
 

@@ -17,11 +17,12 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+import sklaplace._memory as memory_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._functional import log_posterior_grad
 from sklaplace._network import ParamLayout
 from sklaplace._testing import numerical_derivative
-from sklaplace.exceptions import LaplaceApproximationWarning
+from sklaplace.exceptions import LaplaceApproximationWarning, MemoryLimitError
 
 
 def _scaled(loader, n_classes=None):
@@ -497,3 +498,14 @@ def test_the_monte_carlo_draws_follow_random_state():
 
     np.testing.assert_array_equal(proba(0), proba(0))
     assert np.max(np.abs(proba(0) - proba(1))) > 1e-3
+
+
+def test_a_sparse_x_too_large_to_densify_is_refused_naming_it(monkeypatch):
+    # 24 x 3 float64 is 576 bytes: over a limit of 500, refused before the
+    # copy is made, at fit and at predict time.
+    X = sp.csr_matrix(np.random.RandomState(0).normal(size=(24, 3)))
+    clf = LaplaceMLPClassifier(**TINY_NET).fit(X, ALTERNATING_Y)
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 500)
+    for call in (lambda: clf.predict_proba(X), lambda: clf.fit(X, ALTERNATING_Y)):
+        with pytest.raises(MemoryLimitError, match="24 x 3 sparse X"):
+            call()
