@@ -164,7 +164,11 @@ def _objective(
     _check_shapes(coefs, intercepts)
     _check_activation(activation)
     _check_memory_budget(memory_budget)
+    if not hasattr(X, "__array_namespace__"):
+        X = np.asarray(X)  # a list or DataFrame, as scikit-learn accepts
     xp = get_namespace(X, *coefs, *intercepts)
+    if not xp.isdtype(X.dtype, ("bool", "integral", "real floating")):
+        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}.")
     for name, arrays in (("coefs", coefs), ("intercepts", intercepts), ("X", [X])):
         for i, a in enumerate(arrays):
             if not bool(xp.all(xp.isfinite(a))):
@@ -234,8 +238,9 @@ _PARAMETERS_DOC = """coefs : list of arrays
     intercepts : list of arrays
         ``intercepts[i]`` of shape ``(fan_out_i,)``, as
         ``MLPClassifier.intercepts_``.
-    X : array of shape (n_samples, n_features)
-        Inputs.
+    X : array-like of shape (n_samples, n_features)
+        Inputs: an array of the coefficients' namespace, or (with NumPy
+        coefficients) anything ``np.asarray`` takes.
     y : array-like of shape (n_samples,)
         Class indices: 0/1 with one output unit, 0..K-1 with K units."""
 

@@ -264,6 +264,13 @@ def test_array_likes_are_taken_and_a_tuning_string_is_refused():
     np.testing.assert_array_equal(
         log_posterior_hvp(coefs, intercepts, X, y, list(v)), product
     )
+    # X as a list or a DataFrame, as scikit-learn takes it (a list had
+    # raised array_api_compat's "list is not a supported array type").
+    for X_like in (X.tolist(), pd.DataFrame(X)):
+        np.testing.assert_array_equal(
+            log_posterior_grad(coefs, intercepts, X_like, y, sample_weight=w),
+            expected,
+        )
     # A NumPy v with another namespace's network is converted, not mixed.
     strict = [xps.asarray(a) for a in coefs], [xps.asarray(b) for b in intercepts]
     np.testing.assert_allclose(
@@ -288,6 +295,9 @@ def test_values_that_overflow_the_networks_dtype_or_are_complex_are_refused():
         log_posterior(coefs, intercepts, X, y, sample_weight=np.ones(10) + 1j)
     with pytest.raises(TypeError, match="alpha must be a real number"):
         log_posterior(coefs, intercepts, X, y, alpha=1.0 + 1j)
+    for bad_X in (X + 1j, np.full(X.shape, "a")):
+        with pytest.raises(TypeError, match="X must hold real numbers"):
+            log_posterior(coefs, intercepts, bad_X, y)
 
 
 def test_the_full_hessian_beyond_1024_parameters_is_the_closed_form():
