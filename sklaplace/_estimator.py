@@ -72,8 +72,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         updates, where the Laplace evidence at the current MAP is stationary in
         alpha: from 1, fit, set ``alpha = gamma / ||w||^2`` and refit until no
         alpha moves 0.01% (at most 50 refits, fewer if they cycle or 10 in a
-        row stop at max_iter, with a ``ConvergenceWarning``); then from 100; the
-        run of larger evidence is kept (see the guide). ``"evidence_per_layer"``
+        row stop at max_iter, with a ``ConvergenceWarning``); then from 100,
+        kept if its evidence is over 3 nats larger (see the guide). ``"evidence_per_layer"``
         tunes one value per layer the same way; it can head for a degenerate
         limit (an alpha at its bound, a warning says so). ``"validation"``
         fits 2-4 times: from 1, by decades the way MacKay's update points (else

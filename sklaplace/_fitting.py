@@ -16,6 +16,7 @@ from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, clearly_lower, walk_alpha
 from sklaplace._backend import to_numpy
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
+    clearly_larger,
     log_marginal_likelihood,
     mackay_update,
     tune_alpha,
@@ -33,7 +34,7 @@ from sklaplace._held_out import (
 )
 from sklaplace._jacobian import logit_factors
 from sklaplace._network import log_equivalent_modes
-from sklaplace._objective import NegLogPosterior
+from sklaplace._objective import NegLogPosterior, ignores_its_input
 from sklaplace._posterior import laplace_posterior
 from sklaplace._predictive import (
     logit_jacobians,
@@ -211,25 +212,6 @@ def fit_laplace(config, objective, theta):
         config.subset_of_weights,
     )
     return LaplaceFit(objective, result, posterior, curvature, jitter)
-
-
-#: Largest spread of a logit over the rows (max - min, in nats) of a network
-#: that ignores its input: its probabilities move by less than 1e-6.
-CONSTANT_OUTPUT_SPREAD = 1e-6
-
-
-def ignores_its_input(objective, theta):
-    """Whether the network's logits are the same on every row it is fitted to.
-
-    Such a network is a MAP collapsed under a strong prior; measured, all
-    its hidden units sit at zero, so its posterior mode is one, not one per
-    order and sign of its units
-    (:func:`~sklaplace._network.log_equivalent_modes`).
-    """
-    xp = objective.xp
-    logits = objective.forward(theta).logits
-    spread = xp.max(logits, axis=0) - xp.min(logits, axis=0)
-    return float(xp.max(spread)) <= CONSTANT_OUTPUT_SPREAD
 
 
 def _walk(fit_at, held_out_loss, theta, start, groups, xp, base_rate):
@@ -459,8 +441,12 @@ def fit_network(
                 )
             # A run's warnings: its kept refit's, then the updates' own.
             runs.append((tuning, refit_warnings[first + tuning.kept] + caught))
-        # The run whose kept refit has the larger evidence (the first of equals).
-        tuning, kept_warnings = max(runs, key=lambda run: run[0].evidence)
+        # The first run (from 1) unless another's evidence is clearly larger
+        # (as in a run, smaller leads are the approximation's error).
+        tuning, kept_warnings = runs[0]
+        largest = max(runs, key=lambda run: run[0].evidence)
+        if clearly_larger(largest[0].evidence, tuning.evidence):
+            tuning, kept_warnings = largest
         fit, history, gammas = tuning.fit, tuning.history, tuning.gammas
         alpha = float(tuning.alpha[0]) if scalar else tuning.alpha
     if refits[-1] is not fit:  # the last fit tried, not kept

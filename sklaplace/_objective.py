@@ -14,7 +14,7 @@ from sklaplace._backend import pin_to_identity
 from sklaplace._memory import check_memory
 from sklaplace._network import backprop, forward, jvp, second_order_backprop, vjp
 
-__all__ = ["NegLogPosterior"]
+__all__ = ["CONSTANT_OUTPUT_SPREAD", "NegLogPosterior", "ignores_its_input"]
 
 
 class NegLogPosterior:
@@ -224,3 +224,22 @@ class NegLogPosterior:
                 self.Y[start:stop, ...],
                 self.sample_weight[start:stop],
             )
+
+
+#: Largest spread of a logit over the rows (max - min, in nats) of a network
+#: that ignores its input: its probabilities move by less than 1e-6.
+CONSTANT_OUTPUT_SPREAD = 1e-6
+
+
+def ignores_its_input(objective, theta):
+    """Whether the network's logits are the same on every row it is fitted to.
+
+    Such a network is a MAP collapsed under a strong prior; measured, all
+    its hidden units sit at zero, so its posterior mode is one, not one per
+    order and sign of its units
+    (:func:`~sklaplace._network.log_equivalent_modes`).
+    """
+    xp = objective.xp
+    logits = objective.forward(theta).logits
+    spread = xp.max(logits, axis=0) - xp.min(logits, axis=0)
+    return float(xp.max(spread)) <= CONSTANT_OUTPUT_SPREAD

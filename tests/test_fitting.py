@@ -10,7 +10,8 @@ from sklearn.datasets import make_moons
 from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._fitting import CONSTANT_OUTPUT_SPREAD, FitConfig, ignores_its_input
+from sklaplace._fitting import FitConfig
+from sklaplace._objective import CONSTANT_OUTPUT_SPREAD, ignores_its_input
 from tests.conftest import make_problem
 
 
