@@ -44,7 +44,9 @@ __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "DENSE_MEMORY_LIMIT",
     "FIT_MEMORY_LIMIT",
+    "KRON_FACTOR_COPIES",
     "check_fit_memory",
+    "check_kron_memory",
     "check_memory",
     "dense_matrices_at_peak",
     "full_is_cheap",
@@ -117,6 +119,13 @@ POSTERIOR_HELD_DENSE_MATRICES = {"full": 1}
 #: Held across the held-out refits of ``prior_precision_scale="cv"``: the
 #: full-data posterior and the previous fold's.
 CV_HELD_DENSE_MATRICES = {"full": 2}
+
+#: Copies of every Kronecker factor (``(fan_in + 1)^2`` and ``fan_out^2``
+#: numbers per layer) a fit holds at once, at most: while one is
+#: diagonalised, it, its Cholesky factor, the transformed factor and its
+#: eigenvectors (``sklaplace._kron``), beside the kept posterior's
+#: eigenvectors and those of the refit or fold being built.
+KRON_FACTOR_COPIES = 6
 
 _MEMORY_ADVICE = (
     "Use hessian_structure='kron' or 'diag' with solver='lbfgs' in "
@@ -224,6 +233,38 @@ def check_fit_memory(
         raise MemoryLimitError(
             f"{what}: about {count} at once, {_gib(count * one)}, more than the "
             f"{_gib(FIT_MEMORY_LIMIT)} sklaplace allows for one fit "
+            f"(sklaplace._memory.FIT_MEMORY_LIMIT). {advice}"
+        )
+
+
+def check_kron_memory(layer_sizes, last_layer_only=False):
+    """Refuse, before any work, Kronecker factors that exceed the limits.
+
+    Each layer's ``(fan_in + 1) x (fan_in + 1)`` and ``fan_out x fan_out``
+    float64 factors must fit ``DENSE_MEMORY_LIMIT`` one by one, and
+    ``KRON_FACTOR_COPIES`` of them all ``FIT_MEMORY_LIMIT`` (a hidden layer
+    of 20,000 units had passed the dense check and allocated a 3 GiB factor).
+    """
+    layers = list(zip(layer_sizes[:-1], layer_sizes[1:]))
+    first = len(layers) - 1 if last_layer_only else 0
+    advice = (
+        "Use hessian_structure='diag' (no matrix of a layer's width), "
+        "subset_of_weights='last_layer', or fewer hidden units."
+    )
+    total = 0
+    for i, (fan_in, fan_out) in list(enumerate(layers))[first:]:
+        for side in (fan_in + 1, fan_out):
+            what = (
+                f"The {side} x {side} float64 Kronecker factor of layer {i} "
+                f"({fan_in} -> {fan_out} units, hessian_structure='kron')"
+            )
+            check_memory(8 * side * side, what, advice)
+            total += 8 * side * side
+    if KRON_FACTOR_COPIES * total > FIT_MEMORY_LIMIT:
+        raise MemoryLimitError(
+            f"The Kronecker factors of hessian_structure='kron' take {_gib(total)}, "
+            f"and a fit holds up to {KRON_FACTOR_COPIES} copies at once, more than "
+            f"the {_gib(FIT_MEMORY_LIMIT)} sklaplace allows for one fit "
             f"(sklaplace._memory.FIT_MEMORY_LIMIT). {advice}"
         )
 
@@ -351,6 +392,14 @@ def resolved_params(estimator, layout, n_samples, tune=None):
     )
     if layout.n_layers == 1:
         params.subset_of_weights = "all"
+    check_memory(
+        8 * n_params,
+        f"One vector of the {n_params} parameters",
+        "Use a smaller network (fewer hidden units or input features).",
+    )
+    if params.hessian_structure == "kron":
+        last_only = params.subset_of_weights == "last_layer"
+        check_kron_memory(layout.layer_sizes, last_only)
     dense = params.hessian_structure if params.subset_of_weights == "all" else None
     check_fit_memory(n_params, params.solver, dense, scale, params.alpha)
     if params.subset_of_weights == "last_layer":

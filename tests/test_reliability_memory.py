@@ -563,3 +563,59 @@ def test_the_auto_rules_count_rows_not_their_weights():
             )
         )
     assert settings[0] == settings[1] == ("newton-cg", 1e-6, "full", "all", False)
+
+
+@pytest.mark.parametrize("structure", ["auto", "kron"])
+def test_a_kronecker_factor_over_the_limit_is_refused_before_any_work(
+    monkeypatch, structure
+):
+    """A hidden layer of 20,000 units takes the Kronecker posterior ("auto"
+    beyond the dense limit), whose 20,000 x 20,000 output factor (2.98 GiB)
+    had passed the dense check and been allocated after the MAP; a review
+    found (10**6,) failing after 50 s with NumPy's own MemoryError."""
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError("the MAP solver ran before the memory check")
+
+    monkeypatch.setattr(fitting_module, "minimize_map", no_solve)
+    X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
+    clf = LaplaceMLPClassifier((20000,), hessian_structure=structure)
+    with pytest.raises(MemoryLimitError) as info:
+        clf.fit(X, y)
+    message = str(info.value)
+    assert "20000 x 20000 float64 Kronecker factor of layer 0" in message
+    assert "(30 -> 20000 units" in message and "2.98 GiB" in message
+    assert "hessian_structure='diag'" in message
+    assert not hasattr(clf, "n_features_in_")
+
+
+def test_the_kronecker_factors_count_against_the_whole_fit_limit(
+    tiny_limit, monkeypatch
+):
+    # Hidden (16,) on 3 features: factors of 4 x 4 and 16 x 16 (layer 0) and
+    # 17 x 17 and 1 x 1 (layer 1). With a 1 KiB limit the 16 x 16 (2 KiB) is
+    # the first over it; with one of 3 KiB each fits, and six copies of the
+    # 4.5 KiB in all are over a whole-fit limit of 20 KiB; of 30 KiB they fit.
+    X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
+    params = dict(hessian_structure="kron", alpha=1.0, prior_precision_scale=1.0)
+    with pytest.raises(MemoryLimitError, match="16 x 16 float64 Kronecker factor"):
+        LaplaceMLPClassifier((16,), **params).fit(X, y)
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 3 * 1024)
+    total = 8 * (4**2 + 16**2 + 17**2 + 1**2)
+    assert memory_module.KRON_FACTOR_COPIES == 6
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", 6 * total - 1)
+    with pytest.raises(MemoryLimitError, match="up to 6 copies"):
+        LaplaceMLPClassifier((16,), **params).fit(X, y)
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", 6 * total)
+    clf = LaplaceMLPClassifier((16,), **params).fit(X, y)
+    assert np.all(np.isfinite(clf.predict_proba(X)))
+    # The last layer's alone: 17 x 17 and 1 x 1.
+    last = dict(params, subset_of_weights="last_layer")
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", 6 * 8 * (17**2 + 1))
+    LaplaceMLPClassifier((16,), **last).fit(X, y)
+
+
+def test_a_parameter_vector_over_the_limit_is_refused_before_initialisation():
+    X, y = RNG.normal(size=(10, 30)), np.arange(10) % 2
+    with pytest.raises(MemoryLimitError, match="One vector of the 68719476737"):
+        LaplaceMLPClassifier((2**31,)).fit(X, y)
