@@ -75,7 +75,11 @@ class FittedLaplaceMixin:
         Returns
         -------
         log_evidence : float
-            ``-inf`` if the posterior precision is not positive definite there.
+            ``-inf`` if the posterior precision is not positive definite
+            there, or if the new prior is flat (0) on a parameter the fitted
+            one was not: an improper prior's evidence is defined only up to a
+            constant (see the user guide), and ``-inf`` is its limit as that
+            precision falls to 0.
 
         Raises
         ------
