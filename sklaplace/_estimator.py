@@ -73,9 +73,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         alpha: from 1, fit, set ``alpha = gamma / ||w||^2`` and refit until no
         alpha moves 0.01% (at most 50 refits, fewer if they cycle or 10 in a
         row stop at max_iter, with a ``ConvergenceWarning``); then from 100,
-        kept if its evidence is over 3 nats larger (see the guide). ``"evidence_per_layer"``
-        tunes one value per layer the same way; it can head for a degenerate
-        limit (an alpha at its bound, a warning says so). ``"validation"``
+        kept if over 3 nats larger in evidence (see the guide).
+        ``"evidence_per_layer"`` tunes one per layer alike; it can head for a
+        degenerate limit (an alpha at its bound; a warning says). ``"validation"``
         fits 2-4 times: from 1, by decades the way MacKay's update points (else
         the other) while the log loss of the rows ``validation_fraction`` holds
         out, at the model's scale ``c``, falls by over a paired standard error

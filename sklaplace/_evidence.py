@@ -64,11 +64,12 @@ EVIDENCE_SETTLED = 1e-2
 EVIDENCE_SETTLED_REFITS = 3
 # The first fit's alpha (every group), one run of the updates from each; the
 # first run is kept unless a later one's evidence, counting its equivalent
-# modes (log_equivalent_modes), is larger by EVIDENCE_MARGIN. The evidence of a network has several
-# local maxima in alpha, and MacKay's updates climb the nearest: from 1 the
-# refits of a (16,) network on labels independent of the features settle at
-# alpha ~0.9 (log evidence -440, test log loss 0.94 against the base rate's
-# 0.69), from 100 at 10-100 (-294, 0.69). See the benchmark report.
+# modes (log_equivalent_modes), is larger by EVIDENCE_MARGIN. The evidence
+# of a network has several local maxima in alpha, and MacKay's updates climb
+# the nearest: from 1 the refits of a (16,) network on labels independent
+# of the features settle at alpha ~0.9 (log evidence -440, test log loss
+# 0.94 against the base rate's 0.69), from 100 at 10-100 (-294, 0.69). See
+# the benchmark report.
 EVIDENCE_STARTS = (1.0, 100.0)
 # Nats by which a refit's log evidence must beat its run's last refit (the
 # fixed point, or where the updates gave up) to be kept instead: "strong"

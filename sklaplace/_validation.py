@@ -19,6 +19,7 @@ __all__ = [
     "check_finite_rows",
     "hidden_sizes",
     "merge_identical_rows",
+    "on_host",
     "validate_features",
     "validate_fit_data",
 ]
@@ -54,18 +55,32 @@ def hidden_sizes(hidden_layer_sizes):
     return tuple(int(s) for s in sizes.ravel())
 
 
+def on_host(a):
+    """Return ``a`` as NumPy if it is another library's array (CuPy, array_api_strict).
+
+    The estimator moves its data to the ``backend`` itself; under
+    ``sklearn.config_context(array_api_dispatch=True)`` scikit-learn's
+    validation had passed NumPy dtypes to such an array's namespace and
+    failed with "'dtype' must be a dtype".
+    """
+    if hasattr(a, "__array_namespace__") and not isinstance(a, np.ndarray):
+        return to_numpy(a)
+    return a
+
+
 def validate_features(estimator, X, y="no_validation", reset=True):
     """``validate_data`` in float64, SciPy sparse input returned dense.
 
     The network multiplies dense arrays only (the R-operator, Jacobians and
     curvature alike), so a sparse ``X`` (a ``OneHotEncoder``'s output, say)
-    is densified: ``n_samples x n_features`` float64 in memory.
+    is densified: ``n_samples x n_features`` float64 in memory. Arrays of
+    other libraries come to the host first (:func:`on_host`).
     """
     without_y = isinstance(y, str) and y == "no_validation"
     validated = validate_data(
         estimator,
-        X,
-        y,
+        on_host(X),
+        y if without_y else on_host(y),
         reset=reset,
         dtype=np.float64,
         accept_sparse=("csr", "csc", "coo"),
@@ -91,7 +106,7 @@ def validate_fit_data(estimator, X, y, sample_weight):
     X, y = validate_features(estimator, X, y)
     check_classification_targets(y)
     sample_weight = _check_sample_weight(
-        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        on_host(sample_weight), X, dtype=np.float64, ensure_non_negative=True
     )
     with np.errstate(over="ignore"):  # an overflowing total: refused below
         total = np.sum(sample_weight)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sklaplace import (
+    LaplaceMLPClassifier,
     log_posterior,
     log_posterior_grad,
     log_posterior_hessian,
@@ -287,3 +288,26 @@ def test_estimator_under_array_api_strict_matches_numpy(
     # Both run NumPy underneath (BLAS syrk against a plain product): 1e-7 is
     # the solver's reach, far below what a wrong term in any path moves.
     assert_cupy_backend_matches_numpy(config, n_classes, (120, 5), (5,), rtol=1e-7)
+
+
+def test_the_estimator_takes_another_librarys_arrays_under_dispatch():
+    """Under scikit-learn's ``array_api_dispatch`` an array_api_strict ``X``
+    had failed inside ``check_array`` ("'dtype' must be a dtype"): such
+    arrays come to the host first, and the fit and predictions are those of
+    the NumPy input."""
+    import sklearn
+
+    X, y = np.random.RandomState(0).normal(size=(40, 3)), np.arange(40) % 2
+    w = np.arange(1.0, 41.0)
+    params = dict(
+        hidden_layer_sizes=(2,), alpha=1.0, prior_precision_scale=1.0, random_state=0
+    )
+    expected = LaplaceMLPClassifier(**params).fit(X, y, sample_weight=w)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = LaplaceMLPClassifier(**params).fit(
+            xps.asarray(X), xps.asarray(y), sample_weight=xps.asarray(w)
+        )
+        proba = clf.predict_proba(xps.asarray(X))
+        score = clf.score(xps.asarray(X), xps.asarray(y))
+    np.testing.assert_array_equal(proba, expected.predict_proba(X))
+    assert score == expected.score(X, y)
