@@ -84,11 +84,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         (one gradient at most 5e6 multiply-adds, ``n_samples * n_params``,
         identical rows counted once) and ``"validation"`` beyond (``alpha_``).
     bias_prior_precision : float or array-like of shape (n_layers,), default=0.1
-        Prior precision of the biases. Values must be in the range
-        ``[0.0, inf)``; 0 is a flat prior (MLPClassifier's and, with no hidden
-        layer, LogisticRegression's convention). The default is weak (sd ~3)
-        and proper: a flat prior makes the posterior improper along the bias
-        of a saturated unit.
+        Prior precision of the biases, in ``[0.0, inf)``; 0 is a flat prior
+        (MLPClassifier's and, with no hidden layer, LogisticRegression's
+        convention). The default is weak (sd ~3) and proper: a flat prior
+        makes the posterior improper along the bias of a saturated unit.
     solver : {"auto", "newton-cg", "newton", "lbfgs"}, default="auto"
         MAP solver. ``"newton-cg"``: truncated (Hessian-free) Newton inside a
         trust region: Steihaug-Toint conjugate gradients on exact
@@ -252,7 +251,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Alphas of each refit of the run whose refit was kept (anywhere on it)
         or of the validation walk (empty for a fixed alpha or no held rows).
     effective_n_parameters_ : ndarray of shape (n_groups,) or None
-        MacKay's ``gamma`` per group at the evidence's kept refit, else None.
+        MacKay's ``gamma`` per group at the evidence's kept refit, else None
+        (below 0 only where an exact Hessian's data part is indefinite).
     loss_ : float
         ``L(theta_map) / sum(sample_weight)`` over the rows fitted: the
         per-sample MAP objective, MLPClassifier's ``loss_`` when

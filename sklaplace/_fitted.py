@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from sklaplace._backend import get_namespace, resolve_backend, to_numpy
-from sklaplace._evidence import log_evidence_at_prior
+from sklaplace._evidence_at_prior import log_evidence_at_prior, replace_prior
 from sklaplace._likelihood import likelihood_for
 from sklaplace._network import ParamLayout
 from sklaplace._predictive import (
@@ -63,7 +63,9 @@ class FittedLaplaceMixin:
         arguments give ``log_marginal_likelihood_``, the evidence at the MAP's
         own prior (not at ``prior_precision_scale_`` times it). This is the
         quantity MacKay's updates make stationary (at this MAP); use it to
-        plot the evidence against ``alpha``.
+        plot the evidence against ``alpha``. Where the fit warned that the
+        posterior is nearly singular, other priors' values carry the
+        round-off of refactorising it (a review: up to 1 nat, or ``-inf``).
 
         Parameters
         ----------
@@ -99,12 +101,14 @@ class FittedLaplaceMixin:
                 "the training data. Refit with warm_start=True (it re-trains the "
                 "kept weights and keeps the pruned ones at zero) to get it."
             )
-        if alpha is None and bias_prior_precision is None:
-            # The stored value, not a refactorisation of the same precision:
-            # on a nearly singular posterior (alpha=0) round-off in that
-            # refactorisation had turned a finite evidence into -inf.
-            return self.log_marginal_likelihood_
         layout = self._layout()
+        new = replace_prior(layout, self.prior_precision_, alpha, bias_prior_precision)
+        if np.array_equal(new, self.prior_precision_):
+            # The stored value, not a refactorisation of the same precision:
+            # on a nearly singular posterior round-off in that refactorisation
+            # had turned a finite evidence into -inf (alpha=0), or moved it by
+            # 0.7 nats (a flat bias prior, 3 classes).
+            return self.log_marginal_likelihood_
         return log_evidence_at_prior(
             layout,
             layout.pack(np, self.coefs_, self.intercepts_),

@@ -338,7 +338,7 @@ def fit_network(
 
     refits, refit_warnings, kept_warnings = [], [], []
 
-    def fit_at(alpha, theta):
+    def fit_at(alpha, theta, settings=config):
         prior = prior_precision_vector(layout, alpha, config.bias_prior_precision)
         if refits:
             # A superseded refit keeps its solver record only: its posterior
@@ -348,7 +348,7 @@ def fit_network(
         # the refits on the way to alpha would repeat once per refit.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            refits.append(fit_laplace(config, objective(prior, fit_rows), theta))
+            refits.append(fit_laplace(settings, objective(prior, fit_rows), theta))
         kept_warnings[:] = caught
         refit_warnings.append(caught)
         return refits[-1]
@@ -426,13 +426,18 @@ def fit_network(
             collapsed = ignores_its_input(fit.objective, fit.theta)
             return fit.log_evidence() + (0.0 if collapsed else distinct)
 
+        # MacKay's updates and the evidence assume a positive semi-definite
+        # data curvature (gamma in [0, W]): the GGN. An exact Hessian's
+        # indefinite part had given gamma of -3,000 and runs that cycled;
+        # it builds the kept fit's posterior only (below).
+        tuning_config = replace(config, hessian="ggn")
         runs = []
         for start in starts:
             first = len(refits)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 tuning = tune_alpha(
-                    lambda a, t: fit_at(float(a[0]) if scalar else a, t),
+                    lambda a, t: fit_at(float(a[0]) if scalar else a, t, tuning_config),
                     groups,
                     theta,
                     lambda posterior: posterior.covariance_diagonal(xp),
@@ -449,6 +454,15 @@ def fit_network(
             tuning, kept_warnings = largest
         fit, history, gammas = tuning.fit, tuning.history, tuning.gammas
         alpha = float(tuning.alpha[0]) if scalar else tuning.alpha
+        if config.hessian != tuning_config.hessian:
+            structure = (config.hessian_structure, config.subset_of_weights)
+            posterior, curvature, jitter = laplace_posterior(
+                fit.objective, fit.theta, config.hessian, *structure
+            )
+            fit = fit._replace(posterior=posterior, curvature=curvature, jitter=jitter)
+            # The attributes describe the posterior kept (gamma may be < 0).
+            covariance = posterior.covariance_diagonal(xp)
+            gammas = mackay_update(covariance, fit.theta, tuning.alpha, groups)[1]
     if refits[-1] is not fit:  # the last fit tried, not kept
         refits[-1] = refits[-1]._replace(objective=None, posterior=None)
     for caught in kept_warnings:

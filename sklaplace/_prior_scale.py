@@ -352,12 +352,7 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
     xp, fixed = fit.objective.xp, fit.objective.fixed
     fixed = None if fixed is None else to_numpy(fixed)
     if not isinstance(setting, str):
-        scale = float(setting)
-        return PriorScale(
-            scale,
-            scaled_posterior(fit.posterior, fit.prior_precision, scale, fixed, xp),
-            None,
-        )
+        return _at_scale(fit, float(setting), None, fixed, xp)
     scales = np.asarray(scales, dtype=np.float64)
     losses = held_out(scales) if setting in ("cv", "validation") else None
     if losses is not None and not np.any(np.isfinite(losses.curve())):
@@ -388,17 +383,32 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
         curve = log_evidence_curve(fit.log_likelihood, fit.theta, family, scales)
         scale = float(scales[_nearest_one(scales, -curve)])
         path = {"scales": scales, "log_marginal_likelihood": curve}
+    return _at_scale(fit, scale, path, fixed, xp)
+
+
+def _at_scale(fit, scale, path, fixed, xp):
+    """Return the :class:`PriorScale` of ``scale``, else of 1 with a warning.
+
+    A chosen scale can fail to factorise where its eigenvalues said positive
+    definite (a pivot at round-off); a fixed scale below 1 can leave an
+    exact Hessian's indefinite data part uncovered (the fit checked it at
+    scale 1 only; ``NotPositiveDefiniteError`` had escaped ``fit``).
+    """
     try:
         posterior = scaled_posterior(
             fit.posterior, fit.prior_precision, scale, fixed, xp
         )
     except NotPositiveDefiniteError:
-        # The eigenvalues said positive definite, the factorisation did not
-        # (a pivot at round-off): keep the fitted posterior, c = 1.
+        hint = ""
+        if fit.curvature == "exact" and scale < 1.0:
+            hint = (
+                " (the exact Hessian's data part is indefinite there; "
+                "hessian='ggn' is positive semi-definite at every scale)"
+            )
         warn(
-            f"The posterior precision at the chosen prior scale {scale:.3g} is not "
-            "numerically positive definite; the posterior at scale 1 (the MAP's "
-            "own prior) is used instead.",
+            f"The posterior precision at the prior scale {scale:.3g} is not "
+            f"numerically positive definite{hint}; the posterior at scale 1 (the "
+            "MAP's own prior) is used instead.",
             LaplaceApproximationWarning,
         )
         scale, posterior = 1.0, fit.posterior

@@ -22,11 +22,11 @@ from sklaplace import LaplaceMLPClassifier
 from sklaplace._evidence import (
     EVIDENCE_BOUNDS,
     EVIDENCE_TOL,
-    log_evidence_at_prior,
     mackay_update,
     tune_alpha,
     weight_groups,
 )
+from sklaplace._evidence_at_prior import log_evidence_at_prior
 from sklaplace._network import ParamLayout, log_equivalent_modes
 from sklaplace._posterior import FullPosterior
 from sklaplace.exceptions import LaplaceApproximationWarning
@@ -101,10 +101,13 @@ def test_evidence_slope_in_log_alpha_is_mackays_at_the_kept_refit(structure, hes
         return (up - down) / (2 * step)
 
     # At a fixed MAP, d log Z / d log alpha = (gamma - alpha ||w||^2) / 2,
-    # which MacKay's update sets to zero; a few units here.
+    # which MacKay's update sets to zero on the GGN. The exact Hessian's
+    # posterior is kept but alpha is tuned on the GGN: there the slope is
+    # -39, and the refactorised exact posterior's round-off allows 1e-4 (the
+    # GGN's gamma in its place is off by 39).
     norm = sum(float(np.sum(c**2)) for c in clf.coefs_)
     expected = 0.5 * (clf.effective_n_parameters_[0] - alpha * norm)
-    np.testing.assert_allclose(slope(alpha), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(slope(alpha), expected, rtol=1e-4, atol=1e-6)
     assert abs(slope(4 * alpha) - expected) > 0.1
 
 
@@ -282,6 +285,33 @@ def test_the_evidence_at_a_newly_flat_prior_is_its_limit_minus_infinity():
     assert np.isfinite(flat_biases.log_marginal_likelihood(alpha=0.5))
 
 
+def test_the_fitted_prior_passed_explicitly_gives_the_stored_evidence():
+    """On a nearly singular posterior (a flat bias prior, three classes, one
+    of three rows) refactorising it at the same prior had moved the
+    evidence by 0.7 nats (a review's probe): the fitted prior, however
+    given, returns ``log_marginal_likelihood_``."""
+    X, y = _scaled(load_iris)
+    X, y = X[:103], y[:103]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LaplaceApproximationWarning)
+        clf = LaplaceMLPClassifier(
+            (4,),
+            alpha=0.05,
+            bias_prior_precision=0.0,
+            solver="lbfgs",
+            hessian_structure="full",
+            prior_precision_scale=1.0,
+            random_state=0,
+        ).fit(X, y)
+    stored = clf.log_marginal_likelihood_
+    assert clf.log_marginal_likelihood(alpha=0.05) == stored
+    assert (
+        clf.log_marginal_likelihood(alpha=[0.05, 0.05], bias_prior_precision=0)
+        == stored
+    )
+    assert clf.log_marginal_likelihood(alpha=0.06) != stored
+
+
 def test_switching_the_output_bias_prior_between_flat_and_proper_asks_for_a_refit():
     X, y = _scaled(load_iris)
     clf = LaplaceMLPClassifier((), bias_prior_precision=1.0, random_state=0).fit(X, y)
@@ -343,6 +373,31 @@ def test_mackay_gamma_is_the_eigenvalue_sum():
     gamma = np.sum(eigenvalues / (eigenvalues + alpha))
     np.testing.assert_allclose(gammas, [gamma], rtol=1e-12)
     np.testing.assert_allclose(updated, [gamma / np.sum(w**2)], rtol=1e-12)
+
+
+def test_a_negative_gamma_takes_the_em_update_with_the_same_fixed_point():
+    """An indefinite data curvature can put the posterior's variance above
+    the prior's (``gamma < 0``): MacKay's ``gamma / ||w||^2`` would be
+    negative (it had been clipped to the lower bound); the EM form
+    ``W / (||w||^2 + tr P^{-1})`` is used, whose fixed point is MacKay's."""
+    theta = np.array([1.0, -1.0, 1.0, 1.0, 0.0])  # ||w||^2 = 4 on the group
+    group = [np.array([True, True, True, True, False])]
+    alpha = np.array([1.0])
+    # Variances 2 (above the prior's 1/alpha): gamma = 4 - 8 = -4.
+    updated, gammas = mackay_update(np.full(5, 2.0), theta, alpha, group)
+    assert gammas[0] == -4.0
+    assert updated[0] == pytest.approx(4 / (4 + 8), rel=1e-14)
+    # Variances 0.5: gamma = 2 > 0, MacKay's own update 2 / 4.
+    updated, gammas = mackay_update(np.full(5, 0.5), theta, alpha, group)
+    assert (gammas[0], updated[0]) == (2.0, 0.5)
+    # A fixed point of one form is a fixed point of the other: at alpha =
+    # 0.8 with trace 1.0, gamma = 4 - 0.8 = 3.2 and 3.2 / 4 = 4 / (4 + 1).
+    updated, _ = mackay_update(np.full(5, 0.25), theta, np.array([0.8]), group)
+    assert updated[0] == pytest.approx(4 / (4 + 1.0), rel=1e-14) == 0.8
+    # Negative by round-off only (a group the data do not reach): MacKay's.
+    variance = np.full(5, 1.0 + 1e-12)
+    updated, gammas = mackay_update(variance, theta, alpha, group)
+    assert -1e-10 < gammas[0] < 0 and updated[0] < 1e-300
 
 
 def test_mackay_update_keeps_the_alpha_of_an_empty_group():
