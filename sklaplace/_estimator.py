@@ -287,8 +287,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     -----
     Memory: ``fit`` raises :class:`~sklaplace.exceptions.MemoryLimitError`
     (a ``MemoryError``) before any work if one ``n_params x n_params``
-    matrix or Kronecker factor would exceed 2 GiB (more than 16,384
-    parameters) or all the fit holds at once 10 GiB; a fit that raises (a
+    matrix or Kronecker factor would exceed 2 GiB (over 16,384 parameters)
+    or all the fit holds at once 10 GiB; a fit that raises (a
     ``KeyboardInterrupt`` included) leaves the estimator as it was; logits
     or curvatures that overflow float64 raise ``ValueError``; the prediction
     methods may be called from several threads at once. Details:
