@@ -63,9 +63,7 @@ class FittedLaplaceMixin:
         arguments give ``log_marginal_likelihood_``, the evidence at the MAP's
         own prior (not at ``prior_precision_scale_`` times it). This is the
         quantity MacKay's updates make stationary (at this MAP); use it to
-        plot the evidence against ``alpha``. Where the fit warned that the
-        posterior is nearly singular, other priors' values carry the
-        round-off of refactorising it (a review: up to 1 nat, or ``-inf``).
+        plot the evidence against ``alpha``.
 
         Parameters
         ----------

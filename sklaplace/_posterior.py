@@ -98,12 +98,24 @@ class FullPosterior:
     def with_prior_change(self, xp, delta):
         """Posterior with precision ``P + diag(delta)`` (a new prior, same data).
 
-        Raises :class:`NotPositiveDefiniteError` if that is not positive definite.
+        ``P + D = L (I + L^{-1} D L^{-T}) L'``: the new factor is ``L`` times
+        the bracket's, and ``L L'`` is not formed again. Re-forming it had
+        moved the log determinant of a nearly singular posterior by up to 2
+        nats, or made it not positive definite, against an 80-digit
+        reference that this form meets to 1e-6. Raises
+        :class:`NotPositiveDefiniteError` if ``P + D`` is not positive definite.
         """
-        # In ``xp``: on a GPU the W^3 product and factorisation run there.
+        # In ``xp``: on a GPU the W^3 solves and factorisation run there.
+        # Temporaries are dropped as soon as they are used: the fit counts
+        # the n_params x n_params matrices held at once (sklaplace._memory).
         L = xp.asarray(self.cholesky_factor)
         change = xp.asarray(to_numpy(delta), dtype=L.dtype)
-        return FullPosterior.from_precision(xp, add_to_diagonal(xp, L @ L.T, change))
+        inverse = solve_triangular(xp, L, xp.eye(L.shape[0], dtype=L.dtype))
+        inner = inverse * change[None, :]
+        inner = inner @ inverse.T  # L^{-1} D L^{-T}; its lower triangle is read
+        del inverse
+        inner = cholesky(xp, add_to_diagonal(xp, inner, xp.ones_like(change)))
+        return FullPosterior(to_numpy(L @ inner))
 
     def pivot_ratio(self):
         """Smallest squared Cholesky pivot over the largest diagonal of ``P``.
