@@ -108,8 +108,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         ``solver_`` says which.
     hessian : {"ggn", "exact"}, default="ggn"
         Curvature of the posterior precision: the generalised Gauss-Newton
-        (always positive definite) or the exact Hessian (falls back to the
-        GGN with a :class:`~sklaplace.exceptions.LaplaceApproximationWarning`
+        (always positive definite; the evidence tunes alpha on it either way)
+        or the exact Hessian (the GGN, with a ``LaplaceApproximationWarning``,
         where it is not positive definite).
     hessian_structure : {"auto", "full", "kron", "diag"}, default="auto"
         Structure of the posterior precision: the full matrix, Kronecker
