@@ -426,11 +426,14 @@ def fit_network(
             collapsed = ignores_its_input(fit.objective, fit.theta)
             return fit.log_evidence() + (0.0 if collapsed else distinct)
 
-        # MacKay's updates and the evidence assume a positive semi-definite
-        # data curvature (gamma in [0, W]): the GGN. An exact Hessian's
-        # indefinite part had given gamma of -3,000 and runs that cycled;
-        # it builds the kept fit's posterior only (below).
+        # MacKay's updates need a PSD curvature (GGN; exact gave gamma -3,000)
+        # over every weight alpha prices (last-layer let alpha drift to 0.13);
+        # the posterior asked for is built for the kept fit (below).
         tuning_config = replace(config, hessian="ggn")
+        if config.subset_of_weights == "last_layer":
+            tuning_config = replace(
+                tuning_config, subset_of_weights="all", hessian_structure="kron"
+            )
         runs = []
         for start in starts:
             first = len(refits)
@@ -454,7 +457,7 @@ def fit_network(
             tuning, kept_warnings = largest
         fit, history, gammas = tuning.fit, tuning.history, tuning.gammas
         alpha = float(tuning.alpha[0]) if scalar else tuning.alpha
-        if config.hessian != tuning_config.hessian:
+        if tuning_config != config:
             structure = (config.hessian_structure, config.subset_of_weights)
             posterior, curvature, jitter = laplace_posterior(
                 fit.objective, fit.theta, config.hessian, *structure

@@ -397,9 +397,11 @@ def resolved_params(estimator, layout, n_samples, tune=None):
         f"One vector of the {n_params} parameters",
         "Use a smaller network (fewer hidden units or input features).",
     )
-    if params.hessian_structure == "kron":
-        last_only = params.subset_of_weights == "last_layer"
-        check_kron_memory(layout.layer_sizes, last_only)
+    tunes_on_all = isinstance(params.alpha, str) and params.alpha.startswith("evid")
+    last_only = params.subset_of_weights == "last_layer"
+    if params.hessian_structure == "kron" or (last_only and tunes_on_all):
+        # The evidence tunes alpha on every layer's factors (_fitting).
+        check_kron_memory(layout.layer_sizes, last_only and not tunes_on_all)
     dense = params.hessian_structure if params.subset_of_weights == "all" else None
     check_fit_memory(n_params, params.solver, dense, scale, params.alpha)
     if params.subset_of_weights == "last_layer":
