@@ -237,13 +237,16 @@ def check_fit_memory(
         )
 
 
-def check_kron_memory(layer_sizes, last_layer_only=False):
+def check_kron_memory(
+    layer_sizes, last_layer_only=False, use="hessian_structure='kron'"
+):
     """Refuse, before any work, Kronecker factors that exceed the limits.
 
     Each layer's ``(fan_in + 1) x (fan_in + 1)`` and ``fan_out x fan_out``
     float64 factors must fit ``DENSE_MEMORY_LIMIT`` one by one, and
     ``KRON_FACTOR_COPIES`` of them all ``FIT_MEMORY_LIMIT`` (a hidden layer
     of 20,000 units had passed the dense check and allocated a 3 GiB factor).
+    ``use`` says what needs them, for the message.
     """
     layers = list(zip(layer_sizes[:-1], layer_sizes[1:]))
     first = len(layers) - 1 if last_layer_only else 0
@@ -256,13 +259,13 @@ def check_kron_memory(layer_sizes, last_layer_only=False):
         for side in (fan_in + 1, fan_out):
             what = (
                 f"The {side} x {side} float64 Kronecker factor of layer {i} "
-                f"({fan_in} -> {fan_out} units, hessian_structure='kron')"
+                f"({fan_in} -> {fan_out} units, for {use})"
             )
             check_memory(8 * side * side, what, advice)
             total += 8 * side * side
     if KRON_FACTOR_COPIES * total > FIT_MEMORY_LIMIT:
         raise MemoryLimitError(
-            f"The Kronecker factors of hessian_structure='kron' take {_gib(total)}, "
+            f"The Kronecker factors for {use} take {_gib(total)}, "
             f"and a fit holds up to {KRON_FACTOR_COPIES} copies at once, more than "
             f"the {_gib(FIT_MEMORY_LIMIT)} sklaplace allows for one fit "
             f"(sklaplace._memory.FIT_MEMORY_LIMIT). {advice}"
@@ -399,9 +402,10 @@ def resolved_params(estimator, layout, n_samples, tune=None):
     )
     tunes_on_all = isinstance(params.alpha, str) and params.alpha.startswith("evid")
     last_only = params.subset_of_weights == "last_layer"
-    if params.hessian_structure == "kron" or (last_only and tunes_on_all):
-        # The evidence tunes alpha on every layer's factors (_fitting).
-        check_kron_memory(layout.layer_sizes, last_only and not tunes_on_all)
+    if last_only and tunes_on_all:  # alpha is tuned on every layer's (_fitting)
+        check_kron_memory(layout.layer_sizes, use="the evidence's tuning of alpha")
+    elif params.hessian_structure == "kron":
+        check_kron_memory(layout.layer_sizes, last_only)
     dense = params.hessian_structure if params.subset_of_weights == "all" else None
     check_fit_memory(n_params, params.solver, dense, scale, params.alpha)
     if params.subset_of_weights == "last_layer":

@@ -619,3 +619,22 @@ def test_a_parameter_vector_over_the_limit_is_refused_before_initialisation():
     X, y = RNG.normal(size=(10, 30)), np.arange(10) % 2
     with pytest.raises(MemoryLimitError, match="One vector of the 68719476737"):
         LaplaceMLPClassifier((2**31,)).fit(X, y)
+
+
+def test_a_last_layer_posterior_tuned_by_the_evidence_checks_every_layers_factors(
+    monkeypatch,
+):
+    # The evidence tunes alpha on the Kronecker factors of every layer, even
+    # for a diagonal last-layer posterior: checked before any work.
+    def no_solve(*args, **kwargs):
+        raise AssertionError("the MAP solver ran before the memory check")
+
+    monkeypatch.setattr(fitting_module, "minimize_map", no_solve)
+    X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
+    clf = LaplaceMLPClassifier(
+        (20000,), subset_of_weights="last_layer", hessian_structure="diag"
+    )
+    with pytest.raises(MemoryLimitError, match="20000 x 20000.*evidence's tuning"):
+        clf.set_params(alpha="evidence").fit(X, y)
+    with pytest.raises(AssertionError, match="the MAP solver ran"):
+        clf.set_params(alpha=1.0).fit(X, y)  # no factor: past the guard
