@@ -19,6 +19,7 @@ __all__ = [
     "BACKENDS",
     "NotPositiveDefiniteError",
     "cholesky",
+    "on_host",
     "get_namespace",
     "GramAccumulator",
     "add_to_diagonal",
@@ -119,6 +120,20 @@ def to_numpy(array):
     if is_cupy_namespace(xp):
         return array.get()
     return np.from_dlpack(array)
+
+
+def on_host(a):
+    """Return ``a`` as NumPy if it is another library's array (CuPy, array_api_strict).
+
+    Anything else (NumPy, lists, DataFrames, SciPy sparse) is returned as
+    it is, for scikit-learn's validation. The estimator moves its data to
+    the ``backend`` itself; under ``array_api_dispatch`` scikit-learn's
+    validation had passed NumPy dtypes to such an array's namespace and
+    failed with "'dtype' must be a dtype".
+    """
+    if hasattr(a, "__array_namespace__") and not isinstance(a, np.ndarray):
+        return to_numpy(a)
+    return a
 
 
 def cholesky(xp, A):

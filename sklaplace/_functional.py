@@ -25,7 +25,7 @@ from numbers import Real
 import numpy as np
 
 from sklaplace._activations import ACTIVATIONS
-from sklaplace._backend import get_namespace, to_numpy
+from sklaplace._backend import get_namespace, on_host
 from sklaplace._curvature import CURVATURE_BUILDERS
 from sklaplace._likelihood import Bernoulli, Categorical
 from sklaplace._network import ParamLayout
@@ -53,14 +53,8 @@ _RENAMED_KINDS = {"diag": "ggn_diag"}
 
 
 def _as_host(value):
-    """Return a NumPy view of an array of any namespace, or of any array-like.
-
-    Array-likes without a namespace (lists, pandas Series) go through
-    ``np.asarray``.
-    """
-    if hasattr(value, "__array_namespace__") and not isinstance(value, np.ndarray):
-        return to_numpy(value)
-    return np.asarray(value)
+    """Return a NumPy view of an array of any namespace, or of any array-like."""
+    return np.asarray(on_host(value))
 
 
 def _numeric_host(value, name):

@@ -9,7 +9,7 @@ import scipy.sparse
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
-from sklaplace._backend import to_numpy
+from sklaplace._backend import on_host, to_numpy
 from sklaplace._memory import check_memory
 from sklaplace._warnings import warn
 from sklaplace.exceptions import FeatureScaleWarning
@@ -19,7 +19,6 @@ __all__ = [
     "check_finite_rows",
     "hidden_sizes",
     "merge_identical_rows",
-    "on_host",
     "validate_features",
     "validate_fit_data",
 ]
@@ -53,19 +52,6 @@ def hidden_sizes(hidden_layer_sizes):
             f"{hidden_layer_sizes!r}."
         )
     return tuple(int(s) for s in sizes.ravel())
-
-
-def on_host(a):
-    """Return ``a`` as NumPy if it is another library's array (CuPy, array_api_strict).
-
-    The estimator moves its data to the ``backend`` itself; under
-    ``sklearn.config_context(array_api_dispatch=True)`` scikit-learn's
-    validation had passed NumPy dtypes to such an array's namespace and
-    failed with "'dtype' must be a dtype".
-    """
-    if hasattr(a, "__array_namespace__") and not isinstance(a, np.ndarray):
-        return to_numpy(a)
-    return a
 
 
 def validate_features(estimator, X, y="no_validation", reset=True):
