@@ -330,3 +330,14 @@ def test_the_full_hessian_beyond_1024_parameters_is_the_closed_form():
             sample_weight=weight,
         )
         np.testing.assert_allclose(H, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_the_functional_api_takes_a_boolean_X():
+    rng = np.random.RandomState(0)
+    coefs = [rng.normal(size=(3, 2)), rng.normal(size=(2, 1))]
+    intercepts = [rng.normal(size=2), rng.normal(size=1)]
+    X_bool = rng.rand(10, 3) > 0.5
+    y = np.arange(10) % 2
+    assert log_posterior(coefs, intercepts, X_bool, y) == log_posterior(
+        coefs, intercepts, X_bool.astype(np.float64), y
+    )

@@ -638,3 +638,47 @@ def test_a_last_layer_posterior_tuned_by_the_evidence_checks_every_layers_factor
         clf.set_params(alpha="evidence").fit(X, y)
     with pytest.raises(AssertionError, match="the MAP solver ran"):
         clf.set_params(alpha=1.0).fit(X, y)  # no factor: past the guard
+
+
+def _no_solve(*args, **kwargs):
+    raise AssertionError("the MAP solver ran before the memory check")
+
+
+def test_per_layer_evidence_on_a_last_layer_posterior_checks_every_layer(
+    monkeypatch,
+):
+    monkeypatch.setattr(fitting_module, "minimize_map", _no_solve)
+    X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
+    clf = LaplaceMLPClassifier(
+        (20000,),
+        subset_of_weights="last_layer",
+        hessian_structure="diag",
+        alpha="evidence_per_layer",
+    )
+    with pytest.raises(MemoryLimitError, match="20000 x 20000.*evidence's tuning"):
+        clf.fit(X, y)
+
+
+def test_an_evidence_fit_of_every_weight_with_a_diagonal_needs_no_kron_factor(
+    monkeypatch,
+):
+    # Only a last-layer posterior tuned on every weight needs the Kronecker
+    # factors: this fit passes the guard and reaches the solver.
+    monkeypatch.setattr(fitting_module, "minimize_map", _no_solve)
+    X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
+    clf = LaplaceMLPClassifier(
+        (20000,), hessian_structure="diag", alpha="evidence", solver="lbfgs"
+    )
+    with pytest.raises(AssertionError, match="the MAP solver ran"):
+        clf.fit(X, y)
+
+
+def test_the_parameter_vector_is_counted_in_bytes(monkeypatch):
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 1024)
+    X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
+    # 3 * 40 + 40 + 40 + 1 = 201 parameters: 1,608 bytes, over 1 KiB.
+    clf = LaplaceMLPClassifier(
+        (40,), solver="lbfgs", hessian_structure="diag", alpha=1.0
+    )
+    with pytest.raises(MemoryLimitError, match="One vector of the 201 parameters"):
+        clf.fit(X, y)
