@@ -236,7 +236,13 @@ class EvidenceTuning(NamedTuple):
 
 
 def tune_alpha(
-    fit_laplace, groups, theta, covariance_diagonal, start=1.0, evidence=None
+    fit_laplace,
+    groups,
+    theta,
+    covariance_diagonal,
+    start=1.0,
+    evidence=None,
+    collapsed=None,
 ):
     """MacKay's fixed point: refit, update the alphas, until they settle.
 
@@ -282,6 +288,12 @@ def tune_alpha(
     evidence : callable, default=None
         ``evidence(fit) -> float``, the log evidence that ranks the refits;
         if None, the last refit is kept.
+    collapsed : callable, default=None
+        ``collapsed(fit) -> bool``: whether the fit's network ignores its
+        input. The updates stop there, converged: its weights sit at zero,
+        where their gradient vanishes, so every refit stays there and its
+        evidence does not depend on alpha (the updates had cycled between
+        1.8 and 99 on labels independent of the features).
 
     Returns
     -------
@@ -308,6 +320,9 @@ def tune_alpha(
         last = EvidenceTuning(fit, history[-1], None, gammas, len(history) - 1, score)
         if best is None or score is None or score > best.evidence:  # first of equals
             best = last
+        if collapsed is not None and collapsed(fit):
+            converged = True
+            break
         new_alpha = np.clip(new_alpha, *EVIDENCE_BOUNDS)
         step = np.log(new_alpha / alpha)
         size = np.max(np.abs(step))

@@ -16,7 +16,6 @@ from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, clearly_lower, walk_alpha
 from sklaplace._backend import to_numpy
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
-    clearly_larger,
     log_marginal_likelihood,
     mackay_update,
     tune_alpha,
@@ -33,7 +32,7 @@ from sklaplace._held_out import (
     validation_rows,
 )
 from sklaplace._jacobian import logit_factors
-from sklaplace._network import log_equivalent_modes
+from sklaplace._modes import kept_run, log_modes
 from sklaplace._objective import NegLogPosterior, ignores_its_input
 from sklaplace._posterior import laplace_posterior
 from sklaplace._predictive import (
@@ -417,14 +416,9 @@ def fit_network(
         starts = EVIDENCE_STARTS
         if evidence_start is not None and np.size(evidence_start) in (1, len(groups)):
             starts = (evidence_start,)
-        # Each refit's evidence counts its equivalent modes: a network that
-        # ignores its input has one, any other one per order and sign of its
-        # units (without them a collapsed run's base rate beat fitted ones).
-        distinct = log_equivalent_modes(layout.layer_sizes, config.activation)
 
-        def evidence(fit):
-            collapsed = ignores_its_input(fit.objective, fit.theta)
-            return fit.log_evidence() + (0.0 if collapsed else distinct)
+        def evidence(fit):  # counting its equivalent modes
+            return fit.log_evidence() + log_modes(fit.objective, fit.theta)
 
         # MacKay's updates need a PSD curvature (GGN; exact gave gamma -3,000)
         # over every weight alpha prices (last-layer let alpha drift to 0.13);
@@ -446,15 +440,11 @@ def fit_network(
                     lambda posterior: posterior.covariance_diagonal(xp),
                     start,
                     evidence,
+                    lambda fit: ignores_its_input(fit.objective, fit.theta),
                 )
             # A run's warnings: its kept refit's, then the updates' own.
             runs.append((tuning, refit_warnings[first + tuning.kept] + caught))
-        # The first run (from 1) unless another's evidence is clearly larger
-        # (as in a run, smaller leads are the approximation's error).
-        tuning, kept_warnings = runs[0]
-        largest = max(runs, key=lambda run: run[0].evidence)
-        if clearly_larger(largest[0].evidence, tuning.evidence):
-            tuning, kept_warnings = largest
+        tuning, kept_warnings = runs[kept_run([run[0] for run in runs])]
         fit, history, gammas = tuning.fit, tuning.history, tuning.gammas
         alpha = float(tuning.alpha[0]) if scalar else tuning.alpha
         if tuning_config != config:

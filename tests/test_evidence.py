@@ -22,6 +22,7 @@ from sklaplace import LaplaceMLPClassifier
 from sklaplace._evidence import (
     EVIDENCE_BOUNDS,
     EVIDENCE_TOL,
+    clearly_larger,
     mackay_update,
     tune_alpha,
     weight_groups,
@@ -739,20 +740,48 @@ def test_tune_alpha_stops_after_patience_refits_out_of_iterations():
     assert len(fits) == 21
 
 
-def test_constant_features_stop_the_evidence_updates_early():
-    # No feature varies: the hidden units carry nothing (gamma about 1e-11)
-    # and the Laplace evidence is flat in alpha; the updates toss alpha
-    # about (0.74 and 1.72 in turn). They used to do so for all 50 refits; the cycle is
-    # now seen after EVIDENCE_PATIENCE refits. The model is the class prior.
+def test_a_network_that_ignores_its_input_ends_the_evidence_updates():
+    # No feature varies: the hidden units carry nothing and the Laplace
+    # evidence is flat in alpha; the updates tossed alpha about (0.74 and
+    # 1.72 in turn) until the cycle rule gave up with a warning. A network
+    # that ignores its input sits where its weights' gradient vanishes, so
+    # no refit can leave it: each run stops at its first fit, converged.
     X = np.ones((100, 3))
     y = np.r_[np.zeros(70), np.ones(30)]
-    with pytest.warns(ConvergenceWarning, match="the refits cycle"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         clf = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
-    # The rule looks back EVIDENCE_PATIENCE refits from the smallest step,
-    # which comes among the first few.
-    patience = evidence_module.EVIDENCE_PATIENCE
-    assert 1 + patience <= len(clf.alpha_history_) <= 3 + patience
+    assert len(clf.alpha_history_) == 1
     np.testing.assert_allclose(clf.predict_proba(X[:1]), [[0.7, 0.3]], atol=0.01)
+
+
+def test_tune_alpha_stops_at_a_collapsed_fit():
+    # A scripted run whose updates would move on: the second fit is
+    # collapsed, so the run stops there, converged (no warning).
+    fits = []
+
+    def fit_laplace(alphas, theta):
+        fits.append(float(alphas[0]))
+        return SimpleNamespace(
+            theta=np.full(2, float(len(fits))),  # every update moves alpha
+            posterior=np.full(2, 0.5 / alphas[0]),
+            prior_precision=np.repeat(alphas, 2),
+            out_of_iterations=False,
+            collapsed=len(fits) == 2,
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tuning = tune_alpha(
+            fit_laplace,
+            [np.ones(2, dtype=bool)],
+            np.ones(2),
+            lambda posterior: posterior,
+            start=1.0,
+            evidence=lambda fit: 0.0,
+            collapsed=lambda fit: fit.collapsed,
+        )
+    assert len(fits) == 2 and len(tuning.history) == 2
 
 
 def test_default_arguments_give_the_fitted_evidence_on_a_nearly_singular_fit():
@@ -1119,3 +1148,89 @@ def test_a_per_layer_warm_refit_resumes_the_evidence_from_its_alphas():
     assert start.shape == (2,) and abs(np.log(start[1] / start[0])) > 1.0
     clf.set_params(warm_start=True).fit(X, y)
     np.testing.assert_allclose(clf.alpha_history_[0], start, rtol=1e-12)
+
+
+def test_clearly_larger_means_by_more_than_the_margin_of_three_nats():
+    # A lead of 3.5 nats is clear, one of exactly 3 or 2.9 is not (a margin
+    # of 6, 2 ln B > 6 mistaken for ln B, would refuse 3.5).
+    assert clearly_larger(-100.0 + 3.5, -100.0)
+    assert not clearly_larger(-100.0 + 3.0, -100.0)
+    assert not clearly_larger(-100.0 + 2.9, -100.0)
+
+
+def test_a_negative_gamma_within_round_off_of_the_groups_size_takes_mackays_update():
+    # gamma = 4 - 4 (1 + 5e-9) = -2e-8 lies above -1e-8 * 4, round-off for a
+    # group of four weights: MacKay's update (to about 0), not the EM form
+    # (0.5), which a tolerance not scaled by the group's size would take.
+    theta = np.array([1.0, -1.0, 1.0, 1.0, 0.0])
+    group = [np.array([True, True, True, True, False])]
+    updated, gammas = mackay_update(
+        np.full(5, 1.0 + 5e-9), theta, np.array([1.0]), group
+    )
+    assert -4e-8 < gammas[0] < -1e-8
+    assert updated[0] < 1e-300
+
+
+def test_the_exact_posteriors_own_jitter_is_reported(monkeypatch):
+    """Alpha is tuned on the GGN, the exact posterior built after: its
+    jitter, not the tuning fit's, is ``posterior_jitter_``."""
+    import sklaplace._fitting as fitting_module
+
+    original = fitting_module.laplace_posterior
+
+    def tagged(objective, theta, hessian, *args, **kwargs):
+        posterior, curvature, jitter = original(
+            objective, theta, hessian, *args, **kwargs
+        )
+        return posterior, curvature, (1.25e-9 if hessian == "exact" else jitter)
+
+    monkeypatch.setattr(fitting_module, "laplace_posterior", tagged)
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = LaplaceMLPClassifier(
+            (4,),
+            hessian="exact",
+            alpha="evidence",
+            prior_precision_scale=1.0,
+            random_state=0,
+        ).fit(X, y)
+    assert clf.posterior_jitter_ == 1.25e-9
+
+
+def _pruned_breast_cancer_fit():
+    from sklaplace import prune
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X, y = StandardScaler().fit_transform(X)[:200], y[:200]
+    params = dict(alpha=1.0, prior_precision_scale=1.0, random_state=0)
+    clf = LaplaceMLPClassifier((4,), **params).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return prune(clf, 0.3).set_params(warm_start=True).fit(X, y)
+
+
+def test_the_evidence_of_a_pruned_model_at_flat_priors():
+    """Flat biases are newly flat free parameters: ``-inf``. A flat prior on
+    the pruned weights alone changes nothing: they are held at zero, not
+    priced by the prior."""
+    clf = _pruned_breast_cancer_fit()
+    assert clf.pruned_mask_.any()
+    assert clf.log_marginal_likelihood(bias_prior_precision=0.0) == -np.inf
+    pruned_flat = np.where(clf.pruned_mask_, 0.0, clf.prior_precision_)
+    assert clf.log_marginal_likelihood(alpha=pruned_flat) == pytest.approx(
+        clf.log_marginal_likelihood_, rel=1e-10
+    )
+
+
+def test_the_fitted_prior_gives_the_stored_evidence_at_a_prior_scale():
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    clf = LaplaceMLPClassifier(
+        (4,), alpha=0.5, prior_precision_scale=0.3, random_state=0
+    ).fit(X, y)
+    assert clf.log_marginal_likelihood(alpha=0.5) == clf.log_marginal_likelihood_
+    assert clf.log_marginal_likelihood(alpha=[0.5, 0.5]) == (
+        clf.log_marginal_likelihood_
+    )
