@@ -21,6 +21,8 @@ from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = [
     "EvidenceTuning",
+    "clearly_larger",
+    "kept_run",
     "log_det_prior",
     "log_evidence_from_terms",
     "log_marginal_likelihood",
@@ -406,3 +408,26 @@ def tune_alpha(
             LaplaceApproximationWarning,
         )
     return best._replace(history=history)
+
+
+def kept_run(tunings):
+    """Index of the evidence run to keep: the first, unless another's is clearly larger.
+
+    As within a run, leads smaller than ``EVIDENCE_MARGIN`` are the
+    approximation's error (breast cancer, hidden (16,): the run from 100
+    led by 0.5-1.9 nats on five splits, at a higher test log loss on all).
+
+    Parameters
+    ----------
+    tunings : list of EvidenceTuning
+        One per run, the run from ``EVIDENCE_STARTS[0]`` first.
+
+    Returns
+    -------
+    int
+    """
+    kept = 0
+    for i, tuning in enumerate(tunings[1:], start=1):
+        if clearly_larger(tuning.evidence, tunings[kept].evidence):
+            kept = i
+    return kept

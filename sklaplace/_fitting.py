@@ -16,6 +16,7 @@ from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, clearly_lower, walk_alpha
 from sklaplace._backend import to_numpy
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
+    kept_run,
     log_marginal_likelihood,
     mackay_update,
     tune_alpha,
@@ -32,7 +33,7 @@ from sklaplace._held_out import (
     validation_rows,
 )
 from sklaplace._jacobian import logit_factors
-from sklaplace._modes import kept_run, log_modes
+from sklaplace._network import log_equivalent_modes
 from sklaplace._objective import NegLogPosterior, ignores_its_input
 from sklaplace._posterior import laplace_posterior
 from sklaplace._predictive import (
@@ -417,8 +418,14 @@ def fit_network(
         if evidence_start is not None and np.size(evidence_start) in (1, len(groups)):
             starts = (evidence_start,)
 
-        def evidence(fit):  # counting its equivalent modes
-            return fit.log_evidence() + log_modes(fit.objective, fit.theta)
+        # Each refit's evidence counts its equivalent modes: a network that
+        # ignores its input has one, any other one per order and sign of its
+        # units (without them a collapsed run's base rate beat fitted ones).
+        distinct = log_equivalent_modes(layout.layer_sizes, config.activation)
+
+        def evidence(fit):
+            collapsed = ignores_its_input(fit.objective, fit.theta)
+            return fit.log_evidence() + (0.0 if collapsed else distinct)
 
         # MacKay's updates need a PSD curvature (GGN; exact gave gamma -3,000)
         # over every weight alpha prices (last-layer let alpha drift to 0.13);
