@@ -257,7 +257,8 @@ def tune_alpha(
     plain from then on. The loop stops when MacKay's own update at the last
     MAP is below ``EVIDENCE_TOL``, or when the updates have settled at the
     refits' noise floor (the last ``EVIDENCE_SETTLED_REFITS + 1`` steps
-    below ``EVIDENCE_SETTLED``, none a new low); it gives up with a
+    below ``EVIDENCE_SETTLED``, none a new low), or at a ``collapsed`` fit;
+    it gives up with a
     :class:`ConvergenceWarning` after
     ``EVIDENCE_MAX_UPDATES`` refits, when the updates cycle (the largest
     step has set no new low in ``EVIDENCE_PATIENCE`` refits and the last

@@ -417,7 +417,6 @@ def fit_network(
         starts = EVIDENCE_STARTS
         if evidence_start is not None and np.size(evidence_start) in (1, len(groups)):
             starts = (evidence_start,)
-
         # Each refit's evidence counts its equivalent modes: a network that
         # ignores its input has one, any other one per order and sign of its
         # units (without them a collapsed run's base rate beat fitted ones).
