@@ -174,7 +174,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         quantity (``gtol``), so a large network stops where it would.
     warm_start : bool, default=False
         Start the solver from the previous MAP (and a tuned alpha from
-        ``alpha_``, on the same held-out rows) when the architecture and the
+        ``alpha_``, on the same held-out rows) when the layer sizes and the
         classes match: fast re-training after a small change. On one from
         :func:`~sklaplace.prune` it re-trains the kept weights only: the
         pruned ones stay exactly zero and ``pruned_mask_`` is kept.
@@ -495,5 +495,5 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         self.tol_ = config.tol
         self.n_hessian_products_ = sum(r.result.n_hessian_products for r in refits)
         self.gradient_history_ = [g for r in refits for g in r.result.gradient_history]
-        self._mc_seed = mc_seed
+        self._mc_seed, self._activation = mc_seed, config.activation  # for predictions
         return self

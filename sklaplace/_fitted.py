@@ -29,8 +29,9 @@ __all__ = ["FittedLaplaceMixin"]
 class FittedLaplaceMixin:
     """Prediction and evidence methods of :class:`~sklaplace.LaplaceMLPClassifier`.
 
-    A mixin: it reads the attributes ``fit`` sets and the parameters
-    ``backend``, ``activation``, ``link_approx``, ``n_mc_samples`` and
+    A mixin: it reads the attributes ``fit`` sets (the activation among
+    them: the weights' own, whatever ``activation`` is set to since) and the
+    parameters ``backend``, ``link_approx``, ``n_mc_samples`` and
     ``warm_start``, and sets nothing.
     """
 
@@ -146,7 +147,7 @@ class FittedLaplaceMixin:
         # warning, the check below names the rows.
         with np.errstate(over="ignore", invalid="ignore"):
             mean, cov = latent_gaussian(
-                xp, layout, theta, self.activation, self.posterior_, X, keep
+                xp, layout, theta, self._activation, self.posterior_, X, keep
             )
             residual = residual_variance(
                 self.data_envelope_, self.residual_variance_, X

@@ -235,8 +235,10 @@ def prune(estimator, fraction, *, method="obs"):
         ``"obs"`` the remaining parameters, biases included, also move to the
         mean conditioned on the removed weights being zero; the other methods
         leave them where they were).
-        ``log_marginal_likelihood_`` and ``log_likelihood_`` are set to
-        ``None``: recomputing them needs the training data.
+        ``log_marginal_likelihood_``, ``log_likelihood_``, ``loss_`` and
+        ``effective_n_parameters_`` are set to ``None``: recomputing them
+        needs the training data (the solver's records, ``n_iter_`` and the
+        like, stay those of the fit it was pruned from).
 
     Notes
     -----
@@ -289,6 +291,8 @@ def prune(estimator, fraction, *, method="obs"):
     result.intercepts_ = [np.array(b) for b in intercepts]
     result.posterior_ = estimator.posterior_.conditioned_on_zero(pruned)
     result.pruned_mask_ = pruned
-    result.log_marginal_likelihood_ = None
-    result.log_likelihood_ = None
+    # What the data would have to recompute is not left describing the
+    # unpruned network.
+    result.log_marginal_likelihood_ = result.log_likelihood_ = None
+    result.loss_ = result.effective_n_parameters_ = None
     return result

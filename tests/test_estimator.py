@@ -548,3 +548,21 @@ def test_a_sparse_x_too_large_to_densify_is_refused_naming_it(monkeypatch):
     for call in (lambda: clf.predict_proba(X), lambda: clf.fit(X, ALTERNATING_Y)):
         with pytest.raises(MemoryLimitError, match="24 x 3 sparse X"):
             call()
+
+
+def test_predictions_use_the_activation_the_weights_were_fitted_with():
+    """Setting another activation without a refit (or before a refit that
+    fails, which restores the fitted state) must not run ELU weights
+    through tanh: 0.41 apart in probability on this fit."""
+    X, y = make_classification(150, 5, n_informative=3, n_redundant=0, random_state=0)
+    clf = LaplaceMLPClassifier((8,), alpha=1.0, random_state=0).fit(X, y)
+    proba = clf.predict_proba(X)
+    mean = clf.latent_mean_and_variance(X)[0]
+    clf.set_params(activation="tanh")
+    with pytest.raises(ValueError):
+        clf.fit(X, y, sample_weight=np.zeros(len(y)))
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
+    np.testing.assert_array_equal(clf.latent_mean_and_variance(X)[0], mean)
+    refitted = clf.fit(X, y)  # the new activation applies from its own fit
+    tanh = LaplaceMLPClassifier((8,), "tanh", alpha=1.0, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(refitted.predict_proba(X), tanh.predict_proba(X))

@@ -191,7 +191,8 @@ def test_pruned_weights_are_zero_and_stay_zero(method, monkeypatch):
     assert not hasattr(clf, "pruned_mask_")
     # The fit's likelihood and evidence no longer describe the pruned model.
     assert small.log_likelihood_ is None and small.log_marginal_likelihood_ is None
-    assert clf.log_likelihood_ is not None
+    assert small.loss_ is None and small.effective_n_parameters_ is None
+    assert clf.log_likelihood_ is not None and clf.loss_ is not None
     # Pruning further counts the weights already pruned: 0.62 x 35 = 21.7
     # weights chosen in all (0.62 of the 23 left would be 14 more, 26),
     # before units left with no outgoing weight are removed whole.
