@@ -1234,3 +1234,41 @@ def test_the_fitted_prior_gives_the_stored_evidence_at_a_prior_scale():
     assert clf.log_marginal_likelihood(alpha=[0.5, 0.5]) == (
         clf.log_marginal_likelihood_
     )
+
+
+@pytest.mark.parametrize("short_of_its_map", [False, True])
+def test_a_refit_kept_short_of_its_map_is_resumed_at_its_alpha(short_of_its_map):
+    """A scripted run: the first refit's evidence is 6 nats above the last
+    (the fixed point, alpha 2), so it is kept. Where ``max_iter`` stopped it
+    short of its MAP (where the Laplace evidence and posterior do not hold;
+    a default fit on 350 rows had kept such a refit and re-emitted its
+    solver's ``ConvergenceWarning``) it is resumed from its weights at its
+    alpha, and that refit is kept."""
+    fits = []
+
+    def fit_laplace(alphas, theta):
+        fits.append((float(alphas[0]), float(theta[0])))
+        return SimpleNamespace(  # MacKay's update gives 2 from any alpha
+            theta=np.full(2, np.sqrt(0.25)),
+            posterior=np.full(2, 0.5 / alphas[0]),
+            prior_precision=np.repeat(alphas, 2),
+            out_of_iterations=short_of_its_map and len(fits) == 1,
+            index=len(fits) - 1,
+        )
+
+    tuning = tune_alpha(
+        fit_laplace,
+        [np.ones(2, dtype=bool)],
+        np.full(2, 3.0),
+        lambda posterior: posterior,
+        start=1.0,
+        evidence=lambda fit: [-10.0, -16.0, -9.0][fit.index],
+    )
+    if short_of_its_map:
+        assert fits == [(1.0, 3.0), (2.0, 0.5), (1.0, 0.5)]  # resumed at 1
+        assert tuning.fit.index == 2 and tuning.kept == 2
+        assert tuning.evidence == -9.0
+        assert [float(a[0]) for a in tuning.history] == [1.0, 2.0, 1.0]
+    else:
+        assert fits == [(1.0, 3.0), (2.0, 0.5)]
+        assert tuning.fit.index == 0 and tuning.evidence == -10.0
