@@ -252,11 +252,11 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         or of the validation walk (empty for a fixed alpha or no held rows).
     effective_n_parameters_ : ndarray of shape (n_groups,) or None
         MacKay's ``gamma`` per group at the evidence's kept refit, else None
-        (below 0 only where an exact Hessian's data part is indefinite).
-    loss_ : float
+        (also after pruning; below 0 only where an exact Hessian is indefinite).
+    loss_ : float or None
         ``L(theta_map) / sum(sample_weight)`` over the rows fitted: the
         per-sample MAP objective, MLPClassifier's ``loss_`` when
-        ``bias_prior_precision=0``.
+        ``bias_prior_precision=0``; ``None`` after pruning.
     n_iter_ : int
         Solver iterations (Newton-CG: outer ones), summed over the fits that
         tune alpha (``max_iter`` bounds each; the kept one warns if unconverged).
