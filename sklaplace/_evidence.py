@@ -311,17 +311,25 @@ def tune_alpha(
     extrapolated = None
     smallest, since_smallest, converged, sizes = np.inf, 0, False, []
     stop, best, short = None, None, 0  # why the updates gave up; refits short
-    for _ in range(EVIDENCE_MAX_UPDATES):
+
+    def refit(alpha, theta):
+        """Fit at ``alpha``; return its tuning record and MacKay's update."""
         fit = fit_laplace(alpha, theta)
-        theta, short = fit.theta, short + 1 if fit.out_of_iterations else 0
         history.append(alpha.copy())
         new_alpha, gammas = mackay_update(
-            covariance_diagonal(fit.posterior), theta, alpha, groups
+            covariance_diagonal(fit.posterior), fit.theta, alpha, groups
         )
         score = None if evidence is None else float(evidence(fit))
         if score is not None and not np.isfinite(score):
             score = -np.inf  # a refit without a finite evidence never wins
-        last = EvidenceTuning(fit, history[-1], None, gammas, len(history) - 1, score)
+        return EvidenceTuning(
+            fit, history[-1], None, gammas, len(history) - 1, score
+        ), new_alpha
+
+    for _ in range(EVIDENCE_MAX_UPDATES):
+        last, new_alpha = refit(alpha, theta)
+        fit, score = last.fit, last.evidence
+        theta, short = fit.theta, short + 1 if fit.out_of_iterations else 0
         if best is None or score is None or score > best.evidence:  # first of equals
             best = last
         if collapsed is not None and collapsed(fit):
@@ -387,13 +395,7 @@ def tune_alpha(
     elif best.fit.out_of_iterations:
         # Kept on the way, but stopped short of its MAP, where the evidence
         # and the posterior hold: resumed there at its alpha (one more refit).
-        fit = fit_laplace(best.alpha, best.fit.theta)
-        history.append(best.alpha.copy())
-        covariance = covariance_diagonal(fit.posterior)
-        gammas = mackay_update(covariance, fit.theta, best.alpha, groups)[1]
-        best = EvidenceTuning(
-            fit, best.alpha, None, gammas, len(history) - 1, float(evidence(fit))
-        )
+        best = refit(best.alpha, best.fit.theta)[0]
     alpha = best.alpha
     if not converged:
         reason, advice = stop or (
