@@ -23,7 +23,8 @@ Parts (all by default):
   ``prior_precision_scale="cv"``. Each model runs in its own process,
   so each peak RSS is its own.
 * ``curvature``: the Kronecker factors at W = 79,510 on the same 20,000 rows
-  against one gradient evaluation, with where the time goes.
+  against one gradient evaluation, with where the time goes (and the
+  eigenvalue correction's pass over the rows, EKFAC).
 * ``closeness``: breast cancer and digits (standardised, stratified 70/30,
   hidden (16,), three splits): every structure (full, kron, diag; all weights
   and last layer) at the classical prior scale (1) and the same MAP; mean
@@ -56,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _splits import image_scale_problem, standardised_split, timed_fit  # noqa: E402
 
 from sklaplace import LaplaceMLPClassifier  # noqa: E402
-from sklaplace._curvature import kron_factors  # noqa: E402
+from sklaplace._curvature import kron_eigenvalues, kron_factors  # noqa: E402
 from sklaplace._jacobian import logit_factors  # noqa: E402
 from sklaplace._kron import KronPosterior  # noqa: E402
 from sklaplace._likelihood import Categorical  # noqa: E402
@@ -182,7 +183,9 @@ def part_curvature():
     # 5,000 rows through the factored Jacobian.
     factors = kron_factors(obj, theta)
     decompose = _timed(lambda: KronPosterior.from_factors(factors, prior), 1)
-    post = KronPosterior.from_factors(factors, prior)
+    bases = [(b.S, b.V) for b in KronPosterior.from_factors(factors, prior).blocks]
+    correction = _timed(lambda: kron_eigenvalues(obj, theta, bases), 1)
+    post = KronPosterior.from_curvature(obj, factors, theta)
     family = ScaledPriorFamily(post, prior)
     curve = _timed(lambda: [family.log_det_precision(c) for c in PRIOR_SCALE_GRID], 1)
     X_test = X[:5000]
@@ -203,6 +206,7 @@ def part_curvature():
                 "input_gram_785x785_s": gram_input,
                 "output_gram_100x100_s": gram_output,
                 "eigendecompositions_s": decompose,
+                "eigenvalue_correction_s": correction,
                 "evidence_curve_49_scales_s": curve,
                 "functional_variance_5000_rows_s": predictive,
             }

@@ -113,12 +113,12 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         where it is not positive definite).
     hessian_structure : {"auto", "full", "kron", "diag"}, default="auto"
         Structure of the posterior precision: the full matrix, Kronecker
-        factors per layer (KFAC of the GGN, with the prior added exactly; no
-        ``n_params x n_params`` matrix), or its diagonal only. ``"auto"``
-        is ``"full"`` where the full posterior is cheap (at most 1 GiB,
-        1e11 multiply-adds to build, ``n_samples * n_classes *
+        factors per layer (KFAC of the GGN with refitted eigenvalues, EKFAC;
+        the prior added exactly; no ``n_params**2`` matrix), or its diagonal.
+        ``"auto"`` is ``"full"`` where the full posterior is cheap (at most 1
+        GiB, 1e11 multiply-adds to build, ``n_samples * n_classes *
         n_params**2``, and 4e9 to factorise, ``n_params**3``) and ``"kron"``
-        beyond (``hessian_structure_``). ``"kron"`` uses the GGN.
+        beyond (``hessian_structure_``).
     subset_of_weights : {"all", "last_layer"}, default="all"
         Parameters with a posterior: all of them, or the last layer only
         (the exact Laplace of the last layer given the MAP network's

@@ -26,6 +26,18 @@ by ``kappa`` (``D -> kappa D``, the post-hoc prior scale) only changes
 A prior that is not constant along each input row (one ``alpha`` per
 parameter) is replaced by its row means, with a warning.
 
+The posterior fitted to data corrects the eigenvalues (EKFAC, George et al.
+2018): in the same basis ``T``, the data part ``mu_i m_j`` is replaced by
+``h_ij``, the GGN block's own diagonal there
+(:func:`~sklaplace._curvature.kron_eigenvalues`), so ``E_ij = h_ij + kappa
+rho_i`` and everything above holds with it. ``A kron G`` assumes a row's
+inputs and its output curvature independent; where they are not (the
+curvature sits on the rows whose inputs point one way) it spreads the data
+over every product of eigenvectors and counts too many well-determined
+parameters (``docs/benchmarks.rst``). A prior that is not a multiple of the
+fitted one is not diagonal in ``T``: such a block is a
+:class:`~sklaplace._kron_columns.ColumnKronBlock` (exact, ``O(c r^3)``).
+
 A direction with neither data nor prior (a softmax's common shift of the
 output biases under a flat bias prior) gets ``E_ij = 1``, as the full
 posterior adds ``u u'`` there; predictions do not depend on it.
@@ -40,7 +52,9 @@ import numpy as np
 import scipy.linalg
 
 from sklaplace._backend import NotPositiveDefiniteError, to_numpy
+from sklaplace._curvature import kron_eigenvalues
 from sklaplace._jacobian import FactoredJacobian
+from sklaplace._kron_columns import ColumnKronBlock
 from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 
@@ -112,6 +126,10 @@ class KronBlock:
         ``G``.
     row_prior : ndarray of shape (r,)
         ``d``.
+    data : ndarray of shape (r, c), default=None
+        The corrected data eigenvalues ``h`` in this block's basis (EKFAC);
+        ``None`` keeps KFAC's ``mu_i m_j``. Use :meth:`corrected`: ``h``
+        depends on the basis computed here.
 
     Attributes
     ----------
@@ -128,7 +146,8 @@ class KronBlock:
         Scale of the prior relative to ``d`` (1 at construction).
     """
 
-    def __init__(self, inputs, outputs, row_prior):
+    def __init__(self, inputs, outputs, row_prior, data=None):
+        self.data = data
         self.inputs, self.outputs = inputs, outputs
         m, self.V = np.linalg.eigh(outputs)
         self.m = np.maximum(m, 0.0)
@@ -150,18 +169,50 @@ class KronBlock:
 
     def scaled(self, kappa):
         """Return this block with the prior ``kappa * d`` (same eigenbasis)."""
+        return self._copy(kappa=float(kappa))
+
+    def corrected(self, data):
+        """Return this block with the data eigenvalues ``data`` (EKFAC)."""
+        return self._copy(data=np.asarray(data, dtype=np.float64))
+
+    def _copy(self, **changes):
         new = object.__new__(KronBlock)
         new.__dict__.update(self.__dict__)
-        new.kappa = float(kappa)
+        new.__dict__.update(changes)
         return new
 
+    def with_row_prior(self, d):
+        """Return this block's data with the prior ``d`` per input row.
+
+        A multiple of the block's own prior keeps the eigenbasis; any other
+        prior decomposes ``A + diag(d)`` anew (KFAC), or, for corrected
+        eigenvalues that belong to this basis, gives a
+        :class:`~sklaplace._kron_columns.ColumnKronBlock`.
+        """
+        base = self.row_prior - self.jitter
+        kappa = float(d @ base / (base @ base)) if np.any(base) else 0.0
+        if np.allclose(d, kappa * base, rtol=1e-12, atol=0.0) and (
+            kappa > 0 or not np.any(d)
+        ):
+            return self.scaled(kappa if np.any(base) else 1.0)
+        if self.data is None:
+            return KronBlock(self.inputs, self.outputs, d)
+        return ColumnKronBlock(self, d)
+
     def eigenvalues(self):
-        """``E_ij = mu_i m_j + kappa rho_i``, shape (r, c); 1 on flat directions."""
-        E = self.mu[:, None] * self.m[None, :] + self.kappa * self.rho[:, None]
+        """``E_ij = mu_i m_j + kappa rho_i`` (or ``h_ij + kappa rho_i``), shape (r, c).
+
+        1 on flat directions: no prior and no data.
+        """
         no_prior = self.rho <= _FLAT_RTOL * max(float(np.max(self.rho)), 0.0)
-        no_data = self.m <= _FLAT_RTOL * max(float(np.max(self.m)), 0.0)
-        flat = no_prior[:, None] & no_data[None, :]
-        return np.where(flat, 1.0, E)
+        if self.data is None:
+            data = self.mu[:, None] * self.m[None, :]
+            no_data = (self.m <= _FLAT_RTOL * max(float(np.max(self.m)), 0.0))[None, :]
+        else:
+            data = self.data
+            no_data = data <= _FLAT_RTOL * max(float(np.max(data)), 0.0)
+        E = data + self.kappa * self.rho[:, None]
+        return np.where(no_prior[:, None] & no_data, 1.0, E)
 
     def log_det(self):
         """``log det P_l`` (see the module docstring)."""
@@ -255,6 +306,12 @@ class KronBlock:
         inverse = xp.asarray(1.0 / self.eigenvalues())
         return (S * S) @ inverse @ xp.permute_dims(V * V, (1, 0))
 
+    def sample(self, xp, z):
+        """``S (z / sqrt(E)) V'`` for standard normal ``z`` of shape (n, r, c)."""
+        S, V = xp.asarray(self.S), xp.asarray(self.V)
+        scaled = z / xp.asarray(np.sqrt(self.eigenvalues()))
+        return S @ scaled @ xp.permute_dims(V, (1, 0))
+
 
 class KronPosterior:
     """Kronecker-factored Laplace posterior: one :class:`KronBlock` per layer.
@@ -278,9 +335,17 @@ class KronPosterior:
         self.prior_precision = prior_precision
 
     @classmethod
-    def from_curvature(cls, objective, factors):
-        """Posterior of ``objective`` from its KFAC factors and its prior."""
-        return cls.from_factors(factors, objective.prior_precision)
+    def from_curvature(cls, objective, factors, theta):
+        """Posterior of ``objective`` at ``theta``: KFAC's basis, EKFAC's eigenvalues.
+
+        One more pass over the rows refits each block's eigenvalues to the
+        GGN's diagonal in its basis (module docstring).
+        """
+        posterior = cls.from_factors(factors, objective.prior_precision)
+        bases = [(block.S, block.V) for block in posterior.blocks]
+        data = kron_eigenvalues(objective, theta, bases)
+        blocks = [b.corrected(h) for b, h in zip(posterior.blocks, data, strict=True)]
+        return cls(blocks, posterior.prior_precision)
 
     @classmethod
     def from_factors(cls, factors, prior_precision):
@@ -350,20 +415,13 @@ class KronPosterior:
         """Draws of ``theta - theta_map``, shape (n_samples, n_params).
 
         ``x = (S kron V) E^{-1/2} z`` with ``z`` standard normal, i.e.
-        ``S (Z / sqrt(E)) V'`` per layer; ``random_state`` is a NumPy
-        ``RandomState``.
+        ``S (Z / sqrt(E)) V'`` per layer (:meth:`KronBlock.sample`);
+        ``random_state`` is a NumPy ``RandomState``.
         """
         parts = []
         for block in self.blocks:
-            r, c = block.shape
-            z = xp.asarray(random_state.standard_normal((n_samples, r, c)))
-            scaled = z / xp.asarray(np.sqrt(block.eigenvalues()))
-            x = (
-                xp.asarray(block.S)
-                @ scaled
-                @ xp.permute_dims(xp.asarray(block.V), (1, 0))
-            )
-            parts.append(xp.reshape(x, (n_samples, -1)))
+            z = xp.asarray(random_state.standard_normal((n_samples, *block.shape)))
+            parts.append(xp.reshape(block.sample(xp, z), (n_samples, -1)))
         return xp.concat(parts, axis=1)
 
     def with_prior_change(self, xp, delta):
@@ -371,21 +429,16 @@ class KronPosterior:
 
         A block whose new prior is a multiple of its old one keeps its
         eigenbasis (``O(r c)``); any other change decomposes the block anew
-        (``O(r^3 + c^3)``). Raises :class:`NotPositiveDefiniteError` if the
-        new precision is not positive definite.
+        (``O(r^3 + c^3)``; ``O(c r^3)`` with corrected eigenvalues, see
+        :meth:`KronBlock.with_row_prior`). Raises
+        :class:`NotPositiveDefiniteError` if the new precision is not
+        positive definite.
         """
         prior = self.prior_precision + to_numpy(delta)
         blocks = []
         for block, part in self._slices():
             d, _ = _row_prior(prior[part], block.shape)
-            base = block.row_prior - block.jitter
-            kappa = float(d @ base / (base @ base)) if np.any(base) else 0.0
-            if np.allclose(d, kappa * base, rtol=1e-12, atol=0.0) and (
-                kappa > 0 or not np.any(d)
-            ):
-                new = block.scaled(kappa if np.any(base) else 1.0)
-            else:
-                new = KronBlock(block.inputs, block.outputs, d)
+            new = block.with_row_prior(d)
             if not np.all(new.eigenvalues() > 0):
                 raise NotPositiveDefiniteError(
                     "The Kronecker-factored precision is not positive definite."

@@ -360,7 +360,7 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
             posterior = (
                 posterior_class.from_precision(xp, curvature)
                 if dense
-                else posterior_class.from_curvature(objective, curvature)
+                else posterior_class.from_curvature(objective, curvature, theta_map)
             )
         except NotPositiveDefiniteError:
             if kind == "exact":

@@ -4,7 +4,8 @@ The one home of the curvature ``H`` of ``L(theta)`` in every form the
 package uses:
 
 * :mod:`~sklaplace._curvature._ggn` -- the generalised Gauss-Newton matrix
-  ``sum_n J_n' Lambda_n J_n + A``, its diagonal and its KFAC factors;
+  ``sum_n J_n' Lambda_n J_n + A``, its diagonal, its KFAC factors and
+  their eigenvalue correction;
 * :mod:`~sklaplace._curvature._exact` -- the exact Hessian ``GGN + R + A``
   and its diagonal (second-order backprop, Bishop 1992);
 * :mod:`~sklaplace._curvature._blocks` -- the per-layer-pair block sums both
@@ -24,6 +25,7 @@ from sklaplace._curvature._ggn import (
     check_finite_curvature,
     ggn_diagonal,
     ggn_hessian,
+    kron_eigenvalues,
     kron_factors,
 )
 from sklaplace._curvature._products import fisher_diagonal, hessp_operator
@@ -39,6 +41,7 @@ __all__ = [
     "ggn_diagonal",
     "ggn_hessian",
     "hessp_operator",
+    "kron_eigenvalues",
     "kron_factors",
     "residual_hessian",
 ]

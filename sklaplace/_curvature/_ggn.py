@@ -7,7 +7,7 @@ memory budget, so that no ``n_samples x n_params`` intermediate exists at once.
 
 from typing import NamedTuple
 
-from sklaplace._backend import GramAccumulator, add_to_diagonal
+from sklaplace._backend import GramAccumulator, add_to_diagonal, to_numpy
 from sklaplace._curvature._blocks import KroneckerBlocks
 from sklaplace._memory import check_memory
 from sklaplace._network import backprop, jacobian_factor, with_ones
@@ -17,6 +17,7 @@ __all__ = [
     "check_finite_curvature",
     "ggn_diagonal",
     "ggn_hessian",
+    "kron_eigenvalues",
     "kron_factors",
 ]
 
@@ -151,6 +152,36 @@ def kron_factors(obj, theta):
         bottom = xp.concat([column, xp.reshape(total, (1,))])[None, :]
         inputs.append(xp.concat([top, bottom], axis=0) / total)
     return KroneckerFactors(inputs, [gram.result() for gram in outputs])
+
+
+def kron_eigenvalues(obj, theta, bases):
+    """Return the GGN's diagonal in each layer's Kronecker eigenbasis (EKFAC).
+
+    For layer ``i`` with basis ``S kron V`` (``bases[i] = (S, V)``, of
+    shapes ``(r, r)`` and ``(c, c)``) returns ``h`` of shape ``(r, c)``,
+
+        h[p, q] = sum_n sum_r (S' ahat_n)[p]^2 (V' g_nr)[q]^2,
+
+    the diagonal of ``(S kron V)' B_i (S kron V)`` with ``B_i`` the layer's
+    block of ``sum_n J_n' Lambda_n J_n`` (George et al. 2018): KFAC's
+    eigenvalues ``mu_p m_q`` refitted to the GGN itself, which counts the
+    correlation between a row's inputs and its output curvature that ``A
+    kron G`` averages away. One more pass over the rows, as
+    :func:`kron_factors`; NumPy arrays.
+    """
+    xp, layout = obj.xp, obj.layout
+    dtype = theta.dtype
+    bases = [(xp.asarray(S, dtype=dtype), xp.asarray(V, dtype=dtype)) for S, V in bases]
+    h = [xp.zeros((rows, cols), dtype=dtype) for rows, cols in layout.shapes]
+    for Xc, _, sc in obj.row_chunks(_kron_bytes_per_row(obj)):
+        fwd, factor = _factor_rows(obj, Xc, sc, theta)
+        deltas = backprop(xp, layout, theta, fwd, factor)  # carry s_n (the factor)
+        for i, (a, delta) in enumerate(zip(fwd.acts, deltas)):
+            S, V = bases[i]
+            inputs = (with_ones(xp, a) @ S) ** 2
+            outputs = xp.sum((delta @ V) ** 2, axis=1)
+            h[i] = h[i] + xp.permute_dims(inputs, (1, 0)) @ outputs
+    return [to_numpy(part) for part in h]
 
 
 def diagonal_blocks(xp, fwd, layer_diagonals):

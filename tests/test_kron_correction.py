@@ -1,0 +1,251 @@
+"""The eigenvalue-corrected Kronecker posterior (EKFAC) against dense references.
+
+The corrected eigenvalues are checked against the diagonal of the dense GGN
+block (built by ``ggn_hessian``, another code path) in the block's basis, and
+the corrected posterior, also under a prior its basis does not diagonalise
+(``ColumnKronBlock``), against the dense matrix ``T diag(h) T' + prior``:
+log det, solves, ``J P^{-1} J'``, the covariance diagonal and the linear map
+of the samples.
+"""
+
+import numpy as np
+import pytest
+from scipy.linalg import block_diag
+
+from sklaplace._backend import to_numpy
+from sklaplace._curvature import ggn_hessian, kron_eigenvalues
+from sklaplace._jacobian import logit_factors
+from sklaplace._kron_columns import ColumnKronBlock
+from sklaplace._likelihood import Categorical
+from sklaplace._objective import NegLogPosterior
+from sklaplace._posterior import laplace_posterior
+from sklaplace._predictive import logit_jacobians
+from tests.conftest import make_problem
+
+
+def _layer_blocks(obj, H):
+    layout = obj.layout
+    return [
+        H[layout.layer_slice(i), layout.layer_slice(i)]
+        for i in range(len(layout.shapes))
+    ]
+
+
+def _data_blocks(obj, theta):
+    return _layer_blocks(obj, ggn_hessian(obj, theta) - np.diag(obj.prior_precision))
+
+
+def _basis(block):
+    """``T = S^{-T} kron V``: the precision is ``T diag(E) T'``."""
+    return np.kron(np.linalg.inv(block.S).T, block.V)
+
+
+def _corrected(activation="tanh", n_classes=3, n_samples=25):
+    obj, theta = make_problem(
+        activation, n_classes, hidden=(4, 3), weighted=True, n_samples=n_samples
+    )
+    posterior, curvature, _ = laplace_posterior(obj, theta, "ggn", "kron")
+    assert curvature == "ggn"
+    return obj, theta, posterior
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("activation", ["tanh", "elu", "relu"])
+def test_corrected_eigenvalues_are_the_ggn_diagonal_in_the_kron_basis(
+    activation, n_classes
+):
+    obj, theta, posterior = _corrected(activation, n_classes)
+    for block, dense in zip(posterior.blocks, _data_blocks(obj, theta)):
+        T = np.kron(block.S, block.V)  # (S kron V)' B (S kron V)
+        diagonal = np.diag(T.T @ dense @ T).reshape(block.shape)
+        np.testing.assert_allclose(block.data, diagonal, rtol=1e-10, atol=1e-12)
+        # KFAC's eigenvalues are another diagonal (what the test separates).
+        kfac = block.mu[:, None] * block.m[None, :]
+        assert np.max(np.abs(kfac - diagonal)) > 1e-3 * np.max(diagonal)
+
+
+def test_one_sample_correction_equals_kfac():
+    # With one sample KFAC is the exact block: its eigenvalues are the diagonal.
+    obj, theta, posterior = _corrected("tanh", 3, n_samples=1)
+    for block in posterior.blocks:
+        np.testing.assert_allclose(
+            block.data, block.mu[:, None] * block.m[None, :], rtol=1e-9, atol=1e-12
+        )
+
+
+def test_integer_weights_give_the_corrected_eigenvalues_of_repeated_rows():
+    obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=12)
+    counts = np.arange(12) % 3 + 1
+    weighted = NegLogPosterior(
+        np, obj.layout, obj.activation, Categorical, obj.X, obj.Y,
+        counts.astype(float), obj.prior_precision,
+    )  # fmt: skip
+    rows = np.repeat(np.arange(12), counts)
+    repeated = NegLogPosterior(
+        np, obj.layout, obj.activation, Categorical, obj.X[rows], obj.Y[rows],
+        np.ones(rows.size), obj.prior_precision,
+    )  # fmt: skip
+    posterior, _, _ = laplace_posterior(weighted, theta, "ggn", "kron")
+    bases = [(block.S, block.V) for block in posterior.blocks]
+    for left, right in zip(
+        kron_eigenvalues(weighted, theta, bases),
+        kron_eigenvalues(repeated, theta, bases),
+    ):
+        np.testing.assert_allclose(left, right, rtol=1e-12, atol=1e-14)
+
+
+def _dense_precision(posterior, row_priors=None):
+    """``T (diag(h) + R kron I) T'`` per block, ``R = S' diag(d) S``."""
+    blocks = []
+    for i, block in enumerate(posterior.blocks):
+        source = getattr(block, "source", block)
+        d = source.row_prior if row_priors is None else row_priors[i]
+        r, c = source.shape
+        R = source.S.T @ (d[:, None] * source.S)
+        inner = np.diag(source.data.ravel()) + np.kron(R, np.eye(c))
+        T = _basis(source)
+        blocks.append(T @ inner @ T.T)
+    return block_diag(*blocks)
+
+
+def _assert_is_dense(posterior, P, obj, theta):
+    covariance = np.linalg.inv(P)
+    np.testing.assert_allclose(
+        posterior.log_det_precision(), np.linalg.slogdet(P)[1], rtol=1e-10
+    )
+    b = np.random.RandomState(2).normal(size=P.shape[0])
+    np.testing.assert_allclose(posterior.solve(np, b), covariance @ b, rtol=1e-8)
+    np.testing.assert_allclose(
+        posterior.covariance_diagonal(np), np.diag(covariance), rtol=1e-9
+    )
+    (_, J), *_ = logit_jacobians(np, obj.layout, theta, obj.activation, obj.X[:6])
+    (_, F), *_ = logit_factors(np, obj.layout, theta, obj.activation, obj.X[:6])
+    general = np.random.RandomState(3).normal(size=(4, J.shape[1], P.shape[0]))
+    for jacobian, dense in ((J, J), (F, J), (general, general)):
+        np.testing.assert_allclose(
+            posterior.functional_variance(np, jacobian),
+            dense @ covariance @ np.swapaxes(dense, 1, 2),
+            rtol=1e-8,
+            atol=1e-12,
+        )
+
+
+def _sample_map(posterior):
+    """``L`` with ``x = L z`` per block: the draws of the unit vectors."""
+    columns = []
+    for block in posterior.blocks:
+        r, c = block.shape
+        z = np.eye(r * c).reshape(r * c, r, c)
+        columns.append(block.sample(np, z).reshape(r * c, -1).T)
+    return block_diag(*columns)
+
+
+@pytest.mark.parametrize("scale", [1.0, 4.0])
+def test_the_corrected_posterior_is_its_dense_matrix(scale):
+    obj, theta, posterior = _corrected()
+    scaled = posterior.with_prior_change(np, (scale - 1.0) * obj.prior_precision)
+    priors = [scale * b.row_prior for b in posterior.blocks]
+    P = _dense_precision(posterior, priors)
+    _assert_is_dense(scaled, P, obj, theta)
+    L = _sample_map(scaled)
+    np.testing.assert_allclose(L @ L.T, np.linalg.inv(P), rtol=1e-8, atol=1e-12)
+
+
+def test_a_prior_its_basis_does_not_diagonalise_gives_the_exact_column_block():
+    # log_marginal_likelihood(alpha=...) keeps the bias prior: not a multiple.
+    obj, theta, posterior = _corrected()
+    layout = obj.layout
+    factor = np.array([2.5, 0.3, 4.0])[layout.layer_index()]
+    new = np.where(layout.bias_mask(), 1.0, factor) * obj.prior_precision
+    changed = posterior.with_prior_change(np, new - obj.prior_precision)
+    assert all(isinstance(b, ColumnKronBlock) for b in changed.blocks)
+    priors = [
+        new[obj.layout.layer_slice(i)].reshape(b.shape)[:, 0]
+        for i, b in enumerate(posterior.blocks)
+    ]
+    P = _dense_precision(posterior, priors)
+    _assert_is_dense(changed, P, obj, theta)
+    L = _sample_map(changed)
+    np.testing.assert_allclose(L @ L.T, np.linalg.inv(P), rtol=1e-8, atol=1e-12)
+    # A scale of the column block, and a return to the fitted prior.
+    tripled = changed.with_prior_change(np, 2.0 * new)
+    _assert_is_dense(
+        tripled, _dense_precision(posterior, [3 * d for d in priors]), obj, theta
+    )
+    back = changed.with_prior_change(np, obj.prior_precision - new)
+    assert back.log_det_precision() == pytest.approx(
+        posterior.log_det_precision(), rel=1e-12
+    )
+
+
+def test_a_flat_softmax_direction_stays_flat_and_out_of_the_predictions():
+    # No output-bias prior: the common shift of the three logits has neither
+    # data nor prior; both blocks give it unit precision (as KronBlock
+    # does), and the centred variances equal the constrained dense ones.
+    obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=30)
+    layout = obj.layout
+    obj.prior_precision = np.where(layout.bias_mask(), 0.0, 0.5) + np.where(
+        layout.bias_mask() & (layout.layer_index() == 0), 0.2, 0.0
+    )
+    posterior, _, _ = laplace_posterior(obj, theta, "ggn", "kron")
+    # Under a flat bias prior only a prior that varies over the input rows
+    # (per parameter, constant along each row) is not a multiple.
+    rows = np.ones(layout.shapes[1])
+    rows[:-1] = np.linspace(0.5, 3.0, rows.shape[0] - 1)[:, None]
+    first = np.where(layout.bias_mask(), 1.0, 3.0)[layout.layer_slice(0)]
+    factor = np.concatenate([first, rows.ravel()])
+    new = factor * obj.prior_precision
+    changed = posterior.with_prior_change(np, new - obj.prior_precision)
+    assert isinstance(changed.blocks[1], ColumnKronBlock)
+    (_, J), *_ = logit_jacobians(np, layout, theta, "tanh", obj.X)
+    centring = np.eye(3) - 1.0 / 3.0
+    for post, prior in ((posterior, obj.prior_precision), (changed, new)):
+        priors = [
+            prior[layout.layer_slice(i)].reshape(b.shape)[:, 0]
+            for i, b in enumerate(posterior.blocks)
+        ]
+        P = obj.constrained_curvature(_dense_precision(posterior, priors))
+        ours = centring @ post.functional_variance(np, J) @ centring
+        dense = centring @ (J @ np.linalg.solve(P, np.swapaxes(J, 1, 2))) @ centring
+        np.testing.assert_allclose(ours, dense, rtol=1e-8, atol=1e-10)
+        assert np.isfinite(post.log_det_precision())
+
+
+def test_the_corrected_posterior_under_array_api_strict_matches_numpy():
+    xps = pytest.importorskip("array_api_strict")
+    obj, theta, posterior = _corrected()
+    sobj, stheta = make_problem(
+        "tanh", 3, hidden=(4, 3), weighted=True, n_samples=25, xp=xps
+    )
+    bases = [(block.S, block.V) for block in posterior.blocks]
+    for ours, theirs in zip(
+        kron_eigenvalues(obj, theta, bases), kron_eigenvalues(sobj, stheta, bases)
+    ):
+        np.testing.assert_allclose(theirs, ours, rtol=1e-12, atol=1e-14)
+    layout = obj.layout
+    new = np.where(layout.bias_mask(), 1.0, 2.0) * obj.prior_precision
+    changed = posterior.with_prior_change(np, new - obj.prior_precision)
+    (_, J), *_ = logit_jacobians(np, layout, theta, "tanh", obj.X[:5])
+    (_, F), *_ = logit_factors(xps, layout, stheta, "tanh", sobj.X[:5, ...])
+    b = np.random.RandomState(1).normal(size=layout.n_params)
+    z = np.random.RandomState(2).normal(size=(3, *posterior.blocks[0].shape))
+    for post in (posterior, changed):
+        for jacobian in (xps.asarray(J), F):
+            np.testing.assert_allclose(
+                to_numpy(post.functional_variance(xps, jacobian)),
+                post.functional_variance(np, J),
+                rtol=1e-11,
+                atol=1e-14,
+            )
+        np.testing.assert_allclose(
+            to_numpy(post.covariance_diagonal(xps)),
+            post.covariance_diagonal(np),
+            rtol=1e-12,
+        )
+        np.testing.assert_allclose(
+            to_numpy(post.solve(xps, xps.asarray(b))), post.solve(np, b), rtol=1e-11
+        )
+        block = post.blocks[0]
+        np.testing.assert_allclose(
+            to_numpy(block.sample(xps, xps.asarray(z))), block.sample(np, z), rtol=1e-12
+        )
