@@ -8,8 +8,9 @@ posterior at the MAP. For ``n_params`` parameters the full matrix takes
 ``8 n_params^2`` bytes: fine for a few thousand parameters, out of reach for
 an MNIST-sized network. ``hessian_structure`` chooses a cheaper form:
 
-* ``"kron"``: one Kronecker product ``A kron G`` per layer (KFAC), with the
-  prior added exactly in its eigenbasis;
+* ``"kron"``: one Kronecker product ``A kron G`` per layer (KFAC) whose
+  eigenvalues are refitted to the GGN's diagonal in its eigenbasis (EKFAC),
+  with the prior added exactly in that basis;
 * ``"diag"``: the diagonal only;
 * ``subset_of_weights="last_layer"``: the exact posterior of the last layer
   on the MAP network's features, the other layers held at the MAP.
@@ -105,14 +106,14 @@ fig.tight_layout()
 # %%
 # Memory of the posterior as the hidden layer widens (64 inputs, 10
 # classes): ``8 n_params^2`` bytes for the full matrix, ``8 sum_l
-# ((fan_in_l + 1)^2 + fan_out_l^2)`` for the Kronecker factors, ``8
-# n_params`` for the diagonal. The dashed line is the 2 GiB sklaplace allows
-# for one array.
+# ((fan_in_l + 1)^2 + fan_out_l^2 + n_params_l)`` for the Kronecker factors
+# and their corrected eigenvalues, ``8 n_params`` for the diagonal. The
+# dashed line is the 2 GiB sklaplace allows for one array.
 widths = np.array([16, 64, 256, 1024, 4096])
 n_params = (64 + 1) * widths + (widths + 1) * 10
 memory = {
     "full": 8.0 * n_params**2,
-    "kron": 8.0 * ((64 + 1) ** 2 + widths**2 + (widths + 1) ** 2 + 10**2),
+    "kron": 8.0 * ((64 + 1) ** 2 + widths**2 + (widths + 1) ** 2 + 10**2 + n_params),
     "diag": 8.0 * n_params,
 }
 fig, ax = plt.subplots(figsize=(6, 3.5))
