@@ -191,7 +191,8 @@ class KronBlock:
         """
         base = self.row_prior - self.jitter
         kappa = float(d @ base / (base @ base)) if np.any(base) else 0.0
-        if np.allclose(d, kappa * base, rtol=1e-12, atol=0.0) and (
+        # 1e-9: a prior scaled by s carries round-off of about 1e-16 / s.
+        if np.allclose(d, kappa * base, rtol=1e-9, atol=0.0) and (
             kappa > 0 or not np.any(d)
         ):
             return self.scaled(kappa if np.any(base) else 1.0)

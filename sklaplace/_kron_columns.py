@@ -20,12 +20,13 @@ bases when a prediction first needs them.
 import numpy as np
 
 from sklaplace._backend import NotPositiveDefiniteError
+from sklaplace._memory import check_memory
 
 __all__ = ["ColumnKronBlock"]
 
-# An eigenvalue of M_j below this fraction of the block's largest is a zero
-# of round-off: no prior and no data there (the flat softmax shift under a
-# flat output-bias prior), given unit precision as KronBlock does.
+# A prior or a datum below this fraction of its largest is a zero of
+# round-off; where both vanish (the flat softmax shift under a flat
+# output-bias prior) the direction gets unit precision, as in KronBlock.
 _FLAT_RTOL = 1e-12
 
 
@@ -54,6 +55,7 @@ class ColumnKronBlock:
         self.V = source.V
         S = source.S
         self._R = S.T @ (self.row_prior[:, None] * S)
+        self._n_flat = self._count_flat()
         # Eigenvalues one column at a time: the evidence needs no more, and
         # the c bases (c r^2 numbers, 0.5 GB for 784 inputs and 100 units)
         # are formed only when a prediction asks for them.
@@ -68,19 +70,45 @@ class ColumnKronBlock:
         """``M_j = R + diag(h[:, j])``."""
         return self._R + np.diag(self.source.data[:, j])
 
-    @staticmethod
-    def _unit_on_flat(e):
-        """``e`` (c, r) as (r, c), with 1 where it is a zero of round-off."""
-        tiny = _FLAT_RTOL * max(float(np.max(e)), 0.0)
-        return np.where(np.abs(e) <= tiny, 1.0, e).T
+    def _count_flat(self):
+        """Directions of each ``M_j`` with neither prior nor data, shape (c,).
+
+        As in :class:`KronBlock`, each part is measured against its own
+        scale: the prior vanishes on ``x`` with ``S x`` on the rows whose
+        ``d2`` is a zero of round-off; there, the data ``diag(h[:, j])``
+        must vanish too (a weak prior on a column without data is not flat).
+        """
+        d, h = self.row_prior, self.source.data
+        no_prior = d <= _FLAT_RTOL * max(float(np.max(d)), 0.0)
+        if not np.any(no_prior):
+            return np.zeros(self.shape[1], dtype=int)
+        free, _ = np.linalg.qr(
+            np.linalg.solve(self.source.S, np.eye(d.size)[:, no_prior])
+        )
+        data = np.einsum("pz,pj,py->jzy", free, h, free)  # free' diag(h_j) free
+        tiny = _FLAT_RTOL * max(float(np.max(h)), 0.0)
+        return np.sum(np.linalg.eigvalsh(data) <= tiny, axis=1)
+
+    def _unit_on_flat(self, e):
+        """``e`` (c, r), ascending per column, as (r, c) with 1 on flat directions.
+
+        ``M_j`` is the sum of two positive semi-definite parts, so its
+        flat directions are its smallest eigenvalues (zeros of round-off).
+        """
+        e = e.copy()
+        for j, count in enumerate(self._n_flat):
+            e[j, :count] = 1.0
+        return e.T
 
     @property
     def bases(self):
         """``S U_j`` per column ``j``, shape (c, r, r) (computed once)."""
         if self._bases is None:
-            e, U = np.linalg.eigh(
-                np.stack([self._column(j) for j in range(self.shape[1])])
+            r, c = self.shape
+            check_memory(
+                8 * c * r * r, f"The {c} bases ({r} x {r}) of a Kronecker block"
             )
+            e, U = np.linalg.eigh(np.stack([self._column(j) for j in range(c)]))
             self.values = self._unit_on_flat(e)
             self._bases = self.source.S @ U
         return self._bases
@@ -93,10 +121,6 @@ class ColumnKronBlock:
     def eigenvalues(self):
         """``e`` of shape (r, c): the eigenvalues of every ``M_j``."""
         return self.values
-
-    def scaled(self, kappa):
-        """Return the block with the prior ``kappa * d2``."""
-        return self.with_row_prior(kappa * self.row_prior)
 
     def with_row_prior(self, d):
         """Return the source block's data with the row prior ``d``."""

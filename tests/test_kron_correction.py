@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from scipy.linalg import block_diag
 
-from sklaplace._backend import to_numpy
+from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._curvature import ggn_hessian, kron_eigenvalues
+from sklaplace._curvature._ggn import _kron_bytes_per_row
 from sklaplace._jacobian import logit_factors
+from sklaplace._kron import KronBlock, KronPosterior
 from sklaplace._kron_columns import ColumnKronBlock
 from sklaplace._likelihood import Categorical
 from sklaplace._objective import NegLogPosterior
@@ -249,3 +251,108 @@ def test_the_corrected_posterior_under_array_api_strict_matches_numpy():
         np.testing.assert_allclose(
             to_numpy(block.sample(xps, xps.asarray(z))), block.sample(np, z), rtol=1e-12
         )
+
+
+def test_corrected_eigenvalues_accumulate_over_row_chunks():
+    # A memory budget of four rows splits the pass into seven chunks: the
+    # corrected eigenvalues are the same sums as in one chunk.
+    whole, theta = make_problem("tanh", 3, hidden=(4, 3), weighted=True, n_samples=25)
+    posterior, _, _ = laplace_posterior(whole, theta, "ggn", "kron")
+    bases = [(b.S, b.V) for b in posterior.blocks]
+    budget = 4 * _kron_bytes_per_row(whole)
+    chunked, _ = make_problem(
+        "tanh", 3, hidden=(4, 3), weighted=True, n_samples=25, memory_budget=budget
+    )
+    assert len(list(chunked.row_chunks(_kron_bytes_per_row(chunked)))) > 1
+    for ours, reference in zip(
+        kron_eigenvalues(chunked, theta, bases), kron_eigenvalues(whole, theta, bases)
+    ):
+        np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=1e-14)
+
+
+def _synthetic_block(d=(0.7, 0.0, 1.3, 0.0, 0.4), c=3, seed=0):
+    """A KronBlock of random factors with the row prior ``d``, and random ``h``."""
+    rng = np.random.RandomState(seed)
+    X, Y = rng.normal(size=(40, len(d))), rng.normal(size=(40, c))
+    block = KronBlock(X.T @ X / 40, Y.T @ Y, np.asarray(d, dtype=float))
+    assert block.jitter == 0.0
+    return block, rng.uniform(0.5, 2.0, size=block.shape)
+
+
+def _dense_block(block, h, d):
+    """``T (diag(h) + S' D S kron I) T'`` with ``T = S^{-T} kron V``."""
+    R = block.S.T @ (d[:, None] * block.S)
+    inner = np.diag(h.ravel()) + np.kron(R, np.eye(block.shape[1]))
+    return _basis(block) @ inner @ _basis(block).T
+
+
+def test_corrected_flat_directions_are_where_prior_and_data_both_vanish():
+    # On a direction without prior the corrected eigenvalue is h itself,
+    # however small, and 1 only where h vanishes too (KFAC's m is not read).
+    block, h = _synthetic_block()
+    free = np.flatnonzero(block.rho <= 1e-12 * block.rho.max())
+    assert free.size == 2 and np.all(block.m > 1e-3 * block.m.max())
+    h[free[0], :] *= 1e-8
+    h[free[1], 1] = 0.0
+    E = block.corrected(h).eigenvalues()
+    np.testing.assert_allclose(E[free[0]], h[free[0]], rtol=1e-12)
+    assert E[free[1], 1] == 1.0
+    mask = np.ones(h.shape, dtype=bool)
+    mask[free[1], 1] = False
+    np.testing.assert_allclose(E[mask], (h + block.rho[:, None])[mask], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "new_prior, no_data_column",
+    [
+        ((2.0, 0.0, 0.5, 0.0, 3.0), False),  # no prior on two rows, small data
+        ((2e-13, 1e-13, 5e-14, 1.5e-13, 3e-13), True),  # weak prior, no data
+    ],
+    ids=["small-data", "weak-prior-no-data"],
+)
+def test_column_block_keeps_small_genuine_eigenvalues(new_prior, no_data_column):
+    # Neither a column with little data under a prior with zeros, nor a
+    # column without data (a dead unit) under a weak prior, is flat: the
+    # log det is the dense one (a threshold on the block's largest
+    # eigenvalue had made them 1, +129 nats on a dead ReLU unit).
+    block, h = _synthetic_block(d=(0.7, 0.5, 1.3, 0.9, 0.4))
+    h[:, 0] = 0.0 if no_data_column else 1e-8 * h[:, 0]
+    d2 = np.asarray(new_prior)
+    column = ColumnKronBlock(block.corrected(h), d2)
+    P = _dense_block(block, h, d2)  # condition ~1e13: its log det to ~1e-5
+    np.testing.assert_allclose(column.log_det(), np.linalg.slogdet(P)[1], rtol=1e-4)
+
+
+def test_an_indefinite_prior_change_through_the_column_block_raises():
+    # A negative weight prior keeping the bias prior: not a multiple, and
+    # indefinite; its negative eigenvalues must not pass as flat.
+    obj, theta, posterior = _corrected()
+    new = np.where(obj.layout.bias_mask(), 1.0, -50.0) * obj.prior_precision
+    with pytest.raises(NotPositiveDefiniteError):
+        posterior.with_prior_change(np, new - obj.prior_precision)
+
+
+def test_a_zero_prior_keeps_the_basis_and_a_zero_eigenvalue_raises():
+    block, h = _synthetic_block()
+    zero = block.corrected(h).with_row_prior(np.zeros(block.shape[0]))
+    assert isinstance(zero, KronBlock) and zero.kappa == 0.0
+    np.testing.assert_allclose(zero.eigenvalues(), h, rtol=1e-12)
+    h[0, 2] = 0.0  # data vanish where the removed prior was
+    posterior = KronPosterior([block.corrected(h)], np.repeat(block.row_prior, 3))
+    with pytest.raises(NotPositiveDefiniteError):
+        posterior.with_prior_change(np, -posterior.prior_precision)
+
+
+def test_a_small_prior_scale_keeps_the_eigenbasis():
+    # (s - 1) A added to A leaves round-off of about 1e-16 / s: a scale of
+    # 1e-6 is still a multiple (the same basis, not a ColumnKronBlock).
+    obj, theta, posterior = _corrected()
+    scaled = posterior.with_prior_change(np, (1e-6 - 1.0) * obj.prior_precision)
+    assert all(isinstance(b, KronBlock) for b in scaled.blocks)
+    np.testing.assert_allclose(
+        scaled.log_det_precision(),
+        np.linalg.slogdet(
+            _dense_precision(posterior, [1e-6 * b.row_prior for b in posterior.blocks])
+        )[1],
+        rtol=1e-9,
+    )
