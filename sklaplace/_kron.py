@@ -167,6 +167,10 @@ class KronBlock:
         state["_cache"] = [None]  # a weak reference does not pickle
         return state
 
+    def __setstate__(self, state):
+        # A block pickled before the eigenvalue correction holds KFAC's.
+        self.__dict__.update({"data": None, **state})
+
     def scaled(self, kappa):
         """Return this block with the prior ``kappa * d`` (same eigenbasis)."""
         return self._copy(kappa=float(kappa))

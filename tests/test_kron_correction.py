@@ -8,6 +8,8 @@ log det, solves, ``J P^{-1} J'``, the covariance diagonal and the linear map
 of the samples.
 """
 
+import pickle
+
 import numpy as np
 import pytest
 from scipy.linalg import block_diag
@@ -356,3 +358,14 @@ def test_a_small_prior_scale_keeps_the_eigenbasis():
         )[1],
         rtol=1e-9,
     )
+
+
+def test_a_block_pickled_before_the_correction_keeps_kfac_eigenvalues():
+    block, h = _synthetic_block()
+    state = block.__getstate__()
+    del state["data"]  # what a KronBlock pickled before the correction holds
+    old = object.__new__(KronBlock)
+    old.__setstate__(state)
+    np.testing.assert_allclose(old.eigenvalues(), block.eigenvalues(), rtol=0)
+    again = pickle.loads(pickle.dumps(block.corrected(h)))
+    np.testing.assert_allclose(again.data, h, rtol=0)
