@@ -118,7 +118,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         ``"auto"`` is ``"full"`` where the full posterior is cheap (at most 1
         GiB, 1e11 multiply-adds to build, ``n_samples * n_classes *
         n_params**2``, and 4e9 to factorise, ``n_params**3``) and ``"kron"``
-        beyond (``hessian_structure_``).
+        beyond (``hessian_structure_``); ``"kron"`` takes the GGN (warned if exact).
     subset_of_weights : {"all", "last_layer"}, default="all"
         Parameters with a posterior: all of them, or the last layer only
         (the exact Laplace of the last layer given the MAP network's

@@ -1,4 +1,4 @@
-"""Kronecker-factored (KFAC) Laplace posterior, DESIGN.md section 5b.
+"""Kronecker-factored Laplace posterior (KFAC, EKFAC), DESIGN.md section 5b.
 
 The precision is block diagonal over layers. Layer ``l``'s block, over its
 augmented weight ``[W_l; b_l]`` of shape ``(r, c) = (fan_in + 1, fan_out)``
@@ -33,8 +33,10 @@ The posterior fitted to data corrects the eigenvalues (EKFAC, George et al.
 rho_i`` and everything above holds with it. ``A kron G`` assumes a row's
 inputs and its output curvature independent; where they are not (the
 curvature sits on the rows whose inputs point one way) it spreads the data
-over every product of eigenvectors and counts too many well-determined
-parameters (``docs/benchmarks.rst``). A prior that is not a multiple of the
+over every product of eigenvectors. The correction narrows that part of
+the gap to the full posterior only: dropping the blocks between layers
+also counts too many well-determined parameters (``docs/benchmarks.rst``,
+"The eigenvalue-corrected Kronecker posterior"). A prior that is not a multiple of the
 fitted one is not diagonal in ``T``: such a block is a
 :class:`~sklaplace._kron_columns.ColumnKronBlock` (exact, ``O(c r^3)``).
 
@@ -42,8 +44,9 @@ A direction with neither data nor prior (a softmax's common shift of the
 output biases under a flat bias prior) gets ``E_ij = 1``, as the full
 posterior adds ``u u'`` there; predictions do not depend on it.
 
-Every array is NumPy (the factors are small: ``r^2 + c^2`` numbers per
-layer), so a fitted estimator pickles anywhere; methods compute in ``xp``.
+Every array is NumPy (the factors and their eigenvectors are small: ``r^2 +
+c^2`` numbers each per layer, and ``r c`` corrected eigenvalues), so a
+fitted estimator pickles anywhere; methods compute in ``xp``.
 """
 
 import weakref
@@ -54,15 +57,12 @@ import scipy.linalg
 from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._curvature import kron_eigenvalues
 from sklaplace._jacobian import FactoredJacobian
-from sklaplace._kron_columns import ColumnKronBlock
+from sklaplace._kron_columns import ColumnKronBlock, log_of_positive, vanishing
 from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = ["KronBlock", "KronPosterior"]
 
-# Relative size below which an eigenvalue of G (or a prior weight rho) is a
-# zero of round-off: where both vanish the direction is flat (module docstring).
-_FLAT_RTOL = 1e-12
 # Jitter of B = A + D, relative to its largest diagonal entry, tried first
 # when B is singular (no prior on a layer whose inputs are collinear); it
 # grows tenfold up to 30 times and counts as prior (``jitter``).
@@ -116,7 +116,10 @@ def _diagonalise_with_jitter(A, d):
 
 
 class KronBlock:
-    """One layer's block ``A kron G + diag(d) kron I`` in its eigenbasis.
+    """One layer's block in its eigenbasis ``T``: KFAC's, or EKFAC's once corrected.
+
+    ``A kron G + diag(d) kron I``, or ``T (diag(h) + diag(rho) kron I) T'``
+    after :meth:`corrected`.
 
     Parameters
     ----------
@@ -195,10 +198,11 @@ class KronBlock:
         """
         base = self.row_prior - self.jitter
         kappa = float(d @ base / (base @ base)) if np.any(base) else 0.0
-        # 1e-9: a prior scaled by s carries round-off of about 1e-16 / s.
-        if np.allclose(d, kappa * base, rtol=1e-9, atol=0.0) and (
-            kappa > 0 or not np.any(d)
-        ):
+        # A prior scaled by s arrives as A + (s - 1) A: its round-off is of
+        # the size of A, not of s A (1e-16 / s relative), hence the second term.
+        misfit = np.abs(d - kappa * base)
+        multiple = np.all(misfit <= 1e-9 * np.abs(d) + 1e-14 * np.abs(base))
+        if multiple and (kappa > 0 or not np.any(d)):
             return self.scaled(kappa if np.any(base) else 1.0)
         if self.data is None:
             return KronBlock(self.inputs, self.outputs, d)
@@ -209,27 +213,19 @@ class KronBlock:
 
         1 on flat directions: no prior and no data.
         """
-        no_prior = self.rho <= _FLAT_RTOL * max(float(np.max(self.rho)), 0.0)
         if self.data is None:
             data = self.mu[:, None] * self.m[None, :]
-            no_data = (self.m <= _FLAT_RTOL * max(float(np.max(self.m)), 0.0))[None, :]
+            no_data = vanishing(self.m)[None, :]
         else:
-            data = self.data
-            no_data = data <= _FLAT_RTOL * max(float(np.max(data)), 0.0)
+            data, no_data = self.data, vanishing(self.data)
         E = data + self.kappa * self.rho[:, None]
-        return np.where(no_prior[:, None] & no_data, 1.0, E)
+        return np.where(vanishing(self.rho)[:, None] & no_data, 1.0, E)
 
     def log_det(self):
         """``log det P_l`` (see the module docstring)."""
-        E = self.eigenvalues()
-        if not np.all(E > 0):
-            raise NotPositiveDefiniteError(
-                "A Kronecker block is not positive definite."
-            )
-        c = self.shape[1]
         # T = S^{-T} kron V: det(T T') = det(B)^c det(V V')^r = det(B)^c; the
         # prior scale kappa multiplies D (not B), so it enters E only.
-        return float(np.sum(np.log(E))) + c * self.log_det_B
+        return log_of_positive(self.eigenvalues()) + self.shape[1] * self.log_det_B
 
     def _transformed(self, xp, Jb):
         """``(S kron V)' J`` per output row, as ``(a_t, d_t)`` or a dense array.

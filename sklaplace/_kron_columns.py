@@ -22,12 +22,29 @@ import numpy as np
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._memory import check_memory
 
-__all__ = ["ColumnKronBlock"]
+__all__ = ["ColumnKronBlock", "log_of_positive", "vanishing"]
 
 # A prior or a datum below this fraction of its largest is a zero of
 # round-off; where both vanish (the flat softmax shift under a flat
-# output-bias prior) the direction gets unit precision, as in KronBlock.
+# output-bias prior) a direction gets unit precision.
 _FLAT_RTOL = 1e-12
+
+
+def vanishing(values):
+    """Mask of ``values`` that are zeros of round-off against their largest.
+
+    Measured in absolute value: a negative prior is not an absent one (it
+    must fail the positivity check, not pass as flat).
+    """
+    size = np.abs(values)
+    return size <= _FLAT_RTOL * np.max(size, initial=0.0)
+
+
+def log_of_positive(values):
+    """``sum(log(values))``; raises if a value is not positive."""
+    if not np.all(values > 0):
+        raise NotPositiveDefiniteError("A Kronecker block is not positive definite.")
+    return float(np.sum(np.log(values)))
 
 
 class ColumnKronBlock:
@@ -79,14 +96,14 @@ class ColumnKronBlock:
         must vanish too (a weak prior on a column without data is not flat).
         """
         d, h = self.row_prior, self.source.data
-        no_prior = d <= _FLAT_RTOL * max(float(np.max(d)), 0.0)
+        no_prior = vanishing(d)
         if not np.any(no_prior):
             return np.zeros(self.shape[1], dtype=int)
         free, _ = np.linalg.qr(
             np.linalg.solve(self.source.S, np.eye(d.size)[:, no_prior])
         )
         data = np.einsum("pz,pj,py->jzy", free, h, free)  # free' diag(h_j) free
-        tiny = _FLAT_RTOL * max(float(np.max(h)), 0.0)
+        tiny = _FLAT_RTOL * np.max(np.abs(h), initial=0.0)
         return np.sum(np.linalg.eigvalsh(data) <= tiny, axis=1)
 
     def _unit_on_flat(self, e):
@@ -102,14 +119,18 @@ class ColumnKronBlock:
 
     @property
     def bases(self):
-        """``S U_j`` per column ``j``, shape (c, r, r) (computed once)."""
+        """``S U_j`` per column ``j``, shape (c, r, r) (computed once).
+
+        ``values`` stay those of the evidence (``eigvalsh``; ``eigh``'s agree
+        to round-off), so a prediction does not move the log det.
+        """
         if self._bases is None:
             r, c = self.shape
+            # The stack of M_j, its eigenvectors and the bases: three at once.
             check_memory(
-                8 * c * r * r, f"The {c} bases ({r} x {r}) of a Kronecker block"
+                3 * 8 * c * r * r, f"The {c} bases ({r} x {r}) of a Kronecker block"
             )
-            e, U = np.linalg.eigh(np.stack([self._column(j) for j in range(c)]))
-            self.values = self._unit_on_flat(e)
+            _, U = np.linalg.eigh(np.stack([self._column(j) for j in range(c)]))
             self._bases = self.source.S @ U
         return self._bases
 
@@ -128,17 +149,10 @@ class ColumnKronBlock:
 
     def log_det(self):
         """``log det P_l = sum log e + c log det B`` (``det(T T') = det(B)^c``)."""
-        if not np.all(self.values > 0):
-            raise NotPositiveDefiniteError(
-                "A Kronecker block is not positive definite."
-            )
-        return (
-            float(np.sum(np.log(self.values))) + self.shape[1] * self.source.log_det_B
-        )
+        return log_of_positive(self.values) + self.shape[1] * self.source.log_det_B
 
     def _arrays(self, xp):
-        bases = xp.asarray(self.bases)  # first: it may refine ``values``
-        return bases, xp.asarray(self.values), xp.asarray(self.V)
+        return xp.asarray(self.bases), xp.asarray(self.values), xp.asarray(self.V)
 
     def functional_variance(self, xp, J, Jb):
         """``J_l P_l^{-1} J_l'`` for a block ``Jb`` of shape (n, K, r, c)."""

@@ -212,7 +212,10 @@ def test_a_flat_softmax_direction_stays_flat_and_out_of_the_predictions():
         ours = centring @ post.functional_variance(np, J) @ centring
         dense = centring @ (J @ np.linalg.solve(P, np.swapaxes(J, 1, 2))) @ centring
         np.testing.assert_allclose(ours, dense, rtol=1e-8, atol=1e-10)
-        assert np.isfinite(post.log_det_precision())
+        # The flat direction's unit precision, as constrained_curvature adds.
+        np.testing.assert_allclose(
+            post.log_det_precision(), np.linalg.slogdet(P)[1], rtol=1e-10
+        )
 
 
 def test_the_corrected_posterior_under_array_api_strict_matches_numpy():
@@ -345,19 +348,45 @@ def test_a_zero_prior_keeps_the_basis_and_a_zero_eigenvalue_raises():
         posterior.with_prior_change(np, -posterior.prior_precision)
 
 
-def test_a_small_prior_scale_keeps_the_eigenbasis():
-    # (s - 1) A added to A leaves round-off of about 1e-16 / s: a scale of
-    # 1e-6 is still a multiple (the same basis, not a ColumnKronBlock).
+@pytest.mark.parametrize("scale", [1e-6, 1e-8, 1e-11])
+def test_a_small_prior_scale_keeps_the_eigenbasis(scale):
+    # (s - 1) A added to A leaves round-off of the size of A, 1e-16 / s of
+    # s A: a small scale is still a multiple (the same basis, not a
+    # ColumnKronBlock, which at 1e-8 had been built and pickled with the
+    # estimator).
     obj, theta, posterior = _corrected()
-    scaled = posterior.with_prior_change(np, (1e-6 - 1.0) * obj.prior_precision)
+    scaled = posterior.with_prior_change(np, (scale - 1.0) * obj.prior_precision)
     assert all(isinstance(b, KronBlock) for b in scaled.blocks)
+    priors = [scale * b.row_prior for b in posterior.blocks]
     np.testing.assert_allclose(
         scaled.log_det_precision(),
-        np.linalg.slogdet(
-            _dense_precision(posterior, [1e-6 * b.row_prior for b in posterior.blocks])
-        )[1],
-        rtol=1e-9,
+        np.linalg.slogdet(_dense_precision(posterior, priors))[1],
+        rtol=1e-6,  # the dense log det at a tiny prior: condition up to 1e13
     )
+
+
+def test_a_negative_prior_is_not_flat():
+    # A negative prior on a column without data (a dead unit) makes M_j
+    # indefinite: it must raise, not pass as a direction without prior.
+    block, h = _synthetic_block(d=(0.7, 0.5, 1.3, 0.9, 0.4))
+    h[:, 0] = 0.0
+    column = ColumnKronBlock(block.corrected(h), np.array([-0.2, 0.5, 1.3, 0.9, 0.4]))
+    with pytest.raises(NotPositiveDefiniteError):
+        column.log_det()
+
+
+def test_the_column_blocks_flat_directions_are_the_priors_null_space():
+    # With the fitted prior itself, the column block is the corrected block:
+    # R = diag(rho), and a direction without prior whose datum vanishes in
+    # one column is flat there and only there. The prior's null space in
+    # the basis is S^{-1} e_Z (coordinate directions), not S' e_Z.
+    block, h = _synthetic_block()
+    free = np.flatnonzero(block.rho <= 1e-12 * block.rho.max())
+    h[free[0], 1] = 0.0
+    corrected = block.corrected(h)
+    column = ColumnKronBlock(corrected, block.row_prior)
+    assert list(column._n_flat) == [0, 1, 0]
+    assert column.log_det() == pytest.approx(corrected.log_det(), rel=1e-12)
 
 
 def test_a_block_pickled_before_the_correction_keeps_kfac_eigenvalues():
