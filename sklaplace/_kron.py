@@ -157,6 +157,9 @@ class KronBlock:
         diagonalised, self.jitter = _diagonalise_with_jitter(inputs, row_prior)
         self.S, self.mu, self.rho, self.log_det_B = diagonalised
         self.row_prior = row_prior + self.jitter
+        # The jitter's share of rho, diag(S' jitter S): numerical, not prior,
+        # so a prior scale kappa leaves it alone.
+        self.rho_jitter = self.jitter * np.sum(self.S * self.S, axis=0)
         self.kappa = 1.0
         self._cache = [None]  # shared with the scaled copies (same eigenbasis)
 
@@ -171,8 +174,9 @@ class KronBlock:
         return state
 
     def __setstate__(self, state):
-        # A block pickled before the eigenvalue correction holds KFAC's.
-        self.__dict__.update({"data": None, **state})
+        # A block pickled before the eigenvalue correction holds KFAC's (and
+        # scaled its jitter with the prior).
+        self.__dict__.update({"data": None, "rho_jitter": 0.0, **state})
 
     def scaled(self, kappa):
         """Return this block with the prior ``kappa * d`` (same eigenbasis)."""
@@ -218,8 +222,11 @@ class KronBlock:
             no_data = vanishing(self.m)[None, :]
         else:
             data, no_data = self.data, vanishing(self.data)
-        E = data + self.kappa * self.rho[:, None]
-        return np.where(vanishing(self.rho)[:, None] & no_data, 1.0, E)
+        rho = self.kappa * (self.rho - self.rho_jitter) + self.rho_jitter
+        # Flat where the fitted prior had none (a scale of 0 is not flat).
+        return np.where(
+            vanishing(self.rho)[:, None] & no_data, 1.0, data + rho[:, None]
+        )
 
     def log_det(self):
         """``log det P_l`` (see the module docstring)."""
@@ -436,15 +443,22 @@ class KronPosterior:
         positive definite.
         """
         prior = self.prior_precision + to_numpy(delta)
-        blocks = []
+        blocks, approximated = [], False
         for block, part in self._slices():
-            d, _ = _row_prior(prior[part], block.shape)
+            d, exact = _row_prior(prior[part], block.shape)
+            # Warn where this change brings the approximation, not on every
+            # scale of a per-parameter prior that the fit already warned of.
+            approximated |= (
+                not exact and _row_prior(self.prior_precision[part], block.shape)[1]
+            )
             new = block.with_row_prior(d)
             if not np.all(new.eigenvalues() > 0):
                 raise NotPositiveDefiniteError(
                     "The Kronecker-factored precision is not positive definite."
                 )
             blocks.append(new)
+        if approximated:
+            _warn_row_means()
         return KronPosterior(blocks, prior)
 
     def pivot_ratio(self):
@@ -478,10 +492,14 @@ def _blocks(inputs, outputs, prior):
         blocks.append(KronBlock(A, G, d))
         start += r * c
     if approximated:
-        warn(
-            "The Kronecker-factored posterior adds the prior per input row of "
-            "each layer; a prior precision that varies across a row's outputs "
-            "(alpha given per parameter) is replaced by its row means.",
-            LaplaceApproximationWarning,
-        )
+        _warn_row_means()
     return blocks
+
+
+def _warn_row_means():
+    warn(
+        "The Kronecker-factored posterior adds the prior per input row of "
+        "each layer; a prior precision that varies across a row's outputs "
+        "(alpha given per parameter) is replaced by its row means.",
+        LaplaceApproximationWarning,
+    )

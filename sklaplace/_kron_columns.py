@@ -71,7 +71,9 @@ class ColumnKronBlock:
         self.jitter = 0.0
         self.V = source.V
         S = source.S
-        self._R = S.T @ (self.row_prior[:, None] * S)
+        # The source's jitter stays, unscaled and counted as prior (KronBlock).
+        self._prior = self.row_prior + source.jitter
+        self._R = S.T @ (self._prior[:, None] * S)
         self._n_flat = self._count_flat()
         # Eigenvalues one column at a time: the evidence needs no more, and
         # the c bases (c r^2 numbers, 0.5 GB for 784 inputs and 100 units)
@@ -95,7 +97,7 @@ class ColumnKronBlock:
         ``d2`` is a zero of round-off; there, the data ``diag(h[:, j])``
         must vanish too (a weak prior on a column without data is not flat).
         """
-        d, h = self.row_prior, self.source.data
+        d, h = self._prior, self.source.data
         no_prior = vanishing(d)
         if not np.any(no_prior):
             return np.zeros(self.shape[1], dtype=int)
