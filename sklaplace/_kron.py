@@ -27,18 +27,14 @@ A prior that is not constant along each input row (one ``alpha`` per
 parameter) is replaced by its row means, with a warning.
 
 The posterior fitted to data corrects the eigenvalues (EKFAC, George et al.
-2018): in the same basis ``T``, the data part ``mu_i m_j`` is replaced by
-``h_ij``, the GGN block's own diagonal there
-(:func:`~sklaplace._curvature.kron_eigenvalues`), so ``E_ij = h_ij + kappa
-rho_i`` and everything above holds with it. ``A kron G`` assumes a row's
-inputs and its output curvature independent; where they are not (the
-curvature sits on the rows whose inputs point one way) it spreads the data
-over every product of eigenvectors. The correction narrows that part of
-the gap to the full posterior only: dropping the blocks between layers
-also counts too many well-determined parameters (``docs/benchmarks.rst``,
-"The eigenvalue-corrected Kronecker posterior"). A prior that is not a multiple of the
-fitted one is not diagonal in ``T``: such a block is a
-:class:`~sklaplace._kron_columns.ColumnKronBlock` (exact, ``O(c r^3)``).
+2018): in the same basis the data part ``mu_i m_j`` becomes ``h_ij``, the
+GGN block's own diagonal there (:func:`~sklaplace._curvature.kron_eigenvalues`;
+``A kron G`` takes a row's inputs and output curvature as independent).
+That narrows the gap to the full posterior within layers only
+(``docs/benchmarks.rst``). A prior that is not a multiple of the fitted one
+is not diagonal in ``T``: such a block is a
+:class:`~sklaplace._kron_columns.ColumnKronBlock` (exact, ``O(c r^3)``). A
+jitter added to a singular ``B`` is numerical: a prior scale leaves it be.
 
 A direction with neither data nor prior (a softmax's common shift of the
 output biases under a flat bias prior) gets ``E_ij = 1``, as the full
@@ -217,16 +213,12 @@ class KronBlock:
 
         1 on flat directions: no prior and no data.
         """
-        if self.data is None:
-            data = self.mu[:, None] * self.m[None, :]
-            no_data = vanishing(self.m)[None, :]
-        else:
-            data, no_data = self.data, vanishing(self.data)
+        kfac = self.data is None
+        data = self.mu[:, None] * self.m[None, :] if kfac else self.data
+        no_data = vanishing(self.m)[None, :] if kfac else vanishing(data)
         rho = self.kappa * (self.rho - self.rho_jitter) + self.rho_jitter
-        # Flat where the fitted prior had none (a scale of 0 is not flat).
-        return np.where(
-            vanishing(self.rho)[:, None] & no_data, 1.0, data + rho[:, None]
-        )
+        flat = vanishing(self.rho)[:, None] & no_data  # the fitted prior's: not kappa's
+        return np.where(flat, 1.0, data + rho[:, None])
 
     def log_det(self):
         """``log det P_l`` (see the module docstring)."""
