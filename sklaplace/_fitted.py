@@ -69,7 +69,9 @@ class FittedLaplaceMixin:
         Parameters
         ----------
         alpha : float or array-like of shape (n_layers,) or (n_params,), default=None
-            Weight precision; ``None`` keeps the fitted one.
+            Weight precision; ``None`` keeps the fitted one. A Kronecker
+            posterior replaces one that varies along a layer's input rows by
+            its row means (with a ``LaplaceApproximationWarning``).
         bias_prior_precision : float or array-like of shape (n_layers,), default=None
             Bias precision; ``None`` keeps the fitted one.
 
