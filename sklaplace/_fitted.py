@@ -70,8 +70,9 @@ class FittedLaplaceMixin:
         ----------
         alpha : float or array-like of shape (n_layers,) or (n_params,), default=None
             Weight precision; ``None`` keeps the fitted one. A Kronecker
-            posterior replaces one that varies along a layer's input rows by
-            its row means (with a ``LaplaceApproximationWarning``).
+            posterior holds one per input row of a layer: one that varies
+            across a row's outputs is replaced by the row's mean (with a
+            ``LaplaceApproximationWarning``).
         bias_prior_precision : float or array-like of shape (n_layers,), default=None
             Bias precision; ``None`` keeps the fitted one.
 
