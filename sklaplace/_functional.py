@@ -163,6 +163,10 @@ def _objective(
     xp = get_namespace(X, *coefs, *intercepts)
     if not xp.isdtype(X.dtype, ("bool", "integral", "real floating")):
         raise TypeError(f"X must hold real numbers, got dtype {X.dtype}.")
+    if not xp.isdtype(X.dtype, "real floating"):
+        # Strict namespaces neither promote integers against floats nor take
+        # isfinite of booleans: compute in the network's dtype.
+        X = xp.astype(X, xp.result_type(*coefs, *intercepts))
     for name, arrays in (("coefs", coefs), ("intercepts", intercepts), ("X", [X])):
         for i, a in enumerate(arrays):
             if not bool(xp.all(xp.isfinite(a))):

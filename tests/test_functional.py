@@ -247,6 +247,34 @@ def test_arrays_of_two_namespaces_are_refused():
         log_posterior_grad(strict(coefs), strict(intercepts), X, y)
 
 
+def test_integer_and_boolean_inputs_equal_their_float_values():
+    """Integer and boolean ``X`` compute as their float values, in any namespace.
+
+    A strict namespace promotes no integer against a float and takes no
+    ``isfinite`` of booleans: both had raised TypeError there.
+    """
+    xps = pytest.importorskip("array_api_strict")
+    coefs, intercepts, _, y = _small_network(np.random.RandomState(0))
+    rng = np.random.RandomState(1)
+    integers = rng.randint(-2, 3, size=(y.shape[0], coefs[0].shape[0]))
+    v = rng.normal(size=sum(c.size for c in coefs) + sum(b.size for b in intercepts))
+    strict = lambda arrays: [xps.asarray(a) for a in arrays]  # noqa: E731
+    for X in (integers, integers > 0):
+        floats = X.astype(np.float64)
+        expected = log_posterior_grad(coefs, intercepts, floats, y)
+        product = log_posterior_hvp(coefs, intercepts, floats, y, v)
+        np.testing.assert_array_equal(
+            log_posterior_grad(coefs, intercepts, X, y), expected
+        )
+        got = log_posterior_grad(strict(coefs), strict(intercepts), xps.asarray(X), y)
+        assert got.dtype == xps.float64
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-13, atol=1e-15)
+        got = log_posterior_hvp(
+            strict(coefs), strict(intercepts), xps.asarray(X), y, xps.asarray(v)
+        )
+        np.testing.assert_allclose(np.asarray(got), product, rtol=1e-13, atol=1e-15)
+
+
 def test_array_likes_are_taken_and_a_tuning_string_is_refused():
     pd = pytest.importorskip("pandas")
     xps = pytest.importorskip("array_api_strict")
