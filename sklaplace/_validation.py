@@ -87,7 +87,8 @@ def validate_fit_data(estimator, X, y, sample_weight):
     """Validate ``fit``'s input; return ``(X, y_index, sample_weight, classes)``.
 
     ``y_index`` holds class indices into ``classes``. At least two classes must
-    carry positive weight (weight 0 equals dropping the row).
+    carry positive weight (weight 0 equals dropping the row, but a class whose
+    rows all have weight 0 stays in ``classes``, with a warning).
     """
     X, y = validate_features(estimator, X, y)
     check_classification_targets(y)
@@ -128,6 +129,17 @@ def validate_fit_data(estimator, X, y, sample_weight):
             "LaplaceMLPClassifier needs samples of at least 2 classes with "
             "positive sample_weight, but only class "
             f"{weighted[:1].tolist()[0]!r} has any weight."
+        )
+    if weighted.shape[0] < classes.shape[0]:
+        # The class stays in classes_ (as scikit-learn keeps it), but only
+        # the prior and the softmax's normalisation inform its logit.
+        unweighted = np.setdiff1d(classes, weighted).tolist()
+        warn(
+            f"Classes {unweighted} have rows in y but zero total sample_weight: "
+            "no row informs their probabilities, which come from the prior and "
+            "the posterior's width alone. Drop those rows to leave the classes "
+            "out of classes_.",
+            UserWarning,
         )
     return X, y_index, sample_weight, classes
 

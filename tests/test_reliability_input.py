@@ -217,6 +217,28 @@ def test_bad_predict_input_is_refused(fitted, method, X_bad, error, match):
         getattr(fitted, method)(X_bad)
 
 
+def test_a_class_of_zero_total_weight_warns_and_stays_in_classes():
+    """Its output has no data: the probability is the prior's, so fit says so.
+
+    The other classes' fit is that of the data without its rows, up to the
+    softmax's extra logit (it pushes that logit down, not the others' apart).
+    """
+    y = np.arange(24) % 3
+    weight = np.where(y == 2, 0.0, 1.0)
+    params = dict(hidden_layer_sizes=(3,), alpha=1.0, random_state=0)
+    with pytest.warns(UserWarning, match=r"Classes \[2\] have rows in y but zero"):
+        clf = LaplaceMLPClassifier(**params).fit(X, y, sample_weight=weight)
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    assert clf.predict_proba(X).shape == (24, 3)
+    # String labels are named too; every class weighted: no warning.
+    labels = np.array(["a", "b", "c"])[y]
+    with pytest.warns(UserWarning, match=r"Classes \['c'\]"):
+        LaplaceMLPClassifier(**params).fit(X, labels, sample_weight=weight)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        LaplaceMLPClassifier(**params).fit(X, y, sample_weight=weight + 0.5)
+
+
 def test_predict_before_fit_raises_not_fitted():
     with pytest.raises(NotFittedError):
         LaplaceMLPClassifier().predict_proba(X)
