@@ -271,7 +271,11 @@ def test_the_evidence_at_a_newly_flat_prior_is_its_limit_minus_infinity():
     A prior flat in the fit too keeps its value."""
     X, y = _scaled(load_breast_cancer)
     clf = LaplaceMLPClassifier(
-        (4,), alpha=1.0, bias_prior_precision=0.5, prior_precision_scale=1.0
+        (4,),
+        alpha=1.0,
+        bias_prior_precision=0.5,
+        prior_precision_scale=1.0,
+        random_state=0,
     ).fit(X[:200], y[:200])
     curve = [clf.log_marginal_likelihood(alpha=a) for a in (1e-4, 1e-8, 1e-12)]
     assert curve[0] > curve[1] > curve[2]
@@ -280,7 +284,11 @@ def test_the_evidence_at_a_newly_flat_prior_is_its_limit_minus_infinity():
     assert clf.log_marginal_likelihood(bias_prior_precision=0.0) == -np.inf
     assert clf.log_marginal_likelihood(alpha=np.array([1.0, 0.0])) == -np.inf
     flat_biases = LaplaceMLPClassifier(
-        (4,), alpha=1.0, bias_prior_precision=0.0, prior_precision_scale=1.0
+        (4,),
+        alpha=1.0,
+        bias_prior_precision=0.0,
+        prior_precision_scale=1.0,
+        random_state=0,
     ).fit(X[:200], y[:200])
     assert np.isfinite(flat_biases.log_marginal_likelihood(bias_prior_precision=0.0))
     assert np.isfinite(flat_biases.log_marginal_likelihood(alpha=0.5))
@@ -1272,3 +1280,50 @@ def test_a_refit_kept_short_of_its_map_is_resumed_at_its_alpha(short_of_its_map)
     else:
         assert fits == [(1.0, 3.0), (2.0, 0.5)]
         assert tuning.fit.index == 0 and tuning.evidence == -10.0
+
+
+# Mutation round (session 28): the evidence at another prior (no refit).
+def _iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def test_a_new_prior_whose_precision_is_indefinite_gives_minus_infinity():
+    X, y = _iris()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = LaplaceMLPClassifier(
+            (3,),
+            hessian="exact",
+            hessian_structure="full",
+            alpha=1.0,
+            bias_prior_precision=1.0,
+            prior_precision_scale=1.0,
+            random_state=0,
+        ).fit(X, y)
+    L = clf.posterior_.cholesky_factor
+    old = clf.prior_precision_
+    new = np.where(old == 1.0, 0.1, old)  # weights' alpha 1 -> 0.1, biases kept
+    assert np.array_equal(np.unique(old), [1.0])
+    # Independent check: P - A_old + A_new is indefinite (exact Hessian).
+    assert np.linalg.eigvalsh(L @ L.T - np.diag(old) + np.diag(new))[0] < -0.1
+    assert clf.log_marginal_likelihood(alpha=0.1) == -np.inf
+    assert np.isfinite(clf.log_marginal_likelihood(alpha=1.0))
+
+
+def test_one_output_bias_made_flat_by_a_per_parameter_alpha_is_minus_infinity():
+    # Not every output bias flat: no switch of the flat direction (no error);
+    # the evidence's limit as that one precision falls to 0 is -inf.
+    X, y = _iris()
+    clf = LaplaceMLPClassifier((), bias_prior_precision=1.0, random_state=0).fit(X, y)
+    prior = np.asarray(clf.prior_precision_, dtype=float)
+    flat = prior.copy()
+    flat[-1] = 0.0
+    assert clf.log_marginal_likelihood(alpha=flat) == -np.inf
+    small = [prior.copy() for _ in range(2)]
+    small[0][-1], small[1][-1] = 1e-4, 1e-8
+    values = [clf.log_marginal_likelihood(alpha=a) for a in small]
+    # Falling without bound: 1/2 log a from log det A, log det P ~ unchanged
+    # (the data fix that bias) - by hand, 0.5 log(1e-8 / 1e-4) = -4.61.
+    assert np.all(np.isfinite(values))
+    assert values[1] - values[0] == pytest.approx(0.5 * np.log(1e-4), abs=0.01)

@@ -345,3 +345,18 @@ def test_the_last_layers_exact_hessian_is_its_ggn_in_every_structure(structure):
     assert exact.curvature_ == "exact" and ggn.curvature_ == "ggn"
     np.testing.assert_array_equal(exact.predict_proba(X), ggn.predict_proba(X))
     assert exact.log_marginal_likelihood_ == ggn.log_marginal_likelihood_
+
+
+def test_a_last_layer_posterior_without_jitter_reports_zero():
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    for structure in ("full", "diag"):
+        clf = LaplaceMLPClassifier(
+            (4,),
+            subset_of_weights="last_layer",
+            hessian_structure=structure,
+            prior_precision_scale=1.0,
+            random_state=0,
+        ).fit(X, y)
+        assert clf.posterior_jitter_ == 0.0
+        assert clf.posterior_.jitter == 0.0

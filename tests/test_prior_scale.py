@@ -31,6 +31,7 @@ from sklaplace._prior_scale import (
     one_standard_error_choice,
     paired_standard_errors,
 )
+from sklaplace.exceptions import LaplaceApproximationWarning
 
 X3, Y3 = make_classification(
     90, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0
@@ -820,3 +821,29 @@ def test_the_one_standard_error_walk_steps_on_a_tie():
     excess, standard_error = paired_standard_errors(losses, 1)
     assert excess[0] == standard_error[0] == 1.0
     assert one_standard_error_choice(np.array([1.0, 3.0]), losses)[0] == 0
+
+
+@pytest.mark.parametrize("scale, hinted", [(0.5, True), (2.0, False)])
+def test_the_exact_hessian_hint_is_given_below_scale_one_only(
+    monkeypatch, scale, hinted
+):
+    from sklaplace import _prior_scale
+    from sklaplace._backend import NotPositiveDefiniteError
+
+    original = _prior_scale.scaled_posterior
+
+    def failing(posterior, prior, c, fixed=None, xp=np):
+        if c != 1.0:
+            raise NotPositiveDefiniteError("pivot at round-off")
+        return original(posterior, prior, c, fixed, xp)
+
+    monkeypatch.setattr(_prior_scale, "scaled_posterior", failing)
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    with pytest.warns(LaplaceApproximationWarning, match="not numerically") as record:
+        clf = LaplaceMLPClassifier(
+            (), hessian="exact", prior_precision_scale=scale, random_state=0
+        ).fit(X, y)
+    assert clf.prior_precision_scale_ == 1.0
+    said = any("hessian='ggn'" in str(w.message) for w in record)
+    assert said == hinted

@@ -323,3 +323,18 @@ def test_a_feature_of_small_but_real_spread_keeps_its_own_scale():
     X = np.c_[rng.normal(size=50), 1000.0 + 1e-4 * rng.normal(size=50)]
     envelope = data_envelope(X, np.ones(50))
     np.testing.assert_allclose(envelope.scale, X.std(axis=0), rtol=1e-8)
+
+
+def test_a_zero_scale_from_an_old_pickle_leaves_its_feature_out_of_the_distance():
+    mean = np.array([1.0, -2.0, 0.5])
+    scale = np.array([2.0, 0.0, 0.5])  # feature 1: an envelope pickled before
+    envelope = DataEnvelope(mean, scale, 1.5)
+    X = np.array([[3.0, 7.0, 1.5], [1.0, -2.0, 0.5], [-1.0, 100.0, 0.0]])
+    # By hand: sqrt(((x0 - 1) / 2)^2 + ((x2 - 0.5) / 0.5)^2), feature 1 ignored.
+    expected = np.array([np.sqrt(1.0 + 4.0), 0.0, np.sqrt(1.0 + 1.0)])
+    np.testing.assert_allclose(envelope.distance(X), expected, rtol=1e-14, atol=0)
+    variance = residual_variance(envelope, 2.0, X)
+    assert np.all(np.isfinite(variance))
+    np.testing.assert_allclose(
+        variance, 2.0 * np.maximum(expected / 1.5 - 1.0, 0.0) ** 3, rtol=1e-13
+    )

@@ -121,3 +121,53 @@ def test_the_warning_says_why_the_solver_stopped():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         done.warn_if_not_converged(2, stalled=True)
+
+
+class _Scripted(TrustRegionSolver):
+    """Each trial proposes the same good step; only trial ``accept_at`` is taken."""
+
+    name = "Scripted"
+    max_trials = 3
+
+    def __init__(self, *args, accept_at, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.accept_at, self.trials = accept_at, []
+
+    def setup(self, theta):
+        self.start(theta)
+
+    def update_curvature(self):
+        pass
+
+    def propose(self, trial):
+        self.trial = trial
+        self.trials.append(trial)
+        self.step = np.array([-0.5, -0.5])  # to loss 0.5, gradient 0
+
+    def judge(self):
+        candidate = self.theta + self.step
+        _, loss, gradient, accept = self.evaluate(candidate, predicted=0.5)
+        self.accepted = accept and self.trial == self.accept_at
+        if self.accepted:
+            self.move_to(candidate, loss, gradient)
+
+    def progress(self):
+        return ""
+
+
+def test_a_scaled_gradient_equal_to_tol_has_converged():
+    # max |g| / gradient_scale = 0.5 / 2 = 0.25: converged at tol = 0.25.
+    solver = _Scripted(STUB, tol=0.25, max_iter=5, accept_at=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        result = solver.solve(np.array([1.0, 0.5]))
+    assert result.converged and result.n_iter == 0 and solver.trials == []
+
+
+def test_the_last_of_max_trials_is_tried():
+    solver = _Scripted(STUB, tol=1e-8, max_iter=5, accept_at=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        result = solver.solve(np.array([1.0, 0.5]))
+    assert solver.trials == [0, 1, 2]
+    assert result.converged and result.n_iter == 1 and result.loss == 0.5
