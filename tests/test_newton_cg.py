@@ -496,7 +496,7 @@ def test_preconditioner_is_the_fisher_diagonal_plus_unit_floor_and_prior():
     has no Fisher curvature: the unit floor gives it its layer's (a fixed
     1e-10 of the largest entry, or the Fisher alone, would be wrong).
     """
-    from sklaplace._newton_cg import UNIT_FLOOR, NewtonCGSolver
+    from sklaplace._newton_cg import PRECONDITIONER_POWER, UNIT_FLOOR, NewtonCGSolver
 
     obj, theta = make_problem("tanh", 2, (4, 3), weighted=True)
     prior = obj.prior_precision.copy()
@@ -511,8 +511,12 @@ def test_preconditioner_is_the_fisher_diagonal_plus_unit_floor_and_prior():
     fisher = _row_fisher(obj, theta)
     assert np.all(fisher[dead] == 0.0) and np.all(fisher[~dead] > 0.0)
     floor = _row_unit_floor(obj, theta, UNIT_FLOOR)
-    expected = (fisher + floor) / float(obj.loss(theta))
-    assert np.all(expected[dead] > 1e-6 * np.max(expected))
+    curvature = (fisher + floor) / float(obj.loss(theta))
+    assert np.all(curvature[dead] > 1e-6 * np.max(curvature))
+    # Raised to the power about its geometric mean, which stays put.
+    centre = np.exp(np.mean(np.log(curvature)))
+    expected = centre * (curvature / centre) ** PRECONDITIONER_POWER
+    assert 0.0 < PRECONDITIONER_POWER < 1.0
     solver = NewtonCGSolver(obj, tol=1e-8, max_iter=10)
     solver.setup(theta)
     solver.update_curvature()
@@ -520,9 +524,10 @@ def test_preconditioner_is_the_fisher_diagonal_plus_unit_floor_and_prior():
 
 
 def test_preconditioner_is_floored_where_nothing_gives_curvature():
-    """An all-zero feature under a flat prior: its weights' ``m`` is 1e-10 of
-    the largest entry (not 0, which would make ``M`` singular)."""
-    from sklaplace._newton_cg import NewtonCGSolver
+    """An all-zero feature under a flat prior: its weights' curvature is 1e-10
+    of the largest entry (not 0, which would make ``M`` singular), and ``m``
+    that to the preconditioner's power."""
+    from sklaplace._newton_cg import PRECONDITIONER_POWER, NewtonCGSolver
 
     obj, theta = make_problem("tanh", 3, (4,), weighted=True)
     X = obj.X.copy()
@@ -537,7 +542,8 @@ def test_preconditioner_is_floored_where_nothing_gives_curvature():
     solver = NewtonCGSolver(obj, tol=1e-8, max_iter=10)
     solver.setup(theta)
     solver.update_curvature()
-    np.testing.assert_allclose(solver.m[silent], 1e-10 * np.max(solver.m), rtol=1e-12)
+    floor = 1e-10**PRECONDITIONER_POWER * np.max(solver.m)
+    np.testing.assert_allclose(solver.m[silent], floor, rtol=1e-9)
     assert np.all(solver.m[~silent] > 1e-6 * np.max(solver.m))
 
 

@@ -322,14 +322,15 @@ def test_a_flat_prior_on_saturated_units_is_refused_with_a_reason():
     # alpha = 0, flat biases, separable data: the tanh units saturate, the
     # curvature underflows to 0 and no posterior exists. The jitter had been
     # 2e-308, the variances 1e308: predictions of exactly 0.5 on training
-    # rows and a ValueError blaming the features' scale on the others. (Few
-    # starts saturate this deeply, 3 of the first 120 seeds here; the others'
-    # precision is singular but not zero: a jitter, with a warning.)
+    # rows and a ValueError blaming the features' scale on the others. (Some
+    # starts saturate this deeply, 3 of the first 9 seeds here, 2, 4 and 8;
+    # the others' precision is singular but not zero: a jitter, with a
+    # warning.)
     rng = np.random.RandomState(0)
     X = np.r_[rng.randn(20, 2) - 4, rng.randn(20, 2) + 4]
     y = np.r_[np.zeros(20, int), np.ones(20, int)]
     clf = LaplaceMLPClassifier(
-        (3,), "tanh", alpha=0.0, bias_prior_precision=0.0, random_state=17
+        (3,), "tanh", alpha=0.0, bias_prior_precision=0.0, random_state=2
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
