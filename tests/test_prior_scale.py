@@ -520,10 +520,10 @@ def test_default_estimator_tunes_alpha_and_the_scale_on_held_out_folds():
     }
 
 
-def test_a_chosen_scale_that_fails_to_factorise_falls_back_to_one(monkeypatch):
+def _fail_to_factorise_every_scale_but_one(monkeypatch):
+    """Make every posterior scale but 1 fail to factorise."""
     from sklaplace import _prior_scale
     from sklaplace._backend import NotPositiveDefiniteError
-    from sklaplace.exceptions import LaplaceApproximationWarning
 
     original = _prior_scale.scaled_posterior
 
@@ -533,6 +533,10 @@ def test_a_chosen_scale_that_fails_to_factorise_falls_back_to_one(monkeypatch):
         return original(posterior, prior, scale, fixed, xp)
 
     monkeypatch.setattr(_prior_scale, "scaled_posterior", failing)
+
+
+def test_a_chosen_scale_that_fails_to_factorise_falls_back_to_one(monkeypatch):
+    _fail_to_factorise_every_scale_but_one(monkeypatch)
     with pytest.warns(
         LaplaceApproximationWarning, match="not numerically positive"
     ) as record:
@@ -827,17 +831,7 @@ def test_the_one_standard_error_walk_steps_on_a_tie():
 def test_the_exact_hessian_hint_is_given_below_scale_one_only(
     monkeypatch, scale, hinted
 ):
-    from sklaplace import _prior_scale
-    from sklaplace._backend import NotPositiveDefiniteError
-
-    original = _prior_scale.scaled_posterior
-
-    def failing(posterior, prior, c, fixed=None, xp=np):
-        if c != 1.0:
-            raise NotPositiveDefiniteError("pivot at round-off")
-        return original(posterior, prior, c, fixed, xp)
-
-    monkeypatch.setattr(_prior_scale, "scaled_posterior", failing)
+    _fail_to_factorise_every_scale_but_one(monkeypatch)
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
     with pytest.warns(LaplaceApproximationWarning, match="not numerically") as record:
