@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sklaplace._evidence import EVIDENCE_BOUNDS
+from sklaplace._evidence import EVIDENCE_BOUNDS, mackay_update
 from sklaplace._held_out import HeldOutLosses
 from sklaplace._prior_scale import paired_standard_errors
 
@@ -29,6 +29,7 @@ __all__ = [
     "AlphaWalk",
     "clearly_lower",
     "walk_alpha",
+    "walk_fits",
 ]
 
 #: Factor between the alphas the walk tries: a decade, the resolution at
@@ -181,3 +182,40 @@ def walk_alpha(evaluate, direction, start=1.0, better=None, hopeless=None):
             continue
         break
     return AlphaWalk(best, best_alpha, history, losses)
+
+
+def walk_fits(fit_at, held_out_loss, theta, start, groups, xp, base_rate):
+    """``alpha="validation"``: :func:`walk_alpha` on fits.
+
+    ``fit_at(alpha, theta) -> (fit, warnings)`` fits from ``theta``;
+    ``held_out_loss(fit)`` scores a fit; MacKay's update at a fit steers
+    the walk unless the fit's loss is no lower than ``base_rate``; a warm
+    refit's ``start`` (per-layer alphas: their geometric mean) replaces 1.
+    Returns the kept fit, its alpha, the alphas tried and the kept fit's
+    warnings.
+    """
+
+    def evaluate(alpha, previous):
+        outcome = fit_at(alpha, theta if previous is None else previous[0].theta)
+        return outcome, held_out_loss(outcome[0])
+
+    if start is None:
+        start = 1.0
+    else:  # per-layer alphas: their geometric mean
+        start = np.ravel(start)
+        start = float(start[0] if start.size == 1 else np.exp(np.mean(np.log(start))))
+
+    def direction(outcome, alpha):
+        fit = outcome[0]
+        covariance = fit.posterior.covariance_diagonal(xp)
+        return float(mackay_update(covariance, fit.theta, [alpha], groups)[0][0])
+
+    walk = walk_alpha(
+        evaluate,
+        direction,
+        start,
+        better=clearly_lower,
+        hopeless=lambda loss: loss.curve()[0] >= base_rate,
+    )
+    (fit, kept), alpha = walk.best, walk.alpha
+    return fit, alpha, walk.history, kept

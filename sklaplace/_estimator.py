@@ -72,8 +72,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         updates, where the Laplace evidence at the current MAP is stationary in
         alpha: from 1, fit, set ``alpha = gamma / ||w||^2`` and refit until no
         alpha moves 0.01% (at most 50 refits, fewer if they cycle or 10 in a
-        row stop at max_iter, with a ``ConvergenceWarning``); then from 100,
-        kept if over 3 nats larger in evidence (see the guide).
+        row stop at max_iter, with a ``ConvergenceWarning``); then from 100.
+        A refit or run over 3 nats larger in evidence than that fixed point is
+        kept unless ``prior_precision_scale``'s held-out losses prefer it (guide).
         ``"evidence_per_layer"`` tunes one per layer alike; it can head for a
         degenerate limit (an alpha at its bound; a warning says). ``"validation"``
         fits 2-4 times: from 1, by decades the way MacKay's update points (else
@@ -103,9 +104,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         dense Newton, tighter than L-BFGS, and, unlike both, the same MAP for
         integer sample weights and repeated rows on ReLU networks whose MAP
         lies on a kink; ``"lbfgs"`` beyond, where Newton-CG's trust region
-        stays small far from the mode and L-BFGS's ``max_iter`` iterations
-        take about ``MLPClassifier``'s time (see the benchmark report).
-        ``solver_`` says which.
+        stays small far from the mode and L-BFGS's ``max_iter`` take about
+        ``MLPClassifier``'s time (benchmark report). ``solver_`` says which.
     hessian : {"ggn", "exact"}, default="ggn"
         Curvature of the posterior precision: the generalised Gauss-Newton
         (always positive definite; the evidence tunes alpha on it either way)

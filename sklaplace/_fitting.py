@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, clearly_lower, walk_alpha
+from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, clearly_lower, walk_fits
 from sklaplace._backend import to_numpy
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
@@ -25,7 +25,6 @@ from sklaplace._evidence import (
 from sklaplace._held_out import (
     CV_FOLDS,
     FOLD_TOL,
-    HeldOutLosses,
     base_rate_loss,
     content_folds,
     cv_log_losses,
@@ -214,43 +213,6 @@ def fit_laplace(config, objective, theta):
     return LaplaceFit(objective, result, posterior, curvature, jitter)
 
 
-def _walk(fit_at, held_out_loss, theta, start, groups, xp, base_rate):
-    """``alpha="validation"``: :func:`~sklaplace._alpha_walk.walk_alpha` on fits.
-
-    ``fit_at(alpha, theta) -> (fit, warnings)`` fits from ``theta``;
-    ``held_out_loss(fit)`` scores a fit; MacKay's update at a fit steers
-    the walk unless the fit's loss is no lower than ``base_rate``; a warm
-    refit's ``start`` (per-layer alphas: their geometric mean) replaces 1.
-    Returns the kept fit, its alpha, the alphas tried and the kept fit's
-    warnings.
-    """
-
-    def evaluate(alpha, previous):
-        outcome = fit_at(alpha, theta if previous is None else previous[0].theta)
-        return outcome, held_out_loss(outcome[0])
-
-    if start is None:
-        start = 1.0
-    else:  # per-layer alphas: their geometric mean
-        start = np.ravel(start)
-        start = float(start[0] if start.size == 1 else np.exp(np.mean(np.log(start))))
-
-    def direction(outcome, alpha):
-        fit = outcome[0]
-        covariance = fit.posterior.covariance_diagonal(xp)
-        return float(mackay_update(covariance, fit.theta, [alpha], groups)[0][0])
-
-    walk = walk_alpha(
-        evaluate,
-        direction,
-        start,
-        better=clearly_lower,
-        hopeless=lambda loss: loss.curve()[0] >= base_rate,
-    )
-    (fit, kept), alpha = walk.best, walk.alpha
-    return fit, alpha, walk.history, kept
-
-
 def fit_network(
     config, xp, layout, likelihood, data, theta, fixed, seed=0, evidence_start=None
 ):
@@ -337,6 +299,7 @@ def fit_network(
         )
 
     refits, refit_warnings, kept_warnings = [], [], []
+    grid, scale_losses = np.asarray(PRIOR_SCALE_GRID, dtype=np.float64), None
 
     def fit_at(alpha, theta, settings=config):
         prior = prior_precision_vector(layout, alpha, config.bias_prior_precision)
@@ -390,9 +353,31 @@ def fit_network(
             scales = np.array([float(setting)])
         elif setting == "evidence":
             scales = np.array([choose_prior_scale(setting, fit).scale])
-        losses = validation_losses(fit, scales)
-        best = int(np.argmin(losses.curve()))  # the first of equals
-        return HeldOutLosses(losses.losses[:, best : best + 1], losses.weights)
+        return validation_losses(fit, scales).at_best()
+
+    def held_out(fit, scales):
+        # Held-out losses of fit's predictive at each prior scale, for (5)
+        # and the arbitration after (4); None where none are asked for.
+        setting = config.prior_precision_scale
+        if not (by_held_out and setting in ("cv", "validation")):
+            return None
+        if setting == "validation":
+            if held_out_rows is None:
+                return None  # nothing held out: the evidence chooses
+            return validation_losses(fit, scales)
+        prior = to_numpy(fit.prior_precision)
+        fold_config = replace(config, tol=max(config.tol, FOLD_TOL))
+        return cv_log_losses(
+            lambda train: fit_laplace(
+                fold_config, objective(prior, fit_rows[train]), fit.theta
+            ),
+            lambda theta, X_out: jacobians(theta, X_out, fit.posterior),
+            fit_data,
+            content_folds(fit_data[0], fit_data[1], CV_FOLDS, seed, fit_data[2]),
+            scales,
+            predictive,
+            probit,
+        )
 
     if walks and held_out_rows is None:
         # Nothing held out (too few rows): the walk has no loss to follow.
@@ -401,7 +386,7 @@ def fit_network(
         fit = fit_at(config.alpha, theta)
         alpha, history, gammas = config.alpha, [], None
     elif walks:  # (4) alpha by decades on held-out rows
-        fit, alpha, history, kept_warnings = _walk(
+        fit, alpha, history, kept_warnings = walk_fits(
             lambda a, t: (fit_at(a, t), kept_warnings[:]),
             walk_loss,
             theta,
@@ -448,20 +433,54 @@ def fit_network(
                     evidence,
                     lambda fit: ignores_its_input(fit.objective, fit.theta),
                 )
-            # A run's warnings: its kept refit's, then the updates' own.
-            runs.append((tuning, refit_warnings[first + tuning.kept] + caught))
-        tuning, kept_warnings = runs[kept_run([run[0] for run in runs])]
-        fit, history, gammas = tuning.fit, tuning.history, tuning.gammas
-        alpha = float(tuning.alpha[0]) if scalar else tuning.alpha
-        if tuning_config != config:
-            structure = (config.hessian_structure, config.subset_of_weights)
-            posterior, curvature, jitter = laplace_posterior(
-                fit.objective, fit.theta, config.hessian, *structure
-            )
-            fit = fit._replace(posterior=posterior, curvature=curvature, jitter=jitter)
-            # The attributes describe the posterior kept (gamma may be < 0).
-            covariance = posterior.covariance_diagonal(xp)
-            gammas = mackay_update(covariance, fit.theta, tuning.alpha, groups)[1]
+            runs.append((tuning, caught, first))  # caught: the updates' own
+
+        def tuned(run, index):
+            # A run's refit with the posterior asked for (a superseded one's
+            # data copy rebuilt), its alpha, gamma under that posterior (may
+            # be < 0) and warnings: the refit's, then the updates' own.
+            tuning, caught, first = run
+            fit, alphas, gammas = refits[first + index], tuning.history[index], None
+            if index == tuning.kept:
+                fit, gammas = tuning.fit, tuning.gammas
+            if fit.objective is None:
+                a = alphas[0] if scalar else alphas
+                prior = prior_precision_vector(layout, a, config.bias_prior_precision)
+                fit = fit._replace(objective=objective(prior, fit_rows))
+            if fit.posterior is None or tuning_config != config:
+                structure = (config.hessian_structure, config.subset_of_weights)
+                posterior, curvature, jitter = laplace_posterior(
+                    fit.objective, fit.theta, config.hessian, *structure
+                )
+                fit = fit._replace(
+                    posterior=posterior, curvature=curvature, jitter=jitter
+                )
+                gammas = None
+            if gammas is None:
+                covariance = fit.posterior.covariance_diagonal(xp)
+                gammas = mackay_update(covariance, fit.theta, alphas, groups)[1]
+            alpha = float(alphas[0]) if scalar else alphas
+            warned = refit_warnings[first + index] + caught
+            return fit, alpha, tuning.history, gammas, warned
+
+        kept = kept_run([run[0] for run in runs])
+        fit, alpha, history, gammas, kept_warnings = tuned(
+            runs[kept], runs[kept][0].kept
+        )
+        # Where the evidence overruled MacKay's fixed point (an earlier
+        # refit, or another start's run, larger by EVIDENCE_MARGIN), the two
+        # disagree on the basin: held-out losses, where there are any,
+        # decide. On a noisy XOR the evidence kept the underfitted first fit
+        # (test log loss 0.47 against the fixed point's 0.38).
+        last = len(runs[0][0].history) - 1
+        if kept != 0 or runs[0][0].kept != last:
+            scale_losses = held_out(fit, grid)
+            if scale_losses is not None:
+                other = tuned(runs[0], last)
+                other_losses = held_out(other[0], grid)
+                if clearly_lower(other_losses.at_best(), scale_losses.at_best()):
+                    fit, alpha, history, gammas, kept_warnings = other
+                    scale_losses = other_losses
     if refits[-1] is not fit:  # the last fit tried, not kept
         refits[-1] = refits[-1]._replace(objective=None, posterior=None)
     for caught in kept_warnings:
@@ -470,26 +489,9 @@ def fit_network(
         )
 
     # (5) the posterior's prior precision, at the fixed MAP
-    def held_out(scales):
-        if not by_held_out:
-            return None
-        if config.prior_precision_scale == "validation":
-            if held_out_rows is None:
-                return None  # nothing held out: the evidence chooses
-            return validation_losses(fit, scales)
-        prior = to_numpy(fit.prior_precision)
-        fold_config = replace(config, tol=max(config.tol, FOLD_TOL))
-        return cv_log_losses(
-            lambda train: fit_laplace(
-                fold_config, objective(prior, fit_rows[train]), fit.theta
-            ),
-            lambda theta, X_out: jacobians(theta, X_out, fit.posterior),
-            fit_data,
-            content_folds(fit_data[0], fit_data[1], CV_FOLDS, seed, fit_data[2]),
-            scales,
-            predictive,
-            probit,
-        )
-
-    scale = choose_prior_scale(config.prior_precision_scale, fit, held_out)
+    scale = choose_prior_scale(
+        config.prior_precision_scale,
+        fit,
+        lambda scales: held_out(fit, scales) if scale_losses is None else scale_losses,
+    )
     return NetworkFit(fit, alpha, history, gammas, refits, scale)

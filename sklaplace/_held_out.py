@@ -172,6 +172,17 @@ class HeldOutLosses(NamedTuple):
         total = self.weights @ np.where(self.weights[:, None] > 0, self.losses, 0.0)
         return total / np.sum(self.weights)
 
+    def at_best(self):
+        """Return the losses at the scale of least held-out loss (the first of equals).
+
+        Returns
+        -------
+        HeldOutLosses
+            One column: each row's loss at that scale.
+        """
+        best = int(np.argmin(self.curve()))
+        return HeldOutLosses(self.losses[:, best : best + 1], self.weights)
+
 
 def base_rate_loss(fitted, held_out, n_classes):
     """Held-out log loss of predicting the fitted rows' class frequencies.

@@ -8,6 +8,7 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
+import sklaplace._alpha_walk
 import sklaplace._estimator
 import sklaplace._fitting
 from sklaplace import LaplaceMLPClassifier, prune
@@ -168,7 +169,7 @@ def _logistic_mackay_update(fit, X_fitted, alpha):
 def _ask_mackay_at_every_fit(monkeypatch):
     """Make the walk ask MacKay's update at every fit it makes; return the
     list that collects ``(alpha, update, fit)``."""
-    asked, walk = [], sklaplace._fitting.walk_alpha
+    asked, walk = [], sklaplace._alpha_walk.walk_alpha
 
     def spy(evaluate, direction, start=1.0, better=None, hopeless=None):
         def evaluate_and_ask(alpha, previous):
@@ -178,7 +179,7 @@ def _ask_mackay_at_every_fit(monkeypatch):
 
         return walk(evaluate_and_ask, direction, start, better, hopeless)
 
-    monkeypatch.setattr(sklaplace._fitting, "walk_alpha", spy)
+    monkeypatch.setattr(sklaplace._alpha_walk, "walk_alpha", spy)
     return asked
 
 
@@ -488,13 +489,13 @@ def test_the_estimators_walk_judges_fits_against_the_held_out_base_rate(
 ):
     # The walk is given hopeless(loss): the mean held-out loss at least that
     # of predicting the fitted rows' class frequencies for the held-out rows.
-    captured, walk = {}, sklaplace._fitting.walk_alpha
+    captured, walk = {}, sklaplace._alpha_walk.walk_alpha
 
     def spy(*args, hopeless=None, **kwargs):
         captured["hopeless"] = hopeless
         return walk(*args, hopeless=hopeless, **kwargs)
 
-    monkeypatch.setattr(sklaplace._fitting, "walk_alpha", spy)
+    monkeypatch.setattr(sklaplace._alpha_walk, "walk_alpha", spy)
     clf = _fit(hidden_layer_sizes=(), alpha="validation")
     held = validation_rows(X, Y, 0.1, clf._mc_seed)
     frequency = np.bincount(Y[~held], minlength=2) / np.sum(~held)

@@ -6,10 +6,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from sklearn.datasets import make_moons
+from sklearn.datasets import load_wine, make_moons
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.preprocessing import StandardScaler
 
+import sklaplace._fitting
 from sklaplace import LaplaceMLPClassifier
+from sklaplace._alpha_walk import clearly_lower
 from sklaplace._fitting import FitConfig
 from sklaplace._objective import CONSTANT_OUTPUT_SPREAD, ignores_its_input
 from tests.conftest import make_problem
@@ -187,3 +191,57 @@ def test_a_network_with_one_input_dependent_logit_does_not_ignore_its_input():
         weights.reshape(fan_in - 1, fan_out)[:] = 0.0
         weights.reshape(fan_in - 1, fan_out)[:, column] = W2[:, column]
         assert not ignores_its_input(obj, varied)
+
+
+def _noisy_xor(n_samples, seed):
+    """XOR of two Gaussian features, 10% of the labels flipped."""
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n_samples, 2)
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    flip = rng.rand(n_samples) < 0.1
+    y[flip] = 1 - y[flip]
+    return X, y
+
+
+def test_held_out_losses_overrule_an_evidence_that_left_the_fixed_point(monkeypatch):
+    """On a noisy XOR the evidence keeps the first refit (alpha 1: the XOR
+    underfitted) over MacKay's fixed point; the cross-validated losses keep
+    the fixed point, which predicts fresh rows better."""
+    X, y = _noisy_xor(280, 0)
+    X_new, y_new = _noisy_xor(2000, 99)
+    scaler = StandardScaler().fit(X)
+    X, X_new = scaler.transform(X), scaler.transform(X_new)
+    # Without held-out losses the evidence's choice stands.
+    by_evidence = LaplaceMLPClassifier(
+        (16,), prior_precision_scale="evidence", random_state=0
+    ).fit(X, y)
+    assert by_evidence.alpha_ == 1.0 != by_evidence.alpha_history_[-1][0]
+    clf = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
+    np.testing.assert_array_equal(clf.alpha_history_, by_evidence.alpha_history_)
+    assert clf.alpha_ == clf.alpha_history_[-1][0]
+    # Had the held-out losses not decided, the first refit would have stayed.
+    monkeypatch.setattr(sklaplace._fitting, "clearly_lower", lambda trial, best: False)
+    stood = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
+    assert stood.alpha_ == 1.0
+    fresh = log_loss(y_new, clf.predict_proba(X_new))
+    assert fresh < log_loss(y_new, stood.predict_proba(X_new)) - 0.02
+
+
+def test_the_evidence_choice_stands_where_held_out_losses_agree(monkeypatch):
+    """Wine (one split): the evidence keeps the first refit (alpha 1) over the
+    fixed point (about 2); the held-out losses are asked once, and agree."""
+    X, y = load_wine(return_X_y=True)
+    train, _ = next(
+        StratifiedShuffleSplit(1, test_size=0.3, random_state=1).split(X, y)
+    )
+    X, y = StandardScaler().fit_transform(X[train]), y[train]
+    asked = []
+
+    def spy(trial, best):
+        asked.append(clearly_lower(trial, best))
+        return asked[-1]
+
+    monkeypatch.setattr(sklaplace._fitting, "clearly_lower", spy)
+    clf = LaplaceMLPClassifier(random_state=0).fit(X, y)
+    assert asked == [False]
+    assert clf.alpha_ == 1.0 != clf.alpha_history_[-1][0]
