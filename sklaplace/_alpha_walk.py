@@ -62,13 +62,14 @@ class AlphaWalk(NamedTuple):
     losses: list
 
 
-def clearly_lower(trial, best):
+def clearly_lower(trial, best, standard_errors=1.0):
     """Whether ``trial``'s held-out losses are below ``best``'s beyond noise.
 
     Both are :class:`~sklaplace._held_out.HeldOutLosses` of the same rows
     with one column (each fit's loss at its scale). ``trial`` is clearly
-    lower when its mean loss is lower by more than one paired standard
-    error (the rows are the same, so the error of the difference is small):
+    lower when its mean loss is lower by more than ``standard_errors``
+    paired standard errors (the rows are the same, so the error of the
+    difference is small):
     among alphas the held-out rows cannot tell apart the walk keeps the one
     nearer its start (on digits, steps on smaller differences lowered the
     held-out loss and raised the test loss). A fit whose loss is undefined
@@ -79,7 +80,7 @@ def clearly_lower(trial, best):
         return trial_finite
     pair = HeldOutLosses(np.hstack([best.losses, trial.losses]), best.weights)
     excess, standard_error = paired_standard_errors(pair, 0)
-    return trial_finite and bool(excess[1] < -standard_error[1])
+    return trial_finite and bool(excess[1] < -standard_errors * standard_error[1])
 
 
 def _points_past_midpoint(update, alpha, next_alpha):

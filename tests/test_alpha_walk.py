@@ -19,7 +19,12 @@ from sklaplace._alpha_walk import (
     walk_alpha,
 )
 from sklaplace._evidence import EVIDENCE_BOUNDS
-from sklaplace._held_out import HeldOutLosses, base_rate_loss, validation_rows
+from sklaplace._held_out import (
+    BASIN_STANDARD_ERRORS,
+    HeldOutLosses,
+    base_rate_loss,
+    validation_rows,
+)
 from sklaplace._prior_scale import choose_prior_scale
 
 X, Y = make_classification(
@@ -548,6 +553,12 @@ def test_clearly_lower_needs_more_than_one_paired_standard_error():
     # ... also on a row of zero weight, which the paired statistics skip.
     undefined = HeldOutLosses(np.array([[0.1], [0.1], [0.1], [np.inf]]), zero.weights)
     assert not clearly_lower(undefined, HeldOutLosses(best.losses, zero.weights))
+    # Differences (-0.4, 0.1, -0.4, 0.1): mean -0.15, standard error 0.125, a
+    # lead of 1.2 errors; the arbitration between basins asks for two.
+    trial = losses(0.6, 1.1, 0.6, 1.1)
+    assert clearly_lower(trial, best) and clearly_lower(trial, best, 1.19)
+    assert not clearly_lower(trial, best, 1.21)
+    assert not clearly_lower(trial, best, BASIN_STANDARD_ERRORS)
 
 
 def test_plug_in_walk_does_not_depend_on_the_prior_scale_setting():

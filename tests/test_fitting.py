@@ -220,7 +220,7 @@ def test_held_out_losses_overrule_an_evidence_that_left_the_fixed_point(monkeypa
     np.testing.assert_array_equal(clf.alpha_history_, by_evidence.alpha_history_)
     assert clf.alpha_ == clf.alpha_history_[-1][0]
     # Had the held-out losses not decided, the first refit would have stayed.
-    monkeypatch.setattr(sklaplace._fitting, "clearly_lower", lambda trial, best: False)
+    monkeypatch.setattr(sklaplace._fitting, "clearly_lower", lambda *args: False)
     stood = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
     assert stood.alpha_ == 1.0
     fresh = log_loss(y_new, clf.predict_proba(X_new))
@@ -237,8 +237,8 @@ def test_the_evidence_choice_stands_where_held_out_losses_agree(monkeypatch):
     X, y = StandardScaler().fit_transform(X[train]), y[train]
     asked = []
 
-    def spy(trial, best):
-        asked.append(clearly_lower(trial, best))
+    def spy(trial, best, standard_errors):
+        asked.append(clearly_lower(trial, best, standard_errors))
         return asked[-1]
 
     monkeypatch.setattr(sklaplace._fitting, "clearly_lower", spy)
