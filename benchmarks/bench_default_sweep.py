@@ -25,8 +25,10 @@ activation given. Five more data sets (``hastie``, ``quantiles``,
 ``blobs_noisy``, ``flip_y``, ``tiny``; run by name) were added in session 10
 to check the activation measurements on data they were not chosen on; six
 ``small_*`` sets (60-100 rows) in session 20, for the held-out choice of the
-posterior's scale where its folds hold 8-14 rows. ``--plug-in`` adds the
-default's own MAP plug-in (``link_approx="map"``).
+posterior's scale where its folds hold 8-14 rows; ``noisy_xor`` and
+``sine`` (run by name) in session 29, where the evidence keeps a fit that
+has not found the boundary. ``--plug-in`` adds the default's own MAP
+plug-in (``link_approx="map"``).
 """
 
 import argparse
@@ -142,6 +144,29 @@ DATASETS.update(
         ),
     }
 )
+
+
+def noisy_xor():
+    """400 rows, two Gaussian features, ``x1 x2 > 0``, 10% of labels flipped."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(400, 2)
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    flip = rng.rand(400) < 0.1
+    y[flip] = 1 - y[flip]
+    return X, y
+
+
+def sine():
+    """500 rows uniform in a square, above ``1.5 sin(2 x1)``, 10% flipped."""
+    rng = np.random.RandomState(4)
+    X = rng.uniform(-3, 3, (500, 2))
+    y = (X[:, 1] > 1.5 * np.sin(2 * X[:, 0])).astype(int)
+    flip = rng.rand(500) < 0.1
+    y[flip] = 1 - y[flip]
+    return X, y
+
+
+DATASETS.update({"noisy_xor": noisy_xor, "sine": sine})
 
 MODELS = {
     "LaplaceMLPClassifier()": lambda: LaplaceMLPClassifier(random_state=0),
