@@ -15,6 +15,7 @@ import sklaplace._fitting
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._alpha_walk import clearly_lower
 from sklaplace._fitting import FitConfig
+from sklaplace._held_out import FOLD_TOL
 from sklaplace._objective import CONSTANT_OUTPUT_SPREAD, ignores_its_input
 from tests.conftest import make_problem
 
@@ -242,6 +243,36 @@ def test_the_evidence_choice_stands_where_held_out_losses_agree(monkeypatch):
         return asked[-1]
 
     monkeypatch.setattr(sklaplace._fitting, "clearly_lower", spy)
+    fold_tols = []
+
+    def fit_laplace(config, objective, theta):
+        if objective.n_samples < X.shape[0]:
+            fold_tols.append(config.tol)
+        return original(config, objective, theta)
+
+    original = sklaplace._fitting.fit_laplace
+    monkeypatch.setattr(sklaplace._fitting, "fit_laplace", fit_laplace)
     clf = LaplaceMLPClassifier(random_state=0).fit(X, y)
     assert asked == [False]
     assert clf.alpha_ == 1.0 != clf.alpha_history_[-1][0]
+    # Five folds for each fit, at the model's tol (not FOLD_TOL); the kept
+    # fit's serve its scale too.
+    assert fold_tols == [clf.tol_] * 10 and clf.tol_ < FOLD_TOL
+
+
+def test_held_out_losses_are_asked_where_the_run_from_100_is_kept(monkeypatch):
+    """Labels independent of the features: the evidence keeps the run from 100
+    (a network that ignores its input) over the run from 1, whose fixed point
+    is its own kept refit; the held-out losses are asked, and agree."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(200, 10), (rng.rand(200) < 0.3).astype(int)
+    asked = []
+
+    def spy(trial, best, standard_errors):
+        asked.append(clearly_lower(trial, best, standard_errors))
+        return asked[-1]
+
+    monkeypatch.setattr(sklaplace._fitting, "clearly_lower", spy)
+    clf = LaplaceMLPClassifier((8,), random_state=0).fit(X, y)
+    assert asked == [False]
+    assert clf.alpha_history_[0][0] == clf.alpha_ == 100.0

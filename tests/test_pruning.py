@@ -528,8 +528,8 @@ def test_obs_with_a_flat_bias_prior_and_duplicated_units_stays_accurate():
     # With bias_prior_precision=0 iris's MAP makes hidden units identical: the
     # precision is singular (jittered or, depending on the BLAS, factorised
     # with a round-off pivot). Unchecked, OBS moved weights by up to 1e6 and
-    # left a chance-level classifier. (The evidence keeps that MAP; held-out
-    # losses would prefer MacKay's fixed point, whose units differ.)
+    # left a chance-level classifier. (The evidence's choice of that MAP,
+    # whatever held-out losses might say of it.)
     X, y = _iris()
     with pytest.warns(LaplaceApproximationWarning, match="singular"):
         clf = LaplaceMLPClassifier(
