@@ -72,9 +72,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         updates, where the Laplace evidence at the current MAP is stationary in
         alpha: from 1, fit, set ``alpha = gamma / ||w||^2`` and refit until no
         alpha moves 0.01% (at most 50 refits, fewer if they cycle or 10 in a
-        row stop at max_iter, with a ``ConvergenceWarning``); then from 100.
-        A refit or run over 3 nats larger in evidence than that fixed point is
-        kept unless ``prior_precision_scale``'s held-out losses prefer it (guide).
+        row stop at max_iter, with a ``ConvergenceWarning``); then from 100. A
+        refit (or run) over 3 nats larger in evidence is kept, unless the fixed
+        point's held-out loss is 2 standard errors lower (see the guide).
         ``"evidence_per_layer"`` tunes one per layer alike; it can head for a
         degenerate limit (an alpha at its bound; a warning says). ``"validation"``
         fits 2-4 times: from 1, by decades the way MacKay's update points (else
@@ -251,7 +251,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Alphas of each refit of the run whose refit was kept (anywhere on it)
         or of the validation walk (empty for a fixed alpha or no held rows).
     effective_n_parameters_ : ndarray of shape (n_groups,) or None
-        MacKay's ``gamma`` per group at the evidence's kept refit, else None
+        MacKay's ``gamma`` per group at the kept refit of the evidence, else None
         (also after pruning; below 0 only where an exact Hessian is indefinite).
     loss_ : float or None
         ``L(theta_map) / sum(sample_weight)`` over the rows fitted: the

@@ -227,6 +227,9 @@ class EvidenceTuning(NamedTuple):
         Index of the kept refit in ``history``.
     evidence : float or None
         Its log evidence, as ``evidence`` scored it (None without one).
+    fixed_point : int or None
+        Index in ``history`` of the updates' last refit (before a kept
+        refit is resumed), where they converged; None where they gave up.
     """
 
     fit: object
@@ -235,6 +238,7 @@ class EvidenceTuning(NamedTuple):
     gammas: object
     kept: int
     evidence: object  # float, or None without an evidence
+    fixed_point: object = None
 
 
 def tune_alpha(
@@ -421,7 +425,7 @@ def tune_alpha(
             f"the evidence need not be larger. Prefer {advice}.",
             LaplaceApproximationWarning,
         )
-    return best._replace(history=history)
+    return best._replace(history=history, fixed_point=last.kept if converged else None)
 
 
 def kept_run(tunings):

@@ -437,51 +437,52 @@ def fit_network(
             runs.append((tuning, caught, first))  # caught: the updates' own
 
         def tuned(run, index):
-            # A run's refit with the posterior asked for (a superseded one's
-            # data copy rebuilt), its alpha, gamma under that posterior (may
-            # be < 0) and warnings: the refit's, then the updates' own.
+            # A run's refit with the posterior asked for (a superseded one's data
+            # rebuilt), its alpha, gamma under that posterior and its warnings.
             tuning, caught, first = run
             fit, alphas, gammas = refits[first + index], tuning.history[index], None
+            alpha = float(alphas[0]) if scalar else alphas
             if index == tuning.kept:
                 fit, gammas = tuning.fit, tuning.gammas
             if fit.objective is None:
-                a = alphas[0] if scalar else alphas
-                prior = prior_precision_vector(layout, a, config.bias_prior_precision)
+                prior = prior_precision_vector(
+                    layout, alpha, config.bias_prior_precision
+                )
                 fit = fit._replace(objective=objective(prior, fit_rows))
+            rebuilt = []
             if fit.posterior is None or tuning_config != config:
                 structure = (config.hessian_structure, config.subset_of_weights)
-                posterior, curvature, jitter = laplace_posterior(
-                    fit.objective, fit.theta, config.hessian, *structure
-                )
-                fit = fit._replace(
-                    posterior=posterior, curvature=curvature, jitter=jitter
-                )
-                gammas = None
-            if gammas is None:
+                with warnings.catch_warnings(record=True) as rebuilt:
+                    warnings.simplefilter("always")
+                    p, c, j = laplace_posterior(
+                        fit.objective, fit.theta, config.hessian, *structure
+                    )
+                fit, gammas = fit._replace(posterior=p, curvature=c, jitter=j), None
+            if gammas is None:  # under the posterior kept (may be < 0)
                 covariance = fit.posterior.covariance_diagonal(xp)
                 gammas = mackay_update(covariance, fit.theta, alphas, groups)[1]
-            alpha = float(alphas[0]) if scalar else alphas
-            warned = refit_warnings[first + index] + caught
-            return fit, alpha, tuning.history, gammas, warned
+            warned = refit_warnings[first + index] + caught + rebuilt
+            warned = {(w.category, str(w.message)): w for w in warned}  # once each
+            return fit, alpha, tuning.history, gammas, list(warned.values())
 
         kept = kept_run([run[0] for run in runs])
         fit, alpha, history, gammas, kept_warnings = tuned(
             runs[kept], runs[kept][0].kept
         )
-        # Where the evidence overruled MacKay's fixed point (a refit or run
-        # larger by EVIDENCE_MARGIN: another basin), held-out losses can
-        # overrule it in turn (a noisy XOR's evidence kept the first fit,
-        # which had not found the XOR: test log loss 0.47 against 0.38).
-        last = len(runs[0][0].history) - 1
-        if kept != 0 or runs[0][0].kept != last:
+        # Where the evidence overruled MacKay's fixed point (another basin),
+        # held-out losses can overrule it in turn (a noisy XOR's evidence kept
+        # a first fit that had not found the XOR: test log loss 0.47 / 0.38).
+        point = runs[0][0].fixed_point  # None where the updates gave up
+        if point is not None and (kept != 0 or runs[0][0].kept != point):
             scale_losses = held_out(fit, grid, config.tol)
             if scale_losses is not None:
-                other = tuned(runs[0], last)
+                other = tuned(runs[0], point)
                 other_losses = held_out(other[0], grid, config.tol)
                 trial, best = other_losses.at_best(), scale_losses.at_best()
                 if clearly_lower(trial, best, BASIN_STANDARD_ERRORS):
                     fit, alpha, history, gammas, kept_warnings = other
                     scale_losses = other_losses
+                del other, other_losses  # the loser's posterior, not held in (5)
     if refits[-1] is not fit:  # the last fit tried, not kept
         refits[-1] = refits[-1]._replace(objective=None, posterior=None)
     for caught in kept_warnings:

@@ -1,12 +1,13 @@
 """fit_network's configuration: what one fit reads, resolved once."""
 
 import copy
+import warnings
 from dataclasses import FrozenInstanceError, fields, replace
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_wine, make_moons
+from sklearn.datasets import load_iris, load_wine, make_moons
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.preprocessing import StandardScaler
@@ -226,6 +227,40 @@ def test_held_out_losses_overrule_an_evidence_that_left_the_fixed_point(monkeypa
     assert stood.alpha_ == 1.0
     fresh = log_loss(y_new, clf.predict_proba(X_new))
     assert fresh < log_loss(y_new, stood.predict_proba(X_new)) - 0.02
+
+
+def test_the_fixed_point_is_the_updates_last_refit_not_a_resumed_one():
+    """With max_iter=24 the evidence keeps the second refit, stopped short of
+    its MAP and resumed at its alpha (the history's last entry); the fixed
+    point the held-out losses keep is the updates' last refit before it."""
+    X, y = _noisy_xor(280, 0)
+    X = StandardScaler().fit_transform(X)
+    clf = LaplaceMLPClassifier((16,), max_iter=24, random_state=0).fit(X, y)
+    history = [float(alpha[0]) for alpha in clf.alpha_history_]
+    assert history[-1] == history[1] != history[-2]  # resumed
+    assert clf.alpha_ == history[-2]
+
+
+def test_a_rejected_fixed_point_rebuilt_for_the_arbitration_does_not_warn(
+    monkeypatch,
+):
+    """Iris, per-layer alphas: rebuilding the fixed point's posterior (nearly
+    singular) for the held-out comparison it loses leaves no warning; the
+    kept fit's own posterior gives none."""
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    asked = []
+
+    def spy(trial, best, standard_errors):
+        asked.append(clearly_lower(trial, best, standard_errors))
+        return asked[-1]
+
+    monkeypatch.setattr(sklaplace._fitting, "clearly_lower", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = LaplaceMLPClassifier((8,), alpha="evidence_per_layer", random_state=0)
+        clf.fit(X, y)
+    assert asked == [False]
 
 
 def test_the_evidence_choice_stands_where_held_out_losses_agree(monkeypatch):
