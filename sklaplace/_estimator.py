@@ -251,7 +251,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Alphas of each refit of the run whose refit was kept (anywhere on it)
         or of the validation walk (empty for a fixed alpha or no held rows).
     effective_n_parameters_ : ndarray of shape (n_groups,) or None
-        MacKay's ``gamma`` per group at the kept refit of the evidence, else None
+        MacKay's ``gamma`` per group at the kept refit of the updates, else None
         (also after pruning; below 0 only where an exact Hessian is indefinite).
     loss_ : float or None
         ``L(theta_map) / sum(sample_weight)`` over the rows fitted: the
