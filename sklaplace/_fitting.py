@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, clearly_lower, walk_fits
+from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, basin_beats, walk_fits
 from sklaplace._backend import to_numpy
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
@@ -23,7 +23,6 @@ from sklaplace._evidence import (
     weight_groups,
 )
 from sklaplace._held_out import (
-    BASIN_STANDARD_ERRORS,
     CV_FOLDS,
     FOLD_TOL,
     base_rate_loss,
@@ -437,8 +436,7 @@ def fit_network(
             runs.append((tuning, caught, first))  # caught: the updates' own
 
         def tuned(run, index):
-            # A run's refit with the posterior asked for (a superseded one's data
-            # rebuilt), its alpha, gamma under that posterior and its warnings.
+            # A run's refit with the posterior asked for, alpha, gamma, warnings.
             tuning, caught, first = run
             fit, alphas, gammas = refits[first + index], tuning.history[index], None
             alpha = float(alphas[0]) if scalar else alphas
@@ -469,20 +467,22 @@ def fit_network(
         fit, alpha, history, gammas, kept_warnings = tuned(
             runs[kept], runs[kept][0].kept
         )
-        # Where the evidence overruled MacKay's fixed point (another basin),
-        # held-out losses can overrule it in turn (a noisy XOR's evidence kept
-        # a first fit that had not found the XOR: test log loss 0.47 / 0.38).
+        # Where the evidence overruled MacKay's fixed point (another basin; a
+        # noisy XOR's evidence kept a first fit that had not found the XOR),
+        # held-out losses can overrule it in turn: screened on the scale's
+        # folds (which favour the less regularised fit), confirmed at tol.
         point = runs[0][0].fixed_point  # None where the updates gave up
         if point is not None and (kept != 0 or runs[0][0].kept != point):
-            scale_losses = held_out(fit, grid, config.tol)
-            if scale_losses is not None:
-                other = tuned(runs[0], point)
+            scale_losses = held_out(fit, grid)
+            other = None if scale_losses is None else tuned(runs[0], point)
+            if other is not None and basin_beats(
+                held_out(other[0], grid), scale_losses
+            ):
                 other_losses = held_out(other[0], grid, config.tol)
-                trial, best = other_losses.at_best(), scale_losses.at_best()
-                if clearly_lower(trial, best, BASIN_STANDARD_ERRORS):
+                if basin_beats(other_losses, held_out(fit, grid, config.tol)):
                     fit, alpha, history, gammas, kept_warnings = other
                     scale_losses = other_losses
-                del other, other_losses  # the loser's posterior, not held in (5)
+            del other  # the loser's posterior, not held in (5)
     if refits[-1] is not fit:  # the last fit tried, not kept
         refits[-1] = refits[-1]._replace(objective=None, posterior=None)
     for caught in kept_warnings:

@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 import sklaplace._fitting
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._alpha_walk import clearly_lower
+from sklaplace._alpha_walk import basin_beats
 from sklaplace._fitting import FitConfig
 from sklaplace._held_out import FOLD_TOL
 from sklaplace._objective import CONSTANT_OUTPUT_SPREAD, ignores_its_input
@@ -218,11 +218,22 @@ def test_held_out_losses_overrule_an_evidence_that_left_the_fixed_point(monkeypa
         (16,), prior_precision_scale="evidence", random_state=0
     ).fit(X, y)
     assert by_evidence.alpha_ == 1.0 != by_evidence.alpha_history_[-1][0]
+    fold_tols, original = [], sklaplace._fitting.fit_laplace
+
+    def fit_laplace(config, objective, theta):
+        if objective.n_samples < X.shape[0]:
+            fold_tols.append(config.tol)
+        return original(config, objective, theta)
+
+    monkeypatch.setattr(sklaplace._fitting, "fit_laplace", fit_laplace)
     clf = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
     np.testing.assert_array_equal(clf.alpha_history_, by_evidence.alpha_history_)
     assert clf.alpha_ == clf.alpha_history_[-1][0]
+    # Screened on five folds of each fit at FOLD_TOL, confirmed on five of
+    # each at the model's tol.
+    assert fold_tols == [FOLD_TOL] * 10 + [clf.tol_] * 10
     # Had the held-out losses not decided, the first refit would have stayed.
-    monkeypatch.setattr(sklaplace._fitting, "clearly_lower", lambda *args: False)
+    monkeypatch.setattr(sklaplace._fitting, "basin_beats", lambda *args: False)
     stood = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
     assert stood.alpha_ == 1.0
     fresh = log_loss(y_new, clf.predict_proba(X_new))
@@ -251,11 +262,11 @@ def test_a_rejected_fixed_point_rebuilt_for_the_arbitration_does_not_warn(
     X = StandardScaler().fit_transform(X)
     asked = []
 
-    def spy(trial, best, standard_errors):
-        asked.append(clearly_lower(trial, best, standard_errors))
+    def spy(trial, best):
+        asked.append(basin_beats(trial, best))
         return asked[-1]
 
-    monkeypatch.setattr(sklaplace._fitting, "clearly_lower", spy)
+    monkeypatch.setattr(sklaplace._fitting, "basin_beats", spy)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         clf = LaplaceMLPClassifier((8,), alpha="evidence_per_layer", random_state=0)
@@ -273,11 +284,11 @@ def test_the_evidence_choice_stands_where_held_out_losses_agree(monkeypatch):
     X, y = StandardScaler().fit_transform(X[train]), y[train]
     asked = []
 
-    def spy(trial, best, standard_errors):
-        asked.append(clearly_lower(trial, best, standard_errors))
+    def spy(trial, best):
+        asked.append(basin_beats(trial, best))
         return asked[-1]
 
-    monkeypatch.setattr(sklaplace._fitting, "clearly_lower", spy)
+    monkeypatch.setattr(sklaplace._fitting, "basin_beats", spy)
     fold_tols = []
 
     def fit_laplace(config, objective, theta):
@@ -290,9 +301,9 @@ def test_the_evidence_choice_stands_where_held_out_losses_agree(monkeypatch):
     clf = LaplaceMLPClassifier(random_state=0).fit(X, y)
     assert asked == [False]
     assert clf.alpha_ == 1.0 != clf.alpha_history_[-1][0]
-    # Five folds for each fit, at the model's tol (not FOLD_TOL); the kept
-    # fit's serve its scale too.
-    assert fold_tols == [clf.tol_] * 10 and clf.tol_ < FOLD_TOL
+    # Screened on five folds of each fit at the scale's FOLD_TOL (the kept
+    # fit's serve its scale too), not confirmed at the model's tol.
+    assert fold_tols == [FOLD_TOL] * 10 and clf.tol_ < FOLD_TOL
 
 
 def test_held_out_losses_are_asked_where_the_run_from_100_is_kept(monkeypatch):
@@ -303,11 +314,11 @@ def test_held_out_losses_are_asked_where_the_run_from_100_is_kept(monkeypatch):
     X, y = rng.randn(200, 10), (rng.rand(200) < 0.3).astype(int)
     asked = []
 
-    def spy(trial, best, standard_errors):
-        asked.append(clearly_lower(trial, best, standard_errors))
+    def spy(trial, best):
+        asked.append(basin_beats(trial, best))
         return asked[-1]
 
-    monkeypatch.setattr(sklaplace._fitting, "clearly_lower", spy)
+    monkeypatch.setattr(sklaplace._fitting, "basin_beats", spy)
     clf = LaplaceMLPClassifier((8,), random_state=0).fit(X, y)
     assert asked == [False]
     assert clf.alpha_history_[0][0] == clf.alpha_ == 100.0
