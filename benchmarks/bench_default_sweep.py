@@ -27,7 +27,10 @@ to check the activation measurements on data they were not chosen on; six
 ``small_*`` sets (60-100 rows) in session 20, for the held-out choice of the
 posterior's scale where its folds hold 8-14 rows; ``noisy_xor`` and
 ``sine`` (run by name) in session 29, where the evidence keeps a fit that
-has not found the boundary. ``--plug-in`` adds the default's own MAP
+has not found the boundary; ``checkerboard`` and ``parity`` (run by name)
+in session 30, where the run from alpha 0.1 reaches another basin (the
+first gains from it, the second loses). ``--calibrated`` adds
+``CalibratedClassifierCV(MLPClassifier())``. ``--plug-in`` adds the default's own MAP
 plug-in (``link_approx="map"``).
 """
 
@@ -38,6 +41,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.datasets import (
     load_breast_cancer,
     load_digits,
@@ -166,7 +170,34 @@ def sine():
     return X, y
 
 
-DATASETS.update({"noisy_xor": noisy_xor, "sine": sine})
+def checkerboard():
+    """800 rows uniform in a 4 x 4 checkerboard of unit squares, 5% flipped."""
+    rng = np.random.RandomState(2)
+    X = rng.uniform(-2, 2, (800, 2))
+    y = ((np.floor(X[:, 0]) + np.floor(X[:, 1])) % 2).astype(int)
+    flip = rng.rand(800) < 0.05
+    y[flip] = 1 - y[flip]
+    return X, y
+
+
+def parity():
+    """500 rows, five Gaussian features, ``x1 x2 x3 > 0``, 10% flipped."""
+    rng = np.random.RandomState(1)
+    X = rng.randn(500, 5)
+    y = (X[:, 0] * X[:, 1] * X[:, 2] > 0).astype(int)
+    flip = rng.rand(500) < 0.1
+    y[flip] = 1 - y[flip]
+    return X, y
+
+
+DATASETS.update(
+    {
+        "noisy_xor": noisy_xor,
+        "sine": sine,
+        "checkerboard": checkerboard,
+        "parity": parity,
+    }
+)
 
 MODELS = {
     "LaplaceMLPClassifier()": lambda: LaplaceMLPClassifier(random_state=0),
@@ -225,6 +256,11 @@ def main():
         help="add the default's MAP plug-in (link_approx='map')",
     )
     parser.add_argument(
+        "--calibrated",
+        action="store_true",
+        help="add CalibratedClassifierCV(MLPClassifier()) (sigmoid, 5 folds)",
+    )
+    parser.add_argument(
         "--no-scaler",
         action="store_true",
         help="fit on the raw features (what a FeatureScaleWarning costs)",
@@ -239,6 +275,10 @@ def main():
     if args.plug_in:
         MODELS["LaplaceMLPClassifier(link_approx='map')"] = partial(
             LaplaceMLPClassifier, link_approx="map", random_state=0
+        )
+    if args.calibrated:
+        MODELS["CalibratedClassifierCV(MLPClassifier())"] = lambda: (
+            CalibratedClassifierCV(MLPClassifier(random_state=0, max_iter=500))
         )
     print(f"stratified 70/30 splits: {args.splits}; means over splits\n")
     print(

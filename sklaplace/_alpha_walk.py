@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sklaplace._evidence import EVIDENCE_BOUNDS, mackay_update
-from sklaplace._held_out import BASIN_STANDARD_ERRORS, HeldOutLosses
+from sklaplace._held_out import HeldOutLosses
 from sklaplace._prior_scale import paired_standard_errors
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
     "ALPHA_WALK_FALLBACK",
     "ALPHA_WALK_MAX_FITS",
     "AlphaWalk",
-    "basin_beats",
     "clearly_lower",
     "walk_alpha",
     "walk_fits",
@@ -82,18 +81,6 @@ def clearly_lower(trial, best, standard_errors=1.0):
     pair = HeldOutLosses(np.hstack([best.losses, trial.losses]), best.weights)
     excess, standard_error = paired_standard_errors(pair, 0)
     return trial_finite and bool(excess[1] < -standard_errors * standard_error[1])
-
-
-def basin_beats(trial, best):
-    """Whether ``trial``'s held-out losses beat ``best``'s across basins.
-
-    Both are :class:`~sklaplace._held_out.HeldOutLosses` of the same rows over
-    the same scales, of two MAPs in different basins (MacKay's fixed point
-    and the refit the evidence kept over it): :func:`clearly_lower` of their
-    columns of least held-out loss by ``BASIN_STANDARD_ERRORS``, more than
-    one error because warm-started folds favour the less regularised MAP.
-    """
-    return clearly_lower(trial.at_best(), best.at_best(), BASIN_STANDARD_ERRORS)
 
 
 def _points_past_midpoint(update, alpha, next_alpha):

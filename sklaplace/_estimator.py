@@ -73,8 +73,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         alpha: from 1, fit, set ``alpha = gamma / ||w||^2`` and refit until no
         alpha moves 0.01% (at most 50 refits, fewer if they cycle or 10 in a
         row stop at max_iter, with a ``ConvergenceWarning``); then from 100. A
-        refit (or run) over 3 nats larger in evidence is kept, unless the fixed
-        point's held-out loss is 2 standard errors lower (see the guide).
+        refit (or run) over 3 nats larger in evidence is kept unless held-out rows
+        prefer, by 2 standard errors, the fixed point from 1 or 0.1 (see the guide).
         ``"evidence_per_layer"`` tunes one per layer alike; it can head for a
         degenerate limit (an alpha at its bound; a warning says). ``"validation"``
         fits 2-4 times: from 1, by decades the way MacKay's update points (else

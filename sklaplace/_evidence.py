@@ -67,7 +67,8 @@ EVIDENCE_SETTLED_REFITS = 3
 # the nearest: from 1 the refits of a (16,) network on labels independent
 # of the features settle at alpha ~0.9 (log evidence -440, test log loss
 # 0.94 against the base rate's 0.69), from 100 at 10-100 (-294, 0.69). See
-# the benchmark report.
+# the benchmark report. (A run from sklaplace._basins.HELD_OUT_START is
+# weighed by held-out losses only.)
 EVIDENCE_STARTS = (1.0, 100.0)
 # Nats by which a refit's log evidence must beat its run's last refit (the
 # fixed point, or where the updates gave up) to be kept instead: "strong"

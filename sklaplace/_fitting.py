@@ -8,12 +8,14 @@ scikit-learn's conventions (validation, warm-start state, attributes).
 
 import warnings
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 
-from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, basin_beats, walk_fits
+from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, walk_fits
 from sklaplace._backend import to_numpy
+from sklaplace._basins import HELD_OUT_START, overrule_by_held_out
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
     kept_run,
@@ -42,6 +44,7 @@ from sklaplace._predictive import (
 )
 from sklaplace._prior import prior_precision_vector
 from sklaplace._prior_scale import PRIOR_SCALE_GRID, choose_prior_scale
+from sklaplace._pruning import check_refit_posterior
 from sklaplace._solvers import minimize_map
 
 __all__ = ["FitConfig", "LaplaceFit", "NetworkFit", "fit_laplace", "fit_network"]
@@ -249,19 +252,8 @@ def fit_network(
     -------
     NetworkFit
     """
-    if fixed is not None and (
-        config.hessian_structure == "kron" or config.subset_of_weights == "last_layer"
-    ):
-        # Their log determinants and variances would count the pruned
-        # parameters (the evidence was off by log A of each pruned one).
-        raise ValueError(
-            "A pruned network (pruned_mask_, refitted with warm_start=True) needs "
-            "a posterior conditioned on its pruned weights being zero, which "
-            f"hessian_structure={config.hessian_structure!r} with "
-            f"subset_of_weights={config.subset_of_weights!r} cannot give: use "
-            "hessian_structure='full' or 'diag' with subset_of_weights='all', or "
-            "refit from scratch (warm_start=False)."
-        )
+    if fixed is not None:
+        check_refit_posterior(config.hessian_structure, config.subset_of_weights)
     X, y_index, sample_weight = data
     fit_rows = np.arange(X.shape[0])
     held_out_rows = None
@@ -342,10 +334,16 @@ def fit_network(
             probit,
         )
 
+    # Whether held-out losses choose the scale (nothing held out for
+    # "validation": the evidence chooses).
+    setting = config.prior_precision_scale
+    scaled_on_held_out = by_held_out and (
+        setting == "cv" or (setting == "validation" and held_out_rows is not None)
+    )
+
     def walk_loss(fit):
         # Held-out loss at the scale the model would use with this fit; for
         # "cv" and "validation", the scale of least held-out loss.
-        setting = config.prior_precision_scale
         scales = PRIOR_SCALE_GRID
         if not by_held_out:  # the plug-in's loss is the same at every scale
             scales = np.ones(1)
@@ -358,12 +356,9 @@ def fit_network(
     def held_out(fit, scales, fold_tol=FOLD_TOL):
         # Held-out losses of fit's predictive at each prior scale, for (5)
         # and the arbitration after (4); None where none are asked for.
-        setting = config.prior_precision_scale
-        if not (by_held_out and setting in ("cv", "validation")):
+        if not scaled_on_held_out:
             return None
         if setting == "validation":
-            if held_out_rows is None:
-                return None  # nothing held out: the evidence chooses
             return validation_losses(fit, scales)
         prior = to_numpy(fit.prior_precision)
         fold_config = replace(config, tol=max(config.tol, fold_tol))
@@ -419,8 +414,10 @@ def fit_network(
             tuning_config = replace(
                 tuning_config, subset_of_weights="all", hessian_structure="kron"
             )
+        # One more run whose fixed point only held-out losses weigh (_basins).
+        extra = (HELD_OUT_START,) if scaled_on_held_out and len(starts) > 1 else ()
         runs = []
-        for start in starts:
+        for start in starts + extra:
             first = len(refits)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -463,26 +460,23 @@ def fit_network(
             warned = {(w.category, str(w.message)): w for w in warned}  # once each
             return fit, alpha, tuning.history, gammas, list(warned.values())
 
-        kept = kept_run([run[0] for run in runs])
-        fit, alpha, history, gammas, kept_warnings = tuned(
-            runs[kept], runs[kept][0].kept
+        kept = kept_run([run[0] for run in runs[: len(starts)]])
+        # Held-out losses can overrule the evidence's choice in favour of the
+        # fixed point of the first run or of the extra one.
+        challengers = [
+            partial(tuned, run, run[0].fixed_point)
+            for run in [runs[0], *runs[len(starts) :]]
+            if run[0].fixed_point is not None  # None where the updates gave up
+            and (run is not runs[kept] or run[0].fixed_point != run[0].kept)
+        ]
+        (fit, alpha, history, gammas, kept_warnings), scale_losses = (
+            overrule_by_held_out(
+                tuned(runs[kept], runs[kept][0].kept),
+                challengers,
+                lambda fit, fold_tol: held_out(fit, grid, fold_tol),
+                config.tol,
+            )
         )
-        # Where the evidence overruled MacKay's fixed point (another basin; a
-        # noisy XOR's evidence kept a first fit that had not found the XOR),
-        # held-out losses can overrule it in turn: screened on the scale's
-        # folds (which favour the less regularised fit), confirmed at tol.
-        point = runs[0][0].fixed_point  # None where the updates gave up
-        if point is not None and (kept != 0 or runs[0][0].kept != point):
-            scale_losses = held_out(fit, grid)
-            other = None if scale_losses is None else tuned(runs[0], point)
-            if other is not None and basin_beats(
-                held_out(other[0], grid), scale_losses
-            ):
-                other_losses = held_out(other[0], grid, config.tol)
-                if basin_beats(other_losses, held_out(fit, grid, config.tol)):
-                    fit, alpha, history, gammas, kept_warnings = other
-                    scale_losses = other_losses
-            del other  # the loser's posterior, not held in (5)
     if refits[-1] is not fit:  # the last fit tried, not kept
         refits[-1] = refits[-1]._replace(objective=None, posterior=None)
     for caught in kept_warnings:

@@ -169,7 +169,9 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
         The posterior structure actually used (of all the parameters; a
         last-layer posterior holds no ``n_params x n_params`` matrix).
     prior_precision_scale : float or str, default=1.0
-        ``"cv"`` refits on folds while the full-data posterior is held.
+        ``"cv"`` refits on folds while the full-data posterior is held;
+        with ``"cv"`` or ``"validation"`` the evidence's tuning runs once
+        more (:data:`~sklaplace._basins.HELD_OUT_START`).
     alpha : float, array or str, default=1.0
         ``"evidence"`` and ``"evidence_per_layer"`` refit while the previous
         refit's posterior, the run's one of largest evidence so far and the
@@ -185,6 +187,8 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
     if isinstance(alpha, str):
         held = POSTERIOR_HELD_DENSE_MATRICES.get(structure, 0)
         runs = len(EVIDENCE_STARTS) + 1  # the earlier runs', the best and last
+        if prior_precision_scale in ("cv", "validation"):
+            runs += 1  # the run whose fixed point held-out losses weigh
         count += held if alpha == "validation" else runs * held
     if prior_precision_scale == "cv":
         count += CV_HELD_DENSE_MATRICES.get(structure, 0)

@@ -38,9 +38,32 @@ from sklaplace._posterior import SINGULAR_RTOL
 from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 
-__all__ = ["PRUNING_METHODS", "prune", "saliencies"]
+__all__ = ["PRUNING_METHODS", "check_refit_posterior", "prune", "saliencies"]
 
 PRUNING_METHODS = ("obs", "obd", "magnitude")
+
+
+def check_refit_posterior(hessian_structure, subset_of_weights):
+    """Refuse a pruned refit's posterior that cannot condition on the mask.
+
+    A Kronecker-factored or last-layer posterior's log determinant and
+    variances would count the pruned parameters (the evidence was off by
+    ``log A`` of each pruned one).
+
+    Raises
+    ------
+    ValueError
+        For ``hessian_structure="kron"`` or ``subset_of_weights="last_layer"``.
+    """
+    if hessian_structure == "kron" or subset_of_weights == "last_layer":
+        raise ValueError(
+            "A pruned network (pruned_mask_, refitted with warm_start=True) needs "
+            "a posterior conditioned on its pruned weights being zero, which "
+            f"hessian_structure={hessian_structure!r} with "
+            f"subset_of_weights={subset_of_weights!r} cannot give: use "
+            "hessian_structure='full' or 'diag' with subset_of_weights='all', or "
+            "refit from scratch (warm_start=False)."
+        )
 
 
 def _precision_and_theta(estimator):

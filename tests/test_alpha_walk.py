@@ -15,7 +15,6 @@ from sklaplace import LaplaceMLPClassifier, prune
 from sklaplace._alpha_walk import (
     ALPHA_STEP,
     ALPHA_WALK_MAX_FITS,
-    basin_beats,
     clearly_lower,
     walk_alpha,
 )
@@ -560,21 +559,6 @@ def test_clearly_lower_needs_more_than_one_paired_standard_error():
     assert clearly_lower(trial, best) and clearly_lower(trial, best, 1.19)
     assert not clearly_lower(trial, best, 1.21)
     assert not clearly_lower(trial, best, BASIN_STANDARD_ERRORS)
-
-
-def test_basin_beats_compares_each_fits_best_scale_by_two_errors():
-    weights = np.ones(4)
-    # Two scales each; the trial's best is its second column, the best's
-    # its first: differences (-0.3, -0.1, -0.3, -0.1), mean -0.2, standard
-    # error 0.05: four errors, beaten; shifted by +0.1 (two errors, not more),
-    # not beaten.
-    best = HeldOutLosses(np.array([[1.0, 2.0]] * 4), weights)
-    low = np.array([0.7, 0.9, 0.7, 0.9])
-    trial = HeldOutLosses(np.c_[low + 1.0, low], weights)
-    assert basin_beats(trial, best)
-    shifted = HeldOutLosses(np.c_[low + 1.0, low + 0.1], weights)
-    assert clearly_lower(shifted.at_best(), best.at_best())
-    assert not basin_beats(shifted, best)
 
 
 def test_plug_in_walk_does_not_depend_on_the_prior_scale_setting():

@@ -1,22 +1,16 @@
 """fit_network's configuration: what one fit reads, resolved once."""
 
 import copy
-import warnings
 from dataclasses import FrozenInstanceError, fields, replace
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_iris, load_wine, make_moons
-from sklearn.metrics import log_loss
-from sklearn.model_selection import StratifiedShuffleSplit
+from sklearn.datasets import make_moons
 from sklearn.preprocessing import StandardScaler
 
-import sklaplace._fitting
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._alpha_walk import basin_beats
 from sklaplace._fitting import FitConfig
-from sklaplace._held_out import FOLD_TOL
 from sklaplace._objective import CONSTANT_OUTPUT_SPREAD, ignores_its_input
 from tests.conftest import make_problem
 
@@ -193,132 +187,3 @@ def test_a_network_with_one_input_dependent_logit_does_not_ignore_its_input():
         weights.reshape(fan_in - 1, fan_out)[:] = 0.0
         weights.reshape(fan_in - 1, fan_out)[:, column] = W2[:, column]
         assert not ignores_its_input(obj, varied)
-
-
-def _noisy_xor(n_samples, seed):
-    """XOR of two Gaussian features, 10% of the labels flipped."""
-    rng = np.random.RandomState(seed)
-    X = rng.randn(n_samples, 2)
-    y = (X[:, 0] * X[:, 1] > 0).astype(int)
-    flip = rng.rand(n_samples) < 0.1
-    y[flip] = 1 - y[flip]
-    return X, y
-
-
-def test_held_out_losses_overrule_an_evidence_that_left_the_fixed_point(monkeypatch):
-    """On a noisy XOR the evidence keeps the first refit (alpha 1: the XOR
-    underfitted) over MacKay's fixed point; the cross-validated losses keep
-    the fixed point, which predicts fresh rows better."""
-    X, y = _noisy_xor(280, 0)
-    X_new, y_new = _noisy_xor(2000, 99)
-    scaler = StandardScaler().fit(X)
-    X, X_new = scaler.transform(X), scaler.transform(X_new)
-    # Without held-out losses the evidence's choice stands.
-    by_evidence = LaplaceMLPClassifier(
-        (16,), prior_precision_scale="evidence", random_state=0
-    ).fit(X, y)
-    assert by_evidence.alpha_ == 1.0 != by_evidence.alpha_history_[-1][0]
-    fold_tols, original = [], sklaplace._fitting.fit_laplace
-
-    def fit_laplace(config, objective, theta):
-        if objective.n_samples < X.shape[0]:
-            fold_tols.append(config.tol)
-        return original(config, objective, theta)
-
-    monkeypatch.setattr(sklaplace._fitting, "fit_laplace", fit_laplace)
-    clf = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
-    np.testing.assert_array_equal(clf.alpha_history_, by_evidence.alpha_history_)
-    assert clf.alpha_ == clf.alpha_history_[-1][0]
-    # Screened on five folds of each fit at FOLD_TOL, confirmed on five of
-    # each at the model's tol.
-    assert fold_tols == [FOLD_TOL] * 10 + [clf.tol_] * 10
-    # Had the held-out losses not decided, the first refit would have stayed.
-    monkeypatch.setattr(sklaplace._fitting, "basin_beats", lambda *args: False)
-    stood = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
-    assert stood.alpha_ == 1.0
-    fresh = log_loss(y_new, clf.predict_proba(X_new))
-    assert fresh < log_loss(y_new, stood.predict_proba(X_new)) - 0.02
-
-
-def test_the_fixed_point_is_the_updates_last_refit_not_a_resumed_one():
-    """With max_iter=24 the evidence keeps the second refit, stopped short of
-    its MAP and resumed at its alpha (the history's last entry); the fixed
-    point the held-out losses keep is the updates' last refit before it."""
-    X, y = _noisy_xor(280, 0)
-    X = StandardScaler().fit_transform(X)
-    clf = LaplaceMLPClassifier((16,), max_iter=24, random_state=0).fit(X, y)
-    history = [float(alpha[0]) for alpha in clf.alpha_history_]
-    assert history[-1] == history[1] != history[-2]  # resumed
-    assert clf.alpha_ == history[-2]
-
-
-def test_a_rejected_fixed_point_rebuilt_for_the_arbitration_does_not_warn(
-    monkeypatch,
-):
-    """Iris, per-layer alphas: rebuilding the fixed point's posterior (nearly
-    singular) for the held-out comparison it loses leaves no warning; the
-    kept fit's own posterior gives none."""
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
-    asked = []
-
-    def spy(trial, best):
-        asked.append(basin_beats(trial, best))
-        return asked[-1]
-
-    monkeypatch.setattr(sklaplace._fitting, "basin_beats", spy)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        clf = LaplaceMLPClassifier((8,), alpha="evidence_per_layer", random_state=0)
-        clf.fit(X, y)
-    assert asked == [False]
-
-
-def test_the_evidence_choice_stands_where_held_out_losses_agree(monkeypatch):
-    """Wine (one split): the evidence keeps the first refit (alpha 1) over the
-    fixed point (about 2); the held-out losses are asked once, and agree."""
-    X, y = load_wine(return_X_y=True)
-    train, _ = next(
-        StratifiedShuffleSplit(1, test_size=0.3, random_state=1).split(X, y)
-    )
-    X, y = StandardScaler().fit_transform(X[train]), y[train]
-    asked = []
-
-    def spy(trial, best):
-        asked.append(basin_beats(trial, best))
-        return asked[-1]
-
-    monkeypatch.setattr(sklaplace._fitting, "basin_beats", spy)
-    fold_tols = []
-
-    def fit_laplace(config, objective, theta):
-        if objective.n_samples < X.shape[0]:
-            fold_tols.append(config.tol)
-        return original(config, objective, theta)
-
-    original = sklaplace._fitting.fit_laplace
-    monkeypatch.setattr(sklaplace._fitting, "fit_laplace", fit_laplace)
-    clf = LaplaceMLPClassifier(random_state=0).fit(X, y)
-    assert asked == [False]
-    assert clf.alpha_ == 1.0 != clf.alpha_history_[-1][0]
-    # Screened on five folds of each fit at the scale's FOLD_TOL (the kept
-    # fit's serve its scale too), not confirmed at the model's tol.
-    assert fold_tols == [FOLD_TOL] * 10 and clf.tol_ < FOLD_TOL
-
-
-def test_held_out_losses_are_asked_where_the_run_from_100_is_kept(monkeypatch):
-    """Labels independent of the features: the evidence keeps the run from 100
-    (a network that ignores its input) over the run from 1, whose fixed point
-    is its own kept refit; the held-out losses are asked, and agree."""
-    rng = np.random.RandomState(0)
-    X, y = rng.randn(200, 10), (rng.rand(200) < 0.3).astype(int)
-    asked = []
-
-    def spy(trial, best):
-        asked.append(basin_beats(trial, best))
-        return asked[-1]
-
-    monkeypatch.setattr(sklaplace._fitting, "basin_beats", spy)
-    clf = LaplaceMLPClassifier((8,), random_state=0).fit(X, y)
-    assert asked == [False]
-    assert clf.alpha_history_[0][0] == clf.alpha_ == 100.0

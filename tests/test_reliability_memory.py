@@ -205,6 +205,7 @@ def test_the_module_budget_reaches_every_chunked_computation(monkeypatch):
     [
         ("newton", "full", "cv", 1.0),
         ("lbfgs", "full", "evidence", "evidence"),
+        ("lbfgs", "full", "cv", "evidence"),
         ("lbfgs", "full", "validation", "validation"),
         ("newton", "diag", 1.0, "evidence"),
         ("lbfgs", "kron", "cv", 1.0),

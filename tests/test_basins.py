@@ -1,0 +1,210 @@
+"""Held-out losses arbitrate between the basins MacKay's runs reach (_basins)."""
+
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+from sklearn.datasets import load_iris, load_wine, make_moons
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedShuffleSplit
+from sklearn.preprocessing import StandardScaler
+
+import sklaplace._basins
+import sklaplace._fitting
+from sklaplace import LaplaceMLPClassifier
+from sklaplace._alpha_walk import clearly_lower
+from sklaplace._basins import SAME_FIXED_POINT_RTOL, basin_beats, same_fixed_point
+from sklaplace._held_out import FOLD_TOL, HeldOutLosses
+
+
+def test_basin_beats_compares_each_fits_best_scale_by_two_errors():
+    weights = np.ones(4)
+    # Two scales each; the trial's best is its second column, the best's
+    # its first: differences (-0.3, -0.1, -0.3, -0.1), mean -0.2, standard
+    # error 0.05: four errors, beaten; shifted by +0.1 (two errors, not more),
+    # not beaten.
+    best = HeldOutLosses(np.array([[1.0, 2.0]] * 4), weights)
+    low = np.array([0.7, 0.9, 0.7, 0.9])
+    trial = HeldOutLosses(np.c_[low + 1.0, low], weights)
+    assert basin_beats(trial, best)
+    shifted = HeldOutLosses(np.c_[low + 1.0, low + 0.1], weights)
+    assert clearly_lower(shifted.at_best(), best.at_best())
+    assert not basin_beats(shifted, best)
+
+
+def test_one_fixed_point_agrees_in_alpha_and_log_likelihood_to_one_percent():
+    assert SAME_FIXED_POINT_RTOL == 1e-2
+    point = (-100.0, 0.5)
+    assert same_fixed_point(point, (-100.9, 0.504))
+    assert not same_fixed_point(point, (-101.1, 0.5))  # the log likelihood
+    assert not same_fixed_point(point, (-100.0, 0.506))  # alpha
+    per_layer = (-100.0, np.array([0.5, 2.0]))
+    assert same_fixed_point(per_layer, (-100.0, np.array([0.504, 2.019])))
+    assert not same_fixed_point(per_layer, (-100.0, np.array([0.5, 2.03])))
+
+
+def _noisy_xor(n_samples, seed):
+    """XOR of two Gaussian features, 10% of the labels flipped."""
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n_samples, 2)
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    flip = rng.rand(n_samples) < 0.1
+    y[flip] = 1 - y[flip]
+    return X, y
+
+
+def _spy_on_arbitration(monkeypatch):
+    """Record, per fit, the starts of the runs whose fits the arbitration
+    weighs (the kept fit's, then each challenger's) and basin_beats' answers."""
+    record = SimpleNamespace(weighed=[], asked=[])
+    arbitrate = sklaplace._fitting.overrule_by_held_out
+
+    def start(outcome):  # the first alpha of the run the fit comes from
+        return float(np.ravel(outcome[2][0])[0])
+
+    def spy_arbitrate(kept, challengers, held_out, tol):
+        record.weighed.append([start(kept)] + [start(c()) for c in challengers])
+        return arbitrate(kept, challengers, held_out, tol)
+
+    def spy_beats(trial, best):
+        record.asked.append(basin_beats(trial, best))
+        return record.asked[-1]
+
+    monkeypatch.setattr(sklaplace._fitting, "overrule_by_held_out", spy_arbitrate)
+    monkeypatch.setattr(sklaplace._basins, "basin_beats", spy_beats)
+    return record
+
+
+def test_held_out_losses_overrule_an_evidence_that_left_the_fixed_point(monkeypatch):
+    """On a noisy XOR the evidence keeps the first refit (alpha 1: the XOR
+    underfitted) over MacKay's fixed point; the cross-validated losses keep
+    the fixed point, which predicts fresh rows better."""
+    X, y = _noisy_xor(280, 0)
+    X_new, y_new = _noisy_xor(2000, 99)
+    scaler = StandardScaler().fit(X)
+    X, X_new = scaler.transform(X), scaler.transform(X_new)
+    # Without held-out losses the evidence's choice stands.
+    by_evidence = LaplaceMLPClassifier(
+        (16,), prior_precision_scale="evidence", random_state=0
+    ).fit(X, y)
+    assert by_evidence.alpha_ == 1.0 != by_evidence.alpha_history_[-1][0]
+    fold_tols, original = [], sklaplace._fitting.fit_laplace
+
+    def fit_laplace(config, objective, theta):
+        if objective.n_samples < X.shape[0]:
+            fold_tols.append(config.tol)
+        return original(config, objective, theta)
+
+    monkeypatch.setattr(sklaplace._fitting, "fit_laplace", fit_laplace)
+    record = _spy_on_arbitration(monkeypatch)
+    clf = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
+    np.testing.assert_array_equal(clf.alpha_history_, by_evidence.alpha_history_)
+    assert clf.alpha_ == clf.alpha_history_[-1][0]
+    # The fixed points of the runs from 1 and from 0.1 challenge the kept
+    # refit, in that order; the first wins, the second does not beat it.
+    assert record.weighed == [[1.0, 1.0, 0.1]] and record.asked == [True, True, False]
+    # Screened on five folds of each fit at FOLD_TOL, confirmed on five of
+    # each at the model's tol; the next challenger is screened on five folds
+    # against the winner's confirmed losses.
+    assert fold_tols == [FOLD_TOL] * 10 + [clf.tol_] * 10 + [FOLD_TOL] * 5
+    # Had the held-out losses not decided, the first refit would have stayed.
+    monkeypatch.setattr(sklaplace._basins, "basin_beats", lambda *args: False)
+    stood = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
+    assert stood.alpha_ == 1.0
+    fresh = log_loss(y_new, clf.predict_proba(X_new))
+    assert fresh < log_loss(y_new, stood.predict_proba(X_new)) - 0.02
+
+
+def test_the_fixed_point_is_the_updates_last_refit_not_a_resumed_one():
+    """With max_iter=24 the evidence keeps the second refit, stopped short of
+    its MAP and resumed at its alpha (the history's last entry); the fixed
+    point the held-out losses keep is the updates' last refit before it."""
+    X, y = _noisy_xor(280, 0)
+    X = StandardScaler().fit_transform(X)
+    clf = LaplaceMLPClassifier((16,), max_iter=24, random_state=0).fit(X, y)
+    history = [float(alpha[0]) for alpha in clf.alpha_history_]
+    assert history[-1] == history[1] != history[-2]  # resumed
+    assert clf.alpha_ == history[-2]
+
+
+def test_a_rejected_fixed_point_rebuilt_for_the_arbitration_does_not_warn(
+    monkeypatch,
+):
+    """Iris, per-layer alphas: rebuilding the fixed point's posterior (nearly
+    singular) for the held-out comparison it loses leaves no warning; the
+    kept fit's own posterior gives none."""
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    record = _spy_on_arbitration(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = LaplaceMLPClassifier((8,), alpha="evidence_per_layer", random_state=0)
+        clf.fit(X, y)
+    # The run from 0.1 reaches the run from 1's fixed point: weighed once.
+    assert record.weighed == [[1.0, 1.0, 0.1]] and record.asked == [False]
+
+
+def test_the_evidence_choice_stands_where_held_out_losses_agree(monkeypatch):
+    """Wine (one split): the evidence keeps the first refit (alpha 1) over the
+    fixed point (about 2); the held-out losses are asked once, and agree."""
+    X, y = load_wine(return_X_y=True)
+    train, _ = next(
+        StratifiedShuffleSplit(1, test_size=0.3, random_state=1).split(X, y)
+    )
+    X, y = StandardScaler().fit_transform(X[train]), y[train]
+    record = _spy_on_arbitration(monkeypatch)
+    fold_tols = []
+
+    def fit_laplace(config, objective, theta):
+        if objective.n_samples < X.shape[0]:
+            fold_tols.append(config.tol)
+        return original(config, objective, theta)
+
+    original = sklaplace._fitting.fit_laplace
+    monkeypatch.setattr(sklaplace._fitting, "fit_laplace", fit_laplace)
+    clf = LaplaceMLPClassifier(random_state=0).fit(X, y)
+    # The run from 0.1 reaches the run from 1's fixed point: weighed once.
+    assert record.weighed == [[1.0, 1.0, 0.1]] and record.asked == [False]
+    assert clf.alpha_ == 1.0 != clf.alpha_history_[-1][0]
+    # Screened on five folds of each fit at the scale's FOLD_TOL (the kept
+    # fit's serve its scale too), not confirmed at the model's tol.
+    assert fold_tols == [FOLD_TOL] * 10 and clf.tol_ < FOLD_TOL
+
+
+def test_held_out_losses_are_asked_where_the_run_from_100_is_kept(monkeypatch):
+    """Labels independent of the features: the evidence keeps the run from 100
+    (a network that ignores its input) over the run from 1, whose fixed point
+    is its own kept refit; the held-out losses are asked, and agree."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(200, 10), (rng.rand(200) < 0.3).astype(int)
+    record = _spy_on_arbitration(monkeypatch)
+    clf = LaplaceMLPClassifier((8,), random_state=0).fit(X, y)
+    # The fixed points of the runs from 1 and 0.1 challenge it, not the run
+    # from 100's own.
+    assert record.weighed == [[100.0, 1.0, 0.1]] and record.asked == [False, False]
+    assert clf.alpha_history_[0][0] == clf.alpha_ == 100.0
+
+
+def test_the_fixed_point_from_a_tenth_overrules_an_underfitted_one(monkeypatch):
+    """56 rows of two noisy moons: MacKay's updates from alpha 1 settle in a
+    basin that has not found the moons (alpha 0.18); the run from 0.1
+    reaches a fixed point that has (alpha 0.09). The evidence keeps the
+    first; the held-out losses overrule it, and fresh rows agree."""
+    X, y = make_moons(80, noise=0.25, random_state=0)
+    X_new, y_new = make_moons(4000, noise=0.25, random_state=99)
+    train, _ = next(
+        StratifiedShuffleSplit(1, test_size=0.3, random_state=4).split(X, y)
+    )
+    scaler = StandardScaler().fit(X[train])
+    X, y, X_new = scaler.transform(X[train]), y[train], scaler.transform(X_new)
+    record = _spy_on_arbitration(monkeypatch)
+    clf = LaplaceMLPClassifier(random_state=0).fit(X, y)
+    assert record.weighed == [[1.0, 0.1]] and record.asked == [True, True]
+    assert clf.alpha_history_[0][0] == 0.1
+    assert clf.alpha_ == clf.alpha_history_[-1][0] < 0.1
+    # Had the held-out losses not decided, the fixed point from 1 would stand.
+    monkeypatch.setattr(sklaplace._basins, "basin_beats", lambda *args: False)
+    from_one = LaplaceMLPClassifier(random_state=0).fit(X, y)
+    assert from_one.alpha_history_[0][0] == 1.0 and from_one.alpha_ > 0.15
+    fresh = log_loss(y_new, clf.predict_proba(X_new))
+    assert fresh < log_loss(y_new, from_one.predict_proba(X_new)) - 0.1
