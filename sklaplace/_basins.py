@@ -79,9 +79,11 @@ def overrule_by_held_out(kept, challengers, held_out, tol):
     on folds solved to ``tol``: warm-started folds favour the less
     regularised fit, the looser they are the more (on a 4-feature XOR a
     fixed point led by 2.1 errors at 1e-4 and by 0.9 at 1e-6, and lost on
-    test rows). A challenger that wins becomes the one the next must beat;
-    one that is the same fixed point as a fit weighed already
-    (:func:`same_fixed_point`) is skipped.
+    test rows). A challenger that wins becomes the one the next must beat,
+    and its confirmed losses (at ``tol``) both choose its scale and screen
+    the next challenger (a screen at ``FOLD_TOL`` against them only lets
+    more through to the confirmation); one that is the same fixed point as
+    a fit weighed already (:func:`same_fixed_point`) is skipped.
 
     Parameters
     ----------

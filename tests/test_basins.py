@@ -4,6 +4,7 @@ import warnings
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from sklearn.datasets import load_iris, load_wine, make_moons
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedShuffleSplit
@@ -208,3 +209,132 @@ def test_the_fixed_point_from_a_tenth_overrules_an_underfitted_one(monkeypatch):
     assert from_one.alpha_history_[0][0] == 1.0 and from_one.alpha_ > 0.15
     fresh = log_loss(y_new, clf.predict_proba(X_new))
     assert fresh < log_loss(y_new, from_one.predict_proba(X_new)) - 0.1
+
+
+def _losses(mean):
+    """Held-out losses of four rows at one scale, ``mean +- 0.01``: paired
+    with another such set, a difference of means is many errors."""
+    return HeldOutLosses(
+        (mean + np.array([[0.01], [-0.01], [0.01], [-0.01]])), np.ones(4)
+    )
+
+
+def _arbitration(losses):
+    """Fits named by their alphas; ``held_out`` reads ``losses[(alpha, tol)]``
+    and records each call."""
+    calls = []
+
+    def fit(alpha, log_likelihood):
+        return (SimpleNamespace(name=alpha, log_likelihood=log_likelihood), alpha)
+
+    def held_out(fit, fold_tol):
+        calls.append((fit.name, fold_tol))
+        return losses[(fit.name, fold_tol)]
+
+    return fit, held_out, calls
+
+
+def test_a_winner_is_the_one_the_next_challenger_is_confirmed_against():
+    """The fit from 1 (loss 0.5) loses to 0.5's fixed point (0.3); 0.1's
+    beats the first's losses but not the winner's (0.4 at tol)."""
+    tol = 1e-6
+    fit, held_out, calls = _arbitration(
+        {
+            (1.0, FOLD_TOL): _losses(0.5),
+            (1.0, tol): _losses(0.5),
+            (0.5, FOLD_TOL): _losses(0.3),
+            (0.5, tol): _losses(0.3),
+            (0.1, FOLD_TOL): _losses(0.2),
+            (0.1, tol): _losses(0.4),
+        }
+    )
+    kept, scale_losses = sklaplace._basins.overrule_by_held_out(
+        fit(1.0, -10.0),
+        [lambda: fit(0.5, -8.0), lambda: fit(0.1, -5.0)],
+        held_out,
+        tol,
+    )
+    assert kept[1] == 0.5
+    # The winner's scale is chosen on its confirmed folds.
+    np.testing.assert_array_equal(scale_losses.losses, _losses(0.3).losses)
+    assert calls == [
+        (1.0, FOLD_TOL),  # the kept fit's, which would choose its scale
+        (0.5, FOLD_TOL),  # screened
+        (0.5, tol),  # confirmed ...
+        (1.0, tol),  # ... against the kept fit's at tol
+        (0.1, FOLD_TOL),  # screened against the winner's (tol) losses
+        (0.1, tol),  # confirmed against them: not better than 0.3
+    ]
+
+
+def test_a_challenger_at_the_kept_fixed_point_is_not_weighed():
+    """A challenger within 1% of the kept fit in alpha and log likelihood
+    (a run that reached the same fixed point) costs no held-out losses."""
+    fit, held_out, calls = _arbitration({(1.0, FOLD_TOL): _losses(0.5)})
+    kept, scale_losses = sklaplace._basins.overrule_by_held_out(
+        fit(1.0, -10.0), [lambda: fit(1.0, -10.05)], held_out, 1e-6
+    )
+    assert kept[1] == 1.0 and calls == [(1.0, FOLD_TOL)]
+    np.testing.assert_array_equal(scale_losses.losses, _losses(0.5).losses)
+
+
+def test_no_held_out_rows_compare_nothing():
+    fit, built = _arbitration({})[0], []
+    kept = fit(1.0, -10.0)
+    outcome = sklaplace._basins.overrule_by_held_out(
+        kept, [lambda: built.append(1)], lambda fit, tol: None, 1e-6
+    )
+    assert outcome == (kept, None) and built == []
+
+
+def test_the_evidence_never_keeps_the_held_out_runs_first_fit(monkeypatch):
+    """Issue 14's wine split 1, hidden (16,): the first fit of the run from
+    0.1, barely regularised, has a log evidence more than 3 nats above the
+    fixed point's, so the evidence would keep it (test log loss 0.082
+    against 0.072 measured); it compares the runs from 1 and 100 only."""
+    X, y = load_wine(return_X_y=True)
+    train, _ = next(
+        StratifiedShuffleSplit(1, test_size=0.3, random_state=1).split(X, y)
+    )
+    X, y = StandardScaler().fit_transform(X[train]), y[train]
+    tunings, compared = [], []
+    tune_alpha, kept_run = sklaplace._fitting.tune_alpha, sklaplace._fitting.kept_run
+
+    def spy_tune(*args, **kwargs):
+        tunings.append(tune_alpha(*args, **kwargs))
+        return tunings[-1]
+
+    def spy_kept(runs):
+        compared.append(len(runs))
+        return kept_run(runs)
+
+    monkeypatch.setattr(sklaplace._fitting, "tune_alpha", spy_tune)
+    monkeypatch.setattr(sklaplace._fitting, "kept_run", spy_kept)
+    clf = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
+    assert [float(t.history[0][0]) for t in tunings] == [1.0, 100.0, 0.1]
+    assert compared == [2]
+    # Compared with the others, the run from 0.1's first fit would win.
+    assert kept_run(tunings) == 2 and tunings[2].kept == 0
+    assert clf.alpha_history_[0][0] == 1.0 and clf.alpha_ > 1.0
+
+
+def test_a_warm_refit_resumes_its_own_run_without_the_held_out_run(monkeypatch):
+    """A warm start resumes MacKay's updates from the fitted alpha, in its
+    basin: one run, even after a switch to the run from 0.1."""
+    X, y = make_moons(80, noise=0.25, random_state=0)
+    train, _ = next(
+        StratifiedShuffleSplit(1, test_size=0.3, random_state=4).split(X, y)
+    )
+    X, y = StandardScaler().fit_transform(X[train]), y[train]
+    clf = LaplaceMLPClassifier(random_state=0).fit(X, y)
+    assert clf.alpha_history_[0][0] == 0.1  # switched (the moons test above)
+    starts, tune_alpha = [], sklaplace._fitting.tune_alpha
+
+    def spy(*args, **kwargs):
+        tuning = tune_alpha(*args, **kwargs)
+        starts.append(float(np.ravel(tuning.history[0])[0]))
+        return tuning
+
+    monkeypatch.setattr(sklaplace._fitting, "tune_alpha", spy)
+    clf.set_params(warm_start=True).fit(X, y)
+    assert starts == [pytest.approx(clf.alpha_history_[0][0])]
