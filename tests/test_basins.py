@@ -39,6 +39,10 @@ def test_one_fixed_point_agrees_in_alpha_and_log_likelihood_to_one_percent():
     assert same_fixed_point(point, (-100.9, 0.504))
     assert not same_fixed_point(point, (-101.1, 0.5))  # the log likelihood
     assert not same_fixed_point(point, (-100.0, 0.506))  # alpha
+    # Relative on both sides, however small: a separable fit's log
+    # likelihood near 0, alphas at the lower bound 1.5% apart.
+    assert not same_fixed_point((-1e-9, 0.5), (-5e-9, 0.5))
+    assert not same_fixed_point((-100.0, 1e-6), (-100.0, 1.015e-6))
     per_layer = (-100.0, np.array([0.5, 2.0]))
     assert same_fixed_point(per_layer, (-100.0, np.array([0.504, 2.019])))
     assert not same_fixed_point(per_layer, (-100.0, np.array([0.5, 2.03])))
@@ -269,13 +273,26 @@ def test_a_winner_is_the_one_the_next_challenger_is_confirmed_against():
 
 def test_a_challenger_at_the_kept_fixed_point_is_not_weighed():
     """A challenger within 1% of the kept fit in alpha and log likelihood
-    (a run that reached the same fixed point) costs no held-out losses."""
-    fit, held_out, calls = _arbitration({(1.0, FOLD_TOL): _losses(0.5)})
-    kept, scale_losses = sklaplace._basins.overrule_by_held_out(
-        fit(1.0, -10.0), [lambda: fit(1.0, -10.05)], held_out, 1e-6
+    (a run that reached the same fixed point) costs no held-out losses; the
+    next challenger is still weighed, and wins."""
+    tol = 1e-6
+    fit, held_out, calls = _arbitration(
+        {
+            (1.0, FOLD_TOL): _losses(0.5),
+            (1.0, tol): _losses(0.5),
+            (0.1, FOLD_TOL): _losses(0.3),
+            (0.1, tol): _losses(0.3),
+        }
     )
-    assert kept[1] == 1.0 and calls == [(1.0, FOLD_TOL)]
-    np.testing.assert_array_equal(scale_losses.losses, _losses(0.5).losses)
+    kept, scale_losses = sklaplace._basins.overrule_by_held_out(
+        fit(1.0, -10.0),
+        [lambda: fit(1.0, -10.05), lambda: fit(0.1, -5.0)],
+        held_out,
+        tol,
+    )
+    assert kept[1] == 0.1
+    assert calls == [(1.0, FOLD_TOL), (0.1, FOLD_TOL), (0.1, tol), (1.0, tol)]
+    np.testing.assert_array_equal(scale_losses.losses, _losses(0.3).losses)
 
 
 def test_no_held_out_rows_compare_nothing():
