@@ -29,9 +29,10 @@ posterior's scale where its folds hold 8-14 rows; ``noisy_xor`` and
 ``sine`` (run by name) in session 29, where the evidence keeps a fit that
 has not found the boundary; ``checkerboard`` and ``parity`` (run by name)
 in session 30, where the run from alpha 0.1 reaches another basin (the
-first gains from it, the second loses). ``--calibrated`` adds
-``CalibratedClassifierCV(MLPClassifier())``. ``--plug-in`` adds the default's own MAP
-plug-in (``link_approx="map"``).
+first gains from it, the second loses), and ``wave`` (one feature, 80
+training rows), where it finds the boundary the evidence's fit misses.
+``--calibrated`` adds ``CalibratedClassifierCV(MLPClassifier())``.
+``--plug-in`` adds the default's own MAP plug-in (``link_approx="map"``).
 """
 
 import argparse
@@ -190,8 +191,16 @@ def parity():
     return X, y
 
 
+def wave():
+    """115 rows of one Gaussian feature, ``sin(3 x) + 0.3 noise > 0``."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(115, 1)
+    return X, (np.sin(3 * X[:, 0]) + 0.3 * rng.randn(115) > 0).astype(int)
+
+
 DATASETS.update(
     {
+        "wave": wave,
         "noisy_xor": noisy_xor,
         "sine": sine,
         "checkerboard": checkerboard,
