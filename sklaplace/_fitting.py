@@ -394,9 +394,9 @@ def fit_network(
     else:  # (4) MacKay's fixed point over alpha, from each start
         groups = weight_groups(layout, config.alpha == "evidence_per_layer", fixed)
         scalar = len(groups) == 1
-        starts = EVIDENCE_STARTS
-        if evidence_start is not None and np.size(evidence_start) in (1, len(groups)):
-            starts = (evidence_start,)
+        sizes = (1, len(groups))  # a warm start's tuned alpha, if it fits
+        resumed = evidence_start is not None and np.size(evidence_start) in sizes
+        starts = (evidence_start,) if resumed else EVIDENCE_STARTS
         # Each refit's evidence counts its equivalent modes: a network that
         # ignores its input has one, any other one per order and sign of its
         # units (without them a collapsed run's base rate beat fitted ones).
@@ -414,8 +414,9 @@ def fit_network(
             tuning_config = replace(
                 tuning_config, subset_of_weights="all", hessian_structure="kron"
             )
-        # One more run whose fixed point only held-out losses weigh (_basins).
-        extra = (HELD_OUT_START,) if scaled_on_held_out and len(starts) > 1 else ()
+        # One more run whose fixed point only held-out losses weigh (_basins);
+        # a resumed fit stays in its basin.
+        extra = (HELD_OUT_START,) if scaled_on_held_out and not resumed else ()
         runs = []
         for start in starts + extra:
             first = len(refits)
