@@ -93,10 +93,11 @@ AUTO_FACTOR_WORK = 4e9
 
 #: Refits are cheap while one gradient takes at most this many multiply-adds
 #: (``n_samples * n_params``): a small network's default fit takes thousands
-#: of gradients and Hessian-vector products (Newton-CG to 1e-6, then about
-#: 12 refits for the tuning). Measured: at 4.4e7 (20,000 rows, 2,201
-#: parameters) one Newton-CG MAP took 73 s and the tuned fit did not finish
-#: in 10 minutes where ``MLPClassifier`` took 10 s; digits (1.5e6) takes 8 s.
+#: of gradients and Hessian-vector products (Newton-CG to 1e-6, then 12-20
+#: refits for the tuning, three runs since session 30). Measured: at 4.4e7
+#: (20,000 rows, 2,201 parameters) one Newton-CG MAP took 73 s and the tuned
+#: fit did not finish in 10 minutes where ``MLPClassifier`` took 10 s;
+#: digits (1.5e6) took 8 s (15 s with the third run).
 AUTO_GRADIENT_WORK = 5e6
 
 #: ``n_params x n_params`` matrices each solver holds at once: Newton's exact
