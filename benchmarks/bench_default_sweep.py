@@ -151,24 +151,25 @@ DATASETS.update(
 )
 
 
+def _flipped(y, rate, rng):
+    """``y`` with a fraction ``rate`` of its binary labels flipped (by ``rng``)."""
+    flip = rng.rand(len(y)) < rate
+    y[flip] = 1 - y[flip]
+    return y
+
+
 def noisy_xor():
     """400 rows, two Gaussian features, ``x1 x2 > 0``, 10% of labels flipped."""
     rng = np.random.RandomState(0)
     X = rng.randn(400, 2)
-    y = (X[:, 0] * X[:, 1] > 0).astype(int)
-    flip = rng.rand(400) < 0.1
-    y[flip] = 1 - y[flip]
-    return X, y
+    return X, _flipped((X[:, 0] * X[:, 1] > 0).astype(int), 0.1, rng)
 
 
 def sine():
     """500 rows uniform in a square, above ``1.5 sin(2 x1)``, 10% flipped."""
     rng = np.random.RandomState(4)
     X = rng.uniform(-3, 3, (500, 2))
-    y = (X[:, 1] > 1.5 * np.sin(2 * X[:, 0])).astype(int)
-    flip = rng.rand(500) < 0.1
-    y[flip] = 1 - y[flip]
-    return X, y
+    return X, _flipped((X[:, 1] > 1.5 * np.sin(2 * X[:, 0])).astype(int), 0.1, rng)
 
 
 def checkerboard():
@@ -176,19 +177,14 @@ def checkerboard():
     rng = np.random.RandomState(2)
     X = rng.uniform(-2, 2, (800, 2))
     y = ((np.floor(X[:, 0]) + np.floor(X[:, 1])) % 2).astype(int)
-    flip = rng.rand(800) < 0.05
-    y[flip] = 1 - y[flip]
-    return X, y
+    return X, _flipped(y, 0.05, rng)
 
 
 def parity():
     """500 rows, five Gaussian features, ``x1 x2 x3 > 0``, 10% flipped."""
     rng = np.random.RandomState(1)
     X = rng.randn(500, 5)
-    y = (X[:, 0] * X[:, 1] * X[:, 2] > 0).astype(int)
-    flip = rng.rand(500) < 0.1
-    y[flip] = 1 - y[flip]
-    return X, y
+    return X, _flipped((X[:, 0] * X[:, 1] * X[:, 2] > 0).astype(int), 0.1, rng)
 
 
 def wave():

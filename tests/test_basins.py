@@ -1,6 +1,7 @@
 """Held-out losses arbitrate between the basins MacKay's runs reach (_basins)."""
 
 import warnings
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
@@ -238,36 +239,44 @@ def _arbitration(losses):
     return fit, held_out, calls
 
 
+TOL = 1e-6
+
+
+def _overrule(means, challengers):
+    """Arbitrate the fit from 1 (log likelihood -10) against ``challengers``
+    (``(alpha, log_likelihood)`` each), with held-out losses of mean
+    ``means[(alpha, tol)]``; return the kept alpha, the scale's losses'
+    mean and the held-out calls."""
+    fit, held_out, calls = _arbitration({k: _losses(v) for k, v in means.items()})
+    kept, scale_losses = sklaplace._basins.overrule_by_held_out(
+        fit(1.0, -10.0), [partial(fit, *c) for c in challengers], held_out, TOL
+    )
+    return kept[1], float(np.mean(scale_losses.losses)), calls
+
+
 def test_a_winner_is_the_one_the_next_challenger_is_confirmed_against():
     """The fit from 1 (loss 0.5) loses to 0.5's fixed point (0.3); 0.1's
     beats the first's losses but not the winner's (0.4 at tol)."""
-    tol = 1e-6
-    fit, held_out, calls = _arbitration(
+    kept, scale_loss, calls = _overrule(
         {
-            (1.0, FOLD_TOL): _losses(0.5),
-            (1.0, tol): _losses(0.5),
-            (0.5, FOLD_TOL): _losses(0.3),
-            (0.5, tol): _losses(0.3),
-            (0.1, FOLD_TOL): _losses(0.2),
-            (0.1, tol): _losses(0.4),
-        }
+            (1.0, FOLD_TOL): 0.5,
+            (1.0, TOL): 0.5,
+            (0.5, FOLD_TOL): 0.3,
+            (0.5, TOL): 0.3,
+            (0.1, FOLD_TOL): 0.2,
+            (0.1, TOL): 0.4,
+        },
+        [(0.5, -8.0), (0.1, -5.0)],
     )
-    kept, scale_losses = sklaplace._basins.overrule_by_held_out(
-        fit(1.0, -10.0),
-        [lambda: fit(0.5, -8.0), lambda: fit(0.1, -5.0)],
-        held_out,
-        tol,
-    )
-    assert kept[1] == 0.5
     # The winner's scale is chosen on its confirmed folds.
-    np.testing.assert_array_equal(scale_losses.losses, _losses(0.3).losses)
+    assert kept == 0.5 and scale_loss == pytest.approx(0.3)
     assert calls == [
         (1.0, FOLD_TOL),  # the kept fit's, which would choose its scale
         (0.5, FOLD_TOL),  # screened
-        (0.5, tol),  # confirmed ...
-        (1.0, tol),  # ... against the kept fit's at tol
+        (0.5, TOL),  # confirmed ...
+        (1.0, TOL),  # ... against the kept fit's at tol
         (0.1, FOLD_TOL),  # screened against the winner's (tol) losses
-        (0.1, tol),  # confirmed against them: not better than 0.3
+        (0.1, TOL),  # confirmed against them: not better than 0.3
     ]
 
 
@@ -275,24 +284,11 @@ def test_a_challenger_at_the_kept_fixed_point_is_not_weighed():
     """A challenger within 1% of the kept fit in alpha and log likelihood
     (a run that reached the same fixed point) costs no held-out losses; the
     next challenger is still weighed, and wins."""
-    tol = 1e-6
-    fit, held_out, calls = _arbitration(
-        {
-            (1.0, FOLD_TOL): _losses(0.5),
-            (1.0, tol): _losses(0.5),
-            (0.1, FOLD_TOL): _losses(0.3),
-            (0.1, tol): _losses(0.3),
-        }
-    )
-    kept, scale_losses = sklaplace._basins.overrule_by_held_out(
-        fit(1.0, -10.0),
-        [lambda: fit(1.0, -10.05), lambda: fit(0.1, -5.0)],
-        held_out,
-        tol,
-    )
-    assert kept[1] == 0.1
-    assert calls == [(1.0, FOLD_TOL), (0.1, FOLD_TOL), (0.1, tol), (1.0, tol)]
-    np.testing.assert_array_equal(scale_losses.losses, _losses(0.3).losses)
+    means = {(1.0, FOLD_TOL): 0.5, (1.0, TOL): 0.5}
+    means.update({(0.1, FOLD_TOL): 0.3, (0.1, TOL): 0.3})
+    kept, scale_loss, calls = _overrule(means, [(1.0, -10.05), (0.1, -5.0)])
+    assert kept == 0.1 and scale_loss == pytest.approx(0.3)
+    assert calls == [(1.0, FOLD_TOL), (0.1, FOLD_TOL), (0.1, TOL), (1.0, TOL)]
 
 
 def test_no_held_out_rows_compare_nothing():
