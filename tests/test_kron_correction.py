@@ -462,3 +462,59 @@ def test_a_prior_change_that_varies_along_the_rows_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fitted.with_prior_change(np, 2.0 * varying)
+
+
+@pytest.mark.parametrize("scale", [1e-14, 1e-8, 1.0, 1e8, 0.0])
+def test_a_column_block_at_a_multiple_of_the_fitted_prior_is_the_scaled_block(scale):
+    # With s d (the fitted prior's multiple) and s h, M_j = s (diag(rho) +
+    # diag(h_j)): the column block is the scaled corrected block whatever s,
+    # flat directions included. Its thresholds are relative to the data's
+    # own scale, not absolute (1e-12 against tiny data had made every
+    # direction without prior flat). scale=0 is a layer without data (a dead
+    # ReLU layer): h = 0 exactly, and every direction without prior is flat,
+    # as in KronBlock.
+    block, h = _synthetic_block()
+    free = np.flatnonzero(block.rho <= 1e-12 * block.rho.max())
+    assert free.size == 2
+    h[free[0], 1] = 0.0  # no prior and no data: flat in column 1 only
+    s = scale if scale > 0 else 1.0
+    data = scale * h
+    corrected = block.corrected(data)
+    column = ColumnKronBlock(corrected, s * block.row_prior)
+    reference = corrected.scaled(s)
+    expected_flat = [2, 2, 2] if scale == 0 else [0, 1, 0]
+    assert list(column._n_flat) == expected_flat
+    np.testing.assert_allclose(
+        np.sort(column.eigenvalues(), axis=0),
+        np.sort(reference.eigenvalues(), axis=0),
+        rtol=1e-9,
+    )
+    assert column.log_det() == pytest.approx(reference.log_det(), rel=1e-10, abs=1e-8)
+
+
+def test_an_exact_zero_eigenvalue_raises_from_the_log_det():
+    # log_of_positive's contract: a value that is not positive raises, zero
+    # included (log 0 = -inf would give an evidence of +inf). Without prior
+    # (kappa = 0) a datum that vanishes where the prior was is E = 0 exactly;
+    # with a positive prior on every row it is not flat.
+    block, h = _synthetic_block(d=(0.7, 0.5, 1.3, 0.9, 0.4))
+    h[0, 2] = 0.0
+    zero = block.corrected(h).scaled(0.0)
+    assert zero.eigenvalues()[0, 2] == 0.0 and np.all(zero.eigenvalues() >= 0)
+    with pytest.raises(
+        NotPositiveDefiniteError, match="Kronecker block is not positive definite"
+    ):
+        zero.log_det()
+
+
+def test_a_prior_change_through_column_blocks_adds_no_jitter():
+    # KronPosterior.jitter is the largest jitter a block's A + D needed, 0.0
+    # if none: the column blocks decompose no A + D, so a posterior without
+    # jitter keeps none after a prior change that is not a multiple.
+    obj, theta, posterior = _corrected()
+    assert posterior.jitter == 0.0
+    layout = obj.layout
+    new = np.where(layout.bias_mask(), 1.0, 2.5) * obj.prior_precision
+    changed = posterior.with_prior_change(np, new - obj.prior_precision)
+    assert all(isinstance(b, ColumnKronBlock) for b in changed.blocks)
+    assert changed.jitter == 0.0
