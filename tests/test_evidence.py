@@ -1,5 +1,6 @@
 """The Laplace evidence and its MacKay optimisation of alpha."""
 
+import re
 import warnings
 from types import SimpleNamespace
 
@@ -23,6 +24,8 @@ from sklaplace._evidence import (
     EVIDENCE_BOUNDS,
     EVIDENCE_TOL,
     clearly_larger,
+    kept_run,
+    log_marginal_likelihood,
     mackay_update,
     tune_alpha,
     weight_groups,
@@ -1327,3 +1330,193 @@ def test_one_output_bias_made_flat_by_a_per_parameter_alpha_is_minus_infinity():
     # (the data fix that bias) - by hand, 0.5 log(1e-8 / 1e-4) = -4.61.
     assert np.all(np.isfinite(values))
     assert values[1] - values[0] == pytest.approx(0.5 * np.log(1e-4), abs=0.01)
+
+
+def test_fixed_parameters_are_left_out_of_log_det_a():
+    # (Unit-level; tests/test_pruning.py's masked-refit test also catches
+    # dropping `fixed` in log_marginal_likelihood, but only end to end.)
+    # Three parameters, the second held at zero (pruned) with a prior
+    # precision of 2.5 (log 2.5 = 0.92 nats, a difference log det A would
+    # show: at a precision of 1 its log is 0 and leaving it in goes unseen).
+    # The posterior has the identity there. By hand: the evidence of the
+    # model of the two free parameters alone.
+    P_free = np.array([[3.0, 0.4], [0.4, 2.0]])
+    P = np.eye(3)
+    P[np.ix_([0, 2], [0, 2])] = P_free
+    prior = np.array([0.5, 2.5, 0.8])
+    theta = np.array([0.7, 0.0, -0.3])
+    fixed = np.array([False, True, False])
+    free = ~fixed
+    expected = -5.0 - 0.5 * (
+        np.linalg.slogdet(P_free)[1]
+        - np.sum(np.log(prior[free]))
+        + np.sum(prior[free] * theta[free] ** 2)
+    )
+    posterior = FullPosterior.from_precision(np, P)
+    value = log_marginal_likelihood(-5.0, theta, prior, posterior, fixed)
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+
+
+def test_a_mackay_update_within_round_off_of_zero_is_still_positive():
+    # gamma = -2e-8 (round-off for a group of four): MacKay's update is
+    # clamped to the smallest positive float, not gamma / ||w||^2 < 0 (the
+    # docstring's updates are precisions, positive; tune_alpha takes their
+    # log).
+    theta = np.array([1.0, -1.0, 1.0, 1.0, 0.0])
+    group = [np.array([True, True, True, True, False])]
+    updated, gammas = mackay_update(
+        np.full(5, 1.0 + 5e-9), theta, np.array([1.0]), group
+    )
+    assert gammas[0] < 0
+    assert 0 < updated[0] < 1e-300
+
+
+def test_a_cycle_is_found_while_another_group_sits_at_a_bound():
+    # Per layer: group 0 is pinned at the upper bound (its alpha equals the
+    # smallest and largest of the window: within their range), group 1 runs
+    # the 3-cycle of test_tune_alpha_stops_when_the_refits_cycle. The cycle
+    # rule fires as with one group (after 2 + EVIDENCE_PATIENCE refits), not
+    # after EVIDENCE_MAX_UPDATES (a strict "<" at the window's low end never
+    # lets a pinned group lie in range).
+    def cycle(a):
+        return 3.0 if a < 2.5 else 4.0 if a < 3.5 else 2.0
+
+    refits, fit_laplace = _two_group_fits(lambda a: np.array([1e7, cycle(a[1])]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tune_alpha(fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v)
+    assert len(refits) == 2 + evidence_module.EVIDENCE_PATIENCE
+    messages = [str(w.message) for w in caught if w.category is ConvergenceWarning]
+    assert len(messages) == 1 and "no smaller step in 10 refits" in messages[0]
+
+
+def test_the_cycle_warning_names_the_range_of_the_last_patience_refits():
+    # The 3-cycle: the warning's range is the smallest and largest alpha of
+    # the last EVIDENCE_PATIENCE refits (its "from ... to ..." read back).
+    def update(alpha):
+        return 3.0 if alpha < 2.5 else 4.0 if alpha < 3.5 else 2.0
+
+    fits, fit_laplace = _fits_with_update(update)
+    with pytest.warns(ConvergenceWarning, match="the refits cycle") as caught:
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    last = [float(a[0]) for a in tuning.history[-evidence_module.EVIDENCE_PATIENCE :]]
+    message = next(str(w.message) for w in caught if "cycle" in str(w.message))
+    low, high = map(float, re.search(r"from (\S+) to ([^)\s]+)\)", message).groups())
+    np.testing.assert_allclose([low, high], [min(last), max(last)], rtol=1e-3)
+    # The extrapolated alpha (4.43, the third refit) is among them.
+    assert high > 4.4
+
+
+@pytest.mark.parametrize("peak", [True, False], ids=["earlier-refit", "last-refit"])
+def test_the_convergence_warning_says_which_refit_is_kept(peak):
+    # The 3-cycle gives up with a warning. With the second refit's evidence
+    # 10 nats above the others (clearly larger than the last refit's) it is
+    # kept, and the warning says "refit of largest evidence"; with equal
+    # evidence the last refit is kept, and the warning says so.
+    def update(alpha):
+        return 3.0 if alpha < 2.5 else 4.0 if alpha < 3.5 else 2.0
+
+    fits, fit_laplace = _fits_with_update(update)
+    with pytest.warns(ConvergenceWarning, match="the refits cycle") as caught:
+        tuning = tune_alpha(
+            fit_laplace,
+            [np.ones(4, bool)],
+            np.zeros(4),
+            lambda v: v,
+            evidence=lambda fit: 0.0 if peak and len(fits) == 2 else -10.0,  # refit 1
+        )
+    message = next(str(w.message) for w in caught if "cycle" in str(w.message))
+    if peak:
+        assert tuning.fit is fits[1]
+        assert "the refit of largest evidence is kept (alpha [3.])" in message
+    else:
+        assert tuning.fit is fits[-1]
+        assert "the last refit is kept" in message
+
+
+def test_the_convergence_warnings_give_their_reason_and_advice_in_full():
+    # Refits out of iterations (the march of
+    # test_tune_alpha_stops_after_patience_refits_out_of_iterations) and the
+    # cap on refits: each warning ends with its advice, as a sentence.
+    fits, fit_laplace = _fits_with_update(lambda a: a / 2, lambda index: True)
+    with pytest.warns(ConvergenceWarning) as caught:
+        tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    message = str(caught[0].message)
+    assert "short of their MAP, where the evidence does not hold)" in message
+    assert message.endswith(
+        "Standardise the features, increase max_iter or use a fixed alpha."
+    )
+    fits, fit_laplace = _fits_with_update(lambda a: a / 2)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(evidence_module, "EVIDENCE_MAX_UPDATES", 3)
+        with pytest.warns(ConvergenceWarning) as caught:
+            tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    message = str(caught[0].message)
+    assert "did not converge in 3 refits" in message
+    assert message.endswith("Use a fixed alpha.")
+
+
+@pytest.mark.parametrize("n_groups", [1, 2])
+def test_the_bound_warning_ends_with_its_advice(n_groups):
+    # alpha -> 1e7 from any alpha: at the upper bound at the second refit.
+    if n_groups == 1:
+        groups, (_, fit_laplace) = [np.ones(4, bool)], _fits_with_update(lambda a: 1e7)
+    else:
+        update = lambda a: np.full(2, 1e7)  # noqa: E731
+        groups, (_, fit_laplace) = TWO_GROUPS, _two_group_fits(update)
+    with pytest.warns(LaplaceApproximationWarning) as caught:
+        tune_alpha(fit_laplace, groups, np.zeros(4), lambda v: v)
+    message = str(caught[0].message)
+    assert message.startswith("The evidence drove alpha to a bound of")
+    assert (
+        "): MacKay's updates head for a degenerate limit (e.g. one layer's "
+        "weights vanishing" in message
+    )
+    advice = "a fixed alpha" if n_groups == 1 else "alpha='evidence' or a fixed alpha"
+    assert message.endswith(f"Prefer {advice}.")
+
+
+def test_an_extrapolation_past_a_bound_is_clipped_to_it():
+    # Log-linear updates towards 1e7 with ratio 0.5: plain steps 1 -> 3162
+    # -> 1.8e5 (inside the bounds), whose Aitken extrapolation is 1e7,
+    # outside: every refit's alpha lies within EVIDENCE_BOUNDS ("Alphas are
+    # kept inside the bounds"), the third at the upper bound.
+    update = lambda a: 1e7 * (a / 1e7) ** 0.5  # noqa: E731
+    fits, fit_laplace = _fits_with_update(update)
+    with pytest.warns(LaplaceApproximationWarning, match="bound"):
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    history = np.array([float(a[0]) for a in tuning.history])
+    np.testing.assert_allclose(history[:2], [1.0, update(1.0)], rtol=1e-12)
+    assert np.all((EVIDENCE_BOUNDS[0] <= history) & (history <= EVIDENCE_BOUNDS[1]))
+    assert history[2] == EVIDENCE_BOUNDS[1]
+
+
+def test_kept_run_keeps_the_clear_leader_not_the_last_to_beat_the_first():
+    # Runs of evidence -20, -10, -15: the second beats the first by 10 nats;
+    # the third beats the first too, but not the second (by -5): the second
+    # is kept. With ties and small leads the first stays.
+    def runs(*evidence):
+        return [SimpleNamespace(evidence=e) for e in evidence]
+
+    assert kept_run(runs(-20.0, -10.0, -15.0)) == 1
+    assert kept_run(runs(-20.0, -10.0, -5.0)) == 2
+    assert kept_run(runs(-20.0, -18.0, -19.0)) == 0
+    assert kept_run(runs(-20.0)) == 0
+
+
+def test_of_refits_of_equal_evidence_the_first_is_kept():
+    # "first of equals": the second and third refits tie, 10 nats above the
+    # last; the second is kept.
+    fits, fit_laplace = _fits_with_update(
+        lambda a: 3.0 if a < 2.5 else 4.0 if a < 3.5 else 2.0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        tuning = tune_alpha(
+            fit_laplace,
+            [np.ones(4, bool)],
+            np.zeros(4),
+            lambda v: v,
+            evidence=lambda fit: 0.0 if len(fits) in (2, 3) else -10.0,  # refits 1, 2
+        )
+    assert tuning.fit is fits[1] and tuning.kept == 1
