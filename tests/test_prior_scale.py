@@ -24,6 +24,7 @@ from sklaplace._network import ParamLayout, forward, jacobian_factor
 from sklaplace._posterior import DiagPosterior, FullPosterior
 from sklaplace._predictive import probit_logits
 from sklaplace._prior_scale import (
+    MAX_WALK_FACTOR,
     PRIOR_SCALE_GRID,
     ScaledPriorFamily,
     _nearest_one,
@@ -388,11 +389,41 @@ def test_cv_walk_stops_at_the_classical_posterior():
     choice = choose_prior_scale("cv", _Fit(clf), lambda s: short, scales)
     assert choice.scale == scales[25]
     # On a grid without 1 the walk stops at the first scale above it (not at
-    # the nearest in log, 0.5 here, nor at a fixed index).
-    grid = np.array([0.125, 0.25, 0.5, 2.0, 8.0, 32.0])
-    top = _planted_losses(grid, 5, 0.0, 3.0)
+    # the nearest in log, 0.9 here, nor at a fixed index); 0.9 is within a
+    # decade of the best, 8.
+    grid = np.array([0.125, 0.25, 0.5, 0.9, 2.0, 4.0, 8.0])
+    top = _planted_losses(grid, 6, 0.0, 3.0)
     choice = choose_prior_scale("cv", _Fit(clf), lambda s: top, grid)
     assert choice.scale == 2.0
+
+
+def test_cv_walk_goes_at_most_a_decade_below_the_best():
+    clf = LaplaceMLPClassifier((), prior_precision_scale=1.0).fit(X3, Y3)
+    scales = np.logspace(-2, 4, 49)
+    assert MAX_WALK_FACTOR == 10.0
+    # Standard error 0.3 lets the walk go 17 steps (above): from c = 1e3
+    # (index 40) it would reach c = 10 (index 23); it stops a decade below
+    # the best, at c = 100 (index 32, eight steps of the grid's 1.33).
+    wide = _planted_losses(scales, 40, 0.0, 3.0)
+    choice = choose_prior_scale("cv", _Fit(clf), lambda s: wide, scales)
+    assert choice.scale == pytest.approx(100.0, rel=1e-12)
+    # From c = 56.2 (index 30) to 5.62 (index 22) exactly: in floating
+    # point scales[30] / 10 lies just above scales[22], and round-off must
+    # not push the stop to the next scale, 7.5.
+    assert scales[30] / 10 > scales[22]
+    mid = _planted_losses(scales, 30, 0.0, 3.0)
+    choice = choose_prior_scale("cv", _Fit(clf), lambda s: mid, scales)
+    assert choice.scale == scales[22]
+    # Where the standard error ends the walk sooner, the bound does not
+    # matter (spread 0.3: five steps from index 40).
+    short = _planted_losses(scales, 40, 0.0, 0.3)
+    choice = choose_prior_scale("cv", _Fit(clf), lambda s: short, scales)
+    assert choice.scale == scales[35]
+    # Of the two stops, the higher: from c = 3.16 (index 20) a decade down
+    # is 0.316, below 1, so the walk stops at 1 (index 16).
+    low = _planted_losses(scales, 20, 0.0, 3.0)
+    choice = choose_prior_scale("cv", _Fit(clf), lambda s: low, scales)
+    assert choice.scale == 1.0
 
 
 def test_validation_path_reports_the_paired_standard_error():
