@@ -336,6 +336,12 @@ def _planted_losses(scales, best, excess_step, spread, n_rows=100, weight=1.0):
     return HeldOutLosses(curve[None, :] + noise + 1.0, np.full(n_rows, weight))
 
 
+def _cv_scale(clf, scales, best, spread):
+    """The ``"cv"`` scale chosen from planted losses without an excess step."""
+    losses = _planted_losses(scales, best, 0.0, spread)
+    return choose_prior_scale("cv", _Fit(clf), lambda s: losses, scales).scale
+
+
 def test_cv_choice_walks_down_one_paired_standard_error_from_a_planted_best():
     clf = LaplaceMLPClassifier((), prior_precision_scale=1.0).fit(X3, Y3)
     scales = np.logspace(-2, 4, 49)
@@ -376,25 +382,17 @@ def test_cv_walk_stops_at_the_classical_posterior():
     # stays within it for k <= 17 steps down from the best.
     # From c = 10 (index 24) the walk would reach index 7 (c = 0.075): it
     # stops at c = 1.
-    above = _planted_losses(scales, 24, 0.0, 3.0)
-    choice = choose_prior_scale("cv", _Fit(clf), lambda s: above, scales)
-    assert choice.scale == 1.0
+    assert _cv_scale(clf, scales, 24, 3.0) == 1.0
     # A best below 1 (index 12, c = 0.32) is taken, and not walked from
     # (the old walk ran on to the grid's end, c = 0.01).
-    below = _planted_losses(scales, 12, 0.0, 3.0)
-    choice = choose_prior_scale("cv", _Fit(clf), lambda s: below, scales)
-    assert choice.scale == scales[12]
+    assert _cv_scale(clf, scales, 12, 3.0) == scales[12]
     # A short walk that ends above 1 is unchanged: spread 0.3, k = 5.
-    short = _planted_losses(scales, 30, 0.0, 0.3)
-    choice = choose_prior_scale("cv", _Fit(clf), lambda s: short, scales)
-    assert choice.scale == scales[25]
+    assert _cv_scale(clf, scales, 30, 0.3) == scales[25]
     # On a grid without 1 the walk stops at the first scale above it (not at
     # the nearest in log, 0.9 here, nor at a fixed index); 0.9 is within a
     # decade of the best, 8.
     grid = np.array([0.125, 0.25, 0.5, 0.9, 2.0, 4.0, 8.0])
-    top = _planted_losses(grid, 6, 0.0, 3.0)
-    choice = choose_prior_scale("cv", _Fit(clf), lambda s: top, grid)
-    assert choice.scale == 2.0
+    assert _cv_scale(clf, grid, 6, 3.0) == 2.0
 
 
 def test_cv_walk_goes_at_most_a_decade_below_the_best():
@@ -404,26 +402,18 @@ def test_cv_walk_goes_at_most_a_decade_below_the_best():
     # Standard error 0.3 lets the walk go 17 steps (above): from c = 1e3
     # (index 40) it would reach c = 10 (index 23); it stops a decade below
     # the best, at c = 100 (index 32, eight steps of the grid's 1.33).
-    wide = _planted_losses(scales, 40, 0.0, 3.0)
-    choice = choose_prior_scale("cv", _Fit(clf), lambda s: wide, scales)
-    assert choice.scale == pytest.approx(100.0, rel=1e-12)
+    assert _cv_scale(clf, scales, 40, 3.0) == pytest.approx(100.0, rel=1e-12)
     # From c = 56.2 (index 30) to 5.62 (index 22) exactly: in floating
     # point scales[30] / 10 lies just above scales[22], and round-off must
     # not push the stop to the next scale, 7.5.
     assert scales[30] / 10 > scales[22]
-    mid = _planted_losses(scales, 30, 0.0, 3.0)
-    choice = choose_prior_scale("cv", _Fit(clf), lambda s: mid, scales)
-    assert choice.scale == scales[22]
+    assert _cv_scale(clf, scales, 30, 3.0) == scales[22]
     # Where the standard error ends the walk sooner, the bound does not
     # matter (spread 0.3: five steps from index 40).
-    short = _planted_losses(scales, 40, 0.0, 0.3)
-    choice = choose_prior_scale("cv", _Fit(clf), lambda s: short, scales)
-    assert choice.scale == scales[35]
+    assert _cv_scale(clf, scales, 40, 0.3) == scales[35]
     # Of the two stops, the higher: from c = 3.16 (index 20) a decade down
     # is 0.316, below 1, so the walk stops at 1 (index 16).
-    low = _planted_losses(scales, 20, 0.0, 3.0)
-    choice = choose_prior_scale("cv", _Fit(clf), lambda s: low, scales)
-    assert choice.scale == 1.0
+    assert _cv_scale(clf, scales, 20, 3.0) == 1.0
 
 
 def test_validation_path_reports_the_paired_standard_error():
