@@ -132,8 +132,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         likelihood's curvature at the MAP. A float in ``(0.0, inf)`` fixes
         ``c`` (1 is the classical Laplace posterior). ``"cv"`` picks ``c`` on
         a log grid in ``[1e-2, 1e4]`` by the held-out log loss over 5 folds
-        (MAPs to ``max(tol, 1e-4)``; the most cautious ``c`` within one
-        standard error of the best, not below 1 unless the best is, nor best / 10);
+        (MAPs to ``max(tol, 1e-4)``; the most cautious ``c`` within one standard
+        error of the best, not below 1 unless the best is, nor below best / 10);
         ``"validation"`` picks the ``c`` of least log loss on
         ``validation_fraction`` of the rows, held out: the network is fitted
         on the others only (like ``MLPClassifier(early_stopping=True)``);
