@@ -646,16 +646,12 @@ def test_cv_scores_every_fold_with_weight_on_both_sides_and_skips_the_rest():
     assert result is None and trained == []
 
 
-@pytest.mark.parametrize("structure", ["full", "diag"])
-def test_evidence_scale_of_a_pruned_model_is_that_of_the_model_without_the_input(
-    structure,
-):
-    """Pruning input 2 of a linear model and refitting is the model without it.
+def _iris_refit_without_input_2(structure, scale):
+    """A linear iris model refitted with input 2 pruned, and a fit without it.
 
-    The prior scale's evidence must then count the kept parameters only: the
-    pruned ones have no prior (their precision block is the identity), and
-    the whole curve, the chosen scale and the predictive equal those of a
-    fit on the other columns (agreement 1e-11 here; the curve spans 1e5).
+    Returns ``(refit, reference, pruned, X)``: the warm refit of the pruned
+    model, the same model fitted on the other three columns, the pruned
+    estimator (its ``pruned_mask_``) and the standardised features.
     """
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
@@ -663,7 +659,7 @@ def test_evidence_scale_of_a_pruned_model_is_that_of_the_model_without_the_input
         alpha=0.5,
         solver="newton",
         hessian_structure=structure,
-        prior_precision_scale="evidence",
+        prior_precision_scale=scale,
         tol=1e-10,
     )
     clf = LaplaceMLPClassifier((), **params).fit(X, y)
@@ -675,6 +671,21 @@ def test_evidence_scale_of_a_pruned_model_is_that_of_the_model_without_the_input
     pruned.coefs_[0][2] = 0.0
     refit = pruned.set_params(warm_start=True).fit(X, y)
     reference = LaplaceMLPClassifier((), **params).fit(np.delete(X, 2, axis=1), y)
+    return refit, reference, pruned, X
+
+
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_evidence_scale_of_a_pruned_model_is_that_of_the_model_without_the_input(
+    structure,
+):
+    """Pruning input 2 of a linear model and refitting is the model without it.
+
+    The prior scale's evidence must then count the kept parameters only: the
+    pruned ones have no prior (their precision block is the identity), and
+    the whole curve, the chosen scale and the predictive equal those of a
+    fit on the other columns (agreement 1e-11 here; the curve spans 1e5).
+    """
+    refit, reference, pruned, X = _iris_refit_without_input_2(structure, "evidence")
     key = "log_marginal_likelihood"
     np.testing.assert_allclose(
         refit.prior_precision_scale_path_[key],
@@ -817,17 +828,22 @@ def test_infinite_held_out_losses_leave_the_choice_to_the_evidence():
     assert np.all(np.isfinite(clf.predict_proba(X)))
 
 
-def test_held_out_losses_infinite_at_some_scales_still_choose():
-    # Infinite at the narrowest scale only: the held-out rows still choose
-    # (the evidence takes over only where every scale's loss is infinite),
-    # without a warning.
-    fit = SimpleNamespace(
+def _three_parameter_fit():
+    """A stand-in fit: three parameters, a diagonal posterior, a unit prior."""
+    return SimpleNamespace(
         objective=SimpleNamespace(xp=np, fixed=None),
         posterior=DiagPosterior(np.full(3, 2.0)),
         prior_precision=np.ones(3),
         log_likelihood=-1.0,
         theta=np.array([0.5, -0.2, 0.1]),
     )
+
+
+def test_held_out_losses_infinite_at_some_scales_still_choose():
+    # Infinite at the narrowest scale only: the held-out rows still choose
+    # (the evidence takes over only where every scale's loss is infinite),
+    # without a warning.
+    fit = _three_parameter_fit()
     scales = np.array([0.5, 1.0, 2.0, 4.0])
     losses = np.array([[np.inf, 0.9, 0.7, 0.8], [np.inf, 0.8, 0.6, 0.9]])
     with warnings.catch_warnings():
@@ -862,3 +878,182 @@ def test_the_exact_hessian_hint_is_given_below_scale_one_only(
     assert clf.prior_precision_scale_ == 1.0
     said = any("hessian='ggn'" in str(w.message) for w in record)
     assert said == hinted
+
+
+def test_functional_variances_are_none_at_an_exactly_singular_scale():
+    """At ``c = -lambda`` exactly ``P(c)`` is singular: ``None``, as documented.
+
+    ``P = diag(1/4, 4)`` with a unit prior has ``lambda = (-3/4, 3)``, exact in
+    floating point, so at ``c = 3/4`` a shifted eigenvalue is 0 exactly (not
+    positive definite: no covariance, and no 1/0 computed). At ``c = 1`` the
+    covariance is ``J P^{-1} J'`` from the dense inverse.
+    """
+    family = ScaledPriorFamily(FullPosterior(np.diag([0.5, 2.0])), np.ones(2))
+    J = np.array([[[1.0, 2.0], [-0.5, 3.0]]])
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        singular, regular = list(family.functional_variances(np, J, [0.75, 1.0]))
+    assert singular is None
+    expected = J[0] @ np.diag([4.0, 0.25]) @ J[0].T
+    np.testing.assert_allclose(regular[0], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_a_fixed_scale_leaves_the_pruned_block_the_identity(structure):
+    """A fixed prior scale scales the prior of the kept parameters only.
+
+    The pruned ones have no prior (their precision block is the identity at
+    any scale): the posterior at ``prior_precision_scale=3`` of a linear model
+    with input 2 pruned has unit variance there and the log determinant of
+    a fit at scale 3 on the other columns (a scaled pruned block would have
+    variance 1 / (1 + 2 * 0.5) = 0.5 and log det larger by 4 log 2).
+    """
+    refit, reference, pruned, _ = _iris_refit_without_input_2(structure, 3.0)
+    assert refit.prior_precision_scale_ == reference.prior_precision_scale_ == 3.0
+    np.testing.assert_allclose(
+        refit.posterior_.covariance_diagonal(np)[pruned.pruned_mask_], 1.0, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        refit.posterior_.log_det_precision(),
+        reference.posterior_.log_det_precision(),
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(
+    "hessian, scale, hint",
+    [
+        (
+            "exact",
+            0.5,
+            " (the exact Hessian's data part is indefinite there; "
+            "hessian='ggn' is positive semi-definite at every scale)",
+        ),
+        ("exact", 2.0, ""),
+        ("ggn", 0.5, ""),
+    ],
+)
+def test_the_fallback_warning_reads_in_full(monkeypatch, hessian, scale, hint):
+    # The whole message, hint or none (no "None" or stray text where there is
+    # no hint), as the user reads it.
+    _fail_to_factorise_every_scale_but_one(monkeypatch)
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    with pytest.warns(LaplaceApproximationWarning, match="not numerically") as record:
+        clf = LaplaceMLPClassifier(
+            (), hessian=hessian, prior_precision_scale=scale, random_state=0
+        ).fit(X, y)
+    assert clf.prior_precision_scale_ == 1.0
+    expected = (
+        f"The posterior precision at the prior scale {scale:.3g} is not "
+        f"numerically positive definite{hint}; the posterior at scale 1 (the "
+        "MAP's own prior) is used instead."
+    )
+    messages = [str(w.message) for w in record if "not numerically" in str(w.message)]
+    assert messages == [expected]
+
+
+def test_a_flat_prior_family_factorises_each_scale_in_the_fits_namespace(
+    monkeypatch,
+):
+    # With a flat prior on a parameter the family falls back to one Cholesky
+    # per scale; that factorisation runs in the fit's namespace (on a GPU,
+    # there), not on the host. A stand-in namespace records where it ran,
+    # and the covariances equal the dense reference's.
+    class Namespace:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+    fit_xp = Namespace()
+    seen = []
+    original = FullPosterior.with_prior_change
+
+    def spy(self, xp, delta):
+        seen.append(xp)
+        return original(self, xp, delta)
+
+    monkeypatch.setattr(FullPosterior, "with_prior_change", spy)
+    P = np.array([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 1.5]])
+    A = np.array([1.0, 0.5, 0.0])  # flat on the last parameter
+    family = ScaledPriorFamily(FullPosterior(np.linalg.cholesky(P)), A, xp=fit_xp)
+    J = np.random.RandomState(0).normal(size=(4, 2, 3))
+    scales = [0.5, 3.0]
+    got = list(family.functional_variances(np, J, scales))
+    assert len(seen) == 2 and all(xp is fit_xp for xp in seen)
+    for c, cov in zip(scales, got):
+        P_c = P + (c - 1.0) * np.diag(A)
+        expected = np.einsum("nka,ab,nlb->nkl", J, np.linalg.inv(P_c), J)
+        np.testing.assert_allclose(cov, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("structure", ["full", "diag"])
+@pytest.mark.parametrize("scale", [2.0, 0.5, 3.0])
+def test_a_fixed_scale_adds_its_share_of_the_prior_to_the_posterior(structure, scale):
+    # The MAP is not refitted: the posterior at a fixed scale c has precision
+    # P(1) + (c - 1) A, with P(1) the posterior at the MAP's own prior. Every
+    # scale, 2 included, is applied (the MAPs are the same).
+    def fitted(c):
+        return LaplaceMLPClassifier(
+            (),
+            hessian_structure=structure,
+            prior_precision_scale=c,
+            alpha=1.0,
+            random_state=0,
+        ).fit(X3, Y3)
+
+    def precision(clf):
+        post = clf.posterior_
+        if structure == "full":
+            return post.cholesky_factor @ post.cholesky_factor.T
+        return np.diag(post.precision)
+
+    at_one, at_c = fitted(1.0), fitted(scale)
+    assert at_c.prior_precision_scale_ == scale
+    np.testing.assert_array_equal(at_c.coefs_[0], at_one.coefs_[0])
+    A = at_one.prior_precision_
+    expected = precision(at_one) + (scale - 1.0) * np.diag(A)
+    np.testing.assert_allclose(precision(at_c), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_a_tie_is_relative_to_the_size_of_the_best_score():
+    # Round-off is relative: on scores of size 1e3 (an evidence of 1e3 nats)
+    # a difference of 1e-10 (1e-13 relative) is a tie, which goes to the
+    # scale nearest 1, whatever the sign; 1e-6 (1e-9 relative) is not.
+    scales = np.array([0.1, 1.0, 10.0])
+    for size in [1e3, -1e3]:
+        assert _nearest_one(scales, np.array([size - 1e-10, size, size + 5.0])) == 1
+        assert _nearest_one(scales, np.array([size - 1e-6, size, size + 5.0])) == 0
+
+
+def test_a_zero_weight_row_is_no_row_even_where_its_loss_is_infinite():
+    # A row of weight 0 (its losses included, per HeldOutLosses, and possibly
+    # infinite: a row given probability 0) takes no part in the paired
+    # excess, its standard error or the walk: the choice and path are those
+    # without it (the walk goes k = 2 steps down, standard error 0.03).
+    clf = LaplaceMLPClassifier((), prior_precision_scale=1.0).fit(X3, Y3)
+    scales = np.logspace(-2, 4, 49)
+    best = 37
+    noisy = _planted_losses(scales, best, 0.01, 0.3)
+    losses = np.r_[noisy.losses, np.full((1, len(scales)), np.inf)]
+    with_row = HeldOutLosses(losses, np.r_[noisy.weights, 0.0])
+    excess, error = paired_standard_errors(with_row, best)
+    reference = paired_standard_errors(noisy, best)
+    np.testing.assert_allclose(excess, reference[0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(error, reference[1], rtol=1e-12, atol=1e-15)
+    chosen = choose_prior_scale("cv", _Fit(clf), lambda s: with_row, scales)
+    assert chosen.scale == scales[best - 2]
+    np.testing.assert_allclose(chosen.path["cv_standard_error"][: best - 1], 0.03)
+
+
+def test_the_infinite_held_out_loss_warning_reads_in_full():
+    fit = _three_parameter_fit()
+    scales = np.array([0.5, 1.0, 2.0])
+    losses = HeldOutLosses(np.full((2, 3), np.inf), np.ones(2))
+    with pytest.warns(LaplaceApproximationWarning) as record:
+        choice = choose_prior_scale("cv", fit, lambda s: losses, scales)
+    assert [str(w.message) for w in record] == [
+        "The held-out log loss of prior_precision_scale='cv' is infinite at "
+        "every scale (a held-out row given probability 0); the Laplace "
+        "evidence chooses the scale instead."
+    ]
+    assert set(choice.path) == {"scales", "log_marginal_likelihood"}
