@@ -814,3 +814,161 @@ def test_cg_may_take_as_many_steps_as_there_are_parameters():
     )
     assert status == "converged" and n_products <= obj.layout.n_params == 4
     np.testing.assert_allclose(step, -np.linalg.solve(H, gradient), rtol=1e-8)
+
+
+def test_a_direction_that_underflowed_stays_where_it_is():
+    """``_boundary_tau`` along a zero direction: no step (``tau = 0``), not a
+    division by ``d'Md = 0``."""
+    from sklaplace._newton_cg import _boundary_tau
+
+    p, m = np.array([0.3, -0.2]), np.array([2.0, 1.0])
+    assert _boundary_tau(np, p, np.zeros(2), m, 1.0) == 0.0
+
+
+def test_steihaug_cg_stops_on_a_product_that_overflowed():
+    """A non-finite ``d'Hd`` ends CG at once with the step taken so far (none)."""
+    g, m = np.array([1.0, -2.0]), np.ones(2)
+    step, model, status, n = steihaug_cg(
+        np, lambda v: np.array([np.inf, 0.0]), g, m, 10.0, 1e-12, 10
+    )
+    assert status == "not finite" and n == 1
+    np.testing.assert_array_equal(step, np.zeros(2))
+    assert model == 0.0
+
+
+def test_steihaug_cg_says_boundary_for_weak_positive_curvature():
+    """``0 < d'Hd < 1`` is positive curvature: a step that leaves the region
+    is cut at the boundary (line 11 of Alg. 7.2), not labelled negative."""
+    g, m = np.array([1.0, 0.0]), np.ones(2)
+    # d = -g, d'Hd = 0.5; the Newton step (-2, 0) is outside radius 0.1.
+    step, model, status, n = steihaug_cg(np, lambda v: 0.5 * v, g, m, 0.1, 1e-12, 10)
+    assert status == "boundary" and n == 1
+    np.testing.assert_allclose(step, [-0.1, 0.0], rtol=1e-12)
+    np.testing.assert_allclose(model, -0.1 + 0.5 * 0.5 * 0.01, rtol=1e-12)
+
+
+def test_steihaug_cg_with_rtol_zero_stops_at_an_exact_solution():
+    """A residual of exactly zero meets ``rtol = 0``: converged after one
+    product on ``H = I`` (not a further, empty direction)."""
+    g, m = np.array([1.0, -2.0, 0.5]), np.ones(3)
+    step, model, status, n = steihaug_cg(np, lambda v: v, g, m, 1e6, 0.0, 10)
+    assert status == "converged" and n == 1
+    np.testing.assert_array_equal(step, -g)
+    np.testing.assert_allclose(model, -0.5 * g @ g, rtol=1e-12)
+
+
+def _solver_at_start(monkeypatch=None, single=False):
+    """A Newton-CG solver set up at ``make_problem``'s start, curvature built."""
+    obj, theta = make_problem("tanh", 3, (5,), n_samples=60, n_features=4, seed=2)
+    if single:
+        monkeypatch.setattr(sklaplace._newton_cg, "SINGLE_PRECISION_WORK", 0)
+    solver = NewtonCGSolver(obj, tol=1e-10, max_iter=50)
+    solver.setup(theta)
+    solver.update_curvature()
+    return obj, solver
+
+
+def test_the_first_trust_region_allows_a_model_decrease_of_the_loss():
+    """The first radius is ``sqrt(L(theta_0))`` in the preconditioner's norm
+    (1 in the units CG works in): from a start far from the MAP the first
+    CG step ends on that boundary."""
+    obj, solver = _solver_at_start()
+    solver.propose(0)
+    assert solver.cg_status in ("boundary", "negative curvature")
+    loss = float(obj.loss(solver.theta))
+    m_original = solver.m / solver.unit  # the preconditioner in the loss's units
+    norm = np.sqrt(np.sum(m_original * solver.step**2))
+    np.testing.assert_allclose(norm, np.sqrt(loss), rtol=1e-9)
+
+
+def test_a_rejected_step_is_shortened_without_new_products():
+    """After a rejection (a smaller radius) the next trial scales the same step
+    and its model, with no Hessian-vector product (the class docstring)."""
+    obj, solver = _solver_at_start()
+    solver.propose(0)
+    first, products = solver.step.copy(), solver.n_products
+    solver.radius *= 0.25
+    solver.propose(1)
+    assert solver.n_products == products
+    t = solver.step @ first / (first @ first)
+    assert 0 < t < 1
+    np.testing.assert_allclose(solver.step, t * first, rtol=1e-12)
+    H = solver.hessp
+    expected = solver.gradient @ solver.step + 0.5 * solver.step @ H(solver.step)
+    np.testing.assert_allclose(solver.model, expected, rtol=1e-8)
+
+
+@pytest.mark.parametrize("offset, single", [(-1, True), (0, False)])
+def test_single_precision_starts_beyond_its_work_bound(monkeypatch, offset, single):
+    """Single-precision products are allowed where ``n_samples * n_params``
+    exceeds ``SINGLE_PRECISION_WORK`` (and not at the bound itself)."""
+    obj, theta = make_problem("tanh", 3, (5,), n_samples=60, n_features=4, seed=2)
+    work = obj.n_samples * obj.layout.n_params
+    monkeypatch.setattr(sklaplace._newton_cg, "SINGLE_PRECISION_WORK", work + offset)
+    solver = NewtonCGSolver(obj, tol=1e-10, max_iter=50)
+    solver.setup(theta)
+    solver.update_curvature()
+    assert solver.single_allowed is single and solver.single_precision is single
+
+
+def test_single_precision_stops_where_the_preconditioner_spreads_too_far(
+    monkeypatch,
+):
+    """``max(m) / min(m)`` of the curvature diagonal (before the power) above
+    ``MAX_SINGLE_SPREAD`` keeps the products double precision."""
+    obj, solver = _solver_at_start(monkeypatch, single=True)
+    power = sklaplace._newton_cg.PRECONDITIONER_POWER
+    spread = (np.max(solver.m) / np.min(solver.m)) ** (1.0 / power)
+    assert spread > 10  # the bounds below are far apart
+    for bound, single in [(1.01 * spread, True), (0.99 * spread, False)]:
+        monkeypatch.setattr(sklaplace._newton_cg, "MAX_SINGLE_SPREAD", bound)
+        solver.update_curvature()
+        assert bool(solver.single_precision) is single
+
+
+def test_the_model_check_compares_with_a_double_precision_product():
+    """``_model_is_off``: the step's model ``g's + s'Hs/2`` recomputed with one
+    double-precision product; off means by more than ``MODEL_CHECK_RTOL``."""
+    obj, solver = _solver_at_start()
+    solver.propose(0)
+    s, g = solver.step, solver.gradient
+    exact = g @ s + 0.5 * s @ exact_hessian(obj, solver.theta) @ s
+    assert abs(0.5 * s @ exact_hessian(obj, solver.theta) @ s) > 0.01 * abs(exact)
+    products = solver.n_products
+    solver.model = exact * (1 + 1e-6)
+    assert not solver._model_is_off() and solver.n_products == products + 1
+    solver.model = exact * (1 + 1e-2)
+    assert solver._model_is_off()
+    solver.model = exact * (1 - 1e-2)
+    assert solver._model_is_off()
+
+
+@pytest.mark.parametrize(
+    "status, rho, checked",
+    [
+        ("negative curvature", 0.5, True),  # doubtful by its exit
+        ("boundary", 0.5, False),  # a fair step: trusted
+        ("converged", 0.5, False),
+        ("boundary", 0.1, True),  # doubtful by its gain ratio
+        ("converged", 0.1, True),
+    ],
+)
+def test_only_a_doubtful_single_precision_step_is_rechecked(
+    monkeypatch, status, rho, checked
+):
+    """A fresh single-precision step is rechecked in double precision when
+    its gain ratio is below 1/4 or CG left along negative curvature."""
+    obj, solver = _solver_at_start(monkeypatch, single=True)
+    assert solver.single_precision
+    solver.propose(0)  # a step fresh from CG, replaced by a short descent step
+    solver.step = -1e-3 * solver.gradient / np.max(np.abs(solver.gradient))
+    actual = float(obj.loss(solver.theta)) - float(obj.loss(solver.theta + solver.step))
+    assert actual > 0
+    solver.model = -actual / rho  # sets the gain ratio
+    solver.cg_status = status
+    calls = []
+    monkeypatch.setattr(
+        NewtonCGSolver, "_model_is_off", lambda self: calls.append(1) or False
+    )
+    solver.judge()
+    assert bool(calls) is checked

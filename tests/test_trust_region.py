@@ -171,3 +171,62 @@ def test_the_last_of_max_trials_is_tried():
         result = solver.solve(np.array([1.0, 0.5]))
     assert solver.trials == [0, 1, 2]
     assert result.converged and result.n_iter == 1 and result.loss == 0.5
+
+
+class _Idle(_Scripted):
+    """Proposes a step too small to change ``theta``; records any judgement."""
+
+    def propose(self, trial):
+        self.trials.append(trial)
+        self.step = np.zeros(2)
+
+    def judge(self):
+        self.judged = True
+        self.accepted = False
+
+
+def test_a_step_that_cannot_change_theta_stalls_at_once():
+    """A step lost in round-off is not judged: the iteration stalls, which is
+    not running out of iterations, and the warning says so."""
+    solver = _Idle(STUB, tol=1e-8, max_iter=5, accept_at=0)
+    solver.judged = False
+    with pytest.warns(ConvergenceWarning, match="made no progress at iteration 1"):
+        result = solver.solve(np.array([1.0, 0.5]))
+    assert solver.trials == [0] and not solver.judged
+    assert result.n_iter == 1 and not result.converged
+    assert not result.out_of_iterations
+
+
+def test_the_solvers_are_quiet_unless_asked(capsys):
+    solver = _Scripted(STUB, tol=1e-8, max_iter=5, accept_at=0)
+    assert solver.solve(np.array([1.0, 0.5])).converged
+    assert capsys.readouterr().out == ""
+
+
+KINKS = (
+    "ReLU's loss has kinks, where Newton steps stall above the minimum: "
+    "activation='elu' (no kinks) or solver='lbfgs' may go lower."
+)
+COMMON = (
+    "Increase max_iter, standardise the features if they are not, "
+    "increase alpha, or try solver='lbfgs'."
+)
+
+
+@pytest.mark.parametrize(
+    "activation, stalled, advice",
+    [("relu", True, KINKS), ("relu", False, COMMON), ("tanh", True, COMMON)],
+)
+def test_the_warning_advises_what_may_help(activation, stalled, advice):
+    """Only a ReLU network that stalled is told about kinks (and ELU); else
+    the common advice, the same for every solver. It ends the message."""
+    solver = TrustRegionSolver(
+        SimpleNamespace(**{**vars(STUB), "activation": activation}), 1e-8, 10
+    )
+    solver.start(np.array([1.0, 0.5]))
+    solver.check_convergence()
+    with pytest.warns(ConvergenceWarning) as caught:
+        solver.warn_if_not_converged(3, stalled=stalled)
+    assert str(caught[0].message).endswith(
+        f"(scaled gradient 0.25 > tol=1e-08). {advice}"
+    )
