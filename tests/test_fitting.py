@@ -1,6 +1,7 @@
 """fit_network's configuration: what one fit reads, resolved once."""
 
 import copy
+import warnings
 from dataclasses import FrozenInstanceError, fields, replace
 from types import SimpleNamespace
 
@@ -187,3 +188,85 @@ def test_a_network_with_one_input_dependent_logit_does_not_ignore_its_input():
         weights.reshape(fan_in - 1, fan_out)[:] = 0.0
         weights.reshape(fan_in - 1, fan_out)[:, column] = W2[:, column]
         assert not ignores_its_input(obj, varied)
+
+
+def test_validation_scores_a_monte_carlo_predictive_on_the_held_out_rows():
+    """``"validation"`` with ``link_approx="mc"`` scores the MC predictive.
+
+    Only the probit takes the centred-variance shortcut; any other
+    predictive's held-out losses come from the predictive itself, and the
+    scale is chosen on them (not by the evidence).
+    """
+    X, y = _two_blobs(60)
+    clf = LaplaceMLPClassifier(
+        (3,),
+        alpha=1.0,
+        link_approx="mc",
+        n_mc_samples=20,
+        prior_precision_scale="validation",
+        random_state=0,
+    ).fit(X, y)
+    path = clf.prior_precision_scale_path_
+    assert "validation_log_loss" in path and "log_marginal_likelihood" not in path
+    assert np.all(np.isfinite(path["validation_log_loss"]))
+    assert clf.prior_precision_scale_ in path["scales"]
+
+
+def test_validation_holds_out_rows_whose_weights_sum_to_under_one_row():
+    """Positive weight on both sides is enough to hold rows out.
+
+    Weights of 0.01 a row (0.6 rows' worth in all) change only the units of
+    the weights: the held-out rows still choose the scale.
+    """
+    X, y = _two_blobs(60)
+    clf = LaplaceMLPClassifier(
+        (3,), alpha=0.01, prior_precision_scale="validation", random_state=0
+    ).fit(X, y, sample_weight=np.full(60, 0.01))
+    path = clf.prior_precision_scale_path_
+    assert "validation_log_loss" in path and "log_marginal_likelihood" not in path
+
+
+def test_validation_holding_out_no_row_leaves_the_scale_to_the_evidence_quietly():
+    """Nothing held out: the fit is ``"evidence"``'s, with no warning.
+
+    A fraction of 1e-9 holds out none of 20 rows (each is held out with
+    probability 1e-9): every row is fitted, the evidence chooses the scale,
+    and alpha's tuning runs no extra start for held-out losses to weigh
+    (there are none), so it makes the same refits as ``"evidence"``.
+    """
+    X, y = _two_blobs(20)
+    params = dict(alpha="evidence", validation_fraction=1e-9, random_state=0)
+    by_evidence = LaplaceMLPClassifier(
+        (3,), prior_precision_scale="evidence", **params
+    ).fit(X, y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = LaplaceMLPClassifier(
+            (3,), prior_precision_scale="validation", **params
+        ).fit(X, y)
+    assert [str(w.message) for w in caught] == []
+    assert set(clf.prior_precision_scale_path_) == {
+        "scales",
+        "log_marginal_likelihood",
+    }
+    assert clf.prior_precision_scale_ == by_evidence.prior_precision_scale_
+    np.testing.assert_array_equal(clf.coefs_[0], by_evidence.coefs_[0])
+    assert clf.alpha_ == by_evidence.alpha_
+    assert clf.n_iter_ == by_evidence.n_iter_
+
+
+def test_a_warm_start_resumes_a_tuned_alpha_only_where_its_size_fits():
+    """A warm start's tuned ``alpha_`` is the tuning's one start when its size
+    fits the new tuning: a scalar resumes as per-layer alpha (one value per
+    layer); a per-layer alpha does not resume as one scalar, which starts
+    from 1 afresh (and does not fail on the size)."""
+    X, y = _two_blobs(60)
+    clf = LaplaceMLPClassifier(
+        (3,), alpha="evidence", warm_start=True, random_state=0
+    ).fit(X, y)
+    scalar = clf.alpha_
+    clf.set_params(alpha="evidence_per_layer").fit(X, y)
+    np.testing.assert_array_equal(clf.alpha_history_[0], [scalar, scalar])
+    assert np.size(clf.alpha_) == 2
+    clf.set_params(alpha="evidence").fit(X, y)
+    np.testing.assert_array_equal(clf.alpha_history_[0], [1.0])

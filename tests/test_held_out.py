@@ -9,10 +9,12 @@ from sklearn.datasets import load_iris
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
+import sklaplace._held_out
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._held_out import (
     HeldOutLosses,
     _content_hashes,
+    base_rate_loss,
     content_folds,
     cv_log_losses,
     validation_log_losses,
@@ -213,3 +215,212 @@ def test_a_row_whose_loss_is_not_finite_loses_at_every_scale(probit):
     curve = losses.curve()
     assert np.all(curve == np.inf)  # a row of positive weight lost everywhere
     assert _nearest_one(scales, curve) == 1  # ties go to the scale nearest 1
+
+
+def test_rows_of_any_magnitude_spread_over_the_folds():
+    # Features of order 1e-9 (unscaled physical units) are as distinct in
+    # single precision as standardised ones: their rows must spread over
+    # the folds and the validation split like any others, not share one
+    # hash (which would put each class in one fold: never held out).
+    rng = np.random.RandomState(0)
+    X, y = 1e-9 * rng.standard_normal((300, 4)), rng.randint(0, 2, 300)
+    counts = np.bincount(content_folds(X, y, 5, seed=3) + 1, minlength=6)
+    assert counts[0] == 0  # no row left out of every fold
+    assert np.all((counts[1:] > 30) & (counts[1:] < 90))  # about 60 each
+    assert 30 < np.sum(validation_rows(X, y, 0.2, seed=3)) < 90
+
+
+def test_no_rows_give_no_folds_and_no_held_out_rows():
+    X, y = np.empty((0, 3)), np.empty(0, dtype=int)
+    assert content_folds(X, y, 5, seed=0).shape == (0,)
+    assert validation_rows(X, y, 0.2, seed=0).shape == (0,)
+
+
+def test_base_rate_loss_of_a_class_without_fitted_rows_warns_nothing():
+    # Class 2 has no fitted weight: its frequency is 0, its log -inf, with
+    # no RuntimeWarning (divide by zero) reaching the caller, whether a
+    # held-out row has that class (inf) or none does (finite).
+    fitted = (None, np.array([0, 1, 1, 2]), np.array([1.0, 1.0, 2.0, 0.0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lost = base_rate_loss(fitted, (None, np.array([2]), np.ones(1)), 3)
+        kept = base_rate_loss(fitted, (None, np.array([0, 1]), np.ones(2)), 3)
+    assert lost == np.inf
+    assert kept == pytest.approx(-(np.log(0.25) + np.log(0.75)) / 2, rel=1e-12)
+
+
+def test_a_folds_other_warnings_still_reach_the_caller():
+    # Only the repeats of the full fit's warnings (solver, posterior) are
+    # silenced; anything else a fold raises is news and is not swallowed.
+    fold_fit = SimpleNamespace(
+        objective=SimpleNamespace(xp=np, fixed=None, likelihood=None),
+        posterior=SimpleNamespace(structure="diag"),
+        prior_precision=np.ones(2),
+        theta=None,
+    )
+
+    def fit_fold(train):
+        warnings.warn("fold solver", ConvergenceWarning, stacklevel=2)
+        warnings.warn("fold posterior", LaplaceApproximationWarning, stacklevel=2)
+        warnings.warn("fold data", UserWarning, stacklevel=2)
+        return fold_fit
+
+    X, y = np.arange(12.0).reshape(6, 2), np.zeros(6, dtype=int)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cv_log_losses(
+            fit_fold,
+            lambda t, X: iter(()),
+            (X, y, np.ones(6)),
+            np.arange(6) % 3,
+            [1.0],
+            None,
+        )
+    assert [str(w.message) for w in caught] == ["fold data"] * 3
+
+
+# A binary model (one logit) with three parameters, the last one pruned
+# (held at zero: no prior, identity precision, a zero Jacobian column, as
+# the estimator's jacobians give it). Its data precision on the two free
+# parameters and its prior precision 4 (alpha > 1) are set by hand. Row i
+# of the data is the number i, which ``_rows_jacobians`` looks up.
+_P_DATA = np.array([[2.0, 0.3], [0.3, 1.0]])
+_PRIOR = np.full(3, 4.0)
+_LOGITS = np.array([[1.5], [-0.4], [0.7], [2.5]])
+_J = np.concatenate(
+    [np.random.RandomState(1).normal(size=(4, 1, 2)), np.zeros((4, 1, 1))], axis=2
+)
+_LABELS = np.array([1, 0, 0, 1])
+_ROWS = np.arange(4.0)[:, None]
+
+
+def _pruned_binary_fit(xp=np):
+    precision = np.eye(3)
+    precision[:2, :2] = _P_DATA + np.diag(_PRIOR[:2])  # the posterior at scale 1
+    return SimpleNamespace(
+        objective=SimpleNamespace(
+            xp=xp,
+            likelihood=likelihood_for(2),
+            fixed=xp.asarray(np.array([False, False, True])),
+        ),
+        posterior=FullPosterior(np.linalg.cholesky(precision)),
+        prior_precision=_PRIOR,
+        theta=None,
+    )
+
+
+def _rows_jacobians(theta, X, xp=np):
+    rows = X[:, 0].astype(int)
+    yield xp.asarray(_LOGITS[rows]), xp.asarray(_J[rows])
+
+
+def _probit_losses_from_scratch(scales):
+    """-log p(y) of the probit ``f / sqrt(1 + pi/8 var)`` at each scale."""
+    losses = np.empty((len(_LABELS), len(scales)))
+    J = _J[:, 0, :2]
+    for i, c in enumerate(scales):
+        covariance = np.linalg.inv(_P_DATA + c * np.diag(_PRIOR[:2]))
+        variance = np.einsum("np,pq,nq->n", J, covariance, J)
+        g = _LOGITS[:, 0] / np.sqrt(1.0 + np.pi / 8.0 * variance)
+        losses[:, i] = np.logaddexp(0.0, np.where(_LABELS == 1, -g, g))
+    return losses
+
+
+def _never_called(xp, mean, cov):
+    raise AssertionError("the probit's fast path needs no covariances")
+
+
+@pytest.mark.parametrize("probit", [True, False])
+def test_held_out_losses_of_a_pruned_fit_scale_the_free_parameters_only(probit):
+    # The pruned parameter has no prior: P(c) = P_data + c A on the free
+    # block, the identity on the pruned one, positive definite at every
+    # c > 0. Scaling its A as well (1 + (c - 1) 4 < 0 for c < 3/4) would
+    # leave scales 0.1 and 0.5 without a posterior (an inf loss).
+    scales = [0.1, 0.5, 1.0, 3.0]
+    losses = validation_log_losses(
+        _pruned_binary_fit(),
+        _rows_jacobians,
+        (_ROWS, _LABELS, np.ones(4)),
+        scales,
+        probit_logits,
+        probit,
+    ).losses
+    np.testing.assert_allclose(losses, _probit_losses_from_scratch(scales), rtol=1e-10)
+
+
+def test_the_probit_scores_every_scale_from_the_centred_variances_alone():
+    # With probit=True (and a dense J) neither validation_log_losses nor
+    # cv_log_losses (two folds, each scored at the same fit) asks
+    # ``predictive`` for each scale's full covariances.
+    scales = [0.5, 2.0, 30.0]
+    fit, data = _pruned_binary_fit(), (_ROWS, _LABELS, np.ones(4))
+    expected = _probit_losses_from_scratch(scales)
+    got = validation_log_losses(fit, _rows_jacobians, data, scales, _never_called, True)
+    np.testing.assert_allclose(got.losses, expected, rtol=1e-10)
+    folds = np.array([0, 0, 1, 1])
+    got = cv_log_losses(
+        lambda train: fit, _rows_jacobians, data, folds, scales, _never_called, True
+    )
+    np.testing.assert_allclose(got.losses, expected, rtol=1e-10)
+
+
+def test_held_out_losses_use_the_given_predictive_by_default():
+    # probit defaults to False: ``predictive`` moderates the logits. The
+    # plug-in (the MAP's logits, whatever the covariance) gives each row
+    # its plain logistic loss at every scale, not the probit's.
+    scales = [0.5, 2.0]
+    plug_in = lambda xp, mean, cov: mean  # noqa: E731
+    plain = np.logaddexp(0.0, np.where(_LABELS == 1, -1.0, 1.0) * _LOGITS[:, 0])
+    expected = np.repeat(plain[:, None], 2, axis=1)
+    fit, data = _pruned_binary_fit(), (_ROWS, _LABELS, np.ones(4))
+    got = validation_log_losses(fit, _rows_jacobians, data, scales, plug_in)
+    np.testing.assert_allclose(got.losses, expected, rtol=1e-12)
+    folds = np.array([0, 1, 0, 1])
+    got = cv_log_losses(
+        lambda train: fit, _rows_jacobians, data, folds, scales, plug_in
+    )
+    np.testing.assert_allclose(got.losses[[0, 2, 1, 3]], expected, rtol=1e-12)
+
+
+def test_held_out_rows_of_little_weight_are_still_scored():
+    # Weights normalised to sum to one (any held-out total below one) are
+    # weights like any others: the rows are scored, and the loss per unit
+    # weight is that of unit weights.
+    scales = [0.5, 2.0]
+    fit = _pruned_binary_fit()
+    unit, small = (
+        validation_log_losses(
+            fit, _rows_jacobians, (_ROWS, _LABELS, w), scales, probit_logits
+        )
+        for w in (np.ones(4), np.full(4, 0.05))
+    )
+    assert small is not None
+    np.testing.assert_allclose(small.curve(), unit.curve(), rtol=1e-12)
+
+
+def test_the_scaled_family_is_built_in_the_fits_namespace(monkeypatch):
+    # The eigendecomposition of the posterior (O(W^3)) stays in the fit's
+    # namespace (on its device with CuPy), not on the host.
+    xps = pytest.importorskip("array_api_strict")
+    families, original = [], sklaplace._held_out.ScaledPriorFamily
+
+    def spy(*args, **kwargs):
+        families.append(original(*args, **kwargs))
+        return families[-1]
+
+    monkeypatch.setattr(sklaplace._held_out, "ScaledPriorFamily", spy)
+    scales = [0.5, 2.0]
+    got = validation_log_losses(
+        _pruned_binary_fit(xps),
+        lambda theta, X: _rows_jacobians(theta, X, xps),
+        (_ROWS, _LABELS, np.ones(4)),
+        scales,
+        probit_logits,
+        True,
+    )
+    np.testing.assert_allclose(
+        got.losses, _probit_losses_from_scratch(scales), rtol=1e-10
+    )
+    [family] = families
+    assert family.xp is xps
+    assert not isinstance(family._eigen[3], np.ndarray)  # eigenvectors stay in xps
