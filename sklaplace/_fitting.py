@@ -33,12 +33,11 @@ from sklaplace._held_out import (
     validation_log_losses,
     validation_rows,
 )
-from sklaplace._jacobian import logit_factors
 from sklaplace._network import log_equivalent_modes
 from sklaplace._objective import NegLogPosterior, ignores_its_input
 from sklaplace._posterior import laplace_posterior
 from sklaplace._predictive import (
-    logit_jacobians,
+    jacobian_chunks,
     moderated_logits,
     predictive_rows_per_chunk,
 )
@@ -315,10 +314,9 @@ def fit_network(
     probit = link == "probit"
 
     def jacobians(theta, X_out, posterior):
-        # Kronecker and last-layer posteriors take J in factored form.
-        if keep is None and getattr(posterior, "accepts_factored_jacobian", False):
-            return logit_factors(xp, layout, theta, config.activation, X_out)
-        return logit_jacobians(xp, layout, theta, config.activation, X_out, keep)
+        return jacobian_chunks(
+            xp, layout, theta, config.activation, posterior, X_out, keep
+        )
 
     def predictive(xp, mean, cov):
         rows = predictive_rows_per_chunk(link, layout.n_outputs, n_draws)

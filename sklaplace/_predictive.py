@@ -19,6 +19,7 @@ from sklaplace._network import forward, jacobian_factor
 __all__ = [
     "PREDICTIVES",
     "centring",
+    "jacobian_chunks",
     "latent_gaussian",
     "logit_jacobians",
     "map_logits",
@@ -66,6 +67,20 @@ def logit_jacobians(xp, layout, theta, activation, X, keep=None):
         yield fwd.logits, (J if keep is None else J * keep)
 
 
+def jacobian_chunks(xp, layout, theta, activation, posterior, X, keep=None):
+    """Yield the logits and their Jacobian in the form ``posterior`` takes.
+
+    Kronecker and last-layer posteriors take it factored
+    (:func:`~sklaplace._jacobian.logit_factors`: no dense ``J``, whose rows
+    hold ``n_outputs * n_params`` numbers each); the others, and a pruned
+    network (``keep``, whose columns are zeroed), the dense ``J`` of
+    :func:`logit_jacobians`.
+    """
+    if keep is None and getattr(posterior, "accepts_factored_jacobian", False):
+        return logit_factors(xp, layout, theta, activation, X)
+    return logit_jacobians(xp, layout, theta, activation, X, keep)
+
+
 def latent_gaussian(xp, layout, theta, activation, posterior, X, keep=None):
     """Linearised (GLM) predictive of the logits, in row batches.
 
@@ -80,13 +95,7 @@ def latent_gaussian(xp, layout, theta, activation, posterior, X, keep=None):
     cov : array of shape (n_samples, n_outputs, n_outputs)
     """
     means, covs = [], []
-    factored = keep is None and getattr(posterior, "accepts_factored_jacobian", False)
-    chunks = (
-        logit_factors(xp, layout, theta, activation, X)
-        if factored
-        else logit_jacobians(xp, layout, theta, activation, X, keep)
-    )
-    for logits, J in chunks:
+    for logits, J in jacobian_chunks(xp, layout, theta, activation, posterior, X, keep):
         means.append(logits)
         covs.append(posterior.functional_variance(xp, J))
     return xp.concat(means), xp.concat(covs)

@@ -295,3 +295,60 @@ def test_a_prior_change_of_a_nearly_singular_posterior_keeps_its_log_det():
         L @ L.T + np.diag(delta),
         atol=1e-12,
     )
+
+
+def test_a_precision_no_jitter_can_rescue_says_the_last_jitter_tried():
+    # Unit diagonal, off-diagonal 1e30: an eigenvalue of 1 - 1e30, far beyond
+    # the largest jitter, 1e-10 of the largest diagonal entry times 10^29.
+    precision = np.array([[1.0, 1e30], [1e30, 1.0]])
+    with pytest.raises(NotPositiveDefiniteError) as raised:
+        _jittered(np, FullPosterior, precision)
+    last = SINGULAR_RTOL * 10.0 ** (posterior_module._MAX_JITTER_TRIALS - 1)
+    assert str(raised.value) == (
+        "The posterior precision is not positive definite even with a jitter "
+        f"of {last:.3g} on its diagonal."
+    )
+
+
+def test_the_near_singular_warning_gives_the_pivot_ratio_and_what_helps():
+    # Squared pivots 1 and 1e-12 against a largest diagonal entry of 1.
+    posterior = FullPosterior.from_precision(np, np.diag([1.0, 1e-12]))
+    with pytest.warns(LaplaceApproximationWarning) as caught:
+        _warn_if_near_singular(posterior)
+    assert str(caught[0].message) == (
+        "The posterior precision is nearly singular (its smallest Cholesky "
+        "pivot is 1e-12 of its largest diagonal entry): variances along the "
+        "weakly determined directions are dominated by round-off. "
+        + posterior_module._SINGULAR_ADVICE
+    )
+
+
+def test_a_diagonal_precision_that_is_not_positive_is_named():
+    for bad in (np.array([1.0, 0.0]), np.array([1.0, np.nan])):
+        with pytest.raises(NotPositiveDefiniteError) as raised:
+            DiagPosterior.from_precision(np, bad)
+        assert str(raised.value) == "A diagonal precision entry is not positive."
+
+
+@pytest.mark.parametrize(
+    "structure, said",
+    [
+        (
+            "kron",
+            "The Kronecker factorisation exists for the GGN only; the posterior "
+            "uses the generalised Gauss-Newton matrix instead (curvature_='ggn'). "
+            "Pass hessian='ggn', or hessian_structure='full' for the exact Hessian.",
+        ),
+        (
+            "full",
+            "The exact Hessian is not positive definite at the MAP (the optimiser "
+            "stopped where the loss is not locally convex); the posterior uses the "
+            "generalised Gauss-Newton matrix instead (curvature_='ggn'). Tighter "
+            "tol or hessian='ggn' avoids this.",
+        ),
+    ],
+)
+def test_the_exact_hessians_fallback_says_why_and_what_avoids_it(structure, said):
+    with pytest.warns(LaplaceApproximationWarning) as caught:
+        posterior_module._warn_exact_fallback(structure)
+    assert str(caught[0].message) == said

@@ -162,3 +162,31 @@ def test_monte_carlo_noise_is_antithetic_pairs_then_a_zero_row(n_draws):
     np.testing.assert_array_equal(z[half : 2 * half], -z[:half])
     if n_draws % 2:
         np.testing.assert_array_equal(z[-1], 0.0)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [dict(hessian_structure="kron"), dict(subset_of_weights="last_layer")],
+    ids=["kron", "last_layer"],
+)
+def test_factored_posteriors_never_build_the_dense_jacobian(monkeypatch, params):
+    """Kronecker and last-layer posteriors take the logit Jacobian factored,
+    in predictions and in the held-out choice of the scale alike: the dense
+    ``n_outputs x n_params`` rows (the memory they exist to avoid) are never
+    formed, and the latent covariance is the dense formula's."""
+    import sklaplace._predictive as predictive_module
+
+    X, y = make_classification(60, 4, n_informative=3, n_redundant=0, random_state=0)
+    clf = LaplaceMLPClassifier((3,), alpha=1.0, random_state=0, **params)
+    dense_chunks = predictive_module.logit_jacobians
+    monkeypatch.setattr(
+        predictive_module,
+        "logit_jacobians",
+        lambda *args: pytest.fail("a dense logit Jacobian was built"),
+    )
+    clf.fit(X, y)  # the default scale, "cv": held-out losses on every fold
+    _, cov = clf.latent_mean_and_variance(X)
+    theta = clf._layout().pack(np, clf.coefs_, clf.intercepts_)
+    [(_, J)] = dense_chunks(np, clf._layout(), theta, clf.activation, X)
+    expected = clf.posterior_.functional_variance(np, J)
+    np.testing.assert_allclose(cov, expected, rtol=1e-10, atol=1e-14)
