@@ -150,13 +150,18 @@ def test_conditioning_a_singular_full_posterior_jitters_with_a_warning():
     fixed = np.array([False, False, True])
     with pytest.raises(NotPositiveDefiniteError):
         FullPosterior.from_precision(np, post.cholesky_factor @ post.cholesky_factor.T)
-    with pytest.warns(LaplaceApproximationWarning, match="added a jitter"):
+    with pytest.warns(LaplaceApproximationWarning) as caught:
         conditional = post.conditioned_on_zero(fixed)
     L = conditional.cholesky_factor
     P = L @ L.T
     np.testing.assert_allclose(P[2, 2], 1.0)  # the fixed entry: identity
     # The smallest tenfold jitter that works: tiny against the entries.
-    assert 0 < P[0, 0] - 1.0 < 1e-6
+    jitter = P[0, 0] - 1.0
+    assert 0 < jitter < 1e-6
+    assert str(caught[0].message) == (
+        "The conditioned posterior precision is numerically singular; added a "
+        f"jitter of {jitter:.3g} to its diagonal."
+    )
     assert np.all(np.isfinite(conditional.covariance_diagonal(np)))
 
 

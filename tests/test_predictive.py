@@ -190,3 +190,19 @@ def test_factored_posteriors_never_build_the_dense_jacobian(monkeypatch, params)
     [(_, J)] = dense_chunks(np, clf._layout(), theta, clf.activation, X)
     expected = clf.posterior_.functional_variance(np, J)
     np.testing.assert_allclose(cov, expected, rtol=1e-10, atol=1e-14)
+
+
+def test_a_jacobian_row_beyond_the_memory_limit_is_named_before_any_work(
+    monkeypatch,
+):
+    import sklaplace._memory as memory_module
+    from sklaplace.exceptions import MemoryLimitError
+
+    X, y = make_classification(30, 4, n_informative=3, n_redundant=0, random_state=0)
+    clf = LaplaceMLPClassifier((3,), alpha=1.0, random_state=0).fit(X, y)
+    # One row's Jacobian: 4 copies of 8-byte floats, 1 logit x 19 parameters.
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 4 * 8 * 19 - 1)
+    with pytest.raises(MemoryLimitError, match="^The logit Jacobian of one sample "):
+        clf.predict_proba(X)
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 4 * 8 * 19)
+    clf.predict_proba(X)
