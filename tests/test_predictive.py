@@ -206,3 +206,26 @@ def test_a_jacobian_row_beyond_the_memory_limit_is_named_before_any_work(
         clf.predict_proba(X)
     monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 4 * 8 * 19)
     clf.predict_proba(X)
+
+
+def test_monte_carlo_draws_beyond_the_memory_limit_are_named_with_advice(
+    monkeypatch,
+):
+    import sklaplace._memory as memory_module
+    from sklaplace.exceptions import MemoryLimitError
+
+    X, y = make_classification(30, 4, n_informative=3, n_redundant=0, random_state=0)
+    clf = LaplaceMLPClassifier(
+        (3,), alpha=1.0, link_approx="mc", n_mc_samples=100, random_state=0
+    ).fit(X, y)
+    # One row's draws: 4 copies of 8-byte floats, 100 draws x 1 logit.
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 4 * 8 * 100 - 1)
+    with pytest.raises(MemoryLimitError) as raised:
+        clf.predict_proba(X)
+    message = str(raised.value)
+    assert message.startswith("The 100 Monte Carlo draws of one sample would take")
+    assert message.endswith("Use a smaller n_mc_samples or link_approx='probit'.")
+    # The probit holds no draws; at the limit the draws fit.
+    clf.set_params(link_approx="probit").predict_proba(X)
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 4 * 8 * 100)
+    clf.set_params(link_approx="mc").predict_proba(X)
