@@ -1520,3 +1520,143 @@ def test_of_refits_of_equal_evidence_the_first_is_kept():
             evidence=lambda fit: 0.0 if len(fits) in (2, 3) else -10.0,  # refits 1, 2
         )
     assert tuning.fit is fits[1] and tuning.kept == 1
+
+
+# Mutation round (session 32): tune_alpha's stopping rules, the output-bias
+# check.
+def _scripted(log_alphas):
+    """A ``fit_laplace`` (:func:`_fits_with_update`) whose refit ``i`` has the
+    MacKay update ``exp(log_alphas[i + 1])``, whatever its alpha."""
+    script = np.exp(log_alphas)
+    count = []
+
+    def update(alpha):
+        count.append(alpha)
+        return script[len(count)]
+
+    return _fits_with_update(update)
+
+
+# Log alphas: the first step (0.1) is the smallest, every later one larger and
+# of the opposite sign to the one before (never Aitken's). Refit 10 is the
+# first where the cycle rule can fire; its alpha (log 0.5 or 2.5) lies within
+# the range of refits 0-9 only thanks to refit 0 (low end) or refit 9 (high).
+_CYCLE_2_TO_9 = [1.0, 2.0] * 4
+_CYCLE_AFTER = [1.0, 2.0] * 20
+
+
+@pytest.mark.parametrize(
+    "log_alphas",
+    [
+        [0.0, 0.1, *_CYCLE_2_TO_9, 0.5, 2.0, *_CYCLE_AFTER],
+        [0.0, 0.1, *_CYCLE_2_TO_9[:-1], 3.0, 2.5, 1.0, *_CYCLE_AFTER],
+    ],
+    ids=["low-end-from-refit-0", "high-end-from-refit-9"],
+)
+def test_the_cycle_window_is_the_ten_refits_before_the_last(log_alphas):
+    fits, fit_laplace = _scripted(log_alphas)
+    with pytest.warns(ConvergenceWarning, match="the refits cycle") as caught:
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert len(fits) == 1 + evidence_module.EVIDENCE_PATIENCE == 11
+    np.testing.assert_allclose(np.log([a[0] for a in tuning.history]), log_alphas[:11])
+    message = next(str(w.message) for w in caught if "cycle" in str(w.message))
+    assert message.endswith("Use a fixed alpha.")
+
+
+def test_the_cycle_window_leaves_out_the_eleventh_refit_back():
+    # Refit 10's alpha (log 2.5) lies above the range of refits 0-9; refit
+    # 11's (log 0.05) within that of refits 0-10 only thanks to refit 0, not
+    # of refits 1-10: the updates go on; refit 12's (log 1.5) is in range.
+    log_alphas = [0.0, 0.1, *_CYCLE_2_TO_9[::-1], 2.5, 0.05, 1.5, *_CYCLE_AFTER]
+    fits, fit_laplace = _scripted(log_alphas)
+    with pytest.warns(ConvergenceWarning, match="the refits cycle"):
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert len(fits) == 13
+    np.testing.assert_allclose(np.log([a[0] for a in tuning.history]), log_alphas[:13])
+
+
+@pytest.mark.parametrize("end", ["low", "high"])
+def test_the_cycle_window_range_is_each_groups_own(end):
+    # Per layer: group 0 cycles in log alpha [-2, -1], group 1 in [1, 2]. At
+    # refit 10 one group's alpha leaves its own range (group 1 to log 0.5,
+    # below its low but above group 0's; or group 0 to -0.5, above its high
+    # but below group 1's): not a cycle. At refit 11 both are back in range.
+    low = [-1.5, -1.4, *[-1.0, -2.0] * 4]
+    high = [1.5, 1.6, *[1.0, 2.0] * 4]
+    if end == "low":
+        low += [-1.5, -1.8, -1.0]
+        high += [0.5, 1.5, 1.0]
+    else:
+        low += [-0.5, -1.5, -1.0]
+        high += [1.5, 1.8, 1.0]
+    logs = np.array([low + [-1.0, -2.0] * 20, high + [1.0, 2.0] * 20]).T
+    count = []
+
+    def update(alphas):
+        count.append(alphas)
+        return np.exp(logs[len(count)])
+
+    refits, fit_laplace = _two_group_fits(update)
+    with pytest.warns(ConvergenceWarning, match="the refits cycle"):
+        tuning = tune_alpha(
+            fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v, start=np.exp(logs[0])
+        )
+    assert len(refits) == 12
+    np.testing.assert_allclose(np.log(tuning.history), logs[:12])
+
+
+def test_a_refit_that_reaches_its_map_restarts_the_count_from_zero():
+    # The halving march of test_tune_alpha_stops_after_patience_refits_out_of_
+    # iterations, with only the first refit reaching its MAP: the next ten run
+    # out of iterations, and the updates stop after those ten (11 refits).
+    fits, fit_laplace = _fits_with_update(lambda a: a / 2, lambda index: index > 0)
+    with pytest.warns(ConvergenceWarning, match="last 10 refits ran out"):
+        tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert len(fits) == 11
+
+
+def test_a_group_moving_after_a_pinned_step_raises_no_warning():
+    # Per layer: group 0 starts at the upper bound and its update (1e7) is
+    # clipped there, a step of exactly 0; at the second refit it moves to
+    # 1e5. The ratio of its steps divides by zero, which must not surface as
+    # a RuntimeWarning: the updates stop quietly at alphas (1e5, 2).
+    count = []
+
+    def update(alphas):
+        count.append(alphas)
+        return np.array([1e7 if len(count) == 1 else 1e5, 2.0])
+
+    refits, fit_laplace = _two_group_fits(update)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tuning = tune_alpha(
+            fit_laplace,
+            TWO_GROUPS,
+            np.zeros(4),
+            lambda v: v,
+            start=np.array([1e6, 1.0]),
+        )
+    assert len(refits) == 3
+    np.testing.assert_allclose(tuning.alpha, [1e5, 2.0])
+
+
+@pytest.mark.parametrize("n_outputs", [2, 3])
+def test_switching_the_output_biases_flat_is_refused_with_its_reason_in_full(
+    n_outputs,
+):
+    # Two or more logits (a softmax): the full message, for any K > 1.
+    from sklaplace._evidence_at_prior import check_output_bias_prior
+
+    layout = ParamLayout((2, n_outputs))
+    proper = np.ones(layout.n_params)
+    flat = np.where(np.arange(layout.n_params) >= layout.n_params - n_outputs, 0, 1.0)
+    message = (
+        "Switching the output biases' prior between flat (0) and proper changes "
+        "which direction the posterior treats as flat; refit with the new "
+        "bias_prior_precision instead."
+    )
+    for old, new in [(proper, flat), (flat, proper)]:
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            check_output_bias_prior(layout, old, new)
+    check_output_bias_prior(layout, proper, 2 * proper)  # no switch: accepted
+    check_output_bias_prior(ParamLayout((2, 1)), np.ones(3), np.r_[1.0, 1, 0])

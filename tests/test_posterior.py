@@ -357,3 +357,23 @@ def test_the_exact_hessians_fallback_says_why_and_what_avoids_it(structure, said
     with pytest.warns(LaplaceApproximationWarning) as caught:
         posterior_module._warn_exact_fallback(structure)
     assert str(caught[0].message) == said
+
+
+@pytest.mark.parametrize("hessian", ["ggn", "exact"])
+def test_a_jittered_posterior_reports_the_curvature_it_factorised(monkeypatch, hessian):
+    # A singular GGN (a zero row and column: a parameter no row moves and
+    # no prior holds) is factorised with a jitter; the curvature reported
+    # (curvature_) is the GGN's, whichever was asked for.
+    obj, theta = make_problem("tanh", 2, (3,))
+    singular = np.diag(np.r_[0.0, np.ones(obj.layout.n_params - 1)])
+    builders = dict(posterior_module.CURVATURE_BUILDERS)
+    builders["ggn", "full"] = lambda objective, theta: singular.copy()
+    builders["exact", "full"] = lambda objective, theta: singular.copy()
+    monkeypatch.setattr(posterior_module, "CURVATURE_BUILDERS", builders)
+    with pytest.warns(LaplaceApproximationWarning, match="added a jitter"):
+        posterior, kind, jitter = posterior_module.laplace_posterior(
+            obj, theta, hessian, "full"
+        )
+    assert kind == "ggn" and jitter > 0
+    L = posterior.cholesky_factor
+    np.testing.assert_allclose(L @ L.T, singular + jitter * np.eye(len(singular)))
