@@ -7,6 +7,7 @@ same factors: log det, solves, ``J P^{-1} J'``, the covariance diagonal,
 prior changes, the flat softmax direction, and array_api_strict.
 """
 
+import gc
 import pickle
 import warnings
 
@@ -575,3 +576,187 @@ def test_the_input_factor_is_the_weighted_gram_of_the_inputs_with_a_one():
     expected = (X1 * weight[:, None]).T @ X1 / weight.sum()
     got = kron_factors(obj, theta).inputs[0]
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(4, 128), (70, 3)], ids=["wide-out", "r70"])
+def test_the_outer_product_check_reads_every_input_row_of_a_small_layer(shape):
+    """A Jacobian block that is an outer product except on input row 1.
+
+    Up to 127 input rows the check reads them all (``step = r // 64`` is 1
+    whatever the outputs): this block is not an outer product, so it takes
+    the dense transform and gives the dense ``J P^{-1} J'``. A check of
+    every other row (or of a step set by the outputs) skips row 1 and
+    returns the variance of the outer product's fit instead.
+    """
+    r, c = shape
+    rng = np.random.RandomState(7)
+    a = rng.normal(size=(r + 3, r))
+    g = rng.normal(size=(c + 2, c))
+    factors = KroneckerFactors([a.T @ a / r], [g.T @ g / c])
+    prior = np.ones(r * c)
+    post = KronPosterior.from_factors(factors, prior)
+    ahat = np.c_[rng.normal(size=(3, r - 1)), np.ones(3)]
+    delta = rng.normal(size=(3, 2, c))
+    Jb = ahat[:, None, :, None] * delta[:, :, None, :]
+    Jb[:, :, 1, :] += rng.normal(size=(3, 2, c))  # row 1 alone breaks it
+    J = Jb.reshape(3, 2, r * c)
+    P = _dense(factors, prior)
+    np.testing.assert_allclose(
+        post.functional_variance(np, J),
+        J @ np.linalg.solve(P, np.swapaxes(J, 1, 2)),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+
+
+def test_a_sample_without_any_jacobian_takes_the_fast_path_silently():
+    # A row whose delta vanishes (a ReLU layer dead on that sample) has a
+    # zero Jacobian block: its a is 0 (no 0 / 0) and the outer-product
+    # path applies to every row, without a RuntimeWarning.
+    factors = _random_factors(LAYOUT)
+    post = KronPosterior.from_factors(factors, PRIOR)
+    J = _network_jacobian()
+    J[0] = 0.0
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        variance = post.functional_variance(np, J)
+    P = _dense(factors, PRIOR)
+    np.testing.assert_allclose(
+        variance, J @ np.linalg.solve(P, np.swapaxes(J, 1, 2)), rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_array_equal(variance[0], 0.0)
+
+
+def test_the_cache_does_not_mistake_a_freed_jacobian_for_another():
+    """The block caches the transform of ``J`` by a weak reference to it.
+
+    A Jacobian that was freed leaves a dead reference; a later call with
+    another Jacobian, dense or factored, must not be served its transform
+    (other rows: other variances). Checked in both orders against the
+    dense ``J P^{-1} J'``.
+    """
+    obj, theta = make_problem("tanh", 3, hidden=(4, 3), weighted=True, n_samples=9)
+    layout = obj.layout
+    factors = kron_factors(obj, theta)
+    post = KronPosterior.from_factors(factors, obj.prior_precision)
+    P = _dense(factors, obj.prior_precision)
+
+    def dense_variance(J):
+        return J @ np.linalg.solve(P, np.swapaxes(J, 1, 2))
+
+    def jacobians(rows):
+        (_, J), *_ = logit_jacobians(np, layout, theta, "tanh", obj.X[rows])
+        (_, F), *_ = logit_factors(np, layout, theta, "tanh", obj.X[rows])
+        return J, F
+
+    for factored_first in (True, False):
+        J, F = jacobians(slice(0, 5))
+        earlier = F if factored_first else J
+        del J, F
+        post.functional_variance(np, earlier)
+        del earlier  # frees it: the cache holds a dead reference
+        gc.collect()
+        J, F = jacobians(slice(5, 9))
+        later = J if factored_first else F
+        np.testing.assert_allclose(
+            post.functional_variance(np, later),
+            dense_variance(J),
+            rtol=1e-9,
+            atol=1e-12,
+        )
+
+
+ROW_MEANS_MESSAGE = (
+    "The Kronecker-factored posterior adds the prior per input row of each "
+    "layer; a prior precision that varies across a row's outputs (alpha given "
+    "per parameter) is replaced by its row means."
+)
+
+
+def test_a_prior_varying_along_the_rows_of_any_layer_warns():
+    # Only the first of the two layers gets a per-parameter prior (at the
+    # fit) or change (after it): the warning is for any layer so
+    # approximated, not only the last one.
+    varying = PRIOR.copy()
+    varying[LAYOUT.layer_slice(0)] *= np.linspace(0.5, 1.5, 16)
+    with pytest.warns(LaplaceApproximationWarning) as record:
+        KronPosterior.from_factors(_random_factors(LAYOUT), varying)
+    assert [str(w.message) for w in record] == [ROW_MEANS_MESSAGE]
+    post = KronPosterior.from_factors(_random_factors(LAYOUT), PRIOR)
+    with pytest.warns(LaplaceApproximationWarning) as record:
+        post.with_prior_change(np, varying - PRIOR)
+    assert [str(w.message) for w in record] == [ROW_MEANS_MESSAGE]
+
+
+@pytest.mark.parametrize("size", [1e-8, 1.0, 1e4])
+def test_a_row_is_constant_relative_to_its_own_prior(size):
+    # A spread of 1e-6 of the prior within a row is a per-parameter prior
+    # at any size (1e-14 absolute at 1e-8); a spread of a few ulps is
+    # round-off at any size (2e-12 absolute at 1e4): no warning.
+    A, G = _one_layer_factors(0, 3, 2, 1.0)
+    factors = KroneckerFactors([A], [G])
+    varying = np.full(6, size)
+    varying[1] *= 1 + 1e-6
+    with pytest.warns(LaplaceApproximationWarning, match="row means"):
+        KronPosterior.from_factors(factors, varying)
+    rounded = size * (1 + np.array([0, 2, 0, -1, 1, 0]) * np.finfo(float).eps)
+    assert np.ptp(rounded) > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        KronPosterior.from_factors(factors, rounded)
+
+
+def test_a_factor_that_no_jitter_makes_definite_names_the_last_one_tried():
+    # A = diag(1, -1e30) without prior: the jitter grows tenfold from 1e-10
+    # (of the largest diagonal entry, 1) 30 times, to 1e18, and fails.
+    from sklaplace._kron import KronBlock
+
+    with pytest.raises(NotPositiveDefiniteError) as info:
+        KronBlock(np.diag([1.0, -1e30]), np.eye(2), np.zeros(2))
+    assert str(info.value) == (
+        "A Kronecker factor plus its prior is not positive definite even with a "
+        "jitter of 1e+18."
+    )
+
+
+def test_the_kron_posterior_names_what_it_cannot_do():
+    # Removing the prior of a layer whose output factor is singular leaves
+    # zero eigenvalues where the prior was (not flat: the fitted prior was
+    # there).
+    rng = np.random.RandomState(5)
+    a, g = rng.normal(size=(6, 4)), rng.normal(size=(4, 3))
+    C = np.eye(3) - 1.0 / 3.0
+    factors = KroneckerFactors([a.T @ a / 4], [C @ g.T @ g @ C])
+    post = KronPosterior.from_factors(factors, np.ones(12))
+    with pytest.raises(NotPositiveDefiniteError) as info:
+        post.with_prior_change(np, -np.ones(12))
+    assert str(info.value) == (
+        "The Kronecker-factored precision is not positive definite."
+    )
+    with pytest.raises(ValueError) as info:
+        post.conditioned_on_zero(np.zeros(12, dtype=bool))
+    assert str(info.value) == (
+        "A Kronecker-factored posterior cannot be conditioned on pruned weights; "
+        "prune supports hessian_structure='full' or 'diag' with "
+        "subset_of_weights='all'."
+    )
+
+
+def test_no_change_to_a_layer_without_prior_is_silent_and_keeps_the_block():
+    # The prior scale applied to a zero prior is a change of 0: the block is
+    # kept (kappa 1, same eigenbasis), with no 0 / 0 on the way.
+    rng = np.random.RandomState(5)
+    a, g = rng.normal(size=(6, 4)), rng.normal(size=(4, 3))
+    factors = KroneckerFactors([a.T @ a / 4], [g.T @ g])
+    post = KronPosterior.from_factors(factors, np.zeros(12))
+    assert post.jitter == 0.0
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        kept = post.with_prior_change(np, np.zeros(12))
+    (block,) = kept.blocks
+    assert block.S is post.blocks[0].S
+    np.testing.assert_allclose(
+        kept.log_det_precision(),
+        np.linalg.slogdet(np.kron(a.T @ a / 4, g.T @ g))[1],
+        rtol=1e-10,
+    )

@@ -518,3 +518,47 @@ def test_a_prior_change_through_column_blocks_adds_no_jitter():
     changed = posterior.with_prior_change(np, new - obj.prior_precision)
     assert all(isinstance(b, ColumnKronBlock) for b in changed.blocks)
     assert changed.jitter == 0.0
+
+
+def test_a_block_pickled_before_the_jitter_was_split_off_scales_it_with_the_prior():
+    # A KronBlock pickled before the correction holds neither the corrected
+    # eigenvalues nor the jitter's share of rho: its eigenvalues are KFAC's
+    # and a prior scale kappa multiplies all of rho, jitter included
+    # (E = mu m + kappa rho), as it then did.
+    block, _ = _jittered_block()
+    state = block.__getstate__()
+    del state["data"], state["rho_jitter"]
+    old = object.__new__(KronBlock)
+    old.__setstate__(state)
+    kfac = block.mu[:, None] * block.m[None, :]
+    for kappa in (1.0, 2.0, 0.5):
+        np.testing.assert_allclose(
+            old.scaled(kappa).eigenvalues(),
+            kfac + kappa * block.rho[:, None],
+            rtol=1e-12,
+        )
+
+
+@pytest.mark.parametrize("corrected", [False, True], ids=["kfac", "ekfac"])
+def test_a_multiple_of_a_jittered_blocks_prior_keeps_its_basis_and_jitter(corrected):
+    # The multiple is judged on the prior without the jitter: twice d is a
+    # scale (kappa 2, the same S), not a new prior to decompose anew (a new
+    # jitter, KFAC) or a ColumnKronBlock (EKFAC).
+    block, h = _jittered_block()
+    block = block.corrected(h) if corrected else block
+    d = block.row_prior - block.jitter
+    doubled = block.with_row_prior(2.0 * d)
+    assert isinstance(doubled, KronBlock)
+    assert doubled.kappa == pytest.approx(2.0, rel=1e-12)
+    assert doubled.S is block.S and doubled.jitter == block.jitter
+    c = block.shape[1]
+    if corrected:
+        data = _basis(block) @ np.diag(h.ravel()) @ _basis(block).T
+    else:
+        data = np.kron(block.inputs, block.outputs)
+    prior = np.kron(np.diag(2.0 * d + block.jitter), np.eye(c))
+    np.testing.assert_allclose(
+        doubled.log_det(),
+        np.linalg.slogdet(data + prior)[1],
+        rtol=1e-5,  # jittered directions: condition ~1e11
+    )

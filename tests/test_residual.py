@@ -338,3 +338,39 @@ def test_a_zero_scale_from_an_old_pickle_leaves_its_feature_out_of_the_distance(
     np.testing.assert_allclose(
         variance, 2.0 * np.maximum(expected / 1.5 - 1.0, 0.0) ** 3, rtol=1e-13
     )
+
+
+def test_a_cube_beyond_float64_is_capped_silently():
+    # At 1e120 radii the distance is finite but its cube is not: the
+    # variance is the cap, with no overflow warning (distances that are
+    # themselves inf, at 1e300, do not exercise the cube's overflow).
+    X = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
+    envelope = data_envelope(X, np.ones(4))
+    far = np.array([[1e120, 0.0], [0.0, -3e150]])
+    assert np.all(np.isfinite(envelope.distance(far)))
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        variance = residual_variance(envelope, 0.5, far)
+    np.testing.assert_array_equal(variance, 1e300)
+
+
+def test_logit_spread_centres_two_logits_too():
+    # Any K > 1 logits are centred per row: two logits (l, -l) + s_n, with
+    # a common shift s_n per row, spread as l; uncentred they would not.
+    rng = np.random.RandomState(4)
+    half = rng.normal(size=30)
+    logits = np.column_stack([half, -half]) + rng.normal(scale=5.0, size=(30, 1))
+    np.testing.assert_allclose(logit_spread(logits, np.ones(30)), np.var(half))
+
+
+def test_the_round_off_floor_of_a_feature_near_zero_is_1e_12():
+    # Round-off of a mean of at most 1 is ~1e-16: a spread of 1.5e-12 about
+    # 0 is real (its own scale), one of 5e-13 is taken as none (the median
+    # spread of the two others).
+    rng = np.random.RandomState(5)
+    z = rng.normal(size=40)
+    z = (z - z.mean()) / z.std()
+    X = np.column_stack([rng.normal(size=40), 1.5e-12 * z, 5e-13 * z])
+    envelope = data_envelope(X, np.ones(40))
+    np.testing.assert_allclose(envelope.scale[1], 1.5e-12, rtol=1e-9)
+    assert envelope.scale[2] == pytest.approx(np.median([X[:, 0].std(), 1.5e-12]))
