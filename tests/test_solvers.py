@@ -302,3 +302,89 @@ def test_running_out_of_iterations_is_told_from_a_stall():
         stalled = minimize_map(obj, theta, "newton-cg", 1e-300, 500)
     assert stalled.n_iter < 500 and not stalled.converged
     assert not stalled.out_of_iterations
+
+
+@pytest.mark.parametrize("max_iter", [1, 3])
+def test_lbfgs_few_iterations_are_not_cut_short_by_the_evaluation_budget(max_iter):
+    # The budget of loss evaluations grows with max_iter from a floor (20
+    # beyond 4 per iteration): a handful of iterations from a far start,
+    # whose line searches take several evaluations each, still all run.
+    obj, theta = make_problem("elu", 3, (4, 3), n_samples=40)
+    with pytest.warns(ConvergenceWarning, match=f"after {max_iter} iterations"):
+        result = minimize_map(obj, 10.0 * theta, "lbfgs", 1e-14, max_iter)
+    assert result.n_iter == max_iter and result.out_of_iterations
+
+
+def _scipy_stopped(monkeypatch, status, message):
+    """Make SciPy's L-BFGS-B return at once, unconverged, with ``status``."""
+    import scipy.optimize
+
+    def stopped(fun, x0, **kwargs):
+        _, gradient = fun(x0)
+        return scipy.optimize.OptimizeResult(
+            x=x0, fun=1.0, jac=np.full_like(gradient, 0.5), nit=7,
+            status=status, message=message,
+        )  # fmt: skip
+
+    monkeypatch.setattr(scipy.optimize, "minimize", stopped)
+
+
+@pytest.mark.parametrize(
+    "status, activation, reason, advice",
+    [
+        (
+            1,
+            "relu",
+            "did not converge after 7 iterations",
+            "Increase max_iter, standardise the features if they are not, or try "
+            "solver='newton-cg'.",
+        ),
+        (
+            2,
+            "relu",
+            "stopped after 7 iterations, its line search finding no lower loss "
+            "(ABNORMAL)",
+            "ReLU's loss has kinks, where line searches stall above the minimum: "
+            "activation='elu' (no kinks) may go lower.",
+        ),
+        (
+            2,
+            "tanh",
+            "stopped after 7 iterations, its line search finding no lower loss "
+            "(ABNORMAL)",
+            "Standardise the features, increase alpha or try solver='newton-cg'.",
+        ),
+    ],
+)
+def test_lbfgs_warning_says_why_it_stopped_and_what_may_help(
+    monkeypatch, status, activation, reason, advice
+):
+    """SciPy's status 1 is out of iterations; any other unconverged stop is
+    its line search's (SciPy's bare "ABNORMAL: " quoted without its colon),
+    where more iterations do not help and only ReLU is told about kinks."""
+    obj, theta = make_problem(activation, 2, (3,), n_samples=20)
+    _scipy_stopped(monkeypatch, status, "ABNORMAL: ")
+    with pytest.warns(ConvergenceWarning) as caught:
+        result = minimize_map(obj, theta, "lbfgs", 1e-8, 100)
+    # A scaled gradient of 0.5 / 20 rows.
+    assert str(caught[0].message) == (
+        f"L-BFGS {reason}; scaled gradient 0.025 > tol=1e-08. {advice}"
+    )
+    assert not result.converged and result.n_iter == 7
+    assert result.out_of_iterations is (status == 1)
+
+
+@pytest.mark.parametrize(
+    "solver, prefix",
+    [("newton", "Newton iter 1: "), ("newton-cg", "Newton-CG iter 1: "),
+     ("lbfgs", "L-BFGS iter: ")],
+)  # fmt: skip
+def test_each_solver_prints_only_when_asked(capsys, solver, prefix):
+    from sklaplace._solvers import SOLVERS
+
+    obj, theta = make_problem("tanh", 2, (3,), n_samples=30)
+    SOLVERS[solver](obj, theta, 1e-6, 50)  # the solver's own default
+    minimize_map(obj, theta, solver, 1e-6, 50)
+    assert capsys.readouterr().out == ""
+    minimize_map(obj, theta, solver, 1e-6, 50, verbose=1)
+    assert capsys.readouterr().out.startswith(prefix)
