@@ -198,6 +198,7 @@ def check_feature_scale(X, sample_weight):
     """
     with np.errstate(over="ignore", invalid="ignore"):
         second_moments = np.sum(sample_weight[:, None] * (X * X), axis=0)
+        total = np.sum(sample_weight)  # an overflowing total: the caller refuses it
     bad = np.flatnonzero(~np.isfinite(second_moments))
     if bad.size:
         raise ValueError(
@@ -208,7 +209,7 @@ def check_feature_scale(X, sample_weight):
             f"{np.max(np.abs(X)):.3g}). Standardise the features (e.g. "
             "sklearn.preprocessing.StandardScaler)."
         )
-    rms = np.sqrt(second_moments / np.sum(sample_weight))
+    rms = np.sqrt(second_moments / total)
     low, high = FEATURE_SCALE_RANGE
     odd = np.flatnonzero((rms > high) | ((rms < low) & (rms > 0)))
     if odd.size:

@@ -311,3 +311,22 @@ def test_the_estimator_takes_another_librarys_arrays_under_dispatch():
         score = clf.score(xps.asarray(X), xps.asarray(y))
     np.testing.assert_array_equal(proba, expected.predict_proba(X))
     assert score == expected.score(X, y)
+
+
+def test_another_librarys_labels_come_to_the_host_without_dispatch(strict_backend):
+    """``y`` (and ``X``, ``sample_weight``) of a library that refuses
+    NumPy's implicit conversion, as CuPy does, are moved to the host
+    explicitly: the fit and predictions are those of the NumPy input."""
+    X, y = np.random.RandomState(0).normal(size=(40, 3)), np.arange(40) % 2
+    w = np.arange(1.0, 41.0)
+    params = dict(
+        hidden_layer_sizes=(2,), alpha=1.0, prior_precision_scale=1.0, random_state=0
+    )
+    expected = LaplaceMLPClassifier(**params).fit(X, y, sample_weight=w)
+    clf = LaplaceMLPClassifier(**params).fit(
+        xps.asarray(X), xps.asarray(y), sample_weight=xps.asarray(w)
+    )
+    np.testing.assert_array_equal(clf.classes_, [0, 1])
+    np.testing.assert_array_equal(
+        clf.predict_proba(xps.asarray(X)), expected.predict_proba(X)
+    )

@@ -566,3 +566,47 @@ def test_predictions_use_the_activation_the_weights_were_fitted_with():
     refitted = clf.fit(X, y)  # the new activation applies from its own fit
     tanh = LaplaceMLPClassifier((8,), "tanh", alpha=1.0, random_state=0).fit(X, y)
     np.testing.assert_array_equal(refitted.predict_proba(X), tanh.predict_proba(X))
+
+
+def test_a_warm_refit_keeps_the_monte_carlo_draws_of_a_random_state_instance():
+    # A RandomState instance advances with every fit: a cold refit draws new
+    # Monte Carlo seeds (probabilities about 1e-2 apart with 10 draws), a
+    # warm one keeps the fitted seed, so that refitting on the same data
+    # changes the probabilities only by the MAP's drift (convex: no hidden
+    # layer, tol 1e-10).
+    X, y = make_classification(60, 3, n_informative=2, n_redundant=0, random_state=0)
+    params = dict(
+        hidden_layer_sizes=(),
+        alpha=1.0,
+        prior_precision_scale=1.0,
+        link_approx="mc",
+        n_mc_samples=10,
+        tol=1e-10,
+    )
+    warm = LaplaceMLPClassifier(
+        warm_start=True, random_state=np.random.RandomState(0), **params
+    )
+    first = warm.fit(X, y).predict_proba(X)
+    np.testing.assert_allclose(warm.fit(X, y).predict_proba(X), first, atol=1e-8)
+    cold = LaplaceMLPClassifier(random_state=np.random.RandomState(0), **params)
+    cold_first = cold.fit(X, y).predict_proba(X)
+    np.testing.assert_allclose(cold_first, first, atol=1e-8)
+    assert np.max(np.abs(cold.fit(X, y).predict_proba(X) - first)) > 1e-3
+
+
+def test_the_dense_copy_of_a_sparse_x_is_counted_at_8_bytes_a_value(monkeypatch):
+    # 24 x 3 float64 is exactly 576 bytes: at a limit of 576 it is densified,
+    # at 575 refused, with the advice of what to reduce.
+    X = sp.csr_matrix(np.random.RandomState(0).normal(size=(24, 3)))
+    clf = LaplaceMLPClassifier(**TINY_NET).fit(X, ALTERNATING_Y)
+    proba = clf.predict_proba(X)
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 576)
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 575)
+    with pytest.raises(MemoryLimitError) as caught:
+        clf.predict_proba(X)
+    message = str(caught.value)
+    assert message.startswith("the dense copy of the 24 x 3 sparse X would take")
+    assert message.endswith(
+        "Reduce the features (e.g. TruncatedSVD) or the rows per call."
+    )

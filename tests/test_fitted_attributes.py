@@ -221,3 +221,23 @@ def test_the_posterior_jitter_is_the_kept_fits(monkeypatch):
     kept = [i for i, fit in enumerate(fits) if np.array_equal(fit.theta, theta)]
     assert len(kept) == 1 and kept[0] < len(fits) - 1
     assert clf.posterior_jitter_ == fits[kept[0]].jitter
+
+
+def test_the_evidence_of_a_pruned_estimator_is_refused_with_the_remedy(fitted):
+    # prune() drops the log likelihood (it needs the data): the evidence at
+    # any prior, the fitted one included, is refused, not computed from None.
+    from sklaplace import prune
+
+    clf, _ = fitted
+    pruned = prune(clf, 0.25)
+    assert pruned.log_likelihood_ is None
+    expected = (
+        "The log evidence of a pruned estimator is not available: it needs the "
+        "training data. Refit with warm_start=True (it re-trains the kept "
+        "weights and keeps the pruned ones at zero) to get it."
+    )
+    for kwargs in ({}, {"alpha": 1.0}):
+        with pytest.raises(ValueError) as caught:
+            pruned.log_marginal_likelihood(**kwargs)
+        assert str(caught.value) == expected
+    assert np.isfinite(clf.log_marginal_likelihood(alpha=1.0))

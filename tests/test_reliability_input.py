@@ -206,7 +206,16 @@ BAD_PREDICT = [
 ]
 
 
-@pytest.mark.parametrize("method", ["predict", "predict_proba", "predict_log_proba"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "predict",
+        "predict_proba",
+        "predict_log_proba",
+        "decision_function",
+        "latent_mean_and_variance",
+    ],
+)
 @pytest.mark.parametrize(
     "X_bad, error, match",
     [case[1:] for case in BAD_PREDICT],
@@ -632,3 +641,128 @@ def test_identical_rows_merge_into_one_canonical_weighted_row():
     order = [4, 3, 1, 0, 2]
     for a, b in zip(merged, merge_identical_rows(X[order], y[order], weight[order])):
         np.testing.assert_array_equal(a, b)
+
+
+def test_non_finite_moderated_logits_are_refused_naming_the_rows(fitted, monkeypatch):
+    """The predictive's own output is checked too, after the logits' Gaussian.
+
+    Finite logits and covariances give finite moderated logits with every
+    link in exact arithmetic, so a stand-in predictive returns an ``inf`` in
+    row 2 and a ``nan`` in row 5: every method that goes through it refuses
+    them, naming those rows of the 24 and what overflowed; the latent
+    Gaussian, which does not, is unaffected.
+    """
+    import sklaplace._fitted as fitted_module
+
+    original = fitted_module.moderated_logits
+
+    def overflowing(*args, **kwargs):
+        logits = np.array(original(*args, **kwargs))
+        logits[2, 0], logits[5, 0] = np.inf, np.nan
+        return logits
+
+    monkeypatch.setattr(fitted_module, "moderated_logits", overflowing)
+    pattern = (
+        r"^The moderated logits overflowed \(are not finite\) for 2 of 24 "
+        r"samples \(rows \[2, 5\]\):"
+    )
+    for method in (
+        "predict",
+        "predict_proba",
+        "predict_log_proba",
+        "decision_function",
+    ):
+        with pytest.raises(ValueError, match=pattern):
+            getattr(fitted, method)(X)
+    assert np.all(np.isfinite(fitted.latent_mean_and_variance(X)[0]))
+
+
+@pytest.mark.parametrize(
+    "n_bad, listed", [(5, "[0, 1, 2, 3, 4]"), (6, "[0, 1, 2, 3, 4], ...")]
+)
+def test_the_overflow_error_lists_five_features_and_marks_more(n_bad, listed):
+    """Five overflowing columns are listed in full; a sixth adds ``, ...``."""
+    from sklaplace._validation import check_feature_scale
+
+    Xs = np.c_[X, X, X][:, :7] * np.r_[np.full(n_bad, 1e200), np.ones(7 - n_bad)]
+    largest = f"{np.max(np.abs(Xs)):.3g}"
+    expected = (
+        f"for {n_bad} feature(s) (columns {listed}; largest |X| = {largest}). "
+        "Standardise the features"
+    )
+    with pytest.raises(ValueError) as caught:
+        check_feature_scale(Xs, np.ones(len(Xs)))
+    assert expected in str(caught.value)
+
+
+def test_the_feature_scale_warning_text_in_full():
+    """The whole message of one feature too large and one too small."""
+    from sklaplace._validation import check_feature_scale
+
+    Xs = X * np.array([1.0, 1e4, 1e-4])
+    rms = np.sqrt(np.mean(Xs**2, axis=0))  # unit weights: the plain RMS
+    expected = (
+        "2 feature(s) have a root mean square outside [0.001, 100]: "
+        f"{rms[1]:.2g} (feature 1), {rms[2]:.2g} (feature 2). The prior treats "
+        "every weight alike: a large feature is in effect under a far weaker "
+        "prior and saturates or swamps the first layer; a tiny one is in effect "
+        "under a far stronger prior, which can flatten the fit to the base rate. "
+        "Standardise the features, e.g. "
+        "make_pipeline(StandardScaler(), LaplaceMLPClassifier())."
+    )
+    with pytest.warns(FeatureScaleWarning) as caught:
+        check_feature_scale(Xs, np.ones(len(Xs)))
+    assert [str(w.message) for w in caught] == [expected]
+
+
+@pytest.mark.parametrize(
+    "weight, expected",
+    [
+        (
+            _with(np.ones(24), 0, 1e300),
+            "sample_weight sums to 1e+300 rows' worth, more than float64 counts "
+            f"to one row ({2.0**53:.3g}): divide the weights",
+        ),
+        (
+            np.full(24, 1e-200),
+            "sample_weight sums to 2.4e-199 rows' worth, numerically zero (under "
+            f"{2.0**-53:.3g}): the prior would be the posterior to round-off. "
+            "Multiply the weights",
+        ),
+    ],
+    ids=["too-large", "too-small"],
+)
+def test_the_total_weight_error_in_full(no_heavy_work, weight, expected):
+    remedy = (
+        " by a common factor (only their ratios and the prior's strength "
+        "relative to them matter)."
+    )
+    with pytest.raises(ValueError) as caught:
+        LaplaceMLPClassifier(**SMALL).fit(X, Y, sample_weight=weight)
+    assert str(caught.value) == expected + remedy
+
+
+def test_a_total_weight_that_overflows_is_refused_without_a_numpy_warning(
+    no_heavy_work,
+):
+    # Two weights of 1e308 sum to inf: the ValueError, not NumPy's overflow
+    # RuntimeWarning on the way to it (the feature-scale check, which runs
+    # first, had summed them outside np.errstate).
+    weight = _with(np.ones(24), [0, 1], 1e308)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="sums to inf rows' worth, more than"):
+            LaplaceMLPClassifier(**SMALL).fit(0.01 * X, Y, sample_weight=weight)
+
+
+def test_the_zero_weight_class_warning_in_full():
+    from sklaplace._validation import validate_fit_data
+
+    y = np.arange(24) % 3
+    with pytest.warns(UserWarning) as caught:
+        validate_fit_data(LaplaceMLPClassifier(), X, y, np.where(y == 2, 0.0, 1.0))
+    assert [str(w.message) for w in caught] == [
+        "Classes [2] have rows in y but zero total sample_weight: no row informs "
+        "their probabilities, which come from the prior and the posterior's "
+        "width alone. Drop those rows to leave the classes out of classes_."
+    ]
