@@ -48,7 +48,8 @@ fi
 # out: they test the solvers more than these modules; so is the GridSearchCV
 # test, whose n_jobs=2 workers crash mutmut 3.8.1 (a KeyError on a process
 # id). tests/test_warning_location.py cannot be in a list: mutmut's wrappers
-# add the stack frames it counts.
+# add the stack frames it counts. A round on _solvers needs the L-BFGS tests:
+# DESELECT="not prefers_its_alpha and not grid_search".
 DESELECT="${DESELECT:-not lbfgs and not prefers_its_alpha and not grid_search}"
 
 rm -rf "$WORKDIR"
