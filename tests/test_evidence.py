@@ -1660,3 +1660,57 @@ def test_switching_the_output_biases_flat_is_refused_with_its_reason_in_full(
             check_output_bias_prior(layout, old, new)
     check_output_bias_prior(layout, proper, 2 * proper)  # no switch: accepted
     check_output_bias_prior(ParamLayout((2, 1)), np.ones(3), np.r_[1.0, 1, 0])
+
+
+# Mutation round (session 33): the rest of tune_alpha (its return, the bound
+# warning's text).
+@pytest.mark.parametrize("n_groups", [1, 2])
+def test_the_bound_warning_gives_its_causes_in_full(n_groups):
+    # alpha -> 1e7 from any alpha: at the upper bound at the second refit,
+    # converged there, so the bound's warning is the only one; its text in
+    # full (test_the_bound_warning_ends_with_its_advice reads its two ends).
+    if n_groups == 1:
+        groups, (_, fit_laplace) = [np.ones(4, bool)], _fits_with_update(lambda a: 1e7)
+        shown, advice = "[1000000.]", "a fixed alpha"
+    else:
+        update = lambda a: np.full(2, 1e7)  # noqa: E731
+        groups, (_, fit_laplace) = TWO_GROUPS, _two_group_fits(update)
+        shown, advice = "[1000000. 1000000.]", "alpha='evidence' or a fixed alpha"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tune_alpha(fit_laplace, groups, np.zeros(4), lambda v: v)
+    assert [w.category for w in caught] == [LaplaceApproximationWarning]
+    assert str(caught[0].message) == (
+        f"The evidence drove alpha to a bound of (1e-06, 1000000.0) ({shown}): "
+        "MacKay's updates head for a degenerate limit (e.g. one layer's weights "
+        "vanishing while the next layer's grow, separable data, or data that "
+        "say little: features with no signal, or a sample_weight summing to few "
+        "rows' worth, as the likelihood counts weights as repetitions), where "
+        f"the evidence need not be larger. Prefer {advice}."
+    )
+
+
+def test_only_a_run_that_converged_names_its_fixed_point():
+    # The held-out losses weigh a run's fixed point (its last refit) only
+    # where the updates converged (sklaplace._fitting's challengers): a run
+    # that gave up, at a cycle or at the cap on refits, has none.
+    def cycle(alpha):
+        return 3.0 if alpha < 2.5 else 4.0 if alpha < 3.5 else 2.0
+
+    _, fit_laplace = _fits_with_update(cycle)
+    with pytest.warns(ConvergenceWarning, match="the refits cycle"):
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert tuning.fixed_point is None
+    _, fit_laplace = _fits_with_update(lambda a: a / 2)  # the halving march
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(evidence_module, "EVIDENCE_MAX_UPDATES", 2)
+        with pytest.warns(ConvergenceWarning, match="did not converge in 2 refits"):
+            tuning = tune_alpha(
+                fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v
+            )
+    assert tuning.fixed_point is None
+    # Converged: MacKay's update gives 2 from any alpha, so the second
+    # refit's step is 0, and it is the fixed point (index 1).
+    fits, fit_laplace = _fits_with_update(lambda a: 2.0)
+    tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert len(fits) == 2 and tuning.fixed_point == tuning.kept == 1
