@@ -1,10 +1,17 @@
 """Gradient, exact Hessian and Hessian-vector products against finite differences."""
 
+import re
+
 import numpy as np
+import pytest
 
 from sklaplace._curvature import CURVATURE_BUILDERS, exact_hessian, ggn_hessian
+from sklaplace._likelihood import Categorical
+from sklaplace._network import ParamLayout
 from sklaplace._objective import NegLogPosterior
+from sklaplace._prior import prior_precision_vector
 from sklaplace._testing import numerical_derivative
+from sklaplace.exceptions import MemoryLimitError
 from tests.conftest import make_problem, rebuilt
 
 
@@ -100,3 +107,52 @@ def test_a_softmax_shift_pinned_by_one_output_bias_prior_is_not_flat():
         H = CURVATURE_BUILDERS["ggn", "full"](changed, theta)
         unchanged = np.array_equal(changed.constrained_curvature(H.copy()), H)
         assert unchanged != flat
+
+
+def test_a_two_logit_softmax_without_output_bias_prior_is_flat_along_their_sum():
+    # A softmax over K = 2 logits (the functional API builds one for a
+    # network with two outputs) ignores a common shift of both, as any
+    # K >= 2 does: with no prior on the output biases the loss is constant
+    # along u = (1, 1) / sqrt(2) on them, flat_direction returns that u and
+    # constrained_curvature adds u u' (1/2 on the 2 x 2 output-bias block).
+    rng = np.random.RandomState(0)
+    layout = ParamLayout((3, 4, 2))
+    X, y = rng.normal(size=(20, 3)), np.arange(20) % 2
+    Y = Categorical.encode(np, y, 2, np.float64)
+    prior = prior_precision_vector(layout, 0.5, 0.2)
+    prior[-2:] = 0.0
+    obj = NegLogPosterior(np, layout, "tanh", Categorical, X, Y, np.ones(20), prior)
+    theta = rng.normal(scale=0.7, size=layout.n_params)
+    u = np.zeros(layout.n_params)
+    u[-2:] = 1.0 / np.sqrt(2.0)
+    np.testing.assert_array_equal(obj.flat_direction(), u)
+    # Flat indeed: the loss does not move along u, and the finite-difference
+    # Hessian has no curvature there.
+    for step in (-3.0, 0.5, 2.0):
+        np.testing.assert_allclose(
+            obj.loss(theta + step * u), obj.loss(theta), rtol=1e-12
+        )
+    numeric = numerical_derivative(lambda t: obj.loss_gradient(t)[1], theta)
+    assert np.max(np.abs(numeric @ u)) <= 1e-6 * np.max(np.abs(numeric))
+    H = exact_hessian(obj, theta)
+    added = obj.constrained_curvature(H.copy()) - H
+    np.testing.assert_allclose(added, np.outer(u, u), rtol=0, atol=1e-12)
+
+
+def test_a_row_over_the_dense_limit_is_refused_by_name(monkeypatch):
+    # The refusal names what would not fit, from its first word, and both
+    # sizes: 2,048 bytes of one row's intermediates against a 1 KiB limit
+    # (2048 / 2**30 and 1024 / 2**30 GiB); a row at the limit is accepted.
+    import sklaplace._memory as memory_module
+
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 1024)
+    obj, _ = make_problem()
+    message = (
+        "The curvature intermediates of one sample would take 1.91e-06 GiB, "
+        "more than the 9.54e-07 GiB sklaplace allows for one array "
+        "(sklaplace._memory.DENSE_MEMORY_LIMIT)."
+    )
+    with pytest.raises(MemoryLimitError, match="^" + re.escape(message)):
+        next(obj.row_chunks(bytes_per_row=2048))
+    X, _, _ = next(obj.row_chunks(bytes_per_row=1024))
+    assert X.shape[0] >= 1
