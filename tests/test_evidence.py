@@ -642,6 +642,12 @@ def _fits_with_update(update, out_of_iterations=lambda index: False):
     return fits, fit_laplace
 
 
+def _three_cycle(alpha):
+    """A MacKay update map with a 3-cycle: alpha -> 3 below 2.5, 4 below 3.5,
+    else 2 (refits that land in other basins make the map jump)."""
+    return 3.0 if alpha < 2.5 else 4.0 if alpha < 3.5 else 2.0
+
+
 def test_tune_alpha_stops_when_the_refits_cycle():
     # Refits that land in other basins make the update map jump: here
     # alpha -> 3 below 2.5, 4 below 3.5, else 2, a 3-cycle. From alpha = 1:
@@ -650,10 +656,7 @@ def test_tune_alpha_stops_when_the_refits_cycle():
     # (0.80 > 0.29), so the updates stay plain from then on: 2, 3, 4, 2, ...
     # The smallest step (log 4/3, at the second refit) is not beaten in the
     # next EVIDENCE_PATIENCE refits, and the loop stops there, not after 50.
-    def update(alpha):
-        return 3.0 if alpha < 2.5 else 4.0 if alpha < 3.5 else 2.0
-
-    fits, fit_laplace = _fits_with_update(update)
+    fits, fit_laplace = _fits_with_update(_three_cycle)
     with pytest.warns(ConvergenceWarning, match="no smaller step in 10 refits"):
         tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
     history = [float(a[0]) for a in tuning.history]
@@ -662,7 +665,7 @@ def test_tune_alpha_stops_when_the_refits_cycle():
     q = np.log(4 / 3) / np.log(3)
     np.testing.assert_allclose(history[2], 4 * np.exp(np.log(4 / 3) * q / (1 - q)))
     # plain after it (to round-off: the update is recovered from theta)
-    np.testing.assert_allclose(history[3:], [update(a) for a in history[2:-1]])
+    np.testing.assert_allclose(history[3:], [_three_cycle(a) for a in history[2:-1]])
     assert tuning.fit is fits[-1] and tuning.alpha[0] == history[-1]
 
 
@@ -1393,10 +1396,7 @@ def test_a_cycle_is_found_while_another_group_sits_at_a_bound():
 def test_the_cycle_warning_names_the_range_of_the_last_patience_refits():
     # The 3-cycle: the warning's range is the smallest and largest alpha of
     # the last EVIDENCE_PATIENCE refits (its "from ... to ..." read back).
-    def update(alpha):
-        return 3.0 if alpha < 2.5 else 4.0 if alpha < 3.5 else 2.0
-
-    fits, fit_laplace = _fits_with_update(update)
+    fits, fit_laplace = _fits_with_update(_three_cycle)
     with pytest.warns(ConvergenceWarning, match="the refits cycle") as caught:
         tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
     last = [float(a[0]) for a in tuning.history[-evidence_module.EVIDENCE_PATIENCE :]]
@@ -1413,10 +1413,7 @@ def test_the_convergence_warning_says_which_refit_is_kept(peak):
     # 10 nats above the others (clearly larger than the last refit's) it is
     # kept, and the warning says "refit of largest evidence"; with equal
     # evidence the last refit is kept, and the warning says so.
-    def update(alpha):
-        return 3.0 if alpha < 2.5 else 4.0 if alpha < 3.5 else 2.0
-
-    fits, fit_laplace = _fits_with_update(update)
+    fits, fit_laplace = _fits_with_update(_three_cycle)
     with pytest.warns(ConvergenceWarning, match="the refits cycle") as caught:
         tuning = tune_alpha(
             fit_laplace,
@@ -1694,10 +1691,7 @@ def test_only_a_run_that_converged_names_its_fixed_point():
     # The held-out losses weigh a run's fixed point (its last refit) only
     # where the updates converged (sklaplace._fitting's challengers): a run
     # that gave up, at a cycle or at the cap on refits, has none.
-    def cycle(alpha):
-        return 3.0 if alpha < 2.5 else 4.0 if alpha < 3.5 else 2.0
-
-    _, fit_laplace = _fits_with_update(cycle)
+    _, fit_laplace = _fits_with_update(_three_cycle)
     with pytest.warns(ConvergenceWarning, match="the refits cycle"):
         tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
     assert tuning.fixed_point is None

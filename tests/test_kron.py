@@ -23,7 +23,9 @@ from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._curvature import KroneckerFactors, ggn_hessian, kron_factors
 from sklaplace._jacobian import logit_factors
 from sklaplace._kron import KronPosterior
+from sklaplace._last_layer import LastLayerPosterior
 from sklaplace._network import ParamLayout
+from sklaplace._posterior import DiagPosterior
 from sklaplace._predictive import logit_jacobians
 from sklaplace._prior import prior_precision_vector
 from sklaplace.exceptions import LaplaceApproximationWarning
@@ -733,13 +735,17 @@ def test_the_kron_posterior_names_what_it_cannot_do():
     assert str(info.value) == (
         "The Kronecker-factored precision is not positive definite."
     )
-    with pytest.raises(ValueError) as info:
-        post.conditioned_on_zero(np.zeros(12, dtype=bool))
-    assert str(info.value) == (
-        "A Kronecker-factored posterior cannot be conditioned on pruned weights; "
-        "prune supports hessian_structure='full' or 'diag' with "
-        "subset_of_weights='all'."
-    )
+    # Neither it nor a last-layer posterior can condition on pruned weights:
+    # each says so, and what pruning needs.
+    last_layer = LastLayerPosterior(DiagPosterior(np.array([2.0, 8.0])), np.ones(3))
+    for kind, posterior in [("Kronecker-factored", post), ("last-layer", last_layer)]:
+        with pytest.raises(ValueError) as info:
+            posterior.conditioned_on_zero(np.zeros(12, dtype=bool))
+        assert str(info.value) == (
+            f"A {kind} posterior cannot be conditioned on pruned weights; "
+            "prune supports hessian_structure='full' or 'diag' with "
+            "subset_of_weights='all'."
+        )
 
 
 def test_no_change_to_a_layer_without_prior_is_silent_and_keeps_the_block():

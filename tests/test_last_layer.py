@@ -360,14 +360,3 @@ def test_a_last_layer_posterior_without_jitter_reports_zero():
         ).fit(X, y)
         assert clf.posterior_jitter_ == 0.0
         assert clf.posterior_.jitter == 0.0
-
-
-def test_a_last_layer_posterior_names_what_pruning_needs():
-    post = LastLayerPosterior(DiagPosterior(np.array([2.0, 8.0])), np.ones(3))
-    with pytest.raises(ValueError) as info:
-        post.conditioned_on_zero(np.zeros(5, dtype=bool))
-    assert str(info.value) == (
-        "A last-layer posterior cannot be conditioned on pruned weights; "
-        "prune supports hessian_structure='full' or 'diag' with "
-        "subset_of_weights='all'."
-    )
