@@ -68,13 +68,18 @@ def logit_jacobians(xp, layout, theta, activation, X, keep=None):
 
 
 def jacobian_chunks(xp, layout, theta, activation, posterior, X, keep=None):
-    """Yield the logits and their Jacobian in the form ``posterior`` takes.
+    """Return the row chunks' logits and Jacobians in the form ``posterior`` takes.
 
-    Kronecker and last-layer posteriors take it factored
+    Kronecker and last-layer posteriors take ``J`` factored
     (:func:`~sklaplace._jacobian.logit_factors`: no dense ``J``, whose rows
     hold ``n_outputs * n_params`` numbers each); the others, and a pruned
     network (``keep``, whose columns are zeroed), the dense ``J`` of
-    :func:`logit_jacobians`.
+    :func:`logit_jacobians` (see it for the other parameters).
+
+    Returns
+    -------
+    chunks : iterator of (logits, J)
+        ``J`` dense or a :class:`~sklaplace._jacobian.FactoredJacobian`.
     """
     if keep is None and getattr(posterior, "accepts_factored_jacobian", False):
         return logit_factors(xp, layout, theta, activation, X)
