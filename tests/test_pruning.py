@@ -542,3 +542,30 @@ def test_obs_with_a_flat_bias_prior_and_duplicated_units_stays_accurate():
     with pytest.warns(LaplaceApproximationWarning, match="Pruning by OBD instead"):
         small = prune(clf, 0.3, method="obs")
     assert small.set_params(link_approx="map").score(X, y) > 0.9
+
+
+@pytest.mark.parametrize("method", ["obd", "magnitude"])
+def test_prune_removes_the_weights_of_least_saliency_by_its_own_method(method):
+    # Without OBS's corrections the weights removed are the lowest of the
+    # method's own saliencies (4 of the 35 here, no unit left dead), which
+    # are not the default OBS ranking's 4.
+    X, y = _iris()
+    clf = LaplaceMLPClassifier((5,), random_state=0).fit(X, y)
+    lowest = np.sort(np.argsort(saliencies(clf, method=method), kind="stable")[:4])
+    by_obs = np.sort(np.argsort(saliencies(clf), kind="stable")[:4])
+    assert not np.array_equal(lowest, by_obs)
+    small = prune(clf, 4 / 35, method=method)
+    np.testing.assert_array_equal(np.flatnonzero(small.pruned_mask_), lowest)
+
+
+def test_prune_can_remove_every_weight():
+    # fraction=1 is in range: every weight goes (the biases stay), and the
+    # network predicts from its output biases alone, the same for every row.
+    X, y = _iris()
+    clf = LaplaceMLPClassifier((5,), random_state=0).fit(X, y)
+    empty = prune(clf, 1.0, method="magnitude")
+    layout = clf._layout()
+    weights = ~layout.bias_mask()
+    assert empty.pruned_mask_[weights].all()
+    proba = empty.predict_proba(X)
+    np.testing.assert_allclose(proba, np.broadcast_to(proba[0], proba.shape))
