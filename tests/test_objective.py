@@ -156,3 +156,32 @@ def test_a_row_over_the_dense_limit_is_refused_by_name(monkeypatch):
         next(obj.row_chunks(bytes_per_row=2048))
     X, _, _ = next(obj.row_chunks(bytes_per_row=1024))
     assert X.shape[0] >= 1
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_loss_is_the_weighted_negative_log_likelihood_plus_half_the_prior_quadratic(
+    n_classes,
+):
+    """``L = -sum_n s_n log p(y_n | x_n) + theta' A theta / 2``, from raw arrays.
+
+    Both ``loss`` and the value ``loss_gradient`` returns (the solvers judge
+    steps by it) against a forward pass and likelihood written here; a
+    dropped half, sign or sample weight moves it by far more than 1e-10.
+    """
+    from scipy.special import log_expit, log_softmax
+
+    from sklaplace._testing import mlp_logits
+
+    obj, theta, raw = make_problem("tanh", n_classes, (4,), weighted=True, raw=True)
+    logits = mlp_logits(theta, raw["X"], raw["layer_sizes"], raw["activation"])
+    y = raw["y"]
+    if n_classes == 2:
+        f = logits[:, 0]
+        log_p = np.where(y == 1, log_expit(f), log_expit(-f))
+    else:
+        log_p = log_softmax(logits, axis=1)[np.arange(y.size), y]
+    expected = -np.sum(raw["sample_weight"] * log_p) + 0.5 * np.sum(
+        raw["prior_precision"] * theta**2
+    )
+    np.testing.assert_allclose(obj.loss(theta), expected, rtol=1e-10)
+    np.testing.assert_allclose(obj.loss_gradient(theta)[0], expected, rtol=1e-10)
