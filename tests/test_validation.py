@@ -1,0 +1,134 @@
+"""Input validation: the edges of each accepted range (mutation round on _validation).
+
+Each test pins a boundary or a conversion that the rest of the suite
+exercised only well inside the range: a hidden layer of one unit, float32
+sample weights, a feature whose root mean square is exactly at an end of
+``FEATURE_SCALE_RANGE``, the count of unnamed features and rows in the
+messages, and a row of weight 0 left out of the feature scales.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from sklaplace import LaplaceMLPClassifier
+from sklaplace._validation import (
+    FEATURE_SCALE_RANGE,
+    check_feature_scale,
+    check_finite_rows,
+    hidden_sizes,
+    merge_identical_rows,
+    validate_fit_data,
+)
+from sklaplace.exceptions import FeatureScaleWarning
+
+RNG = np.random.RandomState(0)
+X = RNG.normal(size=(24, 3))
+Y = np.arange(24) % 2
+SMALL = dict(hidden_layer_sizes=(2,), max_iter=50, random_state=0)
+
+
+def test_a_hidden_layer_of_one_unit_is_a_positive_integer():
+    """``hidden_layer_sizes`` accepts 1: "positive" includes a one-unit layer.
+
+    A bottleneck of one unit is a valid network (``<= 1`` or ``< 2`` in the
+    check refused it as "not a tuple of positive integers").
+    """
+    assert hidden_sizes((1,)) == (1,)
+    assert hidden_sizes((3, 1)) == (3, 1)
+    assert hidden_sizes(1) == (1,)
+    clf = LaplaceMLPClassifier(**{**SMALL, "hidden_layer_sizes": (1,)}).fit(X, Y)
+    assert [c.shape for c in clf.coefs_] == [(3, 1), (1, 1)]
+    assert np.all(np.isfinite(clf.predict_proba(X)))
+
+
+def test_float32_sample_weights_fit_as_the_same_values_in_float64():
+    """Weights are validated to float64, whatever dtype they come in.
+
+    Three identical rows merge into one whose weight is their sum: summed in
+    float32 (the weights' own dtype kept) it rounds differently from the
+    float64 sum of the same values, and the fit moves. The fit with float32
+    weights must be the fit with those values cast to float64, bit for bit.
+    """
+    X3, y3 = X.copy(), Y.copy()
+    X3[1:3], y3[1:3] = X3[0], y3[0]
+    w32 = np.random.RandomState(1).uniform(0.1, 2.0, size=24).astype(np.float32)
+    w64 = w32.astype(np.float64)
+    _, y_index, weight, _ = validate_fit_data(LaplaceMLPClassifier(), X3, y3, w32)
+    assert weight.dtype == np.float64
+    merged = merge_identical_rows(X3, y_index, weight)[2]
+    assert merged.dtype == np.float64
+    assert np.sum(merged) == pytest.approx(np.sum(w64), rel=1e-15)
+    single = LaplaceMLPClassifier(**SMALL).fit(X3, y3, sample_weight=w32)
+    double = LaplaceMLPClassifier(**SMALL).fit(X3, y3, sample_weight=w64)
+    np.testing.assert_array_equal(single.predict_proba(X3), double.predict_proba(X3))
+    np.testing.assert_array_equal(single.coefs_[0], double.coefs_[0])
+
+
+@pytest.mark.parametrize("end", [0, 1], ids=["low", "high"])
+def test_the_feature_scale_range_is_closed(end):
+    """A root mean square exactly at an end of the range draws no warning.
+
+    The message says "outside [0.001, 100]": a feature equal to 1e-3 or 100
+    on both of two rows of unit weight (a root mean square of exactly that
+    bound: ``x + x`` and the halving are exact, and ``sqrt(fl(x * x)) == x``
+    in IEEE arithmetic) is inside; 1% beyond it is not.
+    """
+    bound = FEATURE_SCALE_RANGE[end]
+    Xs = np.full((2, 1), bound)
+    assert np.sqrt(np.mean(Xs[:, 0] ** 2)) == bound  # precondition
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FeatureScaleWarning)
+        check_feature_scale(Xs, np.ones(2))
+    Xs *= 1.01 if end else 0.99
+    with pytest.warns(FeatureScaleWarning, match=r"^1 feature\(s\).*\(feature 0\)"):
+        check_feature_scale(Xs, np.ones(2))
+
+
+def test_four_odd_features_name_three_and_count_one_more():
+    """Four badly scaled features: three named, "and 1 more" for the fourth.
+
+    (The existing test covers 1, 3 and 5; with ``> 4`` in place of ``> 3``
+    the fourth feature went unmentioned.)
+    """
+    Xs = np.c_[X, X] * np.r_[np.full(4, 1e4), np.ones(2)]
+    with pytest.warns(FeatureScaleWarning, match=r"^4 feature\(s\)") as caught:
+        check_feature_scale(Xs, np.ones(len(Xs)))
+    message = str(caught[0].message)
+    assert message.count("(feature ") == 3
+    assert "(feature 2) and 1 more." in message
+
+
+def test_exactly_five_non_finite_rows_are_listed_without_an_ellipsis():
+    """Five bad rows are all listed, with no ``, ...`` (it marks a sixth and more)."""
+    logits = np.ones((8, 2))
+    logits[[0, 2, 3, 5, 7], 1] = np.nan
+    with pytest.raises(ValueError) as caught:
+        check_finite_rows(np, "logits", logits)
+    assert "for 5 of 8 samples (rows [0, 2, 3, 5, 7]):" in str(caught.value)
+
+
+def test_a_row_of_weight_zero_is_dropped_however_large_its_features():
+    """Weight 0 equals dropping the row, also where its squares overflow.
+
+    A row of weight 0 with a feature of 1e200 (``x * x`` is ``inf``, and ``0 *
+    inf`` is NaN) had made the feature-scale check refuse the data as
+    overflowing. It must neither raise nor draw any warning, and the fit must
+    equal the fit without the row, bit for bit.
+    """
+    Xs = X.copy()
+    Xs[0, 0] = 1e200
+    weight = np.r_[0.0, np.ones(len(X) - 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_feature_scale(Xs, weight)
+    dropped = LaplaceMLPClassifier(**SMALL).fit(X[1:], Y[1:])
+    weighted = LaplaceMLPClassifier(**SMALL).fit(Xs, Y, sample_weight=weight)
+    np.testing.assert_array_equal(weighted.coefs_[0], dropped.coefs_[0])
+    np.testing.assert_array_equal(
+        weighted.predict_proba(X[1:]), dropped.predict_proba(X[1:])
+    )
+    # A row of positive weight with that feature is still refused by name.
+    with pytest.raises(ValueError, match=r"not finite .*columns \[0\]"):
+        check_feature_scale(Xs, np.ones(len(X)))
