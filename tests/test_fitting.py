@@ -1,6 +1,7 @@
 """fit_network's configuration: what one fit reads, resolved once."""
 
 import copy
+import math
 import warnings
 from dataclasses import FrozenInstanceError, fields, replace
 from types import SimpleNamespace
@@ -10,6 +11,7 @@ import pytest
 from sklearn.datasets import make_moons
 from sklearn.preprocessing import StandardScaler
 
+import sklaplace._fitting as fitting_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._fitting import FitConfig
 from sklaplace._objective import CONSTANT_OUTPUT_SPREAD, ignores_its_input
@@ -270,3 +272,74 @@ def test_a_warm_start_resumes_a_tuned_alpha_only_where_its_size_fits():
     assert np.size(clf.alpha_) == 2
     clf.set_params(alpha="evidence").fit(X, y)
     np.testing.assert_array_equal(clf.alpha_history_[0], [1.0])
+
+
+def _noise_labels(n_samples=40, seed=0):
+    """Two features and labels independent of them (no signal to fit)."""
+    rng = np.random.RandomState(seed)
+    return rng.normal(size=(n_samples, 2)), rng.randint(0, 2, n_samples)
+
+
+def _signal(n_samples=60, seed=0):
+    """Two standard-normal features; noisy labels that depend on them."""
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n_samples, 2))
+    return X, (X[:, 0] + 0.5 * X[:, 1] + rng.normal(size=n_samples) > 0).astype(int)
+
+
+def test_the_evidence_counts_a_fitted_networks_modes_and_a_collapsed_ones_one(
+    monkeypatch,
+):
+    """Each refit's evidence, as MacKay's runs compare it, adds the log count
+    of equivalent modes: ``log(M! 2^M)`` for a tanh layer of ``M`` units, and
+    nothing (one mode) for a network that ignores its input.
+
+    On labels independent of the features the run from alpha 100 collapses
+    (the base rate) and the run from 1 does not, so both cases are scored;
+    the count is written out here (3 units: ``3! 2^3 = 48``), not taken from
+    ``log_equivalent_modes``.
+    """
+    scored, tune_alpha = [], fitting_module.tune_alpha
+
+    def spy(refit, groups, theta, covariance, start, evidence, *args, **kwargs):
+        def recorded(fit):
+            value = evidence(fit)
+            scored.append((fit.log_evidence(), fit.objective, fit.theta, value))
+            return value
+
+        return tune_alpha(
+            refit, groups, theta, covariance, start, recorded, *args, **kwargs
+        )
+
+    monkeypatch.setattr(fitting_module, "tune_alpha", spy)
+    X, y = _noise_labels()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        LaplaceMLPClassifier(
+            (3,), activation="tanh", prior_precision_scale=1.0, random_state=0
+        ).fit(X, y)
+    collapsed = [ignores_its_input(obj, theta) for _, obj, theta, _ in scored]
+    assert any(collapsed) and not all(collapsed)
+    modes = math.log(math.factorial(3) * 2**3)
+    for (laplace, _, _, value), flat in zip(scored, collapsed):
+        assert value == pytest.approx(laplace + (0.0 if flat else modes), abs=1e-9)
+
+
+def test_validation_with_a_monte_carlo_predictive_is_reproducible():
+    """``"validation"`` scores the Monte Carlo predictive on common random
+    numbers seeded by ``random_state``: two fits with the same seed give the
+    same held-out losses, scale and predictions, to the bit."""
+    X, y = _signal()
+    params = dict(
+        alpha=1.0,
+        link_approx="mc",
+        n_mc_samples=20,
+        prior_precision_scale="validation",
+        random_state=0,
+    )
+    one = LaplaceMLPClassifier((3,), **params).fit(X, y)
+    two = LaplaceMLPClassifier((3,), **params).fit(X, y)
+    for key, value in one.prior_precision_scale_path_.items():
+        np.testing.assert_array_equal(two.prior_precision_scale_path_[key], value)
+    assert two.prior_precision_scale_ == one.prior_precision_scale_
+    np.testing.assert_array_equal(two.predict_proba(X), one.predict_proba(X))
