@@ -305,7 +305,9 @@ def test_refits_are_bounded_by_the_work_of_one_gradient():
 
 
 def test_a_mid_sized_network_gets_kron_with_the_tuning_refits(monkeypatch):
-    X, y = RNG.normal(size=(30, 3)), np.arange(30) % 3
+    # Its own rows, as below: the shared RNG's draw depends on which tests ran
+    # first, and on some draws the evidence stops at its first fit.
+    X, y = np.random.RandomState(5).normal(size=(30, 3)), np.arange(30) % 3
     # 31 parameters: one over the factorising budget.
     monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", 31**3 - 1)
     clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)

@@ -1,0 +1,256 @@
+"""Mutation-testing additions for ``sklaplace._memory``: the boundaries of the
+"auto" cost rules and of the byte checks, each pinned where a plausible
+off-by-one or wrong factor would move it."""
+
+import numpy as np
+import pytest
+
+import sklaplace._fitting as fitting_module
+import sklaplace._memory as memory_module
+from sklaplace import LaplaceMLPClassifier
+from sklaplace.exceptions import MemoryLimitError
+
+RNG = np.random.RandomState(0)
+
+
+def _no_solve(*args, **kwargs):
+    raise AssertionError("the MAP solver ran: the memory guard let the fit start")
+
+
+def test_building_the_full_posterior_admits_exactly_its_work():
+    """``full_is_cheap``: building costs ``n_samples * n_outputs * n_params**2``
+    multiply-adds and is cheap while that is AT MOST ``AUTO_FULL_WORK``: a
+    problem exactly at the bound gets the full posterior, one row more does
+    not (mutant: ``<`` for ``<=`` in the building rule survived, the existing
+    boundary fell between two row counts)."""
+    work = memory_module.AUTO_FULL_WORK
+    n_params, n_outputs = 1000, 1
+    # The factorising and byte rules hold with room to spare here.
+    assert n_params**3 < memory_module.AUTO_FACTOR_WORK
+    rows, rest = divmod(work, n_outputs * n_params**2)
+    assert rest == 0, "choose n_params so that the bound is reached exactly"
+    rows = int(rows)
+    assert rows * n_outputs * n_params**2 == work
+    assert memory_module.full_is_cheap(n_params, rows, n_outputs)
+    assert not memory_module.full_is_cheap(n_params, rows + 1, n_outputs)
+
+
+def test_the_full_posteriors_bytes_admit_exactly_the_budget(monkeypatch):
+    """``full_is_cheap``: the dense matrices may take AT MOST
+    ``AUTO_FULL_BUDGET`` bytes: four 100 x 100 float64 matrices (a fixed
+    scale) fit a budget of exactly their bytes and not one byte less; six
+    under ``"cv"`` need 1.5 times that, and a call without a scale counts as
+    ``"cv"`` does (the documented default: the larger count)."""
+    n = 100
+    four = memory_module.dense_matrices_at_peak(None, "full", 1.0) * 8 * n**2
+    six = memory_module.dense_matrices_at_peak(None, "full", "cv") * 8 * n**2
+    assert six == 1.5 * four  # the counts the docs give (4 and 6)
+    monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", four)
+    assert memory_module.full_is_cheap(n, 1, 1, 1.0)
+    assert not memory_module.full_is_cheap(n, 1, 1, "cv")
+    assert not memory_module.full_is_cheap(n, 1, 1)  # default: "cv"
+    monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", four - 1)
+    assert not memory_module.full_is_cheap(n, 1, 1, 1.0)
+    monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", six)
+    assert memory_module.full_is_cheap(n, 1, 1, "cv")
+
+
+def test_the_parameter_vector_admits_exactly_eight_bytes_per_parameter(
+    monkeypatch,
+):
+    """The float64 parameter vector takes ``8 * n_params`` bytes: with
+    ``DENSE_MEMORY_LIMIT`` exactly that the fit passes the guard (and reaches
+    the solver), one byte less it is refused (mutant: ``9 * n_params``
+    survived, the existing test's limit was far below both), with the one
+    remedy that helps (mutants of the advice survived)."""
+    monkeypatch.setattr(fitting_module, "minimize_map", _no_solve)
+    X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
+    n_params = (3 + 1) * 40 + 40 + 1
+    clf = LaplaceMLPClassifier(
+        (40,), solver="lbfgs", hessian_structure="diag", alpha=1.0
+    )
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 8 * n_params - 1)
+    match = f"One vector of the {n_params} "
+    with pytest.raises(MemoryLimitError, match=match) as info:
+        clf.fit(X, y)
+    # Its remedy is a smaller network (no posterior structure helps).
+    assert str(info.value).endswith(
+        ". Use a smaller network (fewer hidden units or input features)."
+    )
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 8 * n_params)
+    with pytest.raises(AssertionError, match="the MAP solver ran"):
+        clf.fit(X, y)
+
+
+def test_a_last_layer_kronecker_posterior_checks_the_last_layers_factors(
+    monkeypatch,
+):
+    """A last-layer Kronecker posterior needs only the last layer's factors:
+    hidden (16,) on 3 features has a 17 x 17 last-layer input factor (2,312
+    bytes): under a one-array limit of 2,100 bytes the last-layer fit is
+    refused, naming that factor of layer 1, before the MAP (mutant: the
+    first layer to check past the last one, so none checked, survived)."""
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 2100)
+    with pytest.raises(MemoryLimitError, match="17 x 17 .* factor of layer 1"):
+        memory_module.check_kron_memory((3, 16, 1), last_layer_only=True)
+    monkeypatch.setattr(fitting_module, "minimize_map", _no_solve)
+    X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
+    clf = LaplaceMLPClassifier(
+        (16,),
+        subset_of_weights="last_layer",
+        hessian_structure="kron",
+        alpha=1.0,
+        prior_precision_scale=1.0,
+    )
+    with pytest.raises(MemoryLimitError, match="17 x 17 float64 Kronecker factor"):
+        clf.fit(X, y)
+
+
+def test_the_kronecker_factor_message_names_its_use_and_every_remedy():
+    """A Kronecker factor over the limit is refused with a message naming
+    what needs it (by default ``hessian_structure='kron'``) and the three
+    remedies in full: a diagonal posterior, a last-layer posterior, fewer
+    hidden units (mutants of the default ``use`` and of the advice text
+    survived)."""
+    with pytest.raises(MemoryLimitError) as info:
+        memory_module.check_kron_memory((30, 20000, 1))
+    message = str(info.value)
+    assert "(30 -> 20000 units, for hessian_structure='kron')" in message
+    assert (
+        "Use hessian_structure='diag' (no matrix of a layer's width), "
+        "subset_of_weights='last_layer', or fewer hidden units." in message
+    )
+
+
+def test_the_whole_fit_message_gives_the_bytes_of_all_the_matrices(monkeypatch):
+    """Over ``FIT_MEMORY_LIMIT`` (lowered here so that a 100-parameter Newton
+    fit is over it) the message gives the count of matrices and their bytes
+    together, ``count * 8 * n**2`` in GiB (mutant: ``count / one`` survived,
+    reporting a size 10^13 times too small), and the whole remedy."""
+    n = 100
+    one = 8 * n * n
+    count = memory_module.dense_matrices_at_peak("newton", "full")
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", (count - 1) * one)
+    with pytest.raises(MemoryLimitError) as info:
+        memory_module.check_fit_memory(n, "newton", "full")
+    message = str(info.value)
+    assert f"about {count} at once, {count * one / 2**30:.3g} GiB" in message
+    assert (
+        "Use hessian_structure='kron' or 'diag' and solver='lbfgs' (no "
+        "n_params x n_params matrix)" in message
+    )
+
+
+def test_the_message_blames_only_what_holds_dense_matrices():
+    """A first-order solver holds no ``n_params x n_params`` matrix: with
+    L-BFGS and the full posterior the message names the posterior alone,
+    not the solver (mutant: a solver missing from the table counted as
+    dense, naming ``solver='lbfgs'`` too, survived: the existing check
+    matched a suffix of the longer message)."""
+    with pytest.raises(MemoryLimitError) as info:
+        memory_module.check_fit_memory(20000, "lbfgs", "full")
+    message = str(info.value)
+    assert "matrices that hessian_structure='full' need for this network" in message
+    assert "solver=" not in message.split(". ")[0]
+
+
+def test_factorising_the_full_posterior_admits_exactly_its_work(monkeypatch):
+    """``full_is_cheap``: factorising costs ``n_params**3`` and is cheap while
+    that is AT MOST ``AUTO_FACTOR_WORK`` (set here to a cube, as today's
+    4e9 is none, so that the bound can be met exactly): 100 parameters are
+    within a bound of 100**3, 101 are not (mutant: ``<`` for ``<=`` survived
+    the listed tests; the work rules here are far from binding otherwise)."""
+    monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", 100**3)
+    assert memory_module.full_is_cheap(100, 1, 1)
+    assert not memory_module.full_is_cheap(101, 1, 1)
+
+
+@pytest.mark.parametrize("scale", ["cv", "validation"])
+def test_a_held_out_scale_adds_one_evidence_run_to_the_held_matrices(scale):
+    """``dense_matrices_at_peak``: under ``alpha="evidence"`` one posterior is
+    held per start of the updates plus one (the earlier runs' kept ones, the
+    run's best and its last: ``len(EVIDENCE_STARTS) + 1``), and with a
+    held-out prior scale (``"cv"`` or ``"validation"``) the evidence runs
+    once more (``HELD_OUT_START``); ``"cv"`` also holds its
+    two cross-validation posteriors. Pinned from the module's tables, so
+    that a scale dropped from the held-out pair (mutants: ``"cv"`` or
+    ``"validation"`` misspelt survived; the existing checks took the count
+    from the function itself) is caught."""
+    posterior = memory_module.POSTERIOR_DENSE_MATRICES["full"]
+    held = memory_module.POSTERIOR_HELD_DENSE_MATRICES["full"]
+    starts = len(memory_module.EVIDENCE_STARTS)
+    cv = memory_module.CV_HELD_DENSE_MATRICES["full"] if scale == "cv" else 0
+    count = memory_module.dense_matrices_at_peak
+    assert count("lbfgs", "full", 1.0, "evidence") == posterior + (starts + 1) * held
+    assert count("lbfgs", "full", scale, "evidence") == (
+        posterior + (starts + 2) * held + cv
+    )
+    # The validation walk holds the best fit's posterior only, whatever the scale.
+    assert count("lbfgs", "full", scale, "validation") == posterior + held + cv
+
+
+@pytest.mark.parametrize("subset", ["all", "last_layer"])
+def test_a_network_without_hidden_layers_counts_its_full_posterior(monkeypatch, subset):
+    """Without hidden layers the last layer is the whole network
+    (``subset_of_weights`` becomes ``"all"``), so a full posterior over
+    20,001 parameters (one 3 GiB matrix) is refused before the MAP, whatever
+    subset was asked for (mutants: ``subset_of_weights`` set to another
+    value there, which skipped the posterior's dense matrices, survived)."""
+    monkeypatch.setattr(fitting_module, "minimize_map", _no_solve)
+    X, y = RNG.normal(size=(8, 20000)), np.arange(8) % 2
+    clf = LaplaceMLPClassifier(
+        (), hessian_structure="full", subset_of_weights=subset, solver="newton-cg"
+    )
+    with pytest.raises(MemoryLimitError, match="20001 x 20001"):
+        clf.fit(X, y)
+
+
+def test_the_evidence_tuning_of_a_last_layer_posterior_names_its_use():
+    """The Kronecker factors the evidence tunes alpha on, for a last-layer
+    posterior, are refused with a message naming that use in full (mutant
+    of the ``use`` text survived: the existing check matched a fragment)."""
+    X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
+    clf = LaplaceMLPClassifier(
+        (20000,),
+        subset_of_weights="last_layer",
+        hessian_structure="diag",
+        alpha="evidence",
+    )
+    with pytest.raises(MemoryLimitError) as info:
+        clf.fit(X, y)
+    assert "units, for the evidence's tuning of alpha) would take" in str(info.value)
+
+
+def test_a_last_layer_posterior_over_the_limit_names_the_last_layer(monkeypatch):
+    """A dense last-layer posterior over the one-array limit is refused with a
+    message naming the last layer, how it was asked for and what to change
+    (mutant of that subject text survived: the existing check matched "the
+    last layer" only)."""
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 1024)
+    monkeypatch.setattr(fitting_module, "minimize_map", _no_solve)
+    X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
+    clf = LaplaceMLPClassifier(
+        (16,),
+        solver="lbfgs",
+        subset_of_weights="last_layer",
+        hessian_structure="full",
+        alpha=1.0,
+        prior_precision_scale=1.0,
+    )
+    with pytest.raises(MemoryLimitError) as info:
+        clf.fit(X, y)
+    assert (
+        "need for the last layer (subset_of_weights='last_layer'; narrow it) "
+        "(17 parameters)" in str(info.value)
+    )
+
+
+def test_a_last_layer_kronecker_posterior_leaves_wide_earlier_layers_unchecked():
+    """Only the last layer's factors are built for a last-layer posterior: a
+    first layer with a 20,001 x 20,001 input factor (3.2 GB, over the dense
+    limit) is refused for ``"kron"`` over all weights and not for the last
+    layer (mutant: every layer checked, which refused a valid last-layer fit)."""
+    layer_sizes = (20000, 2, 1)
+    memory_module.check_kron_memory(layer_sizes, last_layer_only=True)
+    with pytest.raises(MemoryLimitError, match="20001 x 20001"):
+        memory_module.check_kron_memory(layer_sizes)
