@@ -647,6 +647,24 @@ def test_single_precision_products_scale_weights_and_direction_first(weight, v_s
     assert 0 < error <= 1e-5 * np.linalg.norm(exact / peak)
 
 
+def test_single_precision_products_of_a_zero_and_a_unit_peak_direction():
+    """The direction is scaled by its largest magnitude first: a zero
+    direction has the zero product (not 0/0's NaN), and one whose peak is
+    exactly 1 (a coordinate vector, or a CG direction that happens to be)
+    is multiplied like any other, to float32's round-off."""
+    obj, theta = make_problem("tanh", 3, (5,), n_samples=30)
+    single = hessp_operator(obj, theta, single_precision=True)
+    exact = hessp_operator(obj, theta)
+    zero = single(np.zeros(obj.layout.n_params))
+    assert np.all(zero == 0.0)
+    v = np.random.RandomState(3).uniform(-1.0, 1.0, obj.layout.n_params)
+    v[7] = 1.0
+    for direction in (v, np.eye(obj.layout.n_params)[7]):
+        reference = exact(direction)
+        error = np.linalg.norm(single(direction) - reference)
+        assert 0 < error <= 1e-5 * np.linalg.norm(reference)
+
+
 @pytest.mark.parametrize("features", ["signed", "negative"])
 def test_single_precision_falls_back_to_double_beyond_float32s_range(features):
     obj, theta = make_problem("tanh", 2, (4,), n_samples=20)
