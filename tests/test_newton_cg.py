@@ -647,6 +647,21 @@ def test_single_precision_products_scale_weights_and_direction_first(weight, v_s
     assert 0 < error <= 1e-5 * np.linalg.norm(exact / peak)
 
 
+@pytest.mark.parametrize("single_precision", [False, True])
+def test_the_operator_is_the_exact_hessian_unless_asked_for_the_ggn(single_precision):
+    """``hessp_operator``'s default kind is the exact Hessian (both terms),
+    against the dense exact Hessian and not the GGN, which differs here by
+    far more than float32's round-off."""
+    obj, theta = make_problem("tanh", 3, (5,), n_samples=30)
+    v = np.random.RandomState(4).normal(size=obj.layout.n_params)
+    H, G = exact_hessian(obj, theta) @ v, ggn_hessian(obj, theta) @ v
+    assert np.linalg.norm(H - G) > 1e-2 * np.linalg.norm(H)
+    default = hessp_operator(obj, theta, single_precision=single_precision)(v)
+    assert np.linalg.norm(default - H) <= 1e-5 * np.linalg.norm(H)
+    ggn = hessp_operator(obj, theta, "ggn", single_precision=single_precision)(v)
+    assert np.linalg.norm(ggn - G) <= 1e-5 * np.linalg.norm(G)
+
+
 def test_single_precision_products_of_a_zero_and_a_unit_peak_direction():
     """The direction is scaled by its largest magnitude first: a zero
     direction has the zero product (not 0/0's NaN), and one whose peak is
