@@ -113,6 +113,42 @@ def test_sample_weight_is_row_repetition():
             f(coefs, intercepts, Xr, yr, **kw),
             rtol=1e-12,
         )
+    v = rng.normal(size=13)
+    for kind in ("exact", "ggn"):
+        np.testing.assert_allclose(
+            log_posterior_hvp(
+                coefs, intercepts, X, y, v, kind=kind, sample_weight=w, **kw
+            ),
+            log_posterior_hvp(coefs, intercepts, Xr, yr, v, kind=kind, **kw),
+            rtol=1e-12,
+        )
+
+
+def test_the_defaults_are_mlpclassifiers_alpha_and_a_flat_bias_prior():
+    """``alpha=1e-4`` (``MLPClassifier``'s) and ``bias_prior_precision=0``
+    by default in all four functions: the same numbers as when passed, and
+    not those of another prior."""
+    rng = np.random.RandomState(1)
+    X, y = rng.normal(size=(6, 2)), np.array([0, 1, 2] * 2)
+    coefs = [rng.normal(size=(2, 3)), rng.normal(size=(3, 3))]
+    intercepts = [rng.normal(size=3), rng.normal(size=3)]
+    v = rng.normal(size=21)
+    explicit = dict(alpha=1e-4, bias_prior_precision=0.0)
+    other = dict(alpha=1e-4, bias_prior_precision=1.0)
+    for f, args in [
+        (log_posterior, ()),
+        (log_posterior_grad, ()),
+        (log_posterior_hessian, ()),
+        (log_posterior_hvp, (v,)),
+    ]:
+        default = f(coefs, intercepts, X, y, *args)
+        np.testing.assert_array_equal(
+            default, f(coefs, intercepts, X, y, *args, **explicit)
+        )
+        assert not np.allclose(default, f(coefs, intercepts, X, y, *args, **other))
+        assert not np.allclose(
+            default, f(coefs, intercepts, X, y, *args, alpha=1.0001), rtol=1e-6
+        )
 
 
 @pytest.mark.parametrize(
@@ -369,3 +405,45 @@ def test_the_functional_api_takes_a_boolean_X():
     assert log_posterior(coefs, intercepts, X_bool, y) == log_posterior(
         coefs, intercepts, X_bool.astype(np.float64), y
     )
+
+
+def test_shape_errors_name_the_shape_expected():
+    """Each refusal of a wrong shape states the right one in full: the
+    feature count (the first layer's input, not its output), the row count
+    of ``y`` and ``sample_weight`` and the parameter count of ``v``; a
+    one-dimensional ``X`` or an array in place of the intercepts' list is
+    refused by name, not by an ``IndexError`` further on."""
+    rng = np.random.RandomState(2)
+    X, y = rng.normal(size=(6, 2)), np.array([0, 1, 2] * 2)
+    coefs = [rng.normal(size=(2, 4)), rng.normal(size=(4, 3))]
+    intercepts = [rng.normal(size=4), rng.normal(size=3)]
+    v = rng.normal(size=27)
+    cases = [
+        (
+            (coefs, intercepts, X[:, :1], y),
+            {},
+            r"X must have shape \(n_samples, 2\), got \(6, 1\)\.$",
+        ),
+        (
+            (coefs, intercepts, X[:, 0], y),
+            {},
+            r"X must have shape \(n_samples, 2\), got \(6,\)\.$",
+        ),
+        (
+            (coefs, intercepts, X, y[:5]),
+            {},
+            r"^y must hold 6 class indices in 0\.\.2\.$",
+        ),
+        (
+            (coefs, intercepts, X, y),
+            dict(sample_weight=np.ones(5)),
+            r"^sample_weight must have shape \(6,\)\.$",
+        ),
+    ]
+    for args, kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            log_posterior(*args, **kwargs)
+    with pytest.raises(ValueError, match=r"^v must have shape \(27,\), got \(26,\)\.$"):
+        log_posterior_hvp(coefs, intercepts, X, y, v[:-1])
+    with pytest.raises(TypeError, match="coefs and intercepts must be lists of arrays"):
+        log_posterior(coefs, np.zeros(3), X, y)
