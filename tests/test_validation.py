@@ -22,11 +22,7 @@ from sklaplace._validation import (
     validate_fit_data,
 )
 from sklaplace.exceptions import FeatureScaleWarning
-
-RNG = np.random.RandomState(0)
-X = RNG.normal(size=(24, 3))
-Y = np.arange(24) % 2
-SMALL = dict(hidden_layer_sizes=(2,), max_iter=50, random_state=0)
+from tests.test_reliability_input import SMALL, X, Y  # the same small fit
 
 
 def test_a_hidden_layer_of_one_unit_is_a_positive_integer():
