@@ -199,7 +199,8 @@ def check_feature_scale(X, sample_weight):
     # A row of weight 0 is as if dropped (the fit merges it away), however
     # large its features: 0 * inf would otherwise count as an overflow.
     counted = sample_weight > 0
-    X, sample_weight = X[counted], sample_weight[counted]
+    if not np.all(counted):  # (a copy of X only where rows are dropped)
+        X, sample_weight = X[counted], sample_weight[counted]
     with np.errstate(over="ignore", invalid="ignore"):
         second_moments = np.sum(sample_weight[:, None] * (X * X), axis=0)
         total = np.sum(sample_weight)  # an overflowing total: the caller refuses it
