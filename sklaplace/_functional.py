@@ -80,10 +80,29 @@ def _finite_in(xp, array, dtype, message):
 
     Checked after the cast: 1e39 is finite in float64 and inf in float32.
     """
-    cast = xp.asarray(array, dtype=dtype)
+    with np.errstate(over="ignore"):  # the overflow is refused just below
+        cast = xp.asarray(array, dtype=dtype)
     if not bool(xp.all(xp.isfinite(cast))):
         raise ValueError(message)
     return cast
+
+
+def _floating_weights(xp, coefs, intercepts):
+    """Return the weights in a real floating dtype; TypeError naming a bad entry.
+
+    Integers and booleans become float64, as scikit-learn's ``check_array``
+    makes them: computed in an integer dtype, alpha, the sample weights and
+    ``v`` had been truncated to integers without a word.
+    """
+    for name, arrays in (("coefs", coefs), ("intercepts", intercepts)):
+        for i, a in enumerate(arrays):
+            if not xp.isdtype(a.dtype, ("bool", "integral", "real floating")):
+                raise TypeError(f"{name}[{i}] must hold real numbers, got {a.dtype}.")
+
+    def floating(a):
+        return a if xp.isdtype(a.dtype, "real floating") else xp.astype(a, xp.float64)
+
+    return [floating(W) for W in coefs], [floating(b) for b in intercepts]
 
 
 def _check_activation(activation):
@@ -161,6 +180,7 @@ def _objective(
     if not hasattr(X, "__array_namespace__"):
         X = np.asarray(X)  # a list or DataFrame, as scikit-learn accepts
     xp = get_namespace(X, *coefs, *intercepts)
+    coefs, intercepts = _floating_weights(xp, coefs, intercepts)
     if not xp.isdtype(X.dtype, ("bool", "integral", "real floating")):
         raise TypeError(f"X must hold real numbers, got dtype {X.dtype}.")
     if not xp.isdtype(X.dtype, "real floating"):

@@ -311,6 +311,40 @@ def test_integer_and_boolean_inputs_equal_their_float_values():
         np.testing.assert_allclose(np.asarray(got), product, rtol=1e-13, atol=1e-15)
 
 
+def test_integer_weights_compute_as_their_float_values():
+    """Integer or boolean coefs and intercepts compute in float64, in any
+    namespace: computed in their own dtype, a fractional alpha, bias prior
+    precision, sample weight and ``v`` had been truncated to integers (1.5
+    to 1, 0.5 to 0) without a word. Complex weights are refused by name."""
+    xps = pytest.importorskip("array_api_strict")
+    rng = np.random.RandomState(3)
+    X, y = rng.normal(size=(8, 2)), np.array([0, 1, 2, 1] * 2)
+    coefs = [rng.randint(-2, 3, size=(2, 3)), rng.randint(-2, 3, size=(3, 3))]
+    intercepts = [rng.randint(-2, 3, size=3), rng.randint(-1, 1, size=3) > 0]
+    floats = [c.astype(np.float64) for c in coefs]
+    float_intercepts = [b.astype(np.float64) for b in intercepts]
+    v = np.full(21, 0.5)
+    kw = dict(alpha=1.5, bias_prior_precision=0.5, sample_weight=np.full(8, 0.5))
+    for f, args in [
+        (log_posterior, ()),
+        (log_posterior_grad, ()),
+        (log_posterior_hessian, ()),
+        (log_posterior_hvp, (v,)),
+    ]:
+        expected = f(floats, float_intercepts, X, y, *args, **kw)
+        got = f(coefs, intercepts, X, y, *args, **kw)
+        assert np.asarray(got).dtype == np.float64
+        np.testing.assert_array_equal(got, expected)
+    strict = [xps.asarray(c) for c in coefs], [xps.asarray(b) for b in intercepts]
+    got = log_posterior_grad(*strict, xps.asarray(X), y, **kw)
+    np.testing.assert_allclose(
+        np.asarray(got), log_posterior_grad(floats, float_intercepts, X, y, **kw)
+    )
+    complex_coefs = [floats[0] + 1j, floats[1]]
+    with pytest.raises(TypeError, match=r"coefs\[0\] must hold real numbers"):
+        log_posterior(complex_coefs, float_intercepts, X, y)
+
+
 def test_array_likes_are_taken_and_a_tuning_string_is_refused():
     pd = pytest.importorskip("pandas")
     xps = pytest.importorskip("array_api_strict")
@@ -346,9 +380,11 @@ def test_array_likes_are_taken_and_a_tuning_string_is_refused():
         log_posterior(coefs, intercepts, X, y, alpha="evidence")
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_values_that_overflow_the_networks_dtype_or_are_complex_are_refused():
     # 1e39 is finite in float64 and inf in float32: checked after the cast
-    # (a float32 network had returned -inf and an all-NaN gradient).
+    # (a float32 network had returned -inf and an all-NaN gradient), and
+    # refused without NumPy's "overflow encountered in cast" besides.
     coefs, intercepts, X, y = _small_network(np.random.RandomState(0), np.float32)
     with pytest.raises(ValueError, match="sample_weight must be finite"):
         log_posterior(coefs, intercepts, X, y, sample_weight=np.full(10, 1e39))
