@@ -157,7 +157,7 @@ class FittedLaplaceMixin:
             )
             eye = xp.eye(layout.n_outputs, dtype=cov.dtype)
             cov = cov + xp.asarray(residual)[:, None, None] * eye
-        check_finite_rows(xp, "logits or their covariance", mean, cov)
+        check_finite_rows(xp, "logits or their covariance", mean, cov, inputs=X)
         return xp, mean, cov
 
     def latent_mean_and_variance(self, X):

@@ -206,6 +206,7 @@ def check_feature_scale(X, sample_weight):
         total = np.sum(sample_weight)  # an overflowing total: the caller refuses it
     bad = np.flatnonzero(~np.isfinite(second_moments))
     if bad.size:
+        _refuse_non_finite_inputs(X)
         raise ValueError(
             "The curvature of the log posterior is not finite (it overflows): "
             f"sum_n sample_weight_n * X[n, j]**2 exceeds float64 for "
@@ -241,17 +242,36 @@ def check_feature_scale(X, sample_weight):
         )
 
 
-def check_finite_rows(xp, what, *arrays):
+def _refuse_non_finite_inputs(X):
+    """Name NaN or infinity in ``X``, which scikit-learn checks unless told not to.
+
+    Under ``sklearn.set_config(assume_finite=True)`` they reach the network,
+    and were reported as an overflow of finite features.
+    """
+    rows = np.flatnonzero(~np.all(np.isfinite(X), axis=1))
+    if rows.size:
+        raise ValueError(
+            f"X contains NaN or infinity in {rows.size} row(s) (rows "
+            f"{rows[:5].tolist()}{', ...' if rows.size > 5 else ''}); "
+            "scikit-learn's assume_finite=True skipped its own check."
+        )
+
+
+def check_finite_rows(xp, what, *arrays, inputs=None):
     """Raise ``ValueError`` naming the rows where any of ``arrays`` is not finite.
 
     With validated (finite) inputs this happens only when the network's
     outputs overflow float64, i.e. for inputs far outside the training range.
+    ``inputs``, the host ``X`` the arrays come from, is checked first in
+    that case, for NaN and infinity left in it by ``assume_finite=True``.
     """
     bad = None
     for a in arrays:
         rows = ~xp.all(xp.isfinite(xp.reshape(a, (a.shape[0], -1))), axis=1)
         bad = rows if bad is None else bad | rows
     if bool(xp.any(bad)):
+        if inputs is not None:
+            _refuse_non_finite_inputs(inputs)
         index = np.flatnonzero(to_numpy(bad))
         raise ValueError(
             f"The {what} overflowed (are not finite) for {index.size} of "

@@ -4,13 +4,15 @@ Each test pins a boundary or a conversion that the rest of the suite
 exercised only well inside the range: a hidden layer of one unit, float32
 sample weights, a feature whose root mean square is exactly at an end of
 ``FEATURE_SCALE_RANGE``, the count of unnamed features and rows in the
-messages, and a row of weight 0 left out of the feature scales.
+messages, a row of weight 0 left out of the feature scales, and NaN
+named as NaN when ``assume_finite=True`` let it through.
 """
 
 import warnings
 
 import numpy as np
 import pytest
+import sklearn
 
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._validation import (
@@ -128,3 +130,24 @@ def test_a_row_of_weight_zero_is_dropped_however_large_its_features():
     # A row of positive weight with that feature is still refused by name.
     with pytest.raises(ValueError, match=r"not finite .*columns \[0\]"):
         check_feature_scale(Xs, np.ones(len(X)))
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_features_under_assume_finite_are_named_as_such(value):
+    """``sklearn.set_config(assume_finite=True)`` skips scikit-learn's check
+    for NaN and infinity: ``fit`` and ``predict_proba`` name them (and the
+    row) where they had reported an overflow of too-large features."""
+    clf = LaplaceMLPClassifier(**SMALL).fit(X, Y)
+    bad = X.copy()
+    bad[2, 1] = value
+    message = r"X contains NaN or infinity in 1 row\(s\) \(rows \[2\]\)"
+    with sklearn.config_context(assume_finite=True):
+        with pytest.raises(ValueError, match=message):
+            LaplaceMLPClassifier(**SMALL).fit(bad, Y)
+        with pytest.raises(ValueError, match=message):
+            clf.predict_proba(bad)
+        # Finite inputs still fit and predict as without the setting.
+        np.testing.assert_array_equal(
+            LaplaceMLPClassifier(**SMALL).fit(X, Y).predict_proba(X),
+            clf.predict_proba(X),
+        )
