@@ -402,28 +402,36 @@ def tune_alpha(
         # and the posterior hold: resumed there at its alpha (one more refit).
         best = refit(best.alpha, best.fit.theta)[0]
     alpha = best.alpha
+    prefer = "alpha='evidence' or a fixed alpha" if len(groups) > 1 else "a fixed alpha"
+    # Updates that gave up after a refit at a bound gave up for the bound (its
+    # refits run out of iterations), though the refit kept may lie inside.
+    bounded = [
+        f"refit {i}: {a}"
+        for i, a in enumerate(history)
+        if np.any(np.isin(a, EVIDENCE_BOUNDS)) and not converged
+    ]
     if not converged:
         reason, advice = stop or (
             f"in {EVIDENCE_MAX_UPDATES} refits",
             "Use a fixed alpha",
         )
+        if bounded:
+            advice = f"They reached a bound of alpha (next warning): prefer {prefer}"
         warn(
             f"The evidence updates of alpha did not converge {reason}; the "
             f"{'last refit' if best is last else 'refit of largest evidence'} "
             f"is kept (alpha {alpha}). {advice}.",
             ConvergenceWarning,
         )
-    if np.any(np.isin(alpha, EVIDENCE_BOUNDS)):
-        advice = (
-            "alpha='evidence' or a fixed alpha" if len(groups) > 1 else "a fixed alpha"
-        )
+    if np.any(np.isin(alpha, EVIDENCE_BOUNDS)) or bounded:
+        shown = f"{bounded[-1]}; refit kept: {alpha}" if bounded else alpha
         warn(
-            f"The evidence drove alpha to a bound of {EVIDENCE_BOUNDS} ({alpha}): "
+            f"The evidence drove alpha to a bound of {EVIDENCE_BOUNDS} ({shown}): "
             "MacKay's updates head for a degenerate limit (e.g. one layer's weights "
             "vanishing while the next layer's grow, separable data, or data that "
             "say little: features with no signal, or a sample_weight summing to few "
             "rows' worth, as the likelihood counts weights as repetitions), where "
-            f"the evidence need not be larger. Prefer {advice}.",
+            f"the evidence need not be larger. Prefer {prefer}.",
             LaplaceApproximationWarning,
         )
     return best._replace(history=history, fixed_point=last.kept if converged else None)

@@ -1708,3 +1708,45 @@ def test_only_a_run_that_converged_names_its_fixed_point():
     fits, fit_laplace = _fits_with_update(lambda a: 2.0)
     tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
     assert len(fits) == 2 and tuning.fixed_point == tuning.kept == 1
+
+
+def test_updates_that_give_up_after_a_bound_name_the_bound_as_the_cause():
+    # The refits cycle between alpha 1 and the upper bound and the refit
+    # kept (of largest evidence) lies inside: the updates gave up for the
+    # bound, which both warnings name (the advice had been to standardise or
+    # raise max_iter, and the bound's warning had looked at the kept alpha
+    # only, which per layer left a two-layer walk to 1e-6 unmentioned).
+    fits, fit_laplace = _fits_with_update(lambda a: 1e7 if a < 1e5 else 1.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tuning = tune_alpha(
+            fit_laplace,
+            [np.ones(4, bool)],
+            np.zeros(4),
+            lambda v: v,
+            evidence=lambda fit: 0.0 if fit is fits[0] else -10.0,
+        )
+    assert tuning.fit is fits[0] and tuning.fixed_point is None
+    assert [w.category for w in caught] == [
+        ConvergenceWarning,
+        LaplaceApproximationWarning,
+    ]
+    cycle, bound = (str(w.message) for w in caught)
+    assert "the refits cycle among alphas from 1 to 1e+06" in cycle
+    assert cycle.endswith(
+        "is kept (alpha [1.]). They reached a bound of alpha (next warning): "
+        "prefer a fixed alpha."
+    )
+    last_at_bound = len(fits) - 1 if len(fits) % 2 == 0 else len(fits) - 2
+    assert bound.startswith(
+        "The evidence drove alpha to a bound of (1e-06, 1000000.0) "
+        f"(refit {last_at_bound}: [1000000.]; refit kept: [1.]): MacKay's updates"
+    )
+    assert bound.endswith("Prefer a fixed alpha.")
+    # Converged inside after a refit at the bound: no word of the bound.
+    fits, fit_laplace = _fits_with_update(lambda a: 1e7 if a < 1.5 else 2.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert [f.prior_precision[0] for f in fits] == [1.0, 1e6, 2.0]
+    assert caught == [] and tuning.fixed_point == 2
