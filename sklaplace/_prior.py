@@ -13,12 +13,14 @@ __all__ = ["prior_precision_vector"]
 
 
 def _as_floats(value, name):
+    message = f"{name} must be a number or an array of numbers, got {value!r}."
     try:
-        return np.asarray(value, dtype=float)
+        array = np.asarray(value)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"{name} must be a number or an array of numbers, got {value!r}."
-        ) from None
+        raise ValueError(message) from None
+    if array.dtype.kind not in "biuf":  # strings such as "1" had been parsed
+        raise ValueError(message)
+    return array.astype(float)
 
 
 def _per_layer(value, n_layers, name, n_params=None):

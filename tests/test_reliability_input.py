@@ -118,6 +118,9 @@ BAD_PARAMS = [
     # A string in a list had come back as NumPy's "could not convert string".
     ("alpha", [1.0, "evidence"], "alpha must be a number or an array of numbers"),
     ("bias_prior_precision", [0.1, "a"], "bias_prior_precision must be a number"),
+    # Numbers as strings had been parsed: refused like any other string.
+    ("alpha", ["1", "2"], "alpha must be a number or an array of numbers"),
+    ("bias_prior_precision", ["0.1"], "bias_prior_precision must be a number"),
     ("hidden_layer_sizes", (0,), "hidden_layer_sizes"),
     ("hidden_layer_sizes", (-2,), "hidden_layer_sizes"),
     ("hidden_layer_sizes", (3, 0), "hidden_layer_sizes"),
