@@ -50,8 +50,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     * ``alpha`` is the prior precision of the weights (MLPClassifier's
       meaning) and ``bias_prior_precision`` that of the biases. With
       ``bias_prior_precision=0`` the MAP objective is ``n_samples`` times
-      MLPClassifier's loss; with no hidden layer it is
-      ``LogisticRegression(C=1/alpha)``.
+      MLPClassifier's loss; with no hidden layer, ``LogisticRegression(C=1/alpha)``.
     * Parameters are ordered ``theta = [W_0.ravel(), b_0, W_1.ravel(), b_1,
       ...]`` (C order), with ``W_i = coefs_[i]`` of shape ``(fan_in,
       fan_out)``; every Hessian and covariance uses this order.
@@ -72,9 +71,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         updates, where the Laplace evidence at the current MAP is stationary in
         alpha: from 1, fit, set ``alpha = gamma / ||w||^2`` and refit until no
         alpha moves 0.01% (at most 50 refits, fewer if they cycle or 10 in a
-        row stop at max_iter, with a ``ConvergenceWarning``); then from 100. A
-        refit (or run) over 3 nats larger in evidence is kept unless held-out rows
-        prefer, by 2 standard errors, the fixed point from 1 or 0.1 (see the guide).
+        row stop at max_iter, with a ``ConvergenceWarning``); then from 100 (0.1
+        too if both collapse). A refit (or run) over 3 nats larger is kept unless
+        held-out rows prefer, by 2 standard errors, the fixed point from 1 or 0.1.
         ``"evidence_per_layer"`` tunes one per layer alike; it can head for a
         degenerate limit (an alpha at its bound; a warning says). ``"validation"``
         fits 2-4 times: from 1, by decades the way MacKay's update points (else
@@ -114,7 +113,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     hessian_structure : {"auto", "full", "kron", "diag"}, default="auto"
         Structure of the posterior precision: the full matrix, Kronecker
         factors per layer (KFAC of the GGN with refitted eigenvalues, EKFAC;
-        the prior added exactly; no ``n_params**2`` matrix), or its diagonal.
+        the prior added exactly; no ``n_params**2`` matrix), or its diagonal
+        (whose evidence tuning of alpha runs on the structure "auto" takes).
         ``"auto"`` is ``"full"`` where the full posterior is cheap (at most 1
         GiB, 1e11 multiply-adds to build, ``n_samples * n_classes *
         n_params**2``, and 4e9 to factorise, ``n_params**3``) and ``"kron"``

@@ -15,7 +15,7 @@ import numpy as np
 
 from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, walk_fits
 from sklaplace._backend import to_numpy
-from sklaplace._basins import HELD_OUT_START, overrule_by_held_out
+from sklaplace._basins import HELD_OUT_START, every_run_collapsed, overrule_by_held_out
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
     kept_run,
@@ -33,6 +33,7 @@ from sklaplace._held_out import (
     validation_log_losses,
     validation_rows,
 )
+from sklaplace._memory import tuning_structure
 from sklaplace._network import log_equivalent_modes
 from sklaplace._objective import NegLogPosterior, ignores_its_input
 from sklaplace._posterior import laplace_posterior
@@ -405,18 +406,23 @@ def fit_network(
             return fit.log_evidence() + (0.0 if collapsed else distinct)
 
         # MacKay's updates need a PSD curvature (GGN; exact gave gamma -3,000)
-        # over every weight alpha prices (last-layer let alpha drift to 0.13);
+        # and the variances of every weight alpha prices (tuning_structure);
         # the posterior asked for is built for the kept fit (below).
-        tuning_config = replace(config, hessian="ggn")
-        if config.subset_of_weights == "last_layer":
-            tuning_config = replace(
-                tuning_config, subset_of_weights="all", hessian_structure="kron"
-            )
-        # One more run whose fixed point only held-out losses weigh (_basins);
-        # a resumed fit stays in its basin.
-        extra = (HELD_OUT_START,) if scaled_on_held_out and not resumed else ()
+        n_params, n_outputs = layout.n_params, layout.n_outputs
+        structure = tuning_structure(config, n_params, X.shape[0], n_outputs)
+        tuning_config = replace(
+            config, hessian="ggn", subset_of_weights="all", hessian_structure=structure
+        )
+        # One more run weighed by held-out losses (_basins), by the evidence too
+        # where every run collapsed (its weights have no gradient at 0, so it
+        # stays so); a resumed fit stays in its basin.
         runs = []
-        for start in starts + extra:
+        for start in starts + (HELD_OUT_START,):
+            if len(runs) == len(starts):  # the extra run: whether, and ranked
+                flat = every_run_collapsed([run[0] for run in runs])
+                ranked = len(starts) + flat
+                if resumed or not (scaled_on_held_out or flat):
+                    break
             first = len(refits)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -459,7 +465,7 @@ def fit_network(
             warned = {(w.category, str(w.message)): w for w in warned}  # once each
             return fit, alpha, tuning.history, gammas, list(warned.values())
 
-        kept = kept_run([run[0] for run in runs[: len(starts)]])
+        kept = kept_run([run[0] for run in runs[:ranked]])
         # Held-out losses can overrule the evidence's choice in favour of the
         # fixed point of the first run or of the extra one.
         challengers = [
