@@ -115,8 +115,9 @@ def _checked(y_true, proba, classes):
     if np.any(proba < 0) or np.any(proba > 1) or off > PROBA_SUM_ATOL:
         raise ValueError(
             "proba must hold probabilities: entries in [0, 1], each row summing "
-            f"to 1 (to {PROBA_SUM_ATOL:g}); got entries in [{proba.min():.3g}, "
-            f"{proba.max():.3g}] and a row sum off by {off:.3g}."
+            # Digits enough to show 1 + 1e-6 outside [0, 1] (".3g" gave "1").
+            f"to 1 (to {PROBA_SUM_ATOL:g}); got entries in [{proba.min():.10g}, "
+            f"{proba.max():.10g}] and a row sum off by {off:.3g}."
         )
     if classes is None:
         classes = np.unique(y_true)

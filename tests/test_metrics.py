@@ -6,6 +6,8 @@ confidence of 1 in the last bin), the column order ``classes`` gives, and
 the Brier score against scikit-learn's binary one.
 """
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss
@@ -148,3 +150,84 @@ def test_probabilities_within_float32_round_off_of_summing_to_one_are_scored():
     y = np.arange(4)
     expected = np.mean(np.sum((proba.astype(float) - np.eye(100)[y]) ** 2, axis=1))
     assert multiclass_brier_score(y, proba, classes=np.arange(100)) == expected
+
+
+def test_ece_has_15_bins_by_default():
+    # Confidences 0.86 and 0.87 fall in bins 12 and 13 of 15 (12.9, 13.05)
+    # but share bin 13 of 16 (13.76, 13.92). One right, one wrong:
+    # 15 bins: (|1 - 0.86| + |0 - 0.87|) / 2 = 0.505; one bin: |1/2 - 0.865|.
+    proba = np.array([[0.86, 0.14], [0.87, 0.13]])
+    assert expected_calibration_error([0, 1], proba) == pytest.approx(0.505, rel=1e-12)
+    assert expected_calibration_error([0, 1], proba, n_bins=16) == pytest.approx(
+        0.365, rel=1e-12
+    )
+
+
+def test_proba_of_object_dtype_is_read_as_numbers():
+    # An object array of floats (as a DataFrame of mixed columns gives) is
+    # scored as the float array: Brier (2 * 0.1^2 + 2 * 0.2^2) / 2 = 0.05,
+    # ECE (the docstring's case) |1 - 0.9| / 2 + |1 - 0.8| / 2 = 0.15.
+    proba = np.array([[0.9, 0.1], [0.2, 0.8]], dtype=object)
+    assert multiclass_brier_score([0, 1], proba) == pytest.approx(0.05, rel=1e-12)
+    assert expected_calibration_error([0, 1], proba) == pytest.approx(0.15, rel=1e-12)
+
+
+_SHAPE = (
+    "proba must be of shape (n_samples, n_classes) and y_true of shape "
+    "(n_samples,); got {} and {}."
+)
+_RANGE = (
+    "proba must hold probabilities: entries in [0, 1], each row summing to 1 "
+    "(to 1e-05); got entries in [{}] and a row sum off by {}."
+)
+
+
+@pytest.mark.parametrize(
+    "y, proba, kwargs, message",
+    [
+        ([0, 1], [[0.5, 0.5], [np.nan, 0.5]], {}, "proba contains NaN or infinity."),
+        ([0, 1, 0], [[0.5, 0.5], [0.5, 0.5]], {}, _SHAPE.format("(2, 2)", "(3,)")),
+        # y_true as a column: the same rows, but 2-D (would broadcast
+        # against the predictions, every row compared with every label).
+        ([[0], [1]], [[0.5, 0.5], [0.5, 0.5]], {}, _SHAPE.format("(2, 2)", "(2, 1)")),
+        (
+            np.zeros(0),
+            np.zeros((0, 2)),
+            {"classes": [0, 1]},
+            "proba and y_true hold no samples.",
+        ),
+        ([0, 1], [[0.5, 0.6], [0.5, 0.5]], {}, _RANGE.format("0.5, 0.6", "0.1")),
+        (
+            [1, 1],
+            [[0.0, 1.0], [0.0, 1.0]],
+            {},
+            "y_true holds 1 distinct labels but proba has 2 columns: pass "
+            "classes= (the estimator's classes_) to say which label each "
+            "column is.",
+        ),
+        # Six unknown labels: the message names the first five.
+        (
+            np.arange(8),
+            np.full((8, 2), 0.5),
+            {"classes": [0, 1]},
+            "y_true holds labels not in classes: [2 3 4 5 6].",
+        ),
+    ],
+)
+def test_bad_metric_input_is_refused_with_the_full_message(y, proba, kwargs, message):
+    for metric in (multiclass_brier_score, expected_calibration_error):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            metric(y, np.asarray(proba), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "row, shown", [([-1e-6, 1.0], "[-1e-06, 1]"), ([1.0 + 1e-6, 0.0], "[0, 1.000001]")]
+)
+def test_entries_outside_0_1_are_refused_even_where_the_row_sums_to_1(row, shown):
+    # Each row sums to 1 within PROBA_SUM_ATOL (off by 1e-6): only the range
+    # check, on either side, refuses them, and the message shows the entry
+    # outside [0, 1] (to three digits 1 + 1e-6 had read as 1).
+    proba = np.array([row, [0.5, 0.5]])
+    for metric in (multiclass_brier_score, expected_calibration_error):
+        with pytest.raises(ValueError, match=re.escape(f"entries in {shown} and")):
+            metric([0, 1], proba)

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+import sklaplace._jacobian as jacobian_module
+import sklaplace._memory as memory_module
 from sklaplace._network import ParamLayout, jacobian_factor, jvp, vjp
 from sklaplace._testing import mlp_logits, numerical_jacobian
 from tests.conftest import make_problem
@@ -65,9 +67,6 @@ def test_logit_factors_in_one_row_chunks_are_the_jacobian(monkeypatch):
     # factors every chunk is one row, and the chunks cover every row in
     # order; their dense J, and the last layer's factors alone, are the
     # finite-difference Jacobian (the last layer's columns for the latter).
-    import sklaplace._jacobian as jacobian_module
-    import sklaplace._memory as memory_module
-
     obj, theta = make_problem(n_classes=3, hidden=(4, 3), n_samples=7)
     monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", 1)
     chunks = list(
@@ -123,3 +122,19 @@ def test_glorot_bound_is_sqrt_6_over_fan_in_plus_fan_out_to_the_draw():
     # Symmetric about 0 and uniform: mean |w| is b / 2 (standard error
     # b / sqrt(12 * 6000), about 0.004 b).
     np.testing.assert_allclose(np.mean(np.abs(W)), bound / 2, rtol=0.02)
+
+
+def test_logit_factors_take_as_many_rows_as_the_budget_holds(monkeypatch):
+    # A chunk of rows holds, per row, each layer's input (fan_in + 1) and
+    # deltas (K * fan_out) and the K x K identity twice, all float64 and
+    # counted three times over: layers (3, 4, 3, 3), K = 3, give
+    # (4 + 3 * 4) + (5 + 3 * 3) + (4 + 3 * 3) + 2 * 9 = 61 numbers,
+    # 3 * 8 * 61 = 1464 bytes a row. A budget of two rows' bytes makes
+    # chunks of 2 (7 rows: 2, 2, 2, 1); one byte less, chunks of 1.
+    obj, theta = make_problem(n_classes=3, hidden=(4, 3), n_samples=7)
+    for budget, sizes in [(2 * 1464, [2, 2, 2, 1]), (2 * 1464 - 1, [1] * 7)]:
+        monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", budget)
+        chunks = jacobian_module.logit_factors(
+            np, obj.layout, theta, obj.activation, obj.X
+        )
+        assert [logits.shape[0] for logits, _ in chunks] == sizes

@@ -374,3 +374,38 @@ def test_the_round_off_floor_of_a_feature_near_zero_is_1e_12():
     envelope = data_envelope(X, np.ones(40))
     np.testing.assert_allclose(envelope.scale[1], 1.5e-12, rtol=1e-9)
     assert envelope.scale[2] == pytest.approx(np.median([X[:, 0].std(), 1.5e-12]))
+
+
+def test_a_zero_scale_is_left_out_whatever_a_reused_buffer_held():
+    # np.divide(..., where=scale > 0) leaves the other entries of its output
+    # as they were: they must be zeros, not whatever the memory held. A freed
+    # buffer of the same size holding other numbers, which NumPy hands out
+    # again, must not reach the distance (the pickled-envelope test above
+    # passed with out=None: its memory happened to be zero).
+    mean, scale = np.array([1.0, -2.0, 0.5]), np.array([2.0, 0.0, 0.5])
+    envelope = DataEnvelope(mean, scale, 1.5)
+    X = np.array([[3.0, 7.0, 1.5], [-1.0, 100.0, 0.0]])
+    # By hand: sqrt(((x0 - 1) / 2)^2 + ((x2 - 0.5) / 0.5)^2).
+    expected = np.array([np.sqrt(5.0), np.sqrt(2.0)])
+    for dirt in (7.0, -3.0, 1e10):
+        np.full_like(scale, dirt)  # freed at once, its buffer free for reuse
+        np.testing.assert_allclose(envelope.distance(X), expected, rtol=1e-14, atol=0)
+
+
+def test_a_spread_of_exactly_the_round_off_floor_is_none():
+    # A column +-1e-12 about 0 has a weighted std of exactly 1e-12, the floor
+    # 1e-12 * max(|mean|, 1): a spread must exceed it to be real, so the
+    # column gets the median spread of the others (the first column's, 1).
+    X = np.array([[-1.0, -1e-12], [1.0, 1e-12]])
+    envelope = data_envelope(X, np.ones(2))
+    np.testing.assert_array_equal(envelope.scale, [1.0, 1.0])
+
+
+def test_a_row_exactly_1e_8_radii_from_the_mean_has_no_direction():
+    # Rows within 1e-8 radii of the mean, the bound included, are dropped:
+    # at 1e-8 and at 0 here; the row at 3e-8 is moved out to 2 radii.
+    envelope = DataEnvelope(np.zeros(2), np.ones(2), 1.0)
+    X = np.array([[1e-8, 0.0], [0.0, 3e-8], [0.0, 0.0]])
+    rows, weights = at_twice_the_radius(envelope, X, np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(rows, [[0.0, 2.0]], rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(weights, [2.0])
