@@ -373,7 +373,11 @@ def tune_alpha(
             stop = (
                 f"(the last {short} refits ran out of iterations short of their "
                 "MAP, where the evidence does not hold)",
-                "Standardise the features, increase max_iter or use a fixed alpha",
+                "Standardise the features, increase max_iter or use a fixed alpha"
+                # Per layer the refits grow hard on the way to a degenerate
+                # limit (one layer's alpha falling as another's rises), where
+                # more iterations only reach the bound (session 34's probes).
+                + " (or alpha='evidence')" * (len(groups) > 1),
             )
             break
         alpha, ratio, extrapolated = new_alpha, None, None

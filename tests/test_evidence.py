@@ -1754,3 +1754,25 @@ def test_updates_that_give_up_after_a_bound_name_the_bound_as_the_cause():
         tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
     assert [f.prior_precision[0] for f in fits] == [1.0, 1e6, 2.0]
     assert caught == [] and tuning.fixed_point == 2
+
+
+def test_per_layer_refits_out_of_iterations_also_advise_the_scalar_evidence():
+    # Per layer the refits run out of iterations on the way to a degenerate
+    # limit, where a larger max_iter only reaches the bound: the advice
+    # names the scalar evidence too (one group: test_the_convergence_
+    # warnings_give_their_reason_and_advice_in_full).
+    def fit_laplace(alphas, theta):
+        target = np.array([alphas[0] / 2, alphas[1] * 2])  # one falls, one rises
+        return SimpleNamespace(
+            theta=np.repeat(np.sqrt(0.5 / target), 2),
+            posterior=np.repeat(0.5 / alphas, 2),
+            prior_precision=np.repeat(alphas, 2),
+            out_of_iterations=True,
+        )
+
+    with pytest.warns(ConvergenceWarning) as caught:
+        tune_alpha(fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v)
+    assert str(caught[0].message).endswith(
+        "Standardise the features, increase max_iter or use a fixed alpha "
+        "(or alpha='evidence')."
+    )
