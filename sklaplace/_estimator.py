@@ -114,7 +114,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Structure of the posterior precision: the full matrix, Kronecker
         factors per layer (KFAC of the GGN with refitted eigenvalues, EKFAC;
         the prior added exactly; no ``n_params**2`` matrix), or its diagonal
-        (whose evidence tuning of alpha runs on the structure "auto" takes).
+        (whose evidence tuning of alpha runs on the Kronecker one, if it fits).
         ``"auto"`` is ``"full"`` where the full posterior is cheap (at most 1
         GiB, 1e11 multiply-adds to build, ``n_samples * n_classes *
         n_params**2``, and 4e9 to factorise, ``n_params**3``) and ``"kron"``

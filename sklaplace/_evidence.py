@@ -409,11 +409,8 @@ def tune_alpha(
     prefer = "alpha='evidence' or a fixed alpha" if len(groups) > 1 else "a fixed alpha"
     # Updates that gave up after a refit at a bound gave up for the bound (its
     # refits run out of iterations), though the refit kept may lie inside.
-    bounded = [
-        f"refit {i}: {a}"
-        for i, a in enumerate(history)
-        if np.any(np.isin(a, EVIDENCE_BOUNDS)) and not converged
-    ]
+    at_bound = [i for i, a in enumerate(history) if np.any(np.isin(a, EVIDENCE_BOUNDS))]
+    bounded = [] if converged else at_bound
     if not converged:
         reason, advice = stop or (
             f"in {EVIDENCE_MAX_UPDATES} refits",
@@ -428,7 +425,9 @@ def tune_alpha(
             ConvergenceWarning,
         )
     if np.any(np.isin(alpha, EVIDENCE_BOUNDS)) or bounded:
-        shown = f"{bounded[-1]}; refit kept: {alpha}" if bounded else alpha
+        shown = alpha
+        if bounded:
+            shown = f"refit {bounded[-1]}: {history[bounded[-1]]}; refit kept: {alpha}"
         warn(
             f"The evidence drove alpha to a bound of {EVIDENCE_BOUNDS} ({shown}): "
             "MacKay's updates head for a degenerate limit (e.g. one layer's weights "

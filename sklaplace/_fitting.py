@@ -408,8 +408,7 @@ def fit_network(
         # MacKay's updates need a PSD curvature (GGN; exact gave gamma -3,000)
         # and the variances of every weight alpha prices (tuning_structure);
         # the posterior asked for is built for the kept fit (below).
-        n_params, n_outputs = layout.n_params, layout.n_outputs
-        structure = tuning_structure(config, n_params, X.shape[0], n_outputs)
+        structure = tuning_structure(config, layout.layer_sizes)
         tuning_config = replace(
             config, hessian="ggn", subset_of_weights="all", hessian_structure=structure
         )

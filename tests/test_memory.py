@@ -265,47 +265,29 @@ def test_a_last_layer_kronecker_posterior_leaves_wide_earlier_layers_unchecked()
         memory_module.check_kron_memory(layer_sizes)
 
 
-def test_a_diagonal_posterior_tunes_alpha_on_the_structure_auto_takes():
+def test_a_diagonal_posterior_tunes_alpha_on_kronecker_factors_that_fit():
     """MacKay's updates count the posterior variances of every weight: a
-    diagonal's ``1 / P_ii`` understate them (alpha 3.2 for the full
-    posterior's 0.034 on a curved boundary), so a diagonal posterior tunes
-    alpha on the structure ``"auto"`` takes, full where it is cheap and
-    Kronecker beyond; a last-layer posterior on the Kronecker one of all
-    weights; full and Kronecker posteriors on themselves."""
+    diagonal's ``1 / P_ii`` understate them (alpha 3.2 for the Kronecker
+    posterior's 0.08 on a curved boundary), so a diagonal posterior tunes
+    alpha on the Kronecker posterior where its factors fit the limits, and
+    on itself beyond (the structure without a matrix of a layer's width);
+    a last-layer posterior on the Kronecker one of all weights; full and
+    Kronecker posteriors on themselves."""
 
-    def tuned_on(structure, subset="all", n_params=100):
-        config = SimpleNamespace(
-            hessian_structure=structure,
-            subset_of_weights=subset,
-            prior_precision_scale="cv",
-        )
-        return memory_module.tuning_structure(config, n_params, 50, 1)
+    def tuned_on(structure, subset="all", layer_sizes=(3, 4, 1)):
+        config = SimpleNamespace(hessian_structure=structure, subset_of_weights=subset)
+        return memory_module.tuning_structure(config, layer_sizes)
 
-    assert tuned_on("diag") == "full"
-    assert tuned_on("diag", n_params=5000) == "kron"  # 5000**3 > 4e9
+    assert tuned_on("diag") == "kron"
+    assert tuned_on("diag", layer_sizes=(30, 20000, 1)) == "diag"  # a 3 GiB factor
     assert tuned_on("diag", "last_layer") == tuned_on("full", "last_layer") == "kron"
     assert tuned_on("full") == "full" and tuned_on("kron") == "kron"
-    # Through fit: the diagonal posterior's alpha is the full one's, refit for
-    # refit (the scale by the evidence: no held-out rows enter).
+    # Through fit: the diagonal posterior's alpha is the Kronecker one's,
+    # refit for refit (the scale by the evidence: no held-out rows enter).
     X, y = RNG.normal(size=(60, 3)), np.arange(60) % 2
     params = dict(alpha="evidence", prior_precision_scale="evidence", random_state=0)
     diag = LaplaceMLPClassifier((4,), hessian_structure="diag", **params).fit(X, y)
-    full = LaplaceMLPClassifier((4,), hessian_structure="full", **params).fit(X, y)
+    kron = LaplaceMLPClassifier((4,), hessian_structure="kron", **params).fit(X, y)
     assert diag.hessian_structure_ == "diag"
-    np.testing.assert_array_equal(diag.alpha_history_, full.alpha_history_)
-    assert diag.alpha_ == full.alpha_
-
-
-def test_a_diagonal_posterior_beyond_the_full_one_checks_the_tuning_factors(
-    monkeypatch,
-):
-    """Beyond the full posterior's rule a diagonal one tunes alpha on
-    Kronecker factors, which are refused before the MAP where too large."""
-    message = _refusal_before_the_map(
-        monkeypatch,
-        RNG.normal(size=(20, 30)),
-        (20000,),
-        hessian_structure="diag",
-        alpha="evidence",
-    )
-    assert "units, for the evidence's tuning of alpha) would take" in message
+    np.testing.assert_array_equal(diag.alpha_history_, kron.alpha_history_)
+    assert diag.alpha_ == kron.alpha_
