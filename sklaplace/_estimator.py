@@ -117,8 +117,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         (whose evidence tuning of alpha runs on the Kronecker one, if it fits).
         ``"auto"`` is ``"full"`` where the full posterior is cheap (at most 1
         GiB, 1e11 multiply-adds to build, ``n_samples * n_classes *
-        n_params**2``, and 4e9 to factorise, ``n_params**3``) and ``"kron"``
-        beyond (``hessian_structure_``); ``"kron"`` takes the GGN (warned if exact).
+        n_params**2``, and 4e9 to factorise, ``n_params**3``), ``"kron"`` beyond,
+        ``"diag"`` where a factor exceeds the memory limits (``hessian_structure_``);
+        ``"kron"`` takes the GGN (warned if exact).
     subset_of_weights : {"all", "last_layer"}, default="all"
         Parameters with a posterior: all of them, or the last layer only
         (the exact Laplace of the last layer given the MAP network's
@@ -488,8 +489,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         self.effective_n_parameters_ = network.gammas
         self.log_likelihood_ = log_likelihood
         self.log_marginal_likelihood_ = log_evidence
-        # Per unit weight of the rows fitted (validation rows excluded).
-        self.loss_ = fit.result.loss / float(fit.objective.gradient_scale)
+        self.loss_ = fit.result.loss / float(fit.objective.gradient_scale)  # per weight
         self.n_iter_ = sum(r.result.n_iter for r in refits)
         self.solver_ = config.solver
         self.tol_ = config.tol

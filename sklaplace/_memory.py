@@ -50,6 +50,7 @@ __all__ = [
     "check_memory",
     "dense_matrices_at_peak",
     "full_is_cheap",
+    "kron_factors_fit",
     "refits_are_cheap",
     "resolve_solver",
     "resolve_structure",
@@ -342,23 +343,31 @@ def tuning_structure(config, layer_sizes):
         return "kron"
     if config.hessian_structure != "diag":
         return config.hessian_structure
+    return "kron" if kron_factors_fit(layer_sizes) else "diag"
+
+
+def kron_factors_fit(layer_sizes, last_layer_only=False):
+    """Whether :func:`check_kron_memory` accepts the Kronecker factors."""
     try:
-        check_kron_memory(layer_sizes)
+        check_kron_memory(layer_sizes, last_layer_only)
     except MemoryLimitError:
-        return "diag"
-    return "kron"
+        return False
+    return True
 
 
-def resolve_structure(hessian_structure, cheap):
+def resolve_structure(hessian_structure, cheap, kron_fits=True):
     """Return the structure ``"auto"`` stands for (others as they are).
 
     ``"full"`` where the full posterior is cheap (:func:`full_is_cheap`),
-    ``"kron"`` beyond. The solver does not enter: a dense one is checked on
-    its own by :func:`check_fit_memory`.
+    ``"kron"`` beyond where its factors fit the limits (``kron_fits``:
+    :func:`kron_factors_fit`), ``"diag"`` beyond that (20,000 features had
+    been refused for a 3 GiB factor, where the diagonal fits). The solver
+    does not enter: a dense one is checked on its own by
+    :func:`check_fit_memory`.
     """
     if hessian_structure != "auto":
         return hessian_structure
-    return "full" if cheap else "kron"
+    return "full" if cheap else "kron" if kron_fits else "diag"
 
 
 def resolve_solver(solver, cheap):
@@ -427,19 +436,20 @@ def resolved_params(estimator, layout, n_samples, tune=None):
     scale = params.prior_precision_scale
     params.solver = resolve_solver(params.solver, refits)
     params.tol = resolve_tol(params.tol, refits)
+    if layout.n_layers == 1:
+        params.subset_of_weights = "all"
+    last_only = params.subset_of_weights == "last_layer"
     params.hessian_structure = resolve_structure(
         params.hessian_structure,
         full_is_cheap(n_params, n_samples, n_outputs, scale),
+        kron_factors_fit(layout.layer_sizes, last_only),
     )
-    if layout.n_layers == 1:
-        params.subset_of_weights = "all"
     check_memory(
         8 * n_params,
         f"One vector of the {n_params} parameters",
         "Use a smaller network (fewer hidden units or input features).",
     )
     tunes_on_all = isinstance(params.alpha, str) and params.alpha.startswith("evid")
-    last_only = params.subset_of_weights == "last_layer"
     if last_only and tunes_on_all:  # alpha is tuned on every layer's (_fitting)
         check_kron_memory(layout.layer_sizes, use="the evidence's tuning of alpha")
     elif params.hessian_structure == "kron":

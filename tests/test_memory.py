@@ -2,10 +2,12 @@
 "auto" cost rules and of the byte checks, each pinned where a plausible
 off-by-one or wrong factor would move it."""
 
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 import sklaplace._fitting as fitting_module
 import sklaplace._memory as memory_module
@@ -291,3 +293,27 @@ def test_a_diagonal_posterior_tunes_alpha_on_kronecker_factors_that_fit():
     assert diag.hessian_structure_ == "diag"
     np.testing.assert_array_equal(diag.alpha_history_, kron.alpha_history_)
     assert diag.alpha_ == kron.alpha_
+
+
+def test_auto_takes_the_diagonal_where_the_kronecker_factors_exceed_the_limits():
+    """``"auto"``: full where cheap, Kronecker beyond where its factors fit
+    the limits, diagonal beyond that (a layer of 20,000 inputs or units
+    needs a 3 GiB factor: the default had refused such data, where the
+    diagonal fits). An explicit ``"kron"`` is still refused by name."""
+    assert memory_module.resolve_structure("auto", True, False) == "full"
+    assert memory_module.resolve_structure("auto", False, True) == "kron"
+    assert memory_module.resolve_structure("auto", False, False) == "diag"
+    assert memory_module.resolve_structure("kron", False, False) == "kron"
+    assert memory_module.kron_factors_fit((30, 100, 1))
+    assert not memory_module.kron_factors_fit((30, 20000, 1))
+    # The last layer's factors only: 9 x 9 and 1 x 1 after 20,000 inputs.
+    assert memory_module.kron_factors_fit((20000, 8, 1), last_layer_only=True)
+    assert not memory_module.kron_factors_fit((20000, 8, 1))
+    X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter=5
+        clf = LaplaceMLPClassifier((20000,), max_iter=5, random_state=0).fit(X, y)
+    assert clf.hessian_structure_ == "diag"
+    assert np.all(np.isfinite(clf.predict_proba(X)))
+    with pytest.raises(MemoryLimitError, match="20000 x 20000 float64 Kronecker"):
+        LaplaceMLPClassifier((20000,), hessian_structure="kron").fit(X, y)
