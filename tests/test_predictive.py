@@ -4,9 +4,13 @@ import scipy.linalg
 from scipy.special import expit, softmax
 from sklearn.datasets import make_classification
 
+import sklaplace._memory as memory_module
+import sklaplace._predictive as predictive_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._likelihood import Bernoulli, Categorical
 from sklaplace._predictive import PREDICTIVES, mc_logits, mc_noise, probit_logits
+from sklaplace.exceptions import MemoryLimitError
+from tests.conftest import make_problem
 
 
 def _expected_sigmoid(mu, var):
@@ -229,3 +233,59 @@ def test_monte_carlo_draws_beyond_the_memory_limit_are_named_with_advice(
     clf.set_params(link_approx="probit").predict_proba(X)
     monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 4 * 8 * 100)
     clf.set_params(link_approx="mc").predict_proba(X)
+
+
+def test_logit_jacobian_chunks_take_as_many_rows_as_the_budget_holds(monkeypatch):
+    # One row's dense Jacobian is counted four times over in float64: layers
+    # (3, 4, 3), K = 3 logits, 4 * 4 + 5 * 3 = 31 parameters, so
+    # 4 * 8 * 3 * 31 = 2976 bytes a row. A budget of two rows' bytes makes
+    # chunks of 2 (7 rows: 2, 2, 2, 1); one byte less, chunks of 1. The
+    # chunks, in order, are the one-block Jacobian (up to round-off).
+    obj, theta = make_problem(n_classes=3, hidden=(4,), n_samples=7)
+    args = (np, obj.layout, theta, obj.activation, obj.X)
+    [(whole_logits, whole_J)] = predictive_module.logit_jacobians(*args)
+    assert whole_J.shape == (7, 3, 31)
+    for budget, sizes in [(2 * 2976, [2, 2, 2, 1]), (2 * 2976 - 1, [1] * 7)]:
+        monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", budget)
+        chunks = list(predictive_module.logit_jacobians(*args))
+        assert [J.shape[0] for _, J in chunks] == sizes
+        J = np.concatenate([J for _, J in chunks])
+        logits = np.concatenate([logits for logits, _ in chunks])
+        np.testing.assert_allclose(J, whole_J, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(logits, whole_logits, rtol=1e-12, atol=1e-14)
+    # The same per-row count bounds one row: at 2976 bytes it fits, one less not.
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 2976)
+    next(predictive_module.logit_jacobians(*args))
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 2975)
+    with pytest.raises(MemoryLimitError, match="^The logit Jacobian of one sample "):
+        next(predictive_module.logit_jacobians(*args))
+
+
+@pytest.mark.parametrize(
+    "link, n_mc_samples, bytes_per_row",
+    # K = 3 logits, 4 float64 copies: K x K numbers a row for the probit and
+    # the MAP (the covariance), n_mc_samples x K for Monte Carlo (the draws).
+    [
+        ("probit", 10, 4 * 8 * 3 * 3),
+        ("map", 10, 4 * 8 * 3 * 3),
+        ("mc", 10, 4 * 8 * 3 * 10),
+    ],
+)
+def test_predictive_chunks_take_as_many_rows_as_the_budget_holds(
+    monkeypatch, link, n_mc_samples, bytes_per_row
+):
+    rows_per_chunk = predictive_module.predictive_rows_per_chunk
+    for budget, rows in [(5 * bytes_per_row, 5), (5 * bytes_per_row - 1, 4), (1, 1)]:
+        monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", budget)
+        assert rows_per_chunk(link, 3, n_mc_samples) == rows
+    # Monte Carlo's draws of one row are checked against the dense limit.
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", bytes_per_row)
+    assert rows_per_chunk(link, 3, n_mc_samples) == 1
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", bytes_per_row - 1)
+    if link == "mc":
+        with pytest.raises(
+            MemoryLimitError, match="^The 10 Monte Carlo draws of one sample "
+        ):
+            rows_per_chunk(link, 3, n_mc_samples)
+    else:
+        assert rows_per_chunk(link, 3, n_mc_samples) == 1
