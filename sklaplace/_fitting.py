@@ -408,7 +408,7 @@ def fit_network(
         # MacKay's updates need a PSD curvature (GGN; exact gave gamma -3,000)
         # and the variances of every weight alpha prices (tuning_structure);
         # the posterior asked for is built for the kept fit (below).
-        structure = tuning_structure(config, layout.layer_sizes)
+        structure = tuning_structure(config, layout.layer_sizes, fixed is not None)
         tuning_config = replace(
             config, hessian="ggn", subset_of_weights="all", hessian_structure=structure
         )

@@ -318,7 +318,7 @@ def refits_are_cheap(n_params, n_samples):
     return n_samples * n_params <= AUTO_GRADIENT_WORK
 
 
-def tuning_structure(config, layer_sizes):
+def tuning_structure(config, layer_sizes, pruned=False):
     """Return the posterior structure MacKay's updates of alpha run on.
 
     They count each weight's posterior variance ``(P^{-1})_ii`` (``gamma``)
@@ -330,7 +330,8 @@ def tuning_structure(config, layer_sizes):
     all weights, the diagonal where its factors fit the limits
     (:func:`check_kron_memory`; else on itself: it is the structure without
     a matrix of a layer's width); the posterior asked for is built for the
-    kept fit.
+    kept fit. A pruned refit's diagonal tunes on itself: Kronecker factors
+    cannot leave the pruned weights out (masking an input is not removing it).
 
     Parameters
     ----------
@@ -338,10 +339,12 @@ def tuning_structure(config, layer_sizes):
         Its resolved ``hessian_structure`` and ``subset_of_weights``.
     layer_sizes : tuple of int
         The network's layer widths, inputs first.
+    pruned : bool, default=False
+        Whether some weights are held at zero (a pruned estimator's refit).
     """
     if config.subset_of_weights == "last_layer":
         return "kron"
-    if config.hessian_structure != "diag":
+    if config.hessian_structure != "diag" or pruned:
         return config.hessian_structure
     return "kron" if kron_factors_fit(layer_sizes) else "diag"
 

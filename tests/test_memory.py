@@ -284,6 +284,9 @@ def test_a_diagonal_posterior_tunes_alpha_on_kronecker_factors_that_fit():
     assert tuned_on("diag", layer_sizes=(30, 20000, 1)) == "diag"  # a 3 GiB factor
     assert tuned_on("diag", "last_layer") == tuned_on("full", "last_layer") == "kron"
     assert tuned_on("full") == "full" and tuned_on("kron") == "kron"
+    # A pruned refit's diagonal tunes on itself (factors cannot condition).
+    config = SimpleNamespace(hessian_structure="diag", subset_of_weights="all")
+    assert memory_module.tuning_structure(config, (3, 4, 1), pruned=True) == "diag"
     # Through fit: the diagonal posterior's alpha is the Kronecker one's,
     # refit for refit (the scale by the evidence: no held-out rows enter).
     X, y = RNG.normal(size=(60, 3)), np.arange(60) % 2

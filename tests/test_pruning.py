@@ -275,11 +275,15 @@ def _prune_column(clf, column):
 @pytest.mark.parametrize("alpha", [0.5, "evidence"])
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_masked_refit_equals_a_fit_without_the_pruned_input(
-    solver, structure, alpha, n_classes
+    solver, structure, alpha, n_classes, monkeypatch
 ):
     # Pruning every weight of input j from a linear model and re-training the
     # rest is the model without column j: same MAP, posterior predictive,
-    # evidence and tuned alpha.
+    # evidence and tuned alpha. (A diagonal posterior tunes alpha on the
+    # Kronecker one, whose factors cannot leave the pruned weights out: its
+    # pruned refit tunes on the diagonal, and so does the reference here.)
+    if structure == "diag":
+        monkeypatch.setattr(fitting_module, "tuning_structure", lambda *a: "diag")
     X, y = _iris()
     keep = y < n_classes
     X, y = X[keep], y[keep]
@@ -569,3 +573,21 @@ def test_prune_can_remove_every_weight():
     assert empty.pruned_mask_[weights].all()
     proba = empty.predict_proba(X)
     np.testing.assert_allclose(proba, np.broadcast_to(proba[0], proba.shape))
+
+
+def test_a_pruned_diagonal_refit_tunes_alpha_on_the_diagonal(monkeypatch):
+    # An unpruned diagonal posterior tunes alpha on the Kronecker one; its
+    # pruned refit on the diagonal, which (unlike the factors) can leave the
+    # pruned weights out.
+    chosen, tuning_structure = [], fitting_module.tuning_structure
+
+    def spy(*args):
+        chosen.append(tuning_structure(*args))
+        return chosen[-1]
+
+    monkeypatch.setattr(fitting_module, "tuning_structure", spy)
+    X, y = _iris()
+    params = dict(hessian_structure="diag", alpha="evidence", prior_precision_scale=1.0)
+    clf = LaplaceMLPClassifier((), **params).fit(X, y)
+    _prune_column(clf, 2).set_params(warm_start=True).fit(X, y)
+    assert chosen == ["kron", "diag"]
