@@ -17,6 +17,16 @@ from sklaplace import (
 from sklaplace._testing import numerical_derivative
 
 
+def _all_four(v):
+    """The four functions, each with its extra arguments (``v`` for the product)."""
+    return [
+        (log_posterior, ()),
+        (log_posterior_grad, ()),
+        (log_posterior_hessian, ()),
+        (log_posterior_hvp, (v,)),
+    ]
+
+
 @pytest.fixture(scope="module", params=[2, 3], ids=["binary", "3cls"])
 def fitted_mlp(request):
     X, y = load_iris(return_X_y=True)
@@ -135,12 +145,7 @@ def test_the_defaults_are_mlpclassifiers_alpha_and_a_flat_bias_prior():
     v = rng.normal(size=21)
     explicit = dict(alpha=1e-4, bias_prior_precision=0.0)
     other = dict(alpha=1e-4, bias_prior_precision=1.0)
-    for f, args in [
-        (log_posterior, ()),
-        (log_posterior_grad, ()),
-        (log_posterior_hessian, ()),
-        (log_posterior_hvp, (v,)),
-    ]:
+    for f, args in _all_four(v):
         default = f(coefs, intercepts, X, y, *args)
         np.testing.assert_array_equal(
             default, f(coefs, intercepts, X, y, *args, **explicit)
@@ -239,12 +244,7 @@ def test_float32_in_float32_out_and_no_weights_are_unit_weights():
     kw = dict(activation="tanh", alpha=0.5, bias_prior_precision=0.1)
     v = np.random.RandomState(1).normal(size=31).astype(np.float32)
     as64 = lambda arrays: [a.astype(np.float64) for a in arrays]  # noqa: E731
-    for f, extra in [
-        (log_posterior, ()),
-        (log_posterior_grad, ()),
-        (log_posterior_hessian, ()),
-        (log_posterior_hvp, (v,)),
-    ]:
+    for f, extra in _all_four(v):
         value = f(coefs, intercepts, X, y, *extra, **kw)
         unit = f(coefs, intercepts, X, y, *extra, sample_weight=np.ones(10), **kw)
         assert value.dtype == unit.dtype == np.float32
@@ -325,12 +325,7 @@ def test_integer_weights_compute_as_their_float_values():
     float_intercepts = [b.astype(np.float64) for b in intercepts]
     v = np.full(21, 0.5)
     kw = dict(alpha=1.5, bias_prior_precision=0.5, sample_weight=np.full(8, 0.5))
-    for f, args in [
-        (log_posterior, ()),
-        (log_posterior_grad, ()),
-        (log_posterior_hessian, ()),
-        (log_posterior_hvp, (v,)),
-    ]:
+    for f, args in _all_four(v):
         expected = f(floats, float_intercepts, X, y, *args, **kw)
         got = f(coefs, intercepts, X, y, *args, **kw)
         assert np.asarray(got).dtype == np.float64
