@@ -320,3 +320,22 @@ def test_auto_takes_the_diagonal_where_the_kronecker_factors_exceed_the_limits()
     assert np.all(np.isfinite(clf.predict_proba(X)))
     with pytest.raises(MemoryLimitError, match="20000 x 20000 float64 Kronecker"):
         LaplaceMLPClassifier((20000,), hessian_structure="kron").fit(X, y)
+
+
+def test_a_last_layer_posterior_counts_the_held_out_scales_matrices(monkeypatch):
+    """A full last-layer posterior (hidden (16,), one logit: 17 parameters,
+    2,312 bytes a matrix) holds 4 matrices at once, and 2 more while
+    ``prior_precision_scale="cv"`` refits its folds: under a whole-fit limit
+    of 5 matrices the held-out scale is refused before the MAP, a fixed one
+    is not (a mutant dropping the scale from the check survived)."""
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", 5 * 8 * 17 * 17)
+    X = RNG.normal(size=(20, 3))
+    params = dict(subset_of_weights="last_layer", hessian_structure="full")
+    message = _refusal_before_the_map(
+        monkeypatch, X, (16,), alpha=1.0, prior_precision_scale="cv", **params
+    )
+    assert "about 6 at once" in message and "the last layer" in message
+    with pytest.raises(AssertionError, match="the MAP solver ran"):
+        LaplaceMLPClassifier((16,), alpha=1.0, prior_precision_scale=1.0, **params).fit(
+            X, np.arange(20) % 2
+        )
