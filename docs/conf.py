@@ -98,7 +98,9 @@ def _check_public_docstrings(app):
 
     Every class and function in the ``__all__`` of ``sklaplace``,
     ``sklaplace.exceptions`` and ``sklaplace.metrics`` needs a docstring
-    summary and an Examples section, and a line in ``api.rst``.
+    summary and an Examples section, and a line in ``api.rst``; its
+    Parameters section (and each public method's) lists the signature's
+    parameters, in order.
     """
     logger = logging.getLogger(__name__)
     with open(os.path.join(app.srcdir, "api.rst"), encoding="utf-8") as f:
@@ -111,6 +113,47 @@ def _check_public_docstrings(app):
             logger.warning("%s has no Examples section in its docstring", full_name)
         if name not in api_words:
             logger.warning("%s is public but not listed in docs/api.rst", full_name)
+        for where, function, doc in _documented_signatures(obj, parsed):
+            documented = [p.name for p in doc["Parameters"]]
+            signature = _parameter_names(function)
+            if documented != signature:
+                logger.warning(
+                    "%s%s documents the parameters %s, its signature has %s",
+                    full_name,
+                    where,
+                    documented,
+                    signature,
+                )
+
+
+def _documented_signatures(obj, parsed):
+    """Yield ``(where, function, parsed docstring)`` whose parameters must match.
+
+    A function's own; a class's ``__init__`` against the class docstring, and
+    every public method the package defines against its own docstring.
+    Exceptions document no parameters.
+    """
+    if inspect.isfunction(obj):
+        yield "", obj, parsed
+        return
+    if issubclass(obj, BaseException):
+        return
+    yield "", obj.__init__, parsed
+    for name, method in inspect.getmembers(obj, inspect.isfunction):
+        if not name.startswith("_") and method.__module__.startswith("sklaplace"):
+            doc = numpydoc.docscrape.NumpyDocString(inspect.getdoc(method) or "")
+            yield f".{name}", method, doc
+
+
+def _parameter_names(function):
+    """Return the names a numpydoc Parameters section lists, in order (no self)."""
+    names = []
+    for p in inspect.signature(function).parameters.values():
+        if p.name == "self":
+            continue
+        star = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
+        names.append(star + p.name)
+    return names
 
 
 def _skip_metadata_request_methods(app, what, name, obj, skip, options):
