@@ -115,8 +115,8 @@ POSTERIOR_DENSE_MATRICES = {"full": 4}
 
 #: A fitted posterior's own (its Cholesky factor), held across the next
 #: refit of ``alpha="evidence"``; the earlier runs' kept posteriors (one per
-#: start of the updates) are held too, so one per start in all. The walk of
-#: ``alpha="validation"`` holds one: the best fit's, across the next fit.
+#: run of the updates) are held too. The walk of ``alpha="validation"``
+#: holds one: the best fit's, across the next fit.
 POSTERIOR_HELD_DENSE_MATRICES = {"full": 1}
 
 #: Held across the held-out refits of ``prior_precision_scale="cv"``: the
@@ -172,14 +172,15 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
         The posterior structure actually used (of all the parameters; a
         last-layer posterior holds no ``n_params x n_params`` matrix).
     prior_precision_scale : float or str, default=1.0
-        ``"cv"`` refits on folds while the full-data posterior is held;
-        with ``"cv"`` or ``"validation"`` the evidence's tuning runs once
-        more (:data:`~sklaplace._basins.HELD_OUT_START`).
+        ``"cv"`` refits on folds while the full-data posterior is held
+        (pass a number where nothing is held out: ``link_approx="map"``).
     alpha : float, array or str, default=1.0
         ``"evidence"`` and ``"evidence_per_layer"`` refit while the previous
         refit's posterior, the run's one of largest evidence so far and the
-        earlier runs' kept ones are held, ``"validation"`` while the best
-        fit's is.
+        earlier runs' kept ones are held, for every start and one more run
+        (:data:`~sklaplace._basins.HELD_OUT_START`: where held-out rows
+        choose the scale, or every run collapsed, whatever the scale);
+        ``"validation"`` while the best fit's is.
 
     Returns
     -------
@@ -189,9 +190,9 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
     count = max(solving, POSTERIOR_DENSE_MATRICES.get(structure, 0))
     if isinstance(alpha, str):
         held = POSTERIOR_HELD_DENSE_MATRICES.get(structure, 0)
-        runs = len(EVIDENCE_STARTS) + 1  # the earlier runs', the best and last
-        if prior_precision_scale in ("cv", "validation"):
-            runs += 1  # the run whose fixed point held-out losses weigh
+        # The earlier runs' kept ones, the last run's best and last refits,
+        # with the run from HELD_OUT_START among the runs.
+        runs = len(EVIDENCE_STARTS) + 2
         count += held if alpha == "validation" else runs * held
     if prior_precision_scale == "cv":
         count += CV_HELD_DENSE_MATRICES.get(structure, 0)
@@ -436,7 +437,8 @@ def resolved_params(estimator, layout, n_samples, tune=None):
     refits = refits_are_cheap(n_params, n_samples)
     if tune is not None:
         params = tune(params, refits)
-    scale = params.prior_precision_scale
+    # The plug-in predictive ignores the scale: no held-out refits choose it.
+    scale = params.prior_precision_scale if params.link_approx != "map" else 1.0
     params.solver = resolve_solver(params.solver, refits)
     params.tol = resolve_tol(params.tol, refits)
     if layout.n_layers == 1:

@@ -177,28 +177,30 @@ def test_factorising_the_full_posterior_admits_exactly_its_work(monkeypatch):
     assert not memory_module.full_is_cheap(101, 1, 1)
 
 
-@pytest.mark.parametrize("scale", ["cv", "validation"])
-def test_a_held_out_scale_adds_one_evidence_run_to_the_held_matrices(scale):
+@pytest.mark.parametrize("scale", [1.0, "evidence", "cv", "validation"])
+def test_the_evidence_runs_and_the_cv_folds_add_their_held_matrices(scale):
     """``dense_matrices_at_peak``: under ``alpha="evidence"`` one posterior is
-    held per start of the updates plus one (the earlier runs' kept ones, the
-    run's best and its last: ``len(EVIDENCE_STARTS) + 1``), and with a
-    held-out prior scale (``"cv"`` or ``"validation"``) the evidence runs
-    once more (``HELD_OUT_START``); ``"cv"`` also holds its
-    two cross-validation posteriors. Pinned from the module's tables, so
-    that a scale dropped from the held-out pair (mutants: ``"cv"`` or
-    ``"validation"`` misspelt survived; the existing checks took the count
-    from the function itself) is caught."""
+    held per start of the updates and two more (the earlier runs' kept ones,
+    the last run's best and its last, and the run from ``HELD_OUT_START``,
+    made where held-out rows choose the scale or where every run collapsed,
+    so whatever the scale: it had been counted for a held-out scale only);
+    ``"cv"`` also holds its two cross-validation posteriors. Pinned from the
+    module's tables, so that a scale dropped from the cross-validation's
+    count is caught."""
     posterior = memory_module.POSTERIOR_DENSE_MATRICES["full"]
     held = memory_module.POSTERIOR_HELD_DENSE_MATRICES["full"]
     starts = len(memory_module.EVIDENCE_STARTS)
     cv = memory_module.CV_HELD_DENSE_MATRICES["full"] if scale == "cv" else 0
     count = memory_module.dense_matrices_at_peak
-    assert count("lbfgs", "full", 1.0, "evidence") == posterior + (starts + 1) * held
     assert count("lbfgs", "full", scale, "evidence") == (
+        posterior + (starts + 2) * held + cv
+    )
+    assert count("lbfgs", "full", scale, "evidence_per_layer") == (
         posterior + (starts + 2) * held + cv
     )
     # The validation walk holds the best fit's posterior only, whatever the scale.
     assert count("lbfgs", "full", scale, "validation") == posterior + held + cv
+    assert count("lbfgs", "full", scale, 1.0) == posterior + cv
 
 
 @pytest.mark.parametrize("subset", ["all", "last_layer"])

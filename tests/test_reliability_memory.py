@@ -6,6 +6,7 @@ tests lower it, or use a network whose ``n_params x n_params`` matrix would be
 over 3 GiB, and check with ``tracemalloc`` that nothing large was allocated.
 """
 
+import re
 import tracemalloc
 import warnings
 
@@ -430,6 +431,26 @@ def test_the_whole_fit_limit_message_names_this_network_and_the_remedy():
     assert "or a smaller network (fewer hidden units or input features)" in message
 
 
+def _fit_is_refused_before_the_map(monkeypatch, n_features, hidden, **params):
+    """Fit 8 rows; return the MemoryLimitError's message, or None if it started."""
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError("the memory guard let the fit start")
+
+    monkeypatch.setattr(fitting_module, "minimize_map", no_solve)
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(8, n_features)), np.arange(8) % 2
+    clf = LaplaceMLPClassifier(hidden, hessian_structure="full", **params)
+    try:
+        clf.fit(X, y)
+    except MemoryLimitError as error:
+        return str(error)
+    except AssertionError as error:
+        assert "let the fit start" in str(error)
+        return None
+    raise AssertionError("neither refused nor started")
+
+
 @pytest.mark.parametrize(
     "params",
     [
@@ -439,33 +460,45 @@ def test_the_whole_fit_limit_message_names_this_network_and_the_remedy():
     ids=["explicit", "auto"],
 )
 def test_the_fit_limit_counts_the_cv_and_evidence_held_matrices(monkeypatch, params):
-    # 200 features, hidden (65,), 2 classes: 201 * 65 + 66 = 13,131
-    # parameters, one 13,131 x 13,131 matrix 1.28 GiB. The full posterior,
-    # the evidence refits' held posterior(s) and the cross-validation's
+    # 200 features, hidden (60,), 2 classes: 201 * 60 + 61 = 12,121
+    # parameters, one 12,121 x 12,121 matrix 1.09 GiB. The full posterior,
+    # the evidence runs' held posteriors and the cross-validation's
     # full-data and previous-fold posteriors are over FIT_MEMORY_LIMIT
     # together, not without the cross-validation's two (mutants passing no
     # or the wrong prior scale to check_fit_memory) nor without the
     # evidence's (passing no alpha): those fits were let start.
-    n, one = 13131, 8 * 13131**2
+    n, one = 12121, 8 * 12121**2
     count = memory_module.dense_matrices_at_peak("newton-cg", "full", "cv", "evidence")
     no_cv = memory_module.dense_matrices_at_peak("newton-cg", "full", 1.0, "evidence")
     no_evidence = memory_module.dense_matrices_at_peak("newton-cg", "full", "cv", 1.0)
     limit = memory_module.FIT_MEMORY_LIMIT
     assert count * one > limit >= max(no_cv, no_evidence) * one  # the premise
+    message = _fit_is_refused_before_the_map(monkeypatch, 200, (60,), **params)
+    assert re.search(f"{n} x {n}.*about {count} at once", message)
+    # With a fixed scale, or the plug-in predictive (which refits no folds:
+    # its loss is the same at every scale; it had been counted as "cv"),
+    # the same network fits the limit.
+    for changed in (dict(prior_precision_scale=1.0), dict(link_approx="map")):
+        fits = dict(params, alpha="evidence", **changed)
+        assert _fit_is_refused_before_the_map(monkeypatch, 200, (60,), **fits) is None
 
-    def no_solve(*args, **kwargs):
-        raise AssertionError("the memory guard let the fit start")
 
-    monkeypatch.setattr(fitting_module, "minimize_map", no_solve)
-    rng = np.random.RandomState(0)
-    X, y = rng.normal(size=(8, 200)), np.arange(8) % 2
-    clf = LaplaceMLPClassifier((65,), hessian_structure="full", **params)
-    with pytest.raises(MemoryLimitError, match=f"{n} x {n}.*about {count} at once"):
-        clf.fit(X, y)
-    # With a fixed scale the same network fits the limit.
-    clf.set_params(alpha="evidence", prior_precision_scale=1.0)
-    with pytest.raises(AssertionError, match="let the fit start"):
-        clf.fit(X, y)
+@pytest.mark.parametrize("scale", [1.0, "evidence"])
+def test_the_fit_limit_counts_the_run_made_where_every_evidence_run_collapsed(
+    monkeypatch, scale
+):
+    # Where every run of MacKay's updates collapsed, one more runs from
+    # HELD_OUT_START whatever the scale, and every run's kept posterior is
+    # held: 4 + 4 matrices of 13,131 x 13,131 (1.28 GiB each, 200 features,
+    # hidden (65,)) are over FIT_MEMORY_LIMIT, where the count without that
+    # run (4 + 3) had let the fit start.
+    n, one = 13131, 8 * 13131**2
+    count = memory_module.dense_matrices_at_peak("newton-cg", "full", scale, "evidence")
+    held = memory_module.POSTERIOR_HELD_DENSE_MATRICES["full"]
+    assert count * one > memory_module.FIT_MEMORY_LIMIT >= (count - held) * one
+    params = dict(alpha="evidence", prior_precision_scale=scale)
+    message = _fit_is_refused_before_the_map(monkeypatch, 200, (65,), **params)
+    assert re.search(f"{n} x {n}.*about {count} at once", message)
 
 
 def _binary_network(rng, dtype):
