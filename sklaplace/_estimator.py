@@ -114,11 +114,12 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Structure of the posterior precision: the full matrix, Kronecker
         factors per layer (KFAC of the GGN with refitted eigenvalues, EKFAC;
         the prior added exactly; no ``n_params**2`` matrix), or its diagonal
-        (whose evidence tuning of alpha runs on the Kronecker one, if it fits).
+        (whose evidence tuning of alpha runs on the Kronecker one, if cheap).
         ``"auto"`` is ``"full"`` where the full posterior is cheap (at most 1
         GiB, 1e11 multiply-adds to build, ``n_samples * n_classes *
-        n_params**2``, and 4e9 to factorise, ``n_params**3``), ``"kron"`` beyond,
-        ``"diag"`` where a factor exceeds the memory limits (``hessian_structure_``);
+        n_params**2``, and 4e9 to factorise, ``n_params**3``), ``"kron"`` beyond
+        while its factors fit the memory limits and 4e9 to diagonalise (``sum
+        (fan_in + 1)**3 + fan_out**3``), ``"diag"`` beyond (``hessian_structure_``);
         ``"kron"`` takes the GGN (warned if exact).
     subset_of_weights : {"all", "last_layer"}, default="all"
         Parameters with a posterior: all of them, or the last layer only
@@ -202,8 +203,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         the precision (full), ``precision`` (diag), one ``KronBlock`` per
         layer (kron), or the last layer's posterior as ``inner`` (last layer).
     prior_precision_scale_ : float
-        The scale ``c`` of the posterior's prior precision (see
-        ``prior_precision_scale``).
+        The scale ``c`` of the posterior's prior precision (``prior_precision_scale``).
     prior_precision_scale_path_ : dict or None
         How ``c`` was chosen: ``"scales"`` (the grid) and ``"cv_log_loss"``
         or ``"validation_log_loss"`` (held-out log loss per unit weight, with
@@ -223,7 +223,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         the residual variance grows.
     hessian_structure_ : str
         The posterior structure used: ``hessian_structure``, or what
-        ``"auto"`` chose (``"full"`` or ``"kron"``).
+        ``"auto"`` chose (``"full"``, ``"kron"`` or ``"diag"``).
     subset_of_weights_ : str
         ``subset_of_weights`` as used (``"all"`` for a network without
         hidden layers, whose last layer is all of it).

@@ -324,6 +324,49 @@ def test_auto_takes_the_diagonal_where_the_kronecker_factors_exceed_the_limits()
         LaplaceMLPClassifier((20000,), hessian_structure="kron").fit(X, y)
 
 
+def test_the_kronecker_factors_are_cheap_within_the_factorising_bound(monkeypatch):
+    """``kron_is_cheap``: the factors fit the memory limits and diagonalising
+    them, ``sum_l (fan_in_l + 1)^3 + fan_out_l^3``, takes at most
+    ``AUTO_FACTOR_WORK`` (the full posterior's bound). Beyond, ``"auto"``
+    takes the diagonal and a diagonal posterior tunes alpha on itself: on 40
+    rows of 3,000 features, hidden (8,), the default had diagonalised a
+    3,001 x 3,001 factor (6 s) at every refit and fold, 150-200 s a fit."""
+    sizes = (10, 5, 1)  # 11^3 + 5^3 + 6^3 + 1^3 = 1,673; the last layer 217
+    monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", 1673)
+    assert memory_module.kron_is_cheap(sizes)
+    monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", 1672)
+    assert not memory_module.kron_is_cheap(sizes)
+    assert memory_module.kron_is_cheap(sizes, last_layer_only=True)
+    monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", 216)
+    assert not memory_module.kron_is_cheap(sizes, last_layer_only=True)
+    monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", 1e30)
+    assert not memory_module.kron_is_cheap((30, 20000, 1))  # memory still binds
+    # Through fit, 12 features, hidden (4,): 13^3 + 4^3 + 5^3 + 1^3 = 2,387
+    # (the full posterior's 57^3 is far over both bounds below).
+    X = np.random.RandomState(0).normal(size=(40, 12))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    params = dict(alpha="evidence", prior_precision_scale="evidence", random_state=0)
+    fitted = {}
+    for bound in (2387, 2386):
+        monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", bound)
+        fitted[bound] = LaplaceMLPClassifier((4,), **params).fit(X, y)
+        fitted[bound, "diag"] = LaplaceMLPClassifier(
+            (4,), hessian_structure="diag", **params
+        ).fit(X, y)
+    assert fitted[2387].hessian_structure_ == "kron"
+    assert fitted[2386].hessian_structure_ == "diag"
+    # The diagonal's tuning: on the Kronecker factors within the bound, on
+    # the diagonal beyond (the reference tunes on the diagonal by a patch).
+    monkeypatch.setattr(fitting_module, "tuning_structure", lambda *a: "diag")
+    on_itself = LaplaceMLPClassifier((4,), hessian_structure="diag", **params)
+    on_itself.fit(X, y)
+    for fit in (fitted[2386], fitted[2386, "diag"]):
+        np.testing.assert_array_equal(fit.alpha_history_, on_itself.alpha_history_)
+    tuned_on_kron = fitted[2387, "diag"].alpha_history_
+    assert not np.array_equal(tuned_on_kron, on_itself.alpha_history_)
+    np.testing.assert_array_equal(tuned_on_kron, fitted[2387].alpha_history_)
+
+
 def test_a_last_layer_posterior_counts_the_held_out_scales_matrices(monkeypatch):
     """A full last-layer posterior (hidden (16,), one logit: 17 parameters,
     2,312 bytes a matrix) holds 4 matrices at once, and 2 more while
