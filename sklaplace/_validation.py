@@ -12,7 +12,7 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 from sklaplace._backend import on_host, to_numpy
 from sklaplace._memory import check_memory
 from sklaplace._warnings import warn
-from sklaplace.exceptions import FeatureScaleWarning
+from sklaplace.exceptions import FeatureScaleWarning, UnweightedClassWarning
 
 __all__ = [
     "check_feature_scale",
@@ -139,7 +139,7 @@ def validate_fit_data(estimator, X, y, sample_weight):
             "no row informs their probabilities, which come from the prior and "
             "the posterior's width alone. Drop those rows to leave the classes "
             "out of classes_.",
-            UserWarning,
+            UnweightedClassWarning,
         )
     return X, y_index, sample_weight, classes
 

@@ -1,6 +1,11 @@
 """Warnings and errors raised by sklaplace."""
 
-__all__ = ["FeatureScaleWarning", "LaplaceApproximationWarning", "MemoryLimitError"]
+__all__ = [
+    "FeatureScaleWarning",
+    "LaplaceApproximationWarning",
+    "MemoryLimitError",
+    "UnweightedClassWarning",
+]
 
 
 class LaplaceApproximationWarning(UserWarning):
@@ -38,6 +43,22 @@ class FeatureScaleWarning(UserWarning):
     --------
     >>> from sklaplace.exceptions import FeatureScaleWarning
     >>> issubclass(FeatureScaleWarning, UserWarning)
+    True
+    """
+
+
+class UnweightedClassWarning(UserWarning):
+    """A class of ``y`` has rows, but all of zero ``sample_weight``.
+
+    The class stays in ``classes_`` (as in scikit-learn's estimators), but
+    no row informs its logit: its probabilities come from the prior and the
+    posterior's width alone (small, not zero). Raised by ``fit``, which goes
+    on; drop those rows to leave the class out.
+
+    Examples
+    --------
+    >>> from sklaplace.exceptions import UnweightedClassWarning
+    >>> issubclass(UnweightedClassWarning, UserWarning)
     True
     """
 

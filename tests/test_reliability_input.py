@@ -21,7 +21,7 @@ from sklaplace import (
     log_posterior_hvp,
 )
 from sklaplace._validation import merge_identical_rows
-from sklaplace.exceptions import FeatureScaleWarning
+from sklaplace.exceptions import FeatureScaleWarning, UnweightedClassWarning
 
 RNG = np.random.RandomState(0)
 X = RNG.normal(size=(24, 3))
@@ -230,7 +230,8 @@ def test_bad_predict_input_is_refused(fitted, method, X_bad, error, match):
 
 
 def test_a_class_of_zero_total_weight_warns_and_stays_in_classes():
-    """Its output has no data: the probability is the prior's, so fit says so.
+    """Its output has no data: the probability is the prior's, so fit says so
+    (with a warning of its own class, which a user can filter).
 
     The other classes' fit is that of the data without its rows, up to the
     softmax's extra logit (it pushes that logit down, not the others' apart).
@@ -238,13 +239,13 @@ def test_a_class_of_zero_total_weight_warns_and_stays_in_classes():
     y = np.arange(24) % 3
     weight = np.where(y == 2, 0.0, 1.0)
     params = dict(hidden_layer_sizes=(3,), alpha=1.0, random_state=0)
-    with pytest.warns(UserWarning, match=r"Classes \[2\] have rows in y but zero"):
+    with pytest.warns(UnweightedClassWarning, match=r"Classes \[2\] have rows in y"):
         clf = LaplaceMLPClassifier(**params).fit(X, y, sample_weight=weight)
     np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
     assert clf.predict_proba(X).shape == (24, 3)
     # String labels are named too; every class weighted: no warning.
     labels = np.array(["a", "b", "c"])[y]
-    with pytest.warns(UserWarning, match=r"Classes \['c'\]"):
+    with pytest.warns(UnweightedClassWarning, match=r"Classes \['c'\]"):
         LaplaceMLPClassifier(**params).fit(X, labels, sample_weight=weight)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
@@ -762,7 +763,7 @@ def test_the_zero_weight_class_warning_in_full():
     from sklaplace._validation import validate_fit_data
 
     y = np.arange(24) % 3
-    with pytest.warns(UserWarning) as caught:
+    with pytest.warns(UnweightedClassWarning) as caught:
         validate_fit_data(LaplaceMLPClassifier(), X, y, np.where(y == 2, 0.0, 1.0))
     assert [str(w.message) for w in caught] == [
         "Classes [2] have rows in y but zero total sample_weight: no row informs "
