@@ -83,7 +83,13 @@ class FittedLaplaceMixin:
             there, or if the new prior is flat (0) on a parameter the fitted
             one was not: an improper prior's evidence is defined only up to a
             constant (see the user guide), and ``-inf`` is its limit as that
-            precision falls to 0.
+            precision falls to 0. Also where round-off cannot tell: a new
+            prior some 1e14 times the data's curvature on some parameters
+            but not others (the biases' prior kept; a small network whose
+            precision's diagonal is at most 73: from ``alpha`` 1e15 on a
+            Kronecker posterior, 1e17 on a full one, never on a diagonal
+            one), or one so small that the precision is singular to
+            round-off (``alpha`` 1e-14 there, full).
 
         Raises
         ------
