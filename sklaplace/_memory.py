@@ -246,17 +246,15 @@ def check_fit_memory(
         )
 
 
-def check_kron_memory(
-    layer_sizes, last_layer_only=False, use="hessian_structure='kron'"
-):
+def check_kron_memory(layer_sizes, last_layer_only=False):
     """Refuse, before any work, Kronecker factors that exceed the limits.
 
     Each layer's ``(fan_in + 1) x (fan_in + 1)`` and ``fan_out x fan_out``
     float64 factors must fit ``DENSE_MEMORY_LIMIT`` one by one, and
     ``KRON_FACTOR_COPIES`` of them all ``FIT_MEMORY_LIMIT`` (a hidden layer
     of 20,000 units had passed the dense check and allocated a 3 GiB factor).
-    ``use`` says what needs them, for the message.
     """
+    use = "hessian_structure='kron'"
     layers = list(zip(layer_sizes[:-1], layer_sizes[1:]))
     first = len(layers) - 1 if last_layer_only else 0
     advice = (
@@ -328,12 +326,14 @@ def tuning_structure(config, layer_sizes, pruned=False):
     (alpha drifted to 0.13) and a diagonal's ``1 / P_ii`` understate the
     variances, so ``gamma`` and alpha come out too large (alpha 3.2 where the
     Kronecker posterior's is 0.08 on a curved boundary: test log loss 0.167
-    against 0.025, hidden (100,), three splits). Both tune on the Kronecker posterior of
-    all weights, the diagonal where its factors are cheap (:func:`kron_is_cheap`:
-    memory and work; else on itself: it is the structure without a matrix of
-    a layer's width); the posterior asked for is built for the
-    kept fit. A pruned refit's diagonal tunes on itself: Kronecker factors
-    cannot leave the pruned weights out (masking an input is not removing it).
+    against 0.025, hidden (100,), three splits). Both tune on the Kronecker
+    posterior of all weights where its factors are cheap (:func:`kron_is_cheap`:
+    memory and work), else on the diagonal of all weights (the structure
+    without a matrix of a layer's width: a last-layer posterior of a 20,000
+    unit layer had been refused for its tuning's factors); the posterior
+    asked for is built for the kept fit. A pruned refit's diagonal tunes on
+    itself: Kronecker factors cannot leave the pruned weights out (masking an
+    input is not removing it).
 
     Parameters
     ----------
@@ -344,9 +344,8 @@ def tuning_structure(config, layer_sizes, pruned=False):
     pruned : bool, default=False
         Whether some weights are held at zero (a pruned estimator's refit).
     """
-    if config.subset_of_weights == "last_layer":
-        return "kron"
-    if config.hessian_structure != "diag" or pruned:
+    last_layer = config.subset_of_weights == "last_layer"
+    if not last_layer and (config.hessian_structure != "diag" or pruned):
         return config.hessian_structure
     return "kron" if kron_is_cheap(layer_sizes) else "diag"
 
@@ -472,10 +471,7 @@ def resolved_params(estimator, layout, n_samples, tune=None):
         f"One vector of the {n_params} parameters",
         "Use a smaller network (fewer hidden units or input features).",
     )
-    tunes_on_all = isinstance(params.alpha, str) and params.alpha.startswith("evid")
-    if last_only and tunes_on_all:  # alpha is tuned on every layer's (_fitting)
-        check_kron_memory(layout.layer_sizes, use="the evidence's tuning of alpha")
-    elif params.hessian_structure == "kron":
+    if params.hessian_structure == "kron":
         check_kron_memory(layout.layer_sizes, last_only)
     dense = params.hessian_structure if params.subset_of_weights == "all" else None
     check_fit_memory(n_params, params.solver, dense, scale, params.alpha)

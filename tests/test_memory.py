@@ -221,19 +221,27 @@ def test_a_network_without_hidden_layers_counts_its_full_posterior(monkeypatch, 
     assert "20001 x 20001" in message
 
 
-def test_the_evidence_tuning_of_a_last_layer_posterior_names_its_use(monkeypatch):
-    """The Kronecker factors the evidence tunes alpha on, for a last-layer
-    posterior, are refused with a message naming that use in full (mutant
-    of the ``use`` text survived: the existing check matched a fragment)."""
-    message = _refusal_before_the_map(
-        monkeypatch,
-        RNG.normal(size=(20, 30)),
-        (20000,),
-        subset_of_weights="last_layer",
-        hessian_structure="diag",
-        alpha="evidence",
-    )
-    assert "units, for the evidence's tuning of alpha) would take" in message
+def test_a_last_layer_posterior_tunes_alpha_on_all_weights_diagonal_beyond(
+    monkeypatch,
+):
+    """The evidence tunes a last-layer posterior's alpha over every weight:
+    on their Kronecker posterior where its factors are cheap, on their
+    diagonal beyond. Behind 20,000 hidden units (a 3 GiB factor) a
+    last-layer posterior had been refused for its tuning's factors, which
+    the posterior itself does not need; its own factors are still checked."""
+    for structure in ("full", "kron", "diag"):
+        config = SimpleNamespace(
+            hessian_structure=structure, subset_of_weights="last_layer"
+        )
+        assert memory_module.tuning_structure(config, (3, 4, 1)) == "kron"
+        assert memory_module.tuning_structure(config, (30, 20000, 1)) == "diag"
+    # Through fit (tests/test_reliability_memory.py: the diagonal passes the
+    # guard): a last-layer Kronecker posterior's own factors are still checked.
+    monkeypatch.setattr(fitting_module, "minimize_map", _no_solve)
+    X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
+    params = dict(subset_of_weights="last_layer", alpha="evidence")
+    with pytest.raises(MemoryLimitError, match="20001 x 20001 float64 Kronecker"):
+        LaplaceMLPClassifier((20000,), hessian_structure="kron", **params).fit(X, y)
 
 
 def test_a_last_layer_posterior_over_the_limit_names_the_last_layer(monkeypatch):
