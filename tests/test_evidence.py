@@ -1776,3 +1776,49 @@ def test_per_layer_refits_out_of_iterations_also_advise_the_scalar_evidence():
         "Standardise the features, increase max_iter or use a fixed alpha "
         "(or alpha='evidence')."
     )
+
+
+def test_the_bounds_warning_shows_the_last_refit_at_the_bound(monkeypatch):
+    """The bound's warning shows the last refit at the bound, index and alphas.
+
+    Per layer, one group's update leaves for the upper bound at once while
+    the other's doubles at every refit (a march: no cycle, no Aitken), and
+    the updates give up at the cap on refits (5 here). Every refit after
+    the first lies at the bound, each with another alpha for the second
+    group: the warning names the last of them (another refit at the bound,
+    the second or the last but one, had shown alphas that were not the
+    last refit's).
+    """
+    monkeypatch.setattr(evidence_module, "EVIDENCE_MAX_UPDATES", 5)
+
+    def fit_laplace(alphas, theta):
+        target = np.array([1e7, alphas[1] * 2])  # MacKay's update per group
+        return SimpleNamespace(
+            theta=np.repeat(np.sqrt(0.5 / target), 2),
+            posterior=np.repeat(0.5 / alphas, 2),
+            prior_precision=np.repeat(alphas, 2),
+            out_of_iterations=False,
+        )
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tuning = tune_alpha(fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v)
+    history = np.array(tuning.history)
+    np.testing.assert_allclose(history[:, 1], [1.0, 2.0, 4.0, 8.0, 16.0])
+    np.testing.assert_array_equal(history[1:, 0], EVIDENCE_BOUNDS[1])
+    assert [w.category for w in caught] == [
+        ConvergenceWarning,
+        LaplaceApproximationWarning,
+    ]
+    cycle, bound = (str(w.message) for w in caught)
+    assert "did not converge in 5 refits" in cycle
+    assert cycle.endswith(
+        "They reached a bound of alpha (next warning): prefer alpha='evidence' "
+        "or a fixed alpha."
+    )
+    shown = f"(refit 4: {tuning.history[4]}; refit kept: {tuning.alpha}):"
+    assert "1.6e+01" in shown  # the last refit's second alpha, 16
+    assert bound.startswith(
+        f"The evidence drove alpha to a bound of {EVIDENCE_BOUNDS} {shown}"
+    )
+    assert bound.endswith("Prefer alpha='evidence' or a fixed alpha.")

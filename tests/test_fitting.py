@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from sklearn.datasets import make_circles, make_moons
+from sklearn.datasets import load_iris, make_circles, make_moons
 from sklearn.preprocessing import StandardScaler
 
 import sklaplace._fitting as fitting_module
@@ -365,3 +365,31 @@ def test_where_every_evidence_run_collapses_one_from_a_weaker_prior_is_weighed()
     # the two runs as before: the run from 1 is kept.
     elu = LaplaceMLPClassifier(prior_precision_scale="evidence", random_state=0)
     assert elu.fit(X, y).alpha_history_[0] == 1.0
+
+
+def test_an_exact_hessian_posterior_tunes_alpha_on_the_ggn():
+    """MacKay's updates run on the GGN whatever ``hessian`` is asked for.
+
+    The exact Hessian need not be PSD (it gave gamma -3,000), so the
+    evidence's tuning of alpha runs on the GGN posterior and the exact one
+    is built for the kept fit only: an ``hessian="exact"`` fit keeps the
+    same alphas, refit for refit, and the same weights as the GGN fit,
+    while its posterior (the exact Hessian's) differs from the GGN's.
+    """
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    params = dict(alpha="evidence", prior_precision_scale=1.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exact = LaplaceMLPClassifier((4,), hessian="exact", **params).fit(X, y)
+        ggn = LaplaceMLPClassifier((4,), hessian="ggn", **params).fit(X, y)
+    assert len(ggn.alpha_history_) > 1
+    np.testing.assert_array_equal(exact.alpha_history_, ggn.alpha_history_)
+    for a, b in zip(exact.coefs_, ggn.coefs_):
+        np.testing.assert_array_equal(a, b)
+    # The posteriors asked for differ (else the test could not tell them apart).
+    assert not np.allclose(
+        exact.posterior_.covariance_diagonal(np),
+        ggn.posterior_.covariance_diagonal(np),
+        rtol=1e-6,
+    )

@@ -478,3 +478,110 @@ def test_shape_errors_name_the_shape_expected():
         log_posterior_hvp(coefs, intercepts, X, y, v[:-1])
     with pytest.raises(TypeError, match="coefs and intercepts must be lists of arrays"):
         log_posterior(coefs, np.zeros(3), X, y)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_complex_intercepts_are_refused_by_name(index):
+    """A complex intercept is refused as ``intercepts[i]``, not under another name.
+
+    The existing test refuses complex ``coefs[0]``; the intercepts' entry of
+    the same loop names its own list and index.
+    """
+    rng = np.random.RandomState(3)
+    X, y = rng.normal(size=(8, 2)), np.array([0, 1, 2, 1] * 2)
+    coefs = [rng.normal(size=(2, 3)), rng.normal(size=(3, 3))]
+    intercepts = [rng.normal(size=3), rng.normal(size=3)]
+    intercepts[index] = intercepts[index] + 1j
+    message = rf"^intercepts\[{index}\] must hold real numbers, got complex128\.$"
+    with pytest.raises(TypeError, match=message):
+        log_posterior(coefs, intercepts, X, y)
+
+
+@pytest.mark.parametrize("kind", ["exact", "ggn", "ggn_diag"])
+def test_the_memory_budget_reaches_the_row_chunks(monkeypatch, kind):
+    """``memory_budget`` sets the rows per chunk of the curvature's sums.
+
+    The existing test compares a one-byte budget's Hessian with the
+    default's, which agree whether or not the budget is passed on to the
+    objective; here the chunks themselves are counted: one row each under
+    one byte, all 10 rows in one chunk under the default budget.
+    """
+    from sklaplace import log_posterior_hessian
+    from sklaplace._objective import NegLogPosterior
+
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(10, 3)), np.arange(10) % 3
+    coefs = [rng.normal(size=(3, 4)), rng.normal(size=(4, 3))]
+    intercepts = [rng.normal(size=4), rng.normal(size=3)]
+    sizes, row_chunks = [], NegLogPosterior.row_chunks
+
+    def counted(self, bytes_per_row):
+        for chunk in row_chunks(self, bytes_per_row):
+            sizes.append(chunk[0].shape[0])
+            yield chunk
+
+    monkeypatch.setattr(NegLogPosterior, "row_chunks", counted)
+    log_posterior_hessian(coefs, intercepts, X, y, kind=kind, memory_budget=1)
+    assert sizes and set(sizes) == {1} and sum(sizes) % 10 == 0
+    sizes.clear()
+    log_posterior_hessian(coefs, intercepts, X, y, kind=kind)
+    assert sizes and set(sizes) == {10}
+
+
+def _network():
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(10, 3)), np.arange(10) % 3
+    coefs = [rng.normal(size=(3, 4)), rng.normal(size=(4, 3))]
+    intercepts = [rng.normal(size=4), rng.normal(size=3)]
+    return coefs, intercepts, X, y
+
+
+@pytest.mark.parametrize("which", ["coefs", "intercepts"])
+def test_weights_of_two_namespaces_are_refused(which):
+    """Coefs of one array library and intercepts of another raise TypeError.
+
+    The existing test mixes ``X`` with all the weights; the namespace must
+    be taken from the coefs and the intercepts alike (either left out of it,
+    the other library's arrays failed later, with another error).
+    """
+    xps = pytest.importorskip("array_api_strict")
+    coefs, intercepts, X, y = _network()
+    arrays = {"coefs": coefs, "intercepts": intercepts}
+    arrays[which] = [xps.asarray(a) for a in arrays[which]]
+    with pytest.raises(TypeError, match="Multiple namespaces"):
+        log_posterior(arrays["coefs"], arrays["intercepts"], X, y)
+
+
+def test_bad_precisions_and_weights_are_named_word_for_word():
+    """The refusals of a bias precision and of sample weights name what is wrong.
+
+    A string bias precision is a TypeError naming ``bias_prior_precision``;
+    an infinite sample weight or precision is refused with its own message.
+    """
+    coefs, intercepts, X, y = _network()
+    with pytest.raises(
+        TypeError,
+        match=r"^bias_prior_precision must be a real number or an array of "
+        r"them, got 'a'\.$",
+    ):
+        log_posterior(coefs, intercepts, X, y, bias_prior_precision="a")
+    weight = np.ones(10)
+    weight[3] = np.inf
+    with pytest.raises(
+        ValueError,
+        match=r"^sample_weight must be finite \(in the network's dtype\) and "
+        r"non-negative\.$",
+    ):
+        log_posterior(coefs, intercepts, X, y, sample_weight=weight)
+    with pytest.raises(
+        ValueError,
+        match=r"^alpha and bias_prior_precision must be finite in the network's "
+        r"dtype\.$",
+    ):
+        log_posterior(
+            [c.astype(np.float32) for c in coefs],
+            [b.astype(np.float32) for b in intercepts],
+            X.astype(np.float32),
+            y,
+            alpha=1e39,
+        )

@@ -12,6 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 import sklaplace._fitting as fitting_module
 import sklaplace._memory as memory_module
 from sklaplace import LaplaceMLPClassifier
+from sklaplace._network import ParamLayout
 from sklaplace.exceptions import MemoryLimitError
 
 RNG = np.random.RandomState(0)
@@ -392,3 +393,27 @@ def test_a_last_layer_posterior_counts_the_held_out_scales_matrices(monkeypatch)
         LaplaceMLPClassifier((16,), alpha=1.0, prior_precision_scale=1.0, **params).fit(
             X, np.arange(20) % 2
         )
+
+
+def test_auto_weighs_only_the_last_layers_factors_for_a_last_layer_posterior():
+    """``"auto"`` for a last-layer posterior asks whether *its* factors fit.
+
+    20,000 inputs, 8 hidden units, one logit: 160,017 parameters, too many
+    for the full posterior; the first layer's 20,000 x 20,000 factor exceeds
+    the limits, the last layer's (9 x 9 and 1 x 1) do not. With a fixed
+    alpha (no tuning on every layer), a last-layer posterior resolves to
+    ``"kron"`` and a posterior of all weights to ``"diag"`` (the last-layer
+    one had fallen to the diagonal when all layers' factors were weighed).
+    """
+    layout = ParamLayout((20000, 8, 1))
+    assert memory_module.kron_factors_fit(layout.layer_sizes, last_layer_only=True)
+    assert not memory_module.kron_factors_fit(layout.layer_sizes)
+
+    def structure(subset):
+        clf = LaplaceMLPClassifier((8,), alpha=1.0, subset_of_weights=subset)
+        params = memory_module.resolved_params(clf, layout, 20)
+        assert params.subset_of_weights == subset
+        return params.hessian_structure
+
+    assert structure("last_layer") == "kron"
+    assert structure("all") == "diag"

@@ -33,3 +33,17 @@ def test_integer_input_gives_a_float_precision(alpha, bias, expected):
 def test_per_parameter_alpha_is_checked():
     with pytest.raises(ValueError, match="alpha must be finite and >= 0"):
         prior_precision_vector(LAYOUT, np.r_[-1.0, np.ones(12)], 1.0)
+
+
+@pytest.mark.parametrize("which", ["alpha", "bias_prior_precision"])
+def test_a_ragged_precision_is_named_in_the_error(which):
+    """A ragged list, which ``np.asarray`` itself refuses, is named as such.
+
+    NumPy raises its own ValueError there (an inhomogeneous shape); it must
+    come back as the message naming the parameter and what it takes, not as
+    an empty ``ValueError`` (``ValueError(None)``).
+    """
+    values = {"alpha": 1.0, "bias_prior_precision": 1.0, which: [1.0, [2.0, 3.0]]}
+    message = f"^{which} must be a number or an array of numbers, got "
+    with pytest.raises(ValueError, match=message):
+        prior_precision_vector(LAYOUT, values["alpha"], values["bias_prior_precision"])

@@ -591,3 +591,35 @@ def test_a_pruned_diagonal_refit_tunes_alpha_on_the_diagonal(monkeypatch):
     clf = LaplaceMLPClassifier((), **params).fit(X, y)
     _prune_column(clf, 2).set_params(warm_start=True).fit(X, y)
     assert chosen == ["kron", "diag"]
+
+
+def test_a_pruned_refits_held_out_losses_leave_the_pruned_weights_out(monkeypatch):
+    """A pruned refit's held-out losses zero the pruned weights' columns.
+
+    The held-out losses that choose a pruned refit's prior scale take the
+    Jacobian with the pruned columns zeroed, as its predictions do
+    (``keep``): a pruned weight is held at zero, with no uncertainty (its
+    posterior variance is the prior's, 1 / alpha). Without the mask its
+    columns had added variance to the held-out predictive, which the fitted
+    model's own predictions leave out.
+    """
+    keeps, original = [], fitting_module.jacobian_chunks
+
+    def spy(xp, layout, theta, activation, posterior, X, keep=None):
+        keeps.append(None if keep is None else np.asarray(keep))
+        return original(xp, layout, theta, activation, posterior, X, keep)
+
+    monkeypatch.setattr(fitting_module, "jacobian_chunks", spy)
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    params = dict(alpha=1.0, prior_precision_scale="validation", random_state=0)
+    clf = LaplaceMLPClassifier((3,), **params).fit(X, y)
+    assert keeps and all(keep is None for keep in keeps)  # nothing pruned
+    keeps.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pruned = prune(clf, 0.3).set_params(warm_start=True).fit(X, y)
+    assert pruned.pruned_mask_.any() and keeps
+    for keep in keeps:
+        assert keep is not None
+        np.testing.assert_array_equal(keep, (~pruned.pruned_mask_).astype(float))

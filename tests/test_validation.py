@@ -151,3 +151,64 @@ def test_non_finite_features_under_assume_finite_are_named_as_such(value):
             LaplaceMLPClassifier(**SMALL).fit(X, Y).predict_proba(X),
             clf.predict_proba(X),
         )
+
+
+@pytest.mark.parametrize(
+    "bad_rows, listed",
+    [
+        ([0, 2, 3, 5, 7], "rows [0, 2, 3, 5, 7]); "),
+        ([0, 1, 2, 3, 5, 7], "rows [0, 1, 2, 3, 5], ...); "),
+    ],
+    ids=["five rows: all listed", "six rows: five and an ellipsis"],
+)
+def test_non_finite_inputs_name_five_rows_and_mark_more(bad_rows, listed):
+    """NaN in the inputs behind non-finite outputs: the first five rows named.
+
+    ``check_finite_rows(..., inputs=X)`` checks ``X`` first: five bad rows
+    are all listed, a sixth adds ``, ...`` (``rows[:6]``, ``>= 5`` or
+    ``> 6`` in its place listed six, or marked five, or left six unmarked),
+    and the message names ``assume_finite=True`` as what let them through.
+    """
+    X = np.ones((8, 3))
+    X[bad_rows, 1] = np.nan
+    logits = np.ones((8, 2))
+    logits[bad_rows, 0] = np.nan
+    with pytest.raises(ValueError) as caught:
+        check_finite_rows(np, "logits", logits, inputs=X)
+    message = str(caught.value)
+    assert message.startswith(
+        f"X contains NaN or infinity in {len(bad_rows)} row(s) ({listed}"
+    )
+    assert message.endswith("scikit-learn's assume_finite=True skipped its own check.")
+    # Through the feature-scale check (its squares overflow) alike.
+    with pytest.raises(ValueError) as caught:
+        check_feature_scale(X, np.ones(8))
+    assert str(caught.value) == message
+
+
+def test_overflow_messages_say_what_to_do():
+    """The overflow messages keep their advice, word for word.
+
+    Outputs that overflow with finite inputs: scale ``X`` as for fit, or use
+    ``alpha > 0``; features whose squares overflow: ``StandardScaler``.
+    """
+    logits = np.ones((3, 2))
+    logits[1, 0] = np.inf
+    with pytest.raises(ValueError) as caught:
+        check_finite_rows(np, "logits", logits, inputs=np.ones((3, 2)))
+    message = str(caught.value)
+    assert message == (
+        "The logits overflowed (are not finite) for 1 of 3 samples (rows [1]): "
+        "their features are too large in magnitude for float64 (scale X as it "
+        "was scaled for fit), or the posterior's variances overflow (a flat "
+        "prior, alpha=0, on data the network separates: use alpha > 0)."
+    )
+    X = np.ones((4, 2))
+    X[0, 1] = 1e200
+    with pytest.raises(ValueError) as caught:
+        check_feature_scale(X, np.ones(4))
+    message = str(caught.value)
+    assert message.startswith(
+        "The curvature of the log posterior is not finite (it overflows): "
+    )
+    assert message.endswith("(e.g. sklearn.preprocessing.StandardScaler).")
