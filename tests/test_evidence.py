@@ -1714,6 +1714,15 @@ def test_only_a_run_that_converged_names_its_fixed_point():
     assert len(fits) == 2 and tuning.fixed_point == tuning.kept == 1
 
 
+def _non_convergence_then_bound(caught):
+    """The two messages of updates that gave up at a bound, checked in order."""
+    assert [w.category for w in caught] == [
+        ConvergenceWarning,
+        LaplaceApproximationWarning,
+    ]
+    return tuple(str(w.message) for w in caught)
+
+
 def test_updates_that_give_up_after_a_bound_name_the_bound_as_the_cause():
     # The refits cycle between alpha 1 and the upper bound and the refit
     # kept (of largest evidence) lies inside: the updates gave up for the
@@ -1731,11 +1740,7 @@ def test_updates_that_give_up_after_a_bound_name_the_bound_as_the_cause():
             evidence=lambda fit: 0.0 if fit is fits[0] else -10.0,
         )
     assert tuning.fit is fits[0] and tuning.fixed_point is None
-    assert [w.category for w in caught] == [
-        ConvergenceWarning,
-        LaplaceApproximationWarning,
-    ]
-    cycle, bound = (str(w.message) for w in caught)
+    cycle, bound = _non_convergence_then_bound(caught)
     assert "the refits cycle among alphas from 1 to 1e+06" in cycle
     assert cycle.endswith(
         "is kept (alpha [1.]). They reached a bound of alpha (next warning): "
@@ -1806,11 +1811,7 @@ def test_the_bounds_warning_shows_the_last_refit_at_the_bound(monkeypatch):
     history = np.array(tuning.history)
     np.testing.assert_allclose(history[:, 1], [1.0, 2.0, 4.0, 8.0, 16.0])
     np.testing.assert_array_equal(history[1:, 0], EVIDENCE_BOUNDS[1])
-    assert [w.category for w in caught] == [
-        ConvergenceWarning,
-        LaplaceApproximationWarning,
-    ]
-    cycle, bound = (str(w.message) for w in caught)
+    cycle, bound = _non_convergence_then_bound(caught)
     assert "did not converge in 5 refits" in cycle
     assert cycle.endswith(
         "They reached a bound of alpha (next warning): prefer alpha='evidence' "
