@@ -236,6 +236,14 @@ def test_a_last_layer_posterior_tunes_alpha_on_all_weights_diagonal_beyond(
         )
         assert memory_module.tuning_structure(config, (3, 4, 1)) == "kron"
         assert memory_module.tuning_structure(config, (30, 20000, 1)) == "diag"
+        # Every layer's factors weigh, not the last layer's alone: behind
+        # 20,000 inputs (a 3 GiB first factor; the last layer's are 9 x 9
+        # and 1 x 1), and over the work bound (every factor: 1,673; the last
+        # layer's: 217).
+        assert memory_module.tuning_structure(config, (20000, 8, 1)) == "diag"
+        with monkeypatch.context() as patch:
+            patch.setattr(memory_module, "AUTO_FACTOR_WORK", 1000)
+            assert memory_module.tuning_structure(config, (10, 5, 1)) == "diag"
     # Through fit (tests/test_reliability_memory.py: the diagonal passes the
     # guard): a last-layer Kronecker posterior's own factors are still checked.
     monkeypatch.setattr(fitting_module, "minimize_map", _no_solve)
@@ -284,8 +292,8 @@ def test_a_diagonal_posterior_tunes_alpha_on_kronecker_factors_that_fit():
     posterior's 0.08 on a curved boundary), so a diagonal posterior tunes
     alpha on the Kronecker posterior where its factors fit the limits, and
     on itself beyond (the structure without a matrix of a layer's width);
-    a last-layer posterior on the Kronecker one of all weights; full and
-    Kronecker posteriors on themselves."""
+    a last-layer posterior on the Kronecker one of all weights where cheap
+    (below); full and Kronecker posteriors on themselves."""
 
     def tuned_on(structure, subset="all", layer_sizes=(3, 4, 1)):
         config = SimpleNamespace(hessian_structure=structure, subset_of_weights=subset)
