@@ -10,18 +10,16 @@ or by swapping:
   that fit it.
 * ``DENSE_MEMORY_LIMIT``: any ONE array, notably an ``n_params x n_params``
   matrix (2 GiB: 16,384 parameters in float64).
-* ``FIT_MEMORY_LIMIT``: all the ``n_params x n_params`` matrices a fit holds
-  at once. :func:`dense_matrices_at_peak` counts them for a solver, a
-  posterior structure and a prior-scale setting (the counts were measured
-  with ``tracemalloc``; ``tests/test_kron.py`` checks them on a small case).
+* ``FIT_MEMORY_LIMIT``: all the ``n_params x n_params`` matrices (or copies
+  of the Kronecker factors) a fit holds at once, counted per solver,
+  structure, prior scale and alpha (measured with ``tracemalloc``).
 
 The ``"auto"`` settings follow two predicates of the fit's cost.
 :func:`full_is_cheap`: the full posterior's dense matrices fit
 ``AUTO_FULL_BUDGET`` bytes, building it costs at most ``AUTO_FULL_WORK``
 multiply-adds and factorising it at most ``AUTO_FACTOR_WORK``; then the
-posterior is full (:func:`resolve_structure`), else Kronecker-factored (its
-factors take ``sum_l (fan_in_l + 1)^2 + fan_out_l^2`` numbers, no
-``n_params x n_params`` matrix). :func:`refits_are_cheap`: one gradient
+posterior is full (:func:`resolve_structure`), else Kronecker-factored
+where :func:`kron_is_cheap`, else diagonal. :func:`refits_are_cheap`: one gradient
 costs at most ``AUTO_GRADIENT_WORK``; then the MAP is tight (Newton-CG to
 1e-6: :func:`resolve_solver`, :func:`resolve_tol`) and the tuning refits
 (:func:`~sklaplace._prior_scale.resolve_tuning`), else L-BFGS stops at
@@ -45,11 +43,14 @@ __all__ = [
     "DENSE_MEMORY_LIMIT",
     "FIT_MEMORY_LIMIT",
     "KRON_FACTOR_COPIES",
+    "KRON_HELD_COPIES",
     "check_fit_memory",
     "check_kron_memory",
+    "counted_scale",
     "check_memory",
     "dense_matrices_at_peak",
     "full_is_cheap",
+    "held_posteriors",
     "kron_factors_fit",
     "kron_is_cheap",
     "refits_are_cheap",
@@ -85,22 +86,17 @@ AUTO_FULL_BUDGET = 2**30
 AUTO_FULL_WORK = 1e11
 
 #: ... and while factorising it takes at most this many (``n_params**3``,
-#: about 1,600 parameters; an eigendecomposition then takes about 0.5 s on
-#: one core): the tuned fit factorises the full posterior about a dozen
-#: times (MacKay's refits, one eigendecomposition per held-out fold).
-#: Measured: breast cancer with hidden (100,) (3,201 parameters, 398 rows)
-#: took 42 s, 24 s of it in five eigendecompositions, where MLPClassifier
-#: took 0.04-0.2 s; with the Kronecker posterior and the same tuning 0.6 s,
-#: test log loss 0.098 against 0.100.
+#: about 1,600 parameters, 0.5 s on one core): a tuned fit factorises about a
+#: dozen times. Measured: breast cancer with hidden (100,) (3,201 parameters)
+#: took 42 s, 24 s in five eigendecompositions (MLPClassifier 0.04-0.2 s);
+#: with the Kronecker posterior 0.6 s, test log loss 0.098 against 0.100.
 AUTO_FACTOR_WORK = 4e9
 
 #: Refits are cheap while one gradient takes at most this many multiply-adds
-#: (``n_samples * n_params``): a small network's default fit takes thousands
-#: of gradients and Hessian-vector products (Newton-CG to 1e-6, then 12-20
-#: refits for the tuning, three runs since session 30). Measured: at 4.4e7
-#: (20,000 rows, 2,201 parameters) one Newton-CG MAP took 73 s and the tuned
-#: fit did not finish in 10 minutes where ``MLPClassifier`` took 10 s;
-#: digits (1.5e6) took 8 s (15 s with the third run).
+#: (``n_samples * n_params``): a default fit takes thousands of gradients and
+#: Hessian-vector products (Newton-CG to 1e-6, 12-20 tuning refits). At
+#: 4.4e7 (20,000 rows, 2,201 parameters) one Newton-CG MAP took 73 s and the
+#: tuned fit over 10 minutes (``MLPClassifier`` 10 s); digits (1.5e6) 15 s.
 AUTO_GRADIENT_WORK = 5e6
 
 #: ``n_params x n_params`` matrices each solver holds at once: Newton's exact
@@ -120,16 +116,19 @@ POSTERIOR_DENSE_MATRICES = {"full": 4}
 #: holds one: the best fit's, across the next fit.
 POSTERIOR_HELD_DENSE_MATRICES = {"full": 1}
 
-#: Held across the held-out refits of ``prior_precision_scale="cv"``: the
-#: full-data posterior and the previous fold's.
-CV_HELD_DENSE_MATRICES = {"full": 2}
+#: Posteriors held across the held-out refits of ``prior_precision_scale="cv"``:
+#: the full-data posterior and the previous fold's.
+CV_HELD_POSTERIORS = 2
 
-#: Copies of every Kronecker factor (``(fan_in + 1)^2`` and ``fan_out^2``
-#: numbers per layer) a fit holds at once, at most: while one is
-#: diagonalised, it, its Cholesky factor, the transformed factor and its
-#: eigenvectors (``sklaplace._kron``), beside the kept posterior's
-#: eigenvectors and those of the refit or fold being built.
-KRON_FACTOR_COPIES = 6
+#: Copies of every Kronecker factor a fit holds while it builds a posterior
+#: (one diagonalised: it, its Cholesky factor, the transformed factor, its
+#: eigenvectors; the posterior built). Measured (``tracemalloc``, 40 rows of
+#: 300 or 1,000 features, hidden (2,)): 7.1-7.5 at a fixed alpha and scale.
+KRON_FACTOR_COPIES = 8
+#: ... and per posterior held (:func:`held_posteriors`: a block keeps its
+#: factor and eigenvectors). Measured: 11.9-13.3 under ``alpha="evidence"``,
+#: 15.4-16.4 with ``"cv"`` or its extra run; 6 had been counted for all fits.
+KRON_HELD_COPIES = 2
 
 _MEMORY_ADVICE = (
     "Use hessian_structure='kron' or 'diag' with solver='lbfgs' in "
@@ -172,16 +171,8 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
     structure : {"full", "kron", "diag"}
         The posterior structure actually used (of all the parameters; a
         last-layer posterior holds no ``n_params x n_params`` matrix).
-    prior_precision_scale : float or str, default=1.0
-        ``"cv"`` refits on folds while the full-data posterior is held
-        (pass a number where nothing is held out: ``link_approx="map"``).
-    alpha : float, array or str, default=1.0
-        ``"evidence"`` and ``"evidence_per_layer"`` refit while the previous
-        refit's posterior, the run's one of largest evidence so far and the
-        earlier runs' kept ones are held, for every start and one more run
-        (:data:`~sklaplace._basins.HELD_OUT_START`: where held-out rows
-        choose the scale, or every run collapsed, whatever the scale);
-        ``"validation"`` while the best fit's is.
+    prior_precision_scale, alpha : default=1.0
+        As in :func:`held_posteriors`.
 
     Returns
     -------
@@ -189,15 +180,28 @@ def dense_matrices_at_peak(solver, structure, prior_precision_scale=1.0, alpha=1
     """
     solving = SOLVER_DENSE_MATRICES.get(solver, 0)
     count = max(solving, POSTERIOR_DENSE_MATRICES.get(structure, 0))
+    held = held_posteriors(prior_precision_scale, alpha)
+    return count + POSTERIOR_HELD_DENSE_MATRICES.get(structure, 0) * held
+
+
+def held_posteriors(prior_precision_scale=1.0, alpha=1.0):
+    """Most posteriors a fit holds while it builds another.
+
+    ``"cv"`` refits folds holding the full-data and previous fold's ones
+    (:func:`counted_scale`); ``alpha="evidence"`` (or per layer) holds the
+    last refit's, the run's best so far and each earlier run's kept one, for
+    every start and one more run (:data:`~sklaplace._basins.HELD_OUT_START`,
+    where held-out rows choose the scale or every run collapsed);
+    ``"validation"`` the best fit's.
+    """
+    held = 0
     if isinstance(alpha, str):
-        held = POSTERIOR_HELD_DENSE_MATRICES.get(structure, 0)
         # The earlier runs' kept ones, the last run's best and last refits,
         # with the run from HELD_OUT_START among the runs.
-        runs = len(EVIDENCE_STARTS) + 2
-        count += held if alpha == "validation" else runs * held
+        held += 1 if alpha == "validation" else len(EVIDENCE_STARTS) + 2
     if prior_precision_scale == "cv":
-        count += CV_HELD_DENSE_MATRICES.get(structure, 0)
-    return count
+        held += CV_HELD_POSTERIORS
+    return held
 
 
 def _culprits(solver, structure):
@@ -246,14 +250,19 @@ def check_fit_memory(
         )
 
 
-def check_kron_memory(layer_sizes, last_layer_only=False):
+def check_kron_memory(
+    layer_sizes, last_layer_only=False, prior_precision_scale=1.0, alpha=1.0
+):
     """Refuse, before any work, Kronecker factors that exceed the limits.
 
     Each layer's ``(fan_in + 1) x (fan_in + 1)`` and ``fan_out x fan_out``
     float64 factors must fit ``DENSE_MEMORY_LIMIT`` one by one, and
-    ``KRON_FACTOR_COPIES`` of them all ``FIT_MEMORY_LIMIT`` (a hidden layer
-    of 20,000 units had passed the dense check and allocated a 3 GiB factor).
+    ``KRON_FACTOR_COPIES`` of them all plus ``KRON_HELD_COPIES`` per
+    :func:`held_posteriors` ``FIT_MEMORY_LIMIT`` (a 20,000-unit layer had
+    allocated a 3 GiB factor).
     """
+    held = held_posteriors(prior_precision_scale, alpha)
+    copies = KRON_FACTOR_COPIES + KRON_HELD_COPIES * held
     use = "hessian_structure='kron'"
     layers = list(zip(layer_sizes[:-1], layer_sizes[1:]))
     first = len(layers) - 1 if last_layer_only else 0
@@ -270,10 +279,10 @@ def check_kron_memory(layer_sizes, last_layer_only=False):
             )
             check_memory(8 * side * side, what, advice)
             total += 8 * side * side
-    if KRON_FACTOR_COPIES * total > FIT_MEMORY_LIMIT:
+    if copies * total > FIT_MEMORY_LIMIT:
         raise MemoryLimitError(
             f"The Kronecker factors for {use} take {_gib(total)}, "
-            f"and a fit holds up to {KRON_FACTOR_COPIES} copies at once, more than "
+            f"and a fit holds up to {copies} copies at once, more than "
             f"the {_gib(FIT_MEMORY_LIMIT)} sklaplace allows for one fit "
             f"(sklaplace._memory.FIT_MEMORY_LIMIT). {advice}"
         )
@@ -318,6 +327,14 @@ def refits_are_cheap(n_params, n_samples):
     return n_samples * n_params <= AUTO_GRADIENT_WORK
 
 
+def counted_scale(config):
+    """Return ``config.prior_precision_scale``, 1.0 with ``link_approx="map"``.
+
+    The plug-in predictive ignores the scale: no held-out refits choose it.
+    """
+    return config.prior_precision_scale if config.link_approx != "map" else 1.0
+
+
 def tuning_structure(config, layer_sizes, pruned=False):
     """Return the posterior structure MacKay's updates of alpha run on.
 
@@ -327,13 +344,11 @@ def tuning_structure(config, layer_sizes, pruned=False):
     variances, so ``gamma`` and alpha come out too large (alpha 3.2 where the
     Kronecker posterior's is 0.08 on a curved boundary: test log loss 0.167
     against 0.025, hidden (100,), three splits). Both tune on the Kronecker
-    posterior of all weights where its factors are cheap (:func:`kron_is_cheap`:
-    memory and work), else on the diagonal of all weights (the structure
-    without a matrix of a layer's width: a last-layer posterior of a 20,000
-    unit layer had been refused for its tuning's factors); the posterior
-    asked for is built for the kept fit. A pruned refit's diagonal tunes on
-    itself: Kronecker factors cannot leave the pruned weights out (masking an
-    input is not removing it).
+    posterior of all weights where cheap (:func:`kron_is_cheap`), else on
+    their diagonal (a last-layer posterior behind 20,000 units had been
+    refused for its tuning's factors); the posterior asked for is built for
+    the kept fit. A pruned refit's diagonal tunes on itself: Kronecker
+    factors cannot leave the pruned weights out.
 
     Parameters
     ----------
@@ -347,32 +362,35 @@ def tuning_structure(config, layer_sizes, pruned=False):
     last_layer = config.subset_of_weights == "last_layer"
     if not last_layer and (config.hessian_structure != "diag" or pruned):
         return config.hessian_structure
-    return "kron" if kron_is_cheap(layer_sizes) else "diag"
+    scale = counted_scale(config)
+    return "kron" if kron_is_cheap(layer_sizes, False, scale, "evidence") else "diag"
 
 
-def kron_factors_fit(layer_sizes, last_layer_only=False):
+def kron_factors_fit(
+    layer_sizes, last_layer_only=False, prior_precision_scale=1.0, alpha=1.0
+):
     """Whether :func:`check_kron_memory` accepts the Kronecker factors."""
     try:
-        check_kron_memory(layer_sizes, last_layer_only)
+        check_kron_memory(layer_sizes, last_layer_only, prior_precision_scale, alpha)
     except MemoryLimitError:
         return False
     return True
 
 
-def kron_is_cheap(layer_sizes, last_layer_only=False):
+def kron_is_cheap(
+    layer_sizes, last_layer_only=False, prior_precision_scale=1.0, alpha=1.0
+):
     """Whether the ``"auto"`` rules may take the Kronecker factors.
 
     They fit the memory limits (:func:`kron_factors_fit`) and diagonalising
-    them, ``sum_l (fan_in_l + 1)**3 + fan_out_l**3``, takes at most
-    ``AUTO_FACTOR_WORK``, the full posterior's bound (a tuned fit
-    diagonalises them at every refit and fold). Measured: 40 rows of 3,000
-    features, hidden (8,): one eigendecomposition of the 3,001 x 3,001
-    input factor took 6 s and the default fit 150-200 s, against
-    ``MLPClassifier``'s 0.2 s.
+    them, ``sum_l (fan_in_l + 1)**3 + fan_out_l**3``, takes at most the full
+    posterior's ``AUTO_FACTOR_WORK`` (at every refit and fold): on 40 rows
+    of 3,000 features, hidden (8,), the default had taken 150-200 s.
     """
     sizes = layer_sizes[-2:] if last_layer_only else layer_sizes
     work = sum((i + 1) ** 3 + o**3 for i, o in zip(sizes[:-1], sizes[1:]))
-    return work <= AUTO_FACTOR_WORK and kron_factors_fit(layer_sizes, last_layer_only)
+    fits = kron_factors_fit(layer_sizes, last_layer_only, prior_precision_scale, alpha)
+    return work <= AUTO_FACTOR_WORK and fits
 
 
 def resolve_structure(hessian_structure, cheap, kron_fits=True):
@@ -394,18 +412,15 @@ def resolve_structure(hessian_structure, cheap, kron_fits=True):
 def resolve_solver(solver, cheap):
     """Return the solver ``"auto"`` stands for (others as they are).
 
-    ``"newton-cg"`` where refits are cheap (:func:`refits_are_cheap`): measured
-    (``benchmarks/bench_solvers.py``, docs/benchmarks.rst) it was faster than
-    dense Newton wherever a dense iteration costs more than a few
-    milliseconds, reached tolerances L-BFGS did not, and reached
-    bitwise-close MAPs for integer weights and repeated rows on a ReLU
-    network whose MAP lies on a kink, where both others stalled apart.
-    ``"lbfgs"`` beyond: on larger networks far from their mode the trust
-    region stays small and Newton-CG took 1,900 Hessian-vector products
-    (10x ``MLPClassifier``'s time) to the scaled gradient L-BFGS reached in
-    400 iterations; with ``max_iter=200`` each of the default's two to
-    four fits (alpha's walk) then costs about what ``MLPClassifier``'s 200
-    L-BFGS iterations do (and warns as it does when they do not converge).
+    ``"newton-cg"`` where refits are cheap (:func:`refits_are_cheap`): it was
+    faster than dense Newton wherever a dense iteration costs more than a
+    few milliseconds, reached tolerances L-BFGS did not, and bitwise-close
+    MAPs for integer weights and repeated rows at a ReLU kink, where both
+    others stalled apart (docs/benchmarks.rst). ``"lbfgs"`` beyond: far from
+    the mode of a larger network Newton-CG took 1,900 products (10x
+    ``MLPClassifier``'s time) to where L-BFGS got in 400 iterations; with
+    ``max_iter=200`` each of the walk's two to four fits costs about
+    ``MLPClassifier``'s 200 iterations (and warns as it does).
     """
     if solver != "auto":
         return solver
@@ -454,8 +469,7 @@ def resolved_params(estimator, layout, n_samples, tune=None):
     refits = refits_are_cheap(n_params, n_samples)
     if tune is not None:
         params = tune(params, refits)
-    # The plug-in predictive ignores the scale: no held-out refits choose it.
-    scale = params.prior_precision_scale if params.link_approx != "map" else 1.0
+    scale = counted_scale(params)
     params.solver = resolve_solver(params.solver, refits)
     params.tol = resolve_tol(params.tol, refits)
     if layout.n_layers == 1:
@@ -464,7 +478,7 @@ def resolved_params(estimator, layout, n_samples, tune=None):
     params.hessian_structure = resolve_structure(
         params.hessian_structure,
         full_is_cheap(n_params, n_samples, n_outputs, scale),
-        kron_is_cheap(layout.layer_sizes, last_only),
+        kron_is_cheap(layout.layer_sizes, last_only, scale, params.alpha),
     )
     check_memory(
         8 * n_params,
@@ -472,7 +486,7 @@ def resolved_params(estimator, layout, n_samples, tune=None):
         "Use a smaller network (fewer hidden units or input features).",
     )
     if params.hessian_structure == "kron":
-        check_kron_memory(layout.layer_sizes, last_only)
+        check_kron_memory(layout.layer_sizes, last_only, scale, params.alpha)
     dense = params.hessian_structure if params.subset_of_weights == "all" else None
     check_fit_memory(n_params, params.solver, dense, scale, params.alpha)
     if params.subset_of_weights == "last_layer":

@@ -191,7 +191,8 @@ def test_the_evidence_runs_and_the_cv_folds_add_their_held_matrices(scale):
     posterior = memory_module.POSTERIOR_DENSE_MATRICES["full"]
     held = memory_module.POSTERIOR_HELD_DENSE_MATRICES["full"]
     starts = len(memory_module.EVIDENCE_STARTS)
-    cv = memory_module.CV_HELD_DENSE_MATRICES["full"] if scale == "cv" else 0
+    cv = memory_module.CV_HELD_POSTERIORS * held if scale == "cv" else 0
+    assert memory_module.CV_HELD_POSTERIORS == 2
     count = memory_module.dense_matrices_at_peak
     assert count("lbfgs", "full", scale, "evidence") == (
         posterior + (starts + 2) * held + cv
@@ -232,7 +233,10 @@ def test_a_last_layer_posterior_tunes_alpha_on_all_weights_diagonal_beyond(
     the posterior itself does not need; its own factors are still checked."""
     for structure in ("full", "kron", "diag"):
         config = SimpleNamespace(
-            hessian_structure=structure, subset_of_weights="last_layer"
+            hessian_structure=structure,
+            subset_of_weights="last_layer",
+            prior_precision_scale="cv",
+            link_approx="probit",
         )
         assert memory_module.tuning_structure(config, (3, 4, 1)) == "kron"
         assert memory_module.tuning_structure(config, (30, 20000, 1)) == "diag"
@@ -296,7 +300,12 @@ def test_a_diagonal_posterior_tunes_alpha_on_kronecker_factors_that_fit():
     (below); full and Kronecker posteriors on themselves."""
 
     def tuned_on(structure, subset="all", layer_sizes=(3, 4, 1)):
-        config = SimpleNamespace(hessian_structure=structure, subset_of_weights=subset)
+        config = SimpleNamespace(
+            hessian_structure=structure,
+            subset_of_weights=subset,
+            prior_precision_scale="cv",
+            link_approx="probit",
+        )
         return memory_module.tuning_structure(config, layer_sizes)
 
     assert tuned_on("diag") == "kron"
@@ -304,7 +313,12 @@ def test_a_diagonal_posterior_tunes_alpha_on_kronecker_factors_that_fit():
     assert tuned_on("diag", "last_layer") == tuned_on("full", "last_layer") == "kron"
     assert tuned_on("full") == "full" and tuned_on("kron") == "kron"
     # A pruned refit's diagonal tunes on itself (factors cannot condition).
-    config = SimpleNamespace(hessian_structure="diag", subset_of_weights="all")
+    config = SimpleNamespace(
+        hessian_structure="diag",
+        subset_of_weights="all",
+        prior_precision_scale="cv",
+        link_approx="probit",
+    )
     assert memory_module.tuning_structure(config, (3, 4, 1), pruned=True) == "diag"
     # Through fit: the diagonal posterior's alpha is the Kronecker one's,
     # refit for refit (the scale by the evidence: no held-out rows enter).

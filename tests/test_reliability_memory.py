@@ -630,25 +630,80 @@ def test_the_kronecker_factors_count_against_the_whole_fit_limit(
 ):
     # Hidden (16,) on 3 features: factors of 4 x 4 and 16 x 16 (layer 0) and
     # 17 x 17 and 1 x 1 (layer 1). With a 1 KiB limit the 16 x 16 (2 KiB) is
-    # the first over it; with one of 3 KiB each fits, and six copies of the
-    # 4.5 KiB in all are over a whole-fit limit of 20 KiB; of 30 KiB they fit.
+    # the first over it; with one of 3 KiB each fits, and the copies a fit
+    # holds (KRON_FACTOR_COPIES at a fixed alpha and scale) of the 4.5 KiB in
+    # all are over a whole-fit limit one byte short of them; at it they fit.
     X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
     params = dict(hessian_structure="kron", alpha=1.0, prior_precision_scale=1.0)
     with pytest.raises(MemoryLimitError, match="16 x 16 float64 Kronecker factor"):
         LaplaceMLPClassifier((16,), **params).fit(X, y)
     monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 3 * 1024)
     total = 8 * (4**2 + 16**2 + 17**2 + 1**2)
-    assert memory_module.KRON_FACTOR_COPIES == 6
-    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", 6 * total - 1)
-    with pytest.raises(MemoryLimitError, match="up to 6 copies"):
+    copies = memory_module.KRON_FACTOR_COPIES
+    assert copies == 8
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", copies * total - 1)
+    with pytest.raises(MemoryLimitError, match=f"up to {copies} copies"):
         LaplaceMLPClassifier((16,), **params).fit(X, y)
-    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", 6 * total)
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", copies * total)
     clf = LaplaceMLPClassifier((16,), **params).fit(X, y)
     assert np.all(np.isfinite(clf.predict_proba(X)))
     # The last layer's alone: 17 x 17 and 1 x 1.
     last = dict(params, subset_of_weights="last_layer")
-    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", 6 * 8 * (17**2 + 1))
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", copies * 8 * (17**2 + 1))
     LaplaceMLPClassifier((16,), **last).fit(X, y)
+    # Each posterior held across a refit or fold keeps two copies more:
+    # the evidence's four, and two more with "cv", are over that limit.
+    held = memory_module.KRON_HELD_COPIES
+    assert held == 2
+    for scale, n_held in [(1.0, 4), ("cv", 6)]:
+        tuned = dict(params, alpha="evidence", prior_precision_scale=scale)
+        assert memory_module.held_posteriors(scale, "evidence") == n_held
+        need = (copies + held * n_held) * total
+        monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", need - 1)
+        with pytest.raises(MemoryLimitError, match=f"up to {need // total} copies"):
+            LaplaceMLPClassifier((16,), **tuned).fit(X, y)
+    # With the plug-in predictive no folds are refit: the evidence's count.
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", (copies + 4 * held) * total)
+    tuned = dict(params, alpha="evidence", prior_precision_scale="cv")
+    LaplaceMLPClassifier((16,), link_approx="map", **tuned).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(alpha=1.0, prior_precision_scale=1.0),
+        dict(alpha="evidence", prior_precision_scale=1.0),
+        dict(alpha="evidence", prior_precision_scale="cv"),
+    ],
+    ids=["fixed", "evidence", "evidence+cv"],
+)
+def test_a_kronecker_fit_holds_at_most_the_copies_counted(params):
+    # tracemalloc's peak of a fit whose 301 x 301 input factor dominates
+    # (40 rows, 300 features, hidden (2,)), in copies of all the factors, is
+    # within the count for its alpha and scale (6 had been counted for all:
+    # the evidence's fits held 11.9 to 16.4).
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(40, 300))
+    y = (X[:, 0] + 0.5 * rng.normal(size=40) > 0).astype(int)
+    total = 8 * (301**2 + 2**2 + 3**2 + 1**2)
+    clf = LaplaceMLPClassifier(
+        (2,), hessian_structure="kron", solver="lbfgs", max_iter=30, **params
+    )
+    scale, alpha = params["prior_precision_scale"], params["alpha"]
+    held = memory_module.held_posteriors(scale, alpha)
+    counted = memory_module.KRON_FACTOR_COPIES + memory_module.KRON_HELD_COPIES * held
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X[:6], y[:6])  # imports and caches out of the measurement
+        tracemalloc.start()
+        try:
+            clf.fit(X, y)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak <= counted * total
+    if isinstance(alpha, str):
+        assert peak > 6 * total  # the old count's shortfall
 
 
 def test_a_parameter_vector_over_the_limit_is_refused_before_initialisation():
