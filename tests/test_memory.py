@@ -12,6 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 import sklaplace._fitting as fitting_module
 import sklaplace._memory as memory_module
 from sklaplace import LaplaceMLPClassifier
+from sklaplace._evidence import EVIDENCE_STARTS
 from sklaplace._network import ParamLayout
 from sklaplace.exceptions import MemoryLimitError
 
@@ -439,3 +440,112 @@ def test_auto_weighs_only_the_last_layers_factors_for_a_last_layer_posterior():
 
     assert structure("last_layer") == "kron"
     assert structure("all") == "diag"
+
+
+# hidden (4,) on 3 features, one logit: factors 4 x 4 and 4 x 4 (layer 0),
+# 5 x 5 and 1 x 1 (layer 1), in float64.
+KRON_SIZES = (3, 4, 1)
+KRON_TOTAL = 8 * (4**2 + 4**2 + 5**2 + 1**2)
+KRON_LAST = 8 * (5**2 + 1**2)  # the last layer's alone
+
+
+def _held(scale, alpha):
+    """Posteriors held, from the module's constants (not its functions)."""
+    held = 0
+    if alpha == "validation":
+        held += 1
+    elif isinstance(alpha, str):
+        held += len(EVIDENCE_STARTS) + 2
+    if scale == "cv":
+        held += memory_module.CV_HELD_POSTERIORS
+    return held
+
+
+def _copies(scale, alpha):
+    held = _held(scale, alpha)
+    return memory_module.KRON_FACTOR_COPIES + memory_module.KRON_HELD_COPIES * held
+
+
+@pytest.mark.parametrize("last", [False, True])
+@pytest.mark.parametrize("scale", [1.0, "cv"])
+@pytest.mark.parametrize("alpha", [1.0, "validation", "evidence"])
+def test_the_kronecker_rules_count_the_posteriors_alpha_and_the_scale_hold(
+    monkeypatch, alpha, scale, last
+):
+    """``kron_factors_fit`` and ``kron_is_cheap`` take the Kronecker factors
+    (every layer's, or the last layer's) while ``KRON_FACTOR_COPIES`` of them
+    plus ``KRON_HELD_COPIES`` per held posterior (the evidence's runs, the
+    validation walk's best fit, the cross-validation's two) fit
+    ``FIT_MEMORY_LIMIT``: exactly at that many bytes they are taken, one
+    byte less they are not (mutants: the scale or alpha dropped or replaced
+    in ``kron_factors_fit``'s check or in ``kron_is_cheap``'s call of it, so
+    the held copies went uncounted, survived)."""
+    need = _copies(scale, alpha) * (KRON_LAST if last else KRON_TOTAL)
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", need)
+    assert memory_module.kron_factors_fit(KRON_SIZES, last, scale, alpha)
+    assert memory_module.kron_is_cheap(KRON_SIZES, last, scale, alpha)
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", need - 1)
+    assert not memory_module.kron_factors_fit(KRON_SIZES, last, scale, alpha)
+    assert not memory_module.kron_is_cheap(KRON_SIZES, last, scale, alpha)
+
+
+@pytest.mark.parametrize("subset", ["all", "last_layer"])
+@pytest.mark.parametrize(
+    "scale, link, counted",
+    [(1.0, "probit", 1.0), ("cv", "probit", "cv"), ("cv", "map", 1.0)],
+)
+def test_the_tuning_structure_counts_the_evidences_held_kronecker_copies(
+    monkeypatch, subset, scale, link, counted
+):
+    """MacKay's updates (``tuning_structure``) run on the Kronecker
+    posterior of every weight only where its factors fit with the copies
+    the evidence's refits hold (one per start and two more, and the
+    cross-validation's two where held-out refits choose the scale: not with
+    the plug-in predictive); one byte under that, on the diagonal (mutants:
+    the tuning's alpha ``"evidence"`` replaced by ``None`` or dropped, which
+    counted no held posterior, survived)."""
+    config = SimpleNamespace(
+        hessian_structure="diag",
+        subset_of_weights=subset,
+        prior_precision_scale=scale,
+        link_approx=link,
+    )
+    need = _copies(counted, "evidence") * KRON_TOTAL
+    assert need > _copies(counted, 1.0) * KRON_TOTAL  # the held copies weigh
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", need)
+    assert memory_module.tuning_structure(config, KRON_SIZES) == "kron"
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", need - 1)
+    assert memory_module.tuning_structure(config, KRON_SIZES) == "diag"
+
+
+def test_a_last_layer_posterior_counts_the_validation_walks_held_posterior(
+    monkeypatch,
+):
+    """A full last-layer posterior (hidden (16,), one logit: 17 parameters)
+    holds its own dense matrices and, under ``alpha="validation"``, the best
+    fit's posterior across the walk's next fit: 4 + 1 of 17 x 17 at once.
+    At exactly their bytes ``resolved_params`` accepts it, one byte less it
+    refuses it naming the last layer and the count (mutant: the last-layer
+    check counting no alpha, 4 matrices, survived)."""
+    layout = ParamLayout((3, 16, 1))
+    clf = LaplaceMLPClassifier(
+        (16,),
+        solver="lbfgs",
+        subset_of_weights="last_layer",
+        hessian_structure="full",
+        alpha="validation",
+        prior_precision_scale=1.0,
+    )
+    one = 8 * 17 * 17
+    count = (
+        memory_module.POSTERIOR_DENSE_MATRICES["full"]
+        + memory_module.POSTERIOR_HELD_DENSE_MATRICES["full"]
+    )
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", count * one)
+    params = memory_module.resolved_params(clf, layout, 20)
+    assert params.subset_of_weights == "last_layer"
+    assert params.hessian_structure == "full"
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", count * one - 1)
+    with pytest.raises(MemoryLimitError, match=f"about {count} at once") as info:
+        memory_module.resolved_params(clf, layout, 20)
+    assert "the last layer (subset_of_weights='last_layer'" in str(info.value)
