@@ -201,6 +201,19 @@ def test_the_module_budget_reaches_every_chunked_computation(monkeypatch):
     np.testing.assert_allclose(clf.fit(X, y).predict_proba(X), whole, rtol=1e-8)
 
 
+def _peak_of_fit(clf, X, y):
+    """tracemalloc's peak of ``clf.fit(X, y)``, after a small fit that imports."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X[:6], y[:6])  # imports and caches outside the measurement
+        tracemalloc.start()
+        try:
+            clf.fit(X, y)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+
 @pytest.mark.parametrize(
     "solver, structure, scale, alpha",
     [
@@ -230,15 +243,7 @@ def test_counted_dense_matrices_bound_the_measured_peak(
     n_params = 41 * 16 + 17 * 3
     one = 8 * n_params**2
     count = memory_module.dense_matrices_at_peak(solver, structure, scale, alpha)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf.fit(X[:6], y[:6])  # imports and caches outside the measurement
-        tracemalloc.start()
-        try:
-            clf.fit(X, y)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+    peak = _peak_of_fit(clf, X, y)
     assert peak <= (count + 0.5) * one
     assert peak >= 0.55 * count * one  # the count is not a loose bound
 
@@ -692,15 +697,7 @@ def test_a_kronecker_fit_holds_at_most_the_copies_counted(params):
     scale, alpha = params["prior_precision_scale"], params["alpha"]
     held = memory_module.held_posteriors(scale, alpha)
     counted = memory_module.KRON_FACTOR_COPIES + memory_module.KRON_HELD_COPIES * held
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf.fit(X[:6], y[:6])  # imports and caches out of the measurement
-        tracemalloc.start()
-        try:
-            clf.fit(X, y)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+    peak = _peak_of_fit(clf, X, y)
     assert peak <= counted * total
     if isinstance(alpha, str):
         assert peak > 6 * total  # the old count's shortfall
