@@ -125,7 +125,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Parameters with a posterior: all of them, or the last layer only
         (the exact Laplace of the last layer given the MAP network's
         features; the other layers stay at the MAP and carry no
-        uncertainty). ``hessian_structure`` applies to that subset.
+        uncertainty). ``hessian_structure`` (and ``"auto"``'s costs) apply to it.
     prior_precision_scale : float, "auto", "cv", "evidence" or "validation", \
             default="auto"
         Scale ``c`` of the prior precision in the Laplace posterior, chosen

@@ -475,9 +475,12 @@ def resolved_params(estimator, layout, n_samples, tune=None):
     if layout.n_layers == 1:
         params.subset_of_weights = "all"
     last_only = params.subset_of_weights == "last_layer"
+    # The posterior's own parameters: a last layer's full posterior is cheap
+    # behind any number of inputs.
+    n_last = (layout.layer_sizes[-2] + 1) * n_outputs
     params.hessian_structure = resolve_structure(
         params.hessian_structure,
-        full_is_cheap(n_params, n_samples, n_outputs, scale),
+        full_is_cheap(n_last if last_only else n_params, n_samples, n_outputs, scale),
         kron_is_cheap(layout.layer_sizes, last_only, scale, params.alpha),
     )
     check_memory(
@@ -489,10 +492,7 @@ def resolved_params(estimator, layout, n_samples, tune=None):
         check_kron_memory(layout.layer_sizes, last_only, scale, params.alpha)
     dense = params.hessian_structure if params.subset_of_weights == "all" else None
     check_fit_memory(n_params, params.solver, dense, scale, params.alpha)
-    if params.subset_of_weights == "last_layer":
-        # Its posterior is dense over the last layer's parameters (it had been
-        # refused only after the MAP fit).
-        n_last = (layout.layer_sizes[-2] + 1) * n_outputs
+    if last_only:  # dense over the last layer (refused after the MAP before)
         subject = "the last layer (subset_of_weights='last_layer'; narrow it)"
         structure = params.hessian_structure
         check_fit_memory(n_last, "lbfgs", structure, scale, params.alpha, subject)

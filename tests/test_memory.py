@@ -418,28 +418,33 @@ def test_a_last_layer_posterior_counts_the_held_out_scales_matrices(monkeypatch)
         )
 
 
-def test_auto_weighs_only_the_last_layers_factors_for_a_last_layer_posterior():
-    """``"auto"`` for a last-layer posterior asks whether *its* factors fit.
+def test_auto_weighs_only_the_last_layers_posterior_for_a_last_layer_posterior():
+    """``"auto"`` for a last-layer posterior asks whether *its* matrices are cheap.
 
-    20,000 inputs, 8 hidden units, one logit: 160,017 parameters, too many
-    for the full posterior; the first layer's 20,000 x 20,000 factor exceeds
-    the limits, the last layer's (9 x 9 and 1 x 1) do not. With a fixed
-    alpha (no tuning on every layer), a last-layer posterior resolves to
-    ``"kron"`` and a posterior of all weights to ``"diag"`` (the last-layer
-    one had fallen to the diagonal when all layers' factors were weighed).
+    20,000 inputs: the first layer's 20,000 x 20,000 factor exceeds the
+    limits, so a posterior of all weights resolves to ``"diag"``. Behind 8
+    hidden units and one logit the last layer has 9 parameters: its full
+    posterior is cheap (it had resolved to ``"kron"``, weighed by all
+    160,017 parameters). Behind 500 units and 10 classes it has 5,010,
+    whose factorisation (1.3e11) is not, while its factors (501 x 501 and 10
+    x 10) are: ``"kron"`` (the last-layer one had fallen to the diagonal
+    when all layers' factors were weighed). A fixed alpha: no tuning on
+    every layer.
     """
-    layout = ParamLayout((20000, 8, 1))
-    assert memory_module.kron_factors_fit(layout.layer_sizes, last_layer_only=True)
-    assert not memory_module.kron_factors_fit(layout.layer_sizes)
 
-    def structure(subset):
-        clf = LaplaceMLPClassifier((8,), alpha=1.0, subset_of_weights=subset)
+    def structure(sizes, subset):
+        layout = ParamLayout(sizes)
+        clf = LaplaceMLPClassifier(sizes[1:-1], alpha=1.0, subset_of_weights=subset)
         params = memory_module.resolved_params(clf, layout, 20)
         assert params.subset_of_weights == subset
         return params.hessian_structure
 
-    assert structure("last_layer") == "kron"
-    assert structure("all") == "diag"
+    narrow, wide = (20000, 8, 1), (20000, 500, 10)
+    assert memory_module.kron_factors_fit(wide, last_layer_only=True)
+    assert not memory_module.kron_factors_fit(wide)
+    assert structure(narrow, "last_layer") == "full"
+    assert structure(wide, "last_layer") == "kron"
+    assert structure(narrow, "all") == structure(wide, "all") == "diag"
 
 
 # hidden (4,) on 3 features, one logit: factors 4 x 4 and 4 x 4 (layer 0),
