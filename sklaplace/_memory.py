@@ -266,9 +266,10 @@ def check_kron_memory(
     use = "hessian_structure='kron'"
     layers = list(zip(layer_sizes[:-1], layer_sizes[1:]))
     first = len(layers) - 1 if last_layer_only else 0
+    other = "" if last_layer_only else "subset_of_weights='last_layer', "
     advice = (
         "Use hessian_structure='diag' (no matrix of a layer's width), "
-        "subset_of_weights='last_layer', or fewer hidden units."
+        f"{other}or fewer hidden units."
     )
     total = 0
     for i, (fan_in, fan_out) in list(enumerate(layers))[first:]:
@@ -448,11 +449,10 @@ def resolved_params(estimator, layout, n_samples, tune=None):
     ``tol`` and ``hessian_structure`` are the ones used
     (:func:`resolve_solver`, :func:`resolve_tol`, :func:`resolve_structure`),
     ``tune(params, refits)`` has resolved the tuning settings
-    (``refits``: :func:`refits_are_cheap`) and
-    ``subset_of_weights`` is ``"all"`` for a network without hidden layers
-    (its last layer is all of it), after
-    :func:`check_fit_memory` has accepted the fit with all of them. A
-    last-layer posterior holds no ``n_params x n_params`` matrix.
+    (``refits``: :func:`refits_are_cheap`) and ``subset_of_weights`` is
+    ``"all"`` for a network without hidden layers (its last layer is all of
+    it), after :func:`check_fit_memory` has accepted the fit with all of
+    them. A last-layer posterior's matrices are its own layer's.
 
     Parameters
     ----------

@@ -134,6 +134,13 @@ def test_the_kronecker_factor_message_names_its_use_and_every_remedy():
         "Use hessian_structure='diag' (no matrix of a layer's width), "
         "subset_of_weights='last_layer', or fewer hidden units." in message
     )
+    # A last-layer posterior is not advised to be one.
+    with pytest.raises(MemoryLimitError) as info:
+        memory_module.check_kron_memory((30, 20000, 1), last_layer_only=True)
+    assert str(info.value).endswith(
+        "Use hessian_structure='diag' (no matrix of a layer's width), "
+        "or fewer hidden units."
+    )
 
 
 def test_the_whole_fit_message_gives_the_bytes_of_all_the_matrices(monkeypatch):
