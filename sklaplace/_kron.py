@@ -14,7 +14,8 @@ multiple of the identity (the bias precision differs from ``alpha_l``); it
 is still added EXACTLY, by simultaneous diagonalisation of ``A`` and ``D``:
 with ``B = A + D = L L'``, ``L^{-1} A L^{-T} = U diag(mu) U'`` and ``S =
 L^{-T} U``, ``S' A S = diag(mu)`` and ``S' D S = diag(rho)``
-(``rho = 1 - mu``); with ``G = V diag(m) V'``,
+(``rho = 1 - mu``; ``B = 2^k A + D``, ``rho = 1 - 2^k mu``, where ``D`` is
+below ``A``'s round-off); with ``G = V diag(m) V'``,
 
     P_l = T (diag(mu) kron diag(m) + diag(rho) kron I) T',  T = S^{-T} kron V.
 
@@ -59,10 +60,11 @@ from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = ["KronBlock", "KronPosterior"]
 
-# Jitter of B = A + D, relative to its largest diagonal entry, tried first
-# when B is singular (no prior on a layer whose inputs are collinear); it
-# grows tenfold up to 30 times and counts as prior (``jitter``).
+# Jitter of B relative to its largest diagonal entry, tried first where B is
+# singular (collinear inputs, no prior); tenfold up to 30 times (``jitter``).
 _JITTER_RTOL = 1e-10
+# A prior below this fraction of A's largest entry: 2^k A + D is factorised.
+_BALANCE_RTOL = 1e-6
 
 
 def _row_prior(prior, shape):
@@ -98,11 +100,18 @@ def _diagonalise_with_jitter(A, d):
     The jitter is the smallest tenfold step from ``_JITTER_RTOL`` of the
     largest diagonal entry of ``B`` that works (0.0 if none is needed).
     """
+    # A prior below A's round-off (weights and alpha times 1e-12: a variance
+    # 17% off) goes against 2^k A instead, exactly: S' A S = diag(mu / 2^k).
+    largest, prior = float(np.max(np.diag(A), initial=0.0)), float(np.max(d))
+    small = 0.0 < prior < _BALANCE_RTOL * largest
+    power = 2.0 ** round(np.log2(prior / largest)) if small else 1.0
+    A = power * A
     jitter = 0.0
     scale = max(float(np.max(np.diag(A) + d)), np.finfo(np.float64).tiny)
     for _ in range(30):
         try:
-            return _diagonalise(A, d + jitter), jitter
+            S, mu, rho, log_det_B = _diagonalise(A, d + jitter)
+            return (S, mu / power, rho, log_det_B), jitter
         except np.linalg.LinAlgError:
             jitter = _JITTER_RTOL * scale if jitter == 0.0 else 10.0 * jitter
     raise NotPositiveDefiniteError(
@@ -138,7 +147,7 @@ class KronBlock:
     V, m : ndarrays of shape (c, c), (c,)
         Eigendecomposition of ``G``.
     log_det_B : float
-        ``log det (A + diag(d))``.
+        ``log det B``, ``B = A + diag(d)`` (``2^k A + diag(d)``: see below).
     jitter : float
         Added to ``d`` where ``A + diag(d)`` was singular (0.0 otherwise).
     kappa : float
@@ -153,8 +162,7 @@ class KronBlock:
         diagonalised, self.jitter = _diagonalise_with_jitter(inputs, row_prior)
         self.S, self.mu, self.rho, self.log_det_B = diagonalised
         self.row_prior = row_prior + self.jitter
-        # The jitter's share of rho, diag(S' jitter S): numerical, not prior,
-        # so a prior scale kappa leaves it alone.
+        # The jitter's share of rho, diag(S' jitter S): kappa leaves it alone.
         self.rho_jitter = self.jitter * np.sum(self.S * self.S, axis=0)
         self.kappa = 1.0
         self._cache = [None]  # shared with the scaled copies (same eigenbasis)
@@ -184,8 +192,7 @@ class KronBlock:
 
     def _copy(self, **changes):
         new = object.__new__(KronBlock)
-        new.__dict__.update(self.__dict__)
-        new.__dict__.update(changes)
+        new.__dict__.update({**self.__dict__, **changes})
         return new
 
     def with_row_prior(self, d):
@@ -414,9 +421,8 @@ class KronPosterior:
     def sample(self, xp, n_samples, random_state):
         """Draws of ``theta - theta_map``, shape (n_samples, n_params).
 
-        ``x = (S kron V) E^{-1/2} z`` with ``z`` standard normal, i.e.
-        ``S (Z / sqrt(E)) V'`` per layer (:meth:`KronBlock.sample`);
-        ``random_state`` is a NumPy ``RandomState``.
+        ``S (Z / sqrt(E)) V'`` per layer (:meth:`KronBlock.sample`) for a
+        standard normal ``Z`` from ``random_state`` (a NumPy ``RandomState``).
         """
         parts = []
         for block in self.blocks:
@@ -431,8 +437,7 @@ class KronPosterior:
         eigenbasis (``O(r c)``); any other change decomposes the block anew
         (``O(r^3 + c^3)``; ``O(c r^3)`` with corrected eigenvalues, see
         :meth:`KronBlock.with_row_prior`). Raises
-        :class:`NotPositiveDefiniteError` if the new precision is not
-        positive definite.
+        :class:`NotPositiveDefiniteError` where not positive definite.
         """
         prior = self.prior_precision + to_numpy(delta)
         blocks, approximated = [], False
@@ -459,11 +464,8 @@ class KronPosterior:
         The analogue of the full posterior's pivot ratio in the eigenbasis
         (the conditioning of ``B = A + D`` aside).
         """
-        ratios = []
-        for block in self.blocks:
-            E = block.eigenvalues()
-            ratios.append(float(np.min(E) / np.max(E)))
-        return min(ratios)
+        eigenvalues = [block.eigenvalues() for block in self.blocks]
+        return min(float(np.min(E) / np.max(E)) for E in eigenvalues)
 
     def conditioned_on_zero(self, fixed):
         """Not available: fixing parameters breaks the Kronecker structure."""
