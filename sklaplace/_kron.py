@@ -105,7 +105,7 @@ def _diagonalise_with_jitter(A, d):
     largest, prior = float(np.max(np.diag(A), initial=0.0)), float(np.max(d))
     small = 0.0 < prior < _BALANCE_RTOL * largest
     power = 2.0 ** round(np.log2(prior / largest)) if small else 1.0
-    A = power * A
+    A = power * A if small else A  # no copy of A otherwise (memory counts)
     jitter = 0.0
     scale = max(float(np.max(np.diag(A) + d)), np.finfo(np.float64).tiny)
     for _ in range(30):
