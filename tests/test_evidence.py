@@ -25,6 +25,8 @@ from sklaplace._evidence import (
     EVIDENCE_TOL,
     clearly_larger,
     kept_run,
+    log_det_prior,
+    log_evidence_from_terms,
     log_marginal_likelihood,
     mackay_update,
     tune_alpha,
@@ -1823,3 +1825,26 @@ def test_the_bounds_warning_shows_the_last_refit_at_the_bound(monkeypatch):
         f"The evidence drove alpha to a bound of {EVIDENCE_BOUNDS} {shown}"
     )
     assert bound.endswith("Prefer alpha='evidence' or a fixed alpha.")
+
+
+def test_held_parameters_and_flat_priors_both_leave_log_det_a():
+    """``log det A`` counts the parameters with a proper prior (``A_i > 0``)
+    that are not held at zero, both rules at once: with ``fixed`` given, a
+    flat-prior bias (``bias_prior_precision=0``) must still be left out.
+    Precisions (2, 0, 3, 5), the third held: ``log 2 + log 5``. Mutant:
+    ``counted = ~fixed`` (for ``&=``) counted the flat one, ``log 0 = -inf``,
+    and a pruned fit's evidence with flat biases became ``-inf``."""
+    precision = np.array([2.0, 0.0, 3.0, 5.0])
+    fixed = np.array([False, False, True, False])
+    expected = np.log(2.0) + np.log(5.0)
+    with np.errstate(divide="ignore"):
+        got = log_det_prior(precision, fixed)
+    assert np.isfinite(got)
+    assert got == pytest.approx(expected, rel=1e-12)
+    # Through the evidence: the held parameter is zero, the flat one not.
+    theta = np.array([0.5, -1.0, 0.0, 0.2])
+    log_det_p = 1.7
+    with np.errstate(divide="ignore"):
+        log_z = log_evidence_from_terms(-3.0, theta, precision, log_det_p, fixed)
+    scatter = 2.0 * 0.25 + 5.0 * 0.04
+    assert log_z == pytest.approx(-3.0 - 0.5 * (log_det_p - expected + scatter))

@@ -561,3 +561,37 @@ def test_a_last_layer_posterior_counts_the_validation_walks_held_posterior(
     with pytest.raises(MemoryLimitError, match=f"about {count} at once") as info:
         memory_module.resolved_params(clf, layout, 20)
     assert "the last layer (subset_of_weights='last_layer'" in str(info.value)
+
+
+def _auto_structure(layout, n_samples=20, **params):
+    clf = LaplaceMLPClassifier(layout.layer_sizes[1:-1], **params)
+    return memory_module.resolved_params(clf, layout, n_samples).hessian_structure
+
+
+@pytest.mark.parametrize(
+    "alpha, scale, copies",
+    [("evidence", 1.0, 16), ("validation", 1.0, 10), (1.0, "cv", 12)],
+)
+def test_auto_counts_the_held_kronecker_copies_of_the_fits_alpha_and_scale(
+    monkeypatch, alpha, scale, copies
+):
+    """``"auto"`` takes the Kronecker factors only where the copies that the
+    fit's alpha and prior scale hold fit ``FIT_MEMORY_LIMIT``: 8 copies while
+    a posterior is built, 2 per posterior held (4 under ``"evidence"``, 1
+    under ``"validation"``, 2 while ``"cv"`` refits its folds). With the
+    limit one byte under the copies the fit holds (and the full posterior
+    not cheap), it resolves to ``"diag"``, and a fixed alpha and scale (8
+    copies) to ``"kron"``. Mutants passing ``kron_is_cheap`` no scale, no
+    alpha, or the alpha as the scale counted 8 copies, resolved to
+    ``"kron"`` and raised in ``check_kron_memory``."""
+    assert copies == (
+        memory_module.KRON_FACTOR_COPIES
+        + memory_module.KRON_HELD_COPIES * memory_module.held_posteriors(scale, alpha)
+    )
+    monkeypatch.setattr(memory_module, "AUTO_FULL_WORK", 0)  # full is not cheap
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", copies * KRON_TOTAL - 1)
+    layout = ParamLayout(KRON_SIZES)
+    fixed = _auto_structure(layout, alpha=1.0, prior_precision_scale=1.0)
+    assert fixed == "kron"
+    held = _auto_structure(layout, alpha=alpha, prior_precision_scale=scale)
+    assert held == "diag"
