@@ -31,7 +31,7 @@ __all__ = [
     "weight_groups",
 ]
 
-# MacKay's updates stop when no alpha moves by more than this factor in log
+# MacKay's updates stop when every alpha moves by less than this in log
 # space (0.01%), or after this many refits. Alphas are kept inside the bounds:
 # an MLP's evidence can rise without limit as one layer's weights shrink and
 # the next layer's grow (the scaling symmetry of a near-linear unit).
