@@ -26,26 +26,17 @@ best, but not below 1 unless the best is, nor more than a decade below the
 best (:func:`one_standard_error_choice`);
 ``"validation"``, whose one split has a far wider standard error, the best.
 
-With ``A > 0`` on every free parameter, one eigendecomposition of
-``A^{-1/2} P_data A^{-1/2} = U diag(lambda) U'`` gives ``log det P(c) =
-sum log(lambda + c) + log det A`` and ``J P(c)^{-1} J' = B (lambda + c)^{-1}
-B'`` with ``B = J A^{-1/2} U`` for every ``c`` at ``O(n_params)`` per output
-pair, also for a last layer's full posterior (a flat prior on some
-parameters falls back to one Cholesky per ``c``).
+A full posterior's ``P(c)`` for every ``c`` comes from one eigendecomposition
+(:class:`~sklaplace._prior_family.ScaledPriorFamily`).
 """
 
 from typing import NamedTuple
 
 import numpy as np
 
-from sklaplace._backend import (
-    NotPositiveDefiniteError,
-    add_to_diagonal,
-    rows_matmul,
-    to_numpy,
-)
+from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._evidence import log_evidence_from_terms
-from sklaplace._predictive import centring
+from sklaplace._prior_family import ScaledPriorFamily, scaled_posterior
 from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 
@@ -101,183 +92,6 @@ def resolve_tuning(params, refits):
     if params.prior_precision_scale == "auto":
         params.prior_precision_scale = "cv" if refits else "validation"
     return params
-
-
-def _free_prior(prior_precision, fixed):
-    """Return the prior precision with zeros at the parameters held at zero."""
-    prior = to_numpy(prior_precision).astype(np.float64)
-    return prior if fixed is None else np.where(to_numpy(fixed), 0.0, prior)
-
-
-def scaled_posterior(posterior, prior_precision, scale, fixed=None, xp=np):
-    """Return the posterior with precision ``P_data + scale * A``.
-
-    The new factorisation is computed in ``xp`` (the fit's namespace).
-    Raises :class:`NotPositiveDefiniteError` if that is not positive definite.
-    """
-    if scale == 1.0:
-        return posterior
-    change = (scale - 1.0) * _free_prior(prior_precision, fixed)
-    return posterior.with_prior_change(xp, change)
-
-
-class ScaledPriorFamily:
-    """The posteriors ``N(theta_map, P(c)^{-1})`` for every scale ``c`` at once.
-
-    Parameters
-    ----------
-    posterior : FullPosterior, DiagPosterior, KronPosterior or LastLayerPosterior
-        The fitted posterior, precision ``P = P_data + A``. A full one (also
-        a last layer's) is eigendecomposed once; the others are rebuilt per
-        scale.
-    prior_precision : array of shape (n_params,)
-        ``A``, the prior precision ``posterior`` was built with.
-    fixed : array of bool of shape (n_params,), default=None
-        Parameters held at zero: no prior, identity precision at any ``c``.
-    xp : module, default=numpy
-        The namespace of the fit: the eigendecomposition (``O(W^3)``) and
-        the eigenvectors stay there; only the eigenvalues come to the host.
-    """
-
-    def __init__(self, posterior, prior_precision, fixed=None, xp=np):
-        self.posterior = posterior
-        self.fixed = fixed
-        self.xp = xp
-        self.prior = _free_prior(prior_precision, fixed)
-        self._eigen = None
-        # A last layer's posterior: the earlier layers only scale their prior
-        # (held at the MAP), its own full block is the family's (digits,
-        # hidden (100,): 49 Cholesky factorisations per fold had taken 90 s).
-        own, self.offset = posterior, 0
-        if posterior.structure == "last_layer":
-            own, self.offset = posterior.inner, posterior.offset
-        prior = self.prior[self.offset :]
-        free = np.ones(prior.shape[0], bool)
-        if fixed is not None:
-            free = ~np.asarray(fixed)[self.offset :]
-        if own.structure == "full" and np.all(prior[free] > 0):
-            L = xp.asarray(own.cholesky_factor[free, :])
-            root = xp.asarray(1.0 / np.sqrt(prior[free]))
-            # A^{-1/2} (P - A) A^{-1/2} on the free block (the fixed block of
-            # P is the identity and decoupled).
-            whitened = root[:, None] * (L @ L.T) * root[None, :]
-            minus_one = xp.full((whitened.shape[0],), -1.0, dtype=whitened.dtype)
-            eigenvalues, eigenvectors = xp.linalg.eigh(
-                add_to_diagonal(xp, whitened, minus_one)
-            )
-            self._eigen = (free, root, to_numpy(eigenvalues), eigenvectors)
-
-    def log_det_precision(self, scale):
-        """``log det P(c)``; NaN where ``P(c)`` is not positive definite."""
-        if self._eigen is not None:
-            free, _, eigenvalues, _ = self._eigen
-            shifted = eigenvalues + scale
-            if np.any(shifted <= 0):
-                return np.nan
-            # log det A over the free block, and the earlier layers' c A
-            # (proper priors only, as LastLayerPosterior counts them).
-            own = self.prior[self.offset :][free]
-            other = self.prior[: self.offset]
-            other = scale * other[other > 0]
-            return float(
-                np.sum(np.log(shifted)) + np.sum(np.log(own)) + np.sum(np.log(other))
-            )
-        try:
-            return scaled_posterior(
-                self.posterior, self.prior, scale, xp=self.xp
-            ).log_det_precision()
-        except NotPositiveDefiniteError:
-            return np.nan
-
-    def _own_columns(self, xp, J):
-        """Return the dense ``J`` of the eigendecomposed posterior's parameters."""
-        if hasattr(J, "last_layer"):  # a FactoredJacobian
-            return (J.last_layer() if self.offset else J).dense(xp)
-        return J[:, :, self.offset :] if self.offset else J
-
-    def _eigen_jacobian(self, xp, J):
-        """Return ``B = J A^{-1/2} U`` over the free parameters (``J``: own columns)."""
-        free, root, _, eigenvectors = self._eigen
-        index = xp.asarray(np.flatnonzero(free))
-        whitened = xp.take(J, index, axis=2) * xp.asarray(root)
-        return rows_matmul(xp, whitened, xp.asarray(eigenvectors))
-
-    @property
-    def all_at_once(self):
-        """Whether one eigendecomposition serves every scale."""
-        return self._eigen is not None
-
-    def functional_variances(self, xp, J, scales):
-        """``J P(c)^{-1} J'`` for each scale.
-
-        Parameters
-        ----------
-        xp : module
-        J : array of shape (n_samples, n_outputs, n_params)
-        scales : sequence of float
-
-        Yields
-        ------
-        array of shape (n_samples, n_outputs, n_outputs) or None
-            One scale's, in turn (``None`` where ``P(c)`` is not positive
-            definite): only one scale's are held at a time, as all 49
-            would take ``49 n K^2`` floats (0.9 GiB for 1,000 rows of 50
-            classes).
-        """
-        if self._eigen is None:
-            for c in scales:
-                yield self._one_variance(xp, J, c)
-            return
-        eigenvalues = self._eigen[2]
-        B = self._eigen_jacobian(xp, self._own_columns(xp, J))
-        Bt = xp.permute_dims(B, (0, 2, 1))
-        for c in scales:
-            shifted = eigenvalues + c
-            ok = bool(np.all(shifted > 0))
-            yield (B / xp.asarray(shifted)) @ Bt if ok else None
-
-    def centred_variances(self, xp, J, scales):
-        """Return the probit's variances ``diag(C J P(c)^{-1} J' C)``, all scales.
-
-        ``C = I - 11'/K`` centres the logits
-        (:func:`~sklaplace._predictive.centring`). With the
-        eigendecomposition, ``C J A^{-1/2} U = B`` gives
-        them all in one matrix product, ``(B * B) @ (1 / (lambda + c))``:
-        ``n K W`` multiply-adds per scale, not the ``n K^2 W`` of the full
-        ``K x K`` covariances.
-
-        Returns
-        -------
-        variances : array of shape (n_samples, n_outputs, n_scales)
-            NaN at the scales where ``P(c)`` is not positive definite.
-        """
-        if self._eigen is not None:
-            J = self._own_columns(xp, J)
-        C = centring(xp, J.shape[1], J.dtype)
-        J = C[None, :, :] @ J
-        if self._eigen is None:
-            columns = []
-            for c in scales:
-                cov = self._one_variance(xp, J, c)
-                columns.append(
-                    xp.full(J.shape[:2], np.nan, dtype=J.dtype)
-                    if cov is None
-                    else xp.linalg.diagonal(cov)
-                )
-            return xp.stack(columns, axis=2)
-        eigenvalues = self._eigen[2]
-        B = self._eigen_jacobian(xp, J)
-        shifted = eigenvalues[:, None] + np.asarray(scales)[None, :]
-        with np.errstate(divide="ignore"):
-            inverse = np.where(np.all(shifted > 0, axis=0), 1.0 / shifted, np.nan)
-        return rows_matmul(xp, B * B, xp.asarray(inverse))
-
-    def _one_variance(self, xp, J, scale):
-        try:
-            posterior = scaled_posterior(self.posterior, self.prior, scale, xp=self.xp)
-        except NotPositiveDefiniteError:
-            return None
-        return posterior.functional_variance(xp, J)
 
 
 def log_evidence_curve(log_likelihood, theta_map, family, scales):
