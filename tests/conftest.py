@@ -216,6 +216,12 @@ BACKEND_CONFIGS = {
     ),
     # Pruned by magnitude, then refitted warm (the default scale: "cv").
     "pruned-refit-cv": dict(alpha=1.0, hessian_structure="full"),
+    # The scales' family with a flat block (its Schur complement) and a last
+    # layer's full posterior (session 36).
+    "flat-bias-cv": dict(alpha=1.0, bias_prior_precision=0.0),
+    "last-layer-full-cv": dict(
+        subset_of_weights="last_layer", hessian_structure="full", alpha=1.0
+    ),
 }
 
 
