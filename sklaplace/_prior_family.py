@@ -91,9 +91,10 @@ class ScaledPriorFamily:
         free = np.ones(prior.shape[0], bool)
         if fixed is not None:
             free = ~np.asarray(fixed)[self.offset :]
-        if own.structure != "full" or np.any(prior[free] < 0):
-            return
         weighted, flat = free & (prior > 0), free & (prior == 0)
+        # Nothing to scale (every prior flat), or a negative prior: per scale.
+        if own.structure != "full" or np.any(prior[free] < 0) or not np.any(weighted):
+            return
         L = xp.asarray(own.cholesky_factor)
         L_w = xp.take(L, xp.asarray(np.flatnonzero(weighted)), axis=0)
         P_ww = L_w @ xp.permute_dims(L_w, (1, 0))

@@ -1053,6 +1053,30 @@ def test_a_flat_prior_family_decomposes_once_in_the_fits_namespace(monkeypatch):
     assert np.isnan(family.log_det_precision(-10.0))
 
 
+def test_a_family_with_every_prior_flat_has_one_posterior_at_every_scale():
+    """With every prior flat (``alpha=0``, ``bias_prior_precision=0``) no
+    parameter scales: every ``c`` is the fitted posterior (the Schur
+    complement of an all-flat block is empty, and had crashed a ``"cv"``
+    fit in a reshape)."""
+    P = np.array([[3.0, 1.0], [1.0, 2.0]])
+    family = ScaledPriorFamily(FullPosterior(np.linalg.cholesky(P)), np.zeros(2))
+    J = np.random.RandomState(0).normal(size=(4, 3, 2))
+    expected = np.einsum("nka,ab,nlb->nkl", J, np.linalg.inv(P), J)
+    for got in family.functional_variances(np, J, [0.01, 1.0, 1e4]):
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    centred = family.centred_variances(np, J, [0.01, 1e4])
+    C = np.eye(3) - 1.0 / 3.0
+    diagonal = np.einsum("ij,njk,ki->ni", C, expected, C)
+    np.testing.assert_allclose(centred, np.stack([diagonal] * 2, axis=2), rtol=1e-12)
+    X, y = make_classification(60, 4, n_informative=3, n_redundant=0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = LaplaceMLPClassifier(
+            (), alpha=0.0, bias_prior_precision=0.0, random_state=0
+        ).fit(X, y)
+    assert np.all(np.isfinite(clf.predict_proba(X)))
+
+
 @pytest.mark.parametrize("structure", ["full", "diag"])
 @pytest.mark.parametrize("scale", [2.0, 0.5, 3.0])
 def test_a_fixed_scale_adds_its_share_of_the_prior_to_the_posterior(structure, scale):
