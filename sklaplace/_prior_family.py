@@ -47,14 +47,18 @@ def scaled_posterior(posterior, prior_precision, scale, fixed=None, xp=np):
     return posterior.with_prior_change(xp, change)
 
 
+def _index(xp, mask):
+    return xp.asarray(np.flatnonzero(mask))
+
+
 def _flat_block(xp, L_flat, L_weighted):
-    """``(L_FF, K, log det P_FF)`` with ``K = P_FF^{-1} P_FW`` (rows of ``L``)."""
+    """``(L_FF, K, log det P_FF, P_FW)``, ``K = P_FF^{-1} P_FW`` (rows of ``L``)."""
     L_ff = cholesky(xp, L_flat @ xp.permute_dims(L_flat, (1, 0)))
     P_fw = L_flat @ xp.permute_dims(L_weighted, (1, 0))
     half = solve_triangular(xp, L_ff, P_fw)
     K = solve_triangular(xp, L_ff, half, trans=True)
     log_det = 2.0 * float(xp.sum(xp.log(xp.linalg.diagonal(L_ff))))
-    return L_ff, K, log_det
+    return L_ff, K, log_det, P_fw
 
 
 class ScaledPriorFamily:
@@ -95,24 +99,29 @@ class ScaledPriorFamily:
         # Nothing to scale (every prior flat), or a negative prior: per scale.
         if own.structure != "full" or np.any(prior[free] < 0) or not np.any(weighted):
             return
+        # One n_params x n_params matrix at a time beside L (the memory
+        # counts): L's rows taken only where some are left out, the product
+        # whitened in place.
         L = xp.asarray(own.cholesky_factor)
-        L_w = xp.take(L, xp.asarray(np.flatnonzero(weighted)), axis=0)
-        P_ww = L_w @ xp.permute_dims(L_w, (1, 0))
+        L_w = L if np.all(weighted) else xp.take(L, _index(xp, weighted), axis=0)
         if np.any(flat):
-            L_f = xp.take(L, xp.asarray(np.flatnonzero(flat)), axis=0)
+            L_f = xp.take(L, _index(xp, flat), axis=0)
             try:
                 self._flat = (flat, *_flat_block(xp, L_f, L_w))
             except NotPositiveDefiniteError:  # improper: rebuilt per scale
                 return
-            P_ww = P_ww - (L_f @ xp.permute_dims(L_w, (1, 0))).T @ self._flat[2]
+        P_ww = L_w @ xp.permute_dims(L_w, (1, 0))
+        del L_w
+        if self._flat is not None:
+            _, _, K, _, P_fw = self._flat
+            P_ww -= xp.permute_dims(P_fw, (1, 0)) @ K
         root = xp.asarray(1.0 / np.sqrt(prior[weighted]))
         # A^{-1/2} (P - A) A^{-1/2} on the weighted block (the fixed block
         # of P is the identity and decoupled).
-        whitened = root[:, None] * P_ww * root[None, :]
-        minus_one = xp.full((whitened.shape[0],), -1.0, dtype=whitened.dtype)
-        eigenvalues, eigenvectors = xp.linalg.eigh(
-            add_to_diagonal(xp, whitened, minus_one)
-        )
+        P_ww *= root[:, None]
+        P_ww *= root[None, :]
+        minus_one = xp.full((P_ww.shape[0],), -1.0, dtype=P_ww.dtype)
+        eigenvalues, eigenvectors = xp.linalg.eigh(add_to_diagonal(xp, P_ww, minus_one))
         self._eigen = (weighted, root, to_numpy(eigenvalues), eigenvectors)
 
     @property
@@ -151,11 +160,11 @@ class ScaledPriorFamily:
     def _eigen_jacobian(self, xp, J):
         """Return ``B = Jt A^{-1/2} U`` and ``J_F L_FF^{-T}`` (or None); ``J``: own."""
         weighted, root, _, eigenvectors = self._eigen
-        J_w = xp.take(J, xp.asarray(np.flatnonzero(weighted)), axis=2)
+        J_w = xp.take(J, _index(xp, weighted), axis=2)
         flat_part = None
         if self._flat is not None:
-            flat, L_ff, K, _ = self._flat
-            J_f = xp.take(J, xp.asarray(np.flatnonzero(flat)), axis=2)
+            flat, L_ff, K, _, _ = self._flat
+            J_f = xp.take(J, _index(xp, flat), axis=2)
             J_w = J_w - J_f @ K
             rows = xp.reshape(J_f, (-1, J_f.shape[2]))
             flat_part = xp.reshape(
