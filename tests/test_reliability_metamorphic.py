@@ -84,6 +84,16 @@ def _warm_refit(clf, X, y, coefs, intercepts):
         return moved.fit(X, y)
 
 
+def _assert_same_model(one, X_one, other, X_other):
+    """The same probabilities on corresponding rows, and the same evidence."""
+    np.testing.assert_allclose(
+        one.predict_proba(X_one), other.predict_proba(X_other), atol=1e-8
+    )
+    np.testing.assert_allclose(
+        one.log_marginal_likelihood_, other.log_marginal_likelihood_, atol=1e-7
+    )
+
+
 # --- relabelling the classes ---------------------------------------------------
 
 
@@ -215,14 +225,7 @@ def test_permuting_the_features_changes_nothing_without_a_hidden_layer(
     base = _fit(X, y, **params)
     permuted = _fit(X[:, order], y, **params)
     np.testing.assert_allclose(permuted.coefs_[0], base.coefs_[0][order], atol=1e-8)
-    np.testing.assert_allclose(
-        permuted.predict_proba(3.0 * X_test[:, order]),
-        base.predict_proba(3.0 * X_test),
-        atol=1e-8,
-    )
-    np.testing.assert_allclose(
-        permuted.log_marginal_likelihood_, base.log_marginal_likelihood_, atol=1e-7
-    )
+    _assert_same_model(permuted, 3.0 * X_test[:, order], base, 3.0 * X_test)
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -460,12 +463,7 @@ def test_an_all_zero_feature_changes_nothing_and_prunes_away(n_classes, structur
     base = _fit(X, y, hessian_structure=structure, alpha=2.5)  # log alpha != 0
     wider = _fit(zero(X), y, hessian_structure=structure, alpha=2.5)
     np.testing.assert_allclose(wider.coefs_[0][-1], 0.0, atol=1e-10)
-    np.testing.assert_allclose(
-        wider.predict_proba(zero(X_test)), base.predict_proba(X_test), atol=1e-8
-    )
-    np.testing.assert_allclose(
-        wider.log_marginal_likelihood_, base.log_marginal_likelihood_, atol=1e-7
-    )
+    _assert_same_model(wider, zero(X_test), base, X_test)
     if structure == "kron":
         return  # a pruned network refits full or diagonal posteriors only
     n_outputs = wider.coefs_[0].shape[1]
@@ -508,12 +506,7 @@ def test_a_duplicated_feature_is_the_feature_under_half_its_prior(n_classes, str
     weights[0] = 0.5
     alpha = np.r_[weights.ravel(), np.full(n_outputs, 0.1)]  # per parameter, biases too
     halved = _fit(X, y, hessian_structure=structure, alpha=alpha)
-    np.testing.assert_allclose(
-        doubled.predict_proba(twice(X_test)), halved.predict_proba(X_test), atol=1e-8
-    )
-    np.testing.assert_allclose(
-        doubled.log_marginal_likelihood_, halved.log_marginal_likelihood_, atol=1e-7
-    )
+    _assert_same_model(doubled, twice(X_test), halved, X_test)
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -539,14 +532,7 @@ def test_a_rescaled_feature_under_a_rescaled_prior_is_the_same_model(
     params = dict(hessian_structure=structure, residual_variance=1.0)
     base = _fit(X, y, **params)
     stretched = _fit(stretch(X), y, **params, alpha=alpha)
-    np.testing.assert_allclose(
-        stretched.predict_proba(stretch(3.0 * X_test)),
-        base.predict_proba(3.0 * X_test),
-        atol=1e-8,
-    )
-    np.testing.assert_allclose(
-        stretched.log_marginal_likelihood_, base.log_marginal_likelihood_, atol=1e-7
-    )
+    _assert_same_model(stretched, stretch(3.0 * X_test), base, 3.0 * X_test)
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -568,14 +554,7 @@ def test_translating_the_features_under_a_flat_bias_prior_is_the_same_model(
     )
     base = _fit(X, y, **params)
     moved = _fit(X + t, y, **params)
-    np.testing.assert_allclose(
-        moved.predict_proba(3.0 * X_test + t),
-        base.predict_proba(3.0 * X_test),
-        atol=1e-8,
-    )
-    np.testing.assert_allclose(
-        moved.log_marginal_likelihood_, base.log_marginal_likelihood_, atol=1e-7
-    )
+    _assert_same_model(moved, 3.0 * X_test + t, base, 3.0 * X_test)
 
 
 # --- one model, predictions asked for in different ways --------------------------
