@@ -252,8 +252,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Alphas of each refit of the run whose refit was kept (anywhere on it)
         or of the validation walk (empty for a fixed alpha or no held rows).
     effective_n_parameters_ : ndarray of shape (n_groups,) or None
-        MacKay's ``gamma`` per group at the kept refit of the updates, else None
-        (also after pruning; below 0 only where an exact Hessian is indefinite).
+        MacKay's ``gamma`` per group at the kept refit under the posterior kept
+        (a last layer's counts it alone; below 0 only where an exact Hessian is
+        indefinite), else None (also after pruning).
     loss_ : float or None
         ``L(theta_map) / sum(sample_weight)`` over the rows fitted: the
         per-sample MAP objective, MLPClassifier's ``loss_`` when
@@ -266,8 +267,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     tol_ : float
         The tolerance used: ``tol``, or what ``"auto"`` chose.
     n_hessian_products_ : int
-        Hessian-vector products taken by ``"newton-cg"`` (0 for the other
-        solvers), summed like ``n_iter_``.
+        Hessian-vector products of ``"newton-cg"`` (else 0), summed like ``n_iter_``.
     gradient_history_ : list of float
         Scaled gradient at the start and after each solver iteration, of
         every fit that tunes alpha in turn (the last fit run may not be kept).
