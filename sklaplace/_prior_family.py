@@ -9,7 +9,7 @@ pair, also for a last layer's full posterior. Parameters under a flat prior
 and ``W`` the others, the Schur complement ``S(c) = P_WW - P_WF P_FF^{-1}
 P_FW + c A_W`` is decomposed as above, ``log det P(c) = log det P_FF + log
 det S(c)`` and ``J P(c)^{-1} J' = J_F P_FF^{-1} J_F' + Jt S(c)^{-1} Jt'``
-with ``Jt = J_W - J_F P_FF^{-1} P_FW`` (a flat bias prior had taken 7-9x
+with ``Jt = J_W - J_F P_FF^{-1} P_FW`` (a flat bias prior had taken 6-8x
 the fit time: 49 Cholesky factorisations per fold). Diagonal and Kronecker
 posteriors are rebuilt per scale, cheaply (Kronecker blocks keep their
 eigenbasis), and so is a full one with every prior flat (nothing scales).

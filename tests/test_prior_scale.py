@@ -1009,7 +1009,7 @@ def test_a_flat_prior_family_decomposes_once_in_the_fits_namespace(monkeypatch):
     flat block and decomposes the others' Schur complement once, in the
     fit's namespace (on a GPU, there; a stand-in namespace records its
     linear algebra): no scale is rebuilt (49 Cholesky factorisations per
-    fold had made such fits 7-9x slower), and the covariances, the probit's
+    fold had made such fits 6-8x slower), and the covariances, the probit's
     centred variances and the log determinants equal the dense reference's.
     """
     calls = []
