@@ -35,7 +35,7 @@ from sklaplace._held_out import (
 )
 from sklaplace._memory import tuning_structure
 from sklaplace._network import log_equivalent_modes
-from sklaplace._objective import NegLogPosterior, ignores_its_input
+from sklaplace._objective import NegLogPosterior, ignores_its_input, warn_if_base_rate
 from sklaplace._posterior import laplace_posterior
 from sklaplace._predictive import (
     jacobian_chunks,
@@ -487,6 +487,7 @@ def fit_network(
         warnings.warn_explicit(
             caught.message, caught.category, caught.filename, caught.lineno
         )
+    warn_if_base_rate(fit.objective, fit.theta)
 
     # (5) the posterior's prior precision, at the fixed MAP
     scale = choose_prior_scale(

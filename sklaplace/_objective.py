@@ -13,6 +13,8 @@ from sklaplace._activations import SECOND_DERIVATIVES
 from sklaplace._backend import pin_to_identity
 from sklaplace._memory import check_memory
 from sklaplace._network import backprop, forward, jvp, second_order_backprop, vjp
+from sklaplace._warnings import warn
+from sklaplace.exceptions import BaseRateWarning
 
 __all__ = ["CONSTANT_OUTPUT_SPREAD", "NegLogPosterior", "ignores_its_input"]
 
@@ -243,3 +245,16 @@ def ignores_its_input(objective, theta):
     logits = objective.forward(theta).logits
     spread = xp.max(logits, axis=0) - xp.min(logits, axis=0)
     return float(xp.max(spread)) <= CONSTANT_OUTPUT_SPREAD
+
+
+def warn_if_base_rate(objective, theta):
+    """Warn where the fitted network ignores its input (:class:`BaseRateWarning`)."""
+    if ignores_its_input(objective, theta):
+        warn(
+            "The fitted network ignores its input: its logits are the same on "
+            "every training row, so it predicts the class frequencies. The prior "
+            "(alpha) outweighs what the data show to this network: the features "
+            "may carry no signal, or a smaller alpha, fewer layers or another "
+            "activation may fit.",
+            BaseRateWarning,
+        )

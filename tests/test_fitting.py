@@ -8,13 +8,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_iris, make_circles, make_moons
+from sklearn.datasets import load_iris, load_wine, make_circles, make_moons
 from sklearn.preprocessing import StandardScaler
 
 import sklaplace._fitting as fitting_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._fitting import FitConfig
 from sklaplace._objective import CONSTANT_OUTPUT_SPREAD, ignores_its_input
+from sklaplace.exceptions import BaseRateWarning
 from tests.conftest import make_problem
 
 
@@ -153,6 +154,29 @@ def test_an_empty_pruning_mask_leaves_the_validation_choice_unchanged():
     np.testing.assert_allclose(
         masked.predict_proba(X), plain.predict_proba(X), rtol=0, atol=1e-10
     )
+
+
+def test_a_fit_that_ignores_its_input_says_it_predicts_the_base_rate():
+    """A collapsed fit warns (``BaseRateWarning``, at the caller's line).
+
+    Wine, standardised, hidden (8,) x 8 of logistic units at alpha 1: every
+    unit goes to zero and each row gets the class frequencies (a helper's
+    probe, session 36: test log loss 1.09 where a logistic regression gets
+    0.04), which had passed without a word. The same data with hidden (8,)
+    uses its input and does not warn.
+    """
+    X, y = load_wine(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    params = dict(activation="logistic", alpha=1.0, prior_precision_scale=1.0)
+    with pytest.warns(BaseRateWarning, match="ignores its input") as caught:
+        deep = LaplaceMLPClassifier((8,) * 8, random_state=0, **params).fit(X, y)
+    assert caught[0].filename == __file__
+    proba = deep.predict_proba(X)
+    np.testing.assert_allclose(proba, np.broadcast_to(proba[0], proba.shape))
+    np.testing.assert_allclose(proba[0], np.bincount(y) / y.size, atol=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BaseRateWarning)
+        LaplaceMLPClassifier((8,), random_state=0, **params).fit(X, y)
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
