@@ -16,7 +16,12 @@ from sklaplace._network import backprop, forward, jvp, second_order_backprop, vj
 from sklaplace._warnings import warn
 from sklaplace.exceptions import BaseRateWarning
 
-__all__ = ["CONSTANT_OUTPUT_SPREAD", "NegLogPosterior", "ignores_its_input"]
+__all__ = [
+    "CONSTANT_OUTPUT_SPREAD",
+    "NegLogPosterior",
+    "ignores_its_input",
+    "warn_if_base_rate",
+]
 
 
 class NegLogPosterior:
