@@ -98,13 +98,18 @@ class LastLayerPosterior:
         ``J`` is an array or a :class:`~sklaplace._jacobian.FactoredJacobian`
         (of which only the last layer's factors are used).
         """
-        kron = self.inner.structure == "kron"
+        if self.inner.structure != "kron":
+            return self.inner.functional_variance(xp, self.last_layer_jacobian(xp, J))
         if isinstance(J, FactoredJacobian):
-            last = J.last_layer()
-            return self.inner.functional_variance(xp, last if kron else last.dense(xp))
-        if kron:  # it caches by J: pass J itself
-            return self.inner.functional_variance(xp, J, offset=self.offset)
-        return self.inner.functional_variance(xp, J[:, :, self.offset :])
+            return self.inner.functional_variance(xp, J.last_layer())
+        # it caches by J: pass J itself
+        return self.inner.functional_variance(xp, J, offset=self.offset)
+
+    def last_layer_jacobian(self, xp, J):
+        """Return the last layer's columns of ``J`` (array or factored) as an array."""
+        if isinstance(J, FactoredJacobian):
+            return J.last_layer().dense(xp)
+        return J[:, :, self.offset :]
 
     def with_prior_change(self, xp, delta):
         """Posterior with prior ``A + diag(delta)``; ``delta`` over all parameters."""

@@ -108,13 +108,13 @@ class ScaledPriorFamily:
         if np.any(flat):
             L_f = xp.take(L, _index(xp, flat), axis=0)
             try:
-                self._flat = (flat, *_flat_block(xp, L_f, L_w))
+                L_ff, K, log_det, P_fw = _flat_block(xp, L_f, L_w)
             except NotPositiveDefiniteError:  # improper: rebuilt per scale
                 return
+            self._flat = (flat, L_ff, K, log_det)
         P_ww = L_w @ xp.permute_dims(L_w, (1, 0))
         del L_w
         if self._flat is not None:
-            _, _, K, _, P_fw = self._flat
             P_ww -= xp.permute_dims(P_fw, (1, 0)) @ K
         root = xp.asarray(1.0 / np.sqrt(prior[weighted]))
         # A^{-1/2} (P - A) A^{-1/2} on the weighted block (the fixed block
@@ -154,9 +154,9 @@ class ScaledPriorFamily:
 
     def _own_columns(self, xp, J):
         """Return the dense ``J`` of the eigendecomposed posterior's parameters."""
-        if hasattr(J, "last_layer"):  # a FactoredJacobian
-            return (J.last_layer() if self.offset else J).dense(xp)
-        return J[:, :, self.offset :] if self.offset else J
+        if self.offset:
+            return self.posterior.last_layer_jacobian(xp, J)
+        return J  # a full posterior of all weights takes J dense
 
     def _eigen_jacobian(self, xp, J):
         """Return ``B = Jt A^{-1/2} U`` and ``J_F L_FF^{-T}`` (or None); ``J``: own."""
@@ -164,7 +164,7 @@ class ScaledPriorFamily:
         J_w = xp.take(J, _index(xp, weighted), axis=2)
         flat_part = None
         if self._flat is not None:
-            flat, L_ff, K, _, _ = self._flat
+            flat, L_ff, K, _ = self._flat
             J_f = xp.take(J, _index(xp, flat), axis=2)
             J_w = J_w - J_f @ K
             rows = xp.reshape(J_f, (-1, J_f.shape[2]))
