@@ -14,7 +14,13 @@ from sklearn.preprocessing import StandardScaler
 import sklaplace._fitting as fitting_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._fitting import FitConfig
-from sklaplace._objective import CONSTANT_OUTPUT_SPREAD, ignores_its_input
+from sklaplace._likelihood import likelihood_for
+from sklaplace._network import ParamLayout
+from sklaplace._objective import (
+    CONSTANT_OUTPUT_SPREAD,
+    NegLogPosterior,
+    ignores_its_input,
+)
 from sklaplace.exceptions import BaseRateWarning
 from tests.conftest import make_problem
 
@@ -378,7 +384,9 @@ def test_where_every_evidence_run_collapses_one_from_a_weaker_prior_is_weighed()
     now follows where every run collapsed, and the evidence weighs it."""
     X, y = make_circles(120, noise=0.1, factor=0.5, random_state=0)
     params = dict(activation="logistic", prior_precision_scale="evidence")
-    collapsed = LaplaceMLPClassifier(alpha=1.0, **params, random_state=0).fit(X, y)
+    collapsed = LaplaceMLPClassifier(alpha=1.0, **params, random_state=0)
+    with pytest.warns(BaseRateWarning, match="ignores its input"):
+        collapsed.fit(X, y)
     assert np.ptp(collapsed.predict_proba(X)[:, 1]) < 1e-4
     clf = LaplaceMLPClassifier(**params, random_state=0).fit(X, y)
     assert clf.alpha_history_[0] == 0.1  # the kept run started from 0.1
@@ -417,3 +425,30 @@ def test_an_exact_hessian_posterior_tunes_alpha_on_the_ggn():
         ggn.posterior_.covariance_diagonal(np),
         rtol=1e-6,
     )
+
+
+def _logistic_regression_on_0_and_1(weight):
+    """One feature, 0 on one row and 1 on the other: logits ``0`` and ``weight``."""
+    likelihood = likelihood_for(2)
+    layout = ParamLayout((1, 1))
+    X, y = np.array([[0.0], [1.0]]), np.array([0, 1])
+    Y = likelihood.encode(np, y, 1, np.float64)
+    obj = NegLogPosterior(
+        np, layout, "identity", likelihood, X, Y, np.ones(2), np.ones(2)
+    )
+    theta = layout.pack(np, [np.array([[weight]])], [np.zeros(1)])
+    np.testing.assert_array_equal(obj.forward(theta).logits[:, 0], [0.0, weight])
+    return obj, theta
+
+
+def test_a_spread_of_exactly_1e_6_still_ignores_the_input():
+    """The documented bound is inclusive: logits spread *at most* 1e-6 apart.
+
+    Logits ``0`` and ``w`` on two rows spread by ``w`` exactly (no round-off
+    in ``w - 0``): ``w = 1e-6`` is a network that ignores its input, the
+    next float above is not.
+    """
+    assert CONSTANT_OUTPUT_SPREAD == 1e-6
+    assert ignores_its_input(*_logistic_regression_on_0_and_1(1e-6))
+    above = np.nextafter(1e-6, 1.0)
+    assert not ignores_its_input(*_logistic_regression_on_0_and_1(above))

@@ -21,10 +21,11 @@ from sklaplace._held_out import (
     validation_rows,
 )
 from sklaplace._likelihood import likelihood_for
-from sklaplace._posterior import FullPosterior
+from sklaplace._posterior import DiagPosterior, FullPosterior
 from sklaplace._predictive import probit_logits
 from sklaplace._prior_scale import _nearest_one
 from sklaplace.exceptions import LaplaceApproximationWarning
+from tests.conftest import make_problem
 
 
 def test_folds_ignore_round_off():
@@ -424,3 +425,125 @@ def test_the_scaled_family_is_built_in_the_fits_namespace(monkeypatch):
     [family] = families
     assert family.xp is xps
     assert not isinstance(family._eigen[3], np.ndarray)  # eigenvectors stay in xps
+
+
+def _binary_probit_losses(precision_at, scales):
+    """-log p(y) of ``f / sqrt(1 + pi/8 J P(c)^{-1} J')``; inf if ``P(c)`` is not PD."""
+    losses = np.full((len(_LABELS), len(scales)), np.inf)
+    J = _J[:, 0, :2]
+    for i, c in enumerate(scales):
+        P = precision_at(c)
+        if np.min(np.linalg.eigvalsh(P)) <= 0:
+            continue
+        variance = np.einsum("np,pq,nq->n", J, np.linalg.inv(P), J)
+        g = _LOGITS[:, 0] / np.sqrt(1.0 + np.pi / 8.0 * variance)
+        losses[:, i] = np.logaddexp(0.0, np.where(_LABELS == 1, -g, g))
+    return losses
+
+
+def test_the_probit_scores_a_diagonal_posteriors_scales_from_centred_variances():
+    """A posterior rebuilt per scale (diagonal) also takes the probit's fast path.
+
+    With a dense ``J`` the centred variances serve the probit whatever the
+    posterior: ``predictive`` (the full ``K x K`` covariances) is never
+    called, by either function. The losses match the probit on
+    ``diag(P_data) + c A`` over the free parameters, from scratch.
+    """
+    fit = SimpleNamespace(
+        objective=SimpleNamespace(
+            xp=np, likelihood=likelihood_for(2), fixed=np.array([False, False, True])
+        ),
+        posterior=DiagPosterior(np.r_[np.diag(_P_DATA) + _PRIOR[:2], 1.0]),
+        prior_precision=_PRIOR,
+        theta=None,
+    )
+
+    scales = [0.5, 2.0, 30.0]
+    expected = _binary_probit_losses(
+        lambda c: np.diag(np.diag(_P_DATA) + c * _PRIOR[:2]), scales
+    )
+    data = (_ROWS, _LABELS, np.ones(4))
+    got = validation_log_losses(fit, _rows_jacobians, data, scales, _never_called, True)
+    np.testing.assert_allclose(got.losses, expected, rtol=1e-10)
+    got = cv_log_losses(
+        lambda train: fit,
+        _rows_jacobians,
+        data,
+        np.array([0, 0, 1, 1]),
+        scales,
+        _never_called,
+        True,
+    )
+    np.testing.assert_allclose(got.losses, expected, rtol=1e-10)
+
+
+def test_one_row_chunks_are_scored_and_an_indefinite_scale_loses():
+    """The rows' Jacobians may come one row per chunk (a chunk's last row).
+
+    Scale -0.5 leaves ``P_data - 2 I`` indefinite: its column is inf, the
+    others the probit's losses from scratch, chunk by chunk as for the
+    whole block.
+    """
+    fit = _pruned_binary_fit()
+
+    def one_row_chunks(theta, X):
+        for i in X[:, 0].astype(int):
+            yield _LOGITS[i : i + 1], _J[i : i + 1]
+
+    scales = [-0.5, 0.5, 2.0]
+    expected = _binary_probit_losses(
+        lambda c: _P_DATA + c * np.diag(_PRIOR[:2]), scales
+    )
+    assert np.all(expected[:, 0] == np.inf) and np.all(np.isfinite(expected[:, 1:]))
+    data = (_ROWS, _LABELS, np.ones(4))
+    for probit in (True, False):
+        got = validation_log_losses(
+            fit, one_row_chunks, data, scales, probit_logits, probit
+        )
+        np.testing.assert_allclose(got.losses, expected, rtol=1e-10)
+
+
+def test_a_last_layer_full_posterior_scores_factored_jacobians_by_the_probit():
+    """A last layer's full posterior, with factored ``J``, takes the fast path.
+
+    The estimator gives a last-layer posterior factored Jacobians; its full
+    block is eigendecomposed once (``all_at_once``), so the probit needs no
+    ``predictive``. Three classes: the losses are the probit's on centred
+    logits, ``C f / sqrt(1 + pi/8 diag(C J P(c)^{-1} J' C))``, with
+    ``P(c) = P(1) + (c - 1) A`` on the last layer's block, computed densely
+    from the network's dense ``J``.
+    """
+    from sklaplace._jacobian import logit_factors
+    from sklaplace._posterior import laplace_posterior
+    from sklaplace._predictive import logit_jacobians
+    from sklaplace._prior_scale import ScaledPriorFamily
+
+    obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=12)
+    post, _, _ = laplace_posterior(obj, theta, "ggn", "full", "last_layer")
+    prior, offset, layout = np.asarray(obj.prior_precision), post.offset, obj.layout
+    fit = SimpleNamespace(
+        objective=obj, posterior=post, prior_precision=prior, theta=theta
+    )
+    assert ScaledPriorFamily(post, prior).all_at_once
+    X, y = np.asarray(obj.X)[:5], np.arange(5) % 3
+
+    def factored(theta, X):
+        return logit_factors(np, layout, theta, "tanh", X)
+
+    scales = [0.3, 1.0, 7.0]
+    got = validation_log_losses(
+        fit, factored, (X, y, np.ones(5)), scales, _never_called, True
+    )
+    ((logits, J),) = logit_jacobians(np, layout, theta, "tanh", X)
+    J = J[:, :, offset:]
+    L = post.inner.cholesky_factor
+    C = np.eye(3) - 1.0 / 3.0
+    expected = np.empty((5, len(scales)))
+    for i, c in enumerate(scales):
+        P = L @ L.T + (c - 1.0) * np.diag(prior[offset:])
+        CJ = C @ J
+        variance = np.einsum("nkp,pq,nkq->nk", CJ, np.linalg.inv(P), CJ)
+        g = (logits @ C) / np.sqrt(1.0 + np.pi / 8.0 * variance)
+        log_p = g - np.log(np.sum(np.exp(g), axis=1, keepdims=True))
+        expected[:, i] = -log_p[np.arange(5), y]
+    np.testing.assert_allclose(got.losses, expected, rtol=1e-9)

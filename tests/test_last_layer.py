@@ -18,6 +18,7 @@ from sklaplace import LaplaceMLPClassifier, log_posterior, log_posterior_hessian
 from sklaplace._last_layer import LastLayerPosterior
 from sklaplace._posterior import DiagPosterior
 from sklaplace.exceptions import LaplaceApproximationWarning
+from tests.conftest import make_problem
 
 ALPHA, BIAS = 0.7, 0.3
 
@@ -360,3 +361,97 @@ def test_a_last_layer_posterior_without_jitter_reports_zero():
         ).fit(X, y)
         assert clf.posterior_jitter_ == 0.0
         assert clf.posterior_.jitter == 0.0
+
+
+@pytest.mark.parametrize("structure", ["full", "diag", "kron"])
+def test_the_memory_budget_reaches_the_last_layers_row_chunks(monkeypatch, structure):
+    """The last layer's objective keeps the network's ``memory_budget``.
+
+    Its curvature is summed over row chunks sized by that budget; every
+    chunking gives the same posterior, so only the chunks themselves tell
+    a budget dropped on the way (the default's): one row each under a
+    one-byte budget, all 10 rows in one chunk under the default.
+    """
+    from sklaplace._objective import NegLogPosterior
+    from sklaplace._posterior import laplace_posterior
+
+    sizes, row_chunks = [], NegLogPosterior.row_chunks
+
+    def counted(self, bytes_per_row):
+        for chunk in row_chunks(self, bytes_per_row):
+            sizes.append(chunk[0].shape[0])
+            yield chunk
+
+    monkeypatch.setattr(NegLogPosterior, "row_chunks", counted)
+    small, theta = make_problem("tanh", 3, hidden=(4,), n_samples=10, memory_budget=1)
+    post, _, _ = laplace_posterior(small, theta, "ggn", structure, "last_layer")
+    assert isinstance(post, LastLayerPosterior)
+    assert sizes and set(sizes) == {1} and sum(sizes) % 10 == 0
+    sizes.clear()
+    default, theta = make_problem("tanh", 3, hidden=(4,), n_samples=10)
+    laplace_posterior(default, theta, "ggn", structure, "last_layer")
+    assert sizes and set(sizes) == {10}
+
+
+def test_a_last_layer_kron_posterior_transforms_each_jacobian_once_for_all_scales(
+    monkeypatch,
+):
+    """A Kronecker last layer serves every prior scale from one transform of ``J``.
+
+    The held-out choice evaluates ``J P(c)^{-1} J'`` at up to 49 scales on
+    the same ``J``; the Kronecker blocks cache ``J``'s transform to their
+    eigenbasis by the identity of ``J``, so the last-layer wrapper must hand
+    them ``J`` itself (a fresh slice of the dense ``J``, or a dense copy of
+    the factored one, is a new object at every call: one transform per
+    scale). Counted here over three scales, dense and factored, with each
+    scale's variances checked against the dense covariance built column by
+    column from the posterior's ``solve``.
+    """
+    from sklaplace._jacobian import logit_factors
+    from sklaplace._kron import KronBlock
+    from sklaplace._posterior import laplace_posterior
+    from sklaplace._predictive import logit_jacobians
+
+    obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=12)
+    post, _, _ = laplace_posterior(obj, theta, "ggn", "kron", "last_layer")
+    assert post.inner.structure == "kron"
+    prior, offset = np.asarray(obj.prior_precision), post.offset
+    (_, J), *_ = logit_jacobians(np, obj.layout, theta, "tanh", obj.X[:6])
+    (_, F), *_ = logit_factors(np, obj.layout, theta, "tanh", obj.X[:6])
+    calls, transformed = [], KronBlock._transformed
+
+    def counted(self, xp, Jb):
+        calls.append(Jb.shape)
+        return transformed(self, xp, Jb)
+
+    monkeypatch.setattr(KronBlock, "_transformed", counted)
+    for jacobian, expected_calls in ((J, 1), (F, 0)):
+        calls.clear()
+        for scale in (1.0, 3.0, 0.1):
+            scaled = post.with_prior_change(np, (scale - 1.0) * prior)
+            n_last = scaled.inner.n_params
+            covariance = np.stack(
+                [scaled.inner.solve(np, e) for e in np.eye(n_last)], axis=1
+            )
+            J_last = J[:, :, offset:]
+            np.testing.assert_allclose(
+                scaled.functional_variance(np, jacobian),
+                J_last @ covariance @ np.swapaxes(J_last, 1, 2),
+                rtol=1e-9,
+                atol=1e-12,
+            )
+        assert len(calls) == expected_calls
+
+
+def test_a_negative_zero_prior_before_the_last_layer_has_infinite_variance():
+    """``-0.0`` is a flat prior too: its variance is ``+inf``, not ``-inf``.
+
+    ``bias_prior_precision=-0.0`` passes the estimator's check (``>= 0``) and
+    reaches ``other_prior`` as ``-0.0``; ``1 / -0.0`` is ``-inf``, so the
+    flat entries must be chosen by ``A > 0``, not by ``A >= 0``.
+    """
+    prior = np.array([4.0, -0.0, 0.5])
+    post = LastLayerPosterior(DiagPosterior(np.array([2.0, 8.0])), prior)
+    with np.errstate(all="raise"):
+        diagonal = post.covariance_diagonal(np)
+    np.testing.assert_array_equal(diagonal, [0.25, np.inf, 2.0, 0.5, 0.125])
