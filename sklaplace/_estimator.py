@@ -74,8 +74,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         row stop at max_iter, with a ``ConvergenceWarning``); then from 100 (0.1
         too if both collapse). A refit (or run) over 3 nats larger is kept unless
         held-out rows prefer, by 2 standard errors, the fixed point from 1 or 0.1.
-        ``"evidence_per_layer"`` tunes one per layer alike; it can head for a
-        degenerate limit (an alpha at its bound; a warning says). ``"validation"``
+        ``"evidence_per_layer"`` tunes one per layer alike; where the layers'
+        alphas march apart (a degenerate limit) it stops and warns. ``"validation"``
         fits 2-4 times: from 1, by decades the way MacKay's update points (else
         the other) while the log loss of the rows ``validation_fraction`` holds
         out, at the model's scale ``c``, falls by over a paired standard error

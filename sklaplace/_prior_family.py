@@ -82,7 +82,6 @@ class ScaledPriorFamily:
 
     def __init__(self, posterior, prior_precision, fixed=None, xp=np):
         self.posterior = posterior
-        self.fixed = fixed
         self.xp = xp
         self.prior = free_prior(prior_precision, fixed)
         self._eigen = self._flat = None

@@ -1161,14 +1161,18 @@ def test_a_group_not_extrapolated_is_not_judged_to_overshoot():
 def test_a_per_layer_warm_refit_resumes_the_evidence_from_its_alphas():
     # One run, from the fitted per-layer alphas (not from each of
     # EVIDENCE_STARTS).
+    # (Per layer both runs march apart after their best refit, and say so.)
     X, y = make_moons(300, noise=0.3, random_state=0)
     X = StandardScaler().fit_transform(X)
     clf = LaplaceMLPClassifier(
         (4,), alpha="evidence_per_layer", prior_precision_scale=1.0, random_state=0
-    ).fit(X, y)
+    )
+    with pytest.warns(ConvergenceWarning, match="spread apart"):
+        clf.fit(X, y)
     start = np.array(clf.alpha_, dtype=float)
     assert start.shape == (2,) and abs(np.log(start[1] / start[0])) > 1.0
-    clf.set_params(warm_start=True).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="spread apart"):
+        clf.set_params(warm_start=True).fit(X, y)
     np.testing.assert_allclose(clf.alpha_history_[0], start, rtol=1e-12)
 
 
@@ -1850,3 +1854,46 @@ def test_held_parameters_and_flat_priors_both_leave_log_det_a():
         log_z = log_evidence_from_terms(-3.0, theta, precision, log_det_p, fixed)
     scatter = 2.0 * 0.25 + 5.0 * 0.04
     assert log_z == pytest.approx(-3.0 - 0.5 * (log_det_p - expected + scatter))
+
+
+@pytest.mark.parametrize(
+    "apart, fall, stops",
+    [
+        (True, 4.0, True),  # the march: spreading apart, far below the best
+        (False, 4.0, False),  # far below, both groups together: no spread
+        (True, 0.3, False),  # spreading, but within the margin of the best
+        (True, -4.0, False),  # spreading towards a limit of larger evidence
+    ],
+)
+def test_tune_alpha_gives_up_where_the_layers_alphas_march_apart(apart, fall, stops):
+    # Per layer the updates can march to the scaling symmetry's limit, one
+    # layer's alpha rising (x4 per refit here) as another's falls (/4),
+    # their refits ever costlier (digits: 50 refits, 379 s). Where they
+    # spread at EVIDENCE_MARCH_REFITS refits in a row, each more than
+    # EVIDENCE_MARGIN below the best evidence (refit 1's here), the updates
+    # give up and keep the best; otherwise they go on to the bound (4^10 >
+    # 1e6), as before.
+    march = evidence_module.EVIDENCE_MARCH_REFITS
+    refits, fit_laplace = _two_group_fits(
+        lambda a: a * np.array([4.0, 0.25 if apart else 4.0])
+    )
+
+    def evidence(fit):  # scripted by refit: 0 at refit 1, then `fall` a refit
+        k = len(refits) - 1
+        return -abs(k - 1) * fall if k else -fall
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tuning = tune_alpha(
+            fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v, 1.0, evidence
+        )
+    if stops:
+        assert len(refits) == 2 + march
+        np.testing.assert_allclose(tuning.alpha, [4.0, 0.25])
+        assert tuning.fixed_point is None  # gave up: no fixed point to weigh
+        [warned] = caught
+        assert warned.category is ConvergenceWarning
+        assert "spread apart" in str(warned.message)
+    else:
+        assert len(refits) >= 10
+        assert not any("spread apart" in str(w.message) for w in caught)

@@ -22,7 +22,7 @@ from sklaplace import LaplaceMLPClassifier, prune
 from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._curvature import KroneckerFactors, ggn_hessian, kron_factors
 from sklaplace._jacobian import logit_factors
-from sklaplace._kron import KronPosterior
+from sklaplace._kron import KronBlock, KronPosterior
 from sklaplace._last_layer import LastLayerPosterior
 from sklaplace._network import ParamLayout
 from sklaplace._posterior import DiagPosterior
@@ -765,4 +765,138 @@ def test_no_change_to_a_layer_without_prior_is_silent_and_keeps_the_block():
         kept.log_det_precision(),
         np.linalg.slogdet(np.kron(a.T @ a / 4, g.T @ g))[1],
         rtol=1e-10,
+    )
+
+
+def test_a_prior_far_below_unscaled_inputs_is_added_exactly():
+    """A prior ``1e-14`` of the input factor's largest entry, away from 1.
+
+    Inputs of size ``1e4`` (``A ~ 1e8``) and a prior ``1e-6`` as small as
+    the output factor: ``P = A kron G + D kron I`` is well conditioned, but
+    ``A + D`` holds the prior below ``A``'s round-off. ``B = 2^k A + D``
+    with ``2^k ~ prior / largest`` (and ``mu`` divided back by ``2^k``)
+    gives the dense ``P``'s log determinant, solve, diagonal of ``P^{-1}``
+    and ``J P^{-1} J'`` to round-off. Plausible slips each miss by far more
+    than the tolerance: ``A + D`` unbalanced (a threshold ``1e-6 /
+    largest``: 0.8% on ``diag(P^{-1})``), ``2^k ~ prior * largest`` (1.5%,
+    the same as ``prior / largest`` only where ``largest ~ 1``, as in the
+    small-total-weight test), ``mu`` times ``2^k`` (a factor 4).
+    """
+    rng = np.random.RandomState(0)
+    r, c, n, size, t = 4, 3, 30, 1e4, 1e-6
+    ahat = np.c_[size * rng.normal(size=(n, r - 1)), np.ones(n)]
+    A = ahat.T @ ahat / n
+    g = rng.normal(size=(c + 2, c))
+    G = (g.T @ g / c) * t / size**2
+    prior = np.repeat(t * np.array([1.0, 1.0, 1.0, 0.1]), c)  # bias: a tenth
+    factors = KroneckerFactors([A], [G])
+    P = _dense(factors, prior)
+    assert np.max(prior) < 1e-13 * np.max(np.diag(A)) and np.linalg.cond(P) < 1e3
+    post = KronPosterior.from_factors(factors, prior)
+    assert post.blocks[0].jitter == 0.0
+    assert abs(post.log_det_precision() - np.linalg.slogdet(P)[1]) < 1e-9
+    inverse = np.linalg.inv(P)
+    np.testing.assert_allclose(
+        post.covariance_diagonal(np), np.diag(inverse), rtol=1e-10
+    )
+    b = rng.normal(size=r * c)
+    np.testing.assert_allclose(post.solve(np, b), inverse @ b, rtol=1e-10)
+    J = rng.normal(size=(5, 2, r * c))  # dense: not an outer product
+    np.testing.assert_allclose(
+        post.functional_variance(np, J),
+        J @ inverse @ np.swapaxes(J, 1, 2),
+        rtol=1e-10,
+    )
+
+
+def test_a_kfac_block_of_a_singular_input_factor_stays_positive_definite():
+    """``S' A S = diag(mu)`` of a positive semi-definite ``A``: ``mu >= 0``.
+
+    A duplicated input makes ``A`` exactly singular; under a prior ``1e-12``
+    of ``A`` (``B = 2^k A + D``) the null direction's ``mu`` is round-off
+    over ``2^k`` (about ``1e-4``). Left negative, times an output curvature
+    of ``1e5``, it made ``E = mu m + rho`` negative (-5): a KFAC posterior
+    whose log determinant and every prior scale raised
+    ``NotPositiveDefiniteError``. Clipped, ``E >= rho``.
+    """
+    rng = np.random.RandomState(0)
+    x = rng.normal(size=(20, 2))
+    ahat = np.c_[x[:, 0], x[:, 0], x[:, 1], np.ones(20)]  # input 0 twice
+    A = ahat.T @ ahat / 20
+    G = np.diag([1e5, 1.0])
+    prior = np.full(8, 1e-12)
+    post = KronPosterior.from_factors(KroneckerFactors([A], [G]), prior)
+    (block,) = post.blocks
+    assert np.all(block.mu >= 0.0)
+    assert np.all(block.eigenvalues() >= block.rho[:, None] * (1 - 1e-12))
+    assert np.isfinite(post.log_det_precision())
+    scaled = post.with_prior_change(np, prior)  # scale 2: must not raise
+    assert np.all(to_numpy(scaled.covariance_diagonal(np)) > 0)
+
+
+def test_the_prior_scales_transform_a_jacobian_once_per_block(monkeypatch):
+    """The scaled posteriors share the eigenbasis and the transform of ``J``.
+
+    The prior scale's search evaluates ``J P(c)^{-1} J'`` at many ``c`` on
+    the same ``J``: each block transforms it once (``(S kron V)' J``), the
+    scaled copies reuse it through the shared cache, and the variances
+    equal the dense ones at every scale. A cache that never stores, or is
+    never read, recomputes the transform at every scale (49 per fold).
+    """
+    calls = []
+    transformed = KronBlock._transformed
+
+    def counted(self, xp, Jb):
+        calls.append(self.shape)
+        return transformed(self, xp, Jb)
+
+    monkeypatch.setattr(KronBlock, "_transformed", counted)
+    factors = _random_factors(LAYOUT)
+    post = KronPosterior.from_factors(factors, PRIOR)
+    J = _network_jacobian()
+    for scale in (1.0, 3.0, 0.1, 10.0):
+        scaled = post.with_prior_change(np, (scale - 1.0) * PRIOR)
+        P = _dense(factors, scale * PRIOR)
+        np.testing.assert_allclose(
+            scaled.functional_variance(np, J),
+            J @ np.linalg.solve(P, np.swapaxes(J, 1, 2)),
+            rtol=1e-9,
+            atol=1e-12,
+        )
+    assert calls == [block.shape for block in post.blocks]
+
+
+def test_an_outer_product_block_takes_the_fast_path_whatever_its_rows():
+    """A Jacobian block ``ahat kron delta`` is transformed as two factors.
+
+    ``(S' ahat, V' delta)``, ``O(r^2 + K c^2)`` per sample, not the dense
+    ``S' Jb V``: also where an input is 0 on a sample (a ReLU unit off) and
+    where ``delta`` is small (``|delta|^2 < 1``). ``delta`` is read from the
+    bias row (``ahat = 1``) and ``ahat`` is ``Jb``'s projection on it over
+    ``|delta|^2``; another row (0 on some sample), an unnormalised
+    projection or a misfit measured against nothing sends such blocks to
+    the dense transform (the same variances, ``r + c`` times the work).
+    The variances equal the dense ``J P^{-1} J'``.
+    """
+    factors = _random_factors(LAYOUT)
+    post = KronPosterior.from_factors(factors, PRIOR)
+    block = post.blocks[0]
+    r, c = block.shape
+    rng = np.random.RandomState(3)
+    ahat = np.c_[rng.normal(size=(6, r - 1)), np.ones(6)]
+    ahat[0, 1] = ahat[1, r - 2] = 0.0  # inputs off on two samples
+    delta = rng.normal(size=(6, 3, c))
+    delta[2] *= 1e-3
+    Jb = ahat[:, None, :, None] * delta[:, :, None, :]
+    value = block._transformed(np, Jb)
+    assert isinstance(value, tuple)
+    np.testing.assert_allclose(value[0], ahat @ block.S, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(value[1], delta @ block.V, rtol=1e-12, atol=1e-14)
+    J = Jb.reshape(6, 3, r * c)
+    P = _dense(factors, PRIOR)[: r * c, : r * c]
+    np.testing.assert_allclose(
+        block.functional_variance(np, J, Jb),
+        J @ np.linalg.solve(P, np.swapaxes(J, 1, 2)),
+        rtol=1e-9,
+        atol=1e-12,
     )

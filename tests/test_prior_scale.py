@@ -30,8 +30,10 @@ from sklaplace._prior_scale import (
     ScaledPriorFamily,
     _nearest_one,
     choose_prior_scale,
+    log_evidence_curve,
     one_standard_error_choice,
     paired_standard_errors,
+    scaled_posterior,
 )
 from sklaplace.exceptions import LaplaceApproximationWarning
 
@@ -1148,3 +1150,121 @@ def test_the_infinite_held_out_loss_warning_reads_in_full():
         "evidence chooses the scale instead."
     ]
     assert set(choice.path) == {"scales", "log_marginal_likelihood"}
+
+
+def test_log_det_at_an_exactly_singular_scale_is_nan_and_its_evidence_minus_inf():
+    """``log det P(c)`` is NaN where ``P(c)`` is singular, not ``-inf``.
+
+    ``P = diag(1/4, 4)`` with a unit prior has ``lambda = (-3/4, 3)``, exact
+    in floating point: at ``c = 3/4`` a shifted eigenvalue is 0 exactly. A
+    ``-inf`` there (``log 0``) would be an evidence of ``+inf``, the best of
+    the curve, at a scale without a posterior; NaN makes it ``-inf``. At ``c
+    = 2`` it is ``log(5/4 * 5)`` from the diagonal.
+    """
+    family = ScaledPriorFamily(FullPosterior(np.diag([0.5, 2.0])), np.ones(2))
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        assert np.isnan(family.log_det_precision(0.75))
+        curve = log_evidence_curve(0.0, np.zeros(2), family, [0.75, 2.0])
+    assert curve[0] == -np.inf and np.isfinite(curve[1])
+    assert family.log_det_precision(2.0) == pytest.approx(np.log(1.25 * 5.0), rel=1e-12)
+
+
+def test_log_det_of_a_last_layer_family_leaves_out_the_flat_earlier_biases():
+    """A last layer's family counts only the earlier layers' proper priors.
+
+    Under ``bias_prior_precision=0`` the hidden layer's 3 biases are flat
+    (and the last layer's, a Schur complement in the family): ``log det
+    P(c)`` is the last layer's ``P_data + c A`` plus ``12 log c`` for the
+    hidden layer's 12 weights at ``alpha = 1``, as the posterior rebuilt at
+    ``c`` has it. Counting a flat prior's ``log(c * 0)`` made it ``-inf`` at
+    every scale (an evidence of ``+inf`` everywhere).
+    """
+    clf = LaplaceMLPClassifier(
+        (3,),
+        activation="tanh",
+        random_state=0,
+        alpha=1.0,
+        bias_prior_precision=0.0,
+        prior_precision_scale=1.0,
+        subset_of_weights="last_layer",
+        hessian_structure="full",
+    ).fit(X3, Y3)
+    post, A = clf.posterior_, clf.prior_precision_
+    offset = 4 * 3 + 3
+    np.testing.assert_array_equal(A[:offset] == 0, [False] * 12 + [True] * 3)
+    family = ScaledPriorFamily(post, A)
+    assert family.all_at_once
+    L = post.inner.cholesky_factor
+    P = L @ L.T
+    for c in SCALES:
+        P_c = P + (c - 1.0) * np.diag(A[offset:])
+        expected = np.linalg.slogdet(P_c)[1] + 12 * np.log(c)
+        assert family.log_det_precision(c) == pytest.approx(expected, rel=1e-10)
+        rebuilt = scaled_posterior(post, A, c).log_det_precision()
+        assert rebuilt == pytest.approx(expected, rel=1e-10)
+
+
+def test_a_family_rebuilt_per_scale_refactorises_in_the_fits_namespace():
+    """Where no eigendecomposition serves (every prior flat), each scale's
+    posterior is factorised in the family's namespace (on a GPU, there), for
+    the log determinant, the covariances and the centred variances alike;
+    a stand-in namespace records its linear algebra. The values equal the
+    dense reference (nothing scales: ``P`` itself)."""
+    calls = []
+
+    class Linalg:
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(np.linalg, name)
+
+    class Namespace:
+        linalg = Linalg()
+
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+    P = np.array([[3.0, 1.0], [1.0, 2.0]])
+    family = ScaledPriorFamily(
+        FullPosterior(np.linalg.cholesky(P)), np.zeros(2), xp=Namespace()
+    )
+    assert not family.all_at_once
+    J = np.random.RandomState(0).normal(size=(4, 3, 2))
+    expected = np.einsum("nka,ab,nlb->nkl", J, np.linalg.inv(P), J)
+    calls.clear()
+    assert family.log_det_precision(2.0) == pytest.approx(np.log(5.0), rel=1e-12)
+    assert "cholesky" in calls
+    calls.clear()
+    (got,) = family.functional_variances(np, J, [2.0])
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert "cholesky" in calls
+    calls.clear()
+    centred = family.centred_variances(np, J, [2.0])
+    C = np.eye(3) - 1.0 / 3.0
+    np.testing.assert_allclose(
+        centred[:, :, 0], np.einsum("ij,njk,ki->ni", C, expected, C), rtol=1e-12
+    )
+    assert "cholesky" in calls
+
+
+def test_a_family_with_a_negative_prior_is_rebuilt_per_scale():
+    """A negative prior entry (not from the estimator, which rejects one, but
+    the class takes any ``A``) is not whitened by ``A^{-1/2}``: each scale is
+    rebuilt, and ``log det P(c)`` and ``J P(c)^{-1} J'`` equal the dense
+    ``P_data + c A``'s where that is positive definite, NaN and ``None``
+    where it is not (``c = 10``: ``P_22 = 2 - 0.5 * 9 < 0``)."""
+    P = np.array([[3.0, 1.0], [1.0, 2.0]])
+    A = np.array([1.0, -0.5])
+    family = ScaledPriorFamily(FullPosterior(np.linalg.cholesky(P)), A)
+    J = np.random.RandomState(1).normal(size=(3, 2, 2))
+    scales = [0.5, 2.0, 10.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = list(family.functional_variances(np, J, scales))
+        log_dets = [family.log_det_precision(c) for c in scales]
+    for i, c in enumerate(scales[:2]):
+        P_c = P + (c - 1.0) * np.diag(A)
+        expected = np.einsum("nka,ab,nlb->nkl", J, np.linalg.inv(P_c), J)
+        np.testing.assert_allclose(got[i], expected, rtol=1e-10)
+        assert log_dets[i] == pytest.approx(np.linalg.slogdet(P_c)[1], rel=1e-10)
+    assert got[2] is None and np.isnan(log_dets[2])
