@@ -102,6 +102,19 @@ def count_hessian_products(monkeypatch):
     return calls
 
 
+def record_row_chunks(monkeypatch):
+    """Record the rows of every chunk the objective yields: a list of sizes."""
+    sizes, row_chunks = [], NegLogPosterior.row_chunks
+
+    def counted(self, bytes_per_row):
+        for chunk in row_chunks(self, bytes_per_row):
+            sizes.append(chunk[0].shape[0])
+            yield chunk
+
+    monkeypatch.setattr(NegLogPosterior, "row_chunks", counted)
+    return sizes
+
+
 def rebuilt(obj, sample_weight=None, prior_precision=None, fixed=None):
     """``obj``'s NegLogPosterior again, with other weights, prior or fixed mask."""
     return NegLogPosterior(

@@ -1,6 +1,7 @@
 """``alpha="validation"``: alpha walked by decades on held-out rows."""
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from sklaplace._alpha_walk import (
     ALPHA_WALK_MAX_FITS,
     clearly_lower,
     walk_alpha,
+    walk_fits,
 )
 from sklaplace._evidence import EVIDENCE_BOUNDS
 from sklaplace._held_out import (
@@ -622,3 +624,117 @@ def test_an_undefined_trial_is_never_clearly_lower_than_an_undefined_best():
     assert not clearly_lower(_losses([0.01, np.inf, 0.01]), best)
     # Defined everywhere: wins against the undefined best, whatever its mean.
     assert clearly_lower(_losses([5.0, 5.0, 5.0]), best)
+
+
+# Mutation round (session 37): the midpoint rule away from alpha 1, the
+# warm starts of walk_fits, its base-rate tie, an update of 0.
+def _loss_least_at(best_log10):
+    """An ``evaluate`` whose loss is ``(log10 alpha - best_log10)^2``."""
+
+    def evaluate(alpha, previous):
+        return alpha, (np.log10(alpha) - best_log10) ** 2
+
+    return evaluate
+
+
+@pytest.mark.parametrize(
+    "start, best_log10, update_log10, tried",
+    [
+        # Up from 1e-3 (the next alphas 0.01 and 0.1 both below 1): at 0.01
+        # the update 10**-1.4 lies past the midpoint to 0.1 (10**-1.5).
+        (1e-3, -1.0, -1.4, [1e-3, 1e-2, 1e-1]),
+        # Down from 1e3: at 100 the update 10**1.4 lies past the midpoint to
+        # 10 (10**1.5 from above).
+        (1e3, 1.0, 1.4, [1e3, 1e2, 1e1]),
+    ],
+)
+def test_the_midpoint_rule_reads_the_direction_of_the_step_not_of_alpha_one(
+    start, best_log10, update_log10, tried
+):
+    """A warm refit starts the walk at its fitted alpha, so its steps can lie
+    all on one side of 1. The midpoint to the next alpha is measured in the
+    direction of the step (``next / alpha``): a sign taken from where the
+    alphas lie relative to 1 (``next * alpha``) reads the update as pointing
+    back and stops the walk one decade short of the held-out optimum."""
+    walk = walk_alpha(
+        _loss_least_at(best_log10), lambda o, a: 10.0**update_log10, start
+    )
+    assert [float(a[0]) for a in walk.history] == pytest.approx(tried, rel=1e-12)
+    assert walk.alpha == pytest.approx(tried[-1], rel=1e-12)
+
+
+def test_an_update_of_zero_or_infinity_is_far_off_without_a_warning():
+    """MacKay's update at an accepted fit can be 0 or inf (documented: "far
+    off"): 0 stops an upward walk, inf carries it on, and neither leaks
+    NumPy's divide-by-zero warning from ``log(0)``."""
+    updates = {1.0: 1e3}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stopped = walk_alpha(_loss_least_at(3.0), lambda o, a: updates.get(a, 0.0))
+        carried = walk_alpha(_loss_least_at(3.0), lambda o, a: updates.get(a, np.inf))
+    assert [float(a[0]) for a in stopped.history] == [1.0, 10.0]
+    assert [float(a[0]) for a in carried.history] == [1.0, 10.0, 100.0, 1000.0]
+
+
+def _scripted_fits(thetas, mean_losses):
+    """``fit_at`` and ``held_out_loss`` for :func:`walk_fits`: the fit at
+    ``alpha`` has parameters ``thetas[alpha]``, a zero posterior variance
+    (MacKay's update ``n / ||theta||^2``) and held-out losses of mean
+    ``mean_losses[alpha]`` on four rows (a constant difference between two
+    fits: clearly lower whenever it is negative). ``calls`` records each
+    fit's alpha and the parameters it started from."""
+    calls = []
+
+    def fit_at(alpha, theta):
+        calls.append((alpha, np.array(theta)))
+        fit = SimpleNamespace(
+            alpha=alpha,
+            theta=np.array(thetas[alpha]),
+            posterior=SimpleNamespace(covariance_diagonal=lambda xp: np.zeros(2)),
+        )
+        return fit, [f"warning at {alpha:g}"]
+
+    def held_out_loss(fit):
+        return HeldOutLosses(np.full((4, 1), mean_losses[fit.alpha]), np.ones(4))
+
+    return fit_at, held_out_loss, calls
+
+
+def test_each_walk_fit_starts_from_its_neighbour_towards_the_start():
+    """``walk_fits`` warm-starts the first fit from the given parameters and
+    each later one from the fit of the adjacent alpha towards the start (the
+    last accepted one), not from the initial parameters again: on a network
+    a cold start can land in another basin. Updates ``2 / ||theta||^2``: 4 at
+    1 (up), 100 at 10 (past the midpoint to 100); the loss rises at 100."""
+    thetas = {1.0: [0.5, 0.5], 10.0: [0.1, 0.1], 100.0: [0.3, 0.3]}
+    fit_at, held_out_loss, calls = _scripted_fits(
+        thetas, {1.0: 1.0, 10.0: 0.5, 100.0: 0.75}
+    )
+    initial = np.array([7.0, 7.0])
+    groups = [np.array([True, True])]
+    fit, alpha, history, kept = walk_fits(
+        fit_at, held_out_loss, initial, None, groups, np, 10.0
+    )
+    assert [a for a, _ in calls] == [1.0, 10.0, 100.0]
+    np.testing.assert_array_equal(calls[0][1], initial)
+    np.testing.assert_array_equal(calls[1][1], thetas[1.0])
+    np.testing.assert_array_equal(calls[2][1], thetas[10.0])
+    assert alpha == 10.0 and fit.alpha == 10.0 and kept == ["warning at 10"]
+    assert [float(a[0]) for a in history] == [1.0, 10.0, 100.0]
+
+
+@pytest.mark.parametrize(
+    "base_rate, tried", [(0.5, [1, 10, 100]), (np.nextafter(0.5, 1.0), [1, 10])]
+)
+def test_walk_fits_steps_on_while_the_best_loss_equals_the_base_rate(base_rate, tried):
+    """A loss "no lower than the base rate" includes an equal one: a best fit
+    whose mean held-out loss is exactly the base rate (0.5) does not let
+    MacKay's update (4 at 10, short of the midpoint to 100) stop the walk;
+    against a base rate one float above that loss, the update stops it."""
+    thetas = {1.0: [0.5, 0.5], 10.0: [0.5, 0.5], 100.0: [0.5, 0.5]}
+    fit_at, held_out_loss, calls = _scripted_fits(
+        thetas, {1.0: 1.0, 10.0: 0.5, 100.0: 0.75}
+    )
+    groups = [np.array([True, True])]
+    walk_fits(fit_at, held_out_loss, np.zeros(2), None, groups, np, base_rate)
+    assert [a for a, _ in calls] == tried

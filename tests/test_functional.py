@@ -15,6 +15,7 @@ from sklaplace import (
     log_posterior_hvp,
 )
 from sklaplace._testing import numerical_derivative
+from tests.conftest import record_row_chunks
 
 
 def _all_four(v):
@@ -507,20 +508,12 @@ def test_the_memory_budget_reaches_the_row_chunks(monkeypatch, kind):
     one byte, all 10 rows in one chunk under the default budget.
     """
     from sklaplace import log_posterior_hessian
-    from sklaplace._objective import NegLogPosterior
 
     rng = np.random.RandomState(0)
     X, y = rng.normal(size=(10, 3)), np.arange(10) % 3
     coefs = [rng.normal(size=(3, 4)), rng.normal(size=(4, 3))]
     intercepts = [rng.normal(size=4), rng.normal(size=3)]
-    sizes, row_chunks = [], NegLogPosterior.row_chunks
-
-    def counted(self, bytes_per_row):
-        for chunk in row_chunks(self, bytes_per_row):
-            sizes.append(chunk[0].shape[0])
-            yield chunk
-
-    monkeypatch.setattr(NegLogPosterior, "row_chunks", counted)
+    sizes = record_row_chunks(monkeypatch)
     log_posterior_hessian(coefs, intercepts, X, y, kind=kind, memory_budget=1)
     assert sizes and set(sizes) == {1} and sum(sizes) % 10 == 0
     sizes.clear()

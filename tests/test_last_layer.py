@@ -18,7 +18,7 @@ from sklaplace import LaplaceMLPClassifier, log_posterior, log_posterior_hessian
 from sklaplace._last_layer import LastLayerPosterior
 from sklaplace._posterior import DiagPosterior
 from sklaplace.exceptions import LaplaceApproximationWarning
-from tests.conftest import make_problem
+from tests.conftest import make_problem, record_row_chunks
 
 ALPHA, BIAS = 0.7, 0.3
 
@@ -372,17 +372,9 @@ def test_the_memory_budget_reaches_the_last_layers_row_chunks(monkeypatch, struc
     a budget dropped on the way (the default's): one row each under a
     one-byte budget, all 10 rows in one chunk under the default.
     """
-    from sklaplace._objective import NegLogPosterior
     from sklaplace._posterior import laplace_posterior
 
-    sizes, row_chunks = [], NegLogPosterior.row_chunks
-
-    def counted(self, bytes_per_row):
-        for chunk in row_chunks(self, bytes_per_row):
-            sizes.append(chunk[0].shape[0])
-            yield chunk
-
-    monkeypatch.setattr(NegLogPosterior, "row_chunks", counted)
+    sizes = record_row_chunks(monkeypatch)
     small, theta = make_problem("tanh", 3, hidden=(4,), n_samples=10, memory_budget=1)
     post, _, _ = laplace_posterior(small, theta, "ggn", structure, "last_layer")
     assert isinstance(post, LastLayerPosterior)

@@ -1,14 +1,20 @@
 import numpy as np
 import pytest
 import scipy.linalg
-from scipy.special import expit, softmax
+from scipy.special import expit, logit, softmax
 from sklearn.datasets import make_classification
 
 import sklaplace._memory as memory_module
 import sklaplace._predictive as predictive_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._likelihood import Bernoulli, Categorical
-from sklaplace._predictive import PREDICTIVES, mc_logits, mc_noise, probit_logits
+from sklaplace._predictive import (
+    PREDICTIVES,
+    mc_logits,
+    mc_noise,
+    moderated_logits,
+    probit_logits,
+)
 from sklaplace.exceptions import MemoryLimitError
 from tests.conftest import make_problem
 
@@ -289,3 +295,52 @@ def test_predictive_chunks_take_as_many_rows_as_the_budget_holds(
             rows_per_chunk(link, 3, n_mc_samples)
     else:
         assert rows_per_chunk(link, 3, n_mc_samples) == 1
+
+
+# Mutation round (session 37): moderated_logits itself, whose Monte Carlo
+# draws and row chunks were pinned only through the estimator.
+def _gaussian_logits(n, K, seed):
+    rng = np.random.RandomState(seed)
+    mean = rng.normal(scale=2.0, size=(n, K))
+    A = rng.normal(size=(n, K, K))
+    return mean, A @ np.swapaxes(A, 1, 2)
+
+
+@pytest.mark.parametrize("K", [1, 3])
+def test_moderated_logits_average_n_mc_samples_seeded_draws_in_every_chunk(K):
+    """Monte Carlo in chunks of 2 rows (7 rows: 2, 2, 2, 1) is the link
+    averaged over ``n_mc_samples`` draws ``mean + z S^{1/2}`` (symmetric
+    root), ``z`` the antithetic standard normals seeded by ``seed`` (4 pairs
+    ``z, -z`` and a zero row for 9 draws), computed here directly. One draw
+    (the MAP), unseeded draws, or chunks that skip or repeat rows differ by
+    far more than round-off."""
+    n, n_draws, seed = 7, 9, 5
+    mean, cov = _gaussian_logits(n, K, 0)
+    half = np.random.RandomState(seed).standard_normal((n_draws // 2, K))
+    z = np.vstack([half, -half, np.zeros((1, K))])
+    expected = np.empty((n, K))
+    for i in range(n):
+        draws = mean[i] + z @ np.real(scipy.linalg.sqrtm(cov[i]))
+        if K == 1:
+            expected[i] = logit(np.mean(expit(draws[:, 0])))
+        else:
+            expected[i] = np.log(np.mean(softmax(draws, axis=1), axis=0))
+    logits = moderated_logits(np, mean, cov, "mc", n_draws, seed, 2)
+    assert logits.shape == (n, K)
+    np.testing.assert_allclose(logits, expected, rtol=1e-9, atol=1e-12)
+    # The MAP alone is far off: the test tells one draw from nine.
+    assert np.max(np.abs(mean - expected)) > 0.1
+
+
+def test_moderated_logits_of_the_probit_and_the_map_ignore_the_draws():
+    """The probit (the centred mean-field formula, computed here) and the MAP
+    (the mean) in chunks of 3 rows, whatever ``n_mc_samples`` and ``seed``."""
+    mean, cov = _gaussian_logits(7, 3, 1)
+    C = np.eye(3) - 1.0 / 3
+    centred = np.einsum("jk,nkl,lm->njm", C, cov, C)
+    kappa = 1.0 / np.sqrt(1.0 + np.pi / 8.0 * np.diagonal(centred, axis1=1, axis2=2))
+    for n_mc_samples, seed in [(1, 0), (50, 3)]:
+        probit = moderated_logits(np, mean, cov, "probit", n_mc_samples, seed, 3)
+        np.testing.assert_allclose(probit, kappa * (mean @ C), rtol=1e-12)
+        plug_in = moderated_logits(np, mean, cov, "map", n_mc_samples, seed, 3)
+        np.testing.assert_array_equal(plug_in, mean)

@@ -1004,16 +1004,8 @@ def test_the_fallback_warning_reads_in_full(monkeypatch, hessian, scale, hint):
     assert messages == [expected]
 
 
-def test_a_flat_prior_family_decomposes_once_in_the_fits_namespace(monkeypatch):
-    """A flat prior on a parameter no longer refactorises every scale.
-
-    With ``A_i = 0`` (``bias_prior_precision=0``) the family factorises the
-    flat block and decomposes the others' Schur complement once, in the
-    fit's namespace (on a GPU, there; a stand-in namespace records its
-    linear algebra): no scale is rebuilt (49 Cholesky factorisations per
-    fold had made such fits 6-8x slower), and the covariances, the probit's
-    centred variances and the log determinants equal the dense reference's.
-    """
+def _recording_namespace():
+    """NumPy standing in for a fit's namespace; the list records its linalg calls."""
     calls = []
 
     class Linalg:
@@ -1027,13 +1019,28 @@ def test_a_flat_prior_family_decomposes_once_in_the_fits_namespace(monkeypatch):
         def __getattr__(self, name):
             return getattr(np, name)
 
+    return calls, Namespace()
+
+
+def test_a_flat_prior_family_decomposes_once_in_the_fits_namespace(monkeypatch):
+    """A flat prior on a parameter no longer refactorises every scale.
+
+    With ``A_i = 0`` (``bias_prior_precision=0``) the family factorises the
+    flat block and decomposes the others' Schur complement once, in the
+    fit's namespace (on a GPU, there; a stand-in namespace records its
+    linear algebra): no scale is rebuilt (49 Cholesky factorisations per
+    fold had made such fits 6-8x slower), and the covariances, the probit's
+    centred variances and the log determinants equal the dense reference's.
+    """
+    calls, namespace = _recording_namespace()
+
     def refactorised(self, xp, delta):
         raise AssertionError("a scale was refactorised")
 
     monkeypatch.setattr(FullPosterior, "with_prior_change", refactorised)
     P = np.array([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 1.5]])
     A = np.array([1.0, 0.5, 0.0])  # flat on the last parameter
-    family = ScaledPriorFamily(FullPosterior(np.linalg.cholesky(P)), A, xp=Namespace())
+    family = ScaledPriorFamily(FullPosterior(np.linalg.cholesky(P)), A, xp=namespace)
     assert family.all_at_once and {"cholesky", "eigh"} <= set(calls)
     J = np.random.RandomState(0).normal(size=(4, 2, 3))
     scales = [0.5, 3.0]
@@ -1211,22 +1218,11 @@ def test_a_family_rebuilt_per_scale_refactorises_in_the_fits_namespace():
     the log determinant, the covariances and the centred variances alike;
     a stand-in namespace records its linear algebra. The values equal the
     dense reference (nothing scales: ``P`` itself)."""
-    calls = []
-
-    class Linalg:
-        def __getattr__(self, name):
-            calls.append(name)
-            return getattr(np.linalg, name)
-
-    class Namespace:
-        linalg = Linalg()
-
-        def __getattr__(self, name):
-            return getattr(np, name)
+    calls, namespace = _recording_namespace()
 
     P = np.array([[3.0, 1.0], [1.0, 2.0]])
     family = ScaledPriorFamily(
-        FullPosterior(np.linalg.cholesky(P)), np.zeros(2), xp=Namespace()
+        FullPosterior(np.linalg.cholesky(P)), np.zeros(2), xp=namespace
     )
     assert not family.all_at_once
     J = np.random.RandomState(0).normal(size=(4, 3, 2))
