@@ -101,6 +101,20 @@ def test_family_equals_dense_precision_at_every_scale(params):
     assert np.all(np.isnan(both[:, :, 0])) and np.all(np.isfinite(both[:, :, 1]))
 
 
+def _last_layer_full_fit(**params):
+    """Hidden (3,), tanh, alpha 1, scale 1: a last layer's full posterior on X3."""
+    return LaplaceMLPClassifier(
+        (3,),
+        activation="tanh",
+        random_state=0,
+        alpha=1.0,
+        prior_precision_scale=1.0,
+        subset_of_weights="last_layer",
+        hessian_structure="full",
+        **params,
+    ).fit(X3, Y3)
+
+
 def test_family_of_a_full_last_layer_posterior_equals_its_dense_precision():
     """A last layer's full posterior is eigendecomposed once, like a full one.
 
@@ -110,15 +124,7 @@ def test_family_of_a_full_last_layer_posterior_equals_its_dense_precision():
     layers' ``log det(c A)``, and the variances take the last layer's
     columns of ``J``, dense or factored.
     """
-    clf = LaplaceMLPClassifier(
-        (3,),
-        activation="tanh",
-        random_state=0,
-        alpha=1.0,
-        prior_precision_scale=1.0,
-        subset_of_weights="last_layer",
-        hessian_structure="full",
-    ).fit(X3, Y3)
+    clf = _last_layer_full_fit()
     post, A = clf.posterior_, clf.prior_precision_
     offset = 4 * 3 + 3  # the hidden layer's weights and biases
     L = post.inner.cholesky_factor
@@ -1187,16 +1193,7 @@ def test_log_det_of_a_last_layer_family_leaves_out_the_flat_earlier_biases():
     ``c`` has it. Counting a flat prior's ``log(c * 0)`` made it ``-inf`` at
     every scale (an evidence of ``+inf`` everywhere).
     """
-    clf = LaplaceMLPClassifier(
-        (3,),
-        activation="tanh",
-        random_state=0,
-        alpha=1.0,
-        bias_prior_precision=0.0,
-        prior_precision_scale=1.0,
-        subset_of_weights="last_layer",
-        hessian_structure="full",
-    ).fit(X3, Y3)
+    clf = _last_layer_full_fit(bias_prior_precision=0.0)
     post, A = clf.posterior_, clf.prior_precision_
     offset = 4 * 3 + 3
     np.testing.assert_array_equal(A[:offset] == 0, [False] * 12 + [True] * 3)
