@@ -171,15 +171,17 @@ def mc_logits(xp, mean, cov, *, noise, **kwargs):
     root = (eigenvectors * xp.sqrt(eigenvalues)[:, None, :]) @ xp.permute_dims(
         eigenvectors, (0, 2, 1)
     )
-    draws = mean[:, None, :] + noise[None, :, :] @ root  # (n, S, K); root symmetric
+    # (n, K, S), draws last: reductions over a short last axis (K) were half
+    # of the time (digits: 59 -> 31 ms per 250 rows); root is symmetric.
+    draws = mean[:, :, None] + root @ xp.permute_dims(noise, (1, 0))
     log_n = math.log(n_draws)
     if mean.shape[1] == 1:
         zero = xp.zeros_like(draws)
-        log_p1 = _logsumexp(xp, -xp.logaddexp(zero, -draws), axis=1) - log_n
-        log_p0 = _logsumexp(xp, -xp.logaddexp(zero, draws), axis=1) - log_n
+        log_p1 = _logsumexp(xp, -xp.logaddexp(zero, -draws), axis=2) - log_n
+        log_p0 = _logsumexp(xp, -xp.logaddexp(zero, draws), axis=2) - log_n
         return log_p1 - log_p0
-    log_softmax = draws - _logsumexp(xp, draws, axis=2)[:, :, None]
-    return _logsumexp(xp, log_softmax, axis=1) - log_n
+    log_softmax = draws - _logsumexp(xp, draws, axis=1)[:, None, :]
+    return _logsumexp(xp, log_softmax, axis=2) - log_n
 
 
 PREDICTIVES = {"probit": probit_logits, "mc": mc_logits, "map": map_logits}
