@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy.special import expit
 
 from sklaplace._activations import ACTIVATIONS, DERIVATIVES, SECOND_DERIVATIVES
 from sklaplace._testing import numerical_derivative
@@ -21,10 +22,42 @@ def test_derivatives_match_finite_differences(name):
     )
 
 
+def _reference(name, z):
+    """Activation, first and second derivative in z, written from their
+    definitions with SciPy (nothing from sklaplace), exact for any z."""
+    s = expit(z)
+    return {
+        "identity": (z, np.ones_like(z), np.zeros_like(z)),
+        "logistic": (s, s * expit(-z), s * expit(-z) * (1 - 2 * s)),
+        "tanh": (
+            np.tanh(z),
+            1 - np.tanh(z) ** 2,
+            -2 * np.tanh(z) * (1 - np.tanh(z) ** 2),
+        ),
+        "relu": (np.maximum(z, 0.0), (z > 0).astype(float), np.zeros_like(z)),
+        "softplus": (np.logaddexp(0.0, z), s, s * expit(-z)),
+        "elu": (
+            np.where(z > 0, z, np.expm1(np.minimum(z, 0.0))),
+            np.where(z > 0, 1.0, np.exp(np.minimum(z, 0.0))),
+            np.where(z > 0, 0.0, np.exp(np.minimum(z, 0.0))),
+        ),
+    }[name]
+
+
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_activations_are_finite_for_huge_inputs(name):
-    z = np.array([-1e4, -50.0, 0.0, 50.0, 1e4])
+    # Finite is not enough: far from 0 the values must still be the
+    # activation's (softplus(1e4) = 1e4, not a clipped 30), as must the
+    # derivatives (softplus' = 1, logistic' = 0). The derivative test above
+    # only sees |z| < 3.1.
+    z = np.array([-1e4, -50.0, -35.0, 0.0, 35.0, 50.0, 1e4])
     a = ACTIVATIONS[name](np, z)
     assert np.all(np.isfinite(a))
     assert np.all(np.isfinite(DERIVATIVES[name](np, a)))
     assert np.all(np.isfinite(SECOND_DERIVATIVES[name](np, a)))
+    value, first, second = _reference(name, z)
+    np.testing.assert_allclose(a, value, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(DERIVATIVES[name](np, a), first, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(
+        SECOND_DERIVATIVES[name](np, a), second, rtol=1e-7, atol=1e-12
+    )

@@ -174,6 +174,12 @@ def test_prediction_methods_agree(link, loader):
     if scores.ndim == 1:
         order = np.argsort(scores)
         assert np.all(np.diff(proba[order, 1]) >= -1e-15)
+        # Not only the ranking: the score is the moderated logit of
+        # classes_[1] itself (a probability, or twice the logit, ranks alike).
+        log_proba = clf.predict_log_proba(X)
+        np.testing.assert_allclose(
+            log_proba[:, 1] - log_proba[:, 0], scores, rtol=1e-9, atol=1e-9
+        )
     else:
         np.testing.assert_array_equal(
             np.argmax(scores, axis=1), np.argmax(proba, axis=1)

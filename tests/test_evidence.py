@@ -1125,6 +1125,29 @@ def test_settled_needs_the_last_four_steps_below_one_percent():
     np.testing.assert_allclose([a[0] for a in tuning.history], script[:7])
 
 
+def test_settled_needs_no_new_low_in_the_last_settled_refits():
+    # Steps after the first: 0.008, then 0.005 (a new low), 0.007, 0.006,
+    # 0.0065, alternating in sign (never Aitken's). From the fifth fit on the
+    # last four steps are all below 1%, but there the low is only two refits
+    # old: settled only when it is EVIDENCE_SETTLED_REFITS (3) refits old, at
+    # the sixth fit (``since_smallest >= EVIDENCE_SETTLED_REFITS - 1`` had
+    # stopped at the fifth: the window test above cannot tell them apart).
+    steps = [np.log(2.0), -0.008, 0.005, -0.007, 0.006, -0.0065, 0.0062, -0.0063]
+    script = np.exp(np.cumsum([0.0, *steps]))
+
+    def update(alpha):
+        k = int(np.argmin(np.abs(np.log(script / alpha))))
+        return script[k + 1]
+
+    fits, fit_laplace = _fits_with_update(update)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # settled: no warning
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert evidence_module.EVIDENCE_SETTLED_REFITS == 3
+    assert len(fits) == 6
+    np.testing.assert_allclose([a[0] for a in tuning.history], script[:6])
+
+
 def test_two_plain_steps_follow_each_extrapolation():
     # An extrapolation needs two new plain steps: the step before it must
     # not pair with the one after it, so no two refits in a row are
@@ -1897,3 +1920,35 @@ def test_tune_alpha_gives_up_where_the_layers_alphas_march_apart(apart, fall, st
     else:
         assert len(refits) >= 10
         assert not any("spread apart" in str(w.message) for w in caught)
+
+
+def test_a_march_interrupted_by_one_refit_counts_again_from_zero():
+    # As above (x4 and /4 per refit, the evidence 4 nats a refit below refit
+    # 1's), but the update at refit EVIDENCE_MARCH_REFITS turns back (/4 and
+    # x4): the next refit's spread shrinks, it does not march, and the count
+    # restarts ("refits in a row"). Refits 2..march march (march - 1),
+    # refit march + 1 does not, refits march + 2..2 march + 1 march: the
+    # updates give up after 2 march + 2 refits, not after march + 3 (a count
+    # that was not reset).
+    march = evidence_module.EVIDENCE_MARCH_REFITS
+
+    def update(alphas):
+        back = len(refits) == march  # refit `march` (not yet appended)
+        return alphas * (np.array([0.25, 4.0]) if back else np.array([4.0, 0.25]))
+
+    refits, fit_laplace = _two_group_fits(update)
+
+    def evidence(fit):  # 0 at refit 1, then 4 nats lower a refit
+        k = len(refits) - 1
+        return -abs(k - 1) * 4.0 if k else -4.0
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tuning = tune_alpha(
+            fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v, 1.0, evidence
+        )
+    assert len(refits) == 2 * march + 2
+    np.testing.assert_allclose(tuning.alpha, [4.0, 0.25])
+    [warned] = caught
+    assert warned.category is ConvergenceWarning
+    assert f"spread apart at each of the last {march} refits" in str(warned.message)
