@@ -10,7 +10,8 @@ fit at alpha 1 (test log loss 0.472, against 0.391 at the fixed point), on
 the boundary. Where held-out rows choose the posterior's scale (``"cv"``,
 ``"validation"``), they can overrule it: a run's fixed point replaces the
 kept fit when its held-out log loss, each at its best scale, is lower by
-more than ``BASIN_STANDARD_ERRORS`` paired standard errors.
+more than ``BASIN_STANDARD_ERRORS`` paired standard errors (with ``"loo"``
+screened by leave-one-out losses, confirmed on folds).
 """
 
 import numpy as np
@@ -113,9 +114,10 @@ def overrule_by_held_out(kept, challengers, held_out, tol):
         Each returns a tuple like ``kept`` (built only when reached: each
         holds a posterior).
     held_out : callable
-        ``held_out(fit, fold_tol) -> HeldOutLosses or None`` over the prior
-        scale grid; ``None`` where no held-out rows choose the scale (then
-        nothing is compared).
+        ``held_out(fit, fold_tol, confirm=False) -> HeldOutLosses or None``
+        over the prior scale grid (``confirm``: for the confirmation);
+        ``None`` where no held-out rows choose the scale (then nothing is
+        compared).
     tol : float
         The model's tolerance, for the confirmation.
 
@@ -141,9 +143,9 @@ def overrule_by_held_out(kept, challengers, held_out, tol):
             continue
         weighed.append(point)
         if basin_beats(held_out(other[0], FOLD_TOL), scale_losses):
-            other_losses = held_out(other[0], tol)
+            other_losses = held_out(other[0], tol, confirm=True)
             if confirmed is None:
-                confirmed = held_out(kept[0], tol)
+                confirmed = held_out(kept[0], tol, confirm=True)
             if basin_beats(other_losses, confirmed):
                 kept, scale_losses, confirmed = other, other_losses, other_losses
         del other  # the loser's posterior is not held while the next is built

@@ -18,8 +18,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from sklaplace._activations import ACTIVATIONS
 from sklaplace._backend import BACKENDS, resolve_backend, to_numpy
+from sklaplace._fit_config import FitConfig
 from sklaplace._fitted import FittedLaplaceMixin
-from sklaplace._fitting import FitConfig, fit_network
+from sklaplace._fitting import fit_network
 from sklaplace._likelihood import likelihood_for
 from sklaplace._memory import resolved_params
 from sklaplace._network import ParamLayout, forward
@@ -89,22 +90,18 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         convention). The default is weak (sd ~3) and proper: a flat prior
         makes the posterior improper along the bias of a saturated unit.
     solver : {"auto", "newton-cg", "newton", "lbfgs"}, default="auto"
-        MAP solver. ``"newton-cg"``: truncated (Hessian-free) Newton inside a
+        MAP solver. ``"newton-cg"``: truncated (Hessian-free) Newton in a
         trust region: Steihaug-Toint conjugate gradients on exact
-        Hessian-vector products (Pearlmutter's R-operator), preconditioned
-        by the empirical Fisher diagonal, which exits along directions of
-        negative curvature where the Hessian is indefinite; each CG step
-        costs about two gradients and no ``n_params x n_params`` matrix is
-        formed. ``"newton"``: Newton's method on the dense exact Hessian
-        with Levenberg-Marquardt damping (``O(n_params^3)`` time and five
-        ``n_params x n_params`` matrices per iteration). ``"lbfgs"``:
-        SciPy's L-BFGS-B on the value and gradient. ``"auto"`` is
-        ``"newton-cg"`` where refits are cheap (see ``alpha``): faster than
-        dense Newton, tighter than L-BFGS, and, unlike both, the same MAP for
-        integer sample weights and repeated rows on ReLU networks whose MAP
-        lies on a kink; ``"lbfgs"`` beyond, where Newton-CG's trust region
-        stays small far from the mode and L-BFGS's ``max_iter`` take about
-        ``MLPClassifier``'s time (benchmark report). ``solver_`` says which.
+        Hessian-vector products (Pearlmutter's R-operator; about two
+        gradients each), preconditioned by the empirical Fisher diagonal,
+        exiting along negative curvature; no ``n_params**2`` matrix.
+        ``"newton"``: Newton's method on the dense exact Hessian, damped
+        (Levenberg-Marquardt; ``O(n_params^3)`` time, five
+        ``n_params**2`` matrices per iteration). ``"lbfgs"``: SciPy's
+        L-BFGS-B. ``"auto"`` is ``"newton-cg"`` where refits are cheap (see
+        ``alpha``): faster than dense Newton, tighter than L-BFGS, and the
+        same MAP for integer weights and repeated rows at ReLU kinks;
+        ``"lbfgs"`` beyond, in about ``MLPClassifier``'s time (``solver_``).
     hessian : {"ggn", "exact"}, default="ggn"
         Curvature of the posterior precision: the generalised Gauss-Newton
         (always positive definite; the evidence tunes alpha on it either way)
@@ -126,8 +123,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         (the exact Laplace of the last layer given the MAP network's
         features; the other layers stay at the MAP and carry no
         uncertainty). ``hessian_structure`` (and ``"auto"``'s costs) apply to it.
-    prior_precision_scale : float, "auto", "cv", "evidence" or "validation", \
-            default="auto"
+    prior_precision_scale : float, "auto", "cv", "loo", "evidence" or \
+            "validation", default="auto"
         Scale ``c`` of the prior precision in the Laplace posterior, chosen
         after the MAP (which is not refitted): the posterior precision is
         ``P_data + c A`` with ``A`` the MAP's prior and ``P_data`` the
@@ -136,10 +133,13 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         a log grid in ``[1e-2, 1e4]`` by the held-out log loss over 5 folds
         (MAPs to ``max(tol, 1e-4)``; the most cautious ``c`` within one standard
         error of the best, not below 1 unless the best is, nor below best / 10);
-        ``"validation"`` picks the ``c`` of least log loss on
-        ``validation_fraction`` of the rows, held out: the network is fitted
-        on the others only (like ``MLPClassifier(early_stopping=True)``);
-        ``"evidence"`` picks the ``c`` of largest Laplace evidence. ``"auto"``
+        ``"loo"`` by the same rule on the approximate leave-one-out log loss,
+        with no refit (each row out of the MAP by one Newton step and out of
+        the posterior; it screens MacKay's basins, folds confirm); ``"validation"``
+        by the least log loss on ``validation_fraction`` of the rows, held
+        out: the network is fitted on the others only (like
+        ``MLPClassifier(early_stopping=True)``); ``"evidence"`` by the Laplace
+        evidence. ``"auto"``
         is ``"cv"`` where refits are cheap (see ``alpha``) and
         ``"validation"`` beyond; with ``link_approx="map"``, which ignores
         ``c``, both are ``"evidence"``. Large ``c`` approaches the plug-in
@@ -329,7 +329,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         "subset_of_weights": [StrOptions({"all", "last_layer"})],
         "prior_precision_scale": [
             Interval(Real, 0, None, closed="neither"),
-            StrOptions({"auto", "cv", "evidence", "validation"}),
+            StrOptions({"auto", "cv", "evidence", "loo", "validation"}),
         ],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "residual_variance": [

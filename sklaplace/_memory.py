@@ -199,7 +199,7 @@ def held_posteriors(prior_precision_scale=1.0, alpha=1.0):
         # The earlier runs' kept ones, the last run's best and last refits,
         # with the run from HELD_OUT_START among the runs.
         held += 1 if alpha == "validation" else len(EVIDENCE_STARTS) + 2
-    if prior_precision_scale == "cv":
+    if prior_precision_scale in ("cv", "loo"):  # "loo"'s basins: folds confirm
         held += CV_HELD_POSTERIORS
     return held
 

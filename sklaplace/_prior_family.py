@@ -204,6 +204,47 @@ class ScaledPriorFamily:
             ok = bool(np.all(shifted > 0))
             yield (B / xp.asarray(shifted)) @ Bt + constant if ok else None
 
+    def functional_variance_grid(self, xp, J, scales):
+        """``J P(c)^{-1} J'`` at every scale at once, shape (n, n_scales, K, K).
+
+        With the eigendecomposition one matrix product serves every scale:
+        the products ``B_k * B_l`` of each row's pairs of outputs ``k <= l``
+        times ``1 / (lambda + c)``, ``n K (K + 1) W / 2`` multiply-adds per
+        scale in one product (one scale at a time, :meth:`functional_variances`
+        takes ``n K^2 W`` in small batched products). Memory: ``n K^2 W``
+        floats; callers pass few rows. NaN at the scales where ``P(c)`` is not
+        positive definite.
+        """
+        if self._eigen is None:
+            grid = list(self.functional_variances(xp, J, scales))
+            defined = [v for v in grid if v is not None]
+            n, K = J.shape[:2]
+            dtype = defined[0].dtype if defined else xp.float64
+            blank = xp.full((n, K, K), np.nan, dtype=dtype)
+            return xp.stack([blank if v is None else v for v in grid], axis=1)
+        eigenvalues = self._eigen[2]
+        B, Q = self._eigen_jacobian(xp, self._own_columns(xp, J))
+        n, K, W = B.shape
+        shifted = eigenvalues[:, None] + np.asarray(scales)[None, :]
+        with np.errstate(divide="ignore"):
+            inverse = np.where(np.all(shifted > 0, axis=0), 1.0 / shifted, np.nan)
+        # The pairs k <= l only (the matrices are symmetric), then each
+        # (k, l) entry read from its pair.
+        first, second = np.triu_indices(K)
+        pair_of = np.zeros((K, K), dtype=np.int64)
+        pair_of[first, second] = pair_of[second, first] = np.arange(first.size)
+        pairs = xp.take(B, xp.asarray(first), axis=1) * xp.take(
+            B, xp.asarray(second), axis=1
+        )
+        values = xp.reshape(
+            xp.reshape(pairs, (-1, W)) @ xp.asarray(inverse), (n, first.size, -1)
+        )
+        grid = xp.take(values, xp.asarray(np.ravel(pair_of)), axis=1)
+        grid = xp.permute_dims(xp.reshape(grid, (n, K, K, -1)), (0, 3, 1, 2))
+        if Q is None:
+            return grid
+        return grid + (Q @ xp.permute_dims(Q, (0, 2, 1)))[:, None, :, :]
+
     def centred_variances(self, xp, J, scales):
         """Return the probit's variances ``diag(C J P(c)^{-1} J' C)``, all scales.
 

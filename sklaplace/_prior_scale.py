@@ -11,6 +11,8 @@ prior precision). ``c`` is chosen on a log grid by
 * ``"cv"``: the held-out log loss of the predictive, over
   :data:`~sklaplace._held_out.CV_FOLDS` folds whose MAPs are warm-started
   from the MAP of the rows fitted (the losses: :mod:`sklaplace._held_out`);
+* ``"loo"``: the approximate leave-one-out log loss of the predictive at
+  the MAP of every row, with no refit (:mod:`sklaplace._loo`);
 * ``"validation"``: the log loss of the predictive on a held-out fraction
   of the rows, at the MAP fitted on the others, which stays the model (as
   scikit-learn's early stopping keeps its validation rows out: a warm refit
@@ -21,7 +23,7 @@ prior precision). ``c`` is chosen on a log grid by
   for the held-out choice on 3,000 rows; the benchmark report has the
   figures).
 
-``"cv"`` takes the smallest scale within one paired standard error of the
+``"cv"`` and ``"loo"`` take the smallest scale within one paired standard error of the
 best, but not below 1 unless the best is, nor more than a decade below the
 best (:func:`one_standard_error_choice`);
 ``"validation"``, whose one split has a far wider standard error, the best.
@@ -201,14 +203,15 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
 
     Parameters
     ----------
-    setting : float or {"evidence", "cv", "validation"}
+    setting : float or {"evidence", "cv", "loo", "validation"}
         A fixed scale, or how to choose one.
     fit : LaplaceFit
         The MAP and its posterior.
     held_out : callable, default=None
         ``held_out(scales) -> HeldOutLosses or None``: the held-out losses
         of ``"cv"`` (:func:`~sklaplace._held_out.cv_log_losses` with its data
-        bound) or of ``"validation"``
+        bound), of ``"loo"`` (:func:`~sklaplace._loo.loo_log_losses`) or of
+        ``"validation"``
         (:func:`~sklaplace._held_out.validation_log_losses`). Where it returns
         ``None`` the evidence chooses instead.
     scales : sequence of float, default=PRIOR_SCALE_GRID
@@ -222,7 +225,7 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
     if not isinstance(setting, str):
         return _at_scale(fit, float(setting), None, fixed, xp)
     scales = np.asarray(scales, dtype=np.float64)
-    losses = held_out(scales) if setting in ("cv", "validation") else None
+    losses = held_out(scales) if setting in ("cv", "loo", "validation") else None
     if losses is not None and not np.any(np.isfinite(losses.curve())):
         warn(
             f"The held-out log loss of prior_precision_scale={setting!r} is "
@@ -232,7 +235,7 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
         )
         losses = None
     if losses is not None:
-        if setting == "cv":
+        if setting in ("cv", "loo"):
             index, standard_error = one_standard_error_choice(scales, losses)
         else:
             # One split of ~10% of the rows: its standard error is wide, and

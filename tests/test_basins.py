@@ -238,7 +238,8 @@ def _arbitration(losses):
     def fit(alpha, log_likelihood):
         return (SimpleNamespace(name=alpha, log_likelihood=log_likelihood), alpha)
 
-    def held_out(fit, fold_tol):
+    def held_out(fit, fold_tol, confirm=False):
+        assert confirm == (fold_tol == TOL)  # the confirmation is said to be one
         calls.append((fit.name, fold_tol))
         return losses[(fit.name, fold_tol)]
 
@@ -357,3 +358,44 @@ def test_a_warm_refit_resumes_its_own_run_without_the_held_out_run(monkeypatch):
     monkeypatch.setattr(sklaplace._fitting, "tune_alpha", spy)
     clf.set_params(warm_start=True).fit(X, y)
     assert starts == [pytest.approx(clf.alpha_history_[0][0])]
+
+
+def test_leave_one_out_screens_the_basins_and_folds_confirm(monkeypatch):
+    """With ``prior_precision_scale="loo"`` the noisy XOR's fixed point is
+    screened by leave-one-out losses (no refit) and confirmed on folds at
+    the model's ``tol``, as with ``"cv"``; the scale is then the winner's by
+    leave-one-out."""
+    X, y = _noisy_xor(280, 0)
+    X = StandardScaler().fit_transform(X)
+    calls, arbitrate = [], sklaplace._fitting.overrule_by_held_out
+    for name in ("cv_log_losses", "loo_log_losses"):
+        original = getattr(sklaplace._fitting, name)
+
+        def spy(*args, _name=name, _original=original):
+            calls.append(_name[:-11])  # "cv" or "loo"
+            return _original(*args)
+
+        monkeypatch.setattr(sklaplace._fitting, name, spy)
+
+    def spy_arbitrate(kept, challengers, held_out, tol):
+        def roles(fit, fold_tol, confirm=False):
+            calls.append("confirm" if confirm else "screen")
+            return held_out(fit, fold_tol, confirm=confirm)
+
+        return arbitrate(kept, challengers, roles, tol)
+
+    monkeypatch.setattr(sklaplace._fitting, "overrule_by_held_out", spy_arbitrate)
+    clf = LaplaceMLPClassifier((16,), prior_precision_scale="loo", random_state=0)
+    clf.fit(X, y)
+    # The kept fit and the fixed point from 1 screened by leave-one-out, the
+    # fixed point confirmed on folds against the kept fit's (it wins), the
+    # fixed point from 0.1 screened against the winner's fold losses (it
+    # loses), then the winner's scale by leave-one-out.
+    assert calls == [
+        *("screen", "loo", "screen", "loo"),
+        *("confirm", "cv", "confirm", "cv"),
+        *("screen", "loo", "loo"),
+    ]
+    by_folds = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
+    assert clf.alpha_ == by_folds.alpha_  # the basin "cv" keeps
+    assert "loo_log_loss" in clf.prior_precision_scale_path_

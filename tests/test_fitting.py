@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 import sklaplace._fitting as fitting_module
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._fitting import FitConfig
+from sklaplace._fit_config import FitConfig
 from sklaplace._likelihood import likelihood_for
 from sklaplace._network import ParamLayout
 from sklaplace._objective import (

@@ -76,7 +76,9 @@ def test_family_equals_dense_precision_at_every_scale(params):
     family = ScaledPriorFamily(post, A)
     J = _jacobian(clf, X3[:7])
     variances = list(family.functional_variances(np, J, SCALES))
-    for c, got in zip(SCALES, variances):
+    grid = family.functional_variance_grid(np, J, SCALES)  # every scale at once
+    assert grid.shape == (7, len(SCALES), 3, 3)
+    for c, got, at_once in zip(SCALES, variances, np.moveaxis(grid, 1, 0)):
         P_c = P + (c - 1.0) * np.diag(A)  # from scratch: P_data + c A
         sign, log_det = np.linalg.slogdet(P_c)
         assert sign > 0
@@ -87,6 +89,7 @@ def test_family_equals_dense_precision_at_every_scale(params):
             [dense[k * 3 : k * 3 + 3, k * 3 : k * 3 + 3] for k in range(7)]
         )
         np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(at_once, expected, rtol=1e-8, atol=1e-12)
     # The probit's centred variances, all scales at once: diag(C S C) with
     # C = I - 11'/3, from the same dense reference (not the raw diag(S)).
     centred = family.centred_variances(np, J, SCALES)
@@ -99,6 +102,8 @@ def test_family_equals_dense_precision_at_every_scale(params):
     # A scale whose precision is not positive definite gives NaN there.
     both = family.centred_variances(np, J, [-1e6, 1.0])
     assert np.all(np.isnan(both[:, :, 0])) and np.all(np.isfinite(both[:, :, 1]))
+    both = family.functional_variance_grid(np, J, [-1e6, 1.0])
+    assert np.all(np.isnan(both[:, 0])) and np.all(np.isfinite(both[:, 1]))
 
 
 def _last_layer_full_fit(**params):
@@ -140,6 +145,7 @@ def test_family_of_a_full_last_layer_posterior_equals_its_dense_precision():
     for J_in in (J, factored):
         variances = list(family.functional_variances(np, J_in, SCALES))
         centred = family.centred_variances(np, J_in, SCALES)
+        grid = family.functional_variance_grid(np, J_in, SCALES)
         for i, c in enumerate(SCALES):
             P_c = P + (c - 1.0) * np.diag(A[offset:])
             log_det = np.linalg.slogdet(P_c)[1] + np.sum(np.log(c * A[:offset]))
@@ -147,12 +153,37 @@ def test_family_of_a_full_last_layer_posterior_equals_its_dense_precision():
             J_last = J[:, :, offset:]
             expected = np.einsum("nkp,pq,njq->nkj", J_last, np.linalg.inv(P_c), J_last)
             np.testing.assert_allclose(variances[i], expected, rtol=1e-8, atol=1e-12)
+            np.testing.assert_allclose(grid[:, i], expected, rtol=1e-8, atol=1e-12)
             np.testing.assert_allclose(
                 centred[:, :, i],
                 np.einsum("ij,njk,ki->ni", C, expected, C),
                 rtol=1e-8,
                 atol=1e-12,
             )
+
+
+def test_a_kronecker_familys_grid_stacks_its_scales_from_a_factored_jacobian():
+    # Rebuilt per scale (no eigendecomposition), from J's factors.
+    clf = LaplaceMLPClassifier(
+        (3,),
+        activation="tanh",
+        hessian_structure="kron",
+        random_state=0,
+        alpha=1.0,
+        prior_precision_scale=1.0,
+    ).fit(X3, Y3)
+    layout = ParamLayout((4, 3, 3))
+    theta = layout.pack(np, clf.coefs_, clf.intercepts_)
+    (_, factored), *_ = logit_factors(np, layout, theta, "tanh", X3[:7])
+    family = ScaledPriorFamily(clf.posterior_, clf.prior_precision_)
+    assert not family.all_at_once
+    scales = [-1e6, *SCALES]  # the first is not positive definite
+    grid = family.functional_variance_grid(np, factored, scales)
+    assert grid.shape == (7, 4, 3, 3) and np.all(np.isnan(grid[:, 0]))
+    for i, c in enumerate(SCALES, start=1):
+        posterior = scaled_posterior(clf.posterior_, clf.prior_precision_, c)
+        expected = posterior.functional_variance(np, _jacobian(clf, X3[:7]))
+        np.testing.assert_allclose(grid[:, i], expected, rtol=1e-10, atol=1e-14)
 
 
 @pytest.mark.parametrize("structure", ["full", "diag"])
