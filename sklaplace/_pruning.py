@@ -182,7 +182,8 @@ def _obs_remove(theta, covariance, n_remove, candidates):
         theta = theta - theta[q] / column[q] * column
         theta[q] = 0.0  # exactly, not up to round-off
         # Conditioning on theta_q = 0: H^-1 <- H^-1 - H^-1 e_q e_q' H^-1 / [H^-1]_qq.
-        covariance -= np.outer(column, column) / column[q]
+        # (divided first: variances near 1e237 would overflow when squared)
+        covariance -= np.outer(column, column / column[q])
         covariance[q, :] = 0.0
         covariance[:, q] = 0.0
         removed[q] = True

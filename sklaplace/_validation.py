@@ -175,7 +175,9 @@ def merge_identical_rows(X, y_index, sample_weight):
     # 60,000 x 784).
     row_bytes = X.view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).ravel()
     _, row_rank = np.unique(row_bytes, return_inverse=True)
-    order = np.lexsort((y_index, row_rank))
+    # Copies of a row sorted by weight too: their sum is then rounded alike
+    # in any row order (0.1 + 0.2 + 0.3 is not 0.3 + 0.2 + 0.1 in floats).
+    order = np.lexsort((sample_weight, y_index, row_rank))
     row_rank, y_sorted = row_rank[order], y_index[order]
     starts = np.flatnonzero(
         np.concatenate([[True], (np.diff(row_rank) != 0) | (np.diff(y_sorted) != 0)])

@@ -623,3 +623,27 @@ def test_a_pruned_refits_held_out_losses_leave_the_pruned_weights_out(monkeypatc
     for keep in keeps:
         assert keep is not None
         np.testing.assert_array_equal(keep, (~pruned.pruned_mask_).astype(float))
+
+
+def test_obs_on_a_direction_of_vast_variance_leaks_no_overflow():
+    # A feature that is 0 but in one row (1e-90), no prior on the weights:
+    # the diagonal posterior's variance there is about 5e236, whose square
+    # overflowed in the OBS update (a fuzzer's find).
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    y = (X[:, 0] > 0).astype(int)
+    X[:, 1] = 0.0
+    X[0, 1] = 1e-90
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the feature's scale, said at fit
+        clf = LaplaceMLPClassifier(
+            (),
+            alpha=0.0,
+            hessian_structure="diag",
+            prior_precision_scale=1.0,
+            random_state=0,
+        ).fit(X, y)
+    assert 1.0 / np.min(clf.posterior_.precision) > 1e200  # the premise
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        pruned = prune(clf, 0.5, method="obs")
+    assert np.all(np.isfinite(pruned.predict_proba(X)))

@@ -212,3 +212,16 @@ def test_overflow_messages_say_what_to_do():
         "The curvature of the log posterior is not finite (it overflows): "
     )
     assert message.endswith("(e.g. sklearn.preprocessing.StandardScaler).")
+
+
+def test_copies_of_a_row_sum_their_float_weights_alike_in_any_order():
+    # 0.1 + 0.2 + 0.3 and 0.3 + 0.2 + 0.1 differ in the last bit: the merged
+    # weight (and with it every fit) must not depend on the rows' order.
+    X3 = np.zeros((3, 2))
+    y_index = np.zeros(3, dtype=int)
+    weights = [
+        merge_identical_rows(X3, y_index, np.array(w))[2]
+        for w in ([0.1, 0.2, 0.3], [0.3, 0.2, 0.1], [0.2, 0.3, 0.1])
+    ]
+    assert (0.1 + 0.2) + 0.3 != (0.3 + 0.2) + 0.1  # the premise
+    assert weights[0][0] == weights[1][0] == weights[2][0]
