@@ -91,6 +91,13 @@ def models(dataset):
         "sklaplace alpha=1, scale=evidence": lambda: LaplaceMLPClassifier(
             HIDDEN, random_state=0, alpha=1.0, prior_precision_scale="evidence"
         ),
+        # ... and with the scale by leave-one-out (session 38): no refit either.
+        "sklaplace alpha=1, scale=loo": lambda: LaplaceMLPClassifier(
+            HIDDEN, random_state=0, alpha=1.0, prior_precision_scale="loo"
+        ),
+        "sklaplace scale=loo": lambda: LaplaceMLPClassifier(
+            HIDDEN, random_state=0, prior_precision_scale="loo"
+        ),
         # Cheaper tunings, for the fit-time frontier (session 16): held-out
         # rows instead of five refitted folds, or alpha walked on them.
         "sklaplace alpha=evidence, scale=validation": lambda: LaplaceMLPClassifier(
