@@ -150,23 +150,3 @@ def test_loo_curve_is_close_to_refitting_without_each_row():
         in_sample = np.mean([_row_loss(seen, X[i], y[i]) for i in range(len(y))])
         approx = path["loo_log_loss"][index]
         assert abs(approx - exact) < 0.1 * abs(in_sample - exact)
-
-
-def test_loo_weights_are_repeated_rows_and_order_does_not_matter():
-    X, y = make_classification(60, 4, n_informative=3, n_redundant=0, random_state=1)
-    weight = np.arange(60) % 3
-    kwargs = dict(hidden_layer_sizes=(3,), prior_precision_scale="loo", random_state=0)
-    weighted = LaplaceMLPClassifier(**kwargs).fit(X, y, sample_weight=weight)
-    repeated = LaplaceMLPClassifier(**kwargs).fit(
-        np.repeat(X, weight, 0), np.repeat(y, weight)
-    )
-    order = np.random.RandomState(0).permutation(60)
-    shuffled = LaplaceMLPClassifier(**kwargs).fit(
-        X[order], y[order], sample_weight=weight[order]
-    )
-    for other in (repeated, shuffled):
-        np.testing.assert_array_equal(
-            other.prior_precision_scale_path_["loo_log_loss"],
-            weighted.prior_precision_scale_path_["loo_log_loss"],
-        )
-        np.testing.assert_array_equal(other.predict_proba(X), weighted.predict_proba(X))

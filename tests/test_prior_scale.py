@@ -564,8 +564,9 @@ def test_folds_follow_row_content_only():
     assert not np.array_equal(content_folds(X, y, 3, seed=6), folds)
 
 
-@pytest.mark.parametrize("setting", ["auto", "validation"])
+@pytest.mark.parametrize("setting", ["auto", "validation", "loo"])
 def test_choice_is_invariant_to_row_order_and_weights_as_repetitions(setting):
+    # "loo" leaves out one unit of a row of weight 2 and counts its loss twice.
     X, y = X3[:60], Y3[:60]
     weights = np.r_[np.full(20, 2), np.ones(40, int)]
     base = dict(
@@ -576,7 +577,7 @@ def test_choice_is_invariant_to_row_order_and_weights_as_repetitions(setting):
         prior_precision_scale=setting,
         validation_fraction=0.3,
     )
-    key = "cv_log_loss" if setting == "auto" else "validation_log_loss"
+    key = f"{'cv' if setting == 'auto' else setting}_log_loss"
     weighted = LaplaceMLPClassifier(**base).fit(X, y, sample_weight=weights)
     repeated = LaplaceMLPClassifier(**base).fit(
         np.repeat(X, weights, 0), np.repeat(y, weights)
