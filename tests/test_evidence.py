@@ -1104,13 +1104,9 @@ def test_a_group_pinned_at_a_bound_does_not_delay_another_groups_extrapolation()
     assert any(w.category is LaplaceApproximationWarning for w in caught)
 
 
-def test_settled_needs_the_last_four_steps_below_one_percent():
-    # Steps after the first: 0.005 (the smallest), 0.02, 0.008, 0.009,
-    # 0.007, 0.006, alternating in sign (never Aitken's). The updates have
-    # settled once the last four steps are all below 1% (EVIDENCE_SETTLED_
-    # REFITS): five refits after the smallest, at the seventh fit, not at
-    # the sixth (whose last four steps include the 2% one).
-    steps = [np.log(2.0), -0.005, 0.02, -0.008, 0.009, -0.007, 0.006, -0.0065]
+def _scripted_steps(steps):
+    """Run the updates along ``alpha = exp(cumsum(steps))`` until they settle
+    (no warning); return the script, the fits and the tuning."""
     script = np.exp(np.cumsum([0.0, *steps]))
 
     def update(alpha):
@@ -1121,6 +1117,17 @@ def test_settled_needs_the_last_four_steps_below_one_percent():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # settled: no warning
         tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    return script, fits, tuning
+
+
+def test_settled_needs_the_last_four_steps_below_one_percent():
+    # Steps after the first: 0.005 (the smallest), 0.02, 0.008, 0.009,
+    # 0.007, 0.006, alternating in sign (never Aitken's). The updates have
+    # settled once the last four steps are all below 1% (EVIDENCE_SETTLED_
+    # REFITS): five refits after the smallest, at the seventh fit, not at
+    # the sixth (whose last four steps include the 2% one).
+    steps = [np.log(2.0), -0.005, 0.02, -0.008, 0.009, -0.007, 0.006, -0.0065]
+    script, fits, tuning = _scripted_steps(steps)
     assert len(fits) == 7
     np.testing.assert_allclose([a[0] for a in tuning.history], script[:7])
 
@@ -1133,16 +1140,7 @@ def test_settled_needs_no_new_low_in_the_last_settled_refits():
     # the sixth fit (``since_smallest >= EVIDENCE_SETTLED_REFITS - 1`` had
     # stopped at the fifth: the window test above cannot tell them apart).
     steps = [np.log(2.0), -0.008, 0.005, -0.007, 0.006, -0.0065, 0.0062, -0.0063]
-    script = np.exp(np.cumsum([0.0, *steps]))
-
-    def update(alpha):
-        k = int(np.argmin(np.abs(np.log(script / alpha))))
-        return script[k + 1]
-
-    fits, fit_laplace = _fits_with_update(update)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # settled: no warning
-        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    script, fits, tuning = _scripted_steps(steps)
     assert evidence_module.EVIDENCE_SETTLED_REFITS == 3
     assert len(fits) == 6
     np.testing.assert_allclose([a[0] for a in tuning.history], script[:6])
