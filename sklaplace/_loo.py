@@ -26,9 +26,9 @@ removed whole); the losses are those of copies and weights alike.
 
 import numpy as np
 
+from sklaplace import _memory
 from sklaplace._backend import to_numpy
 from sklaplace._held_out import HeldOutLosses
-from sklaplace._memory import DEFAULT_MEMORY_BUDGET
 from sklaplace._prior_family import ScaledPriorFamily
 
 __all__ = ["loo_log_losses", "without_row"]
@@ -89,9 +89,10 @@ def loo_log_losses(fit, jacobians, data, scales, predictive):
     Returns
     -------
     HeldOutLosses or None
-        ``inf`` where a scale's precision (or one without the row) is not
-        positive definite or the loss is not finite; ``None`` if no row
-        counts.
+        ``inf`` where a scale's precision is not positive definite or the
+        loss is not finite (at a positive scale the precision without a row,
+        ``P_data`` less that row's curvature plus ``c A``, stays positive
+        definite); ``None`` if no row counts.
     """
     X, y_index, weight = data
     removed, counted = _removed_weight(y_index, weight)
@@ -142,5 +143,5 @@ def _row_chunks(n_rows, n_outputs, n_params, n_scales):
     and a few ``K^2`` matrices per scale.
     """
     per_row = 8 * n_outputs**2 * (n_params + 8 * n_scales)
-    rows = max(1, DEFAULT_MEMORY_BUDGET // (4 * per_row))
+    rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // (4 * per_row))
     return [slice(start, min(start + rows, n_rows)) for start in range(0, n_rows, rows)]

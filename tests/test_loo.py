@@ -1,11 +1,14 @@
 """Approximate leave-one-out losses (``prior_precision_scale="loo"``)."""
 
+import tracemalloc
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
 
+import sklaplace._memory
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._likelihood import likelihood_for
 from sklaplace._loo import loo_log_losses, without_row
@@ -73,21 +76,27 @@ def _diagonal_probit(xp, mean, cov):
     return mean / xp.sqrt(1.0 + np.pi / 8.0 * xp.linalg.diagonal(cov))
 
 
-def _losses_from_scratch(scales):
-    """Each row left out: its curvature and residual out of the precision."""
-    P_data, Lam = _data_precision(), _output_hessians(_F)
+def _losses_from_scratch(scales, rows=None, weights=_WEIGHTS, J=_J, prior=_PRIOR):
+    """Each row left out: its curvature and residual out of the precision.
+
+    ``rows`` (default: all) are scored, each removing ``min(weight, 1)``;
+    the MAP's precision is the fit's (``_WEIGHTS`` on every row).
+    """
+    rows = np.arange(_N) if rows is None else rows
+    Lam = _output_hessians(_F)
+    P_data = np.einsum("n,nkw,nkl,nlv->wv", _WEIGHTS, J, Lam, J)
     Y = np.eye(_K)[_LABELS]
-    losses = np.empty((_N, len(scales)))
-    for i in range(_N):
-        u = min(_WEIGHTS[i], 1.0)
-        out = P_data - u * _J[i].T @ Lam[i] @ _J[i]
+    losses = np.empty((len(rows), len(scales)))
+    for r, (i, w) in enumerate(zip(rows, weights)):
+        u = min(w, 1.0)
+        out = P_data - u * J[i].T @ Lam[i] @ J[i]
         residual = u * (_softmax(_F)[i] - Y[i])
-        newton = np.linalg.solve(out + np.diag(_PRIOR), _J[i].T @ residual)
-        mean = _F[i] + _J[i] @ newton
+        newton = np.linalg.solve(out + np.diag(prior), J[i].T @ residual)
+        mean = _F[i] + J[i] @ newton
         for j, c in enumerate(scales):
-            cov = _J[i] @ np.linalg.inv(out + c * np.diag(_PRIOR)) @ _J[i].T
+            cov = J[i] @ np.linalg.inv(out + c * np.diag(prior)) @ J[i].T
             g = mean / np.sqrt(1.0 + np.pi / 8.0 * np.diag(cov))
-            losses[i, j] = -(g[_LABELS[i]] - np.log(np.sum(np.exp(g))))
+            losses[r, j] = -(g[_LABELS[i]] - np.log(np.sum(np.exp(g))))
     return losses
 
 
@@ -107,6 +116,142 @@ def test_loo_losses_leave_each_row_out_of_the_map_and_the_posterior(namespace):
 def test_no_row_that_counts_gives_no_losses():
     data = (np.arange(2, dtype=float)[:, None], np.array([0, 1]), np.ones(2))
     assert loo_log_losses(_hand_fit(), _hand_jacobians(), data, [1.0], None) is None
+
+
+def test_a_row_counts_while_its_class_keeps_any_weight_without_it():
+    # Class 0: rows 0 and 3 of the hand fit, 0.5 each: leaving either out
+    # keeps the other's 0.5, so both count; class 1's only row weighs 0.
+    # The rows that count weigh 1.0 in all: still losses, not None.
+    rows, weights = np.array([0, 3, 1]), np.array([0.5, 0.5, 0.0])
+    scales = np.array([0.05, 1.0, 7.0])
+    data = (rows[:, None].astype(float), _LABELS[rows], weights)
+    result = loo_log_losses(
+        _hand_fit(), _hand_jacobians(), data, scales, _diagonal_probit
+    )
+    assert result is not None
+    np.testing.assert_array_equal(result.weights, [0.5, 0.5, 0.0])
+    np.testing.assert_allclose(
+        result.losses[:2],
+        _losses_from_scratch(scales, rows[:2], weights[:2]),
+        rtol=1e-10,
+    )
+    # Two whole rows of one class: each leaves the other's 1.0 behind.
+    rows, weights = np.array([1, 4]), np.array([1.0, 1.0])
+    data = (rows[:, None].astype(float), _LABELS[rows], weights)
+    result = loo_log_losses(
+        _hand_fit(), _hand_jacobians(), data, scales, _diagonal_probit
+    )
+    np.testing.assert_array_equal(result.weights, [1.0, 1.0])
+
+
+def test_parameters_held_at_zero_do_not_scale_their_prior():
+    # Parameter 0 is held at zero (pruned): its Jacobian column is zeroed,
+    # its precision block the identity, and its prior -- 10, so that
+    # scaling it would make P(c) indefinite below c = 0.9 -- is not the
+    # family's. The reference drops the parameter altogether.
+    fixed = np.zeros(_W, bool)
+    fixed[0] = True
+    J = _J.copy()
+    J[:, :, 0] = 0.0
+    prior = _PRIOR.copy()
+    prior[0] = 10.0
+    P_data = np.einsum("n,nkw,nkl,nlv->wv", _WEIGHTS, J, _output_hessians(_F), J)
+    precision = P_data + np.diag(np.where(fixed, 1.0, prior))
+    fit = SimpleNamespace(
+        objective=SimpleNamespace(xp=np, likelihood=likelihood_for(_K), fixed=fixed),
+        posterior=FullPosterior(np.linalg.cholesky(precision)),
+        prior_precision=prior,
+        theta=None,
+    )
+
+    def jacobians(theta, X):
+        rows = X[:, 0].astype(int)
+        yield _F[rows], J[rows]
+
+    scales = np.array([0.05, 0.5, 1.0, 7.0])
+    data = (np.arange(_N, dtype=float)[:, None], _LABELS, _WEIGHTS)
+    result = loo_log_losses(fit, jacobians, data, scales, _diagonal_probit)
+    expected = _losses_from_scratch(scales, J=J[:, :, 1:], prior=prior[1:])
+    assert np.all(np.isfinite(expected))
+    np.testing.assert_allclose(result.losses, expected, rtol=1e-10)
+
+
+def test_scales_not_positive_definite_give_inf_and_no_warnings():
+    # At -1e6 no precision is positive definite; at -0.3 some rows' left-out
+    # covariances have negative variances (the probit's square root is NaN).
+    scales = np.array([-1e6, -0.3, 1.0])
+    data = (np.arange(_N, dtype=float)[:, None], _LABELS, _WEIGHTS)
+    with warnings.catch_warnings(), np.errstate(all="warn"):
+        warnings.simplefilter("error")
+        result = loo_log_losses(
+            _hand_fit(), _hand_jacobians(), data, scales, _diagonal_probit
+        )
+    losses = result.losses
+    assert np.all(np.isposinf(losses[:, 0]))
+    assert np.any(np.isposinf(losses[:, 1])) and np.all(~np.isnan(losses))
+    with np.errstate(all="ignore"):
+        expected = _losses_from_scratch(scales[1:])
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(losses[:, 1:][finite], expected[finite], rtol=1e-10)
+    np.testing.assert_array_equal(np.isposinf(losses[:, 1:]), ~finite)
+
+
+def test_rows_are_scored_in_chunks_each_row_once(monkeypatch):
+    # A budget of a few rows' K x K matrices: several chunks, each row in
+    # exactly one of them, and the losses those of a single chunk.
+    scales = np.array([0.05, 1.0, 7.0])
+    data = (np.arange(_N, dtype=float)[:, None], _LABELS, _WEIGHTS)
+    whole = loo_log_losses(
+        _hand_fit(), _hand_jacobians(), data, scales, _diagonal_probit
+    )
+    seen = []
+
+    def recording(theta, X):
+        seen.append(X[:, 0].astype(int))
+        yield from _hand_jacobians()(theta, X)
+
+    monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", 40_000)
+    result = loo_log_losses(_hand_fit(), recording, data, scales, _diagonal_probit)
+    scored = np.concatenate(seen[1:])  # the first call reads the outputs' count
+    assert len(seen) > 2
+    np.testing.assert_array_equal(np.sort(scored), np.arange(_N))
+    np.testing.assert_array_equal(result.losses, whole.losses)
+
+
+def test_rows_are_chunked_to_the_memory_budget(monkeypatch):
+    # Ten classes, 49 scales, 400 rows: all at once the rows' K x K matrices
+    # at every scale and their output pairs take about 36 MB. The chunks are
+    # sized to a quarter of a 16 MB budget: the call's peak stays below half
+    # of it (about 0.2; chunks sized for K rather than K^2: about 0.9).
+    rng = np.random.RandomState(0)
+    n, K, W = 400, 10, 20
+    F, J = rng.normal(size=(n, K)), rng.normal(size=(n, K, W)) / np.sqrt(W)
+    root = rng.normal(size=(W, W))
+    precision = root @ root.T + n * np.eye(W)
+    fit = SimpleNamespace(
+        objective=SimpleNamespace(xp=np, likelihood=likelihood_for(K), fixed=None),
+        posterior=FullPosterior(np.linalg.cholesky(precision)),
+        prior_precision=np.ones(W),
+        theta=None,
+    )
+
+    def jacobians(theta, X):
+        rows = X[:, 0].astype(int)
+        yield F[rows], J[rows]
+
+    data = (np.arange(n, dtype=float)[:, None], rng.randint(0, K, n), np.ones(n))
+    budget = 16_000_000
+    monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", budget)
+    tracemalloc.start()
+    try:
+        result = loo_log_losses(
+            fit, jacobians, data, PRIOR_SCALE_GRID, _diagonal_probit
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.all(np.isfinite(result.losses))
+    assert peak < budget / 2
 
 
 def _logistic(scale, **kwargs):

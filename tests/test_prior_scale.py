@@ -186,6 +186,45 @@ def test_a_kronecker_familys_grid_stacks_its_scales_from_a_factored_jacobian():
         np.testing.assert_allclose(grid[:, i], expected, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("namespace", ["numpy", "array_api_strict"])
+def test_a_rebuilt_familys_grid_is_nan_where_no_scale_is_positive_definite(
+    namespace,
+):
+    # A diagonal posterior (rebuilt per scale): at -1e6 and -50 no precision
+    # P_data + c A is positive definite, at 2 it is, diag(P) + (c - 1) A.
+    xp = pytest.importorskip(namespace)
+    rng = np.random.RandomState(0)
+    n, K, W = 5, 3, 6
+    P, A = rng.uniform(2.0, 4.0, W), rng.uniform(0.5, 1.5, W)
+    J = rng.normal(size=(n, K, W))
+    family = ScaledPriorFamily(DiagPosterior(P), A, xp=xp)
+    assert not family.all_at_once
+    nowhere = family.functional_variance_grid(xp, xp.asarray(J), [-1e6, -50.0])
+    assert nowhere.shape == (n, 2, K, K)
+    assert np.all(np.isnan(np.asarray(nowhere)))
+    grid = np.asarray(family.functional_variance_grid(xp, xp.asarray(J), [-1e6, 2.0]))
+    expected = np.einsum("nkw,w,nlw->nkl", J, 1.0 / (P + A), J)
+    assert np.all(np.isnan(grid[:, 0]))
+    np.testing.assert_allclose(grid[:, 1], expected, rtol=1e-12)
+
+
+def test_the_grid_is_nan_at_a_scale_whose_precision_is_singular():
+    # P = diag(4, 9, 16, 25) with A = I: P(c) = diag(3, 8, 15, 24) + c I,
+    # singular at c = -3 exactly (the square roots and the eigenvalues of a
+    # diagonal matrix are exact). Singular is not positive definite: NaN
+    # there, with no division warning; at -2.5 the dense inverse.
+    d = np.array([4.0, 9.0, 16.0, 25.0])
+    family = ScaledPriorFamily(FullPosterior(np.diag(np.sqrt(d))), np.ones(4))
+    assert family.all_at_once
+    J = np.random.RandomState(1).normal(size=(3, 2, 4))
+    with warnings.catch_warnings(), np.errstate(all="warn"):
+        warnings.simplefilter("error")
+        grid = family.functional_variance_grid(np, J, [-3.0, -2.5])
+    assert np.all(np.isnan(grid[:, 0]))
+    expected = np.einsum("nkw,w,nlw->nkl", J, 1.0 / (d - 1.0 - 2.5), J)
+    np.testing.assert_allclose(grid[:, 1], expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize("structure", ["full", "diag"])
 def test_functional_variances_hold_one_scale_at_a_time(structure):
     # The held-out losses of a factored posterior (Kronecker, diagonal)
