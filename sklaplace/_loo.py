@@ -107,32 +107,47 @@ def loo_log_losses(fit, jacobians, data, scales, predictive):
     losses = np.empty((X.shape[0], grid.size - 1))
     n_outputs = next(iter(jacobians(fit.theta, X[:1])))[0].shape[1]
     chunks = _row_chunks(X.shape[0], n_outputs, len(fit.prior_precision), grid.size)
-    for rows in chunks:
-        (logits, J), labels = next(iter(jacobians(fit.theta, X[rows]))), y_index[rows]
-        unit = xp.asarray(removed[rows], dtype=logits.dtype)
-        Y = likelihood.encode(xp, xp.asarray(labels), logits.shape[1], logits.dtype)
-        R = likelihood.hessian_factor(xp, logits, unit)[:, None, :, :]
-        residual = likelihood.residual(xp, logits, Y, unit)[:, None, :, None]
-        S = family.functional_variance_grid(xp, J, grid)
-        with np.errstate(all="ignore"):
-            own = without_row(xp, S[:, :1, ...], R)
-            mean = logits + (own @ residual)[:, 0, :, 0]
-            covariance = without_row(xp, S[:, 1:, ...], R)
-            n, n_scales, K = covariance.shape[:3]
-            moderated = predictive(
+    for chunk in chunks:  # each may come back in smaller chunks still
+        start = chunk.start
+        for logits, J in jacobians(fit.theta, X[chunk]):
+            rows = slice(start, start + logits.shape[0])
+            start = rows.stop
+            losses[rows] = _left_out_losses(
                 xp,
-                xp.reshape(
-                    xp.broadcast_to(mean[:, None, :], (n, n_scales, K)), (-1, K)
-                ),
-                xp.reshape(covariance, (-1, K, K)),
+                likelihood,
+                family,
+                grid,
+                logits,
+                J,
+                removed[rows],
+                y_index[rows],
+                predictive,
             )
-            log_proba = xp.reshape(
-                likelihood.log_proba(xp, moderated), (n, n_scales, -1)
-            )
-        picked = to_numpy(log_proba)[np.arange(n), :, labels]
-        losses[rows] = -picked
     losses = np.where(np.isfinite(losses), losses, np.inf)
     return HeldOutLosses(losses, counted)
+
+
+def _left_out_losses(
+    xp, likelihood, family, grid, logits, J, removed, labels, predictive
+):
+    """Rows' left-out log losses at ``grid[1:]`` (``grid[0]``: the MAP's scale)."""
+    unit = xp.asarray(removed, dtype=logits.dtype)
+    Y = likelihood.encode(xp, xp.asarray(labels), logits.shape[1], logits.dtype)
+    R = likelihood.hessian_factor(xp, logits, unit)[:, None, :, :]
+    residual = likelihood.residual(xp, logits, Y, unit)[:, None, :, None]
+    S = family.functional_variance_grid(xp, J, grid)
+    with np.errstate(all="ignore"):
+        own = without_row(xp, S[:, :1, ...], R)
+        mean = logits + (own @ residual)[:, 0, :, 0]
+        covariance = without_row(xp, S[:, 1:, ...], R)
+        n, n_scales, K = covariance.shape[:3]
+        moderated = predictive(
+            xp,
+            xp.reshape(xp.broadcast_to(mean[:, None, :], (n, n_scales, K)), (-1, K)),
+            xp.reshape(covariance, (-1, K, K)),
+        )
+        log_proba = xp.reshape(likelihood.log_proba(xp, moderated), (n, n_scales, -1))
+    return -to_numpy(log_proba)[np.arange(n), :, labels]
 
 
 def _row_chunks(n_rows, n_outputs, n_params, n_scales):

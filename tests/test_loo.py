@@ -295,3 +295,22 @@ def test_loo_curve_is_close_to_refitting_without_each_row():
         in_sample = np.mean([_row_loss(seen, X[i], y[i]) for i in range(len(y))])
         approx = path["loo_log_loss"][index]
         assert abs(approx - exact) < 0.1 * abs(in_sample - exact)
+
+
+def test_rows_the_jacobians_split_further_are_each_scored():
+    # jacobian_chunks sizes its own chunks: a chunk of rows may come back in
+    # pieces (here one row at a time), every piece scored in its place.
+    scales = np.array([0.05, 1.0, 7.0])
+    data = (np.arange(_N, dtype=float)[:, None], _LABELS, _WEIGHTS)
+    whole = loo_log_losses(
+        _hand_fit(), _hand_jacobians(), data, scales, _diagonal_probit
+    )
+
+    def one_row_at_a_time(theta, X):
+        for i in range(X.shape[0]):
+            yield from _hand_jacobians()(theta, X[i : i + 1])
+
+    split = loo_log_losses(
+        _hand_fit(), one_row_at_a_time, data, scales, _diagonal_probit
+    )
+    np.testing.assert_array_equal(split.losses, whole.losses)
