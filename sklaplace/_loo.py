@@ -65,7 +65,7 @@ def _removed_weight(y_index, weight):
     :func:`~sklaplace._held_out.content_folds` keeps such rows in every fold.
     """
     removed = np.minimum(weight, 1.0)
-    totals = np.bincount(y_index, weight, minlength=int(np.max(y_index)) + 1)
+    totals = np.bincount(y_index, weight)
     alone = totals[y_index] - removed <= 0
     return removed, np.where(alone, 0.0, weight)
 
@@ -105,7 +105,7 @@ def loo_log_losses(fit, jacobians, data, scales, predictive):
     # The MAP's own scale first: its posterior moves the mean.
     grid = np.concatenate([[1.0], np.asarray(scales, dtype=np.float64)])
     losses = np.empty((X.shape[0], grid.size - 1))
-    n_outputs = next(iter(jacobians(fit.theta, X[:1])))[0].shape[1]
+    n_outputs = objective.layout.n_outputs
     chunks = _row_chunks(X.shape[0], n_outputs, len(fit.prior_precision), grid.size)
     for chunk in chunks:  # each may come back in smaller chunks still
         start = chunk.start
