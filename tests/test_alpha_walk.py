@@ -23,6 +23,7 @@ from sklaplace._alpha_walk import (
 from sklaplace._evidence import EVIDENCE_BOUNDS
 from sklaplace._held_out import (
     BASIN_STANDARD_ERRORS,
+    CV_FOLDS,
     HeldOutLosses,
     base_rate_loss,
     validation_rows,
@@ -738,3 +739,67 @@ def test_walk_fits_steps_on_while_the_best_loss_equals_the_base_rate(base_rate, 
     groups = [np.array([True, True])]
     walk_fits(fit_at, held_out_loss, np.zeros(2), None, groups, np, base_rate)
     assert [a for a, _ in calls] == tried
+
+
+def test_the_scales_folds_refit_on_the_walks_rows_and_never_on_its_held_out_rows(
+    monkeypatch,
+):
+    """With alpha="validation" the network is fitted on the rows the walk
+    does not hold out; the prior scale's folds ("cv") then refit on subsets
+    of THOSE rows. Each fold's rows are read off the fits themselves (row
+    bytes, no index arithmetic): every fold fits a strict subset of the
+    walk's rows, every walk row is fitted by at least CV_FOLDS - 1 folds,
+    and no held-out validation row enters any fold. Mutant: the folds'
+    boolean mask over the walk's rows turned into indices of all of ``X``
+    (``np.flatnonzero(train)`` for ``fit_rows[train]``), which fits the
+    folds on held-out rows."""
+    fitted, original = [], sklaplace._fitting.fit_laplace
+
+    def fit_laplace(config, objective, theta):
+        fitted.append({row.tobytes() for row in np.asarray(objective.X)})
+        return original(config, objective, theta)
+
+    monkeypatch.setattr(sklaplace._fitting, "fit_laplace", fit_laplace)
+    clf = _fit(hidden_layer_sizes=(3,), alpha="validation", prior_precision_scale="cv")
+    every_row = {row.tobytes() for row in X}
+    walk_rows = max(fitted, key=len)
+    held_out = every_row - walk_rows
+    assert 0 < len(held_out) < 0.5 * len(every_row)  # the walk held rows out
+    folds = [rows for rows in fitted if len(rows) < len(walk_rows)]
+    assert len(folds) >= CV_FOLDS - 1 and clf.prior_precision_scale_path_ is not None
+    for rows in folds:
+        assert rows < walk_rows
+        assert not rows & held_out
+    counts = [sum(row in rows for rows in folds) for row in walk_rows]
+    assert min(counts) >= len(folds) - 1
+
+
+def test_leave_one_out_scores_exactly_the_walks_rows(monkeypatch):
+    """With alpha="validation" and prior_precision_scale="loo" the scale's
+    leave-one-out losses take each row out of the MAP and the posterior it
+    was fitted into: they must score the walk's fitted rows, every one and
+    no held-out validation row (which no fit has seen: "leaving it out"
+    would downdate curvature it never added). Rows are compared by their
+    bytes, read off the fits and the scored data. Mutant: all of ``X``
+    (``data``) passed to ``loo_log_losses`` instead of ``fit_data``."""
+    fitted, scored = [], []
+    fit_laplace = sklaplace._fitting.fit_laplace
+    loo_log_losses = sklaplace._fitting.loo_log_losses
+
+    def spy_fit(config, objective, theta):
+        fitted.append(frozenset(row.tobytes() for row in np.asarray(objective.X)))
+        return fit_laplace(config, objective, theta)
+
+    def spy_loo(fit, jacobians, data, *args):
+        scored.append(frozenset(row.tobytes() for row in data[0]))
+        assert len(scored[-1]) == data[0].shape[0]  # distinct rows
+        return loo_log_losses(fit, jacobians, data, *args)
+
+    monkeypatch.setattr(sklaplace._fitting, "fit_laplace", spy_fit)
+    monkeypatch.setattr(sklaplace._fitting, "loo_log_losses", spy_loo)
+    clf = _fit(hidden_layer_sizes=(3,), alpha="validation", prior_precision_scale="loo")
+    assert len(set(fitted)) == 1  # every walk fit on the same rows
+    (rows,) = set(fitted)
+    assert 0 < len(rows) < X.shape[0]  # the walk held rows out
+    assert scored and all(part == rows for part in scored)
+    assert "loo_log_loss" in clf.prior_precision_scale_path_
