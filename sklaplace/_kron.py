@@ -60,11 +60,11 @@ from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = ["KronBlock", "KronPosterior"]
 
-# Jitter of B relative to its largest diagonal entry, tried first where B is
-# singular (collinear inputs, no prior); tenfold up to 30 times (``jitter``).
+# B's first jitter where singular, of its largest diagonal entry; tenfold x30.
 _JITTER_RTOL = 1e-10
 # A prior below this fraction of A's largest entry: 2^k A + D is factorised.
 _BALANCE_RTOL = 1e-6
+_NOT_PD = "A Kronecker factor plus its prior is not positive definite"
 
 
 def _row_prior(prior, shape):
@@ -97,11 +97,11 @@ def _diagonalise(A, d):
 def _diagonalise_with_jitter(A, d):
     """Return :func:`_diagonalise` of ``A`` and ``d + jitter``, and the jitter.
 
-    The jitter is the smallest tenfold step from ``_JITTER_RTOL`` of the
-    largest diagonal entry of ``B`` that works (0.0 if none is needed).
+    The jitter is the smallest tenfold step from ``_JITTER_RTOL`` of ``B``'s
+    largest diagonal entry that works (0.0 if none); none for a negative ``d``.
     """
-    # A prior below A's round-off (weights and alpha times 1e-12: a variance
-    # 17% off) goes against 2^k A instead, exactly: S' A S = diag(mu / 2^k).
+    # A prior below A's round-off (weights, alpha times 1e-12: a variance 17%
+    # off) goes against 2^k A, exactly: S' A S = diag(mu / 2^k).
     largest, prior = float(np.max(np.diag(A), initial=0.0)), float(np.max(d))
     small = 0.0 < prior < _BALANCE_RTOL * largest
     power = 2.0 ** round(np.log2(prior / largest)) if small else 1.0
@@ -113,11 +113,11 @@ def _diagonalise_with_jitter(A, d):
             S, mu, rho, log_det_B = _diagonalise(A, d + jitter)
             return (S, mu / power, rho, log_det_B), jitter
         except np.linalg.LinAlgError:
+            if np.any(d < 0.0):  # indefinite, not singular: jitter would hide it
+                raise NotPositiveDefiniteError(_NOT_PD + ": negative prior.") from None
             jitter = _JITTER_RTOL * scale if jitter == 0.0 else 10.0 * jitter
-    raise NotPositiveDefiniteError(
-        "A Kronecker factor plus its prior is not positive definite even with a "
-        f"jitter of {jitter / 10.0:.3g}."
-    )
+    jitter /= 10.0  # the last one tried
+    raise NotPositiveDefiniteError(f"{_NOT_PD} even with a jitter of {jitter:.3g}.")
 
 
 class KronBlock:

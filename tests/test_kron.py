@@ -722,16 +722,18 @@ def test_a_factor_that_no_jitter_makes_definite_names_the_last_one_tried():
 
 
 def test_the_kron_posterior_names_what_it_cannot_do():
-    # Removing the prior of a layer whose output factor is singular leaves
-    # zero eigenvalues where the prior was (not flat: the fitted prior was
-    # there).
+    # Taking a little more than the prior away from a layer whose output
+    # factor is singular leaves negative eigenvalues where the data have
+    # none (not flat: the fitted prior was there). Taking exactly the prior
+    # away leaves zeros whose sign is the BLAS's round-off (positive with
+    # OPENBLAS_CORETYPE=Sandybridge), so the test does not.
     rng = np.random.RandomState(5)
     a, g = rng.normal(size=(6, 4)), rng.normal(size=(4, 3))
     C = np.eye(3) - 1.0 / 3.0
     factors = KroneckerFactors([a.T @ a / 4], [C @ g.T @ g @ C])
     post = KronPosterior.from_factors(factors, np.ones(12))
     with pytest.raises(NotPositiveDefiniteError) as info:
-        post.with_prior_change(np, -np.ones(12))
+        post.with_prior_change(np, -1.05 * np.ones(12))
     assert str(info.value) == (
         "The Kronecker-factored precision is not positive definite."
     )
@@ -746,6 +748,33 @@ def test_the_kron_posterior_names_what_it_cannot_do():
             "prune supports hessian_structure='full' or 'diag' with "
             "subset_of_weights='all'."
         )
+
+
+def test_a_negative_prior_is_refused_not_jittered():
+    """``A + D`` indefinite (a prior below ``-lambda_min(A)``) is not singular:
+    the jitter for singular factors had made it positive definite, and the
+    posterior of an indefinite precision (smallest eigenvalue -0.5) had
+    predicted. A negative prior that leaves ``A + D`` and the block positive
+    definite (one output, ``G > 0``) is exact: the dense log det."""
+    rng = np.random.RandomState(5)
+    a, g = rng.normal(size=(6, 4)), rng.normal(size=(4, 3))
+    A, C = a.T @ a / 4, np.eye(3) - 1.0 / 3.0
+    post = KronPosterior.from_factors(
+        KroneckerFactors([A], [C @ g.T @ g @ C]), np.ones(12)
+    )
+    assert np.linalg.eigvalsh(A)[0] < 0.5  # A - 0.5 I is indefinite
+    assert np.linalg.eigvalsh(np.kron(A, C @ g.T @ g @ C) - 0.5 * np.eye(12))[0] < 0
+    with pytest.raises(NotPositiveDefiniteError, match="negative prior"):
+        post.with_prior_change(np, -1.5 * np.ones(12))
+    binary = KronPosterior.from_factors(
+        KroneckerFactors([A], [np.eye(1) * 40.0]), np.ones(4)
+    )
+    shifted = binary.with_prior_change(np, -1.05 * np.ones(4))  # prior -0.05
+    dense = np.kron(A, np.eye(1) * 40.0) - 0.05 * np.eye(4)
+    assert np.linalg.eigvalsh(dense)[0] > 0
+    np.testing.assert_allclose(
+        shifted.log_det_precision(), np.linalg.slogdet(dense)[1], rtol=1e-12
+    )
 
 
 def test_no_change_to_a_layer_without_prior_is_silent_and_keeps_the_block():
