@@ -119,7 +119,10 @@ def to_numpy(array):
     xp = get_namespace(array)
     if is_cupy_namespace(xp):
         return array.get()
-    return np.from_dlpack(array)
+    try:
+        return np.from_dlpack(array)
+    except BufferError:  # read-only: NumPy 2.0's DLPack cannot export it
+        return np.from_dlpack(xp.asarray(array, copy=True))
 
 
 def on_host(a):

@@ -44,6 +44,7 @@ def _fake_cupy(monkeypatch, device_count):
     # array_api_compat looks up ``cupy.ndarray`` (and caches the answer per
     # class): a class of its own, so that no real array counts as CuPy's.
     fake.ndarray = type("ndarray", (), {})
+    fake.generic = type("generic", (), {})  # array_api_compat 1.9 looks it up too
     monkeypatch.setitem(sys.modules, "cupy", fake)
 
 
