@@ -161,6 +161,23 @@ def test_cupy_backend_without_cupy_says_how_to_install():
         resolve_backend("cupy")
 
 
+def test_to_numpy_copies_an_array_dlpack_cannot_export(monkeypatch):
+    """NumPy 2.0's DLPack refuses a read-only array (``BufferError``; 2.1 and
+    later export it): ``to_numpy`` then exports a copy, with the same values."""
+    a = xps.asarray([[1.0, 2.0], [3.0, 4.0]])
+    exported, from_dlpack = [], np.from_dlpack
+
+    def refuse_the_original(x):
+        exported.append(x)
+        if x is a:
+            raise BufferError("Cannot export readonly array")
+        return from_dlpack(x)
+
+    monkeypatch.setattr(np, "from_dlpack", refuse_the_original)
+    np.testing.assert_array_equal(to_numpy(a), [[1.0, 2.0], [3.0, 4.0]])
+    assert exported[0] is a and exported[1] is not a and len(exported) == 2
+
+
 def test_to_numpy_round_trip():
     a = xps.asarray([[1.0, 2.0], [3.0, 4.0]])
     np.testing.assert_array_equal(to_numpy(a), [[1.0, 2.0], [3.0, 4.0]])
