@@ -100,8 +100,8 @@ def _diagonalise_with_jitter(A, d):
     The jitter is the smallest tenfold step from ``_JITTER_RTOL`` of ``B``'s
     largest diagonal entry that works (0.0 if none); none for a negative ``d``.
     """
-    # A prior below A's round-off (weights, alpha times 1e-12: a variance 17%
-    # off) goes against 2^k A, exactly: S' A S = diag(mu / 2^k).
+    # A prior below A's round-off (weights and alpha times 1e-12: a variance
+    # 17% off) goes against 2^k A instead, exactly: S' A S = diag(mu / 2^k).
     largest, prior = float(np.max(np.diag(A), initial=0.0)), float(np.max(d))
     small = 0.0 < prior < _BALANCE_RTOL * largest
     power = 2.0 ** round(np.log2(prior / largest)) if small else 1.0
