@@ -363,10 +363,7 @@ def test_a_small_prior_scale_keeps_the_eigenbasis(scale):
     np.testing.assert_allclose(
         scaled.log_det_precision(),
         np.linalg.slogdet(_dense_precision(posterior, priors))[1],
-        # The dense log det at a tiny prior (condition up to 1e13) carries
-        # round-off of 2e-6 with SSE kernels (OPENBLAS_CORETYPE=Prescott);
-        # forgetting the scale would move it by about 25 per parameter.
-        rtol=1e-5,
+        rtol=1e-6,  # the dense log det at a tiny prior: condition up to 1e13
     )
 
 
