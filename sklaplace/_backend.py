@@ -11,6 +11,7 @@ import numpy as np
 import scipy.linalg
 from array_api_compat import (
     array_namespace,
+    is_array_api_obj,
     is_cupy_namespace,
     is_numpy_namespace,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "on_host",
     "get_namespace",
     "GramAccumulator",
+    "is_array",
     "add_to_diagonal",
     "resolve_backend",
     "rows_matmul",
@@ -125,6 +127,16 @@ def to_numpy(array):
         return np.from_dlpack(xp.asarray(array, copy=True))
 
 
+def is_array(a):
+    """Whether ``a`` is an array of an Array-API library (NumPy, CuPy, ...).
+
+    CuPy 14's arrays have no ``__array_namespace__``: array_api_compat knows
+    them by their class, so a ``hasattr`` test alone would take them for
+    lists and hand them to ``np.asarray``, which CuPy refuses.
+    """
+    return is_array_api_obj(a)
+
+
 def on_host(a):
     """Return ``a`` as NumPy if it is another library's array (CuPy, array_api_strict).
 
@@ -134,7 +146,7 @@ def on_host(a):
     validation had passed NumPy dtypes to such an array's namespace and
     failed with "'dtype' must be a dtype".
     """
-    if hasattr(a, "__array_namespace__") and not isinstance(a, np.ndarray):
+    if is_array(a) and not isinstance(a, np.ndarray | np.generic):
         return to_numpy(a)
     return a
 

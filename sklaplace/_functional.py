@@ -25,7 +25,7 @@ from numbers import Real
 import numpy as np
 
 from sklaplace._activations import ACTIVATIONS
-from sklaplace._backend import get_namespace, on_host
+from sklaplace._backend import get_namespace, is_array, on_host
 from sklaplace._curvature import CURVATURE_BUILDERS
 from sklaplace._likelihood import Bernoulli, Categorical
 from sklaplace._network import ParamLayout
@@ -177,7 +177,7 @@ def _objective(
     _check_shapes(coefs, intercepts)
     _check_activation(activation)
     _check_memory_budget(memory_budget)
-    if not hasattr(X, "__array_namespace__"):
+    if not is_array(X):
         X = np.asarray(X)  # a list or DataFrame, as scikit-learn accepts
     xp = get_namespace(X, *coefs, *intercepts)
     coefs, intercepts = _floating_weights(xp, coefs, intercepts)

@@ -15,6 +15,7 @@ from sklaplace._backend import (
     add_to_diagonal,
     cholesky,
     get_namespace,
+    is_array,
     on_host,
     resolve_backend,
     rows_matmul,
@@ -110,6 +111,20 @@ def test_on_host_moves_only_another_librarys_arrays():
     moved = on_host(xps.asarray([[1.0, 2.0], [3.0, 4.0]]))
     assert isinstance(moved, np.ndarray)
     np.testing.assert_array_equal(moved, [[1.0, 2.0], [3.0, 4.0]])
+    scalar = np.float64(2.0)  # sample_weight may be a NumPy scalar
+    assert on_host(scalar) is scalar
+
+
+def test_a_cupy_array_without_array_namespace_is_an_array(monkeypatch):
+    """CuPy 14's arrays have no ``__array_namespace__`` (seen on an H200,
+    session 41): they are known by their class, not taken for lists (which
+    the functional API handed to ``np.asarray``, which CuPy refuses)."""
+    _fake_cupy(monkeypatch, 1)
+    array = sys.modules["cupy"].ndarray()
+    assert not hasattr(array, "__array_namespace__")
+    assert is_array(array)
+    assert is_array(xps.asarray([1.0])) and is_array(np.zeros(2))
+    assert not is_array([[1.0, 2.0]]) and not is_array(2.0)
 
 
 def test_to_numpy_of_python_scalars_is_an_array_of_their_value():

@@ -93,6 +93,23 @@ def test_estimator_on_gpu_matches_numpy(solver, loader):
     )
 
 
+def test_estimator_takes_cupy_arrays():
+    # CuPy inputs are moved to the host for scikit-learn's validation (CuPy
+    # refuses np.asarray) and give the numbers of the same data in NumPy.
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    weights = np.linspace(0.5, 2.0, len(y))
+    params = dict(hidden_layer_sizes=(4,), alpha=1.0, tol=1e-10, random_state=0)
+    cpu = LaplaceMLPClassifier(**params).fit(X, y, sample_weight=weights)
+    gpu = LaplaceMLPClassifier(backend="cupy", **params).fit(
+        cupy.asarray(X), cupy.asarray(y), sample_weight=cupy.asarray(weights)
+    )
+    np.testing.assert_allclose(
+        gpu.predict_proba(cupy.asarray(X)), cpu.predict_proba(X), rtol=1e-6
+    )
+    np.testing.assert_array_equal(gpu.predict(cupy.asarray(X)), cpu.predict(X))
+
+
 def test_gpu_fitted_estimator_predicts_without_cupy(tmp_path):
     X, y = load_breast_cancer(return_X_y=True)
     X = StandardScaler().fit_transform(X)
@@ -118,7 +135,10 @@ print('ok')
 def test_every_path_on_gpu_matches_numpy(config, n_classes):
     # The configurations of test_backend's array_api_strict test, on the GPU:
     # cuBLAS and cuSOLVER sum in another order, so 1e-6 (the solver's reach).
-    assert_cupy_backend_matches_numpy(config, n_classes, (300, 8), (6,), rtol=1e-6)
+    # L-BFGS's stop is looser: on the CPU alone, a 1e-15 relative change of X
+    # moves this fit's probabilities by up to 1.6e-6 relative (session 41).
+    rtol = 5e-6 if BACKEND_CONFIGS[config].get("solver") == "lbfgs" else 1e-6
+    assert_cupy_backend_matches_numpy(config, n_classes, (300, 8), (6,), rtol=rtol)
 
 
 def test_auto_backend_takes_the_gpu():
