@@ -47,6 +47,7 @@ from sklaplace._prior import prior_precision_vector
 from sklaplace._prior_scale import PRIOR_SCALE_GRID, choose_prior_scale
 from sklaplace._pruning import check_refit_posterior
 from sklaplace._solvers import minimize_map
+from sklaplace._symmetry import merged_units, split_coinciding_units, units_parted
 
 __all__ = ["LaplaceFit", "NetworkFit", "fit_laplace", "fit_network"]
 
@@ -118,11 +119,14 @@ class NetworkFit(NamedTuple):
     prior_scale: object
 
 
-def fit_laplace(config, objective, theta):
-    """(1)-(3): the MAP from ``theta``, the curvature there and its posterior."""
-    result = minimize_map(
-        objective, theta, config.solver, config.tol, config.max_iter, config.verbose
-    )
+def fit_laplace(config, objective, theta, reference=None):
+    """(1)-(3): the MAP from ``theta``, the curvature there and its posterior.
+
+    Given ``reference`` (weights whose units differ), merged units of
+    ``theta`` that the solver pulls apart are split along it and the MAP is
+    found again (:func:`_map_from`).
+    """
+    result = _map_from(config, objective, theta, reference)
     posterior, curvature, jitter = laplace_posterior(
         objective,
         result.theta,
@@ -131,6 +135,38 @@ def fit_laplace(config, objective, theta):
         config.subset_of_weights,
     )
     return LaplaceFit(objective, result, posterior, curvature, jitter)
+
+
+def _map_from(config, objective, theta, reference):
+    """Find the MAP from ``theta``; again from merged units split, if it parted them.
+
+    Merged hidden units that the solver pulls apart leave their saddle the
+    way round-off points: given ``reference``, the MAP is then found again
+    from them split along it, the same way on any machine
+    (:mod:`~sklaplace._symmetry`), and only that run's warnings are raised.
+    """
+    layout, activation = objective.layout, objective.activation
+
+    def solve(start):
+        return minimize_map(
+            objective, start, config.solver, config.tol, config.max_iter, config.verbose
+        )
+
+    merged = [] if reference is None else merged_units(layout, theta, activation)
+    if not merged:
+        return solve(theta)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = solve(theta)
+    if units_parted(layout, merged, result.theta, activation):
+        fixed = None if objective.fixed is None else to_numpy(objective.fixed)
+        split = split_coinciding_units(
+            objective.xp, layout, theta, reference, activation, fixed
+        )
+        return solve(split)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result
 
 
 def fit_network(
@@ -210,6 +246,8 @@ def fit_network(
     refits, refit_warnings, kept_warnings = [], [], []
     grid, scale_losses = np.asarray(PRIOR_SCALE_GRID, dtype=np.float64), None
 
+    initial = to_numpy(theta)  # whose units differ: the splits' reference
+
     def fit_at(alpha, theta, settings=config):
         prior = prior_precision_vector(layout, alpha, config.bias_prior_precision)
         if refits:
@@ -220,7 +258,9 @@ def fit_network(
         # the refits on the way to alpha would repeat once per refit.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            refits.append(fit_laplace(settings, objective(prior, fit_rows), theta))
+            refits.append(
+                fit_laplace(settings, objective(prior, fit_rows), theta, initial)
+            )
         kept_warnings[:] = caught
         refit_warnings.append(caught)
         return refits[-1]

@@ -98,10 +98,10 @@ def test_held_out_losses_overrule_an_evidence_that_left_the_fixed_point(monkeypa
     assert by_evidence.alpha_ == 1.0 != by_evidence.alpha_history_[-1][0]
     fold_tols, original = [], sklaplace._fitting.fit_laplace
 
-    def fit_laplace(config, objective, theta):
+    def fit_laplace(config, objective, theta, *reference):
         if objective.n_samples < X.shape[0]:
             fold_tols.append(config.tol)
-        return original(config, objective, theta)
+        return original(config, objective, theta, *reference)
 
     monkeypatch.setattr(sklaplace._fitting, "fit_laplace", fit_laplace)
     record = _spy_on_arbitration(monkeypatch)
@@ -169,10 +169,10 @@ def test_the_evidence_choice_stands_where_held_out_losses_agree(monkeypatch):
     record = _spy_on_arbitration(monkeypatch)
     fold_tols = []
 
-    def fit_laplace(config, objective, theta):
+    def fit_laplace(config, objective, theta, *reference):
         if objective.n_samples < X.shape[0]:
             fold_tols.append(config.tol)
-        return original(config, objective, theta)
+        return original(config, objective, theta, *reference)
 
     original = sklaplace._fitting.fit_laplace
     monkeypatch.setattr(sklaplace._fitting, "fit_laplace", fit_laplace)
@@ -426,9 +426,9 @@ def test_a_rebuilt_challenger_is_fitted_and_scored_on_the_fitted_rows_only(
     def rows(objective):
         return frozenset(row.tobytes() for row in np.asarray(objective.X))
 
-    def spy_fit(config, objective, theta):
+    def spy_fit(config, objective, theta, *reference):
         solved.append(rows(objective))
-        return fit_laplace(config, objective, theta)
+        return fit_laplace(config, objective, theta, *reference)
 
     def spy_posterior(objective, *args, **kwargs):
         posteriors.append(rows(objective))

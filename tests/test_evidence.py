@@ -124,8 +124,8 @@ def _iris_evidence_fit(monkeypatch, on_refit):
 
     original = fitting_module.fit_laplace
 
-    def hooked(config, objective, theta):
-        fit = original(config, objective, theta)
+    def hooked(config, objective, theta, *reference):
+        fit = original(config, objective, theta, *reference)
         on_refit(fit)
         return fit
 

@@ -1,0 +1,88 @@
+"""How far a fit moves when round-off changes: a 1e-15 relative change of X.
+
+Usage: ``python benchmarks/bench_rounding.py [--models default mlp_lbfgs]
+[--seeds 1 2 3 4 5 6] [--repeats 3]``
+
+Another BLAS, thread count or device (CuPy) rounds differently; this
+stands in for them on one machine. For each of twelve small problems
+(``make_classification(300, 8, n_informative=7, n_redundant=0)``, two and
+three classes, ``random_state`` from ``--seeds``), each model is fitted on
+X and on ``--repeats`` copies of X with every entry multiplied by
+``1 + 1e-15 z`` (z standard normal); printed: the largest change of a
+training row's probability per copy, and how many copies moved by more than
+1e-3. Models: the default (hidden (6,)), the default with a fixed
+``alpha=1``, and ``MLPClassifier(solver="lbfgs")`` with the same network and
+prior (its ``alpha`` is ours over the row count).
+"""
+
+import argparse
+import warnings
+
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+
+from sklaplace import LaplaceMLPClassifier
+
+N_ROWS, HIDDEN = 300, (6,)
+MODELS = {
+    "default": lambda: LaplaceMLPClassifier(HIDDEN, random_state=0),
+    "fixed_alpha": lambda: LaplaceMLPClassifier(HIDDEN, alpha=1.0, random_state=0),
+    "mlp_lbfgs": lambda: MLPClassifier(
+        HIDDEN,
+        solver="lbfgs",
+        alpha=1.0 / N_ROWS,
+        max_iter=5000,
+        tol=1e-10,
+        random_state=0,
+    ),
+}
+MOVED = 1e-3
+
+
+def largest_moves(make_model, X, y, repeats):
+    """Largest change of a probability on X per perturbed copy of X."""
+    rng = np.random.RandomState(0)
+    proba = make_model().fit(X, y).predict_proba(X)
+    moves = []
+    for _ in range(repeats):
+        X_rounded = X * (1 + 1e-15 * rng.standard_normal(X.shape))
+        again = make_model().fit(X_rounded, y).predict_proba(X)
+        moves.append(float(np.max(np.abs(again - proba))))
+    return moves
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5, 6])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    print("| model | classes | seed | largest moves | moved > 1e-3 |")
+    print("|---|---:|---:|---|---:|")
+    totals = dict.fromkeys(args.models, 0)
+    for name in args.models:
+        for n_classes in (2, 3):
+            for seed in args.seeds:
+                X, y = make_classification(
+                    N_ROWS,
+                    8,
+                    n_informative=7,
+                    n_redundant=0,
+                    n_classes=n_classes,
+                    random_state=seed,
+                )
+                moves = largest_moves(MODELS[name], X, y, args.repeats)
+                moved = sum(m > MOVED for m in moves)
+                totals[name] += moved
+                shown = ", ".join(f"{m:.1e}" for m in moves)
+                print(f"| {name} | {n_classes} | {seed} | {shown} | {moved} |")
+    n_fits = 2 * len(args.seeds) * args.repeats
+    for name, moved in totals.items():
+        print(f"{name}: {moved} of {n_fits} perturbed fits moved by more than 1e-3")
+
+
+if __name__ == "__main__":
+    main()
