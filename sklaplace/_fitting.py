@@ -47,7 +47,7 @@ from sklaplace._prior import prior_precision_vector
 from sklaplace._prior_scale import PRIOR_SCALE_GRID, choose_prior_scale
 from sklaplace._pruning import check_refit_posterior
 from sklaplace._solvers import minimize_map
-from sklaplace._symmetry import merged_units, split_coinciding_units, units_parted
+from sklaplace._symmetry import split_coinciding_units
 
 __all__ = ["LaplaceFit", "NetworkFit", "fit_laplace", "fit_network"]
 
@@ -122,11 +122,23 @@ class NetworkFit(NamedTuple):
 def fit_laplace(config, objective, theta, reference=None):
     """(1)-(3): the MAP from ``theta``, the curvature there and its posterior.
 
-    Given ``reference`` (weights whose units differ), merged units of
-    ``theta`` that the solver pulls apart are split along it and the MAP is
-    found again (:func:`_map_from`).
+    Given ``reference`` (weights whose units differ), hidden units that
+    coincide in ``theta`` are first split along it: a refit would leave
+    their saddle the way round-off points (:mod:`~sklaplace._symmetry`).
     """
-    result = _map_from(config, objective, theta, reference)
+    if reference is not None:
+        fixed = None if objective.fixed is None else to_numpy(objective.fixed)
+        theta = split_coinciding_units(
+            objective.xp,
+            objective.layout,
+            theta,
+            reference,
+            objective.activation,
+            fixed,
+        )
+    result = minimize_map(
+        objective, theta, config.solver, config.tol, config.max_iter, config.verbose
+    )
     posterior, curvature, jitter = laplace_posterior(
         objective,
         result.theta,
@@ -135,38 +147,6 @@ def fit_laplace(config, objective, theta, reference=None):
         config.subset_of_weights,
     )
     return LaplaceFit(objective, result, posterior, curvature, jitter)
-
-
-def _map_from(config, objective, theta, reference):
-    """Find the MAP from ``theta``; again from merged units split, if it parted them.
-
-    Merged hidden units that the solver pulls apart leave their saddle the
-    way round-off points: given ``reference``, the MAP is then found again
-    from them split along it, the same way on any machine
-    (:mod:`~sklaplace._symmetry`), and only that run's warnings are raised.
-    """
-    layout, activation = objective.layout, objective.activation
-
-    def solve(start):
-        return minimize_map(
-            objective, start, config.solver, config.tol, config.max_iter, config.verbose
-        )
-
-    merged = [] if reference is None else merged_units(layout, theta, activation)
-    if not merged:
-        return solve(theta)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = solve(theta)
-    if units_parted(layout, merged, result.theta, activation):
-        fixed = None if objective.fixed is None else to_numpy(objective.fixed)
-        split = split_coinciding_units(
-            objective.xp, layout, theta, reference, activation, fixed
-        )
-        return solve(split)
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return result
 
 
 def fit_network(
@@ -246,7 +226,9 @@ def fit_network(
     refits, refit_warnings, kept_warnings = [], [], []
     grid, scale_losses = np.asarray(PRIOR_SCALE_GRID, dtype=np.float64), None
 
-    initial = to_numpy(theta)  # whose units differ: the splits' reference
+    # A refit from an earlier MAP splits its merged units along the starting
+    # weights (_symmetry); the fit from them starts where it is told.
+    start, initial = theta, to_numpy(theta)
 
     def fit_at(alpha, theta, settings=config):
         prior = prior_precision_vector(layout, alpha, config.bias_prior_precision)
@@ -259,7 +241,12 @@ def fit_network(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             refits.append(
-                fit_laplace(settings, objective(prior, fit_rows), theta, initial)
+                fit_laplace(
+                    settings,
+                    objective(prior, fit_rows),
+                    theta,
+                    None if theta is start else initial,
+                )
             )
         kept_warnings[:] = caught
         refit_warnings.append(caught)
