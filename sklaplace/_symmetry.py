@@ -20,9 +20,9 @@ are; a warm start's weights, whose units coincide too, split nothing.
 """
 
 import numpy as np
-from scipy.sparse import csr_array
+from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial.distance import pdist, squareform
+from scipy.spatial.distance import cdist
 
 from sklaplace._backend import to_numpy
 from sklaplace._network import SIGN_SYMMETRIC_ACTIVATIONS
@@ -78,12 +78,26 @@ def coinciding_groups(rows, sign_symmetric):
         signs[lead < 0] = -1.0
     canonical = rows * signs[:, None]
     scale = np.max(np.abs(canonical), axis=1)
-    close = squareform(pdist(canonical, "chebyshev")) <= COINCIDE_RTOL * np.maximum(
-        scale[:, None], scale[None, :]
-    )
-    _, labels = connected_components(csr_array(close), directed=False)
-    groups = [np.flatnonzero(labels == label) for label in np.unique(labels)]
-    return [g for g in groups if len(g) > 1 and np.max(scale[g]) > 0], signs
+    n_units = len(rows)
+    # Distances a block of units at a time: about 32 MiB each, whatever the
+    # width (a full matrix is 128 MiB at 4,096 units).
+    block_rows = max(1, 2**22 // n_units)
+    heads, tails = [], []
+    for start in range(0, n_units, block_rows):
+        block = slice(start, start + block_rows)
+        later = slice(start, None)  # each pair once (the graph is undirected)
+        close = cdist(canonical[block], canonical[later], "chebyshev") <= (
+            COINCIDE_RTOL * np.maximum(scale[block, None], scale[None, later])
+        )
+        head, tail = np.nonzero(close)
+        heads.append(head + start)
+        tails.append(tail + start)
+    heads, tails = np.concatenate(heads), np.concatenate(tails)
+    graph = coo_array((np.ones(len(heads)), (heads, tails)), shape=(n_units,) * 2)
+    _, labels = connected_components(graph, directed=False)
+    counts = np.bincount(labels)
+    groups = [np.flatnonzero(labels == label) for label in np.flatnonzero(counts > 1)]
+    return [g for g in groups if np.max(scale[g]) > 0], signs
 
 
 def split_coinciding_units(xp, layout, theta, reference, activation, fixed=None):
