@@ -139,6 +139,8 @@ def split_coinciding_units(xp, layout, theta, reference, activation, fixed=None)
             host = np.array(to_numpy(theta), dtype=np.float64)
         rows = _unit_rows(layout, host, layer)
         groups, signs = coinciding_groups(rows, sign_symmetric)
+        if not groups:
+            continue
         directions = _unit_rows(layout, reference, layer) * signs[:, None]
         frozen = None if fixed is None else _unit_rows(layout, fixed, layer) != 0
         for group in groups:
