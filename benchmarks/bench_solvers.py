@@ -5,6 +5,7 @@ Usage::
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_solvers.py
     python benchmarks/bench_solvers.py --parts small mid default
     python benchmarks/bench_solvers.py --parts big   # heavy: W = 79,510
+    python benchmarks/bench_solvers.py --parts big --backend cupy   # on a GPU
 
 Every fit is ``LaplaceMLPClassifier`` with tanh, ``alpha=1``, the same
 Glorot initialisation (``random_state=0``), ``hessian_structure="diag"`` and
@@ -29,6 +30,8 @@ Parts:
   activation="tanh", solver="lbfgs", alpha=1.0)`` on the first 4,000 rows of
   ``make_classification(n_samples=5000, n_features=40, n_informative=20,
   n_classes=10, random_state=0)`` (W = 5,110), fit wall time.
+
+``--backend cupy`` runs the small, mid and big parts' fits on a GPU.
 """
 
 import argparse
@@ -65,7 +68,7 @@ def _standardised(X, y):
     return StandardScaler().fit_transform(X), y
 
 
-def _fit(name, X, y, hidden, solver, tol, max_iter):
+def _fit(name, X, y, hidden, solver, tol, max_iter, backend="numpy"):
     clf = LaplaceMLPClassifier(
         hidden,
         activation="tanh",
@@ -75,6 +78,7 @@ def _fit(name, X, y, hidden, solver, tol, max_iter):
         max_iter=max_iter,
         hessian_structure="diag",
         prior_precision_scale=1.0,
+        backend=backend,
         random_state=0,
     )
     start = time.perf_counter()
@@ -94,7 +98,7 @@ def _fit(name, X, y, hidden, solver, tol, max_iter):
     )
 
 
-def part_small():
+def part_small(backend):
     print("\n== small: hidden (8,), tanh, alpha=1, tol=1e-8\n\n" + HEADER)
     for name, loader in [
         ("breast_cancer", load_breast_cancer),
@@ -103,10 +107,10 @@ def part_small():
     ]:
         X, y = _standardised(*loader(return_X_y=True))
         for solver in ("newton-cg", "newton", "lbfgs"):
-            _fit(name, X, y, (8,), solver, 1e-8, 5000)
+            _fit(name, X, y, (8,), solver, 1e-8, 5000, backend)
 
 
-def part_mid(newton_cap):
+def part_mid(newton_cap, backend):
     print("\n== mid: tanh, alpha=1, tol=1e-8\n\n" + HEADER)
     X, y = make_classification(
         n_samples=5000, n_features=50, n_informative=20, random_state=0
@@ -121,15 +125,15 @@ def part_mid(newton_cap):
             ("lbfgs", 3000),
             ("newton", newton_cap),
         ]:
-            _fit(name, X, y, hidden, solver, 1e-8, max_iter)
+            _fit(name, X, y, hidden, solver, 1e-8, max_iter, backend)
 
 
-def part_big(caps):
+def part_big(caps, backend):
     print("\n== big: 20,000 x 784, 10 classes, hidden (100,), W=79510, tol=1e-6\n")
     print(HEADER)
     X, _, y, _ = image_scale_problem()
     for solver, max_iter in zip(("newton-cg", "lbfgs"), caps):
-        _fit("784 features (100,)", X, y, (100,), solver, 1e-6, max_iter)
+        _fit("784 features (100,)", X, y, (100,), solver, 1e-6, max_iter, backend)
 
 
 def part_default():
@@ -167,6 +171,7 @@ def main():
         choices=["small", "mid", "big", "default"],
     )
     parser.add_argument("--newton-cap", type=int, default=3)
+    parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     parser.add_argument(
         "--big-caps",
         type=int,
@@ -177,11 +182,13 @@ def main():
     args = parser.parse_args()
     for part in args.parts:
         if part == "mid":
-            part_mid(args.newton_cap)
+            part_mid(args.newton_cap, args.backend)
         elif part == "big":
-            part_big(args.big_caps)
+            part_big(args.big_caps, args.backend)
+        elif part == "small":
+            part_small(args.backend)
         else:
-            {"small": part_small, "default": part_default}[part]()
+            part_default()
 
 
 if __name__ == "__main__":
