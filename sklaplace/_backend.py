@@ -121,6 +121,8 @@ def to_numpy(array):
     xp = get_namespace(array)
     if is_cupy_namespace(xp):
         return array.get()
+    if not hasattr(array, "__dlpack__"):  # dask: NumPy computes it
+        return np.asarray(array)
     try:
         return np.from_dlpack(array)
     except BufferError:  # read-only: NumPy 2.0's DLPack cannot export it

@@ -23,6 +23,8 @@ import math
 from numbers import Real
 
 import numpy as np
+from array_api_compat import is_numpy_namespace
+from scipy.sparse import issparse
 
 from sklaplace._activations import ACTIVATIONS
 from sklaplace._backend import get_namespace, is_array, on_host
@@ -177,8 +179,13 @@ def _objective(
     _check_shapes(coefs, intercepts)
     _check_activation(activation)
     _check_memory_budget(memory_budget)
-    if not is_array(X):
-        X = np.asarray(X)  # a list or DataFrame, as scikit-learn accepts
+    if issparse(X):
+        X = X.toarray()  # dense, as the estimator makes it
+    if not is_array(X) or (
+        is_numpy_namespace(get_namespace(*coefs, *intercepts))
+        and not isinstance(X, np.ndarray)
+    ):
+        X = _as_host(X)  # a list, DataFrame or dask array, with NumPy weights
     xp = get_namespace(X, *coefs, *intercepts)
     coefs, intercepts = _floating_weights(xp, coefs, intercepts)
     if not xp.isdtype(X.dtype, ("bool", "integral", "real floating")):
@@ -258,7 +265,8 @@ _PARAMETERS_DOC = """coefs : list of arrays
         ``MLPClassifier.intercepts_``.
     X : array-like of shape (n_samples, n_features)
         Inputs: an array of the coefficients' namespace, or (with NumPy
-        coefficients) anything ``np.asarray`` takes.
+        coefficients) anything ``np.asarray`` takes, another library's
+        array (copied to the host) or a SciPy sparse matrix (densified).
     y : array-like of shape (n_samples,)
         Class indices: 0/1 with one output unit, 0..K-1 with K units."""
 

@@ -8,7 +8,9 @@ import types
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 
+from sklaplace import LaplaceMLPClassifier
 from sklaplace._backend import (
     GramAccumulator,
     NotPositiveDefiniteError,
@@ -113,6 +115,26 @@ def test_on_host_moves_only_another_librarys_arrays():
     np.testing.assert_array_equal(moved, [[1.0, 2.0], [3.0, 4.0]])
     scalar = np.float64(2.0)  # sample_weight may be a NumPy scalar
     assert on_host(scalar) is scalar
+
+
+def test_dask_arrays_without_dlpack_are_computed_on_the_host():
+    """Dask arrays count as arrays but have no ``__dlpack__``: ``to_numpy``
+    computes them (it had raised ``AttributeError``), and the estimator
+    fits and predicts on them as on NumPy, as scikit-learn's own do."""
+    da = pytest.importorskip("dask.array")
+    X = np.random.RandomState(0).normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    lazy = da.from_array(X, chunks=10)
+    assert not hasattr(lazy, "__dlpack__")
+    np.testing.assert_array_equal(to_numpy(lazy), X)
+    np.testing.assert_array_equal(on_host(lazy), X)
+    model = LaplaceMLPClassifier(
+        (4,), alpha=1.0, prior_precision_scale=1.0, random_state=0
+    )
+    expected = clone(model).fit(X, y).predict_proba(X)
+    fitted = model.fit(lazy, da.from_array(y, chunks=10))
+    np.testing.assert_array_equal(fitted.predict_proba(lazy), expected)
+    np.testing.assert_array_equal(fitted.predict(lazy), np.argmax(expected, axis=1))
 
 
 def test_a_cupy_array_without_array_namespace_is_an_array(monkeypatch):

@@ -365,6 +365,17 @@ def test_array_likes_are_taken_and_a_tuning_string_is_refused():
             log_posterior_grad(coefs, intercepts, X_like, y, sample_weight=w),
             expected,
         )
+    # With NumPy weights, another library's X (dask, array_api_strict) is
+    # copied to the host and a SciPy sparse X densified, as np.asarray
+    # and the estimator take them (each had raised a TypeError: mixed
+    # namespaces, or "dtype object" for the sparse matrix).
+    da = pytest.importorskip("dask.array")
+    sparse = pytest.importorskip("scipy.sparse")
+    for X_like in (da.from_array(X, chunks=4), xps.asarray(X), sparse.csr_array(X)):
+        np.testing.assert_array_equal(
+            log_posterior_grad(coefs, intercepts, X_like, y, sample_weight=w),
+            expected,
+        )
     # A NumPy v with another namespace's network is converted, not mixed.
     strict = [xps.asarray(a) for a in coefs], [xps.asarray(b) for b in intercepts]
     np.testing.assert_allclose(
