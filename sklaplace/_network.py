@@ -338,11 +338,13 @@ def second_order_backprop(
     return xp.concat(blocks[::-1])
 
 
-#: Activations for which flipping the signs of a unit's incoming weights, its
-#: bias and its outgoing weights gives the same network: tanh (odd) and the
-#: logistic (``phi(-z) = 1 - phi(z)``, with the next layer's bias shifted,
-#: whose prior then moves the density a little).
-SIGN_SYMMETRIC_ACTIVATIONS = frozenset({"logistic", "tanh"})
+#: ``c`` in ``phi(-z) = c - phi(z)``, for the activations where flipping the
+#: signs of a unit's incoming weights, its bias and its outgoing weights gives
+#: the same network: tanh (odd, ``c = 0``) and the logistic (``c = 1``, with
+#: the next layer's bias shifted by the outgoing weights, whose prior then
+#: moves the density a little).
+NEGATION_CONSTANTS = {"logistic": 1.0, "tanh": 0.0}
+SIGN_SYMMETRIC_ACTIVATIONS = frozenset(NEGATION_CONSTANTS)
 
 
 def log_equivalent_modes(layer_sizes, activation):

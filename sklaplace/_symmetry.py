@@ -25,7 +25,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import cdist
 
 from sklaplace._backend import to_numpy
-from sklaplace._network import SIGN_SYMMETRIC_ACTIVATIONS
+from sklaplace._network import NEGATION_CONSTANTS, SIGN_SYMMETRIC_ACTIVATIONS
 
 __all__ = ["COINCIDE_RTOL", "SPLIT_SIZE", "coinciding_groups", "split_coinciding_units"]
 
@@ -100,13 +100,28 @@ def coinciding_groups(rows, sign_symmetric):
     return [g for g in groups if np.max(scale[g]) > 0], signs
 
 
+def _zero_sum_over_free(offsets, free):
+    """``offsets`` with each column's mean over its free entries taken out.
+
+    Fixed entries get no offset; the others still sum to zero over the
+    group, so the network's function stays unchanged to first order.
+    """
+    offsets = np.where(free, offsets, 0.0)
+    counts = np.sum(free, axis=0)
+    means = np.sum(offsets, axis=0) / np.maximum(counts, 1)
+    return np.where(free & (counts > 1), offsets - means, 0.0)
+
+
 def split_coinciding_units(xp, layout, theta, reference, activation, fixed=None):
     """Move coinciding hidden units of ``theta`` apart along ``reference``'s.
 
     Within each group of coinciding units (:func:`coinciding_groups`), unit
     ``i`` moves by ``SPLIT_SIZE`` times the group's largest parameter along
     ``reference``'s unit ``i`` less the group's mean of them: offsets that
-    sum to zero over the group and depend on ``reference`` alone. (Moving
+    sum to zero over the group (over its free entries, where some are
+    fixed) and depend on ``reference`` alone. A negated logistic unit feeds
+    the next layer ``1 - phi(z)``, so the next layer's biases take back the
+    constant its outgoing offsets add. (Moving
     only the groups whose offsets meet negative curvature, ``d' H d < 0``,
     was tried: on the (6,) network that parted, ``d' H d`` was positive
     while the refit's way out crossed the Hessian's negative directions,
@@ -142,17 +157,30 @@ def split_coinciding_units(xp, layout, theta, reference, activation, fixed=None)
         if not groups:
             continue
         directions = _unit_rows(layout, reference, layer) * signs[:, None]
-        frozen = None if fixed is None else _unit_rows(layout, fixed, layer) != 0
+        free = np.ones_like(rows, dtype=bool)
+        if fixed is not None:
+            free = _unit_rows(layout, fixed, layer) == 0
+        shift = np.zeros(rows.shape[1] - layout.layer_sizes[layer] - 1)
         for group in groups:
             spread = directions[group] - np.mean(directions[group], axis=0)
             largest = np.max(np.abs(spread))
             if largest <= COINCIDE_RTOL * np.max(np.abs(directions[group])):
                 continue  # the reference's units coincide too (a warm start)
             size = SPLIT_SIZE * np.max(np.abs(rows[group]))
-            offsets = size * spread / largest * signs[group, None]
-            if frozen is not None:
-                offsets[frozen[group]] = 0.0
+            offsets = signs[group, None] * _zero_sum_over_free(
+                size * spread / largest, free[group]
+            )
             rows[group] += offsets
+            # A negated logistic unit feeds the next layer 1 - phi(z): its
+            # outgoing offsets also add a constant there, taken back here.
+            negated = signs[group] < 0
+            shift += np.sum(offsets[negated, -len(shift) :], axis=0)
             moved = True
         _write_unit_rows(layout, host, layer, rows)
+        shift *= NEGATION_CONSTANTS.get(activation, 0.0)
+        next_bias = layout.layers(np, host)[layer + 1][-1, :]  # a view
+        next_frozen = np.zeros(len(shift), dtype=bool)
+        if fixed is not None:
+            next_frozen = layout.layers(np, fixed)[layer + 1][-1, :] != 0
+        next_bias[~next_frozen] -= shift[~next_frozen]
     return xp.asarray(host, dtype=theta.dtype) if moved else theta

@@ -46,15 +46,19 @@ def test_groups_are_the_coinciding_units_and_negated_ones_only_if_symmetric():
     assert coinciding_groups(np.zeros((3, 4)), True)[0] == []
 
 
-@pytest.mark.parametrize("activation", ["elu", "tanh"])
+@pytest.mark.parametrize("activation", ["elu", "tanh", "logistic"])
 def test_split_keeps_the_function_to_first_order_and_depends_on_the_reference(
     activation, monkeypatch
 ):
+    # tanh and the logistic with a negated unit in the group: the logistic's
+    # negation feeds the next layer 1 - phi(z), whose constant the next
+    # biases must take back (without it halving the offsets halved the
+    # change of the logits).
     rng = np.random.RandomState(1)
-    theta = _merged_theta(rng, negate=activation == "tanh")
+    theta = _merged_theta(rng, negate=activation != "elu")
     reference = LAYOUT.glorot_init(np.random.RandomState(2))
     split = split_coinciding_units(np, LAYOUT, theta, reference, activation)
-    moved = np.abs(split - theta).max()
+    moved = np.abs(_unit_rows(LAYOUT, split - theta, 0)).max()
     largest = np.abs(_unit_rows(LAYOUT, theta, 0)[[1, 3]]).max()
     np.testing.assert_allclose(moved, SPLIT_SIZE * largest, rtol=1e-6)
     # Zero-sum offsets over coinciding units move the logits by O(size^2):
@@ -104,6 +108,32 @@ def test_fixed_parameters_stay_where_they_are():
     split = split_coinciding_units(np, LAYOUT, theta, reference, "elu", fixed)
     assert np.all(split[fixed] == 0.0)
     assert np.any(split[~fixed] != theta[~fixed])
+
+
+def test_fixed_entries_keep_the_offsets_zero_sum(monkeypatch):
+    # A fixed entry of one unit gets no offset; the group's other units share
+    # that coordinate's offsets so that they still sum to zero, and the
+    # function moves at second order (zeroing the entry alone moved it at
+    # first order).
+    rng = np.random.RandomState(5)
+    theta = _merged_theta(rng, negate=True)
+    W0, W1 = LAYOUT.layers(np, theta)[:2]
+    W0[0, [1, 3, 4]] = 0.0  # unit 3's first incoming weight is fixed
+    W1[[1, 3, 4], 0] = 0.0  # unit 1's first outgoing weight is fixed
+    fixed = np.zeros(LAYOUT.n_params, dtype=bool)
+    fixed_W0, fixed_W1 = LAYOUT.layers(np, fixed)[:2]
+    fixed_W0[0, 3] = fixed_W1[1, 0] = True
+    reference = LAYOUT.glorot_init(np.random.RandomState(6))
+    X = rng.normal(size=(50, 3))
+    logits = forward(np, LAYOUT, theta, X, "tanh").logits
+
+    def change(size):
+        monkeypatch.setattr(_symmetry, "SPLIT_SIZE", size)
+        split = split_coinciding_units(np, LAYOUT, theta, reference, "tanh", fixed)
+        assert np.all(split[fixed] == 0.0)
+        return np.abs(forward(np, LAYOUT, split, X, "tanh").logits - logits).max()
+
+    np.testing.assert_allclose(change(1e-3) / change(5e-4), 4.0, rtol=0.05)
 
 
 def test_the_default_fit_does_not_follow_rounding():
