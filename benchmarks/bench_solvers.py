@@ -180,6 +180,8 @@ def main():
         help="max_iter of newton-cg and lbfgs in the big part",
     )
     args = parser.parse_args()
+    if args.backend != "numpy" and "default" in args.parts:
+        parser.error("--backend applies to the small, mid and big parts only")
     for part in args.parts:
         if part == "mid":
             part_mid(args.newton_cap, args.backend)

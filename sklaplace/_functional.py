@@ -16,7 +16,7 @@ Conventions shared by every function here:
   ``theta = [W_0.ravel(), b_0, W_1.ravel(), b_1, ...]`` (C order).
 * Derivatives are those of the LOG posterior: the Hessian is negative
   definite at a strict mode, and its negative is the posterior precision.
-* Outputs are arrays of the inputs' namespace (NumPy, CuPy, ...).
+* Outputs are arrays of the coefficients' namespace (NumPy, CuPy, ...).
 """
 
 import math
@@ -183,9 +183,10 @@ def _objective(
         X = X.toarray()  # dense, as the estimator makes it
     if not is_array(X) or (
         is_numpy_namespace(get_namespace(*coefs, *intercepts))
-        and not isinstance(X, np.ndarray)
+        and type(X) is not np.ndarray
     ):
-        X = _as_host(X)  # a list, DataFrame or dask array, with NumPy weights
+        # A list, DataFrame, masked array or dask array, with NumPy weights
+        X = _as_host(X)
     xp = get_namespace(X, *coefs, *intercepts)
     coefs, intercepts = _floating_weights(xp, coefs, intercepts)
     if not xp.isdtype(X.dtype, ("bool", "integral", "real floating")):
@@ -394,7 +395,7 @@ log_posterior.__doc__ = f"""Log posterior of an MLP classifier, up to a constant
     Returns
     -------
     value : 0-d array
-        In the namespace of the inputs.
+        In the namespace of the coefficients.
 
     Examples
     --------

@@ -118,10 +118,12 @@ def split_coinciding_units(xp, layout, theta, reference, activation, fixed=None)
     Within each group of coinciding units (:func:`coinciding_groups`), unit
     ``i`` moves by ``SPLIT_SIZE`` times the group's largest parameter along
     ``reference``'s unit ``i`` less the group's mean of them: offsets that
-    sum to zero over the group (over its free entries, where some are
-    fixed) and depend on ``reference`` alone. A negated logistic unit feeds
-    the next layer ``1 - phi(z)``, so the next layer's biases take back the
-    constant its outgoing offsets add. (Moving
+    sum to zero over the group and depend on ``reference`` alone. Where some
+    entries are fixed, each coordinate's offsets are centred over the free
+    ones (the largest may then exceed that size). A negated logistic unit
+    feeds the next layer ``1 - phi(z)``, so the next layer's biases take
+    back the constant its outgoing offsets add; into a fixed next bias its
+    outgoing weights do not move. (Moving
     only the groups whose offsets meet negative curvature, ``d' H d < 0``,
     was tried: on the (6,) network that parted, ``d' H d`` was positive
     while the refit's way out crossed the Hessian's negative directions,
@@ -158,9 +160,16 @@ def split_coinciding_units(xp, layout, theta, reference, activation, fixed=None)
             continue
         directions = _unit_rows(layout, reference, layer) * signs[:, None]
         free = np.ones_like(rows, dtype=bool)
+        shift = np.zeros(rows.shape[1] - layout.layer_sizes[layer] - 1)
+        constant = NEGATION_CONSTANTS.get(activation, 0.0)
         if fixed is not None:
             free = _unit_rows(layout, fixed, layer) == 0
-        shift = np.zeros(rows.shape[1] - layout.layer_sizes[layer] - 1)
+        if fixed is not None and constant:
+            # A fixed next bias cannot take a negated unit's constant back:
+            # that unit's outgoing weight into it does not move.
+            next_fixed = layout.layers(np, fixed)[layer + 1][-1, :] != 0
+            columns = len(free[0]) - len(shift) + np.flatnonzero(next_fixed)
+            free[np.ix_(signs < 0, columns)] = False
         for group in groups:
             spread = directions[group] - np.mean(directions[group], axis=0)
             largest = np.max(np.abs(spread))
@@ -177,10 +186,5 @@ def split_coinciding_units(xp, layout, theta, reference, activation, fixed=None)
             shift += np.sum(offsets[negated, -len(shift) :], axis=0)
             moved = True
         _write_unit_rows(layout, host, layer, rows)
-        shift *= NEGATION_CONSTANTS.get(activation, 0.0)
-        next_bias = layout.layers(np, host)[layer + 1][-1, :]  # a view
-        next_frozen = np.zeros(len(shift), dtype=bool)
-        if fixed is not None:
-            next_frozen = layout.layers(np, fixed)[layer + 1][-1, :] != 0
-        next_bias[~next_frozen] -= shift[~next_frozen]
+        layout.layers(np, host)[layer + 1][-1, :] -= constant * shift  # a view
     return xp.asarray(host, dtype=theta.dtype) if moved else theta

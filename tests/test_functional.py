@@ -273,6 +273,31 @@ def test_a_one_byte_memory_budget_sums_one_row_at_a_time():
         )
 
 
+def test_with_numpy_weights_any_x_np_asarray_takes_is_taken():
+    """With NumPy weights, another library's ``X`` (dask, array_api_strict)
+    is copied to the host, a SciPy sparse ``X`` densified and a NumPy
+    subclass (a masked array) made a plain array, as ``np.asarray``
+    and the estimator take them: each had raised (mixed namespaces, "dtype
+    object" for the sparse matrix, a broadcast error for the masked array)."""
+    from scipy import sparse
+
+    da = pytest.importorskip("dask.array")
+    xps = pytest.importorskip("array_api_strict")
+    coefs, intercepts, X, y = _small_network(np.random.RandomState(0))
+    w = np.arange(1.0, 11.0)
+    expected = log_posterior_grad(coefs, intercepts, X, y, sample_weight=w)
+    for X_like in (
+        da.from_array(X, chunks=4),
+        xps.asarray(X),
+        sparse.csr_array(X),
+        np.ma.masked_array(X, mask=np.zeros_like(X, dtype=bool)),
+    ):
+        np.testing.assert_array_equal(
+            log_posterior_grad(coefs, intercepts, X_like, y, sample_weight=w),
+            expected,
+        )
+
+
 def test_another_librarys_network_with_a_numpy_x_is_refused():
     """The network of a non-NumPy library and a NumPy ``X`` raise TypeError
     (the computation would run in the network's namespace, which need not
@@ -363,17 +388,6 @@ def test_array_likes_are_taken_and_a_tuning_string_is_refused():
     # X as a list or a DataFrame, as scikit-learn takes it (a list had
     # raised array_api_compat's "list is not a supported array type").
     for X_like in (X.tolist(), pd.DataFrame(X)):
-        np.testing.assert_array_equal(
-            log_posterior_grad(coefs, intercepts, X_like, y, sample_weight=w),
-            expected,
-        )
-    # With NumPy weights, another library's X (dask, array_api_strict) is
-    # copied to the host and a SciPy sparse X densified, as np.asarray
-    # and the estimator take them (each had raised a TypeError: mixed
-    # namespaces, or "dtype object" for the sparse matrix).
-    da = pytest.importorskip("dask.array")
-    sparse = pytest.importorskip("scipy.sparse")
-    for X_like in (da.from_array(X, chunks=4), xps.asarray(X), sparse.csr_array(X)):
         np.testing.assert_array_equal(
             log_posterior_grad(coefs, intercepts, X_like, y, sample_weight=w),
             expected,

@@ -110,28 +110,38 @@ def test_fixed_parameters_stay_where_they_are():
     assert np.any(split[~fixed] != theta[~fixed])
 
 
-def test_fixed_entries_keep_the_offsets_zero_sum(monkeypatch):
+@pytest.mark.parametrize("activation", ["tanh", "logistic"])
+@pytest.mark.parametrize("next_bias_fixed", [False, True])
+def test_fixed_entries_keep_the_offsets_zero_sum(
+    activation, next_bias_fixed, monkeypatch
+):
     # A fixed entry of one unit gets no offset; the group's other units share
     # that coordinate's offsets so that they still sum to zero, and the
     # function moves at second order (zeroing the entry alone moved it at
-    # first order).
+    # first order). Unit 4 is negated: for the logistic a fixed next bias
+    # cannot take its constant back, so its outgoing weight into that unit
+    # must not move either (the next bias is fixed, its incoming column free).
     rng = np.random.RandomState(5)
     theta = _merged_theta(rng, negate=True)
     W0, W1 = LAYOUT.layers(np, theta)[:2]
     W0[0, [1, 3, 4]] = 0.0  # unit 3's first incoming weight is fixed
     W1[[1, 3, 4], 0] = 0.0  # unit 1's first outgoing weight is fixed
+    W1[[1, 3, 4], 2] = 0.0  # and unit 4's third
     fixed = np.zeros(LAYOUT.n_params, dtype=bool)
     fixed_W0, fixed_W1 = LAYOUT.layers(np, fixed)[:2]
-    fixed_W0[0, 3] = fixed_W1[1, 0] = True
+    fixed_W0[0, 3] = fixed_W1[1, 0] = fixed_W1[4, 2] = True
+    if next_bias_fixed:
+        W1[-1, 1] = 0.0
+        fixed_W1[-1, 1] = True
     reference = LAYOUT.glorot_init(np.random.RandomState(6))
     X = rng.normal(size=(50, 3))
-    logits = forward(np, LAYOUT, theta, X, "tanh").logits
+    logits = forward(np, LAYOUT, theta, X, activation).logits
 
     def change(size):
         monkeypatch.setattr(_symmetry, "SPLIT_SIZE", size)
-        split = split_coinciding_units(np, LAYOUT, theta, reference, "tanh", fixed)
+        split = split_coinciding_units(np, LAYOUT, theta, reference, activation, fixed)
         assert np.all(split[fixed] == 0.0)
-        return np.abs(forward(np, LAYOUT, split, X, "tanh").logits - logits).max()
+        return np.abs(forward(np, LAYOUT, split, X, activation).logits - logits).max()
 
     np.testing.assert_allclose(change(1e-3) / change(5e-4), 4.0, rtol=0.05)
 
