@@ -21,16 +21,23 @@ from sklaplace._symmetry import (
 LAYOUT = ParamLayout([3, 5, 4, 2])
 
 
-def _merged_theta(rng, negate=False):
-    """Random weights whose first hidden layer has units 1, 3 (and, negated
-    if ``negate``, 4) equal to 1e-7, and units 0 and 2 distinct."""
-    theta = rng.normal(size=LAYOUT.n_params)
-    W0, W1 = LAYOUT.layers(np, theta)[:2]  # views
-    for unit in (3, 4):
-        sign = -1.0 if negate and unit == 4 else 1.0
-        W0[:, unit] = sign * (W0[:, 1] + 1e-7 * rng.normal(size=W0.shape[0]))
-        W1[unit, :] = sign * (W1[1, :] + 1e-7 * rng.normal(size=W1.shape[1]))
+def merge_units(theta, layer, copies, rng, negated=()):
+    """A copy of ``theta`` whose hidden ``layer`` has units ``copies[1:]``
+    equal to ``copies[0]`` to 1e-7, negated for the units in ``negated``."""
+    theta = theta.copy()
+    rows = _unit_rows(LAYOUT, theta, layer)
+    for unit in copies[1:]:
+        sign = -1.0 if unit in negated else 1.0
+        rows[unit] = sign * (rows[copies[0]] + 1e-7 * rng.normal(size=rows.shape[1]))
+    _write_unit_rows(LAYOUT, theta, layer, rows)
     return theta
+
+
+def _merged_theta(rng, negate=False):
+    """Random weights whose first hidden layer has units 1, 3 and 4 equal to
+    1e-7 (4 negated if ``negate``), and units 0 and 2 distinct."""
+    theta = rng.normal(size=LAYOUT.n_params)
+    return merge_units(theta, 0, [1, 3, 4], rng, negated=(4,) if negate else ())
 
 
 def test_groups_are_the_coinciding_units_and_negated_ones_only_if_symmetric():

@@ -12,7 +12,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import cdist
 
 from sklaplace import _symmetry
-from sklaplace._network import NEGATION_CONSTANTS, ParamLayout
+from sklaplace._network import NEGATION_CONSTANTS
 from sklaplace._symmetry import (
     COINCIDE_RTOL,
     SPLIT_SIZE,
@@ -21,8 +21,7 @@ from sklaplace._symmetry import (
     coinciding_groups,
     split_coinciding_units,
 )
-
-LAYOUT = ParamLayout([3, 5, 4, 2])
+from tests.test_symmetry import LAYOUT, merge_units
 
 
 def _as_lists(groups):
@@ -147,16 +146,13 @@ def test_block_loop_finds_the_groups_of_a_full_distance_matrix(sign_symmetric):
     assert _as_lists(groups) == expected
 
 
-def _merge(theta, layer, copies, rng, negated=()):
-    """Make hidden ``layer``'s units ``copies[1:]`` equal to ``copies[0]``
-    (to 1e-7), negated for the units in ``negated``; returns a copy."""
-    theta = theta.copy()
-    rows = _unit_rows(LAYOUT, theta, layer)
-    for u in copies[1:]:
-        sign = -1.0 if u in negated else 1.0
-        rows[u] = sign * (rows[copies[0]] + 1e-7 * rng.normal(size=rows.shape[1]))
-    _write_unit_rows(LAYOUT, theta, layer, rows)
-    return theta
+def _three_coinciding(seed, activation):
+    """Units 1, 3 and 4 of the first hidden layer coinciding, 4 negated for
+    tanh."""
+    rng = np.random.RandomState(seed)
+    theta = rng.normal(size=LAYOUT.n_params)
+    negated = (4,) if activation == "tanh" else ()
+    return merge_units(theta, 0, [1, 3, 4], rng, negated=negated)
 
 
 def _negate_unit(theta, layer, unit, activation):
@@ -183,7 +179,7 @@ def test_sign_symmetric_split_commutes_with_negating_a_unit(activation):
     (Kills: sign_symmetric forced off / inverted / not passed on; for the
     logistic, the next biases' share of the split left out.)"""
     rng = np.random.RandomState(0)
-    theta = _merge(rng.normal(size=LAYOUT.n_params), 0, [1, 3, 4], rng)
+    theta = merge_units(rng.normal(size=LAYOUT.n_params), 0, [1, 3, 4], rng)
     reference = LAYOUT.glorot_init(np.random.RandomState(1))
     split = split_coinciding_units(np, LAYOUT, theta, reference, activation)
     assert not np.array_equal(
@@ -205,7 +201,9 @@ def test_a_negated_copy_is_a_different_unit_without_sign_symmetry():
     """For ELU, -u is not u: a negated copy is not split with u's group.
     (Kills: sign_symmetric inverted.)"""
     rng = np.random.RandomState(0)
-    theta = _merge(rng.normal(size=LAYOUT.n_params), 0, [1, 3, 4], rng, negated=(4,))
+    theta = merge_units(
+        rng.normal(size=LAYOUT.n_params), 0, [1, 3, 4], rng, negated=(4,)
+    )
     reference = LAYOUT.glorot_init(np.random.RandomState(1))
     split = split_coinciding_units(np, LAYOUT, theta, reference, "elu")
     before, after = _unit_rows(LAYOUT, theta, 0), _unit_rows(LAYOUT, split, 0)
@@ -219,7 +217,7 @@ def test_units_coinciding_only_in_a_later_layer_are_split():
     SPLIT_SIZE times their largest parameter with zero-sum offsets.
     (Kills: `continue` -> `break` after a layer without groups.)"""
     rng = np.random.RandomState(5)
-    theta = _merge(
+    theta = merge_units(
         LAYOUT.glorot_init(rng) + 0.1 * rng.normal(size=LAYOUT.n_params), 1, [0, 2], rng
     )
     assert coinciding_groups(_unit_rows(LAYOUT, theta, 0), False)[0] == []
@@ -237,9 +235,11 @@ def test_a_group_the_reference_cannot_split_does_not_stop_the_others():
     coincide too (left as it is) does not keep a later group from being
     split.  (Kills: `continue` -> `break` in the group loop.)"""
     rng = np.random.RandomState(7)
-    theta = _merge(rng.normal(size=LAYOUT.n_params), 0, [0, 2], rng)
-    theta = _merge(theta, 0, [1, 3], rng)
-    reference = _merge(LAYOUT.glorot_init(np.random.RandomState(8)), 0, [0, 2], rng)
+    theta = merge_units(rng.normal(size=LAYOUT.n_params), 0, [0, 2], rng)
+    theta = merge_units(theta, 0, [1, 3], rng)
+    reference = merge_units(
+        LAYOUT.glorot_init(np.random.RandomState(8)), 0, [0, 2], rng
+    )
     groups, _ = coinciding_groups(_unit_rows(LAYOUT, theta, 0), False)
     assert [g.tolist() for g in groups] == [[0, 2], [1, 3]]
     split = split_coinciding_units(np, LAYOUT, theta, reference, "elu")
@@ -255,14 +255,7 @@ def test_the_split_depends_on_the_references_directions_not_its_scale(activation
     reference's units coincide is a relative test: split(theta, c ref) ==
     split(theta, ref) for every c > 0.  (Kills: RTOL / max in the
     warm-start test.)"""
-    rng = np.random.RandomState(9)
-    theta = _merge(
-        rng.normal(size=LAYOUT.n_params),
-        0,
-        [1, 3, 4],
-        rng,
-        negated=(4,) if activation == "tanh" else (),
-    )
+    theta = _three_coinciding(9, activation)
     reference = LAYOUT.glorot_init(np.random.RandomState(10))
     split = split_coinciding_units(np, LAYOUT, theta, reference, activation)
     assert split is not theta
@@ -276,7 +269,7 @@ def test_a_reference_with_zero_units_splits_nothing_and_stays_finite():
     never yields NaN weights.  (Kills: `<=` -> `<` in the warm-start test,
     which divides 0 by 0.)"""
     rng = np.random.RandomState(11)
-    theta = _merge(rng.normal(size=LAYOUT.n_params), 0, [1, 3], rng)
+    theta = merge_units(rng.normal(size=LAYOUT.n_params), 0, [1, 3], rng)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         split = split_coinciding_units(
@@ -292,14 +285,7 @@ def test_each_unit_moves_along_its_reference_unit_less_the_groups_mean(activatio
     by kappa * (ref_i - mean_group ref), with one kappa > 0 for the group,
     kappa * max|ref_i - mean| = SPLIT_SIZE * the group's largest parameter.
     (Kills: `rows[group] -= offsets`.)"""
-    rng = np.random.RandomState(12)
-    theta = _merge(
-        rng.normal(size=LAYOUT.n_params),
-        0,
-        [1, 3, 4],
-        rng,
-        negated=(4,) if activation == "tanh" else (),
-    )
+    theta = _three_coinciding(12, activation)
     reference = LAYOUT.glorot_init(np.random.RandomState(13))
     split = split_coinciding_units(np, LAYOUT, theta, reference, activation)
     group = [1, 3, 4]
@@ -319,7 +305,7 @@ def test_a_float32_theta_is_split_in_float64_and_stays_float32(seed):
     whatever the fit's dtype).  (Kills: the result's dtype dropped; the
     host copy's float64 dtype dropped, where a rounding shows.)"""
     rng = np.random.RandomState(seed)
-    theta = _merge(rng.normal(size=LAYOUT.n_params), 0, [1, 3, 4], rng).astype(
+    theta = merge_units(rng.normal(size=LAYOUT.n_params), 0, [1, 3, 4], rng).astype(
         np.float32
     )
     reference = LAYOUT.glorot_init(np.random.RandomState(100 + seed))
