@@ -15,7 +15,12 @@ import numpy as np
 
 from sklaplace._alpha_walk import ALPHA_WALK_FALLBACK, walk_fits
 from sklaplace._backend import to_numpy
-from sklaplace._basins import HELD_OUT_START, every_run_collapsed, overrule_by_held_out
+from sklaplace._basins import (
+    HELD_OUT_START,
+    every_run_collapsed,
+    overrule_by_held_out,
+    strongest_indistinct_refit,
+)
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
     kept_run,
@@ -357,9 +362,10 @@ def fit_network(
         # units (without them a collapsed run's base rate beat fitted ones).
         distinct = log_equivalent_modes(layout.layer_sizes, config.activation)
 
-        def evidence(fit):
+        def evidence(fit, record):
             collapsed = ignores_its_input(fit.objective, fit.theta)
-            return fit.log_evidence() + (0.0 if collapsed else distinct)
+            record.append(fit.log_evidence() + (0.0 if collapsed else distinct))
+            return record[-1]
 
         # MacKay's updates need a PSD curvature (GGN; exact gave gamma -3,000)
         # and the variances of every weight alpha prices (tuning_structure);
@@ -371,7 +377,7 @@ def fit_network(
         # One more run weighed by held-out losses (_basins), by the evidence too
         # where every run collapsed (its weights have no gradient at 0, so it
         # stays so); a resumed fit stays in its basin.
-        runs = []
+        runs, evidences = [], []  # evidences: each run's, refit by refit
         for start in starts + (HELD_OUT_START,):
             if len(runs) == len(starts):  # the extra run: whether, and ranked
                 flat = every_run_collapsed([run[0] for run in runs])
@@ -379,6 +385,7 @@ def fit_network(
                 if resumed or not (scaled_on_held_out or flat):
                     break
             first = len(refits)
+            evidences.append([])
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 tuning = tune_alpha(
@@ -387,7 +394,7 @@ def fit_network(
                     theta,
                     lambda posterior: posterior.covariance_diagonal(xp),
                     start,
-                    evidence,
+                    partial(evidence, record=evidences[-1]),
                     lambda fit: ignores_its_input(fit.objective, fit.theta),
                 )
             runs.append((tuning, caught, first))  # caught: the updates' own
@@ -429,6 +436,15 @@ def fit_network(
             if run[0].fixed_point is not None  # None where the updates gave up
             and (run is not runs[kept] or run[0].fixed_point != run[0].kept)
         ]
+        # Then the kept run's most regularised refit whose evidence ties with
+        # the kept one's (_basins).
+        if scalar:  # "most regularised" orders one alpha
+            tuning, _, first = runs[kept]
+            run_refits = refits[first : first + len(tuning.history)]
+            converged = [not refit.out_of_iterations for refit in run_refits]
+            strongest = strongest_indistinct_refit(tuning, evidences[kept], converged)
+            if strongest is not None:
+                challengers.append(partial(tuned, runs[kept], strongest))
         evidence_choice = tuned(runs[kept], runs[kept][0].kept)
         (fit, alpha, history, gammas, kept_warnings), scale_losses = (
             overrule_by_held_out(evidence_choice, challengers, weigh, config.tol)
