@@ -24,6 +24,7 @@ __all__ = [
     "get_namespace",
     "GramAccumulator",
     "is_array",
+    "is_numpy_namespace",
     "add_to_diagonal",
     "resolve_backend",
     "rows_matmul",

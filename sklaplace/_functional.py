@@ -23,11 +23,10 @@ import math
 from numbers import Real
 
 import numpy as np
-from array_api_compat import is_numpy_namespace
 from scipy.sparse import issparse
 
 from sklaplace._activations import ACTIVATIONS
-from sklaplace._backend import get_namespace, is_array, on_host
+from sklaplace._backend import get_namespace, is_array, is_numpy_namespace, on_host
 from sklaplace._curvature import CURVATURE_BUILDERS
 from sklaplace._likelihood import Bernoulli, Categorical
 from sklaplace._network import ParamLayout
