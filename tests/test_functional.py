@@ -303,7 +303,7 @@ def test_another_librarys_network_with_a_numpy_x_is_refused():
     (the computation would run in the network's namespace, which need not
     take NumPy arrays). The other way round, with NumPy weights, ``X`` is
     anything ``np.asarray`` takes, another library's arrays included
-    (``test_array_likes_are_taken_and_a_tuning_string_is_refused``)."""
+    (``test_with_numpy_weights_any_x_np_asarray_takes_is_taken``)."""
     xps = pytest.importorskip("array_api_strict")
     coefs, intercepts, X, y = _small_network(np.random.RandomState(0))
     strict = lambda arrays: [xps.asarray(a) for a in arrays]  # noqa: E731
