@@ -297,6 +297,10 @@ def test_masked_refit_equals_a_fit_without_the_pruned_input(
         prior_precision_scale=1.0,
         tol=tol,
         max_iter=2000,
+        # Seeded: from the global generator's start (whatever earlier tests
+        # left) L-BFGS's stop at tol 1e-8 once left the two MAPs 1.3e-6 apart
+        # (CI, session 42); from seeds 0-11, 7e-8 to 8.7e-7.
+        random_state=0,
     )
     clf = LaplaceMLPClassifier((), **params).fit(X, y)
     refit = _prune_column(clf, 2).set_params(warm_start=True).fit(X, y)
