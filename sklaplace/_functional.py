@@ -23,7 +23,6 @@ import math
 from numbers import Real
 
 import numpy as np
-from scipy.sparse import issparse
 
 from sklaplace._activations import ACTIVATIONS
 from sklaplace._backend import get_namespace, is_array, is_numpy_namespace, on_host
@@ -32,6 +31,7 @@ from sklaplace._likelihood import Bernoulli, Categorical
 from sklaplace._network import ParamLayout
 from sklaplace._objective import NegLogPosterior
 from sklaplace._prior import prior_precision_vector
+from sklaplace._validation import dense
 from sklaplace._warnings import warn
 
 __all__ = [
@@ -178,8 +178,7 @@ def _objective(
     _check_shapes(coefs, intercepts)
     _check_activation(activation)
     _check_memory_budget(memory_budget)
-    if issparse(X):
-        X = X.toarray()  # dense, as the estimator makes it
+    X = dense(X)  # as the estimator densifies a sparse X
     if not is_array(X) or (
         is_numpy_namespace(get_namespace(*coefs, *intercepts))
         and type(X) is not np.ndarray

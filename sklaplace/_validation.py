@@ -16,6 +16,7 @@ from sklaplace.exceptions import FeatureScaleWarning, UnweightedClassWarning
 
 __all__ = [
     "check_feature_scale",
+    "dense",
     "check_finite_rows",
     "hidden_sizes",
     "merge_identical_rows",
@@ -72,15 +73,27 @@ def validate_features(estimator, X, y="no_validation", reset=True):
         accept_sparse=("csr", "csc", "coo"),
     )
     X, y = (validated, None) if without_y else validated
-    if scipy.sparse.issparse(X):
-        n_samples, n_features = X.shape
-        check_memory(
-            8 * n_samples * n_features,
-            f"the dense copy of the {n_samples} x {n_features} sparse X",
-            "Reduce the features (e.g. TruncatedSVD) or the rows per call.",
-        )
-        X = X.toarray()
+    X = dense(X)
     return X if without_y else (X, y)
+
+
+def dense(X):
+    """``X`` itself, or a SciPy sparse ``X`` densified within the memory limit.
+
+    Raises
+    ------
+    sklaplace.exceptions.MemoryLimitError
+        If the dense copy (``8 n_samples n_features`` bytes) exceeds it.
+    """
+    if not scipy.sparse.issparse(X):
+        return X
+    n_samples, n_features = X.shape
+    check_memory(
+        8 * n_samples * n_features,
+        f"the dense copy of the {n_samples} x {n_features} sparse X",
+        "Reduce the features (e.g. TruncatedSVD) or the rows per call.",
+    )
+    return X.toarray()
 
 
 def validate_fit_data(estimator, X, y, sample_weight):
