@@ -309,12 +309,53 @@ def test_a_challenger_at_the_kept_fixed_point_is_not_weighed():
 
 
 def test_no_held_out_rows_compare_nothing():
-    fit, built = _arbitration({})[0], []
+    # Asked once, for the kept fit; no challenger is built, nor asked about.
+    fit, built, asked = _arbitration({})[0], [], []
     kept = fit(1.0, -10.0)
+
+    def held_out(fit, fold_tol):
+        asked.append(fold_tol)
+
     outcome = sklaplace._basins.overrule_by_held_out(
-        kept, [lambda: built.append(1)], lambda fit, tol: None, 1e-6
+        kept, [lambda: built.append(1), lambda: built.append(2)], held_out, TOL
     )
-    assert outcome == (kept, None) and built == []
+    assert outcome == (kept, None) and built == [] and asked == [FOLD_TOL]
+
+
+def test_a_challenger_is_confirmed_against_the_kept_fits_losses_at_tol():
+    # The challenger passes the screen (0.3 against 0.5 at FOLD_TOL), but at
+    # the model's tol the kept fit scores 0.25, below the challenger's 0.3:
+    # not confirmed. The kept fit stays, its scale chosen by its FOLD_TOL
+    # losses (0.5), as where no challenger is weighed; those at tol (0.25)
+    # only confirm. Confirmed against the screen's losses it would win.
+    kept, scale_loss, calls = _overrule(
+        {
+            (1.0, FOLD_TOL): 0.5,
+            (1.0, TOL): 0.25,
+            (0.5, FOLD_TOL): 0.3,
+            (0.5, TOL): 0.3,
+        },
+        [(0.5, -8.0)],
+    )
+    assert kept == 1.0 and scale_loss == pytest.approx(0.5)
+    assert (1.0, TOL) in calls  # the confirmation was made
+
+
+def test_a_challenger_of_the_kept_log_likelihood_at_another_alpha_is_weighed():
+    # One fixed point needs alpha and the log likelihood both within 1%: a
+    # challenger of the kept fit's log likelihood (-10.02) at alpha 0.5 is
+    # another fixed point, weighed, and it wins.
+    kept, scale_loss, calls = _overrule(
+        {
+            (1.0, FOLD_TOL): 0.5,
+            (1.0, TOL): 0.5,
+            (0.5, FOLD_TOL): 0.3,
+            (0.5, TOL): 0.3,
+        },
+        [(0.5, -10.02)],
+    )
+    assert kept == 0.5 and scale_loss == pytest.approx(0.3)
+    assert (0.5, FOLD_TOL) in calls
 
 
 def test_the_evidence_never_keeps_the_held_out_runs_first_fit(monkeypatch):

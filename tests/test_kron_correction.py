@@ -20,7 +20,7 @@ from sklaplace._curvature import ggn_hessian, kron_eigenvalues, kron_factors
 from sklaplace._curvature._ggn import _kron_bytes_per_row
 from sklaplace._jacobian import logit_factors
 from sklaplace._kron import KronBlock, KronPosterior
-from sklaplace._kron_columns import ColumnKronBlock
+from sklaplace._kron_columns import ColumnKronBlock, vanishing
 from sklaplace._likelihood import Categorical
 from sklaplace._objective import NegLogPosterior
 from sklaplace._posterior import laplace_posterior
@@ -277,10 +277,10 @@ def test_corrected_eigenvalues_accumulate_over_row_chunks():
         np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=1e-14)
 
 
-def _synthetic_block(d=(0.7, 0.0, 1.3, 0.0, 0.4), c=3, seed=0):
+def _synthetic_block(d=(0.7, 0.0, 1.3, 0.0, 0.4), c=3, seed=0, input_scale=1.0):
     """A KronBlock of random factors with the row prior ``d``, and random ``h``."""
     rng = np.random.RandomState(seed)
-    X, Y = rng.normal(size=(40, len(d))), rng.normal(size=(40, c))
+    X, Y = input_scale * rng.normal(size=(40, len(d))), rng.normal(size=(40, c))
     block = KronBlock(X.T @ X / 40, Y.T @ Y, np.asarray(d, dtype=float))
     assert block.jitter == 0.0
     return block, rng.uniform(0.5, 2.0, size=block.shape)
@@ -291,6 +291,19 @@ def _dense_block(block, h, d):
     R = block.S.T @ (d[:, None] * block.S)
     inner = np.diag(h.ravel()) + np.kron(R, np.eye(block.shape[1]))
     return _basis(block) @ inner @ _basis(block).T
+
+
+def _column_log_det(block, h, d):
+    """The log det of ``_dense_block(block, h, d)``, one column at a time.
+
+    ``sum_j log det(S' D S + diag(h_j)) - 2 c log |det S|``: each column's
+    matrix is far better conditioned than the dense one in the basis ``T``.
+    """
+    R = block.S.T @ (d[:, None] * block.S)
+    columns = [np.linalg.slogdet(R + np.diag(h_j)) for h_j in h.T]
+    assert all(sign > 0 for sign, _ in columns)
+    log_det_S = np.linalg.slogdet(block.S)[1]
+    return sum(value for _, value in columns) - 2 * h.shape[1] * log_det_S
 
 
 def test_corrected_flat_directions_are_where_prior_and_data_both_vanish():
@@ -328,6 +341,57 @@ def test_column_block_keeps_small_genuine_eigenvalues(new_prior, no_data_column)
     column = ColumnKronBlock(block.corrected(h), d2)
     P = _dense_block(block, h, d2)  # condition ~1e13: its log det to ~1e-5
     np.testing.assert_allclose(column.log_det(), np.linalg.slogdet(P)[1], rtol=1e-4)
+
+
+def test_column_block_flat_test_is_scale_free_on_small_inputs():
+    # Inputs of scale 1e-3, no new prior on rows 1 and 3: there S^{-1} e_z
+    # has a squared norm of about 1e-6, so whether a direction is flat must
+    # be judged in an orthonormal basis of the prior's null space. Column
+    # 0's data are 1e-9 of the others', genuine: no direction is flat. With
+    # that basis left unnormalised two eigenvalues near 1e-9 become 1 and
+    # the log det moves by about 41 nats (tolerance 1e-8 relative).
+    block, h = _synthetic_block(input_scale=1e-3)
+    h[:, 0] *= 1e-9
+    d2 = np.array([2.0, 0.0, 0.5, 0.0, 3.0])
+    column = ColumnKronBlock(block.corrected(h), d2)
+    assert column.log_det() == pytest.approx(_column_log_det(block, h, d2), rel=1e-8)
+
+
+def test_column_block_keeps_the_sources_jitter_as_prior():
+    # A jittered block (a duplicated input, no weight prior) with data on
+    # every direction: the jitter stays on the duplicate's direction as
+    # prior, M_j = S' (d2 + jitter) S + diag(h_j). Without it that
+    # eigenvalue is h instead of h + 1: at least 0.4 nats per column against
+    # 1e-8 of a log det of about -40.
+    block, _ = _jittered_block()
+    h = np.random.RandomState(1).uniform(0.5, 2.0, size=block.shape)
+    d2 = np.array([0.0, 0.5, 0.0, 0.0, 0.3])  # none on the duplicate
+    column = ColumnKronBlock(block.corrected(h), d2)
+    expected = _column_log_det(block, h, d2 + block.jitter)
+    assert column.log_det() == pytest.approx(expected, rel=1e-8)
+
+
+def test_column_block_without_any_prior_is_flat_only_where_the_data_vanish():
+    # Built directly with no prior on any row (with_row_prior would take the
+    # scaled path): M_j = diag(h_j), and a direction whose datum vanishes
+    # has neither prior nor data, so it is flat (unit precision, the module
+    # docstring); every other eigenvalue is h itself.
+    block, h = _synthetic_block(d=(0.7, 0.5, 1.3, 0.9, 0.4))
+    h[1, 0] = h[3, 0] = h[2, 2] = 0.0
+    column = ColumnKronBlock(block.corrected(h), np.zeros(5))
+    expected = np.where(h == 0.0, 1.0, h)
+    np.testing.assert_allclose(
+        np.sort(column.eigenvalues(), axis=0), np.sort(expected, axis=0), rtol=1e-12
+    )
+    reference = np.sum(np.log(expected)) - 2 * 3 * np.linalg.slogdet(block.S)[1]
+    assert column.log_det() == pytest.approx(reference, rel=1e-10)
+
+
+def test_vanishing_is_relative_to_the_largest_absolute_value():
+    # 1.5e-12 is round-off against the largest size 2 (a negative entry),
+    # not against the largest signed value 1.
+    values = np.array([-2.0, 1.5e-12, 1.0, 0.0])
+    np.testing.assert_array_equal(vanishing(values), [False, True, False, True])
 
 
 def test_an_indefinite_prior_change_through_the_column_block_raises():

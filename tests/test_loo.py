@@ -147,6 +147,29 @@ def test_a_row_counts_while_its_class_keeps_any_weight_without_it():
     np.testing.assert_array_equal(result.weights, [1.0, 1.0])
 
 
+def test_a_lone_row_of_weight_two_counts_as_two_copies():
+    # Row 0 is class 0's only row, of weight 2: two copies, each left out
+    # with the other still seen, so it counts (twice), as the two copies
+    # given as rows of weight 1 do; the curves agree to round-off. Judged
+    # alone by its whole weight instead of the one copy it removes, it
+    # would drop out, a difference of the order of its loss.
+    rows, weights = np.array([0, 1, 2, 4, 5]), np.array([2.0, 1.0, 1.0, 1.0, 1.0])
+    copies = np.r_[0, rows]
+    scales = np.array([0.05, 1.0, 7.0])
+    weighted, repeated = (
+        loo_log_losses(
+            _hand_fit(),
+            _hand_jacobians(),
+            (r[:, None].astype(float), _LABELS[r], w),
+            scales,
+            _diagonal_probit,
+        )
+        for r, w in ((rows, weights), (copies, np.ones(6)))
+    )
+    np.testing.assert_array_equal(weighted.weights, weights)
+    np.testing.assert_allclose(weighted.curve(), repeated.curve(), rtol=1e-10)
+
+
 def test_parameters_held_at_zero_do_not_scale_their_prior():
     # Parameter 0 is held at zero (pruned): its Jacobian column is zeroed,
     # its precision block the identity, and its prior -- 10, so that
@@ -223,13 +246,16 @@ def test_rows_are_scored_in_chunks_each_row_once(monkeypatch):
     np.testing.assert_array_equal(result.losses, whole.losses)
 
 
-def test_rows_are_chunked_to_the_memory_budget(monkeypatch):
+@pytest.mark.parametrize("W", [20, 2])
+def test_rows_are_chunked_to_the_memory_budget(monkeypatch, W):
     # Ten classes, 49 scales, 400 rows: all at once the rows' K x K matrices
     # at every scale and their output pairs take about 36 MB. The chunks are
     # sized to a quarter of a 16 MB budget: the call's peak stays below half
-    # of it (about 0.2; chunks sized for K rather than K^2: about 0.9).
+    # of it (about 0.2; chunks sized for K rather than K^2: about 0.9). With
+    # two parameters the matrices at every scale dominate (about 0.16;
+    # chunks sized for 49 parameters at two scales: about 0.94).
     rng = np.random.RandomState(0)
-    n, K, W = 400, 10, 20
+    n, K = 400, 10
     F, J = rng.normal(size=(n, K)), rng.normal(size=(n, K, W)) / np.sqrt(W)
     root = rng.normal(size=(W, W))
     precision = root @ root.T + n * np.eye(W)
