@@ -75,6 +75,9 @@ class ScaledPriorFamily:
         ``A``, the prior precision ``posterior`` was built with.
     fixed : array of bool of shape (n_params,), default=None
         Parameters held at zero: no prior, identity precision at any ``c``.
+        The Jacobians handed to the methods must have zero columns there
+        (as the fit's own give them): the eigendecomposed path leaves those
+        columns out, a rebuilt posterior would count them.
     xp : module, default=numpy
         The namespace of the fit: the eigendecomposition (``O(W^3)``) and
         the eigenvectors stay there; only the eigenvalues come to the host.

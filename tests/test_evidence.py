@@ -1704,6 +1704,73 @@ def test_switching_the_output_biases_flat_is_refused_with_its_reason_in_full(
     check_output_bias_prior(ParamLayout((2, 1)), np.ones(3), np.r_[1.0, 1, 0])
 
 
+_THREE_CLASSES = make_classification(
+    90, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0
+)
+
+
+def test_a_hidden_layers_biases_may_switch_between_flat_and_proper():
+    # Only the K > 1 output biases' prior may not switch between flat and
+    # proper (the posterior's flat direction depends on it); the hidden
+    # layer's biases may. Layout (2, 3, 3): hidden biases 6-8, output
+    # biases 18-20, here flat throughout.
+    layout = ParamLayout((2, 3, 3))
+    flat = np.ones(layout.n_params)
+    flat[[6, 7, 8, 18, 19, 20]] = 0.0
+    hidden_proper = flat.copy()
+    hidden_proper[[6, 7, 8]] = 1.0
+    from sklaplace._evidence_at_prior import check_output_bias_prior
+
+    check_output_bias_prior(layout, flat, hidden_proper)
+    check_output_bias_prior(layout, hidden_proper, flat)
+    # And through the estimator: fitted with every bias flat (3 classes),
+    # the evidence at a proper hidden-bias prior is the Laplace evidence of
+    # P_data + A_new, from scratch from the full posterior (P_data = P -
+    # A_old at prior_precision_scale=1); a refusal raises instead.
+    clf = LaplaceMLPClassifier(
+        (3,),
+        activation="tanh",
+        alpha=1.0,
+        bias_prior_precision=0.0,
+        hessian_structure="full",
+        prior_precision_scale=1.0,
+        random_state=0,
+    ).fit(*_THREE_CLASSES)
+    old = clf.prior_precision_
+    new = old.copy()
+    new[12:15] = 2.0  # the hidden biases (after the 4 x 3 weights)
+    assert np.all(old[[12, 13, 14, 24, 25, 26]] == 0.0)
+    theta = np.concatenate(
+        [np.r_[W.ravel(), b] for W, b in zip(clf.coefs_, clf.intercepts_)]
+    )
+    L = clf.posterior_.cholesky_factor
+    sign, log_det = np.linalg.slogdet(L @ L.T - np.diag(old) + np.diag(new))
+    assert sign > 0
+    expected = clf.log_likelihood_ - 0.5 * (
+        log_det - np.sum(np.log(new[new > 0])) + np.sum(new * theta**2)
+    )
+    got = clf.log_marginal_likelihood(bias_prior_precision=[2.0, 0.0])
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_making_any_one_output_bias_proper_is_a_switch():
+    # From a flat prior on all 3 output biases (18-20 of layout (2, 3, 3)),
+    # a per-parameter prior that makes any one of them proper leaves the
+    # output biases no longer all flat: refused, whichever one it is (the
+    # first and the last included: a slice one short at either end misses
+    # one).
+    from sklaplace._evidence_at_prior import check_output_bias_prior
+
+    layout = ParamLayout((2, 3, 3))
+    flat = np.ones(layout.n_params)
+    flat[[18, 19, 20]] = 0.0
+    for index in (18, 19, 20):
+        new = flat.copy()
+        new[index] = 1.0
+        with pytest.raises(ValueError, match="refit with the new"):
+            check_output_bias_prior(layout, flat, new)
+
+
 # Mutation round (session 33): the rest of tune_alpha (its return, the bound
 # warning's text).
 @pytest.mark.parametrize("n_groups", [1, 2])

@@ -1,0 +1,118 @@
+"""The posterior's family over prior scales at the edges of its contract.
+
+A last layer's family with parameters held at zero, one rebuilt per scale,
+and a flat block singular to round-off, each against a dense or closed-form
+reference (the common cases are in ``test_prior_scale.py``).
+"""
+
+import numpy as np
+
+from sklaplace._last_layer import LastLayerPosterior
+from sklaplace._posterior import DiagPosterior, FullPosterior
+from sklaplace._prior_family import ScaledPriorFamily
+
+
+def _fixed_last_layer():
+    """A last layer's full posterior (4 parameters, the third held at zero).
+
+    Three earlier parameters (prior 2, 0 (flat), 0.5) sit before it. The held
+    parameter's row and column of the last layer's precision are the
+    identity's (no prior, no data: decoupled), as a pruned fit's are.
+    """
+    rng = np.random.RandomState(0)
+    root = rng.normal(size=(4, 4))
+    P = root @ root.T + 4.0 * np.eye(4)
+    P[2, :] = P[:, 2] = 0.0
+    P[2, 2] = 1.0
+    other = np.array([2.0, 0.0, 0.5])
+    A = np.concatenate([other, [1.0, 0.5, 3.0, 2.0]])
+    fixed = np.zeros(7, bool)
+    fixed[3 + 2] = True
+    posterior = LastLayerPosterior(FullPosterior(np.linalg.cholesky(P)), other)
+    return posterior, P, A, fixed
+
+
+def test_a_last_layer_family_with_held_parameters_equals_its_dense_precision():
+    # ``fixed`` covers all parameters while the family's own block starts at
+    # the last layer's offset: the held one keeps the identity (no c A) at
+    # every c, the flat earlier one adds no log(c * 0). From scratch:
+    # log det P(c) = slogdet(P_last + (c - 1) A_last, held entry 0) plus
+    # 2 log(c) + log(2 * 0.5); the variances J_last P(c)^{-1} J_last' with
+    # the held column of J zero (as its callers pass it). A family reading
+    # the full-length ``fixed`` against the last layer's prior cannot even
+    # be built (shapes 7 and 4); one dropping the held entry's zero would
+    # scale its 3.0 and move log det by log(1 + 3 (c - 1)) (> 0.6 here).
+    posterior, P, A, fixed = _fixed_last_layer()
+    family = ScaledPriorFamily(posterior, A, fixed)
+    assert family.all_at_once
+    A_last = np.where(fixed[3:], 0.0, A[3:])
+    J = np.random.RandomState(1).normal(size=(5, 2, 7))
+    J[:, :, 5] = 0.0  # the held parameter's column, as callers mask it
+    scales = [0.5, 1.0, 4.0]
+    variances = list(family.functional_variances(np, J, scales))
+    grid = family.functional_variance_grid(np, J, scales)
+    for i, c in enumerate(scales):
+        P_c = P + (c - 1.0) * np.diag(A_last)
+        sign, log_det = np.linalg.slogdet(P_c)
+        assert sign > 0
+        expected_log_det = log_det + 2.0 * np.log(c) + np.log(2.0 * 0.5)
+        np.testing.assert_allclose(
+            family.log_det_precision(c), expected_log_det, rtol=1e-12
+        )
+        J_last = J[:, :, 3:]
+        expected = np.einsum("nka,ab,nlb->nkl", J_last, np.linalg.inv(P_c), J_last)
+        np.testing.assert_allclose(variances[i], expected, rtol=1e-10)
+        np.testing.assert_allclose(grid[:, i], expected, rtol=1e-10)
+
+
+def test_a_flat_block_singular_to_round_off_falls_back_to_one_posterior_per_scale():
+    # L = [[1, 0, 0], [1, 1e-9, 0], [1, 1, 2]], prior (0, 0, 1): the flat
+    # block P_FF = L_F L_F' = [[1, 1], [1, 1 + 1e-18]] rounds to the exactly
+    # singular [[1, 1], [1, 1]], whose Cholesky factorisation fails (a zero
+    # pivot), though P = L L' is positive definite. The family must not fail
+    # with it: it rebuilds each scale from L (never forming P). Reference by
+    # the matrix determinant lemma: v = L^{-1} e_2 = (0, 0, 1/2) exactly, so
+    # (P^{-1})_22 = 1/4 and log det P(c) = 2 (log 1e-9 + log 2) +
+    # log(1 + (c - 1) / 4); by Sherman-Morrison (P(c)^{-1})_22 =
+    # (1/4) / (1 + (c - 1) / 4). The scales' values differ by far more than
+    # the tolerances.
+    L = np.array([[1.0, 0.0, 0.0], [1.0, 1e-9, 0.0], [1.0, 1.0, 2.0]])
+    A = np.array([0.0, 0.0, 1.0])
+    family = ScaledPriorFamily(FullPosterior(L), A)
+    assert not family.all_at_once  # the improper flat block: per scale
+    J = np.zeros((1, 1, 3))
+    J[0, 0, 2] = 1.0
+    scales = [0.5, 1.0, 3.0]
+    variances = list(family.functional_variances(np, J, scales))
+    for i, c in enumerate(scales):
+        expected = 2.0 * (np.log(1e-9) + np.log(2.0)) + np.log1p((c - 1.0) / 4.0)
+        np.testing.assert_allclose(family.log_det_precision(c), expected, rtol=1e-12)
+        np.testing.assert_allclose(
+            variances[i][0, 0, 0], 0.25 / (1.0 + (c - 1.0) / 4.0), rtol=1e-10
+        )
+
+
+def test_centred_variances_of_a_last_layer_family_rebuilt_per_scale():
+    # A last layer's diagonal posterior has no eigendecomposition: each
+    # scale's posterior is rebuilt and takes J over all parameters (it picks
+    # its own columns). The probit's centred variances are then
+    # diag(C J_last (p + (c - 1) A_last)^{-1} J_last' C), C = I - 11'/3, from
+    # scratch. Cutting J to the last layer's columns before handing it to
+    # the rebuilt posterior (which cuts again) takes the wrong columns: a
+    # shape error, or other parameters' variances.
+    rng = np.random.RandomState(0)
+    offset, W = 4, 6
+    other = rng.uniform(0.5, 2.0, offset)
+    p = rng.uniform(2.0, 4.0, W)
+    A = np.concatenate([other, rng.uniform(0.5, 1.5, W)])
+    family = ScaledPriorFamily(LastLayerPosterior(DiagPosterior(p), other), A)
+    assert not family.all_at_once
+    J = rng.normal(size=(5, 3, offset + W))
+    scales = [0.5, 1.0, 4.0]
+    centred = family.centred_variances(np, J, scales)
+    assert centred.shape == (5, 3, len(scales))
+    C = np.eye(3) - 1.0 / 3.0
+    CJ = np.einsum("ij,njw->niw", C, J[:, :, offset:])
+    for i, c in enumerate(scales):
+        expected = np.einsum("nkw,w->nk", CJ * CJ, 1.0 / (p + (c - 1.0) * A[offset:]))
+        np.testing.assert_allclose(centred[:, :, i], expected, rtol=1e-12)
