@@ -101,6 +101,7 @@ def test_a_batch_without_some_class_needs_the_classes():
         (np.zeros(0), np.zeros((0, 2)), {"classes": [0, 1]}, "no samples"),
         # Scores that are not probabilities had been scored as if they were.
         ([0, 1], [[0.5, 0.6], [0.5, 0.5]], {}, "off by 0.1"),
+        ([0, 1], [[0.4, 0.5], [0.5, 0.5]], {}, "off by 0.1"),  # short of 1 too
         ([0, 1], [[1.2, -0.2], [0.5, 0.5]], {}, r"entries in \[-0.2, 1.2\]"),
         ([0, 1], [[0.5, 0.5 + 2e-5], [0.5, 0.5]], {}, "row sum off"),
     ],
@@ -115,6 +116,30 @@ def test_bad_metric_input_is_refused(y, proba, kwargs, match):
 def test_ece_needs_a_positive_number_of_bins(n_bins):
     with pytest.raises(ValueError, match="n_bins"):
         expected_calibration_error([0, 1], np.eye(2), n_bins=n_bins)
+
+
+@pytest.mark.parametrize("n_bins", [np.int64(10), np.int32(10), np.uint8(10)])
+def test_ece_takes_a_numpy_integer_number_of_bins(n_bins):
+    # A NumPy integer (from np.arange, a config array) is an integer: the
+    # same ECE as the Python int.
+    rng = np.random.RandomState(0)
+    proba = rng.dirichlet(np.ones(3), size=40)
+    y = rng.randint(3, size=40)
+    assert expected_calibration_error(y, proba, n_bins=n_bins) == (
+        expected_calibration_error(y, proba, n_bins=10)
+    )
+
+
+def test_more_labels_than_columns_asks_for_classes():
+    # Three distinct labels, two columns, no classes given: the message says
+    # so and how to fix it, not that a classes= never passed has the wrong
+    # shape.
+    proba = np.full((3, 2), 0.5)
+    for metric in (multiclass_brier_score, expected_calibration_error):
+        with pytest.raises(
+            ValueError, match="3 distinct labels but proba has 2 columns: pass classes="
+        ):
+            metric([0, 1, 2], proba)
 
 
 def test_classes_must_not_repeat_a_label():

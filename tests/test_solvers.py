@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
+import sklaplace._solvers
 from sklaplace._curvature import exact_hessian
 from sklaplace._solvers import NewtonSolver, minimize_map
 from tests.conftest import make_problem
@@ -126,6 +127,76 @@ def test_newton_doubles_the_damping_until_the_shifted_hessian_factorises():
     solver.propose(0)
     np.testing.assert_allclose(solver.damping, 1.2, rtol=1e-12)
     np.testing.assert_allclose(solver.step, -solver.gradient / 0.2, rtol=1e-10)
+
+
+def test_newton_starting_damping_is_scaled_by_the_largest_diagonal_magnitude():
+    # Nielsen's start 1e-3 max_i |H_ii| where the diagonal's largest
+    # magnitude is a negative entry (tanh, far from the optimum: -7.4
+    # against a largest positive 2.0): 3.6 times 1e-3 max_i H_ii.
+    obj, theta = make_problem("tanh", 2, (4,), n_samples=20, seed=3)
+    theta = 3.0 * theta
+    diag = np.diag(obj.constrained_curvature(exact_hessian(obj, theta)))
+    assert -diag.min() > 2.0 * diag.max()  # the case this test is about
+    solver = _newton_at_start(obj, theta)
+    np.testing.assert_allclose(solver.damping, 1e-3 * np.max(np.abs(diag)), rtol=1e-12)
+
+
+def test_newton_raises_a_zero_damping_until_the_shifted_hessian_factorises(
+    monkeypatch,
+):
+    # H = -I with a damping of 0: floored at 1e-12, then doubled (exactly in
+    # floating point) to the first value above 1, 2^40 1e-12, and the step
+    # solves (H + mu I) s = -g. The factorisations are counted so that a
+    # damping stuck at 0 (2 * 0 = 0) fails instead of looping for ever.
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
+    solver = _newton_at_start(obj, theta)
+    solver.hessian = -np.eye(solver.hessian.shape[0])
+    solver.damping = 0.0
+    calls = []
+    cholesky = sklaplace._solvers.cholesky
+
+    def counted(xp, A):
+        calls.append(1)
+        if len(calls) > 200:
+            raise RuntimeError("the damping does not grow")
+        return cholesky(xp, A)
+
+    monkeypatch.setattr(sklaplace._solvers, "cholesky", counted)
+    solver.propose(0)
+    mu = 1e-12 * 2.0**40
+    assert solver.damping == mu and len(calls) == 42
+    np.testing.assert_allclose(solver.step, -solver.gradient / (mu - 1), rtol=1e-10)
+
+
+def test_newton_rejection_floors_a_zero_damping():
+    # A damping that underflowed to 0 still grows after a rejected step
+    # (else every trial would propose the same step): floored at 1e-12,
+    # then Nielsen's doubling factor.
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
+    solver = _newton_at_start(obj, theta)
+    solver.damping = 0.0
+    solver.step = 5.0 * solver.gradient  # uphill: rejected
+    solver.judge()
+    assert not solver.accepted and solver.damping == 1e-12
+    solver.judge()
+    assert solver.damping == 4e-12
+
+
+def test_newton_refuses_an_overflowed_hessian(monkeypatch):
+    # No damping repairs an inf in H: the curvature's clear ValueError, not
+    # a damping doubled to inf and a "no progress" ConvergenceWarning.
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
+
+    def overflowed(objective, theta):
+        H = exact_hessian(objective, theta)
+        H[0, 0] = np.inf
+        return H
+
+    monkeypatch.setattr(sklaplace._solvers, "exact_hessian", overflowed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        with pytest.raises(ValueError, match=r"not finite \(it overflowed\)"):
+            minimize_map(obj, theta, "newton", 1e-8, 10)
 
 
 def test_newton_acceptance_restarts_the_doubling_and_counts_a_flat_gain_as_full():
@@ -316,7 +387,8 @@ def test_lbfgs_few_iterations_are_not_cut_short_by_the_evaluation_budget(max_ite
 
 
 def _scipy_stopped(monkeypatch, status, message):
-    """Make SciPy's L-BFGS-B return at once, unconverged, with ``status``."""
+    """Make SciPy's L-BFGS-B return at once with ``status``, every gradient
+    entry 0.5."""
     import scipy.optimize
 
     def stopped(fun, x0, **kwargs):
@@ -372,6 +444,18 @@ def test_lbfgs_warning_says_why_it_stopped_and_what_may_help(
     )
     assert not result.converged and result.n_iter == 7
     assert result.out_of_iterations is (status == 1)
+
+
+def test_lbfgs_scaled_gradient_equal_to_tol_has_converged(monkeypatch):
+    # "At most tol", as for the Newton solvers: SciPy stops where the scaled
+    # max-norm is exactly tol (0.5 / 20 rows, computed the same way).
+    obj, theta = make_problem("tanh", 2, (3,), n_samples=20)
+    _scipy_stopped(monkeypatch, 0, "CONVERGENCE")
+    tol = 0.5 / float(obj.gradient_scale)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        result = minimize_map(obj, theta, "lbfgs", tol, 100)
+    assert result.converged and not result.out_of_iterations
 
 
 @pytest.mark.parametrize(

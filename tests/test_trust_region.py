@@ -64,6 +64,22 @@ def test_a_step_is_accepted_on_its_gain_ratio():
     assert rho == pytest.approx(1e-5, rel=1e-6) and not accept
 
 
+def test_a_gain_ratio_of_exactly_1e_4_is_rejected():
+    # The test is strict, rho > 1e-4: a loss of 1e-4 falling to 0 against a
+    # predicted decrease of 1 gives rho = 1e-4 exactly (1e-4 - 0 and
+    # 1e-4 / 1 are exact), far above the flat window.
+    rho, accept = _accepts(0.0, 0.5, predicted=1.0, loss=1e-4)
+    assert rho == 1e-4 and not accept
+
+
+def test_a_real_decrease_far_short_of_the_prediction_is_not_rescued():
+    # A decrease of 1e-6 (far outside the flat window, 3.6e-15 at L = 1)
+    # against a predicted 0.1 (rho = 1e-5) is rejected though the gradient
+    # falls: only a loss flat to round-off lets the gradient decide.
+    rho, accept = _accepts(1.0 - 1e-6, 0.1, predicted=0.1)
+    assert rho == pytest.approx(1e-5, rel=1e-6) and not accept
+
+
 def test_a_loss_that_rises_is_rejected_even_if_the_gradient_falls():
     """A rise far above round-off (1e-9 against 3.6e-15) is never accepted."""
     assert not _accepts(1.0 + 1e-9, 0.1, predicted=0.1)[1]
