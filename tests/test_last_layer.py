@@ -16,9 +16,9 @@ from sklearn.preprocessing import StandardScaler
 
 from sklaplace import LaplaceMLPClassifier, log_posterior, log_posterior_hessian, prune
 from sklaplace._last_layer import LastLayerPosterior
-from sklaplace._posterior import DiagPosterior
+from sklaplace._posterior import DiagPosterior, FullPosterior, laplace_posterior
 from sklaplace.exceptions import LaplaceApproximationWarning
-from tests.conftest import make_problem, record_row_chunks
+from tests.conftest import make_problem, rebuilt, record_row_chunks
 
 ALPHA, BIAS = 0.7, 0.3
 
@@ -346,6 +346,50 @@ def test_the_last_layers_exact_hessian_is_its_ggn_in_every_structure(structure):
     assert exact.curvature_ == "exact" and ggn.curvature_ == "ggn"
     np.testing.assert_array_equal(exact.predict_proba(X), ggn.predict_proba(X))
     assert exact.log_marginal_likelihood_ == ggn.log_marginal_likelihood_
+
+
+def test_a_jittered_last_layer_reports_its_jitter():
+    """A last layer whose precision is singular reports the jitter it got.
+
+    Four rows, six tanh units: the last layer's input factor ``phi' phi``
+    (7 x 7 with the bias) has rank 4, and with a flat prior on the last
+    layer its Kronecker block needs a jitter. The wrapper's ``jitter`` is
+    the one ``laplace_posterior`` reports (what becomes
+    ``posterior_jitter_``), positive; a wrapper that reported 0.0 whatever
+    its posterior (as the no-jitter test alone allows) fails here.
+    """
+    obj, theta = make_problem("tanh", 3, hidden=(6,), n_samples=4)
+    prior = np.array(obj.prior_precision, dtype=float)
+    n_last = (6 + 1) * 3
+    prior[-n_last:] = 0.0
+    flat = rebuilt(obj, prior_precision=prior)
+    with pytest.warns(LaplaceApproximationWarning, match="nearly singular"):
+        post, _, jitter = laplace_posterior(flat, theta, "ggn", "kron", "last_layer")
+    assert isinstance(post, LastLayerPosterior) and post.offset == prior.size - n_last
+    assert jitter > 0
+    assert post.jitter == jitter
+
+
+def test_the_last_layers_pivot_ratio_is_its_posteriors():
+    """``pivot_ratio`` is the last layer's posterior's.
+
+    ``min L_ii^2 / max P_ii`` of the last layer's precision, from NumPy's
+    Cholesky factor here. The precision is nearly
+    singular (two columns of ``B`` almost equal), so the ratio is ~1e-9,
+    far from 1 (what a wrapper that ignored its posterior would report);
+    the earlier parameters' prior plays no part.
+    """
+    rng = np.random.RandomState(0)
+    B = rng.normal(size=(6, 4))
+    B[:, 3] = B[:, 2] + 1e-4 * rng.normal(size=6)
+    P = B.T @ B
+    L = np.linalg.cholesky(P)
+    expected = np.min(np.diag(L) ** 2) / np.max(np.diag(P))
+    assert expected < 1e-6
+    post = LastLayerPosterior(
+        FullPosterior.from_precision(np, P), np.array([1e-9, 5.0])
+    )
+    assert post.pivot_ratio() == pytest.approx(expected, rel=1e-6)
 
 
 def test_a_last_layer_posterior_without_jitter_reports_zero():

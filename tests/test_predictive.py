@@ -1,3 +1,5 @@
+import tracemalloc
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -13,6 +15,7 @@ from sklaplace._predictive import (
     mc_logits,
     mc_noise,
     moderated_logits,
+    probit_from_variance,
     probit_logits,
 )
 from sklaplace.exceptions import MemoryLimitError
@@ -118,6 +121,49 @@ def test_multiclass_probit_ignores_a_common_shift():
     np.testing.assert_allclose(
         p, Categorical.proba(np, probit_logits(np, mu, cov)), rtol=1e-12
     )
+
+
+def test_the_probit_takes_a_negative_round_off_variance_as_zero():
+    """The probit takes a negative centred variance as 0.
+
+    A centred variance below 0 can only be round-off (of a huge variance
+    along the common shift, ~1e16 and up, which centring cancels): it is
+    taken as 0, so the logit is the centred mean itself. Unclipped, a
+    variance below -8/pi makes ``1 + pi/8 v`` negative and the logit NaN;
+    -3 here is below that bound and -1e-3 a round-off-sized one (kappa
+    1.0002 unclipped, exactly 1 clipped: the exact comparison tells).
+    """
+    mean = np.array([[1.5, -0.5, -1.0], [2.0, -1.0, -1.0]])
+    variance = np.array([[-3.0, 0.5, -1e-3], [0.0, 2.0, 4.0]])
+    expected = mean.copy()
+    expected[0, 1] /= np.sqrt(1.0 + np.pi / 8.0 * 0.5)
+    expected[1, 1:] /= np.sqrt(1.0 + np.pi / 8.0 * variance[1, 1:])
+    got = probit_from_variance(np, mean, variance)
+    np.testing.assert_array_equal(got[0, [0, 2]], mean[0, [0, 2]])
+    np.testing.assert_allclose(got, expected, rtol=1e-14)
+
+
+def test_the_probit_and_the_map_draw_no_monte_carlo_noise():
+    """Only ``link_approx="mc"`` draws ``n_mc_samples`` normals.
+
+    With ``n_mc_samples=10**6`` and 3 logits, drawing them for the probit
+    or the MAP would take 24 MB (48 MB with the antithetic copy) for
+    nothing; predicting 5 rows takes well under 1 MiB. The existing check
+    (10**9 draws) tells the difference only by running out of memory on a
+    machine with less than ~50 GB, and passes silently on a larger one.
+    """
+    rng = np.random.RandomState(0)
+    mean = rng.normal(size=(5, 3))
+    A = rng.normal(size=(5, 3, 3))
+    cov = A @ np.swapaxes(A, 1, 2)
+    for link in ("probit", "map"):
+        tracemalloc.start()
+        try:
+            moderated_logits(np, mean, cov, link, 10**6, 0, 5)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 2**20, (link, peak)
 
 
 def test_huge_logits_stay_finite():

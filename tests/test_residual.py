@@ -58,17 +58,19 @@ def test_envelope_from_scratch_gives_constant_features_the_median_spread():
     )
 
 
-def test_a_large_feature_constant_to_round_off_is_constant():
-    """Spread at round-off of a large mean (1000.1 to a few ulps) is no spread.
+@pytest.mark.parametrize("mean", [1000.1, -1e6])
+def test_a_large_feature_constant_to_round_off_is_constant(mean):
+    """Spread at round-off of a large mean (to a few ulps) is no spread.
 
-    Its computed spread, ~4e-13, is round-off relative to the mean (the
-    threshold is 1e-12 |mean| = 1e-9); were it kept, that feature would be
-    standardised by 4e-13 and a shift of 1 in it would move a row by ~1e12
-    instead of by 1 (the other features' spread).
+    Its computed spread (~4e-13 at 1000.1, ~1e-10 at -1e6) is round-off
+    relative to the mean (the threshold is 1e-12 |mean|, of either sign);
+    were it kept, that feature would be standardised by it and a shift of 1
+    in it would move a row by 1e10 or more instead of by 1 (the other
+    features' spread).
     """
     rng = np.random.RandomState(3)
     eps = np.finfo(np.float64).eps
-    constant = 1000.1 * (1 + rng.randint(-2, 3, 50) * eps)
+    constant = mean * (1 + rng.randint(-2, 3, 50) * eps)
     assert np.ptp(constant) > 0  # not exactly constant
     X = np.column_stack([rng.normal(size=50), constant, rng.normal(size=50)])
     envelope = data_envelope(X, np.ones(50))
