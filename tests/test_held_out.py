@@ -547,3 +547,115 @@ def test_a_last_layer_full_posterior_scores_factored_jacobians_by_the_probit():
         log_p = g - np.log(np.sum(np.exp(g), axis=1, keepdims=True))
         expected[:, i] = -log_p[np.arange(5), y]
     np.testing.assert_allclose(got.losses, expected, rtol=1e-9)
+
+
+def test_rows_of_fold_minus_one_are_fitted_in_every_fold_and_never_held_out():
+    # cv_log_losses: "rows of fold -1 are never held out" (content_folds
+    # gives -1 to a class that one fold would hold out whole): every fold's
+    # fit sees them, and no fold scores them.
+    stub = SimpleNamespace(
+        objective=SimpleNamespace(xp=np, fixed=None, likelihood=None),
+        posterior=SimpleNamespace(structure="diag"),
+        prior_precision=np.ones(2),
+        theta=None,
+    )
+    trained = []
+
+    def fit_fold(train):
+        trained.append(train.copy())
+        return stub
+
+    X, y = np.arange(16.0).reshape(8, 2), np.zeros(8, dtype=int)
+    folds = np.array([0, 1, 2, -1, 0, 1, 2, -1])
+    weight = np.arange(1.0, 9.0)
+    result = cv_log_losses(
+        fit_fold, lambda t, X: iter(()), (X, y, weight), folds, [1.0], None
+    )
+    expected_train = [
+        [False, True, True, True, False, True, True, True],
+        [True, False, True, True, True, False, True, True],
+        [True, True, False, True, True, True, False, True],
+    ]
+    assert [t.tolist() for t in trained] == expected_train
+    # Held out: rows 0, 4 (fold 0), 1, 5, 2, 6; never rows 3 and 7.
+    np.testing.assert_array_equal(result.weights, [1.0, 5.0, 2.0, 6.0, 3.0, 7.0])
+
+
+def test_at_best_takes_the_first_of_equal_scales():
+    # Columns 0 and 2 have the same mean loss (2.0) with different rows:
+    # the first is taken, as documented, with its own rows' losses.
+    losses = np.array([[1.0, 3.0, 2.5], [3.0, 3.0, 1.5]])
+    best = HeldOutLosses(losses, np.ones(2)).at_best()
+    np.testing.assert_array_equal(best.losses, [[1.0], [3.0]])
+
+
+def test_a_zero_weight_row_moves_no_other_row_across_folds_or_the_split():
+    # A row of weight 0 is no row: adding one (of a rare class, in another
+    # fold or on the other side of the split) must leave every other row's
+    # fold and validation side as without it. The whole-class rule counts
+    # weight, not rows: a rare class's two unit-weight rows held out
+    # together stay fitted (fold -1) though a zero-weight row of theirs is
+    # fitted elsewhere.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 2))
+    y = np.r_[rng.randint(0, 2, 57), 2, 2, 2]
+    weight = np.r_[np.ones(59), 0.0]
+    acted = 0
+    for seed in range(40):
+        with_row = content_folds(X, y, 5, seed, sample_weight=weight)
+        without = content_folds(X[:59], y[:59], 5, seed, sample_weight=weight[:59])
+        np.testing.assert_array_equal(with_row[:59], without)
+        acted += without[57] == -1
+        held = validation_rows(X, y, 0.5, seed, sample_weight=weight)
+        np.testing.assert_array_equal(
+            held[:59], validation_rows(X[:59], y[:59], 0.5, seed, weight[:59])
+        )
+    assert acted >= 4  # the rule acted on class 2 for several seeds
+
+
+def test_rows_equal_but_for_the_label_are_hashed_apart():
+    # The folds and the split hash a row's features and label: two rows with
+    # the same features and different labels go to independent folds (about
+    # 4 in 5 pairs apart over five folds), not always together.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(200, 3))
+    Xd, yd = np.r_[X, X], np.r_[np.zeros(200, int), np.ones(200, int)]
+    folds = content_folds(Xd, yd, 5, seed=0)
+    together = np.mean(folds[:200] == folds[200:])
+    assert 0.1 < together < 0.35  # about 1/5
+    held = validation_rows(Xd, yd, 0.5, seed=0)
+    assert 0.3 < np.mean(held[:200] == held[200:]) < 0.7  # about 1/2
+
+
+def test_a_held_out_row_of_zero_predictive_variance_is_scored():
+    # A row whose Jacobian is zero on every parameter has predictive variance
+    # exactly 0: the probit leaves its logit as it is, and its loss is the
+    # plain logistic loss at every scale (not inf: only a NaN variance marks
+    # a scale without a posterior). The other rows: the probit from scratch.
+    P_data, prior = np.array([[2.0, 0.3], [0.3, 1.0]]), np.full(2, 4.0)
+    logits = np.array([[1.5], [-0.4], [0.7]])
+    J = np.random.RandomState(1).normal(size=(3, 1, 2))
+    J[0] = 0.0
+    labels = np.array([1, 0, 1])
+    fit = SimpleNamespace(
+        objective=SimpleNamespace(xp=np, likelihood=likelihood_for(2), fixed=None),
+        posterior=FullPosterior(np.linalg.cholesky(P_data + np.diag(prior))),
+        prior_precision=prior,
+        theta=None,
+    )
+    scales = [0.5, 2.0]
+    expected = np.empty((3, 2))
+    for i, c in enumerate(scales):
+        cov = np.linalg.inv(P_data + c * np.diag(prior))
+        variance = np.einsum("np,pq,nq->n", J[:, 0], cov, J[:, 0])
+        g = logits[:, 0] / np.sqrt(1.0 + np.pi / 8.0 * variance)
+        expected[:, i] = np.logaddexp(0.0, np.where(labels == 1, -g, g))
+    np.testing.assert_allclose(expected[0], np.logaddexp(0.0, -1.5), rtol=1e-14)
+
+    def jacobians(theta, X):
+        yield logits, J
+
+    got = validation_log_losses(
+        fit, jacobians, (np.zeros((3, 1)), labels, np.ones(3)), scales, None, True
+    )
+    np.testing.assert_allclose(got.losses, expected, rtol=1e-10)

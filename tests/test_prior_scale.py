@@ -1339,3 +1339,106 @@ def test_a_family_with_a_negative_prior_is_rebuilt_per_scale():
         np.testing.assert_allclose(got[i], expected, rtol=1e-10)
         assert log_dets[i] == pytest.approx(np.linalg.slogdet(P_c)[1], rel=1e-10)
     assert got[2] is None and np.isnan(log_dets[2])
+
+
+# Hand-made held-out losses of two rows on the grid 1, 2, 4, 8: the best
+# (least mean loss) is scale 8; at 4 the paired differences to it are
+# -0.1 and 0.3 (mean 0.1, standard deviation 0.2, standard error
+# 0.2 / sqrt(2) = 0.141 >= 0.1: within one error); at 2 they are 0.5 and 0.5
+# (mean 0.5, error 0: beyond). The one-standard-error walk stops at 4.
+_WALK_SCALES = np.array([1.0, 2.0, 4.0, 8.0])
+_WALK_LOSSES = np.array(
+    [
+        [3.0, 1.5, 0.9, 1.0],
+        [3.0, 1.5, 1.3, 1.0],
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    "setting, expected", [("cv", 4.0), ("loo", 4.0), ("validation", 8.0)]
+)
+def test_loo_walks_one_standard_error_down_as_cv_does_and_validation_does_not(
+    setting, expected
+):
+    # The module's docstring: "cv" and "loo" take the smallest scale within
+    # one paired standard error of the best; "validation" the best itself.
+    # (A "loo" that took the best would give 8.)
+    d = _WALK_LOSSES[:, 2] - _WALK_LOSSES[:, 3]
+    assert d.mean() <= d.std() / np.sqrt(len(d))  # scale 4 is within one error
+    d = _WALK_LOSSES[:, 1] - _WALK_LOSSES[:, 3]
+    assert d.mean() > d.std() / np.sqrt(len(d))  # scale 2 is not
+    losses = HeldOutLosses(_WALK_LOSSES, np.ones(2))
+    choice = choose_prior_scale(
+        setting, _three_parameter_fit(), lambda s: losses, _WALK_SCALES
+    )
+    assert choice.scale == expected
+
+
+def test_a_flat_validation_curve_takes_the_scale_nearest_one():
+    # Ties of the validation loss go to the scale nearest 1 in log scale, as
+    # for "cv" and the evidence, not to the grid's first (smallest) scale.
+    scales = np.logspace(-2, 4, 49)
+    flat = HeldOutLosses(np.ones((10, 49)), np.ones(10))
+    choice = choose_prior_scale(
+        "validation", _three_parameter_fit(), lambda s: flat, scales
+    )
+    assert choice.scale == 1.0
+    # Tied at 0.1 and 100 only (lower elsewhere never): 0.1 is nearer 1.
+    scales = np.array([0.01, 0.1, 100.0, 1000.0])
+    tied = HeldOutLosses(np.array([[2.0, 1.0, 1.0, 3.0]] * 3), np.ones(3))
+    choice = choose_prior_scale(
+        "validation", _three_parameter_fit(), lambda s: tied, scales
+    )
+    assert choice.scale == 0.1
+
+
+def test_a_tie_near_zero_is_equality_to_absolute_round_off():
+    # Held-out log losses of separable data lie near 0 (probability ~1 at
+    # every held-out row); there round-off is absolute: scores 0 and 1e-13
+    # are a tie, which goes to the scale nearest 1; 1e-6 apart is not.
+    scales = np.array([0.1, 1.0, 10.0])
+    assert _nearest_one(scales, np.array([0.0, 1e-13, 5.0])) == 1
+    assert _nearest_one(scales, np.array([1e-15, 1e-13, 5.0])) == 1
+    assert _nearest_one(scales, np.array([0.0, 1e-6, 5.0])) == 0
+
+
+def test_the_walk_stops_at_a_one_that_carries_round_off():
+    # A grid whose scale 1 came out as 1 - 2^-52 (a logspace's round-off):
+    # the walk still stops there, as at an exact 1, not one scale above it.
+    scales = np.logspace(-2, 4, 49)
+    assert scales[16] == 1.0
+    scales[16] = 1.0 - 2.0**-52
+    # The best is scale 3.16 (index 20; a decade below it, 0.316, lies
+    # beyond 1, so only the classical posterior bounds the walk). Below it
+    # every scale loses 0.3 or 0.8 where the best loses 0.5: paired excess
+    # 0.05, standard error 0.25 / sqrt(4) = 0.125, within one error all the
+    # way down; above it every scale loses 2.
+    best = 20
+    losses = np.full((4, 49), 2.0)
+    losses[:, :best] = np.array([0.3, 0.8, 0.3, 0.8])[:, None]
+    losses[:, best] = 0.5
+    d = losses[:, 0] - losses[:, best]
+    assert 0 < d.mean() <= d.std() / 2.0
+    held_out = HeldOutLosses(losses, np.ones(4))
+    choice = choose_prior_scale(
+        "cv", _three_parameter_fit(), lambda s: held_out, scales
+    )
+    assert choice.scale == scales[16]
+
+
+def test_the_walk_pairs_with_the_tied_best_it_walks_from():
+    # Scales 0.1 and 2 tie on mean loss (1.0); the best is 2, nearest 1, and
+    # the walk's excesses are paired with its rows, not with those of 0.1.
+    # At 1.5 the differences to scale 2 are 0.1 and 0.3 (mean 0.2, standard
+    # error 0.1 / sqrt(2) = 0.071: beyond one error, so 2 is kept); paired
+    # with scale 0.1 they would be 1.1 and -0.7 (error 0.64: within).
+    scales = np.array([0.1, 1.0, 1.5, 2.0])
+    losses = np.array([[0.0, 5.0, 1.1, 1.0], [2.0, 5.0, 1.3, 1.0]])
+    d = losses[:, 2] - losses[:, 3]
+    assert d.mean() > d.std() / np.sqrt(2)
+    held_out = HeldOutLosses(losses, np.ones(2))
+    choice = choose_prior_scale(
+        "cv", _three_parameter_fit(), lambda s: held_out, scales
+    )
+    assert choice.scale == 2.0
