@@ -426,6 +426,24 @@ def test_a_warm_start_on_other_classes_is_a_cold_fit():
     )
 
 
+def test_a_warm_start_on_other_hidden_widths_is_a_cold_fit():
+    # The same depth with other widths is another network: the old
+    # coefficients do not fit its layout (they had failed to reshape), so
+    # the refit starts cold and equals a fresh fit.
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    params = dict(alpha=1e-2, prior_precision_scale=1.0, random_state=0)
+    warm = LaplaceMLPClassifier((4,), warm_start=True, **params).fit(X, y)
+    warm.set_params(hidden_layer_sizes=(5,)).fit(X, y)
+    cold = LaplaceMLPClassifier((5,), **params).fit(X, y)
+    assert [c.shape for c in warm.coefs_] == [(4, 5), (5, 3)]
+    for a, b in zip(warm.coefs_ + warm.intercepts_, cold.coefs_ + cold.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        warm.predict_proba(X), cold.predict_proba(X), rtol=1e-9, atol=1e-12
+    )
+
+
 def _numerical_hessian_diagonal(clf, X, y, eps=1e-5):
     """``-d^2 log p(theta | D) / dtheta_i^2`` by central differences of the gradient."""
     coefs = [c.copy() for c in clf.coefs_]

@@ -52,6 +52,28 @@ def test_the_default_arguments_give_the_stored_evidence_under_a_prior_scale(iris
     assert clf.log_marginal_likelihood(alpha=0.505) != stored
 
 
+def test_the_evidence_at_a_nearby_small_alpha_is_evaluated_anew():
+    # Logistic regression (no hidden layer) at a weak prior, alpha = 1e-8:
+    # halving alpha differs from the fitted prior by 5e-9 only, which
+    # np.allclose (atol 1e-8) takes for "the same prior", but the Laplace
+    # evidence moves by (n_weights / 2) log(1/2) from the prior's
+    # normalisation alone (the data's curvature dwarfs the prior's, so the
+    # log determinant and the penalty alpha |w|^2 / 2 move by about 1e-8).
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(24, 3))
+    y = (X[:, 0] + rng.normal(size=24) > 0).astype(int)  # noisy: a finite MAP
+    clf = LaplaceMLPClassifier(
+        (),
+        alpha=1e-8,
+        hessian_structure="full",
+        prior_precision_scale=1.0,
+        random_state=0,
+    ).fit(X, y)
+    n_weights = clf.coefs_[0].size
+    change = clf.log_marginal_likelihood(alpha=5e-9) - clf.log_marginal_likelihood_
+    assert change == pytest.approx(0.5 * n_weights * np.log(0.5), rel=1e-4)
+
+
 X3, Y3 = np.random.RandomState(0).normal(size=(40, 3)), np.arange(40) % 3
 # What overflowed is named: the latent Gaussian, checked before any link.
 PATTERN = (

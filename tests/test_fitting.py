@@ -27,12 +27,21 @@ from tests.conftest import make_problem
 
 
 def _resolved(**changes):
+    """Every FitConfig field resolved (no "auto"), as the estimator would."""
     params = LaplaceMLPClassifier().get_params(deep=False)
     params.update(
-        alpha=1.0, solver="lbfgs", hessian_structure="full", prior_precision_scale=1.0
+        alpha=1.0,
+        solver="lbfgs",
+        tol=1e-5,
+        hessian_structure="full",
+        prior_precision_scale=1.0,
     )
     params.update(changes)
     return SimpleNamespace(**params)
+
+
+# The parameters whose default is "auto" and that the fit reads.
+AUTO_FIELDS = ["alpha", "hessian_structure", "prior_precision_scale", "solver", "tol"]
 
 
 def test_config_fields_are_estimator_parameters():
@@ -51,11 +60,18 @@ def test_config_takes_its_fields_only_and_is_frozen():
     assert replace(config, tol=1.0).tol == 1.0
 
 
-@pytest.mark.parametrize(
-    "name", ["alpha", "solver", "hessian_structure", "prior_precision_scale"]
-)
+def test_every_auto_default_is_a_field_the_config_checks():
+    defaults = LaplaceMLPClassifier().get_params()
+    autos = [f.name for f in fields(FitConfig) if str(defaults[f.name]) == "auto"]
+    assert sorted(autos) == AUTO_FIELDS
+
+
+@pytest.mark.parametrize("name", AUTO_FIELDS)
 def test_config_refuses_an_unresolved_auto(name):
-    with pytest.raises(ValueError, match=name):
+    # One "auto" alone (tol too) is refused by name; none left passes.
+    assert FitConfig.from_params(_resolved()).tol == 1e-5
+    message = rf"^Resolve 'auto' before fitting: \['{name}'\]\.$"
+    with pytest.raises(ValueError, match=message):
         FitConfig.from_params(_resolved(**{name: "auto"}))
 
 

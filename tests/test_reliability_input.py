@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
 import sklaplace._fitting as fitting_module
+import sklaplace._validation as validation_module
 from sklaplace import (
     LaplaceMLPClassifier,
     log_posterior,
@@ -20,7 +21,7 @@ from sklaplace import (
     log_posterior_hessian,
     log_posterior_hvp,
 )
-from sklaplace._validation import merge_identical_rows
+from sklaplace._validation import merge_identical_rows, validate_fit_data
 from sklaplace.exceptions import FeatureScaleWarning, UnweightedClassWarning
 
 RNG = np.random.RandomState(0)
@@ -531,6 +532,47 @@ def test_the_feature_scale_warning_says_what_its_direction_does(factor, said, un
         check_feature_scale(X * factor, np.ones(len(X)))
     message = str(caught[0].message)
     assert f"{said} prior" in message and f"{unsaid} prior" not in message
+
+
+def test_an_all_zero_column_does_not_make_a_large_feature_read_as_tiny():
+    # One feature 1e4 times too large beside an all-zero column: the warning
+    # names the large feature and says what a large one does, nothing about
+    # tiny ones. An all-zero column is not badly scaled (its root mean square,
+    # 0, is excepted from the range), so it must not add the "tiny" effect
+    # either (the effects taken over every column, zero ones included, did).
+    from sklaplace._validation import check_feature_scale
+
+    Xs = np.c_[X[:, 0] * 1e4, np.zeros(len(X)), X[:, 1]]
+    with pytest.warns(FeatureScaleWarning) as caught:
+        check_feature_scale(Xs, np.ones(len(Xs)))
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith("1 feature(s) have a root mean square outside")
+    assert "(feature 0)" in message and "(feature 1)" not in message
+    assert "weaker prior" in message
+    assert "stronger prior" not in message
+
+
+def test_all_zero_weights_are_refused_by_our_own_check(monkeypatch):
+    # scikit-learn 1.9 refuses all-zero sample weights itself ("non-zero"),
+    # so under it the project's own "must not sum to zero" check never ran
+    # and ``total > 0`` could become ``total >= 0`` unseen; scikit-learn 1.8
+    # (still supported) leaves them to us. Its lenient validation, emulated:
+    # our message, raised before the feature-scale check divides by the zero
+    # total (a RuntimeWarning, then the "numerically zero" error, had been
+    # the answer).
+    def lenient(sample_weight, X, dtype=None, ensure_non_negative=False):
+        weight = np.asarray(sample_weight, dtype=dtype)
+        assert ensure_non_negative and weight.shape == (X.shape[0],)
+        return weight
+
+    monkeypatch.setattr(validation_module, "_check_sample_weight", lenient)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="must not sum to zero"):
+            validate_fit_data(LaplaceMLPClassifier(), X, Y, np.zeros(len(X)))
+        # The emulation lets valid weights through unchanged.
+        weight = validate_fit_data(LaplaceMLPClassifier(), X, Y, np.ones(len(X)))[2]
+    np.testing.assert_array_equal(weight, np.ones(len(X)))
 
 
 def test_unit_scale_zero_columns_and_zero_weight_rows_draw_no_warning():
