@@ -428,8 +428,8 @@ def test_a_warm_start_on_other_classes_is_a_cold_fit():
 
 def test_a_warm_start_on_other_hidden_widths_is_a_cold_fit():
     # The same depth with other widths is another network: the old
-    # coefficients do not fit its layout (they had failed to reshape), so
-    # the refit starts cold and equals a fresh fit.
+    # coefficients do not fit its layout (a warm start would fail to
+    # reshape them), so the refit starts cold and equals a fresh fit.
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
     params = dict(alpha=1e-2, prior_precision_scale=1.0, random_state=0)
