@@ -84,18 +84,23 @@ def test_curve_is_the_weighted_mean_over_rows_of_positive_weight():
     np.testing.assert_allclose(curve, [(1.0 + 9.0) / 4.0, (4.0 + 6.0) / 4.0])
 
 
+def _fold_fit_stub():
+    """A fold's fit that scores nothing itself (the test gives the Jacobians)."""
+    return SimpleNamespace(
+        objective=SimpleNamespace(xp=np, fixed=None, likelihood=None),
+        posterior=SimpleNamespace(structure="diag"),
+        prior_precision=np.ones(2),
+        theta=None,
+    )
+
+
 def test_a_folds_solver_and_posterior_warnings_stay_inside_the_search():
     """The full-data fit has already warned: a fold's refit does not repeat it.
 
     Each fold's refit warns (ConvergenceWarning, LaplaceApproximationWarning);
     ``cv_log_losses`` raises neither, and still scores every fold.
     """
-    fold_fit = SimpleNamespace(
-        objective=SimpleNamespace(xp=np, fixed=None, likelihood=None),
-        posterior=SimpleNamespace(structure="diag"),
-        prior_precision=np.ones(2),
-        theta=None,
-    )
+    fold_fit = _fold_fit_stub()
     trained = []
 
     def fit_fold(train):
@@ -253,12 +258,7 @@ def test_base_rate_loss_of_a_class_without_fitted_rows_warns_nothing():
 def test_a_folds_other_warnings_still_reach_the_caller():
     # Only the repeats of the full fit's warnings (solver, posterior) are
     # silenced; anything else a fold raises is news and is not swallowed.
-    fold_fit = SimpleNamespace(
-        objective=SimpleNamespace(xp=np, fixed=None, likelihood=None),
-        posterior=SimpleNamespace(structure="diag"),
-        prior_precision=np.ones(2),
-        theta=None,
-    )
+    fold_fit = _fold_fit_stub()
 
     def fit_fold(train):
         warnings.warn("fold solver", ConvergenceWarning, stacklevel=2)
@@ -553,12 +553,7 @@ def test_rows_of_fold_minus_one_are_fitted_in_every_fold_and_never_held_out():
     # cv_log_losses: "rows of fold -1 are never held out" (content_folds
     # gives -1 to a class that one fold would hold out whole): every fold's
     # fit sees them, and no fold scores them.
-    stub = SimpleNamespace(
-        objective=SimpleNamespace(xp=np, fixed=None, likelihood=None),
-        posterior=SimpleNamespace(structure="diag"),
-        prior_precision=np.ones(2),
-        theta=None,
-    )
+    stub = _fold_fit_stub()
     trained = []
 
     def fit_fold(train):
