@@ -16,6 +16,9 @@ from sklaplace import (
     log_posterior_hvp,
 )
 from sklaplace._backend import (
+    NotPositiveDefiniteError,
+    add_to_diagonal,
+    cholesky,
     get_namespace,
     pin_to_identity,
     plus_scaled_identity,
@@ -163,19 +166,23 @@ def test_cupy_backend_without_cupy_says_how_to_install():
 
 def test_to_numpy_copies_an_array_dlpack_cannot_export(monkeypatch):
     """NumPy 2.0's DLPack refuses a read-only array (``BufferError``; 2.1 and
-    later export it): ``to_numpy`` then exports a copy, with the same values."""
-    a = xps.asarray([[1.0, 2.0], [3.0, 4.0]])
-    exported, from_dlpack = [], np.from_dlpack
+    later export it): ``to_numpy`` then exports a real copy, with the same
+    values, not another view of the read-only buffer (refused again)."""
+    base = np.array([[1.0, 2.0], [3.0, 4.0]])
+    base.flags.writeable = False
+    a = xps.asarray(base)
+    from_dlpack = np.from_dlpack
 
-    def refuse_the_original(x):
-        exported.append(x)
-        if x is a:
+    def refuse_read_only(x):
+        out = from_dlpack(x)
+        if not out.flags.writeable:
             raise BufferError("Cannot export readonly array")
-        return from_dlpack(x)
+        return out
 
-    monkeypatch.setattr(np, "from_dlpack", refuse_the_original)
-    np.testing.assert_array_equal(to_numpy(a), [[1.0, 2.0], [3.0, 4.0]])
-    assert exported[0] is a and exported[1] is not a and len(exported) == 2
+    monkeypatch.setattr(np, "from_dlpack", refuse_read_only)
+    out = to_numpy(a)
+    np.testing.assert_array_equal(out, base)
+    assert not np.shares_memory(out, base)
 
 
 def test_to_numpy_round_trip():
@@ -347,3 +354,23 @@ def test_another_librarys_labels_come_to_the_host_without_dispatch(strict_backen
     np.testing.assert_array_equal(
         clf.predict_proba(xps.asarray(X)), expected.predict_proba(X)
     )
+
+
+@pytest.mark.parametrize("xp", [np, xps], ids=["numpy", "array_api_strict"])
+def test_cholesky_refuses_a_nan_in_only_the_last_pivot(xp):
+    # A NaN confined to the last diagonal entry leaves the leading pivots
+    # finite: every pivot must be checked, not any. (Kills B6: xp.any.)
+    A = np.eye(3)
+    A[2, 2] = np.nan
+    with pytest.raises(NotPositiveDefiniteError):
+        cholesky(xp, xp.asarray(A))
+
+
+def test_add_to_diagonal_keeps_float32_in_another_namespace():
+    # Outside NumPy/CuPy the diagonal matrix is built: in H's dtype, so a
+    # float32 precision stays float32. (Kills B10: xp.eye without dtype.)
+    H0 = np.arange(9.0).reshape(3, 3).astype(np.float32)
+    values = np.array([1.0, 2.0, 3.0], np.float32)
+    out = add_to_diagonal(xps, xps.asarray(H0), xps.asarray(values))
+    assert out.dtype == xps.float32
+    np.testing.assert_array_equal(to_numpy(out), H0 + np.diag(values))

@@ -651,3 +651,30 @@ def test_obs_on_a_direction_of_vast_variance_leaks_no_overflow():
         warnings.simplefilter("error", RuntimeWarning)
         pruned = prune(clf, 0.5, method="obs")
     assert np.all(np.isfinite(pruned.predict_proba(X)))
+
+
+def test_repruning_counts_only_weights_as_already_pruned():
+    # `fraction` counts the already pruned WEIGHTS; a dead unit's bias is
+    # masked too but is not a weight, so it must not reduce how many more
+    # weights are removed. (Kills P21: n_already = sum(already).)
+    X, y = _iris()
+    clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
+    layout = clf._layout()
+    weights = ~layout.bias_mask()
+    # Kill hidden unit 0: prune all its outgoing weights; prune(., 0.0) then
+    # masks its incoming weights and its bias as well.
+    killed = prune(clf, 0.0)
+    outputs = [np.zeros(c.shape, bool) for c in clf.coefs_]
+    outputs[1][0] = True
+    killed.pruned_mask_ = layout.pack(
+        np, outputs, [np.zeros(b.shape, bool) for b in clf.intercepts_]
+    )
+    dead = prune(killed, 0.0, method="magnitude")
+    assert np.sum(dead.pruned_mask_ & weights) == 3 + 4
+    assert np.sum(dead.pruned_mask_ & ~weights) == 1  # the dead unit's bias
+    # Half of the 28 weights counting the 7 already pruned: 7 more, the 7 of
+    # least magnitude among the candidates (none of them kills another unit).
+    order = np.argsort(saliencies(dead, method="magnitude"), kind="stable")
+    half = prune(dead, 0.5, method="magnitude")
+    assert np.sum(half.pruned_mask_ & weights) == 14
+    assert np.all(half.pruned_mask_[order[:7]])
