@@ -32,7 +32,7 @@ from sklaplace._evidence import (
     tune_alpha,
     weight_groups,
 )
-from sklaplace._evidence_at_prior import log_evidence_at_prior
+from sklaplace._evidence_at_prior import check_output_bias_prior, log_evidence_at_prior
 from sklaplace._network import ParamLayout, log_equivalent_modes
 from sklaplace._posterior import FullPosterior
 from sklaplace.exceptions import BaseRateWarning, LaplaceApproximationWarning
@@ -1687,8 +1687,6 @@ def test_switching_the_output_biases_flat_is_refused_with_its_reason_in_full(
     n_outputs,
 ):
     # Two or more logits (a softmax): the full message, for any K > 1.
-    from sklaplace._evidence_at_prior import check_output_bias_prior
-
     layout = ParamLayout((2, n_outputs))
     proper = np.ones(layout.n_params)
     flat = np.where(np.arange(layout.n_params) >= layout.n_params - n_outputs, 0, 1.0)
@@ -1719,8 +1717,6 @@ def test_a_hidden_layers_biases_may_switch_between_flat_and_proper():
     flat[[6, 7, 8, 18, 19, 20]] = 0.0
     hidden_proper = flat.copy()
     hidden_proper[[6, 7, 8]] = 1.0
-    from sklaplace._evidence_at_prior import check_output_bias_prior
-
     check_output_bias_prior(layout, flat, hidden_proper)
     check_output_bias_prior(layout, hidden_proper, flat)
     # And through the estimator: fitted with every bias flat (3 classes),
@@ -1759,8 +1755,6 @@ def test_making_any_one_output_bias_proper_is_a_switch():
     # output biases no longer all flat: refused, whichever one it is (the
     # first and the last included: a slice one short at either end misses
     # one).
-    from sklaplace._evidence_at_prior import check_output_bias_prior
-
     layout = ParamLayout((2, 3, 3))
     flat = np.ones(layout.n_params)
     flat[[18, 19, 20]] = 0.0

@@ -656,7 +656,7 @@ def test_obs_on_a_direction_of_vast_variance_leaks_no_overflow():
 def test_repruning_counts_only_weights_as_already_pruned():
     # `fraction` counts the already pruned WEIGHTS; a dead unit's bias is
     # masked too but is not a weight, so it must not reduce how many more
-    # weights are removed. (Kills P21: n_already = sum(already).)
+    # weights are removed (counted, one weight fewer would be).
     X, y = _iris()
     clf = LaplaceMLPClassifier((4,), random_state=0).fit(X, y)
     layout = clf._layout()

@@ -539,7 +539,8 @@ def test_an_all_zero_column_does_not_make_a_large_feature_read_as_tiny():
     # names the large feature and says what a large one does, nothing about
     # tiny ones. An all-zero column is not badly scaled (its root mean square,
     # 0, is excepted from the range), so it must not add the "tiny" effect
-    # either (the effects taken over every column, zero ones included, did).
+    # either (as the effects taken over every column, zero ones included,
+    # would).
     from sklaplace._validation import check_feature_scale
 
     Xs = np.c_[X[:, 0] * 1e4, np.zeros(len(X)), X[:, 1]]
@@ -558,8 +559,8 @@ def test_all_zero_weights_are_refused_by_our_own_check(monkeypatch):
     # and ``total > 0`` could become ``total >= 0`` unseen; scikit-learn 1.8
     # (still supported) leaves them to us. Its lenient validation, emulated:
     # our message, raised before the feature-scale check divides by the zero
-    # total (a RuntimeWarning, then the "numerically zero" error, had been
-    # the answer).
+    # total (which would give a RuntimeWarning, then the "numerically zero"
+    # error).
     def lenient(sample_weight, X, dtype=None, ensure_non_negative=False):
         weight = np.asarray(sample_weight, dtype=dtype)
         assert ensure_non_negative and weight.shape == (X.shape[0],)
