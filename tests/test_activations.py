@@ -61,3 +61,25 @@ def test_activations_are_finite_for_huge_inputs(name):
     np.testing.assert_allclose(
         SECOND_DERIVATIVES[name](np, a), second, rtol=1e-7, atol=1e-12
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activations_never_overflow_or_divide_by_zero(name, dtype):
+    """No activation or derivative overflows on the way, for any input.
+
+    Values can be right while an intermediate overflows: ``1 / (1 + exp(-z))``
+    is 0 at ``z = -1e4`` after ``exp(1e4) = inf``, and ELU's ``expm1(z)`` is
+    inf for large positive ``z`` before ``where`` discards it. Each raises
+    NumPy's overflow RuntimeWarning in a user's fit (float32 overflows
+    ``exp`` from ``z = 89``). Underflow to 0 is harmless and allowed. The
+    values themselves are pinned in test_activations.py; here they are
+    computed with overflow, division by zero and invalid operations raising.
+    """
+    z = np.array([-1e4, -1e3, -90.0, -35.0, 0.0, 35.0, 90.0, 1e3, 1e4], dtype=dtype)
+    with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
+        a = ACTIVATIONS[name](np, z)
+        first = DERIVATIVES[name](np, a)
+        second = SECOND_DERIVATIVES[name](np, a)
+    for value in (a, first, second):
+        assert np.all(np.isfinite(value))

@@ -47,3 +47,64 @@ def test_a_ragged_precision_is_named_in_the_error(which):
     message = f"^{which} must be a number or an array of numbers, got "
     with pytest.raises(ValueError, match=message):
         prior_precision_vector(LAYOUT, values["alpha"], values["bias_prior_precision"])
+
+
+@pytest.mark.parametrize("n_values", [12, 14, 26])
+def test_alpha_with_neither_one_per_layer_nor_one_per_parameter_is_refused(n_values):
+    """Only exactly ``n_params`` values are per parameter; others are refused.
+
+    13 parameters here: 12, 14 or 26 values are neither per layer (2) nor
+    per parameter, and must give the ValueError naming both. Reading "at
+    least n_params" as per parameter would return a vector of the wrong
+    length, which fails later and far from the cause.
+    """
+    with pytest.raises(
+        ValueError, match=r"alpha must be a scalar .* per parameter \(13\)"
+    ):
+        prior_precision_vector(LAYOUT, np.ones(n_values), 1.0)
+
+
+@pytest.mark.parametrize("which", ["alpha", "bias_prior_precision"])
+@pytest.mark.parametrize("shape", [(2, 1), (2, 2)])
+def test_a_two_dimensional_per_layer_precision_is_refused(which, shape):
+    """One value per layer means shape ``(n_layers,)``, not ``(n_layers, k)``.
+
+    A check on the first dimension only lets an ``(n_layers, k)`` array
+    through, whose per-layer rows then broadcast the ``(n_params,)`` result
+    into a matrix (or fail in ``np.where``) instead of naming the parameter.
+    """
+    values = {"alpha": 1.0, "bias_prior_precision": 1.0, which: np.ones(shape)}
+    with pytest.raises(
+        ValueError, match=f"^{which} must be a scalar or have one value per layer"
+    ):
+        prior_precision_vector(LAYOUT, values["alpha"], values["bias_prior_precision"])
+
+
+@pytest.mark.parametrize("which", ["alpha", "bias_prior_precision"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -0.5], ids=["nan", "inf", "negative"])
+@pytest.mark.parametrize("per_layer", [False, True], ids=["scalar", "per-layer"])
+def test_a_non_finite_or_negative_precision_is_refused(which, bad, per_layer):
+    """Each of ``alpha`` and ``bias_prior_precision`` must be finite and >= 0.
+
+    A NaN or infinite precision would make the MAP objective NaN or pin
+    weights at exactly zero, and a negative one makes the prior improper
+    (the loss unbounded below); each must be refused by name, per layer too
+    (the second layer's value is the bad one there).
+    """
+    value = np.array([1.0, bad]) if per_layer else bad
+    values = {"alpha": 1.0, "bias_prior_precision": 1.0, which: value}
+    with pytest.raises(ValueError, match=f"^{which} must be finite and >= 0"):
+        prior_precision_vector(LAYOUT, values["alpha"], values["bias_prior_precision"])
+
+
+def test_boolean_precisions_read_as_zero_and_one():
+    """Booleans are numbers (``True`` is 1), as NumPy and Python read them.
+
+    A per-layer boolean mask of weight precisions switches a layer's prior
+    off and on; refusing the dtype would reject ``alpha=True`` too, which
+    the estimator's ``alpha >= 0`` check accepts.
+    """
+    precision = prior_precision_vector(LAYOUT, np.array([True, False]), True)
+    layer_weight = np.r_[np.ones(9), np.zeros(4)]
+    np.testing.assert_array_equal(precision, np.where(BIAS, 1.0, layer_weight))
+    assert precision.dtype == np.float64
