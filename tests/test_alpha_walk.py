@@ -803,3 +803,27 @@ def test_leave_one_out_scores_exactly_the_walks_rows(monkeypatch):
     assert 0 < len(rows) < X.shape[0]  # the walk held rows out
     assert scored and all(part == rows for part in scored)
     assert "loo_log_loss" in clf.prior_precision_scale_path_
+
+
+def test_walk_does_not_ask_mackays_update_at_a_bound():
+    """``direction`` is "not asked where no step is left (a bound, the fit
+    budget)": each ask is a posterior covariance diagonal. Walking up from a
+    decade below the upper bound with the held-out loss falling all the way,
+    the fit at the bound is kept without asking MacKay's update there; the
+    only ask is the one at the start that picks the way. (Mutant: the
+    ``next_alpha == alpha`` test dropped -- the same decisions, but an
+    update was computed at the bound for nothing.)"""
+    high = EVIDENCE_BOUNDS[1]
+    asked = []
+
+    def direction(outcome, alpha):
+        asked.append(alpha)
+        return np.inf
+
+    def evaluate(alpha, previous):
+        return alpha, -np.log10(alpha)  # lower and lower going up
+
+    walk = walk_alpha(evaluate, direction, start=high / 10)
+    assert [float(a[0]) for a in walk.history] == [high / 10, high]
+    assert walk.alpha == high
+    assert asked == [high / 10]

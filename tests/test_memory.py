@@ -12,9 +12,11 @@ from sklearn.exceptions import ConvergenceWarning
 import sklaplace._fitting as fitting_module
 import sklaplace._memory as memory_module
 from sklaplace import LaplaceMLPClassifier
+from sklaplace._curvature import exact_hessian, ggn_hessian, residual_hessian
 from sklaplace._evidence import EVIDENCE_STARTS
 from sklaplace._network import ParamLayout
 from sklaplace.exceptions import MemoryLimitError
+from tests.conftest import make_problem
 
 RNG = np.random.RandomState(0)
 
@@ -595,3 +597,41 @@ def test_auto_counts_the_held_kronecker_copies_of_the_fits_alpha_and_scale(
     assert fixed == "kron"
     held = _auto_structure(layout, alpha=alpha, prior_precision_scale=scale)
     assert held == "diag"
+
+
+def test_residual_term_alone_refuses_a_square_matrix_over_the_memory_limit(
+    monkeypatch,
+):
+    """``residual_hessian`` without ``out`` allocates the ``n_params x
+    n_params`` matrix itself, so it checks it against ``DENSE_MEMORY_LIMIT``
+    first: refused one byte below ``8 n_params**2``, built at exactly that.
+    (Mutant: the ``check_square`` dropped -- the matrix was allocated whatever
+    the limit.) Given ``out``, the caller owns the matrix: no check."""
+    obj, theta = make_problem("tanh", 3, (4,))
+    n = obj.layout.n_params
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 8 * n * n - 1)
+    with pytest.raises(MemoryLimitError, match=f"{n} x {n} exact Hessian"):
+        residual_hessian(obj, theta)
+    out = np.zeros((n, n))
+    assert residual_hessian(obj, theta, out=out).shape == (n, n)
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 8 * n * n)
+    assert residual_hessian(obj, theta).shape == (n, n)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])  # rank-k update; Kronecker blocks
+@pytest.mark.parametrize("build", [ggn_hessian, exact_hessian])
+def test_a_square_curvature_is_refused_one_byte_over_the_memory_limit(
+    monkeypatch, n_classes, build
+):
+    """The ``n_params x n_params`` float64 matrix takes ``8 n_params**2``
+    bytes: with ``DENSE_MEMORY_LIMIT`` one byte less the GGN (and the exact
+    Hessian built on it) is refused before it is allocated, at exactly that
+    it is built. (Mutant: ``check_square`` counting ``8 n_params`` bytes --
+    a matrix n_params times over the limit was let through.)"""
+    obj, theta = make_problem("tanh", n_classes, (4,))
+    n = obj.layout.n_params
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 8 * n * n - 1)
+    with pytest.raises(MemoryLimitError, match=f"The {n} x {n} generalised"):
+        build(obj, theta)
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 8 * n * n)
+    assert build(obj, theta).shape == (n, n)

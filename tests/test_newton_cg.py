@@ -1005,3 +1005,155 @@ def test_only_a_doubtful_single_precision_step_is_rechecked(
     )
     solver.judge()
     assert bool(calls) is checked
+
+
+def test_cg_takes_at_most_as_many_steps_as_there_are_parameters():
+    """In exact arithmetic CG ends within ``n_params`` steps, so Newton-CG
+    caps each solve there (``min(MAX_CG_ITER, n_params)``): asked for an exact
+    solve (``rtol = 0``, a radius no step reaches) on a logistic regression
+    of 4 parameters, CG stops after 4 products. (Mutant: the cap at
+    ``MAX_CG_ITER`` alone -- CG chased round-off for 40 products.)"""
+    obj, theta = make_problem("tanh", 2, (), n_samples=30)
+    solver = NewtonCGSolver(obj, tol=1e-10, max_iter=10)
+    solver.setup(theta)
+    solver.update_curvature()
+    solver.rtol, solver.radius = 0.0, 1e10
+    solver.inner_solve()
+    assert obj.layout.n_params == 4
+    assert solver.n_products == 4 and solver.cg_status == "max_iter"
+
+
+def test_a_shortened_single_precision_step_is_not_rechecked(monkeypatch):
+    """Only a step fresh from CG is rechecked in double precision (the
+    ``judge`` docstring): a step shortened by :meth:`backtrack` has the same
+    model, scaled, so even when doubtful (gain ratio 0.1, CG's exit along
+    negative curvature) it costs no product. (Mutant: ``fresh`` without
+    ``step_from_cg`` -- every doubtful trial of a single-precision iteration
+    was rechecked, one more product each.)"""
+    monkeypatch.setattr(sklaplace._newton_cg, "SINGLE_PRECISION_WORK", 0)
+    obj, theta = make_problem("tanh", 3, (5,), n_samples=60, n_features=4, seed=2)
+    solver = NewtonCGSolver(obj, tol=1e-10, max_iter=50)
+    solver.setup(theta)
+    solver.update_curvature()
+    assert solver.single_precision
+    solver.propose(0)
+    solver.radius *= 0.25
+    solver.propose(1)  # backtracked: no CG solve
+    assert not solver.step_from_cg
+    solver.step = -1e-3 * solver.gradient / np.max(np.abs(solver.gradient))
+    actual = float(obj.loss(solver.theta)) - float(obj.loss(solver.theta + solver.step))
+    assert actual > 0
+    solver.model = -actual / 0.1  # gain ratio 0.1: doubtful
+    solver.cg_status = "negative curvature"
+    calls = []
+    monkeypatch.setattr(
+        NewtonCGSolver, "_model_is_off", lambda self: calls.append(1) or False
+    )
+    solver.judge()
+    assert calls == []
+
+
+@pytest.mark.parametrize("kind", ["exact", "ggn"])
+def test_a_single_precision_product_that_overflows_is_redone_in_double(kind):
+    """Every array entering the float32 product is within the range check
+    (features 1e8, weights 1e12 and 1e-8, logits near 0), yet ``H v``
+    (about 1e40: two hidden units of output weights +-1e12 cancel in the
+    logit but not in the Jacobian) is beyond float32: the non-finite single
+    product is discarded and the product redone -- and kept -- in double
+    precision, equal to the double-precision operator's. (Mutant: the
+    finiteness check dropped -- ``inf``/``nan`` came back.)"""
+    obj, _ = make_problem("tanh", 2, (2,), n_samples=20)
+    rng = np.random.RandomState(0)
+    w = rng.normal(size=3) * 1e-8
+    theta = obj.layout.pack(
+        np,
+        [np.stack([w, w], axis=1), np.array([[1e12], [-1e12]])],
+        [np.zeros(2), np.zeros(1)],
+    )
+    big = NegLogPosterior(
+        np,
+        obj.layout,
+        obj.activation,
+        obj.likelihood,
+        obj.X * 1e8,
+        obj.Y,
+        sample_weight=obj.sample_weight,
+        prior_precision=obj.prior_precision,
+    )
+    assert np.max(np.abs(big.forward(theta).logits)) < 1e-3
+    v = rng.normal(size=obj.layout.n_params)
+    double = hessp_operator(big, theta, kind)
+    expected = double(v)
+    assert np.max(np.abs(expected)) > 1e39  # beyond float32's 3.4e38
+    single = hessp_operator(big, theta, kind, single_precision=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        first = single(v)
+    np.testing.assert_array_equal(first, expected)
+    np.testing.assert_array_equal(single(v), expected)  # double from then on
+
+
+@pytest.mark.parametrize("kind", ["exact", "ggn"])
+def test_flat_softmax_with_a_fixed_output_bias_matches_the_constrained_matrix(kind):
+    """``hessp_operator``'s product is that of ``constrained_curvature``'s
+    matrix also where both constraints meet: a flat softmax (output biases
+    under a zero prior) with one output bias among the ``fixed`` parameters.
+    The dense matrix pins the fixed rows and columns to the identity and
+    then adds ``u u'`` on the output-bias block, so ``u u' v`` reads the full
+    ``v``. Reference: the dense exact Hessian / GGN, constrained, times ``v``.
+    (Mutant: ``u u' v_free`` -- the fixed bias's component dropped from the
+    flat term, off by ``v_b / K`` on every output bias.)"""
+    obj, theta = make_problem("tanh", 3, (4,), weighted=True)
+    prior = obj.prior_precision.copy()
+    prior[obj.layout.bias_mask()] = 0.0
+    fixed = np.zeros(obj.layout.n_params, dtype=bool)
+    fixed[[0, obj.layout.n_params - 1]] = True  # a weight and an output bias
+    theta[fixed] = 0.0
+    obj = NegLogPosterior(
+        np,
+        obj.layout,
+        obj.activation,
+        obj.likelihood,
+        obj.X,
+        obj.Y,
+        sample_weight=obj.sample_weight,
+        prior_precision=prior,
+        fixed=fixed,
+    )
+    assert obj.flat_direction() is not None
+    dense = {"exact": exact_hessian, "ggn": ggn_hessian}[kind]
+    H = obj.constrained_curvature(dense(obj, theta))
+    hessp = hessp_operator(obj, theta, kind)
+    for v in np.random.RandomState(1).normal(size=(3, obj.layout.n_params)):
+        np.testing.assert_allclose(hessp(v), H @ v, rtol=1e-10, atol=1e-10)
+
+
+def test_fisher_diagonal_with_zero_weight_rows_does_not_divide_by_zero():
+    """Rows of weight 0 add nothing to the Fisher diagonal and its ``1 /
+    s_n`` is never evaluated at ``s_n = 0`` (no ``RuntimeWarning``: divide by
+    zero, which a user with zero sample weights would see on every Newton-CG
+    iteration). Reference: the same objective with those rows removed.
+    (Mutant: ``safe = weight`` -- the same values, but ``1 / 0`` computed
+    and warned about.)"""
+    obj, theta = make_problem("tanh", 3, (4,), weighted=True)
+    weight = obj.sample_weight.copy()
+    weight[[2, 7]] = 0.0
+    keep = weight > 0
+
+    def objective(rows, w):
+        return NegLogPosterior(
+            np,
+            obj.layout,
+            obj.activation,
+            obj.likelihood,
+            obj.X[rows],
+            obj.Y[rows],
+            sample_weight=w,
+            prior_precision=obj.prior_precision,
+        )
+
+    zeroed = objective(slice(None), weight)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        diag = fisher_diagonal(zeroed, theta, unit_floor=1e-2)
+    expected = fisher_diagonal(objective(keep, weight[keep]), theta, unit_floor=1e-2)
+    np.testing.assert_allclose(diag, expected, rtol=1e-12)
