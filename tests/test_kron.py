@@ -668,6 +668,97 @@ def test_the_cache_does_not_mistake_a_freed_jacobian_for_another():
         )
 
 
+def test_a_prior_negative_on_one_row_only_is_refused_not_jittered():
+    """``A + D`` indefinite through ONE negative row of the prior (the other
+    rows positive) is refused as a negative prior, like an all-negative one.
+
+    The jitter is for singular factors; added here it grows until ``A + D``
+    is definite and the block of an indefinite precision (dense smallest
+    eigenvalue below 0) is accepted. A check for a prior negative on every
+    row (``all`` for ``any``) lets this one through.
+    """
+    A, G = _one_layer_factors(0, 3, 2, 1.0)
+    factors = KroneckerFactors([A], [G])
+    d = np.array([-5.0, 1.0, 1.0])  # weight row 0 negative, the rest positive
+    prior = np.repeat(d, 2)
+    assert np.linalg.eigvalsh(A + np.diag(d))[0] < 0  # indefinite, not singular
+    assert np.linalg.eigvalsh(_dense(factors, prior))[0] < 0
+    with pytest.raises(NotPositiveDefiniteError, match="negative prior"):
+        KronPosterior.from_factors(factors, prior)
+    # The same through a prior change of a KFAC posterior (a new decomposition).
+    post = KronPosterior.from_factors(factors, np.ones(6))
+    with pytest.raises(NotPositiveDefiniteError, match="negative prior"):
+        post.with_prior_change(np, prior - 1.0)
+
+
+def test_a_constant_negative_row_prior_is_row_constant_without_a_warning():
+    """A negative prior constant along each row is no per-parameter prior.
+
+    Row constancy is measured against the row's largest ABSOLUTE value: the
+    mean of three ``-0.1`` (or ``-0.7``) misses it by an ulp, which is
+    round-off against ``|d|``. Measured against the signed maximum (a
+    negative number, so the floor ``1e-300``), the ulp reads as a spread and
+    the row-means warning fires for a prior that has none. The posterior is
+    positive definite here (large factors) and exact: the dense log det.
+    """
+    A, G = _one_layer_factors(5, 3, 3, 10.0)
+    factors = KroneckerFactors([10.0 * A], [G])
+    prior = np.full(9, -0.1)
+    rows = prior.reshape(3, 3)
+    assert np.max(np.abs(rows - rows.mean(axis=1)[:, None])) > 0  # an ulp
+    P = _dense(factors, prior)
+    assert np.linalg.eigvalsh(P)[0] > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        post = KronPosterior.from_factors(factors, prior)
+    np.testing.assert_allclose(
+        post.log_det_precision(), np.linalg.slogdet(P)[1], rtol=1e-10
+    )
+    # A change that lands on -0.7 per row (an ulp off its row mean) is silent.
+    post = KronPosterior.from_factors(factors, np.ones(9))
+    delta = np.full(9, -1.7)
+    rows = (np.ones(9) + delta).reshape(3, 3)
+    assert np.max(np.abs(rows - rows.mean(axis=1)[:, None])) > 0
+    P = _dense(factors, np.ones(9) + delta)
+    assert np.linalg.eigvalsh(P)[0] > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LaplaceApproximationWarning)
+        changed = post.with_prior_change(np, delta)
+    np.testing.assert_allclose(
+        changed.log_det_precision(), np.linalg.slogdet(P)[1], rtol=1e-10
+    )
+
+
+def test_an_output_factor_with_a_negative_round_off_eigenvalue_counts_it_as_zero():
+    """``G``'s eigenvalues are clipped at 0: ``E_ij = mu_i max(m_j, 0) + rho_i``.
+
+    ``G`` is a sum of positive semi-definite output curvatures; a softmax's
+    is singular along the common shift, where round-off (float32 factors,
+    long sums) can leave a small negative eigenvalue, here ``-2e-14`` of
+    the largest. Times a large input factor (``A ~ 1e8``, inputs of size
+    ``1e4``) and under a small prior (``1e-6``), an unclipped ``m`` makes
+    ``E = mu m + rho`` negative (about ``-1e-6``): a posterior that cannot
+    be built. Clipped, it is the precision of the PSD ``G`` (that eigenvalue
+    0), whose log det ``sum_ij log(a_i m_j + d)`` is known in closed form
+    for a diagonal ``A`` and a constant prior ``d``.
+    """
+    rng = np.random.RandomState(4)
+    a = np.array([1e8, 3e8, 1.0])  # two inputs of size 1e4, then the bias row
+    Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    m = np.array([-2e-14, 1.0, 2.0])  # the common shift, left slightly negative
+    G = Q @ np.diag(m) @ Q.T
+    G = 0.5 * (G + G.T)
+    assert np.linalg.eigvalsh(G)[0] < -1e-14  # the round-off survives in G
+    d = 1e-6
+    post = KronPosterior.from_factors(
+        KroneckerFactors([np.diag(a)], [G]), np.full(9, d)
+    )
+    exact = np.sum(np.log(a[:, None] * np.maximum(m, 0.0)[None, :] + d))
+    np.testing.assert_allclose(post.log_det_precision(), exact, rtol=1e-8)
+    (block,) = post.blocks
+    assert np.all(block.eigenvalues() > 0)
+
+
 ROW_MEANS_MESSAGE = (
     "The Kronecker-factored posterior adds the prior per input row of each "
     "layer; a prior precision that varies across a row's outputs (alpha given "

@@ -188,20 +188,22 @@ def test_factorising_the_full_posterior_admits_exactly_its_work(monkeypatch):
     assert not memory_module.full_is_cheap(101, 1, 1)
 
 
-@pytest.mark.parametrize("scale", [1.0, "evidence", "cv", "validation"])
+@pytest.mark.parametrize("scale", [1.0, "evidence", "cv", "loo", "validation"])
 def test_the_evidence_runs_and_the_cv_folds_add_their_held_matrices(scale):
     """``dense_matrices_at_peak``: under ``alpha="evidence"`` one posterior is
     held per start of the updates and two more (the earlier runs' kept ones,
     the last run's best and its last, and the run from ``HELD_OUT_START``,
     made where held-out rows choose the scale or where every run collapsed,
     so whatever the scale: it had been counted for a held-out scale only);
-    ``"cv"`` also holds its two cross-validation posteriors. Pinned from the
-    module's tables, so that a scale dropped from the cross-validation's
-    count is caught."""
+    ``"cv"`` also holds its two cross-validation posteriors, and so does
+    ``"loo"``, which confirms its basins by folds. Pinned from the module's
+    tables, so that a scale dropped from the cross-validation's count is
+    caught (``"loo"`` left out had admitted a fit two posteriors over the
+    limit)."""
     posterior = memory_module.POSTERIOR_DENSE_MATRICES["full"]
     held = memory_module.POSTERIOR_HELD_DENSE_MATRICES["full"]
     starts = len(memory_module.EVIDENCE_STARTS)
-    cv = memory_module.CV_HELD_POSTERIORS * held if scale == "cv" else 0
+    cv = memory_module.CV_HELD_POSTERIORS * held if scale in ("cv", "loo") else 0
     assert memory_module.CV_HELD_POSTERIORS == 2
     count = memory_module.dense_matrices_at_peak
     assert count("lbfgs", "full", scale, "evidence") == (
@@ -470,7 +472,7 @@ def _held(scale, alpha):
         held += 1
     elif isinstance(alpha, str):
         held += len(EVIDENCE_STARTS) + 2
-    if scale == "cv":
+    if scale in ("cv", "loo"):  # "loo" confirms its basins by folds
         held += memory_module.CV_HELD_POSTERIORS
     return held
 
@@ -481,7 +483,7 @@ def _copies(scale, alpha):
 
 
 @pytest.mark.parametrize("last", [False, True])
-@pytest.mark.parametrize("scale", [1.0, "cv"])
+@pytest.mark.parametrize("scale", [1.0, "cv", "loo"])
 @pytest.mark.parametrize("alpha", [1.0, "validation", "evidence"])
 def test_the_kronecker_rules_count_the_posteriors_alpha_and_the_scale_hold(
     monkeypatch, alpha, scale, last
@@ -635,3 +637,70 @@ def test_a_square_curvature_is_refused_one_byte_over_the_memory_limit(
         build(obj, theta)
     monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 8 * n * n)
     assert build(obj, theta).shape == (n, n)
+
+
+def test_a_last_layer_posterior_is_not_charged_the_solvers_matrices(monkeypatch):
+    """A dense Newton solver holds ``n_params x n_params`` matrices of ALL
+    the parameters (checked as such); a last-layer full posterior holds its
+    own, of the last layer's parameters only, after the solver is done.
+    Hidden (100,) on one input, ten classes: 1,210 parameters, 1,010 in the
+    last layer; under ``alpha="evidence"`` the last layer holds 4 + 4 of
+    1,010 x 1,010 at once. At exactly their bytes ``resolved_params``
+    accepts the fit (the solver's 5 of 1,210 x 1,210 fit too), one byte
+    less it refuses it naming the last layer and the posterior, not the
+    solver (mutant: the last layer charged the solver's count, 5 + 4,
+    refused the fit at the limit and blamed ``solver='newton'``)."""
+    layout = ParamLayout((1, 100, 10))
+    n_last = 101 * 10
+    assert layout.n_params == 1210
+    held = len(memory_module.EVIDENCE_STARTS) + 2
+    count = (
+        memory_module.POSTERIOR_DENSE_MATRICES["full"]
+        + memory_module.POSTERIOR_HELD_DENSE_MATRICES["full"] * held
+    )
+    limit = count * 8 * n_last**2
+    assert memory_module.SOLVER_DENSE_MATRICES["newton"] * 8 * 1210**2 <= limit
+    clf = LaplaceMLPClassifier(
+        (100,),
+        solver="newton",
+        subset_of_weights="last_layer",
+        hessian_structure="full",
+        alpha="evidence",
+        prior_precision_scale=1.0,
+    )
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", limit)
+    params = memory_module.resolved_params(clf, layout, 20)
+    assert (params.solver, params.hessian_structure) == ("newton", "full")
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", limit - 1)
+    with pytest.raises(MemoryLimitError, match=f"about {count} at once") as info:
+        memory_module.resolved_params(clf, layout, 20)
+    message = str(info.value)
+    assert "the last layer (subset_of_weights='last_layer'" in message
+    assert "that hessian_structure='full' need" in message
+
+
+def test_the_plug_in_predictive_counts_no_held_out_posteriors_for_auto(monkeypatch):
+    """``link_approx="map"`` ignores the prior scale, so no held-out refits
+    hold posteriors: ``"auto"``'s byte rule for the full posterior counts
+    its 4 dense matrices, not ``"cv"``'s 6. With ``AUTO_FULL_BUDGET`` at
+    exactly 4 matrices of the 21 parameters, a ``"cv"`` fit resolves to the
+    full posterior under the plug-in predictive and to the Kronecker one
+    under probit (mutant: the raw ``"cv"`` passed to ``full_is_cheap``,
+    which took the Kronecker posterior for both)."""
+    layout = ParamLayout((3, 4, 1))
+    n = layout.n_params
+    four = memory_module.POSTERIOR_DENSE_MATRICES["full"] * 8 * n * n
+    monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", four)
+
+    def structure(link):
+        clf = LaplaceMLPClassifier(
+            (4,),
+            hessian_structure="auto",
+            link_approx=link,
+            prior_precision_scale="cv",
+            alpha=1.0,
+        )
+        return memory_module.resolved_params(clf, layout, 20).hessian_structure
+
+    assert structure("map") == "full"
+    assert structure("probit") == "kron"
