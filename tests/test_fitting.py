@@ -12,10 +12,11 @@ from sklearn.datasets import load_iris, load_wine, make_circles, make_moons
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
+import sklaplace._estimator as estimator_module
 import sklaplace._fitting as fitting_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._fit_config import FitConfig
-from sklaplace._likelihood import likelihood_for
+from sklaplace._likelihood import Bernoulli, likelihood_for
 from sklaplace._network import ParamLayout
 from sklaplace._objective import (
     CONSTANT_OUTPUT_SPREAD,
@@ -472,3 +473,190 @@ def test_a_spread_of_exactly_1e_6_still_ignores_the_input():
     assert ignores_its_input(*_logistic_regression_on_0_and_1(1e-6))
     above = np.nextafter(1e-6, 1.0)
     assert not ignores_its_input(*_logistic_regression_on_0_and_1(above))
+
+
+def _three_classes(n_per_class=15, seed=0):
+    """Three noisy Gaussian blobs in two features."""
+    rng = np.random.RandomState(seed)
+    centres = np.array([[0.0, 0.0], [1.5, 0.5], [0.5, 1.5]])
+    X = np.vstack([c + rng.normal(size=(n_per_class, 2)) for c in centres])
+    return X, np.repeat(np.arange(3), n_per_class)
+
+
+@pytest.mark.parametrize("setting", ["cv", "loo"])
+def test_held_out_losses_weigh_each_row_by_its_sample_weight(monkeypatch, setting):
+    """``"cv"`` and ``"loo"`` weigh each held-out row's loss by its sample weight.
+
+    The rows and weights handed to the held-out losses are the user's, row
+    for row (the estimator merges identical rows into weights, so
+    repetitions cannot tell); unit weights there averaged the losses as if
+    unweighted.
+    """
+    seen = []
+    for name in ("cv_log_losses", "loo_log_losses"):
+        original = getattr(fitting_module, name)
+
+        def spy(*args, _original=original, **kwargs):
+            seen.append(args[2])  # the (X, y_index, sample_weight) of the rows
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(fitting_module, name, spy)
+    X, y = _three_classes()
+    w = np.random.RandomState(1).uniform(0.5, 3.0, size=y.shape[0])
+    LaplaceMLPClassifier(
+        (3,), alpha=1.0, prior_precision_scale=setting, random_state=0
+    ).fit(X, y, sample_weight=w)
+    assert seen
+    for X_seen, y_seen, w_seen in seen:
+        assert X_seen.shape == X.shape
+        # Each distinct row keeps its label and weight, whatever the row order.
+        index = {tuple(row): n for n, row in enumerate(X)}
+        rows = [index[tuple(row)] for row in X_seen]
+        np.testing.assert_array_equal(y_seen, y[rows])
+        np.testing.assert_allclose(w_seen, w[rows], rtol=1e-15)
+
+
+def test_validation_scores_the_mc_predictive_with_the_fits_seed(monkeypatch):
+    """The MC draws that score the held-out rows are seeded by the fit's seed.
+
+    The seed that also chose the validation rows, so that ``random_state``
+    governs them: a fixed seed of 0 gave every ``random_state`` the same
+    draws.
+    """
+    seeds = {"rows": [], "draws": []}
+    rows, draws = fitting_module.validation_rows, fitting_module.moderated_logits
+
+    def spy_rows(X, y, fraction, seed, *args, **kwargs):
+        seeds["rows"].append(seed)
+        return rows(X, y, fraction, seed, *args, **kwargs)
+
+    def spy_draws(xp, mean, cov, link, n_draws, seed, rows_):
+        seeds["draws"].append(seed)
+        return draws(xp, mean, cov, link, n_draws, seed, rows_)
+
+    monkeypatch.setattr(fitting_module, "validation_rows", spy_rows)
+    monkeypatch.setattr(fitting_module, "moderated_logits", spy_draws)
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 2))
+    y = (X[:, 0] + rng.normal(size=60) > 0).astype(int)
+    for random_state in (3, 7):
+        seeds["rows"].clear()
+        seeds["draws"].clear()
+        LaplaceMLPClassifier(
+            (3,),
+            alpha=1.0,
+            link_approx="mc",
+            n_mc_samples=10,
+            prior_precision_scale="validation",
+            random_state=random_state,
+        ).fit(X, y)
+        assert seeds["draws"], "the held-out rows were not scored by draws"
+        assert len(set(seeds["rows"])) == 1
+        assert set(seeds["draws"]) == set(seeds["rows"])
+        assert seeds["rows"][0] != 0
+
+
+@pytest.mark.parametrize("alpha", ["evidence", 1.0])
+def test_only_the_kept_refit_keeps_its_posterior_and_objective(monkeypatch, alpha):
+    """Every MAP fit but the kept one is stored as its solver record alone.
+
+    No posterior, no objective: each dense posterior factor and data copy of
+    a superseded refit is freed. Keeping them held one
+    ``n_params x n_params`` factor per refit.
+    """
+    outcomes = []
+    fit_network = fitting_module.fit_network
+
+    def spy(*args, **kwargs):
+        outcomes.append(fit_network(*args, **kwargs))
+        return outcomes[-1]
+
+    monkeypatch.setattr(estimator_module, "fit_network", spy)
+    X, y = _two_blobs()
+    LaplaceMLPClassifier(
+        (3,), alpha=alpha, prior_precision_scale=1.0, random_state=0
+    ).fit(X, y)
+    (network,) = outcomes
+    kept = [r for r in network.refits if r is network.fit]
+    assert len(kept) <= 1
+    for refit in network.refits:
+        if refit is not network.fit:
+            assert refit.posterior is None and refit.objective is None
+            assert refit.result is not None
+    if alpha == "evidence":
+        assert len(network.refits) > 1
+
+
+def test_a_superseded_refits_warning_is_recorded_not_raised(monkeypatch):
+    """A superseded refit's warning is recorded whatever the caller's filters.
+
+    Only the kept refit's warnings are re-emitted: under an ``"error"``
+    filter for a warning that only a superseded refit gives (the walk's
+    second, at alpha 0.1; it keeps alpha 1), the fit completes. Recorded
+    under the caller's filters instead, that warning raised out of that
+    refit and aborted the fit.
+    """
+    calls = []
+    fit_laplace = fitting_module.fit_laplace
+
+    def second_warns(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == 2:
+            warnings.warn("a superseded refit only", UserWarning, stacklevel=2)
+        return fit_laplace(*args, **kwargs)
+
+    monkeypatch.setattr(fitting_module, "fit_laplace", second_warns)
+    X, y = _two_blobs()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="a superseded refit only")
+        clf = LaplaceMLPClassifier(
+            (3,), alpha="validation", prior_precision_scale=1.0, random_state=0
+        ).fit(X, y)
+    assert len(calls) > 1 and len(clf.alpha_history_) > 1
+
+
+def test_a_refit_splitting_coinciding_units_leaves_fixed_parameters_at_zero():
+    """Splitting coinciding units moves no parameter held at zero.
+
+    After ``fit_laplace`` from a start whose hidden units coincide, given a
+    reference, every fixed (pruned) entry of the MAP is exactly 0. Split
+    without the mask, the two coinciding units' pruned input weights moved
+    off zero (by +-SPLIT_SIZE times the largest weight) and the solver,
+    which holds fixed entries where they start, kept them there.
+    """
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 2))
+    y = (X[:, 0] + 0.3 * rng.normal(size=30) > 0).astype(int)
+    layout = ParamLayout([2, 3, 1])
+    coefs = [
+        np.array([[0.5, 0.5, -0.3], [0.0, 0.0, 0.2]]),
+        np.array([[0.4], [0.4], [0.3]]),
+    ]
+    intercepts = [np.array([0.1, 0.1, 0.0]), np.zeros(1)]
+    theta = layout.pack(np, coefs, intercepts)  # units 0 and 1 coincide
+    fixed = theta == 0  # their second input weight, and two biases, pruned
+    objective = NegLogPosterior(
+        np,
+        layout,
+        "tanh",
+        Bernoulli,
+        X,
+        Bernoulli.encode(np, y, 1, np.float64),
+        np.ones(30),
+        np.ones(theta.shape[0]),
+        fixed=fixed,
+    )
+    config = SimpleNamespace(
+        solver="lbfgs",
+        tol=1e-6,
+        max_iter=200,
+        verbose=0,
+        hessian="ggn",
+        hessian_structure="full",
+        subset_of_weights="all",
+    )
+    fit = fitting_module.fit_laplace(
+        config, objective, theta, rng.normal(size=theta.shape)
+    )
+    assert np.all(fit.theta[fixed] == 0.0)
+    assert np.all(fit.theta[~fixed] != 0.0)

@@ -605,3 +605,62 @@ def test_bad_precisions_and_weights_are_named_word_for_word():
             y,
             alpha=1e39,
         )
+
+
+def test_boolean_sample_weights_are_their_zero_one_values():
+    """A boolean ``sample_weight`` weighs each row 0 or 1.
+
+    The same numbers as the True rows alone (weights as repetitions). A check
+    that accepted only integer and floating dtypes refused it with a
+    TypeError, although a boolean ``X`` is taken.
+    """
+    coefs, intercepts, X, y = _small_network(np.random.RandomState(0))
+    w = np.array([True, False, True, True, False, True, False, True, True, True])
+    v = np.random.RandomState(1).normal(size=31)
+    kw = dict(activation="tanh", alpha=0.5, bias_prior_precision=0.1)
+    for f, extra in _all_four(v):
+        np.testing.assert_allclose(
+            f(coefs, intercepts, X, y, *extra, sample_weight=w, **kw),
+            f(coefs, intercepts, X[w], y[w], *extra, **kw),
+            rtol=1e-12,
+            atol=1e-14,
+        )
+
+
+def test_an_integer_X_computes_in_a_float32_networks_dtype():
+    """With float32 weights, an integer ``X`` is cast to float32, not float64.
+
+    The results are float32 and equal to those of ``X.astype(float32)``.
+    Cast to float64 instead, ``X @ W`` promoted every result to float64.
+    """
+    coefs, intercepts, _, y = _small_network(np.random.RandomState(0), np.float32)
+    X = np.random.RandomState(2).randint(-2, 3, size=(10, 3))
+    v = np.random.RandomState(1).normal(size=31).astype(np.float32)
+    for f, extra in _all_four(v):
+        got = f(coefs, intercepts, X, y, *extra)
+        assert got.dtype == np.float32, f.__name__
+        np.testing.assert_array_equal(
+            got, f(coefs, intercepts, X.astype(np.float32), y, *extra)
+        )
+
+
+@pytest.mark.parametrize("shape", [(31, 1), (31, 2), ()])
+def test_a_v_of_another_rank_is_refused_by_its_shape(shape):
+    """``v`` must be exactly ``(n_params,)``, whatever its rank.
+
+    A column ``(n_params, 1)``, a matrix or a scalar is a ValueError stating
+    the shape expected. A check on the first dimension alone let a column
+    through (to an error from deep inside) and failed on a scalar with an
+    IndexError.
+    """
+    coefs, intercepts, X, y = _small_network(np.random.RandomState(0))
+    v = np.ones(shape)
+    with pytest.raises(
+        ValueError, match=rf"^v must have shape \(31,\), got {re_shape(shape)}\.$"
+    ):
+        log_posterior_hvp(coefs, intercepts, X, y, v)
+
+
+def re_shape(shape):
+    """``shape`` as a regular expression matching its tuple's repr."""
+    return str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")
