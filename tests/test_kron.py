@@ -25,7 +25,7 @@ from sklaplace._jacobian import logit_factors
 from sklaplace._kron import KronBlock, KronPosterior
 from sklaplace._last_layer import LastLayerPosterior
 from sklaplace._network import ParamLayout
-from sklaplace._posterior import DiagPosterior, laplace_posterior
+from sklaplace._posterior import DiagPosterior
 from sklaplace._predictive import logit_jacobians
 from sklaplace._prior import prior_precision_vector
 from sklaplace.exceptions import LaplaceApproximationWarning
@@ -984,52 +984,6 @@ def test_the_prior_scales_transform_a_jacobian_once_per_block(monkeypatch):
             atol=1e-12,
         )
     assert calls == [block.shape for block in post.blocks]
-
-
-def test_a_factored_last_layer_transforms_its_factors_once_for_all_scales(
-    monkeypatch,
-):
-    """``J.last_layer()`` is one object, so the Kronecker cache keeps its transform.
-
-    The held-out scale search evaluates ``J P(c)^{-1} J'`` at many scales on
-    one factored ``J``; the last-layer wrapper hands the blocks
-    ``J.last_layer()``, and their cache holds a weak reference to it. A
-    ``last_layer`` that builds a new object at every call is freed after each
-    use, so every scale recomputes ``(S' ahat, V' delta)`` (the variances are
-    the same; the work is per scale). Counted over three scales, with each
-    scale's variances checked against the dense covariance built column by
-    column from the posterior's ``solve``.
-    """
-    obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=12)
-    post, _, _ = laplace_posterior(obj, theta, "ggn", "kron", "last_layer")
-    assert post.inner.structure == "kron"
-    prior, offset = np.asarray(obj.prior_precision), post.offset
-    (_, F), *_ = logit_factors(np, obj.layout, theta, "tanh", obj.X[:6])
-    assert F.last_layer() is F.last_layer()
-    J_last = F.dense(np)[:, :, offset:]  # all columns, then the last layer's
-    calls, cached = [], KronBlock._cached
-
-    def counted(self, J, transform):
-        def counted_transform():
-            calls.append(J)
-            return transform()
-
-        return cached(self, J, counted_transform)
-
-    monkeypatch.setattr(KronBlock, "_cached", counted)
-    for scale in (1.0, 3.0, 0.1):
-        scaled = post.with_prior_change(np, (scale - 1.0) * prior)
-        n_last = scaled.inner.n_params
-        covariance = np.stack(
-            [scaled.inner.solve(np, e) for e in np.eye(n_last)], axis=1
-        )
-        np.testing.assert_allclose(
-            scaled.functional_variance(np, F),
-            J_last @ covariance @ np.swapaxes(J_last, 1, 2),
-            rtol=1e-9,
-            atol=1e-12,
-        )
-    assert len(calls) == len(post.inner.blocks)
 
 
 def test_an_outer_product_block_takes_the_fast_path_whatever_its_rows():

@@ -439,9 +439,11 @@ def test_a_last_layer_kron_posterior_transforms_each_jacobian_once_for_all_scale
     eigenbasis by the identity of ``J``, so the last-layer wrapper must hand
     them ``J`` itself (a fresh slice of the dense ``J``, or a dense copy of
     the factored one, is a new object at every call: one transform per
-    scale). Counted here over three scales, dense and factored, with each
-    scale's variances checked against the dense covariance built column by
-    column from the posterior's ``solve``.
+    scale), and the factored one must keep one last-layer object (a new
+    one per ``last_layer()`` call is freed after each use). Counted here
+    over three scales, dense and factored, with each scale's variances
+    checked against the dense covariance built column by column from the
+    posterior's ``solve``.
     """
     from sklaplace._jacobian import logit_factors
     from sklaplace._kron import KronBlock
@@ -454,15 +456,26 @@ def test_a_last_layer_kron_posterior_transforms_each_jacobian_once_for_all_scale
     prior, offset = np.asarray(obj.prior_precision), post.offset
     (_, J), *_ = logit_jacobians(np, obj.layout, theta, "tanh", obj.X[:6])
     (_, F), *_ = logit_factors(np, obj.layout, theta, "tanh", obj.X[:6])
-    calls, transformed = [], KronBlock._transformed
+    assert F.last_layer() is F.last_layer()
+    calls, dense_calls = [], []
+    cached, transformed = KronBlock._cached, KronBlock._transformed
 
-    def counted(self, xp, Jb):
-        calls.append(Jb.shape)
+    def counted(self, jacobian, transform):
+        def counted_transform():
+            calls.append(jacobian)
+            return transform()
+
+        return cached(self, jacobian, counted_transform)
+
+    def counted_dense(self, xp, Jb):
+        dense_calls.append(Jb.shape)
         return transformed(self, xp, Jb)
 
-    monkeypatch.setattr(KronBlock, "_transformed", counted)
-    for jacobian, expected_calls in ((J, 1), (F, 0)):
+    monkeypatch.setattr(KronBlock, "_cached", counted)
+    monkeypatch.setattr(KronBlock, "_transformed", counted_dense)
+    for jacobian, dense_transforms in ((J, 1), (F, 0)):  # factored: no dense step
         calls.clear()
+        dense_calls.clear()
         for scale in (1.0, 3.0, 0.1):
             scaled = post.with_prior_change(np, (scale - 1.0) * prior)
             n_last = scaled.inner.n_params
@@ -476,7 +489,8 @@ def test_a_last_layer_kron_posterior_transforms_each_jacobian_once_for_all_scale
                 rtol=1e-9,
                 atol=1e-12,
             )
-        assert len(calls) == expected_calls
+        assert len(calls) == len(post.inner.blocks)  # once, at the first scale
+        assert len(dense_calls) == dense_transforms
 
 
 def test_a_negative_zero_prior_before_the_last_layer_has_infinite_variance():

@@ -534,39 +534,6 @@ def test_the_tuning_structure_counts_the_evidences_held_kronecker_copies(
     assert memory_module.tuning_structure(config, KRON_SIZES) == "diag"
 
 
-def test_a_last_layer_posterior_counts_the_validation_walks_held_posterior(
-    monkeypatch,
-):
-    """A full last-layer posterior (hidden (16,), one logit: 17 parameters)
-    holds its own dense matrices and, under ``alpha="validation"``, the best
-    fit's posterior across the walk's next fit: 4 + 1 of 17 x 17 at once.
-    At exactly their bytes ``resolved_params`` accepts it, one byte less it
-    refuses it naming the last layer and the count (mutant: the last-layer
-    check counting no alpha, 4 matrices, survived)."""
-    layout = ParamLayout((3, 16, 1))
-    clf = LaplaceMLPClassifier(
-        (16,),
-        solver="lbfgs",
-        subset_of_weights="last_layer",
-        hessian_structure="full",
-        alpha="validation",
-        prior_precision_scale=1.0,
-    )
-    one = 8 * 17 * 17
-    count = (
-        memory_module.POSTERIOR_DENSE_MATRICES["full"]
-        + memory_module.POSTERIOR_HELD_DENSE_MATRICES["full"]
-    )
-    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", count * one)
-    params = memory_module.resolved_params(clf, layout, 20)
-    assert params.subset_of_weights == "last_layer"
-    assert params.hessian_structure == "full"
-    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", count * one - 1)
-    with pytest.raises(MemoryLimitError, match=f"about {count} at once") as info:
-        memory_module.resolved_params(clf, layout, 20)
-    assert "the last layer (subset_of_weights='last_layer'" in str(info.value)
-
-
 def _auto_structure(layout, n_samples=20, **params):
     clf = LaplaceMLPClassifier(layout.layer_sizes[1:-1], **params)
     return memory_module.resolved_params(clf, layout, n_samples).hessian_structure
@@ -639,38 +606,49 @@ def test_a_square_curvature_is_refused_one_byte_over_the_memory_limit(
     assert build(obj, theta).shape == (n, n)
 
 
-def test_a_last_layer_posterior_is_not_charged_the_solvers_matrices(monkeypatch):
-    """A dense Newton solver holds ``n_params x n_params`` matrices of ALL
-    the parameters (checked as such); a last-layer full posterior holds its
-    own, of the last layer's parameters only, after the solver is done.
-    Hidden (100,) on one input, ten classes: 1,210 parameters, 1,010 in the
-    last layer; under ``alpha="evidence"`` the last layer holds 4 + 4 of
-    1,010 x 1,010 at once. At exactly their bytes ``resolved_params``
-    accepts the fit (the solver's 5 of 1,210 x 1,210 fit too), one byte
-    less it refuses it naming the last layer and the posterior, not the
-    solver (mutant: the last layer charged the solver's count, 5 + 4,
-    refused the fit at the limit and blamed ``solver='newton'``)."""
-    layout = ParamLayout((1, 100, 10))
-    n_last = 101 * 10
-    assert layout.n_params == 1210
-    held = len(memory_module.EVIDENCE_STARTS) + 2
+@pytest.mark.parametrize(
+    "sizes, solver, alpha, held",
+    [
+        ((3, 16, 1), "lbfgs", "validation", 1),
+        ((1, 100, 10), "newton", "evidence", len(EVIDENCE_STARTS) + 2),
+    ],
+    ids=["validation", "evidence-newton"],
+)
+def test_a_last_layer_posterior_counts_its_own_and_its_held_matrices(
+    monkeypatch, sizes, solver, alpha, held
+):
+    """A full last-layer posterior holds dense matrices of the last layer's
+    parameters only, its own and one per posterior ``alpha``'s tuning holds:
+    the validation walk's best fit (hidden (16,), one logit: 4 + 1 of
+    17 x 17), or the evidence runs' (hidden (100,) on one input, ten
+    classes: 4 + 4 of 1,010 x 1,010 of 1,210 parameters). A dense Newton
+    solver holds its 5 of ALL the parameters, checked as such, before the
+    posterior exists. At exactly the posterior's bytes ``resolved_params``
+    accepts the fit, one byte less it refuses it naming the last layer and
+    the posterior's count (mutants: the last-layer check counting no alpha,
+    4 matrices; or charged the solver's 5 as well, which refused the fit at
+    the limit and blamed ``solver='newton'``)."""
+    layout = ParamLayout(sizes)
+    n_last = (sizes[1] + 1) * sizes[2]
     count = (
         memory_module.POSTERIOR_DENSE_MATRICES["full"]
         + memory_module.POSTERIOR_HELD_DENSE_MATRICES["full"] * held
     )
     limit = count * 8 * n_last**2
-    assert memory_module.SOLVER_DENSE_MATRICES["newton"] * 8 * 1210**2 <= limit
+    solver_matrices = memory_module.SOLVER_DENSE_MATRICES.get(solver, 0)
+    assert solver_matrices * 8 * layout.n_params**2 <= limit
     clf = LaplaceMLPClassifier(
-        (100,),
-        solver="newton",
+        sizes[1:-1],
+        solver=solver,
         subset_of_weights="last_layer",
         hessian_structure="full",
-        alpha="evidence",
+        alpha=alpha,
         prior_precision_scale=1.0,
     )
     monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", limit)
     params = memory_module.resolved_params(clf, layout, 20)
-    assert (params.solver, params.hessian_structure) == ("newton", "full")
+    assert (params.solver, params.subset_of_weights) == (solver, "last_layer")
+    assert params.hessian_structure == "full"
     monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", limit - 1)
     with pytest.raises(MemoryLimitError, match=f"about {count} at once") as info:
         memory_module.resolved_params(clf, layout, 20)
