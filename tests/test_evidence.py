@@ -2023,3 +2023,121 @@ def test_a_march_interrupted_by_one_refit_counts_again_from_zero():
     [warned] = caught
     assert warned.category is ConvergenceWarning
     assert f"spread apart at each of the last {march} refits" in str(warned.message)
+
+
+def test_a_kept_refit_short_of_its_map_is_resumed_from_its_own_weights():
+    """The first refit (alpha 1) stops short of its MAP with weights
+    (0.5, -0.5) and evidence 6 nats above the fixed point's (alpha 2,
+    weights (-0.5, 0.5): MacKay's update is 2 from both). It is resumed at
+    its alpha from its own weights, not from the last refit's: a version
+    that restarts from the last MAP passes (-0.5, 0.5)."""
+    calls = []
+    thetas = [np.array([0.5, -0.5]), np.array([-0.5, 0.5]), np.array([0.5, -0.5])]
+
+    def fit_laplace(alphas, theta):
+        index = len(calls)
+        calls.append((float(alphas[0]), tuple(np.asarray(theta, float))))
+        return SimpleNamespace(
+            theta=thetas[index],
+            posterior=np.full(2, 0.5 / alphas[0]),
+            prior_precision=np.repeat(alphas, 2),
+            out_of_iterations=index == 0,
+            index=index,
+        )
+
+    tuning = tune_alpha(
+        fit_laplace,
+        [np.ones(2, dtype=bool)],
+        np.full(2, 3.0),
+        lambda posterior: posterior,
+        evidence=lambda fit: [-10.0, -16.0, -9.0][fit.index],
+    )
+    assert [a for a, _ in calls] == [1.0, 2.0, 1.0]
+    assert calls[1][1] == (0.5, -0.5)  # each refit starts from the last MAP
+    assert calls[2][1] == (0.5, -0.5)  # the resumed one from its own weights
+    assert tuning.fit.index == 2 and tuning.evidence == -9.0
+
+
+def test_updates_that_give_up_after_the_lower_bound_name_it_as_the_cause():
+    """The refits cycle between alpha 1 and the lower bound 1e-6 (MacKay's
+    update is 1e-7 above 1e-5, else 1) and the refit kept (of largest
+    evidence, alpha 1) lies inside: the updates gave up for the bound, which
+    both warnings name, with the last refit at 1e-6 read off the scripted
+    fits. A version that looks for the upper bound only (``isin(a,
+    EVIDENCE_BOUNDS[1:])``) says nothing of the bound."""
+    fits, fit_laplace = _fits_with_update(lambda a: 1e-7 if a > 1e-5 else 1.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tuning = tune_alpha(
+            fit_laplace,
+            [np.ones(4, bool)],
+            np.zeros(4),
+            lambda v: v,
+            evidence=lambda fit: 0.0 if fit is fits[0] else -10.0,
+        )
+    assert tuning.fit is fits[0] and tuning.fixed_point is None
+    alphas = [float(f.prior_precision[0]) for f in fits]
+    assert all(a == 1e-6 or abs(a - 1.0) < 1e-12 for a in alphas)  # clipped: exact
+    last_at_bound = max(i for i, a in enumerate(alphas) if a == 1e-6)
+    assert [w.category for w in caught] == [
+        ConvergenceWarning,
+        LaplaceApproximationWarning,
+    ]
+    cycle, bound = (str(w.message) for w in caught)
+    assert cycle.endswith(
+        "is kept (alpha [1.]). They reached a bound of alpha (next warning): "
+        "prefer a fixed alpha."
+    )
+    assert bound.startswith(
+        "The evidence drove alpha to a bound of (1e-06, 1000000.0) "
+        f"(refit {last_at_bound}: [1.e-06]; refit kept: [1.]): MacKay's updates"
+    )
+
+
+def test_the_march_apart_measures_the_spread_of_log_alpha():
+    """Two groups both falling, by 2 and by 8 a refit: ``log(max / min)``
+    grows by log 4 at every refit (from log 4 at refit 1) while ``max -
+    min`` shrinks (0.375, 0.23, 0.12, ...). With the evidence 4 nats a refit
+    below refit 1's this is the march to a degenerate limit, and the updates
+    give up after ``2 + EVIDENCE_MARCH_REFITS`` refits keeping refit 1. A
+    spread measured on alpha itself sees the groups closing in and lets the
+    updates go on to the bound."""
+    march = evidence_module.EVIDENCE_MARCH_REFITS
+    refits, fit_laplace = _two_group_fits(lambda a: a * np.array([0.5, 0.125]))
+
+    def evidence(fit):  # 0 at refit 1, then 4 nats lower a refit
+        k = len(refits) - 1
+        return -abs(k - 1) * 4.0 if k else -4.0
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tuning = tune_alpha(
+            fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v, 1.0, evidence
+        )
+    spreads = [np.log(r.max() / r.min()) for r in refits]
+    assert np.all(np.diff(spreads) > 0)  # the log spread grows at every refit
+    assert len(refits) == 2 + march
+    np.testing.assert_allclose(tuning.alpha, [0.5, 0.125])
+    [warned] = caught
+    assert warned.category is ConvergenceWarning
+    assert "spread apart" in str(warned.message)
+
+
+def test_a_group_whose_weights_all_sit_at_zero_gets_a_finite_update_quietly():
+    """A collapsed refit's weights sit exactly at zero (``||theta_g||^2 =
+    0``): MacKay's update ``gamma / ||theta_g||^2`` has no finite value, and
+    the update divides by ``tiny`` instead: finite, far above the upper
+    bound (gamma = 2 here, from posterior variances 1 / (2 alpha)), with no
+    warning, whether the alphas come as an array (tune_alpha) or a list of
+    floats (the alpha walk's direction). Dividing by the norm itself gives
+    inf with a RuntimeWarning that fit() passes on, or ZeroDivisionError."""
+    theta = np.r_[np.zeros(4), 0.5, -0.5]
+    groups = [np.arange(6) < 4, np.arange(6) >= 4]
+    for alphas in (np.array([2.0, 1.0]), [2.0, 1.0]):
+        covariance = np.repeat(0.5 / np.asarray(alphas), [4, 2])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            updated, gammas = mackay_update(covariance, theta, alphas, groups)
+        np.testing.assert_allclose(gammas, [2.0, 1.0], rtol=1e-12)
+        assert np.isfinite(updated[0]) and updated[0] > EVIDENCE_BOUNDS[1]
+        np.testing.assert_allclose(updated[1], 1.0 / 0.5, rtol=1e-12)

@@ -384,3 +384,62 @@ def test_a_jittered_posterior_reports_the_curvature_it_factorised(monkeypatch, h
     assert kind == "ggn" and jitter > 0
     L = posterior.cholesky_factor
     np.testing.assert_allclose(L @ L.T, singular + jitter * np.eye(len(singular)))
+
+
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_last_layer_of_a_network_without_hidden_layers_keeps_its_fixed_weights(
+    structure,
+):
+    """Without hidden layers the last layer is the whole network, and
+    ``subset="last_layer"`` takes the plain path: the pruned (``fixed``)
+    weights keep the identity block, so ``log det P`` is that of the free
+    block of the unpruned precision (dense NumPy here) and the fixed
+    variances are 1. Routing a one-layer network through the last-layer
+    objective (``n_layers > 0``) drops ``fixed``: log det off by 0.5 (full)
+    or 2.6 (diag), fixed variances 0.2-1.3."""
+    obj, theta = make_problem("tanh", 2, hidden=(), n_samples=30)
+    fixed = np.zeros(obj.layout.n_params, dtype=bool)
+    fixed[[0, 2]] = True
+    theta = np.where(fixed, 0.0, theta)
+    # The unpruned precision at the same point, densified here.
+    whole, _, _ = posterior_module.laplace_posterior(obj, theta, "ggn", structure)
+    if structure == "full":
+        P = whole.cholesky_factor @ whole.cholesky_factor.T
+    else:
+        P = np.diag(whole.precision)
+    free = ~fixed
+    expected = np.linalg.slogdet(P[np.ix_(free, free)])[1]
+    pruned = rebuilt(obj, fixed=fixed)
+    posterior, curvature, jitter = posterior_module.laplace_posterior(
+        pruned, theta, "ggn", structure, "last_layer"
+    )
+    assert curvature == "ggn" and jitter == 0.0
+    np.testing.assert_allclose(posterior.log_det_precision(), expected, rtol=1e-10)
+    variance = np.asarray(posterior.covariance_diagonal(np))
+    np.testing.assert_allclose(variance[fixed], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(
+        variance[free], np.diag(np.linalg.inv(P[np.ix_(free, free)])), rtol=1e-8
+    )
+
+
+@pytest.mark.parametrize("structure, bad", [("full", np.inf), ("diag", np.nan)])
+def test_a_curvature_that_overflowed_raises_instead_of_being_jittered(
+    monkeypatch, structure, bad
+):
+    """``laplace_posterior`` documents a ``ValueError`` for a curvature that
+    is not finite (nothing downstream can repair an ``inf`` or ``nan``). A
+    version that does not check it sends the matrix on to the Cholesky and
+    the jitter loop, which end in a ``NotPositiveDefiniteError`` (or a
+    posterior of ``nan``) that names no cause."""
+    obj, theta = make_problem("tanh", 2, (3,))
+    n = obj.layout.n_params
+    curvature = np.eye(n) if structure == "full" else np.ones(n)
+    if structure == "full":
+        curvature[1, 1] = bad
+    else:
+        curvature[1] = bad
+    builders = dict(posterior_module.CURVATURE_BUILDERS)
+    builders["ggn", structure] = lambda objective, theta: curvature.copy()
+    monkeypatch.setattr(posterior_module, "CURVATURE_BUILDERS", builders)
+    with pytest.raises(ValueError, match="not finite \\(it overflowed\\)"):
+        posterior_module.laplace_posterior(obj, theta, "ggn", structure)
