@@ -634,3 +634,25 @@ def test_the_dense_copy_of_a_sparse_x_is_counted_at_8_bytes_a_value(monkeypatch)
     assert message.endswith(
         "Reduce the features (e.g. TruncatedSVD) or the rows per call."
     )
+
+
+def test_the_held_out_seed_does_not_depend_on_the_network_size():
+    """One ``random_state`` gives every network size the same held-out seed.
+
+    The seed of the held-out rows and the Monte Carlo draws is drawn from
+    ``random_state`` before the initial weights, so a grid over
+    ``hidden_layer_sizes`` holds out the same rows for each size; drawn
+    after them, it depended on the number of parameters.
+    """
+    X, y = make_classification(
+        n_samples=40, n_features=3, n_informative=2, n_redundant=0, random_state=0
+    )
+    seeds = {
+        LaplaceMLPClassifier(
+            hidden, alpha=1.0, prior_precision_scale=1.0, random_state=0
+        )
+        .fit(X, y)
+        ._mc_seed
+        for hidden in [(), (2,), (5, 3)]
+    }
+    assert len(seeds) == 1

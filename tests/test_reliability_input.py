@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
 
 import sklaplace._fitting as fitting_module
 import sklaplace._validation as validation_module
@@ -184,6 +185,17 @@ def test_bad_parameter_is_refused_at_fit_not_init(no_heavy_work, name, value, ma
     with pytest.raises((ValueError, TypeError), match=match):
         clf.fit(X, Y)
     assert not hasattr(clf, "n_features_in_")  # nothing half-fitted is left
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_an_int_hidden_layer_size_below_1_is_an_invalid_parameter(value):
+    """An int ``hidden_layer_sizes`` is one layer of at least 1 unit: below
+    that, scikit-learn's ``InvalidParameterError`` naming the parameter, as
+    for every other constrained parameter (an interval from 0 had passed 0
+    on to a plain ``ValueError`` deeper in)."""
+    clf = LaplaceMLPClassifier(**{**SMALL, "hidden_layer_sizes": value})
+    with pytest.raises(InvalidParameterError, match="'hidden_layer_sizes'"):
+        clf.fit(X, Y)
 
 
 def test_an_int_is_one_hidden_layer_as_in_mlpclassifier():

@@ -7,6 +7,7 @@ user's own call (or at the scikit-learn tool that called ``fit``).
 """
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -16,8 +17,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 import sklaplace
-from sklaplace import LaplaceMLPClassifier, log_posterior_hessian
-from sklaplace.exceptions import FeatureScaleWarning
+from sklaplace import LaplaceMLPClassifier, _warnings, log_posterior_hessian
+from sklaplace.exceptions import (
+    BaseRateWarning,
+    FeatureScaleWarning,
+    LaplaceApproximationWarning,
+    UnweightedClassWarning,
+)
 
 X, Y = make_classification(60, 4, n_informative=3, n_redundant=0, random_state=0)
 PACKAGE_DIR = os.path.dirname(os.path.abspath(sklaplace.__file__)) + os.sep
@@ -71,3 +77,39 @@ def test_inside_a_pipeline_the_warning_points_outside_the_package():
         pipe.fit(X, Y)
     files = {w.filename for w in record if issubclass(w.category, ConvergenceWarning)}
     assert files and not any(f.startswith(PACKAGE_DIR) for f in files)
+
+
+def test_only_files_inside_the_package_directory_are_passed_over():
+    """``warn`` passes over files UNDER the package's directory only.
+
+    A sibling whose path merely starts with the same characters
+    (``.../sklaplace_plugin/m.py``, ``.../sklaplace_script.py``: a user's
+    code) is the caller and must be named; a prefix without the trailing
+    separator passed those over too.
+    """
+    package = os.path.dirname(os.path.abspath(sklaplace.__file__))
+    assert _warnings._passed_over(os.path.join(package, "_fitting.py"))
+    assert not _warnings._passed_over(package + "_plugin" + os.sep + "m.py")
+    assert not _warnings._passed_over(package + "_script.py")
+
+
+@pytest.mark.parametrize(
+    "category",
+    [
+        LaplaceApproximationWarning,
+        FeatureScaleWarning,
+        UnweightedClassWarning,
+        BaseRateWarning,
+    ],
+)
+def test_sklaplace_warnings_are_user_warnings(category):
+    """Every warning of the package is a ``UserWarning``, as the docstrings'
+    examples assume: ``simplefilter("error", UserWarning)`` raises it (a
+    ``RuntimeWarning`` or bare ``Warning`` base slips through such filters).
+    """
+    assert issubclass(category, UserWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", UserWarning)
+        with pytest.raises(category):
+            warnings.warn("message", category, stacklevel=1)
