@@ -154,7 +154,11 @@ def walk_alpha(evaluate, direction, start=1.0, better=None, hopeless=None):
         # start * 10.0**-2 is 0.01; repeated products drift (0.010000000000000002).
         return float(np.clip(start * ALPHA_STEP ** (sign * step), low, high))
 
-    while len(history) < ALPHA_WALK_MAX_FITS:
+    # A pass fits once, or meets a bound (once a way at most) and turns or
+    # stops: the passes are bounded whatever ``better`` and ``direction`` say.
+    for _ in range(ALPHA_WALK_MAX_FITS + 1):
+        if len(history) == ALPHA_WALK_MAX_FITS:
+            break
         step += 1
         alpha = step_to(step)
         improved = False

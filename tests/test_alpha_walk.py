@@ -827,3 +827,27 @@ def test_walk_does_not_ask_mackays_update_at_a_bound():
     assert [float(a[0]) for a in walk.history] == [high / 10, high]
     assert walk.alpha == high
     assert asked == [high / 10]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_losses_and_updates_end_the_walk_within_its_budget(seed):
+    # Losses, ties and MacKay's updates at random, starts at and near the
+    # bounds: no alpha is fitted twice, the budget holds, and the kept fit
+    # has the least loss of all tried (a rejected fit was no lower than the
+    # best of its time, which only falls).
+    rng = np.random.default_rng(seed)
+    low, high = EVIDENCE_BOUNDS
+    start = rng.choice([low, low * 10, 1.0, high / 10, high, 10 ** rng.uniform(-6, 6)])
+    losses = {}
+
+    def evaluate(alpha, previous):
+        assert alpha not in losses
+        losses[alpha] = float(rng.choice([0.0, 1.0, rng.uniform()]))
+        return alpha, losses[alpha]
+
+    def direction(outcome, alpha):
+        return float(rng.choice([0.0, np.inf, alpha, 10 ** rng.uniform(-8, 8)]))
+
+    walk = walk_alpha(evaluate, direction, start=start)
+    assert 1 <= len(losses) == len(walk.history) <= ALPHA_WALK_MAX_FITS
+    assert losses[walk.alpha] == min(losses.values()) == min(walk.losses)
