@@ -7,13 +7,15 @@ input with a 1 appended, ``delta_l`` the logit ``k`` backpropagated to the
 layer's pre-activation). A Kronecker-factored or last-layer posterior needs
 only these factors: ``O(sum_l fan_in_l + n_outputs fan_out_l)`` numbers per
 sample instead of ``n_outputs * n_params`` (63 MB per ten rows at 79,510
-parameters and 10 classes).
+parameters and 10 classes). A product ``J M`` with a matrix over the
+parameters needs no dense ``J`` either (:meth:`FactoredJacobian.matmul`).
 """
 
 from sklaplace import _memory
+from sklaplace._backend import rows_matmul
 from sklaplace._network import backprop, forward, with_ones
 
-__all__ = ["FactoredJacobian", "logit_factors"]
+__all__ = ["FactoredJacobian", "jacobian_matmul", "logit_factors"]
 
 
 class FactoredJacobian:
@@ -51,11 +53,41 @@ class FactoredJacobian:
         ]
         return xp.concat(blocks, axis=2)
 
+    def matmul(self, xp, M):
+        """Return ``J @ M``, shape (n_samples, n_outputs, m), for ``M`` (n_params, m).
 
-def logit_factors(xp, layout, theta, activation, X):
+        Per layer, ``ahat @ M_l`` with ``M_l`` the layer's rows of ``M`` as
+        ``(fan_in + 1, fan_out * m)``, then each row's ``delta`` times its
+        ``(fan_out, m)`` slice: ``n (fan_in + 1 + n_outputs) fan_out m``
+        multiply-adds against the dense product's ``n n_outputs n_params m``
+        (251 digits rows, hidden (16,), ``m = 1,210``: 0.04 s against 0.13 s).
+        """
+        n, K = self.deltas[0].shape[:2]
+        m, out, start = M.shape[1], None, 0
+        for a, d in zip(self.inputs, self.deltas):
+            r, c = a.shape[1], d.shape[2]
+            block = xp.reshape(M[start : start + r * c, ...], (r, c * m))
+            part = d @ xp.reshape(a @ block, (n, c, m))
+            out = part if out is None else out + part
+            start += r * c
+        return out
+
+
+def jacobian_matmul(xp, J, M):
+    """Return ``J @ M`` over the parameters; ``J`` dense or a :class:`FactoredJacobian`.
+
+    Shape (n_samples, n_outputs, m) for ``M`` of shape (n_params, m).
+    """
+    if isinstance(J, FactoredJacobian):
+        return J.matmul(xp, M)
+    return rows_matmul(xp, J, M)
+
+
+def logit_factors(xp, layout, theta, activation, X, max_rows=None):
     """Yield the logits and their :class:`FactoredJacobian` in row chunks.
 
-    The chunks' factors fit ``DEFAULT_MEMORY_BUDGET``.
+    The chunks' factors fit ``DEFAULT_MEMORY_BUDGET``; at most ``max_rows``
+    rows a chunk where its consumer builds the dense ``J`` (default: no bound).
 
     Yields
     ------
@@ -65,6 +97,7 @@ def logit_factors(xp, layout, theta, activation, X):
     K = layout.n_outputs
     numbers = sum(r + K * c for r, c in layout.shapes) + 2 * K * K
     rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // (3 * 8 * numbers))
+    rows = rows if max_rows is None else min(rows, max_rows)
     eye = xp.eye(K, dtype=theta.dtype)
     for start in range(0, X.shape[0], rows):
         Xc = xp.asarray(X[start : min(start + rows, X.shape[0]), ...])

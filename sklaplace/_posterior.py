@@ -32,6 +32,7 @@ from sklaplace._curvature import (
     FACTORED_CURVATURE_BUILDERS,
     check_finite_curvature,
 )
+from sklaplace._jacobian import FactoredJacobian
 from sklaplace._kron import KronPosterior
 from sklaplace._last_layer import LastLayerPosterior, last_layer_objective
 from sklaplace._warnings import warn
@@ -65,6 +66,7 @@ class FullPosterior:
     """
 
     structure = "full"
+    accepts_factored_jacobian = True
 
     def __init__(self, cholesky_factor):
         self.cholesky_factor = cholesky_factor
@@ -87,8 +89,11 @@ class FullPosterior:
         """``J_n P^{-1} J_n'`` for each sample, shape (n_samples, n_outputs, n_outputs).
 
         Computed as ``V' V`` with ``V = L^{-1} J'`` (one triangular solve for
-        the whole batch), never by inverting ``P``.
+        the whole batch), never by inverting ``P``. ``J`` is an array or a
+        :class:`~sklaplace._jacobian.FactoredJacobian` (made dense here).
         """
+        if isinstance(J, FactoredJacobian):
+            J = J.dense(xp)
         n_samples, n_outputs, n_params = J.shape
         L = xp.asarray(self.cholesky_factor)
         V = solve_triangular(xp, L, xp.reshape(J, (-1, n_params)).T, lower=True)

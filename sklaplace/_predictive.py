@@ -32,6 +32,13 @@ __all__ = [
 ]
 
 
+def _dense_jacobian_rows(layout):
+    """Rows of a chunk whose dense Jacobians fit ``DEFAULT_MEMORY_BUDGET``."""
+    bytes_per_row = 4 * 8 * layout.n_outputs * layout.n_params
+    check_memory(bytes_per_row, "The logit Jacobian of one sample")
+    return max(1, _memory.DEFAULT_MEMORY_BUDGET // bytes_per_row)
+
+
 def logit_jacobians(xp, layout, theta, activation, X, keep=None):
     """Yield the logits and their Jacobian ``J`` in row chunks.
 
@@ -55,9 +62,7 @@ def logit_jacobians(xp, layout, theta, activation, X, keep=None):
     J : array of shape (n_chunk, n_outputs, n_params)
     """
     n_outputs = layout.n_outputs
-    bytes_per_row = 4 * 8 * n_outputs * layout.n_params
-    check_memory(bytes_per_row, "The logit Jacobian of one sample")
-    rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // bytes_per_row)
+    rows = _dense_jacobian_rows(layout)
     eye = xp.eye(n_outputs, dtype=theta.dtype)
     for start in range(0, X.shape[0], rows):
         Xc = xp.asarray(X[start : min(start + rows, X.shape[0]), ...])
@@ -70,10 +75,12 @@ def logit_jacobians(xp, layout, theta, activation, X, keep=None):
 def jacobian_chunks(xp, layout, theta, activation, posterior, X, keep=None):
     """Return the row chunks' logits and Jacobians in the form ``posterior`` takes.
 
-    Kronecker and last-layer posteriors take ``J`` factored
+    Kronecker, last-layer and full posteriors take ``J`` factored
     (:func:`~sklaplace._jacobian.logit_factors`: no dense ``J``, whose rows
-    hold ``n_outputs * n_params`` numbers each); the others, and a pruned
-    network (``keep``, whose columns are zeroed), the dense ``J`` of
+    hold ``n_outputs * n_params`` numbers each; a full posterior builds it
+    chunk by chunk for its triangular solves, and the prior-scale family
+    projects the factors without it); the diagonal, and a pruned network
+    (``keep``, whose columns are zeroed), the dense ``J`` of
     :func:`logit_jacobians` (see it for the other parameters).
 
     Returns
@@ -82,7 +89,11 @@ def jacobian_chunks(xp, layout, theta, activation, posterior, X, keep=None):
         ``J`` dense or a :class:`~sklaplace._jacobian.FactoredJacobian`.
     """
     if keep is None and getattr(posterior, "accepts_factored_jacobian", False):
-        return logit_factors(xp, layout, theta, activation, X)
+        # A full posterior builds the dense J but for its own projections:
+        # chunks whose dense J fits the budget.
+        dense = posterior.structure == "full"
+        rows = _dense_jacobian_rows(layout) if dense else None
+        return logit_factors(xp, layout, theta, activation, X, max_rows=rows)
     return logit_jacobians(xp, layout, theta, activation, X, keep)
 
 

@@ -25,6 +25,7 @@ from sklaplace._backend import (
     solve_triangular,
     to_numpy,
 )
+from sklaplace._jacobian import jacobian_matmul
 from sklaplace._predictive import centring
 
 __all__ = ["ScaledPriorFamily", "free_prior", "scaled_posterior"]
@@ -50,6 +51,25 @@ def scaled_posterior(posterior, prior_precision, scale, fixed=None, xp=np):
 
 def _index(xp, mask):
     return xp.asarray(np.flatnonzero(mask))
+
+
+def _rows_at(xp, blocks, masks):
+    """Stack ``blocks[i]`` at the rows where ``masks[i]`` holds, zero elsewhere.
+
+    The masks are disjoint, over the family's own parameters; ``blocks``
+    share their column count. One ``take`` (no item assignment, which the
+    array API leaves out); no copy where the first block fills every row.
+    """
+    if np.all(masks[0]):
+        return blocks[0]
+    width = blocks[0].shape[1]
+    stacked = xp.concat([*blocks, xp.zeros((1, width), dtype=blocks[0].dtype)], axis=0)
+    index = np.full(masks[0].shape[0], stacked.shape[0] - 1)
+    offset = 0
+    for mask, block in zip(masks, blocks):
+        index[mask] = offset + np.arange(block.shape[0])
+        offset += block.shape[0]
+    return xp.take(stacked, xp.asarray(index), axis=0)
 
 
 def _flat_block(xp, L_flat, L_weighted):
@@ -102,9 +122,10 @@ class ScaledPriorFamily:
         # Nothing to scale (every prior flat), or a negative prior: per scale.
         if own.structure != "full" or np.any(prior[free] < 0) or not np.any(weighted):
             return
-        # One n_params x n_params matrix at a time beside L (the memory
-        # counts): L's rows taken only where some are left out, the product
-        # whitened in place.
+        # Beside L, at most three n_params x n_params matrices at once (the
+        # memory counts): L's rows taken only where some are left out, the
+        # product whitened in place, then the eigenvectors, and only where
+        # some rows are flat or fixed their stack and the projection.
         L = xp.asarray(own.cholesky_factor)
         L_w = L if np.all(weighted) else xp.take(L, _index(xp, weighted), axis=0)
         if np.any(flat):
@@ -113,10 +134,9 @@ class ScaledPriorFamily:
                 L_ff, K, log_det, P_fw = _flat_block(xp, L_f, L_w)
             except NotPositiveDefiniteError:  # improper: rebuilt per scale
                 return
-            self._flat = (flat, L_ff, K, log_det)
         P_ww = L_w @ xp.permute_dims(L_w, (1, 0))
         del L_w
-        if self._flat is not None:
+        if np.any(flat):
             P_ww -= xp.permute_dims(P_fw, (1, 0)) @ K
         root = xp.asarray(1.0 / np.sqrt(prior[weighted]))
         # A^{-1/2} (P - A) A^{-1/2} on the weighted block (the fixed block
@@ -125,7 +145,19 @@ class ScaledPriorFamily:
         P_ww *= root[None, :]
         minus_one = xp.full((P_ww.shape[0],), -1.0, dtype=P_ww.dtype)
         eigenvalues, eigenvectors = xp.linalg.eigh(add_to_diagonal(xp, P_ww, minus_one))
-        self._eigen = (weighted, root, to_numpy(eigenvalues), eigenvectors)
+        del P_ww
+        # B = Jt A^{-1/2} U = J @ projection: the whitening, the flat block's
+        # Schur term and the fixed parameters (zero rows) in one matrix, so
+        # that J may come factored (no dense J: _jacobian.FactoredJacobian).
+        eigenvectors *= root[:, None]
+        rows = [eigenvectors]
+        if np.any(flat):
+            rows.append(-(K @ eigenvectors))
+            eye = xp.eye(L_ff.shape[0], dtype=L_ff.dtype)
+            inverse_t = xp.permute_dims(solve_triangular(xp, L_ff, eye), (1, 0))
+            self._flat = (_rows_at(xp, [inverse_t], [flat]), log_det)
+        projection = _rows_at(xp, rows, [weighted, flat])
+        self._eigen = (weighted, to_numpy(eigenvalues), projection)
 
     @property
     def all_at_once(self):
@@ -135,7 +167,7 @@ class ScaledPriorFamily:
     def log_det_precision(self, scale):
         """``log det P(c)``; NaN where ``P(c)`` is not positive definite."""
         if self._eigen is not None:
-            weighted, _, eigenvalues, _ = self._eigen
+            weighted, eigenvalues, _ = self._eigen
             shifted = eigenvalues + scale
             if np.any(shifted <= 0):
                 return np.nan
@@ -143,7 +175,7 @@ class ScaledPriorFamily:
             # layers' c A (proper priors only, as LastLayerPosterior counts).
             own = np.sum(np.log(self.prior[self.offset :][weighted]))
             if self._flat is not None:
-                own += self._flat[3]
+                own += self._flat[1]
             other = self.prior[: self.offset]
             other = np.sum(np.log(scale * other[other > 0]))
             return float(np.sum(np.log(shifted)) + own + other)
@@ -158,24 +190,17 @@ class ScaledPriorFamily:
         """Return the dense ``J`` of the eigendecomposed posterior's parameters."""
         if self.offset:
             return self.posterior.last_layer_jacobian(xp, J)
-        return J  # a full posterior of all weights takes J dense
+        return J  # a full posterior of all weights: J itself, dense or factored
 
     def _eigen_jacobian(self, xp, J):
-        """Return ``B = Jt A^{-1/2} U`` and ``J_F L_FF^{-T}`` (or None); ``J``: own."""
-        weighted, root, _, eigenvectors = self._eigen
-        J_w = xp.take(J, _index(xp, weighted), axis=2)
-        flat_part = None
-        if self._flat is not None:
-            flat, L_ff, K, _ = self._flat
-            J_f = xp.take(J, _index(xp, flat), axis=2)
-            J_w = J_w - J_f @ K
-            rows = xp.reshape(J_f, (-1, J_f.shape[2]))
-            flat_part = xp.reshape(
-                xp.permute_dims(solve_triangular(xp, L_ff, rows.T), (1, 0)),
-                J_f.shape,
-            )
-        B = rows_matmul(xp, J_w * xp.asarray(root), xp.asarray(eigenvectors))
-        return B, flat_part
+        """Return ``B = Jt A^{-1/2} U`` and ``J_F L_FF^{-T}`` (or None); ``J``: own.
+
+        ``J`` is an array or a :class:`~sklaplace._jacobian.FactoredJacobian`.
+        """
+        B = jacobian_matmul(xp, J, self._eigen[2])
+        if self._flat is None:
+            return B, None
+        return B, jacobian_matmul(xp, J, self._flat[0])
 
     def functional_variances(self, xp, J, scales):
         """``J P(c)^{-1} J'`` for each scale.
@@ -198,7 +223,7 @@ class ScaledPriorFamily:
             for c in scales:
                 yield self._one_variance(xp, J, c)
             return
-        eigenvalues = self._eigen[2]
+        eigenvalues = self._eigen[1]
         B, Q = self._eigen_jacobian(xp, self._own_columns(xp, J))
         Bt = xp.permute_dims(B, (0, 2, 1))
         constant = 0.0 if Q is None else Q @ xp.permute_dims(Q, (0, 2, 1))
@@ -225,7 +250,7 @@ class ScaledPriorFamily:
             dtype = defined[0].dtype if defined else xp.float64
             blank = xp.full((n, K, K), np.nan, dtype=dtype)
             return xp.stack([blank if v is None else v for v in grid], axis=1)
-        eigenvalues = self._eigen[2]
+        eigenvalues = self._eigen[1]
         B, Q = self._eigen_jacobian(xp, self._own_columns(xp, J))
         n, K, W = B.shape
         shifted = eigenvalues[:, None] + np.asarray(scales)[None, :]
@@ -263,11 +288,9 @@ class ScaledPriorFamily:
         variances : array of shape (n_samples, n_outputs, n_scales)
             NaN at the scales where ``P(c)`` is not positive definite.
         """
-        if self._eigen is not None:
-            J = self._own_columns(xp, J)
-        C = centring(xp, J.shape[1], J.dtype)
-        J = C[None, :, :] @ J
         if self._eigen is None:
+            C = centring(xp, J.shape[1], J.dtype)
+            J = C[None, :, :] @ J
             columns = []
             for c in scales:
                 cov = self._one_variance(xp, J, c)
@@ -277,14 +300,18 @@ class ScaledPriorFamily:
                     else xp.linalg.diagonal(cov)
                 )
             return xp.stack(columns, axis=2)
-        eigenvalues = self._eigen[2]
-        B, Q = self._eigen_jacobian(xp, J)
+        eigenvalues = self._eigen[1]
+        B, Q = self._eigen_jacobian(xp, self._own_columns(xp, J))
+        # C (J M) = (C J) M: centred after the projection, on its columns.
+        C = centring(xp, B.shape[1], B.dtype)[None, :, :]
+        B = C @ B
         shifted = eigenvalues[:, None] + np.asarray(scales)[None, :]
         with np.errstate(divide="ignore"):
             inverse = np.where(np.all(shifted > 0, axis=0), 1.0 / shifted, np.nan)
         variances = rows_matmul(xp, B * B, xp.asarray(inverse))
         if Q is None:
             return variances
+        Q = C @ Q
         return variances + xp.sum(Q * Q, axis=2)[:, :, None]
 
     def _one_variance(self, xp, J, scale):

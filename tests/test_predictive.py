@@ -1,4 +1,5 @@
 import tracemalloc
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from sklearn.datasets import make_classification
 import sklaplace._memory as memory_module
 import sklaplace._predictive as predictive_module
 from sklaplace import LaplaceMLPClassifier
+from sklaplace._jacobian import FactoredJacobian
 from sklaplace._likelihood import Bernoulli, Categorical
 from sklaplace._predictive import (
     PREDICTIVES,
@@ -311,6 +313,27 @@ def test_logit_jacobian_chunks_take_as_many_rows_as_the_budget_holds(monkeypatch
     monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 2975)
     with pytest.raises(MemoryLimitError, match="^The logit Jacobian of one sample "):
         next(predictive_module.logit_jacobians(*args))
+
+
+def test_a_full_posteriors_factored_chunks_take_the_dense_jacobians_rows(monkeypatch):
+    # A full posterior takes J factored but builds the dense J of each chunk
+    # for its triangular solves: its chunks hold as many rows as the dense
+    # J's budget (2,976 bytes a row, as above); a Kronecker posterior's, as
+    # many as the factors' (3 x 8 bytes for 4 + 3 x 4 + 5 + 3 x 3 + 2 x 3^2
+    # numbers a row: 5 rows).
+    obj, theta = make_problem(n_classes=3, hidden=(4,), n_samples=7)
+    args = (np, obj.layout, theta, obj.activation)
+    [(_, whole_J)] = predictive_module.logit_jacobians(*args, obj.X)
+    monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", 2 * 2976)
+    full = SimpleNamespace(structure="full", accepts_factored_jacobian=True)
+    chunks = list(predictive_module.jacobian_chunks(*args, full, obj.X))
+    assert [J.shape[0] for _, J in chunks] == [2, 2, 2, 1]
+    assert all(isinstance(J, FactoredJacobian) for _, J in chunks)
+    kron = SimpleNamespace(structure="kron", accepts_factored_jacobian=True)
+    chunks_kron = list(predictive_module.jacobian_chunks(*args, kron, obj.X))
+    assert [J.shape[0] for _, J in chunks_kron] == [5, 2]
+    dense = np.concatenate([J.dense(np) for _, J in chunks])
+    np.testing.assert_allclose(dense, whole_J, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize(

@@ -1146,6 +1146,53 @@ def test_a_flat_prior_family_decomposes_once_in_the_fits_namespace(monkeypatch):
     assert np.isnan(family.log_det_precision(-10.0))
 
 
+@pytest.mark.parametrize("form", ["dense", "factored"])
+def test_a_full_family_projects_a_factored_jacobian_as_the_dense_one(form):
+    """A full posterior's family takes ``J`` dense or factored alike.
+
+    Its eigenbasis, the flat block's Schur term and the parameters held at
+    zero are one matrix over the parameters, which the factors multiply
+    without the dense ``J``. A network's ``J`` (4 inputs, 3 hidden, 3
+    classes) against a random precision, flat priors on the hidden biases
+    and one hidden weight held at zero: every variance equals the dense
+    reference over the free parameters (the precision's submatrix there at
+    each scale); a lost flat term, a shifted row or the centring skipped
+    moves them by far more than the tolerance.
+    """
+    layout = ParamLayout((4, 3, 3))
+    rng = np.random.RandomState(0)
+    theta = rng.normal(size=layout.n_params)
+    M = rng.normal(size=(layout.n_params, layout.n_params))
+    P = M @ M.T + layout.n_params * np.eye(layout.n_params)
+    A = rng.uniform(0.3, 2.0, size=layout.n_params)
+    A[12:15] = 0.0  # the hidden biases: flat
+    fixed = np.zeros(layout.n_params, bool)
+    fixed[5] = True
+    family = ScaledPriorFamily(FullPosterior(np.linalg.cholesky(P)), A, fixed)
+    assert family.all_at_once
+    (_, factored), *_ = logit_factors(np, layout, theta, "tanh", X3[:6])
+    fwd = forward(np, layout, theta, X3[:6], "tanh")
+    J = jacobian_factor(np, layout, theta, fwd, np.broadcast_to(np.eye(3), (6, 3, 3)))
+    J_in = factored if form == "factored" else np.where(fixed, 0.0, J)
+    variances = list(family.functional_variances(np, J_in, SCALES))
+    grid = family.functional_variance_grid(np, J_in, SCALES)
+    centred = family.centred_variances(np, J_in, SCALES)
+    free = ~fixed
+    C = np.eye(3) - 1.0 / 3.0
+    for i, c in enumerate(SCALES):
+        P_c = P[np.ix_(free, free)] + (c - 1.0) * np.diag(A[free])
+        J_free = J[:, :, free]
+        expected = np.einsum("nka,ab,nlb->nkl", J_free, np.linalg.inv(P_c), J_free)
+        np.testing.assert_allclose(variances[i], expected, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(grid[:, i], expected, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(
+            centred[:, :, i],
+            np.einsum("ij,njk,ki->ni", C, expected, C),
+            rtol=1e-10,
+            atol=1e-14,
+        )
+
+
 def test_a_family_with_every_prior_flat_has_one_posterior_at_every_scale():
     """With every prior flat (``alpha=0``, ``bias_prior_precision=0``) no
     parameter scales: every ``c`` is the fitted posterior (the Schur
