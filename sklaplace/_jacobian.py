@@ -8,14 +8,28 @@ layer's pre-activation). A Kronecker-factored or last-layer posterior needs
 only these factors: ``O(sum_l fan_in_l + n_outputs fan_out_l)`` numbers per
 sample instead of ``n_outputs * n_params`` (63 MB per ten rows at 79,510
 parameters and 10 classes). A product ``J M`` with a matrix over the
-parameters needs no dense ``J`` either (:meth:`FactoredJacobian.matmul`).
+parameters takes a layer's factors too, where they need fewer multiply-adds
+than its dense block (:meth:`FactoredJacobian.matmul`).
 """
 
 from sklaplace import _memory
 from sklaplace._backend import rows_matmul
 from sklaplace._network import backprop, forward, with_ones
 
-__all__ = ["FactoredJacobian", "jacobian_matmul", "logit_factors"]
+__all__ = [
+    "FACTORED_PRODUCT_GAIN",
+    "FactoredJacobian",
+    "jacobian_matmul",
+    "logit_factors",
+]
+
+#: :meth:`FactoredJacobian.matmul` takes a layer through its factors where
+#: the dense product needs this many times the multiply-adds (``n_outputs *
+#: (fan_in + 1)`` against ``fan_in + 1 + n_outputs``). Measured break-even
+#: (one thread, ``m`` of 500-1,536): about 2.6; at 2.6 both took 0.114 s, at
+#: 1.7 the factors 1.2x longer, at one logit 4x (their ``n x fan_out x m``
+#: intermediate), at 4.3 and 8.7 they took 2.8x and 4.7x less.
+FACTORED_PRODUCT_GAIN = 3.0
 
 
 class FactoredJacobian:
@@ -46,31 +60,52 @@ class FactoredJacobian:
 
     def dense(self, xp):
         """Return the dense ``J``, shape (n_samples, n_outputs, n_params)."""
-        n, K = self.deltas[0].shape[:2]
-        blocks = [
-            xp.reshape(a[:, None, :, None] * d[:, :, None, :], (n, K, -1))
-            for a, d in zip(self.inputs, self.deltas)
-        ]
+        blocks = [_layer_block(xp, a, d) for a, d in zip(self.inputs, self.deltas)]
         return xp.concat(blocks, axis=2)
 
     def matmul(self, xp, M):
         """Return ``J @ M``, shape (n_samples, n_outputs, m), for ``M`` (n_params, m).
 
-        Per layer, ``ahat @ M_l`` with ``M_l`` the layer's rows of ``M`` as
+        A layer whose dense product takes at least ``FACTORED_PRODUCT_GAIN``
+        times the multiply-adds of the factored one goes through its
+        factors: ``ahat @ M_l`` with ``M_l`` the layer's rows of ``M`` as
         ``(fan_in + 1, fan_out * m)``, then each row's ``delta`` times its
-        ``(fan_out, m)`` slice: ``n (fan_in + 1 + n_outputs) fan_out m``
-        multiply-adds against the dense product's ``n n_outputs n_params m``
-        (251 digits rows, hidden (16,), ``m = 1,210``: 0.04 s against 0.13 s).
+        ``(fan_out, m)`` slice, ``(fan_in + 1 + n_outputs) fan_out m`` per
+        row against the dense ``n_outputs (fan_in + 1) fan_out m``; in row
+        slices whose ``n x fan_out x m`` intermediate holds no more numbers
+        than the dense ``J``. The other layers (every layer of one logit) take
+        their dense block.
         """
-        n, K = self.deltas[0].shape[:2]
+        n, K, width = self.shape
         m, out, start = M.shape[1], None, 0
         for a, d in zip(self.inputs, self.deltas):
             r, c = a.shape[1], d.shape[2]
-            block = xp.reshape(M[start : start + r * c, ...], (r, c * m))
-            part = d @ xp.reshape(a @ block, (n, c, m))
-            out = part if out is None else out + part
+            M_l = M[start : start + r * c, ...]
             start += r * c
+            if K * r >= FACTORED_PRODUCT_GAIN * (r + K):
+                rows = max(1, n * K * width // (c * m))
+                part = _through_factors(xp, a, d, M_l, rows)
+            else:
+                part = rows_matmul(xp, _layer_block(xp, a, d), M_l)
+            out = part if out is None else out + part
         return out
+
+
+def _layer_block(xp, a, d):
+    """One layer's columns of the dense ``J``: ``ahat`` times ``delta`` per row."""
+    n, K = d.shape[:2]
+    return xp.reshape(a[:, None, :, None] * d[:, :, None, :], (n, K, -1))
+
+
+def _through_factors(xp, a, d, M_l, rows):
+    """One layer's ``J_l @ M_l`` from its factors, ``rows`` rows at a time."""
+    r, c, m = a.shape[1], d.shape[2], M_l.shape[1]
+    block = xp.reshape(M_l, (r, c * m))
+    parts = [
+        d[s : s + rows, ...] @ xp.reshape(a[s : s + rows, ...] @ block, (-1, c, m))
+        for s in range(0, a.shape[0], rows)
+    ]
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
 
 
 def jacobian_matmul(xp, J, M):

@@ -106,8 +106,8 @@ SOLVER_DENSE_MATRICES = {"newton": 5}
 
 #: ... and each posterior structure, while it is built (the curvature, its
 #: constrained copy and the factor: about 2 for one logit, 4 for K logits)
-#: and while the prior scale is chosen (the factor, ``P`` and the
-#: eigendecomposition of the whitened ``P``).
+#: and while the prior scale is chosen (the factor, ``P`` and the whitened
+#: ``P``'s eigenvectors, or their rows stacked and the projection made of them).
 POSTERIOR_DENSE_MATRICES = {"full": 4}
 
 #: A fitted posterior's own (its Cholesky factor), held across the next

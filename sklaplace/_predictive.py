@@ -102,8 +102,9 @@ def latent_gaussian(xp, layout, theta, activation, posterior, X, keep=None):
 
     ``mean = f(x, theta)`` and ``cov = J P^{-1} J'`` with ``J`` the logit
     Jacobian at ``x`` (see :func:`logit_jacobians` for the parameters). A
-    posterior that accepts the Jacobian in factored form (Kronecker, last
-    layer) gets it so, without the dense ``J``.
+    posterior that accepts the Jacobian in factored form gets it so
+    (:func:`jacobian_chunks`): Kronecker and last-layer ones without the
+    dense ``J``, a full one builds it chunk by chunk.
 
     Returns
     -------

@@ -59,16 +59,20 @@ def _rows_at(xp, blocks, masks):
     The masks are disjoint, over the family's own parameters; ``blocks``
     share their column count. One ``take`` (no item assignment, which the
     array API leaves out); no copy where the first block fills every row.
+    Else ``blocks`` is emptied once stacked: the caller's list was their
+    last holder, so no more than the stack and the result are held.
     """
     if np.all(masks[0]):
         return blocks[0]
-    width = blocks[0].shape[1]
-    stacked = xp.concat([*blocks, xp.zeros((1, width), dtype=blocks[0].dtype)], axis=0)
+    width, dtype = blocks[0].shape[1], blocks[0].dtype
+    stacked = xp.concat([*blocks, xp.zeros((1, width), dtype=dtype)], axis=0)
+    sizes = [block.shape[0] for block in blocks]
+    blocks.clear()
     index = np.full(masks[0].shape[0], stacked.shape[0] - 1)
     offset = 0
-    for mask, block in zip(masks, blocks):
-        index[mask] = offset + np.arange(block.shape[0])
-        offset += block.shape[0]
+    for mask, size in zip(masks, sizes):
+        index[mask] = offset + np.arange(size)
+        offset += size
     return xp.take(stacked, xp.asarray(index), axis=0)
 
 
@@ -122,10 +126,10 @@ class ScaledPriorFamily:
         # Nothing to scale (every prior flat), or a negative prior: per scale.
         if own.structure != "full" or np.any(prior[free] < 0) or not np.any(weighted):
             return
-        # Beside L, at most three n_params x n_params matrices at once (the
+        # Beside L, about two n_params x n_params matrices at once (the
         # memory counts): L's rows taken only where some are left out, the
         # product whitened in place, then the eigenvectors, and only where
-        # some rows are flat or fixed their stack and the projection.
+        # some rows are flat or fixed their stack, then the projection.
         L = xp.asarray(own.cholesky_factor)
         L_w = L if np.all(weighted) else xp.take(L, _index(xp, weighted), axis=0)
         if np.any(flat):
@@ -150,13 +154,14 @@ class ScaledPriorFamily:
         # Schur term and the fixed parameters (zero rows) in one matrix, so
         # that J may come factored (no dense J: _jacobian.FactoredJacobian).
         eigenvectors *= root[:, None]
-        rows = [eigenvectors]
+        blocks = [eigenvectors]
         if np.any(flat):
-            rows.append(-(K @ eigenvectors))
+            blocks.append(-(K @ eigenvectors))
             eye = xp.eye(L_ff.shape[0], dtype=L_ff.dtype)
             inverse_t = xp.permute_dims(solve_triangular(xp, L_ff, eye), (1, 0))
             self._flat = (_rows_at(xp, [inverse_t], [flat]), log_det)
-        projection = _rows_at(xp, rows, [weighted, flat])
+        del eigenvectors  # in blocks alone, let go once stacked
+        projection = _rows_at(xp, blocks, [weighted, flat])
         self._eigen = (weighted, to_numpy(eigenvalues), projection)
 
     @property

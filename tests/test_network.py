@@ -85,6 +85,37 @@ def test_logit_factors_in_one_row_chunks_are_the_jacobian(monkeypatch):
     assert chunks[0][1].last_layer().shape == (1, 3, 4 * 3)
 
 
+@pytest.mark.parametrize("gain, factored_layers", [(0.0, 2), (3.0, 1), (np.inf, 0)])
+def test_a_factored_jacobian_times_a_matrix_is_the_finite_difference_product(
+    monkeypatch, gain, factored_layers
+):
+    # 19 features, hidden (10,), 4 classes (W = 244), 7 rows, M of 244
+    # columns: at the default gain the first layer (4 * 20 >= 3 * (20 + 4))
+    # goes through its factors, in slices of 2 rows (7 * 4 * 244 numbers of
+    # dense J over a 10 x 244 intermediate per row), the second (4 * 11 <
+    # 3 * 15) through its dense block; either way, or all one way, J M is
+    # the finite-difference Jacobian times M.
+    obj, theta = make_problem(n_classes=4, hidden=(10,), n_samples=7, n_features=19)
+    [(_, factors)] = jacobian_module.logit_factors(
+        np, obj.layout, theta, obj.activation, obj.X
+    )
+    M = np.random.RandomState(1).normal(size=(obj.layout.n_params, obj.layout.n_params))
+    monkeypatch.setattr(jacobian_module, "FACTORED_PRODUCT_GAIN", gain)
+    calls, through = [], jacobian_module._through_factors
+
+    def spy(xp, a, d, M_l, rows):
+        calls.append(rows)
+        return through(xp, a, d, M_l, rows)
+
+    monkeypatch.setattr(jacobian_module, "_through_factors", spy)
+    product = factors.matmul(np, M)
+    assert len(calls) == factored_layers
+    if gain == 3.0:
+        assert calls == [2]
+    expected = numerical_jacobian(obj, theta) @ M
+    np.testing.assert_allclose(product, expected, rtol=1e-7, atol=1e-8)
+
+
 def test_pack_refuses_coefs_and_intercepts_of_different_lengths():
     layout = ParamLayout((3, 4, 2))
     coefs = [np.ones((3, 4)), np.ones((4, 2))]
