@@ -106,7 +106,8 @@ def loo_log_losses(fit, jacobians, data, scales, predictive):
     grid = np.concatenate([[1.0], np.asarray(scales, dtype=np.float64)])
     losses = np.empty((X.shape[0], grid.size - 1))
     n_outputs = objective.layout.n_outputs
-    chunks = _row_chunks(X.shape[0], n_outputs, len(fit.prior_precision), grid.size)
+    n_params = fit.prior_precision.shape[0]
+    chunks = _row_chunks(X.shape[0], n_outputs, n_params, grid.size)
     for chunk in chunks:  # each may come back in smaller chunks still
         start = chunk.start
         for logits, J in jacobians(fit.theta, X[chunk]):

@@ -235,6 +235,12 @@ BACKEND_CONFIGS = {
     "last-layer-full-cv": dict(
         subset_of_weights="last_layer", hessian_structure="full", alpha=1.0
     ),
+    # The scale by approximate leave-one-out (session 38), the default's and
+    # a last layer's: no refit, every row's Jacobian through the family.
+    "loo-scale": dict(alpha=1.0, prior_precision_scale="loo"),
+    "last-layer-loo": dict(
+        subset_of_weights="last_layer", alpha=1.0, prior_precision_scale="loo"
+    ),
 }
 
 
