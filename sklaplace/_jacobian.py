@@ -99,11 +99,12 @@ def _layer_block(xp, a, d):
 
 def _through_factors(xp, a, d, M_l, rows):
     """One layer's ``J_l @ M_l`` from its factors, ``rows`` rows at a time."""
-    r, c, m = a.shape[1], d.shape[2], M_l.shape[1]
+    n, r, c, m = a.shape[0], a.shape[1], d.shape[2], M_l.shape[1]
     block = xp.reshape(M_l, (r, c * m))
+    # Slices end at n: the array API leaves a stop past the end unspecified.
+    slices = [slice(s, min(s + rows, n)) for s in range(0, n, rows)]
     parts = [
-        d[s : s + rows, ...] @ xp.reshape(a[s : s + rows, ...] @ block, (-1, c, m))
-        for s in range(0, a.shape[0], rows)
+        d[part, ...] @ xp.reshape(a[part, ...] @ block, (-1, c, m)) for part in slices
     ]
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
 

@@ -108,6 +108,25 @@ def test_posterior_and_predictive_under_array_api_strict(n_outputs):
             )
 
 
+@pytest.mark.parametrize("gain", [0.0, np.inf], ids=["factors", "dense blocks"])
+def test_a_factored_jacobians_product_under_array_api_strict(monkeypatch, gain):
+    # Every layer through its factors (row slices of 2 at this size) or
+    # every layer's dense block: the same J M as NumPy's dense product.
+    import sklaplace._jacobian as jacobian_module
+
+    obj, theta = make_problem(n_classes=4, hidden=(10,), n_samples=7, n_features=19)
+    monkeypatch.setattr(jacobian_module, "FACTORED_PRODUCT_GAIN", gain)
+    M = np.random.RandomState(1).normal(size=(obj.layout.n_params,) * 2)
+    [(_, factors)] = jacobian_module.logit_factors(
+        np, obj.layout, theta, obj.activation, obj.X
+    )
+    [(_, strict)] = jacobian_module.logit_factors(
+        xps, obj.layout, xps.asarray(theta), obj.activation, xps.asarray(obj.X)
+    )
+    expected = np.einsum("nkp,pm->nkm", factors.dense(np), M)
+    _close(strict.matmul(xps, xps.asarray(M)), expected)
+
+
 def test_functional_api_returns_the_input_namespace():
     rng = np.random.RandomState(0)
     X, y = rng.normal(size=(10, 3)), np.arange(10) % 3
