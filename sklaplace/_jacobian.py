@@ -8,8 +8,8 @@ layer's pre-activation). A Kronecker-factored or last-layer posterior needs
 only these factors: ``O(sum_l fan_in_l + n_outputs fan_out_l)`` numbers per
 sample instead of ``n_outputs * n_params`` (63 MB per ten rows at 79,510
 parameters and 10 classes). A product ``J M`` with a matrix over the
-parameters takes a layer's factors too, where they need fewer multiply-adds
-than its dense block (:meth:`FactoredJacobian.matmul`).
+parameters takes a layer's factors too, where they need a third of its
+dense block's multiply-adds or fewer (:meth:`FactoredJacobian.matmul`).
 """
 
 from sklaplace import _memory
@@ -72,18 +72,19 @@ class FactoredJacobian:
         ``(fan_in + 1, fan_out * m)``, then each row's ``delta`` times its
         ``(fan_out, m)`` slice, ``(fan_in + 1 + n_outputs) fan_out m`` per
         row against the dense ``n_outputs (fan_in + 1) fan_out m``; in row
-        slices whose ``n x fan_out x m`` intermediate holds no more numbers
-        than the dense ``J``. The other layers (every layer of one logit) take
-        their dense block.
+        slices whose ``rows x fan_out x m`` intermediate fits a quarter of
+        ``DEFAULT_MEMORY_BUDGET`` (as one copy of a chunk's dense ``J`` does;
+        one row's at least, no more than ``M``). The other layers (every
+        layer of one logit) take their dense block.
         """
-        n, K, width = self.shape
+        K = self.deltas[0].shape[1]
         m, out, start = M.shape[1], None, 0
         for a, d in zip(self.inputs, self.deltas):
             r, c = a.shape[1], d.shape[2]
             M_l = M[start : start + r * c, ...]
             start += r * c
             if K * r >= FACTORED_PRODUCT_GAIN * (r + K):
-                rows = max(1, n * K * width // (c * m))
+                rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // (4 * 8 * c * m))
                 part = _through_factors(xp, a, d, M_l, rows)
             else:
                 part = rows_matmul(xp, _layer_block(xp, a, d), M_l)
@@ -104,7 +105,8 @@ def _through_factors(xp, a, d, M_l, rows):
     # Slices end at n: the array API leaves a stop past the end unspecified.
     slices = [slice(s, min(s + rows, n)) for s in range(0, n, rows)]
     parts = [
-        d[part, ...] @ xp.reshape(a[part, ...] @ block, (-1, c, m)) for part in slices
+        d[rows_in, ...] @ xp.reshape(a[rows_in, ...] @ block, (-1, c, m))
+        for rows_in in slices
     ]
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
 

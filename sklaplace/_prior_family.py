@@ -59,8 +59,8 @@ def _rows_at(xp, blocks, masks):
     The masks are disjoint, over the family's own parameters; ``blocks``
     share their column count. One ``take`` (no item assignment, which the
     array API leaves out); no copy where the first block fills every row.
-    Else ``blocks`` is emptied once stacked: the caller's list was their
-    last holder, so no more than the stack and the result are held.
+    Else ``blocks`` is emptied once stacked: where the caller's list is
+    their last holder, only the stack and the result are held.
     """
     if np.all(masks[0]):
         return blocks[0]
@@ -126,10 +126,10 @@ class ScaledPriorFamily:
         # Nothing to scale (every prior flat), or a negative prior: per scale.
         if own.structure != "full" or np.any(prior[free] < 0) or not np.any(weighted):
             return
-        # Beside L, about two n_params x n_params matrices at once (the
-        # memory counts): L's rows taken only where some are left out, the
-        # product whitened in place, then the eigenvectors, and only where
-        # some rows are flat or fixed their stack, then the projection.
+        # Beside L (the memory counts): L's rows taken only where some are
+        # left out, the product whitened in place, its eigenvectors (and
+        # LAPACK's workspace while eigh runs), and only where some rows are
+        # flat or fixed their stack, then the projection.
         L = xp.asarray(own.cholesky_factor)
         L_w = L if np.all(weighted) else xp.take(L, _index(xp, weighted), axis=0)
         if np.any(flat):

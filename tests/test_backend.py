@@ -110,18 +110,23 @@ def test_posterior_and_predictive_under_array_api_strict(n_outputs):
 
 @pytest.mark.parametrize("gain", [0.0, np.inf], ids=["factors", "dense blocks"])
 def test_a_factored_jacobians_product_under_array_api_strict(monkeypatch, gain):
-    # Every layer through its factors (row slices of 2 at this size) or
-    # every layer's dense block: the same J M as NumPy's dense product.
+    # Every layer through its factors or every layer's dense block: the
+    # same J M as NumPy's dense product. The budget's quarter holds three
+    # rows' 4 x 244 intermediates of the second layer (slices of 3, 3, 1:
+    # the last ends at the last row) and one row's 10 x 244 of the first.
     import sklaplace._jacobian as jacobian_module
 
     obj, theta = make_problem(n_classes=4, hidden=(10,), n_samples=7, n_features=19)
-    monkeypatch.setattr(jacobian_module, "FACTORED_PRODUCT_GAIN", gain)
     M = np.random.RandomState(1).normal(size=(obj.layout.n_params,) * 2)
     [(_, factors)] = jacobian_module.logit_factors(
         np, obj.layout, theta, obj.activation, obj.X
     )
     [(_, strict)] = jacobian_module.logit_factors(
         xps, obj.layout, xps.asarray(theta), obj.activation, xps.asarray(obj.X)
+    )
+    monkeypatch.setattr(jacobian_module, "FACTORED_PRODUCT_GAIN", gain)
+    monkeypatch.setattr(
+        jacobian_module._memory, "DEFAULT_MEMORY_BUDGET", 3 * 4 * 8 * 4 * 244
     )
     expected = np.einsum("nkp,pm->nkm", factors.dense(np), M)
     _close(strict.matmul(xps, xps.asarray(M)), expected)

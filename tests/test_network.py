@@ -91,8 +91,8 @@ def test_a_factored_jacobian_times_a_matrix_is_the_finite_difference_product(
 ):
     # 19 features, hidden (10,), 4 classes (W = 244), 7 rows, M of 244
     # columns: at the default gain the first layer (4 * 20 >= 3 * (20 + 4))
-    # goes through its factors, in slices of 2 rows (7 * 4 * 244 numbers of
-    # dense J over a 10 x 244 intermediate per row), the second (4 * 11 <
+    # goes through its factors, in slices of 2 rows under a budget whose
+    # quarter holds two rows' 10 x 244 intermediates, the second (4 * 11 <
     # 3 * 15) through its dense block; either way, or all one way, J M is
     # the finite-difference Jacobian times M.
     obj, theta = make_problem(n_classes=4, hidden=(10,), n_samples=7, n_features=19)
@@ -101,6 +101,7 @@ def test_a_factored_jacobian_times_a_matrix_is_the_finite_difference_product(
     )
     M = np.random.RandomState(1).normal(size=(obj.layout.n_params, obj.layout.n_params))
     monkeypatch.setattr(jacobian_module, "FACTORED_PRODUCT_GAIN", gain)
+    monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", 2 * 4 * 8 * 10 * 244)
     calls, through = [], jacobian_module._through_factors
 
     def spy(xp, a, d, M_l, rows):
