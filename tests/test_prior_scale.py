@@ -127,6 +127,21 @@ def _last_layer_full_fit(**params):
     ).fit(X3, Y3)
 
 
+def _assert_variances_at(i, expected, computed, rtol, atol):
+    """Scale ``i`` of a family's covariances, grid and probit variances is ``expected``.
+
+    ``computed``: ``functional_variances`` (a list), ``functional_variance_grid``
+    and ``centred_variances``; the last against ``diag(C expected C)``.
+    """
+    variances, grid, centred = computed
+    K = expected.shape[1]
+    C = np.eye(K) - 1.0 / K
+    np.testing.assert_allclose(variances[i], expected, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(grid[:, i], expected, rtol=rtol, atol=atol)
+    centred_expected = np.einsum("ij,njk,ki->ni", C, expected, C)
+    np.testing.assert_allclose(centred[:, :, i], centred_expected, rtol=rtol, atol=atol)
+
+
 def test_family_of_a_full_last_layer_posterior_equals_its_dense_precision():
     """A last layer's full posterior is eigendecomposed once, like a full one.
 
@@ -148,7 +163,6 @@ def test_family_of_a_full_last_layer_posterior_equals_its_dense_precision():
     layout = ParamLayout((4, 3, 3))
     theta = layout.pack(np, clf.coefs_, clf.intercepts_)
     (_, factored), *_ = logit_factors(np, layout, theta, "tanh", X3[:7])
-    C = np.eye(3) - 1.0 / 3.0
     for J_in in (J, factored):
         variances = list(family.functional_variances(np, J_in, SCALES))
         centred = family.centred_variances(np, J_in, SCALES)
@@ -159,14 +173,7 @@ def test_family_of_a_full_last_layer_posterior_equals_its_dense_precision():
             np.testing.assert_allclose(family.log_det_precision(c), log_det, rtol=1e-10)
             J_last = J[:, :, offset:]
             expected = np.einsum("nkp,pq,njq->nkj", J_last, np.linalg.inv(P_c), J_last)
-            np.testing.assert_allclose(variances[i], expected, rtol=1e-8, atol=1e-12)
-            np.testing.assert_allclose(grid[:, i], expected, rtol=1e-8, atol=1e-12)
-            np.testing.assert_allclose(
-                centred[:, :, i],
-                np.einsum("ij,njk,ki->ni", C, expected, C),
-                rtol=1e-8,
-                atol=1e-12,
-            )
+            _assert_variances_at(i, expected, (variances, grid, centred), 1e-8, 1e-12)
 
 
 def test_a_kronecker_familys_grid_stacks_its_scales_from_a_factored_jacobian():
@@ -1178,19 +1185,11 @@ def test_a_full_family_projects_a_factored_jacobian_as_the_dense_one(form):
     grid = family.functional_variance_grid(np, J_in, SCALES)
     centred = family.centred_variances(np, J_in, SCALES)
     free = ~fixed
-    C = np.eye(3) - 1.0 / 3.0
     for i, c in enumerate(SCALES):
         P_c = P[np.ix_(free, free)] + (c - 1.0) * np.diag(A[free])
         J_free = J[:, :, free]
         expected = np.einsum("nka,ab,nlb->nkl", J_free, np.linalg.inv(P_c), J_free)
-        np.testing.assert_allclose(variances[i], expected, rtol=1e-10, atol=1e-14)
-        np.testing.assert_allclose(grid[:, i], expected, rtol=1e-10, atol=1e-14)
-        np.testing.assert_allclose(
-            centred[:, :, i],
-            np.einsum("ij,njk,ki->ni", C, expected, C),
-            rtol=1e-10,
-            atol=1e-14,
-        )
+        _assert_variances_at(i, expected, (variances, grid, centred), 1e-10, 1e-14)
 
 
 def test_a_family_with_every_prior_flat_has_one_posterior_at_every_scale():
