@@ -29,6 +29,7 @@ __all__ = [
     "SAME_FIXED_POINT_RTOL",
     "basin_beats",
     "every_run_collapsed",
+    "loo_agrees",
     "overrule_by_held_out",
     "same_fixed_point",
     "strongest_indistinct_refit",
@@ -136,10 +137,52 @@ def every_run_collapsed(tunings):
     return all(ignores_its_input(t.fit.objective, t.fit.theta) for t in tunings)
 
 
-def overrule_by_held_out(kept, challengers, held_out, tol):
+def loo_agrees(loo_losses):
+    """``agrees`` of :func:`overrule_by_held_out` by leave-one-out losses.
+
+    Folds warm-started from a MAP that has seen their rows favour a basin
+    that memorises them: on a piecewise-linear boundary (1,120 rows) a fixed
+    point 59 nats of evidence below the kept fit's led it on the folds by
+    over two paired standard errors and lost 0.067 nats a test row. Its
+    approximate leave-one-out loss (each row out of the MAP by one Newton
+    step, no refit) was 0.031 above the kept fit's; of the 21 switches the
+    folds made on eight data sets where they act, that was the only one
+    leave-one-out did not favour. A challenger is weighed only where its
+    least leave-one-out loss over the scales is below the kept fit's.
+
+    Parameters
+    ----------
+    loo_losses : callable
+        ``loo_losses(fit) -> HeldOutLosses or None`` over the scale grid
+        (``None``: no row counts, and the challenger is weighed).
+
+    Returns
+    -------
+    callable
+        ``agrees(challenger_fit, kept_fit) -> bool``; the kept fit's losses
+        are computed once per kept fit.
+    """
+    computed = {}
+
+    def agrees(challenger, kept):
+        if id(kept) not in computed:
+            computed.clear()  # a new kept fit: the old one's are not needed
+            computed[id(kept)] = (kept, loo_losses(kept))
+        kept_losses = computed[id(kept)][1]
+        other = loo_losses(challenger)
+        if kept_losses is None or other is None:
+            return True
+        return bool(np.min(other.curve()) < np.min(kept_losses.curve()))
+
+    return agrees
+
+
+def overrule_by_held_out(kept, challengers, held_out, tol, agrees=None):
     """Keep ``kept`` unless a challenger's held-out losses clearly beat it.
 
-    Each challenger is screened on folds solved to ``FOLD_TOL`` (the
+    With ``agrees``, a challenger whose approximate leave-one-out loss is not
+    below the kept fit's is not weighed at all (:func:`loo_agrees`). Then
+    each challenger is screened on folds solved to ``FOLD_TOL`` (the
     folds that choose the kept fit's scale, so a fit that is not challenged
     successfully costs no extra cross-validation for itself) and confirmed
     on folds solved to ``tol``: warm-started folds favour the less
@@ -165,6 +208,9 @@ def overrule_by_held_out(kept, challengers, held_out, tol):
         compared).
     tol : float
         The model's tolerance, for the confirmation.
+    agrees : callable, default=None
+        ``agrees(challenger_fit, kept_fit) -> bool``, whether folds may weigh
+        the challenger; ``None``: always.
 
     Returns
     -------
@@ -187,6 +233,9 @@ def overrule_by_held_out(kept, challengers, held_out, tol):
             del other  # weighed already, as the kept fit or a challenger
             continue
         weighed.append(point)
+        if agrees is not None and not agrees(other[0], kept[0]):
+            del other
+            continue
         if basin_beats(held_out(other[0], FOLD_TOL), scale_losses):
             other_losses = held_out(other[0], tol, confirm=True)
             if confirmed is None:

@@ -74,7 +74,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         alpha moves 0.01% (at most 50 refits, fewer if they cycle or 10 in a
         row stop at max_iter, with a ``ConvergenceWarning``); then from 100 (0.1
         too if both collapse). A refit (or run) over 3 nats larger is kept unless
-        held-out rows prefer, by 2 standard errors, the fixed point from 1 or 0.1.
+        held-out rows (leave-one-out too) prefer the fixed point from 1 or 0.1.
         ``"evidence_per_layer"`` tunes one per layer alike; where the layers'
         alphas march apart (a degenerate limit) it stops and warns. ``"validation"``
         fits 2-4 times: from 1, by decades the way MacKay's update points (else

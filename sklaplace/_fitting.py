@@ -18,6 +18,7 @@ from sklaplace._backend import to_numpy
 from sklaplace._basins import (
     HELD_OUT_START,
     every_run_collapsed,
+    loo_agrees,
     overrule_by_held_out,
     strongest_indistinct_refit,
 )
@@ -446,9 +447,15 @@ def fit_network(
             if strongest is not None:
                 challengers.append(partial(tuned, runs[kept], strongest))
         evidence_choice = tuned(runs[kept], runs[kept][0].kept)
-        (fit, alpha, history, gammas, kept_warnings), scale_losses = (
-            overrule_by_held_out(evidence_choice, challengers, weigh, config.tol)
+        # Warm folds favour a basin that memorises their rows: leave-one-out
+        # must agree first ("loo" screens by it already).
+        agrees = None
+        if setting == "cv":
+            agrees = loo_agrees(lambda fit: held_out(fit, grid, how="loo"))
+        kept_fit, scale_losses = overrule_by_held_out(
+            evidence_choice, challengers, weigh, config.tol, agrees
         )
+        fit, alpha, history, gammas, kept_warnings = kept_fit
         if setting == "loo" and fit is not evidence_choice[0]:
             scale_losses = None  # the folds' that confirmed it: its own below
     if refits[-1] is not fit:  # the last fit tried, not kept

@@ -63,16 +63,22 @@ def _noisy_xor(n_samples, seed):
 
 def _spy_on_arbitration(monkeypatch):
     """Record, per fit, the starts of the runs whose fits the arbitration
-    weighs (the kept fit's, then each challenger's) and basin_beats' answers."""
-    record = SimpleNamespace(weighed=[], asked=[])
+    weighs (the kept fit's, then each challenger's), whether leave-one-out
+    agreed to weigh each challenger (``"cv"``) and basin_beats' answers."""
+    record = SimpleNamespace(weighed=[], agreed=[], asked=[])
     arbitrate = sklaplace._fitting.overrule_by_held_out
 
     def start(outcome):  # the first alpha of the run the fit comes from
         return float(np.ravel(outcome[2][0])[0])
 
-    def spy_arbitrate(kept, challengers, held_out, tol):
+    def spy_arbitrate(kept, challengers, held_out, tol, agrees=None):
         record.weighed.append([start(kept)] + [start(c()) for c in challengers])
-        return arbitrate(kept, challengers, held_out, tol)
+
+        def spy_agrees(challenger, kept_fit):
+            record.agreed.append(agrees(challenger, kept_fit))
+            return record.agreed[-1]
+
+        return arbitrate(kept, challengers, held_out, tol, spy_agrees)
 
     def spy_beats(trial, best):
         record.asked.append(basin_beats(trial, best))
@@ -109,12 +115,13 @@ def test_held_out_losses_overrule_an_evidence_that_left_the_fixed_point(monkeypa
     np.testing.assert_array_equal(clf.alpha_history_, by_evidence.alpha_history_)
     assert clf.alpha_ == clf.alpha_history_[-1][0]
     # The fixed points of the runs from 1 and from 0.1 challenge the kept
-    # refit, in that order; the first wins, the second does not beat it.
-    assert record.weighed == [[1.0, 1.0, 0.1]] and record.asked == [True, True, False]
+    # refit, in that order; leave-one-out favours the first, which wins on
+    # the folds, and not the second over it, which no fold weighs.
+    assert record.weighed == [[1.0, 1.0, 0.1]]
+    assert record.agreed == [True, False] and record.asked == [True, True]
     # Screened on five folds of each fit at FOLD_TOL, confirmed on five of
-    # each at the model's tol; the next challenger is screened on five folds
-    # against the winner's confirmed losses.
-    assert fold_tols == [FOLD_TOL] * 10 + [clf.tol_] * 10 + [FOLD_TOL] * 5
+    # each at the model's tol.
+    assert fold_tols == [FOLD_TOL] * 10 + [clf.tol_] * 10
     # Had the held-out losses not decided, the first refit would have stayed.
     monkeypatch.setattr(sklaplace._basins, "basin_beats", lambda *args: False)
     stood = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
@@ -154,8 +161,10 @@ def test_a_rejected_fixed_point_rebuilt_for_the_arbitration_does_not_warn(
         warnings.simplefilter("error")
         clf = LaplaceMLPClassifier((8,), alpha="evidence_per_layer", random_state=0)
         clf.fit(X, y)
-    # The run from 0.1 reaches the run from 1's fixed point: weighed once.
-    assert record.weighed == [[1.0, 1.0, 0.1]] and record.asked == [False]
+    # The run from 0.1 reaches the run from 1's fixed point: weighed once,
+    # and not by folds (leave-one-out does not favour it).
+    assert record.weighed == [[1.0, 1.0, 0.1]]
+    assert record.agreed == [False] and record.asked == []
 
 
 def test_the_evidence_choice_stands_where_held_out_losses_agree(monkeypatch):
@@ -180,18 +189,20 @@ def test_the_evidence_choice_stands_where_held_out_losses_agree(monkeypatch):
     # The run from 0.1 reaches the run from 1's fixed point: weighed once.
     # Last, the run from 1's most regularised refit within EVIDENCE_MARGIN
     # of the kept one's evidence (strongest_indistinct_refit).
+    # Leave-one-out favours the fixed point, not the refit.
     assert record.weighed == [[1.0, 1.0, 0.1, 1.0]]
-    assert record.asked == [False, False]
+    assert record.agreed == [True, False] and record.asked == [False]
     assert clf.alpha_ == 1.0 != clf.alpha_history_[-1][0]
-    # Screened on five folds of each fit at the scale's FOLD_TOL (the kept
-    # fit's serve its scale too), not confirmed at the model's tol.
-    assert fold_tols == [FOLD_TOL] * 15 and clf.tol_ < FOLD_TOL
+    # Screened on five folds of each fit weighed at the scale's FOLD_TOL
+    # (the kept fit's serve its scale too), not confirmed at the model's tol.
+    assert fold_tols == [FOLD_TOL] * 10 and clf.tol_ < FOLD_TOL
 
 
 def test_held_out_losses_are_asked_where_the_run_from_100_is_kept(monkeypatch):
     """Labels independent of the features: the evidence keeps the run from 100
     (a network that ignores its input) over the run from 1, whose fixed point
-    is its own kept refit; the held-out losses are asked, and agree."""
+    is its own kept refit; held-out losses are asked, and agree (leave-one-out
+    favours neither challenger: no fold weighs them)."""
     rng = np.random.RandomState(0)
     X, y = rng.randn(200, 10), (rng.rand(200) < 0.3).astype(int)
     record = _spy_on_arbitration(monkeypatch)
@@ -200,7 +211,8 @@ def test_held_out_losses_are_asked_where_the_run_from_100_is_kept(monkeypatch):
         clf.fit(X, y)
     # The fixed points of the runs from 1 and 0.1 challenge it, not the run
     # from 100's own.
-    assert record.weighed == [[100.0, 1.0, 0.1]] and record.asked == [False, False]
+    assert record.weighed == [[100.0, 1.0, 0.1]]
+    assert record.agreed == [False, False] and record.asked == []
     assert clf.alpha_history_[0][0] == clf.alpha_ == 100.0
 
 
@@ -219,9 +231,10 @@ def test_the_fixed_point_from_a_tenth_overrules_an_underfitted_one(monkeypatch):
     record = _spy_on_arbitration(monkeypatch)
     clf = LaplaceMLPClassifier(random_state=0).fit(X, y)
     # The run from 1's most regularised refit within EVIDENCE_MARGIN of its
-    # kept one (strongest_indistinct_refit) is weighed last, and loses.
+    # kept one (strongest_indistinct_refit) is weighed last, and loses:
+    # leave-one-out does not favour it over the winner.
     assert record.weighed == [[1.0, 0.1, 1.0]]
-    assert record.asked == [True, True, False]
+    assert record.agreed == [True, False] and record.asked == [True, True]
     assert clf.alpha_history_[0][0] == 0.1
     assert clf.alpha_ == clf.alpha_history_[-1][0] < 0.1
     # Had the held-out losses not decided, the fixed point from 1 would stand.
@@ -295,6 +308,62 @@ def test_a_winner_is_the_one_the_next_challenger_is_confirmed_against():
         (0.1, FOLD_TOL),  # screened against the winner's (tol) losses
         (0.1, TOL),  # confirmed against them: not better than 0.3
     ]
+
+
+def test_folds_weigh_only_a_challenger_leave_one_out_favours():
+    """Folds favour 0.5's fixed point over the fit from 1 (0.3 against 0.5 at
+    both tolerances), and 0.1's over 0.5's (0.2 against 0.3). Where the
+    leave-one-out losses (best scale) rank 0.5's above the kept fit's, no
+    fold weighs it and 0.1's, which leave-one-out favours, wins; the kept
+    fit's leave-one-out losses are computed once per kept fit."""
+    means = {(1.0, FOLD_TOL): 0.5, (1.0, TOL): 0.5, (0.5, FOLD_TOL): 0.3}
+    means.update({(0.5, TOL): 0.3, (0.1, FOLD_TOL): 0.2, (0.1, TOL): 0.2})
+    fit, held_out, calls = _arbitration({k: _losses(v) for k, v in means.items()})
+    loo = {1.0: 0.40, 0.5: 0.40, 0.1: 0.39}  # 0.5's equals, does not beat
+    asked = []
+
+    def loo_losses(fit):
+        asked.append(fit.name)
+        return _losses(loo[fit.name])
+
+    kept, scale_losses = sklaplace._basins.overrule_by_held_out(
+        fit(1.0, -10.0),
+        [partial(fit, 0.5, -8.0), partial(fit, 0.1, -5.0)],
+        held_out,
+        TOL,
+        sklaplace._basins.loo_agrees(loo_losses),
+    )
+    assert kept[1] == 0.1 and float(np.mean(scale_losses.losses)) == pytest.approx(0.2)
+    assert asked == [1.0, 0.5, 0.1]
+    assert calls == [(1.0, FOLD_TOL), (0.1, FOLD_TOL), (0.1, TOL), (1.0, TOL)]
+    # Without the leave-one-out agreement the folds keep 0.5's, and 0.1's
+    # is screened against it.
+    fit, held_out, calls = _arbitration({k: _losses(v) for k, v in means.items()})
+    kept, _ = sklaplace._basins.overrule_by_held_out(
+        fit(1.0, -10.0),
+        [partial(fit, 0.5, -8.0), partial(fit, 0.1, -5.0)],
+        held_out,
+        TOL,
+    )
+    assert kept[1] == 0.1 and calls[1:3] == [(0.5, FOLD_TOL), (0.5, TOL)]
+
+
+def test_leave_one_out_agreement_is_asked_of_each_new_kept_fit_once():
+    # After a switch the new kept fit's leave-one-out losses are computed
+    # (once) for the next challenger; with none (no row counts) folds weigh.
+    asked = []
+    kept_a, kept_b, other = (SimpleNamespace(name=n) for n in "abc")
+    values = {"a": 0.5, "b": 0.3, "c": 0.4}
+
+    def loo_losses(fit):
+        asked.append(fit.name)
+        return _losses(values[fit.name])
+
+    agrees = sklaplace._basins.loo_agrees(loo_losses)
+    assert agrees(other, kept_a) and agrees(other, kept_a)
+    assert not agrees(other, kept_b)
+    assert asked == ["a", "c", "c", "b", "c"]
+    assert sklaplace._basins.loo_agrees(lambda fit: None)(other, kept_a)
 
 
 def test_a_challenger_at_the_kept_fixed_point_is_not_weighed():
@@ -428,12 +497,12 @@ def test_leave_one_out_screens_the_basins_and_folds_confirm(monkeypatch):
 
         monkeypatch.setattr(sklaplace._fitting, name, spy)
 
-    def spy_arbitrate(kept, challengers, held_out, tol):
+    def spy_arbitrate(kept, challengers, held_out, tol, agrees=None):
         def roles(fit, fold_tol, confirm=False):
             calls.append("confirm" if confirm else "screen")
             return held_out(fit, fold_tol, confirm=confirm)
 
-        return arbitrate(kept, challengers, roles, tol)
+        return arbitrate(kept, challengers, roles, tol, agrees)
 
     monkeypatch.setattr(sklaplace._fitting, "overrule_by_held_out", spy_arbitrate)
     clf = LaplaceMLPClassifier((16,), prior_precision_scale="loo", random_state=0)
