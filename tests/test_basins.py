@@ -313,18 +313,20 @@ def test_a_winner_is_the_one_the_next_challenger_is_confirmed_against():
 def test_folds_weigh_only_a_challenger_leave_one_out_favours():
     """Folds favour 0.5's fixed point over the fit from 1 (0.3 against 0.5 at
     both tolerances), and 0.1's over 0.5's (0.2 against 0.3). Where the
-    leave-one-out losses (best scale) rank 0.5's above the kept fit's, no
+    leave-one-out losses (best scale) rank 0.5's level with the kept fit's, no
     fold weighs it and 0.1's, which leave-one-out favours, wins; the kept
     fit's leave-one-out losses are computed once per kept fit."""
     means = {(1.0, FOLD_TOL): 0.5, (1.0, TOL): 0.5, (0.5, FOLD_TOL): 0.3}
     means.update({(0.5, TOL): 0.3, (0.1, FOLD_TOL): 0.2, (0.1, TOL): 0.2})
     fit, held_out, calls = _arbitration({k: _losses(v) for k, v in means.items()})
-    loo = {1.0: 0.40, 0.5: 0.40, 0.1: 0.39}  # 0.5's equals, does not beat
+    # Two scales each; the least counts: 0.5's equals the kept fit's (not
+    # below it), 0.1's is below it (though its mean over the scales is not).
+    loo = {1.0: (0.40, 0.60), 0.5: (0.40, 0.40), 0.1: (0.39, 0.99)}
     asked = []
 
     def loo_losses(fit):
         asked.append(fit.name)
-        return _losses(loo[fit.name])
+        return HeldOutLosses(np.tile(loo[fit.name], (4, 1)), np.ones(4))
 
     kept, scale_losses = sklaplace._basins.overrule_by_held_out(
         fit(1.0, -10.0),
