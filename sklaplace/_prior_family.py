@@ -192,7 +192,7 @@ class ScaledPriorFamily:
             return np.nan
 
     def _own_columns(self, xp, J):
-        """Return the dense ``J`` of the eigendecomposed posterior's parameters."""
+        """Return ``J``'s columns of the eigendecomposed posterior's parameters."""
         if self.offset:
             return self.posterior.last_layer_jacobian(xp, J)
         return J  # a full posterior of all weights: J itself, dense or factored
