@@ -142,13 +142,23 @@ def _left_out_losses(
         mean = logits + (own @ residual)[:, 0, :, 0]
         covariance = without_row(xp, S[:, 1:, ...], R)
         n, n_scales, K = covariance.shape[:3]
+        mean = xp.broadcast_to(mean[:, None, :], (n, n_scales, K))
+        # Without a row an exact (indefinite) Hessian's precision can be
+        # singular: NaN moments, which a Monte Carlo link cannot factor.
+        # Such a row's loss is infinite; the link sees zeros in its place.
+        finite = xp.all(xp.isfinite(mean), axis=-1) & xp.all(
+            xp.isfinite(covariance), axis=(-2, -1)
+        )
+        mean = xp.where(finite[..., None], mean, xp.zeros_like(mean))
+        covariance = xp.where(
+            finite[..., None, None], covariance, xp.zeros_like(covariance)
+        )
         moderated = predictive(
-            xp,
-            xp.reshape(xp.broadcast_to(mean[:, None, :], (n, n_scales, K)), (-1, K)),
-            xp.reshape(covariance, (-1, K, K)),
+            xp, xp.reshape(mean, (-1, K)), xp.reshape(covariance, (-1, K, K))
         )
         log_proba = xp.reshape(likelihood.log_proba(xp, moderated), (n, n_scales, -1))
-    return -to_numpy(log_proba)[np.arange(n), :, labels]
+    losses = -to_numpy(log_proba)[np.arange(n), :, labels]
+    return np.where(to_numpy(finite), losses, np.inf)
 
 
 def _row_chunks(n_rows, n_outputs, n_params, n_scales):

@@ -224,6 +224,46 @@ def test_scales_not_positive_definite_give_inf_and_no_warnings():
     np.testing.assert_array_equal(np.isposinf(losses[:, 1:]), ~finite)
 
 
+def _finite_moments_only(xp, mean, cov):
+    # A Monte Carlo link factors each covariance (eigh fails on NaN): refuse
+    # what it would refuse.
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+        raise np.linalg.LinAlgError("Eigenvalues did not converge")
+    return _diagonal_probit(xp, mean, cov)
+
+
+def test_a_link_is_never_given_the_moments_of_a_singular_precision():
+    # At -1e6 every left-out precision is indefinite and the moments NaN;
+    # those rows' losses are inf and the link never sees them.
+    scales = np.array([-1e6, 1.0, 7.0])
+    data = (np.arange(_N, dtype=float)[:, None], _LABELS, _WEIGHTS)
+    result = loo_log_losses(
+        _hand_fit(), _hand_jacobians(), data, scales, _finite_moments_only
+    )
+    assert np.all(np.isposinf(result.losses[:, 0]))
+    np.testing.assert_allclose(
+        result.losses[:, 1:], _losses_from_scratch(scales[1:]), rtol=1e-10
+    )
+
+
+def test_exact_hessian_with_monte_carlo_link_fits():
+    # Found by a probe: the exact Hessian's left-out precisions can be
+    # singular, and the Monte Carlo link's eigh raised LinAlgError on them.
+    X, y = make_classification(
+        90, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0
+    )
+    for scale in ("auto", "loo"):
+        clf = LaplaceMLPClassifier(
+            (8,),
+            hessian="exact",
+            link_approx="mc",
+            n_mc_samples=200,
+            prior_precision_scale=scale,
+            random_state=0,
+        ).fit(X, y)
+        assert np.all(np.isfinite(clf.predict_proba(X)))
+
+
 def test_rows_are_scored_in_chunks_each_row_once(monkeypatch):
     # A budget of a few rows' K x K matrices: several chunks, each row in
     # exactly one of them, and the losses those of a single chunk.
