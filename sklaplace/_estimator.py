@@ -176,10 +176,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         quantity (``gtol``), so a large network stops where it would.
     warm_start : bool, default=False
         Start the solver from the previous MAP (and a tuned alpha from
-        ``alpha_``, on the same held-out rows) when the layer sizes and the
-        classes match: fast re-training after a small change. On one from
-        :func:`~sklaplace.prune` it re-trains the kept weights only: the
-        pruned ones stay exactly zero and ``pruned_mask_`` is kept.
+        ``alpha_``, on the same held-out rows) when the layer sizes and classes
+        match (else a ``UserWarning`` and a fresh start): fast re-training after
+        a small change. On one from :func:`~sklaplace.prune` it re-trains the
+        kept weights only: the pruned ones stay zero and ``pruned_mask_`` is kept.
     backend : {"numpy", "cupy", "auto"}, default="numpy"
         Array library for the computation; ``"auto"`` picks CuPy when a CUDA
         device is available. Fitted attributes are NumPy arrays either way.

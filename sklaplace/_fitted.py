@@ -22,6 +22,7 @@ from sklaplace._predictive import (
 )
 from sklaplace._residual import residual_variance
 from sklaplace._validation import check_finite_rows, validate_features
+from sklaplace._warnings import warn
 
 __all__ = ["FittedLaplaceMixin"]
 
@@ -49,11 +50,21 @@ class FittedLaplaceMixin:
         """
         if self.warm_start and hasattr(self, "coefs_"):
             same_classes = np.array_equal(self.classes_, classes)
-            if same_classes and self._layout().layer_sizes == layout.layer_sizes:
+            same_sizes = self._layout().layer_sizes == layout.layer_sizes
+            if same_classes and same_sizes:
                 theta = layout.pack(np, self.coefs_, self.intercepts_)
                 start = self.alpha_ if self.alpha_history_ else None
                 fixed = getattr(self, "pruned_mask_", None)
                 return theta, fixed, start, self._mc_seed
+            # MLPClassifier raises here; a cold start is documented, but the
+            # user asked for a warm one and should know it did not happen.
+            other = "classes" if not same_classes else "layer sizes"
+            warn(
+                f"warm_start=True, but this fit's {other} differ from the "
+                "previous fit's: it starts from a fresh initialisation (and "
+                "drops any pruning).",
+                UserWarning,
+            )
         return layout.glorot_init(rng), None, None, None
 
     def log_marginal_likelihood(self, alpha=None, bias_prior_precision=None):

@@ -365,7 +365,8 @@ def test_warm_start_with_other_classes_starts_cold():
         X, np.array(["a", "b", "c"])[y]
     )
     warm = LaplaceMLPClassifier((3,), warm_start=True, random_state=0).fit(X, y)
-    warm.fit(X, np.array(["a", "b", "c"])[y])
+    with pytest.warns(UserWarning, match="classes differ .* fresh initialisation"):
+        warm.fit(X, np.array(["a", "b", "c"])[y])
     np.testing.assert_allclose(
         warm.predict_proba(X), fresh.predict_proba(X), rtol=1e-10
     )
@@ -417,7 +418,8 @@ def test_a_warm_start_on_other_classes_is_a_cold_fit():
     names = np.array(["c", "b", "a"])[y]  # classes_ a, b, c: the order reversed
     params = dict(hidden_layer_sizes=(4,), alpha=1e-2, random_state=0)
     warm = LaplaceMLPClassifier(warm_start=True, **params).fit(X, y)
-    warm.fit(X, names)
+    with pytest.warns(UserWarning, match="classes differ"):
+        warm.fit(X, names)
     cold = LaplaceMLPClassifier(**params).fit(X, names)
     for a, b in zip(warm.coefs_ + warm.intercepts_, cold.coefs_ + cold.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
@@ -434,13 +436,32 @@ def test_a_warm_start_on_other_hidden_widths_is_a_cold_fit():
     X = StandardScaler().fit_transform(X)
     params = dict(alpha=1e-2, prior_precision_scale=1.0, random_state=0)
     warm = LaplaceMLPClassifier((4,), warm_start=True, **params).fit(X, y)
-    warm.set_params(hidden_layer_sizes=(5,)).fit(X, y)
+    with pytest.warns(UserWarning, match="layer sizes differ"):
+        warm.set_params(hidden_layer_sizes=(5,)).fit(X, y)
     cold = LaplaceMLPClassifier((5,), **params).fit(X, y)
     assert [c.shape for c in warm.coefs_] == [(4, 5), (5, 3)]
     for a, b in zip(warm.coefs_ + warm.intercepts_, cold.coefs_ + cold.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(
         warm.predict_proba(X), cold.predict_proba(X), rtol=1e-9, atol=1e-12
+    )
+
+
+def test_a_warm_start_on_other_features_warns_and_starts_cold():
+    # Found by a probe: MLPClassifier raises here; the cold start is ours,
+    # but it was silent. The same network and classes warn nothing.
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    params = dict(hidden_layer_sizes=(4,), alpha=1e-2, prior_precision_scale=1.0)
+    warm = LaplaceMLPClassifier(warm_start=True, random_state=0, **params).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warm.fit(X, y)  # the same network and classes: warm, no warning
+    with pytest.warns(UserWarning, match="layer sizes differ"):
+        warm.fit(X[:, :3], y)
+    cold = LaplaceMLPClassifier(random_state=0, **params).fit(X[:, :3], y)
+    np.testing.assert_allclose(
+        warm.predict_proba(X[:, :3]), cold.predict_proba(X[:, :3]), rtol=1e-9
     )
 
 
