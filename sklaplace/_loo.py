@@ -107,7 +107,7 @@ def loo_log_losses(fit, jacobians, data, scales, predictive):
     losses = np.empty((X.shape[0], grid.size - 1))
     n_outputs = objective.layout.n_outputs
     n_params = fit.prior_precision.shape[0]
-    chunks = _row_chunks(X.shape[0], n_outputs, n_params, grid.size)
+    chunks = _row_chunks(X.shape[0], n_outputs, n_params, grid.size, family.all_at_once)
     for chunk in chunks:  # each may come back in smaller chunks still
         start = chunk.start
         for logits, J in jacobians(fit.theta, X[chunk]):
@@ -161,13 +161,18 @@ def _left_out_losses(
     return np.where(to_numpy(finite), losses, np.inf)
 
 
-def _row_chunks(n_rows, n_outputs, n_params, n_scales):
+def _row_chunks(n_rows, n_outputs, n_params, n_scales, all_at_once=True):
     """Row slices whose ``K x K`` matrices at every scale fit a quarter budget.
 
     Per row: the ``K^2 n_params`` output pairs of
     :meth:`~sklaplace._prior_family.ScaledPriorFamily.functional_variance_grid`
-    and a few ``K^2`` matrices per scale.
+    where one eigendecomposition serves every scale (``all_at_once``), else
+    (one posterior per scale) ``J``'s ``K n_params`` and two transforms of
+    it, and a few ``K^2`` matrices per scale either way. (Sized for ``K^2``,
+    40 classes' Kronecker family took one row per chunk, each chunk paying
+    per-scale overheads.)
     """
-    per_row = 8 * n_outputs**2 * (n_params + 8 * n_scales)
+    width = n_outputs if all_at_once else 3
+    per_row = 8 * n_outputs * (width * n_params + 8 * n_outputs * n_scales)
     rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // (4 * per_row))
     return [slice(start, min(start + rows, n_rows)) for start in range(0, n_rows, rows)]

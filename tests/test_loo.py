@@ -12,7 +12,7 @@ import sklaplace._memory
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._likelihood import likelihood_for
 from sklaplace._loo import loo_log_losses, without_row
-from sklaplace._posterior import FullPosterior
+from sklaplace._posterior import DiagPosterior, FullPosterior
 from sklaplace._prior_scale import PRIOR_SCALE_GRID
 
 
@@ -328,6 +328,55 @@ def test_rows_are_chunked_to_the_memory_budget(monkeypatch, W):
         tracemalloc.stop()
     assert np.all(np.isfinite(result.losses))
     assert peak < budget / 2
+
+
+def test_a_family_without_one_eigendecomposition_takes_larger_chunks(monkeypatch):
+    # One posterior per scale (here diagonal) holds J's K x W per row and two
+    # transforms of it, not the K^2 x W output pairs: its chunks are larger
+    # (fewer per-scale overheads; 40 classes' Kronecker family had taken one
+    # row per chunk) and its peak still stays below half the budget.
+    rng = np.random.RandomState(0)
+    n, K, W = 200, 10, 400
+    F, J = rng.normal(size=(n, K)), rng.normal(size=(n, K, W)) / np.sqrt(W)
+    precision = rng.uniform(n, 2 * n, W)
+    counts, peaks = {}, {}
+    for name, posterior in [
+        ("full", FullPosterior(np.diag(np.sqrt(precision)))),
+        ("diag", DiagPosterior(precision)),
+    ]:
+        fit = SimpleNamespace(
+            objective=SimpleNamespace(
+                xp=np,
+                likelihood=likelihood_for(K),
+                fixed=None,
+                layout=SimpleNamespace(n_outputs=K),
+            ),
+            posterior=posterior,
+            prior_precision=np.ones(W),
+            theta=None,
+        )
+        seen = []
+
+        def jacobians(theta, X, seen=seen):
+            rows = X[:, 0].astype(int)
+            seen.append(rows.size)
+            yield F[rows], J[rows]
+
+        data = (np.arange(n, dtype=float)[:, None], np.arange(n) % K, np.ones(n))
+        budget = 16_000_000
+        monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", budget)
+        tracemalloc.start()
+        try:
+            result = loo_log_losses(
+                fit, jacobians, data, PRIOR_SCALE_GRID, _diagonal_probit
+            )
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        counts[name] = len(seen)
+        assert np.all(np.isfinite(result.losses))
+        assert peaks[name] < budget / 2
+    assert counts["diag"] < counts["full"]
 
 
 def _logistic(scale, **kwargs):
