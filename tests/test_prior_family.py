@@ -164,3 +164,56 @@ def test_a_kronecker_family_builds_each_scale_once_and_keeps_it(monkeypatch):
                     np.testing.assert_allclose(g, w, rtol=1e-12)
         # c = 1 is the posterior itself: three scales built (-1e6 raising).
         assert len(built) == builds
+
+
+def test_a_diagonal_family_gives_every_scale_at_once(monkeypatch):
+    # A diagonal posterior is its own eigendecomposition: P(c) = p + (c - 1) a.
+    # Its variances at every scale (the probit's centred ones in groups of
+    # scales, the K x K ones per scale) equal sums over the parameters from
+    # scratch, with a parameter held at zero (identity precision, zero
+    # columns of J, as callers pass them) and a data part negative on one
+    # entry (an exact Hessian's), where the two smallest scales are not
+    # positive definite: NaN and None there. Budgets small enough for one or
+    # two scales a group (two groups kept at most) change nothing.
+    import sklaplace._memory
+
+    rng = np.random.RandomState(0)
+    W, K = 7, 3
+    a = rng.uniform(0.5, 2.0, W)
+    a[4] = 0.0  # held at zero
+    data = rng.uniform(0.1, 3.0, W)
+    data[2] = -0.4  # p + (c - 1) a = data + c a: negative below c = 0.4 / a[2]
+    p = data + a
+    p[4] = 1.0
+    fixed = np.arange(W) == 4
+    J = rng.normal(size=(5, K, W))
+    J[:, :, 4] = 0.0
+    scales = [0.01, 0.1, 1.0, 3.0, 100.0]
+    C = np.eye(K) - 1.0 / K
+    expected = []
+    for c in scales:
+        P_c = p + (c - 1.0) * np.where(fixed, 0.0, a)
+        if np.all(P_c > 0):
+            expected.append(np.einsum("nkw,w,nlw->nkl", J, 1.0 / P_c, J))
+        else:
+            expected.append(None)
+    assert [e is None for e in expected] == [True, True, False, False, False]
+    for budget in (sklaplace._memory.DEFAULT_MEMORY_BUDGET, 64 * W, 128 * W):
+        monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", budget)
+        family = ScaledPriorFamily(DiagPosterior(p), a, fixed)
+        for _ in range(2):  # the second time from what was kept, if any
+            centred = family.centred_variances(np, J, scales)
+            variances = list(family.functional_variances(np, J, scales))
+            for i, want in enumerate(expected):
+                if want is None:
+                    assert np.all(np.isnan(centred[:, :, i])) and variances[i] is None
+                    continue
+                centred_want = np.einsum("ij,njl,lk->nik", C, want, C)
+                np.testing.assert_allclose(
+                    centred[:, :, i],
+                    np.diagonal(centred_want, axis1=1, axis2=2),
+                    rtol=1e-12,
+                )
+                np.testing.assert_allclose(variances[i], want, rtol=1e-12)
+        kept = sum(v.nbytes for v in family._inverses.values())
+        assert kept <= budget // 4
