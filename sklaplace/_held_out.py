@@ -139,7 +139,7 @@ def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive, probit)
         stop = start + logits.shape[0]
         rows = xp.asarray(np.arange(stop - start))
         labels = xp.asarray(y_index[start:stop])
-        if probit and (family.all_at_once or getattr(J, "ndim", 0) == 3):
+        if probit and (family.centred_at_once or getattr(J, "ndim", 0) == 3):
             mean = logits @ centring(xp, logits.shape[1], logits.dtype)
             variances = family.centred_variances(xp, J, scales)
             # NaN columns mark scales whose precision is not positive

@@ -98,10 +98,10 @@ class LastLayerPosterior:
         ``J`` is an array or a :class:`~sklaplace._jacobian.FactoredJacobian`
         (of which only the last layer's factors are used).
         """
-        if self.inner.structure != "kron":
-            return self.inner.functional_variance(xp, self.last_layer_jacobian(xp, J))
-        if isinstance(J, FactoredJacobian):
+        if isinstance(J, FactoredJacobian):  # every inner posterior takes factors
             return self.inner.functional_variance(xp, J.last_layer())
+        if self.inner.structure != "kron":
+            return self.inner.functional_variance(xp, J[:, :, self.offset :])
         # it caches by J: pass J itself
         return self.inner.functional_variance(xp, J, offset=self.offset)
 

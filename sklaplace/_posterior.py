@@ -32,7 +32,7 @@ from sklaplace._curvature import (
     FACTORED_CURVATURE_BUILDERS,
     check_finite_curvature,
 )
-from sklaplace._jacobian import FactoredJacobian
+from sklaplace._jacobian import FactoredJacobian, diagonal_weights
 from sklaplace._kron import KronPosterior
 from sklaplace._last_layer import LastLayerPosterior, last_layer_objective
 from sklaplace._warnings import warn
@@ -194,6 +194,7 @@ class DiagPosterior:
     """
 
     structure = "diag"
+    accepts_factored_jacobian = True
 
     def __init__(self, precision):
         self.precision = precision
@@ -218,7 +219,19 @@ class DiagPosterior:
         return float(np.sum(np.log(self.precision)))
 
     def functional_variance(self, xp, J):
-        """``J_n diag(1/P) J_n'`` per sample, shape (n, n_outputs, n_outputs)."""
+        """``J_n diag(1/P) J_n'`` per sample, shape (n, n_outputs, n_outputs).
+
+        ``J`` is an array or a :class:`~sklaplace._jacobian.FactoredJacobian`,
+        whose layers give ``delta diag(w) delta'`` with ``w`` their
+        :func:`~sklaplace._jacobian.diagonal_weights` (no dense ``J``: a
+        million weights' took two rows a chunk).
+        """
+        if isinstance(J, FactoredJacobian):
+            inverse = 1.0 / xp.asarray(self.precision)
+            total = 0.0
+            for d, w in zip(J.deltas, diagonal_weights(xp, J, inverse)):
+                total = total + (d * w[:, None, :]) @ xp.permute_dims(d, (0, 2, 1))
+            return total
         scaled = J / xp.asarray(self.precision)[None, None, :]
         return scaled @ xp.permute_dims(J, (0, 2, 1))
 

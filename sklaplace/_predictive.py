@@ -75,13 +75,13 @@ def logit_jacobians(xp, layout, theta, activation, X, keep=None):
 def jacobian_chunks(xp, layout, theta, activation, posterior, X, keep=None):
     """Return the row chunks' logits and Jacobians in the form ``posterior`` takes.
 
-    Kronecker, last-layer and full posteriors take ``J`` factored
+    Every posterior takes ``J`` factored
     (:func:`~sklaplace._jacobian.logit_factors`: no dense ``J``, whose rows
     hold ``n_outputs * n_params`` numbers each; a full posterior builds it
     chunk by chunk for its triangular solves, and the prior-scale family
-    projects the factors without it); the diagonal, and a pruned network
-    (``keep``, whose columns are zeroed), the dense ``J`` of
-    :func:`logit_jacobians` (see it for the other parameters).
+    projects the factors without it); a pruned network (``keep``, whose
+    columns are zeroed) the dense ``J`` of :func:`logit_jacobians` (see it
+    for the other parameters).
 
     Returns
     -------

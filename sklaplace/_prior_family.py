@@ -28,7 +28,7 @@ from sklaplace._backend import (
     solve_triangular,
     to_numpy,
 )
-from sklaplace._jacobian import jacobian_matmul
+from sklaplace._jacobian import FactoredJacobian, diagonal_weights, jacobian_matmul
 from sklaplace._predictive import centring
 
 __all__ = ["ScaledPriorFamily", "free_prior", "scaled_posterior"]
@@ -186,6 +186,15 @@ class ScaledPriorFamily:
         """Whether one eigendecomposition serves every scale."""
         return self._eigen is not None
 
+    @property
+    def centred_at_once(self):
+        """Whether :meth:`centred_variances` takes every scale in one pass.
+
+        With the eigendecomposition, or a diagonal posterior (any ``J``);
+        otherwise only a dense ``J`` is accepted there.
+        """
+        return self._eigen is not None or self._diagonal is not None
+
     def log_det_precision(self, scale):
         """``log det P(c)``; NaN where ``P(c)`` is not positive definite."""
         if self._eigen is not None:
@@ -237,14 +246,6 @@ class ScaledPriorFamily:
             would take ``49 n K^2`` floats (0.9 GiB for 1,000 rows of 50
             classes).
         """
-        if self._diagonal is not None:
-            own = self._own_columns(xp, J)
-            own_t = xp.permute_dims(own, (0, 2, 1))
-            for c in scales:
-                inverse = self._diagonal_inverse([c])[0]
-                defined = not np.isnan(inverse[0])
-                yield (own * xp.asarray(inverse)) @ own_t if defined else None
-            return
         if self._eigen is None:
             for c in scales:
                 yield self._one_variance(xp, J, c)
@@ -315,21 +316,7 @@ class ScaledPriorFamily:
             NaN at the scales where ``P(c)`` is not positive definite.
         """
         if self._diagonal is not None:
-            B = self._own_columns(xp, J)
-            B = centring(xp, B.shape[1], B.dtype)[None, :, :] @ B
-            squares = B * B
-            # Scales in groups whose (n_params, group) inverse fits an eighth
-            # of the memory budget (a million weights: ten scales a group).
-            group = max(1, _memory.DEFAULT_MEMORY_BUDGET // (64 * squares.shape[-1]))
-            parts = [
-                rows_matmul(
-                    xp,
-                    squares,
-                    xp.asarray(self._diagonal_inverse(scales[i : i + group])).T,
-                )
-                for i in range(0, len(scales), group)
-            ]
-            return xp.concat(parts, axis=2)
+            return self._diagonal_centred_variances(xp, J, scales)
         if self._eigen is None:
             C = centring(xp, J.shape[1], J.dtype)
             J = C[None, :, :] @ J
@@ -355,6 +342,40 @@ class ScaledPriorFamily:
             return variances
         Q = C @ Q
         return variances + xp.sum(Q * Q, axis=2)[:, :, None]
+
+    def _diagonal_centred_variances(self, xp, J, scales):
+        """:meth:`centred_variances` of a diagonal family, every scale at once.
+
+        A dense ``J`` (a pruned fit's): ``(C J)^2 @ inverse`` over scale
+        groups whose inverses fit an eighth of the memory budget. A factored
+        one: per layer and scale ``(C delta)^2`` weighted by
+        :func:`~sklaplace._jacobian.diagonal_weights`, no dense ``J``.
+        """
+        if isinstance(J, FactoredJacobian):
+            own = J.last_layer() if self.offset else J
+            C = centring(xp, own.deltas[0].shape[1], own.deltas[0].dtype)[None, :, :]
+            squares = [(C @ d) ** 2 for d in own.deltas]
+            columns = []
+            for c in scales:
+                inverse = self._diagonal_inverse([c])[0]
+                weights = diagonal_weights(xp, own, xp.asarray(inverse))
+                columns.append(
+                    sum(
+                        xp.sum(q * w[:, None, :], axis=2)
+                        for q, w in zip(squares, weights)
+                    )
+                )
+            return xp.stack(columns, axis=2)
+        B = self._own_columns(xp, J)
+        B = centring(xp, B.shape[1], B.dtype)[None, :, :] @ B
+        squares = B * B
+        # A million weights: ten scales a group.
+        group = max(1, _memory.DEFAULT_MEMORY_BUDGET // (64 * squares.shape[-1]))
+        parts = []
+        for start in range(0, len(scales), group):
+            inverse = self._diagonal_inverse(scales[start : start + group])
+            parts.append(rows_matmul(xp, squares, xp.asarray(inverse).T))
+        return xp.concat(parts, axis=2)
 
     def _diagonal_inverse(self, scales):
         """``1 / diag(P(c))`` of a diagonal family, shape (n_scales, n_params).

@@ -549,6 +549,51 @@ def test_a_last_layer_full_posterior_scores_factored_jacobians_by_the_probit():
     np.testing.assert_allclose(got.losses, expected, rtol=1e-9)
 
 
+def test_a_diagonal_fits_probit_losses_come_from_the_factors_at_once(monkeypatch):
+    """A diagonal posterior takes the Jacobian's factors, all scales in one pass.
+
+    Its held-out probit losses never ask for per-scale covariances (the
+    route that took 46 of 61 s on a 4,000-word text), and equal the losses
+    from the dense ``J``'s centred variances from scratch.
+    """
+    from sklaplace._jacobian import logit_factors
+    from sklaplace._predictive import logit_jacobians
+    from sklaplace._prior_family import ScaledPriorFamily
+
+    obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=12)
+    layout, W = obj.layout, obj.layout.n_params
+    prior = np.asarray(obj.prior_precision)
+    p = prior + np.random.RandomState(0).uniform(0.1, 2.0, W)
+    fit = SimpleNamespace(
+        objective=obj, posterior=DiagPosterior(p), prior_precision=prior, theta=theta
+    )
+    X, y = np.asarray(obj.X)[:5], np.arange(5) % 3
+
+    def per_scale(*args, **kwargs):
+        raise AssertionError("a diagonal family's probit needs no covariances")
+
+    monkeypatch.setattr(ScaledPriorFamily, "functional_variances", per_scale)
+    scales = [0.3, 1.0, 7.0]
+    got = validation_log_losses(
+        fit,
+        lambda theta, X: logit_factors(np, layout, theta, "tanh", X),
+        (X, y, np.ones(5)),
+        scales,
+        _never_called,
+        True,
+    )
+    ((logits, J),) = logit_jacobians(np, layout, theta, "tanh", X)
+    C = np.eye(3) - 1.0 / 3.0
+    expected = np.empty((5, len(scales)))
+    for i, c in enumerate(scales):
+        CJ = C @ J
+        variance = np.einsum("nkp,p,nkp->nk", CJ, 1.0 / (p + (c - 1.0) * prior), CJ)
+        g = (logits @ C) / np.sqrt(1.0 + np.pi / 8.0 * variance)
+        log_p = g - np.log(np.sum(np.exp(g), axis=1, keepdims=True))
+        expected[:, i] = -log_p[np.arange(5), y]
+    np.testing.assert_allclose(got.losses, expected, rtol=1e-9)
+
+
 def test_rows_of_fold_minus_one_are_fitted_in_every_fold_and_never_held_out():
     # cv_log_losses: "rows of fold -1 are never held out" (content_folds
     # gives -1 to a class that one fold would hold out whole): every fold's

@@ -6,6 +6,7 @@ reference (the common cases are in ``test_prior_scale.py``).
 """
 
 import numpy as np
+import pytest
 
 from sklaplace._last_layer import LastLayerPosterior
 from sklaplace._posterior import DiagPosterior, FullPosterior
@@ -217,3 +218,52 @@ def test_a_diagonal_family_gives_every_scale_at_once(monkeypatch):
                 np.testing.assert_allclose(variances[i], want, rtol=1e-12)
         kept = sum(v.nbytes for v in family._inverses.values())
         assert kept <= budget // 4
+
+
+@pytest.mark.parametrize("last_layer", [False, True])
+def test_a_diagonal_family_takes_the_jacobians_factors(last_layer):
+    # A diagonal posterior (of all weights, or of a last layer) and its
+    # family take J factored: the K x K variances and the probit's centred
+    # variances at every scale equal those of the dense J (from the factors'
+    # own dense form, which tests/test_kron.py checks against finite
+    # differences) to round-off, and those from scratch. A scale with a
+    # non-positive entry (an exact Hessian's negative data part) is NaN.
+    from sklaplace._jacobian import logit_factors
+    from tests.conftest import make_problem
+
+    obj, theta = make_problem("tanh", 3, hidden=(4, 3), n_samples=12)
+    layout, X = obj.layout, np.asarray(obj.X)[:6]
+    [(_, factors)] = logit_factors(np, layout, theta, "tanh", X)
+    dense = factors.dense(np)
+    rng = np.random.RandomState(0)
+    W = layout.n_params
+    a = rng.uniform(0.5, 2.0, W)
+    data = rng.uniform(0.1, 3.0, W)
+    data[-1] = -0.2  # not positive definite below c = 0.2 / a[-1]
+    offset = W - (layout.layer_sizes[-2] + 1) * layout.layer_sizes[-1]
+    if last_layer:
+        posterior = LastLayerPosterior(
+            DiagPosterior(data[offset:] + a[offset:]), a[:offset]
+        )
+        own = slice(offset, W)
+    else:
+        posterior, own = DiagPosterior(data + a), slice(0, W)
+    scales = [0.01, 0.5, 1.0, 20.0]
+    family = ScaledPriorFamily(posterior, a)
+    C = np.eye(3) - 1.0 / 3.0
+    centred = family.centred_variances(np, factors, scales)
+    np.testing.assert_allclose(
+        centred, family.centred_variances(np, dense, scales), rtol=1e-12
+    )
+    variances = list(family.functional_variances(np, factors, scales))
+    for i, c in enumerate(scales):
+        P_c = data[own] + c * a[own]
+        if not np.all(P_c > 0):
+            assert variances[i] is None and np.all(np.isnan(centred[:, :, i]))
+            continue
+        J = dense[:, :, own]
+        want = np.einsum("nkw,w,nlw->nkl", J, 1.0 / P_c, J)
+        np.testing.assert_allclose(variances[i], want, rtol=1e-10)
+        centred_want = np.diagonal(C @ want @ C, axis1=1, axis2=2)
+        np.testing.assert_allclose(centred[:, :, i], centred_want, rtol=1e-10)
+    assert variances[0] is None  # c = 0.01: the negative entry
