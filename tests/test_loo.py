@@ -286,6 +286,41 @@ def test_rows_are_scored_in_chunks_each_row_once(monkeypatch):
     np.testing.assert_array_equal(result.losses, whole.losses)
 
 
+def _scored_within_budget(monkeypatch, posterior, F, J, labels, budget):
+    """``loo_log_losses`` of a stub fit under ``budget``: result, peak, chunks."""
+    n, K, W = J.shape
+    fit = SimpleNamespace(
+        objective=SimpleNamespace(
+            xp=np,
+            likelihood=likelihood_for(K),
+            fixed=None,
+            layout=SimpleNamespace(n_outputs=K),
+        ),
+        posterior=posterior,
+        prior_precision=np.ones(W),
+        theta=None,
+    )
+    seen = []
+
+    def jacobians(theta, X):
+        rows = X[:, 0].astype(int)
+        seen.append(rows.size)
+        yield F[rows], J[rows]
+
+    data = (np.arange(n, dtype=float)[:, None], labels, np.ones(n))
+    monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", budget)
+    tracemalloc.start()
+    try:
+        result = loo_log_losses(
+            fit, jacobians, data, PRIOR_SCALE_GRID, _diagonal_probit
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.all(np.isfinite(result.losses))
+    return result, peak, len(seen)
+
+
 @pytest.mark.parametrize("W", [20, 2])
 def test_rows_are_chunked_to_the_memory_budget(monkeypatch, W):
     # Ten classes, 49 scales, 400 rows: all at once the rows' K x K matrices
@@ -299,34 +334,11 @@ def test_rows_are_chunked_to_the_memory_budget(monkeypatch, W):
     F, J = rng.normal(size=(n, K)), rng.normal(size=(n, K, W)) / np.sqrt(W)
     root = rng.normal(size=(W, W))
     precision = root @ root.T + n * np.eye(W)
-    fit = SimpleNamespace(
-        objective=SimpleNamespace(
-            xp=np,
-            likelihood=likelihood_for(K),
-            fixed=None,
-            layout=SimpleNamespace(n_outputs=K),
-        ),
-        posterior=FullPosterior(np.linalg.cholesky(precision)),
-        prior_precision=np.ones(W),
-        theta=None,
-    )
-
-    def jacobians(theta, X):
-        rows = X[:, 0].astype(int)
-        yield F[rows], J[rows]
-
-    data = (np.arange(n, dtype=float)[:, None], rng.randint(0, K, n), np.ones(n))
+    posterior = FullPosterior(np.linalg.cholesky(precision))
     budget = 16_000_000
-    monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", budget)
-    tracemalloc.start()
-    try:
-        result = loo_log_losses(
-            fit, jacobians, data, PRIOR_SCALE_GRID, _diagonal_probit
-        )
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert np.all(np.isfinite(result.losses))
+    _, peak, _ = _scored_within_budget(
+        monkeypatch, posterior, F, J, rng.randint(0, K, n), budget
+    )
     assert peak < budget / 2
 
 
@@ -339,43 +351,15 @@ def test_a_family_without_one_eigendecomposition_takes_larger_chunks(monkeypatch
     n, K, W = 200, 10, 400
     F, J = rng.normal(size=(n, K)), rng.normal(size=(n, K, W)) / np.sqrt(W)
     precision = rng.uniform(n, 2 * n, W)
-    counts, peaks = {}, {}
+    budget, counts = 16_000_000, {}
     for name, posterior in [
         ("full", FullPosterior(np.diag(np.sqrt(precision)))),
         ("diag", DiagPosterior(precision)),
     ]:
-        fit = SimpleNamespace(
-            objective=SimpleNamespace(
-                xp=np,
-                likelihood=likelihood_for(K),
-                fixed=None,
-                layout=SimpleNamespace(n_outputs=K),
-            ),
-            posterior=posterior,
-            prior_precision=np.ones(W),
-            theta=None,
+        _, peak, counts[name] = _scored_within_budget(
+            monkeypatch, posterior, F, J, np.arange(n) % K, budget
         )
-        seen = []
-
-        def jacobians(theta, X, seen=seen):
-            rows = X[:, 0].astype(int)
-            seen.append(rows.size)
-            yield F[rows], J[rows]
-
-        data = (np.arange(n, dtype=float)[:, None], np.arange(n) % K, np.ones(n))
-        budget = 16_000_000
-        monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", budget)
-        tracemalloc.start()
-        try:
-            result = loo_log_losses(
-                fit, jacobians, data, PRIOR_SCALE_GRID, _diagonal_probit
-            )
-            peaks[name] = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        counts[name] = len(seen)
-        assert np.all(np.isfinite(result.losses))
-        assert peaks[name] < budget / 2
+        assert peak < budget / 2
     assert counts["diag"] < counts["full"]
 
 
