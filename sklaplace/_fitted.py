@@ -58,7 +58,14 @@ class FittedLaplaceMixin:
                 return theta, fixed, start, self._mc_seed
             # MLPClassifier raises here; a cold start is documented, but the
             # user asked for a warm one and should know it did not happen.
-            other = "classes" if not same_classes else "layer sizes"
+            other = " and ".join(
+                name
+                for name, same in (
+                    ("classes", same_classes),
+                    ("layer sizes", same_sizes),
+                )
+                if not same
+            )
             warn(
                 f"warm_start=True, but this fit's {other} differ from the "
                 "previous fit's: it starts from a fresh initialisation (and "

@@ -133,6 +133,7 @@ class ScaledPriorFamily:
         # (O(r^2) floats per layer): not kept.
         held = fixed is not None and np.any(fixed)
         self._kept = {} if own.structure == "kron" and not held else None
+        self._held = ~free  # the family's own parameters held at zero
         # A diagonal posterior is its own eigendecomposition: P(c)'s diagonal
         # is p + (c - 1) A, and the probit's variances at every scale are one
         # matrix product (a 4,000-word text's walk had spent 46 of 61 s
@@ -397,10 +398,17 @@ class ScaledPriorFamily:
             row += p
             if np.min(row) > 0:
                 np.reciprocal(row, out=row)
+                # Held at zero: no variance, whether J's columns there are
+                # zero (dense) or not (factors know no held parameters).
+                row[self._held] = 0.0
             else:
                 row[:] = np.nan
-        kept = sum(v.nbytes for v in self._inverses.values())
-        if kept + inverse.nbytes <= _memory.DEFAULT_MEMORY_BUDGET // 4:
+        # Kept in the fit's namespace: on a GPU not copied again per chunk.
+        size = sum(8 * v.shape[0] * v.shape[1] for v in self._inverses.values())
+        inverse = self.xp.asarray(inverse)
+        if size + 8 * inverse.shape[0] * inverse.shape[1] <= (
+            _memory.DEFAULT_MEMORY_BUDGET // 4
+        ):
             self._inverses[key] = inverse
         return inverse
 

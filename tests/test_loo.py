@@ -344,7 +344,8 @@ def test_rows_are_chunked_to_the_memory_budget(monkeypatch, W):
 
 def test_a_family_without_one_eigendecomposition_takes_larger_chunks(monkeypatch):
     # One posterior per scale (here diagonal) holds J's K x W per row and two
-    # transforms of it, not the K^2 x W output pairs: its chunks are larger
+    # transforms of it, not the K^2 x W output pairs: with ten classes its
+    # chunks are larger (with one or two, smaller: 3 W a row, the safe side)
     # (fewer per-scale overheads; 40 classes' Kronecker family had taken one
     # row per chunk) and its peak still stays below half the budget.
     rng = np.random.RandomState(0)

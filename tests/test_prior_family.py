@@ -267,3 +267,15 @@ def test_a_diagonal_family_takes_the_jacobians_factors(last_layer):
         centred_want = np.diagonal(C @ want @ C, axis1=1, axis2=2)
         np.testing.assert_allclose(centred[:, :, i], centred_want, rtol=1e-10)
     assert variances[0] is None  # c = 0.01: the negative entry
+    # Parameters held at zero (a pruned fit's identity precision there): the
+    # factors, which know nothing of them, give the zeroed dense J's.
+    if not last_layer:
+        held = np.zeros(W, bool)
+        held[[1, 7]] = True
+        family = ScaledPriorFamily(posterior.conditioned_on_zero(held), a, held)
+        zeroed = np.where(held, 0.0, dense)
+        np.testing.assert_allclose(
+            family.centred_variances(np, factors, scales),
+            family.centred_variances(np, zeroed, scales),
+            rtol=1e-12,
+        )
