@@ -358,7 +358,7 @@ class ScaledPriorFamily:
             squares = [(C @ d) ** 2 for d in own.deltas]
             columns = []
             for c in scales:
-                inverse = self._diagonal_inverse([c])[0]
+                inverse = self._diagonal_inverse([c])[0, ...]
                 weights = diagonal_weights(xp, own, xp.asarray(inverse))
                 columns.append(
                     sum(
