@@ -359,7 +359,7 @@ class ScaledPriorFamily:
             columns = []
             for c in scales:
                 inverse = self._diagonal_inverse([c])[0, ...]
-                weights = diagonal_weights(xp, own, xp.asarray(inverse))
+                weights = diagonal_weights(xp, own, inverse)
                 columns.append(
                     sum(
                         xp.sum(q * w[:, None, :], axis=2)
@@ -375,17 +375,18 @@ class ScaledPriorFamily:
         parts = []
         for start in range(0, len(scales), group):
             inverse = self._diagonal_inverse(scales[start : start + group])
-            parts.append(rows_matmul(xp, squares, xp.asarray(inverse).T))
+            parts.append(rows_matmul(xp, squares, inverse.T))
         return xp.concat(parts, axis=2)
 
     def _diagonal_inverse(self, scales):
         """``1 / diag(P(c))`` of a diagonal family, shape (n_scales, n_params).
 
-        NaN at the scales where an entry is not positive. Kept (per tuple of
-        scales) while the kept ones fit a quarter of the memory budget: the
-        row chunks ask for the same scales again (a 4,000-word text's
-        400,000 weights: 7.7 s rebuilding them for 55 chunks). Built a scale
-        per row (contiguous; along columns a million weights' took 46 s).
+        In the fit's namespace; NaN at the scales where an entry is not
+        positive. Kept (per tuple of scales) while the kept ones fit a
+        quarter of the memory budget: the row chunks ask for the same scales
+        again (a 4,000-word text's 400,000 weights: 7.7 s rebuilding them for
+        55 chunks). Built a scale per row (contiguous; along columns a
+        million weights' took 46 s).
         """
         key = tuple(float(c) for c in scales)
         if key in self._inverses:
