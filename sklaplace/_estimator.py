@@ -70,11 +70,12 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         ``bias_prior_precision`` is ignored). Values must be in the range
         ``[0.0, inf)``. ``"evidence"`` tunes one value by MacKay's fixed-point
         updates, where the Laplace evidence at the current MAP is stationary in
-        alpha: from 1, fit, set ``alpha = gamma / ||w||^2`` and refit until no
-        alpha moves 0.01% (at most 50 refits, fewer if they cycle or 10 in a
-        row stop at max_iter, with a ``ConvergenceWarning``); then from 100 (0.1 too
-        if both collapse). A refit or run over 3 nats larger is kept unless held-out
-        rows prefer the fixed point from 1 or 0.1 by 2 errors ("cv": leave-one-out too).
+        alpha: from 1, fit, set ``alpha = gamma / ||w||^2`` (within [1e-6, 1e6],
+        warned at a bound) and refit until no alpha moves 0.01% (at most 50
+        refits, fewer if they cycle or 10 in a row stop at max_iter, with a
+        ``ConvergenceWarning``); then from 100 (0.1 too if both collapse). A
+        refit or run over 3 nats larger is kept unless held-out rows prefer
+        the fixed point from 1 or 0.1 by 2 errors ("cv": leave-one-out too).
         ``"evidence_per_layer"`` tunes one per layer alike; where the layers'
         alphas march apart (a degenerate limit) it stops and warns. ``"validation"``
         fits 2-4 times: from 1, by decades the way MacKay's update points (else
@@ -113,7 +114,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         the prior added exactly; no ``n_params**2`` matrix), or its diagonal
         (whose evidence tuning of alpha runs on the Kronecker one, if cheap).
         ``"auto"`` is ``"full"`` where the full posterior is cheap (at most 1
-        GiB, 1e11 multiply-adds to build, ``n_samples * n_classes *
+        GiB, 1e11 multiply-adds to build, ``n_samples * n_logits *
         n_params**2``, and 4e9 to factorise, ``n_params**3``), ``"kron"`` beyond
         while its factors fit the memory limits and 4e9 to diagonalise (``sum
         (fan_in + 1)**3 + fan_out**3``), ``"diag"`` beyond (``hessian_structure_``);
@@ -205,14 +206,13 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     prior_precision_scale_ : float
         The scale ``c`` of the posterior's prior precision (``prior_precision_scale``).
     prior_precision_scale_path_ : dict or None
-        How ``c`` was chosen: ``"scales"`` (the grid) and ``"cv_log_loss"``
-        or ``"validation_log_loss"`` (held-out log loss per unit weight, with
-        its paired standard error against the best scale in
-        ``"cv_standard_error"`` or ``"validation_standard_error"``) or
-        ``"log_marginal_likelihood"`` (log evidence at the fixed MAP), one
-        value per scale; ``None`` for a fixed scale. Plot one against the
-        other to see the trade-off. The evidence at any other prior is
-        :meth:`log_marginal_likelihood`.
+        How ``c`` was chosen: ``"scales"`` (the grid) and ``"<m>_log_loss"``,
+        ``<m>`` one of ``cv``, ``loo``, ``validation`` (held-out log loss per
+        unit weight; its paired standard error against the best scale in
+        ``"<m>_standard_error"``) or ``"log_marginal_likelihood"`` (log
+        evidence at the fixed MAP), one value per scale; ``None`` for a fixed
+        scale. Plot one against the other to see the trade-off. The evidence
+        at any other prior is :meth:`log_marginal_likelihood`.
     residual_variance_ : float
         The residual's variance at twice the data's radius (see
         ``residual_variance``).
@@ -245,9 +245,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         weights, and the incoming weights and bias of hidden units left with
         no outgoing weight. Only on an estimator returned by
         :func:`~sklaplace.prune` and its warm-started refits.
-    alpha_ : float, array-like or ndarray of shape (n_layers,)
-        Weight precision used: the ``alpha`` given, or the tuned one (one
-        per layer for ``"evidence_per_layer"`` with several layers).
+    alpha_ : float or array-like of shape (n_layers,) or (n_params,)
+        Weight precision used: the ``alpha`` given (as given), or the tuned
+        one (one per layer for ``"evidence_per_layer"`` with several layers).
     alpha_history_ : list of ndarray
         Alphas of each refit of the run whose refit was kept (anywhere on it)
         or of the validation walk (empty for a fixed alpha or no held rows).
