@@ -20,6 +20,7 @@ import numpy as np
 
 from sklaplace._evidence import EVIDENCE_BOUNDS, mackay_update
 from sklaplace._held_out import HeldOutLosses
+from sklaplace._objective import ignores_its_input
 from sklaplace._prior_scale import paired_standard_errors
 
 __all__ = [
@@ -192,7 +193,8 @@ def walk_alpha(evaluate, direction, start=1.0, better=None, hopeless=None):
 def walk_fits(fit_at, held_out_loss, theta, start, groups, xp, base_rate):
     """``alpha="validation"``: :func:`walk_alpha` on fits.
 
-    ``fit_at(alpha, theta) -> (fit, warnings)`` fits from ``theta``;
+    ``fit_at(alpha, theta) -> (fit, warnings)`` fits from ``theta`` (a
+    neighbour's MAP, or the initial ``theta`` where that one collapsed);
     ``held_out_loss(fit)`` scores a fit; MacKay's update at a fit steers
     the walk unless the fit's loss is no lower than ``base_rate``; a warm
     refit's ``start`` (per-layer alphas: their geometric mean) replaces 1.
@@ -201,7 +203,12 @@ def walk_fits(fit_at, held_out_loss, theta, start, groups, xp, base_rate):
     """
 
     def evaluate(alpha, previous):
-        outcome = fit_at(alpha, theta if previous is None else previous[0].theta)
+        # A collapsed MAP has no gradient to leave by: warm-started from it, a
+        # fit at a smaller alpha stays collapsed, so it starts afresh.
+        warm = previous is not None and not ignores_its_input(
+            previous[0].objective, previous[0].theta
+        )
+        outcome = fit_at(alpha, previous[0].theta if warm else theta)
         return outcome, held_out_loss(outcome[0])
 
     if start is None:

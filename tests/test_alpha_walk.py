@@ -383,6 +383,27 @@ def test_a_warm_walk_from_per_layer_alphas_starts_at_their_geometric_mean():
     assert float(np.ravel(clf.alpha_history_[0])[0]) == pytest.approx(10.0, rel=1e-12)
 
 
+def test_a_walk_turned_from_a_collapsed_fit_refits_from_the_initial_weights():
+    # (2, 2, 2) logistic units collapse at alpha 1 and 10 (logits the same on
+    # every row); warm-started from that MAP, which has no gradient to leave
+    # by, the turned fit at 0.1 collapsed too. From the initial weights it
+    # separates two blobs, as a fixed alpha=0.1 does.
+    from sklearn.datasets import make_blobs
+
+    Xb, yb = make_blobs(n_samples=300, random_state=0)
+    Xb = StandardScaler().fit_transform(Xb)
+    Xb, yb = Xb[yb != 2], yb[yb != 2]
+    kw = dict(hidden_layer_sizes=(2, 2, 2), activation="logistic", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        collapsed = LaplaceMLPClassifier(alpha=1.0, **kw).fit(Xb, yb)
+        walked = LaplaceMLPClassifier(alpha="validation", **kw).fit(Xb, yb)
+    assert np.ptp(collapsed.decision_function(Xb)) < 1e-6  # the start collapses
+    assert [float(a[0]) for a in walked.alpha_history_][:3] == [1.0, 10.0, 0.1]
+    assert walked.alpha_ < 1.0
+    assert np.mean(walked.predict(Xb) == yb) > 0.95
+
+
 def test_too_few_rows_to_hold_out_fall_back_to_alpha_one():
     # Two rows, one per class: neither can be held out (its class would go
     # unfitted), so there is no held-out loss to walk on.
@@ -677,21 +698,27 @@ def test_an_update_of_zero_or_infinity_is_far_off_without_a_warning():
     assert [float(a[0]) for a in carried.history] == [1.0, 10.0, 100.0, 1000.0]
 
 
-def _scripted_fits(thetas, mean_losses):
+def _scripted_fits(thetas, mean_losses, collapsed=()):
     """``fit_at`` and ``held_out_loss`` for :func:`walk_fits`: the fit at
     ``alpha`` has parameters ``thetas[alpha]``, a zero posterior variance
     (MacKay's update ``n / ||theta||^2``) and held-out losses of mean
     ``mean_losses[alpha]`` on four rows (a constant difference between two
-    fits: clearly lower whenever it is negative). ``calls`` records each
-    fit's alpha and the parameters it started from."""
+    fits: clearly lower whenever it is negative); its logits on two rows
+    differ, or are equal (it ignores its input) at the alphas in
+    ``collapsed``. ``calls`` records each fit's alpha and the parameters it
+    started from."""
     calls = []
 
     def fit_at(alpha, theta):
         calls.append((alpha, np.array(theta)))
+        logits = np.array([[0.3], [0.3 if alpha in collapsed else 1.3]])
         fit = SimpleNamespace(
             alpha=alpha,
             theta=np.array(thetas[alpha]),
             posterior=SimpleNamespace(covariance_diagonal=lambda xp: np.zeros(2)),
+            objective=SimpleNamespace(
+                xp=np, forward=lambda theta: SimpleNamespace(logits=logits)
+            ),
         )
         return fit, [f"warning at {alpha:g}"]
 
@@ -722,6 +749,23 @@ def test_each_walk_fit_starts_from_its_neighbour_towards_the_start():
     np.testing.assert_array_equal(calls[2][1], thetas[10.0])
     assert alpha == 10.0 and fit.alpha == 10.0 and kept == ["warning at 10"]
     assert [float(a[0]) for a in history] == [1.0, 10.0, 100.0]
+
+
+def test_a_walk_fit_next_to_a_collapsed_one_starts_from_the_initial_parameters():
+    """The fit at 1 ignores its input (a collapsed MAP, whose weights have no
+    gradient to leave by); MacKay's update (2 / 0.5 = 4) points up, the loss
+    rises at 10, and the turned fit at 0.1 starts from the initial
+    parameters, not from the collapsed fit's. Where the fit at 1 is not
+    collapsed, the same walk warm-starts 0.1 from it."""
+    thetas = {1.0: [0.5, 0.5], 10.0: [0.1, 0.1], 0.1: [0.7, 0.7], 0.01: [0.9, 0.9]}
+    losses = {1.0: 1.0, 10.0: 2.0, 0.1: 0.5, 0.01: 0.6}
+    groups = [np.array([True, True])]
+    for collapsed, start_of_0_1 in [((1.0,), [0.2, -0.2]), ((), [0.5, 0.5])]:
+        fit_at, held_out_loss, calls = _scripted_fits(thetas, losses, collapsed)
+        initial = np.array([0.2, -0.2])
+        walk_fits(fit_at, held_out_loss, initial, None, groups, np, np.inf)
+        assert [a for a, _ in calls][:3] == [1.0, 10.0, 0.1]
+        np.testing.assert_array_equal(calls[2][1], start_of_0_1)
 
 
 @pytest.mark.parametrize(
