@@ -257,9 +257,10 @@ def warn_if_base_rate(objective, theta):
     if ignores_its_input(objective, theta):
         warn(
             "The fitted network ignores its input: its logits are the same on "
-            "every training row, so it predicts the class frequencies. The prior "
+            "every training row, so it predicts the same probabilities for every "
+            "input (the class frequencies, where the fit converged). The prior "
             "(alpha) outweighs what the data show to this network: the features "
-            "may carry no signal, or a smaller alpha, fewer layers or another "
-            "activation may fit.",
+            "may carry no signal or the sample weights sum to few rows' worth, "
+            "or a smaller alpha, fewer layers or another activation may fit.",
             BaseRateWarning,
         )

@@ -12,7 +12,11 @@ from sklearn.utils.validation import _check_sample_weight, validate_data
 from sklaplace._backend import on_host, to_numpy
 from sklaplace._memory import check_memory
 from sklaplace._warnings import warn
-from sklaplace.exceptions import FeatureScaleWarning, UnweightedClassWarning
+from sklaplace.exceptions import (
+    FeatureScaleWarning,
+    SampleWeightScaleWarning,
+    UnweightedClassWarning,
+)
 
 __all__ = [
     "check_feature_scale",
@@ -38,6 +42,12 @@ FEATURE_SCALE_RANGE = (1e-3, 1e2)
 #: in NumPy overflow warnings and an unfitted network, of 1e-200 on every
 #: row in probabilities of 0.5 without a word.
 TOTAL_WEIGHT_RANGE = (2.0**-53, 2.0**53)
+
+#: Weights averaging below this over the rows that count draw a
+#: SampleWeightScaleWarning: they are most likely relative weights (summing
+#: to 1, as AdaBoost's do), which the likelihood reads as a fraction of a
+#: row each. Class-balancing and survey weights average about 1.
+SMALL_MEAN_WEIGHT = 0.1
 
 
 def hidden_sizes(hidden_layer_sizes):
@@ -127,6 +137,17 @@ def validate_fit_data(estimator, X, y, sample_weight):
             )
             + " the weights by a common factor (only their ratios and the "
             "prior's strength relative to them matter)."
+        )
+    counted = np.count_nonzero(sample_weight)
+    if total < SMALL_MEAN_WEIGHT * counted:
+        warn(
+            f"sample_weight averages {total / counted:.3g} over the {counted} rows "
+            f"of positive weight: {total:.3g} rows' worth in all, as the "
+            "likelihood counts weights as repetitions, against which the prior "
+            "(alpha) weighs more. If the weights are relative (e.g. normalised "
+            "to sum to 1), multiply them by a common factor, e.g. "
+            "w * n / w.sum().",
+            SampleWeightScaleWarning,
         )
     classes, y_index = np.unique(y, return_inverse=True)
     if classes.shape[0] < 2:
@@ -234,7 +255,8 @@ def check_feature_scale(X, sample_weight):
     low, high = FEATURE_SCALE_RANGE
     odd = np.flatnonzero((rms > high) | ((rms < low) & (rms > 0)))
     if odd.size:
-        shown = ", ".join(f"{rms[j]:.2g} (feature {j})" for j in odd[:3])
+        # Four digits: 100.75 had read as "1e+02", inside the range.
+        shown = ", ".join(f"{rms[j]:.4g} (feature {j})" for j in odd[:3])
         more = f" and {odd.size - 3} more" if odd.size > 3 else ""
         # Say what each direction does: tiny features had read as "large".
         effects = []

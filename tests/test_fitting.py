@@ -23,7 +23,7 @@ from sklaplace._objective import (
     NegLogPosterior,
     ignores_its_input,
 )
-from sklaplace.exceptions import BaseRateWarning
+from sklaplace.exceptions import BaseRateWarning, SampleWeightScaleWarning
 from tests.conftest import make_problem
 
 
@@ -269,12 +269,15 @@ def test_validation_holds_out_rows_whose_weights_sum_to_under_one_row():
     """Positive weight on both sides is enough to hold rows out.
 
     Weights of 0.01 a row (0.6 rows' worth in all) change only the units of
-    the weights: the held-out rows still choose the scale.
+    the weights: the held-out rows still choose the scale (``fit`` warns of
+    the weights' scale).
     """
     X, y = _two_blobs(60)
     clf = LaplaceMLPClassifier(
         (3,), alpha=0.01, prior_precision_scale="validation", random_state=0
-    ).fit(X, y, sample_weight=np.full(60, 0.01))
+    )
+    with pytest.warns(SampleWeightScaleWarning, match="averages 0.01"):
+        clf.fit(X, y, sample_weight=np.full(60, 0.01))
     path = clf.prior_precision_scale_path_
     assert "validation_log_loss" in path and "log_marginal_likelihood" not in path
 

@@ -763,7 +763,7 @@ def test_the_feature_scale_warning_text_in_full():
     rms = np.sqrt(np.mean(Xs**2, axis=0))  # unit weights: the plain RMS
     expected = (
         "2 feature(s) have a root mean square outside [0.001, 100]: "
-        f"{rms[1]:.2g} (feature 1), {rms[2]:.2g} (feature 2). The prior treats "
+        f"{rms[1]:.4g} (feature 1), {rms[2]:.4g} (feature 2). The prior treats "
         "every weight alike: a large feature is in effect under a far weaker "
         "prior and saturates or swamps the first layer; a tiny one is in effect "
         "under a far stronger prior, which can flatten the fit to the base rate. "

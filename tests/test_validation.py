@@ -17,13 +17,14 @@ import sklearn
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._validation import (
     FEATURE_SCALE_RANGE,
+    SMALL_MEAN_WEIGHT,
     check_feature_scale,
     check_finite_rows,
     hidden_sizes,
     merge_identical_rows,
     validate_fit_data,
 )
-from sklaplace.exceptions import FeatureScaleWarning
+from sklaplace.exceptions import FeatureScaleWarning, SampleWeightScaleWarning
 from tests.test_reliability_input import SMALL, X, Y  # the same small fit
 
 
@@ -82,6 +83,43 @@ def test_the_feature_scale_range_is_closed(end):
     Xs *= 1.01 if end else 0.99
     with pytest.warns(FeatureScaleWarning, match=r"^1 feature\(s\).*\(feature 0\)"):
         check_feature_scale(Xs, np.ones(2))
+
+
+def test_a_scale_just_beyond_the_range_reads_as_beyond_it():
+    """A root mean square of 100.75 is shown as 100.8, not "1e+02" (which
+    reads as inside ``[0.001, 100]``); 1.003e-3 below the low end likewise."""
+    with pytest.warns(FeatureScaleWarning, match=r": 100\.8 \(feature 0\)"):
+        check_feature_scale(np.full((2, 1), 100.75), np.ones(2))
+    with pytest.warns(FeatureScaleWarning, match=r": 0\.000997 \(feature 0\)"):
+        check_feature_scale(np.full((2, 1), 0.000997), np.ones(2))
+
+
+@pytest.mark.parametrize("scale", [1 / len(Y), 1e-4])
+def test_weights_averaging_far_below_one_row_warn_with_the_remedy(scale):
+    """Weights normalised to sum to 1 (AdaBoost's), or scaled down alike,
+    are a fraction of a row each to the likelihood: ``fit`` warns, names the
+    rows' worth they add up to, and goes on."""
+    weights = np.full(len(Y), scale)
+    message = (
+        rf"sample_weight averages {scale:.3g} over the {len(Y)} rows of positive "
+        rf"weight: {scale * len(Y):.3g} rows' worth in all.*w \* n / w\.sum\(\)"
+    )
+    with pytest.warns(SampleWeightScaleWarning, match=message):
+        validate_fit_data(LaplaceMLPClassifier(), X, Y, weights)
+
+
+def test_weights_just_above_the_mean_threshold_or_beside_zeros_do_not_warn():
+    """A mean weight of 0.125 (above ``SMALL_MEAN_WEIGHT``, 0.1) does not
+    warn and 0.09 does; rows of weight 0 do not count in the mean (five unit
+    weights among 24 rows average 1, not 0.21)."""
+    assert SMALL_MEAN_WEIGHT == 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SampleWeightScaleWarning)
+        validate_fit_data(LaplaceMLPClassifier(), X, Y, np.full(len(Y), 0.125))
+        some = np.r_[np.ones(5), np.zeros(len(Y) - 5)]  # both classes weighted
+        validate_fit_data(LaplaceMLPClassifier(), X, Y, some)
+    with pytest.warns(SampleWeightScaleWarning):
+        validate_fit_data(LaplaceMLPClassifier(), X, Y, np.full(len(Y), 0.09))
 
 
 def test_four_odd_features_name_three_and_count_one_more():

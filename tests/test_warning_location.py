@@ -22,6 +22,7 @@ from sklaplace.exceptions import (
     BaseRateWarning,
     FeatureScaleWarning,
     LaplaceApproximationWarning,
+    SampleWeightScaleWarning,
     UnweightedClassWarning,
 )
 
@@ -100,6 +101,7 @@ def test_only_files_inside_the_package_directory_are_passed_over():
         FeatureScaleWarning,
         UnweightedClassWarning,
         BaseRateWarning,
+        SampleWeightScaleWarning,
     ],
 )
 def test_sklaplace_warnings_are_user_warnings(category):
