@@ -219,8 +219,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     data_envelope_ : DataEnvelope
         ``mean`` and ``scale`` (standard deviation; a constant feature's is
         the others' median) of the training inputs and ``radius``, the
-        largest scaled distance of a training row from ``mean``: beyond it
-        the residual variance grows.
+        scaled distance from ``mean`` beyond which lies the farthest row's
+        worth of weight: beyond it the residual variance grows.
     hessian_structure_ : str
         The posterior structure used: ``hessian_structure``, or what
         ``"auto"`` chose (``"full"``, ``"kron"`` or ``"diag"``).

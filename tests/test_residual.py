@@ -13,6 +13,7 @@ from sklaplace._residual import (
     DataEnvelope,
     at_twice_the_radius,
     data_envelope,
+    envelope_radius,
     fit_residual,
     logit_spread,
     residual_variance,
@@ -28,6 +29,14 @@ FAST = dict(
     prior_precision_scale=1.0,
     random_state=0,
 )
+
+
+def _unit_weight_radius(distance):
+    """The envelope's radius for rows of weight 1, from the two farthest:
+    ``min(1, n / 100)`` of a row's worth lies beyond it, the farthest row
+    straddling it (interpolated linearly towards the next)."""
+    farthest, next_farthest = np.sort(distance)[::-1][:2]
+    return farthest - min(1.0, len(distance) / 100) * (farthest - next_farthest)
 
 
 def test_envelope_from_scratch_gives_constant_features_the_median_spread():
@@ -47,7 +56,9 @@ def test_envelope_from_scratch_gives_constant_features_the_median_spread():
     np.testing.assert_allclose(envelope.scale[varying], std[varying])
     assert envelope.scale[1] == pytest.approx(np.median(std[varying]))
     z = (X[:, varying] - mean[varying]) / std[varying]
-    np.testing.assert_allclose(envelope.radius, np.max(np.linalg.norm(z, axis=1)))
+    np.testing.assert_allclose(
+        envelope.radius, _unit_weight_radius(np.linalg.norm(z, axis=1))
+    )
     # Moving only the constant feature by d moves every row by d / median
     # spread along a direction orthogonal to the data.
     shifted = X.copy()
@@ -77,7 +88,9 @@ def test_a_large_feature_constant_to_round_off_is_constant(mean):
     std = X[:, [0, 2]].std(axis=0)
     assert envelope.scale[1] == pytest.approx(np.median(std))
     z = (X[:, [0, 2]] - X[:, [0, 2]].mean(axis=0)) / std
-    np.testing.assert_allclose(envelope.radius, np.max(np.hypot(z[:, 0], z[:, 1])))
+    np.testing.assert_allclose(
+        envelope.radius, _unit_weight_radius(np.hypot(z[:, 0], z[:, 1]))
+    )
     shifted = X.copy()
     shifted[:, 1] += 1.0
     np.testing.assert_allclose(
@@ -85,6 +98,54 @@ def test_a_large_feature_constant_to_round_off_is_constant(mean):
         np.hypot(envelope.distance(X), 1.0 / np.median(std)),
         rtol=1e-9,
     )
+
+
+def test_one_rows_worth_lies_beyond_the_radius():
+    """Over 100 unit weights the radius is the second-largest distance; a
+    weight of 2 on a row equals the row twice. Rows at 20 and 9 of weight
+    0.4 each and one at 5 of weight 1: 0.2 of the row at 5 lies beyond the
+    radius, which is linear in the weight from 5 towards the nearer rows'
+    largest distance ``m``: ``5 - 0.2 (5 - m)``."""
+    rng = np.random.RandomState(0)
+    distance = rng.uniform(0.0, 5.0, 150)
+    assert envelope_radius(distance, np.ones(150)) == np.sort(distance)[-2]
+    farthest_30 = np.argsort(distance)[-30:]  # the farthest row among them
+    doubled = np.r_[distance, distance[farthest_30]]
+    weights = np.ones(150)
+    weights[farthest_30] = 2.0
+    assert envelope_radius(doubled, np.ones(180)) == envelope_radius(distance, weights)
+    nearer = rng.uniform(0.0, 4.0, 200)
+    tail = np.r_[nearer, 20.0, 9.0, 5.0]
+    tail_weights = np.r_[np.ones(200), 0.4, 0.4, 1.0]
+    m = nearer.max()
+    np.testing.assert_allclose(
+        envelope_radius(tail, tail_weights), 5.0 - 0.2 * (5.0 - m), rtol=1e-12
+    )
+    # Under 100 rows' worth, 1% of the weight lies beyond: 0.5 of the
+    # farthest of 50 unit rows.
+    top_two = np.sort(distance[:50])[-2:]
+    np.testing.assert_allclose(
+        envelope_radius(distance[:50], np.ones(50)), np.mean(top_two), rtol=1e-12
+    )
+
+
+def test_a_far_row_of_tiny_weight_barely_moves_the_envelope_or_tau2():
+    """A row of weight 1e-12 at 100 standard deviations counts as 1e-12 of a
+    row: the envelope and tau2 move by about that (they had taken its
+    distance as the radius); a lone outlier of weight 1 moves the radius
+    only up to the next row (the nearer rows' largest distance bounds it)."""
+    rng = np.random.RandomState(4)
+    X = rng.normal(size=(300, 3))
+    far = np.r_[X, [[100.0, -100.0, 100.0]]]
+    clean, tau2 = fit_residual("auto", X, np.ones(300), 2, _curved_logits)
+    tiny, tiny_tau2 = fit_residual(
+        "auto", far, np.r_[np.ones(300), 1e-12], 2, _curved_logits
+    )
+    np.testing.assert_allclose(tiny.radius, clean.radius, rtol=1e-9)
+    np.testing.assert_allclose(tiny_tau2, tau2, rtol=1e-9)
+    outlier = data_envelope(far, np.ones(301))
+    assert outlier.radius <= np.max(outlier.distance(X))
+    assert outlier.radius < 0.1 * outlier.distance(far[-1:])[0]
 
 
 def test_all_features_constant_give_unit_scale_and_no_radius():
@@ -238,9 +299,11 @@ def test_tau2_counts_weights_as_repetitions_and_skips_the_centre():
     extra = np.r_[X, [[40.0, -40.0, 40.0]]]
     _, ignored = fit_residual("auto", extra, np.r_[weights, 0.0], 2, _curved_logits)
     np.testing.assert_allclose(ignored, weighted, rtol=1e-12)
-    symmetric = np.r_[X, -X, [[0.0, 0.0, 0.0]]]
-    centre = fit_residual("auto", symmetric, np.ones(51), 2, _curved_logits)[1]
-    without = fit_residual("auto", symmetric[:50], np.ones(50), 2, _curved_logits)[1]
+    # (Over 100 rows' worth: one row's worth lies beyond the radius, with
+    # the centre row or without it.)
+    symmetric = np.r_[X, -X, 2 * X, -2 * X, [[0.0, 0.0, 0.0]]]
+    centre = fit_residual("auto", symmetric, np.ones(101), 2, _curved_logits)[1]
+    without = fit_residual("auto", symmetric[:100], np.ones(100), 2, _curved_logits)[1]
     np.testing.assert_allclose(centre, without, rtol=1e-12)
     assert fit_residual("auto", X, weights, 1, _curved_logits)[1] == 0.0
     assert fit_residual(2.5, X, weights, 2, _curved_logits)[1] == 2.5
@@ -252,19 +315,27 @@ def test_estimator_is_unchanged_on_the_data_and_uniform_far_away():
     assert off.residual_variance_ == 0.0
     # tau2 is the spread of the MAP logits at twice the data's radius: on
     # the training rows moved out along their directions from the mean (in
-    # standardised units) to twice the largest distance, here from the MAP
-    # plug-in's decision function (the logits themselves).
+    # standardised units) to twice the radius, here from the MAP plug-in's
+    # decision function (the logits themselves).
     plug_in = LaplaceMLPClassifier(**FAST, link_approx="map").fit(X3, Y3)
     centre, spread = X3.mean(axis=0), X3.std(axis=0)
     distance = np.linalg.norm((X3 - centre) / spread, axis=1)
-    moved = centre + (X3 - centre) * (2 * distance.max() / distance)[:, None]
-    assert np.allclose(
-        np.linalg.norm((moved - centre) / spread, axis=1), 2 * distance.max()
-    )
+    radius = _unit_weight_radius(distance)
+    assert auto.data_envelope_.radius == pytest.approx(radius, rel=1e-12)
+    moved = centre + (X3 - centre) * (2 * radius / distance)[:, None]
+    assert np.allclose(np.linalg.norm((moved - centre) / spread, axis=1), 2 * radius)
     expected = logit_spread(plug_in.decision_function(moved), np.ones(len(X3)))
     np.testing.assert_allclose(auto.residual_variance_, expected, rtol=1e-10)
     assert auto.residual_variance_ > 0.1
-    np.testing.assert_array_equal(auto.predict_proba(X3), off.predict_proba(X3))
+    # Unchanged within the envelope; the farthest row, beyond it, is moderated.
+    inside = distance <= radius
+    assert np.sum(~inside) == 1
+    np.testing.assert_array_equal(
+        auto.predict_proba(X3[inside]), off.predict_proba(X3[inside])
+    )
+    assert np.max(auto.predict_proba(X3[~inside])) < np.max(
+        off.predict_proba(X3[~inside])
+    )
     far = 1e3 * np.sign(X3[:5] - X3.mean(axis=0))
     p_auto, p_off = auto.predict_proba(far), off.predict_proba(far)
     # Without the residual the saturated network stays confident far away.
