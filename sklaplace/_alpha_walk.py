@@ -204,7 +204,8 @@ def walk_fits(fit_at, held_out_loss, theta, start, groups, xp, base_rate):
 
     def evaluate(alpha, previous):
         # A collapsed MAP has no gradient to leave by: warm-started from it, a
-        # fit at a smaller alpha stays collapsed, so it starts afresh.
+        # fit at a smaller alpha stays collapsed, so it starts afresh (as at a
+        # larger alpha, where it would stay collapsed either way).
         warm = previous is not None and not ignores_its_input(
             previous[0].objective, previous[0].theta
         )

@@ -28,7 +28,7 @@ from sklaplace._predictive import PREDICTIVES
 from sklaplace._prior_scale import resolve_tuning
 from sklaplace._residual import fit_residual
 from sklaplace._solvers import SOLVERS
-from sklaplace._validation import hidden_sizes, merge_identical_rows, validate_fit_data
+from sklaplace._validation import fit_rows, hidden_sizes
 
 __all__ = ["LaplaceMLPClassifier"]
 
@@ -154,12 +154,12 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         fitted (the walk's alpha is 1, the scale's ``c`` the evidence's).
     residual_variance : float or "auto", default="auto"
         Variance, at twice the training data's radius, of a term added to
-        every logit that is zero within the data and grows with the cube of
-        the (standardised) distance from it (Kristiadi et al. 2021): far
-        from the data the predictive tends to uniform, while predictions
-        within the data are unchanged. ``"auto"``: the variance of the MAP's
-        logits at twice the radius, 0 without a hidden layer; 0 switches the
-        term off. Details: :ref:`residual-variance`.
+        every logit that is zero within the data's envelope and grows with
+        the cube of the (standardised) distance beyond it (Kristiadi et al.
+        2021): far from the data the predictive tends to uniform, while
+        predictions within the envelope are unchanged. ``"auto"``: the
+        variance of the MAP's logits at twice the radius, 0 without a hidden
+        layer; 0 switches the term off. Details: :ref:`residual-variance`.
     link_approx : {"probit", "mc", "map"}, default="probit"
         Predictive approximation: probit (MacKay; centred mean-field for K
         classes), Monte Carlo over the logit Gaussian, or the plug-in MAP.
@@ -219,8 +219,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     data_envelope_ : DataEnvelope
         ``mean`` and ``scale`` (standard deviation; a constant feature's is
         the others' median) of the training inputs and ``radius``, the
-        scaled distance from ``mean`` beyond which lies the farthest row's
-        worth of weight: beyond it the residual variance grows.
+        scaled distance from ``mean`` beyond which lies one row's worth of
+        weight (1% under 100 rows' worth): beyond it the residual grows.
     hessian_structure_ : str
         The posterior structure used: ``hessian_structure``, or what
         ``"auto"`` chose (``"full"``, ``"kron"`` or ``"diag"``).
@@ -429,10 +429,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
             raise
 
     def _fit(self, X, y, sample_weight):
-        X, y_index, sample_weight, classes = validate_fit_data(
-            self, X, y, sample_weight
-        )
-        X, y_index, sample_weight = merge_identical_rows(X, y_index, sample_weight)
+        X, y_index, sample_weight, classes = fit_rows(self, X, y, sample_weight)
         likelihood = likelihood_for(classes.shape[0])
         layout = ParamLayout(
             (

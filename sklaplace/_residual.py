@@ -14,7 +14,8 @@ noise of intensity ``sigma^2``,
 with ``r(x)`` the distance of ``x`` from the centre of the training inputs
 (each feature standardised by its training spread) and ``R`` the radius
 within which all training rows lie but the farthest one's worth of weight
-(:func:`envelope_radius`). Every unit is zero on those rows, so the
+(1% of it under 100 rows' worth; :func:`envelope_radius`). Every unit is
+zero on those rows, so the
 likelihood does not see them: the MAP is unchanged and their posterior is
 their prior, whatever the approximation used for the network (the one
 row's worth left out informs them little; left in, a single outlying row
@@ -23,8 +24,9 @@ Their variance is
 
 ``Var g(x) = sigma^2 (r - R)^3 / 3 = tau^2 ((r - R) / R)^3`` for ``r > R``
 
-and 0 inside the data's envelope, so in-distribution predictions are
-untouched while the predictive tends to uniform far away. ``tau^2``, the
+and 0 inside the data's envelope, so predictions there are untouched
+(the farthest training row's worth excepted) while the predictive tends to
+uniform far away. ``tau^2``, the
 residual's variance at twice the data's radius, is by default the spread
 (variance) of the MAP's logits *there*: over the training rows moved out
 along their own directions to twice the radius. At that distance the model
@@ -130,7 +132,10 @@ def envelope_radius(distance, weight):
     distance to the next nearer one), so it moves continuously with the
     weights: a row of weight 1e-12 moves it by about 1e-12 of a gap,
     however far out it lies. Rows at one distance count as one, their
-    weights summed, so an integer weight equals repeated rows.
+    weights summed, so an integer weight equals repeated rows. The price of
+    continuity: moving a row of small weight outward can lower the radius
+    (its weight then spans a wider gap; [5, 4.95, 4] weighted [1, 0.2, 1]
+    among 199 nearer unit rows give 4.95, with the 0.2 moved to 7 4.2).
 
     Parameters
     ----------

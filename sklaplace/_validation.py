@@ -20,8 +20,10 @@ from sklaplace.exceptions import (
 
 __all__ = [
     "check_feature_scale",
-    "dense",
     "check_finite_rows",
+    "check_weight_scale",
+    "dense",
+    "fit_rows",
     "hidden_sizes",
     "merge_identical_rows",
     "validate_features",
@@ -138,17 +140,6 @@ def validate_fit_data(estimator, X, y, sample_weight):
             + " the weights by a common factor (only their ratios and the "
             "prior's strength relative to them matter)."
         )
-    counted = np.count_nonzero(sample_weight)
-    if total < SMALL_MEAN_WEIGHT * counted:
-        warn(
-            f"sample_weight averages {total / counted:.3g} over the {counted} rows "
-            f"of positive weight: {total:.3g} rows' worth in all, as the "
-            "likelihood counts weights as repetitions, against which the prior "
-            "(alpha) weighs more. If the weights are relative (e.g. normalised "
-            "to sum to 1), multiply them by a common factor, e.g. "
-            "w * n / w.sum().",
-            SampleWeightScaleWarning,
-        )
     classes, y_index = np.unique(y, return_inverse=True)
     if classes.shape[0] < 2:
         raise ValueError(
@@ -176,6 +167,47 @@ def validate_fit_data(estimator, X, y, sample_weight):
             UnweightedClassWarning,
         )
     return X, y_index, sample_weight, classes
+
+
+def fit_rows(estimator, X, y, sample_weight):
+    """Return the rows a fit sees: validated, identical ones merged, weights checked.
+
+    :func:`validate_fit_data`, then :func:`merge_identical_rows` (an integer
+    weight equals repeated rows, in any order), then
+    :func:`check_weight_scale` on the merged rows.
+
+    Returns
+    -------
+    X, y_index, sample_weight, classes
+    """
+    X, y_index, sample_weight, classes = validate_fit_data(
+        estimator, X, y, sample_weight
+    )
+    X, y_index, sample_weight = merge_identical_rows(X, y_index, sample_weight)
+    check_weight_scale(sample_weight)
+    return X, y_index, sample_weight, classes
+
+
+def check_weight_scale(sample_weight):
+    """Warn where the weights of the rows that count average below one row.
+
+    :class:`~sklaplace.exceptions.SampleWeightScaleWarning` below
+    ``SMALL_MEAN_WEIGHT``. Judged on the rows after
+    :func:`merge_identical_rows`, as the fit sees them: ten copies of a row
+    at weight 0.05 are that row at 0.5.
+    """
+    counted = np.count_nonzero(sample_weight)
+    total = np.sum(sample_weight)
+    if total < SMALL_MEAN_WEIGHT * counted:
+        warn(
+            f"sample_weight averages {total / counted:.3g} over the {counted} "
+            f"distinct rows of positive weight: {total:.3g} rows' worth in all, "
+            "as the likelihood counts weights as repetitions, against which the "
+            "prior (alpha) weighs more. If the weights are relative (e.g. "
+            "normalised to sum to 1), multiply them by a common factor, e.g. "
+            "w * n / w.sum().",
+            SampleWeightScaleWarning,
+        )
 
 
 def merge_identical_rows(X, y_index, sample_weight):
@@ -255,8 +287,10 @@ def check_feature_scale(X, sample_weight):
     low, high = FEATURE_SCALE_RANGE
     odd = np.flatnonzero((rms > high) | ((rms < low) & (rms > 0)))
     if odd.size:
-        # Four digits: 100.75 had read as "1e+02", inside the range.
-        shown = ", ".join(f"{rms[j]:.4g} (feature {j})" for j in odd[:3])
+        shown = ", ".join(
+            f"{_beyond(rms[j], high if rms[j] > high else low)} (feature {j})"
+            for j in odd[:3]
+        )
         more = f" and {odd.size - 3} more" if odd.size > 3 else ""
         # Say what each direction does: tiny features had read as "large".
         effects = []
@@ -277,6 +311,19 @@ def check_feature_scale(X, sample_weight):
             "make_pipeline(StandardScaler(), LaplaceMLPClassifier()).",
             FeatureScaleWarning,
         )
+
+
+def _beyond(value, bound):
+    """``value`` in four digits or more, as many as it takes not to read as ``bound``.
+
+    (100.75 in two had read as "1e+02", 100.04 in four as "100": inside the
+    range the message names.)
+    """
+    for digits in range(4, 18):
+        text = f"{value:.{digits}g}"
+        if float(text) != bound:
+            return text
+    return repr(float(value))
 
 
 def _refuse_non_finite_inputs(X):

@@ -56,9 +56,10 @@ class SampleWeightScaleWarning(UserWarning):
     weights normalised to sum to 1 (as ``AdaBoostClassifier`` passes them)
     are one row's worth of data in all, and the prior outweighs them: on
     wine, hidden (4,), weights of ``1 / n`` left a training accuracy of 0.40.
-    Raised by ``fit`` when the weights of the rows that count average below
-    0.1; the fit goes on. Multiply relative weights by a common factor (e.g.
-    ``w * n / w.sum()``) or pass a smaller ``alpha``.
+    Raised by ``fit`` when the weights of the rows that count (identical rows
+    merged, as the fit sees them) average below 0.1; the fit goes on.
+    Multiply relative weights by a common factor (e.g. ``w * n / w.sum()``)
+    or pass a smaller ``alpha``.
 
     Examples
     --------

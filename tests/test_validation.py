@@ -20,6 +20,7 @@ from sklaplace._validation import (
     SMALL_MEAN_WEIGHT,
     check_feature_scale,
     check_finite_rows,
+    fit_rows,
     hidden_sizes,
     merge_identical_rows,
     validate_fit_data,
@@ -101,25 +102,54 @@ def test_weights_averaging_far_below_one_row_warn_with_the_remedy(scale):
     rows' worth they add up to, and goes on."""
     weights = np.full(len(Y), scale)
     message = (
-        rf"sample_weight averages {scale:.3g} over the {len(Y)} rows of positive "
-        rf"weight: {scale * len(Y):.3g} rows' worth in all.*w \* n / w\.sum\(\)"
+        rf"sample_weight averages {scale:.3g} over the {len(Y)} distinct rows of "
+        rf"positive weight: {scale * len(Y):.3g} rows' worth in all.*"
+        r"w \* n / w\.sum\(\)"
     )
     with pytest.warns(SampleWeightScaleWarning, match=message):
-        validate_fit_data(LaplaceMLPClassifier(), X, Y, weights)
+        fit_rows(LaplaceMLPClassifier(), X, Y, weights)
 
 
 def test_weights_just_above_the_mean_threshold_or_beside_zeros_do_not_warn():
     """A mean weight of 0.125 (above ``SMALL_MEAN_WEIGHT``, 0.1) does not
-    warn and 0.09 does; rows of weight 0 do not count in the mean (five unit
-    weights among 24 rows average 1, not 0.21)."""
+    warn and 0.09 does; rows of weight 0 do not count in the mean (two unit
+    weights, one per class, among 24 rows average 1, not 0.083)."""
     assert SMALL_MEAN_WEIGHT == 0.1
     with warnings.catch_warnings():
         warnings.simplefilter("error", SampleWeightScaleWarning)
-        validate_fit_data(LaplaceMLPClassifier(), X, Y, np.full(len(Y), 0.125))
-        some = np.r_[np.ones(5), np.zeros(len(Y) - 5)]  # both classes weighted
-        validate_fit_data(LaplaceMLPClassifier(), X, Y, some)
+        fit_rows(LaplaceMLPClassifier(), X, Y, np.full(len(Y), 0.125))
+        two = np.r_[1.0, 1.0, np.zeros(len(Y) - 2)]  # rows 0 and 1: both classes
+        fit_rows(LaplaceMLPClassifier(), X, Y, two)
     with pytest.warns(SampleWeightScaleWarning):
-        validate_fit_data(LaplaceMLPClassifier(), X, Y, np.full(len(Y), 0.09))
+        fit_rows(LaplaceMLPClassifier(), X, Y, np.full(len(Y), 0.09))
+
+
+def test_the_weight_scale_is_judged_on_the_merged_rows():
+    """Ten copies of each row at weight 0.05 are each row at 0.5, and fit
+    alike bit for bit: neither warns. Ten copies at 0.005 (0.05 a row) warn,
+    naming the 24 distinct rows."""
+    tenfold_X, tenfold_Y = np.repeat(X, 10, axis=0), np.repeat(Y, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SampleWeightScaleWarning)
+        copies = fit_rows(
+            LaplaceMLPClassifier(), tenfold_X, tenfold_Y, np.full(240, 0.05)
+        )
+        once = fit_rows(LaplaceMLPClassifier(), X, Y, np.full(24, 0.5))
+    for a, b in zip(copies, once):
+        np.testing.assert_array_equal(a, b)
+    with pytest.warns(SampleWeightScaleWarning, match="over the 24 distinct rows"):
+        fit_rows(LaplaceMLPClassifier(), tenfold_X, tenfold_Y, np.full(240, 0.005))
+
+
+@pytest.mark.parametrize(
+    "rms, shown",
+    [(100.04, "100.04"), (100.0004, "100.0004"), (0.00099996, "0.00099996")],
+)
+def test_a_scale_beyond_the_range_never_reads_as_its_bound(rms, shown):
+    """Four digits show 100.04 as "100" and 0.00099996 as "0.001", the
+    bounds themselves: the value gets as many digits as it takes."""
+    with pytest.warns(FeatureScaleWarning, match=rf": {shown} \(feature 0\)"):
+        check_feature_scale(np.full((2, 1), rms), np.ones(2))
 
 
 def test_four_odd_features_name_three_and_count_one_more():
