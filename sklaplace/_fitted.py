@@ -211,6 +211,10 @@ class FittedLaplaceMixin:
 
     def _moderated_logits(self, X):
         check_is_fitted(self)
+        # link_approx and n_mc_samples may be set after fit (set_params):
+        # checked here as fit checks them (a KeyError and a ZeroDivisionError
+        # had named neither).
+        self._validate_params()
         X = validate_features(self, X, reset=False)
         rows = predictive_rows_per_chunk(
             self.link_approx, self.n_outputs_, self.n_mc_samples

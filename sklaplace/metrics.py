@@ -44,20 +44,24 @@ def expected_calibration_error(y_true, proba, *, classes=None, n_bins=15):
     >>> expected_calibration_error([0, 1], np.array([[0.9, 0.1], [0.2, 0.8]]))
     0.149...
     """
-    if not isinstance(n_bins, numbers.Integral) or n_bins < 1:
+    if (
+        not isinstance(n_bins, numbers.Integral)
+        or isinstance(n_bins, bool)
+        or n_bins < 1
+    ):
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}.")
     y_true, proba, classes = _checked(y_true, proba, classes)
     confidence = proba.max(axis=1)
     correct = classes[proba.argmax(axis=1)] == y_true
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        members = bins == b
-        if members.any():
-            ece += members.mean() * abs(
-                correct[members].mean() - confidence[members].mean()
-            )
-    return float(ece)
+    # Against the edges k / n_bins themselves: int(0.57 * 100) is 56, so
+    # scaling had put a confidence of exactly 57/100 in the bin below.
+    edges = np.arange(n_bins + 1) / n_bins
+    bins = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
+    # Per occupied bin only (a loop over all bins took 12 s for 1e7 bins).
+    # sum_b n_b / n |acc_b - conf_b| = sum_b |sum_{i in b} (correct_i - conf_i)| / n
+    _, members = np.unique(bins, return_inverse=True)
+    gap = np.bincount(members, weights=correct - confidence)
+    return float(np.sum(np.abs(gap)) / confidence.shape[0])
 
 
 def multiclass_brier_score(y_true, proba, *, classes=None):

@@ -139,3 +139,23 @@ def test_a_warm_start_resumes_the_evidence_only_from_a_tuned_alpha(iris):
         tuned = clf.alpha_
         clf.fit(X, y)
     assert float(np.ravel(clf.alpha_history_[0])[0]) == tuned
+
+
+@pytest.mark.parametrize(
+    "param, value",
+    [("link_approx", "bogus"), ("n_mc_samples", 0), ("n_mc_samples", None)],
+)
+def test_prediction_settings_changed_after_fit_are_validated(iris, param, value):
+    """``link_approx`` and ``n_mc_samples`` act at prediction, and may be set
+    after ``fit`` (the demo does): a bad value is refused naming the
+    parameter (it had raised ``KeyError: 'bogus'``, ``ZeroDivisionError``
+    and a ``TypeError`` on ``None``), and a good one takes effect."""
+    X, y = iris
+    clf = LaplaceMLPClassifier((3,), alpha=1.0, prior_precision_scale=1.0)
+    clf.fit(X, y).set_params(**{param: value})
+    for method in (clf.predict_proba, clf.predict, clf.decision_function):
+        with pytest.raises(ValueError, match=f"'{param}' parameter"):
+            method(X[:2])
+    clf.set_params(link_approx="map", n_mc_samples=100)
+    mean, _ = clf.latent_mean_and_variance(X[:2])
+    np.testing.assert_allclose(clf.decision_function(X[:2]), mean, rtol=1e-12)

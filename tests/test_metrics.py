@@ -112,7 +112,7 @@ def test_bad_metric_input_is_refused(y, proba, kwargs, match):
             metric(y, np.asarray(proba), **kwargs)
 
 
-@pytest.mark.parametrize("n_bins", [0, -1, 2.5])
+@pytest.mark.parametrize("n_bins", [0, -1, 2.5, True])
 def test_ece_needs_a_positive_number_of_bins(n_bins):
     with pytest.raises(ValueError, match="n_bins"):
         expected_calibration_error([0, 1], np.eye(2), n_bins=n_bins)
@@ -167,6 +167,25 @@ def test_ece_bins_are_closed_on_the_left():
     proba = np.array([[0.4, 0.3, 0.3], [0.5, 0.25, 0.25]])
     ece = expected_calibration_error([0, 1], proba, classes=[0, 1, 2], n_bins=5)
     assert ece == pytest.approx(0.05)
+
+
+def test_a_confidence_at_a_bin_edge_opens_that_bin():
+    # 0.57 is 57 / 100 in float64, but 0.57 * 100 is 56.99999999999999: a
+    # scaled index put it in [0.56, 0.57) with 0.565, a wrong prediction
+    # (one bin: |1/2 - 0.5675| = 0.0675). In [0.57, 0.58) it is alone:
+    # (|1 - 0.57| + |0 - 0.565|) / 2.
+    assert 0.57 == 57 / 100 and int(0.57 * 100) == 56
+    proba = np.array([[0.43, 0.57], [0.435, 0.565]])
+    ece = expected_calibration_error([1, 0], proba, classes=[0, 1], n_bins=100)
+    assert ece == pytest.approx((0.43 + 0.565) / 2, rel=1e-12)
+
+
+def test_ece_costs_only_the_bins_that_hold_a_row():
+    # Ten million bins and two rows, one right at 0.9, one wrong at 0.8
+    # (a loop over every bin took 12 s here).
+    proba = np.array([[0.9, 0.1], [0.2, 0.8]])
+    ece = expected_calibration_error([0, 0], proba, classes=[0, 1], n_bins=10**7)
+    assert ece == pytest.approx((0.1 + 0.8) / 2, rel=1e-12)
 
 
 def test_probabilities_within_float32_round_off_of_summing_to_one_are_scored():
