@@ -205,6 +205,77 @@ def test_labels_outside_the_outputs_classes_are_refused(function, n_outputs, bad
         function(coefs, intercepts, X, y, *args)
 
 
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(y=np.array([[0], [1], [0]])), r"y must be 1-D, of shape \(3,\)"),
+        (dict(X=np.zeros((0, 2)), y=np.zeros(0, int)), "X holds no samples"),
+        (dict(activation=["relu"]), "activation must be one of"),
+        (dict(kind=["exact"]), "kind must be one of"),
+        (dict(coefs=[np.zeros((2, 2)), np.zeros((2, 0))]), r"coefs\[1\] has no output"),
+    ],
+)
+def test_odd_arguments_are_refused_naming_them(change, match):
+    """A column ``y``, no rows, a list where a name belongs, a layer of no
+    units: each had given a message about something else (class indices,
+    ``unhashable type: 'list'``) or a value for no data."""
+    args = dict(
+        coefs=[np.zeros((2, 2)), np.zeros((2, 1))],
+        intercepts=[np.zeros(2), np.zeros(1)],
+        X=np.zeros((3, 2)),
+        y=np.array([0, 1, 0]),
+    )
+    args.update(change)
+    if args["coefs"][-1].shape[1] == 0:
+        args["intercepts"] = [np.zeros(2), np.zeros(0)]
+    with pytest.raises(ValueError, match=match):
+        log_posterior_hessian(**args)
+
+
+@pytest.mark.parametrize("kind", ["exact", "ggn", "exact_diag", "ggn_diag"])
+def test_a_row_of_weight_zero_counts_for_nothing_however_large(kind):
+    """A row of weight 0 at 1e200 is dropped, as ``fit`` drops it: the
+    Hessian is the one without the row (``0 * inf`` had made the exact one
+    and both diagonals NaN). At 1e160 with weight 1 the curvature overflows
+    (``x**2`` is 1e320): refused, where the exact Hessian had been NaN and
+    the GGN finite."""
+    rng = np.random.RandomState(0)
+    coefs, intercepts, X, y = _small_network(rng)
+    far = np.r_[X, np.full((1, 3), 1e200)]
+    y_far = np.r_[y, 0]
+    weight = np.r_[np.ones(len(y)), 0.0]
+    kw = dict(activation="tanh", kind=kind)
+    with_row = log_posterior_hessian(
+        coefs, intercepts, far, y_far, sample_weight=weight, **kw
+    )
+    without = log_posterior_hessian(coefs, intercepts, X, y, **kw)
+    np.testing.assert_array_equal(with_row, without)
+    with pytest.raises(ValueError, match="curvature of the log posterior is not"):
+        log_posterior_hessian(
+            coefs, intercepts, np.r_[X[:-1], np.full((1, 3), 1e160)], y, **kw
+        )
+
+
+def test_overflowing_logits_and_vectors_are_refused():
+    """ReLU weights of 1e200 on unit inputs: the logits overflow, and the log
+    posterior had been NaN (``inf - inf``); a NaN or infinite ``v`` gave
+    NaN Hessian-vector products."""
+    X, y = np.ones((2, 1)), np.array([0, 1])
+    coefs, intercepts = (
+        [np.full((1, 1), 1e200), np.full((1, 1), 1e200)],
+        [
+            np.zeros(1),
+            np.zeros(1),
+        ],
+    )
+    with pytest.raises(ValueError, match="logits overflow"):
+        log_posterior(coefs, intercepts, X, y, activation="relu")
+    small = [np.ones((1, 1)), np.ones((1, 1))]
+    for v in ([np.nan, 0, 0, 0], [np.inf, 0, 0, 0]):
+        with pytest.raises(ValueError, match="v must be finite"):
+            log_posterior_hvp(small, intercepts, X, y, np.array(v))
+
+
 def test_former_kind_diag_warns_and_gives_the_ggn_diagonal(fitted_mlp):
     mlp, X, y = fitted_mlp
     kw = dict(activation="tanh", alpha=0.1)
