@@ -92,7 +92,9 @@ class FittedLaplaceMixin:
             across a row's outputs is replaced by the row's mean (with a
             ``LaplaceApproximationWarning``).
         bias_prior_precision : float or array-like of shape (n_layers,), default=None
-            Bias precision; ``None`` keeps the fitted one.
+            Bias precision; ``None`` keeps the fitted one. Ignored where
+            ``alpha`` has one value per parameter (it sets the biases too,
+            as in ``fit``).
 
         Returns
         -------
