@@ -17,7 +17,7 @@ from sklaplace._likelihood import Bernoulli, Categorical
 from sklaplace._network import ParamLayout
 from sklaplace._objective import NegLogPosterior
 from sklaplace._prior import prior_precision_vector
-from sklaplace._validation import dense
+from sklaplace._validation import curvature_second_moments, dense
 
 __all__ = ["finite_vector", "network_objective"]
 
@@ -253,12 +253,5 @@ def _counted_rows(xp, X, Y, sample_weight):
         keep = xp.asarray(np.flatnonzero(counted))
         X, Y = xp.take(X, keep, axis=0), xp.take(Y, keep, axis=0)
         sample_weight = xp.take(sample_weight, keep, axis=0)
-    with np.errstate(over="ignore"):
-        second_moments = xp.sum(sample_weight[:, None] * X * X, axis=0)
-    if not bool(xp.all(xp.isfinite(second_moments))):
-        raise ValueError(
-            "The curvature of the log posterior is not finite (it overflows): "
-            "sum_n sample_weight_n * X[n, j]**2 exceeds the network's dtype. "
-            "Standardise the features (e.g. sklearn.preprocessing.StandardScaler)."
-        )
+    curvature_second_moments(xp, X, sample_weight)
     return X, Y, sample_weight

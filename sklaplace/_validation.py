@@ -22,6 +22,7 @@ __all__ = [
     "check_feature_scale",
     "check_finite_rows",
     "check_weight_scale",
+    "curvature_second_moments",
     "dense",
     "fit_rows",
     "hidden_sizes",
@@ -269,20 +270,9 @@ def check_feature_scale(X, sample_weight):
     counted = sample_weight > 0
     if not np.all(counted):  # (a copy of X only where rows are dropped)
         X, sample_weight = X[counted], sample_weight[counted]
-    with np.errstate(over="ignore", invalid="ignore"):
-        second_moments = np.sum(sample_weight[:, None] * (X * X), axis=0)
+    second_moments = curvature_second_moments(np, X, sample_weight)
+    with np.errstate(over="ignore"):
         total = np.sum(sample_weight)  # an overflowing total: the caller refuses it
-    bad = np.flatnonzero(~np.isfinite(second_moments))
-    if bad.size:
-        _refuse_non_finite_inputs(X)
-        raise ValueError(
-            "The curvature of the log posterior is not finite (it overflows): "
-            f"sum_n sample_weight_n * X[n, j]**2 exceeds float64 for "
-            f"{bad.size} feature(s) (columns {bad[:5].tolist()}"
-            f"{', ...' if bad.size > 5 else ''}; largest |X| = "
-            f"{np.max(np.abs(X)):.3g}). Standardise the features (e.g. "
-            "sklearn.preprocessing.StandardScaler)."
-        )
     rms = np.sqrt(second_moments / total)
     low, high = FEATURE_SCALE_RANGE
     odd = np.flatnonzero((rms > high) | ((rms < low) & (rms > 0)))
@@ -311,6 +301,32 @@ def check_feature_scale(X, sample_weight):
             "make_pipeline(StandardScaler(), LaplaceMLPClassifier()).",
             FeatureScaleWarning,
         )
+
+
+def curvature_second_moments(xp, X, sample_weight):
+    """Return ``sum_n s_n X[n, j]**2`` per feature; refuse it where it overflows.
+
+    A factor of every curvature (the estimator's and the functional API's
+    alike): where it is not finite in ``X``'s dtype, no Hessian is. ``X`` and
+    ``sample_weight`` in namespace ``xp``, rows of weight 0 already dropped
+    (``0 * inf`` would count as an overflow).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        second_moments = xp.sum(sample_weight[:, None] * (X * X), axis=0)
+    finite = to_numpy(xp.isfinite(second_moments))
+    if not np.all(finite):
+        host = to_numpy(X)
+        _refuse_non_finite_inputs(host)
+        bad = np.flatnonzero(~finite)
+        raise ValueError(
+            "The curvature of the log posterior is not finite (it overflows): "
+            f"sum_n sample_weight_n * X[n, j]**2 exceeds {host.dtype} for "
+            f"{bad.size} feature(s) (columns {bad[:5].tolist()}"
+            f"{', ...' if bad.size > 5 else ''}; largest |X| = "
+            f"{np.max(np.abs(host)):.3g}). Standardise the features (e.g. "
+            "sklearn.preprocessing.StandardScaler)."
+        )
+    return second_moments
 
 
 def _beyond(value, bound):
