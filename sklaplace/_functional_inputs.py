@@ -170,6 +170,13 @@ def network_objective(
         # Strict namespaces neither promote integers against floats nor take
         # isfinite of booleans: compute in the network's dtype.
         X = xp.astype(X, xp.result_type(*coefs, *intercepts))
+    # One dtype for every result, the promotion of X's and the weights': with
+    # float32 weights and float64 X the value, gradient and diagonals had
+    # come back in float64 and the full Hessians in float32.
+    common = xp.result_type(X, *coefs, *intercepts)
+    X = xp.astype(X, common, copy=False)
+    coefs = [xp.astype(W, common, copy=False) for W in coefs]
+    intercepts = [xp.astype(b, common, copy=False) for b in intercepts]
     for name, arrays in (("coefs", coefs), ("intercepts", intercepts), ("X", [X])):
         for i, a in enumerate(arrays):
             if not bool(xp.all(xp.isfinite(a))):

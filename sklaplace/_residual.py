@@ -32,7 +32,9 @@ residual's variance at twice the data's radius, is by default the spread
 along their own directions to twice the radius. At that distance the model
 is then as unsure of a logit as the logit varies at that distance, which
 keeps pace with logits that level off (tanh) and with logits that grow
-linearly (ReLU) alike.
+linearly (ReLU) alike. (With K >= 3 logits the spread is that of the
+centred logits, which is all the softmax sees, while ``tau^2`` is added to
+each raw logit; the centred logits receive ``(K - 1) / K`` of it.)
 """
 
 from typing import NamedTuple

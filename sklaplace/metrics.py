@@ -105,7 +105,10 @@ def _checked(y_true, proba, classes):
     prediction as right.
     """
     y_true = np.asarray(y_true)
-    proba = np.asarray(proba, dtype=float)
+    proba = np.asarray(proba)
+    if np.iscomplexobj(proba):  # float() would drop the imaginary part
+        raise TypeError(f"proba must hold real numbers, got dtype {proba.dtype}.")
+    proba = proba.astype(float)
     if proba.ndim != 2 or y_true.ndim != 1 or proba.shape[0] != y_true.shape[0]:
         raise ValueError(
             "proba must be of shape (n_samples, n_classes) and y_true of shape "

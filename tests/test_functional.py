@@ -209,7 +209,10 @@ def test_labels_outside_the_outputs_classes_are_refused(function, n_outputs, bad
     "change, match",
     [
         (dict(y=np.array([[0], [1], [0]])), r"y must be 1-D, of shape \(3,\)"),
-        (dict(X=np.zeros((0, 2)), y=np.zeros(0, int)), "X holds no samples"),
+        (
+            dict(X=np.zeros((0, 2)), y=np.zeros(0, int)),
+            r"^X holds no samples \(0 rows\), as fit would refuse\.$",
+        ),
         (dict(activation=["relu"]), "activation must be one of"),
         (dict(kind=["exact"]), "kind must be one of"),
         (dict(coefs=[np.zeros((2, 2)), np.zeros((2, 0))]), r"coefs\[1\] has no output"),
@@ -272,7 +275,7 @@ def test_overflowing_logits_and_vectors_are_refused():
         log_posterior(coefs, intercepts, X, y, activation="relu")
     small = [np.ones((1, 1)), np.ones((1, 1))]
     for v in ([np.nan, 0, 0, 0], [np.inf, 0, 0, 0]):
-        with pytest.raises(ValueError, match="v must be finite"):
+        with pytest.raises(ValueError, match=r"^v must be finite \(in the network"):
             log_posterior_hvp(small, intercepts, X, y, np.array(v))
 
 
@@ -489,9 +492,19 @@ def test_values_that_overflow_the_networks_dtype_or_are_complex_are_refused():
         log_posterior(coefs, intercepts, X, y, sample_weight=np.ones(10) + 1j)
     with pytest.raises(TypeError, match="alpha must be a real number"):
         log_posterior(coefs, intercepts, X, y, alpha=1.0 + 1j)
+    hint = r" \(for alpha='evidence' use LaplaceMLPClassifier\)\.$"
+    with pytest.raises(TypeError, match=r"^alpha must be a real number.*" + hint):
+        log_posterior(coefs, intercepts, X, y, alpha="evidence")
+    with pytest.raises(TypeError, match=r"got 'a'\.$"):  # the hint is alpha's
+        log_posterior(coefs, intercepts, X, y, bias_prior_precision="a")
     for bad_X in (X + 1j, np.full(X.shape, "a")):
         with pytest.raises(TypeError, match="X must hold real numbers"):
             log_posterior(coefs, intercepts, bad_X, y)
+    # v, the same way: named in both errors.
+    with pytest.raises(ValueError, match=r"^v must be finite \(in the network's dtype"):
+        log_posterior_hvp(coefs, intercepts, X, y, np.full(31, 1e39))
+    with pytest.raises(TypeError, match=r"^v must be a real number"):
+        log_posterior_hvp(coefs, intercepts, X, y, np.ones(31) + 1j)
 
 
 def test_the_full_hessian_beyond_1024_parameters_is_the_closed_form():
@@ -712,6 +725,31 @@ def test_an_integer_X_computes_in_a_float32_networks_dtype():
         assert got.dtype == np.float32, f.__name__
         np.testing.assert_array_equal(
             got, f(coefs, intercepts, X.astype(np.float32), y, *extra)
+        )
+
+
+@pytest.mark.parametrize("kind", ["exact", "ggn", "exact_diag", "ggn_diag"])
+def test_float32_weights_and_float64_X_compute_in_float64(kind):
+    """Every result is in the promotion of X's and the weights' dtypes.
+
+    float32 weights with a float64 ``X`` give float64 results equal to
+    those of the same weights cast to float64. The full Hessians had been
+    allocated in the weights' float32 (relative error 6e-8), while the
+    value, gradient and diagonals came back in float64.
+    """
+    coefs, intercepts, _, y = _small_network(np.random.RandomState(0), np.float32)
+    X = np.random.RandomState(2).normal(size=(10, 3))
+    v = np.random.RandomState(1).normal(size=31)
+    as64 = lambda arrays: [a.astype(np.float64) for a in arrays]  # noqa: E731
+    for f, extra in _all_four(v):
+        kw = {"kind": kind} if f is log_posterior_hessian else {}
+        got = f(coefs, intercepts, X, y, *extra, **kw)
+        assert got.dtype == np.float64, f.__name__
+        np.testing.assert_allclose(
+            got,
+            f(as64(coefs), as64(intercepts), X, y, *extra, **kw),
+            rtol=1e-13,
+            atol=1e-15,
         )
 
 

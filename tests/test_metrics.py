@@ -216,6 +216,15 @@ def test_proba_of_object_dtype_is_read_as_numbers():
     assert expected_calibration_error([0, 1], proba) == pytest.approx(0.15, rel=1e-12)
 
 
+@pytest.mark.parametrize("metric", [expected_calibration_error, multiclass_brier_score])
+def test_complex_proba_is_refused_not_cast_to_its_real_part(metric):
+    # Its real part is a valid prediction: casting had scored it with only a
+    # ComplexWarning, the imaginary part dropped.
+    proba = np.array([[0.9 + 0.5j, 0.1], [0.2, 0.8]])
+    with pytest.raises(TypeError, match=r"proba must hold real numbers.*complex"):
+        metric([0, 1], proba)
+
+
 _SHAPE = (
     "proba must be of shape (n_samples, n_classes) and y_true of shape "
     "(n_samples,); got {} and {}."

@@ -329,6 +329,14 @@ BAD_NETWORKS = [
         r"coefs\[1\] has shape \(2, 1\) but coefs\[0\] has 4 outputs",
     ),
     (
+        "third-layer-does-not-chain",
+        [np.ones((3, 4)), np.ones((4, 2)), np.ones((3, 1))],
+        [np.ones(4), np.ones(2), np.ones(1)],
+        ValueError,
+        r"^coefs\[2\] has shape \(3, 1\) but coefs\[1\] has 2 outputs: "
+        r"coefs\[2\] must have 2 rows for the layers to chain\.$",
+    ),
+    (
         "intercept-does-not-match",
         GOOD_COEFS,
         [np.ones(6), np.ones(1)],
@@ -385,13 +393,20 @@ BAD_NETWORKS = [
         "same length, got 2 and 1",
     ),
     ("empty", [], [], ValueError, "non-empty"),
-    ("array-not-list", np.ones((3, 1)), np.ones(1), TypeError, "lists of arrays"),
+    (
+        "array-not-list",
+        np.ones((3, 1)),
+        np.ones(1),
+        TypeError,
+        r"^coefs and intercepts must be lists of arrays \(as MLPClassifier's "
+        r"coefs_ and intercepts_\), got ndarray and ndarray\.$",
+    ),
     (
         "list-entry",
         [[[1.0], [1.0], [1.0]]],
         [np.ones(1)],
         TypeError,
-        r"coefs\[0\] must be an array",
+        r"^coefs\[0\] must be an array, got list\.$",
     ),
 ]
 
@@ -447,7 +462,12 @@ def test_good_network_passes_the_checks():
     ],
 )
 def test_memory_budget_must_be_positive(no_functional_work, budget, error):
-    with pytest.raises(error, match="memory_budget"):
+    match = "^memory_budget must be a positive, finite number of bytes, got "
+    if error is TypeError:
+        match = (
+            rf"^memory_budget must be a number of bytes, got {type(budget).__name__}"
+        )
+    with pytest.raises(error, match=match):
         log_posterior_hessian(GOOD_COEFS, GOOD_INTERCEPTS, FX, FY, memory_budget=budget)
 
 
