@@ -147,7 +147,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         MAP; small ``c`` moderates more. Details: :ref:`prior-scale`.
     validation_fraction : float, default=0.1
         Fraction of the rows ``"validation"`` (``alpha`` or the scale) holds
-        out (chosen by a hash of each row's features and label, seeded by
+        out (chosen by a hash of each row's features, seeded by
         ``random_state``: copies of a row go together, so an integer sample
         weight still equals repeated rows). Values must be in the range
         ``(0.0, 1.0)``. Where either side would have no weight, all rows are

@@ -6,7 +6,6 @@ validated data and returns what the estimator stores; it knows nothing of
 scikit-learn's conventions (validation, warm-start state, attributes).
 """
 
-import warnings
 from dataclasses import replace
 from functools import partial
 from typing import NamedTuple
@@ -54,6 +53,7 @@ from sklaplace._prior_scale import PRIOR_SCALE_GRID, choose_prior_scale
 from sklaplace._pruning import check_refit_posterior
 from sklaplace._solvers import minimize_map
 from sklaplace._symmetry import split_coinciding_units
+from sklaplace._warnings import recorded, warn
 
 __all__ = ["LaplaceFit", "NetworkFit", "fit_laplace", "fit_network"]
 
@@ -244,8 +244,7 @@ def fit_network(
             refits[-1] = refits[-1]._replace(objective=None, posterior=None)
         # Only the kept refit's warnings describe the fitted model; those of
         # the refits on the way to alpha would repeat once per refit.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with recorded() as caught:
             refits.append(
                 fit_laplace(
                     settings,
@@ -387,8 +386,7 @@ def fit_network(
                     break
             first = len(refits)
             evidences.append([])
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+            with recorded() as caught:
                 tuning = tune_alpha(
                     lambda a, t: fit_at(float(a[0]) if scalar else a, t, tuning_config),
                     groups,
@@ -415,8 +413,7 @@ def fit_network(
             rebuilt = []
             if fit.posterior is None or tuning_config != config:
                 structure = (config.hessian_structure, config.subset_of_weights)
-                with warnings.catch_warnings(record=True) as rebuilt:
-                    warnings.simplefilter("always")
+                with recorded() as rebuilt:
                     p, c, j = laplace_posterior(
                         fit.objective, fit.theta, config.hessian, *structure
                     )
@@ -461,9 +458,7 @@ def fit_network(
     if refits[-1] is not fit:  # the last fit tried, not kept
         refits[-1] = refits[-1]._replace(objective=None, posterior=None)
     for caught in kept_warnings:
-        warnings.warn_explicit(
-            caught.message, caught.category, caught.filename, caught.lineno
-        )
+        warn(caught.message, caught.category)
     warn_if_base_rate(fit.objective, fit.theta)
 
     # (5) the posterior's prior precision, at the fixed MAP

@@ -3,14 +3,14 @@
 ``prior_precision_scale="cv"`` scores every row fitted on the folds of
 :func:`content_folds` (each fold's MAP refitted without it, warm-started);
 ``"validation"`` scores the rows :func:`validation_rows` holds out at the
-MAP fitted on the others. Both assign rows by a keyed hash of their content,
-so that copies of a row (an integer sample weight) go together and the row
-order changes nothing. The losses of every scale come back as
-:class:`HeldOutLosses`, from which :mod:`sklaplace._prior_scale` chooses.
+MAP fitted on the others. Both assign rows by a keyed hash of their
+features, so that copies of a row (an integer sample weight) go together and
+neither the row order nor the names of the classes change anything. The
+losses of every scale come back as :class:`HeldOutLosses`, from which
+:mod:`sklaplace._prior_scale` chooses.
 """
 
 import hashlib
-import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -19,6 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklaplace._backend import to_numpy
 from sklaplace._predictive import centring, probit_from_variance
 from sklaplace._prior_scale import ScaledPriorFamily
+from sklaplace._warnings import ignored
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = [
@@ -36,11 +37,12 @@ __all__ = [
 #: Folds of the held-out choice (``"cv"``): with 3, the choice on breast
 #: cancer's 398 training rows was noisy enough to cost 7% of test log loss.
 CV_FOLDS = 5
-#: Loosest tolerance of the folds' MAPs (``MLPClassifier``'s ``tol``, and
-#: ``tol="auto"`` where refits are costly): they only score the prior scales
-#: on a grid 1.33x apart, from the full-data MAP. At the model's 1e-6 the
-#: folds took 1.1-2.1x the iterations on five default fits, for test log
-#: losses within 0.0006 (the benchmark report, session 22).
+#: Tightest tolerance of the folds' MAPs (a looser model ``tol`` is kept;
+#: ``MLPClassifier``'s ``tol``, and ``tol="auto"`` where refits are costly):
+#: they only score the prior scales on a grid 1.33x apart, from the
+#: full-data MAP. At the model's 1e-6 the folds took 1.1-2.1x the iterations
+#: on five default fits, for test log losses within 0.0006 (the benchmark
+#: report, session 22).
 FOLD_TOL = 1e-4
 #: Paired standard errors by which MacKay's fixed point must beat, on
 #: held-out losses, a refit the evidence kept over it (another basin). The
@@ -52,31 +54,34 @@ FOLD_TOL = 1e-4
 BASIN_STANDARD_ERRORS = 2.0
 
 
-def _content_hashes(X, y_index, seed):
-    """Return a keyed 64-bit hash of each row's features and label (uint64).
+def _content_hashes(X, seed):
+    """Return a keyed 64-bit hash of each row's features (uint64).
 
     The features are hashed in single precision: data equal to round-off
     (a scaler run with another BLAS or on a GPU, a float32 copy of the same
     float64 data) must not move a row to another fold, which would change
-    the held-out choice and the model with it.
+    the held-out choice and the model with it. The label is not hashed: its
+    index is the class's place in ``classes_``, so renaming the classes
+    (``"a", "b"`` as ``"b", "a"``) had moved rows between folds and changed
+    the chosen scale of a convex model (1e4 against 1e3 under ``"cv"``).
     """
     key = int(seed).to_bytes(8, "little")
     with np.errstate(over="ignore"):  # beyond float32's range: hashed as inf
         X = np.ascontiguousarray(X, dtype=np.float32)
     X = X + np.float32(0.0)  # -0.0 hashes as 0.0
     hashes = np.empty(X.shape[0], dtype=np.uint64)
-    for i, (row, label) in enumerate(zip(X, y_index)):
-        message = row.tobytes() + int(label).to_bytes(8, "little")
-        digest = hashlib.blake2b(message, digest_size=8, key=key).digest()
+    for i, row in enumerate(X):
+        digest = hashlib.blake2b(row.tobytes(), digest_size=8, key=key).digest()
         hashes[i] = int.from_bytes(digest, "little")
     return hashes
 
 
 def content_folds(X, y_index, n_folds, seed, sample_weight=None):
-    """Fold of each row, from a keyed hash of the row's features and label.
+    """Fold of each row, from a keyed hash of the row's features.
 
-    Identical rows always share a fold, and a row's fold depends on its own
-    content only (but for the class rule below), never on the row order: a
+    Rows of identical features always share a fold, and a row's fold
+    depends on its own features only (but for the class rule below), never
+    on the row order or the classes' names: a
     row with integer weight ``k`` and ``k`` copies of it are held out
     together (sample weights stay equivalent to repetitions).
     The rows of a class whose weight lies wholly in one fold get fold -1:
@@ -84,7 +89,7 @@ def content_folds(X, y_index, n_folds, seed, sample_weight=None):
     seen the class: with a class of two rows in one fold the chosen scale
     fell from 1e4 to 0.13 and the test log loss rose from 0.047 to 0.085).
     """
-    folds = (_content_hashes(X, y_index, seed) % np.uint64(n_folds)).astype(int)
+    folds = (_content_hashes(X, seed) % np.uint64(n_folds)).astype(int)
     for k in range(n_folds):
         out = folds == k
         folds[out & _unfitted_classes(out, y_index, sample_weight)[y_index]] = -1
@@ -102,7 +107,7 @@ def _unfitted_classes(out, y_index, sample_weight=None):
 def validation_rows(X, y_index, fraction, seed, sample_weight=None):
     """Rows held out for ``"validation"``, alpha's or the scale's (boolean mask).
 
-    A row is held out when its keyed content hash, read as a number in
+    A row is held out when its keyed feature hash, read as a number in
     ``[0, 1)``, is below ``fraction``: about that fraction of the rows, with
     the invariances of :func:`content_folds` (copies of a row go together;
     row order changes nothing). A class whose weight would be held out
@@ -110,7 +115,7 @@ def validation_rows(X, y_index, fraction, seed, sample_weight=None):
     one row fell on the held-out side for one seed in ten, leaving a network
     that had never seen it (``sample_weight``, default unit weights).
     """
-    held = _content_hashes(X, y_index, seed) / 2.0**64 < fraction
+    held = _content_hashes(X, seed) / 2.0**64 < fraction
     return held & ~_unfitted_classes(held, y_index, sample_weight)[y_index]
 
 
@@ -247,11 +252,9 @@ def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive, probit=F
         out = folds == k
         if not (np.sum(weight[out]) > 0 and np.sum(weight[~out]) > 0):
             continue
-        with warnings.catch_warnings():
-            # The full-data fit already warned about its own solver and
-            # posterior; a fold's warnings would repeat them.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", LaplaceApproximationWarning)
+        # The full-data fit already warned about its own solver and
+        # posterior; a fold's warnings would repeat them.
+        with ignored(ConvergenceWarning, LaplaceApproximationWarning):
             fold = fit_fold(~out)
         losses.append(
             _heldout_log_losses(

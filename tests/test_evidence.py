@@ -19,6 +19,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 import sklaplace._evidence as evidence_module
+import sklaplace._warnings as package_warnings
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._evidence import (
     EVIDENCE_BOUNDS,
@@ -190,7 +191,7 @@ def test_a_kept_refit_reports_its_own_warnings_and_gammas(monkeypatch):
 
     def tagging(fit):
         seen.append(fit)
-        warnings.warn(f"refit {len(seen) - 1}", _RefitTag, stacklevel=2)
+        package_warnings.warn(f"refit {len(seen) - 1}", _RefitTag)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 import sklaplace._estimator as estimator_module
 import sklaplace._fitting as fitting_module
+import sklaplace._warnings as package_warnings
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._fit_config import FitConfig
 from sklaplace._likelihood import Bernoulli, likelihood_for
@@ -605,7 +606,7 @@ def test_a_superseded_refits_warning_is_recorded_not_raised(monkeypatch):
     def second_warns(*args, **kwargs):
         calls.append(None)
         if len(calls) == 2:
-            warnings.warn("a superseded refit only", UserWarning, stacklevel=2)
+            package_warnings.warn("a superseded refit only", UserWarning)
         return fit_laplace(*args, **kwargs)
 
     monkeypatch.setattr(fitting_module, "fit_laplace", second_warns)

@@ -1,19 +1,22 @@
 """Reliability, concurrency and state.
 
 * Several threads predicting with one fitted estimator get the serial answer.
+* Fits in several threads leave the process's warning filters as they were
+  and every fit's warnings reach the user.
 * A fit that raises, anywhere and with any exception (``KeyboardInterrupt``
   included), leaves the estimator exactly as it was before the call.
 * A refit with other parameters equals a fresh estimator with them.
 """
 
 import copy
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_classification
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 import sklaplace._estimator as estimator_module
 import sklaplace._fitting as fitting_module
@@ -42,6 +45,35 @@ def test_threads_predict_like_a_single_thread(link, structure):
         threaded = list(pool.map(lambda job: getattr(clf, job[0])(job[1]), jobs))
     for expected, got in zip(serial, threaded, strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("alpha", [1.0, "evidence"])
+def test_fits_in_threads_keep_the_warning_filters_and_every_warning(alpha):
+    # A fit holds back its refits' warnings; warnings.catch_warnings, which it
+    # had used, swaps process-wide state, so fits in threads had left
+    # "always" and "ignore" filters installed and lost each other's warnings.
+    def fit(k):  # every other fit stops after one iteration, and warns
+        clf = LaplaceMLPClassifier(
+            (4,), alpha=alpha, max_iter=1 + 199 * (k % 2), random_state=k
+        )
+        return clf.fit(X[:60], Y[:60])
+
+    def issued(record):
+        return sorted((w.category.__name__, str(w.message)) for w in record)
+
+    with warnings.catch_warnings(record=True) as serial:
+        warnings.simplefilter("always")
+        for k in range(16):
+            fit(k)
+    with warnings.catch_warnings(record=True) as threaded:
+        warnings.simplefilter("always")
+        before = list(warnings.filters)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(fit, range(16)))
+        assert warnings.filters == before
+    assert issued(threaded) == issued(serial)
+    stopped = [w for w in serial if issubclass(w.category, ConvergenceWarning)]
+    assert len(stopped) >= 8  # at least one per fit cut short
 
 
 def _state(estimator):

@@ -100,7 +100,14 @@ def _assert_same_model(one, X_one, other, X_other):
 @pytest.mark.parametrize("n_classes", [2, 3])
 @pytest.mark.parametrize("structure", STRUCTURES)
 @pytest.mark.parametrize(
-    "tuning", [{}, {"alpha": "evidence", "prior_precision_scale": "evidence"}]
+    "tuning",
+    [
+        {},
+        {"alpha": "evidence", "prior_precision_scale": "evidence"},
+        {"prior_precision_scale": "cv"},
+        {"prior_precision_scale": "validation"},
+        {"alpha": "validation"},
+    ],
 )
 def test_relabelling_the_classes_permutes_the_probability_columns(
     n_classes, structure, tuning
@@ -112,7 +119,10 @@ def test_relabelling_the_classes_permutes_the_probability_columns(
     and leaves the evidence alone (binary: the single logit changes sign,
     ``p -> 1 - p``). Pins that no class is a reference class anywhere: the
     prior on the output units, the centring of the probit, the evidence
-    tuning of alpha and of the prior scale (which use no held-out rows).
+    tuning of alpha and of the prior scale, and the held-out rows of the
+    folds and the validation split (hashed on the features: the class's
+    index in ``classes_`` had moved rows between folds, and the chosen
+    scale with them).
     """
     X, y, X_test = _data(n_classes)
     names = np.array(["zeta", "alpha", "mu"])[:n_classes]  # sorted: 1, 2, 0 / 1, 0

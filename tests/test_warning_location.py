@@ -56,6 +56,22 @@ def test_warnings_of_the_kept_evidence_refit_point_at_the_fit_call():
     _only_from_here(record, ConvergenceWarning)
 
 
+@pytest.mark.parametrize("alpha", [1.0, "evidence"])
+def test_a_filter_on_the_callers_module_silences_the_fits_warnings(alpha):
+    # A refit's warnings are held back and issued again once a refit is
+    # kept; issued with the file's path for module, they had escaped a
+    # filter on the caller's module (as MLPClassifier's do not).
+    clf = LaplaceMLPClassifier((3,), alpha=alpha, max_iter=1, random_state=0)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=ConvergenceWarning, module=__name__)
+        clf.fit(X, Y)
+    assert not [w for w in record if issubclass(w.category, ConvergenceWarning)]
+    with pytest.warns(ConvergenceWarning) as record:  # not silenced otherwise
+        clf.fit(X, Y)
+    _only_from_here(record, ConvergenceWarning)
+
+
 def test_input_warnings_point_at_the_fit_call():
     with pytest.warns(FeatureScaleWarning) as record:
         LaplaceMLPClassifier((3,), **FIXED).fit(X * [1.0, 300.0, 1.0, 1.0], Y)
@@ -115,3 +131,28 @@ def test_sklaplace_warnings_are_user_warnings(category):
         warnings.simplefilter("error", UserWarning)
         with pytest.raises(category):
             warnings.warn("message", category, stacklevel=1)
+
+
+def test_held_back_warnings_go_to_the_innermost_handler_that_takes_them():
+    """``recorded`` keeps a thread's warnings in order; ``ignored`` drops its
+    categories (subclasses too) and passes the others outwards; outside
+    both, a warning is issued from the caller's line."""
+    issue = _warnings.warn
+    with _warnings.recorded() as outer:
+        issue("a", FeatureScaleWarning)
+        with _warnings.ignored(ConvergenceWarning, LaplaceApproximationWarning):
+            issue("dropped", ConvergenceWarning)
+            issue("passed on", BaseRateWarning)
+            with _warnings.recorded() as inner:
+                issue("inner", ConvergenceWarning)
+            issue("dropped too", LaplaceApproximationWarning)
+        issue("b", ConvergenceWarning)
+    assert outer == [
+        ("a", FeatureScaleWarning),
+        ("passed on", BaseRateWarning),
+        ("b", ConvergenceWarning),
+    ]
+    assert inner == [("inner", ConvergenceWarning)]
+    with pytest.warns(FeatureScaleWarning, match="^out$") as record:
+        issue("out", FeatureScaleWarning)
+    assert [w.filename for w in record] == [__file__]
