@@ -80,9 +80,14 @@ class FittedLaplaceMixin:
         No refit: the MAP and the data part of the posterior precision are
         kept, and only the prior changes (``P = P_data + A``). The default
         arguments give ``log_marginal_likelihood_``, the evidence at the MAP's
-        own prior (not at ``prior_precision_scale_`` times it). This is the
-        quantity MacKay's updates make stationary (at this MAP); use it to
-        plot the evidence against ``alpha``.
+        own prior (not at ``prior_precision_scale_`` times it); use it to
+        plot the evidence against ``alpha``. It is the quantity MacKay's
+        updates make stationary (at this MAP) where the posterior is the one
+        they tuned on, the GGN of all weights, full or Kronecker-factored;
+        with ``hessian="exact"``, a diagonal or a last-layer posterior it is
+        this posterior's evidence, whose peak may lie elsewhere (a 3-class
+        fit's last layer: 2.3 nats higher at alpha 0.23 than at ``alpha_``
+        0.34).
 
         Parameters
         ----------
