@@ -188,11 +188,14 @@ def overrule_by_held_out(kept, challengers, held_out, tol, agrees=None):
     on folds solved to ``tol``: warm-started folds favour the less
     regularised fit, the looser they are the more (on a 4-feature XOR a
     fixed point led by 2.1 errors at 1e-4 and by 0.9 at 1e-6, and lost on
-    test rows). A challenger that wins becomes the one the next must beat,
-    and its confirmed losses (at ``tol``) both choose its scale and screen
-    the next challenger (a screen at ``FOLD_TOL`` against them only lets
-    more through to the confirmation); one that is the same fixed point as
-    a fit weighed already (:func:`same_fixed_point`) is skipped.
+    test rows). A challenger that wins becomes the one the next must beat:
+    its screening losses screen the next challenger, its confirmed losses
+    (at ``tol``) confirm it and choose its scale. (Screens compare like with
+    like: with ``"loo"`` they are leave-one-out losses over every row, the
+    confirmations folds' over the rows the folds hold out, and a screen
+    against the winner's confirmed losses had paired rows of two orders,
+    or failed on their counts.) One that is the same fixed point as a fit
+    weighed already (:func:`same_fixed_point`) is skipped.
 
     Parameters
     ----------
@@ -220,11 +223,11 @@ def overrule_by_held_out(kept, challengers, held_out, tol, agrees=None):
         The held-out losses of the returned fit that choose its scale
         (``None`` where none were computed).
     """
-    scale_losses = confirmed = None
+    scale_losses = screen = confirmed = None
     weighed = [(kept[0].log_likelihood, kept[1])]  # not the fits: no posteriors
     for challenger in challengers:
         if scale_losses is None:
-            scale_losses = held_out(kept[0], FOLD_TOL)
+            scale_losses = screen = held_out(kept[0], FOLD_TOL)
             if scale_losses is None:
                 break
         other = challenger()
@@ -236,11 +239,13 @@ def overrule_by_held_out(kept, challengers, held_out, tol, agrees=None):
         if agrees is not None and not agrees(other[0], kept[0]):
             del other
             continue
-        if basin_beats(held_out(other[0], FOLD_TOL), scale_losses):
+        trial = held_out(other[0], FOLD_TOL)
+        if basin_beats(trial, screen):
             other_losses = held_out(other[0], tol, confirm=True)
             if confirmed is None:
                 confirmed = held_out(kept[0], tol, confirm=True)
             if basin_beats(other_losses, confirmed):
-                kept, scale_losses, confirmed = other, other_losses, other_losses
+                kept, screen = other, trial
+                scale_losses = confirmed = other_losses
         del other  # the loser's posterior is not held while the next is built
     return kept, scale_losses

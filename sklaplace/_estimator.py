@@ -269,8 +269,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     n_hessian_products_ : int
         Hessian-vector products of ``"newton-cg"`` (else 0), summed like ``n_iter_``.
     gradient_history_ : list of float
-        Scaled gradient at the start and after each solver iteration, of
-        every fit that tunes alpha in turn (the last fit run may not be kept).
+        Scaled gradient at the start and after each solver iteration that
+        moved (a Newton solver's last iteration that found no acceptable
+        step counts in ``n_iter_`` but adds none), of every fit that tunes
+        alpha in turn (the last fit run may not be kept).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (``n_features_in_``,)

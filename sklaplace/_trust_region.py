@@ -28,11 +28,13 @@ class MapResult(NamedTuple):
     gradient_norm : float
         Scaled gradient at ``theta`` (see module docstring).
     n_iter : int
-        Iterations taken.
+        Iterations taken, a last one that found no acceptable step included
+        (SciPy's L-BFGS does not count that one).
     converged : bool
         Whether ``gradient_norm <= tol``.
     gradient_history : list of float
-        Scaled gradient at the start and after every iteration.
+        Scaled gradient at the start and after every iteration that moved
+        (one fewer than ``n_iter + 1`` after a stall).
     n_hessian_products : int
         Hessian-vector products taken (``"newton-cg"``; 0 for the others).
     out_of_iterations : bool
@@ -102,7 +104,8 @@ class TrustRegionSolver:
         """Loss at ``candidate`` against the ``predicted`` decrease.
 
         Returns ``(rho, loss, gradient, accept)``: ``rho`` is the actual over
-        the predicted decrease, and the step is accepted when ``rho > 1e-4``.
+        the predicted decrease (``-inf`` where the loss is not finite), and
+        the step is accepted when ``rho > 1e-4``.
         Sets ``candidate_forward``, the forward pass at ``candidate``.
         Near the optimum the loss may stop changing in floating point; a step
         is then accepted when the gradient falls.
@@ -113,6 +116,11 @@ class TrustRegionSolver:
         actual = self.loss_value - loss
         rounding = 16 * np.finfo(np.float64).eps * max(abs(self.loss_value), 1.0)
         rho = actual / predicted if predicted > 0 else -1.0
+        if not np.isfinite(loss):
+            # The worst of ratios, so the region shrinks: a NaN loss had
+            # given a NaN ratio, which neither shrank nor grew it, and
+            # Newton-CG had retried the same step until it gave up.
+            rho = -np.inf
         flat_but_better = abs(actual) <= rounding and (
             self._scaled_norm(gradient) < self.gradient_norm
         )

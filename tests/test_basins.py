@@ -320,9 +320,42 @@ def test_a_winner_is_the_one_the_next_challenger_is_confirmed_against():
         (0.5, FOLD_TOL),  # screened
         (0.5, TOL),  # confirmed ...
         (1.0, TOL),  # ... against the kept fit's at tol
-        (0.1, FOLD_TOL),  # screened against the winner's (tol) losses
-        (0.1, TOL),  # confirmed against them: not better than 0.3
+        (0.1, FOLD_TOL),  # screened against the winner's screening losses
+        (0.1, TOL),  # confirmed against its tol ones: not better than 0.3
     ]
+
+
+def test_a_winner_screens_the_next_challenger_with_losses_of_the_screens_kind():
+    """Screens compare like with like. With ``"loo"`` a screen is leave-one-out
+    over every row (five here) and a confirmation folds' over the rows they
+    hold out (four): the next challenger's screen is weighed against the
+    winner's screening losses. Against its confirmed losses (four rows) the
+    rows had been paired across two orders, or, as here, failed on their
+    counts."""
+    screen = {1.0: 0.5, 0.5: 0.3, 0.1: 0.2}  # leave-one-out, five rows
+    confirm = {1.0: 0.5, 0.5: 0.3, 0.1: 0.25}  # folds, four rows
+    calls = []
+
+    def fit(alpha, log_likelihood):
+        return (SimpleNamespace(name=alpha, log_likelihood=log_likelihood), alpha)
+
+    def held_out(fit, fold_tol, confirm_=False):
+        calls.append((fit.name, fold_tol))
+        if fold_tol == TOL:
+            return _losses(confirm[fit.name])
+        noise = np.array([[0.01], [-0.01], [0.01], [-0.01], [0.0]])
+        return HeldOutLosses(screen[fit.name] + noise, np.ones(5))
+
+    kept, scale_losses = sklaplace._basins.overrule_by_held_out(
+        fit(1.0, -10.0),
+        [partial(fit, 0.5, -8.0), partial(fit, 0.1, -5.0)],
+        lambda fit, fold_tol, confirm=False: held_out(fit, fold_tol, confirm),
+        TOL,
+    )
+    # 0.1 screens past 0.5 (0.2 against 0.3, five rows each) and is
+    # confirmed (0.25 against 0.3, four rows each).
+    assert kept[1] == 0.1 and np.mean(scale_losses.losses) == pytest.approx(0.25)
+    assert calls[-2:] == [(0.1, FOLD_TOL), (0.1, TOL)]
 
 
 def test_folds_weigh_only_a_challenger_leave_one_out_favours():

@@ -117,10 +117,30 @@ def test_without_a_predicted_decrease_rho_is_minus_one():
 
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
 def test_a_non_finite_loss_is_rejected(bad):
-    """Overflow at the candidate rejects it, whatever its gradient."""
+    """Overflow at the candidate rejects it, whatever its gradient, with the
+    worst gain ratio, so that a trust region shrinks (a NaN ratio had left
+    Newton-CG's region as it was, and the same step was retried)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        assert not _accepts(bad, 0.0, predicted=0.1)[1]
+        rho, accept = _accepts(bad, 0.0, predicted=0.1)
+    assert not accept and rho == -np.inf
+
+
+def test_newton_cg_shrinks_its_region_after_a_nan_loss():
+    """The ratio of a NaN loss shrinks Newton-CG's region to a quarter of the
+    step, as an infinite loss's does (a NaN ratio had left it as it was, and
+    the same step was retried until the solver gave up)."""
+    from sklaplace._newton_cg import NewtonCGSolver
+
+    solver = object.__new__(NewtonCGSolver)  # only the region's state
+    solver.objective, solver.m = STUB, np.ones(2)
+    for bad in (np.nan, np.inf):
+        solver.step, solver.radius = np.array([3.0, 4.0]), 5.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rho = _accepts(bad, 0.0, predicted=0.1)[0]
+        solver.update_region(rho)
+        assert solver.radius == pytest.approx(1.25, rel=1e-12)
 
 
 def test_the_warning_says_why_the_solver_stopped():
@@ -210,6 +230,7 @@ def test_a_step_that_cannot_change_theta_stalls_at_once():
         result = solver.solve(np.array([1.0, 0.5]))
     assert solver.trials == [0] and not solver.judged
     assert result.n_iter == 1 and not result.converged
+    assert len(result.gradient_history) == result.n_iter  # no point was added
     assert not result.out_of_iterations
 
 
