@@ -291,11 +291,11 @@ class GramAccumulator:
     def add(self, F):
         """Add ``F.T @ F`` for a chunk ``F`` of shape (rows, n)."""
         if self.use_syrk:
-            syrk = (
-                scipy.linalg.blas.dsyrk
-                if F.dtype == np.float64
-                else scipy.linalg.blas.ssyrk
-            )
+            # The result's dtype decides: a float32 chunk had chosen ssyrk,
+            # which cast a float64 result down for good.
+            double = self.gram.dtype == np.float64
+            syrk = scipy.linalg.blas.dsyrk if double else scipy.linalg.blas.ssyrk
+            F = F if F.dtype == self.gram.dtype else F.astype(self.gram.dtype)
             # F is C-ordered, so F.T is Fortran-ordered: no copy of F.
             self.gram = syrk(1.0, F.T, beta=1.0, c=self.gram, overwrite_c=1, lower=0)
         else:

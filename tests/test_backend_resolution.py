@@ -251,6 +251,24 @@ def test_gram_accumulator_is_the_full_symmetric_sum_beyond_one_mirror_block(
     np.testing.assert_allclose(G, expected, rtol=rtol, atol=rtol * 10)
 
 
+def test_gram_accumulator_keeps_its_own_dtype_whatever_the_chunks():
+    """A float32 chunk added to a float64 accumulator is summed in float64 (it
+    had chosen ``ssyrk``, which cast the result to float32 for good), and a
+    float64 chunk to a float32 one in float32."""
+    rng = np.random.default_rng(6)
+    chunks = [rng.normal(size=(4, 5)) for _ in range(3)]
+    for dtype, other in [(np.float64, np.float32), (np.float32, np.float64)]:
+        acc = GramAccumulator(np, 5, dtype)
+        for i, F in enumerate(chunks):
+            acc.add(F.astype(other if i == 1 else dtype))
+        G = acc.result()
+        cast = [F.astype(other if i == 1 else dtype) for i, F in enumerate(chunks)]
+        expected = sum(F.astype(np.float64).T @ F.astype(np.float64) for F in cast)
+        assert G.dtype == dtype
+        rtol = 1e-13 if dtype == np.float64 else 1e-6
+        np.testing.assert_allclose(G, expected, rtol=rtol, atol=rtol)
+
+
 def test_gram_accumulator_in_another_namespace_is_the_plain_product():
     """Outside NumPy the accumulator sums plain products ``F.T @ F`` in the
     chunks' namespace and dtype."""
