@@ -18,7 +18,9 @@ logits), both for one unit of its weight, leaving it out
 
 Both need only the ``K x K`` matrices ``S_i(c)`` the posteriors of every
 scale give at once (:class:`~sklaplace._prior_family.ScaledPriorFamily`): no
-fold is refitted. A row of integer weight ``k`` stands for ``k`` copies,
+fold is refitted. A diagonal or Kronecker posterior holds only the diagonal
+of the rows' curvature (in its eigenbasis): the row leaves with its part of
+that diagonal instead (:mod:`sklaplace._loo_structured`). A row of integer weight ``k`` stands for ``k`` copies,
 each left out in turn, so one unit of weight is removed and the loss
 counts ``k`` times (a fractional weight below 1 is one partial row,
 removed whole); the losses are those of copies and weights alike.
