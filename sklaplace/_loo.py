@@ -18,9 +18,7 @@ logits), both for one unit of its weight, leaving it out
 
 Both need only the ``K x K`` matrices ``S_i(c)`` the posteriors of every
 scale give at once (:class:`~sklaplace._prior_family.ScaledPriorFamily`): no
-fold is refitted. A diagonal or Kronecker posterior holds only the diagonal
-of the rows' curvature (in its eigenbasis): the row leaves with its part of
-that diagonal instead (:mod:`sklaplace._loo_structured`). A row of integer weight ``k`` stands for ``k`` copies,
+fold is refitted. A row of integer weight ``k`` stands for ``k`` copies,
 each left out in turn, so one unit of weight is removed and the loss
 counts ``k`` times (a fractional weight below 1 is one partial row,
 removed whole); the losses are those of copies and weights alike.
@@ -31,7 +29,6 @@ import numpy as np
 from sklaplace import _memory
 from sklaplace._backend import to_numpy
 from sklaplace._held_out import HeldOutLosses
-from sklaplace._loo_structured import holds_rows_diagonally, variances_without_rows
 from sklaplace._prior_family import ScaledPriorFamily
 
 __all__ = ["loo_log_losses", "without_row"]
@@ -137,19 +134,13 @@ def _left_out_losses(
     """Rows' left-out log losses at ``grid[1:]`` (``grid[0]``: the MAP's scale)."""
     unit = xp.asarray(removed, dtype=logits.dtype)
     Y = likelihood.encode(xp, xp.asarray(labels), logits.shape[1], logits.dtype)
-    R = likelihood.hessian_factor(xp, logits, unit)
+    R = likelihood.hessian_factor(xp, logits, unit)[:, None, :, :]
     residual = likelihood.residual(xp, logits, Y, unit)[:, None, :, None]
+    S = family.functional_variance_grid(xp, J, grid)
     with np.errstate(all="ignore"):
-        if holds_rows_diagonally(family.posterior):
-            # The row's curvature out as the posterior holds it (NaN where
-            # a scale's precision is not positive definite).
-            removed = [_without_rows_at(xp, family.posterior_at(c), J, R) for c in grid]
-            own, covariance = removed[0][:, None, ...], xp.stack(removed[1:], axis=1)
-        else:
-            S = family.functional_variance_grid(xp, J, grid)
-            own = without_row(xp, S[:, :1, ...], R[:, None, ...])
-            covariance = without_row(xp, S[:, 1:, ...], R[:, None, ...])
+        own = without_row(xp, S[:, :1, ...], R)
         mean = logits + (own @ residual)[:, 0, :, 0]
+        covariance = without_row(xp, S[:, 1:, ...], R)
         n, n_scales, K = covariance.shape[:3]
         mean = xp.broadcast_to(mean[:, None, :], (n, n_scales, K))
         # Without a row an exact (indefinite) Hessian's precision can be
@@ -168,14 +159,6 @@ def _left_out_losses(
         log_proba = xp.reshape(likelihood.log_proba(xp, moderated), (n, n_scales, -1))
     losses = -to_numpy(log_proba)[np.arange(n), :, labels]
     return np.where(to_numpy(finite), losses, np.inf)
-
-
-def _without_rows_at(xp, posterior, J, R):
-    """:func:`variances_without_rows` at one scale; NaN where it is undefined."""
-    n, K = J.shape[:2]
-    if posterior is None:
-        return xp.full((n, K, K), np.nan, dtype=R.dtype)
-    return variances_without_rows(xp, posterior, J, R)
 
 
 def _row_chunks(n_rows, n_outputs, n_params, n_scales, all_at_once=True):

@@ -211,7 +211,7 @@ class ScaledPriorFamily:
             other = self.prior[: self.offset]
             other = np.sum(np.log(scale * other[other > 0]))
             return float(np.sum(np.log(shifted)) + own + other)
-        posterior = self.posterior_at(scale)
+        posterior = self._posterior_at(scale)
         return np.nan if posterior is None else posterior.log_det_precision()
 
     def _own_columns(self, xp, J):
@@ -413,7 +413,7 @@ class ScaledPriorFamily:
             self._inverses[key] = inverse
         return inverse
 
-    def posterior_at(self, scale):
+    def _posterior_at(self, scale):
         """Return the posterior at ``scale`` (None: not positive definite)."""
         if self._kept is not None and scale in self._kept:
             return self._kept[scale]
@@ -426,5 +426,5 @@ class ScaledPriorFamily:
         return posterior
 
     def _one_variance(self, xp, J, scale):
-        posterior = self.posterior_at(scale)
+        posterior = self._posterior_at(scale)
         return None if posterior is None else posterior.functional_variance(xp, J)

@@ -79,25 +79,20 @@ def _diagonal_probit(xp, mean, cov):
     return mean / xp.sqrt(1.0 + np.pi / 8.0 * xp.linalg.diagonal(cov))
 
 
-def _losses_from_scratch(
-    scales, rows=None, weights=_WEIGHTS, J=_J, prior=_PRIOR, diagonal=False
-):
+def _losses_from_scratch(scales, rows=None, weights=_WEIGHTS, J=_J, prior=_PRIOR):
     """Each row left out: its curvature and residual out of the precision.
 
     ``rows`` (default: all) are scored, each removing ``min(weight, 1)``;
-    the MAP's precision is the fit's (``_WEIGHTS`` on every row). With
-    ``diagonal`` the posterior keeps only the diagonal of the data's
-    curvature, and the row's part of that diagonal is what leaves.
+    the MAP's precision is the fit's (``_WEIGHTS`` on every row).
     """
     rows = np.arange(_N) if rows is None else rows
     Lam = _output_hessians(_F)
-    kept = (lambda M: np.diag(np.diag(M))) if diagonal else (lambda M: M)
-    P_data = kept(np.einsum("n,nkw,nkl,nlv->wv", _WEIGHTS, J, Lam, J))
+    P_data = np.einsum("n,nkw,nkl,nlv->wv", _WEIGHTS, J, Lam, J)
     Y = np.eye(_K)[_LABELS]
     losses = np.empty((len(rows), len(scales)))
     for r, (i, w) in enumerate(zip(rows, weights)):
         u = min(w, 1.0)
-        out = P_data - u * kept(J[i].T @ Lam[i] @ J[i])
+        out = P_data - u * J[i].T @ Lam[i] @ J[i]
         residual = u * (_softmax(_F)[i] - Y[i])
         newton = np.linalg.solve(out + np.diag(prior), J[i].T @ residual)
         mean = _F[i] + J[i] @ newton
@@ -119,78 +114,6 @@ def test_loo_losses_leave_each_row_out_of_the_map_and_the_posterior(namespace):
     np.testing.assert_allclose(result.losses, _losses_from_scratch(scales), rtol=1e-10)
     # Row 0's class would be unseen without it; row 3 has no weight.
     np.testing.assert_array_equal(result.weights, [0.0, 2.0, 0.5, 0.0, 1.0, 3.0])
-
-
-@pytest.mark.parametrize("namespace", ["numpy", "array_api_strict"])
-def test_a_diagonal_posterior_leaves_out_the_rows_part_of_its_diagonal(namespace):
-    # The diagonal posterior holds diag(sum_n J_n' Lambda_n J_n) + A: a row
-    # leaves with its own part of that diagonal. Its whole curvature taken
-    # out (Woodbury) had left an indefinite precision for some rows: negative
-    # left-out variances, clamped to 0 by the probit.
-    xp = pytest.importorskip(namespace)
-    precision = np.diag(_data_precision()) + _PRIOR
-    fit = _hand_fit(xp)
-    fit.posterior = DiagPosterior(precision)
-    scales = np.array([0.05, 1.0, 7.0, 300.0])
-    data = (np.arange(_N, dtype=float)[:, None], _LABELS, _WEIGHTS)
-    result = loo_log_losses(fit, _hand_jacobians(xp), data, scales, _diagonal_probit)
-    expected = _losses_from_scratch(scales, diagonal=True)
-    np.testing.assert_allclose(result.losses, expected, rtol=1e-10)
-    np.testing.assert_array_equal(result.weights, [0.0, 2.0, 0.5, 0.0, 1.0, 3.0])
-
-
-def _kron_fit_and_rows(subset="all"):
-    """A Kronecker posterior of a 3-class fit, its rows' factored Jacobians
-    and output-Hessian factors (one unit of weight)."""
-    from sklaplace._predictive import jacobian_chunks
-
-    X, y = make_classification(
-        80, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0
-    )
-    clf = LaplaceMLPClassifier(
-        (4,),
-        alpha=0.5,
-        hessian_structure="kron",
-        subset_of_weights=subset,
-        prior_precision_scale=1.0,
-        random_state=0,
-    ).fit(X, y)
-    posterior, layout = clf.posterior_, clf._layout()
-    theta = layout.pack(np, clf.coefs_, clf.intercepts_)
-    (logits, J), *_ = jacobian_chunks(
-        np, layout, theta, clf._activation, posterior, X[:40]
-    )
-    R = likelihood_for(3).hessian_factor(np, logits, np.ones(40))
-    return posterior, J, R
-
-
-@pytest.mark.parametrize("subset", ["all", "last_layer"])
-def test_a_kronecker_posterior_leaves_out_the_rows_part_of_its_eigenvalues(subset):
-    # Each layer's precision is diagonal in its eigenbasis M = S kron V
-    # (M' P_l M = diag(E), E the corrected eigenvalues): the row leaves
-    # with diag(M' J_l' Lambda J_l M), its part of E. Reference: dense M.
-    from sklaplace._jacobian import FactoredJacobian
-    from sklaplace._loo_structured import variances_without_rows
-
-    posterior, J, R = _kron_fit_and_rows(subset)
-    own = posterior.inner if subset == "last_layer" else posterior
-    factors = J.last_layer() if subset == "last_layer" else J
-    assert isinstance(J, FactoredJacobian)
-    Lam = np.swapaxes(R, 1, 2) @ R
-    expected = 0.0
-    for block, a, d in zip(own.blocks, factors.inputs, factors.deltas):
-        M = np.kron(block.S, block.V)
-        J_l = (a[:, None, :, None] * d[:, :, None, :]).reshape(len(a), 3, -1)
-        B = J_l @ M
-        g = np.einsum("nkw,nkl,nlw->nw", B, Lam, B)
-        E = block.eigenvalues().ravel()
-        assert np.all(E[None, :] - g > 0)  # the row's part is one summand
-        expected = expected + np.einsum("nkw,nw,nlw->nkl", B, 1.0 / (E - g), B)
-    got = variances_without_rows(np, posterior, J, R)
-    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-14)
-    # Leaving a row out adds variance: S_{-i} - S_i is positive semidefinite.
-    added = got - posterior.functional_variance(np, J)
-    assert np.min(np.linalg.eigvalsh(added)) > -1e-12
 
 
 def test_no_row_that_counts_gives_no_losses():
