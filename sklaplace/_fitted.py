@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from sklaplace._backend import get_namespace, resolve_backend, to_numpy
 from sklaplace._evidence_at_prior import log_evidence_at_prior, replace_prior
 from sklaplace._likelihood import likelihood_for
-from sklaplace._network import ParamLayout
+from sklaplace._network import ParamLayout, forward
 from sklaplace._predictive import (
     latent_gaussian,
     moderated_logits,
@@ -166,8 +166,8 @@ class FittedLaplaceMixin:
             [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
         )
 
-    def _latent(self, X):
-        """Logit mean and covariance in the prediction namespace, in row batches."""
+    def _weights(self):
+        """Return the prediction namespace, the layout and ``theta`` in it."""
         xp = self._predict_namespace()
         layout = self._layout()
         theta = layout.pack(
@@ -175,6 +175,19 @@ class FittedLaplaceMixin:
             [xp.asarray(c) for c in self.coefs_],
             [xp.asarray(b) for b in self.intercepts_],
         )
+        return xp, layout, theta
+
+    def _map_logits(self, X):
+        """Logits at the MAP: the plug-in needs no Jacobian nor posterior."""
+        xp, layout, theta = self._weights()
+        with np.errstate(over="ignore", invalid="ignore"):
+            logits = forward(xp, layout, theta, xp.asarray(X), self._activation).logits
+        check_finite_rows(xp, "logits", logits, inputs=X)
+        return xp, logits
+
+    def _latent(self, X):
+        """Logit mean and covariance in the prediction namespace, in row batches."""
+        xp, layout, theta = self._weights()
         mask = getattr(self, "pruned_mask_", None)
         keep = None if mask is None else xp.asarray((~mask).astype(np.float64))
         # Inputs far outside the training range may overflow: no NumPy
@@ -223,6 +236,10 @@ class FittedLaplaceMixin:
         # had named neither).
         self._validate_params()
         X = validate_features(self, X, reset=False)
+        if self.link_approx == "map":
+            # The plug-in ignores the covariance, whose Jacobians cost
+            # n_samples * n_outputs * n_params**2 with a full posterior.
+            return self._map_logits(X)
         rows = predictive_rows_per_chunk(
             self.link_approx, self.n_outputs_, self.n_mc_samples
         )

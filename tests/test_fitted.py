@@ -159,3 +159,42 @@ def test_prediction_settings_changed_after_fit_are_validated(iris, param, value)
     clf.set_params(link_approx="map", n_mc_samples=100)
     mean, _ = clf.latent_mean_and_variance(X[:2])
     np.testing.assert_allclose(clf.decision_function(X[:2]), mean, rtol=1e-12)
+
+
+class _NoPosterior:
+    """Stands in for ``posterior_``: any use of it fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the plug-in read posterior_.{name}")
+
+
+@pytest.mark.parametrize("structure", ["full", "kron", "diag"])
+def test_the_plug_in_predicts_from_the_weights_alone(iris, structure):
+    """``link_approx="map"`` is the softmax of the MAP's logits: it needs no
+    Jacobian nor posterior (it had built both, so plug-in predictions cost
+    what the Laplace predictive does: 13.8 s for 30,000 rows with a full
+    posterior, W = 2,504). The reference is the network written out by hand;
+    rows whose logits overflow are still refused by name."""
+    X, y = iris
+    clf = LaplaceMLPClassifier(
+        (4,),
+        activation="tanh",
+        alpha=1.0,
+        prior_precision_scale=1.0,
+        hessian_structure=structure,
+        link_approx="map",
+        random_state=0,
+    ).fit(X, y)
+    clf.posterior_ = _NoPosterior()
+    hidden = np.tanh(X @ clf.coefs_[0] + clf.intercepts_[0])
+    logits = hidden @ clf.coefs_[1] + clf.intercepts_[1]
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-12)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), expected, rtol=1e-12)
+    np.testing.assert_allclose(clf.decision_function(X), logits, rtol=1e-12)
+    np.testing.assert_array_equal(clf.predict(X), np.argmax(logits, axis=1))
+    # Every hidden unit at tanh(10) and output weights of 1e308: logits of inf.
+    clf.coefs_[0][...], clf.intercepts_[0][...], clf.coefs_[1][...] = 0.0, 10.0, 1e308
+    with pytest.raises(ValueError, match="The logits overflowed"):
+        clf.predict_proba(X[:2])
