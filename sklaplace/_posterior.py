@@ -247,6 +247,14 @@ class DiagPosterior:
         """Posterior of the other parameters given ``theta[fixed] = 0``."""
         return DiagPosterior(np.where(fixed, 1.0, self.precision))
 
+    def pinned(self, fixed):
+        """Posterior with no variance at ``fixed`` (their precision infinite).
+
+        What zeroing ``J``'s columns there gives :meth:`functional_variance`;
+        not a posterior to factor or take ``log det`` of.
+        """
+        return DiagPosterior(np.where(fixed, np.inf, self.precision))
+
     def covariance_diagonal(self, xp):
         """``1 / P_ii``."""
         return 1.0 / xp.asarray(self.precision)

@@ -66,20 +66,33 @@ def check_refit_posterior(hessian_structure, subset_of_weights):
         )
 
 
-def _precision_and_theta(estimator):
+def _theta(estimator):
     layout = estimator._layout()
-    theta = layout.pack(np, estimator.coefs_, estimator.intercepts_)
-    posterior = estimator.posterior_
-    # The objective's Hessian at the MAP: the posterior's prior scale undone.
-    unscale = (1.0 - estimator.prior_precision_scale_) * np.where(
+    return layout.pack(np, estimator.coefs_, estimator.intercepts_), layout
+
+
+def _unscale(estimator):
+    """Return what undoes the posterior's prior scale on the diagonal of ``H``."""
+    return (1.0 - estimator.prior_precision_scale_) * np.where(
         _pruned(estimator), 0.0, estimator.prior_precision_
     )
+
+
+def _hessian(estimator):
+    """Return the MAP objective's Hessian ``H`` (a full posterior's; ``O(W^3)``)."""
+    L = estimator.posterior_.cholesky_factor
+    H = L @ L.T
+    H[np.diag_indices_from(H)] += _unscale(estimator)
+    return H
+
+
+def _hessian_diagonal(estimator):
+    """``diag(H)`` with no ``W x W`` array: a full factor's squared row norms."""
+    posterior = estimator.posterior_
     if posterior.structure == "full":
         L = posterior.cholesky_factor
-        H = L @ L.T
-        H[np.diag_indices_from(H)] += unscale
-        return H, theta, layout
-    return np.diag(posterior.precision + unscale), theta, layout
+        return np.einsum("ij,ij->i", L, L) + _unscale(estimator)
+    return posterior.precision + _unscale(estimator)
 
 
 def _pruned(estimator):
@@ -140,16 +153,27 @@ def saliencies(estimator, *, method="obs"):
     (15,)
     """
     _check(estimator, method)
-    H, theta, layout = _precision_and_theta(estimator)
+    theta, layout = _theta(estimator)
     candidates = ~layout.bias_mask() & ~_pruned(estimator)
     if method == "magnitude":
         values = np.abs(theta)
-    elif method == "obd":
-        values = 0.5 * np.diag(H) * theta**2
+    elif method == "obd" or _obs_is_obd(estimator):
+        values = 0.5 * _hessian_diagonal(estimator) * theta**2
     else:
-        covariance = _conditional_covariance(H, _pruned(estimator))
+        covariance = _conditional_covariance(_hessian(estimator), _pruned(estimator))
         return _obs_saliency(theta, np.diag(covariance), candidates)
     return np.where(candidates, values, np.inf)
+
+
+def _obs_is_obd(estimator):
+    """Whether ``H`` is diagonal: OBS's correction then moves no other weight.
+
+    ``[H^{-1}]_qq = 1 / H_qq`` and conditioning leaves the other variances
+    as they were, so OBS's saliencies and one-at-a-time removals are OBD's
+    (and take no ``W x W`` array: the default's posterior is diagonal on
+    the networks too large for a full one).
+    """
+    return estimator.posterior_.structure == "diag"
 
 
 def _obs_saliency(theta, variance, candidates):
@@ -245,6 +269,8 @@ def prune(estimator, fraction, *, method="obs"):
         precision is singular or nearly so (``posterior_jitter_ > 0``, or a
         fit that warned the precision is nearly singular) it falls back to
         OBD with a :class:`~sklaplace.exceptions.LaplaceApproximationWarning`.
+        On a diagonal posterior OBS is OBD (each correction moves only the
+        removed weight), in ``O(n_params)`` time and memory.
 
     Returns
     -------
@@ -294,16 +320,18 @@ def prune(estimator, fraction, *, method="obs"):
         raise TypeError(f"fraction must be a real number, got {fraction!r}.")
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}.")
-    H, theta, layout = _precision_and_theta(estimator)
+    theta, layout = _theta(estimator)
     weights = ~layout.bias_mask()
     already = _pruned(estimator)
     n_already = int(np.sum(already & weights))
     n_remove = max(int(round(fraction * weights.sum())) - n_already, 0)
     candidates = weights & ~already
-    if method == "obs" and n_remove and not _obs_is_reliable(estimator):
+    if method == "obs" and (_obs_is_obd(estimator) or not n_remove):
+        method = "obd"
+    elif method == "obs" and not _obs_is_reliable(estimator):
         method = "obd"
     if method == "obs":
-        covariance = _conditional_covariance(H, already)
+        covariance = _conditional_covariance(_hessian(estimator), already)
         theta, removed = _obs_remove(theta, covariance, n_remove, candidates)
     else:
         order = np.argsort(saliencies(estimator, method=method), kind="stable")

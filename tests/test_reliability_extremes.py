@@ -297,7 +297,15 @@ def test_overflowing_predictions_are_a_clear_error_not_nan(link):
         (), link_approx=link, random_state=0, hessian_structure="full"
     ).fit(X3, Y3)
     X = X3[:4].copy()
-    X[2] *= 1e200  # one row's logits and variance overflow
+    X[2] *= 1e200  # one row's variance overflows; its logits, about 1e200, do not
+    if link == "map":
+        # The plug-in reads the logits alone: it answers that row (the
+        # softmax of logits 1e200 apart is one-hot) and refuses a row whose
+        # logits overflow (it had refused both, on the unused variance).
+        logits = X[2] @ clf.coefs_[0] + clf.intercepts_[0]
+        expected = np.eye(3)[np.argmax(logits)]
+        np.testing.assert_array_equal(clf.predict_proba(X)[2], expected)
+        X[2] = 1e308 * np.sign(clf.coefs_[0][:, 1])  # class 1's logit: inf
     with np.errstate(over="ignore", invalid="ignore"):
         with pytest.raises(
             ValueError, match=r"overflowed .* 1 of 4 samples \(rows \[2"
