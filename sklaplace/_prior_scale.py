@@ -250,7 +250,9 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
             f"{setting}_standard_error": standard_error,
         }
     else:
-        family = ScaledPriorFamily(fit.posterior, fit.prior_precision, fixed, xp)
+        family = ScaledPriorFamily(
+            fit.posterior, fit.prior_precision, fixed, xp, variances=False
+        )
         curve = log_evidence_curve(fit.log_likelihood, fit.theta, family, scales)
         scale = float(scales[_nearest_one(scales, -curve)])
         path = {"scales": scales, "log_marginal_likelihood": curve}

@@ -1488,3 +1488,28 @@ def test_the_walk_pairs_with_the_tied_best_it_walks_from():
         "cv", _three_parameter_fit(), lambda s: held_out, scales
     )
     assert choice.scale == 2.0
+
+
+def test_the_evidence_chooses_the_scale_from_eigenvalues_alone(monkeypatch):
+    """``prior_precision_scale="evidence"`` on a full posterior reads
+    ``log det P(c)`` only: its eigendecomposition takes no eigenvectors
+    (NumPy's ``eigh`` fails here), and the curve is the direct one."""
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+
+    def no_eigenvectors(*args, **kwargs):
+        raise AssertionError("eigh computed eigenvectors")
+
+    monkeypatch.setattr(np.linalg, "eigh", no_eigenvectors)
+    clf = LaplaceMLPClassifier(
+        (5,), alpha=1.0, prior_precision_scale="evidence", random_state=0
+    ).fit(X, y)
+    path = clf.prior_precision_scale_path_
+    at = int(np.argmax(path["log_marginal_likelihood"]))
+    assert clf.prior_precision_scale_ == path["scales"][at]
+    c = path["scales"][at]
+    np.testing.assert_allclose(
+        clf.log_marginal_likelihood(alpha=c * 1.0, bias_prior_precision=c * 0.1),
+        path["log_marginal_likelihood"][at],
+        rtol=1e-9,
+    )
