@@ -181,9 +181,11 @@ class FittedLaplaceMixin:
         """Logits at the MAP: the plug-in needs no Jacobian nor posterior."""
         xp, layout, theta = self._weights()
         with np.errstate(over="ignore", invalid="ignore"):
-            logits = forward(xp, layout, theta, xp.asarray(X), self._activation).logits
-        check_finite_rows(xp, "logits", logits, inputs=X)
-        return xp, logits
+            fwd = forward(
+                xp, layout, theta, xp.asarray(X), self._activation, with_slopes=False
+            )
+        check_finite_rows(xp, "logits", fwd.logits, inputs=X)
+        return xp, fwd.logits
 
     def _latent(self, X):
         """Logit mean and covariance in the prediction namespace, in row batches."""

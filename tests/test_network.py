@@ -3,7 +3,7 @@ import pytest
 
 import sklaplace._jacobian as jacobian_module
 import sklaplace._memory as memory_module
-from sklaplace._network import ParamLayout, jacobian_factor, jvp, vjp
+from sklaplace._network import ParamLayout, forward, jacobian_factor, jvp, vjp
 from sklaplace._testing import mlp_logits, numerical_jacobian
 from tests.conftest import make_problem
 
@@ -170,3 +170,20 @@ def test_logit_factors_take_as_many_rows_as_the_budget_holds(monkeypatch):
             np, obj.layout, theta, obj.activation, obj.X
         )
         assert [logits.shape[0] for logits, _ in chunks] == sizes
+
+
+@pytest.mark.parametrize("activation", ["elu", "tanh", "relu"])
+def test_a_forward_pass_without_slopes_gives_the_same_logits(activation):
+    # The plug-in predictive asks for the logits alone: no derivative is
+    # computed, and the logits are the reference network's.
+    rng = np.random.RandomState(3)
+    layout = ParamLayout((3, 5, 4, 2))
+    theta = rng.normal(size=layout.n_params)
+    X = rng.normal(size=(7, 3))
+    full = forward(np, layout, theta, X, activation)
+    bare = forward(np, layout, theta, X, activation, with_slopes=False)
+    assert len(full.slopes) == 2 and bare.slopes == []
+    np.testing.assert_array_equal(bare.logits, full.logits)
+    np.testing.assert_allclose(
+        bare.logits, mlp_logits(theta, X, (3, 5, 4, 2), activation), rtol=1e-12
+    )
