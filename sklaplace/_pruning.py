@@ -87,7 +87,7 @@ def _hessian(estimator):
 
 
 def _hessian_diagonal(estimator):
-    """``diag(H)`` with no ``W x W`` array: a full factor's squared row norms."""
+    """Return ``diag(H)`` with no ``W x W`` array (a full factor's row norms)."""
     posterior = estimator.posterior_
     if posterior.structure == "full":
         L = posterior.cholesky_factor
@@ -166,7 +166,7 @@ def saliencies(estimator, *, method="obs"):
 
 
 def _obs_is_obd(estimator):
-    """Whether ``H`` is diagonal: OBS's correction then moves no other weight.
+    """Return whether ``H`` is diagonal: OBS's correction moves no other weight.
 
     ``[H^{-1}]_qq = 1 / H_qq`` and conditioning leaves the other variances
     as they were, so OBS's saliencies and one-at-a-time removals are OBD's
@@ -327,7 +327,7 @@ def prune(estimator, fraction, *, method="obs"):
     n_remove = max(int(round(fraction * weights.sum())) - n_already, 0)
     candidates = weights & ~already
     if method == "obs" and (_obs_is_obd(estimator) or not n_remove):
-        method = "obd"
+        method = "obd"  # the same removals (none: the same weights), no H^-1
     elif method == "obs" and not _obs_is_reliable(estimator):
         method = "obd"
     if method == "obs":
