@@ -49,7 +49,11 @@ from sklaplace._predictive import (
     predictive_rows_per_chunk,
 )
 from sklaplace._prior import prior_precision_vector
-from sklaplace._prior_scale import PRIOR_SCALE_GRID, choose_prior_scale
+from sklaplace._prior_scale import (
+    PRIOR_SCALE_GRID,
+    choose_prior_scale,
+    evidence_scale,
+)
 from sklaplace._pruning import check_refit_posterior
 from sklaplace._solvers import minimize_map
 from sklaplace._symmetry import split_coinciding_units
@@ -308,7 +312,7 @@ def fit_network(
         elif not isinstance(setting, str):
             scales = np.array([float(setting)])
         elif setting == "evidence":
-            scales = np.array([choose_prior_scale(setting, fit).scale])
+            scales = np.array([evidence_scale(fit)[0]])  # no posterior built
         return validation_losses(fit, scales).at_best()
 
     def held_out(fit, scales, fold_tol=FOLD_TOL, how=setting):

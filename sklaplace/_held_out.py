@@ -137,6 +137,7 @@ def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive, probit)
         fold.prior_precision,
         None if fixed is None else to_numpy(fixed),
         xp,
+        eigendecompose=len(scales) > 1,  # a walk's one scale: that posterior
     )
     likelihood = fold.objective.likelihood
     losses, start = np.full((X.shape[0], len(scales)), np.inf), 0

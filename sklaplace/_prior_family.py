@@ -113,9 +113,22 @@ class ScaledPriorFamily:
         evidence reads, needs the eigenvalues alone: without eigenvectors
         the eigendecomposition takes about half the time, and no ``W x W``
         projection is formed.
+    eigendecompose : bool, default=True
+        Whether to eigendecompose a full posterior (``O(W^3)``, about ten
+        Cholesky factorisations' worth) so that every scale costs little;
+        ``False`` where one scale is asked for: its posterior is built
+        instead (none at the fitted scale 1).
     """
 
-    def __init__(self, posterior, prior_precision, fixed=None, xp=np, variances=True):
+    def __init__(
+        self,
+        posterior,
+        prior_precision,
+        fixed=None,
+        xp=np,
+        variances=True,
+        eigendecompose=True,
+    ):
         self.posterior = posterior
         self.xp = xp
         self.prior = free_prior(prior_precision, fixed)
@@ -148,6 +161,8 @@ class ScaledPriorFamily:
             self._diagonal = (own, prior)
         # Nothing to scale (every prior flat), or a negative prior: per scale.
         if own.structure != "full" or np.any(prior[free] < 0) or not np.any(weighted):
+            return
+        if not eigendecompose:
             return
         # Beside L (the memory counts): L's rows taken only where some are
         # left out, the product whitened in place, its eigenvectors (and

@@ -48,6 +48,7 @@ __all__ = [
     "PriorScale",
     "ScaledPriorFamily",
     "choose_prior_scale",
+    "evidence_scale",
     "one_standard_error_choice",
     "paired_standard_errors",
     "resolve_tuning",
@@ -250,13 +251,25 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
             f"{setting}_standard_error": standard_error,
         }
     else:
-        family = ScaledPriorFamily(
-            fit.posterior, fit.prior_precision, fixed, xp, variances=False
-        )
-        curve = log_evidence_curve(fit.log_likelihood, fit.theta, family, scales)
-        scale = float(scales[_nearest_one(scales, -curve)])
-        path = {"scales": scales, "log_marginal_likelihood": curve}
+        scale, path = evidence_scale(fit, scales)
     return _at_scale(fit, scale, path, fixed, xp)
+
+
+def evidence_scale(fit, scales=PRIOR_SCALE_GRID):
+    """Return the scale of largest Laplace evidence at ``fit``'s MAP, and its path.
+
+    The eigenvalues of one decomposition give every scale's ``log det``
+    (:class:`ScaledPriorFamily` without variances); no posterior is built.
+    """
+    fixed = fit.objective.fixed
+    fixed = None if fixed is None else to_numpy(fixed)
+    family = ScaledPriorFamily(
+        fit.posterior, fit.prior_precision, fixed, fit.objective.xp, variances=False
+    )
+    scales = np.asarray(scales, dtype=np.float64)
+    curve = log_evidence_curve(fit.log_likelihood, fit.theta, family, scales)
+    scale = float(scales[_nearest_one(scales, -curve)])
+    return scale, {"scales": scales, "log_marginal_likelihood": curve}
 
 
 def _at_scale(fit, scale, path, fixed, xp):

@@ -25,9 +25,13 @@ from sklaplace._held_out import (
     BASIN_STANDARD_ERRORS,
     CV_FOLDS,
     HeldOutLosses,
+    _heldout_log_losses,
     base_rate_loss,
     validation_rows,
 )
+from sklaplace._jacobian import logit_factors
+from sklaplace._likelihood import likelihood_for
+from sklaplace._predictive import probit_logits
 from sklaplace._prior_scale import choose_prior_scale
 
 X, Y = make_classification(
@@ -895,3 +899,51 @@ def test_any_losses_and_updates_end_the_walk_within_its_budget(seed):
     walk = walk_alpha(evaluate, direction, start=start)
     assert 1 <= len(losses) == len(walk.history) <= ALPHA_WALK_MAX_FITS
     assert losses[walk.alpha] == min(losses.values()) == min(walk.losses)
+
+
+@pytest.mark.parametrize("setting", [1.0, 2.0, "evidence"])
+def test_a_walk_scored_at_one_scale_takes_no_eigendecomposition(monkeypatch, setting):
+    """One scale per walk fit: its posterior (the fit's own at scale 1), not
+    the eigendecomposition that serves 49 at once (``eigh``, failing here,
+    about ten Cholesky factorisations; ``"evidence"`` finds its scale from
+    eigenvalues alone). Its losses are the grid's at that scale: below."""
+
+    def no_eigenvectors(*args, **kwargs):
+        raise AssertionError("eigh computed eigenvectors")
+
+    monkeypatch.setattr(np.linalg, "eigh", no_eigenvectors)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        walked = LaplaceMLPClassifier(
+            (5,), alpha="validation", prior_precision_scale=setting, random_state=0
+        ).fit(X[:150], Y[:150])
+    assert len(walked.alpha_history_) >= 2
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.3, 40.0])
+def test_one_scales_held_out_losses_are_the_grids_at_that_scale(scale):
+    # The posterior at one scale (a Cholesky factor) against the
+    # eigendecomposition of every scale: the same log losses, row by row.
+    clf = LaplaceMLPClassifier((5,), alpha=1.0, prior_precision_scale=1.0)
+    clf.fit(X[:150], Y[:150])
+    fit = SimpleNamespace(
+        theta=clf._layout().pack(np, clf.coefs_, clf.intercepts_),
+        posterior=clf.posterior_,
+        prior_precision=clf.prior_precision_,
+        objective=SimpleNamespace(xp=np, fixed=None, likelihood=likelihood_for(2)),
+    )
+    layout = clf._layout()
+
+    def jacobians(theta, rows):
+        return logit_factors(np, layout, theta, clf.activation, rows)
+
+    rows, labels = X[150:], Y[150:]
+    grid = np.array(sorted({0.1, scale, 1.0, 10.0}))
+    for probit in (True, False):
+        one = _heldout_log_losses(
+            fit, jacobians, rows, labels, [scale], probit_logits, probit
+        )
+        every = _heldout_log_losses(
+            fit, jacobians, rows, labels, grid, probit_logits, probit
+        )
+        np.testing.assert_allclose(one[:, 0], every[:, grid == scale][:, 0], rtol=1e-10)
