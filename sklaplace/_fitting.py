@@ -303,17 +303,22 @@ def fit_network(
         how = "cv" if confirm and setting == "loo" else setting
         return held_out(fit, grid, fold_tol, how)
 
+    walk_grid_losses = {}  # id(theta) -> (theta, losses): (5) reads the kept's
+
     def walk_loss(fit):
         # Held-out loss at the scale the model would use with this fit; for
         # "cv" and "validation", the scale of least held-out loss.
-        scales = PRIOR_SCALE_GRID
+        scales = grid
         if not by_held_out:  # the plug-in's loss is the same at every scale
             scales = np.ones(1)
         elif not isinstance(setting, str):
             scales = np.array([float(setting)])
         elif setting == "evidence":
             scales = np.array([evidence_scale(fit)[0]])  # no posterior built
-        return validation_losses(fit, scales).at_best()
+        losses = validation_losses(fit, scales)
+        if scales is grid:  # the theta, held, keeps its id from being reused
+            walk_grid_losses[id(fit.theta)] = (fit.theta, losses)
+        return losses.at_best()
 
     def held_out(fit, scales, fold_tol=FOLD_TOL, how=setting):
         # Held-out losses of fit's predictive at each prior scale, for (5)
@@ -355,6 +360,9 @@ def fit_network(
             base_rate_loss(fit_data, held_out_rows, max(layout.n_outputs, 2)),
         )
         gammas = None
+        theta_scored, losses = walk_grid_losses.get(id(fit.theta), (None, None))
+        if setting == "validation" and theta_scored is fit.theta:
+            scale_losses = losses  # the kept fit's, scored on the walk's grid
     else:  # (4) MacKay's fixed point over alpha, from each start
         groups = weight_groups(layout, config.alpha == "evidence_per_layer", fixed)
         scalar = len(groups) == 1

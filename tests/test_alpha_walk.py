@@ -947,3 +947,30 @@ def test_one_scales_held_out_losses_are_the_grids_at_that_scale(scale):
             fit, jacobians, rows, labels, grid, probit_logits, probit
         )
         np.testing.assert_allclose(one[:, 0], every[:, grid == scale][:, 0], rtol=1e-10)
+
+
+def test_the_kept_walk_fits_losses_choose_its_scale_without_a_second_pass(
+    monkeypatch,
+):
+    # alpha="validation" with the scale on the same rows (the default beyond
+    # the cheap-refit rule): each fit tried is scored once on the grid, and
+    # the kept fit's scores choose its scale (they had been computed again).
+    calls, original = [], sklaplace._fitting.validation_log_losses
+
+    def spy(*args, **kwargs):
+        calls.append(original(*args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(sklaplace._fitting, "validation_log_losses", spy)
+    clf = LaplaceMLPClassifier(
+        (4,), alpha="validation", prior_precision_scale="validation", random_state=0
+    ).fit(XN, YN)
+    assert len(calls) == len(clf.alpha_history_) >= 2
+    kept = [
+        c
+        for c in calls
+        if np.array_equal(
+            c.curve(), clf.prior_precision_scale_path_["validation_log_loss"]
+        )
+    ]
+    assert len(kept) == 1
