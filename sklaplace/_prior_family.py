@@ -456,4 +456,9 @@ class ScaledPriorFamily:
 
     def _one_variance(self, xp, J, scale):
         posterior = self._posterior_at(scale)
-        return None if posterior is None else posterior.functional_variance(xp, J)
+        if posterior is None:
+            return None
+        if posterior.structure == "diag" and np.any(self._held):
+            # J's held columns come unzeroed (factored): no variance there.
+            posterior = posterior.pinned(self._held)
+        return posterior.functional_variance(xp, J)

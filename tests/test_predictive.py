@@ -328,13 +328,23 @@ def test_a_full_posteriors_factored_chunks_take_the_dense_jacobians_rows(monkeyp
     args = (np, obj.layout, theta, obj.activation)
     [(_, whole_J)] = predictive_module.logit_jacobians(*args, obj.X)
     monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", 2 * 2976)
-    full = SimpleNamespace(structure="full", accepts_factored_jacobian=True)
+    full = SimpleNamespace(
+        structure="full", accepts_factored_jacobian=True, n_params=theta.shape[0]
+    )
     chunks = list(predictive_module.jacobian_chunks(*args, full, obj.X))
     assert [J.shape[0] for _, J in chunks] == [2, 2, 2, 1]
     assert all(isinstance(J, FactoredJacobian) for _, J in chunks)
     kron = SimpleNamespace(structure="kron", accepts_factored_jacobian=True)
     chunks_kron = list(predictive_module.jacobian_chunks(*args, kron, obj.X))
     assert [J.shape[0] for _, J in chunks_kron] == [5, 2]
+    # A last layer's full posterior builds the J of its 5 x 3 parameters:
+    # 1,440 bytes a row, 4 rows (not the factors' 5).
+    inner = SimpleNamespace(structure="full", n_params=15)
+    last = SimpleNamespace(
+        structure="last_layer", inner=inner, accepts_factored_jacobian=True
+    )
+    chunks_last = list(predictive_module.jacobian_chunks(*args, last, obj.X))
+    assert [J.shape[0] for _, J in chunks_last] == [4, 3]
     dense = np.concatenate([J.dense(np) for _, J in chunks])
     np.testing.assert_allclose(dense, whole_J, rtol=1e-12, atol=1e-14)
 

@@ -753,3 +753,38 @@ def test_the_parameter_vector_is_counted_in_bytes(monkeypatch):
     )
     with pytest.raises(MemoryLimitError, match="One vector of the 201 parameters"):
         clf.fit(X, y)
+
+
+def test_a_last_layers_full_posterior_predicts_within_the_budget(monkeypatch):
+    # It builds the dense Jacobian of the last layer's parameters, K (h + 1)
+    # columns a row: its chunks must be sized for that J, as a full
+    # posterior's of every weight are (they were sized for the factors
+    # alone, K times smaller: 30 classes had taken 3.5 GB for 1,253 rows).
+    # Here the J of all rows is 185 MiB; with a 1 MiB budget the peak was
+    # 10.2 MiB and is 4.1 MiB, most of it the (600, 20, 20) covariances.
+    X = RNG.normal(size=(600, 10))
+    y = np.arange(600) % 20
+    clf = LaplaceMLPClassifier(
+        (100,),
+        alpha=1.0,
+        prior_precision_scale=1.0,
+        subset_of_weights="last_layer",
+        hessian_structure="full",
+        max_iter=5,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    whole = clf.predict_proba(X)
+    budget = 1 << 20
+    monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", budget)
+    clf.predict_proba(X[:3])
+    tracemalloc.start()
+    try:
+        chunked = clf.predict_proba(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * budget
+    np.testing.assert_allclose(chunked, whole, rtol=1e-10)
