@@ -14,10 +14,11 @@ from sklearn.utils.validation import check_is_fitted
 from sklaplace._backend import get_namespace, resolve_backend, to_numpy
 from sklaplace._evidence_at_prior import log_evidence_at_prior, replace_prior
 from sklaplace._likelihood import likelihood_for
-from sklaplace._network import ParamLayout, forward
+from sklaplace._network import ParamLayout
 from sklaplace._predictive import (
     latent_gaussian,
     moderated_logits,
+    plug_in_logits,
     predictive_rows_per_chunk,
 )
 from sklaplace._residual import residual_variance
@@ -181,11 +182,9 @@ class FittedLaplaceMixin:
         """Logits at the MAP: the plug-in needs no Jacobian nor posterior."""
         xp, layout, theta = self._weights()
         with np.errstate(over="ignore", invalid="ignore"):
-            fwd = forward(
-                xp, layout, theta, xp.asarray(X), self._activation, with_slopes=False
-            )
-        check_finite_rows(xp, "logits", fwd.logits, inputs=X)
-        return xp, fwd.logits
+            logits = plug_in_logits(xp, layout, theta, self._activation, X)
+        check_finite_rows(xp, "logits", logits, inputs=X)
+        return xp, logits
 
     def _latent(self, X):
         """Logit mean and covariance in the prediction namespace, in row batches."""

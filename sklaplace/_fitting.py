@@ -6,6 +6,7 @@ validated data and returns what the estimator stores; it knows nothing of
 scikit-learn's conventions (validation, warm-start state, attributes).
 """
 
+import weakref
 from dataclasses import replace
 from functools import partial
 from typing import NamedTuple
@@ -303,7 +304,10 @@ def fit_network(
         how = "cv" if confirm and setting == "loo" else setting
         return held_out(fit, grid, fold_tol, how)
 
-    walk_grid_losses = {}  # id(theta) -> (theta, losses): (5) reads the kept's
+    # id(posterior) -> (a weak reference to it, the grid's losses): (5) reads
+    # the kept fit's. A posterior is its fit's own (a fit that took no step
+    # can share its start's theta); weakly held, a rejected fit's is freed.
+    walk_grid_losses = {}
 
     def walk_loss(fit):
         # Held-out loss at the scale the model would use with this fit; for
@@ -316,8 +320,8 @@ def fit_network(
         elif setting == "evidence":
             scales = np.array([evidence_scale(fit)[0]])  # no posterior built
         losses = validation_losses(fit, scales)
-        if scales is grid:  # the theta, held, keeps its id from being reused
-            walk_grid_losses[id(fit.theta)] = (fit.theta, losses)
+        if scales is grid:
+            walk_grid_losses[id(fit.posterior)] = (weakref.ref(fit.posterior), losses)
         return losses.at_best()
 
     def held_out(fit, scales, fold_tol=FOLD_TOL, how=setting):
@@ -360,8 +364,8 @@ def fit_network(
             base_rate_loss(fit_data, held_out_rows, max(layout.n_outputs, 2)),
         )
         gammas = None
-        theta_scored, losses = walk_grid_losses.get(id(fit.theta), (None, None))
-        if setting == "validation" and theta_scored is fit.theta:
+        scored, losses = walk_grid_losses.get(id(fit.posterior), (None, None))
+        if setting == "validation" and scored is not None and scored() is fit.posterior:
             scale_losses = losses  # the kept fit's, scored on the walk's grid
     else:  # (4) MacKay's fixed point over alpha, from each start
         groups = weight_groups(layout, config.alpha == "evidence_per_layer", fixed)

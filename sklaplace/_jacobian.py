@@ -110,6 +110,11 @@ def diagonal_weights(xp, J, inverse):
     for a, d in zip(J.inputs, J.deltas):
         r, c = a.shape[1], d.shape[2]
         block = xp.reshape(inverse[start : start + r * c], (r, c))
+        # An input none of whose weights varies (pruned: inverse 0) adds
+        # nothing, however large it is (its square times 0 would be NaN).
+        silent = xp.all(block == 0.0, axis=1)
+        if bool(xp.any(silent)):
+            a = xp.where(silent[None, :], xp.zeros_like(a), a)
         weights.append((a * a) @ block)
         start += r * c
     return weights

@@ -27,6 +27,7 @@ __all__ = [
     "mc_noise",
     "mc_logits",
     "moderated_logits",
+    "plug_in_logits",
     "predictive_rows_per_chunk",
     "probit_from_variance",
     "probit_logits",
@@ -109,6 +110,28 @@ def jacobian_chunks(xp, layout, theta, activation, posterior, X, keep=None):
             rows = _dense_jacobian_rows(layout, own.n_params)
         return logit_factors(xp, layout, theta, activation, X, max_rows=rows)
     return logit_jacobians(xp, layout, theta, activation, X, keep)
+
+
+def plug_in_logits(xp, layout, theta, activation, X):
+    """Logits at ``theta``, in row chunks whose activations fit the budget.
+
+    The plug-in predictive's: no Jacobian, no derivative of the activations.
+    """
+    bytes_per_row = 2 * 8 * sum(layout.layer_sizes)  # the layers' inputs, z
+    rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // bytes_per_row)
+    return xp.concat(
+        [
+            forward(
+                xp,
+                layout,
+                theta,
+                xp.asarray(X[start : min(start + rows, X.shape[0]), ...]),
+                activation,
+                with_slopes=False,
+            ).logits
+            for start in range(0, X.shape[0], rows)
+        ]
+    )
 
 
 def latent_gaussian(xp, layout, theta, activation, posterior, X, keep=None):

@@ -974,3 +974,39 @@ def test_the_kept_walk_fits_losses_choose_its_scale_without_a_second_pass(
         )
     ]
     assert len(kept) == 1
+
+
+@pytest.mark.parametrize("seed, tol", [(0, 1e-2), (0, 1e6), (2, 1e-2)])
+def test_the_scale_is_chosen_on_the_kept_walk_fits_own_losses(monkeypatch, seed, tol):
+    # The kept fit is the last one tried (seed 0, tol 1e-2), the first (tol
+    # 1e6: no fit takes a step, and all share the start's weights), or one
+    # whose weights are its neighbour's (seed 2: a fit with no step). Its
+    # own losses, and no other fit's, choose the scale: a cache keyed on
+    # the weights' identity had handed seed 2 another fit's (scale 100
+    # instead of 7.5).
+    seen, original = [], sklaplace._fitting.validation_log_losses
+
+    def spy(fit, *args, **kwargs):
+        seen.append((float(fit.prior_precision[0]), original(fit, *args, **kwargs)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(sklaplace._fitting, "validation_log_losses", spy)
+    rng = np.random.RandomState(seed)
+    X = rng.randn(400, 4)
+    y = (X[:, 0] - X[:, 1] + rng.randn(400) > 0).astype(int) + (X[:, 2] > 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = LaplaceMLPClassifier(
+            (5,),
+            alpha="validation",
+            prior_precision_scale="validation",
+            solver="newton-cg",
+            tol=tol,
+            hessian_structure="diag",
+            random_state=seed,
+        ).fit(X, y)
+    kept = [losses for alpha, losses in seen if alpha == clf.alpha_]
+    assert len(kept) == 1 and len(seen) == len(clf.alpha_history_) >= 3
+    np.testing.assert_array_equal(
+        clf.prior_precision_scale_path_["validation_log_loss"], kept[0].curve()
+    )

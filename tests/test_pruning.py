@@ -701,7 +701,7 @@ def test_a_diagonal_posterior_prunes_without_a_square_matrix(method):
 
     The default's posterior is diagonal on networks too large for a full
     one, where the dense ``diag(H)``, its inverse and OBS's rank-one updates
-    (``W^2`` floats each) had taken 8.2 s for W = 2,201 and cannot exist at
+    (``W^2`` floats each) had taken 6.7 s for W = 2,201 and cannot exist at
     W = 79,510. On a diagonal ``H`` OBS is OBD: each correction moves only
     the removed weight. Here W = 3,001: a ``W x W`` array is 72 MB, against a
     peak of about 1 MB for the vectors.
@@ -855,3 +855,29 @@ def test_a_pruned_diagonal_refit_scores_held_out_rows_from_the_factors(
     np.testing.assert_allclose(
         refit.predict_proba(X), reference.predict_proba(X), rtol=1e-10
     )
+
+
+def test_a_huge_value_of_an_input_whose_weights_are_all_pruned_changes_nothing():
+    # Pinned (pruned) parameters have an inverse precision of 0; an input all
+    # of whose weights are pinned contributes nothing to the variance, however
+    # large: its square (inf at 1e160) times 0 would be NaN, and the
+    # prediction refused, where the dense J with its columns zeroed answers.
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 3)
+    y = (X[:, 0] - X[:, 1] > 0).astype(int)
+    clf = LaplaceMLPClassifier(
+        (4,),
+        hessian_structure="diag",
+        alpha=1.0,
+        prior_precision_scale=1.0,
+        residual_variance=0.0,
+        random_state=0,
+    ).fit(X, y)
+    pruned = prune(clf, 0.3, method="magnitude")
+    assert np.all(pruned.coefs_[0][2] == 0)  # the premise: input 2 is cut off
+    rows = np.array([[0.3, -0.2, 0.0], [0.3, -0.2, 1e160], [0.3, -0.2, 2e154]])
+    mean, cov = pruned.latent_mean_and_variance(rows)
+    np.testing.assert_allclose(mean, mean[[0, 0, 0]], rtol=1e-15)
+    np.testing.assert_allclose(cov, cov[[0, 0, 0]], rtol=1e-15)
+    proba = pruned.predict_proba(rows)
+    np.testing.assert_allclose(proba, proba[[0, 0, 0]], rtol=1e-15)
