@@ -1,5 +1,6 @@
 """Shared fixtures: small problems as data, and array namespaces."""
 
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -24,6 +25,16 @@ _BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
 
 ACTIVATION_NAMES = ["identity", "logistic", "tanh", "relu", "softplus", "elu"]
 HIDDEN = [(), (4,), (4, 3)]
+
+
+def traced_peak(function):
+    """tracemalloc's peak, in bytes, while ``function()`` runs."""
+    tracemalloc.start()
+    try:
+        function()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def make_problem(

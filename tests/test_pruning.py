@@ -1,7 +1,6 @@
 """Pruning by magnitude, OBD and OBS."""
 
 import copy
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -17,6 +16,7 @@ import sklaplace._pruning as pruning_module
 from sklaplace import LaplaceMLPClassifier, prune, saliencies
 from sklaplace._posterior import FullPosterior
 from sklaplace.exceptions import LaplaceApproximationWarning
+from tests.conftest import traced_peak
 
 
 def _iris():
@@ -684,16 +684,6 @@ def test_repruning_counts_only_weights_as_already_pruned():
     assert np.all(half.pruned_mask_[order[:7]])
 
 
-def _peak(function):
-    """tracemalloc's peak of ``function()``, in bytes."""
-    tracemalloc.start()
-    try:
-        function()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 @pytest.mark.parametrize("method", ["obs", "obd", "magnitude"])
 def test_a_diagonal_posterior_prunes_without_a_square_matrix(method):
     """A diagonal ``H`` is pruned in ``O(W)`` memory; for a full one only OBS
@@ -722,8 +712,8 @@ def test_a_diagonal_posterior_prunes_without_a_square_matrix(method):
         clf.fit(X, y)
     square = 8 * clf.prior_precision_.shape[0] ** 2
     prune(clf, 0.1, method=method)  # imports and caches outside the measurement
-    assert _peak(lambda: saliencies(clf, method=method)) < square / 20
-    assert _peak(lambda: prune(clf, 0.5, method=method)) < square / 20
+    assert traced_peak(lambda: saliencies(clf, method=method)) < square / 20
+    assert traced_peak(lambda: prune(clf, 0.5, method=method)) < square / 20
     obd = prune(clf, 0.5, method="obd")
     pruned = prune(clf, 0.5, method=method)
     if method == "obs":  # the same removals and the same remaining weights
@@ -755,8 +745,8 @@ def test_obd_saliencies_of_a_full_posterior_form_no_square_matrix():
     weights = np.isfinite(obd)
     np.testing.assert_allclose(obd[weights], expected[weights], rtol=1e-10)
     square = 8 * L.shape[0] ** 2
-    assert _peak(lambda: saliencies(clf, method="obd")) < square / 4
-    assert _peak(lambda: saliencies(clf, method="magnitude")) < square / 4
+    assert traced_peak(lambda: saliencies(clf, method="obd")) < square / 4
+    assert traced_peak(lambda: saliencies(clf, method="magnitude")) < square / 4
 
 
 def test_a_pruned_diagonal_posterior_predicts_from_the_factored_jacobian():
@@ -805,7 +795,7 @@ def test_a_pruned_diagonal_posterior_predicts_from_the_factored_jacobian():
     dense = 8 * X.shape[0] * 3 * theta.shape[0]  # the dense J of every row
     pruned.predict_proba(X[:5])
     # Peaks here: 7.1 MB (the unpruned posterior's too), against 50 MB with J.
-    assert _peak(lambda: pruned.predict_proba(X)) < dense
+    assert traced_peak(lambda: pruned.predict_proba(X)) < dense
 
 
 @pytest.mark.parametrize(

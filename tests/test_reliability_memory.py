@@ -22,7 +22,7 @@ from sklaplace import LaplaceMLPClassifier, log_posterior_hessian
 from sklaplace._alpha_walk import ALPHA_WALK_MAX_FITS
 from sklaplace._curvature import exact_hessian, ggn_diagonal, ggn_hessian
 from sklaplace.exceptions import MemoryLimitError
-from tests.conftest import make_problem
+from tests.conftest import make_problem, traced_peak
 
 RNG = np.random.RandomState(0)
 X_WIDE = RNG.normal(size=(8, 200))
@@ -780,14 +780,8 @@ def test_a_last_layers_full_posterior_predicts_within_the_budget(monkeypatch):
     budget = 1 << 20
     monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", budget)
     clf.predict_proba(X[:3])
-    tracemalloc.start()
-    try:
-        chunked = clf.predict_proba(X)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 6 * budget
-    np.testing.assert_allclose(chunked, whole, rtol=1e-10)
+    assert traced_peak(lambda: clf.predict_proba(X)) < 6 * budget
+    np.testing.assert_allclose(clf.predict_proba(X), whole, rtol=1e-10)
 
 
 def test_plug_in_predictions_are_row_chunked_within_the_budget(monkeypatch):
@@ -812,12 +806,6 @@ def test_plug_in_predictions_are_row_chunked_within_the_budget(monkeypatch):
     whole = clf.decision_function(X)
     budget = 1 << 20
     monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", budget)
-    tracemalloc.start()
-    try:
-        chunked = clf.decision_function(X)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
     # The activations of every row: 16 MB; the logits themselves 0.16 MB.
-    assert peak < 4 * budget
-    np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-15)
+    assert traced_peak(lambda: clf.decision_function(X)) < 4 * budget
+    np.testing.assert_allclose(clf.decision_function(X), whole, rtol=1e-12, atol=1e-15)
