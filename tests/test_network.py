@@ -187,3 +187,57 @@ def test_a_forward_pass_without_slopes_gives_the_same_logits(activation):
     np.testing.assert_allclose(
         bare.logits, mlp_logits(theta, X, (3, 5, 4, 2), activation), rtol=1e-12
     )
+
+
+@pytest.mark.parametrize("gain", [0.0, np.inf], ids=["factors", "dense blocks"])
+def test_a_factored_product_over_two_hidden_layers_takes_each_layers_rows_of_m(
+    monkeypatch, gain
+):
+    # Pins `start += r * c` in matmul (_jacobian.py:86; `start = r * c`
+    # survived: with two layers the second starts at the first's width
+    # either way, with three the third read the second's rows of M). Hidden
+    # (4, 3), 3 classes: J M is the finite-difference Jacobian times M,
+    # every layer through its factors or through its dense block.
+    obj, theta = make_problem(n_classes=3, hidden=(4, 3), n_samples=7)
+    [(_, factors)] = jacobian_module.logit_factors(
+        np, obj.layout, theta, obj.activation, obj.X
+    )
+    M = np.random.RandomState(1).normal(size=(obj.layout.n_params, 5))
+    monkeypatch.setattr(jacobian_module, "FACTORED_PRODUCT_GAIN", gain)
+    expected = numerical_jacobian(obj, theta) @ M
+    np.testing.assert_allclose(factors.matmul(np, M), expected, rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("budget, rows", [(None, 30), (1, 1)])
+def test_a_layer_at_the_gain_goes_through_its_factors_in_slices_of_rows(
+    monkeypatch, budget, rows
+):
+    # 5 features, hidden (2,), 6 classes, 30 rows (more than the first
+    # layer's 6 inputs). The first layer is at the gain exactly (6 * 6 = 3 *
+    # (6 + 6)): it goes through its factors (">= gain", _jacobian.py:87;
+    # `>` survived), the second (6 * 3 < 3 * 9) through its dense block. At
+    # the default budget in one slice of all 30 rows (parts[0],
+    # _jacobian.py:139; parts[1] survived; and n is the rows, a.shape[0],
+    # _jacobian.py:131: a.shape[1] = 6 survived, cutting the slices at 6
+    # rows); below one row's intermediate in slices of one row (max(1, ...),
+    # _jacobian.py:88; max(2, ...) survived). Either way J M is the
+    # finite-difference Jacobian times M.
+    obj, theta = make_problem(n_classes=6, hidden=(2,), n_samples=30, n_features=5)
+    [(_, factors)] = jacobian_module.logit_factors(
+        np, obj.layout, theta, obj.activation, obj.X
+    )
+    M = np.random.RandomState(1).normal(size=(obj.layout.n_params, 4))
+    if budget is not None:
+        monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", budget)
+    calls, through = [], jacobian_module._through_factors
+
+    def spy(xp, a, d, M_l, rows):
+        calls.append(min(rows, a.shape[0]))
+        return through(xp, a, d, M_l, rows)
+
+    monkeypatch.setattr(jacobian_module, "_through_factors", spy)
+    product = factors.matmul(np, M)
+    assert calls == [rows]
+    assert product.shape == (30, 6, 4)
+    expected = numerical_jacobian(obj, theta) @ M
+    np.testing.assert_allclose(product, expected, rtol=1e-7, atol=1e-8)

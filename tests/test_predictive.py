@@ -426,3 +426,29 @@ def test_moderated_logits_of_the_probit_and_the_map_ignore_the_draws():
         np.testing.assert_allclose(probit, kappa * (mean @ C), rtol=1e-12)
         plug_in = moderated_logits(np, mean, cov, "map", n_mc_samples, seed, 3)
         np.testing.assert_array_equal(plug_in, mean)
+
+
+def test_plug_in_logits_chunks_take_as_many_rows_as_the_budget_holds(monkeypatch):
+    # Pins max(1, ...) in plug_in_logits (_predictive.py:121; max(2, ...)
+    # survived). The forward pass holds two float64 copies of every layer's
+    # width: layers (3, 4, 3), 2 * 8 * 10 = 160 bytes a row. A budget of two
+    # rows' bytes makes chunks of 2 (7 rows: 2, 2, 2, 1); one byte less, or
+    # a budget below one row, chunks of 1 (never 0 rows, never 2 rows past
+    # the budget). The chunks' logits are the one-pass logits.
+    obj, theta = make_problem(n_classes=3, hidden=(4,), n_samples=7)
+    args = (np, obj.layout, theta, obj.activation, obj.X)
+    whole = predictive_module.plug_in_logits(*args)
+    sizes, forward = [], predictive_module.forward
+
+    def spy(xp, layout, theta, X, *rest, **kwargs):
+        sizes.append(X.shape[0])
+        return forward(xp, layout, theta, X, *rest, **kwargs)
+
+    monkeypatch.setattr(predictive_module, "forward", spy)
+    cases = [(2 * 160, [2, 2, 2, 1]), (2 * 160 - 1, [1] * 7), (1, [1] * 7)]
+    for budget, expected in cases:
+        monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", budget)
+        sizes.clear()
+        logits = predictive_module.plug_in_logits(*args)
+        assert sizes == expected
+        np.testing.assert_allclose(logits, whole, rtol=1e-14, atol=1e-15)

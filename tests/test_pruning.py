@@ -14,7 +14,7 @@ import sklaplace._fitting as fitting_module
 import sklaplace._predictive as predictive_module
 import sklaplace._pruning as pruning_module
 from sklaplace import LaplaceMLPClassifier, prune, saliencies
-from sklaplace._posterior import FullPosterior
+from sklaplace._posterior import SINGULAR_RTOL, FullPosterior
 from sklaplace.exceptions import LaplaceApproximationWarning
 from tests.conftest import traced_peak
 
@@ -871,3 +871,83 @@ def test_a_huge_value_of_an_input_whose_weights_are_all_pruned_changes_nothing()
     np.testing.assert_allclose(cov, cov[[0, 0, 0]], rtol=1e-15)
     proba = pruned.predict_proba(rows)
     np.testing.assert_allclose(proba, proba[[0, 0, 0]], rtol=1e-15)
+
+
+def test_prune_breaks_ties_of_saliency_by_position_in_theta(monkeypatch):
+    # Pins argsort(kind="stable") in prune (_pruning.py:337; kind=None or no
+    # kind survived): weights of equal saliency are removed in the order of
+    # theta, whatever sort NumPy dispatches to. The 35 weights of an iris
+    # (5,) network set to magnitudes 0.1, 0.2 and 0.3 (many ties); removing
+    # 15 takes every 0.1 and the first 0.2s in theta's order. An unstable
+    # sort (NumPy's SIMD quicksort) picks other 0.2s.
+    X, y = _iris()
+    clf = LaplaceMLPClassifier((5,), random_state=0).fit(X, y)
+    rng = np.random.RandomState(0)
+    clf.coefs_ = [
+        rng.choice([-0.3, -0.2, -0.1, 0.1, 0.2, 0.3], size=c.shape) for c in clf.coefs_
+    ]
+    layout = clf._layout()
+    weights = ~layout.bias_mask()
+    magnitude = np.abs(layout.pack(np, clf.coefs_, clf.intercepts_))
+    below = np.flatnonzero(weights & (magnitude < 0.15))
+    tied = np.flatnonzero(weights & np.isclose(magnitude, 0.2))
+    n_remove = 15
+    assert below.size < n_remove < below.size + tied.size  # the cut splits a tie
+    expected = np.sort(np.r_[below, tied[: n_remove - below.size]])
+    chosen, whole_units = [], pruning_module._with_dead_units
+
+    def spy(layout, pruned):
+        chosen.append(pruned.copy())
+        return whole_units(layout, pruned)
+
+    monkeypatch.setattr(pruning_module, "_with_dead_units", spy)
+    prune(clf, n_remove / 35, method="magnitude")
+    np.testing.assert_array_equal(np.flatnonzero(chosen[-1]), expected)
+
+
+def test_obs_falls_back_to_obd_exactly_below_the_fits_singular_threshold(
+    monkeypatch,
+):
+    # Pins `ratio >= SINGULAR_RTOL` in _obs_is_reliable (_pruning.py:240;
+    # `>` survived): the fit warns of a nearly singular precision when its
+    # pivot ratio is < SINGULAR_RTOL (_posterior.py:286), and prune falls
+    # back on exactly those posteriors. At the threshold itself OBS runs,
+    # silently; one ulp below, it warns and prunes by OBD.
+    X, y = _iris()
+    clf = LaplaceMLPClassifier((5,), hessian_structure="full", random_state=0)
+    clf.fit(X, y)
+    obs, obd = prune(clf, 0.5, method="obs"), prune(clf, 0.5, method="obd")
+    assert not np.array_equal(obs.pruned_mask_, obd.pruned_mask_)
+    posterior = clf.posterior_
+    monkeypatch.setattr(posterior, "pivot_ratio", lambda: SINGULAR_RTOL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LaplaceApproximationWarning)
+        at = prune(clf, 0.5, method="obs")
+    np.testing.assert_array_equal(at.pruned_mask_, obs.pruned_mask_)
+    below = np.nextafter(SINGULAR_RTOL, 0.0)
+    monkeypatch.setattr(posterior, "pivot_ratio", lambda: below)
+    with pytest.warns(LaplaceApproximationWarning, match="Pruning by OBD instead"):
+        fallback = prune(clf, 0.5, method="obs")
+    np.testing.assert_array_equal(fallback.pruned_mask_, obd.pruned_mask_)
+
+
+def test_the_pruned_copy_shares_no_fitted_state_with_its_estimator():
+    # Pins copy.deepcopy in prune (_pruning.py:342; copy.copy survived): the
+    # copy holds none of the estimator's arrays, lists or dicts (a shallow
+    # copy shared prior_precision_, classes_, alpha_history_,
+    # gradient_history_ and prior_precision_scale_path_), so changing the
+    # pruned model in place leaves the estimator as it was.
+    X, y = _iris()
+    clf = LaplaceMLPClassifier((5,), random_state=0).fit(X, y)
+    before = copy.deepcopy(clf)
+    small = prune(clf, 0.5, method="magnitude")
+    for name, value in vars(clf).items():
+        other = getattr(small, name, None)
+        if isinstance(value, (np.ndarray, list, dict)):
+            assert other is not value, name
+        if isinstance(value, np.ndarray) and isinstance(other, np.ndarray):
+            assert not np.shares_memory(other, value), name
+    small.prior_precision_[:] = 0.0
+    small.alpha_history_.append(-1.0)
+    np.testing.assert_array_equal(clf.prior_precision_, before.prior_precision_)
+    assert clf.alpha_history_ == before.alpha_history_
