@@ -14,6 +14,9 @@ Every structure has one interface (``n_params``, ``log_det_precision``,
 ``(subset_of_weights, hessian_structure)``: :class:`FullPosterior`,
 :class:`DiagPosterior`, :class:`~sklaplace._kron.KronPosterior`, and
 :class:`~sklaplace._last_layer.LastLayerPosterior` around any of them.
+The full and diagonal ones, the two pruning reads, also give
+``precision_diagonal``, and the diagonal one ``pinned`` (no variance at
+pruned parameters, for their factored Jacobians).
 """
 
 import numpy as np
@@ -131,8 +134,12 @@ class FullPosterior:
         >= 1e10). ``diag(P)`` is the squared row norms of ``L``.
         """
         L = self.cholesky_factor
-        row_norms = np.einsum("ij,ij->i", L, L)  # no n x n temporary
-        return float(np.min(np.diag(L) ** 2) / np.max(row_norms))
+        return float(np.min(np.diag(L) ** 2) / np.max(self.precision_diagonal()))
+
+    def precision_diagonal(self):
+        """Return ``diag(P)``: the squared row norms of ``L`` (no ``n x n`` array)."""
+        L = self.cholesky_factor
+        return np.einsum("ij,ij->i", L, L)
 
     def conditioned_on_zero(self, fixed):
         """Posterior of the other parameters given ``theta[fixed] = 0``.
@@ -238,6 +245,10 @@ class DiagPosterior:
     def with_prior_change(self, xp, delta):
         """Posterior with precision ``P + diag(delta)`` (a new prior, same data)."""
         return DiagPosterior.from_precision(np, self.precision + to_numpy(delta))
+
+    def precision_diagonal(self):
+        """Return ``diag(P)`` itself."""
+        return self.precision
 
     def pivot_ratio(self):
         """Return 1.0: ``1 / P_ii`` is exact, however small ``P_ii`` is."""

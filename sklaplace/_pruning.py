@@ -87,12 +87,8 @@ def _hessian(estimator):
 
 
 def _hessian_diagonal(estimator):
-    """Return ``diag(H)`` with no ``W x W`` array (a full factor's row norms)."""
-    posterior = estimator.posterior_
-    if posterior.structure == "full":
-        L = posterior.cholesky_factor
-        return np.einsum("ij,ij->i", L, L) + _unscale(estimator)
-    return posterior.precision + _unscale(estimator)
+    """Return ``diag(H)`` with no ``W x W`` array."""
+    return estimator.posterior_.precision_diagonal() + _unscale(estimator)
 
 
 def _pruned(estimator):
