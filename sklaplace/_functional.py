@@ -187,7 +187,8 @@ log_posterior.__doc__ = f"""Log posterior of an MLP classifier, up to a constant
     Returns
     -------
     value : 0-d array
-        In the namespace of the coefficients.
+        In the namespace of the coefficients (with NumPy, a ``numpy.float64``
+        scalar).
 
     Examples
     --------

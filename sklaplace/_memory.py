@@ -73,7 +73,7 @@ DENSE_MEMORY_LIMIT = 2 * 2**30
 FIT_MEMORY_LIMIT = 10 * 2**30
 
 #: ``hessian_structure="auto"`` is ``"full"`` while the fit's dense matrices
-#: take at most this (about 4,000 to 5,800 parameters), ``"kron"`` beyond.
+#: take at most this (about 4,700 to 5,800 parameters), ``"kron"`` beyond.
 #: With today's work limits below the factorising one binds first (about
 #: 1,600 parameters), so this byte bound only guards a raised work limit.
 AUTO_FULL_BUDGET = 2**30

@@ -166,8 +166,8 @@ def _obs_is_obd(estimator):
 
     ``[H^{-1}]_qq = 1 / H_qq`` and conditioning leaves the other variances
     as they were, so OBS's saliencies and one-at-a-time removals are OBD's
-    (and take no ``W x W`` array: the default's posterior is diagonal on
-    the networks too large for a full one).
+    (and take no ``W x W`` array, which a network too large for a full
+    posterior could not hold).
     """
     return estimator.posterior_.structure == "diag"
 
