@@ -36,6 +36,7 @@ from sklaplace._held_out import (
     base_rate_loss,
     content_folds,
     cv_log_losses,
+    fold_follows_negative_curvature,
     validation_log_losses,
     validation_rows,
 )
@@ -130,12 +131,13 @@ class NetworkFit(NamedTuple):
     prior_scale: object
 
 
-def fit_laplace(config, objective, theta, reference=None):
+def fit_laplace(config, objective, theta, reference=None, follow=True):
     """(1)-(3): the MAP from ``theta``, the curvature there and its posterior.
 
     Given ``reference`` (weights whose units differ), hidden units that
     coincide in ``theta`` are first split along it: a refit would leave
     their saddle the way round-off points (:mod:`~sklaplace._symmetry`).
+    ``follow``: whether Newton-CG follows negative curvature.
     """
     if reference is not None:
         fixed = None if objective.fixed is None else to_numpy(objective.fixed)
@@ -148,7 +150,13 @@ def fit_laplace(config, objective, theta, reference=None):
             fixed,
         )
     result = minimize_map(
-        objective, theta, config.solver, config.tol, config.max_iter, config.verbose
+        objective,
+        theta,
+        config.solver,
+        config.tol,
+        config.max_iter,
+        config.verbose,
+        follow,
     )
     posterior, curvature, jitter = laplace_posterior(
         objective,
@@ -335,9 +343,10 @@ def fit_network(
             return loo_log_losses(fit, jacobians(fit), fit_data, scales, predictive)
         prior = to_numpy(fit.prior_precision)
         fold_config = replace(config, tol=max(config.tol, fold_tol))
+        follow = fold_follows_negative_curvature(fold_config.tol)
         return cv_log_losses(
             lambda train: fit_laplace(
-                fold_config, objective(prior, fit_rows[train]), fit.theta
+                fold_config, objective(prior, fit_rows[train]), fit.theta, None, follow
             ),
             jacobians(fit),
             fit_data,

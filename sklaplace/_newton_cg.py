@@ -9,7 +9,8 @@ quadratic model even where ``H`` is indefinite (Steihaug 1983; Nocedal &
 Wright 2006, Alg. 7.2, with the preconditioned norm of Conn, Gould & Toint
 2000, Alg. 7.5.1). No ``n_params x n_params`` matrix is formed: an iteration costs a
 forward pass, one backward pass for the residual terms, and about two
-gradients per CG step.
+gradients per CG step. The held-out folds' loose refits do not follow
+negative curvature (:func:`~sklaplace._held_out.fold_follows_negative_curvature`).
 
 * Preconditioner: the empirical Fisher diagonal plus the prior
   (:func:`~sklaplace._curvature.fisher_diagonal`, about one gradient). It needed fewer
@@ -101,13 +102,20 @@ def _boundary_tau(xp, p, d, m, radius):
     return (root - pd) / dd
 
 
-def steihaug_cg(xp, hessp, gradient, m, radius, rtol, max_iter):
+def steihaug_cg(
+    xp, hessp, gradient, m, radius, rtol, max_iter, follow_negative_curvature=True
+):
     """Steihaug-Toint preconditioned CG for ``min g's + s'Hs/2, ||s||_M <= radius``.
 
     Nocedal & Wright (2006), Alg. 7.2 with the preconditioner ``M =
     diag(m)`` and the trust region measured in the ``M``-norm (Conn, Gould &
     Toint 2000, Alg. 7.5.1), in which the CG iterates' norm increases
-    monotonically.
+    monotonically. Without ``follow_negative_curvature``, a direction of
+    negative curvature ends CG where it stands, as in line-search Newton-CG
+    (Nocedal & Wright 2006, Alg. 7.1): at the last iterate, or, at the
+    first direction, at the preconditioned gradient step ``-M^{-1} g``
+    (shortened to the region), whose length the positive curvature ``M``
+    sets; the step stays near a saddle instead of leaving it.
 
     Parameters
     ----------
@@ -122,6 +130,9 @@ def steihaug_cg(xp, hessp, gradient, m, radius, rtol, max_iter):
         Stop when ``||H s + g|| <= rtol ||g||`` (the forcing term).
     max_iter : int
         Maximum CG steps (Hessian-vector products).
+    follow_negative_curvature : bool, default=True
+        Whether a direction of negative curvature is followed to the
+        boundary (Steihaug-Toint) or ends CG where it stands.
 
     Returns
     -------
@@ -147,6 +158,12 @@ def steihaug_cg(xp, hessp, gradient, m, radius, rtol, max_iter):
         curvature = float(xp.sum(direction * Hd))
         if not np.isfinite(curvature):
             status = "not finite"
+            break
+        if curvature <= 0 and not follow_negative_curvature:
+            status = "negative curvature"
+            if n_products == 1:  # no iterate yet: -M^{-1} g, within the region
+                t = min(1.0, radius / float(xp.sqrt(xp.sum(m * z * z))))
+                step, residual = t * direction, residual + t * Hd
             break
         inside = False
         if curvature > 0:
@@ -199,10 +216,19 @@ class NewtonCGSolver(TrustRegionSolver):
         Maximum Newton iterations (outer iterations, each one CG solve).
     verbose : int, default=0
         Print one line per iteration when positive.
+    follow_negative_curvature : bool, default=True
+        Whether CG follows negative curvature to the region's boundary (out
+        of a saddle) or stops where it meets it (:func:`steihaug_cg`).
     """
 
     name = "Newton-CG"
     max_trials = 30  # rejected steps per iteration before giving up
+
+    def __init__(
+        self, objective, tol, max_iter, verbose=0, follow_negative_curvature=True
+    ):
+        super().__init__(objective, tol, max_iter, verbose)
+        self.follow_negative_curvature = follow_negative_curvature
 
     def setup(self, theta):
         """Set ``theta``, ``loss_value``, ``gradient(_norm)``, ``radius``."""
@@ -274,6 +300,7 @@ class NewtonCGSolver(TrustRegionSolver):
             self.radius,
             self.rtol,
             self.max_cg,
+            self.follow_negative_curvature,
         )
         self.model = model / unit
         self.n_products += n

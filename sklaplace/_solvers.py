@@ -223,13 +223,22 @@ def _newton(objective, theta, tol, max_iter, verbose=0):
     return NewtonSolver(objective, tol, max_iter, verbose).solve(theta)
 
 
-def _newton_cg(objective, theta, tol, max_iter, verbose=0):
-    return NewtonCGSolver(objective, tol, max_iter, verbose).solve(theta)
+def _newton_cg(objective, theta, tol, max_iter, verbose=0, follow=True):
+    return NewtonCGSolver(objective, tol, max_iter, verbose, follow).solve(theta)
 
 
 SOLVERS = {"newton": _newton, "newton-cg": _newton_cg, "lbfgs": minimize_lbfgs}
 
 
-def minimize_map(objective, theta, solver, tol, max_iter, verbose=0):
-    """Find the MAP with the named solver; return a :class:`MapResult`."""
+def minimize_map(
+    objective, theta, solver, tol, max_iter, verbose=0, follow_negative_curvature=True
+):
+    """Find the MAP with the named solver; return a :class:`MapResult`.
+
+    ``follow_negative_curvature`` is Newton-CG's (:class:`NewtonCGSolver`);
+    the other solvers ignore it.
+    """
+    if solver == "newton-cg":
+        follow = follow_negative_curvature
+        return _newton_cg(objective, theta, tol, max_iter, verbose, follow)
     return SOLVERS[solver](objective, theta, tol, max_iter, verbose)

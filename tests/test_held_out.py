@@ -5,19 +5,22 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_iris
+from sklearn.datasets import load_iris, make_moons
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
+import sklaplace._fitting as fitting_module
 import sklaplace._held_out
 import sklaplace._warnings as package_warnings
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._held_out import (
+    FOLD_TOL,
     HeldOutLosses,
     _content_hashes,
     base_rate_loss,
     content_folds,
     cv_log_losses,
+    fold_follows_negative_curvature,
     validation_log_losses,
     validation_rows,
 )
@@ -708,3 +711,41 @@ def test_a_held_out_row_of_zero_predictive_variance_is_scored():
         fit, jacobians, (np.zeros((3, 1)), labels, np.ones(3)), scales, None, True
     )
     np.testing.assert_allclose(got.losses, expected, rtol=1e-10)
+
+
+def test_loose_folds_do_not_follow_negative_curvature_tight_ones_do(monkeypatch):
+    """Folds solved to ``FOLD_TOL`` score the fit's own mode and stop CG
+    where it meets negative curvature; the basins' confirmations (at the
+    model's ``tol``) and every full-data fit follow it."""
+    assert not fold_follows_negative_curvature(FOLD_TOL)
+    assert fold_follows_negative_curvature(np.nextafter(FOLD_TOL, 0))
+    calls = []
+    real = fitting_module.minimize_map
+
+    def spy(objective, theta, solver, tol, max_iter, verbose=0, follow=True):
+        calls.append((objective.n_samples, tol, follow))
+        return real(objective, theta, solver, tol, max_iter, verbose, follow)
+
+    monkeypatch.setattr(fitting_module, "minimize_map", spy)
+    X, y = make_moons(200, noise=0.3, random_state=0)
+    LaplaceMLPClassifier((8,), random_state=0).fit(X, y)
+    full = {follow for n, _, follow in calls if n == len(y)}
+    folds = [(tol, follow) for n, tol, follow in calls if n < len(y)]
+    assert full == {True}
+    assert {follow for tol, follow in folds if tol >= FOLD_TOL} == {False}
+    assert {follow for tol, follow in folds if tol < FOLD_TOL} == {True}
+
+
+@pytest.mark.slow
+def test_round_off_does_not_send_a_fold_refit_to_another_basin():
+    # Session 50's probe: a 1e-15 relative change of X let one fold's refit
+    # follow the negative curvature of a saddle near its start (loss 54.3
+    # -> 40.7), the run from alpha 0.1 then beat the kept fit by 2.4 paired
+    # errors instead of 1.98, and the probabilities moved by 0.61 (alpha_
+    # 0.293 against 0.074).
+    X, y = make_moons(200, noise=0.3, random_state=0)
+    X_rounded = X * (1 + 1e-15 * np.random.RandomState(7).standard_normal(X.shape))
+    fit = LaplaceMLPClassifier(random_state=2).fit(X, y)
+    again = LaplaceMLPClassifier(random_state=2).fit(X_rounded, y)
+    assert again.alpha_ == pytest.approx(fit.alpha_, rel=1e-3)
+    np.testing.assert_allclose(again.predict_proba(X), fit.predict_proba(X), atol=1e-3)

@@ -1157,3 +1157,62 @@ def test_fisher_diagonal_with_zero_weight_rows_does_not_divide_by_zero():
         diag = fisher_diagonal(zeroed, theta, unit_floor=1e-2)
     expected = fisher_diagonal(objective(keep, weight[keep]), theta, unit_floor=1e-2)
     np.testing.assert_allclose(diag, expected, rtol=1e-12)
+
+
+def test_cg_that_does_not_follow_negative_curvature_stops_where_it_meets_it():
+    """Without ``follow_negative_curvature``, CG ends at its last iterate
+    where a direction has negative curvature, inside the region, where
+    Steihaug-Toint goes on to the boundary; at the first direction it takes
+    ``-g / m``, shortened to the region."""
+    H = np.diag([1.0, -0.5, 2.0])
+    g, m = np.array([1.0, 0.3, 0.0]), np.ones(3)
+
+    def cg(radius, follow):
+        return steihaug_cg(np, H.__matmul__, g, m, radius, 1e-12, 10, follow)
+
+    # By hand: the first direction -g has curvature 1 - 0.045 > 0, its
+    # minimiser along it is t = 1.09 / 0.955; the next direction's is negative.
+    first = -g * (g @ g) / (g @ H @ g)
+    step, model, status, n = cg(10.0, False)
+    assert (status, n) == ("negative curvature", 2)
+    np.testing.assert_allclose(step, first, rtol=1e-12)
+    np.testing.assert_allclose(model, g @ step + step @ H @ step / 2, rtol=1e-12)
+    followed, _, status, _ = cg(10.0, True)
+    assert status == "negative curvature"
+    np.testing.assert_allclose(np.linalg.norm(followed), 10.0, rtol=1e-12)
+    # Negative curvature at once: -g / m, whole or shortened to the region.
+    H = np.diag([-1.0, -2.0, 0.5])
+    for radius, expected in [(10.0, -g), (0.5, -g * 0.5 / np.linalg.norm(g))]:
+        step, model, status, n = cg(radius, False)
+        assert (status, n) == ("negative curvature", 1)
+        np.testing.assert_allclose(step, expected, rtol=1e-12)
+        np.testing.assert_allclose(model, g @ step + step @ H @ step / 2, rtol=1e-12)
+
+
+def test_newton_cg_passes_on_whether_it_follows_negative_curvature(monkeypatch):
+    """The solver's and ``minimize_map``'s flag reaches every CG solve: from
+    a start where the followed solves meet negative curvature, the others
+    stop there and take another path (the held-out folds' refits)."""
+    obj, theta = make_problem(hidden=(8,), n_samples=30, seed=3)
+    real = sklaplace._newton_cg.steihaug_cg
+    flags, results = [], {}
+
+    def recording(*args):
+        flags.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(sklaplace._newton_cg, "steihaug_cg", recording)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for follow in (True, False):
+            flags.clear()
+            solver = NewtonCGSolver(obj, 1e-4, 30, follow_negative_curvature=follow)
+            results[follow] = solver.solve(theta)
+            assert flags and set(flags) == {follow}
+            flags.clear()
+            again = minimize_map(
+                obj, theta, "newton-cg", 1e-4, 30, follow_negative_curvature=follow
+            )
+            assert flags and set(flags) == {follow}
+            np.testing.assert_array_equal(again.theta, results[follow].theta)
+    assert np.max(np.abs(results[True].theta - results[False].theta)) > 1e-3
