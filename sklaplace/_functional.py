@@ -19,9 +19,9 @@ Conventions shared by every function here:
 * Outputs are arrays of the coefficients' namespace (NumPy, CuPy, ...).
 """
 
-import math
+import numpy as np
 
-from sklaplace._curvature import CURVATURE_BUILDERS
+from sklaplace._curvature import CURVATURE_BUILDERS, check_finite_curvature
 from sklaplace._functional_inputs import finite_vector, network_objective
 from sklaplace._warnings import warn
 
@@ -85,13 +85,8 @@ def log_posterior(
     obj, theta = network_objective(
         coefs, intercepts, X, y, activation, alpha, bias_prior_precision, sample_weight
     )
-    value = -obj.loss(theta)
-    if math.isnan(float(value)):  # inf - inf where logits overflow
-        raise ValueError(
-            "The log posterior is not defined: the network's logits overflow "
-            "its dtype. Standardise the features or shrink the weights."
-        )
-    return value
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _finite(obj.xp, -obj.loss(theta), "value")
 
 
 def log_posterior_grad(
@@ -108,7 +103,8 @@ def log_posterior_grad(
     obj, theta = network_objective(
         coefs, intercepts, X, y, activation, alpha, bias_prior_precision, sample_weight
     )
-    return -obj.loss_gradient(theta)[1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _finite(obj.xp, -obj.loss_gradient(theta)[1], "gradient")
 
 
 def log_posterior_hessian(
@@ -146,7 +142,10 @@ def log_posterior_hessian(
         sample_weight,
         memory_budget,
     )
-    return -CURVATURE_BUILDERS[_HESSIAN_KINDS[kind]](obj, theta)
+    with np.errstate(over="ignore", invalid="ignore"):
+        hessian = -CURVATURE_BUILDERS[_HESSIAN_KINDS[kind]](obj, theta)
+    check_finite_curvature(obj.xp, hessian)
+    return hessian
 
 
 def log_posterior_hvp(
@@ -171,7 +170,24 @@ def log_posterior_hvp(
     v = finite_vector(obj.xp, v, theta.dtype)
     if v.shape != theta.shape:
         raise ValueError(f"v must have shape ({theta.shape[0]},), got {v.shape}.")
-    return -obj.hessp(theta, v, kind)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _finite(obj.xp, -obj.hessp(theta, v, kind), "Hessian-vector product")
+
+
+def _finite(xp, value, what):
+    """Return ``value``; raise ``ValueError`` where an entry overflowed.
+
+    The log posterior had been NaN (``inf - inf``) or ``-inf``, and its
+    derivatives NaN or infinite, where a term overflows the network's dtype.
+    """
+    if not bool(xp.all(xp.isfinite(value))):
+        raise ValueError(
+            f"The log posterior's {what} is not finite: the network's logits "
+            "overflow its dtype, or the prior term (alpha * theta**2) or the "
+            "weighted rows do. Standardise the features, or shrink the weights, "
+            "alpha or sample_weight."
+        )
+    return value
 
 
 log_posterior.__doc__ = f"""Log posterior of an MLP classifier, up to a constant.

@@ -253,10 +253,14 @@ def _counted_rows(xp, X, Y, sample_weight):
     As ``fit`` does: a row of weight 0 counts for nothing, however large
     (``0 * inf`` had made the exact Hessian and both diagonals NaN), and
     ``sum_n s_n X[n, j]**2``, a factor of every curvature, must be finite
-    (at 1e160 the exact Hessian had been NaN, the GGN finite).
+    (at 1e160 the exact Hessian had been NaN, the GGN finite). Where no row
+    counts, their features are zeroed instead (the log posterior is the
+    prior's alone, and an array of no rows would be a shape of its own).
     """
     counted = on_host(sample_weight) > 0
-    if np.any(counted) and not np.all(counted):
+    if not np.any(counted):
+        X = xp.zeros_like(X)
+    elif not np.all(counted):
         keep = xp.asarray(np.flatnonzero(counted))
         X, Y = xp.take(X, keep, axis=0), xp.take(Y, keep, axis=0)
         sample_weight = xp.take(sample_weight, keep, axis=0)

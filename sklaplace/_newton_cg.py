@@ -114,8 +114,9 @@ def steihaug_cg(
     negative curvature ends CG where it stands, as in line-search Newton-CG
     (Nocedal & Wright 2006, Alg. 7.1): at the last iterate, or, at the
     first direction, at the preconditioned gradient step ``-M^{-1} g``
-    (shortened to the region), whose length the positive curvature ``M``
-    sets; the step stays near a saddle instead of leaving it.
+    (shortened to the region; none where ``g`` is 0), whose length the
+    positive ``M`` sets rather than the boundary; the step stays near a
+    saddle instead of leaving it.
 
     Parameters
     ----------
@@ -161,8 +162,9 @@ def steihaug_cg(
             break
         if curvature <= 0 and not follow_negative_curvature:
             status = "negative curvature"
-            if n_products == 1:  # no iterate yet: -M^{-1} g, within the region
-                t = min(1.0, radius / float(xp.sqrt(xp.sum(m * z * z))))
+            norm = float(xp.sqrt(xp.sum(m * z * z)))
+            if n_products == 1 and norm > 0:  # no iterate: -M^{-1} g, inside
+                t = min(1.0, radius / norm)
                 step, residual = t * direction, residual + t * Hd
             break
         inside = False
@@ -192,17 +194,18 @@ def steihaug_cg(
 class NewtonCGSolver(TrustRegionSolver):
     """Trust-region Newton-CG on exact Hessian-vector products (Steihaug-Toint).
 
-    Where the Hessian is indefinite, CG follows the first direction of
-    negative curvature to the trust-region boundary; near the optimum the
-    region is inactive and the iteration is an inexact Newton method. The
-    region is measured in the preconditioner's norm ``||s||_M = sqrt(s' M
-    s)``; its first radius, ``sqrt(L(theta_0))``, allows a step whose model
-    decrease is of the order of the loss itself (``||s||_M^2 ~ s'Hs``).
-    After a poor step the radius shrinks to a quarter of the step's norm;
-    a rejected step is shortened along its own direction (:meth:`backtrack`)
+    Where the Hessian is indefinite, CG follows the first direction of negative
+    curvature to the trust-region boundary (unless
+    ``follow_negative_curvature`` is False: the held-out folds' refits); near
+    the optimum the region is inactive and the iteration is an inexact Newton
+    method. The region is measured in the preconditioner's norm ``||s||_M =
+    sqrt(s' M s)``; its first radius, ``sqrt(L(theta_0))``, allows a step whose
+    model decrease is of the order of the loss itself (``||s||_M^2 ~ s'Hs``).
+    After a poor step the radius shrinks to a quarter of the step's norm; a
+    rejected step is shortened along its own direction (:meth:`backtrack`)
     rather than recomputed, so rejections cost no Hessian-vector products.
-    Radius update: Nocedal & Wright (2006), Alg. 4.1. A step is accepted
-    when the ratio of the actual to the predicted decrease exceeds 1e-4.
+    Radius update: Nocedal & Wright (2006), Alg. 4.1. A step is accepted when
+    the ratio of the actual to the predicted decrease exceeds 1e-4.
 
     The loop is :meth:`TrustRegionSolver.solve`; every step's docstring
     says what it sets.

@@ -318,13 +318,20 @@ def curvature_second_moments(xp, X, sample_weight):
         host = to_numpy(X)
         _refuse_non_finite_inputs(host)
         bad = np.flatnonzero(~finite)
+        with np.errstate(over="ignore"):
+            features_overflow = not np.all(np.isfinite(np.sum(host[:, bad] ** 2, 0)))
+        advice = (
+            "Standardise the features (e.g. sklearn.preprocessing.StandardScaler)"
+            if features_overflow
+            else "The features alone do not overflow: rescale sample_weight "
+            f"(largest {float(xp.max(sample_weight)):.3g})"
+        )
         raise ValueError(
             "The curvature of the log posterior is not finite (it overflows): "
             f"sum_n sample_weight_n * X[n, j]**2 exceeds {host.dtype} for "
             f"{bad.size} feature(s) (columns {bad[:5].tolist()}"
             f"{', ...' if bad.size > 5 else ''}; largest |X| = "
-            f"{np.max(np.abs(host)):.3g}). Standardise the features (e.g. "
-            "sklearn.preprocessing.StandardScaler)."
+            f"{np.max(np.abs(host)):.3g}). {advice}."
         )
     return second_moments
 

@@ -3,6 +3,7 @@
 import numbers
 
 import numpy as np
+import scipy.sparse
 
 __all__ = ["expected_calibration_error", "multiclass_brier_score"]
 
@@ -105,10 +106,7 @@ def _checked(y_true, proba, classes):
     prediction as right.
     """
     y_true = np.asarray(y_true)
-    proba = np.asarray(proba)
-    if np.iscomplexobj(proba):  # float() would drop the imaginary part
-        raise TypeError(f"proba must hold real numbers, got dtype {proba.dtype}.")
-    proba = proba.astype(float)
+    proba = _real_array(proba, "proba")
     if proba.ndim != 2 or y_true.ndim != 1 or proba.shape[0] != y_true.shape[0]:
         raise ValueError(
             "proba must be of shape (n_samples, n_classes) and y_true of shape "
@@ -116,6 +114,8 @@ def _checked(y_true, proba, classes):
         )
     if proba.shape[0] == 0:
         raise ValueError("proba and y_true hold no samples.")
+    if proba.shape[1] == 0:
+        raise ValueError("proba has no columns: it must hold one per class.")
     if not np.all(np.isfinite(proba)):
         raise ValueError("proba contains NaN or infinity.")
     off = np.max(np.abs(np.sum(proba, axis=1) - 1.0))
@@ -127,7 +127,7 @@ def _checked(y_true, proba, classes):
             f"{proba.max():.10g}] and a row sum off by {off:.3g}."
         )
     if classes is None:
-        classes = np.unique(y_true)
+        classes = _labels(y_true, "y_true")
         if classes.shape[0] != proba.shape[1]:
             raise ValueError(
                 f"y_true holds {classes.shape[0]} distinct labels but proba has "
@@ -140,7 +140,7 @@ def _checked(y_true, proba, classes):
             f"classes must name the {proba.shape[1]} columns of proba, got "
             f"shape {classes.shape}."
         )
-    if np.unique(classes).shape[0] != classes.shape[0]:
+    if _labels(classes, "classes").shape[0] != classes.shape[0]:
         raise ValueError(f"classes must not repeat a label, got {classes}.")
     unknown = ~np.isin(y_true, classes)
     if np.any(unknown):
@@ -148,3 +148,31 @@ def _checked(y_true, proba, classes):
             f"y_true holds labels not in classes: {np.unique(y_true[unknown])[:5]}."
         )
     return y_true, proba, classes
+
+
+def _real_array(values, name):
+    """``values`` as a float array, or an error that names ``name``."""
+    if scipy.sparse.issparse(values):
+        raise TypeError(f"{name} must be a dense array, got a sparse matrix.")
+    try:
+        array = np.asarray(values)
+    except ValueError as error:  # ragged nested sequences
+        raise ValueError(f"{name} must be a rectangular array: {error}") from error
+    if np.iscomplexobj(array):  # float() would drop the imaginary part
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}.")
+    try:
+        return array.astype(float)
+    except (TypeError, ValueError) as error:  # strings, dicts, objects
+        raise TypeError(
+            f"{name} must hold real numbers, got dtype {array.dtype}."
+        ) from error
+
+
+def _labels(values, name):
+    """Return the sorted distinct labels of ``values``; name ``name`` if they fail."""
+    try:
+        return np.unique(values)
+    except TypeError as error:  # labels of types that do not compare
+        raise TypeError(
+            f"{name} must hold labels of one comparable type: {error}"
+        ) from error

@@ -20,7 +20,9 @@ from sklaplace._prior import prior_precision_vector
 # the suite's networks are tiny, so its BLAS calls are many and small, and a
 # second thread spends more time synchronising than computing, the more so on
 # a shared machine: tests/test_common.py on 2 cores another process kept busy
-# took 998 s with OpenBLAS's 2 threads, 97 s with 1. No test depends on them.
+# took 998 s with OpenBLAS's 2 threads, 97 s with 1. One test's case depends
+# on the thread count: test_round_off_does_not_send_a_fold_refit_to_another_basin
+# (round-off must send the former code's fold to another basin, as 1 does).
 _BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
 
 ACTIVATION_NAMES = ["identity", "logistic", "tanh", "relu", "softplus", "elu"]

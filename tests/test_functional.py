@@ -773,3 +773,78 @@ def test_a_v_of_another_rank_is_refused_by_its_shape(shape):
 def re_shape(shape):
     """``shape`` as a regular expression matching its tuple's repr."""
     return str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")
+
+
+def _overflowing_network(scale):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(5, 2)), np.array([0, 1, 2, 1, 0])
+    coefs = [rng.normal(size=(2, 3)) * scale, rng.normal(size=(3, 3)) * scale]
+    return coefs, [rng.normal(size=3), rng.normal(size=3)], X, y
+
+
+@pytest.mark.parametrize(
+    "derivative",
+    [
+        lambda *a, **k: log_posterior_grad(*a, **k),
+        lambda *a, **k: log_posterior_hessian(*a, kind="exact", **k),
+        lambda *a, **k: log_posterior_hessian(*a, kind="ggn", **k),
+        lambda *a, **k: log_posterior_hessian(*a, kind="exact_diag", **k),
+        lambda *a, **k: log_posterior_hessian(*a, kind="ggn_diag", **k),
+        lambda *a, **k: log_posterior_hvp(*a, np.ones(21), **k),
+        lambda *a, **k: log_posterior_hvp(*a, np.ones(21), kind="ggn", **k),
+    ],
+)
+def test_derivatives_where_the_logits_overflow_are_refused_not_nan(derivative):
+    """ReLU weights of 1e160: ``log_posterior`` refused the overflowing
+    logits, but its gradient, Hessians and products came back all NaN."""
+    args = _overflowing_network(1e160)
+    with pytest.raises(ValueError, match="not finite"):
+        derivative(*args, activation="relu")
+    finite = derivative(*_overflowing_network(1.0), activation="relu")
+    assert np.all(np.isfinite(finite))
+
+
+def test_a_log_posterior_or_gradient_that_overflows_to_infinity_is_refused():
+    """The prior term ``alpha theta**2 / 2`` overflowed to ``-inf`` (tanh
+    weights of 1e160, or ``alpha=1e308``), which came back as the value, and
+    as infinite entries of the gradient."""
+    coefs, intercepts, X, y = _overflowing_network(1.0)
+    big = [c * 1e160 for c in coefs]
+    with pytest.raises(ValueError, match="value is not finite"):
+        log_posterior(big, intercepts, X, y, activation="tanh")
+    with pytest.raises(ValueError, match="value is not finite"):
+        log_posterior(coefs, intercepts, X, y, alpha=1e308)
+    with pytest.raises(ValueError, match="gradient is not finite"):
+        log_posterior_grad(coefs, intercepts, X, y, alpha=1e308)
+    assert np.isfinite(log_posterior(coefs, intercepts, X, y, alpha=1e300))
+
+
+def test_rows_that_all_weigh_zero_count_for_nothing_however_large():
+    """With every weight 0 the log posterior is the prior's alone, a row at
+    1e200 included (it had refused the call: ``0 * inf``)."""
+    coefs, intercepts, X, y = _overflowing_network(1.0)
+    X[1] = 1e200
+    kw = dict(sample_weight=np.zeros(5), alpha=0.3, bias_prior_precision=0.2)
+    # By hand: -(alpha/2) |W|^2 - (beta/2) |b|^2; the Hessian -diag(alpha or beta).
+    weights = np.concatenate([c.ravel() for c in coefs])
+    biases = np.concatenate(intercepts)
+    value = -0.15 * weights @ weights - 0.1 * biases @ biases
+    np.testing.assert_allclose(
+        log_posterior(coefs, intercepts, X, y, **kw), value, rtol=1e-14
+    )
+    # Layout per layer: weights row by row with the bias row last.
+    diagonal = np.concatenate(
+        [np.r_[np.full(c.size, 0.3), np.full(c.shape[1], 0.2)] for c in coefs]
+    )
+    hessian = log_posterior_hessian(coefs, intercepts, X, y, **kw)
+    np.testing.assert_allclose(hessian, -np.diag(diagonal), atol=1e-300)
+
+
+def test_an_overflow_of_the_weighted_second_moments_names_the_weights():
+    """``sum_n s_n X[n, j]**2`` overflows with weights of 1e308 on features
+    of order 1: the message had said to standardise the features."""
+    coefs, intercepts, X, y = _overflowing_network(1.0)
+    with pytest.raises(ValueError, match=r"rescale sample_weight \(largest 1e\+308\)"):
+        log_posterior_grad(coefs, intercepts, X, y, sample_weight=np.full(5, 1e308))
+    with pytest.raises(ValueError, match="Standardise the features"):
+        log_posterior_grad(coefs, intercepts, X * 1e160, y)

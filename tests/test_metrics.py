@@ -284,3 +284,35 @@ def test_entries_outside_0_1_are_refused_even_where_the_row_sums_to_1(row, shown
     for metric in (multiclass_brier_score, expected_calibration_error):
         with pytest.raises(ValueError, match=re.escape(f"entries in {shown} and")):
             metric([0, 1], proba)
+
+
+@pytest.mark.parametrize(
+    "proba, error, match",
+    [
+        (np.zeros((2, 0)), ValueError, "proba has no columns"),
+        ("sparse", TypeError, "proba must be a dense array"),
+        ({"a": 1}, TypeError, "proba must hold real numbers, got dtype object"),
+        ("abc", TypeError, "proba must hold real numbers, got dtype <U3"),
+        ([[1.0, 0.0], [1.0]], ValueError, "proba must be a rectangular array"),
+    ],
+)
+@pytest.mark.parametrize("metric", [expected_calibration_error, multiclass_brier_score])
+def test_proba_that_is_not_a_table_of_numbers_is_refused_by_name(
+    metric, proba, error, match
+):
+    """They had met NumPy's own errors (a reduction over no columns, "setting
+    an array element with a sequence", "could not convert string")."""
+    if isinstance(proba, str) and proba == "sparse":
+        import scipy.sparse
+
+        proba = scipy.sparse.csr_matrix(np.eye(2))
+    with pytest.raises(error, match=match):
+        metric([0, 1], proba)
+
+
+@pytest.mark.parametrize("metric", [expected_calibration_error, multiclass_brier_score])
+def test_labels_that_do_not_compare_are_refused_by_name(metric):
+    with pytest.raises(TypeError, match="classes must hold labels of one comparable"):
+        metric([0, 1], np.eye(2), classes=[None, 1])
+    with pytest.raises(TypeError, match="y_true must hold labels of one comparable"):
+        metric(np.array([None, 1], dtype=object), np.eye(2))

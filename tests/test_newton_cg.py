@@ -1180,13 +1180,19 @@ def test_cg_that_does_not_follow_negative_curvature_stops_where_it_meets_it():
     followed, _, status, _ = cg(10.0, True)
     assert status == "negative curvature"
     np.testing.assert_allclose(np.linalg.norm(followed), 10.0, rtol=1e-12)
-    # Negative curvature at once: -g / m, whole or shortened to the region.
-    H = np.diag([-1.0, -2.0, 0.5])
-    for radius, expected in [(10.0, -g), (0.5, -g * 0.5 / np.linalg.norm(g))]:
+    # Negative curvature at once: -g / m, whole or shortened to the region
+    # in the m-norm (m not uniform, so neither -g nor the 2-norm passes).
+    H, m = np.diag([-1.0, -2.0, 0.5]), np.array([2.0, 0.5, 1.0])
+    z = g / m
+    shortened = -z * 0.5 / np.sqrt(m @ (z * z))
+    for radius, expected in [(10.0, -z), (0.5, shortened)]:
         step, model, status, n = cg(radius, False)
         assert (status, n) == ("negative curvature", 1)
         np.testing.assert_allclose(step, expected, rtol=1e-12)
         np.testing.assert_allclose(model, g @ step + step @ H @ step / 2, rtol=1e-12)
+    # No gradient: no step (the 0 / 0 of the shortening is not taken).
+    step, model, status, _ = steihaug_cg(np, H.__matmul__, 0 * g, m, 1.0, 0.1, 5, False)
+    assert status == "negative curvature" and not np.any(step) and model == 0.0
 
 
 def test_newton_cg_passes_on_whether_it_follows_negative_curvature(monkeypatch):
