@@ -161,7 +161,7 @@ def log_posterior_hvp(
     bias_prior_precision=0.0,
     sample_weight=None,
 ):
-    if kind not in ("exact", "ggn"):
+    if not isinstance(kind, str) or kind not in ("exact", "ggn"):
         raise ValueError(f"kind must be 'exact' or 'ggn', got {kind!r}.")
     obj, theta = network_objective(
         coefs, intercepts, X, y, activation, alpha, bias_prior_precision, sample_weight

@@ -194,6 +194,8 @@ def network_objective(
     likelihood = Bernoulli if layout.n_outputs == 1 else Categorical
     n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
     y_host = np.asarray(_as_host(y))
+    if np.iscomplexobj(y_host):  # the cast to int would drop the imaginary part
+        raise TypeError(f"y must hold class indices, got dtype {y_host.dtype}.")
     if y_host.ndim != 1:
         raise ValueError(
             f"y must be 1-D, of shape ({X.shape[0]},), got shape {y_host.shape}."

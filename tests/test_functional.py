@@ -848,3 +848,15 @@ def test_an_overflow_of_the_weighted_second_moments_names_the_weights():
         log_posterior_grad(coefs, intercepts, X, y, sample_weight=np.full(5, 1e308))
     with pytest.raises(ValueError, match="Standardise the features"):
         log_posterior_grad(coefs, intercepts, X * 1e160, y)
+
+
+def test_a_kind_that_is_not_a_string_and_complex_labels_are_refused():
+    """The product took ``kind=np.array("exact")``, which the Hessian
+    refuses, and met NumPy's "truth value ... ambiguous" for an array of
+    two; complex labels lost their imaginary part with a ComplexWarning."""
+    coefs, intercepts, X, y = _overflowing_network(1.0)
+    for kind in (np.array("exact"), np.array(["exact", "ggn"])):
+        with pytest.raises(ValueError, match="kind must be 'exact' or 'ggn'"):
+            log_posterior_hvp(coefs, intercepts, X, y, np.ones(21), kind=kind)
+    with pytest.raises(TypeError, match="y must hold class indices, got dtype"):
+        log_posterior(coefs, intercepts, X, y + 0j)
