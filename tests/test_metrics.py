@@ -316,3 +316,16 @@ def test_labels_that_do_not_compare_are_refused_by_name(metric):
         metric([0, 1], np.eye(2), classes=[None, 1])
     with pytest.raises(TypeError, match="y_true must hold labels of one comparable"):
         metric(np.array([None, 1], dtype=object), np.eye(2))
+
+
+def test_low_confidences_keep_their_own_bins():
+    """Twenty classes put top-label confidences in bins 0 and 1 of 10: a
+    row right at 0.06 (gap +0.94) and one wrong at 0.15 (gap -0.15) are
+    alone in their bins, (0.94 + 0.15) / 2; merged they would cancel to
+    |0.94 - 0.15| / 2 (a mutant shifted the bins by one, and the clip at
+    bin 0 merged them)."""
+    proba = np.full((2, 20), 0.0)
+    proba[0, 0], proba[0, 1:] = 0.06, 0.94 / 19
+    proba[1, 1], proba[1, [0, *range(2, 20)]] = 0.15, 0.85 / 19
+    ece = expected_calibration_error([0, 0], proba, classes=np.arange(20), n_bins=10)
+    assert ece == pytest.approx((0.94 + 0.15) / 2, rel=1e-12)
