@@ -151,7 +151,7 @@ def _checked(y_true, proba, classes):
 
 
 def _real_array(values, name):
-    """``values`` as a float array, or an error that names ``name``."""
+    """Return ``values`` as a float array; an error names ``name`` where it fails."""
     if scipy.sparse.issparse(values):
         raise TypeError(f"{name} must be a dense array, got a sparse matrix.")
     try:
