@@ -1190,6 +1190,13 @@ def test_cg_that_does_not_follow_negative_curvature_stops_where_it_meets_it():
         assert (status, n) == ("negative curvature", 1)
         np.testing.assert_allclose(step, expected, rtol=1e-12)
         np.testing.assert_allclose(model, g @ step + step @ H @ step / 2, rtol=1e-12)
+    # Zero curvature counts as negative: d'Hd = 1 - 1 along -g, no boundary.
+    flat = np.diag([1.0, -1.0])
+    step, _, status, _ = steihaug_cg(
+        np, flat.__matmul__, np.ones(2), np.ones(2), 10.0, 1e-12, 5, False
+    )
+    assert status == "negative curvature"
+    np.testing.assert_allclose(step, -np.ones(2), rtol=1e-12)
     # No gradient: no step (the 0 / 0 of the shortening is not taken).
     step, model, status, _ = steihaug_cg(np, H.__matmul__, 0 * g, m, 1.0, 0.1, 5, False)
     assert status == "negative curvature" and not np.any(step) and model == 0.0
