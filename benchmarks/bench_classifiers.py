@@ -1,6 +1,7 @@
 """Predictive quality of LaplaceMLPClassifier beside MLPClassifier and LR.
 
-Usage: ``python benchmarks/bench_classifiers.py [--hidden 16] [--alpha 1.0]``
+Usage: ``python benchmarks/bench_classifiers.py [--hidden 16] [--alpha 1.0]
+[--solver newton]``
 
 Breast cancer, iris, wine and digits; features standardised inside each
 fold; stratified 5-fold CV. Reports mean test accuracy, log loss, Brier
@@ -95,9 +96,11 @@ def evaluate(name, hidden, alpha, solver):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--hidden", type=int, default=16)
-    parser.add_argument("--alpha", type=float, default=1.0)
-    parser.add_argument("--solver", default="newton")
+    parser.add_argument("--hidden", type=int, default=16, help="hidden units")
+    parser.add_argument("--alpha", type=float, default=1.0, help="weight decay")
+    parser.add_argument(
+        "--solver", default="newton", help="LaplaceMLPClassifier's MAP solver"
+    )
     args = parser.parse_args()
     hidden = (args.hidden,)
     print(

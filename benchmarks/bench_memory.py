@@ -1,6 +1,7 @@
 """Peak memory of the full GGN at N=100000, d=20, hidden (64,), binary.
 
-Usage: ``python benchmarks/bench_memory.py [--n-samples 100000]``
+Usage: ``python benchmarks/bench_memory.py [--n-samples 100000] [--n-features 20]
+[--hidden 64]``
 
 Reports the peak of Python-tracked allocations (``tracemalloc``; NumPy
 reports its buffers to it) while the GGN is formed, beside the size of the
@@ -24,9 +25,9 @@ MIB = 2**20
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n-samples", type=int, default=100_000)
-    parser.add_argument("--n-features", type=int, default=20)
-    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--n-samples", type=int, default=100_000, help="rows")
+    parser.add_argument("--n-features", type=int, default=20, help="features")
+    parser.add_argument("--hidden", type=int, default=64, help="hidden units")
     args = parser.parse_args()
     rng = np.random.RandomState(0)
     X = rng.normal(size=(args.n_samples, args.n_features))

@@ -293,7 +293,11 @@ def main():
         help="run the models whose names contain these",
     )
     parser.add_argument(
-        "--datasets", nargs="+", default=None, help="in-distribution data sets to run"
+        "--datasets",
+        nargs="+",
+        default=None,
+        choices=list(DATASETS),
+        help="in-distribution data sets to run",
     )
     parser.add_argument("--no-ood", action="store_true", help="skip the OOD tasks")
     args = parser.parse_args()
