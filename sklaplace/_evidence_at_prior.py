@@ -119,7 +119,10 @@ def log_evidence_at_prior(
     change = new - posterior_scale * old
     change = change if fixed is None else np.where(fixed, 0.0, change)
     try:
-        changed = posterior.with_prior_change(get_namespace(theta_map), change)
+        # A change of 1e300 overflows the bracket, which is then refused as
+        # not positive definite: the -inf documented, not NumPy's warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            changed = posterior.with_prior_change(get_namespace(theta_map), change)
     except NotPositiveDefiniteError:
         return -np.inf
     return log_marginal_likelihood(log_likelihood, theta_map, new, changed, fixed)

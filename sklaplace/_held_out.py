@@ -149,6 +149,9 @@ def validation_rows(X, y_index, fraction, seed, sample_weight=None):
     return held & ~_unfitted_classes(held, y_index, sample_weight)[y_index]
 
 
+# A held-out row far beyond the fold's data (features of 1e150) overflows
+# its logits or variances; its loss is then inf, by design, not a NumPy warning.
+@np.errstate(over="ignore", invalid="ignore")
 def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive, probit):
     """Log loss of each of ``fold``'s held-out rows at each scale.
 

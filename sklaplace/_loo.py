@@ -136,8 +136,8 @@ def _left_out_losses(
     Y = likelihood.encode(xp, xp.asarray(labels), logits.shape[1], logits.dtype)
     R = likelihood.hessian_factor(xp, logits, unit)[:, None, :, :]
     residual = likelihood.residual(xp, logits, Y, unit)[:, None, :, None]
-    S = family.functional_variance_grid(xp, J, grid)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # non-finite losses are inf, below
+        S = family.functional_variance_grid(xp, J, grid)
         own = without_row(xp, S[:, :1, ...], R)
         mean = logits + (own @ residual)[:, 0, :, 0]
         covariance = without_row(xp, S[:, 1:, ...], R)

@@ -308,10 +308,14 @@ class NewtonCGSolver(TrustRegionSolver):
         self.model = model / unit
         self.n_products += n
 
+    def step_norm(self):
+        """Length of ``step`` in the region's norm, ``sqrt(s' M s)``."""
+        xp = self.objective.xp
+        return float(xp.sqrt(xp.sum(self.m * self.step * self.step)))
+
     def update_region(self, rho):
         """Shrink ``radius`` after a poor step, grow it after a good boundary step."""
-        xp = self.objective.xp
-        norm = float(xp.sqrt(xp.sum(self.m * self.step * self.step)))
+        norm = self.step_norm()
         if rho < 0.25:
             self.radius = 0.25 * norm
         elif rho > 0.75 and norm >= 0.99 * self.radius:
@@ -328,7 +332,13 @@ class NewtonCGSolver(TrustRegionSolver):
         is accepted.
         """
         xp = self.objective.xp
-        t = self.radius / float(xp.sqrt(xp.sum(self.m * self.step * self.step)))
+        norm = self.step_norm()
+        if not norm > 0.0:
+            # The step underflowed (alpha 1e300: each parameter's step
+            # ~1e-300, its square 0): no shorter step exists, the solver stalls.
+            self.step = None
+            return
+        t = self.radius / norm
         g_step = float(xp.sum(self.gradient * self.step))
         curvature = 2.0 * (self.model - g_step)  # s'Hs
         self.step = t * self.step

@@ -154,9 +154,13 @@ def minimize_lbfgs(objective, theta, tol, max_iter, verbose=0):
     evaluated = []  # scaled gradient at every evaluation, line searches included
 
     def loss_gradient(theta_host):
-        loss, gradient = objective.loss_gradient(
-            xp.asarray(theta_host, dtype=theta.dtype)
-        )
+        # The line search's trial points may overflow the logits (features of
+        # 1e150); SciPy rejects their non-finite loss, and NumPy's warnings
+        # of it (thousands per fit) would only flood the user.
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, gradient = objective.loss_gradient(
+                xp.asarray(theta_host, dtype=theta.dtype)
+            )
         gradient = to_numpy(gradient).astype(np.float64)
         evaluated.append(float(np.max(np.abs(gradient))) / scale)
         return float(loss), gradient

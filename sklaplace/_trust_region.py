@@ -110,8 +110,14 @@ class TrustRegionSolver:
         Near the optimum the loss may stop changing in floating point; a step
         is then accepted when the gradient falls.
         """
-        self.candidate_forward = self.objective.forward(candidate)
-        loss, gradient = self.objective.loss_gradient(candidate, self.candidate_forward)
+        # A long step may overflow the logits (features of 1e150): the loss
+        # is then not finite and the step rejected below, so NumPy's
+        # warnings of it would only flood the user (thousands per fit).
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.candidate_forward = self.objective.forward(candidate)
+            loss, gradient = self.objective.loss_gradient(
+                candidate, self.candidate_forward
+            )
         loss = float(loss)
         actual = self.loss_value - loss
         rounding = 16 * np.finfo(np.float64).eps * max(abs(self.loss_value), 1.0)

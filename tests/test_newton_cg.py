@@ -189,6 +189,35 @@ def test_backtrack_shortens_the_step_to_the_radius_with_its_quadratic_model():
     )
 
 
+def test_backtrack_of_a_step_that_underflowed_leaves_no_step():
+    """A step of ~1e-300 per parameter has ``s'Ms = 0`` in float64: no
+    shorter step exists, so none is proposed (the solver then stalls) rather
+    than a division by zero (``alpha=1e300``'s fold refits had raised
+    ZeroDivisionError)."""
+    from sklaplace._newton_cg import NewtonCGSolver
+
+    solver = NewtonCGSolver(SimpleNamespace(xp=np), tol=1e-8, max_iter=10)
+    solver.gradient, solver.m = np.ones(3), np.ones(3)
+    solver.step, solver.model, solver.radius = np.full(3, -1e-170), -1e-170, 0.0
+    solver.backtrack()
+    assert solver.step is None
+    solver.step = np.full(3, -1e-150)  # s'Ms = 3e-300: shortened as usual
+    solver.model, solver.radius = 3 * -1e-150, 1e-150
+    solver.backtrack()
+    np.testing.assert_allclose(solver.step, np.full(3, -1e-150 / np.sqrt(3)))
+
+
+def test_a_huge_alpha_gives_the_base_rate_with_warnings_not_an_exception():
+    """``alpha=1e300`` lies in the documented range ``[0, inf)``: the fit
+    ends at the prior's mode (the class frequencies) with warnings."""
+    X, y = make_blobs(60, centers=2, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = LaplaceMLPClassifier((3,), alpha=1e300, random_state=0).fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X[:3]), 0.5, atol=1e-12)
+
+
 def test_binary_no_hidden_layer_reaches_logistic_regressions_map():
     X, y = _scaled(load_breast_cancer)
     alpha = 0.5

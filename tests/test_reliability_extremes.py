@@ -104,6 +104,38 @@ def test_badly_scaled_features_give_finite_predictions_or_a_warning(
     _assert_finite_predictions(clf, scale * X)
 
 
+@pytest.mark.parametrize("solver", ["newton-cg", "newton", "lbfgs"])
+def test_features_of_1e150_warn_with_our_classes_only(solver):
+    """Trial steps that overflow the logits are rejected by the solvers, and
+    held-out rows that overflow score ``inf``: by design, so NumPy's
+    RuntimeWarnings of them must not reach the user (L-BFGS had sent 4,733
+    per fit, pointing inside the package; under ``-W error`` the fit failed)."""
+    X, y = make_classification(200, 4, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", RuntimeWarning)
+        clf = LaplaceMLPClassifier((5,), solver=solver, random_state=0)
+        clf.fit(1e150 * X, y)
+    assert {w.category.__name__ for w in caught} <= {
+        "FeatureScaleWarning",
+        "ConvergenceWarning",
+        "LaplaceApproximationWarning",
+    }
+    assert np.all(np.isfinite(clf.predict_proba(1e150 * X)))
+
+
+def test_evidence_at_an_overflowing_prior_is_minus_inf_without_numpy_warnings():
+    """The documented ``-inf`` where round-off cannot tell, not NumPy's warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LaplaceApproximationWarning)  # flat prior
+        clf = LaplaceMLPClassifier(
+            (3,), alpha=0.0, bias_prior_precision=0.0, random_state=0
+        ).fit(X2, Y2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert clf.log_marginal_likelihood(alpha=1e300) == -np.inf
+
+
 @pytest.mark.parametrize("n_classes", [2, 3])
 @pytest.mark.parametrize("structure", ["full", "diag"])
 def test_duplicated_and_constant_columns(n_classes, structure):
