@@ -25,7 +25,6 @@ from sklaplace._basins import (
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
     kept_run,
-    log_marginal_likelihood,
     mackay_update,
     tune_alpha,
     weight_groups,
@@ -40,6 +39,7 @@ from sklaplace._held_out import (
     validation_log_losses,
     validation_rows,
 )
+from sklaplace._laplace_fit import LaplaceFit, fit_laplace
 from sklaplace._loo import loo_log_losses
 from sklaplace._memory import tuning_structure
 from sklaplace._network import log_equivalent_modes
@@ -57,51 +57,9 @@ from sklaplace._prior_scale import (
     evidence_scale,
 )
 from sklaplace._pruning import check_refit_posterior
-from sklaplace._solvers import minimize_map
-from sklaplace._symmetry import split_coinciding_units
 from sklaplace._warnings import recorded, warn
 
-__all__ = ["LaplaceFit", "NetworkFit", "fit_laplace", "fit_network"]
-
-
-class LaplaceFit(NamedTuple):
-    """One MAP fit and its Laplace posterior."""
-
-    objective: object
-    result: object
-    posterior: object
-    curvature: str
-    jitter: float
-
-    @property
-    def theta(self):
-        """The MAP."""
-        return self.result.theta
-
-    @property
-    def out_of_iterations(self):
-        """Whether ``max_iter`` stopped the solver short of the MAP."""
-        return self.result.out_of_iterations
-
-    @property
-    def prior_precision(self):
-        """The prior precision vector of the fit."""
-        return self.objective.prior_precision
-
-    @property
-    def log_likelihood(self):
-        """``sum_n s_n log p(y_n | theta_map)``."""
-        return -(self.result.loss - float(self.objective.prior_term(self.theta)))
-
-    def log_evidence(self):
-        """Laplace log evidence (parameters held at zero left out)."""
-        return log_marginal_likelihood(
-            self.log_likelihood,
-            self.theta,
-            self.prior_precision,
-            self.posterior,
-            self.objective.fixed,
-        )
+__all__ = ["NetworkFit", "fit_network"]
 
 
 class NetworkFit(NamedTuple):
@@ -129,43 +87,6 @@ class NetworkFit(NamedTuple):
     gammas: object
     refits: list
     prior_scale: object
-
-
-def fit_laplace(config, objective, theta, reference=None, follow=True):
-    """(1)-(3): the MAP from ``theta``, the curvature there and its posterior.
-
-    Given ``reference`` (weights whose units differ), hidden units that
-    coincide in ``theta`` are first split along it: a refit would leave
-    their saddle the way round-off points (:mod:`~sklaplace._symmetry`).
-    ``follow``: whether Newton-CG follows negative curvature.
-    """
-    if reference is not None:
-        fixed = None if objective.fixed is None else to_numpy(objective.fixed)
-        theta = split_coinciding_units(
-            objective.xp,
-            objective.layout,
-            theta,
-            reference,
-            objective.activation,
-            fixed,
-        )
-    result = minimize_map(
-        objective,
-        theta,
-        config.solver,
-        config.tol,
-        config.max_iter,
-        config.verbose,
-        follow,
-    )
-    posterior, curvature, jitter = laplace_posterior(
-        objective,
-        result.theta,
-        config.hessian,
-        config.hessian_structure,
-        config.subset_of_weights,
-    )
-    return LaplaceFit(objective, result, posterior, curvature, jitter)
 
 
 def fit_network(
@@ -435,18 +356,26 @@ def fit_network(
                     layout, alpha, config.bias_prior_precision
                 )
                 fit = fit._replace(objective=objective(prior, fit_rows))
-            rebuilt = []
+            # The posterior's own warnings last, from the posterior kept.
+            warned = [
+                w
+                for w in refit_warnings[first + index]
+                if w not in fit.posterior_warnings
+            ]
             if fit.posterior is None or tuning_config != config:
                 structure = (config.hessian_structure, config.subset_of_weights)
                 with recorded() as rebuilt:
                     p, c, j = laplace_posterior(
                         fit.objective, fit.theta, config.hessian, *structure
                     )
-                fit, gammas = fit._replace(posterior=p, curvature=c, jitter=j), None
+                fit = fit._replace(
+                    posterior=p, curvature=c, jitter=j, posterior_warnings=rebuilt
+                )
+                gammas = None
             if gammas is None:  # under the posterior kept (may be < 0)
                 covariance = fit.posterior.covariance_diagonal(xp)
                 gammas = mackay_update(covariance, fit.theta, alphas, groups)[1]
-            warned = refit_warnings[first + index] + caught + rebuilt
+            warned = warned + caught + list(fit.posterior_warnings)
             warned = {(w.category, str(w.message)): w for w in warned}  # once each
             return fit, alpha, tuning.history, gammas, list(warned.values())
 

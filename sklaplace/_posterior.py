@@ -295,11 +295,15 @@ def _warn_if_near_singular(posterior):
     """Warn when a factorisation succeeded with a tiny pivot (see ``pivot_ratio``)."""
     ratio = posterior.pivot_ratio()
     if ratio < SINGULAR_RTOL:
+        smallest = (
+            "a layer's smallest eigenvalue is {:.2g} of its largest"
+            if isinstance(posterior, KronPosterior)
+            else "its smallest Cholesky pivot is {:.2g} of its largest diagonal entry"
+        )
         warn(
-            "The posterior precision is nearly singular (its smallest Cholesky "
-            f"pivot is {ratio:.2g} of its largest diagonal entry): variances "
-            "along the weakly determined directions are dominated by round-off. "
-            f"{_SINGULAR_ADVICE}",
+            f"The posterior precision is nearly singular ({smallest.format(ratio)}): "
+            "variances along the weakly determined directions are dominated by "
+            f"round-off. {_SINGULAR_ADVICE}",
             LaplaceApproximationWarning,
         )
 
@@ -403,16 +407,24 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
             if kind == "exact":
                 _warn_exact_fallback(structure)
             continue
-        _warn_if_near_singular(posterior)
-        return posterior, kind, getattr(posterior, "jitter", 0.0)
+        jitter = getattr(posterior, "jitter", 0.0)  # a Kronecker factor's
+        if jitter > 0.0:
+            _warn_jitter(jitter, "to a Kronecker factor's prior")
+        else:
+            _warn_if_near_singular(posterior)
+        return posterior, kind, jitter
     total_weight = float(objective.gradient_scale)
     posterior, jitter = _jittered(xp, posterior_class, curvature, total_weight)
+    _warn_jitter(jitter, "to its diagonal")
+    return posterior, "ggn", jitter
+
+
+def _warn_jitter(jitter, where):
     warn(
         "The posterior precision is numerically singular; added a jitter of "
-        f"{jitter:.3g} to its diagonal (posterior_jitter_). {_SINGULAR_ADVICE}",
+        f"{jitter:.3g} {where} (posterior_jitter_). {_SINGULAR_ADVICE}",
         LaplaceApproximationWarning,
     )
-    return posterior, "ggn", jitter
 
 
 def _warn_exact_fallback(structure):

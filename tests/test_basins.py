@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 import sklaplace._basins
 import sklaplace._evidence
 import sklaplace._fitting
+import sklaplace._laplace_fit
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._alpha_walk import clearly_lower
 from sklaplace._basins import SAME_FIXED_POINT_RTOL, basin_beats, same_fixed_point
@@ -593,6 +594,7 @@ def test_a_rebuilt_challenger_is_fitted_and_scored_on_the_fitted_rows_only(
 
     monkeypatch.setattr(sklaplace._fitting, "fit_laplace", spy_fit)
     monkeypatch.setattr(sklaplace._fitting, "laplace_posterior", spy_posterior)
+    monkeypatch.setattr(sklaplace._laplace_fit, "laplace_posterior", spy_posterior)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         LaplaceMLPClassifier(

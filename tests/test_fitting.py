@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 import sklaplace._estimator as estimator_module
 import sklaplace._fitting as fitting_module
+import sklaplace._laplace_fit
 import sklaplace._warnings as package_warnings
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._fit_config import FitConfig
@@ -24,6 +25,7 @@ from sklaplace._objective import (
     NegLogPosterior,
     ignores_its_input,
 )
+from sklaplace._posterior import SINGULAR_RTOL
 from sklaplace.exceptions import BaseRateWarning, SampleWeightScaleWarning
 from tests.conftest import make_problem
 
@@ -664,3 +666,39 @@ def test_a_refit_splitting_coinciding_units_leaves_fixed_parameters_at_zero():
     )
     assert np.all(fit.theta[fixed] == 0.0)
     assert np.all(fit.theta[~fixed] != 0.0)
+
+
+def test_the_tuning_posteriors_warnings_leave_with_it(monkeypatch):
+    """MacKay's updates tune alpha on a Kronecker posterior of all weights;
+    a diagonal or last-layer posterior asked for is then built for the kept
+    refit, and only its own warnings describe the model. Here the tuning
+    posteriors are nearly singular (a spy sees it) and the diagonal one
+    cannot be (its pivot ratio is 1), nor is the last layer's."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 3)
+    y = (X[:, 0] > 0).astype(int)
+    X[:, 0] += 3 * (2 * y - 1)  # separable
+    build = sklaplace._laplace_fit.laplace_posterior
+    tuning_ratios = []
+
+    def spy(objective, theta, hessian, structure, subset="all"):
+        built = build(objective, theta, hessian, structure, subset)
+        tuning_ratios.append(built[0].pivot_ratio())
+        return built
+
+    monkeypatch.setattr(sklaplace._laplace_fit, "laplace_posterior", spy)
+    for structure, subset in [("diag", "all"), ("full", "last_layer")]:
+        tuning_ratios.clear()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            clf = LaplaceMLPClassifier(
+                (8,),
+                alpha="evidence",
+                bias_prior_precision=0.0,
+                hessian_structure=structure,
+                subset_of_weights=subset,
+                random_state=0,
+            ).fit(X, y)
+        assert min(tuning_ratios) < SINGULAR_RTOL  # the tuning's warned
+        assert clf.posterior_.pivot_ratio() >= SINGULAR_RTOL
+        assert "nearly singular" not in " ".join(str(w.message) for w in caught)

@@ -9,8 +9,8 @@ from sklearn.datasets import load_iris, make_moons
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
-import sklaplace._fitting as fitting_module
 import sklaplace._held_out
+import sklaplace._laplace_fit as laplace_fit_module
 import sklaplace._warnings as package_warnings
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._held_out import (
@@ -720,13 +720,13 @@ def test_loose_folds_do_not_follow_negative_curvature_tight_ones_do(monkeypatch)
     assert not fold_follows_negative_curvature(FOLD_TOL)
     assert fold_follows_negative_curvature(np.nextafter(FOLD_TOL, 0))
     calls = []
-    real = fitting_module.minimize_map
+    real = laplace_fit_module.minimize_map
 
     def spy(objective, theta, solver, tol, max_iter, verbose=0, follow=True):
         calls.append((objective.n_samples, tol, follow))
         return real(objective, theta, solver, tol, max_iter, verbose, follow)
 
-    monkeypatch.setattr(fitting_module, "minimize_map", spy)
+    monkeypatch.setattr(laplace_fit_module, "minimize_map", spy)
     X, y = make_moons(200, noise=0.3, random_state=0)
     LaplaceMLPClassifier((8,), random_state=0).fit(X, y)
     full = {follow for n, _, follow in calls if n == len(y)}

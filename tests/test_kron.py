@@ -557,7 +557,7 @@ def test_a_duplicated_input_under_a_flat_prior_gets_a_jitter_not_an_error():
         prior_precision_scale=1.0,
         random_state=0,
     )
-    with pytest.warns(LaplaceApproximationWarning, match="nearly singular"):
+    with pytest.warns(LaplaceApproximationWarning, match="added a jitter"):
         clf.fit(X, y)
     first, second = (block.jitter for block in clf.posterior_.blocks)
     assert clf.posterior_jitter_ == first > 0 == second

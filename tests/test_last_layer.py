@@ -363,7 +363,7 @@ def test_a_jittered_last_layer_reports_its_jitter():
     n_last = (6 + 1) * 3
     prior[-n_last:] = 0.0
     flat = rebuilt(obj, prior_precision=prior)
-    with pytest.warns(LaplaceApproximationWarning, match="nearly singular"):
+    with pytest.warns(LaplaceApproximationWarning, match="added a jitter"):
         post, _, jitter = laplace_posterior(flat, theta, "ggn", "kron", "last_layer")
     assert isinstance(post, LastLayerPosterior) and post.offset == prior.size - n_last
     assert jitter > 0

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import sklaplace._posterior as posterior_module
+from sklaplace import LaplaceMLPClassifier
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._evidence import log_marginal_likelihood
 from sklaplace._posterior import (
@@ -384,6 +385,27 @@ def test_a_jittered_posterior_reports_the_curvature_it_factorised(monkeypatch, h
     assert kind == "ggn" and jitter > 0
     L = posterior.cholesky_factor
     np.testing.assert_allclose(L @ L.T, singular + jitter * np.eye(len(singular)))
+
+
+@pytest.mark.parametrize("structure", ["full", "kron"])
+def test_a_jitter_is_always_announced(structure):
+    """A feature that is zero on every row, with no prior: its weights have
+    neither data nor prior, so the precision is singular and a jitter is
+    added, full or Kronecker (whose factor's jitter had gone unannounced)."""
+    rng = np.random.RandomState(0)
+    X = np.c_[rng.randn(30, 2), np.zeros(30)]
+    y = (X[:, 0] > 0).astype(int)
+    clf = LaplaceMLPClassifier(
+        (4,),
+        hessian_structure=structure,
+        alpha=0.0,
+        bias_prior_precision=0.0,
+        random_state=0,
+    )
+    with pytest.warns(LaplaceApproximationWarning, match="added a jitter") as record:
+        clf.fit(X, y)
+    assert clf.posterior_jitter_ > 0
+    assert f"{clf.posterior_jitter_:.3g}" in " ".join(str(w.message) for w in record)
 
 
 @pytest.mark.parametrize("structure", ["full", "diag"])

@@ -11,6 +11,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 import sklaplace._fitting as fitting_module
+import sklaplace._laplace_fit as laplace_fit_module
 import sklaplace._predictive as predictive_module
 import sklaplace._pruning as pruning_module
 from sklaplace import LaplaceMLPClassifier, prune, saliencies
@@ -234,7 +235,7 @@ def test_a_pruned_refit_refuses_posteriors_that_cannot_condition(structure):
         raise AssertionError("the MAP solver ran before the check")
 
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(fitting_module, "minimize_map", no_solve)
+        patched.setattr(laplace_fit_module, "minimize_map", no_solve)
         with pytest.raises(ValueError, match="pruned network.*conditioned on its"):
             small.fit(X, y)
     np.testing.assert_array_equal(small.pruned_mask_, mask)

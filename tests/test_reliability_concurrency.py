@@ -19,7 +19,7 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 import sklaplace._estimator as estimator_module
-import sklaplace._fitting as fitting_module
+import sklaplace._laplace_fit as laplace_fit_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._pruning import prune
 
@@ -101,9 +101,9 @@ class Interrupt(Exception):
 # Where to inject the failure: the solver, the posterior, the evidence (the
 # last step before the attributes are assigned), and the assignment itself.
 STAGES = {  # where each stage of fit is looked up
-    "solver": (fitting_module, "minimize_map"),
-    "posterior": (fitting_module, "laplace_posterior"),
-    "evidence": (fitting_module, "log_marginal_likelihood"),
+    "solver": (laplace_fit_module, "minimize_map"),
+    "posterior": (laplace_fit_module, "laplace_posterior"),
+    "evidence": (laplace_fit_module, "log_marginal_likelihood"),
     "assignment": (estimator_module, "to_numpy"),
 }
 
@@ -146,7 +146,7 @@ def test_a_failed_first_fit_leaves_the_estimator_unfitted(monkeypatch, stage):
 def test_a_failed_warm_refit_keeps_the_map_to_start_from(monkeypatch):
     clf = LaplaceMLPClassifier(**PARAMS, warm_start=True).fit(X, Y)
     reference = copy.deepcopy(clf).fit(X[:100], Y[:100])
-    monkeypatch.setattr(fitting_module, "laplace_posterior", _raise_interrupt)
+    monkeypatch.setattr(laplace_fit_module, "laplace_posterior", _raise_interrupt)
     with pytest.raises(KeyboardInterrupt):
         clf.fit(X[:100], Y[:100])
     monkeypatch.undo()

@@ -14,6 +14,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
 import sklaplace._fitting as fitting_module
+import sklaplace._laplace_fit as laplace_fit_module
 import sklaplace._validation as validation_module
 from sklaplace import (
     LaplaceMLPClassifier,
@@ -44,7 +45,8 @@ def no_heavy_work(monkeypatch):
     def heavy(*args, **kwargs):
         raise AssertionError("validation let bad input through to the heavy work")
 
-    monkeypatch.setattr(fitting_module, "minimize_map", heavy)
+    monkeypatch.setattr(laplace_fit_module, "minimize_map", heavy)
+    monkeypatch.setattr(laplace_fit_module, "laplace_posterior", heavy)
     monkeypatch.setattr(fitting_module, "laplace_posterior", heavy)
 
 

@@ -15,7 +15,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 import sklaplace._fitted as fitted_module
-import sklaplace._fitting as fitting_module
+import sklaplace._laplace_fit as laplace_fit_module
 import sklaplace._memory as memory_module
 import sklaplace._predictive as predictive_module
 from sklaplace import LaplaceMLPClassifier, log_posterior_hessian
@@ -57,7 +57,7 @@ def test_too_large_a_network_is_refused_before_any_allocation(
 
     # A first fit imports what scikit-learn loads lazily, outside the measurement.
     LaplaceMLPClassifier((), prior_precision_scale=1.0).fit(X_WIDE[:, :2], Y_WIDE)
-    monkeypatch.setattr(fitting_module, "minimize_map", heavy)
+    monkeypatch.setattr(laplace_fit_module, "minimize_map", heavy)
     clf = LaplaceMLPClassifier(**WIDE, solver=solver, hessian_structure=structure)
     tracemalloc.start()
     try:
@@ -118,7 +118,7 @@ def test_a_last_layer_posterior_over_the_limit_is_refused_before_the_map(
     X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
     params = dict(solver="lbfgs", subset_of_weights="last_layer", alpha=1.0)
     with monkeypatch.context() as patched:
-        patched.setattr(fitting_module, "minimize_map", no_solve)
+        patched.setattr(laplace_fit_module, "minimize_map", no_solve)
         with pytest.raises(MemoryLimitError, match="17 x 17.*the last layer"):
             LaplaceMLPClassifier(
                 (16,), hessian_structure="full", prior_precision_scale=1.0, **params
@@ -442,7 +442,7 @@ def _fit_is_refused_before_the_map(monkeypatch, n_features, hidden, **params):
     def no_solve(*args, **kwargs):
         raise AssertionError("the memory guard let the fit start")
 
-    monkeypatch.setattr(fitting_module, "minimize_map", no_solve)
+    monkeypatch.setattr(laplace_fit_module, "minimize_map", no_solve)
     rng = np.random.RandomState(0)
     X, y = rng.normal(size=(8, n_features)), np.arange(8) % 2
     clf = LaplaceMLPClassifier(hidden, hessian_structure="full", **params)
@@ -618,7 +618,7 @@ def test_a_kronecker_factor_over_the_limit_is_refused_before_any_work(monkeypatc
     def no_solve(*args, **kwargs):
         raise AssertionError("the MAP solver ran before the memory check")
 
-    monkeypatch.setattr(fitting_module, "minimize_map", no_solve)
+    monkeypatch.setattr(laplace_fit_module, "minimize_map", no_solve)
     X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
     clf = LaplaceMLPClassifier((20000,), hessian_structure="kron")
     with pytest.raises(MemoryLimitError) as info:
@@ -721,7 +721,7 @@ def test_a_last_layer_posterior_behind_a_wide_layer_tunes_on_the_diagonal(
     # where those are cheap, on their diagonal beyond. Behind 20,000 hidden
     # units (a 3 GiB factor) a diagonal last-layer posterior had been refused
     # for its tuning's factors; it now passes the guard, as with a fixed alpha.
-    monkeypatch.setattr(fitting_module, "minimize_map", _no_solve)
+    monkeypatch.setattr(laplace_fit_module, "minimize_map", _no_solve)
     X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
     clf = LaplaceMLPClassifier(
         (20000,), subset_of_weights="last_layer", hessian_structure="diag", alpha=alpha
@@ -735,7 +735,7 @@ def test_an_evidence_fit_of_every_weight_with_a_diagonal_needs_no_kron_factor(
 ):
     # Only a last-layer posterior tuned on every weight needs the Kronecker
     # factors: this fit passes the guard and reaches the solver.
-    monkeypatch.setattr(fitting_module, "minimize_map", _no_solve)
+    monkeypatch.setattr(laplace_fit_module, "minimize_map", _no_solve)
     X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
     clf = LaplaceMLPClassifier(
         (20000,), hessian_structure="diag", alpha="evidence", solver="lbfgs"
