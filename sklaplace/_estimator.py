@@ -140,11 +140,11 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         by the least log loss on ``validation_fraction`` of the rows, held
         out: the network is fitted on the others only (like
         ``MLPClassifier(early_stopping=True)``); ``"evidence"`` by the Laplace
-        evidence. ``"auto"``
-        is ``"cv"`` where refits are cheap (see ``alpha``) and
-        ``"validation"`` beyond; with ``link_approx="map"``, which ignores
-        ``c``, both are ``"evidence"``. Large ``c`` approaches the plug-in
-        MAP; small ``c`` moderates more. Details: :ref:`prior-scale`.
+        evidence. ``"auto"`` is ``"cv"`` where refits are cheap (see ``alpha``)
+        and ``"validation"`` beyond; with ``link_approx="map"`` (at fit), which
+        ignores ``c``, every held-out choice is ``"evidence"``. Large ``c``
+        approaches the plug-in MAP; small ``c`` moderates more. Details:
+        :ref:`prior-scale`.
     validation_fraction : float, default=0.1
         Fraction of the rows ``"validation"`` (``alpha`` or the scale) holds
         out (chosen by a hash of each row's features, seeded by
@@ -176,7 +176,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         ``MLPClassifier``'s default, which its L-BFGS applies to the same
         quantity (``gtol``), so a large network stops where it would.
     warm_start : bool, default=False
-        Start the solver from the previous MAP (and a tuned alpha from
+        Start the solver from the previous MAP (and resume a tuned alpha from
         ``alpha_``, on the same held-out rows) when the layer sizes and classes
         match (else a ``UserWarning`` and a fresh start): fast re-training after
         a small change. On one from :func:`~sklaplace.prune` it re-trains the

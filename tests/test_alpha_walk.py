@@ -183,13 +183,13 @@ def _ask_mackay_at_every_fit(monkeypatch):
     list that collects ``(alpha, update, fit)``."""
     asked, walk = [], sklaplace._alpha_walk.walk_alpha
 
-    def spy(evaluate, direction, start=1.0, better=None, hopeless=None):
+    def spy(evaluate, direction, start=1.0, better=None, hopeless=None, **kwargs):
         def evaluate_and_ask(alpha, previous):
             outcome, loss = evaluate(alpha, previous)
             asked.append((alpha, direction(outcome, alpha), outcome[0]))
             return outcome, loss
 
-        return walk(evaluate_and_ask, direction, start, better, hopeless)
+        return walk(evaluate_and_ask, direction, start, better, hopeless, **kwargs)
 
     monkeypatch.setattr(sklaplace._alpha_walk, "walk_alpha", spy)
     return asked
@@ -431,6 +431,29 @@ def test_warm_refit_resumes_the_walk_from_the_fitted_alpha_on_the_same_rows():
     assert clf.alpha_history_[0][0] == first and clf._mc_seed == seed
     clf.set_params(warm_start=False).fit(XN, YN)
     assert clf._mc_seed != seed
+
+
+def test_a_warm_refit_on_the_same_rows_keeps_the_walks_alpha():
+    """Refitting unchanged data warm resumes the walk where it stopped (it
+    had turned and walked from 0.1 to 0.001, moving probabilities by 0.34)."""
+    from sklearn.datasets import make_blobs
+
+    Xb, yb = make_blobs(n_samples=30, random_state=0, n_features=2)
+    Xb = StandardScaler().fit_transform(Xb)
+    clf = LaplaceMLPClassifier(
+        (8,),
+        activation="tanh",
+        alpha="validation",
+        prior_precision_scale="validation",
+        warm_start=True,
+        random_state=0,
+    ).fit(Xb, yb)
+    alpha, proba = clf.alpha_, clf.predict_proba(Xb)
+    assert [float(a[0]) for a in clf.alpha_history_] == [1.0, 0.1]
+    for _ in range(2):
+        clf.fit(Xb, yb)
+        assert clf.alpha_ == alpha
+        np.testing.assert_allclose(clf.predict_proba(Xb), proba, atol=1e-6)
 
 
 def test_integer_weights_equal_repeated_rows():
@@ -687,6 +710,46 @@ def test_the_midpoint_rule_reads_the_direction_of_the_step_not_of_alpha_one(
     )
     assert [float(a[0]) for a in walk.history] == pytest.approx(tried, rel=1e-12)
     assert walk.alpha == pytest.approx(tried[-1], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "best_log10, update_log10, hopeless, tried",
+    [
+        # The update short of the midpoint to 0.01 (10**-1.5): no step, though
+        # the loss would fall there (a cold walk from 0.1 would step).
+        (-3.0, -1.4, False, [0.1]),
+        # Past the midpoint to 1: the step up fails, and no turn follows
+        # (a cold walk would turn down to 0.01 and on to 1e-4).
+        (-3.0, -0.4, False, [0.1, 1.0]),
+        # Past it towards 0.01, and the loss falls: the walk goes on as usual
+        # (to 1e-4, where the loss rises again).
+        (-3.0, -1.6, False, [0.1, 0.01, 0.001, 1e-4]),
+        # A hopeless first fit: MacKay's update does not steer, the walk steps.
+        (-3.0, -1.4, True, [0.1, 0.01, 0.001, 1e-4]),
+    ],
+)
+def test_a_resumed_walk_steps_only_where_mackay_asks_and_never_turns(
+    best_log10, update_log10, hopeless, tried
+):
+    """A warm refit resumes from the alpha its walk chose, which stopped
+    there by the walk's rules: its first step needs MacKay's update past
+    the midpoint (unless the fit is hopeless), and a failed step is final.
+    Walks with ``resumed=False`` from the same start step and turn."""
+    update = 10.0**update_log10
+    # At 0.1 the update given; past it, one decade further the same way.
+    onwards = 10.0 ** np.sign(update_log10 + 1)
+    walk = walk_alpha(
+        _loss_least_at(best_log10),
+        lambda o, a: update if a == 0.1 else a * onwards,
+        0.1,
+        hopeless=lambda loss: hopeless,
+        resumed=True,
+    )
+    assert [float(a[0]) for a in walk.history] == pytest.approx(tried, rel=1e-12)
+    cold = walk_alpha(
+        _loss_least_at(best_log10), lambda o, a: update, 0.1, resumed=False
+    )
+    assert len(cold.history) > 1
 
 
 def test_an_update_of_zero_or_infinity_is_far_off_without_a_warning():
