@@ -270,7 +270,8 @@ def tune_alpha(
     plain from then on. The loop stops when MacKay's own update at the last
     MAP is below ``EVIDENCE_TOL``, or when the updates have settled at the
     refits' noise floor (the last ``EVIDENCE_SETTLED_REFITS + 1`` steps
-    below ``EVIDENCE_SETTLED``, none a new low), or at a ``collapsed`` fit;
+    below ``EVIDENCE_SETTLED``, none a new low, and as many refits' alphas
+    within that band), or at a ``collapsed`` fit;
     it gives up with a
     :class:`ConvergenceWarning` after
     ``EVIDENCE_MAX_UPDATES`` refits, when the updates cycle (the largest
@@ -366,9 +367,10 @@ def tune_alpha(
         else:
             since_smallest += 1
         sizes.append(size)
-        if since_smallest >= EVIDENCE_SETTLED_REFITS and all(
-            s < EVIDENCE_SETTLED for s in sizes[-EVIDENCE_SETTLED_REFITS - 1 :]
-        ):
+        # Steps and alphas in a band: extrapolations that march do not settle.
+        recent = slice(-EVIDENCE_SETTLED_REFITS - 1, None)
+        spread = max(*sizes[recent], np.max(np.ptp(np.log(history[recent]), axis=0)))
+        if since_smallest >= EVIDENCE_SETTLED_REFITS and spread < EVIDENCE_SETTLED:
             converged = True  # settled at the refits' noise floor
             break
         window = history[-EVIDENCE_PATIENCE - 1 : -1]

@@ -1133,6 +1133,19 @@ def _scripted_steps(steps):
     return script, fits, tuning
 
 
+def test_a_steady_march_of_small_steps_has_not_settled():
+    """Steps of 0.8%, all the same way and not shrinking (no Aitken), are
+    small and set no new low, yet alpha marches on: the last four refits'
+    alphas span 2.4%, beyond the 1% band of a jitter, so the updates go on
+    and warn when they give up (per layer, a march carried on by Aitken's
+    jumps had settled quietly, and each warm refit moved alpha further)."""
+    fits, fit_laplace = _fits_with_update(lambda alpha: alpha * np.exp(0.008))
+    with pytest.warns(ConvergenceWarning, match="in 50 refits"):
+        tuning = tune_alpha(fit_laplace, [np.ones(4, bool)], np.zeros(4), lambda v: v)
+    assert len(fits) == evidence_module.EVIDENCE_MAX_UPDATES
+    assert tuning.fixed_point is None
+
+
 def test_settled_needs_the_last_four_steps_below_one_percent():
     # Steps after the first: 0.005 (the smallest), 0.02, 0.008, 0.009,
     # 0.007, 0.006, alternating in sign (never Aitken's). The updates have
