@@ -746,6 +746,8 @@ def test_a_resumed_walk_steps_only_where_mackay_asks_and_never_turns(
         resumed=True,
     )
     assert [float(a[0]) for a in walk.history] == pytest.approx(tried, rel=1e-12)
+    expected = [(np.log10(a) - best_log10) ** 2 for a in tried]
+    assert walk.losses == pytest.approx(expected, rel=1e-12)
     cold = walk_alpha(
         _loss_least_at(best_log10), lambda o, a: update, 0.1, resumed=False
     )
