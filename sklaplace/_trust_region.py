@@ -104,7 +104,8 @@ class TrustRegionSolver:
         """Loss at ``candidate`` against the ``predicted`` decrease.
 
         Returns ``(rho, loss, gradient, accept)``: ``rho`` is the actual over
-        the predicted decrease (``-inf`` where the loss is not finite), and
+        the predicted decrease (``-inf`` where the loss or the gradient is
+        not finite), and
         the step is accepted when ``rho > 1e-4``.
         Sets ``candidate_forward``, the forward pass at ``candidate``.
         Near the optimum the loss may stop changing in floating point; a step
@@ -118,19 +119,19 @@ class TrustRegionSolver:
             loss, gradient = self.objective.loss_gradient(
                 candidate, self.candidate_forward
             )
-        loss = float(loss)
+        loss, gradient_norm = float(loss), self._scaled_norm(gradient)
         actual = self.loss_value - loss
         rounding = 16 * np.finfo(np.float64).eps * max(abs(self.loss_value), 1.0)
         rho = actual / predicted if predicted > 0 else -1.0
-        if not np.isfinite(loss):
+        finite = bool(np.isfinite(loss) and np.isfinite(gradient_norm))
+        if not finite:
             # The worst of ratios, so the region shrinks: a NaN loss had
             # given a NaN ratio, which neither shrank nor grew it, and
-            # Newton-CG had retried the same step until it gave up.
+            # Newton-CG had retried the same step until it gave up. (A
+            # gradient that overflowed no longer warns, so it is refused here.)
             rho = -np.inf
-        flat_but_better = abs(actual) <= rounding and (
-            self._scaled_norm(gradient) < self.gradient_norm
-        )
-        accept = bool(np.isfinite(loss)) and (rho > 1e-4 or flat_but_better)
+        flat_but_better = abs(actual) <= rounding and gradient_norm < self.gradient_norm
+        accept = finite and (rho > 1e-4 or flat_but_better)
         return rho, loss, gradient, accept
 
     def move_to(self, candidate, loss, gradient):

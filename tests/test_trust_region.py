@@ -126,6 +126,17 @@ def test_a_non_finite_loss_is_rejected(bad):
     assert not accept and rho == -np.inf
 
 
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_a_non_finite_gradient_is_rejected_with_a_lower_loss(bad):
+    """A candidate whose loss falls but whose gradient overflowed is refused
+    like a non-finite loss (the overflow no longer warns, so nothing else
+    would say so; accepted, its NaN norm would never meet ``tol``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rho, accept = _accepts(1.0 - 0.05, bad, predicted=0.1)
+    assert not accept and rho == -np.inf
+
+
 def test_newton_cg_shrinks_its_region_after_a_nan_loss():
     """The ratio of a NaN loss shrinks Newton-CG's region to a quarter of the
     step, as an infinite loss's does (a NaN ratio had left it as it was, and
