@@ -61,11 +61,11 @@ EVIDENCE_PATIENCE = 10
 # default's 26 s), and whose evidence stayed below the best on every march
 # measured (the refit kept either way).
 EVIDENCE_MARCH_REFITS = 3
-# The refits have settled when their steps stay below this (1% of alpha) and
-# set no new low in this many refits: the refitted MAP itself moves a little
-# each time (ReLU kinks), so the updates jitter at that noise floor instead
-# of shrinking to EVIDENCE_TOL. A 1% step is worth at most gamma / 2 * 1e-4
-# nats of log evidence (|d^2 log Z / d(log alpha)^2| <= gamma).
+# The refits have settled when their steps and alphas stay within this (1%)
+# and the steps set no new low in this many refits: the refitted MAP moves a
+# little each time (ReLU kinks), so the updates jitter at that noise floor
+# instead of shrinking to EVIDENCE_TOL. A 1% step is worth at most gamma / 2
+# * 1e-4 nats of log evidence (|d^2 log Z / d(log alpha)^2| <= gamma).
 EVIDENCE_SETTLED = 1e-2
 EVIDENCE_SETTLED_REFITS = 3
 # The first fit's alpha (every group), one run of the updates from each; the

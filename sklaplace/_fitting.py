@@ -369,7 +369,10 @@ def fit_network(
                         fit.objective, fit.theta, config.hessian, *structure
                     )
                 fit = fit._replace(
-                    posterior=p, curvature=c, jitter=j, posterior_warnings=rebuilt
+                    posterior=p,
+                    curvature=c,
+                    jitter=j,
+                    posterior_warnings=tuple(rebuilt),
                 )
                 gammas = None
             if gammas is None:  # under the posterior kept (may be < 0)

@@ -20,15 +20,30 @@ __all__ = ["LaplaceFit", "fit_laplace"]
 
 
 class LaplaceFit(NamedTuple):
-    """One MAP fit and its Laplace posterior."""
+    """One MAP fit and its Laplace posterior.
+
+    Attributes
+    ----------
+    objective : NegLogPosterior
+        The objective fitted (``None`` once a superseded refit is freed).
+    result : MapResult
+        The solver's outcome.
+    posterior : posterior object
+        The Laplace posterior at the MAP (``None`` once freed).
+    curvature : str
+        The curvature the posterior used (``"exact"`` or ``"ggn"``).
+    jitter : float
+        The jitter its precision needed (0.0 if none).
+    posterior_warnings : tuple of RecordedWarning
+        The warnings building ``posterior`` issued: dropped with it where
+        another posterior replaces it.
+    """
 
     objective: object
     result: object
     posterior: object
     curvature: str
     jitter: float
-    #: The warnings building ``posterior`` issued (RecordedWarning): dropped
-    #: with it where another posterior replaces it.
     posterior_warnings: tuple = ()
 
     @property

@@ -334,8 +334,9 @@ class NewtonCGSolver(TrustRegionSolver):
         xp = self.objective.xp
         norm = self.step_norm()
         if not norm > 0.0:
-            # The step underflowed (alpha 1e300: each parameter's step
-            # ~1e-300, its square 0): no shorter step exists, the solver stalls.
+            # The step's squares underflowed (alpha 1e300: each parameter's
+            # step ~1e-300): its length reads 0, so it is dropped and the
+            # solver stalls, as where no step changes theta.
             self.step = None
             return
         t = self.radius / norm

@@ -60,13 +60,13 @@ ESTIMATORS = [
         tol=1e-8,
         random_state=0,
     ),
-    # A last layer's full posterior, its prior scale chosen on held-out
-    # folds (one eigendecomposition for every scale, session 36).
     # A warm refit resumes alpha's walk: refitting the same rows (as
     # check_supervised_y_2d does) must not walk on (it had, two decades).
     LaplaceMLPClassifier(
         (8,), activation="tanh", alpha="validation", warm_start=True, random_state=0
     ),
+    # A last layer's full posterior, its prior scale chosen on held-out
+    # folds (one eigendecomposition for every scale, session 36).
     LaplaceMLPClassifier(
         (8,),
         activation="tanh",

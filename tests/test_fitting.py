@@ -26,7 +26,10 @@ from sklaplace._objective import (
     ignores_its_input,
 )
 from sklaplace._posterior import SINGULAR_RTOL
-from sklaplace.exceptions import BaseRateWarning, SampleWeightScaleWarning
+from sklaplace.exceptions import (
+    BaseRateWarning,
+    SampleWeightScaleWarning,
+)
 from tests.conftest import make_problem
 
 
@@ -679,16 +682,16 @@ def test_the_tuning_posteriors_warnings_leave_with_it(monkeypatch):
     y = (X[:, 0] > 0).astype(int)
     X[:, 0] += 3 * (2 * y - 1)  # separable
     build = sklaplace._laplace_fit.laplace_posterior
-    tuning_ratios = []
+    ratios = []  # of every posterior fit_laplace builds: tuning and folds
 
     def spy(objective, theta, hessian, structure, subset="all"):
         built = build(objective, theta, hessian, structure, subset)
-        tuning_ratios.append(built[0].pivot_ratio())
+        ratios.append(built[0].pivot_ratio())
         return built
 
     monkeypatch.setattr(sklaplace._laplace_fit, "laplace_posterior", spy)
     for structure, subset in [("diag", "all"), ("full", "last_layer")]:
-        tuning_ratios.clear()
+        ratios.clear()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             clf = LaplaceMLPClassifier(
@@ -699,6 +702,6 @@ def test_the_tuning_posteriors_warnings_leave_with_it(monkeypatch):
                 subset_of_weights=subset,
                 random_state=0,
             ).fit(X, y)
-        assert min(tuning_ratios) < SINGULAR_RTOL  # the tuning's warned
+        assert min(ratios) < SINGULAR_RTOL  # a tuning posterior warned
         assert clf.posterior_.pivot_ratio() >= SINGULAR_RTOL
         assert "nearly singular" not in " ".join(str(w.message) for w in caught)

@@ -1,5 +1,7 @@
 import math
+import warnings
 from fractions import Fraction
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import sklaplace._posterior as posterior_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._evidence import log_marginal_likelihood
+from sklaplace._kron import KronPosterior
 from sklaplace._posterior import (
     SINGULAR_RTOL,
     DiagPosterior,
@@ -385,6 +388,23 @@ def test_a_jittered_posterior_reports_the_curvature_it_factorised(monkeypatch, h
     assert kind == "ggn" and jitter > 0
     L = posterior.cholesky_factor
     np.testing.assert_allclose(L @ L.T, singular + jitter * np.eye(len(singular)))
+
+
+def test_the_near_singular_warning_names_what_each_structure_has():
+    """A full posterior's smallest Cholesky pivot, a Kronecker one's smallest
+    eigenvalue in a layer (it has no Cholesky factor), with the ratio."""
+    full = SimpleNamespace(pivot_ratio=lambda: 3e-12)
+    kron = object.__new__(KronPosterior)
+    kron.pivot_ratio = lambda: 4e-12
+    with pytest.warns(LaplaceApproximationWarning) as record:
+        _warn_if_near_singular(full)
+        _warn_if_near_singular(kron)
+    first, second = (str(w.message) for w in record)
+    assert "smallest Cholesky pivot is 3e-12 of its largest diagonal" in first
+    assert "a layer's smallest eigenvalue is 4e-12 of its largest" in second
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_if_near_singular(SimpleNamespace(pivot_ratio=lambda: 1e-9))
 
 
 @pytest.mark.parametrize("structure", ["full", "kron"])

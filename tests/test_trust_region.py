@@ -137,6 +137,27 @@ def test_a_non_finite_gradient_is_rejected_with_a_lower_loss(bad):
     assert not accept and rho == -np.inf
 
 
+def test_a_candidate_that_overflows_is_rejected_without_numpy_warnings():
+    """The objective overflows at a long step (features of 1e150): the
+    candidate is refused by its non-finite loss, and NumPy's warnings of
+    the overflow, thousands per fit, do not reach the user."""
+
+    def overflowing(theta, forward=None):
+        big = np.float64(1e300)
+        return big * big - big * big, np.array([big * big])  # inf - inf: NaN
+
+    solver = TrustRegionSolver(
+        SimpleNamespace(**{**vars(STUB), "loss_gradient": overflowing}),
+        tol=1e-8,
+        max_iter=10,
+    )
+    solver.loss_value, solver.gradient_norm, solver.scale = 1.0, 0.25, 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rho, _, _, accept = solver.evaluate(np.array([0.0, 0.0]), 0.1)
+    assert not accept and rho == -np.inf
+
+
 def test_newton_cg_shrinks_its_region_after_a_nan_loss():
     """The ratio of a NaN loss shrinks Newton-CG's region to a quarter of the
     step, as an infinite loss's does (a NaN ratio had left it as it was, and
