@@ -705,3 +705,27 @@ def test_the_tuning_posteriors_warnings_leave_with_it(monkeypatch):
         assert min(ratios) < SINGULAR_RTOL  # a tuning posterior warned
         assert clf.posterior_.pivot_ratio() >= SINGULAR_RTOL
         assert "nearly singular" not in " ".join(str(w.message) for w in caught)
+
+
+def test_refits_split_coinciding_units_by_the_networks_own_activation(monkeypatch):
+    """Which units coincide depends on the activation (tanh's units also up
+    to sign, identity's in any mix): every refit from an earlier MAP passes
+    the objective's own (``activation=None`` there had survived every test
+    of the splitting itself)."""
+    split = sklaplace._laplace_fit.split_coinciding_units
+    seen = []
+
+    def spy(xp, layout, theta, reference, activation, fixed=None):
+        seen.append(activation)
+        return split(xp, layout, theta, reference, activation, fixed)
+
+    monkeypatch.setattr(sklaplace._laplace_fit, "split_coinciding_units", spy)
+    X, y = make_moons(60, noise=0.3, random_state=0)
+    for activation in ["tanh", "identity"]:
+        seen.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            LaplaceMLPClassifier(
+                (3,), activation=activation, alpha="evidence", random_state=0
+            ).fit(X, y)
+        assert seen and set(seen) == {activation}
