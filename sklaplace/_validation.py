@@ -112,9 +112,11 @@ def dense(X):
 def validate_fit_data(estimator, X, y, sample_weight):
     """Validate ``fit``'s input; return ``(X, y_index, sample_weight, classes)``.
 
-    ``y_index`` holds class indices into ``classes``. At least two classes must
-    carry positive weight (weight 0 equals dropping the row, but a class whose
-    rows all have weight 0 stays in ``classes``, with a warning).
+    ``y_index`` holds class indices into ``classes``. Weight 0 equals dropping
+    the row, but a class whose rows all have weight 0 stays in ``classes``,
+    with a warning, even where one class alone keeps weight (a bootstrap of a
+    few rows in ``BaggingClassifier`` draws such weights; scikit-learn's
+    classifiers fit them too).
     """
     X, y = validate_features(estimator, X, y)
     check_classification_targets(y)
@@ -149,13 +151,6 @@ def validate_fit_data(estimator, X, y, sample_weight):
             f"{classes[:1].tolist()[0]!r}."
         )
     weighted = classes[np.bincount(y_index, sample_weight) > 0]
-    if weighted.shape[0] < 2:
-        # Weight 0 equals dropping the row: this is the one-class case.
-        raise ValueError(
-            "LaplaceMLPClassifier needs samples of at least 2 classes with "
-            "positive sample_weight, but only class "
-            f"{weighted[:1].tolist()[0]!r} has any weight."
-        )
     if weighted.shape[0] < classes.shape[0]:
         # The class stays in classes_ (as scikit-learn keeps it), but only
         # the prior and the softmax's normalisation inform its logit.

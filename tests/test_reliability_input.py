@@ -63,14 +63,6 @@ BAD_DATA = [
     ("no-features", np.empty((24, 0)), Y, None, ValueError, "0 feature"),
     ("one-class", X, np.zeros(24), None, ValueError, "only one class"),
     ("one-sample", X[:1], Y[:1], None, ValueError, "only one class"),
-    (
-        "one-weighted-class",
-        X,
-        Y,
-        (Y == 0).astype(float),
-        ValueError,
-        "positive sample_weight",
-    ),
     ("negative-weight", X, Y, _with(np.ones(24), 2, -1.0), ValueError, "Negative"),
     # scikit-learn 1.9 refuses them ("non-zero"); 1.8 leaves them to us.
     ("zero-weights", X, Y, np.zeros(24), ValueError, "non-zero|sum to zero"),
@@ -266,6 +258,47 @@ def test_a_class_of_zero_total_weight_warns_and_stays_in_classes():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         LaplaceMLPClassifier(**params).fit(X, y, sample_weight=weight + 0.5)
+
+
+@pytest.mark.parametrize("kept", [0, 1])
+def test_one_weighted_class_fits_and_predicts_that_class(kept):
+    """Weights that leave one class (a small bootstrap's counts in
+    ``BaggingClassifier``) fit, as scikit-learn's classifiers do: the other
+    class warns and keeps only the prior's probability.
+
+    They had been refused as the one-class case, which broke
+    ``BaggingClassifier(max_samples=0.1)`` on imbalanced rows.
+    """
+    weight = (Y == kept).astype(float)
+    params = dict(hidden_layer_sizes=(3,), alpha=1.0, random_state=0)
+    with pytest.warns(UnweightedClassWarning, match=rf"Classes \[{1 - kept}\]"):
+        clf = LaplaceMLPClassifier(**params).fit(X, Y, sample_weight=weight)
+    np.testing.assert_array_equal(clf.classes_, [0, 1])
+    proba = clf.predict_proba(X)
+    assert np.all(np.isfinite(proba))
+    assert np.all(proba[:, kept] > 0.8)  # the only class the weights inform
+    np.testing.assert_array_equal(clf.predict(X), np.full(24, kept))
+
+
+def test_bagging_small_bootstraps_of_imbalanced_rows_fit():
+    from sklearn.ensemble import BaggingClassifier
+
+    y = np.where(np.arange(60) % 10 == 0, 1, 0)  # 10% of class 1
+    x = np.random.RandomState(1).normal(size=(60, 3)) + y[:, None]
+    bagging = BaggingClassifier(
+        LaplaceMLPClassifier((2,), alpha=1.0, max_iter=50, random_state=0),
+        n_estimators=6,
+        max_samples=0.1,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnweightedClassWarning)
+        bagging.fit(x, y)
+    # Some bootstrap of 6 rows drew class 0 alone (the case once refused).
+    drawn = [np.bincount(y[rows], minlength=2) for rows in bagging.estimators_samples_]
+    assert any(counts[1] == 0 for counts in drawn)
+    proba = bagging.predict_proba(x)
+    assert np.all(np.isfinite(proba)) and proba.shape == (60, 2)
 
 
 def test_predict_before_fit_raises_not_fitted():
