@@ -127,7 +127,7 @@ def validate_fit_data(estimator, X, y, sample_weight):
         total = np.sum(sample_weight)
     if not total > 0:
         raise ValueError("sample_weight must not sum to zero: no sample would count.")
-    check_feature_scale(X, sample_weight)
+    check_feature_scale(X, sample_weight, getattr(estimator, "feature_names_in_", None))
     low, high = TOTAL_WEIGHT_RANGE
     if not low <= total <= high:
         # Merged rows would carry the total's weight, and every curvature
@@ -157,9 +157,11 @@ def validate_fit_data(estimator, X, y, sample_weight):
         unweighted = np.setdiff1d(classes, weighted).tolist()
         warn(
             f"Classes {unweighted} have rows in y but zero total sample_weight: "
-            "no row informs their probabilities, which come from the prior and "
-            "the posterior's width alone. Drop those rows to leave the classes "
-            "out of classes_.",
+            "no row of theirs counts, so their probabilities (small, not zero) "
+            "come from the prior and the other classes' rows alone. Drop those "
+            "rows to leave the classes out of classes_ (where a meta-estimator "
+            "draws such weights, as BaggingClassifier's small bootstraps do, "
+            "this warning can be ignored).",
             UnweightedClassWarning,
         )
     return X, y_index, sample_weight, classes
@@ -249,7 +251,7 @@ def merge_identical_rows(X, y_index, sample_weight):
     return X[first], y_index[first], weight
 
 
-def check_feature_scale(X, sample_weight):
+def check_feature_scale(X, sample_weight, names=None):
     """Refuse features too large for float64 curvature; warn about odd scales.
 
     Every curvature sums ``s_n x_nj^2`` (times bounded factors) over the rows:
@@ -258,7 +260,8 @@ def check_feature_scale(X, sample_weight):
     architecture, so that all refuse the same data with the same message.
     A feature whose root mean square (weighted as the fit weighs the rows)
     lies outside ``FEATURE_SCALE_RANGE`` draws a
-    :class:`~sklaplace.exceptions.FeatureScaleWarning`.
+    :class:`~sklaplace.exceptions.FeatureScaleWarning`, which names it by
+    ``names`` (a DataFrame's columns) where given, else by its position.
     """
     # A row of weight 0 is as if dropped (the fit merges it away), however
     # large its features: 0 * inf would otherwise count as an overflow.
@@ -273,7 +276,8 @@ def check_feature_scale(X, sample_weight):
     odd = np.flatnonzero((rms > high) | ((rms < low) & (rms > 0)))
     if odd.size:
         shown = ", ".join(
-            f"{_beyond(rms[j], high if rms[j] > high else low)} (feature {j})"
+            f"{_beyond(rms[j], high if rms[j] > high else low)} "
+            + (f"(feature {j})" if names is None else f"(feature '{names[j]}')")
             for j in odd[:3]
         )
         more = f" and {odd.size - 3} more" if odd.size > 3 else ""

@@ -73,9 +73,10 @@ class UnweightedClassWarning(UserWarning):
     """A class of ``y`` has rows, but all of zero ``sample_weight``.
 
     The class stays in ``classes_`` (as in scikit-learn's estimators), but
-    no row informs its logit: its probabilities come from the prior and the
-    posterior's width alone (small, not zero). Raised by ``fit``, which goes
-    on; drop those rows to leave the class out.
+    no row of its own counts: its probabilities come from the prior and the
+    other classes' rows alone (small, not zero). Raised by ``fit``, which
+    goes on (one class alone may keep weight); drop those rows to leave the
+    class out.
 
     Examples
     --------

@@ -877,7 +877,9 @@ def test_the_zero_weight_class_warning_in_full():
     with pytest.warns(UnweightedClassWarning) as caught:
         validate_fit_data(LaplaceMLPClassifier(), X, y, np.where(y == 2, 0.0, 1.0))
     assert [str(w.message) for w in caught] == [
-        "Classes [2] have rows in y but zero total sample_weight: no row informs "
-        "their probabilities, which come from the prior and the posterior's "
-        "width alone. Drop those rows to leave the classes out of classes_."
+        "Classes [2] have rows in y but zero total sample_weight: no row of theirs "
+        "counts, so their probabilities (small, not zero) come from the prior and "
+        "the other classes' rows alone. Drop those rows to leave the classes out "
+        "of classes_ (where a meta-estimator draws such weights, as "
+        "BaggingClassifier's small bootstraps do, this warning can be ignored)."
     ]

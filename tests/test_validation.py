@@ -95,6 +95,25 @@ def test_a_scale_just_beyond_the_range_reads_as_beyond_it():
         check_feature_scale(np.full((2, 1), 0.000997), np.ones(2))
 
 
+def test_a_dataframes_odd_feature_is_named_by_its_column():
+    """``fit`` on a DataFrame names the column (its position had been
+    shown beside ``feature_names_in_``); an array's by its position."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(
+        {"age": [30.0, 40.0, 50.0, 60.0], "income": [2e4, 3e4, 4e4, 5e4]}
+    )
+    y = np.array([0, 1, 0, 1])
+    fit = LaplaceMLPClassifier((2,), alpha=1.0, max_iter=1).fit
+    for data, named in [(frame, "'income'"), (frame.to_numpy(), "1")]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit(data, y)
+        shown = [str(w.message) for w in caught if w.category is FeatureScaleWarning]
+        assert len(shown) == 1
+        assert f"(feature {named})" in shown[0]
+        assert "age" not in shown[0]  # rms 47.4: inside the range
+
+
 @pytest.mark.parametrize("scale", [1 / len(Y), 1e-4])
 def test_weights_averaging_far_below_one_row_warn_with_the_remedy(scale):
     """Weights normalised to sum to 1 (AdaBoost's), or scaled down alike,
