@@ -253,7 +253,15 @@ def ignores_its_input(objective, theta):
 
 
 def warn_if_base_rate(objective, theta):
-    """Warn where the fitted network ignores its input (:class:`BaseRateWarning`)."""
+    """Warn where the fitted network ignores its input (:class:`BaseRateWarning`).
+
+    Not where every row counted has one class (weights that leave one class
+    weighted: :class:`~sklaplace.exceptions.UnweightedClassWarning` says
+    so), since ignoring the input is then the fit's right answer.
+    """
+    Y = objective.Y
+    if bool(objective.xp.all(Y == Y[:1])):
+        return
     if ignores_its_input(objective, theta):
         warn(
             "The fitted network ignores its input: its logits are the same on "

@@ -157,11 +157,12 @@ def validate_fit_data(estimator, X, y, sample_weight):
         unweighted = np.setdiff1d(classes, weighted).tolist()
         warn(
             f"Classes {unweighted} have rows in y but zero total sample_weight: "
-            "no row of theirs counts, so their probabilities (small, not zero) "
-            "come from the prior and the other classes' rows alone. Drop those "
-            "rows to leave the classes out of classes_ (where a meta-estimator "
-            "draws such weights, as BaggingClassifier's small bootstraps do, "
-            "this warning can be ignored).",
+            "no row of theirs counts, so their probabilities come from the prior "
+            "and the other classes' rows alone (small near those rows, not zero; "
+            "elsewhere what the network extrapolates). Drop those rows to leave "
+            "the classes out of classes_ (where a meta-estimator draws such "
+            "weights, as BaggingClassifier's small bootstraps do, this warning "
+            "can be ignored).",
             UnweightedClassWarning,
         )
     return X, y_index, sample_weight, classes

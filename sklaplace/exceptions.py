@@ -74,9 +74,9 @@ class UnweightedClassWarning(UserWarning):
 
     The class stays in ``classes_`` (as in scikit-learn's estimators), but
     no row of its own counts: its probabilities come from the prior and the
-    other classes' rows alone (small, not zero). Raised by ``fit``, which
-    goes on (one class alone may keep weight); drop those rows to leave the
-    class out.
+    other classes' rows alone (small near those rows, not zero; elsewhere
+    what the network extrapolates). Raised by ``fit``, which goes on (one
+    class alone may keep weight); drop those rows to leave the class out.
 
     Examples
     --------
@@ -96,7 +96,8 @@ class BaseRateWarning(UserWarning):
     do not depend on the features, but a deep logistic network on wine
     collapsed so (test log loss 1.09, where a logistic regression reaches
     0.04). Raised by ``fit``, which keeps the fit; a smaller ``alpha``, fewer
-    layers or another activation may find the signal.
+    layers or another activation may find the signal. Not raised where the
+    weights leave one class alone weighted: ignoring the input is then right.
 
     Examples
     --------

@@ -278,6 +278,12 @@ def test_one_weighted_class_fits_and_predicts_that_class(kept):
     assert np.all(np.isfinite(proba))
     assert np.all(proba[:, kept] > 0.8)  # the only class the weights inform
     np.testing.assert_array_equal(clf.predict(X), np.full(24, kept))
+    # Under a tuned alpha the network ignores its input, rightly: no
+    # BaseRateWarning's advice (a smaller alpha, no signal) beside this one.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        LaplaceMLPClassifier((3,), random_state=0).fit(X, Y, sample_weight=weight)
+    assert [w.category for w in caught] == [UnweightedClassWarning]
 
 
 def test_bagging_small_bootstraps_of_imbalanced_rows_fit():
@@ -878,8 +884,9 @@ def test_the_zero_weight_class_warning_in_full():
         validate_fit_data(LaplaceMLPClassifier(), X, y, np.where(y == 2, 0.0, 1.0))
     assert [str(w.message) for w in caught] == [
         "Classes [2] have rows in y but zero total sample_weight: no row of theirs "
-        "counts, so their probabilities (small, not zero) come from the prior and "
-        "the other classes' rows alone. Drop those rows to leave the classes out "
-        "of classes_ (where a meta-estimator draws such weights, as "
-        "BaggingClassifier's small bootstraps do, this warning can be ignored)."
+        "counts, so their probabilities come from the prior and the other classes' "
+        "rows alone (small near those rows, not zero; elsewhere what the network "
+        "extrapolates). Drop those rows to leave the classes out of classes_ "
+        "(where a meta-estimator draws such weights, as BaggingClassifier's small "
+        "bootstraps do, this warning can be ignored)."
     ]
