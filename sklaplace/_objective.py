@@ -260,7 +260,7 @@ def warn_if_base_rate(objective, theta):
     so), since ignoring the input is then the fit's right answer.
     """
     Y = objective.Y
-    if bool(objective.xp.all(Y == Y[:1])):
+    if bool(objective.xp.all(Y == Y[:1, ...])):
         return
     if ignores_its_input(objective, theta):
         warn(
