@@ -12,26 +12,34 @@ __all__ = ["expected_calibration_error", "multiclass_brier_score"]
 PROBA_SUM_ATOL = 1e-5
 
 
-def expected_calibration_error(y_true, proba, *, classes=None, n_bins=15):
+def expected_calibration_error(
+    y_true, proba, *, classes=None, n_bins=15, sample_weight=None
+):
     """Compute the expected calibration error of the top-label confidence.
 
     Predictions are binned by their largest probability into ``n_bins``
     equal-width bins ``[k / n_bins, (k + 1) / n_bins)``, the last one closed
     (confidence 1 belongs to it); the ECE is the bin-size-weighted mean of
-    ``|accuracy - confidence|`` (Guo et al. 2017).
+    ``|accuracy - confidence|`` (Guo et al. 2017), bin sizes and means
+    weighted by ``sample_weight``.
 
     Parameters
     ----------
     y_true : array-like of shape (n_samples,)
         True labels.
-    proba : array-like of shape (n_samples, n_classes)
-        Predicted probabilities, columns in the order of ``classes``.
+    proba : array-like of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities, columns in the order of ``classes``; a 1-D
+        array is the probability of ``classes[1]`` of two (what
+        scikit-learn's scorers pass for a binary problem).
     classes : array-like of shape (n_classes,), default=None
         Labels of the columns; default ``np.unique(y_true)``, which must then
         hold one label per column (else ``ValueError``: pass the estimator's
         ``classes_`` when a batch may lack a class).
     n_bins : int, default=15
         Number of confidence bins.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each row (default 1): an integer weight
+        counts as that many copies of the row.
 
     Returns
     -------
@@ -51,7 +59,7 @@ def expected_calibration_error(y_true, proba, *, classes=None, n_bins=15):
         or n_bins < 1
     ):
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}.")
-    y_true, proba, classes = _checked(y_true, proba, classes)
+    y_true, proba, classes, weight = _checked(y_true, proba, classes, sample_weight)
     confidence = proba.max(axis=1)
     correct = classes[proba.argmax(axis=1)] == y_true
     # Against the edges k / n_bins themselves: int(0.57 * 100) is 56, so
@@ -59,31 +67,35 @@ def expected_calibration_error(y_true, proba, *, classes=None, n_bins=15):
     edges = np.arange(n_bins + 1) / n_bins
     bins = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
     # Per occupied bin only (a loop over all bins took 12 s for 1e7 bins).
-    # sum_b n_b / n |acc_b - conf_b| = sum_b |sum_{i in b} (correct_i - conf_i)| / n
+    # sum_b w_b / w |acc_b - conf_b| = sum_b |sum_{i in b} w_i (correct_i - conf_i)| / w
     _, members = np.unique(bins, return_inverse=True)
-    gap = np.bincount(members, weights=correct - confidence)
-    return float(np.sum(np.abs(gap)) / confidence.shape[0])
+    gap = np.bincount(members, weights=weight * (correct - confidence))
+    return float(np.sum(np.abs(gap)) / np.sum(weight))
 
 
-def multiclass_brier_score(y_true, proba, *, classes=None):
+def multiclass_brier_score(y_true, proba, *, classes=None, sample_weight=None):
     """Compute the mean squared distance between ``proba`` and one-hot labels.
 
     Parameters
     ----------
     y_true : array-like of shape (n_samples,)
         True labels.
-    proba : array-like of shape (n_samples, n_classes)
-        Predicted probabilities, columns in the order of ``classes``.
+    proba : array-like of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities, columns in the order of ``classes``; a 1-D
+        array is the probability of ``classes[1]`` of two (what
+        scikit-learn's scorers pass for a binary problem).
     classes : array-like of shape (n_classes,), default=None
         Labels of the columns; default ``np.unique(y_true)``, which must then
         hold one label per column (else ``ValueError``).
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each row in the mean (default 1).
 
     Returns
     -------
     score : float
-        ``mean_n sum_k (p_nk - [y_n = k])^2``, in ``[0, 2]``. For two classes
-        it is twice scikit-learn's ``brier_score_loss``, which counts the
-        positive class only.
+        ``sum_n w_n sum_k (p_nk - [y_n = k])^2 / sum_n w_n``, in ``[0, 2]``.
+        For two classes it is twice scikit-learn's ``brier_score_loss``,
+        which counts the positive class only.
 
     Examples
     --------
@@ -92,13 +104,13 @@ def multiclass_brier_score(y_true, proba, *, classes=None):
     >>> multiclass_brier_score([0, 1], np.array([[1.0, 0.0], [0.5, 0.5]]))
     0.25
     """
-    y_true, proba, classes = _checked(y_true, proba, classes)
+    y_true, proba, classes, weight = _checked(y_true, proba, classes, sample_weight)
     onehot = (y_true[:, None] == classes[None, :]).astype(float)
-    return float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+    return float(np.average(np.sum((proba - onehot) ** 2, axis=1), weights=weight))
 
 
-def _checked(y_true, proba, classes):
-    """Validate the metrics' input; return ``(y_true, proba, classes)``.
+def _checked(y_true, proba, classes, sample_weight):
+    """Validate the metrics' input; return ``(y_true, proba, classes, weight)``.
 
     A column-to-label mismatch must not pass silently: with ``classes``
     inferred from a batch that lacks a class, a perfect binary prediction
@@ -107,6 +119,9 @@ def _checked(y_true, proba, classes):
     """
     y_true = np.asarray(y_true)
     proba = _real_array(proba, "proba")
+    if proba.ndim == 1:
+        # A binary scorer's column: the probability of the second class.
+        proba = np.column_stack([1.0 - proba, proba])
     if proba.ndim != 2 or y_true.ndim != 1 or proba.shape[0] != y_true.shape[0]:
         raise ValueError(
             "proba must be of shape (n_samples, n_classes) and y_true of shape "
@@ -147,7 +162,24 @@ def _checked(y_true, proba, classes):
         raise ValueError(
             f"y_true holds labels not in classes: {np.unique(y_true[unknown])[:5]}."
         )
-    return y_true, proba, classes
+    return y_true, proba, classes, _weights(sample_weight, y_true.shape[0])
+
+
+def _weights(sample_weight, n_samples):
+    """Return the rows' weights as floats (ones for ``None``), checked."""
+    if sample_weight is None:
+        return np.ones(n_samples)
+    weight = _real_array(sample_weight, "sample_weight")
+    if weight.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight must be of shape ({n_samples},), one weight per "
+            f"row, got {weight.shape}."
+        )
+    if not np.all(np.isfinite(weight)) or np.any(weight < 0):
+        raise ValueError("sample_weight must be finite and non-negative.")
+    if not np.sum(weight) > 0:
+        raise ValueError("sample_weight sums to zero: no row is counted.")
+    return weight
 
 
 def _real_array(values, name):

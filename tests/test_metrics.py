@@ -93,7 +93,9 @@ def test_a_batch_without_some_class_needs_the_classes():
     "y, proba, kwargs, match",
     [
         ([0, 1], [[0.5, 0.5], [np.nan, 0.5]], {}, "NaN or infinity"),
-        ([0, 1], [0.5, 0.5], {}, "shape"),
+        # A 1-D proba is one binary column: one per row, and not 3-D.
+        ([0, 1, 0], [0.5, 0.5], {}, "shape"),
+        ([0, 1], np.full((2, 2, 1), 0.5), {}, "shape"),
         ([0, 1, 0], [[0.5, 0.5], [0.5, 0.5]], {}, "shape"),
         ([0, 3], [[0.5, 0.5], [0.5, 0.5]], {"classes": [0, 1]}, "not in classes"),
         ([0, 1], [[0.5, 0.5], [0.5, 0.5]], {"classes": [0, 1, 2]}, "columns"),
@@ -329,3 +331,86 @@ def test_low_confidences_keep_their_own_bins():
     proba[1, 1], proba[1, [0, *range(2, 20)]] = 0.15, 0.85 / 19
     ece = expected_calibration_error([0, 0], proba, classes=np.arange(20), n_bins=10)
     assert ece == pytest.approx((0.94 + 0.15) / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("metric", [expected_calibration_error, multiclass_brier_score])
+def test_a_binary_column_is_the_probability_of_the_second_class(metric):
+    """scikit-learn's binary scorers pass ``P(classes[1])`` as a 1-D array;
+    it scores as the two-column table (it had been refused for its shape)."""
+    rng = np.random.RandomState(3)
+    p = rng.uniform(size=30)
+    y = np.array(["no", "yes"])[rng.randint(2, size=30)]
+    table = np.column_stack([1 - p, p])
+    assert metric(y, p) == metric(y, table)
+    # The second class of the classes given, not of the sorted labels.
+    assert metric(y, p, classes=["yes", "no"]) == metric(y, table[:, ::-1])
+    assert metric(y, p, classes=["yes", "no"]) != metric(y, p)
+
+
+@pytest.mark.parametrize("metric", [expected_calibration_error, multiclass_brier_score])
+def test_integer_sample_weights_count_as_repeated_rows(metric):
+    rng = np.random.RandomState(4)
+    proba = rng.dirichlet(np.ones(3), size=25)
+    y = rng.randint(3, size=25)
+    weight = rng.randint(0, 4, size=25)
+    repeated = np.repeat(np.arange(25), weight)
+    expected = metric(y[repeated], proba[repeated], classes=[0, 1, 2])
+    got = metric(y, proba, classes=[0, 1, 2], sample_weight=weight)
+    assert got == pytest.approx(expected, rel=1e-12)
+    # ... and differ from the unweighted score (the weights are read).
+    assert abs(got - metric(y, proba)) > 1e-3
+    # Only their ratios matter.
+    assert metric(y, proba, sample_weight=weight / 7) == pytest.approx(got, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "weight, message",
+    [
+        (
+            [1.0, 1.0],
+            "sample_weight must be of shape (3,), one weight per row, got (2,).",
+        ),
+        ([1.0, -1.0, 1.0], "sample_weight must be finite and non-negative."),
+        ([1.0, np.nan, 1.0], "sample_weight must be finite and non-negative."),
+        ([0.0, 0.0, 0.0], "sample_weight sums to zero: no row is counted."),
+    ],
+)
+@pytest.mark.parametrize("metric", [expected_calibration_error, multiclass_brier_score])
+def test_bad_sample_weights_are_refused_by_name(metric, weight, message):
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        metric([0, 1, 1], proba, sample_weight=weight)
+
+
+@pytest.mark.parametrize("metric", [expected_calibration_error, multiclass_brier_score])
+def test_the_metrics_serve_as_weighted_scorers_on_a_binary_problem(metric):
+    """``make_scorer`` in ``cross_validate``, weights routed to the scorer:
+    each fold's score is the metric of that fold's rows and weights."""
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import make_scorer
+    from sklearn.model_selection import KFold, cross_validate
+
+    rng = np.random.RandomState(5)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] + rng.normal(size=60) > 0).astype(int)
+    weight = rng.randint(1, 4, size=60).astype(float)
+    folds = KFold(3)
+    scorer = make_scorer(metric, response_method="predict_proba")
+    with sklearn.config_context(enable_metadata_routing=True):
+        scorer = scorer.set_score_request(sample_weight=True)
+        model = LogisticRegression().set_fit_request(sample_weight=False)
+        result = cross_validate(
+            model,
+            X,
+            y,
+            cv=folds,
+            scoring=scorer,
+            params={"sample_weight": weight},
+            return_estimator=True,
+        )
+    for (_, test), fitted, score in zip(
+        folds.split(X), result["estimator"], result["test_score"]
+    ):
+        positive = fitted.predict_proba(X[test])[:, 1]
+        assert score == metric(y[test], positive, sample_weight=weight[test])
