@@ -111,8 +111,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     hessian_structure : {"auto", "full", "kron", "diag"}, default="auto"
         Structure of the posterior precision: the full matrix, Kronecker
         factors per layer (KFAC of the GGN with refitted eigenvalues, EKFAC;
-        the prior added exactly; no ``n_params**2`` matrix), or its diagonal
-        (whose evidence tuning of alpha runs on the Kronecker one, if cheap).
+        no ``n_params**2`` matrix), or its diagonal. The evidence tunes alpha
+        for both on the exact GGN where rows are fewer than parameters (cheap:
+        ``n_rows * n_logits`` of them), else the diagonal's on the Kronecker.
         ``"auto"`` is ``"full"`` where the full posterior is cheap (at most 1
         GiB, 1e11 multiply-adds to build, ``n_samples * n_logits *
         n_params**2``, and 4e9 to factorise, ``n_params**3``), ``"kron"`` beyond

@@ -26,10 +26,13 @@ costs at most ``AUTO_GRADIENT_WORK``; then the MAP is tight (Newton-CG to
 ``MLPClassifier``'s tolerance on 90% of the rows and alpha (two to four
 fits) and the prior scale (no refit) are chosen on the other 10%, so that
 each fit costs about what ``MLPClassifier``'s does. The docs call a
-network for which both hold *small*.
+network for which both hold *small*. :func:`low_rank_is_cheap`: MacKay's
+updates may run on the exact GGN posterior of few rows (sample space).
 """
 
 from types import SimpleNamespace
+
+import numpy as np
 
 from sklaplace._evidence import EVIDENCE_STARTS
 from sklaplace.exceptions import MemoryLimitError
@@ -39,6 +42,7 @@ __all__ = [
     "AUTO_FACTOR_WORK",
     "AUTO_FULL_WORK",
     "AUTO_GRADIENT_WORK",
+    "AUTO_LOW_RANK_WORK",
     "DEFAULT_MEMORY_BUDGET",
     "DENSE_MEMORY_LIMIT",
     "FIT_MEMORY_LIMIT",
@@ -53,12 +57,12 @@ __all__ = [
     "held_posteriors",
     "kron_factors_fit",
     "kron_is_cheap",
+    "low_rank_is_cheap",
     "refits_are_cheap",
     "resolve_solver",
     "resolve_structure",
     "resolve_tol",
     "resolved_params",
-    "tuning_structure",
 ]
 
 #: Bytes that one chunk of per-sample intermediates may take.
@@ -98,6 +102,10 @@ AUTO_FACTOR_WORK = 4e9
 #: 4.4e7 (20,000 rows, 2,201 parameters) one Newton-CG MAP took 73 s and the
 #: tuned fit over 10 minutes (``MLPClassifier`` 10 s); digits (1.5e6) 15 s.
 AUTO_GRADIENT_WORK = 5e6
+
+#: MacKay's updates run on the sample-space GGN posterior while a Gram of
+#: its rows takes at most this many multiply-adds (:func:`low_rank_is_cheap`).
+AUTO_LOW_RANK_WORK = 1e10
 
 #: ``n_params x n_params`` matrices each solver holds at once: Newton's exact
 #: Hessian (its terms are built in blocks of about its own size), ``H + mu I``
@@ -336,35 +344,22 @@ def counted_scale(config):
     return config.prior_precision_scale if config.link_approx != "map" else 1.0
 
 
-def tuning_structure(config, layer_sizes, pruned=False):
-    """Return the posterior structure MacKay's updates of alpha run on.
+def low_rank_is_cheap(config, layer_sizes, n_rows):
+    """Whether MacKay's updates may run on the exact GGN posterior's rows.
 
-    They count each weight's posterior variance ``(P^{-1})_ii`` (``gamma``)
-    over every weight alpha prices: a last-layer posterior prices too few
-    (alpha drifted to 0.13) and a diagonal's ``1 / P_ii`` understate the
-    variances, so ``gamma`` and alpha come out too large (alpha 3.2 where the
-    Kronecker posterior's is 0.08 on a curved boundary: test log loss 0.167
-    against 0.025, hidden (100,), three splits). Both tune on the Kronecker
-    posterior of all weights where cheap (:func:`kron_is_cheap`), else on
-    their diagonal (a last-layer posterior behind 20,000 units had been
-    refused for its tuning's factors); the posterior asked for is built for
-    the kept fit. A pruned refit's diagonal tunes on itself: Kronecker
-    factors cannot leave the pruned weights out.
-
-    Parameters
-    ----------
-    config : FitConfig or namespace
-        Its resolved ``hessian_structure`` and ``subset_of_weights``.
-    layer_sizes : tuple of int
-        The network's layer widths, inputs first.
-    pruned : bool, default=False
-        Whether some weights are held at zero (a pruned estimator's refit).
+    :class:`~sklaplace._low_rank.LowRankPosterior` holds ``m = n_rows *
+    n_outputs`` rows of ``n_params``: fewer rows than parameters, ``m**2 *
+    n_params`` multiply-adds (a Gram of the rows) at most
+    ``AUTO_LOW_RANK_WORK``, the rows of every posterior held (as counted
+    for the full one) within ``AUTO_FULL_BUDGET``, and a prior precision
+    on every parameter (the bias prior's; alpha's is positive).
     """
-    last_layer = config.subset_of_weights == "last_layer"
-    if not last_layer and (config.hessian_structure != "diag" or pruned):
-        return config.hessian_structure
-    scale = counted_scale(config)
-    return "kron" if kron_is_cheap(layer_sizes, False, scale, "evidence") else "diag"
+    n_params = sum((i + 1) * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
+    m = n_rows * layer_sizes[-1]
+    copies = 2 + held_posteriors(counted_scale(config), "evidence")
+    proper = all(float(b) > 0 for b in np.ravel(config.bias_prior_precision))
+    small = m < n_params and m * m * n_params <= AUTO_LOW_RANK_WORK
+    return proper and small and copies * 8 * m * n_params <= AUTO_FULL_BUDGET
 
 
 def kron_factors_fit(

@@ -38,6 +38,7 @@ from sklaplace._curvature import (
 from sklaplace._jacobian import FactoredJacobian, diagonal_weights
 from sklaplace._kron import KronPosterior
 from sklaplace._last_layer import LastLayerPosterior, last_layer_objective
+from sklaplace._low_rank import LowRankPosterior, ggn_rows
 from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 
@@ -278,7 +279,12 @@ class DiagPosterior:
 
 #: Posterior class of each ``hessian_structure``; ``subset_of_weights=
 #: "last_layer"`` wraps it in :class:`LastLayerPosterior`.
-POSTERIORS = {"full": FullPosterior, "diag": DiagPosterior, "kron": KronPosterior}
+POSTERIORS = {
+    "full": FullPosterior,
+    "diag": DiagPosterior,
+    "kron": KronPosterior,
+    "lowrank": LowRankPosterior,
+}
 
 
 # What makes a posterior precision (nearly) singular, and its cures: a
@@ -385,7 +391,11 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
     posterior_class = POSTERIORS[structure]
     kinds = ["exact", "ggn"] if hessian == "exact" else ["ggn"]
     for kind in kinds:
-        builders = {**CURVATURE_BUILDERS, **FACTORED_CURVATURE_BUILDERS}
+        builders = {
+            **CURVATURE_BUILDERS,
+            **FACTORED_CURVATURE_BUILDERS,
+            ("ggn", "lowrank"): ggn_rows,
+        }
         if (kind, structure) not in builders:
             _warn_exact_fallback(structure)
             continue

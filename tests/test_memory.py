@@ -251,16 +251,16 @@ def test_a_last_layer_posterior_tunes_alpha_on_all_weights_diagonal_beyond(
             prior_precision_scale="cv",
             link_approx="probit",
         )
-        assert memory_module.tuning_structure(config, (3, 4, 1)) == "kron"
-        assert memory_module.tuning_structure(config, (30, 20000, 1)) == "diag"
+        assert fitting_module.tuning_structure(config, (3, 4, 1)) == "kron"
+        assert fitting_module.tuning_structure(config, (30, 20000, 1)) == "diag"
         # Every layer's factors weigh, not the last layer's alone: behind
         # 20,000 inputs (a 3 GiB first factor; the last layer's are 9 x 9
         # and 1 x 1), and over the work bound (every factor: 1,673; the last
         # layer's: 217).
-        assert memory_module.tuning_structure(config, (20000, 8, 1)) == "diag"
+        assert fitting_module.tuning_structure(config, (20000, 8, 1)) == "diag"
         with monkeypatch.context() as patch:
             patch.setattr(memory_module, "AUTO_FACTOR_WORK", 1000)
-            assert memory_module.tuning_structure(config, (10, 5, 1)) == "diag"
+            assert fitting_module.tuning_structure(config, (10, 5, 1)) == "diag"
     # Through fit (tests/test_reliability_memory.py: the diagonal passes the
     # guard): a last-layer Kronecker posterior's own factors are still checked.
     monkeypatch.setattr(laplace_fit_module, "minimize_map", _no_solve)
@@ -319,7 +319,7 @@ def test_a_diagonal_posterior_tunes_alpha_on_kronecker_factors_that_fit():
             prior_precision_scale="cv",
             link_approx="probit",
         )
-        return memory_module.tuning_structure(config, layer_sizes)
+        return fitting_module.tuning_structure(config, layer_sizes)
 
     assert tuned_on("diag") == "kron"
     assert tuned_on("diag", layer_sizes=(30, 20000, 1)) == "diag"  # a 3 GiB factor
@@ -332,7 +332,7 @@ def test_a_diagonal_posterior_tunes_alpha_on_kronecker_factors_that_fit():
         prior_precision_scale="cv",
         link_approx="probit",
     )
-    assert memory_module.tuning_structure(config, (3, 4, 1), pruned=True) == "diag"
+    assert fitting_module.tuning_structure(config, (3, 4, 1), pruned=True) == "diag"
     # Through fit: the diagonal posterior's alpha is the Kronecker one's,
     # refit for refit (the scale by the evidence: no held-out rows enter).
     X, y = RNG.normal(size=(60, 3)), np.arange(60) % 2
@@ -390,6 +390,8 @@ def test_the_kronecker_factors_are_cheap_within_the_factorising_bound(monkeypatc
     X = np.random.RandomState(0).normal(size=(40, 12))
     y = (X[:, 0] * X[:, 1] > 0).astype(int)
     params = dict(alpha="evidence", prior_precision_scale="evidence", random_state=0)
+    # Off: the sample-space posterior (40 rows, 57 parameters) would tune all.
+    monkeypatch.setattr(memory_module, "AUTO_LOW_RANK_WORK", 0)
     fitted = {}
     for bound in (2387, 2386):
         monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", bound)
@@ -530,9 +532,9 @@ def test_the_tuning_structure_counts_the_evidences_held_kronecker_copies(
     need = _copies(counted, "evidence") * KRON_TOTAL
     assert need > _copies(counted, 1.0) * KRON_TOTAL  # the held copies weigh
     monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", need)
-    assert memory_module.tuning_structure(config, KRON_SIZES) == "kron"
+    assert fitting_module.tuning_structure(config, KRON_SIZES) == "kron"
     monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", need - 1)
-    assert memory_module.tuning_structure(config, KRON_SIZES) == "diag"
+    assert fitting_module.tuning_structure(config, KRON_SIZES) == "diag"
 
 
 def _auto_structure(layout, n_samples=20, **params):

@@ -1,0 +1,217 @@
+"""The low-rank (sample-space) GGN posterior against dense references.
+
+The references are built from raw arrays (``dense_ggn``: finite-difference
+Jacobians of from-scratch logits), sharing nothing with the rows ``G`` the
+posterior is made of.
+"""
+
+import numpy as np
+import pytest
+
+from sklaplace._backend import NotPositiveDefiniteError
+from sklaplace._low_rank import LowRankPosterior, ggn_rows
+from sklaplace._objective import NegLogPosterior
+from sklaplace._testing import dense_ggn
+from tests.conftest import make_problem
+
+
+def _wide(n_classes, weighted=True, fixed=None):
+    """Fewer data rows than parameters: 6 rows, 8 features, hidden (3,)."""
+    obj, theta, raw = make_problem(
+        n_classes=n_classes,
+        hidden=(3,),
+        n_samples=6,
+        n_features=8,
+        weighted=weighted,
+        raw=True,
+    )
+    if fixed is not None:
+        obj = NegLogPosterior(
+            np,
+            obj.layout,
+            obj.activation,
+            obj.likelihood,
+            obj.X,
+            obj.Y,
+            obj.sample_weight,
+            obj.prior_precision,
+            fixed=fixed,
+        )
+    reference = dense_ggn(
+        theta,
+        raw["X"],
+        raw["sample_weight"],
+        raw["prior_precision"],
+        raw["layer_sizes"],
+        raw["activation"],
+    )
+    return obj, theta, raw, reference
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_low_rank_posterior_is_the_full_ggn_posterior(n_classes):
+    obj, theta, raw, P = _wide(n_classes)
+    rows = ggn_rows(obj, theta)
+    n_outputs = obj.layout.n_outputs
+    assert rows.shape == (6 * n_outputs, obj.layout.n_params)
+    assert rows.shape[0] < rows.shape[1]  # the regime it is for
+    post = LowRankPosterior.from_curvature(obj, rows, theta)
+    covariance = np.linalg.inv(P)
+    np.testing.assert_allclose(
+        post.log_det_precision(), np.linalg.slogdet(P)[1], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        post.covariance_diagonal(np), np.diag(covariance), rtol=1e-5
+    )
+    np.testing.assert_allclose(post.precision_diagonal(), np.diag(P), rtol=1e-5)
+    J = np.random.RandomState(1).normal(size=(4, n_outputs, obj.layout.n_params))
+    np.testing.assert_allclose(
+        post.functional_variance(np, J),
+        J @ covariance @ np.swapaxes(J, 1, 2),
+        rtol=1e-5,
+    )
+    # A new prior, the same data.
+    delta = np.linspace(0.1, 2.0, obj.layout.n_params)
+    changed = post.with_prior_change(np, delta)
+    np.testing.assert_allclose(
+        changed.log_det_precision(), np.linalg.slogdet(P + np.diag(delta))[1], rtol=1e-6
+    )
+    # The prior's log det alone would be far off: the data's term counts.
+    assert abs(post.log_det_precision() - np.sum(np.log(raw["prior_precision"]))) > 1.0
+
+
+def test_low_rank_functional_variance_takes_a_factored_jacobian():
+    from sklaplace._jacobian import logit_factors
+
+    obj, theta, _, P = _wide(3)
+    post = LowRankPosterior.from_curvature(obj, ggn_rows(obj, theta), theta)
+    X = np.random.RandomState(2).normal(size=(5, 8))
+    ((_, factored),) = list(logit_factors(np, obj.layout, theta, obj.activation, X))
+    J = factored.dense(np)
+    np.testing.assert_allclose(
+        post.functional_variance(np, factored),
+        J @ np.linalg.inv(P) @ np.swapaxes(J, 1, 2),
+        rtol=1e-5,
+    )
+
+
+def test_low_rank_posterior_with_fixed_parameters_is_the_conditioned_one():
+    """Fixed parameters: the precision's free block, identity elsewhere."""
+    n_params = make_problem(n_classes=3, hidden=(3,), n_features=8)[0].layout.n_params
+    fixed = np.zeros(n_params, dtype=bool)
+    fixed[[0, 5, 11]] = True
+    obj, theta, _, P = _wide(3, fixed=fixed)
+    post = LowRankPosterior.from_curvature(obj, ggn_rows(obj, theta), theta)
+    pinned = P.copy()
+    pinned[fixed, :] = 0.0
+    pinned[:, fixed] = 0.0
+    pinned[fixed, fixed] = 1.0
+    np.testing.assert_allclose(
+        post.log_det_precision(), np.linalg.slogdet(pinned)[1], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        post.covariance_diagonal(np), np.diag(np.linalg.inv(pinned)), rtol=1e-5
+    )
+    # Conditioning an unpinned posterior on the same zeros gives the same.
+    free_obj, _, _, _ = _wide(3)
+    unpinned = LowRankPosterior.from_curvature(
+        free_obj, ggn_rows(free_obj, theta), theta
+    )
+    conditioned = unpinned.conditioned_on_zero(fixed)
+    np.testing.assert_allclose(
+        conditioned.log_det_precision(), post.log_det_precision(), rtol=1e-10
+    )
+
+
+def test_low_rank_samples_have_the_posterior_covariance():
+    obj, theta, _, P = _wide(2)
+    post = LowRankPosterior.from_curvature(obj, ggn_rows(obj, theta), theta)
+    draws = post.sample(np, 40_000, np.random.RandomState(0))
+    covariance = np.linalg.inv(P)
+    sd = np.sqrt(np.diag(covariance))
+    # Correlations to 0.03 and standard deviations to 3% (40,000 draws:
+    # sampling error about 0.005 and 0.4%); the prior's own draws, which a
+    # sampler that forgot the data would give, are off by far more.
+    empirical = np.cov(draws, rowvar=False)
+    np.testing.assert_allclose(np.sqrt(np.diag(empirical)), sd, rtol=0.03)
+    np.testing.assert_allclose(
+        empirical / np.outer(sd, sd), covariance / np.outer(sd, sd), atol=0.03
+    )
+
+
+def test_low_rank_posterior_refuses_a_zero_prior_precision():
+    obj, theta = make_problem(n_classes=2, hidden=(3,), n_samples=6, n_features=8)
+    rows = ggn_rows(obj, theta)
+    prior = np.asarray(obj.prior_precision).copy()
+    prior[-1] = 0.0
+    with pytest.raises(NotPositiveDefiniteError, match="positive prior precision"):
+        LowRankPosterior(prior, rows)
+
+
+def _config(structure, subset="all", bias=0.1):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        hessian_structure=structure,
+        subset_of_weights=subset,
+        prior_precision_scale="cv",
+        link_approx="probit",
+        bias_prior_precision=bias,
+    )
+
+
+def test_the_evidence_tunes_on_the_low_rank_posterior_where_it_is_cheap(monkeypatch):
+    """Fewer rows than parameters: every structure but the full one tunes
+    alpha on the exact GGN posterior in sample space; not with more rows,
+    over the work or memory bound, a zero bias prior, or a pruned refit."""
+    import sklaplace._fitting as fitting_module
+    import sklaplace._memory as memory_module
+
+    tuned_on = fitting_module.tuning_structure
+    sizes = (30, 8, 1)  # 257 parameters
+    for structure, subset in [("kron", "all"), ("diag", "all"), ("full", "last_layer")]:
+        assert tuned_on(_config(structure, subset), sizes, False, 256) == "lowrank"
+        assert tuned_on(_config(structure, subset), sizes, False, 257) != "lowrank"
+        assert tuned_on(_config(structure, subset, 0.0), sizes, False, 20) != "lowrank"
+        assert tuned_on(_config(structure, subset, [0.1, 0.0]), sizes, False, 20) != (
+            "lowrank"
+        )
+        assert tuned_on(_config(structure, subset), sizes) != "lowrank"  # no rows
+    assert tuned_on(_config("full"), sizes, False, 20) == "full"
+    assert tuned_on(_config("diag"), sizes, True, 20) == "diag"  # pruned
+    # Three classes: three rows each (m = 3 n_rows); m^2 n_params the work.
+    sizes3 = (30, 8, 3)  # 275 parameters
+    assert tuned_on(_config("kron"), sizes3, False, 91) == "lowrank"
+    assert tuned_on(_config("kron"), sizes3, False, 92) == "kron"
+    monkeypatch.setattr(memory_module, "AUTO_LOW_RANK_WORK", 273**2 * 275)
+    assert tuned_on(_config("kron"), sizes3, False, 91) == "lowrank"
+    monkeypatch.setattr(memory_module, "AUTO_LOW_RANK_WORK", 273**2 * 275 - 1)
+    assert tuned_on(_config("kron"), sizes3, False, 91) == "kron"
+    # The rows of every posterior the evidence holds (3 starts' runs: 2 + 5
+    # copies with "cv") within the full posterior's byte budget.
+    monkeypatch.setattr(memory_module, "AUTO_LOW_RANK_WORK", 1e10)
+    need = (2 + memory_module.held_posteriors("cv", "evidence")) * 8 * 273 * 275
+    monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", need)
+    assert tuned_on(_config("kron"), sizes3, False, 91) == "lowrank"
+    monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", need - 1)
+    assert tuned_on(_config("kron"), sizes3, False, 91) == "kron"
+
+
+@pytest.mark.parametrize("structure", ["kron", "diag"])
+def test_a_kronecker_or_diagonal_fit_tunes_alpha_as_the_full_posterior_does(structure):
+    """Wide rows (30 rows, 40 features, hidden (6,): 253 parameters): the
+    evidence's refits under a Kronecker or diagonal posterior run on the
+    exact GGN, so alpha's path is the full posterior's (its own had been
+    another: the Kronecker and diagonal evidences approximate it)."""
+    from sklaplace import LaplaceMLPClassifier
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 40))
+    y = (X[:, 0] + X[:, 1] + 0.5 * rng.normal(size=30) > 0).astype(int)
+    params = dict(alpha="evidence", prior_precision_scale=1.0, random_state=0)
+    full = LaplaceMLPClassifier((6,), hessian_structure="full", **params).fit(X, y)
+    other = LaplaceMLPClassifier((6,), hessian_structure=structure, **params).fit(X, y)
+    assert other.hessian_structure_ == structure
+    assert len(full.alpha_history_) > 2
+    np.testing.assert_allclose(other.alpha_history_, full.alpha_history_, rtol=1e-6)
+    np.testing.assert_allclose(other.alpha_, full.alpha_, rtol=1e-6)
