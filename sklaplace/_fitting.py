@@ -449,8 +449,8 @@ def tuning_structure(config, layer_sizes, pruned=False, n_rows=None):
     posterior of all weights where cheap
     (:func:`~sklaplace._memory.kron_is_cheap`), else on their diagonal; the
     posterior asked for is built for the kept fit. A pruned refit tunes on
-    its own posterior: Kronecker factors cannot
-    leave the pruned weights out.
+    the sample-space posterior (its pruned columns zero) or on its own:
+    Kronecker factors cannot leave the pruned weights out.
 
     Parameters
     ----------
@@ -465,11 +465,11 @@ def tuning_structure(config, layer_sizes, pruned=False, n_rows=None):
     """
     last_layer = config.subset_of_weights == "last_layer"
     own = config.hessian_structure
-    if not last_layer and (own == "full" or pruned):
+    if not last_layer and own == "full":
         return own
     if n_rows is not None and low_rank_is_cheap(config, layer_sizes, n_rows):
         return "lowrank"
-    if not last_layer and own == "kron":
+    if pruned or (not last_layer and own == "kron"):
         return own
     scale = counted_scale(config)
     return "kron" if kron_is_cheap(layer_sizes, False, scale, "evidence") else "diag"

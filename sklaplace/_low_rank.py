@@ -22,6 +22,7 @@ import numpy as np
 
 from sklaplace._backend import (
     NotPositiveDefiniteError,
+    add_to_diagonal,
     cholesky,
     solve_triangular,
     to_numpy,
@@ -30,6 +31,32 @@ from sklaplace._jacobian import jacobian_matmul
 from sklaplace._network import jacobian_factor
 
 __all__ = ["LowRankPosterior", "ggn_rows"]
+
+#: Where ``I + G A^{-1} G'`` (positive definite, its eigenvalues at least 1)
+#: fails to factorise, its condition (about the largest curvature over the
+#: weakest prior) has passed 1/eps: a jitter from this fraction of its
+#: largest diagonal entry, tenfold until it factorises.
+FIRST_JITTER = 1e-10
+
+
+def _jittered_factor(xp, inner):
+    """Return the Cholesky factor of ``inner + I`` (as NumPy) and the jitter added.
+
+    Round-off can leave ``G A^{-1} G'`` indefinite where a prior is weak
+    against the curvature (a bias prior of 1e-16); the smallest tenfold
+    jitter that factorises it is added (the fit warns, as for a full
+    posterior's).
+    """
+    largest = 1.0 + float(xp.max(xp.abs(inner)))
+    jitter = 0.0
+    for _ in range(30):  # 1e-10 -> 1e19 times the largest entry
+        ones = xp.full((inner.shape[0],), 1.0 + jitter, dtype=inner.dtype)
+        try:
+            factor = cholesky(xp, add_to_diagonal(xp, inner + 0.0, ones))
+            return to_numpy(factor), jitter
+        except NotPositiveDefiniteError:
+            jitter = FIRST_JITTER * largest if jitter == 0.0 else 10.0 * jitter
+    raise NotPositiveDefiniteError("I + G A^-1 G' does not factorise.")
 
 
 def ggn_rows(obj, theta):
@@ -66,19 +93,24 @@ class LowRankPosterior:
 
     structure = "lowrank"
     accepts_factored_jacobian = True
+    jitter_where = "to the sample-space matrix I + G A^-1 G'"
 
-    def __init__(self, prior, rows):
-        prior, rows = to_numpy(prior), to_numpy(rows)
-        if not np.all(np.isfinite(prior)) or np.any(prior <= 0):
+    def __init__(self, prior, rows, xp=np):
+        prior = to_numpy(prior)
+        with np.errstate(over="ignore"):  # a prior of 1e-320: A^-1 overflows
+            unusable = np.any(prior <= 0) or not np.all(np.isfinite(1.0 / prior))
+        if unusable:
             raise NotPositiveDefiniteError(
                 "The low-rank posterior needs a positive prior precision on "
                 "every parameter."
             )
-        self.prior = prior
-        self.rows = rows
-        inner = (rows / prior[None, :]) @ rows.T
-        inner[np.diag_indices_from(inner)] += 1.0
-        self.inner_factor = to_numpy(cholesky(np, inner))  # M = I + G A^-1 G'
+        rows = xp.asarray(rows)
+        # M = I + G A^-1 G' in xp (on a GPU the m^2 n_params Gram runs there).
+        inner = (rows / xp.asarray(prior)[None, :]) @ xp.permute_dims(rows, (1, 0))
+        if not bool(xp.all(xp.isfinite(inner))):
+            raise NotPositiveDefiniteError("I + G A^-1 G' is not finite.")
+        self.prior, self.rows = prior, to_numpy(rows)
+        self.inner_factor, self.jitter = _jittered_factor(xp, inner)
 
     @classmethod
     def from_curvature(cls, objective, rows, theta):
@@ -93,7 +125,7 @@ class LowRankPosterior:
         prior = objective.prior_precision
         if objective.fixed is not None:
             prior = objective.xp.where(objective.fixed, 1.0, prior)
-        return cls(prior, rows)
+        return cls(prior, rows, objective.xp)
 
     @property
     def n_params(self):
@@ -137,7 +169,7 @@ class LowRankPosterior:
 
     def with_prior_change(self, xp, delta):
         """Posterior with precision ``P + diag(delta)`` (a new prior, same data)."""
-        return LowRankPosterior(self.prior + to_numpy(delta), self.rows)
+        return LowRankPosterior(self.prior + to_numpy(delta), self.rows, xp)
 
     def precision_diagonal(self):
         """Return ``diag(P) = a + colsums(G^2)``."""

@@ -34,7 +34,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from sklaplace._evidence import EVIDENCE_STARTS
+from sklaplace._evidence import EVIDENCE_BOUNDS, EVIDENCE_STARTS
 from sklaplace.exceptions import MemoryLimitError
 
 __all__ = [
@@ -350,16 +350,19 @@ def low_rank_is_cheap(config, layer_sizes, n_rows):
     :class:`~sklaplace._low_rank.LowRankPosterior` holds ``m = n_rows *
     n_outputs`` rows of ``n_params``: fewer rows than parameters, ``m**2 *
     n_params`` multiply-adds (a Gram of the rows) at most
-    ``AUTO_LOW_RANK_WORK``, the rows of every posterior held (as counted
-    for the full one) within ``AUTO_FULL_BUDGET``, and a prior precision
-    on every parameter (the bias prior's; alpha's is positive).
+    ``AUTO_LOW_RANK_WORK``, the rows and factor of every posterior held (as
+    counted for the full one) within ``AUTO_FULL_BUDGET``, and a bias prior
+    no weaker than alpha's lower bound (``EVIDENCE_BOUNDS``).
     """
     n_params = sum((i + 1) * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
     m = n_rows * layer_sizes[-1]
     copies = 2 + held_posteriors(counted_scale(config), "evidence")
-    proper = all(float(b) > 0 for b in np.ravel(config.bias_prior_precision))
+    # No weaker than alpha's bound: I + G A^-1 G' is about as ill-conditioned
+    # as the curvature over the weakest prior (1e-16 had made it indefinite).
+    weakest = min(float(b) for b in np.ravel(config.bias_prior_precision))
     small = m < n_params and m * m * n_params <= AUTO_LOW_RANK_WORK
-    return proper and small and copies * 8 * m * n_params <= AUTO_FULL_BUDGET
+    held = copies * 8 * m * (n_params + m)  # the rows and the m x m factor
+    return weakest >= EVIDENCE_BOUNDS[0] and small and held <= AUTO_FULL_BUDGET
 
 
 def kron_factors_fit(

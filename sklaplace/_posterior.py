@@ -419,10 +419,15 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
             continue
         jitter = getattr(posterior, "jitter", 0.0)  # a Kronecker factor's
         if jitter > 0.0:
-            _warn_jitter(jitter, "to a Kronecker factor's prior")
+            where = getattr(posterior, "jitter_where", "to a Kronecker factor's prior")
+            _warn_jitter(jitter, where)
         else:
             _warn_if_near_singular(posterior)
         return posterior, kind, jitter
+    if not hasattr(posterior_class, "from_precision"):  # jittered its own way
+        raise NotPositiveDefiniteError(
+            f"The {structure!r} posterior's precision is not positive definite."
+        )
     total_weight = float(objective.gradient_scale)
     posterior, jitter = _jittered(xp, posterior_class, curvature, total_weight)
     _warn_jitter(jitter, "to its diagonal")

@@ -5,6 +5,8 @@ Jacobians of from-scratch logits), sharing nothing with the rows ``G`` the
 posterior is made of.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -144,7 +146,10 @@ def test_low_rank_posterior_refuses_a_zero_prior_precision():
     rows = ggn_rows(obj, theta)
     prior = np.asarray(obj.prior_precision).copy()
     prior[-1] = 0.0
-    with pytest.raises(NotPositiveDefiniteError, match="positive prior precision"):
+    message = (
+        "The low-rank posterior needs a positive prior precision on every parameter."
+    )
+    with pytest.raises(NotPositiveDefiniteError, match=f"^{re.escape(message)}$"):
         LowRankPosterior(prior, rows)
 
 
@@ -172,13 +177,19 @@ def test_the_evidence_tunes_on_the_low_rank_posterior_where_it_is_cheap(monkeypa
     for structure, subset in [("kron", "all"), ("diag", "all"), ("full", "last_layer")]:
         assert tuned_on(_config(structure, subset), sizes, False, 256) == "lowrank"
         assert tuned_on(_config(structure, subset), sizes, False, 257) != "lowrank"
+        # A bias prior weaker than alpha's bound (1e-6): none.
         assert tuned_on(_config(structure, subset, 0.0), sizes, False, 20) != "lowrank"
         assert tuned_on(_config(structure, subset, [0.1, 0.0]), sizes, False, 20) != (
             "lowrank"
         )
+        for bias, chosen in [(1e-6, True), (9.9e-7, False), ([1.0, 9.9e-7], False)]:
+            low = tuned_on(_config(structure, subset, bias), sizes, False, 20)
+            assert (low == "lowrank") == chosen
         assert tuned_on(_config(structure, subset), sizes) != "lowrank"  # no rows
     assert tuned_on(_config("full"), sizes, False, 20) == "full"
-    assert tuned_on(_config("diag"), sizes, True, 20) == "diag"  # pruned
+    # A pruned refit: its pruned columns are zero in G (exact), else itself.
+    assert tuned_on(_config("diag"), sizes, True, 20) == "lowrank"
+    assert tuned_on(_config("diag"), sizes, True) == "diag"
     # Three classes: three rows each (m = 3 n_rows); m^2 n_params the work.
     sizes3 = (30, 8, 3)  # 275 parameters
     assert tuned_on(_config("kron"), sizes3, False, 91) == "lowrank"
@@ -187,10 +198,11 @@ def test_the_evidence_tunes_on_the_low_rank_posterior_where_it_is_cheap(monkeypa
     assert tuned_on(_config("kron"), sizes3, False, 91) == "lowrank"
     monkeypatch.setattr(memory_module, "AUTO_LOW_RANK_WORK", 273**2 * 275 - 1)
     assert tuned_on(_config("kron"), sizes3, False, 91) == "kron"
-    # The rows of every posterior the evidence holds (3 starts' runs: 2 + 5
-    # copies with "cv") within the full posterior's byte budget.
+    # The rows and m x m factor of every posterior the evidence holds (2 +
+    # those held_posteriors counts) within the full posterior's byte budget.
     monkeypatch.setattr(memory_module, "AUTO_LOW_RANK_WORK", 1e10)
-    need = (2 + memory_module.held_posteriors("cv", "evidence")) * 8 * 273 * 275
+    copies = 2 + memory_module.held_posteriors("cv", "evidence")
+    need = copies * 8 * 273 * (275 + 273)
     monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", need)
     assert tuned_on(_config("kron"), sizes3, False, 91) == "lowrank"
     monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", need - 1)
@@ -215,3 +227,93 @@ def test_a_kronecker_or_diagonal_fit_tunes_alpha_as_the_full_posterior_does(stru
     assert len(full.alpha_history_) > 2
     np.testing.assert_allclose(other.alpha_history_, full.alpha_history_, rtol=1e-6)
     np.testing.assert_allclose(other.alpha_, full.alpha_, rtol=1e-6)
+
+
+def test_an_indefinite_sample_space_matrix_is_jittered_tenfold():
+    """Round-off can leave ``G A^{-1} G'`` indefinite where a prior is weak
+    (its condition about the curvature over the prior): jitters from 1e-10
+    of the largest entry, tenfold, until ``I + G A^{-1} G' + jitter I``
+    factorises. Here an eigenvalue of -2 needs a jitter above 1: 6e-10 x
+    10^10 = 6 (the largest entry is 5, plus the identity's 1)."""
+    from sklaplace._low_rank import _jittered_factor
+
+    factor, jitter = _jittered_factor(np, np.diag([-2.0, 5.0]))
+    assert jitter == pytest.approx(6.0, rel=1e-12)
+    np.testing.assert_allclose(factor @ factor.T, np.diag([5.0, 12.0]), rtol=1e-12)
+    factor, jitter = _jittered_factor(np, np.diag([0.0, 5.0]))  # positive: none
+    assert jitter == 0.0
+
+
+def test_a_sample_space_jitter_is_warned_by_name(monkeypatch):
+    """The posterior's jitter warning names the matrix jittered (it had
+    fallen to the dense matrices' fallback: ``AttributeError``)."""
+    import warnings
+
+    import sklaplace._low_rank as low_rank_module
+    from sklaplace._posterior import laplace_posterior
+    from sklaplace.exceptions import LaplaceApproximationWarning
+
+    real = low_rank_module._jittered_factor
+    monkeypatch.setattr(
+        low_rank_module,
+        "_jittered_factor",
+        lambda xp, inner: (real(xp, inner)[0], 1e-3),
+    )
+    obj, theta, _, _ = _wide(3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post, _, jitter = laplace_posterior(obj, theta, "ggn", "lowrank")
+    assert jitter == post.jitter == 1e-3
+    assert [w.category for w in caught] == [LaplaceApproximationWarning]
+    assert "jitter of 0.001 to the sample-space matrix I + G A^-1 G'" in str(
+        caught[0].message
+    )
+
+
+@pytest.mark.parametrize("structure", ["kron", "diag"])
+@pytest.mark.parametrize("bias", [1e-16, [0.1, 1e-16]])
+def test_a_bias_prior_below_alphas_bound_tunes_as_before(monkeypatch, structure, bias):
+    """``bias_prior_precision`` 1e-16 (or one layer's): the updates do not run
+    in sample space, whose matrix is then ill-conditioned (jittered, alpha
+    1.6% off the full posterior's), but as they did before it (where the fit
+    had raised ``AttributeError``)."""
+    import sklaplace._memory as memory_module
+    from sklaplace import LaplaceMLPClassifier
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 40))
+    y = (X[:, 0] + X[:, 1] + 0.5 * rng.normal(size=30) > 0).astype(int)
+    params = dict(
+        hessian_structure=structure,
+        alpha="evidence",
+        prior_precision_scale=1.0,
+        bias_prior_precision=bias,
+        random_state=0,
+    )
+    clf = LaplaceMLPClassifier((6,), **params).fit(X, y)
+    assert np.all(np.isfinite(clf.predict_proba(X)))
+    monkeypatch.setattr(memory_module, "AUTO_LOW_RANK_WORK", 0)  # as before
+    before = LaplaceMLPClassifier((6,), **params).fit(X, y)
+    np.testing.assert_array_equal(clf.alpha_history_, before.alpha_history_)
+
+
+def test_the_rows_are_the_same_in_any_number_of_chunks():
+    """``ggn_rows`` stacks row chunks sized by the memory budget: a budget of
+    a few rows gives the rows of one chunk, in order (mutants that took every
+    row per chunk, or stacked the chunks side by side, survived one chunk)."""
+    for n_classes in (2, 3):
+        obj, theta = make_problem(n_classes=n_classes, hidden=(3,), n_samples=7)
+        small, _ = make_problem(
+            n_classes=n_classes, hidden=(3,), n_samples=7, memory_budget=1
+        )
+        one = ggn_rows(obj, theta)
+        assert sum(1 for _ in small.row_chunks(1)) == 7
+        np.testing.assert_allclose(ggn_rows(small, theta), one, rtol=1e-12, atol=1e-15)
+
+
+def test_the_pivot_ratio_is_the_weakest_prior_over_the_largest_precision():
+    obj, theta, _, P = _wide(2)
+    post = LowRankPosterior.from_curvature(obj, ggn_rows(obj, theta), theta)
+    prior = np.asarray(obj.prior_precision)
+    assert post.pivot_ratio() == pytest.approx(prior.min() / np.diag(P).max(), rel=1e-6)
+    assert post.pivot_ratio() < 1.0

@@ -325,7 +325,8 @@ def test_a_diagonal_posterior_tunes_alpha_on_kronecker_factors_that_fit():
     assert tuned_on("diag", layer_sizes=(30, 20000, 1)) == "diag"  # a 3 GiB factor
     assert tuned_on("diag", "last_layer") == tuned_on("full", "last_layer") == "kron"
     assert tuned_on("full") == "full" and tuned_on("kron") == "kron"
-    # A pruned refit's diagonal tunes on itself (factors cannot condition).
+    # A pruned refit's diagonal tunes on itself (factors cannot condition;
+    # with no rows given, no sample-space posterior).
     config = SimpleNamespace(
         hessian_structure="diag",
         subset_of_weights="all",
