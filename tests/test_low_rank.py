@@ -141,16 +141,31 @@ def test_low_rank_samples_have_the_posterior_covariance():
     )
 
 
-def test_low_rank_posterior_refuses_a_zero_prior_precision():
+@pytest.mark.parametrize("weakest", [0.0, -0.5, 1e-320])
+def test_low_rank_posterior_refuses_a_prior_it_cannot_invert(weakest):
+    """Zero, negative, or so small that ``1 / a`` overflows (1e-320): refused
+    by name, with no NumPy overflow warning on the way."""
+    import warnings
+
     obj, theta = make_problem(n_classes=2, hidden=(3,), n_samples=6, n_features=8)
     rows = ggn_rows(obj, theta)
     prior = np.asarray(obj.prior_precision).copy()
-    prior[-1] = 0.0
+    prior[-1] = weakest
     message = (
         "The low-rank posterior needs a positive prior precision on every parameter."
     )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(NotPositiveDefiniteError, match=f"^{re.escape(message)}$"):
+            LowRankPosterior(prior, rows)
+
+
+def test_low_rank_posterior_refuses_rows_whose_gram_overflows():
+    obj, theta = make_problem(n_classes=2, hidden=(3,), n_samples=6, n_features=8)
+    rows = ggn_rows(obj, theta) * 1e200
+    message = "I + G A^-1 G' is not finite."
     with pytest.raises(NotPositiveDefiniteError, match=f"^{re.escape(message)}$"):
-        LowRankPosterior(prior, rows)
+        LowRankPosterior(np.asarray(obj.prior_precision), rows)
 
 
 def _config(structure, subset="all", bias=0.1):
