@@ -110,8 +110,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         where it is not positive definite).
     hessian_structure : {"auto", "full", "kron", "diag"}, default="auto"
         Structure of the posterior precision: the full matrix, Kronecker
-        factors per layer (KFAC of the GGN with refitted eigenvalues, EKFAC;
-        no ``n_params**2`` matrix), or its diagonal. The evidence tunes alpha
+        factors per layer (EKFAC of the GGN, the prior exact; no
+        ``n_params**2`` matrix), or its diagonal. The evidence tunes alpha
         for both on the exact GGN where rows are fewer than parameters (cheap:
         ``n_rows * n_logits`` of them), else the diagonal's on the Kronecker.
         ``"auto"`` is ``"full"`` where the full posterior is cheap (at most 1

@@ -19,6 +19,7 @@ from sklaplace._network import backprop, forward, with_ones
 __all__ = [
     "FACTORED_PRODUCT_GAIN",
     "FactoredJacobian",
+    "diagonal_variance",
     "diagonal_weights",
     "jacobian_matmul",
     "logit_factors",
@@ -118,6 +119,21 @@ def diagonal_weights(xp, J, inverse):
         weights.append((a * a) @ block)
         start += r * c
     return weights
+
+
+def diagonal_variance(xp, J, inverse):
+    """``J_n diag(inverse) J_n'`` per sample, shape (n, n_outputs, n_outputs).
+
+    ``J`` is an array or a :class:`FactoredJacobian`, whose layers give
+    ``delta diag(w) delta'`` with ``w`` their :func:`diagonal_weights` (no
+    dense ``J``: a million weights' took two rows a chunk).
+    """
+    if isinstance(J, FactoredJacobian):
+        total = 0.0
+        for d, w in zip(J.deltas, diagonal_weights(xp, J, inverse)):
+            total = total + (d * w[:, None, :]) @ xp.permute_dims(d, (0, 2, 1))
+        return total
+    return (J * inverse[None, None, :]) @ xp.permute_dims(J, (0, 2, 1))
 
 
 def _layer_block(xp, a, d):

@@ -1,9 +1,10 @@
 """The exact GGN posterior of a network with fewer data rows than parameters.
 
 The GGN is ``G' G`` with ``G`` the stacked rows ``R_n J_n`` (``Lambda_n =
-R_n' R_n``): ``m = n_samples * n_rows`` rows (one per row for one logit, K
-for K logits), so with a diagonal prior ``A`` the posterior precision
-``P = A + G' G`` is the prior plus a rank-``m`` term. Where ``m`` is far
+R_n' R_n``; :func:`~sklaplace._curvature.ggn_rows`): ``m = n_samples *
+n_outputs`` rows (one per sample for one logit, K for K logits), so
+with a diagonal prior ``A`` the posterior precision ``P = A + G' G`` is
+the prior plus a rank-``m`` term. Where ``m`` is far
 below ``n_params`` (a few hundred documents of thousands of terms) every
 quantity the evidence and the predictive need follows from the ``m x m``
 matrix ``M = I + G A^{-1} G'`` (Woodbury; matrix determinant lemma):
@@ -27,10 +28,9 @@ from sklaplace._backend import (
     solve_triangular,
     to_numpy,
 )
-from sklaplace._jacobian import jacobian_matmul
-from sklaplace._network import jacobian_factor
+from sklaplace._jacobian import diagonal_variance, jacobian_matmul
 
-__all__ = ["LowRankPosterior", "ggn_rows"]
+__all__ = ["LowRankPosterior"]
 
 #: Where ``I + G A^{-1} G'`` (positive definite, its eigenvalues at least 1)
 #: fails to factorise, its condition (about the largest curvature over the
@@ -49,7 +49,7 @@ def _jittered_factor(xp, inner):
     """
     largest = 1.0 + float(xp.max(xp.abs(inner)))
     jitter = 0.0
-    for _ in range(30):  # 1e-10 -> 1e19 times the largest entry
+    for _ in range(30):  # 1e-10 -> 1e18 times the largest entry
         ones = xp.full((inner.shape[0],), 1.0 + jitter, dtype=inner.dtype)
         try:
             factor = cholesky(xp, add_to_diagonal(xp, inner + 0.0, ones))
@@ -57,27 +57,6 @@ def _jittered_factor(xp, inner):
         except NotPositiveDefiniteError:
             jitter = FIRST_JITTER * largest if jitter == 0.0 else 10.0 * jitter
     raise NotPositiveDefiniteError("I + G A^-1 G' does not factorise.")
-
-
-def ggn_rows(obj, theta):
-    """Return ``G`` with ``G' G`` the GGN of ``obj`` at ``theta`` (no prior).
-
-    Rows ``R_n J_n`` of every sample, shape ``(n_samples * n_rows,
-    n_params)``; the columns of ``obj``'s fixed parameters are zero.
-    """
-    xp, layout = obj.xp, obj.layout
-    n_rows = layout.n_outputs
-    parts = []
-    # A chunk's rows and the backprop's intermediates of about their size.
-    for Xc, _, sc in obj.row_chunks(3 * 8 * n_rows * layout.n_params):
-        fwd = obj.forward(theta, Xc)
-        factor = obj.likelihood.hessian_factor(xp, fwd.logits, sc)
-        rows = jacobian_factor(xp, layout, theta, fwd, factor)
-        parts.append(xp.reshape(rows, (-1, layout.n_params)))
-    G = xp.concat(parts, axis=0)
-    if obj.fixed is not None:
-        G = G * xp.astype(~obj.fixed, G.dtype)[None, :]
-    return G
 
 
 class LowRankPosterior:
@@ -89,11 +68,18 @@ class LowRankPosterior:
         Positive diagonal ``A`` of the prior precision.
     rows : ndarray of shape (m, n_params)
         ``G``: the curvature's rows.
+    xp : module, default=numpy
+        Namespace the ``m x m`` Gram and its factor are computed in (held as
+        NumPy, as every posterior's arrays are).
     """
 
     structure = "lowrank"
     accepts_factored_jacobian = True
     jitter_where = "to the sample-space matrix I + G A^-1 G'"
+    pivot_what = (
+        "the sample-space matrix I + G A^-1 G' has eigenvalues down to {:.2g} "
+        "of their sum"
+    )
 
     def __init__(self, prior, rows, xp=np):
         prior = to_numpy(prior)
@@ -152,9 +138,7 @@ class LowRankPosterior:
         The prior's ``J A^{-1} J'`` less ``U' U`` with ``U = L^{-1} G A^{-1} J'``.
         ``J`` is an array or a :class:`~sklaplace._jacobian.FactoredJacobian`.
         """
-        from sklaplace._posterior import DiagPosterior  # no import cycle
-
-        variance = DiagPosterior(self.prior).functional_variance(xp, J)
+        variance = diagonal_variance(xp, J, xp.asarray(1.0 / self.prior))
         scaled = xp.asarray(self.rows / self.prior[None, :])
         projected = jacobian_matmul(xp, J, xp.permute_dims(scaled, (1, 0)))
         n_samples, n_outputs, m = projected.shape
@@ -176,13 +160,15 @@ class LowRankPosterior:
         return self.prior + np.einsum("ij,ij->j", self.rows, self.rows)
 
     def pivot_ratio(self):
-        """Return the smallest prior precision over the largest entry of ``diag(P)``.
+        """Return ``1 / trace(M)``, a lower bound on ``M``'s inverse condition.
 
-        A lower bound on ``P``'s smallest eigenvalue over a lower bound on
-        its largest: what the full posterior's pivots report (a small ratio
-        warns that the variances are mostly round-off).
+        ``M``'s eigenvalues are at least 1 and sum to its trace; the
+        Woodbury forms lose about its condition's digits to round-off (a
+        weak prior's, not a weakly determined direction's, as the full
+        posterior's pivots measure).
         """
-        return float(np.min(self.prior) / np.max(self.precision_diagonal()))
+        L = self.inner_factor
+        return float(1.0 / np.einsum("ij,ij->", L, L))
 
     def conditioned_on_zero(self, fixed):
         """Posterior of the other parameters given ``theta[fixed] = 0``."""

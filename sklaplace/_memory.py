@@ -26,8 +26,7 @@ costs at most ``AUTO_GRADIENT_WORK``; then the MAP is tight (Newton-CG to
 ``MLPClassifier``'s tolerance on 90% of the rows and alpha (two to four
 fits) and the prior scale (no refit) are chosen on the other 10%, so that
 each fit costs about what ``MLPClassifier``'s does. The docs call a
-network for which both hold *small*. :func:`low_rank_is_cheap`: MacKay's
-updates may run on the exact GGN posterior of few rows (sample space).
+network for which both hold *small*; :func:`low_rank_is_cheap` is a third.
 """
 
 from types import SimpleNamespace
@@ -35,6 +34,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from sklaplace._evidence import EVIDENCE_BOUNDS, EVIDENCE_STARTS
+from sklaplace._network import ParamLayout
 from sklaplace.exceptions import MemoryLimitError
 
 __all__ = [
@@ -103,8 +103,7 @@ AUTO_FACTOR_WORK = 4e9
 #: tuned fit over 10 minutes (``MLPClassifier`` 10 s); digits (1.5e6) 15 s.
 AUTO_GRADIENT_WORK = 5e6
 
-#: MacKay's updates run on the sample-space GGN posterior while a Gram of
-#: its rows takes at most this many multiply-adds (:func:`low_rank_is_cheap`).
+#: Multiply-adds of the sample-space Gram (:func:`low_rank_is_cheap`).
 AUTO_LOW_RANK_WORK = 1e10
 
 #: ``n_params x n_params`` matrices each solver holds at once: Newton's exact
@@ -347,21 +346,24 @@ def counted_scale(config):
 def low_rank_is_cheap(config, layer_sizes, n_rows):
     """Whether MacKay's updates may run on the exact GGN posterior's rows.
 
-    :class:`~sklaplace._low_rank.LowRankPosterior` holds ``m = n_rows *
-    n_outputs`` rows of ``n_params``: fewer rows than parameters, ``m**2 *
-    n_params`` multiply-adds (a Gram of the rows) at most
-    ``AUTO_LOW_RANK_WORK``, the rows and factor of every posterior held (as
-    counted for the full one) within ``AUTO_FULL_BUDGET``, and a bias prior
-    no weaker than alpha's lower bound (``EVIDENCE_BOUNDS``).
+    Its ``m = n_rows * n_outputs`` rows are fewer than the parameters, their
+    Gram (``m**2 * n_params``) within ``AUTO_LOW_RANK_WORK``, every held
+    posterior's rows and ``m x m`` factor within ``AUTO_FULL_BUDGET``, and
+    the bias prior no weaker than alpha's bound (``EVIDENCE_BOUNDS``: ``I +
+    G A^{-1} G'`` is as ill-conditioned as the curvature over the prior).
+
+    Parameters
+    ----------
+    config : FitConfig or namespace
+        Its ``bias_prior_precision`` and scale (:func:`counted_scale`).
+    layer_sizes, n_rows : tuple of int, int
+        The network's widths; the distinct rows the updates fit.
     """
-    n_params = sum((i + 1) * o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
-    m = n_rows * layer_sizes[-1]
+    n_params, m = ParamLayout(layer_sizes).n_params, n_rows * layer_sizes[-1]
     copies = 2 + held_posteriors(counted_scale(config), "evidence")
-    # No weaker than alpha's bound: I + G A^-1 G' is about as ill-conditioned
-    # as the curvature over the weakest prior (1e-16 had made it indefinite).
     weakest = min(float(b) for b in np.ravel(config.bias_prior_precision))
     small = m < n_params and m * m * n_params <= AUTO_LOW_RANK_WORK
-    held = copies * 8 * m * (n_params + m)  # the rows and the m x m factor
+    held = copies * 8 * m * (n_params + m)
     return weakest >= EVIDENCE_BOUNDS[0] and small and held <= AUTO_FULL_BUDGET
 
 

@@ -1,5 +1,8 @@
 """Laplace posteriors ``N(theta_map, P^{-1})``: full, diagonal, Kronecker, last layer.
 
+(And the sample-space one MacKay's updates may run on,
+:class:`~sklaplace._low_rank.LowRankPosterior`, structure ``"lowrank"``.)
+
 A posterior knows only how to factor its precision ``P``, its log
 determinant, and the functional variance ``J P^{-1} J'`` of the logits
 (laplace-torch's split between curvature and posterior structure). Its
@@ -35,10 +38,10 @@ from sklaplace._curvature import (
     FACTORED_CURVATURE_BUILDERS,
     check_finite_curvature,
 )
-from sklaplace._jacobian import FactoredJacobian, diagonal_weights
+from sklaplace._jacobian import FactoredJacobian, diagonal_variance
 from sklaplace._kron import KronPosterior
 from sklaplace._last_layer import LastLayerPosterior, last_layer_objective
-from sklaplace._low_rank import LowRankPosterior, ggn_rows
+from sklaplace._low_rank import LowRankPosterior
 from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 
@@ -229,19 +232,10 @@ class DiagPosterior:
     def functional_variance(self, xp, J):
         """``J_n diag(1/P) J_n'`` per sample, shape (n, n_outputs, n_outputs).
 
-        ``J`` is an array or a :class:`~sklaplace._jacobian.FactoredJacobian`,
-        whose layers give ``delta diag(w) delta'`` with ``w`` their
-        :func:`~sklaplace._jacobian.diagonal_weights` (no dense ``J``: a
-        million weights' took two rows a chunk).
+        ``J`` is an array or a :class:`~sklaplace._jacobian.FactoredJacobian`
+        (:func:`~sklaplace._jacobian.diagonal_variance`).
         """
-        if isinstance(J, FactoredJacobian):
-            inverse = 1.0 / xp.asarray(self.precision)
-            total = 0.0
-            for d, w in zip(J.deltas, diagonal_weights(xp, J, inverse)):
-                total = total + (d * w[:, None, :]) @ xp.permute_dims(d, (0, 2, 1))
-            return total
-        scaled = J / xp.asarray(self.precision)[None, None, :]
-        return scaled @ xp.permute_dims(J, (0, 2, 1))
+        return diagonal_variance(xp, J, 1.0 / xp.asarray(self.precision))
 
     def with_prior_change(self, xp, delta):
         """Posterior with precision ``P + diag(delta)`` (a new prior, same data)."""
@@ -301,7 +295,7 @@ def _warn_if_near_singular(posterior):
     """Warn when a factorisation succeeded with a tiny pivot (see ``pivot_ratio``)."""
     ratio = posterior.pivot_ratio()
     if ratio < SINGULAR_RTOL:
-        smallest = (
+        smallest = getattr(posterior, "pivot_what", None) or (
             "a layer's smallest eigenvalue is {:.2g} of its largest"
             if isinstance(posterior, KronPosterior)
             else "its smallest Cholesky pivot is {:.2g} of its largest diagonal entry"
@@ -348,7 +342,8 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
     """Curvature at the MAP, factorised once, with documented fallbacks.
 
     1. The requested curvature (``"exact"`` or ``"ggn"``) in the requested
-       structure (``"full"``, ``"diag"`` or ``"kron"``) is factorised; a
+       structure (``"full"``, ``"diag"``, ``"kron"`` or ``"lowrank"``, the
+       tuning's sample-space one) is factorised; a
        full one whose smallest squared Cholesky pivot is below ``1e-10`` of
        its largest diagonal entry (see ``FullPosterior.pivot_ratio``) is
        kept, with a :class:`LaplaceApproximationWarning`.
@@ -372,7 +367,8 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
 
     Returns
     -------
-    posterior : FullPosterior, DiagPosterior, KronPosterior or LastLayerPosterior
+    posterior : FullPosterior, DiagPosterior, KronPosterior, LowRankPosterior
+        or LastLayerPosterior
     curvature : str
         The curvature actually used: ``"exact"`` or ``"ggn"``.
     jitter : float
@@ -391,11 +387,7 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
     posterior_class = POSTERIORS[structure]
     kinds = ["exact", "ggn"] if hessian == "exact" else ["ggn"]
     for kind in kinds:
-        builders = {
-            **CURVATURE_BUILDERS,
-            **FACTORED_CURVATURE_BUILDERS,
-            ("ggn", "lowrank"): ggn_rows,
-        }
+        builders = {**CURVATURE_BUILDERS, **FACTORED_CURVATURE_BUILDERS}
         if (kind, structure) not in builders:
             _warn_exact_fallback(structure)
             continue
@@ -443,15 +435,18 @@ def _warn_jitter(jitter, where):
 
 
 def _warn_exact_fallback(structure):
-    reason = (
-        "the Kronecker factorisation exists for the GGN only"
-        if structure == "kron"
-        else "the exact Hessian is not positive definite at the MAP (the "
-        "optimiser stopped where the loss is not locally convex)"
+    factored = structure in ("kron", "lowrank")  # GGN forms only
+    reason = {
+        "kron": "the Kronecker factorisation exists for the GGN only",
+        "lowrank": "the sample-space posterior exists for the GGN only",
+    }.get(
+        structure,
+        "the exact Hessian is not positive definite at the MAP (the "
+        "optimiser stopped where the loss is not locally convex)",
     )
     remedy = (
         "Pass hessian='ggn', or hessian_structure='full' for the exact Hessian"
-        if structure == "kron"
+        if factored
         else "Tighter tol or hessian='ggn' avoids this"
     )
     warn(

@@ -118,14 +118,20 @@ def _checked(y_true, proba, classes, sample_weight):
     prediction as right.
     """
     y_true = np.asarray(y_true)
-    proba = _real_array(proba, "proba")
+    given = proba = _real_array(proba, "proba")  # messages quote what was given
     if proba.ndim == 1:
         # A binary scorer's column: the probability of the second class.
+        n_labels = len(_labels(y_true, "y_true") if classes is None else classes)
+        if n_labels > 2:
+            raise ValueError(
+                "A 1-D proba is the probability of classes[1] of two classes; "
+                f"there are {n_labels}: pass the (n_samples, n_classes) table."
+            )
         proba = np.column_stack([1.0 - proba, proba])
     if proba.ndim != 2 or y_true.ndim != 1 or proba.shape[0] != y_true.shape[0]:
         raise ValueError(
-            "proba must be of shape (n_samples, n_classes) and y_true of shape "
-            f"(n_samples,); got {proba.shape} and {y_true.shape}."
+            "proba must be of shape (n_samples, n_classes) or (n_samples,) and "
+            f"y_true of shape (n_samples,); got {given.shape} and {y_true.shape}."
         )
     if proba.shape[0] == 0:
         raise ValueError("proba and y_true hold no samples.")
@@ -138,8 +144,8 @@ def _checked(y_true, proba, classes, sample_weight):
         raise ValueError(
             "proba must hold probabilities: entries in [0, 1], each row summing "
             # Digits enough to show 1 + 1e-6 outside [0, 1] (".3g" gave "1").
-            f"to 1 (to {PROBA_SUM_ATOL:g}); got entries in [{proba.min():.10g}, "
-            f"{proba.max():.10g}] and a row sum off by {off:.3g}."
+            f"to 1 (to {PROBA_SUM_ATOL:g}); got entries in [{given.min():.10g}, "
+            f"{given.max():.10g}] and a row sum off by {off:.3g}."
         )
     if classes is None:
         classes = _labels(y_true, "y_true")

@@ -228,8 +228,8 @@ def test_complex_proba_is_refused_not_cast_to_its_real_part(metric):
 
 
 _SHAPE = (
-    "proba must be of shape (n_samples, n_classes) and y_true of shape "
-    "(n_samples,); got {} and {}."
+    "proba must be of shape (n_samples, n_classes) or (n_samples,) and y_true "
+    "of shape (n_samples,); got {} and {}."
 )
 _RANGE = (
     "proba must hold probabilities: entries in [0, 1], each row summing to 1 "
@@ -414,3 +414,31 @@ def test_the_metrics_serve_as_weighted_scorers_on_a_binary_problem(metric):
     ):
         positive = fitted.predict_proba(X[test])[:, 1]
         assert score == metric(y[test], positive, sample_weight=weight[test])
+
+
+@pytest.mark.parametrize(
+    "y, proba, kwargs, message",
+    [
+        # The shape and entries given, not the two-column table made of them.
+        ([0, 1, 0], [0.5, 0.5], {}, _SHAPE.format("(2,)", "(3,)")),
+        ([0, 1], [1.5, 0.2], {}, _RANGE.format("0.2, 1.5", "0")),
+        (
+            [0, 1, 2],
+            [0.5, 0.5, 0.5],
+            {},
+            "A 1-D proba is the probability of classes[1] of two classes; there "
+            "are 3: pass the (n_samples, n_classes) table.",
+        ),
+        (
+            [0, 1],
+            [0.5, 0.5],
+            {"classes": [0, 1, 2]},
+            "A 1-D proba is the probability of classes[1] of two classes; there "
+            "are 3: pass the (n_samples, n_classes) table.",
+        ),
+    ],
+)
+def test_a_bad_binary_column_is_refused_in_its_own_terms(y, proba, kwargs, message):
+    for metric in (multiclass_brier_score, expected_calibration_error):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            metric(y, np.asarray(proba), **kwargs)

@@ -4,8 +4,8 @@ The one home of the curvature ``H`` of ``L(theta)`` in every form the
 package uses:
 
 * :mod:`~sklaplace._curvature._ggn` -- the generalised Gauss-Newton matrix
-  ``sum_n J_n' Lambda_n J_n + A``, its diagonal, its KFAC factors and
-  their eigenvalue correction;
+  ``sum_n J_n' Lambda_n J_n + A``, its diagonal, its rows ``Lambda_n^{1/2}
+  J_n``, its KFAC factors and their eigenvalue correction;
 * :mod:`~sklaplace._curvature._exact` -- the exact Hessian ``GGN + R + A``
   and its diagonal (second-order backprop, Bishop 1992);
 * :mod:`~sklaplace._curvature._blocks` -- the per-layer-pair block sums both
@@ -25,6 +25,7 @@ from sklaplace._curvature._ggn import (
     check_finite_curvature,
     ggn_diagonal,
     ggn_hessian,
+    ggn_rows,
     kron_eigenvalues,
     kron_factors,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "fisher_diagonal",
     "ggn_diagonal",
     "ggn_hessian",
+    "ggn_rows",
     "hessp_operator",
     "kron_eigenvalues",
     "kron_factors",
@@ -55,6 +57,10 @@ CURVATURE_BUILDERS = {
     ("exact", "diag"): exact_diagonal,
 }
 
-#: Functions ``(objective, theta) -> KroneckerFactors`` by ``(hessian,
-#: structure)``: the curvature in factored form; KFAC exists for the GGN only.
-FACTORED_CURVATURE_BUILDERS = {("ggn", "kron"): kron_factors}
+#: Functions ``(objective, theta) -> factors`` by ``(hessian, structure)``:
+#: the curvature in factored form, the GGN's only: KFAC's
+#: :class:`KroneckerFactors`, or the rows ``G`` with ``G' G`` the GGN.
+FACTORED_CURVATURE_BUILDERS = {
+    ("ggn", "kron"): kron_factors,
+    ("ggn", "lowrank"): ggn_rows,
+}

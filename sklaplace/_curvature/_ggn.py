@@ -17,6 +17,8 @@ __all__ = [
     "check_finite_curvature",
     "ggn_diagonal",
     "ggn_hessian",
+    "ggn_row_chunks",
+    "ggn_rows",
     "kron_eigenvalues",
     "kron_factors",
 ]
@@ -80,13 +82,37 @@ def ggn_hessian(obj, theta):
             blocks.add_ggn_chunk(xp, fwd, backprop(xp, layout, theta, fwd, factor))
         H = blocks.add_to(xp, layout, xp.zeros((n_params, n_params), dtype=theta.dtype))
         return add_to_diagonal(xp, H, obj.prior_precision)
-    n_rows = 1
     gram = GramAccumulator(xp, n_params, theta.dtype)
-    for Xc, _, sc in obj.row_chunks(3 * itemsize(obj) * n_rows * n_params):
-        fwd, factor = _factor_rows(obj, Xc, sc, theta)
-        F = jacobian_factor(xp, obj.layout, theta, fwd, factor)  # rows R_n J_n
-        gram.add(xp.reshape(F, (-1, n_params)))  # += sum_n J_n' R_n' R_n J_n
+    for F in ggn_row_chunks(obj, theta):
+        gram.add(F)  # += sum_n J_n' R_n' R_n J_n
     return add_to_diagonal(xp, gram.result(), obj.prior_precision)
+
+
+def ggn_row_chunks(obj, theta):
+    """Yield the rows ``R_n J_n`` of ``G``, whose ``G' G`` is the GGN, by chunk.
+
+    ``Lambda_n = R_n' R_n`` (:meth:`hessian_factor`): ``n_outputs`` rows per
+    sample, each chunk of shape ``(chunk_rows * n_outputs, n_params)``.
+    """
+    xp, n_outputs, n_params = obj.xp, obj.layout.n_outputs, obj.layout.n_params
+    for Xc, _, sc in obj.row_chunks(3 * itemsize(obj) * n_outputs * n_params):
+        fwd, factor = _factor_rows(obj, Xc, sc, theta)
+        F = jacobian_factor(xp, obj.layout, theta, fwd, factor)
+        yield xp.reshape(F, (-1, n_params))
+
+
+def ggn_rows(obj, theta):
+    """Return ``G``, all the rows of :func:`ggn_row_chunks` (no prior).
+
+    Shape ``(n_samples * n_outputs, n_params)``; the columns of ``obj``'s
+    fixed parameters are zero. The low-rank posterior's curvature
+    (:class:`~sklaplace._low_rank.LowRankPosterior`).
+    """
+    xp = obj.xp
+    G = xp.concat(list(ggn_row_chunks(obj, theta)), axis=0)
+    if obj.fixed is not None:
+        G = G * xp.astype(~obj.fixed, G.dtype)[None, :]
+    return G
 
 
 class KroneckerFactors(NamedTuple):
