@@ -13,9 +13,8 @@ import pytest
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._curvature import ggn_rows
 from sklaplace._low_rank import LowRankPosterior
-from sklaplace._objective import NegLogPosterior
 from sklaplace._testing import dense_ggn
-from tests.conftest import make_problem
+from tests.conftest import make_problem, rebuilt
 
 
 def _wide(n_classes, weighted=True, fixed=None):
@@ -29,25 +28,9 @@ def _wide(n_classes, weighted=True, fixed=None):
         raw=True,
     )
     if fixed is not None:
-        obj = NegLogPosterior(
-            np,
-            obj.layout,
-            obj.activation,
-            obj.likelihood,
-            obj.X,
-            obj.Y,
-            obj.sample_weight,
-            obj.prior_precision,
-            fixed=fixed,
-        )
-    reference = dense_ggn(
-        theta,
-        raw["X"],
-        raw["sample_weight"],
-        raw["prior_precision"],
-        raw["layer_sizes"],
-        raw["activation"],
-    )
+        obj = rebuilt(obj, fixed=fixed)
+    keys = ("X", "sample_weight", "prior_precision", "layer_sizes", "activation")
+    reference = dense_ggn(theta, *[raw[key] for key in keys])
     return obj, theta, raw, reference
 
 
