@@ -359,8 +359,10 @@ def test_integer_sample_weights_count_as_repeated_rows(metric):
     assert got == pytest.approx(expected, rel=1e-12)
     # ... and differ from the unweighted score (the weights are read).
     assert abs(got - metric(y, proba)) > 1e-3
-    # Only their ratios matter.
+    # Only their ratios matter, also where they sum to less than 1.
     assert metric(y, proba, sample_weight=weight / 7) == pytest.approx(got, rel=1e-12)
+    tiny = weight / (10 * weight.sum())
+    assert metric(y, proba, sample_weight=tiny) == pytest.approx(got, rel=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -380,6 +382,13 @@ def test_bad_sample_weights_are_refused_by_name(metric, weight, message):
     proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         metric([0, 1, 1], proba, sample_weight=weight)
+
+
+@pytest.mark.parametrize("metric", [expected_calibration_error, multiclass_brier_score])
+def test_sample_weights_that_are_not_numbers_are_refused_by_name(metric):
+    proba = np.array([[0.9, 0.1], [0.2, 0.8]])
+    with pytest.raises(TypeError, match="^sample_weight must hold real numbers"):
+        metric([0, 1], proba, sample_weight=["a", "b"])
 
 
 @pytest.mark.parametrize("metric", [expected_calibration_error, multiclass_brier_score])
