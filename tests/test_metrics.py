@@ -291,7 +291,11 @@ def test_entries_outside_0_1_are_refused_even_where_the_row_sums_to_1(row, shown
 @pytest.mark.parametrize(
     "proba, error, match",
     [
-        (np.zeros((2, 0)), ValueError, "proba has no columns"),
+        (
+            np.zeros((2, 0)),
+            ValueError,
+            "^proba has no columns: it must hold one per class\\.$",
+        ),
         ("sparse", TypeError, "proba must be a dense array"),
         ({"a": 1}, TypeError, "proba must hold real numbers, got dtype object"),
         ("abc", TypeError, "proba must hold real numbers, got dtype <U3"),
@@ -451,3 +455,13 @@ def test_a_bad_binary_column_is_refused_in_its_own_terms(y, proba, kwargs, messa
     for metric in (multiclass_brier_score, expected_calibration_error):
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             metric(y, np.asarray(proba), **kwargs)
+
+
+def test_a_confidence_of_one_shares_the_last_bin():
+    """Confidence 1 closes the last bin, ``[14/15, 1]``: a wrong row at 1
+    (gap -1) and a right one at 0.95 (gap +0.05) share it, |0.05 - 1| / 2;
+    in a bin of its own the gaps would not offset, (0.05 + 1) / 2 (a
+    mutant that dropped the clip's upper bound survived)."""
+    proba = np.array([[0.95, 0.05], [0.0, 1.0]])
+    ece = expected_calibration_error([0, 0], proba, classes=[0, 1])
+    assert ece == pytest.approx(abs(0.05 - 1.0) / 2, rel=1e-12)
