@@ -75,7 +75,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         refits, fewer if they cycle or 10 in a row stop at max_iter, with a
         ``ConvergenceWarning``); then from 100 (0.1 too if both collapse). A
         refit or run over 3 nats larger is kept unless held-out rows prefer
-        the fixed point from 1 or 0.1 by 2 errors ("cv": leave-one-out too).
+        the fixed point from 1 or 0.1 by 2 errors ("cv", full: leave-one-out too).
         ``"evidence_per_layer"`` tunes one per layer alike; where the layers'
         alphas march apart (a degenerate limit) it stops and warns. ``"validation"``
         fits 2-4 times: from 1, by decades the way MacKay's update points (else
@@ -112,8 +112,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Structure of the posterior precision: the full matrix, Kronecker
         factors per layer (EKFAC of the GGN, the prior exact; no
         ``n_params**2`` matrix), or its diagonal. The evidence tunes alpha
-        for both on the exact GGN where rows are fewer than parameters (cheap:
-        ``n_rows * n_logits`` of them), else the diagonal's on the Kronecker.
+        for both on the exact GGN in sample space where its rows are fewer
+        than the parameters and that is cheap (``low_rank_is_cheap``), else
+        "kron" on itself, "diag" on the Kronecker (or itself where not cheap).
         ``"auto"`` is ``"full"`` where the full posterior is cheap (at most 1
         GiB, 1e11 multiply-adds to build, ``n_samples * n_logits *
         n_params**2``, and 4e9 to factorise, ``n_params**3``), ``"kron"`` beyond
@@ -395,7 +396,6 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
-        tags.classifier_tags.multi_label = False
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)

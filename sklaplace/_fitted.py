@@ -84,8 +84,10 @@ class FittedLaplaceMixin:
         own prior (not at ``prior_precision_scale_`` times it); use it to
         plot the evidence against ``alpha``. It is the quantity MacKay's
         updates make stationary (at this MAP) where the posterior is the one
-        they tuned on, the GGN of all weights, full or Kronecker-factored;
-        with ``hessian="exact"``, a diagonal or a last-layer posterior it is
+        they tuned on, the GGN of all weights, full or Kronecker-factored. A
+        Kronecker fit with fewer GGN rows than parameters is tuned on the
+        exact GGN in sample space where that is cheap; there, and with
+        ``hessian="exact"``, a diagonal or a last-layer posterior, it is
         this posterior's evidence, whose peak may lie elsewhere (a 3-class
         fit's last layer: 2.3 nats higher at alpha 0.23 than at ``alpha_``
         0.34).

@@ -34,7 +34,7 @@ class FeatureScaleWarning(UserWarning):
     """Some features lie on scales far from 1: standardise them.
 
     The Gaussian prior treats every weight alike, so a feature of root mean
-    square 1e3 or 1e-4 is, in effect, under a prior 1e6 times weaker or
+    square 1e3 or 1e-3 is, in effect, under a prior 1e6 times weaker or
     stronger than the others, and large inputs saturate the first layer's
     bounded units or swamp its unbounded ones (and slow the fit).
     Raised by ``fit`` when a feature's root mean square is above 100 or (for
