@@ -398,3 +398,75 @@ def test_add_to_diagonal_keeps_float32_in_another_namespace():
     out = add_to_diagonal(xps, xps.asarray(H0), xps.asarray(values))
     assert out.dtype == xps.float32
     np.testing.assert_array_equal(to_numpy(out), H0 + np.diag(values))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_sample_space_posterior_under_array_api_strict_matches_numpy(
+    strict_backend, n_classes
+):
+    """The sample-space posterior's Gram and factor live in the fit's
+    namespace (a GPU's): the same log det, covariance diagonal, functional
+    variance, draws and prior change as NumPy's, with no host conversion."""
+    from sklaplace._curvature import ggn_rows
+    from sklaplace._jacobian import logit_factors
+    from sklaplace._low_rank import LowRankPosterior
+
+    shape = dict(n_classes=n_classes, hidden=(3,), n_samples=6, n_features=8)
+    change = np.linspace(0.1, 2.0, 31 if n_classes == 2 else 39)
+    X = np.random.RandomState(2).normal(size=(5, 8))
+    results = []
+    for xp in (np, xps):
+        obj, theta = make_problem(**shape, xp=xp)
+        post = LowRankPosterior.from_curvature(obj, ggn_rows(obj, theta), theta)
+        assert post.n_params == change.shape[0]
+        ((_, F),) = logit_factors(xp, obj.layout, theta, obj.activation, xp.asarray(X))
+        results.append(
+            [
+                post.log_det_precision(),
+                post.with_prior_change(xp, change).log_det_precision(),
+                to_numpy(post.covariance_diagonal(xp)),
+                to_numpy(post.functional_variance(xp, F)),
+                to_numpy(post.sample(xp, 4, np.random.RandomState(0))),
+            ]
+        )
+    for expected, got in zip(*results):
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("structure", ["diag", "kron"])
+def test_a_wide_evidence_fit_tunes_in_sample_space_under_array_api_strict(
+    strict_backend, structure, monkeypatch
+):
+    """30 rows of 40 features, hidden (6,): MacKay's refits run on the
+    sample-space posterior (fewer GGN rows than parameters), built in the
+    fit's namespace, and tune alpha as under NumPy (the tall data of the
+    other backend tests never reach it)."""
+    import sklaplace._low_rank as low_rank_module
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 40))
+    y = (X[:, 0] + X[:, 1] + 0.5 * rng.normal(size=30) > 0).astype(int)
+    namespaces, build = [], low_rank_module.LowRankPosterior.__init__
+
+    def recording(self, prior, rows, xp=np):
+        namespaces.append(xp)
+        build(self, prior, rows, xp)
+
+    monkeypatch.setattr(low_rank_module.LowRankPosterior, "__init__", recording)
+    params = dict(hessian_structure=structure, prior_precision_scale=1.0, tol=1e-10)
+    fits = {}
+    for backend in ("numpy", "cupy"):  # "cupy" is array_api_strict here
+        del namespaces[:]
+        fits[backend] = LaplaceMLPClassifier(
+            (6,), alpha="evidence", backend=backend, random_state=0, **params
+        ).fit(X, y)
+        assert namespaces
+        assert all((xp is xps) == (backend == "cupy") for xp in namespaces)
+    reference, other = fits["numpy"], fits["cupy"]
+    assert len(reference.alpha_history_) > 2
+    np.testing.assert_allclose(
+        other.alpha_history_, reference.alpha_history_, rtol=1e-7
+    )
+    np.testing.assert_allclose(
+        other.predict_proba(X), reference.predict_proba(X), rtol=1e-7, atol=1e-10
+    )

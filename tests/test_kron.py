@@ -1020,3 +1020,18 @@ def test_an_outer_product_block_takes_the_fast_path_whatever_its_rows():
         rtol=1e-9,
         atol=1e-12,
     )
+
+
+def test_kron_functional_variance_skips_the_offset_columns():
+    """``offset`` (a last-layer posterior's other parameters) skips the
+    Jacobian's leading columns: ``[other | J]`` at offset 7 has ``J``'s
+    variance."""
+    post = KronPosterior.from_factors(_random_factors(LAYOUT), PRIOR)
+    J = _network_jacobian()
+    other = np.random.RandomState(4).normal(size=(*J.shape[:2], 7))
+    np.testing.assert_allclose(
+        post.functional_variance(np, np.concatenate([other, J], axis=2), offset=7),
+        post.functional_variance(np, J),
+        rtol=1e-12,
+        atol=1e-15,
+    )

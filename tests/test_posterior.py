@@ -485,3 +485,27 @@ def test_a_curvature_that_overflowed_raises_instead_of_being_jittered(
     monkeypatch.setattr(posterior_module, "CURVATURE_BUILDERS", builders)
     with pytest.raises(ValueError, match="not finite \\(it overflowed\\)"):
         posterior_module.laplace_posterior(obj, theta, "ggn", structure)
+
+
+def test_a_diagonal_prior_change_to_a_non_positive_precision_is_refused():
+    """A diagonal posterior's prior change checks positivity as a full one's
+    Cholesky does, so the evidence at such a prior is ``-inf``, not the log
+    of a negative number (NaN)."""
+    from sklaplace._evidence_at_prior import log_evidence_at_prior
+    from sklaplace._network import ParamLayout
+
+    post = DiagPosterior.from_precision(np, np.array([2.0, 3.0]))
+    changed = post.with_prior_change(np, np.array([0.5, -1.0]))
+    np.testing.assert_array_equal(changed.precision, [2.5, 2.0])
+    with pytest.raises(
+        NotPositiveDefiniteError, match="^A diagonal precision entry is not positive.$"
+    ):
+        post.with_prior_change(np, np.array([-2.5, 0.0]))
+    # Data curvature (-0.5, 1) under the prior (2.5, 2): alpha 0.1 leaves the
+    # weight's precision at -0.5 + 0.25 < 0.
+    old_prior = np.array([2.5, 2.0])
+    fitted = DiagPosterior.from_precision(np, np.array([-0.5, 1.0]) + old_prior)
+    evidence = log_evidence_at_prior(
+        ParamLayout((1, 1)), np.zeros(2), -1.0, old_prior, fitted, alpha=0.1
+    )
+    assert evidence == -np.inf
