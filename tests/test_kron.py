@@ -182,7 +182,7 @@ def test_prior_changes_equal_the_dense_matrix(new_prior):
         rtol=1e-9,
         atol=1e-12,
     )
-    with pytest.raises(NotPositiveDefiniteError):
+    with pytest.raises(NotPositiveDefiniteError, match="negative prior"):
         post.with_prior_change(np, -2.0 * PRIOR - 50.0)
 
 

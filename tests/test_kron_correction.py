@@ -399,7 +399,7 @@ def test_an_indefinite_prior_change_through_the_column_block_raises():
     # indefinite; its negative eigenvalues must not pass as flat.
     obj, theta, posterior = _corrected()
     new = np.where(obj.layout.bias_mask(), 1.0, -50.0) * obj.prior_precision
-    with pytest.raises(NotPositiveDefiniteError):
+    with pytest.raises(NotPositiveDefiniteError, match="^The Kronecker-factored"):
         posterior.with_prior_change(np, new - obj.prior_precision)
 
 
@@ -410,7 +410,7 @@ def test_a_zero_prior_keeps_the_basis_and_a_zero_eigenvalue_raises():
     np.testing.assert_allclose(zero.eigenvalues(), h, rtol=1e-12)
     h[0, 2] = 0.0  # data vanish where the removed prior was
     posterior = KronPosterior([block.corrected(h)], np.repeat(block.row_prior, 3))
-    with pytest.raises(NotPositiveDefiniteError):
+    with pytest.raises(NotPositiveDefiniteError, match="^The Kronecker-factored"):
         posterior.with_prior_change(np, -posterior.prior_precision)
 
 
@@ -437,7 +437,7 @@ def test_a_negative_prior_is_not_flat():
     block, h = _synthetic_block(d=(0.7, 0.5, 1.3, 0.9, 0.4))
     h[:, 0] = 0.0
     column = ColumnKronBlock(block.corrected(h), np.array([-0.2, 0.5, 1.3, 0.9, 0.4]))
-    with pytest.raises(NotPositiveDefiniteError):
+    with pytest.raises(NotPositiveDefiniteError, match="^A Kronecker block is not"):
         column.log_det()
 
 
