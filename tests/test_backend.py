@@ -25,7 +25,7 @@ from sklaplace._backend import (
     resolve_backend,
     to_numpy,
 )
-from sklaplace._curvature import CURVATURE_BUILDERS
+from sklaplace._curvature import CURVATURE_BUILDERS, ggn_rows
 from sklaplace._network import jvp
 from sklaplace._posterior import DiagPosterior, FullPosterior
 from sklaplace._predictive import PREDICTIVES
@@ -407,7 +407,6 @@ def test_the_sample_space_posterior_under_array_api_strict_matches_numpy(
     """The sample-space posterior's Gram and factor live in the fit's
     namespace (a GPU's): the same log det, covariance diagonal, functional
     variance, draws and prior change as NumPy's, with no host conversion."""
-    from sklaplace._curvature import ggn_rows
     from sklaplace._jacobian import logit_factors
     from sklaplace._low_rank import LowRankPosterior
 
@@ -470,3 +469,29 @@ def test_a_wide_evidence_fit_tunes_in_sample_space_under_array_api_strict(
     np.testing.assert_allclose(
         other.predict_proba(X), reference.predict_proba(X), rtol=1e-7, atol=1e-10
     )
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_pinned_sample_space_rows_under_array_api_strict(n_classes):
+    """``ggn_rows`` of an objective with held-at-zero parameters under
+    array_api_strict: zero columns where fixed, NumPy's rows elsewhere, in
+    the data's dtype (a mutant that cast the mask with ``dtype=None``,
+    which NumPy takes for float64 and the standard refuses, survived the
+    NumPy-only tests)."""
+    rows = {}
+    for xp in (np, xps):
+        obj, theta = make_problem(
+            n_classes=n_classes, hidden=(3,), n_samples=6, n_features=8, xp=xp
+        )
+        fixed = np.zeros(obj.layout.n_params, dtype=bool)
+        fixed[[0, 5, 11]] = True
+        G = ggn_rows(rebuilt(obj, fixed=xp.asarray(fixed)), theta)
+        assert G.dtype == xp.float64
+        rows[xp] = to_numpy(G)
+    free, theta = make_problem(
+        n_classes=n_classes, hidden=(3,), n_samples=6, n_features=8
+    )
+    unpinned = ggn_rows(free, theta)
+    np.testing.assert_array_equal(rows[np][:, fixed], 0.0)
+    np.testing.assert_array_equal(rows[np][:, ~fixed], unpinned[:, ~fixed])
+    np.testing.assert_allclose(rows[xps], rows[np], rtol=1e-12, atol=1e-15)

@@ -6,12 +6,14 @@ posterior is made of.
 """
 
 import re
+import warnings
 
 import numpy as np
 import pytest
 
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._curvature import ggn_rows
+from sklaplace._curvature._ggn import ggn_row_chunks
 from sklaplace._low_rank import LowRankPosterior
 from sklaplace._testing import dense_ggn
 from tests.conftest import make_problem, rebuilt
@@ -345,3 +347,100 @@ def test_a_pruned_diagonal_refit_tunes_alpha_as_the_pruned_full_one():
     np.testing.assert_allclose(
         refits["diag"].alpha_history_, refits["full"].alpha_history_, rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("n_classes, n_outputs, n_params", [(2, 1, 31), (3, 3, 39)])
+def test_ggn_row_chunks_take_as_many_rows_as_the_budget_holds(
+    n_classes, n_outputs, n_params
+):
+    """A chunk of ``ggn_row_chunks`` holds as many rows as fit the objective's
+    memory budget at three float64 copies of a row's ``n_outputs x n_params``
+    block (8 features, hidden (3,): 27 + 4 K parameters), in order: 7 rows in
+    chunks of 3 (budget 3 rows' bytes) or 2 (one byte less). Mutants that
+    sized the chunks at 4 copies or divided instead of multiplying survived
+    (the rows alone are the same whatever the chunking)."""
+    per_row = 3 * 8 * n_outputs * n_params
+    whole, theta = make_problem(
+        n_classes=n_classes, hidden=(3,), n_samples=7, n_features=8
+    )
+    assert (whole.layout.n_outputs, whole.layout.n_params) == (n_outputs, n_params)
+    G = ggn_rows(whole, theta)
+    for budget, sizes in [(3 * per_row, [3, 3, 1]), (3 * per_row - 1, [2, 2, 2, 1])]:
+        obj, _ = make_problem(
+            n_classes=n_classes,
+            hidden=(3,),
+            n_samples=7,
+            n_features=8,
+            memory_budget=budget,
+        )
+        chunks = list(ggn_row_chunks(obj, theta))
+        assert [c.shape for c in chunks] == [(s * n_outputs, n_params) for s in sizes]
+        np.testing.assert_allclose(np.concatenate(chunks), G, rtol=1e-12, atol=1e-15)
+
+
+def test_the_sample_space_posterior_falls_back_to_the_ggn_by_name():
+    """``hessian="exact"`` with the sample-space posterior: it exists for the
+    GGN only, so the GGN's is built (``curvature_ == "ggn"``) with a warning
+    that says so in full, and the remedy a factored posterior's (mutants of
+    the ``"lowrank"`` reason and of its remedy's test survived: only the
+    Kronecker and full texts were asserted)."""
+    from sklaplace._posterior import laplace_posterior
+    from sklaplace.exceptions import LaplaceApproximationWarning
+
+    obj, theta = make_problem(n_classes=3, hidden=(3,), n_samples=6, n_features=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post, kind, jitter = laplace_posterior(obj, theta, "exact", "lowrank")
+    assert isinstance(post, LowRankPosterior) and kind == "ggn" and jitter == 0.0
+    assert [w.category for w in caught] == [LaplaceApproximationWarning]
+    assert str(caught[0].message) == (
+        "The sample-space posterior exists for the GGN only; the posterior "
+        "uses the generalised Gauss-Newton matrix instead (curvature_='ggn'). "
+        "Pass hessian='ggn', or hessian_structure='full' for the exact Hessian."
+    )
+
+
+def test_a_sample_space_jitter_is_warned_in_full(monkeypatch):
+    """The jitter warning's whole text, with the sample-space matrix named
+    (the existing test checks a substring from "jitter of" on: a mutant
+    that lower-cased the sentence's first word survived everywhere)."""
+    import sklaplace._low_rank as low_rank_module
+    import sklaplace._posterior as posterior_module
+    from sklaplace._posterior import laplace_posterior
+
+    real = low_rank_module._jittered_factor
+    monkeypatch.setattr(
+        low_rank_module,
+        "_jittered_factor",
+        lambda xp, inner: (real(xp, inner)[0], 1e-3),
+    )
+    obj, theta = make_problem(n_classes=3, hidden=(3,), n_samples=6, n_features=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        laplace_posterior(obj, theta, "ggn", "lowrank")
+    assert [str(w.message) for w in caught] == [
+        "The posterior precision is numerically singular; added a jitter of "
+        "0.001 to the sample-space matrix I + G A^-1 G' (posterior_jitter_). "
+        + posterior_module._SINGULAR_ADVICE
+    ]
+
+
+def test_a_sample_space_posterior_it_cannot_build_is_refused_not_jittered():
+    """A prior with a zero entry: the sample-space posterior, which has no
+    dense precision to jitter, is refused by name through
+    ``laplace_posterior`` (mutants that skipped the refusal, and went on to
+    the dense jitter with no precision to jitter, or emptied its message,
+    survived: the refusal was tested on the class alone)."""
+    from sklaplace._posterior import laplace_posterior
+
+    obj, theta = make_problem(n_classes=2, hidden=(3,), n_samples=6, n_features=8)
+    prior = np.asarray(obj.prior_precision).copy()
+    prior[-1] = 0.0
+    message = "The 'lowrank' posterior's precision is not positive definite."
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(NotPositiveDefiniteError) as raised:
+            laplace_posterior(
+                rebuilt(obj, prior_precision=prior), theta, "ggn", "lowrank"
+            )
+    assert str(raised.value) == message

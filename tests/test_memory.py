@@ -686,3 +686,31 @@ def test_the_plug_in_predictive_counts_no_held_out_posteriors_for_auto(monkeypat
 
     assert structure("map") == "full"
     assert structure("probit") == "kron"
+
+
+def test_a_kronecker_posterior_tunes_alpha_on_itself_past_the_cheap_bounds(
+    monkeypatch,
+):
+    """A ``"kron"`` posterior over all weights tunes alpha on itself even where
+    the ``"auto"`` rules would not take Kronecker factors (over the
+    factorising work bound) and no sample-space posterior is cheap; a
+    diagonal one there tunes on its diagonal (mutants: ``own == "kron"``
+    misspelt, so a Kronecker fit fell through to the diagonal, survived)."""
+
+    def tuned_on(structure, n_rows=None):
+        config = SimpleNamespace(
+            hessian_structure=structure,
+            subset_of_weights="all",
+            prior_precision_scale="cv",
+            link_approx="probit",
+            bias_prior_precision=1.0,
+        )
+        return fitting_module.tuning_structure(config, (10, 5, 1), False, n_rows)
+
+    # (10, 5, 1): 61 parameters; factorising work (11^3 + 5^3) + (6^3 + 1) =
+    # 1,673 multiply-adds, over a bound of 1,000.
+    monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", 1000)
+    assert tuned_on("kron") == "kron"
+    assert tuned_on("kron", n_rows=61) == "kron"  # m = 61 rows: not fewer
+    assert tuned_on("diag") == "diag"  # the bound does bite
+    assert tuned_on("kron", n_rows=60) == "lowrank"  # and fewer rows do

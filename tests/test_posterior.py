@@ -1,4 +1,5 @@
 import math
+import re
 import warnings
 from fractions import Fraction
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ from sklaplace import LaplaceMLPClassifier
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._evidence import log_marginal_likelihood
 from sklaplace._kron import KronPosterior
+from sklaplace._low_rank import LowRankPosterior
 from sklaplace._posterior import (
     SINGULAR_RTOL,
     DiagPosterior,
@@ -509,3 +511,123 @@ def test_a_diagonal_prior_change_to_a_non_positive_precision_is_refused():
         ParamLayout((1, 1)), np.zeros(2), -1.0, old_prior, fitted, alpha=0.1
     )
     assert evidence == -np.inf
+
+
+@pytest.mark.parametrize(
+    "cls, said",
+    [
+        (KronPosterior, "a layer's smallest eigenvalue is 4e-12 of its largest"),
+        (
+            LowRankPosterior,
+            (
+                "the sample-space matrix I + G A^-1 G' has eigenvalues down to "
+                "4e-12 of their sum"
+            ),
+        ),
+    ],
+)
+def test_the_near_singular_warning_names_each_structures_measure_in_full(cls, said):
+    """The Kronecker posterior's smallest eigenvalue and the sample-space
+    posterior's eigenvalues against their sum, in the warning's whole text
+    (mutants: the sample-space text never looked up, so it read as a
+    Cholesky pivot, and the Kronecker text wrapped in other characters,
+    survived a substring check)."""
+    posterior = object.__new__(cls)
+    posterior.pivot_ratio = lambda: 4e-12
+    with pytest.warns(LaplaceApproximationWarning) as caught:
+        _warn_if_near_singular(posterior)
+    assert str(caught[0].message) == (
+        f"The posterior precision is nearly singular ({said}): variances along "
+        "the weakly determined directions are dominated by round-off. "
+        + posterior_module._SINGULAR_ADVICE
+    )
+
+
+def test_a_pivot_ratio_of_exactly_1e_10_is_not_near_singular():
+    """The warning is for ratios below 1e-10 (the docstring's bound): at it,
+    silence; just below it, the warning (mutant ``<=`` survived: the tests'
+    ratios were 3e-12, 4e-12 and 1e-9)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_if_near_singular(SimpleNamespace(pivot_ratio=lambda: 1e-10))
+    with pytest.warns(LaplaceApproximationWarning, match=re.escape("is 1e-10 of")):
+        _warn_if_near_singular(SimpleNamespace(pivot_ratio=lambda: 0.99999e-10))
+
+
+def test_a_kronecker_jitter_is_warned_in_full(monkeypatch):
+    """A Kronecker factor's jitter is announced with where it went, in the
+    warning's whole text (mutants of the default ``"to a Kronecker factor's
+    prior"``, kept for posteriors with no ``jitter_where``, survived: the
+    tests matched "added a jitter" and the value only)."""
+    import sklaplace._kron as kron_module
+    from sklaplace._posterior import laplace_posterior
+
+    real = kron_module._diagonalise_with_jitter
+    monkeypatch.setattr(
+        kron_module,
+        "_diagonalise_with_jitter",
+        lambda A, d: (real(A, d + 1e-3)[0], 1e-3),
+    )
+    obj, theta = make_problem(n_classes=3, hidden=(3,))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, kind, jitter = laplace_posterior(obj, theta, "ggn", "kron")
+    assert kind == "ggn" and jitter == 1e-3
+    assert [str(w.message) for w in caught] == [
+        "The posterior precision is numerically singular; added a jitter of "
+        "0.001 to a Kronecker factor's prior (posterior_jitter_). "
+        + posterior_module._SINGULAR_ADVICE
+    ]
+
+
+def test_an_indefinite_exact_hessian_falls_back_to_the_ggns_posterior_once(
+    monkeypatch,
+):
+    """Exact Hessian indefinite, GGN positive definite: one fallback warning,
+    and the posterior is the GGN's, unjittered (mutants that warned on the
+    GGN's failure instead, never warned, jittered the exact Hessian instead
+    of trying the GGN, or tried a misspelt GGN survived: the tests' exact and
+    GGN curvatures were the same singular matrix)."""
+    obj, theta = make_problem("tanh", 2, (3,))  # one logit: no flat direction
+    n = obj.layout.n_params
+    ggn = np.diag(np.linspace(1.0, 2.0, n))
+    exact = np.diag(np.r_[-1.0, np.ones(n - 1)])
+    builders = dict(posterior_module.CURVATURE_BUILDERS)
+    builders["ggn", "full"] = lambda objective, theta: ggn.copy()
+    builders["exact", "full"] = lambda objective, theta: exact.copy()
+    monkeypatch.setattr(posterior_module, "CURVATURE_BUILDERS", builders)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        posterior, kind, jitter = posterior_module.laplace_posterior(
+            obj, theta, "exact", "full"
+        )
+    assert (kind, jitter) == ("ggn", 0.0)
+    assert [str(w.message) for w in caught] == [
+        "The exact Hessian is not positive definite at the MAP (the optimiser "
+        "stopped where the loss is not locally convex); the posterior uses the "
+        "generalised Gauss-Newton matrix instead (curvature_='ggn'). Tighter "
+        "tol or hessian='ggn' avoids this."
+    ]
+    L = posterior.cholesky_factor
+    np.testing.assert_allclose(L @ L.T, ggn, rtol=1e-14)
+
+
+def test_a_dense_jitter_is_warned_in_full(monkeypatch):
+    """A singular full GGN (one zero row and column, the rest the identity)
+    is jittered by 1e-10 of its largest diagonal entry, 1e-10 (the first
+    try works), and the warning says so in full, "to its diagonal" included
+    (mutants of that phrase survived a match on "added a jitter")."""
+    obj, theta = make_problem("tanh", 2, (3,))
+    singular = np.diag(np.r_[0.0, np.ones(obj.layout.n_params - 1)])
+    builders = dict(posterior_module.CURVATURE_BUILDERS)
+    builders["ggn", "full"] = lambda objective, theta: singular.copy()
+    monkeypatch.setattr(posterior_module, "CURVATURE_BUILDERS", builders)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, kind, jitter = posterior_module.laplace_posterior(obj, theta, "ggn", "full")
+    assert kind == "ggn" and jitter == pytest.approx(1e-10, rel=1e-12)
+    assert [str(w.message) for w in caught] == [
+        "The posterior precision is numerically singular; added a jitter of "
+        "1e-10 to its diagonal (posterior_jitter_). "
+        + posterior_module._SINGULAR_ADVICE
+    ]

@@ -48,9 +48,11 @@ fi
 # out: they test the solvers more than these modules; so is the GridSearchCV
 # test, whose n_jobs=2 workers crash mutmut 3.8.1 (a KeyError on a process
 # id). tests/test_warning_location.py cannot be in a list: mutmut's wrappers
-# add the stack frames it counts. A round on _solvers needs the L-BFGS tests:
+# add the stack frames it counts, and for the same reason two tests that
+# check where a warning points fail under mutmut with no mutant (the base
+# rate's and OBS's fallback). A round on _solvers needs the L-BFGS tests:
 # DESELECT="not prefers_its_alpha and not grid_search".
-DESELECT="${DESELECT:-not lbfgs and not prefers_its_alpha and not grid_search}"
+DESELECT="${DESELECT:-not lbfgs and not prefers_its_alpha and not grid_search and not says_it_predicts_the_base_rate and not singular_posterior_falls_back_to_obd}"
 
 rm -rf "$WORKDIR"
 mkdir -p "$WORKDIR"
