@@ -114,7 +114,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         ``n_params**2`` matrix), or its diagonal. The evidence tunes alpha
         for both on the exact GGN in sample space where its rows are fewer
         than the parameters and that is cheap (``low_rank_is_cheap``), else
-        "kron" on itself, "diag" on the Kronecker (or itself where not cheap).
+        "kron" on itself, "diag" on the Kronecker (else, or pruned, itself).
         ``"auto"`` is ``"full"`` where the full posterior is cheap (at most 1
         GiB, 1e11 multiply-adds to build, ``n_samples * n_logits *
         n_params**2``, and 4e9 to factorise, ``n_params**3``), ``"kron"`` beyond

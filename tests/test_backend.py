@@ -404,9 +404,9 @@ def test_add_to_diagonal_keeps_float32_in_another_namespace():
 def test_the_sample_space_posterior_under_array_api_strict_matches_numpy(
     strict_backend, n_classes
 ):
-    """The sample-space posterior's Gram and factor live in the fit's
-    namespace (a GPU's): the same log det, covariance diagonal, functional
-    variance, draws and prior change as NumPy's, with no host conversion."""
+    """The sample-space posterior's Gram and factor are computed in the fit's
+    namespace (a GPU's; held as NumPy): the same log det, covariance
+    diagonal, functional variance, draws and prior change as NumPy's."""
     from sklaplace._jacobian import logit_factors
     from sklaplace._low_rank import LowRankPosterior
 
@@ -493,5 +493,5 @@ def test_pinned_sample_space_rows_under_array_api_strict(n_classes):
     )
     unpinned = ggn_rows(free, theta)
     np.testing.assert_array_equal(rows[np][:, fixed], 0.0)
-    np.testing.assert_array_equal(rows[np][:, ~fixed], unpinned[:, ~fixed])
+    np.testing.assert_allclose(rows[np][:, ~fixed], unpinned[:, ~fixed], rtol=1e-13)
     np.testing.assert_allclose(rows[xps], rows[np], rtol=1e-12, atol=1e-15)
