@@ -29,6 +29,7 @@ from sklaplace._curvature import CURVATURE_BUILDERS, ggn_rows
 from sklaplace._network import jvp
 from sklaplace._posterior import DiagPosterior, FullPosterior
 from sklaplace._predictive import PREDICTIVES
+from sklaplace._prior_family import ScaledPriorFamily
 from tests.conftest import (
     BACKEND_CONFIGS,
     assert_cupy_backend_matches_numpy,
@@ -495,3 +496,44 @@ def test_pinned_sample_space_rows_under_array_api_strict(n_classes):
     np.testing.assert_array_equal(rows[np][:, fixed], 0.0)
     np.testing.assert_allclose(rows[np][:, ~fixed], unpinned[:, ~fixed], rtol=1e-13)
     np.testing.assert_allclose(rows[xps], rows[np], rtol=1e-12, atol=1e-15)
+
+
+def test_a_family_rebuilt_per_scale_marks_undefined_scales_under_array_api_strict():
+    """Under array_api_strict a family rebuilt per scale gives the probit's
+    centred variances, NaN at a scale whose precision is not positive
+    definite.
+
+    A full posterior whose prior has a negative entry is not eigendecomposed:
+    each scale's posterior is rebuilt, and P(c) = P_data + c A stops being
+    positive definite for large c. The centred variances
+    diag(C J P(c)^{-1} J' C), C = I - 11'/3, equal a dense NumPy inverse of
+    P + (c - 1) A at the defined scales, and are NaN at the undefined one.
+
+    Mutant (_prior_family, centred_variances): the NaN column filled with
+    ``None`` (NumPy turns it into NaN; array_api_strict and CuPy refuse it).
+    """
+    rng = np.random.RandomState(0)
+    W, K = 5, 3
+    root = rng.normal(size=(W, W))
+    P = root @ root.T + 4.0 * np.eye(W)
+    A = np.array([1.0, 0.5, -0.4, 2.0, 0.7])
+    family = ScaledPriorFamily(FullPosterior(np.linalg.cholesky(P)), A, xp=xps)
+    assert not family.all_at_once and not family.centred_at_once
+    J = rng.normal(size=(4, K, W))
+    scales = [0.5, 1.0, 3.0, 1e3]
+    expected, C = [], np.eye(K) - 1.0 / K
+    for c in scales:
+        P_c = P + (c - 1.0) * np.diag(A)
+        if np.all(np.linalg.eigvalsh(P_c) > 0):
+            cov = np.einsum("ij,njw,wv,nlv,lk->nik", C, J, np.linalg.inv(P_c), J, C)
+            expected.append(np.diagonal(cov, axis1=1, axis2=2))
+        else:
+            expected.append(None)
+    assert [e is None for e in expected] == [False, False, False, True]
+    centred = to_numpy(family.centred_variances(xps, xps.asarray(J), scales))
+    assert centred.shape == (4, K, len(scales))
+    for i, want in enumerate(expected):
+        if want is None:
+            assert np.all(np.isnan(centred[:, :, i]))
+        else:
+            np.testing.assert_allclose(centred[:, :, i], want, rtol=1e-10)

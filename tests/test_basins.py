@@ -532,7 +532,10 @@ def test_leave_one_out_screens_the_basins_and_folds_confirm(monkeypatch):
     """With ``prior_precision_scale="loo"`` the noisy XOR's fixed point is
     screened by leave-one-out losses (no refit) and confirmed on folds at
     the model's ``tol``, as with ``"cv"``; the scale is then the winner's by
-    leave-one-out."""
+    leave-one-out. The spy forwards ``confirm`` only where the arbitration
+    passes it, so a screen reaches the fit's own default (a mutant that made
+    that default a confirmation, every screen refitting folds, survived a
+    spy that passed ``confirm=False`` itself)."""
     X, y = _noisy_xor(280, 0)
     X = StandardScaler().fit_transform(X)
     calls, arbitrate = [], sklaplace._fitting.overrule_by_held_out
@@ -546,9 +549,9 @@ def test_leave_one_out_screens_the_basins_and_folds_confirm(monkeypatch):
         monkeypatch.setattr(sklaplace._fitting, name, spy)
 
     def spy_arbitrate(kept, challengers, held_out, tol, agrees=None):
-        def roles(fit, fold_tol, confirm=False):
-            calls.append("confirm" if confirm else "screen")
-            return held_out(fit, fold_tol, confirm=confirm)
+        def roles(fit, fold_tol, **confirm):
+            calls.append("confirm" if confirm.get("confirm") else "screen")
+            return held_out(fit, fold_tol, **confirm)
 
         return arbitrate(kept, challengers, roles, tol, agrees)
 

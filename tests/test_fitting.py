@@ -26,6 +26,7 @@ from sklaplace._objective import (
     ignores_its_input,
 )
 from sklaplace._posterior import SINGULAR_RTOL
+from sklaplace._symmetry import COINCIDE_RTOL, coinciding_groups
 from sklaplace.exceptions import (
     BaseRateWarning,
     SampleWeightScaleWarning,
@@ -784,3 +785,55 @@ def test_refits_split_coinciding_units_by_the_networks_own_activation(monkeypatc
                 (3,), activation=activation, alpha="evidence", random_state=0
             ).fit(X, y)
         assert seen and set(seen) == {activation}
+
+
+def test_the_fit_from_the_starting_weights_starts_exactly_there(monkeypatch):
+    """The first fit starts from the weights it is handed, bit for bit: only
+    a refit from an earlier MAP splits coinciding units (along the starting
+    weights).
+
+    The start's four hidden units form a chain: each is 0.8% (of the largest
+    parameter, 1) from the next along one coordinate, so all four are one
+    group of coinciding units (COINCIDE_RTOL 1%), while the outer two lie
+    1.2% from the group's mean, so that a split along these same weights
+    would move them. A fixed alpha and scale: one fit, whose solver must
+    start at the given weights.
+
+    Mutant (_fitting, fit_network): ``fit_at`` passes the starting weights
+    as the split's reference to the first fit too (``None if (theta is
+    start) and False else initial``): the chain is split before the solver
+    starts.
+    """
+    layout = ParamLayout([2, 4, 1])
+    base = np.array([1.0, 0.5, 0.2, 0.6])  # w_in1, w_in2, bias, w_out
+    rows = base + np.outer(np.arange(4), [0.0, 0.008, 0.0, 0.0])
+    groups, _ = coinciding_groups(rows, True)
+    assert [list(g) for g in groups] == [[0, 1, 2, 3]]
+    spread = np.max(np.abs(rows - rows.mean(axis=0)))
+    assert spread > COINCIDE_RTOL * np.max(np.abs(rows))
+    start = layout.pack(np, [rows[:, :2].T, rows[:, 3:]], [rows[:, 2], np.zeros(1)])
+
+    fit_network = estimator_module.fit_network
+
+    def from_the_chain(config, xp, layout_, likelihood, data, theta, *rest):
+        return fit_network(
+            config, xp, layout_, likelihood, data, xp.asarray(start), *rest
+        )
+
+    starts = []
+    minimize_map = sklaplace._laplace_fit.minimize_map
+
+    def spy(objective, theta, *args):
+        starts.append(np.array(theta, copy=True))
+        return minimize_map(objective, theta, *args)
+
+    monkeypatch.setattr(estimator_module, "fit_network", from_the_chain)
+    monkeypatch.setattr(sklaplace._laplace_fit, "minimize_map", spy)
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 2))
+    y = (X[:, 0] + 0.3 * rng.normal(size=30) > 0).astype(int)
+    LaplaceMLPClassifier(
+        (4,), activation="tanh", alpha=1.0, prior_precision_scale=1.0
+    ).fit(X, y)
+    assert len(starts) == 1
+    np.testing.assert_array_equal(starts[0], start)

@@ -311,3 +311,32 @@ def test_a_family_for_the_evidence_alone_takes_no_eigenvectors(flat, monkeypatch
         )
     with pytest.raises(RuntimeError, match="variances=False"):
         next(alone.functional_variances(np, rng.normal(size=(2, 1, 6)), [1.0]))
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_a_family_for_the_evidence_alone_refuses_every_variance_in_words(flat):
+    """A family built with ``variances=False`` refuses the K x K variances,
+    their grid and the probit's centred variances with one exact message.
+
+    It has the eigenvalues alone (no projection to answer from), with and
+    without a flat block; each of the three ways in raises RuntimeError whose
+    whole text names the setting.
+
+    Mutant (_prior_family, _eigen_jacobian): the message padded
+    ("XXThis family was built with variances=False.XX"), which the existing
+    ``match="variances=False"`` (a search) still accepts.
+    """
+    rng = np.random.RandomState(2)
+    root = rng.normal(size=(6, 6))
+    P = root @ root.T + 3.0 * np.eye(6)
+    A = np.array([1.0, 0.5, 2.0, 0.0 if flat else 1.5, 3.0, 0.7])
+    alone = ScaledPriorFamily(FullPosterior(np.linalg.cholesky(P)), A, variances=False)
+    assert alone.all_at_once
+    J = rng.normal(size=(2, 3, 6))
+    message = r"^This family was built with variances=False\.$"
+    with pytest.raises(RuntimeError, match=message):
+        next(alone.functional_variances(np, J, [1.0]))
+    with pytest.raises(RuntimeError, match=message):
+        alone.functional_variance_grid(np, J, [0.5, 1.0])
+    with pytest.raises(RuntimeError, match=message):
+        alone.centred_variances(np, J, [0.5, 1.0])
