@@ -424,3 +424,61 @@ def test_rows_the_jacobians_split_further_are_each_scored():
         _hand_fit(), one_row_at_a_time, data, scales, _diagonal_probit
     )
     np.testing.assert_array_equal(split.losses, whole.losses)
+
+
+def test_a_row_with_non_finite_moments_scores_inf_alone():
+    """A row whose left-out mean is not finite scores inf at every scale while
+    every other row keeps its from-scratch loss: finiteness is judged per row
+    and scale, not over the whole chunk.
+
+    Row 2's logits are NaN (its residual, curvature and so its left-out mean
+    and covariance are NaN); the posterior is the hand fit's, so the other
+    rows' losses do not depend on row 2's logits. Judging the means over all
+    rows at once (``xp.all(..., axis=None)``, mutants _left_out_losses 73/75)
+    made every row inf.
+    """
+    scales = np.array([0.05, 1.0, 7.0])
+    F = _F.copy()
+    F[2] = np.nan
+
+    def jacobians(theta, X):
+        rows = X[:, 0].astype(int)
+        for _, J in _hand_jacobians()(theta, X):
+            yield F[rows], J
+
+    data = (np.arange(_N, dtype=float)[:, None], _LABELS, _WEIGHTS)
+    result = loo_log_losses(_hand_fit(), jacobians, data, scales, _diagonal_probit)
+    assert np.all(np.isposinf(result.losses[2]))
+    others = np.delete(np.arange(_N), 2)
+    np.testing.assert_allclose(
+        result.losses[others], _losses_from_scratch(scales)[others], rtol=1e-10
+    )
+
+
+def test_loo_chunks_take_as_many_rows_as_a_quarter_budget_holds(monkeypatch):
+    """Rows are scored in chunks of exactly ``budget // (4 * per_row)`` rows,
+    ``per_row`` the docstring's bytes (8 each) of the ``K^2 W`` output pairs
+    and ``8 K^2`` per scale (the MAP's scale included): a budget of two
+    rows' quarter makes chunks of 2, one byte less chunks of 1.
+
+    A fifth of the budget instead of a quarter (mutant _row_chunks 23) made
+    chunks of 1 at the larger budget; the losses are the same either way.
+    """
+    scales = np.array([0.05, 1.0, 7.0])
+    n_scales = scales.size + 1  # the MAP's own scale first
+    per_row = 8 * (_K * _K * _W + 8 * _K * _K * n_scales)
+    data = (np.arange(_N, dtype=float)[:, None], _LABELS, _WEIGHTS)
+    whole = loo_log_losses(
+        _hand_fit(), _hand_jacobians(), data, scales, _diagonal_probit
+    )
+    for budget, sizes in [(4 * 2 * per_row, [2, 2, 2]), (4 * 2 * per_row - 1, [1] * 6)]:
+        seen = []
+
+        def recording(theta, X, seen=seen):
+            seen.append(X.shape[0])
+            yield from _hand_jacobians()(theta, X)
+
+        monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", budget)
+        result = loo_log_losses(_hand_fit(), recording, data, scales, _diagonal_probit)
+        assert seen == sizes
+        np.testing.assert_allclose(result.losses, whole.losses, rtol=1e-12)
