@@ -44,9 +44,9 @@ def _jittered_factor(xp, inner):
 
     Round-off can leave ``G A^{-1} G'`` indefinite where a prior is weak
     against the curvature (a bias prior of 1e-16); the smallest tenfold
-    jitter that factorises it is added, with the warning texts of
-    ``jitter_where`` and ``pivot_what``; a fit does not issue the warnings
-    of a posterior it only tunes on.
+    jitter that factorises it is added and returned: ``laplace_posterior``
+    warns of it in the words of :attr:`LowRankPosterior.jitter_where` (a fit
+    does not issue the warnings of a posterior it only tunes on).
     """
     largest = 1.0 + float(xp.max(xp.abs(inner)))
     jitter = 0.0
