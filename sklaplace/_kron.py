@@ -142,8 +142,7 @@ class KronBlock:
     Attributes
     ----------
     S, mu, rho : ndarrays of shape (r, r), (r,), (r,)
-        Simultaneous diagonalisation of ``A`` and ``diag(d)`` (module
-        docstring).
+        Simultaneous diagonalisation of ``A`` and ``diag(d)`` (module docstring).
     V, m : ndarrays of shape (c, c), (c,)
         Eigendecomposition of ``G``.
     log_det_B : float
@@ -323,8 +322,7 @@ class KronBlock:
 class KronPosterior:
     """Kronecker-factored Laplace posterior: one :class:`KronBlock` per layer.
 
-    Same interface as :class:`~sklaplace._posterior.FullPosterior`; no
-    ``n_params x n_params`` matrix is ever formed.
+    Same interface as :class:`~sklaplace._posterior.FullPosterior`; no dense matrix.
 
     Parameters
     ----------
@@ -336,6 +334,8 @@ class KronPosterior:
 
     structure = "kron"
     accepts_factored_jacobian = True
+    jitter_where = "to a Kronecker factor's prior"  # the texts of its warnings
+    pivot_what = "a layer's smallest eigenvalue is {:.2g} of its largest"
 
     def __init__(self, blocks, prior_precision):
         self.blocks = blocks

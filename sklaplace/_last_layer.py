@@ -123,6 +123,16 @@ class LastLayerPosterior:
         """Return the last layer's (see its posterior)."""
         return self.inner.pivot_ratio()
 
+    @property
+    def pivot_what(self):
+        """What :meth:`pivot_ratio` measures: the last layer's posterior's."""
+        return self.inner.pivot_what
+
+    @property
+    def jitter_where(self):
+        """Where :attr:`jitter` went: the last layer's posterior's."""
+        return self.inner.jitter_where
+
     def covariance_diagonal(self, xp):
         """``diag(P^{-1})``: the last layer's, and the prior variance elsewhere.
 

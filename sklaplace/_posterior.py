@@ -74,6 +74,8 @@ class FullPosterior:
 
     structure = "full"
     accepts_factored_jacobian = True
+    # What a near-singular warning measures (see pivot_ratio).
+    pivot_what = "its smallest Cholesky pivot is {:.2g} of its largest diagonal entry"
 
     def __init__(self, cholesky_factor):
         self.cholesky_factor = cholesky_factor
@@ -292,14 +294,14 @@ _SINGULAR_ADVICE = (
 
 
 def _warn_if_near_singular(posterior):
-    """Warn when a factorisation succeeded with a tiny pivot (see ``pivot_ratio``)."""
+    """Warn when a factorisation succeeded with a tiny pivot (see ``pivot_ratio``).
+
+    The warning names what the ratio measures in the posterior's own words,
+    its ``pivot_what``.
+    """
     ratio = posterior.pivot_ratio()
     if ratio < SINGULAR_RTOL:
-        smallest = getattr(posterior, "pivot_what", None) or (
-            "a layer's smallest eigenvalue is {:.2g} of its largest"
-            if isinstance(posterior, KronPosterior)
-            else "its smallest Cholesky pivot is {:.2g} of its largest diagonal entry"
-        )
+        smallest = posterior.pivot_what  # the class's own measure
         warn(
             f"The posterior precision is nearly singular ({smallest.format(ratio)}): "
             "variances along the weakly determined directions are dominated by "
@@ -411,8 +413,7 @@ def laplace_posterior(objective, theta_map, hessian, structure, subset="all"):
             continue
         jitter = getattr(posterior, "jitter", 0.0)  # a Kronecker factor's
         if jitter > 0.0:
-            where = getattr(posterior, "jitter_where", "to a Kronecker factor's prior")
-            _warn_jitter(jitter, where)
+            _warn_jitter(jitter, posterior.jitter_where)
         else:
             _warn_if_near_singular(posterior)
         return posterior, kind, jitter

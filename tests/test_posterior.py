@@ -395,7 +395,8 @@ def test_a_jittered_posterior_reports_the_curvature_it_factorised(monkeypatch, h
 def test_the_near_singular_warning_names_what_each_structure_has():
     """A full posterior's smallest Cholesky pivot, a Kronecker one's smallest
     eigenvalue in a layer (it has no Cholesky factor), with the ratio."""
-    full = SimpleNamespace(pivot_ratio=lambda: 3e-12)
+    full = object.__new__(FullPosterior)
+    full.pivot_ratio = lambda: 3e-12
     kron = object.__new__(KronPosterior)
     kron.pivot_ratio = lambda: 4e-12
     with pytest.warns(LaplaceApproximationWarning) as record:
@@ -551,7 +552,11 @@ def test_a_pivot_ratio_of_exactly_1e_10_is_not_near_singular():
         warnings.simplefilter("error")
         _warn_if_near_singular(SimpleNamespace(pivot_ratio=lambda: 1e-10))
     with pytest.warns(LaplaceApproximationWarning, match=re.escape("is 1e-10 of")):
-        _warn_if_near_singular(SimpleNamespace(pivot_ratio=lambda: 0.99999e-10))
+        _warn_if_near_singular(
+            SimpleNamespace(
+                pivot_ratio=lambda: 0.99999e-10, pivot_what=FullPosterior.pivot_what
+            )
+        )
 
 
 def test_a_kronecker_jitter_is_warned_in_full(monkeypatch):
@@ -631,3 +636,20 @@ def test_a_dense_jitter_is_warned_in_full(monkeypatch):
         "1e-10 to its diagonal (posterior_jitter_). "
         + posterior_module._SINGULAR_ADVICE
     ]
+
+
+def test_a_last_layer_posterior_warns_in_its_inner_posteriors_words():
+    """A last-layer posterior's near-singular warning and jitter say what its
+    inner posterior measures and where its jitter went: a Kronecker last
+    layer's smallest eigenvalue, not a Cholesky pivot it does not have."""
+    from sklaplace._last_layer import LastLayerPosterior
+
+    inner = object.__new__(KronPosterior)
+    inner.pivot_ratio = lambda: 4e-12
+    posterior = LastLayerPosterior(inner, np.ones(3))
+    assert posterior.jitter_where == "to a Kronecker factor's prior"
+    with pytest.warns(LaplaceApproximationWarning) as record:
+        _warn_if_near_singular(posterior)
+    assert "(a layer's smallest eigenvalue is 4e-12 of its largest)" in str(
+        record[0].message
+    )
