@@ -127,25 +127,54 @@ def test_a_folds_solver_and_posterior_warnings_stay_inside_the_search():
 
 
 def test_a_class_in_one_fold_is_fitted_in_every_fold():
+    # Class 2 has four rows, as many as a class needs to be held out at all
+    # (MIN_HELD_OUT_CLASS_ROWS); all four share a fold for about one seed
+    # in 125.
     rng = np.random.RandomState(0)
-    X, y = rng.normal(size=(200, 2)), np.r_[rng.randint(0, 2, 198), 2, 2]
+    X, y = rng.normal(size=(200, 2)), np.r_[rng.randint(0, 2, 196), 2, 2, 2, 2]
     # With weight 0 class 2 has nothing to lose: its rows keep the hash's
     # folds (the reference: the plain hash), which show where the rule acts.
-    unweighted = np.r_[np.ones(198), 0.0, 0.0]
+    unweighted = np.r_[np.ones(196), np.zeros(4)]
     together = 0
-    for seed in range(40):
+    for seed in range(1000):
         hashed = (_content_hashes(X, seed) % np.uint64(5)).astype(int)
-        np.testing.assert_array_equal(
-            content_folds(X, y, 5, seed, sample_weight=unweighted), hashed
-        )
         folds = content_folds(X, y, 5, seed)
-        np.testing.assert_array_equal(folds[:198], hashed[:198])
-        if hashed[198] == hashed[199]:
+        np.testing.assert_array_equal(folds[:196], hashed[:196])
+        if np.all(hashed[196:] == hashed[196]):
             together += 1
-            np.testing.assert_array_equal(folds[198:], [-1, -1])
+            np.testing.assert_array_equal(folds[196:], [-1] * 4)
+            np.testing.assert_array_equal(
+                content_folds(X, y, 5, seed, sample_weight=unweighted), hashed
+            )
         else:
-            np.testing.assert_array_equal(folds[198:], hashed[198:])
-    assert 4 <= together <= 20  # about one seed in five
+            np.testing.assert_array_equal(folds[196:], hashed[196:])
+    assert 2 <= together <= 20
+
+
+def test_a_class_of_fewer_than_four_distinct_rows_is_never_held_out():
+    # Class 2 has three distinct rows, one of them copied: the folds and the
+    # validation rows (half of the rows) fit it always.
+    rng = np.random.RandomState(1)
+    X = np.r_[rng.normal(size=(60, 2)), [[9.0, 9.0]] * 3, [[8.0, 8.0], [7.0, 7.0]]]
+    y = np.r_[np.arange(60) % 2, [2] * 5]
+    for seed in range(20):
+        hashed = (_content_hashes(X, seed) % np.uint64(5)).astype(int)
+        folds = content_folds(X, y, 5, seed)
+        np.testing.assert_array_equal(folds[60:], [-1] * 5)
+        np.testing.assert_array_equal(folds[:60], hashed[:60])
+        held = validation_rows(X, y, 0.5, seed)
+        assert not np.any(held[60:]) and 15 < np.sum(held[:60]) < 45
+    # A fourth distinct row makes the class large enough to be scored, and
+    # weight 0 on two rows small again.
+    X4, y4 = np.r_[X, [[6.0, 6.0]]], np.r_[y, 2]
+    weight = np.r_[np.ones(63), 0.0, 0.0, 1.0]
+    for seed in range(20):
+        hashed = (_content_hashes(X4, seed) % np.uint64(5)).astype(int)
+        if len(set(hashed[60:])) > 1:
+            folds = content_folds(X4, y4, 5, seed)
+            np.testing.assert_array_equal(folds[60:], hashed[60:])
+        folds = content_folds(X4, y4, 5, seed, sample_weight=weight)
+        np.testing.assert_array_equal(folds[60:], [-1] * 6)
 
 
 def test_the_scale_does_not_depend_on_where_the_folds_put_a_rare_class():

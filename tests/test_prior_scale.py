@@ -397,6 +397,30 @@ def test_cv_path_is_the_held_out_loss_of_fold_refits():
     assert np.ptp(path["cv_log_loss"]) > 1e-3  # the curve is not flat
 
 
+@pytest.mark.parametrize("setting", ["cv", "validation"])
+def test_classes_of_two_rows_leave_the_scale_to_the_evidence(setting):
+    """No class has rows enough to be held out: the evidence chooses ``c``.
+
+    Before, "cv" chose c = 17.8 here, where the evidence chooses 1.
+    """
+    X, y = make_classification(
+        220, 10, n_informative=6, n_redundant=0, n_classes=10,
+        n_clusters_per_class=1, class_sep=1.5, random_state=0,
+    )  # fmt: skip
+    rows = np.concatenate([np.flatnonzero(y == k)[:2] for k in range(10)])
+    X, y = X[rows], y[rows]
+    params = dict(hidden_layer_sizes=(8,), random_state=0)
+    clf = LaplaceMLPClassifier(**params, prior_precision_scale=setting).fit(X, y)
+    by_evidence = LaplaceMLPClassifier(**params, prior_precision_scale="evidence")
+    by_evidence.fit(X, y)
+    assert sorted(clf.prior_precision_scale_path_) == [
+        "log_marginal_likelihood",
+        "scales",
+    ]
+    assert clf.prior_precision_scale_ == by_evidence.prior_precision_scale_
+    np.testing.assert_array_equal(clf.predict_proba(X), by_evidence.predict_proba(X))
+
+
 def test_validation_fits_the_other_rows_and_scores_the_held_out_ones():
     """The path equals each scale's held-out log loss of a fit on the rest."""
     X, y = X3, Y3
