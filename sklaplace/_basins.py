@@ -247,7 +247,10 @@ def overrule_by_held_out(kept, challengers, held_out, tol, agrees=None):
             other_losses = held_out(other[0], tol, confirm=True)
             if confirmed is None:
                 confirmed = held_out(kept[0], tol, confirm=True)
-            if basin_beats(other_losses, confirmed):
+            # Where the folds hold no row out (every class too small, or too
+            # few rows), nothing confirms the screen: the evidence's choice
+            # stands.
+            if confirmed is not None and basin_beats(other_losses, confirmed):
                 kept, screen = other, trial
                 scale_losses = confirmed = other_losses
         del other  # the loser's posterior is not held while the next is built

@@ -356,6 +356,43 @@ def test_a_winner_screens_the_next_challenger_with_losses_of_the_screens_kind():
     assert calls[-2:] == [(0.1, FOLD_TOL), (0.1, TOL)]
 
 
+def test_a_screen_that_no_fold_can_confirm_leaves_the_kept_fit():
+    """Leave-one-out screens 0.5's fixed point past the fit from 1, but the
+    folds hold no row out (every class under four rows): nothing confirms
+    it, and the kept fit's scale is chosen on its screening losses."""
+    screen = {1.0: 0.5, 0.5: 0.3}
+    calls = []
+
+    def fit(alpha, log_likelihood):
+        return (SimpleNamespace(name=alpha, log_likelihood=log_likelihood), alpha)
+
+    def held_out(fit, fold_tol, confirm=False):
+        calls.append((fit.name, fold_tol))
+        if confirm:
+            return None  # no fold has weight on both sides
+        noise = np.array([[0.01], [-0.01], [0.01], [-0.01], [0.0]])
+        return HeldOutLosses(screen[fit.name] + noise, np.ones(5))
+
+    kept, scale_losses = sklaplace._basins.overrule_by_held_out(
+        fit(1.0, -10.0), [partial(fit, 0.5, -8.0)], held_out, TOL
+    )
+    assert kept[1] == 1.0 and np.mean(scale_losses.losses) == pytest.approx(0.5)
+    assert calls == [(1.0, FOLD_TOL), (0.5, FOLD_TOL), (0.5, TOL), (1.0, TOL)]
+
+
+def test_leave_one_out_on_classes_of_two_rows_fits_without_folds_to_confirm():
+    # Six rows, three classes: the folds hold none out, and leave-one-out
+    # screens a challenger past the kept fit (this draw): the fit had
+    # raised AttributeError on the missing confirmation.
+    X = np.random.RandomState(12).normal(size=(6, 4))
+    y = np.repeat(np.arange(3), 2)
+    clf = LaplaceMLPClassifier((4,), random_state=0, prior_precision_scale="loo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the MAP's own warnings on six rows
+        proba = clf.fit(X, y).predict_proba(X)
+    assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(axis=1), 1.0)
+
+
 def test_folds_weigh_only_a_challenger_leave_one_out_favours():
     """Folds favour 0.5's fixed point over the fit from 1 (0.3 against 0.5 at
     both tolerances), and 0.1's over 0.5's (0.2 against 0.3). Where the
