@@ -1,5 +1,6 @@
 """Held-out rows and folds (:mod:`sklaplace._held_out`): stable under round-off."""
 
+import hashlib
 import warnings
 from types import SimpleNamespace
 
@@ -175,6 +176,67 @@ def test_a_class_of_fewer_than_four_distinct_rows_is_never_held_out():
             np.testing.assert_array_equal(folds[60:], hashed[60:])
         folds = content_folds(X4, y4, 5, seed, sample_weight=weight)
         np.testing.assert_array_equal(folds[60:], [-1] * 6)
+
+
+def test_rows_of_weight_zero_do_not_count_towards_a_class_held_out():
+    # Only rows of positive weight count towards MIN_HELD_OUT_CLASS_ROWS, in
+    # the validation split as in the folds: class 2 (three weighted rows and
+    # a fourth of weight 0) and class 3 (one weighted row, two of weight 0)
+    # are small, and every row of a small class is fitted, its rows of
+    # weight 0 too.
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(67, 2))
+    y = np.r_[np.arange(60) % 2, [2] * 4, [3] * 3]
+    weight = np.r_[np.ones(63), 0.0, 1.0, 0.0, 0.0]
+    for seed in range(20):
+        folds = content_folds(X, y, 5, seed, sample_weight=weight)
+        np.testing.assert_array_equal(folds[60:], [-1] * 7)
+        held = validation_rows(X, y, 0.5, seed, sample_weight=weight)
+        assert not np.any(held[60:]) and 15 < np.sum(held[:60]) < 45
+    # At unit weight the fourth row makes class 2 large enough to be held out.
+    assert any(np.any(validation_rows(X, y, 0.5, seed)[60:64]) for seed in range(20))
+
+
+def test_the_whole_class_rule_does_not_depend_on_the_scale_of_the_weights():
+    # Scaling every weight by c weighs the data against the prior; it moves
+    # no row across the folds or the split. Class 2's four rows lie wholly in
+    # one fold for seed 385 and on the held-out side for seed 7: at weight 0.1
+    # each (0.4 in all) or 1e-6 they are fitted, as at unit weight.
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(60, 2)), np.r_[np.arange(56) % 2, 2, 2, 2, 2]
+    hashed = (_content_hashes(X, 385) % np.uint64(5)).astype(int)
+    assert np.all(hashed[56:] == hashed[56])  # the premise: one fold
+    assert np.all(_content_hashes(X, 7)[56:] / 2.0**64 < 0.5)  # all held out
+    unit_held = validation_rows(X, y, 0.5, 7)
+    for scale in (1.0, 0.1, 1e-6):
+        weight = np.full(60, scale)
+        folds = content_folds(X, y, 5, 385, sample_weight=weight)
+        np.testing.assert_array_equal(folds[56:], [-1] * 4)
+        np.testing.assert_array_equal(folds[:56], hashed[:56])
+        held = validation_rows(X, y, 0.5, 7, sample_weight=weight)
+        np.testing.assert_array_equal(held, unit_held)
+        assert not np.any(held[56:])
+
+
+def test_a_rows_fold_is_its_full_64_bit_keyed_digest_modulo_the_folds():
+    # The hash keeps all 64 bits of the seed-keyed BLAKE2b digest of the
+    # row's float32 bytes (uint64): held in float64, hashes above 2**53 lose
+    # their low bits, and digest mod 5 (the fold) with them.
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(50, 3)), np.arange(50) % 2
+    key = (7).to_bytes(8, "little")
+    digests = [
+        int.from_bytes(
+            hashlib.blake2b(row.tobytes(), digest_size=8, key=key).digest(), "little"
+        )
+        for row in X.astype(np.float32)
+    ]
+    hashes = _content_hashes(X, 7)
+    assert hashes.dtype == np.uint64
+    assert [int(h) for h in hashes] == digests
+    np.testing.assert_array_equal(
+        content_folds(X, y, 5, seed=7), [d % 5 for d in digests]
+    )
 
 
 def test_the_scale_does_not_depend_on_where_the_folds_put_a_rare_class():
