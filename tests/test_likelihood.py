@@ -113,3 +113,20 @@ def test_categorical_stays_exact_for_huge_logits():
     # log p of a near-certain class stays below 0 (log1p, not log(1 + tiny)).
     assert Categorical.log_proba(np, np.array([[40.0, 0.0]]))[0, 0] < 0.0
     np.testing.assert_allclose(Categorical.proba(np, f).sum(axis=1), 1.0, rtol=1e-15)
+
+
+@pytest.mark.parametrize("likelihood, K", [(Bernoulli, 1), (Categorical, 4)])
+def test_a_float32_network_gets_float32_targets_and_curvature(likelihood, K):
+    # The functional API computes a float32 network in float32: the targets
+    # must take the dtype asked for (not NumPy's default float64) and the
+    # Hessian factor the logits' (an identity in float64 promoted it).
+    f = RNG.normal(scale=3.0, size=(N, K)).astype(np.float32)
+    y = RNG.randint(0, max(K, 2), size=N)
+    s = RNG.uniform(0.2, 3.0, size=N).astype(np.float32)
+    Y = likelihood.encode(np, y, K, np.float32)
+    assert Y.dtype == np.float32 and Y.shape == (N, K)
+    value, residual = likelihood.log_likelihood_and_residual(np, f, Y, s)
+    assert value.dtype == residual.dtype == np.float32
+    R = likelihood.hessian_factor(np, f, s)
+    assert R.dtype == np.float32 and R.shape == (N, K, K)
+    assert likelihood.hessian_matvec(np, f, s, Y).dtype == np.float32

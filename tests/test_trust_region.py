@@ -106,6 +106,18 @@ def test_a_flat_loss_is_accepted_only_where_the_gradient_falls():
     assert not _accepts(small + 32 * EPS, 0.1, predicted=0.1, loss=small)[1]
 
 
+def test_the_flat_window_is_16_eps_and_closed():
+    """At ``L = 1`` a rise of exactly ``16 eps`` is still flat (the window is
+    closed), one of ``17 eps`` is not: each difference is exact in float64,
+    so only the rule decides (a window of ``< 16 eps`` or of ``17 eps``
+    fails it)."""
+    assert _accepts(1.0 + 16 * EPS, 0.1, predicted=0.1)[1]
+    assert not _accepts(1.0 + 17 * EPS, 0.1, predicted=0.1)[1]
+    # The same for a fall far short of the prediction (rho about 4e-15).
+    assert _accepts(1.0 - 16 * EPS, 0.1, predicted=1.0)[1]
+    assert not _accepts(1.0 - 17 * EPS, 0.1, predicted=1.0)[1]
+
+
 def test_without_a_predicted_decrease_rho_is_minus_one():
     """``predicted <= 0``: no division; only a flat, better step passes."""
     for predicted in (0.0, -0.1):
@@ -189,6 +201,45 @@ def test_the_warning_says_why_the_solver_stopped():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         done.warn_if_not_converged(2, stalled=True)
+
+
+def test_a_step_lost_in_round_off_is_one_that_leaves_theta_as_it_is():
+    """Negligible means ``theta + step == theta`` in float64: at ``theta = 1``
+    a step of ``eps / 2`` rounds away (ties to even), but ``-eps / 2`` does
+    not (the spacing below 1 is ``eps / 2``), so only the first stalls."""
+    solver = _solver()
+    solver.theta, solver.step = np.array([1.0]), np.array([EPS / 2])
+    assert solver.step_is_negligible()
+    solver.step = np.array([-EPS / 2])
+    assert not solver.step_is_negligible()
+    solver.step = None
+    assert solver.step_is_negligible()
+
+
+def test_each_point_costs_one_forward_pass():
+    """The loss and gradient at the start and at a candidate take the forward
+    pass just computed there (kept for the curvature): computing it again
+    would double every evaluation's cost."""
+    passes = []
+
+    def forward(theta):
+        passes.append(theta)
+        return theta
+
+    def loss_gradient(theta, fwd=None):
+        return _loss_gradient(theta, forward(theta) if fwd is None else fwd)
+
+    solver = TrustRegionSolver(
+        SimpleNamespace(
+            **{**vars(STUB), "forward": forward, "loss_gradient": loss_gradient}
+        ),
+        tol=1e-8,
+        max_iter=10,
+    )
+    solver.start(np.array([1.0, 0.5]))
+    assert len(passes) == 1 and solver.forward is passes[0]
+    solver.evaluate(np.array([0.5, 0.1]), predicted=0.5)
+    assert len(passes) == 2 and solver.candidate_forward is passes[1]
 
 
 class _Scripted(TrustRegionSolver):
@@ -285,6 +336,9 @@ COMMON = (
 @pytest.mark.parametrize(
     "activation, stalled, advice",
     [("relu", True, KINKS), ("relu", False, COMMON), ("tanh", True, COMMON)],
+    # Ids without the advice's text: "lbfgs" in an id had let the mutation
+    # script's default ``-k "not lbfgs"`` deselect the test.
+    ids=["relu-stalled", "relu-out-of-iterations", "tanh-stalled"],
 )
 def test_the_warning_advises_what_may_help(activation, stalled, advice):
     """Only a ReLU network that stalled is told about kinks (and ELU); else
