@@ -151,8 +151,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Fraction of the rows ``"validation"`` (``alpha`` or the scale) holds
         out (chosen by a hash of each row's features, seeded by
         ``random_state``: copies of a row go together, so an integer sample
-        weight still equals repeated rows; a class of under four rows stays
-        in). Values must be in the range ``(0.0, 1.0)``. With no weight on
+        weight still equals repeated rows; a class of under four distinct rows
+        stays in). Values must be in the range ``(0.0, 1.0)``. With no weight on
         a side all rows are fitted (the walk's alpha 1, the evidence's ``c``).
     residual_variance : float or "auto", default="auto"
         Variance, at twice the training data's radius, of a term added to

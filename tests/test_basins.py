@@ -380,16 +380,32 @@ def test_a_screen_that_no_fold_can_confirm_leaves_the_kept_fit():
     assert calls == [(1.0, FOLD_TOL), (0.5, FOLD_TOL), (0.5, TOL), (1.0, TOL)]
 
 
-def test_leave_one_out_on_classes_of_two_rows_fits_without_folds_to_confirm():
+def test_leave_one_out_on_classes_of_two_rows_fits_without_folds_to_confirm(
+    monkeypatch,
+):
     # Six rows, three classes: the folds hold none out, and leave-one-out
-    # screens a challenger past the kept fit (this draw): the fit had
-    # raised AttributeError on the missing confirmation.
+    # screens a challenger past the kept fit (this draw; the spy asserts
+    # that the path is taken): the fit had raised AttributeError on the
+    # missing confirmation.
+    asked = []
+    arbitrate = sklaplace._fitting.overrule_by_held_out
+
+    def spy_arbitrate(kept, challengers, held_out, tol, agrees=None):
+        def spy_held_out(fit, fold_tol, confirm=False):
+            asked.append((confirm, held_out(fit, fold_tol, confirm=confirm)))
+            return asked[-1][1]
+
+        return arbitrate(kept, challengers, spy_held_out, tol, agrees)
+
+    monkeypatch.setattr(sklaplace._fitting, "overrule_by_held_out", spy_arbitrate)
     X = np.random.RandomState(12).normal(size=(6, 4))
     y = np.repeat(np.arange(3), 2)
     clf = LaplaceMLPClassifier((4,), random_state=0, prior_precision_scale="loo")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the MAP's own warnings on six rows
         proba = clf.fit(X, y).predict_proba(X)
+    confirmations = [losses for confirm, losses in asked if confirm]
+    assert confirmations and all(losses is None for losses in confirmations)
     assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(axis=1), 1.0)
 
 
