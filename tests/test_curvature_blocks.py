@@ -104,3 +104,41 @@ def test_an_overflowed_curvature_names_the_problem_and_the_remedy():
         assert "Standardise the features" in str(info.value)
         assert "increase alpha" in str(info.value)
     check_finite_curvature(np, KroneckerFactors([finite], [finite]))
+
+
+@pytest.mark.parametrize("kind", ["exact", "exact_diag"])
+def test_float32_exact_curvature_of_three_hidden_layers_stays_float32(kind):
+    """float32 in, float32 out for the exact Hessian's residual blocks too.
+
+    Under array_api_strict a float64 piece (an identity or a zero block built
+    without the input's dtype) promotes a block, and writing it into the
+    float32 Hessian is refused: three hidden layers reach every kind of
+    block (diagonal, adjacent, cross and dense second-order ``D_i``).
+    """
+    xps = pytest.importorskip("array_api_strict")
+    from sklaplace import log_posterior_hessian
+
+    rng = np.random.RandomState(0)
+    sizes = (3, *THREE_HIDDEN, 3)
+    X = rng.normal(size=(12, sizes[0])).astype(np.float32)
+    y = np.arange(12) % 3
+    coefs = [
+        rng.normal(size=(a, b)).astype(np.float32)
+        for a, b in zip(sizes[:-1], sizes[1:])
+    ]
+    intercepts = [rng.normal(size=b).astype(np.float32) for b in sizes[1:]]
+    strict = lambda arrays: [xps.asarray(a) for a in arrays]  # noqa: E731
+    options = dict(kind=kind, activation="tanh", alpha=0.5)
+    H = log_posterior_hessian(
+        strict(coefs), strict(intercepts), xps.asarray(X), y, **options
+    )
+    assert H.dtype == xps.float32
+    reference = log_posterior_hessian(
+        [c.astype(np.float64) for c in coefs],
+        [b.astype(np.float64) for b in intercepts],
+        X.astype(np.float64),
+        y,
+        **options,
+    )
+    scale = np.max(np.abs(reference))
+    np.testing.assert_allclose(np.asarray(H), reference, rtol=0, atol=1e-5 * scale)

@@ -482,3 +482,23 @@ def test_a_row_exactly_1e_8_radii_from_the_mean_has_no_direction():
     rows, weights = at_twice_the_radius(envelope, X, np.array([1.0, 2.0, 3.0]))
     np.testing.assert_allclose(rows, [[0.0, 2.0]], rtol=1e-15, atol=0)
     np.testing.assert_array_equal(weights, [2.0])
+
+
+def test_a_zero_weight_row_between_the_two_farthest_does_not_set_the_radius():
+    """Under 100 rows' worth, half of the farthest of 50 unit rows lies
+    beyond the radius: it is midway to the second-farthest. A zero-weight
+    row between the two spends no weight and must not stand in for the
+    second-farthest (kept among the envelope's rows, the interpolation ran
+    from the farthest towards it instead)."""
+    rng = np.random.RandomState(2)
+    X = rng.normal(size=(50, 3))
+    clean = data_envelope(X, np.ones(50))
+    d1, d2 = np.sort(clean.distance(X))[-2:][::-1]
+    np.testing.assert_allclose(clean.radius, (d1 + d2) / 2, rtol=1e-12)
+    farthest = X[np.argmax(clean.distance(X))]
+    dz = d2 + 0.75 * (d1 - d2)  # the zero-weight row's distance
+    between = clean.mean + (farthest - clean.mean) * dz / d1
+    envelope = data_envelope(np.r_[X, [between]], np.r_[np.ones(50), 0.0])
+    np.testing.assert_allclose(envelope.distance(between[None]), [dz], rtol=1e-12)
+    assert d1 - d2 > 0.1  # the mistaken radius, (d1 + dz) / 2, is apart
+    np.testing.assert_allclose(envelope.radius, (d1 + d2) / 2, rtol=1e-12)

@@ -170,3 +170,52 @@ def test_the_default_fit_does_not_follow_rounding():
             X_rounded = X * (1 + 1e-15 * rng.standard_normal(X.shape))
             again = LaplaceMLPClassifier(**params).fit(X_rounded, y)
             np.testing.assert_allclose(again.predict_proba(X), proba, atol=1e-6)
+
+
+def test_a_fixed_next_bias_freezes_only_the_negated_units_weight_into_it():
+    # For the logistic a fixed next bias cannot take back the constant a
+    # negated unit's outgoing offset adds there: that one weight stays; the
+    # negated unit's incoming weights and outgoing weights into free biases
+    # still move, and the other units' weights into the fixed bias move too.
+    # (The reference's biases are zero, so no bias moves.)
+    rng = np.random.RandomState(8)
+    theta = _merged_theta(rng, negate=True)
+    _, signs = coinciding_groups(_unit_rows(LAYOUT, theta, 0), True)
+    assert signs[[1, 3, 4]].tolist() == [1.0, 1.0, -1.0]  # only 4 is negated
+    LAYOUT.layers(np, theta)[1][-1, 1] = 0.0
+    fixed = np.zeros(LAYOUT.n_params, dtype=bool)
+    LAYOUT.layers(np, fixed)[1][-1, 1] = True
+    reference = LAYOUT.glorot_init(np.random.RandomState(9))
+    split = split_coinciding_units(np, LAYOUT, theta, reference, "logistic", fixed)
+    assert split[fixed] == 0.0
+    moved = _unit_rows(LAYOUT, split - theta, 0)
+    bias = LAYOUT.layer_sizes[0]  # the unit's row: incoming, bias, outgoing
+    into_fixed_bias = bias + 1 + 1  # outgoing column 1
+    assert moved[4, into_fixed_bias] == 0.0
+    others = np.delete(moved[4], [bias, into_fixed_bias])
+    assert np.all(others != 0.0)
+    assert np.all(moved[[1, 3], into_fixed_bias] != 0.0)
+
+
+def test_every_groups_negated_units_give_their_constant_back():
+    # Two groups in one layer, the first with a negated logistic unit, the
+    # second without: the next biases take back the first group's constant
+    # too (kept only for the last group, the logits moved at first order:
+    # halving the split halved their change instead of quartering it).
+    rng = np.random.RandomState(9)
+    theta = merge_units(rng.normal(size=LAYOUT.n_params), 0, [0, 1], rng, (1,))
+    theta = merge_units(theta, 0, [2, 3], rng)
+    groups, signs = coinciding_groups(_unit_rows(LAYOUT, theta, 0), True)
+    assert [g.tolist() for g in groups] == [[0, 1], [2, 3]]
+    assert signs[1] == -signs[0]
+    reference = LAYOUT.glorot_init(np.random.RandomState(10))
+    X = rng.normal(size=(50, 3))
+    logits = forward(np, LAYOUT, theta, X, "logistic").logits
+
+    def change(size):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_symmetry, "SPLIT_SIZE", size)
+            split = split_coinciding_units(np, LAYOUT, theta, reference, "logistic")
+        return np.abs(forward(np, LAYOUT, split, X, "logistic").logits - logits).max()
+
+    np.testing.assert_allclose(change(1e-3) / change(5e-4), 4.0, rtol=0.05)

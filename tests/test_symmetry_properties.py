@@ -315,3 +315,32 @@ def test_a_float32_theta_is_split_in_float64_and_stays_float32(seed):
         np, LAYOUT, theta.astype(np.float64), reference, "elu"
     )
     np.testing.assert_array_equal(split, in64.astype(np.float32))
+
+
+@pytest.mark.parametrize("sign_symmetric", [False, True])
+def test_units_exactly_rtol_apart_coincide(sign_symmetric):
+    """COINCIDE_RTOL's "at most" of the larger unit's largest parameter is
+    inclusive: rows 100 and 99 (1 apart, 1e-2 * 100 = 1.0 exactly in
+    float64) coincide; -40 and -38.5 (1.5 apart, 0.4 allowed) do not.
+    (Kills: `<=` -> `<` in the distance test.)"""
+    assert COINCIDE_RTOL * 100.0 == 1.0
+    rows = np.array([[100.0, 3.0], [99.0, 3.0], [-40.0, 7.0], [-38.5, 7.0]])
+    groups, _ = coinciding_groups(rows, sign_symmetric)
+    assert _as_lists(groups) == [[0, 1]]
+
+
+def test_distance_blocks_are_as_large_as_the_budget_allows(monkeypatch):
+    """Each block holds as many units as fit in 2**22 distances, so a wide
+    layer takes a handful of cdist calls, not one per unit: 3000 units in
+    blocks of 2**22 // 3000 = 1398 rows, three calls.  (Kills: a block
+    size of ``2 * 22 // n_units``, one unit per call.)"""
+    n, d = 3000, 4
+    calls = []
+
+    def counting_cdist(a, b, *args, **kwargs):
+        calls.append(len(a))
+        return cdist(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(_symmetry, "cdist", counting_cdist)
+    coinciding_groups(np.random.RandomState(4).normal(size=(n, d)), False)
+    assert calls == [1398, 1398, 204]
