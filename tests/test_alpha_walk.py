@@ -121,6 +121,22 @@ def test_walk_stops_at_the_bound_and_on_an_undefined_loss():
     assert walk.alpha == 1.0 and len(walk.history) == 3
 
 
+@pytest.mark.parametrize(
+    "budget, tried, kept", [(1, [1], 1), (2, [1, 10], 1), (3, [1, 10, 0.1], 0.1)]
+)
+def test_a_smaller_fit_budget_ends_the_walk_with_its_best_fit(
+    monkeypatch, budget, tried, kept
+):
+    # MacKay points up, the loss falls down: the turn after the failed step
+    # needs a third fit. A budget spent before it still returns the walk
+    # (the best fit so far), not nothing.
+    monkeypatch.setattr(sklaplace._alpha_walk, "ALPHA_WALK_MAX_FITS", budget)
+    evaluate, calls = _planted(-1.0)
+    walk = walk_alpha(evaluate, lambda outcome, alpha: 100.0)
+    assert [float(a[0]) for a in walk.history] == tried
+    assert walk.alpha == kept and walk.best == f"fit at {kept:g}"
+
+
 @pytest.mark.parametrize("start", EVIDENCE_BOUNDS)
 def test_a_walk_turned_back_at_a_bound_does_not_refit_its_start(start):
     # MacKay points away from the bound, the step that way fails, and the

@@ -1,14 +1,24 @@
+import copy
+
 import numpy as np
 import pytest
 
+import sklaplace._memory as memory_module
 from sklaplace._curvature import (
     CURVATURE_BUILDERS,
+    check_finite_curvature,
     exact_diagonal,
     exact_hessian,
+    fisher_diagonal,
     ggn_diagonal,
     ggn_hessian,
+    ggn_rows,
+    hessp_operator,
+    kron_eigenvalues,
+    kron_factors,
 )
 from sklaplace._testing import dense_ggn
+from sklaplace.exceptions import MemoryLimitError
 from tests.conftest import CASES, case_id, make_problem
 
 
@@ -91,3 +101,118 @@ def _flat(curvature):
     if isinstance(curvature, tuple):
         return np.concatenate([np.ravel(a) for part in curvature for a in part])
     return np.asarray(curvature)
+
+
+def _copy_as(obj, dtype, fixed=None):
+    """``obj`` with its data, weights and prior in ``dtype``, ``fixed`` fixed."""
+    other = copy.copy(obj)
+    for name in ("X", "Y", "sample_weight", "prior_precision"):
+        setattr(other, name, getattr(obj, name).astype(dtype))
+    other.fixed = fixed
+    other._free = None if fixed is None else (~fixed).astype(dtype)
+    return other
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_float32_ggn_its_rows_and_kronecker_pieces_stay_float32(n_classes):
+    # Accumulators built without theta's dtype would be NumPy's float64 and
+    # promote the curvature (twice the memory the estimates allow for); the
+    # values still match float64 to float32 round-off.
+    obj, theta = make_problem(n_classes=n_classes, hidden=(4,))
+    fixed = np.zeros(obj.layout.n_params, dtype=bool)
+    fixed[[0, 5]] = True
+    single, theta32 = _copy_as(obj, np.float32, fixed), theta.astype(np.float32)
+    close = dict(rtol=1e-4, atol=1e-5)
+
+    H = ggn_hessian(single, theta32)
+    assert H.dtype == np.float32
+    np.testing.assert_allclose(H, ggn_hessian(obj, theta), **close)
+
+    G = ggn_rows(single, theta32)
+    assert G.dtype == np.float32
+    assert np.all(G[:, fixed] == 0)
+
+    factors = kron_factors(single, theta32)
+    reference = kron_factors(obj, theta)
+    for got, want in zip(
+        factors.inputs + factors.outputs, reference.inputs + reference.outputs
+    ):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, **close)
+
+    # float64 bases are cast to theta's precision, as is the result.
+    bases = [(np.eye(rows), np.eye(cols)) for rows, cols in obj.layout.shapes]
+    for got, want in zip(
+        kron_eigenvalues(single, theta32, bases), kron_eigenvalues(obj, theta, bases)
+    ):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, **close)
+
+
+def test_a_float32_ggn_is_refused_only_beyond_four_bytes_per_entry(monkeypatch):
+    # The square matrix is n_params**2 float32 entries: with the limit at
+    # exactly that size it is built, one byte less it is refused, naming it.
+    obj, theta = make_problem(n_classes=2, hidden=(4,))
+    single, theta32 = _copy_as(obj, np.float32), theta.astype(np.float32)
+    n_params = obj.layout.n_params
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 4 * n_params**2)
+    assert ggn_hessian(single, theta32).shape == (n_params, n_params)
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 4 * n_params**2 - 1)
+    match = f"^The {n_params} x {n_params} generalised Gauss-Newton matrix "
+    with pytest.raises(MemoryLimitError, match=match):
+        ggn_hessian(single, theta32)
+
+
+@pytest.mark.parametrize("single_precision", [False, True])
+def test_float32_hessian_products_with_fixed_parameters_stay_float32(
+    single_precision,
+):
+    # The mask of the free parameters takes theta's dtype: a float64 mask
+    # would promote every product (and Newton-CG's iterates) to float64.
+    obj, theta = make_problem(n_classes=3, hidden=(4,))
+    fixed = np.zeros(obj.layout.n_params, dtype=bool)
+    fixed[[0, 5]] = True
+    single, theta32 = _copy_as(obj, np.float32, fixed), theta.astype(np.float32)
+    v = np.linspace(-1.0, 1.0, obj.layout.n_params)
+    hessp = hessp_operator(single, theta32, single_precision=single_precision)
+    Hv = hessp(v.astype(np.float32))
+    assert Hv.dtype == np.float32
+    reference = hessp_operator(_copy_as(obj, np.float64, fixed), theta)
+    np.testing.assert_allclose(Hv, reference(v), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(Hv[fixed], v[fixed].astype(np.float32))
+
+
+def test_curvature_products_reuse_the_callers_forward_pass_and_residuals():
+    # Given the forward pass (and the residuals) at theta, neither the
+    # products nor the Fisher diagonal redo them: Newton-CG passes them to
+    # save a pass per iteration.
+    obj, theta = make_problem(n_classes=3, hidden=(4,))
+    fwd = obj.forward(theta)
+    backprop = obj.residual_backprop(theta, fwd)
+    v = np.linspace(-1.0, 1.0, obj.layout.n_params)
+    expected_Hv = hessp_operator(obj, theta)(v)
+    expected_diag = fisher_diagonal(obj, theta)
+
+    def recomputed(*args, **kwargs):
+        raise AssertionError("recomputed what the caller passed")
+
+    obj.forward = obj.residual_backprop = recomputed
+    Hv = hessp_operator(obj, theta, fwd=fwd, backprop=backprop)(v)
+    np.testing.assert_allclose(Hv, expected_Hv, rtol=1e-12, atol=1e-12)
+    diag = fisher_diagonal(obj, theta, fwd=fwd, deltas=backprop[0])
+    np.testing.assert_allclose(diag, expected_diag, rtol=1e-12, atol=1e-12)
+
+
+def test_an_overflowed_curvature_is_refused_with_the_whole_message():
+    # The message is what a user acts on: every clause, and its capitals
+    # (it opens the sentence; StandardScaler is a class name), is kept.
+    curvature = np.eye(2)
+    curvature[0, 1] = np.nan
+    with pytest.raises(ValueError) as info:
+        check_finite_curvature(np, curvature)
+    assert str(info.value) == (
+        "The curvature of the log posterior is not finite (it overflowed): "
+        "the features, or the network's activations, are too large for "
+        "float64. Standardise the features (e.g. sklearn.preprocessing."
+        "StandardScaler) or increase alpha."
+    )
