@@ -9,7 +9,7 @@ import pytest
 
 import sklaplace._posterior as posterior_module
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._backend import NotPositiveDefiniteError
+from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._evidence import log_marginal_likelihood
 from sklaplace._kron import KronPosterior
 from sklaplace._low_rank import LowRankPosterior
@@ -653,3 +653,93 @@ def test_a_last_layer_posterior_warns_in_its_inner_posteriors_words():
     assert "(a layer's smallest eigenvalue is 4e-12 of its largest)" in str(
         record[0].message
     )
+
+
+def test_a_full_posterior_under_array_api_strict_matches_numpy():
+    """Every read of a full posterior runs in the fit's namespace (on a GPU,
+    there) and gives NumPy's numbers: draws, covariance diagonal, functional
+    variance and a prior change (mutant: the draws' transpose without its
+    axes, which NumPy's ``permute_dims`` defaults and the standard's, and
+    CuPy's, require)."""
+    xps = pytest.importorskip("array_api_strict")
+    P = _spd(5, seed=3)
+    J = np.random.RandomState(4).normal(size=(3, 2, 5))
+    delta = np.linspace(0.5, 1.5, 5)
+    results = []
+    for xp in (np, xps):
+        post = FullPosterior.from_precision(xp, xp.asarray(P))
+        changed = post.with_prior_change(xp, delta)
+        results.append(
+            [
+                to_numpy(post.sample(xp, 3, np.random.RandomState(0))),
+                to_numpy(post.covariance_diagonal(xp)),
+                to_numpy(post.functional_variance(xp, xp.asarray(J))),
+                changed.cholesky_factor @ changed.cholesky_factor.T,
+            ]
+        )
+    for expected, got in zip(*results):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+    draws, variance, functional, changed = results[0]
+    # The dense references: draws L^{-T} z, P^{-1}'s diagonal, J P^{-1} J'.
+    L = np.linalg.cholesky(P)
+    z = np.random.RandomState(0).standard_normal((5, 3))
+    np.testing.assert_allclose(draws, np.linalg.solve(L.T, z).T, rtol=1e-10)
+    covariance = np.linalg.inv(P)
+    np.testing.assert_allclose(variance, np.diag(covariance), rtol=1e-10)
+    np.testing.assert_allclose(
+        functional, J @ covariance @ np.swapaxes(J, 1, 2), rtol=1e-10
+    )
+    np.testing.assert_allclose(changed, P + np.diag(delta), rtol=1e-12)
+
+
+def test_a_float32_full_posterior_stays_float32():
+    """A float32 curvature (tests/test_curvature.py keeps it float32: half
+    the memory) gives a float32 factor, and its prior change and covariance
+    diagonal stay float32, within float32 round-off of the float64 dense
+    references (mutants that built the change, the identity or the unit
+    columns in NumPy's default float64 promoted them to float64: twice the
+    memory of the n_params x n_params temporaries)."""
+    P = _spd(6, seed=7)
+    delta = np.linspace(0.5, 1.5, 6)
+    post = FullPosterior.from_precision(np, P.astype(np.float32))
+    assert post.cholesky_factor.dtype == np.float32
+    changed = post.with_prior_change(np, delta)
+    assert changed.cholesky_factor.dtype == np.float32
+    L = changed.cholesky_factor.astype(np.float64)
+    np.testing.assert_allclose(L @ L.T, P + np.diag(delta), rtol=1e-5, atol=1e-5)
+    variance = post.covariance_diagonal(np, block=4)
+    assert variance.dtype == np.float32
+    np.testing.assert_allclose(variance, np.diag(np.linalg.inv(P)), rtol=1e-5)
+
+
+def test_a_diagonal_posteriors_pivot_ratio_is_one_however_small_an_entry():
+    """``1 / P_ii`` is exact: the ratio is 1 (a smallest squared pivot over
+    the largest diagonal entry is at most 1), whatever the spread of the
+    precision, which a pruning warning reports (mutant: 2.0). A full
+    posterior of the same precision has the ratio of its spread."""
+    d = np.array([1e-12, 1.0, 4.0])
+    assert DiagPosterior.from_precision(np, d).pivot_ratio() == 1.0
+    full = FullPosterior.from_precision(np, np.diag(d))
+    assert full.pivot_ratio() == pytest.approx(1e-12 / 4.0, rel=1e-12)
+
+
+def test_without_a_total_weight_only_an_exactly_zero_precision_is_refused():
+    """``_jittered``'s default total weight is 0 (the conditioned posterior's
+    call): a precision exactly zero is refused (a jitter of 2e-308 had given
+    variances of 1e308), one that is tiny but positive is jittered relative
+    to it, and one whose relative jitter underflows to 0 still gets the
+    smallest normal number, not a jitter of zero or below (mutants: a
+    default weight of 1 refused 1e-20; ``>=`` accepted the zero; ``- tiny``
+    made the first jitter negative and every tenfold one with it)."""
+    refused = r"zero to round-off \(largest diagonal entry 0\)"
+    with pytest.raises(ValueError, match=refused):
+        _jittered(np, DiagPosterior, np.zeros(3))
+    tiny = np.finfo(np.float64).tiny
+    posterior, jitter = _jittered(np, DiagPosterior, np.array([1e-20, 0.0]))
+    assert jitter == SINGULAR_RTOL * 1e-20 + tiny
+    np.testing.assert_array_equal(posterior.precision, [1e-20 + jitter, jitter])
+    # 1e-315 * 1e-10 underflows to 0: the jitter is the smallest normal number.
+    assert SINGULAR_RTOL * 1e-315 == 0.0
+    posterior, jitter = _jittered(np, DiagPosterior, np.array([1e-315, 0.0]))
+    assert jitter == tiny
+    assert np.all(posterior.precision > 0)
