@@ -1258,3 +1258,42 @@ def test_newton_cg_passes_on_whether_it_follows_negative_curvature(monkeypatch):
             assert flags and set(flags) == {follow}
             np.testing.assert_array_equal(again.theta, results[follow].theta)
     assert np.max(np.abs(results[True].theta - results[False].theta)) > 1e-3
+
+
+def test_an_iteration_reuses_its_forward_pass_and_residual_backprop(monkeypatch):
+    """The curvature at an iterate costs one backward pass of the residuals
+    and no forward pass (the module docstring's cost of an iteration): the
+    step's forward pass and that one backward pass serve the preconditioner
+    and the Hessian-vector products, and the double-precision model check
+    reuses both too. Counted on the objective (``forward``,
+    ``residual_backprop``) and on the Fisher diagonal's own backward pass.
+    (Mutants: ``None`` passed for the forward pass or the residuals to
+    ``fisher_diagonal`` or ``hessp_operator``, in ``update_curvature`` or
+    ``_model_is_off`` -- the same numbers, each at the cost of a pass more.)
+    """
+    products = sklaplace._curvature._products
+    obj, theta = make_problem("tanh", 3, (5,), n_samples=60, n_features=4, seed=2)
+    solver = NewtonCGSolver(obj, tol=1e-10, max_iter=50)
+    solver.setup(theta)
+    passes = {"forward": 0, "residual_backprop": 0, "fisher backprop": 0}
+
+    def counted(name, function):
+        def call(*args, **kwargs):
+            passes[name] += 1
+            return function(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(obj, "forward", counted("forward", obj.forward))
+    monkeypatch.setattr(
+        obj, "residual_backprop", counted("residual_backprop", obj.residual_backprop)
+    )
+    monkeypatch.setattr(
+        products, "backprop", counted("fisher backprop", products.backprop)
+    )
+    solver.update_curvature()
+    assert passes == {"forward": 0, "residual_backprop": 1, "fisher backprop": 0}
+    solver.propose(0)  # a CG solve: Hessian-vector products only
+    assert solver.n_products > 0
+    assert not solver._model_is_off()  # double precision: the model agrees
+    assert passes == {"forward": 0, "residual_backprop": 1, "fisher backprop": 0}

@@ -1,6 +1,7 @@
 """Gradient, exact Hessian and Hessian-vector products against finite differences."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -8,10 +9,10 @@ import pytest
 from sklaplace._curvature import CURVATURE_BUILDERS, exact_hessian, ggn_hessian
 from sklaplace._likelihood import Categorical
 from sklaplace._network import ParamLayout
-from sklaplace._objective import NegLogPosterior
+from sklaplace._objective import NegLogPosterior, warn_if_base_rate
 from sklaplace._prior import prior_precision_vector
 from sklaplace._testing import numerical_derivative
-from sklaplace.exceptions import MemoryLimitError
+from sklaplace.exceptions import BaseRateWarning, MemoryLimitError
 from tests.conftest import make_problem, rebuilt
 
 
@@ -185,3 +186,120 @@ def test_loss_is_the_weighted_negative_log_likelihood_plus_half_the_prior_quadra
     )
     np.testing.assert_allclose(obj.loss(theta), expected, rtol=1e-10)
     np.testing.assert_allclose(obj.loss_gradient(theta)[0], expected, rtol=1e-10)
+
+
+def _collapsed(n_classes=3):
+    """A network that ignores its input: no output weights, distinct biases.
+
+    Its logits are the output biases on every row: constant down each
+    column, and different from one column to the next (a class-frequency
+    fit, as a collapsed MAP is).
+    """
+    obj, theta = make_problem("tanh", n_classes, (4,), n_samples=30)
+    coefs, intercepts = obj.layout.split(np, theta)
+    coefs[-1][:] = 0.0
+    intercepts[-1][:] = np.linspace(-1.0, 1.5, intercepts[-1].size)
+    return obj, obj.layout.pack(np, coefs, intercepts)
+
+
+def test_the_base_rate_warning_reads_each_logit_down_its_own_column():
+    """``ignores_its_input`` measures each logit's spread over the rows.
+
+    Logits that are constant on every row but differ between classes (2.5
+    nats apart here) are a network that ignores its input; a spread taken
+    over all the logits at once, on either side of the difference, reads
+    them as 2.5 apart and misses it (no warning). With one varied output
+    weight the network uses its input and nothing is said.
+    """
+    obj, theta = _collapsed(3)
+    logits = obj.forward(theta).logits
+    assert np.ptp(logits, axis=0).max() == 0.0 and np.ptp(logits) == 2.5
+    with pytest.warns(BaseRateWarning, match="ignores its input"):
+        warn_if_base_rate(obj, theta)
+    coefs, intercepts = obj.layout.split(np, theta)
+    coefs[-1][0, 1] = 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_base_rate(obj, obj.layout.pack(np, coefs, intercepts))
+
+
+def test_the_base_rate_warning_is_not_given_where_every_row_has_one_class():
+    """Where every row the fit counts has one class, ignoring the input is
+    the right answer (the ``UnweightedClassWarning`` says why): no
+    ``BaseRateWarning``, for the same collapsed network that draws one on
+    rows of three classes."""
+    obj, theta = _collapsed(3)
+    one_class = np.zeros_like(obj.Y)
+    one_class[:, 1] = 1.0
+    same = NegLogPosterior(
+        np,
+        obj.layout,
+        obj.activation,
+        obj.likelihood,
+        obj.X,
+        one_class,
+        obj.sample_weight,
+        obj.prior_precision,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_base_rate(same, theta)
+    with pytest.warns(BaseRateWarning):
+        warn_if_base_rate(obj, theta)
+
+
+def test_the_base_rate_warning_says_what_it_found_and_what_may_help():
+    """The whole message, word for word: what the network does, why, and
+    the three things the user may change (each clause had been unchecked
+    but for "ignores its input")."""
+    obj, theta = _collapsed(2)
+    message = (
+        "The fitted network ignores its input: its logits are the same on "
+        "every training row, so it predicts the same probabilities for every "
+        "input (the class frequencies, where the fit converged). The prior "
+        "(alpha) outweighs what the data show to this network: the features "
+        "may carry no signal or the sample weights sum to few rows' worth, "
+        "or a smaller alpha, fewer layers or another activation may fit."
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_if_base_rate(obj, theta)
+    assert [w.category for w in caught] == [BaseRateWarning]
+    assert str(caught[0].message) == message
+
+
+def test_a_cached_forward_pass_is_taken_not_computed_again(monkeypatch):
+    """``loss``, ``loss_gradient`` and ``hessp`` given the forward pass at
+    ``theta`` (``fwd``) run none of their own and return what they return
+    without it, bit for bit: the trust region hands ``loss_gradient`` the
+    pass it keeps for the curvature, and a second one would double the cost
+    of every evaluated step. (Mutants: ``fwd`` ignored -- the same numbers,
+    one forward pass more per call.)"""
+    import sklaplace._objective
+
+    obj, theta = make_problem("tanh", 3, (4,), weighted=True)
+    v = np.random.RandomState(5).normal(size=theta.shape)
+    fwd = obj.forward(theta)
+    expected = [
+        obj.loss(theta),
+        *obj.loss_gradient(theta),
+        obj.hessp(theta, v),
+        obj.hessp(theta, v, "ggn"),
+    ]
+    passes, real = [], sklaplace._objective.forward
+    monkeypatch.setattr(
+        sklaplace._objective,
+        "forward",
+        lambda *args: passes.append(1) or real(*args),
+    )
+    cached = [
+        obj.loss(theta, fwd),
+        *obj.loss_gradient(theta, fwd),
+        obj.hessp(theta, v, fwd=fwd),
+        obj.hessp(theta, v, "ggn", fwd=fwd),
+    ]
+    assert passes == []
+    for value, reference in zip(cached, expected):
+        np.testing.assert_array_equal(value, reference)
+    obj.loss(theta)  # the counter counts: without fwd, a pass is computed
+    assert passes == [1]
