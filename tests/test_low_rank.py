@@ -444,3 +444,75 @@ def test_a_sample_space_posterior_it_cannot_build_is_refused_not_jittered():
                 rebuilt(obj, prior_precision=prior), theta, "ggn", "lowrank"
             )
     assert str(raised.value) == message
+
+
+def test_a_prior_whose_inverse_is_finite_is_accepted_however_small():
+    """The refusal is of a prior whose inverse overflows, not of any tiny one:
+    ``a = 1e-308`` (``1/a = 1e308``, finite; ``2/a`` is not) on a parameter
+    the data do not touch (its column of ``G`` zero) gives that parameter
+    the prior's variance ``1e308`` and ``log det`` its ``log a``, the others
+    what a unit prior there gives (a mutant that tested ``2/a`` refused it)."""
+    obj, theta = make_problem(n_classes=2, hidden=(3,), n_samples=6, n_features=8)
+    rows = np.array(ggn_rows(obj, theta))
+    rows[:, -1] = 0.0
+    unit_prior, tiny_prior = (np.asarray(obj.prior_precision).copy() for _ in "ab")
+    unit_prior[-1], tiny_prior[-1] = 1.0, 1e-308
+    unit = LowRankPosterior(unit_prior, rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny = LowRankPosterior(tiny_prior, rows)
+        variance = tiny.covariance_diagonal(np)
+    assert variance[-1] == pytest.approx(1e308, rel=1e-12)
+    np.testing.assert_allclose(
+        variance[:-1], unit.covariance_diagonal(np)[:-1], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        tiny.log_det_precision(),
+        unit.log_det_precision() + np.log(1e-308),
+        rtol=1e-12,
+    )
+
+
+def test_a_sample_space_matrix_no_jitter_factorises_is_refused_by_name():
+    """After the last tenfold jitter, a matrix that still does not factorise
+    (a NaN: the constructor refuses a non-finite one before it gets here, so
+    only a direct caller sees this) raises with the matrix named (mutants of
+    the message survived: no test reached the end of the jitter ladder)."""
+    from sklaplace._low_rank import _jittered_factor
+
+    message = "I + G A^-1 G' does not factorise."
+    for inner in (np.array([[np.nan]]), np.diag([-np.inf, 1.0])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # inf - inf
+            with pytest.raises(NotPositiveDefiniteError) as raised:
+                _jittered_factor(np, inner)
+        assert str(raised.value) == message
+
+
+def test_a_prior_change_factorises_in_the_posteriors_namespace(monkeypatch):
+    """``with_prior_change(xp, delta)`` builds the new sample-space matrix
+    and its factor in ``xp`` (on a GPU the ``m^2 n_params`` Gram runs
+    there), as the first posterior did, with the same numbers as NumPy's
+    (a mutant that dropped ``xp`` computed it in NumPy, unnoticed: the
+    results are held as NumPy either way)."""
+    xps = pytest.importorskip("array_api_strict")
+    import sklaplace._low_rank as low_rank_module
+
+    real, namespaces = low_rank_module.cholesky, []
+
+    def recording(xp, A):
+        namespaces.append(xp)
+        return real(xp, A)
+
+    monkeypatch.setattr(low_rank_module, "cholesky", recording)
+    obj, theta = make_problem(n_classes=3, hidden=(3,), n_samples=6, n_features=8)
+    rows, prior = ggn_rows(obj, theta), np.asarray(obj.prior_precision)
+    delta = np.linspace(0.1, 2.0, prior.shape[0])
+    post = LowRankPosterior(prior, xps.asarray(rows), xps)
+    assert namespaces == [xps]
+    changed = post.with_prior_change(xps, xps.asarray(delta))
+    assert namespaces == [xps, xps]
+    reference = LowRankPosterior(prior + delta, rows)
+    np.testing.assert_allclose(
+        changed.log_det_precision(), reference.log_det_precision(), rtol=1e-12
+    )

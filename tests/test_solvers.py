@@ -472,3 +472,51 @@ def test_each_solver_prints_only_when_asked(capsys, solver, prefix):
     assert capsys.readouterr().out == ""
     minimize_map(obj, theta, solver, 1e-6, 50, verbose=1)
     assert capsys.readouterr().out.startswith(prefix)
+
+
+def test_newton_acceptance_at_an_exactly_flat_gain_divides_the_damping_by_three():
+    """A step accepted with ``rho == 0`` exactly counts as ``rho = 1``: ``mu / 3``.
+
+    Near the optimum the loss often does not change at all in floating point
+    (``actual == 0.0``, so ``rho == 0.0``) while the gradient falls: the gain
+    ratio test accepts the step, and Nielsen's update must shrink the damping
+    as for a full gain. Counting the exact zero as ``rho = 0`` instead gives
+    the factor ``1 - (2 * 0 - 1)^3 = 2``: the damping doubles on every such
+    step (a mutant ``rho >= 0`` survived; only ``rho < 0`` was tested).
+    """
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
+    solver = _newton_at_start(obj, theta)
+    loss, gradient = solver.loss_value, solver.gradient
+    solver.step, solver.damping = np.zeros_like(gradient), 6.0
+    solver.candidate_forward = solver.forward  # what evaluate would set
+    solver.evaluate = lambda candidate, predicted: (0.0, loss, gradient, True)
+    solver.judge()
+    assert solver.accepted
+    np.testing.assert_allclose(solver.damping, 2.0, rtol=1e-12)
+    assert solver.damping_growth == 2.0
+
+
+def test_newton_cg_follows_negative_curvature_unless_told_not_to():
+    """``minimize_map`` and ``SOLVERS["newton-cg"]`` follow negative curvature
+    by default (their documented ``True``): from a start where CG meets it,
+    their results are the followed solve's, exactly, and the other path's
+    differ by far more (mutants that made either default ``False`` survived:
+    every caller in the package passes the flag)."""
+    from sklaplace._solvers import SOLVERS
+
+    obj, theta = make_problem(hidden=(8,), n_samples=30, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        explicit = {
+            follow: minimize_map(
+                obj, theta, "newton-cg", 1e-4, 30, follow_negative_curvature=follow
+            ).theta
+            for follow in (True, False)
+        }
+        defaults = [
+            minimize_map(obj, theta, "newton-cg", 1e-4, 30).theta,
+            SOLVERS["newton-cg"](obj, theta, 1e-4, 30).theta,
+        ]
+    assert np.max(np.abs(explicit[True] - explicit[False])) > 1e-3
+    for default in defaults:
+        np.testing.assert_array_equal(default, explicit[True])
