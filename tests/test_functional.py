@@ -874,3 +874,62 @@ def test_a_kind_that_is_not_a_string_and_complex_labels_are_refused():
             log_posterior_hvp(coefs, intercepts, X, y, np.ones(21), kind=kind)
     with pytest.raises(TypeError, match="y must hold class indices, got dtype"):
         log_posterior(coefs, intercepts, X, y + 0j)
+
+
+@pytest.mark.parametrize("single", ["coefs", "intercepts"])
+def test_weights_of_mixed_float_dtypes_compute_in_their_promotion(single):
+    """float32 coefs with float64 intercepts (or the reverse) compute in float64.
+
+    The dtype must come from the coefs and the intercepts alike. An integer
+    ``X`` cast to the dtype of one of them alone (float32) loses 2**24 + 1,
+    which float32 rounds to 2**24; a float32 ``X`` computed in the promotion
+    of ``X`` and one of them alone came back in float32. Both must give the
+    results of the same values all in float64, bit for bit.
+    """
+    coefs, intercepts, _, y = _network()
+    coefs[0][0] *= 1e-7  # the large feature adds about 1 to each unit
+    arrays = {"coefs": coefs, "intercepts": intercepts}
+    arrays[single] = [a.astype(np.float32) for a in arrays[single]]
+    as64 = lambda arrays: [a.astype(np.float64) for a in arrays]  # noqa: E731
+    rng = np.random.RandomState(2)
+    X_int = rng.randint(-2, 3, size=(10, 3))
+    X_int[:, 0] = 2**24 + 1
+    assert int(np.float32(2**24 + 1)) == 2**24  # the premise
+    X_32 = rng.normal(size=(10, 3)).astype(np.float32)
+    v = rng.normal(size=31)
+    kw = dict(activation="identity")
+    for X in (X_int, X_32):
+        for f, extra in _all_four(v):
+            got = f(arrays["coefs"], arrays["intercepts"], X, y, *extra, **kw)
+            assert got.dtype == np.float64, (f.__name__, X.dtype)
+            expected = f(
+                as64(arrays["coefs"]),
+                as64(arrays["intercepts"]),
+                X.astype(np.float64),
+                y,
+                *extra,
+                **kw,
+            )
+            np.testing.assert_array_equal(got, expected, err_msg=f.__name__)
+
+
+def test_an_entry_with_a_shape_but_no_ndim_is_not_an_array():
+    """An entry must have both ``shape`` and ``ndim`` to be taken as an array.
+
+    With either attribute alone (``and`` in place of ``or`` in the check) it
+    went on to fail with an AttributeError in place of the TypeError that
+    names the entry.
+    """
+    from types import SimpleNamespace
+
+    coefs, intercepts, X, y = _network()
+    shape_only = [SimpleNamespace(shape=(3, 4)), coefs[1]]
+    with pytest.raises(
+        TypeError, match=r"^coefs\[0\] must be an array, got SimpleNamespace\.$"
+    ):
+        log_posterior(shape_only, intercepts, X, y)
+    ndim_only = [intercepts[0], SimpleNamespace(ndim=1)]
+    with pytest.raises(
+        TypeError, match=r"^intercepts\[1\] must be an array, got SimpleNamespace\.$"
+    ):
+        log_posterior(coefs, ndim_only, X, y)

@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 import sklearn
 
+import sklaplace._validation as validation_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._validation import (
     FEATURE_SCALE_RANGE,
     SMALL_MEAN_WEIGHT,
     check_feature_scale,
     check_finite_rows,
+    check_weight_scale,
     fit_rows,
     hidden_sizes,
     merge_identical_rows,
@@ -314,3 +316,83 @@ def test_copies_of_a_row_sum_their_float_weights_alike_in_any_order():
     ]
     assert (0.1 + 0.2) + 0.3 != (0.3 + 0.2) + 0.1  # the premise
     assert weights[0][0] == weights[1][0] == weights[2][0]
+
+
+def test_a_bad_hidden_layer_size_is_refused_in_full_words():
+    """The message of ``hidden_sizes`` is its own sentence, word for word.
+
+    The estimator's tests match only "hidden_layer_sizes", which any garbled
+    message (one wrapped in stray characters, say) still contains.
+    """
+    with pytest.raises(
+        ValueError,
+        match=r"^hidden_layer_sizes must be a tuple of positive integers, "
+        r"got \(3, 0\)\.$",
+    ):
+        hidden_sizes((3, 0))
+
+
+def test_all_zero_weights_are_refused_in_full_words(monkeypatch):
+    """Where scikit-learn lets all-zero weights through (1.8 does; emulated
+    as in tests/test_reliability_input.py), the project's own message is
+    the whole message: "must not sum to zero" alone matched a garbled one."""
+
+    def lenient(sample_weight, X, dtype=None, ensure_non_negative=False):
+        return np.asarray(sample_weight, dtype=dtype)
+
+    monkeypatch.setattr(validation_module, "_check_sample_weight", lenient)
+    with pytest.raises(
+        ValueError,
+        match=r"^sample_weight must not sum to zero: no sample would count\.$",
+    ):
+        validate_fit_data(LaplaceMLPClassifier(), X, Y, np.zeros(len(X)))
+
+
+def test_one_class_is_refused_naming_the_class_in_full_words():
+    """Labels of one class: the whole message, naming the estimator and the
+    class (its repr: a string label quoted). "only one class" alone matched
+    a message with the estimator's name in other case or wrapped in junk."""
+    with pytest.raises(
+        ValueError,
+        match=r"^LaplaceMLPClassifier needs samples of at least 2 classes in "
+        r"the data, but the data contain only one class: 'cat'\.$",
+    ):
+        validate_fit_data(LaplaceMLPClassifier(), X, np.full(len(X), "cat"), None)
+
+
+def test_a_mean_weight_of_exactly_the_threshold_does_not_warn():
+    """``SMALL_MEAN_WEIGHT`` is the lowest mean that draws no warning:
+    weights "averaging below" it warn, a mean equal to it does not (``<=`` in
+    place of ``<`` warned about it), one ulp below it does. Rows of weight 0
+    count in neither the total nor the mean."""
+    at = np.array([SMALL_MEAN_WEIGHT, 0.0, SMALL_MEAN_WEIGHT])
+    assert np.sum(at) == SMALL_MEAN_WEIGHT * 2  # the premise: an exact tie
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SampleWeightScaleWarning)
+        check_weight_scale(at)
+    just_below = np.nextafter(SMALL_MEAN_WEIGHT, 0.0)
+    below = np.array([just_below, 0.0, just_below])
+    assert np.sum(below) < SMALL_MEAN_WEIGHT * 2  # exact: a doubling
+    with pytest.warns(SampleWeightScaleWarning, match=r"^sample_weight averages 0\.1 "):
+        check_weight_scale(below)
+
+
+def test_an_overflow_from_the_weights_is_told_apart_per_feature():
+    """Whether the features alone overflow is judged per feature (column).
+
+    Two columns of 1e154 on one row: each sums to 1e308 squared, finite, so
+    only the weight of 10 makes them overflow, and the advice is to rescale
+    sample_weight. Their squares summed over both columns (``axis=None``), or
+    along the row (``axis=1``), are 2e308, infinite: that had advised
+    standardising features that do not overflow. The message, word for word.
+    """
+    X = np.array([[1e154, 1e154], [1.0, 1.0]])
+    assert np.all(np.isfinite(np.sum(X**2, axis=0)))  # the premise
+    with pytest.raises(ValueError) as caught:
+        check_feature_scale(X, np.array([10.0, 1.0]))
+    assert str(caught.value) == (
+        "The curvature of the log posterior is not finite (it overflows): "
+        "sum_n sample_weight_n * X[n, j]**2 exceeds float64 for 2 feature(s) "
+        "(columns [0, 1]; largest |X| = 1e+154). The features alone do not "
+        "overflow: rescale sample_weight (largest 10)."
+    )
