@@ -108,3 +108,65 @@ def test_boolean_precisions_read_as_zero_and_one():
     layer_weight = np.r_[np.ones(9), np.zeros(4)]
     np.testing.assert_array_equal(precision, np.where(BIAS, 1.0, layer_weight))
     assert precision.dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    "alpha, bias, expected",
+    [
+        (
+            ["1", "2"],
+            1.0,
+            "alpha must be a number or an array of numbers, got ['1', '2'].",
+        ),
+        (
+            1.0,
+            "1",
+            "bias_prior_precision must be a number or an array of numbers, got '1'.",
+        ),
+        (
+            np.array([1j, 2.0]),
+            1.0,
+            "alpha must be a number or an array of numbers, "
+            "got array([0.+1.j, 2.+0.j]).",
+        ),
+    ],
+    ids=["string-alpha", "string-bias", "complex-alpha"],
+)
+def test_a_non_numeric_precision_is_refused_by_name(alpha, bias, expected):
+    """Strings (which NumPy parses to a ``<U`` array) and complex numbers are
+    refused with the message naming the parameter and the value given, not
+    with an empty ``ValueError`` (``ValueError(None)``) nor cast to float."""
+    with pytest.raises(ValueError) as info:
+        prior_precision_vector(LAYOUT, alpha, bias)
+    assert str(info.value) == expected
+
+
+@pytest.mark.parametrize(
+    "alpha, bias, expected",
+    [
+        (
+            np.ones(3),
+            1.0,
+            "alpha must be a scalar or have one value per layer (2) or per "
+            "parameter (13), got shape (3,).",
+        ),
+        (
+            1.0,
+            np.ones(3),
+            "bias_prior_precision must be a scalar or have one value per layer "
+            "(2), got shape (3,).",
+        ),
+    ],
+    ids=["alpha", "bias_prior_precision"],
+)
+def test_only_alpha_is_offered_one_value_per_parameter(alpha, bias, expected):
+    """A misshapen precision's error says which shapes that parameter takes.
+
+    ``alpha`` may be per parameter (13 here), ``bias_prior_precision`` only
+    per layer (the docstring's shapes): its message must not offer a per
+    parameter form it refuses ("or per parameter (None)", or stray text,
+    where the message was built as for ``alpha``).
+    """
+    with pytest.raises(ValueError) as info:
+        prior_precision_vector(LAYOUT, alpha, bias)
+    assert str(info.value) == expected
