@@ -1596,7 +1596,7 @@ def test_the_evidence_scale_is_computed_in_the_fits_namespace():
     fit, P, A = _full_fit_in(namespace)
     scales = np.array([0.25, 0.5, 1.0, 2.0, 4.0, 8.0])
     scale, path = evidence_scale(fit, scales)
-    assert "eigvalsh" in calls
+    assert {"eigvalsh", "eigh"} & set(calls)  # either decomposition, there
     P_data = P - np.diag(A)
     expected = [_dense_log_evidence(-2.0, fit.theta, P_data, A, c) for c in scales]
     np.testing.assert_allclose(path["log_marginal_likelihood"], expected, rtol=1e-12)
