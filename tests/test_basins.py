@@ -719,3 +719,17 @@ def test_a_flat_evidence_leaves_the_prior_to_held_out_losses(monkeypatch):
     assert log_loss(y[test], clf.predict_proba(X_test)) < (
         log_loss(y[test], fixed_point.predict_proba(X_test)) - 0.005
     )
+
+
+def test_leave_one_out_weighs_a_challenger_where_either_fit_has_no_losses():
+    # No leave-one-out losses (None: no row counts) for either fit, the kept
+    # or the challenger, and the folds weigh the challenger, though the
+    # other fit's losses (level with what the missing ones would be) could
+    # not have favoured it.
+    kept, other = SimpleNamespace(name="kept"), SimpleNamespace(name="other")
+    for missing in ("kept", "other"):
+
+        def loo_losses(fit, missing=missing):
+            return None if fit.name == missing else _losses(0.5)
+
+        assert sklaplace._basins.loo_agrees(loo_losses)(other, kept)
