@@ -452,3 +452,100 @@ def test_plug_in_logits_chunks_take_as_many_rows_as_the_budget_holds(monkeypatch
         logits = predictive_module.plug_in_logits(*args)
         assert sizes == expected
         np.testing.assert_allclose(logits, whole, rtol=1e-14, atol=1e-15)
+
+
+# Mutation round (session 57): a pruning mask in latent_gaussian, and the
+# plug-in's forward pass.
+def _difference_jacobian(layout, theta, X):
+    # A linear network's logits are linear in theta: a unit step's change
+    # is the Jacobian's column, exactly up to round-off.
+    from sklaplace._network import forward
+
+    def logits(t):
+        return forward(np, layout, t, X, "identity", with_slopes=False).logits
+
+    base = logits(theta)
+    steps = [logits(theta + e) - base for e in np.eye(theta.shape[0])]
+    return np.stack(steps, axis=-1)  # (n, K, n_params)
+
+
+@pytest.mark.parametrize("structure", ["diag", "full"])
+def test_a_pruning_mask_gives_the_pruned_parameters_no_variance(structure):
+    """With ``keep`` (0 at pruned parameters) the latent covariance is that
+    of the kept parameters alone, ``J_k Sigma_kk J_k'`` with ``Sigma`` the
+    posterior covariance (the inverse of its precision), computed here from
+    a difference Jacobian of a linear 3-logit network. Ignoring the mask,
+    or pinning the kept parameters instead, is far off; so is dividing the
+    Jacobian by the mask (infinite)."""
+    from sklaplace._network import ParamLayout
+    from sklaplace._posterior import DiagPosterior, FullPosterior
+    from sklaplace._predictive import latent_gaussian
+
+    rng = np.random.RandomState(0)
+    layout = ParamLayout((3, 3))
+    theta = rng.normal(size=layout.n_params)
+    X = rng.normal(size=(5, 3))
+    keep = (rng.uniform(size=layout.n_params) < 0.6).astype(np.float64)
+    assert 0 < keep.sum() < layout.n_params
+    if structure == "diag":
+        precision = rng.uniform(0.5, 2.0, layout.n_params)
+        posterior, covariance = DiagPosterior(precision), np.diag(1.0 / precision)
+    else:
+        A = rng.normal(size=(layout.n_params, layout.n_params))
+        precision = A @ A.T + np.eye(layout.n_params)
+        posterior = FullPosterior(np.linalg.cholesky(precision))
+        covariance = np.linalg.inv(precision)
+    J = _difference_jacobian(layout, theta, X)
+    kept = keep == 1.0
+    Jk = J[:, :, kept]
+    expected = Jk @ covariance[np.ix_(kept, kept)] @ np.swapaxes(Jk, 1, 2)
+    mean, cov = latent_gaussian(np, layout, theta, "identity", posterior, X, keep)
+    # The logits of a linear network are J theta.
+    np.testing.assert_allclose(mean, J @ theta, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cov, expected, rtol=1e-9, atol=1e-12)
+    # The unpruned covariance differs by far more than the tolerance.
+    unpruned = J @ covariance @ np.swapaxes(J, 1, 2)
+    assert np.max(np.abs(unpruned - expected)) > 0.1
+
+
+def test_the_plug_in_logits_take_no_derivative_of_the_activations(monkeypatch):
+    """``plug_in_logits`` runs the forward pass without the activations'
+    derivatives (ELU's had taken a third of a plug-in prediction): with the
+    derivative made to fail it still gives the logits, those of the forward
+    pass that does compute it."""
+    import sklaplace._network as network_module
+
+    obj, theta = make_problem(activation="elu", n_classes=3, hidden=(4,), n_samples=7)
+    args = (np, obj.layout, theta, obj.activation, obj.X)
+    expected = network_module.forward(*args[:3], obj.X, "elu").logits
+
+    def no_derivative(xp, a):
+        raise AssertionError("the plug-in took the activation's derivative")
+
+    monkeypatch.setitem(network_module.DERIVATIVES, "elu", no_derivative)
+    np.testing.assert_allclose(
+        predictive_module.plug_in_logits(*args), expected, rtol=1e-14, atol=1e-15
+    )
+
+
+def test_a_pruned_diagonal_posterior_takes_the_jacobian_factored():
+    """With a pruning mask a diagonal posterior still takes ``J`` factored,
+    columns not zeroed (its readers pin the pruned parameters themselves; the
+    dense ``J`` had made a pruned refit's leave-one-out 11x slower), while a
+    full one takes the dense ``J`` with the pruned columns zeroed."""
+    obj, theta = make_problem(n_classes=3, hidden=(4,), n_samples=7)
+    args = (np, obj.layout, theta, obj.activation)
+    [(_, whole_J)] = predictive_module.logit_jacobians(*args, obj.X)
+    keep = np.ones(theta.shape[0])
+    keep[::3] = 0.0
+    diag = SimpleNamespace(structure="diag", accepts_factored_jacobian=True)
+    chunks = list(predictive_module.jacobian_chunks(*args, diag, obj.X, keep))
+    assert all(isinstance(J, FactoredJacobian) for _, J in chunks)
+    dense = np.concatenate([J.dense(np) for _, J in chunks])
+    np.testing.assert_allclose(dense, whole_J, rtol=1e-12, atol=1e-14)
+    full = SimpleNamespace(
+        structure="full", accepts_factored_jacobian=True, n_params=theta.shape[0]
+    )
+    chunks = list(predictive_module.jacobian_chunks(*args, full, obj.X, keep))
+    J = np.concatenate([J for _, J in chunks])
+    np.testing.assert_allclose(J, whole_J * keep, rtol=1e-12, atol=1e-14)
