@@ -340,3 +340,439 @@ def test_a_family_for_the_evidence_alone_refuses_every_variance_in_words(flat):
         alone.functional_variance_grid(np, J, [0.5, 1.0])
     with pytest.raises(RuntimeError, match=message):
         alone.centred_variances(np, J, [0.5, 1.0])
+
+
+# Mutation round (session 57): a full posterior with a flat block of several
+# correlated parameters, its variances, the earlier layers' prior of a last
+# layer, the edges of positive definiteness, held parameters' factored
+# columns and the per-scale posterior's namespace.
+
+
+def _flat_block_posterior(indefinite=False):
+    """A full posterior of 7 parameters: 3 flat (1, 3, 6), 1 held (5).
+
+    The flat block ``P_FF`` is a dense 3 x 3 matrix (its Cholesky factor is
+    not diagonal, so ``L_FF^{-1}`` and ``L_FF^{-T}`` differ); the held
+    parameter's row and column are the identity's. ``indefinite``: the data
+    part has a negative direction on parameter 0 (an exact Hessian's), so
+    ``P(c)`` is not positive definite below some ``c``.
+    """
+    rng = np.random.RandomState(3)
+    root = rng.normal(size=(7, 7))
+    data = 0.2 * (root @ root.T) + 0.5 * np.eye(7)
+    A = np.array([1.5, 0.0, 0.8, 0.0, 2.5, 0.0, 0.0])
+    fixed = np.arange(7) == 5
+    if indefinite:
+        data[0, 0] -= 0.5 * data[0, 0] + 1.0
+    P = data + np.diag(A)
+    P[5, :] = P[:, 5] = 0.0
+    P[5, 5] = 1.0
+    return P, A, fixed
+
+
+def _dense_variances(P_c, J, K):
+    """``J P(c)^{-1} J'`` and the probit's centred ``diag(C J P(c)^{-1} J' C)``."""
+    V = np.einsum("nka,ab,nlb->nkl", J, np.linalg.inv(P_c), J)
+    C = np.eye(K) - 1.0 / K
+    return V, np.diagonal(C @ V @ C, axis1=1, axis2=2)
+
+
+@pytest.mark.parametrize("indefinite", [False, True])
+def test_a_flat_block_of_several_parameters_gives_every_scale_from_scratch(
+    indefinite,
+):
+    """With several flat parameters whose block is a dense matrix, the
+    eigendecomposed family's ``log det P(c)``, K x K variances (one scale at a
+    time and as a grid) and the probit's centred variances equal ``slogdet``
+    and ``inv`` of ``P + (c - 1) A`` from scratch (the held parameter's row
+    the identity's, its column of ``J`` zero). Where ``P(c)`` is not
+    positive definite (an indefinite data part, small ``c``) the log
+    determinant is NaN, the variances None or NaN, and no warning is raised.
+
+    Mutants: the Schur complement's ``K = L_FF^{-T} L_FF^{-1} P_FW`` with the
+    second solve untransposed; the flat block's constant term
+    ``J_F P_FF^{-1} J_F'`` dropped or mis-transposed in
+    :meth:`functional_variances`; the positive-definiteness check of
+    ``log det`` dropped (NaN with a RuntimeWarning) or moved to 1.
+    """
+    import warnings
+
+    P, A, fixed = _flat_block_posterior(indefinite)
+    A_free = np.where(fixed, 0.0, A)
+    family = ScaledPriorFamily(FullPosterior(np.linalg.cholesky(P)), A, fixed)
+    assert family.all_at_once
+    K = 3
+    J = np.random.RandomState(4).normal(size=(4, K, 7))
+    J[:, :, 5] = 0.0
+    scales = [0.05, 0.3, 1.0, 6.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        variances = list(family.functional_variances(np, J, scales))
+        grid = family.functional_variance_grid(np, J, scales)
+        centred = family.centred_variances(np, J, scales)
+        log_dets = [family.log_det_precision(c) for c in scales]
+    defined = []
+    for i, c in enumerate(scales):
+        P_c = P + (c - 1.0) * np.diag(A_free)
+        sign, log_det = np.linalg.slogdet(P_c)
+        defined.append(sign > 0)
+        if sign <= 0:
+            assert np.isnan(log_dets[i]) and variances[i] is None
+            assert np.all(np.isnan(grid[:, i])) and np.all(np.isnan(centred[:, :, i]))
+            continue
+        np.testing.assert_allclose(log_dets[i], log_det, rtol=1e-12)
+        V, centred_want = _dense_variances(P_c, J, K)
+        np.testing.assert_allclose(variances[i], V, rtol=1e-10)
+        np.testing.assert_allclose(grid[:, i], V, rtol=1e-10)
+        np.testing.assert_allclose(centred[:, :, i], centred_want, rtol=1e-10)
+    assert defined == ([False, False, True, True] if indefinite else [True] * 4)
+
+
+def test_a_last_layer_full_family_takes_the_jacobians_factors():
+    """A last layer's full posterior, eigendecomposed, takes ``J`` factored:
+    its K x K variances, their grid and the probit's centred variances equal
+    those from scratch of the dense ``J``'s last-layer columns, and its
+    ``log det P(c)`` counts the earlier layers' prior as ``c A_other`` (here
+    of product 6, so ``c / A_other`` would be 2 log 6 off).
+
+    Mutants: the namespace not handed on to the last layer's columns of a
+    factored ``J`` in :meth:`functional_variances`; ``log(scale * other)``
+    turned into ``log(scale / other)``.
+    """
+    from sklaplace._jacobian import logit_factors
+    from tests.conftest import make_problem
+
+    obj, theta = make_problem("tanh", 3, hidden=(4, 3), n_samples=12)
+    layout, X = obj.layout, np.asarray(obj.X)[:5]
+    [(_, factors)] = logit_factors(np, layout, theta, "tanh", X)
+    dense = factors.dense(np)
+    W = layout.n_params
+    offset = W - (layout.layer_sizes[-2] + 1) * layout.layer_sizes[-1]
+    rng = np.random.RandomState(5)
+    other = rng.uniform(0.5, 2.0, offset)
+    other[[0, 1, 2]] = [2.0, 3.0, 0.0]  # a flat earlier parameter adds nothing
+    other[3:] = 1.0
+    a = rng.uniform(0.5, 2.0, W - offset)
+    root = rng.normal(size=(W - offset, W - offset))
+    P = 0.3 * (root @ root.T) + np.diag(a)
+    posterior = LastLayerPosterior(FullPosterior(np.linalg.cholesky(P)), other)
+    family = ScaledPriorFamily(posterior, np.concatenate([other, a]))
+    assert family.all_at_once
+    scales = [0.2, 1.0, 5.0]
+    variances = list(family.functional_variances(np, factors, scales))
+    grid = family.functional_variance_grid(np, factors, scales)
+    centred = family.centred_variances(np, factors, scales)
+    J = dense[:, :, offset:]
+    for i, c in enumerate(scales):
+        P_c = P + (c - 1.0) * np.diag(a)
+        sign, log_det = np.linalg.slogdet(P_c)
+        assert sign > 0
+        # The earlier layers' block of P(c) is diag(c A_other), flat ones out.
+        expected = log_det + (offset - 1) * np.log(c) + np.log(2.0 * 3.0)
+        np.testing.assert_allclose(family.log_det_precision(c), expected, rtol=1e-12)
+        V, centred_want = _dense_variances(P_c, J, 3)
+        np.testing.assert_allclose(variances[i], V, rtol=1e-10)
+        np.testing.assert_allclose(grid[:, i], V, rtol=1e-10)
+        np.testing.assert_allclose(centred[:, :, i], centred_want, rtol=1e-10)
+
+
+def test_a_diagonal_family_at_a_scale_with_a_zero_entry_has_no_variances():
+    """Where ``P(c) = p + (c - 1) a`` has an entry exactly 0 (``c = 0.5`` here,
+    in exact binary arithmetic) it is singular, not positive definite: the
+    probit's centred variances are NaN there, as the K x K variances are None
+    and ``log det`` is NaN; the other scales' equal sums from scratch.
+
+    Mutants: the positivity check of the diagonal inverse made ``>= 0`` (an
+    infinite variance instead of NaN); the per-scale ``log det``'s None
+    check dropped (an AttributeError on the missing posterior).
+    """
+    rng = np.random.RandomState(6)
+    W, K = 5, 3
+    a = rng.uniform(0.5, 2.0, W)
+    data = rng.uniform(0.5, 2.0, W)
+    a[1], data[1] = 1.0, -0.5  # p = 0.5, and 0.5 + (0.5 - 1) * 1 = 0
+    p = data + a
+    family = ScaledPriorFamily(DiagPosterior(p), a)
+    J = rng.normal(size=(4, K, W))
+    scales = [0.5, 0.75, 2.0]
+    centred = family.centred_variances(np, J, scales)
+    variances = list(family.functional_variances(np, J, scales))
+    assert np.all(np.isnan(centred[:, :, 0])) and variances[0] is None
+    assert np.isnan(family.log_det_precision(0.5))
+    C = np.eye(K) - 1.0 / K
+    for i, c in enumerate(scales[1:], start=1):
+        P_c = data + c * a
+        V = np.einsum("nkw,w,nlw->nkl", J, 1.0 / P_c, J)
+        np.testing.assert_allclose(variances[i], V, rtol=1e-12)
+        np.testing.assert_allclose(
+            centred[:, :, i], np.diagonal(C @ V @ C, axis1=1, axis2=2), rtol=1e-12
+        )
+        np.testing.assert_allclose(
+            family.log_det_precision(c), np.sum(np.log(P_c)), rtol=1e-12
+        )
+
+
+def test_a_diagonal_family_gives_held_parameters_no_variance_from_the_factors():
+    """The K x K variances of a diagonal family with parameters held at zero
+    take ``J`` factored (the factors know nothing of the held parameters, so
+    their columns come unzeroed) and equal those of the dense ``J`` with the
+    held columns zeroed, at every scale, and those from scratch.
+
+    Mutants: the held parameters' pinning of a diagonal posterior skipped
+    (its structure misnamed, its mask dropped or not handed on).
+    """
+    from sklaplace._jacobian import logit_factors
+    from tests.conftest import make_problem
+
+    obj, theta = make_problem("tanh", 3, hidden=(4, 3), n_samples=12)
+    layout, X = obj.layout, np.asarray(obj.X)[:5]
+    [(_, factors)] = logit_factors(np, layout, theta, "tanh", X)
+    dense = factors.dense(np)
+    W = layout.n_params
+    rng = np.random.RandomState(7)
+    a = rng.uniform(0.5, 2.0, W)
+    data = rng.uniform(0.1, 3.0, W)
+    held = np.zeros(W, bool)
+    held[[1, 7, W - 2]] = True
+    posterior = DiagPosterior(data + a).conditioned_on_zero(held)
+    family = ScaledPriorFamily(posterior, a, held)
+    zeroed = np.where(held, 0.0, dense)
+    assert np.any(dense[:, :, held] != 0.0)
+    scales = [0.3, 1.0, 4.0]
+    got = list(family.functional_variances(np, factors, scales))
+    for i, c in enumerate(scales):
+        P_c = data + c * a
+        want = np.einsum("nkw,w,nlw->nkl", zeroed, 1.0 / P_c, zeroed)
+        np.testing.assert_allclose(got[i], want, rtol=1e-10)
+
+
+def test_a_grid_of_a_family_rebuilt_per_scale_is_nan_where_undefined():
+    """A family with no eigendecomposition (diagonal here) gives the grid of
+    K x K variances, shape (n, n_scales, K, K), scale by scale: equal to the
+    sums from scratch where ``P(c)`` is positive definite, NaN where not,
+    whether several, one or none of the scales are defined.
+
+    Mutants: every line of the per-scale grid (its list, the blank's shape,
+    value and dtype, the stacking axis and which scales get the blank).
+    """
+    rng = np.random.RandomState(8)
+    W, K, n = 6, 3, 4
+    a = rng.uniform(0.5, 2.0, W)
+    data = rng.uniform(0.2, 2.0, W)
+    data[3] = -0.3  # P(c) not positive definite below c = 0.3 / a[3]
+    family = ScaledPriorFamily(DiagPosterior(data + a), a)
+    assert not family.all_at_once
+    J = rng.normal(size=(n, K, W))
+    for scales in ([0.01, 1.0, 3.0], [2.0, 0.01], [0.01, 0.02], [0.5]):
+        grid = family.functional_variance_grid(np, J, scales)
+        assert grid.shape == (n, len(scales), K, K) and grid.dtype == np.float64
+        for i, c in enumerate(scales):
+            P_c = data + c * a
+            if np.any(P_c <= 0):
+                assert np.all(np.isnan(grid[:, i]))
+                continue
+            want = np.einsum("nkw,w,nlw->nkl", J, 1.0 / P_c, J)
+            np.testing.assert_allclose(grid[:, i], want, rtol=1e-12)
+
+
+def test_a_family_rebuilt_per_scale_builds_each_posterior_in_the_fits_namespace(
+    monkeypatch,
+):
+    """Each scale's posterior of a family with no eigendecomposition is
+    factorised in the fit's namespace (on its device with CuPy), not on the
+    host, and its log determinant equals ``slogdet`` from scratch.
+
+    Mutant: the namespace not handed on to :func:`scaled_posterior` (which
+    then factorises in NumPy).
+    """
+    xps = pytest.importorskip("array_api_strict")
+    rng = np.random.RandomState(9)
+    root = rng.normal(size=(5, 5))
+    P = root @ root.T + 2.0 * np.eye(5)
+    A = rng.uniform(0.5, 1.5, 5)
+    namespaces, original = [], FullPosterior.with_prior_change
+
+    def spy(self, xp, delta):
+        namespaces.append(xp)
+        return original(self, xp, delta)
+
+    monkeypatch.setattr(FullPosterior, "with_prior_change", spy)
+    family = ScaledPriorFamily(
+        FullPosterior(np.linalg.cholesky(P)), A, xp=xps, eigendecompose=False
+    )
+    assert not family.all_at_once
+    for c in (0.5, 3.0):
+        sign, expected = np.linalg.slogdet(P + (c - 1.0) * np.diag(A))
+        np.testing.assert_allclose(family.log_det_precision(c), expected, rtol=1e-12)
+    assert namespaces == [xps, xps]
+
+
+def test_a_diagonal_familys_kept_inverses_fit_a_quarter_of_any_budget(monkeypatch):
+    """However the memory budget groups the scales (one to several a group,
+    the kept groups filling a quarter of it or not exactly), the inverses a
+    diagonal family keeps take at most a quarter of the budget, and the
+    probit's centred variances, asked twice, equal those from scratch.
+
+    Mutants: the size of a new group of inverses undercounted (``8 n / W``
+    or ``8 W / n`` bytes instead of ``8 n W``), which keeps groups past the
+    quarter.
+    """
+    import sklaplace._memory
+
+    rng = np.random.RandomState(10)
+    W, K = 7, 3
+    a = rng.uniform(0.5, 2.0, W)
+    p = rng.uniform(0.5, 3.0, W) + a
+    J = rng.normal(size=(3, K, W))
+    scales = [0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    C = np.eye(K) - 1.0 / K
+    want = np.stack(
+        [
+            np.diagonal(
+                C @ np.einsum("nkw,w,nlw->nkl", J, 1.0 / (p + (c - 1.0) * a), J) @ C,
+                axis1=1,
+                axis2=2,
+            )
+            for c in scales
+        ],
+        axis=2,
+    )
+    for budget in range(64 * W, 400 * W, 8 * W):
+        monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", budget)
+        family = ScaledPriorFamily(DiagPosterior(p), a)
+        for _ in range(2):
+            got = family.centred_variances(np, J, scales)
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+        kept = sum(v.nbytes for v in family._inverses.values())
+        assert kept <= budget // 4
+
+
+def test_centred_variances_of_a_full_family_rebuilt_per_scale():
+    """A full posterior not eigendecomposed (one scale asked for) gives the
+    probit's centred variances scale by scale: ``diag(C J P(c)^{-1} J' C)``
+    from scratch where ``P(c)`` is positive definite, NaN where it is not
+    (an indefinite data part at a small scale).
+
+    Mutants: every line of the per-scale centred variances (the centring's
+    size, the centred ``J``, each scale's posterior, which scales get NaN).
+    """
+    P, A, fixed = _flat_block_posterior(indefinite=True)
+    P, A = P[:5, :5], A[:5]  # no held parameter: 2 flat, 3 weighted
+    family = ScaledPriorFamily(
+        FullPosterior(np.linalg.cholesky(P)), A, eigendecompose=False
+    )
+    assert not family.all_at_once and not family.centred_at_once
+    K = 4
+    J = np.random.RandomState(11).normal(size=(3, K, 5))
+    scales = [0.05, 1.0, 6.0]
+    centred = family.centred_variances(np, J, scales)
+    assert centred.shape == (3, K, len(scales))
+    for i, c in enumerate(scales):
+        P_c = P + (c - 1.0) * np.diag(A)
+        if np.linalg.slogdet(P_c)[0] <= 0:
+            assert i == 0 and np.all(np.isnan(centred[:, :, i]))
+            continue
+        _, want = _dense_variances(P_c, J, K)
+        np.testing.assert_allclose(centred[:, :, i], want, rtol=1e-10)
+
+
+def test_held_parameters_keep_the_identity_precision_at_every_scale():
+    """A posterior scaled to ``P_data + c A`` leaves the held parameters'
+    identity precision alone (they have no prior), both where the scaled
+    posterior is built directly (with ``fixed``) and in a family rebuilt per
+    scale: ``log det`` equals ``slogdet`` of ``P + (c - 1) A`` with ``A``
+    zero at the held parameters, from scratch (each held entry scaled would
+    add ``log(1 + (c - 1) A_i)``).
+
+    Mutants: ``fixed`` not handed on to :func:`free_prior` in
+    :func:`scaled_posterior`; the held parameters' prior set to 1, not 0.
+    """
+    from sklaplace._prior_family import scaled_posterior
+
+    P, A, fixed = _flat_block_posterior()
+    A = np.where(A > 0, A, 0.7)  # a proper prior everywhere, held one included
+    A_free = np.where(fixed, 0.0, A)
+    posterior = FullPosterior(np.linalg.cholesky(P))
+    assert scaled_posterior(posterior, A, 1.0, fixed) is posterior
+    rng = np.random.RandomState(12)
+    p = rng.uniform(0.5, 2.0, 7) + A_free  # a positive data part
+    p[fixed] = 1.0
+    family = ScaledPriorFamily(DiagPosterior(p), A, fixed)
+    for c in (0.5, 3.0):
+        scaled = scaled_posterior(posterior, A, c, fixed)
+        sign, expected = np.linalg.slogdet(P + (c - 1.0) * np.diag(A_free))
+        assert sign > 0
+        np.testing.assert_allclose(scaled.log_det_precision(), expected, rtol=1e-12)
+        np.testing.assert_allclose(
+            family.log_det_precision(c),
+            np.sum(np.log(p + (c - 1.0) * A_free)),
+            rtol=1e-12,
+        )
+
+
+def test_a_full_family_gives_held_parameters_no_variance_from_the_factors():
+    """An eigendecomposed full family with parameters held at zero and flat
+    biases takes ``J`` factored (its held columns unzeroed: the factors know
+    nothing of them): the K x K variances, their grid and the probit's
+    centred variances equal those from scratch of the dense ``J`` with the
+    held columns zeroed, at every scale.
+
+    Mutants: the rows of the projection at the held parameters not zero
+    (pointing at a real row of the stack instead of its zero row).
+    """
+    from sklaplace._jacobian import logit_factors
+    from tests.conftest import make_problem
+
+    obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=12)
+    layout, X = obj.layout, np.asarray(obj.X)[:4]
+    [(_, factors)] = logit_factors(np, layout, theta, "tanh", X)
+    dense = factors.dense(np)
+    W = layout.n_params
+    rng = np.random.RandomState(13)
+    A = np.where(layout.bias_mask(), 0.0, rng.uniform(0.5, 2.0, W))
+    held = np.zeros(W, bool)
+    held[[0, 5, W - 5]] = True
+    root = rng.normal(size=(W, W))
+    P = 0.1 * (root @ root.T) + np.diag(A) + 0.2 * np.eye(W)
+    P[held, :] = P[:, held] = 0.0
+    P[held, held] = 1.0
+    family = ScaledPriorFamily(FullPosterior(np.linalg.cholesky(P)), A, held)
+    assert family.all_at_once
+    zeroed = np.where(held, 0.0, dense)
+    assert np.any(dense[:, :, held] != 0.0)
+    scales = [0.4, 2.0]
+    variances = list(family.functional_variances(np, factors, scales))
+    grid = family.functional_variance_grid(np, factors, scales)
+    centred = family.centred_variances(np, factors, scales)
+    for i, c in enumerate(scales):
+        P_c = P + (c - 1.0) * np.diag(np.where(held, 0.0, A))
+        V, centred_want = _dense_variances(P_c, zeroed, 3)
+        np.testing.assert_allclose(variances[i], V, rtol=1e-9)
+        np.testing.assert_allclose(grid[:, i], V, rtol=1e-9)
+        np.testing.assert_allclose(centred[:, :, i], centred_want, rtol=1e-9)
+
+
+def test_a_full_family_with_every_prior_flat_does_not_scale():
+    """With every prior flat (``alpha=0``, ``bias_prior_precision=0``) nothing
+    scales: at any ``c`` the log determinant is that of ``P`` itself and the
+    K x K and the probit's centred variances are ``J P^{-1} J'`` from scratch
+    (no eigendecomposition of an empty block is attempted).
+
+    Mutant: the ``or`` before "no weighted parameter" made ``and`` (then an
+    empty eigendecomposition whose centred variances fail to reshape).
+    """
+    rng = np.random.RandomState(14)
+    root = rng.normal(size=(4, 4))
+    P = root @ root.T + np.eye(4)
+    family = ScaledPriorFamily(FullPosterior(np.linalg.cholesky(P)), np.zeros(4))
+    J = rng.normal(size=(2, 3, 4))
+    V, centred_want = _dense_variances(P, J, 3)
+    scales = [0.5, 3.0]
+    centred = family.centred_variances(np, J, scales)
+    variances = list(family.functional_variances(np, J, scales))
+    for i, c in enumerate(scales):
+        np.testing.assert_allclose(
+            family.log_det_precision(c), np.linalg.slogdet(P)[1], rtol=1e-12
+        )
+        np.testing.assert_allclose(variances[i], V, rtol=1e-10)
+        np.testing.assert_allclose(centred[:, :, i], centred_want, rtol=1e-10)
