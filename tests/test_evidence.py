@@ -2121,3 +2121,53 @@ def test_a_group_whose_weights_all_sit_at_zero_gets_a_finite_update_quietly():
         np.testing.assert_allclose(gammas, [2.0, 1.0], rtol=1e-12)
         assert np.isfinite(updated[0]) and updated[0] > EVIDENCE_BOUNDS[1]
         np.testing.assert_allclose(updated[1], 1.0 / 0.5, rtol=1e-12)
+
+
+def test_groups_far_apart_settle_each_within_its_own_band():
+    """The settled rule's 1% band spans each group's alphas, not the groups'.
+
+    Two groups jitter at the noise floor as in
+    ``test_tune_alpha_stops_quietly_when_the_refits_settle``, one at five
+    times the other's alpha: they settle quietly at the fifth fit, as one
+    group does (the span across the groups, log 5, is no jitter).
+    """
+    logs = np.cumsum([0.0, np.log(2.0), -0.004, 0.006, -0.008, 0.009, -0.009])
+    script = np.exp(logs)
+
+    def update(alphas):
+        k = int(np.argmin(np.abs(np.log(script) - np.log(alphas[0]))))
+        assert np.isclose(script[k], alphas[0], rtol=1e-9)  # only scripted alphas
+        return np.array([script[k + 1], 5.0 * script[k + 1]])
+
+    refits, fit_laplace = _two_group_fits(update)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tuning = tune_alpha(
+            fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v, np.array([1.0, 5.0])
+        )
+    assert len(refits) == 2 + evidence_module.EVIDENCE_SETTLED_REFITS == 5
+    np.testing.assert_allclose(tuning.history, np.c_[script[:5], 5.0 * script[:5]])
+    assert tuning.fixed_point == 4
+
+
+def test_the_march_warning_gives_its_reason_and_advice_in_full():
+    """The march's ConvergenceWarning names its cause and ends with its advice.
+
+    The march of ``test_tune_alpha_gives_up_where_the_layers_alphas_march_apart``
+    (one layer's alpha x4 a refit, the other's /4, the evidence falling 4
+    nats a refit after the first).
+    """
+    refits, fit_laplace = _two_group_fits(lambda a: a * np.array([4.0, 0.25]))
+
+    def evidence(fit):
+        return -4.0 * abs(len(refits) - 2)
+
+    with pytest.warns(ConvergenceWarning) as caught:
+        tune_alpha(fit_laplace, TWO_GROUPS, np.zeros(4), lambda v: v, 1.0, evidence)
+    message = str(caught[0].message)
+    march = evidence_module.EVIDENCE_MARCH_REFITS
+    assert (
+        f"(the layers' alphas spread apart at each of the last {march} refits, "
+        "their evidence far below the best: towards the degenerate limit)"
+    ) in message
+    assert message.endswith("Prefer alpha='evidence' or a fixed alpha.")

@@ -840,3 +840,104 @@ def test_round_off_does_not_send_a_fold_refit_to_another_basin():
     again = LaplaceMLPClassifier(random_state=2).fit(X_rounded, y)
     assert again.alpha_ == pytest.approx(fit.alpha_, rel=1e-3)
     np.testing.assert_allclose(again.predict_proba(X), fit.predict_proba(X), atol=1e-3)
+
+
+def test_the_whole_class_rule_counts_weight_not_rows():
+    """A class whose weight one fold or the split would hold out whole is fitted.
+
+    Class 2's four distinct rows share one fold (for the first seed that puts
+    them there) or fall on the held-out side of the split (for another), and
+    its fifth row lies elsewhere. At unit weight the fifth keeps the class
+    seen and the four are held out; at weight 0 on the fifth the class's
+    whole weight would be held out, so the four are fitted instead.
+    """
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(60, 2)), np.r_[np.arange(55) % 2, [2] * 5]
+    weight = np.r_[np.ones(59), 0.0]
+
+    def fold_of(seed):
+        return (_content_hashes(X, seed) % np.uint64(5)).astype(int)
+
+    def one_fold_but_the_fifth(seed):
+        hashed = fold_of(seed)
+        return len(set(hashed[55:59])) == 1 and hashed[59] != hashed[55]
+
+    fold_seed = next(s for s in range(10_000) if one_fold_but_the_fifth(s))
+    hashed = fold_of(fold_seed)
+    np.testing.assert_array_equal(content_folds(X, y, 5, fold_seed), hashed)
+    folds = content_folds(X, y, 5, fold_seed, sample_weight=weight)
+    np.testing.assert_array_equal(folds[55:59], [-1] * 4)
+    np.testing.assert_array_equal(folds[:55], hashed[:55])
+    assert folds[59] == hashed[59]  # its own fold, where it weighs nothing
+
+    def share(seed):
+        return _content_hashes(X, seed) / 2.0**64
+
+    split_seed = next(
+        s
+        for s in range(10_000)
+        if np.all(share(s)[55:59] < 0.5) and share(s)[59] >= 0.5
+    )
+    assert np.all(validation_rows(X, y, 0.5, split_seed)[55:59])
+    held = validation_rows(X, y, 0.5, split_seed, sample_weight=weight)
+    assert not np.any(held[55:])
+    np.testing.assert_array_equal(held[:55], share(split_seed)[:55] < 0.5)
+
+
+def test_base_rate_loss_of_the_last_class_without_fitted_rows_is_infinite():
+    """A held-out row of the last class, absent from the fitted rows, costs inf.
+
+    The fitted rows' class counts span all ``n_classes``, not only the
+    classes they contain: the last class's frequency is 0, not out of range.
+    """
+    fitted = (None, np.array([0, 1, 1]), np.ones(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lost = base_rate_loss(fitted, (None, np.array([1, 2]), np.ones(2)), 3)
+    assert lost == np.inf
+
+
+def _fitted_folds(weight, folds):
+    """The training masks ``cv_log_losses`` fits, and what it returns."""
+    stub, trained = _fold_fit_stub(), []
+
+    def fit_fold(train):
+        trained.append(train.copy())
+        return stub
+
+    X, y = np.arange(2.0 * len(folds)).reshape(-1, 2), np.zeros(len(folds), int)
+    result = cv_log_losses(
+        fit_fold, lambda t, X: iter(()), (X, y, weight), folds, [1.0], None
+    )
+    return trained, result
+
+
+def test_a_fold_is_scored_where_both_of_its_sides_have_any_positive_weight():
+    """Folds of weight below one are scored; a side of zero weight skips its fold.
+
+    Weights of 0.1 (each side of every fold below 1) score all three folds.
+    A fold whose held-out rows weigh nothing (the first) is not fitted, the
+    later folds still are, and where all the weight lies in one fold no fold
+    has weight on both sides: None, with no fit.
+    """
+    folds = np.arange(6) % 3
+    trained, result = _fitted_folds(np.full(6, 0.1), folds)
+    assert [t.tolist() for t in trained] == [(folds != k).tolist() for k in range(3)]
+    np.testing.assert_array_equal(result.weights, np.full(6, 0.1))
+    trained, result = _fitted_folds(np.where(folds == 0, 0.0, 1.0), folds)
+    assert [t.tolist() for t in trained] == [(folds != k).tolist() for k in (1, 2)]
+    assert result.losses.shape == (4, 1)
+    trained, result = _fitted_folds(np.where(folds == 0, 1.0, 0.0), folds)
+    assert trained == [] and result is None
+
+
+def test_held_out_rows_of_zero_weight_give_no_losses():
+    """Held-out rows that weigh nothing in all give None, not a curve of 0 / 0."""
+    got = validation_log_losses(
+        _pruned_binary_fit(),
+        _rows_jacobians,
+        (_ROWS, _LABELS, np.zeros(4)),
+        [0.5, 2.0],
+        probit_logits,
+    )
+    assert got is None
