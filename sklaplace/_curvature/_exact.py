@@ -18,6 +18,7 @@ product over samples.
 
 from sklaplace._curvature._blocks import KroneckerBlocks, second_order_precisions
 from sklaplace._curvature._ggn import (
+    backprop_bytes_per_row,
     check_square,
     diagonal_blocks,
     ggn_diagonal,
@@ -97,8 +98,12 @@ def exact_diagonal(obj, theta):
     if layout.n_layers == 1:
         return diag
     weights = layout.layers(xp, theta)
-    width = max(layout.layer_sizes[1:-1])
-    for Xc, Yc, sc in obj.row_chunks(4 * itemsize(obj) * width * width):
+    # Every hidden layer's D_i block beside the forward and backward passes
+    # (the widest block alone had been counted: chunks took 1.9 times the
+    # memory budget).
+    blocks = sum(h * h for h in layout.layer_sizes[1:-1])
+    bytes_per_row = backprop_bytes_per_row(obj) + 4 * itemsize(obj) * blocks
+    for Xc, Yc, sc in obj.row_chunks(bytes_per_row):
         fwd = obj.forward(theta, Xc)
         _, second_derivative_terms = obj.residual_backprop(theta, fwd, Yc, sc)
         D = second_order_precisions(xp, weights, fwd, second_derivative_terms)
