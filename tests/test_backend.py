@@ -16,6 +16,7 @@ from sklaplace import (
     log_posterior_hvp,
 )
 from sklaplace._backend import (
+    GramAccumulator,
     NotPositiveDefiniteError,
     add_to_diagonal,
     cholesky,
@@ -23,6 +24,7 @@ from sklaplace._backend import (
     pin_to_identity,
     plus_scaled_identity,
     resolve_backend,
+    solve_triangular,
     to_numpy,
 )
 from sklaplace._curvature import CURVATURE_BUILDERS, ggn_rows
@@ -539,3 +541,46 @@ def test_a_family_rebuilt_per_scale_marks_undefined_scales_under_array_api_stric
             assert np.all(np.isnan(centred[:, :, i]))
         else:
             np.testing.assert_allclose(centred[:, :, i], want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("xp", [np, xps], ids=["numpy", "array_api_strict"])
+def test_plus_scaled_identity_keeps_float32(xp):
+    """A float32 matrix plus a (Python float) multiple of the identity stays
+    float32 in every namespace, with NumPy's float32 values: the added
+    diagonal is built in the matrix's dtype (array_api_strict promotes a
+    float32 matrix plus a default-dtype diagonal to float64)."""
+    A0 = np.arange(9.0, dtype=np.float32).reshape(3, 3)
+    out = plus_scaled_identity(xp, xp.asarray(A0), 0.5)
+    assert out.dtype == xp.float32
+    np.testing.assert_array_equal(
+        to_numpy(out), A0 + np.float32(0.5) * np.eye(3, dtype=np.float32)
+    )
+
+
+@pytest.mark.parametrize("xp", [np, xps], ids=["numpy", "array_api_strict"])
+def test_solve_triangular_passes_a_nan_through_in_every_namespace(xp):
+    """A NaN in the right-hand side gives NaN in the solution's column (the
+    other column solved as usual) and no error, in NumPy as in another
+    namespace (whose general solve checks nothing): callers test the
+    result, and NumPy must not raise where the other backends do not."""
+    L = np.array([[2.0, 0.0], [1.0, 3.0]])
+    B = np.array([[np.nan, 1.0], [1.0, 2.0]])
+    X = to_numpy(solve_triangular(xp, xp.asarray(L), xp.asarray(B)))
+    assert np.all(np.isnan(X[:, 0]))
+    np.testing.assert_allclose(X[:, 1], np.linalg.solve(L, B[:, 1]), rtol=1e-14)
+
+
+def test_a_float32_gram_in_another_namespace_stays_float32():
+    """Outside NumPy a float32 accumulator of float32 chunks returns a float32
+    Gram matrix, equal to NumPy's float32 products: its zero start is in the
+    asked dtype (a default-dtype start had promoted the sum to float64)."""
+    rng = np.random.default_rng(7)
+    chunks = [rng.normal(size=(3, 4)).astype(np.float32) for _ in range(2)]
+    acc = GramAccumulator(xps, 4, xps.float32)
+    for F in chunks:
+        acc.add(xps.asarray(F))
+    G = acc.result()
+    assert G.dtype == xps.float32
+    np.testing.assert_allclose(
+        to_numpy(G), sum(F.T @ F for F in chunks), rtol=1e-6, atol=1e-6
+    )

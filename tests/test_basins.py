@@ -118,12 +118,17 @@ def test_held_out_losses_overrule_an_evidence_that_left_the_fixed_point(monkeypa
     assert clf.alpha_ == clf.alpha_history_[-1][0]
     # The fixed points of the runs from 1 and from 0.1 challenge the kept
     # refit, in that order; leave-one-out favours the first, which wins on
-    # the folds, and not the second over it, which no fold weighs.
+    # the folds (screened, then confirmed). Whether it favours the second
+    # over the new kept fit turns on round-off (it did with NumPy 2.4.6 and
+    # SciPy 1.17.1, not with the builds before): where it does, the folds'
+    # screen rejects it; where not, no fold weighs it.
     assert record.weighed == [[1.0, 1.0, 0.1]]
-    assert record.agreed == [True, False] and record.asked == [True, True]
+    assert len(record.agreed) == 2 and record.agreed[0]
+    second = int(bool(record.agreed[1]))
+    assert record.asked == [True, True] + [False] * second
     # Screened on five folds of each fit at FOLD_TOL, confirmed on five of
-    # each at the model's tol.
-    assert fold_tols == [FOLD_TOL] * 10 + [clf.tol_] * 10
+    # each at the model's tol; the second challenger screened where let.
+    assert fold_tols == [FOLD_TOL] * 10 + [clf.tol_] * 10 + [FOLD_TOL] * 5 * second
     # Had the held-out losses not decided, the first refit would have stayed.
     monkeypatch.setattr(sklaplace._basins, "basin_beats", lambda *args: False)
     stood = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)

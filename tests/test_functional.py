@@ -933,3 +933,15 @@ def test_an_entry_with_a_shape_but_no_ndim_is_not_an_array():
         TypeError, match=r"^intercepts\[1\] must be an array, got SimpleNamespace\.$"
     ):
         log_posterior(coefs, ndim_only, X, y)
+
+
+def test_a_log_posterior_whose_logits_overflow_is_refused_without_numpy_warnings():
+    """ReLU weights of 1e160 overflow the logits, and the log likelihood is
+    then ``inf - inf``: ``log_posterior`` refuses it with its own
+    ``ValueError`` and no NumPy "invalid value" warning besides (as its
+    derivatives do), and the same network at scale 1 has a finite value."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(ValueError, match="value is not finite"):
+            log_posterior(*_overflowing_network(1e160), activation="relu")
+    assert np.isfinite(log_posterior(*_overflowing_network(1.0), activation="relu"))

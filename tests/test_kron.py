@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from sklaplace import LaplaceMLPClassifier, prune
 from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._curvature import KroneckerFactors, ggn_hessian, kron_factors
-from sklaplace._jacobian import logit_factors
+from sklaplace._jacobian import FactoredJacobian, logit_factors
 from sklaplace._kron import KronBlock, KronPosterior
 from sklaplace._last_layer import LastLayerPosterior
 from sklaplace._network import ParamLayout
@@ -1035,3 +1035,53 @@ def test_kron_functional_variance_skips_the_offset_columns():
         rtol=1e-12,
         atol=1e-15,
     )
+
+
+def test_a_factored_jacobian_of_other_layers_is_refused_not_truncated():
+    """A :class:`FactoredJacobian` must hold one factor pair per block: one
+    with a layer fewer (the first two of three) is refused with a
+    ``ValueError``, not summed over the layers it has (which returned those
+    layers' share of the variance as if it were all of it)."""
+    obj, theta = make_problem("tanh", 3, hidden=(4, 3), weighted=True, n_samples=5)
+    post = KronPosterior.from_factors(kron_factors(obj, theta), obj.prior_precision)
+    (_, F), *_ = logit_factors(np, obj.layout, theta, "tanh", obj.X)
+    assert len(post.blocks) == len(F.inputs) == 3
+    short = FactoredJacobian(F.inputs[:2], F.deltas[:2])
+    with pytest.raises(ValueError):
+        post.functional_variance(np, short)
+
+
+def test_a_jitter_is_relative_to_the_factor_plus_its_prior():
+    """The jitter's search starts from a fraction of ``B = A + D``'s largest
+    diagonal entry, the prior's included, so it scales with the block:
+    ``A = diag(1, -3e-6)`` (float32 round-off) with the prior 1 on its first
+    row and none on the second gets a jitter within ten times what it needs
+    (``3e-6``), and the same block and prior times ``s`` get ``s`` times
+    that jitter. Measured against ``A - D`` (0 on that row: the search
+    starts from the smallest float and never gets there) the block was
+    refused; a start at the fraction OVER the scale put the scaled blocks'
+    jitters on another tenfold grid."""
+    A, d = np.diag([1.0, -3e-6]), np.array([1.0, 0.0])
+    block = KronBlock(A, np.eye(2), d)
+    assert 3e-6 < block.jitter <= 3e-5
+    assert np.all(block.eigenvalues() > 0)
+    assert np.linalg.eigvalsh(A + np.diag(block.row_prior))[0] > 0
+    for s in (2.0, 1e3):
+        scaled = KronBlock(s * A, np.eye(2), s * d)
+        assert scaled.jitter == pytest.approx(s * block.jitter, rel=1e-9)
+
+
+def test_eigenvalues_given_at_construction_are_the_corrected_ones():
+    """``KronBlock(..., data=h)`` holds the data eigenvalues ``h`` as
+    :meth:`KronBlock.corrected` does: ``E = h + rho`` in the same basis, not
+    KFAC's ``mu m + rho`` (the argument had been dropped)."""
+    A, G = _one_layer_factors(0, 3, 2, 1.0)
+    d = np.array([0.5, 0.5, 2.0])
+    kfac = KronBlock(A, G, d)
+    h = np.random.RandomState(1).uniform(0.5, 2.0, size=kfac.shape)
+    given = KronBlock(A, G, d, data=h)
+    np.testing.assert_allclose(given.eigenvalues(), h + kfac.rho[:, None], rtol=1e-12)
+    np.testing.assert_allclose(
+        given.eigenvalues(), kfac.corrected(h).eigenvalues(), rtol=1e-12
+    )
+    assert np.max(np.abs(given.eigenvalues() - kfac.eigenvalues())) > 0.1

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
 
 import sklaplace._fitting as fitting_module
 import sklaplace._laplace_fit as laplace_fit_module
@@ -714,3 +715,244 @@ def test_a_kronecker_posterior_tunes_alpha_on_itself_past_the_cheap_bounds(
     assert tuned_on("kron", n_rows=61) == "kron"  # m = 61 rows: not fewer
     assert tuned_on("diag") == "diag"  # the bound does bite
     assert tuned_on("kron", n_rows=60) == "lowrank"  # and fewer rows do
+
+
+def test_the_message_names_each_holder_of_dense_matrices_joined():
+    """The refusal names what holds the dense matrices: a dense Newton
+    solver and the full posterior both (``solver='newton' and
+    hessian_structure='full'``), the solver alone under a diagonal
+    posterior, which holds none (mutants: the solver looked up by another
+    key, so never named; a structure missing from the table counted as
+    dense, naming ``hessian_structure='diag'``; the joining text)."""
+    with pytest.raises(MemoryLimitError) as info:
+        memory_module.check_fit_memory(20000, "newton", "full")
+    assert "matrices that solver='newton' and hessian_structure='full' need" in str(
+        info.value
+    )
+    with pytest.raises(MemoryLimitError) as info:
+        memory_module.check_fit_memory(20000, "newton", "diag")
+    message = str(info.value)
+    assert "matrices that solver='newton' need for this network" in message
+    # The one-array refusal gives the remedy too.
+    assert message.endswith(
+        "Use hessian_structure='kron' or 'diag' and solver='lbfgs' (no n_params "
+        "x n_params matrix), or a smaller network (fewer hidden units or input "
+        "features)."
+    )
+
+
+def _low_rank_config(scale=1.0, link="probit", bias=1.0):
+    return SimpleNamespace(
+        bias_prior_precision=bias, prior_precision_scale=scale, link_approx=link
+    )
+
+
+# (10, 5, 3): 73 parameters and 3 logits a row.
+LOW_RANK_SIZES = (10, 5, 3)
+
+
+def test_the_sample_space_posterior_needs_fewer_rows_than_parameters(monkeypatch):
+    """``low_rank_is_cheap``: the posterior's ``m = n_rows * n_outputs`` rows
+    (3 logits a row here) must be fewer than the 73 parameters: 24 rows (72)
+    are, 25 (75) are not, however loose the work and byte bounds (mutant:
+    ``n_rows / n_outputs`` rows survived; the existing cases had one logit)."""
+    monkeypatch.setattr(memory_module, "AUTO_LOW_RANK_WORK", 1e30)
+    monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", 1e30)
+    n_params = ParamLayout(LOW_RANK_SIZES).n_params
+    assert 24 * 3 < n_params < 25 * 3
+    cheap = memory_module.low_rank_is_cheap
+    assert cheap(_low_rank_config(), LOW_RANK_SIZES, 24)
+    assert not cheap(_low_rank_config(), LOW_RANK_SIZES, 25)
+
+
+def test_the_sample_space_gram_admits_exactly_its_work(monkeypatch):
+    """``low_rank_is_cheap``: the Gram of the ``m`` rows costs ``m**2 *
+    n_params`` multiply-adds and is cheap while that is AT MOST
+    ``AUTO_LOW_RANK_WORK`` (set here to exactly that: 20 rows of 3 logits,
+    73 parameters); one less, it is not (mutants: ``m**2 / n_params``,
+    ``n_params`` alone and ``<`` survived)."""
+    monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", 1e30)
+    m, n_params = 20 * 3, ParamLayout(LOW_RANK_SIZES).n_params
+    cheap = memory_module.low_rank_is_cheap
+    monkeypatch.setattr(memory_module, "AUTO_LOW_RANK_WORK", m * m * n_params)
+    assert cheap(_low_rank_config(), LOW_RANK_SIZES, 20)
+    monkeypatch.setattr(memory_module, "AUTO_LOW_RANK_WORK", m * m * n_params - 1)
+    assert not cheap(_low_rank_config(), LOW_RANK_SIZES, 20)
+
+
+def test_the_sample_space_posterior_admits_a_bias_prior_at_alphas_bound():
+    """MacKay's updates keep alpha within ``EVIDENCE_BOUNDS``: a bias prior
+    exactly at the lower bound is as conditioned as alpha may make the
+    weights, so it is admitted; one just below it is not (mutant: ``>``
+    survived)."""
+    bound = memory_module.EVIDENCE_BOUNDS[0]
+    cheap = memory_module.low_rank_is_cheap
+    assert cheap(_low_rank_config(bias=bound), LOW_RANK_SIZES, 5)
+    assert not cheap(_low_rank_config(bias=bound * (1 - 1e-9)), LOW_RANK_SIZES, 5)
+    assert not cheap(_low_rank_config(bias=[1.0, bound / 2]), LOW_RANK_SIZES, 5)
+
+
+def _smallest_budget(monkeypatch, config, n_rows):
+    """The least ``AUTO_FULL_BUDGET`` at which ``low_rank_is_cheap`` holds."""
+    monkeypatch.setattr(memory_module, "AUTO_LOW_RANK_WORK", 1e30)
+    lo, hi = 0, 2**40  # not cheap at lo, cheap at hi
+
+    def cheap(budget):
+        monkeypatch.setattr(memory_module, "AUTO_FULL_BUDGET", budget)
+        return memory_module.low_rank_is_cheap(config, LOW_RANK_SIZES, n_rows)
+
+    assert not cheap(lo) and cheap(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if cheap(mid) else (mid, hi)
+    return hi
+
+
+def test_the_sample_space_posterior_counts_every_held_posteriors_bytes(monkeypatch):
+    """``low_rank_is_cheap``'s byte rule, found by bisection on
+    ``AUTO_FULL_BUDGET``: what it admits is a whole number of posteriors,
+    each its ``m x n_params`` rows and ``m x m`` factor in float64 (``8 m
+    (n_params + m)`` bytes, 20 rows of 3 logits here), exactly at that
+    many bytes; at least the one built and those the evidence's runs hold
+    (:func:`held_posteriors`); and ``"cv"`` adds its held-out posteriors'
+    bytes, unless the plug-in predictive ignores the scale (mutants: the
+    bytes per copy miscounted, ``<`` for ``<=``, the evidence's or the
+    scale's held posteriors dropped)."""
+    m = 20 * 3
+    one = 8 * m * (ParamLayout(LOW_RANK_SIZES).n_params + m)
+    need = {
+        key: _smallest_budget(monkeypatch, _low_rank_config(*key), 20)
+        for key in [(1.0, "probit"), ("cv", "probit"), ("cv", "map")]
+    }
+    held = memory_module.held_posteriors
+    for budget in need.values():
+        assert budget % one == 0
+    assert need[1.0, "probit"] // one >= 1 + held(1.0, "evidence")
+    assert need["cv", "probit"] - need[1.0, "probit"] == one * (
+        held("cv", "evidence") - held(1.0, "evidence")
+    )
+    assert need["cv", "map"] == need[1.0, "probit"]
+
+
+def test_refits_are_cheap_admits_exactly_one_gradients_work(monkeypatch):
+    """``refits_are_cheap``: one gradient costs ``n_samples * n_params``
+    multiply-adds and refits are cheap while that is AT MOST
+    ``AUTO_GRADIENT_WORK`` (set here to exactly that); one row more, they
+    are not (mutants: ``n_samples / n_params`` and ``<`` survived)."""
+    monkeypatch.setattr(memory_module, "AUTO_GRADIENT_WORK", 300 * 73)
+    assert memory_module.refits_are_cheap(73, 300)
+    assert not memory_module.refits_are_cheap(73, 301)
+
+
+def test_auto_solver_and_tolerance_follow_whether_refits_are_cheap():
+    """``"auto"``: Newton-CG to a tolerance tighter than ``MLPClassifier``'s
+    where refits are cheap, L-BFGS to ``MLPClassifier``'s own default
+    beyond; explicit settings pass as they are, and ``"auto"`` for the
+    structure takes the Kronecker factors unless told they do not fit
+    (mutants: either branch always taken, the names or values changed)."""
+    mlp_tol = MLPClassifier().tol
+    assert memory_module.resolve_solver("auto", True) == "newton-cg"
+    assert memory_module.resolve_solver("auto", False) == "lbfgs"
+    assert memory_module.resolve_solver("newton", False) == "newton"
+    assert memory_module.resolve_tol("auto", False) == mlp_tol
+    assert memory_module.resolve_tol("auto", True) < mlp_tol
+    assert memory_module.resolve_tol(1e-3, True) == 1e-3
+    assert memory_module.resolve_structure("auto", False) == "kron"
+    # Through resolved_params: the rows decide, and tune is told the same.
+    told = []
+
+    def tune(params, refits):
+        told.append(refits)
+        return params
+
+    layout = ParamLayout((3, 4, 1))
+    clf = LaplaceMLPClassifier((4,), alpha=1.0, prior_precision_scale=1.0)
+    work = memory_module.AUTO_GRADIENT_WORK
+    few, many = 20, int(work // layout.n_params) + 1
+    assert memory_module.refits_are_cheap(layout.n_params, few)
+    assert not memory_module.refits_are_cheap(layout.n_params, many)
+    cheap = memory_module.resolved_params(clf, layout, few, tune)
+    dear = memory_module.resolved_params(clf, layout, many, tune)
+    assert told == [True, False]
+    assert (cheap.solver, cheap.tol) == (
+        "newton-cg",
+        memory_module.resolve_tol("auto", True),
+    )
+    assert (dear.solver, dear.tol) == ("lbfgs", mlp_tol)
+
+
+def test_an_explicit_kronecker_posterior_counts_its_held_copies(monkeypatch):
+    """``hessian_structure="kron"`` asked for by name is checked with the
+    copies its alpha and scale hold (the evidence's runs and the
+    cross-validation's posteriors, every layer's factors): at exactly
+    those bytes ``resolved_params`` accepts the fit, one byte less it
+    refuses it (mutants: the scale or alpha dropped or passed in another
+    place, which counted fewer copies or the last layer's factors only)."""
+    layout = ParamLayout(KRON_SIZES)
+    clf = LaplaceMLPClassifier(
+        (4,),
+        hessian_structure="kron",
+        solver="lbfgs",
+        alpha="evidence",
+        prior_precision_scale="cv",
+    )
+    need = _copies("cv", "evidence") * KRON_TOTAL
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", need)
+    assert memory_module.resolved_params(clf, layout, 20).hessian_structure == "kron"
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", need - 1)
+    copies = _copies("cv", "evidence")
+    with pytest.raises(MemoryLimitError, match=f"up to {copies} copies at once"):
+        memory_module.resolved_params(clf, layout, 20)
+
+
+def test_a_dense_fit_counts_its_solvers_and_held_matrices(monkeypatch):
+    """``resolved_params`` checks a dense fit with everything it holds at
+    once: Newton's matrices under a diagonal posterior (which holds none),
+    and the full posterior's with those the evidence's runs and the
+    cross-validation hold (counted by :func:`dense_matrices_at_peak`): at
+    exactly those bytes accepted, one byte less refused (mutants: the
+    solver, scale or alpha left out of the check)."""
+    layout = ParamLayout((3, 4, 1))
+    one = 8 * layout.n_params**2
+    cases = [
+        ("newton", "diag", 1.0, 1.0),
+        ("lbfgs", "full", "cv", "evidence"),
+    ]
+    for solver, structure, scale, alpha in cases:
+        clf = LaplaceMLPClassifier(
+            (4,),
+            solver=solver,
+            hessian_structure=structure,
+            alpha=alpha,
+            prior_precision_scale=scale,
+        )
+        count = memory_module.dense_matrices_at_peak(solver, structure, scale, alpha)
+        assert count > 0
+        monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", count * one)
+        memory_module.resolved_params(clf, layout, 20)
+        monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", count * one - 1)
+        with pytest.raises(MemoryLimitError, match=f"about {count} at once"):
+            memory_module.resolved_params(clf, layout, 20)
+
+
+def test_a_kronecker_factor_admits_exactly_its_float64_bytes(monkeypatch):
+    """Each Kronecker factor is checked as one float64 array of ``8 side**2``
+    bytes: the last layer's 17 x 17 input factor behind hidden (16,) passes
+    a one-array limit of exactly its bytes and is refused one byte below
+    (mutant: 9 bytes an entry survived, the existing limit far from both)."""
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 8 * 17 * 17)
+    memory_module.check_kron_memory((3, 16, 1), last_layer_only=True)
+    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 8 * 17 * 17 - 1)
+    with pytest.raises(MemoryLimitError, match="17 x 17 float64 Kronecker factor"):
+        memory_module.check_kron_memory((3, 16, 1), last_layer_only=True)
+
+
+def test_building_the_full_posterior_counts_every_logit(monkeypatch):
+    """``full_is_cheap``: building ``J' Lambda J`` costs ``n_samples *
+    n_outputs * n_params**2``: with ``AUTO_FULL_WORK`` exactly that for 50
+    rows of 3 logits and 100 parameters, 50 rows are cheap and 51 are not
+    (mutant: ``n_samples / n_outputs`` survived; the existing boundary had
+    one logit)."""
+    monkeypatch.setattr(memory_module, "AUTO_FULL_WORK", 50 * 3 * 100**2)
+    assert memory_module.full_is_cheap(100, 50, 3)
+    assert not memory_module.full_is_cheap(100, 51, 3)

@@ -565,9 +565,13 @@ def test_cv_walk_goes_at_most_a_decade_below_the_best():
     # the best, at c = 100 (index 32, eight steps of the grid's 1.33).
     assert _cv_scale(clf, scales, 40, 3.0) == pytest.approx(100.0, rel=1e-12)
     # From c = 56.2 (index 30) to 5.62 (index 22) exactly: in floating
-    # point scales[30] / 10 lies just above scales[22], and round-off must
+    # point scales[30] / 10 can lie just above scales[22] (NumPy's logspace
+    # put it there before 2.4; here planted, one ulp), and round-off must
     # not push the stop to the next scale, 7.5.
-    assert scales[30] / 10 > scales[22]
+    nudged = scales.copy()
+    nudged[22] = np.nextafter(scales[30] / 10, 0.0)
+    assert nudged[30] / 10 > nudged[22]
+    assert _cv_scale(clf, nudged, 30, 3.0) == nudged[22]
     assert _cv_scale(clf, scales, 30, 3.0) == scales[22]
     # Where the standard error ends the walk sooner, the bound does not
     # matter (spread 0.3: five steps from index 40).
