@@ -277,22 +277,27 @@ def _residual_term_into_its_own_output(obj, theta):
     ],
     ids=lambda f: f.__name__,
 )
-@pytest.mark.parametrize("hidden", [(4, 3), (6, 6)])
-@pytest.mark.parametrize("n_classes", [2, 3])
-def test_a_curvatures_row_chunks_fit_the_memory_budget(build, hidden, n_classes):
+@pytest.mark.parametrize(
+    "hidden, n_classes, n_features",
+    [((4, 3), 2, 3), ((4, 3), 3, 3), ((6, 6), 2, 3), ((6, 6), 3, 3), ((4,), 10, 3)]
+    + [((4,), 3, 64)],
+)
+def test_a_curvatures_row_chunks_fit_the_memory_budget(
+    build, hidden, n_classes, n_features
+):
     """A chunk's per-sample intermediates take at most ``memory_budget``.
 
     2,000 rows under a 50 kB budget: the traced peak exceeds that of one row
     a chunk by no more than the budget (the 2,000 rows in one chunk exceed it
-    about 45 times); the output, the same in both, cancels. Counting one
-    layer's deltas or one ``D_i`` block only had let the diagonals' chunks
-    take 1.9-2.3 times the budget.
+    many times); the output, the same in both, cancels. Counting one layer's
+    deltas or one ``D_i`` block only had let the diagonals' chunks take 2-3
+    times the budget, and leaving out the likelihood's ``K x K`` factor
+    1.1 times at ten classes.
     """
     budget = 50_000
-    one_row, theta = make_problem("tanh", n_classes, hidden, memory_budget=1)
-    many, _ = make_problem(
-        "tanh", n_classes, hidden, n_samples=2000, memory_budget=budget
-    )
+    problem = dict(n_classes=n_classes, hidden=hidden, n_features=n_features)
+    one_row, theta = make_problem("tanh", memory_budget=1, **problem)
+    many, _ = make_problem("tanh", n_samples=2000, memory_budget=budget, **problem)
     build(one_row, theta)  # first-call allocations
     baseline = traced_peak(lambda: build(one_row, theta))
     peak = traced_peak(lambda: build(many, theta))

@@ -98,9 +98,10 @@ def exact_diagonal(obj, theta):
     if layout.n_layers == 1:
         return diag
     weights = layout.layers(xp, theta)
-    # Every hidden layer's D_i block beside the forward and backward passes
-    # (the widest block alone had been counted: chunks took 1.9 times the
-    # memory budget).
+    # The forward and backward passes beside every hidden layer's D_i block
+    # (the widest block alone had been counted: this loop's chunks took 1.9
+    # times the memory budget). One cotangent is backpropagated here, so
+    # the n_outputs passes' estimate is a bound.
     blocks = sum(h * h for h in layout.layer_sizes[1:-1])
     bytes_per_row = backprop_bytes_per_row(obj) + 4 * itemsize(obj) * blocks
     for Xc, Yc, sc in obj.row_chunks(bytes_per_row):

@@ -140,10 +140,13 @@ class KroneckerFactors(NamedTuple):
 def backprop_bytes_per_row(obj):
     """Bytes of per-row intermediates of a forward and ``n_outputs`` backward passes.
 
-    Those of :func:`kron_factors` and :func:`ggn_diagonal`.
+    Those of :func:`kron_factors`, :func:`kron_eigenvalues` and
+    :func:`ggn_diagonal` (and a bound for the exact diagonal's passes),
+    with the likelihood's ``K x K`` Hessian factor and its scaled copy.
     """
     sizes, n_outputs = obj.layout.layer_sizes, obj.layout.n_outputs
     numbers = sum(s + 1 for s in sizes[:-1]) + n_outputs * (sum(sizes[1:]) + 1)
+    numbers += 2 * n_outputs * n_outputs
     return 3 * itemsize(obj) * numbers
 
 
@@ -235,7 +238,7 @@ def ggn_diagonal(obj, theta):
     xp = obj.xp
     diag = xp.zeros_like(theta)
     # Every layer's deltas, not the widest layer's alone (chunks had taken
-    # 2.2 times the memory budget).
+    # 2.2-3.1 times the memory budget).
     for Xc, _, sc in obj.row_chunks(backprop_bytes_per_row(obj)):
         fwd, factor = _factor_rows(obj, Xc, sc, theta)
         deltas = backprop(xp, obj.layout, theta, fwd, factor)
