@@ -61,26 +61,30 @@ def test_the_default_arguments_give_the_stored_evidence_under_a_prior_scale(
     assert clf.log_marginal_likelihood(alpha=0.505) != stored
 
 
-def test_the_evidence_at_a_nearby_small_alpha_is_evaluated_anew():
-    # Logistic regression (no hidden layer) at a weak prior, alpha = 1e-8:
-    # halving alpha differs from the fitted prior by 5e-9 only, which
+@pytest.mark.parametrize("weak", ["alpha", "bias_prior_precision"])
+def test_the_evidence_at_a_nearby_small_prior_is_evaluated_anew(weak):
+    # Logistic regression (no hidden layer) at a weak prior of 1e-8 on the
+    # weights (the bias at its default) or on the bias alone (alpha 1):
+    # halving it differs from the fitted prior by 5e-9 only, which
     # np.allclose (atol 1e-8) takes for "the same prior", but the Laplace
-    # evidence moves by (n_weights / 2) log(1/2) from the prior's
-    # normalisation alone (the data's curvature dwarfs the prior's, so the
-    # log determinant and the penalty alpha |w|^2 / 2 move by about 1e-8).
+    # evidence moves by (n / 2) log(1/2) from the prior's normalisation of
+    # its n parameters alone (the data's curvature dwarfs the prior's, so
+    # the log determinant and the penalty move by about 1e-8). Ignoring the
+    # argument would give a change of 0.
     rng = np.random.RandomState(0)
     X = rng.normal(size=(24, 3))
     y = (X[:, 0] + rng.normal(size=24) > 0).astype(int)  # noisy: a finite MAP
+    priors = {"alpha": 1.0, weak: 1e-8}
     clf = LaplaceMLPClassifier(
         (),
-        alpha=1e-8,
         hessian_structure="full",
         prior_precision_scale=1.0,
         random_state=0,
+        **priors,
     ).fit(X, y)
-    n_weights = clf.coefs_[0].size
-    change = clf.log_marginal_likelihood(alpha=5e-9) - clf.log_marginal_likelihood_
-    assert change == pytest.approx(0.5 * n_weights * np.log(0.5), rel=1e-4)
+    n = (clf.coefs_ if weak == "alpha" else clf.intercepts_)[0].size
+    change = clf.log_marginal_likelihood(**{weak: 5e-9}) - clf.log_marginal_likelihood_
+    assert change == pytest.approx(0.5 * n * np.log(0.5), rel=1e-4)
 
 
 X3, Y3 = np.random.RandomState(0).normal(size=(40, 3)), np.arange(40) % 3
@@ -210,32 +214,6 @@ def test_the_plug_in_predicts_from_the_weights_alone(iris, structure):
 
 
 # Mutation round (session 57).
-def test_the_evidence_at_another_bias_precision_alone_is_evaluated_anew():
-    """Changing only ``bias_prior_precision`` is a new prior.
-
-    Logistic regression at a weak bias prior (1e-8) and a fixed weight prior:
-    halving the bias precision moves the Laplace evidence by ``(1 / 2)
-    log(1/2)`` from the one bias's prior normalisation (the data's curvature
-    dwarfs the prior's, so the log determinant and the penalty move by about
-    1e-8). Ignoring the argument returns the stored evidence (a change of 0).
-    """
-    rng = np.random.RandomState(0)
-    X = rng.normal(size=(24, 3))
-    y = (X[:, 0] + rng.normal(size=24) > 0).astype(int)  # noisy: a finite MAP
-    clf = LaplaceMLPClassifier(
-        (),
-        alpha=1.0,
-        bias_prior_precision=1e-8,
-        hessian_structure="full",
-        prior_precision_scale=1.0,
-        random_state=0,
-    ).fit(X, y)
-    n_biases = clf.intercepts_[0].size
-    new = clf.log_marginal_likelihood(bias_prior_precision=5e-9)
-    change = new - clf.log_marginal_likelihood_
-    assert change == pytest.approx(0.5 * n_biases * np.log(0.5), rel=1e-4)
-
-
 def test_binary_log_probabilities_have_a_column_per_class(iris):
     """With two classes ``predict_log_proba`` has two columns, the logs of
     ``predict_proba``'s (one logit, two classes: the Bernoulli's)."""
