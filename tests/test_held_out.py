@@ -833,13 +833,18 @@ def test_round_off_does_not_send_a_fold_refit_to_another_basin():
     # follow the negative curvature of a saddle near its start (loss 54.3
     # -> 40.7), the run from alpha 0.1 then beat the kept fit by 2.4 paired
     # errors instead of 1.98, and the probabilities moved by 0.61 (alpha_
-    # 0.293 against 0.074).
+    # 0.293 against 0.074). Round-off also moves the full-data fit itself:
+    # on a SkylakeX kernel with one BLAS thread (session 58) its Newton-CG
+    # iterates part at iteration 40 for equal losses (0.231543 against
+    # 0.231550) and alpha_ moves 2.5% (0.0744 to 0.0726), the probabilities
+    # 0.038; elsewhere not at all. The bounds separate that from the basin
+    # change (a factor of 4 in alpha_, 0.61 in probability).
     X, y = make_moons(200, noise=0.3, random_state=0)
     X_rounded = X * (1 + 1e-15 * np.random.RandomState(7).standard_normal(X.shape))
     fit = LaplaceMLPClassifier(random_state=2).fit(X, y)
     again = LaplaceMLPClassifier(random_state=2).fit(X_rounded, y)
-    assert again.alpha_ == pytest.approx(fit.alpha_, rel=1e-3)
-    np.testing.assert_allclose(again.predict_proba(X), fit.predict_proba(X), atol=1e-3)
+    assert again.alpha_ == pytest.approx(fit.alpha_, rel=0.1)
+    np.testing.assert_allclose(again.predict_proba(X), fit.predict_proba(X), atol=0.1)
 
 
 def test_the_whole_class_rule_counts_weight_not_rows():
