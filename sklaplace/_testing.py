@@ -43,10 +43,26 @@ def numerical_derivative(func, x, h=1e-4):
     return np.stack(rows)
 
 
-def numerical_jacobian(obj, theta, h=1e-4):
-    """Logit Jacobian ``J``, shape (n_samples, n_outputs, n_params), by differences."""
-    derivative = numerical_derivative(lambda t: obj.forward(t).logits, theta, h)
-    return np.moveaxis(derivative, 0, -1)
+def numerical_jacobian(logits, theta, h=1e-4):
+    """Jacobian of ``logits`` at ``theta`` by :func:`numerical_derivative`.
+
+    Parameters
+    ----------
+    logits : callable
+        Maps parameters of shape (n_params,) to logits of shape
+        (n_samples, n_outputs) or (n_samples,), e.g. ``lambda t:
+        obj.forward(t).logits`` or :func:`mlp_logits` with the data bound.
+    theta : ndarray of shape (n_params,)
+        Point, in float64.
+    h : float, default=1e-4
+        Step.
+
+    Returns
+    -------
+    jacobian : ndarray of shape (*logits(theta).shape, n_params)
+        ``jacobian[..., p] = d logits / d theta_p``.
+    """
+    return np.moveaxis(numerical_derivative(logits, theta, h), 0, -1)
 
 
 _ACTIVATIONS = {

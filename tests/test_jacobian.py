@@ -12,13 +12,14 @@ import numpy as np
 
 from sklaplace._jacobian import diagonal_variance, logit_factors
 from sklaplace._network import ParamLayout
-from sklaplace._testing import mlp_logits, numerical_derivative
+from sklaplace._testing import mlp_logits, numerical_jacobian
 
 
 def _jacobian(theta, X, layer_sizes, activation="tanh"):
     """``d logits / d theta``, shape (n, n_outputs, n_params), by differences."""
-    logits = lambda t: mlp_logits(t, X, layer_sizes, activation)  # noqa: E731
-    return np.moveaxis(numerical_derivative(logits, theta), 0, -1)
+    return numerical_jacobian(
+        lambda t: mlp_logits(t, X, layer_sizes, activation), theta
+    )
 
 
 def _network(layer_sizes, n_samples=7, seed=0):

@@ -1047,7 +1047,7 @@ def test_a_factored_jacobian_of_other_layers_is_refused_not_truncated():
     (_, F), *_ = logit_factors(np, obj.layout, theta, "tanh", obj.X)
     assert len(post.blocks) == len(F.inputs) == 3
     short = FactoredJacobian(F.inputs[:2], F.deltas[:2])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="shorter than"):  # a strict zip's
         post.functional_variance(np, short)
 
 

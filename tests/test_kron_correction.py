@@ -419,13 +419,16 @@ def test_a_small_prior_scale_keeps_the_eigenbasis(scale):
     # (s - 1) A added to A leaves round-off of the size of A, 1e-16 / s of
     # s A: a small scale is still a multiple (the same basis, not a
     # ColumnKronBlock, which at 1e-8 had been built and pickled with the
-    # estimator).
+    # estimator). The log det is as accurate as that round-off allows:
+    # measured 4e-12, 3e-10 and 8e-8 relative at 1e-6, 1e-8 and 1e-11.
     obj, theta, posterior = _corrected()
     scaled = posterior.with_prior_change(np, (scale - 1.0) * obj.prior_precision)
     assert all(isinstance(b, KronBlock) for b in scaled.blocks)
     priors = [scale * b.row_prior for b in posterior.blocks]
     np.testing.assert_allclose(
-        scaled.log_det_precision(), _log_det_precision(posterior, priors), rtol=1e-6
+        scaled.log_det_precision(),
+        _log_det_precision(posterior, priors),
+        rtol=min(1e-6, 1e-16 / scale),
     )
 
 

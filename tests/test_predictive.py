@@ -20,6 +20,7 @@ from sklaplace._predictive import (
     probit_from_variance,
     probit_logits,
 )
+from sklaplace._testing import mlp_logits, numerical_jacobian
 from sklaplace.exceptions import MemoryLimitError
 from tests.conftest import make_problem
 
@@ -457,16 +458,10 @@ def test_plug_in_logits_chunks_take_as_many_rows_as_the_budget_holds(monkeypatch
 # Mutation round (session 57): a pruning mask in latent_gaussian, and the
 # plug-in's forward pass.
 def _difference_jacobian(layout, theta, X):
-    # A linear network's logits are linear in theta: a unit step's change
-    # is the Jacobian's column, exactly up to round-off.
-    from sklaplace._network import forward
-
-    def logits(t):
-        return forward(np, layout, t, X, "identity", with_slopes=False).logits
-
-    base = logits(theta)
-    steps = [logits(theta + e) - base for e in np.eye(theta.shape[0])]
-    return np.stack(steps, axis=-1)  # (n, K, n_params)
+    # A linear network, written out independently: linear in each parameter,
+    # so unit steps are exact up to round-off of the logits' size.
+    logits = lambda t: mlp_logits(t, X, layout.layer_sizes, "identity")  # noqa: E731
+    return numerical_jacobian(logits, theta, h=1.0)  # (n, K, n_params)
 
 
 @pytest.mark.parametrize("structure", ["diag", "full"])

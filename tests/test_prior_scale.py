@@ -573,6 +573,11 @@ def test_cv_walk_goes_at_most_a_decade_below_the_best():
     assert nudged[30] / 10 > nudged[22]
     assert _cv_scale(clf, nudged, 30, 3.0) == nudged[22]
     assert _cv_scale(clf, scales, 30, 3.0) == scales[22]
+    # A scale really below the decade (1e-10 relative, beyond round-off)
+    # is not reached: the walk stops at the next, 7.5.
+    below = scales.copy()
+    below[22] = scales[30] / 10 * (1 - 1e-10)
+    assert _cv_scale(clf, below, 30, 3.0) == below[23]
     # Where the standard error ends the walk sooner, the bound does not
     # matter (spread 0.3: five steps from index 40).
     assert _cv_scale(clf, scales, 40, 0.3) == scales[35]
