@@ -1,9 +1,13 @@
 import copy
+import warnings
 
 import numpy as np
 import pytest
 
+import sklaplace._curvature._products as products_module
 import sklaplace._memory as memory_module
+import sklaplace._network as network_module
+from sklaplace._backend import get_namespace
 from sklaplace._curvature import (
     CURVATURE_BUILDERS,
     check_finite_curvature,
@@ -18,9 +22,13 @@ from sklaplace._curvature import (
     kron_factors,
     residual_hessian,
 )
+from sklaplace._curvature._products import SINGLE_FLUSH, SINGLE_PRECISION_LIMIT
+from sklaplace._likelihood import likelihood_for
+from sklaplace._network import ParamLayout
+from sklaplace._objective import NegLogPosterior
 from sklaplace._testing import dense_ggn, mlp_logits
 from sklaplace.exceptions import MemoryLimitError
-from tests.conftest import CASES, case_id, make_problem, traced_peak
+from tests.conftest import CASES, case_id, make_problem, rebuilt, traced_peak
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case_id(*c) for c in CASES])
@@ -302,3 +310,127 @@ def test_a_curvatures_row_chunks_fit_the_memory_budget(
     baseline = traced_peak(lambda: build(one_row, theta))
     peak = traced_peak(lambda: build(many, theta))
     assert peak - baseline <= budget
+
+
+# Mutation round (session 58) on the Hessian-vector products: their cost
+# rules and the single-precision path's edges.
+def _objective_on(X, y, sample_weight, prior_precision, hidden=(), activation="tanh"):
+    """A binary ``NegLogPosterior`` on the given NumPy arrays."""
+    xp = get_namespace(X)
+    likelihood = likelihood_for(2)
+    layout = ParamLayout((X.shape[1], *hidden, likelihood.n_outputs(2)))
+    Y = likelihood.encode(xp, xp.asarray(y), layout.n_outputs, xp.float64)
+    precision = np.broadcast_to(prior_precision, (layout.n_params,)).copy()
+    return NegLogPosterior(
+        xp, layout, activation, likelihood, X, Y, sample_weight, precision
+    )
+
+
+def _reference_product(obj, theta, raw, v, kind):
+    """``H v`` from references that do not go through the R-operator: the
+    dense GGN rebuilt from raw data, or a central difference of the gradient."""
+    if kind == "ggn":
+        G = dense_ggn(
+            theta,
+            raw["X"],
+            raw["sample_weight"],
+            raw["prior_precision"],
+            raw["layer_sizes"],
+            raw["activation"],
+        )
+        return G @ v
+    h = 1e-5
+    return (
+        obj.loss_gradient(theta + h * v)[1] - obj.loss_gradient(theta - h * v)[1]
+    ) / (2 * h)
+
+
+@pytest.mark.parametrize("single_precision", [False, True])
+@pytest.mark.parametrize("kind", ["exact", "ggn"])
+def test_hessp_operator_forms_the_layer_inputs_once(
+    monkeypatch, kind, single_precision
+):
+    """The operator forms every layer's ``[a_i, 1]`` once (its first product
+    at the latest) and no product after that forms one again, neither in the
+    R-forward nor in the R-backward pass (each would copy ``X``); the products
+    still match an independent reference."""
+    obj, theta, raw = make_problem("tanh", 3, (4, 3), weighted=True, raw=True)
+    rng = np.random.RandomState(2)
+    hessp = hessp_operator(obj, theta, kind=kind, single_precision=single_precision)
+    hessp(rng.normal(size=theta.shape))  # builds the operator's lazy parts
+
+    def formed_again(xp, a):
+        raise AssertionError("a Hessian-vector product formed a layer input again")
+
+    monkeypatch.setattr(network_module, "with_ones", formed_again)
+    monkeypatch.setattr(products_module, "with_ones", formed_again)
+    v = rng.normal(size=theta.shape)
+    Hv = hessp(v)
+    monkeypatch.undo()
+    reference = _reference_product(obj, theta, raw, v, kind)
+    rtol = 1e-4 if single_precision else 1e-6
+    scale = np.max(np.abs(reference))
+    np.testing.assert_allclose(Hv, reference, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("kind", ["exact", "ggn"])
+def test_single_precision_with_all_weights_zero_is_the_prior_without_warnings(kind):
+    """With every sample weight zero the likelihood has no curvature: ``H v``
+    is ``A v`` exactly, and the single-precision operator must see that the
+    weights cannot be scaled to 1 (no 0 / 0, no floating-point warning)."""
+    obj, theta = make_problem("tanh", 2, (4,))
+    zero = rebuilt(obj, sample_weight=np.zeros(obj.n_samples))
+    v = np.random.RandomState(3).normal(size=theta.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Hv = hessp_operator(zero, theta, kind=kind, single_precision=True)(v)
+    np.testing.assert_allclose(Hv, obj.prior_precision * v, rtol=1e-15, atol=0)
+
+
+def test_an_array_at_the_single_precision_limit_still_uses_float32(monkeypatch):
+    """``SINGLE_PRECISION_LIMIT`` is the largest magnitude allowed into a
+    float32 product, so a parameter of exactly that magnitude keeps the
+    single-precision product. The parameter is a weight from an input that is
+    zero on every row, so that nothing else grows with it; the product is
+    checked against the dense GGN."""
+    rng = np.random.RandomState(4)
+    X = rng.normal(size=(12, 3))
+    X[:, 0] = 0.0
+    y = np.arange(12) % 2
+    weight = np.ones(12)
+    obj = _objective_on(X, y, weight, 0.5, hidden=(4,))
+    theta = rng.normal(scale=0.7, size=obj.layout.n_params)
+    theta[0] = SINGLE_PRECISION_LIMIT  # W_0[0, 0]: acts on the zero column
+    dtypes, original = [], products_module._likelihood_product
+
+    def recording(obj, theta, *args):
+        dtypes.append(theta.dtype)
+        return original(obj, theta, *args)
+
+    monkeypatch.setattr(products_module, "_likelihood_product", recording)
+    v = rng.normal(size=theta.shape)
+    Hv = hessp_operator(obj, theta, kind="ggn", single_precision=True)(v)
+    assert np.float32 in dtypes
+    G = dense_ggn(theta, X, weight, obj.prior_precision, obj.layout.layer_sizes, "tanh")
+    reference = G @ v
+    scale = np.max(np.abs(reference))
+    np.testing.assert_allclose(Hv, reference, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_a_weight_at_the_flush_threshold_is_not_flushed():
+    """Operands are flushed to zero only *below* ``SINGLE_FLUSH``: a row whose
+    relative sample weight is exactly the threshold still contributes its
+    ``s_n p_n (1 - p_n) x_n x_n' v`` to the float32 product. The other row has
+    a zero input, so along the weights (and with no prior) that row's term is
+    all there is, computed by hand here."""
+    X = np.array([[0.0, 0.0], [0.8, -1.3]])
+    weight = np.array([1.0, SINGLE_FLUSH])
+    obj = _objective_on(X, np.array([0, 1]), weight, 0.0)
+    theta = np.array([0.4, 0.9, -0.2])  # W_0 (2 x 1), then b_0
+    v = np.array([0.7, -0.5, 0.0])  # along the weights only
+    Hv = hessp_operator(obj, theta, kind="ggn", single_precision=True)(v)
+    x = np.append(X[1], 1.0)
+    p = 1.0 / (1.0 + np.exp(-(x @ theta)))
+    reference = weight[1] * p * (1.0 - p) * x * (x @ v)
+    assert np.all(reference != 0)
+    np.testing.assert_allclose(Hv, reference, rtol=1e-5, atol=0)

@@ -3,7 +3,15 @@ import pytest
 
 import sklaplace._jacobian as jacobian_module
 import sklaplace._memory as memory_module
-from sklaplace._network import ParamLayout, forward, jacobian_factor, jvp, vjp
+import sklaplace._network as network_module
+from sklaplace._network import (
+    ParamLayout,
+    forward,
+    jacobian_factor,
+    jvp,
+    vjp,
+    with_ones,
+)
 from sklaplace._testing import mlp_logits, numerical_jacobian
 from tests.conftest import make_problem
 
@@ -246,3 +254,29 @@ def test_a_layer_at_the_gain_goes_through_its_factors_in_slices_of_rows(
     assert product.shape == (30, 6, 4)
     expected = numerical_jacobian(lambda t: obj.forward(t).logits, theta) @ M
     np.testing.assert_allclose(product, expected, rtol=1e-7, atol=1e-8)
+
+
+# Mutation round (session 58): the layer inputs jvp is given.
+@pytest.mark.parametrize("hidden", [(), (4,), (4, 3)])
+def test_jvp_reuses_the_layer_inputs_it_is_given(monkeypatch, hidden):
+    """``jvp(..., inputs=...)`` must use the given ``[a_i, 1]`` matrices rather
+    than form them again (the point of the argument: an operator applied many
+    times at one ``theta`` forms them once), and still return ``J v``, checked
+    against a central difference of a from-scratch forward pass."""
+    obj, theta, raw = make_problem("tanh", 3, hidden, raw=True)
+    fwd = obj.forward(theta)
+    inputs = [with_ones(np, a) for a in fwd.acts]
+    v = np.random.RandomState(1).normal(size=theta.shape)
+
+    def formed_again(xp, a):
+        raise AssertionError("jvp formed a layer input it was given")
+
+    monkeypatch.setattr(network_module, "with_ones", formed_again)
+    Jv = jvp(np, obj.layout, theta, fwd, v, inputs)[-1]
+
+    def logits(t):
+        return mlp_logits(t, raw["X"], raw["layer_sizes"], raw["activation"])
+
+    h = 1e-5
+    reference = (logits(theta + h * v) - logits(theta - h * v)) / (2 * h)
+    np.testing.assert_allclose(Jv, reference, rtol=1e-6, atol=1e-8)
