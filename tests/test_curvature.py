@@ -22,6 +22,7 @@ from sklaplace._curvature import (
     kron_factors,
     residual_hessian,
 )
+from sklaplace._curvature._ggn import ggn_row_chunks
 from sklaplace._curvature._products import SINGLE_FLUSH, SINGLE_PRECISION_LIMIT
 from sklaplace._likelihood import likelihood_for
 from sklaplace._network import ParamLayout
@@ -273,22 +274,59 @@ def _residual_term_into_its_own_output(obj, theta):
     return residual_hessian(obj, theta, out=np.zeros((n_params, n_params)))
 
 
+def _row_chunks_consumed(obj, theta):
+    """Every chunk of the GGN's rows, as a consumer that keeps none sees them."""
+    for _ in ggn_row_chunks(obj, theta):
+        pass
+
+
+def _eigenvalues_in_unit_bases(obj, theta):
+    bases = [(np.eye(rows), np.eye(cols)) for rows, cols in obj.layout.shapes]
+    return kron_eigenvalues(obj, theta, bases)
+
+
+_BUDGET_BUILDS = [
+    ggn_diagonal,
+    exact_diagonal,
+    kron_factors,
+    ggn_hessian,
+    exact_hessian,
+    _residual_term_into_its_own_output,
+    _eigenvalues_in_unit_bases,
+]
+_BUDGET_NETWORKS = [
+    ((4, 3), 2, 3),
+    ((4, 3), 3, 3),
+    ((6, 6), 2, 3),
+    ((6, 6), 3, 3),
+    ((4,), 10, 3),
+    ((4,), 3, 64),
+]
+_BUDGET_CASES = [(b, *net) for b in _BUDGET_BUILDS for net in _BUDGET_NETWORKS] + [
+    # The K-logit rows of G: n_outputs x n_params numbers per sample.
+    (_row_chunks_consumed, (8,), 3, 3),
+    (_row_chunks_consumed, (4, 3), 10, 3),
+    # One logit, a wide hidden layer: its activations and deltas are most
+    # of a row's intermediates (the eigenvalues' had not been counted).
+    (ggn_diagonal, (10,), 2, 1),
+    (_eigenvalues_in_unit_bases, (40,), 2, 3),
+    (_eigenvalues_in_unit_bases, (1, 30), 2, 2),
+    # A few parameters: the passes outweigh the rows of G (not counted,
+    # 1.3-1.4 times the budget).
+    (ggn_hessian, (1,), 2, 1),
+    (ggn_hessian, (2,), 2, 2),
+    (ggn_hessian, (4,), 2, 1),
+    # Three logits next to a one-unit layer: the Kronecker rows of a layer
+    # pair and its second-order rows are similar in size.
+    (ggn_hessian, (4, 1), 3, 1),
+    (ggn_hessian, (1, 4), 3, 2),
+]
+
+
 @pytest.mark.parametrize(
-    "build",
-    [
-        ggn_diagonal,
-        exact_diagonal,
-        kron_factors,
-        ggn_hessian,
-        exact_hessian,
-        _residual_term_into_its_own_output,
-    ],
-    ids=lambda f: f.__name__,
-)
-@pytest.mark.parametrize(
-    "hidden, n_classes, n_features",
-    [((4, 3), 2, 3), ((4, 3), 3, 3), ((6, 6), 2, 3), ((6, 6), 3, 3), ((4,), 10, 3)]
-    + [((4,), 3, 64)],
+    "build, hidden, n_classes, n_features",
+    _BUDGET_CASES,
+    ids=lambda v: getattr(v, "__name__", str(v)),
 )
 def test_a_curvatures_row_chunks_fit_the_memory_budget(
     build, hidden, n_classes, n_features
@@ -310,6 +348,65 @@ def test_a_curvatures_row_chunks_fit_the_memory_budget(
     baseline = traced_peak(lambda: build(one_row, theta))
     peak = traced_peak(lambda: build(many, theta))
     assert peak - baseline <= budget
+
+
+def _data_ggn(raw, theta):
+    """``sum_n J_n' Lambda_n J_n`` from the raw arrays (the prior taken out)."""
+    keys = ("X", "sample_weight", "prior_precision", "layer_sizes", "activation")
+    ggn = dense_ggn(theta, *[raw[key] for key in keys])
+    return ggn - np.diag(raw["prior_precision"])
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_ggn_rows_over_many_chunks_are_a_square_root_of_the_data_ggn(n_classes):
+    """One row per chunk: ``G`` stacks every sample's rows, ``G' G`` is the GGN.
+
+    A fixed parameter's column is zero and leaves the others as they are.
+    """
+    obj, theta, raw = make_problem(
+        "tanh", n_classes, (4, 3), weighted=True, memory_budget=1, raw=True
+    )
+    n_outputs, n_params = obj.layout.n_outputs, obj.layout.n_params
+    G = ggn_rows(obj, theta)
+    assert G.shape == (obj.n_samples * n_outputs, n_params)
+    expected = _data_ggn(raw, theta)
+    scale = np.max(np.abs(expected))
+    np.testing.assert_allclose(G.T @ G, expected, rtol=0, atol=1e-7 * scale)
+
+    fixed = np.zeros(n_params, dtype=bool)
+    fixed[[1, n_params - 2]] = True
+    G_fixed = ggn_rows(rebuilt(obj, fixed=fixed), theta)
+    np.testing.assert_array_equal(G_fixed[:, fixed], 0.0)
+    np.testing.assert_allclose(G_fixed[:, ~fixed], G[:, ~fixed], rtol=1e-12, atol=1e-15)
+
+
+def _orthogonal(rng, size):
+    Q, _ = np.linalg.qr(rng.normal(size=(size, size)))
+    return Q
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_kron_eigenvalues_over_many_chunks_are_the_ggn_diagonal_in_the_basis(
+    n_classes,
+):
+    """``h_i = diag((S kron V)' B_i (S kron V))``, ``B_i`` layer i's GGN block.
+
+    Random orthogonal bases, weighted samples, one row per chunk; ``B_i`` is
+    read from the dense GGN of the raw data.
+    """
+    obj, theta, raw = make_problem(
+        "tanh", n_classes, (4, 3), weighted=True, memory_budget=1, raw=True
+    )
+    rng = np.random.RandomState(1)
+    bases = [(_orthogonal(rng, r), _orthogonal(rng, c)) for r, c in obj.layout.shapes]
+    ggn = _data_ggn(raw, theta)
+    scale = np.max(np.abs(ggn))
+    got = kron_eigenvalues(obj, theta, bases)
+    for i, ((S, V), h) in enumerate(zip(bases, got, strict=True)):
+        block = ggn[obj.layout.layer_slice(i), obj.layout.layer_slice(i)]
+        Q = np.kron(S, V)
+        expected = np.diag(Q.T @ block @ Q).reshape(S.shape[0], V.shape[0])
+        np.testing.assert_allclose(h, expected, rtol=0, atol=1e-7 * scale)
 
 
 # Mutation round (session 58) on the Hessian-vector products: their cost

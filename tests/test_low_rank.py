@@ -13,7 +13,7 @@ import pytest
 
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._curvature import ggn_rows
-from sklaplace._curvature._ggn import ggn_row_chunks
+from sklaplace._curvature._ggn import backprop_bytes_per_row, ggn_row_chunks
 from sklaplace._low_rank import LowRankPosterior
 from sklaplace._testing import dense_ggn
 from tests.conftest import make_problem, rebuilt
@@ -355,14 +355,16 @@ def test_ggn_row_chunks_take_as_many_rows_as_the_budget_holds(
 ):
     """A chunk of ``ggn_row_chunks`` holds as many rows as fit the objective's
     memory budget at three float64 copies of a row's ``n_outputs x n_params``
-    block (8 features, hidden (3,): 27 + 4 K parameters), in order: 7 rows in
-    chunks of 3 (budget 3 rows' bytes) or 2 (one byte less). Mutants that
-    sized the chunks at 4 copies or divided instead of multiplying survived
-    (the rows alone are the same whatever the chunking)."""
-    per_row = 3 * 8 * n_outputs * n_params
+    block (8 features, hidden (3,): 27 + 4 K parameters) beside the passes
+    that form it (``backprop_bytes_per_row``, checked against the traced
+    peak in ``tests/test_curvature.py``), in order: 7 rows in chunks of 3
+    (budget 3 rows' bytes) or 2 (one byte less). Mutants that sized the
+    chunks at 4 copies or divided instead of multiplying survived (the rows
+    alone are the same whatever the chunking)."""
     whole, theta = make_problem(
         n_classes=n_classes, hidden=(3,), n_samples=7, n_features=8
     )
+    per_row = 3 * 8 * n_outputs * n_params + backprop_bytes_per_row(whole)
     assert (whole.layout.n_outputs, whole.layout.n_params) == (n_outputs, n_params)
     G = ggn_rows(whole, theta)
     for budget, sizes in [(3 * per_row, [3, 3, 1]), (3 * per_row - 1, [2, 2, 2, 1])]:

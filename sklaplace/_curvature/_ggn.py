@@ -95,7 +95,10 @@ def ggn_row_chunks(obj, theta):
     sample, each chunk of shape ``(chunk_rows * n_outputs, n_params)``.
     """
     xp, n_outputs, n_params = obj.xp, obj.layout.n_outputs, obj.layout.n_params
-    for Xc, _, sc in obj.row_chunks(3 * itemsize(obj) * n_outputs * n_params):
+    # The rows and the passes that form them (alone, the rows had been
+    # counted: 1.4 times the budget on networks of a few parameters).
+    rows = 3 * itemsize(obj) * n_outputs * n_params
+    for Xc, _, sc in obj.row_chunks(rows + backprop_bytes_per_row(obj)):
         fwd, factor = _factor_rows(obj, Xc, sc, theta)
         F = jacobian_factor(xp, obj.layout, theta, fwd, factor)
         yield xp.reshape(F, (-1, n_params))
@@ -205,7 +208,13 @@ def kron_eigenvalues(obj, theta, bases):
     dtype = theta.dtype
     bases = [(xp.asarray(S, dtype=dtype), xp.asarray(V, dtype=dtype)) for S, V in bases]
     h = [xp.zeros((rows, cols), dtype=dtype) for rows, cols in layout.shapes]
-    for Xc, _, sc in obj.row_chunks(backprop_bytes_per_row(obj)):
+    # Beside the passes, one layer's inputs and deltas in its basis and
+    # their squares (uncounted, 1.15 times the budget beside a wide layer).
+    in_basis = max(
+        3 * rows + 3 * layout.n_outputs * cols for rows, cols in layout.shapes
+    )
+    bytes_per_row = backprop_bytes_per_row(obj) + itemsize(obj) * in_basis
+    for Xc, _, sc in obj.row_chunks(bytes_per_row):
         fwd, factor = _factor_rows(obj, Xc, sc, theta)
         deltas = backprop(xp, layout, theta, fwd, factor)  # carry s_n (the factor)
         for i, (a, delta) in enumerate(zip(fwd.acts, deltas)):
