@@ -18,6 +18,7 @@ import sklaplace._laplace_fit
 import sklaplace._warnings as package_warnings
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._fit_config import FitConfig
+from sklaplace._held_out import MIN_HELD_OUT_CLASS_ROWS
 from sklaplace._likelihood import Bernoulli, likelihood_for
 from sklaplace._network import ParamLayout
 from sklaplace._objective import (
@@ -837,3 +838,65 @@ def test_the_fit_from_the_starting_weights_starts_exactly_there(monkeypatch):
     ).fit(X, y)
     assert len(starts) == 1
     np.testing.assert_array_equal(starts[0], start)
+
+
+# Mutation round (session 58): fit_network's held-out rows read the weights;
+# the estimator drops rows of zero weight before calling it, so these tests
+# hand them to fit_network itself (a row of zero weight is no row).
+def _a_small_class(n_large=40, seed=2):
+    """Class 0 of ``n_large`` rows; class 1 of ``MIN_HELD_OUT_CLASS_ROWS - 1``
+    distinct rows, too few for the folds or the validation split to hold
+    any of them out."""
+    rng = np.random.RandomState(seed)
+    n_small = MIN_HELD_OUT_CLASS_ROWS - 1
+    X = np.r_[rng.normal(size=(n_large, 2)), rng.normal(2.0, 1.0, (n_small, 2))]
+    y = np.r_[np.zeros(n_large, int), np.ones(n_small, int)]
+    return X, y
+
+
+@pytest.mark.parametrize("scale", ["cv", "validation"])
+def test_zero_weight_rows_handed_to_fit_network_change_no_held_out_loss(
+    monkeypatch, scale
+):
+    """Rows of zero weight appended to ``fit_network``'s data leave the
+    held-out log loss at every prior scale as it was: the small class keeps
+    its three weighted rows fitted (counted as rows, twelve zero-weight
+    ones of that class made it large enough to hold its weighted rows out,
+    and the losses then scored them)."""
+    X, y = _a_small_class()
+    ghosts = np.random.RandomState(1).normal(2.0, 1.0, (12, 2))
+    fit_network = estimator_module.fit_network
+
+    def padded(config, xp, layout, likelihood, data, *rest):
+        X_fit, y_fit, w_fit = data
+        data = (
+            np.r_[X_fit, ghosts],
+            np.r_[y_fit, np.ones(len(ghosts), dtype=y_fit.dtype)],
+            np.r_[w_fit, np.zeros(len(ghosts))],
+        )
+        return fit_network(config, xp, layout, likelihood, data, *rest)
+
+    params = dict(
+        hidden_layer_sizes=(3,),
+        alpha=1.0,
+        hessian_structure="full",
+        prior_precision_scale=scale,
+        # Its seed's split, were the ghosts counted as rows, holds out one
+        # of the small class's weighted rows (as do the folds).
+        random_state=4,
+    )
+    key = f"{scale}_log_loss"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = LaplaceMLPClassifier(**params).fit(X, y)
+        monkeypatch.setattr(estimator_module, "fit_network", padded)
+        ghosted = LaplaceMLPClassifier(**params).fit(X, y)
+    # The zero-weight rows change the solver's sums, so the MAP moves
+    # within its tolerance (about 1e-6 relative here); scoring the small
+    # class's rows moves the losses by their own size.
+    curve = plain.prior_precision_scale_path_[key]
+    assert np.all(np.isfinite(curve))
+    np.testing.assert_allclose(
+        ghosted.prior_precision_scale_path_[key], curve, rtol=1e-4
+    )
+    np.testing.assert_allclose(ghosted.coefs_[0], plain.coefs_[0], rtol=1e-4)
