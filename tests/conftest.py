@@ -129,7 +129,8 @@ def record_row_chunks(monkeypatch):
 
 
 def rebuilt(obj, sample_weight=None, prior_precision=None, fixed=None):
-    """``obj``'s NegLogPosterior again, with other weights, prior or fixed mask."""
+    """``obj``'s NegLogPosterior again (its memory budget too), with other
+    weights, prior or fixed mask."""
     return NegLogPosterior(
         obj.xp,
         obj.layout,
@@ -140,6 +141,7 @@ def rebuilt(obj, sample_weight=None, prior_precision=None, fixed=None):
         obj.sample_weight if sample_weight is None else sample_weight,
         obj.prior_precision if prior_precision is None else prior_precision,
         fixed=fixed,
+        memory_budget=obj.memory_budget,
     )
 
 

@@ -38,12 +38,10 @@ def test_the_default_arguments_give_the_stored_evidence_under_a_prior_scale(
     1e-15 to 2e-13 here, 1e-12 elsewhere), so the fitted prior -- by default
     or given explicitly -- must return the stored number, bit for bit. A
     prior 1% away is evaluated anew, and differs. Whether round-off moves
-    the refactorised value is the build's (at 0.3 some builds reach the
-    same bits, so a second case: 100, a flat bias prior). (A full posterior:
-    the diagonal and Kronecker ones happen to refactorise to the same bits
-    here.) Whether it is the stored number or a refactorisation that
-    happens to reach it is asked of the evaluation itself, so the test
-    holds on every build.
+    the refactorised value is the build's, so whether the stored number is
+    returned, not a refactorisation that happens to reach its bits, is
+    asked of the evaluation itself (two cases: 0.3, and 100 with a flat
+    bias prior; a full posterior).
     """
     X, y = iris
     with warnings.catch_warnings():

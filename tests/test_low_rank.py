@@ -13,7 +13,7 @@ import pytest
 
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._curvature import ggn_rows
-from sklaplace._curvature._ggn import backprop_bytes_per_row, ggn_row_chunks
+from sklaplace._curvature._ggn import ggn_row_chunks
 from sklaplace._low_rank import LowRankPosterior
 from sklaplace._testing import dense_ggn
 from tests.conftest import make_problem, rebuilt
@@ -349,22 +349,28 @@ def test_a_pruned_diagonal_refit_tunes_alpha_as_the_pruned_full_one():
     )
 
 
-@pytest.mark.parametrize("n_classes, n_outputs, n_params", [(2, 1, 31), (3, 3, 39)])
+@pytest.mark.parametrize(
+    "n_classes, n_outputs, n_params, per_row",
+    # Three float64 copies of the rows (3 x 8 x K x P bytes) and the
+    # passes' numbers, three copies each: the layers' inputs with their
+    # ones (9 + 4), K deltas of the hidden layer and the logits and K more
+    # (K (3 + K + 1)), the likelihood's K x K factor twice (2 K^2).
+    [(2, 1, 31, 744 + 3 * 8 * (13 + 5 + 2)), (3, 3, 39, 2808 + 3 * 8 * (13 + 21 + 18))],
+)
 def test_ggn_row_chunks_take_as_many_rows_as_the_budget_holds(
-    n_classes, n_outputs, n_params
+    n_classes, n_outputs, n_params, per_row
 ):
     """A chunk of ``ggn_row_chunks`` holds as many rows as fit the objective's
     memory budget at three float64 copies of a row's ``n_outputs x n_params``
     block (8 features, hidden (3,): 27 + 4 K parameters) beside the passes
-    that form it (``backprop_bytes_per_row``, checked against the traced
-    peak in ``tests/test_curvature.py``), in order: 7 rows in chunks of 3
+    that form it (their traced peak is checked against the budget in
+    ``tests/test_curvature.py``), in order: 7 rows in chunks of 3
     (budget 3 rows' bytes) or 2 (one byte less). Mutants that sized the
     chunks at 4 copies or divided instead of multiplying survived (the rows
     alone are the same whatever the chunking)."""
     whole, theta = make_problem(
         n_classes=n_classes, hidden=(3,), n_samples=7, n_features=8
     )
-    per_row = 3 * 8 * n_outputs * n_params + backprop_bytes_per_row(whole)
     assert (whole.layout.n_outputs, whole.layout.n_params) == (n_outputs, n_params)
     G = ggn_rows(whole, theta)
     for budget, sizes in [(3 * per_row, [3, 3, 1]), (3 * per_row - 1, [2, 2, 2, 1])]:

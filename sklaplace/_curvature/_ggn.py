@@ -95,7 +95,7 @@ def ggn_row_chunks(obj, theta):
     sample, each chunk of shape ``(chunk_rows * n_outputs, n_params)``.
     """
     xp, n_outputs, n_params = obj.xp, obj.layout.n_outputs, obj.layout.n_params
-    # The rows and the passes that form them (alone, the rows had been
+    # The rows and the passes that form them (the rows alone had been
     # counted: 1.4 times the budget on networks of a few parameters).
     rows = 3 * itemsize(obj) * n_outputs * n_params
     for Xc, _, sc in obj.row_chunks(rows + backprop_bytes_per_row(obj)):
@@ -143,9 +143,11 @@ class KroneckerFactors(NamedTuple):
 def backprop_bytes_per_row(obj):
     """Bytes of per-row intermediates of a forward and ``n_outputs`` backward passes.
 
-    Those of :func:`kron_factors`, :func:`kron_eigenvalues` and
-    :func:`ggn_diagonal` (and a bound for the exact diagonal's passes),
-    with the likelihood's ``K x K`` Hessian factor and its scaled copy.
+    Those of :func:`kron_factors` and :func:`ggn_diagonal`, and beside
+    their own terms, of :func:`ggn_row_chunks` (the passes that form the
+    rows) and :func:`kron_eigenvalues` (and a bound for the exact
+    diagonal's passes), with the likelihood's ``K x K`` Hessian factor and
+    its scaled copy.
     """
     sizes, n_outputs = obj.layout.layer_sizes, obj.layout.n_outputs
     numbers = sum(s + 1 for s in sizes[:-1]) + n_outputs * (sum(sizes[1:]) + 1)
@@ -208,10 +210,12 @@ def kron_eigenvalues(obj, theta, bases):
     dtype = theta.dtype
     bases = [(xp.asarray(S, dtype=dtype), xp.asarray(V, dtype=dtype)) for S, V in bases]
     h = [xp.zeros((rows, cols), dtype=dtype) for rows, cols in layout.shapes]
-    # Beside the passes, one layer's inputs and deltas in its basis and
-    # their squares (uncounted, 1.15 times the budget beside a wide layer).
+    # Beside the passes, one layer's squared inputs in its basis with, first,
+    # their unsquared copy, then the deltas in its basis, their squares and
+    # sum (uncounted, 1.15 times the budget beside a wide layer).
     in_basis = max(
-        3 * rows + 3 * layout.n_outputs * cols for rows, cols in layout.shapes
+        rows + max(rows, (2 * layout.n_outputs + 1) * cols)
+        for rows, cols in layout.shapes
     )
     bytes_per_row = backprop_bytes_per_row(obj) + itemsize(obj) * in_basis
     for Xc, _, sc in obj.row_chunks(bytes_per_row):
