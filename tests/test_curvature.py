@@ -32,6 +32,12 @@ from sklaplace.exceptions import MemoryLimitError
 from tests.conftest import CASES, case_id, make_problem, rebuilt, traced_peak
 
 
+def _raw_ggn(raw, theta):
+    """The dense GGN (prior included) rebuilt from ``make_problem``'s raw arrays."""
+    keys = ("X", "sample_weight", "prior_precision", "layer_sizes", "activation")
+    return dense_ggn(theta, *[raw[key] for key in keys])
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case_id(*c) for c in CASES])
 def test_ggn_matches_dense_reference(case):
     # The reference is rebuilt from the raw arrays (its own forward pass,
@@ -39,15 +45,7 @@ def test_ggn_matches_dense_reference(case):
     activation, n_classes, hidden, weighted = case
     obj, theta, raw = make_problem(activation, n_classes, hidden, weighted, raw=True)
     G = ggn_hessian(obj, theta)
-    reference = dense_ggn(
-        theta,
-        raw["X"],
-        raw["sample_weight"],
-        raw["prior_precision"],
-        raw["layer_sizes"],
-        raw["activation"],
-    )
-    np.testing.assert_allclose(G, reference, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(G, _raw_ggn(raw, theta), rtol=1e-7, atol=1e-9)
     np.testing.assert_array_equal(G, G.T)
     assert np.linalg.eigvalsh(G).min() > 0  # A is positive definite here
 
@@ -260,7 +258,7 @@ def test_the_residual_term_alone_is_the_hessian_minus_the_ggn_in_thetas_dtype():
         nll = np.logaddexp.reduce(f, axis=1) - np.sum(onehot * f, axis=1)
         return weight @ nll + 0.5 * t @ (precision * t)
 
-    expected = _hessian_of(loss, theta) - dense_ggn(theta, *[raw[k] for k in keys])
+    expected = _hessian_of(loss, theta) - _raw_ggn(raw, theta)
     scale = np.max(np.abs(expected))
     assert scale > 1e-2  # the residual term is not negligible here
     for dtype, tolerance in [(np.float64, 1e-5), (np.float32, 1e-4)]:
@@ -353,9 +351,7 @@ def test_a_curvatures_row_chunks_fit_the_memory_budget(
 
 def _data_ggn(raw, theta):
     """``sum_n J_n' Lambda_n J_n`` from the raw arrays (the prior taken out)."""
-    keys = ("X", "sample_weight", "prior_precision", "layer_sizes", "activation")
-    ggn = dense_ggn(theta, *[raw[key] for key in keys])
-    return ggn - np.diag(raw["prior_precision"])
+    return _raw_ggn(raw, theta) - np.diag(raw["prior_precision"])
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -428,15 +424,7 @@ def _reference_product(obj, theta, raw, v, kind):
     """``H v`` from references that do not go through the R-operator: the
     dense GGN rebuilt from raw data, or a central difference of the gradient."""
     if kind == "ggn":
-        G = dense_ggn(
-            theta,
-            raw["X"],
-            raw["sample_weight"],
-            raw["prior_precision"],
-            raw["layer_sizes"],
-            raw["activation"],
-        )
-        return G @ v
+        return _raw_ggn(raw, theta) @ v
     h = 1e-5
     return (
         obj.loss_gradient(theta + h * v)[1] - obj.loss_gradient(theta - h * v)[1]
