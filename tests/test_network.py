@@ -16,6 +16,11 @@ from sklaplace._testing import mlp_logits, numerical_jacobian
 from tests.conftest import make_problem
 
 
+def _differenced(obj, theta):
+    """The logits' Jacobian through ``obj``'s forward pass, by differences."""
+    return numerical_jacobian(lambda t: obj.forward(t).logits, theta)
+
+
 def test_layout_matches_mlpclassifier_order():
     layout = ParamLayout((3, 4, 2))
     coefs = [np.arange(12.0).reshape(3, 4), np.arange(8.0).reshape(4, 2)]
@@ -49,7 +54,7 @@ def test_jacobian_matches_finite_differences(problem):
     J = jacobian_factor(np, obj.layout, theta, fwd, eye)
     np.testing.assert_allclose(
         J,
-        numerical_jacobian(lambda t: obj.forward(t).logits, theta),
+        _differenced(obj, theta),
         rtol=1e-7,
         atol=1e-9,
     )
@@ -89,7 +94,7 @@ def test_logit_factors_in_one_row_chunks_are_the_jacobian(monkeypatch):
     logits = np.concatenate([logits for logits, _ in chunks])
     J = np.concatenate([factors.dense(np) for _, factors in chunks])
     last = np.concatenate([factors.last_layer().dense(np) for _, factors in chunks])
-    numeric = numerical_jacobian(lambda t: obj.forward(t).logits, theta)
+    numeric = _differenced(obj, theta)
     reference = mlp_logits(theta, obj.X, obj.layout.layer_sizes, obj.activation)
     np.testing.assert_allclose(logits, reference, rtol=1e-12)
     np.testing.assert_allclose(J, numeric, rtol=1e-7, atol=1e-9)
@@ -126,7 +131,7 @@ def test_a_factored_jacobian_times_a_matrix_is_the_finite_difference_product(
     assert len(calls) == factored_layers
     if gain == 3.0:
         assert calls == [2]
-    expected = numerical_jacobian(lambda t: obj.forward(t).logits, theta) @ M
+    expected = _differenced(obj, theta) @ M
     np.testing.assert_allclose(product, expected, rtol=1e-7, atol=1e-8)
 
 
@@ -217,7 +222,7 @@ def test_a_factored_product_over_two_hidden_layers_takes_each_layers_rows_of_m(
     )
     M = np.random.RandomState(1).normal(size=(obj.layout.n_params, 5))
     monkeypatch.setattr(jacobian_module, "FACTORED_PRODUCT_GAIN", gain)
-    expected = numerical_jacobian(lambda t: obj.forward(t).logits, theta) @ M
+    expected = _differenced(obj, theta) @ M
     np.testing.assert_allclose(factors.matmul(np, M), expected, rtol=1e-7, atol=1e-8)
 
 
@@ -252,7 +257,7 @@ def test_a_layer_at_the_gain_goes_through_its_factors_in_slices_of_rows(
     product = factors.matmul(np, M)
     assert calls == [rows]
     assert product.shape == (30, 6, 4)
-    expected = numerical_jacobian(lambda t: obj.forward(t).logits, theta) @ M
+    expected = _differenced(obj, theta) @ M
     np.testing.assert_allclose(product, expected, rtol=1e-7, atol=1e-8)
 
 

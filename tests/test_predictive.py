@@ -460,7 +460,9 @@ def test_plug_in_logits_chunks_take_as_many_rows_as_the_budget_holds(monkeypatch
 def _difference_jacobian(layout, theta, X):
     # A linear network, written out independently: linear in each parameter,
     # so unit steps are exact up to round-off of the logits' size.
-    logits = lambda t: mlp_logits(t, X, layout.layer_sizes, "identity")  # noqa: E731
+    def logits(t):
+        return mlp_logits(t, X, layout.layer_sizes, "identity")
+
     return numerical_jacobian(logits, theta, h=1.0)  # (n, K, n_params)
 
 
