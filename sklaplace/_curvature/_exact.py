@@ -23,6 +23,7 @@ from sklaplace._curvature._ggn import (
     diagonal_blocks,
     ggn_diagonal,
     ggn_hessian,
+    ggn_layer_diagonals,
     itemsize,
 )
 
@@ -88,30 +89,31 @@ def exact_diagonal(obj, theta):
 
     Costs ``O(n_samples * n_params * max_width)`` (the ``D_i`` recursion needs
     dense per-sample ``h x h`` blocks), still without any ``W x W`` matrix.
+    One forward pass per chunk serves both terms.
 
     Returns
     -------
     diag : array of shape (n_params,)
     """
     xp, layout = obj.xp, obj.layout
-    diag = ggn_diagonal(obj, theta)
     if layout.n_layers == 1:
-        return diag
+        return ggn_diagonal(obj, theta)  # Logits are linear in theta: R = 0.
     weights = layout.layers(xp, theta)
     # The forward and backward passes beside every hidden layer's D_i block
     # (the widest block alone had been counted: this loop's chunks took 1.9
-    # times the memory budget). One cotangent is backpropagated here, so
-    # the n_outputs passes' estimate is a bound.
+    # times the memory budget). The GGN's deltas are reduced before the
+    # residual's pass, so the larger of the two passes is counted.
     blocks = sum(h * h for h in layout.layer_sizes[1:-1])
     bytes_per_row = backprop_bytes_per_row(obj) + 4 * itemsize(obj) * blocks
+    diag = xp.zeros_like(theta)
     for Xc, Yc, sc in obj.row_chunks(bytes_per_row):
         fwd = obj.forward(theta, Xc)
+        layer_diagonals = ggn_layer_diagonals(obj, theta, fwd, sc)
         _, second_derivative_terms = obj.residual_backprop(theta, fwd, Yc, sc)
         D = second_order_precisions(xp, weights, fwd, second_derivative_terms)
-        layer_diagonals = [
-            c if Di is None else xp.linalg.diagonal(Di)
-            for Di, c in zip(D, second_derivative_terms)
-        ]
-        layer_diagonals.append(xp.zeros_like(fwd.logits))  # logits: no R term
+        for i, (Di, c) in enumerate(zip(D, second_derivative_terms, strict=True)):
+            layer_diagonals[i] = layer_diagonals[i] + (
+                c if Di is None else xp.linalg.diagonal(Di)
+            )  # the logits' layer has no R term
         diag = diag + diagonal_blocks(xp, fwd, layer_diagonals)
-    return diag
+    return diag + obj.prior_precision

@@ -17,6 +17,7 @@ __all__ = [
     "check_finite_curvature",
     "ggn_diagonal",
     "ggn_hessian",
+    "ggn_layer_diagonals",
     "ggn_row_chunks",
     "ggn_rows",
     "kron_eigenvalues",
@@ -253,10 +254,22 @@ def ggn_diagonal(obj, theta):
     # Every layer's deltas, not the widest layer's alone (chunks had taken
     # 2.2-3.1 times the memory budget).
     for Xc, _, sc in obj.row_chunks(backprop_bytes_per_row(obj)):
-        fwd, factor = _factor_rows(obj, Xc, sc, theta)
-        deltas = backprop(xp, obj.layout, theta, fwd, factor)
-        diag = diag + diagonal_blocks(xp, fwd, [xp.sum(d * d, axis=1) for d in deltas])
+        fwd = obj.forward(theta, Xc)
+        diag = diag + diagonal_blocks(xp, fwd, ggn_layer_diagonals(obj, theta, fwd, sc))
     return diag + obj.prior_precision
+
+
+def ggn_layer_diagonals(obj, theta, fwd, sample_weight):
+    """``d_i[n, p] = sum_r delta_i[n, r, p]^2`` per layer, for one chunk.
+
+    ``delta_i`` backpropagates the rows ``r`` of ``Lambda_n^{1/2}`` to layer
+    ``i``'s pre-activation; :func:`diagonal_blocks` turns these into the
+    GGN's diagonal.
+    """
+    xp = obj.xp
+    factor = obj.likelihood.hessian_factor(xp, fwd.logits, sample_weight)
+    deltas = backprop(xp, obj.layout, theta, fwd, factor)
+    return [xp.sum(d * d, axis=1) for d in deltas]
 
 
 def _kronecker_bytes_per_row(obj):
