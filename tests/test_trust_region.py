@@ -353,3 +353,67 @@ def test_the_warning_advises_what_may_help(activation, stalled, advice):
     assert str(caught[0].message).endswith(
         f"(scaled gradient 0.25 > tol=1e-08). {advice}"
     )
+
+
+class _Counted(TrustRegionSolver):
+    """Every step ``step`` is accepted (``rho = 1``); curvature updates are
+    counted, and one past ``max_iter`` raises rather than loops."""
+
+    name = "Counted"
+    max_trials = 2
+
+    def __init__(self, *args, step, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fixed_step, self.updates = np.asarray(step), 0
+
+    def setup(self, theta):
+        self.start(theta)
+
+    def update_curvature(self):
+        self.updates += 1
+        if self.updates > self.max_iter:
+            raise RuntimeError("an iteration past max_iter")
+
+    def propose(self, trial):
+        self.step = self.fixed_step
+
+    def judge(self):
+        candidate = self.theta + self.step
+        predicted = -float(self.step[0])  # the loss falls by exactly that much
+        _, loss, gradient, self.accepted = self.evaluate(candidate, predicted)
+        if self.accepted:
+            self.move_to(candidate, loss, gradient)
+
+    def progress(self):
+        return ""
+
+
+def test_a_solver_that_converges_takes_no_further_iteration():
+    """The first step lands on a zero gradient (scaled gradient 0 <= tol):
+    the solver stops after that one iteration, with one curvature update and
+    two points in its history, though ``max_iter`` allows five.
+    (Kills: ``and`` -> ``or`` in the loop's condition, which had gone on to
+    iterate after convergence.)"""
+    solver = _Counted(STUB, tol=1e-8, max_iter=5, step=[-0.5, -0.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        result = solver.solve(np.array([1.0, 0.5]))
+    assert solver.updates == 1
+    assert result.converged and result.n_iter == 1
+    assert result.gradient_history == [0.25, 0.0]
+    assert result.loss == 0.5 and not result.out_of_iterations
+
+
+def test_max_iter_bounds_a_solver_that_never_converges():
+    """Every step lowers the loss by 0.25 and leaves the scaled gradient at
+    0.25 > tol: the solver stops after exactly ``max_iter = 3`` iterations
+    (loss 1 - 3 * 0.25 = 0.25), runs out of iterations rather than stalls,
+    and says so. (Kills: ``and`` -> ``or`` in the loop's condition, which
+    had never stopped.)"""
+    solver = _Counted(STUB, tol=1e-8, max_iter=3, step=[-0.25, 0.0])
+    with pytest.warns(ConvergenceWarning, match="did not converge in max_iter=3"):
+        result = solver.solve(np.array([1.0, 0.5]))
+    assert solver.updates == 3 and result.n_iter == 3
+    assert result.loss == 0.25 and not result.converged
+    assert result.out_of_iterations
+    assert result.gradient_history == [0.25] * 4
