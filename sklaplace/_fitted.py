@@ -200,7 +200,7 @@ class FittedLaplaceMixin:
                 xp, layout, theta, self._activation, self.posterior_, X, keep
             )
             residual = residual_variance(
-                self.data_envelope_, self.residual_variance_, X
+                self.data_envelope_, self.residual_variance_, X, to_numpy(mean)
             )
             eye = xp.eye(layout.n_outputs, dtype=cov.dtype)
             cov = cov + xp.asarray(residual)[:, None, None] * eye

@@ -55,11 +55,15 @@ __all__ = [
 # near float64's limit, so that it outgrows the linearised variance (which
 # grows with the square of the distance) until the logits overflow. (A cap
 # on the distance instead, 1e50, let that variance overtake it beyond 1e75
-# training radii: ReLU networks were confident again there.) Not quite for
-# ELU: on two moons its linearised variance meets the cap from about 1e149
-# (largest probability 0.82 there, 0.97 at 1e150, refused from 1e154, where
-# the logits overflow); tanh stays at 0.5 (session 34's probe).
+# training radii: ReLU networks were confident again there.) tanh's logits
+# stay bounded, and the cap swamps them at any distance.
 _MAX_VARIANCE = 1e300
+# A logit larger than this moves a probability by more than about 1e-3
+# against the capped variance, whose standard deviation is 1e150: there
+# the cubic has overflowed and the variance is left to overflow too (an
+# ELU network on two moons had been confident again, 0.82 at 1e149 radii
+# and 0.97 at 1e150, where its logits were near 1e150 but finite).
+_MAX_SWAMPED_LOGIT = 1e-3 * np.sqrt(_MAX_VARIANCE)
 
 #: The envelope leaves out the farthest row's worth of training weight, or
 #: 1% of the weight where that is less. With the largest distance instead,
@@ -191,8 +195,11 @@ def logit_spread(logits, sample_weight):
     return float(np.mean(w @ centred**2))
 
 
-def residual_variance(envelope, tau2, X):
+def residual_variance(envelope, tau2, X, logits=None):
     """``tau2 ((r - R) / R)^3`` beyond the envelope, 0 inside it.
+
+    Capped at 1e300 while it swamps the logits, so that finite inputs give
+    a finite variance and a near-uniform predictive.
 
     Parameters
     ----------
@@ -200,6 +207,11 @@ def residual_variance(envelope, tau2, X):
     tau2 : float
         The residual's variance at twice the data's radius.
     X : ndarray of shape (n_samples, n_features)
+    logits : ndarray of shape (n_samples, n_outputs), default=None
+        The rows' logits at the MAP. Where one exceeds about 1e147 the
+        capped variance would no longer swamp it: the variance is left
+        uncapped there (``inf`` once the cubic overflows), and the
+        predictive refuses the row as overflowed.
 
     Returns
     -------
@@ -210,7 +222,12 @@ def residual_variance(envelope, tau2, X):
         return np.zeros(X.shape[0])
     beyond = np.maximum(envelope.distance(X) / envelope.radius - 1.0, 0.0)
     with np.errstate(over="ignore"):
-        return np.minimum(tau2 * beyond**3, _MAX_VARIANCE)
+        variance = tau2 * beyond**3
+    capped = np.minimum(variance, _MAX_VARIANCE)
+    if logits is None:
+        return capped
+    swamped = np.max(np.abs(logits), axis=1) <= _MAX_SWAMPED_LOGIT
+    return np.where(swamped, capped, variance)
 
 
 def fit_residual(setting, X, sample_weight, n_layers, map_logits):

@@ -77,14 +77,17 @@ def validate_features(estimator, X, y="no_validation", reset=True):
     other libraries come to the host first (:func:`on_host`).
     """
     without_y = isinstance(y, str) and y == "no_validation"
-    validated = validate_data(
-        estimator,
-        on_host(X),
-        y if without_y else on_host(y),
-        reset=reset,
-        dtype=np.float64,
-        accept_sparse=("csr", "csc", "coo"),
-    )
+    # scikit-learn's finiteness check sums X first: finite features near
+    # float64's limit overflowed that sum, with NumPy's RuntimeWarning.
+    with np.errstate(over="ignore", invalid="ignore"):
+        validated = validate_data(
+            estimator,
+            on_host(X),
+            y if without_y else on_host(y),
+            reset=reset,
+            dtype=np.float64,
+            accept_sparse=("csr", "csc", "coo"),
+        )
     X, y = (validated, None) if without_y else validated
     X = dense(X)
     return X if without_y else (X, y)
