@@ -32,7 +32,9 @@ in session 30, where the run from alpha 0.1 reaches another basin (the
 first gains from it, the second loses), and ``wave`` (one feature, 80
 training rows), where it finds the boundary the evidence's fit misses;
 ``noisy_logistic`` (run by name) in session 40, just under the cheap-refit
-bound, where the default's refits cost the most.
+bound, where the default's refits cost the most; Breiman's ``twonorm``,
+``threenorm`` and ``ringnorm`` and ``redundant_100`` (100 features, 20
+redundant; run by name) in session 59.
 ``--tuning-frontier`` adds the default with each cheaper way of choosing
 ``alpha`` and the posterior's scale (``TUNING_FRONTIER``).
 ``--calibrated`` adds ``CalibratedClassifierCV(MLPClassifier())``.
@@ -220,6 +222,45 @@ DATASETS.update(
         "checkerboard": checkerboard,
         "parity": parity,
         "noisy_logistic": noisy_logistic,
+    }
+)
+
+
+def breiman(kind):
+    """Breiman's (1996) ``twonorm``, ``threenorm`` or ``ringnorm``: 20 features.
+
+    1,000 rows, half of each class. twonorm: ``N(a, I)`` against
+    ``N(-a, I)``, ``a = 2 / sqrt(20)`` per feature; threenorm: an even
+    mixture of ``N(a, I)`` and ``N(-a, I)`` against ``N((a, -a, a, ...), I)``;
+    ringnorm: ``N(0, 4 I)`` against ``N(a, I)``, ``a = 1 / sqrt(20)``.
+    """
+    rng = np.random.RandomState(0)
+    n, d = 1000, 20
+    y = np.arange(n) % 2
+    noise = rng.randn(n, d)
+    a = np.full(d, 2 / np.sqrt(d))
+    if kind == "twonorm":
+        centre = np.where(y[:, None] == 0, a, -a)
+    elif kind == "threenorm":
+        alternating = a * (-1.0) ** np.arange(d)
+        either = np.where(rng.rand(n, 1) < 0.5, a, -a)
+        centre = np.where(y[:, None] == 0, either, alternating)
+    else:
+        noise = np.where(y[:, None] == 0, 2.0 * noise, noise)
+        centre = np.where(y[:, None] == 0, 0.0, a / 2)
+    return centre + noise, y
+
+
+# Session 59 (run by name): Breiman's three Gaussian sets and many
+# redundant features, where "auto" is just past the cheap-refit bound.
+DATASETS.update(
+    {
+        "twonorm": partial(breiman, "twonorm"),
+        "threenorm": partial(breiman, "threenorm"),
+        "ringnorm": partial(breiman, "ringnorm"),
+        "redundant_100": lambda: make_classification(
+            800, 100, n_informative=5, n_redundant=20, random_state=0
+        ),
     }
 )
 
