@@ -245,9 +245,11 @@ def breiman(kind):
         alternating = a * (-1.0) ** np.arange(d)
         either = np.where(rng.rand(n, 1) < 0.5, a, -a)
         centre = np.where(y[:, None] == 0, either, alternating)
-    else:
+    elif kind == "ringnorm":
         noise = np.where(y[:, None] == 0, 2.0 * noise, noise)
         centre = np.where(y[:, None] == 0, 0.0, a / 2)
+    else:
+        raise ValueError(f"Unknown Breiman data set {kind!r}.")
     return centre + noise, y
 
 

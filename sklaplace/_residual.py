@@ -51,19 +51,19 @@ __all__ = [
     "residual_variance",
 ]
 
-# The variance is capped, so inputs at any finite scale give a finite one;
-# near float64's limit, so that it outgrows the linearised variance (which
-# grows with the square of the distance) until the logits overflow. (A cap
-# on the distance instead, 1e50, let that variance overtake it beyond 1e75
-# training radii: ReLU networks were confident again there.) tanh's logits
-# stay bounded, and the cap swamps them at any distance.
+# The variance is capped so that it stays finite while it can: at the
+# larger of 1e300 (near float64's limit, so that it outgrows the
+# linearised variance, which grows with the square of the distance) and
+# the square of 1e3 times the row's largest logit (so that, in standard
+# deviations, it swamps the logits by 1e3: a probability within about
+# 1e-3 of uniform). Where that square overflows too (logits beyond about
+# 1e151) the variance is inf and the predictive refuses the row. (A cap
+# on the distance instead, 1e50, let the linearised variance overtake it
+# beyond 1e75 training radii: ReLU networks were confident again there;
+# 1e300 alone, beyond about 1e148 radii, where ReLU and ELU logits
+# approached 1e150: largest probability 0.82 at 1e149 radii on two moons.)
 _MAX_VARIANCE = 1e300
-# A logit larger than this moves a probability by more than about 1e-3
-# against the capped variance, whose standard deviation is 1e150: there
-# the cubic has overflowed and the variance is left to overflow too (an
-# ELU network on two moons had been confident again, 0.82 at 1e149 radii
-# and 0.97 at 1e150, where its logits were near 1e150 but finite).
-_MAX_SWAMPED_LOGIT = 1e-3 * np.sqrt(_MAX_VARIANCE)
+_SWAMPING = 1e3
 
 #: The envelope leaves out the farthest row's worth of training weight, or
 #: 1% of the weight where that is less. With the largest distance instead,
@@ -198,8 +198,9 @@ def logit_spread(logits, sample_weight):
 def residual_variance(envelope, tau2, X, logits=None):
     """``tau2 ((r - R) / R)^3`` beyond the envelope, 0 inside it.
 
-    Capped at 1e300 while it swamps the logits, so that finite inputs give
-    a finite variance and a near-uniform predictive.
+    Capped at the larger of 1e300 and ``(1e3 max_k |logit_k|)^2`` per row,
+    so that finite inputs give a finite variance that swamps the logits
+    (a near-uniform predictive) until that bound overflows.
 
     Parameters
     ----------
@@ -208,26 +209,23 @@ def residual_variance(envelope, tau2, X, logits=None):
         The residual's variance at twice the data's radius.
     X : ndarray of shape (n_samples, n_features)
     logits : ndarray of shape (n_samples, n_outputs), default=None
-        The rows' logits at the MAP. Where one exceeds about 1e147 the
-        capped variance would no longer swamp it: the variance is left
-        uncapped there (``inf`` once the cubic overflows), and the
-        predictive refuses the row as overflowed.
+        The rows' logits at the MAP; ``None`` counts them as zero (the cap
+        is 1e300).
 
     Returns
     -------
     variance : ndarray of shape (n_samples,)
-        Added to the variance of every logit (independently per logit).
+        Added to the variance of every logit (independently per logit);
+        ``inf`` where the logits exceed about 1e151 and the cubic overflowed.
     """
     if tau2 == 0.0 or envelope.radius == 0.0:
         return np.zeros(X.shape[0])
     beyond = np.maximum(envelope.distance(X) / envelope.radius - 1.0, 0.0)
+    largest = 0.0 if logits is None else np.max(np.abs(logits), axis=1)
     with np.errstate(over="ignore"):
         variance = tau2 * beyond**3
-    capped = np.minimum(variance, _MAX_VARIANCE)
-    if logits is None:
-        return capped
-    swamped = np.max(np.abs(logits), axis=1) <= _MAX_SWAMPED_LOGIT
-    return np.where(swamped, capped, variance)
+        cap = np.maximum(_MAX_VARIANCE, (_SWAMPING * largest) ** 2)
+    return np.minimum(variance, cap)
 
 
 def fit_residual(setting, X, sample_weight, n_layers, map_logits):

@@ -77,9 +77,10 @@ def validate_features(estimator, X, y="no_validation", reset=True):
     other libraries come to the host first (:func:`on_host`).
     """
     without_y = isinstance(y, str) and y == "no_validation"
-    # scikit-learn's finiteness check sums X first: finite features near
-    # float64's limit overflowed that sum, with NumPy's RuntimeWarning.
-    with np.errstate(over="ignore", invalid="ignore"):
+    # scikit-learn's finiteness check sums X first (its overflow silenced):
+    # finite features near float64's limit of both signs summed to
+    # inf - inf, with NumPy's "invalid value" RuntimeWarning.
+    with np.errstate(invalid="ignore"):
         validated = validate_data(
             estimator,
             on_host(X),

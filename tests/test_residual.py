@@ -368,8 +368,8 @@ def test_an_unbounded_network_stays_uncertain_until_its_logits_overflow(activati
     both grow linearly far away; only the residual's cubic term keeps the
     predictive uniform. Capping the distance at 1e50 radii (instead of the
     variance) had made it confident again from 1e80 on; capping the
-    variance at 1e300 whatever the logits, from 1e146 on (probabilities
-    0.5 to 1 away from uniform until the logits overflowed near 1e154).
+    variance at 1e300 whatever the logits, from about 1e148 on (up to 0.67
+    from uniform until the logits overflowed near 1e154).
     Every half decade from 1e8 to 1e200 is checked; logits that overflow
     raise, without NumPy's RuntimeWarning.
     """
@@ -448,20 +448,29 @@ def test_a_cube_beyond_float64_is_capped_silently():
     np.testing.assert_array_equal(variance, 1e300)
 
 
-def test_the_cap_holds_only_while_it_swamps_the_logits():
-    """A logit beyond ``1e-3 sqrt(1e300) = 1e147`` would move a probability
-    by more than about 1e-3 against the capped variance: the variance is
-    left uncapped there, ``inf`` where the cube overflowed (the predictive
-    refuses such a row); a logit of 1e146 keeps the cap, and a cube below
-    the cap is the same either way."""
+def test_the_cap_swamps_each_rows_largest_logit_by_1e3():
+    """The cap is the larger of 1e300 and ``(1e3 max_k |logit_k|)^2``.
+
+    Rows 1e120 radii out (the cube overflows): logits of 1e148 or -1e148
+    (either sign counts) cap the variance at ``(1e151)^2``; 0.9e147 leaves
+    the cap at 1e300 and 1.1e147 lifts it just above; logits of 1e152,
+    whose bound overflows, get ``inf`` (the predictive refuses the row);
+    a cube below the cap is the same whatever the logits.
+    """
     X = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
     envelope = data_envelope(X, np.ones(4))
-    far = np.array([[1e120, 0.0], [0.0, -1e120], [3.0, 0.0], [0.0, 3.0]])
-    logits = np.array([[0.0, 1e148], [-1e146, 0.0], [0.0, 1e148], [0.0, 0.0]])
+    far = np.array([[1e120, 0.0]] * 5 + [[3.0, 0.0]])
+    logits = np.array(
+        [[0.0, 1e148], [-1e148, 0.0], [0.9e147, 0.0], [0.0, -1.1e147], [1e152, 0.0]]
+        + [[0.0, 1e152]]
+    )
     with np.errstate(over="raise"):
         variance = residual_variance(envelope, 0.5, far, logits)
-    np.testing.assert_array_equal(variance[:2], [np.inf, 1e300])
-    np.testing.assert_allclose(variance[2:], 0.5 * 2.0**3, rtol=1e-12)
+    np.testing.assert_allclose(
+        variance[:4], [1e302, 1e302, 1e300, 1.21e300], rtol=1e-12
+    )
+    np.testing.assert_array_equal(variance[4], np.inf)
+    np.testing.assert_allclose(variance[5], 0.5 * 2.0**3, rtol=1e-12)
 
 
 def test_logit_spread_centres_two_logits_too():

@@ -5,7 +5,6 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy.spatial.distance import cdist
 from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 
@@ -220,27 +219,3 @@ def test_every_groups_negated_units_give_their_constant_back():
         return np.abs(forward(np, LAYOUT, split, X, "logistic").logits - logits).max()
 
     np.testing.assert_allclose(change(1e-3) / change(5e-4), 4.0, rtol=0.05)
-
-
-@pytest.mark.parametrize("n_units", [1, 2, 6, 2048])
-def test_a_layer_within_the_budget_takes_one_distance_call(n_units, monkeypatch):
-    """Up to 2**22 distances fit in one block, so a layer of at most 2048
-    units (2048**2 = 2**22) is compared in a single cdist call of all its
-    rows against all of them; a second call fails the test at once.
-    (Kills: the block loop stepping one unit up to ``block_rows``, a
-    million-call loop for a narrow layer.)"""
-    calls = []
-
-    def one_call_cdist(a, b, *args, **kwargs):
-        calls.append((len(a), len(b)))
-        assert len(calls) == 1, "a second distance block for a narrow layer"
-        return cdist(a, b, *args, **kwargs)
-
-    monkeypatch.setattr(_symmetry, "cdist", one_call_cdist)
-    rows = np.random.RandomState(n_units).normal(size=(n_units, 8))
-    if n_units > 1:
-        rows[-1] = rows[0] + 1e-9  # the first and last units coincide
-    groups, _ = coinciding_groups(rows, sign_symmetric=False)
-    assert calls == [(n_units, n_units)]
-    expected = [[0, n_units - 1]] if n_units > 1 else []
-    assert [g.tolist() for g in groups] == expected

@@ -243,29 +243,36 @@ def test_each_point_costs_one_forward_pass():
 
 
 class _Scripted(TrustRegionSolver):
-    """Each trial proposes the same good step; only trial ``accept_at`` is taken."""
+    """Each trial proposes the same ``step`` (the loss falls by exactly
+    ``-step[0]``); only trial ``accept_at`` is taken. Curvature updates are
+    counted, and one past ``max_iter`` raises: a loop that would not stop
+    fails at once rather than hanging the test run."""
 
     name = "Scripted"
     max_trials = 3
 
-    def __init__(self, *args, accept_at, **kwargs):
+    def __init__(self, *args, accept_at=0, step=(-0.5, -0.5), **kwargs):
         super().__init__(*args, **kwargs)
         self.accept_at, self.trials = accept_at, []
+        self.fixed_step, self.updates = np.asarray(step), 0
 
     def setup(self, theta):
         self.start(theta)
 
     def update_curvature(self):
-        pass
+        self.updates += 1
+        if self.updates > self.max_iter:
+            raise RuntimeError("an iteration past max_iter")
 
     def propose(self, trial):
         self.trial = trial
         self.trials.append(trial)
-        self.step = np.array([-0.5, -0.5])  # to loss 0.5, gradient 0
+        self.step = self.fixed_step  # by default to loss 0.5, gradient 0
 
     def judge(self):
         candidate = self.theta + self.step
-        _, loss, gradient, accept = self.evaluate(candidate, predicted=0.5)
+        predicted = -float(self.step[0])
+        _, loss, gradient, accept = self.evaluate(candidate, predicted)
         self.accepted = accept and self.trial == self.accept_at
         if self.accepted:
             self.move_to(candidate, loss, gradient)
@@ -355,46 +362,13 @@ def test_the_warning_advises_what_may_help(activation, stalled, advice):
     )
 
 
-class _Counted(TrustRegionSolver):
-    """Every step ``step`` is accepted (``rho = 1``); curvature updates are
-    counted, and one past ``max_iter`` raises rather than loops."""
-
-    name = "Counted"
-    max_trials = 2
-
-    def __init__(self, *args, step, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fixed_step, self.updates = np.asarray(step), 0
-
-    def setup(self, theta):
-        self.start(theta)
-
-    def update_curvature(self):
-        self.updates += 1
-        if self.updates > self.max_iter:
-            raise RuntimeError("an iteration past max_iter")
-
-    def propose(self, trial):
-        self.step = self.fixed_step
-
-    def judge(self):
-        candidate = self.theta + self.step
-        predicted = -float(self.step[0])  # the loss falls by exactly that much
-        _, loss, gradient, self.accepted = self.evaluate(candidate, predicted)
-        if self.accepted:
-            self.move_to(candidate, loss, gradient)
-
-    def progress(self):
-        return ""
-
-
 def test_a_solver_that_converges_takes_no_further_iteration():
     """The first step lands on a zero gradient (scaled gradient 0 <= tol):
     the solver stops after that one iteration, with one curvature update and
     two points in its history, though ``max_iter`` allows five.
     (Kills: ``and`` -> ``or`` in the loop's condition, which had gone on to
     iterate after convergence.)"""
-    solver = _Counted(STUB, tol=1e-8, max_iter=5, step=[-0.5, -0.5])
+    solver = _Scripted(STUB, tol=1e-8, max_iter=5)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         result = solver.solve(np.array([1.0, 0.5]))
@@ -410,7 +384,7 @@ def test_max_iter_bounds_a_solver_that_never_converges():
     (loss 1 - 3 * 0.25 = 0.25), runs out of iterations rather than stalls,
     and says so. (Kills: ``and`` -> ``or`` in the loop's condition, which
     had never stopped.)"""
-    solver = _Counted(STUB, tol=1e-8, max_iter=3, step=[-0.25, 0.0])
+    solver = _Scripted(STUB, tol=1e-8, max_iter=3, step=[-0.25, 0.0])
     with pytest.warns(ConvergenceWarning, match="did not converge in max_iter=3"):
         result = solver.solve(np.array([1.0, 0.5]))
     assert solver.updates == 3 and result.n_iter == 3

@@ -101,8 +101,10 @@ def exact_diagonal(obj, theta):
     weights = layout.layers(xp, theta)
     # The forward and backward passes beside every hidden layer's D_i block
     # (the widest block alone had been counted: this loop's chunks took 1.9
-    # times the memory budget). The GGN's deltas are reduced before the
-    # residual's pass, so the larger of the two passes is counted.
+    # times the memory budget). The GGN's deltas are reduced to per-layer
+    # terms (kept through the residual's pass) before that pass, which
+    # the estimate's factor 3 covers: the larger of the two passes is
+    # counted.
     blocks = sum(h * h for h in layout.layer_sizes[1:-1])
     bytes_per_row = backprop_bytes_per_row(obj) + 4 * itemsize(obj) * blocks
     diag = xp.zeros_like(theta)
