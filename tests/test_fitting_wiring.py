@@ -1,0 +1,433 @@
+"""What ``fit_network`` hands where: the tuning's posterior structure, the
+held-out scoring's shortcuts, and the fitted attributes of a rebuilt
+posterior.
+
+From a mutation round on ``sklaplace/_fitting.py`` (session 59: 56 gaps of
+763 mutants); each test names the mutants it kills (mutmut's names,
+``x_<function>__mutmut_<n>``). Several check, through spies, that work is
+not repeated where the result would be the same.
+"""
+
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.preprocessing import StandardScaler
+
+import sklaplace._estimator as estimator_module
+import sklaplace._fitting as fitting_module
+import sklaplace._memory as memory_module
+from sklaplace import LaplaceMLPClassifier
+from sklaplace._fitting import tuning_structure
+from sklaplace._memory import AUTO_FACTOR_WORK, DEFAULT_MEMORY_BUDGET, FIT_MEMORY_LIMIT
+from sklaplace.exceptions import LaplaceApproximationWarning
+
+
+def _config(**changes):
+    """The fields ``tuning_structure`` and the memory rules read."""
+    fields = dict(
+        subset_of_weights="all",
+        hessian_structure="diag",
+        prior_precision_scale=1.0,
+        link_approx="probit",
+        bias_prior_precision=1.0,
+    )
+    fields.update(changes)
+    return SimpleNamespace(**fields)
+
+
+def _factor_work(layer_sizes):
+    """Diagonalising the Kronecker factors: ``sum (fan_in + 1)**3 + fan_out**3``."""
+    pairs = zip(layer_sizes[:-1], layer_sizes[1:])
+    return sum((fan_in + 1) ** 3 + fan_out**3 for fan_in, fan_out in pairs)
+
+
+def test_the_tuning_falls_back_to_the_diagonal_where_factors_cost_too_much():
+    """A diagonal posterior tunes alpha on the Kronecker posterior of all
+    weights only where its factors are cheap to diagonalise (the documented
+    work, worked out here); 2,000 inputs cost twice ``AUTO_FACTOR_WORK``, and
+    the tuning then runs on the diagonal.
+
+    Mutants ``x_tuning_structure__mutmut_31`` (``kron_is_cheap(...) or
+    True``: the Kronecker posterior however wide the layer), ``_39``, ``_42``
+    (the cost of the last layer alone) and ``_45``, ``_46`` (``"diag"``
+    misspelt).
+    """
+    wide, narrow = (2000, 8, 2), (20, 8, 2)
+    assert _factor_work(wide) > AUTO_FACTOR_WORK >= _factor_work(narrow)
+    assert tuning_structure(_config(), wide) == "diag"
+    assert tuning_structure(_config(), narrow) == "kron"
+
+
+def test_a_last_layer_full_posterior_tunes_on_all_weights():
+    """A full posterior of the last layer prices too few weights for MacKay's
+    updates: they run on the sample-space posterior of all weights where its
+    rows are few (5 rows x 2 outputs against 186 parameters), else on the
+    Kronecker posterior of all weights, never on the full one (that is
+    only for a full posterior of all weights).
+
+    Mutants ``x_tuning_structure__mutmut_2``, ``_4`` and ``_5`` (the
+    ``"last_layer"`` test never true: ``"full"`` returned), ``_13`` (``n_rows
+    is None``) and ``_20``, ``_21`` (the sample-space structure misnamed).
+    """
+    config = _config(subset_of_weights="last_layer", hessian_structure="full")
+    assert tuning_structure(config, (20, 8, 2)) == "kron"
+    assert tuning_structure(config, (20, 8, 2), n_rows=5) == "lowrank"
+    # All weights under a full posterior tune on it, whatever the rows.
+    full = _config(hessian_structure="full")
+    assert tuning_structure(full, (20, 8, 2), n_rows=5) == "full"
+
+
+def test_the_held_out_folds_copies_count_in_the_tuning_factors_memory(monkeypatch):
+    """The Kronecker factors MacKay's updates tune on must fit the fit's
+    memory limit with the copies the scale's held-out folds hold
+    (``"cv"``: two more posteriors). With the work limit lifted (at today's
+    constants it binds first), a single layer of 8,500 inputs takes
+    0.54 GiB of factors: 16 copies fit ``FIT_MEMORY_LIMIT`` (a fixed scale),
+    20 do not (``"cv"``), and the tuning then falls back to the diagonal.
+
+    Mutants ``x_tuning_structure__mutmut_28`` and ``_36`` (the scale not
+    passed: the folds' copies not counted), ``_37``, ``_40`` and ``_41``
+    (the evidence's held posteriors not counted).
+    """
+    monkeypatch.setattr(memory_module, "AUTO_FACTOR_WORK", float("inf"))
+    sizes = (8500, 1)
+    factor_bytes = 8 * ((sizes[0] + 1) ** 2 + sizes[1] ** 2)
+    # 8 factor copies, 2 per held posterior: the evidence's 2 starts, its
+    # best and last refits and the held-out run's, and "cv"'s two.
+    fixed_copies, cv_copies = 8 + 2 * 4, 8 + 2 * 6
+    assert fixed_copies * factor_bytes <= FIT_MEMORY_LIMIT < cv_copies * factor_bytes
+    assert tuning_structure(_config(), sizes) == "kron"
+    assert tuning_structure(_config(prior_precision_scale="cv"), sizes) == "diag"
+
+
+def _two_blobs(n_samples=60, seed=0):
+    """Two standard-normal features; noisy labels that depend on them."""
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n_samples, 2))
+    return X, (X[:, 0] + 0.5 * X[:, 1] + rng.normal(size=n_samples) > 0).astype(int)
+
+
+def test_held_out_monte_carlo_draws_are_chunked_within_the_memory_budget(
+    monkeypatch,
+):
+    """The Monte Carlo predictive that scores the held-out rows holds
+    ``(rows, n_mc_samples, n_outputs)`` draws and about three temporaries of
+    that size (8 bytes each) per chunk: the rows per chunk are the most that
+    fit ``DEFAULT_MEMORY_BUDGET``, counted here by hand.
+
+    Mutant ``x_fit_network__mutmut_166`` (the chunk sized for the probit's
+    ``n_outputs**2`` per row: 20 times the budget with 20 draws).
+    """
+    seen = []
+    draws = fitting_module.moderated_logits
+
+    def spy(xp, mean, cov, link, n_draws, seed, rows):
+        seen.append((link, n_draws, rows))
+        return draws(xp, mean, cov, link, n_draws, seed, rows)
+
+    monkeypatch.setattr(fitting_module, "moderated_logits", spy)
+    X, y = _two_blobs()
+    LaplaceMLPClassifier(
+        (3,),
+        alpha=1.0,
+        link_approx="mc",
+        n_mc_samples=20,
+        prior_precision_scale="validation",
+        random_state=0,
+    ).fit(X, y)
+    assert seen
+    row_bytes = 4 * 8 * 20 * 1  # binary: one logit
+    for link, n_draws, rows in seen:
+        assert (link, n_draws) == ("mc", 20)
+        assert rows * row_bytes <= DEFAULT_MEMORY_BUDGET < (rows + 1) * row_bytes
+
+
+@pytest.mark.parametrize("setting", ["validation", "cv"])
+def test_the_probits_held_out_losses_take_the_centred_variance_shortcut(
+    monkeypatch, setting
+):
+    """With ``link_approx="probit"`` the held-out rows are scored from the
+    centred variances of all scales at once: the predictive (which forms
+    each scale's full covariances) is never called. Its losses are the
+    same either way up to round-off, so only this says the shortcut is
+    taken (49 scales' covariances per chunk otherwise).
+
+    Mutants ``x_fit_network__mutmut_145``, ``_147``, ``_148`` (``probit``
+    false), ``_191``, ``_197`` (``"validation"``), ``_298`` and ``_305``
+    (``"cv"``): ``probit`` not passed on, the shortcut never taken.
+    """
+    calls = []
+    draws = fitting_module.moderated_logits
+
+    def spy(*args):
+        calls.append(args[3])
+        return draws(*args)
+
+    monkeypatch.setattr(fitting_module, "moderated_logits", spy)
+    X, y = _two_blobs()
+    clf = LaplaceMLPClassifier(
+        (3,), alpha=1.0, prior_precision_scale=setting, random_state=0
+    ).fit(X, y)
+    assert clf.link_approx == "probit"
+    assert f"{setting}_log_loss" in clf.prior_precision_scale_path_
+    assert calls == []
+
+
+def test_the_walk_with_cv_chooses_the_scale_on_the_folds_of_the_kept_fit(
+    monkeypatch,
+):
+    """With ``alpha="validation"`` and ``prior_precision_scale="cv"`` the walk
+    scores its fits on the validation rows, but the scale is chosen by the
+    folds: the path's ``cv_log_loss`` is the weighted mean, scale by scale,
+    of the fold losses of the kept fit (averaged here), not the walk's
+    validation losses, which only a ``"validation"`` scale reuses.
+
+    Mutant ``x_fit_network__mutmut_395`` (``setting == "validation" or
+    ...``: the walk's validation losses reused for ``"cv"``).
+    """
+    returned = []
+    folds = fitting_module.cv_log_losses
+
+    def spy(*args, **kwargs):
+        returned.append(folds(*args, **kwargs))
+        return returned[-1]
+
+    monkeypatch.setattr(fitting_module, "cv_log_losses", spy)
+    X, y = _two_blobs()
+    clf = LaplaceMLPClassifier(
+        (3,), alpha="validation", prior_precision_scale="cv", random_state=0
+    ).fit(X, y)
+    assert len(clf.alpha_history_) > 1  # the walk ran
+    assert returned, "the folds never scored the kept fit"
+    losses, weights = returned[-1].losses, returned[-1].weights
+    mean = np.average(losses, axis=0, weights=weights)
+    np.testing.assert_allclose(clf.prior_precision_scale_path_["cv_log_loss"], mean)
+
+
+def test_the_walk_scores_each_fit_on_the_validation_rows_once(monkeypatch):
+    """With ``alpha="validation"`` and a ``"validation"`` scale, the kept
+    walk fit's held-out losses on the scale grid serve the scale's choice
+    too: the validation rows are scored once per fit of the walk, never
+    again for the kept one (the same losses, at the cost of a second pass).
+
+    Mutants ``x_fit_network__mutmut_253`` to ``_256``, ``_389``, ``_393``,
+    ``_396`` to ``_401`` (the walk's losses of the kept fit not stored or
+    not reused: scored again, or a crash).
+    """
+    calls = []
+    score = fitting_module.validation_log_losses
+
+    def spy(*args, **kwargs):
+        calls.append(None)
+        return score(*args, **kwargs)
+
+    monkeypatch.setattr(fitting_module, "validation_log_losses", spy)
+    X, y = _two_blobs()
+    clf = LaplaceMLPClassifier(
+        (3,), alpha="validation", prior_precision_scale="validation", random_state=0
+    ).fit(X, y)
+    assert len(clf.alpha_history_) > 1
+    assert "validation_log_loss" in clf.prior_precision_scale_path_
+    assert len(calls) == len(clf.alpha_history_)  # one per walk fit
+
+
+def test_a_ggn_full_posterior_is_not_built_again_for_the_kept_refit(monkeypatch):
+    """MacKay's updates tune alpha on the GGN posterior of all weights; where
+    that is the posterior asked for (``hessian="ggn"``, a full posterior of
+    all weights) the kept refit's own posterior serves, and none is built
+    again (a dense factorisation more, the same posterior).
+
+    Mutants ``x_fit_network__mutmut_454``, ``_461``, ``_462`` (the tuning's
+    ``hessian`` misnamed) and ``_455``, ``_463``, ``_464`` (its
+    ``subset_of_weights``): always unlike the one asked for, so rebuilt.
+    """
+    built = []
+    build = fitting_module.laplace_posterior
+
+    def spy(*args, **kwargs):
+        built.append(args[2:])
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(fitting_module, "laplace_posterior", spy)
+    X, y = _two_blobs()
+    params = dict(alpha="evidence", prior_precision_scale=1.0, random_state=0)
+    LaplaceMLPClassifier((3,), hessian="ggn", hessian_structure="full", **params).fit(
+        X, y
+    )
+    assert built == []
+    # An exact Hessian is built for the kept refit (the spy sees it); it may
+    # fall back to the GGN where it is not positive definite (a warning).
+    exact = LaplaceMLPClassifier(
+        (3,), hessian="exact", hessian_structure="full", **params
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LaplaceApproximationWarning)
+        exact.fit(X, y)
+    assert built == [("exact", "full", "all")]
+
+
+def test_the_jitter_reported_is_that_of_the_posterior_built_for_the_kept_refit(
+    monkeypatch,
+):
+    """A diagonal posterior asked for is built for the kept refit after
+    MacKay's updates tuned alpha on another; ``posterior_jitter_`` must
+    describe the posterior built, not the tuning one. A spy marks the
+    rebuilt posterior's jitter (0.25, a value no tuning posterior reports
+    here: they are not singular) and the fitted attribute must carry it.
+
+    Mutants ``x_fit_network__mutmut_561`` (``jitter=None``) and ``_565``
+    (the tuning posterior's jitter kept).
+    """
+    build = fitting_module.laplace_posterior
+
+    def marked(*args, **kwargs):
+        posterior, curvature, _ = build(*args, **kwargs)
+        return posterior, curvature, 0.25
+
+    monkeypatch.setattr(fitting_module, "laplace_posterior", marked)
+    X, y = _two_blobs()
+    clf = LaplaceMLPClassifier(
+        (3,),
+        alpha="evidence",
+        hessian_structure="diag",
+        prior_precision_scale=1.0,
+        random_state=0,
+    ).fit(X, y)
+    assert clf.posterior_jitter_ == 0.25
+
+
+def test_the_cv_screen_asks_leave_one_out_losses_of_a_full_posterior(monkeypatch):
+    """With ``"cv"`` and a full posterior, a challenger of the evidence's
+    choice is weighed on the folds only where leave-one-out agrees: those
+    losses are leave-one-out's (each row out of the MAP by one Newton step),
+    not the folds' again.
+
+    Mutants ``x_fit_network__mutmut_648``, ``_651`` to ``_653`` (the
+    screen's ``how="loo"`` dropped or misspelt: the folds screen
+    themselves).
+    """
+    calls = []
+    loo = fitting_module.loo_log_losses
+
+    def spy(*args, **kwargs):
+        calls.append(None)
+        return loo(*args, **kwargs)
+
+    monkeypatch.setattr(fitting_module, "loo_log_losses", spy)
+    X, y = _two_blobs()
+    clf = LaplaceMLPClassifier(
+        (3,),
+        alpha="evidence",
+        prior_precision_scale="cv",
+        hessian_structure="full",
+        random_state=0,
+    ).fit(X, y)
+    assert "cv_log_loss" in clf.prior_precision_scale_path_
+    assert calls  # the screen's, for the kept fit and its challengers
+
+
+def test_n_iter_counts_every_map_fits_iterations_once(monkeypatch):
+    """``n_iter_`` sums the solver iterations of every MAP fit of alpha's
+    tuning, each once: the spy adds up what each fit reports. A record of
+    a superseded refit replaced by another's counted that one twice.
+
+    Mutants ``x_fit_network__mutmut_681`` and ``_682`` (``refits[+1]`` or
+    ``refits[-2]`` for ``refits[-1]`` where the last refit is not kept).
+    """
+    n_iters = []
+    fit_laplace = fitting_module.fit_laplace
+
+    def spy(*args, **kwargs):
+        fit = fit_laplace(*args, **kwargs)
+        n_iters.append(fit.result.n_iter)
+        return fit
+
+    monkeypatch.setattr(fitting_module, "fit_laplace", spy)
+    X, y = _two_blobs()
+    clf = LaplaceMLPClassifier(
+        (3,), alpha="evidence", prior_precision_scale=1.0, random_state=0
+    ).fit(X, y)
+    assert len(n_iters) > 2 and len(set(n_iters)) > 1
+    assert clf.n_iter_ == sum(n_iters)
+
+
+def test_a_kronecker_posterior_of_all_weights_tunes_on_itself():
+    """A Kronecker posterior of all weights asked for is the one MacKay's
+    updates run on, however costly its factors (the user chose it); only
+    for a last-layer Kronecker posterior, which prices too few weights, do
+    the factors' cost (2,000 inputs: over ``AUTO_FACTOR_WORK``) send the
+    tuning to the diagonal of all weights.
+
+    Mutants ``x_tuning_structure__mutmut_24`` (``last_layer and own ==
+    "kron"``), ``_26`` and ``_27`` (``"kron"`` misspelt).
+    """
+    wide = (2000, 8, 2)
+    assert _factor_work(wide) > AUTO_FACTOR_WORK
+    kron = _config(hessian_structure="kron")
+    assert tuning_structure(kron, wide) == "kron"
+    assert tuning_structure(kron, (20, 8, 2)) == "kron"
+    last = _config(hessian_structure="kron", subset_of_weights="last_layer")
+    assert tuning_structure(last, wide) == "diag"
+
+
+def test_an_exact_posterior_built_for_the_kept_refit_reports_its_curvature():
+    """``curvature_`` names the curvature of the posterior built for the
+    kept refit: MacKay's updates tune alpha on the GGN, and the exact
+    Hessian asked for, positive definite at this MAP (iris, Newton to
+    ``tol=1e-8``), is built afterwards: ``"exact"``, not the tuning
+    posterior's ``"ggn"``.
+
+    Mutants ``x_fit_network__mutmut_560`` (``curvature=None``) and ``_564``
+    (the tuning posterior's curvature kept).
+    """
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    clf = LaplaceMLPClassifier(
+        (3,),
+        hessian="exact",
+        alpha="evidence",
+        prior_precision_scale=1.0,
+        solver="newton",
+        tol=1e-8,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        # A fallback to the GGN would warn: none is expected here.
+        warnings.simplefilter("error", LaplaceApproximationWarning)
+        clf.fit(X, y)
+    assert len(clf.alpha_history_) > 1
+    assert clf.curvature_ == "exact"
+
+
+def test_leave_one_out_scores_the_kept_evidence_choice_once(monkeypatch):
+    """With ``"loo"`` the screen's leave-one-out losses of the fit the
+    evidence keeps also choose its scale: that fit's leave-one-out losses
+    are computed once (the same losses again cost one more pass).
+
+    Mutant ``x_fit_network__mutmut_671`` (``evidence_choice[1]``, the
+    alpha, compared with the fit: the screen's losses always dropped).
+    """
+    scored, outcomes = [], []
+    loo = fitting_module.loo_log_losses
+    fit_network = estimator_module.fit_network
+
+    def spy(fit, *args, **kwargs):
+        scored.append(fit)  # held: no id is reused
+        return loo(fit, *args, **kwargs)
+
+    def network_spy(*args, **kwargs):
+        outcomes.append(fit_network(*args, **kwargs))
+        return outcomes[-1]
+
+    monkeypatch.setattr(fitting_module, "loo_log_losses", spy)
+    monkeypatch.setattr(estimator_module, "fit_network", network_spy)
+    X, y = _two_blobs()
+    clf = LaplaceMLPClassifier(
+        (3,), alpha="evidence", prior_precision_scale="loo", random_state=0
+    ).fit(X, y)
+    assert "loo_log_loss" in clf.prior_precision_scale_path_
+    (network,) = outcomes
+    assert sum(fit is network.fit for fit in scored) == 1
