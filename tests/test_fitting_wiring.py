@@ -23,6 +23,7 @@ from sklaplace import LaplaceMLPClassifier
 from sklaplace._fitting import tuning_structure
 from sklaplace._memory import AUTO_FACTOR_WORK, DEFAULT_MEMORY_BUDGET, FIT_MEMORY_LIMIT
 from sklaplace.exceptions import LaplaceApproximationWarning
+from tests.test_fitting import _signal  # the same noisy linear labels
 
 
 def _config(**changes):
@@ -103,11 +104,21 @@ def test_the_held_out_folds_copies_count_in_the_tuning_factors_memory(monkeypatc
     assert tuning_structure(_config(prior_precision_scale="cv"), sizes) == "diag"
 
 
-def _two_blobs(n_samples=60, seed=0):
-    """Two standard-normal features; noisy labels that depend on them."""
-    rng = np.random.RandomState(seed)
-    X = rng.normal(size=(n_samples, 2))
-    return X, (X[:, 0] + 0.5 * X[:, 1] + rng.normal(size=n_samples) > 0).astype(int)
+def _spy(monkeypatch, name):
+    """Wrap ``sklaplace._fitting.<name>``; return its calls' arguments.
+
+    Each call appends ``(args, kwargs, result)``.
+    """
+    calls = []
+    original = getattr(fitting_module, name)
+
+    def spy(*args, **kwargs):
+        result = original(*args, **kwargs)
+        calls.append((args, kwargs, result))
+        return result
+
+    monkeypatch.setattr(fitting_module, name, spy)
+    return calls
 
 
 def test_held_out_monte_carlo_draws_are_chunked_within_the_memory_budget(
@@ -121,15 +132,8 @@ def test_held_out_monte_carlo_draws_are_chunked_within_the_memory_budget(
     Mutant ``x_fit_network__mutmut_166`` (the chunk sized for the probit's
     ``n_outputs**2`` per row: 20 times the budget with 20 draws).
     """
-    seen = []
-    draws = fitting_module.moderated_logits
-
-    def spy(xp, mean, cov, link, n_draws, seed, rows):
-        seen.append((link, n_draws, rows))
-        return draws(xp, mean, cov, link, n_draws, seed, rows)
-
-    monkeypatch.setattr(fitting_module, "moderated_logits", spy)
-    X, y = _two_blobs()
+    calls = _spy(monkeypatch, "moderated_logits")
+    X, y = _signal()
     LaplaceMLPClassifier(
         (3,),
         alpha=1.0,
@@ -138,9 +142,9 @@ def test_held_out_monte_carlo_draws_are_chunked_within_the_memory_budget(
         prior_precision_scale="validation",
         random_state=0,
     ).fit(X, y)
-    assert seen
+    assert calls
     row_bytes = 4 * 8 * 20 * 1  # binary: one logit
-    for link, n_draws, rows in seen:
+    for (_, _, _, link, n_draws, _, rows), _, _ in calls:
         assert (link, n_draws) == ("mc", 20)
         assert rows * row_bytes <= DEFAULT_MEMORY_BUDGET < (rows + 1) * row_bytes
 
@@ -159,15 +163,8 @@ def test_the_probits_held_out_losses_take_the_centred_variance_shortcut(
     false), ``_191``, ``_197`` (``"validation"``), ``_298`` and ``_305``
     (``"cv"``): ``probit`` not passed on, the shortcut never taken.
     """
-    calls = []
-    draws = fitting_module.moderated_logits
-
-    def spy(*args):
-        calls.append(args[3])
-        return draws(*args)
-
-    monkeypatch.setattr(fitting_module, "moderated_logits", spy)
-    X, y = _two_blobs()
+    calls = _spy(monkeypatch, "moderated_logits")
+    X, y = _signal()
     clf = LaplaceMLPClassifier(
         (3,), alpha=1.0, prior_precision_scale=setting, random_state=0
     ).fit(X, y)
@@ -188,21 +185,15 @@ def test_the_walk_with_cv_chooses_the_scale_on_the_folds_of_the_kept_fit(
     Mutant ``x_fit_network__mutmut_395`` (``setting == "validation" or
     ...``: the walk's validation losses reused for ``"cv"``).
     """
-    returned = []
-    folds = fitting_module.cv_log_losses
-
-    def spy(*args, **kwargs):
-        returned.append(folds(*args, **kwargs))
-        return returned[-1]
-
-    monkeypatch.setattr(fitting_module, "cv_log_losses", spy)
-    X, y = _two_blobs()
+    calls = _spy(monkeypatch, "cv_log_losses")
+    X, y = _signal()
     clf = LaplaceMLPClassifier(
         (3,), alpha="validation", prior_precision_scale="cv", random_state=0
     ).fit(X, y)
     assert len(clf.alpha_history_) > 1  # the walk ran
-    assert returned, "the folds never scored the kept fit"
-    losses, weights = returned[-1].losses, returned[-1].weights
+    assert calls, "the folds never scored the kept fit"
+    _, _, last = calls[-1]
+    losses, weights = last.losses, last.weights
     mean = np.average(losses, axis=0, weights=weights)
     np.testing.assert_allclose(clf.prior_precision_scale_path_["cv_log_loss"], mean)
 
@@ -217,15 +208,8 @@ def test_the_walk_scores_each_fit_on_the_validation_rows_once(monkeypatch):
     ``_396`` to ``_401`` (the walk's losses of the kept fit not stored or
     not reused: scored again, or a crash).
     """
-    calls = []
-    score = fitting_module.validation_log_losses
-
-    def spy(*args, **kwargs):
-        calls.append(None)
-        return score(*args, **kwargs)
-
-    monkeypatch.setattr(fitting_module, "validation_log_losses", spy)
-    X, y = _two_blobs()
+    calls = _spy(monkeypatch, "validation_log_losses")
+    X, y = _signal()
     clf = LaplaceMLPClassifier(
         (3,), alpha="validation", prior_precision_scale="validation", random_state=0
     ).fit(X, y)
@@ -244,20 +228,13 @@ def test_a_ggn_full_posterior_is_not_built_again_for_the_kept_refit(monkeypatch)
     ``hessian`` misnamed) and ``_455``, ``_463``, ``_464`` (its
     ``subset_of_weights``): always unlike the one asked for, so rebuilt.
     """
-    built = []
-    build = fitting_module.laplace_posterior
-
-    def spy(*args, **kwargs):
-        built.append(args[2:])
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(fitting_module, "laplace_posterior", spy)
-    X, y = _two_blobs()
+    calls = _spy(monkeypatch, "laplace_posterior")
+    X, y = _signal()
     params = dict(alpha="evidence", prior_precision_scale=1.0, random_state=0)
     LaplaceMLPClassifier((3,), hessian="ggn", hessian_structure="full", **params).fit(
         X, y
     )
-    assert built == []
+    assert calls == []
     # An exact Hessian is built for the kept refit (the spy sees it); it may
     # fall back to the GGN where it is not positive definite (a warning).
     exact = LaplaceMLPClassifier(
@@ -266,7 +243,7 @@ def test_a_ggn_full_posterior_is_not_built_again_for_the_kept_refit(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LaplaceApproximationWarning)
         exact.fit(X, y)
-    assert built == [("exact", "full", "all")]
+    assert [args[2:] for args, _, _ in calls] == [("exact", "full", "all")]
 
 
 def test_the_jitter_reported_is_that_of_the_posterior_built_for_the_kept_refit(
@@ -288,7 +265,7 @@ def test_the_jitter_reported_is_that_of_the_posterior_built_for_the_kept_refit(
         return posterior, curvature, 0.25
 
     monkeypatch.setattr(fitting_module, "laplace_posterior", marked)
-    X, y = _two_blobs()
+    X, y = _signal()
     clf = LaplaceMLPClassifier(
         (3,),
         alpha="evidence",
@@ -309,15 +286,8 @@ def test_the_cv_screen_asks_leave_one_out_losses_of_a_full_posterior(monkeypatch
     screen's ``how="loo"`` dropped or misspelt: the folds screen
     themselves).
     """
-    calls = []
-    loo = fitting_module.loo_log_losses
-
-    def spy(*args, **kwargs):
-        calls.append(None)
-        return loo(*args, **kwargs)
-
-    monkeypatch.setattr(fitting_module, "loo_log_losses", spy)
-    X, y = _two_blobs()
+    calls = _spy(monkeypatch, "loo_log_losses")
+    X, y = _signal()
     clf = LaplaceMLPClassifier(
         (3,),
         alpha="evidence",
@@ -337,19 +307,12 @@ def test_n_iter_counts_every_map_fits_iterations_once(monkeypatch):
     Mutants ``x_fit_network__mutmut_681`` and ``_682`` (``refits[+1]`` or
     ``refits[-2]`` for ``refits[-1]`` where the last refit is not kept).
     """
-    n_iters = []
-    fit_laplace = fitting_module.fit_laplace
-
-    def spy(*args, **kwargs):
-        fit = fit_laplace(*args, **kwargs)
-        n_iters.append(fit.result.n_iter)
-        return fit
-
-    monkeypatch.setattr(fitting_module, "fit_laplace", spy)
-    X, y = _two_blobs()
+    calls = _spy(monkeypatch, "fit_laplace")
+    X, y = _signal()
     clf = LaplaceMLPClassifier(
         (3,), alpha="evidence", prior_precision_scale=1.0, random_state=0
     ).fit(X, y)
+    n_iters = [fit.result.n_iter for _, _, fit in calls]
     assert len(n_iters) > 2 and len(set(n_iters)) > 1
     assert clf.n_iter_ == sum(n_iters)
 
@@ -410,24 +373,19 @@ def test_leave_one_out_scores_the_kept_evidence_choice_once(monkeypatch):
     Mutant ``x_fit_network__mutmut_671`` (``evidence_choice[1]``, the
     alpha, compared with the fit: the screen's losses always dropped).
     """
-    scored, outcomes = [], []
-    loo = fitting_module.loo_log_losses
+    calls = _spy(monkeypatch, "loo_log_losses")  # holds the fits: no id reused
+    outcomes = []
     fit_network = estimator_module.fit_network
-
-    def spy(fit, *args, **kwargs):
-        scored.append(fit)  # held: no id is reused
-        return loo(fit, *args, **kwargs)
 
     def network_spy(*args, **kwargs):
         outcomes.append(fit_network(*args, **kwargs))
         return outcomes[-1]
 
-    monkeypatch.setattr(fitting_module, "loo_log_losses", spy)
     monkeypatch.setattr(estimator_module, "fit_network", network_spy)
-    X, y = _two_blobs()
+    X, y = _signal()
     clf = LaplaceMLPClassifier(
         (3,), alpha="evidence", prior_precision_scale="loo", random_state=0
     ).fit(X, y)
     assert "loo_log_loss" in clf.prior_precision_scale_path_
     (network,) = outcomes
-    assert sum(fit is network.fit for fit in scored) == 1
+    assert sum(args[0] is network.fit for args, _, _ in calls) == 1
