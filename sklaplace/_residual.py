@@ -56,12 +56,13 @@ __all__ = [
 # linearised variance, which grows with the square of the distance) and
 # the square of 1e3 times the row's largest logit (so that, in standard
 # deviations, it swamps the logits by 1e3: a probability within about
-# 1e-3 of uniform). Where that square overflows too (logits beyond about
-# 1e151) the variance is inf and the predictive refuses the row. (A cap
-# on the distance instead, 1e50, let the linearised variance overtake it
-# beyond 1e75 training radii: ReLU networks were confident again there;
-# 1e300 alone, beyond about 1e148 radii, where ReLU and ELU logits
-# approached 1e150: largest probability 0.82 at 1e149 radii on two moons.)
+# 1e-3 of uniform). Where the cube and that square both overflow (logits
+# beyond about 1e151) the variance is inf and the predictive refuses the
+# row. (A cap on the distance instead, 1e50, let the linearised variance
+# overtake it beyond 1e75 training radii: ReLU networks were confident
+# again there. 1e300 alone did from about 1e148 radii, where ReLU and ELU
+# logits approached 1e150: up to 0.67 from uniform on iris, largest
+# probability 0.82 at 1e149 radii on two moons.)
 _MAX_VARIANCE = 1e300
 _SWAMPING = 1e3
 
@@ -221,7 +222,9 @@ def residual_variance(envelope, tau2, X, logits=None):
     if tau2 == 0.0 or envelope.radius == 0.0:
         return np.zeros(X.shape[0])
     beyond = np.maximum(envelope.distance(X) / envelope.radius - 1.0, 0.0)
+    # In float64 whatever the logits' dtype: 1e300 overflows float32.
     largest = 0.0 if logits is None else np.max(np.abs(logits), axis=1)
+    largest = np.asarray(largest, dtype=np.float64)
     with np.errstate(over="ignore"):
         variance = tau2 * beyond**3
         cap = np.maximum(_MAX_VARIANCE, (_SWAMPING * largest) ** 2)

@@ -389,6 +389,10 @@ def test_an_unbounded_network_stays_uncertain_until_its_logits_overflow(activati
         np.testing.assert_allclose(proba, 1 / 3, atol=0.01)
     assert refused and refused[0] > 130  # uniform well past the data
     np.testing.assert_array_equal(refused, np.arange(refused[0], 200.5, 0.5))
+    # Answered until the logits pass 1e147, where 1e300 alone stops
+    # swamping them (refusing from there would be too early).
+    mean, _ = clf.latent_mean_and_variance(10.0 ** (refused[0] - 0.5) * direction)
+    assert np.max(np.abs(mean)) > 1e147
 
 
 @pytest.mark.parametrize("residual", ["auto", 2.0])
@@ -471,6 +475,12 @@ def test_the_cap_swamps_each_rows_largest_logit_by_1e3():
     )
     np.testing.assert_array_equal(variance[4], np.inf)
     np.testing.assert_allclose(variance[5], 0.5 * 2.0**3, rtol=1e-12)
+    # float32 logits (at most about 3e38) keep the 1e300 floor, which
+    # overflows float32.
+    single = np.array([[1e30, 0.0], [0.0, 0.0]], dtype=np.float32)
+    np.testing.assert_array_equal(
+        residual_variance(envelope, 0.5, far[:2], single), 1e300
+    )
 
 
 def test_logit_spread_centres_two_logits_too():
