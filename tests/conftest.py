@@ -115,6 +115,18 @@ def count_hessian_products(monkeypatch):
     return calls
 
 
+def forbid_the_map_solver(monkeypatch):
+    """Make the MAP solver raise: a fit that reaches it passed the checks before it."""
+    from sklaplace import _laplace_fit
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError(
+            "the MAP solver ran: the checks before it let the fit start"
+        )
+
+    monkeypatch.setattr(_laplace_fit, "minimize_map", no_solve)
+
+
 def record_row_chunks(monkeypatch):
     """Record the rows of every chunk the objective yields: a list of sizes."""
     sizes, row_chunks = [], NegLogPosterior.row_chunks

@@ -11,25 +11,20 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
 import sklaplace._fitting as fitting_module
-import sklaplace._laplace_fit as laplace_fit_module
 import sklaplace._memory as memory_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._curvature import exact_hessian, ggn_hessian, residual_hessian
 from sklaplace._evidence import EVIDENCE_STARTS
 from sklaplace._network import ParamLayout
 from sklaplace.exceptions import MemoryLimitError
-from tests.conftest import make_problem
+from tests.conftest import forbid_the_map_solver, make_problem
 
 RNG = np.random.RandomState(0)
 
 
-def _no_solve(*args, **kwargs):
-    raise AssertionError("the MAP solver ran: the memory guard let the fit start")
-
-
 def _refusal_before_the_map(monkeypatch, X, hidden, **params):
     """The message of the ``MemoryLimitError`` a fit raises before its MAP."""
-    monkeypatch.setattr(laplace_fit_module, "minimize_map", _no_solve)
+    forbid_the_map_solver(monkeypatch)
     y = np.arange(X.shape[0]) % 2
     with pytest.raises(MemoryLimitError) as info:
         LaplaceMLPClassifier(hidden, **params).fit(X, y)
@@ -82,7 +77,7 @@ def test_the_parameter_vector_admits_exactly_eight_bytes_per_parameter(
     the solver), one byte less it is refused (mutant: ``9 * n_params``
     survived, the existing test's limit was far below both), with the one
     remedy that helps (mutants of the advice survived)."""
-    monkeypatch.setattr(laplace_fit_module, "minimize_map", _no_solve)
+    forbid_the_map_solver(monkeypatch)
     X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
     n_params = (3 + 1) * 40 + 40 + 1
     clf = LaplaceMLPClassifier(
@@ -264,7 +259,7 @@ def test_a_last_layer_posterior_tunes_alpha_on_all_weights_diagonal_beyond(
             assert fitting_module.tuning_structure(config, (10, 5, 1)) == "diag"
     # Through fit (tests/test_reliability_memory.py: the diagonal passes the
     # guard): a last-layer Kronecker posterior's own factors are still checked.
-    monkeypatch.setattr(laplace_fit_module, "minimize_map", _no_solve)
+    forbid_the_map_solver(monkeypatch)
     X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
     params = dict(subset_of_weights="last_layer", alpha="evidence")
     with pytest.raises(MemoryLimitError, match="20001 x 20001 float64 Kronecker"):

@@ -15,7 +15,6 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 import sklaplace._fitted as fitted_module
-import sklaplace._laplace_fit as laplace_fit_module
 import sklaplace._memory as memory_module
 import sklaplace._predictive as predictive_module
 from sklaplace import LaplaceMLPClassifier, log_posterior_hessian
@@ -23,7 +22,7 @@ from sklaplace._alpha_walk import ALPHA_WALK_MAX_FITS
 from sklaplace._curvature import exact_hessian, ggn_diagonal, ggn_hessian
 from sklaplace._testing import numerical_jacobian
 from sklaplace.exceptions import MemoryLimitError
-from tests.conftest import make_problem, traced_peak
+from tests.conftest import forbid_the_map_solver, make_problem, traced_peak
 
 RNG = np.random.RandomState(0)
 X_WIDE = RNG.normal(size=(8, 200))
@@ -53,12 +52,9 @@ def test_the_limit_is_the_documented_one():
 def test_too_large_a_network_is_refused_before_any_allocation(
     monkeypatch, solver, structure, culprits
 ):
-    def heavy(*args, **kwargs):
-        raise AssertionError("the guard let the fit start")
-
     # A first fit imports what scikit-learn loads lazily, outside the measurement.
     LaplaceMLPClassifier((), prior_precision_scale=1.0).fit(X_WIDE[:, :2], Y_WIDE)
-    monkeypatch.setattr(laplace_fit_module, "minimize_map", heavy)
+    forbid_the_map_solver(monkeypatch)
     clf = LaplaceMLPClassifier(**WIDE, solver=solver, hessian_structure=structure)
     tracemalloc.start()
     try:
@@ -113,13 +109,10 @@ def test_a_last_layer_posterior_over_the_limit_is_refused_before_the_map(
     # Hidden (16,), 2 classes: 17 last-layer parameters (17 x 17 = 2.3 KiB,
     # over the 1 KiB limit), refused before the solver runs (it had been
     # refused only after the MAP); a diagonal one fits.
-    def no_solve(*args, **kwargs):
-        raise AssertionError("the MAP solver ran before the memory check")
-
     X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
     params = dict(solver="lbfgs", subset_of_weights="last_layer", alpha=1.0)
     with monkeypatch.context() as patched:
-        patched.setattr(laplace_fit_module, "minimize_map", no_solve)
+        forbid_the_map_solver(patched)
         with pytest.raises(MemoryLimitError, match="17 x 17.*the last layer"):
             LaplaceMLPClassifier(
                 (16,), hessian_structure="full", prior_precision_scale=1.0, **params
@@ -440,10 +433,7 @@ def test_the_whole_fit_limit_message_names_this_network_and_the_remedy():
 def _fit_is_refused_before_the_map(monkeypatch, n_features, hidden, **params):
     """Fit 8 rows; return the MemoryLimitError's message, or None if it started."""
 
-    def no_solve(*args, **kwargs):
-        raise AssertionError("the memory guard let the fit start")
-
-    monkeypatch.setattr(laplace_fit_module, "minimize_map", no_solve)
+    forbid_the_map_solver(monkeypatch)
     rng = np.random.RandomState(0)
     X, y = rng.normal(size=(8, n_features)), np.arange(8) % 2
     clf = LaplaceMLPClassifier(hidden, hessian_structure="full", **params)
@@ -608,11 +598,7 @@ def test_a_kronecker_factor_over_the_limit_is_refused_before_any_work(monkeypatc
     been allocated after the MAP; a review found (10**6,) failing after 50 s
     with NumPy's own MemoryError. ("auto" takes the diagonal there since
     session 34: tests/test_memory.py.)"""
-
-    def no_solve(*args, **kwargs):
-        raise AssertionError("the MAP solver ran before the memory check")
-
-    monkeypatch.setattr(laplace_fit_module, "minimize_map", no_solve)
+    forbid_the_map_solver(monkeypatch)
     X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
     clf = LaplaceMLPClassifier((20000,), hessian_structure="kron")
     with pytest.raises(MemoryLimitError) as info:
@@ -703,10 +689,6 @@ def test_a_parameter_vector_over_the_limit_is_refused_before_initialisation():
         LaplaceMLPClassifier((2**31,)).fit(X, y)
 
 
-def _no_solve(*args, **kwargs):
-    raise AssertionError("the MAP solver ran before the memory check")
-
-
 @pytest.mark.parametrize("alpha", ["evidence", "evidence_per_layer", 1.0])
 def test_a_last_layer_posterior_behind_a_wide_layer_tunes_on_the_diagonal(
     monkeypatch, alpha
@@ -715,7 +697,7 @@ def test_a_last_layer_posterior_behind_a_wide_layer_tunes_on_the_diagonal(
     # where those are cheap, on their diagonal beyond. Behind 20,000 hidden
     # units (a 3 GiB factor) a diagonal last-layer posterior had been refused
     # for its tuning's factors; it now passes the guard, as with a fixed alpha.
-    monkeypatch.setattr(laplace_fit_module, "minimize_map", _no_solve)
+    forbid_the_map_solver(monkeypatch)
     X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
     clf = LaplaceMLPClassifier(
         (20000,), subset_of_weights="last_layer", hessian_structure="diag", alpha=alpha
@@ -729,23 +711,12 @@ def test_an_evidence_fit_of_every_weight_with_a_diagonal_needs_no_kron_factor(
 ):
     # Only a last-layer posterior tuned on every weight needs the Kronecker
     # factors: this fit passes the guard and reaches the solver.
-    monkeypatch.setattr(laplace_fit_module, "minimize_map", _no_solve)
+    forbid_the_map_solver(monkeypatch)
     X, y = RNG.normal(size=(20, 30)), np.arange(20) % 2
     clf = LaplaceMLPClassifier(
         (20000,), hessian_structure="diag", alpha="evidence", solver="lbfgs"
     )
     with pytest.raises(AssertionError, match="the MAP solver ran"):
-        clf.fit(X, y)
-
-
-def test_the_parameter_vector_is_counted_in_bytes(monkeypatch):
-    monkeypatch.setattr(memory_module, "DENSE_MEMORY_LIMIT", 1024)
-    X, y = RNG.normal(size=(10, 3)), np.arange(10) % 2
-    # 3 * 40 + 40 + 40 + 1 = 201 parameters: 1,608 bytes, over 1 KiB.
-    clf = LaplaceMLPClassifier(
-        (40,), solver="lbfgs", hessian_structure="diag", alpha=1.0
-    )
-    with pytest.raises(MemoryLimitError, match="One vector of the 201 parameters"):
         clf.fit(X, y)
 
 
