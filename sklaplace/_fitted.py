@@ -188,8 +188,11 @@ class FittedLaplaceMixin:
         check_finite_rows(xp, "logits", logits, inputs=X)
         return xp, logits
 
-    def _latent(self, X):
-        """Logit mean and covariance in the prediction namespace, in row batches."""
+    def _latent(self, X, centred=False):
+        """Logit mean and covariance in the prediction namespace, in row batches.
+
+        ``centred``: the covariance a softmax sees (``latent_gaussian``).
+        """
         xp, layout, theta = self._weights()
         mask = getattr(self, "pruned_mask_", None)
         keep = None if mask is None else xp.asarray((~mask).astype(np.float64))
@@ -197,7 +200,7 @@ class FittedLaplaceMixin:
         # warning, the check below names the rows.
         with np.errstate(over="ignore", invalid="ignore"):
             mean, cov = latent_gaussian(
-                xp, layout, theta, self._activation, self.posterior_, X, keep
+                xp, layout, theta, self._activation, self.posterior_, X, keep, centred
             )
             residual = residual_variance(
                 self.data_envelope_, self.residual_variance_, X, to_numpy(mean)
@@ -246,7 +249,7 @@ class FittedLaplaceMixin:
         rows = predictive_rows_per_chunk(
             self.link_approx, self.n_outputs_, self.n_mc_samples
         )
-        xp, mean, cov = self._latent(X)
+        xp, mean, cov = self._latent(X, centred=True)
         logits = moderated_logits(
             xp, mean, cov, self.link_approx, self.n_mc_samples, self._mc_seed, rows
         )

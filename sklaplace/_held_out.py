@@ -17,7 +17,11 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from sklaplace._backend import to_numpy
-from sklaplace._predictive import centring, probit_from_variance
+from sklaplace._predictive import (
+    centred_jacobian,
+    centring,
+    probit_from_variance,
+)
 from sklaplace._prior_scale import ScaledPriorFamily
 from sklaplace._warnings import ignored
 from sklaplace.exceptions import LaplaceApproximationWarning
@@ -226,7 +230,9 @@ def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive, probit)
         else:
             moderated = (
                 None if cov is None else predictive(xp, logits, cov)
-                for cov in family.functional_variances(xp, J, scales)
+                for cov in family.functional_variances(
+                    xp, centred_jacobian(xp, J), scales
+                )
             )
         for i, g in enumerate(moderated):
             if g is not None:

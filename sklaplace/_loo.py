@@ -29,6 +29,7 @@ import numpy as np
 from sklaplace import _memory
 from sklaplace._backend import to_numpy
 from sklaplace._held_out import HeldOutLosses
+from sklaplace._predictive import centred_jacobian
 from sklaplace._prior_family import ScaledPriorFamily
 
 __all__ = ["loo_log_losses", "without_row"]
@@ -137,7 +138,8 @@ def _left_out_losses(
     R = likelihood.hessian_factor(xp, logits, unit)[:, None, :, :]
     residual = likelihood.residual(xp, logits, Y, unit)[:, None, :, None]
     with np.errstate(all="ignore"):  # non-finite losses are inf, below
-        S = family.functional_variance_grid(xp, J, grid)
+        # Centred: the softmax's common shift, its variance's round-off out.
+        S = family.functional_variance_grid(xp, centred_jacobian(xp, J), grid)
         own = without_row(xp, S[:, :1, ...], R)
         mean = logits + (own @ residual)[:, 0, :, 0]
         covariance = without_row(xp, S[:, 1:, ...], R)

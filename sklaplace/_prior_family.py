@@ -29,7 +29,7 @@ from sklaplace._backend import (
     to_numpy,
 )
 from sklaplace._jacobian import FactoredJacobian, diagonal_weights, jacobian_matmul
-from sklaplace._predictive import centring
+from sklaplace._predictive import centred_jacobian, centring
 
 __all__ = ["ScaledPriorFamily", "free_prior", "scaled_posterior"]
 
@@ -348,8 +348,7 @@ class ScaledPriorFamily:
         if self._diagonal is not None:
             return self._diagonal_centred_variances(xp, J, scales)
         if self._eigen is None:
-            C = centring(xp, J.shape[1], J.dtype)
-            J = C[None, :, :] @ J
+            J = centred_jacobian(xp, J)
             columns = []
             for c in scales:
                 cov = self._one_variance(xp, J, c)

@@ -689,6 +689,64 @@ def test_a_diagonal_fits_probit_losses_come_from_the_factors_at_once(monkeypatch
     np.testing.assert_allclose(got.losses, expected, rtol=1e-9)
 
 
+@pytest.mark.parametrize("scales", [[1.0], [0.5, 2.0]])
+def test_held_out_covariances_leave_out_the_common_shifts_prior_variance(scales):
+    """The covariances a held-out predictive gets (every route but the
+    probit's all-at-once one, which centres its own) come from ``C J``.
+    Softmax regression under a prior of precision 1e-10: its curvature is
+    zero along the logits' common shifts (each input's weights to every
+    class, the biases), so their variance is 1e10 / ``c``, which a softmax
+    cannot see. The reference leaves those directions out of the inverse;
+    the covariances centred after the square, as they had been, are off by
+    their round-off (about 1e-6), far beyond the tolerance."""
+    from sklaplace._predictive import logit_jacobians
+    from sklaplace._testing import mlp_logits, numerical_jacobian
+
+    obj, theta = make_problem("identity", 3, hidden=(), n_samples=30)
+    X, sizes = np.asarray(obj.X), obj.layout.layer_sizes
+    J = numerical_jacobian(lambda t: mlp_logits(t, X, sizes, "identity"), theta, 1.0)
+    p = np.exp(mlp_logits(theta, X, sizes, "identity"))
+    p /= p.sum(axis=1, keepdims=True)
+    curvature = np.einsum("nk,nkw,nkv->wv", p, J, J) - np.einsum(
+        "nk,nkw,nl,nlv->wv", p, J, p, J
+    )
+    prior = np.full(obj.layout.n_params, 1e-10)
+    posterior = FullPosterior(np.linalg.cholesky(curvature + np.diag(prior)))
+    fit = SimpleNamespace(
+        objective=obj, posterior=posterior, prior_precision=prior, theta=theta
+    )
+    values, vectors = np.linalg.eigh(curvature)
+    seen = values > 1e-8 * values.max()
+    assert np.sum(~seen) == 4  # the shifts: three inputs' and the biases'
+    vectors, values = vectors[:, seen], values[seen]
+    received = []
+
+    def recording(xp, mean, cov):
+        received.append(np.asarray(cov))
+        return mean
+
+    held_out = X[:6], np.arange(6) % 3, np.ones(6)
+    validation_log_losses(
+        fit,
+        lambda theta, X: logit_jacobians(np, obj.layout, theta, "identity", X),
+        held_out,
+        scales,
+        recording,
+    )
+    Jc = J[:6] - J[:6].mean(axis=1, keepdims=True)
+    C = np.eye(3) - 1.0 / 3.0
+    for c, cov in zip(scales, received, strict=True):
+        inverse = (vectors / (values + c * 1e-10)) @ vectors.T
+        expected = Jc @ inverse @ np.swapaxes(Jc, 1, 2)
+        np.testing.assert_allclose(C @ cov @ C, expected, rtol=1e-9, atol=1e-10)
+        raw = (
+            J[:6]
+            @ np.linalg.inv(curvature + c * np.diag(prior))
+            @ np.swapaxes(J[:6], 1, 2)
+        )
+        assert np.max(np.abs(C @ raw @ C - expected)) > 1e-8
+
+
 def test_rows_of_fold_minus_one_are_fitted_in_every_fold_and_never_held_out():
     # cv_log_losses: "rows of fold -1 are never held out" (content_folds
     # gives -1 to a class that one fold would hold out whole): every fold's

@@ -75,8 +75,12 @@ def _hand_jacobians(xp=np):
 
 
 def _diagonal_probit(xp, mean, cov):
-    # Any predictive that reads both moments; not the package's.
-    return mean / xp.sqrt(1.0 + np.pi / 8.0 * xp.linalg.diagonal(cov))
+    # Any predictive that reads both moments, not the package's; blind to a
+    # common shift of the logits, as a softmax's are (the losses come from
+    # the centred covariance, loo_log_losses' contract), so centred here.
+    C = xp.asarray(np.eye(mean.shape[-1]) - 1.0 / mean.shape[-1])
+    variance = xp.linalg.diagonal(C @ cov @ C)
+    return (mean @ C) / xp.sqrt(1.0 + np.pi / 8.0 * variance)
 
 
 def _losses_from_scratch(scales, rows=None, weights=_WEIGHTS, J=_J, prior=_PRIOR):
@@ -98,7 +102,7 @@ def _losses_from_scratch(scales, rows=None, weights=_WEIGHTS, J=_J, prior=_PRIOR
         mean = _F[i] + J[i] @ newton
         for j, c in enumerate(scales):
             cov = J[i] @ np.linalg.inv(out + c * np.diag(prior)) @ J[i].T
-            g = mean / np.sqrt(1.0 + np.pi / 8.0 * np.diag(cov))
+            g = _diagonal_probit(np, mean[None, :], cov[None, :, :])[0]
             losses[r, j] = -(g[_LABELS[i]] - np.log(np.sum(np.exp(g))))
     return losses
 
@@ -482,3 +486,56 @@ def test_loo_chunks_take_as_many_rows_as_a_quarter_budget_holds(monkeypatch):
         result = loo_log_losses(_hand_fit(), recording, data, scales, _diagonal_probit)
         assert seen == sizes
         np.testing.assert_allclose(result.losses, whole.losses, rtol=1e-12)
+
+
+def test_left_out_covariances_leave_out_the_common_shifts_prior_variance():
+    """The left-out covariances come from ``C J`` (as the predictions'):
+    softmax regression under a prior of precision 1e-10 has variance 1e10 /
+    ``c`` along the logits' common shifts, where neither the data nor a
+    softmax see. Reference: each row's curvature out of the precision and
+    those directions out of its inverse; centring after the square, as the
+    covariances had been, is off by the 1e10 variance's round-off."""
+    from sklaplace._predictive import logit_jacobians
+    from sklaplace._testing import mlp_logits, numerical_jacobian
+    from tests.conftest import make_problem
+
+    obj, theta, raw = make_problem("identity", 3, hidden=(), n_samples=30, raw=True)
+    X, sizes = raw["X"], raw["layer_sizes"]
+    J = numerical_jacobian(lambda t: mlp_logits(t, X, sizes, "identity"), theta, 1.0)
+    p = _softmax(mlp_logits(theta, X, sizes, "identity"))
+    Lam = np.einsum("nk,kl->nkl", p, np.eye(3)) - p[:, :, None] * p[:, None, :]
+    rows = np.einsum("nkw,nkl,nlv->nwv", J, Lam, J)
+    prior = np.full(obj.layout.n_params, 1e-10)
+    fit = SimpleNamespace(
+        objective=obj,
+        posterior=FullPosterior(np.linalg.cholesky(rows.sum(0) + np.diag(prior))),
+        prior_precision=prior,
+        theta=theta,
+    )
+    received = []
+
+    def recording(xp, mean, cov):
+        received.append(np.asarray(cov))
+        return mean
+
+    scales = [0.5, 2.0]
+    data = (X[:5], raw["y"][:5], np.ones(5))
+    jacobians = lambda theta, X: logit_jacobians(  # noqa: E731
+        np, obj.layout, theta, "identity", X
+    )
+    loo_log_losses(fit, jacobians, data, scales, recording)
+    (got,) = received
+    got = got.reshape(5, len(scales), 3, 3)
+    C = np.eye(3) - 1.0 / 3.0
+    for i in range(5):
+        values, vectors = np.linalg.eigh(rows.sum(0) - rows[i])
+        seen = values > 1e-8 * values.max()
+        assert np.sum(~seen) == 4  # the shifts: three inputs' and the biases'
+        vectors, values = vectors[:, seen], values[seen]
+        Jc = C @ J[i]
+        for j, c in enumerate(scales):
+            inverse = (vectors / (values + c * 1e-10)) @ vectors.T
+            expected = Jc @ inverse @ Jc.T
+            np.testing.assert_allclose(
+                C @ got[i, j] @ C, expected, rtol=1e-9, atol=1e-10
+            )

@@ -505,6 +505,41 @@ def test_a_pruning_mask_gives_the_pruned_parameters_no_variance(structure):
     assert np.max(np.abs(unpruned - expected)) > 0.1
 
 
+def test_the_centred_covariance_leaves_out_the_common_shifts_prior_variance():
+    """``latent_gaussian(centred=True)`` is ``C J Sigma J' C``, computed from
+    ``C J``: a linear 3-logit network whose precision is 1e-12 along the
+    common shifts of the logits (each input's weights to every class, and
+    the biases: the directions a softmax cannot see) and O(1) elsewhere.
+    The reference drops those directions from ``Sigma`` (``C J`` is zero
+    along them); centring after the square, as the predictions had, is off
+    by the 1e12 variance's round-off, far beyond the tolerance."""
+    from sklaplace._network import ParamLayout
+    from sklaplace._posterior import FullPosterior
+    from sklaplace._predictive import latent_gaussian
+
+    rng = np.random.RandomState(0)
+    layout = ParamLayout((3, 3))  # W (3 x 3, C order), then b
+    theta = rng.normal(size=layout.n_params)
+    X = rng.normal(size=(5, 3))
+    shifts = np.zeros((layout.n_params, 4))
+    for j in range(4):  # input j's three weights (j < 3), or the three biases
+        shifts[3 * j : 3 * j + 3, j] = 1.0 / np.sqrt(3.0)
+    basis = np.linalg.qr(np.c_[shifts, rng.normal(size=(layout.n_params, 8))])[0]
+    seen = basis[:, 4:]  # orthonormal, orthogonal to the shifts
+    values = rng.uniform(0.5, 2.0, seen.shape[1])
+    precision = (seen * values) @ seen.T + 1e-12 * shifts @ shifts.T
+    posterior = FullPosterior(np.linalg.cholesky(precision))
+    J = _difference_jacobian(layout, theta, X)
+    Jc = J - J.mean(axis=1, keepdims=True)
+    expected = Jc @ ((seen / values) @ seen.T) @ np.swapaxes(Jc, 1, 2)
+    _, cov = latent_gaussian(np, layout, theta, "identity", posterior, X, centred=True)
+    np.testing.assert_allclose(cov, expected, rtol=1e-9, atol=1e-10)
+    _, raw = latent_gaussian(np, layout, theta, "identity", posterior, X)
+    assert np.min(np.diagonal(raw, axis1=1, axis2=2)) > 1e11
+    C = np.eye(3) - 1.0 / 3.0
+    assert np.max(np.abs(C @ raw @ C - expected)) > 1e-7
+
+
 def test_the_plug_in_logits_take_no_derivative_of_the_activations(monkeypatch):
     """``plug_in_logits`` runs the forward pass without the activations'
     derivatives (ELU's had taken a third of a plug-in prediction): with the

@@ -622,6 +622,38 @@ def test_a_rows_prediction_does_not_depend_on_the_other_rows(
         )
 
 
+@pytest.mark.parametrize("structure", ["full", "kron"])
+@pytest.mark.parametrize("subset", ["all", "last_layer"])
+def test_a_weak_priors_rows_do_not_depend_on_the_other_rows(structure, subset):
+    """Under a prior of precision 1e-12 (``alpha`` and the scale 1e-6) the
+    posterior's variance along the logits' common shift is 1e12, which a
+    softmax ignores. Its round-off had swamped the variance that counts
+    (0.27 of 3.6e12, session 60's fuzzing): a row's probabilities moved
+    by 1e-5 (probit) to 5e-5 (Monte Carlo) with the rows predicted beside
+    it. Centred before the square, they are the batch's to round-off."""
+    X, y, _ = _data(3)
+    X_test = np.random.RandomState(5).normal(size=(6, 4))
+    clf = _fit(
+        X,
+        y,
+        hidden_layer_sizes=(8,),
+        activation="softplus",
+        alpha=1e-6,
+        bias_prior_precision=1e4,
+        prior_precision_scale=1e-6,
+        hessian_structure=structure,
+        subset_of_weights=subset,
+        solver="lbfgs",
+        max_iter=30,
+        n_mc_samples=51,
+    )
+    for link in ["probit", "mc"]:
+        clf.set_params(link_approx=link)
+        proba = clf.predict_proba(X_test)
+        single = np.vstack([clf.predict_proba(X_test[i : i + 1]) for i in range(6)])
+        np.testing.assert_allclose(single, proba, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_one_monte_carlo_draw_is_the_plug_in_map(n_classes):
     """One Monte Carlo draw is the plug-in MAP.
