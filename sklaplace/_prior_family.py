@@ -29,7 +29,7 @@ from sklaplace._backend import (
     to_numpy,
 )
 from sklaplace._jacobian import FactoredJacobian, diagonal_weights, jacobian_matmul
-from sklaplace._predictive import centred_jacobian, centring
+from sklaplace._predictive import centred_jacobian
 
 __all__ = ["ScaledPriorFamily", "free_prior", "scaled_posterior"]
 
@@ -360,16 +360,16 @@ class ScaledPriorFamily:
             return xp.stack(columns, axis=2)
         eigenvalues = self._eigen[1]
         B, Q = self._eigen_jacobian(xp, self._own_columns(xp, J))
-        # C (J M) = (C J) M: centred after the projection, on its columns.
-        C = centring(xp, B.shape[1], B.dtype)[None, :, :]
-        B = C @ B
+        # C (J M) = (C J) M: centred after the projection, on its columns
+        # (before the square, as the predictions' J is).
+        B = centred_jacobian(xp, B)
         shifted = eigenvalues[:, None] + np.asarray(scales)[None, :]
         with np.errstate(divide="ignore"):
             inverse = np.where(np.all(shifted > 0, axis=0), 1.0 / shifted, np.nan)
         variances = rows_matmul(xp, B * B, xp.asarray(inverse))
         if Q is None:
             return variances
-        Q = C @ Q
+        Q = centred_jacobian(xp, Q)
         return variances + xp.sum(Q * Q, axis=2)[:, :, None]
 
     def _diagonal_centred_variances(self, xp, J, scales):
@@ -382,8 +382,7 @@ class ScaledPriorFamily:
         """
         if isinstance(J, FactoredJacobian):
             own = J.last_layer() if self.offset else J
-            C = centring(xp, own.deltas[0].shape[1], own.deltas[0].dtype)[None, :, :]
-            squares = [(C @ d) ** 2 for d in own.deltas]
+            squares = [d**2 for d in centred_jacobian(xp, own).deltas]
             columns = []
             for c in scales:
                 inverse = self._diagonal_inverse([c])[0, ...]
@@ -396,7 +395,7 @@ class ScaledPriorFamily:
                 )
             return xp.stack(columns, axis=2)
         B = self._own_columns(xp, J)
-        B = centring(xp, B.shape[1], B.dtype)[None, :, :] @ B
+        B = centred_jacobian(xp, B)
         squares = B * B
         # A million weights: ten scales a group.
         group = max(1, _memory.DEFAULT_MEMORY_BUDGET // (64 * squares.shape[-1]))
