@@ -171,11 +171,12 @@ def centred_jacobian(xp, J):
 
     A softmax ignores a common shift of the logits, and the prior alone
     sets the posterior's variance along it (the output weights' shift common
-    to every class): up to ``1 / (alpha c)``. Squared in ``J P^{-1} J'``
-    before :func:`centring`, that variance's round-off swamped the rest
-    (``alpha`` and ``prior_precision_scale`` of 1e-6: variances of 3.6e12
-    around centred ones of 0.27, 0.5% of which moved with the rows predicted
-    beside them); projected out of ``J`` first it never enters.
+    to every class): up to ``1 / (alpha c)``. Centred after the square,
+    ``C (J P^{-1} J') C`` (:func:`centring`), that variance's round-off
+    swamped the rest (``alpha`` and ``prior_precision_scale`` of 1e-6:
+    variances of 3.6e12 around centred ones of 0.27, 0.5% of which moved
+    with the rows predicted beside them); projected out of ``J`` first it
+    never enters.
     """
     if J.shape[1] == 1:
         return J
