@@ -198,9 +198,10 @@ def fit_network(
     probit = link == "probit"
 
     def jacobians(fit):  # (theta, X) -> chunks of logits and J, fit's posterior's
+        # Of the centred logits: what the predictive reads (see centring).
         activation, posterior = config.activation, fit.posterior
         return lambda theta, X_out: jacobian_chunks(
-            xp, layout, theta, activation, posterior, X_out, keep
+            xp, layout, theta, activation, posterior, X_out, keep, centred=True
         )
 
     def predictive(xp, mean, cov):

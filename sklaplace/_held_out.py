@@ -17,11 +17,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from sklaplace._backend import to_numpy
-from sklaplace._predictive import (
-    centred_jacobian,
-    centring,
-    probit_from_variance,
-)
+from sklaplace._jacobian import centring
+from sklaplace._predictive import probit_from_variance
 from sklaplace._prior_scale import ScaledPriorFamily
 from sklaplace._warnings import ignored
 from sklaplace.exceptions import LaplaceApproximationWarning
@@ -230,9 +227,7 @@ def _heldout_log_losses(fold, jacobians, X, y_index, scales, predictive, probit)
         else:
             moderated = (
                 None if cov is None else predictive(xp, logits, cov)
-                for cov in family.functional_variances(
-                    xp, centred_jacobian(xp, J), scales
-                )
+                for cov in family.functional_variances(xp, J, scales)
             )
         for i, g in enumerate(moderated):
             if g is not None:
@@ -304,7 +299,10 @@ def cv_log_losses(fit_fold, jacobians, data, folds, scales, predictive, probit=F
         ``fit_fold(train) -> LaplaceFit`` fits the MAP and its posterior on
         the rows where the boolean mask ``train`` is True.
     jacobians : callable
-        ``jacobians(theta, X)`` yields ``(logits, J)`` row chunks.
+        ``jacobians(theta, X)`` yields ``(logits, J)`` row chunks, ``J`` of
+        the centred logits for K classes (``jacobian_chunks(...,
+        centred=True)``: ``predictive`` sees no common shift of the logits,
+        and that shift's variance, the prior's, would bring its round-off).
     data : tuple
         ``(X, y_index, sample_weight)``, NumPy arrays.
     folds : ndarray of int of shape (n_samples,)

@@ -29,7 +29,6 @@ import numpy as np
 from sklaplace import _memory
 from sklaplace._backend import to_numpy
 from sklaplace._held_out import HeldOutLosses
-from sklaplace._predictive import centred_jacobian
 from sklaplace._prior_family import ScaledPriorFamily
 
 __all__ = ["loo_log_losses", "without_row"]
@@ -80,7 +79,9 @@ def loo_log_losses(fit, jacobians, data, scales, predictive):
         The MAP and its posterior at the prior it was fitted with (scale 1),
         on the rows of ``data``.
     jacobians : callable
-        ``jacobians(theta, X)`` yields ``(logits, J)`` row chunks.
+        ``jacobians(theta, X)`` yields ``(logits, J)`` row chunks, ``J`` of
+        the centred logits for K classes (as
+        :func:`~sklaplace._held_out.cv_log_losses` takes them).
     data : tuple
         ``(X, y_index, sample_weight)`` of the rows fitted, NumPy arrays.
     scales : sequence of float
@@ -138,8 +139,7 @@ def _left_out_losses(
     R = likelihood.hessian_factor(xp, logits, unit)[:, None, :, :]
     residual = likelihood.residual(xp, logits, Y, unit)[:, None, :, None]
     with np.errstate(all="ignore"):  # non-finite losses are inf, below
-        # Centred: the softmax's common shift, its variance's round-off out.
-        S = family.functional_variance_grid(xp, centred_jacobian(xp, J), grid)
+        S = family.functional_variance_grid(xp, J, grid)
         own = without_row(xp, S[:, :1, ...], R)
         mean = logits + (own @ residual)[:, 0, :, 0]
         covariance = without_row(xp, S[:, 1:, ...], R)

@@ -13,13 +13,12 @@ import numpy as np
 
 from sklaplace import _memory
 from sklaplace._backend import to_numpy
-from sklaplace._jacobian import FactoredJacobian, logit_factors
+from sklaplace._jacobian import centring, logit_factors
 from sklaplace._memory import check_memory
 from sklaplace._network import forward, jacobian_factor
 
 __all__ = [
     "PREDICTIVES",
-    "centring",
     "jacobian_chunks",
     "latent_gaussian",
     "logit_jacobians",
@@ -45,7 +44,7 @@ def _dense_jacobian_rows(layout, n_params=None):
     return max(1, _memory.DEFAULT_MEMORY_BUDGET // bytes_per_row)
 
 
-def logit_jacobians(xp, layout, theta, activation, X, keep=None):
+def logit_jacobians(xp, layout, theta, activation, X, keep=None, centred=False):
     """Yield the logits and their Jacobian ``J`` in row chunks.
 
     Rows are processed in chunks whose Jacobians fit ``DEFAULT_MEMORY_BUDGET``.
@@ -61,6 +60,9 @@ def logit_jacobians(xp, layout, theta, activation, X, keep=None):
     keep : array of shape (n_params,), default=None
         1.0 for kept parameters, 0.0 for pruned ones (their columns of ``J``
         are zeroed: no uncertainty).
+    centred : bool, default=False
+        Whether ``J`` is the centred logits' ``C J``
+        (:func:`~sklaplace._jacobian.centring`).
 
     Yields
     ------
@@ -70,15 +72,18 @@ def logit_jacobians(xp, layout, theta, activation, X, keep=None):
     n_outputs = layout.n_outputs
     rows = _dense_jacobian_rows(layout)
     eye = xp.eye(n_outputs, dtype=theta.dtype)
+    seed = centring(xp, n_outputs, theta.dtype) if centred else eye
     for start in range(0, X.shape[0], rows):
         Xc = xp.asarray(X[start : min(start + rows, X.shape[0]), ...])
         fwd = forward(xp, layout, theta, Xc, activation)
-        identity = xp.broadcast_to(eye[None, :, :], (Xc.shape[0], n_outputs, n_outputs))
-        J = jacobian_factor(xp, layout, theta, fwd, identity)
+        seeds = xp.broadcast_to(seed[None, :, :], (Xc.shape[0], n_outputs, n_outputs))
+        J = jacobian_factor(xp, layout, theta, fwd, seeds)
         yield fwd.logits, (J if keep is None else J * keep)
 
 
-def jacobian_chunks(xp, layout, theta, activation, posterior, X, keep=None):
+def jacobian_chunks(
+    xp, layout, theta, activation, posterior, X, keep=None, centred=False
+):
     """Return the row chunks' logits and Jacobians in the form ``posterior`` takes.
 
     Every posterior takes ``J`` factored
@@ -108,8 +113,8 @@ def jacobian_chunks(xp, layout, theta, activation, posterior, X, keep=None):
         rows = None
         if own.structure == "full":
             rows = _dense_jacobian_rows(layout, own.n_params)
-        return logit_factors(xp, layout, theta, activation, X, max_rows=rows)
-    return logit_jacobians(xp, layout, theta, activation, X, keep)
+        return logit_factors(xp, layout, theta, activation, X, rows, centred)
+    return logit_jacobians(xp, layout, theta, activation, X, keep, centred)
 
 
 def plug_in_logits(xp, layout, theta, activation, X):
@@ -145,8 +150,8 @@ def latent_gaussian(
     (:func:`jacobian_chunks`): Kronecker and last-layer ones without the
     dense ``J``, a full one builds it chunk by chunk. ``centred=True``
     gives ``C cov C`` for K logits (``C = I - 11'/K``), computed from ``C J``
-    (:func:`centred_jacobian`): all a softmax sees of the covariance, and
-    free of the round-off of the common shift's variance.
+    (:func:`~sklaplace._jacobian.centring`): all a softmax sees of the
+    covariance, and free of the round-off of the common shift's variance.
 
     Returns
     -------
@@ -158,32 +163,11 @@ def latent_gaussian(
         # factored J serves, with no dense one (13x faster on 5 classes).
         posterior, keep = posterior.pinned(to_numpy(keep) == 0.0), None
     means, covs = [], []
-    for logits, J in jacobian_chunks(xp, layout, theta, activation, posterior, X, keep):
+    chunks = jacobian_chunks(xp, layout, theta, activation, posterior, X, keep, centred)
+    for logits, J in chunks:
         means.append(logits)
-        if centred:
-            J = centred_jacobian(xp, J)
         covs.append(posterior.functional_variance(xp, J))
     return xp.concat(means), xp.concat(covs)
-
-
-def centred_jacobian(xp, J):
-    """``C J`` for K logits, dense or factored (its deltas centred); ``J`` for one.
-
-    A softmax ignores a common shift of the logits, and the prior alone
-    sets the posterior's variance along it (the output weights' shift common
-    to every class): up to ``1 / (alpha c)``. Centred after the square,
-    ``C (J P^{-1} J') C`` (:func:`centring`), that variance's round-off
-    swamped the rest (``alpha`` and ``prior_precision_scale`` of 1e-6:
-    variances of 3.6e12 around centred ones of 0.27, 0.5% of which moved
-    with the rows predicted beside them); projected out of ``J`` first it
-    never enters.
-    """
-    if J.shape[1] == 1:
-        return J
-    if isinstance(J, FactoredJacobian):
-        deltas = [d - xp.mean(d, axis=1, keepdims=True) for d in J.deltas]
-        return FactoredJacobian(J.inputs, deltas)
-    return J - xp.mean(J, axis=1, keepdims=True)
 
 
 # MacKay (1992) / Bishop PRML eq. (4.153): sigmoid(a) ~ Phi(sqrt(pi/8) a), so
@@ -194,13 +178,6 @@ _PROBIT_SCALE = math.pi / 8.0
 def map_logits(xp, mean, cov, **kwargs):
     """Plug-in MAP: ``g = mean`` (the uncertainty is ignored)."""
     return mean
-
-
-def centring(xp, n_outputs, dtype):
-    """``C = I - 11'/K`` for K logits (a softmax ignores a common shift); 1 for one."""
-    if n_outputs == 1:
-        return xp.ones((1, 1), dtype=dtype)
-    return xp.eye(n_outputs, dtype=dtype) - 1.0 / n_outputs
 
 
 def probit_from_variance(xp, centred_mean, centred_variance):

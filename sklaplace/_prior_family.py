@@ -28,8 +28,12 @@ from sklaplace._backend import (
     solve_triangular,
     to_numpy,
 )
-from sklaplace._jacobian import FactoredJacobian, diagonal_weights, jacobian_matmul
-from sklaplace._predictive import centred_jacobian
+from sklaplace._jacobian import (
+    FactoredJacobian,
+    centred_jacobian,
+    diagonal_weights,
+    jacobian_matmul,
+)
 
 __all__ = ["ScaledPriorFamily", "free_prior", "scaled_posterior"]
 
@@ -334,7 +338,7 @@ class ScaledPriorFamily:
         """Return the probit's variances ``diag(C J P(c)^{-1} J' C)``, all scales.
 
         ``C = I - 11'/K`` centres the logits
-        (:func:`~sklaplace._predictive.centring`). With the
+        (:func:`~sklaplace._jacobian.centring`). With the
         eigendecomposition, ``C J A^{-1/2} U = B`` gives
         them all in one matrix product, ``(B * B) @ (1 / (lambda + c))``:
         ``n K W`` multiply-adds per scale, not the ``n K^2 W`` of the full

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_iris
+from sklearn.datasets import load_iris, make_classification
 from sklearn.preprocessing import StandardScaler
 
 import sklaplace._estimator as estimator_module
@@ -173,6 +173,23 @@ def test_the_probits_held_out_losses_take_the_centred_variance_shortcut(
     assert clf.link_approx == "probit"
     assert f"{setting}_log_loss" in clf.prior_precision_scale_path_
     assert calls == []
+
+
+@pytest.mark.parametrize("setting", ["cv", "loo"])
+def test_held_out_rows_are_scored_on_the_centred_logits_jacobian(monkeypatch, setting):
+    """The folds' and leave-one-out scores read the Jacobian of the centred
+    logits, as the predictions do (``centring``: the softmax's common
+    shift, whose variance is the prior's, kept out of the covariances),
+    for three classes; every request for the fit's Jacobians asks for it."""
+    calls = _spy(monkeypatch, "jacobian_chunks")
+    X, y = make_classification(
+        60, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0
+    )
+    LaplaceMLPClassifier(
+        (3,), alpha=1.0, prior_precision_scale=setting, random_state=0
+    ).fit(X, y)
+    assert calls
+    assert all(kwargs.get("centred") is True for _, kwargs, _ in calls)
 
 
 def test_the_walk_with_cv_chooses_the_scale_on_the_folds_of_the_kept_fit(

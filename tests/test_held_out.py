@@ -692,7 +692,8 @@ def test_a_diagonal_fits_probit_losses_come_from_the_factors_at_once(monkeypatch
 @pytest.mark.parametrize("scales", [[1.0], [0.5, 2.0]])
 def test_held_out_covariances_leave_out_the_common_shifts_prior_variance(scales):
     """The covariances a held-out predictive gets (every route but the
-    probit's all-at-once one, which centres its own) come from ``C J``.
+    probit's all-at-once one) from the centred logits' Jacobian, ``C J``,
+    as the fit makes them (``jacobian_chunks(..., centred=True)``).
     Softmax regression under a prior of precision 1e-10: its curvature is
     zero along the logits' common shifts (each input's weights to every
     class, the biases), so their variance is 1e10 / ``c``, which a softmax
@@ -728,7 +729,9 @@ def test_held_out_covariances_leave_out_the_common_shifts_prior_variance(scales)
     held_out = X[:6], np.arange(6) % 3, np.ones(6)
     validation_log_losses(
         fit,
-        lambda theta, X: logit_jacobians(np, obj.layout, theta, "identity", X),
+        lambda theta, X: logit_jacobians(
+            np, obj.layout, theta, "identity", X, centred=True
+        ),
         held_out,
         scales,
         recording,

@@ -5,7 +5,8 @@ The references are central finite differences of
 documented parameter layout that shares no code with the network module.
 ``tests/test_network.py`` covers the products of networks with hidden layers;
 here: a network without one, the diagonal variance and its pruned inputs,
-the row bound of ``logit_factors`` and float32 factors.
+the row bound of ``logit_factors``, float32 factors and the centred logits'
+factors.
 """
 
 import numpy as np
@@ -108,4 +109,42 @@ def test_float32_factors_stay_float32():
         assert part.dtype == np.float32
     np.testing.assert_allclose(
         factors.dense(np), _jacobian(theta, X, sizes), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_centred_factors_are_the_centred_logits_jacobian():
+    """``centred=True`` seeds backprop with ``C = I - 11'/K``: the factors
+    of ``C J``, the Jacobian of the logits less their mean over the classes,
+    here against differences of those centred logits (three classes, two
+    hidden layers), with every row's ``C J`` summing to zero over the
+    classes; one logit is left as it is. So is the dense ``J`` of
+    :func:`~sklaplace._predictive.logit_jacobians`, also as
+    ``jacobian_chunks`` gives it to a pruned network."""
+    from sklaplace._predictive import jacobian_chunks, logit_jacobians
+
+    sizes = (3, 4, 5, 3)
+    layout, theta, X = _network(sizes)
+
+    def centred_logits(t):
+        logits = mlp_logits(t, X, sizes, "tanh")
+        return logits - logits.mean(axis=1, keepdims=True)
+
+    expected = numerical_jacobian(centred_logits, theta)
+    _, factors = _factors(layout, theta, X, centred=True)
+    dense = factors.dense(np)
+    np.testing.assert_allclose(dense, expected, rtol=1e-7, atol=1e-9)
+    assert np.max(np.abs(dense.sum(axis=1))) < 1e-12
+    [(_, J)] = logit_jacobians(np, layout, theta, "tanh", X, centred=True)
+    np.testing.assert_allclose(J, dense, rtol=1e-12, atol=1e-14)
+    # A pruned network's dense chunks too (no posterior takes factors here).
+    keep = (np.random.RandomState(2).uniform(size=layout.n_params) < 0.6) * 1.0
+    [(_, J)] = jacobian_chunks(np, layout, theta, "tanh", None, X, keep, True)
+    np.testing.assert_allclose(J, dense * keep, rtol=1e-12, atol=1e-14)
+    # The uncentred factors are not centred (the test's reach).
+    assert np.max(np.abs(_factors(layout, theta, X)[1].dense(np).sum(axis=1))) > 0.1
+    one = (3, 4, 1)
+    layout, theta, X = _network(one)
+    np.testing.assert_array_equal(
+        _factors(layout, theta, X, centred=True)[1].dense(np),
+        _factors(layout, theta, X)[1].dense(np),
     )

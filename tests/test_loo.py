@@ -489,7 +489,8 @@ def test_loo_chunks_take_as_many_rows_as_a_quarter_budget_holds(monkeypatch):
 
 
 def test_left_out_covariances_leave_out_the_common_shifts_prior_variance():
-    """The left-out covariances come from ``C J`` (as the predictions'):
+    """The left-out covariances come from the centred logits' ``C J``, as
+    the fit makes them (``jacobian_chunks(..., centred=True)``):
     softmax regression under a prior of precision 1e-10 has variance 1e10 /
     ``c`` along the logits' common shifts, where neither the data nor a
     softmax see. Reference: each row's curvature out of the precision and
@@ -521,7 +522,7 @@ def test_left_out_covariances_leave_out_the_common_shifts_prior_variance():
     scales = [0.5, 2.0]
     data = (X[:5], raw["y"][:5], np.ones(5))
     jacobians = lambda theta, X: logit_jacobians(  # noqa: E731
-        np, obj.layout, theta, "identity", X
+        np, obj.layout, theta, "identity", X, centred=True
     )
     loo_log_losses(fit, jacobians, data, scales, recording)
     (got,) = received

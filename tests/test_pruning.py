@@ -623,9 +623,9 @@ def test_a_pruned_refits_held_out_losses_leave_the_pruned_weights_out(monkeypatc
     """
     keeps, original = [], fitting_module.jacobian_chunks
 
-    def spy(xp, layout, theta, activation, posterior, X, keep=None):
+    def spy(xp, layout, theta, activation, posterior, X, keep=None, **kwargs):
         keeps.append(None if keep is None else np.asarray(keep))
-        return original(xp, layout, theta, activation, posterior, X, keep)
+        return original(xp, layout, theta, activation, posterior, X, keep, **kwargs)
 
     monkeypatch.setattr(fitting_module, "jacobian_chunks", spy)
     X, y = load_iris(return_X_y=True)
@@ -831,8 +831,8 @@ def test_a_pruned_diagonal_refit_scores_held_out_rows_from_the_factors(
     small = prune(clf, 0.4, method="obd").set_params(warm_start=True)
     dense = predictive_module.logit_jacobians
 
-    def dense_chunks(xp, layout, theta, activation, posterior, X, keep=None):
-        return dense(xp, layout, theta, activation, X, keep)
+    def dense_chunks(xp, layout, theta, activation, posterior, X, keep=None, **kw):
+        return dense(xp, layout, theta, activation, X, keep, **kw)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
