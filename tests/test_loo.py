@@ -78,7 +78,8 @@ def _diagonal_probit(xp, mean, cov):
     # Any predictive that reads both moments, not the package's; blind to a
     # common shift of the logits, as a softmax's are (the losses come from
     # the centred covariance, loo_log_losses' contract), so centred here.
-    C = xp.asarray(np.eye(mean.shape[-1]) - 1.0 / mean.shape[-1])
+    K = mean.shape[-1]
+    C = xp.asarray(np.eye(K) - 1.0 / K if K > 1 else np.eye(1))  # one logit: as is
     variance = xp.linalg.diagonal(C @ cov @ C)
     return (mean @ C) / xp.sqrt(1.0 + np.pi / 8.0 * variance)
 
