@@ -338,7 +338,8 @@ class ScaledPriorFamily:
         """Return the probit's variances ``diag(C J P(c)^{-1} J' C)``, all scales.
 
         ``C = I - 11'/K`` centres the logits
-        (:func:`~sklaplace._jacobian.centring`). With the
+        (:func:`~sklaplace._jacobian.centring`), before the square, whether
+        or not ``J`` is centred already (the fit's is: then a no-op). With the
         eigendecomposition, ``C J A^{-1/2} U = B`` gives
         them all in one matrix product, ``(B * B) @ (1 / (lambda + c))``:
         ``n K W`` multiply-adds per scale, not the ``n K^2 W`` of the full
@@ -364,8 +365,7 @@ class ScaledPriorFamily:
             return xp.stack(columns, axis=2)
         eigenvalues = self._eigen[1]
         B, Q = self._eigen_jacobian(xp, self._own_columns(xp, J))
-        # C (J M) = (C J) M: centred after the projection, on its columns
-        # (before the square, as the predictions' J is).
+        # C (J M) = (C J) M: centred after the projection, on its columns.
         B = centred_jacobian(xp, B)
         shifted = eigenvalues[:, None] + np.asarray(scales)[None, :]
         with np.errstate(divide="ignore"):
