@@ -10,6 +10,7 @@ factors.
 """
 
 import numpy as np
+import pytest
 
 from sklaplace._jacobian import diagonal_variance, logit_factors
 from sklaplace._network import ParamLayout
@@ -99,17 +100,27 @@ def test_logit_factors_take_at_most_max_rows_a_chunk():
     np.testing.assert_allclose(J, _jacobian(theta, X, sizes), rtol=1e-7, atol=1e-9)
 
 
-def test_float32_factors_stay_float32():
-    """float32 weights and rows give float32 logits and factors (no float64 eye)."""
-    sizes = (3, 4, 3)
+@pytest.mark.parametrize("centred", [False, True])
+@pytest.mark.parametrize("n_outputs", [3, 1])
+def test_float32_factors_stay_float32(centred, n_outputs):
+    """float32 weights and rows give float32 logits and factors (no float64
+    eye, nor centring seed), the dense ``J`` of ``logit_jacobians`` too."""
+    from sklaplace._predictive import logit_jacobians
+
+    sizes = (3, 4, n_outputs)
     layout, theta, X = _network(sizes)
-    logits, factors = _factors(layout, theta.astype(np.float32), X.astype(np.float32))
+    theta32, X32 = theta.astype(np.float32), X.astype(np.float32)
+    logits, factors = _factors(layout, theta32, X32, centred=centred)
     assert logits.dtype == np.float32
     for part in factors.inputs + factors.deltas:
         assert part.dtype == np.float32
-    np.testing.assert_allclose(
-        factors.dense(np), _jacobian(theta, X, sizes), rtol=1e-4, atol=1e-5
-    )
+    [(_, J)] = logit_jacobians(np, layout, theta32, "tanh", X32, centred=centred)
+    assert J.dtype == np.float32
+    expected = _jacobian(theta, X, sizes)
+    if centred and n_outputs > 1:
+        expected = expected - expected.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(factors.dense(np), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(J, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_centred_factors_are_the_centred_logits_jacobian():

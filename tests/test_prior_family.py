@@ -119,6 +119,36 @@ def test_centred_variances_of_a_last_layer_family_rebuilt_per_scale():
         np.testing.assert_allclose(centred[:, :, i], expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("eigen", [False, True])
+def test_one_logits_centred_variances_are_its_variances(eigen):
+    # One logit has nothing to centre (C = 1): the probit's variances are
+    # diag(J P(c)^{-1} J') with P(c) = P + (c - 1) A, by the eigendecomposed
+    # full family (its projections centred) and by a last layer's diagonal
+    # family rebuilt per scale. Centring one logit as if it were K (its
+    # mean subtracted) zeroes them.
+    rng = np.random.RandomState(1)
+    offset, W = 4, 6
+    A = rng.uniform(0.5, 1.5, offset + W)
+    J = rng.normal(size=(5, 1, offset + W))
+    scales = [0.5, 1.0, 4.0]
+    if eigen:
+        M = rng.normal(size=(offset + W, offset + W))
+        P = M @ M.T + np.diag(A)
+        family = ScaledPriorFamily(FullPosterior(np.linalg.cholesky(P)), A)
+        assert family.all_at_once
+        Js, precisions = J, [P + (c - 1.0) * np.diag(A) for c in scales]
+    else:
+        p = A[offset:] + rng.uniform(1.0, 3.0, W)
+        posterior = LastLayerPosterior(DiagPosterior(p), A[:offset])
+        family = ScaledPriorFamily(posterior, A)
+        Js = J[:, :, offset:]
+        precisions = [np.diag(p + (c - 1.0) * A[offset:]) for c in scales]
+    centred = family.centred_variances(np, J, scales)
+    for i, P_c in enumerate(precisions):
+        expected = np.einsum("nkw,wv,nkv->nk", Js, np.linalg.inv(P_c), Js)
+        np.testing.assert_allclose(centred[:, :, i], expected, rtol=1e-10)
+
+
 def test_a_kronecker_family_builds_each_scale_once_and_keeps_it(monkeypatch):
     # Row chunks ask for the same scales again and again (the leave-one-out
     # of 40 classes rebuilt them 23,281 times); each scale's posterior is
