@@ -25,6 +25,7 @@ __all__ = [
     "diagonal_weights",
     "jacobian_matmul",
     "logit_factors",
+    "seed_matrix",
 ]
 
 #: :meth:`FactoredJacobian.matmul` takes a layer through its factors where
@@ -187,6 +188,13 @@ def centring(xp, n_outputs, dtype):
     return xp.eye(n_outputs, dtype=dtype) - 1.0 / n_outputs
 
 
+def seed_matrix(xp, n_outputs, dtype, centred):
+    """Backprop's seed for the logits' Jacobian: ``I``, or ``C`` for ``C J``."""
+    if centred:
+        return centring(xp, n_outputs, dtype)
+    return xp.eye(n_outputs, dtype=dtype)
+
+
 def centred_jacobian(xp, J):
     """``C J`` of a ``J`` already formed, dense or factored; ``J`` for one logit.
 
@@ -218,7 +226,7 @@ def logit_factors(xp, layout, theta, activation, X, max_rows=None, centred=False
     numbers = sum(r + K * c for r, c in layout.shapes) + 2 * K * K
     rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // (3 * 8 * numbers))
     rows = rows if max_rows is None else min(rows, max_rows)
-    seed = centring(xp, K, theta.dtype) if centred else xp.eye(K, dtype=theta.dtype)
+    seed = seed_matrix(xp, K, theta.dtype, centred)
     for start in range(0, X.shape[0], rows):
         Xc = xp.asarray(X[start : min(start + rows, X.shape[0]), ...])
         fwd = forward(xp, layout, theta, Xc, activation)

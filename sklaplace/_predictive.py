@@ -13,7 +13,7 @@ import numpy as np
 
 from sklaplace import _memory
 from sklaplace._backend import to_numpy
-from sklaplace._jacobian import centring, logit_factors
+from sklaplace._jacobian import centring, logit_factors, seed_matrix
 from sklaplace._memory import check_memory
 from sklaplace._network import forward, jacobian_factor
 
@@ -71,8 +71,7 @@ def logit_jacobians(xp, layout, theta, activation, X, keep=None, centred=False):
     """
     n_outputs = layout.n_outputs
     rows = _dense_jacobian_rows(layout)
-    eye = xp.eye(n_outputs, dtype=theta.dtype)
-    seed = centring(xp, n_outputs, theta.dtype) if centred else eye
+    seed = seed_matrix(xp, n_outputs, theta.dtype, centred)
     for start in range(0, X.shape[0], rows):
         Xc = xp.asarray(X[start : min(start + rows, X.shape[0]), ...])
         fwd = forward(xp, layout, theta, Xc, activation)
