@@ -6,7 +6,8 @@
 # A module in a subpackage is named with dots, as mutmut names it:
 # _curvature._products.
 #
-# Needs mutmut in the environment (pip install -e ".[test,mutation]").
+# Needs mutmut and pytest-timeout in the environment (pip install -e
+# ".[test,mutation]").
 # It works in a scratch copy of the working tree (WORKDIR, default
 # /tmp/sklaplace-mutation), so the checkout is never touched, and mutates
 # only the named modules. Each mutant runs a fast, targeted test subset
@@ -55,6 +56,11 @@ fi
 # says_it_predicts_the_base_rate and not singular_posterior_falls_back_to_obd".
 # The two dask tests hang a mutant's forked run (dask's thread pool lives in
 # mutmut's parent process, and a fork has none of its threads).
+# A test that runs past TEST_TIMEOUT seconds fails (pytest-timeout): a mutant
+# that loops forever is killed by the first test it hangs, where it had been
+# a "timeout" (whole run past mutmut's limit) when a hung test came before
+# the tests that fail it fast.
+TEST_TIMEOUT="${TEST_TIMEOUT:-120}"
 DESELECT="${DESELECT:-not lbfgs and not prefers_its_alpha and not grid_search and not says_it_predicts_the_base_rate and not singular_posterior_falls_back_to_obd and not dask and not with_numpy_weights_any_x}"
 
 rm -rf "$WORKDIR"
@@ -79,6 +85,8 @@ rm -f setup.cfg
     echo "    ignore"
     echo "    -k"
     echo "    $DESELECT"
+    echo "    --timeout"
+    echo "    $TEST_TIMEOUT"
     echo "timeout_multiplier=5.0"
 } > setup.cfg
 # pyproject's [tool.mutmut], if any, would take precedence over setup.cfg.
