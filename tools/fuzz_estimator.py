@@ -19,6 +19,10 @@ for every configuration:
   round-off);
 * integer weights equal repeated rows in another order, and every row twice
   at half its weight equals it once (to 1e-9);
+* the same data in another form (one drawn per case: a SciPy sparse or
+  Fortran-ordered ``X``, a pandas ``DataFrame``, float32 values against
+  the same values in float64, labels renamed in the same sort order) gives
+  the same probabilities (to 1e-9);
 * a warm refit still predicts valid probabilities.
 
 Usage::
@@ -40,6 +44,8 @@ import traceback
 import warnings
 
 import numpy as np
+import pandas as pd
+import scipy.sparse
 from sklearn.exceptions import ConvergenceWarning
 
 import sklaplace.exceptions
@@ -156,6 +162,40 @@ def _invalid_outputs(clf, X_test):
     return problems, proba
 
 
+def _renamed(y):
+    """Labels renamed to strings that sort as the originals do."""
+    order = {v: i for i, v in enumerate(np.unique(y))}
+    return np.array([f"label {order[v]:03d}" for v in y], dtype=object)
+
+
+def _frame(X):
+    return pd.DataFrame(X, columns=[f"feature {j}" for j in range(X.shape[1])])
+
+
+def _float32(X):
+    return X.astype(np.float32)
+
+
+# The same data in other forms: ``(X, y, X_test)`` to compare, and to
+# compare with (None: the case's own fit).
+FORMS = {
+    "sparse X": lambda X, y, T: (
+        (scipy.sparse.csr_matrix(X), y, scipy.sparse.csr_matrix(T)),
+        None,
+    ),
+    "Fortran-ordered X": lambda X, y, T: (
+        (np.asfortranarray(X), y, np.asfortranarray(T)),
+        None,
+    ),
+    "DataFrame X": lambda X, y, T: ((_frame(X), y, _frame(T)), None),
+    "float32 X": lambda X, y, T: (
+        (_float32(X), y, _float32(T)),
+        (_float32(X).astype(np.float64), y, _float32(T).astype(np.float64)),
+    ),
+    "renamed labels": lambda X, y, T: ((X, _renamed(y), T), None),
+}
+
+
 def _differs(what, proba, other):
     gap = float(np.max(np.abs(proba - other)))
     return [f"{what} differ by {gap:.2e}"] if gap > TOLERANCE else []
@@ -207,6 +247,16 @@ def run_case(seed):
                 proba,
                 doubled.predict_proba(X_test),
             )
+        form = _pick(rng, sorted(FORMS))
+        record["form"] = form
+        other, same = FORMS[form](X, y, X_test)
+        if same is not None:
+            proba = _fit(params, *same[:2], weight)[0].predict_proba(same[2])
+        problems += _differs(
+            f"the data and its {form}",
+            proba,
+            _fit(params, *other[:2], weight)[0].predict_proba(other[2]),
+        )
         record["problems"] = problems
     except (ValueError, TypeError) as error:  # refused: read the message
         record["refused"] = f"{type(error).__name__}: {error}"
