@@ -25,7 +25,7 @@ __all__ = [
     "diagonal_weights",
     "jacobian_matmul",
     "logit_factors",
-    "seed_matrix",
+    "seeded_chunks",
 ]
 
 #: :meth:`FactoredJacobian.matmul` takes a layer through its factors where
@@ -188,11 +188,19 @@ def centring(xp, n_outputs, dtype):
     return xp.eye(n_outputs, dtype=dtype) - 1.0 / n_outputs
 
 
-def seed_matrix(xp, n_outputs, dtype, centred):
-    """Backprop's seed for the logits' Jacobian: ``I``, or ``C`` for ``C J``."""
-    if centred:
-        return centring(xp, n_outputs, dtype)
-    return xp.eye(n_outputs, dtype=dtype)
+def seeded_chunks(xp, layout, theta, activation, X, rows, centred):
+    """Yield each chunk of ``rows`` rows' forward pass and backprop seeds.
+
+    The seeds, shape (n_chunk, K, K), are each row's ``I`` or, with
+    ``centred``, its ``C`` (:func:`centring`): backprop from them gives the
+    logits' Jacobian ``J`` or the centred logits' ``C J``, factored or dense.
+    """
+    K = layout.n_outputs
+    seed = centring(xp, K, theta.dtype) if centred else xp.eye(K, dtype=theta.dtype)
+    for start in range(0, X.shape[0], rows):
+        Xc = xp.asarray(X[start : min(start + rows, X.shape[0]), ...])
+        fwd = forward(xp, layout, theta, Xc, activation)
+        yield fwd, xp.broadcast_to(seed[None, :, :], (Xc.shape[0], K, K))
 
 
 def centred_jacobian(xp, J):
@@ -226,11 +234,7 @@ def logit_factors(xp, layout, theta, activation, X, max_rows=None, centred=False
     numbers = sum(r + K * c for r, c in layout.shapes) + 2 * K * K
     rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // (3 * 8 * numbers))
     rows = rows if max_rows is None else min(rows, max_rows)
-    seed = seed_matrix(xp, K, theta.dtype, centred)
-    for start in range(0, X.shape[0], rows):
-        Xc = xp.asarray(X[start : min(start + rows, X.shape[0]), ...])
-        fwd = forward(xp, layout, theta, Xc, activation)
-        seeds = xp.broadcast_to(seed[None, :, :], (Xc.shape[0], K, K))
+    for fwd, seeds in seeded_chunks(xp, layout, theta, activation, X, rows, centred):
         deltas = backprop(xp, layout, theta, fwd, seeds)
         inputs = [with_ones(xp, a) for a in fwd.acts]
         yield fwd.logits, FactoredJacobian(inputs, deltas)

@@ -13,7 +13,7 @@ import numpy as np
 
 from sklaplace import _memory
 from sklaplace._backend import to_numpy
-from sklaplace._jacobian import centring, logit_factors, seed_matrix
+from sklaplace._jacobian import centring, logit_factors, seeded_chunks
 from sklaplace._memory import check_memory
 from sklaplace._network import forward, jacobian_factor
 
@@ -69,13 +69,8 @@ def logit_jacobians(xp, layout, theta, activation, X, keep=None, centred=False):
     logits : array of shape (n_chunk, n_outputs)
     J : array of shape (n_chunk, n_outputs, n_params)
     """
-    n_outputs = layout.n_outputs
     rows = _dense_jacobian_rows(layout)
-    seed = seed_matrix(xp, n_outputs, theta.dtype, centred)
-    for start in range(0, X.shape[0], rows):
-        Xc = xp.asarray(X[start : min(start + rows, X.shape[0]), ...])
-        fwd = forward(xp, layout, theta, Xc, activation)
-        seeds = xp.broadcast_to(seed[None, :, :], (Xc.shape[0], n_outputs, n_outputs))
+    for fwd, seeds in seeded_chunks(xp, layout, theta, activation, X, rows, centred):
         J = jacobian_factor(xp, layout, theta, fwd, seeds)
         yield fwd.logits, (J if keep is None else J * keep)
 
