@@ -9,9 +9,10 @@ import numpy as np
 
 from sklaplace._backend import NotPositiveDefiniteError, get_namespace
 from sklaplace._evidence import log_marginal_likelihood
+from sklaplace._objective import flat_shift_rows
 from sklaplace._prior import prior_precision_vector
 
-__all__ = ["check_output_bias_prior", "log_evidence_at_prior", "replace_prior"]
+__all__ = ["check_flat_shifts", "log_evidence_at_prior", "replace_prior"]
 
 
 def replace_prior(layout, prior_precision, alpha=None, bias_prior_precision=None):
@@ -47,22 +48,25 @@ def replace_prior(layout, prior_precision, alpha=None, bias_prior_precision=None
     return new
 
 
-def check_output_bias_prior(layout, old, new):
-    """Refuse switching K output biases between a flat and a proper prior.
+def check_flat_shifts(layout, old, new, fixed=None):
+    """Refuse a prior change that makes a softmax's common shift flat, or not.
 
-    With K logits and a flat prior on every output bias, the posterior treats
-    the softmax's common shift as the flat direction (see
-    :mod:`sklaplace._posterior`); a posterior built one way cannot be changed
-    into the other by a prior change alone.
+    With K logits, a row of the last layer (one input's weights to every
+    class, or the output biases) with a flat prior on all K entries has a
+    flat common shift, which the posterior pins with a unit curvature
+    (:func:`~sklaplace._objective.flat_shift_rows`); a posterior built one
+    way cannot be changed into the other by a prior change alone.
     """
-    outputs = slice(layout.n_params - layout.n_outputs, layout.n_params)
-    if layout.n_outputs > 1 and (
-        np.all(old[outputs] == 0) != np.all(new[outputs] == 0)
+    before = flat_shift_rows(layout, old, fixed)
+    after = flat_shift_rows(layout, new, fixed)
+    if (before is None) != (after is None) or (
+        before is not None and not np.array_equal(before, after)
     ):
         raise ValueError(
-            "Switching the output biases' prior between flat (0) and proper "
-            "changes which direction the posterior treats as flat; refit with "
-            "the new bias_prior_precision instead."
+            "Switching the last layer's prior between flat (0) and proper "
+            "changes which directions the posterior treats as flat (the "
+            "softmax's common shifts); refit with the new alpha or "
+            "bias_prior_precision instead."
         )
 
 
@@ -108,7 +112,7 @@ def log_evidence_at_prior(
     """
     old = np.asarray(prior_precision, dtype=np.float64)
     new = replace_prior(layout, old, alpha, bias_prior_precision)
-    check_output_bias_prior(layout, old, new)
+    check_flat_shifts(layout, old, new, fixed)
     free = np.ones(old.shape, dtype=bool) if fixed is None else ~np.asarray(fixed)
     if np.any(free & (old > 0) & (new == 0)):
         # A flat parameter is left out of log det A, which gives a finite

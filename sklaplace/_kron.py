@@ -37,8 +37,8 @@ is not diagonal in ``T``: such a block is a
 :class:`~sklaplace._kron_columns.ColumnKronBlock` (exact, ``O(c r^3)``). A
 jitter added to a singular ``B`` is numerical: a prior scale leaves it be.
 
-A direction with neither data nor prior (a softmax's common shift of the
-output biases under a flat bias prior) gets ``E_ij = 1``, as the full
+A direction with neither data nor prior (a softmax's common shift of a
+row of the last layer under a flat prior) gets ``E_ij = 1``, as the full
 posterior adds ``u u'`` there; predictions do not depend on it.
 
 Every array is NumPy (the factors and their eigenvectors are small: ``r^2 +

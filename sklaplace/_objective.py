@@ -8,9 +8,11 @@ weights and 0 on the biases. ``L`` is minus the log posterior up to a constant,
 so its Hessian is the posterior precision at a mode.
 """
 
+import numpy as np
+
 from sklaplace import _memory
 from sklaplace._activations import SECOND_DERIVATIVES
-from sklaplace._backend import pin_to_identity
+from sklaplace._backend import pin_to_identity, to_numpy
 from sklaplace._memory import check_memory
 from sklaplace._network import backprop, forward, jvp, second_order_backprop, vjp
 from sklaplace._warnings import warn
@@ -19,6 +21,7 @@ from sklaplace.exceptions import BaseRateWarning
 __all__ = [
     "CONSTANT_OUTPUT_SPREAD",
     "NegLogPosterior",
+    "flat_shift_rows",
     "ignores_its_input",
     "warn_if_base_rate",
 ]
@@ -101,34 +104,46 @@ class NegLogPosterior:
         """``sum_n s_n``: gradients divided by it are per-sample averages."""
         return self.xp.sum(self.sample_weight)
 
-    def flat_direction(self):
-        """Return the unit direction along which ``L`` is constant, or ``None``.
+    def flat_shifts(self):
+        """Return the last layer's rows along whose common shift ``L`` is flat.
 
-        A softmax ignores a common shift of its K logits; when the output
-        biases have zero prior precision nothing else pins it, and the
-        posterior precision is singular along equal changes of the K output
-        biases. Newton steps and the posterior add ``u u'`` for this ``u``
-        (a unit curvature along a direction no prediction depends on).
+        See :func:`flat_shift_rows`: a NumPy bool array over the rows of the
+        last layer's ``[W; b]``, or ``None`` if no row is flat.
         """
-        xp, layout = self.xp, self.layout
-        n_outputs = layout.n_outputs
-        stop = layout.n_params
-        bias = slice(stop - n_outputs, stop)
-        if n_outputs < 2 or bool(xp.any(self.prior_precision[bias] != 0)):
+        return flat_shift_rows(self.layout, self.prior_precision, self.fixed)
+
+    def flat_shift_operator(self):
+        """Return ``v -> U U' v`` for the :meth:`flat_shifts`' unit directions.
+
+        ``U`` has one column per flat row ``r``, ``1/sqrt(K)`` on that row's
+        K parameters, so ``U U' v`` is each flat row's mean of ``v`` on the
+        row (``None`` if no row is flat).
+        """
+        flat = self.flat_shifts()
+        if flat is None:
             return None
-        u = xp.zeros(layout.n_params, dtype=self.prior_precision.dtype)
-        u[bias] = 1.0 / n_outputs**0.5
-        return u
+        xp, layout = self.xp, self.layout
+        start, (n_rows, K) = layout.offsets[-2], layout.shapes[-1]
+        mask = xp.asarray(flat[:, None].astype(float), dtype=self.prior_precision.dtype)
+
+        def product(v):
+            rows = xp.reshape(v[start:], (n_rows, K))
+            means = xp.broadcast_to(
+                mask * xp.mean(rows, axis=1, keepdims=True), (n_rows, K)
+            )
+            return xp.concat([xp.zeros_like(v[:start]), xp.reshape(means, (-1,))])
+
+        return product
 
     def constrained_curvature(self, H):
         """Return the curvature ``H`` as Newton and the posterior use it.
 
-        Two constraints no data can pin down are made explicit: ``u u'`` is
-        added along the :meth:`flat_direction` ``u``, if there is one, and the
-        rows and columns of ``fixed`` parameters become those of the identity
-        (no step, no variance, nothing added to ``log det``). A diagonal ``H``
-        (shape ``(n_params,)``) gets ones at the fixed entries only: its
-        output-bias entries are already positive. A full ``H`` may be
+        Two constraints no data can pin down are made explicit: ``U U'`` is
+        added along the :meth:`flat_shifts`' unit directions ``U``, if any,
+        and the rows and columns of ``fixed`` parameters become those of the
+        identity (no step, no variance, nothing added to ``log det``). A
+        diagonal ``H`` (shape ``(n_params,)``) gets ones at the fixed entries
+        only: its entries on the last layer are already positive. A full ``H`` may be
         overwritten (NumPy and CuPy never copy it: each ``n x n`` copy is
         ``8 n^2`` bytes), so pass a fresh curvature.
         """
@@ -137,12 +152,14 @@ class NegLogPosterior:
             return H if free is None else H * free + (1.0 - free)
         if free is not None:
             H = pin_to_identity(xp, H, self.fixed)
-        if self.flat_direction() is not None:
-            # u u' with u = 1/sqrt(K) on the K output biases (the last K
-            # parameters) and zero elsewhere: 1/K on that K x K block.
-            n_outputs = self.layout.n_outputs
-            bias = slice(self.layout.n_params - n_outputs, self.layout.n_params)
-            H[bias, bias] = H[bias, bias] + 1.0 / n_outputs
+        flat = self.flat_shifts()
+        if flat is not None:
+            # u u' with u = 1/sqrt(K) on a flat row's K parameters: 1/K on
+            # that row's K x K block.
+            start, K = self.layout.offsets[-2], self.layout.n_outputs
+            for row in np.flatnonzero(flat):
+                block = slice(start + row * K, start + (row + 1) * K)
+                H[block, block] = H[block, block] + 1.0 / K
         return H
 
     def prior_term(self, theta):
@@ -236,6 +253,34 @@ class NegLogPosterior:
 #: Largest spread of a logit over the rows (max - min, in nats) of a network
 #: that ignores its input: its probabilities move by less than 1e-6.
 CONSTANT_OUTPUT_SPREAD = 1e-6
+
+
+def flat_shift_rows(layout, prior_precision, fixed=None):
+    """Rows of the last layer's ``[W; b]`` along whose common shift nothing pins ``L``.
+
+    A softmax ignores a common shift of its K logits, so moving one row of
+    the last layer (one input's weights to every class, or the K output
+    biases) by the same amount in every class changes no prediction. Where
+    the row's prior precision is zero on all K entries (``alpha=0`` for a
+    weight row, ``bias_prior_precision=0`` for the bias row) and none of
+    them is ``fixed``, neither data nor prior determine that shift and the
+    posterior precision is singular along it: Newton steps and the posterior
+    add a unit curvature there (``u u'``, ``u = 1/sqrt(K)`` on the row), a
+    direction the centred logits, and so every prediction, never see.
+
+    Returns
+    -------
+    flat : ndarray of bool of shape (n_rows,) or None
+        NumPy; ``None`` for one logit or where no row is flat.
+    """
+    K = layout.n_outputs
+    if K < 2:
+        return None
+    last, shape = layout.layer_slice(layout.n_layers - 1), layout.shapes[-1]
+    flat = np.all(np.reshape(to_numpy(prior_precision)[last], shape) == 0, axis=1)
+    if fixed is not None:
+        flat &= ~np.any(np.reshape(to_numpy(fixed)[last], shape), axis=1)
+    return flat if np.any(flat) else None
 
 
 def ignores_its_input(objective, theta):

@@ -33,7 +33,7 @@ from sklaplace._evidence import (
     tune_alpha,
     weight_groups,
 )
-from sklaplace._evidence_at_prior import check_output_bias_prior, log_evidence_at_prior
+from sklaplace._evidence_at_prior import check_flat_shifts, log_evidence_at_prior
 from sklaplace._network import ParamLayout, log_equivalent_modes
 from sklaplace._posterior import FullPosterior
 from sklaplace.exceptions import BaseRateWarning, LaplaceApproximationWarning
@@ -1697,7 +1697,7 @@ def test_a_group_moving_after_a_pinned_step_raises_no_warning():
 
 
 @pytest.mark.parametrize("n_outputs", [2, 3])
-def test_switching_the_output_biases_flat_is_refused_with_its_reason_in_full(
+def test_switching_a_last_layer_row_flat_is_refused_with_its_reason_in_full(
     n_outputs,
 ):
     # Two or more logits (a softmax): the full message, for any K > 1.
@@ -1705,15 +1705,24 @@ def test_switching_the_output_biases_flat_is_refused_with_its_reason_in_full(
     proper = np.ones(layout.n_params)
     flat = np.where(np.arange(layout.n_params) >= layout.n_params - n_outputs, 0, 1.0)
     message = (
-        "Switching the output biases' prior between flat (0) and proper changes "
-        "which direction the posterior treats as flat; refit with the new "
-        "bias_prior_precision instead."
+        "Switching the last layer's prior between flat (0) and proper changes "
+        "which directions the posterior treats as flat (the softmax's common "
+        "shifts); refit with the new alpha or bias_prior_precision instead."
     )
-    for old, new in [(proper, flat), (flat, proper)]:
+    # The same for one input's weights to every class (a weight row of the
+    # output layer [W; b], rows of K entries), and between two flat sets.
+    weights_flat = np.where(np.arange(layout.n_params) < n_outputs, 0, 1.0)
+    switches = [(proper, flat), (flat, proper), (proper, weights_flat)]
+    for old, new in switches + [(flat, weights_flat)]:
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
-            check_output_bias_prior(layout, old, new)
-    check_output_bias_prior(layout, proper, 2 * proper)  # no switch: accepted
-    check_output_bias_prior(ParamLayout((2, 1)), np.ones(3), np.r_[1.0, 1, 0])
+            check_flat_shifts(layout, old, new)
+    check_flat_shifts(layout, proper, 2 * proper)  # no switch: accepted
+    check_flat_shifts(layout, weights_flat, 2 * weights_flat)
+    check_flat_shifts(ParamLayout((2, 1)), np.ones(3), np.r_[1.0, 1, 0])
+    # A row with a fixed entry is pinned by the data either way: no switch.
+    fixed = np.zeros(layout.n_params, bool)
+    fixed[0] = True
+    check_flat_shifts(layout, proper, weights_flat, fixed)
 
 
 _THREE_CLASSES = make_classification(
@@ -1731,8 +1740,8 @@ def test_a_hidden_layers_biases_may_switch_between_flat_and_proper():
     flat[[6, 7, 8, 18, 19, 20]] = 0.0
     hidden_proper = flat.copy()
     hidden_proper[[6, 7, 8]] = 1.0
-    check_output_bias_prior(layout, flat, hidden_proper)
-    check_output_bias_prior(layout, hidden_proper, flat)
+    check_flat_shifts(layout, flat, hidden_proper)
+    check_flat_shifts(layout, hidden_proper, flat)
     # And through the estimator: fitted with every bias flat (3 classes),
     # the evidence at a proper hidden-bias prior is the Laplace evidence of
     # P_data + A_new, from scratch from the full posterior (P_data = P -
@@ -1776,7 +1785,7 @@ def test_making_any_one_output_bias_proper_is_a_switch():
         new = flat.copy()
         new[index] = 1.0
         with pytest.raises(ValueError, match="refit with the new"):
-            check_output_bias_prior(layout, flat, new)
+            check_flat_shifts(layout, flat, new)
 
 
 # Mutation round (session 33): the rest of tune_alpha (its return, the bound

@@ -90,7 +90,7 @@ def test_hessp_operator_equals_the_constrained_dense_matrix(
         fixed[[0, 5, 17]] = True
         theta[fixed] = 0.0
     obj = _replaced(obj, prior_precision=prior, fixed=fixed)
-    assert (obj.flat_direction() is not None) == (bias_precision == 0)
+    assert (obj.flat_shifts() is not None) == (bias_precision == 0)
     dense = {"exact": exact_hessian, "ggn": ggn_hessian}[kind]
     H = obj.constrained_curvature(dense(obj, theta))
     hessp = hessp_operator(obj, theta, kind)
@@ -637,10 +637,10 @@ def test_single_precision_products_agree_with_double_to_float32_round_off(
         fixed[[0, 5, 17]] = True
         theta[fixed] = 0.0
     prior = obj.prior_precision.copy()
-    if flat:  # a flat bias prior with K classes: the softmax's flat direction
+    if flat:  # a flat bias prior with K classes: the softmax's flat shift
         prior[obj.layout.bias_mask()] = 0.0
     obj = _replaced(obj, fixed=fixed, prior_precision=prior)
-    assert (obj.flat_direction() is not None) == flat
+    assert (obj.flat_shifts() is not None) == flat
     double = hessp_operator(obj, theta, kind)
     single = hessp_operator(obj, theta, kind, single_precision=True)
     H = obj.constrained_curvature(
@@ -665,7 +665,7 @@ def test_single_precision_products_scale_weights_and_direction_first(weight, v_s
         sample_weight=np.full(30, weight),
         prior_precision=weight * obj.prior_precision,
     )
-    assert obj.flat_direction() is None
+    assert obj.flat_shifts() is None
     v = v_scale * np.random.RandomState(2).normal(size=obj.layout.n_params)
     exact = hessp_operator(obj, theta)(v)
     single = hessp_operator(obj, theta, single_precision=True)(v)
@@ -1124,16 +1124,16 @@ def test_a_single_precision_product_that_overflows_is_redone_in_double(kind):
 @pytest.mark.parametrize("kind", ["exact", "ggn"])
 def test_flat_softmax_with_a_fixed_output_bias_matches_the_constrained_matrix(kind):
     """``hessp_operator``'s product is that of ``constrained_curvature``'s
-    matrix also where both constraints meet: a flat softmax (output biases
-    under a zero prior) with one output bias among the ``fixed`` parameters.
+    matrix also where both constraints meet: a flat prior on the whole
+    output layer (every row's common shift flat) with one output bias among
+    the ``fixed`` parameters, which leaves that row's shift to the data.
     The dense matrix pins the fixed rows and columns to the identity and
-    then adds ``u u'`` on the output-bias block, so ``u u' v`` reads the full
-    ``v``. Reference: the dense exact Hessian / GGN, constrained, times ``v``.
-    (Mutant: ``u u' v_free`` -- the fixed bias's component dropped from the
-    flat term, off by ``v_b / K`` on every output bias.)"""
+    adds ``u u'`` on the other rows' blocks. Reference: the dense exact
+    Hessian / GGN, constrained, times ``v``. (Mutants: the fixed row's
+    shift added too, or the flat rows' dropped.)"""
     obj, theta = make_problem("tanh", 3, (4,), weighted=True)
     prior = obj.prior_precision.copy()
-    prior[obj.layout.bias_mask()] = 0.0
+    prior[obj.layout.layer_slice(1)] = 0.0
     fixed = np.zeros(obj.layout.n_params, dtype=bool)
     fixed[[0, obj.layout.n_params - 1]] = True  # a weight and an output bias
     theta[fixed] = 0.0
@@ -1148,7 +1148,7 @@ def test_flat_softmax_with_a_fixed_output_bias_matches_the_constrained_matrix(ki
         prior_precision=prior,
         fixed=fixed,
     )
-    assert obj.flat_direction() is not None
+    np.testing.assert_array_equal(obj.flat_shifts(), [True] * 4 + [False])
     dense = {"exact": exact_hessian, "ggn": ggn_hessian}[kind]
     H = obj.constrained_curvature(dense(obj, theta))
     hessp = hessp_operator(obj, theta, kind)

@@ -63,18 +63,18 @@ def test_loss_is_finite_for_huge_logits():
 
 def test_constrained_diagonal_curvature_is_one_at_fixed_parameters():
     # A diagonal curvature keeps its entries on the free parameters and gets
-    # 1 on the fixed ones; nothing is added along the flat softmax direction
-    # (the output biases' diagonal entries are already positive).
+    # 1 on the fixed ones; nothing is added along the flat softmax shifts
+    # (the last layer's diagonal entries are already positive).
     from tests.conftest import make_problem
 
     obj, _ = make_problem("tanh", 3, (4,))
     prior = obj.prior_precision.copy()
-    prior[obj.layout.bias_mask()] = 0.0
+    prior[obj.layout.layer_slice(1)] = 0.0  # the last layer's rows: flat
     fixed = np.zeros(obj.layout.n_params, dtype=bool)
     fixed[[0, 5, obj.layout.n_params - 1]] = True
     model = (np, obj.layout, obj.activation, obj.likelihood)
     obj = NegLogPosterior(*model, obj.X, obj.Y, obj.sample_weight, prior, fixed=fixed)
-    assert obj.flat_direction() is not None
+    assert obj.flat_shifts() is not None
     diagonal = np.random.RandomState(0).uniform(2.0, 3.0, obj.layout.n_params)
     expected = np.where(fixed, 1.0, diagonal)
     np.testing.assert_array_equal(obj.constrained_curvature(diagonal), expected)
@@ -104,7 +104,7 @@ def test_a_softmax_shift_pinned_by_one_output_bias_prior_is_not_flat():
         prior = obj.prior_precision.copy()
         prior[-3:] = output_bias_prior
         changed = rebuilt(obj, prior_precision=prior)
-        assert (changed.flat_direction() is not None) == flat
+        assert (changed.flat_shifts() is not None) == flat
         H = CURVATURE_BUILDERS["ggn", "full"](changed, theta)
         unchanged = np.array_equal(changed.constrained_curvature(H.copy()), H)
         assert unchanged != flat
@@ -114,8 +114,9 @@ def test_a_two_logit_softmax_without_output_bias_prior_is_flat_along_their_sum()
     # A softmax over K = 2 logits (the functional API builds one for a
     # network with two outputs) ignores a common shift of both, as any
     # K >= 2 does: with no prior on the output biases the loss is constant
-    # along u = (1, 1) / sqrt(2) on them, flat_direction returns that u and
-    # constrained_curvature adds u u' (1/2 on the 2 x 2 output-bias block).
+    # along u = (1, 1) / sqrt(2) on them, flat_shifts marks their row (the
+    # last of the output layer's five) and constrained_curvature adds u u'
+    # (1/2 on the 2 x 2 output-bias block).
     rng = np.random.RandomState(0)
     layout = ParamLayout((3, 4, 2))
     X, y = rng.normal(size=(20, 3)), np.arange(20) % 2
@@ -126,7 +127,7 @@ def test_a_two_logit_softmax_without_output_bias_prior_is_flat_along_their_sum()
     theta = rng.normal(scale=0.7, size=layout.n_params)
     u = np.zeros(layout.n_params)
     u[-2:] = 1.0 / np.sqrt(2.0)
-    np.testing.assert_array_equal(obj.flat_direction(), u)
+    np.testing.assert_array_equal(obj.flat_shifts(), [False] * 4 + [True])
     # Flat indeed: the loss does not move along u, and the finite-difference
     # Hessian has no curvature there.
     for step in (-3.0, 0.5, 2.0):
@@ -138,6 +139,53 @@ def test_a_two_logit_softmax_without_output_bias_prior_is_flat_along_their_sum()
     H = exact_hessian(obj, theta)
     added = obj.constrained_curvature(H.copy()) - H
     np.testing.assert_allclose(added, np.outer(u, u), rtol=0, atol=1e-12)
+
+
+def test_every_flat_row_of_the_last_layer_gets_a_unit_curvature_along_its_shift():
+    """A flat prior on the last layer's weights (``alpha=0`` there) and its
+    biases: moving any one row of ``[W; b]`` (one input's weights to the 3
+    classes, or the 3 biases) equally in every class changes no logit
+    difference, so ``L`` is flat along each row's ``u_r = 1/sqrt(3)`` there,
+    and ``constrained_curvature`` adds ``sum_r u_r u_r'``, whose product
+    ``flat_shift_operator`` gives. A row with a fixed entry is not flat:
+    moving the others moves only some logits, and the data pin it
+    (reference: the loss itself, and its finite-difference Hessian)."""
+    obj, theta = make_problem("tanh", 3, (4,), weighted=True)
+    layout = obj.layout
+    start = layout.offsets[1]  # the output layer's [W; b]: 5 rows of 3
+    prior = obj.prior_precision.copy()
+    prior[start:] = 0.0
+    fixed = np.zeros(layout.n_params, dtype=bool)
+    fixed[start + 3 * 2 + 1] = True  # one entry of row 2
+    theta[fixed] = 0.0
+    obj = rebuilt(obj, prior_precision=prior, fixed=fixed)
+    np.testing.assert_array_equal(obj.flat_shifts(), [1, 1, 0, 1, 1])
+    U = np.zeros((layout.n_params, 5))
+    for row in range(5):
+        U[start + 3 * row : start + 3 * row + 3, row] = 1.0 / np.sqrt(3.0)
+    numeric = numerical_derivative(lambda t: obj.loss_gradient(t)[1], theta)
+    for row in range(5):
+        u = U[:, row] * ~fixed
+        moved = [obj.loss(theta + step * u) - obj.loss(theta) for step in (-2, 1)]
+        curvature = u @ numeric @ u
+        if row == 2:  # two of three logits moved: the data see it
+            assert np.min(np.abs(moved)) > 1e-3 and curvature > 1e-3
+        else:
+            np.testing.assert_allclose(moved, 0.0, atol=1e-10)
+            assert abs(curvature) <= 1e-6 * np.max(np.abs(numeric))
+    flat = U[:, [0, 1, 3, 4]]
+    H = exact_hessian(obj, theta)
+    added = obj.constrained_curvature(H.copy()) - H
+    added[fixed] = added[:, fixed] = 0.0  # pinned to the identity instead
+    np.testing.assert_allclose(added, flat @ flat.T, rtol=0, atol=1e-12)
+    v = np.random.RandomState(3).normal(size=layout.n_params)
+    np.testing.assert_allclose(
+        obj.flat_shift_operator()(v), flat @ (flat.T @ v), rtol=1e-14, atol=1e-15
+    )
+    # One logit: no softmax, no shift.
+    binary, _ = make_problem("tanh", 2, (4,))
+    flat_prior = np.where(np.arange(binary.layout.n_params) >= 16, 0.0, 1.0)
+    assert rebuilt(binary, prior_precision=flat_prior).flat_shifts() is None
 
 
 def test_a_row_over_the_dense_limit_is_refused_by_name(monkeypatch):

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.linalg
 from sklearn.datasets import make_blobs, make_classification
 from sklearn.exceptions import ConvergenceWarning
 
@@ -232,6 +233,52 @@ def test_flat_bias_prior_with_k_classes(n_classes, structure):
     _assert_finite_predictions(clf, np.r_[X, 50.0 * X])
 
 
+@pytest.mark.parametrize("n_classes", [3, 4])
+def test_a_flat_weight_prior_leaves_only_the_softmaxs_shifts_flat(n_classes):
+    """Softmax regression with ``alpha=0`` (a proper bias prior): each
+    input's K weights moved together change no prediction, so nothing pins
+    those ``d`` shifts, and the full posterior gives them a unit curvature
+    (as to the output biases' under a flat bias prior) where it had added a
+    jitter to every direction, with a warning, and ``log det P`` had read
+    ``d log(jitter)``. Reference, from the MAP's probabilities alone: the
+    Gauss-Newton matrix ``sum_n s_n Lambda_n kron x_n x_n'`` plus the bias
+    prior, restricted to an orthonormal basis ``Q`` of the directions
+    orthogonal to the shifts: ``log det(Q' P Q)``, and the centred logits'
+    covariance ``C J Q (Q' P Q)^{-1} Q' J' C``."""
+    X, y = make_blobs(
+        120, centers=n_classes, n_features=2, cluster_std=4.0, random_state=0
+    )
+    clf, categories = _fit(
+        X,
+        y,
+        hidden_layer_sizes=(),
+        alpha=0.0,
+        hessian_structure="full",
+        prior_precision_scale=1.0,
+        tol=1e-10,
+        max_iter=500,
+    )
+    assert categories == [] and clf.posterior_jitter_ == 0.0
+    K, inputs = n_classes, np.c_[X, np.ones(len(X))]  # [W; b] rows: x then 1
+    logits = inputs @ np.r_[clf.coefs_[0], clf.intercepts_[0][None, :]]
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    Lambda = np.einsum("nk,kl->nkl", p, np.eye(K)) - np.einsum("nk,nl->nkl", p, p)
+    P = np.einsum("ni,nj,nkl->ikjl", inputs, inputs, Lambda).reshape(3 * K, 3 * K)
+    P[-K:, -K:] += clf.bias_prior_precision * np.eye(K)
+    shifts = np.kron(np.eye(3)[:, :2], np.ones((K, 1)))  # the two weight rows
+    Q = scipy.linalg.null_space(shifts.T)  # 3K - 2 orthonormal columns
+    reduced = Q.T @ P @ Q
+    np.testing.assert_allclose(
+        clf.posterior_.log_det_precision(), np.linalg.slogdet(reduced)[1], rtol=1e-9
+    )
+    C = np.eye(K) - 1.0 / K
+    J = np.einsum("kl,ni->nkil", C, inputs).reshape(len(X), K, 3 * K)
+    expected = J @ Q @ np.linalg.solve(reduced, Q.T @ np.swapaxes(J, 1, 2))
+    got = clf.posterior_.functional_variance(np, J)
+    np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-12)
+
+
 def _arrays(value):
     """Every ndarray in nested tuples, lists and dicts."""
     if isinstance(value, np.ndarray):
@@ -418,14 +465,16 @@ def test_a_flat_prior_on_saturated_units_is_refused_with_a_reason():
 
 
 def test_the_jittered_posterior_adds_the_flat_softmax_direction_once():
-    # K = 3 classes, flat priors: the precision needs a jitter, and the
-    # fallback had constrained the already constrained curvature again
-    # (2/K on the output-bias block instead of 1/K: the evidence 0.35 nats
-    # low). Reference: the functional API's GGN (the negative of its
-    # log-posterior Hessian), another code path.
+    # K = 3 classes, flat priors: the precision needs a jitter (a duplicated
+    # column leaves the sum of its two weights to the data, not their
+    # difference), and the fallback had constrained the already constrained
+    # curvature again (2/K on the output-bias block instead of 1/K: the
+    # evidence 0.35 nats low). Reference: the functional API's GGN (the
+    # negative of its log-posterior Hessian), another code path.
     X, y = make_classification(
         80, 5, n_informative=4, n_redundant=0, n_classes=3, random_state=1
     )
+    X = np.c_[X, X[:, :1]]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         clf = LaplaceMLPClassifier(
@@ -452,7 +501,11 @@ def test_the_jittered_posterior_adds_the_flat_softmax_direction_once():
         alpha=0.0,
         bias_prior_precision=0.0,
     )
+    # u u' along the common shift of each row of the output layer's [W; b]
+    # (the 4 hidden units' weights and the biases: its last 15 parameters).
     flat = np.zeros_like(ggn)
-    flat[-3:, -3:] = 1 / 3  # u u' along the common shift of the output biases
+    for row in range(5):
+        block = slice(ggn.shape[0] - 15 + 3 * row, ggn.shape[0] - 12 + 3 * row)
+        flat[block, block] = 1 / 3
     expected = ggn + flat + clf.posterior_jitter_ * np.eye(ggn.shape[0])
     np.testing.assert_allclose(L @ L.T, expected, rtol=0, atol=1e-12)

@@ -39,8 +39,8 @@ def hessp_operator(
     residuals and the output Hessian computed once, so that each product
     costs one R-forward and one R-backward pass (about two gradients). The
     product is that of :meth:`NegLogPosterior.constrained_curvature`'s
-    matrix: identity rows and columns at the ``fixed`` parameters, and ``u
-    u'`` added along the flat direction ``u``, if any. No ``n_params x
+    matrix: identity rows and columns at the ``fixed`` parameters, and ``U
+    U'`` added along the flat shifts ``U``, if any. No ``n_params x
     n_params`` array is formed.
 
     Parameters
@@ -57,7 +57,7 @@ def hessp_operator(
         has it (``kind="exact"`` only).
     single_precision : bool, default=False
         Compute the likelihood's part in float32 (the prior's, the fixed
-        parameters' and the flat direction's stay in ``theta``'s precision):
+        parameters' and the flat shifts' stay in ``theta``'s precision):
         1.7-3x faster on the networks of ``benchmarks/bench_solvers.py``,
         relative error 1e-7 to 1e-6 there (more on ill-conditioned
         problems: 2e-4 measured on a separable one at alpha 1e-4), for
@@ -90,7 +90,7 @@ def hessp_operator(
         )
     double = None  # built when first needed: it copies every layer's input
     free = None if obj.fixed is None else 1.0 - xp.astype(obj.fixed, theta.dtype)
-    flat = obj.flat_direction()
+    flat = obj.flat_shift_operator()
 
     def hessp(v):
         nonlocal single, double
@@ -108,7 +108,7 @@ def hessp_operator(
         if free is not None:
             Hv = Hv * free + (v - v_free)  # identity at the fixed parameters
         if flat is not None:
-            Hv = Hv + flat * xp.sum(flat * v)
+            Hv = Hv + flat(v)
         return Hv
 
     return hessp
