@@ -36,10 +36,10 @@ That narrows the gap to the full posterior within layers only
 is not diagonal in ``T``: such a block is a
 :class:`~sklaplace._kron_columns.ColumnKronBlock` (exact, ``O(c r^3)``). A
 jitter added to a singular ``B`` is numerical: a prior scale leaves it be.
-
 A direction with neither data nor prior (a softmax's common shift of a
-row of the last layer under a flat prior) gets ``E_ij = 1``, as the full
-posterior adds ``u u'`` there; predictions do not depend on it.
+flat row of the last layer) gets ``E_ij = 1`` where ``S'BS = I``: for the
+biases the full posterior's unit curvature, for weights about their ``A``
+(the evidence then moves with the features' scale); no prediction reads it.
 
 Every array is NumPy (the factors and their eigenvectors are small: ``r^2 +
 c^2`` numbers each per layer, and ``r c`` corrected eigenvalues), so a

@@ -23,6 +23,7 @@ __all__ = [
     "NegLogPosterior",
     "flat_shift_rows",
     "ignores_its_input",
+    "shift_blocks",
     "warn_if_base_rate",
 ]
 
@@ -156,9 +157,8 @@ class NegLogPosterior:
         if flat is not None:
             # u u' with u = 1/sqrt(K) on a flat row's K parameters: 1/K on
             # that row's K x K block.
-            start, K = self.layout.offsets[-2], self.layout.n_outputs
-            for row in np.flatnonzero(flat):
-                block = slice(start + row * K, start + (row + 1) * K)
+            K = self.layout.n_outputs
+            for block in shift_blocks(self.layout, np.flatnonzero(flat)):
                 H[block, block] = H[block, block] + 1.0 / K
         return H
 
@@ -281,6 +281,12 @@ def flat_shift_rows(layout, prior_precision, fixed=None):
     if fixed is not None:
         flat &= ~np.any(np.reshape(to_numpy(fixed)[last], shape), axis=1)
     return flat if np.any(flat) else None
+
+
+def shift_blocks(layout, rows):
+    """Slices of ``theta`` holding the last layer's ``rows`` (K entries each)."""
+    start, K = layout.offsets[-2], layout.n_outputs
+    return [slice(start + row * K, start + (row + 1) * K) for row in rows]
 
 
 def ignores_its_input(objective, theta):

@@ -147,18 +147,24 @@ class FullPosterior:
         L = self.cholesky_factor
         return np.einsum("ij,ij->i", L, L)
 
-    def conditioned_on_zero(self, fixed):
+    def conditioned_on_zero(self, fixed, released=()):
         """Posterior of the other parameters given ``theta[fixed] = 0``.
 
         The conditional precision is ``P`` restricted to the free block; the
         fixed block is replaced by the identity (it carries no variance once
         the Jacobian's fixed columns are zeroed, and adds 0 to ``log det``).
+        ``released``: slices of a softmax's flat shifts whose unit curvature
+        ``u u'`` (``1/K`` on each ``K x K`` block) is taken off first, the
+        rows that ``fixed`` pins (:func:`~sklaplace._objective.flat_shift_rows`).
         If round-off leaves it indefinite (a nearly singular ``P``), the
         smallest tenfold jitter that factorises it is added, with a
         :class:`~sklaplace.exceptions.LaplaceApproximationWarning`.
         """
         L = self.cholesky_factor
-        precision = pin_to_identity(np, L @ L.T, fixed)
+        precision = L @ L.T
+        for block in released:
+            precision[block, block] -= 1.0 / (block.stop - block.start)
+        precision = pin_to_identity(np, precision, fixed)
         try:
             return FullPosterior.from_precision(np, precision)
         except NotPositiveDefiniteError:
@@ -251,8 +257,12 @@ class DiagPosterior:
         """Return 1.0: ``1 / P_ii`` is exact, however small ``P_ii`` is."""
         return 1.0
 
-    def conditioned_on_zero(self, fixed):
-        """Posterior of the other parameters given ``theta[fixed] = 0``."""
+    def conditioned_on_zero(self, fixed, released=()):
+        """Posterior of the other parameters given ``theta[fixed] = 0``.
+
+        ``released`` is ignored: a diagonal precision has no unit curvature
+        along a softmax's flat shifts to take off.
+        """
         return DiagPosterior(np.where(fixed, 1.0, self.precision))
 
     def pinned(self, fixed):

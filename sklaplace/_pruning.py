@@ -34,6 +34,7 @@ import numbers
 import numpy as np
 
 from sklaplace._fitted import FittedLaplaceMixin
+from sklaplace._objective import flat_shift_rows, shift_blocks
 from sklaplace._posterior import SINGULAR_RTOL
 from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
@@ -89,6 +90,23 @@ def _hessian(estimator):
 def _hessian_diagonal(estimator):
     """Return ``diag(H)`` with no ``W x W`` array."""
     return estimator.posterior_.precision_diagonal() + _unscale(estimator)
+
+
+def _released_shifts(layout, prior, before, after):
+    """Blocks of the last layer's rows flat before pruning and pinned after.
+
+    A row with a flat prior has a unit curvature along its softmax shift
+    (:func:`~sklaplace._objective.flat_shift_rows`); once one of its entries
+    is pruned the data pin the others, and the conditioned posterior drops it.
+    """
+    was, now = (
+        flat_shift_rows(layout, prior, before),
+        flat_shift_rows(layout, prior, after),
+    )
+    if was is None:
+        return []
+    pinned = was if now is None else was & ~now
+    return shift_blocks(layout, np.flatnonzero(pinned))
 
 
 def _pruned(estimator):
@@ -339,7 +357,8 @@ def prune(estimator, fraction, *, method="obs"):
     coefs, intercepts = layout.split(np, theta)
     result.coefs_ = [np.array(c) for c in coefs]
     result.intercepts_ = [np.array(b) for b in intercepts]
-    result.posterior_ = estimator.posterior_.conditioned_on_zero(pruned)
+    released = _released_shifts(layout, estimator.prior_precision_, already, pruned)
+    result.posterior_ = estimator.posterior_.conditioned_on_zero(pruned, released)
     result.pruned_mask_ = pruned
     # What the data would have to recompute is not left describing the
     # unpruned network.

@@ -961,3 +961,48 @@ def test_the_pruned_copy_shares_no_fitted_state_with_its_estimator():
     small.alpha_history_.append(-1.0)
     np.testing.assert_array_equal(clf.prior_precision_, before.prior_precision_)
     assert clf.alpha_history_ == before.alpha_history_
+
+
+def test_a_flat_row_that_loses_a_weight_loses_its_unit_curvature():
+    """Softmax regression, 3 classes, ``alpha=0``: each input's weights to
+    the 3 classes are flat along their common shift, which the posterior
+    pins with ``u u'`` (1/3 on the row's 3 x 3 block). Once ``prune``
+    removes one of a row's weights the data pin the other two (moving them
+    moves two logits of three), so the conditioned posterior must not keep
+    that 1/3, as a fit with the pruned mask does not add it. Reference: the
+    functional API's Hessian at the MAP (its GGN plus the prior) with
+    ``u u'`` on the rows left whole, restricted to the kept parameters."""
+    from sklearn.datasets import make_blobs
+
+    from sklaplace import log_posterior_hessian
+
+    X, y = make_blobs(90, centers=3, n_features=2, cluster_std=3.0, random_state=0)
+    clf = LaplaceMLPClassifier(
+        (),
+        alpha=0.0,
+        hessian_structure="full",
+        prior_precision_scale=1.0,
+        tol=1e-10,
+        random_state=0,
+    ).fit(X, y)
+    pruned = prune(clf, 1 / 6, method="magnitude")  # one weight of six
+    mask = pruned.pruned_mask_
+    assert mask.sum() == 1 and mask[:6].any()  # a weight, not a bias
+    P = -log_posterior_hessian(
+        clf.coefs_,
+        clf.intercepts_,
+        X,
+        y,
+        kind="ggn",
+        activation=clf.activation,
+        alpha=0.0,
+        bias_prior_precision=clf.bias_prior_precision,
+    )
+    whole = [row for row in range(2) if not mask[3 * row : 3 * row + 3].any()]
+    for row in whole:
+        P[3 * row : 3 * row + 3, 3 * row : 3 * row + 3] += 1 / 3
+    kept = ~mask
+    L = pruned.posterior_.cholesky_factor
+    np.testing.assert_allclose(
+        (L @ L.T)[np.ix_(kept, kept)], P[np.ix_(kept, kept)], rtol=1e-9, atol=1e-9
+    )
