@@ -49,12 +49,12 @@ fitted estimator pickles anywhere; methods compute in ``xp``.
 import weakref
 
 import numpy as np
-import scipy.linalg
 
 from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._curvature import kron_eigenvalues
 from sklaplace._jacobian import FactoredJacobian
 from sklaplace._kron_columns import ColumnKronBlock, log_of_positive, vanishing
+from sklaplace._simultaneous import diagonalise
 from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 
@@ -75,29 +75,10 @@ def _row_prior(prior, shape):
     return d, bool(spread <= 1e-12 * max(np.max(np.abs(rows)), 1e-300))
 
 
-def _diagonalise(A, d):
-    """``S``, ``mu``, ``rho``, ``log det B``: ``S'AS = diag(mu)``, ``S'DS = diag(rho)``.
-
-    Raises ``LinAlgError`` where ``B = A + diag(d)`` is singular to round-off:
-    its Cholesky factor fails, or passes with a pivot so small that ``S'BS =
-    I`` breaks (``mu + rho`` far from 1; a duplicated input column under a
-    flat prior had given ``mu = rho = 0`` and a zero eigenvalue ``E``).
-    """
-    L = np.linalg.cholesky(A + np.diag(d))
-    half = scipy.linalg.solve_triangular(L, A, lower=True)
-    C = scipy.linalg.solve_triangular(L, half.T, lower=True)  # L^-1 A L^-T
-    mu, U = np.linalg.eigh(0.5 * (C + C.T))
-    S = scipy.linalg.solve_triangular(L, U, lower=True, trans=1)
-    rho = (S * S).T @ d  # diag(S' D S)
-    if not np.all(np.abs(mu + rho - 1.0) <= 0.5):
-        raise np.linalg.LinAlgError("A + D is singular to round-off.")
-    return S, np.clip(mu, 0.0, None), rho, 2.0 * float(np.sum(np.log(np.diag(L))))
-
-
 def _diagonalise_with_jitter(A, d):
-    """Return :func:`_diagonalise` of ``A`` and ``d + jitter``, and the jitter.
+    """Return :func:`~sklaplace._simultaneous.diagonalise` of ``A``, ``d + j``; ``j``.
 
-    The jitter is the smallest tenfold step from ``_JITTER_RTOL`` of ``B``'s
+    The jitter ``j`` is the smallest tenfold step from ``_JITTER_RTOL`` of ``B``'s
     largest diagonal entry that works (0.0 if none); none for a negative ``d``.
     """
     # A prior below A's round-off (weights and alpha times 1e-12: a variance
@@ -110,7 +91,7 @@ def _diagonalise_with_jitter(A, d):
     scale = max(float(np.max(np.diag(A) + d)), np.finfo(np.float64).tiny)
     for _ in range(30):
         try:
-            S, mu, rho, log_det_B = _diagonalise(A, d + jitter)
+            S, mu, rho, log_det_B = diagonalise(A, d + jitter)
             return (S, mu / power, rho, log_det_B), jitter
         except np.linalg.LinAlgError:
             if np.any(d < 0.0):  # indefinite, not singular: jitter would hide it

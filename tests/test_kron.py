@@ -1085,3 +1085,64 @@ def test_eigenvalues_given_at_construction_are_the_corrected_ones():
         given.eigenvalues(), kfac.corrected(h).eigenvalues(), rtol=1e-12
     )
     assert np.max(np.abs(given.eigenvalues() - kfac.eigenvalues())) > 0.1
+
+
+@pytest.mark.parametrize(
+    "d", [[0.0, 0.5, 0.0, 2.0, 0.0, 0.0], [0.0] * 6], ids=["some flat", "all flat"]
+)
+def test_rows_without_a_prior_get_the_basis_of_a_vanishing_prior(d):
+    """Rows with ``d = 0`` make ``mu = 1`` a repeated eigenvalue, inside which
+    LAPACK's basis is arbitrary, and so were the EKFAC eigenvalues measured
+    in it (``diag(S' M S)`` for the data's ``M``). The basis is that of the
+    limit of an equal prior ``eps`` on those rows. Reference: the same
+    diagonalisation with ``eps = 1e-7`` there (within ``O(eps)``); LAPACK's
+    basis, read at ``eps = 0``, had been 0.3 off."""
+    from sklaplace._simultaneous import diagonalise
+
+    rng = np.random.RandomState(0)
+    a = rng.normal(size=(40, 6))
+    A, d = a.T @ a / 40, np.array(d)
+    M = rng.normal(size=(6, 6))
+    M = M + M.T
+    S, mu, rho, log_det_B = diagonalise(A, d)
+    B = A + np.diag(d)
+    np.testing.assert_allclose(S.T @ B @ S, np.eye(6), atol=1e-12)
+    np.testing.assert_allclose(S.T @ A @ S, np.diag(mu), atol=1e-12)
+    np.testing.assert_allclose(S.T @ np.diag(d) @ S, np.diag(rho), atol=1e-12)
+    np.testing.assert_allclose(log_det_B, np.linalg.slogdet(B)[1], rtol=1e-12)
+    S_eps, mu_eps, _, _ = diagonalise(A, d + 1e-7 * (d == 0))
+    np.testing.assert_allclose(mu, mu_eps, atol=1e-6)
+    np.testing.assert_allclose(
+        np.sort(np.diag(S.T @ M @ S)), np.sort(np.diag(S_eps.T @ M @ S_eps)), atol=1e-5
+    )
+
+
+def test_a_kronecker_posterior_at_a_flat_prior_is_the_limit_of_a_vanishing_one():
+    """Softmax regression, 5 classes, every prior 0, the Kronecker posterior:
+    the probabilities are those at ``alpha = bias_prior_precision = 1e-10``
+    to ``O(1e-10)`` (3.4e-9; they had differed by 0.28: the EKFAC
+    eigenvalues of the flat rows were measured in an arbitrary basis)."""
+    X, y = _five_blobs()
+    probabilities = []
+    for prior in (0.0, 1e-10):
+        clf = LaplaceMLPClassifier(
+            (),
+            alpha=prior,
+            bias_prior_precision=prior,
+            hessian_structure="kron",
+            prior_precision_scale=1.0,
+            solver="newton",
+            tol=1e-10,
+            random_state=0,
+        )
+        with warnings.catch_warnings():  # 1e-10: nearly singular, it says
+            warnings.simplefilter("ignore", LaplaceApproximationWarning)
+            probabilities.append(clf.fit(X, y).predict_proba(np.r_[X, 3 * X]))
+    np.testing.assert_allclose(probabilities[0], probabilities[1], atol=1e-7)
+
+
+def _five_blobs():
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(200, centers=5, n_features=3, cluster_std=3.0, random_state=0)
+    return StandardScaler().fit_transform(X), y
