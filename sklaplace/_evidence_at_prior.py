@@ -56,6 +56,19 @@ def check_flat_shifts(layout, old, new, fixed=None):
     flat common shift, which the posterior pins with a unit curvature
     (:func:`~sklaplace._objective.flat_shift_rows`); a posterior built one
     way cannot be changed into the other by a prior change alone.
+
+    Parameters
+    ----------
+    layout : ParamLayout
+    old, new : ndarray of shape (n_params,)
+        The fitted prior precision and the one asked for.
+    fixed : ndarray of bool of shape (n_params,), default=None
+        Parameters held at zero (a row with one is never flat).
+
+    Raises
+    ------
+    ValueError
+        If the flat rows differ.
     """
     before = flat_shift_rows(layout, old, fixed)
     after = flat_shift_rows(layout, new, fixed)
@@ -112,14 +125,15 @@ def log_evidence_at_prior(
     """
     old = np.asarray(prior_precision, dtype=np.float64)
     new = replace_prior(layout, old, alpha, bias_prior_precision)
-    check_flat_shifts(layout, old, new, fixed)
     free = np.ones(old.shape, dtype=bool) if fixed is None else ~np.asarray(fixed)
     if np.any(free & (old > 0) & (new == 0)):
         # A flat parameter is left out of log det A, which gives a finite
         # value at 0 above every positive precision's (a review: +25.9
         # against -75 at the fitted alpha); the evidence falls without bound
-        # as a precision falls to 0, and that limit is what compares.
+        # as a precision falls to 0, and that limit is what compares. Before
+        # the shifts' check: a row made flat is such a limit too.
         return -np.inf
+    check_flat_shifts(layout, old, new, fixed)
     change = new - posterior_scale * old
     change = change if fixed is None else np.where(fixed, 0.0, change)
     try:

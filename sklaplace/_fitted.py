@@ -124,11 +124,12 @@ class FittedLaplaceMixin:
         ValueError
             If a precision is negative, not finite or of the wrong length,
             or (with more than two classes) if the prior of the output
-            biases, or of all of one input's last-layer weights, would
-            switch between flat (0) and proper: the posterior treats that
-            row's common shift (which a softmax ignores) as flat only under
-            a flat one, so that change needs a refit; or if the estimator
-            was returned by :func:`~sklaplace.prune` (its log likelihood needs the data:
+            biases, or of all of one input's last-layer weights, would go
+            from flat (0) to proper: the posterior treats that row's common
+            shift (which a softmax ignores) as flat only under a flat one,
+            so that change needs a refit (from proper to flat is ``-inf``,
+            above); or if the estimator was returned by
+            :func:`~sklaplace.prune` (its log likelihood needs the data:
             refit it with ``warm_start=True`` first).
         """
         check_is_fitted(self)

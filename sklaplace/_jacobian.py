@@ -191,9 +191,25 @@ def centring(xp, n_outputs, dtype):
 def seeded_chunks(xp, layout, theta, activation, X, rows, centred):
     """Yield each chunk of ``rows`` rows' forward pass and backprop seeds.
 
-    The seeds, shape (n_chunk, K, K), are each row's ``I`` or, with
-    ``centred``, its ``C`` (:func:`centring`): backprop from them gives the
-    logits' Jacobian ``J`` or the centred logits' ``C J``, factored or dense.
+    Parameters
+    ----------
+    xp : module
+    layout : ParamLayout
+    theta : array of shape (n_params,)
+    activation : str
+    X : array of shape (n_samples, n_features)
+    rows : int
+        Rows per chunk.
+    centred : bool
+        Seed with ``C`` (:func:`centring`) rather than ``I``.
+
+    Yields
+    ------
+    fwd : Forward
+        The chunk's forward pass.
+    seeds : array of shape (n_chunk, K, K)
+        Each row's ``I`` or ``C``: backprop from them gives the logits'
+        Jacobian ``J`` or the centred logits' ``C J``, factored or dense.
     """
     K = layout.n_outputs
     seed = centring(xp, K, theta.dtype) if centred else xp.eye(K, dtype=theta.dtype)

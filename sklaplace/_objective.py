@@ -268,10 +268,19 @@ def flat_shift_rows(layout, prior_precision, fixed=None):
     add a unit curvature there (``u u'``, ``u = 1/sqrt(K)`` on the row), a
     direction the centred logits, and so every prediction, never see.
 
+    Parameters
+    ----------
+    layout : ParamLayout
+    prior_precision : array of shape (n_params,)
+        The prior precision ``A`` (any namespace).
+    fixed : array of bool of shape (n_params,), default=None
+        Parameters held at zero.
+
     Returns
     -------
     flat : ndarray of bool of shape (n_rows,) or None
-        NumPy; ``None`` for one logit or where no row is flat.
+        NumPy, over the ``n_rows = fan_in + 1`` rows of the last layer;
+        ``None`` for one logit or where no row is flat.
     """
     K = layout.n_outputs
     if K < 2:

@@ -327,12 +327,18 @@ def test_the_fitted_prior_passed_explicitly_gives_the_stored_evidence():
     assert clf.log_marginal_likelihood(alpha=0.06) != stored
 
 
-def test_switching_the_output_bias_prior_between_flat_and_proper_asks_for_a_refit():
+def test_output_biases_made_flat_give_the_limit_and_made_proper_ask_for_a_refit():
+    # Proper to flat is the evidence's limit as the bias precision falls to
+    # 0, -inf (it had been refused with the other way until session 61);
+    # flat to proper needs the posterior without the unit curvature it
+    # gives the biases' shift under a flat prior: a refit.
     X, y = _scaled(load_iris)
     clf = LaplaceMLPClassifier((), bias_prior_precision=1.0, random_state=0).fit(X, y)
-    with pytest.raises(ValueError, match="refit"):
-        clf.log_marginal_likelihood(bias_prior_precision=0.0)
+    assert clf.log_marginal_likelihood(bias_prior_precision=0.0) == -np.inf
     assert np.isfinite(clf.log_marginal_likelihood(bias_prior_precision=2.0))
+    clf.set_params(bias_prior_precision=0.0).fit(X, y)
+    with pytest.raises(ValueError, match="refit"):
+        clf.log_marginal_likelihood(bias_prior_precision=1.0)
 
 
 def _mackay_fixed_point(Phi, y, groups, tol=1e-12):
@@ -1770,6 +1776,35 @@ def test_a_hidden_layers_biases_may_switch_between_flat_and_proper():
     )
     got = clf.log_marginal_likelihood(bias_prior_precision=[2.0, 0.0])
     np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("hidden", [(), (4,)])
+def test_a_last_layer_made_flat_has_evidence_minus_infinity_not_a_refusal(hidden):
+    # Three classes, a proper prior fitted: the evidence at alpha -> 0 falls
+    # without bound (half log alpha for each weight the data determine), so
+    # alpha=0 gives its limit, -inf, as it does for any parameter made flat;
+    # so does a flat output-bias prior. Only the way back, flat to proper,
+    # needs a refit (the posterior's unit curvature along the shifts).
+    clf = LaplaceMLPClassifier(
+        hidden,
+        alpha=1.0,
+        hessian_structure="full",
+        prior_precision_scale=1.0,
+        random_state=0,
+    ).fit(*_THREE_CLASSES)
+    curve = [clf.log_marginal_likelihood(alpha=a) for a in (1e-2, 1e-6, 1e-10)]
+    assert curve[0] > curve[1] > curve[2] > -np.inf
+    assert clf.log_marginal_likelihood(alpha=0.0) == -np.inf
+    assert clf.log_marginal_likelihood(bias_prior_precision=0.0) == -np.inf
+    flat = LaplaceMLPClassifier(
+        hidden,
+        alpha=0.0,
+        hessian_structure="full",
+        prior_precision_scale=1.0,
+        random_state=0,
+    ).fit(*_THREE_CLASSES)
+    with pytest.raises(ValueError, match="refit with the new alpha"):
+        flat.log_marginal_likelihood(alpha=1.0)
 
 
 def test_making_any_one_output_bias_proper_is_a_switch():

@@ -247,17 +247,20 @@ def run_case(seed):
                 proba,
                 doubled.predict_proba(X_test),
             )
+        record["problems"] = problems
         form = _pick(rng, sorted(FORMS))
         record["form"] = form
         other, same = FORMS[form](X, y, X_test)
-        if same is not None:
-            proba = _fit(params, *same[:2], weight)[0].predict_proba(same[2])
-        problems += _differs(
-            f"the data and its {form}",
-            proba,
-            _fit(params, *other[:2], weight)[0].predict_proba(other[2]),
-        )
-        record["problems"] = problems
+        try:  # refused here, where the case's own data were accepted: a finding
+            if same is not None:
+                proba = _fit(params, *same[:2], weight)[0].predict_proba(same[2])
+            problems += _differs(
+                f"the data and its {form}",
+                proba,
+                _fit(params, *other[:2], weight)[0].predict_proba(other[2]),
+            )
+        except (ValueError, TypeError) as error:
+            problems.append(f"its {form} refused: {type(error).__name__}: {error}")
     except (ValueError, TypeError) as error:  # refused: read the message
         record["refused"] = f"{type(error).__name__}: {error}"
     except TimeoutError:
