@@ -99,14 +99,10 @@ def _released_shifts(layout, prior, before, after):
     (:func:`~sklaplace._objective.flat_shift_rows`); once one of its entries
     is pruned the data pin the others, and the conditioned posterior drops it.
     """
-    was, now = (
-        flat_shift_rows(layout, prior, before),
-        flat_shift_rows(layout, prior, after),
-    )
-    if was is None:
-        return []
-    pinned = was if now is None else was & ~now
-    return shift_blocks(layout, np.flatnonzero(pinned))
+    still = _flat_blocks(layout, prior, after)
+    return [
+        block for block in _flat_blocks(layout, prior, before) if block not in still
+    ]
 
 
 def _pruned(estimator):
@@ -175,7 +171,8 @@ def saliencies(estimator, *, method="obs"):
         values = 0.5 * _hessian_diagonal(estimator) * theta**2
     else:
         covariance = _conditional_covariance(_hessian(estimator), _pruned(estimator))
-        return _obs_saliency(theta, np.diag(covariance), candidates)
+        blocks = _flat_blocks(layout, estimator.prior_precision_, _pruned(estimator))
+        return _obs_saliency(theta, np.diag(covariance), candidates, blocks)
     return np.where(candidates, values, np.inf)
 
 
@@ -190,11 +187,29 @@ def _obs_is_obd(estimator):
     return estimator.posterior_.structure == "diag"
 
 
-def _obs_saliency(theta, variance, candidates):
-    """``theta_q^2 / (2 [H^{-1}]_qq)`` for candidates, ``inf`` elsewhere."""
+def _obs_saliency(theta, variance, candidates, flat_blocks=()):
+    """``theta_q^2 / (2 [H^{-1}]_qq)`` for candidates, ``inf`` elsewhere.
+
+    0 for candidates in ``flat_blocks`` (:func:`_flat_blocks`).
+    """
     saliency = np.full_like(theta, np.inf)
     np.divide(theta**2, 2.0 * variance, out=saliency, where=candidates)
+    for block in flat_blocks:
+        saliency[block] = np.where(candidates[block], 0.0, saliency[block])
     return saliency
+
+
+def _flat_blocks(layout, prior, pruned):
+    """Rows of the last layer whose weights a shift of the row removes for free.
+
+    A row with a flat prior, none of it pruned, is defined up to its softmax
+    shift (:func:`~sklaplace._objective.flat_shift_rows`): moving the row by
+    minus one of its weights zeroes that weight and changes no prediction
+    and no prior, so its exact OBS saliency is 0 (the posterior's unit
+    curvature along the shift is a convention, not data).
+    """
+    flat = flat_shift_rows(layout, prior, pruned)
+    return [] if flat is None else shift_blocks(layout, np.flatnonzero(flat))
 
 
 def _conditional_covariance(H, fixed):
@@ -205,19 +220,29 @@ def _conditional_covariance(H, fixed):
     return covariance
 
 
-def _obs_remove(theta, covariance, n_remove, candidates):
+def _obs_remove(theta, covariance, n_remove, candidates, flat_blocks=None):
     """Remove ``n_remove`` weights one at a time with OBS corrections.
 
     ``covariance`` is updated in place to the conditional covariance.
+    ``flat_blocks(removed)``: :func:`_flat_blocks` with ``removed`` pruned
+    too. A weight in one goes first, by its row's shift; the data then pin
+    the rest of the row, and its unit curvature ``u u'`` is taken off the
+    covariance (Sherman-Morrison), as the pruned copy's posterior does.
     """
     removed = np.zeros_like(candidates)
     for _ in range(n_remove):
-        q = int(
-            np.argmin(_obs_saliency(theta, np.diag(covariance), candidates & ~removed))
-        )
+        blocks = [] if flat_blocks is None else flat_blocks(removed)
+        variance = np.diag(covariance)
+        saliency = _obs_saliency(theta, variance, candidates & ~removed, blocks)
+        q = int(np.argmin(saliency))
+        block = next((b for b in blocks if b.start <= q < b.stop), None)
         column = covariance[:, q].copy()
-        # Hassibi & Stork (1993), eq. 5: delta = -theta_q / [H^-1]_qq H^-1 e_q.
-        theta = theta - theta[q] / column[q] * column
+        if block is None:
+            # Hassibi & Stork (1993), eq. 5: delta = -theta_q / [H^-1]_qq H^-1 e_q.
+            theta = theta - theta[q] / column[q] * column
+        else:
+            theta = theta.copy()
+            theta[block] -= theta[q]  # the row's shift: no logit difference moves
         theta[q] = 0.0  # exactly, not up to round-off
         # Conditioning on theta_q = 0: H^-1 <- H^-1 - H^-1 e_q e_q' H^-1 / [H^-1]_qq.
         # (divided first: variances near 1e237 would overflow when squared)
@@ -225,7 +250,25 @@ def _obs_remove(theta, covariance, n_remove, candidates):
         covariance[q, :] = 0.0
         covariance[:, q] = 0.0
         removed[q] = True
+        if block is not None:
+            _release(covariance, block, q)
     return theta, removed
+
+
+def _release(covariance, block, q):
+    """Take a row's unit curvature ``u u'`` off ``covariance``, in place.
+
+    ``u = 1/sqrt(K)`` on the row's entries but the pruned ``q``:
+    ``(H - u u')^{-1} = S + S u u' S / (1 - u' S u)``. Where the data leave
+    the rest of the row flat too (``1 - u' S u`` at round-off), it is kept.
+    """
+    u = np.zeros(covariance.shape[0])
+    u[block] = 1.0 / np.sqrt(block.stop - block.start)
+    u[q] = 0.0
+    Su = covariance @ u
+    denominator = 1.0 - u @ Su
+    if denominator > 1e-12:
+        covariance += np.outer(Su, Su / denominator)
 
 
 def _with_dead_units(layout, pruned):
@@ -346,7 +389,9 @@ def prune(estimator, fraction, *, method="obs"):
         method = "obd"
     if method == "obs":
         covariance = _conditional_covariance(_hessian(estimator), already)
-        theta, removed = _obs_remove(theta, covariance, n_remove, candidates)
+        prior = estimator.prior_precision_
+        flat = lambda removed: _flat_blocks(layout, prior, already | removed)  # noqa: E731
+        theta, removed = _obs_remove(theta, covariance, n_remove, candidates, flat)
     else:
         order = np.argsort(saliencies(estimator, method=method), kind="stable")
         removed = np.zeros_like(weights)

@@ -1006,3 +1006,36 @@ def test_a_flat_row_that_loses_a_weight_loses_its_unit_curvature():
     np.testing.assert_allclose(
         (L @ L.T)[np.ix_(kept, kept)], P[np.ix_(kept, kept)], rtol=1e-9, atol=1e-9
     )
+
+
+def test_obs_removes_a_flat_rows_weight_for_free_by_shifting_the_row():
+    """Softmax regression, 3 classes, ``alpha=0``: each input's weights are
+    defined up to their common shift, so shifting a row by minus one of its
+    weights zeroes it and moves no prediction: OBS's exact saliency there is
+    0, and pruning one weight per row must leave every probability as it
+    was (the unit curvature the posterior gives the shift, read as data,
+    had cost saliencies of 0.08-0.72 and moved probabilities by 5e-3).
+    After that the data pin the rows: the next removal has a positive
+    saliency, and the conditioned posterior equals a fit's with the mask
+    (tested above)."""
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(90, centers=3, n_features=2, cluster_std=3.0, random_state=0)
+    clf = LaplaceMLPClassifier(
+        (),
+        alpha=0.0,
+        hessian_structure="full",
+        prior_precision_scale=1.0,
+        link_approx="map",
+        tol=1e-10,
+        random_state=0,
+    ).fit(X, y)
+    weights = np.arange(9) < 6  # [W; b]: 2 rows of 3 weights, then the biases
+    np.testing.assert_array_equal(saliencies(clf, method="obs")[weights], 0.0)
+    pruned = prune(clf, 2 / 6, method="obs")
+    removed = pruned.pruned_mask_[weights].reshape(2, 3)
+    np.testing.assert_array_equal(removed.sum(axis=1), [1, 1])  # one a row
+    np.testing.assert_allclose(
+        pruned.predict_proba(X), clf.predict_proba(X), rtol=0, atol=1e-12
+    )
+    assert np.all(saliencies(pruned, method="obs")[weights & ~pruned.pruned_mask_] > 0)
