@@ -1785,26 +1785,22 @@ def test_a_last_layer_made_flat_has_evidence_minus_infinity_not_a_refusal(hidden
     # alpha=0 gives its limit, -inf, as it does for any parameter made flat;
     # so does a flat output-bias prior. Only the way back, flat to proper,
     # needs a refit (the posterior's unit curvature along the shifts).
-    clf = LaplaceMLPClassifier(
-        hidden,
-        alpha=1.0,
-        hessian_structure="full",
-        prior_precision_scale=1.0,
-        random_state=0,
-    ).fit(*_THREE_CLASSES)
+    def fitted(alpha):
+        return LaplaceMLPClassifier(
+            hidden,
+            alpha=alpha,
+            hessian_structure="full",
+            prior_precision_scale=1.0,
+            random_state=0,
+        ).fit(*_THREE_CLASSES)
+
+    clf = fitted(1.0)
     curve = [clf.log_marginal_likelihood(alpha=a) for a in (1e-2, 1e-6, 1e-10)]
     assert curve[0] > curve[1] > curve[2] > -np.inf
     assert clf.log_marginal_likelihood(alpha=0.0) == -np.inf
     assert clf.log_marginal_likelihood(bias_prior_precision=0.0) == -np.inf
-    flat = LaplaceMLPClassifier(
-        hidden,
-        alpha=0.0,
-        hessian_structure="full",
-        prior_precision_scale=1.0,
-        random_state=0,
-    ).fit(*_THREE_CLASSES)
     with pytest.raises(ValueError, match="refit with the new alpha"):
-        flat.log_marginal_likelihood(alpha=1.0)
+        fitted(0.0).log_marginal_likelihood(alpha=1.0)
 
 
 def test_making_any_one_output_bias_proper_is_a_switch():
