@@ -448,7 +448,7 @@ class KronPosterior:
         eigenvalues = [block.eigenvalues() for block in self.blocks]
         return min(float(np.min(E) / np.max(E)) for E in eigenvalues)
 
-    def conditioned_on_zero(self, fixed):
+    def conditioned_on_zero(self, fixed, released=()):
         """Not available: fixing parameters breaks the Kronecker structure."""
         raise ValueError(
             "A Kronecker-factored posterior cannot be conditioned on pruned "

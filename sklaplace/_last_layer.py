@@ -151,7 +151,7 @@ class LastLayerPosterior:
         zeros = xp.zeros((n_samples, self.offset), dtype=last.dtype)
         return xp.concat([zeros, last], axis=1)
 
-    def conditioned_on_zero(self, fixed):
+    def conditioned_on_zero(self, fixed, released=()):
         """Not available: pruning needs the posterior of every parameter."""
         raise ValueError(
             "A last-layer posterior cannot be conditioned on pruned weights; "

@@ -171,8 +171,12 @@ class LowRankPosterior:
         L = self.inner_factor
         return float(1.0 / np.einsum("ij,ij->", L, L))
 
-    def conditioned_on_zero(self, fixed):
-        """Posterior of the other parameters given ``theta[fixed] = 0``."""
+    def conditioned_on_zero(self, fixed, released=()):
+        """Posterior of the other parameters given ``theta[fixed] = 0``.
+
+        ``released`` is ignored: this posterior refuses a flat prior, so it
+        has no unit curvature along a softmax's shifts to take off.
+        """
         fixed = np.asarray(fixed, dtype=bool)
         rows = self.rows * (~fixed)[None, :]
         return LowRankPosterior(np.where(fixed, 1.0, self.prior), rows)

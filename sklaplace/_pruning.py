@@ -259,15 +259,20 @@ def _release(covariance, block, q):
     """Take a row's unit curvature ``u u'`` off ``covariance``, in place.
 
     ``u = 1/sqrt(K)`` on the row's entries but the pruned ``q``:
-    ``(H - u u')^{-1} = S + S u u' S / (1 - u' S u)``. Where the data leave
-    the rest of the row flat too (``1 - u' S u`` at round-off), it is kept.
+    ``(H - u u')^{-1} = S + S u u' S / (1 - u' S u)``. ``1 - u' S u`` is
+    ``1 / (1 + v)``, ``v`` the data's variance along the rest of the row,
+    computed with an error of about ``eps`` times ``H``'s condition number
+    (up to 1e10 where OBS runs): below ``SINGULAR_RTOL`` the data leave
+    that direction flat to round-off, and the unit curvature is kept here
+    (the pruned copy's posterior, which takes it off, says so if that
+    leaves it singular).
     """
     u = np.zeros(covariance.shape[0])
     u[block] = 1.0 / np.sqrt(block.stop - block.start)
     u[q] = 0.0
     Su = covariance @ u
     denominator = 1.0 - u @ Su
-    if denominator > 1e-12:
+    if denominator > SINGULAR_RTOL:
         covariance += np.outer(Su, Su / denominator)
 
 
