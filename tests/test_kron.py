@@ -1115,30 +1115,56 @@ def test_rows_without_a_prior_get_the_basis_of_a_vanishing_prior(d):
     np.testing.assert_allclose(
         np.sort(np.diag(S.T @ M @ S)), np.sort(np.diag(S_eps.T @ M @ S_eps)), atol=1e-5
     )
+    # A prior of 1e-14 there rounds mu to 1 all the same (LAPACK's basis had
+    # been 0.3 off again): within O(1e-14) of the limit, its own prior
+    # diagonal.
+    tiny = d + 1e-14 * (d == 0)
+    S_tiny, mu_tiny, rho_tiny, _ = diagonalise(A, tiny)
+    np.testing.assert_allclose(
+        S_tiny.T @ (A + np.diag(tiny)) @ S_tiny, np.eye(6), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        S_tiny.T @ np.diag(tiny) @ S_tiny, np.diag(rho_tiny), atol=1e-13
+    )
+    np.testing.assert_allclose(
+        np.sort(np.diag(S.T @ M @ S)),
+        np.sort(np.diag(S_tiny.T @ M @ S_tiny)),
+        atol=1e-10,
+    )
 
 
-def test_a_kronecker_posterior_at_a_flat_prior_is_the_limit_of_a_vanishing_one():
-    """Softmax regression, 5 classes, every prior 0, the Kronecker posterior:
-    the probabilities are those at ``alpha = bias_prior_precision = 1e-10``
-    to ``O(1e-10)`` (3.4e-9; they had differed by 0.28: the EKFAC
-    eigenvalues of the flat rows were measured in an arbitrary basis)."""
+@pytest.mark.parametrize("bias_prior", [None, 1.0, 0.0])
+def test_a_kronecker_posterior_at_a_flat_prior_is_the_limit_of_a_vanishing_one(
+    bias_prior,
+):
+    """Softmax regression, 5 classes, the Kronecker posterior, the weights'
+    prior 0 (the biases' the same, proper or flat): the probabilities are
+    those at ``alpha`` 1e-10 to ``O(1e-10)``, and at 1e-16 reordering the
+    features moves none. They had differed by 0.28 (every prior 0), and
+    with a proper bias prior ``alpha`` 1e-16 by 0.089 from 0 and 0.13 with
+    the features reordered: the EKFAC eigenvalues of rows of no or tiny
+    prior were measured in an arbitrary basis."""
     X, y = _five_blobs()
-    probabilities = []
-    for prior in (0.0, 1e-10):
+
+    def proba(alpha, columns=(0, 1, 2)):
+        bias = alpha if bias_prior is None else bias_prior
         clf = LaplaceMLPClassifier(
             (),
-            alpha=prior,
-            bias_prior_precision=prior,
+            alpha=alpha,
+            bias_prior_precision=bias,
             hessian_structure="kron",
             prior_precision_scale=1.0,
             solver="newton",
             tol=1e-10,
             random_state=0,
         )
-        with warnings.catch_warnings():  # 1e-10: nearly singular, it says
+        Xc = X[:, list(columns)]
+        with warnings.catch_warnings():  # tiny priors: nearly singular, it says
             warnings.simplefilter("ignore", LaplaceApproximationWarning)
-            probabilities.append(clf.fit(X, y).predict_proba(np.r_[X, 3 * X]))
-    np.testing.assert_allclose(probabilities[0], probabilities[1], atol=1e-7)
+            return clf.fit(Xc, y).predict_proba(np.r_[Xc, 3 * Xc])
+
+    np.testing.assert_allclose(proba(0.0), proba(1e-10), atol=1e-7)
+    np.testing.assert_allclose(proba(1e-16), proba(1e-16, (2, 0, 1)), atol=1e-8)
 
 
 def _five_blobs():
