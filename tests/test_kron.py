@@ -1172,3 +1172,62 @@ def _five_blobs():
 
     X, y = make_blobs(200, centers=5, n_features=3, cluster_std=3.0, random_state=0)
     return StandardScaler().fit_transform(X), y
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e6])
+def test_the_basis_of_rows_with_no_or_tiny_prior_does_not_depend_on_their_order(
+    scale,
+):
+    """Three levels of prior at once (three rows of none, two of a tiny one
+    that differs between them, two proper), ``A`` of scale 1 or 1e6: the
+    EKFAC eigenvalues' basis, read through ``diag(S' M S)`` for a symmetric
+    ``M``, is the same whatever the rows' order (an arbitrary basis inside a
+    repeated ``mu`` changes with it). Within the tiny rows' columns the
+    tiny prior is diagonal, and the columns are ``B``-normalised exactly
+    even at the threshold (``d`` 0.9 ``FLAT_SHARE`` of ``A``)."""
+    from sklaplace._simultaneous import FLAT_SHARE, diagonalise
+
+    rng = np.random.RandomState(1)
+    a = rng.normal(size=(50, 7))
+    A = scale * a.T @ a / 50
+    for tiny in (1e-14, 0.9 * FLAT_SHARE):
+        d = np.diag(A) * np.r_[0.0, tiny, 0.0, 0.5, 0.3 * tiny, 0.0, 2.0]
+        M = rng.normal(size=(7, 7))
+        M = M + M.T
+        S, mu, rho, _ = diagonalise(A, d)
+        B = A + np.diag(d)
+        # Exactly normalised; coupled to the other columns by the tiny prior
+        # left out there, of its order (the module docstring).
+        np.testing.assert_allclose(np.diag(S.T @ B @ S), 1.0, atol=1e-12)
+        np.testing.assert_allclose(S.T @ B @ S, np.eye(7), atol=1e-12 + 10 * tiny)
+        np.testing.assert_allclose(np.diag(S.T @ A @ S), mu, atol=1e-12)
+        own = (rho > 0) & (rho < 1e-6)  # the tiny rows' columns
+        assert own.sum() == 2
+        if tiny < 1e-10:  # near the threshold a row may fall to the next level
+            block = S[:, own].T @ np.diag(d) @ S[:, own]
+            np.testing.assert_allclose(
+                block, np.diag(rho[own]), rtol=1e-8, atol=1e-8 * np.max(rho[own])
+            )
+        for order in (rng.permutation(7), np.arange(7)[::-1]):
+            S_p, _, _, _ = diagonalise(A[np.ix_(order, order)], d[order])
+            np.testing.assert_allclose(
+                np.sort(np.diag(S_p.T @ M[np.ix_(order, order)] @ S_p)),
+                np.sort(np.diag(S.T @ M @ S)),
+                rtol=1e-7,
+                atol=1e-10,
+            )
+
+
+def test_a_negative_row_prior_is_diagonalised_not_taken_for_a_tiny_one():
+    # A negative prior that leaves A + D positive definite (a prior scale's
+    # change may): the pencil's exact basis, not the tiny prior's shortcut.
+    from sklaplace._simultaneous import diagonalise
+
+    rng = np.random.RandomState(2)
+    a = rng.normal(size=(40, 5))
+    A = a.T @ a / 40
+    d = np.r_[-0.2, 0.0, 0.4, 0.0, 1.0] * np.min(np.linalg.eigvalsh(A))
+    S, mu, rho, _ = diagonalise(A, d)
+    np.testing.assert_allclose(S.T @ (A + np.diag(d)) @ S, np.eye(5), atol=1e-12)
+    np.testing.assert_allclose(S.T @ A @ S, np.diag(mu), atol=1e-12)
+    np.testing.assert_allclose(S.T @ np.diag(d) @ S, np.diag(rho), atol=1e-12)
