@@ -40,10 +40,12 @@ def diagonalise(A, d):
     """
     L = np.linalg.cholesky(A + np.diag(d))
     log_det_B = 2.0 * float(np.sum(np.log(np.diag(L))))
-    if np.any(d < 0):  # a negative prior: refused, not given a basis
+    # A negative prior is refused, not given a basis; with no row of no or
+    # a tiny prior, LAPACK's basis is the only one (and no check is added).
+    if np.any(d < 0) or not np.any(d <= FLAT_SHARE * np.diag(A)):
         S, mu, rho = _pencil(L, A, d)
     else:
-        S, mu, rho = _by_levels(A, d, L)
+        S, mu, rho = _by_levels(A, d)
         # As in _pencil: A nearly singular on the flat rows (a duplicated
         # input column) passes eigh with a round-off eigenvalue; S'BS is not I.
         if not np.all(
@@ -53,7 +55,7 @@ def diagonalise(A, d):
     return S, np.clip(mu, 0.0, None), rho, log_det_B
 
 
-def _by_levels(A, d, L=None):
+def _by_levels(A, d):
     """``S, mu, rho`` with the rows of no prior first, then those of a tiny one.
 
     The lowest level present (``d = 0``, else ``d`` at most ``FLAT_SHARE``
@@ -64,7 +66,7 @@ def _by_levels(A, d, L=None):
     zero = d == 0
     flat = zero if np.any(zero) else d <= FLAT_SHARE * np.diag(A)
     if not np.any(flat):
-        return _pencil(np.linalg.cholesky(A + np.diag(d)) if L is None else L, A, d)
+        return _pencil(np.linalg.cholesky(A + np.diag(d)), A, d)
     eigenvalues, V = np.linalg.eigh(A[np.ix_(flat, flat)])
     if not eigenvalues[0] > 0:
         raise np.linalg.LinAlgError("A is singular on the rows with no prior.")
