@@ -9,26 +9,21 @@ prior) are :class:`~sklaplace._fitted.FittedLaplaceMixin`'s.
 """
 
 from copy import deepcopy
-from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 
-from sklaplace._activations import ACTIVATIONS
-from sklaplace._backend import BACKENDS, resolve_backend, to_numpy
+from sklaplace._backend import resolve_backend, to_numpy
 from sklaplace._fit_config import FitConfig
 from sklaplace._fitted import FittedLaplaceMixin
 from sklaplace._fitting import fit_network
 from sklaplace._likelihood import likelihood_for
 from sklaplace._memory import resolved_params
 from sklaplace._network import ParamLayout, forward
-from sklaplace._predictive import PREDICTIVES
 from sklaplace._prior_scale import resolve_tuning
 from sklaplace._residual import fit_residual
-from sklaplace._solvers import SOLVERS
-from sklaplace._validation import fit_rows, hidden_sizes
+from sklaplace._validation import PARAMETER_CONSTRAINTS, fit_rows, hidden_sizes
 
 __all__ = ["LaplaceMLPClassifier"]
 
@@ -275,12 +270,20 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         moved (a Newton solver's last iteration that found no acceptable
         step counts in ``n_iter_`` but adds none), of every fit that tunes
         alpha in turn (the last fit run may not be kept).
+    loss_curve_ : list of float
+        The per-sample MAP objective (``loss_``'s) at the points of
+        ``gradient_history_``: MLPClassifier's ``loss_curve_``, one fit after
+        another (each at its own alpha).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features seen during fit, when ``X`` has string column names.
     n_outputs_ : int
         Number of logits (1 for two classes).
+    n_layers_ : int
+        Number of layers, input and output included (``len(coefs_) + 1``).
+    out_activation_ : str
+        ``"logistic"`` (one logit, two classes) or ``"softmax"``.
 
     See Also
     --------
@@ -315,40 +318,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     True
     """
 
-    _parameter_constraints = {
-        "hidden_layer_sizes": [
-            "array-like",
-            Interval(Integral, 1, None, closed="left"),
-        ],
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "alpha": [
-            Interval(Real, 0, None, closed="left"),
-            "array-like",
-            StrOptions({"auto", "evidence", "evidence_per_layer", "validation"}),
-        ],
-        "bias_prior_precision": [Interval(Real, 0, None, closed="left"), "array-like"],
-        "solver": [StrOptions({"auto", *SOLVERS})],
-        "hessian": [StrOptions({"ggn", "exact"})],
-        "hessian_structure": [StrOptions({"auto", "full", "kron", "diag"})],
-        "subset_of_weights": [StrOptions({"all", "last_layer"})],
-        "prior_precision_scale": [
-            Interval(Real, 0, None, closed="neither"),
-            StrOptions({"auto", "cv", "evidence", "loo", "validation"}),
-        ],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "residual_variance": [
-            Interval(Real, 0, None, closed="left"),
-            StrOptions({"auto"}),
-        ],
-        "link_approx": [StrOptions(set(PREDICTIVES))],
-        "n_mc_samples": [Interval(Integral, 1, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "warm_start": ["boolean"],
-        "backend": [StrOptions(set(BACKENDS))],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-    }
+    _parameter_constraints = PARAMETER_CONSTRAINTS
 
     def __init__(
         self,
@@ -471,6 +441,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
             del self.pruned_mask_  # a cold refit discards an earlier pruning
         self.classes_ = classes
         self.n_outputs_ = layout.n_outputs
+        self.n_layers_ = layout.n_layers + 1
+        self.out_activation_ = likelihood.out_activation
         coefs, intercepts = layout.split(np, to_numpy(fit.theta))
         self.coefs_ = [np.array(c) for c in coefs]
         self.intercepts_ = [np.array(b) for b in intercepts]
@@ -495,5 +467,6 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         self.tol_ = config.tol
         self.n_hessian_products_ = sum(r.result.n_hessian_products for r in refits)
         self.gradient_history_ = [g for r in refits for g in r.result.gradient_history]
+        self.loss_curve_ = [loss for r in refits for loss in r.result.loss_history]
         self._mc_seed, self._activation = mc_seed, config.activation  # for predictions
         return self

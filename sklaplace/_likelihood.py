@@ -17,6 +17,9 @@ def _log_sigmoid(xp, f):
 class Bernoulli:
     """Bernoulli likelihood on one logit: ``log p(y|f) = y f - log(1 + e^f)``."""
 
+    #: The link from the logit to the probability, as MLPClassifier names it.
+    out_activation = "logistic"
+
     @staticmethod
     def n_outputs(n_classes):
         """Return the number of logits for ``n_classes`` classes (always 1)."""
@@ -85,6 +88,9 @@ class Bernoulli:
 
 class Categorical:
     """Categorical (softmax) likelihood on K logits: ``f_y - logsumexp(f)``."""
+
+    #: The link from the logits to the probabilities, as MLPClassifier names it.
+    out_activation = "softmax"
 
     @staticmethod
     def n_outputs(n_classes):

@@ -125,14 +125,15 @@ class NewtonSolver(TrustRegionSolver):
         return f"damping {self.damping:.2g}"
 
 
-def _record_iterations(evaluated, history, verbose):
-    """Return a callback recording the scaled gradient of each L-BFGS iterate.
+def _record_iterations(evaluated, history, losses, scale, verbose):
+    """Return a callback recording the scaled gradient and loss of each iterate.
 
     SciPy calls it once per iteration; the last evaluation is the new iterate.
     """
 
     def callback(intermediate_result):
         history.append(evaluated[-1])
+        losses.append(float(intermediate_result.fun) / scale)
         if verbose:
             print(
                 f"L-BFGS iter: loss {intermediate_result.fun:.10g}, "
@@ -165,9 +166,9 @@ def minimize_lbfgs(objective, theta, tol, max_iter, verbose=0):
         evaluated.append(float(np.max(np.abs(gradient))) / scale)
         return float(loss), gradient
 
-    history = [
-        float(np.max(np.abs(to_numpy(objective.loss_gradient(theta)[1])))) / scale
-    ]
+    start_loss, start_gradient = objective.loss_gradient(theta)
+    history = [float(np.max(np.abs(to_numpy(start_gradient)))) / scale]
+    losses = [float(start_loss) / scale]
 
     result = scipy.optimize.minimize(
         loss_gradient,
@@ -182,7 +183,7 @@ def minimize_lbfgs(objective, theta, tol, max_iter, verbose=0):
             "ftol": 0.0,
             "maxcor": 20,
         },
-        callback=_record_iterations(evaluated, history, verbose),
+        callback=_record_iterations(evaluated, history, losses, scale, verbose),
     )
     gradient_norm = float(np.max(np.abs(result.jac))) / scale
     converged = gradient_norm <= tol
@@ -219,6 +220,7 @@ def minimize_lbfgs(objective, theta, tol, max_iter, verbose=0):
         int(result.nit),
         converged,
         history,
+        losses,
         out_of_iterations=not converged and result.status == 1,
     )
 

@@ -35,6 +35,9 @@ class MapResult(NamedTuple):
     gradient_history : list of float
         Scaled gradient at the start and after every iteration that moved
         (one fewer than ``n_iter + 1`` after a stall).
+    loss_history : list of float
+        ``L(theta) / sum_n s_n`` (scaled as the gradient) at the points of
+        ``gradient_history``.
     n_hessian_products : int
         Hessian-vector products taken (``"newton-cg"``; 0 for the others).
     out_of_iterations : bool
@@ -48,6 +51,7 @@ class MapResult(NamedTuple):
     n_iter: int
     converged: bool
     gradient_history: list
+    loss_history: list
     n_hessian_products: int = 0
     out_of_iterations: bool = False
 
@@ -82,7 +86,7 @@ class TrustRegionSolver:
         self.verbose = verbose
 
     def start(self, theta):
-        """Set ``theta``, ``forward``, ``loss_value``, ``gradient(_norm)``, ``history``.
+        """Set ``theta``, ``forward``, ``loss_value``, ``gradient(_norm)``, histories.
 
         ``forward`` is the forward pass at ``theta``, kept for the curvature
         the next iteration builds there.
@@ -95,6 +99,7 @@ class TrustRegionSolver:
         self.loss_value = float(self.loss_value)
         self.gradient_norm = self._scaled_norm(self.gradient)
         self.history = [self.gradient_norm]
+        self.losses = [self.loss_value / self.scale]
 
     def _scaled_norm(self, gradient):
         xp = self.objective.xp
@@ -208,6 +213,7 @@ class TrustRegionSolver:
                 stalled = True
                 break
             self.history.append(self.gradient_norm)
+            self.losses.append(self.loss_value / self.scale)
             self.check_convergence()  # 5. scaled gradient <= tol
             if self.verbose:
                 print(
@@ -222,6 +228,7 @@ class TrustRegionSolver:
             n_iter,
             self.converged,
             self.history,
+            self.losses,
             self.n_products,
             not (self.converged or stalled),
         )

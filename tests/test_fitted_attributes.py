@@ -135,6 +135,7 @@ def test_posterior_has_the_scaled_prior(fitted):
 def test_shapes_and_counts(fitted):
     clf, _ = fitted
     assert clf.n_features_in_ == 3 and clf.n_outputs_ == 1
+    assert clf.n_layers_ == 2 and clf.out_activation_ == "logistic"
     np.testing.assert_array_equal(clf.classes_, [0, 1])
     assert clf.n_iter_ >= len(clf.alpha_history_) >= 2
     assert clf.tol_ == 1e-12 and clf.gradient_history_[-1] <= clf.tol_
@@ -195,6 +196,34 @@ def test_counts_and_histories_add_up_over_every_map_fit(monkeypatch):
     assert clf.n_hessian_products_ == len(products) > 0
     assert clf.n_iter_ == sum(fit.result.n_iter for fit in fits)
     assert len(clf.gradient_history_) == clf.n_iter_ + len(fits)
+    assert len(clf.loss_curve_) == len(clf.gradient_history_)
+
+
+@pytest.mark.parametrize("solver", ["newton-cg", "newton", "lbfgs"])
+def test_the_loss_curve_is_the_objective_along_each_solve(solver):
+    # A warm refit at another alpha starts at the first MAP: its curve begins
+    # at the objective there under the new prior (2.28; the first fit's own
+    # prior gives 0.25), falls at every iteration (to round-off) and ends at
+    # the new MAP's objective, each per sample as loss_ (a sum is 80 times
+    # larger).
+    clf = LaplaceMLPClassifier(
+        (),
+        alpha=1.0,
+        bias_prior_precision=BIAS,
+        prior_precision_scale=SCALE,
+        solver=solver,
+        tol=1e-9,
+        max_iter=1000,
+    ).fit(X, Y)
+    start = np.r_[clf.coefs_[0][:, 0], clf.intercepts_[0]]
+    assert clf.loss_curve_[-1] == pytest.approx(clf.loss_, rel=1e-12)
+    clf.set_params(alpha=30.0, warm_start=True).fit(X, Y)
+    theta = np.r_[clf.coefs_[0][:, 0], clf.intercepts_[0]]
+    curve = np.asarray(clf.loss_curve_)
+    assert len(curve) == len(clf.gradient_history_) == clf.n_iter_ + 1
+    first, last = (_objective(t, _prior(30.0)) / len(Y) for t in (start, theta))
+    np.testing.assert_allclose(curve[[0, -1]], [first, last], rtol=1e-10)
+    assert np.all(np.diff(curve) <= 1e-14 * curve[1:])  # a rise within round-off
 
 
 def test_the_posterior_jitter_is_the_kept_fits(monkeypatch):
@@ -241,3 +270,17 @@ def test_the_evidence_of_a_pruned_estimator_is_refused_with_the_remedy(fitted):
             pruned.log_marginal_likelihood(**kwargs)
         assert str(caught.value) == expected
     assert np.isfinite(clf.log_marginal_likelihood(alpha=1.0))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_layer_count_and_output_link_name_what_mlpclassifier_names(n_classes):
+    # Code written against MLPClassifier's attributes reads the same values.
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    y = Y if n_classes == 2 else np.digitize(X[:, 0], [-0.5, 0.5])
+    ours = LaplaceMLPClassifier((3, 2), alpha=1.0, prior_precision_scale=1.0).fit(X, y)
+    with pytest.warns(ConvergenceWarning):
+        theirs = MLPClassifier((3, 2), max_iter=1).fit(X, y)
+    assert ours.n_layers_ == theirs.n_layers_ == 4
+    assert ours.out_activation_ == theirs.out_activation_
