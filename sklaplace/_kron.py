@@ -54,6 +54,7 @@ from sklaplace._backend import NotPositiveDefiniteError, to_numpy
 from sklaplace._curvature import kron_eigenvalues
 from sklaplace._jacobian import FactoredJacobian
 from sklaplace._kron_columns import ColumnKronBlock, log_of_positive, vanishing
+from sklaplace._kron_ties import averaged, untied
 from sklaplace._simultaneous import diagonalise
 from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
@@ -169,6 +170,13 @@ class KronBlock:
     def corrected(self, data):
         """Return this block with the data eigenvalues ``data`` (EKFAC)."""
         return self._copy(data=np.asarray(data, dtype=np.float64))
+
+    def with_basis(self, **basis):
+        """Return this block in another basis (``S``, ``V`` and their diagonals).
+
+        For :func:`~sklaplace._kron_ties.untied`, before :meth:`corrected`.
+        """
+        return self._copy(_cache=[None], **basis)
 
     def _copy(self, **changes):
         new = object.__new__(KronBlock)
@@ -330,9 +338,10 @@ class KronPosterior:
         GGN's diagonal in its basis (module docstring).
         """
         posterior = cls.from_factors(factors, objective.prior_precision)
-        bases = [(block.S, block.V) for block in posterior.blocks]
-        data = kron_eigenvalues(objective, theta, bases)
-        blocks = [b.corrected(h) for b, h in zip(posterior.blocks, data, strict=True)]
+        blocks, still_tied = untied(objective, theta, posterior.blocks)
+        data = kron_eigenvalues(objective, theta, [(b.S, b.V) for b in blocks])
+        data = averaged(data, still_tied)
+        blocks = [b.corrected(h) for b, h in zip(blocks, data, strict=True)]
         return cls(blocks, posterior.prior_precision)
 
     @classmethod

@@ -28,6 +28,7 @@ from sklaplace._curvature._ggn import (
     ggn_rows,
     kron_eigenvalues,
     kron_factors,
+    kron_tie_matrices,
 )
 from sklaplace._curvature._products import fisher_diagonal, hessp_operator
 
@@ -45,6 +46,7 @@ __all__ = [
     "hessp_operator",
     "kron_eigenvalues",
     "kron_factors",
+    "kron_tie_matrices",
     "residual_hessian",
 ]
 

@@ -22,6 +22,7 @@ __all__ = [
     "ggn_rows",
     "kron_eigenvalues",
     "kron_factors",
+    "kron_tie_matrices",
 ]
 
 
@@ -207,10 +208,55 @@ def kron_eigenvalues(obj, theta, bases):
     kron G`` averages away. One more pass over the rows, as
     :func:`kron_factors`; NumPy arrays.
     """
+    xp = obj.xp
+    h = [xp.zeros((rows, cols), dtype=theta.dtype) for rows, cols in obj.layout.shapes]
+    for i, inputs, outputs in _rows_in_bases(obj, theta, bases):
+        h[i] = h[i] + xp.permute_dims(inputs**2, (1, 0)) @ xp.sum(outputs**2, axis=1)
+    return [to_numpy(part) for part in h]
+
+
+def kron_tie_matrices(obj, theta, bases, input_groups, output_groups):
+    """Covariant matrices that order the basis inside repeated KFAC eigenvalues.
+
+    For a group ``I`` of columns of layer ``i``'s ``S`` (``input_groups[i]``,
+    a list of index arrays), ``sum_n w_n (S_I' ahat_n)(S_I' ahat_n)'`` with
+    ``w_n = sum_r |g_nr|^2`` the row's output curvature; for a group ``J``
+    of ``V``'s columns, ``sum_n u_n sum_r (V_J' g_nr)(V_J' g_nr)'`` with ``u_n
+    = |S' ahat_n|^2``: the GGN block's partial traces over the other factor
+    (the weights are basis-free). A rotation ``R`` of the group's columns
+    takes them to ``R' Q R``. One pass over the rows, as
+    :func:`kron_eigenvalues`; NumPy arrays, one list per layer and side.
+    """
+    xp = obj.xp
+    ties_in = [[0.0 for _ in groups] for groups in input_groups]
+    ties_out = [[0.0 for _ in groups] for groups in output_groups]
+    for i, inputs, outputs in _rows_in_bases(obj, theta, bases):
+        if input_groups[i]:
+            squares = xp.reshape(outputs**2, (outputs.shape[0], -1))
+            curvature = xp.sum(squares, axis=1)[:, None]
+        for k, group in enumerate(input_groups[i]):
+            part = xp.take(inputs, xp.asarray(group), axis=1)
+            ties_in[i][k] = ties_in[i][k] + part.T @ (part * curvature)
+        if output_groups[i]:
+            root = xp.sqrt(xp.sum(inputs**2, axis=1))[:, None, None]
+            weighted = xp.reshape(outputs * root, (-1, outputs.shape[2]))
+        for k, group in enumerate(output_groups[i]):
+            part = xp.take(weighted, xp.asarray(group), axis=1)
+            ties_out[i][k] = ties_out[i][k] + part.T @ part
+    return (
+        [[to_numpy(q) for q in layer] for layer in ties_in],
+        [[to_numpy(q) for q in layer] for layer in ties_out],
+    )
+
+
+def _rows_in_bases(obj, theta, bases):
+    """Yield ``(i, S' ahat_n, V' g_nr)`` per row chunk and layer ``i``.
+
+    Shapes ``(n, r)`` and ``(n, n_outputs, c)``; ``bases[i] = (S, V)``.
+    """
     xp, layout = obj.xp, obj.layout
     dtype = theta.dtype
     bases = [(xp.asarray(S, dtype=dtype), xp.asarray(V, dtype=dtype)) for S, V in bases]
-    h = [xp.zeros((rows, cols), dtype=dtype) for rows, cols in layout.shapes]
     # Beside the passes, one layer's squared inputs in its basis with, first,
     # their unsquared copy, then the deltas in its basis, their squares and
     # sum (uncounted, 1.15 times the budget beside a wide layer).
@@ -224,10 +270,7 @@ def kron_eigenvalues(obj, theta, bases):
         deltas = backprop(xp, layout, theta, fwd, factor)  # carry s_n (the factor)
         for i, (a, delta) in enumerate(zip(fwd.acts, deltas)):
             S, V = bases[i]
-            inputs = (with_ones(xp, a) @ S) ** 2
-            outputs = xp.sum((delta @ V) ** 2, axis=1)
-            h[i] = h[i] + xp.permute_dims(inputs, (1, 0)) @ outputs
-    return [to_numpy(part) for part in h]
+            yield i, with_ones(xp, a) @ S, delta @ V
 
 
 def diagonal_blocks(xp, fwd, layer_diagonals):

@@ -1,0 +1,181 @@
+"""The Kronecker basis inside repeated KFAC eigenvalues (``sklaplace._kron_ties``).
+
+Where ``A``'s pencil or ``G`` repeats an eigenvalue, EKFAC's corrected
+eigenvalues depend on the basis chosen inside it. The references: the
+GGN block itself (``ggn_hessian``, tested against differences elsewhere)
+for the tie matrices, and the estimator's own invariances (feature order,
+class labels, round-off), which LAPACK's basis broke by 1e-3 to 1e-2 in
+probability and 0.02 to 0.19 nats of evidence.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from sklaplace import LaplaceMLPClassifier
+from sklaplace._curvature import ggn_hessian, kron_factors, kron_tie_matrices
+from sklaplace._kron import KronPosterior
+from sklaplace._kron_ties import TIE_RTOL, averaged, tied_groups, untied
+from tests.conftest import make_problem
+
+
+def _one_hot_problem():
+    """Balanced one-hot columns (``A`` ties 7 eigenvalues), labels by category."""
+    rng = np.random.RandomState(3)
+    category = np.repeat(np.arange(8), 10)
+    X = np.eye(8)[category]
+    rate = rng.uniform(0.05, 0.95, 8)[category]
+    y = (rng.uniform(size=80) < rate).astype(int)
+    return X, y
+
+
+def _kron_fit(X, y, **params):
+    params = (
+        dict(
+            hidden_layer_sizes=(),
+            alpha=0.01,
+            bias_prior_precision=0.1,
+            hessian_structure="kron",
+            prior_precision_scale=1.0,
+            random_state=0,
+        )
+        | params
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return LaplaceMLPClassifier(**params).fit(X, y)
+
+
+def _variances(clf, X):
+    _, cov = clf.latent_mean_and_variance(X)
+    return np.diagonal(cov, axis1=1, axis2=2)
+
+
+def test_permuting_balanced_one_hot_columns_changes_nothing():
+    # LAPACK's basis: probabilities 1.3e-2 apart, a logit variance 135%,
+    # the evidence 0.19 nats; the solver's tolerance leaves about 2e-6.
+    X, y = _one_hot_problem()
+    order = np.array([5, 2, 1, 3, 0, 6, 7, 4])
+    test = np.eye(8)
+    base, permuted = _kron_fit(X, y), _kron_fit(X[:, order], y)
+    np.testing.assert_allclose(
+        permuted.predict_proba(test[:, order]), base.predict_proba(test), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        _variances(permuted, test[:, order]), _variances(base, test), rtol=1e-4
+    )
+    assert permuted.log_marginal_likelihood_ == pytest.approx(
+        base.log_marginal_likelihood_, abs=1e-4
+    )
+
+
+def test_round_off_in_the_inputs_does_not_rotate_a_tied_basis():
+    # A relative noise of 1e-14 had moved probabilities by 5.7e-3 and the
+    # evidence by 0.08 nats (LAPACK's basis follows the round-off).
+    X, y = _one_hot_problem()
+    noisy = X * (1.0 + 1e-14 * np.random.RandomState(1).normal(size=X.shape))
+    test = np.eye(8)
+    base, moved = _kron_fit(X, y), _kron_fit(noisy, y)
+    np.testing.assert_allclose(
+        moved.predict_proba(test), base.predict_proba(test), atol=1e-10
+    )
+    assert moved.log_marginal_likelihood_ == pytest.approx(
+        base.log_marginal_likelihood_, abs=1e-8
+    )
+
+
+def test_relabelling_the_classes_of_a_symmetric_design_permutes_the_columns():
+    # Each of 4 categories has 7 rows of its own class and 1 of each other:
+    # G repeats an eigenvalue three times (split by the MAP's own 3.5e-8),
+    # and so do the tie matrices, a symmetry that no rotation separates.
+    # LAPACK's basis: probabilities 1.4e-3 apart, 0.02 nats.
+    X = np.repeat(np.eye(4), 10, axis=0)
+    y = np.concatenate([[c] * 7 + [k for k in range(4) if k != c] for c in range(4)])
+    relabel = np.array([2, 0, 3, 1])
+    test = np.eye(4) + 0.3 * np.arange(4)[:, None] * np.eye(4)[::-1]
+    params = dict(alpha=0.5)
+    base, relabelled = _kron_fit(X, y, **params), _kron_fit(X, relabel[y], **params)
+    np.testing.assert_allclose(
+        relabelled.predict_proba(test)[:, relabel], base.predict_proba(test), atol=1e-5
+    )
+    assert relabelled.log_marginal_likelihood_ == pytest.approx(
+        base.log_marginal_likelihood_, abs=1e-4
+    )
+
+
+def test_tied_groups_agree_relatively_and_never_at_zero():
+    values = np.array([2.0, 1.0, 1.0 + 0.5 * TIE_RTOL, 2.0 + 1e-3, np.inf, np.inf])
+    values = np.r_[values, 0.0, 0.0, 1e-300, 1.0 + 3 * TIE_RTOL, 2.0]
+    groups = tied_groups([values])
+    assert [list(g) for g in groups] == [[1, 2], [0, 10], [4, 5]]
+    # A second key splits what the first ties.
+    other = np.ones(11)
+    other[2] = 5.0
+    assert [list(g) for g in tied_groups([values, other])] == [[0, 10], [4, 5]]
+
+
+def test_the_tie_matrices_are_the_ggn_blocks_partial_traces():
+    """``Q_I`` is the trace over ``V``'s index of ``(S_I kron V)' B (S_I kron
+    V)``, ``Q_J`` the trace over ``S``'s of ``(S kron V_J)' B (S kron V_J)``,
+    for any groups, ``B`` the layer's GGN block from the dense GGN."""
+    obj, theta = make_problem("tanh", 3, hidden=(4, 3), weighted=True, n_samples=25)
+    factors = kron_factors(obj, theta)
+    posterior = KronPosterior.from_factors(factors, obj.prior_precision)
+    dense = ggn_hessian(obj, theta) - np.diag(obj.prior_precision)
+    layout = obj.layout
+    inputs = [[np.array([0, 2]), np.array([1, 3])], [np.array([1, 2, 4])], []]
+    outputs = [[np.array([0, 3])], [], [np.array([0, 1, 2])]]
+    bases = [(b.S, b.V) for b in posterior.blocks]
+    ties_in, ties_out = kron_tie_matrices(obj, theta, bases, inputs, outputs)
+    for i, (S, V) in enumerate(bases):
+        block = dense[layout.layer_slice(i), layout.layer_slice(i)]
+        r, c = S.shape[0], V.shape[0]
+        for group, tie in zip(inputs[i], ties_in[i]):
+            T = np.kron(S[:, group], V)
+            M = (T.T @ block @ T).reshape(len(group), c, len(group), c)
+            expected = np.einsum("ajbj->ab", M)
+            atol = 1e-12 * np.max(np.abs(expected))  # the softmax's shift: 0
+            np.testing.assert_allclose(tie, expected, rtol=1e-10, atol=atol)
+        for group, tie in zip(outputs[i], ties_out[i]):
+            T = np.kron(S, V[:, group])
+            M = (T.T @ block @ T).reshape(r, len(group), r, len(group))
+            expected = np.einsum("iaib->ab", M)
+            atol = 1e-12 * np.max(np.abs(expected))
+            np.testing.assert_allclose(tie, expected, rtol=1e-10, atol=atol)
+
+
+def test_untied_rotates_inside_ties_only_and_keeps_the_basis_exact(monkeypatch):
+    # Two inputs that are copies up to their label's rows tie A's pencil;
+    # the rotated basis stays B-orthonormal with S'AS diagonal, the other
+    # columns are untouched, and data without a tie makes no pass at all.
+    obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=30)
+    factors = kron_factors(obj, theta)
+    posterior = KronPosterior.from_factors(factors, obj.prior_precision)
+    import sklaplace._kron_ties as ties_module
+
+    calls = []
+    original = ties_module.kron_tie_matrices
+    spy = lambda *args: calls.append(1) or original(*args)  # noqa: E731
+    monkeypatch.setattr(ties_module, "kron_tie_matrices", spy)
+    blocks, still = untied(obj, theta, posterior.blocks)
+    assert blocks is posterior.blocks and not calls
+    assert all(not a and not b for a, b in still)
+    # A tied G: the second layer's output factor made a multiple of I.
+    tied = [posterior.blocks[0], posterior.blocks[1].with_basis(m=np.full(3, 2.0))]
+    blocks, still = untied(obj, theta, tied)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(blocks[0].S, tied[0].S)
+    V = blocks[1].V
+    np.testing.assert_allclose(V.T @ V, np.eye(3), atol=1e-12)
+    assert not np.allclose(np.abs(V), np.abs(tied[1].V))  # rotated
+
+
+def test_averaged_makes_the_eigenvalues_free_of_the_basis_inside_a_group():
+    h = np.arange(12.0).reshape(4, 3) ** 2
+    out = averaged([h], [([np.array([1, 3])], [np.array([0, 2])])])[0]
+    expected = h.copy()
+    expected[[1, 3], :] = h[[1, 3], :].mean(axis=0)
+    expected[:, [0, 2]] = expected[:, [0, 2]].mean(axis=1)[:, None]
+    np.testing.assert_allclose(out, expected)
+    np.testing.assert_array_equal(h, np.arange(12.0).reshape(4, 3) ** 2)  # a copy
