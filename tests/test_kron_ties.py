@@ -179,3 +179,48 @@ def test_averaged_makes_the_eigenvalues_free_of_the_basis_inside_a_group():
     expected[:, [0, 2]] = expected[:, [0, 2]].mean(axis=1)[:, None]
     np.testing.assert_allclose(out, expected)
     np.testing.assert_array_equal(h, np.arange(12.0).reshape(4, 3) ** 2)  # a copy
+
+
+def test_a_rotated_block_keeps_its_diagonals_and_the_ggns_diagonal():
+    """Balanced one-hot inputs into hidden (3,), three classes: the first
+    layer's ``A`` ties. After the rotation ``S' B S = I`` (``B = A +
+    diag(d)``), ``S' A S`` and ``S' diag(d) S`` are diagonal, to
+    ``TIE_RTOL`` of their largest entry, with ``mu`` and ``rho`` on their
+    diagonals (``rho`` summed over a tie instead of rotated: 7 times too
+    large), and the corrected eigenvalues are the GGN block's diagonal in
+    the rotated basis."""
+    from sklaplace._likelihood import Categorical
+    from sklaplace._network import ParamLayout
+    from sklaplace._objective import NegLogPosterior
+    from sklaplace._prior import prior_precision_vector
+
+    X, _ = _one_hot_problem()
+    y = np.random.RandomState(4).randint(0, 3, size=len(X))
+    layout = ParamLayout((8, 3, 3))
+    theta = np.random.RandomState(5).normal(scale=0.7, size=layout.n_params)
+    prior = prior_precision_vector(layout, 0.5, 0.2)
+    Y = Categorical.encode(np, y, 3, np.float64)
+    obj = NegLogPosterior(np, layout, "tanh", Categorical, X, Y, np.ones(80), prior)
+    factors = kron_factors(obj, theta)
+    posterior = KronPosterior.from_curvature(obj, factors, theta)
+    dense = ggn_hessian(obj, theta) - np.diag(prior)
+    first = KronPosterior.from_factors(factors, prior).blocks[0]
+    assert len(tied_groups([first.mu / first.rho, first.mu])) == 1  # a tie
+    for i, block in enumerate(posterior.blocks):
+        A, G = factors.inputs[i], factors.outputs[i]
+        S, V, d = block.S, block.V, block.row_prior
+        B = A + np.diag(d)
+        np.testing.assert_allclose(S.T @ B @ S, np.eye(len(d)), atol=1e-10)
+        pairs = ((S.T @ A @ S, block.mu), (S.T @ (d[:, None] * S), block.rho))
+        for matrix, diagonal in pairs:
+            scale = np.max(np.abs(matrix))
+            np.testing.assert_allclose(np.diag(matrix), diagonal, atol=1e-12 * scale)
+            off = matrix - np.diag(np.diag(matrix))
+            assert np.max(np.abs(off)) <= TIE_RTOL * scale
+        np.testing.assert_allclose(V.T @ V, np.eye(V.shape[0]), atol=1e-12)
+        atol = 1e-12 * np.max(block.m)
+        np.testing.assert_allclose(np.diag(V.T @ G @ V), block.m, atol=atol)
+        T = np.kron(S, V)
+        layer = dense[layout.layer_slice(i), layout.layer_slice(i)]
+        expected = np.diag(T.T @ layer @ T).reshape(block.shape)
+        np.testing.assert_allclose(block.data, expected, rtol=1e-10, atol=1e-12)
