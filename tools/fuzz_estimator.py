@@ -85,7 +85,9 @@ def draw_problem(rng):
     else:
         y = ((X[:, 0] > 0) ^ (X[:, -1] > 0)).astype(int) % n_classes
     y[:n_classes] = np.arange(n_classes)  # every class present
-    extra = _pick(rng, ["none", "none", "dups", "const", "tiny_class", "binary"])
+    extra = _pick(
+        rng, ["none", "none", "dups", "const", "tiny_class", "binary", "one_hot"]
+    )
     if extra == "dups":
         X, y = np.r_[X, X[: n // 3]], np.r_[y, y[: n // 3]]
     elif extra == "const":
@@ -94,6 +96,8 @@ def draw_problem(rng):
         y[n_classes:] = np.where(y[n_classes:] == n_classes - 1, 0, y[n_classes:])
     elif extra == "binary":
         X = (X > 0).astype(float)
+    elif extra == "one_hot":  # balanced categories: Kronecker factors with ties
+        X = np.eye(d + 1)[np.arange(n) % (d + 1)]
     labels = _pick(rng, ["int", "str", "negative"])
     if labels == "str":
         y = np.array([f"c{v}" for v in y], dtype=object)
