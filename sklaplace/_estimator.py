@@ -21,9 +21,10 @@ from sklaplace._fitting import fit_network
 from sklaplace._likelihood import likelihood_for
 from sklaplace._memory import resolved_params
 from sklaplace._network import ParamLayout, forward
+from sklaplace._parameters import PARAMETER_CONSTRAINTS
 from sklaplace._prior_scale import resolve_tuning
 from sklaplace._residual import fit_residual
-from sklaplace._validation import PARAMETER_CONSTRAINTS, fit_rows, hidden_sizes
+from sklaplace._validation import fit_rows, hidden_sizes
 
 __all__ = ["LaplaceMLPClassifier"]
 
@@ -271,9 +272,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         step counts in ``n_iter_`` but adds none), of every fit that tunes
         alpha in turn (the last fit run may not be kept).
     loss_curve_ : list of float
-        The per-sample MAP objective (``loss_``'s) at the points of
-        ``gradient_history_``: MLPClassifier's ``loss_curve_``, one fit after
-        another (each at its own alpha).
+        The per-sample MAP objective (``loss_``'s units) at the points of
+        ``gradient_history_``, fit after fit (each at its own alpha; the last
+        need not be the kept one, nor its last entry ``loss_``); a refit,
+        warm or not, starts it anew.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (``n_features_in_``,)

@@ -30,7 +30,9 @@ parameter) is replaced by its row means, with a warning.
 The posterior fitted to data corrects the eigenvalues (EKFAC, George et al.
 2018): in the same basis the data part ``mu_i m_j`` becomes ``h_ij``, the
 GGN block's own diagonal there (:func:`~sklaplace._curvature.kron_eigenvalues`;
-``A kron G`` takes a row's inputs and output curvature as independent).
+``A kron G`` takes a row's inputs and output curvature as independent;
+inside a factor's repeated eigenvalue the basis is made canonical first,
+:mod:`~sklaplace._kron_ties`).
 That narrows the gap to the full posterior within layers only
 (``docs/benchmarks.rst``). A prior that is not a multiple of the fitted one
 is not diagonal in ``T``: such a block is a
@@ -335,7 +337,8 @@ class KronPosterior:
         """Posterior of ``objective`` at ``theta``: KFAC's basis, EKFAC's eigenvalues.
 
         One more pass over the rows refits each block's eigenvalues to the
-        GGN's diagonal in its basis (module docstring).
+        GGN's diagonal in its basis (module docstring), after another where
+        a factor repeats an eigenvalue (:func:`~sklaplace._kron_ties.untied`).
         """
         posterior = cls.from_factors(factors, objective.prior_precision)
         blocks, still_tied = untied(objective, theta, posterior.blocks)

@@ -19,12 +19,15 @@ variances then came within a factor 2 of the full posterior's, from 16
 times too small); where that matrix is tied too (a symmetry of the data),
 the corrected eigenvalues are averaged over the group (:func:`averaged`).
 
-Columns of ``S`` are tied where both the pencil's eigenvalue ``mu / rho``
-and ``A``'s Rayleigh quotient ``mu / |S_i|^2`` agree within ``TIE_RTOL``
-(for the isotropic prior of a weight layer both are ``A``'s eigenvalue,
-over ``alpha`` or not, so ties do not come and go with ``alpha``; rows with
-no prior, ``rho = 0``, tie by the second alone), and columns of ``V`` where
-``m`` does.
+Columns of ``S`` are tied where the pencil's eigenvalue ``mu / rho``
+agrees within ``TIE_RTOL`` (a property of the tied space, not of its
+basis), and columns with no prior (``rho = 0``, the flat rows'
+:mod:`~sklaplace._simultaneous` basis: ``A``'s eigenvectors there) where
+``A``'s Rayleigh quotient ``mu / |S_i|^2``, their ``A`` eigenvalue, does;
+columns of ``V`` where ``m`` does. ``mu``, ``rho`` and ``m`` are rotated
+with the basis for consistency (inside a tie they agree to ``TIE_RTOL``,
+so no result reads the rotation), the jitter's share of ``rho`` is
+recomputed from its definition.
 """
 
 import numpy as np
@@ -97,15 +100,15 @@ def untied(objective, theta, blocks):
         inputs, outputs, input_ties, output_ties = layer
         S, V = block.S.copy(), block.V.copy()
         mu, rho, m = block.mu.copy(), block.rho.copy(), block.m.copy()
-        rho_jitter = np.broadcast_to(block.rho_jitter, rho.shape).copy()
         # The diagonals rotate with the basis: diag(R' diag(x) R) = (R * R)' x.
         left = [
-            _rotate(S, columns, tie, mu, rho, rho_jitter)
+            _rotate(S, columns, tie, mu, rho)
             for columns, tie in zip(inputs, input_ties)
         ]
         right = [
             _rotate(V, columns, tie, m) for columns, tie in zip(outputs, output_ties)
         ]
+        rho_jitter = block.jitter * np.sum(S * S, axis=0)  # as KronBlock's own
         basis = dict(S=S, V=V, mu=mu, rho=rho, rho_jitter=rho_jitter, m=m)
         rotated.append(block.with_basis(**basis))
         still_tied.append(([c for g in left for c in g], [c for g in right for c in g]))
@@ -141,9 +144,10 @@ def averaged(data, still_tied):
 
 
 def _input_ties(block):
+    flat = block.rho <= 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        pencil = np.where(block.rho > 0, block.mu / block.rho, np.inf)
-    rayleigh = block.mu / np.sum(block.S * block.S, axis=0)
+        pencil = np.where(flat, np.inf, block.mu / block.rho)
+        rayleigh = np.where(flat, block.mu / np.sum(block.S * block.S, axis=0), 1.0)
     return tied_groups([pencil, rayleigh])
 
 

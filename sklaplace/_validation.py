@@ -4,19 +4,13 @@ Everything here runs before any heavy work, so that bad input fails fast with
 a message that names the problem.
 """
 
-from numbers import Integral, Real
-
 import numpy as np
 import scipy.sparse
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
-from sklaplace._activations import ACTIVATIONS
-from sklaplace._backend import BACKENDS, on_host, to_numpy
+from sklaplace._backend import on_host, to_numpy
 from sklaplace._memory import check_memory
-from sklaplace._predictive import PREDICTIVES
-from sklaplace._solvers import SOLVERS
 from sklaplace._warnings import warn
 from sklaplace.exceptions import (
     FeatureScaleWarning,
@@ -25,7 +19,6 @@ from sklaplace.exceptions import (
 )
 
 __all__ = [
-    "PARAMETER_CONSTRAINTS",
     "check_feature_scale",
     "check_finite_rows",
     "check_weight_scale",
@@ -37,43 +30,6 @@ __all__ = [
     "validate_features",
     "validate_fit_data",
 ]
-
-#: The estimator's parameters and the values each accepts (scikit-learn's
-#: ``_parameter_constraints``, checked before ``fit`` does anything).
-PARAMETER_CONSTRAINTS = {
-    "hidden_layer_sizes": [
-        "array-like",
-        Interval(Integral, 1, None, closed="left"),
-    ],
-    "activation": [StrOptions(set(ACTIVATIONS))],
-    "alpha": [
-        Interval(Real, 0, None, closed="left"),
-        "array-like",
-        StrOptions({"auto", "evidence", "evidence_per_layer", "validation"}),
-    ],
-    "bias_prior_precision": [Interval(Real, 0, None, closed="left"), "array-like"],
-    "solver": [StrOptions({"auto", *SOLVERS})],
-    "hessian": [StrOptions({"ggn", "exact"})],
-    "hessian_structure": [StrOptions({"auto", "full", "kron", "diag"})],
-    "subset_of_weights": [StrOptions({"all", "last_layer"})],
-    "prior_precision_scale": [
-        Interval(Real, 0, None, closed="neither"),
-        StrOptions({"auto", "cv", "evidence", "loo", "validation"}),
-    ],
-    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-    "residual_variance": [
-        Interval(Real, 0, None, closed="left"),
-        StrOptions({"auto"}),
-    ],
-    "link_approx": [StrOptions(set(PREDICTIVES))],
-    "n_mc_samples": [Interval(Integral, 1, None, closed="left")],
-    "max_iter": [Interval(Integral, 1, None, closed="left")],
-    "tol": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-    "warm_start": ["boolean"],
-    "backend": [StrOptions(set(BACKENDS))],
-    "random_state": ["random_state"],
-    "verbose": ["verbose"],
-}
 
 #: A feature whose root mean square lies outside this range draws a
 #: FeatureScaleWarning (all-zero features excepted): raw wine (proline about

@@ -14,7 +14,12 @@ import numpy as np
 import pytest
 
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._curvature import ggn_hessian, kron_factors, kron_tie_matrices
+from sklaplace._curvature import (
+    ggn_hessian,
+    kron_eigenvalues,
+    kron_factors,
+    kron_tie_matrices,
+)
 from sklaplace._kron import KronPosterior
 from sklaplace._kron_ties import TIE_RTOL, averaged, tied_groups, untied
 from tests.conftest import make_problem
@@ -145,10 +150,9 @@ def test_the_tie_matrices_are_the_ggn_blocks_partial_traces():
             np.testing.assert_allclose(tie, expected, rtol=1e-10, atol=atol)
 
 
-def test_untied_rotates_inside_ties_only_and_keeps_the_basis_exact(monkeypatch):
-    # Two inputs that are copies up to their label's rows tie A's pencil;
-    # the rotated basis stays B-orthonormal with S'AS diagonal, the other
-    # columns are untouched, and data without a tie makes no pass at all.
+def test_untied_makes_no_pass_without_a_tie_and_touches_only_the_tied(monkeypatch):
+    # Random data tie nothing: no pass, the blocks themselves. A tie made
+    # on the second layer's G (its m set equal) rotates that V alone.
     obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=30)
     factors = kron_factors(obj, theta)
     posterior = KronPosterior.from_factors(factors, obj.prior_precision)
@@ -161,14 +165,43 @@ def test_untied_rotates_inside_ties_only_and_keeps_the_basis_exact(monkeypatch):
     blocks, still = untied(obj, theta, posterior.blocks)
     assert blocks is posterior.blocks and not calls
     assert all(not a and not b for a, b in still)
-    # A tied G: the second layer's output factor made a multiple of I.
     tied = [posterior.blocks[0], posterior.blocks[1].with_basis(m=np.full(3, 2.0))]
     blocks, still = untied(obj, theta, tied)
     assert len(calls) == 1
     np.testing.assert_array_equal(blocks[0].S, tied[0].S)
-    V = blocks[1].V
-    np.testing.assert_allclose(V.T @ V, np.eye(3), atol=1e-12)
-    assert not np.allclose(np.abs(V), np.abs(tied[1].V))  # rotated
+    np.testing.assert_array_equal(blocks[1].S, tied[1].S)
+    assert not np.allclose(np.abs(blocks[1].V), np.abs(tied[1].V))  # rotated
+
+
+@pytest.mark.parametrize("side", ["inputs", "outputs"])
+def test_untied_ends_in_one_basis_whatever_rotation_it_starts_from(side):
+    """A tie made on every column of one side (``mu`` and ``rho``, or ``m``,
+    set equal) and that side's basis rotated by a random orthogonal ``R``
+    first: the rotated basis ends where the original does (up to signs)
+    and the corrected eigenvalues agree. Rotating by ``R'`` instead of
+    diagonalising the tie's matrix, or not at all, ends elsewhere."""
+    obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=30, weighted=True)
+    posterior = KronPosterior.from_factors(
+        kron_factors(obj, theta), obj.prior_precision
+    )
+    block, second = posterior.blocks
+    r, c = block.shape
+    size = r if side == "inputs" else c
+    R = np.linalg.qr(np.random.RandomState(2).normal(size=(size, size)))[0]
+    if side == "inputs":
+        tie = dict(mu=np.full(r, 0.5), rho=np.full(r, 0.5))
+        starts = [block.with_basis(**tie), block.with_basis(S=block.S @ R, **tie)]
+    else:
+        starts = [block.with_basis(m=np.full(c, 2.0))]
+        starts.append(starts[0].with_basis(V=block.V @ R))
+    ends = [untied(obj, theta, [start, second])[0][0] for start in starts]
+    one, other = ((e.S if side == "inputs" else e.V) for e in ends)
+    np.testing.assert_allclose(np.abs(one), np.abs(other), atol=1e-8)
+    h = [
+        kron_eigenvalues(obj, theta, [(e.S, e.V), (second.S, second.V)])[0]
+        for e in ends
+    ]
+    np.testing.assert_allclose(h[0], h[1], rtol=1e-8, atol=1e-12 * np.max(h[0]))
 
 
 def test_averaged_makes_the_eigenvalues_free_of_the_basis_inside_a_group():
@@ -224,3 +257,28 @@ def test_a_rotated_block_keeps_its_diagonals_and_the_ggns_diagonal():
         layer = dense[layout.layer_slice(i), layout.layer_slice(i)]
         expected = np.diag(T.T @ layer @ T).reshape(block.shape)
         np.testing.assert_allclose(block.data, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_the_input_ties_are_the_pencils_whatever_basis_lapack_gave():
+    """Row prior (1, 1, 1, 4), a bias row's own, and ``A`` whose pencil has
+    the eigenvalue 2 three times: every rotation of that eigenspace is a
+    valid basis (``S'BS = I``, ``S'AS`` diagonal), and each finds the same
+    tie of three. (A Rayleigh key ``mu / |S_i|^2`` on these columns split
+    it one way in LAPACK's basis and not at all in others.)"""
+    from sklaplace._kron import KronBlock
+    from sklaplace._kron_ties import _input_ties
+
+    d = np.array([1.0, 1.0, 1.0, 4.0])
+    u = np.array([1.0, 2.0, 0.5, 0.0]) / np.sqrt(5.25)
+    A = np.sqrt(d)[:, None] * (2.0 * np.eye(4) + 3.0 * np.outer(u, u)) * np.sqrt(d)
+    block = KronBlock(A, np.eye(2), d)
+    [tie] = tied_groups([block.mu / block.rho])
+    assert len(tie) == 3
+    for seed in range(3):
+        R = np.linalg.qr(np.random.RandomState(seed).normal(size=(3, 3)))[0]
+        S = block.S.copy()
+        S[:, tie] = S[:, tie] @ R
+        np.testing.assert_allclose(S.T @ A @ S, np.diag(block.mu), atol=1e-12)
+        groups = _input_ties(block.with_basis(S=S))
+        assert [list(g) for g in groups] == [list(tie)]
+    assert [list(g) for g in _input_ties(block)] == [list(tie)]

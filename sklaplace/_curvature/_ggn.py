@@ -257,12 +257,11 @@ def _rows_in_bases(obj, theta, bases):
     xp, layout = obj.xp, obj.layout
     dtype = theta.dtype
     bases = [(xp.asarray(S, dtype=dtype), xp.asarray(V, dtype=dtype)) for S, V in bases]
-    # Beside the passes, one layer's squared inputs in its basis with, first,
-    # their unsquared copy, then the deltas in its basis, their squares and
-    # sum (uncounted, 1.15 times the budget beside a wide layer).
+    # Beside the passes, two layers' inputs and deltas in their bases (the
+    # consumer's loop holds the last pair while the next is formed) and the
+    # consumers' squares and weighted copies of one of them.
     in_basis = max(
-        rows + max(rows, (2 * layout.n_outputs + 1) * cols)
-        for rows, cols in layout.shapes
+        3 * rows + (3 * layout.n_outputs + 1) * cols for rows, cols in layout.shapes
     )
     bytes_per_row = backprop_bytes_per_row(obj) + itemsize(obj) * in_basis
     for Xc, _, sc in obj.row_chunks(bytes_per_row):
