@@ -76,6 +76,9 @@ _SWAMPING = 1e3
 #: unchanged; digits 0-4 vs 5-9 AUROC 0.9432 -> 0.9420.
 OUTLYING_WEIGHT = 1.0
 OUTLYING_FRACTION = 0.01
+#: Rows' distances this close (relative) count as one (:func:`envelope_radius`):
+#: far above a norm's round-off, far below a gap between real rows.
+TIED_DISTANCE_RTOL = 1e-9
 
 
 class DataEnvelope(NamedTuple):
@@ -139,7 +142,11 @@ def envelope_radius(distance, weight):
     distance to the next nearer one), so it moves continuously with the
     weights: a row of weight 1e-12 moves it by about 1e-12 of a gap,
     however far out it lies. Rows at one distance count as one, their
-    weights summed, so an integer weight equals repeated rows. The price of
+    weights summed, so an integer weight equals repeated rows; so do rows
+    within ``TIED_DISTANCE_RTOL`` of one another (rows at one distance in
+    exact arithmetic, as a symmetric grid's, come out a round-off apart,
+    which had moved the radius across a gap: 2.90 against 3.35 on a grid
+    under a relative noise of 1e-14). The price of
     continuity: moving a row of small weight outward can lower the radius
     (its weight then spans a wider gap; [5, 4.95, 4] weighted [1, 0.2, 1]
     among 199 nearer unit rows give 4.95, with the 0.2 moved to 7 4.2).
@@ -154,9 +161,13 @@ def envelope_radius(distance, weight):
     -------
     radius : float
     """
-    distance, at = np.unique(distance, return_inverse=True)
-    weight = np.bincount(at.ravel(), weights=weight)
-    distance, weight = distance[::-1], weight[::-1]  # farthest first
+    order = np.argsort(distance, kind="stable")[::-1]  # farthest first
+    distance, weight = distance[order], weight[order]
+    # A new distance where one falls below the one before by more than the
+    # tolerance (a run of round-off apart is one, at its farthest).
+    new = np.r_[True, distance[1:] < distance[:-1] * (1.0 - TIED_DISTANCE_RTOL)]
+    weight = np.add.reduceat(weight, np.flatnonzero(new))
+    distance = distance[new]
     outside = min(OUTLYING_WEIGHT, OUTLYING_FRACTION * np.sum(weight))
     # After the weight of every row out to one, the radius is the next row's.
     spent = np.r_[0.0, np.cumsum(weight)]

@@ -129,6 +129,32 @@ def test_one_rows_worth_lies_beyond_the_radius():
     )
 
 
+def test_rows_a_round_off_apart_count_as_one_distance():
+    """Two rows at 5 (one a relative 1e-15 nearer) and one at 3 beyond 100
+    at 1: one row's worth beyond, spread over the gap from 5 to 3, puts the
+    radius at 4 whether the two are equal or not (split, it had been 5);
+    1e-6 apart they are two rows, and the radius is the nearer's. On a
+    symmetric grid the noise of 1e-14 leaves the radius (2.90 had become
+    3.35) and the residual's variance where they were."""
+    inner = np.ones(100)
+    tied = np.r_[5.0, 5.0, 3.0, inner]
+    weights = np.ones(103)
+    assert envelope_radius(tied, weights) == 4.0
+    split = np.r_[5.0, 5.0 * (1 - 1e-15), 3.0, inner]
+    assert envelope_radius(split, weights) == 4.0
+    apart = np.r_[5.0, 5.0 * (1 - 1e-6), 3.0, inner]
+    assert envelope_radius(apart, weights) == 5.0 * (1 - 1e-6)
+    grid = np.array([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)], float)
+    X = np.vstack([np.repeat(grid, 12, axis=0), [[3, 0], [-3, 0], [0, 3], [0, -3]]])
+    noisy = X * (1 + 1e-14 * np.random.RandomState(1).normal(size=X.shape))
+    logits = lambda rows: np.tanh(rows @ np.array([[1.0], [0.5]]))  # noqa: E731
+    envelope, tau2 = fit_residual("auto", X, np.ones(112), 2, logits)
+    moved, moved_tau2 = fit_residual("auto", noisy, np.ones(112), 2, logits)
+    assert envelope.radius == pytest.approx(2.904, abs=1e-3)
+    np.testing.assert_allclose(moved.radius, envelope.radius, rtol=1e-12)
+    np.testing.assert_allclose(moved_tau2, tau2, rtol=1e-9)
+
+
 def test_a_far_row_of_tiny_weight_barely_moves_the_envelope_or_tau2():
     """A row of weight 1e-12 at 100 standard deviations counts as 1e-12 of a
     row: the envelope and tau2 move by about that (they had taken its
