@@ -282,3 +282,33 @@ def test_the_input_ties_are_the_pencils_whatever_basis_lapack_gave():
         groups = _input_ties(block.with_basis(S=S))
         assert [list(g) for g in groups] == [list(tie)]
     assert [list(g) for g in _input_ties(block)] == [list(tie)]
+
+
+def test_inputs_tie_on_the_pencils_eigenvalue_not_on_its_complement():
+    """``mu`` 0.3 and 0.7 (``rho`` 0.7 and 0.3) are distinct eigenvalues,
+    ``mu * rho`` of both 0.21; two columns of 0.5 tie, columns with no data
+    (``mu`` round-off of the largest, 1e-17 apart by 1e-6) tie with nothing,
+    and rows with no prior only where ``A``'s own eigenvalue on them, ``mu
+    / |S_i|^2``, agrees."""
+    from sklaplace._kron import KronBlock
+    from sklaplace._kron_ties import _input_ties
+
+    block = KronBlock(np.diag([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), np.eye(2), np.ones(6))
+    mu = np.array([0.3, 0.7, 0.5, 0.5, 1e-17, 1e-17 * (1 + 1e-6)])
+    S = np.diag([1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    tied = _input_ties(block.with_basis(S=S, mu=mu, rho=1.0 - mu))
+    assert [list(g) for g in tied] == [[2, 3]]
+    # No prior on the last three: ties where their A eigenvalues agree.
+    mu, rho = np.array([0.3, 0.7, 1.0, 1.0, 1.0, 0.5]), np.r_[0.7, 0.3, 0, 0, 0, 0.5]
+    S = np.diag([1.0, 1.0, 0.5, 0.5, 0.25, 1.0])  # A eigenvalues 4, 4, 16
+    tied = _input_ties(block.with_basis(S=S, mu=mu, rho=rho))
+    assert [list(g) for g in tied] == [[2, 3]]
+
+
+def test_outputs_tie_on_gs_eigenvalue_and_not_at_its_round_off():
+    from sklaplace._kron import KronBlock
+    from sklaplace._kron_ties import _output_ties
+
+    block = KronBlock(np.eye(2), np.eye(5), np.ones(2))
+    m = np.array([2.0, 0.5, 1e-17, 2.0 * (1 + 1e-7), 1e-17 * (1 + 1e-6)])
+    assert [list(g) for g in _output_ties(block.with_basis(m=m))] == [[0, 3]]
