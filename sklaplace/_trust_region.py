@@ -13,7 +13,12 @@ from sklearn.exceptions import ConvergenceWarning
 
 from sklaplace._warnings import warn
 
-__all__ = ["MapResult", "TrustRegionSolver"]
+__all__ = ["FLAT_STEP_GRADIENT_DROP", "MapResult", "TrustRegionSolver"]
+
+
+#: The share by which the scaled gradient must fall for a step whose loss
+#: change is round-off to count as progress (:meth:`TrustRegionSolver.evaluate`).
+FLAT_STEP_GRADIENT_DROP = 0.1
 
 
 class MapResult(NamedTuple):
@@ -114,7 +119,11 @@ class TrustRegionSolver:
         the step is accepted when ``rho > 1e-4``.
         Sets ``candidate_forward``, the forward pass at ``candidate``.
         Near the optimum the loss may stop changing in floating point; a step
-        is then accepted when the gradient falls.
+        is then accepted when the gradient falls by at least
+        ``FLAT_STEP_GRADIENT_DROP`` (a Newton step near a smooth optimum
+        cuts it far more; at a ReLU kink, where it barely moves, dense
+        Newton had accepted 2,968 steps in a row that each raised the loss
+        by round-off, to ``max_iter``, instead of stopping at the kink).
         """
         # A long step may overflow the logits (features of 1e150): the loss
         # is then not finite and the step rejected below, so NumPy's
@@ -135,7 +144,10 @@ class TrustRegionSolver:
             # Newton-CG had retried the same step until it gave up. (A
             # gradient that overflowed no longer warns, so it is refused here.)
             rho = -np.inf
-        flat_but_better = abs(actual) <= rounding and gradient_norm < self.gradient_norm
+        flat_but_better = (
+            abs(actual) <= rounding
+            and gradient_norm < (1.0 - FLAT_STEP_GRADIENT_DROP) * self.gradient_norm
+        )
         accept = finite and (rho > 1e-4 or flat_but_better)
         return rho, loss, gradient, accept
 

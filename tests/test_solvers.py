@@ -13,6 +13,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 import sklaplace._solvers
+from sklaplace import LaplaceMLPClassifier
 from sklaplace._curvature import exact_hessian
 from sklaplace._solvers import NewtonSolver, minimize_map
 from tests.conftest import make_problem
@@ -65,6 +66,34 @@ def test_newton_stalled_at_round_off_warns_of_no_progress():
         result = minimize_map(obj, theta, "newton", 1e-300, 200)
     assert result.converged is False and result.n_iter < 200
     assert result.gradient_norm < 1e-12  # at the minimum, to round-off
+
+
+def test_newton_stops_at_a_relu_kink_instead_of_creeping_up_the_loss():
+    """A ReLU network whose MAP sits on a kink (a helper's case: 80 rows,
+    hidden (5,), weighted): past iteration 32 no step lowers the loss, and
+    dense Newton had accepted 168 of its next 168 steps, each raising the
+    loss by round-off while the gradient fell by 1e-12 of itself, to
+    ``max_iter`` ("did not converge", out of iterations). It now stops
+    there with "made no progress", the loss never rising along the way."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(80, 2))
+    y = (X[:, 0] + 0.5 * X[:, 1] ** 2 + 0.5 * rng.normal(size=80) > 0.3).astype(int)
+    weight = rng.uniform(0.5, 2.0, 80)
+    clf = LaplaceMLPClassifier(
+        (5,),
+        activation="relu",
+        alpha=0.3,
+        bias_prior_precision=0.3,
+        solver="newton",
+        prior_precision_scale=1.0,
+        tol=1e-9,
+        random_state=1,
+        max_iter=200,
+    )
+    with pytest.warns(ConvergenceWarning, match="made no progress at iteration"):
+        clf.fit(X, y, sample_weight=weight)
+    assert clf.n_iter_ < 60
+    assert np.all(np.diff(clf.loss_curve_) <= 0.0)
 
 
 def test_newton_accepted_step_updates_the_damping_by_nielsens_rule():
