@@ -183,9 +183,12 @@ def _weights(sample_weight, n_samples):
         )
     if not np.all(np.isfinite(weight)) or np.any(weight < 0):
         raise ValueError("sample_weight must be finite and non-negative.")
-    if not np.sum(weight) > 0:
+    if not np.max(weight) > 0:
         raise ValueError("sample_weight sums to zero: no row is counted.")
-    return weight
+    # The metrics are ratios of weighted sums: a power of two brings the
+    # largest weight to [0.5, 1) exactly, so that weights near 1e307, finite
+    # each, do not overflow their sum (the metrics had been NaN).
+    return np.ldexp(weight, -np.frexp(np.max(weight))[1])
 
 
 def _real_array(values, name):

@@ -7,6 +7,7 @@ the Brier score against scikit-learn's binary one.
 """
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -367,6 +368,12 @@ def test_integer_sample_weights_count_as_repeated_rows(metric):
     assert metric(y, proba, sample_weight=weight / 7) == pytest.approx(got, rel=1e-12)
     tiny = weight / (10 * weight.sum())
     assert metric(y, proba, sample_weight=tiny) == pytest.approx(got, rel=1e-12)
+    # ... and where each is finite but their sum is not (the metrics had
+    # been NaN, with an overflow warning).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        huge = metric(y, proba, sample_weight=weight * 1e307)
+    assert huge == pytest.approx(got, rel=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -1186,6 +1186,29 @@ def test_fisher_diagonal_with_zero_weight_rows_does_not_divide_by_zero():
         diag = fisher_diagonal(zeroed, theta, unit_floor=1e-2)
     expected = fisher_diagonal(objective(keep, weight[keep]), theta, unit_floor=1e-2)
     np.testing.assert_allclose(diag, expected, rtol=1e-12)
+    # A weight whose inverse overflows (2e-313) counts as none: 1 / s_n was
+    # inf, times the delta's square of 0, a NaN preconditioner, and Newton-CG
+    # had stopped at once with the network untrained.
+    weight[[2, 7]] = np.exp(-720.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        subnormal = objective(slice(None), weight)
+        diag = fisher_diagonal(subnormal, theta, unit_floor=1e-2)
+    np.testing.assert_allclose(diag, expected, rtol=1e-12)
+
+
+def test_a_subnormal_sample_weight_fits_as_a_dropped_row():
+    X, y = make_blobs(60, centers=2, n_features=3, random_state=0)
+    weight = np.ones(60)
+    weight[0] = np.exp(-720.0)
+    params = dict(alpha=1.0, prior_precision_scale=1.0, solver="newton-cg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny = LaplaceMLPClassifier((4,), random_state=0, **params)
+        tiny.fit(X, y, sample_weight=weight)
+    dropped = LaplaceMLPClassifier((4,), random_state=0, **params)
+    dropped.fit(X[1:], y[1:])
+    np.testing.assert_allclose(tiny.coefs_[0], dropped.coefs_[0], atol=1e-8)
 
 
 def test_cg_that_does_not_follow_negative_curvature_stops_where_it_meets_it():

@@ -5,6 +5,8 @@ costs about two gradients per product (Pearlmutter's R-operator),
 :func:`fisher_diagonal` about one gradient.
 """
 
+import sys
+
 from sklaplace._network import (
     Forward,
     backprop,
@@ -228,9 +230,13 @@ def fisher_diagonal(objective, theta, fwd=None, deltas=None, unit_floor=0.0):
     if deltas is None:
         residual = objective.likelihood.residual(xp, fwd.logits, objective.Y, weight)
         deltas = backprop(xp, layout, theta, fwd, residual)
-    # The deltas carry s_n; s_n (dl_n)^2 = (s_n dl_n)^2 / s_n (0 where s_n = 0).
-    safe = xp.where(weight > 0, weight, xp.ones_like(weight))
-    inverse_weight = xp.where(weight > 0, 1.0 / safe, xp.zeros_like(weight))
+    # The deltas carry s_n; s_n (dl_n)^2 = (s_n dl_n)^2 / s_n (0 where s_n = 0,
+    # and where 1 / s_n overflows: a weight of 2e-313 had made the whole
+    # preconditioner NaN, inf times the delta's square of 0, and Newton-CG
+    # stopped at its first iteration; such a row counts for nothing here).
+    counted = weight > 1.0 / sys.float_info.max
+    safe = xp.where(counted, weight, xp.ones_like(weight))
+    inverse_weight = xp.where(counted, 1.0 / safe, xp.zeros_like(weight))
     total = xp.sum(weight)
     blocks = []
     for a, delta in zip(fwd.acts, deltas):
