@@ -303,6 +303,19 @@ def test_inputs_tie_on_the_pencils_eigenvalue_not_on_its_complement():
     S = np.diag([1.0, 1.0, 0.5, 0.5, 0.25, 1.0])  # A eigenvalues 4, 4, 16
     tied = _input_ties(block.with_basis(S=S, mu=mu, rho=rho))
     assert [list(g) for g in tied] == [[2, 3]]
+    # KronBlock's own basis of flat rows whose A (rotated: S not diagonal)
+    # has the eigenvalues 10, 5, 10, 15, without a warning from the 0 priors.
+    R = np.linalg.qr(np.random.RandomState(0).normal(size=(4, 4)))[0]
+    A = np.zeros((6, 6))
+    A[:4, :4] = R @ np.diag([10.0, 5.0, 10.0, 15.0]) @ R.T
+    A[4:, 4:] = np.diag([1.0, 4.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        block = KronBlock(A, np.eye(2), np.r_[0.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+        [tie] = _input_ties(block)
+    S = block.S[:, tie]
+    assert len(tie) == 2
+    np.testing.assert_allclose(A @ S, 10.0 * S, atol=1e-12)
 
 
 def test_outputs_tie_on_gs_eigenvalue_and_not_at_its_round_off():
