@@ -291,23 +291,11 @@ class KronBlock:
         scaled = xp.reshape(value * xp.sqrt(inverse), (n, K, -1))
         return scaled @ xp.permute_dims(scaled, (0, 2, 1))
 
-    def solve(self, xp, Bm):
-        """``P_l^{-1} b`` for ``b`` reshaped to ``Bm`` of shape (..., r, c)."""
-        S, V = xp.asarray(self.S), xp.asarray(self.V)
-        inner = (xp.permute_dims(S, (1, 0)) @ Bm @ V) / xp.asarray(self.eigenvalues())
-        return S @ inner @ xp.permute_dims(V, (1, 0))
-
     def covariance_diagonal(self, xp):
         """``diag(P_l^{-1})`` as (r, c): ``(S * S) (1/E) (V * V)'``."""
         S, V = xp.asarray(self.S), xp.asarray(self.V)
         inverse = xp.asarray(1.0 / self.eigenvalues())
         return (S * S) @ inverse @ xp.permute_dims(V * V, (1, 0))
-
-    def sample(self, xp, z):
-        """``S (z / sqrt(E)) V'`` for standard normal ``z`` of shape (n, r, c)."""
-        S, V = xp.asarray(self.S), xp.asarray(self.V)
-        scaled = z / xp.asarray(np.sqrt(self.eigenvalues()))
-        return S @ scaled @ xp.permute_dims(V, (1, 0))
 
 
 class KronPosterior:
@@ -397,31 +385,11 @@ class KronPosterior:
             total = total + block.functional_variance(xp, J, Jb)
         return total
 
-    def solve(self, xp, b):
-        """``P^{-1} b`` for ``b`` of shape (n_params,)."""
-        parts = []
-        for block, part in self._slices():
-            x = block.solve(xp, xp.reshape(b[part], block.shape))
-            parts.append(xp.reshape(x, (-1,)))
-        return xp.concat(parts)
-
     def covariance_diagonal(self, xp):
         """``diag(P^{-1})``, shape (n_params,)."""
         return xp.concat(
             [xp.reshape(b.covariance_diagonal(xp), (-1,)) for b in self.blocks]
         )
-
-    def sample(self, xp, n_samples, random_state):
-        """Draws of ``theta - theta_map``, shape (n_samples, n_params).
-
-        ``S (Z / sqrt(E)) V'`` per layer (:meth:`KronBlock.sample`) for a
-        standard normal ``Z`` from ``random_state`` (a NumPy ``RandomState``).
-        """
-        parts = []
-        for block in self.blocks:
-            z = xp.asarray(random_state.standard_normal((n_samples, *block.shape)))
-            parts.append(xp.reshape(block.sample(xp, z), (n_samples, -1)))
-        return xp.concat(parts, axis=1)
 
     def with_prior_change(self, xp, delta):
         """Posterior with prior ``A + diag(delta)`` (same data).
@@ -459,14 +427,6 @@ class KronPosterior:
         """
         eigenvalues = [block.eigenvalues() for block in self.blocks]
         return min(float(np.min(E) / np.max(E)) for E in eigenvalues)
-
-    def conditioned_on_zero(self, fixed, released=()):
-        """Not available: fixing parameters breaks the Kronecker structure."""
-        raise ValueError(
-            "A Kronecker-factored posterior cannot be conditioned on pruned "
-            "weights; prune supports hessian_structure='full' or 'diag' with "
-            "subset_of_weights='all'."
-        )
 
 
 def _blocks(inputs, outputs, prior):

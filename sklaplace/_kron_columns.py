@@ -178,15 +178,6 @@ class ColumnKronBlock:
         d_t = delta @ V
         return (d_t * weights[:, None, :]) @ xp.permute_dims(d_t, (0, 2, 1))
 
-    def solve(self, xp, Bm):
-        """``P_l^{-1} b`` for ``b`` reshaped to ``Bm`` of shape (r, c)."""
-        bases, values, V = self._arrays(xp)
-        columns = xp.permute_dims(Bm @ V, (1, 0))[:, :, None]  # (c, r, 1)
-        inner = xp.permute_dims(bases, (0, 2, 1)) @ columns
-        inner = inner / xp.permute_dims(values, (1, 0))[:, :, None]
-        x = xp.permute_dims((bases @ inner)[:, :, 0], (1, 0))
-        return x @ xp.permute_dims(V, (1, 0))
-
     def covariance_diagonal(self, xp):
         """``diag(P_l^{-1})`` as (r, c)."""
         bases, values, V = self._arrays(xp)
@@ -194,12 +185,3 @@ class ColumnKronBlock:
         per_column = xp.permute_dims(((bases * bases) @ inverse)[:, :, 0], (1, 0))
         return per_column @ xp.permute_dims(V * V, (1, 0))
 
-    def sample(self, xp, z):
-        """``x_j = S U_j (z_j / sqrt(e_j))`` per column, then ``V'``.
-
-        ``z`` is standard normal of shape (n, r, c).
-        """
-        bases, values, V = self._arrays(xp)
-        scaled = xp.permute_dims(z / xp.sqrt(values), (2, 1, 0))  # (c, r, n)
-        x = xp.permute_dims(bases @ scaled, (2, 1, 0))  # (n, r, c)
-        return x @ xp.permute_dims(V, (1, 0))

@@ -145,16 +145,3 @@ class LastLayerPosterior:
             other = np.where(prior > 0, 1.0 / prior, np.inf)
         return xp.concat([xp.asarray(other), self.inner.covariance_diagonal(xp)])
 
-    def sample(self, xp, n_samples, random_state):
-        """Draws of ``theta - theta_map`` (zero before the last layer)."""
-        last = self.inner.sample(xp, n_samples, random_state)
-        zeros = xp.zeros((n_samples, self.offset), dtype=last.dtype)
-        return xp.concat([zeros, last], axis=1)
-
-    def conditioned_on_zero(self, fixed, released=()):
-        """Not available: pruning needs the posterior of every parameter."""
-        raise ValueError(
-            "A last-layer posterior cannot be conditioned on pruned weights; "
-            "prune supports hessian_structure='full' or 'diag' with "
-            "subset_of_weights='all'."
-        )

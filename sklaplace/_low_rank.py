@@ -156,10 +156,6 @@ class LowRankPosterior:
         """Posterior with precision ``P + diag(delta)`` (a new prior, same data)."""
         return LowRankPosterior(self.prior + to_numpy(delta), self.rows, xp)
 
-    def precision_diagonal(self):
-        """Return ``diag(P) = a + colsums(G^2)``."""
-        return self.prior + np.einsum("ij,ij->j", self.rows, self.rows)
-
     def pivot_ratio(self):
         """Return ``1 / trace(M)``, a lower bound on ``M``'s inverse condition.
 
@@ -171,33 +167,3 @@ class LowRankPosterior:
         L = self.inner_factor
         return float(1.0 / np.einsum("ij,ij->", L, L))
 
-    def conditioned_on_zero(self, fixed, released=()):
-        """Posterior of the other parameters given ``theta[fixed] = 0``.
-
-        ``released`` is ignored: this posterior refuses a flat prior, so it
-        has no unit curvature along a softmax's shifts to take off.
-        """
-        fixed = np.asarray(fixed, dtype=bool)
-        rows = self.rows * (~fixed)[None, :]
-        return LowRankPosterior(np.where(fixed, 1.0, self.prior), rows)
-
-    def sample(self, xp, n_samples, random_state):
-        """Draws of ``theta - theta_map``, shape (n_samples, n_params).
-
-        A prior draw ``z ~ N(0, A^{-1})`` moved by the data: ``z - A^{-1} G'
-        M^{-1} (G z + e)`` with ``e ~ N(0, I_m)`` has covariance ``P^{-1}``.
-        """
-        prior, G = xp.asarray(self.prior), xp.asarray(self.rows)
-        z = xp.asarray(random_state.standard_normal((n_samples, self.n_params)))
-        z = z / xp.sqrt(prior)[None, :]
-        e = xp.asarray(random_state.standard_normal((n_samples, G.shape[0])))
-        L = xp.asarray(self.inner_factor)
-        residual = z @ xp.permute_dims(G, (1, 0)) + e  # (n_samples, m)
-        solved = solve_triangular(
-            xp,
-            L,
-            solve_triangular(xp, L, xp.permute_dims(residual, (1, 0)), lower=True),
-            lower=True,
-            trans=True,
-        )
-        return z - (xp.permute_dims(solved, (1, 0)) @ G) / prior[None, :]

@@ -12,14 +12,14 @@ method takes the namespace ``xp`` to compute in and moves them there.
 Every structure has one interface (``n_params``, ``log_det_precision``,
 ``functional_variance(xp, J)`` with ``J`` over all ``n_params`` parameters,
 ``with_prior_change(xp, delta)`` with one ``delta`` per parameter,
-``pivot_ratio``, ``covariance_diagonal``, ``sample``,
-``conditioned_on_zero``) and is chosen from :data:`POSTERIORS` by
-``(subset_of_weights, hessian_structure)``: :class:`FullPosterior`,
-:class:`DiagPosterior`, :class:`~sklaplace._kron.KronPosterior`, and
-:class:`~sklaplace._last_layer.LastLayerPosterior` around any of them.
-The full and diagonal ones, the two pruning reads, also give
-``precision_diagonal``, and the diagonal one ``pinned`` (no variance at
-pruned parameters, for their factored Jacobians).
+``pivot_ratio``, ``covariance_diagonal``) and is chosen from
+:data:`POSTERIORS` by ``hessian_structure``: :class:`FullPosterior`,
+:class:`DiagPosterior`, :class:`~sklaplace._kron.KronPosterior` (and
+``"lowrank"``, above); ``subset_of_weights="last_layer"`` wraps any of them
+in :class:`~sklaplace._last_layer.LastLayerPosterior`. The full and
+diagonal ones, the two that pruning reads, also give ``precision_diagonal``
+and ``conditioned_on_zero``, and the diagonal one ``pinned`` (no variance
+at pruned parameters, for their factored Jacobians).
 """
 
 import numpy as np
@@ -194,14 +194,6 @@ class FullPosterior:
             parts.append(xp.sum(columns * columns, axis=0))
         return xp.concat(parts)
 
-    def sample(self, xp, n_samples, random_state):
-        """Draws of ``theta - theta_map``, shape (n_samples, n_params): ``L^{-T} z``."""
-        L = xp.asarray(self.cholesky_factor)
-        z = xp.asarray(random_state.standard_normal((self.n_params, n_samples)))
-        return xp.permute_dims(
-            solve_triangular(xp, L, z, lower=True, trans=True), (1, 0)
-        )
-
 
 class DiagPosterior:
     """Diagonal Laplace posterior: one precision per parameter.
@@ -276,11 +268,6 @@ class DiagPosterior:
     def covariance_diagonal(self, xp):
         """``1 / P_ii``."""
         return 1.0 / xp.asarray(self.precision)
-
-    def sample(self, xp, n_samples, random_state):
-        """Draws of ``theta - theta_map``, shape (n_samples, n_params)."""
-        z = xp.asarray(random_state.standard_normal((n_samples, self.n_params)))
-        return z / xp.sqrt(xp.asarray(self.precision))
 
 
 #: Posterior class of each ``hessian_structure``; ``subset_of_weights=

@@ -256,6 +256,21 @@ def test_prune_rejects_bad_arguments():
             call()
 
 
+@pytest.mark.parametrize(
+    "structure", [{"hessian_structure": "kron"}, {"subset_of_weights": "last_layer"}]
+)
+def test_prune_refuses_a_posterior_of_some_parameters_or_factored(structure):
+    # Neither conditions on zeroed weights (OBS and OBD read P's diagonal
+    # or inverse, which they do not hold): refused, naming the structure.
+    X, y = _iris()
+    clf = LaplaceMLPClassifier(
+        (4,), alpha=1.0, prior_precision_scale=1.0, random_state=0, **structure
+    ).fit(X, y)
+    for call in (lambda: prune(clf, 0.5), lambda: saliencies(clf, method="obd")):
+        with pytest.raises(ValueError, match="Pruning needs the posterior of every"):
+            call()
+
+
 # --------------------------------------------------- re-training after pruning
 
 
