@@ -310,6 +310,10 @@ class FittedLaplaceMixin:
     def predict(self, X):
         """Bayes decision: ``classes_[argmax(predict_proba(X))]``.
 
+        Read from the moderated logits (:meth:`decision_function`), which
+        rank like the probabilities but do not round to a tie where those
+        do (far from the data: 1/2 or 1/K exactly).
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -319,5 +323,8 @@ class FittedLaplaceMixin:
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        check_is_fitted(self)
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        _, logits = self._moderated_logits(X)
+        logits = to_numpy(logits)
+        if logits.shape[1] == 1:
+            return self.classes_[(logits[:, 0] > 0).astype(int)]
+        return self.classes_[np.argmax(logits, axis=1)]

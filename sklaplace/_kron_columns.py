@@ -184,4 +184,3 @@ class ColumnKronBlock:
         inverse = xp.permute_dims(1.0 / values, (1, 0))[:, :, None]  # (c, r, 1)
         per_column = xp.permute_dims(((bases * bases) @ inverse)[:, :, 0], (1, 0))
         return per_column @ xp.permute_dims(V * V, (1, 0))
-

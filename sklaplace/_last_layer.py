@@ -144,4 +144,3 @@ class LastLayerPosterior:
         with np.errstate(divide="ignore"):
             other = np.where(prior > 0, 1.0 / prior, np.inf)
         return xp.concat([xp.asarray(other), self.inner.covariance_diagonal(xp)])
-

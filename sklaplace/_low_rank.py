@@ -166,4 +166,3 @@ class LowRankPosterior:
         """
         L = self.inner_factor
         return float(1.0 / np.einsum("ij,ij->", L, L))
-

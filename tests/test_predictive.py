@@ -193,6 +193,37 @@ def test_monte_carlo_keeps_the_map_decision_with_one_logit():
         np.testing.assert_array_equal(clf.predict(X_new), (mean > 0).astype(int))
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_probabilities_rounded_to_a_tie_far_away_keep_the_logits_decision(n_classes):
+    # At 1e12 times the data's scale the probit's probabilities round to
+    # exactly 1/2 (1/3) while the moderated logits (2e-18) still keep the
+    # MAP's sign; predict had taken argmax of the tie: classes_[0].
+    X, y = make_classification(
+        150,
+        2,
+        n_informative=2,
+        n_redundant=0,
+        n_classes=n_classes,
+        n_clusters_per_class=1,
+        random_state=0,
+    )
+    clf = LaplaceMLPClassifier(
+        (8,), activation="tanh", alpha=1.0, prior_precision_scale=1.0, random_state=0
+    ).fit(X, y)
+    directions = np.random.RandomState(1).normal(size=(40, 2))
+    far = 1e12 * directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    proba, scores = clf.predict_proba(far), clf.decision_function(far)
+    tied = np.all(proba == proba[:, :1], axis=1)
+    assert tied.sum() >= 30
+    decided = clf.predict(far)
+    np.testing.assert_array_equal(
+        decided, clf.set_params(link_approx="map").predict(far)
+    )
+    expected = scores > 0 if n_classes == 2 else np.argmax(scores, axis=1)
+    np.testing.assert_array_equal(decided, clf.classes_[expected.astype(int)])
+    assert set(decided[tied]) != {clf.classes_[0]}
+
+
 def test_monte_carlo_with_a_rank_one_covariance_draws_along_its_one_direction():
     # Round-off eigenvalues below 0 of a singular covariance are clipped,
     # not rooted (NaN): the draws are mean + z (u'x) u / |u|, averaged here
