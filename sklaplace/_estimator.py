@@ -14,15 +14,14 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 
+from sklaplace._auto import resolved_params
 from sklaplace._backend import resolve_backend, to_numpy
 from sklaplace._fit_config import FitConfig
 from sklaplace._fitted import FittedLaplaceMixin
 from sklaplace._fitting import fit_network
 from sklaplace._likelihood import likelihood_for
-from sklaplace._memory import resolved_params
 from sklaplace._network import ParamLayout, forward
 from sklaplace._parameters import PARAMETER_CONSTRAINTS
-from sklaplace._prior_scale import resolve_tuning
 from sklaplace._residual import fit_residual
 from sklaplace._validation import fit_rows, hidden_sizes
 
@@ -413,7 +412,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
                 likelihood.n_outputs(classes.shape[0]),
             )
         )
-        params = resolved_params(self, layout, X.shape[0], tune=resolve_tuning)
+        params = resolved_params(self, layout, X.shape[0])
         config = FitConfig.from_params(params)
         xp = resolve_backend(self.backend)
         rng = check_random_state(self.random_state)

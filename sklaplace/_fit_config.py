@@ -19,7 +19,7 @@ class FitConfig:
     ----------
     activation : str
         Hidden-layer activation (a key of ``ACTIVATIONS``).
-    alpha : float, array of shape (n_layers,) or {"evidence", \
+    alpha : float, array of shape (n_layers,) or (n_params,) or {"evidence", \
             "evidence_per_layer", "validation"}
         The weight prior precision, or how it is tuned (the evidence, or
         the walk on held-out rows).
@@ -73,7 +73,7 @@ class FitConfig:
         ----------
         params : object
             Any object with one attribute per field, ``"auto"`` already
-            resolved (:func:`~sklaplace._memory.resolved_params`); other
+            resolved (:func:`~sklaplace._auto.resolved_params`); other
             attributes are ignored.
 
         Returns

@@ -89,7 +89,7 @@ class FactoredJacobian:
             M_l = M[start : start + r * c, ...]
             start += r * c
             if K * r >= FACTORED_PRODUCT_GAIN * (r + K):
-                rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // (4 * 8 * c * m))
+                rows = _memory.rows_within_budget(4 * 8 * c * m)
                 part = _through_factors(xp, a, d, M_l, rows)
             else:
                 part = rows_matmul(xp, _layer_block(xp, a, d), M_l)
@@ -248,7 +248,7 @@ def logit_factors(xp, layout, theta, activation, X, max_rows=None, centred=False
     """
     K = layout.n_outputs
     numbers = sum(r + K * c for r, c in layout.shapes) + 2 * K * K
-    rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // (3 * 8 * numbers))
+    rows = _memory.rows_within_budget(3 * 8 * numbers)
     rows = rows if max_rows is None else min(rows, max_rows)
     for fwd, seeds in seeded_chunks(xp, layout, theta, activation, X, rows, centred):
         deltas = backprop(xp, layout, theta, fwd, seeds)

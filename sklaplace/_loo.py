@@ -176,5 +176,5 @@ def _row_chunks(n_rows, n_outputs, n_params, n_scales, all_at_once=True):
     """
     width = n_outputs if all_at_once else 3
     per_row = 8 * n_outputs * (width * n_params + 8 * n_outputs * n_scales)
-    rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // (4 * per_row))
+    rows = _memory.rows_within_budget(4 * per_row)
     return [slice(start, min(start + rows, n_rows)) for start in range(0, n_rows, rows)]

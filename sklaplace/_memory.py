@@ -14,22 +14,15 @@ or by swapping:
   of the Kronecker factors) a fit holds at once, counted per solver,
   structure, prior scale and alpha (measured with ``tracemalloc``).
 
-The ``"auto"`` settings follow two predicates of the fit's cost.
-:func:`full_is_cheap`: the full posterior's dense matrices fit
-``AUTO_FULL_BUDGET`` bytes, building it costs at most ``AUTO_FULL_WORK``
-multiply-adds and factorising it at most ``AUTO_FACTOR_WORK``; then the
-posterior is full (:func:`resolve_structure`), else Kronecker-factored
-where :func:`kron_is_cheap`, else diagonal. :func:`refits_are_cheap`: one gradient
-costs at most ``AUTO_GRADIENT_WORK``; then the MAP is tight (Newton-CG to
-1e-6: :func:`resolve_solver`, :func:`resolve_tol`) and the tuning refits
-(:func:`~sklaplace._prior_scale.resolve_tuning`), else L-BFGS stops at
-``MLPClassifier``'s tolerance on 90% of the rows and alpha (two to four
-fits) and the prior scale (no refit) are chosen on the other 10%, so that
-each fit costs about what ``MLPClassifier``'s does. The docs call a
-network for which both hold *small*; :func:`low_rank_is_cheap` is a third.
+The ``"auto"`` settings (:mod:`sklaplace._auto`) follow two predicates of
+the fit's cost. :func:`full_is_cheap`: the full posterior's dense matrices
+fit ``AUTO_FULL_BUDGET`` bytes, building it costs at most
+``AUTO_FULL_WORK`` multiply-adds and factorising it at most
+``AUTO_FACTOR_WORK`` (else :func:`kron_is_cheap` decides between the
+Kronecker factors and the diagonal). :func:`refits_are_cheap`: one gradient
+costs at most ``AUTO_GRADIENT_WORK``. The docs call a network for which
+both hold *small*; :func:`low_rank_is_cheap` is a third.
 """
-
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -58,11 +51,8 @@ __all__ = [
     "kron_factors_fit",
     "kron_is_cheap",
     "low_rank_is_cheap",
+    "rows_within_budget",
     "refits_are_cheap",
-    "resolve_solver",
-    "resolve_structure",
-    "resolve_tol",
-    "resolved_params",
 ]
 
 #: Bytes that one chunk of per-sample intermediates may take.
@@ -146,6 +136,14 @@ _MEMORY_ADVICE = (
 
 def _gib(n_bytes):
     return f"{n_bytes / 2**30:.3g} GiB"
+
+
+def rows_within_budget(bytes_per_row):
+    """Rows of a chunk whose intermediates fit the budget (at least one).
+
+    :data:`DEFAULT_MEMORY_BUDGET` is read at each call: a changed one applies.
+    """
+    return max(1, DEFAULT_MEMORY_BUDGET // bytes_per_row)
 
 
 def check_memory(n_bytes, what, advice=_MEMORY_ADVICE):
@@ -392,108 +390,3 @@ def kron_is_cheap(
     work = sum((i + 1) ** 3 + o**3 for i, o in zip(sizes[:-1], sizes[1:]))
     fits = kron_factors_fit(layer_sizes, last_layer_only, prior_precision_scale, alpha)
     return work <= AUTO_FACTOR_WORK and fits
-
-
-def resolve_structure(hessian_structure, cheap, kron_fits=True):
-    """Return the structure ``"auto"`` stands for (others as they are).
-
-    ``"full"`` where the full posterior is cheap (:func:`full_is_cheap`),
-    ``"kron"`` beyond where its factors are (``kron_fits``:
-    :func:`kron_is_cheap`, memory and work), ``"diag"`` beyond that (20,000
-    features had been refused for a 3 GiB factor; 3,000 features took 6 s
-    per diagonalisation, at every refit). The solver
-    does not enter: a dense one is checked on its own by
-    :func:`check_fit_memory`.
-    """
-    if hessian_structure != "auto":
-        return hessian_structure
-    return "full" if cheap else "kron" if kron_fits else "diag"
-
-
-def resolve_solver(solver, cheap):
-    """Return the solver ``"auto"`` stands for (others as they are).
-
-    ``"newton-cg"`` where refits are cheap (:func:`refits_are_cheap`): it was
-    faster than dense Newton wherever a dense iteration costs more than a
-    few milliseconds, reached tolerances L-BFGS did not, and bitwise-close
-    MAPs for integer weights and repeated rows at a ReLU kink, where both
-    others stalled apart (docs/benchmarks.rst). ``"lbfgs"`` beyond: far from
-    the mode of a larger network Newton-CG took 1,900 products (10x
-    ``MLPClassifier``'s time) to where L-BFGS got in 400 iterations; with
-    ``max_iter=200`` each of the walk's two to four fits costs about
-    ``MLPClassifier``'s 200 iterations (and warns as it does).
-    """
-    if solver != "auto":
-        return solver
-    return "newton-cg" if cheap else "lbfgs"
-
-
-def resolve_tol(tol, cheap):
-    """Return the tolerance ``"auto"`` stands for (a number as it is).
-
-    1e-6 where refits are cheap (:func:`refits_are_cheap`): Newton-CG converges
-    superlinearly there, and the exact posterior is taken at a tight mode.
-    1e-4 beyond: ``MLPClassifier``'s default, which its L-BFGS applies to
-    the same scaled gradient (SciPy's ``gtol`` on the per-sample average
-    objective), so that a large network stops where ``MLPClassifier`` would.
-    """
-    if not (isinstance(tol, str) and tol == "auto"):
-        return tol
-    return 1e-6 if cheap else 1e-4
-
-
-def resolved_params(estimator, layout, n_samples, tune=None):
-    """Return the hyper-parameters with ``"auto"`` resolved, once checked.
-
-    Returns a namespace with the estimator's parameters in which ``solver``,
-    ``tol`` and ``hessian_structure`` are the ones used
-    (:func:`resolve_solver`, :func:`resolve_tol`, :func:`resolve_structure`),
-    ``tune(params, refits)`` has resolved the tuning settings
-    (``refits``: :func:`refits_are_cheap`) and ``subset_of_weights`` is
-    ``"all"`` for a network without hidden layers (its last layer is all of
-    it), after :func:`check_fit_memory` has accepted the fit with all of
-    them. A last-layer posterior's matrices are its own layer's.
-
-    Parameters
-    ----------
-    estimator : LaplaceMLPClassifier
-    layout : ParamLayout
-    n_samples : int
-        Distinct training rows (weights do not count).
-    tune : callable, default=None
-        ``tune(params, refits) -> params``, resolving the tuning settings.
-    """
-    params = SimpleNamespace(**estimator.get_params(deep=False))
-    n_params, n_outputs = layout.n_params, layout.n_outputs
-
-    refits = refits_are_cheap(n_params, n_samples)
-    if tune is not None:
-        params = tune(params, refits)
-    scale = counted_scale(params)
-    params.solver = resolve_solver(params.solver, refits)
-    params.tol = resolve_tol(params.tol, refits)
-    if layout.n_layers == 1:
-        params.subset_of_weights = "all"
-    last_only = params.subset_of_weights == "last_layer"
-    # The posterior's own parameters: a last layer's full posterior is cheap
-    # behind any number of inputs.
-    n_last = (layout.layer_sizes[-2] + 1) * n_outputs
-    params.hessian_structure = resolve_structure(
-        params.hessian_structure,
-        full_is_cheap(n_last if last_only else n_params, n_samples, n_outputs, scale),
-        kron_is_cheap(layout.layer_sizes, last_only, scale, params.alpha),
-    )
-    check_memory(
-        8 * n_params,
-        f"One vector of the {n_params} parameters",
-        "Use a smaller network (fewer hidden units or input features).",
-    )
-    if params.hessian_structure == "kron":
-        check_kron_memory(layout.layer_sizes, last_only, scale, params.alpha)
-    dense = params.hessian_structure if params.subset_of_weights == "all" else None
-    check_fit_memory(n_params, params.solver, dense, scale, params.alpha)
-    if last_only:  # dense over the last layer (refused after the MAP before)
-        subject = "the last layer (subset_of_weights='last_layer'; narrow it)"
-        structure = params.hessian_structure
-        check_fit_memory(n_last, "lbfgs", structure, scale, params.alpha, subject)
-    return params

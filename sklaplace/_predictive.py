@@ -41,7 +41,7 @@ def _dense_jacobian_rows(layout, n_params=None):
     n_params = layout.n_params if n_params is None else n_params
     bytes_per_row = 4 * 8 * layout.n_outputs * n_params
     check_memory(bytes_per_row, "The logit Jacobian of one sample")
-    return max(1, _memory.DEFAULT_MEMORY_BUDGET // bytes_per_row)
+    return _memory.rows_within_budget(bytes_per_row)
 
 
 def logit_jacobians(xp, layout, theta, activation, X, keep=None, centred=False):
@@ -117,7 +117,7 @@ def plug_in_logits(xp, layout, theta, activation, X):
     The plug-in predictive's: no Jacobian, no derivative of the activations.
     """
     bytes_per_row = 2 * 8 * sum(layout.layer_sizes)  # the layers' inputs, z
-    rows = max(1, _memory.DEFAULT_MEMORY_BUDGET // bytes_per_row)
+    rows = _memory.rows_within_budget(bytes_per_row)
     return xp.concat(
         [
             forward(
@@ -254,7 +254,7 @@ def predictive_rows_per_chunk(link_approx, n_outputs, n_mc_samples):
             f"The {n_mc_samples} Monte Carlo draws of one sample",
             "Use a smaller n_mc_samples or link_approx='probit'.",
         )
-    return max(1, _memory.DEFAULT_MEMORY_BUDGET // bytes_per_row)
+    return _memory.rows_within_budget(bytes_per_row)
 
 
 def mc_noise(xp, seed, n_draws, n_outputs):

@@ -401,8 +401,8 @@ class ScaledPriorFamily:
         B = self._own_columns(xp, J)
         B = centred_jacobian(xp, B)
         squares = B * B
-        # A million weights: ten scales a group.
-        group = max(1, _memory.DEFAULT_MEMORY_BUDGET // (64 * squares.shape[-1]))
+        # A million weights: four scales a group (64 bytes a weight and scale).
+        group = _memory.rows_within_budget(64 * squares.shape[-1])
         parts = []
         for start in range(0, len(scales), group):
             inverse = self._diagonal_inverse(scales[start : start + group])

@@ -51,7 +51,6 @@ __all__ = [
     "evidence_scale",
     "one_standard_error_choice",
     "paired_standard_errors",
-    "resolve_tuning",
     "log_evidence_curve",
     "scaled_posterior",
 ]
@@ -67,34 +66,6 @@ PRIOR_SCALE_GRID = np.logspace(-2.0, 4.0, 49)
 #: best that lies a few times too high (breast cancer, hidden (16,): the
 #: walk went 0.5-0.9 decades) and the bound changes nothing.
 MAX_WALK_FACTOR = 10.0
-
-
-def resolve_tuning(params, refits):
-    """Resolve ``alpha="auto"`` and ``prior_precision_scale="auto"`` in place.
-
-    Where refits are cheap (:func:`~sklaplace._memory.refits_are_cheap`)
-    both are tuned on the data: ``alpha`` by the evidence (MacKay's refits)
-    and the prior scale on held-out folds (``"cv"``). Beyond, where every
-    refit is costly, both are chosen on held-out validation rows
-    (``"validation"``: two to four fits for alpha, none for the scale).
-
-    Parameters
-    ----------
-    params : namespace
-        The estimator's parameters; ``alpha`` and ``prior_precision_scale``
-        are replaced where they are ``"auto"``.
-    refits : bool
-        :func:`~sklaplace._memory.refits_are_cheap` for this fit.
-
-    Returns
-    -------
-    params : namespace
-    """
-    if isinstance(params.alpha, str) and params.alpha == "auto":
-        params.alpha = "evidence" if refits else "validation"
-    if params.prior_precision_scale == "auto":
-        params.prior_precision_scale = "cv" if refits else "validation"
-    return params
 
 
 def log_evidence_curve(log_likelihood, theta_map, family, scales):

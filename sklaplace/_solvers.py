@@ -28,6 +28,10 @@ __all__ = [
     "minimize_map",
 ]
 
+#: Smallest Levenberg-Marquardt damping once one is needed: a rejection or
+#: a failed Cholesky from 0 must raise it to something that doubles.
+MIN_DAMPING = 1e-12
+
 
 class NewtonSolver(TrustRegionSolver):
     """Newton's method with Levenberg-Marquardt trust-region damping.
@@ -85,12 +89,13 @@ class NewtonSolver(TrustRegionSolver):
         xp = self.objective.xp
         factor = None
         while factor is None and np.isfinite(self.damping):
-            # Newton holds H, H + damping I and its factor: three n x n arrays.
+            # H, H + damping I and its factor (with the blocks that build H:
+            # the five of sklaplace._memory.SOLVER_DENSE_MATRICES).
             shifted = plus_scaled_identity(xp, self.hessian, self.damping)
             try:
                 factor = cholesky(xp, shifted)
             except NotPositiveDefiniteError:
-                self.damping = max(2.0 * self.damping, 1e-12)
+                self.damping = max(2.0 * self.damping, MIN_DAMPING)
         if factor is None:
             self.step = None
             return
@@ -117,7 +122,7 @@ class NewtonSolver(TrustRegionSolver):
             self.damping *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
             self.damping_growth = 2.0
         else:
-            self.damping = max(self.damping * self.damping_growth, 1e-12)
+            self.damping = max(self.damping * self.damping_growth, MIN_DAMPING)
             self.damping_growth *= 2.0
 
     def progress(self):

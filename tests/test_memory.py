@@ -10,6 +10,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
+import sklaplace._auto as auto_module
 import sklaplace._fitting as fitting_module
 import sklaplace._memory as memory_module
 from sklaplace import LaplaceMLPClassifier
@@ -346,10 +347,10 @@ def test_auto_takes_the_diagonal_where_the_kronecker_factors_exceed_the_limits()
     the limits, diagonal beyond that (a layer of 20,000 inputs or units
     needs a 3 GiB factor: the default had refused such data, where the
     diagonal fits). An explicit ``"kron"`` is still refused by name."""
-    assert memory_module.resolve_structure("auto", True, False) == "full"
-    assert memory_module.resolve_structure("auto", False, True) == "kron"
-    assert memory_module.resolve_structure("auto", False, False) == "diag"
-    assert memory_module.resolve_structure("kron", False, False) == "kron"
+    assert auto_module.resolve_structure("auto", True, False) == "full"
+    assert auto_module.resolve_structure("auto", False, True) == "kron"
+    assert auto_module.resolve_structure("auto", False, False) == "diag"
+    assert auto_module.resolve_structure("kron", False, False) == "kron"
     assert memory_module.kron_factors_fit((30, 100, 1))
     assert not memory_module.kron_factors_fit((30, 20000, 1))
     # The last layer's factors only: 9 x 9 and 1 x 1 after 20,000 inputs.
@@ -446,7 +447,7 @@ def test_auto_weighs_only_the_last_layers_posterior_for_a_last_layer_posterior()
     def structure(sizes, subset):
         layout = ParamLayout(sizes)
         clf = LaplaceMLPClassifier(sizes[1:-1], alpha=1.0, subset_of_weights=subset)
-        params = memory_module.resolved_params(clf, layout, 20)
+        params = auto_module.resolved_params(clf, layout, 20)
         assert params.subset_of_weights == subset
         return params.hessian_structure
 
@@ -536,7 +537,7 @@ def test_the_tuning_structure_counts_the_evidences_held_kronecker_copies(
 
 def _auto_structure(layout, n_samples=20, **params):
     clf = LaplaceMLPClassifier(layout.layer_sizes[1:-1], **params)
-    return memory_module.resolved_params(clf, layout, n_samples).hessian_structure
+    return auto_module.resolved_params(clf, layout, n_samples).hessian_structure
 
 
 @pytest.mark.parametrize(
@@ -646,12 +647,12 @@ def test_a_last_layer_posterior_counts_its_own_and_its_held_matrices(
         prior_precision_scale=1.0,
     )
     monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", limit)
-    params = memory_module.resolved_params(clf, layout, 20)
+    params = auto_module.resolved_params(clf, layout, 20)
     assert (params.solver, params.subset_of_weights) == (solver, "last_layer")
     assert params.hessian_structure == "full"
     monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", limit - 1)
     with pytest.raises(MemoryLimitError, match=f"about {count} at once") as info:
-        memory_module.resolved_params(clf, layout, 20)
+        auto_module.resolved_params(clf, layout, 20)
     message = str(info.value)
     assert "the last layer (subset_of_weights='last_layer'" in message
     assert "that hessian_structure='full' need" in message
@@ -678,7 +679,7 @@ def test_the_plug_in_predictive_counts_no_held_out_posteriors_for_auto(monkeypat
             prior_precision_scale="cv",
             alpha=1.0,
         )
-        return memory_module.resolved_params(clf, layout, 20).hessian_structure
+        return auto_module.resolved_params(clf, layout, 20).hessian_structure
 
     assert structure("map") == "full"
     assert structure("probit") == "kron"
@@ -846,34 +847,29 @@ def test_auto_solver_and_tolerance_follow_whether_refits_are_cheap():
     structure takes the Kronecker factors unless told they do not fit
     (mutants: either branch always taken, the names or values changed)."""
     mlp_tol = MLPClassifier().tol
-    assert memory_module.resolve_solver("auto", True) == "newton-cg"
-    assert memory_module.resolve_solver("auto", False) == "lbfgs"
-    assert memory_module.resolve_solver("newton", False) == "newton"
-    assert memory_module.resolve_tol("auto", False) == mlp_tol
-    assert memory_module.resolve_tol("auto", True) < mlp_tol
-    assert memory_module.resolve_tol(1e-3, True) == 1e-3
-    assert memory_module.resolve_structure("auto", False) == "kron"
-    # Through resolved_params: the rows decide, and tune is told the same.
-    told = []
-
-    def tune(params, refits):
-        told.append(refits)
-        return params
-
+    assert auto_module.resolve_solver("auto", True) == "newton-cg"
+    assert auto_module.resolve_solver("auto", False) == "lbfgs"
+    assert auto_module.resolve_solver("newton", False) == "newton"
+    assert auto_module.resolve_tol("auto", False) == mlp_tol
+    assert auto_module.resolve_tol("auto", True) < mlp_tol
+    assert auto_module.resolve_tol(1e-3, True) == 1e-3
+    assert auto_module.resolve_structure("auto", False) == "kron"
+    # Through resolved_params: the rows decide, for the tuning too.
     layout = ParamLayout((3, 4, 1))
-    clf = LaplaceMLPClassifier((4,), alpha=1.0, prior_precision_scale=1.0)
+    clf = LaplaceMLPClassifier((4,))
     work = memory_module.AUTO_GRADIENT_WORK
     few, many = 20, int(work // layout.n_params) + 1
     assert memory_module.refits_are_cheap(layout.n_params, few)
     assert not memory_module.refits_are_cheap(layout.n_params, many)
-    cheap = memory_module.resolved_params(clf, layout, few, tune)
-    dear = memory_module.resolved_params(clf, layout, many, tune)
-    assert told == [True, False]
+    cheap = auto_module.resolved_params(clf, layout, few)
+    dear = auto_module.resolved_params(clf, layout, many)
     assert (cheap.solver, cheap.tol) == (
         "newton-cg",
-        memory_module.resolve_tol("auto", True),
+        auto_module.resolve_tol("auto", True),
     )
+    assert (cheap.alpha, cheap.prior_precision_scale) == ("evidence", "cv")
     assert (dear.solver, dear.tol) == ("lbfgs", mlp_tol)
+    assert (dear.alpha, dear.prior_precision_scale) == ("validation", "validation")
 
 
 def test_an_explicit_kronecker_posterior_counts_its_held_copies(monkeypatch):
@@ -893,11 +889,11 @@ def test_an_explicit_kronecker_posterior_counts_its_held_copies(monkeypatch):
     )
     need = _copies("cv", "evidence") * KRON_TOTAL
     monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", need)
-    assert memory_module.resolved_params(clf, layout, 20).hessian_structure == "kron"
+    assert auto_module.resolved_params(clf, layout, 20).hessian_structure == "kron"
     monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", need - 1)
     copies = _copies("cv", "evidence")
     with pytest.raises(MemoryLimitError, match=f"up to {copies} copies at once"):
-        memory_module.resolved_params(clf, layout, 20)
+        auto_module.resolved_params(clf, layout, 20)
 
 
 def test_a_dense_fit_counts_its_solvers_and_held_matrices(monkeypatch):
@@ -924,10 +920,10 @@ def test_a_dense_fit_counts_its_solvers_and_held_matrices(monkeypatch):
         count = memory_module.dense_matrices_at_peak(solver, structure, scale, alpha)
         assert count > 0
         monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", count * one)
-        memory_module.resolved_params(clf, layout, 20)
+        auto_module.resolved_params(clf, layout, 20)
         monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", count * one - 1)
         with pytest.raises(MemoryLimitError, match=f"about {count} at once"):
-            memory_module.resolved_params(clf, layout, 20)
+            auto_module.resolved_params(clf, layout, 20)
 
 
 def test_a_kronecker_factor_admits_exactly_its_float64_bytes(monkeypatch):

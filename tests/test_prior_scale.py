@@ -687,7 +687,7 @@ def test_auto_tunes_small_networks_by_evidence_and_large_ones_on_validation_rows
 ):
     from types import SimpleNamespace
 
-    from sklaplace._prior_scale import resolve_tuning
+    from sklaplace._auto import resolve_tuning
 
     for small, expected in [
         (True, ("evidence", "cv")),
