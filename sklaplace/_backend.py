@@ -18,6 +18,8 @@ from array_api_compat import (
 
 __all__ = [
     "BACKENDS",
+    "FIRST_JITTER",
+    "JITTER_TRIALS",
     "NotPositiveDefiniteError",
     "cholesky",
     "on_host",
@@ -29,6 +31,7 @@ __all__ = [
     "resolve_backend",
     "rows_matmul",
     "solve_triangular",
+    "tenfold_jitters",
     "to_numpy",
 ]
 
@@ -152,6 +155,24 @@ def on_host(a):
     if is_array(a) and not isinstance(a, np.ndarray | np.generic):
         return to_numpy(a)
     return a
+
+
+#: A matrix that fails to factorise gets this fraction of its largest
+#: diagonal entry on its diagonal first, raised tenfold ``JITTER_TRIALS``
+#: times at most: 1e-10 -> 1e19 of it, past the largest eigenvalue of any
+#: finite positive semidefinite matrix.
+FIRST_JITTER = 1e-10
+JITTER_TRIALS = 30
+
+
+def tenfold_jitters(largest):
+    """Return the jitters to try, smallest first: ``FIRST_JITTER * largest``, tenfold.
+
+    ``largest`` is the matrix's largest diagonal entry (the smallest normal
+    float is added, so that a zero matrix still gets a positive jitter).
+    """
+    first = FIRST_JITTER * largest + np.finfo(np.float64).tiny
+    return [first * 10.0**k for k in range(JITTER_TRIALS)]
 
 
 def cholesky(xp, A):

@@ -52,7 +52,7 @@ import weakref
 
 import numpy as np
 
-from sklaplace._backend import NotPositiveDefiniteError, to_numpy
+from sklaplace._backend import NotPositiveDefiniteError, tenfold_jitters, to_numpy
 from sklaplace._curvature import kron_eigenvalues
 from sklaplace._jacobian import FactoredJacobian
 from sklaplace._kron_columns import ColumnKronBlock, log_of_positive, vanishing
@@ -63,8 +63,6 @@ from sklaplace.exceptions import LaplaceApproximationWarning
 
 __all__ = ["KronBlock", "KronPosterior"]
 
-# B's first jitter where singular, of its largest diagonal entry; tenfold x30.
-_JITTER_RTOL = 1e-10
 # A prior below this fraction of A's largest entry: 2^k A + D is factorised.
 _BALANCE_RTOL = 1e-6
 _NOT_PD = "A Kronecker factor plus its prior is not positive definite"
@@ -81,8 +79,9 @@ def _row_prior(prior, shape):
 def _diagonalise_with_jitter(A, d):
     """Return :func:`~sklaplace._simultaneous.diagonalise` of ``A``, ``d + j``; ``j``.
 
-    The jitter ``j`` is the smallest tenfold step from ``_JITTER_RTOL`` of ``B``'s
-    largest diagonal entry that works (0.0 if none); none for a negative ``d``.
+    The jitter ``j`` is 0.0 or the smallest of ``B``'s
+    :func:`~sklaplace._backend.tenfold_jitters` that works; none for a
+    negative ``d``.
     """
     # A prior below A's round-off (weights and alpha times 1e-12: a variance
     # 17% off) goes against 2^k A instead, exactly: S' A S = diag(mu / 2^k).
@@ -90,17 +89,14 @@ def _diagonalise_with_jitter(A, d):
     small = 0.0 < prior < _BALANCE_RTOL * largest
     power = 2.0 ** round(np.log2(prior / largest)) if small else 1.0
     A = power * A if small else A  # no copy of A otherwise (memory counts)
-    jitter = 0.0
-    scale = max(float(np.max(np.diag(A) + d)), np.finfo(np.float64).tiny)
-    for _ in range(30):
+    largest_of_B = max(float(np.max(np.diag(A) + d)), 0.0)
+    for jitter in [0.0, *tenfold_jitters(largest_of_B)[:-1]]:
         try:
             S, mu, rho, log_det_B = diagonalise(A, d + jitter)
             return (S, mu / power, rho, log_det_B), jitter
         except np.linalg.LinAlgError:
             if np.any(d < 0.0):  # indefinite, not singular: jitter would hide it
                 raise NotPositiveDefiniteError(_NOT_PD + ": negative prior.") from None
-            jitter = _JITTER_RTOL * scale if jitter == 0.0 else 10.0 * jitter
-    jitter /= 10.0  # the last one tried
     raise NotPositiveDefiniteError(f"{_NOT_PD} even with a jitter of {jitter:.3g}.")
 
 

@@ -26,17 +26,12 @@ from sklaplace._backend import (
     add_to_diagonal,
     cholesky,
     solve_triangular,
+    tenfold_jitters,
     to_numpy,
 )
 from sklaplace._jacobian import diagonal_variance, jacobian_matmul
 
 __all__ = ["LowRankPosterior"]
-
-#: Where ``I + G A^{-1} G'`` (positive definite, its eigenvalues at least 1)
-#: fails to factorise, its condition (about the largest curvature over the
-#: weakest prior) has passed 1/eps: a jitter from this fraction of its
-#: largest diagonal entry, tenfold until it factorises.
-FIRST_JITTER = 1e-10
 
 
 def _jittered_factor(xp, inner):
@@ -48,15 +43,17 @@ def _jittered_factor(xp, inner):
     warns of it in the words of :attr:`LowRankPosterior.jitter_where` (a fit
     does not issue the warnings of a posterior it only tunes on).
     """
+    # Where I + G A^{-1} G' (positive definite, its eigenvalues at least 1)
+    # fails to factorise, its condition (about the largest curvature over
+    # the weakest prior) has passed 1/eps.
     largest = 1.0 + float(xp.max(xp.abs(inner)))
-    jitter = 0.0
-    for _ in range(30):  # 1e-10 -> 1e18 times the largest entry
+    for jitter in [0.0, *tenfold_jitters(largest)[:-1]]:
         ones = xp.full((inner.shape[0],), 1.0 + jitter, dtype=inner.dtype)
         try:
             factor = cholesky(xp, add_to_diagonal(xp, inner + 0.0, ones))
             return to_numpy(factor), jitter
         except NotPositiveDefiniteError:
-            jitter = FIRST_JITTER * largest if jitter == 0.0 else 10.0 * jitter
+            pass
     raise NotPositiveDefiniteError("I + G A^-1 G' does not factorise.")
 
 

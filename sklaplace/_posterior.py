@@ -25,12 +25,14 @@ at pruned parameters, for their factored Jacobians).
 import numpy as np
 
 from sklaplace._backend import (
+    FIRST_JITTER,
     NotPositiveDefiniteError,
     add_to_diagonal,
     cholesky,
     pin_to_identity,
     plus_scaled_identity,
     solve_triangular,
+    tenfold_jitters,
     to_numpy,
 )
 from sklaplace._curvature import (
@@ -55,12 +57,9 @@ __all__ = [
 ]
 
 # A pivot below this fraction of the precision's largest diagonal entry counts
-# as numerically singular: it is the first jitter tried when the Cholesky
-# fails, and the threshold of the near-singular warning when it succeeds.
-SINGULAR_RTOL = 1e-10
-# Tenfold jitter increases before giving up: 1e-10 -> 1e19 times the largest
-# diagonal entry, past the largest eigenvalue of any finite PSD matrix.
-_MAX_JITTER_TRIALS = 30
+# as numerically singular: the threshold of the near-singular warning (the
+# first jitter tried where the Cholesky fails, FIRST_JITTER, is the same).
+SINGULAR_RTOL = FIRST_JITTER
 
 
 class FullPosterior:
@@ -324,16 +323,15 @@ def _jittered(xp, posterior_class, precision, total_weight=0.0):
             "exist. This happens when the network separates the data and its "
             "units saturate; use alpha > 0 or alpha='evidence'."
         )
-    jitter = SINGULAR_RTOL * largest + np.finfo(np.float64).tiny
-    for _ in range(_MAX_JITTER_TRIALS):
+    for jitter in tenfold_jitters(largest):
         jittered = plus_scaled_identity(xp, precision, jitter)
         try:
             return posterior_class.from_precision(xp, jittered), jitter
         except NotPositiveDefiniteError:
-            jitter *= 10.0
+            pass
     raise NotPositiveDefiniteError(
         f"The posterior precision is not positive definite even with a jitter of "
-        f"{jitter / 10.0:.3g} on its diagonal."
+        f"{jitter:.3g} on its diagonal."
     )
 
 

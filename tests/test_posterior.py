@@ -9,7 +9,7 @@ import pytest
 
 import sklaplace._posterior as posterior_module
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._backend import NotPositiveDefiniteError, to_numpy
+from sklaplace._backend import JITTER_TRIALS, NotPositiveDefiniteError, to_numpy
 from sklaplace._evidence import log_marginal_likelihood
 from sklaplace._kron import KronPosterior
 from sklaplace._low_rank import LowRankPosterior
@@ -303,7 +303,7 @@ def test_a_precision_no_jitter_can_rescue_says_the_last_jitter_tried():
     precision = np.array([[1.0, 1e30], [1e30, 1.0]])
     with pytest.raises(NotPositiveDefiniteError) as raised:
         _jittered(np, FullPosterior, precision)
-    last = SINGULAR_RTOL * 10.0 ** (posterior_module._MAX_JITTER_TRIALS - 1)
+    last = SINGULAR_RTOL * 10.0 ** (JITTER_TRIALS - 1)
     assert str(raised.value) == (
         "The posterior precision is not positive definite even with a jitter "
         f"of {last:.3g} on its diagonal."
