@@ -70,13 +70,8 @@ class Bernoulli:
         return xp.exp(_log_sigmoid(xp, logits) + _log_sigmoid(xp, -logits))
 
     @classmethod
-    def hessian_matvec(cls, xp, logits, sample_weight, U):
-        """``Lambda_n u_n`` with ``Lambda_n = s_n p_n (1 - p_n)``; ``U`` (n, 1)."""
-        return cls.output_hessian(xp, logits, sample_weight)(U)
-
-    @classmethod
     def output_hessian(cls, xp, logits, sample_weight):
-        """:meth:`hessian_matvec` at fixed logits, as a callable ``U -> Lambda U``."""
+        """``U -> Lambda U``, ``Lambda_n = s_n p_n (1 - p_n)``, ``U`` (n, 1)."""
         weight = sample_weight[:, None] * cls._variance(xp, logits)
         return lambda U: weight * U
 
@@ -142,13 +137,8 @@ class Categorical:
         return cls.log_likelihood_and_residual(xp, logits, Y, sample_weight)[1]
 
     @classmethod
-    def hessian_matvec(cls, xp, logits, sample_weight, U):
-        """``Lambda_n u_n`` with ``Lambda_n = s_n (diag p_n - p_n p_n')``."""
-        return cls.output_hessian(xp, logits, sample_weight)(U)
-
-    @classmethod
     def output_hessian(cls, xp, logits, sample_weight):
-        """:meth:`hessian_matvec` at fixed logits, as a callable ``U -> Lambda U``.
+        """``U -> Lambda U``, ``Lambda_n = s_n (diag p_n - p_n p_n')``, at fixed logits.
 
         The probabilities are computed once, for repeated products.
         """

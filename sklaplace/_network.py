@@ -30,7 +30,6 @@ __all__ = [
     "backprop",
     "forward",
     "jacobian_factor",
-    "jvp",
     "log_equivalent_modes",
     "r_forward",
     "second_order_backprop",
@@ -236,8 +235,8 @@ def jacobian_factor(xp, layout, theta, fwd, cotangents):
     return xp.concat(blocks, axis=2)
 
 
-def jvp(xp, layout, theta, fwd, v, inputs=None):
-    """Pearlmutter's R-operator, forward: ``R{z_i}`` for every layer.
+def r_forward(xp, layout, theta, fwd, v, inputs=None):
+    """Pearlmutter's R-operator, forward: ``R{z_i}`` and ``R{a_i}`` of every layer.
 
     Parameters
     ----------
@@ -251,17 +250,6 @@ def jvp(xp, layout, theta, fwd, v, inputs=None):
     r_pre : list of arrays
         ``r_pre[i]`` is the directional derivative of ``z_i`` along ``v``, of
         shape ``(n_samples, fan_out_i)``; ``r_pre[-1] = J v``.
-    """
-    return r_forward(xp, layout, theta, fwd, v, inputs)[0]
-
-
-def r_forward(xp, layout, theta, fwd, v, inputs=None):
-    """:func:`jvp` and the hidden activations' derivatives ``R{a_i}`` too.
-
-    Returns
-    -------
-    r_pre : list of arrays
-        As :func:`jvp`.
     r_acts : list of arrays
         ``r_acts[i] = phi'(z_i) * r_pre[i]`` for each hidden layer (what
         :func:`second_order_backprop` needs again).
@@ -300,7 +288,7 @@ def second_order_backprop(
     deltas : list of arrays
         Backpropagated residuals at ``theta`` (the gradient's deltas).
     r_pre : list of arrays
-        Output of :func:`jvp` for ``v``.
+        ``r_forward(..., v)[0]``.
     r_out : array of shape (n_samples, n_outputs)
         ``R{delta_out} = Lambda J v`` (the output Hessian applied to ``J v``).
     second_derivative_terms : list of arrays or None
@@ -308,7 +296,7 @@ def second_order_backprop(
         gives the Gauss-Newton product ``J' Lambda J v``; a list gives the
         exact Hessian product (Pearlmutter 1994, eqs. for R{backprop}).
     inputs : list of arrays, default=None
-        ``with_ones(fwd.acts[i])``, as in :func:`jvp`.
+        ``with_ones(fwd.acts[i])``, as in :func:`r_forward`.
     r_acts : list of arrays, default=None
         ``R{a_i}`` from :func:`r_forward`, if the caller has them.
 

@@ -13,8 +13,9 @@ import numpy as np
 from sklaplace import _memory
 from sklaplace._activations import SECOND_DERIVATIVES
 from sklaplace._backend import pin_to_identity, to_numpy
+from sklaplace._curvature import likelihood_product
 from sklaplace._memory import check_memory
-from sklaplace._network import backprop, forward, jvp, second_order_backprop, vjp
+from sklaplace._network import backprop, forward, vjp
 from sklaplace._warnings import warn
 from sklaplace.exceptions import BaseRateWarning
 
@@ -196,20 +197,10 @@ class NegLogPosterior:
             ``"exact"`` is Pearlmutter's R-operator on the gradient (both
             Hessian terms); ``"ggn"`` is ``J' Lambda J v + A v``.
         """
-        xp, layout = self.xp, self.layout
         fwd = self.forward(theta) if fwd is None else fwd
-        r_pre = jvp(xp, layout, theta, fwd, v)  # J v
-        r_out = self.likelihood.hessian_matvec(
-            xp, fwd.logits, self.sample_weight, r_pre[-1]
-        )  # Lambda J v
-        if kind == "ggn":
-            Hv = vjp(xp, layout, theta, fwd, r_out)  # J' Lambda J v
-        else:
-            deltas, second_derivative_terms = self.residual_backprop(theta, fwd)
-            Hv = second_order_backprop(
-                xp, layout, theta, v, fwd, deltas, r_pre, r_out, second_derivative_terms
-            )
-        return Hv + self.prior_precision * v
+        terms = self.residual_backprop(theta, fwd) if kind == "exact" else (None, None)
+        product = likelihood_product(self, theta, fwd, self.sample_weight, *terms)
+        return product(v) + self.prior_precision * v
 
     def residual_backprop(self, theta, fwd, Y=None, sample_weight=None):
         """Backpropagated residuals and second-order activation terms.

@@ -503,13 +503,13 @@ def test_an_array_at_the_single_precision_limit_still_uses_float32(monkeypatch):
     obj = _objective_on(X, y, weight, 0.5, hidden=(4,))
     theta = rng.normal(scale=0.7, size=obj.layout.n_params)
     theta[0] = SINGLE_PRECISION_LIMIT  # W_0[0, 0]: acts on the zero column
-    dtypes, original = [], products_module._likelihood_product
+    dtypes, original = [], products_module.likelihood_product
 
     def recording(obj, theta, *args):
         dtypes.append(theta.dtype)
         return original(obj, theta, *args)
 
-    monkeypatch.setattr(products_module, "_likelihood_product", recording)
+    monkeypatch.setattr(products_module, "likelihood_product", recording)
     v = rng.normal(size=theta.shape)
     Hv = hessp_operator(obj, theta, kind="ggn", single_precision=True)(v)
     assert np.float32 in dtypes

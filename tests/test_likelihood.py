@@ -55,7 +55,7 @@ def test_bernoulli_against_definitions():
     U = RNG.normal(size=(N, 1))
     Lambda = s * p * (1 - p)
     np.testing.assert_allclose(
-        Bernoulli.hessian_matvec(np, f, s, U)[:, 0], Lambda * U[:, 0], rtol=1e-12
+        Bernoulli.output_hessian(np, f, s)(U)[:, 0], Lambda * U[:, 0], rtol=1e-12
     )
     R = Bernoulli.hessian_factor(np, f, s)
     assert R.shape == (N, 1, 1)
@@ -83,7 +83,7 @@ def test_categorical_against_definitions():
     for n in range(N):
         Lambda = s[n] * (np.diag(p[n]) - np.outer(p[n], p[n]))
         np.testing.assert_allclose(
-            Categorical.hessian_matvec(np, f, s, U)[n], Lambda @ U[n], atol=1e-12
+            Categorical.output_hessian(np, f, s)(U)[n], Lambda @ U[n], atol=1e-12
         )
         np.testing.assert_allclose(R[n].T @ R[n], Lambda, atol=1e-12)
 
@@ -129,4 +129,4 @@ def test_a_float32_network_gets_float32_targets_and_curvature(likelihood, K):
     assert value.dtype == residual.dtype == np.float32
     R = likelihood.hessian_factor(np, f, s)
     assert R.dtype == np.float32 and R.shape == (N, K, K)
-    assert likelihood.hessian_matvec(np, f, s, Y).dtype == np.float32
+    assert likelihood.output_hessian(np, f, s)(Y).dtype == np.float32

@@ -8,7 +8,7 @@ from sklaplace._network import (
     ParamLayout,
     forward,
     jacobian_factor,
-    jvp,
+    r_forward,
     vjp,
     with_ones,
 )
@@ -66,7 +66,7 @@ def test_adjoint_identity(problem):
     fwd = obj.forward(theta)
     u = rng.normal(size=fwd.logits.shape)
     v = rng.normal(size=theta.shape)
-    Jv = jvp(np, obj.layout, theta, fwd, v)[-1]
+    Jv = r_forward(np, obj.layout, theta, fwd, v)[0][-1]
     Jtu = vjp(np, obj.layout, theta, fwd, u)
     np.testing.assert_allclose(np.sum(u * Jv), Jtu @ v, rtol=1e-12)
 
@@ -261,10 +261,10 @@ def test_a_layer_at_the_gain_goes_through_its_factors_in_slices_of_rows(
     np.testing.assert_allclose(product, expected, rtol=1e-7, atol=1e-8)
 
 
-# Mutation round (session 58): the layer inputs jvp is given.
+# Mutation round (session 58): the layer inputs r_forward is given.
 @pytest.mark.parametrize("hidden", [(), (4,), (4, 3)])
-def test_jvp_reuses_the_layer_inputs_it_is_given(monkeypatch, hidden):
-    """``jvp(..., inputs=...)`` must use the given ``[a_i, 1]`` matrices rather
+def test_r_forward_reuses_the_layer_inputs_it_is_given(monkeypatch, hidden):
+    """``r_forward(..., inputs=...)`` must use the given ``[a_i, 1]`` matrices rather
     than form them again (the point of the argument: an operator applied many
     times at one ``theta`` forms them once), and still return ``J v``, checked
     against a central difference of a from-scratch forward pass."""
@@ -274,10 +274,10 @@ def test_jvp_reuses_the_layer_inputs_it_is_given(monkeypatch, hidden):
     v = np.random.RandomState(1).normal(size=theta.shape)
 
     def formed_again(xp, a):
-        raise AssertionError("jvp formed a layer input it was given")
+        raise AssertionError("r_forward formed a layer input it was given")
 
     monkeypatch.setattr(network_module, "with_ones", formed_again)
-    Jv = jvp(np, obj.layout, theta, fwd, v, inputs)[-1]
+    Jv = r_forward(np, obj.layout, theta, fwd, v, inputs)[0][-1]
 
     def logits(t):
         return mlp_logits(t, raw["X"], raw["layer_sizes"], raw["activation"])

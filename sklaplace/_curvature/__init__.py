@@ -30,7 +30,11 @@ from sklaplace._curvature._ggn import (
     kron_factors,
     kron_tie_matrices,
 )
-from sklaplace._curvature._products import fisher_diagonal, hessp_operator
+from sklaplace._curvature._products import (
+    fisher_diagonal,
+    hessp_operator,
+    likelihood_product,
+)
 
 __all__ = [
     "CURVATURE_BUILDERS",
@@ -47,6 +51,7 @@ __all__ = [
     "kron_eigenvalues",
     "kron_factors",
     "kron_tie_matrices",
+    "likelihood_product",
     "residual_hessian",
 ]
 

@@ -15,7 +15,12 @@ from sklaplace._network import (
     with_ones,
 )
 
-__all__ = ["SINGLE_PRECISION_LIMIT", "fisher_diagonal", "hessp_operator"]
+__all__ = [
+    "SINGLE_PRECISION_LIMIT",
+    "fisher_diagonal",
+    "hessp_operator",
+    "likelihood_product",
+]
 
 
 #: Largest magnitude of an array entering a single-precision product (the
@@ -102,7 +107,7 @@ def hessp_operator(
             single, Hv = None, None  # overflowed in float32: full precision
         if Hv is None:
             if double is None:
-                double = _likelihood_product(
+                double = likelihood_product(
                     obj, theta, fwd, obj.sample_weight, deltas, second_derivative_terms
                 )
             Hv = double(v_free)
@@ -116,8 +121,13 @@ def hessp_operator(
     return hessp
 
 
-def _likelihood_product(obj, theta, fwd, sample_weight, deltas, second_terms):
-    """``v -> `` the likelihood's part of ``H v``, in the precision of its inputs."""
+def likelihood_product(obj, theta, fwd, sample_weight, deltas, second_terms):
+    """``v -> `` the likelihood's part of ``H v``, in the precision of its inputs.
+
+    ``J' Lambda J v`` (the GGN's) where ``deltas`` and ``second_terms`` (from
+    :meth:`NegLogPosterior.residual_backprop`) are None; with them, the
+    exact Hessian's (Pearlmutter's R-operator on the gradient).
+    """
     xp, layout = obj.xp, obj.layout
     output_hessian = obj.likelihood.output_hessian(xp, fwd.logits, sample_weight)
     inputs = [with_ones(xp, a) for a in fwd.acts]  # biases inside the GEMMs
@@ -145,7 +155,7 @@ def _likelihood_product(obj, theta, fwd, sample_weight, deltas, second_terms):
 
 
 def _single_precision_product(obj, theta, fwd, deltas, second_terms):
-    """:func:`_likelihood_product` in float32, or None if it could overflow.
+    """:func:`likelihood_product` in float32, or None if it could overflow.
 
     The product is linear in the sample weights (the residual terms carry
     them too) and in ``v``: both are scaled to a largest magnitude of 1,
@@ -167,7 +177,7 @@ def _single_precision_product(obj, theta, fwd, deltas, second_terms):
         return xp.where(xp.abs(a) < SINGLE_FLUSH, xp.zeros_like(a), a)
 
     n_deltas = 0 if deltas is None else len(deltas)
-    product = _likelihood_product(
+    product = likelihood_product(
         obj,
         single(theta),
         Forward(
