@@ -23,6 +23,7 @@ __all__ = [
     "centring",
     "diagonal_variance",
     "diagonal_weights",
+    "jacobian_factor",
     "jacobian_matmul",
     "logit_factors",
     "seeded_chunks",
@@ -137,6 +138,21 @@ def diagonal_variance(xp, J, inverse):
             total = total + (d * w[:, None, :]) @ xp.permute_dims(d, (0, 2, 1))
         return total
     return (J * inverse[None, None, :]) @ xp.permute_dims(J, (0, 2, 1))
+
+
+def jacobian_factor(xp, layout, theta, fwd, cotangents):
+    """Per-sample products ``J_n' U_n[r]`` as rows, shape ``(n, n_rows, n_params)``.
+
+    With ``U_n = I`` this is the logit Jacobian ``J``; with ``U_n`` a square
+    root of the output Hessian it is a factor of the GGN.
+
+    Parameters
+    ----------
+    cotangents : array of shape (n_samples, n_rows, n_outputs)
+    """
+    deltas = backprop(xp, layout, theta, fwd, cotangents)
+    inputs = [with_ones(xp, a) for a in fwd.acts]
+    return FactoredJacobian(inputs, deltas).dense(xp)
 
 
 def _layer_block(xp, a, d):

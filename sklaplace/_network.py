@@ -29,7 +29,6 @@ __all__ = [
     "ParamLayout",
     "backprop",
     "forward",
-    "jacobian_factor",
     "log_equivalent_modes",
     "r_forward",
     "second_order_backprop",
@@ -214,25 +213,6 @@ def vjp(xp, layout, theta, fwd, cotangent, deltas=None):
     if deltas is None:
         deltas = backprop(xp, layout, theta, fwd, cotangent)
     return xp.concat([_layer_gradient(xp, a, d) for a, d in zip(fwd.acts, deltas)])
-
-
-def jacobian_factor(xp, layout, theta, fwd, cotangents):
-    """Per-sample products ``J_n' U_n[r]`` as rows, shape ``(n, n_rows, n_params)``.
-
-    With ``U_n = I`` this is the logit Jacobian ``J``; with ``U_n`` a square
-    root of the output Hessian it is a factor of the GGN.
-
-    Parameters
-    ----------
-    cotangents : array of shape (n_samples, n_rows, n_outputs)
-    """
-    deltas = backprop(xp, layout, theta, fwd, cotangents)
-    n_samples, n_rows = cotangents.shape[:2]
-    blocks = []
-    for a, delta in zip(fwd.acts, deltas):
-        outer = with_ones(xp, a)[:, None, :, None] * delta[:, :, None, :]
-        blocks.append(xp.reshape(outer, (n_samples, n_rows, -1)))
-    return xp.concat(blocks, axis=2)
 
 
 def r_forward(xp, layout, theta, fwd, v, inputs=None):

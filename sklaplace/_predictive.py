@@ -13,10 +13,15 @@ import numpy as np
 
 from sklaplace import _memory
 from sklaplace._backend import to_numpy
-from sklaplace._jacobian import centring, logit_factors, seeded_chunks
+from sklaplace._jacobian import (
+    centring,
+    jacobian_factor,
+    logit_factors,
+    seeded_chunks,
+)
 from sklaplace._likelihood import Bernoulli, Categorical
 from sklaplace._memory import check_memory
-from sklaplace._network import forward, jacobian_factor
+from sklaplace._network import forward
 
 __all__ = [
     "PREDICTIVES",

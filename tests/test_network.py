@@ -4,10 +4,10 @@ import pytest
 import sklaplace._jacobian as jacobian_module
 import sklaplace._memory as memory_module
 import sklaplace._network as network_module
+from sklaplace._jacobian import jacobian_factor
 from sklaplace._network import (
     ParamLayout,
     forward,
-    jacobian_factor,
     r_forward,
     vjp,
     with_ones,

@@ -19,9 +19,9 @@ from sklaplace._held_out import (
     validation_log_losses,
     validation_rows,
 )
-from sklaplace._jacobian import logit_factors
+from sklaplace._jacobian import jacobian_factor, logit_factors
 from sklaplace._likelihood import likelihood_for
-from sklaplace._network import ParamLayout, forward, jacobian_factor
+from sklaplace._network import ParamLayout, forward
 from sklaplace._posterior import DiagPosterior, FullPosterior
 from sklaplace._predictive import probit_logits
 from sklaplace._prior_scale import (

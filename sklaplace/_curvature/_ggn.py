@@ -9,8 +9,9 @@ from typing import NamedTuple
 
 from sklaplace._backend import GramAccumulator, add_to_diagonal, to_numpy
 from sklaplace._curvature._blocks import KroneckerBlocks
+from sklaplace._jacobian import jacobian_factor
 from sklaplace._memory import check_memory
-from sklaplace._network import backprop, jacobian_factor, with_ones
+from sklaplace._network import backprop, with_ones
 
 __all__ = [
     "KroneckerFactors",
