@@ -167,9 +167,7 @@ class FittedLaplaceMixin:
             return get_namespace(np.empty(0))
 
     def _layout(self):
-        return ParamLayout(
-            [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
-        )
+        return ParamLayout.of_coefs(self.coefs_)
 
     def _weights(self):
         """Return the prediction namespace, the layout and ``theta`` in it."""

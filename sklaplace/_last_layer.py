@@ -18,6 +18,7 @@ the ``log det A`` of the evidence cancels it) and no Occam factor.
 import numpy as np
 
 from sklaplace._backend import to_numpy
+from sklaplace._evidence import log_det_prior
 from sklaplace._jacobian import FactoredJacobian
 from sklaplace._network import ParamLayout
 from sklaplace._objective import NegLogPosterior
@@ -89,8 +90,7 @@ class LastLayerPosterior:
 
     def log_det_precision(self):
         """``log det P_last + log det A_other`` (flat priors left out)."""
-        proper = self.other_prior[self.other_prior > 0]
-        return self.inner.log_det_precision() + float(np.sum(np.log(proper)))
+        return self.inner.log_det_precision() + log_det_prior(self.other_prior)
 
     def functional_variance(self, xp, J):
         """``J_last P_last^{-1} J_last'``; ``J`` over all parameters.

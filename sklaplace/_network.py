@@ -57,6 +57,11 @@ class ParamLayout:
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
         self.n_params = self.offsets[-1]
 
+    @classmethod
+    def of_coefs(cls, coefs):
+        """Return the layout of the weight matrices ``coefs`` (``coefs_``'s shapes)."""
+        return cls([coefs[0].shape[0]] + [c.shape[1] for c in coefs])
+
     @property
     def n_outputs(self):
         """Number of logits."""

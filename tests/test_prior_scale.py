@@ -45,7 +45,7 @@ SCALES = [0.3, 1.0, 7.0]
 
 
 def _jacobian(clf, X):
-    layout = ParamLayout([clf.coefs_[0].shape[0]] + [c.shape[1] for c in clf.coefs_])
+    layout = ParamLayout.of_coefs(clf.coefs_)
     theta = layout.pack(np, clf.coefs_, clf.intercepts_)
     fwd = forward(np, layout, theta, X, clf.activation)
     K = layout.n_outputs
