@@ -224,6 +224,19 @@ def test_probabilities_rounded_to_a_tie_far_away_keep_the_logits_decision(n_clas
     assert set(decided[tied]) != {clf.classes_[0]}
 
 
+def test_a_logit_of_exactly_zero_predicts_the_first_class_as_scikit_learn_does():
+    # decision_function > 0 is classes_[1] (ClassifierMixin's rule), so a
+    # moderated logit of 0, probabilities (1/2, 1/2), is classes_[0].
+    X, y = make_classification(60, 3, n_informative=2, n_redundant=0, random_state=0)
+    clf = LaplaceMLPClassifier((), prior_precision_scale=1.0, random_state=0)
+    clf.fit(X, np.where(y == 1, "yes", "no"))
+    clf.coefs_[0][:] = 0.0
+    clf.intercepts_[0][:] = 0.0
+    assert np.all(clf.decision_function(X) == 0.0)
+    assert np.all(clf.predict_proba(X) == 0.5)
+    assert np.all(clf.predict(X) == "no")
+
+
 def test_monte_carlo_with_a_rank_one_covariance_draws_along_its_one_direction():
     # Round-off eigenvalues below 0 of a singular covariance are clipped,
     # not rooted (NaN): the draws are mean + z (u'x) u / |u|, averaged here
