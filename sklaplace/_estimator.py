@@ -418,11 +418,21 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         # First: independent of the network's size (a warm refit keeps its own).
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
-        theta, fixed, alpha_start, seed = self._initial_state(layout, classes, rng)
+        start = self._initial_state(layout, classes, rng)
+        theta, fixed, alpha_start, seed, reference = start
         mc_seed = mc_seed if seed is None else seed
         data, theta = (X, y_index, sample_weight), xp.asarray(theta)
         network = fit_network(  # (1)-(5)
-            config, xp, layout, likelihood, data, theta, fixed, mc_seed, alpha_start
+            config,
+            xp,
+            layout,
+            likelihood,
+            data,
+            theta,
+            fixed,
+            mc_seed,
+            alpha_start,
+            reference,
         )
         fit, refits = network.fit, network.refits
         envelope, tau2 = fit_residual(

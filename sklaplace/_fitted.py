@@ -38,7 +38,7 @@ class FittedLaplaceMixin:
     """
 
     def _initial_state(self, layout, classes, rng):
-        """Return the start: ``theta``, fixed parameters, alpha, held-out seed.
+        """Return the start: theta, fixed parameters, alpha, seed and reference.
 
         The fitted MAP when ``warm_start`` is set and a warm start applies:
         it needs the same network AND the same classes (otherwise the old
@@ -47,7 +47,11 @@ class FittedLaplaceMixin:
         alpha was tuned its ``alpha_`` as the tuning's one start, and the
         previous fit's seed of the held-out rows (rows the warm start's MAP
         was fitted on must not be held out to score it). Otherwise a Glorot
-        initialisation from ``rng``, and ``None, None, None``.
+        initialisation from ``rng``, and ``None, None, None``. Last, the
+        weights along which a refit from a MAP splits its coinciding units
+        (:func:`~sklaplace._fitting.fit_network`): the Glorot initialisation
+        a cold fit draws, also for a warm one, so that a warm refit's walk
+        re-fits from a MAP as the cold walk did.
         """
         if self.warm_start and hasattr(self, "coefs_"):
             same_classes = np.array_equal(self.classes_, classes)
@@ -56,7 +60,7 @@ class FittedLaplaceMixin:
                 theta = layout.pack(np, self.coefs_, self.intercepts_)
                 start = self.alpha_ if self.alpha_history_ else None
                 fixed = getattr(self, "pruned_mask_", None)
-                return theta, fixed, start, self._mc_seed
+                return theta, fixed, start, self._mc_seed, layout.glorot_init(rng)
             # MLPClassifier raises here; a cold start is documented, but the
             # user asked for a warm one and should know it did not happen.
             other = " and ".join(
@@ -73,7 +77,8 @@ class FittedLaplaceMixin:
                 "drops any pruning).",
                 UserWarning,
             )
-        return layout.glorot_init(rng), None, None, None
+        theta = layout.glorot_init(rng)
+        return theta, None, None, None, theta
 
     def log_marginal_likelihood(self, alpha=None, bias_prior_precision=None):
         """Laplace log evidence at other prior precisions, at the fitted MAP.

@@ -90,7 +90,16 @@ class NetworkFit(NamedTuple):
 
 
 def fit_network(
-    config, xp, layout, likelihood, data, theta, fixed, seed=0, evidence_start=None
+    config,
+    xp,
+    layout,
+    likelihood,
+    data,
+    theta,
+    fixed,
+    seed=0,
+    evidence_start=None,
+    split_reference=None,
 ):
     """Fit the MAP and its Laplace posterior, tuning alpha and the prior scale.
 
@@ -120,6 +129,11 @@ def fit_network(
         A warm start's tuned alpha: MacKay's updates resume from it alone
         (one run, in the basin of the fit being resumed) instead of running
         from each of ``EVIDENCE_STARTS``; the walk starts from it.
+    split_reference : ndarray of shape (n_params,), default=None
+        Weights whose hidden units differ, along which a refit from a MAP
+        splits the units that coincide there (:mod:`~sklaplace._symmetry`);
+        a warm start's own MAP cannot serve (its units coincide too).
+        None: ``theta``.
 
     Returns
     -------
@@ -166,12 +180,15 @@ def fit_network(
     refits, refit_warnings, kept_warnings = [], [], []
     grid, scale_losses = np.asarray(PRIOR_SCALE_GRID, dtype=np.float64), None
 
-    # A refit from an earlier MAP splits its merged units along the starting
-    # weights (_symmetry); the fit from them starts where it is told.
-    start, initial = theta, to_numpy(theta)
+    # A refit from an earlier MAP splits its merged units along the reference
+    # (_symmetry); the fit from the starting weights starts where it is told.
+    start = theta
+    reference = to_numpy(theta) if split_reference is None else split_reference
 
     def fit_at(alpha, theta, settings=config):
         prior = prior_precision_vector(layout, alpha, config.bias_prior_precision)
+        # A fit that took no step returns its start: a MAP all the same.
+        from_a_map = theta is not start or any(r.theta is start for r in refits)
         if refits:
             # A superseded refit keeps its solver record only: its posterior
             # (a dense n_params x n_params factor) and data copy are freed.
@@ -184,7 +201,7 @@ def fit_network(
                     settings,
                     objective(prior, fit_rows),
                     theta,
-                    None if theta is start else initial,
+                    reference if from_a_map else None,
                 )
             )
         kept_warnings[:] = caught

@@ -472,6 +472,33 @@ def test_a_warm_refit_on_the_same_rows_keeps_the_walks_alpha():
         np.testing.assert_allclose(clf.predict_proba(Xb), proba, atol=1e-6)
 
 
+@pytest.mark.parametrize("solver", ["newton", "lbfgs"])
+def test_a_warm_refit_does_not_take_a_step_the_walk_rejected(solver):
+    """The walk stopped at 1 because the held-out rows rejected 0.1 and 10
+    (MacKay's update at 1, 0.30, lies past the midpoint to 0.1); the warm
+    refit re-tried 0.1 from the MAP at 1 without splitting its merged units
+    as the cold walk had (its reference was that MAP itself, and its first
+    fit took no step), reached another basin and kept it: probabilities
+    moved by 0.45 on unchanged data (a solver probe, session 63)."""
+    from sklearn.datasets import make_moons
+
+    Xm, ym = make_moons(120, noise=0.3, random_state=0)
+    clf = LaplaceMLPClassifier(
+        (5,),
+        alpha="validation",
+        solver=solver,
+        prior_precision_scale=1.0,
+        max_iter=3000,
+        warm_start=True,
+        random_state=0,
+    ).fit(Xm, ym)
+    assert [float(a[0]) for a in clf.alpha_history_] == [1.0, 0.1, 10.0]
+    alpha, proba = clf.alpha_, clf.predict_proba(Xm)
+    clf.fit(Xm, ym)
+    assert clf.alpha_ == alpha
+    np.testing.assert_allclose(clf.predict_proba(Xm), proba, atol=1e-6)
+
+
 def test_integer_weights_equal_repeated_rows():
     weight = np.where(np.arange(len(Y)) % 4 == 0, 2.0, 1.0)
     repeated = np.repeat(np.arange(len(Y)), weight.astype(int))
