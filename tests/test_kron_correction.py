@@ -1,7 +1,7 @@
 """The eigenvalue-corrected Kronecker posterior (EKFAC) against dense references.
 
 The corrected eigenvalues are checked against the diagonal of the dense GGN
-block (built by ``ggn_hessian``, another code path) in the block's basis, and
+block (built from scratch by ``sklaplace._testing.dense_ggn``) in the block's basis, and
 the corrected posterior, also under a prior its basis does not diagonalise
 (``ColumnKronBlock``), against the dense matrix ``T diag(h) T' + prior``:
 log det, ``J P^{-1} J'`` and the covariance diagonal.
@@ -15,7 +15,7 @@ import pytest
 from scipy.linalg import block_diag
 
 from sklaplace._backend import NotPositiveDefiniteError, to_numpy
-from sklaplace._curvature import ggn_hessian, kron_eigenvalues, kron_factors
+from sklaplace._curvature import kron_eigenvalues, kron_factors
 from sklaplace._curvature._ggn import backprop_bytes_per_row
 from sklaplace._jacobian import logit_factors
 from sklaplace._kron import KronBlock, KronPosterior
@@ -24,6 +24,7 @@ from sklaplace._likelihood import Categorical
 from sklaplace._objective import NegLogPosterior
 from sklaplace._posterior import laplace_posterior
 from sklaplace._predictive import logit_jacobians
+from sklaplace._testing import dense_ggn
 from sklaplace.exceptions import LaplaceApproximationWarning
 from tests.conftest import make_problem
 
@@ -37,7 +38,11 @@ def _layer_blocks(obj, H):
 
 
 def _data_blocks(obj, theta):
-    return _layer_blocks(obj, ggn_hessian(obj, theta) - np.diag(obj.prior_precision))
+    """The data's GGN blocks from scratch (``dense_ggn``: no curvature code shared)."""
+    prior = np.asarray(obj.prior_precision)
+    raw = (np.asarray(obj.X), np.asarray(obj.sample_weight), prior)
+    H = dense_ggn(theta, *raw, obj.layout.layer_sizes, obj.activation)
+    return _layer_blocks(obj, H - np.diag(prior))
 
 
 def _basis(block):
