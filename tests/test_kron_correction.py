@@ -320,6 +320,8 @@ def test_column_block_keeps_small_genuine_eigenvalues(new_prior, no_data_column)
     column = ColumnKronBlock(block.corrected(h), d2)
     P = _dense_block(block, h, d2)  # condition ~1e13: its log det to ~1e-5
     np.testing.assert_allclose(column.log_det(), np.linalg.slogdet(P)[1], rtol=1e-4)
+    # Column by column, well conditioned: to round-off.
+    assert column.log_det() == pytest.approx(_column_log_det(block, h, d2), rel=1e-8)
 
 
 def test_column_block_flat_test_is_scale_free_on_small_inputs():
