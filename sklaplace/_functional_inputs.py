@@ -13,7 +13,7 @@ import numpy as np
 
 from sklaplace._activations import ACTIVATIONS
 from sklaplace._backend import get_namespace, is_array, is_numpy_namespace, on_host
-from sklaplace._likelihood import likelihood_for
+from sklaplace._likelihood import Bernoulli, Categorical
 from sklaplace._network import ParamLayout
 from sklaplace._objective import NegLogPosterior
 from sklaplace._prior import prior_precision_vector
@@ -191,8 +191,10 @@ def network_objective(
         raise ValueError("X holds no samples (0 rows), as fit would refuse.")
     theta = layout.pack(xp, coefs, intercepts)
     dtype = theta.dtype
+    # By the output units, not likelihood_for's classes: two units are a
+    # softmax over two classes (a doubled logit), not the Bernoulli.
+    likelihood = Bernoulli if layout.n_outputs == 1 else Categorical
     n_classes = 2 if layout.n_outputs == 1 else layout.n_outputs
-    likelihood = likelihood_for(n_classes)
     y_host = np.asarray(_as_host(y))
     if np.iscomplexobj(y_host):  # the cast to int would drop the imaginary part
         raise TypeError(f"y must hold class indices, got dtype {y_host.dtype}.")

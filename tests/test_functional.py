@@ -14,7 +14,7 @@ from sklaplace import (
     log_posterior_hessian,
     log_posterior_hvp,
 )
-from sklaplace._testing import numerical_derivative
+from sklaplace._testing import dense_ggn, numerical_derivative
 from tests.conftest import record_row_chunks
 
 
@@ -945,3 +945,23 @@ def test_a_log_posterior_whose_logits_overflow_is_refused_without_numpy_warnings
         with pytest.raises(ValueError, match="value is not finite"):
             log_posterior(*_overflowing_network(1e160), activation="relu")
     assert np.isfinite(log_posterior(*_overflowing_network(1.0), activation="relu"))
+
+
+def test_two_output_units_are_a_softmax_over_two_classes():
+    # The likelihood follows the output units: two are the categorical's (a
+    # refactoring had sent them to likelihood_for(2), the Bernoulli, which
+    # read the first logit alone: -1.18 where the softmax gives -3.05, a
+    # gradient not of that value, and a Hessian that failed to reshape).
+    X, y = np.array([[0.0], [1.0], [2.0]]), np.array([0, 1, 1])
+    coefs, intercepts = [np.array([[1.0, -1.0]])], [np.array([0.5, 0.0])]
+    flat = dict(alpha=0.0, bias_prior_precision=0.0)
+    F = X @ coefs[0] + intercepts[0]
+    log_p = F - np.logaddexp.reduce(F, axis=1, keepdims=True)
+    expected = np.sum(log_p[np.arange(3), y])
+    value = float(log_posterior(coefs, intercepts, X, y, **flat))
+    assert value == pytest.approx(expected, rel=1e-12)
+    theta = np.r_[coefs[0].ravel(), intercepts[0]]
+    H = dense_ggn(theta, X, np.ones(3), np.zeros(4), (1, 2), "identity")
+    np.testing.assert_allclose(
+        log_posterior_hessian(coefs, intercepts, X, y, **flat), -H, atol=1e-7
+    )
