@@ -29,6 +29,7 @@ from sklaplace._likelihood import likelihood_for
 from sklaplace._posterior import DiagPosterior, FullPosterior
 from sklaplace._predictive import probit_logits
 from sklaplace._prior_scale import _nearest_one
+from sklaplace._testing import mlp_logits, numerical_jacobian
 from sklaplace.exceptions import LaplaceApproximationWarning
 from tests.conftest import make_problem
 
@@ -598,6 +599,15 @@ def test_one_row_chunks_are_scored_and_an_indefinite_scale_loses():
         np.testing.assert_allclose(got.losses, expected, rtol=1e-10)
 
 
+def _from_scratch(raw, theta, X):
+    """The logits at ``X`` and their Jacobian, by differences of ``mlp_logits``."""
+
+    def logits(t):
+        return mlp_logits(t, X, raw["layer_sizes"], raw["activation"])
+
+    return logits(theta), numerical_jacobian(logits, theta)
+
+
 def test_a_last_layer_full_posterior_scores_factored_jacobians_by_the_probit():
     """A last layer's full posterior, with factored ``J``, takes the fast path.
 
@@ -606,14 +616,13 @@ def test_a_last_layer_full_posterior_scores_factored_jacobians_by_the_probit():
     ``predictive``. Three classes: the losses are the probit's on centred
     logits, ``C f / sqrt(1 + pi/8 diag(C J P(c)^{-1} J' C))``, with
     ``P(c) = P(1) + (c - 1) A`` on the last layer's block, computed densely
-    from the network's dense ``J``.
+    from the network's ``J`` by differences of ``mlp_logits``.
     """
     from sklaplace._jacobian import logit_factors
     from sklaplace._posterior import laplace_posterior
-    from sklaplace._predictive import logit_jacobians
     from sklaplace._prior_scale import ScaledPriorFamily
 
-    obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=12)
+    obj, theta, raw = make_problem("tanh", 3, hidden=(4,), n_samples=12, raw=True)
     post, _, _ = laplace_posterior(obj, theta, "ggn", "full", "last_layer")
     prior, offset, layout = np.asarray(obj.prior_precision), post.offset, obj.layout
     fit = SimpleNamespace(
@@ -629,7 +638,7 @@ def test_a_last_layer_full_posterior_scores_factored_jacobians_by_the_probit():
     got = validation_log_losses(
         fit, factored, (X, y, np.ones(5)), scales, _never_called, True
     )
-    ((logits, J),) = logit_jacobians(np, layout, theta, "tanh", X)
+    logits, J = _from_scratch(raw, theta, X)
     J = J[:, :, offset:]
     L = post.inner.cholesky_factor
     C = np.eye(3) - 1.0 / 3.0
@@ -641,7 +650,7 @@ def test_a_last_layer_full_posterior_scores_factored_jacobians_by_the_probit():
         g = (logits @ C) / np.sqrt(1.0 + np.pi / 8.0 * variance)
         log_p = g - np.log(np.sum(np.exp(g), axis=1, keepdims=True))
         expected[:, i] = -log_p[np.arange(5), y]
-    np.testing.assert_allclose(got.losses, expected, rtol=1e-9)
+    np.testing.assert_allclose(got.losses, expected, rtol=1e-8)
 
 
 def test_a_diagonal_fits_probit_losses_come_from_the_factors_at_once(monkeypatch):
@@ -649,13 +658,14 @@ def test_a_diagonal_fits_probit_losses_come_from_the_factors_at_once(monkeypatch
 
     Its held-out probit losses never ask for per-scale covariances (the
     route that took 46 of 61 s on a 4,000-word text), and equal the losses
-    from the dense ``J``'s centred variances from scratch.
+    from the dense ``J``'s centred variances from scratch (``J`` by
+    differences of ``mlp_logits``: the package's own Jacobians share the
+    backpropagation the factors come from).
     """
     from sklaplace._jacobian import logit_factors
-    from sklaplace._predictive import logit_jacobians
     from sklaplace._prior_family import ScaledPriorFamily
 
-    obj, theta = make_problem("tanh", 3, hidden=(4,), n_samples=12)
+    obj, theta, raw = make_problem("tanh", 3, hidden=(4,), n_samples=12, raw=True)
     layout, W = obj.layout, obj.layout.n_params
     prior = np.asarray(obj.prior_precision)
     p = prior + np.random.RandomState(0).uniform(0.1, 2.0, W)
@@ -677,7 +687,7 @@ def test_a_diagonal_fits_probit_losses_come_from_the_factors_at_once(monkeypatch
         _never_called,
         True,
     )
-    ((logits, J),) = logit_jacobians(np, layout, theta, "tanh", X)
+    logits, J = _from_scratch(raw, theta, X)
     C = np.eye(3) - 1.0 / 3.0
     expected = np.empty((5, len(scales)))
     for i, c in enumerate(scales):
@@ -686,7 +696,7 @@ def test_a_diagonal_fits_probit_losses_come_from_the_factors_at_once(monkeypatch
         g = (logits @ C) / np.sqrt(1.0 + np.pi / 8.0 * variance)
         log_p = g - np.log(np.sum(np.exp(g), axis=1, keepdims=True))
         expected[:, i] = -log_p[np.arange(5), y]
-    np.testing.assert_allclose(got.losses, expected, rtol=1e-9)
+    np.testing.assert_allclose(got.losses, expected, rtol=1e-8)
 
 
 @pytest.mark.parametrize("scales", [[1.0], [0.5, 2.0]])

@@ -36,6 +36,7 @@ from sklaplace._prior_scale import (
     paired_standard_errors,
     scaled_posterior,
 )
+from sklaplace._testing import dense_ggn, mlp_logits
 from sklaplace.exceptions import LaplaceApproximationWarning
 
 X3, Y3 = make_classification(
@@ -344,7 +345,7 @@ def test_evidence_path_is_the_logistic_regression_evidence_from_scratch():
     log_lik = np.sum(y * f - np.logaddexp(0.0, f))
     p = 1.0 / (1.0 + np.exp(-f))
     H_data = (X1 * (p * (1 - p))[:, None]).T @ X1
-    A = clf.prior_precision_
+    A = np.r_[np.full(6, clf.alpha), clf.bias_prior_precision]  # the parameters'
     for i in [0, 20, 24, 30, 48]:
         c = path["scales"][i]
         expected = _dense_log_evidence(log_lik, theta, H_data, A, c)
@@ -1269,7 +1270,8 @@ def test_a_fixed_scale_adds_its_share_of_the_prior_to_the_posterior(structure, s
     at_one, at_c = fitted(1.0), fitted(scale)
     assert at_c.prior_precision_scale_ == scale
     np.testing.assert_array_equal(at_c.coefs_[0], at_one.coefs_[0])
-    A = at_one.prior_precision_
+    W, b = at_one.coefs_[0], at_one.intercepts_[0]  # the prior from the parameters
+    A = np.r_[np.full(W.size, 1.0), np.full(b.size, at_one.bias_prior_precision)]
     expected = precision(at_one) + (scale - 1.0) * np.diag(A)
     np.testing.assert_allclose(precision(at_c), expected, rtol=1e-10, atol=1e-12)
 
@@ -1522,7 +1524,10 @@ def test_the_walk_pairs_with_the_tied_best_it_walks_from():
 def test_the_evidence_chooses_the_scale_from_eigenvalues_alone(monkeypatch):
     """``prior_precision_scale="evidence"`` on a full posterior reads
     ``log det P(c)`` only: its eigendecomposition takes no eigenvectors
-    (NumPy's ``eigh`` fails here), and the curve is the direct one."""
+    (NumPy's ``eigh`` fails here), and the curve is the dense evidence
+    from scratch (the MAP's log likelihood by ``mlp_logits``, its GGN by
+    ``dense_ggn``, the prior from the parameters; the estimator's own
+    ``log_marginal_likelihood`` shares the path's formula)."""
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
 
@@ -1536,12 +1541,21 @@ def test_the_evidence_chooses_the_scale_from_eigenvalues_alone(monkeypatch):
     path = clf.prior_precision_scale_path_
     at = int(np.argmax(path["log_marginal_likelihood"]))
     assert clf.prior_precision_scale_ == path["scales"][at]
-    c = path["scales"][at]
-    np.testing.assert_allclose(
-        clf.log_marginal_likelihood(alpha=c * 1.0, bias_prior_precision=c * 0.1),
-        path["log_marginal_likelihood"][at],
-        rtol=1e-9,
-    )
+    sizes = (4, 5, 3)
+    layers = zip(clf.coefs_, clf.intercepts_)
+    theta = np.concatenate([np.r_[W.ravel(), b] for W, b in layers])
+    f = mlp_logits(theta, X, sizes, clf.activation)
+    log_lik = np.sum(f[np.arange(len(y)), y] - np.logaddexp.reduce(f, axis=1))
+    A = np.r_[np.full(20, 1.0), np.full(5, 0.1), np.full(15, 1.0), np.full(3, 0.1)]
+    ones, zeros = np.ones(len(X)), np.zeros(A.size)
+    P_data = dense_ggn(theta, X, ones, zeros, sizes, clf.activation)
+    for i in (0, at, len(path["scales"]) - 1):
+        c = path["scales"][i]
+        np.testing.assert_allclose(
+            path["log_marginal_likelihood"][i],
+            _dense_log_evidence(log_lik, theta, P_data, A, c),
+            rtol=1e-7,
+        )
 
 
 def _dense_log_evidence(log_likelihood, theta, P_data, A, c):
