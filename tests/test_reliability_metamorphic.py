@@ -31,6 +31,7 @@ from sklaplace import (
     prune,
     saliencies,
 )
+from sklaplace._testing import dense_ggn, mlp_logits, numerical_derivative
 
 # A tight Newton MAP: relations then hold to ~1e-10, far below the 1e-2 to
 # 1e-1 that a wrong answer moves a probability by on these problems.
@@ -721,7 +722,9 @@ def test_the_functional_api_gives_the_estimators_posterior(
     At the fitted MAP the functional API's gradient vanishes, its value is
     ``log_likelihood_ - theta'A theta / 2``, and the posterior precision is
     its data Hessian (prior 0) plus ``prior_precision_scale_`` times the
-    prior (its diagonal for ``"diag"``).
+    prior (its diagonal for ``"diag"``). Two entry points that share the
+    curvature code; the test below checks both against references of
+    their own.
     """
     X, y, _ = _data(n_classes)
     clf = _fit(
@@ -736,9 +739,10 @@ def test_the_functional_api_gives_the_estimators_posterior(
     index = np.searchsorted(clf.classes_, y)
     prior = dict(activation="softplus", alpha=1.0, bias_prior_precision=0.1)
     theta = _theta(clf)
+    A = _prior_by_hand([4, 3, 1 if n_classes == 2 else n_classes])
     value = log_posterior(clf.coefs_, clf.intercepts_, X, index, **prior)
     assert float(value) == pytest.approx(
-        clf.log_likelihood_ - 0.5 * clf.prior_precision_ @ theta**2, rel=1e-12
+        clf.log_likelihood_ - 0.5 * A @ theta**2, rel=1e-12
     )
     gradient = log_posterior_grad(clf.coefs_, clf.intercepts_, X, index, **prior)
     assert np.max(np.abs(gradient)) < 1e-8 * y.size
@@ -757,11 +761,72 @@ def test_the_functional_api_gives_the_estimators_posterior(
     )
     if structure == "full":
         L = clf.posterior_.cholesky_factor
-        expected, actual = data + scale * np.diag(clf.prior_precision_), L @ L.T
+        expected, actual = data + scale * np.diag(A), L @ L.T
     else:
-        expected, actual = data + scale * clf.prior_precision_, clf.posterior_.precision
+        expected, actual = data + scale * A, clf.posterior_.precision
     np.testing.assert_allclose(
         actual, expected, rtol=1e-10, atol=1e-12 * np.max(expected)
+    )
+
+
+def _prior_by_hand(sizes, alpha=1.0, bias=0.1):
+    """The prior precision vector in the documented layout, written out."""
+    parts = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        parts += [np.full(fan_in * fan_out, alpha), np.full(fan_out, bias)]
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("hessian", ["ggn", "exact"])
+@pytest.mark.parametrize("structure", ["full", "diag"])
+@pytest.mark.parametrize("scale", [1.0, 5.0])
+def test_the_estimators_posterior_is_the_curvature_from_scratch(
+    n_classes, hessian, structure, scale
+):
+    """The posterior precision against ``dense_ggn`` (GGN) or second
+    differences of a log likelihood on ``mlp_logits`` (exact), the prior
+    written out: the GGN's data term doubled, the exact diagonal's residual
+    term halved, or weights' and biases' priors swapped fail it (the
+    functional API, which shares the curvature code, had passed all three)."""
+    X, y, _ = _data(n_classes)
+    clf = _fit(
+        X,
+        y,
+        hidden_layer_sizes=(3,),
+        activation="softplus",
+        hessian=hessian,
+        hessian_structure=structure,
+        prior_precision_scale=scale,
+    )
+    index = np.searchsorted(clf.classes_, y)
+    sizes = [4, 3, 1 if n_classes == 2 else n_classes]
+    A, theta = _prior_by_hand(sizes), _theta(clf)
+
+    def negative_log_likelihood(t):
+        f = mlp_logits(t, X, sizes, "softplus")
+        if f.shape[1] == 1:
+            return -np.sum(index * f[:, 0] - np.logaddexp(0.0, f[:, 0]))
+        return -np.sum(f[np.arange(len(y)), index] - np.logaddexp.reduce(f, axis=1))
+
+    if hessian == "ggn":
+        data = dense_ggn(theta, X, np.ones(len(y)), np.zeros_like(A), sizes, "softplus")
+    else:
+
+        def gradient(t):
+            return numerical_derivative(negative_log_likelihood, t, h=1e-3)
+
+        data = numerical_derivative(gradient, theta, h=1e-3)
+        data = 0.5 * (data + data.T)
+    expected = data + scale * np.diag(A)
+    if structure == "full":
+        L = clf.posterior_.cholesky_factor
+        actual = L @ L.T
+    else:
+        expected, actual = np.diag(expected), clf.posterior_.precision
+    # Second differences with h = 1e-3: good to about 1e-6 of the largest entry.
+    np.testing.assert_allclose(
+        actual, expected, rtol=1e-6, atol=1e-7 * np.max(np.abs(expected))
     )
 
 
@@ -807,7 +872,10 @@ def test_one_prior_written_three_ways_is_one_fit(n_classes, structure):
     """One prior written three ways is one fit.
 
     A scalar alpha and bias precision, the same per layer, and the
-    resulting per-parameter vector are one prior: bit-for-bit one fit.
+    per-parameter vector written out in the documented layout are one
+    prior: bit-for-bit one fit (the vector had been read back from the
+    scalar fit's ``prior_precision_``: weights' and biases' priors swapped
+    passed).
     """
     X, y, X_test = _data(n_classes)
     params = dict(
@@ -815,7 +883,10 @@ def test_one_prior_written_three_ways_is_one_fit(n_classes, structure):
     )
     scalar = _fit(X, y, **params, alpha=0.7, bias_prior_precision=0.2)
     layers = _fit(X, y, **params, alpha=[0.7, 0.7], bias_prior_precision=[0.2, 0.2])
-    vector = _fit(X, y, **params, alpha=scalar.prior_precision_)
+    K = 1 if n_classes == 2 else n_classes
+    by_hand = _prior_by_hand([4, 3, K], alpha=0.7, bias=0.2)
+    vector = _fit(X, y, **params, alpha=by_hand)
+    np.testing.assert_array_equal(scalar.prior_precision_, by_hand)
     for other in (layers, vector):
         np.testing.assert_array_equal(
             other.predict_proba(X_test), scalar.predict_proba(X_test)

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._activations import ACTIVATIONS
 from sklaplace._curvature import ggn_hessian
+from sklaplace._testing import dense_ggn
 from sklaplace.exceptions import LaplaceApproximationWarning
 from tests.conftest import make_problem
 
@@ -113,8 +114,14 @@ def test_probabilities_and_evidence(problem, solver, hessian, structure):
 def test_ggn_is_symmetric_and_bounded_below_by_the_prior(
     activation, n_classes, hidden, weighted, n_samples, seed
 ):
-    obj, theta = make_problem(
-        activation, n_classes, hidden, weighted, n_samples=n_samples, seed=seed
+    obj, theta, raw = make_problem(
+        activation,
+        n_classes,
+        hidden,
+        weighted,
+        n_samples=n_samples,
+        seed=seed,
+        raw=True,
     )
     H = ggn_hessian(obj, theta)
     scale = np.max(np.abs(H))
@@ -122,6 +129,11 @@ def test_ggn_is_symmetric_and_bounded_below_by_the_prior(
     # GGN = J' Lambda J + A with J' Lambda J positive semi-definite.
     smallest = np.min(obj.prior_precision)
     assert np.linalg.eigvalsh(H).min() >= smallest - 1e-10 * scale
+    # And the GGN itself, from scratch (any PSD error, the data term doubled
+    # or dropped, passes the two properties above).
+    keys = ("X", "sample_weight", "prior_precision", "layer_sizes", "activation")
+    expected = dense_ggn(theta, *[raw[key] for key in keys])
+    np.testing.assert_allclose(H, expected, rtol=1e-6, atol=1e-8 * scale)
 
 
 @settings(max_examples=EXAMPLES["ggn"], **SETTINGS)
