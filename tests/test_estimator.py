@@ -20,7 +20,12 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 import sklaplace._memory as memory_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._network import ParamLayout
-from sklaplace._testing import mlp_logits, numerical_derivative
+from sklaplace._testing import (
+    dense_ggn,
+    mlp_logits,
+    numerical_derivative,
+    numerical_jacobian,
+)
 from sklaplace.exceptions import LaplaceApproximationWarning, MemoryLimitError
 
 
@@ -213,6 +218,36 @@ def test_latent_covariance_is_dense_reference():
     np.testing.assert_allclose(mean, logits(theta), rtol=1e-12)
     np.testing.assert_allclose(
         cov, J @ covariance @ np.swapaxes(J, 1, 2), rtol=1e-6, atol=1e-9
+    )
+
+
+def test_latent_covariance_is_the_reference_from_scratch():
+    # The posterior too from scratch (the test above reads the estimator's
+    # own, which a doubled GGN would pass): alpha and the prior scale fixed,
+    # P by dense_ggn with the prior written out, J by differences.
+    X, y = _scaled(load_iris)
+    clf = LaplaceMLPClassifier(
+        (3,),
+        activation="softplus",
+        alpha=1.0,
+        prior_precision_scale=1.0,
+        residual_variance=0.0,
+        random_state=0,
+    ).fit(X, y)
+    layers = zip(clf.coefs_, clf.intercepts_)
+    theta = np.concatenate([np.r_[W.ravel(), b] for W, b in layers])
+    sizes, bias = [4, 3, 3], clf.bias_prior_precision
+    prior = np.r_[np.full(12, 1.0), np.full(3, bias), np.full(9, 1.0), np.full(3, bias)]
+    P = dense_ggn(theta, X, np.ones(len(y)), prior, sizes, "softplus")
+
+    def logits(t):
+        return mlp_logits(t, X[:5], sizes, "softplus")
+
+    J = numerical_jacobian(logits, theta)
+    mean, cov = clf.latent_mean_and_variance(X[:5])
+    np.testing.assert_allclose(mean, logits(theta), rtol=1e-12)
+    np.testing.assert_allclose(
+        cov, J @ np.linalg.inv(P) @ np.swapaxes(J, 1, 2), rtol=1e-6, atol=1e-9
     )
 
 

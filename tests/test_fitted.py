@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 import sklaplace._fitted
 from sklaplace import LaplaceMLPClassifier
-from sklaplace._testing import numerical_jacobian
+from sklaplace._testing import dense_ggn, numerical_jacobian
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,11 @@ def test_the_default_arguments_give_the_stored_evidence_under_a_prior_scale(
     assert not evaluated  # the stored number, not a refactorisation
     assert clf.log_marginal_likelihood(alpha=0.505) != stored
     assert len(evaluated) == 1
+    # Evaluated beside the fitted prior, it continues into the stored value
+    # (the prior scale dropped from the prior change passed the test above).
+    nearby = clf.log_marginal_likelihood(alpha=0.5 * (1 + 1e-9))
+    assert len(evaluated) == 2
+    assert nearby == pytest.approx(stored, abs=1e-6)
 
 
 @pytest.mark.parametrize("weak", ["alpha", "bias_prior_precision"])
@@ -357,6 +362,18 @@ def test_a_pruned_estimators_latent_covariance_leaves_out_the_pruned_weights(iri
             random_state=0,
         ).fit(X, y)
         pruned = prune(clf, 0.4, method="magnitude")
+    kept = ~pruned.pruned_mask_
+    # The kept precisions from scratch: the GGN's diagonal at the MAP that
+    # prune started from (no refit), the prior written out.
+    layers = list(zip(clf.coefs_, clf.intercepts_))
+    theta0 = np.concatenate([np.r_[W.ravel(), b] for W, b in layers])
+    bias = clf.bias_prior_precision
+    prior = np.r_[
+        np.full(16, 0.5), np.full(4, bias), np.full(12, 0.5), np.full(3, bias)
+    ]
+    ones = np.ones(len(y))
+    P0 = np.diag(dense_ggn(theta0, X, ones, prior, [4, 4, 3], "identity"))
+    np.testing.assert_allclose(pruned.posterior_.precision[kept], P0[kept], rtol=1e-6)
     X = X[:6]
     layout = pruned._layout()
     theta = layout.pack(np, pruned.coefs_, pruned.intercepts_)
@@ -366,7 +383,6 @@ def test_a_pruned_estimators_latent_covariance_leaves_out_the_pruned_weights(iri
         return (X @ W1 + b1) @ W2 + b2
 
     J = numerical_jacobian(logits, theta, h=1.0)  # exact: linear in each parameter
-    kept = ~pruned.pruned_mask_
     assert kept.any() and not kept.all()
     variance = np.where(kept, 1.0 / pruned.posterior_.precision, 0.0)
     expected = np.einsum("nkp,p,nlp->nkl", J, variance, J)

@@ -12,7 +12,6 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import cdist
 
 from sklaplace import _symmetry
-from sklaplace._network import NEGATION_CONSTANTS
 from sklaplace._symmetry import (
     COINCIDE_RTOL,
     SPLIT_SIZE,
@@ -21,6 +20,7 @@ from sklaplace._symmetry import (
     coinciding_groups,
     split_coinciding_units,
 )
+from sklaplace._testing import mlp_logits
 from tests.test_symmetry import LAYOUT, merge_units
 
 
@@ -164,10 +164,13 @@ def _negate_unit(theta, layer, unit, activation):
     outgoing = rows[unit, -LAYOUT.layer_sizes[layer + 2] :].copy()
     rows[unit] *= -1.0
     _write_unit_rows(LAYOUT, theta, layer, rows)
-    LAYOUT.layers(np, theta)[layer + 1][-1, :] += (
-        NEGATION_CONSTANTS[activation] * outgoing
-    )
+    LAYOUT.layers(np, theta)[layer + 1][-1, :] += NEGATED[activation] * outgoing
     return theta
+
+
+#: phi(-z) = NEGATED - phi(z): the logistic's 1, tanh's 0 (odd), written here
+#: (the package's own constants had let a wrong one pass the whole file).
+NEGATED = {"logistic": 1.0, "tanh": 0.0}
 
 
 @pytest.mark.parametrize("activation", ["tanh", "logistic"])
@@ -181,6 +184,16 @@ def test_sign_symmetric_split_commutes_with_negating_a_unit(activation):
     rng = np.random.RandomState(0)
     theta = merge_units(rng.normal(size=LAYOUT.n_params), 0, [1, 3, 4], rng)
     reference = LAYOUT.glorot_init(np.random.RandomState(1))
+    # The negation is a symmetry of the network (mlp_logits, from scratch).
+    X = rng.normal(size=(7, LAYOUT.layer_sizes[0]))
+    np.testing.assert_allclose(
+        mlp_logits(
+            _negate_unit(theta, 0, 4, activation), X, LAYOUT.layer_sizes, activation
+        ),
+        mlp_logits(theta, X, LAYOUT.layer_sizes, activation),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     split = split_coinciding_units(np, LAYOUT, theta, reference, activation)
     assert not np.array_equal(
         _unit_rows(LAYOUT, split, 0)[4], _unit_rows(LAYOUT, theta, 0)[4]
