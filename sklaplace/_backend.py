@@ -158,9 +158,10 @@ def on_host(a):
 
 
 #: A matrix that fails to factorise gets this fraction of its largest
-#: diagonal entry on its diagonal first, raised tenfold ``JITTER_TRIALS``
-#: times at most: 1e-10 -> 1e19 of it, past the largest eigenvalue of any
-#: finite positive semidefinite matrix.
+#: diagonal entry on its diagonal first, raised tenfold: ``JITTER_TRIALS``
+#: jitters at most, 1e-10 -> 1e19 of it, past the largest eigenvalue of any
+#: finite positive semidefinite matrix (a loop that tries no jitter first
+#: takes the first ``JITTER_TRIALS - 1``: 30 attempts in all).
 FIRST_JITTER = 1e-10
 JITTER_TRIALS = 30
 

@@ -79,7 +79,7 @@ def _row_prior(prior, shape):
 def _diagonalise_with_jitter(A, d):
     """Return :func:`~sklaplace._simultaneous.diagonalise` of ``A``, ``d + j``; ``j``.
 
-    The jitter ``j`` is 0.0 or the smallest of ``B``'s
+    The jitter ``j`` is 0.0 or the smallest of the first 29 of ``B``'s
     :func:`~sklaplace._backend.tenfold_jitters` that works; none for a
     negative ``d``.
     """

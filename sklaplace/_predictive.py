@@ -19,7 +19,6 @@ from sklaplace._jacobian import (
     logit_factors,
     seeded_chunks,
 )
-from sklaplace._likelihood import Bernoulli, Categorical
 from sklaplace._memory import check_memory
 from sklaplace._network import forward
 
@@ -231,12 +230,17 @@ def mc_logits(xp, mean, cov, *, noise, **kwargs):
     # (n, K, S), draws last: reductions over a short last axis (K) were half
     # of the time (digits: 59 -> 31 ms per 250 rows); root is symmetric.
     draws = mean[:, :, None] + root @ xp.permute_dims(noise, (1, 0))
-    # The likelihood's own log probabilities (over axis 1, of each draw):
-    # (n, 2, S) for one logit, [log(1 - p), log p]; (n, K, S) for K.
-    binary = mean.shape[1] == 1
-    log_p = (Bernoulli if binary else Categorical).log_proba(xp, draws)
-    log_mean = _logsumexp(xp, log_p, axis=2) - math.log(n_draws)
-    return log_mean[:, 1:] - log_mean[:, :1] if binary else log_mean
+    # Not the likelihood's log_proba: its log1p form (and the Bernoulli's
+    # two columns) took 45% more time and 1.3-1.75 times the memory these
+    # chunks are sized for, for an accuracy the average over draws loses.
+    log_n = math.log(n_draws)
+    if mean.shape[1] == 1:
+        zero = xp.zeros_like(draws)
+        log_p1 = _logsumexp(xp, -xp.logaddexp(zero, -draws), axis=2) - log_n
+        log_p0 = _logsumexp(xp, -xp.logaddexp(zero, draws), axis=2) - log_n
+        return log_p1 - log_p0
+    log_softmax = draws - _logsumexp(xp, draws, axis=1)[:, None, :]
+    return _logsumexp(xp, log_softmax, axis=2) - log_n
 
 
 PREDICTIVES = {"probit": probit_logits, "mc": mc_logits, "map": map_logits}
