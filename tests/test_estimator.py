@@ -404,6 +404,13 @@ def test_warm_start_with_other_classes_starts_cold():
     np.testing.assert_allclose(
         warm.predict_proba(X), fresh.predict_proba(X), rtol=1e-10
     )
+    # The warning names what differs: the layer sizes, or both.
+    labels = np.array(["a", "b", "c"])[y]
+    message = "^warm_start=True, but this fit's layer sizes differ from the previous"
+    with pytest.warns(UserWarning, match=message):
+        warm.set_params(hidden_layer_sizes=(4,)).fit(X, labels)
+    with pytest.warns(UserWarning, match="fit's classes and layer sizes differ"):
+        warm.set_params(hidden_layer_sizes=(5,)).fit(X, y)
 
 
 def test_lbfgs_history_has_one_entry_per_iteration():

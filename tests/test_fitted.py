@@ -419,3 +419,14 @@ def test_the_residual_variance_adds_to_every_logits_variance(iris):
     )
     assert np.all(v >= 0.0)
     assert 0.0 < v[3] < v[4]
+
+
+def test_the_latent_moments_refuse_inputs_of_another_width(iris):
+    # Checked against the fitted width, not refitted to it.
+    X, y = iris
+    clf = LaplaceMLPClassifier((3,), alpha=1.0, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="X has 2 features, but"):
+        clf.latent_mean_and_variance(X[:, :2])
+    assert clf.n_features_in_ == X.shape[1]
+    mean, cov = clf.latent_mean_and_variance(X[:3])
+    assert mean.shape == (3, 3) and cov.shape == (3, 3, 3)
