@@ -722,8 +722,7 @@ def test_the_functional_api_gives_the_estimators_posterior(
     At the fitted MAP the functional API's gradient vanishes, its value is
     ``log_likelihood_ - theta'A theta / 2``, and the posterior precision is
     its data Hessian (prior 0) plus ``prior_precision_scale_`` times the
-    prior (its diagonal for ``"diag"``). Two entry points that share the
-    curvature code; the test below checks both against references of
+    prior (its diagonal for ``"diag"``); both agree with references of
     their own.
     """
     X, y, _ = _data(n_classes)
@@ -739,7 +738,7 @@ def test_the_functional_api_gives_the_estimators_posterior(
     index = np.searchsorted(clf.classes_, y)
     prior = dict(activation="softplus", alpha=1.0, bias_prior_precision=0.1)
     theta = _theta(clf)
-    A = _prior_by_hand([4, 3, 1 if n_classes == 2 else n_classes])
+    A = _prior_by_hand([4, 3, 1 if n_classes == 2 else n_classes])  # written out
     value = log_posterior(clf.coefs_, clf.intercepts_, X, index, **prior)
     assert float(value) == pytest.approx(
         clf.log_likelihood_ - 0.5 * A @ theta**2, rel=1e-12
@@ -767,41 +766,12 @@ def test_the_functional_api_gives_the_estimators_posterior(
     np.testing.assert_allclose(
         actual, expected, rtol=1e-10, atol=1e-12 * np.max(expected)
     )
-
-
-def _prior_by_hand(sizes, alpha=1.0, bias=0.1):
-    """The prior precision vector in the documented layout, written out."""
-    parts = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        parts += [np.full(fan_in * fan_out, alpha), np.full(fan_out, bias)]
-    return np.concatenate(parts)
-
-
-@pytest.mark.parametrize("n_classes", [2, 3])
-@pytest.mark.parametrize("hessian", ["ggn", "exact"])
-@pytest.mark.parametrize("structure", ["full", "diag"])
-@pytest.mark.parametrize("scale", [1.0, 5.0])
-def test_the_estimators_posterior_is_the_curvature_from_scratch(
-    n_classes, hessian, structure, scale
-):
-    """The posterior precision against ``dense_ggn`` (GGN) or second
-    differences of a log likelihood on ``mlp_logits`` (exact), the prior
-    written out: the GGN's data term doubled, the exact diagonal's residual
-    term halved, or weights' and biases' priors swapped fail it (the
-    functional API, which shares the curvature code, had passed all three)."""
-    X, y, _ = _data(n_classes)
-    clf = _fit(
-        X,
-        y,
-        hidden_layer_sizes=(3,),
-        activation="softplus",
-        hessian=hessian,
-        hessian_structure=structure,
-        prior_precision_scale=scale,
-    )
-    index = np.searchsorted(clf.classes_, y)
+    # And the posterior against references of its own: dense_ggn (GGN) or
+    # second differences of a log likelihood on mlp_logits (exact). The GGN's
+    # data term doubled, the exact diagonal's residual term halved, or the
+    # weights' and biases' priors swapped fail this part (the functional
+    # API's, which shares the curvature code, had passed all three).
     sizes = [4, 3, 1 if n_classes == 2 else n_classes]
-    A, theta = _prior_by_hand(sizes), _theta(clf)
 
     def negative_log_likelihood(t):
         f = mlp_logits(t, X, sizes, "softplus")
@@ -828,6 +798,14 @@ def test_the_estimators_posterior_is_the_curvature_from_scratch(
     np.testing.assert_allclose(
         actual, expected, rtol=1e-6, atol=1e-7 * np.max(np.abs(expected))
     )
+
+
+def _prior_by_hand(sizes, alpha=1.0, bias=0.1):
+    """The prior precision vector in the documented layout, written out."""
+    parts = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        parts += [np.full(fan_in * fan_out, alpha), np.full(fan_out, bias)]
+    return np.concatenate(parts)
 
 
 @pytest.mark.parametrize(
