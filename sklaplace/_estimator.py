@@ -249,9 +249,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         Alphas of each refit of the run whose refit was kept (anywhere on it)
         or of the validation walk (empty for a fixed alpha or no held rows).
     effective_n_parameters_ : ndarray of shape (n_groups,) or None
-        MacKay's ``gamma`` per group at the kept refit under the posterior kept
-        (a last layer's counts it alone; below 0 only where an exact Hessian is
-        indefinite), else None (also after pruning).
+        MacKay's ``gamma`` per group at the kept refit, under the posterior
+        kept but at the MAP's own prior (``prior_precision_scale_`` 1: the
+        prior the updates tuned; a last layer's counts it alone; below 0 only
+        where an exact Hessian is indefinite), else None (also after pruning).
     loss_ : float or None
         ``L(theta_map) / sum(sample_weight)`` over the rows fitted: the
         per-sample MAP objective, MLPClassifier's ``loss_`` when
