@@ -31,7 +31,7 @@ PARAMS = dict(hidden_layer_sizes=(4,), random_state=0)
 
 
 @pytest.mark.parametrize("link", ["probit", "mc", "map"])
-@pytest.mark.parametrize("structure", ["full", "diag"])
+@pytest.mark.parametrize("structure", ["full", "diag", "kron"])
 def test_threads_predict_like_a_single_thread(link, structure):
     clf = LaplaceMLPClassifier(
         **PARAMS, link_approx=link, hessian_structure=structure, n_mc_samples=200
@@ -104,7 +104,10 @@ STAGES = {  # where each stage of fit is looked up
     "solver": (laplace_fit_module, "minimize_map"),
     "posterior": (laplace_fit_module, "laplace_posterior"),
     "evidence": (laplace_fit_module, "log_marginal_likelihood"),
-    "assignment": (estimator_module, "to_numpy"),
+    # to_numpy is first called by fit_residual, before any attribute is set;
+    # deepcopy only at alpha_, with classes_ to prior_precision_ already set.
+    "residual": (estimator_module, "to_numpy"),
+    "assignment": (estimator_module, "deepcopy"),
 }
 
 

@@ -480,9 +480,22 @@ def test_functional_api_refuses_a_bad_network_before_any_work(
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
 def test_functional_api_refuses_non_finite_X(no_functional_work, function):
+    # Each function of the parameter (the body had called log_posterior alone).
     X = _with(FX, (1, 2), np.nan)
+    args = [GOOD_COEFS, GOOD_INTERCEPTS, X, FY]
+    if function == "log_posterior_hvp":
+        args.append(np.ones(sum(w.size for w in GOOD_COEFS + GOOD_INTERCEPTS)))
+    called = {
+        f.__name__: f
+        for f in (
+            log_posterior,
+            log_posterior_grad,
+            log_posterior_hessian,
+            log_posterior_hvp,
+        )
+    }
     with pytest.raises(ValueError, match="X contains NaN or infinity"):
-        log_posterior(GOOD_COEFS, GOOD_INTERCEPTS, X, FY)
+        called[function](*args)
 
 
 def test_good_network_passes_the_checks():

@@ -772,5 +772,6 @@ def test_plug_in_predictions_are_row_chunked_within_the_budget(monkeypatch):
     budget = 1 << 20
     monkeypatch.setattr(memory_module, "DEFAULT_MEMORY_BUDGET", budget)
     # The activations of every row: 16 MB; the logits themselves 0.16 MB.
-    assert traced_peak(lambda: clf.decision_function(X)) < 4 * budget
+    # Clean: 1.6 budgets; chunks twice the budget peak at 3.0.
+    assert traced_peak(lambda: clf.decision_function(X)) < 2 * budget
     np.testing.assert_allclose(clf.decision_function(X), whole, rtol=1e-12, atol=1e-15)
