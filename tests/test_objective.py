@@ -40,6 +40,7 @@ def test_vector_products_match_matrices_and_finite_differences(problem):
     v = np.random.RandomState(3).normal(size=theta.shape)
     H, G = exact_hessian(obj, theta), ggn_hessian(obj, theta)
     Hv, Gv = obj.hessp(theta, v, "exact"), obj.hessp(theta, v, "ggn")
+    np.testing.assert_array_equal(obj.hessp(theta, v), Hv)  # exact by default
     scale = np.max(np.abs(H @ v))
     np.testing.assert_allclose(Hv, H @ v, rtol=0, atol=1e-10 * scale)
     np.testing.assert_allclose(Gv, G @ v, rtol=0, atol=1e-10 * scale)
