@@ -42,6 +42,10 @@ A direction with neither data nor prior (a softmax's common shift of a
 flat row of the last layer) gets ``E_ij = 1`` where ``S'BS = I``: for the
 biases the full posterior's unit curvature, for weights about their ``A``
 (the evidence then moves with the features' scale); no prediction reads it.
+Any other such direction (two mirrored hidden units under a flat bias
+prior) gets the same unit, and :meth:`KronPosterior.pivot_ratio` counts it
+as 0, so the fit warns that the precision is nearly singular, as the full
+posterior's does.
 
 Every array is NumPy (the factors and their eigenvectors are small: ``r^2 +
 c^2`` numbers each per layer, and ``r c`` corrected eigenvalues), so a
@@ -201,17 +205,23 @@ class KronBlock:
             return KronBlock(self.inputs, self.outputs, d)
         return ColumnKronBlock(self, d)
 
+    def _data(self):
+        """Return the data part of ``E``: ``mu_i m_j`` (KFAC) or ``h_ij``, (r, c)."""
+        return self.mu[:, None] * self.m[None, :] if self.data is None else self.data
+
+    def flat(self):
+        """Mask of the directions with no prior and no data, shape (r, c)."""
+        kfac = self.data is None
+        no_data = vanishing(self.m)[None, :] if kfac else vanishing(self.data)
+        return vanishing(self.rho)[:, None] & no_data  # the fitted prior's: not kappa's
+
     def eigenvalues(self):
         """``E_ij = mu_i m_j + kappa rho_i`` (or ``h_ij + kappa rho_i``), shape (r, c).
 
-        1 on flat directions: no prior and no data.
+        1 on :meth:`flat` directions.
         """
-        kfac = self.data is None
-        data = self.mu[:, None] * self.m[None, :] if kfac else self.data
-        no_data = vanishing(self.m)[None, :] if kfac else vanishing(data)
         rho = self.kappa * (self.rho - self.rho_jitter) + self.rho_jitter
-        flat = vanishing(self.rho)[:, None] & no_data  # the fitted prior's: not kappa's
-        return np.where(flat, 1.0, data + rho[:, None])
+        return np.where(self.flat(), 1.0, self._data() + rho[:, None])
 
     def log_det(self):
         """``log det P_l`` (see the module docstring)."""
@@ -419,10 +429,31 @@ class KronPosterior:
         """Smallest over largest eigenvalue ``E`` within a block, over the blocks.
 
         The analogue of the full posterior's pivot ratio in the eigenbasis
-        (the conditioning of ``B = A + D`` aside).
+        (the conditioning of ``B = A + D`` aside). A flat direction counts as
+        0 (the precision is singular there; its unit ``E`` is a convention)
+        unless it is a softmax's common shift in the last layer, which the
+        full posterior pins by the same convention (two mirrored hidden units
+        under a flat bias prior had passed silently, where the full
+        posterior warns).
         """
-        eigenvalues = [block.eigenvalues() for block in self.blocks]
-        return min(float(np.min(E) / np.max(E)) for E in eigenvalues)
+        ratios = []
+        for index, block in enumerate(self.blocks):
+            E, unpinned = block.eigenvalues(), block.flat()
+            if index == len(self.blocks) - 1:
+                unpinned = unpinned & ~_common_shift(block.V)[None, :]
+            ratios.append(float(np.min(np.where(unpinned, 0.0, E)) / np.max(E)))
+        return min(ratios)
+
+
+def _common_shift(V):
+    """Mask of the columns of ``V`` along ``1 / sqrt(c)``: a softmax's shift.
+
+    One output unit (a Bernoulli logit) has none.
+    """
+    c = V.shape[0]
+    if c < 2:
+        return np.zeros(c, dtype=bool)
+    return np.abs(np.sum(V, axis=0)) / np.sqrt(c) >= 1.0 - 1e-8
 
 
 def _blocks(inputs, outputs, prior):

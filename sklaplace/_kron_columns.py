@@ -145,6 +145,10 @@ class ColumnKronBlock:
         """``e`` of shape (r, c): the eigenvalues of every ``M_j``."""
         return self.values
 
+    def flat(self):
+        """Mask of the entries of ``values`` set to 1 on flat directions, (r, c)."""
+        return np.arange(self.shape[0])[:, None] < self._n_flat[None, :]
+
     def with_row_prior(self, d):
         """Return the source block's data with the row prior ``d``."""
         return self.source.with_row_prior(d)

@@ -24,6 +24,7 @@ from sklaplace._curvature import KroneckerFactors, kron_factors
 from sklaplace._jacobian import FactoredJacobian, logit_factors
 from sklaplace._kron import KronBlock, KronPosterior
 from sklaplace._network import ParamLayout
+from sklaplace._posterior import _warn_if_near_singular
 from sklaplace._predictive import logit_jacobians
 from sklaplace._prior import prior_precision_vector
 from sklaplace._testing import dense_ggn
@@ -500,6 +501,73 @@ def test_the_kron_pivot_ratio_is_its_worst_layers():
     second = KronPosterior.from_factors(KroneckerFactors([A2], [G2]), prior)
     assert second.pivot_ratio() < first.pivot_ratio()
     assert both.pivot_ratio() == min(first.pivot_ratio(), second.pivot_ratio())
+
+
+def _singular_output_factor(seed, null):
+    """A random ``G`` (``3 x 3``, rank 2) whose null vector is ``null``."""
+    g = np.random.RandomState(seed).normal(size=(4, 3))
+    C = np.eye(3) - np.outer(null, null) / (null @ null)
+    return C @ g.T @ g @ C
+
+
+@pytest.mark.parametrize(
+    "null, last, pinned",
+    [
+        ([1.0, 1.0, 1.0], True, True),  # a softmax's common shift: the convention
+        ([1.0, 1.0, 1.0], False, False),  # the same in a hidden layer
+        ([1.0, 0.0, 0.0], True, False),  # an output unit with no data
+    ],
+    ids=["softmax shift", "hidden layer", "another direction"],
+)
+def test_a_flat_direction_is_singular_unless_it_is_the_softmaxs_shift(
+    null, last, pinned
+):
+    """No data and no prior on a direction: the precision is singular there.
+
+    Two mirrored hidden units under a flat bias prior leave their biases'
+    common move with no data; the unit eigenvalue put there had passed
+    without the warning the full posterior gives. Only a softmax's common
+    shift in the last layer is pinned by convention. Each layer: 2 inputs
+    and a bias row with no prior, 3 units.
+    """
+    rng = np.random.RandomState(3)
+    a = rng.normal(size=(8, 3))
+    A = a.T @ a / 8
+    G = _singular_output_factor(4, np.asarray(null))
+    A_other, G_other = _one_layer_factors(5, 3, 3, 1.0)
+    prior = np.r_[np.ones(6), np.zeros(3)]  # weights' rows 1, the bias row flat
+    layers = [(A, G, prior), (A_other, G_other, np.ones(9))][:: -1 if last else 1]
+    post = KronPosterior.from_factors(
+        KroneckerFactors([A for A, _, _ in layers], [G for _, G, _ in layers]),
+        np.concatenate([d for _, _, d in layers]),
+    )
+    flat = post.blocks[-1 if last else 0].flat()
+    assert flat.sum() == 1 and flat[-1].sum() == 1  # on the bias row only
+    # The block's dense precision is singular: its unit there is a convention.
+    dense = np.kron(A, G) + np.diag(prior)
+    eigenvalues = np.linalg.eigvalsh(dense)
+    assert abs(eigenvalues[0]) < 1e-12 * eigenvalues[-1] < eigenvalues[1] * 1e-6
+    assert np.isfinite(post.log_det_precision())
+    # Corrected (EKFAC, here with KFAC's own values) and under another
+    # prior on the layer's weight rows: a ColumnKronBlock, the same verdict.
+    corrected = KronPosterior(
+        [b.corrected(b.mu[:, None] * b.m[None, :]) for b in post.blocks],
+        post.prior_precision,
+    )
+    change = np.zeros(18)
+    change[slice(9, 12) if last else slice(0, 3)] = 1.0  # the first weight row
+    changed = corrected.with_prior_change(np, change)
+    assert type(changed.blocks[-1 if last else 0]).__name__ == "ColumnKronBlock"
+    for posterior in (post, corrected, changed):
+        if pinned:
+            assert posterior.pivot_ratio() > 1e-3
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                _warn_if_near_singular(posterior)
+        else:
+            assert posterior.pivot_ratio() == 0.0
+            with pytest.warns(LaplaceApproximationWarning, match="nearly singular"):
+                _warn_if_near_singular(posterior)
 
 
 def test_a_prior_varying_slightly_within_a_row_is_still_replaced_with_a_warning():
