@@ -110,7 +110,12 @@ def _pruned(estimator):
     return np.zeros(estimator.prior_precision_.shape[0], bool) if mask is None else mask
 
 
-def _check(estimator, method):
+def _check(estimator, method, *, reads_posterior=True):
+    """Refuse what pruning cannot use; ``reads_posterior``: check the structure.
+
+    Magnitudes read no posterior, so their saliencies serve any structure;
+    a pruned copy needs one it can condition on its zeroed weights.
+    """
     from sklearn.utils.validation import check_is_fitted
 
     if not isinstance(estimator, FittedLaplaceMixin):
@@ -121,7 +126,7 @@ def _check(estimator, method):
     check_is_fitted(estimator)
     if method not in PRUNING_METHODS:
         raise ValueError(f"method must be one of {PRUNING_METHODS}, got {method!r}.")
-    if estimator.posterior_.structure not in ("full", "diag"):
+    if reads_posterior and estimator.posterior_.structure not in ("full", "diag"):
         raise ValueError(
             "Pruning needs the posterior of every parameter, full or diagonal: "
             "it supports hessian_structure='full' or 'diag' with "
@@ -153,6 +158,13 @@ def saliencies(estimator, *, method="obs"):
         In the order of ``theta``; ``inf`` for biases and already pruned
         weights (they are never candidates).
 
+    Raises
+    ------
+    ValueError
+        For ``"obs"`` and ``"obd"``, where the posterior is not of every
+        parameter, full or diagonal (Kronecker-factored or last-layer):
+        they read its precision. Magnitudes serve any fitted estimator.
+
     Examples
     --------
     >>> from sklearn.datasets import load_iris
@@ -162,7 +174,7 @@ def saliencies(estimator, *, method="obs"):
     >>> saliencies(clf, method="obs").shape
     (15,)
     """
-    _check(estimator, method)
+    _check(estimator, method, reads_posterior=method != "magnitude")
     theta, layout = _theta(estimator)
     candidates = ~layout.bias_mask() & ~_pruned(estimator)
     if method == "magnitude":

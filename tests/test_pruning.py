@@ -266,9 +266,18 @@ def test_prune_refuses_a_posterior_of_some_parameters_or_factored(structure):
     clf = LaplaceMLPClassifier(
         (4,), alpha=1.0, prior_precision_scale=1.0, random_state=0, **structure
     ).fit(X, y)
-    for call in (lambda: prune(clf, 0.5), lambda: saliencies(clf, method="obd")):
+    calls = [lambda: prune(clf, 0.5, method="magnitude")]
+    calls += [lambda m=m: saliencies(clf, method=m) for m in ("obs", "obd")]
+    for call in calls:
         with pytest.raises(ValueError, match="Pruning needs the posterior of every"):
             call()
+    # Magnitudes read no posterior: every structure has them.
+    weights = np.r_[clf.coefs_[0].ravel(), clf.coefs_[1].ravel()]
+    magnitude = saliencies(clf, method="magnitude")
+    np.testing.assert_array_equal(
+        np.r_[magnitude[:16], magnitude[20:32]], np.abs(weights)
+    )
+    assert np.all(np.isinf(np.r_[magnitude[16:20], magnitude[32:]]))
 
 
 # --------------------------------------------------- re-training after pruning
