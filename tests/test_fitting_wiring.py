@@ -18,10 +18,13 @@ from sklearn.preprocessing import StandardScaler
 
 import sklaplace._estimator as estimator_module
 import sklaplace._fitting as fitting_module
+import sklaplace._laplace_fit as laplace_fit_module
 import sklaplace._memory as memory_module
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._fitting import tuning_structure
+from sklaplace._laplace_fit import LaplaceFit
 from sklaplace._memory import AUTO_FACTOR_WORK, DEFAULT_MEMORY_BUDGET, FIT_MEMORY_LIMIT
+from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 from tests.test_fitting import _signal  # the same noisy linear labels
 
@@ -411,3 +414,116 @@ def test_leave_one_out_scores_the_kept_evidence_choice_once(monkeypatch):
     assert scale_losses is not None and kept is args[0]
     ((_, _, network),) = networks
     assert sum(args[0] is network.fit for args, _, _ in calls) == 1
+
+
+def _spied_fit_laplace(monkeypatch, follow=None):
+    """``fit_laplace`` on stand-ins that record what they are handed.
+
+    The split, the MAP solver and the posterior are replaced by spies (the
+    posterior issues one warning, as a jitter would); returns the fit and
+    what each spy saw.
+    """
+    seen = {}
+
+    def split(xp, layout, theta, reference, activation, fixed=None):
+        seen["split"] = (layout, activation, fixed)
+        return theta
+
+    def solve(objective, theta, solver, tol, max_iter, verbose=0, follow=True):
+        seen["solve"] = (solver, tol, max_iter, verbose, follow)
+        return SimpleNamespace(theta=theta, loss=3.0, out_of_iterations=False)
+
+    def posterior(objective, theta_map, hessian, structure, subset="all"):
+        seen["posterior"] = (hessian, structure, subset)
+        warn("a jitter of 0.5 was added", LaplaceApproximationWarning)
+        return "the posterior", "ggn", 0.5
+
+    monkeypatch.setattr(laplace_fit_module, "split_coinciding_units", split)
+    monkeypatch.setattr(laplace_fit_module, "minimize_map", solve)
+    monkeypatch.setattr(laplace_fit_module, "laplace_posterior", posterior)
+    config = SimpleNamespace(
+        solver="newton-cg",
+        tol=1e-7,
+        max_iter=17,
+        verbose=2,
+        hessian="exact",
+        hessian_structure="kron",
+        subset_of_weights="last_layer",
+    )
+    fixed = np.array([False, True, False])
+    objective = SimpleNamespace(
+        xp=np, layout="the layout", activation="logistic", fixed=fixed
+    )
+    args = () if follow is None else (follow,)
+    with pytest.warns(LaplaceApproximationWarning, match="a jitter of 0.5 was added"):
+        fit = laplace_fit_module.fit_laplace(
+            config, objective, np.zeros(3), np.ones(3), *args
+        )
+    return fit, seen
+
+
+@pytest.mark.parametrize("follow", [None, True, False])
+def test_fit_laplace_hands_its_settings_to_the_split_solver_and_posterior(
+    monkeypatch, follow
+):
+    """``fit_laplace`` splits coinciding units with the objective's
+    activation and its parameters held at zero, runs the solver with the
+    config's settings and ``follow`` (by default: follow negative
+    curvature), builds the posterior with the config's curvature, structure
+    and subset, issues the posterior's warnings again in their own words
+    and category, and records the curvature and those warnings.
+
+    Mutants of ``sklaplace/_laplace_fit.py``: ``x_fit_laplace__mutmut_1``
+    (``follow=False`` by default), ``_3``, ``_5``, ``_7``, ``_14``, ``_20``
+    (no held parameters handed to the split), ``_13``, ``_19`` (no
+    activation), ``_27``, ``_34`` (no verbosity), ``_28``, ``_35`` (no
+    ``follow``), ``_41``, ``_46`` (no subset: all weights), ``_47``,
+    ``_48`` (the warning issued again without its text or category),
+    ``_54`` (no curvature), ``_62`` (no warnings recorded).
+    """
+    fit, seen = _spied_fit_laplace(monkeypatch, follow)
+    layout, activation, fixed = seen["split"]
+    assert (layout, activation) == ("the layout", "logistic")
+    np.testing.assert_array_equal(fixed, [False, True, False])
+    expected_follow = True if follow is None else follow
+    assert seen["solve"] == ("newton-cg", 1e-7, 17, 2, expected_follow)
+    assert seen["posterior"] == ("exact", "kron", "last_layer")
+    assert (fit.posterior, fit.curvature, fit.jitter) == ("the posterior", "ggn", 0.5)
+    assert [(w.message, w.category) for w in fit.posterior_warnings] == [
+        ("a jitter of 0.5 was added", LaplaceApproximationWarning)
+    ]
+
+
+def test_a_fits_log_evidence_leaves_out_the_parameters_held_at_zero():
+    """``LaplaceFit.log_evidence`` of a pruned fit counts ``log det A`` over
+    the free parameters with a proper prior only, from scratch:
+    ``log p(y | theta) - (log det P - log det A_free + theta' A theta) / 2``.
+
+    Mutants ``xǁLaplaceFitǁlog_evidence__mutmut_5`` and ``_10`` (no held
+    parameters handed on: the held ones' ``log A`` counted, here
+    ``log 4 + log 9``).
+    """
+    prior = np.array([2.0, 4.0, 0.5, 9.0, 0.0])  # the last one flat
+    fixed = np.array([False, True, False, True, False])
+    theta = np.array([0.3, 0.0, -1.2, 0.0, 0.7])
+    prior_term = 0.5 * np.sum(prior * theta**2)
+
+    class Objective:
+        def prior_term(self, t):
+            return 0.5 * np.sum(prior * t**2)
+
+    objective = Objective()
+    objective.prior_precision, objective.fixed = prior, fixed
+    posterior = SimpleNamespace(log_det_precision=lambda: 1.75)
+    loss = 10.0  # negative log likelihood plus the prior term
+    fit = LaplaceFit(
+        objective,
+        SimpleNamespace(theta=theta, loss=loss, out_of_iterations=False),
+        posterior,
+        "ggn",
+        0.0,
+    )
+    log_likelihood = -(loss - prior_term)
+    log_det_free = np.log(2.0) + np.log(0.5)
+    want = log_likelihood - 0.5 * (1.75 - log_det_free + np.sum(prior * theta**2))
+    assert fit.log_evidence() == pytest.approx(want, rel=1e-12)

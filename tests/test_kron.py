@@ -27,6 +27,7 @@ from sklaplace._network import ParamLayout
 from sklaplace._posterior import _warn_if_near_singular
 from sklaplace._predictive import logit_jacobians
 from sklaplace._prior import prior_precision_vector
+from sklaplace._simultaneous import FLAT_SHARE, diagonalise
 from sklaplace._testing import dense_ggn
 from sklaplace.exceptions import LaplaceApproximationWarning
 from tests.conftest import make_problem, rebuilt
@@ -1141,8 +1142,6 @@ def test_rows_without_a_prior_get_the_basis_of_a_vanishing_prior(d):
     limit of an equal prior ``eps`` on those rows. Reference: the same
     diagonalisation with ``eps = 1e-7`` there (within ``O(eps)``); LAPACK's
     basis, read at ``eps = 0``, had been 0.3 off."""
-    from sklaplace._simultaneous import diagonalise
-
     rng = np.random.RandomState(0)
     a = rng.normal(size=(40, 6))
     A, d = a.T @ a / 40, np.array(d)
@@ -1229,8 +1228,6 @@ def test_the_basis_of_rows_with_no_or_tiny_prior_does_not_depend_on_their_order(
     repeated ``mu`` changes with it). Within the tiny rows' columns the
     tiny prior is diagonal, and the columns are ``B``-normalised exactly
     even at the threshold (``d`` 0.9 ``FLAT_SHARE`` of ``A``)."""
-    from sklaplace._simultaneous import FLAT_SHARE, diagonalise
-
     rng = np.random.RandomState(1)
     a = rng.normal(size=(50, 7))
     A = scale * a.T @ a / 50
@@ -1284,3 +1281,61 @@ def test_a_negative_row_prior_is_diagonalised_not_taken_for_a_tiny_one():
     np.testing.assert_allclose(S.T @ (A + np.diag(d)) @ S, np.eye(5), atol=1e-12)
     np.testing.assert_allclose(S.T @ A @ S, np.diag(mu), atol=1e-12)
     np.testing.assert_allclose(S.T @ np.diag(d) @ S, np.diag(rho), atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e6])
+def test_rows_whose_prior_is_exactly_the_flat_share_are_built_as_flat(scale):
+    """The threshold is inclusive ("at most ``FLAT_SHARE`` of a row's ``A``"):
+    two rows whose prior is exactly ``FLAT_SHARE`` of their ``A`` (no row of
+    none) get the basis of the tiny level, which does not depend on the
+    rows' order (``diag(S' M S)`` the same to round-off, 3e-14 measured),
+    where LAPACK's basis inside their nearly repeated ``mu`` moved it by
+    about 1e-6.
+
+    Mutants: ``d < FLAT_SHARE * diag(A)`` for ``<=`` in ``diagonalise`` (the
+    rows go to the pencil) or in ``_by_levels`` (no level found there).
+    """
+    from sklaplace._simultaneous import FLAT_SHARE, diagonalise
+
+    rng = np.random.RandomState(1)
+    a = rng.normal(size=(50, 7))
+    A = scale * a.T @ a / 50
+    share = np.r_[FLAT_SHARE, FLAT_SHARE, 0.3, 0.5, FLAT_SHARE, 0.7, 2.0]
+    d = np.diag(A) * share  # the same product the threshold is compared with
+    M = rng.normal(size=(7, 7))
+    M = M + M.T
+    S, mu, rho, _ = diagonalise(A, d)
+    B = A + np.diag(d)
+    # The tiny prior's coupling to the other columns, of its order, is left
+    # out (the module docstring).
+    np.testing.assert_allclose(S.T @ B @ S, np.eye(7), atol=1e-12 + 10 * FLAT_SHARE)
+    want = np.sort(np.diag(S.T @ M @ S))
+    for order in [rng.permutation(7) for _ in range(5)] + [np.arange(7)[::-1]]:
+        S_p, _, _, _ = diagonalise(A[np.ix_(order, order)], d[order])
+        np.testing.assert_allclose(
+            np.sort(np.diag(S_p.T @ M[np.ix_(order, order)] @ S_p)),
+            want,
+            rtol=1e-9,
+            atol=1e-12 * np.max(np.abs(want)),
+        )
+
+
+def test_a_basis_broken_by_round_off_is_refused_and_the_block_jittered():
+    """``A = diag(1, -3e-6)`` (float32 round-off) and a prior one ulp above
+    ``3e-6`` on its second row: ``B = A + D`` is 4e-22 there, singular to
+    round-off; its Cholesky factor passes, but ``S' B S = I`` breaks
+    (``mu + rho`` is 0 there, not 1). ``diagonalise`` refuses it and the
+    block is jittered instead.
+
+    Mutant ``x__pencil__mutmut_42`` (``mu + rho`` within 1.5 of 1, not 0.5):
+    the broken basis was taken, unjittered.
+    """
+    from sklaplace._simultaneous import diagonalise
+
+    A = np.diag([1.0, -3e-6])
+    d = np.array([1.0, 3e-6 + np.spacing(3e-6)])
+    with pytest.raises(np.linalg.LinAlgError):
+        diagonalise(A, d)
+    block = KronBlock(A, np.eye(2), d)
+    assert block.jitter > 0
+    assert np.linalg.eigvalsh(A + np.diag(block.row_prior))[0] > 0

@@ -541,3 +541,58 @@ def test_left_out_covariances_leave_out_the_common_shifts_prior_variance():
             np.testing.assert_allclose(
                 C @ got[i, j] @ C, expected, rtol=1e-9, atol=1e-10
             )
+
+
+def test_chunks_of_one_posterior_per_scale_hold_3_w_a_row(monkeypatch):
+    """Without one eigendecomposition (a diagonal posterior) a row holds J's
+    ``K x W`` and two transforms of it: ``per_row = 8 K (3 W + 8 K n_scales)``
+    bytes, and chunks are exactly ``budget // (4 * per_row)`` rows (two
+    rows' quarter: chunks of 2; one byte less: chunks of 1).
+
+    Mutant _row_chunks 5 (4 W a row) made chunks of 1 at the larger budget;
+    the losses are the same either way.
+    """
+    scales = np.array([0.05, 1.0, 7.0])
+    n_scales = scales.size + 1  # the MAP's own scale first
+    per_row = 8 * _K * (3 * _W + 8 * _K * n_scales)
+    precision = np.diag(_data_precision()) + _PRIOR
+
+    def diagonal_fit():
+        fit = _hand_fit()
+        fit.posterior = DiagPosterior(precision)
+        return fit
+
+    data = (np.arange(_N, dtype=float)[:, None], _LABELS, _WEIGHTS)
+    whole = loo_log_losses(
+        diagonal_fit(), _hand_jacobians(), data, scales, _diagonal_probit
+    )
+    for budget, sizes in [(4 * 2 * per_row, [2, 2, 2]), (4 * 2 * per_row - 1, [1] * 6)]:
+        seen = []
+
+        def recording(theta, X, seen=seen):
+            seen.append(X.shape[0])
+            yield from _hand_jacobians()(theta, X)
+
+        monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", budget)
+        result = loo_log_losses(
+            diagonal_fit(), recording, data, scales, _diagonal_probit
+        )
+        assert seen == sizes
+        np.testing.assert_allclose(result.losses, whole.losses, rtol=1e-12)
+
+
+def test_without_row_keeps_float32():
+    """``without_row`` of float32 matrices stays float32, with the float64
+    values to float32's resolution (mutants without_row 5 and 7: a
+    default-dtype identity promoted the result to float64)."""
+    rng = np.random.RandomState(1)
+    n, K, W = 3, 3, 5
+    J = rng.normal(size=(n, K, W))
+    R = rng.normal(scale=0.5, size=(n, K, K))
+    curvature = np.einsum("nkw,njk,njl,nlv->nwv", J, R, R, J)
+    P = curvature.sum(axis=0) + np.diag(rng.uniform(0.5, 2.0, W))
+    S = J @ np.linalg.inv(P) @ np.swapaxes(J, 1, 2)
+    expected = [J[i] @ np.linalg.inv(P - curvature[i]) @ J[i].T for i in range(n)]
+    out = without_row(np, S.astype(np.float32), R.astype(np.float32))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-4)

@@ -5,9 +5,12 @@ and a flat block singular to round-off, each against a dense or closed-form
 reference (the common cases are in ``test_prior_scale.py``).
 """
 
+import warnings
+
 import numpy as np
 import pytest
 
+import sklaplace._memory
 from sklaplace._last_layer import LastLayerPosterior
 from sklaplace._posterior import DiagPosterior, FullPosterior
 from sklaplace._prior_family import ScaledPriorFamily
@@ -806,3 +809,124 @@ def test_a_full_family_with_every_prior_flat_does_not_scale():
         )
         np.testing.assert_allclose(variances[i], V, rtol=1e-10)
         np.testing.assert_allclose(centred[:, :, i], centred_want, rtol=1e-10)
+
+
+def test_a_scale_where_the_precision_is_singular_is_undefined_silently():
+    """At a scale ``c`` where ``P(c) = P_data + c A`` has an exactly zero
+    eigenvalue (``P_data``'s -0.75 on parameter 0, ``A = 1``, ``c = 0.75``)
+    ``P(c)`` is singular, not positive definite: ``log det`` is NaN, the
+    variances None or NaN, with no warning; the other scales are the dense
+    inverse's.
+
+    Mutants: ``shifted < 0`` (log det -inf), ``shifted >= 0`` in
+    functional_variances, functional_variance_grid and centred_variances
+    (infinite variances), and ``np.errstate(divide=None)`` in the last two
+    (a divide-by-zero warning).
+    """
+    rng = np.random.RandomState(4)
+    K = 3
+    P = np.diag([0.25, 2.0, 4.0])  # P(1): data part diag(-0.75, 1, 3)
+    A = np.ones(3)
+    J = rng.normal(size=(4, K, 3))
+    scales = [0.75, 2.0]
+    family = ScaledPriorFamily(FullPosterior(np.linalg.cholesky(P)), A)
+    assert family.all_at_once
+    P_2 = P + (2.0 - 1.0) * np.diag(A)
+    want = J @ np.linalg.inv(P_2) @ np.swapaxes(J, 1, 2)
+    C = np.eye(K) - 1.0 / K
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(family.log_det_precision(0.75))
+        np.testing.assert_allclose(
+            family.log_det_precision(2.0), np.linalg.slogdet(P_2)[1], rtol=1e-12
+        )
+        variances = list(family.functional_variances(np, J, scales))
+        grid = family.functional_variance_grid(np, J, scales)
+        centred = family.centred_variances(np, J, scales)
+    assert variances[0] is None
+    np.testing.assert_allclose(variances[1], want, rtol=1e-12)
+    assert np.all(np.isnan(grid[:, 0]))
+    np.testing.assert_allclose(grid[:, 1], want, rtol=1e-12)
+    assert np.all(np.isnan(centred[:, :, 0]))
+    np.testing.assert_allclose(
+        centred[:, :, 1],
+        np.diagonal(C @ want @ C, axis1=1, axis2=2),
+        rtol=1e-12,
+    )
+
+
+@pytest.mark.parametrize("structure", ["full", "diag"])
+def test_a_negative_prior_entry_scales_with_the_others(structure):
+    """A prior negative on one parameter (``P(c)`` still positive definite at
+    the scales asked) is neither weighted nor flat: the family scales it
+    with the others, as the dense ``P_data + c A`` does.
+
+    Mutant: the negative-prior check dropped (``np.any(None)``): the full
+    family eigendecomposed the weighted block alone, leaving that
+    parameter out of ``log det`` and the variances.
+    """
+    rng = np.random.RandomState(6)
+    W, K = 5, 2
+    A = rng.uniform(0.5, 2.0, W)
+    A[1] = -0.3
+    root = rng.normal(size=(W, W))
+    P_data = root @ root.T + 5.0 * np.eye(W)
+    if structure == "diag":
+        P_data = np.diag(np.diag(P_data))
+    P = P_data + np.diag(A)
+    posterior = (
+        FullPosterior(np.linalg.cholesky(P))
+        if structure == "full"
+        else DiagPosterior(np.diag(P).copy())
+    )
+    J = rng.normal(size=(3, K, W))
+    scales = [0.5, 2.0, 4.0]
+    family = ScaledPriorFamily(posterior, A)
+    variances = list(family.functional_variances(np, J, scales))
+    for c, got in zip(scales, variances):
+        P_c = P_data + c * np.diag(A)
+        np.testing.assert_allclose(
+            family.log_det_precision(c), np.linalg.slogdet(P_c)[1], rtol=1e-10
+        )
+        np.testing.assert_allclose(
+            got, J @ np.linalg.inv(P_c) @ np.swapaxes(J, 1, 2), rtol=1e-10
+        )
+
+
+def test_a_diagonal_family_groups_scales_and_keeps_every_group_that_fits(
+    monkeypatch,
+):
+    """The probit's centred variances take ``budget // (64 W)`` scales a
+    group, and each group's inverses (``8 n W`` bytes) are kept while the
+    kept ones fit a quarter of the budget, the last exactly: at a budget of
+    ``128 W`` (groups of 2, 112 bytes each, a quarter of 224) the first two
+    groups are kept, the others not.
+
+    Mutants: groups sized by ``65 W`` or by ``K`` (the Jacobian's outputs)
+    instead of ``64 W``; the kept ones' or a new group's bytes overcounted
+    (``9 n W``, ``8 W^2``), ``<`` for ``<=``, a fifth of the budget: a group
+    that fits is not kept (only what is kept, never the values, changes).
+    """
+    rng = np.random.RandomState(11)
+    W, K = 7, 3
+    a = rng.uniform(0.5, 2.0, W)
+    p = rng.uniform(0.5, 3.0, W) + a
+    J = rng.normal(size=(2, K, W))
+    scales = [0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    C = np.eye(K) - 1.0 / K
+    want = np.stack(
+        [
+            np.diagonal(
+                C @ np.einsum("nkw,w,nlw->nkl", J, 1.0 / (p + (c - 1.0) * a), J) @ C,
+                axis1=1,
+                axis2=2,
+            )
+            for c in scales
+        ],
+        axis=2,
+    )
+    monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", 128 * W)
+    family = ScaledPriorFamily(DiagPosterior(p), a)
+    got = family.centred_variances(np, J, scales)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert list(family._inverses) == [(0.2, 0.5), (1.0, 2.0)]
