@@ -1017,3 +1017,28 @@ def test_held_out_rows_of_zero_weight_give_no_losses():
         probit_logits,
     )
     assert got is None
+
+
+@pytest.mark.parametrize("scales", [[2.0], [0.3]])
+def test_the_probit_of_one_scale_takes_the_centred_variances_of_a_dense_jacobian(
+    scales,
+):
+    # One scale (alpha's walk scores its fit at one scale): the full
+    # posterior is not eigendecomposed, so its family cannot take every
+    # scale at once; with a dense J the probit still needs only the centred
+    # variances, never ``predictive``'s full covariances. The losses: the
+    # probit on P_data + c A over the free parameters, from scratch.
+    fit, data = _pruned_binary_fit(), (_ROWS, _LABELS, np.ones(4))
+    expected = _probit_losses_from_scratch(scales)
+    got = validation_log_losses(fit, _rows_jacobians, data, scales, _never_called, True)
+    np.testing.assert_allclose(got.losses, expected, rtol=1e-10)
+    got = cv_log_losses(
+        lambda train: fit,
+        _rows_jacobians,
+        data,
+        np.array([0, 1, 0, 1]),
+        scales,
+        _never_called,
+        True,
+    )
+    np.testing.assert_allclose(got.losses[[0, 2, 1, 3]], expected, rtol=1e-10)

@@ -219,3 +219,47 @@ def test_every_groups_negated_units_give_their_constant_back():
         return np.abs(forward(np, LAYOUT, split, X, "logistic").logits - logits).max()
 
     np.testing.assert_allclose(change(1e-3) / change(5e-4), 4.0, rtol=0.05)
+
+
+@pytest.mark.parametrize("activation", ["logistic", "tanh", "elu"])
+def test_coinciding_units_in_two_layers_are_both_split_at_second_order(
+    activation, monkeypatch
+):
+    # Groups in both hidden layers: the second layer's unit rows hold the
+    # first's outgoing weights (and, for a negated logistic unit, the bias
+    # that takes its constant back), so the second layer must be read from
+    # the weights the first split has already moved. Read from the input
+    # ``theta`` instead, the first layer's outgoing offsets are written back
+    # over where the second layer's split rewrites its rows: the first
+    # group's units no longer move apart along their outgoing weights (the
+    # function still moves at second order, so only the last check sees it).
+    rng = np.random.RandomState(11)
+    theta = merge_units(rng.normal(size=LAYOUT.n_params), 0, [1, 3, 4], rng, (4,))
+    theta = merge_units(theta, 1, [0, 2], rng)
+    symmetric = activation != "elu"
+    expected_first = [[1, 3, 4]] if symmetric else [[1, 3]]
+    first = coinciding_groups(_unit_rows(LAYOUT, theta, 0), symmetric)[0]
+    assert [g.tolist() for g in first] == expected_first
+    second = coinciding_groups(_unit_rows(LAYOUT, theta, 1), symmetric)[0]
+    assert [g.tolist() for g in second] == [[0, 2]]
+    reference = LAYOUT.glorot_init(np.random.RandomState(12))
+    X = rng.normal(size=(50, 3))
+    logits = forward(np, LAYOUT, theta, X, activation).logits
+
+    def split_at(size):
+        monkeypatch.setattr(_symmetry, "SPLIT_SIZE", size)
+        return split_coinciding_units(np, LAYOUT, theta, reference, activation)
+
+    def change(size):
+        moved = forward(np, LAYOUT, split_at(size), X, activation).logits
+        return np.abs(moved - logits).max()
+
+    np.testing.assert_allclose(change(1e-3) / change(5e-4), 4.0, rtol=0.05)
+    # The first group's units part along every parameter, their outgoing
+    # weights (the rows of the next layer's weights) included.
+    fan_in, n_out = LAYOUT.layer_sizes[0], LAYOUT.layer_sizes[1 + 1]
+    delta = _unit_rows(LAYOUT, split_at(0.05) - theta, 0)
+    outgoing = delta[expected_first[0], fan_in + 1 :]
+    assert outgoing.shape == (len(expected_first[0]), n_out)
+    unit_1, unit_3 = outgoing[0], outgoing[1]
+    assert np.all(np.abs(unit_1 - unit_3) > 1e-6)
