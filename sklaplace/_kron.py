@@ -42,10 +42,11 @@ A direction with neither data nor prior (a softmax's common shift of a
 flat row of the last layer) gets ``E_ij = 1`` where ``S'BS = I``: for the
 biases the full posterior's unit curvature, for weights about their ``A``
 (the evidence then moves with the features' scale); no prediction reads it.
-Any other such direction (two mirrored hidden units under a flat bias
-prior) gets the same unit, and :meth:`KronPosterior.pivot_ratio` counts it
-as 0, so the fit warns that the precision is nearly singular, as the full
-posterior's does.
+Any other such direction within a layer (two mirrored hidden units under
+a flat bias prior) gets the same unit, and :meth:`KronPosterior.pivot_ratio`
+counts it as 0, so the fit warns that the precision is nearly singular, as
+the full posterior's does; a direction singular only across layers, which
+the blocks leave out, it cannot see.
 
 Every array is NumPy (the factors and their eigenvectors are small: ``r^2 +
 c^2`` numbers each per layer, and ``r c`` corrected eigenvalues), so a
@@ -430,11 +431,12 @@ class KronPosterior:
 
         The analogue of the full posterior's pivot ratio in the eigenbasis
         (the conditioning of ``B = A + D`` aside). A flat direction counts as
-        0 (the precision is singular there; its unit ``E`` is a convention)
+        0 (the block is singular there; its unit ``E`` is a convention)
         unless it is a softmax's common shift in the last layer, which the
         full posterior pins by the same convention (two mirrored hidden units
         under a flat bias prior had passed silently, where the full
-        posterior warns).
+        posterior warns). Directions singular only across layers are not in
+        the blocks.
         """
         ratios = []
         for index, block in enumerate(self.blocks):
@@ -453,6 +455,9 @@ def _common_shift(V):
     c = V.shape[0]
     if c < 2:
         return np.zeros(c, dtype=bool)
+    # A cosine within 1e-8 of 1: angles up to 1.4e-4. Round-off turns an
+    # eigenvector that far only where G's next eigenvalue is below about
+    # 1e-12 of its largest, and that direction's small E warns anyway.
     return np.abs(np.sum(V, axis=0)) / np.sqrt(c) >= 1.0 - 1e-8
 
 

@@ -505,7 +505,13 @@ def test_the_kron_pivot_ratio_is_its_worst_layers():
 
 
 def _singular_output_factor(seed, null):
-    """A random ``G`` (``3 x 3``, rank 2) whose null vector is ``null``."""
+    """A random ``G`` (``3 x 3``, rank 2) whose null vector is ``null``.
+
+    ``null=None``: one output unit with no data, ``G = [[0]]``.
+    """
+    if null is None:
+        return np.zeros((1, 1))
+    null = np.asarray(null)
     g = np.random.RandomState(seed).normal(size=(4, 3))
     C = np.eye(3) - np.outer(null, null) / (null @ null)
     return C @ g.T @ g @ C
@@ -517,8 +523,9 @@ def _singular_output_factor(seed, null):
         ([1.0, 1.0, 1.0], True, True),  # a softmax's common shift: the convention
         ([1.0, 1.0, 1.0], False, False),  # the same in a hidden layer
         ([1.0, 0.0, 0.0], True, False),  # an output unit with no data
+        (None, True, False),  # a Bernoulli logit has no shift: V = [[1]] is not one
     ],
-    ids=["softmax shift", "hidden layer", "another direction"],
+    ids=["softmax shift", "hidden layer", "another direction", "one output"],
 )
 def test_a_flat_direction_is_singular_unless_it_is_the_softmaxs_shift(
     null, last, pinned
@@ -528,15 +535,17 @@ def test_a_flat_direction_is_singular_unless_it_is_the_softmaxs_shift(
     Two mirrored hidden units under a flat bias prior leave their biases'
     common move with no data; the unit eigenvalue put there had passed
     without the warning the full posterior gives. Only a softmax's common
-    shift in the last layer is pinned by convention. Each layer: 2 inputs
-    and a bias row with no prior, 3 units.
+    shift in the last layer is pinned by convention. The layer: 2 inputs
+    and a bias row with no prior, 3 units (1 for one output); the other
+    layer's factors are proper.
     """
     rng = np.random.RandomState(3)
     a = rng.normal(size=(8, 3))
     A = a.T @ a / 8
-    G = _singular_output_factor(4, np.asarray(null))
+    G = _singular_output_factor(4, null)
+    c = G.shape[0]
     A_other, G_other = _one_layer_factors(5, 3, 3, 1.0)
-    prior = np.r_[np.ones(6), np.zeros(3)]  # weights' rows 1, the bias row flat
+    prior = np.r_[np.ones(2 * c), np.zeros(c)]  # weights' rows 1, the bias row flat
     layers = [(A, G, prior), (A_other, G_other, np.ones(9))][:: -1 if last else 1]
     post = KronPosterior.from_factors(
         KroneckerFactors([A for A, _, _ in layers], [G for _, G, _ in layers]),
@@ -555,8 +564,9 @@ def test_a_flat_direction_is_singular_unless_it_is_the_softmaxs_shift(
         [b.corrected(b.mu[:, None] * b.m[None, :]) for b in post.blocks],
         post.prior_precision,
     )
-    change = np.zeros(18)
-    change[slice(9, 12) if last else slice(0, 3)] = 1.0  # the first weight row
+    start = 9 if last else 0
+    change = np.zeros(9 + 3 * c)
+    change[start : start + c] = 1.0  # the first weight row
     changed = corrected.with_prior_change(np, change)
     assert type(changed.blocks[-1 if last else 0]).__name__ == "ColumnKronBlock"
     for posterior in (post, corrected, changed):
@@ -1271,8 +1281,6 @@ def test_the_basis_of_rows_with_no_or_tiny_prior_does_not_depend_on_their_order(
 def test_a_negative_row_prior_is_diagonalised_not_taken_for_a_tiny_one():
     # A negative prior that leaves A + D positive definite (a prior scale's
     # change may): the pencil's exact basis, not the tiny prior's shortcut.
-    from sklaplace._simultaneous import diagonalise
-
     rng = np.random.RandomState(2)
     a = rng.normal(size=(40, 5))
     A = a.T @ a / 40
@@ -1295,8 +1303,6 @@ def test_rows_whose_prior_is_exactly_the_flat_share_are_built_as_flat(scale):
     Mutants: ``d < FLAT_SHARE * diag(A)`` for ``<=`` in ``diagonalise`` (the
     rows go to the pencil) or in ``_by_levels`` (no level found there).
     """
-    from sklaplace._simultaneous import FLAT_SHARE, diagonalise
-
     rng = np.random.RandomState(1)
     a = rng.normal(size=(50, 7))
     A = scale * a.T @ a / 50
@@ -1330,8 +1336,6 @@ def test_a_basis_broken_by_round_off_is_refused_and_the_block_jittered():
     Mutant ``x__pencil__mutmut_42`` (``mu + rho`` within 1.5 of 1, not 0.5):
     the broken basis was taken, unjittered.
     """
-    from sklaplace._simultaneous import diagonalise
-
     A = np.diag([1.0, -3e-6])
     d = np.array([1.0, 3e-6 + np.spacing(3e-6)])
     with pytest.raises(np.linalg.LinAlgError):
