@@ -460,21 +460,40 @@ def test_a_row_with_non_finite_moments_scores_inf_alone():
     )
 
 
-def test_loo_chunks_take_as_many_rows_as_a_quarter_budget_holds(monkeypatch):
-    """Rows are scored in chunks of exactly ``budget // (4 * per_row)`` rows,
-    ``per_row`` the docstring's bytes (8 each) of the ``K^2 W`` output pairs
-    and ``8 K^2`` per scale (the MAP's scale included): a budget of two
-    rows' quarter makes chunks of 2, one byte less chunks of 1.
+def _diagonal_hand_fit():
+    """``_hand_fit`` with its precision's diagonal: one posterior per scale."""
+    fit = _hand_fit()
+    fit.posterior = DiagPosterior(np.diag(_data_precision()) + _PRIOR)
+    return fit
 
-    A fifth of the budget instead of a quarter (mutant _row_chunks 23) made
+
+@pytest.mark.parametrize(
+    "make_fit, bytes_a_row",
+    [
+        (_hand_fit, lambda n_scales: 8 * (_K * _K * _W + 8 * _K * _K * n_scales)),
+        (_diagonal_hand_fit, lambda n_scales: 8 * _K * (3 * _W + 8 * _K * n_scales)),
+    ],
+    ids=["every scale at once", "one posterior per scale"],
+)
+def test_loo_chunks_take_as_many_rows_as_a_quarter_budget_holds(
+    monkeypatch, make_fit, bytes_a_row
+):
+    """Rows are scored in chunks of exactly ``budget // (4 * per_row)`` rows,
+    ``per_row`` the docstring's bytes (8 each): where one eigendecomposition
+    serves every scale, the ``K^2 W`` output pairs, else (a diagonal
+    posterior) ``J``'s ``K W`` and two transforms of it; and ``8 K^2`` per
+    scale (the MAP's scale included). A budget of two rows' quarter makes
+    chunks of 2, one byte less chunks of 1.
+
+    A fifth of the budget instead of a quarter (mutant _row_chunks 23), or
+    ``4 W`` a row for one posterior per scale (mutant _row_chunks 5), made
     chunks of 1 at the larger budget; the losses are the same either way.
     """
     scales = np.array([0.05, 1.0, 7.0])
-    n_scales = scales.size + 1  # the MAP's own scale first
-    per_row = 8 * (_K * _K * _W + 8 * _K * _K * n_scales)
+    per_row = bytes_a_row(scales.size + 1)  # the MAP's own scale first
     data = (np.arange(_N, dtype=float)[:, None], _LABELS, _WEIGHTS)
     whole = loo_log_losses(
-        _hand_fit(), _hand_jacobians(), data, scales, _diagonal_probit
+        make_fit(), _hand_jacobians(), data, scales, _diagonal_probit
     )
     for budget, sizes in [(4 * 2 * per_row, [2, 2, 2]), (4 * 2 * per_row - 1, [1] * 6)]:
         seen = []
@@ -484,7 +503,7 @@ def test_loo_chunks_take_as_many_rows_as_a_quarter_budget_holds(monkeypatch):
             yield from _hand_jacobians()(theta, X)
 
         monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", budget)
-        result = loo_log_losses(_hand_fit(), recording, data, scales, _diagonal_probit)
+        result = loo_log_losses(make_fit(), recording, data, scales, _diagonal_probit)
         assert seen == sizes
         np.testing.assert_allclose(result.losses, whole.losses, rtol=1e-12)
 
@@ -541,44 +560,6 @@ def test_left_out_covariances_leave_out_the_common_shifts_prior_variance():
             np.testing.assert_allclose(
                 C @ got[i, j] @ C, expected, rtol=1e-9, atol=1e-10
             )
-
-
-def test_chunks_of_one_posterior_per_scale_hold_3_w_a_row(monkeypatch):
-    """Without one eigendecomposition (a diagonal posterior) a row holds J's
-    ``K x W`` and two transforms of it: ``per_row = 8 K (3 W + 8 K n_scales)``
-    bytes, and chunks are exactly ``budget // (4 * per_row)`` rows (two
-    rows' quarter: chunks of 2; one byte less: chunks of 1).
-
-    Mutant _row_chunks 5 (4 W a row) made chunks of 1 at the larger budget;
-    the losses are the same either way.
-    """
-    scales = np.array([0.05, 1.0, 7.0])
-    n_scales = scales.size + 1  # the MAP's own scale first
-    per_row = 8 * _K * (3 * _W + 8 * _K * n_scales)
-    precision = np.diag(_data_precision()) + _PRIOR
-
-    def diagonal_fit():
-        fit = _hand_fit()
-        fit.posterior = DiagPosterior(precision)
-        return fit
-
-    data = (np.arange(_N, dtype=float)[:, None], _LABELS, _WEIGHTS)
-    whole = loo_log_losses(
-        diagonal_fit(), _hand_jacobians(), data, scales, _diagonal_probit
-    )
-    for budget, sizes in [(4 * 2 * per_row, [2, 2, 2]), (4 * 2 * per_row - 1, [1] * 6)]:
-        seen = []
-
-        def recording(theta, X, seen=seen):
-            seen.append(X.shape[0])
-            yield from _hand_jacobians()(theta, X)
-
-        monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", budget)
-        result = loo_log_losses(
-            diagonal_fit(), recording, data, scales, _diagonal_probit
-        )
-        assert seen == sizes
-        np.testing.assert_allclose(result.losses, whole.losses, rtol=1e-12)
 
 
 def test_without_row_keeps_float32():

@@ -640,26 +640,10 @@ def test_a_family_rebuilt_per_scale_builds_each_posterior_in_the_fits_namespace(
     assert namespaces == [xps, xps]
 
 
-def test_a_diagonal_familys_kept_inverses_fit_a_quarter_of_any_budget(monkeypatch):
-    """However the memory budget groups the scales (one to several a group,
-    the kept groups filling a quarter of it or not exactly), the inverses a
-    diagonal family keeps take at most a quarter of the budget, and the
-    probit's centred variances, asked twice, equal those from scratch.
-
-    Mutants: the size of a new group of inverses undercounted (``8 n / W``
-    or ``8 W / n`` bytes instead of ``8 n W``), which keeps groups past the
-    quarter.
-    """
-    import sklaplace._memory
-
-    rng = np.random.RandomState(10)
-    W, K = 7, 3
-    a = rng.uniform(0.5, 2.0, W)
-    p = rng.uniform(0.5, 3.0, W) + a
-    J = rng.normal(size=(3, K, W))
-    scales = [0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
-    C = np.eye(K) - 1.0 / K
-    want = np.stack(
+def _diagonal_centred_reference(J, p, a, scales):
+    """``diag(C J P(c)^-1 J' C)``, scales last; ``P(c) = diag(p + (c - 1) a)``."""
+    C = np.eye(J.shape[1]) - 1.0 / J.shape[1]
+    return np.stack(
         [
             np.diagonal(
                 C @ np.einsum("nkw,w,nlw->nkl", J, 1.0 / (p + (c - 1.0) * a), J) @ C,
@@ -670,6 +654,25 @@ def test_a_diagonal_familys_kept_inverses_fit_a_quarter_of_any_budget(monkeypatc
         ],
         axis=2,
     )
+
+
+def test_a_diagonal_familys_kept_inverses_fit_a_quarter_of_any_budget(monkeypatch):
+    """However the memory budget groups the scales (one to several a group,
+    the kept groups filling a quarter of it or not exactly), the inverses a
+    diagonal family keeps take at most a quarter of the budget, and the
+    probit's centred variances, asked twice, equal those from scratch.
+
+    Mutants: the size of a new group of inverses undercounted (``8 n / W``
+    or ``8 W / n`` bytes instead of ``8 n W``), which keeps groups past the
+    quarter.
+    """
+    rng = np.random.RandomState(10)
+    W, K = 7, 3
+    a = rng.uniform(0.5, 2.0, W)
+    p = rng.uniform(0.5, 3.0, W) + a
+    J = rng.normal(size=(3, K, W))
+    scales = [0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    want = _diagonal_centred_reference(J, p, a, scales)
     for budget in range(64 * W, 400 * W, 8 * W):
         monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", budget)
         family = ScaledPriorFamily(DiagPosterior(p), a)
@@ -913,18 +916,7 @@ def test_a_diagonal_family_groups_scales_and_keeps_every_group_that_fits(
     p = rng.uniform(0.5, 3.0, W) + a
     J = rng.normal(size=(2, K, W))
     scales = [0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
-    C = np.eye(K) - 1.0 / K
-    want = np.stack(
-        [
-            np.diagonal(
-                C @ np.einsum("nkw,w,nlw->nkl", J, 1.0 / (p + (c - 1.0) * a), J) @ C,
-                axis1=1,
-                axis2=2,
-            )
-            for c in scales
-        ],
-        axis=2,
-    )
+    want = _diagonal_centred_reference(J, p, a, scales)
     monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", 128 * W)
     family = ScaledPriorFamily(DiagPosterior(p), a)
     got = family.centred_variances(np, J, scales)
