@@ -598,13 +598,41 @@ def test_forcing_term_is_the_square_root_of_the_scaled_gradient_capped_at_half()
     assert ranges == {0, 1, 2}
 
 
-def test_forcing_term_stops_cg_where_the_next_gradient_meets_half_tol():
-    """The forcing term is ``min(0.5, max(sqrt(g_s), tol S / (2 ||g||_2)))``.
+def test_cg_stops_at_the_first_iterate_whose_residual_meets_max_atol():
+    """CG's second stopping test is on the residual's largest entry.
 
-    ``g_s`` is the scaled gradient and ``S`` the total weight: the CG target
-    ``||Hs + g||_2 <= tol S / 2`` puts the model's next scaled gradient at
-    ``tol / 2``. Near the MAP, with ``tol = g_s / 2``, that bound is the
-    larger; ``||g||_2 / max|g|`` is well above 1 here, so a slip in it shows.
+    Reference: the residuals ``H s_k + g`` of the iterates ``s_k`` that
+    ``max_iter = k`` returns, computed with the dense ``H``. CG must stop at
+    the first ``k`` whose residual's largest entry is at most ``max_atol``
+    (here well before the 2-norm test, whose ``rtol`` is negligible), and
+    ``max_atol = 0`` must leave the 2-norm test alone.
+    """
+    rng = np.random.RandomState(7)
+    Q, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    H = Q @ np.diag(np.logspace(-2, 2, 40)) @ Q.T
+    g, m = rng.normal(size=40), np.ones(40)
+    peaks = []
+    for k in range(1, 40):
+        step = steihaug_cg(np, lambda v: H @ v, g, m, 1e6, 1e-14, k)[0]
+        peaks.append(np.max(np.abs(H @ step + g)))
+    max_atol = 0.5 * (peaks[3] + peaks[4]) if peaks[4] < peaks[3] else None
+    first = next(k for k, peak in enumerate(peaks, 1) if peak <= max_atol)
+    step, _, status, n = steihaug_cg(
+        np, lambda v: H @ v, g, m, 1e6, 1e-14, 40, max_atol=max_atol
+    )
+    assert (status, n) == ("converged", first)
+    assert np.max(np.abs(H @ step + g)) <= max_atol
+    assert steihaug_cg(np, lambda v: H @ v, g, m, 1e6, 1e-14, 40)[3] > first
+
+
+def test_forcing_term_stops_cg_where_the_next_gradient_meets_half_tol():
+    """The solver's CG stops where the model's next scaled gradient is ``tol / 2``.
+
+    The residual ``H s + g`` is the quadratic model's next gradient, so
+    ``max_atol`` is ``tol S / 2`` (``S`` the total weight) in CG's units
+    (the loss divided by its first value). Reference: the dense Hessian's
+    residual after the solver's first CG solve, and the solve one product
+    shorter, which must not meet it; ``rtol`` is ``min(0.5, sqrt(g_s))``.
     """
     from sklaplace._newton_cg import NewtonCGSolver
 
@@ -613,14 +641,32 @@ def test_forcing_term_stops_cg_where_the_next_gradient_meets_half_tol():
     g = obj.loss_gradient(theta)[1]
     total = np.sum(obj.sample_weight)
     scaled = np.max(np.abs(g)) / total
-    assert np.linalg.norm(g) / np.max(np.abs(g)) > 1.5
-    tol = 0.5 * scaled
+    tol = 0.05 * scaled
     solver = NewtonCGSolver(obj, tol=tol, max_iter=10)
     solver.setup(theta)
     solver.update_curvature()
-    needed = tol * total / (2.0 * np.linalg.norm(g))
-    assert np.sqrt(scaled) < needed < 0.5
-    np.testing.assert_allclose(solver.rtol, needed, rtol=1e-10)
+    np.testing.assert_allclose(solver.rtol, min(0.5, np.sqrt(scaled)), rtol=1e-10)
+    np.testing.assert_allclose(
+        solver.max_atol, 0.5 * tol * total * solver.unit, rtol=1e-10
+    )
+    solver.radius = 1e6  # the region is not what stops CG here
+    solver.inner_solve()
+    assert solver.cg_status == "converged"
+    # The Hessian the solver's CG sees, column by column.
+    H = np.column_stack([solver.hessp(e) for e in np.eye(theta.shape[0])])
+    next_gradient = np.max(np.abs(H @ solver.step + g)) / total
+    assert next_gradient <= 0.5 * tol * (1 + 1e-6)
+    n = solver.n_products
+    shorter = steihaug_cg(
+        np,
+        lambda v: solver.unit * (H @ v),
+        solver.unit * g,
+        solver.m,
+        1e6,
+        solver.rtol,
+        n - 1,
+    )[0]
+    assert np.max(np.abs(H @ shorter + g)) / total > 0.5 * tol
 
 
 @pytest.mark.parametrize("kind", ["exact", "ggn"])
@@ -1039,14 +1085,14 @@ def test_only_a_doubtful_single_precision_step_is_rechecked(
 def test_cg_takes_at_most_as_many_steps_as_there_are_parameters():
     """In exact arithmetic CG ends within ``n_params`` steps, so Newton-CG
     caps each solve there (``min(MAX_CG_ITER, n_params)``): asked for an exact
-    solve (``rtol = 0``, a radius no step reaches) on a logistic regression
+    solve (``rtol = max_atol = 0``, a radius no step reaches) on a logistic regression
     of 4 parameters, CG stops after 4 products. (Mutant: the cap at
     ``MAX_CG_ITER`` alone -- CG chased round-off for 40 products.)"""
     obj, theta = make_problem("tanh", 2, (), n_samples=30)
     solver = NewtonCGSolver(obj, tol=1e-10, max_iter=10)
     solver.setup(theta)
     solver.update_curvature()
-    solver.rtol, solver.radius = 0.0, 1e10
+    solver.rtol, solver.max_atol, solver.radius = 0.0, 0.0, 1e10
     solver.inner_solve()
     assert obj.layout.n_params == 4
     assert solver.n_products == 4 and solver.cg_status == "max_iter"
@@ -1263,7 +1309,7 @@ def test_newton_cg_passes_on_whether_it_follows_negative_curvature(monkeypatch):
     flags, results = [], {}
 
     def recording(*args):
-        flags.append(args[-1])
+        flags.append(args[7])  # follow_negative_curvature
         return real(*args)
 
     monkeypatch.setattr(sklaplace._newton_cg, "steihaug_cg", recording)
