@@ -136,6 +136,25 @@ def through_weights(delta, Wb):
     return delta @ Wb[:-1, :].T
 
 
+def through_two_weights(xp, delta, Wb, other, Vb):
+    """``delta @ W.T + other @ V.T``: two cotangents taken back at once.
+
+    With one output unit, one matrix product of the stacked cotangents and
+    weight rows (inner dimension 2) instead of two outer products and their
+    sum: OpenBLAS, 1,724 rows and 100 units, 77 against 1,043 us in float64,
+    37 against 175 us in float32 (an exact Hessian-vector product of that
+    network 17-20% faster). With more outputs, two products, which were as
+    fast as the stacked one or faster (digits' ten classes: 5% slower
+    stacked).
+    """
+    if Wb.shape[1] == 1:
+        stacked = xp.concat([delta, other], axis=1)
+        return stacked @ xp.concat([Wb[:-1, :], Vb[:-1, :]], axis=1).T
+    out = delta @ Wb[:-1, :].T
+    out += other @ Vb[:-1, :].T
+    return out
+
+
 class Forward(NamedTuple):
     """Forward-pass cache.
 
@@ -306,9 +325,12 @@ def second_order_backprop(
         blocks.append(xp.reshape(block, (-1,)))
         if i == 0:
             break
-        r_back = through_weights(r_delta, weights[i])
         if exact:
-            r_back += through_weights(deltas[i], directions[i])
+            r_back = through_two_weights(
+                xp, r_delta, weights[i], deltas[i], directions[i]
+            )
+        else:
+            r_back = through_weights(r_delta, weights[i])
         r_back *= fwd.slopes[i - 1]
         if exact:
             r_back += second_derivative_terms[i - 1] * r_pre[i - 1]
