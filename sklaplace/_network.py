@@ -282,8 +282,8 @@ def second_order_backprop(
     r_pre,
     r_out,
     second_derivative_terms,
-    inputs=None,
-    r_acts=None,
+    inputs,
+    r_acts,
 ):
     """Pearlmutter's R-operator, backward: ``R{dL/dtheta}`` along ``v``.
 
@@ -299,20 +299,16 @@ def second_order_backprop(
         ``phi''(z_i) * (delta_{i+1} @ W_{i+1}.T)`` per hidden layer. ``None``
         gives the Gauss-Newton product ``J' Lambda J v``; a list gives the
         exact Hessian product (Pearlmutter 1994, eqs. for R{backprop}).
-    inputs : list of arrays, default=None
-        ``with_ones(fwd.acts[i])``, as in :func:`r_forward`.
-    r_acts : list of arrays, default=None
-        ``R{a_i}`` from :func:`r_forward`, if the caller has them.
+    inputs : list of arrays
+        ``with_ones(fwd.acts[i])``, as passed to :func:`r_forward`.
+    r_acts : list of arrays
+        ``r_forward(..., v)[1]``: ``R{a_i}`` of each hidden layer.
 
     Returns
     -------
     Hv : array of shape (n_params,)
         Likelihood part of the Hessian-vector product (no prior).
     """
-    if inputs is None:
-        inputs = [with_ones(xp, a) for a in fwd.acts]
-    if r_acts is None:
-        r_acts = [slope * r for slope, r in zip(fwd.slopes, r_pre)]
     exact = second_derivative_terms is not None
     weights, directions = layout.layers(xp, theta), layout.layers(xp, v)
     r_delta, blocks = r_out, []
