@@ -266,7 +266,11 @@ class NewtonCGSolver(TrustRegionSolver):
         self.single_allowed, self.fresh_solve = work > SINGLE_PRECISION_WORK, False
 
     def update_curvature(self):
-        """Set ``hessp`` at ``theta``, the preconditioner ``m`` and ``rtol``."""
+        """Set ``hessp`` at ``theta``, the preconditioner ``m``, and CG's stops.
+
+        CG's stops are ``rtol`` (the forcing term) and ``max_atol`` (the
+        stopping test on the model's next gradient).
+        """
         obj, xp = self.objective, self.objective.xp
         # One forward pass (the step's evaluation) and one backward pass of
         # the residuals serve the products and the preconditioner.

@@ -577,7 +577,7 @@ def test_preconditioner_is_floored_where_nothing_gives_curvature():
 
 
 def test_forcing_term_is_the_square_root_of_the_scaled_gradient_capped_at_half():
-    # Where tol is negligible, rtol = min(0.5, sqrt(g_s)): checked at
+    # rtol = min(0.5, sqrt(g_s)) (tol sets max_atol, not rtol): checked at
     # iterates with sqrt(g_s) above 0.5, between 0.1 and 0.5, and below 0.1.
     from sklaplace._newton_cg import NewtonCGSolver
 
@@ -615,7 +615,8 @@ def test_cg_stops_at_the_first_iterate_whose_residual_meets_max_atol():
     for k in range(1, 40):
         step = steihaug_cg(np, lambda v: H @ v, g, m, 1e6, 1e-14, k)[0]
         peaks.append(np.max(np.abs(H @ step + g)))
-    max_atol = 0.5 * (peaks[3] + peaks[4]) if peaks[4] < peaks[3] else None
+    assert peaks[4] < peaks[3]  # a max_atol between them stops CG at step 5
+    max_atol = 0.5 * (peaks[3] + peaks[4])
     first = next(k for k, peak in enumerate(peaks, 1) if peak <= max_atol)
     step, _, status, n = steihaug_cg(
         np, lambda v: H @ v, g, m, 1e6, 1e-14, 40, max_atol=max_atol

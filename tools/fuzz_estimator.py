@@ -160,8 +160,9 @@ def _invalid_outputs(clf, X_test):
     # predict reads the moderated logits, which do not round to a tie where
     # the probabilities do (far from the data: 1/K exactly): any class of
     # largest probability is an argmax.
-    chosen = np.searchsorted(clf.classes_, clf.predict(X_test))
-    if not np.all(proba[np.arange(len(proba)), chosen] == proba.max(axis=1)):
+    largest = proba == proba.max(axis=1, keepdims=True)
+    chosen = clf.classes_[None, :] == clf.predict(X_test)[:, None]
+    if not np.all(np.any(largest & chosen, axis=1)):
         problems.append("predict is not the argmax of predict_proba")
     if not np.all(np.isfinite(clf.decision_function(X_test))):
         problems.append("decision function not finite")
