@@ -143,7 +143,7 @@ def through_two_weights(xp, delta, Wb, other, Vb):
     weight rows (inner dimension 2) instead of two outer products and their
     sum: OpenBLAS, 1,724 rows and 100 units, 77 against 1,043 us in float64,
     37 against 175 us in float32 (an exact Hessian-vector product of that
-    network 17-20% faster). With more outputs, two products, which were as
+    network 16-20% faster). With more outputs, two products, which were as
     fast as the stacked one or faster (digits' ten classes: 5% slower
     stacked).
     """
