@@ -558,19 +558,21 @@ def test_the_probit_scores_a_diagonal_posteriors_scales_from_centred_variances()
     expected = _binary_probit_losses(
         lambda c: np.diag(np.diag(_P_DATA) + c * _PRIOR[:2]), scales
     )
+    _assert_both_score_the_probit(fit, scales, np.array([0, 0, 1, 1]), expected)
+
+
+def _assert_both_score_the_probit(fit, scales, folds, expected):
+    """Validation rows and the ``folds`` (``fit`` for each) give ``expected``
+    per row and scale, never calling ``predictive`` (the fast path); the
+    folds' losses come in their held-out rows' order."""
     data = (_ROWS, _LABELS, np.ones(4))
     got = validation_log_losses(fit, _rows_jacobians, data, scales, _never_called, True)
     np.testing.assert_allclose(got.losses, expected, rtol=1e-10)
     got = cv_log_losses(
-        lambda train: fit,
-        _rows_jacobians,
-        data,
-        np.array([0, 0, 1, 1]),
-        scales,
-        _never_called,
-        True,
+        lambda train: fit, _rows_jacobians, data, folds, scales, _never_called, True
     )
-    np.testing.assert_allclose(got.losses, expected, rtol=1e-10)
+    order = np.argsort(folds, kind="stable")
+    np.testing.assert_allclose(got.losses, expected[order], rtol=1e-10)
 
 
 def test_one_row_chunks_are_scored_and_an_indefinite_scale_loses():
@@ -1028,17 +1030,7 @@ def test_the_probit_of_one_scale_takes_the_centred_variances_of_a_dense_jacobian
     # scale at once; with a dense J the probit still needs only the centred
     # variances, never ``predictive``'s full covariances. The losses: the
     # probit on P_data + c A over the free parameters, from scratch.
-    fit, data = _pruned_binary_fit(), (_ROWS, _LABELS, np.ones(4))
     expected = _probit_losses_from_scratch(scales)
-    got = validation_log_losses(fit, _rows_jacobians, data, scales, _never_called, True)
-    np.testing.assert_allclose(got.losses, expected, rtol=1e-10)
-    got = cv_log_losses(
-        lambda train: fit,
-        _rows_jacobians,
-        data,
-        np.array([0, 1, 0, 1]),
-        scales,
-        _never_called,
-        True,
+    _assert_both_score_the_probit(
+        _pruned_binary_fit(), scales, np.array([0, 1, 0, 1]), expected
     )
-    np.testing.assert_allclose(got.losses[[0, 2, 1, 3]], expected, rtol=1e-10)

@@ -656,6 +656,18 @@ def _diagonal_centred_reference(J, p, a, scales):
     )
 
 
+def _diagonal_problem(seed, n_rows):
+    """A diagonal posterior ``p``, prior ``a`` (7 parameters), a Jacobian of
+    ``n_rows`` rows and 3 logits, seven scales and their centred variances
+    from :func:`_diagonal_centred_reference`."""
+    rng = np.random.RandomState(seed)
+    a = rng.uniform(0.5, 2.0, 7)
+    p = rng.uniform(0.5, 3.0, 7) + a
+    J = rng.normal(size=(n_rows, 3, 7))
+    scales = [0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    return a, p, J, scales, _diagonal_centred_reference(J, p, a, scales)
+
+
 def test_a_diagonal_familys_kept_inverses_fit_a_quarter_of_any_budget(monkeypatch):
     """However the memory budget groups the scales (one to several a group,
     the kept groups filling a quarter of it or not exactly), the inverses a
@@ -666,13 +678,8 @@ def test_a_diagonal_familys_kept_inverses_fit_a_quarter_of_any_budget(monkeypatc
     or ``8 W / n`` bytes instead of ``8 n W``), which keeps groups past the
     quarter.
     """
-    rng = np.random.RandomState(10)
-    W, K = 7, 3
-    a = rng.uniform(0.5, 2.0, W)
-    p = rng.uniform(0.5, 3.0, W) + a
-    J = rng.normal(size=(3, K, W))
-    scales = [0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
-    want = _diagonal_centred_reference(J, p, a, scales)
+    a, p, J, scales, want = _diagonal_problem(10, 3)
+    W = p.shape[0]
     for budget in range(64 * W, 400 * W, 8 * W):
         monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", budget)
         family = ScaledPriorFamily(DiagPosterior(p), a)
@@ -910,13 +917,8 @@ def test_a_diagonal_family_groups_scales_and_keeps_every_group_that_fits(
     (``9 n W``, ``8 W^2``), ``<`` for ``<=``, a fifth of the budget: a group
     that fits is not kept (only what is kept, never the values, changes).
     """
-    rng = np.random.RandomState(11)
-    W, K = 7, 3
-    a = rng.uniform(0.5, 2.0, W)
-    p = rng.uniform(0.5, 3.0, W) + a
-    J = rng.normal(size=(2, K, W))
-    scales = [0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
-    want = _diagonal_centred_reference(J, p, a, scales)
+    a, p, J, scales, want = _diagonal_problem(11, 2)
+    W = p.shape[0]
     monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", 128 * W)
     family = ScaledPriorFamily(DiagPosterior(p), a)
     got = family.centred_variances(np, J, scales)
