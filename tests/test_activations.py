@@ -83,3 +83,56 @@ def test_activations_never_overflow_or_divide_by_zero(name, dtype):
         second = SECOND_DERIVATIVES[name](np, a)
     for value in (a, first, second):
         assert np.all(np.isfinite(value))
+
+
+def _awkward_inputs(dtype):
+    """A (n, 3) grid with -0.0, subnormals, values near 0 and the large."""
+    tiny = np.finfo(dtype).smallest_subnormal
+    magnitudes = np.r_[0.0, tiny, 1e-300, 1e-40, 1e-17, 1e-8, 0.5, 1.0, 3.0, 1e3]
+    z = np.r_[-magnitudes, magnitudes, -0.0].astype(dtype)
+    return np.tile(z[:, None], (1, 3)) * np.array([1.0, 0.5, 2.0], dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activations_keep_the_inputs_shape_and_dtype(name, dtype):
+    z = _awkward_inputs(dtype)
+    with np.errstate(under="ignore"):
+        a = ACTIVATIONS[name](np, z)
+        for value in (a, DERIVATIVES[name](np, a), SECOND_DERIVATIVES[name](np, a)):
+            assert value.shape == z.shape and value.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rewritten_activations_equal_their_formulas_to_the_bit(dtype):
+    """ReLU and ELU are computed as a maximum or minimum with broadcast
+    constants, and the logistic's and tanh's slopes in place; each value
+    must be its formula's, bit for bit, at -0.0, subnormals and the kink
+    too (a swapped maximum, a slope of the other branch or a sign slip
+    differs by far more)."""
+    z = _awkward_inputs(dtype)
+    with np.errstate(under="ignore"):
+        elu = np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
+        logistic = ACTIVATIONS["logistic"](np, z)
+        expected = {
+            "relu": (np.where(z > 0, z, 0).astype(dtype), None, None),
+            "elu": (
+                elu,
+                np.where(elu > 0, 1, elu + 1).astype(dtype),
+                np.where(elu > 0, 0, elu + 1).astype(dtype),
+            ),
+            "logistic": (None, logistic * (1 - logistic), None),
+            "tanh": (np.tanh(z), 1 - np.tanh(z) * np.tanh(z), None),
+        }
+        for name, (value, first, second) in expected.items():
+            a = ACTIVATIONS[name](np, z)
+            for got, want in (
+                (a, value),
+                (DERIVATIVES[name](np, a), first),
+                (SECOND_DERIVATIVES[name](np, a), second),
+            ):
+                if want is not None:
+                    assert got.dtype == want.dtype
+                    np.testing.assert_array_equal(
+                        got.view(np.uint8), want.view(np.uint8)
+                    )
