@@ -4,23 +4,25 @@ As in :mod:`sklearn.neural_network._base`, each derivative is written in
 terms of the activation's OUTPUT ``a = phi(z)``, so the forward pass need not
 keep the pre-activations. Every function takes the namespace ``xp`` first.
 
-Constants enter as 0-d arrays (:func:`_zero`, :func:`_one`), broadcast,
-piecewise functions as a ``maximum`` or ``minimum`` rather than a ``where``,
-and the slopes work in place where they can: on a 4,000 x 100 layer every
-full-size temporary costs about as much as the arithmetic (ELU took 4.2 ms,
-now 2.6; its slope 4.4 ms, now 1.7; tanh's slope 1.5 ms, now 0.5), and the
-values are the same to the bit.
+Constants enter as 0-d arrays (:func:`_zero`, :func:`_one`), broadcast;
+ELU and its slope are a ``maximum`` and a ``minimum`` rather than a
+``where``; tanh's and the logistic's slopes work in place. On a wide layer
+each full-size temporary costs about as much as the arithmetic (the
+benchmark report, session 66); every value other than a NaN is the same,
+to the bit, as the plain formulas give.
 """
+
+from array_api_compat import device
 
 __all__ = ["ACTIVATIONS", "DERIVATIVES", "SECOND_DERIVATIVES"]
 
 
 def _zero(xp, like):
-    return xp.zeros((), dtype=like.dtype)
+    return xp.zeros((), dtype=like.dtype, device=device(like))
 
 
 def _one(xp, like):
-    return xp.ones((), dtype=like.dtype)
+    return xp.ones((), dtype=like.dtype, device=device(like))
 
 
 def _identity(xp, z):
@@ -82,9 +84,10 @@ def _logistic_slope(xp, a):
 
 
 def _tanh_slope(xp, a):
+    # 1 - a^2 (the same bits): `1 - slope` would allocate a second array.
     slope = a * a
     slope *= -1
-    slope += 1  # 1 - a^2 (the same bits), with one full-size temporary
+    slope += 1
     return slope
 
 

@@ -70,7 +70,7 @@ def test_activations_never_overflow_or_divide_by_zero(name, dtype):
 
     Values can be right while an intermediate overflows: ``1 / (1 + exp(-z))``
     is 0 at ``z = -1e4`` after ``exp(1e4) = inf``, and ELU's ``expm1(z)`` is
-    inf for large positive ``z`` before ``where`` discards it. Each raises
+    inf for large positive ``z`` unless only its negative part enters. Each raises
     NumPy's overflow RuntimeWarning in a user's fit (float32 overflows
     ``exp`` from ``z = 89``). Underflow to 0 is harmless and allowed. The
     values themselves are pinned in test_activations.py; here they are
@@ -86,9 +86,11 @@ def test_activations_never_overflow_or_divide_by_zero(name, dtype):
 
 
 def _awkward_inputs(dtype):
-    """A (n, 3) grid with -0.0, subnormals, values near 0 and the large."""
+    """A (n, 3) grid with -0.0, subnormals, values near 0, large ones and inf."""
     tiny = np.finfo(dtype).smallest_subnormal
-    magnitudes = np.r_[0.0, tiny, 1e-300, 1e-40, 1e-17, 1e-8, 0.5, 1.0, 3.0, 1e3]
+    magnitudes = np.r_[
+        0.0, tiny, 1e-300, 1e-40, 1e-17, 1e-8, 0.5, 1.0, 3.0, 1e3, np.inf
+    ]
     z = np.r_[-magnitudes, magnitudes, -0.0].astype(dtype)
     return np.tile(z[:, None], (1, 3)) * np.array([1.0, 0.5, 2.0], dtype=dtype)
 
@@ -106,14 +108,15 @@ def test_activations_keep_the_inputs_shape_and_dtype(name, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_rewritten_activations_equal_their_formulas_to_the_bit(dtype):
     """ReLU and ELU are computed as a maximum or minimum with broadcast
-    constants, and the logistic's and tanh's slopes in place; each value
-    must be its formula's, bit for bit, at -0.0, subnormals and the kink
-    too (a swapped maximum, a slope of the other branch or a sign slip
-    differs by far more)."""
+    constants, the logistic and softplus with a broadcast 0, and the
+    logistic's and tanh's slopes in place; each value must be its formula's,
+    bit for bit, at -0.0, subnormals, the kink and inf too (a swapped
+    maximum, a slope of the other branch or a sign slip differs by far
+    more)."""
     z = _awkward_inputs(dtype)
-    with np.errstate(under="ignore"):
+    with np.errstate(under="ignore", invalid="ignore"):
         elu = np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
-        logistic = ACTIVATIONS["logistic"](np, z)
+        logistic = np.exp(-np.logaddexp(0.0, -z))
         expected = {
             "relu": (np.where(z > 0, z, 0).astype(dtype), None, None),
             "elu": (
@@ -121,8 +124,9 @@ def test_rewritten_activations_equal_their_formulas_to_the_bit(dtype):
                 np.where(elu > 0, 1, elu + 1).astype(dtype),
                 np.where(elu > 0, 0, elu + 1).astype(dtype),
             ),
-            "logistic": (None, logistic * (1 - logistic), None),
+            "logistic": (logistic, logistic * (1 - logistic), None),
             "tanh": (np.tanh(z), 1 - np.tanh(z) * np.tanh(z), None),
+            "softplus": (np.logaddexp(0.0, z), None, None),
         }
         for name, (value, first, second) in expected.items():
             a = ACTIVATIONS[name](np, z)
@@ -136,3 +140,33 @@ def test_rewritten_activations_equal_their_formulas_to_the_bit(dtype):
                     np.testing.assert_array_equal(
                         got.view(np.uint8), want.view(np.uint8)
                     )
+
+
+def _finite_inputs():
+    z = _awkward_inputs(np.float64)
+    return z[np.all(np.isfinite(z), axis=1)]
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activations_and_derivatives_leave_their_input_alone(name):
+    # The slopes work in place on a temporary: never on the array passed in.
+    z = _finite_inputs()
+    z_before = z.copy()
+    a = ACTIVATIONS[name](np, z)
+    a_before = a.copy()
+    DERIVATIVES[name](np, a)
+    SECOND_DERIVATIVES[name](np, a)
+    np.testing.assert_array_equal(z, z_before)
+    np.testing.assert_array_equal(a, a_before)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activations_stay_on_their_inputs_device(name):
+    """The broadcast constants are made on the input's device: array_api_strict
+    refuses to combine arrays of two devices."""
+    xp = pytest.importorskip("array_api_strict")
+    other = xp.Device("device1")
+    z = xp.asarray(_finite_inputs(), device=other)
+    a = ACTIVATIONS[name](xp, z)
+    for value in (a, DERIVATIVES[name](xp, a), SECOND_DERIVATIVES[name](xp, a)):
+        assert value.device == other and value.shape == z.shape
