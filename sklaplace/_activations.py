@@ -4,7 +4,7 @@ As in :mod:`sklearn.neural_network._base`, each derivative is written in
 terms of the activation's OUTPUT ``a = phi(z)``, so the forward pass need not
 keep the pre-activations. Every function takes the namespace ``xp`` first.
 
-Constants enter as 0-d arrays (:func:`_zero`, :func:`_one`), broadcast;
+Constants enter as 0-d arrays (:func:`_constant`), broadcast;
 ELU and its slope are a ``maximum`` and a ``minimum`` rather than a
 ``where``; tanh's and the logistic's slopes work in place. On a wide layer
 each full-size temporary costs about as much as the arithmetic (the
@@ -17,12 +17,9 @@ from array_api_compat import device
 __all__ = ["ACTIVATIONS", "DERIVATIVES", "SECOND_DERIVATIVES"]
 
 
-def _zero(xp, like):
-    return xp.zeros((), dtype=like.dtype, device=device(like))
-
-
-def _one(xp, like):
-    return xp.ones((), dtype=like.dtype, device=device(like))
+def _constant(xp, value, like):
+    """``value`` as a 0-d array of ``like``'s dtype on its device (broadcast)."""
+    return xp.full((), value, dtype=like.dtype, device=device(like))
 
 
 def _identity(xp, z):
@@ -31,7 +28,7 @@ def _identity(xp, z):
 
 def _logistic(xp, z):
     # exp(-logaddexp(0, -z)) is sigmoid(z) without overflow for any z.
-    return xp.exp(-xp.logaddexp(_zero(xp, z), -z))
+    return xp.exp(-xp.logaddexp(_constant(xp, 0.0, z), -z))
 
 
 def _tanh(xp, z):
@@ -39,17 +36,17 @@ def _tanh(xp, z):
 
 
 def _relu(xp, z):
-    return xp.maximum(z, _zero(xp, z))
+    return xp.maximum(z, _constant(xp, 0.0, z))
 
 
 def _softplus(xp, z):
-    return xp.logaddexp(_zero(xp, z), z)
+    return xp.logaddexp(_constant(xp, 0.0, z), z)
 
 
 def _elu(xp, z):
     # expm1 of the negative part only: no overflow for large positive z. The
     # larger of z and expm1(min(z, 0)) is z for z > 0 and expm1(z) >= z else.
-    return xp.maximum(z, xp.expm1(xp.minimum(z, _zero(xp, z))))
+    return xp.maximum(z, xp.expm1(xp.minimum(z, _constant(xp, 0.0, z))))
 
 
 ACTIVATIONS = {
@@ -98,7 +95,7 @@ DERIVATIVES = {
     "relu": lambda xp, a: xp.astype(a > RELU_KINK, a.dtype),
     "softplus": _softplus_sigmoid,
     # For a = elu(z) <= 0, a = exp(z) - 1, so exp(z) = a + 1 (<= 1); 1 for a > 0.
-    "elu": lambda xp, a: xp.minimum(a + 1, _one(xp, a)),
+    "elu": lambda xp, a: xp.minimum(a + 1, _constant(xp, 1.0, a)),
 }
 
 
@@ -115,5 +112,5 @@ SECOND_DERIVATIVES = {
     "relu": lambda xp, a: xp.zeros_like(a),
     "softplus": _softplus_second,
     # Continuous first derivative; the second jumps from 1 to 0 at z = 0.
-    "elu": lambda xp, a: xp.where(a > 0, _zero(xp, a), a + 1),
+    "elu": lambda xp, a: xp.where(a > 0, _constant(xp, 0.0, a), a + 1),
 }
