@@ -239,11 +239,15 @@ def vjp(xp, layout, theta, fwd, cotangent, deltas=None):
     return xp.concat([_layer_gradient(xp, a, d) for a, d in zip(fwd.acts, deltas)])
 
 
-def r_forward(xp, layout, theta, fwd, v, inputs=None):
+def r_forward(xp, weights, fwd, directions, inputs=None):
     """Pearlmutter's R-operator, forward: ``R{z_i}`` and ``R{a_i}`` of every layer.
 
     Parameters
     ----------
+    weights, directions : list of arrays
+        ``layout.layers`` of ``theta`` and of the direction ``v``: an
+        operator applied many times at one ``theta`` splits it once, and
+        each ``v`` once for this pass and :func:`second_order_backprop`.
     inputs : list of arrays, default=None
         ``with_ones(fwd.acts[i])`` for every layer, when already formed (an
         operator applied many times at one ``theta`` forms them once, so
@@ -260,23 +264,21 @@ def r_forward(xp, layout, theta, fwd, v, inputs=None):
     """
     if inputs is None:
         inputs = [with_ones(xp, a) for a in fwd.acts]
-    weights, directions = layout.layers(xp, theta), layout.layers(xp, v)
     r_pre, r_acts = [], []
     for i, (Wb, Vb) in enumerate(zip(weights, directions)):
         r_z = inputs[i] @ Vb
         if r_acts:
             r_z += r_acts[-1] @ Wb[:-1, :]
         r_pre.append(r_z)
-        if i < layout.n_layers - 1:
+        if i < len(weights) - 1:
             r_acts.append(fwd.slopes[i] * r_z)
     return r_pre, r_acts
 
 
 def second_order_backprop(
     xp,
-    layout,
-    theta,
-    v,
+    weights,
+    directions,
     fwd,
     deltas,
     r_pre,
@@ -289,6 +291,9 @@ def second_order_backprop(
 
     Parameters
     ----------
+    weights, directions : list of arrays
+        ``layout.layers`` of ``theta`` and of ``v``, as passed to
+        :func:`r_forward`.
     deltas : list of arrays
         Backpropagated residuals at ``theta`` (the gradient's deltas).
     r_pre : list of arrays
@@ -310,10 +315,9 @@ def second_order_backprop(
         Likelihood part of the Hessian-vector product (no prior).
     """
     exact = second_derivative_terms is not None
-    weights, directions = layout.layers(xp, theta), layout.layers(xp, v)
     r_delta, blocks = r_out, []
     # Every product below is a fresh array, so the updates are in place.
-    for i in range(layout.n_layers - 1, -1, -1):
+    for i in range(len(weights) - 1, -1, -1):
         block = inputs[i].T @ r_delta  # [a' R{delta}; sum R{delta}]
         if exact and i > 0:
             # The layer's input moves along v too: R{a_i}' delta_i (no bias row).

@@ -77,8 +77,18 @@ def test_engine_under_array_api_strict_matches_numpy(case):
     _close(sloss, loss)
     _close(sgrad, grad)
     _close(
-        r_forward(xps, sobj.layout, stheta, sobj.forward(stheta), sv)[0][-1],
-        r_forward(np, obj.layout, theta, obj.forward(theta), v)[0][-1],
+        r_forward(
+            xps,
+            sobj.layout.layers(xps, stheta),
+            sobj.forward(stheta),
+            sobj.layout.layers(xps, sv),
+        )[0][-1],
+        r_forward(
+            np,
+            obj.layout.layers(np, theta),
+            obj.forward(theta),
+            obj.layout.layers(np, v),
+        )[0][-1],
     )
     # curvature: full exact, full GGN, both diagonals; both vector products
     for _key, curvature in CURVATURE_BUILDERS.items():

@@ -66,7 +66,8 @@ def test_adjoint_identity(problem):
     fwd = obj.forward(theta)
     u = rng.normal(size=fwd.logits.shape)
     v = rng.normal(size=theta.shape)
-    Jv = r_forward(np, obj.layout, theta, fwd, v)[0][-1]
+    layers = obj.layout.layers
+    Jv = r_forward(np, layers(np, theta), fwd, layers(np, v))[0][-1]
     Jtu = vjp(np, obj.layout, theta, fwd, u)
     np.testing.assert_allclose(np.sum(u * Jv), Jtu @ v, rtol=1e-12)
 
@@ -277,7 +278,8 @@ def test_r_forward_reuses_the_layer_inputs_it_is_given(monkeypatch, hidden):
         raise AssertionError("r_forward formed a layer input it was given")
 
     monkeypatch.setattr(network_module, "with_ones", formed_again)
-    Jv = r_forward(np, obj.layout, theta, fwd, v, inputs)[0][-1]
+    layers = obj.layout.layers
+    Jv = r_forward(np, layers(np, theta), fwd, layers(np, v), inputs)[0][-1]
 
     def logits(t):
         return mlp_logits(t, raw["X"], raw["layer_sizes"], raw["activation"])

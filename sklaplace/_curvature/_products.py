@@ -131,17 +131,18 @@ def likelihood_product(obj, theta, fwd, sample_weight, deltas, second_terms):
     xp, layout = obj.xp, obj.layout
     output_hessian = obj.likelihood.output_hessian(xp, fwd.logits, sample_weight)
     inputs = [with_ones(xp, a) for a in fwd.acts]  # biases inside the GEMMs
+    weights = layout.layers(xp, theta)  # split once per operator
 
     def product(v):
-        r_pre, r_acts = r_forward(xp, layout, theta, fwd, v, inputs)  # J v
+        directions = layout.layers(xp, v)  # once for both passes
+        r_pre, r_acts = r_forward(xp, weights, fwd, directions, inputs)  # J v
         r_out = output_hessian(r_pre[-1])  # Lambda J v
         # With no second-derivative terms this is J' Lambda J v (the GGN);
         # with them, plus the residual term: Pearlmutter's R{backprop}.
         return second_order_backprop(
             xp,
-            layout,
-            theta,
-            v,
+            weights,
+            directions,
             fwd,
             deltas,
             r_pre,
