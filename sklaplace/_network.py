@@ -244,10 +244,16 @@ def r_forward(xp, weights, fwd, directions, inputs=None):
 
     Parameters
     ----------
-    weights, directions : list of arrays
-        ``layout.layers`` of ``theta`` and of the direction ``v``: an
-        operator applied many times at one ``theta`` splits it once, and
-        each ``v`` once for this pass and :func:`second_order_backprop`.
+    xp : module
+        Array namespace of the arrays.
+    weights : list of arrays
+        ``layout.layers(xp, theta)``: each layer's ``[W_i; b_i]``. An
+        operator applied many times at one ``theta`` splits it once.
+    fwd : Forward
+        The forward pass at ``theta`` (its ``slopes`` are read).
+    directions : list of arrays
+        ``layout.layers(xp, v)`` for the direction ``v``, split once for
+        this pass and :func:`second_order_backprop`.
     inputs : list of arrays, default=None
         ``with_ones(fwd.acts[i])`` for every layer, when already formed (an
         operator applied many times at one ``theta`` forms them once, so
@@ -291,13 +297,17 @@ def second_order_backprop(
 
     Parameters
     ----------
+    xp : module
+        Array namespace of the arrays.
     weights, directions : list of arrays
         ``layout.layers`` of ``theta`` and of ``v``, as passed to
         :func:`r_forward`.
+    fwd : Forward
+        The forward pass at ``theta`` (its ``slopes`` are read).
     deltas : list of arrays
         Backpropagated residuals at ``theta`` (the gradient's deltas).
     r_pre : list of arrays
-        ``r_forward(..., v)[0]``.
+        :func:`r_forward`'s first result (``R{z_i}`` along ``v``).
     r_out : array of shape (n_samples, n_outputs)
         ``R{delta_out} = Lambda J v`` (the output Hessian applied to ``J v``).
     second_derivative_terms : list of arrays or None
@@ -307,7 +317,7 @@ def second_order_backprop(
     inputs : list of arrays
         ``with_ones(fwd.acts[i])``, as passed to :func:`r_forward`.
     r_acts : list of arrays
-        ``r_forward(..., v)[1]``: ``R{a_i}`` of each hidden layer.
+        :func:`r_forward`'s second result: ``R{a_i}`` of each hidden layer.
 
     Returns
     -------
