@@ -62,6 +62,12 @@ def _close(strict_value, numpy_value):
     )
 
 
+def _jv(xp, obj, theta, v):
+    """``J v`` by :func:`r_forward`, ``theta`` and ``v`` split into layers."""
+    layers = obj.layout.layers
+    return r_forward(xp, layers(xp, theta), obj.forward(theta), layers(xp, v))[0][-1]
+
+
 @pytest.mark.parametrize(
     "case", STRICT_CASES, ids=lambda c: f"{c[0]}-{c[1]}cls-h{len(c[2])}"
 )
@@ -76,20 +82,7 @@ def test_engine_under_array_api_strict_matches_numpy(case):
     loss, grad = obj.loss_gradient(theta)
     _close(sloss, loss)
     _close(sgrad, grad)
-    _close(
-        r_forward(
-            xps,
-            sobj.layout.layers(xps, stheta),
-            sobj.forward(stheta),
-            sobj.layout.layers(xps, sv),
-        )[0][-1],
-        r_forward(
-            np,
-            obj.layout.layers(np, theta),
-            obj.forward(theta),
-            obj.layout.layers(np, v),
-        )[0][-1],
-    )
+    _close(_jv(xps, sobj, stheta, sv), _jv(np, obj, theta, v))
     # curvature: full exact, full GGN, both diagonals; both vector products
     for _key, curvature in CURVATURE_BUILDERS.items():
         _close(curvature(sobj, stheta), curvature(obj, theta))
