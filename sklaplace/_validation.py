@@ -277,6 +277,15 @@ def check_feature_scale(X, sample_weight, names=None):
     with np.errstate(over="ignore"):
         total = np.sum(sample_weight)  # an overflowing total: the caller refuses it
     rms = np.sqrt(second_moments / total)
+    # A feature below ~1e-162 has squares that underflow to 0: its root mean
+    # square, from the feature scaled by its largest magnitude, is not 0.
+    underflowed = np.flatnonzero(second_moments == 0)
+    if underflowed.size:
+        peak = np.max(np.abs(X[:, underflowed]), axis=0, initial=0.0)
+        unit = X[:, underflowed] / np.where(peak > 0, peak, 1.0)
+        rms[underflowed] = peak * np.sqrt(
+            curvature_second_moments(np, unit, sample_weight) / total
+        )
     low, high = FEATURE_SCALE_RANGE
     odd = np.flatnonzero((rms > high) | ((rms < low) & (rms > 0)))
     if odd.size:

@@ -639,6 +639,23 @@ def test_an_all_zero_column_does_not_make_a_large_feature_read_as_tiny():
     assert "stronger prior" not in message
 
 
+@pytest.mark.parametrize("factor", [1e-170, 1e-300])
+def test_a_feature_whose_squares_underflow_is_named_with_its_scale(factor):
+    # Below ~1e-162 a feature's squares underflow to 0, and it had read as an
+    # all-zero column (no warning). Its root mean square, in the message, is
+    # the column's scaled by the factor (weighted: row 0 weighs twice).
+    from sklaplace._validation import check_feature_scale
+
+    Xs = np.c_[X[:, 0], X[:, 1] * factor]
+    weight = np.r_[2.0, np.ones(len(X) - 1)]
+    with pytest.warns(FeatureScaleWarning, match=r"1 feature\(s\)") as caught:
+        check_feature_scale(Xs, weight)
+    message = str(caught[0].message)
+    expected = np.sqrt(np.sum(weight * X[:, 1] ** 2) / np.sum(weight)) * factor
+    assert f"{expected:.4g} (feature 1)" in message and "stronger prior" in message
+    assert "(feature 0)" not in message
+
+
 def test_all_zero_weights_are_refused_by_our_own_check(monkeypatch):
     # scikit-learn 1.9 refuses all-zero sample weights itself ("non-zero"),
     # so under it the project's own "must not sum to zero" check never ran
