@@ -43,9 +43,10 @@ negative curvature (:func:`~sklaplace._held_out.fold_follows_negative_curvature`
   6-25 times more iterations on breast cancer, iris and wine and did not
   reach ``tol=1e-8`` on digits in 500 (the GGN leaves out the residual
   term, so the end is linear, not superlinear).
-* CG starts from 0. Starting it from the last boundary step (Martens 2010,
-  section 4.5) was measured and dropped: 22-29% fewer products on digits,
-  29% more on a (64, 64) network (the benchmark report, session 68).
+* CG starts from 0. Starting it from the last boundary step, decayed
+  (Martens 2010, section 4.5) or at its best multiple, was measured and
+  dropped: 22% and 29% fewer products on digits, the latter 29% more on
+  a (64, 64) network (the benchmark report, session 68).
 
 The solver stops when the scaled gradient ``max_i |dL/dtheta_i| / sum_n
 s_n`` is at most ``tol``, as the other solvers do.

@@ -277,9 +277,9 @@ def check_feature_scale(X, sample_weight, names=None):
     with np.errstate(over="ignore"):
         total = np.sum(sample_weight)  # an overflowing total: the caller refuses it
     rms = np.sqrt(second_moments / total)
-    # A feature below ~1e-162 has squares that underflow to 0: its root mean
-    # square, from the feature scaled by its largest magnitude, is not 0.
-    underflowed = np.flatnonzero(second_moments == 0)
+    # A feature below ~1e-154 has squares that underflow (to subnormals or
+    # 0): its root mean square, from it scaled by its largest magnitude.
+    underflowed = np.flatnonzero(rms < np.sqrt(np.finfo(np.float64).tiny))
     if underflowed.size:
         peak = np.max(np.abs(X[:, underflowed]), axis=0, initial=0.0)
         unit = X[:, underflowed] / np.where(peak > 0, peak, 1.0)

@@ -639,19 +639,21 @@ def test_an_all_zero_column_does_not_make_a_large_feature_read_as_tiny():
     assert "stronger prior" not in message
 
 
-@pytest.mark.parametrize("factor", [1e-170, 1e-300])
+@pytest.mark.parametrize("factor", [1e-158, 1e-161, -3e-162, 1e-170, -1e-300])
 def test_a_feature_whose_squares_underflow_is_named_with_its_scale(factor):
-    # Below ~1e-162 a feature's squares underflow to 0, and it had read as an
-    # all-zero column (no warning). Its root mean square, in the message, is
-    # the column's scaled by the factor (weighted: row 0 weighs twice).
+    # Below ~1e-154 a feature's squares underflow (subnormal, then 0): it had
+    # read as an all-zero column (no warning) or with a wrong root mean
+    # square (3e-162: 14% off). In the message it is the column's scaled by
+    # the factor, to four digits (weighted: row 0 weighs twice). A negative
+    # factor scales the column's magnitudes: no entry is positive.
     from sklaplace._validation import check_feature_scale
 
-    Xs = np.c_[X[:, 0], X[:, 1] * factor]
+    Xs = np.c_[X[:, 0], np.abs(X[:, 1]) * factor]
     weight = np.r_[2.0, np.ones(len(X) - 1)]
     with pytest.warns(FeatureScaleWarning, match=r"1 feature\(s\)") as caught:
         check_feature_scale(Xs, weight)
     message = str(caught[0].message)
-    expected = np.sqrt(np.sum(weight * X[:, 1] ** 2) / np.sum(weight)) * factor
+    expected = np.sqrt(np.sum(weight * X[:, 1] ** 2) / np.sum(weight)) * abs(factor)
     assert f"{expected:.4g} (feature 1)" in message and "stronger prior" in message
     assert "(feature 0)" not in message
 
