@@ -281,8 +281,9 @@ def check_feature_scale(X, sample_weight, names=None):
     # 0): its root mean square, from it scaled by its largest magnitude.
     underflowed = np.flatnonzero(rms < np.sqrt(np.finfo(np.float64).tiny))
     if underflowed.size:
-        peak = np.max(np.abs(X[:, underflowed]), axis=0, initial=0.0)
-        unit = X[:, underflowed] / np.where(peak > 0, peak, 1.0)
+        columns = X[:, underflowed]
+        peak = np.max(np.abs(columns), axis=0, initial=0.0)
+        unit = columns / np.where(peak > 0, peak, 1.0)
         rms[underflowed] = peak * np.sqrt(
             curvature_second_moments(np, unit, sample_weight) / total
         )
