@@ -18,13 +18,13 @@ from sklaplace._backend import to_numpy
 from sklaplace._basins import (
     HELD_OUT_START,
     every_run_collapsed,
+    kept_run,
     loo_agrees,
     overrule_by_held_out,
     strongest_indistinct_refit,
 )
 from sklaplace._evidence import (
     EVIDENCE_STARTS,
-    kept_run,
     mackay_update,
     tune_alpha,
     weight_groups,
@@ -402,7 +402,10 @@ def fit_network(
             warned = {(w.category, str(w.message)): w for w in warned}  # once each
             return fit, alpha, tuning.history, gammas, list(warned.values())
 
-        kept = kept_run([run[0] for run in runs[:ranked]])
+        kept = kept_run(
+            [run[0] for run in runs[:ranked]],
+            lambda fit: ignores_its_input(fit.objective, fit.theta),
+        )
         # Held-out losses can overrule the evidence's choice in favour of the
         # fixed point of the first run or of the extra one.
         challengers = [

@@ -17,7 +17,12 @@ import sklaplace._fitting
 import sklaplace._laplace_fit
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._alpha_walk import clearly_lower
-from sklaplace._basins import SAME_FIXED_POINT_RTOL, basin_beats, same_fixed_point
+from sklaplace._basins import (
+    SAME_FIXED_POINT_RTOL,
+    basin_beats,
+    kept_run,
+    same_fixed_point,
+)
 from sklaplace._evidence import EVIDENCE_MARGIN
 from sklaplace._held_out import FOLD_TOL, HeldOutLosses
 from sklaplace.exceptions import BaseRateWarning
@@ -51,6 +56,43 @@ def test_one_fixed_point_agrees_in_alpha_and_log_likelihood_to_one_percent():
     per_layer = (-100.0, np.array([0.5, 2.0]))
     assert same_fixed_point(per_layer, (-100.0, np.array([0.504, 2.019])))
     assert not same_fixed_point(per_layer, (-100.0, np.array([0.5, 2.03])))
+
+
+def _runs(*evidence_alpha):
+    """Stand-ins for EvidenceTuning: each run's kept evidence and alphas."""
+    return [
+        SimpleNamespace(evidence=e, alpha=np.atleast_1d(a), fit=None)
+        for e, a in evidence_alpha
+    ]
+
+
+def test_kept_run_keeps_a_clear_leader_at_alphas_at_least_the_kept_ones():
+    # One alpha: evidence -20, -10, -15; the second beats the first by 10
+    # nats, the third the first too but not the second: the second is kept.
+    # With ties and small leads the first stays.
+    def at_one_alpha(*evidence):
+        return _runs(*[(e, 1.0) for e in evidence])
+
+    assert kept_run(at_one_alpha(-20.0, -10.0, -15.0)) == 1
+    assert kept_run(at_one_alpha(-20.0, -10.0, -5.0)) == 2
+    assert kept_run(at_one_alpha(-20.0, -18.0, -19.0)) == 0
+    assert kept_run(at_one_alpha(-20.0)) == 0
+    # A clear lead at a smaller alpha is not kept (hastie's run from 10), at
+    # a larger one it is (noisy labels' first fit at 10).
+    assert kept_run(_runs((-61.0, 0.94), (-39.0, 0.68))) == 0
+    assert kept_run(_runs((-224.0, 1.4), (-84.0, 10.0))) == 1
+    # Against the run kept so far, not the first: a third between the two
+    # in alpha is not kept, whatever its evidence.
+    assert kept_run(_runs((-100.0, 1.0), (-50.0, 10.0), (-10.0, 5.0))) == 1
+    assert kept_run(_runs((-100.0, 1.0), (-50.0, 10.0), (-10.0, 10.0))) == 2
+    # Per layer: every alpha at least the kept one's.
+    assert kept_run(_runs((-100.0, [1.0, 1.0]), (-50.0, [2.0, 0.5]))) == 0
+    assert kept_run(_runs((-100.0, [1.0, 1.0]), (-50.0, [2.0, 1.0]))) == 1
+    # A kept fit that ignores its input yields to any clear lead.
+    runs = _runs((-100.0, 100.0), (-50.0, 1.0), (-48.0, 0.5))
+    runs[0].fit = "constant"
+    assert kept_run(runs) == 0
+    assert kept_run(runs, lambda fit: fit == "constant") == 1
 
 
 def _noisy_xor(n_samples, seed):
@@ -223,9 +265,12 @@ def test_held_out_losses_are_asked_where_the_run_from_100_is_kept(monkeypatch):
     """Labels independent of the features: the evidence keeps the run from 100
     (a network that ignores its input) over the run from 1, whose fixed point
     is its own kept refit; held-out losses are asked, and agree (leave-one-out
-    favours neither challenger: no fold weighs them)."""
+    favours neither challenger: no fold weighs them). (Without the run from
+    10: kept here, its first fit nearly constant and 8 nats above the run
+    from 100's, its equivalent modes counted.)"""
     rng = np.random.RandomState(0)
     X, y = rng.randn(200, 10), (rng.rand(200) < 0.3).astype(int)
+    monkeypatch.setattr(sklaplace._fitting, "EVIDENCE_STARTS", (1.0, 100.0))
     record = _spy_on_arbitration(monkeypatch)
     clf = LaplaceMLPClassifier((8,), random_state=0)
     with pytest.warns(BaseRateWarning, match="ignores its input"):
@@ -545,8 +590,10 @@ def test_a_challenger_of_the_kept_log_likelihood_at_another_alpha_is_weighed():
 def test_the_evidence_never_keeps_the_held_out_runs_first_fit(monkeypatch):
     """Issue 14's wine split 1, hidden (16,): the first fit of the run from
     0.1, barely regularised, has a log evidence more than 3 nats above the
-    fixed point's, so the evidence would keep it (test log loss 0.082
-    against 0.072 measured); it compares the runs from 1 and 100 only."""
+    fixed point's, so the evidence alone would keep it (test log loss 0.082
+    against 0.072 measured); it compares the evidence starts' runs only, and
+    among them too a clearly larger evidence at smaller alphas is not kept
+    (kept_run)."""
     X, y = load_wine(return_X_y=True)
     train, _ = next(
         StratifiedShuffleSplit(1, test_size=0.3, random_state=1).split(X, y)
@@ -559,18 +606,22 @@ def test_the_evidence_never_keeps_the_held_out_runs_first_fit(monkeypatch):
         tunings.append(tune_alpha(*args, **kwargs))
         return tunings[-1]
 
-    def spy_kept(runs):
+    def spy_kept(runs, collapsed=None):
         compared.append(len(runs))
-        return kept_run(runs)
+        return kept_run(runs, collapsed)
 
     monkeypatch.setattr(sklaplace._fitting, "tune_alpha", spy_tune)
     monkeypatch.setattr(sklaplace._fitting, "kept_run", spy_kept)
     clf = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
-    assert [float(t.history[0][0]) for t in tunings] == [1.0, 100.0, 0.1]
-    assert compared == [2]
-    # Compared with the others, the run from 0.1's first fit would win.
-    assert kept_run(tunings) == 2 and tunings[2].kept == 0
-    assert clf.alpha_history_[0][0] == 1.0 and clf.alpha_ > 1.0
+    assert [float(t.history[0][0]) for t in tunings] == [1.0, 10.0, 100.0, 0.1]
+    assert compared == [3]
+    kept = kept_run(tunings[:3])
+    assert clf.alpha_ == tunings[kept].alpha[0] > 1.0
+    # Its evidence beats the kept run's by the margin, at a smaller alpha.
+    assert tunings[3].kept == 0 and tunings[3].alpha[0] == 0.1
+    assert tunings[3].evidence > tunings[kept].evidence + EVIDENCE_MARGIN
+    assert kept_run(tunings) == kept
+    assert clf.alpha_history_[0][0] == tunings[kept].history[0][0]
 
 
 def test_a_warm_refit_resumes_its_own_run_without_the_held_out_run(monkeypatch):

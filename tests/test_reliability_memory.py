@@ -237,8 +237,15 @@ def test_counted_dense_matrices_bound_the_measured_peak(
     n_params = 41 * 16 + 17 * 3
     one = 8 * n_params**2
     count = memory_module.dense_matrices_at_peak(solver, structure, scale, alpha)
+    # MacKay's updates for a diagonal posterior run on the GGN's m = 180 rows
+    # (tuning_structure's "lowrank"), outside the dense count: each posterior
+    # held keeps m x (n_params + m) (low_rank_is_cheap's own budget).
+    rows = 0
+    if alpha == "evidence" and structure == "diag":
+        m = 60 * 3
+        rows = memory_module.held_posteriors(scale, alpha) * 8 * m * (n_params + m)
     peak = _peak_of_fit(clf, X, y)
-    assert peak <= (count + 0.5) * one
+    assert peak <= (count + 0.5) * one + rows
     assert peak >= 0.55 * count * one  # the count is not a loose bound
 
 
@@ -485,15 +492,15 @@ def test_the_fit_limit_counts_the_run_made_where_every_evidence_run_collapsed(
 ):
     # Where every run of MacKay's updates collapsed, one more runs from
     # HELD_OUT_START whatever the scale, and every run's kept posterior is
-    # held: 4 + 4 matrices of 13,131 x 13,131 (1.28 GiB each, 200 features,
-    # hidden (65,)) are over FIT_MEMORY_LIMIT, where the count without that
-    # run (4 + 3) had let the fit start.
-    n, one = 13131, 8 * 13131**2
+    # held: 4 + 5 matrices of 12,525 x 12,525 (1.17 GiB each, 200 features,
+    # hidden (62,)) are over FIT_MEMORY_LIMIT, where the count without that
+    # run (4 + 4) would let the fit start.
+    n, one = 12525, 8 * 12525**2
     count = memory_module.dense_matrices_at_peak("newton-cg", "full", scale, "evidence")
     held = memory_module.POSTERIOR_HELD_DENSE_MATRICES["full"]
     assert count * one > memory_module.FIT_MEMORY_LIMIT >= (count - held) * one
     params = dict(alpha="evidence", prior_precision_scale=scale)
-    message = _fit_is_refused_before_the_map(monkeypatch, 200, (65,), **params)
+    message = _fit_is_refused_before_the_map(monkeypatch, 200, (62,), **params)
     assert re.search(f"{n} x {n}.*about {count} at once", message)
 
 
@@ -637,10 +644,10 @@ def test_the_kronecker_factors_count_against_the_whole_fit_limit(
     monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", copies * 8 * (17**2 + 1))
     LaplaceMLPClassifier((16,), **last).fit(X, y)
     # Each posterior held across a refit or fold keeps two copies more:
-    # the evidence's four, and two more with "cv", are over that limit.
+    # the evidence's five, and two more with "cv", are over that limit.
     held = memory_module.KRON_HELD_COPIES
     assert held == 2
-    for scale, n_held in [(1.0, 4), ("cv", 6)]:
+    for scale, n_held in [(1.0, 5), ("cv", 7)]:
         tuned = dict(params, alpha="evidence", prior_precision_scale=scale)
         assert memory_module.held_posteriors(scale, "evidence") == n_held
         need = (copies + held * n_held) * total
@@ -648,7 +655,7 @@ def test_the_kronecker_factors_count_against_the_whole_fit_limit(
         with pytest.raises(MemoryLimitError, match=f"up to {need // total} copies"):
             LaplaceMLPClassifier((16,), **tuned).fit(X, y)
     # With the plug-in predictive no folds are refit: the evidence's count.
-    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", (copies + 4 * held) * total)
+    monkeypatch.setattr(memory_module, "FIT_MEMORY_LIMIT", (copies + 5 * held) * total)
     tuned = dict(params, alpha="evidence", prior_precision_scale="cv")
     LaplaceMLPClassifier((16,), link_approx="map", **tuned).fit(X, y)
 
