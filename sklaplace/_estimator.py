@@ -68,9 +68,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         alpha: from 1, fit, set ``alpha = gamma / ||w||^2`` (within [1e-6, 1e6],
         warned at a bound) and refit until no alpha moves 0.01% (at most 50
         refits, fewer if they cycle or 10 in a row stop at max_iter, with a
-        ``ConvergenceWarning``); then from 100 (0.1 too if both collapse). A
-        refit or run over 3 nats larger is kept unless held-out rows prefer
-        the fixed point from 1 or 0.1 by 2 errors ("cv", full: leave-one-out too).
+        ``ConvergenceWarning``); then from 10 and 100 (0.1 too if all collapse).
+        A refit over 3 nats larger is kept, a later run's only at alphas at
+        least the kept run's, unless held-out rows prefer the fixed point
+        from 1 or 0.1 by 2 errors ("cv", full: leave-one-out too).
         ``"evidence_per_layer"`` tunes one per layer alike; where the layers'
         alphas march apart (a degenerate limit) it stops and warns. ``"validation"``
         fits 2-4 times: from 1, by decades the way MacKay's update points (else

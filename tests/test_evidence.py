@@ -911,9 +911,9 @@ def test_on_noisy_labels_the_run_from_10_is_kept_and_fresh_rows_agree(monkeypatc
     """30% of the labels flipped, 300 rows, hidden (16,): of MacKay's runs
     from 1 and 100 the evidence keeps one settled at alpha 2.2, fitting much
     of the noise; the first fit from 10 has a clearly larger evidence at a
-    larger alpha and is kept (its own updates lead back down). On 4,700 fresh rows its log loss is 0.486
-    against 0.510 for the fit with the starts 1 and 100 only, more than
-    three paired standard errors apart."""
+    larger alpha and is kept (its own updates lead back down). On 4,700
+    fresh rows its log loss is 0.486 against 0.510 for the fit with the
+    starts 1 and 100 only, more than three paired standard errors apart."""
     import sklaplace._fitting as fitting_module
 
     X, y = make_classification(5000, 10, flip_y=0.3, random_state=0)
