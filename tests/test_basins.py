@@ -80,7 +80,7 @@ def test_kept_run_keeps_a_clear_leader_at_alphas_at_least_the_kept_ones():
     # A clear lead at a smaller alpha is not kept (hastie's run from 10), at
     # a larger one it is (noisy labels' first fit at 10).
     assert kept_run(_runs((-61.0, 0.94), (-39.0, 0.68))) == 0
-    assert kept_run(_runs((-224.0, 1.4), (-84.0, 10.0))) == 1
+    assert kept_run(_runs((-224.0, 1.0), (-84.0, 10.0))) == 1
     # Against the run kept so far, not the first: a third between the two
     # in alpha is not kept, whatever its evidence.
     assert kept_run(_runs((-100.0, 1.0), (-50.0, 10.0), (-10.0, 5.0))) == 1
@@ -88,11 +88,13 @@ def test_kept_run_keeps_a_clear_leader_at_alphas_at_least_the_kept_ones():
     # Per layer: every alpha at least the kept one's.
     assert kept_run(_runs((-100.0, [1.0, 1.0]), (-50.0, [2.0, 0.5]))) == 0
     assert kept_run(_runs((-100.0, [1.0, 1.0]), (-50.0, [2.0, 1.0]))) == 1
-    # A kept fit that ignores its input yields to any clear lead.
+    # A kept fit that ignores its input, or has no finite evidence, yields
+    # to any clear lead.
     runs = _runs((-100.0, 100.0), (-50.0, 1.0), (-48.0, 0.5))
     runs[0].fit = "constant"
     assert kept_run(runs) == 0
     assert kept_run(runs, lambda fit: fit == "constant") == 1
+    assert kept_run(_runs((-np.inf, 1.0), (-50.0, 0.5))) == 1
 
 
 def _noisy_xor(n_samples, seed):
