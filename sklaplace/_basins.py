@@ -179,12 +179,14 @@ def kept_run(tunings, collapsed=None):
     kept = 0
     for i, tuning in enumerate(tunings[1:], start=1):
         reference = tunings[kept]
-        firmer = np.all(np.asarray(tuning.alpha) >= np.asarray(reference.alpha))
-        if not np.isfinite(reference.evidence) or (
-            collapsed is not None and collapsed(reference.fit)
+        if not clearly_larger(tuning.evidence, reference.evidence):
+            continue
+        # Only then whether the kept fit ignores its input (a forward pass).
+        if (
+            np.all(np.asarray(tuning.alpha) >= np.asarray(reference.alpha))
+            or not np.isfinite(reference.evidence)
+            or (collapsed is not None and collapsed(reference.fit))
         ):
-            firmer = True
-        if firmer and clearly_larger(tuning.evidence, reference.evidence):
             kept = i
     return kept
 

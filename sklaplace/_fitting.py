@@ -326,9 +326,11 @@ def fit_network(
         # units (without them a collapsed run's base rate beat fitted ones).
         distinct = log_equivalent_modes(layout.layer_sizes, config.activation)
 
+        def collapsed(fit):
+            return ignores_its_input(fit.objective, fit.theta)
+
         def evidence(fit, record):
-            collapsed = ignores_its_input(fit.objective, fit.theta)
-            record.append(fit.log_evidence() + (0.0 if collapsed else distinct))
+            record.append(fit.log_evidence() + (0.0 if collapsed(fit) else distinct))
             return record[-1]
 
         # MacKay's updates need a PSD curvature (GGN; exact gave gamma -3,000)
@@ -360,7 +362,7 @@ def fit_network(
                     lambda posterior: posterior.covariance_diagonal(xp),
                     start,
                     partial(evidence, record=evidences[-1]),
-                    lambda fit: ignores_its_input(fit.objective, fit.theta),
+                    collapsed,
                 )
             runs.append((tuning, caught, first))  # caught: the updates' own
 
@@ -402,10 +404,7 @@ def fit_network(
             warned = {(w.category, str(w.message)): w for w in warned}  # once each
             return fit, alpha, tuning.history, gammas, list(warned.values())
 
-        kept = kept_run(
-            [run[0] for run in runs[:ranked]],
-            lambda fit: ignores_its_input(fit.objective, fit.theta),
-        )
+        kept = kept_run([run[0] for run in runs[:ranked]], collapsed)
         # Held-out losses can overrule the evidence's choice in favour of the
         # fixed point of the first run or of the extra one.
         challengers = [
