@@ -34,7 +34,9 @@ training rows), where it finds the boundary the evidence's fit misses;
 ``noisy_logistic`` (run by name) in session 40, just under the cheap-refit
 bound, where the default's refits cost the most; Breiman's ``twonorm``,
 ``threenorm`` and ``ringnorm`` and ``redundant_100`` (100 features, 20
-redundant; run by name) in session 59.
+redundant; run by name) in session 59; ``heavy_tails``, ``binary_interaction``,
+``xor_10d``, ``30_classes`` and ``wide_400`` (400 features, 149 training
+rows; run by name) in session 70.
 ``--tuning-frontier`` adds the default with each cheaper way of choosing
 ``alpha`` and the posterior's scale (``TUNING_FRONTIER``).
 ``--calibrated`` adds ``CalibratedClassifierCV(MLPClassifier())``.
@@ -262,6 +264,61 @@ DATASETS.update(
         "ringnorm": partial(breiman, "ringnorm"),
         "redundant_100": lambda: make_classification(
             800, 100, n_informative=5, n_redundant=20, random_state=0
+        ),
+    }
+)
+
+
+def heavy_tails():
+    """1,500 rows of ten Student-t features (1.5 degrees of freedom: no variance).
+
+    ``tanh(x1) + tanh(x2) + 0.3 noise > 0``: the signal saturates, so the
+    rows far out in the tails carry no more of it than those near the centre.
+    """
+    rng = np.random.RandomState(0)
+    X = rng.standard_t(1.5, size=(1500, 10))
+    signal = np.tanh(X[:, 0]) + np.tanh(X[:, 1]) + 0.3 * rng.randn(1500)
+    return X, (signal > 0).astype(int)
+
+
+def binary_interaction():
+    """1,500 rows of 40 binary features (30% ones), labels from a logistic model.
+
+    ``logit = 2 x1 - 2 x2 + 1.5 x3 - x4 + x5 + 3 x6 x7 - 1``: mostly linear,
+    one interaction, 33 features without signal.
+    """
+    rng = np.random.RandomState(0)
+    X = rng.binomial(1, 0.3, size=(1500, 40)).astype(float)
+    logit = X[:, :5] @ np.array([2.0, -2.0, 1.5, -1.0, 1.0]) - 1.0
+    logit += 3.0 * X[:, 5] * X[:, 6]
+    return X, (rng.rand(1500) < 1 / (1 + np.exp(-logit))).astype(int)
+
+
+def xor_10d():
+    """2,000 rows of ten Gaussian features, ``x1 x2 > 0``: eight are noise."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(2000, 10)
+    return X, ((X[:, 0] > 0) ^ (X[:, 1] > 0)).astype(int)
+
+
+# Session 70 (run by name): regimes no earlier set covered -- tails without
+# a variance, binary features, a two-feature XOR among noise, 30 classes,
+# and more features than training rows.
+DATASETS.update(
+    {
+        "heavy_tails": heavy_tails,
+        "binary_interaction": binary_interaction,
+        "xor_10d": xor_10d,
+        "30_classes": lambda: make_classification(
+            3000,
+            30,
+            n_informative=15,
+            n_classes=30,
+            n_clusters_per_class=1,
+            random_state=0,
+        ),
+        "wide_400": lambda: make_classification(
+            214, 400, n_informative=10, random_state=0
         ),
     }
 )
