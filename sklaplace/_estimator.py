@@ -176,8 +176,9 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     warm_start : bool, default=False
         Start the solver from the previous MAP (and resume a tuned alpha from
         ``alpha_``, on the same held-out rows) when the layer sizes and classes
-        match (else a ``UserWarning`` and a fresh start): fast re-training after
-        a small change. On one from :func:`~sklaplace.prune` it re-trains the
+        match, and the feature names where both fits have them (else a
+        ``UserWarning`` and a fresh start): fast re-training after a small
+        change. On one from :func:`~sklaplace.prune` it re-trains the
         kept weights only: the pruned ones stay zero and ``pruned_mask_`` is kept.
     backend : {"numpy", "cupy", "auto"}, default="numpy"
         Array library for the computation; ``"auto"`` picks CuPy when a CUDA
@@ -405,6 +406,8 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
             raise
 
     def _fit(self, X, y, sample_weight):
+        # fit_rows resets feature_names_in_; a warm start compares the old ones.
+        previous_names = getattr(self, "feature_names_in_", None)
         X, y_index, sample_weight, classes = fit_rows(self, X, y, sample_weight)
         likelihood = likelihood_for(classes.shape[0])
         layout = ParamLayout(
@@ -420,7 +423,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         # First: independent of the network's size (a warm refit keeps its own).
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
-        start = self._initial_state(layout, classes, rng)
+        start = self._initial_state(layout, classes, rng, previous_names)
         theta, fixed, alpha_start, seed, reference = start
         mc_seed = mc_seed if seed is None else seed
         data, theta = (X, y_index, sample_weight), xp.asarray(theta)

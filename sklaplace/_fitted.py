@@ -37,12 +37,15 @@ class FittedLaplaceMixin:
     ``warm_start``, and sets nothing.
     """
 
-    def _initial_state(self, layout, classes, rng):
+    def _initial_state(self, layout, classes, rng, previous_names=None):
         """Return the start: theta, fixed parameters, alpha, seed and reference.
 
         The fitted MAP when ``warm_start`` is set and a warm start applies:
         it needs the same network AND the same classes (otherwise the old
-        logits would belong to other labels). It keeps an earlier pruning
+        logits would belong to other labels) AND, where both fits name their
+        features, the same names in the same order (``previous_names``, the
+        earlier fit's ``feature_names_in_``: otherwise each input's weights,
+        and its pruning, would move to another feature). It keeps an earlier pruning
         (the pruned weights stay zero and only the others re-train), if
         alpha was tuned its ``alpha_`` as the tuning's one start, and the
         previous fit's seed of the held-out rows (rows the warm start's MAP
@@ -56,7 +59,13 @@ class FittedLaplaceMixin:
         if self.warm_start and hasattr(self, "coefs_"):
             same_classes = np.array_equal(self.classes_, classes)
             same_sizes = self._layout().layer_sizes == layout.layer_sizes
-            if same_classes and same_sizes:
+            names = getattr(self, "feature_names_in_", None)
+            same_names = (
+                names is None
+                or previous_names is None
+                or np.array_equal(names, previous_names)
+            )
+            if same_classes and same_sizes and same_names:
                 theta = layout.pack(np, self.coefs_, self.intercepts_)
                 start = self.alpha_ if self.alpha_history_ else None
                 fixed = getattr(self, "pruned_mask_", None)
@@ -68,6 +77,7 @@ class FittedLaplaceMixin:
                 for name, same in (
                     ("classes", same_classes),
                     ("layer sizes", same_sizes),
+                    ("feature names", same_names),
                 )
                 if not same
             )

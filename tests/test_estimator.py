@@ -413,6 +413,42 @@ def test_warm_start_with_other_classes_starts_cold():
         warm.set_params(hidden_layer_sizes=(5,)).fit(X, y)
 
 
+def test_warm_start_with_other_feature_names_starts_cold():
+    """A warm refit on a DataFrame whose columns are renamed or reordered
+    would attach each input's weights (and pruning) to another feature: it
+    warns and starts cold, as with other classes, and equals a cold fit; the
+    same columns in the same order, or a fit without names, start warm."""
+    pd = pytest.importorskip("pandas")
+    from sklaplace import prune
+
+    X, y = _scaled(load_iris)
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    reordered = frame[["d", "c", "b", "a"]]
+    settings = dict(hidden_layer_sizes=(3,), alpha=1.0, random_state=0)
+    cold = LaplaceMLPClassifier(**settings).fit(reordered, y)
+    warm = LaplaceMLPClassifier(warm_start=True, **settings).fit(frame, y)
+    pruned = prune(warm, 0.5)
+    with pytest.warns(UserWarning, match="fit's feature names differ .* fresh"):
+        pruned.fit(reordered, y)
+    assert not hasattr(pruned, "pruned_mask_")  # the pruning is dropped
+    np.testing.assert_array_equal(pruned.feature_names_in_, ["d", "c", "b", "a"])
+    np.testing.assert_allclose(
+        pruned.predict_proba(reordered), cold.predict_proba(reordered), rtol=1e-10
+    )
+    renamed = frame.set_axis(["w", "x", "y", "z"], axis=1)
+    with pytest.warns(UserWarning, match="fit's feature names differ"):
+        warm.fit(renamed, y)
+    # Same names, same order: warm (it resumes at the MAP: fewer iterations).
+    first = LaplaceMLPClassifier(warm_start=True, **settings).fit(frame, y)
+    n_cold = first.n_iter_
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        first.fit(frame, y)
+        assert first.n_iter_ < n_cold
+        first.fit(X, y)  # no names this time: nothing to compare, warm
+        assert first.n_iter_ < n_cold
+
+
 def test_lbfgs_history_has_one_entry_per_iteration():
     X, y = _scaled(load_iris)
     with warnings.catch_warnings():
