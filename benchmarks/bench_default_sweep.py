@@ -295,7 +295,7 @@ def binary_interaction():
 
 
 def xor_10d():
-    """2,000 rows of ten Gaussian features, ``x1 x2 > 0``: eight are noise."""
+    """2,000 rows of ten Gaussian features, label 1 where ``x1 x2 < 0``: XOR."""
     rng = np.random.RandomState(0)
     X = rng.randn(2000, 10)
     return X, ((X[:, 0] > 0) ^ (X[:, 1] > 0)).astype(int)

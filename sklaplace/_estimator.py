@@ -176,10 +176,11 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     warm_start : bool, default=False
         Start the solver from the previous MAP (and resume a tuned alpha from
         ``alpha_``, on the same held-out rows) when the layer sizes and classes
-        match, and the feature names where both fits have them (else a
-        ``UserWarning`` and a fresh start): fast re-training after a small
-        change. On one from :func:`~sklaplace.prune` it re-trains the
-        kept weights only: the pruned ones stay zero and ``pruned_mask_`` is kept.
+        match, and the feature names (a ``DataFrame``'s string column names)
+        where both are known (else a ``UserWarning`` and a fresh start): fast
+        re-training after a small change. On one from :func:`~sklaplace.prune`
+        it re-trains the kept weights only: the pruned ones stay zero and
+        ``pruned_mask_`` is kept.
     backend : {"numpy", "cupy", "auto"}, default="numpy"
         Array library for the computation; ``"auto"`` picks CuPy when a CUDA
         device is available. Fitted attributes are NumPy arrays either way.
@@ -406,9 +407,11 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
             raise
 
     def _fit(self, X, y, sample_weight):
-        # fit_rows resets feature_names_in_; a warm start compares the old ones.
-        previous_names = getattr(self, "feature_names_in_", None)
+        # The names the fitted weights' inputs are known by: a warm start
+        # compares them with this fit's (fit_rows resets feature_names_in_).
+        known_names = getattr(self, "_input_names", None)
         X, y_index, sample_weight, classes = fit_rows(self, X, y, sample_weight)
+        names = getattr(self, "feature_names_in_", None)
         likelihood = likelihood_for(classes.shape[0])
         layout = ParamLayout(
             (
@@ -423,7 +426,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         # First: independent of the network's size (a warm refit keeps its own).
         mc_seed = int(rng.randint(np.iinfo(np.int32).max))
-        start = self._initial_state(layout, classes, rng, previous_names)
+        start = self._initial_state(layout, classes, rng, known_names, names)
         theta, fixed, alpha_start, seed, reference = start
         mc_seed = mc_seed if seed is None else seed
         data, theta = (X, y_index, sample_weight), xp.asarray(theta)
@@ -485,4 +488,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         self.gradient_history_ = [g for r in refits for g in r.result.gradient_history]
         self.loss_curve_ = [loss for r in refits for loss in r.result.loss_history]
         self._mc_seed, self._activation = mc_seed, config.activation  # for predictions
+        # A warm fit without names keeps the names its start's inputs had.
+        warm = seed is not None
+        self._input_names = names if names is not None or not warm else known_names
         return self

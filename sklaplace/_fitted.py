@@ -37,33 +37,44 @@ class FittedLaplaceMixin:
     ``warm_start``, and sets nothing.
     """
 
-    def _initial_state(self, layout, classes, rng, previous_names=None):
+    def _initial_state(self, layout, classes, rng, known_names=None, names=None):
         """Return the start: theta, fixed parameters, alpha, seed and reference.
 
         The fitted MAP when ``warm_start`` is set and a warm start applies:
         it needs the same network AND the same classes (otherwise the old
-        logits would belong to other labels) AND, where both fits name their
-        features, the same names in the same order (``previous_names``, the
-        earlier fit's ``feature_names_in_``: otherwise each input's weights,
-        and its pruning, would move to another feature). It keeps an earlier pruning
-        (the pruned weights stay zero and only the others re-train), if
-        alpha was tuned its ``alpha_`` as the tuning's one start, and the
-        previous fit's seed of the held-out rows (rows the warm start's MAP
-        was fitted on must not be held out to score it). Otherwise a Glorot
-        initialisation from ``rng``, and ``None, None, None``. Last, the
-        weights along which a refit from a MAP splits its coinciding units
-        (:func:`~sklaplace._fitting.fit_network`): the Glorot initialisation
-        a cold fit draws, also for a warm one, so that a warm refit's walk
-        re-fits from a MAP as the cold walk did.
+        logits would belong to other labels) AND, where both are known, the
+        same feature names in the same order (otherwise each input's
+        weights, and its pruning, would move to another feature). It keeps
+        an earlier pruning (the pruned weights stay zero and only the others
+        re-train), if alpha was tuned its ``alpha_`` as the tuning's one
+        start, and the previous fit's seed of the held-out rows (rows the
+        warm start's MAP was fitted on must not be held out to score it).
+        Otherwise a Glorot initialisation from ``rng``, and ``None, None,
+        None``. Last, the weights along which a refit from a MAP splits its
+        coinciding units (:func:`~sklaplace._fitting.fit_network`): the
+        Glorot initialisation a cold fit draws, also for a warm one, so
+        that a warm refit's walk re-fits from a MAP as the cold walk did.
+
+        Parameters
+        ----------
+        layout : ParamLayout
+            This fit's network.
+        classes : ndarray
+            This fit's classes.
+        rng : RandomState
+        known_names : ndarray of str or None
+            The feature names the fitted weights' inputs are known by (the
+            last fit given names whose weights they descend from), or None.
+        names : ndarray of str or None
+            This fit's ``feature_names_in_``, or None (no names given).
         """
         if self.warm_start and hasattr(self, "coefs_"):
             same_classes = np.array_equal(self.classes_, classes)
             same_sizes = self._layout().layer_sizes == layout.layer_sizes
-            names = getattr(self, "feature_names_in_", None)
             same_names = (
-                names is None
-                or previous_names is None
-                or np.array_equal(names, previous_names)
+                known_names is None
+                or names is None
+                or np.array_equal(names, known_names)
             )
             if same_classes and same_sizes and same_names:
                 theta = layout.pack(np, self.coefs_, self.intercepts_)
@@ -72,7 +83,7 @@ class FittedLaplaceMixin:
                 return theta, fixed, start, self._mc_seed, layout.glorot_init(rng)
             # MLPClassifier raises here; a cold start is documented, but the
             # user asked for a warm one and should know it did not happen.
-            other = " and ".join(
+            differ = [
                 name
                 for name, same in (
                     ("classes", same_classes),
@@ -80,7 +91,10 @@ class FittedLaplaceMixin:
                     ("feature names", same_names),
                 )
                 if not same
-            )
+            ]
+            other = differ[-1]
+            if len(differ) > 1:  # "classes, layer sizes and feature names"
+                other = ", ".join(differ[:-1]) + " and " + other
             warn(
                 f"warm_start=True, but this fit's {other} differ from the "
                 "previous fit's: it starts from a fresh initialisation (and "

@@ -417,7 +417,8 @@ def test_warm_start_with_other_feature_names_starts_cold():
     """A warm refit on a DataFrame whose columns are renamed or reordered
     would attach each input's weights (and pruning) to another feature: it
     warns and starts cold, as with other classes, and equals a cold fit; the
-    same columns in the same order, or a fit without names, start warm."""
+    same columns in the same order, or a fit without names, start warm, and
+    a warm fit without names keeps the names its inputs had."""
     pd = pytest.importorskip("pandas")
     from sklaplace import prune
 
@@ -438,6 +439,9 @@ def test_warm_start_with_other_feature_names_starts_cold():
     renamed = frame.set_axis(["w", "x", "y", "z"], axis=1)
     with pytest.warns(UserWarning, match="fit's feature names differ"):
         warm.fit(renamed, y)
+    labels = np.array(["p", "q", "r"])[y]
+    with pytest.warns(UserWarning, match="fit's classes and feature names differ"):
+        warm.fit(frame, labels)
     # Same names, same order: warm (it resumes at the MAP: fewer iterations).
     first = LaplaceMLPClassifier(warm_start=True, **settings).fit(frame, y)
     n_cold = first.n_iter_
@@ -447,6 +451,9 @@ def test_warm_start_with_other_feature_names_starts_cold():
         assert first.n_iter_ < n_cold
         first.fit(X, y)  # no names this time: nothing to compare, warm
         assert first.n_iter_ < n_cold
+    # Its inputs are still the frame's columns, in their order.
+    with pytest.warns(UserWarning, match="fit's feature names differ"):
+        first.fit(reordered, y)
 
 
 def test_lbfgs_history_has_one_entry_per_iteration():
