@@ -55,6 +55,7 @@ from sklaplace._prior_scale import (
     PRIOR_SCALE_GRID,
     choose_prior_scale,
     evidence_scale,
+    warn_if_weak_at_top,
 )
 from sklaplace._pruning import check_refit_posterior
 from sklaplace._warnings import recorded, warn
@@ -449,6 +450,7 @@ def fit_network(
         fit,
         lambda scales: held_out(fit, scales) if scale_losses is None else scale_losses,
     )
+    warn_if_weak_at_top(scale, config.alpha)
     return NetworkFit(fit, alpha, history, gammas, refits, scale)
 
 

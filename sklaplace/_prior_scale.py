@@ -51,12 +51,16 @@ __all__ = [
     "evidence_scale",
     "one_standard_error_choice",
     "paired_standard_errors",
+    "warn_if_weak_at_top",
     "log_evidence_curve",
     "scaled_posterior",
 ]
 
 #: Candidate scales ``c``: 49 values from 1e-2 to 1e4, a factor 1.33 apart.
 PRIOR_SCALE_GRID = np.logspace(-2.0, 4.0, 49)
+#: Weight prior precision ``c alpha`` at the grid's top below which a scale
+#: chosen there warns (:func:`warn_if_weak_at_top`): ``alpha`` below 1.
+WEAK_TOP_PRECISION = 1e4
 #: Factor below the best scale beyond which ``"cv"``'s one-standard-error
 #: walk does not go (a decade). Where the held-out rows are few their
 #: standard error is wide: on six data sets of 42-70 training rows the walk
@@ -224,6 +228,45 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
     else:
         scale, path = evidence_scale(fit, scales)
     return _at_scale(fit, scale, path, fixed, xp)
+
+
+def warn_if_weak_at_top(prior_scale, alpha):
+    """Warn where a scale chosen at the grid's top leaves a weak prior.
+
+    With a fixed ``alpha`` below 1 the grid's largest ``c`` gives the weights
+    a prior precision ``c alpha`` below :data:`WEAK_TOP_PRECISION`, and a
+    choice there says the held-out rows (or the evidence) want a narrower
+    posterior than any on the grid. With ``MLPClassifier``'s
+    ``alpha=1e-4`` on two moons with little noise the predictive's test log
+    loss was 0.215 against the plug-in MAP's 0.003, and on breast cancer
+    0.176 against ``alpha=1``'s 0.090. Extending the grid did not serve:
+    folds refitted from a MAP that memorised their rows chose ever larger
+    scales (breast cancer: 0.411; the benchmark report, "A small fixed alpha
+    and the prior scale's grid"). A :class:`LaplaceApproximationWarning`
+    says so and advises a stronger prior.
+
+    Parameters
+    ----------
+    prior_scale : PriorScale
+        The choice, from :func:`choose_prior_scale`.
+    alpha : float, sequence of float or str
+        The fit's ``alpha`` (a string, tuned, does not warn).
+    """
+    if prior_scale.path is None or isinstance(alpha, str):
+        return
+    top = float(prior_scale.path["scales"][-1])
+    smallest = float(np.min(alpha))
+    weak = 0 < smallest and top * smallest < WEAK_TOP_PRECISION
+    if weak and prior_scale.scale >= top:
+        warn(
+            f"The posterior's prior scale was chosen at the top of its grid "
+            f"(prior_precision_scale_={top:g}), where alpha={smallest:g} still "
+            f"gives the weights a prior precision of {top * smallest:.3g} only: "
+            "the predictive may be far less confident than the data support. "
+            "The prior is likely too weak (MLPClassifier's alpha=1e-4 is): "
+            "leave alpha to the evidence (alpha='auto') or fix a larger one.",
+            LaplaceApproximationWarning,
+        )
 
 
 def evidence_scale(fit, scales=PRIOR_SCALE_GRID):

@@ -1652,3 +1652,41 @@ def test_the_exact_hessian_hint_is_not_given_above_scale_one(monkeypatch, scale)
         "numerically positive definite; the posterior at scale 1 (the MAP's "
         "own prior) is used instead."
     ]
+
+
+def test_a_weak_fixed_alpha_with_its_scale_at_the_grids_top_warns():
+    """``MLPClassifier``'s ``alpha=1e-4`` on 300 rows of two moons with
+    little noise: the folds choose ``c = 1e4``, the grid's top, where the
+    weights' prior precision is ``c alpha = 1`` only, and on fresh rows the
+    predictive's log loss is more than ten times its own plug-in MAP's and
+    than the default's (alpha tuned by the evidence): the premise of the
+    warning, and its advice. The warning names the weak prior. At
+    ``alpha=1`` the top is a precision of 1e4; a tuned alpha (at the top
+    too here) and a fixed scale do not warn."""
+    from sklearn.datasets import make_moons
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_moons(400, noise=0.1, random_state=0)
+    X, _, y, _ = train_test_split(X, y, random_state=0, stratify=y)
+    X_new, y_new = make_moons(4000, noise=0.1, random_state=1)
+    scaler = StandardScaler().fit(X)
+    X, X_new = scaler.transform(X), scaler.transform(X_new)
+    clf = LaplaceMLPClassifier((16,), alpha=1e-4, random_state=0)
+    with pytest.warns(LaplaceApproximationWarning, match="top of its grid.*too weak"):
+        clf.fit(X, y)
+    assert clf.prior_precision_scale_ == PRIOR_SCALE_GRID[-1]
+    moderated = log_loss(y_new, clf.predict_proba(X_new))
+    plug_in = log_loss(y_new, clf.set_params(link_approx="map").predict_proba(X_new))
+    assert moderated > 10 * plug_in
+    for settings in (
+        dict(alpha=1.0),
+        dict(alpha=1e-4, prior_precision_scale=1e4),
+        dict(alpha="evidence"),
+    ):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = LaplaceMLPClassifier((16,), random_state=0, **settings).fit(X, y)
+        assert not [w for w in caught if "top of its grid" in str(w.message)]
+    assert fit.prior_precision_scale_ == PRIOR_SCALE_GRID[-1]  # at the top, tuned
+    assert log_loss(y_new, fit.predict_proba(X_new)) < moderated / 10
