@@ -450,7 +450,8 @@ def fit_network(
         fit,
         lambda scales: held_out(fit, scales) if scale_losses is None else scale_losses,
     )
-    warn_if_weak_at_top(scale, config.alpha)
+    if by_held_out:  # the plug-in (link_approx='map') ignores the scale
+        warn_if_weak_at_top(scale, config.alpha)
     return NetworkFit(fit, alpha, history, gammas, refits, scale)
 
 

@@ -1690,3 +1690,27 @@ def test_a_weak_fixed_alpha_with_its_scale_at_the_grids_top_warns():
         assert not [w for w in caught if "top of its grid" in str(w.message)]
     assert fit.prior_precision_scale_ == PRIOR_SCALE_GRID[-1]  # at the top, tuned
     assert log_loss(y_new, fit.predict_proba(X_new)) < moderated / 10
+
+
+@pytest.mark.parametrize("link_approx", ["probit", "map"])
+def test_the_weak_prior_warning_is_not_given_to_the_plug_in(monkeypatch, link_approx):
+    """The plug-in predictive (``link_approx="map"``) does not read the
+    scale: a choice at the grid's top (forced here) warns for the probit
+    only."""
+    import sklaplace._fitting
+
+    choose = sklaplace._fitting.choose_prior_scale
+
+    def at_the_top(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
+        chosen = choose(setting, fit, held_out, scales)
+        return chosen._replace(scale=float(chosen.path["scales"][-1]))
+
+    monkeypatch.setattr(sklaplace._fitting, "choose_prior_scale", at_the_top)
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    clf = LaplaceMLPClassifier((3,), alpha=0.01, link_approx=link_approx)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.set_params(random_state=0).fit(X, y)
+    warned = [w for w in caught if "top of its grid" in str(w.message)]
+    assert len(warned) == (link_approx == "probit")
