@@ -202,9 +202,12 @@ def network_objective(
         raise ValueError(
             f"y must be 1-D, of shape ({X.shape[0]},), got shape {y_host.shape}."
         )
-    if y_host.shape != (X.shape[0],) or not np.all(
-        np.isin(y_host, np.arange(n_classes))
-    ):
+    if y_host.shape != (X.shape[0],):
+        raise ValueError(
+            f"y must hold one class index per row of X: X has {X.shape[0]} "
+            f"rows, y {y_host.shape[0]} entries."
+        )
+    if not np.all(np.isin(y_host, np.arange(n_classes))):
         raise ValueError(
             f"y must hold {X.shape[0]} class indices in 0..{n_classes - 1}."
         )

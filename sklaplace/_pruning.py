@@ -33,9 +33,10 @@ import numbers
 
 import numpy as np
 
+from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._fitted import FittedLaplaceMixin
 from sklaplace._objective import flat_shift_rows, shift_blocks
-from sklaplace._posterior import SINGULAR_RTOL
+from sklaplace._posterior import SINGULAR_RTOL, FullPosterior
 from sklaplace._warnings import warn
 from sklaplace.exceptions import LaplaceApproximationWarning
 
@@ -302,24 +303,31 @@ def _with_dead_units(layout, pruned):
     return mask
 
 
-def _obs_is_reliable(estimator):
-    """Warn and return False when the posterior precision is (nearly) singular.
+def _obs_is_reliable(estimator, hessian):
+    """Warn and return False when ``hessian``, OBS's ``H``, is (nearly) singular.
 
     OBS's correction ``-theta_q / [H^-1]_qq H^-1 e_q`` divides by variances;
     along (nearly) null directions of ``H`` those are set by the jitter or by
     round-off, and the correction can move the weights by orders of magnitude.
+    ``H`` is the objective's Hessian (prior scale 1), not the posterior at
+    ``prior_precision_scale_``, whose larger prior can hide a null direction
+    (iris, ``alpha=1e-8``, no bias prior: the posterior's pivot ratio 5e-9,
+    the Hessian's 1.5e-11, and OBS had run).
     """
     jitter = getattr(estimator, "posterior_jitter_", 0.0)
-    ratio = estimator.posterior_.pivot_ratio()
+    try:
+        ratio = FullPosterior.from_precision(np, hessian).pivot_ratio()
+    except NotPositiveDefiniteError:
+        ratio = 0.0
     if jitter == 0.0 and ratio >= SINGULAR_RTOL:
         return True
     warn(
-        "The posterior precision is singular or nearly so (posterior_jitter_="
-        f"{jitter:.3g}, smallest Cholesky pivot {ratio:.2g} of its largest "
-        "diagonal entry): OBS's correction would move the weights along its "
-        "null directions by amounts set by round-off. Pruning by OBD instead. "
-        "A positive alpha and bias_prior_precision make the precision "
-        "non-singular.",
+        "The posterior precision is singular or nearly so at prior scale 1, "
+        f"where OBS inverts it (posterior_jitter_={jitter:.3g}, smallest "
+        f"Cholesky pivot {ratio:.2g} of its largest diagonal entry): OBS's "
+        "correction would move the weights along its null directions by "
+        "amounts set by round-off. Pruning by OBD instead. A positive alpha "
+        "and bias_prior_precision make the precision non-singular.",
         LaplaceApproximationWarning,
     )
     return False
@@ -402,10 +410,11 @@ def prune(estimator, fraction, *, method="obs"):
     candidates = weights & ~already
     if method == "obs" and (_obs_is_obd(estimator) or not n_remove):
         method = "obd"  # the same removals (none: the same weights), no H^-1
-    elif method == "obs" and not _obs_is_reliable(estimator):
+    hessian = _hessian(estimator) if method == "obs" else None
+    if method == "obs" and not _obs_is_reliable(estimator, hessian):
         method = "obd"
     if method == "obs":
-        covariance = _conditional_covariance(_hessian(estimator), already)
+        covariance = _conditional_covariance(hessian, already)
         prior = estimator.prior_precision_
         flat = lambda removed: _flat_blocks(layout, prior, already | removed)  # noqa: E731
         theta, removed = _obs_remove(theta, covariance, n_remove, candidates, flat)

@@ -62,10 +62,14 @@ def expected_calibration_error(
     y_true, proba, classes, weight = _checked(y_true, proba, classes, sample_weight)
     confidence = proba.max(axis=1)
     correct = classes[proba.argmax(axis=1)] == y_true
-    # Against the edges k / n_bins themselves: int(0.57 * 100) is 56, so
-    # scaling had put a confidence of exactly 57/100 in the bin below.
-    edges = np.arange(n_bins + 1) / n_bins
-    bins = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
+    # Each confidence's bin k, the last edge k / n_bins at or below it: the
+    # scaled floor, corrected against the edges themselves (int(0.57 * 100)
+    # is 56, which had put a confidence of exactly 57/100 in the bin below).
+    # No array of all n_bins + 1 edges: n_bins=10**18 had asked for 7 EiB.
+    bins = np.clip(np.floor(confidence * n_bins), 0, n_bins - 1)
+    bins = np.where((bins + 1) / n_bins <= confidence, bins + 1, bins)
+    bins = np.where(bins / n_bins > confidence, bins - 1, bins)
+    bins = np.clip(bins, 0, n_bins - 1)
     # Per occupied bin only (a loop over all bins took 12 s for 1e7 bins).
     # sum_b w_b / w |acc_b - conf_b| = sum_b |sum_{i in b} w_i (correct_i - conf_i)| / w
     _, members = np.unique(bins, return_inverse=True)
@@ -121,7 +125,8 @@ def _checked(y_true, proba, classes, sample_weight):
     given = proba = _real_array(proba, "proba")  # messages quote what was given
     if proba.ndim == 1:
         # A binary scorer's column: the probability of the second class.
-        n_labels = len(_labels(y_true, "y_true") if classes is None else classes)
+        # np.size: a scalar classes counts one (its shape is refused below).
+        n_labels = np.size(_labels(y_true, "y_true") if classes is None else classes)
         if n_labels > 2:
             raise ValueError(
                 "A 1-D proba is the probability of classes[1] of two classes; "

@@ -575,6 +575,11 @@ def test_shape_errors_name_the_shape_expected():
         (
             (coefs, intercepts, X, y[:5]),
             {},
+            r"^y must hold one class index per row of X: X has 6 rows, y 5 entries\.$",
+        ),
+        (
+            (coefs, intercepts, X, np.array([0, 1, 2, 3, 0, 1])),
+            {},
             r"^y must hold 6 class indices in 0\.\.2\.$",
         ),
         (

@@ -472,3 +472,22 @@ def test_a_confidence_of_one_shares_the_last_bin():
     proba = np.array([[0.95, 0.05], [0.0, 1.0]])
     ece = expected_calibration_error([0, 0], proba, classes=[0, 1])
     assert ece == pytest.approx(abs(0.05 - 1.0) / 2, rel=1e-12)
+
+
+def test_ece_with_more_bins_than_memory_puts_each_confidence_in_its_own_bin():
+    """``n_bins=10**18`` allocates no edges (it had asked for 7 EiB): each
+    distinct confidence has its own bin, so the ECE is the mean of
+    ``|correct - confidence|`` (computed here directly)."""
+    y = np.array([0, 1, 1, 0])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.45, 0.55]])
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y
+    expected = np.mean(np.abs(correct - confidence))
+    assert expected_calibration_error(y, proba, n_bins=10**18) == pytest.approx(
+        expected, rel=1e-12
+    )
+
+
+def test_a_scalar_classes_with_a_1d_proba_is_refused_by_name():
+    with pytest.raises(ValueError, match="classes must name the 2 columns of proba"):
+        expected_calibration_error([0, 1, 1], [0.9, 0.8, 0.7], classes=1)

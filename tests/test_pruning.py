@@ -942,27 +942,54 @@ def test_prune_breaks_ties_of_saliency_by_position_in_theta(monkeypatch):
 def test_obs_falls_back_to_obd_exactly_below_the_fits_singular_threshold(
     monkeypatch,
 ):
-    # Pins `ratio >= SINGULAR_RTOL` in _obs_is_reliable (_pruning.py:240;
-    # `>` survived): the fit warns of a nearly singular precision when its
-    # pivot ratio is < SINGULAR_RTOL (_posterior.py:286), and prune falls
-    # back on exactly those posteriors. At the threshold itself OBS runs,
-    # silently; one ulp below, it warns and prunes by OBD.
+    # Pins `ratio >= SINGULAR_RTOL` in _obs_is_reliable (`>` survived): the
+    # fit warns of a nearly singular precision when its pivot ratio is
+    # < SINGULAR_RTOL (_posterior.py), and prune falls back on exactly such
+    # Hessians (the pivot ratio of the one OBS inverts, factored as a
+    # FullPosterior). At the threshold itself OBS runs, silently; one ulp
+    # below, it warns and prunes by OBD.
     X, y = _iris()
     clf = LaplaceMLPClassifier((5,), hessian_structure="full", random_state=0)
     clf.fit(X, y)
     obs, obd = prune(clf, 0.5, method="obs"), prune(clf, 0.5, method="obd")
     assert not np.array_equal(obs.pruned_mask_, obd.pruned_mask_)
-    posterior = clf.posterior_
-    monkeypatch.setattr(posterior, "pivot_ratio", lambda: SINGULAR_RTOL)
+    factored = pruning_module.FullPosterior
+    monkeypatch.setattr(factored, "pivot_ratio", lambda self: SINGULAR_RTOL)
     with warnings.catch_warnings():
         warnings.simplefilter("error", LaplaceApproximationWarning)
         at = prune(clf, 0.5, method="obs")
     np.testing.assert_array_equal(at.pruned_mask_, obs.pruned_mask_)
     below = np.nextafter(SINGULAR_RTOL, 0.0)
-    monkeypatch.setattr(posterior, "pivot_ratio", lambda: below)
+    monkeypatch.setattr(factored, "pivot_ratio", lambda self: below)
     with pytest.warns(LaplaceApproximationWarning, match="Pruning by OBD instead"):
         fallback = prune(clf, 0.5, method="obs")
     np.testing.assert_array_equal(fallback.pruned_mask_, obd.pruned_mask_)
+
+
+def test_obs_checks_the_hessian_it_inverts_not_the_scaled_posterior():
+    """OBS inverts the objective's Hessian (prior scale 1). Under a vanishing
+    prior (``alpha=1e-8``, no bias prior) the posterior at the chosen scale
+    (1e4) is well enough conditioned (pivot ratio above ``SINGULAR_RTOL``)
+    while that Hessian is not (a reference: its own Cholesky factor from
+    NumPy, the prior shift undone by hand): prune warns and prunes by OBD
+    (its removals exactly), as its docstring says."""
+    X, y = _iris()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = LaplaceMLPClassifier(
+            (4,), alpha=1e-8, bias_prior_precision=0.0, random_state=0
+        ).fit(X, y)
+    assert clf.prior_precision_scale_ > 1 and clf.posterior_jitter_ == 0.0
+    assert clf.posterior_.pivot_ratio() >= SINGULAR_RTOL
+    L = clf.posterior_.cholesky_factor
+    H = L @ L.T - np.diag((clf.prior_precision_scale_ - 1) * clf.prior_precision_)
+    pivots = np.diag(np.linalg.cholesky(H)) ** 2
+    assert np.min(pivots) / np.max(np.diag(H)) < SINGULAR_RTOL
+    with pytest.warns(LaplaceApproximationWarning, match="Pruning by OBD instead"):
+        pruned = prune(clf, 0.3)
+    obd = prune(clf, 0.3, method="obd")
+    np.testing.assert_array_equal(pruned.pruned_mask_, obd.pruned_mask_)
+    np.testing.assert_array_equal(pruned.coefs_[0], obd.coefs_[0])
 
 
 def test_the_pruned_copy_shares_no_fitted_state_with_its_estimator():
