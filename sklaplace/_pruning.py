@@ -347,10 +347,12 @@ def prune(estimator, fraction, *, method="obs"):
         ``"obs"`` removes weights one at a time by OBS saliency and corrects
         the remaining parameters optimally after each removal; ``"obd"`` and
         ``"magnitude"`` remove the lowest-saliency weights at once and leave
-        the others as they are. OBS needs ``H^{-1}``: on a posterior whose
-        precision is singular or nearly so (``posterior_jitter_ > 0``, or a
-        fit that warned the precision is nearly singular) it falls back to
-        OBD with a :class:`~sklaplace.exceptions.LaplaceApproximationWarning`.
+        the others as they are. OBS needs ``H^{-1}`` of the objective's
+        Hessian (prior scale 1): where that is singular or nearly so
+        (``posterior_jitter_ > 0``, or its smallest Cholesky pivot below
+        1e-10 of its largest diagonal entry, as where a fit warns the
+        precision is nearly singular) it falls back to OBD with a
+        :class:`~sklaplace.exceptions.LaplaceApproximationWarning`.
         On a diagonal posterior OBS is OBD (each correction moves only the
         removed weight), in ``O(n_params)`` time and memory.
 
@@ -371,6 +373,21 @@ def prune(estimator, fraction, *, method="obs"):
         ``effective_n_parameters_`` are set to ``None``: recomputing them
         needs the training data (the solver's records, ``n_iter_`` and the
         like, stay those of the fit it was pruned from).
+
+    Raises
+    ------
+    TypeError
+        If ``estimator`` is not a :class:`~sklaplace.LaplaceMLPClassifier`,
+        or ``fraction`` is not a real number.
+    sklearn.exceptions.NotFittedError
+        If it is not fitted.
+    ValueError
+        If ``method`` is unknown, ``fraction`` lies outside ``[0, 1]``, or
+        the posterior is neither full nor diagonal over every parameter
+        (Kronecker, low-rank or last layer), for every method: the pruned
+        copy's posterior is conditioned on its zeroed weights
+        (:func:`saliencies` with ``"magnitude"`` reads no posterior and
+        accepts any).
 
     Notes
     -----
