@@ -59,8 +59,13 @@ __all__ = [
 #: Candidate scales ``c``: 49 values from 1e-2 to 1e4, a factor 1.33 apart.
 PRIOR_SCALE_GRID = np.logspace(-2.0, 4.0, 49)
 #: Weight prior precision ``c alpha`` at the grid's top below which a scale
-#: chosen there warns (:func:`warn_if_weak_at_top`): ``alpha`` below 1.
-WEAK_TOP_PRECISION = 1e4
+#: chosen there warns (:func:`warn_if_weak_at_top`): ``alpha`` below 0.01.
+#: On two moons with little noise (300 rows, hidden (16,)) the predictive's
+#: log loss on fresh rows against its plug-in's was 0.217 / 0.006 at
+#: ``alpha=1e-4``, 0.050 / 0.003 at 1e-3, 0.007 / 0.005 at 1e-2 and equal
+#: at 0.1 (breast cancer's grid search example chooses the top at 0.1 and
+#: 0.3, where nothing is wrong).
+WEAK_TOP_PRECISION = 1e2
 #: Factor below the best scale beyond which ``"cv"``'s one-standard-error
 #: walk does not go (a decade). Where the held-out rows are few their
 #: standard error is wide: on six data sets of 42-70 training rows the walk
@@ -233,8 +238,8 @@ def choose_prior_scale(setting, fit, held_out=None, scales=PRIOR_SCALE_GRID):
 def warn_if_weak_at_top(prior_scale, alpha):
     """Warn where a scale chosen at the grid's top leaves a weak prior.
 
-    With a fixed ``alpha`` below 1 the grid's largest ``c`` gives the weights
-    a prior precision ``c alpha`` below :data:`WEAK_TOP_PRECISION`, and a
+    With a fixed ``alpha`` below 0.01 the grid's largest ``c`` gives the
+    weights a prior precision ``c alpha`` below :data:`WEAK_TOP_PRECISION`, and a
     choice there says the held-out rows (or the evidence) want a narrower
     posterior than any on the grid. With ``MLPClassifier``'s
     ``alpha=1e-4`` on two moons with little noise the predictive's test log

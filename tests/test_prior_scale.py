@@ -1661,8 +1661,9 @@ def test_a_weak_fixed_alpha_with_its_scale_at_the_grids_top_warns():
     predictive's log loss is more than ten times its own plug-in MAP's and
     than the default's (alpha tuned by the evidence): the premise of the
     warning, and its advice. The warning names the weak prior. At
-    ``alpha=1`` the top is a precision of 1e4; a tuned alpha (at the top
-    too here) and a fixed scale do not warn."""
+    ``alpha=1e-2`` (its scale at the top too, a precision of 100: fresh-row
+    log loss within 1.5 times the plug-in's) and ``alpha=1`` it does not;
+    nor with a tuned alpha (at the top too here) or a fixed scale."""
     from sklearn.datasets import make_moons
     from sklearn.metrics import log_loss
     from sklearn.model_selection import train_test_split
@@ -1680,6 +1681,7 @@ def test_a_weak_fixed_alpha_with_its_scale_at_the_grids_top_warns():
     plug_in = log_loss(y_new, clf.set_params(link_approx="map").predict_proba(X_new))
     assert moderated > 10 * plug_in
     for settings in (
+        dict(alpha=1e-2),
         dict(alpha=1.0),
         dict(alpha=1e-4, prior_precision_scale=1e4),
         dict(alpha="evidence"),
@@ -1688,6 +1690,11 @@ def test_a_weak_fixed_alpha_with_its_scale_at_the_grids_top_warns():
             warnings.simplefilter("always")
             fit = LaplaceMLPClassifier((16,), random_state=0, **settings).fit(X, y)
         assert not [w for w in caught if "top of its grid" in str(w.message)]
+        if settings == dict(alpha=1e-2):
+            assert fit.prior_precision_scale_ == PRIOR_SCALE_GRID[-1]
+            proba = fit.predict_proba(X_new)
+            plug = fit.set_params(link_approx="map").predict_proba(X_new)
+            assert log_loss(y_new, proba) < 1.5 * log_loss(y_new, plug)
     assert fit.prior_precision_scale_ == PRIOR_SCALE_GRID[-1]  # at the top, tuned
     assert log_loss(y_new, fit.predict_proba(X_new)) < moderated / 10
 
@@ -1708,7 +1715,7 @@ def test_the_weak_prior_warning_is_not_given_to_the_plug_in(monkeypatch, link_ap
     monkeypatch.setattr(sklaplace._fitting, "choose_prior_scale", at_the_top)
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    clf = LaplaceMLPClassifier((3,), alpha=0.01, link_approx=link_approx)
+    clf = LaplaceMLPClassifier((3,), alpha=1e-3, link_approx=link_approx)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         clf.set_params(random_state=0).fit(X, y)
