@@ -676,7 +676,9 @@ def test_leave_one_out_screens_the_basins_and_folds_confirm(monkeypatch):
         return arbitrate(kept, challengers, roles, tol, agrees)
 
     monkeypatch.setattr(sklaplace._fitting, "overrule_by_held_out", spy_arbitrate)
-    clf = LaplaceMLPClassifier((16,), prior_precision_scale="loo", random_state=0)
+    # Initial weights 1: at 0 (before session 71's reorthogonalised CG) the
+    # same sequence; since, the fixed points' MAPs there lose the screen.
+    clf = LaplaceMLPClassifier((16,), prior_precision_scale="loo", random_state=1)
     clf.fit(X, y)
     # The kept fit and the fixed point from 1 screened by leave-one-out, the
     # fixed point confirmed on folds against the kept fit's (it wins), the
@@ -687,7 +689,7 @@ def test_leave_one_out_screens_the_basins_and_folds_confirm(monkeypatch):
         *("confirm", "cv", "confirm", "cv"),
         *("screen", "loo", "loo"),
     ]
-    by_folds = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
+    by_folds = LaplaceMLPClassifier((16,), random_state=1).fit(X, y)
     assert clf.alpha_ == by_folds.alpha_  # the basin "cv" keeps
     assert "loo_log_loss" in clf.prior_precision_scale_path_
 

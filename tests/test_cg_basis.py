@@ -1,0 +1,116 @@
+"""CG with its residuals kept orthogonal (``_cg_basis.ResidualBasis``).
+
+The references are dense: ``H`` itself for the residuals and the model, and
+the Gram matrix of the kept rows for their orthonormality.
+"""
+
+import numpy as np
+
+import sklaplace._cg_basis
+import sklaplace._newton_cg
+from sklaplace._cg_basis import ResidualBasis
+from sklaplace._newton_cg import NewtonCGSolver, steihaug_cg
+from tests.conftest import make_problem
+
+
+def _ill_conditioned(n=80, seed=0):
+    """Positive definite, condition number 1e6: CG's residuals lose their
+    orthogonality in floating point well before ``n`` steps."""
+    rng = np.random.RandomState(seed)
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    H = Q @ np.diag(np.logspace(-3, 3, n)) @ Q.T
+    return H, rng.normal(size=n), rng.uniform(0.5, 2.0, n)
+
+
+def _normalised_residuals(H, g, m, n_steps):
+    """Plain CG's residuals, normalised as the basis keeps them."""
+    rows, step = [], np.zeros_like(g)
+    residual, z = g, g / m
+    direction, rz = -z, g @ z
+    for _ in range(n_steps):
+        rows.append(z / np.sqrt(rz))
+        Hd = H @ direction
+        a = rz / (direction @ Hd)
+        step, residual = step + a * direction, residual + a * Hd
+        z = residual / m
+        rz, previous = residual @ z, rz
+        direction = -z + (rz / previous) * direction
+    return np.array(rows)
+
+
+def test_the_kept_residuals_stay_m_orthonormal_where_plain_cgs_do_not():
+    H, g, m = _ill_conditioned()
+    basis = ResidualBasis(np, m, 60)
+    _, _, status, n = steihaug_cg(np, H.__matmul__, g, m, 1e9, 1e-14, 60, basis=basis)
+    assert status == "max_iter" and n == 60 and basis.n_kept == 60
+    V = basis.rows[:60]
+    np.testing.assert_allclose(V @ np.diag(m) @ V.T, np.eye(60), atol=1e-8)
+    plain = _normalised_residuals(H, g, m, 60)
+    np.testing.assert_allclose(plain[:3], V[:3], rtol=1e-8)  # the same start
+    assert np.abs(plain @ np.diag(m) @ plain.T - np.eye(60)).max() > 0.1
+
+
+def test_reorthogonalised_cg_solves_to_the_forcing_term_within_n_steps():
+    """As in exact arithmetic: ``n`` steps at most, the step's true residual
+    ``||H s + g||`` at the forcing term and its model exact; plain CG, after
+    as many steps, is still above ``||g||`` here."""
+    H, g, m = _ill_conditioned()
+    rtol = 1e-8
+    basis = ResidualBasis(np, m, 500)
+    step, model, status, n = steihaug_cg(
+        np, H.__matmul__, g, m, 1e9, rtol, 500, basis=basis
+    )
+    assert status == "converged" and n <= len(g)
+    assert np.linalg.norm(H @ step + g) <= 2 * rtol * np.linalg.norm(g)
+    np.testing.assert_allclose(model, g @ step + 0.5 * step @ H @ step, rtol=1e-8)
+    plain, _, plain_status, _ = steihaug_cg(np, H.__matmul__, g, m, 1e9, rtol, n)
+    assert plain_status == "max_iter"
+    assert np.linalg.norm(H @ plain + g) > np.linalg.norm(g)
+
+
+def test_orthogonalise_removes_exactly_the_kept_residuals_components():
+    """``r - sum_i (v_i' r) M v_i``: ``M^{-1}``-orthogonal to every kept
+    residual, and changed only within their span."""
+    rng = np.random.RandomState(1)
+    m = rng.uniform(0.5, 2.0, 9)
+    basis = ResidualBasis(np, m, 5)
+    residuals = rng.normal(size=(3, 9))
+    for r in residuals:  # orthogonalised first, as CG's would be
+        r = basis.orthogonalise(r)
+        basis.add(r / m, r @ (r / m))
+    r = rng.normal(size=9)
+    out = basis.orthogonalise(r)
+    np.testing.assert_allclose(residuals @ (out / m), 0.0, atol=1e-12)
+    removed = r - out
+    coefficients = np.linalg.lstsq(residuals.T, removed, rcond=None)[0]
+    np.testing.assert_allclose(residuals.T @ coefficients, removed, atol=1e-12)
+
+
+def test_rows_past_the_memory_budget_are_not_kept(monkeypatch):
+    """Two rows' worth of budget: two are kept, later residuals are
+    orthogonalised against those only, and CG still solves."""
+    H, g, m = _ill_conditioned(n=6)
+    monkeypatch.setattr(sklaplace._cg_basis, "DEFAULT_MEMORY_BUDGET", 2 * 8 * 6)
+    basis = ResidualBasis(np, m, 50)
+    step, _, status, n = steihaug_cg(
+        np, H.__matmul__, g, m, 1e9, 1e-10, 50, basis=basis
+    )
+    assert basis.rows.shape == (2, 6) and basis.n_kept == 2 and n > 2
+    assert status == "converged"
+    np.testing.assert_allclose(H @ step, -g, atol=1e-6 * np.linalg.norm(g))
+
+
+def test_newton_cg_keeps_its_residuals_orthogonal(monkeypatch):
+    """The solver hands CG a basis: every interior CG step orthogonalises."""
+    calls = []
+    real = ResidualBasis.orthogonalise
+
+    def counting(self, residual):
+        calls.append(self.n_kept)
+        return real(self, residual)
+
+    monkeypatch.setattr(sklaplace._cg_basis.ResidualBasis, "orthogonalise", counting)
+    obj, theta = make_problem("tanh", 3, (5,), n_samples=60, n_features=4, seed=2)
+    result = NewtonCGSolver(obj, tol=1e-8, max_iter=100).solve(theta)
+    assert result.converged and len(calls) > 0 and max(calls) > 1
+    assert sklaplace._newton_cg.ResidualBasis is ResidualBasis
