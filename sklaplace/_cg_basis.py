@@ -2,19 +2,20 @@
 
 Preconditioned CG's residuals are orthogonal in the ``M^{-1}`` inner
 product in exact arithmetic; in floating point they lose it within tens of
-steps (on digits, hidden (16,), the normalised residuals of one solve were
-0.6 from orthonormal by 20 steps), and CG then needs more steps for the same
-forcing term, as if it searched directions it had already searched.
-:class:`ResidualBasis` keeps the normalised preconditioned residuals and
-orthogonalises each new residual against them, as the Lanczos method with
-full reorthogonalisation does (Golub & Van Loan 2013, section 10.3.1;
-Saad 2003, section 6.7.3, for the equivalence of CG's residuals and the
-Lanczos vectors).
+steps (one CG solve of a digits fit, hidden (16,): the normalised residuals
+were 0.6 from orthonormal by 20 steps; the benchmark report, session 71),
+and CG then needs more steps for the same forcing term, as if it searched
+directions it had already searched. :class:`ResidualBasis` keeps the
+normalised preconditioned residuals and orthogonalises each new residual
+against them, as the Lanczos method with full reorthogonalisation does
+(Golub & Van Loan 2013, section 10.3.1; Saad 2003, section 6.7.1, for CG's
+residuals as the Lanczos vectors).
 """
 
 import numpy as np
+from array_api_compat import device
 
-from sklaplace._memory import DEFAULT_MEMORY_BUDGET
+from sklaplace import _memory
 
 __all__ = ["ResidualBasis"]
 
@@ -24,30 +25,53 @@ class ResidualBasis:
 
     Keeps ``v_i = z_i / sqrt(r_i' z_i)`` with ``z_i = M^{-1} r_i``: the
     residuals ``r_i`` normalised in the ``M^{-1}`` inner product (``v_i' M
-    v_j = delta_ij``), as rows of an array allocated once per solve. Rows
-    stop being kept once they would pass
-    :data:`~sklaplace._memory.DEFAULT_MEMORY_BUDGET`; later residuals are
-    orthogonalised against the kept ones only.
+    v_j = delta_ij``), as rows of one array allocated for the solver and
+    reused by each CG solve (:meth:`restart`). It holds as many rows as CG
+    may take steps, up to :data:`~sklaplace._memory.DEFAULT_MEMORY_BUDGET`
+    (read when the basis is made); later residuals are orthogonalised
+    against the kept ones only.
 
     Parameters
     ----------
     xp : namespace
         The residuals' array namespace.
-    m : array of shape (n_params,)
-        The preconditioner's positive diagonal ``M``.
+    like : array of shape (n_params,)
+        A residual-shaped array: the rows take its dtype and device.
     max_vectors : int
-        Residuals CG may produce (rows to allocate), at most.
+        Residuals one CG solve may produce (rows to allocate), at most.
     """
 
-    def __init__(self, xp, m, max_vectors):
-        self.m = m
-        n_params = m.shape[0]
-        budget = max(1, DEFAULT_MEMORY_BUDGET // (8 * n_params))
-        self.rows = xp.empty((min(max_vectors, budget), n_params), dtype=m.dtype)
-        self.n_kept = 0
+    def __init__(self, xp, like, max_vectors):
+        n_params = like.shape[0]
+        bytes_per_row = xp.finfo(like.dtype).bits // 8 * n_params
+        n_rows = min(max_vectors, _memory.rows_within_budget(bytes_per_row))
+        self.rows = xp.empty((n_rows, n_params), dtype=like.dtype, device=device(like))
+        self.m, self.n_kept = None, 0
+
+    def restart(self, m):
+        """Forget the kept residuals; the next solve's preconditioner is ``m``.
+
+        Parameters
+        ----------
+        m : array of shape (n_params,)
+            The preconditioner's positive diagonal ``M``.
+
+        Returns
+        -------
+        self : ResidualBasis
+        """
+        self.m, self.n_kept = m, 0
+        return self
 
     def add(self, z, rz):
-        """Keep the residual whose ``z = M^{-1} r`` and ``r' z`` are given."""
+        """Keep the residual ``r`` whose ``z = M^{-1} r`` and ``r' z`` are given.
+
+        Parameters
+        ----------
+        z : array of shape (n_params,)
+        rz : float
+            ``r' z``; a residual with none (zero or not finite) is not kept.
+        """
         if self.n_kept < self.rows.shape[0] and rz > 0:
             self.rows[self.n_kept, :] = z / float(np.sqrt(rz))
             self.n_kept += 1
@@ -57,6 +81,14 @@ class ResidualBasis:
 
         ``r - sum_i (v_i' r) M v_i``, with ``v_i' r`` the ``M^{-1}`` inner
         product of ``r`` with the ``i``-th normalised residual.
+
+        Parameters
+        ----------
+        residual : array of shape (n_params,)
+
+        Returns
+        -------
+        residual : array of shape (n_params,)
         """
         kept = self.rows[: self.n_kept, :]
         return residual - self.m * ((kept @ residual) @ kept)

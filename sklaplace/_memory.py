@@ -7,7 +7,8 @@ or by swapping:
 
 * ``DEFAULT_MEMORY_BUDGET``: one chunk of per-sample intermediates (Jacobian
   rows, curvature blocks, Monte Carlo draws); rows are processed in chunks
-  that fit it.
+  that fit it. Newton-CG's kept CG residuals (:mod:`sklaplace._cg_basis`)
+  fit it too.
 * ``DENSE_MEMORY_LIMIT``: any ONE array, notably an ``n_params x n_params``
   matrix (2 GiB: 16,384 parameters in float64).
 * ``FIT_MEMORY_LIMIT``: all the ``n_params x n_params`` matrices (or copies

@@ -45,13 +45,15 @@ negative curvature (:func:`~sklaplace._held_out.fold_follows_negative_curvature`
   term, so the end is linear, not superlinear).
 * CG keeps its residuals orthogonal (full reorthogonalisation,
   :class:`~sklaplace._cg_basis.ResidualBasis`): in floating point they
-  lose it within tens of steps, and CG then repeats directions. It cost
-  little and saved 5-45% of the products (session 71, the benchmark
-  report). Replacing a rejected step by the model's minimiser in the
-  shrunk region over CG's Krylov subspace (Gould et al. 1999), rather than
-  the step shortened, saved 20% more on digits but left a saddle less
-  often: logistic networks on two circles stopped at the collapsed
-  network in 21 of 30 fits against 9; not kept.
+  lose it within tens of steps, and CG then repeats directions. It took 2%
+  of a digits fit's time and saved 2-45% of the products (digits tanh
+  over twelve initial weights 2%, ELU 22%, a (16, 16) network 40-45%; the
+  benchmark report, session 71). Replacing a rejected step by the model's
+  minimiser in the shrunk region over CG's Krylov subspace (Gould et al.
+  1999), rather than the step shortened, saved 29% more on digits tanh
+  (3% fewer saved with ELU) but left a saddle less often: logistic
+  networks on two circles stopped at the collapsed network in 21 of 30
+  fits against 8 with reorthogonalisation alone (9 before); not kept.
 * CG starts from 0. Starting it from the last boundary step, decayed
   (Martens 2010, section 4.5) or at its best multiple, was measured and
   dropped: 22% and 29% fewer products on digits, the latter 29% more on
@@ -163,7 +165,8 @@ def steihaug_cg(
         stopping test, applied to the model's next gradient).
     basis : ResidualBasis, optional
         Keeps the residuals orthogonal
-        (:class:`~sklaplace._cg_basis.ResidualBasis`, empty); without it,
+        (:class:`~sklaplace._cg_basis.ResidualBasis`, restarted with
+        ``m``); without it,
         they are orthogonal only until round-off takes over.
 
     Returns
@@ -226,7 +229,8 @@ def steihaug_cg(
             basis.add(z, rz_next)
         direction = -z + (rz_next / rz) * direction
         rz = rz_next
-    # g's + s'Hs/2 = (g's + r's)/2 with r = g + H s, kept by the recursion.
+    # g's + s'Hs/2 = (g's + r's)/2 with r = g + H s, kept by the recursion
+    # (less, with a basis, the round-off-sized components it removed).
     model = 0.5 * float(xp.sum((gradient + residual) * step))
     return step, model, status, n_products
 
@@ -279,6 +283,7 @@ class NewtonCGSolver(TrustRegionSolver):
         self.start(theta)
         self.n_products = 0
         self.max_cg = min(MAX_CG_ITER, obj.layout.n_params)
+        self.basis = ResidualBasis(obj.xp, theta, self.max_cg)
         # CG works on L / L(theta_0), so that products neither underflow nor
         # overflow whatever the scale of the weights (1e-300 to 1e300); the
         # first radius, 1 in those units, is sqrt(L(theta_0)).
@@ -350,7 +355,7 @@ class NewtonCGSolver(TrustRegionSolver):
             self.max_cg,
             self.follow_negative_curvature,
             self.max_atol,
-            ResidualBasis(xp, self.m, self.max_cg),
+            self.basis.restart(self.m),
         )
         self.model = model / unit
         self.n_products += n

@@ -7,7 +7,7 @@ the Gram matrix of the kept rows for their orthonormality.
 import numpy as np
 
 import sklaplace._cg_basis
-import sklaplace._newton_cg
+import sklaplace._memory
 from sklaplace._cg_basis import ResidualBasis
 from sklaplace._newton_cg import NewtonCGSolver, steihaug_cg
 from tests.conftest import make_problem
@@ -40,7 +40,7 @@ def _normalised_residuals(H, g, m, n_steps):
 
 def test_the_kept_residuals_stay_m_orthonormal_where_plain_cgs_do_not():
     H, g, m = _ill_conditioned()
-    basis = ResidualBasis(np, m, 60)
+    basis = ResidualBasis(np, g, 60).restart(m)
     _, _, status, n = steihaug_cg(np, H.__matmul__, g, m, 1e9, 1e-14, 60, basis=basis)
     assert status == "max_iter" and n == 60 and basis.n_kept == 60
     V = basis.rows[:60]
@@ -56,7 +56,7 @@ def test_reorthogonalised_cg_solves_to_the_forcing_term_within_n_steps():
     as many steps, is still above ``||g||`` here."""
     H, g, m = _ill_conditioned()
     rtol = 1e-8
-    basis = ResidualBasis(np, m, 500)
+    basis = ResidualBasis(np, g, 500).restart(m)
     step, model, status, n = steihaug_cg(
         np, H.__matmul__, g, m, 1e9, rtol, 500, basis=basis
     )
@@ -73,7 +73,7 @@ def test_orthogonalise_removes_exactly_the_kept_residuals_components():
     residual, and changed only within their span."""
     rng = np.random.RandomState(1)
     m = rng.uniform(0.5, 2.0, 9)
-    basis = ResidualBasis(np, m, 5)
+    basis = ResidualBasis(np, m, 5).restart(m)
     residuals = rng.normal(size=(3, 9))
     for r in residuals:  # orthogonalised first, as CG's would be
         r = basis.orthogonalise(r)
@@ -87,30 +87,43 @@ def test_orthogonalise_removes_exactly_the_kept_residuals_components():
 
 
 def test_rows_past_the_memory_budget_are_not_kept(monkeypatch):
-    """Two rows' worth of budget: two are kept, later residuals are
-    orthogonalised against those only, and CG still solves."""
-    H, g, m = _ill_conditioned(n=6)
-    monkeypatch.setattr(sklaplace._cg_basis, "DEFAULT_MEMORY_BUDGET", 2 * 8 * 6)
-    basis = ResidualBasis(np, m, 50)
-    step, _, status, n = steihaug_cg(
-        np, H.__matmul__, g, m, 1e9, 1e-10, 50, basis=basis
-    )
-    assert basis.rows.shape == (2, 6) and basis.n_kept == 2 and n > 2
-    assert status == "converged"
-    np.testing.assert_allclose(H @ step, -g, atol=1e-6 * np.linalg.norm(g))
+    """Two rows' worth of budget (read when the basis is made): two are
+    kept, and 60 steps' later residuals are ``M^{-1}``-orthogonal to those
+    two (to round-off; up to 0.78 in cosine had they not been
+    orthogonalised once the rows were full)."""
+    H, g, m = _ill_conditioned()
+    monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", 2 * 8 * len(g))
+    basis = ResidualBasis(np, g, 60).restart(m)
+    later = []
+    real = ResidualBasis.orthogonalise
+
+    def recording(self, residual):
+        later.append(real(self, residual))
+        return later[-1]
+
+    monkeypatch.setattr(ResidualBasis, "orthogonalise", recording)
+    steihaug_cg(np, H.__matmul__, g, m, 1e9, 1e-14, 60, basis=basis)
+    assert basis.rows.shape == (2, len(g)) and basis.n_kept == 2
+    assert len(later) == 60
+    kept = basis.rows * m  # the residuals, unit length in the M^{-1} norm
+    # later[0] is the second kept residual itself; from the third on:
+    cosines = [np.abs(kept @ (r / m)).max() / np.sqrt(r @ (r / m)) for r in later[1:]]
+    assert max(cosines) < 1e-10
 
 
-def test_newton_cg_keeps_its_residuals_orthogonal(monkeypatch):
-    """The solver hands CG a basis: every interior CG step orthogonalises."""
+def test_newton_cg_keeps_its_residuals_orthogonal_in_its_own_norm(monkeypatch):
+    """The solver hands CG a basis restarted with the preconditioner it
+    solves with: every interior CG step orthogonalises."""
     calls = []
     real = ResidualBasis.orthogonalise
 
     def counting(self, residual):
-        calls.append(self.n_kept)
+        calls.append((self.n_kept, self.m))
         return real(self, residual)
 
     monkeypatch.setattr(sklaplace._cg_basis.ResidualBasis, "orthogonalise", counting)
     obj, theta = make_problem("tanh", 3, (5,), n_samples=60, n_features=4, seed=2)
-    result = NewtonCGSolver(obj, tol=1e-8, max_iter=100).solve(theta)
-    assert result.converged and len(calls) > 0 and max(calls) > 1
-    assert sklaplace._newton_cg.ResidualBasis is ResidualBasis
+    solver = NewtonCGSolver(obj, tol=1e-8, max_iter=100)
+    result = solver.solve(theta)
+    assert result.converged and len(calls) > 0 and max(n for n, _ in calls) > 1
+    assert calls[-1][1] is solver.m
