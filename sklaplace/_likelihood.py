@@ -9,6 +9,31 @@ for logits of any size (no ``log(sigmoid(f))``, no unshifted ``exp``).
 
 __all__ = ["Bernoulli", "Categorical", "likelihood_for"]
 
+#: Widest row whose largest entry :func:`_row_max` takes column by column.
+#: NumPy reduces a short last axis slowly; over 1,797 rows the column loop
+#: took 5 / 23 / 79 us at 3 / 10 / 32 classes against ``max``'s 66 / 74 /
+#: 97 us, and lost beyond about 16 columns (or below 200 rows, by 1 us).
+ROW_MAX_COLUMNS = 16
+
+
+def _row_sum(xp, a):
+    """``sum(a, axis=1, keepdims=True)`` as a matrix-vector product.
+
+    NumPy sums a short last axis row by row: over 1,797 rows of 10 classes
+    38 us, against 5 us for the product (6-16x faster from 3 to 64 classes).
+    """
+    return a @ xp.ones((a.shape[1], 1), dtype=a.dtype)
+
+
+def _row_max(xp, a):
+    """``max(a, axis=1, keepdims=True)``, column by column for narrow ``a``."""
+    if a.shape[1] > ROW_MAX_COLUMNS:
+        return xp.max(a, axis=1, keepdims=True)
+    top = a[:, :1]
+    for k in range(1, a.shape[1]):
+        top = xp.maximum(top, a[:, k : k + 1])
+    return top
+
 
 def _log_sigmoid(xp, f):
     return -xp.logaddexp(xp.zeros_like(f), -f)
@@ -100,13 +125,13 @@ class Categorical:
 
     @staticmethod
     def _log_softmax(xp, logits):
-        shifted = logits - xp.max(logits, axis=1, keepdims=True)
+        shifted = logits - _row_max(xp, logits)
         # logsumexp(shifted) = log1p(others): with the largest logit's 1
         # taken out of the sum, a probability near 1 keeps its log below 0.
         top = shifted == 0
         zero = xp.zeros_like(shifted)
-        others = xp.sum(xp.where(top, zero, xp.exp(shifted)), axis=1, keepdims=True)
-        ties = xp.sum(xp.astype(top, shifted.dtype), axis=1, keepdims=True) - 1.0
+        others = _row_sum(xp, xp.where(top, zero, xp.exp(shifted)))
+        ties = _row_sum(xp, xp.astype(top, shifted.dtype)) - 1.0
         return shifted - xp.log1p(others + ties)
 
     @classmethod
@@ -123,7 +148,7 @@ class Categorical:
     def log_likelihood_and_residual(cls, xp, logits, Y, sample_weight):
         """:meth:`log_likelihood` and :meth:`residual` from one log-softmax."""
         log_p = cls._log_softmax(xp, logits)
-        value = xp.sum(sample_weight * xp.sum(Y * log_p, axis=1))
+        value = xp.sum(sample_weight * _row_sum(xp, Y * log_p)[:, 0])
         return value, sample_weight[:, None] * (xp.exp(log_p) - Y)
 
     @classmethod
@@ -146,7 +171,7 @@ class Categorical:
         weighted = sample_weight[:, None] * p
 
         def matvec(U):
-            return weighted * (U - xp.sum(p * U, axis=1, keepdims=True))
+            return weighted * (U - _row_sum(xp, p * U))
 
         return matvec
 

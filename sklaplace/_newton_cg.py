@@ -66,7 +66,11 @@ s_n`` is at most ``tol``, as the other solvers do.
 import numpy as np
 
 from sklaplace._cg_basis import ResidualBasis
-from sklaplace._curvature import fisher_diagonal, hessp_operator
+from sklaplace._curvature import (
+    fisher_diagonal,
+    hessp_operator,
+    single_precision_input,
+)
 from sklaplace._trust_region import TrustRegionSolver
 
 __all__ = ["NewtonCGSolver", "steihaug_cg"]
@@ -294,6 +298,10 @@ class NewtonCGSolver(TrustRegionSolver):
         # networks large enough; below, casting costs what it saves.
         work = obj.n_samples * obj.layout.n_params
         self.single_allowed, self.fresh_solve = work > SINGLE_PRECISION_WORK, False
+        # Every iteration's single-precision operator multiplies it.
+        self.single_input = (
+            single_precision_input(obj.xp, obj.X) if self.single_allowed else None
+        )
 
     def update_curvature(self):
         """Set ``hessp`` at ``theta``, the preconditioner ``m``, and CG's stops.
@@ -329,6 +337,7 @@ class NewtonCGSolver(TrustRegionSolver):
             self.forward,
             backprop,
             single_precision=self.single_precision,
+            single_input=self.single_input,
         )
         # Eisenstat-Walker style forcing term (Nocedal & Wright 2006, eq. 7.3).
         # CG also stops where the quadratic model's next gradient, the
@@ -425,6 +434,7 @@ class NewtonCGSolver(TrustRegionSolver):
         fresh = self.step_from_cg and self.single_precision
         if fresh and doubtful and self._model_is_off():
             self.single_allowed = self.single_precision = False
+            self.single_input = None
             self.hessp = self.double_hessp
             if not self.accepted:
                 self.fresh_solve = True

@@ -784,8 +784,8 @@ def test_single_precision_newton_cg_reaches_the_double_precision_map(monkeypatch
     products = sklaplace._curvature._products
     real, built = products._single_precision_product, []
 
-    def counted(*args):
-        built.append(real(*args))
+    def counted(*args, **kwargs):
+        built.append(real(*args, **kwargs))
         return built[-1]
 
     monkeypatch.setattr(products, "_single_precision_product", counted)
@@ -811,8 +811,8 @@ def test_newton_cg_goes_double_precision_when_the_single_model_is_off(
     real = products._single_precision_product
     calls = []
 
-    def wrong(*args):
-        product = real(*args)
+    def wrong(*args, **kwargs):
+        product = real(*args, **kwargs)
         calls.append(1)
         return None if product is None else (lambda v: -product(v))
 
@@ -836,7 +836,7 @@ def test_newton_cg_stays_double_precision_on_small_networks(monkeypatch):
     monkeypatch.setattr(
         sklaplace._curvature._products,
         "_single_precision_product",
-        lambda *args: pytest.fail("single precision on a small network"),
+        lambda *args, **kwargs: pytest.fail("single precision on a small network"),
     )
     obj, theta = make_problem("tanh", 3, (6,), n_samples=80, n_features=4, seed=3)
     assert (

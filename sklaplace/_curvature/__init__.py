@@ -34,6 +34,7 @@ from sklaplace._curvature._products import (
     fisher_diagonal,
     hessp_operator,
     likelihood_product,
+    single_precision_input,
 )
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "kron_tie_matrices",
     "likelihood_product",
     "residual_hessian",
+    "single_precision_input",
 ]
 
 #: Functions ``(objective, theta) -> H`` by ``(hessian, structure)``: the

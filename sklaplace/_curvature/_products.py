@@ -20,6 +20,7 @@ __all__ = [
     "fisher_diagonal",
     "hessp_operator",
     "likelihood_product",
+    "single_precision_input",
 ]
 
 
@@ -38,7 +39,13 @@ SINGLE_FLUSH = 1e-20
 
 
 def hessp_operator(
-    objective, theta, kind="exact", fwd=None, backprop=None, single_precision=False
+    objective,
+    theta,
+    kind="exact",
+    fwd=None,
+    backprop=None,
+    single_precision=False,
+    single_input=None,
 ):
     """Return ``v -> H v`` at a fixed ``theta``, constrained as Newton uses it.
 
@@ -76,6 +83,9 @@ def hessp_operator(
         neither underflows; where an array would leave float32's range
         (:data:`SINGLE_PRECISION_LIMIT`), or a product is not finite, the
         products are ``theta``'s precision from then on.
+    single_input : array, default=None
+        :func:`single_precision_input` of the training ``X``, if the caller
+        keeps it for many operators (formed here otherwise).
 
     Returns
     -------
@@ -93,7 +103,7 @@ def hessp_operator(
     single = None
     if single_precision:
         single = _single_precision_product(
-            obj, theta, fwd, deltas, second_derivative_terms
+            obj, theta, fwd, deltas, second_derivative_terms, single_input
         )
     double = None  # built when first needed: it copies every layer's input
     free = None if obj.fixed is None else 1.0 - xp.astype(obj.fixed, theta.dtype)
@@ -121,16 +131,22 @@ def hessp_operator(
     return hessp
 
 
-def likelihood_product(obj, theta, fwd, sample_weight, deltas, second_terms):
+def likelihood_product(
+    obj, theta, fwd, sample_weight, deltas, second_terms, first_input=None
+):
     """``v -> `` the likelihood's part of ``H v``, in the precision of its inputs.
 
     ``J' Lambda J v`` (the GGN's) where ``deltas`` and ``second_terms`` (from
     :meth:`NegLogPosterior.residual_backprop`) are None; with them, the
     exact Hessian's (Pearlmutter's R-operator on the gradient).
+    ``first_input`` is ``with_ones(fwd.acts[0])`` if the caller has it.
     """
     xp, layout = obj.xp, obj.layout
     output_hessian = obj.likelihood.output_hessian(xp, fwd.logits, sample_weight)
-    inputs = [with_ones(xp, a) for a in fwd.acts]  # biases inside the GEMMs
+    if first_input is None:
+        first_input = with_ones(xp, fwd.acts[0])
+    # Biases inside the GEMMs.
+    inputs = [first_input] + [with_ones(xp, a) for a in fwd.acts[1:]]
     weights = layout.layers(xp, theta)  # split once per operator
 
     def product(v):
@@ -155,47 +171,73 @@ def likelihood_product(obj, theta, fwd, sample_weight, deltas, second_terms):
     return product
 
 
-def _single_precision_product(obj, theta, fwd, deltas, second_terms):
+def _to_single(xp, a):
+    """Return ``a`` in float32, entries below :data:`SINGLE_FLUSH` flushed to zero."""
+    a = xp.astype(a, xp.float32)
+    return xp.where(xp.abs(a) < SINGLE_FLUSH, xp.zeros_like(a), a)
+
+
+def _peak(xp, a):
+    """``max(abs(a))`` without a temporary the size of ``a``."""
+    return max(float(xp.max(a)), -float(xp.min(a)))
+
+
+def single_precision_input(xp, X):
+    """``[X, 1]`` in float32 for the single-precision products, or None.
+
+    None where ``X`` leaves float32's range (:data:`SINGLE_PRECISION_LIMIT`).
+    Every single-precision operator multiplies it: a solver that builds one
+    per iteration (Newton-CG) forms it once (re-forming it had taken 7% of
+    a digits fit).
+    """
+    if not _peak(xp, X) <= SINGLE_PRECISION_LIMIT:
+        return None
+    return with_ones(xp, _to_single(xp, X))
+
+
+def _single_precision_product(obj, theta, fwd, deltas, second_terms, first_input=None):
     """:func:`likelihood_product` in float32, or None if it could overflow.
 
     The product is linear in the sample weights (the residual terms carry
     them too) and in ``v``: both are scaled to a largest magnitude of 1,
     and the scales multiply the result in ``theta``'s precision.
+    ``first_input`` is :func:`single_precision_input` of ``fwd.acts[0]``, if
+    the caller has it.
     """
     xp = obj.xp
     weight_scale = float(xp.max(obj.sample_weight))
     if not weight_scale > 0:
         return None
+    if first_input is None:
+        first_input = single_precision_input(xp, fwd.acts[0])
+        if first_input is None:
+            return None
     scaled = [d / weight_scale for d in (deltas or []) + (second_terms or [])]
-    arrays = [theta, fwd.logits, *fwd.acts, *fwd.slopes, *scaled]
-    # max and -min rather than max(abs): no temporary the size of X.
-    peaks = (max(float(xp.max(a)), -float(xp.min(a))) for a in arrays)
-    if not all(peak <= SINGLE_PRECISION_LIMIT for peak in peaks):
+    arrays = [theta, fwd.logits, *fwd.acts[1:], *fwd.slopes, *scaled]
+    if not all(_peak(xp, a) <= SINGLE_PRECISION_LIMIT for a in arrays):
         return None
-
-    def single(a):
-        a = xp.astype(a, xp.float32)
-        return xp.where(xp.abs(a) < SINGLE_FLUSH, xp.zeros_like(a), a)
-
     n_deltas = 0 if deltas is None else len(deltas)
     product = likelihood_product(
         obj,
-        single(theta),
+        _to_single(xp, theta),
         Forward(
-            single(fwd.logits),
-            [single(a) for a in fwd.acts],
-            [single(s) for s in fwd.slopes],
+            _to_single(xp, fwd.logits),
+            [first_input[:, :-1]] + [_to_single(xp, a) for a in fwd.acts[1:]],
+            [_to_single(xp, s) for s in fwd.slopes],
         ),
-        single(obj.sample_weight / weight_scale),
-        None if deltas is None else [single(d) for d in scaled[:n_deltas]],
-        None if second_terms is None else [single(t) for t in scaled[n_deltas:]],
+        _to_single(xp, obj.sample_weight / weight_scale),
+        None if deltas is None else [_to_single(xp, d) for d in scaled[:n_deltas]],
+        None
+        if second_terms is None
+        else [_to_single(xp, t) for t in scaled[n_deltas:]],
+        first_input,
     )
 
     def single_product(v):
         v_scale = float(xp.max(xp.abs(v)))
         if v_scale == 0:
             return xp.zeros_like(v)  # (a NaN scale goes on, to a NaN product)
-        Hv = xp.astype(product(single(v / v_scale)), v.dtype)
+        Hv = xp.astype(product(_to_single(xp, v / v_scale)), v.dtype)
         return (weight_scale * v_scale) * Hv
 
     return single_product
