@@ -62,8 +62,11 @@ def test_bernoulli_against_definitions():
     np.testing.assert_allclose(R[:, 0, 0] ** 2, Lambda, rtol=1e-12)
 
 
-def test_categorical_against_definitions():
-    f, y, s = _categorical()
+# 16 and 17 classes: either side of ROW_MAX_COLUMNS, where the row maximum
+# is taken column by column or by one reduction.
+@pytest.mark.parametrize("K", [3, 4, 16, 17, 40])
+def test_categorical_against_definitions(K):
+    f, y, s = _categorical(K)
     K = f.shape[1]
     Y = Categorical.encode(np, y, K, np.float64)
     np.testing.assert_array_equal(Y, np.eye(K)[y])
@@ -113,6 +116,22 @@ def test_categorical_stays_exact_for_huge_logits():
     # log p of a near-certain class stays below 0 (log1p, not log(1 + tiny)).
     assert Categorical.log_proba(np, np.array([[40.0, 0.0]]))[0, 0] < 0.0
     np.testing.assert_allclose(Categorical.proba(np, f).sum(axis=1), 1.0, rtol=1e-15)
+
+
+@pytest.mark.parametrize("K", [5, 16, 17, 30])
+def test_categorical_ties_at_the_largest_logit(K):
+    # Tied largest logits share the probability, whichever columns they are
+    # in and however wide the row: each tie counts once in the normaliser.
+    # The last row's largest logit, in the last column, alone keeps exp finite.
+    f = np.tile(np.linspace(-2000.0, -1000.0, K), (4, 1))
+    f[0, [0, K - 1]] = 1000.0
+    f[1, [1, K // 2, K - 2]] = 7.0
+    f[2, :] = 3.0
+    f[3, K - 1] = 1000.0
+    np.testing.assert_allclose(
+        Categorical.log_proba(np, f), log_softmax(f, axis=1), rtol=1e-12, atol=1e-300
+    )
+    np.testing.assert_allclose(Categorical.proba(np, f)[0, [0, K - 1]], 0.5)
 
 
 @pytest.mark.parametrize("likelihood, K", [(Bernoulli, 1), (Categorical, 4)])
