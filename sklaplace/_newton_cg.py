@@ -310,9 +310,11 @@ class NewtonCGSolver(TrustRegionSolver):
         stopping test on the model's next gradient).
         """
         obj, xp = self.objective, self.objective.xp
-        # One forward pass (the step's evaluation) and one backward pass of
-        # the residuals serve the products and the preconditioner.
-        self.backprop = backprop = obj.residual_backprop(self.theta, self.forward)
+        # The step's evaluation (one forward and one backward pass) serves
+        # the products and the preconditioner.
+        self.backprop = backprop = obj.residual_backprop(
+            self.theta, self.forward, gradient_backprop=self.gradient_backprop
+        )
         fisher = fisher_diagonal(
             obj, self.theta, self.forward, backprop[0], unit_floor=UNIT_FLOOR
         )

@@ -175,17 +175,26 @@ class NegLogPosterior:
         )
         return -log_lik + self.prior_term(theta)
 
-    def loss_gradient(self, theta, fwd=None):
-        """Return ``(L(theta), dL/dtheta)``."""
-        xp = self.xp
+    def loss_gradient(self, theta, fwd=None, with_backprop=False):
+        """Return ``(L(theta), dL/dtheta)``.
+
+        With ``with_backprop``, also the gradient's backpropagated residuals
+        ``(deltas, backs)`` (:func:`~sklaplace._network.backprop`), from
+        which :meth:`residual_backprop` at the same point needs no new pass.
+        """
+        xp, layout = self.xp, self.layout
         fwd = self.forward(theta) if fwd is None else fwd
         log_lik, residual = self.likelihood.log_likelihood_and_residual(
             xp, fwd.logits, self.Y, self.sample_weight
         )
-        grad = vjp(xp, self.layout, theta, fwd, residual) + self.prior_precision * theta
+        deltas, backs = backprop(xp, layout, theta, fwd, residual, return_backs=True)
+        grad = (
+            vjp(xp, layout, theta, fwd, residual, deltas) + self.prior_precision * theta
+        )
         if self._free is not None:
             grad = grad * self._free
-        return -log_lik + self.prior_term(theta), grad
+        loss = -log_lik + self.prior_term(theta)
+        return (loss, grad, (deltas, backs)) if with_backprop else (loss, grad)
 
     def hessp(self, theta, v, kind="exact", fwd=None):
         """Hessian-vector product ``H v`` of ``L`` at ``theta``.
@@ -202,8 +211,14 @@ class NegLogPosterior:
         product = likelihood_product(self, theta, fwd, self.sample_weight, *terms)
         return product(v) + self.prior_precision * v
 
-    def residual_backprop(self, theta, fwd, Y=None, sample_weight=None):
+    def residual_backprop(
+        self, theta, fwd, Y=None, sample_weight=None, gradient_backprop=None
+    ):
         """Backpropagated residuals and second-order activation terms.
+
+        ``gradient_backprop`` is :meth:`loss_gradient`'s ``(deltas, backs)``
+        at ``theta`` (with the training ``Y`` and weights), if the caller has
+        it.
 
         Returns
         -------
@@ -214,10 +229,15 @@ class NegLogPosterior:
             diagonal second-order term of the exact Hessian in ``z_i``.
         """
         xp, layout = self.xp, self.layout
-        Y = self.Y if Y is None else Y
-        sample_weight = self.sample_weight if sample_weight is None else sample_weight
-        residual = self.likelihood.residual(xp, fwd.logits, Y, sample_weight)
-        deltas, backs = backprop(xp, layout, theta, fwd, residual, return_backs=True)
+        if gradient_backprop is None:
+            Y = self.Y if Y is None else Y
+            if sample_weight is None:
+                sample_weight = self.sample_weight
+            residual = self.likelihood.residual(xp, fwd.logits, Y, sample_weight)
+            gradient_backprop = backprop(
+                xp, layout, theta, fwd, residual, return_backs=True
+            )
+        deltas, backs = gradient_backprop
         second = SECOND_DERIVATIVES[self.activation]
         second_derivative_terms = [
             second(xp, a) * back for a, back in zip(fwd.acts[1:], backs)

@@ -93,14 +93,17 @@ class TrustRegionSolver:
     def start(self, theta):
         """Set ``theta``, ``forward``, ``loss_value``, ``gradient(_norm)``, histories.
 
-        ``forward`` is the forward pass at ``theta``, kept for the curvature
-        the next iteration builds there.
+        ``forward`` is the forward pass at ``theta`` and ``gradient_backprop``
+        the gradient's backpropagated residuals there, kept for the
+        curvature the next iteration builds.
         """
         obj = self.objective
         self.theta = theta
         self.scale = float(obj.gradient_scale)
         self.forward = obj.forward(theta)
-        self.loss_value, self.gradient = obj.loss_gradient(theta, self.forward)
+        self.loss_value, self.gradient, self.gradient_backprop = obj.loss_gradient(
+            theta, self.forward, with_backprop=True
+        )
         self.loss_value = float(self.loss_value)
         self.gradient_norm = self._scaled_norm(self.gradient)
         self.history = [self.gradient_norm]
@@ -117,7 +120,8 @@ class TrustRegionSolver:
         the predicted decrease (``-inf`` where the loss or the gradient is
         not finite), and
         the step is accepted when ``rho > 1e-4``.
-        Sets ``candidate_forward``, the forward pass at ``candidate``.
+        Sets ``candidate_forward`` and ``candidate_backprop``, the forward
+        pass and the gradient's backpropagated residuals at ``candidate``.
         Near the optimum the loss may stop changing in floating point; a step
         is then accepted when the gradient falls by at least
         ``FLAT_STEP_GRADIENT_DROP`` (a Newton step near a smooth optimum
@@ -130,8 +134,8 @@ class TrustRegionSolver:
         # warnings of it would only flood the user (thousands per fit).
         with np.errstate(over="ignore", invalid="ignore"):
             self.candidate_forward = self.objective.forward(candidate)
-            loss, gradient = self.objective.loss_gradient(
-                candidate, self.candidate_forward
+            loss, gradient, self.candidate_backprop = self.objective.loss_gradient(
+                candidate, self.candidate_forward, with_backprop=True
             )
         loss, gradient_norm = float(loss), self._scaled_norm(gradient)
         actual = self.loss_value - loss
@@ -155,6 +159,7 @@ class TrustRegionSolver:
         """Make ``candidate`` (the last one evaluated) the iterate."""
         self.theta, self.loss_value, self.gradient = candidate, loss, gradient
         self.forward = self.candidate_forward
+        self.gradient_backprop = self.candidate_backprop
         self.gradient_norm = self._scaled_norm(gradient)
 
     def check_convergence(self):

@@ -51,6 +51,26 @@ def test_vector_products_match_matrices_and_finite_differences(problem):
     assert _rel_err(Hv, numeric) <= 1e-6
 
 
+def test_the_gradients_backprop_serves_the_curvature_unchanged(problem):
+    """The backward pass kept from the gradient gives the curvature's
+    residual terms exactly as a new pass at the same point does, and asking
+    for it changes neither the loss nor the gradient."""
+    obj, theta = problem
+    fwd = obj.forward(theta)
+    loss, grad, kept = obj.loss_gradient(theta, fwd, with_backprop=True)
+    assert (loss, list(grad)) == (obj.loss(theta), list(obj.loss_gradient(theta)[1]))
+    fresh = obj.residual_backprop(theta, fwd)
+    reused = obj.residual_backprop(theta, fwd, gradient_backprop=kept)
+    for fresh_terms, reused_terms in zip(fresh, reused, strict=True):
+        assert len(fresh_terms) == len(reused_terms)
+        for a, b in zip(fresh_terms, reused_terms, strict=True):
+            np.testing.assert_array_equal(a, b)
+    # Kept at another point, they would give other terms: the test can tell.
+    other = obj.loss_gradient(1.1 * theta, obj.forward(1.1 * theta), True)[2]
+    moved = obj.residual_backprop(theta, fwd, gradient_backprop=other)
+    assert not np.array_equal(moved[0][-1], fresh[0][-1])
+
+
 def test_loss_is_finite_for_huge_logits():
     from tests.conftest import make_problem
 

@@ -243,7 +243,9 @@ def test_newton_acceptance_restarts_the_doubling_and_counts_a_flat_gain_as_full(
     solver.step, solver.damping = np.zeros_like(gradient), 1.0
 
     def judge(rho, accepted):
-        solver.candidate_forward = solver.forward  # what evaluate would set
+        # What evaluate would set.
+        solver.candidate_forward = solver.forward
+        solver.candidate_backprop = solver.gradient_backprop
         solver.evaluate = lambda candidate, predicted: (rho, loss, gradient, accepted)
         solver.judge()
 
@@ -517,7 +519,9 @@ def test_newton_acceptance_at_an_exactly_flat_gain_divides_the_damping_by_three(
     solver = _newton_at_start(obj, theta)
     loss, gradient = solver.loss_value, solver.gradient
     solver.step, solver.damping = np.zeros_like(gradient), 6.0
-    solver.candidate_forward = solver.forward  # what evaluate would set
+    # What evaluate would set.
+    solver.candidate_forward = solver.forward
+    solver.candidate_backprop = solver.gradient_backprop
     solver.evaluate = lambda candidate, predicted: (0.0, loss, gradient, True)
     solver.judge()
     assert solver.accepted

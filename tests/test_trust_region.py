@@ -19,9 +19,10 @@ from sklaplace._trust_region import TrustRegionSolver
 EPS = np.finfo(np.float64).eps
 
 
-def _loss_gradient(theta, forward=None):
+def _loss_gradient(theta, forward=None, with_backprop=False):
     values = theta if forward is None else forward
-    return values[0], np.array([values[1]])
+    loss, gradient = values[0], np.array([values[1]])
+    return (loss, gradient, None) if with_backprop else (loss, gradient)
 
 
 STUB = SimpleNamespace(
@@ -154,9 +155,9 @@ def test_a_candidate_that_overflows_is_rejected_without_numpy_warnings():
     candidate is refused by its non-finite loss, and NumPy's warnings of
     the overflow, thousands per fit, do not reach the user."""
 
-    def overflowing(theta, forward=None):
+    def overflowing(theta, forward=None, with_backprop=False):
         big = np.float64(1e300)
-        return big * big - big * big, np.array([big * big])  # inf - inf: NaN
+        return big * big - big * big, np.array([big * big]), None  # inf - inf: NaN
 
     solver = TrustRegionSolver(
         SimpleNamespace(**{**vars(STUB), "loss_gradient": overflowing}),
@@ -219,15 +220,17 @@ def test_a_step_lost_in_round_off_is_one_that_leaves_theta_as_it_is():
 def test_each_point_costs_one_forward_pass():
     """The loss and gradient at the start and at a candidate take the forward
     pass just computed there (kept for the curvature): computing it again
-    would double every evaluation's cost."""
+    would double every evaluation's cost. The gradient's backward pass is
+    kept too, and follows the iterate."""
     passes = []
 
     def forward(theta):
         passes.append(theta)
         return theta
 
-    def loss_gradient(theta, fwd=None):
-        return _loss_gradient(theta, forward(theta) if fwd is None else fwd)
+    def loss_gradient(theta, fwd=None, with_backprop=False):
+        values = _loss_gradient(theta, forward(theta) if fwd is None else fwd)
+        return (*values, ("backprop at", theta[0])) if with_backprop else values
 
     solver = TrustRegionSolver(
         SimpleNamespace(
@@ -238,8 +241,12 @@ def test_each_point_costs_one_forward_pass():
     )
     solver.start(np.array([1.0, 0.5]))
     assert len(passes) == 1 and solver.forward is passes[0]
-    solver.evaluate(np.array([0.5, 0.1]), predicted=0.5)
+    assert solver.gradient_backprop == ("backprop at", 1.0)
+    _, loss, gradient, accepted = solver.evaluate(np.array([0.5, 0.1]), predicted=0.5)
     assert len(passes) == 2 and solver.candidate_forward is passes[1]
+    assert accepted and solver.candidate_backprop == ("backprop at", 0.5)
+    solver.move_to(passes[1], loss, gradient)
+    assert solver.gradient_backprop == ("backprop at", 0.5)
 
 
 class _Scripted(TrustRegionSolver):
