@@ -7,12 +7,15 @@ quantities are SUMMED over samples. Every formula is written to stay finite
 for logits of any size (no ``log(sigmoid(f))``, no unshifted ``exp``).
 """
 
+from sklaplace._backend import is_numpy_namespace
+
 __all__ = ["Bernoulli", "Categorical", "likelihood_for"]
 
-#: Widest row whose largest entry :func:`_row_max` takes column by column.
-#: NumPy reduces a short last axis slowly; over 1,797 rows the column loop
-#: took 5 / 23 / 79 us at 3 / 10 / 32 classes against ``max``'s 66 / 74 /
-#: 97 us, and lost beyond about 16 columns (or below 200 rows, by 1 us).
+#: Widest row whose largest entry :func:`_row_max` takes column by column
+#: (NumPy only). NumPy reduces a short last axis slowly; over 1,797 rows
+#: the column loop took 5 / 23 / 79 us at 3 / 10 / 32 classes against
+#: ``max``'s 66 / 74 / 97 us, and lost beyond about 16 columns (or below
+#: 200 rows, by 1 us).
 ROW_MAX_COLUMNS = 16
 
 
@@ -26,8 +29,12 @@ def _row_sum(xp, a):
 
 
 def _row_max(xp, a):
-    """``max(a, axis=1, keepdims=True)``, column by column for narrow ``a``."""
-    if a.shape[1] > ROW_MAX_COLUMNS:
+    """``max(a, axis=1, keepdims=True)``, column by column for narrow NumPy ``a``.
+
+    Elsewhere (a GPU) one reduction is one kernel where the loop would
+    launch one per column.
+    """
+    if a.shape[1] > ROW_MAX_COLUMNS or not is_numpy_namespace(xp):
         return xp.max(a, axis=1, keepdims=True)
     top = a[:, :1]
     for k in range(1, a.shape[1]):

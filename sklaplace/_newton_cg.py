@@ -274,6 +274,7 @@ class NewtonCGSolver(TrustRegionSolver):
 
     name = "Newton-CG"
     max_trials = 30  # rejected steps per iteration before giving up
+    keeps_backprop = True  # the residual terms of the products
 
     def __init__(
         self, objective, tol, max_iter, verbose=0, follow_negative_curvature=True
@@ -282,7 +283,10 @@ class NewtonCGSolver(TrustRegionSolver):
         self.follow_negative_curvature = follow_negative_curvature
 
     def setup(self, theta):
-        """Set ``theta``, ``loss_value``, ``gradient(_norm)``, ``radius``."""
+        """Set ``theta``, ``loss_value``, ``gradient(_norm)``, ``radius``.
+
+        Also the solve's state: products, CG's basis, the products' precision.
+        """
         obj = self.objective
         self.start(theta)
         self.n_products = 0
@@ -298,10 +302,8 @@ class NewtonCGSolver(TrustRegionSolver):
         # networks large enough; below, casting costs what it saves.
         work = obj.n_samples * obj.layout.n_params
         self.single_allowed, self.fresh_solve = work > SINGLE_PRECISION_WORK, False
-        # Every iteration's single-precision operator multiplies it.
-        self.single_input = (
-            single_precision_input(obj.xp, obj.X) if self.single_allowed else None
-        )
+        # [X, 1] in float32, formed at the first single-precision iteration.
+        self.single_input = None
 
     def update_curvature(self):
         """Set ``hessp`` at ``theta``, the preconditioner ``m``, and CG's stops.
@@ -332,6 +334,11 @@ class NewtonCGSolver(TrustRegionSolver):
         centre = float(xp.exp(xp.mean(xp.log(m))))
         self.m = centre * (m / centre) ** PRECONDITIONER_POWER
         self.single_precision = self.single_allowed and spread <= MAX_SINGLE_SPREAD
+        if self.single_precision and self.single_input is None:
+            # Every later single-precision operator multiplies it.
+            self.single_input = single_precision_input(xp, obj.X)
+            if self.single_input is None:  # X leaves float32's range
+                self.single_allowed = self.single_precision = False
         self.hessp = hessp_operator(
             obj,
             self.theta,

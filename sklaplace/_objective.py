@@ -176,11 +176,24 @@ class NegLogPosterior:
         return -log_lik + self.prior_term(theta)
 
     def loss_gradient(self, theta, fwd=None, with_backprop=False):
-        """Return ``(L(theta), dL/dtheta)``.
+        """Return ``(L(theta), dL/dtheta)``, and the backward pass if asked.
 
-        With ``with_backprop``, also the gradient's backpropagated residuals
-        ``(deltas, backs)`` (:func:`~sklaplace._network.backprop`), from
-        which :meth:`residual_backprop` at the same point needs no new pass.
+        Parameters
+        ----------
+        theta : array of shape (n_params,)
+        fwd : Forward, default=None
+            The forward pass at ``theta``, if the caller has it.
+        with_backprop : bool, default=False
+            Also return the gradient's backward pass.
+
+        Returns
+        -------
+        loss : float
+        gradient : array of shape (n_params,)
+        backprop : tuple of lists of arrays
+            Only with ``with_backprop``: ``(deltas, backs)`` of
+            :func:`~sklaplace._network.backprop`, from which
+            :meth:`residual_backprop` at ``theta`` needs no new pass.
         """
         xp, layout = self.xp, self.layout
         fwd = self.forward(theta) if fwd is None else fwd
@@ -217,8 +230,8 @@ class NegLogPosterior:
         """Backpropagated residuals and second-order activation terms.
 
         ``gradient_backprop`` is :meth:`loss_gradient`'s ``(deltas, backs)``
-        at ``theta`` (with the training ``Y`` and weights), if the caller has
-        it.
+        at ``theta``, if the caller has it (it carries the training ``Y``
+        and weights, so it cannot come with others).
 
         Returns
         -------
@@ -229,6 +242,10 @@ class NegLogPosterior:
             diagonal second-order term of the exact Hessian in ``z_i``.
         """
         xp, layout = self.xp, self.layout
+        if gradient_backprop is not None and not (Y is None and sample_weight is None):
+            raise ValueError(
+                "gradient_backprop is the training data's: no Y or weights"
+            )
         if gradient_backprop is None:
             Y = self.Y if Y is None else Y
             if sample_weight is None:

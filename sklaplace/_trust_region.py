@@ -83,6 +83,10 @@ class TrustRegionSolver:
 
     name = "Newton"
     n_products = 0  # Hessian-vector products (Newton-CG counts its own)
+    #: Whether the curvature set-up reads the gradient's backward pass, so
+    #: that it is kept with each point (Newton-CG's does; dense Newton's
+    #: forms its own).
+    keeps_backprop = False
 
     def __init__(self, objective, tol, max_iter, verbose=0):
         self.objective = objective
@@ -94,20 +98,27 @@ class TrustRegionSolver:
         """Set ``theta``, ``forward``, ``loss_value``, ``gradient(_norm)``, histories.
 
         ``forward`` is the forward pass at ``theta`` and ``gradient_backprop``
-        the gradient's backpropagated residuals there, kept for the
-        curvature the next iteration builds.
+        the gradient's backpropagated residuals there (None unless
+        ``keeps_backprop``), kept for the curvature the next iteration
+        builds.
         """
         obj = self.objective
         self.theta = theta
         self.scale = float(obj.gradient_scale)
         self.forward = obj.forward(theta)
-        self.loss_value, self.gradient, self.gradient_backprop = obj.loss_gradient(
-            theta, self.forward, with_backprop=True
+        self.loss_value, self.gradient, self.gradient_backprop = self._loss_gradient(
+            theta, self.forward
         )
         self.loss_value = float(self.loss_value)
         self.gradient_norm = self._scaled_norm(self.gradient)
         self.history = [self.gradient_norm]
         self.losses = [self.loss_value / self.scale]
+
+    def _loss_gradient(self, theta, fwd):
+        """``(loss, gradient, backward pass or None)`` at ``theta``."""
+        if self.keeps_backprop:
+            return self.objective.loss_gradient(theta, fwd, with_backprop=True)
+        return (*self.objective.loss_gradient(theta, fwd), None)
 
     def _scaled_norm(self, gradient):
         xp = self.objective.xp
@@ -121,7 +132,8 @@ class TrustRegionSolver:
         not finite), and
         the step is accepted when ``rho > 1e-4``.
         Sets ``candidate_forward`` and ``candidate_backprop``, the forward
-        pass and the gradient's backpropagated residuals at ``candidate``.
+        pass and the gradient's backpropagated residuals at ``candidate``
+        (None unless ``keeps_backprop``).
         Near the optimum the loss may stop changing in floating point; a step
         is then accepted when the gradient falls by at least
         ``FLAT_STEP_GRADIENT_DROP`` (a Newton step near a smooth optimum
@@ -134,8 +146,8 @@ class TrustRegionSolver:
         # warnings of it would only flood the user (thousands per fit).
         with np.errstate(over="ignore", invalid="ignore"):
             self.candidate_forward = self.objective.forward(candidate)
-            loss, gradient, self.candidate_backprop = self.objective.loss_gradient(
-                candidate, self.candidate_forward, with_backprop=True
+            loss, gradient, self.candidate_backprop = self._loss_gradient(
+                candidate, self.candidate_forward
             )
         loss, gradient_norm = float(loss), self._scaled_norm(gradient)
         actual = self.loss_value - loss

@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 import sklaplace._curvature._products
 import sklaplace._newton_cg
+import sklaplace._objective
 from sklaplace import LaplaceMLPClassifier, prune
 from sklaplace._backend import to_numpy
 from sklaplace._curvature import (
@@ -775,6 +776,58 @@ def test_single_precision_falls_back_to_double_beyond_float32s_range(features):
 
 def _large_enough_for_single_precision(monkeypatch):
     monkeypatch.setattr(sklaplace._newton_cg, "SINGLE_PRECISION_WORK", 0)
+
+
+def test_newton_cg_beyond_float32s_range_looks_at_x_once(monkeypatch):
+    """Features beyond float32's range: the solver finds it once, at its
+    first single-precision iteration, and stays in double precision (no
+    float32 operator, no double-precision model checks): its iterates are
+    those of a solve with single precision never allowed."""
+    _large_enough_for_single_precision(monkeypatch)
+    obj, theta = make_problem("tanh", 3, (6,), n_samples=80, n_features=4, seed=3)
+    big = _replaced(obj, X=obj.X * 1e20)
+    theta = theta * 1e-20
+    products, looks = sklaplace._curvature._products, []
+    real_input = sklaplace._newton_cg.single_precision_input
+
+    def looked(*args):
+        looks.append(1)
+        return real_input(*args)
+
+    monkeypatch.setattr(sklaplace._newton_cg, "single_precision_input", looked)
+    monkeypatch.setattr(
+        products,
+        "_single_precision_product",
+        lambda *args, **kwargs: pytest.fail("a float32 operator beyond its range"),
+    )
+    solver = NewtonCGSolver(big, 1e-10, 300)
+    result = solver.solve(theta)
+    assert looks == [1] and not solver.single_allowed and result.n_iter > 1
+    monkeypatch.setattr(sklaplace._newton_cg, "SINGLE_PRECISION_WORK", np.inf)
+    double = minimize_map(big, theta, "newton-cg", 1e-10, 300)
+    np.testing.assert_array_equal(result.theta, double.theta)
+
+
+def test_newton_cg_takes_one_backward_pass_per_point(monkeypatch):
+    """The curvature at an iterate uses the backward pass its evaluation
+    made: as many passes as evaluated points, not one more per iteration."""
+    obj, theta = make_problem("tanh", 3, (6,), n_samples=80, n_features=4, seed=3)
+    passes, evaluations = [], []
+    real_backprop, real_loss_gradient = sklaplace._objective.backprop, obj.loss_gradient
+
+    def counted_backprop(*args, **kwargs):
+        passes.append(1)
+        return real_backprop(*args, **kwargs)
+
+    def counted_loss_gradient(*args, **kwargs):
+        evaluations.append(1)
+        return real_loss_gradient(*args, **kwargs)
+
+    monkeypatch.setattr(sklaplace._objective, "backprop", counted_backprop)
+    monkeypatch.setattr(obj, "loss_gradient", counted_loss_gradient)
+    result = NewtonCGSolver(obj, 1e-10, 300).solve(theta)
+    assert result.converged and result.n_iter > 2
+    assert len(passes) == len(evaluations) > result.n_iter
 
 
 def test_single_precision_newton_cg_reaches_the_double_precision_map(monkeypatch):

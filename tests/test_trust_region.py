@@ -150,6 +150,33 @@ def test_a_non_finite_gradient_is_rejected_with_a_lower_loss(bad):
     assert not accept and rho == -np.inf
 
 
+def _kept_backprop_stub():
+    def loss_gradient(theta, fwd=None, with_backprop=False):
+        values = _loss_gradient(theta, fwd)
+        return (*values, ("backprop at", theta[0])) if with_backprop else values
+
+    return SimpleNamespace(**{**vars(STUB), "loss_gradient": loss_gradient})
+
+
+def test_a_rejected_candidate_leaves_the_kept_backprop():
+    """The iterate keeps its own backward pass when a candidate is refused:
+    the next curvature is built at the iterate, not at the candidate."""
+    solver = TrustRegionSolver(_kept_backprop_stub(), tol=1e-8, max_iter=10)
+    solver.keeps_backprop = True
+    solver.start(np.array([1.0, 0.5]))
+    *_, accepted = solver.evaluate(np.array([2.0, 0.1]), predicted=0.5)
+    assert not accepted and solver.candidate_backprop == ("backprop at", 2.0)
+    assert solver.gradient_backprop == ("backprop at", 1.0)
+
+
+def test_a_solver_whose_curvature_forms_its_own_pass_keeps_none():
+    # Dense Newton forms its own: keeping one would only hold memory.
+    solver = TrustRegionSolver(_kept_backprop_stub(), tol=1e-8, max_iter=10)
+    solver.start(np.array([1.0, 0.5]))
+    solver.evaluate(np.array([0.5, 0.1]), predicted=0.5)
+    assert solver.gradient_backprop is None and solver.candidate_backprop is None
+
+
 def test_a_candidate_that_overflows_is_rejected_without_numpy_warnings():
     """The objective overflows at a long step (features of 1e150): the
     candidate is refused by its non-finite loss, and NumPy's warnings of
@@ -157,7 +184,8 @@ def test_a_candidate_that_overflows_is_rejected_without_numpy_warnings():
 
     def overflowing(theta, forward=None, with_backprop=False):
         big = np.float64(1e300)
-        return big * big - big * big, np.array([big * big]), None  # inf - inf: NaN
+        values = big * big - big * big, np.array([big * big])  # inf - inf: NaN
+        return (*values, None) if with_backprop else values
 
     solver = TrustRegionSolver(
         SimpleNamespace(**{**vars(STUB), "loss_gradient": overflowing}),
@@ -239,6 +267,7 @@ def test_each_point_costs_one_forward_pass():
         tol=1e-8,
         max_iter=10,
     )
+    solver.keeps_backprop = True  # as Newton-CG's
     solver.start(np.array([1.0, 0.5]))
     assert len(passes) == 1 and solver.forward is passes[0]
     assert solver.gradient_backprop == ("backprop at", 1.0)

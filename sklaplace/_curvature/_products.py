@@ -185,10 +185,23 @@ def _peak(xp, a):
 def single_precision_input(xp, X):
     """``[X, 1]`` in float32 for the single-precision products, or None.
 
-    None where ``X`` leaves float32's range (:data:`SINGLE_PRECISION_LIMIT`).
     Every single-precision operator multiplies it: a solver that builds one
     per iteration (Newton-CG) forms it once (re-forming it had taken 7% of
     a digits fit).
+
+    Parameters
+    ----------
+    xp : module
+        Array namespace of ``X``.
+    X : array of shape (n_samples, n_features)
+        The first layer's input.
+
+    Returns
+    -------
+    single_input : array of shape (n_samples, n_features + 1) or None
+        ``X`` cast to float32 (entries below :data:`SINGLE_FLUSH` flushed
+        to zero) with a column of ones; None where ``X`` leaves float32's
+        range (:data:`SINGLE_PRECISION_LIMIT`).
     """
     if not _peak(xp, X) <= SINGLE_PRECISION_LIMIT:
         return None
@@ -222,6 +235,8 @@ def _single_precision_product(obj, theta, fwd, deltas, second_terms, first_input
         _to_single(xp, theta),
         Forward(
             _to_single(xp, fwd.logits),
+            # The products read the first layer's input from ``first_input``;
+            # ``acts[0]`` (a view, not read) keeps the pass complete.
             [first_input[:, :-1]] + [_to_single(xp, a) for a in fwd.acts[1:]],
             [_to_single(xp, s) for s in fwd.slopes],
         ),
