@@ -32,6 +32,11 @@ Parts:
   n_classes=10, random_state=0)`` (W = 5,110), fit wall time.
 
 ``--backend cupy`` runs the small, mid and big parts' fits on a GPU.
+``--repeat N`` reports the best of N wall times of each fit of the small and
+mid parts (the fits are deterministic: only the time varies), which a
+verdict between two solvers within 10% of each other needs (one run of the
+digits fits measured Newton-CG 0.72 s against L-BFGS's 0.73 s, another
+0.79 s against 0.74 s).
 """
 
 import argparse
@@ -68,24 +73,26 @@ def _standardised(X, y):
     return StandardScaler().fit_transform(X), y
 
 
-def _fit(name, X, y, hidden, solver, tol, max_iter, backend="numpy"):
-    clf = LaplaceMLPClassifier(
-        hidden,
-        activation="tanh",
-        alpha=1.0,
-        solver=solver,
-        tol=tol,
-        max_iter=max_iter,
-        hessian_structure="diag",
-        prior_precision_scale=1.0,
-        backend=backend,
-        random_state=0,
-    )
-    start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        clf.fit(X, y)
-    seconds = time.perf_counter() - start
+def _fit(name, X, y, hidden, solver, tol, max_iter, backend="numpy", repeat=1):
+    seconds = np.inf
+    for _ in range(repeat):
+        clf = LaplaceMLPClassifier(
+            hidden,
+            activation="tanh",
+            alpha=1.0,
+            solver=solver,
+            tol=tol,
+            max_iter=max_iter,
+            hessian_structure="diag",
+            prior_precision_scale=1.0,
+            backend=backend,
+            random_state=0,
+        )
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            clf.fit(X, y)
+        seconds = min(seconds, time.perf_counter() - start)
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     history = np.asarray(clf.gradient_history_)
     reached = np.flatnonzero(history <= 1e-8 * history[0])
@@ -98,7 +105,7 @@ def _fit(name, X, y, hidden, solver, tol, max_iter, backend="numpy"):
     )
 
 
-def part_small(backend):
+def part_small(backend, repeat):
     print("\n== small: hidden (8,), tanh, alpha=1, tol=1e-8\n\n" + HEADER)
     for name, loader in [
         ("breast_cancer", load_breast_cancer),
@@ -107,10 +114,10 @@ def part_small(backend):
     ]:
         X, y = _standardised(*loader(return_X_y=True))
         for solver in ("newton-cg", "newton", "lbfgs"):
-            _fit(name, X, y, (8,), solver, 1e-8, 5000, backend)
+            _fit(name, X, y, (8,), solver, 1e-8, 5000, backend, repeat)
 
 
-def part_mid(newton_cap, backend):
+def part_mid(newton_cap, backend, repeat):
     print("\n== mid: tanh, alpha=1, tol=1e-8\n\n" + HEADER)
     X, y = make_classification(
         n_samples=5000, n_features=50, n_informative=20, random_state=0
@@ -125,7 +132,7 @@ def part_mid(newton_cap, backend):
             ("lbfgs", 3000),
             ("newton", newton_cap),
         ]:
-            _fit(name, X, y, hidden, solver, 1e-8, max_iter, backend)
+            _fit(name, X, y, hidden, solver, 1e-8, max_iter, backend, repeat)
 
 
 def part_big(caps, backend):
@@ -171,6 +178,12 @@ def main():
         choices=["small", "mid", "big", "default"],
     )
     parser.add_argument("--newton-cap", type=int, default=3)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="best of this many wall times per fit (small and mid parts)",
+    )
     parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     parser.add_argument(
         "--big-caps",
@@ -184,11 +197,11 @@ def main():
         parser.error("--backend applies to the small, mid and big parts only")
     for part in args.parts:
         if part == "mid":
-            part_mid(args.newton_cap, args.backend)
+            part_mid(args.newton_cap, args.backend, args.repeat)
         elif part == "big":
             part_big(args.big_caps, args.backend)
         elif part == "small":
-            part_small(args.backend)
+            part_small(args.backend, args.repeat)
         else:
             part_default()
 
