@@ -73,7 +73,7 @@ _BALANCE_RTOL = 1e-6
 _NOT_PD = "A Kronecker factor plus its prior is not positive definite"
 
 
-def _row_prior(prior, shape):
+def row_prior(prior, shape):
     """Per-input-row prior ``d`` of a block and whether it was constant by row."""
     rows = np.reshape(prior, shape)
     d = rows.mean(axis=1)
@@ -186,7 +186,7 @@ class KronBlock:
         new.__dict__.update({**self.__dict__, **changes})
         return new
 
-    def with_row_prior(self, d):
+    def withrow_prior(self, d):
         """Return this block's data with the prior ``d`` per input row.
 
         A multiple of the block's own prior keeps the eigenbasis; any other
@@ -404,19 +404,19 @@ class KronPosterior:
         A block whose new prior is a multiple of its old one keeps its
         eigenbasis (``O(r c)``); any other change decomposes the block anew
         (``O(r^3 + c^3)``; ``O(c r^3)`` with corrected eigenvalues, see
-        :meth:`KronBlock.with_row_prior`). Raises
+        :meth:`KronBlock.withrow_prior`). Raises
         :class:`NotPositiveDefiniteError` where not positive definite.
         """
         prior = self.prior_precision + to_numpy(delta)
         blocks, approximated = [], False
         for block, part in self._slices():
-            d, exact = _row_prior(prior[part], block.shape)
+            d, exact = row_prior(prior[part], block.shape)
             # Warn where this change brings the approximation, not on every
             # scale of a per-parameter prior that the fit already warned of.
             approximated |= (
-                not exact and _row_prior(self.prior_precision[part], block.shape)[1]
+                not exact and row_prior(self.prior_precision[part], block.shape)[1]
             )
-            new = block.with_row_prior(d)
+            new = block.withrow_prior(d)
             if not np.all(new.eigenvalues() > 0):
                 raise NotPositiveDefiniteError(
                     "The Kronecker-factored precision is not positive definite."
@@ -466,7 +466,7 @@ def _blocks(inputs, outputs, prior):
     blocks, start, approximated = [], 0, False
     for A, G in zip(inputs, outputs):
         r, c = A.shape[0], G.shape[0]
-        d, exact = _row_prior(prior[start : start + r * c], (r, c))
+        d, exact = row_prior(prior[start : start + r * c], (r, c))
         approximated |= not exact
         blocks.append(KronBlock(A, G, d))
         start += r * c

@@ -12,17 +12,11 @@ forward pass, one backward pass for the residual terms, and about two
 gradients per CG step. The held-out folds' loose refits do not follow
 negative curvature (:func:`~sklaplace._held_out.fold_follows_negative_curvature`).
 
-* Preconditioner: the empirical Fisher diagonal plus the prior
-  (:func:`~sklaplace._curvature.fisher_diagonal`, about one gradient). It needed fewer
-  Hessian-vector products than the GGN diagonal (which costs ``n_outputs``
-  gradients) on digits and on a (64, 64) network. Every unit keeps
-  :data:`UNIT_FLOOR` of its layer's mean residual, so that a unit with
-  none cannot stretch the trust region. The diagonal is taken to the power
-  :data:`PRECONDITIONER_POWER` (1/2; Martens 2010 uses 3/4): its full
-  spread let the region reach far along weakly curved directions, where
-  the quadratic model fails; with ELU the radius then see-sawed (2.2x the
-  products on four data sets), while none (a round region) loses the
-  feature scales of unstandardised inputs.
+* Preconditioner (:mod:`~sklaplace._preconditioners`): the empirical Fisher
+  diagonal plus the prior, to the power 1/2; where ``n_samples *
+  n_params`` reaches :data:`KRONECKER_WORK`, each layer's Kronecker-factored
+  GGN block plus the prior (KFAC), which sees the correlations of a
+  layer's inputs and of its units' curvature.
 * Forcing term (Eisenstat-Walker style; Nocedal & Wright 2006, eq. 7.3 and
   Thm. 7.2): CG stops when ``||H step + gradient|| <= eta ||gradient||`` with
   ``eta = min(0.5, sqrt(scaled gradient))``, so early iterations take few CG
@@ -66,11 +60,8 @@ s_n`` is at most ``tol``, as the other solvers do.
 import numpy as np
 
 from sklaplace._cg_basis import ResidualBasis
-from sklaplace._curvature import (
-    fisher_diagonal,
-    hessp_operator,
-    single_precision_input,
-)
+from sklaplace._curvature import hessp_operator, single_precision_input
+from sklaplace._preconditioners import KroneckerFactoring, fisher_preconditioner
 from sklaplace._trust_region import TrustRegionSolver
 
 __all__ = ["NewtonCGSolver", "steihaug_cg"]
@@ -87,20 +78,6 @@ MAX_CG_ITER = 250
 #: Below the bound (breast cancer's and a 1,400-row task's default fits)
 #: single precision made the fit slower and moved the evidence's alpha.
 SINGLE_PRECISION_WORK = 1e6
-#: Fraction of its layer's mean residual that every unit's preconditioner
-#: entries count (:func:`~sklaplace._curvature.fisher_diagonal`'s
-#: ``unit_floor``). Without it a unit with no residual (a class no row is
-#: wrong about) has the prior's curvature alone, and the trust region,
-#: measured in that norm, stretches far along it: with features times 1e3,
-#: of 24 small problems (60 rows, alpha 1, tol 1e-8) 6 stopped unconverged
-#: at 300 iterations with no hidden layer (one at 1e9 times the optimum's
-#: loss), 2 with the floor (1e-3 and 1e-1: 2 too; dense Newton 0), and 13
-#: -> 8 with hidden (8,) (dense Newton 10). Unscaled: 0 either way. (Measured
-#: before :data:`PRECONDITIONER_POWER`, with the diagonal's full spread.)
-UNIT_FLOOR = 1e-2
-#: Power of the curvature diagonal in the preconditioner and the trust
-#: region's norm (Martens 2010, section 4.7, raises it to 3/4).
-PRECONDITIONER_POWER = 0.5
 #: Largest spread ``max(m) / min(m)`` of the preconditioner (a diagonal
 #: estimate of the Hessian's condition number) at which the products are
 #: single precision: at most 1.3e4 on the benchmark networks; 1e9 on a
@@ -110,13 +87,24 @@ MAX_SINGLE_SPREAD = 1e5
 #: products before the products go double precision (their own error is
 #: about 1e-6: measured 1e-7 to 7e-7 on the benchmark networks).
 MODEL_CHECK_RTOL = 1e-3
+#: ``n_samples * n_params`` from which the preconditioner is Kronecker-factored
+#: (:class:`~sklaplace._preconditioners.KroneckerFactoring`) rather than the
+#: Fisher diagonal: where products are dear enough that the blocks' cost
+#: (about a product's worth of set-up per iteration, and four small matrix
+#: products per CG step) buys fewer of them. Newton-CG, hidden (100,) on 784
+#: features, one thread (the benchmark report, session 73): 20,000 rows
+#: (1.6e9) 385 s against 890 s (1,886 against 6,759 products), 8,000 rows
+#: (6.4e8) 226 s against 308 s; 2,000 rows (1.6e8, tol 1e-5) 7.7 s against
+#: 6.9 s. Below: a (64, 64) network on 5,000 rows (3.7e7) 26 s against 20
+#: s (2.8x the iterations), digits (16,) (2.2e6) 1.8x the time.
+KRONECKER_WORK = 3e8
 
 
-def _boundary_tau(xp, p, d, m, radius):
-    """Positive ``tau`` with ``||p + tau d||_M = radius`` (``M = diag(m)``)."""
-    dd = float(xp.sum(m * d * d))
-    pd = float(xp.sum(m * p * d))
-    pp = float(xp.sum(m * p * p))
+def _boundary_tau(pp, pd, dd, radius):
+    """Positive ``tau`` with ``||p + tau d||_M = radius``.
+
+    From ``pp = p'Mp``, ``pd = p'Md`` and ``dd = d'Md``.
+    """
     if not dd > 0:  # the direction underflowed: stay where we are
         return 0.0
     root = float(np.sqrt(max(pd * pd + dd * (radius * radius - pp), 0.0)))
@@ -127,7 +115,7 @@ def steihaug_cg(
     xp,
     hessp,
     gradient,
-    m,
+    preconditioner,
     radius,
     rtol,
     max_iter,
@@ -137,10 +125,11 @@ def steihaug_cg(
 ):
     """Steihaug-Toint preconditioned CG for ``min g's + s'Hs/2, ||s||_M <= radius``.
 
-    Nocedal & Wright (2006), Alg. 7.2 with the preconditioner ``M =
-    diag(m)`` and the trust region measured in the ``M``-norm (Conn, Gould &
-    Toint 2000, Alg. 7.5.1), in which the CG iterates' norm increases
-    monotonically. Without ``follow_negative_curvature``, a direction of
+    Nocedal & Wright (2006), Alg. 7.2 with the preconditioner ``M`` and the
+    trust region measured in the ``M``-norm (Conn, Gould & Toint 2000,
+    Alg. 7.5.1), in which the CG iterates' norm increases monotonically;
+    the norms come from recurrences (``M z = r``), so ``M`` is only ever
+    solved with. Without ``follow_negative_curvature``, a direction of
     negative curvature ends CG where it stands, as in line-search Newton-CG
     (Nocedal & Wright 2006, Alg. 7.1): at the last iterate, or, at the
     first direction, at the preconditioned gradient step ``-M^{-1} g``
@@ -153,8 +142,8 @@ def steihaug_cg(
     hessp : callable
         ``v -> H v``.
     gradient : array of shape (n_params,)
-    m : array of shape (n_params,)
-        Positive diagonal preconditioner.
+    preconditioner : DiagonalPreconditioner or KroneckerPreconditioner
+        ``M`` (:mod:`~sklaplace._preconditioners`).
     radius : float
         Trust-region radius, finite.
     rtol : float
@@ -169,8 +158,7 @@ def steihaug_cg(
         stopping test, applied to the model's next gradient).
     basis : ResidualBasis, optional
         Keeps the residuals orthogonal
-        (:class:`~sklaplace._cg_basis.ResidualBasis`, restarted with
-        ``m``); without it,
+        (:class:`~sklaplace._cg_basis.ResidualBasis`, restarted); without it,
         they are orthogonal only until round-off takes over.
 
     Returns
@@ -186,11 +174,13 @@ def steihaug_cg(
     """
     step = xp.zeros_like(gradient)
     residual = gradient  # r = H s + g
-    z = residual / m
+    z = preconditioner.solve(residual)
     direction = -z
     rz = float(xp.sum(residual * z))
+    # M-inner products of the step s and the direction d: s'Ms, s'Md, d'Md.
+    ss, sd, dd = 0.0, 0.0, rz
     if basis is not None:
-        basis.add(z, rz)
+        basis.add(z, residual, rz)
     target = rtol * float(xp.linalg.vector_norm(gradient))
     status, n_products = "max_iter", 0
     for _ in range(max_iter):
@@ -202,23 +192,25 @@ def steihaug_cg(
             break
         if curvature <= 0 and not follow_negative_curvature:
             status = "negative curvature"
-            norm = float(xp.sqrt(xp.sum(m * z * z)))
+            norm = float(np.sqrt(max(rz, 0.0)))  # ||M^{-1} g||_M at the first
             if n_products == 1 and norm > 0:  # no iterate: -M^{-1} g, inside
                 t = min(1.0, radius / norm)
                 step, residual = t * direction, residual + t * Hd
             break
         inside = False
         if curvature > 0:
-            reaches = step + (rz / curvature) * direction
-            inside = float(xp.sum(m * reaches * reaches)) < radius * radius
+            alpha = rz / curvature
+            reaches_ss = ss + 2.0 * alpha * sd + alpha * alpha * dd
+            inside = reaches_ss < radius * radius
         if not inside:
             # Line 7 (negative curvature) or line 11 (boundary) of Alg. 7.2:
             # follow the direction to the trust-region boundary.
-            tau = _boundary_tau(xp, step, direction, m, radius)
+            tau = _boundary_tau(ss, sd, dd, radius)
             step, residual = step + tau * direction, residual + tau * Hd
             status = "boundary" if curvature > 0 else "negative curvature"
             break
-        step, residual = reaches, residual + (rz / curvature) * Hd
+        step, residual = step + alpha * direction, residual + alpha * Hd
+        ss, sd = reaches_ss, sd + alpha * dd
         if basis is not None:
             residual = basis.orthogonalise(residual)
         if (
@@ -227,11 +219,21 @@ def steihaug_cg(
         ):
             status = "converged"
             break
-        z = residual / m
+        z = preconditioner.solve(residual)
         rz_next = float(xp.sum(residual * z))
         if basis is not None:
-            basis.add(z, rz_next)
-        direction = -z + (rz_next / rz) * direction
+            basis.add(z, residual, rz_next)
+        beta = rz_next / rz
+        # d+ = -z + beta d with M z = r: s'Md+ = -s'r + beta s'Md, and
+        # d+'Md+ = r'z - 2 beta r'd + beta^2 d'Md (s'r and r'd vanish in
+        # exact arithmetic; kept, they cost two dot products).
+        sd = -float(xp.sum(step * residual)) + beta * sd
+        dd = (
+            rz_next
+            - 2.0 * beta * float(xp.sum(residual * direction))
+            + beta * beta * dd
+        )
+        direction = -z + beta * direction
         rz = rz_next
     # g's + s'Hs/2 = (g's + r's)/2 with r = g + H s, kept by the recursion
     # (less, with a basis, the round-off-sized components it removed).
@@ -304,6 +306,9 @@ class NewtonCGSolver(TrustRegionSolver):
         self.single_allowed, self.fresh_solve = work > SINGLE_PRECISION_WORK, False
         # [X, 1] in float32, formed at the first single-precision iteration.
         self.single_input = None
+        # Kronecker-factored blocks where products are dear enough to repay them.
+        kronecker = work >= KRONECKER_WORK and obj.fixed is None
+        self.kronecker = KroneckerFactoring(obj) if kronecker else None
 
     def update_curvature(self):
         """Set ``hessp`` at ``theta``, the preconditioner ``m``, and CG's stops.
@@ -317,22 +322,16 @@ class NewtonCGSolver(TrustRegionSolver):
         self.backprop = backprop = obj.residual_backprop(
             self.theta, self.forward, gradient_backprop=self.gradient_backprop
         )
-        fisher = fisher_diagonal(
-            obj, self.theta, self.forward, backprop[0], unit_floor=UNIT_FLOOR
-        )
-        m = self.unit * obj.constrained_curvature(fisher)
-        # A parameter no row moves and no prior holds (e.g. a weight from an
-        # all-zero feature under a flat prior) has m = 0: floor it so that M
-        # stays definite.
-        m = xp.maximum(m, 1e-10 * xp.max(m))
+        if self.kronecker is not None:
+            self.preconditioner = self.kronecker.at(self.theta, self.unit)
+        else:
+            self.preconditioner = fisher_preconditioner(
+                obj, self.theta, self.forward, backprop[0], self.unit
+            )
         # Single-precision products while the curvature's spread is moderate:
         # their round-off, relative to the largest curvature, must stay small
         # against the smallest.
-        spread = float(xp.max(m) / xp.min(m))
-        # M = c (m / c)^PRECONDITIONER_POWER about the geometric mean c, which
-        # keeps the region's scale.
-        centre = float(xp.exp(xp.mean(xp.log(m))))
-        self.m = centre * (m / centre) ** PRECONDITIONER_POWER
+        spread = self.preconditioner.spread
         self.single_precision = self.single_allowed and spread <= MAX_SINGLE_SPREAD
         if self.single_precision and self.single_input is None:
             # Every later single-precision operator multiplies it.
@@ -367,21 +366,21 @@ class NewtonCGSolver(TrustRegionSolver):
             xp,
             lambda v: unit * hessp(v),
             unit * self.gradient,
-            self.m,
+            self.preconditioner,
             self.radius,
             self.rtol,
             self.max_cg,
             self.follow_negative_curvature,
             self.max_atol,
-            self.basis.restart(self.m),
+            self.basis.restart(),
         )
         self.model = model / unit
         self.n_products += n
 
     def step_norm(self):
         """Length of ``step`` in the region's norm, ``sqrt(s' M s)``."""
-        xp = self.objective.xp
-        return float(xp.sqrt(xp.sum(self.m * self.step * self.step)))
+        xp, step = self.objective.xp, self.step
+        return float(xp.sqrt(xp.sum(step * self.preconditioner.times(step))))
 
     def update_region(self, rho):
         """Shrink ``radius`` after a poor step, grow it after a good boundary step."""

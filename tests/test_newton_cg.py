@@ -13,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 import sklaplace._curvature._products
 import sklaplace._newton_cg
 import sklaplace._objective
+import sklaplace._preconditioners
 from sklaplace import LaplaceMLPClassifier, prune
 from sklaplace._backend import to_numpy
 from sklaplace._curvature import (
@@ -24,6 +25,7 @@ from sklaplace._curvature import (
 )
 from sklaplace._newton_cg import NewtonCGSolver, steihaug_cg
 from sklaplace._objective import NegLogPosterior
+from sklaplace._preconditioners import DiagonalPreconditioner as D
 from sklaplace._solvers import minimize_map
 from sklaplace.exceptions import FeatureScaleWarning
 from tests.conftest import count_hessian_products, make_problem
@@ -128,14 +130,14 @@ def test_steihaug_cg_solves_inside_and_stops_on_the_boundary():
     m = rng.uniform(0.5, 2.0, 6)
     # Positive definite, large radius: the Newton step.
     H = Q @ np.diag([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) @ Q.T
-    step, model, status, n = steihaug_cg(np, lambda v: H @ v, g, m, 1e6, 1e-12, 50)
+    step, model, status, n = steihaug_cg(np, lambda v: H @ v, g, D(m), 1e6, 1e-12, 50)
     assert status == "converged" and n <= 6
     np.testing.assert_allclose(step, np.linalg.solve(H, -g), rtol=1e-9)
     np.testing.assert_allclose(model, g @ step + 0.5 * step @ H @ step)
     # Indefinite: the step ends on the boundary ||s||_M = radius and the
     # model still decreases.
     H = Q @ np.diag([-1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) @ Q.T
-    step, model, status, _ = steihaug_cg(np, lambda v: H @ v, g, m, 0.7, 1e-12, 50)
+    step, model, status, _ = steihaug_cg(np, lambda v: H @ v, g, D(m), 0.7, 1e-12, 50)
     assert status in ("negative curvature", "boundary")
     np.testing.assert_allclose(np.sqrt(np.sum(m * step * step)), 0.7)
     # Along a direction of negative curvature CG exits on the boundary
@@ -143,7 +145,7 @@ def test_steihaug_cg_solves_inside_and_stops_on_the_boundary():
     H = np.diag([-1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     g = np.array([1.0, 0, 0, 0, 0, 0])
     step, model, status, n = steihaug_cg(
-        np, lambda v: H @ v, g, np.ones(6), 50.0, 1e-12, 50
+        np, lambda v: H @ v, g, D(np.ones(6)), 50.0, 1e-12, 50
     )
     assert status == "negative curvature" and n == 1
     np.testing.assert_allclose(step, [-50.0, 0, 0, 0, 0, 0])
@@ -159,7 +161,7 @@ def test_steihaug_cg_with_zero_curvature_goes_to_the_boundary():
     """
     g, m = np.array([1.0, -2.0, 0.5]), np.array([2.0, 1.0, 4.0])
     step, model, status, n = steihaug_cg(
-        np, lambda v: np.zeros_like(v), g, m, 3.0, 1e-12, 10
+        np, lambda v: np.zeros_like(v), g, D(m), 3.0, 1e-12, 10
     )
     assert status == "negative curvature" and n == 1
     direction = -g / m
@@ -179,7 +181,7 @@ def test_backtrack_shortens_the_step_to_the_radius_with_its_quadratic_model():
     H = Q @ np.diag([-1.0, 0.5, 2.0, 3.0]) @ Q.T
     g, s, m = rng.normal(size=4), rng.normal(size=4), rng.uniform(0.5, 2.0, 4)
     solver = NewtonCGSolver(SimpleNamespace(xp=np), tol=1e-8, max_iter=10)
-    solver.gradient, solver.step, solver.m = g, s, m
+    solver.gradient, solver.step, solver.preconditioner = g, s, D(m)
     solver.model = g @ s + 0.5 * s @ H @ s
     solver.radius = 0.3 * np.sqrt(np.sum(m * s * s))
     solver.backtrack()
@@ -198,7 +200,7 @@ def test_backtrack_of_a_step_that_underflowed_leaves_no_step():
     from sklaplace._newton_cg import NewtonCGSolver
 
     solver = NewtonCGSolver(SimpleNamespace(xp=np), tol=1e-8, max_iter=10)
-    solver.gradient, solver.m = np.ones(3), np.ones(3)
+    solver.gradient, solver.preconditioner = np.ones(3), D(np.ones(3))
     solver.step, solver.model, solver.radius = np.full(3, -1e-170), -1e-170, 0.0
     solver.backtrack()
     assert solver.step is None
@@ -219,7 +221,15 @@ def test_a_huge_alpha_gives_the_base_rate_with_warnings_not_an_exception():
     np.testing.assert_allclose(clf.predict_proba(X[:3]), 0.5, atol=1e-12)
 
 
-def test_binary_no_hidden_layer_reaches_logistic_regressions_map():
+@pytest.fixture(params=["fisher", "kronecker"])
+def preconditioner(request, monkeypatch):
+    """Run a test with each of Newton-CG's preconditioners (by its work bound)."""
+    bound = np.inf if request.param == "fisher" else 0
+    monkeypatch.setattr(sklaplace._newton_cg, "KRONECKER_WORK", bound)
+    return request.param
+
+
+def test_binary_no_hidden_layer_reaches_logistic_regressions_map(preconditioner):
     X, y = _scaled(load_breast_cancer)
     alpha = 0.5
     clf = LaplaceMLPClassifier(
@@ -238,7 +248,7 @@ def test_binary_no_hidden_layer_reaches_logistic_regressions_map():
     assert clf.solver_ == "newton-cg" and clf.n_hessian_products_ > 0
 
 
-def test_multiclass_no_hidden_layer_reaches_logistic_regressions_map():
+def test_multiclass_no_hidden_layer_reaches_logistic_regressions_map(preconditioner):
     X, y = _scaled(load_iris)
     alpha = 0.3
     clf = LaplaceMLPClassifier(
@@ -258,7 +268,7 @@ def test_multiclass_no_hidden_layer_reaches_logistic_regressions_map():
     np.testing.assert_allclose(b - b.mean(), b_lr - b_lr.mean(), rtol=0, atol=1e-8)
 
 
-def test_a_start_with_negative_curvature_still_converges():
+def test_a_start_with_negative_curvature_still_converges(preconditioner):
     obj, _ = make_problem("tanh", 3, (6,), n_samples=60, n_features=4, seed=3)
     theta = np.random.RandomState(7).normal(scale=2.0, size=obj.layout.n_params)
     eigenvalues = np.linalg.eigvalsh(
@@ -273,7 +283,7 @@ def test_a_start_with_negative_curvature_still_converges():
 
 
 @pytest.mark.parametrize("tol", [1e-3, 1e-6, 1e-10])
-def test_tol_is_honoured(tol):
+def test_tol_is_honoured(tol, preconditioner):
     obj, theta = make_problem("softplus", 2, (5,), n_samples=80, n_features=4)
     result = minimize_map(obj, theta, "newton-cg", tol, 200)
     assert result.converged
@@ -294,7 +304,7 @@ def test_max_iter_raises_the_convergence_warning():
     assert clf.n_iter_ >= 2
 
 
-def test_integer_weights_equal_repeated_rows():
+def test_integer_weights_equal_repeated_rows(preconditioner):
     X, y = _scaled(load_iris)
     rng = np.random.RandomState(0)
     weights = rng.randint(0, 4, size=X.shape[0])
@@ -366,7 +376,7 @@ def test_default_solver_resolves_to_newton_cg():
     assert lbfgs.solver_ == "lbfgs" and lbfgs.n_hessian_products_ == 0
 
 
-def test_newton_cg_under_array_api_strict_matches_numpy():
+def test_newton_cg_under_array_api_strict_matches_numpy(preconditioner):
     xps = pytest.importorskip("array_api_strict")
     obj, theta = make_problem("tanh", 3, (4,), weighted=True, n_samples=40)
     sobj, stheta = make_problem("tanh", 3, (4,), weighted=True, n_samples=40, xp=xps)
@@ -391,7 +401,9 @@ def test_steihaug_cg_stops_at_max_iter_on_the_krylov_minimiser():
     H = Q @ np.diag([0.5, 1.0, 2.0, 4.0, 8.0, 16.0]) @ Q.T
     g, m = rng.normal(size=6), rng.uniform(0.5, 2.0, 6)
     for k in (1, 2, 3):
-        step, model, status, n = steihaug_cg(np, lambda v: H @ v, g, m, 1e6, 1e-14, k)
+        step, model, status, n = steihaug_cg(
+            np, lambda v: H @ v, g, D(m), 1e6, 1e-14, k
+        )
         assert status == "max_iter" and n == k
         basis = [g / m]
         for _ in range(k - 1):
@@ -407,7 +419,7 @@ def _region_solver(radius, step_norm):
     from sklaplace._newton_cg import NewtonCGSolver
 
     solver = NewtonCGSolver(SimpleNamespace(xp=np), tol=1e-8, max_iter=10)
-    solver.m = np.array([4.0, 1.0])
+    solver.preconditioner = D(np.array([4.0, 1.0]))
     # (0.2, 0.3) has M-norm sqrt(4 * 0.04 + 0.09) = 0.5 (its 2-norm is 0.36).
     solver.step = np.array([0.2, 0.3]) * step_norm / 0.5
     solver.radius = radius
@@ -526,7 +538,8 @@ def test_preconditioner_is_the_fisher_diagonal_plus_unit_floor_and_prior():
     has no Fisher curvature: the unit floor gives it its layer's (a fixed
     1e-10 of the largest entry, or the Fisher alone, would be wrong).
     """
-    from sklaplace._newton_cg import PRECONDITIONER_POWER, UNIT_FLOOR, NewtonCGSolver
+    from sklaplace._newton_cg import NewtonCGSolver
+    from sklaplace._preconditioners import PRECONDITIONER_POWER, UNIT_FLOOR
 
     obj, theta = make_problem("tanh", 2, (4, 3), weighted=True)
     prior = obj.prior_precision.copy()
@@ -550,14 +563,15 @@ def test_preconditioner_is_the_fisher_diagonal_plus_unit_floor_and_prior():
     solver = NewtonCGSolver(obj, tol=1e-8, max_iter=10)
     solver.setup(theta)
     solver.update_curvature()
-    np.testing.assert_allclose(solver.m, expected, rtol=1e-10)
+    np.testing.assert_allclose(solver.preconditioner.m, expected, rtol=1e-10)
 
 
 def test_preconditioner_is_floored_where_nothing_gives_curvature():
     """An all-zero feature under a flat prior: its weights' curvature is 1e-10
     of the largest entry (not 0, which would make ``M`` singular), and ``m``
     that to the preconditioner's power."""
-    from sklaplace._newton_cg import PRECONDITIONER_POWER, NewtonCGSolver
+    from sklaplace._newton_cg import NewtonCGSolver
+    from sklaplace._preconditioners import PRECONDITIONER_POWER
 
     obj, theta = make_problem("tanh", 3, (4,), weighted=True)
     X = obj.X.copy()
@@ -572,9 +586,10 @@ def test_preconditioner_is_floored_where_nothing_gives_curvature():
     solver = NewtonCGSolver(obj, tol=1e-8, max_iter=10)
     solver.setup(theta)
     solver.update_curvature()
-    floor = 1e-10**PRECONDITIONER_POWER * np.max(solver.m)
-    np.testing.assert_allclose(solver.m[silent], floor, rtol=1e-9)
-    assert np.all(solver.m[~silent] > 1e-6 * np.max(solver.m))
+    m = solver.preconditioner.m
+    floor = 1e-10**PRECONDITIONER_POWER * np.max(m)
+    np.testing.assert_allclose(m[silent], floor, rtol=1e-9)
+    assert np.all(m[~silent] > 1e-6 * np.max(m))
 
 
 def test_forcing_term_is_the_square_root_of_the_scaled_gradient_capped_at_half():
@@ -614,17 +629,17 @@ def test_cg_stops_at_the_first_iterate_whose_residual_meets_max_atol():
     g, m = rng.normal(size=40), np.ones(40)
     peaks = []
     for k in range(1, 40):
-        step = steihaug_cg(np, lambda v: H @ v, g, m, 1e6, 1e-14, k)[0]
+        step = steihaug_cg(np, lambda v: H @ v, g, D(m), 1e6, 1e-14, k)[0]
         peaks.append(np.max(np.abs(H @ step + g)))
     assert peaks[4] < peaks[3]  # a max_atol between them stops CG at step 5
     max_atol = 0.5 * (peaks[3] + peaks[4])
     first = next(k for k, peak in enumerate(peaks, 1) if peak <= max_atol)
     step, _, status, n = steihaug_cg(
-        np, lambda v: H @ v, g, m, 1e6, 1e-14, 40, max_atol=max_atol
+        np, lambda v: H @ v, g, D(m), 1e6, 1e-14, 40, max_atol=max_atol
     )
     assert (status, n) == ("converged", first)
     assert np.max(np.abs(H @ step + g)) <= max_atol
-    assert steihaug_cg(np, lambda v: H @ v, g, m, 1e6, 1e-14, 40)[3] > first
+    assert steihaug_cg(np, lambda v: H @ v, g, D(m), 1e6, 1e-14, 40)[3] > first
 
 
 def test_forcing_term_stops_cg_where_the_next_gradient_meets_half_tol():
@@ -663,7 +678,7 @@ def test_forcing_term_stops_cg_where_the_next_gradient_meets_half_tol():
         np,
         lambda v: solver.unit * (H @ v),
         solver.unit * g,
-        solver.m,
+        solver.preconditioner,
         1e6,
         solver.rtol,
         n - 1,
@@ -969,7 +984,7 @@ def test_cg_may_take_as_many_steps_as_there_are_parameters():
         np,
         lambda v: H @ v,
         gradient,
-        np.ones(obj.layout.n_params),
+        D(np.ones(obj.layout.n_params)),
         1e10,
         1e-14,
         solver.max_cg,
@@ -984,14 +999,14 @@ def test_a_direction_that_underflowed_stays_where_it_is():
     from sklaplace._newton_cg import _boundary_tau
 
     p, m = np.array([0.3, -0.2]), np.array([2.0, 1.0])
-    assert _boundary_tau(np, p, np.zeros(2), m, 1.0) == 0.0
+    assert _boundary_tau(p @ (m * p), 0.0, 0.0, 1.0) == 0.0
 
 
 def test_steihaug_cg_stops_on_a_product_that_overflowed():
     """A non-finite ``d'Hd`` ends CG at once with the step taken so far (none)."""
     g, m = np.array([1.0, -2.0]), np.ones(2)
     step, model, status, n = steihaug_cg(
-        np, lambda v: np.array([np.inf, 0.0]), g, m, 10.0, 1e-12, 10
+        np, lambda v: np.array([np.inf, 0.0]), g, D(m), 10.0, 1e-12, 10
     )
     assert status == "not finite" and n == 1
     np.testing.assert_array_equal(step, np.zeros(2))
@@ -1003,7 +1018,7 @@ def test_steihaug_cg_says_boundary_for_weak_positive_curvature():
     is cut at the boundary (line 11 of Alg. 7.2), not labelled negative."""
     g, m = np.array([1.0, 0.0]), np.ones(2)
     # d = -g, d'Hd = 0.5; the Newton step (-2, 0) is outside radius 0.1.
-    step, model, status, n = steihaug_cg(np, lambda v: 0.5 * v, g, m, 0.1, 1e-12, 10)
+    step, model, status, n = steihaug_cg(np, lambda v: 0.5 * v, g, D(m), 0.1, 1e-12, 10)
     assert status == "boundary" and n == 1
     np.testing.assert_allclose(step, [-0.1, 0.0], rtol=1e-12)
     np.testing.assert_allclose(model, -0.1 + 0.5 * 0.5 * 0.01, rtol=1e-12)
@@ -1013,7 +1028,7 @@ def test_steihaug_cg_with_rtol_zero_stops_at_an_exact_solution():
     """A residual of exactly zero meets ``rtol = 0``: converged after one
     product on ``H = I`` (not a further, empty direction)."""
     g, m = np.array([1.0, -2.0, 0.5]), np.ones(3)
-    step, model, status, n = steihaug_cg(np, lambda v: v, g, m, 1e6, 0.0, 10)
+    step, model, status, n = steihaug_cg(np, lambda v: v, g, D(m), 1e6, 0.0, 10)
     assert status == "converged" and n == 1
     np.testing.assert_array_equal(step, -g)
     np.testing.assert_allclose(model, -0.5 * g @ g, rtol=1e-12)
@@ -1038,7 +1053,8 @@ def test_the_first_trust_region_allows_a_model_decrease_of_the_loss():
     solver.propose(0)
     assert solver.cg_status in ("boundary", "negative curvature")
     loss = float(obj.loss(solver.theta))
-    m_original = solver.m / solver.unit  # the preconditioner in the loss's units
+    # The preconditioner in the loss's units.
+    m_original = solver.preconditioner.m / solver.unit
     norm = np.sqrt(np.sum(m_original * solver.step**2))
     np.testing.assert_allclose(norm, np.sqrt(loss), rtol=1e-9)
 
@@ -1079,8 +1095,9 @@ def test_single_precision_stops_where_the_preconditioner_spreads_too_far(
     """``max(m) / min(m)`` of the curvature diagonal (before the power) above
     ``MAX_SINGLE_SPREAD`` keeps the products double precision."""
     obj, solver = _solver_at_start(monkeypatch, single=True)
-    power = sklaplace._newton_cg.PRECONDITIONER_POWER
-    spread = (np.max(solver.m) / np.min(solver.m)) ** (1.0 / power)
+    power = sklaplace._preconditioners.PRECONDITIONER_POWER
+    m = solver.preconditioner.m
+    spread = (np.max(m) / np.min(m)) ** (1.0 / power)
     assert spread > 10  # the bounds below are far apart
     for bound, single in [(1.01 * spread, True), (0.99 * spread, False)]:
         monkeypatch.setattr(sklaplace._newton_cg, "MAX_SINGLE_SPREAD", bound)
@@ -1320,7 +1337,7 @@ def test_cg_that_does_not_follow_negative_curvature_stops_where_it_meets_it():
     g, m = np.array([1.0, 0.3, 0.0]), np.ones(3)
 
     def cg(radius, follow):
-        return steihaug_cg(np, H.__matmul__, g, m, radius, 1e-12, 10, follow)
+        return steihaug_cg(np, H.__matmul__, g, D(m), radius, 1e-12, 10, follow)
 
     # By hand: the first direction -g has curvature 1 - 0.045 > 0, its
     # minimiser along it is t = 1.09 / 0.955; the next direction's is negative.
@@ -1345,12 +1362,14 @@ def test_cg_that_does_not_follow_negative_curvature_stops_where_it_meets_it():
     # Zero curvature counts as negative: d'Hd = 1 - 1 along -g, no boundary.
     flat = np.diag([1.0, -1.0])
     step, _, status, _ = steihaug_cg(
-        np, flat.__matmul__, np.ones(2), np.ones(2), 10.0, 1e-12, 5, False
+        np, flat.__matmul__, np.ones(2), D(np.ones(2)), 10.0, 1e-12, 5, False
     )
     assert status == "negative curvature"
     np.testing.assert_allclose(step, -np.ones(2), rtol=1e-12)
     # No gradient: no step (the 0 / 0 of the shortening is not taken).
-    step, model, status, _ = steihaug_cg(np, H.__matmul__, 0 * g, m, 1.0, 0.1, 5, False)
+    step, model, status, _ = steihaug_cg(
+        np, H.__matmul__, 0 * g, D(m), 1.0, 0.1, 5, False
+    )
     assert status == "negative curvature" and not np.any(step) and model == 0.0
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
+from sklaplace._preconditioners import DiagonalPreconditioner
 from sklaplace._trust_region import TrustRegionSolver
 
 EPS = np.finfo(np.float64).eps
@@ -206,7 +207,8 @@ def test_newton_cg_shrinks_its_region_after_a_nan_loss():
     from sklaplace._newton_cg import NewtonCGSolver
 
     solver = object.__new__(NewtonCGSolver)  # only the region's state
-    solver.objective, solver.m = STUB, np.ones(2)
+    solver.objective = STUB
+    solver.preconditioner = DiagonalPreconditioner(np.ones(2))
     for bad in (np.nan, np.inf):
         solver.step, solver.radius = np.array([3.0, 4.0]), 5.0
         with warnings.catch_warnings():

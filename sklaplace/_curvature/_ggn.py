@@ -158,13 +158,21 @@ def backprop_bytes_per_row(obj):
     return 3 * itemsize(obj) * numbers
 
 
-def kron_factors(obj, theta):
+def kron_factors(obj, theta, first_inputs=None):
     """KFAC factors of the GGN (prior excluded), accumulated over row chunks.
 
     Costs one forward pass, one backward pass of ``n_outputs`` cotangents and
     ``sum_n sum_i (fan_in_i + 1)^2 / 2 + n_outputs fan_out_i^2 / 2``
     multiply-adds (symmetric rank-k updates); no ``n_params x n_params``
     matrix.
+
+    Parameters
+    ----------
+    first_inputs : array, optional
+        The first layer's input factor, if known: it depends on the data
+        alone (``[X 1]``'s weighted Gram), so a solver that rebuilds the
+        factors at every iterate computes it once (for 784 features, as many
+        multiply-adds as a Hessian-vector product).
 
     Returns
     -------
@@ -182,12 +190,14 @@ def kron_factors(obj, theta):
         unit = bool(xp.all(sc == 1.0))
         root = xp.sqrt(sc)[:, None]
         for i, (a, delta) in enumerate(zip(fwd.acts, deltas)):
+            outputs[i].add(xp.reshape(delta, (-1, delta.shape[-1])))
+            if i == 0 and first_inputs is not None:
+                continue
             grams[i].add(a if unit else a * root)
             sums[i] = sums[i] + sc @ a
-            outputs[i].add(xp.reshape(delta, (-1, delta.shape[-1])))
     total = obj.gradient_scale
-    inputs = []
-    for gram, column in zip(grams, sums):
+    inputs = [] if first_inputs is None else [first_inputs]
+    for gram, column in zip(grams[len(inputs) :], sums[len(inputs) :]):
         top = xp.concat([gram.result(), column[:, None]], axis=1)
         bottom = xp.concat([column, xp.reshape(total, (1,))])[None, :]
         inputs.append(xp.concat([top, bottom], axis=0) / total)
