@@ -89,15 +89,24 @@ MAX_SINGLE_SPREAD = 1e5
 MODEL_CHECK_RTOL = 1e-3
 #: ``n_samples * n_params`` from which the preconditioner is Kronecker-factored
 #: (:class:`~sklaplace._preconditioners.KroneckerFactoring`) rather than the
-#: Fisher diagonal: where products are dear enough that the blocks' cost
-#: (about a product's worth of set-up per iteration, and four small matrix
-#: products per CG step) buys fewer of them. Newton-CG, hidden (100,) on 784
-#: features, one thread (the benchmark report, session 73): 20,000 rows
-#: (1.6e9) 385 s against 890 s (1,886 against 6,759 products), 8,000 rows
-#: (6.4e8) 226 s against 308 s; 2,000 rows (1.6e8, tol 1e-5) 7.7 s against
-#: 6.9 s. Below: a (64, 64) network on 5,000 rows (3.7e7) 26 s against 20
-#: s (2.8x the iterations), digits (16,) (2.2e6) 1.8x the time.
-KRONECKER_WORK = 3e8
+#: Fisher diagonal, if the rows are also at least
+#: :data:`KRONECKER_ROWS_PER_INPUT` times the widest layer's inputs: where
+#: products are dear enough that the blocks (a few small decompositions and
+#: matrix products per iteration, four per CG step) buy fewer of them.
+#: Newton-CG to ``tol=1e-8``, one thread (the benchmark report, session 73):
+#: digits (16,) (2.2e6) 1.9x the time (1.6x fewer products); digits (64,)
+#: (8.6e6) 5.1 s against 5.8 s (2.4x fewer); a (64, 64) network on 5,000
+#: rows (3.7e7) 15.3 s against 20.2 s. It is above the ``"auto"`` solver's
+#: bound for Newton-CG (:data:`~sklaplace._memory.AUTO_GRADIENT_WORK`), so
+#: the default estimator's fits keep the diagonal.
+KRONECKER_WORK = 1e7
+#: Rows per input of the widest layer below which the blocks' transforms
+#: (``(fan_in + 1)^2 fan_out`` multiply-adds each, against a product's ``2
+#: n_samples (fan_in + 1) fan_out`` for that layer) cost too much of a
+#: product: 784 features, hidden (100,), ``tol=1e-6``: 2,000 rows (2.5 per
+#: input; ``tol=1e-5``, the blocks at the power 1/2) 7.3 s against the
+#: diagonal's 6.7 s, 8,000 rows (10.2) 168 s against 308 s.
+KRONECKER_ROWS_PER_INPUT = 10
 
 
 def _boundary_tau(pp, pd, dd, radius):
@@ -306,8 +315,14 @@ class NewtonCGSolver(TrustRegionSolver):
         self.single_allowed, self.fresh_solve = work > SINGLE_PRECISION_WORK, False
         # [X, 1] in float32, formed at the first single-precision iteration.
         self.single_input = None
-        # Kronecker-factored blocks where products are dear enough to repay them.
-        kronecker = work >= KRONECKER_WORK and obj.fixed is None
+        # Kronecker-factored blocks where products are dear enough to repay
+        # them, and no fixed parameter (the identity's rows) breaks a block.
+        widest = max(rows for rows, _ in obj.layout.shapes)
+        kronecker = (
+            work >= KRONECKER_WORK
+            and obj.n_samples >= KRONECKER_ROWS_PER_INPUT * widest
+            and obj.fixed is None
+        )
         self.kronecker = KroneckerFactoring(obj) if kronecker else None
 
     def update_curvature(self):

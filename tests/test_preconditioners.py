@@ -53,7 +53,7 @@ def _dense_bases(obj, theta):
 def test_kronecker_preconditioner_is_kfac_plus_the_prior(n_classes, monkeypatch):
     """At full power ``times`` is the dense matrix, ``solve`` its inverse;
     ``spread`` is its diagonal's ``max / min`` (at any power)."""
-    monkeypatch.setattr(sklaplace._preconditioners, "PRECONDITIONER_POWER", 1.0)
+    monkeypatch.setattr(sklaplace._preconditioners, "KRONECKER_POWER", 1.0)
     obj, theta = make_problem("tanh", n_classes, (4, 3), weighted=True)
     M = KroneckerFactoring(obj).at(theta, 2.5)
     assert isinstance(M, KroneckerPreconditioner)
@@ -69,13 +69,19 @@ def test_kronecker_preconditioner_is_kfac_plus_the_prior(n_classes, monkeypatch)
     np.testing.assert_allclose(M.spread, diagonal.max() / diagonal.min(), rtol=1e-10)
 
 
-def test_kronecker_preconditioner_takes_the_square_root_in_each_blocks_basis():
-    """At the power 1/2, ``M P^{-1} M = c blockdiag(B_l kron I)`` for one
-    scalar ``c`` (``P`` the dense KFAC plus prior): ``M`` is ``T diag(c
-    (E / c)^(1/2)) T'`` with ``P = T diag(E) T'`` and ``T T' = B kron I``.
-    ``M`` is symmetric, ``solve`` its inverse, and ``spread`` still that of
-    ``P``'s diagonal (the curvature's, as for the Fisher diagonal)."""
-    assert sklaplace._preconditioners.PRECONDITIONER_POWER == 0.5
+@pytest.mark.parametrize("power", [0.5, "default"])
+def test_kronecker_preconditioner_takes_its_power_in_each_blocks_basis(
+    monkeypatch, power
+):
+    """``M = T diag(c (E / c)^p) T'`` with ``P = T diag(E) T'`` (``P`` the
+    dense KFAC plus prior, ``T T' = B kron I``): ``det M = det P`` (``c``
+    is ``E``'s geometric mean), and at ``p = 1/2``, ``M P^{-1} M = c
+    blockdiag(B_l kron I)`` for one scalar ``c``. ``M`` is symmetric,
+    ``solve`` its inverse, and ``spread`` still that of ``P``'s diagonal
+    (the curvature's, as for the Fisher diagonal)."""
+    if power != "default":
+        monkeypatch.setattr(sklaplace._preconditioners, "KRONECKER_POWER", power)
+    assert 0.0 < sklaplace._preconditioners.KRONECKER_POWER < 1.0
     obj, theta = make_problem("tanh", 3, (4, 3), weighted=True)
     M = KroneckerFactoring(obj).at(theta, 2.5)
     n = obj.layout.n_params
@@ -83,9 +89,11 @@ def test_kronecker_preconditioner_takes_the_square_root_in_each_blocks_basis():
     P = _dense_kfac(obj, theta, 2.5)
     np.testing.assert_allclose(dense, dense.T, atol=1e-12 * np.max(np.abs(dense)))
     np.testing.assert_allclose(_columns(M.solve, n) @ dense, np.eye(n), atol=1e-9)
-    product, bases = dense @ np.linalg.solve(P, dense), _dense_bases(obj, theta)
-    c = np.trace(product) / np.trace(bases)
-    np.testing.assert_allclose(product, c * bases, atol=1e-9 * np.max(np.abs(product)))
+    if power == 0.5:
+        product, bases = dense @ np.linalg.solve(P, dense), _dense_bases(obj, theta)
+        c = np.trace(product) / np.trace(bases)
+        scale = np.max(np.abs(product))
+        np.testing.assert_allclose(product, c * bases, atol=1e-9 * scale)
     # Taken about the geometric mean of E, so the volume (the region's
     # scale) is kept: det M = det P.
     np.testing.assert_allclose(
@@ -101,7 +109,7 @@ def test_the_first_layers_kept_factor_serves_every_later_iterate(monkeypatch):
     """The first layer's input factor and basis are kept from the first
     iterate; everything that depends on ``theta`` (its ``G``, the other
     layers' factors) is new at the next: the same matrix as a fresh build."""
-    monkeypatch.setattr(sklaplace._preconditioners, "PRECONDITIONER_POWER", 1.0)
+    monkeypatch.setattr(sklaplace._preconditioners, "KRONECKER_POWER", 1.0)
     obj, theta = make_problem("tanh", 3, (4, 3), weighted=True)
     factoring = KroneckerFactoring(obj)
     factoring.at(theta, 1.0)
@@ -183,15 +191,23 @@ def test_cg_preconditioned_by_the_hessian_itself_takes_one_step():
     np.testing.assert_allclose(step, np.linalg.solve(H, -g), rtol=1e-8)
 
 
-@pytest.mark.parametrize("offset, kronecker", [(-1, True), (1, False)])
-def test_newton_cg_is_kronecker_preconditioned_from_its_work_bound(
-    monkeypatch, offset, kronecker
+@pytest.mark.parametrize(
+    "work_offset, rows_offset, kronecker",
+    [(0, 0, True), (1, 0, False), (0, 1, False)],
+    ids=["both bounds met", "too little work", "too few rows per input"],
+)
+def test_newton_cg_is_kronecker_preconditioned_from_its_bounds(
+    monkeypatch, work_offset, rows_offset, kronecker
 ):
-    """``n_samples * n_params`` at :data:`KRONECKER_WORK` or beyond: the
-    Kronecker-factored preconditioner; below it, the Fisher diagonal."""
-    obj, theta = make_problem("tanh", 3, (4,), n_samples=30)
+    """``n_samples * n_params`` at :data:`KRONECKER_WORK` or beyond, and at
+    least :data:`KRONECKER_ROWS_PER_INPUT` rows per input of the widest
+    layer (here the hidden layer's 8 units and bias): the Kronecker-factored
+    preconditioner; short of either bound, the Fisher diagonal."""
+    obj, theta = make_problem("tanh", 3, (8, 4), n_samples=45)
     work = obj.n_samples * obj.layout.n_params
-    monkeypatch.setattr(sklaplace._newton_cg, "KRONECKER_WORK", work + offset)
+    monkeypatch.setattr(sklaplace._newton_cg, "KRONECKER_WORK", work + work_offset)
+    per_input = obj.n_samples / 9 + rows_offset  # 5, or 6
+    monkeypatch.setattr(sklaplace._newton_cg, "KRONECKER_ROWS_PER_INPUT", per_input)
     solver = NewtonCGSolver(obj, tol=1e-8, max_iter=10)
     solver.setup(theta)
     solver.update_curvature()
@@ -204,6 +220,7 @@ def test_a_masked_refit_keeps_the_fisher_diagonal(monkeypatch):
     which KFAC's blocks cannot hold: the masked refit keeps the diagonal, and
     its pruned weights stay zero."""
     monkeypatch.setattr(sklaplace._newton_cg, "KRONECKER_WORK", 0)
+    monkeypatch.setattr(sklaplace._newton_cg, "KRONECKER_ROWS_PER_INPUT", 0)
     kinds = []
     real = NewtonCGSolver.update_curvature
 
