@@ -43,36 +43,37 @@ class ResidualBasis:
 
     def __init__(self, xp, like, max_vectors):
         n_params = like.shape[0]
-        bytes_per_row = 2 * xp.finfo(like.dtype).bits // 8 * n_params
+        bytes_per_row = xp.finfo(like.dtype).bits // 8 * n_params
         n_rows = min(max_vectors, _memory.rows_within_budget(bytes_per_row))
-        shape, where = (n_rows, n_params), device(like)
-        self.rows = xp.empty(shape, dtype=like.dtype, device=where)
-        self.residuals = xp.empty(shape, dtype=like.dtype, device=where)
-        self.n_kept = 0
+        self.rows = xp.empty((n_rows, n_params), dtype=like.dtype, device=device(like))
+        self.preconditioner, self.n_kept = None, 0
 
-    def restart(self):
-        """Forget the kept residuals (a new solve).
+    def restart(self, preconditioner):
+        """Forget the kept residuals; the next solve's preconditioner is ``M``.
+
+        Parameters
+        ----------
+        preconditioner : DiagonalPreconditioner or KroneckerPreconditioner
+            ``M`` (:mod:`~sklaplace._preconditioners`).
 
         Returns
         -------
         self : ResidualBasis
         """
-        self.n_kept = 0
+        self.preconditioner, self.n_kept = preconditioner, 0
         return self
 
-    def add(self, z, residual, rz):
+    def add(self, z, rz):
         """Keep the residual ``r`` whose ``z = M^{-1} r`` and ``r' z`` are given.
 
         Parameters
         ----------
-        z, residual : arrays of shape (n_params,)
+        z : array of shape (n_params,)
         rz : float
             ``r' z``; a residual with none (zero or not finite) is not kept.
         """
         if self.n_kept < self.rows.shape[0] and rz > 0:
-            norm = float(np.sqrt(rz))
-            self.rows[self.n_kept, :] = z / norm
-            self.residuals[self.n_kept, :] = residual / norm
+            self.rows[self.n_kept, :] = z / float(np.sqrt(rz))
             self.n_kept += 1
 
     def orthogonalise(self, residual):
@@ -89,6 +90,5 @@ class ResidualBasis:
         -------
         residual : array of shape (n_params,)
         """
-        # M v_i = r_i / sqrt(r_i' z_i): the kept residuals, normalised alike.
         kept = self.rows[: self.n_kept, :]
-        return residual - (kept @ residual) @ self.residuals[: self.n_kept, :]
+        return residual - self.preconditioner.times((kept @ residual) @ kept)

@@ -109,11 +109,12 @@ KRONECKER_WORK = 1e7
 KRONECKER_ROWS_PER_INPUT = 10
 
 
-def _boundary_tau(pp, pd, dd, radius):
-    """Positive ``tau`` with ``||p + tau d||_M = radius``.
-
-    From ``pp = p'Mp``, ``pd = p'Md`` and ``dd = d'Md``.
-    """
+def _boundary_tau(xp, p, d, preconditioner, radius):
+    """Positive ``tau`` with ``||p + tau d||_M = radius``."""
+    Mp, Md = preconditioner.times(p), preconditioner.times(d)
+    dd = float(xp.sum(d * Md))
+    pd = float(xp.sum(Mp * d))
+    pp = float(xp.sum(p * Mp))
     if not dd > 0:  # the direction underflowed: stay where we are
         return 0.0
     root = float(np.sqrt(max(pd * pd + dd * (radius * radius - pp), 0.0)))
@@ -135,10 +136,9 @@ def steihaug_cg(
     """Steihaug-Toint preconditioned CG for ``min g's + s'Hs/2, ||s||_M <= radius``.
 
     Nocedal & Wright (2006), Alg. 7.2 with the preconditioner ``M`` and the
-    trust region measured in the ``M``-norm (Conn, Gould & Toint 2000,
-    Alg. 7.5.1), in which the CG iterates' norm increases monotonically;
-    the norms come from recurrences (``M z = r``), so ``M`` is only ever
-    solved with. Without ``follow_negative_curvature``, a direction of
+    trust region measured in the ``M``-norm (Conn, Gould & Toint 2000, Alg.
+    7.5.1), in which the CG iterates' norm increases monotonically.
+    Without ``follow_negative_curvature``, a direction of
     negative curvature ends CG where it stands, as in line-search Newton-CG
     (Nocedal & Wright 2006, Alg. 7.1): at the last iterate, or, at the
     first direction, at the preconditioned gradient step ``-M^{-1} g``
@@ -152,7 +152,9 @@ def steihaug_cg(
         ``v -> H v``.
     gradient : array of shape (n_params,)
     preconditioner : DiagonalPreconditioner or KroneckerPreconditioner
-        ``M`` (:mod:`~sklaplace._preconditioners`).
+        ``M`` (:mod:`~sklaplace._preconditioners`): solved with at every
+        step, and multiplied by to measure the region (for the diagonal,
+        bit for bit what ``m * v`` gave).
     radius : float
         Trust-region radius, finite.
     rtol : float
@@ -167,7 +169,8 @@ def steihaug_cg(
         stopping test, applied to the model's next gradient).
     basis : ResidualBasis, optional
         Keeps the residuals orthogonal
-        (:class:`~sklaplace._cg_basis.ResidualBasis`, restarted); without it,
+        (:class:`~sklaplace._cg_basis.ResidualBasis`, restarted with
+        ``preconditioner``); without it,
         they are orthogonal only until round-off takes over.
 
     Returns
@@ -186,10 +189,8 @@ def steihaug_cg(
     z = preconditioner.solve(residual)
     direction = -z
     rz = float(xp.sum(residual * z))
-    # M-inner products of the step s and the direction d: s'Ms, s'Md, d'Md.
-    ss, sd, dd = 0.0, 0.0, rz
     if basis is not None:
-        basis.add(z, residual, rz)
+        basis.add(z, rz)
     target = rtol * float(xp.linalg.vector_norm(gradient))
     status, n_products = "max_iter", 0
     for _ in range(max_iter):
@@ -201,25 +202,24 @@ def steihaug_cg(
             break
         if curvature <= 0 and not follow_negative_curvature:
             status = "negative curvature"
-            norm = float(np.sqrt(max(rz, 0.0)))  # ||M^{-1} g||_M at the first
+            norm = float(xp.sqrt(xp.sum(z * preconditioner.times(z))))
             if n_products == 1 and norm > 0:  # no iterate: -M^{-1} g, inside
                 t = min(1.0, radius / norm)
                 step, residual = t * direction, residual + t * Hd
             break
         inside = False
         if curvature > 0:
-            alpha = rz / curvature
-            reaches_ss = ss + 2.0 * alpha * sd + alpha * alpha * dd
-            inside = reaches_ss < radius * radius
+            reaches = step + (rz / curvature) * direction
+            reach = float(xp.sum(reaches * preconditioner.times(reaches)))
+            inside = reach < radius * radius
         if not inside:
             # Line 7 (negative curvature) or line 11 (boundary) of Alg. 7.2:
             # follow the direction to the trust-region boundary.
-            tau = _boundary_tau(ss, sd, dd, radius)
+            tau = _boundary_tau(xp, step, direction, preconditioner, radius)
             step, residual = step + tau * direction, residual + tau * Hd
             status = "boundary" if curvature > 0 else "negative curvature"
             break
-        step, residual = step + alpha * direction, residual + alpha * Hd
-        ss, sd = reaches_ss, sd + alpha * dd
+        step, residual = reaches, residual + (rz / curvature) * Hd
         if basis is not None:
             residual = basis.orthogonalise(residual)
         if (
@@ -231,18 +231,8 @@ def steihaug_cg(
         z = preconditioner.solve(residual)
         rz_next = float(xp.sum(residual * z))
         if basis is not None:
-            basis.add(z, residual, rz_next)
-        beta = rz_next / rz
-        # d+ = -z + beta d with M z = r: s'Md+ = -s'r + beta s'Md, and
-        # d+'Md+ = r'z - 2 beta r'd + beta^2 d'Md (s'r and r'd vanish in
-        # exact arithmetic; kept, they cost two dot products).
-        sd = -float(xp.sum(step * residual)) + beta * sd
-        dd = (
-            rz_next
-            - 2.0 * beta * float(xp.sum(residual * direction))
-            + beta * beta * dd
-        )
-        direction = -z + beta * direction
+            basis.add(z, rz_next)
+        direction = -z + (rz_next / rz) * direction
         rz = rz_next
     # g's + s'Hs/2 = (g's + r's)/2 with r = g + H s, kept by the recursion
     # (less, with a basis, the round-off-sized components it removed).
@@ -326,7 +316,7 @@ class NewtonCGSolver(TrustRegionSolver):
         self.kronecker = KroneckerFactoring(obj) if kronecker else None
 
     def update_curvature(self):
-        """Set ``hessp`` at ``theta``, the preconditioner ``m``, and CG's stops.
+        """Set ``hessp`` at ``theta``, the ``preconditioner``, and CG's stops.
 
         CG's stops are ``rtol`` (the forcing term) and ``max_atol`` (the
         stopping test on the model's next gradient).
@@ -387,7 +377,7 @@ class NewtonCGSolver(TrustRegionSolver):
             self.max_cg,
             self.follow_negative_curvature,
             self.max_atol,
-            self.basis.restart(),
+            self.basis.restart(self.preconditioner),
         )
         self.model = model / unit
         self.n_products += n

@@ -5,7 +5,8 @@ The Kronecker-factored preconditioner is checked against the dense matrix
 from :func:`~sklaplace._curvature.kron_factors` (whose factors
 ``tests/test_kron.py`` checks against the GGN from scratch); Steihaug-Toint
 CG's region, measured in a full (non-diagonal) preconditioner's norm,
-against that norm computed densely.
+against that norm computed densely; and the diagonal path bit for bit
+against the arithmetic it had before the preconditioners became objects.
 """
 
 import numpy as np
