@@ -105,6 +105,12 @@ def _diagonalise_with_jitter(A, d):
     raise NotPositiveDefiniteError(f"{_NOT_PD} even with a jitter of {jitter:.3g}.")
 
 
+def _output_basis(G):
+    """Eigenvalues (clipped at 0) and eigenvectors of the output factor ``G``."""
+    m, V = np.linalg.eigh(G)
+    return np.maximum(m, 0.0), V
+
+
 class KronBlock:
     """One layer's block in its eigenbasis ``T``: KFAC's, or EKFAC's once corrected.
 
@@ -141,8 +147,7 @@ class KronBlock:
     def __init__(self, inputs, outputs, row_prior, data=None):
         self.data = data
         self.inputs, self.outputs = inputs, outputs
-        m, self.V = np.linalg.eigh(outputs)
-        self.m = np.maximum(m, 0.0)
+        self.m, self.V = _output_basis(outputs)
         diagonalised, self.jitter = _diagonalise_with_jitter(inputs, row_prior)
         self.S, self.mu, self.rho, self.log_det_B = diagonalised
         self.row_prior = row_prior + self.jitter
@@ -174,6 +179,15 @@ class KronBlock:
         """Return this block with the data eigenvalues ``data`` (EKFAC)."""
         return self._copy(data=np.asarray(data, dtype=np.float64))
 
+    def with_outputs(self, outputs):
+        """Return this block (KFAC) with the output factor ``G`` replaced.
+
+        ``A``, the prior and their decomposition are kept: a solver whose
+        first layer's inputs are the data rebuilds only ``G`` there.
+        """
+        m, V = _output_basis(outputs)
+        return self._copy(_cache=[None], outputs=outputs, m=m, V=V)
+
     def with_basis(self, **basis):
         """Return this block in another basis (``S``, ``V`` and their diagonals).
 
@@ -186,7 +200,7 @@ class KronBlock:
         new.__dict__.update({**self.__dict__, **changes})
         return new
 
-    def withrow_prior(self, d):
+    def with_row_prior(self, d):
         """Return this block's data with the prior ``d`` per input row.
 
         A multiple of the block's own prior keeps the eigenbasis; any other
@@ -404,7 +418,7 @@ class KronPosterior:
         A block whose new prior is a multiple of its old one keeps its
         eigenbasis (``O(r c)``); any other change decomposes the block anew
         (``O(r^3 + c^3)``; ``O(c r^3)`` with corrected eigenvalues, see
-        :meth:`KronBlock.withrow_prior`). Raises
+        :meth:`KronBlock.with_row_prior`). Raises
         :class:`NotPositiveDefiniteError` where not positive definite.
         """
         prior = self.prior_precision + to_numpy(delta)
@@ -416,7 +430,7 @@ class KronPosterior:
             approximated |= (
                 not exact and row_prior(self.prior_precision[part], block.shape)[1]
             )
-            new = block.withrow_prior(d)
+            new = block.with_row_prior(d)
             if not np.all(new.eigenvalues() > 0):
                 raise NotPositiveDefiniteError(
                     "The Kronecker-factored precision is not positive definite."

@@ -14,9 +14,12 @@ negative curvature (:func:`~sklaplace._held_out.fold_follows_negative_curvature`
 
 * Preconditioner (:mod:`~sklaplace._preconditioners`): the empirical Fisher
   diagonal plus the prior, to the power 1/2; where ``n_samples *
-  n_params`` reaches :data:`KRONECKER_WORK`, each layer's Kronecker-factored
-  GGN block plus the prior (KFAC), which sees the correlations of a
-  layer's inputs and of its units' curvature.
+  n_params`` reaches :data:`KRONECKER_WORK`, the rows are at least
+  :data:`KRONECKER_ROWS_PER_INPUT` per input of the widest layer and no
+  parameter is fixed, each layer's Kronecker-factored GGN block plus the
+  prior (KFAC), which sees the correlations of a layer's inputs and of its
+  units' curvature (the diagonal again, should a block not be positive
+  definite).
 * Forcing term (Eisenstat-Walker style; Nocedal & Wright 2006, eq. 7.3 and
   Thm. 7.2): CG stops when ``||H step + gradient|| <= eta ||gradient||`` with
   ``eta = min(0.5, sqrt(scaled gradient))``, so early iterations take few CG
@@ -59,6 +62,7 @@ s_n`` is at most ``tol``, as the other solvers do.
 
 import numpy as np
 
+from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._cg_basis import ResidualBasis
 from sklaplace._curvature import hessp_operator, single_precision_input
 from sklaplace._preconditioners import KroneckerFactoring, fisher_preconditioner
@@ -78,10 +82,12 @@ MAX_CG_ITER = 250
 #: Below the bound (breast cancer's and a 1,400-row task's default fits)
 #: single precision made the fit slower and moved the evidence's alpha.
 SINGLE_PRECISION_WORK = 1e6
-#: Largest spread ``max(m) / min(m)`` of the preconditioner (a diagonal
-#: estimate of the Hessian's condition number) at which the products are
-#: single precision: at most 1.3e4 on the benchmark networks; 1e9 on a
-#: problem where they slowed Newton-CG (sample weights 1e8, alpha 6e-5).
+#: Largest spread of the preconditioner (``max / min`` of the curvature's
+#: diagonal before the power: a diagonal estimate of the Hessian's condition
+#: number) at which the products are single precision: at most 1.3e4 on the
+#: benchmark networks; 1e9 on a problem where they slowed Newton-CG (sample
+#: weights 1e8, alpha 6e-5). Set on the Fisher diagonal; the Kronecker
+#: blocks' diagonal (KFAC plus the prior) spread 1e2-2e3 on 784 features.
 MAX_SINGLE_SPREAD = 1e5
 #: Largest relative error of a step's quadratic model from single-precision
 #: products before the products go double precision (their own error is
@@ -91,8 +97,9 @@ MODEL_CHECK_RTOL = 1e-3
 #: (:class:`~sklaplace._preconditioners.KroneckerFactoring`) rather than the
 #: Fisher diagonal, if the rows are also at least
 #: :data:`KRONECKER_ROWS_PER_INPUT` times the widest layer's inputs: where
-#: products are dear enough that the blocks (a few small decompositions and
-#: matrix products per iteration, four per CG step) buy fewer of them.
+#: products are dear enough that the blocks (a backward pass of
+#: ``n_outputs`` cotangents and small decompositions per iteration, three
+#: block products per CG step) buy fewer of them.
 #: Newton-CG to ``tol=1e-8``, one thread (the benchmark report, session 73):
 #: digits (16,) (2.2e6) 1.9x the time (1.6x fewer products); digits (64,)
 #: (8.6e6) 5.1 s against 5.8 s (2.4x fewer); a (64, 64) network on 5,000
@@ -327,9 +334,13 @@ class NewtonCGSolver(TrustRegionSolver):
         self.backprop = backprop = obj.residual_backprop(
             self.theta, self.forward, gradient_backprop=self.gradient_backprop
         )
+        self.preconditioner = None
         if self.kronecker is not None:
-            self.preconditioner = self.kronecker.at(self.theta, self.unit)
-        else:
+            try:
+                self.preconditioner = self.kronecker.at(self.theta, self.unit)
+            except NotPositiveDefiniteError:  # the diagonal for the solve
+                self.kronecker = None
+        if self.preconditioner is None:
             self.preconditioner = fisher_preconditioner(
                 obj, self.theta, self.forward, backprop[0], self.unit
             )

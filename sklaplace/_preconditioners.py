@@ -21,17 +21,19 @@ decides whether single-precision products are accurate enough
   round region) loses the feature scales of unstandardised inputs.
 * :class:`KroneckerFactoring`: each layer's block of the GGN as KFAC's ``A
   kron G`` plus the prior, the blocks of the ``"kron"`` posterior
-  (:class:`~sklaplace._kron.KronBlock`), rebuilt at every iterate. It sees
-  what a diagonal cannot, the correlations of a layer's inputs and of its
-  units' curvature: on 784 features (hidden (100,), W = 79,510) Newton-CG
-  took 1,886 products instead of 6,759 and 385 s instead of 890 s. Where
-  products are cheap, building it costs more than it saves, and on a
-  (64, 64) network its region took 2.8x the iterations (the benchmark
-  report, session 73); Newton-CG uses it beyond
-  :data:`~sklaplace._newton_cg.KRONECKER_WORK`. The first layer's input
-  factor and its decomposition, which depend on the data alone, are
+  (:class:`~sklaplace._kron.KronBlock`), rebuilt at every iterate, their
+  eigenvalues to the power :data:`KRONECKER_POWER`. It sees what a
+  diagonal cannot, the correlations of a layer's inputs and of its units'
+  curvature: on 784 features (hidden (100,), W = 79,510, 8,000 rows)
+  Newton-CG took 1,975 products instead of 5,532 and 168 s instead of
+  308 s; where products are cheap (digits (16,)), building it costs more
+  than it saves (the benchmark report, session 73). Newton-CG uses it
+  from :data:`~sklaplace._newton_cg.KRONECKER_WORK`. The first layer's
+  input factor and its decomposition, which depend on the data alone, are
   computed once per solve.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -47,7 +49,9 @@ __all__ = [
     "DiagonalPreconditioner",
     "KroneckerFactoring",
     "KroneckerPreconditioner",
+    "LayerBasis",
     "fisher_preconditioner",
+    "layer_basis",
 ]
 
 #: Fraction of its layer's mean residual that every unit's preconditioner
@@ -150,42 +154,36 @@ class KroneckerPreconditioner:
     c)^p) T'``, ``p`` = :data:`KRONECKER_POWER` and ``c`` the geometric
     mean of all blocks' ``E``, as the diagonal preconditioner's power is
     taken (so ``det M = det P``; at ``p = 1/2``, ``M P^{-1} M = c
-    blockdiag(B_l kron I)`` with ``B_l = A_l + diag(d_l)``). A solve or a
-    product is four small matrix products per layer, on its ``(fan_in + 1,
-    fan_out)`` weight matrix.
+    blockdiag(B_l kron I)`` with ``B_l = A_l + diag(d_l)``, where no jitter
+    or balancing entered ``B_l``). A solve or a product is four small
+    matrix products per layer, on its ``(fan_in + 1, fan_out)`` weight
+    matrix.
 
     Parameters
     ----------
     xp : namespace
     blocks : list of KronBlock
         One per layer, in ``theta``'s order.
-    inverses : list of arrays
-        ``S^{-1}`` of each block, in ``xp``.
+    bases : list of LayerBasis
+        Each block's ``S`` and ``S^{-1}`` (:func:`layer_basis`).
     unit : float
         Multiplies every block (CG's unit of the loss).
     """
 
-    def __init__(self, xp, blocks, inverses, unit):
+    def __init__(self, xp, blocks, bases, unit):
         self.xp, self.parts, start = xp, [], 0
         diagonals = []
         eigenvalues = [unit * block.eigenvalues() for block in blocks]
         centre = _geometric_mean(np.concatenate([E.ravel() for E in eigenvalues]))
-        for block, S_inv, E in zip(blocks, inverses, eigenvalues, strict=True):
+        for block, basis, E in zip(blocks, bases, eigenvalues, strict=True):
             r, c = block.shape
             # The block's diagonal before the power, for the spread:
             # diag(T E T')[a, j] = sum_pq (S^{-T})_ap^2 E_pq V_jq^2.
-            diagonals.append(to_numpy(S_inv).T ** 2 @ E @ (block.V**2).T)
+            diagonals.append(basis.inverse.T**2 @ E @ (block.V**2).T)
             E = centre * (E / centre) ** KRONECKER_POWER
-            self.parts.append(
-                (
-                    slice(start, start + r * c),
-                    (r, c),
-                    xp.asarray(block.S),
-                    S_inv,
-                    xp.asarray(block.V),
-                    xp.asarray(E),
-                )
-            )
+            V, E = xp.asarray(block.V), xp.asarray(E)
+            part = slice(start, start + r * c)
+            self.parts.append((part, (r, c), basis.S, basis.S_inv, V, E))
             start += r * c
         self.spread = max(float(np.max(d)) for d in diagonals) / min(
             float(np.min(d)) for d in diagonals
@@ -211,6 +209,20 @@ class KroneckerPreconditioner:
         return self._map(v, inverse=False)
 
 
+class LayerBasis(NamedTuple):
+    """A block's ``S`` and ``S^{-1}`` in ``xp``, and ``S^{-1}`` in NumPy."""
+
+    S: object
+    S_inv: object
+    inverse: np.ndarray
+
+
+def layer_basis(xp, block):
+    """Return the :class:`LayerBasis` of a :class:`~sklaplace._kron.KronBlock`."""
+    inverse = np.linalg.inv(block.S)
+    return LayerBasis(xp.asarray(block.S), xp.asarray(inverse), inverse)
+
+
 class KroneckerFactoring:
     """Builds :class:`KroneckerPreconditioner` at each iterate of one solve.
 
@@ -229,7 +241,7 @@ class KroneckerFactoring:
 
     def __init__(self, obj):
         self.obj = obj
-        self.first = None  # (A_1 in xp, its KronBlock, S^{-1} in xp)
+        self.first = None  # (A_1 in xp, its KronBlock, its LayerBasis)
 
     def at(self, theta, unit):
         """Return the preconditioner at ``theta`` in CG's ``unit`` of the loss."""
@@ -238,21 +250,19 @@ class KroneckerFactoring:
         factors = kron_factors(
             obj, theta, None if self.first is None else self.first[0]
         )
-        blocks, inverses, start = [], [], 0
+        blocks, bases, start = [], [], 0
         for i, (A, G) in enumerate(zip(factors.inputs, factors.outputs, strict=True)):
             G = to_numpy(G)
             r, c = A.shape[0], G.shape[0]
             if i == 0 and self.first is not None:
-                m, V = np.linalg.eigh(G)
-                block = self.first[1].with_basis(outputs=G, V=V, m=np.maximum(m, 0.0))
-                S_inv = self.first[2]
+                block, basis = self.first[1].with_outputs(G), self.first[2]
             else:
                 d, _ = row_prior(prior[start : start + r * c], (r, c))
                 block = KronBlock(to_numpy(A), G, d)
-                S_inv = xp.asarray(np.linalg.inv(block.S))
+                basis = layer_basis(xp, block)
                 if i == 0:
-                    self.first = (A, block, S_inv)
+                    self.first = (A, block, basis)
             blocks.append(block)
-            inverses.append(S_inv)
+            bases.append(basis)
             start += r * c
-        return KroneckerPreconditioner(xp, blocks, inverses, unit)
+        return KroneckerPreconditioner(xp, blocks, bases, unit)

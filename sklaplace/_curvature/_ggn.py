@@ -181,8 +181,10 @@ def kron_factors(obj, theta, first_inputs=None):
     xp, layout = obj.xp, obj.layout
     # [a 1]' S [a 1] = [[a' S a, a' s], [s' a, sum s]]: the Gram of the
     # weighted inputs and their weighted sums, without appending the ones.
-    grams = [GramAccumulator(xp, rows - 1, theta.dtype) for rows, _ in layout.shapes]
-    sums = [xp.zeros(rows - 1, dtype=theta.dtype) for rows, _ in layout.shapes]
+    known = 0 if first_inputs is None else 1  # leading layers not to sum
+    summed = [rows for rows, _ in layout.shapes][known:]
+    grams = [None] * known + [GramAccumulator(xp, r - 1, theta.dtype) for r in summed]
+    sums = [None] * known + [xp.zeros(r - 1, dtype=theta.dtype) for r in summed]
     outputs = [GramAccumulator(xp, cols, theta.dtype) for _, cols in layout.shapes]
     for Xc, _, sc in obj.row_chunks(backprop_bytes_per_row(obj)):
         fwd, factor = _factor_rows(obj, Xc, sc, theta)
@@ -191,13 +193,12 @@ def kron_factors(obj, theta, first_inputs=None):
         root = xp.sqrt(sc)[:, None]
         for i, (a, delta) in enumerate(zip(fwd.acts, deltas)):
             outputs[i].add(xp.reshape(delta, (-1, delta.shape[-1])))
-            if i == 0 and first_inputs is not None:
-                continue
-            grams[i].add(a if unit else a * root)
-            sums[i] = sums[i] + sc @ a
+            if i >= known:
+                grams[i].add(a if unit else a * root)
+                sums[i] = sums[i] + sc @ a
     total = obj.gradient_scale
     inputs = [] if first_inputs is None else [first_inputs]
-    for gram, column in zip(grams[len(inputs) :], sums[len(inputs) :]):
+    for gram, column in zip(grams[known:], sums[known:]):
         top = xp.concat([gram.result(), column[:, None]], axis=1)
         bottom = xp.concat([column, xp.reshape(total, (1,))])[None, :]
         inputs.append(xp.concat([top, bottom], axis=0) / total)
