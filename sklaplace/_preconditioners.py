@@ -105,11 +105,29 @@ class DiagonalPreconditioner:
         self.spread = spread
 
     def solve(self, r):
-        """Return ``M^{-1} r``."""
+        """Return ``M^{-1} r``.
+
+        Parameters
+        ----------
+        r : array of shape (n_params,)
+
+        Returns
+        -------
+        array of shape (n_params,)
+        """
         return r / self.m
 
     def times(self, v):
-        """Return ``M v``."""
+        """Return ``M v``.
+
+        Parameters
+        ----------
+        v : array of shape (n_params,)
+
+        Returns
+        -------
+        array of shape (n_params,)
+        """
         return self.m * v
 
 
@@ -201,11 +219,29 @@ class KroneckerPreconditioner:
         return xp.concat(pieces)
 
     def solve(self, r):
-        """Return ``M^{-1} r``."""
+        """Return ``M^{-1} r``.
+
+        Parameters
+        ----------
+        r : array of shape (n_params,)
+
+        Returns
+        -------
+        array of shape (n_params,)
+        """
         return self._map(r, inverse=True)
 
     def times(self, v):
-        """Return ``M v``."""
+        """Return ``M v``.
+
+        Parameters
+        ----------
+        v : array of shape (n_params,)
+
+        Returns
+        -------
+        array of shape (n_params,)
+        """
         return self._map(v, inverse=False)
 
 
