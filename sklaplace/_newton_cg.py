@@ -337,7 +337,9 @@ class NewtonCGSolver(TrustRegionSolver):
         self.preconditioner = None
         if self.kronecker is not None:
             try:
-                self.preconditioner = self.kronecker.at(self.theta, self.unit)
+                self.preconditioner = self.kronecker.at(
+                    self.theta, self.unit, self.forward
+                )
             except NotPositiveDefiniteError:  # the diagonal for the solve
                 self.kronecker = None
         if self.preconditioner is None:

@@ -279,13 +279,15 @@ class KroneckerFactoring:
         self.obj = obj
         self.first = None  # (A_1 in xp, its KronBlock, its LayerBasis)
 
-    def at(self, theta, unit):
-        """Return the preconditioner at ``theta`` in CG's ``unit`` of the loss."""
+    def at(self, theta, unit, fwd=None):
+        """Return the preconditioner at ``theta`` in CG's ``unit`` of the loss.
+
+        ``fwd``, the forward pass at ``theta``, spares the factors' own.
+        """
         obj, xp = self.obj, self.obj.xp
         prior = to_numpy(obj.prior_precision)
-        factors = kron_factors(
-            obj, theta, None if self.first is None else self.first[0]
-        )
+        first_inputs = None if self.first is None else self.first[0]
+        factors = kron_factors(obj, theta, first_inputs, fwd)
         blocks, bases, start = [], [], 0
         for i, (A, G) in enumerate(zip(factors.inputs, factors.outputs, strict=True)):
             G = to_numpy(G)

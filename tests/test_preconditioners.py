@@ -157,9 +157,9 @@ def test_later_iterates_reuse_the_first_layers_input_factor(monkeypatch):
     seen = []
     real = sklaplace._preconditioners.kron_factors
 
-    def spy(objective, point, first_inputs=None):
+    def spy(objective, point, first_inputs=None, fwd=None):
         seen.append(first_inputs)
-        return real(objective, point, first_inputs)
+        return real(objective, point, first_inputs, fwd)
 
     monkeypatch.setattr(sklaplace._preconditioners, "kron_factors", spy)
     factoring = KroneckerFactoring(obj)
@@ -178,7 +178,7 @@ def test_a_block_that_is_not_positive_definite_leaves_the_solve_diagonal(
     monkeypatch.setattr(sklaplace._newton_cg, "KRONECKER_WORK", 0)
     monkeypatch.setattr(sklaplace._newton_cg, "KRONECKER_ROWS_PER_INPUT", 0)
 
-    def failing(self, theta, unit):
+    def failing(self, theta, unit, fwd=None):
         raise NotPositiveDefiniteError("a block")
 
     monkeypatch.setattr(KroneckerFactoring, "at", failing)
@@ -187,6 +187,24 @@ def test_a_block_that_is_not_positive_definite_leaves_the_solve_diagonal(
     result = solver.solve(theta)
     assert result.converged and solver.kronecker is None
     assert isinstance(solver.preconditioner, DiagonalPreconditioner)
+
+
+@pytest.mark.parametrize("budget", [None, "three rows"])
+def test_kron_factors_from_a_given_forward_pass_equal_their_own(budget):
+    """``kron_factors(..., fwd=)`` takes each row chunk's rows of the given
+    pass: the same factors as its own passes, in one chunk or in chunks of
+    three rows (a slice that started each chunk at row 0 would not be)."""
+    obj, theta = make_problem("tanh", 3, (4, 3), weighted=True, n_samples=20)
+    if budget is not None:
+        from sklaplace._curvature._ggn import backprop_bytes_per_row
+
+        obj.memory_budget = 3 * backprop_bytes_per_row(obj)
+    own = kron_factors(obj, theta)
+    given = kron_factors(obj, theta, fwd=obj.forward(theta))
+    for mine, theirs in zip(
+        [*own.inputs, *own.outputs], [*given.inputs, *given.outputs]
+    ):
+        np.testing.assert_allclose(theirs, mine, rtol=1e-12, atol=1e-14)
 
 
 def test_diagonal_preconditioner_solves_and_multiplies_by_its_diagonal():

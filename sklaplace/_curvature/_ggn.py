@@ -11,7 +11,7 @@ from sklaplace._backend import GramAccumulator, add_to_diagonal, to_numpy
 from sklaplace._curvature._blocks import KroneckerBlocks
 from sklaplace._jacobian import jacobian_factor
 from sklaplace._memory import check_memory
-from sklaplace._network import backprop, with_ones
+from sklaplace._network import Forward, backprop, with_ones
 
 __all__ = [
     "KroneckerFactors",
@@ -57,10 +57,23 @@ def check_finite_curvature(xp, H):
         )
 
 
-def _factor_rows(obj, Xc, sc, theta):
-    """Forward pass on a chunk and the rows of ``Lambda_n^{1/2}``."""
-    fwd = obj.forward(theta, Xc)
+def _factor_rows(obj, Xc, sc, theta, fwd=None):
+    """Forward pass on a chunk and the rows of ``Lambda_n^{1/2}``.
+
+    ``fwd``, the chunk's rows of a forward pass at ``theta`` the caller
+    has, spares the pass.
+    """
+    fwd = obj.forward(theta, Xc) if fwd is None else fwd
     return fwd, obj.likelihood.hessian_factor(obj.xp, fwd.logits, sc)
+
+
+def _rows_of(fwd, start, stop):
+    """Rows ``start:stop`` of a forward pass."""
+    return Forward(
+        fwd.logits[start:stop, ...],
+        [a[start:stop, ...] for a in fwd.acts],
+        [slope[start:stop, ...] for slope in fwd.slopes],
+    )
 
 
 def ggn_hessian(obj, theta):
@@ -158,7 +171,7 @@ def backprop_bytes_per_row(obj):
     return 3 * itemsize(obj) * numbers
 
 
-def kron_factors(obj, theta, first_inputs=None):
+def kron_factors(obj, theta, first_inputs=None, fwd=None):
     """KFAC factors of the GGN (prior excluded), accumulated over row chunks.
 
     Costs one forward pass, one backward pass of ``n_outputs`` cotangents and
@@ -173,6 +186,9 @@ def kron_factors(obj, theta, first_inputs=None):
         alone (``[X 1]``'s weighted Gram), so a solver that rebuilds the
         factors at every iterate computes it once (for 784 features, as many
         multiply-adds as a Hessian-vector product).
+    fwd : Forward, optional
+        The forward pass at ``theta`` on all rows, if the caller has it
+        (784 features: half the cost of the factors).
 
     Returns
     -------
@@ -186,12 +202,16 @@ def kron_factors(obj, theta, first_inputs=None):
     grams = [None] * known + [GramAccumulator(xp, r - 1, theta.dtype) for r in summed]
     sums = [None] * known + [xp.zeros(r - 1, dtype=theta.dtype) for r in summed]
     outputs = [GramAccumulator(xp, cols, theta.dtype) for _, cols in layout.shapes]
+    start = 0
     for Xc, _, sc in obj.row_chunks(backprop_bytes_per_row(obj)):
-        fwd, factor = _factor_rows(obj, Xc, sc, theta)
-        deltas = backprop(xp, layout, theta, fwd, factor)  # rows g_nr per layer
+        stop = start + Xc.shape[0]
+        rows = None if fwd is None else _rows_of(fwd, start, stop)
+        rows, factor = _factor_rows(obj, Xc, sc, theta, rows)
+        deltas = backprop(xp, layout, theta, rows, factor)  # rows g_nr per layer
         unit = bool(xp.all(sc == 1.0))
         root = xp.sqrt(sc)[:, None]
-        for i, (a, delta) in enumerate(zip(fwd.acts, deltas)):
+        start = stop
+        for i, (a, delta) in enumerate(zip(rows.acts, deltas)):
             outputs[i].add(xp.reshape(delta, (-1, delta.shape[-1])))
             if i >= known:
                 grams[i].add(a if unit else a * root)
