@@ -50,6 +50,7 @@ __all__ = [
     "KroneckerFactoring",
     "KroneckerPreconditioner",
     "LayerBasis",
+    "Preconditioner",
     "fisher_preconditioner",
     "layer_basis",
 ]
@@ -85,7 +86,40 @@ def _geometric_mean(values):
     return float(xp.exp(xp.mean(xp.log(values))))
 
 
-class DiagonalPreconditioner:
+class Preconditioner:
+    """``M``, symmetric positive definite: what CG solves with and measures by.
+
+    Subclasses set ``spread`` and implement ``_apply(v, inverse)``.
+    """
+
+    def solve(self, r):
+        """Return ``M^{-1} r``.
+
+        Parameters
+        ----------
+        r : array of shape (n_params,)
+
+        Returns
+        -------
+        array of shape (n_params,)
+        """
+        return self._apply(r, inverse=True)
+
+    def times(self, v):
+        """Return ``M v``.
+
+        Parameters
+        ----------
+        v : array of shape (n_params,)
+
+        Returns
+        -------
+        array of shape (n_params,)
+        """
+        return self._apply(v, inverse=False)
+
+
+class DiagonalPreconditioner(Preconditioner):
     """``M = diag(m)``.
 
     Parameters
@@ -104,31 +138,8 @@ class DiagonalPreconditioner:
             spread = float(xp.max(m) / xp.min(m))
         self.spread = spread
 
-    def solve(self, r):
-        """Return ``M^{-1} r``.
-
-        Parameters
-        ----------
-        r : array of shape (n_params,)
-
-        Returns
-        -------
-        array of shape (n_params,)
-        """
-        return r / self.m
-
-    def times(self, v):
-        """Return ``M v``.
-
-        Parameters
-        ----------
-        v : array of shape (n_params,)
-
-        Returns
-        -------
-        array of shape (n_params,)
-        """
-        return self.m * v
+    def _apply(self, v, inverse):
+        return v / self.m if inverse else self.m * v
 
 
 def fisher_preconditioner(obj, theta, fwd, deltas, unit):
@@ -163,7 +174,7 @@ def fisher_preconditioner(obj, theta, fwd, deltas, unit):
     return DiagonalPreconditioner(centre * (m / centre) ** PRECONDITIONER_POWER, spread)
 
 
-class KroneckerPreconditioner:
+class KroneckerPreconditioner(Preconditioner):
     """KFAC plus the prior, to a power in each block's basis.
 
     ``P = unit * blockdiag_l(A_l kron G_l + diag(d_l) kron I)``: each block
@@ -207,7 +218,7 @@ class KroneckerPreconditioner:
             float(np.min(d)) for d in diagonals
         )
 
-    def _map(self, v, inverse):
+    def _apply(self, v, inverse):
         xp, pieces = self.xp, []
         for part, shape, S, S_inv, V, E in self.parts:
             X, Vt = xp.reshape(v[part], shape), xp.permute_dims(V, (1, 0))
@@ -217,32 +228,6 @@ class KroneckerPreconditioner:
                 X = xp.permute_dims(S_inv, (1, 0)) @ ((S_inv @ X @ V) * E) @ Vt
             pieces.append(xp.reshape(X, (-1,)))
         return xp.concat(pieces)
-
-    def solve(self, r):
-        """Return ``M^{-1} r``.
-
-        Parameters
-        ----------
-        r : array of shape (n_params,)
-
-        Returns
-        -------
-        array of shape (n_params,)
-        """
-        return self._map(r, inverse=True)
-
-    def times(self, v):
-        """Return ``M v``.
-
-        Parameters
-        ----------
-        v : array of shape (n_params,)
-
-        Returns
-        -------
-        array of shape (n_params,)
-        """
-        return self._map(v, inverse=False)
 
 
 class LayerBasis(NamedTuple):
