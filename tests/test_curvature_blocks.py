@@ -29,6 +29,7 @@ from sklaplace._curvature import (
     kron_factors,
     residual_hessian,
 )
+from sklaplace._curvature._blocks import _kron_rows, _square_rows_product
 from sklaplace._testing import dense_ggn, numerical_derivative
 from tests.conftest import make_problem
 
@@ -142,3 +143,21 @@ def test_float32_exact_curvature_of_three_hidden_layers_stays_float32(kind):
     )
     scale = np.max(np.abs(reference))
     np.testing.assert_allclose(np.asarray(H), reference, rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_square_rows_product_is_the_row_kronecker_square_times_m(symmetric):
+    # Only the pairs a <= b (and p <= k of a symmetric M) are multiplied;
+    # the result must still be every row of _kron_rows(u, u).T @ M, so a
+    # mirrored pair written to the wrong place, or a (p, k) column mapped
+    # to another pair, changes entries by O(1).
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal((9, 4))
+    if symmetric:
+        F = rng.standard_normal((9, 3, 3))
+        M = np.reshape(F + np.transpose(F, (0, 2, 1)), (9, 9))
+        P = 3
+    else:
+        M, P = rng.standard_normal((9, 5)), None
+    actual = _square_rows_product(np, u, M, P)
+    np.testing.assert_allclose(actual, _kron_rows(np, u, u).T @ M, rtol=1e-12)

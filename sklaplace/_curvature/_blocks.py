@@ -6,6 +6,8 @@ and the residual term of the exact Hessian
 :mod:`sklaplace._curvature._exact` for the block formula (Bishop 1992).
 """
 
+import numpy as np
+
 from sklaplace._network import with_ones
 
 __all__ = ["KroneckerBlocks", "second_order_precisions"]
@@ -45,6 +47,41 @@ def _kron_rows(xp, u, w):
     return xp.reshape(u[:, :, None] * w[:, None, :], (u.shape[0], -1))
 
 
+def _symmetric_pairs(P):
+    """Columns ``p <= k`` of a flattened symmetric ``P x P`` matrix, and the way back.
+
+    Returns ``upper``, the flat indices ``p * P + k`` with ``p <= k``, and
+    ``full``, for every flat index the position in ``upper`` of its pair.
+    """
+    upper = [p * P + k for p in range(P) for k in range(p, P)]
+    position = {index: h for h, index in enumerate(upper)}
+    full = [position[min(p, k) * P + max(p, k)] for p in range(P) for k in range(P)]
+    return np.asarray(upper), np.asarray(full)
+
+
+def _square_rows_product(xp, u, M, P=None):
+    """``_kron_rows(u, u).T @ M``, each symmetric pair of rows computed once.
+
+    ``u[n, a] u[n, b] = u[n, b] u[n, a]``: rows ``(a, b)`` and ``(b, a)`` of
+    the product are equal, so the pairs ``a <= b`` are formed a row block at
+    a time (no ``n x A^2`` operand) and mirrored. With ``P``, each row of
+    ``M`` is a flattened symmetric ``P x P`` matrix, and its pairs ``p <=
+    k`` are also multiplied once. Digits' first layer (1,258 rows, 65
+    inputs, 16 units, ten classes): 28 against 95 ms for the GGN's block.
+    """
+    if P is not None:
+        upper, full = (xp.asarray(i) for i in _symmetric_pairs(P))
+        M = xp.take(M, upper, axis=1)
+    A, m = u.shape[1], M.shape[1]
+    out = xp.zeros((A, A, m), dtype=M.dtype)
+    for a in range(A):
+        block = xp.permute_dims(u[:, a:] * u[:, a : a + 1], (1, 0)) @ M
+        out[a, a:, :] = block
+        out[a + 1 :, a, :] = block[1:, :]
+    out = xp.reshape(out, (A * A, m))
+    return out if P is None else xp.take(out, full, axis=1)
+
+
 class KroneckerBlocks:
     """Sum curvature blocks over row chunks as matrix products.
 
@@ -82,11 +119,11 @@ class KroneckerBlocks:
             for j in range(i, len(inputs)):
                 S = xp.permute_dims(deltas[i], (0, 2, 1)) @ deltas[j]
                 S = xp.reshape(S, (S.shape[0], -1))
-                self._add(
-                    self.second_order,
-                    (i, j),
-                    _kron_rows(xp, inputs[i], inputs[j]).T @ S,
-                )
+                if i == j:  # S_ii is symmetric
+                    block = _square_rows_product(xp, inputs[i], S, deltas[i].shape[2])
+                else:
+                    block = _kron_rows(xp, inputs[i], inputs[j]).T @ S
+                self._add(self.second_order, (i, j), block)
 
     def add_residual_chunk(
         self, xp, layout, theta, fwd, deltas, second_derivative_terms
@@ -97,12 +134,13 @@ class KroneckerBlocks:
         inputs = [with_ones(xp, a) for a in fwd.acts]
         n_hidden = layout.n_layers - 1
         for i in range(n_hidden):
-            square = _kron_rows(xp, inputs[i], inputs[i]).T
             if D[i] is None:  # D_i = diag(c_i): only ``p == k`` entries.
-                self._add(self.diagonal, i, square @ second_derivative_terms[i])
-            else:
+                square = _square_rows_product(xp, inputs[i], second_derivative_terms[i])
+                self._add(self.diagonal, i, square)
+            else:  # D_i is symmetric
                 M = xp.reshape(D[i], (D[i].shape[0], -1))
-                self._add(self.second_order, (i, i), square @ M)
+                square = _square_rows_product(xp, inputs[i], M, D[i].shape[1])
+                self._add(self.second_order, (i, i), square)
             T = None  # d acts[j] / d z_i; None while it is diag(slopes[i]).
             for j in range(i + 1, layout.n_layers):
                 left = _kron_rows(xp, inputs[i], deltas[j]).T

@@ -347,11 +347,16 @@ def ggn_layer_diagonals(obj, theta, fwd, sample_weight):
 
 
 def _kronecker_bytes_per_row(obj):
-    """Bytes of per-row intermediates of :meth:`KroneckerBlocks.add_ggn_chunk`."""
+    """Bytes of per-row intermediates of :meth:`KroneckerBlocks.add_ggn_chunk`.
+
+    A block between two layers multiplies the row-wise Kronecker product of
+    their inputs; a layer's own block, a row block of it at a time.
+    """
     sizes = obj.layout.layer_sizes
     n = len(sizes) - 1
     widest = max(
-        (sizes[i] + 1) * (sizes[j] + 1) + 2 * sizes[i + 1] * sizes[j + 1]
+        (sizes[i] + 1) * ((sizes[j] + 1) if j > i else 1)
+        + 2 * sizes[i + 1] * sizes[j + 1]
         for i in range(n)
         for j in range(i, n)
     )
