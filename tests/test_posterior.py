@@ -160,7 +160,8 @@ def _random_spd(n, seed=0):
 
 @pytest.mark.parametrize("block", [1, 3, 4, 512])
 def test_full_covariance_diagonal_is_right_in_every_column_block(block):
-    # Networks beyond 512 parameters take several blocks of L^{-1}'s columns.
+    # Networks beyond 256 parameters take several blocks of L^{-1}'s columns,
+    # each solved below its first row.
     P = _random_spd(10)
     posterior = FullPosterior(np.linalg.cholesky(P))
     np.testing.assert_allclose(
