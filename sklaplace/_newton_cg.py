@@ -64,7 +64,11 @@ import numpy as np
 
 from sklaplace._backend import NotPositiveDefiniteError
 from sklaplace._cg_basis import ResidualBasis
-from sklaplace._curvature import hessp_operator, single_precision_input
+from sklaplace._curvature import (
+    hessp_operator,
+    single_precision_input,
+    squared_inputs,
+)
 from sklaplace._preconditioners import KroneckerFactoring, fisher_preconditioner
 from sklaplace._trust_region import TrustRegionSolver
 
@@ -310,8 +314,9 @@ class NewtonCGSolver(TrustRegionSolver):
         # networks large enough; below, casting costs what it saves.
         work = obj.n_samples * obj.layout.n_params
         self.single_allowed, self.fresh_solve = work > SINGLE_PRECISION_WORK, False
-        # [X, 1] in float32, formed at the first single-precision iteration.
-        self.single_input = None
+        # [X, 1] in float32, formed at the first single-precision iteration,
+        # and [X, 1]^2 with its column sums, at the first Fisher diagonal.
+        self.single_input = self.first_squares = None
         # Kronecker-factored blocks where products are dear enough to repay
         # them, and no fixed parameter (the identity's rows) breaks a block.
         widest = max(rows for rows, _ in obj.layout.shapes)
@@ -343,8 +348,11 @@ class NewtonCGSolver(TrustRegionSolver):
             except NotPositiveDefiniteError:  # the diagonal for the solve
                 self.kronecker = None
         if self.preconditioner is None:
+            if self.first_squares is None:  # the data's alone: once a solve
+                self.first_squares = squared_inputs(xp, obj.X, obj.sample_weight)
+            squares = self.first_squares
             self.preconditioner = fisher_preconditioner(
-                obj, self.theta, self.forward, backprop[0], self.unit
+                obj, self.theta, self.forward, backprop[0], self.unit, squares
             )
         # Single-precision products while the curvature's spread is moderate:
         # their round-off, relative to the largest curvature, must stay small

@@ -142,7 +142,7 @@ class DiagonalPreconditioner(Preconditioner):
         return v / self.m if inverse else self.m * v
 
 
-def fisher_preconditioner(obj, theta, fwd, deltas, unit):
+def fisher_preconditioner(obj, theta, fwd, deltas, unit, first_squares=None):
     """Return the Fisher diagonal, floored per unit, plus the prior, to the power 1/2.
 
     Parameters
@@ -155,13 +155,18 @@ def fisher_preconditioner(obj, theta, fwd, deltas, unit):
         The residuals backpropagated to every layer at ``theta``.
     unit : float
         CG's unit of the loss (``1 / L(theta_0)``).
+    first_squares : tuple of arrays, optional
+        :func:`~sklaplace._curvature.squared_inputs` of ``X``, which a
+        solve computes once.
 
     Returns
     -------
     DiagonalPreconditioner
     """
     xp = obj.xp
-    fisher = fisher_diagonal(obj, theta, fwd, deltas, unit_floor=UNIT_FLOOR)
+    fisher = fisher_diagonal(
+        obj, theta, fwd, deltas, unit_floor=UNIT_FLOOR, first_squares=first_squares
+    )
     m = unit * obj.constrained_curvature(fisher)
     # A parameter no row moves and no prior holds (e.g. a weight from an
     # all-zero feature under a flat prior) has m = 0: floor it so that M

@@ -21,7 +21,7 @@ import sklaplace._newton_cg
 import sklaplace._preconditioners
 from sklaplace import LaplaceMLPClassifier, prune
 from sklaplace._backend import NotPositiveDefiniteError
-from sklaplace._curvature import kron_factors
+from sklaplace._curvature import fisher_diagonal, kron_factors, squared_inputs
 from sklaplace._newton_cg import NewtonCGSolver, steihaug_cg
 from sklaplace._preconditioners import (
     DiagonalPreconditioner,
@@ -328,3 +328,29 @@ def test_a_masked_refit_keeps_the_fisher_diagonal(monkeypatch):
     weights = np.concatenate([c.ravel() for c in pruned.coefs_])
     assert np.all(theta[weights == 0.0] == 0.0)
     assert refit.gradient_history_[-1] <= 1e-10
+
+
+def test_the_fisher_diagonal_reads_the_first_layers_squares_once_a_solve(monkeypatch):
+    """The first layer's squared inputs and their moments are the data's:
+    a solve forms them once, and the diagonal from them is the one that
+    forms its own, to the bit (a stale or another layer's pair would move
+    the unit floor's entries by O(1))."""
+    obj, theta = make_problem("tanh", 3, (4, 3), weighted=True)
+    fwd = obj.forward(theta)
+    deltas = obj.residual_backprop(theta, fwd)[0]
+    squares = squared_inputs(np, obj.X, obj.sample_weight)
+    floor = sklaplace._preconditioners.UNIT_FLOOR
+    np.testing.assert_array_equal(
+        fisher_diagonal(obj, theta, fwd, deltas, floor, first_squares=squares),
+        fisher_diagonal(obj, theta, fwd, deltas, floor),
+    )
+    calls = []
+    real = sklaplace._newton_cg.squared_inputs
+
+    def counting(xp, a, weight):
+        calls.append(a)
+        return real(xp, a, weight)
+
+    monkeypatch.setattr(sklaplace._newton_cg, "squared_inputs", counting)
+    result = NewtonCGSolver(obj, 1e-10, 50).solve(theta)
+    assert result.n_iter > 2 and len(calls) == 1 and calls[0] is obj.X

@@ -35,6 +35,7 @@ from sklaplace._curvature._products import (
     hessp_operator,
     likelihood_product,
     single_precision_input,
+    squared_inputs,
 )
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "likelihood_product",
     "residual_hessian",
     "single_precision_input",
+    "squared_inputs",
 ]
 
 #: Functions ``(objective, theta) -> H`` by ``(hessian, structure)``: the

@@ -21,6 +21,7 @@ __all__ = [
     "hessp_operator",
     "likelihood_product",
     "single_precision_input",
+    "squared_inputs",
 ]
 
 
@@ -171,10 +172,17 @@ def likelihood_product(
     return product
 
 
-def _to_single(xp, a):
-    """Return ``a`` in float32, entries below :data:`SINGLE_FLUSH` flushed to zero."""
+def _to_single(xp, a, limit=None):
+    """Return ``a`` in float32, entries below :data:`SINGLE_FLUSH` flushed to zero.
+
+    None where ``limit`` is given and an entry's magnitude exceeds it (or is
+    not a number); the magnitudes the flush reads serve the check.
+    """
     a = xp.astype(a, xp.float32)
-    return xp.where(xp.abs(a) < SINGLE_FLUSH, xp.zeros_like(a), a)
+    magnitude = xp.abs(a)
+    if limit is not None and not float(xp.max(magnitude)) <= limit:
+        return None
+    return xp.where(magnitude < SINGLE_FLUSH, xp.zeros_like(a), a)
 
 
 def _peak(xp, a):
@@ -225,26 +233,28 @@ def _single_precision_product(obj, theta, fwd, deltas, second_terms, first_input
         first_input = single_precision_input(xp, fwd.acts[0])
         if first_input is None:
             return None
-    scaled = [d / weight_scale for d in (deltas or []) + (second_terms or [])]
-    arrays = [theta, fwd.logits, *fwd.acts[1:], *fwd.slopes, *scaled]
-    if not all(_peak(xp, a) <= SINGLE_PRECISION_LIMIT for a in arrays):
-        return None
+    terms = (deltas or []) + (second_terms or [])
+    if weight_scale != 1.0:  # (unit weights, the common case: no copies)
+        terms = [d / weight_scale for d in terms]
+    single = []
+    for a in [theta, fwd.logits, *fwd.acts[1:], *fwd.slopes, *terms]:
+        single.append(_to_single(xp, a, SINGLE_PRECISION_LIMIT))
+        if single[-1] is None:
+            return None
+    theta, logits, single = single[0], single[1], single[2:]
+    n_acts, n_slopes = len(fwd.acts) - 1, len(fwd.slopes)
+    acts, slopes = single[:n_acts], single[n_acts : n_acts + n_slopes]
+    terms = single[n_acts + n_slopes :]
     n_deltas = 0 if deltas is None else len(deltas)
     product = likelihood_product(
         obj,
-        _to_single(xp, theta),
-        Forward(
-            _to_single(xp, fwd.logits),
-            # The products read the first layer's input from ``first_input``;
-            # ``acts[0]`` (a view, not read) keeps the pass complete.
-            [first_input[:, :-1]] + [_to_single(xp, a) for a in fwd.acts[1:]],
-            [_to_single(xp, s) for s in fwd.slopes],
-        ),
+        theta,
+        # The products read the first layer's input from ``first_input``;
+        # ``acts[0]`` (a view, not read) keeps the pass complete.
+        Forward(logits, [first_input[:, :-1]] + acts, slopes),
         _to_single(xp, obj.sample_weight / weight_scale),
-        None if deltas is None else [_to_single(xp, d) for d in scaled[:n_deltas]],
-        None
-        if second_terms is None
-        else [_to_single(xp, t) for t in scaled[n_deltas:]],
+        None if deltas is None else terms[:n_deltas],
+        None if second_terms is None else terms[n_deltas:],
         first_input,
     )
 
@@ -258,7 +268,9 @@ def _single_precision_product(obj, theta, fwd, deltas, second_terms, first_input
     return single_product
 
 
-def fisher_diagonal(objective, theta, fwd=None, deltas=None, unit_floor=0.0):
+def fisher_diagonal(
+    objective, theta, fwd=None, deltas=None, unit_floor=0.0, first_squares=None
+):
     """Diagonal of the empirical Fisher (floored per unit) plus the prior.
 
     ``sum_n s_n (dl_n / dtheta)^2 + A`` with ``l_n`` the negative log
@@ -287,6 +299,9 @@ def fisher_diagonal(objective, theta, fwd=None, deltas=None, unit_floor=0.0):
         class no row is wrong about, a saturated unit) then keeps the scale
         of its inputs instead of the prior's alone. Pruned units (no
         residual) count in the mean, lowering the floor of the others.
+    first_squares : tuple of arrays, default=None
+        :func:`squared_inputs` of the first layer's input ``X``, if the
+        caller has them.
 
     Returns
     -------
@@ -307,11 +322,26 @@ def fisher_diagonal(objective, theta, fwd=None, deltas=None, unit_floor=0.0):
     inverse_weight = xp.where(counted, 1.0 / safe, xp.zeros_like(weight))
     total = xp.sum(weight)
     blocks = []
-    for a, delta in zip(fwd.acts, deltas):
-        inputs, residuals = with_ones(xp, a) ** 2, inverse_weight[:, None] * delta**2
+    for i, (a, delta) in enumerate(zip(fwd.acts, deltas)):
+        known = i == 0 and first_squares is not None
+        inputs, moments = first_squares if known else squared_inputs(xp, a, weight)
+        residuals = inverse_weight[:, None] * delta**2
         block = inputs.T @ residuals
         if unit_floor:
             mean_unit = xp.mean(xp.sum(residuals, axis=0)) / total
-            block = block + (unit_floor * mean_unit) * (inputs.T @ weight)[:, None]
+            block = block + (unit_floor * mean_unit) * moments[:, None]
         blocks.append(xp.reshape(block, (-1,)))
     return xp.concat(blocks) + objective.prior_precision
+
+
+def squared_inputs(xp, a, weight):
+    """Return ``[a, 1]^2`` (entrywise) and its weighted column sums.
+
+    The sums are ``sum_n s_n [a_n, 1]^2``, the inputs' second moments.
+
+    What :func:`fisher_diagonal` reads of a layer's input ``a``; the first
+    layer's depend on the data alone, so a solver that builds the diagonal
+    at every iterate computes them once.
+    """
+    inputs = with_ones(xp, a) ** 2
+    return inputs, inputs.T @ weight
