@@ -23,6 +23,7 @@ from sklaplace._curvature import (
     ggn_hessian,
     hessp_operator,
 )
+from sklaplace._curvature._products import SINGLE_PRECISION_LIMIT
 from sklaplace._newton_cg import NewtonCGSolver, steihaug_cg
 from sklaplace._objective import NegLogPosterior
 from sklaplace._preconditioners import DiagonalPreconditioner as D
@@ -788,6 +789,26 @@ def test_single_precision_falls_back_to_double_beyond_float32s_range(features):
         hessp_operator(big, theta, single_precision=True)(v),
         hessp_operator(big, theta)(v),
     )
+
+
+@pytest.mark.parametrize("entry", [-2e12, 2e12, np.nan])
+def test_single_precision_falls_back_on_an_iterate_beyond_its_limit(entry):
+    """An operand of the product (here the last bias, so the logits too)
+    past ``SINGLE_PRECISION_LIMIT`` in magnitude, of either sign, or not a
+    number: the double-precision product, bit for bit; just inside the
+    limit, float32's."""
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=20)
+    v = np.random.RandomState(3).normal(size=obj.layout.n_params)
+    far = theta.copy()
+    far[-1] = entry
+    np.testing.assert_array_equal(
+        hessp_operator(obj, far, single_precision=True)(v),
+        hessp_operator(obj, far)(v),
+    )
+    near = theta.copy()
+    near[-1] = 0.5 * SINGLE_PRECISION_LIMIT
+    single = hessp_operator(obj, near, single_precision=True)(v)
+    assert not np.array_equal(single, hessp_operator(obj, near)(v))
 
 
 def _large_enough_for_single_precision(monkeypatch):
