@@ -180,19 +180,28 @@ class FullPosterior:
     def covariance_diagonal(self, xp, block=256):
         """``diag(P^{-1})``: squared column norms of ``L^{-1}``.
 
-        ``L^{-1}`` is formed ``block`` columns at a time, so no second
-        ``n_params x n_params`` array is held. It is lower triangular: the
-        columns from ``start`` on are zero above row ``start``, so each
-        block solves the trailing system alone (1,210 parameters: 30
-        against 59 ms for all columns solved in full, 512 at a time).
+        ``L^{-1}`` is formed ``block`` columns at a time, and each block by
+        forward substitution over blocks of rows, so that no array beyond
+        ``n_params x block`` is held (a triangular solve on a trailing
+        sub-matrix of ``L`` copies it). ``L^{-1}`` is lower triangular:
+        the columns from ``start`` on are zero above row ``start``, and
+        their substitution starts there (1,210 parameters: about half the
+        time of solving every column in full).
         """
         L = xp.asarray(self.cholesky_factor)
         n = L.shape[0]
         parts = []
         for start in range(0, n, block):
             width = min(block, n - start)
-            unit = xp.eye(n - start, width, dtype=L.dtype)  # columns of I, below start
-            columns = solve_triangular(xp, L[start:, start:], unit, lower=True)
+            # Rows start.. of the columns start..start + width of L^{-1}.
+            columns = xp.zeros((n - start, width), dtype=L.dtype)
+            for top in range(start, n, block):
+                bottom = min(top + block, n)
+                rows = slice(top - start, bottom - start)
+                unit = xp.eye(bottom - top, width, k=start - top, dtype=L.dtype)
+                known = L[top:bottom, start:top] @ columns[: top - start, :]
+                diagonal = L[top:bottom, top:bottom]
+                columns[rows, :] = solve_triangular(xp, diagonal, unit - known)
             parts.append(xp.sum(columns * columns, axis=0))
         return xp.concat(parts)
 

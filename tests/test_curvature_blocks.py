@@ -29,7 +29,11 @@ from sklaplace._curvature import (
     kron_factors,
     residual_hessian,
 )
-from sklaplace._curvature._blocks import _kron_rows, _square_rows_product
+from sklaplace._curvature._blocks import (
+    _kron_rows,
+    _square_rows_product,
+    _symmetric_pairs,
+)
 from sklaplace._testing import dense_ggn, numerical_derivative
 from tests.conftest import make_problem
 
@@ -161,3 +165,16 @@ def test_square_rows_product_is_the_row_kronecker_square_times_m(symmetric):
         M, P = rng.standard_normal((9, 5)), None
     actual = _square_rows_product(np, u, M, P)
     np.testing.assert_allclose(actual, _kron_rows(np, u, u).T @ M, rtol=1e-12)
+
+
+@pytest.mark.parametrize("P", [1, 2, 5])
+def test_symmetric_pairs_take_each_unordered_pair_once(P):
+    # upper lists p * P + k for p <= k (no pair twice: the products of a
+    # pair taken twice would be summed twice nowhere, but cost twice);
+    # full sends (p, k) and (k, p) to the position of that pair.
+    upper, full = _symmetric_pairs(P)
+    expected = [p * P + k for p in range(P) for k in range(p, P)]
+    assert sorted(upper.tolist()) == expected
+    for p in range(P):
+        for k in range(P):
+            assert upper[full[p * P + k]] == min(p, k) * P + max(p, k)

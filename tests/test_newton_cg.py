@@ -23,7 +23,11 @@ from sklaplace._curvature import (
     ggn_hessian,
     hessp_operator,
 )
-from sklaplace._curvature._products import SINGLE_PRECISION_LIMIT
+from sklaplace._curvature._products import (
+    SINGLE_PRECISION_LIMIT,
+    _single_precision_product,
+    _to_single,
+)
 from sklaplace._newton_cg import NewtonCGSolver, steihaug_cg
 from sklaplace._objective import NegLogPosterior
 from sklaplace._preconditioners import DiagonalPreconditioner as D
@@ -809,6 +813,20 @@ def test_single_precision_falls_back_on_an_iterate_beyond_its_limit(entry):
     near[-1] = 0.5 * SINGLE_PRECISION_LIMIT
     single = hessp_operator(obj, near, single_precision=True)(v)
     assert not np.array_equal(single, hessp_operator(obj, near)(v))
+
+
+def test_a_nan_operand_leaves_no_single_precision_operator():
+    # Not left to the product's own non-finite check: the operator is not
+    # built (a NaN compared with the limit is not within it).
+    assert _to_single(np, np.array([1.0, np.nan]), SINGLE_PRECISION_LIMIT) is None
+    assert _to_single(np, np.array([1.0, -2e12]), SINGLE_PRECISION_LIMIT) is None
+    flushed = _to_single(np, np.array([1e-21, -3.0]), SINGLE_PRECISION_LIMIT)
+    np.testing.assert_array_equal(flushed, np.array([0.0, -3.0], dtype=np.float32))
+    obj, theta = make_problem("tanh", 3, (4,), n_samples=20)
+    theta[-1] = np.nan
+    fwd = obj.forward(theta)
+    deltas, terms = obj.residual_backprop(theta, fwd)
+    assert _single_precision_product(obj, theta, fwd, deltas, terms) is None
 
 
 def _large_enough_for_single_precision(monkeypatch):

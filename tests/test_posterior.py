@@ -21,7 +21,12 @@ from sklaplace._posterior import (
     _warn_if_near_singular,
 )
 from sklaplace.exceptions import LaplaceApproximationWarning
-from tests.conftest import bayesian_linear_regression, make_problem, rebuilt
+from tests.conftest import (
+    bayesian_linear_regression,
+    make_problem,
+    rebuilt,
+    traced_peak,
+)
 
 
 def _spd(n, seed=0):
@@ -169,6 +174,17 @@ def test_full_covariance_diagonal_is_right_in_every_column_block(block):
         np.diag(np.linalg.inv(P)),
         rtol=1e-10,
     )
+
+
+def test_full_covariance_diagonal_holds_no_second_square_matrix():
+    # A triangular solve on a trailing sub-matrix of L copies it (SciPy
+    # wants contiguous arrays): about n^2 floats at the second block. The
+    # substitution by blocks of rows holds a few n x block arrays.
+    n, block = 1200, 100
+    L = np.linalg.cholesky(_random_spd(n))
+    posterior = FullPosterior(L)
+    peak = traced_peak(lambda: posterior.covariance_diagonal(np, block=block))
+    assert peak < 0.35 * 8 * n * n
 
 
 def test_full_pivot_ratio_is_the_smallest_pivot_over_the_largest_diagonal():

@@ -17,6 +17,7 @@ from scipy.linalg import block_diag
 from sklearn.datasets import load_iris
 from sklearn.preprocessing import StandardScaler
 
+import sklaplace._curvature._products
 import sklaplace._newton_cg
 import sklaplace._preconditioners
 from sklaplace import LaplaceMLPClassifier, prune
@@ -345,12 +346,17 @@ def test_the_fisher_diagonal_reads_the_first_layers_squares_once_a_solve(monkeyp
         fisher_diagonal(obj, theta, fwd, deltas, floor),
     )
     calls = []
-    real = sklaplace._newton_cg.squared_inputs
+    real = squared_inputs
 
     def counting(xp, a, weight):
         calls.append(a)
         return real(xp, a, weight)
 
+    # Counted where the solver forms them and where the diagonal would.
     monkeypatch.setattr(sklaplace._newton_cg, "squared_inputs", counting)
+    monkeypatch.setattr(sklaplace._curvature._products, "squared_inputs", counting)
     result = NewtonCGSolver(obj, 1e-10, 50).solve(theta)
-    assert result.n_iter > 2 and len(calls) == 1 and calls[0] is obj.X
+    of_x = [a for a in calls if a is obj.X]
+    assert result.n_iter > 2 and len(of_x) == 1
+    # and each later layer's, once an iterate
+    assert len(calls) == 1 + (obj.layout.n_layers - 1) * result.n_iter

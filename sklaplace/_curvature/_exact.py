@@ -31,11 +31,14 @@ __all__ = ["exact_diagonal", "exact_hessian", "residual_hessian"]
 
 
 def _residual_bytes_per_row(obj):
-    """Bytes of per-row intermediates of :class:`KroneckerBlocks`."""
+    """Bytes of per-row intermediates of :class:`KroneckerBlocks`.
+
+    A layer's own block is summed a row block of its inputs at a time.
+    """
     sizes = obj.layout.layer_sizes
     n = len(sizes) - 1
     widest = max(
-        (sizes[i] + 1) * (sizes[j] + 1)
+        (sizes[i] + 1) * ((sizes[j] + 1) if j > i else 1)
         + sizes[i + 1] * sizes[j + 1]
         + (sizes[i] + 1) * sizes[j + 1]
         + 2 * sizes[i + 1] * (sizes[j] + 1)

@@ -175,8 +175,8 @@ def likelihood_product(
 def _to_single(xp, a, limit=None):
     """Return ``a`` in float32, entries below :data:`SINGLE_FLUSH` flushed to zero.
 
-    None where ``limit`` is given and an entry's magnitude exceeds it (or is
-    not a number); the magnitudes the flush reads serve the check.
+    None where ``limit`` is given and an entry's float32 magnitude exceeds
+    it (or is not a number); the magnitudes the flush reads serve the check.
     """
     a = xp.astype(a, xp.float32)
     magnitude = xp.abs(a)
