@@ -101,6 +101,8 @@ class KroneckerBlocks:
     * ``sum_n (ahat_i kron delta_j)[n, (a, k)] T_ij[n, (p, b)]``, kept in
       ``(a, k, p, b)`` order.
 
+    A layer's own block (``i == j``) is symmetric in ``(a, b)``: its
+    product is taken a row block at a time (:func:`_square_rows_product`).
     The axes are permuted to the parameter order ``(a, p), (b, k)`` once, in
     :meth:`add_to`, not once per chunk.
     """
