@@ -198,10 +198,11 @@ class FullPosterior:
             for top in range(start, n, block):
                 bottom = min(top + block, n)
                 rows = slice(top - start, bottom - start)
-                unit = xp.eye(bottom - top, width, k=start - top, dtype=L.dtype)
-                known = L[top:bottom, start:top] @ columns[: top - start, :]
+                rhs = -(L[top:bottom, start:top] @ columns[: top - start, :])
+                if top == start:  # the identity's columns, in their first rows
+                    rhs = rhs + xp.eye(bottom - top, width, dtype=L.dtype)
                 diagonal = L[top:bottom, top:bottom]
-                columns[rows, :] = solve_triangular(xp, diagonal, unit - known)
+                columns[rows, :] = solve_triangular(xp, diagonal, rhs)
             parts.append(xp.sum(columns * columns, axis=0))
         return xp.concat(parts)
 
