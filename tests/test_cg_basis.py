@@ -5,6 +5,7 @@ the Gram matrix of the kept rows for their orthonormality.
 """
 
 import numpy as np
+import pytest
 
 import sklaplace._cg_basis
 import sklaplace._memory
@@ -112,6 +113,32 @@ def test_rows_past_the_memory_budget_are_not_kept(monkeypatch):
     # later[0] is the second kept residual itself; from the third on:
     cosines = [np.abs(kept @ (r / m)).max() / np.sqrt(r @ (r / m)) for r in later[1:]]
     assert max(cosines) < 1e-10
+
+
+def test_a_residual_with_no_length_is_not_kept():
+    """``r' z`` of 0 (CG landed on the solution) or not a number: nothing is
+    kept (``z / sqrt(0)`` would put a row of NaN in the basis, and every
+    later residual would turn NaN)."""
+    H, g, m = _ill_conditioned(n=6)
+    basis = ResidualBasis(np, g, 4).restart(D(m))
+    basis.add(np.zeros_like(g), 0.0)
+    basis.add(np.full_like(g, np.nan), float("nan"))
+    assert basis.n_kept == 0
+    basis.add(g / m, float(g @ (g / m)))
+    assert basis.n_kept == 1
+    assert np.all(np.isfinite(basis.orthogonalise(g)))
+
+
+@pytest.mark.parametrize("dtype, rows", [(np.float64, 7), (np.float32, 14)])
+def test_the_basis_takes_the_residuals_dtype_and_counts_its_bytes(
+    dtype, rows, monkeypatch
+):
+    """Rows of the residual's dtype, as many as the budget holds of them:
+    seven float64 rows' worth holds seven, or fourteen of float32."""
+    n_params = 10
+    monkeypatch.setattr(sklaplace._memory, "DEFAULT_MEMORY_BUDGET", 7 * 8 * n_params)
+    basis = ResidualBasis(np, np.zeros(n_params, dtype=dtype), 100)
+    assert basis.rows.dtype == dtype and basis.rows.shape == (rows, n_params)
 
 
 def test_newton_cg_keeps_its_residuals_orthogonal_in_its_own_norm(monkeypatch):

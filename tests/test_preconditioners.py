@@ -153,20 +153,24 @@ def test_a_prior_varying_along_a_row_counts_by_its_row_means(monkeypatch):
 def test_later_iterates_reuse_the_first_layers_input_factor(monkeypatch):
     """From the second iterate on, ``kron_factors`` is handed the first
     layer's input factor of the first (it is the data's: summing it again
-    costs what a product does on 784 features)."""
+    costs what a product does on 784 features), and the iterate's forward
+    pass where the solver has it (no pass of its own)."""
     obj, theta = make_problem("tanh", 3, (4, 3), weighted=True)
-    seen = []
+    seen, passes = [], []
     real = sklaplace._preconditioners.kron_factors
 
     def spy(objective, point, first_inputs=None, fwd=None):
         seen.append(first_inputs)
+        passes.append(fwd)
         return real(objective, point, first_inputs, fwd)
 
     monkeypatch.setattr(sklaplace._preconditioners, "kron_factors", spy)
     factoring = KroneckerFactoring(obj)
     first = factoring.at(theta, 1.0)
-    factoring.at(theta + 0.1, 1.0)
+    fwd = obj.forward(theta + 0.1)
+    factoring.at(theta + 0.1, 1.0, fwd)
     assert seen[0] is None and seen[1] is factoring.first[0]
+    assert passes == [None, fwd] and passes[1] is fwd
     np.testing.assert_allclose(seen[1], kron_factors(obj, theta).inputs[0])
     assert isinstance(first, KroneckerPreconditioner)
 
