@@ -247,11 +247,13 @@ def test_a_step_lost_in_round_off_is_one_that_leaves_theta_as_it_is():
     assert solver.step_is_negligible()
 
 
-def test_each_point_costs_one_forward_pass():
+@pytest.mark.parametrize("keeps_backprop", [True, False])
+def test_each_point_costs_one_forward_pass(keeps_backprop):
     """The loss and gradient at the start and at a candidate take the forward
     pass just computed there (kept for the curvature): computing it again
-    would double every evaluation's cost. The gradient's backward pass is
-    kept too, and follows the iterate."""
+    would double every evaluation's cost. Where the solver keeps the
+    gradient's backward pass (Newton-CG's), it follows the iterate; dense
+    Newton's curvature forms its own, and none is kept."""
     passes = []
 
     def forward(theta):
@@ -269,15 +271,16 @@ def test_each_point_costs_one_forward_pass():
         tol=1e-8,
         max_iter=10,
     )
-    solver.keeps_backprop = True  # as Newton-CG's
+    solver.keeps_backprop = keeps_backprop  # True: as Newton-CG's
+    kept = (lambda at: ("backprop at", at)) if keeps_backprop else (lambda at: None)
     solver.start(np.array([1.0, 0.5]))
     assert len(passes) == 1 and solver.forward is passes[0]
-    assert solver.gradient_backprop == ("backprop at", 1.0)
+    assert solver.gradient_backprop == kept(1.0)
     _, loss, gradient, accepted = solver.evaluate(np.array([0.5, 0.1]), predicted=0.5)
     assert len(passes) == 2 and solver.candidate_forward is passes[1]
-    assert accepted and solver.candidate_backprop == ("backprop at", 0.5)
+    assert accepted and solver.candidate_backprop == kept(0.5)
     solver.move_to(passes[1], loss, gradient)
-    assert solver.gradient_backprop == ("backprop at", 0.5)
+    assert solver.gradient_backprop == kept(0.5)
 
 
 class _Scripted(TrustRegionSolver):
