@@ -722,10 +722,12 @@ def test_single_precision_products_agree_with_double_to_float32_round_off(
 
 
 @pytest.mark.parametrize(
-    "weight, v_scale", [(1e-300, 1.0), (1.0, 1e-200), (1e250, 1e-40)]
+    "weight, v_scale", [(1e-300, 1.0), (1.0, 1e-200), (1e250, 1e-40), (2.0, 1.0)]
 )
 def test_single_precision_products_scale_weights_and_direction_first(weight, v_scale):
     # Unscaled, 1e-300 and 1e-200 underflow float32 (the product would be 0).
+    # At 2, within float32's range, the residual terms (which carry the
+    # weights) must be scaled with the weights all the same.
     obj, theta = make_problem("tanh", 3, (5,), n_samples=30)
     # The prior scaled with the weights: no flat direction (which is added in
     # double precision and would hide the likelihood's part).
