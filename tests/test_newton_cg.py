@@ -865,65 +865,45 @@ def test_newton_cg_beyond_float32s_range_looks_at_x_once(monkeypatch):
     np.testing.assert_array_equal(result.theta, double.theta)
 
 
-def test_newton_cg_takes_one_backward_pass_per_point(monkeypatch):
-    """The curvature at an iterate uses the backward pass its evaluation
-    made: as many passes as evaluated points, not one more per iteration."""
-    obj, theta = make_problem("tanh", 3, (6,), n_samples=80, n_features=4, seed=3)
-    passes, evaluations = [], []
-    real_backprop, real_loss_gradient = sklaplace._objective.backprop, obj.loss_gradient
+def _count_calls(monkeypatch, owner, name):
+    """Replace ``owner.name`` by a wrapper that records its calls; return them."""
+    calls, real = [], getattr(owner, name)
 
-    def counted_backprop(*args, **kwargs):
-        passes.append(1)
-        return real_backprop(*args, **kwargs)
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
 
-    def counted_loss_gradient(*args, **kwargs):
-        evaluations.append(1)
-        return real_loss_gradient(*args, **kwargs)
-
-    monkeypatch.setattr(sklaplace._objective, "backprop", counted_backprop)
-    monkeypatch.setattr(obj, "loss_gradient", counted_loss_gradient)
-    result = NewtonCGSolver(obj, 1e-10, 300).solve(theta)
-    assert result.converged and result.n_iter > 2
-    assert len(passes) == len(evaluations) > result.n_iter
+    monkeypatch.setattr(owner, name, counted)
+    return calls
 
 
 @pytest.mark.parametrize("kronecker", [False, True])
-def test_newton_cg_takes_one_forward_pass_per_point(monkeypatch, kronecker):
-    """Each evaluated point's forward pass serves its loss and gradient, the
-    curvature, the preconditioner (the Kronecker factors too) and the
-    products: as many passes as points. ``[X, 1]`` in float32 is formed once
-    a solve, not once an operator."""
+def test_newton_cg_takes_one_forward_and_one_backward_pass_per_point(
+    monkeypatch, kronecker
+):
+    """Each evaluated point's forward pass and the gradient's backward pass
+    serve its loss and gradient, the curvature, the preconditioner (the
+    Kronecker factors too) and the products: as many of each as points, not
+    one more per iteration. ``[X, 1]`` in float32 is formed once a solve,
+    not once an operator."""
     monkeypatch.setattr(sklaplace._newton_cg, "SINGLE_PRECISION_WORK", 0)
     if kronecker:
         monkeypatch.setattr(sklaplace._newton_cg, "KRONECKER_WORK", 0)
         monkeypatch.setattr(sklaplace._newton_cg, "KRONECKER_ROWS_PER_INPUT", 0)
     obj, theta = make_problem("tanh", 3, (6,), n_samples=80, n_features=4, seed=3)
-    passes, evaluations, inputs = [], [], []
-    real_forward, real_loss_gradient = sklaplace._objective.forward, obj.loss_gradient
-    real_input = sklaplace._curvature._products.single_precision_input
-
-    def counted_forward(*args, **kwargs):
-        passes.append(1)
-        return real_forward(*args, **kwargs)
-
-    def counted_loss_gradient(*args, **kwargs):
-        evaluations.append(1)
-        return real_loss_gradient(*args, **kwargs)
-
-    def counted_input(*args):
-        inputs.append(1)
-        return real_input(*args)
-
-    monkeypatch.setattr(sklaplace._objective, "forward", counted_forward)
-    monkeypatch.setattr(obj, "loss_gradient", counted_loss_gradient)
-    for module in (sklaplace._newton_cg, sklaplace._curvature._products):
-        monkeypatch.setattr(module, "single_precision_input", counted_input)
+    evaluations = _count_calls(monkeypatch, obj, "loss_gradient")
+    forwards = _count_calls(monkeypatch, sklaplace._objective, "forward")
+    backwards = _count_calls(monkeypatch, sklaplace._objective, "backprop")
+    inputs = [  # the solver's and the operator's own
+        _count_calls(monkeypatch, module, "single_precision_input")
+        for module in (sklaplace._newton_cg, sklaplace._curvature._products)
+    ]
     solver = NewtonCGSolver(obj, 1e-10, 300)
     result = solver.solve(theta)
     assert result.converged and result.n_iter > 2 and solver.single_precision
     assert (solver.kronecker is not None) == kronecker
-    assert len(passes) == len(evaluations) > result.n_iter
-    assert inputs == [1]
+    assert len(forwards) == len(backwards) == len(evaluations) > result.n_iter
+    assert sum(map(len, inputs)) == 1
 
 
 def test_single_precision_newton_cg_reaches_the_double_precision_map(monkeypatch):
