@@ -367,6 +367,35 @@ def test_scaled_posteriors_share_the_transformed_jacobian_correctly():
     assert post.blocks[0]._cache is scaled.blocks[0]._cache
 
 
+def test_a_block_in_another_basis_or_with_other_outputs_keeps_its_own_cache():
+    """``with_basis`` and ``with_outputs`` give blocks that transform ``J``
+    otherwise: read from the first block's cache (which ``scaled`` copies
+    share), the old transform would meet the new eigenvalues. The same
+    posterior in a permuted output basis gives the first block's variances;
+    another output factor gives those of a block built from it."""
+    factors = _random_factors(LAYOUT)
+    block = KronPosterior.from_factors(factors, PRIOR).blocks[0]
+    J = _network_jacobian(seed=1)
+    (r, c), (n, K) = block.shape, J.shape[:2]
+    Jb = np.reshape(J[:, :, : r * c], (n, K, r, c))
+    expected = block.functional_variance(np, J, Jb)  # cached for J
+    order = np.arange(c)[::-1]
+    assert np.ptp(block.m) > 1e-3 * np.max(block.m)  # distinct: the order counts
+    permuted = block.with_basis(V=block.V[:, order], m=block.m[order])
+    np.testing.assert_allclose(
+        permuted.functional_variance(np, J, Jb), expected, rtol=1e-10
+    )
+    G = factors.outputs[0] + np.diag(np.arange(1.0, c + 1.0))
+    assert block.jitter == 0.0
+    fresh = KronBlock(block.inputs, G, block.row_prior)
+    np.testing.assert_allclose(
+        block.with_outputs(G).functional_variance(np, J, Jb),
+        fresh.functional_variance(np, J, Jb),
+        rtol=1e-10,
+    )
+    assert not np.allclose(fresh.functional_variance(np, J, Jb), expected)
+
+
 def test_factored_jacobian_gives_the_dense_jacobian_and_the_same_variances():
     obj, theta = make_problem("tanh", 3, hidden=(4, 3), weighted=True, n_samples=9)
     layout = obj.layout
