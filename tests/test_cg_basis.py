@@ -119,7 +119,7 @@ def test_a_residual_with_no_length_is_not_kept():
     """``r' z`` of 0 (CG landed on the solution) or not a number: nothing is
     kept (``z / sqrt(0)`` would put a row of NaN in the basis, and every
     later residual would turn NaN)."""
-    H, g, m = _ill_conditioned(n=6)
+    _, g, m = _ill_conditioned(n=6)
     basis = ResidualBasis(np, g, 4).restart(D(m))
     basis.add(np.zeros_like(g), 0.0)
     basis.add(np.full_like(g, np.nan), float("nan"))
