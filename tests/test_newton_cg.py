@@ -835,6 +835,18 @@ def _large_enough_for_single_precision(monkeypatch):
     monkeypatch.setattr(sklaplace._newton_cg, "SINGLE_PRECISION_WORK", 0)
 
 
+def _count_calls(monkeypatch, owner, name):
+    """Replace ``owner.name`` by a wrapper that records its calls; return them."""
+    calls, real = [], getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
 def test_newton_cg_beyond_float32s_range_looks_at_x_once(monkeypatch):
     """Features beyond float32's range: the solver finds it once, at its
     first single-precision iteration, and stays in double precision (no
@@ -844,14 +856,8 @@ def test_newton_cg_beyond_float32s_range_looks_at_x_once(monkeypatch):
     obj, theta = make_problem("tanh", 3, (6,), n_samples=80, n_features=4, seed=3)
     big = _replaced(obj, X=obj.X * 1e20)
     theta = theta * 1e-20
-    products, looks = sklaplace._curvature._products, []
-    real_input = sklaplace._newton_cg.single_precision_input
-
-    def looked(*args):
-        looks.append(1)
-        return real_input(*args)
-
-    monkeypatch.setattr(sklaplace._newton_cg, "single_precision_input", looked)
+    products = sklaplace._curvature._products
+    looks = _count_calls(monkeypatch, sklaplace._newton_cg, "single_precision_input")
     monkeypatch.setattr(
         products,
         "_single_precision_product",
@@ -863,18 +869,6 @@ def test_newton_cg_beyond_float32s_range_looks_at_x_once(monkeypatch):
     monkeypatch.setattr(sklaplace._newton_cg, "SINGLE_PRECISION_WORK", np.inf)
     double = minimize_map(big, theta, "newton-cg", 1e-10, 300)
     np.testing.assert_array_equal(result.theta, double.theta)
-
-
-def _count_calls(monkeypatch, owner, name):
-    """Replace ``owner.name`` by a wrapper that records its calls; return them."""
-    calls, real = [], getattr(owner, name)
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, counted)
-    return calls
 
 
 @pytest.mark.parametrize("kronecker", [False, True])
