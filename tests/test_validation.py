@@ -4,9 +4,8 @@ Each test pins a boundary or a conversion that the rest of the suite
 exercised only well inside the range: a hidden layer of one unit, float32
 sample weights, a feature whose root mean square is exactly at an end of
 ``FEATURE_SCALE_RANGE``, the count of unnamed features and rows in the
-messages, a row of weight 0 left out of the feature scales, copies of a
-row whose zeros differ in sign merged as one row, and NaN named as NaN
-when ``assume_finite=True`` let it through.
+messages, a row of weight 0 left out of the feature scales, and NaN
+named as NaN when ``assume_finite=True`` let it through.
 """
 
 import warnings
@@ -317,21 +316,6 @@ def test_copies_of_a_row_sum_their_float_weights_alike_in_any_order():
     ]
     assert (0.1 + 0.2) + 0.3 != (0.3 + 0.2) + 0.1  # the premise
     assert weights[0][0] == weights[1][0] == weights[2][0]
-
-
-def test_rows_that_differ_only_in_the_sign_of_a_zero_are_one_row():
-    """-0.0 == 0.0 but their bytes differ: a feature column with both (a
-    centred constant, say) must still merge the copies of a row, so that
-    the fit equals the one with weight 2 bit for bit (mutant: ``X - 0.0``,
-    which keeps -0.0, survived)."""
-    X2 = np.array([[0.0, 1.5], [-0.0, 1.5], [0.0, -2.0]])
-    y_index = np.array([0, 0, 1])
-    rows, labels, weights = merge_identical_rows(X2, y_index, np.ones(3))
-    assert dict(zip(labels.tolist(), weights.tolist())) == {0: 2.0, 1: 1.0}
-    assert not np.signbit(rows[rows == 0]).any()  # every zero kept is +0.0
-    # The label is part of the row: the same x with another label is kept.
-    _, _, apart = merge_identical_rows(X2, np.array([0, 1, 1]), np.ones(3))
-    assert apart.tolist() == [1.0, 1.0, 1.0]
 
 
 def test_a_bad_hidden_layer_size_is_refused_in_full_words():
