@@ -354,13 +354,14 @@ def _beyond(value, bound):
     """``value`` in four digits or more, as many as it takes not to read as ``bound``.
 
     (100.75 in two had read as "1e+02", 100.04 in four as "100": inside the
-    range the message names.)
+    range the message names.) Seventeen significant digits tell any two
+    doubles apart.
     """
-    for digits in range(4, 18):
+    for digits in range(4, 17):
         text = f"{value:.{digits}g}"
         if float(text) != bound:
             return text
-    return repr(float(value))
+    return f"{value:.17g}"
 
 
 def _refuse_non_finite_inputs(X):

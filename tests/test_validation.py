@@ -166,11 +166,18 @@ def test_the_weight_scale_is_judged_on_the_merged_rows():
 
 @pytest.mark.parametrize(
     "rms, shown",
-    [(100.04, "100.04"), (100.0004, "100.0004"), (0.00099996, "0.00099996")],
+    [
+        (100.04, "100.04"),
+        (100.0004, "100.0004"),
+        (0.00099996, "0.00099996"),
+        (np.nextafter(100.0, np.inf), "100.00000000000001"),
+        (np.nextafter(0.001, 0.0), "0.0009999999999999998"),
+    ],
 )
 def test_a_scale_beyond_the_range_never_reads_as_its_bound(rms, shown):
     """Four digits show 100.04 as "100" and 0.00099996 as "0.001", the
-    bounds themselves: the value gets as many digits as it takes."""
+    bounds themselves: the value gets as many digits as it takes, up to
+    the seventeen that tell the next double from the bound."""
     with pytest.warns(FeatureScaleWarning, match=rf": {shown} \(feature 0\)"):
         check_feature_scale(np.full((2, 1), rms), np.ones(2))
 
