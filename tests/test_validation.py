@@ -4,8 +4,9 @@ Each test pins a boundary or a conversion that the rest of the suite
 exercised only well inside the range: a hidden layer of one unit, float32
 sample weights, a feature whose root mean square is exactly at an end of
 ``FEATURE_SCALE_RANGE``, the count of unnamed features and rows in the
-messages, a row of weight 0 left out of the feature scales, and NaN
-named as NaN when ``assume_finite=True`` let it through.
+messages, a row of weight 0 left out of the feature scales, features
+below ~1e-154 each scaled by its own largest entry, and NaN named as NaN
+when ``assume_finite=True`` let it through.
 """
 
 import warnings
@@ -180,6 +181,21 @@ def test_a_scale_beyond_the_range_never_reads_as_its_bound(rms, shown):
     the seventeen that tell the next double from the bound."""
     with pytest.warns(FeatureScaleWarning, match=rf": {shown} \(feature 0\)"):
         check_feature_scale(np.full((2, 1), rms), np.ones(2))
+
+
+def test_features_whose_squares_underflow_are_each_scaled_by_their_own_peak():
+    """Two features below ~1e-154, 165 decades apart: each root mean square
+    comes from its own column scaled by its own largest entry. Scaled by
+    the larger column's, the smaller one's squares underflow to 0 and it
+    read as an all-zero column, unnamed (mutant: the peak over every
+    underflowed column, ``axis=None``, passed the whole suite)."""
+    tiny, subnormal = 1e-155, 1e-320  # 1e-320 is itself subnormal
+    Xs = np.c_[np.ones(4), np.full(4, tiny), np.full(4, subnormal)]
+    with pytest.warns(FeatureScaleWarning) as caught:
+        check_feature_scale(Xs, np.ones(4))
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith("2 feature(s) have a root mean square outside")
+    assert f"{tiny:.4g} (feature 1), {subnormal:.4g} (feature 2)." in message
 
 
 def test_four_odd_features_name_three_and_count_one_more():
