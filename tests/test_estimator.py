@@ -442,6 +442,10 @@ def test_warm_start_with_other_feature_names_starts_cold():
     labels = np.array(["p", "q", "r"])[y]
     with pytest.warns(UserWarning, match="fit's classes and feature names differ"):
         warm.fit(frame, labels)
+    # All three: a comma between the first two.
+    every = "fit's classes, layer sizes and feature names differ"
+    with pytest.warns(UserWarning, match=every):
+        warm.set_params(hidden_layer_sizes=(4,)).fit(renamed, y)
     # Same names, same order: warm (it resumes at the MAP: fewer iterations).
     first = LaplaceMLPClassifier(warm_start=True, **settings).fit(frame, y)
     n_cold = first.n_iter_
