@@ -230,6 +230,24 @@ def test_the_plug_in_predicts_from_the_weights_alone(iris, structure):
         clf.predict_proba(X[:2])
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_a_tie_is_predicted_as_the_first_class(iris, n_classes):
+    """Logits of exactly 0 (the output layer's weights and biases zeroed):
+    every probability is 1/K, and ``predict`` takes the first of the tied
+    classes, ``classes_[argmax(predict_proba)]`` as NumPy's argmax and
+    scikit-learn do, with one logit as with K (mutant: ``>= 0`` for the
+    binary decision, which gives the second class, survived)."""
+    X, y = iris
+    y = np.minimum(y, n_classes - 1)
+    clf = LaplaceMLPClassifier(
+        (3,), alpha=1.0, prior_precision_scale=1.0, random_state=0
+    ).fit(X, y)
+    clf.coefs_[-1][...], clf.intercepts_[-1][...] = 0.0, 0.0
+    proba = clf.predict_proba(X[:5])
+    np.testing.assert_array_equal(proba, np.full((5, n_classes), 1 / n_classes))
+    np.testing.assert_array_equal(clf.predict(X[:5]), np.zeros(5, dtype=int))
+
+
 # Mutation round (session 57).
 def test_binary_log_probabilities_have_a_column_per_class(iris):
     """With two classes ``predict_log_proba`` has two columns, the logs of
