@@ -11,6 +11,7 @@ that a fit at it reproduces everything).
 import numpy as np
 import pytest
 import scipy.optimize
+from sklearn.datasets import make_classification
 
 from sklaplace import LaplaceMLPClassifier
 from tests.conftest import count_hessian_products
@@ -284,3 +285,20 @@ def test_layer_count_and_output_link_name_what_mlpclassifier_names(n_classes):
         theirs = MLPClassifier((3, 2), max_iter=1).fit(X, y)
     assert ours.n_layers_ == theirs.n_layers_ == 4
     assert ours.out_activation_ == theirs.out_activation_
+
+
+def test_loss_is_per_unit_of_sample_weight():
+    # loss_ = L(theta_map) / sum(sample_weight); by the row count instead it
+    # is off by the mean weight (here about 2.4, far beyond the tolerance).
+    X, y = make_classification(60, 3, n_informative=2, n_redundant=0, random_state=0)
+    w = np.random.RandomState(0).uniform(0.5, 4.0, size=y.shape[0])
+    clf = LaplaceMLPClassifier(
+        (), alpha=0.5, prior_precision_scale=1.0, random_state=0
+    ).fit(X, y, sample_weight=w)
+    theta = np.r_[clf.coefs_[0].ravel(), clf.intercepts_[0]]
+    f = X @ clf.coefs_[0][:, 0] + clf.intercepts_[0][0]
+    log_lik = np.sum(w * (y * f - np.logaddexp(0.0, f)))
+    objective = -log_lik + 0.5 * np.sum(clf.prior_precision_ * theta**2)
+    np.testing.assert_allclose(clf.log_likelihood_, log_lik, rtol=1e-10)
+    np.testing.assert_allclose(clf.loss_, objective / w.sum(), rtol=1e-10)
+    assert abs(w.sum() / len(w) - 1.0) > 0.5  # the two conventions differ

@@ -8,7 +8,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_iris, load_wine, make_circles, make_moons
+from sklearn.datasets import (
+    load_iris,
+    load_wine,
+    make_circles,
+    make_classification,
+    make_moons,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
@@ -18,7 +24,7 @@ import sklaplace._laplace_fit
 import sklaplace._warnings as package_warnings
 from sklaplace import LaplaceMLPClassifier
 from sklaplace._fit_config import FitConfig
-from sklaplace._held_out import MIN_HELD_OUT_CLASS_ROWS
+from sklaplace._held_out import MIN_HELD_OUT_CLASS_ROWS, validation_rows
 from sklaplace._likelihood import Bernoulli, likelihood_for
 from sklaplace._network import ParamLayout
 from sklaplace._objective import (
@@ -899,3 +905,33 @@ def test_zero_weight_rows_handed_to_fit_network_change_no_held_out_loss(
         ghosted.prior_precision_scale_path_[key], curve, rtol=1e-4
     )
     np.testing.assert_allclose(ghosted.coefs_[0], plain.coefs_[0], rtol=1e-4)
+
+
+def test_validation_curve_is_the_held_out_rows_weighted_log_loss():
+    # At the chosen scale the path's validation loss is the log loss of the
+    # fitted model's own predict_proba on the held-out rows, weighted by
+    # their sample weights (the model is fitted on the other rows only, and
+    # no residual is added). Counting each held-out row once instead moves
+    # it by several percent.
+    X, y = make_classification(
+        80, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=1
+    )
+    w = np.random.RandomState(2).uniform(0.2, 4.0, size=y.shape[0])
+    clf = LaplaceMLPClassifier(
+        (5,),
+        alpha=1.0,
+        prior_precision_scale="validation",
+        validation_fraction=0.3,
+        residual_variance=0.0,
+        random_state=0,
+    ).fit(X, y, sample_weight=w)
+    held = validation_rows(X, y, 0.3, clf._mc_seed, w)
+    assert 10 <= held.sum() <= 40
+    path = clf.prior_precision_scale_path_
+    at = int(np.flatnonzero(path["scales"] == clf.prior_precision_scale_)[0])
+    proba = clf.predict_proba(X[held])
+    losses = -np.log(proba[np.arange(held.sum()), y[held]])
+    reference = np.sum(w[held] * losses) / np.sum(w[held])
+    np.testing.assert_allclose(path["validation_log_loss"][at], reference, rtol=1e-6)
+    unweighted = np.mean(losses)
+    assert abs(unweighted - reference) > 1e-3 * reference  # the two differ here

@@ -584,3 +584,21 @@ def test_a_zero_weight_row_between_the_two_farthest_does_not_set_the_radius():
     np.testing.assert_allclose(envelope.distance(between[None]), [dz], rtol=1e-12)
     assert d1 - d2 > 0.1  # the mistaken radius, (d1 + dz) / 2, is apart
     np.testing.assert_allclose(envelope.radius, (d1 + d2) / 2, rtol=1e-12)
+
+
+def test_the_fitted_envelope_is_the_weighted_mean_and_spread():
+    # data_envelope_'s mean and scale are the sample-weighted mean and
+    # standard deviation of the training rows (an integer weight counts as
+    # repeated rows); unweighted they are off by tenths here. (Comparing a
+    # weighted fit with a repeated one cannot see this: fit merges repeated
+    # rows into one weighted row before anything else.)
+    X, y = make_classification(60, 3, n_informative=2, n_redundant=0, random_state=0)
+    w = np.random.RandomState(0).uniform(0.0, 5.0, size=y.shape[0]) ** 2
+    clf = LaplaceMLPClassifier(
+        (4,), alpha=1.0, prior_precision_scale=1.0, random_state=0
+    ).fit(X, y, sample_weight=w)
+    mean = np.average(X, axis=0, weights=w)
+    scale = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=w))
+    np.testing.assert_allclose(clf.data_envelope_.mean, mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(clf.data_envelope_.scale, scale, rtol=1e-10)
+    assert np.max(np.abs(X.mean(axis=0) - mean) / scale) > 0.05  # weights matter
