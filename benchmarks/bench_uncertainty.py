@@ -67,8 +67,9 @@ def models(dataset):
     """The estimators compared, as name -> factory."""
     mlp = dict(hidden_layer_sizes=HIDDEN, activation="tanh", random_state=0)
     out = {
-        "sklaplace default (cv scale)": lambda: LaplaceMLPClassifier(
-            HIDDEN, random_state=0
+        "sklaplace default": lambda: LaplaceMLPClassifier(HIDDEN, random_state=0),
+        "sklaplace scale=cv (the default before session 77)": lambda: (
+            LaplaceMLPClassifier(HIDDEN, random_state=0, prior_precision_scale="cv")
         ),
         "sklaplace default, no residual": lambda: LaplaceMLPClassifier(
             HIDDEN, random_state=0, residual_variance=0.0

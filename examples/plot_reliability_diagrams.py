@@ -166,9 +166,10 @@ fig.tight_layout()
 # On this data set, at ``alpha=1``, the MAP network is already well
 # calibrated, and temperature scaling changes little. The Laplace predictive
 # moderates every prediction towards 1/2 (the probit never increases a
-# confidence). Its posterior's prior precision is chosen on held-out folds
-# (``prior_precision_scale="cv"``), and among the scales those folds cannot
-# tell apart it takes the most cautious one: here that leaves it slightly
+# confidence). Its posterior's prior precision is chosen on rows left out
+# (``prior_precision_scale="auto"``: approximate leave-one-out with this full
+# posterior), and among the scales those rows cannot tell apart it takes the
+# most cautious one: here that leaves it slightly
 # *underconfident*, its mean confidence below its accuracy, for about the
 # log loss and ECE of its own MAP. Its accuracy is
 # the MAP's, since for two classes the probit never moves a probability

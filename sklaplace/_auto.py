@@ -4,8 +4,9 @@
 parameters by what this fit uses, from the cost predicates of
 :mod:`sklaplace._memory`: where :func:`~sklaplace._memory.refits_are_cheap`
 (one gradient within ``AUTO_GRADIENT_WORK``) the MAP is tight (Newton-CG to
-1e-6: :func:`resolve_solver`, :func:`resolve_tol`) and alpha and the prior
-scale are tuned by refits (:func:`resolve_tuning`), else L-BFGS stops at
+1e-6: :func:`resolve_solver`, :func:`resolve_tol`), alpha is tuned by
+refits and the prior scale on rows left out, one at a time with a full
+posterior, on folds with another (:func:`resolve_tuning`), else L-BFGS stops at
 ``MLPClassifier``'s tolerance on 90% of the rows and alpha (two to four
 fits) and the prior scale (no refit) are chosen on the other 10%, so that
 each fit costs about what ``MLPClassifier``'s does; the posterior is full
@@ -36,14 +37,17 @@ __all__ = [
 ]
 
 
-def resolve_tuning(params, refits):
+def resolve_tuning(params, refits, full=False):
     """Resolve ``alpha="auto"`` and ``prior_precision_scale="auto"`` in place.
 
     Where refits are cheap (:func:`~sklaplace._memory.refits_are_cheap`)
     both are tuned on the data: ``alpha`` by the evidence (MacKay's refits)
-    and the prior scale on held-out folds (``"cv"``). Beyond, where every
-    refit is costly, both are chosen on held-out validation rows
-    (``"validation"``: two to four fits for alpha, none for the scale).
+    and the prior scale on every row left out in turn (``"loo"``, no refit)
+    where the posterior is full, else on held-out folds (``"cv"``): taken
+    out of a Kronecker-factored or diagonal precision, one row's curvature
+    misjudges it. Beyond, where every refit is costly, both are chosen on
+    held-out validation rows (``"validation"``: two to four fits for
+    alpha, none for the scale).
 
     Parameters
     ----------
@@ -52,6 +56,8 @@ def resolve_tuning(params, refits):
         are replaced where they are ``"auto"``.
     refits : bool
         :func:`~sklaplace._memory.refits_are_cheap` for this fit.
+    full : bool, default=False
+        Whether the posterior is full (``hessian_structure`` resolved).
 
     Returns
     -------
@@ -60,7 +66,8 @@ def resolve_tuning(params, refits):
     if isinstance(params.alpha, str) and params.alpha == "auto":
         params.alpha = "evidence" if refits else "validation"
     if params.prior_precision_scale == "auto":
-        params.prior_precision_scale = "cv" if refits else "validation"
+        held_out = "loo" if full else "cv"
+        params.prior_precision_scale = held_out if refits else "validation"
     return params
 
 
@@ -135,8 +142,10 @@ def resolved_params(estimator, layout, n_samples):
     n_params, n_outputs = layout.n_params, layout.n_outputs
 
     refits = refits_are_cheap(n_params, n_samples)
-    params = resolve_tuning(params, refits)
-    scale = counted_scale(params)
+    # The structure's costs count the posteriors the tuning holds, as many
+    # for "cv" as for "loo", which the structure then picks between.
+    provisional = resolve_tuning(SimpleNamespace(**vars(params)), refits)
+    scale, alpha = counted_scale(provisional), provisional.alpha
     params.solver = resolve_solver(params.solver, refits)
     params.tol = resolve_tol(params.tol, refits)
     if layout.n_layers == 1:
@@ -148,8 +157,10 @@ def resolved_params(estimator, layout, n_samples):
     params.hessian_structure = resolve_structure(
         params.hessian_structure,
         full_is_cheap(n_last if last_only else n_params, n_samples, n_outputs, scale),
-        kron_is_cheap(layout.layer_sizes, last_only, scale, params.alpha),
+        kron_is_cheap(layout.layer_sizes, last_only, scale, alpha),
     )
+    params = resolve_tuning(params, refits, params.hessian_structure == "full")
+    scale = counted_scale(params)
     check_memory(
         8 * n_params,
         f"One vector of the {n_params} parameters",

@@ -138,9 +138,10 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
         by the least log loss on ``validation_fraction`` of the rows, held
         out: the network is fitted on the others only (like
         ``MLPClassifier(early_stopping=True)``); ``"evidence"`` by the Laplace
-        evidence. ``"auto"`` is ``"cv"`` where refits are cheap (see ``alpha``)
-        and ``"validation"`` beyond; with ``link_approx="map"`` (at fit), which
-        ignores ``c``, every held-out choice is ``"evidence"``. Large ``c``
+        evidence. ``"auto"`` is ``"loo"`` where refits are cheap (see
+        ``alpha``) and the posterior full, ``"cv"`` where refits are cheap and
+        it is not, and ``"validation"`` beyond; with ``link_approx="map"`` (at
+        fit), which ignores ``c``, every held-out choice is ``"evidence"``. Large ``c``
         approaches the plug-in MAP; small ``c`` moderates more. Details:
         :ref:`prior-scale`.
     validation_fraction : float, default=0.1
@@ -319,7 +320,7 @@ class LaplaceMLPClassifier(ClassifierMixin, FittedLaplaceMixin, BaseEstimator):
     >>> clf.predict_proba(X[:2]).round(2)
     array([[1., 0.],
            [1., 0.]])
-    >>> float(clf[-1].prior_precision_scale_) > 0  # chosen on held-out folds
+    >>> float(clf[-1].prior_precision_scale_) > 0  # chosen on rows left out
     True
     """
 

@@ -1,4 +1,10 @@
-"""Held-out losses arbitrate between the basins MacKay's runs reach (_basins)."""
+"""Held-out losses arbitrate between the basins MacKay's runs reach (_basins).
+
+The cases measured with folds name ``prior_precision_scale="cv"``: the
+default's choice until session 77, now ``"loo"`` with a full posterior, whose
+screen and confirmation
+``test_leave_one_out_screens_the_basins_and_folds_confirm`` follows.
+"""
 
 import warnings
 from functools import partial
@@ -168,7 +174,9 @@ def test_held_out_losses_overrule_an_evidence_that_left_the_fixed_point(
 
     monkeypatch.setattr(sklaplace._fitting, "fit_laplace", fit_laplace)
     record = _spy_on_arbitration(monkeypatch, forced={1: bool(second)})
-    clf = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
+    clf = LaplaceMLPClassifier((16,), prior_precision_scale="cv", random_state=0).fit(
+        X, y
+    )
     np.testing.assert_array_equal(clf.alpha_history_, by_evidence.alpha_history_)
     assert clf.alpha_ == clf.alpha_history_[-1][0]
     # The fixed points of the runs from 1 and from 0.1 challenge the kept
@@ -184,7 +192,9 @@ def test_held_out_losses_overrule_an_evidence_that_left_the_fixed_point(
     assert fold_tols == [FOLD_TOL] * 10 + [clf.tol_] * 10 + [FOLD_TOL] * 5 * second
     # Had the held-out losses not decided, the first refit would have stayed.
     monkeypatch.setattr(sklaplace._basins, "basin_beats", lambda *args: False)
-    stood = LaplaceMLPClassifier((16,), random_state=0).fit(X, y)
+    stood = LaplaceMLPClassifier((16,), prior_precision_scale="cv", random_state=0).fit(
+        X, y
+    )
     assert stood.alpha_ == 1.0
     fresh = log_loss(y_new, clf.predict_proba(X_new))
     assert fresh < log_loss(y_new, stood.predict_proba(X_new)) - 0.02
@@ -219,7 +229,9 @@ def test_a_rejected_fixed_point_rebuilt_for_the_arbitration_does_not_warn(
     record = _spy_on_arbitration(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        clf = LaplaceMLPClassifier((8,), alpha="evidence_per_layer", random_state=0)
+        clf = LaplaceMLPClassifier(
+            (8,), alpha="evidence_per_layer", prior_precision_scale="cv", random_state=0
+        )
         clf.fit(X, y)
     # The run from 0.1 reaches the run from 1's fixed point: weighed once,
     # and not by folds (leave-one-out does not favour it).
@@ -274,7 +286,7 @@ def test_held_out_losses_are_asked_where_the_run_from_100_is_kept(monkeypatch):
     X, y = rng.randn(200, 10), (rng.rand(200) < 0.3).astype(int)
     monkeypatch.setattr(sklaplace._fitting, "EVIDENCE_STARTS", (1.0, 100.0))
     record = _spy_on_arbitration(monkeypatch)
-    clf = LaplaceMLPClassifier((8,), random_state=0)
+    clf = LaplaceMLPClassifier((8,), prior_precision_scale="cv", random_state=0)
     with pytest.warns(BaseRateWarning, match="ignores its input"):
         clf.fit(X, y)
     # The fixed points of the runs from 1 and 0.1 challenge it, not the run
@@ -299,7 +311,7 @@ def test_the_fixed_point_from_a_tenth_overrules_an_underfitted_one(monkeypatch):
     scaler = StandardScaler().fit(X[train])
     X, y, X_new = scaler.transform(X[train]), y[train], scaler.transform(X_new)
     record = _spy_on_arbitration(monkeypatch)
-    clf = LaplaceMLPClassifier(random_state=0).fit(X, y)
+    clf = LaplaceMLPClassifier(prior_precision_scale="cv", random_state=0).fit(X, y)
     # The run from 1's most regularised refit within EVIDENCE_MARGIN of its
     # kept one (strongest_indistinct_refit) is weighed last, and loses:
     # leave-one-out does not favour it over the winner.
@@ -309,7 +321,9 @@ def test_the_fixed_point_from_a_tenth_overrules_an_underfitted_one(monkeypatch):
     assert clf.alpha_ == clf.alpha_history_[-1][0] < 0.1
     # Had the held-out losses not decided, the fixed point from 1 would stand.
     monkeypatch.setattr(sklaplace._basins, "basin_beats", lambda *args: False)
-    from_one = LaplaceMLPClassifier(random_state=0).fit(X, y)
+    from_one = LaplaceMLPClassifier(prior_precision_scale="cv", random_state=0).fit(
+        X, y
+    )
     assert from_one.alpha_history_[0][0] == 1.0 and from_one.alpha_ > 0.15
     fresh = log_loss(y_new, clf.predict_proba(X_new))
     assert fresh < log_loss(y_new, from_one.predict_proba(X_new)) - 0.05
@@ -634,7 +648,7 @@ def test_a_warm_refit_resumes_its_own_run_without_the_held_out_run(monkeypatch):
         StratifiedShuffleSplit(1, test_size=0.3, random_state=4).split(X, y)
     )
     X, y = StandardScaler().fit_transform(X[train]), y[train]
-    clf = LaplaceMLPClassifier(random_state=0).fit(X, y)
+    clf = LaplaceMLPClassifier(prior_precision_scale="cv", random_state=0).fit(X, y)
     assert clf.alpha_history_[0][0] == 0.1  # switched (the moons test above)
     starts, tune_alpha = [], sklaplace._fitting.tune_alpha
 
@@ -689,7 +703,9 @@ def test_leave_one_out_screens_the_basins_and_folds_confirm(monkeypatch):
         *("confirm", "cv", "confirm", "cv"),
         *("screen", "loo", "loo"),
     ]
-    by_folds = LaplaceMLPClassifier((16,), random_state=1).fit(X, y)
+    by_folds = LaplaceMLPClassifier(
+        (16,), prior_precision_scale="cv", random_state=1
+    ).fit(X, y)
     assert clf.alpha_ == by_folds.alpha_  # the basin "cv" keeps
     assert "loo_log_loss" in clf.prior_precision_scale_path_
 
@@ -789,7 +805,9 @@ def test_a_flat_evidence_leaves_the_prior_to_held_out_losses(monkeypatch):
         return real(tuning, evidences, converged)
 
     monkeypatch.setattr(sklaplace._fitting, "strongest_indistinct_refit", spy)
-    clf = LaplaceMLPClassifier(random_state=0).fit(X_train, y[train])
+    clf = LaplaceMLPClassifier(prior_precision_scale="cv", random_state=0).fit(
+        X_train, y[train]
+    )
     tried = [float(a[0]) for a in clf.alpha_history_]
     assert tried[0] == 1.0 and tried[-1] < 0.45  # the run, to where it stopped
     assert clf.alpha_ == tried[1] and clf.alpha_ > 0.5
@@ -804,7 +822,9 @@ def test_a_flat_evidence_leaves_the_prior_to_held_out_losses(monkeypatch):
     monkeypatch.setattr(
         sklaplace._fitting, "strongest_indistinct_refit", lambda *args: None
     )
-    fixed_point = LaplaceMLPClassifier(random_state=0).fit(X_train, y[train])
+    fixed_point = LaplaceMLPClassifier(prior_precision_scale="cv", random_state=0).fit(
+        X_train, y[train]
+    )
     assert fixed_point.alpha_ == tried[-1]
     assert log_loss(y[test], clf.predict_proba(X_test)) < (
         log_loss(y[test], fixed_point.predict_proba(X_test)) - 0.005

@@ -892,7 +892,7 @@ def test_loose_folds_do_not_follow_negative_curvature_tight_ones_do(monkeypatch)
 
     monkeypatch.setattr(laplace_fit_module, "minimize_map", spy)
     X, y = make_moons(200, noise=0.3, random_state=0)
-    LaplaceMLPClassifier((8,), random_state=0).fit(X, y)
+    LaplaceMLPClassifier((8,), prior_precision_scale="cv", random_state=0).fit(X, y)
     full = {follow for n, _, follow in calls if n == len(y)}
     folds = [(tol, follow) for n, tol, follow in calls if n < len(y)]
     assert full == {True}

@@ -867,7 +867,11 @@ def test_auto_solver_and_tolerance_follow_whether_refits_are_cheap():
         "newton-cg",
         auto_module.resolve_tol("auto", True),
     )
-    assert (cheap.alpha, cheap.prior_precision_scale) == ("evidence", "cv")
+    assert cheap.hessian_structure == "full"
+    assert (cheap.alpha, cheap.prior_precision_scale) == ("evidence", "loo")
+    # Folds where leave-one-out would misjudge a row (an approximate precision).
+    kron = LaplaceMLPClassifier((4,), hessian_structure="kron")
+    assert auto_module.resolved_params(kron, layout, few).prior_precision_scale == "cv"
     assert (dear.solver, dear.tol) == ("lbfgs", mlp_tol)
     assert (dear.alpha, dear.prior_precision_scale) == ("validation", "validation")
 

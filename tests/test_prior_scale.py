@@ -626,12 +626,18 @@ def test_paired_standard_errors_count_weights_as_repetitions():
     np.testing.assert_allclose(weighted[1][0], d.std() / np.sqrt(len(d)), rtol=1e-12)
 
 
-def test_the_monte_carlo_predictive_chooses_its_scale_on_held_out_folds():
+@pytest.mark.parametrize("setting, method", [("auto", "loo"), ("cv", "cv")])
+def test_the_monte_carlo_predictive_chooses_its_scale_on_held_out_rows(setting, method):
     # Only the plug-in ("map") cannot be scored on held-out rows.
     clf = LaplaceMLPClassifier(
-        (3,), alpha=1.0, link_approx="mc", n_mc_samples=20, random_state=0
+        (3,),
+        alpha=1.0,
+        link_approx="mc",
+        n_mc_samples=20,
+        prior_precision_scale=setting,
+        random_state=0,
     ).fit(X3, Y3)
-    assert "cv_log_loss" in clf.prior_precision_scale_path_
+    assert f"{method}_log_loss" in clf.prior_precision_scale_path_
     assert "log_marginal_likelihood" not in clf.prior_precision_scale_path_
 
 
@@ -647,7 +653,7 @@ def test_folds_follow_row_content_only():
     assert not np.array_equal(content_folds(X, y, 3, seed=6), folds)
 
 
-@pytest.mark.parametrize("setting", ["auto", "validation", "loo"])
+@pytest.mark.parametrize("setting", ["auto", "cv", "validation", "loo"])
 def test_choice_is_invariant_to_row_order_and_weights_as_repetitions(setting):
     # "loo" leaves out one unit of a row of weight 2 and counts its loss twice.
     X, y = X3[:60], Y3[:60]
@@ -660,7 +666,7 @@ def test_choice_is_invariant_to_row_order_and_weights_as_repetitions(setting):
         prior_precision_scale=setting,
         validation_fraction=0.3,
     )
-    key = f"{'cv' if setting == 'auto' else setting}_log_loss"
+    key = f"{'loo' if setting == 'auto' else setting}_log_loss"
     weighted = LaplaceMLPClassifier(**base).fit(X, y, sample_weight=weights)
     repeated = LaplaceMLPClassifier(**base).fit(
         np.repeat(X, weights, 0), np.repeat(y, weights)
@@ -690,12 +696,16 @@ def test_auto_tunes_small_networks_by_evidence_and_large_ones_on_validation_rows
 
     from sklaplace._auto import resolve_tuning
 
-    for small, expected in [
-        (True, ("evidence", "cv")),
-        (False, ("validation", "validation")),
+    # Leave-one-out with a full posterior only: out of an approximate
+    # precision it misjudges a row.
+    for small, full, expected in [
+        (True, True, ("evidence", "loo")),
+        (True, False, ("evidence", "cv")),
+        (False, True, ("validation", "validation")),
+        (False, False, ("validation", "validation")),
     ]:
         params = resolve_tuning(
-            SimpleNamespace(alpha=alpha, prior_precision_scale=scale), small
+            SimpleNamespace(alpha=alpha, prior_precision_scale=scale), small, full
         )
         assert params.alpha == (expected[0] if alpha == "auto" else alpha)
         assert params.prior_precision_scale == (
@@ -703,14 +713,28 @@ def test_auto_tunes_small_networks_by_evidence_and_large_ones_on_validation_rows
         )
 
 
-def test_default_estimator_tunes_alpha_and_the_scale_on_held_out_folds():
-    clf = LaplaceMLPClassifier((3,), random_state=0).fit(X3, Y3)
-    assert len(clf.alpha_history_) > 1 and clf.alpha_ != 1.0  # MacKay's refits
+@pytest.mark.parametrize(
+    "structure, method",
+    [("auto", "loo"), ("full", "loo"), ("kron", "cv"), ("diag", "cv")],
+)
+def test_default_scale_is_left_out_rows_with_a_full_posterior_folds_otherwise(
+    structure, method
+):
+    # The structure "auto" resolves to decides the held-out method; the
+    # cheap-refit rule holds on 90 rows of a (3,) network.
+    clf = LaplaceMLPClassifier((3,), hessian_structure=structure, random_state=0)
+    clf.fit(X3, Y3)
+    assert clf.hessian_structure_ == ("full" if structure == "auto" else structure)
     assert set(clf.prior_precision_scale_path_) == {
         "scales",
-        "cv_log_loss",
-        "cv_standard_error",
+        f"{method}_log_loss",
+        f"{method}_standard_error",
     }
+
+
+def test_default_estimator_tunes_alpha_by_the_evidence():
+    clf = LaplaceMLPClassifier((3,), random_state=0).fit(X3, Y3)
+    assert len(clf.alpha_history_) > 1 and clf.alpha_ != 1.0  # MacKay's refits
 
 
 def _fail_to_factorise_every_scale_but_one(monkeypatch):
