@@ -34,6 +34,7 @@ from sklaplace._curvature._blocks import (
     _square_rows_product,
     _symmetric_pairs,
 )
+from sklaplace._network import with_ones
 from sklaplace._testing import dense_ggn, numerical_derivative
 from tests.conftest import make_problem
 
@@ -178,3 +179,27 @@ def test_symmetric_pairs_take_each_unordered_pair_once(P):
     for p in range(P):
         for k in range(P):
             assert upper[full[p * P + k]] == min(p, k) * P + max(p, k)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_kfac_weights_of_one_beside_others_are_still_weights(n_classes):
+    # kron_factors skips scaling a chunk's inputs when every weight is 1;
+    # a chunk where only some rows weigh exactly 1 must still be weighted:
+    # a row of weight 3 is that row counted three times.
+    obj, theta = make_problem("tanh", n_classes, (4,), n_samples=8)
+    weight = np.where(np.arange(obj.n_samples) % 2 == 0, 1.0, 3.0)
+    repeats = weight.astype(int)
+    counted = copy.copy(obj)
+    counted.X = np.repeat(obj.X, repeats, axis=0)
+    counted.Y = np.repeat(obj.Y, repeats, axis=0)
+    counted.sample_weight = np.ones(int(repeats.sum()))
+    obj.sample_weight = weight
+    factors, expected = kron_factors(obj, theta), kron_factors(counted, theta)
+    for part, part_expected in zip(factors, expected, strict=True):
+        for factor, factor_expected in zip(part, part_expected, strict=True):
+            np.testing.assert_allclose(factor, factor_expected, rtol=1e-12, atol=1e-13)
+    # And against the formula: A_i = sum_n s_n ahat_n ahat_n' / sum_n s_n.
+    for A, a in zip(factors.inputs, obj.forward(theta).acts, strict=True):
+        ahat = with_ones(np, a)
+        reference = (ahat * weight[:, None]).T @ ahat / weight.sum()
+        np.testing.assert_allclose(A, reference, rtol=1e-12, atol=1e-13)

@@ -1494,3 +1494,80 @@ def test_an_iteration_reuses_its_forward_pass_and_residual_backprop(monkeypatch)
     assert solver.n_products > 0
     assert not solver._model_is_off()  # double precision: the model agrees
     assert passes == {"forward": 0, "residual_backprop": 1, "fisher backprop": 0}
+
+
+def test_single_precision_products_of_directions_whose_peak_is_negative():
+    """The direction is scaled by its largest *magnitude*: one whose entries
+    are all at most 0 (``-e_i``, or CG's first direction ``-M^{-1} g`` where
+    ``g >= 0``), or whose largest entry is a tiny positive one beside large
+    negative ones, is multiplied like any other, to float32's round-off (not
+    0, not a NaN, and without falling back to double precision)."""
+    obj, theta = make_problem("tanh", 3, (5,), n_samples=30)
+    single = hessp_operator(obj, theta, single_precision=True)
+    exact = hessp_operator(obj, theta)
+    n = obj.layout.n_params
+    v = np.random.RandomState(3).uniform(-1.0, 1.0, n)
+    tiny_peak = -np.abs(v)
+    tiny_peak[4] = 1e-30
+    for direction in (-np.eye(n)[7], -np.abs(v), tiny_peak):
+        reference = exact(direction)
+        assert np.linalg.norm(reference) > 0
+        error = np.linalg.norm(single(direction) - reference)
+        assert 0 < error <= 1e-5 * np.linalg.norm(reference)
+
+
+def test_a_floored_preconditioners_spread_is_that_of_the_floored_diagonal():
+    """An all-zero feature under a flat prior has no curvature: the diagonal
+    is floored at 1e-10 of its largest entry *before* its spread is read, so
+    the spread is 1e10 (finite; double-precision products), with no division
+    by zero (NumPy's RuntimeWarning, once per Newton-CG iteration)."""
+    obj, theta = make_problem("tanh", 3, (4,), weighted=True)
+    X = obj.X.copy()
+    X[:, 0] = 0.0
+    coefs, intercepts = obj.layout.split(np, np.zeros_like(theta))
+    coefs[0][0] = 1.0  # the weights out of feature 0
+    silent = obj.layout.pack(np, coefs, intercepts).astype(bool)
+    prior = obj.prior_precision.copy()
+    prior[silent] = 0.0
+    obj = NegLogPosterior(
+        np,
+        obj.layout,
+        obj.activation,
+        obj.likelihood,
+        X=X,
+        Y=obj.Y,
+        sample_weight=obj.sample_weight,
+        prior_precision=prior,
+        fixed=obj.fixed,
+    )
+    solver = NewtonCGSolver(obj, tol=1e-8, max_iter=10)
+    solver.setup(theta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        solver.update_curvature()
+    np.testing.assert_allclose(solver.preconditioner.spread, 1e10, rtol=1e-9)
+
+
+def test_steihaug_cg_stops_at_the_first_step_meeting_the_forcing_term():
+    # The forcing term is ||H s + g||_2 <= rtol ||g||_2 (Nocedal & Wright
+    # eq. 7.3): CG stops at the first iterate that meets it, not later (a
+    # max-norm on the right, up to sqrt(n) smaller, over-solves every solve).
+    rng = np.random.RandomState(0)
+    n = 40
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    H = Q @ np.diag(np.geomspace(1.0, 1e2, n)) @ Q.T
+    g = rng.normal(size=n)
+    m = rng.uniform(0.5, 2.0, n)
+    rtol, target = 0.1, 0.1 * np.linalg.norm(g)
+    assert np.max(np.abs(g)) < 0.5 * np.linalg.norm(g)  # the norms differ here
+
+    def solve(max_iter):
+        return steihaug_cg(np, lambda v: H @ v, g, D(m), 1e6, rtol, max_iter)
+
+    step, _, status, k = solve(n)
+    assert status == "converged" and k > 2
+    assert np.linalg.norm(H @ step + g) <= target
+    # One step fewer has not met it yet: CG did not go on past it.
+    earlier, _, status, _ = solve(k - 1)
+    assert status == "max_iter"
+    assert np.linalg.norm(H @ earlier + g) > target
