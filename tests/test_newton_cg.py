@@ -575,7 +575,9 @@ def test_preconditioner_is_the_fisher_diagonal_plus_unit_floor_and_prior():
 def test_preconditioner_is_floored_where_nothing_gives_curvature():
     """An all-zero feature under a flat prior: its weights' curvature is 1e-10
     of the largest entry (not 0, which would make ``M`` singular), and ``m``
-    that to the preconditioner's power."""
+    that to the preconditioner's power. The spread is the floored diagonal's,
+    1e10, read with no division by zero (NumPy's RuntimeWarning at every
+    Newton-CG iteration, where the spread was read before the floor)."""
     from sklaplace._newton_cg import NewtonCGSolver
     from sklaplace._preconditioners import PRECONDITIONER_POWER
 
@@ -591,7 +593,10 @@ def test_preconditioner_is_floored_where_nothing_gives_curvature():
     obj = _replaced(obj, X=X, prior_precision=prior)
     solver = NewtonCGSolver(obj, tol=1e-8, max_iter=10)
     solver.setup(theta)
-    solver.update_curvature()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        solver.update_curvature()
+    np.testing.assert_allclose(solver.preconditioner.spread, 1e10, rtol=1e-9)
     m = solver.preconditioner.m
     floor = 1e-10**PRECONDITIONER_POWER * np.max(m)
     np.testing.assert_allclose(m[silent], floor, rtol=1e-9)
@@ -1514,38 +1519,6 @@ def test_single_precision_products_of_directions_whose_peak_is_negative():
         assert np.linalg.norm(reference) > 0
         error = np.linalg.norm(single(direction) - reference)
         assert 0 < error <= 1e-5 * np.linalg.norm(reference)
-
-
-def test_a_floored_preconditioners_spread_is_that_of_the_floored_diagonal():
-    """An all-zero feature under a flat prior has no curvature: the diagonal
-    is floored at 1e-10 of its largest entry *before* its spread is read, so
-    the spread is 1e10 (finite; double-precision products), with no division
-    by zero (NumPy's RuntimeWarning, once per Newton-CG iteration)."""
-    obj, theta = make_problem("tanh", 3, (4,), weighted=True)
-    X = obj.X.copy()
-    X[:, 0] = 0.0
-    coefs, intercepts = obj.layout.split(np, np.zeros_like(theta))
-    coefs[0][0] = 1.0  # the weights out of feature 0
-    silent = obj.layout.pack(np, coefs, intercepts).astype(bool)
-    prior = obj.prior_precision.copy()
-    prior[silent] = 0.0
-    obj = NegLogPosterior(
-        np,
-        obj.layout,
-        obj.activation,
-        obj.likelihood,
-        X=X,
-        Y=obj.Y,
-        sample_weight=obj.sample_weight,
-        prior_precision=prior,
-        fixed=obj.fixed,
-    )
-    solver = NewtonCGSolver(obj, tol=1e-8, max_iter=10)
-    solver.setup(theta)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        solver.update_curvature()
-    np.testing.assert_allclose(solver.preconditioner.spread, 1e10, rtol=1e-9)
 
 
 def test_steihaug_cg_stops_at_the_first_step_meeting_the_forcing_term():
